@@ -1,0 +1,38 @@
+import type { GpuInfo, PowerSample } from '../model/power-sample.js';
+
+/** How good a source's data is; shown by `doctor`, /readyz and every report. */
+export interface PowerSourceQuality {
+  /** nvml | nvidia-smi | replay | simulated */
+  readonly kind: string;
+  /** Cumulative energy counter available (exact energy) or power integration only. */
+  readonly energyCounter: boolean;
+  /** Power readings are ~1 s averages, not instantaneous. */
+  readonly powerAveraged: boolean;
+  readonly simulated: boolean;
+  /** Sampling period the source is configured for, in ms. */
+  readonly samplePeriodMs: number;
+  /** Free-form notes (e.g. "MIG enabled on GPU 0: power is per physical GPU"). */
+  readonly notes: readonly string[];
+}
+
+/** A problem a source met while sampling; routed to one handler, never thrown at the agent. */
+export interface PowerSourceError {
+  readonly gpuUuid?: string;
+  /** Short machine-readable reason, used as a metric label: timeout, gpu_lost, parse, exited, ... */
+  readonly reason: string;
+  readonly message: string;
+}
+
+/**
+ * The seam between hardware and the agent (Kepler's PowerMeter). A source reads GPU power and
+ * energy and pushes samples; it never blocks the caller and never throws out of its loop.
+ */
+export interface PowerSource {
+  /** Discover GPUs and prepare. Throws (with a clear message) only when the source cannot work at all. */
+  init(): Promise<readonly GpuInfo[]>;
+  /** Start emitting samples to `onSamples` (a batch per tick) and problems to `onError`. */
+  start(onSamples: (samples: readonly PowerSample[]) => void, onError: (error: PowerSourceError) => void): void;
+  /** Stop sampling and release resources. Idempotent. */
+  shutdown(): Promise<void>;
+  quality(): PowerSourceQuality;
+}

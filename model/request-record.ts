@@ -1,0 +1,278 @@
+import { z } from 'zod';
+import type { EpochMs } from './units.js';
+
+/** Status of one request as the serving stack saw it. */
+export type RequestStatus = 'ok' | 'error' | 'cancelled';
+
+/**
+ * A request record after validation: camelCase, times as epoch milliseconds, defaults applied.
+ * `gpus` holds references as given (indices or UUIDs) until the agent resolves them to UUIDs
+ * with {@link resolveRecordGpus}.
+ */
+export interface RequestRecord {
+  readonly requestId: string;
+  readonly taskId: string | null;
+  readonly attempt: number | null;
+  readonly model: string;
+  /** Tier as given; null means "look it up in the config map, else 'default'". */
+  readonly tier: string | null;
+  readonly gpus: readonly string[] | null;
+  readonly startMs: EpochMs;
+  readonly firstTokenMs: EpochMs | null;
+  readonly endMs: EpochMs;
+  readonly promptTokens: number;
+  readonly cachedTokens: number;
+  readonly completionTokens: number;
+  readonly reasoningTokens: number;
+  readonly batchSize: number | null;
+  readonly status: RequestStatus;
+  readonly labels: Readonly<Record<string, string>>;
+  /** True when token counts were estimated (e.g. a proxied stream without usage). */
+  readonly tokensEstimated: boolean;
+  /** 'interval' for records synthesised from engine counters (no per-request data). */
+  readonly granularity: 'request' | 'interval';
+  /** Where the record came from: http, proxy, engine-metrics, otlp, file, simulated. */
+  readonly source: string;
+}
+
+/** A record whose tier and GPUs are settled: what attribution consumes. */
+export interface ResolvedRequest extends RequestRecord {
+  readonly tier: string;
+  /** Physical GPU UUIDs (MIG instances resolved to their parent). */
+  readonly gpus: readonly string[];
+}
+
+/** One reason one record was refused. `index` is its position in the batch (0-based). */
+export interface RecordError {
+  readonly index: number;
+  readonly requestId?: string;
+  /** Wire name of the field at fault, or "(record)" for the record as a whole. */
+  readonly field: string;
+  readonly reason: string;
+}
+
+const MAX_TOKENS = 100_000_000; // far above any context window: larger is a unit mistake
+const MAX_ID_LENGTH = 256;
+const MAX_LABELS = 32;
+const MAX_LABEL_VALUE = 256;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]{0,63}$/;
+// Epoch ms between 2000-01-01 and 2200-01-01: anything else is seconds or nanoseconds by mistake.
+const MIN_EPOCH_MS = 946_684_800_000;
+const MAX_EPOCH_MS = 7_258_118_400_000;
+const RFC3339 =
+  /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** Parse an RFC 3339 string or epoch milliseconds. Returns an error reason or the time. */
+export function parseTimestamp(value: unknown): { ok: true; ms: EpochMs } | { ok: false; reason: string } {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) return { ok: false, reason: 'must be a finite number' };
+    if (value < MIN_EPOCH_MS || value > MAX_EPOCH_MS) {
+      return { ok: false, reason: `epoch milliseconds out of range (got ${value}; seconds or nanoseconds?)` };
+    }
+    return { ok: true, ms: value as EpochMs };
+  }
+  if (typeof value === 'string') {
+    if (!RFC3339.test(value)) return { ok: false, reason: `not an RFC 3339 timestamp: ${JSON.stringify(value.slice(0, 40))}` };
+    const ms = Date.parse(value.replace(' ', 'T'));
+    if (!Number.isFinite(ms)) return { ok: false, reason: `not a valid date: ${JSON.stringify(value.slice(0, 40))}` };
+    return { ok: true, ms: ms as EpochMs };
+  }
+  return { ok: false, reason: 'must be an RFC 3339 string or epoch milliseconds' };
+}
+
+const timestamp = z.unknown().transform((value, ctx) => {
+  const parsed = parseTimestamp(value);
+  if (!parsed.ok) {
+    ctx.addIssue({ code: 'custom', message: parsed.reason });
+    return z.NEVER;
+  }
+  return parsed.ms;
+});
+const tokenCount = z.number().int('must be an integer').min(0, 'must be >= 0').max(MAX_TOKENS, `must be <= ${MAX_TOKENS}`);
+const gpuRef = z.union([z.number().int().min(0).max(1023), z.string().min(1).max(128)]);
+
+/** The wire schema of DESIGN.md (snake_case). Unknown keys are refused so a typo is not lost silently. */
+export const requestRecordWireSchema = z
+  .strictObject({
+    request_id: z.string().min(1, 'must not be empty').max(MAX_ID_LENGTH),
+    task_id: z.string().min(1).max(MAX_ID_LENGTH).optional(),
+    attempt: z.number().int('must be an integer').min(1, 'must be >= 1').max(10_000).optional(),
+    model: z.string().min(1, 'must not be empty').max(256),
+    tier: z.string().min(1).max(64).optional(),
+    gpus: z.array(gpuRef).min(1, 'must name at least one GPU').max(64).optional(),
+    start: timestamp,
+    first_token: timestamp.optional(),
+    end: timestamp,
+    prompt_tokens: tokenCount,
+    cached_tokens: tokenCount.default(0),
+    completion_tokens: tokenCount,
+    reasoning_tokens: tokenCount.default(0),
+    batch_size: z.number().int('must be an integer').min(1, 'must be >= 1').max(100_000).optional(),
+    status: z.enum(['ok', 'error', 'cancelled']).default('ok'),
+    labels: z
+      .record(z.string().regex(LABEL_NAME, 'label names must match [a-zA-Z_][a-zA-Z0-9_]*'), z.string().max(MAX_LABEL_VALUE))
+      .refine((labels) => Object.keys(labels).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`)
+      .optional(),
+    tokens_estimated: z.boolean().optional(),
+    granularity: z.enum(['request', 'interval']).optional(),
+    source: z.string().min(1).max(32).optional(),
+  })
+  .superRefine((r, ctx) => {
+    // zod 4 runs this even when a field failed; compare only values that are valid themselves,
+    // so one bad field yields one error rather than a cascade.
+    const count = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_TOKENS;
+    const time = (t: unknown): t is number => typeof t === 'number' && Number.isFinite(t);
+    if (time(r.end) && time(r.start) && r.end < r.start) ctx.addIssue({ code: 'custom', path: ['end'], message: 'end precedes start' });
+    if (time(r.first_token) && time(r.start) && time(r.end) && (r.first_token < r.start || r.first_token > r.end)) {
+      ctx.addIssue({ code: 'custom', path: ['first_token'], message: 'first_token must lie between start and end' });
+    }
+    if (count(r.cached_tokens) && count(r.prompt_tokens) && r.cached_tokens > r.prompt_tokens) {
+      ctx.addIssue({ code: 'custom', path: ['cached_tokens'], message: 'cached_tokens exceeds prompt_tokens' });
+    }
+    if (count(r.reasoning_tokens) && count(r.completion_tokens) && r.reasoning_tokens > r.completion_tokens) {
+      ctx.addIssue({ code: 'custom', path: ['reasoning_tokens'], message: 'reasoning_tokens exceeds completion_tokens' });
+    }
+  });
+
+export type RequestRecordWire = z.input<typeof requestRecordWireSchema>;
+
+function fromWire(r: z.output<typeof requestRecordWireSchema>): RequestRecord {
+  return {
+    requestId: r.request_id,
+    taskId: r.task_id ?? null,
+    attempt: r.attempt ?? null,
+    model: r.model,
+    tier: r.tier ?? null,
+    gpus: r.gpus ? r.gpus.map(String) : null,
+    startMs: r.start,
+    firstTokenMs: r.first_token ?? null,
+    endMs: r.end,
+    promptTokens: r.prompt_tokens,
+    cachedTokens: r.cached_tokens,
+    completionTokens: r.completion_tokens,
+    reasoningTokens: r.reasoning_tokens,
+    batchSize: r.batch_size ?? null,
+    status: r.status,
+    labels: r.labels ?? {},
+    tokensEstimated: r.tokens_estimated ?? false,
+    granularity: r.granularity ?? 'request',
+    source: r.source ?? 'http',
+  };
+}
+
+/** Convert a record back to its wire form (for files, proxies and tests). */
+export function toWire(r: RequestRecord): RequestRecordWire {
+  const wire: Record<string, unknown> = {
+    request_id: r.requestId,
+    model: r.model,
+    start: r.startMs,
+    end: r.endMs,
+    prompt_tokens: r.promptTokens,
+    cached_tokens: r.cachedTokens,
+    completion_tokens: r.completionTokens,
+    reasoning_tokens: r.reasoningTokens,
+    status: r.status,
+  };
+  if (r.taskId !== null) wire.task_id = r.taskId;
+  if (r.attempt !== null) wire.attempt = r.attempt;
+  if (r.tier !== null) wire.tier = r.tier;
+  if (r.gpus !== null) wire.gpus = [...r.gpus];
+  if (r.firstTokenMs !== null) wire.first_token = r.firstTokenMs;
+  if (r.batchSize !== null) wire.batch_size = r.batchSize;
+  if (Object.keys(r.labels).length > 0) wire.labels = { ...r.labels };
+  if (r.tokensEstimated) wire.tokens_estimated = true;
+  if (r.granularity !== 'request') wire.granularity = r.granularity;
+  if (r.source !== 'http') wire.source = r.source;
+  return wire as RequestRecordWire;
+}
+
+function requestIdOf(input: unknown): string | undefined {
+  if (input && typeof input === 'object' && 'request_id' in input) {
+    const id = (input as { request_id: unknown }).request_id;
+    if (typeof id === 'string') return id.slice(0, MAX_ID_LENGTH);
+  }
+  return undefined;
+}
+
+/**
+ * Validate one wire record. Returns the record or every problem found in it (not just the first),
+ * each naming the field and the reason.
+ */
+export function parseRequestRecord(input: unknown, index: number): { ok: true; record: RequestRecord } | { ok: false; errors: RecordError[] } {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    return { ok: false, errors: [{ index, field: '(record)', reason: 'must be a JSON object' }] };
+  }
+  const result = requestRecordWireSchema.safeParse(input);
+  if (result.success) return { ok: true, record: fromWire(result.data) };
+  const requestId = requestIdOf(input);
+  const errors = result.error.issues.map((issue): RecordError => {
+    let field = issue.path.length > 0 ? issue.path.map(String).join('.') : '(record)';
+    let reason = issue.message;
+    if (issue.code === 'unrecognized_keys') {
+      field = issue.keys.join(',');
+      reason = 'unknown field';
+    } else if (issue.code === 'invalid_type' && /received undefined/.test(issue.message)) {
+      reason = 'required';
+    }
+    return requestId === undefined ? { index, field, reason } : { index, requestId, field, reason };
+  });
+  return { ok: false, errors };
+}
+
+/** Validate a batch: good records are kept, each bad one yields its errors. */
+export function parseRequestBatch(inputs: readonly unknown[], firstIndex = 0): { records: RequestRecord[]; errors: RecordError[] } {
+  const records: RequestRecord[] = [];
+  const errors: RecordError[] = [];
+  inputs.forEach((input, i) => {
+    const parsed = parseRequestRecord(input, firstIndex + i);
+    if (parsed.ok) records.push(parsed.record);
+    else errors.push(...parsed.errors);
+  });
+  return { records, errors };
+}
+
+/** What the node knows when it checks a record against its context (GPUs, tiers, time window). */
+export interface RecordContext {
+  /** Resolve an index or UUID (GPU or MIG instance) to a physical GPU UUID; undefined if unknown. */
+  resolveGpu(ref: string): string | undefined;
+  /** GPUs of the replica serving this model, from config; undefined when none is configured. */
+  defaultGpus(model: string): readonly string[] | undefined;
+  /** Tier from the config model->tier map; undefined when the model is not mapped. */
+  tierOf(model: string): string | undefined;
+  /** Oldest end time still inside the retained window. */
+  readonly retainedFromMs: EpochMs;
+  /** Latest start time accepted (now plus clock-skew allowance). */
+  readonly acceptUntilMs: EpochMs;
+}
+
+/** Resolve tier and GPUs, and refuse records outside the window or naming unknown GPUs. */
+export function resolveRecord(record: RequestRecord, index: number, ctx: RecordContext): { ok: true; record: ResolvedRequest } | { ok: false; errors: RecordError[] } {
+  const errors: RecordError[] = [];
+  const err = (field: string, reason: string): void => {
+    errors.push({ index, requestId: record.requestId, field, reason });
+  };
+  let gpus: string[] = [];
+  if (record.gpus !== null) {
+    const unknown: string[] = [];
+    for (const ref of record.gpus) {
+      const uuid = ctx.resolveGpu(ref);
+      if (uuid === undefined) unknown.push(ref);
+      else if (!gpus.includes(uuid)) gpus.push(uuid);
+    }
+    if (unknown.length > 0) err('gpus', `no such GPU on this node: ${unknown.slice(0, 4).join(', ')}`);
+  } else {
+    const fallback = ctx.defaultGpus(record.model);
+    if (fallback === undefined || fallback.length === 0) {
+      err('gpus', `not given and no replica is configured for model ${JSON.stringify(record.model)}`);
+    } else gpus = [...fallback];
+  }
+  if (record.endMs < ctx.retainedFromMs) {
+    err('end', `outside the retained window (older than ${new Date(ctx.retainedFromMs).toISOString()})`);
+  }
+  if (record.startMs > ctx.acceptUntilMs) {
+    err('start', `in the future (after ${new Date(ctx.acceptUntilMs).toISOString()})`);
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  const tier = record.tier ?? ctx.tierOf(record.model) ?? 'default';
+  return { ok: true, record: { ...record, tier, gpus } };
+}

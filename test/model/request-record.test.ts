@@ -1,0 +1,110 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseRequestBatch, parseRequestRecord, parseTimestamp, resolveRecord, toWire } from '../../model/request-record.js';
+import type { RecordContext } from '../../model/request-record.js';
+import { epochMs } from '../../model/units.js';
+
+const base = {
+  request_id: 'r1', model: 'llama-8b', start: '2026-11-01T10:00:00Z', end: '2026-11-01T10:00:02.5Z',
+  prompt_tokens: 100, completion_tokens: 20,
+};
+
+test('a minimal record gets its defaults and epoch-ms times', () => {
+  const parsed = parseRequestRecord(base, 0);
+  assert.ok(parsed.ok);
+  assert.equal(parsed.record.startMs, Date.UTC(2026, 10, 1, 10, 0, 0));
+  assert.equal(parsed.record.endMs - parsed.record.startMs, 2500);
+  assert.equal(parsed.record.cachedTokens, 0);
+  assert.equal(parsed.record.status, 'ok');
+  assert.equal(parsed.record.tier, null);
+  assert.deepEqual(parsed.record.labels, {});
+});
+
+test('each bad field is named with its reason, all at once', () => {
+  const parsed = parseRequestRecord({ ...base, end: '2026-11-01T09:00:00Z', cached_tokens: 101, attempt: 0 }, 3);
+  assert.equal(parsed.ok, false);
+  if (parsed.ok) return;
+  const byField = Object.fromEntries(parsed.errors.map((e) => [e.field, e.reason]));
+  assert.equal(byField.end, 'end precedes start');
+  assert.equal(byField.cached_tokens, 'cached_tokens exceeds prompt_tokens');
+  assert.match(byField.attempt ?? '', />= 1/);
+  assert.ok(parsed.errors.every((e) => e.index === 3 && e.requestId === 'r1'));
+});
+
+test('missing required fields, unknown fields and non-objects are refused by name', () => {
+  const missing = parseRequestRecord({ request_id: 'x' }, 0);
+  assert.equal(missing.ok, false);
+  if (!missing.ok) {
+    const fields = missing.errors.map((e) => e.field).sort();
+    assert.deepEqual(fields, ['completion_tokens', 'end', 'model', 'prompt_tokens', 'start']);
+  }
+  const typo = parseRequestRecord({ ...base, prompt_token: 3 }, 0);
+  assert.equal(typo.ok, false);
+  if (!typo.ok) assert.deepEqual(typo.errors.map((e) => [e.field, e.reason]), [['prompt_token', 'unknown field']]);
+  const notObject = parseRequestRecord([1, 2], 7);
+  assert.equal(notObject.ok, false);
+  if (!notObject.ok) assert.deepEqual(notObject.errors, [{ index: 7, field: '(record)', reason: 'must be a JSON object' }]);
+});
+
+test('timestamps: seconds by mistake and malformed strings are refused', () => {
+  assert.equal(parseTimestamp(1_700_000_000).ok, false);
+  assert.equal(parseTimestamp('yesterday').ok, false);
+  assert.equal(parseTimestamp('2026-11-01T10:00:00+02:00').ok, true);
+  assert.equal(parseTimestamp(Number.NaN).ok, false);
+});
+
+test('a batch keeps the good records and reports the bad ones by index', () => {
+  const { records, errors } = parseRequestBatch([base, { ...base, request_id: 'r2', prompt_tokens: -1 }, { ...base, request_id: 'r3' }]);
+  assert.deepEqual(records.map((r) => r.requestId), ['r1', 'r3']);
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0]?.index, 1);
+  assert.equal(errors[0]?.field, 'prompt_tokens');
+});
+
+test('wire round trip preserves every field', () => {
+  const full = {
+    ...base, task_id: 't', attempt: 2, tier: 'small', gpus: [0, 'GPU-abc'], first_token: '2026-11-01T10:00:00.5Z',
+    cached_tokens: 40, reasoning_tokens: 5, batch_size: 12, status: 'cancelled', labels: { team: 'search' },
+  };
+  const once = parseRequestRecord(full, 0);
+  assert.ok(once.ok);
+  const twice = parseRequestRecord(toWire(once.record), 0);
+  assert.ok(twice.ok);
+  assert.deepEqual(twice.record, once.record);
+});
+
+test('resolveRecord refuses unknown GPUs and records outside the window, and maps tiers', () => {
+  const ctx: RecordContext = {
+    resolveGpu: (ref) => ({ '0': 'GPU-a', 'GPU-a': 'GPU-a', 'MIG-x': 'GPU-a' } as Record<string, string>)[ref],
+    defaultGpus: (model) => (model === 'llama-8b' ? ['GPU-a'] : undefined),
+    tierOf: (model) => (model === 'llama-8b' ? 'small' : undefined),
+    retainedFromMs: epochMs(Date.UTC(2026, 10, 1, 9)),
+    acceptUntilMs: epochMs(Date.UTC(2026, 10, 1, 11)),
+  };
+  const ok = parseRequestRecord(base, 0);
+  assert.ok(ok.ok);
+  const resolved = resolveRecord(ok.record, 0, ctx);
+  assert.ok(resolved.ok);
+  assert.deepEqual(resolved.record.gpus, ['GPU-a']);
+  assert.equal(resolved.record.tier, 'small');
+
+  const mig = parseRequestRecord({ ...base, gpus: ['MIG-x', 0] }, 0);
+  assert.ok(mig.ok);
+  const migResolved = resolveRecord(mig.record, 0, ctx);
+  assert.ok(migResolved.ok);
+  assert.deepEqual(migResolved.record.gpus, ['GPU-a'], 'MIG instance and its parent count once');
+
+  const bad = parseRequestRecord({ ...base, model: 'other', gpus: [5], start: '2026-11-01T08:00:00Z', end: '2026-11-01T08:00:01Z' }, 4);
+  assert.ok(bad.ok);
+  const refused = resolveRecord(bad.record, 4, ctx);
+  assert.equal(refused.ok, false);
+  if (!refused.ok) {
+    assert.deepEqual(refused.errors.map((e) => e.field).sort(), ['end', 'gpus']);
+    assert.match(refused.errors.find((e) => e.field === 'gpus')?.reason ?? '', /no such GPU on this node: 5/);
+  }
+  const noReplica = parseRequestRecord({ ...base, model: 'other' }, 0);
+  assert.ok(noReplica.ok);
+  const r = resolveRecord(noReplica.record, 0, ctx);
+  assert.equal(r.ok, false);
+  if (!r.ok) assert.match(r.errors[0]?.reason ?? '', /no replica is configured/);
+});
