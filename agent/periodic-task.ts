@@ -1,0 +1,68 @@
+/**
+ * A periodic loop in the OpenTelemetry style: a tick is skipped while the previous run is still
+ * going, each run is bounded by a timeout, timers are unref'd (they never keep the process alive),
+ * and every error goes to one handler instead of escaping a timer callback.
+ */
+export interface PeriodicTaskOptions {
+  readonly name: string;
+  readonly intervalMs: number;
+  /** A run taking longer than this is reported as an error (the run itself cannot be cancelled). */
+  readonly timeoutMs: number;
+  readonly run: () => Promise<void> | void;
+  readonly onError: (error: Error, taskName: string) => void;
+}
+
+export class PeriodicTask {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private skipped = 0;
+
+  constructor(private readonly options: PeriodicTaskOptions) {}
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.tick(), this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Ticks skipped because the previous run was still in progress. */
+  get skippedTicks(): number {
+    return this.skipped;
+  }
+
+  /** Run once now (unless a run is in progress, in which case wait for that one). */
+  async tick(): Promise<void> {
+    if (this.running) {
+      this.skipped += 1;
+      return this.running;
+    }
+    this.running = this.runOnce().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async runOnce(): Promise<void> {
+    const { name, timeoutMs, run, onError } = this.options;
+    let timeout: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timeout = setTimeout(() => resolve('timeout'), timeoutMs);
+      timeout.unref();
+    });
+    try {
+      const outcome = await Promise.race([Promise.resolve().then(run).then(() => 'done' as const), timedOut]);
+      if (outcome === 'timeout') onError(new Error(`${name}: run exceeded ${timeoutMs} ms`), name);
+    } catch (error) {
+      onError(error instanceof Error ? error : new Error(String(error)), name);
+    } finally {
+      clearTimeout(timeout);
+    }
+  }
+
+  /** Stop ticking and wait for a run in progress. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+}

@@ -1,0 +1,43 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PeriodicTask } from '../../agent/periodic-task.js';
+
+test('a tick is skipped while the previous run is still in progress', async () => {
+  let runs = 0;
+  let release!: () => void;
+  const task = new PeriodicTask({
+    name: 'slow', intervalMs: 1000, timeoutMs: 10_000, onError: () => assert.fail('no error expected'),
+    run: () => { runs += 1; if (runs === 1) return new Promise<void>((resolve) => { release = resolve; }); return undefined; },
+  });
+  const first = task.tick();
+  const second = task.tick();
+  await sleep(1); // the run starts on a microtask
+  assert.equal(runs, 1);
+  assert.equal(task.skippedTicks, 1);
+  release();
+  await Promise.all([first, second]);
+  await task.tick();
+  assert.equal(runs, 2);
+});
+
+test('errors and timeouts go to the handler, never out of the loop', async () => {
+  const errors: string[] = [];
+  const failing = new PeriodicTask({ name: 'boom', intervalMs: 1000, timeoutMs: 1000, onError: (e) => errors.push(e.message), run: () => { throw new Error('kaput'); } });
+  await failing.tick();
+  const hanging = new PeriodicTask({ name: 'hang', intervalMs: 1000, timeoutMs: 20, onError: (e) => errors.push(e.message), run: () => sleep(200) });
+  await hanging.tick();
+  assert.deepEqual(errors, ['kaput', 'hang: run exceeded 20 ms']);
+});
+
+test('start runs on the interval and stop ends it', async () => {
+  let runs = 0;
+  const task = new PeriodicTask({ name: 'fast', intervalMs: 10, timeoutMs: 100, onError: () => {}, run: () => { runs += 1; } });
+  task.start();
+  await sleep(80);
+  await task.stop();
+  const after = runs;
+  assert.ok(after >= 2, `expected several runs, got ${after}`);
+  await sleep(40);
+  assert.equal(runs, after, 'no run after stop');
+});
