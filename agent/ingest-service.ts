@@ -1,0 +1,154 @@
+import { BackpressureError } from '../collectors/request-sink.js';
+import type { IngestResult, RequestSink } from '../collectors/request-sink.js';
+import { resolveRecord } from '../model/request-record.js';
+import type { RecordContext, RecordError, RequestRecord, ResolvedRequest } from '../model/request-record.js';
+import type { EpochMs } from '../model/units.js';
+import type { Ledger } from './ledger.js';
+import { isLateRecord } from '../model/settlement-schedule.js';
+
+export interface IngestServiceOptions {
+  /** Where records are stored; only insertRequests is used. */
+  readonly ledger: Pick<Ledger, 'insertRequests'>;
+  /** The node's current view (GPUs, tiers, accepted time window). */
+  readonly context: () => RecordContext;
+  /** End of the settled time: a record starting before it is late (stored and counted, never dropped). */
+  readonly settledUntil: () => EpochMs | null;
+  /** Newly stored records, called after their commit (duplicates are not passed). */
+  readonly onAccepted: (records: ResolvedRequest[]) => void;
+  /** Records waiting for their commit beyond which a submission is refused with BackpressureError. */
+  readonly queueLimit: number;
+  /** Records refused while resolving, by reason (the field at fault). */
+  readonly onRejected?: (reason: string, n: number) => void;
+  readonly onLate?: (n: number) => void;
+  readonly onDuplicate?: (n: number) => void;
+  /** A callback above threw after a commit; the commit stands. Defaults to a process warning. */
+  readonly onError?: (error: unknown) => void;
+  /** Seconds a refused client is told to wait (default 1). */
+  readonly retryAfterSeconds?: number;
+}
+
+/** The ingest service was closed: it stores nothing more. */
+export class IngestClosedError extends Error {
+  constructor() {
+    super('ingest is shutting down');
+    this.name = 'IngestClosedError';
+  }
+}
+
+interface Submission {
+  readonly records: ResolvedRequest[];
+  readonly errors: RecordError[];
+  resolve(result: IngestResult): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * The agent's RequestSink. Resolves records against the node's context, then GROUP-COMMITS:
+ * every submission that arrives within one event-loop turn is written in a single ledger
+ * transaction, and each promise settles only after that transaction has committed (the
+ * acknowledgement means the records are on disk). A failed write rejects every submission in it.
+ */
+export class IngestService implements RequestSink {
+  private queue: Submission[] = [];
+  private queuedRecords = 0;
+  private scheduled: NodeJS.Immediate | null = null;
+  private closed = false;
+
+  constructor(private readonly options: IngestServiceOptions) {
+    if (!(options.queueLimit >= 1)) throw new Error(`queueLimit must be >= 1 (got ${options.queueLimit})`);
+  }
+
+  /** Records waiting for their commit (a health figure). */
+  get queued(): number {
+    return this.queuedRecords;
+  }
+
+  async submit(records: readonly RequestRecord[], firstIndex = 0): Promise<IngestResult> {
+    if (this.closed) throw new IngestClosedError();
+    const context = this.options.context();
+    const resolved: ResolvedRequest[] = [];
+    const errors: RecordError[] = [];
+    const rejectedBy = new Map<string, number>();
+    records.forEach((record, i) => {
+      const r = resolveRecord(record, firstIndex + i, context);
+      if (r.ok) resolved.push(r.record);
+      else {
+        errors.push(...r.errors);
+        const reason = r.errors[0]?.field ?? 'record';
+        rejectedBy.set(reason, (rejectedBy.get(reason) ?? 0) + 1);
+      }
+    });
+    // A single submission larger than the limit still goes through when nothing else waits,
+    // or it could never be stored; the body limit bounds its size.
+    if (this.queuedRecords > 0 && this.queuedRecords + resolved.length > this.options.queueLimit) {
+      throw new BackpressureError(this.options.retryAfterSeconds ?? 1);
+    }
+    // Counted once the submission is taken, so a refused (429) one is not counted again on its retry.
+    for (const [reason, n] of rejectedBy) this.options.onRejected?.(reason, n);
+    if (resolved.length === 0) return { accepted: 0, duplicates: 0, late: 0, errors };
+    return new Promise<IngestResult>((resolve, reject) => {
+      this.queue.push({ records: resolved, errors, resolve, reject });
+      this.queuedRecords += resolved.length;
+      this.scheduled ??= setImmediate(() => this.flush());
+    });
+  }
+
+  /** Write everything queued now, in one transaction, and settle the waiting promises. */
+  private flush(): void {
+    this.scheduled = null;
+    const batch = this.queue;
+    if (batch.length === 0) return;
+    this.queue = [];
+    this.queuedRecords = 0;
+    const all = batch.length === 1 ? batch[0]!.records : batch.flatMap((s) => s.records);
+    const settledUntil = this.options.settledUntil();
+    // One rule for the whole agent (model/settlement-schedule.ts): late once any part lies in settled time.
+    const isLate = (r: ResolvedRequest): boolean => isLateRecord(r, settledUntil);
+    let inserted: ResolvedRequest[];
+    try {
+      inserted = this.options.ledger.insertRequests(all, isLate).inserted;
+    } catch (error) {
+      for (const s of batch) s.reject(error); // rolled back: nothing is acknowledged
+      return;
+    }
+    const stored = new Set(inserted);
+    let lateTotal = 0;
+    let duplicateTotal = 0;
+    for (const s of batch) {
+      let accepted = 0;
+      let late = 0;
+      for (const r of s.records) {
+        if (!stored.has(r)) continue;
+        accepted += 1;
+        if (isLate(r)) late += 1;
+      }
+      const duplicates = s.records.length - accepted;
+      lateTotal += late;
+      duplicateTotal += duplicates;
+      s.resolve({ accepted, duplicates, late, errors: s.errors });
+    }
+    this.notify(() => {
+      if (inserted.length > 0) this.options.onAccepted(inserted);
+    });
+    if (lateTotal > 0) this.notify(() => this.options.onLate?.(lateTotal));
+    if (duplicateTotal > 0) this.notify(() => this.options.onDuplicate?.(duplicateTotal));
+  }
+
+  private notify(callback: () => void): void {
+    try {
+      callback();
+    } catch (error) {
+      if (this.options.onError) this.options.onError(error);
+      else process.emitWarning(`ingest callback failed after commit: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+
+  /** Refuse new submissions and commit what is queued. Idempotent. */
+  close(): void {
+    this.closed = true;
+    if (this.scheduled !== null) {
+      clearImmediate(this.scheduled);
+      this.flush();
+    }
+  }
+}

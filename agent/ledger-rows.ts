@@ -1,0 +1,328 @@
+import type { PowerSample } from '../model/power-sample.js';
+import type { RequestStatus, ResolvedRequest } from '../model/request-record.js';
+import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow, TaskRow } from '../model/rollup-types.js';
+import { epochMs, joules, watts } from '../model/units.js';
+import type { EpochMs } from '../model/units.js';
+import type { FinalizedRequest, RequestEnergyDelta } from './ledger-types.js';
+
+/**
+ * Row shapes of the ledger tables and their conversion to and from the domain types.
+ * SQLite stores flags as 0/1 and lists/maps as JSON text; nothing here touches the database.
+ */
+
+/** A request as the ledger holds it: the record, when it came, and its attribution so far. */
+export interface StoredRequest {
+  readonly record: ResolvedRequest;
+  /** It arrived after its period had been settled (counted in data quality, never dropped). */
+  readonly late: boolean;
+  readonly receivedAtMs: EpochMs;
+  /** Running totals over the periods settled so far (zero until the first one). */
+  readonly soFar: RequestEnergyDelta;
+  /** Final figures once its last period has been settled; null until then. */
+  readonly final: FinalizedRequest | null;
+}
+
+/** Cumulative sums the agent seeds its Prometheus counters with after a restart. */
+export interface CounterTotals {
+  /** Settled energy per GPU (hourly_energy over the retained window). */
+  readonly gpus: readonly GpuEnergyTotal[];
+  /** Attributed energy, tokens and requests per label set (hourly_usage over the retained window). */
+  readonly usage: readonly UsageTotal[];
+  readonly hostJ: number;
+  readonly quality: { readonly lateRecords: number; readonly rejectedRecords: number; readonly sampleErrors: number };
+  readonly tasks: { readonly count: number; readonly succeeded: number; readonly joules: number; readonly wasteJ: number };
+}
+
+export interface GpuEnergyTotal {
+  readonly gpuUuid: string;
+  /** Index of the GPU in its latest retained period, or null when no period is retained. */
+  readonly gpuIndex: number | null;
+  readonly measuredJ: number;
+  readonly idleJ: number;
+  readonly staticJ: number;
+  readonly dynamicJ: number;
+  readonly unattributedJ: number;
+  readonly estimatedJ: number;
+  readonly simulated: boolean;
+}
+
+export type UsageTotal = Omit<HourlyUsageRow, 'hourStartMs'>;
+
+export interface RequestRow {
+  request_id: string;
+  task_id: string | null;
+  attempt: number | null;
+  model: string;
+  tier: string;
+  gpus: string;
+  start_ms: number;
+  first_token_ms: number | null;
+  end_ms: number;
+  prompt_tokens: number;
+  cached_tokens: number;
+  completion_tokens: number;
+  reasoning_tokens: number;
+  batch_size: number | null;
+  status: string;
+  labels: string;
+  tokens_estimated: number;
+  granularity: string;
+  source: string;
+  late: number;
+  received_at_ms: number;
+  static_j: number;
+  dynamic_j: number;
+  prefill_j: number;
+  decode_j: number;
+  active_ms: number;
+  concurrency_ms: number;
+  estimated: number;
+  per_gpu_j: string;
+  joules: number | null;
+  j_per_output_token: number | null;
+  observed_batch_size: number | null;
+  batch_bucket: string | null;
+  cache_bucket: string | null;
+  finalized: number;
+  settled_at_ms: number | null;
+}
+
+/** Column order of {@link requestParams}; the INSERT statement is built from it. */
+export const REQUEST_INSERT_COLUMNS = [
+  'request_id', 'task_id', 'attempt', 'model', 'tier', 'gpus', 'start_ms', 'first_token_ms', 'end_ms',
+  'prompt_tokens', 'cached_tokens', 'completion_tokens', 'reasoning_tokens', 'batch_size', 'status',
+  'labels', 'tokens_estimated', 'granularity', 'source', 'late', 'received_at_ms',
+] as const;
+
+/** Positional parameters for inserting one request (better-sqlite3 binds no booleans: 0/1). */
+export function requestParams(r: ResolvedRequest, late: boolean, receivedAtMs: number): unknown[] {
+  return [
+    r.requestId, r.taskId, r.attempt, r.model, r.tier, JSON.stringify(r.gpus), r.startMs, r.firstTokenMs, r.endMs,
+    r.promptTokens, r.cachedTokens, r.completionTokens, r.reasoningTokens, r.batchSize, r.status,
+    JSON.stringify(r.labels), r.tokensEstimated ? 1 : 0, r.granularity, r.source, late ? 1 : 0, receivedAtMs,
+  ];
+}
+
+export function soFarFromRow(row: Pick<RequestRow, 'request_id' | 'static_j' | 'dynamic_j' | 'prefill_j' | 'decode_j' | 'active_ms' | 'concurrency_ms' | 'estimated' | 'per_gpu_j'>): RequestEnergyDelta {
+  return {
+    requestId: row.request_id,
+    staticJ: row.static_j,
+    dynamicJ: row.dynamic_j,
+    prefillJ: row.prefill_j,
+    decodeJ: row.decode_j,
+    activeMs: row.active_ms,
+    concurrencyMs: row.concurrency_ms,
+    estimated: row.estimated !== 0,
+    perGpuJ: JSON.parse(row.per_gpu_j) as Record<string, number>,
+  };
+}
+
+export function requestFromRow(row: RequestRow): StoredRequest {
+  const final: FinalizedRequest | null =
+    row.finalized !== 0
+      ? {
+          requestId: row.request_id,
+          joules: row.joules ?? 0,
+          jPerOutputToken: row.j_per_output_token,
+          observedBatchSize: row.observed_batch_size ?? 0,
+          batchBucket: row.batch_bucket ?? '',
+          cacheBucket: row.cache_bucket ?? '',
+          settledAtMs: epochMs(row.settled_at_ms ?? 0),
+        }
+      : null;
+  const record: ResolvedRequest = {
+    requestId: row.request_id,
+    taskId: row.task_id,
+    attempt: row.attempt,
+    model: row.model,
+    tier: row.tier,
+    gpus: JSON.parse(row.gpus) as string[],
+    startMs: epochMs(row.start_ms),
+    firstTokenMs: row.first_token_ms === null ? null : epochMs(row.first_token_ms),
+    endMs: epochMs(row.end_ms),
+    promptTokens: row.prompt_tokens,
+    cachedTokens: row.cached_tokens,
+    completionTokens: row.completion_tokens,
+    reasoningTokens: row.reasoning_tokens,
+    batchSize: row.batch_size,
+    status: row.status as RequestStatus,
+    labels: JSON.parse(row.labels) as Record<string, string>,
+    tokensEstimated: row.tokens_estimated !== 0,
+    granularity: row.granularity === 'interval' ? 'interval' : 'request',
+    source: row.source,
+  };
+  return { record, late: row.late !== 0, receivedAtMs: epochMs(row.received_at_ms), soFar: soFarFromRow(row), final };
+}
+
+export interface SampleRow {
+  ts_ms: number;
+  gpu_uuid: string;
+  gpu_index: number;
+  power_w: number | null;
+  energy_j: number | null;
+  averaged: number;
+  simulated: number;
+}
+
+export function sampleParams(s: PowerSample): unknown[] {
+  return [s.timestampMs, s.gpuUuid, s.gpuIndex, s.powerW, s.energyJ, s.powerAveraged ? 1 : 0, s.simulated ? 1 : 0];
+}
+
+export function sampleFromRow(row: SampleRow): PowerSample {
+  const sample: PowerSample = {
+    timestampMs: epochMs(row.ts_ms),
+    gpuUuid: row.gpu_uuid,
+    gpuIndex: row.gpu_index,
+    powerW: row.power_w === null ? null : watts(row.power_w),
+    energyJ: row.energy_j === null ? null : joules(row.energy_j),
+  };
+  // Optional flags appear only when set, as the sources emit them.
+  if (row.averaged !== 0 || row.simulated !== 0) {
+    return { ...sample, ...(row.averaged !== 0 && { powerAveraged: true }), ...(row.simulated !== 0 && { simulated: true }) };
+  }
+  return sample;
+}
+
+export interface HourlyEnergySqlRow {
+  hour_start_ms: number;
+  node: string;
+  gpu_uuid: string;
+  measured_j: number;
+  idle_j: number;
+  static_j: number;
+  dynamic_j: number;
+  unattributed_j: number;
+  estimated_j: number;
+  covered_ms: number;
+  counter_resets: number;
+  gaps: number;
+  simulated: number;
+}
+
+export function hourlyEnergyFromRow(r: HourlyEnergySqlRow): HourlyEnergyRow {
+  return {
+    hourStartMs: epochMs(r.hour_start_ms),
+    node: r.node,
+    gpuUuid: r.gpu_uuid,
+    measuredJ: r.measured_j,
+    idleJ: r.idle_j,
+    staticJ: r.static_j,
+    dynamicJ: r.dynamic_j,
+    unattributedJ: r.unattributed_j,
+    estimatedJ: r.estimated_j,
+    coveredMs: r.covered_ms,
+    counterResets: r.counter_resets,
+    gaps: r.gaps,
+    simulated: r.simulated !== 0,
+  };
+}
+
+export interface HourlyUsageSqlRow {
+  hour_start_ms: number;
+  node: string;
+  model: string;
+  tier: string;
+  cache_bucket: string;
+  batch_bucket: string;
+  status: string;
+  team: string;
+  feature: string;
+  requests: number;
+  prompt_tokens: number;
+  cached_tokens: number;
+  completion_tokens: number;
+  reasoning_tokens: number;
+  static_j: number;
+  dynamic_j: number;
+  prefill_j: number;
+  decode_j: number;
+  simulated: number;
+}
+
+export function usageTotalFromRow(r: Omit<HourlyUsageSqlRow, 'hour_start_ms'>): UsageTotal {
+  return {
+    node: r.node,
+    model: r.model,
+    tier: r.tier,
+    cacheBucket: r.cache_bucket,
+    batchBucket: r.batch_bucket,
+    status: r.status,
+    team: r.team,
+    feature: r.feature,
+    requests: r.requests,
+    promptTokens: r.prompt_tokens,
+    cachedTokens: r.cached_tokens,
+    completionTokens: r.completion_tokens,
+    reasoningTokens: r.reasoning_tokens,
+    staticJ: r.static_j,
+    dynamicJ: r.dynamic_j,
+    prefillJ: r.prefill_j,
+    decodeJ: r.decode_j,
+    simulated: r.simulated !== 0,
+  };
+}
+
+export function hourlyUsageFromRow(r: HourlyUsageSqlRow): HourlyUsageRow {
+  return { hourStartMs: epochMs(r.hour_start_ms), ...usageTotalFromRow(r) };
+}
+
+export interface HourlyHostSqlRow {
+  hour_start_ms: number;
+  node: string;
+  host_j: number;
+  estimated: number;
+}
+
+export function hourlyHostFromRow(r: HourlyHostSqlRow): HourlyHostEnergyRow {
+  return { hourStartMs: epochMs(r.hour_start_ms), node: r.node, hostJ: r.host_j, estimated: r.estimated !== 0 };
+}
+
+export interface HourlyQualitySqlRow {
+  hour_start_ms: number;
+  node: string;
+  late_records: number;
+  rejected_records: number;
+  sample_errors: number;
+}
+
+export function hourlyQualityFromRow(r: HourlyQualitySqlRow): HourlyQualityRow {
+  return {
+    hourStartMs: epochMs(r.hour_start_ms),
+    node: r.node,
+    lateRecords: r.late_records,
+    rejectedRecords: r.rejected_records,
+    sampleErrors: r.sample_errors,
+  };
+}
+
+export interface TaskSqlRow {
+  task_id: string;
+  node: string;
+  first_start_ms: number;
+  last_end_ms: number;
+  requests: number;
+  joules: number;
+  waste_j: number;
+  completion_tokens: number;
+  last_status: string;
+  tier: string;
+  team: string;
+  feature: string;
+}
+
+export function taskFromRow(r: TaskSqlRow): TaskRow {
+  return {
+    taskId: r.task_id,
+    node: r.node,
+    firstStartMs: epochMs(r.first_start_ms),
+    lastEndMs: epochMs(r.last_end_ms),
+    requests: r.requests,
+    succeeded: r.last_status === 'ok',
+    joules: r.joules,
+    wasteJ: r.waste_j,
+    completionTokens: r.completion_tokens,
+    tier: r.tier,
+    team: r.team,
+    feature: r.feature,
+  };
+}

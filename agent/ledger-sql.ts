@@ -1,0 +1,150 @@
+import { REQUEST_INSERT_COLUMNS } from './ledger-rows.js';
+
+/** SQL text of the ledger's statements (prepared once per connection by the Ledger). */
+
+export const INSERT_REQUEST = `INSERT OR IGNORE INTO requests (${REQUEST_INSERT_COLUMNS.join(', ')})
+  VALUES (${REQUEST_INSERT_COLUMNS.map(() => '?').join(', ')})`;
+
+export const INSERT_SAMPLE = `INSERT OR IGNORE INTO power_samples
+  (ts_ms, gpu_uuid, gpu_index, power_w, energy_j, averaged, simulated) VALUES (?, ?, ?, ?, ?, ?, ?)`;
+
+const SAMPLE_COLUMNS = 'ts_ms, gpu_uuid, gpu_index, power_w, energy_j, averaged, simulated';
+/** Samples in [from, to] plus the neighbours just outside, so boundary intervals can be split. */
+export const LOAD_SAMPLES = `SELECT * FROM (
+    SELECT * FROM (SELECT ${SAMPLE_COLUMNS} FROM power_samples WHERE gpu_uuid = @gpu AND ts_ms < @from ORDER BY ts_ms DESC LIMIT 1)
+    UNION ALL
+    SELECT ${SAMPLE_COLUMNS} FROM power_samples WHERE gpu_uuid = @gpu AND ts_ms >= @from AND ts_ms <= @to
+    UNION ALL
+    SELECT * FROM (SELECT ${SAMPLE_COLUMNS} FROM power_samples WHERE gpu_uuid = @gpu AND ts_ms > @to ORDER BY ts_ms LIMIT 1)
+  ) ORDER BY ts_ms`;
+
+/** Distinct GPUs of power_samples by skip-scan over the primary key (no full scan). */
+export const SAMPLE_GPUS = `WITH RECURSIVE g(uuid) AS (
+    SELECT min(gpu_uuid) FROM power_samples
+    UNION ALL
+    SELECT (SELECT min(gpu_uuid) FROM power_samples WHERE gpu_uuid > g.uuid) FROM g WHERE g.uuid IS NOT NULL
+  ) SELECT uuid FROM g WHERE uuid IS NOT NULL`;
+
+export const LOAD_UNSETTLED = 'SELECT * FROM requests WHERE finalized = 0 ORDER BY start_ms';
+
+export const ENERGY_SO_FAR = `SELECT request_id, static_j, dynamic_j, prefill_j, decode_j, active_ms, concurrency_ms, estimated, per_gpu_j
+  FROM requests WHERE request_id IN (SELECT value FROM json_each(?))`;
+
+export const READ_REQUESTS = 'SELECT * FROM requests WHERE end_ms >= ? AND end_ms < ? ORDER BY end_ms, request_id LIMIT ?';
+
+export const INSERT_PERIOD = `INSERT INTO periods (period_start_ms, period_end_ms, gpu_uuid, gpu_index, measured_j, idle_j,
+    static_j, dynamic_j, unattributed_j, residual_j, estimated_j, covered_ms, counter_resets, gaps, samples,
+    idle_baseline_w, observed_idle_power_w, idle_ms)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+
+export const PER_GPU_OF = 'SELECT per_gpu_j FROM requests WHERE request_id = ?';
+
+export const ADD_REQUEST_ENERGY = `UPDATE requests SET
+    static_j = static_j + ?, dynamic_j = dynamic_j + ?, prefill_j = prefill_j + ?, decode_j = decode_j + ?,
+    active_ms = active_ms + ?, concurrency_ms = concurrency_ms + ?, estimated = max(estimated, ?), per_gpu_j = ?
+  WHERE request_id = ?`;
+
+export const FINALIZE_REQUEST = `UPDATE requests SET joules = ?, j_per_output_token = ?, observed_batch_size = ?,
+    batch_bucket = ?, cache_bucket = ?, settled_at_ms = ?, finalized = 1
+  WHERE request_id = ? AND finalized = 0`;
+
+export const UPSERT_USAGE = `INSERT INTO hourly_usage (hour_start_ms, node, model, tier, cache_bucket, batch_bucket, status,
+    team, feature, requests, prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, static_j, dynamic_j,
+    prefill_j, decode_j, simulated)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+  ON CONFLICT (hour_start_ms, node, model, tier, cache_bucket, batch_bucket, status, team, feature) DO UPDATE SET
+    requests = requests + excluded.requests,
+    prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+    cached_tokens = cached_tokens + excluded.cached_tokens,
+    completion_tokens = completion_tokens + excluded.completion_tokens,
+    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+    static_j = static_j + excluded.static_j,
+    dynamic_j = dynamic_j + excluded.dynamic_j,
+    prefill_j = prefill_j + excluded.prefill_j,
+    decode_j = decode_j + excluded.decode_j,
+    simulated = max(simulated, excluded.simulated)`;
+
+export const UPSERT_ENERGY = `INSERT INTO hourly_energy (hour_start_ms, node, gpu_uuid, measured_j, idle_j, static_j, dynamic_j,
+    unattributed_j, estimated_j, covered_ms, counter_resets, gaps, simulated)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+  ON CONFLICT (hour_start_ms, node, gpu_uuid) DO UPDATE SET
+    measured_j = measured_j + excluded.measured_j,
+    idle_j = idle_j + excluded.idle_j,
+    static_j = static_j + excluded.static_j,
+    dynamic_j = dynamic_j + excluded.dynamic_j,
+    unattributed_j = unattributed_j + excluded.unattributed_j,
+    estimated_j = estimated_j + excluded.estimated_j,
+    covered_ms = covered_ms + excluded.covered_ms,
+    counter_resets = counter_resets + excluded.counter_resets,
+    gaps = gaps + excluded.gaps,
+    simulated = max(simulated, excluded.simulated)`;
+
+export const UPSERT_HOST = `INSERT INTO hourly_host (hour_start_ms, node, host_j, estimated) VALUES (?, ?, ?, ?)
+  ON CONFLICT (hour_start_ms, node) DO UPDATE SET
+    host_j = host_j + excluded.host_j,
+    estimated = max(estimated, excluded.estimated)`;
+
+export const UPSERT_QUALITY = `INSERT INTO hourly_quality (hour_start_ms, node, late_records, rejected_records, sample_errors)
+  VALUES (?, ?, ?, ?, ?)
+  ON CONFLICT (hour_start_ms, node) DO UPDATE SET
+    late_records = late_records + excluded.late_records,
+    rejected_records = rejected_records + excluded.rejected_records,
+    sample_errors = sample_errors + excluded.sample_errors`;
+
+/** Sums add up; the request that ends last decides status, tier and labels (old values on the right-hand side). */
+export const UPSERT_TASK = `INSERT INTO tasks (task_id, node, first_start_ms, last_end_ms, requests, joules, waste_j,
+    completion_tokens, last_status, tier, team, feature)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+  ON CONFLICT (task_id) DO UPDATE SET
+    requests = requests + excluded.requests,
+    joules = joules + excluded.joules,
+    waste_j = waste_j + excluded.waste_j,
+    completion_tokens = completion_tokens + excluded.completion_tokens,
+    first_start_ms = min(first_start_ms, excluded.first_start_ms),
+    last_status = CASE WHEN excluded.last_end_ms >= last_end_ms THEN excluded.last_status ELSE last_status END,
+    tier = CASE WHEN excluded.last_end_ms >= last_end_ms THEN excluded.tier ELSE tier END,
+    team = CASE WHEN excluded.last_end_ms >= last_end_ms THEN excluded.team ELSE team END,
+    feature = CASE WHEN excluded.last_end_ms >= last_end_ms THEN excluded.feature ELSE feature END,
+    last_end_ms = max(last_end_ms, excluded.last_end_ms)`;
+
+export const GET_STATE = 'SELECT value FROM agent_state WHERE key = ?';
+export const SET_STATE = `INSERT INTO agent_state (key, value) VALUES (?, ?)
+  ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
+
+export const READ_HOURLY_ENERGY = `SELECT * FROM hourly_energy WHERE hour_start_ms >= ? AND hour_start_ms < ?
+  ORDER BY hour_start_ms, node, gpu_uuid`;
+export const READ_HOURLY_USAGE = `SELECT * FROM hourly_usage WHERE hour_start_ms >= ? AND hour_start_ms < ?
+  ORDER BY hour_start_ms, node, model, tier, cache_bucket, batch_bucket, status, team, feature`;
+export const READ_HOURLY_HOST = 'SELECT * FROM hourly_host WHERE hour_start_ms >= ? AND hour_start_ms < ? ORDER BY hour_start_ms, node';
+export const READ_HOURLY_QUALITY = 'SELECT * FROM hourly_quality WHERE hour_start_ms >= ? AND hour_start_ms < ? ORDER BY hour_start_ms, node';
+export const READ_TASKS = 'SELECT * FROM tasks WHERE last_end_ms >= ? AND last_end_ms < ? ORDER BY last_end_ms, task_id';
+
+export const TOTAL_GPU_ENERGY = `SELECT e.gpu_uuid, sum(e.measured_j) AS measured_j, sum(e.idle_j) AS idle_j,
+    sum(e.static_j) AS static_j, sum(e.dynamic_j) AS dynamic_j, sum(e.unattributed_j) AS unattributed_j,
+    sum(e.estimated_j) AS estimated_j, max(e.simulated) AS simulated,
+    (SELECT p.gpu_index FROM periods p WHERE p.gpu_uuid = e.gpu_uuid ORDER BY p.period_start_ms DESC LIMIT 1) AS gpu_index
+  FROM hourly_energy e GROUP BY e.gpu_uuid ORDER BY e.gpu_uuid`;
+export const TOTAL_USAGE = `SELECT node, model, tier, cache_bucket, batch_bucket, status, team, feature,
+    sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens, sum(cached_tokens) AS cached_tokens,
+    sum(completion_tokens) AS completion_tokens, sum(reasoning_tokens) AS reasoning_tokens,
+    sum(static_j) AS static_j, sum(dynamic_j) AS dynamic_j, sum(prefill_j) AS prefill_j, sum(decode_j) AS decode_j,
+    max(simulated) AS simulated
+  FROM hourly_usage GROUP BY node, model, tier, cache_bucket, batch_bucket, status, team, feature
+  ORDER BY node, model, tier, cache_bucket, batch_bucket, status, team, feature`;
+export const TOTAL_HOST = 'SELECT coalesce(sum(host_j), 0) AS host_j FROM hourly_host';
+export const TOTAL_QUALITY = `SELECT coalesce(sum(late_records), 0) AS late, coalesce(sum(rejected_records), 0) AS rejected,
+    coalesce(sum(sample_errors), 0) AS sample_errors FROM hourly_quality`;
+export const TOTAL_TASKS = `SELECT count(*) AS count, coalesce(sum(last_status = 'ok'), 0) AS succeeded,
+    coalesce(sum(joules), 0) AS joules, coalesce(sum(waste_j), 0) AS waste_j FROM tasks`;
+
+export const PRUNE_SAMPLES = 'DELETE FROM power_samples WHERE gpu_uuid = ? AND ts_ms < ?';
+export const PRUNE_REQUESTS = 'DELETE FROM requests WHERE end_ms < ? AND finalized = 1';
+export const COUNT_OLD_UNSETTLED = 'SELECT count(*) AS n FROM requests WHERE finalized = 0 AND end_ms < ?';
+export const PRUNE_PERIODS = 'DELETE FROM periods WHERE period_start_ms < ?';
+export const PRUNE_ROLLUPS = [
+  'DELETE FROM hourly_energy WHERE hour_start_ms < ?',
+  'DELETE FROM hourly_usage WHERE hour_start_ms < ?',
+  'DELETE FROM hourly_host WHERE hour_start_ms < ?',
+  'DELETE FROM hourly_quality WHERE hour_start_ms < ?',
+  'DELETE FROM tasks WHERE last_end_ms < ?',
+] as const;

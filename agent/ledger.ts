@@ -1,0 +1,377 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Database as Db, Statement } from 'better-sqlite3';
+import type { PowerSample } from '../model/power-sample.js';
+import type { ResolvedRequest } from '../model/request-record.js';
+import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow, TaskRow } from '../model/rollup-types.js';
+import { epochMs } from '../model/units.js';
+import type { EpochMs } from '../model/units.js';
+import { LEDGER_MIGRATIONS, LedgerVersionError, latestVersion, migrate } from './migrations/index.js';
+import * as rows from './ledger-rows.js';
+import type { CounterTotals, StoredRequest } from './ledger-rows.js';
+import * as sql from './ledger-sql.js';
+import type { RequestEnergyDelta, RetentionPolicy, SettlementCommit } from './ledger-types.js';
+
+export type { CounterTotals, GpuEnergyTotal, StoredRequest, UsageTotal } from './ledger-rows.js';
+export { LedgerVersionError } from './migrations/index.js';
+
+export interface LedgerOptions {
+  /** Node name written into rollup and task rows. */
+  readonly node: string;
+  readonly retention: RetentionPolicy;
+  /**
+   * NORMAL (default) survives a killed process, as WAL pages reach the OS at commit;
+   * FULL also survives power loss, at an fsync per commit.
+   */
+  readonly synchronous?: 'NORMAL' | 'FULL';
+  /** Milliseconds a writer waits for another connection's lock before failing (default 5000). */
+  readonly busyTimeoutMs?: number;
+  /** Clock for received_at_ms (tests pass a fixed one). */
+  readonly now?: () => number;
+}
+
+/** What one prune removed, per table family. */
+export interface PruneResult {
+  readonly samples: number;
+  readonly requests: number;
+  readonly periods: number;
+  /** Rows of the hourly tables and tasks. */
+  readonly rollups: number;
+  /** Requests past their retention kept because they are not finalized yet. */
+  readonly unsettledKept: number;
+}
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+const SETTLED_UNTIL = 'settled_until_ms';
+const NODE_KEY = 'node';
+
+/**
+ * The node's SQLite ledger: power samples, request records with their attribution, settled
+ * periods, hourly rollups and tasks. One writer (the agent) and any number of readers
+ * (export, analyze) share the file through WAL. Every multi-row write is one transaction.
+ */
+export class Ledger {
+  private readonly statements = new Map<string, Statement>();
+  private readonly now: () => number;
+  private readonly insertRequestsTx: (records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean) => { inserted: ResolvedRequest[]; duplicates: string[] };
+  private readonly insertSamplesTx: (samples: readonly PowerSample[]) => number;
+  private readonly commitTx: (commit: SettlementCommit) => void;
+  private readonly pruneTx: (nowMs: number) => PruneResult;
+
+  private constructor(
+    private readonly db: Db,
+    /** Node name this ledger writes into its rows. */
+    readonly node: string,
+    private readonly retention: RetentionPolicy | null,
+    now: () => number,
+  ) {
+    this.now = now;
+    this.insertRequestsTx = db.transaction((records, isLate) => this.insertRequestsIn(records, isLate));
+    this.insertSamplesTx = db.transaction((samples) => this.insertSamplesIn(samples));
+    this.commitTx = db.transaction((commit) => this.applySettlement(commit));
+    this.pruneTx = db.transaction((nowMs) => this.pruneIn(nowMs));
+  }
+
+  /** Open (creating its directory, the file and the schema as needed) the ledger the agent writes. */
+  static open(path: string, opts: LedgerOptions): Ledger {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    const db = new Database(path, { timeout: opts.busyTimeoutMs ?? 5000 });
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+      db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 5000}`);
+      db.pragma('temp_store = MEMORY');
+      migrate(db, LEDGER_MIGRATIONS, path);
+      const ledger = new Ledger(db, opts.node, opts.retention, opts.now ?? Date.now);
+      ledger.setState(NODE_KEY, opts.node);
+      return ledger;
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Open an existing ledger for reading only (export, analyze, a second process beside the agent).
+   * Refuses a file of another schema version rather than misreading it.
+   */
+  static openReadOnly(path: string, opts: { busyTimeoutMs?: number } = {}): Ledger {
+    const db = new Database(path, { readonly: true, fileMustExist: true, timeout: opts.busyTimeoutMs ?? 5000 });
+    try {
+      const version = db.pragma('user_version', { simple: true }) as number;
+      const latest = latestVersion(LEDGER_MIGRATIONS);
+      if (version === 0) throw new LedgerVersionError(`${path} is not a tokenwatt ledger (no schema version)`);
+      if (version > latest) {
+        throw new LedgerVersionError(`ledger ${path} has schema version ${version}, newer than this tokenwatt understands (${latest}): upgrade tokenwatt`);
+      }
+      if (version < latest) {
+        throw new LedgerVersionError(`ledger ${path} has schema version ${version}, older than this tokenwatt (${latest}): run the agent on it once to migrate it`);
+      }
+      const node = (db.prepare(sql.GET_STATE).get(NODE_KEY) as { value: string } | undefined)?.value ?? '';
+      return new Ledger(db, node, null, Date.now);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  private stmt(text: string): Statement {
+    let s = this.statements.get(text);
+    if (s === undefined) {
+      s = this.db.prepare(text);
+      this.statements.set(text, s);
+    }
+    return s;
+  }
+
+  /**
+   * Store request records in ONE transaction. A request_id already stored (or repeated within
+   * the batch) is not inserted again: it is reported in `duplicates`, so it is acknowledged
+   * without being counted twice. `isLate` marks records whose period is already settled.
+   */
+  insertRequests(records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean): { inserted: ResolvedRequest[]; duplicates: string[] } {
+    if (records.length === 0) return { inserted: [], duplicates: [] };
+    return this.insertRequestsTx(records, isLate);
+  }
+
+  private insertRequestsIn(records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean): { inserted: ResolvedRequest[]; duplicates: string[] } {
+    const insert = this.stmt(sql.INSERT_REQUEST);
+    const receivedAt = this.now();
+    const inserted: ResolvedRequest[] = [];
+    const duplicates: string[] = [];
+    for (const r of records) {
+      if (insert.run(...rows.requestParams(r, isLate(r), receivedAt)).changes === 1) inserted.push(r);
+      else duplicates.push(r.requestId);
+    }
+    return { inserted, duplicates };
+  }
+
+  /** Store power samples in one transaction. A repeated (GPU, timestamp) keeps the first reading. Returns the number stored. */
+  insertSamples(samples: readonly PowerSample[]): number {
+    if (samples.length === 0) return 0;
+    return this.insertSamplesTx(samples);
+  }
+
+  private insertSamplesIn(samples: readonly PowerSample[]): number {
+    const insert = this.stmt(sql.INSERT_SAMPLE);
+    let stored = 0;
+    for (const s of samples) stored += insert.run(...rows.sampleParams(s)).changes;
+    return stored;
+  }
+
+  /**
+   * Samples of one GPU with timestamps in [fromMs, toMs], plus the last one before fromMs and the
+   * first one after toMs when they exist, sorted by time.
+   */
+  loadSamples(gpuUuid: string, fromMs: EpochMs, toMs: EpochMs): PowerSample[] {
+    const found = this.stmt(sql.LOAD_SAMPLES).all({ gpu: gpuUuid, from: fromMs, to: toMs }) as rows.SampleRow[];
+    return found.map(rows.sampleFromRow);
+  }
+
+  /** GPUs that have samples in the ledger. */
+  sampleGpus(): string[] {
+    return (this.stmt(sql.SAMPLE_GPUS).all() as { uuid: string }[]).map((r) => r.uuid);
+  }
+
+  /** Requests not finalized yet, by start time, with their running attribution (`soFar`). */
+  loadUnsettledRequests(): StoredRequest[] {
+    return (this.stmt(sql.LOAD_UNSETTLED).all() as rows.RequestRow[]).map(rows.requestFromRow);
+  }
+
+  /** Running attribution of the given requests (absent ids are left out), for resuming after a restart. */
+  requestEnergySoFar(ids: readonly string[]): Map<string, RequestEnergyDelta> {
+    const found = new Map<string, RequestEnergyDelta>();
+    if (ids.length === 0) return found;
+    for (const row of this.stmt(sql.ENERGY_SO_FAR).all(JSON.stringify(ids)) as rows.RequestRow[]) {
+      found.set(row.request_id, rows.soFarFromRow(row));
+    }
+    return found;
+  }
+
+  /**
+   * Apply one settlement in ONE transaction: period totals, request deltas, finalized requests,
+   * additive rollups, tasks and settled_until_ms. Any failure (a period settled twice, a delta
+   * or finalization for a request the ledger does not hold, settled_until moving backwards)
+   * rolls all of it back and throws.
+   */
+  commitSettlement(commit: SettlementCommit): void {
+    try {
+      this.commitTx(commit);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      throw new Error(`settlement of [${commit.periodStartMs}, ${commit.periodEndMs}) not applied: ${why}`, { cause: err });
+    }
+  }
+
+  private applySettlement(c: SettlementCommit): void {
+    const before = this.getSettledUntil();
+    if (before !== null && c.settledUntilMs < before) {
+      throw new Error(`settled_until would move backwards (${before} -> ${c.settledUntilMs})`);
+    }
+    const period = this.stmt(sql.INSERT_PERIOD);
+    for (const g of c.gpuTotals) {
+      period.run(
+        c.periodStartMs, c.periodEndMs, g.gpuUuid, g.gpuIndex, g.measuredJ, g.idleJ, g.staticJ, g.dynamicJ, g.unattributedJ,
+        g.residualJ, g.estimatedJ, g.coveredMs, g.counterResets, g.gaps, g.samples, g.idleBaselineW, g.observedIdlePowerW, g.idleMs,
+      );
+    }
+    const perGpuOf = this.stmt(sql.PER_GPU_OF);
+    const addEnergy = this.stmt(sql.ADD_REQUEST_ENERGY);
+    for (const d of c.requestDeltas) {
+      const current = perGpuOf.get(d.requestId) as { per_gpu_j: string } | undefined;
+      if (current === undefined) throw new Error(`energy delta for request ${JSON.stringify(d.requestId)}, which the ledger does not hold`);
+      const perGpu = JSON.parse(current.per_gpu_j) as Record<string, number>;
+      for (const [gpu, j] of Object.entries(d.perGpuJ)) perGpu[gpu] = (perGpu[gpu] ?? 0) + j;
+      addEnergy.run(d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu), d.requestId);
+    }
+    const finalize = this.stmt(sql.FINALIZE_REQUEST);
+    for (const f of c.finalized) {
+      const changed = finalize.run(f.joules, f.jPerOutputToken, f.observedBatchSize, f.batchBucket, f.cacheBucket, f.settledAtMs, f.requestId).changes;
+      if (changed !== 1) throw new Error(`cannot finalize request ${JSON.stringify(f.requestId)}: not in the ledger or already finalized`);
+    }
+    const usage = this.stmt(sql.UPSERT_USAGE);
+    for (const u of c.usageRows) {
+      usage.run(
+        u.hourStartMs, u.node, u.model, u.tier, u.cacheBucket, u.batchBucket, u.status, u.team, u.feature, u.requests,
+        u.promptTokens, u.cachedTokens, u.completionTokens, u.reasoningTokens, u.staticJ, u.dynamicJ, u.prefillJ, u.decodeJ,
+        u.simulated ? 1 : 0,
+      );
+    }
+    const energy = this.stmt(sql.UPSERT_ENERGY);
+    for (const e of c.energyRows) {
+      energy.run(
+        e.hourStartMs, e.node, e.gpuUuid, e.measuredJ, e.idleJ, e.staticJ, e.dynamicJ, e.unattributedJ, e.estimatedJ,
+        e.coveredMs, e.counterResets, e.gaps, e.simulated ? 1 : 0,
+      );
+    }
+    const host = this.stmt(sql.UPSERT_HOST);
+    for (const h of c.hostRows) host.run(h.hourStartMs, h.node, h.hostJ, h.estimated ? 1 : 0);
+    const quality = this.stmt(sql.UPSERT_QUALITY);
+    for (const q of c.qualityRows) quality.run(q.hourStartMs, q.node, q.lateRecords, q.rejectedRecords, q.sampleErrors);
+    const task = this.stmt(sql.UPSERT_TASK);
+    for (const t of c.taskDeltas) {
+      task.run(
+        t.taskId, this.node, t.firstStartMs, t.lastEndMs, t.requests, t.joules, t.wasteJ, t.completionTokens, t.lastStatus,
+        t.tier, t.team, t.feature,
+      );
+    }
+    this.setState(SETTLED_UNTIL, String(c.settledUntilMs));
+  }
+
+  /** End of the settled time (exclusive), or null before the first settlement. */
+  getSettledUntil(): EpochMs | null {
+    const value = this.getState(SETTLED_UNTIL);
+    return value === undefined ? null : epochMs(Number(value));
+  }
+
+  private getState(key: string): string | undefined {
+    return (this.stmt(sql.GET_STATE).get(key) as { value: string } | undefined)?.value;
+  }
+
+  private setState(key: string, value: string): void {
+    this.stmt(sql.SET_STATE).run(key, value);
+  }
+
+  /**
+   * Delete what is past retention: samples after samplesHours, finalized requests and settled
+   * periods after requestsDays, hourly rollups and tasks after rollupsDays. A request that is not
+   * finalized is never deleted, however old.
+   */
+  prune(nowMs: EpochMs): PruneResult {
+    return this.pruneTx(nowMs);
+  }
+
+  private pruneIn(nowMs: number): PruneResult {
+    if (this.retention === null) throw new Error('a read-only ledger does not prune');
+    const { samplesHours, requestsDays, rollupsDays } = this.retention;
+    const samplesBefore = nowMs - samplesHours * HOUR_MS;
+    const requestsBefore = nowMs - requestsDays * DAY_MS;
+    const rollupsBefore = nowMs - rollupsDays * DAY_MS;
+    let samples = 0;
+    const pruneSamples = this.stmt(sql.PRUNE_SAMPLES);
+    for (const gpu of this.sampleGpus()) samples += pruneSamples.run(gpu, samplesBefore).changes;
+    const requests = this.stmt(sql.PRUNE_REQUESTS).run(requestsBefore).changes;
+    const unsettledKept = (this.stmt(sql.COUNT_OLD_UNSETTLED).get(requestsBefore) as { n: number }).n;
+    const periods = this.stmt(sql.PRUNE_PERIODS).run(requestsBefore).changes;
+    let rollups = 0;
+    for (const text of sql.PRUNE_ROLLUPS) rollups += this.stmt(text).run(rollupsBefore).changes;
+    return { samples, requests, periods, rollups, unsettledKept };
+  }
+
+  /** Hourly GPU energy rows with hourStartMs in [fromMs, toMs). */
+  readHourlyEnergy(fromMs: EpochMs, toMs: EpochMs): HourlyEnergyRow[] {
+    return (this.stmt(sql.READ_HOURLY_ENERGY).all(fromMs, toMs) as rows.HourlyEnergySqlRow[]).map(rows.hourlyEnergyFromRow);
+  }
+
+  /** Hourly attributed usage rows with hourStartMs in [fromMs, toMs). */
+  readHourlyUsage(fromMs: EpochMs, toMs: EpochMs): HourlyUsageRow[] {
+    return (this.stmt(sql.READ_HOURLY_USAGE).all(fromMs, toMs) as rows.HourlyUsageSqlRow[]).map(rows.hourlyUsageFromRow);
+  }
+
+  /** Hourly host energy rows with hourStartMs in [fromMs, toMs). */
+  readHourlyHost(fromMs: EpochMs, toMs: EpochMs): HourlyHostEnergyRow[] {
+    return (this.stmt(sql.READ_HOURLY_HOST).all(fromMs, toMs) as rows.HourlyHostSqlRow[]).map(rows.hourlyHostFromRow);
+  }
+
+  /** Hourly data-quality rows with hourStartMs in [fromMs, toMs). */
+  readHourlyQuality(fromMs: EpochMs, toMs: EpochMs): HourlyQualityRow[] {
+    return (this.stmt(sql.READ_HOURLY_QUALITY).all(fromMs, toMs) as rows.HourlyQualitySqlRow[]).map(rows.hourlyQualityFromRow);
+  }
+
+  /** Tasks whose last request ended in [fromMs, toMs). */
+  readTasks(fromMs: EpochMs, toMs: EpochMs): TaskRow[] {
+    return (this.stmt(sql.READ_TASKS).all(fromMs, toMs) as rows.TaskSqlRow[]).map(rows.taskFromRow);
+  }
+
+  /** Requests that ended in [fromMs, toMs), oldest first, at most `limit` (default all). */
+  readRequests(fromMs: EpochMs, toMs: EpochMs, limit = -1): StoredRequest[] {
+    return (this.stmt(sql.READ_REQUESTS).all(fromMs, toMs, limit) as rows.RequestRow[]).map(rows.requestFromRow);
+  }
+
+  /**
+   * Cumulative sums over the retained rollups, to seed Prometheus counters after a restart.
+   * They shrink when rollups pass retention, which Prometheus reads as a counter reset.
+   */
+  counterTotals(): CounterTotals {
+    type GpuSums = Omit<rows.HourlyEnergySqlRow, 'hour_start_ms' | 'node' | 'covered_ms' | 'counter_resets' | 'gaps'> & { gpu_index: number | null };
+    const gpus = (this.stmt(sql.TOTAL_GPU_ENERGY).all() as GpuSums[]).map((g) => ({
+      gpuUuid: g.gpu_uuid,
+      gpuIndex: g.gpu_index,
+      measuredJ: g.measured_j,
+      idleJ: g.idle_j,
+      staticJ: g.static_j,
+      dynamicJ: g.dynamic_j,
+      unattributedJ: g.unattributed_j,
+      estimatedJ: g.estimated_j,
+      simulated: g.simulated !== 0,
+    }));
+    const usage = (this.stmt(sql.TOTAL_USAGE).all() as Omit<rows.HourlyUsageSqlRow, 'hour_start_ms'>[]).map(rows.usageTotalFromRow);
+    const host = this.stmt(sql.TOTAL_HOST).get() as { host_j: number };
+    const quality = this.stmt(sql.TOTAL_QUALITY).get() as { late: number; rejected: number; sample_errors: number };
+    const tasks = this.stmt(sql.TOTAL_TASKS).get() as { count: number; succeeded: number; joules: number; waste_j: number };
+    return {
+      gpus,
+      usage,
+      hostJ: host.host_j,
+      quality: { lateRecords: quality.late, rejectedRecords: quality.rejected, sampleErrors: quality.sample_errors },
+      tasks: { count: tasks.count, succeeded: tasks.succeeded, joules: tasks.joules, wasteJ: tasks.waste_j },
+    };
+  }
+
+  /** Schema version of the open file (PRAGMA user_version). */
+  schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  /**
+   * Close the connection. Idempotent. SQLite checkpoints the WAL when the last connection closes;
+   * no explicit checkpoint here, so a reader in another process cannot stall shutdown.
+   */
+  close(): void {
+    if (!this.db.open) return;
+    if (!this.db.readonly) this.db.pragma('optimize');
+    this.db.close();
+  }
+}

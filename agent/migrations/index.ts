@@ -1,0 +1,8 @@
+import { initialSchema } from './001-initial.js';
+import type { Migration } from './migration.js';
+
+/** Every ledger migration, in order. Append only: never edit a released step. */
+export const LEDGER_MIGRATIONS: readonly Migration[] = [initialSchema];
+
+export { LedgerVersionError, latestVersion, migrate } from './migration.js';
+export type { Migration } from './migration.js';

@@ -1,0 +1,137 @@
+/**
+ * Ingest throughput: the real HttpServer + IngestService + Ledger on a temp file, driven over
+ * loopback by a separate client process (bench/ingest-client.ts) over keep-alive connections.
+ * Measures records/s for single-record POSTs and for 1,000-record NDJSON batches, beside the
+ * raw insert rate of the same rows straight into the ledger (better-sqlite3, same process).
+ * Prints figures and targets; asserts nothing.
+ * Standalone: node --import tsx bench/ingest.ts
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { HttpServer } from '../agent/http-server.js';
+import { IngestService } from '../agent/ingest-service.js';
+import { Ledger } from '../agent/ledger.js';
+import { createIngestHandler } from '../collectors/http-ingest.js';
+import type { RecordContext, ResolvedRequest } from '../model/request-record.js';
+import { epochMs } from '../model/units.js';
+
+const CLIENT = fileURLToPath(new URL('./ingest-client.ts', import.meta.url));
+const RETENTION = { samplesHours: 48, requestsDays: 7, rollupsDays: 400 };
+const DURATION_MS = 3000;
+const TARGET_SINGLE = 10_000;
+const TARGET_BATCH = 100_000;
+const T0 = Date.UTC(2026, 10, 1, 10);
+const silent = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
+
+interface ClientResult {
+  records: number;
+  requests: number;
+  failures: number;
+  elapsedMs: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+/** A two-GPU node that accepts any time (the bench replays a fixed hour). */
+const context: RecordContext = {
+  resolveGpu: (ref) => (ref === '0' || ref === 'GPU-0' ? 'GPU-0' : ref === '1' || ref === 'GPU-1' ? 'GPU-1' : undefined),
+  defaultGpus: () => ['GPU-0'],
+  tierOf: () => 'small',
+  retainedFromMs: epochMs(0),
+  acceptUntilMs: epochMs(Number.MAX_SAFE_INTEGER),
+};
+
+function runClient(port: number, mode: 'single' | 'batch', connections: number): Promise<ClientResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', CLIENT, String(port), mode, String(DURATION_MS), String(connections)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) reject(new Error(`bench client exited with ${code}`));
+      else resolve(JSON.parse(out.trim()) as ClientResult);
+    });
+  });
+}
+
+/** The rows the client sends (ids and times increasing), resolved, for the raw insert baseline. */
+function rows(from: number, n: number): ResolvedRequest[] {
+  return Array.from({ length: n }, (_, k): ResolvedRequest => {
+    const i = from + k;
+    const start = T0 + i;
+    return {
+      requestId: `raw-${i}`, taskId: null, attempt: null, model: 'llama-8b', tier: 'small', gpus: [`GPU-${i % 2}`],
+      startMs: epochMs(start), firstTokenMs: epochMs(start + 80), endMs: epochMs(start + 900), promptTokens: 512,
+      cachedTokens: 128, completionTokens: 64, reasoningTokens: 0, batchSize: null, status: 'ok', labels: { team: 'search' },
+      tokensEstimated: false, granularity: 'request', source: 'http',
+    };
+  });
+}
+
+/** Raw ledger insert rate: prepared rows, 1,000 per transaction, for about DURATION_MS / 2. */
+function rawInsertRate(dir: string): number {
+  const ledger = Ledger.open(join(dir, 'raw.db'), { node: 'bench', retention: RETENTION });
+  try {
+    const batch = 1000;
+    const batches = Array.from({ length: 100 }, (_, b) => rows(b * batch, batch)); // built outside the timing
+    let inserted = 0;
+    let elapsedMs = 0;
+    for (let round = 0; elapsedMs < DURATION_MS / 2; round += 1) {
+      const rows = (batches[round % batches.length] ?? []).map((r) => ({ ...r, requestId: `${r.requestId}/${round}` }));
+      const began = performance.now();
+      inserted += ledger.insertRequests(rows, () => false).inserted.length;
+      elapsedMs += performance.now() - began;
+    }
+    return inserted / (elapsedMs / 1000);
+  } finally {
+    ledger.close();
+  }
+}
+
+const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+export async function benchIngest(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-bench-ingest-'));
+  const ledger = Ledger.open(join(dir, 'ledger.db'), { node: 'bench', retention: RETENTION });
+  const ingest = new IngestService({ ledger, context: () => context, settledUntil: () => null, onAccepted: () => {}, queueLimit: 200_000 });
+  const server = new HttpServer({ host: '127.0.0.1', port: 0, log: silent });
+  server.route('POST', '/v1/requests', createIngestHandler({ sink: ingest, bodyLimitBytes: 32 * 1024 * 1024 }));
+  try {
+    const { port } = await server.listen();
+    const raw = rawInsertRate(dir);
+    // Single-record throughput is bound by round trips, so it is shown at two client
+    // concurrencies: group commit merges concurrent requests into one transaction.
+    const single4 = await runClient(port, 'single', 4);
+    const single16 = await runClient(port, 'single', 16);
+    const batch = await runClient(port, 'batch', 4);
+    const rate = (r: ClientResult): number => r.records / (r.elapsedMs / 1000);
+    const load = loadavg().map((l) => l.toFixed(2)).join(' ');
+    console.log(`ingest bench: keep-alive client in a separate process, ${DURATION_MS / 1000} s per mode, ${cpus().length} CPUs (load ${load}), node ${process.version}`);
+    console.log('mode                          records/s    target     vs raw   p50 ms   p99 ms  non-202');
+    const row = (name: string, r: ClientResult, target: number): void => {
+      const perS = rate(r);
+      console.log(
+        `${name.padEnd(28)}${fmt(perS).padStart(11)}  ${`>= ${fmt(target)}`.padStart(10)}${`${(perS / raw * 100).toFixed(1)}%`.padStart(10)}` +
+          `${r.p50Ms.toFixed(2).padStart(9)}${r.p99Ms.toFixed(2).padStart(9)}${String(r.failures).padStart(9)}  ${perS >= target ? 'meets target' : 'BELOW target'}`,
+      );
+    };
+    row('HTTP single, 4 conns', single4, TARGET_SINGLE);
+    row('HTTP single, 16 conns', single16, TARGET_SINGLE);
+    row('HTTP NDJSON x1000, 4 conns', batch, TARGET_BATCH);
+    console.log(`${'raw ledger insert (1000/txn)'.padEnd(28)}${fmt(raw).padStart(11)}  ${'-'.padStart(10)}${'100.0%'.padStart(10)}`);
+  } finally {
+    await server.close();
+    ingest.close();
+    ledger.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await benchIngest();
+}

@@ -1,0 +1,291 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createGunzip } from 'node:zlib';
+import type { Readable } from 'node:stream';
+import { sendJson } from '../agent/http-server.js';
+import { parseRequestRecord, requestRecordWireSchema } from '../model/request-record.js';
+import type { RecordError, RequestRecord } from '../model/request-record.js';
+import { BackpressureError } from './request-sink.js';
+import type { IngestResult, RequestSink } from './request-sink.js';
+
+export interface IngestHandlerOptions {
+  readonly sink: RequestSink;
+  /** When set, requests must carry `Authorization: Bearer <token>`. */
+  readonly bearerToken?: string;
+  /** Largest body accepted, in bytes after decompression; larger gets 413. */
+  readonly bodyLimitBytes: number;
+  /** Records refused by validation here, by reason: a wire field name, 'parse', 'record' or 'unknown_field'. */
+  readonly onRejected?: (reason: string, n: number) => void;
+  /** Most errors listed in a 400 answer (default 1000); `rejected` always counts them all. */
+  readonly maxErrorsListed?: number;
+}
+
+/** One refused record as the client sees it (wire names). `line` is set for NDJSON bodies. */
+interface WireError {
+  index: number;
+  line?: number;
+  request_id: string | null;
+  field: string;
+  reason: string;
+}
+
+type BodyFormat = 'json' | 'ndjson' | 'auto';
+
+const NDJSON_TYPES = new Set([
+  'application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/x-jsonl',
+  'application/jsonlines', 'application/x-jsonlines', 'application/json-seq',
+]);
+const WIRE_FIELDS = new Set(Object.keys(requestRecordWireSchema.shape));
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A candidate record of the body: its parsed value, or why it could not be parsed. */
+type Candidate = { readonly value: unknown; readonly line?: number } | { readonly parseError: string; readonly line?: number };
+
+/**
+ * Handler for `POST /v1/requests`. The body is a JSON object, a JSON array of objects, or NDJSON
+ * (one object per line, blank lines ignored). Good records are stored even when others in the
+ * same body are refused: 202 when all were good, else 400 listing each refused record by index
+ * (and line, for NDJSON), field and reason. 413 past the body limit, 415 for other media types,
+ * 401 without the bearer token, 429 with Retry-After when the write queue is full, 503 when the
+ * ledger cannot store. The answer comes only after the records are committed.
+ */
+export function createIngestHandler(options: IngestHandlerOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const expectedDigest = options.bearerToken === undefined ? null : sha256(options.bearerToken);
+  const maxErrors = options.maxErrorsListed ?? 1000;
+
+  return async (req, res) => {
+    if (expectedDigest !== null) {
+      const refusal = checkBearer(req.headers.authorization, expectedDigest);
+      if (refusal !== null) {
+        sendJson(res, 401, { error: refusal.message }, { 'www-authenticate': refusal.challenge });
+        return;
+      }
+    }
+    const format = bodyFormat(req.headers['content-type']);
+    if (typeof format === 'object') {
+      sendJson(res, 415, { error: format.error });
+      return;
+    }
+    const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+    if (encoding !== 'identity' && encoding !== 'gzip') {
+      sendJson(res, 415, { error: `content-encoding ${encoding} is not supported (use gzip or none)` });
+      return;
+    }
+    const declared = Number(req.headers['content-length'] ?? Number.NaN);
+    if (encoding === 'identity' && declared > options.bodyLimitBytes) {
+      tooLarge(req, res, options.bodyLimitBytes);
+      return;
+    }
+    const body = await readBody(req, options.bodyLimitBytes, encoding === 'gzip');
+    if (body.kind === 'aborted') return; // the client is gone: nobody to answer
+    if (body.kind === 'too-large') {
+      tooLarge(req, res, options.bodyLimitBytes);
+      return;
+    }
+    if (body.kind === 'bad-encoding') {
+      sendJson(res, 400, { error: `body is not valid gzip: ${body.reason}` });
+      return;
+    }
+
+    const candidates = splitBody(body.bytes, format);
+    if ('error' in candidates) {
+      const errors: WireError[] = [{ index: 0, request_id: null, field: '(body)', reason: candidates.error }];
+      options.onRejected?.('parse', 1);
+      sendJson(res, 400, { accepted: 0, duplicates: 0, late: 0, rejected: 1, errors });
+      return;
+    }
+
+    const records: RequestRecord[] = [];
+    const batchIndex: number[] = []; // position in `records` -> index in the body
+    const lineOf = (index: number): number | undefined => candidates[index]?.line;
+    const errors: RecordError[] = [];
+    candidates.forEach((c, index) => {
+      if ('parseError' in c) {
+        errors.push({ index, field: '(record)', reason: c.parseError });
+        return;
+      }
+      const parsed = parseRequestRecord(c.value, index);
+      if (parsed.ok) {
+        records.push(parsed.record);
+        batchIndex.push(index);
+      } else errors.push(...parsed.errors);
+    });
+
+    let result: IngestResult = { accepted: 0, duplicates: 0, late: 0, errors: [] };
+    if (records.length > 0) {
+      try {
+        result = await options.sink.submit(records, 0);
+      } catch (error) {
+        if (error instanceof BackpressureError) {
+          sendJson(res, 429, { error: error.message }, { 'retry-after': String(error.retryAfterSeconds) });
+        } else {
+          sendJson(res, 503, { error: `records not stored: ${error instanceof Error ? error.message : String(error)}` });
+        }
+        return;
+      }
+    }
+    // Counted only once the batch was taken, so a 429'd body is not counted again when retried.
+    countRejections(errors, candidates, options.onRejected);
+
+    const sinkErrors = result.errors.map((e) => ({ ...e, index: batchIndex[e.index] ?? e.index }));
+    const all = [...errors, ...sinkErrors].sort((a, b) => a.index - b.index);
+    const rejected = new Set(all.map((e) => e.index)).size;
+    const counts = { accepted: result.accepted, duplicates: result.duplicates, late: result.late, rejected };
+    if (all.length === 0) {
+      sendJson(res, 202, counts);
+      return;
+    }
+    const listed = all.slice(0, maxErrors).map((e): WireError => {
+      const line = lineOf(e.index);
+      return {
+        index: e.index,
+        ...(line !== undefined && { line }),
+        request_id: e.requestId ?? null,
+        field: e.field,
+        reason: e.reason,
+      };
+    });
+    sendJson(res, 400, { ...counts, errors: listed, ...(all.length > maxErrors && { errors_truncated: true }) });
+  };
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
+}
+
+/** Null when the bearer token matches; compared as SHA-256 digests in constant time. */
+function checkBearer(header: string | undefined, expected: Buffer): { message: string; challenge: string } | null {
+  const match = header === undefined ? null : /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+  if (match === null) return { message: 'bearer token required', challenge: 'Bearer realm="tokenwatt"' };
+  if (!timingSafeEqual(sha256(match[1] ?? ''), expected)) {
+    return { message: 'invalid bearer token', challenge: 'Bearer realm="tokenwatt", error="invalid_token"' };
+  }
+  return null;
+}
+
+/** JSON, NDJSON, or sniffed when the client sent no (or a text/plain) content type. */
+function bodyFormat(contentType: string | undefined): BodyFormat | { error: string } {
+  if (contentType === undefined || contentType.trim() === '') return 'auto';
+  const [mediaType = '', ...params] = contentType.split(';').map((p) => p.trim().toLowerCase());
+  const charset = params.find((p) => p.startsWith('charset='))?.slice('charset='.length).replace(/"/g, '');
+  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+    return { error: `charset ${charset} is not supported (use utf-8)` };
+  }
+  if (mediaType === 'application/json') return 'json';
+  if (NDJSON_TYPES.has(mediaType)) return 'ndjson';
+  if (mediaType === 'text/plain') return 'auto';
+  return { error: `content-type ${mediaType} is not supported (use application/json or application/x-ndjson)` };
+}
+
+type Body =
+  | { kind: 'ok'; bytes: Buffer }
+  | { kind: 'too-large' }
+  | { kind: 'bad-encoding'; reason: string }
+  | { kind: 'aborted' };
+
+/** Read the body up to `limit` bytes (decompressed), stopping as soon as it is exceeded. */
+function readBody(req: IncomingMessage, limit: number, gzip: boolean): Promise<Body> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (body: Body): void => {
+      if (done) return;
+      done = true;
+      resolve(body);
+    };
+    let source: Readable = req;
+    if (gzip) {
+      const gunzip = createGunzip();
+      gunzip.on('error', (error) => finish({ kind: 'bad-encoding', reason: error.message }));
+      source = req.pipe(gunzip);
+    }
+    source.on('data', (chunk: Buffer) => {
+      if (done) return;
+      size += chunk.length;
+      if (size > limit) {
+        if (gzip) req.unpipe();
+        req.pause();
+        finish({ kind: 'too-large' });
+        return;
+      }
+      chunks.push(chunk);
+    });
+    source.on('end', () => finish({ kind: 'ok', bytes: Buffer.concat(chunks, size) }));
+    req.on('error', () => finish({ kind: 'aborted' }));
+    req.on('close', () => {
+      if (!req.complete) finish({ kind: 'aborted' });
+    });
+  });
+}
+
+/** Answer 413 and close the connection rather than read the rest of an oversized body. */
+function tooLarge(req: IncomingMessage, res: ServerResponse, limit: number): void {
+  res.on('finish', () => req.socket.destroy());
+  sendJson(res, 413, { error: `body larger than ${limit} bytes: split it into smaller batches` }, { connection: 'close' });
+}
+
+/** Split a body into candidate records: a JSON object, a JSON array, or NDJSON lines. */
+function splitBody(bytes: Buffer, format: BodyFormat): Candidate[] | { error: string } {
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    return { error: 'body is not valid UTF-8' };
+  }
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // byte-order mark
+  if (text.trim() === '') return { error: 'empty body: send a JSON object, a JSON array or NDJSON' };
+  if (format !== 'ndjson') {
+    try {
+      return fromJson(JSON.parse(text));
+    } catch (error) {
+      if (format === 'json') {
+        return { error: `not valid JSON: ${(error as Error).message} (for one record per line, send content-type application/x-ndjson)` };
+      }
+      // 'auto': a body that is not one JSON value is read as NDJSON
+    }
+  }
+  return fromNdjson(text);
+}
+
+function fromJson(value: unknown): Candidate[] | { error: string } {
+  if (Array.isArray(value)) return value.map((v: unknown) => ({ value: v }));
+  if (value !== null && typeof value === 'object') return [{ value }];
+  return { error: 'must be a JSON object, an array of objects, or NDJSON' };
+}
+
+function fromNdjson(text: string): Candidate[] {
+  const candidates: Candidate[] = [];
+  const lines = text.split('\n');
+  lines.forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '') return;
+    try {
+      candidates.push({ value: JSON.parse(line), line: i + 1 });
+    } catch (error) {
+      candidates.push({ parseError: `line ${i + 1} is not valid JSON: ${(error as Error).message}`, line: i + 1 });
+    }
+  });
+  return candidates;
+}
+
+/** One count per refused record, by a bounded reason (never a client-chosen string). */
+function countRejections(errors: readonly RecordError[], candidates: readonly Candidate[], onRejected: IngestHandlerOptions['onRejected']): void {
+  if (onRejected === undefined || errors.length === 0) return;
+  const byReason = new Map<string, number>();
+  const seen = new Set<number>();
+  for (const e of errors) {
+    if (seen.has(e.index)) continue;
+    seen.add(e.index);
+    const candidate = candidates[e.index];
+    const reason = candidate !== undefined && 'parseError' in candidate ? 'parse' : reasonOf(e.field);
+    byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
+  }
+  for (const [reason, n] of byReason) onRejected(reason, n);
+}
+
+function reasonOf(field: string): string {
+  if (field === '(record)') return 'record';
+  const head = field.split('.')[0] ?? field;
+  return WIRE_FIELDS.has(head) ? head : 'unknown_field';
+}

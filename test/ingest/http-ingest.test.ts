@@ -1,0 +1,242 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import type { Socket } from 'node:net';
+import { gzipSync } from 'node:zlib';
+import fc from 'fast-check';
+import { BackpressureError } from '../../collectors/request-sink.js';
+import { epochMs } from '../../model/units.js';
+import { T0 } from '../ledger/temp-ledger.js';
+import { send } from './http-client.js';
+import { startIngestServer } from './ingest-server.js';
+
+const ALL = [epochMs(0), epochMs(Number.MAX_SAFE_INTEGER)] as const;
+
+function wire(i: number, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    request_id: `r-${i}`, model: 'llama-8b', gpus: [0], start: T0 + i * 1000, end: T0 + i * 1000 + 800,
+    prompt_tokens: 100, completion_tokens: 20, ...overrides,
+  };
+}
+
+const JSON_TYPE = { 'content-type': 'application/json' };
+const NDJSON_TYPE = { 'content-type': 'application/x-ndjson' };
+
+test('a JSON object, a JSON array and NDJSON (blank lines, CRLF) are all accepted with 202 and counts', async (t) => {
+  const s = await startIngestServer();
+  t.after(s.stop);
+  const one = await send(s.port, { headers: JSON_TYPE, body: JSON.stringify(wire(1)) });
+  assert.deepEqual([one.status, one.json], [202, { accepted: 1, duplicates: 0, late: 0, rejected: 0 }]);
+  const array = await send(s.port, { headers: JSON_TYPE, body: JSON.stringify([wire(2), wire(3)]) });
+  assert.deepEqual(array.json, { accepted: 2, duplicates: 0, late: 0, rejected: 0 });
+  const nd = `${JSON.stringify(wire(4))}\r\n\n   \n${JSON.stringify(wire(5))}\n`;
+  const ndjson = await send(s.port, { headers: NDJSON_TYPE, body: nd });
+  assert.deepEqual([ndjson.status, ndjson.json?.accepted], [202, 2]);
+  // Without a content type the body is sniffed: one JSON value, else NDJSON.
+  const sniffed = await send(s.port, { body: `${JSON.stringify(wire(6))}\n${JSON.stringify(wire(7))}` });
+  assert.deepEqual([sniffed.status, sniffed.json?.accepted], [202, 2]);
+  const again = await send(s.port, { headers: JSON_TYPE, body: JSON.stringify([wire(1), wire(8)]) });
+  assert.deepEqual(again.json, { accepted: 1, duplicates: 1, late: 0, rejected: 0 });
+  assert.deepEqual(s.ledger.readRequests(...ALL).map((r) => r.record.requestId), ['r-1', 'r-2', 'r-3', 'r-4', 'r-5', 'r-6', 'r-7', 'r-8']);
+});
+
+test('a mixed batch: good records are committed, each bad one named by index, field and reason (400)', async (t) => {
+  const s = await startIngestServer();
+  t.after(s.stop);
+  const body = [
+    wire(0),
+    wire(1, { prompt_tokens: -5 }),
+    wire(2, { prompt_token: 3 }),
+    'not an object',
+    wire(4, { gpus: [7] }), // valid on the wire, unknown GPU on this node
+    wire(5),
+  ];
+  const reply = await send(s.port, { headers: JSON_TYPE, body: JSON.stringify(body) });
+  assert.equal(reply.status, 400);
+  assert.deepEqual({ ...reply.json, errors: undefined }, { accepted: 2, duplicates: 0, late: 0, rejected: 4, errors: undefined });
+  const errors = reply.json?.errors as { index: number; request_id: string | null; field: string; reason: string }[];
+  assert.deepEqual(errors.map((e) => [e.index, e.request_id, e.field]), [
+    [1, 'r-1', 'prompt_tokens'], [2, 'r-2', 'prompt_token'], [3, null, '(record)'], [4, 'r-4', 'gpus'],
+  ]);
+  assert.match(errors[0]?.reason ?? '', />= 0/);
+  assert.equal(errors[1]?.reason, 'unknown field');
+  assert.match(errors[3]?.reason ?? '', /no such GPU on this node: 7/);
+  assert.deepEqual(s.ledger.readRequests(...ALL).map((r) => r.record.requestId), ['r-0', 'r-5']);
+  assert.deepEqual(Object.fromEntries(s.rejected), { prompt_tokens: 1, unknown_field: 1, record: 1, gpus: 1 });
+});
+
+test('NDJSON: a line that is not JSON is named by record index and line number; the others are kept', async (t) => {
+  const s = await startIngestServer();
+  t.after(s.stop);
+  const body = [JSON.stringify(wire(0)), '', '{"request_id": "r-1", ', JSON.stringify(wire(2)), '[1,2]'].join('\n');
+  const reply = await send(s.port, { headers: NDJSON_TYPE, body });
+  assert.equal(reply.status, 400);
+  assert.equal(reply.json?.accepted, 2);
+  const errors = reply.json?.errors as { index: number; line: number; field: string; reason: string }[];
+  assert.deepEqual(errors.map((e) => [e.index, e.line, e.field]), [[1, 3, '(record)'], [3, 5, '(record)']]);
+  assert.match(errors[0]?.reason ?? '', /^line 3 is not valid JSON/);
+  assert.equal(errors[1]?.reason, 'must be a JSON object');
+  assert.deepEqual(Object.fromEntries(s.rejected), { parse: 1, record: 1 });
+});
+
+test('a body that is not JSON at all, an empty body, and a JSON scalar are refused as a whole', async (t) => {
+  const s = await startIngestServer();
+  t.after(s.stop);
+  const broken = await send(s.port, { headers: JSON_TYPE, body: '{"request_id": ' });
+  assert.equal(broken.status, 400);
+  assert.deepEqual((broken.json?.errors as { field: string }[]).map((e) => e.field), ['(body)']);
+  assert.match(JSON.stringify(broken.json), /not valid JSON/);
+  const empty = await send(s.port, { headers: JSON_TYPE, body: '' });
+  assert.match(JSON.stringify(empty.json), /empty body/);
+  const scalar = await send(s.port, { headers: JSON_TYPE, body: '42' });
+  assert.equal(scalar.status, 400);
+  assert.match(JSON.stringify(scalar.json), /must be a JSON object, an array of objects, or NDJSON/);
+});
+
+test('over the body limit: 413 from Content-Length, mid-stream for chunked bodies, and after gzip expansion', async (t) => {
+  const s = await startIngestServer({ bodyLimitBytes: 2000 });
+  t.after(s.stop);
+  const big = JSON.stringify(Array.from({ length: 40 }, (_, i) => wire(i)));
+  const declared = await send(s.port, { headers: JSON_TYPE, body: big });
+  assert.equal(declared.status, 413);
+  assert.equal(declared.headers.connection, 'close');
+
+  // Chunked: no length up front, so the limit trips while reading and the rest is not read.
+  const chunked = await new Promise<string>((resolve, reject) => {
+    const socket = connect(s.port, '127.0.0.1', () => {
+      socket.write('POST /v1/requests HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n');
+      const piece = Buffer.from('x'.repeat(1000));
+      for (let i = 0; i < 3; i += 1) socket.write(`${piece.length.toString(16)}\r\n${piece.toString()}\r\n`);
+      // Deliberately never sends the terminating chunk: the server must answer anyway.
+    });
+    let text = '';
+    socket.on('data', (d) => { text += d.toString(); });
+    socket.on('close', () => resolve(text));
+    socket.on('error', reject);
+  });
+  assert.match(chunked, /^HTTP\/1\.1 413 /);
+
+  const bomb = gzipSync(Buffer.from(' '.repeat(100_000)));
+  assert.ok(bomb.length < 2000);
+  const inflated = await send(s.port, { headers: { ...JSON_TYPE, 'content-encoding': 'gzip' }, body: bomb });
+  assert.equal(inflated.status, 413);
+  const zipped = await send(s.port, { headers: { ...JSON_TYPE, 'content-encoding': 'gzip' }, body: gzipSync(JSON.stringify(wire(1))) });
+  assert.deepEqual([zipped.status, zipped.json?.accepted], [202, 1]);
+  const notZip = await send(s.port, { headers: { ...JSON_TYPE, 'content-encoding': 'gzip' }, body: 'plain' });
+  assert.equal(notZip.status, 400);
+  assert.deepEqual(s.ledger.readRequests(...ALL).map((r) => r.record.requestId), ['r-1']);
+});
+
+test('unsupported media types, charsets and encodings get 415', async (t) => {
+  const s = await startIngestServer();
+  t.after(s.stop);
+  const body = JSON.stringify(wire(1));
+  for (const headers of [
+    { 'content-type': 'text/csv' },
+    { 'content-type': 'application/x-www-form-urlencoded' },
+    { 'content-type': 'application/json; charset=latin1' },
+    { 'content-type': 'application/json', 'content-encoding': 'br' },
+  ]) {
+    const reply = await send(s.port, { headers, body });
+    assert.equal(reply.status, 415, JSON.stringify(headers));
+    assert.match(String(reply.json?.error), /not supported/);
+  }
+  assert.equal((await send(s.port, { headers: { 'content-type': 'application/json; charset=UTF-8' }, body })).status, 202);
+});
+
+test('bearer token: missing or wrong gets 401 with WWW-Authenticate; the right one is accepted', async (t) => {
+  const s = await startIngestServer({ bearerToken: 's3cret-token' });
+  t.after(s.stop);
+  const body = JSON.stringify(wire(1));
+  const none = await send(s.port, { headers: JSON_TYPE, body });
+  assert.equal(none.status, 401);
+  assert.equal(none.headers['www-authenticate'], 'Bearer realm="tokenwatt"');
+  const wrong = await send(s.port, { headers: { ...JSON_TYPE, authorization: 'Bearer s3cret-tokeN' }, body });
+  assert.equal(wrong.status, 401);
+  assert.match(String(wrong.headers['www-authenticate']), /error="invalid_token"/);
+  const prefix = await send(s.port, { headers: { ...JSON_TYPE, authorization: 'Bearer s3cret' }, body });
+  assert.equal(prefix.status, 401);
+  const basic = await send(s.port, { headers: { ...JSON_TYPE, authorization: 'Basic czNjcmV0LXRva2Vu' }, body });
+  assert.equal(basic.status, 401);
+  assert.deepEqual(s.ledger.readRequests(...ALL), []);
+  const right = await send(s.port, { headers: { ...JSON_TYPE, authorization: 'bearer s3cret-token' }, body });
+  assert.deepEqual([right.status, right.json?.accepted], [202, 1]);
+});
+
+test('a full write queue answers 429 with Retry-After; every 202 is stored, no 429 is', async (t) => {
+  const s = await startIngestServer({ queueLimit: 1 });
+  t.after(s.stop);
+  const clients = 12;
+  // Open every connection first, then write all the requests at once and hold the event loop
+  // so that the server reads them in the same turn: they all reach the queue before its first
+  // flush, deterministically.
+  const sockets = await Promise.all(Array.from({ length: clients }, () => new Promise<Socket>((resolve, reject) => {
+    const socket = connect(s.port, '127.0.0.1', () => resolve(socket));
+    socket.on('error', reject);
+  })));
+  await new Promise((r) => setTimeout(r, 50)); // let the server accept them all
+  const replies = await new Promise<string[]>((resolve) => {
+    const texts: string[] = sockets.map(() => '');
+    let open = clients;
+    sockets.forEach((socket, i) => {
+      socket.on('data', (d) => { texts[i] += d.toString(); });
+      socket.on('close', () => { open -= 1; if (open === 0) resolve(texts); });
+      const body = JSON.stringify([wire(i * 2), wire(i * 2 + 1)]);
+      socket.write(`POST /v1/requests HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    });
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+  });
+  const statuses = replies.map((r) => Number(/^HTTP\/1\.1 (\d+)/.exec(r)?.[1]));
+  assert.ok(statuses.every((st) => st === 202 || st === 429), statuses.join(','));
+  assert.ok(statuses.includes(429), `expected some 429, got ${statuses.join(',')}`);
+  assert.ok(statuses.includes(202));
+  for (const r of replies.filter((x) => x.startsWith('HTTP/1.1 429'))) assert.match(r, /retry-after: 1\r\n/i);
+  const stored = new Set(s.ledger.readRequests(...ALL).map((r) => r.record.requestId));
+  statuses.forEach((st, i) => {
+    assert.equal(stored.has(`r-${i * 2}`), st === 202, `client ${i}: ${st}`);
+    assert.equal(stored.has(`r-${i * 2 + 1}`), st === 202);
+  });
+  assert.equal(s.rejected.size, 0, 'a 429 counts no record as rejected');
+});
+
+test('a sink that cannot store answers 503 and the handler reports nothing as accepted', async (t) => {
+  const closed = await startIngestServer();
+  t.after(closed.stop);
+  closed.service.close();
+  const reply = await send(closed.port, { headers: JSON_TYPE, body: JSON.stringify(wire(1)) });
+  assert.equal(reply.status, 503);
+  assert.match(String(reply.json?.error), /records not stored: ingest is shutting down/);
+
+  const busy = await startIngestServer({ sink: () => ({ submit: () => Promise.reject(new BackpressureError(7)) }) });
+  t.after(busy.stop);
+  const limited = await send(busy.port, { headers: JSON_TYPE, body: JSON.stringify(wire(1)) });
+  assert.deepEqual([limited.status, limited.headers['retry-after']], [429, '7']);
+});
+
+test('late records are accepted and counted as late', async (t) => {
+  const s = await startIngestServer({ settledUntil: epochMs(T0 + 2500) });
+  t.after(s.stop);
+  // r-1 lies wholly before the settled edge, r-2 straddles it (late for its settled part), r-3 is on time.
+  const reply = await send(s.port, { headers: JSON_TYPE, body: JSON.stringify([wire(1), wire(2), wire(3)]) });
+  assert.deepEqual(reply.json, { accepted: 3, duplicates: 0, late: 2, rejected: 0 });
+});
+
+test('property: no body, however malformed, crashes the server or yields a 5xx', async (t) => {
+  const s = await startIngestServer({ bodyLimitBytes: 4000 });
+  t.after(s.stop);
+  const bodies = fc.oneof(
+    fc.string({ maxLength: 300 }),
+    fc.json({ maxDepth: 3 }),
+    fc.array(fc.oneof(fc.json({ maxDepth: 2 }), fc.constant(JSON.stringify(wire(1)))), { maxLength: 5 }).map((lines) => lines.join('\n')),
+    fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b).toString('latin1')),
+  );
+  const types = fc.constantFrom(undefined, 'application/json', 'application/x-ndjson', 'text/plain');
+  await fc.assert(
+    fc.asyncProperty(bodies, types, async (body, type) => {
+      const reply = await send(s.port, { headers: type === undefined ? {} : { 'content-type': type }, body });
+      assert.ok([202, 400, 413].includes(reply.status), `${reply.status} for ${JSON.stringify(body).slice(0, 80)}`);
+      assert.ok(reply.json !== undefined);
+    }),
+    { numRuns: 60 },
+  );
+});

@@ -1,0 +1,146 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
+import { IngestClosedError, IngestService } from '../../agent/ingest-service.js';
+import type { IngestServiceOptions } from '../../agent/ingest-service.js';
+import type { Ledger } from '../../agent/ledger.js';
+import { BackpressureError } from '../../collectors/request-sink.js';
+import type { RequestRecord, ResolvedRequest } from '../../model/request-record.js';
+import { epochMs } from '../../model/units.js';
+import { T0, request, tempLedger } from '../ledger/temp-ledger.js';
+import { fakeContext } from './fake-context.js';
+
+/** A record as a source delivers it: GPU by index, tier left to the context. */
+function rec(i: number, overrides: Partial<RequestRecord> = {}): RequestRecord {
+  return { ...request(i), tier: null, gpus: ['0'], ...overrides };
+}
+
+function storedIds(path: string): string[] {
+  const db = new Database(path, { readonly: true });
+  try {
+    return (db.prepare('SELECT request_id FROM requests ORDER BY request_id').all() as { request_id: string }[]).map((r) => r.request_id);
+  } finally {
+    db.close();
+  }
+}
+
+function service(ledger: Pick<Ledger, 'insertRequests'>, extra: Partial<IngestServiceOptions> = {}): IngestService {
+  return new IngestService({ ledger, context: () => fakeContext(), settledUntil: () => null, onAccepted: () => {}, queueLimit: 1000, ...extra });
+}
+
+test('submissions in one tick are written in ONE transaction, and each resolves only once committed', async (t) => {
+  const { ledger, path, cleanup } = tempLedger();
+  t.after(cleanup);
+  const batches: number[] = [];
+  const spy = { insertRequests: (...args: Parameters<Ledger['insertRequests']>) => { batches.push(args[0].length); return ledger.insertRequests(...args); } };
+  const ingest = service(spy);
+  const seenAtResolve: string[][] = [];
+  const submit = (records: RequestRecord[]): Promise<unknown> =>
+    ingest.submit(records).then((r) => { seenAtResolve.push(storedIds(path)); return r; });
+  const results = await Promise.all([submit([rec(1), rec(2)]), submit([rec(3)]), submit([rec(4), rec(5), rec(6)])]);
+  assert.deepEqual(batches, [6]);
+  assert.deepEqual(results.map((r) => (r as { accepted: number }).accepted), [2, 1, 3]);
+  for (const ids of seenAtResolve) assert.deepEqual(ids, ['req-1', 'req-2', 'req-3', 'req-4', 'req-5', 'req-6']);
+  await ingest.submit([rec(7)]);
+  assert.deepEqual(batches, [6, 1], 'a later tick is its own transaction');
+});
+
+test('resolution: tier and GPUs from the context; unknown GPUs and out-of-window records refused by field, with the caller\'s index', async (t) => {
+  const { ledger, cleanup } = tempLedger();
+  t.after(cleanup);
+  const rejected: [string, number][] = [];
+  const accepted: ResolvedRequest[] = [];
+  const ingest = service(ledger, {
+    context: () => fakeContext({ retainedFromMs: T0 }),
+    onAccepted: (records) => accepted.push(...records),
+    onRejected: (reason, n) => rejected.push([reason, n]),
+  });
+  const result = await ingest.submit([
+    rec(1),
+    rec(2, { gpus: ['9'] }),
+    rec(3, { gpus: null, model: 'unmapped' }),
+    rec(4, { endMs: epochMs(T0 - 1), startMs: epochMs(T0 - 10), firstTokenMs: null }),
+    rec(5, { gpus: ['GPU-1', '1'] }),
+  ], 10);
+  assert.equal(result.accepted, 2);
+  assert.deepEqual(result.errors.map((e) => [e.index, e.requestId, e.field]), [[11, 'req-2', 'gpus'], [12, 'req-3', 'gpus'], [13, 'req-4', 'end']]);
+  assert.deepEqual(rejected.sort(), [['end', 1], ['gpus', 2]]);
+  assert.deepEqual(accepted.map((r) => [r.requestId, r.tier, r.gpus]), [['req-1', 'small', ['GPU-0']], ['req-5', 'small', ['GPU-1']]]);
+});
+
+test('late records (starting before settled_until) are stored, flagged and counted, never dropped', async (t) => {
+  const { ledger, cleanup } = tempLedger();
+  t.after(cleanup);
+  let late = 0;
+  const ingest = service(ledger, { settledUntil: () => epochMs(T0 + 2500), onLate: (n) => { late += n; } });
+  // [start, end): req-1 [T0-1 s, T0+1 s) and req-2 [T0, T0+2 s) lie wholly before T0+2.5 s;
+  // req-3 [T0+1 s, T0+3 s) straddles it (partly late); req-5 [T0+3 s, T0+5 s) is on time.
+  const result = await ingest.submit([rec(1), rec(2), rec(3), rec(5)]);
+  assert.deepEqual([result.accepted, result.late], [4, 3]);
+  assert.equal(late, 3);
+  const flags = Object.fromEntries(ledger.loadUnsettledRequests().map((s) => [s.record.requestId, s.late]));
+  assert.deepEqual(flags, { 'req-1': true, 'req-2': true, 'req-3': true, 'req-5': false });
+});
+
+test('repeats are acknowledged as duplicates, within a tick and across ticks, and not passed on', async (t) => {
+  const { ledger, path, cleanup } = tempLedger();
+  t.after(cleanup);
+  let duplicates = 0;
+  const accepted: string[] = [];
+  const ingest = service(ledger, { onDuplicate: (n) => { duplicates += n; }, onAccepted: (rs) => accepted.push(...rs.map((r) => r.requestId)) });
+  const [a, b] = await Promise.all([ingest.submit([rec(1), rec(2)]), ingest.submit([rec(2), rec(3), rec(3)])]);
+  assert.deepEqual([a.accepted, a.duplicates, b.accepted, b.duplicates], [2, 0, 1, 2]);
+  const c = await ingest.submit([rec(1)]);
+  assert.deepEqual([c.accepted, c.duplicates], [0, 1]);
+  assert.equal(duplicates, 3);
+  assert.deepEqual(accepted, ['req-1', 'req-2', 'req-3']);
+  assert.deepEqual(storedIds(path), ['req-1', 'req-2', 'req-3']);
+});
+
+test('over the queue limit a submission is refused with BackpressureError; what was queued still commits', async (t) => {
+  const { ledger, path, cleanup } = tempLedger();
+  t.after(cleanup);
+  const ingest = service(ledger, { queueLimit: 3, retryAfterSeconds: 2 });
+  const first = ingest.submit([rec(1), rec(2)]);
+  assert.equal(ingest.queued, 2);
+  await assert.rejects(ingest.submit([rec(3), rec(4)]), (err: unknown) => err instanceof BackpressureError && err.retryAfterSeconds === 2);
+  const fits = ingest.submit([rec(5)]);
+  assert.deepEqual([(await first).accepted, (await fits).accepted], [2, 1]);
+  assert.equal(ingest.queued, 0);
+  // Alone, a submission larger than the limit still goes through (else it never could).
+  assert.equal((await ingest.submit([rec(6), rec(7), rec(8), rec(9)])).accepted, 4);
+  assert.deepEqual(storedIds(path), ['req-1', 'req-2', 'req-5', 'req-6', 'req-7', 'req-8', 'req-9']);
+});
+
+test('a SQLite error rejects every submission of the transaction and stores none of it', async (t) => {
+  const { ledger, path, cleanup } = tempLedger({ busyTimeoutMs: 20 });
+  t.after(cleanup);
+  const accepted: string[] = [];
+  const ingest = service(ledger, { onAccepted: (rs) => accepted.push(...rs.map((r) => r.requestId)) });
+  const blocker = new Database(path);
+  t.after(() => blocker.close());
+  blocker.exec('BEGIN IMMEDIATE'); // another writer holds the lock past the busy timeout
+  const outcomes = await Promise.allSettled([ingest.submit([rec(1)]), ingest.submit([rec(2)])]);
+  blocker.exec('ROLLBACK');
+  for (const o of outcomes) {
+    assert.equal(o.status, 'rejected');
+    assert.match(String((o as PromiseRejectedResult).reason), /database is locked/);
+  }
+  assert.deepEqual(storedIds(path), []);
+  assert.deepEqual(accepted, []);
+  assert.equal((await ingest.submit([rec(1)])).accepted, 1, 'recovers once the lock is gone');
+});
+
+test('a callback that throws after the commit does not un-acknowledge it; close() flushes and refuses more', async (t) => {
+  const { ledger, path, cleanup } = tempLedger();
+  t.after(cleanup);
+  const errors: unknown[] = [];
+  const ingest = service(ledger, { onAccepted: () => { throw new Error('metrics broke'); }, onError: (e) => errors.push(e) });
+  assert.equal((await ingest.submit([rec(1)])).accepted, 1);
+  assert.match(String(errors[0]), /metrics broke/);
+  const pending = ingest.submit([rec(2)]);
+  ingest.close();
+  assert.deepEqual(storedIds(path), ['req-1', 'req-2'], 'flushed synchronously by close()');
+  assert.equal((await pending).accepted, 1);
+  await assert.rejects(ingest.submit([rec(3)]), IngestClosedError);
+});

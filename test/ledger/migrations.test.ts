@@ -1,0 +1,101 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { Ledger, LedgerVersionError } from '../../agent/ledger.js';
+import { LEDGER_MIGRATIONS, latestVersion, migrate } from '../../agent/migrations/index.js';
+import type { Migration } from '../../agent/migrations/index.js';
+import { RETENTION, never, request, tempDir } from './temp-ledger.js';
+
+const TABLES = ['agent_state', 'hourly_energy', 'hourly_host', 'hourly_quality', 'hourly_usage', 'periods', 'power_samples', 'requests', 'tasks'];
+
+function tablesOf(path: string): string[] {
+  const db = new Database(path, { readonly: true });
+  try {
+    return (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
+  } finally {
+    db.close();
+  }
+}
+
+test('an empty file is migrated to the latest version, in WAL mode, and re-opening keeps the data', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const path = join(dir, 'l.db');
+  const first = Ledger.open(path, { node: 'n1', retention: RETENTION });
+  assert.equal(first.schemaVersion(), latestVersion(LEDGER_MIGRATIONS));
+  assert.ok(latestVersion(LEDGER_MIGRATIONS) >= 1);
+  first.insertRequests([request(1)], never);
+  first.close();
+  assert.deepEqual(tablesOf(path), TABLES);
+
+  const again = Ledger.open(path, { node: 'n1', retention: RETENTION });
+  t.after(() => again.close());
+  assert.equal(again.schemaVersion(), latestVersion(LEDGER_MIGRATIONS));
+  assert.deepEqual(again.readRequests(0 as never, Number.MAX_SAFE_INTEGER as never).map((r) => r.record.requestId), ['req-1']);
+  const db = new Database(path, { readonly: true });
+  t.after(() => db.close());
+  assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+});
+
+test('a ledger newer than the code is refused with a clear message, and left untouched', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const path = join(dir, 'future.db');
+  const db = new Database(path);
+  db.exec('CREATE TABLE from_the_future (x)');
+  db.pragma('user_version = 99');
+  db.close();
+  assert.throws(
+    () => Ledger.open(path, { node: 'n', retention: RETENTION }),
+    (err: unknown) => err instanceof LedgerVersionError && /schema version 99, newer than this tokenwatt understands/.test(err.message),
+  );
+  assert.throws(() => Ledger.openReadOnly(path), LedgerVersionError);
+  assert.deepEqual(tablesOf(path), ['from_the_future']);
+});
+
+test('a failing migration step rolls back with its version bump; earlier steps stay applied', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const db = new Database(join(dir, 'm.db'));
+  t.after(() => db.close());
+  const steps: Migration[] = [
+    { version: 1, name: 'one', sql: 'CREATE TABLE a (x)' },
+    { version: 2, name: 'two', sql: 'CREATE TABLE b (x); INSERT INTO nowhere VALUES (1)' },
+  ];
+  assert.throws(() => migrate(db, steps, 'm.db'), /no such table: nowhere/);
+  assert.equal(db.pragma('user_version', { simple: true }), 1);
+  const names = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((r) => r.name);
+  assert.deepEqual(names, ['a']);
+  // Fixed step 2 applies on the next run, from version 1.
+  const fixed: Migration[] = [steps[0]!, { version: 2, name: 'two', sql: 'CREATE TABLE b (x)' }];
+  assert.equal(migrate(db, fixed, 'm.db'), 1);
+  assert.equal(db.pragma('user_version', { simple: true }), 2);
+});
+
+test('a migration list with a hole is refused before touching the file', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const db = new Database(join(dir, 'h.db'));
+  t.after(() => db.close());
+  assert.throws(() => migrate(db, [{ version: 2, name: 'x', sql: 'CREATE TABLE x (a)' }], 'h.db'), /out of order/);
+  assert.equal(db.pragma('user_version', { simple: true }), 0);
+});
+
+test('read-only open refuses a file that is not a ledger, and a missing file', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const plain = join(dir, 'plain.db');
+  new Database(plain).close();
+  assert.throws(() => Ledger.openReadOnly(plain), /not a tokenwatt ledger/);
+  assert.throws(() => Ledger.openReadOnly(join(dir, 'missing.db')));
+});
+
+test('open creates the ledger directory when it does not exist yet (a fresh hostPath)', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const ledger = Ledger.open(join(dir, 'var', 'lib', 'tokenwatt', 'ledger.db'), { node: 'n', retention: RETENTION });
+  t.after(() => ledger.close());
+  assert.equal(ledger.schemaVersion(), latestVersion(LEDGER_MIGRATIONS));
+  assert.equal(ledger.node, 'n');
+});
