@@ -1,0 +1,103 @@
+import { CONFIG_OPTION_BY_KEY } from './config-options.js';
+import type { TokenwattConfig } from './config-schema.js';
+
+/** Where a key's value came from. */
+export type ConfigSource = 'default' | 'file' | 'env' | 'flag';
+
+/** How a key is named in messages: its flag and env var when it has them, else its path. */
+export function keyName(key: string): string {
+  const option = CONFIG_OPTION_BY_KEY.get(key);
+  return option === undefined ? key : `${option.flag} / ${option.env}`;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i;
+const QUARTER_DAYS = 92;
+const MIN_TOKEN_LENGTH = 16;
+
+/**
+ * Checks that span several keys, run on the merged, validated config. Errors stop the agent;
+ * warnings are legal setups worth a line in the log.
+ */
+export function crossCheckConfig(config: TokenwattConfig, sources: Readonly<Record<string, ConfigSource>>): { errors: string[]; warnings: string[] } {
+  const errors: string[] = [];
+  const warnings: string[] = [];
+
+  if (config.proxyPort !== undefined && config.upstream === undefined) {
+    errors.push(`${keyName('proxyPort')}: the proxy needs ${keyName('upstream')} (where to forward requests)`);
+  }
+  if (config.upstream !== undefined && config.proxyPort === undefined) {
+    errors.push(`${keyName('upstream')}: set ${keyName('proxyPort')} too, or the proxy has no port to listen on`);
+  }
+  if (config.proxyPort !== undefined && config.proxyPort === config.port) {
+    errors.push(`${keyName('proxyPort')}: ${config.proxyPort} is also ${keyName('port')}; they need different ports`);
+  }
+
+  const settleSeconds = config.settleLateness + 2 * config.settlePeriod;
+  if (config.retention.samplesHours * 3600 < settleSeconds) {
+    errors.push(`${keyName('retention.samplesHours')}: ${config.retention.samplesHours} h would delete samples before their period is settled (lateness ${config.settleLateness} s + 2 periods of ${config.settlePeriod} s)`);
+  }
+  if (config.retention.requestsDays * 86_400 < settleSeconds) {
+    errors.push(`${keyName('retention.requestsDays')}: ${config.retention.requestsDays} d would delete requests before their period is settled`);
+  }
+  if (config.retention.rollupsDays < QUARTER_DAYS) {
+    warnings.push(`${keyName('retention.rollupsDays')}: ${config.retention.rollupsDays} d is shorter than a quarter; the quarterly ESG export will lack data`);
+  }
+  const samplePeriodS = 1 / config.sampleRateHz;
+  if (config.attribution.maxAttributableGapSeconds < 3 * samplePeriodS) {
+    errors.push(`${keyName('attribution.maxAttributableGapSeconds')}: ${config.attribution.maxAttributableGapSeconds} s is under 3 sampling periods (${(3 * samplePeriodS).toFixed(3)} s at ${config.sampleRateHz} Hz): ordinary intervals would go unattributed`);
+  }
+
+  const { wPrefill, wCached, wDecode } = config.attribution;
+  if (wPrefill === 0 && wCached === 0 && wDecode === 0) {
+    errors.push(`${keyName('attribution.wPrefill')}, ${keyName('attribution.wCached')}, ${keyName('attribution.wDecode')}: all 0, so dynamic energy could not be shared by work`);
+  }
+  if (wCached > wPrefill) {
+    warnings.push(`${keyName('attribution.wCached')}: a prefix-cache hit (${wCached}) weighs more than an uncached prompt token (${wPrefill})`);
+  }
+
+  checkReplicas(config, warnings);
+  checkHeaders(config, errors, warnings);
+
+  if (config.ingestToken !== undefined) {
+    if (sources.ingestToken === 'flag') warnings.push(`${keyName('ingestToken')}: given as a flag, the token is visible in the process list; prefer the environment variable`);
+    if (config.ingestToken.length < MIN_TOKEN_LENGTH) warnings.push(`${keyName('ingestToken')}: shorter than ${MIN_TOKEN_LENGTH} characters`);
+  } else if (!LOOPBACK.test(config.host)) {
+    warnings.push(`${keyName('ingestToken')}: not set while listening on ${config.host}; anyone who reaches port ${config.port} can post request records`);
+  }
+  return { errors, warnings };
+}
+
+function checkReplicas(config: TokenwattConfig, warnings: string[]): void {
+  const modelsByGpu = new Map<string, Set<string>>();
+  const replicasByModel = new Map<string, number>();
+  config.replicas.forEach((replica, i) => {
+    replicasByModel.set(replica.model, (replicasByModel.get(replica.model) ?? 0) + 1);
+    for (const gpu of replica.gpus) {
+      const key = gpu.toLowerCase();
+      const models = modelsByGpu.get(key) ?? new Set<string>();
+      models.add(replica.model);
+      modelsByGpu.set(key, models);
+    }
+    const mapped = config.tiers[replica.model];
+    if (replica.tier !== undefined && mapped !== undefined && mapped !== replica.tier) {
+      warnings.push(`replicas[${i}].tier: '${replica.tier}' is overridden by tiers.${replica.model} = '${mapped}'`);
+    }
+  });
+  for (const [gpu, models] of modelsByGpu) {
+    if (models.size > 1) warnings.push(`replicas: GPU ${gpu} serves ${[...models].join(', ')}; allowed, their requests share its energy by work`);
+  }
+  for (const [model, count] of replicasByModel) {
+    if (count > 1) warnings.push(`replicas: model '${model}' has ${count} replicas; records without gpus are attributed to the first one`);
+  }
+}
+
+function checkHeaders(config: TokenwattConfig, errors: string[], warnings: string[]): void {
+  const labelByHeader = new Map<string, string>();
+  const exported = new Set(['task_id', 'attempt', ...config.labels.user]);
+  for (const [label, header] of Object.entries(config.labels.headers)) {
+    const other = labelByHeader.get(header);
+    if (other !== undefined) errors.push(`${keyName('labels.headers')}: header '${header}' is given for both ${other} and ${label}`);
+    labelByHeader.set(header, label);
+    if (!exported.has(label)) warnings.push(`${keyName('labels.headers')}: '${label}' is kept with each request but is not a metric label (not in labels.user)`);
+  }
+}

@@ -1,0 +1,61 @@
+import { readFileSync } from 'node:fs';
+import { basename, extname } from 'node:path';
+import { isMap, isNode, LineCounter, parseDocument, type Document } from 'yaml';
+
+/** A config file read and parsed, able to say on which line a key path sits. */
+export interface ConfigFile {
+  /** Short name used in messages (the file's base name). */
+  readonly name: string;
+  readonly data: Record<string, unknown>;
+  /** 1-based line of the value at `path` (or of the key itself with `key`), when known. */
+  lineOf(path: readonly PropertyKey[], key?: string): number | undefined;
+}
+
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/**
+ * Read a YAML or JSON config file. `.json` files must be strict JSON; anything else is YAML 1.2
+ * (a superset of JSON). Returns every syntax error found, each with its line.
+ */
+export function readConfigFile(path: string): { ok: true; file: ConfigFile } | { ok: false; errors: string[] } {
+  const name = basename(path);
+  let source: string;
+  try {
+    source = readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return { ok: false, errors: [`${path}: cannot read the config file (${code ?? (error as Error).message})`] };
+  }
+  if (Buffer.byteLength(source) > MAX_CONFIG_BYTES) return { ok: false, errors: [`${path}: larger than ${MAX_CONFIG_BYTES} bytes; is this a config file?`] };
+
+  if (extname(path).toLowerCase() === '.json') {
+    try {
+      JSON.parse(source);
+    } catch (error) {
+      return { ok: false, errors: [`${name}: invalid JSON: ${(error as Error).message}`] };
+    }
+  }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const lineAt = (offset: number): number => lineCounter.linePos(offset).line;
+  if (doc.errors.length > 0) {
+    return { ok: false, errors: doc.errors.map((e) => `${name}:${lineAt(e.pos[0])}: ${e.message.split('\n')[0]}`) };
+  }
+  const data: unknown = doc.toJS({ maxAliasCount: 100 });
+  if (data === null || data === undefined) return { ok: true, file: { name, data: {}, lineOf: () => undefined } };
+  if (typeof data !== 'object' || Array.isArray(data)) {
+    return { ok: false, errors: [`${name}: the top level must be a mapping of keys (port: 9477, ...), got ${Array.isArray(data) ? 'a list' : typeof data}`] };
+  }
+  return { ok: true, file: { name, data: data as Record<string, unknown>, lineOf: (p, key) => lineOfPath(doc, p, key, lineAt) } };
+}
+
+function lineOfPath(doc: Document, path: readonly PropertyKey[], key: string | undefined, lineAt: (offset: number) => number): number | undefined {
+  const keys = path.map((p) => (typeof p === 'number' ? p : String(p)));
+  const node: unknown = keys.length === 0 ? doc.contents : doc.getIn(keys, true);
+  if (key !== undefined && isMap(node)) {
+    const pair = node.items.find((item) => isNode(item.key) && String((item.key as { value?: unknown }).value) === key);
+    const range = pair && isNode(pair.key) ? pair.key.range : undefined;
+    return range ? lineAt(range[0]) : undefined;
+  }
+  return isNode(node) && node.range ? lineAt(node.range[0]) : undefined;
+}

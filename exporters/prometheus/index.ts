@@ -1,0 +1,6 @@
+/** tokenwatt's Prometheus exporter: the metrics, their catalog, and the label cardinality guard. */
+export { TokenwattMetrics, type FinalizedRequestMetrics, type FinalizedTaskMetrics, type MetricsSeed, type PowerSourceInfo, type TokenwattMetricsOptions } from './tokenwatt-metrics.js';
+export { LabelCapper, ABSENT_LABEL_VALUE, OTHER_LABEL_VALUE } from './label-capper.js';
+export { METRIC_CATALOG, type MetricKey, type MetricSpec, type MetricType } from './metric-catalog.js';
+export { energyBuckets, REQUEST_ENERGY_BUCKETS, TASK_ENERGY_BUCKETS } from './energy-buckets.js';
+export { userLabelNameProblems, RESERVED_LABEL_NAMES, MAX_USER_LABELS, type LabelNameProblem } from './label-names.js';

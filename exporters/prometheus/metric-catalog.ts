@@ -1,0 +1,130 @@
+import { REQUEST_ENERGY_BUCKETS, TASK_ENERGY_BUCKETS } from './energy-buckets.js';
+
+/**
+ * Every metric tokenwatt exports: name, type, labels and help, in one table. The names are a
+ * contract (DESIGN "Surfaces"): dashboards, alert rules and users' queries rely on them. Base
+ * units, counters end in _total, and no label carries a request, task or user id.
+ */
+export type MetricType = 'counter' | 'gauge' | 'histogram';
+
+export interface MetricSpec {
+  readonly name: string;
+  readonly type: MetricType;
+  readonly help: string;
+  readonly labels: readonly string[];
+  /** The configured user labels (team, feature, ...) are appended to `labels`. */
+  readonly userLabels?: boolean;
+  readonly buckets?: readonly number[];
+}
+
+const SIMULATED_NOTE = ' simulated="true" marks figures from the simulator, never measured.';
+
+export const METRIC_CATALOG = {
+  gpuPower: {
+    name: 'tokenwatt_gpu_power_watts', type: 'gauge', labels: ['gpu', 'uuid', 'simulated'],
+    help: `Latest GPU power reading in watts (a ~1 s average on GPUs whose driver averages; see tokenwatt_power_source_info).${SIMULATED_NOTE}`,
+  },
+  gpuEnergy: {
+    name: 'tokenwatt_gpu_energy_joules_total', type: 'counter', labels: ['gpu', 'uuid', 'simulated'],
+    help: `Energy measured on each GPU over settled periods, in joules (energy counter deltas, else integrated power).${SIMULATED_NOTE}`,
+  },
+  idleEnergy: {
+    name: 'tokenwatt_idle_energy_joules_total', type: 'counter', labels: ['gpu', 'simulated'],
+    help: `Energy of GPU time with no request active, in joules: the cost of keeping capacity warm.${SIMULATED_NOTE}`,
+  },
+  energy: {
+    name: 'tokenwatt_energy_joules_total', type: 'counter', userLabels: true,
+    labels: ['model', 'tier', 'cache_bucket', 'batch_bucket', 'status', 'mode', 'simulated'],
+    help: `Energy attributed to requests, in joules. mode="static": share of the idle baseline while active; mode="dynamic": share of the power above it, by work.${SIMULATED_NOTE}`,
+  },
+  tokens: {
+    name: 'tokenwatt_tokens_total', type: 'counter', labels: ['model', 'tier', 'kind'],
+    help: 'Tokens of settled requests. kind: prompt (all prompt tokens), cached (prefix-cache hits among them), completion (including reasoning), reasoning.',
+  },
+  requests: {
+    name: 'tokenwatt_requests_total', type: 'counter', labels: ['model', 'tier', 'status'],
+    help: 'Requests whose energy is settled, by final status (ok, error, cancelled).',
+  },
+  requestEnergy: {
+    name: 'tokenwatt_request_energy_joules', type: 'histogram', labels: ['tier', 'simulated'], buckets: REQUEST_ENERGY_BUCKETS,
+    help: `Energy of one settled request (static + dynamic), in joules.${SIMULATED_NOTE}`,
+  },
+  taskEnergy: {
+    name: 'tokenwatt_task_energy_joules', type: 'histogram', labels: ['tier', 'succeeded', 'simulated'], buckets: TASK_ENERGY_BUCKETS,
+    help: `Energy of one closed task (all its requests: retries, errors and cancellations included), in joules.${SIMULATED_NOTE}`,
+  },
+  tasks: {
+    name: 'tokenwatt_tasks_total', type: 'counter', labels: ['tier', 'succeeded'],
+    help: 'Closed tasks (requests sharing a task_id), by whether their last attempt succeeded.',
+  },
+  waste: {
+    name: 'tokenwatt_waste_energy_joules_total', type: 'counter', labels: ['tier', 'reason', 'simulated'],
+    help: `Task energy that produced no result, in joules. reason="attempt": failed, cancelled or superseded attempts; reason="task_failed": the rest of a task that never succeeded.${SIMULATED_NOTE}`,
+  },
+  unattributed: {
+    name: 'tokenwatt_unattributed_energy_joules_total', type: 'counter', labels: ['gpu', 'simulated'],
+    help: `Measured energy not given to requests (sampling gaps too long to attribute), in joules.${SIMULATED_NOTE}`,
+  },
+  estimated: {
+    name: 'tokenwatt_estimated_energy_joules_total', type: 'counter', labels: ['gpu', 'simulated'],
+    help: `Part of the measured energy that is estimated (gaps, counter resets, missing readings), in joules.${SIMULATED_NOTE}`,
+  },
+  hostEnergy: {
+    name: 'tokenwatt_host_energy_joules_total', type: 'counter', labels: ['source', 'estimated', 'simulated'],
+    help: `Energy of the host around the GPUs (CPU, DRAM), in joules. estimated="true": a configured overhead, not a reading.${SIMULATED_NOTE}`,
+  },
+  samples: {
+    name: 'tokenwatt_samples_total', type: 'counter', labels: ['gpu'],
+    help: 'Power samples taken per GPU.',
+  },
+  sampleErrors: {
+    name: 'tokenwatt_sample_errors_total', type: 'counter', labels: ['reason'],
+    help: 'Problems met while sampling GPU power, by reason.',
+  },
+  records: {
+    name: 'tokenwatt_records_total', type: 'counter', labels: ['result'],
+    help: 'Request records taken in. result: accepted (in time), duplicate (request_id seen before; acknowledged, not counted twice), late (arrived after its period was settled; kept and reported).',
+  },
+  recordsRejected: {
+    name: 'tokenwatt_records_rejected_total', type: 'counter', labels: ['reason'],
+    help: 'Request records refused, by reason.',
+  },
+  lateRecords: {
+    name: 'tokenwatt_late_records_total', type: 'counter', labels: [],
+    help: 'Request records that arrived after their period was settled (raise --settle-lateness if this grows).',
+  },
+  settleLag: {
+    name: 'tokenwatt_settle_lag_seconds', type: 'gauge', labels: [],
+    help: 'How far settlement trails the wall clock, in seconds (about the configured lateness when healthy).',
+  },
+  settledUntil: {
+    name: 'tokenwatt_settled_until_timestamp_seconds', type: 'gauge', labels: [],
+    help: 'End of the latest settled period, Unix time in seconds.',
+  },
+  residual: {
+    name: 'tokenwatt_conservation_residual_joules', type: 'gauge', labels: [],
+    help: 'Self-check: largest |measured - (idle + static + dynamic + unattributed)| over GPUs in the last settled period, in joules (floating point noise only).',
+  },
+  residualTotal: {
+    name: 'tokenwatt_conservation_residual_joules_total', type: 'counter', labels: [],
+    help: 'Self-check: sum of |conservation residual| over settled periods and GPUs, in joules.',
+  },
+  powerSourceInfo: {
+    name: 'tokenwatt_power_source_info', type: 'gauge', labels: ['kind', 'energy_counter', 'power_averaged', 'simulated'],
+    help: 'The GPU power source in use (value 1): kind, whether it has an energy counter, whether power readings are averaged, whether it is simulated.',
+  },
+  buildInfo: {
+    name: 'tokenwatt_build_info', type: 'gauge', labels: ['version', 'node_version'],
+    help: 'tokenwatt build (value 1).',
+  },
+  labelValuesFolded: {
+    name: 'tokenwatt_label_values_folded_total', type: 'counter', labels: ['label', 'reason'],
+    help: 'Observations whose label value was exported as "other". reason="value_cap": past the distinct-value cap; reason="series_cap": the energy metric reached its series budget.',
+  },
+  invalidValues: {
+    name: 'tokenwatt_metric_invalid_values_total', type: 'counter', labels: ['metric'],
+    help: 'Values refused by a metric (negative or not finite): a bug upstream, counted rather than hidden.',
+  },
+} as const satisfies Record<string, MetricSpec>;
+
+export type MetricKey = keyof typeof METRIC_CATALOG;

@@ -1,0 +1,465 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { LabelCapper, OTHER_LABEL_VALUE } from './label-capper.js';
+import { userLabelNameProblems } from './label-names.js';
+import { METRIC_CATALOG, type MetricSpec } from './metric-catalog.js';
+
+/** A request whose energy is final, as the settler hands it over (structural: model/request-result fits). */
+export interface FinalizedRequestMetrics {
+  readonly model: string;
+  readonly tier: string;
+  readonly status: string;
+  readonly cacheBucket: string;
+  readonly batchBucket: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly staticJ: number;
+  readonly dynamicJ: number;
+  /** staticJ + dynamicJ. */
+  readonly joules: number;
+  readonly promptTokens: number;
+  readonly cachedTokens: number;
+  readonly completionTokens: number;
+  readonly reasoningTokens: number;
+}
+
+/** A task that is closed (no more requests expected). */
+export interface FinalizedTaskMetrics {
+  readonly tier: string;
+  readonly succeeded: boolean;
+  readonly joules: number;
+  /** Energy of its failed, cancelled and superseded attempts. */
+  readonly wasteJ: number;
+  /** Optional split of wasteJ by reason (e.g. error, cancelled, retried); the remainder stays "attempt". */
+  readonly wasteByReason?: Readonly<Record<string, number>>;
+}
+
+/** What /metrics shows about the power source (structural: PowerSourceQuality fits). */
+export interface PowerSourceInfo {
+  readonly kind: string;
+  readonly energyCounter: boolean;
+  readonly powerAveraged: boolean;
+  readonly simulated: boolean;
+}
+
+/** Ledger totals to start the counters from after a restart (structural: the ledger's CounterTotals fits). */
+export interface MetricsSeed {
+  readonly gpus: readonly {
+    readonly gpuUuid: string;
+    readonly gpuIndex: number | null;
+    readonly measuredJ: number;
+    readonly idleJ: number;
+    readonly unattributedJ: number;
+    readonly estimatedJ: number;
+    readonly simulated: boolean;
+  }[];
+  readonly usage: readonly {
+    readonly model: string;
+    readonly tier: string;
+    readonly cacheBucket: string;
+    readonly batchBucket: string;
+    readonly status: string;
+    /** The ledger keeps team and feature; other user labels come from `labels` when given. */
+    readonly team: string;
+    readonly feature: string;
+    readonly labels?: Readonly<Record<string, string>>;
+    readonly requests: number;
+    readonly promptTokens: number;
+    readonly cachedTokens: number;
+    readonly completionTokens: number;
+    readonly reasoningTokens: number;
+    readonly staticJ: number;
+    readonly dynamicJ: number;
+    readonly simulated: boolean;
+  }[];
+  readonly quality?: { readonly lateRecords: number };
+}
+
+export interface TokenwattMetricsOptions {
+  /** Request labels copied onto tokenwatt_energy_joules_total (default team, feature). */
+  readonly userLabels?: readonly string[];
+  /** Distinct values kept per label before folding into "other" (default 50). */
+  readonly labelCap?: number;
+  /** Share one capper with the ledger rollups so both fold the same values (overrides labelCap). */
+  readonly capper?: LabelCapper;
+  /** The power source is simulated: every energy and power series says simulated="true". */
+  readonly simulated?: boolean;
+  /**
+   * Label sets of tokenwatt_energy_joules_total (each is two series, static and dynamic) before
+   * new user-label combinations fold into "other". Keeps a scrape fast whatever the traffic.
+   */
+  readonly maxEnergyLabelSets?: number;
+  /** Also export Node.js process metrics (process_*, nodejs_*) from this registry. */
+  readonly processMetrics?: boolean;
+}
+
+const DEFAULT_USER_LABELS = ['team', 'feature'] as const;
+const DEFAULT_LABEL_CAP = 50;
+const DEFAULT_MAX_ENERGY_LABEL_SETS = 5000;
+const bool = (b: boolean): 'true' | 'false' => (b ? 'true' : 'false');
+
+/**
+ * tokenwatt's Prometheus metrics, in registries of their own (never prom-client's global one, so
+ * tests and embedders get a clean set). The settler and ingest push figures in through the methods
+ * below; a scrape only serialises what is held, it never touches hardware or the ledger.
+ *
+ * Scrape cost: the settled figures (energy, tokens, requests, tasks, histograms: nearly all the
+ * series, up to the label caps) change only when a period is settled, so their exposition is
+ * rendered once after each change, off the scrape path, and a scrape serves that text plus the
+ * few live series (power, samples, records). A scrape therefore costs about the same at 50 or
+ * 10,000 series, and it always shows whole settlements, never half of one.
+ */
+export class TokenwattMetrics {
+  /** Live series, rendered on every scrape; other components may register their own metrics here. */
+  readonly registry = new Registry();
+  /** Series that change only when a period is settled; rendered once per change. */
+  private readonly settledRegistry = new Registry();
+  private settledText = '';
+  private settledDirty = true;
+  private renderScheduled = false;
+  private rendering: Promise<string> | null = null;
+  private readonly capper: LabelCapper;
+  private readonly userLabels: readonly string[];
+  private readonly simulated: 'true' | 'false';
+  private readonly maxEnergyLabelSets: number;
+  private readonly energyLabelSets = new Set<string>();
+  /** Counters of the settled registry: changing one makes the settled text stale. */
+  private readonly settledMetrics = new Set<Counter<string>>();
+  private observed = false;
+  private seeded = false;
+
+  private readonly gpuPower: Gauge<string>;
+  private readonly gpuEnergy: Counter<string>;
+  private readonly idleEnergy: Counter<string>;
+  private readonly energy: Counter<string>;
+  private readonly tokens: Counter<string>;
+  private readonly requests: Counter<string>;
+  private readonly requestEnergy: Histogram<string>;
+  private readonly taskEnergy: Histogram<string>;
+  private readonly tasks: Counter<string>;
+  private readonly waste: Counter<string>;
+  private readonly unattributed: Counter<string>;
+  private readonly estimated: Counter<string>;
+  private readonly hostEnergy: Counter<string>;
+  private readonly samples: Counter<string>;
+  private readonly sampleErrors: Counter<string>;
+  private readonly records: Counter<string>;
+  private readonly recordsRejectedCounter: Counter<string>;
+  private readonly lateRecords: Counter<string>;
+  private readonly settleLag: Gauge<string>;
+  private readonly settledUntil: Gauge<string>;
+  private readonly residual: Gauge<string>;
+  private readonly residualTotal: Counter<string>;
+  private readonly powerSourceInfo: Gauge<string>;
+  private readonly buildInfo: Gauge<string>;
+  private readonly labelValuesFolded: Counter<string>;
+  private readonly invalidValues: Counter<string>;
+
+  constructor(options: TokenwattMetricsOptions = {}) {
+    this.userLabels = [...(options.userLabels ?? DEFAULT_USER_LABELS)];
+    const problems = userLabelNameProblems(this.userLabels);
+    if (problems.length > 0) {
+      throw new Error(`TokenwattMetrics: bad user labels: ${problems.map((p) => (p.index === null ? p.reason : `'${this.userLabels[p.index]}' ${p.reason}`)).join('; ')}`);
+    }
+    this.capper = options.capper ?? new LabelCapper(options.labelCap ?? DEFAULT_LABEL_CAP);
+    this.simulated = bool(options.simulated ?? false);
+    this.maxEnergyLabelSets = options.maxEnergyLabelSets ?? DEFAULT_MAX_ENERGY_LABEL_SETS;
+
+    const c = METRIC_CATALOG;
+    const live = this.registry;
+    const settled = this.settledRegistry;
+    this.gpuPower = this.gauge(c.gpuPower, live);
+    this.samples = this.counter(c.samples, live);
+    this.sampleErrors = this.counter(c.sampleErrors, live);
+    this.records = this.counter(c.records, live);
+    this.recordsRejectedCounter = this.counter(c.recordsRejected, live);
+    this.lateRecords = this.counter(c.lateRecords, live);
+    this.powerSourceInfo = this.gauge(c.powerSourceInfo, live);
+    this.buildInfo = this.gauge(c.buildInfo, live);
+    this.labelValuesFolded = this.counter(c.labelValuesFolded, live);
+    this.invalidValues = this.counter(c.invalidValues, live);
+    this.gpuEnergy = this.counter(c.gpuEnergy, settled);
+    this.idleEnergy = this.counter(c.idleEnergy, settled);
+    this.energy = this.counter(c.energy, settled);
+    this.tokens = this.counter(c.tokens, settled);
+    this.requests = this.counter(c.requests, settled);
+    this.requestEnergy = this.histogram(c.requestEnergy, settled);
+    this.taskEnergy = this.histogram(c.taskEnergy, settled);
+    this.tasks = this.counter(c.tasks, settled);
+    this.waste = this.counter(c.waste, settled);
+    this.unattributed = this.counter(c.unattributed, settled);
+    this.estimated = this.counter(c.estimated, settled);
+    this.hostEnergy = this.counter(c.hostEnergy, settled);
+    this.settleLag = this.gauge(c.settleLag, settled);
+    this.settledUntil = this.gauge(c.settledUntil, settled);
+    this.residual = this.gauge(c.residual, settled);
+    this.residualTotal = this.counter(c.residualTotal, settled);
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Content-Type of the exposition (Prometheus text format 0.0.4). */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text for GET /metrics: the settled text (re-rendered first if stale) and the live series. */
+  async metrics(): Promise<string> {
+    // A render in flight may predate the latest change: let it finish, then render again if stale.
+    if (this.rendering) await this.rendering.catch(() => undefined);
+    const settled = this.settledDirty ? await this.renderSettled() : this.settledText;
+    return settled + (await this.registry.metrics());
+  }
+
+  // --- GPU power and measured energy -------------------------------------------------------
+
+  setGpuPower(index: number, uuid: string, watts: number): void {
+    if (!this.valid('tokenwatt_gpu_power_watts', watts)) return;
+    this.gpuPower.set({ gpu: String(index), uuid, simulated: this.simulated }, watts);
+  }
+
+  addMeasuredEnergy(index: number, uuid: string, joules: number): void {
+    this.add(this.gpuEnergy, { gpu: String(index), uuid, simulated: this.simulated }, joules);
+  }
+
+  addIdleEnergy(index: number, joules: number): void {
+    this.add(this.idleEnergy, { gpu: String(index), simulated: this.simulated }, joules);
+  }
+
+  addUnattributedEnergy(index: number, joules: number): void {
+    this.add(this.unattributed, { gpu: String(index), simulated: this.simulated }, joules);
+  }
+
+  addEstimatedEnergy(index: number, joules: number): void {
+    this.add(this.estimated, { gpu: String(index), simulated: this.simulated }, joules);
+  }
+
+  /** Host energy (RAPL or a configured overhead, which is `estimated`). */
+  addHostEnergy(source: string, joules: number, estimated: boolean): void {
+    this.add(this.hostEnergy, { source: this.label('source', source), estimated: bool(estimated), simulated: this.simulated }, joules);
+  }
+
+  // --- Attribution results -----------------------------------------------------------------
+
+  requestFinalized(r: FinalizedRequestMetrics): void {
+    this.addUsage(r, 1, this.simulated);
+    this.observe(this.requestEnergy, { tier: this.label('tier', r.tier), simulated: this.simulated }, r.joules);
+  }
+
+  /** A closed task: its energy histogram, its count, and the energy that produced no result. */
+  taskFinalized(t: FinalizedTaskMetrics): void {
+    const tier = this.label('tier', t.tier);
+    const succeeded = bool(t.succeeded);
+    this.add(this.tasks, { tier, succeeded }, 1);
+    this.observe(this.taskEnergy, { tier, succeeded, simulated: this.simulated }, t.joules);
+    let attemptJ = t.wasteJ;
+    for (const [reason, joules] of Object.entries(t.wasteByReason ?? {})) {
+      this.add(this.waste, { tier, reason: this.label('reason', reason), simulated: this.simulated }, joules);
+      attemptJ -= joules;
+    }
+    // Float noise from the split must not turn into a negative (refused) increment.
+    if (attemptJ > 1e-9) this.add(this.waste, { tier, reason: 'attempt', simulated: this.simulated }, attemptJ);
+    if (!t.succeeded) {
+      const restJ = t.joules - t.wasteJ;
+      if (restJ > 1e-9) this.add(this.waste, { tier, reason: 'task_failed', simulated: this.simulated }, restJ);
+    }
+  }
+
+  // --- Agent health ------------------------------------------------------------------------
+
+  sampleTaken(gpuIndex: number, n: number): void {
+    this.add(this.samples, { gpu: String(gpuIndex) }, n);
+  }
+
+  sampleError(reason: string): void {
+    this.add(this.sampleErrors, { reason: this.label('reason', reason) }, 1);
+  }
+
+  recordsAccepted(n: number): void {
+    this.add(this.records, { result: 'accepted' }, n);
+  }
+
+  recordsDuplicate(n: number): void {
+    this.add(this.records, { result: 'duplicate' }, n);
+  }
+
+  /** Records kept although their period was already settled. */
+  recordsLate(n: number): void {
+    this.add(this.records, { result: 'late' }, n);
+    this.add(this.lateRecords, {}, n);
+  }
+
+  recordsRejected(reason: string, n: number): void {
+    this.add(this.recordsRejectedCounter, { reason: this.label('reason', reason) }, n);
+  }
+
+  /**
+   * After a settlement: how far it trails the clock, and the conservation self-check. `residualJ`
+   * is the residual of each GPU in the period (or the largest one, as a single number).
+   */
+  settled(settledUntilMs: number, nowMs: number, residualJ: number | readonly number[]): void {
+    this.settledChanged();
+    this.settledUntil.set(settledUntilMs / 1000);
+    this.settleLag.set(Math.max(0, (nowMs - settledUntilMs) / 1000));
+    const residuals = (typeof residualJ === 'number' ? [residualJ] : residualJ).map(Math.abs);
+    if (!residuals.every(Number.isFinite)) {
+      this.invalidValues.inc({ metric: 'tokenwatt_conservation_residual_joules' });
+      return;
+    }
+    this.residual.set(residuals.reduce((a, b) => Math.max(a, b), 0));
+    this.add(this.residualTotal, {}, residuals.reduce((a, b) => a + b, 0));
+  }
+
+  setPowerSourceInfo(info: PowerSourceInfo): void {
+    this.powerSourceInfo.reset();
+    this.powerSourceInfo.set(
+      { kind: info.kind, energy_counter: bool(info.energyCounter), power_averaged: bool(info.powerAveraged), simulated: bool(info.simulated) },
+      1,
+    );
+  }
+
+  setBuildInfo(version: string, nodeVersion: string): void {
+    this.buildInfo.reset();
+    this.buildInfo.set({ version, node_version: nodeVersion }, 1);
+  }
+
+  /**
+   * Start the counters from the ledger's totals, so a restart does not look like a counter reset
+   * for the energy already settled. Histograms cannot be rebuilt from totals and start empty.
+   * Call once, before anything is counted: seeding later would count twice.
+   */
+  seed(totals: MetricsSeed): void {
+    if (this.seeded || this.observed) throw new Error('TokenwattMetrics.seed: call it once, before anything is counted');
+    this.seeded = true;
+    for (const g of totals.gpus) {
+      const gpu = g.gpuIndex === null ? '' : String(g.gpuIndex);
+      const simulated = bool(g.simulated);
+      this.add(this.gpuEnergy, { gpu, uuid: g.gpuUuid, simulated }, g.measuredJ);
+      this.add(this.idleEnergy, { gpu, simulated }, g.idleJ);
+      if (g.unattributedJ > 0) this.add(this.unattributed, { gpu, simulated }, g.unattributedJ);
+      if (g.estimatedJ > 0) this.add(this.estimated, { gpu, simulated }, g.estimatedJ);
+    }
+    for (const row of totals.usage) {
+      const labels: Record<string, string> = { team: row.team, feature: row.feature, ...row.labels };
+      this.addUsage({ ...row, labels }, row.requests, bool(row.simulated));
+    }
+    if (totals.quality && totals.quality.lateRecords > 0) this.recordsLate(totals.quality.lateRecords);
+  }
+
+  // --- internals ---------------------------------------------------------------------------
+
+  /**
+   * Mark the settled text stale and render it once the current synchronous work (a whole
+   * settlement) is done. The Immediate is unref'd: it never keeps the process alive.
+   */
+  private settledChanged(): void {
+    this.settledDirty = true;
+    if (this.renderScheduled) return;
+    this.renderScheduled = true;
+    setImmediate(() => {
+      this.renderScheduled = false;
+      // A failure leaves the text stale and dirty: the next scrape renders again and reports it.
+      if (this.settledDirty) this.renderSettled().catch(() => undefined);
+    }).unref();
+  }
+
+  /** Render the settled registry. No collect() runs in it, so the render sees one consistent state. */
+  private renderSettled(): Promise<string> {
+    if (this.rendering) return this.rendering;
+    this.settledDirty = false;
+    this.rendering = this.settledRegistry
+      .metrics()
+      .then((text) => {
+        this.settledText = text;
+        return text;
+      })
+      .catch((error: unknown) => {
+        this.settledDirty = true;
+        throw error;
+      })
+      .finally(() => {
+        this.rendering = null;
+      });
+    return this.rendering;
+  }
+
+  private addUsage(r: Omit<FinalizedRequestMetrics, 'joules'>, requests: number, simulated: 'true' | 'false'): void {
+    const model = this.label('model', r.model);
+    const tier = this.label('tier', r.tier);
+    const base = { model, tier, cache_bucket: r.cacheBucket, batch_bucket: r.batchBucket, status: r.status, simulated };
+    const user = this.userLabelValues(base, r.labels);
+    this.add(this.energy, { ...base, ...user, mode: 'static' }, r.staticJ);
+    this.add(this.energy, { ...base, ...user, mode: 'dynamic' }, r.dynamicJ);
+    this.add(this.tokens, { model, tier, kind: 'prompt' }, r.promptTokens);
+    this.add(this.tokens, { model, tier, kind: 'cached' }, r.cachedTokens);
+    this.add(this.tokens, { model, tier, kind: 'completion' }, r.completionTokens);
+    this.add(this.tokens, { model, tier, kind: 'reasoning' }, r.reasoningTokens);
+    this.add(this.requests, { model, tier, status: r.status }, requests);
+  }
+
+  /** Capped user label values; past the series budget, new combinations fold into "other". */
+  private userLabelValues(base: Record<string, string>, labels: Readonly<Record<string, string>>): Record<string, string> {
+    const user: Record<string, string> = {};
+    for (const name of this.userLabels) user[name] = this.label(name, labels[name]);
+    const key = JSON.stringify([base, user]);
+    if (this.energyLabelSets.has(key)) return user;
+    if (this.energyLabelSets.size < this.maxEnergyLabelSets) {
+      this.energyLabelSets.add(key);
+      return user;
+    }
+    // Budget spent: fold the user labels. The folded set itself is bounded by the capped base
+    // labels, so it is admitted even past the budget rather than dropping the energy.
+    for (const name of this.userLabels) {
+      if (user[name] !== '' && user[name] !== OTHER_LABEL_VALUE) this.labelValuesFolded.inc({ label: name, reason: 'series_cap' });
+      user[name] = user[name] === '' ? '' : OTHER_LABEL_VALUE;
+    }
+    return user;
+  }
+
+  private label(name: string, value: string | undefined): string {
+    const folded = this.capper.folded(name);
+    const out = this.capper.value(name, value);
+    if (this.capper.folded(name) > folded) this.labelValuesFolded.inc({ label: name, reason: 'value_cap' });
+    return out;
+  }
+
+  private valid(metric: string, value: number): boolean {
+    if (Number.isFinite(value) && value >= 0) return true;
+    this.invalidValues.inc({ metric });
+    return false;
+  }
+
+  /** Counters only go up: a negative or non-finite increment is refused and counted, never thrown. */
+  private add(counter: Counter<string>, labels: Record<string, string>, value: number): void {
+    if (!this.valid(metricName(counter), value)) return;
+    this.observed = true;
+    if (this.settledMetrics.has(counter)) this.settledChanged();
+    counter.inc(labels, value);
+  }
+
+  private observe(histogram: Histogram<string>, labels: Record<string, string>, value: number): void {
+    if (!this.valid(metricName(histogram), value)) return;
+    this.observed = true;
+    this.settledChanged();
+    histogram.observe(labels, value);
+  }
+
+  private labelNames(spec: MetricSpec): string[] {
+    return spec.userLabels ? [...spec.labels, ...this.userLabels] : [...spec.labels];
+  }
+
+  private counter(spec: MetricSpec, registry: Registry): Counter<string> {
+    const counter = new Counter({ name: spec.name, help: spec.help, labelNames: this.labelNames(spec), registers: [registry] });
+    if (registry === this.settledRegistry) this.settledMetrics.add(counter);
+    return counter;
+  }
+
+  private gauge(spec: MetricSpec, registry: Registry): Gauge<string> {
+    return new Gauge({ name: spec.name, help: spec.help, labelNames: this.labelNames(spec), registers: [registry] });
+  }
+
+  private histogram(spec: MetricSpec, registry: Registry): Histogram<string> {
+    return new Histogram({ name: spec.name, help: spec.help, labelNames: this.labelNames(spec), buckets: [...(spec.buckets ?? [])], registers: [registry] });
+  }
+}
+
+function metricName(metric: Counter<string> | Histogram<string>): string {
+  return (metric as unknown as { name: string }).name;
+}

@@ -1,0 +1,122 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../agent/config.js';
+
+function withFile<T>(name: string, text: string, body: (path: string) => T): T {
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-config-'));
+  try {
+    writeFileSync(join(dir, name), text);
+    return body(join(dir, name));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function errorsOf(input: Parameters<typeof loadConfig>[0]): readonly string[] {
+  const result = loadConfig(input);
+  if (result.ok) assert.fail('expected the config to be refused');
+  return result.errors;
+}
+
+/** Assert each pattern matches exactly one error, and nothing else was reported. */
+function assertExactly(errors: readonly string[], patterns: readonly RegExp[]): void {
+  for (const pattern of patterns) {
+    const hits = errors.filter((e) => pattern.test(e));
+    assert.equal(hits.length, 1, `expected one error matching ${pattern}, got:\n${errors.join('\n')}`);
+  }
+  assert.equal(errors.length, patterns.length, `unexpected extra errors:\n${errors.join('\n')}`);
+}
+
+test('every mistake in file, environment and flags is reported at once, each by name', () => {
+  const yaml = [
+    'port: 70000', // line 1
+    'prot: 9000', // line 2: typo
+    'tiers:',
+    '  llama: 42', // line 4
+    'retention:',
+    '  samplesHour: 3', // line 6: typo
+    'labels:',
+    '  user: [team, user_id]', // line 8
+    '',
+  ].join('\n');
+  withFile('tokenwatt.yaml', yaml, (path) => {
+    const errors = errorsOf({
+      configFile: path,
+      env: { TOKENWATT_PORT: 'abc', TOKENWATT_POWER: 'gpu', TOKENWATT_TIERS: 'a=b,broken' },
+      flags: { settleLateness: '-5', upstream: 'ftp://example.com', sampleRateHz: 'fast', replicas: '[{"model":"m","gpus":[]}]' },
+    });
+    assertExactly(errors, [
+      /^tokenwatt\.yaml:1: port: must be an integer 1\.\.65535, got 70000$/,
+      /^tokenwatt\.yaml:2: prot: unknown key 'prot' \(did you mean 'port'\?\)$/,
+      /^tokenwatt\.yaml:4: tiers\.llama: expected a string \(a tier name\), got 42$/,
+      /^tokenwatt\.yaml:6: retention\.samplesHour: unknown key 'samplesHour' \(did you mean 'samplesHours'\?\)$/,
+      /^tokenwatt\.yaml:8: labels\.user\[1\]: looks like a request or user identifier.*got 'user_id'$/,
+      /^--port \/ TOKENWATT_PORT: must be an integer 1\.\.65535, got 'abc' \(from TOKENWATT_PORT\)$/,
+      /^--power \/ TOKENWATT_POWER: must be auto, nvml, nvidia-smi, simulated or replay:FILE, got 'gpu' \(from TOKENWATT_POWER\)$/,
+      /^--tiers \/ TOKENWATT_TIERS: 'broken' is not key=value/,
+      /^--settle-lateness \/ TOKENWATT_SETTLE_LATENESS: must be a number 0\.\.86400 seconds, got -5 \(from --settle-lateness\)$/,
+      /^--upstream \/ TOKENWATT_UPSTREAM: must be an http\(s\) URL.*got 'ftp:\/\/example\.com' \(from --upstream\)$/,
+      /^--sample-rate-hz \/ TOKENWATT_SAMPLE_RATE_HZ: must be a number > 0 and <= 100 Hz, got 'fast' \(from --sample-rate-hz\)$/,
+      /^--replicas \/ TOKENWATT_REPLICAS: \[0\]\.gpus: must name at least one GPU/,
+    ]);
+  });
+});
+
+test('a mistake in a lower layer is reported even when a higher layer overrides it', () => {
+  const errors = errorsOf({ env: { TOKENWATT_PORT: '0' }, flags: { port: '9000' } });
+  assertExactly(errors, [/^--port \/ TOKENWATT_PORT: must be an integer 1\.\.65535, got 0 \(from TOKENWATT_PORT\)$/]);
+});
+
+test('JSON files: syntax errors and unknown keys are named', () => {
+  withFile('c.json', '{"port": 1,}', (path) => {
+    assertExactly(errorsOf({ configFile: path }), [/^c\.json: invalid JSON: /]);
+  });
+  withFile('c.json', JSON.stringify({ retention: { days: 3 }, logLevel: 'loud' }), (path) => {
+    assertExactly(errorsOf({ configFile: path }), [
+      /^c\.json:1: retention\.days: unknown key 'days' \(known: samplesHours, requestsDays, rollupsDays\)$/,
+      /^c\.json:1: logLevel: must be one of fatal, error, warn, info, debug, trace, silent, got 'loud'$/,
+    ]);
+  });
+});
+
+test('YAML syntax errors carry their line; duplicate keys are errors', () => {
+  withFile('c.yaml', 'port: 1\nport: 2\n', (path) => {
+    assertExactly(errorsOf({ configFile: path }), [/^c\.yaml:2: .*[Uu]nique/]);
+  });
+  withFile('c.yaml', '- just\n- a list\n', (path) => {
+    assertExactly(errorsOf({ configFile: path }), [/^c\.yaml: the top level must be a mapping/]);
+  });
+});
+
+test('a missing config file is an error, not silently ignored', () => {
+  assertExactly(errorsOf({ configFile: join(tmpdir(), 'no-such-tokenwatt-config.yaml') }), [/cannot read the config file \(ENOENT\)/]);
+});
+
+test('the ingest token never appears in an error message', () => {
+  const errors = errorsOf({ env: { TOKENWATT_INGEST_TOKEN: 'x'.repeat(5000) } });
+  assert.equal(errors.length, 1);
+  assert.ok(!errors[0]?.includes('xxxx'), errors[0]);
+  assert.match(errors[0] ?? '', /--ingest-token \/ TOKENWATT_INGEST_TOKEN: must be at most 4096 characters, got \(redacted\)/);
+});
+
+test('cross-field checks name every key involved', () => {
+  assertExactly(errorsOf({ flags: { proxyPort: '9000' } }), [/^--proxy-port \/ TOKENWATT_PROXY_PORT: the proxy needs --upstream \/ TOKENWATT_UPSTREAM/]);
+  assertExactly(errorsOf({ env: { TOKENWATT_UPSTREAM: 'http://127.0.0.1:8000' } }), [/^--upstream \/ TOKENWATT_UPSTREAM: set --proxy-port/]);
+  assertExactly(errorsOf({ flags: { proxyPort: '9477', upstream: 'http://127.0.0.1:8000' } }), [/9477 is also --port/]);
+  assertExactly(errorsOf({ flags: { retentionSamplesHours: '0.01', settleLateness: '600' } }), [/^--retention-samples-hours .*would delete samples before their period is settled/]);
+  assertExactly(errorsOf({ flags: { attributionMaxAttributableGapSeconds: '0.1', sampleRateHz: '10' } }), [/under 3 sampling periods/]);
+  assertExactly(errorsOf({ env: { TOKENWATT_LABELS_HEADERS: 'team=x-who,feature=X-Who' } }), [/header 'x-who' is given for both team and feature/]);
+  assertExactly(errorsOf({ flags: { attributionWPrefill: '0', attributionWCached: '0', attributionWDecode: '0' } }), [/all 0/]);
+});
+
+test('settle period must divide an hour; user labels must not be reserved or ids', () => {
+  assertExactly(errorsOf({ flags: { settlePeriod: '7' } }), [/--settle-period .*must divide 3600/]);
+  assertExactly(errorsOf({ flags: { labelsUser: 'team,model,request_id,team' } }), [
+    /\[1\]: reserved/,
+    /\[2\]: looks like a request or user identifier/,
+    /\[3\]: listed twice/,
+  ]);
+});

@@ -1,0 +1,85 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Command } from 'commander';
+import { addConfigOptions, CONFIG_OPTIONS, configSchema, loadConfig } from '../../agent/config.js';
+
+/** Section keys owned by other parts of tokenwatt: file-only, no flags. */
+const SECTIONS = new Set(['carbon', 'hostPower', 'proxy', 'engineMetrics', 'otlp']);
+
+/** Leaf key paths of the schema: nested strict objects are descended, everything else is a leaf. */
+function schemaLeaves(): string[] {
+  type Node = { _zod: { def: { type: string; innerType?: Node } }; shape?: Record<string, Node> };
+  const unwrap = (node: Node): Node => {
+    let current = node;
+    while (['default', 'prefault', 'optional'].includes(current._zod.def.type) && current._zod.def.innerType) current = current._zod.def.innerType;
+    return current;
+  };
+  const walk = (node: Node, prefix: string): string[] =>
+    Object.entries(unwrap(node).shape ?? {}).flatMap(([key, child]) => {
+      const path = prefix === '' ? key : `${prefix}.${key}`;
+      const inner = unwrap(child);
+      return inner._zod.def.type === 'object' ? walk(inner, path) : [path];
+    });
+  return walk(configSchema as unknown as Node, '');
+}
+
+test('CONFIG_OPTIONS covers every schema key exactly once (sections aside), with unique flags and env vars', () => {
+  const leaves = schemaLeaves().filter((k) => !SECTIONS.has(k)).sort();
+  assert.deepEqual(CONFIG_OPTIONS.map((o) => o.key).sort(), leaves);
+  assert.equal(new Set(CONFIG_OPTIONS.map((o) => o.flag)).size, CONFIG_OPTIONS.length);
+  assert.equal(new Set(CONFIG_OPTIONS.map((o) => o.env)).size, CONFIG_OPTIONS.length);
+  for (const o of CONFIG_OPTIONS) {
+    assert.match(o.env, /^TOKENWATT_[A-Z0-9_]+$/);
+    assert.match(o.flag, /^--[a-z0-9-]+$/);
+    assert.ok(o.description.length > 10, `${o.key} has a description`);
+  }
+});
+
+test('the flag and env names DESIGN fixes exist', () => {
+  const byFlag = new Map(CONFIG_OPTIONS.map((o) => [o.flag, o.env]));
+  const fixed: [string, string][] = [
+    ['--port', 'TOKENWATT_PORT'], ['--db', 'TOKENWATT_DB'], ['--power', 'TOKENWATT_POWER'],
+    ['--nvml-library', 'TOKENWATT_NVML_LIBRARY'], ['--proxy-port', 'TOKENWATT_PROXY_PORT'],
+    ['--upstream', 'TOKENWATT_UPSTREAM'], ['--settle-lateness', 'TOKENWATT_SETTLE_LATENESS'],
+  ];
+  for (const [flag, env] of fixed) assert.equal(byFlag.get(flag), env, flag);
+});
+
+test('defaults in the table are the schema defaults', () => {
+  const parsed = configSchema.parse({});
+  const port = CONFIG_OPTIONS.find((o) => o.key === 'port');
+  const samples = CONFIG_OPTIONS.find((o) => o.key === 'retention.samplesHours');
+  assert.equal(port?.default, parsed.port);
+  assert.equal(samples?.default, parsed.retention.samplesHours);
+  assert.equal(CONFIG_OPTIONS.find((o) => o.key === 'power')?.defaultText, 'auto');
+});
+
+test('commander: flags parse into opts() that loadConfig understands; help shows default and env', () => {
+  const command = new Command('run').exitOverride().option('--config <file>', 'config file');
+  addConfigOptions(command);
+  // The lead's own --config is kept, not duplicated.
+  assert.equal(command.options.filter((o) => o.long === '--config').length, 1);
+  command.parse(['--port', '9100', '--settle-lateness', '30', '--retention-samples-hours', '12', '--labels-user', 'team,tenant'], { from: 'user' });
+  const result = loadConfig({ flags: command.opts(), env: {} });
+  assert.ok(result.ok, result.ok ? '' : result.errors.join('\n'));
+  if (!result.ok) return;
+  assert.equal(result.config.port, 9100);
+  assert.equal(result.config.settleLateness, 30);
+  assert.equal(result.config.retention.samplesHours, 12);
+  assert.deepEqual(result.config.labels.user, ['team', 'tenant']);
+
+  const help = command.helpInformation().replace(/\s+/g, ' ');
+  assert.match(help, /--port <port> HTTP port .*\(default: 9477, env: TOKENWATT_PORT\)/);
+  assert.match(help, /--settle-lateness <seconds> .*\(default: 120, env: TOKENWATT_SETTLE_LATENESS\)/);
+});
+
+test('commander: a bad value reaches loadConfig and is reported with its flag', () => {
+  const command = new Command('run').exitOverride();
+  addConfigOptions(command, ['port', 'db']);
+  assert.deepEqual(command.options.map((o) => o.long), ['--config', '--port', '--db']);
+  command.parse(['--port', 'abc'], { from: 'user' });
+  const result = loadConfig({ flags: command.opts(), env: {} });
+  assert.equal(result.ok, false);
+  if (!result.ok) assert.deepEqual(result.errors, ["--port / TOKENWATT_PORT: must be an integer 1..65535, got 'abc' (from --port)"]);
+  assert.throws(() => addConfigOptions(new Command('x'), ['nope']), /no config option 'nope'/);
+});

@@ -1,0 +1,296 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { Counter, register as globalRegistry, Registry } from 'prom-client';
+import { METRIC_CATALOG, TokenwattMetrics, type FinalizedRequestMetrics } from '../../exporters/prometheus/index.js';
+import { parseExposition, sumOf, type Family } from './prometheus-exposition.js';
+
+const request = (over: Partial<FinalizedRequestMetrics> = {}): FinalizedRequestMetrics => ({
+  model: 'llama-8b', tier: 'small', status: 'ok', cacheBucket: 'miss', batchBucket: '5-16',
+  labels: { team: 'search', feature: 'chat' },
+  staticJ: 2, dynamicJ: 6, joules: 8, promptTokens: 100, cachedTokens: 20, completionTokens: 50, reasoningTokens: 10,
+  ...over,
+});
+
+/** Call every method once so every family has samples. */
+function exerciseAll(m: TokenwattMetrics): void {
+  m.setGpuPower(0, 'GPU-a', 250);
+  m.addMeasuredEnergy(0, 'GPU-a', 100);
+  m.addIdleEnergy(0, 10);
+  m.addUnattributedEnergy(0, 1);
+  m.addEstimatedEnergy(0, 2);
+  m.addHostEnergy('rapl', 30, false);
+  m.requestFinalized(request());
+  m.taskFinalized({ tier: 'small', succeeded: true, joules: 8, wasteJ: 1 });
+  m.sampleTaken(0, 10);
+  m.sampleError('timeout');
+  m.recordsAccepted(3);
+  m.recordsDuplicate(1);
+  m.recordsLate(1);
+  m.recordsRejected('validation', 2);
+  m.settled(1_700_000_000_000, 1_700_000_120_000, [0.001, -0.002]);
+  m.setPowerSourceInfo({ kind: 'nvml', energyCounter: true, powerAveraged: false, simulated: false });
+  m.setBuildInfo('1.2.3', 'v20.0.0');
+}
+
+async function scrape(m: TokenwattMetrics): Promise<Map<string, Family>> {
+  return parseExposition(await m.metrics());
+}
+
+function labelNames(family: Family | undefined): string[] {
+  const names = new Set<string>();
+  for (const s of family?.samples ?? []) for (const k of Object.keys(s.labels)) if (k !== 'le') names.add(k);
+  return [...names].sort();
+}
+
+test('the DESIGN metrics exist with their types and labels, and the exposition parses', async () => {
+  const m = new TokenwattMetrics();
+  exerciseAll(m);
+  const families = await scrape(m);
+  const expected: [string, string, string[]][] = [
+    ['tokenwatt_gpu_power_watts', 'gauge', ['gpu', 'uuid', 'simulated']],
+    ['tokenwatt_gpu_energy_joules_total', 'counter', ['gpu', 'uuid', 'simulated']],
+    ['tokenwatt_idle_energy_joules_total', 'counter', ['gpu', 'simulated']],
+    ['tokenwatt_energy_joules_total', 'counter', ['model', 'tier', 'cache_bucket', 'batch_bucket', 'status', 'mode', 'team', 'feature', 'simulated']],
+    ['tokenwatt_tokens_total', 'counter', ['model', 'tier', 'kind']],
+    ['tokenwatt_requests_total', 'counter', ['model', 'tier', 'status']],
+    ['tokenwatt_request_energy_joules', 'histogram', ['tier', 'simulated']],
+    ['tokenwatt_task_energy_joules', 'histogram', ['tier', 'succeeded', 'simulated']],
+    ['tokenwatt_unattributed_energy_joules_total', 'counter', ['gpu', 'simulated']],
+    ['tokenwatt_estimated_energy_joules_total', 'counter', ['gpu', 'simulated']],
+    ['tokenwatt_host_energy_joules_total', 'counter', ['source', 'estimated', 'simulated']],
+    ['tokenwatt_tasks_total', 'counter', ['tier', 'succeeded']],
+    ['tokenwatt_waste_energy_joules_total', 'counter', ['tier', 'reason', 'simulated']],
+    ['tokenwatt_samples_total', 'counter', ['gpu']],
+    ['tokenwatt_sample_errors_total', 'counter', ['reason']],
+    ['tokenwatt_records_total', 'counter', ['result']],
+    ['tokenwatt_records_rejected_total', 'counter', ['reason']],
+    ['tokenwatt_late_records_total', 'counter', []],
+    ['tokenwatt_settle_lag_seconds', 'gauge', []],
+    ['tokenwatt_settled_until_timestamp_seconds', 'gauge', []],
+    ['tokenwatt_conservation_residual_joules', 'gauge', []],
+    ['tokenwatt_conservation_residual_joules_total', 'counter', []],
+    ['tokenwatt_power_source_info', 'gauge', ['kind', 'energy_counter', 'power_averaged', 'simulated']],
+    ['tokenwatt_build_info', 'gauge', ['version', 'node_version']],
+  ];
+  for (const [name, type, labels] of expected) {
+    const family = families.get(name);
+    assert.ok(family, `${name} is exported`);
+    assert.equal(family.type, type, `${name} type`);
+    assert.ok(family.help.length > 10, `${name} has help`);
+    assert.deepEqual(labelNames(family), [...labels].sort(), `${name} labels`);
+  }
+  assert.equal(sumOf(families, 'tokenwatt_energy_joules_total', { mode: 'static' }), 2);
+  assert.equal(sumOf(families, 'tokenwatt_energy_joules_total', { mode: 'dynamic' }), 6);
+  assert.equal(sumOf(families, 'tokenwatt_tokens_total', { kind: 'cached' }), 20);
+  assert.equal(sumOf(families, 'tokenwatt_records_total', { result: 'late' }), 1);
+  assert.equal(sumOf(families, 'tokenwatt_late_records_total'), 1);
+  assert.equal(sumOf(families, 'tokenwatt_settle_lag_seconds'), 120);
+  assert.equal(sumOf(families, 'tokenwatt_settled_until_timestamp_seconds'), 1_700_000_000);
+  assert.equal(sumOf(families, 'tokenwatt_conservation_residual_joules'), 0.002, 'gauge: largest |residual|');
+  assert.ok(Math.abs(sumOf(families, 'tokenwatt_conservation_residual_joules_total') - 0.003) < 1e-12, 'counter: sum of |residual|');
+  assert.equal(sumOf(families, 'tokenwatt_request_energy_joules_count'), 1);
+  assert.equal(sumOf(families, 'tokenwatt_request_energy_joules_bucket', { le: '10' }), 1);
+  assert.equal(sumOf(families, 'tokenwatt_request_energy_joules_bucket', { le: '5' }), 0);
+});
+
+test('naming conventions: prefix, base units, counters end in _total and only counters do', () => {
+  for (const spec of Object.values(METRIC_CATALOG)) {
+    assert.match(spec.name, /^tokenwatt_[a-z_]+$/, spec.name);
+    assert.equal(spec.name.endsWith('_total'), spec.type === 'counter', `${spec.name}: _total iff counter`);
+    assert.match(spec.name, /_(joules|watts|seconds|info|total)$/, `${spec.name} ends in a base unit, _info or _total`);
+    assert.doesNotMatch(spec.name, /kilo|milli|kwh|_ms|percent/, `${spec.name} uses base units`);
+  }
+});
+
+test('prom-client refuses bad metric and label names at definition', () => {
+  const registry = new Registry();
+  assert.throws(() => new Counter({ name: 'tokenwatt-energy_total', help: 'h', registers: [registry] }), /Invalid metric name/);
+  assert.throws(() => new Counter({ name: 'tokenwatt_x_total', help: 'h', labelNames: ['bad-label'], registers: [registry] }), /Invalid label name/);
+  assert.throws(() => new TokenwattMetrics({ userLabels: ['team-name'] }), /not a Prometheus label name/);
+});
+
+test('no request, task or user ids become labels; a config asking for one is refused', async () => {
+  assert.throws(() => new TokenwattMetrics({ userLabels: ['request_id'] }), /identifier/);
+  assert.throws(() => new TokenwattMetrics({ userLabels: ['user'] }), /identifier/);
+  const m = new TokenwattMetrics();
+  m.requestFinalized(request({ labels: { team: 't', feature: 'f', request_id: 'req-123', task_id: 'task-9', user_id: 'u-77' } }));
+  const text = await m.metrics();
+  for (const id of ['req-123', 'task-9', 'u-77']) assert.ok(!text.includes(id), `${id} must not appear in /metrics`);
+  const forbidden = /(^|_)(id|uid|uuid)$|^user$/;
+  for (const family of parseExposition(text).values()) {
+    for (const name of labelNames(family)) if (name !== 'uuid') assert.doesNotMatch(name, forbidden, `${family.name} label ${name}`);
+  }
+});
+
+test('label capping: with cap N, the N+1th distinct team folds into "other" and the fold is counted', async () => {
+  const cap = 3;
+  const m = new TokenwattMetrics({ labelCap: cap });
+  const teams = ['a', 'b', 'c', 'd', 'e'];
+  for (const team of teams) m.requestFinalized(request({ labels: { team, feature: 'chat' } }));
+  m.requestFinalized(request({ labels: { feature: 'chat' } }));
+  const families = await scrape(m);
+  const exported = new Set(families.get('tokenwatt_energy_joules_total')?.samples.map((s) => s.labels.team));
+  assert.deepEqual([...exported].sort(), ['', 'a', 'b', 'c', 'other']);
+  assert.equal(sumOf(families, 'tokenwatt_energy_joules_total', { team: 'other' }), 2 * 8, 'the energy of d and e is kept, under other');
+  assert.equal(sumOf(families, 'tokenwatt_label_values_folded_total', { label: 'team', reason: 'value_cap' }), 2);
+});
+
+test('the series budget folds new user-label combinations but never drops energy', async () => {
+  const m = new TokenwattMetrics({ maxEnergyLabelSets: 4 });
+  let total = 0;
+  for (let i = 0; i < 10; i += 1) {
+    m.requestFinalized(request({ labels: { team: `t${i}`, feature: 'chat' }, staticJ: i, dynamicJ: 1, joules: i + 1 }));
+    total += i + 1;
+  }
+  const families = await scrape(m);
+  const energy = families.get('tokenwatt_energy_joules_total');
+  const labelSets = new Set(energy?.samples.map((s) => `${s.labels.team}/${s.labels.feature}`));
+  assert.equal(labelSets.size, 5, 'four admitted combinations plus other/other');
+  assert.ok(labelSets.has('other/other'));
+  assert.equal(sumOf(families, 'tokenwatt_energy_joules_total'), total);
+  assert.ok(sumOf(families, 'tokenwatt_label_values_folded_total', { reason: 'series_cap' }) > 0);
+});
+
+test('simulated runs say so on every energy and power series', async () => {
+  const m = new TokenwattMetrics({ simulated: true });
+  exerciseAll(m);
+  m.setPowerSourceInfo({ kind: 'simulated', energyCounter: true, powerAveraged: false, simulated: true });
+  const families = await scrape(m);
+  for (const family of families.values()) {
+    if (!/joules|watts/.test(family.name) || family.name.includes('residual')) continue;
+    for (const s of family.samples) assert.equal(s.labels.simulated, 'true', `${s.name} ${JSON.stringify(s.labels)}`);
+  }
+  assert.equal(sumOf(families, 'tokenwatt_power_source_info', { simulated: 'true', kind: 'simulated' }), 1);
+  assert.equal(families.get('tokenwatt_power_source_info')?.samples.length, 1, 'info is replaced, not accumulated');
+});
+
+test('property: counters never go backwards, whatever is fed in (bad values are counted, not thrown)', async () => {
+  const joules = fc.oneof(fc.double({ min: 0, max: 1e6, noNaN: true }), fc.constantFrom(-1, NaN, Infinity, -0));
+  const op = fc.oneof(
+    fc.record({ kind: fc.constant('measured' as const), j: joules }),
+    fc.record({ kind: fc.constant('idle' as const), j: joules }),
+    fc.record({ kind: fc.constant('request' as const), s: joules, d: joules, team: fc.constantFrom('a', 'b', 'c', 'd') }),
+    fc.record({ kind: fc.constant('task' as const), j: joules, w: joules, ok: fc.boolean() }),
+    fc.record({ kind: fc.constant('records' as const), n: fc.integer({ min: -2, max: 5 }) }),
+    fc.record({ kind: fc.constant('settled' as const), r: joules }),
+  );
+  await fc.assert(
+    fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 12 }), async (ops) => {
+      const m = new TokenwattMetrics({ labelCap: 2 });
+      let previous = new Map<string, number>();
+      for (const o of ops) {
+        if (o.kind === 'measured') m.addMeasuredEnergy(0, 'GPU-a', o.j);
+        else if (o.kind === 'idle') m.addIdleEnergy(0, o.j);
+        else if (o.kind === 'request') m.requestFinalized(request({ staticJ: o.s, dynamicJ: o.d, joules: o.s + o.d, labels: { team: o.team } }));
+        else if (o.kind === 'task') m.taskFinalized({ tier: 'small', succeeded: o.ok, joules: o.j, wasteJ: o.w });
+        else if (o.kind === 'records') m.recordsAccepted(o.n);
+        else m.settled(1_700_000_000_000, 1_700_000_001_000, o.r);
+        const now = new Map<string, number>();
+        for (const family of (await scrape(m)).values()) {
+          if (family.type !== 'counter') continue;
+          for (const s of family.samples) {
+            const key = `${s.name}${JSON.stringify(s.labels)}`;
+            assert.ok(Number.isFinite(s.value) && s.value >= 0, `${key} = ${s.value}`);
+            assert.ok(s.value >= (previous.get(key) ?? 0), `${key} went from ${previous.get(key)} to ${s.value}`);
+            now.set(key, s.value);
+          }
+        }
+        for (const key of previous.keys()) assert.ok(now.has(key), `${key} disappeared`);
+        previous = now;
+      }
+    }),
+    { numRuns: 40 },
+  );
+});
+
+test('waste: failed attempts, and the rest of a task that never succeeded', async () => {
+  const m = new TokenwattMetrics();
+  m.taskFinalized({ tier: 'large', succeeded: false, joules: 100, wasteJ: 30 });
+  m.taskFinalized({ tier: 'large', succeeded: true, joules: 50, wasteJ: 20, wasteByReason: { cancelled: 5 } });
+  const families = await scrape(m);
+  assert.equal(sumOf(families, 'tokenwatt_waste_energy_joules_total', { reason: 'attempt' }), 30 + 15);
+  assert.equal(sumOf(families, 'tokenwatt_waste_energy_joules_total', { reason: 'task_failed' }), 70);
+  assert.equal(sumOf(families, 'tokenwatt_waste_energy_joules_total', { reason: 'cancelled' }), 5);
+  assert.equal(sumOf(families, 'tokenwatt_tasks_total', { succeeded: 'false' }), 1);
+  assert.equal(sumOf(families, 'tokenwatt_task_energy_joules_sum', { succeeded: 'true' }), 50);
+});
+
+test('seed starts the counters from ledger totals, once, before anything is counted', async () => {
+  const m = new TokenwattMetrics();
+  m.seed({
+    gpus: [{ gpuUuid: 'GPU-a', gpuIndex: 0, measuredJ: 1000, idleJ: 300, unattributedJ: 5, estimatedJ: 0, simulated: false }],
+    usage: [{
+      model: 'llama-8b', tier: 'small', cacheBucket: 'hit', batchBucket: '1', status: 'ok', team: 'search', feature: '',
+      requests: 7, promptTokens: 700, cachedTokens: 650, completionTokens: 70, reasoningTokens: 0, staticJ: 100, dynamicJ: 500, simulated: false,
+    }],
+    quality: { lateRecords: 2 },
+  });
+  m.addMeasuredEnergy(0, 'GPU-a', 10);
+  const families = await scrape(m);
+  assert.equal(sumOf(families, 'tokenwatt_gpu_energy_joules_total', { uuid: 'GPU-a' }), 1010);
+  assert.equal(sumOf(families, 'tokenwatt_idle_energy_joules_total'), 300);
+  assert.equal(sumOf(families, 'tokenwatt_energy_joules_total', { team: 'search', mode: 'dynamic' }), 500);
+  assert.equal(sumOf(families, 'tokenwatt_requests_total'), 7);
+  assert.equal(sumOf(families, 'tokenwatt_tokens_total', { kind: 'cached' }), 650);
+  assert.equal(sumOf(families, 'tokenwatt_late_records_total'), 2);
+  assert.throws(() => m.seed({ gpus: [], usage: [] }), /once, before anything is counted/);
+  const late = new TokenwattMetrics();
+  late.recordsAccepted(1);
+  assert.throws(() => late.seed({ gpus: [], usage: [] }), /before anything is counted/);
+});
+
+test('each instance has its own registry; the global one is untouched', async () => {
+  const a = new TokenwattMetrics();
+  const b = new TokenwattMetrics();
+  a.recordsAccepted(5);
+  assert.equal(sumOf(await scrape(b), 'tokenwatt_records_total'), 0);
+  assert.equal(globalRegistry.getSingleMetric('tokenwatt_records_total'), undefined);
+  assert.match(a.contentType, /^text\/plain; version=0\.0\.4/);
+});
+
+test('invalid values are refused and counted by metric', async () => {
+  const m = new TokenwattMetrics();
+  m.addMeasuredEnergy(0, 'GPU-a', -5);
+  m.setGpuPower(0, 'GPU-a', NaN);
+  m.requestFinalized(request({ staticJ: Infinity }));
+  const families = await scrape(m);
+  assert.equal(sumOf(families, 'tokenwatt_metric_invalid_values_total', { metric: 'tokenwatt_gpu_energy_joules_total' }), 1);
+  assert.equal(sumOf(families, 'tokenwatt_metric_invalid_values_total', { metric: 'tokenwatt_gpu_power_watts' }), 1);
+  assert.equal(sumOf(families, 'tokenwatt_metric_invalid_values_total', { metric: 'tokenwatt_energy_joules_total' }), 1);
+  assert.equal(sumOf(families, 'tokenwatt_energy_joules_total', { mode: 'dynamic' }), 6, 'the valid part of the request still counts');
+});
+
+test('label values with quotes, backslashes and newlines are escaped in the exposition', async () => {
+  const m = new TokenwattMetrics();
+  const model = 'we"ird\\model\nname';
+  m.requestFinalized(request({ model }));
+  const families = await scrape(m);
+  assert.equal(families.get('tokenwatt_requests_total')?.samples[0]?.labels.model, model);
+});
+
+test('settled series are rendered once per change, and a scrape never misses a change', async () => {
+  const m = new TokenwattMetrics();
+  m.requestFinalized(request());
+  assert.equal(sumOf(await scrape(m), 'tokenwatt_requests_total'), 1, 'a scrape right after a change shows it');
+  const first = await m.metrics();
+  assert.equal(await m.metrics(), first, 'no change, same text');
+  m.requestFinalized(request());
+  m.settled(1_700_000_000_000, 1_700_000_010_000, 0);
+  await new Promise((resolve) => setImmediate(resolve)); // the background render runs here
+  const families = await scrape(m);
+  assert.equal(sumOf(families, 'tokenwatt_requests_total'), 2);
+  assert.equal(sumOf(families, 'tokenwatt_settle_lag_seconds'), 10);
+  m.sampleTaken(3, 7); // live series need no render
+  assert.equal(sumOf(await scrape(m), 'tokenwatt_samples_total', { gpu: '3' }), 7);
+});
+
+test('metrics other components register on `registry` are exported with tokenwatt\'s', async () => {
+  const m = new TokenwattMetrics();
+  const proxied = new Counter({ name: 'tokenwatt_proxy_requests_total', help: 'Requests through the proxy.', registers: [m.registry] });
+  proxied.inc(4);
+  m.requestFinalized(request());
+  const families = await scrape(m);
+  assert.equal(sumOf(families, 'tokenwatt_proxy_requests_total'), 4);
+  assert.equal(sumOf(families, 'tokenwatt_requests_total'), 1);
+});
