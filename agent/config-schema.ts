@@ -86,7 +86,8 @@ const replica = z.strictObject({
 export const configSchema = z.strictObject({
   /** Bind address. 0.0.0.0: in a DaemonSet Prometheus and the serving pods reach the agent on the pod IP, as with node-exporter and dcgm-exporter. */
   host: text('a bind address (IP or host name)').default('0.0.0.0'),
-  port: intIn(1, 65535).default(9477),
+  /** 0 asks the OS for a free port (tests, benchmarks); the bound port is logged. */
+  port: intIn(0, 65535).default(9477),
   db: text('a file path', 4096).default('./tokenwatt.db'),
   power: powerSetting.prefault('auto'),
   nvmlLibrary: text('a file path', 4096).optional(),

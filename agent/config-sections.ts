@@ -1,20 +1,24 @@
-import { z } from 'zod';
+import { engineMetricsConfigSchema } from '../collectors/engine-metrics/engine-metrics-config.js';
+import { hostPowerConfigSchema } from '../collectors/host/host-power-config.js';
+import { otlpConfigSchema } from '../collectors/otlp/otlp-config.js';
+import { proxyConfigSchema } from '../collectors/proxy/proxy-config.js';
+import { carbonConfigSchema } from '../model/carbon/carbon-config.js';
 
 /**
- * Config sections whose schemas belong to other parts of tokenwatt (carbon factors, host power,
- * the OpenAI-compatible proxy, engine-metrics scraping, OTLP). Until their owners' schemas are
- * plugged in here, each section only has to be a mapping: its contents are passed through
- * unchecked, so a file may already carry them. Plugging one in is a one-line change below; the
- * loader formats its issues like any other key's.
+ * Config sections whose schemas belong to the parts of tokenwatt that use them (carbon factors,
+ * host power, the OpenAI-compatible proxy, engine-metrics scraping, OTLP). Their issues are
+ * formatted like any other key's.
  *
  * The bind address is the top-level `host` (`--host`), as in vLLM and uvicorn; host *power*
  * (RAPL, configured overhead) is therefore the `hostPower` section.
  */
-const pendingSection = (what: string) =>
-  z.record(z.string(), z.unknown(), { error: `must be a mapping (the ${what} section)` }).optional();
-
-export const carbonSection = pendingSection('carbon and ESG');
-export const hostPowerSection = pendingSection('host power');
-export const proxySection = pendingSection('proxy');
-export const engineMetricsSection = pendingSection('engine metrics');
-export const otlpSection = pendingSection('OTLP');
+export const carbonSection = carbonConfigSchema.optional();
+export const hostPowerSection = hostPowerConfigSchema.optional();
+/**
+ * The proxy's details. Its port and upstream may come from the top-level `--proxy-port` /
+ * `--upstream` (DESIGN's names, which win), and its header names always come from `labels.headers`,
+ * so the section neither requires `upstream` nor carries `headers`.
+ */
+export const proxySection = proxyConfigSchema.omit({ headers: true }).partial({ upstream: true, port: true }).optional();
+export const engineMetricsSection = engineMetricsConfigSchema.optional();
+export const otlpSection = otlpConfigSchema.optional();

@@ -49,12 +49,12 @@ test('every mistake in file, environment and flags is reported at once, each by 
       flags: { settleLateness: '-5', upstream: 'ftp://example.com', sampleRateHz: 'fast', replicas: '[{"model":"m","gpus":[]}]' },
     });
     assertExactly(errors, [
-      /^tokenwatt\.yaml:1: port: must be an integer 1\.\.65535, got 70000$/,
+      /^tokenwatt\.yaml:1: port: must be an integer 0\.\.65535, got 70000$/,
       /^tokenwatt\.yaml:2: prot: unknown key 'prot' \(did you mean 'port'\?\)$/,
       /^tokenwatt\.yaml:4: tiers\.llama: expected a string \(a tier name\), got 42$/,
       /^tokenwatt\.yaml:6: retention\.samplesHour: unknown key 'samplesHour' \(did you mean 'samplesHours'\?\)$/,
       /^tokenwatt\.yaml:8: labels\.user\[1\]: looks like a request or user identifier.*got 'user_id'$/,
-      /^--port \/ TOKENWATT_PORT: must be an integer 1\.\.65535, got 'abc' \(from TOKENWATT_PORT\)$/,
+      /^--port \/ TOKENWATT_PORT: must be an integer 0\.\.65535, got 'abc' \(from TOKENWATT_PORT\)$/,
       /^--power \/ TOKENWATT_POWER: must be auto, nvml, nvidia-smi, simulated or replay:FILE, got 'gpu' \(from TOKENWATT_POWER\)$/,
       /^--tiers \/ TOKENWATT_TIERS: 'broken' is not key=value/,
       /^--settle-lateness \/ TOKENWATT_SETTLE_LATENESS: must be a number 0\.\.86400 seconds, got -5 \(from --settle-lateness\)$/,
@@ -66,8 +66,8 @@ test('every mistake in file, environment and flags is reported at once, each by 
 });
 
 test('a mistake in a lower layer is reported even when a higher layer overrides it', () => {
-  const errors = errorsOf({ env: { TOKENWATT_PORT: '0' }, flags: { port: '9000' } });
-  assertExactly(errors, [/^--port \/ TOKENWATT_PORT: must be an integer 1\.\.65535, got 0 \(from TOKENWATT_PORT\)$/]);
+  const errors = errorsOf({ env: { TOKENWATT_PORT: '-1' }, flags: { port: '9000' } });
+  assertExactly(errors, [/^--port \/ TOKENWATT_PORT: must be an integer 0\.\.65535, got -1 \(from TOKENWATT_PORT\)$/]);
 });
 
 test('JSON files: syntax errors and unknown keys are named', () => {

@@ -1,0 +1,291 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { DEFAULT_ATTRIBUTION_CONFIG } from '../model/attribution-config.js';
+import type { AttributionConfig } from '../model/attribution-types.js';
+import type { GpuInfo } from '../model/power-sample.js';
+import type { ResolvedRequest } from '../model/request-record.js';
+import { isLateRecord } from '../model/settlement-schedule.js';
+import { createIngestHandler } from '../collectors/http-ingest.js';
+import type { PowerSource, PowerSourceError } from '../collectors/power-source.js';
+import type { RequestSource } from '../collectors/request-sink.js';
+import { LabelCapper, TokenwattMetrics } from '../exporters/prometheus/index.js';
+import type { TokenwattConfig } from './config.js';
+import { HttpServer, sendJson } from './http-server.js';
+import { IngestService } from './ingest-service.js';
+import { Ledger } from './ledger.js';
+import type { Logger } from './logger.js';
+import { PeriodicTask } from './periodic-task.js';
+import { NodeRecordContext } from './record-context.js';
+import { Settler } from './settler.js';
+import { VERSION } from './version.js';
+
+export interface AgentOptions {
+  readonly config: TokenwattConfig;
+  readonly powerSource: PowerSource;
+  readonly log: Logger;
+  /** Extra request sources (proxy, engine-metrics scraper) started with the agent. */
+  readonly requestSources?: readonly RequestSource[];
+  /** Extra HTTP routes (e.g. OTLP /v1/traces) mounted on the agent's port. */
+  readonly routes?: readonly { method: string; path: string; handler: (req: IncomingMessage, res: ServerResponse) => Promise<void> | void }[];
+  /** Clock, injectable for tests. */
+  readonly now?: () => number;
+}
+
+/** How often the settle loop runs; periods themselves are `settlePeriod` long. */
+const SETTLE_TICK_MS = 1000;
+const PRUNE_TICK_MS = 15 * 60_000;
+
+/**
+ * The running agent: init (ledger, power source, inventory), run (sampling, ingest, settling,
+ * /metrics), shutdown (stop sources, flush, close) — Kepler's service lifecycle. Wiring only:
+ * the logic lives in model/, collectors/ and exporters/.
+ */
+export class Agent {
+  readonly metrics: TokenwattMetrics;
+  /** One capper for metrics and ledger rollups, so both fold the same values into "other". */
+  private readonly labelCapper: LabelCapper;
+  private ledger!: Ledger;
+  private settler!: Settler;
+  private ingest!: IngestService;
+  private server!: HttpServer;
+  private gpus: readonly GpuInfo[] = [];
+  private context!: NodeRecordContext;
+  private readonly tasks: PeriodicTask[] = [];
+  private readonly now: () => number;
+  private readonly sourceErrors = new Map<string, { count: number; lastMessage: string; atMs: number }>();
+  private boundPort = 0;
+  private rejectedRecords = 0;
+  private started = false;
+
+  constructor(private readonly options: AgentOptions) {
+    this.now = options.now ?? Date.now;
+    const { config } = options;
+    this.labelCapper = new LabelCapper(config.labels.cap);
+    this.metrics = new TokenwattMetrics({
+      capper: this.labelCapper,
+      userLabels: config.labels.user,
+      simulated: options.powerSource.quality().simulated,
+    });
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get inventory(): readonly GpuInfo[] {
+    return this.gpus;
+  }
+
+  /** Open the ledger, discover GPUs, resume settlement state. Throws with a clear message if the agent cannot run. */
+  async init(): Promise<void> {
+    const { config, log, powerSource } = this.options;
+    this.ledger = Ledger.open(config.db, { node: config.node, retention: config.retention });
+    this.gpus = await powerSource.init();
+    if (this.gpus.length === 0) throw new Error(`power source ${powerSource.quality().kind} found no GPU`);
+    const quality = powerSource.quality();
+    this.metrics.setPowerSourceInfo(quality);
+    this.metrics.setBuildInfo(VERSION, process.version);
+    log.info({ gpus: this.gpus.map((g) => `${g.index}:${g.uuid}:${g.name}`), source: quality }, quality.simulated ? 'SIMULATED power source: figures are simulated, not measured' : 'power source ready');
+
+    this.context = new NodeRecordContext({
+      gpus: this.gpus,
+      replicas: config.replicas,
+      tiers: config.tiers,
+      retainedWindowMs: config.retention.samplesHours * 3_600_000,
+      futureSkewMs: 5 * 60_000,
+    });
+    for (const unknown of this.context.unknownReplicaGpus()) log.warn({ replica: unknown }, 'replica names a GPU this node does not have');
+
+    this.settler = new Settler({
+      ledger: this.ledger,
+      metrics: this.metrics,
+      gpus: this.gpus,
+      node: config.node,
+      periodMs: config.settlePeriod * 1000,
+      latenessMs: config.settleLateness * 1000,
+      attribution: this.attributionConfig(),
+      simulated: quality.simulated,
+      labelValue: (name, value) => this.labelCapper.value(name, value),
+      taskIdleMs: Math.max(config.settleLateness * 1000, 60_000),
+      log,
+    });
+    this.metrics.seed(this.ledger.counterTotals());
+    const restored = this.settler.restore(this.now());
+    if (restored.requests > 0 || restored.samples > 0) log.info(restored, 'resumed settlement from the ledger');
+
+    this.ingest = new IngestService({
+      ledger: this.ledger,
+      context: () => this.context.at(this.now()),
+      settledUntil: () => this.settler.settledUntil,
+      queueLimit: config.queueLimit,
+      onAccepted: (records: ResolvedRequest[]) => {
+        const settledUntil = this.settler.settledUntil;
+        this.settler.addRequests(records, (r) => isLateRecord(r, settledUntil));
+        this.metrics.recordsAccepted(records.length);
+      },
+      onRejected: (reason: string, n: number) => this.countRejected(reason, n),
+      onLate: (n: number) => this.metrics.recordsLate(n),
+      onDuplicate: (n: number) => this.metrics.recordsDuplicate(n),
+    });
+
+    this.server = new HttpServer({ host: config.host, port: config.port, log });
+    this.server.route('POST', '/v1/requests', createIngestHandler({
+      sink: this.ingest,
+      bodyLimitBytes: config.bodyLimitBytes,
+      ...(config.ingestToken ? { bearerToken: config.ingestToken } : {}),
+      onRejected: (reason: string, n: number) => this.countRejected(reason, n),
+    }));
+    this.server.route('GET', '/metrics', async (_req, res) => {
+      const body = await this.metrics.metrics();
+      res.writeHead(200, { 'content-type': this.metrics.contentType });
+      res.end(body);
+    });
+    this.server.route('GET', '/healthz', (_req, res) => sendJson(res, 200, { status: 'ok', version: VERSION }));
+    this.server.route('GET', '/readyz', (_req, res) => {
+      const readiness = this.readiness();
+      sendJson(res, readiness.ready ? 200 : 503, readiness);
+    });
+    for (const route of this.options.routes ?? []) this.server.route(route.method, route.path, route.handler);
+  }
+
+  private attributionConfig(): AttributionConfig {
+    const a = this.options.config.attribution;
+    const idle: Record<string, number> = {};
+    for (const [ref, w] of Object.entries(a.idleBaselineW)) {
+      const uuid = this.context.resolveGpu(ref);
+      if (uuid) idle[uuid] = w;
+      else this.options.log.warn({ gpu: ref }, 'idle baseline configured for a GPU this node does not have');
+    }
+    return {
+      ...DEFAULT_ATTRIBUTION_CONFIG,
+      wPrefill: a.wPrefill,
+      wCached: a.wCached,
+      wDecode: a.wDecode,
+      samplePeriodMs: 1000 / this.options.config.sampleRateHz,
+      maxAttributableGapMs: a.maxAttributableGapSeconds * 1000,
+      idleBaselineW: idle,
+    };
+  }
+
+  /** Start sampling, serving and settling. Resolves once the HTTP port is bound. */
+  async start(): Promise<void> {
+    const { powerSource, log } = this.options;
+    powerSource.start(
+      (samples) => this.settler.addSamples(samples),
+      (error) => this.onSourceError(error),
+    );
+    const { port } = await this.server.listen();
+    this.boundPort = port;
+    const onError = (error: Error, task: string): void => {
+      log.error({ err: error, task }, 'periodic task failed');
+    };
+    this.tasks.push(
+      new PeriodicTask({
+        name: 'settle',
+        intervalMs: SETTLE_TICK_MS,
+        timeoutMs: 30_000,
+        onError,
+        run: () => {
+          this.settler.flushSamples();
+          this.settler.settleDue(this.now());
+        },
+      }),
+      new PeriodicTask({
+        name: 'prune',
+        intervalMs: PRUNE_TICK_MS,
+        timeoutMs: 60_000,
+        onError,
+        run: () => {
+          const pruned = this.ledger.prune(this.now() as never);
+          log.debug({ pruned }, 'retention applied');
+        },
+      }),
+    );
+    for (const task of this.tasks) task.start();
+    for (const source of this.options.requestSources ?? []) await source.start(this.ingest);
+    this.started = true;
+    log.info({ port, settlePeriodS: this.options.config.settlePeriod, settleLatenessS: this.options.config.settleLateness }, 'tokenwatt agent running');
+  }
+
+  /** Settle everything due now (used by tests and at shutdown). */
+  settleNow(): number {
+    this.settler.flushSamples();
+    return this.settler.settleDue(this.now());
+  }
+
+  private countRejected(reason: string, n: number): void {
+    this.rejectedRecords += n;
+    this.metrics.recordsRejected(reason, n);
+  }
+
+  /** Counters the ledger does not hold, for the live summary. */
+  healthCounts(): { sampleErrors: number; rejectedRecords: number; settledUntilMs: number | null } {
+    let sampleErrors = 0;
+    for (const e of this.sourceErrors.values()) sampleErrors += e.count;
+    return { sampleErrors, rejectedRecords: this.rejectedRecords, settledUntilMs: this.settler?.settledUntil ?? null };
+  }
+
+  private onSourceError(error: PowerSourceError): void {
+    const entry = this.sourceErrors.get(error.reason) ?? { count: 0, lastMessage: '', atMs: 0 };
+    entry.count += 1;
+    entry.lastMessage = error.message;
+    entry.atMs = this.now();
+    this.sourceErrors.set(error.reason, entry);
+    this.metrics.sampleError(error.reason);
+    this.options.log.warn({ reason: error.reason, gpu: error.gpuUuid }, error.message);
+  }
+
+  /** Ready when every GPU sampled recently and settlement keeps up. Reasons are listed when not. */
+  readiness(): { ready: boolean; checks: Record<string, { ok: boolean; detail: string }> } {
+    const now = this.now();
+    const quality = this.options.powerSource.quality();
+    const staleAfterMs = Math.max(5_000, 5 * quality.samplePeriodMs);
+    const lastTimes = this.settler.lastSampleTimes();
+    const stale = this.gpus.filter((g) => {
+      const at = lastTimes.get(g.uuid);
+      return at === undefined || now - at > staleAfterMs;
+    });
+    const settledUntil = this.settler.settledUntil;
+    const maxLagMs = (this.options.config.settleLateness + 3 * this.options.config.settlePeriod) * 1000 + 30_000;
+    const lagMs = settledUntil === null ? null : now - settledUntil;
+    const recentErrors = [...this.sourceErrors.entries()].filter(([, e]) => now - e.atMs < 60_000);
+    const checks = {
+      started: { ok: this.started, detail: this.started ? 'running' : 'starting' },
+      sampling: {
+        ok: stale.length === 0,
+        detail: stale.length === 0 ? `${this.gpus.length} GPU(s) sampling` : `no recent sample from GPU ${stale.map((g) => g.index).join(', ')}`,
+      },
+      settlement: {
+        ok: lagMs === null || lagMs <= maxLagMs,
+        detail: lagMs === null ? 'nothing settled yet' : `settled until ${Math.round(lagMs / 1000)} s ago`,
+      },
+      source_errors: {
+        ok: recentErrors.length === 0,
+        detail: recentErrors.length === 0 ? 'none in the last minute' : recentErrors.map(([r, e]) => `${r} x${e.count}: ${e.lastMessage}`).join('; '),
+      },
+    };
+    // Source errors are reported but do not by themselves make the agent unready: a lost GPU
+    // must not stop the others from being scraped.
+    const ready = checks.started.ok && checks.sampling.ok && checks.settlement.ok;
+    return { ready, checks };
+  }
+
+  /** Stop everything in order: sources, loops, final flush, server, ledger. Idempotent. */
+  async shutdown(): Promise<void> {
+    const { powerSource, log } = this.options;
+    for (const source of this.options.requestSources ?? []) await source.shutdown().catch((e: unknown) => log.warn({ err: e }, 'request source shutdown failed'));
+    await powerSource.shutdown().catch((e: unknown) => log.warn({ err: e }, 'power source shutdown failed'));
+    for (const task of this.tasks) await task.stop();
+    if (this.server) await this.server.close();
+    // After the server: records already queued are written before the ledger closes.
+    if (this.ingest) this.ingest.close();
+    if (this.ledger) {
+      try {
+        this.settler.flushSamples();
+      } catch (error) {
+        log.error({ err: error }, 'final sample flush failed');
+      }
+      this.ledger.close();
+    }
+    this.started = false;
+  }
+}

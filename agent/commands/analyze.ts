@@ -1,0 +1,153 @@
+import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { parsePowerTrace, formatTraceError } from '../../collectors/trace-file.js';
+import { parseRequestFile } from '../../collectors/request-file.js';
+import { renderAnalyzeTables } from '../../exporters/analyze-table.js';
+import { analyzeRun } from '../../model/analysis.js';
+import { DEFAULT_ATTRIBUTION_CONFIG } from '../../model/attribution-config.js';
+import type { AttributionConfig } from '../../model/attribution-types.js';
+import { resolveRecord, type ResolvedRequest } from '../../model/request-record.js';
+import type { PowerSample } from '../../model/power-sample.js';
+import { loadConfig } from '../config.js';
+import { NodeRecordContext } from '../record-context.js';
+
+/** At most this many problems are printed one per line; the rest are counted. */
+const MAX_LISTED = 20;
+
+/** `tokenwatt analyze`: offline, deterministic attribution of a recorded run. */
+export function analyzeCommand(): Command {
+  return new Command('analyze')
+    .description('Attribute a recorded run offline: a power trace (nvidia-smi CSV or timestamp_ms,gpu,power_w,energy_j) and an NDJSON request file. Deterministic: the same files give the same answer.')
+    .requiredOption('--power <file>', 'power trace: nvidia-smi --query-gpu ... --format=csv output, or CSV with header timestamp_ms,gpu,power_w,energy_j')
+    .requiredOption('--requests <file>', 'request records, one JSON object per line (the /v1/requests schema)')
+    .option('--json', 'print the report as JSON (the contract in DESIGN.md)')
+    .option('--per-request', 'include one entry per request')
+    .option('--config <file>', 'config file: tiers, replicas and attribution weights (YAML or JSON)')
+    .option('--skip-bad-lines', 'report bad trace lines and refused records, then analyse the rest (default: stop with exit 1)')
+    .addOption(new Option('--period <seconds>', 'settlement period used for the analysis').default('60'))
+    .addOption(new Option('--nvidia-smi-utc-offset <minutes>', 'nvidia-smi timestamps are local time of the capture machine: minutes east of UTC').default('0'))
+    .addHelpText('after', '\nExit status: 0 analysed; 1 bad input (each problem listed with its line); 2 invalid configuration.')
+    .action((flags: { power: string; requests: string; json?: boolean; perRequest?: boolean; config?: string; skipBadLines?: boolean; period: string; nvidiaSmiUtcOffset: string }) => {
+      const exitCode = analyze(flags);
+      process.exitCode = exitCode;
+    });
+}
+
+function analyze(flags: { power: string; requests: string; json?: boolean; perRequest?: boolean; config?: string; skipBadLines?: boolean; period: string; nvidiaSmiUtcOffset: string }): number {
+  const loaded = loadConfig({ flags: {}, env: {}, ...(flags.config ? { configFile: flags.config } : {}) });
+  if (!loaded.ok) {
+    for (const error of loaded.errors) process.stderr.write(`tokenwatt analyze: ${error}\n`);
+    return 2;
+  }
+  const periodS = Number(flags.period);
+  const offset = Number(flags.nvidiaSmiUtcOffset);
+  if (!(Number.isFinite(periodS) && periodS > 0)) return fail(`--period: must be a positive number of seconds, got ${JSON.stringify(flags.period)}`);
+  if (!Number.isFinite(offset)) return fail(`--nvidia-smi-utc-offset: must be minutes, got ${JSON.stringify(flags.nvidiaSmiUtcOffset)}`);
+
+  const traceText = readOrNull(flags.power, '--power');
+  const requestText = readOrNull(flags.requests, '--requests');
+  if (traceText === null || requestText === null) return 1;
+
+  const trace = parsePowerTrace(traceText, { fileName: flags.power, nvidiaSmiUtcOffsetMinutes: offset });
+  const requests = parseRequestFile(requestText);
+  const problems: string[] = [
+    ...trace.errors.map((e) => formatTraceError(flags.power, e)),
+    ...requests.errors.map((e) => `${flags.requests}:${e.line}: ${e.field}: ${e.reason}`),
+  ];
+  if (trace.samples.length === 0) problems.push(`${flags.power}: no usable power samples`);
+
+  const context = new NodeRecordContext({
+    gpus: trace.gpus,
+    replicas: loaded.config.replicas,
+    tiers: loaded.config.tiers,
+    retainedWindowMs: Number.MAX_SAFE_INTEGER / 2,
+    futureSkewMs: Number.MAX_SAFE_INTEGER / 2,
+  }).at(Date.UTC(2100, 0, 1));
+  const resolved: ResolvedRequest[] = [];
+  requests.records.forEach((record, i) => {
+    const result = resolveRecord(record, i, context);
+    if (result.ok) resolved.push(result.record);
+    else for (const e of result.errors) problems.push(`${flags.requests}: request ${record.requestId}: ${e.field}: ${e.reason}`);
+  });
+
+  if (problems.length > 0) {
+    for (const p of problems.slice(0, MAX_LISTED)) process.stderr.write(`${p}\n`);
+    if (problems.length > MAX_LISTED) process.stderr.write(`... and ${problems.length - MAX_LISTED} more\n`);
+    if (!flags.skipBadLines || trace.samples.length === 0) {
+      process.stderr.write(`tokenwatt analyze: ${problems.length} problem(s) in the input; nothing analysed${flags.skipBadLines ? '' : ' (use --skip-bad-lines to analyse the rest)'}\n`);
+      return 1;
+    }
+    process.stderr.write(`tokenwatt analyze: ${problems.length} problem(s) skipped as asked; they are counted in quality.input_problems\n`);
+  }
+
+  const a = loaded.config.attribution;
+  const idle: Record<string, number> = {};
+  for (const [ref, w] of Object.entries(a.idleBaselineW)) {
+    const uuid = context.resolveGpu(ref);
+    if (uuid === undefined) return fail(`attribution.idleBaselineW: no GPU ${ref} in the trace`);
+    idle[uuid] = w;
+  }
+  const config: AttributionConfig = {
+    ...DEFAULT_ATTRIBUTION_CONFIG,
+    wPrefill: a.wPrefill,
+    wCached: a.wCached,
+    wDecode: a.wDecode,
+    samplePeriodMs: medianSpacingMs(trace.samples) ?? DEFAULT_ATTRIBUTION_CONFIG.samplePeriodMs,
+    maxAttributableGapMs: a.maxAttributableGapSeconds * 1000,
+    idleBaselineW: idle,
+  };
+  const report = analyzeRun({
+    samples: trace.samples,
+    requests: resolved,
+    gpus: trace.gpus.map((g) => ({ uuid: g.uuid, index: g.index })),
+    config,
+    periodMs: periodS * 1000,
+    perRequest: flags.perRequest === true,
+  });
+  const output = {
+    ...report,
+    input: {
+      power_file: flags.power,
+      power_format: trace.format,
+      requests_file: flags.requests,
+      notes: trace.notes,
+      input_problems: problems.length,
+      duplicate_request_lines: requests.duplicates.length,
+    },
+  };
+  if (flags.json) process.stdout.write(`${JSON.stringify(output, null, 2)}\n`);
+  else process.stdout.write(`${renderAnalyzeTables(report)}\n`);
+  return 0;
+}
+
+/** The sampling period of a trace: the median spacing of consecutive samples of one GPU. */
+function medianSpacingMs(samples: readonly PowerSample[]): number | null {
+  const byGpu = new Map<string, number[]>();
+  for (const s of samples) {
+    const list = byGpu.get(s.gpuUuid) ?? [];
+    list.push(s.timestampMs);
+    byGpu.set(s.gpuUuid, list);
+  }
+  const spacings: number[] = [];
+  for (const times of byGpu.values()) {
+    for (let i = 1; i < times.length && spacings.length < 10_000; i += 1) spacings.push((times[i] as number) - (times[i - 1] as number));
+  }
+  if (spacings.length === 0) return null;
+  spacings.sort((x, y) => x - y);
+  const median = spacings[Math.floor(spacings.length / 2)] as number;
+  return median > 0 ? median : null;
+}
+
+function readOrNull(path: string, flag: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    process.stderr.write(`tokenwatt analyze: ${flag} ${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}\n`);
+    return null;
+  }
+}
+
+function fail(message: string): number {
+  process.stderr.write(`tokenwatt analyze: ${message}\n`);
+  return 1;
+}

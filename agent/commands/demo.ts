@@ -1,0 +1,129 @@
+import { Command } from 'commander';
+import { mkdtempSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import { join } from 'node:path';
+import { SimulatedGpuNode } from '../../collectors/simulated/simulated-gpu-node.js';
+import { toWire, type RequestRecord } from '../../model/request-record.js';
+import { addConfigOptions, type TokenwattConfig } from '../config.js';
+import { defaultDemoNodeConfig, demoReplicaMap, DemoWorkload } from '../demo-workload.js';
+import { DemoSummaryPrinter } from '../demo-summary.js';
+import { loadConfigWithSources, runAgentUntilSignal } from '../run-agent.js';
+
+/**
+ * Settlement defaults of the demo (flags, env and file still win): short enough that the first
+ * table shows within a minute, long enough that most simulated requests (posted when they end)
+ * arrive before their first period settles. Longer ones are counted as late, as in production.
+ */
+const DEMO_DEFAULTS: Partial<Record<keyof TokenwattConfig, unknown>> = { settleLateness: 30, settlePeriod: 5, port: 9477 };
+
+/** `tokenwatt demo` (what `npm start` runs): the agent on a SIMULATED 8-GPU node with a built-in workload. */
+export function demoCommand(): Command {
+  const command = new Command('demo')
+    .description('Run the agent on a SIMULATED GPU node (8 x H100, three model tiers) with a built-in workload. Every figure is simulated, not measured.')
+    .option('--config <file>', 'config file (YAML or JSON); flags win over environment, environment over file')
+    .option('--seed <n>', 'seed of the simulated workload', '1')
+    .option('--summary-every <seconds>', 'print the summary table this often (0: never)', '10')
+    .option('--duration <seconds>', 'stop after this many seconds (default: run until Ctrl-C)');
+  addConfigOptions(command, ['port', 'host', 'db', 'settleLateness', 'settlePeriod', 'sampleRateHz', 'logLevel', 'ingestToken', 'labels.cap']);
+  command.action(async (flags: Record<string, unknown>) => {
+    const { config: loaded, sources, warnings } = loadConfigWithSources(flags);
+    const seed = Number(flags.seed ?? 1);
+    const node = new SimulatedGpuNode(defaultDemoNodeConfig({ seed, samplePeriodMs: Math.round(1000 / loaded.sampleRateHz) }));
+    const replicas = demoReplicaMap().map((r) => ({ model: r.model, gpus: [...r.gpuUuids], tier: r.tier }));
+    const config: TokenwattConfig = {
+      ...loaded,
+      ...Object.fromEntries(Object.entries(DEMO_DEFAULTS).filter(([key]) => (sources[key] ?? 'default') === 'default')),
+      // A fresh ledger per demo run unless --db / TOKENWATT_DB names one.
+      db: sources.db === 'default' ? join(mkdtempSync(join(os.tmpdir(), 'tokenwatt-demo-')), 'demo.db') : loaded.db,
+      replicas: [...loaded.replicas, ...replicas],
+    };
+    const summaryEvery = Number(flags.summaryEvery ?? 10);
+    const durationS = flags.duration === undefined ? undefined : Number(flags.duration);
+    await runAgentUntilSignal(config, {
+      powerSource: node,
+      onStarted: (agent, log) => {
+        const workload = new DemoWorkload({ node, seed, onError: (error) => log.warn({ err: error }, 'demo workload tick failed') });
+        const poster = new RecordPoster(agent.port, config.ingestToken, (error) => log.warn({ err: error }, 'demo could not post records'));
+        const unsubscribe = node.onRequestDone((record) => poster.add(record));
+        workload.start();
+        poster.start();
+        const printer = new DemoSummaryPrinter({ dbPath: config.db, node: config.node, startedAtMs: Date.now(), port: agent.port, workload, health: () => agent.healthCounts() });
+        process.stdout.write(printer.banner());
+        const timer = summaryEvery > 0 ? setInterval(() => process.stdout.write(printer.render()), summaryEvery * 1000) : undefined;
+        timer?.unref();
+        const stopTimer = durationS !== undefined ? setTimeout(() => process.kill(process.pid, 'SIGTERM'), durationS * 1000) : undefined;
+        return () => {
+          if (timer) clearInterval(timer);
+          if (stopTimer) clearTimeout(stopTimer);
+          workload.stop();
+          unsubscribe();
+          poster.stop();
+          if (summaryEvery > 0) process.stdout.write(printer.render());
+          printer.close();
+        };
+      },
+    }, warnings);
+  });
+  return command;
+}
+
+/**
+ * The demo's "serving stack": finished simulated requests are posted to the agent's own
+ * /v1/requests as NDJSON every 250 ms, so the demo exercises the real ingest path.
+ */
+class RecordPoster {
+  private queue: RequestRecord[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+
+  constructor(private readonly port: number, private readonly token: string | undefined, private readonly onError: (error: Error) => void) {}
+
+  add(record: RequestRecord): void {
+    this.queue.push(record);
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.flush(), 250);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.flush();
+    this.agent.destroy();
+  }
+
+  private flush(): void {
+    if (this.queue.length === 0) return;
+    const batch = this.queue;
+    this.queue = [];
+    const body = batch.map((r) => JSON.stringify(toWire(r))).join('\n');
+    const request = http.request(
+      {
+        host: '127.0.0.1',
+        port: this.port,
+        path: '/v1/requests',
+        method: 'POST',
+        agent: this.agent,
+        headers: { 'content-type': 'application/x-ndjson', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
+      },
+      (response) => {
+        let text = '';
+        response.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        response.on('end', () => {
+          if (response.statusCode === 429 || (response.statusCode ?? 500) >= 500) {
+            this.queue.unshift(...batch); // try again next tick: the demo never drops its own records
+          } else if (response.statusCode !== 202) {
+            this.onError(new Error(`ingest answered ${response.statusCode}: ${text.slice(0, 500)}`));
+          }
+        });
+      },
+    );
+    request.on('error', (error) => {
+      this.queue.unshift(...batch);
+      this.onError(error);
+    });
+    request.end(body);
+  }
+}

@@ -1,0 +1,120 @@
+import { fullyLoadedFactor } from '../model/fully-loaded.js';
+import { epochMs } from '../model/units.js';
+import type { HourlyUsageRow } from '../model/rollup-types.js';
+import { renderSummaryTable, SIMULATED_BANNER, type SummaryGroupRow, type SummarySnapshot } from '../exporters/summary-table.js';
+import type { DemoWorkload } from './demo-workload.js';
+import { Ledger } from './ledger.js';
+
+export interface DemoSummaryOptions {
+  readonly dbPath: string;
+  readonly node: string;
+  readonly startedAtMs: number;
+  readonly port: number;
+  readonly workload: DemoWorkload;
+  /** Agent-side counters that the ledger does not hold. */
+  readonly health: () => { sampleErrors: number; rejectedRecords: number; settledUntilMs: number | null };
+}
+
+/**
+ * The demo's periodic table. It reads the ledger (read-only, beside the agent, through WAL), so
+ * what it prints is exactly what was settled and committed — the same numbers /metrics and the
+ * ESG export show.
+ */
+export class DemoSummaryPrinter {
+  private readonly ledger: Ledger;
+
+  constructor(private readonly options: DemoSummaryOptions) {
+    this.ledger = Ledger.openReadOnly(options.dbPath);
+  }
+
+  banner(): string {
+    const url = `http://127.0.0.1:${this.options.port}`;
+    return [
+      '',
+      `*** ${SIMULATED_BANNER} ***`,
+      'tokenwatt demo: 8 simulated H100s serving three model tiers (small: Llama-3.1-8B on GPU 0,',
+      'medium: Llama-3.1-70B FP8 on GPUs 1-2, large: Qwen3-235B-A22B FP8 on GPUs 3-6, GPU 7 a warm spare).',
+      `Metrics: curl ${url}/metrics | grep tokenwatt_     Ready: ${url}/readyz     Ledger: ${this.options.dbPath}`,
+      'The first table appears once the first periods are settled (settle lateness + period). Ctrl-C stops.',
+      '',
+    ].join('\n');
+  }
+
+  snapshot(): SummarySnapshot {
+    const from = epochMs(Math.floor(this.options.startedAtMs / 3_600_000) * 3_600_000);
+    const to = epochMs(Date.now() + 3_600_000);
+    const energy = this.ledger.readHourlyEnergy(from, to);
+    const usage = this.ledger.readHourlyUsage(from, to);
+    const quality = this.ledger.readHourlyQuality(from, to);
+    const tasks = this.ledger.readTasks(from, to);
+    const health = this.options.health();
+    const sum = <T>(rows: readonly T[], f: (r: T) => number): number => rows.reduce((acc, r) => acc + f(r), 0);
+    const measuredJ = sum(energy, (r) => r.measuredJ);
+    const idleJ = sum(energy, (r) => r.idleJ);
+    const attributedJ = sum(energy, (r) => r.staticJ + r.dynamicJ);
+    const unattributedJ = sum(energy, (r) => r.unattributedJ);
+    const coveredMs = sum(energy, (r) => r.coveredMs);
+    const gpuHours = new Set(energy.map((r) => `${r.gpuUuid}@${r.hourStartMs}`)).size;
+    const settled = health.settledUntilMs;
+    const windowMs = settled === null ? 0 : Math.max(0, settled - this.options.startedAtMs);
+    const gpus = new Set(energy.map((r) => r.gpuUuid)).size;
+    return {
+      node: this.options.node,
+      source: { kind: 'simulated', simulated: true, energyCounter: true, powerAveraged: false },
+      windowStartMs: energy.length > 0 ? Math.min(...energy.map((r) => r.hourStartMs)) : null,
+      settledUntilMs: settled,
+      totals: {
+        measuredJ,
+        idleJ,
+        attributedJ,
+        unattributedJ,
+        estimatedJ: sum(energy, (r) => r.estimatedJ),
+        residualJ: measuredJ - (attributedJ + idleJ + unattributedJ),
+        hostJ: 0,
+        fullyLoadedFactor: fullyLoadedFactor({ attributedJ, idleJ, unattributedJ, hostJ: 0 }),
+      },
+      byTier: groupRows(usage, (r) => r.tier),
+      byBatchBucket: groupRows(usage, (r) => r.batchBucket),
+      byCacheBucket: groupRows(usage, (r) => r.cacheBucket),
+      tasks: {
+        closed: tasks.length,
+        succeeded: tasks.filter((t) => t.succeeded).length,
+        joules: sum(tasks, (t) => t.joules),
+        wasteJ: sum(tasks, (t) => t.wasteJ),
+      },
+      quality: {
+        sampleCoverage: gpus > 0 && windowMs > 0 && gpuHours > 0 ? Math.min(1, coveredMs / (gpus * windowMs)) : null,
+        counterResets: sum(energy, (r) => r.counterResets),
+        gaps: sum(energy, (r) => r.gaps),
+        lateRecords: sum(quality, (r) => r.lateRecords),
+        rejectedRecords: health.rejectedRecords,
+        sampleErrors: health.sampleErrors,
+      },
+    };
+  }
+
+  render(): string {
+    const stats = this.options.workload.stats();
+    const workload = `workload so far: ${stats.tasksStarted} tasks, ${stats.requestsSubmitted} requests, ${stats.retries} retries, ${stats.cancelled} cancelled, ${stats.errored} errors, ${stats.bursts} bursts`;
+    return `\n${renderSummaryTable(this.snapshot())}\n${workload}\n`;
+  }
+
+  close(): void {
+    this.ledger.close();
+  }
+}
+
+function groupRows(usage: readonly HourlyUsageRow[], keyOf: (r: HourlyUsageRow) => string): SummaryGroupRow[] {
+  const groups = new Map<string, { key: string; requests: number; promptTokens: number; cachedTokens: number; completionTokens: number; joules: number }>();
+  for (const r of usage) {
+    const key = keyOf(r);
+    const g = groups.get(key) ?? { key, requests: 0, promptTokens: 0, cachedTokens: 0, completionTokens: 0, joules: 0 };
+    g.requests += r.requests;
+    g.promptTokens += r.promptTokens;
+    g.cachedTokens += r.cachedTokens;
+    g.completionTokens += r.completionTokens;
+    g.joules += r.staticJ + r.dynamicJ;
+    groups.set(key, g);
+  }
+  return [...groups.values()].sort((a, b) => a.key.localeCompare(b.key, 'en', { numeric: true }));
+}

@@ -1,0 +1,70 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { EngineMetricsScraper } from '../collectors/engine-metrics/engine-metrics-scraper.js';
+import { createOtlpTracesHandler } from '../collectors/otlp/otlp-traces-handler.js';
+import { OpenAiProxy } from '../collectors/proxy/openai-proxy.js';
+import { proxyConfigSchema } from '../collectors/proxy/proxy-config.js';
+import type { RequestSink, RequestSource } from '../collectors/request-sink.js';
+import type { TokenwattConfig } from './config.js';
+import type { Logger } from './logger.js';
+
+export interface RequestCapture {
+  /** Sources started with the agent (proxy, engine-metrics scraper). */
+  readonly sources: RequestSource[];
+  /** Routes mounted on the agent's port (OTLP /v1/traces). */
+  readonly routes: { method: string; path: string; handler: (req: IncomingMessage, res: ServerResponse) => Promise<void> }[];
+}
+
+/**
+ * The ways requests reach tokenwatt without changing the serving stack, built from config:
+ * the OpenAI-compatible proxy (`--proxy-port` + `--upstream`, details in `proxy:`), the
+ * engine-metrics scraper (`engineMetrics:`), and OTLP/HTTP traces on the agent's own port
+ * (`otlp:`, on by default). Throws with the config key named when the proxy is half-configured.
+ */
+export function createRequestCapture(config: TokenwattConfig, log: Logger): RequestCapture {
+  const sources: RequestSource[] = [];
+  const routes: RequestCapture['routes'] = [];
+  const section: Partial<NonNullable<TokenwattConfig['proxy']>> = config.proxy ?? {};
+  const upstream = config.upstream ?? section.upstream;
+  const port = config.proxyPort ?? section.port;
+  if (upstream !== undefined || config.proxyPort !== undefined || config.proxy !== undefined) {
+    if (upstream === undefined) throw new Error('proxy: --upstream / TOKENWATT_UPSTREAM (or proxy.upstream) is required to run the proxy');
+    const h = config.labels.headers;
+    const proxyConfig = proxyConfigSchema.parse({
+      ...section,
+      upstream,
+      ...(port !== undefined ? { port } : {}),
+      headers: {
+        ...(h.task_id ? { taskId: h.task_id } : {}),
+        ...(h.attempt ? { attempt: h.attempt } : {}),
+        ...(h.team ? { team: h.team } : {}),
+        ...(h.feature ? { feature: h.feature } : {}),
+      },
+    });
+    sources.push(new OpenAiProxy({ config: proxyConfig, log: log.child({ component: 'proxy' }) }));
+  }
+  if (config.engineMetrics) {
+    sources.push(new EngineMetricsScraper({ config: config.engineMetrics, log: log.child({ component: 'engine-metrics' }) }));
+  }
+  const otlp = config.otlp;
+  if (otlp?.enabled !== false) {
+    // The handler needs the agent's sink, which exists only once the agent is initialised.
+    let sinkRef: RequestSink | undefined;
+    const lazySink: RequestSink = {
+      submit: (records, firstIndex) => {
+        if (!sinkRef) return Promise.reject(new Error('agent not started'));
+        return sinkRef.submit(records, firstIndex);
+      },
+    };
+    const handler = createOtlpTracesHandler({ sink: lazySink, log: log.child({ component: 'otlp' }), ...(otlp ? { config: otlp, bodyLimitBytes: otlp.bodyLimitBytes } : {}) });
+    routes.push({ method: 'POST', path: '/v1/traces', handler });
+    sources.push({
+      start: async (sink) => {
+        sinkRef = sink;
+      },
+      shutdown: async () => {
+        sinkRef = undefined;
+      },
+    });
+  }
+  return { sources, routes };
+}

@@ -1,0 +1,86 @@
+import type { PowerSource } from '../collectors/power-source.js';
+import type { RequestSource } from '../collectors/request-sink.js';
+import { Agent } from './agent.js';
+import { loadConfig, redactConfig, type ConfigSource, type TokenwattConfig } from './config.js';
+import { createLogger, type Logger } from './logger.js';
+import { createPowerSource } from './power-source-factory.js';
+import { createRequestCapture } from './request-capture.js';
+
+/** Load and validate the config from flags, environment and file; print every error and exit 2 on failure. */
+export function loadConfigOrExit(flags: Record<string, unknown>): { config: TokenwattConfig; warnings: readonly string[] } {
+  const { config, warnings } = loadConfigWithSources(flags);
+  return { config, warnings };
+}
+
+/** As loadConfigOrExit, also saying where each value came from (default, file, env, flag). */
+export function loadConfigWithSources(flags: Record<string, unknown>): { config: TokenwattConfig; sources: Readonly<Record<string, ConfigSource>>; warnings: readonly string[] } {
+  const configFile = typeof flags.config === 'string' ? flags.config : undefined;
+  const result = loadConfig({ flags: stripUndefined(flags), env: process.env, ...(configFile ? { configFile } : {}) });
+  if (!result.ok) {
+    process.stderr.write(`tokenwatt: invalid configuration (${result.errors.length} error${result.errors.length === 1 ? '' : 's'}):\n`);
+    for (const error of result.errors) process.stderr.write(`  - ${error}\n`);
+    process.exit(2);
+  }
+  return { config: result.config, sources: result.sources, warnings: result.warnings };
+}
+
+function stripUndefined(flags: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(flags).filter(([key, value]) => value !== undefined && key !== 'config'));
+}
+
+export interface RunHooks {
+  /** Use this power source instead of the one the config names (the demo's simulated node). */
+  readonly powerSource?: PowerSource;
+  readonly requestSources?: readonly RequestSource[];
+  /** Called once the agent serves; its return value is called at shutdown. */
+  readonly onStarted?: (agent: Agent, log: Logger) => (() => void) | void;
+}
+
+/** Start the agent and keep it running until SIGINT/SIGTERM; then shut down in order and exit 0. */
+export async function runAgentUntilSignal(config: TokenwattConfig, hooks: RunHooks, warnings: readonly string[] = []): Promise<void> {
+  const log = createLogger({ level: config.logLevel, name: 'tokenwatt' });
+  for (const warning of warnings) log.warn(warning);
+  log.debug({ config: redactConfig(config) }, 'configuration');
+  let powerSource: PowerSource;
+  try {
+    powerSource = hooks.powerSource ?? (await createPowerSource(config, log));
+  } catch (error) {
+    log.error({ err: error }, 'no usable power source');
+    process.stderr.write(`tokenwatt: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(3);
+  }
+  const capture = createRequestCapture(config, log);
+  const agent = new Agent({
+    config,
+    powerSource,
+    log,
+    requestSources: [...capture.sources, ...(hooks.requestSources ?? [])],
+    routes: capture.routes,
+  });
+  try {
+    await agent.init();
+    await agent.start();
+  } catch (error) {
+    log.error({ err: error }, 'agent failed to start');
+    process.stderr.write(`tokenwatt: ${error instanceof Error ? error.message : String(error)}\n`);
+    await agent.shutdown().catch(() => undefined);
+    process.exit(1);
+  }
+  const onStop = hooks.onStarted?.(agent, log);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    if (onStop) onStop();
+    agent
+      .shutdown()
+      .then(() => process.exit(0))
+      .catch((error: unknown) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      });
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}

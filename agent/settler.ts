@@ -1,0 +1,328 @@
+import type { GpuPeriodInput, GpuPeriodTotals, AttributionConfig, PeriodSettlement } from '../model/attribution-types.js';
+import { settlePeriod } from '../model/attribution.js';
+import { conservationResidual } from '../model/conservation.js';
+import { currentIdleBaseline, initialIdleBaseline, observeIdle, type IdleBaselineState } from '../model/idle-baseline.js';
+import type { GpuInfo, PowerSample } from '../model/power-sample.js';
+import type { ResolvedRequest } from '../model/request-record.js';
+import { accumulatorFromDelta, addShares, emptyAccumulator, finalizeRequest, isFinalAfter, toEnergyDelta, toFinalizedRequest, type RequestAccumulator, type RequestResult } from '../model/request-result.js';
+import { energyRowsFromTotals, usageRowsFromResults } from '../model/rollup.js';
+import { duePeriods } from '../model/settlement-schedule.js';
+import { taskDeltas } from '../model/tasks.js';
+import { epochMs, watts, type EpochMs } from '../model/units.js';
+import type { HourlyQualityRow } from '../model/rollup-types.js';
+import type { Ledger } from './ledger.js';
+import type { FinalizedRequest, SettlementCommit } from './ledger-types.js';
+import type { Logger } from './logger.js';
+
+/** What the settler reports to metrics; a subset of TokenwattMetrics so tests can pass a recorder. */
+export interface SettlementMetrics {
+  setGpuPower(index: number, uuid: string, power: number): void;
+  sampleTaken(gpuIndex: number, n: number): void;
+  addMeasuredEnergy(index: number, uuid: string, joules: number): void;
+  addIdleEnergy(index: number, joules: number): void;
+  addUnattributedEnergy(index: number, joules: number): void;
+  addEstimatedEnergy(index: number, joules: number): void;
+  requestFinalized(result: RequestResult): void;
+  taskFinalized(task: { tier: string; succeeded: boolean; joules: number; wasteJ: number }): void;
+  settled(settledUntilMs: number, nowMs: number, residualJ: number): void;
+}
+
+export interface SettlerOptions {
+  readonly ledger: Ledger;
+  readonly metrics: SettlementMetrics;
+  readonly gpus: readonly GpuInfo[];
+  readonly node: string;
+  readonly periodMs: number;
+  readonly latenessMs: number;
+  readonly attribution: AttributionConfig;
+  readonly simulated: boolean;
+  /** Maps a user label value to its capped form ("" when absent, "other" past the cap). */
+  readonly labelValue: (name: string, value: string | undefined) => string;
+  /** A task with no request ending for this long is closed: its energy is observed in the task histogram. */
+  readonly taskIdleMs: number;
+  readonly log: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
+}
+
+interface PendingRequest {
+  readonly record: ResolvedRequest;
+  readonly late: boolean;
+  acc: RequestAccumulator;
+}
+
+interface OpenTask {
+  tier: string;
+  joules: number;
+  wasteJ: number;
+  lastEndMs: number;
+  lastStatus: string;
+}
+
+/**
+ * Turns samples and request records into settled periods. It keeps per-GPU sample buffers and
+ * the unsettled requests in memory (both recoverable from the ledger), settles every period
+ * that is older than the lateness window with the pure model, and commits each period to the
+ * ledger in ONE transaction before it touches any exported counter — so after a crash the
+ * ledger is the truth and the settler resumes from `settledUntil`.
+ */
+export class Settler {
+  private readonly samplesByGpu = new Map<string, PowerSample[]>();
+  private readonly unpersisted: PowerSample[] = [];
+  private readonly pending = new Map<string, PendingRequest>();
+  private readonly idleBaselines = new Map<string, IdleBaselineState>();
+  private readonly openTasks = new Map<string, OpenTask>();
+  private settledUntilMs: EpochMs | null;
+  private firstDataMs: number | null = null;
+  private lastSampleAtMs = new Map<string, number>();
+  private lastResidualJ = 0;
+
+  constructor(private readonly options: SettlerOptions) {
+    for (const gpu of options.gpus) {
+      this.samplesByGpu.set(gpu.uuid, []);
+      this.idleBaselines.set(gpu.uuid, initialIdleBaseline());
+    }
+    this.settledUntilMs = options.ledger.getSettledUntil();
+  }
+
+  get settledUntil(): EpochMs | null {
+    return this.settledUntilMs;
+  }
+
+  get pendingRequests(): number {
+    return this.pending.size;
+  }
+
+  get lastConservationResidualJ(): number {
+    return this.lastResidualJ;
+  }
+
+  /** Last time each GPU delivered a sample (wall clock ms), for readiness. */
+  lastSampleTimes(): ReadonlyMap<string, number> {
+    return this.lastSampleAtMs;
+  }
+
+  /**
+   * Resume after a restart: samples persisted since shortly before `settledUntil` and every
+   * request not yet finalized, with the energy it had already received.
+   */
+  restore(nowMs: number): { samples: number; requests: number } {
+    const { ledger } = this.options;
+    const from = (this.settledUntilMs ?? nowMs) - this.options.periodMs;
+    let samples = 0;
+    for (const gpu of this.options.gpus) {
+      const loaded = ledger.loadSamples(gpu.uuid, epochMs(from), epochMs(nowMs + 60_000));
+      this.samplesByGpu.set(gpu.uuid, loaded);
+      samples += loaded.length;
+      const first = loaded[0];
+      if (first && (this.firstDataMs === null || first.timestampMs < this.firstDataMs)) this.firstDataMs = first.timestampMs;
+    }
+    const requests = ledger.loadUnsettledRequests();
+    for (const { record, late, soFar } of requests) {
+      this.pending.set(record.requestId, { record, late, acc: accumulatorFromDelta(soFar) });
+    }
+    return { samples, requests: requests.length };
+  }
+
+  /** Called by the power source for each batch of samples. Cheap: buffering only. */
+  addSamples(samples: readonly PowerSample[]): void {
+    for (const sample of samples) {
+      const buffer = this.samplesByGpu.get(sample.gpuUuid);
+      if (!buffer) continue; // inventory is fixed at start-up; an unknown GPU is reported by the source
+      const last = buffer[buffer.length - 1];
+      if (last && sample.timestampMs <= last.timestampMs) {
+        if (sample.timestampMs === last.timestampMs) continue; // a repeat reading adds nothing
+        const at = buffer.findIndex((s) => s.timestampMs >= sample.timestampMs);
+        if (buffer[at]?.timestampMs === sample.timestampMs) continue;
+        buffer.splice(at, 0, sample);
+      } else buffer.push(sample);
+      this.unpersisted.push(sample);
+      this.lastSampleAtMs.set(sample.gpuUuid, sample.timestampMs);
+      if (this.firstDataMs === null || sample.timestampMs < this.firstDataMs) this.firstDataMs = sample.timestampMs;
+      if (sample.powerW !== null) this.options.metrics.setGpuPower(sample.gpuIndex, sample.gpuUuid, sample.powerW);
+      this.options.metrics.sampleTaken(sample.gpuIndex, 1);
+    }
+  }
+
+  /** Write buffered samples to the ledger (one transaction). */
+  flushSamples(): number {
+    if (this.unpersisted.length === 0) return 0;
+    const batch = this.unpersisted.splice(0, this.unpersisted.length);
+    try {
+      this.options.ledger.insertSamples(batch);
+    } catch (error) {
+      this.unpersisted.unshift(...batch); // keep them for the next try; nothing is dropped
+      throw error;
+    }
+    return batch.length;
+  }
+
+  /** Called after records are committed by ingest. Late ones are settled only for their unsettled part. */
+  addRequests(records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean): void {
+    for (const record of records) {
+      if (this.pending.has(record.requestId)) continue;
+      this.pending.set(record.requestId, { record, late: isLate(record), acc: emptyAccumulator() });
+    }
+  }
+
+  /** Settle every due period. Returns how many periods were settled. */
+  settleDue(nowMs: number): number {
+    const periods = duePeriods(this.settledUntilMs, epochMs(nowMs), this.options.periodMs, this.options.latenessMs, this.firstDataMs === null ? null : epochMs(this.firstDataMs));
+    let settled = 0;
+    for (const period of periods) {
+      this.settleOne(period.startMs, period.endMs, nowMs);
+      settled += 1;
+    }
+    if (periods.length === 0 && this.settledUntilMs !== null) {
+      this.options.metrics.settled(this.settledUntilMs, nowMs, this.lastResidualJ);
+    }
+    return settled;
+  }
+
+  private settleOne(startMs: EpochMs, endMs: EpochMs, nowMs: number): void {
+    const { options } = this;
+    const gpuInputs: GpuPeriodInput[] = options.gpus.map((gpu) => ({
+      gpuUuid: gpu.uuid,
+      gpuIndex: gpu.index,
+      samples: windowOf(this.samplesByGpu.get(gpu.uuid) ?? [], startMs, endMs),
+      idleBaselineW: this.idleBaselineFor(gpu.uuid),
+    }));
+    const active: PendingRequest[] = [];
+    for (const p of this.pending.values()) {
+      if (p.record.startMs < endMs && (p.record.endMs > startMs || (p.record.endMs === startMs && p.record.startMs === startMs))) {
+        active.push(p);
+      }
+    }
+    const settlement: PeriodSettlement = settlePeriod({
+      periodStartMs: startMs,
+      periodEndMs: endMs,
+      gpus: gpuInputs,
+      requests: active.map((p) => p.record),
+      config: options.attribution,
+    });
+
+    // Accumulate shares into a copy first: the in-memory state changes only after the commit.
+    const sharesByRequest = new Map<string, typeof settlement.shares[number][]>();
+    for (const share of settlement.shares) {
+      const list = sharesByRequest.get(share.requestId);
+      if (list) list.push(share);
+      else sharesByRequest.set(share.requestId, [share]);
+    }
+    const nextAcc = new Map<string, RequestAccumulator>();
+    const requestDeltas = [];
+    for (const [requestId, shares] of sharesByRequest) {
+      const p = this.pending.get(requestId);
+      if (!p) continue;
+      nextAcc.set(requestId, addShares(p.acc, shares));
+      requestDeltas.push(toEnergyDelta(requestId, shares));
+    }
+    const finalizedResults: RequestResult[] = [];
+    for (const p of this.pending.values()) {
+      if (!isFinalAfter(p.record, endMs)) continue;
+      finalizedResults.push(finalizeRequest(p.record, nextAcc.get(p.record.requestId) ?? p.acc, { late: p.late }));
+    }
+    // A request that arrived wholly late received no energy here: it is stored and counted as
+    // late, but kept out of the usage rollups so it cannot lower J/token with energy-free tokens.
+    const countable = finalizedResults.filter((r) => !(r.late && r.joules === 0));
+    const finalized: FinalizedRequest[] = finalizedResults.map((r) => toFinalizedRequest(r, epochMs(nowMs)));
+    const hourOf = (ms: number): EpochMs => epochMs(Math.floor(ms / 3_600_000) * 3_600_000);
+    const lateCount = finalizedResults.filter((r) => r.late).length;
+    const qualityRows: HourlyQualityRow[] = lateCount > 0
+      ? [{ hourStartMs: hourOf(startMs), node: options.node, lateRecords: lateCount, rejectedRecords: 0, sampleErrors: 0 }]
+      : [];
+    const commit: SettlementCommit = {
+      periodStartMs: startMs,
+      periodEndMs: endMs,
+      gpuTotals: settlement.gpus,
+      requestDeltas,
+      finalized,
+      usageRows: usageRowsFromResults(countable, options.node, options.simulated, options.labelValue),
+      energyRows: energyRowsFromTotals(settlement.gpus, startMs, endMs, options.node, options.simulated),
+      hostRows: [],
+      qualityRows,
+      taskDeltas: taskDeltas(countable, options.labelValue),
+      settledUntilMs: endMs,
+    };
+    options.ledger.commitSettlement(commit);
+
+    // Committed: now move the in-memory state and the exported counters.
+    this.settledUntilMs = endMs;
+    for (const [requestId, acc] of nextAcc) {
+      const p = this.pending.get(requestId);
+      if (p) p.acc = acc;
+    }
+    for (const result of finalizedResults) this.pending.delete(result.requestId);
+    this.applyToMetrics(settlement.gpus, countable, nowMs);
+    this.learnIdle(settlement.gpus);
+    this.trimBuffers(endMs);
+    this.closeIdleTasks(endMs);
+  }
+
+  private applyToMetrics(totals: readonly GpuPeriodTotals[], results: readonly RequestResult[], nowMs: number): void {
+    const { metrics } = this.options;
+    let worstResidual = 0;
+    for (const t of totals) {
+      metrics.addMeasuredEnergy(t.gpuIndex, t.gpuUuid, t.measuredJ);
+      metrics.addIdleEnergy(t.gpuIndex, t.idleJ);
+      if (t.unattributedJ > 0) metrics.addUnattributedEnergy(t.gpuIndex, t.unattributedJ);
+      if (t.estimatedJ > 0) metrics.addEstimatedEnergy(t.gpuIndex, t.estimatedJ);
+      worstResidual = Math.max(worstResidual, Math.abs(conservationResidual(t).absoluteJ));
+    }
+    this.lastResidualJ = worstResidual;
+    for (const r of results) {
+      metrics.requestFinalized(r);
+      if (r.taskId === null) continue;
+      const task = this.openTasks.get(r.taskId) ?? { tier: r.tier, joules: 0, wasteJ: 0, lastEndMs: 0, lastStatus: r.status };
+      task.joules += r.joules;
+      if (r.status !== 'ok') task.wasteJ += r.joules;
+      if (r.endMs >= task.lastEndMs) {
+        task.lastEndMs = r.endMs;
+        task.lastStatus = r.status;
+      }
+      this.openTasks.set(r.taskId, task);
+    }
+    if (this.settledUntilMs !== null) metrics.settled(this.settledUntilMs, nowMs, worstResidual);
+  }
+
+  private closeIdleTasks(settledUntilMs: number): void {
+    for (const [taskId, task] of this.openTasks) {
+      if (task.lastEndMs + this.options.taskIdleMs > settledUntilMs) continue;
+      this.options.metrics.taskFinalized({ tier: task.tier, succeeded: task.lastStatus === 'ok', joules: task.joules, wasteJ: task.wasteJ });
+      this.openTasks.delete(taskId);
+    }
+  }
+
+  private idleBaselineFor(uuid: string) {
+    const configured = this.options.attribution.idleBaselineW[uuid];
+    if (configured !== undefined) return watts(configured);
+    const state = this.idleBaselines.get(uuid);
+    return state ? currentIdleBaseline(state) : null;
+  }
+
+  private learnIdle(totals: readonly GpuPeriodTotals[]): void {
+    for (const t of totals) {
+      if (t.observedIdlePowerW === null || t.idleMs <= 0) continue;
+      const state = this.idleBaselines.get(t.gpuUuid) ?? initialIdleBaseline();
+      this.idleBaselines.set(t.gpuUuid, observeIdle(state, t.observedIdlePowerW, t.idleMs));
+    }
+  }
+
+  /** Keep the last sample at or before the settled edge (the next interval starts there) and all later ones. */
+  private trimBuffers(settledUntilMs: number): void {
+    for (const [uuid, buffer] of this.samplesByGpu) {
+      let keepFrom = 0;
+      for (let i = 0; i < buffer.length; i += 1) {
+        if ((buffer[i] as PowerSample).timestampMs <= settledUntilMs) keepFrom = i;
+        else break;
+      }
+      if (keepFrom > 0) this.samplesByGpu.set(uuid, buffer.slice(keepFrom));
+    }
+  }
+}
+
+/** Samples inside [start, end] plus the nearest one on each side, so boundary intervals can be split. */
+function windowOf(buffer: readonly PowerSample[], startMs: number, endMs: number): PowerSample[] {
+  let from = 0;
+  while (from + 1 < buffer.length && (buffer[from + 1] as PowerSample).timestampMs <= startMs) from += 1;
+  let to = from;
+  while (to < buffer.length && (buffer[to] as PowerSample).timestampMs < endMs) to += 1;
+  return buffer.slice(from, Math.min(to + 1, buffer.length));
+}

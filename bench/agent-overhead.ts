@@ -1,0 +1,130 @@
+/**
+ * Agent overhead: the real agent process (dist/agent/cli.js run --power simulated, 8 simulated
+ * GPUs at 10 Hz) measured from /proc: CPU as % of one core while idle-sampling, then while a
+ * separate load process posts 1,000 records/s; RSS sampled throughout to show it stays flat.
+ * Targets (issue 2): <= 1% idle, <= 5% at 1,000 records/s, RSS <= 120 MB and flat.
+ * Duration per phase: TOKENWATT_BENCH_PHASE_S (default 60; BENCHMARKS.md records a 600 s run).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const CLK_TCK = 100; // Linux USER_HZ; /proc/<pid>/stat times are in these ticks
+
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of stat; after the ")" split they are at 11 and 12.
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+function rssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /VmRSS:\s+(\d+) kB/.exec(status);
+  return match ? Number(match[1]) / 1024 : Number.NaN;
+}
+
+async function startAgent(dir: string): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [join(ROOT, 'dist/agent/cli.js'), 'run', '--power', 'simulated', '--port', '0', '--host', '127.0.0.1', '--db', join(dir, 'bench.db'), '--log-level', 'info'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, TOKENWATT_SETTLE_LATENESS: '5', TOKENWATT_SETTLE_PERIOD: '2' },
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let buffer = '';
+    const timer = setTimeout(() => reject(new Error(`agent did not start: ${buffer.slice(-2000)}`)), 30_000);
+    child.stderr?.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const match = /"port":(\d+)[^\n]*tokenwatt agent running/.exec(buffer);
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`agent exited ${code}: ${buffer.slice(-2000)}`)));
+  });
+  child.stderr?.resume();
+  return { child, port };
+}
+
+/** A load process posting `rate` records/s in 100 ms batches, for `seconds`. Runs in its own process. */
+function startLoad(port: number, rate: number, seconds: number): ChildProcess {
+  const script = `
+    const http = require('node:http');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+    let n = 0; const perTick = ${rate / 10}; const stopAt = Date.now() + ${seconds * 1000};
+    const tick = () => {
+      if (Date.now() > stopAt) { process.exit(0); }
+      const now = Date.now(); let body = '';
+      for (let i = 0; i < perTick; i++) {
+        n++;
+        body += JSON.stringify({ request_id: 'bench-' + process.pid + '-' + n, model: 'llama-3.1-8b', tier: 'small', gpus: [n % 8],
+          start: now - 900, first_token: now - 700, end: now - 100, prompt_tokens: 800, cached_tokens: (n % 3) * 200,
+          completion_tokens: 120, batch_size: 1 + (n % 64), labels: { team: 'team' + (n % 5) } }) + '\\n';
+      }
+      const req = http.request({ host: '127.0.0.1', port: ${port}, path: '/v1/requests', method: 'POST', agent,
+        headers: { 'content-type': 'application/x-ndjson' } }, (res) => res.resume());
+      req.on('error', () => {});
+      req.end(body);
+    };
+    setInterval(tick, 100);`;
+  return spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+}
+
+async function measure(pid: number, seconds: number): Promise<{ cpuPct: number; rss: number[] }> {
+  const rss: number[] = [];
+  const cpu0 = cpuSeconds(pid);
+  const t0 = performance.now();
+  const steps = Math.max(1, Math.round(seconds / 5));
+  for (let i = 0; i < steps; i += 1) {
+    await sleep((seconds * 1000) / steps);
+    rss.push(rssMb(pid));
+  }
+  const wall = (performance.now() - t0) / 1000;
+  return { cpuPct: ((cpuSeconds(pid) - cpu0) / wall) * 100, rss };
+}
+
+async function scrapeSize(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: '/metrics' }, (res) => {
+      let size = 0;
+      res.on('data', (c: Buffer) => (size += c.length));
+      res.on('end', () => resolve(size));
+    }).on('error', reject);
+  });
+}
+
+export async function benchAgentOverhead(): Promise<void> {
+  if (os.platform() !== 'linux') {
+    console.log('agent overhead: needs /proc (Linux); skipped on this platform');
+    return;
+  }
+  const phaseS = Number(process.env.TOKENWATT_BENCH_PHASE_S ?? 60);
+  const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-bench-agent-'));
+  const { child, port } = await startAgent(dir);
+  try {
+    await sleep(5000); // start-up (module loading, first settlement) is not steady state
+    const idle = await measure(child.pid as number, phaseS);
+    const load = startLoad(port, 1000, phaseS + 10);
+    await sleep(3000);
+    const busy = await measure(child.pid as number, phaseS);
+    load.kill();
+    const fmt = (xs: number[]): string => xs.map((x) => x.toFixed(0)).join(' ');
+    console.log(`8 simulated GPUs at 10 Hz, settle period 2 s, phase ${phaseS} s each`);
+    console.log(`idle-sampling CPU:        ${idle.cpuPct.toFixed(2)} % of one core   (target <= 1 %)`);
+    console.log(`1,000 records/s CPU:      ${busy.cpuPct.toFixed(2)} % of one core   (target <= 5 %)`);
+    console.log(`RSS idle   (MB, every 5 s): ${fmt(idle.rss)}`);
+    console.log(`RSS loaded (MB, every 5 s): ${fmt(busy.rss)}   (target <= 120 MB, flat)`);
+    console.log(`RSS max ${Math.max(...idle.rss, ...busy.rss).toFixed(0)} MB; /metrics size ${(await scrapeSize(port)) / 1024 | 0} KiB`);
+  } finally {
+    child.kill('SIGTERM');
+    await sleep(500);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await benchAgentOverhead();
