@@ -35,6 +35,12 @@ const NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
 /** A number when it looks like one; otherwise the string, which the schema then refuses by name. */
 const parseNumber = (raw: string): RawParse => ({ ok: true, value: NUMBER.test(raw.trim()) ? Number(raw.trim()) : raw });
 const parseString = (raw: string): RawParse => ({ ok: true, value: raw });
+const parseBoolean = (raw: string): RawParse => {
+  const v = raw.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(v)) return { ok: true, value: true };
+  if (['false', '0', 'no', 'off'].includes(v)) return { ok: true, value: false };
+  return { ok: false, reason: `'${raw}' is not a boolean (true/false, 1/0, yes/no, on/off)` };
+};
 
 function parseJson(raw: string, shape: 'object' | 'array'): RawParse {
   try {
@@ -139,6 +145,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   option('port', { valueName: '<port>', parse: parseNumber, description: 'HTTP port for ingest, /metrics, /healthz and /readyz' }),
   option('db', { valueName: '<file>', parse: parseString, description: 'SQLite ledger file' }),
   option('power', { valueName: '<source>', parse: parseString, description: 'GPU power source: auto, nvml, nvidia-smi, simulated or replay:FILE' }),
+  option('replayKeepTimestamps', { valueName: '<bool>', parse: parseBoolean, description: 'replay:FILE keeps the trace\'s own timestamps (to line up with recorded request files) instead of starting it now' }),
   option('nvmlLibrary', { valueName: '<file>', parse: parseString, defaultText: 'found by the system loader', description: 'path of libnvidia-ml.so' }),
   option('proxyPort', { valueName: '<port>', parse: parseNumber, description: 'port of the OpenAI-compatible proxy that records every request (needs --upstream)' }),
   option('upstream', { valueName: '<url>', parse: parseString, description: 'serving endpoint the proxy forwards to, e.g. http://127.0.0.1:8000' }),

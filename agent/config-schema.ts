@@ -90,6 +90,8 @@ export const configSchema = z.strictObject({
   port: intIn(0, 65535).default(9477),
   db: text('a file path', 4096).default('./tokenwatt.db'),
   power: powerSetting.prefault('auto'),
+  /** replay:FILE emits the trace's own timestamps (paced in real time) instead of moving them to now. */
+  replayKeepTimestamps: z.boolean({ error: 'must be true or false' }).default(false),
   nvmlLibrary: text('a file path', 4096).optional(),
   proxyPort: intIn(1, 65535).optional(),
   upstream: httpUrl.optional(),

@@ -56,7 +56,7 @@ export function demoCommand(): Command {
         return () => {
           if (timer) clearInterval(timer);
           if (stopTimer) clearTimeout(stopTimer);
-          workload.stop();
+          workload.dispose();
           unsubscribe();
           poster.stop();
           if (summaryEvery > 0) process.stdout.write(printer.render());

@@ -1,0 +1,204 @@
+import { readFile } from 'node:fs/promises';
+import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
+import { epochMs, joules } from '../../model/units.js';
+import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
+import { formatTraceError, parsePowerTrace, type ParsedPowerTrace } from '../trace-file.js';
+
+export interface ReplayPowerSourceOptions {
+  /** The trace file (`--power replay:FILE`): plain CSV or nvidia-smi CSV. */
+  readonly path: string;
+  /** Start over when the trace ends (timestamps and energy counters keep increasing); default false. */
+  readonly loop?: boolean;
+  /** Emit the trace's own timestamps instead of moving its first sample to now; default false. */
+  readonly keepTimestamps?: boolean;
+  /** How often due samples are emitted, ms; default 100. */
+  readonly tickMs?: number;
+  /** nvidia-smi traces: minutes east of UTC of the capture machine (its timestamps have no zone); default 0. */
+  readonly nvidiaSmiUtcOffsetMinutes?: number;
+  /** Called once when a non-looping replay has emitted its last sample. */
+  readonly onEnd?: () => void;
+  readonly clock?: { now(): number };
+  /** Reads the file; default fs readFile (utf8). */
+  readonly readFile?: (path: string) => Promise<string>;
+}
+
+/** Parse errors sent to onError one by one; the rest are counted in one message. */
+const MAX_REPORTED_ERRORS = 50;
+/** Most samples in one batch: after a long stall a looping replay catches up over several ticks. */
+const MAX_BATCH = 100_000;
+
+/**
+ * Replays a recorded power trace as if it were a live GPU source, in real time: the gap between
+ * two emitted samples is the gap between them in the file. By default the first sample is
+ * stamped "now" and the rest keep their offsets. GPUs are the ones the trace names. Bad lines of
+ * the file go to onError (reason "parse") with their line numbers when the replay starts.
+ */
+export class ReplayPowerSource implements PowerSource {
+  private readonly clock: { now(): number };
+  private readonly tickMs: number;
+  private trace: ParsedPowerTrace | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private onSamples: ((samples: readonly PowerSample[]) => void) | undefined;
+  private startWallMs = 0;
+  private cursor = 0;
+  private loopIndex = 0;
+  private ended = false;
+  private periodMs = 1000;
+  /** Trace time from the first sample of one loop to the first of the next. */
+  private loopSpanMs = 0;
+  /** Energy a GPU's counter gains per loop, so that looped counters keep counting up. */
+  private readonly loopEnergyJ = new Map<string, number>();
+
+  constructor(private readonly options: ReplayPowerSourceOptions) {
+    this.clock = options.clock ?? { now: () => Date.now() };
+    this.tickMs = options.tickMs ?? 100;
+    if (!(this.tickMs >= 1)) throw new Error('replay: tickMs must be >= 1');
+  }
+
+  async init(): Promise<readonly GpuInfo[]> {
+    const { path } = this.options;
+    let text: string;
+    try {
+      text = await (this.options.readFile ?? ((p: string) => readFile(p, 'utf8')))(path);
+    } catch (error) {
+      throw new Error(`replay: cannot read ${path}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    const trace = parsePowerTrace(text, { fileName: path, nvidiaSmiUtcOffsetMinutes: this.options.nvidiaSmiUtcOffsetMinutes ?? 0 });
+    if (trace.samples.length === 0) {
+      const first = trace.errors[0];
+      throw new Error(`replay: ${path} has no usable samples${first ? ` (${trace.errors.length} bad lines; first: ${formatTraceError(path, first)})` : ''}`);
+    }
+    this.trace = trace;
+    this.periodMs = medianPeriod(trace.samples);
+    const first = trace.samples[0] as PowerSample;
+    const last = trace.samples[trace.samples.length - 1] as PowerSample;
+    this.loopSpanMs = last.timestampMs - first.timestampMs + this.periodMs;
+    this.computeLoopEnergy(trace.samples);
+    return trace.gpus;
+  }
+
+  start(onSamples: (samples: readonly PowerSample[]) => void, onError: (error: PowerSourceError) => void): void {
+    const trace = this.trace;
+    if (!trace) {
+      onError({ reason: 'not_initialised', message: 'replay: start() before init()' });
+      return;
+    }
+    if (this.timer || this.onSamples) return;
+    this.onSamples = onSamples;
+    trace.errors.slice(0, MAX_REPORTED_ERRORS).forEach((e) => onError({ reason: 'parse', message: formatTraceError(this.options.path, e) }));
+    if (trace.errors.length > MAX_REPORTED_ERRORS) {
+      onError({ reason: 'parse', message: `${this.options.path}: ${trace.errors.length - MAX_REPORTED_ERRORS} more bad lines not listed (${trace.errors.length} in all)` });
+    }
+    this.startWallMs = this.clock.now();
+    this.pump();
+    this.timer = setInterval(() => {
+      try {
+        this.pump();
+      } catch (error) {
+        onError({ reason: 'replay', message: `replay: ${error instanceof Error ? error.message : String(error)}` });
+      }
+    }, this.tickMs);
+    this.timer.unref();
+  }
+
+  /** Emit every sample that is due by the clock now, as one batch. Returns how many. */
+  pump(): number {
+    const trace = this.trace;
+    if (!trace || !this.onSamples || this.ended) return 0;
+    const samples = trace.samples;
+    const first = (samples[0] as PowerSample).timestampMs;
+    const elapsed = this.clock.now() - this.startWallMs;
+    const due: PowerSample[] = [];
+    while (due.length < MAX_BATCH) {
+      const s = samples[this.cursor] as PowerSample;
+      const offset = s.timestampMs - first + this.loopIndex * this.loopSpanMs;
+      if (offset > elapsed) break;
+      due.push(this.restamp(s, offset));
+      this.cursor++;
+      if (this.cursor < samples.length) continue;
+      if (!this.options.loop) {
+        this.ended = true;
+        break;
+      }
+      this.cursor = 0;
+      this.loopIndex++;
+    }
+    if (due.length > 0) this.onSamples(due);
+    if (this.ended) {
+      if (this.timer) clearInterval(this.timer);
+      this.timer = undefined;
+      this.options.onEnd?.();
+    }
+    return due.length;
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  quality(): PowerSourceQuality {
+    const trace = this.trace;
+    const samples = trace?.samples ?? [];
+    const notes = [
+      trace
+        ? `replay of ${this.options.path} (${trace.format}): ${samples.length} samples of ${trace.gpus.length} GPU(s) over ${(this.loopSpanMs / 1000).toFixed(1)} s`
+        : `replay of ${this.options.path} (not loaded yet)`,
+      this.options.keepTimestamps ? 'original timestamps kept' : 'timestamps moved so that the first sample is the replay start',
+      this.options.loop ? 'loops at the end of the trace' : 'stops at the end of the trace',
+      ...(trace?.notes ?? []),
+    ];
+    if (trace && trace.errors.length > 0) notes.push(`${trace.errors.length} bad line(s) skipped, each reported with its line number`);
+    if (this.ended) notes.push('replay ended: no more samples');
+    return {
+      kind: 'replay',
+      energyCounter: samples.some((s) => s.energyJ !== null),
+      powerAveraged: samples.some((s) => s.powerAveraged === true),
+      simulated: samples.some((s) => s.simulated === true),
+      samplePeriodMs: this.periodMs,
+      notes,
+    };
+  }
+
+  private restamp(s: PowerSample, offsetMs: number): PowerSample {
+    const loops = this.loopIndex;
+    const timestampMs = this.options.keepTimestamps ? s.timestampMs + loops * this.loopSpanMs : this.startWallMs + offsetMs;
+    const energyJ = s.energyJ === null || loops === 0 ? s.energyJ : joules(s.energyJ + loops * (this.loopEnergyJ.get(s.gpuUuid) ?? 0));
+    return { ...s, timestampMs: epochMs(timestampMs), energyJ };
+  }
+
+  /**
+   * Per GPU: counter increments over the trace (resets excluded) plus the energy of the gap
+   * between its last sample and its first one of the next loop, at its last power.
+   */
+  private computeLoopEnergy(samples: readonly PowerSample[]): void {
+    const first = new Map<string, PowerSample>();
+    const last = new Map<string, PowerSample>();
+    for (const s of samples) {
+      if (!first.has(s.gpuUuid)) first.set(s.gpuUuid, s);
+      const prev = last.get(s.gpuUuid);
+      if (prev && prev.energyJ !== null && s.energyJ !== null && s.energyJ >= prev.energyJ) {
+        this.loopEnergyJ.set(s.gpuUuid, (this.loopEnergyJ.get(s.gpuUuid) ?? 0) + (s.energyJ - prev.energyJ));
+      }
+      last.set(s.gpuUuid, s);
+    }
+    for (const [uuid, s] of last) {
+      const gapMs = this.loopSpanMs - (s.timestampMs - (first.get(uuid) as PowerSample).timestampMs);
+      this.loopEnergyJ.set(uuid, (this.loopEnergyJ.get(uuid) ?? 0) + ((s.powerW ?? 0) * gapMs) / 1000);
+    }
+  }
+}
+
+/** Median gap between consecutive samples of one GPU, ms (1000 when the trace has one sample per GPU). */
+function medianPeriod(samples: readonly PowerSample[]): number {
+  const last = new Map<string, number>();
+  const gaps: number[] = [];
+  for (const s of samples) {
+    const prev = last.get(s.gpuUuid);
+    if (prev !== undefined && s.timestampMs > prev) gaps.push(s.timestampMs - prev);
+    last.set(s.gpuUuid, s.timestampMs);
+  }
+  if (gaps.length === 0) return 1000;
+  gaps.sort((a, b) => a - b);
+  return gaps[gaps.length >> 1] as number;
+}

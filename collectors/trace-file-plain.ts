@@ -1,0 +1,111 @@
+import type { TraceFormatParser, TraceRow } from './trace-file.js';
+import { decimal, excerpt, leadingFields } from './trace-file-lines.js';
+
+// Epoch ms between 2000-01-01 and 2200-01-01: anything else is seconds or microseconds by mistake.
+const MIN_EPOCH_MS = 946_684_800_000;
+const MAX_EPOCH_MS = 7_258_118_400_000;
+/** Far above any board's power: larger is a unit mistake (mW). */
+const MAX_POWER_W = 5_000;
+const MAX_GPU_INDEX = 1023;
+
+/**
+ * The plain trace `timestamp_ms,gpu,power_w,energy_j`: columns in any order, extra columns
+ * ignored, power_w or energy_j may be left out of the header or empty on a line (not both).
+ * An optional `simulated` column (1/0) keeps a simulator's label through a file round trip.
+ */
+export class PlainTraceParser implements TraceFormatParser {
+  private readonly width: number;
+  private readonly extraColumns: string[];
+  private repeatedHeaders = 0;
+
+  private constructor(
+    private readonly header: readonly string[],
+    private readonly headerLine: string,
+    private readonly col: { readonly ts: number; readonly gpu: number; readonly power: number; readonly energy: number; readonly simulated: number },
+  ) {
+    this.width = Math.max(col.ts, col.gpu, col.power, col.energy, col.simulated) + 1;
+    const known = new Set(['timestamp_ms', 'gpu', 'power_w', 'energy_j', 'simulated']);
+    this.extraColumns = header.filter((h) => !known.has(h));
+  }
+
+  /** A parser for this header (fields lower-cased; the raw line spots repeated headers), or the reason it is unusable. */
+  static create(header: readonly string[], headerLine: string): PlainTraceParser | string {
+    const at = (name: string): number => header.indexOf(name);
+    const col = { ts: at('timestamp_ms'), gpu: at('gpu'), power: at('power_w'), energy: at('energy_j'), simulated: at('simulated') };
+    if (col.gpu < 0) return 'header lacks the "gpu" column (expected timestamp_ms,gpu,power_w,energy_j)';
+    if (col.power < 0 && col.energy < 0) return 'header has neither "power_w" nor "energy_j"';
+    const dup = header.find((h, i) => h !== '' && header.indexOf(h) !== i);
+    if (dup) return `header names column ${excerpt(dup)} twice`;
+    return new PlainTraceParser(header, headerLine, col);
+  }
+
+  parseLine(line: string, lineNumber: number): TraceRow | string | 'skip' {
+    if (line === this.headerLine) {
+      this.repeatedHeaders++; // concatenated traces repeat the header
+      return 'skip';
+    }
+    const { fields, total } = leadingFields(line, this.width);
+    if (total !== this.header.length) return `expected ${this.header.length} fields, got ${total}`;
+
+    const tsText = fieldAt(fields, this.col.ts);
+    const ts = decimal(tsText);
+    if (ts === undefined) return `timestamp_ms: not a number (${excerpt(tsText)})`;
+    if (ts < MIN_EPOCH_MS || ts > MAX_EPOCH_MS) return `timestamp_ms: ${tsText} is not epoch milliseconds (seconds or microseconds?)`;
+
+    const gpuText = fieldAt(fields, this.col.gpu);
+    let gpuIndex: number | null = null;
+    let gpuUuid: string | null = null;
+    if (gpuText === '') return 'gpu: empty';
+    if (isDigits(gpuText)) {
+      gpuIndex = Number(gpuText);
+      if (gpuIndex > MAX_GPU_INDEX) return `gpu: index ${gpuText} out of range 0..${MAX_GPU_INDEX}`;
+    } else if (gpuText.length <= 128 && !/\s/.test(gpuText)) {
+      gpuUuid = gpuText;
+    } else {
+      return `gpu: not an index or a UUID (${excerpt(gpuText)})`;
+    }
+
+    const powerText = fieldAt(fields, this.col.power);
+    let powerW: number | null = null;
+    if (powerText !== '') {
+      const p = decimal(powerText);
+      if (p === undefined) return `power_w: not a number (${excerpt(powerText)})`;
+      if (p < 0 || p > MAX_POWER_W) return `power_w: ${powerText} out of range 0..${MAX_POWER_W} W`;
+      powerW = p;
+    }
+    const energyText = fieldAt(fields, this.col.energy);
+    let energyJ: number | null = null;
+    if (energyText !== '') {
+      const e = decimal(energyText);
+      if (e === undefined) return `energy_j: not a number (${excerpt(energyText)})`;
+      if (e < 0) return `energy_j: ${energyText} is negative (a cumulative counter)`;
+      energyJ = e;
+    }
+    if (powerW === null && energyJ === null) return 'neither power_w nor energy_j has a value';
+    const simulatedText = fieldAt(fields, this.col.simulated);
+    if (simulatedText !== '' && simulatedText !== '0' && simulatedText !== '1') return `simulated: expected 1, 0 or empty (${excerpt(simulatedText)})`;
+    const row: TraceRow = { line: lineNumber, timestampMs: ts, gpuIndex, gpuUuid, powerW, energyJ };
+    return simulatedText === '1' ? { ...row, simulated: true } : row;
+  }
+
+  notes(): string[] {
+    const notes = ['plain trace: timestamp_ms,gpu,power_w,energy_j (energy_j: cumulative counter, joules)'];
+    if (this.col.simulated >= 0) notes.push('the trace marks simulated samples (column "simulated")');
+    if (this.extraColumns.length > 0) notes.push(`columns ignored: ${this.extraColumns.join(', ')}`);
+    if (this.repeatedHeaders > 0) notes.push(`${this.repeatedHeaders} repeated header line(s) skipped`);
+    return notes;
+  }
+}
+
+function isDigits(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return text.length > 0 && text.length <= 6;
+}
+
+/** Field i of a line, '' for a column the header lacks (i < 0). */
+function fieldAt(fields: readonly string[], i: number): string {
+  return i < 0 ? '' : (fields[i] ?? '');
+}

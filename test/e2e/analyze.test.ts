@@ -1,0 +1,92 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import type { AnalyzeReport } from '../../model/analysis.js';
+import { runCli } from './agent-process.js';
+import { simulatedRun } from './simulated-run.js';
+
+const T0 = Date.UTC(2026, 10, 3, 12, 0, 0);
+
+function tempDir(t: { after: (fn: () => void) => void }): string {
+  const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-analyze-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('analyze: each tier alone on its GPUs gets exactly those GPUs\' energy minus idle; JSON is the DESIGN contract', async (t) => {
+  const dir = tempDir(t);
+  const run = simulatedRun({ dir, seed: 21, startMs: T0, trafficMs: 60_000, endMs: T0 + 180_000 });
+  const { code, stdout, stderr } = await runCli(['analyze', '--power', run.tracePath, '--requests', run.requestsPath, '--config', run.configPath, '--json', '--per-request']);
+  assert.equal(code, 0, stderr);
+  const report = JSON.parse(stdout) as AnalyzeReport;
+
+  for (const key of ['measured_j', 'idle_j', 'attributed_j', 'unattributed_j', 'residual_j'] as const) assert.equal(typeof report.totals[key], 'number', `totals.${key}`);
+  const { totals } = report;
+  assert.ok(Math.abs(totals.measured_j - (totals.attributed_j + totals.idle_j + totals.unattributed_j)) < 1e-6 * totals.measured_j, 'conservation over the run');
+  assert.ok(Math.abs(totals.residual_j) < 1e-6 * totals.measured_j);
+
+  // Measured energy is what the trace's counters say.
+  for (const gpu of report.gpus) {
+    const expected = run.counterEnergyJ[gpu.uuid] ?? Number.NaN;
+    assert.ok(Math.abs(gpu.measured_j - expected) < 1e-6 * Math.max(1, expected), `GPU ${gpu.index}: ${gpu.measured_j} J measured vs ${expected} J in the counters`);
+  }
+  // Known by construction: one tier per set of GPUs.
+  const tiers = report.groups.filter((g) => g.by === 'tier');
+  assert.deepEqual(tiers.map((g) => g.key).sort(), ['large', 'medium', 'small']);
+  for (const group of tiers) {
+    const gpus = report.gpus.filter((g) => run.tierGpus[group.key]?.includes(g.uuid));
+    const expected = gpus.reduce((a, g) => a + g.measured_j - g.idle_j - g.unattributed_j, 0);
+    assert.ok(Math.abs(group.joules - expected) < 1e-6 * expected, `tier ${group.key}: ${group.joules} J = its GPUs minus idle ${expected} J`);
+    assert.ok(group.j_per_output_token !== null && group.j_per_output_token > 0);
+    assert.ok((group.j_per_output_token_fully_loaded ?? 0) >= group.j_per_output_token, 'fully loaded >= marginal');
+  }
+  const byKey = Object.fromEntries(tiers.map((g) => [g.key, g.j_per_output_token ?? 0]));
+  assert.ok(byKey.small! < byKey.medium! && byKey.medium! < byKey.large!, `J/token rises with the tier: ${JSON.stringify(byKey)}`);
+  for (const by of ['model', 'batch_bucket', 'cache_bucket', 'gpu'] as const) assert.ok(report.groups.some((g) => g.by === by), `groups by ${by}`);
+  assert.equal(report.requests?.length, run.records.length);
+  const spare = report.gpus.find((g) => g.index === 7);
+  assert.ok(spare && Math.abs(spare.idle_j - spare.measured_j) < 1e-9 * spare.measured_j, 'the spare GPU is all idle');
+  assert.ok(report.tasks.length > 0 && report.tasks.some((task) => task.requests > 1), 'multi-request tasks');
+  assert.equal(report.quality.simulated, true, 'a simulated trace is labelled simulated');
+
+  // Deterministic: the same files give the same answer, byte for byte.
+  const again = await runCli(['analyze', '--power', run.tracePath, '--requests', run.requestsPath, '--config', run.configPath, '--json', '--per-request']);
+  assert.equal(again.stdout, stdout);
+
+  // The text tables name the tiers and say the figures are simulated.
+  const table = await runCli(['analyze', '--power', run.tracePath, '--requests', run.requestsPath, '--config', run.configPath]);
+  assert.equal(table.code, 0, table.stderr);
+  for (const tier of ['small', 'medium', 'large']) assert.match(table.stdout, new RegExp(`\\b${tier}\\b`));
+  assert.match(table.stdout, /SIMULATED/);
+});
+
+test('analyze: a bad trace line or record is named with its line, and nothing is analysed unless asked', async (t) => {
+  const dir = tempDir(t);
+  const run = simulatedRun({ dir, seed: 4, startMs: T0, trafficMs: 10_000, endMs: T0 + 20_000 });
+  const lines = readFileSync(run.tracePath, 'utf8').split('\n');
+  lines.splice(5, 0, `${T0 + 400},${run.gpus[0]!.uuid},lots,12,1`);
+  const badTrace = join(dir, 'bad-trace.csv');
+  writeFileSync(badTrace, lines.join('\n'));
+  const badRequests = join(dir, 'bad-requests.ndjson');
+  writeFileSync(badRequests, `${readFileSync(run.requestsPath, 'utf8')}{"request_id":"x","model":"m","start":1,"end":2,"prompt_tokens":1,"completion_tokens":1}\nnot json\n`);
+  const records = run.records.length;
+
+  const strict = await runCli(['analyze', '--power', badTrace, '--requests', badRequests, '--config', run.configPath, '--json']);
+  assert.equal(strict.code, 1);
+  assert.equal(strict.stdout, '', 'nothing analysed');
+  assert.match(strict.stderr, /bad-trace\.csv:6: .*power/);
+  assert.match(strict.stderr, new RegExp(`bad-requests\\.ndjson:${records + 1}: start: .*out of range`));
+  assert.match(strict.stderr, new RegExp(`bad-requests\\.ndjson:${records + 2}: `));
+
+  const lenient = await runCli(['analyze', '--power', badTrace, '--requests', badRequests, '--config', run.configPath, '--json', '--skip-bad-lines']);
+  assert.equal(lenient.code, 0, lenient.stderr);
+  const report = JSON.parse(lenient.stdout) as AnalyzeReport & { input: { input_problems: number } };
+  assert.ok(report.input.input_problems >= 3, 'the skipped problems are counted in the report');
+  assert.equal(report.quality.records, records);
+
+  const missing = await runCli(['analyze', '--power', join(dir, 'nope.csv'), '--requests', run.requestsPath]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /--power .*nope\.csv: no such file/);
+});

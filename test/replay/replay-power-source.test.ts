@@ -1,0 +1,151 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { PowerSample } from '../../model/power-sample.js';
+import type { PowerSourceError } from '../../collectors/power-source.js';
+import { ReplayPowerSource } from '../../collectors/replay/replay-power-source.js';
+
+const T = 1_793_534_400_000; // 2026-11-01T12:00:00Z
+/** Two GPUs, 5 samples each, 100 ms apart, with energy counters; one bad line (line 4). */
+const PLAIN = [
+  'timestamp_ms,gpu,power_w,energy_j',
+  ...[0, 1, 2, 3, 4].flatMap((k) => [`${T + k * 100},0,${300 + k},${1000 + k * 30}`, `${T + k * 100},1,${100 + k},${500 + k * 10}`]).slice(0, 2),
+  'not,a,valid,line',
+  ...[1, 2, 3, 4].flatMap((k) => [`${T + k * 100},0,${300 + k},${1000 + k * 30}`, `${T + k * 100},1,${100 + k},${500 + k * 10}`]),
+].join('\n');
+
+function fakeClock(start: number) {
+  let now = start;
+  return { now: () => now, advance: (ms: number) => void (now += ms) };
+}
+
+function collect(source: ReplayPowerSource) {
+  const batches: PowerSample[][] = [];
+  const errors: PowerSourceError[] = [];
+  source.start((s) => batches.push([...s]), (e) => errors.push(e));
+  return { batches, errors };
+}
+
+test('replays in trace time, first sample at now, bad lines reported by number, then stops', async () => {
+  const clock = fakeClock(5_000_000_000_000);
+  let ended = 0;
+  const source = new ReplayPowerSource({ path: 'trace.csv', readFile: async () => PLAIN, clock, tickMs: 60_000, onEnd: () => void ended++ });
+  const gpus = await source.init();
+  assert.deepEqual(gpus.map((g) => [g.index, g.uuid]), [[0, 'GPU-index-0'], [1, 'GPU-index-1']]);
+  const { batches, errors } = collect(source);
+  assert.deepEqual(errors.map((e) => [e.reason, e.message]), [['parse', 'trace.csv:4: timestamp_ms: not a number ("not")']]);
+  // At start only the first instant is due.
+  assert.equal(batches.length, 1);
+  assert.deepEqual(batches[0]?.map((s) => [s.timestampMs, s.gpuIndex, s.powerW, s.energyJ]), [[5_000_000_000_000, 0, 300, 1000], [5_000_000_000_000, 1, 100, 500]]);
+  clock.advance(99);
+  assert.equal(source.pump(), 0);
+  clock.advance(1);
+  assert.equal(source.pump(), 2);
+  clock.advance(250);
+  assert.equal(source.pump(), 4); // 200 and 300 ms
+  assert.equal(ended, 0);
+  clock.advance(10_000);
+  assert.equal(source.pump(), 2);
+  assert.equal(ended, 1);
+  assert.equal(source.pump(), 0);
+  const all = batches.flat();
+  assert.deepEqual(all.filter((s) => s.gpuIndex === 0).map((s) => s.timestampMs - 5_000_000_000_000), [0, 100, 200, 300, 400]);
+  assert.ok(source.quality().notes.some((n) => /replay ended/.test(n)));
+  await source.shutdown();
+});
+
+test('keepTimestamps emits the trace\'s own times; loop keeps time and energy counters going up', async () => {
+  const clock = fakeClock(6_000_000_000_000);
+  const kept = new ReplayPowerSource({ path: 't', readFile: async () => PLAIN, clock, keepTimestamps: true, tickMs: 60_000 });
+  await kept.init();
+  const k = collect(kept);
+  clock.advance(1000);
+  kept.pump();
+  assert.deepEqual(k.batches.flat().filter((s) => s.gpuIndex === 0).map((s) => s.timestampMs - T), [0, 100, 200, 300, 400]);
+  await kept.shutdown();
+
+  const loopClock = fakeClock(7_000_000_000_000);
+  const looped = new ReplayPowerSource({ path: 't', readFile: async () => PLAIN, clock: loopClock, loop: true, tickMs: 60_000 });
+  await looped.init();
+  const l = collect(looped);
+  loopClock.advance(1_450); // 500 ms per loop (400 ms of trace + one period): three loops due
+  looped.pump();
+  const gpu0 = l.batches.flat().filter((s) => s.gpuIndex === 0);
+  assert.equal(gpu0.length, 15);
+  assert.deepEqual(gpu0.map((s) => s.timestampMs - 7_000_000_000_000), Array.from({ length: 15 }, (_, i) => i * 100));
+  const energy = gpu0.map((s) => s.energyJ as number);
+  assert.ok(energy.every((e, i) => i === 0 || e > (energy[i - 1] as number)), energy.join(' '));
+  // Across the loop seam the counter gains the gap's energy at the last power: 304 W x 0.1 s.
+  assert.ok(Math.abs((energy[5] as number) - (energy[4] as number) - 30.4) < 1e-9);
+  await looped.shutdown();
+});
+
+test('real time: a short trace comes out paced by its own timestamps', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-replay-'));
+  try {
+    const path = join(dir, 'trace.csv');
+    writeFileSync(path, ['timestamp_ms,gpu,power_w,energy_j', ...[0, 1, 2, 3].map((k) => `${T + k * 60},0,${200 + k},`)].join('\n'));
+    let ended = false;
+    const source = new ReplayPowerSource({ path, tickMs: 5, onEnd: () => void (ended = true) });
+    await source.init();
+    const arrivals: { wall: number; sample: PowerSample }[] = [];
+    const started = Date.now();
+    source.start((s) => s.forEach((sample) => arrivals.push({ wall: Date.now() - started, sample })), (e) => assert.fail(e.message));
+    assert.equal(arrivals.length, 1, 'only the first sample at once');
+    for (let waited = 0; !ended && waited < 3000; waited += 10) await new Promise((resolve) => setTimeout(resolve, 10));
+    await source.shutdown();
+    assert.ok(ended);
+    assert.deepEqual(arrivals.map((a) => a.sample.powerW), [200, 201, 202, 203]);
+    const stamps = arrivals.map((a) => a.sample.timestampMs);
+    assert.deepEqual(stamps.map((t) => t - (stamps[0] as number)), [0, 60, 120, 180]);
+    assert.ok(Math.abs((stamps[0] as number) - started) < 50, 'first sample stamped at the start');
+    // Nothing comes out early: the last sample waited for its 180 ms.
+    assert.ok((arrivals[3]?.wall as number) >= 175, `last at ${arrivals[3]?.wall} ms`);
+    assert.equal(source.quality().samplePeriodMs, 60);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a real nvidia-smi capture replays with its GPU inventory; quality says replay, no counter', async () => {
+  const path = new URL('../fixtures/traces/nvidia-smi-h100-80gb-hbm3-590.48.01.csv', import.meta.url).pathname;
+  const source = new ReplayPowerSource({ path, tickMs: 60_000 });
+  const gpus = await source.init();
+  assert.deepEqual(gpus.map((g) => [g.name, g.powerLimitW]), [['NVIDIA H100 80GB HBM3', 700]]);
+  const q = source.quality();
+  assert.equal(q.kind, 'replay');
+  assert.equal(q.energyCounter, false);
+  assert.equal(q.simulated, false);
+  assert.ok(q.notes.some((n) => /read as UTC/.test(n)));
+  assert.ok(q.notes.some((n) => /first sample is the replay start/.test(n)));
+  await source.shutdown();
+  assert.ok(readFileSync(path, 'utf8').length > 0);
+});
+
+test('init fails with a clear message when the file is missing or has no usable sample', async () => {
+  await assert.rejects(new ReplayPowerSource({ path: '/nonexistent/trace.csv' }).init(), /replay: cannot read \/nonexistent\/trace\.csv/);
+  await assert.rejects(
+    new ReplayPowerSource({ path: 'bad.csv', readFile: async () => 'timestamp_ms,gpu,power_w,energy_j\n1,0,1,1\n' }).init(),
+    /bad\.csv has no usable samples \(1 bad lines; first: bad\.csv:2: timestamp_ms: 1 is not epoch milliseconds/,
+  );
+  const early = new ReplayPowerSource({ path: 'x', readFile: async () => PLAIN });
+  const errors: PowerSourceError[] = [];
+  early.start(() => assert.fail('no samples before init'), (e) => errors.push(e));
+  assert.deepEqual(errors.map((e) => e.reason), ['not_initialised']);
+});
+
+test('a recording of the simulator replays still flagged simulated', async () => {
+  const text = 'timestamp_ms,gpu,power_w,energy_j,simulated\n1793534400000,GPU-sim00000-0000-0000-0000-000000000000,300,10,1\n1793534400100,GPU-sim00000-0000-0000-0000-000000000000,310,40,1\n';
+  const clock = fakeClock(8_000_000_000_000);
+  const source = new ReplayPowerSource({ path: 'sim.csv', readFile: async () => text, clock, tickMs: 60_000 });
+  await source.init();
+  assert.equal(source.quality().simulated, true);
+  const { batches } = collect(source);
+  clock.advance(100);
+  source.pump();
+  assert.ok(batches.flat().every((s) => s.simulated === true));
+  assert.equal(batches.flat().length, 2);
+  await source.shutdown();
+});

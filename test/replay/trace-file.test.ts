@@ -1,0 +1,253 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { formatTraceError, parsePowerTrace } from '../../collectors/trace-file.js';
+import { parseNvidiaSmiTimestamp } from '../../collectors/trace-file-nvidia-smi.js';
+import { formatPlainTrace } from '../../collectors/trace-file-writer.js';
+import { SimulatedGpuNode } from '../../collectors/simulated/simulated-gpu-node.js';
+import type { PowerSample } from '../../model/power-sample.js';
+
+const capture = (name: string): string => readFileSync(new URL(`../fixtures/traces/${name}`, import.meta.url), 'utf8');
+const H100 = 'nvidia-smi-h100-80gb-hbm3-590.48.01.csv';
+
+/** Replace one column of every data row of a capture (by header name). */
+function withColumn(text: string, column: string, value: string): string {
+  const [header, ...rows] = text.trimEnd().split('\n');
+  const i = (header as string).split(', ').indexOf(column);
+  assert.ok(i >= 0, column);
+  return [header, ...rows.map((r) => r.split(', ').map((f, j) => (j === i ? value : f)).join(', '))].join('\n');
+}
+
+test('real nvidia-smi captures (full --query-gpu, with units) parse without a bad line', () => {
+  const cases = [
+    { file: H100, name: 'NVIDIA H100 80GB HBM3', watts: [69.62, 625.68], mig: false, t0: Date.UTC(2026, 6, 14, 8, 12, 38, 696) },
+    { file: 'nvidia-smi-h200-590.48.01.csv', name: 'NVIDIA H200', watts: [78.21, 626.26], mig: false, t0: Date.UTC(2026, 6, 3, 22, 10, 46, 109) },
+    { file: 'nvidia-smi-h100-mig-590.48.01.csv', name: 'NVIDIA H100 80GB HBM3', watts: [70.72, 447.35], mig: true, t0: Date.UTC(2026, 6, 14, 9, 0, 27, 792) },
+    { file: 'nvidia-smi-rtx-2080-super-windows-591.86.csv', name: 'NVIDIA GeForce RTX 2080 SUPER', watts: [38.92, 97.43], mig: undefined, t0: Date.UTC(2026, 5, 22, 23, 4, 18, 311) },
+  ];
+  for (const c of cases) {
+    const trace = parsePowerTrace(capture(c.file), { fileName: c.file });
+    assert.equal(trace.format, 'nvidia-smi', c.file);
+    assert.deepEqual(trace.errors, [], c.file);
+    assert.deepEqual(trace.samples.map((s) => s.powerW), c.watts, c.file);
+    assert.equal(trace.samples[0]?.timestampMs, c.t0, c.file);
+    assert.ok(trace.samples.every((s) => s.energyJ === null && s.powerAveraged === false && s.gpuIndex === 0 && s.gpuUuid === 'GPU-00000000-0000-0000-0000-000000000000'));
+    assert.equal(trace.gpus.length, 1);
+    assert.equal(trace.gpus[0]?.name, c.name);
+    assert.equal(trace.gpus[0]?.migEnabled, c.mig, c.file);
+    assert.ok(trace.notes.some((n) => /read as UTC/.test(n)));
+    assert.ok(trace.notes.some((n) => /no energy counter/.test(n)));
+  }
+});
+
+test('without power.draw.instant: power.draw is the 1 s average where power.draw.average reads, instantaneous where it is [N/A]', () => {
+  const h100 = parsePowerTrace(withColumn(capture(H100), 'power.draw.instant [W]', '[N/A]'));
+  assert.deepEqual(h100.errors, []);
+  assert.deepEqual(h100.samples.map((s) => [s.powerW, s.powerAveraged]), [[69.85, true], [631.95, true]]);
+  const turing = parsePowerTrace(withColumn(capture('nvidia-smi-rtx-2080-super-windows-591.86.csv'), 'power.draw.instant [W]', '[Not Supported]'));
+  assert.deepEqual(turing.samples.map((s) => [s.powerW, s.powerAveraged]), [[38.92, false], [97.43, false]]);
+  // Only the average left: used, and flagged averaged.
+  const avgOnly = parsePowerTrace(withColumn(withColumn(capture(H100), 'power.draw.instant [W]', 'ERR!'), 'power.draw [W]', '[Unknown Error]'));
+  assert.deepEqual(avgOnly.samples.map((s) => [s.powerW, s.powerAveraged]), [[69.85, true], [631.95, true]]);
+});
+
+test('a line with no readable power is reported with its number and the fields it had', () => {
+  let text = capture(H100);
+  for (const c of ['power.draw.instant [W]', 'power.draw [W]', 'power.draw.average [W]']) text = withColumn(text, c, '[N/A]');
+  const trace = parsePowerTrace(text);
+  assert.equal(trace.samples.length, 0);
+  assert.deepEqual(trace.errors.map((e) => e.line), [2, 3]);
+  assert.match(trace.errors[0]?.message ?? '', /no power reading \(power\.draw\.instant \[N\/A\], power\.draw \[N\/A\], power\.draw\.average \[N\/A\]\)/);
+  assert.equal(formatTraceError('x.csv', trace.errors[0] as never), `x.csv:2: ${trace.errors[0]?.message}`);
+});
+
+test('the short query users run (units, several GPUs, lines out of order) and its nounits form', () => {
+  const withUnits = [
+    'timestamp, index, uuid, power.draw [W]',
+    '2026/11/01 12:00:00.200, 0, GPU-aaaa, 101.50 W',
+    '2026/11/01 12:00:00.100, 1, GPU-bbbb, 205.00 W',
+    '2026/11/01 12:00:00.100, 0, GPU-aaaa, 100.25 W',
+    '2026/11/01 12:00:00.200, 1, GPU-bbbb, 206.00 W',
+  ].join('\n');
+  const a = parsePowerTrace(withUnits);
+  assert.equal(a.format, 'nvidia-smi');
+  assert.deepEqual(a.errors, []);
+  const t = Date.UTC(2026, 10, 1, 12, 0, 0);
+  assert.deepEqual(a.samples.map((s) => [s.timestampMs - t, s.gpuIndex, s.gpuUuid, s.powerW]), [
+    [100, 0, 'GPU-aaaa', 100.25], [100, 1, 'GPU-bbbb', 205], [200, 0, 'GPU-aaaa', 101.5], [200, 1, 'GPU-bbbb', 206],
+  ]);
+  assert.ok(a.samples.every((s) => s.powerAveraged === undefined), 'power.draw alone: averaging unknown');
+  const nounits = parsePowerTrace(withUnits.replace(' [W]', '').replaceAll(' W', ''));
+  assert.deepEqual(nounits.samples, a.samples);
+  // The aliases of --help-query-gpu work too.
+  const aliased = parsePowerTrace('timestamp, gpu_uuid, gpu.power.draw.instant [W]\n2026/11/01 12:00:00.100, GPU-cccc, 50.00 W\n');
+  assert.deepEqual(aliased.samples.map((s) => [s.gpuUuid, s.gpuIndex, s.powerW, s.powerAveraged]), [['GPU-cccc', 0, 50, false]]);
+});
+
+test('nvidia-smi: bad fields, [N/A] identities, repeated headers, comments, CRLF and BOM', () => {
+  const lines = [
+    '\ufefftimestamp, index, uuid, power.draw [W], power.draw.instant [W]',
+    '2026/11/01 12:00:00.100, 0, GPU-aaaa, 100.00 W, [N/A]', // 2: instant N/A -> power.draw
+    '2026/11/01 12:00:00.200, 0, ERR!, 101.00 W, 99.00 W', // 3: uuid unreadable -> known by index
+    '2026/13/01 12:00:00.300, 0, GPU-aaaa, 100.00 W, 99.00 W', // 4: month 13
+    '2026/11/01 12:00:00.400, 0, GPU-aaaa, 12.3.4 W, 99.00 W', // 5: garbage power
+    '2026/11/01 12:00:00.500, 0, GPU-aaaa, 100.00 W', // 6: a field short
+    '# a comment', // 7
+    'timestamp, index, uuid, power.draw [W], power.draw.instant [W]', // 8: repeated header
+    '2026/11/01 12:00:00.600, [N/A], [N/A], 100.00 W, 98.00 W', // 9: no identity
+    '2026/11/01 12:00:00.700, 0, GPU-aaaa, 100.00 kW, 98.00 W', // 10: wrong unit
+    '', // 11
+    '2026/02/30 12:00:00.800, 0, GPU-aaaa, 100.00 W, 98.00 W', // 12: no such day
+  ];
+  const trace = parsePowerTrace(lines.join('\r\n'));
+  assert.deepEqual(trace.samples.map((s) => [s.gpuUuid, s.powerW]), [['GPU-aaaa', 100], ['GPU-aaaa', 99]]);
+  assert.deepEqual(trace.errors.map((e) => e.line), [4, 5, 6, 9, 10, 12]);
+  const msg = Object.fromEntries(trace.errors.map((e) => [e.line, e.message]));
+  assert.match(msg[4] ?? '', /^timestamp: not "YYYY\/MM\/DD HH:MM:SS.mmm"/);
+  assert.match(msg[5] ?? '', /^power\.draw: not a power in watts \("12\.3\.4 W"\)/);
+  assert.equal(msg[6], 'expected 5 fields, got 4');
+  assert.match(msg[9] ?? '', /^no GPU identity/);
+  assert.match(msg[10] ?? '', /kW/);
+  assert.ok(trace.notes.some((n) => /1 repeated header/.test(n)));
+});
+
+test('nvidia-smi timestamps: parsed exactly, zone offset applied when given', () => {
+  assert.equal(parseNvidiaSmiTimestamp('2026/11/01 12:00:00.123'), Date.UTC(2026, 10, 1, 12, 0, 0, 123));
+  assert.equal(parseNvidiaSmiTimestamp('2026-11-01 12:00:00'), Date.UTC(2026, 10, 1, 12, 0, 0));
+  assert.equal(parseNvidiaSmiTimestamp('2026/11/01 12:00:00.5'), Date.UTC(2026, 10, 1, 12, 0, 0, 500));
+  for (const bad of ['2026/11/01', '2026/11/01 24:00:00.000', '2026/11/01 12:00:00.', '2026/1x/01 12:00:00.000', '2026/11/01 12:00:00.1234567']) {
+    assert.equal(parseNvidiaSmiTimestamp(bad), undefined, bad);
+  }
+  const text = 'timestamp, index, power.draw [W]\n2026/11/01 12:00:00.000, 0, 10.00 W\n';
+  const shifted = parsePowerTrace(text, { nvidiaSmiUtcOffsetMinutes: 120 });
+  assert.equal(shifted.samples[0]?.timestampMs, Date.UTC(2026, 10, 1, 10, 0, 0));
+  assert.ok(shifted.notes.some((n) => /UTC\+120 min/.test(n)));
+  assert.equal(shifted.samples[0]?.gpuUuid, 'GPU-index-0');
+});
+
+test('plain trace: indices or UUIDs, empty energy or power, sorted per GPU', () => {
+  const text = [
+    'timestamp_ms,gpu,power_w,energy_j',
+    '1793534400200,0,310.5,1000.25',
+    '1793534400100,0,300,1000',
+    '1793534400100,GPU-abc,,5000',
+    '1793534400200,GPU-abc,150,',
+    '1793534400100,1,99,',
+  ].join('\n');
+  const trace = parsePowerTrace(text, { fileName: 'p.csv' });
+  assert.equal(trace.format, 'plain');
+  assert.deepEqual(trace.errors, []);
+  assert.deepEqual(trace.samples.map((s) => [s.timestampMs - 1793534400000, s.gpuIndex, s.gpuUuid, s.powerW, s.energyJ]), [
+    [100, 0, 'GPU-index-0', 300, 1000],
+    [100, 1, 'GPU-index-1', 99, null],
+    [100, 2, 'GPU-abc', null, 5000],
+    [200, 0, 'GPU-index-0', 310.5, 1000.25],
+    [200, 2, 'GPU-abc', 150, null],
+  ]);
+  assert.deepEqual(trace.gpus.map((g) => [g.index, g.uuid]), [[0, 'GPU-index-0'], [1, 'GPU-index-1'], [2, 'GPU-abc']]);
+  // Columns in another order, and an extra column, are fine.
+  const reordered = parsePowerTrace('gpu,note,energy_j,timestamp_ms,power_w\n0,x,1000,1793534400100,300\n');
+  assert.deepEqual(reordered.samples.map((s) => [s.powerW, s.energyJ]), [[300, 1000]]);
+  assert.ok(reordered.notes.some((n) => /columns ignored: note/.test(n)));
+  // Power only, no energy column at all.
+  assert.equal(parsePowerTrace('timestamp_ms,gpu,power_w\n1793534400100,0,1\n').samples[0]?.energyJ, null);
+});
+
+test('plain trace: every bad line is reported with its number and reason', () => {
+  const text = [
+    'timestamp_ms,gpu,power_w,energy_j',
+    '1793534400,0,300,1000', // 2: seconds
+    '1793534400100,0,abc,1000', // 3
+    '1793534400100,0,,', // 4
+    '1793534400100,0,-5,1000', // 5
+    '1793534400100,0,300,-1', // 6
+    '1793534400100,0,300', // 7
+    '1793534400100,,300,1', // 8
+    '1793534400100,0,0x10,1', // 9: hex is not a decimal
+    '1793534400100,0,300,1', // 10: good
+    '1793534400100,0,301,2', // 11: same GPU, same instant
+    '1793534400200,GPU with spaces,1,1', // 12
+  ].join('\n');
+  const trace = parsePowerTrace(text);
+  assert.equal(trace.samples.length, 1);
+  const msg = Object.fromEntries(trace.errors.map((e) => [e.line, e.message]));
+  assert.deepEqual(Object.keys(msg).map(Number), [2, 3, 4, 5, 6, 7, 8, 9, 11, 12]);
+  assert.match(msg[2] ?? '', /not epoch milliseconds/);
+  assert.match(msg[3] ?? '', /^power_w: not a number/);
+  assert.equal(msg[4], 'neither power_w nor energy_j has a value');
+  assert.match(msg[5] ?? '', /^power_w: -5 out of range/);
+  assert.match(msg[6] ?? '', /^energy_j: -1 is negative/);
+  assert.equal(msg[7], 'expected 4 fields, got 3');
+  assert.equal(msg[8], 'gpu: empty');
+  assert.match(msg[9] ?? '', /^power_w: not a number/);
+  assert.match(msg[11] ?? '', /second sample of GPU 0 .* \(first on line 10\)/);
+  assert.match(msg[12] ?? '', /^gpu: not an index or a UUID/);
+});
+
+test('an unknown or empty file says so instead of returning nothing', () => {
+  const unknown = parsePowerTrace('time,watts\n1,2\n3,4\n');
+  assert.equal(unknown.format, 'unknown');
+  assert.deepEqual(unknown.errors.map((e) => e.line), [1, 2, 3]);
+  assert.match(unknown.errors[0]?.message ?? '', /unrecognised header/);
+  const empty = parsePowerTrace('\n\n');
+  assert.deepEqual(empty.errors, [{ line: 1, message: 'empty trace: no header line' }]);
+  assert.match(parsePowerTrace('timestamp_ms,power_w\n').errors[0]?.message ?? '', /lacks the "gpu" column/);
+});
+
+test('property: every data line becomes a sample or an error, never nothing; samples are in time order per GPU', () => {
+  const goodLine = fc.record({ ts: fc.integer({ min: 1_793_534_400_000, max: 1_793_534_500_000 }), gpu: fc.integer({ min: 0, max: 3 }), p: fc.integer({ min: 0, max: 700 }) })
+    .map(({ ts, gpu, p }) => `${ts},${gpu},${p},`);
+  const badLine = fc.constantFrom('x,0,1,', '1793534400100,0,,', '1,2', '1793534400100,-1,5,', '17935344001000000,0,1,1', '1793534400100,0,1e999,');
+  fc.assert(
+    fc.property(fc.array(fc.oneof(goodLine, badLine), { maxLength: 60 }), (lines) => {
+      const trace = parsePowerTrace(['timestamp_ms,gpu,power_w,energy_j', ...lines].join('\n'));
+      assert.equal(trace.samples.length + trace.errors.length, lines.length);
+      const last = new Map<string, number>();
+      for (const s of trace.samples) {
+        assert.ok(s.timestampMs > (last.get(s.gpuUuid) ?? -Infinity));
+        last.set(s.gpuUuid, s.timestampMs);
+      }
+      for (const e of trace.errors) assert.ok(e.line >= 2 && e.line <= lines.length + 1 && e.message.length > 0);
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test('a long trace parses in one linear pass (timing printed, not asserted)', () => {
+  const lines = ['timestamp, index, uuid, power.draw [W], power.draw.instant [W]'];
+  const t0 = Date.UTC(2026, 10, 1);
+  for (let i = 0; i < 50_000; i++) {
+    const d = new Date(t0 + Math.floor(i / 8) * 100).toISOString();
+    lines.push(`${d.slice(0, 10).replaceAll('-', '/')} ${d.slice(11, 23)}, ${i % 8}, GPU-${i % 8}, 300.00 W, ${(300 + (i % 50)).toFixed(2)} W`);
+  }
+  const text = lines.join('\n');
+  const started = performance.now();
+  const trace = parsePowerTrace(text);
+  const ms = performance.now() - started;
+  console.log(`  nvidia-smi trace: ${lines.length - 1} lines in ${ms.toFixed(0)} ms (${Math.round((lines.length - 1) / (ms / 1000)).toLocaleString('en')} lines/s)`);
+  assert.equal(trace.samples.length, 50_000);
+  assert.deepEqual(trace.errors, []);
+});
+
+test('a simulated run written as a plain trace reads back identical, still labelled simulated', () => {
+  const t0 = Date.UTC(2026, 10, 1, 12);
+  const node = new SimulatedGpuNode({
+    gpuType: 'H100', gpuCount: 3, startMs: t0, seed: 4, noise: { powerStdW: 8 },
+    replicas: [{ name: 's', model: 'm', tier: 'small', paramsB: 8, gpus: [0, 1] }],
+    inject: { dropouts: [{ gpu: 2, fromMs: 500, toMs: 900 }] },
+  });
+  const samples: PowerSample[] = [];
+  node.attach((batch) => samples.push(...batch), () => undefined);
+  for (let i = 0; i < 20; i++) node.submit({ requestId: `r${i}`, replica: 's', promptTokens: 500, cachedTokens: 0, maxCompletionTokens: 100, atMs: t0 + i * 50 });
+  node.advanceTo(t0 + 2000);
+  const text = formatPlainTrace(samples);
+  assert.match(text, /^timestamp_ms,gpu,power_w,energy_j,simulated\n/);
+  const back = parsePowerTrace(text);
+  assert.deepEqual(back.errors, []);
+  assert.deepEqual(back.samples, samples.map(({ powerAveraged: _averaged, ...rest }) => rest));
+  assert.ok(back.notes.some((n) => /marks simulated samples/.test(n)));
+  // Without simulated samples the header is exactly the documented one.
+  assert.equal(formatPlainTrace([{ ...samples[0], simulated: false } as PowerSample]).split('\n')[0], 'timestamp_ms,gpu,power_w,energy_j');
+  assert.match(parsePowerTrace('timestamp_ms,gpu,power_w,simulated\n1793534400100,0,1,yes\n').errors[0]?.message ?? '', /^simulated: expected 1, 0 or empty/);
+});

@@ -1,0 +1,108 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseRequestRecord, toWire, type RequestRecord } from '../../model/request-record.js';
+import { SimulatedGpuNode } from '../../collectors/simulated/simulated-gpu-node.js';
+import { DemoWorkload, defaultDemoNodeConfig, demoReplicaMap } from '../../agent/demo-workload.js';
+
+const T0 = Date.UTC(2026, 10, 1, 9, 0, 0);
+
+function runDemo(seed: number, seconds: number, split?: number) {
+  const node = new SimulatedGpuNode(defaultDemoNodeConfig({ seed, startMs: T0 }));
+  const records: RequestRecord[] = [];
+  let samples = 0;
+  node.attach((s) => { samples += s.length; }, () => undefined);
+  node.onRequestDone((r) => records.push(r));
+  const workload = new DemoWorkload({ node, seed });
+  if (split !== undefined) workload.runVirtual(T0 + split * 1000);
+  workload.runVirtual(T0 + seconds * 1000);
+  return { node, workload, records, samples };
+}
+
+// One 4-minute run shared by the assertions below (about 0.2 s of CPU).
+const demo = runDemo(3, 240);
+
+test('the demo node is 8 H100s: small on GPU 0, medium on 1-2, large MoE on 3-6, GPU 7 a spare', () => {
+  const map = demoReplicaMap();
+  assert.deepEqual(map.map((r) => [r.tier, r.gpuIndices]), [['small', [0]], ['medium', [1, 2]], ['large', [3, 4, 5, 6]]]);
+  assert.deepEqual(map.map((r) => r.gpuUuids), demo.node.replicaLayout().map((r) => r.gpuUuids));
+  assert.equal(demo.node.gpus().length, 8);
+  const spare = demo.node.gpus()[7]?.uuid as string;
+  const truth = demo.node.truth();
+  assert.ok((truth.perGpuJ[spare] as number) > 0);
+  assert.equal(truth.idleJByGpu[spare], truth.perGpuJ[spare]);
+});
+
+test('batch sizes range from 1 to the hundreds', () => {
+  const batches = demo.records.map((r) => r.batchSize).filter((b): b is number => b !== null);
+  assert.equal(Math.min(...batches), 1);
+  assert.ok(Math.max(...batches) >= 100, `max batch ${Math.max(...batches)}`);
+  assert.ok(batches.filter((b) => b < 8).length > 10, 'quiet spells with small batches');
+  for (const tier of ['small', 'medium', 'large']) assert.ok(demo.records.some((r) => r.tier === tier), tier);
+});
+
+test('prefix-cache misses, partial hits and full hits all occur, in 16-token blocks', () => {
+  const ratio = demo.records.map((r) => r.cachedTokens / r.promptTokens);
+  assert.ok(ratio.filter((x) => x === 0).length > 20, 'misses');
+  assert.ok(ratio.filter((x) => x > 0 && x < 0.5).length > 20, 'partial hits');
+  assert.ok(ratio.filter((x) => x >= 0.8).length > 20, 'hits');
+  assert.ok(demo.records.every((r) => r.cachedTokens % 16 === 0));
+});
+
+test('tasks span several requests, with retries, cancellations and errors', () => {
+  const byTask = new Map<string, RequestRecord[]>();
+  for (const r of demo.records) byTask.set(r.taskId as string, [...(byTask.get(r.taskId as string) ?? []), r]);
+  assert.ok([...byTask.values()].some((rs) => rs.length >= 4), 'multi-step agent tasks');
+  assert.ok(demo.records.some((r) => r.attempt === 2) && demo.records.some((r) => r.status === 'error'));
+  assert.ok(demo.records.some((r) => r.status === 'cancelled'));
+  // A retry follows its failed attempt in the same task.
+  for (const retry of demo.records.filter((r) => (r.attempt as number) > 1)) {
+    const before = byTask.get(retry.taskId as string)?.find((r) => r.attempt === (retry.attempt as number) - 1 && r.status !== 'ok' && r.endMs <= retry.startMs);
+    assert.ok(before, `retry ${retry.requestId} has a failed attempt before it`);
+  }
+  const stats = demo.workload.stats();
+  assert.ok(stats.retries > 0 && stats.bursts >= 3 && stats.tasksSucceeded > stats.tasksFailed);
+  // Submitted = finished + in flight (+ follow-ups already planned past the end of the run).
+  const inFlight = demo.node.replicaState().reduce((n, s) => n + s.running + s.queued, 0);
+  assert.ok(stats.requestsSubmitted >= demo.records.length + inFlight && stats.requestsSubmitted <= demo.records.length + inFlight + 10);
+});
+
+test('labels come from a small set and reasoning tokens only on the large tier', () => {
+  const teams = new Set(demo.records.map((r) => r.labels.team));
+  const features = new Set(demo.records.map((r) => r.labels.feature));
+  assert.ok(teams.size >= 3 && teams.size <= 4, [...teams].join());
+  assert.ok(features.size === 5, [...features].join());
+  assert.ok(demo.records.filter((r) => r.reasoningTokens > 0).every((r) => r.tier === 'large'));
+  assert.ok(demo.records.some((r) => r.reasoningTokens > 0));
+});
+
+test('every demo record is valid on the wire', () => {
+  for (const r of demo.records) {
+    const parsed = parseRequestRecord(toWire(r), 0);
+    assert.ok(parsed.ok, JSON.stringify(parsed));
+  }
+  assert.equal(new Set(demo.records.map((r) => r.requestId)).size, demo.records.length);
+});
+
+test('same seed, same traffic; splitting the virtual run changes nothing; another seed differs', () => {
+  const a = runDemo(9, 60);
+  const b = runDemo(9, 60, 17.333);
+  assert.deepEqual(a.records, b.records);
+  assert.deepEqual(a.node.truth(), b.node.truth());
+  const c = runDemo(10, 60);
+  assert.notDeepEqual(a.records.map((r) => r.promptTokens), c.records.map((r) => r.promptTokens));
+});
+
+test('real-time mode generates traffic that the node serves', async () => {
+  const node = new SimulatedGpuNode(defaultDemoNodeConfig({ samplePeriodMs: 20 }));
+  const records: RequestRecord[] = [];
+  node.onRequestDone((r) => records.push(r));
+  node.start(() => undefined, (e) => assert.fail(e.message));
+  const workload = new DemoWorkload({ node, seed: 1, ratePerSecond: 200, tickMs: 20 });
+  workload.start();
+  for (let waited = 0; records.length === 0 && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+  workload.dispose();
+  await node.shutdown();
+  assert.ok(workload.stats().requestsSubmitted > 10, JSON.stringify(workload.stats()));
+  assert.ok(records.length > 0);
+  assert.ok(records.every((r) => r.requestId.startsWith('demo-1-')));
+});
