@@ -7,7 +7,7 @@ import type { ResolvedRequest } from '../model/request-record.js';
 import { accumulatorFromDelta, addShares, emptyAccumulator, finalizeRequest, isFinalAfter, toEnergyDelta, toFinalizedRequest, type RequestAccumulator, type RequestResult } from '../model/request-result.js';
 import { energyRowsFromTotals, usageRowsFromResults } from '../model/rollup.js';
 import { duePeriods } from '../model/settlement-schedule.js';
-import { taskDeltas } from '../model/tasks.js';
+import { aggregateTasks, taskDeltas } from '../model/tasks.js';
 import { epochMs, watts, type EpochMs } from '../model/units.js';
 import type { HourlyQualityRow } from '../model/rollup-types.js';
 import type { Ledger } from './ledger.js';
@@ -25,6 +25,7 @@ export interface SettlementMetrics {
   requestFinalized(result: RequestResult): void;
   taskFinalized(task: { tier: string; succeeded: boolean; joules: number; wasteJ: number }): void;
   settled(settledUntilMs: number, nowMs: number, residualJ: number): void;
+  setPendingAttributedEnergy(joules: number): void;
 }
 
 export interface SettlerOptions {
@@ -43,18 +44,19 @@ export interface SettlerOptions {
   readonly log: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
 }
 
+/** After an outage the settler catches up in bounded steps, so one tick never blocks ingest for long. */
+const MAX_PERIODS_PER_CALL = 360;
+
 interface PendingRequest {
   readonly record: ResolvedRequest;
   readonly late: boolean;
   acc: RequestAccumulator;
 }
 
+/** A task's finalized requests, kept until the task goes quiet so its waste follows the whole-task rule. */
 interface OpenTask {
-  tier: string;
-  joules: number;
-  wasteJ: number;
+  readonly results: RequestResult[];
   lastEndMs: number;
-  lastStatus: string;
 }
 
 /**
@@ -165,7 +167,7 @@ export class Settler {
 
   /** Settle every due period. Returns how many periods were settled. */
   settleDue(nowMs: number): number {
-    const periods = duePeriods(this.settledUntilMs, epochMs(nowMs), this.options.periodMs, this.options.latenessMs, this.firstDataMs === null ? null : epochMs(this.firstDataMs));
+    const periods = duePeriods(this.settledUntilMs, epochMs(nowMs), this.options.periodMs, this.options.latenessMs, this.firstDataMs === null ? null : epochMs(this.firstDataMs), MAX_PERIODS_PER_CALL);
     let settled = 0;
     for (const period of periods) {
       this.settleOne(period.startMs, period.endMs, nowMs);
@@ -267,16 +269,15 @@ export class Settler {
       worstResidual = Math.max(worstResidual, Math.abs(conservationResidual(t).absoluteJ));
     }
     this.lastResidualJ = worstResidual;
+    let pendingJ = 0;
+    for (const p of this.pending.values()) pendingJ += p.acc.staticJ + p.acc.dynamicJ;
+    metrics.setPendingAttributedEnergy(pendingJ);
     for (const r of results) {
       metrics.requestFinalized(r);
       if (r.taskId === null) continue;
-      const task = this.openTasks.get(r.taskId) ?? { tier: r.tier, joules: 0, wasteJ: 0, lastEndMs: 0, lastStatus: r.status };
-      task.joules += r.joules;
-      if (r.status !== 'ok') task.wasteJ += r.joules;
-      if (r.endMs >= task.lastEndMs) {
-        task.lastEndMs = r.endMs;
-        task.lastStatus = r.status;
-      }
+      const task = this.openTasks.get(r.taskId) ?? { results: [], lastEndMs: 0 };
+      task.results.push(r);
+      task.lastEndMs = Math.max(task.lastEndMs, r.endMs);
       this.openTasks.set(r.taskId, task);
     }
     if (this.settledUntilMs !== null) metrics.settled(this.settledUntilMs, nowMs, worstResidual);
@@ -285,7 +286,10 @@ export class Settler {
   private closeIdleTasks(settledUntilMs: number): void {
     for (const [taskId, task] of this.openTasks) {
       if (task.lastEndMs + this.options.taskIdleMs > settledUntilMs) continue;
-      this.options.metrics.taskFinalized({ tier: task.tier, succeeded: task.lastStatus === 'ok', joules: task.joules, wasteJ: task.wasteJ });
+      // The whole-task rule (model/tasks.ts): failed, cancelled and superseded attempts are waste.
+      for (const summary of aggregateTasks(task.results)) {
+        this.options.metrics.taskFinalized({ tier: summary.tier, succeeded: summary.succeeded, joules: summary.joules, wasteJ: summary.wasteJ });
+      }
       this.openTasks.delete(taskId);
     }
   }

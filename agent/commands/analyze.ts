@@ -41,7 +41,8 @@ function analyze(flags: { power: string; requests: string; json?: boolean; perRe
   }
   const periodS = Number(flags.period);
   const offset = Number(flags.nvidiaSmiUtcOffset);
-  if (!(Number.isFinite(periodS) && periodS > 0)) return fail(`--period: must be a positive number of seconds, got ${JSON.stringify(flags.period)}`);
+  // Whole seconds: the model cuts intervals on a 1 s grid, so any whole-second period gives the same figures.
+  if (!(Number.isInteger(periodS) && periodS >= 1)) return fail(`--period: must be a whole number of seconds >= 1, got ${JSON.stringify(flags.period)}`);
   if (!Number.isFinite(offset)) return fail(`--nvidia-smi-utc-offset: must be minutes, got ${JSON.stringify(flags.nvidiaSmiUtcOffset)}`);
 
   const traceText = readOrNull(flags.power, '--power');

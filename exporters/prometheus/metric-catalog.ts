@@ -101,6 +101,10 @@ export const METRIC_CATALOG = {
     name: 'tokenwatt_settled_until_timestamp_seconds', type: 'gauge', labels: [],
     help: 'End of the latest settled period, Unix time in seconds.',
   },
+  pendingAttributed: {
+    name: 'tokenwatt_pending_attributed_energy_joules', type: 'gauge', labels: ['simulated'],
+    help: `Energy already attributed to requests that are not final yet (still running, or their last period unsettled); it moves into tokenwatt_energy_joules_total when they are. measured = attributed + pending + idle + unattributed.${SIMULATED_NOTE}`,
+  },
   residual: {
     name: 'tokenwatt_conservation_residual_joules', type: 'gauge', labels: [],
     help: 'Self-check: largest |measured - (idle + static + dynamic + unattributed)| over GPUs in the last settled period, in joules (floating point noise only).',

@@ -147,6 +147,7 @@ export class TokenwattMetrics {
   private readonly settleLag: Gauge<string>;
   private readonly settledUntil: Gauge<string>;
   private readonly residual: Gauge<string>;
+  private readonly pendingAttributed: Gauge<string>;
   private readonly residualTotal: Counter<string>;
   private readonly powerSourceInfo: Gauge<string>;
   private readonly buildInfo: Gauge<string>;
@@ -191,6 +192,7 @@ export class TokenwattMetrics {
     this.settleLag = this.gauge(c.settleLag, settled);
     this.settledUntil = this.gauge(c.settledUntil, settled);
     this.residual = this.gauge(c.residual, settled);
+    this.pendingAttributed = this.gauge(c.pendingAttributed, settled);
     this.residualTotal = this.counter(c.residualTotal, settled);
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
   }
@@ -305,6 +307,16 @@ export class TokenwattMetrics {
     }
     this.residual.set(residuals.reduce((a, b) => Math.max(a, b), 0));
     this.add(this.residualTotal, {}, residuals.reduce((a, b) => a + b, 0));
+  }
+
+  /** Energy attributed so far to requests that are not final yet (set after each settlement). */
+  setPendingAttributedEnergy(joules: number): void {
+    if (!(Number.isFinite(joules) && joules >= 0)) {
+      this.invalidValues.inc({ metric: 'tokenwatt_pending_attributed_energy_joules' });
+      return;
+    }
+    this.settledChanged();
+    this.pendingAttributed.set({ simulated: this.simulated }, joules);
   }
 
   setPowerSourceInfo(info: PowerSourceInfo): void {

@@ -37,6 +37,8 @@ class RecordingMetrics implements SettlementMetrics {
   requestFinalized(r: RequestResult): void { this.finalized.push(r); }
   taskFinalized(t: { succeeded: boolean; joules: number }): void { this.tasks.push(t); }
   settled(_u: number, _n: number, residual: number): void { this.residuals.push(residual); }
+  pendingJ = 0;
+  setPendingAttributedEnergy(j: number): void { this.pendingJ = j; }
 }
 
 /** A simulated node driven in virtual time: its samples, its finished requests and its truth. */

@@ -29,6 +29,7 @@ function exerciseAll(m: TokenwattMetrics): void {
   m.recordsLate(1);
   m.recordsRejected('validation', 2);
   m.settled(1_700_000_000_000, 1_700_000_120_000, [0.001, -0.002]);
+  m.setPendingAttributedEnergy(42);
   m.setPowerSourceInfo({ kind: 'nvml', energyCounter: true, powerAveraged: false, simulated: false });
   m.setBuildInfo('1.2.3', 'v20.0.0');
 }
@@ -69,6 +70,7 @@ test('the DESIGN metrics exist with their types and labels, and the exposition p
     ['tokenwatt_settle_lag_seconds', 'gauge', []],
     ['tokenwatt_settled_until_timestamp_seconds', 'gauge', []],
     ['tokenwatt_conservation_residual_joules', 'gauge', []],
+    ['tokenwatt_pending_attributed_energy_joules', 'gauge', ['simulated']],
     ['tokenwatt_conservation_residual_joules_total', 'counter', []],
     ['tokenwatt_power_source_info', 'gauge', ['kind', 'energy_counter', 'power_averaged', 'simulated']],
     ['tokenwatt_build_info', 'gauge', ['version', 'node_version']],
@@ -88,6 +90,7 @@ test('the DESIGN metrics exist with their types and labels, and the exposition p
   assert.equal(sumOf(families, 'tokenwatt_settle_lag_seconds'), 120);
   assert.equal(sumOf(families, 'tokenwatt_settled_until_timestamp_seconds'), 1_700_000_000);
   assert.equal(sumOf(families, 'tokenwatt_conservation_residual_joules'), 0.002, 'gauge: largest |residual|');
+  assert.equal(sumOf(families, 'tokenwatt_pending_attributed_energy_joules'), 42);
   assert.ok(Math.abs(sumOf(families, 'tokenwatt_conservation_residual_joules_total') - 0.003) < 1e-12, 'counter: sum of |residual|');
   assert.equal(sumOf(families, 'tokenwatt_request_energy_joules_count'), 1);
   assert.equal(sumOf(families, 'tokenwatt_request_energy_joules_bucket', { le: '10' }), 1);

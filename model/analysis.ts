@@ -1,0 +1,608 @@
+import type { AttributionConfig, GpuPeriodInput, GpuPeriodTotals, RequestPeriodShare } from './attribution-types.js';
+import { settlePeriod } from './attribution.js';
+import { BATCH_BUCKETS, CACHE_BUCKETS } from './buckets.js';
+import { fullyLoadedFactor } from './fully-loaded.js';
+import { IDLE_QUANTILE, idleBaselineFromObservations, resolveIdleBaseline, type IdleBaselineSource, type IdleObservation } from './idle-baseline.js';
+import type { PowerSample } from './power-sample.js';
+import type { ResolvedRequest } from './request-record.js';
+import { addShares, emptyAccumulator, finalizeRequest, isFinalAfter, type RequestAccumulator, type RequestResult } from './request-result.js';
+import { alignDown } from './settlement-schedule.js';
+import { aggregateTasks, jPerSuccessfulTask } from './tasks.js';
+import { epochMs, watts, type Watts } from './units.js';
+
+/**
+ * `tokenwatt analyze`: offline, deterministic attribution of a recorded run (power samples +
+ * request records), with the same model the agent settles with (settlePeriod over a grid of
+ * periods), so the answer does not depend on the period length beyond floating point.
+ *
+ * Idle baselines: a configured baseline wins; otherwise a first pass settles the run in 1 s periods
+ * with no baseline, collects each period's idle power, and takes the duration-weighted low quantile
+ * (model/idle-baseline.ts). The second pass settles with those baselines.
+ *
+ * The report's shape is DESIGN.md's `analyze --json` contract (snake_case); fields are only added.
+ */
+
+/** Input of {@link analyzeRun}. */
+export interface AnalyzeInput {
+  readonly samples: readonly PowerSample[];
+  readonly requests: readonly ResolvedRequest[];
+  /** GPUs of the run; GPUs that appear only in samples are added with their sample index. */
+  readonly gpus: readonly { readonly uuid: string; readonly index: number }[];
+  readonly config: AttributionConfig;
+  /**
+   * Settlement period length (ms). With whole seconds, results do not depend on it beyond floating
+   * point (the attribution grid is whole seconds, see ATTRIBUTION_GRID_MS). Default 60 s.
+   */
+  readonly periodMs?: number;
+  /** Host (CPU, DRAM) energy over the run in joules, spread by the fully loaded figures. Default 0. */
+  readonly hostJ?: number;
+  /** Include one entry per request in the report. */
+  readonly perRequest?: boolean;
+}
+
+export const DEFAULT_ANALYZE_PERIOD_MS = 60_000;
+/** Period length of the idle-learning pass: short, so idle stretches between requests are seen on their own. */
+export const IDLE_OBSERVATION_PERIOD_MS = 1_000;
+
+export type AnalyzeGroupBy = 'tier' | 'model' | 'batch_bucket' | 'cache_bucket' | 'gpu';
+export const ANALYZE_GROUP_BY: readonly AnalyzeGroupBy[] = ['tier', 'model', 'batch_bucket', 'cache_bucket', 'gpu'];
+
+export interface AnalyzeTotals {
+  readonly measured_j: number;
+  readonly idle_j: number;
+  /** static_j + dynamic_j: energy given to requests. */
+  readonly attributed_j: number;
+  readonly unattributed_j: number;
+  /** measured_j - (idle_j + attributed_j + unattributed_j): ~0, the conservation self-check. */
+  readonly residual_j: number;
+  readonly static_j: number;
+  readonly dynamic_j: number;
+  readonly estimated_j: number;
+  readonly host_j: number;
+  /** (attributed + idle + unattributed + host) / attributed; null when nothing was attributed. */
+  readonly fully_loaded_factor: number | null;
+}
+
+/**
+ * One group of requests. In the `gpu` grouping a request on k GPUs counts as a request on each of
+ * them, with the joules it received on that GPU and 1/k of its tokens (tensor parallelism splits the
+ * work evenly), so J/token per GPU stays meaningful; the other groupings partition the requests.
+ */
+export interface AnalyzeGroup {
+  readonly by: AnalyzeGroupBy;
+  readonly key: string;
+  readonly requests: number;
+  readonly prompt_tokens: number;
+  readonly cached_tokens: number;
+  readonly completion_tokens: number;
+  readonly joules: number;
+  readonly static_j: number;
+  readonly dynamic_j: number;
+  /** Marginal: joules / completion_tokens, null without completion tokens. */
+  readonly j_per_output_token: number | null;
+  /** j_per_output_token x the run's fully loaded factor. */
+  readonly j_per_output_token_fully_loaded: number | null;
+}
+
+export interface AnalyzeTask {
+  readonly task_id: string;
+  readonly requests: number;
+  readonly succeeded: boolean;
+  readonly joules: number;
+  readonly waste_j: number;
+  readonly waste_share: number;
+  readonly completion_tokens: number;
+  readonly tier: string;
+}
+
+export interface AnalyzeGpu {
+  readonly uuid: string;
+  readonly index: number;
+  readonly measured_j: number;
+  readonly idle_j: number;
+  readonly static_j: number;
+  readonly dynamic_j: number;
+  readonly unattributed_j: number;
+  readonly residual_j: number;
+  readonly estimated_j: number;
+  readonly covered_ms: number;
+  /** covered_ms / the run's window. */
+  readonly coverage: number;
+  readonly counter_resets: number;
+  readonly gaps: number;
+  readonly samples: number;
+  readonly idle_ms: number;
+  readonly idle_baseline_w: number | null;
+  readonly idle_baseline_source: IdleBaselineSource;
+}
+
+export interface AnalyzeQuality {
+  readonly samples: number;
+  readonly window_start_ms: number | null;
+  readonly window_end_ms: number | null;
+  /** Covered GPU time / (window x GPUs): time with samples no further apart than 3 sampling periods. */
+  readonly coverage: number;
+  readonly estimated_j: number;
+  readonly counter_resets: number;
+  readonly gaps: number;
+  /** Request records analysed (after removing repeated request_ids). */
+  readonly records: number;
+  readonly duplicate_records: number;
+  /** Records with some energy estimated or missing (gaps, no data for part of their time, unknown GPU). */
+  readonly estimated_records: number;
+  /** Records with time outside the power window: that part received no energy. */
+  readonly records_outside_window: number;
+  /** Records naming a GPU that has no power data. */
+  readonly records_unknown_gpu: number;
+  readonly tokens_estimated_records: number;
+  /** Records synthesised from engine counters rather than per-request data. */
+  readonly interval_granularity_records: number;
+  /** Offline analysis has no settlement deadline: always 0. */
+  readonly late_records: number;
+  /** True when any sample or record came from the simulator: the figures are not measurements. */
+  readonly simulated: boolean;
+  readonly simulated_samples: number;
+  readonly simulated_records: number;
+}
+
+export interface AnalyzeRequest {
+  readonly request_id: string;
+  readonly task_id: string | null;
+  readonly attempt: number | null;
+  readonly model: string;
+  readonly tier: string;
+  readonly status: string;
+  readonly gpus: readonly string[];
+  readonly start_ms: number;
+  readonly end_ms: number;
+  readonly prompt_tokens: number;
+  readonly cached_tokens: number;
+  readonly completion_tokens: number;
+  readonly joules: number;
+  readonly static_j: number;
+  readonly dynamic_j: number;
+  readonly prefill_j: number;
+  readonly decode_j: number;
+  readonly joules_fully_loaded: number | null;
+  readonly j_per_output_token: number | null;
+  readonly batch_size: number;
+  readonly batch_size_source: 'engine' | 'observed';
+  readonly batch_bucket: string;
+  readonly cache_bucket: string;
+  readonly estimated: boolean;
+}
+
+export interface AnalyzeMethod {
+  readonly w_prefill: number;
+  readonly w_cached: number;
+  readonly w_decode: number;
+  readonly sample_period_ms: number;
+  readonly max_attributable_gap_ms: number;
+  readonly period_ms: number;
+  readonly idle_baseline_quantile: number;
+}
+
+/** The `analyze --json` report. */
+export interface AnalyzeReport {
+  readonly totals: AnalyzeTotals;
+  readonly groups: AnalyzeGroup[];
+  readonly tasks: AnalyzeTask[];
+  /** All task energy (waste included) / tasks that succeeded; null when none did. */
+  readonly j_per_successful_task: number | null;
+  readonly quality: AnalyzeQuality;
+  readonly gpus: AnalyzeGpu[];
+  readonly method: AnalyzeMethod;
+  /** Only with perRequest. */
+  readonly requests?: AnalyzeRequest[];
+}
+
+const byString = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
+
+/** Index of the first value >= t (lower) or > t (upper) in a sorted array. */
+function bound(values: Float64Array, t: number, upper: boolean): number {
+  let lo = 0;
+  let hi = values.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const v = values[mid] as number;
+    if (upper ? v <= t : v < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** One GPU's samples sorted by time, with their timestamps for slicing. */
+class GpuSamples {
+  readonly samples: PowerSample[];
+  private readonly times: Float64Array;
+
+  constructor(
+    readonly uuid: string,
+    readonly index: number,
+    samples: PowerSample[],
+  ) {
+    this.samples = samples.sort((x, y) => x.timestampMs - y.timestampMs);
+    this.times = Float64Array.from(this.samples, (s) => s.timestampMs);
+  }
+
+  /**
+   * Samples of [p0, p1) plus the last reading at or before p0 and the first at or after p1 (each
+   * with any repeats of its timestamp), so the intervals crossing the bounds are included whole.
+   */
+  window(p0: number, p1: number): PowerSample[] {
+    const { times } = this;
+    const before = bound(times, p0, true) - 1;
+    const from = before < 0 ? 0 : bound(times, times[before] as number, false);
+    const after = bound(times, p1, false);
+    const to = after < times.length ? bound(times, times[after] as number, true) : times.length;
+    return this.samples.slice(from, to);
+  }
+}
+
+/** Settle [windowStart, windowEnd) period by period; calls `onPeriod` with each settlement. */
+function settleRun(
+  gpus: readonly GpuSamples[],
+  requests: readonly ResolvedRequest[],
+  grid: { readonly startMs: number; readonly endMs: number; readonly periodMs: number },
+  config: AttributionConfig,
+  baselines: ReadonlyMap<string, Watts | null>,
+  onPeriod: (totals: readonly GpuPeriodTotals[], shares: readonly RequestPeriodShare[]) => void,
+): void {
+  // Requests sorted by start; `open` holds those started but not final (a sweep, not periods x requests).
+  const byStart = [...requests].sort((x, y) => x.startMs - y.startMs || byString(x.requestId, y.requestId));
+  let next = 0;
+  let open: ResolvedRequest[] = [];
+  for (let p0 = grid.startMs; p0 < grid.endMs; p0 += grid.periodMs) {
+    const p1 = p0 + grid.periodMs;
+    while (next < byStart.length && (byStart[next] as ResolvedRequest).startMs < p1) {
+      open.push(byStart[next] as ResolvedRequest);
+      next += 1;
+    }
+    const inputs: GpuPeriodInput[] = gpus.map((g) => ({
+      gpuUuid: g.uuid,
+      gpuIndex: g.index,
+      samples: g.window(p0, p1),
+      idleBaselineW: baselines.get(g.uuid) ?? null,
+    }));
+    const settlement = settlePeriod({
+      periodStartMs: epochMs(p0),
+      periodEndMs: epochMs(p1),
+      gpus: inputs,
+      requests: open.filter((r) => !isFinalAfter(r, p0)),
+      config,
+    });
+    onPeriod(settlement.gpus, settlement.shares);
+    open = open.filter((r) => !isFinalAfter(r, p1));
+  }
+}
+
+interface GpuSums {
+  measured: number;
+  idle: number;
+  static: number;
+  dynamic: number;
+  unattributed: number;
+  residual: number;
+  estimated: number;
+  coveredMs: number;
+  counterResets: number;
+  gaps: number;
+  samples: number;
+  idleMs: number;
+}
+
+const emptySums = (): GpuSums => ({
+  measured: 0, idle: 0, static: 0, dynamic: 0, unattributed: 0, residual: 0, estimated: 0,
+  coveredMs: 0, counterResets: 0, gaps: 0, samples: 0, idleMs: 0,
+});
+
+function groupKeyOrder(by: AnalyzeGroupBy, key: string): number {
+  if (by === 'batch_bucket') return (BATCH_BUCKETS as readonly string[]).indexOf(key);
+  if (by === 'cache_bucket') return (CACHE_BUCKETS as readonly string[]).indexOf(key);
+  if (by === 'gpu') return Number(key);
+  return 0;
+}
+
+interface MutableGroup {
+  requests: number;
+  prompt: number;
+  cached: number;
+  completion: number;
+  joules: number;
+  staticJ: number;
+  dynamicJ: number;
+}
+
+/**
+ * Attribute a recorded run offline. Deterministic: the same input (in any order) gives the same report.
+ */
+export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
+  const { config } = input;
+  const periodMs = input.periodMs !== undefined && Number.isFinite(input.periodMs) && input.periodMs > 0 ? input.periodMs : DEFAULT_ANALYZE_PERIOD_MS;
+  const hostJ = input.hostJ !== undefined && Number.isFinite(input.hostJ) && input.hostJ > 0 ? input.hostJ : 0;
+
+  // GPUs: listed ones plus any that only appear in the samples.
+  const indexOf = new Map<string, number>();
+  for (const g of input.gpus) if (!indexOf.has(g.uuid)) indexOf.set(g.uuid, g.index);
+  const samplesOf = new Map<string, PowerSample[]>();
+  let windowStart = Infinity;
+  let windowEnd = -Infinity;
+  let simulatedSamples = 0;
+  for (const s of input.samples) {
+    if (!Number.isFinite(s.timestampMs)) continue;
+    if (!indexOf.has(s.gpuUuid)) indexOf.set(s.gpuUuid, s.gpuIndex);
+    const list = samplesOf.get(s.gpuUuid);
+    if (list) list.push(s);
+    else samplesOf.set(s.gpuUuid, [s]);
+    windowStart = Math.min(windowStart, s.timestampMs);
+    windowEnd = Math.max(windowEnd, s.timestampMs);
+    if (s.simulated) simulatedSamples += 1;
+  }
+  const gpus = [...indexOf]
+    .sort(([ua, ia], [ub, ib]) => ia - ib || byString(ua, ub))
+    .map(([uuid, index]) => new GpuSamples(uuid, index, samplesOf.get(uuid) ?? []));
+  const withData = new Set([...samplesOf.keys()]);
+
+  // One record per request_id (the first given), as the ledger's idempotency key would keep.
+  const seen = new Set<string>();
+  const requests: ResolvedRequest[] = [];
+  for (const r of input.requests) {
+    if (seen.has(r.requestId)) continue;
+    seen.add(r.requestId);
+    requests.push(r);
+  }
+  const duplicateRecords = input.requests.length - requests.length;
+
+  const hasWindow = windowEnd >= windowStart;
+  const gridOf = (length: number) => ({
+    startMs: hasWindow ? alignDown(windowStart, length) : 0,
+    endMs: hasWindow ? Math.max(Math.ceil(windowEnd / length) * length, alignDown(windowStart, length) + length) : 0,
+    periodMs: length,
+  });
+
+  // Pass 1: learn idle baselines of GPUs without a configured one.
+  const learned = new Map<string, Watts | null>();
+  const toLearn = gpus.filter((g) => config.idleBaselineW[g.uuid] === undefined);
+  if (toLearn.length > 0 && hasWindow) {
+    const observations = new Map<string, IdleObservation[]>(toLearn.map((g) => [g.uuid, []]));
+    settleRun(toLearn, requests, gridOf(IDLE_OBSERVATION_PERIOD_MS), config, new Map(), (totals) => {
+      for (const t of totals) {
+        if (t.observedIdlePowerW !== null && t.idleMs > 0) observations.get(t.gpuUuid)?.push({ powerW: t.observedIdlePowerW, durationMs: t.idleMs });
+      }
+    });
+    for (const [uuid, obs] of observations) learned.set(uuid, idleBaselineFromObservations(obs));
+  }
+  const baselines = new Map<string, Watts | null>();
+  const baselineSource = new Map<string, IdleBaselineSource>();
+  for (const g of gpus) {
+    const resolved = resolveIdleBaseline(config, g.uuid, learned.get(g.uuid) ?? null);
+    baselines.set(g.uuid, resolved.baselineW);
+    baselineSource.set(g.uuid, resolved.source);
+  }
+
+  // Pass 2: settle.
+  const sums = new Map<string, GpuSums>(gpus.map((g) => [g.uuid, emptySums()]));
+  const accs = new Map<string, RequestAccumulator>();
+  if (hasWindow) {
+    settleRun(gpus, requests, gridOf(periodMs), config, baselines, (totals, shares) => {
+      for (const t of totals) {
+        const s = sums.get(t.gpuUuid) as GpuSums;
+        s.measured += t.measuredJ;
+        s.idle += t.idleJ;
+        s.static += t.staticJ;
+        s.dynamic += t.dynamicJ;
+        s.unattributed += t.unattributedJ;
+        s.residual += t.residualJ;
+        s.estimated += t.estimatedJ;
+        s.coveredMs += t.coveredMs;
+        s.counterResets += t.counterResets;
+        s.gaps += t.gaps;
+        s.samples += t.samples;
+        s.idleMs += t.idleMs;
+      }
+      const byRequest = new Map<string, RequestPeriodShare[]>();
+      for (const share of shares) {
+        const list = byRequest.get(share.requestId);
+        if (list) list.push(share);
+        else byRequest.set(share.requestId, [share]);
+      }
+      for (const [id, list] of byRequest) accs.set(id, addShares(accs.get(id) ?? emptyAccumulator(), list));
+    });
+  }
+
+  // Finalize requests; flag those with time outside the power window or on GPUs without data.
+  let outsideWindow = 0;
+  let unknownGpu = 0;
+  const results: RequestResult[] = requests
+    .map((record) => {
+      const result = finalizeRequest(record, accs.get(record.requestId) ?? emptyAccumulator(), { late: false });
+      const outside = !hasWindow || record.startMs < windowStart || record.endMs > windowEnd;
+      const unknown = record.gpus.length === 0 || record.gpus.some((uuid) => !withData.has(uuid));
+      if (outside) outsideWindow += 1;
+      if (unknown) unknownGpu += 1;
+      return outside || unknown ? { ...result, estimated: true } : result;
+    })
+    .sort((x, y) => x.startMs - y.startMs || byString(x.requestId, y.requestId));
+
+  const gpuTotals = gpus.map((g) => sums.get(g.uuid) as GpuSums);
+  const totalsOf = (pick: (s: GpuSums) => number): number => gpuTotals.reduce((sum, s) => sum + pick(s), 0);
+  const measured = totalsOf((s) => s.measured);
+  const idle = totalsOf((s) => s.idle);
+  const staticJ = totalsOf((s) => s.static);
+  const dynamicJ = totalsOf((s) => s.dynamic);
+  const unattributed = totalsOf((s) => s.unattributed);
+  const factor = fullyLoadedFactor({ attributedJ: staticJ + dynamicJ, idleJ: idle, unattributedJ: unattributed, hostJ });
+
+  const groups = groupResults(results, gpus, factor);
+  const tasks = aggregateTasks(results);
+  const windowMs = hasWindow ? windowEnd - windowStart : 0;
+
+  const report: AnalyzeReport = {
+    totals: {
+      measured_j: measured,
+      idle_j: idle,
+      attributed_j: staticJ + dynamicJ,
+      unattributed_j: unattributed,
+      residual_j: measured - (idle + staticJ + dynamicJ + unattributed),
+      static_j: staticJ,
+      dynamic_j: dynamicJ,
+      estimated_j: totalsOf((s) => s.estimated),
+      host_j: hostJ,
+      fully_loaded_factor: factor,
+    },
+    groups,
+    tasks: tasks.map((t) => ({
+      task_id: t.taskId,
+      requests: t.requests,
+      succeeded: t.succeeded,
+      joules: t.joules,
+      waste_j: t.wasteJ,
+      waste_share: t.wasteShare,
+      completion_tokens: t.completionTokens,
+      tier: t.tier,
+    })),
+    j_per_successful_task: jPerSuccessfulTask(tasks),
+    quality: {
+      samples: totalsOf((s) => s.samples),
+      window_start_ms: hasWindow ? windowStart : null,
+      window_end_ms: hasWindow ? windowEnd : null,
+      coverage: windowMs > 0 && gpus.length > 0 ? totalsOf((s) => s.coveredMs) / (windowMs * gpus.length) : 0,
+      estimated_j: totalsOf((s) => s.estimated),
+      counter_resets: totalsOf((s) => s.counterResets),
+      gaps: totalsOf((s) => s.gaps),
+      records: results.length,
+      duplicate_records: duplicateRecords,
+      estimated_records: results.filter((r) => r.estimated).length,
+      records_outside_window: outsideWindow,
+      records_unknown_gpu: unknownGpu,
+      tokens_estimated_records: results.filter((r) => r.tokensEstimated).length,
+      interval_granularity_records: results.filter((r) => r.granularity === 'interval').length,
+      late_records: 0,
+      simulated: simulatedSamples > 0 || results.some((r) => r.source === 'simulated'),
+      simulated_samples: simulatedSamples,
+      simulated_records: results.filter((r) => r.source === 'simulated').length,
+    },
+    gpus: gpus.map((g) => {
+      const s = sums.get(g.uuid) as GpuSums;
+      const baseline = baselines.get(g.uuid) ?? null;
+      return {
+        uuid: g.uuid,
+        index: g.index,
+        measured_j: s.measured,
+        idle_j: s.idle,
+        static_j: s.static,
+        dynamic_j: s.dynamic,
+        unattributed_j: s.unattributed,
+        residual_j: s.residual,
+        estimated_j: s.estimated,
+        covered_ms: s.coveredMs,
+        coverage: windowMs > 0 ? s.coveredMs / windowMs : 0,
+        counter_resets: s.counterResets,
+        gaps: s.gaps,
+        samples: s.samples,
+        idle_ms: s.idleMs,
+        idle_baseline_w: baseline === null ? null : watts(baseline),
+        idle_baseline_source: baselineSource.get(g.uuid) ?? 'none',
+      };
+    }),
+    method: {
+      w_prefill: config.wPrefill,
+      w_cached: config.wCached,
+      w_decode: config.wDecode,
+      sample_period_ms: config.samplePeriodMs,
+      max_attributable_gap_ms: config.maxAttributableGapMs,
+      period_ms: periodMs,
+      idle_baseline_quantile: IDLE_QUANTILE,
+    },
+  };
+  if (input.perRequest) {
+    return {
+      ...report,
+      requests: results.map((r) => ({
+        request_id: r.requestId,
+        task_id: r.taskId,
+        attempt: r.attempt,
+        model: r.model,
+        tier: r.tier,
+        status: r.status,
+        gpus: r.gpus,
+        start_ms: r.startMs,
+        end_ms: r.endMs,
+        prompt_tokens: r.promptTokens,
+        cached_tokens: r.cachedTokens,
+        completion_tokens: r.completionTokens,
+        joules: r.joules,
+        static_j: r.staticJ,
+        dynamic_j: r.dynamicJ,
+        prefill_j: r.prefillJ,
+        decode_j: r.decodeJ,
+        joules_fully_loaded: factor === null ? null : r.joules * factor,
+        j_per_output_token: r.jPerOutputToken,
+        batch_size: r.observedBatchSize,
+        batch_size_source: r.batchSizeSource,
+        batch_bucket: r.batchBucket,
+        cache_bucket: r.cacheBucket,
+        estimated: r.estimated,
+      })),
+    };
+  }
+  return report;
+}
+
+function groupResults(results: readonly RequestResult[], gpus: readonly GpuSamples[], factor: number | null): AnalyzeGroup[] {
+  const groups = new Map<string, { by: AnalyzeGroupBy; key: string; g: MutableGroup }>();
+  const add = (by: AnalyzeGroupBy, key: string, r: RequestResult, share: number, energy: { total: number; staticJ: number; dynamicJ: number }): void => {
+    const id = `${by}\u0000${key}`;
+    let entry = groups.get(id);
+    if (!entry) {
+      entry = { by, key, g: { requests: 0, prompt: 0, cached: 0, completion: 0, joules: 0, staticJ: 0, dynamicJ: 0 } };
+      groups.set(id, entry);
+    }
+    const { g } = entry;
+    g.requests += 1;
+    g.prompt += r.promptTokens * share;
+    g.cached += r.cachedTokens * share;
+    g.completion += r.completionTokens * share;
+    g.joules += energy.total;
+    g.staticJ += energy.staticJ;
+    g.dynamicJ += energy.dynamicJ;
+  };
+  const gpuIndex = new Map(gpus.map((g) => [g.uuid, g.index]));
+  for (const r of results) {
+    const whole = { total: r.joules, staticJ: r.staticJ, dynamicJ: r.dynamicJ };
+    add('tier', r.tier, r, 1, whole);
+    add('model', r.model, r, 1, whole);
+    add('batch_bucket', r.batchBucket, r, 1, whole);
+    add('cache_bucket', r.cacheBucket, r, 1, whole);
+    const onGpus = r.gpus.filter((uuid) => gpuIndex.has(uuid));
+    for (const uuid of onGpus) {
+      const onThis = r.perGpuJ[uuid] ?? 0;
+      // Static/dynamic per GPU are not kept per request; split this GPU's joules by the request's ratio.
+      const staticShare = r.joules > 0 ? r.staticJ / r.joules : 0;
+      add('gpu', String(gpuIndex.get(uuid)), r, 1 / onGpus.length, { total: onThis, staticJ: onThis * staticShare, dynamicJ: onThis * (1 - staticShare) });
+    }
+  }
+  return [...groups.values()]
+    .sort(
+      (x, y) =>
+        ANALYZE_GROUP_BY.indexOf(x.by) - ANALYZE_GROUP_BY.indexOf(y.by) ||
+        groupKeyOrder(x.by, x.key) - groupKeyOrder(y.by, y.key) ||
+        byString(x.key, y.key),
+    )
+    .map(({ by, key, g }) => {
+      const perToken = g.completion > 0 ? g.joules / g.completion : null;
+      return {
+        by,
+        key,
+        requests: g.requests,
+        prompt_tokens: g.prompt,
+        cached_tokens: g.cached,
+        completion_tokens: g.completion,
+        joules: g.joules,
+        static_j: g.staticJ,
+        dynamic_j: g.dynamicJ,
+        j_per_output_token: perToken,
+        j_per_output_token_fully_loaded: perToken === null || factor === null ? null : perToken * factor,
+      };
+    });
+}

@@ -1,0 +1,170 @@
+import { CarbonInputError, CarbonInputErrors } from './carbon-input-error.js';
+import type { FactorProvenance, GridIntensityFactor } from './grid-intensity-factor.js';
+import type { HourlyIntensitySeries } from './hourly-intensity-csv.js';
+import { findRegionFactor } from './region-lookup.js';
+
+const HOUR_MS = 3_600_000;
+const MAX_PROBLEMS = 20;
+
+/** What to do with an hour the intensity file has no value for. */
+export type IntensityFill = 'error' | 'carry-forward' | 'mean';
+
+/** Location-based grid intensity (GHG Protocol Scope 2): one value per UTC hour. */
+export interface LocationIntensity {
+  readonly kind: 'region' | 'constant' | 'hourly';
+  /** gCO2e/kWh for the hour starting at hourStartMs. */
+  gPerKwhAt(hourStartMs: number): number;
+  readonly provenance: FactorProvenance;
+  /** Hours whose value came from the fill policy rather than the file (disclosed in the report). */
+  readonly filledHours: number;
+}
+
+/** Where the location-based intensity comes from: exactly one of the three. */
+export type LocationIntensitySpec =
+  | { readonly kind: 'region'; readonly region: string }
+  | { readonly kind: 'constant'; readonly gCo2ePerKwh: number; readonly source: string; readonly year: number | null }
+  | {
+      readonly kind: 'hourly';
+      readonly series: HourlyIntensitySeries;
+      readonly fill: IntensityFill;
+      /** File name and SHA-256 of its bytes, so a later --verify sees a changed file. */
+      readonly fileName: string;
+      readonly fileSha256: string;
+    };
+
+/**
+ * Resolve the location-based intensity for the hours a report needs. An hourly file must cover
+ * every needed hour and have no holes inside its own range unless a fill policy says otherwise;
+ * each problem names the hour and the neighbouring file lines.
+ */
+export function resolveLocationIntensity(
+  spec: LocationIntensitySpec,
+  table: readonly GridIntensityFactor[],
+  neededHours: readonly number[],
+): LocationIntensity {
+  if (spec.kind === 'region') {
+    const factor = findRegionFactor(table, spec.region);
+    return {
+      kind: 'region',
+      gPerKwhAt: () => factor.gCo2ePerKwh,
+      filledHours: 0,
+      provenance: {
+        role: 'location',
+        id: factor.id,
+        value: factor.gCo2ePerKwh,
+        unit: 'gCO2e/kWh',
+        source: `${factor.source} <${factor.sourceUrl}>; published as ${factor.publishedValue} ${factor.publishedUnit}`,
+        year: factor.year,
+        basis: factor.basis,
+        note: factor.note ?? null,
+      },
+    };
+  }
+  if (spec.kind === 'constant') {
+    return {
+      kind: 'constant',
+      gPerKwhAt: () => spec.gCo2ePerKwh,
+      filledHours: 0,
+      provenance: {
+        role: 'location',
+        id: 'configured-constant',
+        value: spec.gCo2ePerKwh,
+        unit: 'gCO2e/kWh',
+        source: spec.source,
+        year: spec.year,
+        basis: 'unspecified',
+        note: 'configured by the operator (carbon.intensityGPerKwh)',
+      },
+    };
+  }
+  const values = fillHours(spec.series, spec.fill, neededHours, spec.fileName);
+  let sum = 0;
+  let n = 0;
+  for (const h of neededHours) {
+    sum += values.values.get(h) ?? 0;
+    n += 1;
+  }
+  return {
+    kind: 'hourly',
+    gPerKwhAt: (hour) => {
+      const v = values.values.get(hour);
+      if (v === undefined) throw new CarbonInputError(spec.fileName, `no intensity for hour ${new Date(hour).toISOString()} (not among the hours resolved)`);
+      return v;
+    },
+    filledHours: values.filled,
+    provenance: {
+      role: 'location',
+      id: `hourly-file:${spec.fileName}`,
+      value: n > 0 ? sum / n : 0,
+      unit: 'gCO2e/kWh (mean of the hours used)',
+      source:
+        `hourly intensity file ${spec.fileName} (sha256 ${spec.fileSha256}), column "${spec.series.intensityColumn}", ` +
+        `${spec.series.dataLines} data lines, ${new Date(spec.series.firstHourMs).toISOString()} to ${new Date(spec.series.lastHourMs).toISOString()}`,
+      year: null,
+      basis: spec.series.basis,
+      note: values.filled > 0 ? `${values.filled} hour(s) filled by policy "${spec.fill}"` : null,
+    },
+  };
+}
+
+function fillHours(
+  series: HourlyIntensitySeries,
+  fill: IntensityFill,
+  neededHours: readonly number[],
+  fileName: string,
+): { values: Map<number, number>; filled: number } {
+  const values = new Map<number, number>();
+  for (const [hour, v] of series.hours) values.set(hour, v.gCo2ePerKwh);
+  const holes: number[] = [];
+  for (let h = series.firstHourMs; h <= series.lastHourMs; h += HOUR_MS) if (!series.hours.has(h)) holes.push(h);
+  const outside = neededHours.filter((h) => h < series.firstHourMs || h > series.lastHourMs);
+  if (fill === 'error') {
+    const problems: CarbonInputError[] = [];
+    for (const h of holes) {
+      if (problems.length >= MAX_PROBLEMS) break;
+      const before = series.hours.get(lastPresentBefore(series, h))?.lines.at(-1);
+      const after = series.hours.get(firstPresentAfter(series, h))?.lines[0];
+      problems.push(new CarbonInputError(fileName, `gap: no value for the hour ${iso(h)} (between lines ${before ?? '?'} and ${after ?? '?'})`));
+    }
+    if (outside.length > 0 && problems.length < MAX_PROBLEMS) {
+      problems.push(
+        new CarbonInputError(
+          fileName,
+          `the file covers ${iso(series.firstHourMs)} to ${iso(series.lastHourMs)} but the report needs ${outside.length} hour(s) outside it ` +
+            `(first ${iso(Math.min(...outside))}, last ${iso(Math.max(...outside))})`,
+        ),
+      );
+    }
+    const total = holes.length + (outside.length > 0 ? 1 : 0);
+    if (problems.length > 0) {
+      throw new CarbonInputErrors(`${fileName} (set carbon.intensityFill to "carry-forward" or "mean" to fill gaps)`, problems, total - problems.length);
+    }
+    return { values, filled: 0 };
+  }
+  let mean = 0;
+  for (const v of series.hours.values()) mean += v.gCo2ePerKwh / series.hours.size;
+  const toFill = [...new Set([...holes, ...outside])].sort((a, b) => a - b);
+  for (const h of toFill) {
+    if (fill === 'mean') values.set(h, mean);
+    else {
+      const prior = lastPresentBefore(series, h);
+      values.set(h, (series.hours.get(prior) ?? series.hours.get(series.firstHourMs))?.gCo2ePerKwh ?? mean);
+    }
+  }
+  const needed = new Set(neededHours);
+  return { values, filled: toFill.filter((h) => needed.has(h)).length };
+}
+
+function lastPresentBefore(series: HourlyIntensitySeries, hour: number): number {
+  let h = Math.min(hour, series.lastHourMs + HOUR_MS) - HOUR_MS;
+  while (h >= series.firstHourMs && !series.hours.has(h)) h -= HOUR_MS;
+  return h;
+}
+
+function firstPresentAfter(series: HourlyIntensitySeries, hour: number): number {
+  let h = hour + HOUR_MS;
+  while (h <= series.lastHourMs && !series.hours.has(h)) h += HOUR_MS;
+  return h;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();

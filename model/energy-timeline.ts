@@ -1,0 +1,165 @@
+import type { AttributionConfig, EnergyInterval } from './attribution-types.js';
+import type { PowerSample } from './power-sample.js';
+import { epochMs, joules, watts, type EpochMs } from './units.js';
+
+/**
+ * Energy timeline of one GPU: consecutive samples become energy intervals (DESIGN.md "Data model").
+ *
+ * - Both ends carry the cumulative energy counter and it did not go backwards: the energy is the
+ *   counter delta (`method: 'counter'`), exact whatever the sampling.
+ * - The counter went backwards (driver reload): a reset. The interval falls back to trapezoidal
+ *   integration of power and is flagged `counterReset` and `estimated`.
+ * - No counter at either end: trapezoid of power. Exactly one end has a counter: also the
+ *   trapezoid, flagged `estimated` (a reading is missing).
+ * - One end lacks power: that end is taken to equal the other (flagged `estimated`).
+ * - Neither energy nor power usable: no interval. That time is uncovered and reported as an
+ *   {@link UncoveredStretch}, which counts as a gap.
+ * - Samples further apart than 3x the sampling period: `gap` and `estimated` (even with a counter the
+ *   total is exact but when, inside the gap, it was spent is not known, so its attribution is an
+ *   estimate). Further apart than `maxAttributableGapMs`: also `unattributable`.
+ */
+
+/** Time of one GPU not covered by any interval because the samples bounding it had no usable reading. */
+export interface UncoveredStretch {
+  readonly startMs: EpochMs;
+  readonly endMs: EpochMs;
+  /** The counter went backwards across this stretch (and there was no power to fall back on). */
+  readonly counterReset: boolean;
+}
+
+/** Intervals and uncovered stretches of one GPU, both sorted by time and disjoint. */
+export interface EnergyTimeline {
+  readonly intervals: EnergyInterval[];
+  readonly uncovered: UncoveredStretch[];
+}
+
+/** Gaps are flagged when samples are more than this many sampling periods apart (DESIGN.md). */
+export const GAP_FACTOR = 3;
+
+type TimelineConfig = Pick<AttributionConfig, 'samplePeriodMs' | 'maxAttributableGapMs'>;
+
+interface CleanSample {
+  readonly t: number;
+  readonly powerW: number | null;
+  readonly energyJ: number | null;
+}
+
+const usable = (value: number | null | undefined): value is number =>
+  typeof value === 'number' && Number.isFinite(value) && value >= 0;
+
+/**
+ * Sort (when needed), drop unusable readings (non-finite or negative become missing), and merge
+ * samples with the same timestamp: energy over zero time is not a physical quantity, so they are one
+ * reading, keeping the last usable value of each field.
+ */
+function cleanSamples(samples: readonly PowerSample[]): CleanSample[] {
+  let sorted = true;
+  for (let i = 1; i < samples.length; i += 1) {
+    if ((samples[i] as PowerSample).timestampMs < (samples[i - 1] as PowerSample).timestampMs) {
+      sorted = false;
+      break;
+    }
+  }
+  const ordered = sorted ? samples : [...samples].sort((x, y) => x.timestampMs - y.timestampMs);
+  const out: CleanSample[] = [];
+  for (const sample of ordered) {
+    const t = sample.timestampMs;
+    if (!Number.isFinite(t)) continue;
+    const powerW = usable(sample.powerW) ? sample.powerW : null;
+    const energyJ = usable(sample.energyJ) ? sample.energyJ : null;
+    const last = out[out.length - 1];
+    if (last && last.t === t) {
+      out[out.length - 1] = { t, powerW: powerW ?? last.powerW, energyJ: energyJ ?? last.energyJ };
+    } else out.push({ t, powerW, energyJ });
+  }
+  return out;
+}
+
+/**
+ * Build the timeline of ONE GPU from its samples (sorted by time; unsorted input is sorted first).
+ * Every pair of consecutive samples yields exactly one interval or one uncovered stretch.
+ */
+export function buildEnergyTimeline(samples: readonly PowerSample[], config: TimelineConfig): EnergyTimeline {
+  const clean = cleanSamples(samples);
+  const intervals: EnergyInterval[] = [];
+  const uncovered: UncoveredStretch[] = [];
+  const gpuUuid = samples[0]?.gpuUuid ?? '';
+  const gapAboveMs = GAP_FACTOR * config.samplePeriodMs;
+  for (let i = 1; i < clean.length; i += 1) {
+    const a = clean[i - 1] as CleanSample;
+    const b = clean[i] as CleanSample;
+    const dt = b.t - a.t;
+    const gap = dt > gapAboveMs;
+    const unattributable = dt > config.maxAttributableGapMs;
+    let counterReset = false;
+    let energy: number | null = null;
+    let method: EnergyInterval['method'] = 'integrated';
+    let estimated = gap || unattributable;
+    if (a.energyJ !== null && b.energyJ !== null) {
+      const delta = b.energyJ - a.energyJ;
+      if (delta >= 0) {
+        energy = delta;
+        method = 'counter';
+      } else {
+        counterReset = true;
+        estimated = true;
+      }
+    } else if (a.energyJ !== null || b.energyJ !== null) {
+      estimated = true; // the counter exists but one reading of it is missing
+    }
+    if (energy === null) {
+      if (a.powerW !== null && b.powerW !== null) energy = ((a.powerW + b.powerW) / 2) * (dt / 1000);
+      else if (a.powerW !== null || b.powerW !== null) {
+        energy = ((a.powerW ?? b.powerW) as number) * (dt / 1000);
+        estimated = true;
+      }
+    }
+    if (energy === null) {
+      uncovered.push({ startMs: epochMs(a.t), endMs: epochMs(b.t), counterReset });
+      continue;
+    }
+    intervals.push({
+      gpuUuid,
+      startMs: epochMs(a.t),
+      endMs: epochMs(b.t),
+      energyJ: joules(energy),
+      method,
+      counterReset,
+      gap,
+      estimated,
+      unattributable,
+      meanPowerW: watts((energy * 1000) / dt),
+    });
+  }
+  return { intervals, uncovered };
+}
+
+/** Energy intervals of ONE GPU's time-sorted samples (see {@link buildEnergyTimeline}). */
+export function toEnergyIntervals(samples: readonly PowerSample[], config: TimelineConfig): EnergyInterval[] {
+  return buildEnergyTimeline(samples, config).intervals;
+}
+
+/**
+ * Energy of `interval` spent before time `t`, assuming constant power inside the interval.
+ * Both sides of a cut use this same value, which is what makes slices of one interval add up to
+ * the whole however the interval is cut (and cut(end) is exactly the interval's energy).
+ */
+function energyBefore(interval: EnergyInterval, t: number): number {
+  if (t <= interval.startMs) return 0;
+  if (t >= interval.endMs) return interval.energyJ;
+  return (interval.energyJ * (t - interval.startMs)) / (interval.endMs - interval.startMs);
+}
+
+/**
+ * The part of `interval` inside [fromMs, toMs), with energy in proportion to time, or null when
+ * they do not overlap. Slices of one interval at shared cut points sum to the interval's energy
+ * (to floating point), so an interval crossing period boundaries conserves energy across periods.
+ */
+export function sliceInterval(interval: EnergyInterval, fromMs: number, toMs: number): EnergyInterval | null {
+  const lo = Math.max(interval.startMs, fromMs);
+  const hi = Math.min(interval.endMs, toMs);
+  if (!(hi > lo)) return null;
+  if (lo === interval.startMs && hi === interval.endMs) return interval;
+  const energy = energyBefore(interval, hi) - energyBefore(interval, lo);
+  return { ...interval, startMs: epochMs(lo), endMs: epochMs(hi), energyJ: joules(energy) };
+}

@@ -1,0 +1,121 @@
+import type { GpuPeriodTotals } from './attribution-types.js';
+import type { RequestResult } from './request-result.js';
+import type { HourlyEnergyRow, HourlyUsageRow } from './rollup-types.js';
+import type { LabelValueFn } from './tasks.js';
+import { epochMs, type EpochMs } from './units.js';
+
+/**
+ * Hourly rollups: additive deltas the ledger adds to existing rows of the same key.
+ *
+ * - Usage rows (attributed side): each finalized request counts in the hour of its END, whole,
+ *   under its model, tier, cache and batch buckets, status and capped team/feature labels.
+ * - Energy rows (measured side): a settled period's GPU totals, in the hour(s) it covers. A period
+ *   crossing an hour boundary (only when the period does not divide an hour) is split in
+ *   proportion to time; the energies of the pieces add up to the period's. Counts (counter resets,
+ *   gaps) cannot be split and go to the hour holding the period's start; covered time is split in
+ *   proportion too (an approximation: coverage is not uniform inside a period).
+ */
+
+export const HOUR_MS = 3_600_000;
+
+/** Start of the UTC hour containing `ms`. */
+export function hourStart(ms: number): EpochMs {
+  return epochMs(Math.floor(ms / HOUR_MS) * HOUR_MS);
+}
+
+type UsageKey = Pick<
+  HourlyUsageRow,
+  'hourStartMs' | 'node' | 'model' | 'tier' | 'cacheBucket' | 'batchBucket' | 'status' | 'team' | 'feature' | 'simulated'
+>;
+
+type MutableUsage = { -readonly [K in keyof HourlyUsageRow]: HourlyUsageRow[K] };
+
+/**
+ * Fold finalized requests into hourly usage rows. `labelValue` caps team/feature values (the agent
+ * owns the cap); it gets `undefined` for an absent label. `simulated` marks every row (the power
+ * source is the simulator); a request whose record came from the simulator is marked regardless.
+ * Rows come out sorted by key, so the output does not depend on the order of `results`.
+ */
+export function usageRowsFromResults(
+  results: readonly RequestResult[],
+  node: string,
+  simulated: boolean,
+  labelValue: LabelValueFn,
+): HourlyUsageRow[] {
+  const rows = new Map<string, MutableUsage>();
+  for (const r of results) {
+    const key: UsageKey = {
+      hourStartMs: hourStart(r.endMs),
+      node,
+      model: r.model,
+      tier: r.tier,
+      cacheBucket: r.cacheBucket,
+      batchBucket: r.batchBucket,
+      status: r.status,
+      team: labelValue('team', r.labels.team),
+      feature: labelValue('feature', r.labels.feature),
+      simulated: simulated || r.source === 'simulated',
+    };
+    const id = JSON.stringify([key.hourStartMs, key.model, key.tier, key.cacheBucket, key.batchBucket, key.status, key.team, key.feature, key.simulated]);
+    let row = rows.get(id);
+    if (!row) {
+      row = { ...key, requests: 0, promptTokens: 0, cachedTokens: 0, completionTokens: 0, reasoningTokens: 0, staticJ: 0, dynamicJ: 0, prefillJ: 0, decodeJ: 0 };
+      rows.set(id, row);
+    }
+    row.requests += 1;
+    row.promptTokens += r.promptTokens;
+    row.cachedTokens += r.cachedTokens;
+    row.completionTokens += r.completionTokens;
+    row.reasoningTokens += r.reasoningTokens;
+    row.staticJ += r.staticJ;
+    row.dynamicJ += r.dynamicJ;
+    row.prefillJ += r.prefillJ;
+    row.decodeJ += r.decodeJ;
+  }
+  return [...rows.entries()].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)).map(([, row]) => row);
+}
+
+/**
+ * Hourly energy rows of one settled period [periodStartMs, periodEndMs): one row per GPU per hour
+ * the period touches (see the module comment for the split).
+ */
+export function energyRowsFromTotals(
+  totals: readonly GpuPeriodTotals[],
+  periodStartMs: number,
+  periodEndMs: number,
+  node: string,
+  simulated: boolean,
+): HourlyEnergyRow[] {
+  const cuts: number[] = [periodStartMs];
+  for (let h = hourStart(periodStartMs) + HOUR_MS; h < periodEndMs; h += HOUR_MS) cuts.push(h);
+  cuts.push(Math.max(periodEndMs, periodStartMs));
+  const span = periodEndMs - periodStartMs;
+  // Cumulative share of the period before t: shared by both sides of a cut, 1 exactly at the end.
+  const before = (t: number): number => (span > 0 ? (t >= periodEndMs ? 1 : (t - periodStartMs) / span) : 1);
+  const rows: HourlyEnergyRow[] = [];
+  for (const t of totals) {
+    for (let i = 0; i + 1 < cuts.length; i += 1) {
+      const from = cuts[i] as number;
+      const to = cuts[i + 1] as number;
+      const lo = i === 0 ? 0 : before(from);
+      const hi = before(to);
+      const part = (value: number): number => value * hi - value * lo;
+      rows.push({
+        hourStartMs: hourStart(from),
+        node,
+        gpuUuid: t.gpuUuid,
+        measuredJ: part(t.measuredJ),
+        idleJ: part(t.idleJ),
+        staticJ: part(t.staticJ),
+        dynamicJ: part(t.dynamicJ),
+        unattributedJ: part(t.unattributedJ),
+        estimatedJ: part(t.estimatedJ),
+        coveredMs: part(t.coveredMs),
+        counterResets: i === 0 ? t.counterResets : 0,
+        gaps: i === 0 ? t.gaps : 0,
+        simulated,
+      });
+    }
+  }
+  return rows;
+}

@@ -1,0 +1,96 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import type { AnalyzeReport } from '../../model/analysis.js';
+import { sumOf } from '../exporters/prometheus-exposition.js';
+import { eventually, runCli, startAgent } from './agent-process.js';
+import { simulatedRun } from './simulated-run.js';
+
+function tempDir(t: { after: (fn: () => void) => void }): string {
+  const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-e2e-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('demo: a simulated node serving three tiers shows J/token in /metrics, every figure labelled simulated', { timeout: 120_000 }, async (t) => {
+  const dir = tempDir(t);
+  const agent = await startAgent(['demo', '--db', join(dir, 'demo.db'), '--settle-lateness', '3', '--settle-period', '1', '--summary-every', '3']);
+  t.after(() => agent.stop());
+
+  const families = await eventually('energy attributed to at least two tiers', 60_000, async () => {
+    const m = await agent.metrics();
+    const tiers = new Set((m.get('tokenwatt_energy_joules_total')?.samples ?? []).map((s) => s.labels.tier));
+    return tiers.size >= 2 ? m : undefined;
+  });
+  const energy = families.get('tokenwatt_energy_joules_total')!;
+  assert.ok(energy.samples.every((s) => s.labels.simulated === 'true'), 'every attributed-energy series says simulated="true"');
+  assert.ok(energy.samples.every((s) => ['static', 'dynamic'].includes(s.labels.mode ?? '')));
+  assert.equal(sumOf(families, 'tokenwatt_power_source_info', { kind: 'simulated', simulated: 'true' }), 1);
+  assert.equal(families.get('tokenwatt_gpu_power_watts')?.samples.length, 8, 'power of all 8 GPUs');
+  assert.ok(sumOf(families, 'tokenwatt_tokens_total', { kind: 'completion' }) > 0);
+  assert.ok(sumOf(families, 'tokenwatt_requests_total') > 0);
+
+  // Conservation seen from outside, over the same settled periods: measured = attributed (final
+  // requests) + pending (requests still in flight) + idle + unattributed.
+  const measured = sumOf(families, 'tokenwatt_gpu_energy_joules_total');
+  const attributed = sumOf(families, 'tokenwatt_energy_joules_total');
+  const pending = sumOf(families, 'tokenwatt_pending_attributed_energy_joules');
+  const idle = sumOf(families, 'tokenwatt_idle_energy_joules_total');
+  const unattributed = sumOf(families, 'tokenwatt_unattributed_energy_joules_total');
+  assert.ok(measured > 0);
+  assert.ok(Math.abs(measured - (attributed + pending + idle + unattributed)) <= 1e-6 * measured, `measured ${measured} = ${attributed} + ${pending} + ${idle} + ${unattributed}`);
+  assert.ok(Math.abs(sumOf(families, 'tokenwatt_conservation_residual_joules')) < 1e-6);
+
+  const ready = await eventually('/readyz 200', 20_000, async () => ((await agent.get('/readyz')).status === 200 ? true : undefined));
+  assert.equal(ready, true);
+  assert.equal((await agent.get('/healthz')).status, 200);
+  await eventually('a summary table on stdout', 20_000, async () => (/J\/out-tok/.test(agent.stdout()) ? true : undefined));
+  assert.match(agent.stdout(), /SIMULATED GPU NODE — figures are simulated, not measured/);
+  assert.equal(await agent.stop(), 0, 'SIGTERM shuts down cleanly');
+});
+
+test('run --power replay: a recorded run posted over HTTP gives the offline answer per tier and the trace\'s own energy', { timeout: 120_000 }, async (t) => {
+  const dir = tempDir(t);
+  // A 20 s run starting a few seconds from now, replayed with its own timestamps in real time.
+  const startMs = Math.ceil(Date.now() / 1000) * 1000 + 3000;
+  const endMs = startMs + 20_000;
+  const run = simulatedRun({ dir, seed: 9, startMs, trafficMs: 14_000, endMs, ratePerSecond: 6 });
+  assert.ok(run.records.length > 20, `enough requests (${run.records.length})`);
+
+  const agent = await startAgent(
+    ['run', '--power', `replay:${run.tracePath}`, '--replay-keep-timestamps', 'true', '--db', join(dir, 'agent.db'), '--config', run.configPath, '--settle-lateness', '2', '--settle-period', '1'],
+  );
+  t.after(() => agent.stop());
+  // Records of a run are posted as they were recorded: all of them, in one NDJSON body (their times
+  // lie in the next seconds, which the agent accepts within its clock-skew allowance).
+  const posted = await agent.post('/v1/requests', readFileSync(run.requestsPath, 'utf8'));
+  assert.equal(posted.status, 202, posted.body);
+  assert.equal(JSON.parse(posted.body).accepted, run.records.length);
+  const repeat = await agent.post('/v1/requests', readFileSync(run.requestsPath, 'utf8'));
+  assert.deepEqual(JSON.parse(repeat.body), { accepted: 0, duplicates: run.records.length, late: 0, rejected: 0 }, 'a repeat is acknowledged, not doubled');
+
+  const families = await eventually('settlement past the end of the trace', 60_000, async () => {
+    const m = await agent.metrics();
+    return sumOf(m, 'tokenwatt_settled_until_timestamp_seconds') * 1000 >= endMs + 1000 ? m : undefined;
+  });
+  // The agent measured what the trace's energy counters say.
+  for (const gpu of run.gpus) {
+    const measured = sumOf(families, 'tokenwatt_gpu_energy_joules_total', { uuid: gpu.uuid });
+    const expected = run.counterEnergyJ[gpu.uuid] ?? Number.NaN;
+    assert.ok(Math.abs(measured - expected) <= 1e-6 * expected, `GPU ${gpu.index}: agent ${measured} J vs trace ${expected} J`);
+  }
+  // And per tier, exactly what the offline analysis of the same files says.
+  const offline = await runCli(['analyze', '--power', run.tracePath, '--requests', run.requestsPath, '--config', run.configPath, '--json']);
+  assert.equal(offline.code, 0, offline.stderr);
+  const report = JSON.parse(offline.stdout) as AnalyzeReport;
+  for (const group of report.groups.filter((g) => g.by === 'tier')) {
+    const live = sumOf(families, 'tokenwatt_energy_joules_total', { tier: group.key });
+    assert.ok(Math.abs(live - group.joules) <= 1e-6 * group.joules, `tier ${group.key}: live ${live} J vs offline ${group.joules} J`);
+    const completion = sumOf(families, 'tokenwatt_tokens_total', { tier: group.key, kind: 'completion' });
+    assert.equal(completion, group.completion_tokens, `tier ${group.key}: completion tokens`);
+  }
+  assert.equal(sumOf(families, 'tokenwatt_requests_total'), run.records.length, 'every request settled once');
+  assert.equal(sumOf(families, 'tokenwatt_late_records_total'), 0);
+});

@@ -1,0 +1,176 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { analyzeRun, type AnalyzeReport } from '../../model/analysis.js';
+import type { AttributionConfig } from '../../model/attribution-types.js';
+import type { PowerSample } from '../../model/power-sample.js';
+import type { ResolvedRequest } from '../../model/request-record.js';
+import { CONFIG, close, prng, request, sample, T0 } from './helpers.js';
+
+/**
+ * A run built so the answer is known: power follows the requests (counter increments are the power
+ * of the interval: `busyW` while any request of that GPU is active at the interval start, else `idleW`).
+ */
+function run(seed: number, seconds = 40) {
+  const rand = prng(seed);
+  const gpus = [
+    { uuid: 'gpu-a', index: 0, tier: 'small', idleW: 60, busyW: 250 },
+    { uuid: 'gpu-b', index: 1, tier: 'large', idleW: 90, busyW: 600 },
+  ];
+  const requests: ResolvedRequest[] = [];
+  for (const g of gpus) {
+    // request bounds on the 100 ms sample grid, so every interval is wholly busy or wholly idle
+    let t = T0 + 2000 + 100 * Math.floor(rand() * 10);
+    let i = 0;
+    while (t < T0 + (seconds - 4) * 1000) {
+      const duration = 100 * (2 + Math.floor(rand() * 30));
+      const start = t;
+      const overlap = rand() < 0.4;
+      requests.push(
+        request({
+          requestId: `${g.tier}-${i}`,
+          taskId: `task-${i % 5}`,
+          attempt: i % 7 === 3 ? 2 : 1,
+          status: i % 9 === 4 ? 'error' : 'ok',
+          model: `${g.tier}-model`,
+          tier: g.tier,
+          gpus: [g.uuid],
+          startMs: start,
+          firstTokenMs: start + Math.floor(duration / 5),
+          endMs: start + duration,
+          promptTokens: 100 + Math.floor(rand() * 3000),
+          cachedTokens: rand() < 0.5 ? 0 : 50,
+          completionTokens: Math.floor(rand() * 400),
+        }),
+      );
+      i += 1;
+      t = overlap ? start + 100 * Math.floor(duration / 200) : start + duration + 1000 + 100 * Math.floor(rand() * 30);
+    }
+  }
+  const samples: PowerSample[] = [];
+  for (const g of gpus) {
+    const mine = requests.filter((r) => r.gpus[0] === g.uuid);
+    let counter = 5000;
+    for (let t = T0; t <= T0 + seconds * 1000; t += 100) {
+      const busy = mine.some((r) => r.startMs <= t && t < r.endMs);
+      samples.push(sample(g.uuid, t, busy ? g.busyW : g.idleW, counter, g.index));
+      counter += ((busy ? g.busyW : g.idleW) * 100) / 1000;
+    }
+  }
+  return { gpus, requests, samples };
+}
+
+function analyze(seed: number, config: AttributionConfig = CONFIG, periodMs?: number, perRequest = false): AnalyzeReport {
+  const r = run(seed);
+  return analyzeRun({ samples: r.samples, requests: r.requests, gpus: r.gpus, config, perRequest, ...(periodMs === undefined ? {} : { periodMs }) });
+}
+
+test('one tier per GPU: each tier gets exactly its GPU\'s measured energy minus idle', () => {
+  for (const seed of [1, 2, 3]) {
+    const report = analyze(seed);
+    for (const [tier, index] of [['small', 0], ['large', 1]] as const) {
+      const group = report.groups.find((g) => g.by === 'tier' && g.key === tier);
+      const gpu = report.gpus.find((g) => g.index === index);
+      assert.ok(group && gpu);
+      assert.equal(gpu.unattributed_j, 0);
+      assert.ok(close(group.joules, gpu.measured_j - gpu.idle_j), `${tier}: ${group.joules} vs ${gpu.measured_j - gpu.idle_j}`);
+      assert.ok(close(report.groups.find((g) => g.by === 'gpu' && g.key === String(index))?.joules ?? -1, group.joules));
+    }
+    assert.ok(Math.abs(report.totals.residual_j) <= 1e-9 * report.totals.measured_j);
+    assert.ok(close(report.totals.attributed_j, report.totals.static_j + report.totals.dynamic_j));
+  }
+});
+
+test('the idle baseline is learned from idle time and sets the static part', () => {
+  const report = analyze(4);
+  const a = report.gpus.find((g) => g.uuid === 'gpu-a');
+  const b = report.gpus.find((g) => g.uuid === 'gpu-b');
+  assert.ok(a && b);
+  assert.equal(a.idle_baseline_source, 'learned');
+  assert.ok(close(a.idle_baseline_w ?? 0, 60) && close(b.idle_baseline_w ?? 0, 90));
+  // busy intervals draw busyW; static is the baseline's part of them: 60/250 on A, 90/600 on B
+  assert.ok(close(a.static_j / (a.static_j + a.dynamic_j), 60 / 250, 1e-9));
+  assert.ok(close(b.static_j / (b.static_j + b.dynamic_j), 90 / 600, 1e-9));
+  const configured = analyze(4, { ...CONFIG, idleBaselineW: { 'gpu-a': 10 } });
+  const ca = configured.gpus.find((g) => g.uuid === 'gpu-a');
+  assert.equal(ca?.idle_baseline_source, 'configured');
+  assert.equal(ca?.idle_baseline_w, 10);
+  assert.ok(close(configured.totals.attributed_j, report.totals.attributed_j), 'the baseline moves static/dynamic, not totals');
+});
+
+test('the answer does not depend on the period length or the input order', () => {
+  const a = analyze(5, CONFIG, 60_000, true);
+  const b = analyze(5, CONFIG, 7_000, true);
+  assert.ok(close(a.totals.measured_j, b.totals.measured_j) && close(a.totals.idle_j, b.totals.idle_j));
+  for (const [i, r] of (a.requests ?? []).entries()) {
+    const other = b.requests?.[i];
+    assert.equal(other?.request_id, r.request_id);
+    assert.ok(close(other?.joules ?? -1, r.joules, 1e-9, 1e-9), `${r.request_id}`);
+  }
+  const r = run(5);
+  const shuffled = analyzeRun({ samples: [...r.samples].reverse(), requests: [...r.requests].reverse(), gpus: r.gpus, config: CONFIG, perRequest: true });
+  assert.deepEqual(shuffled, a);
+});
+
+test('the report has DESIGN\'s analyze --json shape', () => {
+  const report = analyze(6, CONFIG, undefined, true);
+  for (const k of ['measured_j', 'idle_j', 'attributed_j', 'unattributed_j', 'residual_j', 'static_j', 'dynamic_j', 'estimated_j', 'host_j']) {
+    assert.equal(typeof (report.totals as unknown as Record<string, unknown>)[k], 'number', k);
+  }
+  assert.deepEqual([...new Set(report.groups.map((g) => g.by))], ['tier', 'model', 'batch_bucket', 'cache_bucket', 'gpu']);
+  for (const g of report.groups) {
+    for (const k of ['by', 'key', 'requests', 'prompt_tokens', 'cached_tokens', 'completion_tokens', 'joules', 'j_per_output_token', 'j_per_output_token_fully_loaded']) assert.ok(k in g, k);
+  }
+  const byTier = report.groups.filter((g) => g.by === 'tier');
+  assert.equal(byTier.reduce((s, g) => s + g.requests, 0), report.quality.records);
+  const task = report.tasks[0];
+  assert.ok(task);
+  for (const k of ['task_id', 'requests', 'succeeded', 'joules', 'waste_j', 'waste_share']) assert.ok(k in task, k);
+  assert.equal(report.tasks.reduce((s, t) => s + t.requests, 0), report.quality.records);
+  const req = report.requests?.[0];
+  assert.ok(req);
+  for (const k of ['request_id', 'joules', 'static_j', 'dynamic_j', 'prefill_j', 'decode_j', 'batch_size', 'cache_bucket']) assert.ok(k in req, k);
+  assert.equal(analyze(6).requests, undefined);
+  assert.equal(report.quality.simulated, false);
+  assert.ok(report.quality.coverage > 0.99);
+  const factor = report.totals.fully_loaded_factor as number;
+  assert.ok(close(factor, report.totals.measured_j / report.totals.attributed_j));
+  const small = byTier.find((g) => g.key === 'small');
+  assert.ok(close(small?.j_per_output_token_fully_loaded ?? 0, (small?.j_per_output_token ?? 0) * factor));
+  assert.equal(JSON.parse(JSON.stringify(report)).totals.measured_j, report.totals.measured_j);
+});
+
+test('data quality: records outside the power window or on unknown GPUs are flagged, simulated data is marked', () => {
+  const r = run(7, 20);
+  const extra = [
+    request({ requestId: 'before', gpus: ['gpu-a'], startMs: T0 - 5000, endMs: T0 - 4000, completionTokens: 3 }),
+    request({ requestId: 'nowhere', gpus: ['gpu-z'], startMs: T0 + 1000, endMs: T0 + 2000, completionTokens: 3 }),
+    { ...(r.requests[0] as ResolvedRequest) },
+  ];
+  const report = analyzeRun({
+    samples: r.samples.map((s, i) => (i === 0 ? { ...s, simulated: true } : s)),
+    requests: [...r.requests, ...extra],
+    gpus: r.gpus,
+    config: CONFIG,
+    hostJ: 1000,
+    perRequest: true,
+  });
+  assert.equal(report.quality.records_outside_window, 1);
+  assert.equal(report.quality.records_unknown_gpu, 1);
+  assert.equal(report.quality.duplicate_records, 1);
+  assert.equal(report.quality.records, r.requests.length + 2);
+  assert.equal(report.requests?.find((x) => x.request_id === 'before')?.estimated, true);
+  assert.equal(report.requests?.find((x) => x.request_id === 'nowhere')?.joules, 0);
+  assert.equal(report.quality.simulated, true);
+  assert.equal(report.quality.simulated_samples, 1);
+  assert.equal(report.totals.host_j, 1000);
+  assert.ok(close(report.totals.fully_loaded_factor as number, (report.totals.measured_j + 1000) / report.totals.attributed_j));
+});
+
+test('an empty run gives an empty, well-formed report', () => {
+  const report = analyzeRun({ samples: [], requests: [], gpus: [], config: CONFIG });
+  assert.equal(report.totals.measured_j, 0);
+  assert.equal(report.totals.fully_loaded_factor, null);
+  assert.equal(report.j_per_successful_task, null);
+  assert.deepEqual(report.groups, []);
+  assert.equal(report.quality.window_start_ms, null);
+});

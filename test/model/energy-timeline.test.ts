@@ -1,0 +1,117 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { buildEnergyTimeline, sliceInterval, toEnergyIntervals } from '../../model/energy-timeline.js';
+import { CONFIG, sample, T0 } from './helpers.js';
+
+const cfg = { samplePeriodMs: 100, maxAttributableGapMs: 2_000 };
+
+test('counter delta is used when both ends have the counter', () => {
+  // power says 100 W (10 J per 100 ms) but the counter says 12 J: the counter wins
+  const [iv] = toEnergyIntervals([sample('g', T0, 100, 500), sample('g', T0 + 100, 100, 512)], cfg);
+  assert.ok(iv);
+  assert.equal(iv.energyJ, 12);
+  assert.equal(iv.method, 'counter');
+  assert.equal(iv.estimated, false);
+  assert.equal(iv.meanPowerW, 120);
+});
+
+test('without a counter the trapezoid of power is used, unflagged', () => {
+  const [iv] = toEnergyIntervals([sample('g', T0, 100), sample('g', T0 + 200, 300)], cfg);
+  assert.ok(iv);
+  assert.equal(iv.energyJ, 40); // (100 + 300) / 2 W x 0.2 s
+  assert.equal(iv.method, 'integrated');
+  assert.equal(iv.estimated, false);
+});
+
+test('a counter going backwards is a reset: trapezoid, flagged', () => {
+  const [iv] = toEnergyIntervals([sample('g', T0, 100, 9000), sample('g', T0 + 100, 200, 3)], cfg);
+  assert.ok(iv);
+  assert.equal(iv.energyJ, 15);
+  assert.equal(iv.method, 'integrated');
+  assert.equal(iv.counterReset, true);
+  assert.equal(iv.estimated, true);
+});
+
+test('one end without power uses the other end, flagged estimated', () => {
+  const [iv] = toEnergyIntervals([sample('g', T0, null), sample('g', T0 + 100, 250)], cfg);
+  assert.ok(iv);
+  assert.equal(iv.energyJ, 25);
+  assert.equal(iv.estimated, true);
+});
+
+test('a counter reading missing at one end falls back to power, flagged estimated', () => {
+  const [iv] = toEnergyIntervals([sample('g', T0, 100, 50), sample('g', T0 + 100, 100, null)], cfg);
+  assert.ok(iv);
+  assert.equal(iv.energyJ, 10);
+  assert.equal(iv.method, 'integrated');
+  assert.equal(iv.estimated, true);
+});
+
+test('no usable reading on either side leaves the time uncovered (a gap), not an interval', () => {
+  const timeline = buildEnergyTimeline(
+    [sample('g', T0, 100), sample('g', T0 + 100, null), sample('g', T0 + 200, null), sample('g', T0 + 300, 100)],
+    cfg,
+  );
+  assert.deepEqual(timeline.intervals.map((i) => [i.startMs - T0, i.endMs - T0]), [[0, 100], [200, 300]]);
+  assert.deepEqual(timeline.uncovered.map((u) => [u.startMs - T0, u.endMs - T0]), [[100, 200]]);
+});
+
+test('a reset without power is uncovered time flagged as a reset', () => {
+  const timeline = buildEnergyTimeline([sample('g', T0, null, 100), sample('g', T0 + 100, null, 5)], cfg);
+  assert.equal(timeline.intervals.length, 0);
+  assert.equal(timeline.uncovered[0]?.counterReset, true);
+});
+
+test('gaps longer than 3 sampling periods are estimated; longer than the limit, unattributable', () => {
+  const ivs = toEnergyIntervals(
+    [sample('g', T0, 100, 0), sample('g', T0 + 300, 100, 30), sample('g', T0 + 301 + 300, 100, 60), sample('g', T0 + 3000, 100, 300)],
+    cfg,
+  );
+  assert.deepEqual(ivs.map((i) => [i.gap, i.estimated, i.unattributable]), [
+    [false, false, false], // exactly 3 periods: not a gap
+    [true, true, false],
+    [true, true, true], // 2399 ms > 2000 ms
+  ]);
+  assert.equal(ivs[2]?.energyJ, 240); // counter delta is still exact
+});
+
+test('unsorted input is sorted; repeated timestamps merge; bad readings count as missing', () => {
+  const ivs = toEnergyIntervals(
+    [sample('g', T0 + 200, 100), sample('g', T0, Number.NaN), sample('g', T0, 100), sample('g', T0 + 100, -5), sample('g', T0 + 100, 300)],
+    cfg,
+  );
+  assert.deepEqual(ivs.map((i) => [i.startMs - T0, i.endMs - T0, i.energyJ]), [[0, 100, 20], [100, 200, 20]]);
+});
+
+test('slicing splits energy in proportion to time', () => {
+  const [iv] = toEnergyIntervals([sample('g', T0, 100), sample('g', T0 + 100, 100)], cfg);
+  assert.ok(iv);
+  assert.equal(sliceInterval(iv, T0 + 25, T0 + 75)?.energyJ, 5);
+  assert.equal(sliceInterval(iv, T0 - 50, T0 + 25)?.energyJ, 2.5);
+  assert.equal(sliceInterval(iv, T0 + 100, T0 + 200), null);
+  assert.equal(sliceInterval(iv, T0 - 100, T0 + 200), iv);
+});
+
+test('property: slices at shared cut points add up to the interval', () => {
+  fc.assert(
+    fc.property(
+      fc.double({ min: 0, max: 1e6, noNaN: true }),
+      fc.integer({ min: 1, max: 100_000 }),
+      fc.array(fc.integer({ min: 1, max: 99_999 }), { maxLength: 12 }),
+      (energy, length, rawCuts) => {
+        const cuts = [...new Set(rawCuts.filter((c) => c < length))].sort((a, b) => a - b);
+        const iv = toEnergyIntervals([sample('g', T0, 0, 0), sample('g', T0 + length, 0, energy)], { ...CONFIG, samplePeriodMs: 1e9, maxAttributableGapMs: 1e9 })[0];
+        assert.ok(iv);
+        const points = [0, ...cuts, length];
+        let sum = 0;
+        for (let i = 0; i + 1 < points.length; i += 1) {
+          const part = sliceInterval(iv, T0 + (points[i] as number), T0 + (points[i + 1] as number));
+          assert.ok(part && part.energyJ >= 0);
+          sum += part.energyJ;
+        }
+        assert.ok(Math.abs(sum - energy) <= 1e-12 * energy + 1e-12, `${sum} vs ${energy}`);
+      },
+    ),
+  );
+});
