@@ -111,6 +111,9 @@ export class Agent {
     this.metrics.seed(this.ledger.counterTotals());
     const restored = this.settler.restore(this.now());
     if (restored.requests > 0 || restored.samples > 0) log.info(restored, 'resumed settlement from the ledger');
+    const settledUntil = this.settler.settledUntil;
+    // /metrics shows where settlement stands from the first scrape, not from the first settle tick.
+    if (settledUntil !== null) this.metrics.settled(settledUntil, this.now(), 0);
 
     this.ingest = new IngestService({
       ledger: this.ledger,
