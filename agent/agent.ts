@@ -7,6 +7,8 @@ import { isLateRecord } from '../model/settlement-schedule.js';
 import { createIngestHandler } from '../collectors/http-ingest.js';
 import type { PowerSource, PowerSourceError } from '../collectors/power-source.js';
 import type { RequestSource } from '../collectors/request-sink.js';
+import { createHostPowerSource } from '../collectors/host/host-power-config.js';
+import type { HostPowerSource } from '../collectors/host/host-power-source.js';
 import { LabelCapper, TokenwattMetrics } from '../exporters/prometheus/index.js';
 import type { TokenwattConfig } from './config.js';
 import { HttpServer, sendJson } from './http-server.js';
@@ -52,6 +54,9 @@ export class Agent {
   private readonly tasks: PeriodicTask[] = [];
   private readonly now: () => number;
   private readonly sourceErrors = new Map<string, { count: number; lastMessage: string; atMs: number }>();
+  private hostSource: HostPowerSource | null = null;
+  private hostKind = 'none';
+  private hostNote = '';
   private boundPort = 0;
   private rejectedRecords = 0;
   private started = false;
@@ -79,6 +84,8 @@ export class Agent {
   async init(): Promise<void> {
     const { config, log, powerSource } = this.options;
     this.ledger = Ledger.open(config.db, { node: config.node, retention: config.retention });
+    // Counters continue from the ledger's totals; this must precede anything that counts.
+    this.metrics.seed(this.ledger.counterTotals());
     this.gpus = await powerSource.init();
     if (this.gpus.length === 0) throw new Error(`power source ${powerSource.quality().kind} found no GPU`);
     const quality = powerSource.quality();
@@ -95,6 +102,14 @@ export class Agent {
     });
     for (const unknown of this.context.unknownReplicaGpus()) log.warn({ replica: unknown }, 'replica names a GPU this node does not have');
 
+    // Host (CPU + DRAM) energy: RAPL when readable, else a configured overhead (estimated), else none.
+    const host = await createHostPowerSource(config.hostPower ?? {}, log);
+    this.hostSource = host.source;
+    this.hostKind = host.kind;
+    this.hostNote = host.raplProblem ? `RAPL unavailable (${host.raplProblem.reason})` : '';
+    if (host.source) log.info({ host: host.source.quality() }, host.kind === 'configured' ? 'host energy: configured overhead (estimated)' : 'host energy: RAPL');
+    else log.info('host energy: not measured (no readable RAPL and no hostPower.overheadW configured)');
+
     this.settler = new Settler({
       ledger: this.ledger,
       metrics: this.metrics,
@@ -106,9 +121,9 @@ export class Agent {
       simulated: quality.simulated,
       labelValue: (name, value) => this.labelCapper.value(name, value),
       taskIdleMs: Math.max(config.settleLateness * 1000, 60_000),
+      hostSource: this.hostKind,
       log,
     });
-    this.metrics.seed(this.ledger.counterTotals());
     const restored = this.settler.restore(this.now());
     if (restored.requests > 0 || restored.samples > 0) log.info(restored, 'resumed settlement from the ledger');
     const settledUntil = this.settler.settledUntil;
@@ -178,6 +193,7 @@ export class Agent {
     );
     const { port } = await this.server.listen();
     this.boundPort = port;
+    this.readHost(); // the first period then has a host reading at its start
     const onError = (error: Error, task: string): void => {
       log.error({ err: error, task }, 'periodic task failed');
     };
@@ -188,6 +204,7 @@ export class Agent {
         timeoutMs: 30_000,
         onError,
         run: () => {
+          this.readHost();
           this.settler.flushSamples();
           this.settler.settleDue(this.now());
         },
@@ -213,6 +230,18 @@ export class Agent {
   settleNow(): number {
     this.settler.flushSamples();
     return this.settler.settleDue(this.now());
+  }
+
+  /** One host energy reading; a failed read is reported like any source error and skipped. */
+  private readHost(): void {
+    if (!this.hostSource) return;
+    try {
+      const reading = this.hostSource.read();
+      this.settler.addHostReading({ timestampMs: reading.timestampMs, energyJ: reading.energyJ, estimated: reading.estimated });
+    } catch (error) {
+      const reason = (error as { reason?: string }).reason ?? 'read';
+      this.onSourceError({ reason: `host_${reason}`, message: error instanceof Error ? error.message : String(error) });
+    }
   }
 
   private countRejected(reason: string, n: number): void {
@@ -260,6 +289,10 @@ export class Agent {
       settlement: {
         ok: lagMs === null || lagMs <= maxLagMs,
         detail: lagMs === null ? 'nothing settled yet' : `settled until ${Math.round(lagMs / 1000)} s ago`,
+      },
+      host_energy: {
+        ok: true,
+        detail: this.hostKind === 'rapl' ? 'RAPL (measured)' : this.hostKind === 'configured' ? `configured overhead (estimated)${this.hostNote ? `; ${this.hostNote}` : ''}` : `not measured${this.hostNote ? `: ${this.hostNote}` : ''}`,
       },
       source_errors: {
         ok: recentErrors.length === 0,

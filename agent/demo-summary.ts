@@ -47,6 +47,7 @@ export class DemoSummaryPrinter {
     const usage = this.ledger.readHourlyUsage(from, to);
     const quality = this.ledger.readHourlyQuality(from, to);
     const tasks = this.ledger.readTasks(from, to);
+    const hostJ = this.ledger.readHourlyHost(from, to).reduce((a, r) => a + r.hostJ, 0);
     const health = this.options.health();
     const sum = <T>(rows: readonly T[], f: (r: T) => number): number => rows.reduce((acc, r) => acc + f(r), 0);
     const measuredJ = sum(energy, (r) => r.measuredJ);
@@ -61,6 +62,7 @@ export class DemoSummaryPrinter {
     return {
       node: this.options.node,
       source: { kind: 'simulated', simulated: true, energyCounter: true, powerAveraged: false },
+      host: { kind: 'configured', estimated: true },
       windowStartMs: energy.length > 0 ? Math.min(...energy.map((r) => r.hourStartMs)) : null,
       settledUntilMs: settled,
       totals: {
@@ -70,8 +72,8 @@ export class DemoSummaryPrinter {
         unattributedJ,
         estimatedJ: sum(energy, (r) => r.estimatedJ),
         residualJ: measuredJ - (attributedJ + idleJ + unattributedJ),
-        hostJ: 0,
-        fullyLoadedFactor: fullyLoadedFactor({ attributedJ, idleJ, unattributedJ, hostJ: 0 }),
+        hostJ,
+        fullyLoadedFactor: fullyLoadedFactor({ attributedJ, idleJ, unattributedJ, hostJ }),
       },
       byTier: groupRows(usage, (r) => r.tier),
       byBatchBucket: groupRows(usage, (r) => r.batchBucket),

@@ -20,7 +20,7 @@ export interface RequestCapture {
  * engine-metrics scraper (`engineMetrics:`), and OTLP/HTTP traces on the agent's own port
  * (`otlp:`, on by default). Throws with the config key named when the proxy is half-configured.
  */
-export function createRequestCapture(config: TokenwattConfig, log: Logger): RequestCapture {
+export function createRequestCapture(config: TokenwattConfig, log: Logger, onError: (source: string, error: Error) => void = () => {}): RequestCapture {
   const sources: RequestSource[] = [];
   const routes: RequestCapture['routes'] = [];
   const section: Partial<NonNullable<TokenwattConfig['proxy']>> = config.proxy ?? {};
@@ -40,10 +40,10 @@ export function createRequestCapture(config: TokenwattConfig, log: Logger): Requ
         ...(h.feature ? { feature: h.feature } : {}),
       },
     });
-    sources.push(new OpenAiProxy({ config: proxyConfig, log: log.child({ component: 'proxy' }) }));
+    sources.push(new OpenAiProxy({ config: proxyConfig, log: log.child({ component: 'proxy' }), onError: (e) => onError('proxy', e) }));
   }
   if (config.engineMetrics) {
-    sources.push(new EngineMetricsScraper({ config: config.engineMetrics, log: log.child({ component: 'engine-metrics' }) }));
+    sources.push(new EngineMetricsScraper({ config: config.engineMetrics, log: log.child({ component: 'engine-metrics' }), onError: (e) => onError('engine-metrics', e) }));
   }
   const otlp = config.otlp;
   if (otlp?.enabled !== false) {
@@ -55,7 +55,7 @@ export function createRequestCapture(config: TokenwattConfig, log: Logger): Requ
         return sinkRef.submit(records, firstIndex);
       },
     };
-    const handler = createOtlpTracesHandler({ sink: lazySink, log: log.child({ component: 'otlp' }), ...(otlp ? { config: otlp, bodyLimitBytes: otlp.bodyLimitBytes } : {}) });
+    const handler = createOtlpTracesHandler({ sink: lazySink, log: log.child({ component: 'otlp' }), onError: (e) => onError('otlp', e), ...(otlp ? { config: otlp, bodyLimitBytes: otlp.bodyLimitBytes } : {}) });
     routes.push({ method: 'POST', path: '/v1/traces', handler });
     sources.push({
       start: async (sink) => {

@@ -49,7 +49,9 @@ export async function runAgentUntilSignal(config: TokenwattConfig, hooks: RunHoo
     process.stderr.write(`tokenwatt: ${error instanceof Error ? error.message : String(error)}\n`);
     process.exit(3);
   }
-  const capture = createRequestCapture(config, log);
+  // Capture errors are counted once the agent (and its metrics) exist; until then they are only logged.
+  let agentRef: Agent | undefined;
+  const capture = createRequestCapture(config, log, (source) => agentRef?.metrics.captureError(source));
   const agent = new Agent({
     config,
     powerSource,
@@ -57,6 +59,7 @@ export async function runAgentUntilSignal(config: TokenwattConfig, hooks: RunHoo
     requestSources: [...capture.sources, ...(hooks.requestSources ?? [])],
     routes: capture.routes,
   });
+  agentRef = agent;
   try {
     await agent.init();
     await agent.start();

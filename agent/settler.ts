@@ -26,6 +26,15 @@ export interface SettlementMetrics {
   taskFinalized(task: { tier: string; succeeded: boolean; joules: number; wasteJ: number }): void;
   settled(settledUntilMs: number, nowMs: number, residualJ: number): void;
   setPendingAttributedEnergy(joules: number): void;
+  addHostEnergy(source: string, joules: number, estimated: boolean): void;
+}
+
+/** A cumulative host (CPU + DRAM) energy reading: RAPL, or a configured overhead (estimated). */
+export interface HostEnergyReading {
+  readonly timestampMs: number;
+  /** Cumulative joules since the host source started. */
+  readonly energyJ: number;
+  readonly estimated: boolean;
 }
 
 export interface SettlerOptions {
@@ -41,6 +50,8 @@ export interface SettlerOptions {
   readonly labelValue: (name: string, value: string | undefined) => string;
   /** A task with no request ending for this long is closed: its energy is observed in the task histogram. */
   readonly taskIdleMs: number;
+  /** Label of the host energy series: rapl or configured. */
+  readonly hostSource?: string;
   readonly log: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
 }
 
@@ -76,6 +87,9 @@ export class Settler {
   private firstDataMs: number | null = null;
   private lastSampleAtMs = new Map<string, number>();
   private lastResidualJ = 0;
+  private readonly hostReadings: HostEnergyReading[] = [];
+  /** Host energy counter value already given to settled periods (null until the first reading is used). */
+  private hostSettledJ: number | null = null;
 
   constructor(private readonly options: SettlerOptions) {
     for (const gpu of options.gpus) {
@@ -142,6 +156,39 @@ export class Settler {
       if (sample.powerW !== null) this.options.metrics.setGpuPower(sample.gpuIndex, sample.gpuUuid, sample.powerW);
       this.options.metrics.sampleTaken(sample.gpuIndex, 1);
     }
+  }
+
+  /** Called by the host power sampler; readings must come in time order. */
+  addHostReading(reading: HostEnergyReading): void {
+    const last = this.hostReadings[this.hostReadings.length - 1];
+    if (last && reading.timestampMs <= last.timestampMs) return;
+    this.hostReadings.push(reading);
+  }
+
+  /**
+   * Host energy of the period ending at `endMs`: the interpolated counter at the end minus what
+   * earlier periods already took, so the periods' host energies telescope to the counter's
+   * increase and nothing is lost when readings arrive after a period settled.
+   */
+  private hostEnergyUntil(endMs: number): { joules: number; estimated: boolean } | null {
+    const readings = this.hostReadings;
+    const first = readings[0];
+    if (!first) return null;
+    let at = first.energyJ;
+    let estimated = first.estimated;
+    for (let i = 1; i < readings.length; i += 1) {
+      const a = readings[i - 1] as HostEnergyReading;
+      const b = readings[i] as HostEnergyReading;
+      if (b.timestampMs <= endMs) {
+        at = b.energyJ;
+        estimated = b.estimated;
+        continue;
+      }
+      if (a.timestampMs < endMs) at = a.energyJ + ((b.energyJ - a.energyJ) * (endMs - a.timestampMs)) / (b.timestampMs - a.timestampMs);
+      break;
+    }
+    const previous = this.hostSettledJ ?? first.energyJ;
+    return { joules: Math.max(0, at - previous), estimated };
   }
 
   /** Write buffered samples to the ledger (one transaction). */
@@ -226,6 +273,7 @@ export class Settler {
     const countable = finalizedResults.filter((r) => !(r.late && r.joules === 0));
     const finalized: FinalizedRequest[] = finalizedResults.map((r) => toFinalizedRequest(r, epochMs(nowMs)));
     const hourOf = (ms: number): EpochMs => epochMs(Math.floor(ms / 3_600_000) * 3_600_000);
+    const host = this.hostEnergyUntil(endMs);
     const lateCount = finalizedResults.filter((r) => r.late).length;
     const qualityRows: HourlyQualityRow[] = lateCount > 0
       ? [{ hourStartMs: hourOf(startMs), node: options.node, lateRecords: lateCount, rejectedRecords: 0, sampleErrors: 0 }]
@@ -238,7 +286,7 @@ export class Settler {
       finalized,
       usageRows: usageRowsFromResults(countable, options.node, options.simulated, options.labelValue),
       energyRows: energyRowsFromTotals(settlement.gpus, startMs, endMs, options.node, options.simulated),
-      hostRows: [],
+      hostRows: host && host.joules > 0 ? [{ hourStartMs: hourOf(startMs), node: options.node, hostJ: host.joules, estimated: host.estimated }] : [],
       qualityRows,
       taskDeltas: taskDeltas(countable, options.labelValue),
       settledUntilMs: endMs,
@@ -252,6 +300,11 @@ export class Settler {
       if (p) p.acc = acc;
     }
     for (const result of finalizedResults) this.pending.delete(result.requestId);
+    if (host) {
+      this.hostSettledJ = (this.hostSettledJ ?? (this.hostReadings[0] as HostEnergyReading).energyJ) + host.joules;
+      if (host.joules > 0) options.metrics.addHostEnergy(options.hostSource ?? 'host', host.joules, host.estimated);
+      this.trimHostReadings(endMs);
+    }
     this.applyToMetrics(settlement.gpus, countable, nowMs);
     this.learnIdle(settlement.gpus);
     this.trimBuffers(endMs);
@@ -307,6 +360,15 @@ export class Settler {
       const state = this.idleBaselines.get(t.gpuUuid) ?? initialIdleBaseline();
       this.idleBaselines.set(t.gpuUuid, observeIdle(state, t.observedIdlePowerW, t.idleMs));
     }
+  }
+
+  private trimHostReadings(settledUntilMs: number): void {
+    let keepFrom = 0;
+    for (let i = 0; i < this.hostReadings.length; i += 1) {
+      if ((this.hostReadings[i] as HostEnergyReading).timestampMs <= settledUntilMs) keepFrom = i;
+      else break;
+    }
+    if (keepFrom > 0) this.hostReadings.splice(0, keepFrom);
   }
 
   /** Keep the last sample at or before the settled edge (the next interval starts there) and all later ones. */

@@ -43,6 +43,8 @@ export interface SummarySnapshot {
   readonly byTier: readonly SummaryGroupRow[];
   readonly byBatchBucket: readonly SummaryGroupRow[];
   readonly byCacheBucket: readonly SummaryGroupRow[];
+  /** Host (CPU + DRAM) energy source: rapl (measured), configured (estimated) or none. */
+  readonly host?: { readonly kind: 'rapl' | 'configured' | 'none'; readonly estimated: boolean };
   readonly tasks?: { readonly closed: number; readonly succeeded: number; readonly joules: number; readonly wasteJ: number };
   readonly quality: {
     /** Share of GPU time covered by samples, 0..1; null when unknown. */
@@ -142,8 +144,13 @@ export function renderSummaryTable(s: SummarySnapshot): string {
   lines.push(
     `energy    measured ${formatJoules(totals.measuredJ)} = attributed ${formatJoules(totals.attributedJ)} + idle ${formatJoules(totals.idleJ)} (${share(totals.idleJ)})` +
       ` + unattributed ${formatJoules(totals.unattributedJ)}; residual ${formatJoules(totals.residualJ)}` +
-      (totals.hostJ > 0 ? `; host ${formatJoules(totals.hostJ)}` : '') +
       `; fully loaded factor ${formatRatio(totals.fullyLoadedFactor)}`,
+  );
+  const host = s.host ?? { kind: totals.hostJ > 0 ? 'rapl' : 'none', estimated: false };
+  lines.push(
+    host.kind === 'none'
+      ? 'host      not measured (no readable RAPL; set hostPower.overheadW for an estimate)'
+      : `host      ${formatJoules(totals.hostJ)} CPU + DRAM (${host.kind === 'rapl' ? 'RAPL, measured' : 'configured overhead, ESTIMATED'}); in the fully loaded figures`,
   );
   if (s.tasks && s.tasks.closed > 0) {
     const t = s.tasks;

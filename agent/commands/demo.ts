@@ -17,6 +17,12 @@ import { loadConfigWithSources, runAgentUntilSignal } from '../run-agent.js';
  */
 const DEMO_DEFAULTS: Partial<Record<keyof TokenwattConfig, unknown>> = { settleLateness: 30, settlePeriod: 5, port: 9477 };
 
+/**
+ * Host overhead of the simulated 8-GPU server (CPUs, DRAM, NICs, fans) in watts: an assumption of
+ * the demo, of the order of a DGX-class host's non-GPU draw under load; shown as estimated.
+ */
+const DEMO_HOST_OVERHEAD_W = 900;
+
 /** `tokenwatt demo` (what `npm start` runs): the agent on a SIMULATED 8-GPU node with a built-in workload. */
 export function demoCommand(): Command {
   const command = new Command('demo')
@@ -37,6 +43,9 @@ export function demoCommand(): Command {
       // A fresh ledger per demo run unless --db / TOKENWATT_DB names one.
       db: sources.db === 'default' ? join(mkdtempSync(join(os.tmpdir(), 'tokenwatt-demo-')), 'demo.db') : loaded.db,
       replicas: [...loaded.replicas, ...replicas],
+      // The simulated node's host: a configured overhead (labelled estimated), not this machine's
+      // real RAPL counters, which would mix a real CPU into simulated figures.
+      hostPower: loaded.hostPower ?? { rapl: 'off', overheadW: DEMO_HOST_OVERHEAD_W },
     };
     const summaryEvery = Number(flags.summaryEvery ?? 10);
     const durationS = flags.duration === undefined ? undefined : Number(flags.duration);

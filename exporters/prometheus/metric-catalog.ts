@@ -81,6 +81,10 @@ export const METRIC_CATALOG = {
     name: 'tokenwatt_sample_errors_total', type: 'counter', labels: ['reason'],
     help: 'Problems met while sampling GPU power, by reason.',
   },
+  captureErrors: {
+    name: 'tokenwatt_capture_errors_total', type: 'counter', labels: ['source'],
+    help: 'Problems met by request capture (proxy upstream failures, engine scrape failures, OTLP sink errors), by source.',
+  },
   records: {
     name: 'tokenwatt_records_total', type: 'counter', labels: ['result'],
     help: 'Request records taken in. result: accepted (in time), duplicate (request_id seen before; acknowledged, not counted twice), late (arrived after its period was settled; kept and reported).',

@@ -141,6 +141,7 @@ export class TokenwattMetrics {
   private readonly hostEnergy: Counter<string>;
   private readonly samples: Counter<string>;
   private readonly sampleErrors: Counter<string>;
+  private readonly captureErrors: Counter<string>;
   private readonly records: Counter<string>;
   private readonly recordsRejectedCounter: Counter<string>;
   private readonly lateRecords: Counter<string>;
@@ -170,6 +171,7 @@ export class TokenwattMetrics {
     this.gpuPower = this.gauge(c.gpuPower, live);
     this.samples = this.counter(c.samples, live);
     this.sampleErrors = this.counter(c.sampleErrors, live);
+    this.captureErrors = this.counter(c.captureErrors, live);
     this.records = this.counter(c.records, live);
     this.recordsRejectedCounter = this.counter(c.recordsRejected, live);
     this.lateRecords = this.counter(c.lateRecords, live);
@@ -272,6 +274,11 @@ export class TokenwattMetrics {
 
   sampleError(reason: string): void {
     this.add(this.sampleErrors, { reason: this.label('reason', reason) }, 1);
+  }
+
+  /** A request-capture problem (proxy, engine-metrics, otlp). */
+  captureError(source: string): void {
+    this.add(this.captureErrors, { source: this.label('source', source) }, 1);
   }
 
   recordsAccepted(n: number): void {

@@ -39,6 +39,8 @@ class RecordingMetrics implements SettlementMetrics {
   settled(_u: number, _n: number, residual: number): void { this.residuals.push(residual); }
   pendingJ = 0;
   setPendingAttributedEnergy(j: number): void { this.pendingJ = j; }
+  hostJ = 0;
+  addHostEnergy(_source: string, j: number): void { this.hostJ += j; }
 }
 
 /** A simulated node driven in virtual time: its samples, its finished requests and its truth. */
@@ -177,4 +179,23 @@ test('a settler restarted from the ledger resumes where it stopped and counts no
     assert.ok(Math.abs((r.final?.joules ?? -1) - expected) <= 1e-9 * Math.max(1, expected), `${r.record.requestId}: resumed settlement gives the uninterrupted answer`);
   }
   assert.equal(finalizedBefore + metrics.finalized.length, s.requests.length, 'each request finalized exactly once across the restart');
+});
+
+test('host energy: each period gets its share of the host counter, and the periods add up to the counter exactly', (t) => {
+  const s = setup(3);
+  t.after(s.cleanup);
+  s.settler.addSamples(s.samples);
+  // A host drawing ~400 W, read every 700 ms (off the period grid), cumulative joules.
+  const readings = [];
+  for (let ms = T0; ms <= T0 + DRAIN_MS; ms += 700) readings.push({ timestampMs: ms, energyJ: 5_000 + 0.4 * (ms - T0) + Math.sin(ms) * 0.01, estimated: false });
+  // Readings arrive in two halves, the second after some periods settled: nothing may be lost.
+  const half = readings.findIndex((r) => r.timestampMs > T0 + 100_000);
+  for (const r of readings.slice(0, half)) s.settler.addHostReading(r);
+  s.settler.settleDue(T0 + 150_000);
+  for (const r of readings.slice(half)) s.settler.addHostReading(r);
+  s.settler.settleDue(T0 + DRAIN_MS);
+  const expected = readings[readings.length - 1]!.energyJ - readings[0]!.energyJ;
+  const stored = s.ledger.readHourlyHost(epochMs(T0), epochMs(T0 + DRAIN_MS + 1)).reduce((a, r) => a + r.hostJ, 0);
+  assert.ok(Math.abs(stored - expected) < 1e-6, `ledger host energy ${stored} J = counter increase ${expected} J`);
+  assert.ok(Math.abs(s.metrics.hostJ - expected) < 1e-6, 'metrics host energy agrees');
 });

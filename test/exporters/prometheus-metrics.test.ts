@@ -30,6 +30,7 @@ function exerciseAll(m: TokenwattMetrics): void {
   m.recordsRejected('validation', 2);
   m.settled(1_700_000_000_000, 1_700_000_120_000, [0.001, -0.002]);
   m.setPendingAttributedEnergy(42);
+  m.captureError('proxy');
   m.setPowerSourceInfo({ kind: 'nvml', energyCounter: true, powerAveraged: false, simulated: false });
   m.setBuildInfo('1.2.3', 'v20.0.0');
 }
@@ -64,6 +65,7 @@ test('the DESIGN metrics exist with their types and labels, and the exposition p
     ['tokenwatt_waste_energy_joules_total', 'counter', ['tier', 'reason', 'simulated']],
     ['tokenwatt_samples_total', 'counter', ['gpu']],
     ['tokenwatt_sample_errors_total', 'counter', ['reason']],
+    ['tokenwatt_capture_errors_total', 'counter', ['source']],
     ['tokenwatt_records_total', 'counter', ['result']],
     ['tokenwatt_records_rejected_total', 'counter', ['reason']],
     ['tokenwatt_late_records_total', 'counter', []],

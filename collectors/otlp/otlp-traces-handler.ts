@@ -1,0 +1,183 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
+import type { RequestRecord } from '../../model/request-record.js';
+import { BackpressureError } from '../request-sink.js';
+import type { IngestResult, RequestSink } from '../request-sink.js';
+import { BodyTooLargeError, readBody } from '../proxy/http-forwarding.js';
+import type { SourceLog } from '../proxy/record-delivery.js';
+import { otlpConfigSchema } from './otlp-config.js';
+import type { OtlpConfig } from './otlp-config.js';
+import { genAiSpanToRecord } from './genai-span.js';
+import { collectSpans, decodeJsonRequest, decodeProtobufRequest, OtlpDecodeError } from './otlp-spans.js';
+import type { OtlpSpan } from './otlp-spans.js';
+import { otlpTypes } from './otlp-trace-proto.js';
+
+const gunzipAsync = promisify(gunzip);
+
+export interface OtlpTracesHandlerOptions {
+  readonly sink: RequestSink;
+  /** Largest body accepted, compressed and decompressed alike (default 16 MiB). */
+  readonly bodyLimitBytes?: number;
+  readonly log: SourceLog;
+  /** Attribute keys for task/team/feature, replica GPUs/tier (the `otlp` config section). */
+  readonly config?: Partial<OtlpConfig>;
+  /** Failures worth counting (sink errors), for the agent's health metrics. */
+  readonly onError?: (error: Error) => void;
+}
+
+type Encoding = 'json' | 'protobuf';
+
+/** google.rpc.Status codes used in error bodies. */
+const INVALID_ARGUMENT = 3;
+const RESOURCE_EXHAUSTED = 8;
+const UNAVAILABLE = 14;
+const MAX_NAMED_REJECTIONS = 5;
+
+/**
+ * OTLP/HTTP trace receiver for POST /v1/traces (mounted by the agent on its own port). Accepts
+ * `application/x-protobuf` and `application/json`, optionally gzip-compressed. Spans with GenAI
+ * token usage become request records; other spans are accepted and ignored. Answers as the
+ * OTLP/HTTP spec asks: 200 with an ExportTraceServiceResponse in the request's encoding,
+ * carrying partial_success (rejected_spans, and an error message naming span and attribute) when
+ * some spans were refused; 400 with a google.rpc.Status for a body that cannot be decoded; 413
+ * for one over the limit; 415 for an unsupported type or encoding; 429 with Retry-After when the
+ * ingest queue is full and 503 when the sink fails (both retryable by exporters).
+ */
+export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const config = otlpConfigSchema.parse({ ...options.config, ...(options.bodyLimitBytes !== undefined ? { bodyLimitBytes: options.bodyLimitBytes } : {}) });
+  const limit = config.bodyLimitBytes;
+  const { log, sink } = options;
+
+  return async (req, res) => {
+    if (req.method !== 'POST') {
+      req.resume();
+      res.setHeader('Allow', 'POST');
+      return reply(res, 405, 'json', status(INVALID_ARGUMENT, `method ${req.method} not allowed; OTLP/HTTP export is POST /v1/traces`));
+    }
+    const type = String(req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+    const encoding: Encoding | null = type === 'application/x-protobuf' ? 'protobuf' : type === 'application/json' ? 'json' : null;
+    if (encoding === null) {
+      req.resume();
+      return reply(res, 415, 'json', status(INVALID_ARGUMENT, `unsupported content-type ${JSON.stringify(type ?? '')}; use application/x-protobuf or application/json`));
+    }
+    const compression = String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+    if (compression !== 'identity' && compression !== '' && compression !== 'gzip') {
+      req.resume();
+      return reply(res, 415, encoding, status(INVALID_ARGUMENT, `unsupported content-encoding ${JSON.stringify(compression)}; use gzip or none`));
+    }
+
+    let body: Buffer;
+    try {
+      body = await readBody(req, limit);
+      if (compression === 'gzip') body = await gunzipAsync(body, { maxOutputLength: limit });
+    } catch (err) {
+      if (err instanceof BodyTooLargeError || (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+        res.on('finish', () => req.destroy());
+        return reply(res, 413, encoding, status(INVALID_ARGUMENT, `request body exceeds bodyLimitBytes (${limit} bytes${compression === 'gzip' ? ' after decompression' : ''})`));
+      }
+      if (compression === 'gzip' && (err as NodeJS.ErrnoException).code?.startsWith('Z_')) {
+        return reply(res, 400, encoding, status(INVALID_ARGUMENT, `content-encoding gzip, but the body is not valid gzip: ${(err as Error).message}`));
+      }
+      log.debug({ err }, 'otlp: the client went away while sending');
+      return;
+    }
+
+    let spans: OtlpSpan[];
+    let structural: string[];
+    let unreadable: number;
+    try {
+      const decoded = encoding === 'protobuf' ? decodeProtobufRequest(body) : decodeJsonRequest(body);
+      const collected = collectSpans(decoded);
+      spans = collected.spans;
+      structural = collected.problems.map((p) => `${p.path}: ${p.reason}`);
+      unreadable = collected.unreadableSpans;
+    } catch (err) {
+      if (!(err instanceof OtlpDecodeError)) throw err;
+      return reply(res, 400, encoding, status(INVALID_ARGUMENT, err.message));
+    }
+
+    const records: RequestRecord[] = [];
+    const recordSpans: OtlpSpan[] = [];
+    const rejections: string[] = [];
+    let rejected = unreadable;
+    for (const span of spans) {
+      const verdict = genAiSpanToRecord(span, config);
+      if (verdict.kind === 'record') {
+        records.push(verdict.record);
+        recordSpans.push(span);
+      } else if (verdict.kind === 'rejected') {
+        rejected++;
+        rejections.push(`${describeSpan(span)}: ${verdict.field}: ${verdict.reason}`);
+      }
+    }
+
+    let result: IngestResult | null = null;
+    if (records.length > 0) {
+      try {
+        result = await sink.submit(records);
+      } catch (err) {
+        if (err instanceof BackpressureError) {
+          res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfterSeconds))));
+          return reply(res, 429, encoding, status(RESOURCE_EXHAUSTED, `ingest queue full; retry after ${err.retryAfterSeconds}s`));
+        }
+        const error = err instanceof Error ? err : new Error(String(err));
+        log.error({ err: error }, `otlp: storing ${records.length} span record(s) failed: ${error.message}`);
+        options.onError?.(error);
+        return reply(res, 503, encoding, status(UNAVAILABLE, `storing the records failed: ${error.message}`));
+      }
+      for (const e of result.errors) {
+        const span = recordSpans[e.index];
+        rejections.push(`${span ? describeSpan(span) : `record ${e.index}`}: ${e.field}: ${e.reason}`);
+      }
+      rejected += new Set(result.errors.map((e) => e.index)).size; // a record may fail on several fields
+    }
+    const messages = [...structural, ...rejections];
+    if (rejected > 0 || messages.length > 0) {
+      log.warn({ rejected, accepted: result?.accepted ?? 0, first: messages[0] }, `otlp: ${rejected} span(s) rejected; first: ${messages[0]}`);
+    }
+    const partial =
+      messages.length > 0
+        ? {
+            rejectedSpans: rejected,
+            errorMessage: messages.slice(0, MAX_NAMED_REJECTIONS).join('; ') + (messages.length > MAX_NAMED_REJECTIONS ? `; and ${messages.length - MAX_NAMED_REJECTIONS} more` : ''),
+          }
+        : null;
+    reply(res, 200, encoding, { response: partial });
+  };
+}
+
+function describeSpan(span: OtlpSpan): string {
+  return `span ${span.spanId || '(no id)'} "${span.name.slice(0, 80)}" (${span.path})`;
+}
+
+type Body = { readonly status: { code: number; message: string } } | { readonly response: { rejectedSpans: number; errorMessage: string } | null };
+
+function status(code: number, message: string): Body {
+  return { status: { code, message } };
+}
+
+/** Write an OTLP answer in the request's encoding: an ExportTraceServiceResponse or a google.rpc.Status. */
+function reply(res: ServerResponse, httpStatus: number, encoding: Encoding, body: Body): void {
+  const types = otlpTypes();
+  let payload: Buffer;
+  if ('status' in body) {
+    payload =
+      encoding === 'json'
+        ? Buffer.from(JSON.stringify(body.status))
+        : Buffer.from(types.rpcStatus.encode(types.rpcStatus.fromObject(body.status)).finish());
+  } else {
+    const partial = body.response;
+    if (encoding === 'json') {
+      // int64 as a decimal string, as the proto3 JSON mapping writes it.
+      payload = Buffer.from(JSON.stringify(partial ? { partialSuccess: { rejectedSpans: String(partial.rejectedSpans), errorMessage: partial.errorMessage } } : {}));
+    } else {
+      payload = Buffer.from(types.response.encode(types.response.fromObject(partial ? { partialSuccess: partial } : {})).finish());
+    }
+  }
+  res.writeHead(httpStatus, {
+    'Content-Type': encoding === 'json' ? 'application/json' : 'application/x-protobuf',
+    'Content-Length': payload.length,
+  });
+  res.end(payload);
+}

@@ -1,0 +1,122 @@
+/**
+ * How a proxied call ended, judged from what the upstream answered: the status its record gets,
+ * its usage, and the estimates that stand in when usage is missing or refused.
+ */
+import type { RequestStatus } from '../../model/request-record.js';
+import type { OpenAiEndpoint } from './openai-endpoint.js';
+import { parseChatUsage, parseResponsesUsage } from './openai-usage.js';
+import type { TokenUsage } from './openai-usage.js';
+import type { StreamFacts } from './stream-observer.js';
+import { tokensFromChars } from './token-estimate.js';
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str = (v: unknown): string | null => (typeof v === 'string' && v.length > 0 ? v : null);
+
+/** What the upstream's answer told us, filled in as it arrives. */
+export interface Answer {
+  id: string | null;
+  model: string | null;
+  usage: TokenUsage | null;
+  firstContentMs: number | null;
+  completionEstimate: number;
+  reasoningEstimate: number;
+  /** Why the call is not a success, if it is not. */
+  problem: string | null;
+  /**
+   * The upstream refused the call (non-2xx) or could not be reached: it generated nothing, and
+   * the record carries zero tokens rather than estimates. A call that timed out or was cancelled
+   * may have been prefilling, so it keeps its estimates.
+   */
+  refused: boolean;
+}
+
+/** Status of a stream that ended: ok only if it finished properly and its usage is believable. */
+export function streamOutcome(f: StreamFacts, answer: Answer): RequestStatus {
+  answer.usage = f.usage;
+  if (f.usageRefused !== null) {
+    answer.usage = null;
+    answer.problem = `usage refused: ${f.usageRefused}`;
+    return 'error';
+  }
+  if (f.failure !== null) {
+    answer.problem = `the upstream reported an error in the stream: ${f.failure}`;
+    return 'error';
+  }
+  if (f.malformedEvents > 0) {
+    answer.problem = `${f.malformedEvents} malformed event(s) in the stream; first: ${f.firstMalformed}`;
+    return 'error';
+  }
+  if (!f.finished && f.usage === null) {
+    answer.problem = 'the stream ended without [DONE] or a final response event';
+    return 'error';
+  }
+  return 'ok';
+}
+
+/**
+ * Status of a non-streaming answer, from its JSON body (null: not readable or too large to keep,
+ * so its tokens stay estimated).
+ */
+export function jsonOutcome(endpoint: OpenAiEndpoint, answer: Answer, body: Buffer | null): RequestStatus {
+  if (body === null) return 'ok';
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    answer.problem = `the upstream answered 2xx with a body that is not JSON (${(err as Error).message})`;
+    return 'error';
+  }
+  if (!isObject(json)) {
+    answer.problem = 'the upstream answered 2xx with a body that is not a JSON object';
+    return 'error';
+  }
+  answer.id = str(json.id);
+  answer.model = str(json.model);
+  const { chars, reasoningChars } = generatedText(endpoint, json);
+  answer.completionEstimate = tokensFromChars(chars + reasoningChars);
+  answer.reasoningEstimate = tokensFromChars(reasoningChars);
+  if (json.object === 'error' || isObject(json.error)) {
+    answer.problem = 'the upstream answered 2xx with an error object';
+    return 'error';
+  }
+  if (json.usage !== undefined && json.usage !== null) {
+    const usage = endpoint === 'responses' ? parseResponsesUsage(json.usage) : parseChatUsage(json.usage);
+    if (!usage.ok) {
+      answer.problem = `usage refused: ${usage.reason}`;
+      return 'error';
+    }
+    answer.usage = usage.usage;
+  }
+  if (endpoint === 'responses' && json.status === 'failed') {
+    answer.problem = 'the response status is failed';
+    return 'error';
+  }
+  return 'ok';
+}
+
+/** Characters of generated text (and reasoning) in a non-streaming answer, for estimates. */
+function generatedText(endpoint: OpenAiEndpoint, json: Record<string, unknown>): { chars: number; reasoningChars: number } {
+  let chars = 0;
+  let reasoningChars = 0;
+  const len = (v: unknown): number => (typeof v === 'string' ? v.length : 0);
+  if (endpoint === 'responses') {
+    for (const item of Array.isArray(json.output) ? json.output : []) {
+      if (!isObject(item)) continue;
+      for (const part of Array.isArray(item.content) ? item.content : []) {
+        if (!isObject(part)) continue;
+        if (item.type === 'reasoning') reasoningChars += len(part.text);
+        else chars += len(part.text);
+      }
+      chars += len(item.arguments);
+    }
+    return { chars, reasoningChars };
+  }
+  for (const choice of Array.isArray(json.choices) ? json.choices : []) {
+    if (!isObject(choice)) continue;
+    chars += len(choice.text);
+    const message = isObject(choice.message) ? choice.message : {};
+    chars += len(message.content);
+    reasoningChars += len(message.reasoning_content) + len(message.reasoning);
+  }
+  return { chars, reasoningChars };
+}

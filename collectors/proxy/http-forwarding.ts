@@ -1,0 +1,108 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** Headers that describe one connection, not the message (RFC 9110 §7.6.1): never forwarded. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/**
+ * Filter a raw header list (`[name, value, name, value, ...]`, names in their original case and
+ * order) for the next hop: hop-by-hop headers, those the Connection header names, and `drop`.
+ */
+export function forwardableHeaders(rawHeaders: readonly string[], drop: ReadonlySet<string> = new Set()): string[] {
+  const named = new Set<string>();
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]?.toLowerCase() === 'connection') {
+      for (const token of (rawHeaders[i + 1] ?? '').split(',')) named.add(token.trim().toLowerCase());
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] ?? '';
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || named.has(lower) || drop.has(lower)) continue;
+    out.push(name, rawHeaders[i + 1] ?? '');
+  }
+  return out;
+}
+
+/** Request headers for the upstream: forwardable ones, with Host set to the upstream's. */
+export function upstreamRequestHeaders(rawHeaders: readonly string[], upstreamHost: string, drop: readonly string[] = []): string[] {
+  return ['Host', upstreamHost, ...forwardableHeaders(rawHeaders, new Set(['host', ...drop]))];
+}
+
+/** Thrown into an upstream request that took too long; answered with 504. */
+export class UpstreamTimeoutError extends Error {
+  constructor(readonly phase: 'headers' | 'idle', ms: number) {
+    super(phase === 'headers' ? `the upstream sent no response within ${ms} ms` : `the upstream went silent for ${ms} ms`);
+    this.name = 'UpstreamTimeoutError';
+  }
+}
+
+/**
+ * Answer with an OpenAI-style error body (`{"error": {message, type, code}}`), which the openai
+ * clients surface as the exception message. If the response has already started, it can only be
+ * cut off, which the client sees as a broken stream rather than a clean end.
+ */
+export function sendProxyError(res: ServerResponse, status: number, code: string, message: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  if (res.writableEnded || res.destroyed) return;
+  const body = JSON.stringify({ error: { message: `tokenwatt proxy: ${message}`, type: 'proxy_error', code } });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** Raised by {@link readBody} when the body exceeds its limit. */
+export class BodyTooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`request body exceeds ${limit} bytes`);
+    this.name = 'BodyTooLargeError';
+  }
+}
+
+/** Read a request body up to `limit` bytes. */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) {
+      reject(new BodyTooLargeError(limit));
+      return;
+    }
+    req.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      size += chunk.length;
+      if (size > limit) {
+        failed = true;
+        chunks.length = 0;
+        reject(new BodyTooLargeError(limit));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (!failed) resolve(Buffer.concat(chunks));
+    });
+    req.on('error', (err) => {
+      if (!failed) reject(err);
+      failed = true;
+    });
+    req.on('aborted', () => {
+      if (!failed) reject(new Error('the client closed the request before its body was complete'));
+      failed = true;
+    });
+  });
+}

@@ -1,0 +1,58 @@
+import { z } from 'zod';
+
+const gpuRef = z.union([z.number().int().min(0).max(1023), z.string().min(1).max(128)]);
+const headerName = z
+  .string()
+  .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be an HTTP header name')
+  .transform((name) => name.toLowerCase());
+
+/** GPUs and tier of the serving replica behind the proxy. */
+export const replicaSchema = z.strictObject({
+  gpus: z.array(gpuRef).min(1).max(64).optional(),
+  tier: z.string().min(1).max(64).optional(),
+});
+
+/**
+ * The `proxy` config section (`--proxy-port`, `--upstream`): an OpenAI-compatible reverse proxy
+ * in front of vLLM, SGLang or any OpenAI-compatible server that records one request record per
+ * chat/completions/responses call.
+ */
+export const proxyConfigSchema = z.strictObject({
+  /** Port the proxy listens on; clients point their base URL here instead of at the upstream. */
+  port: z.number().int().min(0).max(65535).default(9478),
+  /** Bind address. 0.0.0.0 so pods can reach the DaemonSet; use 127.0.0.1 for a sidecar. */
+  host: z.string().min(1).default('0.0.0.0'),
+  /** The serving stack, e.g. http://127.0.0.1:8000 (a path prefix is kept: http://gw/vllm). */
+  upstream: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL, e.g. http://127.0.0.1:8000' }),
+  /** GPUs/tier of the upstream replica, for every model it serves. */
+  replica: replicaSchema.optional(),
+  /** Per served model, GPUs/tier overriding `replica` (a multi-model gateway upstream). */
+  models: z.record(z.string().min(1), replicaSchema).optional(),
+  /** Request headers that carry the task id, attempt number, team and feature. */
+  headers: z
+    .strictObject({
+      taskId: headerName.default('x-task-id'),
+      attempt: headerName.default('x-attempt'),
+      team: headerName.default('x-team'),
+      feature: headerName.default('x-feature'),
+    })
+    .prefault({}),
+  /**
+   * Longest wait for the upstream's response headers. A non-streaming completion only sends its
+   * headers when the whole generation is done, so keep this above the longest generation.
+   */
+  requestTimeoutMs: z.number().int().min(100).max(3_600_000).default(600_000),
+  /** Longest silence from the upstream in the middle of a response (a stalled stream). */
+  idleTimeoutMs: z.number().int().min(100).max(3_600_000).default(300_000),
+  /** Largest request body read on the recorded paths (they are parsed to find model and stream). */
+  maxRequestBodyBytes: z.number().int().min(1024).max(1024 * 1024 * 1024).default(32 * 1024 * 1024),
+  /** Largest non-streaming response kept to read its usage (the client still gets all of it). */
+  maxResponseCaptureBytes: z.number().int().min(1024).max(1024 * 1024 * 1024).default(16 * 1024 * 1024),
+  /** Largest request header block (node's default is 16 KiB); beyond it the client gets 431. */
+  maxHeaderBytes: z.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
+  /** Ask the upstream for usage on streams (stream_options.include_usage); stripped again for clients that did not ask. */
+  injectStreamUsage: z.boolean().default(true),
+});
+
+export type ProxyConfig = z.output<typeof proxyConfigSchema>;
+export type ReplicaConfig = z.output<typeof replicaSchema>;

@@ -1,0 +1,104 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { parseRequestRecord } from '../../model/request-record.js';
+import type { RecordError, RequestRecord, RequestStatus } from '../../model/request-record.js';
+import type { OpenAiEndpoint } from './openai-endpoint.js';
+import type { TokenUsage } from './openai-usage.js';
+import type { ProxyConfig, ReplicaConfig } from './proxy-config.js';
+
+/** Task and user labels a client attached to a call through request headers. */
+export interface CallLabels {
+  readonly taskId: string | null;
+  readonly attempt: number | null;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+const MAX_ID = 256;
+const MAX_LABEL_VALUE = 256;
+
+/**
+ * Read `x-task-id`, `x-attempt`, `x-team`, `x-feature` (names configurable). A value the ledger
+ * would refuse (too long, attempt not an integer 1..10000) is left out and reported through
+ * `refuse`, so one bad header never costs the call its record.
+ */
+export function labelsFromHeaders(
+  headers: IncomingHttpHeaders,
+  names: ProxyConfig['headers'],
+  refuse: (header: string, reason: string) => void,
+): CallLabels {
+  const read = (name: string): string | null => {
+    const raw = headers[name];
+    const value = (Array.isArray(raw) ? raw[0] : raw)?.trim();
+    return value === undefined || value === '' ? null : value;
+  };
+  const bounded = (name: string, max: number): string | null => {
+    const value = read(name);
+    if (value !== null && value.length > max) {
+      refuse(name, `longer than ${max} characters`);
+      return null;
+    }
+    return value;
+  };
+  const taskId = bounded(names.taskId, MAX_ID);
+  let attempt: number | null = null;
+  const attemptText = read(names.attempt);
+  if (attemptText !== null) {
+    const n = /^\d{1,5}$/.test(attemptText) ? Number(attemptText) : Number.NaN;
+    if (n >= 1 && n <= 10_000) attempt = n;
+    else refuse(names.attempt, `must be an integer 1..10000 (got ${JSON.stringify(attemptText.slice(0, 20))})`);
+  }
+  const labels: Record<string, string> = {};
+  const team = bounded(names.team, MAX_LABEL_VALUE);
+  const feature = bounded(names.feature, MAX_LABEL_VALUE);
+  if (team !== null) labels.team = team;
+  if (feature !== null) labels.feature = feature;
+  return { taskId, attempt, labels };
+}
+
+/** Everything the proxy learnt about one call, when it is over. */
+export interface CallOutcome {
+  readonly requestId: string;
+  readonly endpoint: OpenAiEndpoint;
+  readonly model: string;
+  readonly startMs: number;
+  /** First generated content the client received; null for non-streaming calls (see below). */
+  readonly firstTokenMs: number | null;
+  readonly endMs: number;
+  readonly status: RequestStatus;
+  /** Usage reported by the upstream and believed; null means the counts below are estimates. */
+  readonly usage: TokenUsage | null;
+  readonly estimate: { readonly promptTokens: number; readonly completionTokens: number; readonly reasoningTokens: number };
+  readonly call: CallLabels;
+  readonly replica: ReplicaConfig | undefined;
+}
+
+/**
+ * The request record of one proxied call, checked against the ingest schema. A non-streaming
+ * response arrives in one piece after the last token, so its first byte says nothing about the
+ * end of prefill: its first_token is left out rather than put at the end of the call, which
+ * would attribute the whole decode to prefill.
+ */
+export function buildProxyRecord(outcome: CallOutcome): { ok: true; record: RequestRecord } | { ok: false; errors: RecordError[] } {
+  const tokens = outcome.usage ?? { ...outcome.estimate, cachedTokens: 0 };
+  const wire: Record<string, unknown> = {
+    request_id: outcome.requestId,
+    model: outcome.model,
+    start: outcome.startMs,
+    end: Math.max(outcome.endMs, outcome.startMs),
+    prompt_tokens: tokens.promptTokens,
+    cached_tokens: tokens.cachedTokens,
+    completion_tokens: tokens.completionTokens,
+    reasoning_tokens: Math.min(tokens.reasoningTokens, tokens.completionTokens),
+    status: outcome.status,
+    source: 'proxy',
+  };
+  if (outcome.usage === null) wire.tokens_estimated = true;
+  if (outcome.firstTokenMs !== null && outcome.firstTokenMs >= outcome.startMs && outcome.firstTokenMs <= outcome.endMs) {
+    wire.first_token = outcome.firstTokenMs;
+  }
+  if (outcome.call.taskId !== null) wire.task_id = outcome.call.taskId;
+  if (outcome.call.attempt !== null) wire.attempt = outcome.call.attempt;
+  if (Object.keys(outcome.call.labels).length > 0) wire.labels = outcome.call.labels;
+  if (outcome.replica?.tier !== undefined) wire.tier = outcome.replica.tier;
+  if (outcome.replica?.gpus !== undefined) wire.gpus = outcome.replica.gpus;
+  return parseRequestRecord(wire, 0);
+}

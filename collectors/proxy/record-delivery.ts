@@ -1,0 +1,182 @@
+import type { Logger } from 'pino';
+import type { RequestRecord } from '../../model/request-record.js';
+import { BackpressureError } from '../request-sink.js';
+import type { IngestResult, RequestSink } from '../request-sink.js';
+
+/** The logger a request source needs (agent/logger.ts hands out pino loggers). */
+export type SourceLog = Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
+
+export interface RecordDeliveryOptions {
+  readonly log: SourceLog;
+  /** Source name for log lines (proxy, engine-metrics). */
+  readonly source: string;
+  /** Records per submit. */
+  readonly maxBatch?: number;
+  /** How long records gather before a submit: one commit for many requests. */
+  readonly flushDelayMs?: number;
+  /** Records held while the sink refuses or fails; beyond this the newest are dropped, loudly. */
+  readonly maxPending?: number;
+  /** Every delivery failure, for the agent's source-error accounting. */
+  readonly onError?: (error: Error) => void;
+}
+
+/** Counts since the delivery started. */
+export interface DeliveryStats {
+  readonly accepted: number;
+  readonly duplicates: number;
+  readonly late: number;
+  /** Records the sink refused (each logged with its field and reason). */
+  readonly refused: number;
+  /** Records lost because the queue was full (each loss logged as an error). */
+  readonly dropped: number;
+  readonly pending: number;
+}
+
+const MAX_BACKOFF_MS = 30_000;
+const MAX_LOGGED_REFUSALS = 5;
+
+/**
+ * Hands records from a request source to the sink without making the source wait: records are
+ * batched, submitted in order, kept and retried when the sink pushes back (BackpressureError,
+ * after its Retry-After) or fails (exponential backoff). Nothing is dropped silently: a refusal
+ * is logged with the record's field and reason, an overflow as an error with its count.
+ */
+export class RecordDelivery {
+  private readonly pending: RequestRecord[] = [];
+  private readonly maxBatch: number;
+  private readonly flushDelayMs: number;
+  private readonly maxPending: number;
+  private timer: NodeJS.Timeout | null = null;
+  private draining: Promise<void> | null = null;
+  private failures = 0;
+  private pushedBack = false;
+  private readonly counts = { accepted: 0, duplicates: 0, late: 0, refused: 0, dropped: 0 };
+
+  constructor(
+    private readonly sink: RequestSink,
+    private readonly options: RecordDeliveryOptions,
+  ) {
+    this.maxBatch = options.maxBatch ?? 256;
+    this.flushDelayMs = options.flushDelayMs ?? 50;
+    this.maxPending = options.maxPending ?? 100_000;
+  }
+
+  /** Queue records for the sink; returns at once. */
+  push(records: readonly RequestRecord[]): void {
+    const room = this.maxPending - this.pending.length;
+    if (records.length > room) {
+      const lost = records.length - Math.max(0, room);
+      this.counts.dropped += lost;
+      const error = new Error(`${this.options.source}: ${lost} request record(s) dropped, ${this.pending.length} already waiting for the sink`);
+      this.options.log.error({ dropped: lost, pending: this.pending.length }, error.message);
+      this.options.onError?.(error);
+    }
+    if (room > 0) this.pending.push(...records.slice(0, room));
+    this.schedule(this.flushDelayMs);
+  }
+
+  stats(): DeliveryStats {
+    return { ...this.counts, pending: this.pending.length };
+  }
+
+  /** Deliver what is pending, retrying push-back until `timeoutMs` has passed. Resolves when empty or out of time. */
+  async flush(timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.pending.length > 0 && Date.now() < deadline) {
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = null;
+      }
+      await this.drain();
+      if (this.pending.length > 0) await sleep(Math.min(200, Math.max(0, deadline - Date.now())));
+    }
+    await this.draining;
+  }
+
+  /** Stop the retry timer; anything still pending is reported as not delivered. */
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.pending.length > 0) {
+      this.options.log.error({ pending: this.pending.length }, `${this.options.source}: ${this.pending.length} request record(s) not delivered at shutdown`);
+    }
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.timer || this.draining) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.drain();
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  private drain(): Promise<void> {
+    if (this.draining) return this.draining;
+    this.draining = this.submitAll().then((retryInMs) => {
+      this.draining = null;
+      if (retryInMs !== null) this.schedule(retryInMs);
+    });
+    return this.draining;
+  }
+
+  /** Submit until empty; on failure, returns when to try again. */
+  private async submitAll(): Promise<number | null> {
+    while (this.pending.length > 0) {
+      const batch = this.pending.slice(0, this.maxBatch);
+      let result: IngestResult;
+      try {
+        result = await this.sink.submit(batch);
+      } catch (err) {
+        return this.onSubmitError(err);
+      }
+      this.pending.splice(0, batch.length);
+      this.failures = 0;
+      if (this.pushedBack) {
+        this.pushedBack = false;
+        this.options.log.info(`${this.options.source}: the ingest queue accepts records again`);
+      }
+      this.account(result, batch);
+    }
+    return null;
+  }
+
+  /** Log the failure; returns the delay before the next attempt. */
+  private onSubmitError(err: unknown): number {
+    if (err instanceof BackpressureError || (err instanceof Error && err.name === 'BackpressureError')) {
+      const retryAfterMs = Math.max(100, ((err as BackpressureError).retryAfterSeconds || 1) * 1000);
+      if (!this.pushedBack) {
+        this.pushedBack = true;
+        this.options.log.warn({ pending: this.pending.length, retryAfterMs }, `${this.options.source}: ingest queue full, holding records and retrying`);
+      }
+      return retryAfterMs;
+    }
+    this.failures++;
+    const error = err instanceof Error ? err : new Error(String(err));
+    const backoffMs = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(this.failures, 10));
+    this.options.log.error({ err: error, pending: this.pending.length, retryInMs: backoffMs }, `${this.options.source}: delivering request records failed: ${error.message}`);
+    this.options.onError?.(error);
+    return backoffMs;
+  }
+
+  private account(result: IngestResult, batch: readonly RequestRecord[]): void {
+    this.counts.accepted += result.accepted;
+    this.counts.duplicates += result.duplicates;
+    this.counts.late += result.late;
+    if (result.errors.length === 0) return;
+    const refused = new Set(result.errors.map((e) => e.index));
+    this.counts.refused += refused.size;
+    result.errors.slice(0, MAX_LOGGED_REFUSALS).forEach((e) => {
+      const requestId = e.requestId ?? batch[e.index]?.requestId;
+      this.options.log.warn({ requestId, field: e.field, reason: e.reason }, `${this.options.source}: record ${requestId ?? `#${e.index}`} refused: ${e.field}: ${e.reason}`);
+    });
+    if (result.errors.length > MAX_LOGGED_REFUSALS) {
+      this.options.log.warn({ refused: refused.size }, `${this.options.source}: ${result.errors.length - MAX_LOGGED_REFUSALS} more refusal(s) in the same batch`);
+    }
+  }
+}
+
+/** Not unref'd: a shutdown flush must keep the process alive until it is done (it is bounded). */
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,174 @@
+import type { OpenAiEndpoint } from './openai-endpoint.js';
+import { parseChatUsage, parseResponsesUsage } from './openai-usage.js';
+import type { TokenUsage } from './openai-usage.js';
+import { parseSseEvent } from './sse-splitter.js';
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str = (v: unknown): string | null => (typeof v === 'string' && v.length > 0 ? v : null);
+
+/** What one streamed response said, as far as it has been read. */
+export interface StreamFacts {
+  id: string | null;
+  model: string | null;
+  usage: TokenUsage | null;
+  /** Why the usage the upstream sent was refused (absurd or inconsistent numbers). */
+  usageRefused: string | null;
+  /** Events that carried generated text, reasoning or tool-call arguments. */
+  contentEvents: number;
+  contentChars: number;
+  reasoningChars: number;
+  /** When the first such event arrived: the first token as the client saw it. */
+  firstContentMs: number | null;
+  /** Events whose data was not the JSON the API promises; the first one's reason. */
+  malformedEvents: number;
+  firstMalformed: string | null;
+  /** The stream ended properly: `[DONE]`, or a terminal `response.*` event. */
+  finished: boolean;
+  /** The upstream reported an error inside the stream. */
+  failure: string | null;
+}
+
+/**
+ * Reads the SSE events of one proxied stream (Chat Completions, Completions or Responses) and
+ * decides what the client gets of each. Every event is passed on byte for byte, except usage the
+ * client did not ask for (the proxy asked for it): a usage-only chunk is dropped, and a usage field
+ * riding on a content chunk is removed from it.
+ */
+export class StreamObserver {
+  readonly facts: StreamFacts = {
+    id: null,
+    model: null,
+    usage: null,
+    usageRefused: null,
+    contentEvents: 0,
+    contentChars: 0,
+    reasoningChars: 0,
+    firstContentMs: null,
+    malformedEvents: 0,
+    firstMalformed: null,
+    finished: false,
+    failure: null,
+  };
+
+  constructor(
+    private readonly endpoint: OpenAiEndpoint,
+    private readonly stripUsage: boolean,
+    private readonly now: () => number,
+  ) {}
+
+  /** Observe one raw event; returns what to forward to the client (null: nothing). */
+  observe(raw: Buffer): Buffer | null {
+    const { event, data } = parseSseEvent(raw);
+    if (data === null) return raw;
+    if (data.trim() === '[DONE]') {
+      this.facts.finished = true;
+      return raw;
+    }
+    let payload: unknown;
+    try {
+      payload = JSON.parse(data);
+    } catch (err) {
+      this.malformed(`data is not JSON (${(err as Error).message}): ${JSON.stringify(data.slice(0, 60))}`);
+      return raw;
+    }
+    if (!isObject(payload)) {
+      this.malformed(`data is not a JSON object: ${JSON.stringify(data.slice(0, 60))}`);
+      return raw;
+    }
+    if (this.endpoint === 'responses') {
+      this.observeResponsesEvent(event, payload);
+      return raw;
+    }
+    return this.observeChunk(payload, raw);
+  }
+
+  private observeChunk(chunk: Record<string, unknown>, raw: Buffer): Buffer | null {
+    const f = this.facts;
+    f.id ??= str(chunk.id);
+    f.model ??= str(chunk.model);
+    if (chunk.object === 'error' || isObject(chunk.error)) {
+      const error = isObject(chunk.error) ? chunk.error : chunk;
+      f.failure ??= str(error.message) ?? 'the upstream reported an error in the stream';
+    }
+    const choices = Array.isArray(chunk.choices) ? chunk.choices : [];
+    let chars = 0;
+    let reasoning = 0;
+    let content = false;
+    for (const choice of choices) {
+      if (!isObject(choice)) continue;
+      const delta = isObject(choice.delta) ? choice.delta : {};
+      const text = [delta.content, choice.text].filter((t): t is string => typeof t === 'string');
+      const thought = [delta.reasoning_content, delta.reasoning].filter((t): t is string => typeof t === 'string');
+      const toolArgs = Array.isArray(delta.tool_calls)
+        ? delta.tool_calls.map((c) => (isObject(c) && isObject(c.function) && typeof c.function.arguments === 'string' ? c.function.arguments : ''))
+        : [];
+      chars += [...text, ...toolArgs].reduce((n, t) => n + t.length, 0);
+      reasoning += thought.reduce((n, t) => n + t.length, 0);
+      if (text.some((t) => t.length > 0) || thought.some((t) => t.length > 0) || Array.isArray(delta.tool_calls)) content = true;
+    }
+    if (content) this.content(chars, reasoning);
+    if (!isObject(chunk.usage)) return raw;
+    this.usage(parseChatUsage(chunk.usage));
+    if (!this.stripUsage) return raw;
+    if (choices.length === 0) return null; // the usage-only chunk the client did not ask for
+    const { usage: _usage, ...rest } = chunk;
+    return Buffer.from(`data: ${JSON.stringify(rest)}\n\n`);
+  }
+
+  private observeResponsesEvent(eventName: string | null, payload: Record<string, unknown>): void {
+    const f = this.facts;
+    const type = str(payload.type) ?? eventName ?? '';
+    const response = isObject(payload.response) ? payload.response : null;
+    if (response) {
+      f.id ??= str(response.id);
+      f.model ??= str(response.model);
+    }
+    switch (type) {
+      case 'response.output_text.delta':
+      case 'response.refusal.delta':
+      case 'response.function_call_arguments.delta':
+        this.content(typeof payload.delta === 'string' ? payload.delta.length : 0, 0);
+        break;
+      case 'response.reasoning_text.delta':
+      case 'response.reasoning_summary_text.delta':
+        this.content(0, typeof payload.delta === 'string' ? payload.delta.length : 0);
+        break;
+      case 'response.completed':
+      case 'response.incomplete':
+      case 'response.failed':
+        f.finished = true;
+        if (response && response.usage !== undefined && response.usage !== null) this.usage(parseResponsesUsage(response.usage));
+        if (type === 'response.failed') {
+          const error = response && isObject(response.error) ? response.error : {};
+          f.failure ??= str(error.message) ?? 'response.failed';
+        }
+        break;
+      case 'error':
+        f.failure ??= str(payload.message) ?? 'the upstream reported an error in the stream';
+        break;
+    }
+  }
+
+  private content(chars: number, reasoningChars: number): void {
+    const f = this.facts;
+    f.contentEvents++;
+    f.contentChars += chars;
+    f.reasoningChars += reasoningChars;
+    f.firstContentMs ??= this.now();
+  }
+
+  private usage(result: ReturnType<typeof parseChatUsage>): void {
+    if (result.ok) this.facts.usage = result.usage;
+    else this.facts.usageRefused ??= result.reason;
+  }
+
+  /** Count an event that could not be read (e.g. one that never ended). */
+  noteMalformed(reason: string): void {
+    this.malformed(reason);
+  }
+
+  private malformed(reason: string): void {
+    this.facts.malformedEvents++;
+    this.facts.firstMalformed ??= reason;
+  }
+}

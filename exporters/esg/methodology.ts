@@ -1,0 +1,36 @@
+import type { EsgMethodology } from './esg-report.js';
+
+/** The method, as the report states it to an auditor. Kept beside the code that implements it. */
+export function methodology(dataSource: 'ledger' | 'prometheus' | 'merge'): EsgMethodology {
+  const source =
+    dataSource === 'ledger'
+      ? 'Figures come from the node ledger (SQLite) hourly rollups written at settlement.'
+      : dataSource === 'prometheus'
+        ? 'Figures come from the agents\' Prometheus counters, summed per hour with increase() through the Prometheus HTTP API; ' +
+          'they match the ledger within Prometheus sampling (the first and last scrape interval of each series), and data-quality counters not exported as metrics are null.'
+        : 'Fleet report: the sum of node reports (each verified by its content hash; a report given twice is counted once). Ratios are recomputed from the summed figures.';
+  return {
+    summary:
+      'GPU energy is measured per GPU (energy counters, else integrated power) and attributed to requests (static share by time, dynamic share by work); ' +
+      'idle and unattributed energy are reported, never hidden. Facility energy = (GPU + host) x PUE. Emissions are reported location-based and market-based ' +
+      '(GHG Protocol Scope 2 dual reporting), with embodied emissions per SCI (ISO/IEC 21031). ' + source,
+    steps: [
+      'Energy: measured GPU energy per GPU-hour = idle + static + dynamic + unattributed (conservation checked at settlement). Host energy is RAPL where available, else a configured overhead flagged as estimated.',
+      'Facility energy: (GPU + host energy) x PUE of the site (configured, or the documented default).',
+      'Location-based emissions: facility energy of each hour x the grid intensity of that hour (shipped region table, configured constant, or hourly intensity file).',
+      'Market-based emissions: contractual instruments cover their share at their own rate (often 0); the remainder uses the supplier-specific rate, else the residual mix, else (disclosed) the location-based grid average.',
+      'Embodied emissions (SCI): M = TE x (TiR / EL) x RS per GPU and per host, with TiR the hours the hardware reported data in the period.',
+      'SCI = (E x I + M) / R with E x I location-based; R = output (completion) tokens, or successful tasks. Offsets and market instruments never reduce SCI.',
+      'Breakdowns: attributed (marginal) energy per label; fully loaded energy adds each node-hour\'s idle, unattributed and host energy in proportion to attributed energy, times PUE. Hours with no attributed work stay in totals as unallocated energy.',
+      'Tasks: see tasks.definition. Waste share = energy of failed, cancelled and retried attempts / all task energy.',
+      'Data quality: sample coverage = sample-covered GPU hours / (GPUs x hours in the period); estimated energy comes from gaps, counter resets and missing readings; late records arrived after their period settled and are counted, never dropped.',
+      'Simulated energy (demo mode, simulated power source) is flagged per row; any simulated share marks the whole report as simulated.',
+      'Figures are rounded to 10 significant digits. content_sha256 is SHA-256 over the canonical JSON (sorted keys, no whitespace) of the report without generated_at and content_sha256.',
+    ],
+    standards: [
+      'GHG Protocol Scope 2 Guidance (2015): location-based and market-based dual reporting, quality criteria for contractual instruments',
+      'ISO/IEC 21031:2024 Software Carbon Intensity (SCI) specification (Green Software Foundation)',
+      'Green Software Foundation Impact Framework manifest (export --format impact)',
+    ],
+  };
+}

@@ -1,0 +1,51 @@
+const HOUR_MS = 3_600_000;
+
+/** The reporting period: [fromMs, toMs) on whole UTC hours (rollups are hourly). */
+export interface ReportPeriod {
+  readonly fromMs: number;
+  readonly toMs: number;
+  readonly label: string;
+}
+
+/** A bad --quarter/--from/--to, with the flag it came from. */
+export class PeriodError extends Error {
+  override readonly name = 'PeriodError';
+}
+
+/** "2026-Q3" -> 2026-07-01T00:00Z .. 2026-10-01T00:00Z. */
+export function quarterPeriod(quarter: string): ReportPeriod {
+  const m = /^(\d{4})-?Q([1-4])$/i.exec(quarter.trim());
+  if (!m) throw new PeriodError(`--quarter: expected YYYY-Qn such as 2026-Q3 (got "${quarter}")`);
+  const year = Number(m[1]);
+  const q = Number(m[2]);
+  return {
+    fromMs: Date.UTC(year, (q - 1) * 3, 1),
+    toMs: Date.UTC(year, q * 3, 1),
+    label: `${year}-Q${q}`,
+  };
+}
+
+/** --from/--to: a date (YYYY-MM-DD, midnight UTC) or an RFC 3339 time on a whole hour; `to` is exclusive. */
+export function rangePeriod(from: string, to: string): ReportPeriod {
+  const fromMs = parseBoundary(from, '--from');
+  const toMs = parseBoundary(to, '--to');
+  if (toMs <= fromMs) throw new PeriodError(`--to (${to}) must be after --from (${from})`);
+  return { fromMs, toMs, label: `${new Date(fromMs).toISOString()} to ${new Date(toMs).toISOString()}` };
+}
+
+function parseBoundary(text: string, flag: string): number {
+  const value = text.trim();
+  const date = /^\d{4}-\d{2}-\d{2}$/.test(value);
+  const full = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.test(value);
+  if (!date && !full) throw new PeriodError(`${flag}: expected YYYY-MM-DD or an RFC 3339 time with a zone (got "${text}")`);
+  const ms = Date.parse(date ? `${value}T00:00:00Z` : value);
+  if (!Number.isFinite(ms)) throw new PeriodError(`${flag}: not a valid date (got "${text}")`);
+  if (ms % HOUR_MS !== 0) throw new PeriodError(`${flag}: must fall on a whole UTC hour, as the ledger keeps hourly rollups (got "${text}")`);
+  return ms;
+}
+
+export function periodHours(period: ReportPeriod): number {
+  return Math.round((period.toMs - period.fromMs) / HOUR_MS);
+}
+
+export const HOUR = HOUR_MS;

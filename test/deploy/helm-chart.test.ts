@@ -1,0 +1,137 @@
+/**
+ * The Helm chart, rendered by a real (pinned) helm: lint, and every documented option rendered and
+ * validated against the Kubernetes API schemas, with what each option must change.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { before, describe, it } from 'node:test';
+import { parse } from 'yaml';
+import { CHART_DIR, REPO_ROOT, renderChart } from '../../deploy/scripts/generate.js';
+import { helmBinary } from '../../deploy/scripts/helm-binary.js';
+import { type Manifest, parseManifests, schemaErrors, typeErrors } from './support/k8s-validate.js';
+import { type Loose, agentContainer, envOf, only, podSpec } from './support/manifests.js';
+
+let helm = '';
+
+function render(set: Record<string, string> = {}): Manifest[] {
+  return parseManifests(renderChart({ helm, set }), `helm template ${JSON.stringify(set)}`);
+}
+
+function renderError(set: Record<string, string>): string {
+  try {
+    renderChart({ helm, set });
+  } catch (error) {
+    return String((error as { stderr?: unknown }).stderr ?? error);
+  }
+  return '';
+}
+
+/** Options a user sets, each rendered and validated. */
+const VARIANTS: Record<string, Record<string, string>> = {
+  defaults: {},
+  'NVML through a hostPath mount': { 'nvidia.mode': 'hostPath' },
+  'RAPL host energy': { 'rapl.enabled': 'true' },
+  'ledger in an emptyDir': { 'ledger.type': 'emptyDir' },
+  'proxy upstream and ingest token': {
+    'proxy.upstream': 'http://vllm.inference.svc:8000',
+    'ingestToken.secretName': 'tokenwatt-ingest',
+  },
+  'PodMonitor instead of ServiceMonitor': { 'podMonitor.enabled': 'true', 'serviceMonitor.enabled': 'false' },
+  'no Prometheus operator': { 'serviceMonitor.enabled': 'false', 'prometheusRule.enabled': 'false', 'grafanaDashboard.enabled': 'false' },
+};
+
+describe('helm chart', () => {
+  before(() => {
+    helm = helmBinary();
+  });
+
+  it('passes helm lint --strict', () => {
+    const out = execFileSync(helm, ['lint', '--strict', CHART_DIR], { cwd: REPO_ROOT, encoding: 'utf8' });
+    assert.match(out, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+  });
+
+  for (const [name, set] of Object.entries(VARIANTS)) {
+    it(`${name}: renders documents valid against the API schemas, with no unknown field`, () => {
+      const docs = render(set);
+      for (const doc of docs) assert.equal(schemaErrors(doc), '', `${doc.kind} ${(doc.metadata as Loose)?.name}`);
+      assert.deepEqual(typeErrors(docs, docs.map((d) => `${name}: ${d.kind}`)), []);
+    });
+  }
+
+  it('hostPath NVML: driver directory read-only, TOKENWATT_NVML_LIBRARY inside it, privileged, no runtime class', () => {
+    const docs = render(VARIANTS['NVML through a hostPath mount']);
+    const pod = podSpec(docs);
+    const agent = agentContainer(docs);
+    assert.equal(pod.runtimeClassName, undefined);
+    const mount = (agent.volumeMounts as Loose[]).find((m) => m.name === 'nvidia-driver');
+    assert.equal(mount?.readOnly, true);
+    const volume = (pod.volumes as Loose[]).find((v) => v.name === 'nvidia-driver');
+    assert.equal(volume.hostPath.path, '/usr/lib/x86_64-linux-gnu');
+    const library = envOf(agent).get('TOKENWATT_NVML_LIBRARY')?.value;
+    assert.equal(library, `${mount.mountPath}/libnvidia-ml.so.1`);
+    assert.equal(envOf(agent).has('NVIDIA_VISIBLE_DEVICES'), false);
+    assert.equal(agent.securityContext.privileged, true);
+    assert.deepEqual(agent.securityContext.capabilities.drop, ['ALL']);
+  });
+
+  it('RAPL: the host powercap tree read-only, uid 0 without capabilities, config told where to read', () => {
+    const docs = render(VARIANTS['RAPL host energy']);
+    const pod = podSpec(docs);
+    const agent = agentContainer(docs);
+    const volume = (pod.volumes as Loose[]).find((v) => v.name === 'powercap');
+    assert.equal(volume.hostPath.path, '/sys/devices/virtual/powercap');
+    const mount = (agent.volumeMounts as Loose[]).find((m) => m.name === 'powercap');
+    assert.equal(mount.readOnly, true);
+    assert.equal(agent.securityContext.runAsUser, 0);
+    assert.equal(agent.securityContext.runAsNonRoot, false);
+    assert.equal(agent.securityContext.privileged, undefined);
+    assert.equal(agent.securityContext.allowPrivilegeEscalation, false);
+    assert.deepEqual(agent.securityContext.capabilities, { drop: ['ALL'] });
+    // Running as root, the agent owns the ledger already: no chown container.
+    assert.equal(pod.initContainers, undefined);
+    const config = parse(only(docs, 'ConfigMap', 'tokenwatt').data['config.yaml']);
+    assert.deepEqual(config.hostPower, { rapl: 'auto', powercapRoot: `${mount.mountPath}/intel-rapl` });
+    // Off by default, so that an unprivileged agent does not try to read it.
+    const plain = parse(only(render(), 'ConfigMap', 'tokenwatt').data['config.yaml']);
+    assert.deepEqual(plain.hostPower, { rapl: 'off' });
+  });
+
+  it('emptyDir ledger: no hostPath and no init container', () => {
+    const docs = render(VARIANTS['ledger in an emptyDir']);
+    const pod = podSpec(docs);
+    assert.deepEqual((pod.volumes as Loose[]).find((v) => v.name === 'ledger').emptyDir, {});
+    assert.equal(pod.initContainers, undefined);
+  });
+
+  it('proxy: a port on the pod and on the node-local ingest Service; token from the Secret', () => {
+    const docs = render(VARIANTS['proxy upstream and ingest token']);
+    const agent = agentContainer(docs);
+    const proxyPort = (agent.ports as Loose[]).find((p) => p.name === 'proxy');
+    assert.equal(proxyPort?.containerPort, 9478);
+    assert.equal(envOf(agent).get('TOKENWATT_PROXY_PORT')?.value, '9478');
+    assert.equal(envOf(agent).get('TOKENWATT_UPSTREAM')?.value, 'http://vllm.inference.svc:8000');
+    const ingest = only(docs, 'Service', 'tokenwatt-ingest');
+    assert.ok(ingest.spec.ports.some((p: Loose) => p.name === 'proxy' && p.targetPort === 'proxy'));
+    assert.deepEqual(envOf(agent).get('TOKENWATT_INGEST_TOKEN')?.valueFrom, { secretKeyRef: { name: 'tokenwatt-ingest', key: 'token' } });
+    // Without an upstream there is no proxy port anywhere.
+    const plain = render();
+    assert.equal((agentContainer(plain).ports as Loose[]).some((p) => p.name === 'proxy'), false);
+  });
+
+  it('never renders both a ServiceMonitor and a PodMonitor by default, and none without the operator', () => {
+    const kinds = (docs: Manifest[]) => docs.map((d) => d.kind).filter((k) => k.endsWith('Monitor') || k === 'PrometheusRule').sort();
+    assert.deepEqual(kinds(render()), ['PrometheusRule', 'ServiceMonitor']);
+    assert.deepEqual(kinds(render(VARIANTS['PodMonitor instead of ServiceMonitor'])), ['PodMonitor', 'PrometheusRule']);
+    assert.deepEqual(kinds(render(VARIANTS['no Prometheus operator'])), []);
+  });
+
+  it('a config change changes the pod template (rolling restart on new config)', () => {
+    const checksum = (docs: Manifest[]) => only(docs, 'DaemonSet').spec.template.metadata.annotations['checksum/config'];
+    assert.notEqual(checksum(render()), checksum(render({ 'config.labels.cap': '10' })));
+  });
+
+  it('rejects unknown modes with a message naming the value', () => {
+    assert.match(renderError({ 'nvidia.mode': 'magic' }), /nvidia\/mode|nvidia\.mode/);
+    assert.match(renderError({ 'ledger.type': 'pvc' }), /ledger\/type|ledger\.type/);
+  });
+});

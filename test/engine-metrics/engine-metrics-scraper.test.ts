@@ -1,0 +1,172 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { EngineMetricsScraper } from '../../collectors/engine-metrics/engine-metrics-scraper.js';
+import { engineMetricsConfigSchema } from '../../collectors/engine-metrics/engine-metrics-config.js';
+import { RecordingSink } from '../proxy/recording-sink.js';
+import { captureLog } from '../proxy/capture-log.js';
+import { bump, fixture, withValue } from './fixtures.js';
+
+/** A stand-in engine: serves whatever /metrics text the test sets, or a chosen status. */
+async function fakeEngine(): Promise<{ url: string; set: (text: string) => void; status: (code: number) => void; server: Server; close: () => Promise<void> }> {
+  let text = '';
+  let code = 200;
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(code, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(code === 200 ? text : 'boom');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/metrics`,
+    set: (t) => (text = t),
+    status: (c) => (code = c),
+    server,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+function scraperFor(urls: string[], clock: { t: number }, extra: Record<string, unknown> = {}) {
+  const { log, lines, messages } = captureLog();
+  const errors: string[] = [];
+  const config = engineMetricsConfigSchema.parse({ targets: urls.map((url) => ({ url, ...extra })), intervalMs: 3_600_000, timeoutMs: 2000 });
+  const scraper = new EngineMetricsScraper({ config, log, onError: (e) => errors.push(e.message), now: () => clock.t });
+  return { scraper, lines, messages, errors };
+}
+
+const T0 = Date.UTC(2026, 10, 1, 10, 0, 0);
+const S = '{model_name="meta-llama/Llama-3.1-8B-Instruct"}';
+
+test('scrapes a real HTTP endpoint: baseline, then interval records delivered to the sink', async (t) => {
+  const engine = await fakeEngine();
+  t.after(() => engine.close());
+  const page = fixture('sglang-docs-production-metrics.prom');
+  engine.set(page);
+  const clock = { t: T0 };
+  const { scraper, messages } = scraperFor([engine.url], clock, { gpus: [0, 1], tier: 'large' });
+  const sink = new RecordingSink();
+  await scraper.start(sink);
+  assert.ok(messages('info').some((m) => /is sglang/.test(m)));
+  assert.ok(messages('info').some((m) => /interval-level attribution/.test(m)), 'the mode is announced as interval-level');
+
+  clock.t = T0 + 15_000;
+  engine.set(bump(bump(page, `sglang:prompt_tokens_total${S}`, 4096), `sglang:generation_tokens_total${S}`, 512));
+  const produced = await scraper.scrapeOnce();
+  assert.equal(produced.length, 1);
+  await scraper.shutdown();
+  assert.equal(sink.records.length, 1);
+  const r = sink.records[0];
+  assert.equal(r?.promptTokens, 4096);
+  assert.equal(r?.completionTokens, 512);
+  assert.deepEqual(r?.gpus, ['0', '1']);
+  assert.equal(r?.tier, 'large');
+  assert.equal(r?.granularity, 'interval');
+  assert.equal(r?.tokensEstimated, true, 'cached tokens came from the hit-rate gauge');
+});
+
+test('counter reset (engine restart) is logged and counted from the restart', async (t) => {
+  const engine = await fakeEngine();
+  t.after(() => engine.close());
+  const page = fixture('sglang-docs-production-metrics.prom');
+  engine.set(page);
+  const clock = { t: T0 };
+  const { scraper, messages } = scraperFor([engine.url], clock);
+  const sink = new RecordingSink();
+  await scraper.start(sink);
+  clock.t += 15_000;
+  engine.set(withValue(withValue(page, `sglang:prompt_tokens_total${S}`, 300), `sglang:generation_tokens_total${S}`, 20));
+  const [r] = await scraper.scrapeOnce();
+  assert.equal(r?.promptTokens, 300);
+  assert.equal(r?.completionTokens, 20);
+  assert.ok(messages('warn').some((m) => /counters reset/.test(m)));
+  await scraper.shutdown();
+});
+
+test('missing metrics: one clear error, scraping goes on, records resume when the metric is back', async (t) => {
+  const engine = await fakeEngine();
+  t.after(() => engine.close());
+  const page = fixture('vllm-v1-docs-design-metrics.prom'); // no prompt-token counter
+  const M = '{model_name="meta-llama/Llama-3.1-8B-Instruct"}';
+  engine.set(page);
+  const clock = { t: T0 };
+  const { scraper, errors } = scraperFor([engine.url], clock);
+  const sink = new RecordingSink();
+  await scraper.start(sink);
+  for (let i = 1; i <= 3; i++) {
+    clock.t = T0 + i * 15_000;
+    engine.set(bump(page, `vllm:generation_tokens_total${M}`, i * 100));
+    assert.deepEqual(await scraper.scrapeOnce(), []);
+  }
+  const missing = errors.filter((e) => /no prompt-token counter/.test(e));
+  assert.equal(missing.length, 1, 'reported once, not every scrape');
+  clock.t = T0 + 60_000;
+  engine.set(`${bump(page, `vllm:generation_tokens_total${M}`, 400)}\nvllm:prompt_tokens_total${M} 1000\n`);
+  const [r] = await scraper.scrapeOnce();
+  assert.equal(r?.promptTokens, 1000, 'a series that appears started at zero');
+  assert.equal(r?.completionTokens, 100);
+  await scraper.shutdown();
+});
+
+test('an unreachable or failing engine is reported once; the next good scrape still counts every token', async (t) => {
+  const engine = await fakeEngine();
+  t.after(() => engine.close());
+  const page = fixture('sglang-docs-production-metrics.prom');
+  engine.set(page);
+  const clock = { t: T0 };
+  const { scraper, errors, messages } = scraperFor([engine.url], clock);
+  const sink = new RecordingSink();
+  await scraper.start(sink);
+  engine.status(503);
+  clock.t += 15_000;
+  assert.deepEqual(await scraper.scrapeOnce(), []);
+  clock.t += 15_000;
+  assert.deepEqual(await scraper.scrapeOnce(), []);
+  assert.equal(errors.filter((e) => /HTTP 503/.test(e)).length, 1);
+  engine.status(200);
+  engine.set(bump(page, `sglang:prompt_tokens_total${S}`, 777));
+  clock.t += 15_000;
+  const [r] = await scraper.scrapeOnce();
+  assert.equal(r?.promptTokens, 777);
+  assert.equal(r?.startMs, T0, 'the interval runs from the last good scrape');
+  assert.ok(messages('info').some((m) => /answers again/.test(m)));
+  await scraper.shutdown();
+});
+
+test('a page that is not an engine, an oversized body and a refused connection are clear errors, never crashes', async (t) => {
+  const engine = await fakeEngine();
+  t.after(() => engine.close());
+  engine.set('process_cpu_seconds_total 12\n');
+  const clock = { t: T0 };
+  const dead = 'http://127.0.0.1:9/metrics';
+  const { scraper, errors } = scraperFor([engine.url, dead], clock);
+  await scraper.start(new RecordingSink());
+  assert.ok(errors.some((e) => /exports no vllm:\* or sglang:\* metrics/.test(e)));
+  assert.ok(errors.some((e) => e.includes(dead)));
+  await scraper.shutdown();
+
+  engine.set(`# ${'x'.repeat(4096)}\n`.repeat(4));
+  const config = engineMetricsConfigSchema.parse({ targets: [{ url: engine.url }], maxBodyBytes: 4096 });
+  const { log } = captureLog();
+  const small: string[] = [];
+  const limited = new EngineMetricsScraper({ config, log, onError: (e) => small.push(e.message) });
+  await limited.start(new RecordingSink());
+  await limited.shutdown();
+  assert.ok(small.some((e) => /larger than maxBodyBytes/.test(e)));
+});
+
+test('the config refuses what cannot work, naming the field', () => {
+  const bad = engineMetricsConfigSchema.safeParse({ targets: [{ url: 'ftp://x/metrics', engine: 'tgi' }], intervalMs: 10 });
+  assert.equal(bad.success, false);
+  if (bad.success) return;
+  const paths = bad.error.issues.map((i) => i.path.join('.')).sort();
+  assert.deepEqual(paths, ['intervalMs', 'targets.0.engine', 'targets.0.url']);
+  assert.equal(engineMetricsConfigSchema.safeParse({ targets: [] }).success, false);
+  const ok = engineMetricsConfigSchema.parse({ targets: [{ url: 'http://127.0.0.1:8000/metrics' }] });
+  assert.equal(ok.intervalMs, 15_000);
+  assert.equal(ok.targets[0]?.engine, 'auto');
+});

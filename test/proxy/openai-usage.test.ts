@@ -1,0 +1,76 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { parseChatUsage, parseResponsesUsage } from '../../collectors/proxy/openai-usage.js';
+import { estimateCompletionTokens, estimatePromptTokens } from '../../collectors/proxy/token-estimate.js';
+import { labelsFromHeaders } from '../../collectors/proxy/proxy-record.js';
+import { proxyConfigSchema } from '../../collectors/proxy/proxy-config.js';
+
+test('chat usage with details, and missing/null details default to zero', () => {
+  assert.deepEqual(
+    parseChatUsage({ prompt_tokens: 100, completion_tokens: 40, total_tokens: 140, prompt_tokens_details: { cached_tokens: 64 }, completion_tokens_details: { reasoning_tokens: 12 } }),
+    { ok: true, usage: { promptTokens: 100, completionTokens: 40, cachedTokens: 64, reasoningTokens: 12 } },
+  );
+  assert.deepEqual(parseChatUsage({ prompt_tokens: 3, completion_tokens: 1, prompt_tokens_details: null }), {
+    ok: true,
+    usage: { promptTokens: 3, completionTokens: 1, cachedTokens: 0, reasoningTokens: 0 },
+  });
+  assert.deepEqual(parseResponsesUsage({ input_tokens: 9, output_tokens: 4, input_tokens_details: { cached_tokens: 2 }, output_tokens_details: { reasoning_tokens: 4 } }), {
+    ok: true,
+    usage: { promptTokens: 9, completionTokens: 4, cachedTokens: 2, reasoningTokens: 4 },
+  });
+});
+
+test('unbelievable usage is refused naming the field', () => {
+  const reason = (u: unknown) => {
+    const r = parseChatUsage(u);
+    return r.ok ? 'accepted' : r.reason;
+  };
+  assert.match(reason({ prompt_tokens: 1e12, completion_tokens: 1 }), /usage\.prompt_tokens must be an integer 0\.\.100000000 \(got 1000000000000\)/);
+  assert.match(reason({ prompt_tokens: -1, completion_tokens: 1 }), /prompt_tokens/);
+  assert.match(reason({ prompt_tokens: 2.5, completion_tokens: 1 }), /prompt_tokens/);
+  assert.match(reason({ prompt_tokens: '7', completion_tokens: 1 }), /prompt_tokens .*"7"/);
+  assert.match(reason({ completion_tokens: 1 }), /usage\.prompt_tokens is missing/);
+  assert.match(reason({ prompt_tokens: 4, completion_tokens: 1, prompt_tokens_details: { cached_tokens: 5 } }), /cached_tokens \(5\) exceeds prompt_tokens \(4\)/);
+  assert.match(reason({ prompt_tokens: 4, completion_tokens: 1, completion_tokens_details: { reasoning_tokens: 2 } }), /reasoning_tokens \(2\) exceeds completion_tokens \(1\)/);
+  assert.match(reason([1]), /not an object/);
+  const r = parseResponsesUsage({ input_tokens: 1, output_tokens: Number.NaN });
+  assert.ok(!r.ok && /usage\.output_tokens/.test(r.reason));
+});
+
+test('property: every accepted usage is internally consistent', () => {
+  fc.assert(
+    fc.property(fc.anything(), fc.anything(), fc.anything(), fc.anything(), (p, c, k, r) => {
+      const out = parseChatUsage({ prompt_tokens: p, completion_tokens: c, prompt_tokens_details: { cached_tokens: k }, completion_tokens_details: { reasoning_tokens: r } });
+      if (!out.ok) return;
+      const u = out.usage;
+      assert.ok(Number.isInteger(u.promptTokens) && u.cachedTokens <= u.promptTokens && u.reasoningTokens <= u.completionTokens);
+    }),
+  );
+});
+
+test('estimates: chars/4 for text, exact for token-id prompts, at least one token per content event', () => {
+  assert.equal(estimatePromptTokens({ messages: [{ role: 'system', content: 'abcd' }, { role: 'user', content: [{ type: 'text', text: 'efghij' }] }] }, 'chat'), 3);
+  assert.equal(estimatePromptTokens({ prompt: [1, 2, 3, 4, 5] }, 'completions'), 5);
+  assert.equal(estimatePromptTokens({ prompt: [[1, 2], [3]] }, 'completions'), 3);
+  assert.equal(estimatePromptTokens({ prompt: 'abcdefgh' }, 'completions'), 2);
+  assert.equal(estimatePromptTokens({ input: [{ role: 'user', content: [{ type: 'input_text', text: 'abcde' }] }], instructions: 'xyz' }, 'responses'), 2);
+  assert.equal(estimatePromptTokens({}, 'chat'), 0);
+  assert.equal(estimateCompletionTokens(40, 3), 10);
+  assert.equal(estimateCompletionTokens(3, 9), 9);
+});
+
+test('labels from headers: configurable names; values the ledger would refuse are reported, not recorded', () => {
+  const names = proxyConfigSchema.parse({ upstream: 'http://127.0.0.1:1', headers: { team: 'X-Org' } }).headers;
+  const refused: string[] = [];
+  const labels = labelsFromHeaders(
+    { 'x-task-id': ['t1', 't2'], 'x-attempt': '3', 'x-org': ' infra ', 'x-feature': 'f'.repeat(300) },
+    names,
+    (h, reason) => refused.push(`${h}: ${reason}`),
+  );
+  assert.deepEqual(labels, { taskId: 't1', attempt: 3, labels: { team: 'infra' } });
+  assert.deepEqual(refused, ['x-feature: longer than 256 characters']);
+  const zero = labelsFromHeaders({ 'x-attempt': '0' }, names, (h, reason) => refused.push(`${h}: ${reason}`));
+  assert.equal(zero.attempt, null);
+  assert.match(refused.at(-1) ?? '', /x-attempt: must be an integer 1\.\.10000 \(got "0"\)/);
+});

@@ -1,0 +1,45 @@
+import OpenAI from 'openai';
+import { OpenAiProxy } from '../../collectors/proxy/openai-proxy.js';
+import { proxyConfigSchema } from '../../collectors/proxy/proxy-config.js';
+import type { ProxyConfig } from '../../collectors/proxy/proxy-config.js';
+import { RecordingSink } from './recording-sink.js';
+import { captureLog } from './capture-log.js';
+import { startFakeUpstream } from './fake-upstream.js';
+import type { FakeUpstream } from './fake-upstream.js';
+
+export interface Harness {
+  readonly upstream: FakeUpstream;
+  readonly proxy: OpenAiProxy;
+  readonly sink: RecordingSink;
+  readonly proxyUrl: string;
+  readonly client: OpenAI;
+  readonly log: ReturnType<typeof captureLog>;
+  readonly errors: string[];
+  close(): Promise<void>;
+}
+
+/** A fake upstream, the proxy in front of it (127.0.0.1, ephemeral ports), and an openai client pointed at the proxy. */
+export async function startHarness(config: Partial<Record<keyof ProxyConfig, unknown>> = {}, upstreamOptions: Parameters<typeof startFakeUpstream>[0] = {}): Promise<Harness> {
+  const upstream = await startFakeUpstream(upstreamOptions);
+  const log = captureLog();
+  const errors: string[] = [];
+  const parsed = proxyConfigSchema.parse({ port: 0, host: '127.0.0.1', upstream: upstream.url, replica: { gpus: [0], tier: 'small' }, ...config });
+  const proxy = new OpenAiProxy({ config: parsed, log: log.log, onError: (e) => errors.push(e.message), shutdownGraceMs: 500 });
+  const sink = new RecordingSink();
+  await proxy.start(sink);
+  const proxyUrl = `http://127.0.0.1:${proxy.port}`;
+  const client = new OpenAI({ baseURL: `${proxyUrl}/v1`, apiKey: 'sk-test', maxRetries: 0, timeout: 10_000 });
+  return {
+    upstream,
+    proxy,
+    sink,
+    proxyUrl,
+    client,
+    log,
+    errors,
+    close: async () => {
+      await proxy.shutdown();
+      await upstream.close();
+    },
+  };
+}

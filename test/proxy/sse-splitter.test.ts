@@ -1,0 +1,104 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { parseSseEvent, SseSplitter } from '../../collectors/proxy/sse-splitter.js';
+import { StreamObserver } from '../../collectors/proxy/stream-observer.js';
+
+/** Feed `bytes` in the given chunk sizes; return the events and the leftover. */
+function split(bytes: Buffer, sizes: number[]): { events: Buffer[]; rest: Buffer } {
+  const splitter = new SseSplitter();
+  const events: Buffer[] = [];
+  let pos = 0;
+  for (const size of sizes) {
+    if (pos >= bytes.length) break;
+    events.push(...splitter.push(bytes.subarray(pos, pos + Math.max(1, size))));
+    pos += Math.max(1, size);
+  }
+  if (pos < bytes.length) events.push(...splitter.push(bytes.subarray(pos)));
+  return { events, rest: splitter.takePending() };
+}
+
+test('events end at blank lines written with LF, CRLF or CR', () => {
+  const text = 'data: a\n\nevent: x\r\ndata: b\r\n\r\ndata: c\r\rdata: d\n\n: keep-alive\n\ndata: tail';
+  const { events, rest } = split(Buffer.from(text), [text.length]);
+  assert.deepEqual(
+    events.map((e) => parseSseEvent(e)),
+    [
+      { event: null, data: 'a' },
+      { event: 'x', data: 'b' },
+      { event: null, data: 'c' },
+      { event: null, data: 'd' },
+      { event: null, data: null },
+    ],
+  );
+  assert.equal(rest.toString(), 'data: tail');
+});
+
+test('multi-line data is joined with LF; a field without a space and a field without a colon are read', () => {
+  assert.deepEqual(parseSseEvent(Buffer.from('data:{"a":\ndata: 1}\nid: 7\nretry\n\n')), { event: null, data: '{"a":\n1}' });
+});
+
+const sseText = fc
+  .array(
+    fc.record({
+      event: fc.option(fc.stringMatching(/^[a-z.]{1,12}$/), { nil: undefined }),
+      data: fc.array(fc.string({ unit: 'grapheme', maxLength: 12 }).filter((s) => !/[\r\n]/.test(s)), { minLength: 1, maxLength: 3 }),
+      eol: fc.constantFrom('\n', '\r\n', '\r'),
+    }),
+    { maxLength: 12 },
+  )
+  .map((events) => ({
+    events,
+    text: events.map((e) => `${e.event ? `event: ${e.event}${e.eol}` : ''}${e.data.map((d) => `data: ${d}${e.eol}`).join('')}${e.eol}`).join(''),
+  }));
+
+test('property: however the bytes are chunked, the same events come out and no byte is lost or added', () => {
+  fc.assert(
+    fc.property(sseText, fc.array(fc.integer({ min: 1, max: 17 }), { maxLength: 60 }), ({ events, text }, sizes) => {
+      const bytes = Buffer.from(text, 'utf8');
+      const whole = split(bytes, [bytes.length]);
+      const chunked = split(bytes, sizes);
+      assert.ok(Buffer.concat([...chunked.events, chunked.rest]).equals(bytes), 'bytes preserved');
+      const fields = (list: Buffer[]) => list.map((e) => parseSseEvent(e)).filter((f) => f.data !== null);
+      assert.deepEqual(fields(chunked.events), fields(whole.events));
+      assert.deepEqual(
+        fields(whole.events),
+        events.map((e) => ({ event: e.event ?? null, data: e.data.join('\n') })),
+      );
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('the observer drops only the usage-only chunk when stripping, and strips usage riding on a content chunk', () => {
+  const now = () => 1234;
+  const chunk = (o: unknown) => Buffer.from(`data: ${JSON.stringify(o)}\n\n`);
+  const usage = { prompt_tokens: 5, completion_tokens: 2, prompt_tokens_details: { cached_tokens: 1 } };
+  const strip = new StreamObserver('chat', true, now);
+  const content = chunk({ id: 'c1', model: 'm', choices: [{ index: 0, delta: { content: 'hi' } }] });
+  assert.equal(strip.observe(content), content, 'content passes untouched (same bytes)');
+  const riding = strip.observe(chunk({ id: 'c1', choices: [{ index: 0, delta: { content: '!' } }], usage }));
+  assert.ok(riding);
+  assert.deepEqual(JSON.parse(riding.toString().slice('data: '.length)), { id: 'c1', choices: [{ index: 0, delta: { content: '!' } }] });
+  assert.equal(strip.observe(chunk({ id: 'c1', choices: [], usage })), null);
+  assert.equal(strip.observe(Buffer.from('data: [DONE]\n\n'))?.toString(), 'data: [DONE]\n\n');
+  assert.deepEqual(strip.facts.usage, { promptTokens: 5, completionTokens: 2, cachedTokens: 1, reasoningTokens: 0 });
+  assert.equal(strip.facts.contentEvents, 2);
+  assert.equal(strip.facts.firstContentMs, 1234);
+  assert.equal(strip.facts.finished, true);
+
+  const keep = new StreamObserver('chat', false, now);
+  const usageOnly = chunk({ id: 'c2', choices: [], usage });
+  assert.equal(keep.observe(usageOnly), usageOnly, 'a client that asked for usage gets it');
+});
+
+test('the observer reads reasoning and tool-call deltas as generated content, and stream errors as failures', () => {
+  const o = new StreamObserver('chat', false, () => 1);
+  o.observe(Buffer.from(`data: ${JSON.stringify({ choices: [{ delta: { reasoning_content: 'thinking' } }] })}\n\n`));
+  o.observe(Buffer.from(`data: ${JSON.stringify({ choices: [{ delta: { tool_calls: [{ function: { arguments: '{"q":1}' } }] } }] })}\n\n`));
+  o.observe(Buffer.from(`data: ${JSON.stringify({ object: 'error', message: 'engine died' })}\n\n`));
+  assert.equal(o.facts.contentEvents, 2);
+  assert.equal(o.facts.reasoningChars, 8);
+  assert.equal(o.facts.contentChars, 7);
+  assert.equal(o.facts.failure, 'engine died');
+});
