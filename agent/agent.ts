@@ -18,6 +18,7 @@ import type { Logger } from './logger.js';
 import { PeriodicTask } from './periodic-task.js';
 import { NodeRecordContext } from './record-context.js';
 import { Settler } from './settler.js';
+import { carbonGauges, type CarbonGauges } from './carbon-gauges.js';
 import { VERSION } from './version.js';
 
 export interface AgentOptions {
@@ -57,6 +58,7 @@ export class Agent {
   private hostSource: HostPowerSource | null = null;
   private hostKind = 'none';
   private hostNote = '';
+  private carbon!: CarbonGauges;
   private boundPort = 0;
   private rejectedRecords = 0;
   private started = false;
@@ -91,6 +93,8 @@ export class Agent {
     const quality = powerSource.quality();
     this.metrics.setPowerSourceInfo(quality);
     this.metrics.setBuildInfo(VERSION, process.version);
+    this.carbon = carbonGauges(config.carbon);
+    this.metrics.setCarbonFactors(this.carbon.site, this.carbon.pue, this.carbon.intensityAt(this.now()));
     log.info({ gpus: this.gpus.map((g) => `${g.index}:${g.uuid}:${g.name}`), source: quality }, quality.simulated ? 'SIMULATED power source: figures are simulated, not measured' : 'power source ready');
 
     this.context = new NodeRecordContext({
@@ -204,6 +208,7 @@ export class Agent {
         timeoutMs: 30_000,
         onError,
         run: () => {
+          this.metrics.setCarbonFactors(this.carbon.site, this.carbon.pue, this.carbon.intensityAt(this.now()));
           this.readHost();
           this.settler.flushSamples();
           this.settler.settleDue(this.now());

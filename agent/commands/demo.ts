@@ -5,6 +5,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { SimulatedGpuNode } from '../../collectors/simulated/simulated-gpu-node.js';
 import { toWire, type RequestRecord } from '../../model/request-record.js';
+import { carbonConfigSchema } from '../../model/carbon/carbon-config.js';
 import { addConfigOptions, type TokenwattConfig } from '../config.js';
 import { defaultDemoNodeConfig, demoReplicaMap, DemoWorkload } from '../demo-workload.js';
 import { DemoSummaryPrinter } from '../demo-summary.js';
@@ -46,6 +47,8 @@ export function demoCommand(): Command {
       // The simulated node's host: a configured overhead (labelled estimated), not this machine's
       // real RAPL counters, which would mix a real CPU into simulated figures.
       hostPower: loaded.hostPower ?? { rapl: 'off', overheadW: DEMO_HOST_OVERHEAD_W },
+      // Emissions need a grid: the world average from the shipped table unless one is configured.
+      carbon: loaded.carbon ?? carbonConfigSchema.parse({ region: 'world', site: 'demo (simulated)' }),
     };
     const summaryEvery = Number(flags.summaryEvery ?? 10);
     const durationS = flags.duration === undefined ? undefined : Number(flags.duration);

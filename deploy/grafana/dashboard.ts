@@ -154,8 +154,8 @@ export const ROWS: readonly RowSpec[] = [
         'Grid intensity and PUE',
         'The factors each agent applies: grid intensity (gCO2e/kWh, left) and PUE (right).',
         [
-          { expr: 'tokenwatt_grid_intensity_gco2e_per_kwh{instance=~"$instance"}', legend: '{{instance}} gCO2e/kWh' },
-          { expr: 'tokenwatt_pue{instance=~"$instance"}', legend: '{{instance}} PUE' },
+          { expr: '3.6e6 * tokenwatt_grid_intensity_grams_per_joule{instance=~"$instance"}', legend: '{{instance}} gCO2e/kWh' },
+          { expr: 'tokenwatt_pue_ratio{instance=~"$instance"}', legend: '{{instance}} PUE' },
         ],
         'none',
         8,

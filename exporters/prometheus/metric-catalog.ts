@@ -38,12 +38,12 @@ export const METRIC_CATALOG = {
     help: `Energy attributed to requests, in joules. mode="static": share of the idle baseline while active; mode="dynamic": share of the power above it, by work.${SIMULATED_NOTE}`,
   },
   tokens: {
-    name: 'tokenwatt_tokens_total', type: 'counter', labels: ['model', 'tier', 'kind'],
-    help: 'Tokens of settled requests. kind: prompt (all prompt tokens), cached (prefix-cache hits among them), completion (including reasoning), reasoning.',
+    name: 'tokenwatt_tokens_total', type: 'counter', labels: ['model', 'tier', 'cache_bucket', 'batch_bucket', 'kind'],
+    help: 'Tokens of settled requests. kind: prompt (all prompt tokens), cached (prefix-cache hits among them), completion (including reasoning), reasoning. The bucket labels match tokenwatt_energy_joules_total, so J/token divides by bucket.',
   },
   requests: {
-    name: 'tokenwatt_requests_total', type: 'counter', labels: ['model', 'tier', 'status'],
-    help: 'Requests whose energy is settled, by final status (ok, error, cancelled).',
+    name: 'tokenwatt_requests_total', type: 'counter', userLabels: true, labels: ['model', 'tier', 'status'],
+    help: 'Requests whose energy is settled, by final status (ok, error, cancelled), with the capped user labels (per-tenant energy per request).',
   },
   requestEnergy: {
     name: 'tokenwatt_request_energy_joules', type: 'histogram', labels: ['tier', 'simulated'], buckets: REQUEST_ENERGY_BUCKETS,
@@ -80,6 +80,14 @@ export const METRIC_CATALOG = {
   sampleErrors: {
     name: 'tokenwatt_sample_errors_total', type: 'counter', labels: ['reason'],
     help: 'Problems met while sampling GPU power, by reason.',
+  },
+  pue: {
+    name: 'tokenwatt_pue_ratio', type: 'gauge', labels: ['site'],
+    help: 'Power usage effectiveness applied to this node (configured carbon.pue, else the documented default 1.58).',
+  },
+  gridIntensity: {
+    name: 'tokenwatt_grid_intensity_grams_per_joule', type: 'gauge', labels: ['basis', 'factor'],
+    help: 'Location-based grid carbon intensity in force for this node, in grams CO2e per joule (base units: gCO2e/kWh / 3.6e6), from the region table, a configured constant or an hourly file. Absent when none is configured.',
   },
   captureErrors: {
     name: 'tokenwatt_capture_errors_total', type: 'counter', labels: ['source'],

@@ -142,6 +142,8 @@ export class TokenwattMetrics {
   private readonly samples: Counter<string>;
   private readonly sampleErrors: Counter<string>;
   private readonly captureErrors: Counter<string>;
+  private readonly pueGauge: Gauge<string>;
+  private readonly gridIntensity: Gauge<string>;
   private readonly records: Counter<string>;
   private readonly recordsRejectedCounter: Counter<string>;
   private readonly lateRecords: Counter<string>;
@@ -172,6 +174,8 @@ export class TokenwattMetrics {
     this.samples = this.counter(c.samples, live);
     this.sampleErrors = this.counter(c.sampleErrors, live);
     this.captureErrors = this.counter(c.captureErrors, live);
+    this.pueGauge = this.gauge(c.pue, live);
+    this.gridIntensity = this.gauge(c.gridIntensity, live);
     this.records = this.counter(c.records, live);
     this.recordsRejectedCounter = this.counter(c.recordsRejected, live);
     this.lateRecords = this.counter(c.lateRecords, live);
@@ -274,6 +278,15 @@ export class TokenwattMetrics {
 
   sampleError(reason: string): void {
     this.add(this.sampleErrors, { reason: this.label('reason', reason) }, 1);
+  }
+
+  /** Carbon factors in force: PUE always, grid intensity when known (null clears it). */
+  setCarbonFactors(site: string, pue: number, intensity: { gPerKwh: number; factor: string } | null): void {
+    this.pueGauge.reset();
+    this.pueGauge.set({ site }, pue);
+    this.gridIntensity.reset();
+    // Base units: grams per joule (1 kWh = 3.6e6 J).
+    if (intensity) this.gridIntensity.set({ basis: 'location', factor: intensity.factor }, intensity.gPerKwh / 3.6e6);
   }
 
   /** A request-capture problem (proxy, engine-metrics, otlp). */
@@ -406,11 +419,12 @@ export class TokenwattMetrics {
     const user = this.userLabelValues(base, r.labels);
     this.add(this.energy, { ...base, ...user, mode: 'static' }, r.staticJ);
     this.add(this.energy, { ...base, ...user, mode: 'dynamic' }, r.dynamicJ);
-    this.add(this.tokens, { model, tier, kind: 'prompt' }, r.promptTokens);
-    this.add(this.tokens, { model, tier, kind: 'cached' }, r.cachedTokens);
-    this.add(this.tokens, { model, tier, kind: 'completion' }, r.completionTokens);
-    this.add(this.tokens, { model, tier, kind: 'reasoning' }, r.reasoningTokens);
-    this.add(this.requests, { model, tier, status: r.status }, requests);
+    const buckets = { model, tier, cache_bucket: r.cacheBucket, batch_bucket: r.batchBucket };
+    this.add(this.tokens, { ...buckets, kind: 'prompt' }, r.promptTokens);
+    this.add(this.tokens, { ...buckets, kind: 'cached' }, r.cachedTokens);
+    this.add(this.tokens, { ...buckets, kind: 'completion' }, r.completionTokens);
+    this.add(this.tokens, { ...buckets, kind: 'reasoning' }, r.reasoningTokens);
+    this.add(this.requests, { model, tier, status: r.status, ...user }, requests);
   }
 
   /** Capped user label values; past the series budget, new combinations fold into "other". */

@@ -19,6 +19,6 @@ describe('metricNames', () => {
   });
 
   it('finds names used without a matcher, inside aggregations and after offset', () => {
-    assert.deepEqual(metricNames('max(tokenwatt_pue) * on (instance) up offset 5m'), ['tokenwatt_pue', 'up']);
+    assert.deepEqual(metricNames('max(tokenwatt_pue_ratio) * on (instance) up offset 5m'), ['tokenwatt_pue_ratio', 'up']);
   });
 });

@@ -31,6 +31,7 @@ function exerciseAll(m: TokenwattMetrics): void {
   m.settled(1_700_000_000_000, 1_700_000_120_000, [0.001, -0.002]);
   m.setPendingAttributedEnergy(42);
   m.captureError('proxy');
+  m.setCarbonFactors('', 1.2, { gPerKwh: 56, factor: 'FR' });
   m.setPowerSourceInfo({ kind: 'nvml', energyCounter: true, powerAveraged: false, simulated: false });
   m.setBuildInfo('1.2.3', 'v20.0.0');
 }
@@ -54,8 +55,8 @@ test('the DESIGN metrics exist with their types and labels, and the exposition p
     ['tokenwatt_gpu_energy_joules_total', 'counter', ['gpu', 'uuid', 'simulated']],
     ['tokenwatt_idle_energy_joules_total', 'counter', ['gpu', 'simulated']],
     ['tokenwatt_energy_joules_total', 'counter', ['model', 'tier', 'cache_bucket', 'batch_bucket', 'status', 'mode', 'team', 'feature', 'simulated']],
-    ['tokenwatt_tokens_total', 'counter', ['model', 'tier', 'kind']],
-    ['tokenwatt_requests_total', 'counter', ['model', 'tier', 'status']],
+    ['tokenwatt_tokens_total', 'counter', ['model', 'tier', 'cache_bucket', 'batch_bucket', 'kind']],
+    ['tokenwatt_requests_total', 'counter', ['model', 'tier', 'status', 'team', 'feature']],
     ['tokenwatt_request_energy_joules', 'histogram', ['tier', 'simulated']],
     ['tokenwatt_task_energy_joules', 'histogram', ['tier', 'succeeded', 'simulated']],
     ['tokenwatt_unattributed_energy_joules_total', 'counter', ['gpu', 'simulated']],
@@ -66,6 +67,8 @@ test('the DESIGN metrics exist with their types and labels, and the exposition p
     ['tokenwatt_samples_total', 'counter', ['gpu']],
     ['tokenwatt_sample_errors_total', 'counter', ['reason']],
     ['tokenwatt_capture_errors_total', 'counter', ['source']],
+    ['tokenwatt_pue_ratio', 'gauge', ['site']],
+    ['tokenwatt_grid_intensity_grams_per_joule', 'gauge', ['basis', 'factor']],
     ['tokenwatt_records_total', 'counter', ['result']],
     ['tokenwatt_records_rejected_total', 'counter', ['reason']],
     ['tokenwatt_late_records_total', 'counter', []],
@@ -101,9 +104,9 @@ test('the DESIGN metrics exist with their types and labels, and the exposition p
 
 test('naming conventions: prefix, base units, counters end in _total and only counters do', () => {
   for (const spec of Object.values(METRIC_CATALOG)) {
-    assert.match(spec.name, /^tokenwatt_[a-z_]+$/, spec.name);
+    assert.match(spec.name, /^tokenwatt_[a-z][a-z0-9_]*$/, spec.name);
     assert.equal(spec.name.endsWith('_total'), spec.type === 'counter', `${spec.name}: _total iff counter`);
-    assert.match(spec.name, /_(joules|watts|seconds|info|total)$/, `${spec.name} ends in a base unit, _info or _total`);
+    assert.match(spec.name, /_(joules|watts|seconds|ratio|info|total|grams_per_joule)$/, `${spec.name} ends in a base unit, _ratio, _info or _total`);
     assert.doesNotMatch(spec.name, /kilo|milli|kwh|_ms|percent/, `${spec.name} uses base units`);
   }
 });

@@ -12,8 +12,8 @@ type Family = Pick<MetricSpec, 'name' | 'type' | 'labels' | 'userLabels'>;
  * catalog yet: the config+metrics owner is asked to add them.
  */
 export const PENDING_METRICS: readonly Family[] = [
-  { name: 'tokenwatt_grid_intensity_gco2e_per_kwh', type: 'gauge', labels: [] },
-  { name: 'tokenwatt_pue', type: 'gauge', labels: [] },
+  { name: 'tokenwatt_grid_intensity_grams_per_joule', type: 'gauge', labels: [] },
+  { name: 'tokenwatt_pue_ratio', type: 'gauge', labels: [] },
 ];
 
 /**
@@ -41,7 +41,7 @@ export function seriesNames(): Set<string> {
   return names;
 }
 
-/** What the rules need that the catalog does not have yet, e.g. "tokenwatt_pue", "tokenwatt_tokens_total{team}". */
+/** What the rules need that the catalog does not have yet, e.g. "tokenwatt_pue_ratio", "tokenwatt_tokens_total{team}". */
 export function stillPending(): string[] {
   const catalog = new Map<string, Family>(Object.values(METRIC_CATALOG).map((m) => [m.name, m]));
   const hasLabel = (name: string, label: string) => {

@@ -1,0 +1,123 @@
+import type { HostInventory } from '../collectors/host/host-inventory.js';
+import { architectureName } from '../collectors/nvml/nvml-constants.js';
+import type { NvmlProbeResult } from '../collectors/nvml/nvml-probe.js';
+import type { NvidiaSmiProbeResult } from '../collectors/nvidia-smi/nvidia-smi-probe.js';
+
+/** `tokenwatt doctor` exit status: the agent can run on measured GPU data. */
+export const DOCTOR_EXIT_MEASURED = 0;
+/** No measured GPU power source: the agent could only run on simulated or replayed data. */
+export const DOCTOR_EXIT_NO_MEASURED_SOURCE = 1;
+/** doctor itself could not run (bad option, internal error). */
+export const DOCTOR_EXIT_ERROR = 2;
+
+export type RaplProbe =
+  | { readonly available: true; readonly root: string; readonly zones: readonly string[]; readonly notes: readonly string[] }
+  | { readonly available: false; readonly root: string; readonly reason: string; readonly message: string; readonly fix: string };
+
+/** Everything doctor found, as printed by --json. */
+export interface DoctorReport {
+  /** Whether `tokenwatt run --power auto` would measure (not simulate). */
+  readonly canRun: boolean;
+  /** The source `--power auto` would use. */
+  readonly selected: 'nvml' | 'nvidia-smi' | null;
+  readonly nvml: NvmlProbeResult;
+  readonly nvidiaSmi: NvidiaSmiProbeResult;
+  readonly rapl: RaplProbe;
+  readonly host: HostInventory | null;
+  /** What to change for better data, most important first. */
+  readonly advice: readonly string[];
+  readonly exitCode: number;
+}
+
+/** What to change, derived from the probes. */
+export function adviseOn(nvml: NvmlProbeResult, smi: NvidiaSmiProbeResult, rapl: RaplProbe): string[] {
+  const advice: string[] = [];
+  if (!nvml.available && !smi.available) {
+    advice.push(`No measured GPU power source. NVML: ${nvml.failure.fix}. nvidia-smi: ${smi.fix}. ` +
+      'Until then the agent can only run with --power simulated (every figure labelled simulated) or --power replay:FILE.');
+  } else if (!nvml.available) {
+    advice.push(`Make NVML loadable (${nvml.failure.fix}): it gives the cumulative energy counter (exact energy) and instantaneous power, where nvidia-smi gives power samples only.`);
+  }
+  if (nvml.available) {
+    for (const d of nvml.devices) {
+      if (!d.energyCounter) advice.push(`GPU ${d.index} (${d.name}) has no energy counter (pre-Volta): energy is integrated from power samples; keep the sample period at 100 ms or less.`);
+      if (d.powerAveraged) advice.push(`GPU ${d.index} (${d.name}) gives only 1 s averaged power (nvmlDeviceGetPowerUsage): a driver that answers NVML_FI_DEV_POWER_INSTANT gives instantaneous readings; energy stays exact through the counter.`);
+      if (d.powerMethod === 'none') advice.push(`GPU ${d.index} (${d.name}) reports no power at all: check that power management is supported on this board.`);
+      if (d.migEnabled) advice.push(`MIG is on for GPU ${d.index}: power exists per physical GPU only; send the MIG UUIDs (${d.migInstances.slice(0, 2).join(', ')}${d.migInstances.length > 2 ? ', ...' : ''}) in request records' "gpus" so requests are attributed within GPU ${d.index}.`);
+    }
+    if (nvml.achievedPeriodMs !== null && nvml.achievedPeriodMs > nvml.requestedPeriodMs * 1.5) {
+      advice.push(`NVML sampling achieved ${nvml.achievedPeriodMs} ms instead of ${nvml.requestedPeriodMs} ms: the node is loaded or the driver slow; enable persistence mode (nvidia-persistenced).`);
+    }
+    if (nvml.problems.length > 0) advice.push(`NVML reported problems while probing: ${nvml.problems.map((p) => `${p.reason}: ${p.message}`).join('; ')}.`);
+  } else if (smi.available) {
+    advice.push('Through nvidia-smi there is no energy counter: energy is integrated from power samples (flagged as such in every report).');
+    if (smi.quality.powerAveraged) advice.push('This nvidia-smi gives 1 s averaged power (no power.draw.instant on this driver or board): a newer driver offers power.draw.instant.');
+    if (smi.achievedPeriodMs !== null && smi.achievedPeriodMs > smi.requestedPeriodMs * 1.5) {
+      advice.push(`nvidia-smi achieved ${smi.achievedPeriodMs} ms instead of ${smi.requestedPeriodMs} ms between samples.`);
+    }
+  }
+  if (!rapl.available) advice.push(`Host power: ${rapl.message} Fix: ${rapl.fix}.`);
+  return advice;
+}
+
+const yes = (b: boolean) => (b ? 'yes' : 'no');
+const ms = (v: number | null) => (v === null ? 'not measured (fewer than 2 samples per GPU)' : `${Math.round(v)} ms`);
+
+/** The human-readable report. */
+export function renderDoctorText(report: DoctorReport): string {
+  const out: string[] = ['tokenwatt doctor: what this node can measure, and how well', ''];
+  const { nvml, nvidiaSmi: smi, rapl } = report;
+
+  out.push(`NVML (${nvml.library})`);
+  if (nvml.available) {
+    out.push(`  available: yes, driver ${nvml.driverVersion ?? 'unknown'}, ${nvml.devices.length} GPU(s)`);
+    out.push(`  sampling period: requested ${nvml.requestedPeriodMs} ms, achieved ${ms(nvml.achievedPeriodMs)} (${nvml.samples} samples)`);
+    for (const d of nvml.devices) {
+      const power = d.powerMethod === 'field_instant' ? 'instantaneous (NVML_FI_DEV_POWER_INSTANT)'
+        : d.powerMethod === 'power_usage' ? (d.powerAveraged ? '1 s average (nvmlDeviceGetPowerUsage)' : 'instantaneous (nvmlDeviceGetPowerUsage)') : 'none';
+      out.push(`  GPU ${d.index} ${d.name} [${architectureName(d.architecture)}] ${d.uuid}`);
+      out.push(`    power limit ${d.powerLimitMw === null ? 'unknown' : `${d.powerLimitMw / 1000} W`}; energy counter: ${yes(d.energyCounter)}; power: ${power}`);
+      out.push(`    MIG: ${d.migEnabled ? `enabled, ${d.migInstances.length} instance(s): ${d.migInstances.join(', ') || 'none created'}` : 'off'}`);
+    }
+  } else {
+    out.push(`  available: no (${nvml.failure.reason}): ${nvml.failure.message}`);
+    out.push(`  fix: ${nvml.failure.fix}`);
+  }
+  out.push('');
+
+  out.push(`nvidia-smi (${smi.binary})`);
+  if (smi.available) {
+    out.push(`  available: yes, ${smi.gpus.length} GPU(s), streaming ${smi.fields.join(',')}`);
+    out.push(`  sampling period: requested ${smi.requestedPeriodMs} ms, achieved ${ms(smi.achievedPeriodMs)} (${smi.samples} samples)`);
+    out.push(`  energy counter: no; power: ${smi.fields.includes('power.draw.instant') ? 'instantaneous (power.draw.instant)' : 'power.draw (1 s average on Ampere and newer)'}`);
+    for (const g of smi.gpus) out.push(`  GPU ${g.index} ${g.name} ${g.uuid}; MIG: ${g.migEnabled ? `enabled, ${g.migInstances?.length ?? 0} instance(s)` : 'off'}`);
+  } else {
+    out.push(`  available: no (${smi.reason}): ${smi.message}`);
+    out.push(`  fix: ${smi.fix}`);
+  }
+  out.push('');
+
+  out.push(`Host power (RAPL under ${rapl.root})`);
+  if (rapl.available) {
+    out.push(`  available: yes, zones ${rapl.zones.join(', ')}`);
+    for (const n of rapl.notes.slice(1)) out.push(`  ${n}`);
+  } else {
+    out.push(`  available: no (${rapl.reason}): ${rapl.message}`);
+    out.push(`  fix: ${rapl.fix}`);
+  }
+  if (report.host) {
+    const h = report.host;
+    out.push(`  host: ${h.hostname}, ${h.cpuModel} (${h.cpuCores} cores), ${(h.memoryBytes / 2 ** 30).toFixed(1)} GiB, ${h.os.distro} ${h.os.release} (${h.os.kernel}), machine id ${h.machineId ?? 'unknown'}`);
+  }
+  out.push('');
+
+  out.push(report.selected
+    ? `The agent would use: ${report.selected} (--power auto). It can run with measured data.`
+    : 'The agent would use: nothing measured. `tokenwatt run --power auto` would refuse to start; only --power simulated or replay:FILE would run.');
+  if (report.advice.length > 0) {
+    out.push('', 'What to change for better data:');
+    for (const a of report.advice) out.push(`  - ${a}`);
+  }
+  out.push('', `exit status ${report.exitCode}`);
+  return `${out.join('\n')}\n`;
+}

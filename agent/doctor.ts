@@ -1,0 +1,72 @@
+import { readHostInventory, type HostInventory } from '../collectors/host/host-inventory.js';
+import { RaplUnavailableError } from '../collectors/host/rapl-errors.js';
+import { RaplHostPowerSource } from '../collectors/host/rapl-host-power-source.js';
+import { probeNvml } from '../collectors/nvml/nvml-probe.js';
+import { probeNvidiaSmi } from '../collectors/nvidia-smi/nvidia-smi-probe.js';
+import {
+  adviseOn, DOCTOR_EXIT_MEASURED, DOCTOR_EXIT_NO_MEASURED_SOURCE, renderDoctorText, type DoctorReport, type RaplProbe,
+} from './doctor-report.js';
+
+export { selectPowerSource, NoMeasuredPowerSourceError } from './doctor-source-selection.js';
+export type { SelectPowerSourceOptions, SelectedPowerSource, SourceAttempt } from './doctor-source-selection.js';
+export { DOCTOR_EXIT_ERROR, DOCTOR_EXIT_MEASURED, DOCTOR_EXIT_NO_MEASURED_SOURCE, renderDoctorText } from './doctor-report.js';
+export type { DoctorReport, RaplProbe } from './doctor-report.js';
+
+export interface DoctorOptions {
+  /** libnvidia-ml path; default TOKENWATT_NVML_LIBRARY, else the loader's libnvidia-ml.so.1. */
+  readonly nvmlLibrary?: string;
+  /** nvidia-smi executable; default "nvidia-smi" on PATH. */
+  readonly nvidiaSmi?: string;
+  /** Default /sys/class/powercap. */
+  readonly powercapRoot?: string;
+  /** Period each GPU source is probed at. Default 100 ms. */
+  readonly samplePeriodMs?: number;
+  /** How long each GPU source samples to measure the period achieved. Default 1500 ms. */
+  readonly probeMs?: number;
+  readonly callTimeoutMs?: number;
+  /** Environment of nvidia-smi children. */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Read the host inventory (systeminformation). Default true. */
+  readonly hostInventory?: boolean;
+}
+
+/**
+ * `tokenwatt doctor`: probes every power source this node might have (the real code paths, for a
+ * moment each), says which one `--power auto` would use and how good its data is, and what to
+ * change. exitCode: 0 measured GPU data available, 1 none (see doctor-report.ts).
+ */
+export async function runDoctor(options: DoctorOptions = {}): Promise<{ report: DoctorReport; text: string; exitCode: number }> {
+  const samplePeriodMs = options.samplePeriodMs ?? 100;
+  const probeMs = options.probeMs ?? 1500;
+  const [nvml, nvidiaSmi, rapl, host] = await Promise.all([
+    probeNvml(options.nvmlLibrary, { samplePeriodMs, probeMs, callTimeoutMs: options.callTimeoutMs ?? 2000 }),
+    probeNvidiaSmi(options.nvidiaSmi ?? 'nvidia-smi', { samplePeriodMs, probeMs, ...(options.env ? { env: options.env } : {}) }),
+    probeRapl(options.powercapRoot ?? '/sys/class/powercap'),
+    options.hostInventory === false ? Promise.resolve<HostInventory | null>(null) : readHostInventory().catch(() => null),
+  ]);
+  const selected = nvml.available ? 'nvml' : nvidiaSmi.available ? 'nvidia-smi' : null;
+  const exitCode = selected ? DOCTOR_EXIT_MEASURED : DOCTOR_EXIT_NO_MEASURED_SOURCE;
+  const report: DoctorReport = {
+    canRun: selected !== null,
+    selected,
+    nvml,
+    nvidiaSmi,
+    rapl,
+    host,
+    advice: adviseOn(nvml, nvidiaSmi, rapl),
+    exitCode,
+  };
+  return { report, text: renderDoctorText(report), exitCode };
+}
+
+async function probeRapl(root: string): Promise<RaplProbe> {
+  const rapl = new RaplHostPowerSource({ powercapRoot: root });
+  try {
+    await rapl.init();
+    const q = rapl.quality();
+    return { available: true, root, zones: q.zones, notes: q.notes };
+  } catch (error) {
+    if (error instanceof RaplUnavailableError) return { available: false, root, reason: error.reason, message: error.detail, fix: error.fix };
+    return { available: false, root, reason: 'error', message: String(error), fix: 'report this as a tokenwatt bug' };
+  }
+}

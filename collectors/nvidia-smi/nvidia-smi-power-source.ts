@@ -1,0 +1,262 @@
+import { execFile } from 'node:child_process';
+import type { Logger } from 'pino';
+import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
+import { epochMs, watts } from '../../model/units.js';
+import { ProblemThrottle } from '../nvml/problem-throttle.js';
+import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
+import { isNvidiaSmiHeader, parseNvidiaSmiPowerLine, type NvidiaSmiPowerRow } from './nvidia-smi-csv.js';
+import { chooseInventoryFields, chooseStreamFields, parseHelpQueryGpu } from './nvidia-smi-fields.js';
+import { parseInventory, parseMigList, powerDrawAveragedFor, type NvidiaSmiGpu } from './nvidia-smi-inventory.js';
+import { SupervisedLineProcess } from './supervised-line-process.js';
+
+export interface NvidiaSmiPowerSourceOptions {
+  /** The nvidia-smi executable: a path, or a name looked up on PATH. Default "nvidia-smi". */
+  readonly binary?: string;
+  readonly samplePeriodMs: number;
+  /** The stream is declared hung after this long without a usable line. Default max(2 s, 10 periods). */
+  readonly stallTimeoutMs?: number;
+  /** Grace for the stream's first line after each start. Default 15 s. */
+  readonly startupTimeoutMs?: number;
+  /** Deadline of the one-shot commands (--help-query-gpu, the inventory, -L). Default 10 s. */
+  readonly commandTimeoutMs?: number;
+  /** Back-off between restarts of the stream. Default 1 s doubling to 60 s. */
+  readonly restartBackoffMs?: { readonly initial: number; readonly max: number };
+  /** Environment of the nvidia-smi children. Default: the agent's. */
+  readonly env?: NodeJS.ProcessEnv;
+  readonly log?: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
+}
+
+/** Why nvidia-smi cannot be used at all. */
+export type NvidiaSmiFailureReason = 'binary_missing' | 'failed' | 'timeout' | 'unsupported' | 'no_gpus';
+
+export class NvidiaSmiInitError extends Error {
+  /** @param detail what went wrong, without the fix */
+  constructor(readonly reason: NvidiaSmiFailureReason, readonly detail: string, readonly fix: string) {
+    super(`${detail} Fix: ${fix}`);
+    this.name = 'NvidiaSmiInitError';
+  }
+}
+
+const PROBLEM_WINDOW_MS = 60_000;
+
+/**
+ * GPU power from one long-lived `nvidia-smi --query-gpu=... --format=csv,noheader,nounits -lms N`
+ * child: the fallback when NVML cannot be loaded in-process. Fields are chosen from what this
+ * driver's `--help-query-gpu` offers (power.draw.instant where it exists). nvidia-smi has no
+ * energy counter, so energy is left to power integration (quality says so). A watchdog restarts
+ * the child with back-off when it hangs or exits; markers (`[N/A]`, `ERR!` ...) are handled per
+ * field and reported; unparsable lines are reported, never silently dropped.
+ */
+export class NvidiaSmiPowerSource implements PowerSource {
+  private readonly binary: string;
+  private readonly throttle = new ProblemThrottle(PROBLEM_WINDOW_MS);
+  private fields: readonly string[] = [];
+  private instantAvailable = false;
+  private gpus: NvidiaSmiGpu[] = [];
+  private inventory: GpuInfo[] | null = null;
+  private migByUuid = new Map<string, string[]>();
+  private version: string | null = null;
+  private process: SupervisedLineProcess | null = null;
+  private pending: PowerSample[] = [];
+  private flushScheduled = false;
+  private averagedSeen = false;
+  private clockNoted = false;
+  private readonly unknownUuids = new Set<string>();
+  private stopped = false;
+  private onSamples: ((samples: readonly PowerSample[]) => void) | null = null;
+  private onError: ((error: PowerSourceError) => void) | null = null;
+
+  constructor(private readonly options: NvidiaSmiPowerSourceOptions) {
+    if (!(options.samplePeriodMs >= 1) || !Number.isInteger(options.samplePeriodMs)) {
+      throw new RangeError(`samplePeriodMs must be a whole number of ms >= 1 (nvidia-smi -lms), got ${options.samplePeriodMs}`);
+    }
+    this.binary = options.binary ?? 'nvidia-smi';
+  }
+
+  /** Idempotent once it succeeded: a source handed over initialised (selectPowerSource) may be init()ed again. */
+  async init(): Promise<readonly GpuInfo[]> {
+    if (this.inventory) return this.inventory;
+    const offered = parseHelpQueryGpu(await this.command(['--help-query-gpu']));
+    const choice = chooseStreamFields(offered);
+    if (!choice.ok) {
+      throw new NvidiaSmiInitError('unsupported', `${this.binary}: ${choice.reason}.`, 'upgrade the NVIDIA driver (any R450+ nvidia-smi reports timestamp, index, uuid and power.draw)');
+    }
+    this.fields = choice.fields;
+    this.instantAvailable = choice.instantAvailable;
+    const inventoryFields = chooseInventoryFields(offered);
+    const inventory = parseInventory(await this.command([`--query-gpu=${inventoryFields.join(',')}`, '--format=csv,noheader,nounits']), inventoryFields);
+    for (const error of inventory.errors) this.options.log?.warn({ binary: this.binary }, error);
+    if (inventory.gpus.length === 0) {
+      throw new NvidiaSmiInitError('no_gpus', `${this.binary} lists no GPU${inventory.errors.length ? ` (${inventory.errors.join('; ')})` : ''}.`, 'check that the GPUs are visible to this container (NVIDIA_VISIBLE_DEVICES, the device plugin) and healthy (nvidia-smi -L)');
+    }
+    this.gpus = inventory.gpus;
+    if (this.gpus.some((g) => g.migEnabled)) this.migByUuid = parseMigList(await this.command(['-L']));
+    this.version = await this.command(['--version']).then((v) => /DRIVER version\s*:\s*(\S+)/i.exec(v)?.[1] ?? null, () => null);
+    this.inventory = this.gpus.map((g) => ({
+      uuid: g.uuid,
+      index: g.index,
+      name: g.name,
+      powerLimitW: g.powerLimitW === null ? null : watts(g.powerLimitW),
+      migEnabled: g.migEnabled === true,
+      migInstances: this.migByUuid.get(g.uuid) ?? [],
+    }));
+    return this.inventory;
+  }
+
+  start(onSamples: (samples: readonly PowerSample[]) => void, onError: (error: PowerSourceError) => void): void {
+    if (this.fields.length === 0) throw new Error('NvidiaSmiPowerSource.start() needs a successful init() first');
+    if (this.process) throw new Error('NvidiaSmiPowerSource.start() called twice');
+    this.onSamples = onSamples;
+    this.onError = onError;
+    const period = this.options.samplePeriodMs;
+    this.process = new SupervisedLineProcess({
+      command: this.binary,
+      args: [`--query-gpu=${this.fields.join(',')}`, '--format=csv,noheader,nounits', '-lms', String(period)],
+      ...(this.options.env ? { env: this.options.env } : {}),
+      stallMs: this.options.stallTimeoutMs ?? Math.max(2000, 10 * period),
+      startupMs: this.options.startupTimeoutMs ?? 15_000,
+      backoffMs: this.options.restartBackoffMs ?? { initial: 1000, max: 60_000 },
+      onLine: (line) => this.line(line),
+      onProblem: (problem) => this.report({ reason: problem.reason, message: problem.message }),
+      ...(this.options.log ? { log: this.options.log } : {}),
+    });
+    this.process.start();
+  }
+
+  async shutdown(): Promise<void> {
+    this.stopped = true;
+    const process = this.process;
+    this.process = null;
+    await process?.stop();
+    this.flush();
+  }
+
+  quality(): PowerSourceQuality {
+    const notes = [
+      `nvidia-smi ${this.binary}${this.version ? ` (driver ${this.version})` : ''} streaming ${this.fields.join(',')} every ${this.options.samplePeriodMs} ms`,
+      'no energy counter through nvidia-smi: energy is integrated from power samples',
+    ];
+    if (!this.instantAvailable) notes.push('this driver offers no power.draw.instant: power is power.draw, a 1 s average on Ampere and newer (except GA100)');
+    for (const g of this.gpus) {
+      if (g.migEnabled) {
+        notes.push(`MIG enabled on GPU ${g.index} (${this.migByUuid.get(g.uuid)?.length ?? 0} instances): power exists per physical GPU only; requests on its MIG instances are attributed within it`);
+      }
+    }
+    return {
+      kind: 'nvidia-smi',
+      energyCounter: false,
+      powerAveraged: !this.instantAvailable || this.averagedSeen,
+      simulated: false,
+      samplePeriodMs: this.options.samplePeriodMs,
+      notes,
+    };
+  }
+
+  /** The stream's fields as chosen from --help-query-gpu. */
+  streamFields(): readonly string[] {
+    return this.fields;
+  }
+
+  private line(line: string): void {
+    if (this.stopped || line.trim() === '' || isNvidiaSmiHeader(line)) return;
+    const parsed = parseNvidiaSmiPowerLine(line, this.fields, {
+      zone: 'local',
+      powerDrawAveraged: (uuid) => {
+        const gpu = this.gpus.find((g) => g.uuid === uuid);
+        return gpu ? powerDrawAveragedFor(gpu.computeCapability) : undefined;
+      },
+    });
+    if (!parsed.ok) {
+      this.problem('parse', 'parse', `unusable nvidia-smi line (${parsed.reason}): ${JSON.stringify(line.slice(0, 160))}`);
+      return;
+    }
+    this.process?.markProgress();
+    const row = parsed.row;
+    for (const issue of row.issues) {
+      this.problem(`${row.gpuUuid}:${issue.field}:${issue.marker}`, 'field', `GPU ${row.gpuIndex} ${issue.field}: ${issue.marker}`, row.gpuUuid);
+    }
+    if (row.powerW === null) return; // reported above as a field problem: no power, nothing to sample
+    if (row.powerAveraged) this.averagedSeen = true;
+    if (!this.gpus.some((g) => g.uuid === row.gpuUuid) && !this.unknownUuids.has(row.gpuUuid)) {
+      this.unknownUuids.add(row.gpuUuid);
+      this.options.log?.warn({ uuid: row.gpuUuid }, `nvidia-smi reports GPU ${row.gpuIndex} (${row.gpuUuid}) that was not in the inventory; emitting its samples under its UUID`);
+    }
+    this.pending.push({
+      timestampMs: epochMs(this.timestampOf(row)),
+      gpuUuid: row.gpuUuid,
+      gpuIndex: row.gpuIndex,
+      powerW: watts(row.powerW),
+      energyJ: null,
+      powerAveraged: row.powerAveraged,
+    });
+    if (!this.flushScheduled) {
+      // Lines of one tick arrive together: hand them over as one batch.
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /**
+   * nvidia-smi stamps lines in local time without an offset. When that disagrees with the arrival
+   * time by more than a few periods (the child runs under another time zone), the arrival time is
+   * the better reading time.
+   */
+  private timestampOf(row: NvidiaSmiPowerRow): number {
+    const now = Date.now();
+    if (Math.abs(now - row.timestampMs) <= Math.max(2000, 5 * this.options.samplePeriodMs)) return row.timestampMs;
+    if (!this.clockNoted) {
+      this.clockNoted = true;
+      this.options.log?.warn({ skewMs: now - row.timestampMs }, 'nvidia-smi timestamps disagree with the agent clock (time zone?); using arrival times');
+    }
+    return now;
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      this.onSamples?.(batch);
+    } catch (error) {
+      this.options.log?.error({ err: error }, 'nvidia-smi power source sample handler threw');
+    }
+  }
+
+  private problem(key: string, reason: string, message: string, gpuUuid?: string): void {
+    const admitted = this.throttle.admit(key, message, Date.now());
+    if (admitted !== null) this.report({ reason, message: admitted, ...(gpuUuid ? { gpuUuid } : {}) });
+  }
+
+  private report(error: PowerSourceError): void {
+    this.options.log?.warn({ reason: error.reason, uuid: error.gpuUuid }, error.message);
+    try {
+      this.onError?.(error);
+    } catch (handlerError) {
+      this.options.log?.error({ err: handlerError }, 'nvidia-smi power source error handler threw');
+    }
+  }
+
+  /** Runs a one-shot nvidia-smi command (argument vector, no shell) and returns its stdout. */
+  private command(args: readonly string[]): Promise<string> {
+    const timeout = this.options.commandTimeoutMs ?? 10_000;
+    return new Promise((resolve, reject) => {
+      execFile(this.binary, [...args], { timeout, killSignal: 'SIGKILL', maxBuffer: 8 * 1024 * 1024, env: this.options.env ?? process.env },
+        (error, stdout, stderr) => {
+          if (!error) return resolve(stdout);
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT' || code === 'EACCES') {
+            return reject(new NvidiaSmiInitError('binary_missing', `${this.binary} could not be run (${code}).`,
+              'install the NVIDIA driver utilities on the node or mount nvidia-smi into the container (NVIDIA runtime with NVIDIA_DRIVER_CAPABILITIES including "utility"), or pass its path with --nvidia-smi'));
+          }
+          if (error.killed) {
+            return reject(new NvidiaSmiInitError('timeout', `${this.binary} ${args.join(' ')} did not finish within ${timeout} ms.`,
+              'the driver is hung or slow: enable persistence mode (nvidia-persistenced) and check dmesg for Xid errors'));
+          }
+          const said = `${stdout}\n${stderr}`.trim().split('\n').slice(0, 3).join(' | ');
+          return reject(new NvidiaSmiInitError('failed', `${this.binary} ${args.join(' ')} failed (exit ${String(error.code)}): ${said}`,
+            'run nvidia-smi on the node to see the driver error; if it cannot talk to the driver, load the driver or mount /dev/nvidia* into the container'));
+        });
+    });
+  }
+}

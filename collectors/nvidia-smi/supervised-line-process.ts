@@ -1,0 +1,149 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { Logger } from 'pino';
+import { RestartBackoff } from '../nvml/restart-backoff.js';
+
+/** Why a supervised child was (or will be) restarted. */
+export interface LineProcessProblem {
+  /** hang: no useful line for too long; exited: the child ended; spawn: it could not be started. */
+  readonly reason: 'hang' | 'exited' | 'spawn';
+  readonly message: string;
+}
+
+export interface SupervisedLineProcessOptions {
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly env?: NodeJS.ProcessEnv;
+  /** A running child that made no progress (see markProgress) for this long is killed as hung. */
+  readonly stallMs: number;
+  /** Grace for the first useful line after a start (drivers without persistence mode are slow). */
+  readonly startupMs: number;
+  readonly backoffMs: { readonly initial: number; readonly max: number };
+  /** Progress after this much uptime resets the back-off. Default 30 s. */
+  readonly stableMs?: number;
+  readonly onLine: (line: string) => void;
+  readonly onProblem: (problem: LineProcessProblem) => void;
+  readonly log?: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
+}
+
+const STDERR_TAIL = 2048;
+
+/**
+ * Keeps one long-lived child process (spawned with an argument vector, never through a shell)
+ * producing lines. A watchdog kills it when it stops making progress; when it exits or cannot be
+ * started it is restarted with exponential back-off. Problems go to `onProblem`; nothing throws.
+ */
+export class SupervisedLineProcess {
+  private child: ChildProcess | null = null;
+  private startedAt = 0;
+  private lastProgress = 0;
+  private progressed = false;
+  private stopping = false;
+  private watchdog: NodeJS.Timeout | null = null;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private readonly backoff: RestartBackoff;
+  /** Children the watchdog killed: their exit is the hang already reported, not a second problem. */
+  private readonly killedAsHung = new WeakSet<ChildProcess>();
+  private starts = 0;
+
+  constructor(private readonly options: SupervisedLineProcessOptions) {
+    this.backoff = new RestartBackoff(options.backoffMs.initial, options.backoffMs.max);
+  }
+
+  start(): void {
+    this.stopping = false;
+    this.spawnChild();
+    this.watchdog = setInterval(() => this.check(), Math.max(20, Math.min(1000, this.options.stallMs / 4)));
+    this.watchdog.unref();
+  }
+
+  /** The owner saw a useful line: the child is alive and well. */
+  markProgress(): void {
+    const now = Date.now();
+    this.lastProgress = now;
+    this.progressed = true;
+    if (now - this.startedAt >= (this.options.stableMs ?? 30_000)) this.backoff.reset();
+  }
+
+  /** How many times the child has been started. */
+  get startCount(): number {
+    return this.starts;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.watchdog) clearInterval(this.watchdog);
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.watchdog = null;
+    this.restartTimer = null;
+    const child = this.child;
+    this.child = null;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    const killer = setTimeout(() => child.kill('SIGKILL'), 1000);
+    await exited;
+    clearTimeout(killer);
+  }
+
+  private spawnChild(): void {
+    this.starts++;
+    this.startedAt = Date.now();
+    this.lastProgress = this.startedAt;
+    this.progressed = false;
+    let stderr = '';
+    let ended = false;
+    const child = spawn(this.options.command, [...this.options.args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: this.options.env ?? process.env,
+    });
+    this.child = child;
+    const end = (problem: LineProcessProblem | null): void => {
+      if (ended) return;
+      ended = true;
+      if (this.child === child) this.child = null;
+      if (this.stopping) return;
+      if (problem) this.options.onProblem(problem);
+      this.scheduleRestart();
+    };
+    child.stdout?.setEncoding('utf8');
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => { stderr = (stderr + chunk).slice(-STDERR_TAIL); });
+    if (child.stdout) createInterface({ input: child.stdout, crlfDelay: Infinity }).on('line', (line) => {
+      if (this.child === child) this.options.onLine(line);
+    });
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      end({ reason: 'spawn', message: `could not run ${this.options.command}: ${error.code ?? ''} ${error.message}`.trim() });
+    });
+    child.on('exit', (code, signal) => {
+      const why = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      const tail = stderr.trim().split('\n').slice(-3).join(' | ');
+      end(this.killedAsHung.has(child) ? null : { reason: 'exited', message: `${this.options.command} ${why}${tail ? `: ${tail}` : ''}` });
+    });
+  }
+
+  private check(): void {
+    const child = this.child;
+    if (!child || this.stopping) return;
+    const limit = this.progressed ? this.options.stallMs : Math.max(this.options.startupMs, this.options.stallMs);
+    const silentFor = Date.now() - this.lastProgress;
+    if (silentFor <= limit) return;
+    this.killedAsHung.add(child);
+    this.options.onProblem({
+      reason: 'hang',
+      message: `${this.options.command} gave no usable line for ${silentFor} ms${this.progressed ? '' : ' after starting'}; killed and restarting it`,
+    });
+    child.kill('SIGKILL');
+  }
+
+  private scheduleRestart(): void {
+    if (this.stopping || this.restartTimer) return;
+    const delay = this.backoff.next();
+    this.options.log?.warn({ command: this.options.command, delayMs: delay }, 'restarting the child process');
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      if (!this.stopping) this.spawnChild();
+    }, delay);
+    this.restartTimer.unref();
+  }
+}

@@ -1,0 +1,238 @@
+import type { NvmlBinding, NvmlDeviceHandle, NvmlResult } from './nvml-binding.js';
+import type { CallWatchWriter, WatchedCall } from './nvml-call-watch.js';
+import { NVML_DEVICE_MIG_ENABLE, NVML_POWER_SCOPE_GPU, NvmlFieldId, NvmlReturn, nvmlReturnName } from './nvml-constants.js';
+import { describeInitReturn, describeNoGpus, type NvmlInitFailure } from './nvml-init-failure.js';
+import type {
+  NvmlDeviceDescription, NvmlInventory, NvmlPowerMethod, NvmlProblem, NvmlReading,
+} from './nvml-worker-protocol.js';
+import { powerUsageIsAveraged } from './power-averaging.js';
+
+interface DeviceState {
+  description: NvmlDeviceDescription;
+  readonly handle: NvmlDeviceHandle;
+  powerMethod: NvmlPowerMethod;
+  powerAveraged: boolean;
+  /** Set while the GPU is lost: when to probe it again. */
+  lostRetryAtMs: number | null;
+}
+
+type StartResult = { readonly ok: true; readonly inventory: NvmlInventory } | { readonly ok: false; readonly failure: NvmlInitFailure };
+
+/**
+ * Runs in the sampling worker: initialises NVML, takes the inventory, and reads every GPU once
+ * per tick. Every NVML call is bracketed by the call watch so that the main thread can put a
+ * deadline on it. Never throws for a GPU's failure: it becomes a problem, the others carry on.
+ */
+export class NvmlDeviceReader {
+  private devices: DeviceState[] = [];
+  private readonly skipped = new Set<string>();
+  private initialised = false;
+
+  constructor(
+    private readonly nvml: NvmlBinding,
+    private readonly watch: CallWatchWriter,
+    private readonly lostRetryMs: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  start(): StartResult {
+    const rc = this.call('nvmlInit_v2', -1, () => this.nvml.init());
+    if (rc !== NvmlReturn.SUCCESS) {
+      return { ok: false, failure: describeInitReturn(rc, this.nvml.errorString(rc), this.nvml.libraryPath) };
+    }
+    this.initialised = true;
+    const driver = this.call('nvmlSystemGetDriverVersion', -1, () => this.nvml.driverVersion());
+    const count = this.call('nvmlDeviceGetCount_v2', -1, () => this.nvml.deviceCount());
+    if (!count.ok) {
+      this.close();
+      return { ok: false, failure: describeNoGpus(`nvmlDeviceGetCount_v2: ${this.explain(count.rc)}`) };
+    }
+    const unusable: { index: number; message: string }[] = [];
+    for (let index = 0; index < count.value; index++) {
+      const opened = this.open(index);
+      if ('message' in opened) unusable.push({ index, message: opened.message });
+      else this.devices.push(opened);
+    }
+    if (this.devices.length === 0) {
+      this.close();
+      const why = unusable.map((u) => `GPU ${u.index}: ${u.message}`).join('; ') || 'nvmlDeviceGetCount_v2 returned 0';
+      return { ok: false, failure: describeNoGpus(why) };
+    }
+    return {
+      ok: true,
+      inventory: {
+        driverVersion: driver.ok ? driver.value : null,
+        devices: this.devices.map((d) => d.description),
+        unusable,
+      },
+    };
+  }
+
+  /** GPUs (by UUID) not to touch, e.g. one whose last call hung. */
+  skip(uuids: readonly string[]): void {
+    this.skipped.clear();
+    for (const uuid of uuids) this.skipped.add(uuid);
+  }
+
+  /** One reading of every GPU. */
+  read(): { readings: NvmlReading[]; problems: NvmlProblem[] } {
+    const readings: NvmlReading[] = [];
+    const problems: NvmlProblem[] = [];
+    for (const device of this.devices) {
+      if (this.skipped.has(device.description.uuid)) continue;
+      const now = this.now();
+      if (device.lostRetryAtMs !== null && now < device.lostRetryAtMs) continue;
+      const reading = this.readDevice(device, now, problems);
+      if (reading) readings.push(reading);
+    }
+    return { readings, problems };
+  }
+
+  /** nvmlShutdown, once. */
+  close(): void {
+    if (!this.initialised) return;
+    this.initialised = false;
+    this.call('nvmlShutdown', -1, () => this.nvml.shutdown());
+  }
+
+  private readDevice(device: DeviceState, timestampMs: number, problems: NvmlProblem[]): NvmlReading | null {
+    const { uuid, index } = device.description;
+    const wasLost = device.lostRetryAtMs !== null;
+    let energyMj: number | null = null;
+    if (device.description.energyCounter) {
+      // Hot path: bracketed inline rather than through call(), to spare a closure per call.
+      this.watch.begin('nvmlDeviceGetTotalEnergyConsumption', index);
+      const energy = this.nvml.totalEnergyMj(device.handle);
+      this.watch.end();
+      if (energy.ok) energyMj = energy.value;
+      else if (energy.rc === NvmlReturn.ERROR_GPU_IS_LOST) return this.markLost(device, 'nvmlDeviceGetTotalEnergyConsumption', timestampMs, problems);
+      else problems.push({ uuid, reason: 'read_error', message: `nvmlDeviceGetTotalEnergyConsumption on GPU ${index}: ${this.explain(energy.rc)}` });
+    }
+    const power = this.readPower(device, problems);
+    if (power === 'lost') return this.markLost(device, 'power reading', timestampMs, problems);
+    if (wasLost) {
+      device.lostRetryAtMs = null;
+      problems.push({ uuid, reason: 'gpu_recovered', message: `GPU ${index} (${uuid}) answers again after being lost` });
+    }
+    if (energyMj === null && power === null) return null;
+    return { uuid, index, timestampMs, powerMw: power, energyMj, powerAveraged: device.powerAveraged };
+  }
+
+  private readPower(device: DeviceState, problems: NvmlProblem[]): number | null | 'lost' {
+    const { uuid, index } = device.description;
+    if (device.powerMethod === 'field_instant') {
+      this.watch.begin('nvmlDeviceGetFieldValues', index);
+      const field = this.nvml.fieldValue(device.handle, NvmlFieldId.POWER_INSTANT, NVML_POWER_SCOPE_GPU);
+      this.watch.end();
+      if (field.ok) return field.value;
+      if (field.rc === NvmlReturn.ERROR_GPU_IS_LOST) return 'lost';
+      if (field.rc !== NvmlReturn.ERROR_NOT_SUPPORTED) {
+        problems.push({ uuid, reason: 'read_error', message: `nvmlDeviceGetFieldValues(NVML_FI_DEV_POWER_INSTANT) on GPU ${index}: ${this.explain(field.rc)}` });
+        return null;
+      }
+      device.powerMethod = 'power_usage';
+      device.powerAveraged = powerUsageIsAveraged(device.description.architecture, device.description.computeCapability);
+      device.description = { ...device.description, powerMethod: device.powerMethod, powerAveraged: device.powerAveraged };
+      problems.push({ uuid, reason: 'power_method_changed', message: `GPU ${index} stopped answering NVML_FI_DEV_POWER_INSTANT; power now comes from nvmlDeviceGetPowerUsage${device.powerAveraged ? ' (1 s averages)' : ''}` });
+    }
+    if (device.powerMethod !== 'power_usage') return null;
+    this.watch.begin('nvmlDeviceGetPowerUsage', index);
+    const usage = this.nvml.powerUsageMw(device.handle);
+    this.watch.end();
+    if (usage.ok) return usage.value;
+    if (usage.rc === NvmlReturn.ERROR_GPU_IS_LOST) return 'lost';
+    problems.push({ uuid, reason: 'read_error', message: `nvmlDeviceGetPowerUsage on GPU ${index}: ${this.explain(usage.rc)}` });
+    return null;
+  }
+
+  private markLost(device: DeviceState, call: string, now: number, problems: NvmlProblem[]): null {
+    const { uuid, index } = device.description;
+    if (device.lostRetryAtMs === null) {
+      problems.push({
+        uuid,
+        reason: 'gpu_lost',
+        message: `GPU ${index} (${uuid}) is lost (${call}: NVML_ERROR_GPU_IS_LOST, the GPU fell off the bus or is otherwise inaccessible); its energy from now on is a gap until it answers again (probed every ${this.lostRetryMs} ms)`,
+      });
+    }
+    device.lostRetryAtMs = now + this.lostRetryMs;
+    return null;
+  }
+
+  private open(index: number): DeviceState | { message: string } {
+    const handle = this.call('nvmlDeviceGetHandleByIndex_v2', index, () => this.nvml.handleByIndex(index));
+    if (!handle.ok) return { message: `nvmlDeviceGetHandleByIndex_v2: ${this.explain(handle.rc)}` };
+    const h = handle.value;
+    const uuid = this.call('nvmlDeviceGetUUID', index, () => this.nvml.uuid(h));
+    if (!uuid.ok) return { message: `nvmlDeviceGetUUID: ${this.explain(uuid.rc)}` };
+    const name = this.call('nvmlDeviceGetName', index, () => this.nvml.name(h));
+    const limit = this.call('nvmlDeviceGetEnforcedPowerLimit', index, () => this.nvml.enforcedPowerLimitMw(h));
+    const arch = this.call('nvmlDeviceGetArchitecture', index, () => this.nvml.architecture(h));
+    const cc = this.call('nvmlDeviceGetCudaComputeCapability', index, () => this.nvml.computeCapability(h));
+    const architecture = valueOrNull(arch);
+    const computeCapability = valueOrNull(cc);
+    const migInstances = this.migInstances(h, index);
+    const energy = this.call('nvmlDeviceGetTotalEnergyConsumption', index, () => this.nvml.totalEnergyMj(h));
+    const { method, averaged } = this.choosePowerMethod(h, index, architecture, computeCapability);
+    const description: NvmlDeviceDescription = {
+      index,
+      uuid: uuid.value,
+      name: valueOrNull(name) ?? 'unknown NVIDIA GPU',
+      powerLimitMw: valueOrNull(limit),
+      architecture,
+      computeCapability,
+      migEnabled: migInstances !== null,
+      migInstances: migInstances ?? [],
+      // Anything but "not supported" means the counter exists (a transient error shows up later).
+      energyCounter: energy.rc !== NvmlReturn.ERROR_NOT_SUPPORTED,
+      powerMethod: method,
+      powerAveraged: averaged,
+    };
+    return { description, handle: h, powerMethod: method, powerAveraged: averaged, lostRetryAtMs: null };
+  }
+
+  /** MIG device UUIDs when MIG mode is on, else null. Power exists only for the parent GPU. */
+  private migInstances(device: NvmlDeviceHandle, index: number): string[] | null {
+    const mode = this.call('nvmlDeviceGetMigMode', index, () => this.nvml.migMode(device));
+    if (!mode.ok || mode.value.current !== NVML_DEVICE_MIG_ENABLE) return null;
+    const max = this.call('nvmlDeviceGetMaxMigDeviceCount', index, () => this.nvml.maxMigDeviceCount(device));
+    const uuids: string[] = [];
+    for (let i = 0; i < (max.ok ? max.value : 0); i++) {
+      const mig = this.call('nvmlDeviceGetMigDeviceHandleByIndex', index, () => this.nvml.migDeviceHandle(device, i));
+      if (!mig.ok) continue; // NOT_FOUND: no MIG device in this slot
+      const uuid = this.call('nvmlDeviceGetUUID', index, () => this.nvml.uuid(mig.value));
+      if (uuid.ok) uuids.push(uuid.value);
+    }
+    return uuids;
+  }
+
+  private choosePowerMethod(
+    device: NvmlDeviceHandle,
+    index: number,
+    architecture: number | null,
+    computeCapability: { major: number; minor: number } | null,
+  ): { method: NvmlPowerMethod; averaged: boolean } {
+    const field = this.call('nvmlDeviceGetFieldValues', index, () =>
+      this.nvml.fieldValue(device, NvmlFieldId.POWER_INSTANT, NVML_POWER_SCOPE_GPU));
+    if (field.ok) return { method: 'field_instant', averaged: false };
+    const usage = this.call('nvmlDeviceGetPowerUsage', index, () => this.nvml.powerUsageMw(device));
+    if (usage.rc === NvmlReturn.ERROR_NOT_SUPPORTED) return { method: 'none', averaged: false };
+    return { method: 'power_usage', averaged: powerUsageIsAveraged(architecture, computeCapability) };
+  }
+
+  private call<T>(name: WatchedCall, gpuIndex: number, fn: () => T): T {
+    this.watch.begin(name, gpuIndex);
+    try {
+      return fn();
+    } finally {
+      this.watch.end();
+    }
+  }
+
+  private explain(rc: number): string {
+    return `${nvmlReturnName(rc)} (${this.nvml.errorString(rc)})`;
+  }
+}
+
+function valueOrNull<T>(result: NvmlResult<T>): T | null {
+  return result.ok ? result.value : null;
+}

@@ -1,0 +1,477 @@
+import type { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
+import { epochMs, joules, watts } from '../../model/units.js';
+import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
+import { DEFAULT_NVML_LIBRARY } from './nvml-binding.js';
+import { CallWatchReader, createCallWatchBuffer, type CallInFlight } from './nvml-call-watch.js';
+import { architectureName } from './nvml-constants.js';
+import { describeInitTimeout, NvmlInitError, type NvmlInitFailure } from './nvml-init-failure.js';
+import type {
+  MainToWorker, NvmlDeviceDescription, NvmlInventory, NvmlProblem, NvmlReading, NvmlWorkerData, WorkerToMain,
+} from './nvml-worker-protocol.js';
+import { startModuleWorker } from './module-worker.js';
+import { powerUsageIsAveraged } from './power-averaging.js';
+import { ProblemThrottle } from './problem-throttle.js';
+import { RestartBackoff } from './restart-backoff.js';
+
+export interface NvmlPowerSourceOptions {
+  /** libnvidia-ml path; default TOKENWATT_NVML_LIBRARY, else "libnvidia-ml.so.1" via the loader. */
+  readonly libraryPath?: string;
+  readonly samplePeriodMs: number;
+  /** Deadline of every NVML call; past it the worker is declared hung, terminated and restarted. */
+  readonly callTimeoutMs: number;
+  /** Deadline of nvmlInit_v2 itself, which is slow without persistence mode. Default max(10 s, callTimeoutMs). */
+  readonly initTimeoutMs?: number;
+  /** How often a lost GPU is probed again. Default 10 s. */
+  readonly lostRetryMs?: number;
+  /** Back-off between worker restarts. Default 500 ms doubling to 30 s. */
+  readonly restartBackoffMs?: { readonly initial: number; readonly max: number };
+  /**
+   * Samples reach onSamples (still one call per tick) at most this late: the worker posts its
+   * ticks together, which saves thread wake-ups. Problems are posted at once. Default 1000 ms.
+   */
+  readonly deliveryIntervalMs?: number;
+  /** Terminated workers whose thread is still blocked in the driver, before restarts pause. Default 3. */
+  readonly maxStuckWorkers?: number;
+  readonly log?: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
+}
+
+type Phase = 'idle' | 'initialising' | 'ready' | 'running' | 'stopped';
+
+interface WorkerRun {
+  readonly worker: Worker;
+  readonly watch: CallWatchReader;
+  /** Settles the start-up of this worker. */
+  readonly started: Promise<NvmlInventory>;
+  /** Fails `started` (no-op once settled). */
+  readonly failStart: (failure: NvmlInitFailure) => void;
+  ready: boolean;
+}
+
+/** Time in which a problem repeating every tick is reported once. */
+const PROBLEM_WINDOW_MS = 60_000;
+
+/**
+ * GPU power and energy from NVML, read by a worker thread through koffi. Energy comes from the
+ * cumulative counter (nvmlDeviceGetTotalEnergyConsumption, mJ), power from
+ * NVML_FI_DEV_POWER_INSTANT or, failing that, nvmlDeviceGetPowerUsage (labelled averaged where it
+ * is a 1 s average). Every NVML call has a deadline enforced here, on the main thread: a hung call
+ * gets the worker terminated and restarted with back-off, and the GPU it hung on is set aside for
+ * a while so the others keep sampling. A lost GPU is reported and simply stops producing samples;
+ * the energy model flags the gap.
+ */
+export class NvmlPowerSource implements PowerSource {
+  private readonly libraryPath: string;
+  private readonly initTimeoutMs: number;
+  private readonly lostRetryMs: number;
+  private readonly maxStuckWorkers: number;
+  private readonly backoff: RestartBackoff;
+  private readonly throttle = new ProblemThrottle(PROBLEM_WINDOW_MS);
+  private phase: Phase = 'idle';
+  private run: WorkerRun | null = null;
+  /** The worker being shut down: its last ticks are still taken. */
+  private draining: WorkerRun | null = null;
+  private readonly stuck = new Set<Worker>();
+  private inventory: NvmlInventory | null = null;
+  private gpus: GpuInfo[] = [];
+  private readonly lastEnergyJ = new Map<string, number>();
+  private readonly lostGpus = new Set<string>();
+  private readonly quarantine = new Map<string, { untilMs: number; backoffMs: number }>();
+  private watchdog: NodeJS.Timeout | null = null;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private stalledReported = false;
+  private onSamples: ((samples: readonly PowerSample[]) => void) | null = null;
+  private onError: ((error: PowerSourceError) => void) | null = null;
+
+  constructor(private readonly options: NvmlPowerSourceOptions) {
+    if (!(options.samplePeriodMs > 0)) throw new RangeError(`samplePeriodMs must be > 0, got ${options.samplePeriodMs}`);
+    if (!(options.callTimeoutMs > 0)) throw new RangeError(`callTimeoutMs must be > 0, got ${options.callTimeoutMs}`);
+    this.libraryPath = options.libraryPath ?? (process.env.TOKENWATT_NVML_LIBRARY || DEFAULT_NVML_LIBRARY);
+    this.initTimeoutMs = options.initTimeoutMs ?? Math.max(10_000, options.callTimeoutMs);
+    this.lostRetryMs = options.lostRetryMs ?? 10_000;
+    this.maxStuckWorkers = options.maxStuckWorkers ?? 3;
+    this.backoff = new RestartBackoff(options.restartBackoffMs?.initial ?? 500, options.restartBackoffMs?.max ?? 30_000);
+  }
+
+  /** Idempotent once it succeeded: a source handed over initialised (selectPowerSource) may be init()ed again. */
+  async init(): Promise<readonly GpuInfo[]> {
+    if (this.phase === 'ready' || this.phase === 'running') return this.gpus;
+    if (this.phase !== 'idle') throw new Error(`NvmlPowerSource.init() cannot run in state ${this.phase}`);
+    this.phase = 'initialising';
+    this.run = this.startWorker();
+    this.startWatchdog();
+    try {
+      const inventory = await this.run.started;
+      this.adopt(inventory);
+      this.phase = 'ready';
+      return this.gpus;
+    } catch (error) {
+      this.phase = 'stopped';
+      this.stopTimers();
+      if (this.run) this.retire(this.run);
+      this.run = null;
+      throw error;
+    }
+  }
+
+  start(onSamples: (samples: readonly PowerSample[]) => void, onError: (error: PowerSourceError) => void): void {
+    if (this.phase !== 'ready') throw new Error(`NvmlPowerSource.start() needs a successful init() first (state ${this.phase})`);
+    this.onSamples = onSamples;
+    this.onError = onError;
+    this.phase = 'running';
+    if (this.run) this.sendStart(this.run);
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.phase === 'stopped' && !this.run) return;
+    this.phase = 'stopped';
+    this.stopTimers();
+    const run = this.run;
+    this.run = null;
+    if (!run) return;
+    this.draining = run;
+    const closed = new Promise<void>((resolve) => {
+      run.worker.on('message', (m: WorkerToMain) => { if (m.type === 'closed') resolve(); });
+      run.worker.once('exit', () => resolve());
+    });
+    run.worker.ref(); // keep the process up until the worker has said goodbye (or the deadline passed)
+    run.worker.postMessage({ type: 'shutdown' } satisfies MainToWorker);
+    await raceTimeout(closed, Math.max(1000, this.options.callTimeoutMs));
+    this.draining = null;
+    this.retire(run);
+  }
+
+  quality(): PowerSourceQuality {
+    const devices = this.inventory?.devices ?? [];
+    return {
+      kind: 'nvml',
+      energyCounter: devices.length > 0 && devices.every((d) => d.energyCounter),
+      powerAveraged: devices.some((d) => d.powerAveraged),
+      simulated: false,
+      samplePeriodMs: this.options.samplePeriodMs,
+      notes: this.notes(devices),
+    };
+  }
+
+  /** What NVML reported per GPU at start-up (power method, energy counter, MIG), for `doctor`. */
+  devices(): readonly NvmlDeviceDescription[] {
+    return this.inventory?.devices ?? [];
+  }
+
+  driverVersion(): string | null {
+    return this.inventory?.driverVersion ?? null;
+  }
+
+  /** Terminated workers whose thread is still blocked inside a driver call. */
+  stuckCalls(): number {
+    return this.stuck.size;
+  }
+
+  // ---- worker lifecycle -------------------------------------------------------------------
+
+  private startWorker(): WorkerRun {
+    const buffer = createCallWatchBuffer();
+    const baseMs = Date.now();
+    const workerData: NvmlWorkerData = { libraryPath: this.libraryPath, watchBuffer: buffer, watchBaseMs: baseMs, lostRetryMs: this.lostRetryMs };
+    const worker = startModuleWorker(new URL('./nvml-worker.js', import.meta.url), { workerData });
+    let settle: { resolve: (inventory: NvmlInventory) => void; reject: (error: Error) => void } | null = null;
+    const started = new Promise<NvmlInventory>((resolve, reject) => { settle = { resolve, reject }; });
+    started.catch(() => undefined); // a restart's failure is handled below, not as an unhandled rejection
+    const fail = (failure: NvmlInitFailure): void => {
+      settle?.reject(new NvmlInitError(failure));
+      settle = null;
+    };
+    const run: WorkerRun = { worker, watch: new CallWatchReader(buffer, baseMs), started, failStart: fail, ready: false };
+    worker.on('message', (message: WorkerToMain) => {
+      if (this.draining === run && message.type === 'ticks') {
+        for (const tick of message.ticks) this.receive(tick.readings, tick.problems);
+        return;
+      }
+      if (this.run !== run) return; // a retired worker's late words
+      switch (message.type) {
+        case 'ready':
+          run.ready = true;
+          worker.unref();
+          settle?.resolve(message.inventory);
+          settle = null;
+          break;
+        case 'init_failed':
+          fail(message.failure);
+          break;
+        case 'ticks':
+          for (const tick of message.ticks) this.receive(tick.readings, tick.problems);
+          break;
+        case 'closed':
+          break;
+      }
+    });
+    worker.on('error', (error) => {
+      if (this.run !== run) return;
+      fail({ reason: 'init_failed', code: null, message: `NVML worker failed: ${error.message}`, fix: 'report this as a tokenwatt bug' });
+      if (run.ready) this.workerDied(run, `NVML worker failed: ${error.message}`);
+    });
+    worker.on('exit', (code) => {
+      this.stuck.delete(worker);
+      if (this.run !== run) {
+        if (this.phase === 'running' && !this.run && !this.restartTimer) this.scheduleRestart();
+        return;
+      }
+      fail({ reason: 'init_failed', code: null, message: `NVML worker exited (code ${code}) before it was ready`, fix: 'see the errors logged before this one' });
+      if (run.ready) this.workerDied(run, `NVML worker exited unexpectedly (code ${code})`);
+    });
+    if (this.phase === 'running') {
+      run.started.then(
+        (inventory) => this.restarted(run, inventory),
+        (error: unknown) => {
+          if (this.run !== run) return;
+          const failure = error instanceof NvmlInitError ? error.toFailure() : null;
+          this.report({ reason: failure?.reason === 'timeout' ? 'timeout' : 'init_failed', message: `NVML restart failed: ${error instanceof Error ? error.message : String(error)}` });
+          this.retire(run);
+          this.run = null;
+          this.scheduleRestart();
+        },
+      );
+    }
+    return run;
+  }
+
+  private restarted(run: WorkerRun, inventory: NvmlInventory): void {
+    if (this.run !== run || this.phase !== 'running') return;
+    const known = new Set(this.gpus.map((g) => g.uuid));
+    for (const device of inventory.devices) {
+      if (!known.has(device.uuid)) this.options.log?.warn({ uuid: device.uuid }, `NVML restart found GPU ${device.index} (${device.uuid}) that was not there at start-up; its samples are emitted under its UUID`);
+    }
+    this.inventory = { ...inventory, devices: mergeDevices(this.inventory?.devices ?? [], inventory.devices) };
+    this.options.log?.info({ gpus: inventory.devices.length }, 'NVML worker restarted');
+    this.sendStart(run);
+  }
+
+  private sendStart(run: WorkerRun): void {
+    const now = Date.now();
+    const skipUuids = [...this.quarantine].filter(([, q]) => q.untilMs > now).map(([uuid]) => uuid);
+    run.worker.postMessage({
+      type: 'start',
+      periodMs: this.options.samplePeriodMs,
+      deliveryIntervalMs: this.options.deliveryIntervalMs ?? 1000,
+      skipUuids,
+    } satisfies MainToWorker);
+  }
+
+  private workerDied(run: WorkerRun, message: string): void {
+    if (this.run !== run || this.phase !== 'running') return;
+    this.report({ reason: 'worker_error', message: `${message}; restarting it` });
+    this.retire(run);
+    this.run = null;
+    this.scheduleRestart();
+  }
+
+  /** Terminate a worker without waiting: a thread blocked in the driver does not stop until the call returns. */
+  private retire(run: WorkerRun): void {
+    this.stuck.add(run.worker);
+    run.worker.unref();
+    run.worker.terminate().then(() => this.stuck.delete(run.worker), () => this.stuck.delete(run.worker));
+  }
+
+  private scheduleRestart(): void {
+    if (this.phase !== 'running' || this.restartTimer || this.run) return;
+    if (this.stuck.size >= this.maxStuckWorkers) {
+      if (!this.stalledReported) {
+        this.stalledReported = true;
+        this.report({ reason: 'stalled', message: `${this.stuck.size} NVML calls are still blocked in the driver; no new sampling worker until one returns (GPU energy is a gap meanwhile)` });
+      }
+      return; // the 'exit' of a stuck worker calls us again
+    }
+    const delay = this.backoff.next();
+    this.options.log?.warn({ delayMs: delay, attempt: this.backoff.consecutiveFailures }, 'restarting the NVML worker');
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      if (this.phase !== 'running' || this.run) return;
+      this.stalledReported = false;
+      this.run = this.startWorker();
+    }, delay);
+    this.restartTimer.unref();
+  }
+
+  // ---- deadlines ----------------------------------------------------------------------------
+
+  private startWatchdog(): void {
+    // A quarter of the deadline: a hang is caught within 1.25x the deadline, with few main-thread wake-ups.
+    const every = Math.max(5, Math.min(1000, this.options.callTimeoutMs / 4));
+    this.watchdog = setInterval(() => this.checkDeadlines(), every);
+    this.watchdog.unref();
+  }
+
+  private checkDeadlines(): void {
+    const run = this.run;
+    if (run) {
+      const call = run.watch.current(Date.now());
+      const limit = call?.call === 'nvmlInit_v2' ? this.initTimeoutMs : this.options.callTimeoutMs;
+      if (call && call.elapsedMs > limit) this.hung(run, call, limit);
+    }
+    this.releaseQuarantine();
+  }
+
+  private hung(run: WorkerRun, call: CallInFlight, limitMs: number): void {
+    const device = call.gpuIndex === null ? undefined : this.inventory?.devices.find((d) => d.index === call.gpuIndex);
+    const where = call.gpuIndex === null ? '' : ` on GPU ${call.gpuIndex}${device ? ` (${device.uuid})` : ''}`;
+    if (!run.ready) {
+      // Start-up: init() or the restart logic sees the failure through `started` and retires the worker.
+      run.failStart(describeInitTimeout(`${call.call}${where}`, limitMs));
+      return;
+    }
+    this.retire(run);
+    this.run = null;
+    if (device) {
+      const previous = this.quarantine.get(device.uuid);
+      const backoffMs = Math.min(300_000, previous ? previous.backoffMs * 2 : Math.max(1000, this.options.samplePeriodMs * 10));
+      this.quarantine.set(device.uuid, { untilMs: Date.now() + backoffMs, backoffMs });
+    }
+    this.report({
+      reason: 'timeout',
+      ...(device ? { gpuUuid: device.uuid } : {}),
+      message: `${call.call}${where} did not return within ${limitMs} ms; the NVML worker was terminated and is being restarted` +
+        (device ? `, GPU ${device.index} is left out for a while so the others keep sampling` : ''),
+    });
+    this.scheduleRestart();
+  }
+
+  private releaseQuarantine(): void {
+    if (this.quarantine.size === 0 || this.phase !== 'running') return;
+    const now = Date.now();
+    let released = false;
+    for (const [, q] of this.quarantine) {
+      if (q.untilMs > 0 && q.untilMs <= now) {
+        q.untilMs = 0; // keep the back-off for the next hang of this GPU
+        released = true;
+      }
+    }
+    if (released && this.run?.ready) this.sendStart(this.run);
+  }
+
+  // ---- samples ------------------------------------------------------------------------------
+
+  private receive(readings: readonly NvmlReading[], problems: readonly NvmlProblem[]): void {
+    if (this.phase !== 'running' && !this.draining) return;
+    const samples: PowerSample[] = [];
+    for (const r of readings) {
+      const energyJ = r.energyMj === null ? null : r.energyMj / 1000;
+      if (energyJ !== null) this.checkCounter(r, energyJ);
+      samples.push({
+        timestampMs: epochMs(r.timestampMs),
+        gpuUuid: r.uuid,
+        gpuIndex: r.index,
+        powerW: r.powerMw === null ? null : watts(r.powerMw / 1000),
+        energyJ: energyJ === null ? null : joules(energyJ),
+        powerAveraged: r.powerAveraged,
+      });
+    }
+    if (samples.length > 0) {
+      this.backoff.reset();
+      this.safely(() => this.onSamples?.(samples));
+    }
+    for (const p of problems) this.problem(p);
+  }
+
+  private checkCounter(r: NvmlReading, energyJ: number): void {
+    const previous = this.lastEnergyJ.get(r.uuid);
+    this.lastEnergyJ.set(r.uuid, energyJ);
+    if (previous !== undefined && energyJ < previous) {
+      this.report({
+        reason: 'counter_reset',
+        gpuUuid: r.uuid,
+        message: `energy counter of GPU ${r.index} (${r.uuid}) went backwards from ${previous.toFixed(3)} J to ${energyJ.toFixed(3)} J (driver reload or reset); that interval falls back to power integration`,
+      });
+    }
+  }
+
+  private problem(p: NvmlProblem): void {
+    if (p.reason === 'gpu_recovered') {
+      this.lostGpus.delete(p.uuid);
+      this.throttle.clear(`${p.uuid}:read_error`);
+      this.lastEnergyJ.delete(p.uuid); // the counter may have restarted while it was away
+      this.options.log?.info({ uuid: p.uuid }, p.message);
+      return;
+    }
+    if (p.reason === 'gpu_lost') this.lostGpus.add(p.uuid);
+    if (p.reason === 'power_method_changed' && this.inventory) {
+      this.inventory = {
+        ...this.inventory,
+        devices: this.inventory.devices.map((d) => (d.uuid === p.uuid
+          ? { ...d, powerMethod: 'power_usage' as const, powerAveraged: powerUsageIsAveraged(d.architecture, d.computeCapability) }
+          : d)),
+      };
+    }
+    const message = this.throttle.admit(`${p.uuid}:${p.reason}`, p.message, Date.now());
+    if (message !== null) this.report({ reason: p.reason, gpuUuid: p.uuid, message });
+  }
+
+  private report(error: PowerSourceError): void {
+    this.options.log?.warn({ reason: error.reason, uuid: error.gpuUuid }, error.message);
+    this.safely(() => this.onError?.(error));
+  }
+
+  /** A throwing handler must not take the sampling loop down with it. */
+  private safely(fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.options.log?.error({ err: error }, 'NVML power source handler threw');
+    }
+  }
+
+  private adopt(inventory: NvmlInventory): void {
+    this.inventory = inventory;
+    this.gpus = inventory.devices.map((d) => ({
+      uuid: d.uuid,
+      index: d.index,
+      name: d.name,
+      powerLimitW: d.powerLimitMw === null ? null : watts(d.powerLimitMw / 1000),
+      migEnabled: d.migEnabled,
+      migInstances: d.migInstances,
+    }));
+    for (const u of inventory.unusable) this.options.log?.warn({ index: u.index }, `GPU ${u.index} is not usable through NVML: ${u.message}`);
+  }
+
+  private notes(devices: readonly NvmlDeviceDescription[]): string[] {
+    const notes: string[] = [];
+    if (this.inventory?.driverVersion) notes.push(`NVIDIA driver ${this.inventory.driverVersion}, library ${this.libraryPath}`);
+    for (const d of devices) {
+      const power = d.powerMethod === 'field_instant'
+        ? 'instantaneous power (NVML_FI_DEV_POWER_INSTANT)'
+        : d.powerMethod === 'power_usage'
+          ? `power from nvmlDeviceGetPowerUsage (${d.powerAveraged ? '1 s averages' : 'instantaneous'})`
+          : 'no power reading';
+      const energy = d.energyCounter ? 'cumulative energy counter' : 'no energy counter (energy integrated from power)';
+      notes.push(`GPU ${d.index} ${d.name} (${architectureName(d.architecture)}): ${power}, ${energy}`);
+      if (d.migEnabled) {
+        notes.push(`MIG enabled on GPU ${d.index} (${d.migInstances.length} instances): power and energy exist per physical GPU only; requests on its MIG instances are attributed within it`);
+      }
+    }
+    for (const u of this.inventory?.unusable ?? []) notes.push(`GPU ${u.index} not usable: ${u.message}`);
+    for (const uuid of this.lostGpus) notes.push(`GPU ${uuid} is lost: no samples (energy gap) until it answers again`);
+    const now = Date.now();
+    for (const [uuid, q] of this.quarantine) if (q.untilMs > now) notes.push(`GPU ${uuid} left out after a hung NVML call until ${new Date(q.untilMs).toISOString()}`);
+    if (this.stuck.size > 0) notes.push(`${this.stuck.size} NVML call(s) still blocked in the driver`);
+    return notes;
+  }
+
+  private stopTimers(): void {
+    if (this.watchdog) clearInterval(this.watchdog);
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.watchdog = null;
+    this.restartTimer = null;
+  }
+}
+
+/** Keep start-up descriptions for GPUs a restart did not see (lost ones), take new ones as they are. */
+function mergeDevices(before: readonly NvmlDeviceDescription[], after: readonly NvmlDeviceDescription[]): NvmlDeviceDescription[] {
+  const seen = new Set(after.map((d) => d.uuid));
+  return [...after, ...before.filter((d) => !seen.has(d.uuid))];
+}
+
+async function raceTimeout(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([promise, new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); })]);
+  if (timer) clearTimeout(timer);
+}

@@ -1,0 +1,79 @@
+import type { NvmlInitFailure } from './nvml-init-failure.js';
+
+/** How a GPU's power is read, chosen once at start-up from what the GPU answers. */
+export type NvmlPowerMethod = 'field_instant' | 'power_usage' | 'none';
+
+/** One physical GPU as the worker found it (plain data: crosses the thread boundary). */
+export interface NvmlDeviceDescription {
+  readonly index: number;
+  readonly uuid: string;
+  readonly name: string;
+  readonly powerLimitMw: number | null;
+  /** nvmlDeviceArchitecture_t, or null when the driver would not say. */
+  readonly architecture: number | null;
+  readonly computeCapability: { readonly major: number; readonly minor: number } | null;
+  readonly migEnabled: boolean;
+  readonly migInstances: readonly string[];
+  /** nvmlDeviceGetTotalEnergyConsumption works (Volta and newer). */
+  readonly energyCounter: boolean;
+  readonly powerMethod: NvmlPowerMethod;
+  /** Readings from `powerMethod` are ~1 s averages. */
+  readonly powerAveraged: boolean;
+}
+
+/** Everything the worker learnt at start-up. */
+export interface NvmlInventory {
+  readonly driverVersion: string | null;
+  readonly devices: readonly NvmlDeviceDescription[];
+  /** GPUs NVML counts but could not open (e.g. already lost), with why. */
+  readonly unusable: readonly { readonly index: number; readonly message: string }[];
+}
+
+/** One GPU's reading in one tick. Null fields: not available this time (see problems). */
+export interface NvmlReading {
+  readonly uuid: string;
+  readonly index: number;
+  readonly timestampMs: number;
+  readonly powerMw: number | null;
+  readonly energyMj: number | null;
+  readonly powerAveraged: boolean;
+}
+
+/** A per-GPU problem met during a tick. */
+export interface NvmlProblem {
+  readonly uuid: string;
+  /** gpu_lost | read_error | power_method_changed | gpu_recovered */
+  readonly reason: string;
+  readonly message: string;
+}
+
+/** What one tick read. */
+export interface NvmlTick {
+  readonly readings: readonly NvmlReading[];
+  readonly problems: readonly NvmlProblem[];
+}
+
+export type MainToWorker =
+  | {
+    readonly type: 'start';
+    readonly periodMs: number;
+    /** Ticks are posted together at most this often (problems at once): fewer thread wake-ups. */
+    readonly deliveryIntervalMs: number;
+    readonly skipUuids: readonly string[];
+  }
+  | { readonly type: 'shutdown' };
+
+export type WorkerToMain =
+  | { readonly type: 'ready'; readonly inventory: NvmlInventory }
+  | { readonly type: 'init_failed'; readonly failure: NvmlInitFailure }
+  | { readonly type: 'ticks'; readonly ticks: readonly NvmlTick[] }
+  | { readonly type: 'closed' };
+
+/** Passed to the worker at creation. */
+export interface NvmlWorkerData {
+  readonly libraryPath: string;
+  readonly watchBuffer: SharedArrayBuffer;
+  readonly watchBaseMs: number;
+  /** How often a lost GPU is probed again. */
+  readonly lostRetryMs: number;
+}

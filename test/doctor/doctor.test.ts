@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { doctorCommand } from '../../agent/commands/doctor.js';
+import { NoMeasuredPowerSourceError, runDoctor, selectPowerSource } from '../../agent/doctor.js';
+import { installFakeNvml, type FakeNvmlInstall } from '../fakes/fake-nvml.js';
+import { fakeNvidiaSmiBinary, linuxCaptures } from '../fakes/fake-nvidia-smi.js';
+import { buildFakePowercap, type FakePowercap } from '../fakes/fake-powercap.js';
+
+const smi = fakeNvidiaSmiBinary();
+const capture = linuxCaptures().find((c) => c.file.includes('h100-mig'));
+assert.ok(capture);
+const smiEnv = { ...process.env, FAKE_NVIDIA_SMI_CAPTURE: capture.path };
+const nowhere = mkdtempSync(join(tmpdir(), 'tokenwatt-doctor-nothing-'));
+const missingLib = join(nowhere, 'libnvidia-ml.so.1');
+const missingSmi = join(nowhere, 'nvidia-smi');
+const cleanups: (FakeNvmlInstall | FakePowercap)[] = [];
+after(() => {
+  cleanups.forEach((c) => c.cleanup());
+  rmSync(nowhere, { recursive: true, force: true });
+});
+
+const MIG = ['MIG-0a000000-0000-0000-0000-000000000000', 'MIG-0b000000-0000-0000-0000-000000000000'];
+function nvml(): FakeNvmlInstall {
+  const install = installFakeNvml({
+    gpus: [
+      { name: 'NVIDIA H100 80GB HBM3', arch: 9, cc: [9, 0], migUuids: MIG, powerMw: [420000] },
+      { name: 'NVIDIA A10', arch: 7, cc: [8, 6], instantSupported: false, powerMw: [150000] },
+    ],
+  });
+  cleanups.push(install);
+  return install;
+}
+function powercap(): FakePowercap {
+  const tree = buildFakePowercap({ packages: [{ energyUj: 10, dram: { energyUj: 5 } }] });
+  cleanups.push(tree);
+  return tree;
+}
+
+test('doctor on a node with NVML: picks NVML, measures the period, reports counter, power kind, MIG and RAPL; exit 0', async () => {
+  const { report, text, exitCode } = await runDoctor({
+    nvmlLibrary: nvml().libraryPath, nvidiaSmi: smi, env: smiEnv, powercapRoot: powercap().root, probeMs: 800, hostInventory: false,
+  });
+  assert.equal(exitCode, 0);
+  assert.equal(report.canRun, true);
+  assert.equal(report.selected, 'nvml');
+  assert.ok(report.nvml.available);
+  assert.ok(report.nvml.achievedPeriodMs !== null && report.nvml.achievedPeriodMs >= 50 && report.nvml.achievedPeriodMs <= 400, `achieved ${report.nvml.achievedPeriodMs}`);
+  assert.deepEqual(report.nvml.devices.map((d) => [d.energyCounter, d.powerMethod, d.powerAveraged, d.migInstances.length]), [
+    [true, 'field_instant', false, 2], [true, 'power_usage', true, 0],
+  ]);
+  assert.ok(report.nvidiaSmi.available, 'the fallback is reported too');
+  assert.ok(report.rapl.available);
+  assert.deepEqual(report.rapl.available ? report.rapl.zones : [], ['package-0', 'package-0/dram']);
+  const advice = report.advice.join('\n');
+  assert.match(advice, /MIG is on for GPU 0: power exists per physical GPU only; send the MIG UUIDs/);
+  assert.match(advice, /GPU 1 \(NVIDIA A10\) gives only 1 s averaged power/);
+  assert.match(text, /The agent would use: nvml \(--power auto\)/);
+  assert.match(text, /energy counter: yes; power: instantaneous \(NVML_FI_DEV_POWER_INSTANT\)/);
+  assert.match(text, /MIG: enabled, 2 instance\(s\): MIG-0a000000/);
+  assert.match(text, /sampling period: requested 100 ms, achieved \d+ ms/);
+});
+
+test('doctor without NVML: falls back to nvidia-smi, says what NVML would add and how to get it; exit 0', async () => {
+  const { report, text, exitCode } = await runDoctor({ nvmlLibrary: missingLib, nvidiaSmi: smi, env: smiEnv, powercapRoot: powercap().root, probeMs: 600, hostInventory: false });
+  assert.equal(exitCode, 0);
+  assert.equal(report.selected, 'nvidia-smi');
+  assert.ok(!report.nvml.available);
+  assert.equal(report.nvml.available ? '' : report.nvml.failure.reason, 'library_missing');
+  assert.ok(report.nvidiaSmi.available && report.nvidiaSmi.samples > 0);
+  assert.match(report.advice[0] ?? '', /Make NVML loadable .*cumulative energy counter/);
+  assert.match(text, /available: no \(library_missing\)/);
+  assert.match(text, /The agent would use: nvidia-smi/);
+  assert.match(text, /energy counter: no; power: instantaneous \(power.draw.instant\)/);
+});
+
+test('doctor with nothing measurable: exit 1, says the agent would not start and what to do, RAPL fix included', async () => {
+  const { report, text, exitCode } = await runDoctor({ nvmlLibrary: missingLib, nvidiaSmi: missingSmi, powercapRoot: nowhere, probeMs: 300, hostInventory: false });
+  assert.equal(exitCode, 1);
+  assert.equal(report.canRun, false);
+  assert.equal(report.selected, null);
+  assert.match(report.advice[0] ?? '', /No measured GPU power source.*--power simulated/);
+  assert.match(text, /would refuse to start/);
+  assert.match(text, /Host power \(RAPL under .*\)\n {2}available: no \(absent\)/);
+  assert.match(text, /overheadW/);
+});
+
+test('the doctor command: --json prints the report, the exit status is set, --help states the exit codes', async () => {
+  const writes: string[] = [];
+  const print = (text: string) => { writes.push(text); };
+  const savedExit = process.exitCode;
+  try {
+    await doctorCommand(print).parseAsync(['--json', '--nvml-library', missingLib, '--nvidia-smi', missingSmi, '--powercap-root', nowhere, '--probe-ms', '200'], { from: 'user' });
+    assert.equal(process.exitCode, 1);
+    const report = JSON.parse(writes.join(''));
+    assert.equal(report.canRun, false);
+    assert.equal(report.exitCode, 1);
+    assert.equal(report.nvml.failure.reason, 'library_missing');
+
+    writes.length = 0;
+    process.exitCode = undefined;
+    await doctorCommand(print).parseAsync(['--probe-ms', 'soon'], { from: 'user' });
+    assert.equal(process.exitCode, 2);
+    assert.deepEqual(writes, []);
+  } finally {
+    process.exitCode = savedExit;
+  }
+  let help = '';
+  const command = doctorCommand().configureOutput({ writeOut: (s) => { help += s; } });
+  command.outputHelp();
+  for (const flag of ['--json', '--nvml-library', '--nvidia-smi', '--powercap-root', 'TOKENWATT_NVML_LIBRARY']) assert.ok(help.includes(flag), flag);
+  assert.match(help, /Exit status:\n {2}0 {2}the agent can run on measured GPU data[\s\S]*\n {2}1 {2}no measured GPU power source[\s\S]*\n {2}2 {2}doctor could not run/);
+});
+
+test('selectPowerSource auto: NVML first, then nvidia-smi, else an error naming both fixes; never the simulator', async () => {
+  const first = await selectPowerSource({ prefer: 'auto', samplePeriodMs: 100, callTimeoutMs: 2000, nvmlLibrary: nvml().libraryPath, nvidiaSmi: smi, env: smiEnv });
+  assert.deepEqual(await first.source.init(), first.gpus, 'handed over initialised: init() again gives the same inventory');
+  await first.source.shutdown();
+  assert.equal(first.kind, 'nvml');
+  assert.equal(first.gpus.length, 2);
+  assert.deepEqual(first.skipped, []);
+
+  const fallback = await selectPowerSource({ prefer: 'auto', samplePeriodMs: 100, callTimeoutMs: 2000, nvmlLibrary: missingLib, nvidiaSmi: smi, env: smiEnv });
+  assert.deepEqual(await fallback.source.init(), fallback.gpus);
+  await fallback.source.shutdown();
+  assert.equal(fallback.kind, 'nvidia-smi');
+  assert.equal(fallback.source.quality().kind, 'nvidia-smi');
+  assert.deepEqual(fallback.skipped.map((s) => [s.kind, s.reason]), [['nvml', 'library_missing']]);
+
+  await assert.rejects(
+    selectPowerSource({ prefer: 'auto', samplePeriodMs: 100, callTimeoutMs: 2000, nvmlLibrary: missingLib, nvidiaSmi: missingSmi }),
+    (error: unknown) => {
+      assert.ok(error instanceof NoMeasuredPowerSourceError);
+      assert.deepEqual(error.attempts.map((a) => [a.kind, a.reason]), [['nvml', 'library_missing'], ['nvidia-smi', 'binary_missing']]);
+      assert.match(error.message, /--nvml-library[\s\S]*--nvidia-smi[\s\S]*--power simulated/);
+      return true;
+    },
+  );
+  await assert.rejects(
+    selectPowerSource({ prefer: 'nvml', samplePeriodMs: 100, callTimeoutMs: 2000, nvmlLibrary: missingLib, nvidiaSmi: smi, env: smiEnv }),
+    (error: unknown) => error instanceof NoMeasuredPowerSourceError && error.attempts.length === 1,
+    '--power nvml never falls back to nvidia-smi',
+  );
+});

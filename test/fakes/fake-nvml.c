@@ -1,0 +1,539 @@
+/*
+ * A stand-in for libnvidia-ml.so.1, compiled during the tests (test/fakes/fake-nvml.ts).
+ *
+ * It exports the NVML symbols tokenwatt calls, with NVML's real signatures, return codes and
+ * struct layouts, so that the agent's real FFI code (collectors/nvml/) runs against it unchanged.
+ * Layouts and codes follow nvml.h as published by NVIDIA (e.g. NVIDIA/go-nvml pkg/nvml/nvml.h,
+ * NVML API version 12): nvmlReturn_t values, nvmlFieldValue_t (40 bytes), NVML_FI_DEV_POWER_*
+ * field ids, NVML_DEVICE_ARCH_* values and the *_V2_BUFFER_SIZE constants.
+ *
+ * Behaviour comes from a scenario file: $FAKE_NVML_SCENARIO if set, else the file
+ * "fake-nvml-scenario.txt" next to this library (so that two copies of the library loaded by one
+ * process from two directories run two independent scenarios). One directive a line, '#' starts
+ * a comment; <g> is a GPU index; times are milliseconds since the first nvmlInit_v2 ("driver load"):
+ *
+ *   init_rc <code>                    nvmlInit_v2 returns this code (e.g. 9 driver not loaded)
+ *   driver_version <text>
+ *   gpus <n>
+ *   uuid <g> <text>                   name <g> <text to end of line>
+ *   arch <g> <nvmlDeviceArchitecture_t>   cc <g> <major> <minor>    limit_mw <g> <mW>
+ *   mig <g> <MIG uuid> ...            MIG mode enabled with these MIG devices
+ *   power_mw <g> <mW> <mW> ...        power trace, one value per trace step, repeated cyclically
+ *   trace_step_ms <ms>                length of one trace step (default 100)
+ *   instant <g> 0                     NVML_FI_DEV_POWER_INSTANT unsupported (per-field NOT_SUPPORTED)
+ *   instant_off_at_ms <g> <ms>        ... and from this time on (a driver change mid-run)
+ *   energy <g> 0                      energy counter unsupported (Volta and older boards)
+ *   energy_offset_mj <g> <mJ>         counter value at time 0
+ *   reset_at_ms <g> <ms>              counter restarts from 0 at this time (driver reload)
+ *   lost_at_ms <g> <ms>               from this time every call on the GPU returns GPU_IS_LOST
+ *   hang <function> <g|-1> <after_ms> <duration_ms> <count>
+ *                                     the next <count> calls of <function> (on GPU g, or any GPU
+ *                                     with -1) made after <after_ms> sleep <duration_ms> first
+ *
+ * Energy is the exact integral of the piecewise-constant power trace. nvmlDeviceGetPowerUsage
+ * returns the mean power over the last second on Ampere and newer except GA100 (arch >= 7 and
+ * compute capability != 8.0), and the instantaneous value otherwise, as the NVML docs describe.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- NVML ABI (values from nvml.h) ------------------------------------------------------- */
+typedef int nvmlReturn_t;
+#define NVML_SUCCESS 0
+#define NVML_ERROR_UNINITIALIZED 1
+#define NVML_ERROR_INVALID_ARGUMENT 2
+#define NVML_ERROR_NOT_SUPPORTED 3
+#define NVML_ERROR_NO_PERMISSION 4
+#define NVML_ERROR_NOT_FOUND 6
+#define NVML_ERROR_INSUFFICIENT_SIZE 7
+#define NVML_ERROR_DRIVER_NOT_LOADED 9
+#define NVML_ERROR_LIBRARY_NOT_FOUND 12
+#define NVML_ERROR_GPU_IS_LOST 15
+#define NVML_ERROR_OPERATING_SYSTEM 17
+#define NVML_ERROR_LIB_RM_VERSION_MISMATCH 18
+#define NVML_ERROR_UNKNOWN 999
+
+#define NVML_VALUE_TYPE_DOUBLE 0
+#define NVML_VALUE_TYPE_UNSIGNED_INT 1
+#define NVML_VALUE_TYPE_UNSIGNED_LONG_LONG 3
+
+#define NVML_FI_DEV_POWER_AVERAGE 185
+#define NVML_FI_DEV_POWER_INSTANT 186
+#define NVML_FI_DEV_ENERGY 191
+
+#define NVML_DEVICE_ARCH_AMPERE 7
+#define NVML_DEVICE_MIG_ENABLE 1
+#define NVML_DEVICE_MIG_DISABLE 0
+
+typedef unsigned int nvmlDeviceArchitecture_t;
+
+typedef union nvmlValue_st {
+  double dVal;
+  int siVal;
+  unsigned int uiVal;
+  unsigned long ulVal;
+  unsigned long long ullVal;
+  signed long long sllVal;
+  unsigned short usVal;
+} nvmlValue_t;
+
+typedef struct nvmlFieldValue_st {
+  unsigned int fieldId;
+  unsigned int scopeId;
+  long long timestamp;
+  long long latencyUsec;
+  unsigned int valueType; /* nvmlValueType_t */
+  nvmlReturn_t nvmlReturn;
+  nvmlValue_t value;
+} nvmlFieldValue_t;
+
+_Static_assert(sizeof(nvmlFieldValue_t) == 40, "nvmlFieldValue_t must be 40 bytes");
+
+/* ---- scenario ----------------------------------------------------------------------------- */
+#define MAX_GPUS 64
+#define MAX_MIG 8
+#define MAX_TRACE 4096
+#define MAX_HANGS 16
+#define TEXT 96
+
+typedef struct fake_device {
+  int magic; /* 0x6e766d6c for a GPU, 0x4d494721 for a MIG device */
+  int index;
+  struct fake_device *parent;
+  char uuid[TEXT];
+} fake_device;
+
+typedef struct {
+  fake_device dev;
+  char name[TEXT];
+  unsigned int arch, cc_major, cc_minor, limit_mw;
+  int mig_count;
+  fake_device mig[MAX_MIG];
+  unsigned int trace[MAX_TRACE];
+  int trace_len;
+  unsigned long long prefix_uj[MAX_TRACE + 1]; /* energy of the first i trace steps */
+  int instant_supported, energy_supported;
+  unsigned long long energy_offset_mj;
+  long long reset_at_ms, lost_at_ms, instant_off_at_ms;
+} fake_gpu;
+
+typedef struct {
+  char function[64];
+  int gpu;
+  long long after_ms, duration_ms;
+  int remaining;
+} fake_hang;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static int init_count;
+static int scenario_loaded;
+static int init_rc;
+static char driver_version[TEXT] = "590.48.01";
+static int gpu_count;
+static fake_gpu gpus[MAX_GPUS];
+static fake_hang hangs[MAX_HANGS];
+static int hang_count;
+static long long trace_step_ms = 100;
+static struct timespec t0;
+
+#define GPU_MAGIC 0x6e766d6c
+#define MIG_MAGIC 0x4d494721
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)(ts.tv_sec - t0.tv_sec) * 1000 + (ts.tv_nsec - t0.tv_nsec) / 1000000;
+}
+
+static void scenario_path(char *out, size_t len) {
+  const char *env = getenv("FAKE_NVML_SCENARIO");
+  if (env && *env) {
+    snprintf(out, len, "%s", env);
+    return;
+  }
+  Dl_info info;
+  if (dladdr((void *)&scenario_path, &info) && info.dli_fname) {
+    snprintf(out, len, "%s", info.dli_fname);
+    char *slash = strrchr(out, '/');
+    if (slash) {
+      slash[1] = '\0';
+      strncat(out, "fake-nvml-scenario.txt", len - strlen(out) - 1);
+      return;
+    }
+  }
+  snprintf(out, len, "fake-nvml-scenario.txt");
+}
+
+static fake_gpu *gpu_arg(const char *rest, const char **after) {
+  char *end;
+  long g = strtol(rest, &end, 10);
+  if (end == rest || g < 0 || g >= MAX_GPUS) return NULL;
+  while (*end == ' ' || *end == '\t') end++;
+  *after = end;
+  return &gpus[g];
+}
+
+static void compute_prefix_sums(void) {
+  for (int g = 0; g < MAX_GPUS; g++) {
+    gpus[g].prefix_uj[0] = 0;
+    for (int i = 0; i < gpus[g].trace_len; i++)
+      gpus[g].prefix_uj[i + 1] = gpus[g].prefix_uj[i] + (unsigned long long)gpus[g].trace[i] * (unsigned long long)trace_step_ms;
+  }
+}
+
+static void load_scenario(void) {
+  memset(gpus, 0, sizeof(gpus));
+  gpu_count = 0;
+  hang_count = 0;
+  init_rc = 0;
+  trace_step_ms = 100;
+  for (int g = 0; g < MAX_GPUS; g++) {
+    gpus[g].dev.magic = GPU_MAGIC;
+    gpus[g].dev.index = g;
+    snprintf(gpus[g].dev.uuid, TEXT, "GPU-fa4e0000-0000-0000-0000-%012d", g);
+    snprintf(gpus[g].name, TEXT, "NVIDIA H100 80GB HBM3");
+    gpus[g].arch = 9;
+    gpus[g].cc_major = 9;
+    gpus[g].limit_mw = 700000;
+    gpus[g].trace[0] = 70000;
+    gpus[g].trace_len = 1;
+    gpus[g].instant_supported = 1;
+    gpus[g].energy_supported = 1;
+    gpus[g].reset_at_ms = -1;
+    gpus[g].lost_at_ms = -1;
+    gpus[g].instant_off_at_ms = -1;
+  }
+  char path[PATH_MAX];
+  scenario_path(path, sizeof(path));
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    compute_prefix_sums();
+    return;
+  }
+  char line[65536];
+  while (fgets(line, sizeof(line), f)) {
+    line[strcspn(line, "\r\n")] = '\0';
+    char *hash = strchr(line, '#');
+    if (hash) *hash = '\0';
+    char key[64];
+    int used = 0;
+    if (sscanf(line, "%63s %n", key, &used) != 1) continue;
+    const char *rest = line + used, *after = NULL;
+    fake_gpu *gpu = NULL;
+    if (strcmp(key, "init_rc") == 0) init_rc = atoi(rest);
+    else if (strcmp(key, "driver_version") == 0) snprintf(driver_version, TEXT, "%s", rest);
+    else if (strcmp(key, "gpus") == 0) gpu_count = atoi(rest) > MAX_GPUS ? MAX_GPUS : atoi(rest);
+    else if (strcmp(key, "trace_step_ms") == 0) trace_step_ms = atoll(rest) > 0 ? atoll(rest) : 100;
+    else if (strcmp(key, "hang") == 0 && hang_count < MAX_HANGS) {
+      fake_hang *h = &hangs[hang_count];
+      if (sscanf(rest, "%63s %d %lld %lld %d", h->function, &h->gpu, &h->after_ms, &h->duration_ms,
+                 &h->remaining) == 5)
+        hang_count++;
+    } else if ((gpu = gpu_arg(rest, &after)) != NULL) {
+      if (strcmp(key, "uuid") == 0) snprintf(gpu->dev.uuid, TEXT, "%s", after);
+      else if (strcmp(key, "name") == 0) snprintf(gpu->name, TEXT, "%s", after);
+      else if (strcmp(key, "arch") == 0) gpu->arch = (unsigned int)strtoul(after, NULL, 10);
+      else if (strcmp(key, "cc") == 0) sscanf(after, "%u %u", &gpu->cc_major, &gpu->cc_minor);
+      else if (strcmp(key, "limit_mw") == 0) gpu->limit_mw = (unsigned int)strtoul(after, NULL, 10);
+      else if (strcmp(key, "instant") == 0) gpu->instant_supported = atoi(after);
+      else if (strcmp(key, "energy") == 0) gpu->energy_supported = atoi(after);
+      else if (strcmp(key, "energy_offset_mj") == 0) gpu->energy_offset_mj = strtoull(after, NULL, 10);
+      else if (strcmp(key, "reset_at_ms") == 0) gpu->reset_at_ms = atoll(after);
+      else if (strcmp(key, "lost_at_ms") == 0) gpu->lost_at_ms = atoll(after);
+      else if (strcmp(key, "instant_off_at_ms") == 0) gpu->instant_off_at_ms = atoll(after);
+      else if (strcmp(key, "power_mw") == 0) {
+        gpu->trace_len = 0;
+        char *p = (char *)after, *end;
+        while (gpu->trace_len < MAX_TRACE) {
+          unsigned long v = strtoul(p, &end, 10);
+          if (end == p) break;
+          gpu->trace[gpu->trace_len++] = (unsigned int)v;
+          p = end;
+        }
+        if (gpu->trace_len == 0) gpu->trace[gpu->trace_len++] = 0;
+      } else if (strcmp(key, "mig") == 0) {
+        char *copy = strdup(after), *save = NULL;
+        gpu->mig_count = 0;
+        for (char *tok = strtok_r(copy, " \t", &save); tok && gpu->mig_count < MAX_MIG;
+             tok = strtok_r(NULL, " \t", &save)) {
+          fake_device *m = &gpu->mig[gpu->mig_count];
+          m->magic = MIG_MAGIC;
+          m->index = gpu->mig_count++;
+          m->parent = &gpu->dev;
+          snprintf(m->uuid, TEXT, "%s", tok);
+        }
+        free(copy);
+      }
+    }
+  }
+  fclose(f);
+  compute_prefix_sums();
+}
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+static int initialized(void) {
+  pthread_mutex_lock(&lock);
+  int ok = init_count > 0;
+  pthread_mutex_unlock(&lock);
+  return ok;
+}
+
+/* Sleeps outside the lock when a configured hang matches, so other threads keep going. */
+static void maybe_hang(const char *function, int gpu) {
+  long long duration = 0;
+  pthread_mutex_lock(&lock);
+  long long t = now_ms();
+  for (int i = 0; i < hang_count; i++) {
+    fake_hang *h = &hangs[i];
+    if (h->remaining > 0 && strcmp(h->function, function) == 0 && (h->gpu < 0 || h->gpu == gpu) &&
+        t >= h->after_ms) {
+      h->remaining--;
+      duration = h->duration_ms;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&lock);
+  if (duration > 0) usleep((useconds_t)(duration * 1000));
+}
+
+static fake_gpu *as_gpu(void *device) {
+  fake_device *d = device;
+  if (!d || d->magic != GPU_MAGIC || d->index < 0 || d->index >= gpu_count) return NULL;
+  return &gpus[d->index];
+}
+
+static int is_lost(const fake_gpu *g) { return g->lost_at_ms >= 0 && now_ms() >= g->lost_at_ms; }
+
+/* Energy in microjoules over [0, t) ms of the cyclic trace (mW x ms = uJ), in O(1) from prefix sums. */
+static unsigned long long energy_until_uj(const fake_gpu *g, long long t) {
+  if (t <= 0) return 0;
+  long long step = t / trace_step_ms, within = t % trace_step_ms;
+  long long cycles = step / g->trace_len, rest = step % g->trace_len;
+  return (unsigned long long)cycles * g->prefix_uj[g->trace_len] + g->prefix_uj[rest] +
+         (unsigned long long)g->trace[rest] * (unsigned long long)within;
+}
+
+static unsigned long long trace_energy_uj(const fake_gpu *g, long long from, long long to) {
+  return energy_until_uj(g, to) - energy_until_uj(g, from < 0 ? 0 : from);
+}
+
+static unsigned int instant_mw(const fake_gpu *g, long long t) {
+  return g->trace[(t / trace_step_ms) % g->trace_len];
+}
+
+static unsigned int average_mw(const fake_gpu *g, long long t) {
+  if (t <= 0) return instant_mw(g, 0);
+  long long from = t > 1000 ? t - 1000 : 0;
+  return (unsigned int)(trace_energy_uj(g, from, t) / (unsigned long long)(t - from));
+}
+
+static int power_usage_is_averaged(const fake_gpu *g) {
+  return g->arch >= NVML_DEVICE_ARCH_AMPERE && g->arch != 0xffffffffu &&
+         !(g->cc_major == 8 && g->cc_minor == 0);
+}
+
+static int copy_text(const char *src, char *dst, unsigned int length) {
+  if (!dst) return NVML_ERROR_INVALID_ARGUMENT;
+  if (strlen(src) + 1 > length) return NVML_ERROR_INSUFFICIENT_SIZE;
+  memcpy(dst, src, strlen(src) + 1);
+  return NVML_SUCCESS;
+}
+
+#define API __attribute__((visibility("default")))
+#define REQUIRE_INIT()                                                                             \
+  if (!initialized()) return NVML_ERROR_UNINITIALIZED
+#define REQUIRE_GPU(device, g)                                                                     \
+  REQUIRE_INIT();                                                                                  \
+  fake_gpu *g = as_gpu(device);                                                                    \
+  if (!g) return NVML_ERROR_INVALID_ARGUMENT;                                                      \
+  if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST
+
+/* ---- exported NVML API -------------------------------------------------------------------- */
+API nvmlReturn_t nvmlInit_v2(void) {
+  pthread_mutex_lock(&lock);
+  if (init_count == 0) {
+    if (!scenario_loaded) {
+      load_scenario();
+      clock_gettime(CLOCK_MONOTONIC, &t0);
+      scenario_loaded = 1;
+    }
+    if (init_rc != NVML_SUCCESS) {
+      int rc = init_rc;
+      scenario_loaded = 0; /* a failed init leaves nothing behind; the next try re-reads */
+      pthread_mutex_unlock(&lock);
+      return rc;
+    }
+  }
+  init_count++;
+  pthread_mutex_unlock(&lock);
+  return NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlShutdown(void) {
+  pthread_mutex_lock(&lock);
+  int rc = init_count > 0 ? NVML_SUCCESS : NVML_ERROR_UNINITIALIZED;
+  if (init_count > 0) init_count--;
+  pthread_mutex_unlock(&lock);
+  return rc;
+}
+
+API const char *nvmlErrorString(nvmlReturn_t result) {
+  switch (result) {
+  case NVML_SUCCESS: return "Success";
+  case NVML_ERROR_UNINITIALIZED: return "Uninitialized";
+  case NVML_ERROR_INVALID_ARGUMENT: return "Invalid Argument";
+  case NVML_ERROR_NOT_SUPPORTED: return "Not Supported";
+  case NVML_ERROR_NO_PERMISSION: return "Insufficient Permissions";
+  case NVML_ERROR_NOT_FOUND: return "Not Found";
+  case NVML_ERROR_INSUFFICIENT_SIZE: return "Insufficient Size";
+  case NVML_ERROR_DRIVER_NOT_LOADED: return "Driver Not Loaded";
+  case NVML_ERROR_LIBRARY_NOT_FOUND: return "NVML Shared Library Not Found";
+  case NVML_ERROR_GPU_IS_LOST: return "GPU is lost";
+  case NVML_ERROR_OPERATING_SYSTEM: return "The operating system has blocked the request.";
+  case NVML_ERROR_LIB_RM_VERSION_MISMATCH: return "Driver/library version mismatch";
+  default: return "Unknown Error";
+  }
+}
+
+API nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length) {
+  REQUIRE_INIT();
+  return copy_text(driver_version, version, length);
+}
+
+API nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount) {
+  REQUIRE_INIT();
+  if (!deviceCount) return NVML_ERROR_INVALID_ARGUMENT;
+  *deviceCount = (unsigned int)gpu_count;
+  return NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, void **device) {
+  REQUIRE_INIT();
+  if (!device || index >= (unsigned int)gpu_count) return NVML_ERROR_INVALID_ARGUMENT;
+  if (is_lost(&gpus[index])) return NVML_ERROR_GPU_IS_LOST;
+  *device = &gpus[index].dev;
+  return NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlDeviceGetUUID(void *device, char *uuid, unsigned int length) {
+  REQUIRE_INIT();
+  fake_device *d = device;
+  if (d && d->magic == MIG_MAGIC) return copy_text(d->uuid, uuid, length);
+  fake_gpu *g = as_gpu(device);
+  if (!g) return NVML_ERROR_INVALID_ARGUMENT;
+  if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST;
+  return copy_text(g->dev.uuid, uuid, length);
+}
+
+API nvmlReturn_t nvmlDeviceGetName(void *device, char *name, unsigned int length) {
+  REQUIRE_GPU(device, g);
+  return copy_text(g->name, name, length);
+}
+
+API nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(void *device, unsigned int *limit) {
+  REQUIRE_GPU(device, g);
+  if (!limit) return NVML_ERROR_INVALID_ARGUMENT;
+  *limit = g->limit_mw;
+  return NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlDeviceGetArchitecture(void *device, nvmlDeviceArchitecture_t *arch) {
+  REQUIRE_GPU(device, g);
+  if (!arch) return NVML_ERROR_INVALID_ARGUMENT;
+  *arch = g->arch;
+  return NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlDeviceGetCudaComputeCapability(void *device, int *major, int *minor) {
+  REQUIRE_GPU(device, g);
+  if (!major || !minor) return NVML_ERROR_INVALID_ARGUMENT;
+  *major = (int)g->cc_major;
+  *minor = (int)g->cc_minor;
+  return NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlDeviceGetMigMode(void *device, unsigned int *currentMode, unsigned int *pendingMode) {
+  REQUIRE_GPU(device, g);
+  if (!currentMode || !pendingMode) return NVML_ERROR_INVALID_ARGUMENT;
+  if (g->arch < NVML_DEVICE_ARCH_AMPERE && g->mig_count == 0) return NVML_ERROR_NOT_SUPPORTED;
+  *currentMode = *pendingMode = g->mig_count > 0 ? NVML_DEVICE_MIG_ENABLE : NVML_DEVICE_MIG_DISABLE;
+  return NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(void *device, unsigned int *count) {
+  REQUIRE_GPU(device, g);
+  if (!count) return NVML_ERROR_INVALID_ARGUMENT;
+  *count = g->mig_count > 0 ? 7 : 0; /* H100: up to 7 MIG devices; fewer may exist */
+  return NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(void *device, unsigned int index, void **migDevice) {
+  REQUIRE_GPU(device, g);
+  if (!migDevice) return NVML_ERROR_INVALID_ARGUMENT;
+  if (g->mig_count == 0) return NVML_ERROR_NOT_SUPPORTED;
+  if (index >= (unsigned int)g->mig_count) return NVML_ERROR_NOT_FOUND;
+  *migDevice = &g->mig[index];
+  return NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(void *device, unsigned long long *energy) {
+  REQUIRE_INIT();
+  fake_gpu *g = as_gpu(device);
+  if (!g || !energy) return NVML_ERROR_INVALID_ARGUMENT;
+  maybe_hang("nvmlDeviceGetTotalEnergyConsumption", g->dev.index);
+  if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST;
+  if (!g->energy_supported) return NVML_ERROR_NOT_SUPPORTED;
+  long long t = now_ms();
+  if (g->reset_at_ms >= 0 && t >= g->reset_at_ms)
+    *energy = trace_energy_uj(g, g->reset_at_ms, t) / 1000;
+  else
+    *energy = g->energy_offset_mj + trace_energy_uj(g, 0, t) / 1000;
+  return NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlDeviceGetPowerUsage(void *device, unsigned int *power) {
+  REQUIRE_INIT();
+  fake_gpu *g = as_gpu(device);
+  if (!g || !power) return NVML_ERROR_INVALID_ARGUMENT;
+  maybe_hang("nvmlDeviceGetPowerUsage", g->dev.index);
+  if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST;
+  long long t = now_ms();
+  *power = power_usage_is_averaged(g) ? average_mw(g, t) : instant_mw(g, t);
+  return NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlDeviceGetFieldValues(void *device, int valuesCount, nvmlFieldValue_t *values) {
+  REQUIRE_INIT();
+  fake_gpu *g = as_gpu(device);
+  if (!g || !values || valuesCount <= 0) return NVML_ERROR_INVALID_ARGUMENT;
+  maybe_hang("nvmlDeviceGetFieldValues", g->dev.index);
+  if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST;
+  long long t = now_ms();
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  for (int i = 0; i < valuesCount; i++) {
+    nvmlFieldValue_t *v = &values[i];
+    v->timestamp = (long long)tv.tv_sec * 1000000 + tv.tv_usec;
+    v->latencyUsec = 0;
+    v->nvmlReturn = NVML_SUCCESS;
+    int instant = g->instant_supported && (g->instant_off_at_ms < 0 || t < g->instant_off_at_ms);
+    if (v->fieldId == NVML_FI_DEV_POWER_INSTANT && instant && v->scopeId == 0) {
+      v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+      v->value.uiVal = instant_mw(g, t);
+    } else if (v->fieldId == NVML_FI_DEV_POWER_AVERAGE && power_usage_is_averaged(g) && v->scopeId == 0) {
+      v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
+      v->value.uiVal = average_mw(g, t);
+    } else {
+      v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+    }
+  }
+  return NVML_SUCCESS;
+}

@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { NvidiaSmiInitError, NvidiaSmiPowerSource, type NvidiaSmiPowerSourceOptions } from '../../collectors/nvidia-smi/nvidia-smi-power-source.js';
+import { capturedCell, capturedWatts, fakeNvidiaSmiBinary, findSection, linuxCaptures } from '../fakes/fake-nvidia-smi.js';
+import { SampleCollector, sleep } from '../fakes/sample-collector.js';
+
+const binary = fakeNvidiaSmiBinary();
+const captures = linuxCaptures();
+const capture = (name: string) => {
+  const found = captures.find((c) => c.file.includes(name));
+  assert.ok(found, name);
+  return found;
+};
+
+function source(capturePath: string, fakeEnv: Record<string, string> = {}, options: Partial<NvidiaSmiPowerSourceOptions> = {}): NvidiaSmiPowerSource {
+  return new NvidiaSmiPowerSource({
+    binary,
+    samplePeriodMs: 50,
+    stallTimeoutMs: 400,
+    startupTimeoutMs: 3000,
+    commandTimeoutMs: 5000,
+    restartBackoffMs: { initial: 50, max: 400 },
+    env: { ...process.env, FAKE_NVIDIA_SMI_CAPTURE: capturePath, ...fakeEnv },
+    ...options,
+  });
+}
+
+for (const c of captures) {
+  test(`${c.file}: replayed live, every sample carries the power the capture shows`, async () => {
+    const smi = source(c.path);
+    const [gpu] = await smi.init();
+    const got = new SampleCollector();
+    smi.start(got.onSamples, got.onError);
+    try {
+      await got.waitFor(() => got.samples.length >= 4, 10_000, '4 samples');
+    } finally {
+      await smi.shutdown();
+    }
+    const idle = capturedWatts(c.sections, 'idle', 'power.draw.instant');
+    const load = capturedWatts(c.sections, 'load', 'power.draw.instant');
+    assert.deepEqual(new Set(got.samples.map((s) => s.powerW)), new Set([idle, load]));
+    assert.ok(got.samples.every((s) => s.energyJ === null && s.powerAveraged === false && s.gpuUuid === gpu?.uuid));
+    assert.ok(got.samples.every((s) => Math.abs(s.timestampMs - Date.now()) < 10_000), 'live timestamps');
+    assert.deepEqual(got.errors, []);
+
+    assert.equal(gpu?.name, capturedCell(c.sections, 'idle', 'name'));
+    assert.equal(gpu?.powerLimitW, capturedWatts(c.sections, 'idle', 'enforced.power.limit'));
+    const migMode = capturedCell(c.sections, 'idle', 'mig.mode.current');
+    assert.equal(gpu?.migEnabled, migMode === 'Enabled');
+    const listed = (findSection(c.sections, 'capabilities', 'list')?.body.match(/UUID: MIG-/g) ?? []).length;
+    assert.equal(gpu?.migInstances?.length, listed);
+
+    const q = smi.quality();
+    assert.equal(q.kind, 'nvidia-smi');
+    assert.equal(q.energyCounter, false);
+    assert.equal(q.powerAveraged, false);
+    assert.equal(q.simulated, false);
+    assert.match(q.notes.join('\n'), /no energy counter/);
+    if (migMode === 'Enabled') assert.match(q.notes.join('\n'), /MIG enabled on GPU 0 \(\d instances\): power exists per physical GPU only/);
+    assert.deepEqual(smi.streamFields(), ['timestamp', 'index', 'uuid', 'power.draw.instant', 'power.draw.average', 'power.draw']);
+  });
+}
+
+test('a driver whose --help-query-gpu lacks power.draw.instant: power.draw is streamed, averaged on Hopper, instantaneous on Turing', async () => {
+  for (const [name, averaged] of [['h100-80gb', true], ['2080-super__595', false]] as const) {
+    const c = capture(name);
+    const smi = source(c.path, { FAKE_NVIDIA_SMI_DROP: 'power.draw.instant,power.draw.average' });
+    await smi.init();
+    assert.deepEqual(smi.streamFields(), ['timestamp', 'index', 'uuid', 'power.draw']);
+    const got = new SampleCollector();
+    smi.start(got.onSamples, got.onError);
+    try {
+      await got.waitFor(() => got.samples.length >= 3, 10_000, '3 samples');
+    } finally {
+      await smi.shutdown();
+    }
+    const expected = new Set([capturedWatts(c.sections, 'idle', 'power.draw'), capturedWatts(c.sections, 'load', 'power.draw')]);
+    assert.ok(got.samples.every((s) => expected.has(s.powerW ?? NaN) && s.powerAveraged === averaged), name);
+    assert.equal(smi.quality().powerAveraged, true, 'without power.draw.instant the source may average');
+  }
+});
+
+test('ERR! in one field: the line still counts, power comes from the next field, the marker is reported once per window', async () => {
+  const c = capture('h100-mig');
+  const smi = source(c.path, { FAKE_NVIDIA_SMI_SET: 'power.draw.instant=ERR!' });
+  await smi.init();
+  const got = new SampleCollector();
+  smi.start(got.onSamples, got.onError);
+  try {
+    await got.waitFor(() => got.samples.length >= 5, 10_000, '5 samples');
+  } finally {
+    await smi.shutdown();
+  }
+  const draws = new Set([capturedWatts(c.sections, 'idle', 'power.draw'), capturedWatts(c.sections, 'load', 'power.draw')]);
+  assert.ok(got.samples.every((s) => draws.has(s.powerW ?? NaN) && s.powerAveraged === true));
+  const field = got.errorsOf('field');
+  assert.equal(field.length, 1, 'throttled to one report per minute');
+  assert.match(field[0]?.message ?? '', /power.draw.instant: ERR!/);
+  assert.equal(field[0]?.gpuUuid, capturedCell(c.sections, 'idle', 'uuid'));
+});
+
+for (const [mode, reason, detail] of [
+  ['garbage', 'hang', /gave no usable line/],
+  ['hang', 'hang', /gave no usable line/],
+  ['exit', 'exited', /exited with code 1: Unable to determine the device handle/],
+] as const) {
+  test(`nvidia-smi ${mode === 'garbage' ? 'printing garbage' : mode === 'hang' ? 'hanging' : 'exiting'}: reported as ${reason}, restarted with back-off, samples resume`, async () => {
+    const c = capture('l40s');
+    const smi = source(c.path, { FAKE_NVIDIA_SMI_MODE: mode, FAKE_NVIDIA_SMI_AFTER: '3' });
+    await smi.init();
+    const got = new SampleCollector();
+    smi.start(got.onSamples, got.onError);
+    try {
+      await got.waitFor(() => got.errorsOf(reason).length > 0, 10_000, reason);
+      const at = Date.now();
+      await got.waitFor(() => got.samples.some((s) => s.timestampMs > at), 10_000, 'samples after the restart');
+    } finally {
+      await smi.shutdown();
+    }
+    assert.match(got.errorsOf(reason)[0]?.message ?? '', detail);
+    if (mode === 'garbage') {
+      const parse = got.errorsOf('parse');
+      assert.ok(parse.length >= 1, 'garbage lines are reported');
+      assert.match(parse[0]?.message ?? '', /unusable nvidia-smi line \(expected 6 comma-separated fields/);
+    }
+    const power = new Set([capturedWatts(c.sections, 'idle', 'power.draw.instant'), capturedWatts(c.sections, 'load', 'power.draw.instant')]);
+    assert.ok(got.samples.every((s) => power.has(s.powerW ?? NaN)), 'nothing but real readings became samples');
+  });
+}
+
+test('nvidia-smi failing to reach the driver fails init with its own words', async () => {
+  const smi = source(capture('h200__').path, { FAKE_NVIDIA_SMI_MODE: 'fail' });
+  await assert.rejects(smi.init(), (error: unknown) => {
+    assert.ok(error instanceof NvidiaSmiInitError);
+    assert.equal(error.reason, 'failed');
+    assert.match(error.message, /couldn't communicate with the NVIDIA driver/);
+    return true;
+  });
+});
+
+test('a missing binary and a hung --help-query-gpu fail init clearly', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-nosmi-'));
+  try {
+    const missing = new NvidiaSmiPowerSource({ binary: join(dir, 'nvidia-smi'), samplePeriodMs: 100 });
+    await assert.rejects(missing.init(), (error: unknown) => error instanceof NvidiaSmiInitError && error.reason === 'binary_missing' && /--nvidia-smi/.test(error.fix));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const hung = source(capture('h200__').path, { FAKE_NVIDIA_SMI_MODE: 'hang-help' }, { commandTimeoutMs: 500 });
+  const started = Date.now();
+  await assert.rejects(hung.init(), (error: unknown) => error instanceof NvidiaSmiInitError && error.reason === 'timeout');
+  assert.ok(Date.now() - started < 3000);
+});
+
+test('after shutdown no more samples arrive', async () => {
+  const smi = source(capture('4080').path);
+  await smi.init();
+  const got = new SampleCollector();
+  smi.start(got.onSamples, got.onError);
+  await got.waitFor(() => got.samples.length >= 2, 10_000, '2 samples');
+  await smi.shutdown();
+  const count = got.samples.length;
+  await sleep(200);
+  assert.equal(got.samples.length, count);
+  assert.throws(() => new NvidiaSmiPowerSource({ samplePeriodMs: 0.5 }), /samplePeriodMs/);
+});

@@ -1,0 +1,210 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { NvmlInitError } from '../../collectors/nvml/nvml-init-failure.js';
+import { NvmlPowerSource } from '../../collectors/nvml/nvml-power-source.js';
+import { installFakeNvml, type FakeNvmlInstall, type FakeNvmlScenario } from '../fakes/fake-nvml.js';
+import { SampleCollector, sleep } from '../fakes/sample-collector.js';
+
+const installs: FakeNvmlInstall[] = [];
+after(() => installs.forEach((i) => i.cleanup()));
+
+function fake(scenario: FakeNvmlScenario): FakeNvmlInstall {
+  const install = installFakeNvml(scenario);
+  installs.push(install);
+  return install;
+}
+
+async function initError(options: ConstructorParameters<typeof NvmlPowerSource>[0]): Promise<NvmlInitError> {
+  const source = new NvmlPowerSource(options);
+  try {
+    await source.init();
+  } catch (error) {
+    assert.ok(error instanceof NvmlInitError, `expected NvmlInitError, got ${String(error)}`);
+    return error;
+  } finally {
+    await source.shutdown();
+  }
+  assert.fail('init() should have failed');
+}
+
+test('library missing: a clear error naming the path and how to provide the library', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-nolib-'));
+  try {
+    const error = await initError({ libraryPath: join(dir, 'libnvidia-ml.so.1'), samplePeriodMs: 100, callTimeoutMs: 1000 });
+    assert.equal(error.reason, 'library_missing');
+    assert.ok(error.message.includes(join(dir, 'libnvidia-ml.so.1')));
+    assert.match(error.fix, /--nvml-library/);
+    assert.match(error.fix, /NVIDIA runtime/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a library without the NVML symbols is refused as such', async () => {
+  const error = await initError({ libraryPath: 'libc.so.6', samplePeriodMs: 100, callTimeoutMs: 1000 });
+  assert.equal(error.reason, 'symbol_missing');
+  assert.match(error.message, /nvmlInit_v2|lacks a function/);
+});
+
+for (const [code, reason, fix] of [
+  [9, 'driver_not_loaded', /modprobe nvidia/],
+  [4, 'no_permission', /\/dev\/nvidiactl/],
+  [18, 'version_mismatch', /reboot the node/],
+  [999, 'init_failed', /nvidia-smi/],
+] as const) {
+  test(`nvmlInit returning ${code} fails init with reason ${reason} and a fix`, async () => {
+    const install = fake({ initRc: code, gpus: [{}] });
+    const error = await initError({ libraryPath: install.libraryPath, samplePeriodMs: 100, callTimeoutMs: 1000 });
+    assert.equal(error.reason, reason);
+    assert.equal(error.code, code);
+    assert.match(error.fix, fix);
+    assert.match(error.message, /nvmlInit failed: NVML_/);
+  });
+}
+
+test('a call that hangs during start-up fails init with a timeout, without blocking the main thread', async () => {
+  const install = fake({ gpus: [{}], hangs: [{ fn: 'nvmlDeviceGetFieldValues', gpu: -1, afterMs: 0, durationMs: 1200, count: 1 }] });
+  const started = Date.now();
+  const error = await initError({ libraryPath: install.libraryPath, samplePeriodMs: 100, callTimeoutMs: 200 });
+  assert.equal(error.reason, 'timeout');
+  assert.match(error.message, /nvmlDeviceGetFieldValues on GPU 0 did not return within 200 ms/);
+  assert.ok(Date.now() - started < 1100, 'init gave up before the hung call returned');
+});
+
+test('a call that hangs mid-run: reported as timeout, worker restarted, other GPUs keep sampling, ingest never stalls', async () => {
+  const install = fake({
+    gpus: [{ powerMw: [200000] }, { powerMw: [300000] }],
+    hangs: [{ fn: 'nvmlDeviceGetTotalEnergyConsumption', gpu: 1, afterMs: 400, durationMs: 1500, count: 1 }],
+  });
+  const source = new NvmlPowerSource({
+    libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 150, restartBackoffMs: { initial: 100, max: 1000 },
+  });
+  const [gpu0, gpu1] = await source.init();
+  assert.ok(gpu0 && gpu1);
+  // The main thread's own loop: the longest gap between 10 ms ticks shows whether it ever stalled.
+  let lastTick = Date.now();
+  let longestGap = 0;
+  const loop = setInterval(() => { const now = Date.now(); longestGap = Math.max(longestGap, now - lastTick); lastTick = now; }, 10);
+  const got = new SampleCollector();
+  source.start(got.onSamples, got.onError);
+  try {
+    await got.waitFor(() => got.errorsOf('timeout').length > 0, 10_000, 'the timeout');
+    const reportedAt = Date.now();
+    await got.waitFor(() => got.of(gpu0.uuid).some((s) => s.timestampMs > reportedAt + 100), 10_000, 'GPU 0 samples after the restart');
+    await got.waitFor(() => got.of(gpu1.uuid).some((s) => s.timestampMs > reportedAt), 15_000, 'GPU 1 back after its quarantine');
+  } finally {
+    clearInterval(loop);
+    await source.shutdown();
+  }
+  const [timeout] = got.errorsOf('timeout');
+  assert.equal(timeout?.gpuUuid, gpu1.uuid);
+  assert.match(timeout?.message ?? '', /nvmlDeviceGetTotalEnergyConsumption on GPU 1 .* did not return within 150 ms/);
+  assert.ok(longestGap < 500, `the main event loop stalled for ${longestGap} ms`);
+});
+
+test('GPU lost mid-run: reported once, the others keep sampling, the lost one stops (its gap is left for the model to flag)', async () => {
+  const install = fake({ gpus: [{}, { lostAtMs: 400 }, {}] });
+  const source = new NvmlPowerSource({ libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 1000, lostRetryMs: 60_000 });
+  const [a, lost, c] = await source.init();
+  assert.ok(a && lost && c);
+  const got = new SampleCollector();
+  source.start(got.onSamples, got.onError);
+  try {
+    await got.waitFor(() => got.errorsOf('gpu_lost').length > 0, 10_000, 'gpu_lost');
+    const lostAt = Date.now();
+    await got.waitFor(() => [a, c].every((g) => got.of(g.uuid).filter((s) => s.timestampMs > lostAt).length >= 5), 10_000, 'the others sampling on');
+  } finally {
+    await source.shutdown();
+  }
+  const lostErrors = got.errorsOf('gpu_lost');
+  assert.equal(lostErrors.length, 1);
+  assert.equal(lostErrors[0]?.gpuUuid, lost.uuid);
+  assert.match(lostErrors[0]?.message ?? '', /NVML_ERROR_GPU_IS_LOST/);
+  const lastOfLost = Math.max(...got.of(lost.uuid).map((s) => s.timestampMs));
+  const lastOfOthers = Math.max(...got.of(a.uuid).map((s) => s.timestampMs));
+  assert.ok(lastOfOthers - lastOfLost >= 250, 'the lost GPU produced nothing while the others went on');
+  assert.match(source.quality().notes.join('\n'), /is lost: no samples/);
+});
+
+test('the energy counter going backwards (reset) is reported and the samples still flow unchanged', async () => {
+  const install = fake({ gpus: [{ energyOffsetMj: 10_000_000, resetAtMs: 400, powerMw: [150000] }] });
+  const source = new NvmlPowerSource({ libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 1000 });
+  const [gpu] = await source.init();
+  const got = new SampleCollector();
+  source.start(got.onSamples, got.onError);
+  try {
+    await got.waitFor(() => got.errorsOf('counter_reset').length > 0, 10_000, 'counter_reset');
+    const at = got.samples.length;
+    await got.waitFor(() => got.samples.length > at + 2, 10_000, 'samples after the reset');
+  } finally {
+    await source.shutdown();
+  }
+  const reset = got.errorsOf('counter_reset');
+  assert.equal(reset.length, 1);
+  assert.equal(reset[0]?.gpuUuid, gpu?.uuid);
+  const energies = got.samples.map((s) => s.energyJ ?? NaN);
+  assert.ok(energies.some((e) => e >= 10_000) && energies.some((e) => e < 1000), 'both sides of the reset were emitted as read');
+});
+
+const child = fileURLToPath(new URL('../fakes/nvml-child.ts', import.meta.url));
+const run = promisify(execFile);
+
+async function runChild(env: NodeJS.ProcessEnv): Promise<{ gpus?: { uuid: string }[]; samples?: unknown[]; error?: string }> {
+  const clean = { ...process.env };
+  delete clean.TOKENWATT_NVML_LIBRARY;
+  delete clean.LD_LIBRARY_PATH;
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', child], { env: { ...clean, ...env }, timeout: 30_000 });
+  return JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}');
+}
+
+test('the default library name is found through LD_LIBRARY_PATH (child process), with the scenario from FAKE_NVML_SCENARIO', async () => {
+  const install = fake({ gpus: [{ uuid: 'GPU-1d1d1d1d-0000-0000-0000-000000000000' }] });
+  const out = await runChild({ LD_LIBRARY_PATH: install.dir, FAKE_NVML_SCENARIO: install.scenarioPath });
+  assert.equal(out.error, undefined);
+  assert.deepEqual(out.gpus?.map((g) => g.uuid), ['GPU-1d1d1d1d-0000-0000-0000-000000000000']);
+  assert.ok((out.samples?.length ?? 0) >= 2);
+});
+
+test('TOKENWATT_NVML_LIBRARY names the library when no path is passed (child process)', async () => {
+  const install = fake({ gpus: [{ uuid: 'GPU-e0e0e0e0-0000-0000-0000-000000000000' }] });
+  const out = await runChild({ TOKENWATT_NVML_LIBRARY: install.libraryPath });
+  assert.deepEqual(out.gpus?.map((g) => g.uuid), ['GPU-e0e0e0e0-0000-0000-0000-000000000000']);
+  const missing = await runChild({});
+  assert.match(missing.error ?? '', /libnvidia-ml\.so\.1 could not be loaded/);
+});
+
+test('a sample handler that throws does not stop sampling', async () => {
+  const install = fake({ gpus: [{}] });
+  const source = new NvmlPowerSource({ libraryPath: install.libraryPath, samplePeriodMs: 30, callTimeoutMs: 1000 });
+  await source.init();
+  let calls = 0;
+  source.start(() => { calls++; throw new Error('handler bug'); }, () => undefined);
+  const deadline = Date.now() + 5000;
+  while (calls < 3 && Date.now() < deadline) await sleep(10);
+  await source.shutdown();
+  assert.ok(calls >= 3, `handler called ${calls} times`);
+});
+
+test('instantaneous power disappearing mid-run: reported, power continues from nvmlDeviceGetPowerUsage labelled averaged', async () => {
+  const install = fake({ gpus: [{ arch: 9, cc: [9, 0], instantOffAtMs: 500, powerMw: [300000] }] });
+  const source = new NvmlPowerSource({ libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 1000 });
+  await source.init();
+  assert.equal(source.quality().powerAveraged, false);
+  const got = new SampleCollector();
+  source.start(got.onSamples, got.onError);
+  try {
+    await got.waitFor(() => got.errorsOf('power_method_changed').length > 0 && got.samples.some((s) => s.powerAveraged), 10_000, 'the switch');
+  } finally {
+    await source.shutdown();
+  }
+  assert.match(got.errorsOf('power_method_changed')[0]?.message ?? '', /nvmlDeviceGetPowerUsage \(1 s averages\)/);
+  const firstAveraged = got.samples.findIndex((s) => s.powerAveraged);
+  assert.ok(firstAveraged > 0 && got.samples.slice(firstAveraged).every((s) => s.powerAveraged && s.powerW === 300), 'after the switch every sample is labelled averaged');
+  assert.equal(source.quality().powerAveraged, true);
+});
