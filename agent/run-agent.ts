@@ -78,7 +78,17 @@ export async function runAgentUntilSignal(config: TokenwattConfig, hooks: RunHoo
     if (onStop) onStop();
     agent
       .shutdown()
-      .then(() => process.exit(0))
+      .then(() => {
+        // A worker stuck inside a hung driver call cannot be terminated and would hold
+        // process.exit() until the driver returns. The ledger is flushed and closed by now, so
+        // ending hard loses nothing.
+        const stuck = (powerSource as { stuckCalls?: () => number }).stuckCalls?.() ?? 0;
+        if (stuck > 0) {
+          log.warn({ stuck }, 'driver calls still hung after shutdown: exiting with SIGKILL');
+          process.kill(process.pid, 'SIGKILL');
+        }
+        process.exit(0);
+      })
       .catch((error: unknown) => {
         log.error({ err: error }, 'shutdown failed');
         process.exit(1);

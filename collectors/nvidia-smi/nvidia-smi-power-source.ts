@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import type { Logger } from 'pino';
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
 import { epochMs, watts } from '../../model/units.js';
-import { ProblemThrottle } from '../nvml/problem-throttle.js';
+import { ProblemThrottle } from '../problem-throttle.js';
 import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
 import { isNvidiaSmiHeader, parseNvidiaSmiPowerLine, type NvidiaSmiPowerRow } from './nvidia-smi-csv.js';
 import { chooseInventoryFields, chooseStreamFields, parseHelpQueryGpu } from './nvidia-smi-fields.js';

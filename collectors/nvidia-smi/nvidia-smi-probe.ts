@@ -1,5 +1,5 @@
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
-import { achievedPeriodMs } from '../nvml/achieved-period.js';
+import { achievedPeriodMs } from '../achieved-period.js';
 import type { PowerSourceError, PowerSourceQuality } from '../power-source.js';
 import { NvidiaSmiInitError, NvidiaSmiPowerSource, type NvidiaSmiFailureReason } from './nvidia-smi-power-source.js';
 

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
-import { RestartBackoff } from '../nvml/restart-backoff.js';
+import { RestartBackoff } from '../restart-backoff.js';
 
 /** Why a supervised child was (or will be) restarted. */
 export interface LineProcessProblem {

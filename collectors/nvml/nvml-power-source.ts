@@ -12,8 +12,8 @@ import type {
 } from './nvml-worker-protocol.js';
 import { startModuleWorker } from './module-worker.js';
 import { powerUsageIsAveraged } from './power-averaging.js';
-import { ProblemThrottle } from './problem-throttle.js';
-import { RestartBackoff } from './restart-backoff.js';
+import { ProblemThrottle } from '../problem-throttle.js';
+import { RestartBackoff } from '../restart-backoff.js';
 
 export interface NvmlPowerSourceOptions {
   /** libnvidia-ml path; default TOKENWATT_NVML_LIBRARY, else "libnvidia-ml.so.1" via the loader. */

@@ -1,6 +1,6 @@
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
 import type { PowerSourceError, PowerSourceQuality } from '../power-source.js';
-import { achievedPeriodMs } from './achieved-period.js';
+import { achievedPeriodMs } from '../achieved-period.js';
 import { DEFAULT_NVML_LIBRARY } from './nvml-binding.js';
 import { NvmlInitError, type NvmlInitFailure } from './nvml-init-failure.js';
 import { NvmlPowerSource } from './nvml-power-source.js';

@@ -5,8 +5,8 @@ import { NVML_SYMBOLS_USED, NvmlBinding } from '../../collectors/nvml/nvml-bindi
 import { CallWatchReader, CallWatchWriter, createCallWatchBuffer, WATCHED_CALLS } from '../../collectors/nvml/nvml-call-watch.js';
 import { NvmlArchitecture, NvmlFieldId, NvmlReturn, nvmlReturnName } from '../../collectors/nvml/nvml-constants.js';
 import { powerUsageIsAveraged } from '../../collectors/nvml/power-averaging.js';
-import { ProblemThrottle } from '../../collectors/nvml/problem-throttle.js';
-import { RestartBackoff } from '../../collectors/nvml/restart-backoff.js';
+import { ProblemThrottle } from '../../collectors/problem-throttle.js';
+import { RestartBackoff } from '../../collectors/restart-backoff.js';
 import { exportedSymbols, installFakeNvml, type FakeNvmlInstall } from '../fakes/fake-nvml.js';
 import { findSection, linuxCaptures } from '../fakes/fake-nvidia-smi.js';
 

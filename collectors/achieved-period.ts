@@ -1,4 +1,4 @@
-import type { PowerSample } from '../../model/power-sample.js';
+import type { PowerSample } from '../model/power-sample.js';
 
 /**
  * The sampling period a source actually achieved: the median interval between consecutive
