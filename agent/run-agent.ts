@@ -49,9 +49,8 @@ export async function runAgentUntilSignal(config: TokenwattConfig, hooks: RunHoo
     process.stderr.write(`tokenwatt: ${error instanceof Error ? error.message : String(error)}\n`);
     process.exit(3);
   }
-  // Capture errors are counted once the agent (and its metrics) exist; until then they are only logged.
-  let agentRef: Agent | undefined;
-  const capture = createRequestCapture(config, log, (source) => agentRef?.metrics.captureError(source));
+  // The callback runs only once capture has started, after the agent below exists.
+  const capture = createRequestCapture(config, log, (source) => agent.metrics.captureError(source));
   const agent = new Agent({
     config,
     powerSource,
@@ -59,7 +58,6 @@ export async function runAgentUntilSignal(config: TokenwattConfig, hooks: RunHoo
     requestSources: [...capture.sources, ...(hooks.requestSources ?? [])],
     routes: capture.routes,
   });
-  agentRef = agent;
   try {
     await agent.init();
     await agent.start();

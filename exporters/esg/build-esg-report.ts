@@ -77,6 +77,24 @@ const TOKEN_DIMENSIONS_OF_TOKEN_COUNTS: readonly BreakdownDimension[] = ['tier',
  * CarbonInputError(s) for a bad region, PUE or intensity file.
  */
 export function buildEsgReport(input: EsgReportInput): EsgReport {
+  const prepared = prepareEsgReport(input);
+  return prepared.finish(input.usageAggregator?.(prepared.factors) ?? null);
+}
+
+/** A report whose measured side is done, waiting for its usage sums (computed here or elsewhere). */
+export interface PreparedEsgReport {
+  /** Factors of every measured node-hour: what a usage aggregator outside this module needs. */
+  readonly factors: ReadonlyMap<string, ReadonlyMap<number, HourFactors>>;
+  /** Finish with usage summed elsewhere, or with null to stream `input.usage`. */
+  finish(usage: UsageAggregate | null): EsgReport;
+}
+
+/**
+ * First half of {@link buildEsgReport}: reads the measured side (energy, host, quality),
+ * resolves the grid intensities and the hourly factors. Lets a caller sum usage asynchronously
+ * (in worker threads) before finishing the report.
+ */
+export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
   const { period, carbon } = input;
   const table = input.regionTable ?? REGION_INTENSITY_TABLE;
   const pue = checkPue(carbon.pue ?? DEFAULT_PUE);
@@ -155,157 +173,161 @@ export function buildEsgReport(input: EsgReportInput): EsgReport {
     }
   }
 
-  const usage = input.usageAggregator?.(factorsCache) ?? aggregateUsage(period, input.usage, factorsOf);
-  const tasks = sumTasks(period, input.tasks, input.taskAggregates);
-  const tokenCounts = input.tokenCounts ? sumTokenCounts(period, input.tokenCounts) : null;
+  return { factors: factorsCache, finish: (summed) => finishReport(summed ?? aggregateUsage(period, input.usage, factorsOf)) };
 
-  const allUsage = emptySums();
-  for (const c of usage.combos.values()) addSums(allUsage, c);
-  if (tokenCounts) copyTokens(allUsage, tokenCounts.all);
-  if (hoursWithData.size === 0 && usage.combos.size === 0) {
-    throw new NoDataError(`no data between ${isoHour(period.fromMs)} and ${isoHour(period.toMs)} (${period.label}): nothing to report`);
+  function finishReport(usage: UsageAggregate): EsgReport {
+    const tasks = sumTasks(period, input.tasks, input.taskAggregates);
+    const tokenCounts = input.tokenCounts ? sumTokenCounts(period, input.tokenCounts) : null;
+
+    const allUsage = emptySums();
+    for (const c of usage.combos.values()) addSums(allUsage, c);
+    if (tokenCounts) copyTokens(allUsage, tokenCounts.all);
+    if (hoursWithData.size === 0) {
+      const why = usage.combos.size > 0 ? 'attributed usage but no measured energy' : 'nothing to report';
+      throw new NoDataError(`no data between ${isoHour(period.fromMs)} and ${isoHour(period.toMs)} (${period.label}): ${why}`);
+    }
+
+    const nodes = [...new Set([...byNode.keys()])].sort();
+    const facilityJ = (t.measured + t.host) * pue;
+    const embodied = embodiedOf(carbon, byNode, gpuHours);
+    const offsetsKg = carbon.offsets.reduce((s, o) => s + o.kgCo2e, 0);
+    const simulatedAttributedJ = allUsage.simulatedJ;
+    const simulated = q.simulated > 0 || simulatedAttributedJ > 0;
+
+    const totals: EsgTotals = {
+      gpu_energy_kwh: kwh(t.measured),
+      idle_energy_kwh: kwh(t.idle),
+      attributed_energy_kwh: kwh(t.static + t.dynamic),
+      static_energy_kwh: kwh(t.static),
+      dynamic_energy_kwh: kwh(t.dynamic),
+      unattributed_energy_kwh: kwh(t.unattributed),
+      host_energy_kwh: kwh(t.host),
+      it_energy_kwh: kwh(t.measured + t.host),
+      pue: round(pue),
+      facility_energy_kwh: kwh(facilityJ),
+      unallocated_facility_energy_kwh: kwh(t.unallocated),
+      emissions_location_kgco2e: kg(t.locG),
+      emissions_market_kgco2e: kg(t.mktG),
+      embodied_kgco2e: round(embodied.gpuKg + embodied.hostKg),
+      embodied_gpu_kgco2e: round(embodied.gpuKg),
+      embodied_host_kgco2e: round(embodied.hostKg),
+      offsets_kgco2e: round(offsetsKg),
+      gpu_count: embodied.gpuCount,
+      reserved_gpu_hours: embodied.gpuHours,
+      reserved_host_hours: embodied.hostHours,
+      requests: Math.round(allUsage.requests),
+      prompt_tokens: Math.round(allUsage.promptTokens),
+      cached_tokens: Math.round(allUsage.cachedTokens),
+      completion_tokens: Math.round(allUsage.completionTokens),
+      reasoning_tokens: Math.round(allUsage.reasoningTokens),
+      j_per_output_token: ratio(t.static + t.dynamic, allUsage.completionTokens),
+      j_per_output_token_fully_loaded: ratio(facilityJ, allUsage.completionTokens),
+    };
+
+    const embodiedG = (embodied.gpuKg + embodied.hostKg) * 1000;
+    const successfulTasks = Math.round(tasks.all.succeeded);
+    const sci = {
+      functional_unit_token: 'output token (completion tokens, reasoning included)',
+      functional_unit_task: 'successful task (energy of all its attempts counted)',
+      operational_gco2e: round(t.locG),
+      embodied_gco2e: round(embodiedG),
+      output_tokens: Math.round(allUsage.completionTokens),
+      successful_tasks: successfulTasks,
+      per_token_gco2e: nullableRound(sciPerUnit({ operationalGCo2e: t.locG, embodiedGCo2e: embodiedG, functionalUnits: allUsage.completionTokens })),
+      per_1k_tokens_gco2e: nullableRound(
+        sciPerUnit({ operationalGCo2e: t.locG, embodiedGCo2e: embodiedG, functionalUnits: allUsage.completionTokens / 1000 }),
+      ),
+      per_task_gco2e: nullableRound(sciPerUnit({ operationalGCo2e: t.locG, embodiedGCo2e: embodiedG, functionalUnits: successfulTasks })),
+    };
+
+    const tokenDims = tokenCounts ? TOKEN_DIMENSIONS_OF_TOKEN_COUNTS : null;
+    const breakdowns = breakdownRows(usage, monthFacility, tokenCounts, tokenDims, monthsOf(period));
+    const cross = crossRows(usage, tokenCounts !== null);
+    const series = seriesOf(usage.dailyByTier, dailyOverhead);
+
+    const notes: string[] = [];
+    if (simulated) {
+      notes.push(
+        `SIMULATED: ${kwh(q.simulated)} kWh of measured GPU energy and ${kwh(simulatedAttributedJ)} kWh of attributed energy come from the simulator; they are not measurements.`,
+      );
+    }
+    if (q.hostEstimated > 0) notes.push(`${kwh(q.hostEstimated)} kWh of host energy is a configured overhead estimate (no RAPL reading).`);
+    if (location.filledHours > 0) notes.push(`${location.filledHours} hour(s) of grid intensity were filled by policy "${carbon.intensityFill}".`);
+    if (market.remainder === 'location-average' && market.coveredShare < 1) {
+      notes.push('Market-based: no supplier rate or residual mix configured; the uncovered share uses the location-based grid average (disclosed in factors).');
+    }
+    if (usageOutsideMeasuredHours > 0) {
+      notes.push(`${usageOutsideMeasuredHours} node-hour(s) have attributed usage but no measured energy rows; their usage is in breakdowns but not in measured totals.`);
+    }
+    if (!coverageKnown) notes.push('Sample coverage, gap and counter-reset counts are not available from this data source.');
+    if (input.taskEnergyKnown === false) notes.push('Task energy is not available from this data source: task counts only.');
+
+    const hoursInPeriod = periodHours(period);
+    const expectedGpuHours = embodied.gpuCount * hoursInPeriod;
+    const quality: EsgQuality = {
+      hours_in_period: hoursInPeriod,
+      hours_with_data: hoursWithData.size,
+      expected_gpu_hours: expectedGpuHours,
+      covered_gpu_hours: coverageKnown ? round(q.covered / HOUR) : null,
+      sample_coverage: coverageKnown ? ratio(q.covered / HOUR, expectedGpuHours) : null,
+      estimated_energy_kwh: kwh(q.estimated),
+      estimated_share: ratio(q.estimated, t.measured),
+      estimated_intervals: coverageKnown ? q.gaps : null,
+      counter_resets: coverageKnown ? q.resets : null,
+      late_records: Math.round(q.late),
+      rejected_records: Math.round(q.rejected),
+      sample_errors: Math.round(q.sampleErrors),
+      host_estimated_energy_kwh: kwh(q.hostEstimated),
+      host_estimated_share: ratio(q.hostEstimated, t.host),
+      simulated_energy_kwh: kwh(Math.max(q.simulated, simulatedAttributedJ)),
+      simulated_share: ratio(Math.max(q.simulated, simulatedAttributedJ), Math.max(t.measured, t.static + t.dynamic)) ?? 0,
+      intensity_filled_hours: location.filledHours,
+      notes,
+    };
+
+    const factors: EsgFactor[] = [
+      location.provenance,
+      ...market.provenance,
+      pueFactor(carbon, pue),
+      embodiedFactor('embodied-gpu', carbon.embodied.gpuKgCo2e, 'kgCO2e per GPU', carbon),
+      embodiedFactor('embodied-host', carbon.embodied.hostKgCo2e, 'kgCO2e per host (without GPUs)', carbon),
+      ...carbon.offsets.map<FactorProvenance>((o, i) => ({
+        role: 'offset (reported, never netted)',
+        id: `offset:${i}`,
+        value: o.kgCo2e,
+        unit: 'kgCO2e',
+        source: o.source,
+        year: null,
+        basis: null,
+        note: o.description,
+      })),
+    ].map((f) => ({ ...f, nodes }));
+
+    const label = period.label;
+    const title = `${simulated ? 'SIMULATED DATA (not a measurement): ' : ''}tokenwatt ESG report ${label}${carbon.site ? `, ${carbon.site}` : ''} (${nodes.length === 1 ? `node ${nodes[0]}` : `${nodes.length} nodes`})`;
+    const withoutHash: Omit<EsgReport, 'content_sha256'> = {
+      schema: ESG_REPORT_SCHEMA_ID,
+      title,
+      simulated,
+      data_source: dataSource,
+      period: { from: isoHour(period.fromMs), to: isoHour(period.toMs), label, hours: hoursInPeriod },
+      nodes,
+      totals,
+      sci,
+      breakdowns,
+      cross,
+      series,
+      tasks: tasksSection(tasks.all, tasks.byTier, input.taskEnergyKnown ?? true),
+      quality,
+      coverage: coverageOf(period, byNode, gpuHours),
+      factors,
+      methodology: methodology(dataSource),
+      inputs: { carbon_config: carbon, data: dataSource === 'ledger' ? 'tokenwatt ledger hourly rollups' : 'Prometheus HTTP API (query_range, increase over 1 h steps)' },
+      tool: { name: 'tokenwatt', version: input.toolVersion },
+      generated_at: input.generatedAt,
+    };
+    return { ...withoutHash, content_sha256: contentSha256(withoutHash) };
   }
-
-  const nodes = [...new Set([...byNode.keys()])].sort();
-  const facilityJ = (t.measured + t.host) * pue;
-  const embodied = embodiedOf(carbon, byNode, gpuHours);
-  const offsetsKg = carbon.offsets.reduce((s, o) => s + o.kgCo2e, 0);
-  const simulatedAttributedJ = allUsage.simulatedJ;
-  const simulated = q.simulated > 0 || simulatedAttributedJ > 0;
-
-  const totals: EsgTotals = {
-    gpu_energy_kwh: kwh(t.measured),
-    idle_energy_kwh: kwh(t.idle),
-    attributed_energy_kwh: kwh(t.static + t.dynamic),
-    static_energy_kwh: kwh(t.static),
-    dynamic_energy_kwh: kwh(t.dynamic),
-    unattributed_energy_kwh: kwh(t.unattributed),
-    host_energy_kwh: kwh(t.host),
-    it_energy_kwh: kwh(t.measured + t.host),
-    pue: round(pue),
-    facility_energy_kwh: kwh(facilityJ),
-    unallocated_facility_energy_kwh: kwh(t.unallocated),
-    emissions_location_kgco2e: kg(t.locG),
-    emissions_market_kgco2e: kg(t.mktG),
-    embodied_kgco2e: round(embodied.gpuKg + embodied.hostKg),
-    embodied_gpu_kgco2e: round(embodied.gpuKg),
-    embodied_host_kgco2e: round(embodied.hostKg),
-    offsets_kgco2e: round(offsetsKg),
-    gpu_count: embodied.gpuCount,
-    reserved_gpu_hours: embodied.gpuHours,
-    reserved_host_hours: embodied.hostHours,
-    requests: Math.round(allUsage.requests),
-    prompt_tokens: Math.round(allUsage.promptTokens),
-    cached_tokens: Math.round(allUsage.cachedTokens),
-    completion_tokens: Math.round(allUsage.completionTokens),
-    reasoning_tokens: Math.round(allUsage.reasoningTokens),
-    j_per_output_token: ratio(t.static + t.dynamic, allUsage.completionTokens),
-    j_per_output_token_fully_loaded: ratio(facilityJ, allUsage.completionTokens),
-  };
-
-  const embodiedG = (embodied.gpuKg + embodied.hostKg) * 1000;
-  const successfulTasks = Math.round(tasks.all.succeeded);
-  const sci = {
-    functional_unit_token: 'output token (completion tokens, reasoning included)',
-    functional_unit_task: 'successful task (energy of all its attempts counted)',
-    operational_gco2e: round(t.locG),
-    embodied_gco2e: round(embodiedG),
-    output_tokens: Math.round(allUsage.completionTokens),
-    successful_tasks: successfulTasks,
-    per_token_gco2e: nullableRound(sciPerUnit({ operationalGCo2e: t.locG, embodiedGCo2e: embodiedG, functionalUnits: allUsage.completionTokens })),
-    per_1k_tokens_gco2e: nullableRound(
-      sciPerUnit({ operationalGCo2e: t.locG, embodiedGCo2e: embodiedG, functionalUnits: allUsage.completionTokens / 1000 }),
-    ),
-    per_task_gco2e: nullableRound(sciPerUnit({ operationalGCo2e: t.locG, embodiedGCo2e: embodiedG, functionalUnits: successfulTasks })),
-  };
-
-  const tokenDims = tokenCounts ? TOKEN_DIMENSIONS_OF_TOKEN_COUNTS : null;
-  const breakdowns = breakdownRows(usage, monthFacility, tokenCounts, tokenDims, monthsOf(period));
-  const cross = crossRows(usage, tokenCounts !== null);
-  const series = seriesOf(usage.dailyByTier, dailyOverhead);
-
-  const notes: string[] = [];
-  if (simulated) {
-    notes.push(
-      `SIMULATED: ${kwh(q.simulated)} kWh of measured GPU energy and ${kwh(simulatedAttributedJ)} kWh of attributed energy come from the simulator; they are not measurements.`,
-    );
-  }
-  if (q.hostEstimated > 0) notes.push(`${kwh(q.hostEstimated)} kWh of host energy is a configured overhead estimate (no RAPL reading).`);
-  if (location.filledHours > 0) notes.push(`${location.filledHours} hour(s) of grid intensity were filled by policy "${carbon.intensityFill}".`);
-  if (market.remainder === 'location-average' && market.coveredShare < 1) {
-    notes.push('Market-based: no supplier rate or residual mix configured; the uncovered share uses the location-based grid average (disclosed in factors).');
-  }
-  if (usageOutsideMeasuredHours > 0) {
-    notes.push(`${usageOutsideMeasuredHours} node-hour(s) have attributed usage but no measured energy rows; their usage is in breakdowns but not in measured totals.`);
-  }
-  if (!coverageKnown) notes.push('Sample coverage, gap and counter-reset counts are not available from this data source.');
-  if (input.taskEnergyKnown === false) notes.push('Task energy is not available from this data source: task counts only.');
-
-  const hoursInPeriod = periodHours(period);
-  const expectedGpuHours = embodied.gpuCount * hoursInPeriod;
-  const quality: EsgQuality = {
-    hours_in_period: hoursInPeriod,
-    hours_with_data: hoursWithData.size,
-    expected_gpu_hours: expectedGpuHours,
-    covered_gpu_hours: coverageKnown ? round(q.covered / HOUR) : null,
-    sample_coverage: coverageKnown ? ratio(q.covered / HOUR, expectedGpuHours) : null,
-    estimated_energy_kwh: kwh(q.estimated),
-    estimated_share: ratio(q.estimated, t.measured),
-    estimated_intervals: coverageKnown ? q.gaps : null,
-    counter_resets: coverageKnown ? q.resets : null,
-    late_records: Math.round(q.late),
-    rejected_records: Math.round(q.rejected),
-    sample_errors: Math.round(q.sampleErrors),
-    host_estimated_energy_kwh: kwh(q.hostEstimated),
-    host_estimated_share: ratio(q.hostEstimated, t.host),
-    simulated_energy_kwh: kwh(Math.max(q.simulated, simulatedAttributedJ)),
-    simulated_share: ratio(Math.max(q.simulated, simulatedAttributedJ), Math.max(t.measured, t.static + t.dynamic)) ?? 0,
-    intensity_filled_hours: location.filledHours,
-    notes,
-  };
-
-  const factors: EsgFactor[] = [
-    location.provenance,
-    ...market.provenance,
-    pueFactor(carbon, pue),
-    embodiedFactor('embodied-gpu', carbon.embodied.gpuKgCo2e, 'kgCO2e per GPU', carbon),
-    embodiedFactor('embodied-host', carbon.embodied.hostKgCo2e, 'kgCO2e per host (without GPUs)', carbon),
-    ...carbon.offsets.map<FactorProvenance>((o, i) => ({
-      role: 'offset (reported, never netted)',
-      id: `offset:${i}`,
-      value: o.kgCo2e,
-      unit: 'kgCO2e',
-      source: o.source,
-      year: null,
-      basis: null,
-      note: o.description,
-    })),
-  ].map((f) => ({ ...f, nodes }));
-
-  const label = period.label;
-  const title = `${simulated ? 'SIMULATED DATA (not a measurement): ' : ''}tokenwatt ESG report ${label}${carbon.site ? `, ${carbon.site}` : ''} (${nodes.length === 1 ? `node ${nodes[0]}` : `${nodes.length} nodes`})`;
-  const withoutHash: Omit<EsgReport, 'content_sha256'> = {
-    schema: ESG_REPORT_SCHEMA_ID,
-    title,
-    simulated,
-    data_source: dataSource,
-    period: { from: isoHour(period.fromMs), to: isoHour(period.toMs), label, hours: hoursInPeriod },
-    nodes,
-    totals,
-    sci,
-    breakdowns,
-    cross,
-    series,
-    tasks: tasksSection(tasks.all, tasks.byTier, input.taskEnergyKnown ?? true),
-    quality,
-    coverage: coverageOf(period, byNode, gpuHours),
-    factors,
-    methodology: methodology(dataSource),
-    inputs: { carbon_config: carbon, data: dataSource === 'ledger' ? 'tokenwatt ledger hourly rollups' : 'Prometheus HTTP API (query_range, increase over 1 h steps)' },
-    tool: { name: 'tokenwatt', version: input.toolVersion },
-    generated_at: input.generatedAt,
-  };
-  return { ...withoutHash, content_sha256: contentSha256(withoutHash) };
 }
 
 const hasData = (h: NodeHour): boolean => h.hasGpuData || h.hasHostData;

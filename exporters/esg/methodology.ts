@@ -6,8 +6,11 @@ export function methodology(dataSource: 'ledger' | 'prometheus' | 'merge'): EsgM
     dataSource === 'ledger'
       ? 'Figures come from the node ledger (SQLite) hourly rollups written at settlement.'
       : dataSource === 'prometheus'
-        ? 'Figures come from the agents\' Prometheus counters, summed per hour with increase() through the Prometheus HTTP API; ' +
-          'they match the ledger within Prometheus sampling (the first and last scrape interval of each series), and data-quality counters not exported as metrics are null.'
+        ? 'Figures come from the agents\' Prometheus counters, summed per hour with increase() through the Prometheus HTTP API ' +
+          '(a series first seen within an hour adds its first value, which increase() cannot see); they match the ledger within ' +
+          'Prometheus sampling (about one scrape interval at the edges of each series). Tokens and requests are broken down by ' +
+          'model and tier only; sample coverage, gaps and counter resets are not exported as metrics and are null; tasks count ' +
+          'when the agent closes them (idle for a minute), where the ledger counts them as they settle.'
         : 'Fleet report: the sum of node reports (each verified by its content hash; a report given twice is counted once). Ratios are recomputed from the summed figures.';
   return {
     summary:

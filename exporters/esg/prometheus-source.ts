@@ -51,7 +51,7 @@ export async function readPrometheusRollups(period: ReportPeriod, options: Prome
   const user = options.userLabels ?? ['team', 'feature'];
   if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(node)) throw new PrometheusQueryError(`--prometheus-node-label: "${node}" is not a label name`);
   const by = (labels: readonly string[]): string => [node, ...labels].join(', ');
-  const q = (metric: string, labels: readonly string[]): string => `sum by (${by(labels)}) (increase(${metric}[1h]))`;
+  const q = (metric: string, labels: readonly string[]): string => hourlyIncrease(metric, by(labels));
   const queries = {
     gpu: q('tokenwatt_gpu_energy_joules_total', ['gpu', 'uuid', 'simulated']),
     idle: q('tokenwatt_idle_energy_joules_total', ['gpu']),
@@ -252,6 +252,29 @@ export async function readPrometheusRollups(period: ReportPeriod, options: Prome
     taskAggregates: [...tasks.values()].map((r) => ({ hourStartMs: r.hour, node: r.node, tier: r.tier, count: r.count, succeeded: r.succeeded, joules: r.joules, wasteJ: r.waste })),
     queries: Object.values(queries),
   };
+}
+
+const GPU_ENERGY = 'tokenwatt_gpu_energy_joules_total';
+
+/**
+ * Agents whose counters started from zero: running before this hour, or started in it with an
+ * empty history (their first GPU energy reading is no more than the hour's increase). An agent
+ * restarted on an old ledger seeds its counters with the ledger's totals; those are not new.
+ */
+const COUNTING_FROM_ZERO =
+  `(count by (job, instance) (max_over_time(${GPU_ENERGY}[1h] offset 1h))` +
+  ` or (sum by (job, instance) (min_over_time(${GPU_ENERGY}[1h])) <= sum by (job, instance) (increase(${GPU_ENERGY}[1h]))))`;
+
+/**
+ * PromQL for a counter's increase in each hour, grouped by `by`. increase() cannot see the first
+ * value of a series born inside the window (a label combination seen for the first time starts
+ * at its first settled value, not at 0), so for series that had no sample in the hour before,
+ * on agents counting from zero, the first value (min_over_time) is added back.
+ */
+export function hourlyIncrease(metric: string, by: string): string {
+  const increase = `sum by (${by}) (increase(${metric}[1h]))`;
+  const born = `sum by (${by}) ((min_over_time(${metric}[1h]) unless max_over_time(${metric}[1h] offset 1h)) and on (job, instance) ${COUNTING_FROM_ZERO})`;
+  return `${increase} + ${born} or ${increase} or ${born}`;
 }
 
 /** GET /api/v1/query_range with a 1 h step whose points end each hour of the period. */

@@ -28,6 +28,7 @@ export function embodiedKgCo2e(input: EmbodiedInput): number {
  * Viguier and Ligozat used for the BLOOM training cluster (JMLR 24(253), 2023): about 150 kgCO2e
  * per GPU and 2,500 kgCO2e per server node, replaced after 6 years. They are literature
  * estimates, labelled as such in every report; configure the hardware's own PCF when you have it.
+ * The three figures were taken as commonly cited, not re-read from the paper: the source string says so.
  */
 export const DEFAULT_EMBODIED = {
   gpuKgCo2e: 150,
@@ -35,5 +36,5 @@ export const DEFAULT_EMBODIED = {
   lifespanYears: 6,
   reservedShare: 1,
   source:
-    'default literature estimate: Luccioni, Viguier, Ligozat, "Estimating the Carbon Footprint of BLOOM, a 176B Parameter Language Model", JMLR 24(253), 2023 (about 150 kgCO2e per GPU, 2,500 kgCO2e per server node, 6-year replacement)',
+    'default literature estimate: Luccioni, Viguier, Ligozat, "Estimating the Carbon Footprint of BLOOM, a 176B Parameter Language Model", JMLR 24(253), 2023 (about 150 kgCO2e per GPU, 2,500 kgCO2e per server node, 6-year replacement; figures as commonly cited from that paper, not re-checked against its text: verify, or configure the hardware\'s own product carbon footprint)',
 } as const;

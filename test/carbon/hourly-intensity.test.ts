@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { CarbonInputError, CarbonInputErrors } from '../../model/carbon/carbon-input-error.js';
+import { parseHourlyIntensityCsv } from '../../model/carbon/hourly-intensity-csv.js';
+import { resolveLocationIntensity } from '../../model/carbon/location-intensity.js';
+
+const H = 3_600_000;
+const T0 = Date.UTC(2026, 6, 1);
+
+/** Electricity Maps' CSV export layout (hourly). */
+function electricityMaps(rows: readonly [string, string, string][]): string {
+  const header = 'Datetime (UTC),Country,Zone name,Zone id,Carbon intensity gCO₂eq/kWh (direct),Carbon intensity gCO₂eq/kWh (Life cycle),Data source';
+  return [header, ...rows.map(([t, direct, life]) => `${t},France,France,FR,${direct},${life},"RTE, ENTSO-E"`)].join('\n');
+}
+
+const errorsOf = (fn: () => unknown): CarbonInputError[] => {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof CarbonInputErrors) return [...e.problems];
+    if (e instanceof CarbonInputError) return [e];
+    throw e;
+  }
+  assert.fail('expected an error');
+};
+
+describe('hourly intensity CSV', () => {
+  it('reads a provider export, preferring the life-cycle column, zone-less times under a UTC header', () => {
+    const s = parseHourlyIntensityCsv(
+      electricityMaps([
+        ['2026-07-01 00:00:00', '20', '40'],
+        ['2026-07-01 01:00:00', '30', '50'],
+      ]),
+      { source: 'fr.csv' },
+    );
+    assert.equal(s.intensityColumn, 'Carbon intensity gCO₂eq/kWh (Life cycle)');
+    assert.equal(s.basis, 'lifecycle');
+    assert.equal(s.hours.get(T0)?.gCo2ePerKwh, 40);
+    assert.equal(s.hours.get(T0 + H)?.gCo2ePerKwh, 50);
+    assert.deepEqual(s.hours.get(T0 + H)?.lines, [3]);
+  });
+
+  it('takes the named column and averages sub-hourly rows into their hour', () => {
+    const text = ['timestamp,moer,gco2_per_kwh', '2026-07-01T00:00:00Z,1,100', '2026-07-01T00:30:00Z,1,200', '2026-07-01T01:00:00+02:00,1,7'].join('\n');
+    const s = parseHourlyIntensityCsv(text, { source: 'f.csv', column: 'gco2_per_kwh' });
+    assert.equal(s.hours.get(T0)?.gCo2ePerKwh, 150);
+    // 01:00+02:00 is 23:00 UTC the day before.
+    assert.equal(s.hours.get(T0 - H)?.gCo2ePerKwh, 7);
+  });
+
+  it('reports every bad line with its number and reason', () => {
+    const text = [
+      'timestamp,carbon_intensity_gco2_per_kwh',
+      '2026-07-01T00:00:00Z,100',
+      '2026-07-01 01:00:00,100',
+      'yesterday,100',
+      '2026-07-01T02:00:00Z,-5',
+      '2026-07-01T03:00:00Z,',
+      '2026-07-01T00:00:00Z,120',
+      '2026-07-01T04:00:00Z,abc',
+    ].join('\n');
+    const problems = errorsOf(() => parseHourlyIntensityCsv(text, { source: 'bad.csv' }));
+    const byLine = new Map(problems.map((p) => [p.line, p.reason]));
+    assert.match(byLine.get(3) ?? '', /no time zone/);
+    assert.match(byLine.get(4) ?? '', /bad timestamp "yesterday"/);
+    assert.match(byLine.get(5) ?? '', /between 0 and 2000/);
+    assert.match(byLine.get(6) ?? '', /empty cell is a gap/);
+    assert.match(byLine.get(7) ?? '', /duplicate timestamp .* \(first on line 2\)/);
+    assert.match(byLine.get(8) ?? '', /"abc" is not a number/);
+    assert.ok(problems.every((p) => p.message.startsWith('bad.csv, line ')));
+  });
+
+  it('refuses a file without a timestamp or intensity column', () => {
+    assert.throws(() => parseHourlyIntensityCsv('a,b\n1,2', { source: 'x.csv' }), /no timestamp column/);
+    assert.throws(() => parseHourlyIntensityCsv('time,b\n2026-07-01T00:00:00Z,2', { source: 'x.csv' }), /no intensity column/);
+    assert.throws(() => parseHourlyIntensityCsv('time,gco2\n', { source: 'x.csv' }), /no data rows/);
+  });
+});
+
+describe('hourly intensity gaps', () => {
+  const series = parseHourlyIntensityCsv(
+    ['time,gco2e_per_kwh', '2026-07-01T00:00:00Z,100', '2026-07-01T01:00:00Z,200', '2026-07-01T04:00:00Z,400'].join('\n'),
+    { source: 'g.csv' },
+  );
+  const spec = (fill: 'error' | 'carry-forward' | 'mean') => ({ kind: 'hourly' as const, series, fill, fileName: 'g.csv', fileSha256: 'ab'.repeat(32) });
+  const needed = [T0, T0 + H, T0 + 2 * H, T0 + 3 * H, T0 + 4 * H, T0 + 5 * H];
+
+  it('is an error by default, naming each missing hour and the lines around it', () => {
+    const problems = errorsOf(() => resolveLocationIntensity(spec('error'), [], needed));
+    assert.match(problems[0]?.message ?? '', /gap: no value for the hour 2026-07-01T02:00:00.000Z \(between lines 3 and 4\)/);
+    assert.match(problems[1]?.message ?? '', /03:00:00.000Z \(between lines 3 and 4\)/);
+    assert.match(problems[2]?.message ?? '', /needs 1 hour\(s\) outside it \(first 2026-07-01T05:00:00.000Z/);
+  });
+
+  it('carries the last value forward when told to, and says how many hours it filled', () => {
+    const li = resolveLocationIntensity(spec('carry-forward'), [], needed);
+    assert.deepEqual(needed.map((h) => li.gPerKwhAt(h)), [100, 200, 200, 200, 400, 400]);
+    assert.equal(li.filledHours, 3);
+    assert.match(li.provenance.note ?? '', /3 hour\(s\) filled by policy "carry-forward"/);
+  });
+
+  it('fills with the file mean when told to', () => {
+    const li = resolveLocationIntensity(spec('mean'), [], needed);
+    assert.equal(li.gPerKwhAt(T0 + 2 * H), (100 + 200 + 400) / 3);
+    // provenance value is the mean over the hours used: (100 + 200 + m + m + 400 + m) / 6
+    const m = 700 / 3;
+    assert.ok(Math.abs((li.provenance.value ?? 0) - (700 + 3 * m) / 6) < 1e-9);
+  });
+
+  it('records the file name and hash in the provenance', () => {
+    const li = resolveLocationIntensity(spec('mean'), [], [T0]);
+    assert.match(li.provenance.source, /g\.csv \(sha256 (ab){32}\)/);
+  });
+});

@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { writeLedger } from './ledger-fixture.js';
+import { makeRollups } from './rollup-fixtures.js';
+
+/** The real command line: `tokenwatt export` through agent/cli.ts, exit codes and messages included. */
+describe('tokenwatt export on the command line', { timeout: 120_000 }, () => {
+  let dir = '';
+  let db = '';
+  let config = '';
+  const cli = (...args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'agent/cli.ts', 'export', ...args], { cwd: process.cwd(), encoding: 'utf8', env: { ...process.env, TOKENWATT_DB: db }, timeout: 60_000 });
+
+  before(() => {
+    dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-esg-cli-'));
+    db = writeLedger(join(dir, 'l.db'), 'node-a', makeRollups({ fromMs: Date.UTC(2026, 6, 1), hours: 30, seed: 4 }));
+    config = join(dir, 'c.yaml');
+    writeFileSync(config, 'carbon:\n  region: egrid:CAMX\n');
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('writes a report (ledger from TOKENWATT_DB) and verifies it with exit code 0', () => {
+    const out = join(dir, 'q3.json');
+    const written = cli('--quarter', '2026-Q3', '--config', config, '--out', out);
+    assert.equal(written.status, 0, written.stderr);
+    assert.match(written.stderr, /wrote .*q3\.json \(json/);
+    const verified = cli('--verify', out, '--config', config);
+    assert.equal(verified.status, 0, verified.stderr);
+    assert.match(verified.stdout, /verified/);
+  });
+
+  it('exits non-zero with a clear message on bad input, writing nothing', () => {
+    writeFileSync(join(dir, 'pue.yaml'), 'carbon:\n  region: FR\n  pue: 0.9\n');
+    const out = join(dir, 'bad.json');
+    const bad = cli('--quarter', '2026-Q3', '--config', join(dir, 'pue.yaml'), '--out', out);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /carbon\.pue: must be >= 1 \(got 0\.9\)/);
+    assert.equal(existsSync(out), false);
+    const noData = cli('--quarter', '2024-Q1', '--config', config);
+    assert.notEqual(noData.status, 0);
+    assert.match(noData.stderr, /no data between 2024-01-01/);
+    const format = cli('--quarter', '2026-Q3', '--config', config, '--format', 'pdf');
+    assert.notEqual(format.status, 0);
+    assert.match(format.stderr, /--format <format>' argument 'pdf' is invalid/);
+  });
+});

@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { Ledger } from '../../agent/ledger.js';
+import { parseCarbonConfig } from '../../model/carbon/carbon-config.js';
+import { epochMs } from '../../model/units.js';
+import { buildEsgReport } from '../../exporters/esg/build-esg-report.js';
+import type { EsgReport } from '../../exporters/esg/esg-report.js';
+import { rollupsOf } from '../../exporters/esg/rollup-source.js';
+import { aggregateUsageInParts, aggregateUsageInWorkers, usageParts } from '../../exporters/esg/parallel-usage-aggregate.js';
+import { prepareEsgReport } from '../../exporters/esg/build-esg-report.js';
+import { aggregateTasksInSqlite, aggregateUsageInSqlite } from '../../exporters/esg/sqlite-usage-aggregate.js';
+import { RETENTION, writeLedger } from './ledger-fixture.js';
+import { makeRollups } from './rollup-fixtures.js';
+
+const T0 = Date.UTC(2026, 6, 1);
+const PERIOD = { fromMs: T0, toMs: Date.UTC(2026, 9, 1), label: '2026-Q3' };
+
+function numbersClose(a: unknown, b: unknown, path = ''): void {
+  if (typeof a === 'number' && typeof b === 'number') {
+    assert.ok(Math.abs(a - b) <= 1e-8 * Math.max(1, Math.abs(b)), `${path}: ${a} != ${b}`);
+    return;
+  }
+  if (a !== null && b !== null && typeof a === 'object' && typeof b === 'object') {
+    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+    for (const k of keys) numbersClose((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${path}.${k}`);
+    return;
+  }
+  assert.deepEqual(a, b, path);
+}
+
+describe('usage and task sums inside SQLite', () => {
+  let dir = '';
+  let path = '';
+  before(() => {
+    dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-esg-sql-'));
+    path = writeLedger(join(dir, 'l.db'), 'node-a', makeRollups({ fromMs: T0, hours: 24 * 3 + 5, gpus: 3, seed: 21, idleHours: [4, 40], skipHours: [50] }));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  function reports(): { streamed: EsgReport; summed: EsgReport; usedSql: boolean } {
+    const carbon = parseCarbonConfig({ region: 'IE', pue: 1.3, market: { instruments: [{ kind: 'rec', coverageShare: 0.2, source: 'RECs' }] } });
+    assert.ok(carbon.ok);
+    const ledger = Ledger.openReadOnly(path);
+    const db = new Database(path, { readonly: true });
+    let usedSql = false;
+    try {
+      const base = { carbon: carbon.config, period: PERIOD, toolVersion: 't', generatedAt: '2026-10-02T00:00:00.000Z' };
+      const streamed = buildEsgReport({ ...rollupsOf(ledger, PERIOD), ...base });
+      const summed = buildEsgReport({
+        ...rollupsOf(ledger, PERIOD),
+        usageAggregator: (factors) => {
+          const aggregate = aggregateUsageInSqlite(db, PERIOD, factors);
+          usedSql = aggregate !== null;
+          return aggregate;
+        },
+        tasks: [],
+        taskAggregates: aggregateTasksInSqlite(db, PERIOD),
+        ...base,
+      });
+      return { streamed, summed, usedSql };
+    } finally {
+      db.close();
+      ledger.close();
+    }
+  }
+
+  it('gives the same report as streaming the rows', () => {
+    const { streamed, summed, usedSql } = reports();
+    assert.ok(usedSql, 'the SQLite sums were used');
+    assert.equal(summed.breakdowns.filter((b) => b.by !== 'month').length, 14);
+    const strip = (r: EsgReport) => ({ ...r, content_sha256: '' });
+    numbersClose(strip(summed), strip(streamed));
+  });
+
+  it('sums the same in worker threads as in parts on one thread, to the last bit', async () => {
+    // Both parts hold data: days 0-1 on this thread, days 2-3 in the worker.
+    const FOUR_DAYS = { fromMs: T0, toMs: T0 + 4 * 86_400_000, label: 'four days' };
+    const carbon = parseCarbonConfig({ region: 'IE' });
+    assert.ok(carbon.ok);
+    const ledger = Ledger.openReadOnly(path);
+    const db = new Database(path, { readonly: true });
+    try {
+      const prepared = prepareEsgReport({ ...rollupsOf(ledger, FOUR_DAYS), carbon: carbon.config, period: FOUR_DAYS, toolVersion: 't', generatedAt: '2026-10-02T00:00:00.000Z' });
+      const inWorkers = await aggregateUsageInWorkers(db, path, FOUR_DAYS, prepared.factors);
+      const inParts = aggregateUsageInParts(db, FOUR_DAYS, prepared.factors);
+      assert.ok(inWorkers !== null && inParts !== null);
+      assert.deepEqual([...inWorkers.dailyByTier.keys()], ['2026-07-01', '2026-07-02', '2026-07-03', '2026-07-04']);
+      assert.deepEqual(inWorkers, inParts);
+      assert.equal(prepared.finish(inWorkers).content_sha256, prepareEsgReport({ ...rollupsOf(ledger, FOUR_DAYS), carbon: carbon.config, period: FOUR_DAYS, toolVersion: 't', generatedAt: 'x' }).finish(inParts).content_sha256);
+    } finally {
+      db.close();
+      ledger.close();
+    }
+  });
+
+  it('cuts the period into whole days, in order, covering it exactly', () => {
+    const parts = usageParts({ fromMs: T0, toMs: T0 + 92 * 86_400_000, label: 'q' }, 3);
+    assert.deepEqual(parts.map((p) => (p.toMs - p.fromMs) / 86_400_000), [30, 31, 31]);
+    assert.equal(parts[0]?.fromMs, T0);
+    assert.equal(parts.at(-1)?.toMs, T0 + 92 * 86_400_000);
+    for (let i = 1; i < parts.length; i += 1) assert.equal(parts[i]?.fromMs, parts[i - 1]?.toMs);
+  });
+
+  it('hands back to streaming when usage has no measured hour to take factors from', () => {
+    // Usage settled in an hour whose energy rows are missing.
+    const ledger = Ledger.open(path, { node: 'node-a', retention: RETENTION });
+    const orphan = makeRollups({ fromMs: T0 + 50 * 3_600_000, hours: 1, seed: 2 }).usage;
+    ledger.commitSettlement({
+      periodStartMs: epochMs(T0 + 200 * 3_600_000),
+      periodEndMs: epochMs(T0 + 201 * 3_600_000),
+      gpuTotals: [],
+      requestDeltas: [],
+      finalized: [],
+      usageRows: orphan,
+      energyRows: [],
+      hostRows: [],
+      qualityRows: [],
+      taskDeltas: [],
+      settledUntilMs: epochMs(T0 + 201 * 3_600_000),
+    });
+    ledger.close();
+    const db = new Database(path, { readonly: true });
+    try {
+      assert.equal(aggregateUsageInSqlite(db, PERIOD, new Map()), null);
+    } finally {
+      db.close();
+    }
+    const { streamed, summed, usedSql } = reports();
+    assert.equal(usedSql, false);
+    assert.ok(summed.quality.notes.some((n) => /attributed usage but no measured energy rows/.test(n)));
+    numbersClose({ ...summed, content_sha256: '' }, { ...streamed, content_sha256: '' });
+  });
+});
