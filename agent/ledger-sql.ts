@@ -44,6 +44,13 @@ export const ADD_REQUEST_ENERGY = `UPDATE requests SET
     active_ms = active_ms + ?, concurrency_ms = concurrency_ms + ?, estimated = max(estimated, ?), per_gpu_j = ?
   WHERE request_id = ?`;
 
+/** ADD_REQUEST_ENERGY and FINALIZE_REQUEST in one statement, for a request whose last period this is. */
+export const ADD_ENERGY_AND_FINALIZE = `UPDATE requests SET
+    static_j = static_j + ?, dynamic_j = dynamic_j + ?, prefill_j = prefill_j + ?, decode_j = decode_j + ?,
+    active_ms = active_ms + ?, concurrency_ms = concurrency_ms + ?, estimated = max(estimated, ?), per_gpu_j = ?,
+    joules = ?, j_per_output_token = ?, observed_batch_size = ?, batch_bucket = ?, cache_bucket = ?, settled_at_ms = ?, finalized = 1
+  WHERE request_id = ? AND finalized = 0`;
+
 export const FINALIZE_REQUEST = `UPDATE requests SET joules = ?, j_per_output_token = ?, observed_batch_size = ?,
     batch_bucket = ?, cache_bucket = ?, settled_at_ms = ?, finalized = 1
   WHERE request_id = ? AND finalized = 0`;

@@ -14,6 +14,11 @@ export interface RequestEnergyDelta {
   readonly estimated: boolean;
   /** Joules by physical GPU UUID in this period. */
   readonly perGpuJ: Readonly<Record<string, number>>;
+  /**
+   * Joules by GPU over all periods settled so far, this one included, when the caller keeps them
+   * (the settler does): the ledger then stores them as given instead of reading the row to add.
+   */
+  readonly perGpuJTotal?: Readonly<Record<string, number>>;
 }
 
 /** The final figures of a request whose last period has been settled. */

@@ -219,15 +219,33 @@ export class Ledger {
     }
     const perGpuOf = this.stmt(sql.PER_GPU_OF);
     const addEnergy = this.stmt(sql.ADD_REQUEST_ENERGY);
-    for (const d of c.requestDeltas) {
-      const current = perGpuOf.get(d.requestId) as { per_gpu_j: string } | undefined;
-      if (current === undefined) throw new Error(`energy delta for request ${JSON.stringify(d.requestId)}, which the ledger does not hold`);
-      const perGpu = JSON.parse(current.per_gpu_j) as Record<string, number>;
-      for (const [gpu, j] of Object.entries(d.perGpuJ)) perGpu[gpu] = (perGpu[gpu] ?? 0) + j;
-      addEnergy.run(d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu), d.requestId);
-    }
+    const addAndFinalize = this.stmt(sql.ADD_ENERGY_AND_FINALIZE);
     const finalize = this.stmt(sql.FINALIZE_REQUEST);
-    for (const f of c.finalized) {
+    const finalizedById = new Map(c.finalized.map((f) => [f.requestId, f]));
+    if (finalizedById.size !== c.finalized.length) throw new Error('cannot finalize a request twice in one settlement');
+    for (const d of c.requestDeltas) {
+      let perGpu: Readonly<Record<string, number>>;
+      if (d.perGpuJTotal !== undefined) perGpu = d.perGpuJTotal;
+      else {
+        const current = perGpuOf.get(d.requestId) as { per_gpu_j: string } | undefined;
+        if (current === undefined) throw new Error(`energy delta for request ${JSON.stringify(d.requestId)}, which the ledger does not hold`);
+        const merged = JSON.parse(current.per_gpu_j) as Record<string, number>;
+        for (const [gpu, j] of Object.entries(d.perGpuJ)) merged[gpu] = (merged[gpu] ?? 0) + j;
+        perGpu = merged;
+      }
+      const energy = [d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu)];
+      const f = finalizedById.get(d.requestId);
+      if (f !== undefined) {
+        // Its last period: one statement adds the energy and finalizes (the common case for short requests).
+        finalizedById.delete(d.requestId);
+        const changed = addAndFinalize.run(...energy, f.joules, f.jPerOutputToken, f.observedBatchSize, f.batchBucket, f.cacheBucket, f.settledAtMs, d.requestId).changes;
+        if (changed !== 1) throw new Error(`cannot finalize request ${JSON.stringify(d.requestId)}: not in the ledger or already finalized`);
+        continue;
+      }
+      const changed = addEnergy.run(...energy, d.requestId).changes;
+      if (changed !== 1) throw new Error(`energy delta for request ${JSON.stringify(d.requestId)}, which the ledger does not hold`);
+    }
+    for (const f of finalizedById.values()) {
       const changed = finalize.run(f.joules, f.jPerOutputToken, f.observedBatchSize, f.batchBucket, f.cacheBucket, f.settledAtMs, f.requestId).changes;
       if (changed !== 1) throw new Error(`cannot finalize request ${JSON.stringify(f.requestId)}: not in the ledger or already finalized`);
     }

@@ -11,7 +11,7 @@ import { aggregateTasks, taskDeltas } from '../model/tasks.js';
 import { epochMs, watts, type EpochMs } from '../model/units.js';
 import type { HourlyQualityRow } from '../model/rollup-types.js';
 import type { Ledger } from './ledger.js';
-import type { FinalizedRequest, SettlementCommit } from './ledger-types.js';
+import type { FinalizedRequest, RequestEnergyDelta, SettlementCommit } from './ledger-types.js';
 import type { Logger } from './logger.js';
 
 /** What the settler reports to metrics; a subset of TokenwattMetrics so tests can pass a recorder. */
@@ -22,7 +22,7 @@ export interface SettlementMetrics {
   addIdleEnergy(index: number, joules: number): void;
   addUnattributedEnergy(index: number, joules: number): void;
   addEstimatedEnergy(index: number, joules: number): void;
-  requestFinalized(result: RequestResult): void;
+  requestsFinalized(results: readonly RequestResult[]): void;
   taskFinalized(task: { tier: string; succeeded: boolean; joules: number; wasteJ: number }): void;
   settled(settledUntilMs: number, nowMs: number, residualJ: number): void;
   setPendingAttributedEnergy(joules: number): void;
@@ -256,12 +256,14 @@ export class Settler {
       else sharesByRequest.set(share.requestId, [share]);
     }
     const nextAcc = new Map<string, RequestAccumulator>();
-    const requestDeltas = [];
+    const requestDeltas: RequestEnergyDelta[] = [];
     for (const [requestId, shares] of sharesByRequest) {
       const p = this.pending.get(requestId);
       if (!p) continue;
-      nextAcc.set(requestId, addShares(p.acc, shares));
-      requestDeltas.push(toEnergyDelta(requestId, shares));
+      const acc = addShares(p.acc, shares);
+      nextAcc.set(requestId, acc);
+      // The running per-GPU totals go along, so the ledger writes them without reading the row back.
+      requestDeltas.push({ ...toEnergyDelta(requestId, shares), perGpuJTotal: acc.perGpuJ });
     }
     const finalizedResults: RequestResult[] = [];
     for (const p of this.pending.values()) {
@@ -325,8 +327,8 @@ export class Settler {
     let pendingJ = 0;
     for (const p of this.pending.values()) pendingJ += p.acc.staticJ + p.acc.dynamicJ;
     metrics.setPendingAttributedEnergy(pendingJ);
+    metrics.requestsFinalized(results);
     for (const r of results) {
-      metrics.requestFinalized(r);
       if (r.taskId === null) continue;
       const task = this.openTasks.get(r.taskId) ?? { results: [], lastEndMs: 0 };
       task.results.push(r);

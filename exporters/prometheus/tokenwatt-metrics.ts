@@ -247,8 +247,38 @@ export class TokenwattMetrics {
   // --- Attribution results -----------------------------------------------------------------
 
   requestFinalized(r: FinalizedRequestMetrics): void {
-    this.addUsage(r, 1, this.simulated);
-    this.observe(this.requestEnergy, { tier: this.label('tier', r.tier), simulated: this.simulated }, r.joules);
+    this.requestsFinalized([r]);
+  }
+
+  /**
+   * The requests finalized by one settlement. Requests with the same labels are summed first, so
+   * each counter moves once per label set rather than once per request (prom-client hashes and
+   * validates the labels on every increment); the histogram still sees every request.
+   */
+  requestsFinalized(results: readonly FinalizedRequestMetrics[]): void {
+    type Group = { first: FinalizedRequestMetrics; requests: number; staticJ: number; dynamicJ: number; promptTokens: number; cachedTokens: number; completionTokens: number; reasoningTokens: number };
+    const groups = new Map<string, Group>();
+    for (const r of results) {
+      let key = `${r.model}\u0000${r.tier}\u0000${r.status}\u0000${r.cacheBucket}\u0000${r.batchBucket}`;
+      for (const name of this.userLabels) key += `\u0000${r.labels[name] ?? ''}`;
+      let g = groups.get(key);
+      if (!g) {
+        g = { first: r, requests: 0, staticJ: 0, dynamicJ: 0, promptTokens: 0, cachedTokens: 0, completionTokens: 0, reasoningTokens: 0 };
+        groups.set(key, g);
+      }
+      g.requests += 1;
+      g.staticJ += r.staticJ;
+      g.dynamicJ += r.dynamicJ;
+      g.promptTokens += r.promptTokens;
+      g.cachedTokens += r.cachedTokens;
+      g.completionTokens += r.completionTokens;
+      g.reasoningTokens += r.reasoningTokens;
+      this.observe(this.requestEnergy, { tier: this.label('tier', r.tier), simulated: this.simulated }, r.joules);
+    }
+    for (const g of groups.values()) {
+      const { first, requests, ...sums } = g;
+      this.addUsage({ ...first, ...sums }, requests, this.simulated);
+    }
   }
 
   /** A closed task: its energy histogram, its count, and the energy that produced no result. */

@@ -34,7 +34,7 @@ class RecordingMetrics implements SettlementMetrics {
   addIdleEnergy(i: number, j: number): void { this.idle.set(i, (this.idle.get(i) ?? 0) + j); }
   addUnattributedEnergy(): void {}
   addEstimatedEnergy(): void {}
-  requestFinalized(r: RequestResult): void { this.finalized.push(r); }
+  requestsFinalized(rs: readonly RequestResult[]): void { this.finalized.push(...rs); }
   taskFinalized(t: { succeeded: boolean; joules: number }): void { this.tasks.push(t); }
   settled(_u: number, _n: number, residual: number): void { this.residuals.push(residual); }
   pendingJ = 0;

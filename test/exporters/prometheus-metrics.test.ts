@@ -302,3 +302,24 @@ test('metrics other components register on `registry` are exported with tokenwat
   assert.equal(sumOf(families, 'tokenwatt_proxy_requests_total'), 4);
   assert.equal(sumOf(families, 'tokenwatt_requests_total'), 1);
 });
+
+test('property: a settlement\'s requests counted in one batch give the same exposition as one by one', async () => {
+  const arb = fc.array(
+    fc.record({
+      tier: fc.constantFrom('small', 'large'), status: fc.constantFrom('ok', 'error'), cacheBucket: fc.constantFrom('miss', 'hit'),
+      team: fc.constantFrom('a', 'b', 'c'), s: fc.integer({ min: 0, max: 1000 }), d: fc.integer({ min: 0, max: 1000 }), out: fc.integer({ min: 0, max: 500 }),
+    }),
+    { maxLength: 40 },
+  );
+  await fc.assert(
+    fc.asyncProperty(arb, async (rows) => {
+      const requests = rows.map((r) => request({ tier: r.tier, status: r.status as 'ok', cacheBucket: r.cacheBucket, labels: { team: r.team }, staticJ: r.s, dynamicJ: r.d, joules: r.s + r.d, completionTokens: r.out }));
+      const one = new TokenwattMetrics({ simulated: false });
+      const batch = new TokenwattMetrics({ simulated: false });
+      for (const r of requests) one.requestFinalized(r);
+      batch.requestsFinalized(requests);
+      assert.equal(await batch.metrics(), await one.metrics());
+    }),
+    { numRuns: 50 },
+  );
+});
