@@ -61,6 +61,7 @@ export class Agent {
   private carbon!: CarbonGauges;
   private boundPort = 0;
   private rejectedRecords = 0;
+  private lastLongRequestWarnMs = 0;
   private started = false;
 
   constructor(private readonly options: AgentOptions) {
@@ -126,6 +127,7 @@ export class Agent {
       labelValue: (name, value) => this.labelCapper.value(name, value),
       taskIdleMs: Math.max(config.settleLateness * 1000, 60_000),
       hostSource: this.hostKind,
+      startedAtMs: this.now(),
       log,
     });
     const restored = this.settler.restore(this.now());
@@ -137,11 +139,12 @@ export class Agent {
     this.ingest = new IngestService({
       ledger: this.ledger,
       context: () => this.context.at(this.now()),
-      settledUntil: () => this.settler.settledUntil,
+      settledUntil: () => this.settler.lateEdge(),
       queueLimit: config.queueLimit,
       onAccepted: (records: ResolvedRequest[]) => {
-        const settledUntil = this.settler.settledUntil;
-        this.settler.addRequests(records, (r) => isLateRecord(r, settledUntil));
+        const edge = this.settler.lateEdge();
+        this.settler.addRequests(records, (r) => isLateRecord(r, edge));
+        this.warnLongRequests(records);
         this.metrics.recordsAccepted(records.length);
       },
       onRejected: (reason: string, n: number) => this.countRejected(reason, n),
@@ -195,7 +198,13 @@ export class Agent {
       (samples) => this.settler.addSamples(samples),
       (error) => this.onSourceError(error),
     );
-    const { port } = await this.server.listen();
+    let port: number;
+    try {
+      ({ port } = await this.server.listen());
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'error';
+      throw new Error(`--port / TOKENWATT_PORT: cannot listen on ${this.options.config.host}:${this.options.config.port} (${code}${code === 'EADDRINUSE' ? ': another process uses this port' : ''})`);
+    }
     this.boundPort = port;
     this.readHost(); // the first period then has a host reading at its start
     const onError = (error: Error, task: string): void => {
@@ -247,6 +256,24 @@ export class Agent {
       const reason = (error as { reason?: string }).reason ?? 'read';
       this.onSourceError({ reason: `host_${reason}`, message: error instanceof Error ? error.message : String(error) });
     }
+  }
+
+  /**
+   * Records arrive when requests end: a request that ran longer than the lateness window starts in
+   * time already settled, so its first part was given to idle or to others and it counts as late.
+   * Say so (once a minute) with the fix, rather than letting J/token drift quietly.
+   */
+  private warnLongRequests(records: readonly ResolvedRequest[]): void {
+    const latenessMs = this.options.config.settleLateness * 1000;
+    const long = records.filter((r) => r.endMs - r.startMs > latenessMs);
+    const now = this.now();
+    if (long.length === 0 || now - this.lastLongRequestWarnMs < 60_000) return;
+    this.lastLongRequestWarnMs = now;
+    const longest = Math.max(...long.map((r) => r.endMs - r.startMs));
+    this.options.log.warn(
+      { requests: long.length, longestS: Math.round(longest / 1000), settleLatenessS: this.options.config.settleLateness },
+      'requests longer than --settle-lateness: their first part was settled before they arrived (counted as late). Raise --settle-lateness / TOKENWATT_SETTLE_LATENESS above your longest requests',
+    );
   }
 
   private countRejected(reason: string, n: number): void {
@@ -321,7 +348,7 @@ export class Agent {
     if (this.ingest) this.ingest.close();
     if (this.ledger) {
       try {
-        this.settler.flushSamples();
+        this.settler?.flushSamples();
       } catch (error) {
         log.error({ err: error }, 'final sample flush failed');
       }

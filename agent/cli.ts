@@ -21,6 +21,12 @@ export function buildProgram(): Command {
   return program;
 }
 
+// `tokenwatt analyze ... | head` closes the pipe early: that is the reader's choice, not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+
 buildProgram()
   .parseAsync(process.argv)
   .catch((error: unknown) => {

@@ -180,8 +180,9 @@ export const CONFIG_OPTION_BY_KEY: ReadonlyMap<string, ConfigOption> = new Map(C
  * var. Commander is deliberately not told about env vars or defaults: loadConfig applies them, so
  * a config file can sit between environment and defaults. Flags the command already has are left
  * alone. `keys` picks a subset (key paths); unknown keys throw, as they are a programming error.
+ * `defaultTexts` replaces the shown default for commands that apply their own (the demo).
  */
-export function addConfigOptions(command: Command, keys?: readonly string[]): Command {
+export function addConfigOptions(command: Command, keys?: readonly string[], defaultTexts: Readonly<Record<string, string>> = {}): Command {
   const chosen = keys === undefined ? CONFIG_OPTIONS : keys.map((key) => {
     const found = CONFIG_OPTION_BY_KEY.get(key);
     if (found === undefined) throw new Error(`addConfigOptions: no config option '${key}'`);
@@ -193,7 +194,7 @@ export function addConfigOptions(command: Command, keys?: readonly string[]): Co
   }
   for (const o of chosen) {
     if (existing.has(o.flag)) continue;
-    command.addOption(new Option(`${o.flag} ${o.valueName}`, `${o.description} (default: ${o.defaultText}, env: ${o.env})`));
+    command.addOption(new Option(`${o.flag} ${o.valueName}`, `${o.description} (default: ${defaultTexts[o.key] ?? o.defaultText}, env: ${o.env})`));
   }
   return command;
 }

@@ -6,7 +6,7 @@ import type { GpuInfo, PowerSample } from '../model/power-sample.js';
 import type { ResolvedRequest } from '../model/request-record.js';
 import { accumulatorFromDelta, addShares, emptyAccumulator, finalizeRequest, isFinalAfter, toEnergyDelta, toFinalizedRequest, type RequestAccumulator, type RequestResult } from '../model/request-result.js';
 import { energyRowsFromTotals, usageRowsFromResults } from '../model/rollup.js';
-import { duePeriods } from '../model/settlement-schedule.js';
+import { alignDown, duePeriods } from '../model/settlement-schedule.js';
 import { aggregateTasks, taskDeltas } from '../model/tasks.js';
 import { epochMs, watts, type EpochMs } from '../model/units.js';
 import type { HourlyQualityRow } from '../model/rollup-types.js';
@@ -52,6 +52,8 @@ export interface SettlerOptions {
   readonly taskIdleMs: number;
   /** Label of the host energy series: rapl or configured. */
   readonly hostSource?: string;
+  /** When the agent started (wall clock): with no sample yet, records before it are late. */
+  readonly startedAtMs?: number;
   readonly log: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
 }
 
@@ -101,6 +103,17 @@ export class Settler {
 
   get settledUntil(): EpochMs | null {
     return this.settledUntilMs;
+  }
+
+  /**
+   * The edge before which a record is late: the end of settled time, or, before anything is
+   * settled, the start of the first measured period (time before the agent's first sample was
+   * never measured, so a record there gets no energy and must not pass for on time).
+   */
+  lateEdge(): EpochMs | null {
+    if (this.settledUntilMs !== null) return this.settledUntilMs;
+    const from = this.firstDataMs ?? this.options.startedAtMs;
+    return from === undefined ? null : alignDown(from, this.options.periodMs);
   }
 
   get pendingRequests(): number {

@@ -69,6 +69,7 @@ export function parseTimestamp(value: unknown): { ok: true; ms: EpochMs } | { ok
     if (value < MIN_EPOCH_MS || value > MAX_EPOCH_MS) {
       return { ok: false, reason: `epoch milliseconds out of range (got ${value}; seconds or nanoseconds?)` };
     }
+    if (!Number.isInteger(value)) return { ok: false, reason: `must be a whole number of epoch milliseconds (got ${value})` };
     return { ok: true, ms: value as EpochMs };
   }
   if (typeof value === 'string') {
@@ -202,6 +203,14 @@ export function parseRequestRecord(input: unknown, index: number): { ok: true; r
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     return { ok: false, errors: [{ index, field: '(record)', reason: 'must be a JSON object' }] };
   }
+  // JSON.parse keeps "__proto__" as an own key, but copying it into an object sets the prototype
+  // instead, so the label would vanish silently: refuse it by name.
+  const labels = (input as { labels?: unknown }).labels;
+  if (labels !== null && typeof labels === 'object' && Object.prototype.hasOwnProperty.call(labels, '__proto__')) {
+    const requestId = requestIdOf(input);
+    const error = { index, field: 'labels.__proto__', reason: 'reserved label name' };
+    return { ok: false, errors: [requestId === undefined ? error : { ...error, requestId }] };
+  }
   const result = requestRecordWireSchema.safeParse(input);
   if (result.success) return { ok: true, record: fromWire(result.data) };
   const requestId = requestIdOf(input);
@@ -271,6 +280,9 @@ export function resolveRecord(record: RequestRecord, index: number, ctx: RecordC
   }
   if (record.startMs > ctx.acceptUntilMs) {
     err('start', `in the future (after ${new Date(ctx.acceptUntilMs).toISOString()})`);
+  } else if (record.endMs > ctx.acceptUntilMs) {
+    // A request still "running" far ahead would hold its GPUs' energy until then.
+    err('end', `in the future (after ${new Date(ctx.acceptUntilMs).toISOString()})`);
   }
   if (errors.length > 0) return { ok: false, errors };
   const tier = record.tier ?? ctx.tierOf(record.model) ?? 'default';

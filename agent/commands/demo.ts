@@ -28,11 +28,14 @@ const DEMO_HOST_OVERHEAD_W = 900;
 export function demoCommand(): Command {
   const command = new Command('demo')
     .description('Run the agent on a SIMULATED GPU node (8 x H100, three model tiers) with a built-in workload. Every figure is simulated, not measured.')
-    .option('--config <file>', 'config file (YAML or JSON); flags win over environment, environment over file')
     .option('--seed <n>', 'seed of the simulated workload', '1')
     .option('--summary-every <seconds>', 'print the summary table this often (0: never)', '10')
     .option('--duration <seconds>', 'stop after this many seconds (default: run until Ctrl-C)');
-  addConfigOptions(command, ['port', 'host', 'db', 'settleLateness', 'settlePeriod', 'sampleRateHz', 'logLevel', 'ingestToken', 'labels.cap']);
+  addConfigOptions(command, ['port', 'host', 'db', 'settleLateness', 'settlePeriod', 'sampleRateHz', 'logLevel', 'ingestToken', 'labels.cap'], {
+    db: 'a new file in a temporary directory',
+    settleLateness: String(DEMO_DEFAULTS.settleLateness),
+    settlePeriod: String(DEMO_DEFAULTS.settlePeriod),
+  });
   command.action(async (flags: Record<string, unknown>) => {
     const { config: loaded, sources, warnings } = loadConfigWithSources(flags);
     const seed = Number(flags.seed ?? 1);

@@ -61,7 +61,6 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 const str = (v: unknown): string | null => (typeof v === 'string' && v.length > 0 ? v : null);
 /** An SSE event larger than this without its blank line is not SSE: passed on unparsed. */
 const MAX_EVENT_BYTES = 8 * 1024 * 1024;
-const RECENT_IDS = 50_000;
 const NO_TOKENS: TokenUsage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, reasoningTokens: 0 };
 
 /**
@@ -83,7 +82,6 @@ export class OpenAiProxy implements RequestSource {
   private readonly now: () => number;
   private readonly inFlight = new Set<ServerResponse>();
   private readonly sockets = new Set<Socket>();
-  private readonly recentIds = new Map<string, true>();
   private readonly warned = new Set<string>();
   private boundPort = 0;
 
@@ -430,16 +428,15 @@ export class OpenAiProxy implements RequestSource {
     this.delivery?.push([built.record]);
   }
 
-  /** The upstream's response id when it is new; otherwise (missing, or reused by the upstream) a fresh one. */
+  /**
+   * Every proxied call is its own request, so its id is unique per call: the upstream's response id
+   * (for correlating with the engine's logs) plus a fresh UUID. Upstream ids alone are not unique
+   * enough: some servers reuse them, and counters restart with the engine, which would turn later
+   * calls into silent duplicates in the ledger.
+   */
   private uniqueId(upstreamId: string | null): string {
-    let id = upstreamId !== null && upstreamId.length <= 200 ? upstreamId : `proxy-${randomUUID()}`;
-    if (this.recentIds.has(id)) id = `${id}~${randomUUID().slice(0, 8)}`;
-    this.recentIds.set(id, true);
-    if (this.recentIds.size > RECENT_IDS) {
-      const oldest = this.recentIds.keys().next();
-      if (!oldest.done) this.recentIds.delete(oldest.value);
-    }
-    return id;
+    const uuid = randomUUID();
+    return upstreamId !== null && upstreamId.length <= 200 ? `${upstreamId}/${uuid}` : `proxy-${uuid}`;
   }
 
   private upstreamRequest(method: string, url: string, headers: string[]): http.ClientRequest {

@@ -38,11 +38,11 @@ export const METRIC_CATALOG = {
     help: `Energy attributed to requests, in joules. mode="static": share of the idle baseline while active; mode="dynamic": share of the power above it, by work.${SIMULATED_NOTE}`,
   },
   tokens: {
-    name: 'tokenwatt_tokens_total', type: 'counter', labels: ['model', 'tier', 'cache_bucket', 'batch_bucket', 'kind'],
+    name: 'tokenwatt_tokens_total', type: 'counter', labels: ['model', 'tier', 'cache_bucket', 'batch_bucket', 'kind', 'simulated'],
     help: 'Tokens of settled requests. kind: prompt (all prompt tokens), cached (prefix-cache hits among them), completion (including reasoning), reasoning. The bucket labels match tokenwatt_energy_joules_total, so J/token divides by bucket.',
   },
   requests: {
-    name: 'tokenwatt_requests_total', type: 'counter', userLabels: true, labels: ['model', 'tier', 'status'],
+    name: 'tokenwatt_requests_total', type: 'counter', userLabels: true, labels: ['model', 'tier', 'status', 'simulated'],
     help: 'Requests whose energy is settled, by final status (ok, error, cancelled), with the capped user labels (per-tenant energy per request).',
   },
   requestEnergy: {
@@ -54,7 +54,7 @@ export const METRIC_CATALOG = {
     help: `Energy of one closed task (all its requests: retries, errors and cancellations included), in joules.${SIMULATED_NOTE}`,
   },
   tasks: {
-    name: 'tokenwatt_tasks_total', type: 'counter', labels: ['tier', 'succeeded'],
+    name: 'tokenwatt_tasks_total', type: 'counter', labels: ['tier', 'succeeded', 'simulated'],
     help: 'Closed tasks (requests sharing a task_id), by whether their last attempt succeeded.',
   },
   waste: {

@@ -285,7 +285,7 @@ export class TokenwattMetrics {
   taskFinalized(t: FinalizedTaskMetrics): void {
     const tier = this.label('tier', t.tier);
     const succeeded = bool(t.succeeded);
-    this.add(this.tasks, { tier, succeeded }, 1);
+    this.add(this.tasks, { tier, succeeded, simulated: this.simulated }, 1);
     this.observe(this.taskEnergy, { tier, succeeded, simulated: this.simulated }, t.joules);
     let attemptJ = t.wasteJ;
     for (const [reason, joules] of Object.entries(t.wasteByReason ?? {})) {
@@ -449,12 +449,12 @@ export class TokenwattMetrics {
     const user = this.userLabelValues(base, r.labels);
     this.add(this.energy, { ...base, ...user, mode: 'static' }, r.staticJ);
     this.add(this.energy, { ...base, ...user, mode: 'dynamic' }, r.dynamicJ);
-    const buckets = { model, tier, cache_bucket: r.cacheBucket, batch_bucket: r.batchBucket };
+    const buckets = { model, tier, cache_bucket: r.cacheBucket, batch_bucket: r.batchBucket, simulated };
     this.add(this.tokens, { ...buckets, kind: 'prompt' }, r.promptTokens);
     this.add(this.tokens, { ...buckets, kind: 'cached' }, r.cachedTokens);
     this.add(this.tokens, { ...buckets, kind: 'completion' }, r.completionTokens);
     this.add(this.tokens, { ...buckets, kind: 'reasoning' }, r.reasoningTokens);
-    this.add(this.requests, { model, tier, status: r.status, ...user }, requests);
+    this.add(this.requests, { model, tier, status: r.status, simulated, ...user }, requests);
   }
 
   /** Capped user label values; past the series budget, new combinations fold into "other". */

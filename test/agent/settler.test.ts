@@ -199,3 +199,25 @@ test('host energy: each period gets its share of the host counter, and the perio
   assert.ok(Math.abs(stored - expected) < 1e-6, `ledger host energy ${stored} J = counter increase ${expected} J`);
   assert.ok(Math.abs(s.metrics.hostJ - expected) < 1e-6, 'metrics host energy agrees');
 });
+
+test('with a fresh ledger, a record from before the first sample is late, gets no energy and stays out of the usage figures', (t) => {
+  const s = setup(2);
+  t.after(s.cleanup);
+  // Samples start at T0; the record ran before the agent measured anything.
+  s.settler.addSamples(s.samples.filter((x) => x.timestampMs >= T0 + 20_000));
+  assert.equal(s.settler.settledUntil, null);
+  assert.equal(s.settler.lateEdge(), T0 + 20_000, 'the edge is the start of the first measured period');
+  const early = { ...s.requests[0]!, requestId: 'before-any-sample', taskId: null, startMs: epochMs(T0 + 1_000), firstTokenMs: null, endMs: epochMs(T0 + 5_000) };
+  s.ledger.insertRequests([early], () => true);
+  s.settler.addRequests([early], (r) => r.startMs < (s.settler.lateEdge() ?? -Infinity));
+  s.settler.settleDue(T0 + 60_000);
+  const stored = s.ledger.readRequests(epochMs(T0), epochMs(T0 + 10_000)).find((r) => r.record.requestId === 'before-any-sample');
+  assert.ok(stored?.final, 'it is finalized, not dropped');
+  assert.equal(stored.late, true);
+  assert.equal(stored.final.joules, 0);
+  assert.ok(!s.metrics.finalized.some((r) => r.requestId === 'before-any-sample'), 'its tokens do not lower J/token');
+  const usage = s.ledger.readHourlyUsage(epochMs(T0 - 3_600_000), epochMs(T0 + 3_600_000)).reduce((a, r) => a + r.requests, 0);
+  assert.equal(usage, 0);
+  const lateRows = s.ledger.readHourlyQuality(epochMs(T0 - 3_600_000), epochMs(T0 + 3_600_000)).reduce((a, r) => a + r.lateRecords, 0);
+  assert.equal(lateRows, 1, 'counted in data quality');
+});

@@ -55,14 +55,14 @@ test('the DESIGN metrics exist with their types and labels, and the exposition p
     ['tokenwatt_gpu_energy_joules_total', 'counter', ['gpu', 'uuid', 'simulated']],
     ['tokenwatt_idle_energy_joules_total', 'counter', ['gpu', 'simulated']],
     ['tokenwatt_energy_joules_total', 'counter', ['model', 'tier', 'cache_bucket', 'batch_bucket', 'status', 'mode', 'team', 'feature', 'simulated']],
-    ['tokenwatt_tokens_total', 'counter', ['model', 'tier', 'cache_bucket', 'batch_bucket', 'kind']],
-    ['tokenwatt_requests_total', 'counter', ['model', 'tier', 'status', 'team', 'feature']],
+    ['tokenwatt_tokens_total', 'counter', ['model', 'tier', 'cache_bucket', 'batch_bucket', 'kind', 'simulated']],
+    ['tokenwatt_requests_total', 'counter', ['model', 'tier', 'status', 'simulated', 'team', 'feature']],
     ['tokenwatt_request_energy_joules', 'histogram', ['tier', 'simulated']],
     ['tokenwatt_task_energy_joules', 'histogram', ['tier', 'succeeded', 'simulated']],
     ['tokenwatt_unattributed_energy_joules_total', 'counter', ['gpu', 'simulated']],
     ['tokenwatt_estimated_energy_joules_total', 'counter', ['gpu', 'simulated']],
     ['tokenwatt_host_energy_joules_total', 'counter', ['source', 'estimated', 'simulated']],
-    ['tokenwatt_tasks_total', 'counter', ['tier', 'succeeded']],
+    ['tokenwatt_tasks_total', 'counter', ['tier', 'succeeded', 'simulated']],
     ['tokenwatt_waste_energy_joules_total', 'counter', ['tier', 'reason', 'simulated']],
     ['tokenwatt_samples_total', 'counter', ['gpu']],
     ['tokenwatt_sample_errors_total', 'counter', ['reason']],
@@ -166,7 +166,7 @@ test('simulated runs say so on every energy and power series', async () => {
   m.setPowerSourceInfo({ kind: 'simulated', energyCounter: true, powerAveraged: false, simulated: true });
   const families = await scrape(m);
   for (const family of families.values()) {
-    if (!/joules|watts/.test(family.name) || family.name.includes('residual')) continue;
+    if (!/joules|watts|_tokens_total|_requests_total|_tasks_total/.test(family.name) || family.name.includes('residual')) continue;
     for (const s of family.samples) assert.equal(s.labels.simulated, 'true', `${s.name} ${JSON.stringify(s.labels)}`);
   }
   assert.equal(sumOf(families, 'tokenwatt_power_source_info', { simulated: 'true', kind: 'simulated' }), 1);

@@ -108,3 +108,26 @@ test('resolveRecord refuses unknown GPUs and records outside the window, and map
   assert.equal(r.ok, false);
   if (!r.ok) assert.match(r.errors[0]?.reason ?? '', /no replica is configured/);
 });
+
+test('an end in the future, fractional epoch milliseconds and a __proto__ label are refused by name', () => {
+  const ctx: RecordContext = {
+    resolveGpu: (ref) => (ref === '0' ? 'GPU-a' : undefined),
+    defaultGpus: () => undefined,
+    tierOf: () => undefined,
+    retainedFromMs: epochMs(Date.UTC(2026, 10, 1, 9)),
+    acceptUntilMs: epochMs(Date.UTC(2026, 10, 1, 11)),
+  };
+  const farEnd = parseRequestRecord({ ...base, gpus: [0], end: 7_000_000_000_000 }, 0);
+  assert.ok(farEnd.ok);
+  const refused = resolveRecord(farEnd.record, 0, ctx);
+  assert.equal(refused.ok, false);
+  if (!refused.ok) assert.deepEqual(refused.errors.map((e) => [e.field, /in the future/.test(e.reason)]), [['end', true]]);
+
+  const fractional = parseRequestRecord({ ...base, start: 1_795_366_065_546.5, end: 1_795_366_066_000 }, 0);
+  assert.equal(fractional.ok, false);
+  if (!fractional.ok) assert.match(fractional.errors[0]?.reason ?? '', /whole number of epoch milliseconds/);
+
+  const proto = parseRequestRecord(JSON.parse(`{"request_id":"p","model":"m","start":1795366065546,"end":1795366066000,"prompt_tokens":1,"completion_tokens":1,"labels":{"__proto__":"x","team":"a"}}`), 2);
+  assert.equal(proto.ok, false);
+  if (!proto.ok) assert.deepEqual(proto.errors, [{ index: 2, requestId: 'p', field: 'labels.__proto__', reason: 'reserved label name' }]);
+});

@@ -141,7 +141,7 @@ test('agent + proxy: tokens and statuses the openai client saw are the ledger ro
     .all() as { request_id: string; task_id: string | null; attempt: number | null; status: string; prompt_tokens: number; completion_tokens: number; cached_tokens: number; reasoning_tokens: number; tokens_estimated: number; labels: string; first_token_ms: number | null; finalized: number }[];
   assert.equal(rows.length, 5);
   for (const [id, saw] of seen) {
-    const row = rows.find((r) => r.request_id === id);
+    const row = rows.find((r) => r.request_id.startsWith(`${id}/`));
     assert.ok(row, `ledger row for ${id}`);
     assert.equal(row.status, saw.status);
     assert.equal(row.prompt_tokens, saw.prompt);
@@ -150,10 +150,10 @@ test('agent + proxy: tokens and statuses the openai client saw are the ledger ro
     assert.equal(row.tokens_estimated, 0);
     assert.equal(row.finalized, 1);
   }
-  const first = rows.find((r) => r.request_id === plain.id);
+  const first = rows.find((r) => r.request_id.startsWith(`${plain.id}/`));
   assert.equal(first?.task_id, 'e2e-task');
   assert.deepEqual(JSON.parse(first?.labels ?? '{}'), { team: 'search' });
-  assert.equal(rows.find((r) => r.request_id === streamId)?.attempt, 2);
+  assert.equal(rows.find((r) => r.request_id.startsWith(`${streamId}/`))?.attempt, 2);
   const cancelled = rows.find((r) => r.status === 'cancelled');
   assert.ok(cancelled && cancelled.completion_tokens >= received && cancelled.tokens_estimated === 1);
   const failed = rows.find((r) => r.status === 'error');

@@ -14,7 +14,7 @@ after(() => h.close());
 async function recordOf(id: string) {
   await h.proxy.stats(); // keep the proxy referenced; records arrive through the delivery queue
   for (let i = 0; i < 100; i++) {
-    const r = h.sink.records.find((x) => x.requestId === id);
+    const r = h.sink.records.find((x) => x.requestId.startsWith(`${id}/`));
     if (r) return r;
     await new Promise((res) => setTimeout(res, 20));
   }
