@@ -83,7 +83,10 @@ export function createIngestHandler(options: IngestHandlerOptions): (req: Incomi
       return;
     }
     if (body.kind === 'bad-encoding') {
-      sendJson(res, 400, { error: `body is not valid gzip: ${body.reason}` });
+      // The same shape as every other refused body: one error naming the body and the reason.
+      options.onRejected?.('parse', 1);
+      const errors: WireError[] = [{ index: 0, request_id: null, field: '(body)', reason: `not valid gzip: ${body.reason}` }];
+      sendJson(res, 400, { accepted: 0, duplicates: 0, late: 0, rejected: 1, errors });
       return;
     }
 

@@ -240,3 +240,16 @@ test('property: no body, however malformed, crashes the server or yields a 5xx',
     { numRuns: 60 },
   );
 });
+
+test('a body that is not valid gzip is refused in the same shape as any other bad body', async (t) => {
+  const s = await startIngestServer();
+  t.after(s.stop);
+  const reply = await send(s.port, { headers: { ...JSON_TYPE, 'content-encoding': 'gzip' }, body: Buffer.from('this is not gzip') });
+  assert.equal(reply.status, 400);
+  assert.equal(reply.json?.accepted, 0);
+  assert.equal(reply.json?.rejected, 1);
+  const errors = reply.json?.errors as { index: number; field: string; reason: string }[];
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0]?.field, '(body)');
+  assert.match(errors[0]?.reason ?? '', /not valid gzip/);
+});
