@@ -16,6 +16,8 @@ export interface ParsedRequestFile {
   readonly errors: RequestFileError[];
   /** Lines repeating an earlier request_id: acknowledged, not counted twice (like ingest). */
   readonly duplicates: { readonly line: number; readonly requestId: string; readonly firstLine: number }[];
+  /** The line each kept record came from, by request_id (for errors found later, e.g. an unknown GPU). */
+  readonly lineOf: ReadonlyMap<string, number>;
 }
 
 /**
@@ -54,5 +56,5 @@ export function parseRequestFile(text: string): ParsedRequestFile {
     const namedSource = typeof value === 'object' && value !== null && 'source' in value;
     records.push(namedSource ? record : { ...record, source: 'file' });
   });
-  return { records, errors, duplicates };
+  return { records, errors, duplicates, lineOf: firstLineOf };
 }

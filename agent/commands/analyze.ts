@@ -68,7 +68,7 @@ function analyze(flags: { power: string; requests: string; json?: boolean; perRe
   requests.records.forEach((record, i) => {
     const result = resolveRecord(record, i, context);
     if (result.ok) resolved.push(result.record);
-    else for (const e of result.errors) problems.push(`${flags.requests}: request ${record.requestId}: ${e.field}: ${e.reason}`);
+    else for (const e of result.errors) problems.push(`${flags.requests}:${requests.lineOf.get(record.requestId) ?? '?'}: ${e.field}: ${e.reason}`);
   });
 
   if (problems.length > 0) {
@@ -107,6 +107,8 @@ function analyze(flags: { power: string; requests: string; json?: boolean; perRe
   });
   const output = {
     ...report,
+    // Repeated request_ids are removed while the file is read (as ingest does); count them here.
+    quality: { ...report.quality, duplicate_records: report.quality.duplicate_records + requests.duplicates.length },
     input: {
       power_file: flags.power,
       power_format: trace.format,

@@ -90,3 +90,18 @@ test('analyze: a bad trace line or record is named with its line, and nothing is
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /--power .*nope\.csv: no such file/);
 });
+
+test('analyze: a record naming a GPU the trace lacks is named by its line; repeated lines are counted in quality', async (t) => {
+  const dir = tempDir(t);
+  const run = simulatedRun({ dir, seed: 5, startMs: T0, trafficMs: 10_000, endMs: T0 + 30_000 });
+  const lines = readFileSync(run.requestsPath, 'utf8').trimEnd().split('\n');
+  const unknownGpu = JSON.stringify({ ...JSON.parse(lines[0]!), request_id: 'ghost', gpus: ['GPU-not-in-trace'] });
+  const withProblems = join(dir, 'requests-2.ndjson');
+  writeFileSync(withProblems, [...lines, unknownGpu, lines[1]].join('\n') + '\n');
+  const strict = await runCli(['analyze', '--power', run.tracePath, '--requests', withProblems, '--config', run.configPath, '--json']);
+  assert.equal(strict.code, 1);
+  assert.match(strict.stderr, new RegExp(`requests-2\\.ndjson:${lines.length + 1}: gpus: no such GPU on this node: GPU-not-in-trace`));
+  const lenient = await runCli(['analyze', '--power', run.tracePath, '--requests', withProblems, '--config', run.configPath, '--json', '--skip-bad-lines']);
+  assert.equal(lenient.code, 0, lenient.stderr);
+  assert.equal((JSON.parse(lenient.stdout) as AnalyzeReport).quality.duplicate_records, 1);
+});

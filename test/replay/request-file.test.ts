@@ -44,5 +44,5 @@ test('a repeated request_id is acknowledged as a duplicate, not counted twice', 
 });
 
 test('an empty file has nothing and no errors', () => {
-  assert.deepEqual(parseRequestFile(''), { records: [], errors: [], duplicates: [] });
+  assert.deepEqual(parseRequestFile(''), { records: [], errors: [], duplicates: [], lineOf: new Map() });
 });
