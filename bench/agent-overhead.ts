@@ -3,7 +3,7 @@
  * GPUs at 10 Hz) measured from /proc: CPU as % of one core while idle-sampling, then while a
  * separate load process posts 1,000 records/s; RSS sampled throughout to show it stays flat.
  * Targets (issue 2): <= 1% idle, <= 5% at 1,000 records/s, RSS <= 120 MB and flat.
- * Duration per phase: TOKENWATT_BENCH_PHASE_S (default 60; BENCHMARKS.md records a 600 s run).
+ * Duration per phase: TOKENWATT_BENCH_PHASE_S (default 60). Settlement shape: see PERIOD_S below.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -15,6 +15,9 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLK_TCK = 100; // Linux USER_HZ; /proc/<pid>/stat times are in these ticks
+/** Settlement shape: TOKENWATT_BENCH_SETTLE_PERIOD_S / _LATENESS_S (default 2 s / 5 s, the demo-like shape). */
+const PERIOD_S = Number(process.env.TOKENWATT_BENCH_SETTLE_PERIOD_S ?? 2);
+const LATENESS_S = Number(process.env.TOKENWATT_BENCH_SETTLE_LATENESS_S ?? 5);
 
 function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -32,7 +35,7 @@ function rssMb(pid: number): number {
 async function startAgent(dir: string): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(process.execPath, [join(ROOT, 'dist/agent/cli.js'), 'run', '--power', 'simulated', '--port', '0', '--host', '127.0.0.1', '--db', join(dir, 'bench.db'), '--log-level', 'info'], {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, TOKENWATT_SETTLE_LATENESS: '5', TOKENWATT_SETTLE_PERIOD: '2' },
+    env: { ...process.env, TOKENWATT_SETTLE_LATENESS: String(LATENESS_S), TOKENWATT_SETTLE_PERIOD: String(PERIOD_S) },
   });
   const port = await new Promise<number>((resolve, reject) => {
     let buffer = '';
@@ -114,7 +117,7 @@ export async function benchAgentOverhead(): Promise<void> {
     const busy = await measure(child.pid as number, phaseS);
     load.kill();
     const fmt = (xs: number[]): string => xs.map((x) => x.toFixed(0)).join(' ');
-    console.log(`8 simulated GPUs at 10 Hz, settle period 2 s, phase ${phaseS} s each`);
+    console.log(`8 simulated GPUs at 10 Hz, settle period ${PERIOD_S} s, lateness ${LATENESS_S} s, phase ${phaseS} s each`);
     console.log(`idle-sampling CPU:        ${idle.cpuPct.toFixed(2)} % of one core   (target <= 1 %)`);
     console.log(`1,000 records/s CPU:      ${busy.cpuPct.toFixed(2)} % of one core   (target <= 5 %)`);
     console.log(`RSS idle   (MB, every 5 s): ${fmt(idle.rss)}`);
