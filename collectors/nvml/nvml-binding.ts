@@ -1,33 +1,13 @@
 import koffi, { type IKoffiLib } from 'koffi';
 import { FieldValueLayout, NvmlBufferSize, NvmlReturn, NvmlValueType } from './nvml-constants.js';
 import { describeLibraryLoadFailure, NvmlInitError } from './nvml-init-failure.js';
+import { NVML_SYMBOLS_USED } from './nvml-symbols.js';
+
+export { NVML_SYMBOLS_USED };
 
 /** Default library name: resolved by the dynamic loader (ld.so.cache, LD_LIBRARY_PATH). */
 export const DEFAULT_NVML_LIBRARY = 'libnvidia-ml.so.1';
 
-/**
- * Every NVML symbol tokenwatt binds. All are exported by the drivers in the real captures
- * (test/fixtures/nvidia-smi, "nvml-symbols" sections), which a test checks.
- */
-export const NVML_SYMBOLS_USED = [
-  'nvmlInit_v2',
-  'nvmlShutdown',
-  'nvmlErrorString',
-  'nvmlSystemGetDriverVersion',
-  'nvmlDeviceGetCount_v2',
-  'nvmlDeviceGetHandleByIndex_v2',
-  'nvmlDeviceGetUUID',
-  'nvmlDeviceGetName',
-  'nvmlDeviceGetEnforcedPowerLimit',
-  'nvmlDeviceGetArchitecture',
-  'nvmlDeviceGetCudaComputeCapability',
-  'nvmlDeviceGetMigMode',
-  'nvmlDeviceGetMaxMigDeviceCount',
-  'nvmlDeviceGetMigDeviceHandleByIndex',
-  'nvmlDeviceGetTotalEnergyConsumption',
-  'nvmlDeviceGetPowerUsage',
-  'nvmlDeviceGetFieldValues',
-] as const;
 
 /** An opaque nvmlDevice_t; only meaningful inside the thread that obtained it. */
 export type NvmlDeviceHandle = { readonly __nvmlDevice: unique symbol };

@@ -1,3 +1,5 @@
+import { NVML_SYMBOLS_USED } from './nvml-symbols.js';
+
 /**
  * Which NVML call the sampling worker is inside, and since when, in a few words of shared memory.
  * The worker marks each call's start and end (two Atomics stores, no messages), so the main thread
@@ -5,26 +7,12 @@
  * thread is blocked inside the driver and can no longer answer messages.
  */
 
-/** Every NVML function the worker calls, by a stable small id (index in this list). */
-export const WATCHED_CALLS = [
-  'nvmlInit_v2',
-  'nvmlShutdown',
-  'nvmlSystemGetDriverVersion',
-  'nvmlDeviceGetCount_v2',
-  'nvmlDeviceGetHandleByIndex_v2',
-  'nvmlDeviceGetUUID',
-  'nvmlDeviceGetName',
-  'nvmlDeviceGetEnforcedPowerLimit',
-  'nvmlDeviceGetArchitecture',
-  'nvmlDeviceGetCudaComputeCapability',
-  'nvmlDeviceGetMigMode',
-  'nvmlDeviceGetMaxMigDeviceCount',
-  'nvmlDeviceGetMigDeviceHandleByIndex',
-  'nvmlDeviceGetTotalEnergyConsumption',
-  'nvmlDeviceGetPowerUsage',
-  'nvmlDeviceGetFieldValues',
-] as const;
-export type WatchedCall = (typeof WATCHED_CALLS)[number];
+/** The one bound function the worker never calls under a deadline: it formats a return code, no driver work. */
+type UnwatchedCall = 'nvmlErrorString';
+export type WatchedCall = Exclude<(typeof NVML_SYMBOLS_USED)[number], UnwatchedCall>;
+
+/** Every NVML function the worker calls, by a stable small id (index in this list): the bound symbols in their order. */
+export const WATCHED_CALLS: readonly WatchedCall[] = NVML_SYMBOLS_USED.filter((s): s is WatchedCall => s !== 'nvmlErrorString');
 
 const STATE = 0; // 0 idle, 1 inside a call
 const CALL = 1;
