@@ -46,13 +46,20 @@ function childTicks(): number | null {
   }
 }
 
-/** A worker thread that only wakes at the sampling rate: the floor any worker-based sampler pays here. */
-function bareTimerWorker(): PowerSource {
+/**
+ * A worker thread that only wakes at the sampling rate, doing nothing else: what thread wake-ups
+ * alone cost on this machine. `timer` sleeps in its event loop (setTimeout); `atomics` sleeps in
+ * Atomics.wait, as the NVML worker does (collectors/nvml/worker-wake.ts).
+ */
+function bareWorker(sleep: 'timer' | 'atomics'): PowerSource {
   let worker: Worker | null = null;
+  const code = sleep === 'timer'
+    ? `const tick = () => setTimeout(tick, ${PERIOD_MS}); tick();`
+    : `const word = new Int32Array(new SharedArrayBuffer(4)); let next = Date.now(); for (;;) { next += ${PERIOD_MS}; Atomics.wait(word, 0, 0, Math.max(0, next - Date.now())); }`;
   return {
     init: async () => [],
     start: () => {
-      worker = new Worker(`const tick = () => setTimeout(tick, ${PERIOD_MS}); tick();`, { eval: true });
+      worker = new Worker(code, { eval: true });
     },
     shutdown: async () => { await worker?.terminate(); },
     quality: () => ({ kind: 'bare-timer', energyCounter: false, powerAveraged: false, simulated: true, samplePeriodMs: PERIOD_MS, notes: [] }),
@@ -95,10 +102,12 @@ export async function benchNvml(): Promise<void> {
 
   // The idle baseline is the lower of two runs: other work on a shared machine only adds.
   const idle = [await measure(seconds, null), await measure(seconds, null)].reduce((a, b) => (a.percentOfCore <= b.percentOfCore ? a : b));
-  console.log(`idle baseline (no source)         ${idle.percentOfCore.toFixed(3)} %`);
+  console.log(`idle baseline (no source)                      ${idle.percentOfCore.toFixed(3)} %`);
 
-  const floor = await measure(seconds, bareTimerWorker());
-  console.log(`floor: a worker waking at 10 Hz   ${floor.percentOfCore.toFixed(3)} %  (what thread wake-ups alone cost on this machine)`);
+  const timerFloor = await measure(seconds, bareWorker('timer'));
+  console.log(`a bare worker waking at 10 Hz, setTimeout      ${timerFloor.percentOfCore.toFixed(3)} %  (thread wake-ups through the event loop)`);
+  const atomicsFloor = await measure(seconds, bareWorker('atomics'));
+  console.log(`a bare worker waking at 10 Hz, Atomics.wait    ${atomicsFloor.percentOfCore.toFixed(3)} %  (how the NVML worker sleeps)`);
 
   const fake = installFakeNvml({ gpus: Array.from({ length: GPUS }, (_, i) => ({ powerMw: [100_000 + i * 50_000, 400_000] })) });
   try {
@@ -106,8 +115,8 @@ export async function benchNvml(): Promise<void> {
     await nvml.init();
     const r = await measure(seconds, nvml);
     const net = r.percentOfCore - idle.percentOfCore;
-    console.log(`NVML (fake libnvidia-ml, worker)  ${r.percentOfCore.toFixed(3)} %  net of baseline ${net.toFixed(3)} %  target <= ${TARGET_PERCENT} %  ${net <= TARGET_PERCENT ? 'within target' : 'OVER target'}`);
-    console.log(`                                  ${r.samples} samples = ${(r.samples / seconds).toFixed(1)}/s (expected ${(GPUS * 1000) / PERIOD_MS}/s)`);
+    console.log(`NVML (fake libnvidia-ml, worker)               ${r.percentOfCore.toFixed(3)} %  net of baseline ${net.toFixed(3)} %  target <= ${TARGET_PERCENT} %  ${net <= TARGET_PERCENT ? 'within target' : 'OVER target'}`);
+    console.log(`                                               ${r.samples} samples = ${(r.samples / seconds).toFixed(1)}/s (expected ${(GPUS * 1000) / PERIOD_MS}/s)`);
   } finally {
     fake.cleanup();
   }
@@ -121,8 +130,8 @@ export async function benchNvml(): Promise<void> {
   });
   await smi.init();
   const s = await measure(seconds, smi);
-  console.log(`nvidia-smi (fake child, parser)   ${s.percentOfCore.toFixed(3)} %  net of baseline ${(s.percentOfCore - idle.percentOfCore).toFixed(3)} %`);
-  console.log(`                                  ${s.samples} samples = ${(s.samples / seconds).toFixed(1)}/s; the fake child itself: ${s.childPercent === null ? 'n/a' : `${s.childPercent.toFixed(2)} %`} (a Node script, not the real nvidia-smi)`);
+  console.log(`nvidia-smi (fake child, parser)                ${s.percentOfCore.toFixed(3)} %  net of baseline ${(s.percentOfCore - idle.percentOfCore).toFixed(3)} %`);
+  console.log(`                                               ${s.samples} samples = ${(s.samples / seconds).toFixed(1)}/s; the fake child itself: ${s.childPercent === null ? 'n/a' : `${s.childPercent.toFixed(2)} %`} (a Node script, not the real nvidia-smi)`);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

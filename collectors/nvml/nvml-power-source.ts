@@ -5,6 +5,7 @@ import { epochMs, joules, watts } from '../../model/units.js';
 import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
 import { DEFAULT_NVML_LIBRARY } from './nvml-binding.js';
 import { CallWatchReader, createCallWatchBuffer, type CallInFlight } from './nvml-call-watch.js';
+import { createWakeBuffer, wakeWorker } from './worker-wake.js';
 import { architectureName } from './nvml-constants.js';
 import { describeInitTimeout, NvmlInitError, type NvmlInitFailure } from './nvml-init-failure.js';
 import type {
@@ -42,6 +43,8 @@ type Phase = 'idle' | 'initialising' | 'ready' | 'running' | 'stopped';
 interface WorkerRun {
   readonly worker: Worker;
   readonly watch: CallWatchReader;
+  /** Posts to the worker and wakes it (it sleeps in Atomics.wait, not in its event loop). */
+  readonly send: (message: MainToWorker) => void;
   /** Settles the start-up of this worker. */
   readonly started: Promise<NvmlInventory>;
   /** Fails `started` (no-op once settled). */
@@ -136,7 +139,7 @@ export class NvmlPowerSource implements PowerSource {
       run.worker.once('exit', () => resolve());
     });
     run.worker.ref(); // keep the process up until the worker has said goodbye (or the deadline passed)
-    run.worker.postMessage({ type: 'shutdown' } satisfies MainToWorker);
+    run.send({ type: 'shutdown' });
     await raceTimeout(closed, Math.max(1000, this.options.callTimeoutMs));
     this.draining = null;
     this.retire(run);
@@ -173,7 +176,8 @@ export class NvmlPowerSource implements PowerSource {
   private startWorker(): WorkerRun {
     const buffer = createCallWatchBuffer();
     const baseMs = Date.now();
-    const workerData: NvmlWorkerData = { libraryPath: this.libraryPath, watchBuffer: buffer, watchBaseMs: baseMs, lostRetryMs: this.lostRetryMs };
+    const wakeBuffer = createWakeBuffer();
+    const workerData: NvmlWorkerData = { libraryPath: this.libraryPath, watchBuffer: buffer, watchBaseMs: baseMs, wakeBuffer, lostRetryMs: this.lostRetryMs };
     const worker = startModuleWorker(new URL('./nvml-worker.js', import.meta.url), { workerData });
     let settle: { resolve: (inventory: NvmlInventory) => void; reject: (error: Error) => void } | null = null;
     const started = new Promise<NvmlInventory>((resolve, reject) => { settle = { resolve, reject }; });
@@ -182,7 +186,14 @@ export class NvmlPowerSource implements PowerSource {
       settle?.reject(new NvmlInitError(failure));
       settle = null;
     };
-    const run: WorkerRun = { worker, watch: new CallWatchReader(buffer, baseMs), started, failStart: fail, ready: false };
+    const run: WorkerRun = {
+      worker,
+      watch: new CallWatchReader(buffer, baseMs),
+      send: (message) => { worker.postMessage(message); wakeWorker(wakeBuffer); },
+      started,
+      failStart: fail,
+      ready: false,
+    };
     worker.on('message', (message: WorkerToMain) => {
       if (this.draining === run && message.type === 'ticks') {
         for (const tick of message.ticks) this.receive(tick.readings, tick.problems);
@@ -250,12 +261,12 @@ export class NvmlPowerSource implements PowerSource {
   private sendStart(run: WorkerRun): void {
     const now = Date.now();
     const skipUuids = [...this.quarantine].filter(([, q]) => q.untilMs > now).map(([uuid]) => uuid);
-    run.worker.postMessage({
+    run.send({
       type: 'start',
       periodMs: this.options.samplePeriodMs,
       deliveryIntervalMs: this.options.deliveryIntervalMs ?? 1000,
       skipUuids,
-    } satisfies MainToWorker);
+    });
   }
 
   private workerDied(run: WorkerRun, message: string): void {

@@ -74,6 +74,8 @@ export interface NvmlWorkerData {
   readonly libraryPath: string;
   readonly watchBuffer: SharedArrayBuffer;
   readonly watchBaseMs: number;
+  /** Bumped by the main thread after each message it posts (worker-wake.ts). */
+  readonly wakeBuffer: SharedArrayBuffer;
   /** How often a lost GPU is probed again. */
   readonly lostRetryMs: number;
 }

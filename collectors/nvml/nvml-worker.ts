@@ -1,15 +1,16 @@
 /**
  * The NVML sampling worker (a worker_threads thread). It owns the FFI binding: it loads the
  * library, initialises NVML, reports the inventory, then reads every GPU once per period and posts
- * the readings. It never decides about deadlines: the main thread watches its calls (call watch)
+ * the readings in batches. It never decides about deadlines: the main thread watches its calls (call watch)
  * and terminates it when one hangs.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { NvmlBinding } from './nvml-binding.js';
 import { CallWatchWriter } from './nvml-call-watch.js';
 import { NvmlDeviceReader } from './nvml-device-reader.js';
 import { NvmlInitError } from './nvml-init-failure.js';
 import type { MainToWorker, NvmlTick, NvmlWorkerData, WorkerToMain } from './nvml-worker-protocol.js';
+import { WakeWaiter } from './worker-wake.js';
 
 if (!parentPort) throw new Error('nvml-worker.ts must run in a worker thread');
 const port = parentPort;
@@ -36,7 +37,9 @@ function main(): void {
   }
   post({ type: 'ready', inventory: started.inventory });
 
-  let timer: NodeJS.Timeout | null = null;
+  // A plain loop that sleeps in Atomics.wait (see worker-wake.ts): the event loop never runs again,
+  // so messages from the main thread are read with receiveMessageOnPort when it wakes us.
+  const wake = new WakeWaiter(data.wakeBuffer);
   let pending: NvmlTick[] = [];
   let lastDelivery = Date.now();
   const deliver = (): void => {
@@ -44,36 +47,39 @@ function main(): void {
     pending = [];
     lastDelivery = Date.now();
   };
-  const stop = (): void => {
-    if (timer) clearTimeout(timer);
-    timer = null;
-  };
-  port.on('message', (message: MainToWorker) => {
-    if (message.type === 'shutdown') {
-      stop();
-      deliver(); // nothing already read is lost at shutdown
-      reader.close();
-      post({ type: 'closed' });
-      port.close();
-      return;
+  let schedule: { periodMs: number; deliveryIntervalMs: number; nextMs: number } | null = null;
+  for (;;) {
+    const generation = wake.generation();
+    for (let received = receiveMessageOnPort(port); received; received = receiveMessageOnPort(port)) {
+      const message = received.message as MainToWorker;
+      if (message.type === 'shutdown') {
+        deliver(); // nothing already read is lost at shutdown
+        reader.close();
+        post({ type: 'closed' });
+        port.close();
+        return;
+      }
+      deliver();
+      reader.skip(message.skipUuids);
+      schedule = { periodMs: message.periodMs, deliveryIntervalMs: message.deliveryIntervalMs, nextMs: Date.now() };
     }
-    stop();
-    deliver();
-    reader.skip(message.skipUuids);
-    const period = message.periodMs;
-    // Ticks sit on a fixed grid; a tick that overran skips the grid points it missed.
-    let next = Date.now();
-    const tick = (): void => {
+    if (!schedule) {
+      wake.sleep(generation, Infinity);
+      continue;
+    }
+    let now = Date.now();
+    if (now >= schedule.nextMs) {
       const read = reader.read();
       if (read.readings.length > 0 || read.problems.length > 0) pending.push(read);
-      const now = Date.now();
-      if (read.problems.length > 0 || now - lastDelivery >= message.deliveryIntervalMs) deliver();
-      next += period;
-      if (next <= now) next += Math.ceil((now - next + 1) / period) * period;
-      timer = setTimeout(tick, next - now);
-    };
-    tick();
-  });
+      now = Date.now();
+      if (read.problems.length > 0 || now - lastDelivery >= schedule.deliveryIntervalMs) deliver();
+      // Ticks sit on a fixed grid; a tick that overran skips the grid points it missed.
+      const period = schedule.periodMs;
+      schedule.nextMs += period;
+      if (schedule.nextMs <= now) schedule.nextMs += Math.ceil((now - schedule.nextMs + 1) / period) * period;
+    }
+    wake.sleep(generation, schedule.nextMs - now);
+  }
 }
 
 main();
