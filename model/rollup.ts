@@ -44,21 +44,18 @@ export function usageRowsFromResults(
 ): HourlyUsageRow[] {
   const rows = new Map<string, MutableUsage>();
   for (const r of results) {
-    const key: UsageKey = {
-      hourStartMs: hourStart(r.endMs),
-      node,
-      model: r.model,
-      tier: r.tier,
-      cacheBucket: r.cacheBucket,
-      batchBucket: r.batchBucket,
-      status: r.status,
-      team: labelValue('team', r.labels.team),
-      feature: labelValue('feature', r.labels.feature),
-      simulated: simulated || r.source === 'simulated',
-    };
-    const id = JSON.stringify([key.hourStartMs, key.model, key.tier, key.cacheBucket, key.batchBucket, key.status, key.team, key.feature, key.simulated]);
+    const hourStartMs = hourStart(r.endMs);
+    const team = labelValue('team', r.labels.team);
+    const feature = labelValue('feature', r.labels.feature);
+    const rowSimulated = simulated || r.source === 'simulated';
+    // A JSON array of the key's parts: unambiguous whatever the strings hold, and it sorts the rows.
+    const id = `[${hourStartMs},${JSON.stringify(r.model)},${JSON.stringify(r.tier)},${JSON.stringify(r.cacheBucket)},${JSON.stringify(r.batchBucket)},${JSON.stringify(r.status)},${JSON.stringify(team)},${JSON.stringify(feature)},${rowSimulated}]`;
     let row = rows.get(id);
     if (!row) {
+      const key: UsageKey = {
+        hourStartMs, node, model: r.model, tier: r.tier, cacheBucket: r.cacheBucket, batchBucket: r.batchBucket,
+        status: r.status, team, feature, simulated: rowSimulated,
+      };
       row = { ...key, requests: 0, promptTokens: 0, cachedTokens: 0, completionTokens: 0, reasoningTokens: 0, staticJ: 0, dynamicJ: 0, prefillJ: 0, decodeJ: 0 };
       rows.set(id, row);
     }
