@@ -9,7 +9,7 @@ import type { PowerSource, PowerSourceError } from '../collectors/power-source.j
 import type { RequestSource } from '../collectors/request-sink.js';
 import { createHostPowerSource } from '../collectors/host/host-power-config.js';
 import type { HostPowerSource } from '../collectors/host/host-power-source.js';
-import { LabelCapper, TokenwattMetrics } from '../exporters/prometheus/index.js';
+import { LabelCapper, serveMetrics, TokenwattMetrics } from '../exporters/prometheus/index.js';
 import type { TokenwattConfig } from './config.js';
 import { HttpServer, sendJson } from './http-server.js';
 import { IngestService } from './ingest-service.js';
@@ -159,11 +159,7 @@ export class Agent {
       ...(config.ingestToken ? { bearerToken: config.ingestToken } : {}),
       onRejected: (reason: string, n: number) => this.countRejected(reason, n),
     }));
-    this.server.route('GET', '/metrics', async (_req, res) => {
-      const body = await this.metrics.metrics();
-      res.writeHead(200, { 'content-type': this.metrics.contentType });
-      res.end(body);
-    });
+    this.server.route('GET', '/metrics', (req, res) => serveMetrics(this.metrics, req, res));
     this.server.route('GET', '/healthz', (_req, res) => sendJson(res, 200, { status: 'ok', version: VERSION }));
     this.server.route('GET', '/readyz', (_req, res) => {
       const readiness = this.readiness();

@@ -1,28 +1,49 @@
-import { createServer, get, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { Agent, get, type IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import { TokenwattMetrics } from '../exporters/prometheus/index.js';
+import { gunzipSync } from 'node:zlib';
+import { HttpServer } from '../agent/http-server.js';
+import { serveMetrics, TokenwattMetrics } from '../exporters/prometheus/index.js';
 import { BATCH_BUCKETS, CACHE_BUCKETS } from '../model/buckets.js';
 
 /**
  * How long a Prometheus scrape of tokenwatt takes at its worst cardinality: every user label at
- * its value cap and tokenwatt_energy_joules_total at its series budget. Prints p50/p99, beside the
- * target (p99 <= 10 ms), of:
+ * its value cap and tokenwatt_energy_joules_total at its series budget. Prints p50/p99/max, beside
+ * the target (p99 <= 10 ms), of:
  *  - `metrics()` between settlements (the settled text is already rendered),
- *  - a real GET /metrics over loopback HTTP with a settlement before every scrape (its render runs
- *    off the scrape path, as in the agent),
- *  - the render itself after a settlement: event-loop time the agent spends once per settlement,
- *    and what a scrape costs when it lands before that render.
+ *  - the render after a settlement: time the agent spends once per settlement, when one label set
+ *    changed and when every series changed (a busy settlement), in wall time and (on Linux) in
+ *    main-thread CPU time, which leaves out waiting for a core on a busy machine,
+ *  - a real GET /metrics over loopback HTTP, through the agent's own HttpServer and /metrics
+ *    handler, on a keep-alive connection like Prometheus's, with a settlement before every scrape
+ *    (the worst case: its render, and for gzip its compression, have only just started), plain
+ *    and with `Accept-Encoding: gzip` as Prometheus sends it. Timed from the request to the last
+ *    byte received; the client (in this process) only counts bytes, it does not decompress
+ *    (Prometheus does that on its side). One plain and one gzip body are checked to be the same text.
  * Figures only: benchmarks never assert timings.
  */
 
 const LABEL_CAP = 50;
 const SCRAPES = 200;
-const HTTP_SCRAPES = 100;
+const HTTP_SCRAPES = 200;
+const BUSY_SETTLEMENTS = 20;
 const TARGET_P99_MS = 10;
 const MODELS = [['llama-3.1-8b', 'small'], ['llama-3.1-70b', 'large'], ['qwen3-14b', 'medium'], ['qwen3-32b', 'medium']] as const;
 const STATUSES = ['ok', 'error', 'cancelled'] as const;
+const SILENT = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
+
+/**
+ * On-CPU time of the main thread in ms (Linux schedstat), or null elsewhere. Unlike wall time it
+ * leaves out time spent waiting for a core, so it stays meaningful on a shared, busy machine.
+ */
+function mainThreadCpuMs(): number | null {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return null;
+  }
+}
 
 function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -39,11 +60,13 @@ function settleOnce(metrics: TokenwattMetrics, i: number): void {
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-/** Fill every label to its cap and the energy metric past its series budget. Returns requests fed. */
-function fill(metrics: TokenwattMetrics): number {
+/**
+ * Every (model, cache, batch, status) x (team, feature) combination, team and feature each going
+ * one past the cap so the "other" series exist too; the series budget stops the growth. Fed once
+ * it fills the labels; fed again it is a busy settlement that moves every series. Returns requests fed.
+ */
+function feedEveryLabelSet(metrics: TokenwattMetrics): number {
   let n = 0;
-  // Every (model, cache, batch, status) x (team, feature) combination, team and feature each going
-  // one past the cap so the "other" series exist too; the series budget stops the growth.
   for (let team = 0; team <= LABEL_CAP; team += 1) {
     for (const [model, tier] of MODELS) {
       for (const cacheBucket of CACHE_BUCKETS) {
@@ -61,6 +84,12 @@ function fill(metrics: TokenwattMetrics): number {
       }
     }
   }
+  return n;
+}
+
+/** Fill every label to its cap and the energy metric past its series budget. Returns requests fed. */
+function fill(metrics: TokenwattMetrics): number {
+  const n = feedEveryLabelSet(metrics);
   for (let gpu = 0; gpu < 8; gpu += 1) {
     metrics.setGpuPower(gpu, `GPU-${gpu}`, 300);
     metrics.addMeasuredEnergy(gpu, `GPU-${gpu}`, 1e6);
@@ -77,8 +106,8 @@ function fill(metrics: TokenwattMetrics): number {
 }
 
 /** Run `times` times after a warm-up; `selfTimed` runs return their own duration in ms. */
-async function timeIt(times: number, run: () => Promise<unknown>, selfTimed = false): Promise<number[]> {
-  for (let i = 0; i < 5; i += 1) await run(); // warm up the JIT
+async function timeIt(times: number, run: () => Promise<unknown>, selfTimed = false, warmUp = 5): Promise<number[]> {
+  for (let i = 0; i < warmUp; i += 1) await run(); // warm up the JIT
   const samples: number[] = [];
   for (let i = 0; i < times; i += 1) {
     const start = performance.now();
@@ -88,24 +117,39 @@ async function timeIt(times: number, run: () => Promise<unknown>, selfTimed = fa
   return samples.sort((a, b) => a - b);
 }
 
-function httpGet(port: number): Promise<number> {
+interface Response {
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/** GET /metrics; keeps the body only when asked (a timed scrape just counts bytes, like a streaming reader). */
+function httpGet(port: number, agent: Agent, gzip: boolean, keep = false): Promise<Response> {
   return new Promise((resolve, reject) => {
-    get({ host: '127.0.0.1', port, path: '/metrics', agent: false }, (res) => {
+    const headers = gzip ? { 'accept-encoding': 'gzip' } : {};
+    get({ host: '127.0.0.1', port, path: '/metrics', agent, headers }, (res) => {
+      const chunks: Buffer[] = [];
       let bytes = 0;
       res.on('data', (chunk: Buffer) => {
         bytes += chunk.length;
+        if (keep) chunks.push(chunk);
       });
-      res.on('end', () => resolve(bytes));
+      res.on('end', () => {
+        const length = res.headers['content-length'];
+        if (res.statusCode !== 200 || (length !== undefined && bytes !== Number(length))) reject(new Error(`status ${res.statusCode}, ${bytes} bytes of ${length}`));
+        else if (gzip !== (res.headers['content-encoding'] === 'gzip')) reject(new Error(`asked gzip=${gzip}, got ${res.headers['content-encoding'] ?? 'identity'}`));
+        else resolve({ headers: res.headers, body: Buffer.concat(chunks) });
+      });
       res.on('error', reject);
     }).on('error', reject);
   });
 }
 
-/** One result line; scrape lines show the target beside them, the render line what it costs instead. */
+/** One result line; scrape lines show the target beside them, the others what they cost instead. */
 function line(label: string, samples: readonly number[], note?: string): string {
   const p99 = percentile(samples, 99);
   const beside = note ?? `target p99 <= ${TARGET_P99_MS} ms: ${p99 <= TARGET_P99_MS ? 'met' : 'MISSED'}`;
-  return `  ${label.padEnd(18)} p50 ${percentile(samples, 50).toFixed(2)} ms  p99 ${p99.toFixed(2)} ms  (${beside})`;
+  const max = samples[samples.length - 1] ?? NaN;
+  return `  ${label.padEnd(28)} p50 ${percentile(samples, 50).toFixed(2)} ms  p99 ${p99.toFixed(2)} ms  max ${max.toFixed(2)} ms  (${beside})`;
 }
 
 export async function benchScrape(): Promise<void> {
@@ -113,38 +157,58 @@ export async function benchScrape(): Promise<void> {
   const requests = fill(metrics);
   const text = await metrics.metrics();
   const series = text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).length;
-  console.log(`scrape: ${requests.toLocaleString('en-US')} requests fed, ${series.toLocaleString('en-US')} series, ${(Buffer.byteLength(text) / 1e6).toFixed(2)} MB per scrape`);
+  const gzipped = await metrics.scrape({ gzip: true });
+  console.log(`scrape: ${requests.toLocaleString('en-US')} requests fed, ${series.toLocaleString('en-US')} series, ${(Buffer.byteLength(text) / 1e6).toFixed(2)} MB per scrape (${(gzipped.byteLength / 1e6).toFixed(3)} MB gzip)`);
   console.log(line('metrics()', await timeIt(SCRAPES, () => metrics.metrics())));
   let i = 0;
-  console.log(line('render/settlement', await timeIt(SCRAPES / 4, () => {
+  const renderCpu: number[] = [];
+  console.log(line('render/settlement', await timeIt(SCRAPES / 4, async () => {
     settleOnce(metrics, (i += 1));
-    return metrics.metrics(); // lands before the background render: pays for it
-  }), 'event-loop time once per settlement, off the scrape path; a scrape landing first pays it'));
+    const cpu = mainThreadCpuMs();
+    await metrics.rendered();
+    if (cpu !== null) renderCpu.push((mainThreadCpuMs() ?? NaN) - cpu);
+  }), 'once per settlement (one label set changed); a scrape landing first waits for it'));
+  if (renderCpu.length > 0) console.log(line('  main-thread CPU', renderCpu.sort((a, b) => a - b), 'of that: event-loop time, without waiting for a core'));
+  const busy: number[] = [];
+  const busyCpu: number[] = [];
+  const busyGzip: number[] = [];
+  for (let k = 0; k < BUSY_SETTLEMENTS; k += 1) {
+    feedEveryLabelSet(metrics);
+    settleOnce(metrics, (i += 1));
+    let start = performance.now();
+    const cpu = mainThreadCpuMs();
+    await metrics.rendered();
+    busy.push(performance.now() - start);
+    if (cpu !== null) busyCpu.push((mainThreadCpuMs() ?? NaN) - cpu);
+    start = performance.now();
+    await metrics.scrape({ gzip: true });
+    busyGzip.push(performance.now() - start);
+  }
+  console.log(line('render/busy settlement', busy.sort((a, b) => a - b), 'the same when every series changed; it yields every few ms'));
+  if (busyCpu.length > 0) console.log(line('  main-thread CPU', busyCpu.sort((a, b) => a - b), 'of that'));
+  console.log(line('  then gzip scrape()', busyGzip.sort((a, b) => a - b), 'waits for the threadpool to compress every segment'));
 
-  const server: Server = createServer((_req, res) => {
-    metrics
-      .metrics()
-      .then((body) => {
-        res.writeHead(200, { 'content-type': metrics.contentType });
-        res.end(body);
-      })
-      .catch((error: unknown) => {
-        res.writeHead(500);
-        res.end(String(error));
-      });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const server = new HttpServer({ host: '127.0.0.1', port: 0, log: SILENT });
+  server.route('GET', '/metrics', (req, res) => serveMetrics(metrics, req, res));
+  const { port } = await server.listen();
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   try {
-    const { port } = server.address() as AddressInfo;
-    console.log(line('HTTP GET /metrics', await timeIt(HTTP_SCRAPES, async () => {
-      settleOnce(metrics, (i += 1));
-      await nextTurn(); // the agent's settle tick ends; the background render runs before the scrape arrives
-      const start = performance.now();
-      await httpGet(port);
-      return performance.now() - start;
-    }, true)));
+    // The gzip body is exactly the plain text (nothing changes between the two scrapes).
+    const plain = await httpGet(port, agent, false, true);
+    const gzip = await httpGet(port, agent, true, true);
+    if (!gunzipSync(gzip.body).equals(plain.body)) throw new Error('the gzip body is not the plain text');
+    for (const encoding of [false, true]) {
+      console.log(line(`HTTP GET /metrics ${encoding ? 'gzip' : 'plain'}`, await timeIt(HTTP_SCRAPES, async () => {
+        settleOnce(metrics, (i += 1));
+        await nextTurn(); // the agent's settle tick ends; the background render runs before the scrape arrives
+        const start = performance.now();
+        await httpGet(port, agent, encoding);
+        return performance.now() - start;
+      }, true)));
+    }
   } finally {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    agent.destroy();
+    await server.close();
   }
 }
 

@@ -1,4 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { finishGzipMember } from './gzip-member.js';
+import { IncrementalExposition, type ExpositionSnapshot } from './incremental-exposition.js';
 import { LabelCapper, OTHER_LABEL_VALUE } from './label-capper.js';
 import { userLabelNameProblems } from './label-names.js';
 import { METRIC_CATALOG, type MetricSpec } from './metric-catalog.js';
@@ -89,6 +91,15 @@ export interface TokenwattMetricsOptions {
   readonly maxEnergyLabelSets?: number;
   /** Also export Node.js process metrics (process_*, nodejs_*) from this registry. */
   readonly processMetrics?: boolean;
+  /** Sample lines per segment of the settled text (re-encoded and re-compressed on a change; default 256). */
+  readonly segmentLines?: number;
+}
+
+/** A /metrics response body: `chunks` concatenated, `byteLength` bytes, gzip-encoded or not. */
+export interface MetricsBody {
+  readonly encoding: 'gzip' | 'identity';
+  readonly chunks: readonly Buffer[];
+  readonly byteLength: number;
 }
 
 const DEFAULT_USER_LABELS = ['team', 'feature'] as const;
@@ -105,17 +116,22 @@ const bool = (b: boolean): 'true' | 'false' => (b ? 'true' : 'false');
  * series, up to the label caps) change only when a period is settled, so their exposition is
  * rendered once after each change, off the scrape path, and a scrape serves that text plus the
  * few live series (power, samples, records). A scrape therefore costs about the same at 50 or
- * 10,000 series, and it always shows whole settlements, never half of one.
+ * 10,000 series, and it always shows whole settlements, never half of one. The render itself is
+ * incremental (only the series a settlement changed are formatted again; see
+ * incremental-exposition.ts), and the settled text is also kept gzip-compressed, compressed on the
+ * libuv threadpool as it changes, so a gzip scrape (Prometheus asks for one) sends ~30x fewer bytes
+ * and compresses only the few live series itself.
  */
 export class TokenwattMetrics {
   /** Live series, rendered on every scrape; other components may register their own metrics here. */
   readonly registry = new Registry();
   /** Series that change only when a period is settled; rendered once per change. */
   private readonly settledRegistry = new Registry();
-  private settledText = '';
+  private readonly settledExposition: IncrementalExposition;
+  private settledSnapshot: ExpositionSnapshot | null = null;
   private settledDirty = true;
   private renderScheduled = false;
-  private rendering: Promise<string> | null = null;
+  private rendering: Promise<ExpositionSnapshot> | null = null;
   private readonly capper: LabelCapper;
   private readonly userLabels: readonly string[];
   private readonly simulated: 'true' | 'false';
@@ -166,6 +182,7 @@ export class TokenwattMetrics {
     this.capper = options.capper ?? new LabelCapper(options.labelCap ?? DEFAULT_LABEL_CAP);
     this.simulated = bool(options.simulated ?? false);
     this.maxEnergyLabelSets = options.maxEnergyLabelSets ?? DEFAULT_MAX_ENERGY_LABEL_SETS;
+    this.settledExposition = new IncrementalExposition(this.settledRegistry, options.segmentLines === undefined ? {} : { segmentLines: options.segmentLines });
 
     const c = METRIC_CATALOG;
     const live = this.registry;
@@ -210,10 +227,30 @@ export class TokenwattMetrics {
 
   /** The exposition text for GET /metrics: the settled text (re-rendered first if stale) and the live series. */
   async metrics(): Promise<string> {
-    // A render in flight may predate the latest change: let it finish, then render again if stale.
-    if (this.rendering) await this.rendering.catch(() => undefined);
-    const settled = this.settledDirty ? await this.renderSettled() : this.settledText;
-    return settled + (await this.registry.metrics());
+    const settled = await this.currentSettled();
+    return settled.text() + (await this.registry.metrics());
+  }
+
+  /**
+   * The body of a scrape: the same text as metrics(), as buffers, gzip-encoded when `gzip` is set
+   * (the client accepts it). The settled part's compression runs on the threadpool as soon as it
+   * is rendered; a scrape that lands before it is done waits for it (the event loop stays free),
+   * and falls back to plain text only if compression failed. The live series are compressed here.
+   */
+  async scrape(options: { readonly gzip?: boolean } = {}): Promise<MetricsBody> {
+    const settled = await this.currentSettled();
+    const prefix = options.gzip === true ? await settled.gzipPrefix().catch(() => null) : null;
+    const live = Buffer.from(await this.registry.metrics());
+    if (prefix !== null) {
+      const body = finishGzipMember(prefix, settled.crc, settled.byteLength, live);
+      return { encoding: 'gzip', chunks: [body], byteLength: body.length };
+    }
+    return { encoding: 'identity', chunks: [...settled.chunks, live], byteLength: settled.byteLength + live.length };
+  }
+
+  /** Resolves once the settled text shows every change made so far (renders it now if stale). */
+  async rendered(): Promise<void> {
+    await this.currentSettled();
   }
 
   // --- GPU power and measured energy -------------------------------------------------------
@@ -413,32 +450,49 @@ export class TokenwattMetrics {
    */
   private settledChanged(): void {
     this.settledDirty = true;
-    if (this.renderScheduled) return;
+    this.scheduleRender();
+  }
+
+  private scheduleRender(): void {
+    if (this.renderScheduled || this.rendering) return;
     this.renderScheduled = true;
     setImmediate(() => {
       this.renderScheduled = false;
-      // A failure leaves the text stale and dirty: the next scrape renders again and reports it.
       if (this.settledDirty) this.renderSettled().catch(() => undefined);
     }).unref();
   }
 
-  /** Render the settled registry. No collect() runs in it, so the render sees one consistent state. */
-  private renderSettled(): Promise<string> {
+  /** The settled snapshot, up to date: a render in flight may predate the latest change, so after it, render again if stale. */
+  private async currentSettled(): Promise<ExpositionSnapshot> {
+    if (this.rendering) await this.rendering.catch(() => undefined);
+    if (this.settledDirty || this.settledSnapshot === null) return this.renderSettled();
+    return this.settledSnapshot;
+  }
+
+  /**
+   * Render the settled registry (incrementally). Its values are read in one synchronous pass, so
+   * the render shows one consistent state. A change during the render (it yields to the event
+   * loop between bounded turns of work) leaves the text dirty and schedules the next render.
+   */
+  private renderSettled(): Promise<ExpositionSnapshot> {
     if (this.rendering) return this.rendering;
     this.settledDirty = false;
-    this.rendering = this.settledRegistry
-      .metrics()
-      .then((text) => {
-        this.settledText = text;
-        return text;
-      })
-      .catch((error: unknown) => {
-        this.settledDirty = true;
-        throw error;
-      })
-      .finally(() => {
-        this.rendering = null;
-      });
+    this.rendering = this.settledExposition
+      .render()
+      .then(
+        (snapshot) => {
+          this.rendering = null;
+          this.settledSnapshot = snapshot;
+          if (this.settledDirty) this.scheduleRender();
+          return snapshot;
+        },
+        (error: unknown) => {
+          // Left stale and dirty: the next scrape renders again and reports it.
+          this.rendering = null;
+          this.settledDirty = true;
+          throw error;
+        },
+      );
     return this.rendering;
   }
 
