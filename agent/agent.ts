@@ -3,7 +3,6 @@ import { DEFAULT_ATTRIBUTION_CONFIG } from '../model/attribution-config.js';
 import type { AttributionConfig } from '../model/attribution-types.js';
 import type { GpuInfo } from '../model/power-sample.js';
 import type { ResolvedRequest } from '../model/request-record.js';
-import { isLateRecord } from '../model/settlement-schedule.js';
 import { createIngestHandler } from '../collectors/http-ingest.js';
 import type { PowerSource, PowerSourceError } from '../collectors/power-source.js';
 import type { RequestSource } from '../collectors/request-sink.js';
@@ -142,8 +141,7 @@ export class Agent {
       settledUntil: () => this.settler.lateEdge(),
       queueLimit: config.queueLimit,
       onAccepted: (records: ResolvedRequest[]) => {
-        const edge = this.settler.lateEdge();
-        this.settler.addRequests(records, (r) => isLateRecord(r, edge));
+        // Nothing to hand over: each settlement reads the unsettled requests from the ledger.
         this.warnLongRequests(records);
         this.metrics.recordsAccepted(records.length);
       },

@@ -26,6 +26,9 @@ export const SAMPLE_GPUS = `WITH RECURSIVE g(uuid) AS (
   ) SELECT uuid FROM g WHERE uuid IS NOT NULL`;
 
 export const LOAD_UNSETTLED = 'SELECT * FROM requests WHERE finalized = 0 ORDER BY start_ms';
+/** Through the partial index requests_unsettled: only the rows not yet finalized are visited. */
+export const LOAD_UNSETTLED_STARTING_BEFORE = 'SELECT * FROM requests WHERE finalized = 0 AND start_ms < ? ORDER BY start_ms';
+export const COUNT_UNSETTLED = 'SELECT count(*) AS n FROM requests WHERE finalized = 0';
 
 export const ENERGY_SO_FAR = `SELECT request_id, static_j, dynamic_j, prefill_j, decode_j, active_ms, concurrency_ms, estimated, per_gpu_j
   FROM requests WHERE request_id IN (SELECT value FROM json_each(?))`;

@@ -180,6 +180,16 @@ export class Ledger {
     return (this.stmt(sql.LOAD_UNSETTLED).all() as rows.RequestRow[]).map(rows.requestFromRow);
   }
 
+  /** Requests not yet finalized that start before `endMs`, with their attribution so far: what one settlement needs. */
+  loadUnsettledStartingBefore(endMs: EpochMs): StoredRequest[] {
+    return (this.stmt(sql.LOAD_UNSETTLED_STARTING_BEFORE).all(endMs) as rows.RequestRow[]).map(rows.requestFromRow);
+  }
+
+  /** How many requests are stored and not yet finalized. */
+  countUnsettledRequests(): number {
+    return (this.stmt(sql.COUNT_UNSETTLED).get() as { n: number }).n;
+  }
+
   /** Running attribution of the given requests (absent ids are left out), for resuming after a restart. */
   requestEnergySoFar(ids: readonly string[]): Map<string, RequestEnergyDelta> {
     const found = new Map<string, RequestEnergyDelta>();

@@ -4,7 +4,7 @@ import { conservationResidual } from '../model/conservation.js';
 import { currentIdleBaseline, initialIdleBaseline, observeIdle, type IdleBaselineState } from '../model/idle-baseline.js';
 import type { GpuInfo, PowerSample } from '../model/power-sample.js';
 import type { ResolvedRequest } from '../model/request-record.js';
-import { accumulatorFromDelta, addShares, emptyAccumulator, finalizeRequest, isFinalAfter, toEnergyDelta, toFinalizedRequest, type RequestAccumulator, type RequestResult } from '../model/request-result.js';
+import { accumulatorFromDelta, addShares, finalizeRequest, isFinalAfter, toEnergyDelta, toFinalizedRequest, type RequestAccumulator, type RequestResult } from '../model/request-result.js';
 import { energyRowsFromTotals, usageRowsFromResults } from '../model/rollup.js';
 import { alignDown, duePeriods } from '../model/settlement-schedule.js';
 import { aggregateTasks, taskDeltas } from '../model/tasks.js';
@@ -60,10 +60,11 @@ export interface SettlerOptions {
 /** After an outage the settler catches up in bounded steps, so one tick never blocks ingest for long. */
 const MAX_PERIODS_PER_CALL = 360;
 
+/** An unsettled request as one settlement sees it: the record and its energy so far. */
 interface PendingRequest {
   readonly record: ResolvedRequest;
   readonly late: boolean;
-  acc: RequestAccumulator;
+  readonly acc: RequestAccumulator;
 }
 
 /** A task's finalized requests, kept until the task goes quiet so its waste follows the whole-task rule. */
@@ -73,8 +74,9 @@ interface OpenTask {
 }
 
 /**
- * Turns samples and request records into settled periods. It keeps per-GPU sample buffers and
- * the unsettled requests in memory (both recoverable from the ledger), settles every period
+ * Turns samples and request records into settled periods. It keeps per-GPU sample buffers in
+ * memory (recoverable from the ledger) and reads the unsettled requests, which ingest has already
+ * committed, from the ledger for each period. It settles every period
  * that is older than the lateness window with the pure model, and commits each period to the
  * ledger in ONE transaction before it touches any exported counter — so after a crash the
  * ledger is the truth and the settler resumes from `settledUntil`.
@@ -82,7 +84,6 @@ interface OpenTask {
 export class Settler {
   private readonly samplesByGpu = new Map<string, PowerSample[]>();
   private readonly unpersisted: PowerSample[] = [];
-  private readonly pending = new Map<string, PendingRequest>();
   private readonly idleBaselines = new Map<string, IdleBaselineState>();
   private readonly openTasks = new Map<string, OpenTask>();
   private settledUntilMs: EpochMs | null;
@@ -116,8 +117,9 @@ export class Settler {
     return from === undefined ? null : alignDown(from, this.options.periodMs);
   }
 
+  /** Requests stored and not yet finalized (they live in the ledger, not in memory). */
   get pendingRequests(): number {
-    return this.pending.size;
+    return this.options.ledger.countUnsettledRequests();
   }
 
   get lastConservationResidualJ(): number {
@@ -144,11 +146,8 @@ export class Settler {
       const first = loaded[0];
       if (first && (this.firstDataMs === null || first.timestampMs < this.firstDataMs)) this.firstDataMs = first.timestampMs;
     }
-    const requests = ledger.loadUnsettledRequests();
-    for (const { record, late, soFar } of requests) {
-      this.pending.set(record.requestId, { record, late, acc: accumulatorFromDelta(soFar) });
-    }
-    return { samples, requests: requests.length };
+    // Unsettled requests need no restoring: every settlement reads them from the ledger.
+    return { samples, requests: ledger.countUnsettledRequests() };
   }
 
   /** Called by the power source for each batch of samples. Cheap: buffering only. */
@@ -217,14 +216,6 @@ export class Settler {
     return batch.length;
   }
 
-  /** Called after records are committed by ingest. Late ones are settled only for their unsettled part. */
-  addRequests(records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean): void {
-    for (const record of records) {
-      if (this.pending.has(record.requestId)) continue;
-      this.pending.set(record.requestId, { record, late: isLate(record), acc: emptyAccumulator() });
-    }
-  }
-
   /** Settle every due period. Returns how many periods were settled. */
   settleDue(nowMs: number): number {
     const periods = duePeriods(this.settledUntilMs, epochMs(nowMs), this.options.periodMs, this.options.latenessMs, this.firstDataMs === null ? null : epochMs(this.firstDataMs), MAX_PERIODS_PER_CALL);
@@ -247,8 +238,18 @@ export class Settler {
       samples: windowOf(this.samplesByGpu.get(gpu.uuid) ?? [], startMs, endMs),
       idleBaselineW: this.idleBaselineFor(gpu.uuid),
     }));
+    // Unsettled requests are read from the ledger for each period rather than held in memory, so
+    // memory does not grow with records/s x lateness. Those starting after this period have
+    // received no energy yet and are not needed.
+    const pending: PendingRequest[] = options.ledger.loadUnsettledStartingBefore(endMs).map((stored) => ({
+      record: stored.record,
+      late: stored.late,
+      acc: accumulatorFromDelta(stored.soFar),
+    }));
+    const pendingById = new Map<string, PendingRequest>();
+    for (const p of pending) pendingById.set(p.record.requestId, p);
     const active: PendingRequest[] = [];
-    for (const p of this.pending.values()) {
+    for (const p of pending) {
       if (p.record.startMs < endMs && (p.record.endMs > startMs || (p.record.endMs === startMs && p.record.startMs === startMs))) {
         active.push(p);
       }
@@ -271,7 +272,7 @@ export class Settler {
     const nextAcc = new Map<string, RequestAccumulator>();
     const requestDeltas: RequestEnergyDelta[] = [];
     for (const [requestId, shares] of sharesByRequest) {
-      const p = this.pending.get(requestId);
+      const p = pendingById.get(requestId);
       if (!p) continue;
       const acc = addShares(p.acc, shares);
       nextAcc.set(requestId, acc);
@@ -279,8 +280,13 @@ export class Settler {
       requestDeltas.push({ ...toEnergyDelta(requestId, shares), perGpuJTotal: acc.perGpuJ });
     }
     const finalizedResults: RequestResult[] = [];
-    for (const p of this.pending.values()) {
-      if (!isFinalAfter(p.record, endMs)) continue;
+    let pendingJ = 0;
+    for (const p of pending) {
+      if (!isFinalAfter(p.record, endMs)) {
+        const acc = nextAcc.get(p.record.requestId) ?? p.acc;
+        pendingJ += acc.staticJ + acc.dynamicJ;
+        continue;
+      }
       finalizedResults.push(finalizeRequest(p.record, nextAcc.get(p.record.requestId) ?? p.acc, { late: p.late }));
     }
     // A request that arrived wholly late received no energy here: it is stored and counted as
@@ -310,23 +316,18 @@ export class Settler {
 
     // Committed: now move the in-memory state and the exported counters.
     this.settledUntilMs = endMs;
-    for (const [requestId, acc] of nextAcc) {
-      const p = this.pending.get(requestId);
-      if (p) p.acc = acc;
-    }
-    for (const result of finalizedResults) this.pending.delete(result.requestId);
     if (host) {
       this.hostSettledJ = (this.hostSettledJ ?? (this.hostReadings[0] as HostEnergyReading).energyJ) + host.joules;
       if (host.joules > 0) options.metrics.addHostEnergy(options.hostSource ?? 'host', host.joules, host.estimated);
       this.trimHostReadings(endMs);
     }
-    this.applyToMetrics(settlement.gpus, countable, nowMs);
+    this.applyToMetrics(settlement.gpus, countable, pendingJ, nowMs);
     this.learnIdle(settlement.gpus);
     this.trimBuffers(endMs);
     this.closeIdleTasks(endMs);
   }
 
-  private applyToMetrics(totals: readonly GpuPeriodTotals[], results: readonly RequestResult[], nowMs: number): void {
+  private applyToMetrics(totals: readonly GpuPeriodTotals[], results: readonly RequestResult[], pendingJ: number, nowMs: number): void {
     const { metrics } = this.options;
     let worstResidual = 0;
     for (const t of totals) {
@@ -337,8 +338,6 @@ export class Settler {
       worstResidual = Math.max(worstResidual, Math.abs(conservationResidual(t).absoluteJ));
     }
     this.lastResidualJ = worstResidual;
-    let pendingJ = 0;
-    for (const p of this.pending.values()) pendingJ += p.acc.staticJ + p.acc.dynamicJ;
     metrics.setPendingAttributedEnergy(pendingJ);
     metrics.requestsFinalized(results);
     for (const r of results) {

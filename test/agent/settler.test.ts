@@ -94,7 +94,6 @@ test('live settlement equals the offline analysis of the same run, request by re
 
   s.settler.addSamples(s.samples);
   s.ledger.insertRequests(s.requests, () => false);
-  s.settler.addRequests(s.requests, () => false);
   const periods = s.settler.settleDue(T0 + DRAIN_MS);
   assert.equal(periods, DRAIN_MS / PERIOD_MS);
   assert.equal(s.settler.pendingRequests, 0, 'every request is final once its periods are settled');
@@ -123,7 +122,6 @@ test('measured energy matches the simulator truth, and a tier alone on its GPU g
   t.after(s.cleanup);
   s.settler.addSamples(s.samples);
   s.ledger.insertRequests(s.requests, () => false);
-  s.settler.addRequests(s.requests, () => false);
   s.settler.settleDue(T0 + DRAIN_MS);
 
   // Truth: the simulator's own integral of its power, GPU by GPU, over the settled window.
@@ -153,7 +151,6 @@ test('a settler restarted from the ledger resumes where it stopped and counts no
   const half = T0 + 60_000;
   s.ledger.insertRequests(s.requests, () => false);
   s.settler.addSamples(s.samples.filter((x) => x.timestampMs <= half + 5_000));
-  s.settler.addRequests(s.requests, () => false);
   s.settler.settleDue(half);
   s.settler.flushSamples();
   const finalizedBefore = s.metrics.finalized.length;
@@ -209,7 +206,6 @@ test('with a fresh ledger, a record from before the first sample is late, gets n
   assert.equal(s.settler.lateEdge(), T0 + 20_000, 'the edge is the start of the first measured period');
   const early = { ...s.requests[0]!, requestId: 'before-any-sample', taskId: null, startMs: epochMs(T0 + 1_000), firstTokenMs: null, endMs: epochMs(T0 + 5_000) };
   s.ledger.insertRequests([early], () => true);
-  s.settler.addRequests([early], (r) => r.startMs < (s.settler.lateEdge() ?? -Infinity));
   s.settler.settleDue(T0 + 60_000);
   const stored = s.ledger.readRequests(epochMs(T0), epochMs(T0 + 10_000)).find((r) => r.record.requestId === 'before-any-sample');
   assert.ok(stored?.final, 'it is finalized, not dropped');
