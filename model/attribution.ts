@@ -7,7 +7,10 @@ import type {
   RequestPeriodShare,
   SettlePeriodInput,
 } from './attribution-types.js';
-import { buildEnergyTimeline, sliceInterval } from './energy-timeline.js';
+import { addCompensated, compensatedPrefixSums, rangeSum, type CompensatedPrefix } from './compensated-sum.js';
+import { buildEnergyTimeline, slicedEnergyJ } from './energy-timeline.js';
+import { ScratchArrays } from './scratch-arrays.js';
+import { SortedLookup } from './sorted-lookup.js';
 import type { ResolvedRequest } from './request-record.js';
 import { joules, watts, type Watts } from './units.js';
 
@@ -55,89 +58,173 @@ export const ATTRIBUTION_GRID_MS = 1000;
  * on that GPU over the request's active time (exact, from the request boundaries, uncovered time
  * included); their ratio is the observed batch size.
  *
- * Cost: O(R log R + n log n + sum of intervals each request overlaps) per GPU, with the inner loops
- * over typed arrays (no interval x all requests product). Results do not depend on the order of
- * the requests in the input: they are processed in (start, end, request_id) order, and a repeated
+ * Cost per GPU, for R requests and n intervals: O(R log R) to sort, then O(n + R) expected: each
+ * request's spans are placed on the intervals by rank lookups (bucketed: O(1) expected, O(log n) at
+ * worst), their two partly covered end intervals are handled one by one and the fully covered ones
+ * in between in O(1) (range counts in pass 1, compensated prefix sums in pass 2), so the cost does
+ * not grow with how many intervals a request lasts. Results do not depend on the order of the
+ * requests in the input: they are processed in (start, end, request_id) order, and a repeated
  * request_id is one request (the first in that order).
  */
-
-/** Placement of one request's work in time; the same for all its GPUs. */
-interface RequestGeometry {
-  readonly record: ResolvedRequest;
-  readonly startMs: number;
-  readonly endMs: number;
-  readonly firstTokenMs: number | null;
-  readonly prefillWork: number;
-  readonly decodeWork: number;
-  /** Prefill's part of energy that cannot be placed in a phase (no firstToken, or zero length). */
-  readonly prefillFraction: number;
-}
 
 const nonNegative = (value: number): number => (Number.isFinite(value) && value > 0 ? value : 0);
 
 /**
- * Work and timing of a request. Records are validated at ingest; here out-of-range values are
- * clamped (end before start => zero length, firstToken outside [start, end] => clamped) so a bad
- * record can never break conservation.
+ * Placement of the period's requests' work in time, one entry per request in canonical order, the
+ * same for all its GPUs. Parallel typed arrays rather than an object per request: each fractional
+ * number held in an object field is a heap allocation of its own, and those dominated settling many
+ * short requests.
  */
-function geometryOf(record: ResolvedRequest, config: AttributionConfig): RequestGeometry {
-  const startMs = record.startMs;
-  const endMs = record.endMs >= startMs ? record.endMs : startMs;
-  const firstTokenMs =
-    record.firstTokenMs === null || !Number.isFinite(record.firstTokenMs)
-      ? null
-      : Math.min(Math.max(record.firstTokenMs, startMs), endMs);
-  const prompt = nonNegative(record.promptTokens);
-  const cached = Math.min(nonNegative(record.cachedTokens), prompt);
-  const completion = nonNegative(record.completionTokens);
-  const prefillWork = (prompt - cached) * nonNegative(config.wPrefill) + cached * nonNegative(config.wCached);
-  const decodeWork = completion * nonNegative(config.wDecode);
-  const total = prefillWork + decodeWork;
-  const prefillFraction = total > 0 ? prefillWork / total : completion > 0 ? 0 : 1;
-  return { record, startMs, endMs, firstTokenMs, prefillWork, decodeWork, prefillFraction };
+class RequestTable {
+  readonly records: ResolvedRequest[] = [];
+  readonly startMs: Float64Array;
+  readonly endMs: Float64Array;
+  /** NaN when the request has no first token. */
+  readonly firstTokenMs: Float64Array;
+  readonly prefillWork: Float64Array;
+  readonly decodeWork: Float64Array;
+  /** Prefill's part of energy that cannot be placed in a phase (no firstToken, or zero length). */
+  readonly prefillFraction: Float64Array;
+  /** Work per ms over [start, end) when there is no firstToken (0 otherwise or when zero-length). */
+  readonly wholeDensity: Float64Array;
+  /** Work per ms over [start, firstToken) (0 when that is empty). */
+  readonly prefillDensity: Float64Array;
+  /** Work per ms over [firstToken, end) (0 when that is empty). */
+  readonly decodeDensity: Float64Array;
+
+  constructor(capacity: number) {
+    this.startMs = new Float64Array(capacity);
+    this.endMs = new Float64Array(capacity);
+    this.firstTokenMs = new Float64Array(capacity);
+    this.prefillWork = new Float64Array(capacity);
+    this.decodeWork = new Float64Array(capacity);
+    this.prefillFraction = new Float64Array(capacity);
+    this.wholeDensity = new Float64Array(capacity);
+    this.prefillDensity = new Float64Array(capacity);
+    this.decodeDensity = new Float64Array(capacity);
+  }
+
+  /**
+   * Append the work and timing of a request; returns its index. Records are validated at ingest;
+   * here out-of-range values are clamped (end before start => zero length, firstToken outside
+   * [start, end] => clamped) so a bad record can never break conservation.
+   */
+  add(record: ResolvedRequest, config: AttributionConfig): number {
+    const r = this.records.length;
+    this.records.push(record);
+    const startMs = record.startMs;
+    const endMs = record.endMs >= startMs ? record.endMs : startMs;
+    const firstTokenMs =
+      record.firstTokenMs === null || !Number.isFinite(record.firstTokenMs)
+        ? null
+        : Math.min(Math.max(record.firstTokenMs, startMs), endMs);
+    const prompt = nonNegative(record.promptTokens);
+    const cached = Math.min(nonNegative(record.cachedTokens), prompt);
+    const completion = nonNegative(record.completionTokens);
+    const prefillWork = (prompt - cached) * nonNegative(config.wPrefill) + cached * nonNegative(config.wCached);
+    const decodeWork = completion * nonNegative(config.wDecode);
+    const total = prefillWork + decodeWork;
+    const lasts = endMs > startMs;
+    this.startMs[r] = startMs;
+    this.endMs[r] = endMs;
+    this.firstTokenMs[r] = firstTokenMs === null ? NaN : firstTokenMs;
+    this.prefillWork[r] = prefillWork;
+    this.decodeWork[r] = decodeWork;
+    this.prefillFraction[r] = total > 0 ? prefillWork / total : completion > 0 ? 0 : 1;
+    this.wholeDensity[r] = lasts && firstTokenMs === null ? (prefillWork + decodeWork) / (endMs - startMs) : 0;
+    this.prefillDensity[r] = lasts && firstTokenMs !== null && firstTokenMs > startMs ? prefillWork / (firstTokenMs - startMs) : 0;
+    this.decodeDensity[r] = lasts && firstTokenMs !== null && endMs > firstTokenMs ? decodeWork / (endMs - firstTokenMs) : 0;
+    return r;
+  }
 }
 
-/** The period's energy intervals of one GPU as parallel typed arrays, sorted and disjoint. */
-interface IntervalGrid {
-  readonly n: number;
+/**
+ * The requests on one GPU: indices into the period's {@link RequestTable}, in canonical order.
+ * Per-GPU arrays (spans, shares) are indexed by position i in this list, not by table index.
+ */
+type GpuRequests = readonly number[];
+
+/** Energy intervals as parallel typed arrays. */
+interface IntervalPieces {
   readonly start: Float64Array;
   readonly end: Float64Array;
   readonly energy: Float64Array;
   readonly estimated: Uint8Array;
   readonly unattributable: Uint8Array;
+  /** The piece belongs to a sampling gap (not counted as covered time). */
+  readonly gap: Uint8Array;
 }
 
-function gridOf(intervals: readonly EnergyInterval[]): IntervalGrid {
-  const n = intervals.length;
-  const grid = {
-    n,
-    start: new Float64Array(n),
-    end: new Float64Array(n),
-    energy: new Float64Array(n),
-    estimated: new Uint8Array(n),
-    unattributable: new Uint8Array(n),
+/** The period's energy intervals of one GPU, sorted and disjoint. */
+interface IntervalGrid extends IntervalPieces {
+  readonly n: number;
+  /** Rank lookups on `end` (sorted, as the pieces are disjoint). */
+  readonly ends: SortedLookup;
+}
+
+/**
+ * Cut the timeline's intervals at the period bounds and on the attribution grid, straight into
+ * typed arrays (`into` null: only count the pieces). Returns the number of pieces.
+ */
+function cutIntervals(intervals: readonly EnergyInterval[], p0: number, p1: number, into: IntervalPieces | null): number {
+  let pieces = 0;
+  for (const interval of intervals) {
+    const hi = Math.min(interval.endMs, p1);
+    for (let from = Math.max(interval.startMs, p0); from < hi; ) {
+      const to = Math.min(hi, (Math.floor(from / ATTRIBUTION_GRID_MS) + 1) * ATTRIBUTION_GRID_MS);
+      if (to > from) {
+        if (into !== null) {
+          into.start[pieces] = from;
+          into.end[pieces] = to;
+          into.energy[pieces] = slicedEnergyJ(interval, from, to);
+          into.estimated[pieces] = interval.estimated ? 1 : 0;
+          into.unattributable[pieces] = interval.unattributable ? 1 : 0;
+          into.gap[pieces] = interval.gap ? 1 : 0;
+        }
+        pieces += 1;
+      }
+      from = to;
+    }
+  }
+  return pieces;
+}
+
+function gridOf(intervals: readonly EnergyInterval[], p0: number, p1: number, scratch: ScratchArrays): IntervalGrid {
+  const n = cutIntervals(intervals, p0, p1, null);
+  const pieces: IntervalPieces = {
+    start: scratch.floats(n),
+    end: scratch.floats(n),
+    energy: scratch.floats(n),
+    estimated: scratch.bytes(n),
+    unattributable: scratch.bytes(n),
+    gap: scratch.bytes(n),
   };
-  intervals.forEach((interval, k) => {
-    grid.start[k] = interval.startMs;
-    grid.end[k] = interval.endMs;
-    grid.energy[k] = interval.energyJ;
-    grid.estimated[k] = interval.estimated ? 1 : 0;
-    grid.unattributable[k] = interval.unattributable ? 1 : 0;
-  });
-  return grid;
+  cutIntervals(intervals, p0, p1, pieces);
+  // Spelled out, not spread: objects built by spreading do not share one shape, and every property
+  // read on them in the hot loops would be a slow (megamorphic) lookup.
+  return {
+    n,
+    start: pieces.start,
+    end: pieces.end,
+    energy: pieces.energy,
+    estimated: pieces.estimated,
+    unattributable: pieces.unattributable,
+    gap: pieces.gap,
+    ends: new SortedLookup(pieces.end, p0, p1, scratch.ints(Math.max(n, 1) + 1)),
+  };
 }
 
 /** First k with end[k] > t (or >= t when `inclusive`); n when none. */
 function firstEndingAfter(grid: IntervalGrid, t: number, inclusive: boolean): number {
-  let lo = 0;
-  let hi = grid.n;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    const e = grid.end[mid] as number;
-    if (inclusive ? e >= t : e > t) hi = mid;
-    else lo = mid + 1;
-  }
-  return lo;
+  return inclusive ? grid.ends.countBelow(t) : grid.ends.countAtMost(t);
+}
+
+/**
+ * First k with start[k] >= t, given k0 = {@link firstEndingAfter}(t): every interval before k0 ends
+ * by t (so starts before it), and the one after k0 starts at or after end[k0] > t.
+ */
+function firstStartingFrom(grid: IntervalGrid, t: number, k0: number): number {
+  return k0 < grid.n && (grid.start[k0] as number) < t ? k0 + 1 : k0;
 }
 
 /** Interval holding a start-side point t (a <= t < b), or -1. */
@@ -152,11 +239,182 @@ function intervalAtEnd(grid: IntervalGrid, t: number): number {
   return k < grid.n && (grid.start[k] as number) < t ? k : -1;
 }
 
+/**
+ * The intervals each request's spans overlap on one GPU: request i's first span ([start, end)
+ * without firstToken, else [start, firstToken)) overlaps intervals [from[2i], to[2i]), its decode
+ * span [firstToken, end) intervals [from[2i+1], to[2i+1]); an empty span has from = to. Only the
+ * first and last of a range can be partly covered.
+ */
+interface SpanPlacement {
+  readonly from: Int32Array;
+  readonly to: Int32Array;
+}
+
+/**
+ * Place every request's spans on the grid. `requests` are in canonical order, so their starts
+ * only grow and the interval holding each start is found by walking forward.
+ */
+function placeSpans(grid: IntervalGrid, table: RequestTable, onGpu: GpuRequests, scratch: ScratchArrays): SpanPlacement {
+  const from = scratch.ints(2 * onGpu.length);
+  const to = scratch.ints(2 * onGpu.length);
+  let atStart = 0; // first k with end[k] > the request's start
+  for (let i = 0; i < onGpu.length; i += 1) {
+    const r = onGpu[i] as number;
+    const s = table.startMs[r] as number;
+    const e = table.endMs[r] as number;
+    const f = table.firstTokenMs[r] as number;
+    while (atStart < grid.n && (grid.end[atStart] as number) <= s) atStart += 1;
+    if (!(e > s)) continue;
+    const endStart = firstStartingFrom(grid, e, firstEndingAfter(grid, e, false));
+    if (Number.isNaN(f)) {
+      from[2 * i] = atStart;
+      to[2 * i] = Math.max(atStart, endStart);
+      continue;
+    }
+    const atFirstToken = firstEndingAfter(grid, f, false); // s <= f <= e and s < e: one of the spans is not empty
+    if (f > s) {
+      from[2 * i] = atStart;
+      to[2 * i] = Math.max(atStart, firstStartingFrom(grid, f, atFirstToken));
+    }
+    if (e > f) {
+      from[2 * i + 1] = atFirstToken;
+      to[2 * i + 1] = Math.max(atFirstToken, endStart);
+    }
+  }
+  return { from, to };
+}
+
 /** Pass 1 totals per interval: requests' time (T), work (W), zero-length zero-work requests (Z). */
 interface IntervalLoad {
   readonly time: Float64Array;
   readonly work: Float64Array;
   readonly zeroCount: Float64Array;
+}
+
+/**
+ * Pass 1 bookkeeping of the fully covered intervals, as differences at the first covered interval
+ * and just after the last: spans covering (count), spans with work covering (positive), and the sum
+ * of their work densities (compensated, as densities are added and taken away again).
+ */
+interface FullCover {
+  readonly count: Int32Array;
+  readonly positive: Int32Array;
+  readonly densityHigh: Float64Array;
+  readonly densityLow: Float64Array;
+}
+
+/** Add the time of [x, y), and work at density rho (per ms) over it, to the intervals [a, b) it overlaps. */
+function spread(grid: IntervalGrid, a: number, b: number, x: number, y: number, rho: number, load: IntervalLoad, full: FullCover): void {
+  if (b <= a) return;
+  const { time, work } = load;
+  const last = b - 1;
+  const firstOverlap = Math.min(grid.end[a] as number, y) - Math.max(grid.start[a] as number, x);
+  time[a] = (time[a] as number) + firstOverlap;
+  if (rho > 0) work[a] = (work[a] as number) + rho * firstOverlap;
+  if (last === a) return;
+  const lastOverlap = Math.min(grid.end[last] as number, y) - Math.max(grid.start[last] as number, x);
+  time[last] = (time[last] as number) + lastOverlap;
+  if (rho > 0) work[last] = (work[last] as number) + rho * lastOverlap;
+  if (last === a + 1) return;
+  // (a, last) are covered in full: counted once here, multiplied out per interval after all requests.
+  full.count[a + 1] = (full.count[a + 1] as number) + 1;
+  full.count[last] = (full.count[last] as number) - 1;
+  if (rho > 0) {
+    full.positive[a + 1] = (full.positive[a + 1] as number) + 1;
+    full.positive[last] = (full.positive[last] as number) - 1;
+    addCompensated(full.densityHigh, full.densityLow, a + 1, rho);
+    addCompensated(full.densityHigh, full.densityLow, last, -rho);
+  }
+}
+
+function addPoint(into: Float64Array, k: number, amount: number): void {
+  if (k >= 0) into[k] = (into[k] as number) + amount;
+}
+
+/** Pass 1: the load one request puts on each interval. Mirrors {@link RequestShareBuilder}. */
+function loadRequest(grid: IntervalGrid, table: RequestTable, r: number, spans: SpanPlacement, i: number, load: IntervalLoad, full: FullCover): void {
+  const s = table.startMs[r] as number;
+  const e = table.endMs[r] as number;
+  const f = table.firstTokenMs[r] as number;
+  const prefillWork = table.prefillWork[r] as number;
+  const decodeWork = table.decodeWork[r] as number;
+  const { from, to } = spans;
+  if (e > s) {
+    if (Number.isNaN(f)) {
+      spread(grid, from[2 * i] as number, to[2 * i] as number, s, e, table.wholeDensity[r] as number, load, full);
+      return;
+    }
+    if (f > s) spread(grid, from[2 * i] as number, to[2 * i] as number, s, f, table.prefillDensity[r] as number, load, full);
+    else if (prefillWork > 0) addPoint(load.work, intervalAtStart(grid, s), prefillWork);
+    if (e > f) spread(grid, from[2 * i + 1] as number, to[2 * i + 1] as number, f, e, table.decodeDensity[r] as number, load, full);
+    else if (decodeWork > 0) addPoint(load.work, intervalAtEnd(grid, e), decodeWork);
+    return;
+  }
+  const work = prefillWork + decodeWork;
+  if (work > 0) addPoint(load.work, intervalAtStart(grid, s), work);
+  else addPoint(load.zeroCount, intervalAtStart(grid, s), 1);
+}
+
+/**
+ * Sum of the work densities of the spans that cover interval k in full, added one by one: the
+ * fallback for when the compensated running sum cannot be trusted to be positive (densities many
+ * orders of magnitude apart).
+ */
+function fullCoverDensity(k: number, table: RequestTable, onGpu: GpuRequests, spans: SpanPlacement): number {
+  let sum = 0;
+  for (let i = 0; i < onGpu.length; i += 1) {
+    const r = onGpu[i] as number;
+    for (let side = 0; side < 2; side += 1) {
+      const a = spans.from[2 * i + side] as number;
+      const b = spans.to[2 * i + side] as number;
+      if (a < k && k < b - 1) {
+        const density = Number.isNaN(table.firstTokenMs[r] as number) ? table.wholeDensity : side === 0 ? table.prefillDensity : table.decodeDensity;
+        sum += density[r] as number;
+      }
+    }
+  }
+  return sum;
+}
+
+/** Pass 1, for all requests: the time and work each interval carries. */
+function loadAll(grid: IntervalGrid, table: RequestTable, onGpu: GpuRequests, spans: SpanPlacement, scratch: ScratchArrays): IntervalLoad {
+  const { n } = grid;
+  const load: IntervalLoad = { time: scratch.floats(n), work: scratch.floats(n), zeroCount: scratch.floats(n) };
+  const full: FullCover = {
+    count: scratch.ints(n + 1),
+    positive: scratch.ints(n + 1),
+    densityHigh: scratch.floats(n + 1),
+    densityLow: scratch.floats(n + 1),
+  };
+  for (let i = 0; i < onGpu.length; i += 1) loadRequest(grid, table, onGpu[i] as number, spans, i, load, full);
+  let count = 0;
+  let positive = 0;
+  let densityHigh = 0;
+  let densityLow = 0;
+  for (let k = 0; k < n; k += 1) {
+    count += full.count[k] as number;
+    positive += full.positive[k] as number;
+    if (positive === 0) {
+      // No span with work covers k: exactly zero, and no rounding carried past here.
+      densityHigh = 0;
+      densityLow = 0;
+    } else {
+      const add = full.densityHigh[k] as number;
+      const next = densityHigh + add;
+      const addPart = next - densityHigh;
+      densityLow += densityHigh - (next - addPart) + (add - addPart) + (full.densityLow[k] as number);
+      densityHigh = next;
+    }
+    if (count === 0) continue;
+    const dt = (grid.end[k] as number) - (grid.start[k] as number);
+    load.time[k] = (load.time[k] as number) + count * dt;
+    if (positive > 0) {
+      let density = densityHigh + densityLow;
+      if (!(density > 0)) density = fullCoverDensity(k, table, onGpu, spans);
+      load.work[k] = (load.work[k] as number) + density * dt;
+    }
+  }
+  return load;
 }
 
 /** Pass 2 coefficients per interval: what one ms of presence, one unit of work, or one zero-length request receives. */
@@ -169,37 +427,41 @@ interface IntervalRates {
   readonly dynamicPerZero: Float64Array;
 }
 
-/** Add the time of [x, y), and work at density rho (per ms) over it, to every interval it overlaps. */
-function spread(grid: IntervalGrid, x: number, y: number, rho: number, load: IntervalLoad): void {
-  const { time, work } = load;
-  for (let k = firstEndingAfter(grid, x, false); k < grid.n && (grid.start[k] as number) < y; k += 1) {
-    const overlap = Math.min(grid.end[k] as number, y) - Math.max(grid.start[k] as number, x);
-    time[k] = (time[k] as number) + overlap;
-    if (rho > 0) work[k] = (work[k] as number) + rho * overlap;
-  }
+/**
+ * Pass 2 sums over runs of fully covered intervals: what a span covering them receives (static per
+ * ms x duration, dynamic per ms x duration, dynamic per work x duration, to be scaled by the span's
+ * density), their duration, and how many are estimated.
+ */
+interface FullCoverSums {
+  readonly staticByTime: CompensatedPrefix;
+  readonly dynamicByTime: CompensatedPrefix;
+  readonly dynamicByWork: CompensatedPrefix;
+  readonly duration: CompensatedPrefix;
+  readonly estimatedCount: Int32Array;
 }
 
-function addPoint(into: Float64Array, k: number, amount: number): void {
-  if (k >= 0) into[k] = (into[k] as number) + amount;
-}
-
-/** Pass 1: the load one request puts on each interval. Mirrors {@link RequestShareBuilder}. */
-function loadRequest(grid: IntervalGrid, g: RequestGeometry, load: IntervalLoad): void {
-  const { startMs: s, endMs: e, firstTokenMs: f } = g;
-  if (e > s) {
-    if (f === null) {
-      spread(grid, s, e, (g.prefillWork + g.decodeWork) / (e - s), load);
-      return;
-    }
-    if (f > s) spread(grid, s, f, g.prefillWork / (f - s), load);
-    else if (g.prefillWork > 0) addPoint(load.work, intervalAtStart(grid, s), g.prefillWork);
-    if (e > f) spread(grid, f, e, g.decodeWork / (e - f), load);
-    else if (g.decodeWork > 0) addPoint(load.work, intervalAtEnd(grid, e), g.decodeWork);
-    return;
+function fullCoverSums(grid: IntervalGrid, rates: IntervalRates, scratch: ScratchArrays): FullCoverSums {
+  const { n } = grid;
+  const staticByTime = scratch.floats(n);
+  const dynamicByTime = scratch.floats(n);
+  const dynamicByWork = scratch.floats(n);
+  const duration = scratch.floats(n);
+  const estimatedCount = scratch.ints(n + 1);
+  for (let k = 0; k < n; k += 1) {
+    const dt = (grid.end[k] as number) - (grid.start[k] as number);
+    staticByTime[k] = (rates.staticPerMs[k] as number) * dt;
+    dynamicByTime[k] = (rates.dynamicPerMs[k] as number) * dt;
+    dynamicByWork[k] = (rates.dynamicPerWork[k] as number) * dt;
+    duration[k] = dt;
+    estimatedCount[k + 1] = (estimatedCount[k] as number) + (grid.estimated[k] as number);
   }
-  const work = g.prefillWork + g.decodeWork;
-  if (work > 0) addPoint(load.work, intervalAtStart(grid, s), work);
-  else addPoint(load.zeroCount, intervalAtStart(grid, s), 1);
+  return {
+    staticByTime: compensatedPrefixSums(staticByTime, n, scratch.floats(n + 1), scratch.floats(n + 1)),
+    dynamicByTime: compensatedPrefixSums(dynamicByTime, n, scratch.floats(n + 1), scratch.floats(n + 1)),
+    dynamicByWork: compensatedPrefixSums(dynamicByWork, n, scratch.floats(n + 1), scratch.floats(n + 1)),
+    duration: compensatedPrefixSums(duration, n, scratch.floats(n + 1), scratch.floats(n + 1)),
+    estimatedCount,
+  };
 }
 
 /** Pass 2: one request's share of one GPU, accumulated phase by phase. */
@@ -217,24 +479,41 @@ class RequestShareBuilder {
   constructor(
     private readonly grid: IntervalGrid,
     private readonly rates: IntervalRates,
+    private readonly sums: FullCoverSums,
+    private readonly spans: SpanPlacement,
     private readonly periodStartMs: number,
     private readonly periodEndMs: number,
   ) {}
 
-  /** Time-and-work segment [x, y) with work density rho (per ms). */
-  private segment(x: number, y: number, rho: number): void {
+  /** Share of interval k of a span [x, y) with work density rho, added to the segment scratch. */
+  private overlapOf(k: number, x: number, y: number, rho: number): void {
     const { grid, rates } = this;
-    let st = 0;
-    let dy = 0;
-    for (let k = firstEndingAfter(grid, x, false); k < grid.n && (grid.start[k] as number) < y; k += 1) {
-      const overlap = Math.min(grid.end[k] as number, y) - Math.max(grid.start[k] as number, x);
-      st += (rates.staticPerMs[k] as number) * overlap;
-      dy += (rates.dynamicPerMs[k] as number) * overlap + (rates.dynamicPerWork[k] as number) * (rho * overlap);
-      this.coveredMs += overlap;
-      if (grid.estimated[k] === 1) this.estimated = true;
-    }
-    this.segStatic = st;
-    this.segDynamic = dy;
+    const overlap = Math.min(grid.end[k] as number, y) - Math.max(grid.start[k] as number, x);
+    this.segStatic += (rates.staticPerMs[k] as number) * overlap;
+    this.segDynamic += (rates.dynamicPerMs[k] as number) * overlap + (rates.dynamicPerWork[k] as number) * (rho * overlap);
+    this.coveredMs += overlap;
+    if (grid.estimated[k] === 1) this.estimated = true;
+  }
+
+  /** Time-and-work segment [x, y) with work density rho (per ms), over the intervals of span slot `slot`. */
+  private segment(slot: number, x: number, y: number, rho: number): void {
+    this.segStatic = 0;
+    this.segDynamic = 0;
+    const a = this.spans.from[slot] as number;
+    const b = this.spans.to[slot] as number;
+    if (b <= a) return;
+    const last = b - 1;
+    this.overlapOf(a, x, y, rho);
+    if (last === a) return;
+    this.overlapOf(last, x, y, rho);
+    if (last === a + 1) return;
+    // The intervals strictly between are covered in full: their sums are prefix differences.
+    const { sums } = this;
+    const inner = a + 1;
+    this.segStatic += Math.max(0, rangeSum(sums.staticByTime, inner, last));
+    this.segDynamic += Math.max(0, rangeSum(sums.dynamicByTime, inner, last)) + rho * Math.max(0, rangeSum(sums.dynamicByWork, inner, last));
+    this.coveredMs += rangeSum(sums.duration, inner, last);
+    if ((sums.estimatedCount[last] as number) > (sums.estimatedCount[inner] as number)) this.estimated = true;
   }
 
   /**
@@ -292,114 +571,154 @@ class RequestShareBuilder {
     this.dynamicDecode += this.segDynamic - dynamicPrefill;
   }
 
-  add(g: RequestGeometry): void {
-    const { startMs: s, endMs: e, firstTokenMs: f } = g;
+  /** Add request r of the table, the i-th on this GPU (its spans are slots 2i and 2i + 1). */
+  add(table: RequestTable, r: number, i: number): void {
+    const s = table.startMs[r] as number;
+    const e = table.endMs[r] as number;
+    const f = table.firstTokenMs[r] as number;
+    const prefillWork = table.prefillWork[r] as number;
+    const decodeWork = table.decodeWork[r] as number;
     if (e > s) {
-      if (f === null) {
-        this.segment(s, e, (g.prefillWork + g.decodeWork) / (e - s));
-        this.toBoth(g.prefillFraction);
+      if (Number.isNaN(f)) {
+        this.segment(2 * i, s, e, table.wholeDensity[r] as number);
+        this.toBoth(table.prefillFraction[r] as number);
         return;
       }
       if (f > s) {
-        this.segment(s, f, g.prefillWork / (f - s));
+        this.segment(2 * i, s, f, table.prefillDensity[r] as number);
         this.toPrefill();
-      } else if (g.prefillWork > 0) {
-        this.point(s, false, g.prefillWork);
+      } else if (prefillWork > 0) {
+        this.point(s, false, prefillWork);
         this.toPrefill();
       }
       if (e > f) {
-        this.segment(f, e, g.decodeWork / (e - f));
+        this.segment(2 * i + 1, f, e, table.decodeDensity[r] as number);
         this.toDecode();
-      } else if (g.decodeWork > 0) {
-        this.point(e, true, g.decodeWork);
+      } else if (decodeWork > 0) {
+        this.point(e, true, decodeWork);
         this.toDecode();
       }
       return;
     }
-    this.point(s, false, g.prefillWork + g.decodeWork);
-    this.toBoth(g.prefillFraction);
+    this.point(s, false, prefillWork + decodeWork);
+    this.toBoth(table.prefillFraction[r] as number);
   }
 }
 
 /**
  * Integral over time of the number of requests active on one GPU, from the request boundaries
- * (clipped to the period), so that any request's concurrency integral is two lookups.
+ * (clipped to the period), so that any request's concurrency integral is a few lookups.
  */
 class ConcurrencyIndex {
   private readonly startPrefix: Float64Array;
   private readonly endPrefix: Float64Array;
+  private readonly startLookup: SortedLookup;
+  private readonly endLookup: SortedLookup;
+  // Counts of starts and ends <= the last x asked (x only grows from call to call).
+  private startsUpToFrom = 0;
+  private endsUpToFrom = 0;
 
-  /** `starts` and `ends` (relative to the period start) are sorted in place. */
+  /**
+   * `starts` must be sorted; `ends` is sorted in place (both relative to the period start, within
+   * [0, periodMs]).
+   */
   constructor(
     private readonly starts: Float64Array,
     private readonly ends: Float64Array,
+    periodMs: number,
+    scratch: ScratchArrays,
   ) {
-    starts.sort();
     ends.sort();
-    this.startPrefix = prefixSums(starts);
-    this.endPrefix = prefixSums(ends);
+    this.startPrefix = prefixSums(starts, scratch);
+    this.endPrefix = prefixSums(ends, scratch);
+    this.startLookup = new SortedLookup(starts, 0, periodMs, scratch.ints(Math.max(starts.length, 1) + 1));
+    this.endLookup = new SortedLookup(ends, 0, periodMs, scratch.ints(Math.max(ends.length, 1) + 1));
   }
 
-  /** Integral of the count of active requests from the period start to t (t relative to the period start). */
-  private integralTo(t: number): number {
-    const ns = upperBound(this.starts, t);
-    const ne = upperBound(this.ends, t);
-    return ns * t - (this.startPrefix[ns] as number) - (ne * t - (this.endPrefix[ne] as number));
+  /** Integral of the count of active requests from the period start to t, given how many starts and ends are <= t. */
+  private integralTo(t: number, startsUpTo: number, endsUpTo: number): number {
+    return startsUpTo * t - (this.startPrefix[startsUpTo] as number) - (endsUpTo * t - (this.endPrefix[endsUpTo] as number));
   }
 
-  /** Integral of the count of active requests over [x, y) (relative to the period start). */
-  integral(x: number, y: number): number {
-    return y > x ? Math.max(0, this.integralTo(y) - this.integralTo(x)) : 0;
+  /**
+   * Integral of the count of active requests over [x, y) (relative to the period start). Calls must
+   * come with x not decreasing (requests in canonical order), so the counts at x are found by
+   * walking forward instead of searching.
+   */
+  integralFrom(x: number, y: number): number {
+    if (!(y > x)) return 0;
+    const { starts, ends } = this;
+    while (this.startsUpToFrom < starts.length && (starts[this.startsUpToFrom] as number) <= x) this.startsUpToFrom += 1;
+    while (this.endsUpToFrom < ends.length && (ends[this.endsUpToFrom] as number) <= x) this.endsUpToFrom += 1;
+    const atY = this.integralTo(y, this.startLookup.countAtMost(y), this.endLookup.countAtMost(y));
+    return Math.max(0, atY - this.integralTo(x, this.startsUpToFrom, this.endsUpToFrom));
   }
 }
 
-function prefixSums(values: Float64Array): Float64Array {
-  const out = new Float64Array(values.length + 1);
+/**
+ * Each request's concurrency integral over its active time in [p0, p1), by position in `onGpu` (0
+ * for one not active in the period). It depends only on the requests, not on the GPU's samples, so
+ * GPUs running the same requests (a tensor-parallel replica) share one result.
+ */
+function concurrencyOf(table: RequestTable, onGpu: GpuRequests, p0: number, p1: number, scratch: ScratchArrays): Float64Array {
+  // Relative to p0, uncovered time included. The requests are in canonical order, so the clipped
+  // starts are already sorted.
+  let activeInPeriod = 0;
+  const starts = scratch.floats(onGpu.length);
+  const ends = scratch.floats(onGpu.length);
+  for (const r of onGpu) {
+    const x = Math.max(table.startMs[r] as number, p0);
+    const y = Math.min(table.endMs[r] as number, p1);
+    if (y > x) {
+      starts[activeInPeriod] = x - p0;
+      ends[activeInPeriod] = y - p0;
+      activeInPeriod += 1;
+    }
+  }
+  const index = new ConcurrencyIndex(starts.subarray(0, activeInPeriod), ends.subarray(0, activeInPeriod), p1 - p0, scratch);
+  // Kept across GPUs, so not from the scratch arrays.
+  const concurrencyMs = new Float64Array(onGpu.length);
+  for (let i = 0; i < onGpu.length; i += 1) {
+    const r = onGpu[i] as number;
+    const x = Math.max(table.startMs[r] as number, p0);
+    const y = Math.min(table.endMs[r] as number, p1);
+    concurrencyMs[i] = index.integralFrom(x - p0, y - p0);
+  }
+  return concurrencyMs;
+}
+
+function prefixSums(values: Float64Array, scratch: ScratchArrays): Float64Array {
+  const out = scratch.floats(values.length + 1);
   for (let i = 0; i < values.length; i += 1) out[i + 1] = (out[i] as number) + (values[i] as number);
   return out;
-}
-
-/** Number of values <= t in a sorted array. */
-function upperBound(values: Float64Array, t: number): number {
-  let lo = 0;
-  let hi = values.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((values[mid] as number) <= t) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 function usableBaseline(baseline: Watts | null): number | null {
   return baseline !== null && Number.isFinite(baseline) && baseline >= 0 ? baseline : null;
 }
 
-/** Settle one GPU over [p0, p1) given the requests that run on it (in canonical order). */
+/**
+ * Settle one GPU over [p0, p1) given the requests that run on it (in canonical order) and their
+ * {@link concurrencyOf}.
+ */
 function settleGpu(
   gpu: GpuPeriodInput,
-  requests: readonly RequestGeometry[],
+  table: RequestTable,
+  onGpu: GpuRequests,
+  concurrencyMs: Float64Array,
   p0: number,
   p1: number,
   config: AttributionConfig,
+  scratch: ScratchArrays,
 ): { totals: GpuPeriodTotals; shares: RequestPeriodShare[] } {
   const timeline = buildEnergyTimeline(gpu.samples, config);
   let counterResets = 0;
   let gaps = 0;
-  const sliced: EnergyInterval[] = [];
   for (const interval of timeline.intervals) {
     // Flags are counted once, in the period where the interval starts.
     if (interval.startMs >= p0 && interval.startMs < p1) {
       if (interval.counterReset) counterResets += 1;
       if (interval.gap) gaps += 1;
-    }
-    // Cut at the period bounds and on the attribution grid.
-    const hi = Math.min(interval.endMs, p1);
-    for (let from = Math.max(interval.startMs, p0); from < hi; ) {
-      const to = Math.min(hi, (Math.floor(from / ATTRIBUTION_GRID_MS) + 1) * ATTRIBUTION_GRID_MS);
-      const part = sliceInterval(interval, from, to);
-      if (part) sliced.push(part);
-      from = to;
     }
   }
   for (const stretch of timeline.uncovered) {
@@ -411,18 +730,19 @@ function settleGpu(
   let samples = 0;
   for (const sample of gpu.samples) if (sample.timestampMs >= p0 && sample.timestampMs < p1) samples += 1;
 
-  const grid = gridOf(sliced);
+  // Cut at the period bounds and on the attribution grid.
+  const grid = gridOf(timeline.intervals, p0, p1, scratch);
   const { n } = grid;
-  const load: IntervalLoad = { time: new Float64Array(n), work: new Float64Array(n), zeroCount: new Float64Array(n) };
-  for (const g of requests) loadRequest(grid, g, load);
+  const spans = placeSpans(grid, table, onGpu, scratch);
+  const load = loadAll(grid, table, onGpu, spans, scratch);
 
   const rates: IntervalRates = {
-    staticPerMs: new Float64Array(n),
-    dynamicPerMs: new Float64Array(n),
-    dynamicPerWork: new Float64Array(n),
-    staticPerWork: new Float64Array(n),
-    staticPerZero: new Float64Array(n),
-    dynamicPerZero: new Float64Array(n),
+    staticPerMs: scratch.floats(n),
+    dynamicPerMs: scratch.floats(n),
+    dynamicPerWork: scratch.floats(n),
+    staticPerWork: scratch.floats(n),
+    staticPerZero: scratch.floats(n),
+    dynamicPerZero: scratch.floats(n),
   };
   const baseline = usableBaseline(gpu.idleBaselineW);
   let measured = 0;
@@ -440,7 +760,7 @@ function settleGpu(
     measured += energy;
     if (estimated) estimatedJ += energy;
     // Coverage: time with samples no further apart than the gap threshold.
-    if (!(sliced[k] as EnergyInterval).gap) coveredMs += dt;
+    if (grid.gap[k] === 0) coveredMs += dt;
     if (grid.unattributable[k] === 1) {
       unattributed += energy;
       continue;
@@ -472,46 +792,34 @@ function settleGpu(
     }
   }
 
-  // Concurrency over the whole period (uncovered time included), relative to p0.
-  let spans = 0;
-  const starts = new Float64Array(requests.length);
-  const ends = new Float64Array(requests.length);
-  for (const g of requests) {
-    const x = Math.max(g.startMs, p0);
-    const y = Math.min(g.endMs, p1);
-    if (y > x) {
-      starts[spans] = x - p0;
-      ends[spans] = y - p0;
-      spans += 1;
-    }
-  }
-  const concurrency = new ConcurrencyIndex(starts.subarray(0, spans), ends.subarray(0, spans));
-
   const shares: RequestPeriodShare[] = [];
   let attributedStatic = 0;
   let attributedDynamic = 0;
-  const builder = new RequestShareBuilder(grid, rates, p0, p1);
-  for (const g of requests) {
-    const x = Math.max(g.startMs, p0);
-    const y = Math.min(g.endMs, p1);
+  const builder = new RequestShareBuilder(grid, rates, fullCoverSums(grid, rates, scratch), spans, p0, p1);
+  for (let i = 0; i < onGpu.length; i += 1) {
+    const r = onGpu[i] as number;
+    const startMs = table.startMs[r] as number;
+    const endMs = table.endMs[r] as number;
+    const x = Math.max(startMs, p0);
+    const y = Math.min(endMs, p1);
     const activeMs = y > x ? y - x : 0;
-    const pointInPeriod = g.endMs === g.startMs && g.startMs >= p0 && g.startMs < p1;
+    const pointInPeriod = endMs === startMs && startMs >= p0 && startMs < p1;
     if (activeMs === 0 && !pointInPeriod) continue;
     builder.reset();
-    builder.add(g);
+    builder.add(table, r, i);
     const staticJ = builder.staticPrefill + builder.staticDecode;
     const dynamicJ = builder.dynamicPrefill + builder.dynamicDecode;
     attributedStatic += staticJ;
     attributedDynamic += dynamicJ;
     shares.push({
-      requestId: g.record.requestId,
+      requestId: (table.records[r] as ResolvedRequest).requestId,
       gpuUuid: gpu.gpuUuid,
       staticJ: joules(staticJ),
       dynamicJ: joules(dynamicJ),
       prefillJ: joules(builder.staticPrefill + builder.dynamicPrefill),
       decodeJ: joules(builder.staticDecode + builder.dynamicDecode),
       activeMs,
-      concurrencyMs: concurrency.integral(x - p0, y - p0),
+      concurrencyMs: concurrencyMs[i] as number,
       // Part of its time had no energy data at all: its total is incomplete.
       estimated: builder.estimated || builder.coveredMs < activeMs * (1 - 1e-12),
     });
@@ -538,6 +846,13 @@ function settleGpu(
   return { totals, shares };
 }
 
+/** The same requests in the same order (as on the GPUs of one tensor-parallel replica, listed together). */
+function sameRequests(a: GpuRequests, b: GpuRequests): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /**
  * Settle one period on every GPU of `input` (see the module comment for the method).
  * Requests are matched to GPUs by UUID; a GPU a request names that is not in `input.gpus` gets no
@@ -550,26 +865,41 @@ export function settlePeriod(input: SettlePeriodInput): PeriodSettlement {
   const ordered = input.requests
     .filter((r) => Number.isFinite(r.startMs) && Number.isFinite(r.endMs))
     .sort((x, y) => x.startMs - y.startMs || x.endMs - y.endMs || (x.requestId < y.requestId ? -1 : x.requestId > y.requestId ? 1 : 0));
-  const byGpu = new Map<string, RequestGeometry[]>();
+  const byGpu = new Map<string, number[]>();
   for (const gpu of input.gpus) byGpu.set(gpu.gpuUuid, []);
+  const table = new RequestTable(ordered.length);
   const seenIds = new Set<string>();
   for (const record of ordered) {
-    if (seenIds.has(record.requestId)) continue; // one request_id is one request (idempotency key)
+    // One request_id is one request (idempotency key). One lookup: add, and see whether it grew.
+    const seenBefore = seenIds.size;
     seenIds.add(record.requestId);
-    const geometry = geometryOf(record, input.config);
+    if (seenIds.size === seenBefore) continue;
+    const r = table.add(record, input.config);
     const { gpus } = record;
     for (let i = 0; i < gpus.length; i += 1) {
-      const uuid = gpus[i] as string;
-      if (gpus.indexOf(uuid) === i) byGpu.get(uuid)?.push(geometry);
+      const onGpu = byGpu.get(gpus[i] as string);
+      if (onGpu === undefined) continue;
+      // A GPU named twice by one request gets it once: it would be the last one pushed there.
+      // (Length checked first: reading index -1 of an empty array is a slow property lookup.)
+      if (onGpu.length === 0 || onGpu[onGpu.length - 1] !== r) onGpu.push(r);
     }
   }
   const gpus: GpuPeriodTotals[] = [];
   const shares: RequestPeriodShare[] = [];
   const seen = new Set<string>();
+  const scratch = new ScratchArrays();
+  let previousOnGpu: GpuRequests | null = null;
+  let previousConcurrency: Float64Array = new Float64Array(0);
   for (const gpu of input.gpus) {
     if (seen.has(gpu.gpuUuid)) continue; // a GPU listed twice is measured once
     seen.add(gpu.gpuUuid);
-    const settled = settleGpu(gpu, byGpu.get(gpu.gpuUuid) ?? [], p0, p1, input.config);
+    scratch.reset(); // the previous GPU's arrays are no longer needed
+    const onGpu = byGpu.get(gpu.gpuUuid) ?? [];
+    const concurrencyMs =
+      previousOnGpu !== null && sameRequests(onGpu, previousOnGpu) ? previousConcurrency : concurrencyOf(table, onGpu, p0, p1, scratch);
+    previousOnGpu = onGpu;
+    previousConcurrency = concurrencyMs;
+    const settled = settleGpu(gpu, table, onGpu, concurrencyMs, p0, p1, input.config, scratch);
     gpus.push(settled.totals);
     for (const share of settled.shares) shares.push(share);
   }

@@ -160,6 +160,14 @@ export function sliceInterval(interval: EnergyInterval, fromMs: number, toMs: nu
   const hi = Math.min(interval.endMs, toMs);
   if (!(hi > lo)) return null;
   if (lo === interval.startMs && hi === interval.endMs) return interval;
-  const energy = energyBefore(interval, hi) - energyBefore(interval, lo);
-  return { ...interval, startMs: epochMs(lo), endMs: epochMs(hi), energyJ: joules(energy) };
+  return { ...interval, startMs: epochMs(lo), endMs: epochMs(hi), energyJ: joules(slicedEnergyJ(interval, lo, hi)) };
+}
+
+/**
+ * Energy of the part [loMs, hiMs) of `interval` (inside it, loMs < hiMs): the energyJ of
+ * {@link sliceInterval}'s piece, without building the piece.
+ */
+export function slicedEnergyJ(interval: EnergyInterval, loMs: number, hiMs: number): number {
+  if (loMs === interval.startMs && hiMs === interval.endMs) return interval.energyJ;
+  return energyBefore(interval, hiMs) - energyBefore(interval, loMs);
 }
