@@ -169,7 +169,7 @@ function best(s: Scenario, repeats: number): ScenarioRun {
 }
 
 export async function benchAttribution(): Promise<void> {
-  const repeats = 3;
+  const repeats = 7; // a scenario times only ~10-50 ms: more runs so one preemption cannot set the figure
   console.log(
     `settlePeriod: ${GPUS} GPUs, ${1000 / SAMPLE_MS} Hz samples with energy counter, ${PERIOD_MS / 1000} s periods, ` +
       `120 s of synthetic seeded workload per scenario, best of ${repeats} runs`,
