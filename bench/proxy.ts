@@ -2,180 +2,272 @@
  * Latency and throughput the OpenAI-compatible proxy adds, against a fast fake upstream on
  * 127.0.0.1 that answers at once, so the proxy's own cost is what shows.
  *
- * Three threads, as in a deployment where the proxy does not share a core with the engine or
- * its clients: the fake upstream and the load generator run in worker threads, the proxy (with a
- * sink that accepts every record) in the main thread.
- * - Latency: the same requests alternately direct and through the proxy, one at a time, on
- *   keep-alive connections. p50/p99 of time to first body byte and of total time, and the
- *   difference proxied - direct (the added latency). Target: p99 added <= 1 ms.
- * - Throughput: a fixed number of requests at a fixed concurrency, direct then proxied; ratio
- *   proxied/direct. Target: >= 90 %. With an upstream that costs nothing this is the worst case:
- *   a real engine spends milliseconds to seconds per call, the proxy tens of microseconds.
- * Non-streaming and streaming (SSE, 16 content events; the client does not ask for usage, so the
- * proxy injects and strips it: its most expensive path).
- * Prints figures; asserts nothing. Bounded: a few thousand requests in all.
+ * Three processes: the fake upstream (bench/proxy-upstream.ts), the load generator
+ * (bench/proxy-client.ts) and the proxy with a sink that accepts every record
+ * (bench/proxy-server.ts; the proxy code comes from dist/ when it is built and current, as
+ * deployed, else from the sources through tsx: the output says which). Direct and proxied runs
+ * use the very same client and upstream processes, so they differ only by the proxy hop. Two
+ * layouts, each with fresh processes:
+ * - pinned (taskset): the proxy alone on one CPU, the load generator and the upstream together on
+ *   another, for the direct runs as for the proxied ones. This is the deployment's shape: on a GPU
+ *   node the engine's bottleneck is the GPU and the proxy runs on a spare core, so it must not be
+ *   charged for taking CPU away from the client and upstream it is compared against. Where
+ *   pinning is impossible (no taskset, one CPU) the output says so and only the unpinned layout runs.
+ * - unpinned: the three processes share every CPU the machine lends (2 vCPUs where the earlier
+ *   figures were taken). With an upstream that does no work, the proxy's socket work then competes
+ *   with the client's and the upstream's, so this is a worst case, kept so that nothing is hidden.
+ * Per layout and for non-streaming and streaming calls (SSE, 16 content events; the client does
+ * not ask for usage, so the proxy injects and strips it: its most expensive path):
+ * - Latency: the same request direct, through the proxy and through a bare TCP relay (bytes piped
+ *   both ways, no HTTP, in the proxy's process and place), one at a time on keep-alive
+ *   connections, the order reversed every other round. p50/p99 of time to first body byte and of
+ *   total time, and the difference from direct (the added latency). Target: p99 added <= 1 ms.
+ *   The relay's column is what any extra hop costs on this machine (loopback, a process to wake
+ *   on another CPU); the rest of the proxy's is its own work.
+ * - Throughput: a fixed number of requests at a fixed concurrency, direct and proxied in
+ *   alternation for a few rounds; the ratio proxied/direct per round (median and range).
+ *   Target: >= 90 %. With an upstream that costs nothing this is the worst case: a real engine
+ *   spends milliseconds to seconds per call, the proxy tens of microseconds.
+ * - CPU per request (user + system, from each process's own accounting) of the proxy, and of the
+ *   client and the upstream, during the throughput runs: the proxy's cost with the noise of
+ *   scheduling taken out. In the pinned layout the proxied throughput can reach direct only while
+ *   the proxy's CPU per request stays below the client's and upstream's together.
+ * Prints figures; asserts nothing. Bounded: a few tens of thousands of requests in all (~1-2 min).
  *
- * Run: node --import tsx bench/proxy.ts
+ * Run: npm run bench -- proxy   (or: node --import tsx bench/proxy.ts)
+ * Options (environment): TOKENWATT_PROXY_BENCH_LAYOUT=pinned|unpinned|both (default both),
+ * TOKENWATT_PROXY_BENCH_ROUNDS=N throughput rounds (default 3), TOKENWATT_PROXY_BENCH_PROF=DIR
+ * writes a CPU profile of the proxy process (node --cpu-prof) into DIR.
  */
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
-import { OpenAiProxy } from '../collectors/proxy/openai-proxy.js';
-import { proxyConfigSchema } from '../collectors/proxy/proxy-config.js';
-import type { IngestResult, RequestSink } from '../collectors/request-sink.js';
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { ClientCommand, LatencySample } from './proxy-client.js';
+import type { DeliveryStats } from '../collectors/proxy/record-delivery.js';
 
 const SETTINGS = { streamEvents: 16, latencyRequests: 1500, warmup: 200, throughputRequests: 4000, concurrency: 32 };
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/** The fake upstream (plain JS: worker threads run it without a TypeScript loader). */
-const UPSTREAM_WORKER = `
-const http = require('node:http');
-const { parentPort, workerData } = require('node:worker_threads');
-const N = workerData.streamEvents;
-let n = 0;
-const server = http.createServer((req, res) => {
-  const parts = [];
-  req.on('data', (c) => parts.push(c));
-  req.on('end', () => {
-    const body = JSON.parse(Buffer.concat(parts).toString());
-    const id = 'chatcmpl-' + (++n);
-    if (!body.stream) {
-      const out = JSON.stringify({ id, object: 'chat.completion', created: 1, model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }], usage: { prompt_tokens: 12, completion_tokens: 1, total_tokens: 13 } });
-      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(out) }).end(out);
-      return;
-    }
-    res.writeHead(200, { 'Content-Type': 'text/event-stream' });
-    let i = 0;
-    const next = () => {
-      if (i < N) {
-        res.write('data: {"id":"' + id + '","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"t' + (i++) + ' "},"finish_reason":null}]}\\n\\n');
-        setImmediate(next);
-        return;
-      }
-      if (body.stream_options && body.stream_options.include_usage) {
-        res.write('data: {"id":"' + id + '","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":' + N + ',"total_tokens":' + (12 + N) + '}}\\n\\n');
-      }
-      res.end('data: [DONE]\\n\\n');
-    };
-    next();
-  });
-});
-server.listen(0, '127.0.0.1', () => parentPort.postMessage(server.address().port));
-parentPort.on('message', () => { server.closeAllConnections(); server.close(() => process.exit(0)); });
-`;
+interface Layout {
+  readonly name: 'pinned' | 'unpinned';
+  readonly description: string;
+  /** taskset CPU lists, or null for no pinning. */
+  readonly proxyCpus: string | null;
+  readonly loadCpus: string | null;
+}
 
-/** The load generator: latency (sequential, alternating) then throughput (concurrent), per mode. */
-const CLIENT_WORKER = `
-const http = require('node:http');
-const { parentPort, workerData } = require('node:worker_threads');
-const { direct, proxied, streamEvents, latencyRequests, warmup, throughputRequests, concurrency } = workerData;
-function request(agent, base, stream) {
-  const payload = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello there' }], max_tokens: streamEvents, stream });
-  return new Promise((resolve, reject) => {
-    const start = process.hrtime.bigint();
-    let first = 0n;
-    const req = http.request(base + '/v1/chat/completions', { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
-      res.on('data', () => { if (first === 0n) first = process.hrtime.bigint(); });
-      res.on('end', () => resolve([Number(first - start) / 1e6, Number(process.hrtime.bigint() - start) / 1e6]));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
+interface Throughput {
+  readonly directRps: number;
+  readonly proxiedRps: number;
+  /** CPU µs per request: the proxy's, and the client's and upstream's in the direct and in the proxied run. */
+  readonly proxyCpu: number;
+  readonly direct: { readonly client: number; readonly upstream: number };
+  readonly proxied: { readonly client: number; readonly upstream: number };
 }
-async function latency(stream) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  for (let i = 0; i < warmup; i++) { await request(agent, direct, stream); await request(agent, proxied, stream); }
-  const d = [], p = [];
-  for (let i = 0; i < latencyRequests; i++) {
-    if (i % 2 === 0) { d.push(await request(agent, direct, stream)); p.push(await request(agent, proxied, stream)); }
-    else { p.push(await request(agent, proxied, stream)); d.push(await request(agent, direct, stream)); }
-  }
-  agent.destroy();
-  return { direct: d, proxied: p };
-}
-async function throughput(base, stream) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
-  let issued = 0;
-  const started = process.hrtime.bigint();
-  const worker = async () => { while (issued < throughputRequests) { issued++; await request(agent, base, stream); } };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  agent.destroy();
-  return throughputRequests / (Number(process.hrtime.bigint() - started) / 1e9);
-}
-(async () => {
-  const results = [];
-  for (const stream of [false, true]) {
-    const lat = await latency(stream);
-    results.push({ stream, ...lat, directRps: await throughput(direct, stream), proxiedRps: await throughput(proxied, stream) });
-  }
-  parentPort.postMessage(results);
-})().catch((err) => { throw err; });
-`;
 
 interface ModeResult {
   readonly stream: boolean;
-  /** [first byte ms, total ms] per request. */
-  readonly direct: [number, number][];
-  readonly proxied: [number, number][];
-  readonly directRps: number;
-  readonly proxiedRps: number;
+  readonly direct: LatencySample[];
+  readonly proxied: LatencySample[];
+  /** Through the bare TCP relay that stands where the proxy does. */
+  readonly relayed: LatencySample[];
+  readonly rounds: Throughput[];
 }
 
-const acceptingSink: RequestSink = {
-  async submit(records): Promise<IngestResult> {
-    return { accepted: records.length, duplicates: 0, late: 0, errors: [] };
-  },
-};
+/** CPUs this process may run on (Linux), from /proc/self/status; null where unknown. */
+function allowedCpus(): number[] | null {
+  try {
+    const line = readFileSync('/proc/self/status', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Cpus_allowed_list:'));
+    if (!line) return null;
+    const cpus: number[] = [];
+    for (const part of line.slice(line.indexOf(':') + 1).trim().split(',')) {
+      const [a, b] = part.split('-').map(Number);
+      if (a === undefined || !Number.isInteger(a)) continue;
+      for (let c = a; c <= (b ?? a); c++) cpus.push(c);
+    }
+    return cpus;
+  } catch {
+    return null;
+  }
+}
 
-function percentile(values: number[], p: number): number {
+/** The pinned layout, or why it cannot be had here. */
+function pinnedLayout(): Layout | string {
+  const cpus = allowedCpus();
+  if (cpus === null) return 'the CPUs this process may use are unknown (no /proc/self/status)';
+  if (cpus.length < 2) return `only ${cpus.length} CPU available`;
+  const [load, proxy] = cpus as [number, number];
+  const check = spawnSync('taskset', ['-c', String(proxy), 'true']);
+  if (check.error || check.status !== 0) return `taskset failed: ${check.error?.message ?? check.stderr.toString().trim()}`;
+  return {
+    name: 'pinned',
+    description: `proxy alone on CPU ${proxy}; load generator and upstream together on CPU ${load}, direct and proxied alike (taskset)`,
+    proxyCpus: String(proxy),
+    loadCpus: String(load),
+  };
+}
+
+function startNode(script: string, args: readonly string[], cpus: string | null, nodeOptions: readonly string[] = []): ChildProcess {
+  const argv = [...nodeOptions, '--import', 'tsx', fileURLToPath(new URL(script, import.meta.url)), ...args];
+  const child =
+    cpus === null
+      ? spawn(process.execPath, argv, { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+      : spawn('taskset', ['-c', cpus, process.execPath, ...argv], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  child.on('exit', (code, signal) => {
+    if (code !== 0 && signal === null) console.log(`${script} exited with ${code}`);
+  });
+  return child;
+}
+
+/** The child's next message (after sending `message`, if given). */
+function ask<T>(child: ChildProcess, message?: unknown): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: unknown): void => {
+      child.off('exit', onExit);
+      if (typeof m === 'object' && m !== null && 'error' in m) reject(new Error(String((m as { error: unknown }).error)));
+      else resolve(m as T);
+    };
+    const onExit = (code: number | null): void => {
+      child.off('message', onMessage);
+      reject(new Error(`a bench process exited (${code}) before answering`));
+    };
+    child.once('message', onMessage);
+    child.once('exit', onExit);
+    if (message !== undefined) child.send(message as string);
+  });
+}
+
+const cpuOf = async (child: ChildProcess): Promise<number> => (await ask<{ cpuUs: number }>(child, 'cpu')).cpuUs;
+
+async function runLayout(layout: Layout, rounds: number): Promise<{ results: ModeResult[]; delivery: DeliveryStats | null; sources: string }> {
+  const profDir = process.env.TOKENWATT_PROXY_BENCH_PROF;
+  const upstream = startNode('./proxy-upstream.ts', [String(SETTINGS.streamEvents)], layout.loadCpus);
+  const children = [upstream];
+  try {
+    const upstreamUrl = `http://127.0.0.1:${(await ask<{ port: number }>(upstream)).port}`;
+    const proxy = startNode('./proxy-server.ts', [upstreamUrl], layout.proxyCpus, profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
+    children.push(proxy);
+    const started = await ask<{ port: number; relayPort: number; sources: string }>(proxy);
+    const proxiedUrl = `http://127.0.0.1:${started.port}`;
+    const relayedUrl = `http://127.0.0.1:${started.relayPort}`;
+    const client = startNode('./proxy-client.ts', [JSON.stringify(SETTINGS)], layout.loadCpus);
+    children.push(client);
+    await ask(client);
+
+    const command = <T>(c: ClientCommand): Promise<T> => ask<T>(client, c);
+    const results: ModeResult[] = [];
+    for (const stream of [false, true]) {
+      const latency = await command<LatencySample[][]>({ cmd: 'latency', targets: [upstreamUrl, proxiedUrl, relayedUrl], stream });
+      const measured: Throughput[] = [];
+      for (let round = 0; round < rounds; round++) {
+        const one = async (base: string): Promise<{ rps: number; clientCpu: number; upstreamCpu: number; proxyCpu: number }> => {
+          const [u0, p0] = [await cpuOf(upstream), await cpuOf(proxy)];
+          const { rps, cpuUs } = await command<{ rps: number; cpuUs: number }>({ cmd: 'throughput', base, stream });
+          const [u1, p1] = [await cpuOf(upstream), await cpuOf(proxy)];
+          const n = SETTINGS.throughputRequests;
+          return { rps, clientCpu: cpuUs / n, upstreamCpu: (u1 - u0) / n, proxyCpu: (p1 - p0) / n };
+        };
+        // alternate which goes first, so that drift on a shared machine falls on both
+        let direct: Awaited<ReturnType<typeof one>>;
+        let proxied: Awaited<ReturnType<typeof one>>;
+        if (round % 2 === 0) {
+          direct = await one(upstreamUrl);
+          proxied = await one(proxiedUrl);
+        } else {
+          proxied = await one(proxiedUrl);
+          direct = await one(upstreamUrl);
+        }
+        measured.push({
+          directRps: direct.rps,
+          proxiedRps: proxied.rps,
+          proxyCpu: proxied.proxyCpu,
+          direct: { client: direct.clientCpu, upstream: direct.upstreamCpu },
+          proxied: { client: proxied.clientCpu, upstream: proxied.upstreamCpu },
+        });
+      }
+      results.push({ stream, direct: latency[0] ?? [], proxied: latency[1] ?? [], relayed: latency[2] ?? [], rounds: measured });
+    }
+    client.send('stop');
+    const { delivery } = await ask<{ delivery: DeliveryStats | null }>(proxy, 'stop');
+    return { results, delivery, sources: started.sources };
+  } finally {
+    for (const child of children) if (child.exitCode === null && child.connected) child.send('stop');
+    await new Promise((r) => setTimeout(r, 200));
+    for (const child of children) if (child.exitCode === null) child.kill();
+  }
+}
+
+function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN;
 }
 
-function onceMessage<T>(worker: Worker): Promise<T> {
-  return new Promise((resolve, reject) => {
-    worker.once('message', resolve);
-    worker.once('error', reject);
-  });
-}
+const fmt = (ms: number): string => ms.toFixed(3).padStart(9);
+const int = (n: number): string => Math.round(n).toLocaleString('en-US');
 
-const fmt = (ms: number) => ms.toFixed(3).padStart(9);
-
-export async function benchProxy(): Promise<void> {
-  const upstream = new Worker(UPSTREAM_WORKER, { eval: true, workerData: SETTINGS });
-  const upstreamPort = await onceMessage<number>(upstream);
-  const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
-  const silent = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} };
-  const proxy = new OpenAiProxy({ config: proxyConfigSchema.parse({ port: 0, host: '127.0.0.1', upstream: upstreamUrl, replica: { gpus: [0] } }), log: silent });
-  await proxy.start(acceptingSink);
-  const { streamEvents, latencyRequests, throughputRequests, concurrency } = SETTINGS;
-  console.log(
-    `proxy bench: fast fake upstream, node ${process.version}; upstream, load generator and proxy on separate threads; ` +
-      `${latencyRequests} sequential requests per side, throughput ${throughputRequests} requests at concurrency ${concurrency}, streams of ${streamEvents} events`,
-  );
-  try {
-    const client = new Worker(CLIENT_WORKER, { eval: true, workerData: { ...SETTINGS, direct: upstreamUrl, proxied: `http://127.0.0.1:${proxy.port}` } });
-    const results = await onceMessage<ModeResult[]>(client);
-    await client.terminate();
-    console.log('mode         metric        direct p50  direct p99   proxy p50   proxy p99   added p50   added p99  (ms)');
-    for (const r of results) {
-      const mode = r.stream ? 'streaming' : 'non-stream';
-      for (const [index, metric] of ['first byte', 'total'].entries()) {
-        const d = r.direct.map((s) => s[index] ?? Number.NaN);
-        const p = r.proxied.map((s) => s[index] ?? Number.NaN);
-        const [d50, d99, p50, p99] = [percentile(d, 50), percentile(d, 99), percentile(p, 50), percentile(p, 99)];
-        console.log(`${mode.padEnd(12)} ${metric.padEnd(12)} ${fmt(d50)}  ${fmt(d99)}  ${fmt(p50)}  ${fmt(p99)}  ${fmt(p50 - d50)}  ${fmt(p99 - d99)}`);
-      }
+function report(layout: Layout, results: readonly ModeResult[], delivery: DeliveryStats | null, sources: string): void {
+  console.log(`\n${layout.name}: ${layout.description}`);
+  console.log(`proxy code: ${sources === 'dist' ? 'dist/ (built JavaScript, as deployed)' : 'TypeScript sources through tsx (dist/ missing or older than the sources)'}`);
+  console.log('mode         metric        direct p50  direct p99   proxy p50   proxy p99   added p50   added p99 | relay added p50   p99  (ms)');
+  for (const r of results) {
+    const mode = (r.stream ? 'streaming' : 'non-stream').padEnd(12);
+    for (const [index, metric] of ['first byte', 'total'].entries()) {
+      const pick = (samples: readonly LatencySample[]): [number, number] => {
+        const values = samples.map((s) => s[index] ?? Number.NaN);
+        return [percentile(values, 50), percentile(values, 99)];
+      };
+      const [d50, d99] = pick(r.direct);
+      const [p50, p99] = pick(r.proxied);
+      const [b50, b99] = pick(r.relayed);
       console.log(
-        `${mode.padEnd(12)} throughput   direct ${r.directRps.toFixed(0)} req/s, proxied ${r.proxiedRps.toFixed(0)} req/s, ratio ${((100 * r.proxiedRps) / r.directRps).toFixed(1)} %`,
+        `${mode} ${metric.padEnd(12)} ${fmt(d50)}  ${fmt(d99)}  ${fmt(p50)}  ${fmt(p99)}  ${fmt(p50 - d50)}  ${fmt(p99 - d99)} |     ${fmt(b50 - d50)} ${fmt(b99 - d99)}`,
       );
     }
-  } finally {
-    await proxy.shutdown();
-    upstream.postMessage('stop');
-    await new Promise((resolve) => upstream.once('exit', resolve));
+    const ratios = r.rounds.map((t) => (100 * t.proxiedRps) / t.directRps);
+    const med = (pick: (t: Throughput) => number): number => percentile(r.rounds.map(pick), 50);
+    console.log(
+      `${mode} throughput   direct ${int(med((t) => t.directRps))} req/s, proxied ${int(med((t) => t.proxiedRps))} req/s (medians of ${r.rounds.length} rounds); ` +
+        `ratio ${percentile(ratios, 50).toFixed(1)} % (rounds ${Math.min(...ratios).toFixed(1)}-${Math.max(...ratios).toFixed(1)} %)`,
+    );
+    const us = (pick: (t: Throughput) => number): string => `${med(pick).toFixed(0)} µs`;
+    console.log(
+      `${mode} CPU/request  proxy ${us((t) => t.proxyCpu)}; client + upstream ${us((t) => t.direct.client)} + ${us((t) => t.direct.upstream)} direct, ` +
+        `${us((t) => t.proxied.client)} + ${us((t) => t.proxied.upstream)} proxied (medians)`,
+    );
   }
-  const stats = proxy.stats().delivery;
-  console.log(`records delivered: ${stats?.accepted ?? 0} (refused ${stats?.refused ?? 0}, dropped ${stats?.dropped ?? 0})`);
+  console.log(`records delivered: ${delivery?.accepted ?? 0} (refused ${delivery?.refused ?? 0}, dropped ${delivery?.dropped ?? 0})`);
+}
+
+export async function benchProxy(): Promise<void> {
+  const wanted = process.env.TOKENWATT_PROXY_BENCH_LAYOUT ?? 'both';
+  const rounds = Math.max(1, Number(process.env.TOKENWATT_PROXY_BENCH_ROUNDS ?? 3) || 3);
+  const { streamEvents, latencyRequests, throughputRequests, concurrency } = SETTINGS;
+  const cpus = allowedCpus();
+  console.log(
+    `proxy bench: fast fake upstream, node ${process.version}, ${cpus?.length ?? '?'} CPUs; upstream, load generator and proxy in separate processes; ` +
+      `${latencyRequests} sequential requests per side, throughput ${rounds} rounds of ${throughputRequests} requests per side at concurrency ${concurrency}, streams of ${streamEvents} events`,
+  );
+  const layouts: Layout[] = [];
+  if (wanted !== 'unpinned') {
+    const pinned = pinnedLayout();
+    if (typeof pinned === 'string') console.log(`pinned layout not measured: ${pinned}; only the unpinned figures follow`);
+    else layouts.push(pinned);
+  }
+  if (wanted !== 'pinned' || layouts.length === 0) {
+    layouts.push({
+      name: 'unpinned',
+      description: `the three processes share all ${cpus?.length ?? '?'} CPUs, as the three threads of the earlier figures did: the proxy competes with the client and the upstream for CPU`,
+      proxyCpus: null,
+      loadCpus: null,
+    });
+  }
+  for (const layout of layouts) {
+    const { results, delivery, sources } = await runLayout(layout, rounds);
+    report(layout, results, delivery, sources);
+  }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -13,30 +13,34 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
+const NOTHING: ReadonlySet<string> = new Set();
+
 /**
  * Filter a raw header list (`[name, value, name, value, ...]`, names in their original case and
  * order) for the next hop: hop-by-hop headers, those the Connection header names, and `drop`.
+ * Appends to `out` (given one) and returns it.
  */
-export function forwardableHeaders(rawHeaders: readonly string[], drop: ReadonlySet<string> = new Set()): string[] {
-  const named = new Set<string>();
+export function forwardableHeaders(rawHeaders: readonly string[], drop: ReadonlySet<string> = NOTHING, out: string[] = []): string[] {
+  let named: Set<string> | null = null;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    if (rawHeaders[i]?.toLowerCase() === 'connection') {
-      for (const token of (rawHeaders[i + 1] ?? '').split(',')) named.add(token.trim().toLowerCase());
+    const name = rawHeaders[i] as string;
+    if (name.length === 10 && name.toLowerCase() === 'connection') {
+      named ??= new Set();
+      for (const token of (rawHeaders[i + 1] as string).split(',')) named.add(token.trim().toLowerCase());
     }
   }
-  const out: string[] = [];
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i] ?? '';
+    const name = rawHeaders[i] as string;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || named.has(lower) || drop.has(lower)) continue;
-    out.push(name, rawHeaders[i + 1] ?? '');
+    if (HOP_BY_HOP.has(lower) || drop.has(lower) || (named !== null && named.has(lower))) continue;
+    out.push(name, rawHeaders[i + 1] as string);
   }
   return out;
 }
 
 /** Request headers for the upstream: forwardable ones, with Host set to the upstream's. */
 export function upstreamRequestHeaders(rawHeaders: readonly string[], upstreamHost: string, drop: readonly string[] = []): string[] {
-  return ['Host', upstreamHost, ...forwardableHeaders(rawHeaders, new Set(['host', ...drop]))];
+  return forwardableHeaders(rawHeaders, new Set(['host', ...drop]), ['Host', upstreamHost]);
 }
 
 /** Thrown into an upstream request that took too long; answered with 504. */
@@ -73,36 +77,42 @@ export class BodyTooLargeError extends Error {
 
 /** Read a request body up to `limit` bytes. */
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) {
-      reject(new BodyTooLargeError(limit));
-      return;
-    }
-    req.on('data', (chunk: Buffer) => {
-      if (failed) return;
-      size += chunk.length;
-      if (size > limit) {
-        failed = true;
-        chunks.length = 0;
-        reject(new BodyTooLargeError(limit));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (!failed) resolve(Buffer.concat(chunks));
-    });
-    req.on('error', (err) => {
-      if (!failed) reject(err);
-      failed = true;
-    });
-    req.on('aborted', () => {
-      if (!failed) reject(new Error('the client closed the request before its body was complete'));
-      failed = true;
-    });
+  return new Promise((resolve, reject) => readBodyThen(req, limit, (err, body) => (err ? reject(err) : resolve(body as Buffer))));
+}
+
+/**
+ * {@link readBody} with a callback, called once: (null, body) or (error) — BodyTooLargeError, or
+ * the client went away before its body was complete. A body that came in one chunk is not copied.
+ */
+export function readBodyThen(req: IncomingMessage, limit: number, done: (err: Error | null, body?: Buffer) => void): void {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    done(new BodyTooLargeError(limit));
+    return;
+  }
+  let first: Buffer | null = null;
+  let chunks: Buffer[] | null = null;
+  let size = 0;
+  let failed = false;
+  const fail = (err: Error): void => {
+    if (failed) return;
+    failed = true;
+    first = null;
+    chunks = null;
+    done(err);
+  };
+  req.on('data', (chunk: Buffer) => {
+    if (failed) return;
+    size += chunk.length;
+    if (size > limit) fail(new BodyTooLargeError(limit));
+    else if (first === null) first = chunk;
+    else (chunks ??= [first]).push(chunk);
   });
+  req.on('end', () => {
+    if (failed) return;
+    failed = true; // settled
+    done(null, chunks !== null ? Buffer.concat(chunks, size) : (first ?? Buffer.alloc(0)));
+  });
+  req.on('error', fail);
+  req.on('aborted', () => fail(new Error('the client closed the request before its body was complete')));
 }

@@ -3,16 +3,9 @@ import http from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import type { RequestStatus } from '../../model/request-record.js';
+import type { RequestRecord, RequestStatus } from '../../model/request-record.js';
 import type { RequestSink, RequestSource } from '../request-sink.js';
-import {
-  BodyTooLargeError,
-  readBody,
-  sendProxyError,
-  upstreamRequestHeaders,
-  forwardableHeaders,
-  UpstreamTimeoutError,
-} from './http-forwarding.js';
+import { BodyTooLargeError, forwardableHeaders, readBodyThen, sendProxyError, UpstreamTimeoutError } from './http-forwarding.js';
 import { recordedEndpoint } from './openai-endpoint.js';
 import type { OpenAiEndpoint } from './openai-endpoint.js';
 import type { TokenUsage } from './openai-usage.js';
@@ -21,11 +14,14 @@ import { buildProxyRecord, labelsFromHeaders } from './proxy-record.js';
 import type { CallLabels } from './proxy-record.js';
 import { RecordDelivery } from './record-delivery.js';
 import type { DeliveryStats, SourceLog } from './record-delivery.js';
+import { withStreamUsage } from './request-body.js';
 import { jsonOutcome, streamOutcome } from './call-outcome.js';
 import type { Answer } from './call-outcome.js';
 import { SseSplitter } from './sse-splitter.js';
 import { StreamObserver } from './stream-observer.js';
 import { estimateCompletionTokens, estimatePromptTokens, tokensFromChars } from './token-estimate.js';
+import { UpstreamWatchdog } from './upstream-watchdog.js';
+import type { Watched } from './upstream-watchdog.js';
 
 export interface OpenAiProxyOptions {
   readonly config: ProxyConfig;
@@ -38,16 +34,61 @@ export interface OpenAiProxyOptions {
   readonly shutdownGraceMs?: number;
 }
 
-/** One recorded call while it is in flight. */
-interface Call {
-  readonly endpoint: OpenAiEndpoint;
-  readonly startMs: number;
-  readonly call: CallLabels;
-  readonly requestModel: string | null;
-  readonly promptEstimate: number;
-  readonly stream: boolean;
+/**
+ * One recorded call, from the client's request to its record. A class, so that every call has
+ * the same shape (the hot path stays monomorphic) and is also the watchdog's entry for its
+ * upstream request.
+ */
+class RecordedCall implements Watched {
+  requestModel: string | null = null;
+  promptEstimate = 0;
+  stream = false;
   /** The proxy added stream_options.include_usage: usage chunks must not reach the client. */
-  readonly injectedUsage: boolean;
+  injectedUsage = false;
+  upstreamReq: http.ClientRequest | null = null;
+  readonly answer: Answer = { id: null, model: null, usage: null, firstContentMs: null, completionEstimate: 0, reasoningEstimate: 0, problem: null, refused: false };
+  /** Brings `answer` up to date with what a stream said so far (set while a stream is read). */
+  settle: (() => void) | null = null;
+  /** A body byte has been written to the client (so its headers went with it). */
+  wroteBody = false;
+  done = false;
+  clientGone = false;
+  // Watched
+  sentAt = 0;
+  responded = false;
+  activity = 0;
+  seen = 0;
+  quietSince = 0;
+  watching = false;
+  prevWatched: Watched | null = null;
+  nextWatched: Watched | null = null;
+
+  constructor(
+    readonly endpoint: OpenAiEndpoint,
+    readonly url: string,
+    readonly startMs: number,
+    readonly labels: CallLabels,
+  ) {}
+
+  onTimeout(error: UpstreamTimeoutError): void {
+    this.upstreamReq?.destroy(error);
+  }
+}
+
+/** The watchdog's entry for a passed-through request. */
+class PassThroughWatch implements Watched {
+  sentAt = 0;
+  responded = false;
+  activity = 0;
+  seen = 0;
+  quietSince = 0;
+  watching = false;
+  prevWatched: Watched | null = null;
+  nextWatched: Watched | null = null;
+  constructor(private readonly upstreamReq: http.ClientRequest) {}
+  onTimeout(error: UpstreamTimeoutError): void {
+    this.upstreamReq.destroy(error);
+  }
 }
 
 /** How the body of one upstream answer is relayed and judged. */
@@ -57,11 +98,34 @@ interface BodyRelay {
   readonly onEnd: () => RequestStatus;
 }
 
+/** A finished call, waiting for its record to be built (off the response path, in batches). */
+interface Finished {
+  readonly call: RecordedCall;
+  readonly status: RequestStatus;
+  readonly endMs: number;
+  readonly usage: TokenUsage | null;
+  readonly upstreamId: string | null;
+  readonly model: string;
+  readonly firstTokenMs: number | null;
+  readonly completionEstimate: number;
+  readonly reasoningEstimate: number;
+}
+
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (v: unknown): string | null => (typeof v === 'string' && v.length > 0 ? v : null);
 /** An SSE event larger than this without its blank line is not SSE: passed on unparsed. */
 const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 const NO_TOKENS: TokenUsage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, reasoningTokens: 0 };
+/** Request headers not forwarded on a recorded call: the proxy sets Host and Content-Length, and asks for no encoding (it must read the answer). */
+const RECORDED_REQUEST_DROP: ReadonlySet<string> = new Set(['host', 'content-length', 'accept-encoding']);
+const PASS_THROUGH_DROP: ReadonlySet<string> = new Set(['host']);
+const NOTHING: ReadonlySet<string> = new Set();
+const CONTENT_LENGTH: ReadonlySet<string> = new Set(['content-length']);
+
+/** SSE headers go out at once if no body byte followed them within the same read (see relay). */
+function flushHeadersIfIdle(call: RecordedCall, res: ServerResponse): void {
+  if (!call.wroteBody && !res.destroyed && !res.writableEnded) res.flushHeaders();
+}
 
 /**
  * OpenAI-compatible reverse proxy. POSTs to /v1/chat/completions, /v1/completions and
@@ -71,28 +135,49 @@ const NO_TOKENS: TokenUsage = { promptTokens: 0, completionTokens: 0, cachedToke
  * A client that disconnects aborts the upstream call, recorded as cancelled with the tokens
  * generated so far. An unreachable, slow or broken upstream gets the client a clean 502/504 (or
  * the upstream's own error) and an "error" record, never an "ok" one.
+ *
+ * The hot path is kept lean, since every call pays it: keep-alive upstream connections with
+ * Nagle off on both sides, the request body forwarded as the client sent it (usage options are
+ * spliced in, not re-serialized), one pass over the headers, timeouts kept by one sweep
+ * (UpstreamWatchdog) rather than timers per request, stream events read without copies or
+ * per-event allocations, and records built and validated in batches after the response is out.
  */
 export class OpenAiProxy implements RequestSource {
   private server: Server | null = null;
   private delivery: RecordDelivery | null = null;
   private readonly upstream: URL;
+  /** Parts of `upstream`, read once (URL getters build a new string on every read). */
+  private readonly upstreamHost: string;
+  private readonly upstreamHostname: string;
+  private readonly upstreamPort: string;
+  private readonly upstreamProtocol: string;
   private readonly basePath: string;
   private readonly transport: typeof http | typeof https;
   private readonly agent: http.Agent;
+  private readonly watchdog: UpstreamWatchdog;
   private readonly now: () => number;
-  private readonly inFlight = new Set<ServerResponse>();
+  private inFlight = 0;
   private readonly sockets = new Set<Socket>();
   private readonly warned = new Set<string>();
+  private finished: Finished[] = [];
+  private buildScheduled = false;
   private boundPort = 0;
 
   constructor(private readonly options: OpenAiProxyOptions) {
     this.now = options.now ?? Date.now;
     this.upstream = new URL(options.config.upstream);
+    this.upstreamHost = this.upstream.host;
+    this.upstreamHostname = this.upstream.hostname;
+    this.upstreamPort = this.upstream.port;
+    this.upstreamProtocol = this.upstream.protocol;
     // Users often paste their client base URL (…/v1); the proxy forwards /v1/... paths itself.
     const path = this.upstream.pathname.replace(/\/+$/, '');
     this.basePath = path.endsWith('/v1') ? path.slice(0, -3) : path;
     this.transport = this.upstream.protocol === 'https:' ? https : http;
-    this.agent = new this.transport.Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' });
+    // Keep-alive: a call reuses an idle connection (the most recently used first) instead of a new
+    // TCP handshake. noDelay: each write goes out at once, not held back by Nagle's algorithm.
+    this.agent = new this.transport.Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo', noDelay: true });
+    this.watchdog = new UpstreamWatchdog(options.config.requestTimeoutMs, options.config.idleTimeoutMs);
   }
 
   /** The bound port (useful when configured as 0). */
@@ -103,7 +188,7 @@ export class OpenAiProxy implements RequestSource {
   async start(sink: RequestSink): Promise<void> {
     const { config, log } = this.options;
     this.delivery = new RecordDelivery(sink, { log, source: 'proxy', onError: this.options.onError });
-    const server = http.createServer({ maxHeaderSize: config.maxHeaderBytes }, (req, res) => this.handle(req, res));
+    const server = http.createServer({ maxHeaderSize: config.maxHeaderBytes, noDelay: true }, (req, res) => this.handle(req, res));
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
@@ -131,17 +216,19 @@ export class OpenAiProxy implements RequestSource {
     if (server) {
       server.close();
       const deadline = Date.now() + (this.options.shutdownGraceMs ?? 10_000);
-      while (this.inFlight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
       for (const socket of this.sockets) socket.destroy();
       await new Promise((r) => setImmediate(r)); // let cut calls record themselves as cancelled
     }
+    this.watchdog.close();
     this.agent.destroy();
+    this.buildRecords();
     await this.delivery?.flush();
     this.delivery?.close();
   }
 
   stats(): { readonly inFlight: number; readonly delivery: DeliveryStats | null } {
-    return { inFlight: this.inFlight.size, delivery: this.delivery?.stats() ?? null };
+    return { inFlight: this.inFlight, delivery: this.delivery?.stats() ?? null };
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -158,26 +245,70 @@ export class OpenAiProxy implements RequestSource {
       }
       return;
     }
-    this.inFlight.add(res);
-    res.on('close', () => this.inFlight.delete(res));
-    this.recordCall(req, res, url, endpoint).catch((err: unknown) => {
-      this.fail(`proxy: internal error on ${url}: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
-      sendProxyError(res, 500, 'proxy_internal_error', 'internal error; see the agent log');
+    try {
+      this.recordCall(req, res, url, endpoint);
+    } catch (err) {
+      this.internalError(res, url, err);
+    }
+  }
+
+  /** A call to record: read its body, then forward it (forwardCall). */
+  private recordCall(req: IncomingMessage, res: ServerResponse, url: string, endpoint: OpenAiEndpoint): void {
+    const { config } = this.options;
+    const call = new RecordedCall(
+      endpoint,
+      url,
+      this.now(),
+      labelsFromHeaders(req.headers, config.headers, (header, reason) => this.warnOnce(`header:${header}:${reason}`, `proxy: header ${header} ignored: ${reason}`)),
+    );
+    this.inFlight++;
+    res.on('close', () => {
+      this.inFlight--;
+      // The client went away before its answer was complete: stop the generation, record what it cost.
+      if (call.upstreamReq === null || call.done || res.writableFinished) return;
+      call.clientGone = true;
+      call.upstreamReq.destroy();
+      this.finish(call, 'cancelled');
     });
+    readBodyThen(req, config.maxRequestBodyBytes, (err, raw) => {
+      if (err) {
+        if (err instanceof BodyTooLargeError) {
+          res.on('finish', () => req.destroy());
+          sendProxyError(res, 413, 'request_too_large', `request body exceeds maxRequestBodyBytes (${err.limit} bytes)`);
+        }
+        return; // otherwise the client went away while sending: nothing reached the upstream
+      }
+      try {
+        this.forwardCall(req, res, call, raw as Buffer);
+      } catch (error) {
+        this.internalError(res, url, error);
+      }
+    });
+  }
+
+  private internalError(res: ServerResponse, url: string, err: unknown): void {
+    this.fail(`proxy: internal error on ${url}: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    sendProxyError(res, 500, 'proxy_internal_error', 'internal error; see the agent log');
   }
 
   /** Any other path: method, headers and body forwarded as they are, the answer relayed as it is. */
   private passThrough(req: IncomingMessage, res: ServerResponse, url: string): void {
     res.sendDate = false; // the upstream's own Date header (if any) is relayed instead
-    const upstreamReq = this.upstreamRequest(req.method ?? 'GET', url, upstreamRequestHeaders(req.rawHeaders, this.upstream.host));
-    const timers = this.timeouts(upstreamReq);
+    const upstreamReq = this.upstreamRequest(req.method ?? 'GET', url, forwardableHeaders(req.rawHeaders, PASS_THROUGH_DROP, ['Host', this.upstreamHost]));
+    const watch = new PassThroughWatch(upstreamReq);
+    watch.sentAt = this.watchdog.now();
+    this.watchdog.watch(watch);
+    upstreamReq.on('close', () => this.watchdog.unwatch(watch));
     upstreamReq.on('response', (up) => {
-      timers.responded();
+      watch.responded = true;
+      watch.activity++; // the idle clock starts with the answer
       res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardableHeaders(up.rawHeaders));
+      up.on('data', () => watch.activity++);
       up.on('error', () => res.destroy());
       up.pipe(res);
     });
     upstreamReq.on('error', (err) => this.upstreamFailed(res, err, url));
+    req.on('data', () => watch.activity++); // an upload in progress is not a silent upstream
     res.on('close', () => {
       if (!res.writableFinished) upstreamReq.destroy();
     });
@@ -185,22 +316,8 @@ export class OpenAiProxy implements RequestSource {
     req.pipe(upstreamReq);
   }
 
-  private async recordCall(req: IncomingMessage, res: ServerResponse, url: string, endpoint: OpenAiEndpoint): Promise<void> {
-    const { config } = this.options;
-    const startMs = this.now();
-    const call = labelsFromHeaders(req.headers, config.headers, (header, reason) =>
-      this.warnOnce(`header:${header}:${reason}`, `proxy: header ${header} ignored: ${reason}`),
-    );
-    let raw: Buffer;
-    try {
-      raw = await readBody(req, config.maxRequestBodyBytes);
-    } catch (err) {
-      if (err instanceof BodyTooLargeError) {
-        res.on('finish', () => req.destroy());
-        sendProxyError(res, 413, 'request_too_large', `request body exceeds maxRequestBodyBytes (${err.limit} bytes)`);
-      }
-      return; // otherwise the client went away while sending: nothing reached the upstream
-    }
+  /** A recorded call's body has arrived: read what the proxy needs from it and send it upstream. */
+  private forwardCall(req: IncomingMessage, res: ServerResponse, call: RecordedCall, raw: Buffer): void {
     let body: unknown;
     try {
       body = JSON.parse(raw.toString('utf8'));
@@ -212,125 +329,116 @@ export class OpenAiProxy implements RequestSource {
       sendProxyError(res, 400, 'invalid_request', 'request body must be a JSON object');
       return;
     }
-    const stream = body.stream === true;
+    const { config } = this.options;
+    call.stream = body.stream === true;
     const asked = isObject(body.stream_options) && body.stream_options.include_usage === true;
-    const injectedUsage = stream && endpoint !== 'responses' && !asked && config.injectStreamUsage;
-    if (injectedUsage) body.stream_options = { ...(isObject(body.stream_options) ? body.stream_options : {}), include_usage: true };
-    const out = injectedUsage ? Buffer.from(JSON.stringify(body)) : raw;
-    const context: Call = {
-      endpoint,
-      startMs,
-      call,
-      requestModel: str(body.model),
-      promptEstimate: estimatePromptTokens(body, endpoint),
-      stream,
-      injectedUsage,
-    };
-    this.forwardCall(req, res, url, out, context);
-  }
+    call.injectedUsage = call.stream && call.endpoint !== 'responses' && !asked && config.injectStreamUsage;
+    call.requestModel = str(body.model);
+    call.promptEstimate = estimatePromptTokens(body, call.endpoint);
+    const out = call.injectedUsage ? withStreamUsage(raw, body) : raw;
 
-  private forwardCall(req: IncomingMessage, res: ServerResponse, url: string, body: Buffer, call: Call): void {
     // No accept-encoding: the proxy must read the answer (usage) and rewrite stream events.
-    const headers = upstreamRequestHeaders(req.rawHeaders, this.upstream.host, ['content-length', 'accept-encoding']);
-    headers.push('Content-Length', String(body.length));
-    const upstreamReq = this.upstreamRequest('POST', url, headers);
-    const timers = this.timeouts(upstreamReq);
-    const answer: Answer = { id: null, model: null, usage: null, firstContentMs: null, completionEstimate: 0, reasoningEstimate: 0, problem: null, refused: false };
-    let done = false;
-    let clientGone = false;
-    const finish = (status: RequestStatus): void => {
-      if (done) return;
-      done = true;
-      timers.responded();
-      this.record(call, answer, status);
-    };
-
-    res.on('close', () => {
-      if (done || res.writableFinished) return;
-      clientGone = true;
-      upstreamReq.destroy();
-      finish('cancelled');
-    });
+    const headers = forwardableHeaders(req.rawHeaders, RECORDED_REQUEST_DROP, ['Host', this.upstreamHost]);
+    headers.push('Content-Length', String(out.length));
+    const upstreamReq = this.upstreamRequest('POST', call.url, headers);
+    call.upstreamReq = upstreamReq;
+    call.sentAt = this.watchdog.now();
+    this.watchdog.watch(call);
     upstreamReq.on('error', (err) => {
-      if (clientGone || done) return;
-      answer.problem = err.message;
-      answer.refused = !(err instanceof UpstreamTimeoutError);
-      this.upstreamFailed(res, err, url);
-      finish('error');
+      if (call.clientGone || call.done) return;
+      call.answer.problem = err.message;
+      call.answer.refused = !(err instanceof UpstreamTimeoutError);
+      this.upstreamFailed(res, err, call.url);
+      this.finish(call, 'error');
     });
     upstreamReq.on('response', (up) => {
-      timers.responded();
+      call.responded = true;
+      call.activity++; // the idle clock starts with the answer
       try {
-        this.relay(up, res, call, answer, finish);
+        this.relay(up, res, call);
       } catch (err) {
-        answer.problem = `relaying the answer failed: ${err instanceof Error ? err.message : String(err)}`;
-        this.fail(`proxy: ${answer.problem}`);
+        call.answer.problem = `relaying the answer failed: ${err instanceof Error ? err.message : String(err)}`;
+        this.fail(`proxy: ${call.answer.problem}`);
         upstreamReq.destroy();
-        sendProxyError(res, 502, 'proxy_relay_failed', answer.problem);
-        finish('error');
+        sendProxyError(res, 502, 'proxy_relay_failed', call.answer.problem);
+        this.finish(call, 'error');
       }
     });
-    upstreamReq.end(body);
+    upstreamReq.end(out);
   }
 
-  private relay(up: IncomingMessage, res: ServerResponse, call: Call, answer: Answer, finish: (status: RequestStatus) => void): void {
+  private relay(up: IncomingMessage, res: ServerResponse, call: RecordedCall): void {
     const status = up.statusCode ?? 502;
     const ok = status >= 200 && status < 300;
-    const encoding = String(up.headers['content-encoding'] ?? 'identity').toLowerCase();
+    // What up.headers would say of these two (the first content-type; content-encodings joined),
+    // read from the raw list without building the headers object.
+    const raw = up.rawHeaders;
+    let type: string | null = null;
+    let coding: string | null = null;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i] as string;
+      if (name.length === 12 && type === null && name.toLowerCase() === 'content-type') type = raw[i + 1] as string;
+      else if (name.length === 16 && name.toLowerCase() === 'content-encoding') coding = coding === null ? (raw[i + 1] as string) : `${coding}, ${raw[i + 1]}`;
+    }
+    const encoding = (coding ?? 'identity').toLowerCase();
     const readable = encoding === 'identity' || encoding === '';
-    const sse = ok && readable && String(up.headers['content-type'] ?? '').includes('text/event-stream');
+    const sse = ok && readable && type !== null && type.includes('text/event-stream');
     const strip = sse && call.injectedUsage;
-    res.writeHead(status, up.statusMessage, forwardableHeaders(up.rawHeaders, strip ? new Set(['content-length']) : undefined));
-    if (sse) res.flushHeaders(); // the client sees the stream open before the first token
+    res.writeHead(status, up.statusMessage, forwardableHeaders(raw, strip ? CONTENT_LENGTH : NOTHING));
     if (!readable) this.warnOnce(`encoding:${encoding}`, `proxy: upstream answered with content-encoding ${encoding}; token counts of such calls are estimated`);
 
     const write = (chunk: Buffer): void => {
+      call.wroteBody = true;
       if (!res.write(chunk)) {
         up.pause();
         res.once('drain', () => up.resume());
       }
     };
-    const body = !ok
-      ? this.errorBody(status, answer, write)
-      : sse
-        ? this.streamBody(call, answer, strip, write)
-        : this.jsonBody(call, answer, readable, write);
+    const body = !ok ? this.errorBody(status, call, write) : sse ? this.streamBody(call, strip, write) : this.jsonBody(call, readable, write);
 
     // A bug in reading one answer must cost that call, not the agent: no throw escapes an event handler.
-    const guarded = (step: () => void): void => {
-      try {
-        step();
-      } catch (err) {
-        answer.problem = `reading the answer failed: ${err instanceof Error ? err.message : String(err)}`;
-        this.fail(`proxy: ${answer.problem}`);
-        up.destroy();
-        res.destroy();
-        finish('error');
-      }
+    const failed = (err: unknown): void => {
+      call.answer.problem = `reading the answer failed: ${err instanceof Error ? err.message : String(err)}`;
+      this.fail(`proxy: ${call.answer.problem}`);
+      up.destroy();
+      res.destroy();
+      this.finish(call, 'error');
     };
-    up.on('data', (chunk: Buffer) => guarded(() => body.onData(chunk)));
-    up.on('end', () =>
-      guarded(() => {
+    up.on('data', (chunk: Buffer) => {
+      call.activity++;
+      try {
+        body.onData(chunk);
+      } catch (err) {
+        failed(err);
+      }
+    });
+    up.on('end', () => {
+      try {
         if (res.destroyed) return;
         const outcome = body.onEnd();
         res.end();
-        finish(outcome);
-      }),
-    );
+        this.finish(call, outcome);
+      } catch (err) {
+        failed(err);
+      }
+    });
     const broken = (): void => {
       if (up.complete) return;
-      answer.problem ??= 'the upstream closed the connection in the middle of its answer';
+      call.answer.problem ??= 'the upstream closed the connection in the middle of its answer';
       res.destroy(); // the client must see a cut stream, not a clean end
-      finish('error');
+      this.finish(call, 'error');
     };
     up.on('error', broken);
     up.on('close', broken);
+    // The client must see a stream open before its first token. Body bytes that came in the same
+    // read as the headers are written (with the headers, in one packet) before this runs.
+    if (sse) process.nextTick(flushHeadersIfIdle, call, res);
   }
 
   /** A non-2xx answer: the upstream's own error goes to the client as it is; the call is an error. */
-  private errorBody(status: number, answer: Answer, write: (chunk: Buffer) => void): BodyRelay {
-    answer.problem = `the upstream answered ${status}`;
-    answer.refused = true;
+  private errorBody(status: number, call: RecordedCall, write: (chunk: Buffer) => void): BodyRelay {
+    call.answer.problem = `the upstream answered ${status}`;
+    call.answer.refused = true;
     return { onData: write, onEnd: () => 'error' };
   }
 
@@ -338,10 +446,11 @@ export class OpenAiProxy implements RequestSource {
    * A stream: chunks pass on as they come. Only while usage must be stripped are they held, and
    * then only until the events they complete are read (what one chunk completes goes out in one write).
    */
-  private streamBody(call: Call, answer: Answer, strip: boolean, write: (chunk: Buffer) => void): BodyRelay {
+  private streamBody(call: RecordedCall, strip: boolean, write: (chunk: Buffer) => void): BodyRelay {
     const splitter = new SseSplitter();
     const observer = new StreamObserver(call.endpoint, strip, this.now);
-    const sync = (): void => {
+    const answer = call.answer;
+    call.settle = () => {
       const f = observer.facts;
       answer.id = f.id;
       answer.model = f.model;
@@ -350,82 +459,125 @@ export class OpenAiProxy implements RequestSource {
       answer.reasoningEstimate = tokensFromChars(f.reasoningChars);
     };
     const relay = (events: Buffer[]): void => {
-      const out: Buffer[] = [];
-      for (const event of events) {
-        const forward = observer.observe(event);
-        if (forward) out.push(forward);
+      if (!strip) {
+        for (let i = 0; i < events.length; i++) observer.observe(events[i] as Buffer);
+        return;
       }
-      if (!strip || out.length === 0) return;
-      write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
+      let single: Buffer | null = null;
+      let several: Buffer[] | null = null;
+      for (let i = 0; i < events.length; i++) {
+        const forward = observer.observe(events[i] as Buffer);
+        if (forward === null) continue;
+        if (single === null) single = forward;
+        else (several ??= [single]).push(forward);
+      }
+      if (several !== null) write(Buffer.concat(several));
+      else if (single !== null) write(single);
     };
     return {
       onData: (chunk) => {
         if (!strip) write(chunk); // passed on at once, parsed alongside
-        relay(splitter.push(chunk));
+        const events = splitter.push(chunk);
+        if (events.length > 0) relay(events);
         if (splitter.pendingBytes > MAX_EVENT_BYTES) {
           const oversized = splitter.takePending();
           observer.noteMalformed(`an event exceeded ${MAX_EVENT_BYTES} bytes without ending`);
           if (strip) write(oversized);
         }
-        sync();
       },
       onEnd: () => {
         const rest = splitter.takePending();
         if (rest.length > 0) relay([rest]);
-        sync();
+        call.settle?.();
         return streamOutcome(observer.facts, answer);
       },
     };
   }
 
   /** A JSON answer: passed on as it comes, and a copy kept (up to a limit) to read its usage. */
-  private jsonBody(call: Call, answer: Answer, readable: boolean, write: (chunk: Buffer) => void): BodyRelay {
+  private jsonBody(call: RecordedCall, readable: boolean, write: (chunk: Buffer) => void): BodyRelay {
     const captured: Buffer[] = [];
     let size = 0;
     let overflow = !readable;
+    const limit = this.options.config.maxResponseCaptureBytes;
     return {
       onData: (chunk) => {
         write(chunk);
         if (overflow) return;
         size += chunk.length;
-        if (size > this.options.config.maxResponseCaptureBytes) {
+        if (size > limit) {
           overflow = true;
           captured.length = 0;
         } else captured.push(chunk);
       },
       onEnd: () => {
         if (overflow) this.warnOnce('uncaptured', 'proxy: a response was too large or encoded to read its usage; its tokens are estimated');
-        return jsonOutcome(call.endpoint, answer, overflow ? null : Buffer.concat(captured));
+        const body = overflow ? null : captured.length === 1 ? (captured[0] as Buffer) : Buffer.concat(captured, size);
+        return jsonOutcome(call.endpoint, call.answer, body);
       },
     };
   }
 
-  private record(call: Call, answer: Answer, status: RequestStatus): void {
+  /** The call is over: note how it ended now; its record is built after the response has gone out. */
+  private finish(call: RecordedCall, status: RequestStatus): void {
+    if (call.done) return;
+    call.done = true;
+    this.watchdog.unwatch(call);
+    call.settle?.();
+    // What the record needs is in `answer` now; let the request's objects go with the request.
+    call.settle = null;
+    call.upstreamReq = null;
+    const answer = call.answer;
     const model = answer.model ?? call.requestModel ?? 'unknown';
-    const replica: ReplicaConfig | undefined = this.options.config.models?.[model] ?? this.options.config.replica;
-    const endMs = this.now();
-    const built = buildProxyRecord({
-      requestId: this.uniqueId(answer.id),
-      endpoint: call.endpoint,
-      model,
-      startMs: call.startMs,
-      firstTokenMs: call.stream ? answer.firstContentMs : null,
-      endMs,
-      status,
-      usage: answer.refused ? NO_TOKENS : answer.usage,
-      estimate: { promptTokens: call.promptEstimate, completionTokens: answer.completionEstimate, reasoningTokens: answer.reasoningEstimate },
-      call: call.call,
-      replica,
-    });
     if (status === 'error' && answer.problem !== null) {
       this.options.log.warn({ endpoint: call.endpoint, model, problem: answer.problem }, `proxy: ${call.endpoint} call recorded as error: ${answer.problem}`);
     }
-    if (!built.ok) {
-      const reasons = built.errors.map((e) => `${e.field}: ${e.reason}`).join('; ');
-      this.fail(`proxy: could not build the record of a ${call.endpoint} call (${model}): ${reasons}`);
-      return;
+    this.finished.push({
+      call,
+      status,
+      endMs: this.now(),
+      usage: answer.refused ? NO_TOKENS : answer.usage,
+      upstreamId: answer.id,
+      model,
+      firstTokenMs: call.stream ? answer.firstContentMs : null,
+      completionEstimate: answer.completionEstimate,
+      reasoningEstimate: answer.reasoningEstimate,
+    });
+    if (!this.buildScheduled) {
+      this.buildScheduled = true;
+      setImmediate(() => this.buildRecords());
     }
-    this.delivery?.push([built.record]);
+  }
+
+  /** Build and check the records of the calls finished since the last batch, and queue them for the sink. */
+  private buildRecords(): void {
+    this.buildScheduled = false;
+    const finished = this.finished;
+    if (finished.length === 0) return;
+    this.finished = [];
+    const records: RequestRecord[] = [];
+    for (const { call, status, endMs, usage, upstreamId, model, firstTokenMs, completionEstimate, reasoningEstimate } of finished) {
+      const replica: ReplicaConfig | undefined = this.options.config.models?.[model] ?? this.options.config.replica;
+      const built = buildProxyRecord({
+        requestId: this.uniqueId(upstreamId),
+        endpoint: call.endpoint,
+        model,
+        startMs: call.startMs,
+        firstTokenMs,
+        endMs,
+        status,
+        usage,
+        estimate: { promptTokens: call.promptEstimate, completionTokens: completionEstimate, reasoningTokens: reasoningEstimate },
+        call: call.labels,
+        replica,
+      });
+      if (built.ok) records.push(built.record);
+      else {
+        const reasons = built.errors.map((e) => `${e.field}: ${e.reason}`).join('; ');
+        this.fail(`proxy: could not build the record of a ${call.endpoint} call (${model}): ${reasons}`);
+      }
+    }
+    if (records.length > 0) this.delivery?.push(records);
   }
 
   /**
@@ -441,23 +593,14 @@ export class OpenAiProxy implements RequestSource {
 
   private upstreamRequest(method: string, url: string, headers: string[]): http.ClientRequest {
     return this.transport.request({
-      protocol: this.upstream.protocol,
-      hostname: this.upstream.hostname,
-      port: this.upstream.port,
+      protocol: this.upstreamProtocol,
+      hostname: this.upstreamHostname,
+      port: this.upstreamPort,
       method,
       path: this.basePath + url,
       headers: headers as unknown as http.OutgoingHttpHeaders,
       agent: this.agent,
     });
-  }
-
-  /** Header timeout (answer started?) and idle timeout (silence on the socket) for one upstream request. */
-  private timeouts(upstreamReq: http.ClientRequest): { responded: () => void } {
-    const { requestTimeoutMs, idleTimeoutMs } = this.options.config;
-    const headerTimer = setTimeout(() => upstreamReq.destroy(new UpstreamTimeoutError('headers', requestTimeoutMs)), requestTimeoutMs);
-    headerTimer.unref();
-    upstreamReq.setTimeout(idleTimeoutMs, () => upstreamReq.destroy(new UpstreamTimeoutError('idle', idleTimeoutMs)));
-    return { responded: () => clearTimeout(headerTimer) };
   }
 
   private upstreamFailed(res: ServerResponse, err: Error, url: string): void {

@@ -18,6 +18,47 @@ export class SseSplitter {
   /** Feed bytes; returns the events they complete, each with its terminating blank line. */
   push(chunk: Buffer): Buffer[] {
     const events: Buffer[] = [];
+    const start = chunk.indexOf(CR) === -1 ? this.scanLf(chunk, events) : this.scanAny(chunk, events);
+    if (start < chunk.length) {
+      const rest = start === 0 ? chunk : chunk.subarray(start);
+      this.parts.push(rest);
+      this.pendingLength += rest.length;
+    }
+    return events;
+  }
+
+  /**
+   * The common case, a chunk without CR (servers end lines with LF): jumps from line end to line
+   * end with indexOf (memchr) instead of looking at every byte. Returns where the unfinished event starts.
+   */
+  private scanLf(chunk: Buffer, events: Buffer[]): number {
+    const n = chunk.length;
+    if (n === 0) return 0;
+    let i = 0;
+    // The LF of a CRLF split across chunks belongs to the line end already counted.
+    if (this.afterCR && chunk[0] === LF) i = 1;
+    this.afterCR = false;
+    let start = 0;
+    while (i < n) {
+      const j = chunk.indexOf(LF, i);
+      if (j === -1) {
+        this.lineLength += n - i;
+        break;
+      }
+      if (j > i || this.lineLength > 0) {
+        this.lineLength = 0; // the end of a line with something on it
+      } else {
+        // An empty line: the event ends here.
+        events.push(this.take(start === 0 && j + 1 === n ? chunk : chunk.subarray(start, j + 1)));
+        start = j + 1;
+      }
+      i = j + 1;
+    }
+    return start;
+  }
+
+  /** Any chunk (LF, CRLF or CR line ends), byte by byte. Returns where the unfinished event starts. */
+  private scanAny(chunk: Buffer, events: Buffer[]): number {
     let start = 0;
     for (let i = 0; i < chunk.length; i++) {
       const byte = chunk[i];
@@ -43,12 +84,7 @@ export class SseSplitter {
       events.push(this.take(chunk.subarray(start, end)));
       start = end;
     }
-    if (start < chunk.length) {
-      const rest = chunk.subarray(start);
-      this.parts.push(rest);
-      this.pendingLength += rest.length;
-    }
-    return events;
+    return start;
   }
 
   /** Bytes of an event not yet ended by a blank line. */
@@ -62,10 +98,12 @@ export class SseSplitter {
   }
 
   private take(tail: Buffer): Buffer {
-    const out = this.parts.length === 0 ? tail : Buffer.concat([...this.parts, tail]);
+    if (this.parts.length === 0) return tail;
+    const parts = this.parts;
+    if (tail.length > 0) parts.push(tail);
     this.parts = [];
     this.pendingLength = 0;
-    return out;
+    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
   }
 }
 
@@ -77,11 +115,23 @@ export interface SseFields {
   readonly data: string | null;
 }
 
+const LINE_BREAK = /\r\n|\r|\n/;
+
+/** The bytes start with `data: `. */
+function startsWithData(raw: Buffer): boolean {
+  return raw[0] === 0x64 && raw[1] === 0x61 && raw[2] === 0x74 && raw[3] === 0x61 && raw[4] === 0x3a && raw[5] === 0x20;
+}
+
 /** Read the `event` and `data` fields of one raw event (comments and unknown fields are ignored). */
 export function parseSseEvent(raw: Buffer): SseFields {
+  // The common case, one `data: ...` line ended by LF LF: no split, no per-line work.
+  const n = raw.length;
+  if (n >= 8 && raw[n - 1] === LF && raw[n - 2] === LF && raw.indexOf(LF) === n - 2 && startsWithData(raw) && raw.indexOf(CR) === -1) {
+    return { event: null, data: raw.toString('utf8', 6, n - 2) };
+  }
   let event: string | null = null;
   let data: string[] | null = null;
-  for (const line of raw.toString('utf8').split(/\r\n|\r|\n/)) {
+  for (const line of raw.toString('utf8').split(LINE_BREAK)) {
     if (line === '' || line.startsWith(':')) continue;
     const colon = line.indexOf(':');
     const field = colon === -1 ? line : line.slice(0, colon);

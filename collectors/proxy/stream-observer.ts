@@ -5,6 +5,7 @@ import { parseSseEvent } from './sse-splitter.js';
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (v: unknown): string | null => (typeof v === 'string' && v.length > 0 ? v : null);
+const NO_CHOICES: readonly unknown[] = [];
 
 /** What one streamed response said, as far as it has been read. */
 export interface StreamFacts {
@@ -60,7 +61,8 @@ export class StreamObserver {
   observe(raw: Buffer): Buffer | null {
     const { event, data } = parseSseEvent(raw);
     if (data === null) return raw;
-    if (data.trim() === '[DONE]') {
+    // (a JSON object starts with "{", so only other data can be the end marker)
+    if (data.charCodeAt(0) !== 0x7b && data.trim() === '[DONE]') {
       this.facts.finished = true;
       return raw;
     }
@@ -82,29 +84,48 @@ export class StreamObserver {
     return this.observeChunk(payload, raw);
   }
 
+  /** One Chat Completions / Completions chunk. Runs for every streamed token: no allocation beyond the parse. */
   private observeChunk(chunk: Record<string, unknown>, raw: Buffer): Buffer | null {
     const f = this.facts;
-    f.id ??= str(chunk.id);
-    f.model ??= str(chunk.model);
+    if (f.id === null) f.id = str(chunk.id);
+    if (f.model === null) f.model = str(chunk.model);
     if (chunk.object === 'error' || isObject(chunk.error)) {
       const error = isObject(chunk.error) ? chunk.error : chunk;
       f.failure ??= str(error.message) ?? 'the upstream reported an error in the stream';
     }
-    const choices = Array.isArray(chunk.choices) ? chunk.choices : [];
+    const choices = Array.isArray(chunk.choices) ? (chunk.choices as unknown[]) : NO_CHOICES;
     let chars = 0;
     let reasoning = 0;
     let content = false;
-    for (const choice of choices) {
+    for (let i = 0; i < choices.length; i++) {
+      const choice = choices[i];
       if (!isObject(choice)) continue;
-      const delta = isObject(choice.delta) ? choice.delta : {};
-      const text = [delta.content, choice.text].filter((t): t is string => typeof t === 'string');
-      const thought = [delta.reasoning_content, delta.reasoning].filter((t): t is string => typeof t === 'string');
-      const toolArgs = Array.isArray(delta.tool_calls)
-        ? delta.tool_calls.map((c) => (isObject(c) && isObject(c.function) && typeof c.function.arguments === 'string' ? c.function.arguments : ''))
-        : [];
-      chars += [...text, ...toolArgs].reduce((n, t) => n + t.length, 0);
-      reasoning += thought.reduce((n, t) => n + t.length, 0);
-      if (text.some((t) => t.length > 0) || thought.some((t) => t.length > 0) || Array.isArray(delta.tool_calls)) content = true;
+      const delta = isObject(choice.delta) ? choice.delta : null;
+      // generated text: delta.content (chat), text (completions); reasoning: delta.reasoning_content, delta.reasoning
+      const text = delta === null ? undefined : delta.content;
+      if (typeof text === 'string') {
+        chars += text.length;
+        if (text.length > 0) content = true;
+      }
+      if (typeof choice.text === 'string') {
+        chars += choice.text.length;
+        if (choice.text.length > 0) content = true;
+      }
+      if (delta === null) continue;
+      if (typeof delta.reasoning_content === 'string') {
+        reasoning += delta.reasoning_content.length;
+        if (delta.reasoning_content.length > 0) content = true;
+      }
+      if (typeof delta.reasoning === 'string') {
+        reasoning += delta.reasoning.length;
+        if (delta.reasoning.length > 0) content = true;
+      }
+      if (Array.isArray(delta.tool_calls)) {
+        content = true;
+        for (const call of delta.tool_calls as unknown[]) {
+          if (isObject(call) && isObject(call.function) && typeof call.function.arguments === 'string') chars += call.function.arguments.length;
+        }
+      }
     }
     if (content) this.content(chars, reasoning);
     if (!isObject(chunk.usage)) return raw;

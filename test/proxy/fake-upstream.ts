@@ -7,11 +7,14 @@ import type { AddressInfo } from 'node:net';
  * reference: chat completions, completions and responses, streaming (SSE) and not, plus
  * /v1/models. Misbehaviour is chosen per request with the `x-fake` header (the proxy forwards it
  * untouched): `slow-headers`, `slow-stream`, `fail-500`, `drop-mid-stream`, `no-usage`,
- * `broken-sse`, `absurd-usage`, `non-json-200`, `no-done`.
+ * `broken-sse`, `absurd-usage`, `non-json-200`, `no-done`, `slow-first-token` (stream headers at
+ * once, the first event after `x-fake-delay` ms), `stall-mid-stream` (half the events, then silence).
  */
 export interface FakeCall {
   readonly path: string;
   readonly body: Record<string, unknown>;
+  /** The body exactly as received. */
+  readonly raw: string;
   readonly headers: IncomingMessage['headers'];
   /** The client (the proxy) went away before the answer was complete. */
   aborted: boolean;
@@ -62,13 +65,14 @@ export async function startFakeUpstream(options: { tokenDelayMs?: number; header
         return;
       }
       let body: Record<string, unknown>;
+      const raw = Buffer.concat(chunks).toString('utf8');
       try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+        body = JSON.parse(raw) as Record<string, unknown>;
       } catch {
         res.writeHead(400, { 'Content-Type': 'application/json' }).end(JSON.stringify({ object: 'error', message: 'bad json', code: 400 }));
         return;
       }
-      const call: FakeCall = { path, body, headers: req.headers, aborted: false, tokensSent: 0 };
+      const call: FakeCall = { path, body, raw, headers: req.headers, aborted: false, tokensSent: 0 };
       calls.push(call);
       res.on('close', () => {
         if (!res.writableFinished) {
@@ -184,7 +188,7 @@ function answer(res: ServerResponse, call: FakeCall, mode: string, id: string, t
   if (includeUsage && wantUsage) events.push(sse({ id, object: chunkObject, created, model, choices: [], usage: chatUsage }));
   if (mode === 'broken-sse') events.splice(2, 0, 'data: {"id": "oops", "choices": [\n\n');
   if (mode !== 'no-done') events.push('data: [DONE]\n\n');
-  streamEvents(res, call, events, words.length, mode, tokenDelayMs, chat ? 1 : 0);
+  streamEvents(res, call, events, words.length, mode, tokenDelayMs, chat ? 1 : 0, Number(call.headers['x-fake-delay'] ?? 400));
 }
 
 function sse(payload: unknown, event?: string): string {
@@ -192,10 +196,11 @@ function sse(payload: unknown, event?: string): string {
 }
 
 /** Write events one by one; events[first .. first+tokens) are the content tokens. */
-function streamEvents(res: ServerResponse, call: FakeCall, events: string[], tokens: number, mode: string, delayMs: number, first: number): void {
+function streamEvents(res: ServerResponse, call: FakeCall, events: string[], tokens: number, mode: string, delayMs: number, first: number, firstDelayMs = 400): void {
   res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
   const delay = mode === 'slow-stream' ? Math.max(delayMs, 50) : delayMs;
   const dropAfter = mode === 'drop-mid-stream' ? first + Math.floor(tokens / 2) : Number.POSITIVE_INFINITY;
+  const stallAfter = mode === 'stall-mid-stream' ? first + Math.floor(tokens / 2) : Number.POSITIVE_INFINITY;
   let i = 0;
   const next = () => {
     if (res.destroyed) return;
@@ -203,6 +208,7 @@ function streamEvents(res: ServerResponse, call: FakeCall, events: string[], tok
       res.socket?.destroy();
       return;
     }
+    if (i >= stallAfter) return; // silence: the connection stays open, nothing more is sent
     if (i >= events.length) {
       res.end();
       return;
@@ -213,5 +219,8 @@ function streamEvents(res: ServerResponse, call: FakeCall, events: string[], tok
     if (delay > 0) setTimeout(next, delay);
     else setImmediate(next);
   };
-  next();
+  if (mode === 'slow-first-token') {
+    res.flushHeaders(); // the stream is open; the first token takes a while (prefill)
+    setTimeout(next, firstDelayMs);
+  } else next();
 }

@@ -102,3 +102,92 @@ test('the observer reads reasoning and tool-call deltas as generated content, an
   assert.equal(o.facts.contentChars, 7);
   assert.equal(o.facts.failure, 'engine died');
 });
+
+/** The splitter as it was before its LF fast path: byte by byte (the reference the fast path must match). */
+function referenceSplit(chunks: Buffer[]): { events: string[]; rest: string } {
+  const events: string[] = [];
+  let pending: Buffer[] = [];
+  let lineLength = 0;
+  let afterCR = false;
+  for (const chunk of chunks) {
+    let start = 0;
+    for (let i = 0; i < chunk.length; i++) {
+      const byte = chunk[i];
+      if (byte === 0x0a && afterCR) {
+        afterCR = false;
+        continue;
+      }
+      afterCR = byte === 0x0d;
+      if (byte !== 0x0a && byte !== 0x0d) {
+        lineLength++;
+        continue;
+      }
+      if (lineLength > 0) {
+        lineLength = 0;
+        continue;
+      }
+      const end = byte === 0x0d && chunk[i + 1] === 0x0a ? i + 2 : i + 1;
+      if (end === i + 2) {
+        i++;
+        afterCR = false;
+      }
+      events.push(Buffer.concat([...pending, chunk.subarray(start, end)]).toString('latin1'));
+      pending = [];
+      start = end;
+    }
+    if (start < chunk.length) pending.push(chunk.subarray(start));
+  }
+  return { events, rest: Buffer.concat(pending).toString('latin1') };
+}
+
+/** parseSseEvent without its single-data-line fast path. */
+function referenceParse(raw: Buffer): { event: string | null; data: string | null } {
+  let event: string | null = null;
+  let data: string[] | null = null;
+  for (const line of raw.toString('utf8').split(/\r\n|\r|\n/)) {
+    if (line === '' || line.startsWith(':')) continue;
+    const colon = line.indexOf(':');
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? '' : line.slice(colon + 1);
+    if (value.startsWith(' ')) value = value.slice(1);
+    if (field === 'data') (data ??= []).push(value);
+    else if (field === 'event') event = value;
+  }
+  return { event, data: data === null ? null : data.join('\n') };
+}
+
+const sseBytes = fc
+  .array(fc.constantFrom('data: ', 'data:', 'event: x', ': c', '{"a":1}', 'é', 'x', '\n', '\n', '\n', '\r', '\r\n', ' '), { maxLength: 40 })
+  .map((parts) => Buffer.from(parts.join(''), 'utf8'));
+
+test('property: the LF fast path splits and parses exactly as the byte-by-byte reference, however the bytes are chunked', () => {
+  fc.assert(
+    fc.property(sseBytes, fc.array(fc.integer({ min: 1, max: 9 }), { maxLength: 30 }), (bytes, sizes) => {
+      const chunks: Buffer[] = [];
+      let pos = 0;
+      for (const size of sizes) {
+        if (pos >= bytes.length) break;
+        chunks.push(bytes.subarray(pos, pos + size));
+        pos += size;
+      }
+      if (pos < bytes.length) chunks.push(bytes.subarray(pos));
+      const splitter = new SseSplitter();
+      const events = chunks.flatMap((c) => splitter.push(c));
+      const expected = referenceSplit(chunks);
+      assert.deepEqual(
+        events.map((e) => e.toString('latin1')),
+        expected.events,
+      );
+      assert.equal(splitter.takePending().toString('latin1'), expected.rest);
+      for (const event of events) assert.deepEqual(parseSseEvent(event), referenceParse(event));
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+test('the single-data-line fast path of parseSseEvent agrees with the general reading at its edges', () => {
+  for (const text of ['data: \n\n', 'data:  x\n\n', 'data: a\nb\n\n', 'data: a\r\n\r\n', 'data: é\n\n', 'data: [DONE]\n\n', 'datum: x\n\n', 'data: x\n\n\n']) {
+    const raw = Buffer.from(text);
+    assert.deepEqual(parseSseEvent(raw), referenceParse(raw), JSON.stringify(text));
+  }
+});
