@@ -181,10 +181,8 @@ export class Ledger {
   }
 
   /** Requests not yet finalized that start before `endMs`, with their attribution so far: what one settlement needs. */
-  loadUnsettledStartingBefore(endMs: EpochMs): rows.PendingRequestRow[] {
-    const parsed = new Map<string, unknown>();
-    const raw = this.stmt(sql.LOAD_UNSETTLED_STARTING_BEFORE).raw(true).all(endMs) as unknown[][];
-    return raw.map((row) => rows.pendingFromRawRow(row, parsed));
+  loadUnsettledStartingBefore(endMs: EpochMs): StoredRequest[] {
+    return (this.stmt(sql.LOAD_UNSETTLED_STARTING_BEFORE).all(endMs) as rows.RequestRow[]).map(rows.requestFromRow);
   }
 
   /** How many requests are stored and not yet finalized. */
