@@ -3,6 +3,8 @@
  * a few elements gets its own off-heap backing store, which costs more than the arithmetic a
  * settlement does on it; one settlement needs some thirty per GPU. Views stay valid until
  * {@link reset}: the caller must not keep them past that (nothing a settlement returns refers to them).
+ * The three element types are written out, not one generic pool: a shared `take` sees three array
+ * types and measured 15-25% slower on the tensor-parallel attribution benchmark.
  */
 export class ScratchArrays {
   private floatBuffer = new Float64Array(4096);

@@ -21,7 +21,7 @@ import { SseSplitter } from './sse-splitter.js';
 import { StreamObserver } from './stream-observer.js';
 import { estimateCompletionTokens, estimatePromptTokens, tokensFromChars } from './token-estimate.js';
 import { UpstreamWatchdog } from './upstream-watchdog.js';
-import type { Watched } from './upstream-watchdog.js';
+import { WatchedRequest } from './upstream-watchdog.js';
 
 export interface OpenAiProxyOptions {
   readonly config: ProxyConfig;
@@ -39,7 +39,7 @@ export interface OpenAiProxyOptions {
  * the same shape (the hot path stays monomorphic) and is also the watchdog's entry for its
  * upstream request.
  */
-class RecordedCall implements Watched {
+class RecordedCall extends WatchedRequest {
   requestModel: string | null = null;
   promptEstimate = 0;
   stream = false;
@@ -53,22 +53,15 @@ class RecordedCall implements Watched {
   wroteBody = false;
   done = false;
   clientGone = false;
-  // Watched
-  sentAt = 0;
-  responded = false;
-  activity = 0;
-  seen = 0;
-  quietSince = 0;
-  watching = false;
-  prevWatched: Watched | null = null;
-  nextWatched: Watched | null = null;
 
   constructor(
     readonly endpoint: OpenAiEndpoint,
     readonly url: string,
     readonly startMs: number,
     readonly labels: CallLabels,
-  ) {}
+  ) {
+    super();
+  }
 
   onTimeout(error: UpstreamTimeoutError): void {
     this.upstreamReq?.destroy(error);
@@ -76,16 +69,10 @@ class RecordedCall implements Watched {
 }
 
 /** The watchdog's entry for a passed-through request. */
-class PassThroughWatch implements Watched {
-  sentAt = 0;
-  responded = false;
-  activity = 0;
-  seen = 0;
-  quietSince = 0;
-  watching = false;
-  prevWatched: Watched | null = null;
-  nextWatched: Watched | null = null;
-  constructor(private readonly upstreamReq: http.ClientRequest) {}
+class PassThroughWatch extends WatchedRequest {
+  constructor(private readonly upstreamReq: http.ClientRequest) {
+    super();
+  }
   onTimeout(error: UpstreamTimeoutError): void {
     this.upstreamReq.destroy(error);
   }

@@ -25,6 +25,19 @@ export interface Watched {
   onTimeout(error: UpstreamTimeoutError): void;
 }
 
+/** The watchdog's fields, initialised, for a class to extend: it only supplies onTimeout. */
+export abstract class WatchedRequest implements Watched {
+  sentAt = 0;
+  responded = false;
+  activity = 0;
+  seen = 0;
+  quietSince = 0;
+  watching = false;
+  prevWatched: Watched | null = null;
+  nextWatched: Watched | null = null;
+  abstract onTimeout(error: UpstreamTimeoutError): void;
+}
+
 /**
  * The header timeout (no response within requestTimeoutMs of sending) and the idle timeout (the
  * upstream silent for idleTimeoutMs, before or during its answer) of every upstream request, kept
