@@ -154,6 +154,66 @@ export function requestFromRow(row: RequestRow): StoredRequest {
   return { record, late: row.late !== 0, receivedAtMs: epochMs(row.received_at_ms), soFar: soFarFromRow(row), final };
 }
 
+/** An unsettled request as one settlement needs it: the record, its lateness and its energy so far. */
+export interface PendingRequestRow {
+  readonly record: ResolvedRequest;
+  readonly late: boolean;
+  readonly soFar: RequestEnergyDelta;
+}
+
+/**
+ * A row of LOAD_UNSETTLED_STARTING_BEFORE in raw (array) form, in PENDING_COLUMNS order. Raw rows and
+ * a per-call cache of parsed JSON text (label sets and GPU lists repeat across requests) keep the
+ * per-settlement read cheap: it runs for every request in every period it spans.
+ */
+export function pendingFromRawRow(row: readonly unknown[], parsed: Map<string, unknown>): PendingRequestRow {
+  const json = <T>(text: string): T => {
+    let value = parsed.get(text);
+    if (value === undefined) {
+      value = JSON.parse(text) as unknown;
+      parsed.set(text, value);
+    }
+    return value as T;
+  };
+  const requestId = row[0] as string;
+  const firstTokenMs = row[7] as number | null;
+  const perGpu = row[27] as string;
+  const record: ResolvedRequest = {
+    requestId,
+    taskId: row[1] as string | null,
+    attempt: row[2] as number | null,
+    model: row[3] as string,
+    tier: row[4] as string,
+    gpus: json<string[]>(row[5] as string),
+    startMs: epochMs(row[6] as number),
+    firstTokenMs: firstTokenMs === null ? null : epochMs(firstTokenMs),
+    endMs: epochMs(row[8] as number),
+    promptTokens: row[9] as number,
+    cachedTokens: row[10] as number,
+    completionTokens: row[11] as number,
+    reasoningTokens: row[12] as number,
+    batchSize: row[13] as number | null,
+    status: row[14] as RequestStatus,
+    labels: json<Record<string, string>>(row[15] as string),
+    tokensEstimated: row[16] !== 0,
+    granularity: row[17] === 'interval' ? 'interval' : 'request',
+    source: row[18] as string,
+  };
+  const soFar: RequestEnergyDelta = {
+    requestId,
+    staticJ: row[20] as number,
+    dynamicJ: row[21] as number,
+    prefillJ: row[22] as number,
+    decodeJ: row[23] as number,
+    activeMs: row[24] as number,
+    concurrencyMs: row[25] as number,
+    estimated: row[26] !== 0,
+    // Its own object: the settler adds to it (never shared through the cache).
+    perGpuJ: perGpu === '{}' ? {} : (JSON.parse(perGpu) as Record<string, number>),
+  };
+  return { record, late: row[19] !== 0, soFar };
+}
+
 export interface SampleRow {
   ts_ms: number;
   gpu_uuid: string;

@@ -27,7 +27,14 @@ export const SAMPLE_GPUS = `WITH RECURSIVE g(uuid) AS (
 
 export const LOAD_UNSETTLED = 'SELECT * FROM requests WHERE finalized = 0 ORDER BY start_ms';
 /** Through the partial index requests_unsettled: only the rows not yet finalized are visited. */
-export const LOAD_UNSETTLED_STARTING_BEFORE = 'SELECT * FROM requests WHERE finalized = 0 AND start_ms < ? ORDER BY start_ms';
+export const PENDING_COLUMNS = [
+  'request_id', 'task_id', 'attempt', 'model', 'tier', 'gpus', 'start_ms', 'first_token_ms', 'end_ms', 'prompt_tokens',
+  'cached_tokens', 'completion_tokens', 'reasoning_tokens', 'batch_size', 'status', 'labels', 'tokens_estimated',
+  'granularity', 'source', 'late', 'static_j', 'dynamic_j', 'prefill_j', 'decode_j', 'active_ms', 'concurrency_ms',
+  'estimated', 'per_gpu_j',
+] as const;
+export const LOAD_UNSETTLED_STARTING_BEFORE = `SELECT ${PENDING_COLUMNS.join(', ')} FROM requests
+  WHERE finalized = 0 AND start_ms < ? ORDER BY start_ms`;
 export const COUNT_UNSETTLED = 'SELECT count(*) AS n FROM requests WHERE finalized = 0';
 
 export const ENERGY_SO_FAR = `SELECT request_id, static_j, dynamic_j, prefill_j, decode_j, active_ms, concurrency_ms, estimated, per_gpu_j

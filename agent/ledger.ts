@@ -181,8 +181,15 @@ export class Ledger {
   }
 
   /** Requests not yet finalized that start before `endMs`, with their attribution so far: what one settlement needs. */
-  loadUnsettledStartingBefore(endMs: EpochMs): StoredRequest[] {
-    return (this.stmt(sql.LOAD_UNSETTLED_STARTING_BEFORE).all(endMs) as rows.RequestRow[]).map(rows.requestFromRow);
+  loadUnsettledStartingBefore(endMs: EpochMs): rows.PendingRequestRow[] {
+    const parsed = new Map<string, unknown>();
+    const pending: rows.PendingRequestRow[] = [];
+    // Row by row: each raw row is garbage as soon as it is converted, so a settlement of many
+    // requests does not hold them all twice.
+    for (const row of this.stmt(sql.LOAD_UNSETTLED_STARTING_BEFORE).raw(true).iterate(endMs) as IterableIterator<unknown[]>) {
+      pending.push(rows.pendingFromRawRow(row, parsed));
+    }
+    return pending;
   }
 
   /** How many requests are stored and not yet finalized. */
