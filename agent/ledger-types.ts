@@ -52,19 +52,40 @@ export interface TaskDelta {
  * Everything one settlement writes. The ledger applies it in ONE transaction, so a crash leaves
  * either all of it or none of it, and settledUntilMs moves only with it.
  */
-export interface SettlementCommit {
+/** Which period a settlement covers and where the settled time ends after it. */
+export interface SettlementPeriod {
   readonly periodStartMs: EpochMs;
   readonly periodEndMs: EpochMs;
-  readonly gpuTotals: readonly GpuPeriodTotals[];
-  readonly requestDeltas: readonly RequestEnergyDelta[];
-  readonly finalized: readonly FinalizedRequest[];
-  /** Additive: the ledger adds these to existing rows of the same key. */
+  readonly settledUntilMs: EpochMs;
+}
+
+/** The additive rollup rows of one settlement: the ledger adds them to existing rows of the same key. */
+export interface SettlementRollups {
   readonly usageRows: readonly HourlyUsageRow[];
   readonly energyRows: readonly HourlyEnergyRow[];
   readonly hostRows: readonly HourlyHostEnergyRow[];
   readonly qualityRows: readonly HourlyQualityRow[];
   readonly taskDeltas: readonly TaskDelta[];
-  readonly settledUntilMs: EpochMs;
+}
+
+/** A whole settlement given at once (see Ledger.settle for writing one request at a time). */
+export interface SettlementCommit extends SettlementPeriod, SettlementRollups {
+  readonly gpuTotals: readonly GpuPeriodTotals[];
+  readonly requestDeltas: readonly RequestEnergyDelta[];
+  readonly finalized: readonly FinalizedRequest[];
+}
+
+/** The writes of one settlement, inside its transaction (Ledger.settle). */
+export interface SettlementWriter {
+  /** The per-GPU totals of the period (one row per GPU in `periods`). */
+  periodTotals(gpuTotals: readonly GpuPeriodTotals[]): void;
+  /**
+   * One request: the energy it received in this period (null if none) and, when this period
+   * finalizes it, its final figures (null otherwise). A request the ledger does not hold, or one
+   * already finalized, fails the settlement.
+   */
+  request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null): void;
+  rollups(rollups: SettlementRollups): void;
 }
 
 /** Retention per table (DESIGN defaults: samples 48 h, requests 7 d, rollups 400 d). */

@@ -11,7 +11,7 @@ import { LEDGER_MIGRATIONS, LedgerVersionError, latestVersion, migrate } from '.
 import * as rows from './ledger-rows.js';
 import type { CounterTotals, StoredRequest } from './ledger-rows.js';
 import * as sql from './ledger-sql.js';
-import type { RequestEnergyDelta, RetentionPolicy, SettlementCommit } from './ledger-types.js';
+import type { FinalizedRequest, RequestEnergyDelta, RetentionPolicy, SettlementCommit, SettlementPeriod, SettlementRollups, SettlementWriter } from './ledger-types.js';
 
 export type { CounterTotals, GpuEnergyTotal, StoredRequest, UsageTotal } from './ledger-rows.js';
 export { LedgerVersionError } from './migrations/index.js';
@@ -67,7 +67,7 @@ export class Ledger {
   private readonly now: () => number;
   private readonly insertRequestsTx: (records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean) => { inserted: ResolvedRequest[]; duplicates: string[] };
   private readonly insertSamplesTx: (samples: readonly PowerSample[]) => number;
-  private readonly commitTx: (commit: SettlementCommit) => void;
+  private readonly settleTx: (period: SettlementPeriod, write: (writer: SettlementWriter) => unknown) => unknown;
   private readonly pruneTx: (nowMs: number) => PruneResult;
 
   private constructor(
@@ -80,7 +80,7 @@ export class Ledger {
     this.now = now;
     this.insertRequestsTx = db.transaction((records, isLate) => this.insertRequestsIn(records, isLate));
     this.insertSamplesTx = db.transaction((samples) => this.insertSamplesIn(samples));
-    this.commitTx = db.transaction((commit) => this.applySettlement(commit));
+    this.settleTx = db.transaction((period, write) => this.settleIn(period, write));
     this.pruneTx = db.transaction((nowMs) => this.pruneIn(nowMs));
   }
 
@@ -225,85 +225,43 @@ export class Ledger {
    * rolls all of it back and throws.
    */
   commitSettlement(commit: SettlementCommit): void {
+    this.settle(commit, (writer) => {
+      writer.periodTotals(commit.gpuTotals);
+      const finalizedById = new Map(commit.finalized.map((f) => [f.requestId, f]));
+      if (finalizedById.size !== commit.finalized.length) throw new Error('cannot finalize a request twice in one settlement');
+      for (const delta of commit.requestDeltas) {
+        const final = finalizedById.get(delta.requestId) ?? null;
+        finalizedById.delete(delta.requestId);
+        writer.request(delta, final);
+      }
+      for (const final of finalizedById.values()) writer.request(null, final);
+      writer.rollups(commit);
+    });
+  }
+
+  /**
+   * Run one settlement as one transaction: `write` gets a {@link SettlementWriter} for the period's
+   * rows, then settled_until moves to `settledUntilMs`. All of it is committed, or (when anything
+   * throws) none of it, and the error says which period was not applied. The settler writes each
+   * request as it computes it, so a period of many requests never holds all its rows at once.
+   */
+  settle<T>(period: SettlementPeriod, write: (writer: SettlementWriter) => T): T {
     try {
-      this.commitTx(commit);
+      return this.settleTx(period, write) as T;
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
-      throw new Error(`settlement of [${commit.periodStartMs}, ${commit.periodEndMs}) not applied: ${why}`, { cause: err });
+      throw new Error(`settlement of [${period.periodStartMs}, ${period.periodEndMs}) not applied: ${why}`, { cause: err });
     }
   }
 
-  private applySettlement(c: SettlementCommit): void {
+  private settleIn(period: SettlementPeriod, write: (writer: SettlementWriter) => unknown): unknown {
     const before = this.getSettledUntil();
-    if (before !== null && c.settledUntilMs < before) {
-      throw new Error(`settled_until would move backwards (${before} -> ${c.settledUntilMs})`);
+    if (before !== null && period.settledUntilMs < before) {
+      throw new Error(`settled_until would move backwards (${before} -> ${period.settledUntilMs})`);
     }
-    const period = this.stmt(sql.INSERT_PERIOD);
-    for (const g of c.gpuTotals) {
-      period.run(
-        c.periodStartMs, c.periodEndMs, g.gpuUuid, g.gpuIndex, g.measuredJ, g.idleJ, g.staticJ, g.dynamicJ, g.unattributedJ,
-        g.residualJ, g.estimatedJ, g.coveredMs, g.counterResets, g.gaps, g.samples, g.idleBaselineW, g.observedIdlePowerW, g.idleMs,
-      );
-    }
-    const perGpuOf = this.stmt(sql.PER_GPU_OF);
-    const addEnergy = this.stmt(sql.ADD_REQUEST_ENERGY);
-    const addAndFinalize = this.stmt(sql.ADD_ENERGY_AND_FINALIZE);
-    const finalize = this.stmt(sql.FINALIZE_REQUEST);
-    const finalizedById = new Map(c.finalized.map((f) => [f.requestId, f]));
-    if (finalizedById.size !== c.finalized.length) throw new Error('cannot finalize a request twice in one settlement');
-    for (const d of c.requestDeltas) {
-      let perGpu: Readonly<Record<string, number>>;
-      if (d.perGpuJTotal !== undefined) perGpu = d.perGpuJTotal;
-      else {
-        const current = perGpuOf.get(d.requestId) as { per_gpu_j: string } | undefined;
-        if (current === undefined) throw new Error(`energy delta for request ${JSON.stringify(d.requestId)}, which the ledger does not hold`);
-        const merged = JSON.parse(current.per_gpu_j) as Record<string, number>;
-        for (const [gpu, j] of Object.entries(d.perGpuJ)) merged[gpu] = (merged[gpu] ?? 0) + j;
-        perGpu = merged;
-      }
-      const energy = [d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu)];
-      const f = finalizedById.get(d.requestId);
-      if (f !== undefined) {
-        // Its last period: one statement adds the energy and finalizes (the common case for short requests).
-        finalizedById.delete(d.requestId);
-        const changed = addAndFinalize.run(...energy, f.joules, f.jPerOutputToken, f.observedBatchSize, f.batchBucket, f.cacheBucket, f.settledAtMs, d.requestId).changes;
-        if (changed !== 1) throw new Error(`cannot finalize request ${JSON.stringify(d.requestId)}: not in the ledger or already finalized`);
-        continue;
-      }
-      const changed = addEnergy.run(...energy, d.requestId).changes;
-      if (changed !== 1) throw new Error(`energy delta for request ${JSON.stringify(d.requestId)}, which the ledger does not hold`);
-    }
-    for (const f of finalizedById.values()) {
-      const changed = finalize.run(f.joules, f.jPerOutputToken, f.observedBatchSize, f.batchBucket, f.cacheBucket, f.settledAtMs, f.requestId).changes;
-      if (changed !== 1) throw new Error(`cannot finalize request ${JSON.stringify(f.requestId)}: not in the ledger or already finalized`);
-    }
-    const usage = this.stmt(sql.UPSERT_USAGE);
-    for (const u of c.usageRows) {
-      usage.run(
-        u.hourStartMs, u.node, u.model, u.tier, u.cacheBucket, u.batchBucket, u.status, u.team, u.feature, u.requests,
-        u.promptTokens, u.cachedTokens, u.completionTokens, u.reasoningTokens, u.staticJ, u.dynamicJ, u.prefillJ, u.decodeJ,
-        u.simulated ? 1 : 0,
-      );
-    }
-    const energy = this.stmt(sql.UPSERT_ENERGY);
-    for (const e of c.energyRows) {
-      energy.run(
-        e.hourStartMs, e.node, e.gpuUuid, e.measuredJ, e.idleJ, e.staticJ, e.dynamicJ, e.unattributedJ, e.estimatedJ,
-        e.coveredMs, e.counterResets, e.gaps, e.simulated ? 1 : 0,
-      );
-    }
-    const host = this.stmt(sql.UPSERT_HOST);
-    for (const h of c.hostRows) host.run(h.hourStartMs, h.node, h.hostJ, h.estimated ? 1 : 0);
-    const quality = this.stmt(sql.UPSERT_QUALITY);
-    for (const q of c.qualityRows) quality.run(q.hourStartMs, q.node, q.lateRecords, q.rejectedRecords, q.sampleErrors);
-    const task = this.stmt(sql.UPSERT_TASK);
-    for (const t of c.taskDeltas) {
-      task.run(
-        t.taskId, this.node, t.firstStartMs, t.lastEndMs, t.requests, t.joules, t.wasteJ, t.completionTokens, t.lastStatus,
-        t.tier, t.team, t.feature,
-      );
-    }
-    this.setState(SETTLED_UNTIL, String(c.settledUntilMs));
+    const result = write(new LedgerSettlementWriter(period, (text) => this.stmt(text), this.node));
+    this.setState(SETTLED_UNTIL, String(period.settledUntilMs));
+    return result;
   }
 
   /** End of the settled time (exclusive), or null before the first settlement. */
@@ -419,5 +377,89 @@ export class Ledger {
     if (!this.db.open) return;
     if (!this.db.readonly) this.db.pragma('optimize');
     this.db.close();
+  }
+}
+
+/** The writes of one settlement, valid only inside the transaction of {@link Ledger.settle}. */
+class LedgerSettlementWriter implements SettlementWriter {
+  constructor(
+    private readonly period: SettlementPeriod,
+    private readonly stmt: (text: string) => Statement,
+    private readonly node: string,
+  ) {}
+
+  periodTotals(gpuTotals: SettlementCommit['gpuTotals']): void {
+    const { periodStartMs, periodEndMs } = this.period;
+    const insert = this.stmt(sql.INSERT_PERIOD);
+    for (const g of gpuTotals) {
+      insert.run(
+        periodStartMs, periodEndMs, g.gpuUuid, g.gpuIndex, g.measuredJ, g.idleJ, g.staticJ, g.dynamicJ, g.unattributedJ,
+        g.residualJ, g.estimatedJ, g.coveredMs, g.counterResets, g.gaps, g.samples, g.idleBaselineW, g.observedIdlePowerW, g.idleMs,
+      );
+    }
+  }
+
+  request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null): void {
+    if (delta === null) {
+      if (final === null) return;
+      const changed = this.stmt(sql.FINALIZE_REQUEST).run(final.joules, final.jPerOutputToken, final.observedBatchSize, final.batchBucket, final.cacheBucket, final.settledAtMs, final.requestId).changes;
+      if (changed !== 1) throw new Error(`cannot finalize request ${JSON.stringify(final.requestId)}: not in the ledger or already finalized`);
+      return;
+    }
+    if (final !== null && final.requestId !== delta.requestId) {
+      throw new Error(`energy of request ${JSON.stringify(delta.requestId)} written with the final figures of ${JSON.stringify(final.requestId)}`);
+    }
+    let perGpu: Readonly<Record<string, number>>;
+    if (delta.perGpuJTotal !== undefined) perGpu = delta.perGpuJTotal;
+    else {
+      const current = this.stmt(sql.PER_GPU_OF).get(delta.requestId) as { per_gpu_j: string } | undefined;
+      if (current === undefined) throw new Error(`energy delta for request ${JSON.stringify(delta.requestId)}, which the ledger does not hold`);
+      const merged = JSON.parse(current.per_gpu_j) as Record<string, number>;
+      for (const [gpu, j] of Object.entries(delta.perGpuJ)) merged[gpu] = (merged[gpu] ?? 0) + j;
+      perGpu = merged;
+    }
+    const d = delta;
+    if (final !== null) {
+      // Its last period: one statement adds the energy and finalizes (the common case for short requests).
+      const changed = this.stmt(sql.ADD_ENERGY_AND_FINALIZE).run(
+        d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu),
+        final.joules, final.jPerOutputToken, final.observedBatchSize, final.batchBucket, final.cacheBucket, final.settledAtMs, d.requestId,
+      ).changes;
+      if (changed !== 1) throw new Error(`cannot finalize request ${JSON.stringify(d.requestId)}: not in the ledger or already finalized`);
+      return;
+    }
+    const changed = this.stmt(sql.ADD_REQUEST_ENERGY).run(
+      d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu), d.requestId,
+    ).changes;
+    if (changed !== 1) throw new Error(`energy delta for request ${JSON.stringify(d.requestId)}, which the ledger does not hold`);
+  }
+
+  rollups(r: SettlementRollups): void {
+    const usage = this.stmt(sql.UPSERT_USAGE);
+    for (const u of r.usageRows) {
+      usage.run(
+        u.hourStartMs, u.node, u.model, u.tier, u.cacheBucket, u.batchBucket, u.status, u.team, u.feature, u.requests,
+        u.promptTokens, u.cachedTokens, u.completionTokens, u.reasoningTokens, u.staticJ, u.dynamicJ, u.prefillJ, u.decodeJ,
+        u.simulated ? 1 : 0,
+      );
+    }
+    const energy = this.stmt(sql.UPSERT_ENERGY);
+    for (const e of r.energyRows) {
+      energy.run(
+        e.hourStartMs, e.node, e.gpuUuid, e.measuredJ, e.idleJ, e.staticJ, e.dynamicJ, e.unattributedJ, e.estimatedJ,
+        e.coveredMs, e.counterResets, e.gaps, e.simulated ? 1 : 0,
+      );
+    }
+    const host = this.stmt(sql.UPSERT_HOST);
+    for (const h of r.hostRows) host.run(h.hourStartMs, h.node, h.hostJ, h.estimated ? 1 : 0);
+    const quality = this.stmt(sql.UPSERT_QUALITY);
+    for (const q of r.qualityRows) quality.run(q.hourStartMs, q.node, q.lateRecords, q.rejectedRecords, q.sampleErrors);
+    const task = this.stmt(sql.UPSERT_TASK);
+    for (const t of r.taskDeltas) {
+      task.run(
+        t.taskId, this.node, t.firstStartMs, t.lastEndMs, t.requests, t.joules, t.wasteJ, t.completionTokens, t.lastStatus,
+        t.tier, t.team, t.feature,
+      );
+    }
   }
 }

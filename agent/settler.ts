@@ -1,17 +1,17 @@
-import type { GpuPeriodInput, GpuPeriodTotals, AttributionConfig, PeriodSettlement } from '../model/attribution-types.js';
+import type { GpuPeriodInput, GpuPeriodTotals, AttributionConfig, PeriodSettlement, RequestPeriodShare } from '../model/attribution-types.js';
 import { settlePeriod } from '../model/attribution.js';
 import { conservationResidual } from '../model/conservation.js';
 import { currentIdleBaseline, initialIdleBaseline, observeIdle, type IdleBaselineState } from '../model/idle-baseline.js';
 import type { GpuInfo, PowerSample } from '../model/power-sample.js';
 import type { ResolvedRequest } from '../model/request-record.js';
-import { accumulatorFromDelta, addShares, finalizeRequest, isFinalAfter, toEnergyDelta, toFinalizedRequest, type RequestAccumulator, type RequestResult } from '../model/request-result.js';
+import { addShares, finalizeRequest, isFinalAfter, toEnergyDelta, toFinalizedRequest, type RequestAccumulator, type RequestResult } from '../model/request-result.js';
 import { energyRowsFromTotals, usageRowsFromResults } from '../model/rollup.js';
 import { alignDown, duePeriods } from '../model/settlement-schedule.js';
 import { aggregateTasks, taskDeltas } from '../model/tasks.js';
 import { epochMs, watts, type EpochMs } from '../model/units.js';
-import type { HourlyQualityRow } from '../model/rollup-types.js';
 import type { Ledger } from './ledger.js';
-import type { FinalizedRequest, RequestEnergyDelta, SettlementCommit } from './ledger-types.js';
+import type { PendingRequestRow } from './ledger-rows.js';
+import type { RequestEnergyDelta } from './ledger-types.js';
 import type { Logger } from './logger.js';
 
 /** What the settler reports to metrics; a subset of TokenwattMetrics so tests can pass a recorder. */
@@ -59,13 +59,6 @@ export interface SettlerOptions {
 
 /** After an outage the settler catches up in bounded steps, so one tick never blocks ingest for long. */
 const MAX_PERIODS_PER_CALL = 360;
-
-/** An unsettled request as one settlement sees it: the record and its energy so far. */
-interface PendingRequest {
-  readonly record: ResolvedRequest;
-  readonly late: boolean;
-  readonly acc: RequestAccumulator;
-}
 
 /** A task's finalized requests, kept until the task goes quiet so its waste follows the whole-task rule. */
 interface OpenTask {
@@ -241,78 +234,78 @@ export class Settler {
     // Unsettled requests are read from the ledger for each period rather than held in memory, so
     // memory does not grow with records/s x lateness. Those starting after this period have
     // received no energy yet and are not needed.
-    const pending: PendingRequest[] = options.ledger.loadUnsettledStartingBefore(endMs).map((stored) => ({
-      record: stored.record,
-      late: stored.late,
-      acc: accumulatorFromDelta(stored.soFar),
-    }));
-    const pendingById = new Map<string, PendingRequest>();
-    for (const p of pending) pendingById.set(p.record.requestId, p);
-    const active: PendingRequest[] = [];
-    for (const p of pending) {
-      if (p.record.startMs < endMs && (p.record.endMs > startMs || (p.record.endMs === startMs && p.record.startMs === startMs))) {
-        active.push(p);
-      }
+    const pending = options.ledger.loadUnsettledStartingBefore(endMs);
+    const indexById = new Map<string, number>();
+    const active: ResolvedRequest[] = [];
+    for (let i = 0; i < pending.length; i += 1) {
+      const record = (pending[i] as PendingRequestRow).record;
+      indexById.set(record.requestId, i);
+      if (record.startMs < endMs && (record.endMs > startMs || (record.endMs === startMs && record.startMs === startMs))) active.push(record);
     }
     const settlement: PeriodSettlement = settlePeriod({
       periodStartMs: startMs,
       periodEndMs: endMs,
       gpus: gpuInputs,
-      requests: active.map((p) => p.record),
+      requests: active,
       config: options.attribution,
     });
 
-    // Accumulate shares into a copy first: the in-memory state changes only after the commit.
-    const sharesByRequest = new Map<string, typeof settlement.shares[number][]>();
-    for (const share of settlement.shares) {
-      const list = sharesByRequest.get(share.requestId);
-      if (list) list.push(share);
-      else sharesByRequest.set(share.requestId, [share]);
+    // Each request's shares as a linked list over the shares array (in their original order), so
+    // that no per-request list is allocated.
+    const shares = settlement.shares;
+    const firstShare = new Int32Array(pending.length).fill(-1);
+    const nextShare = new Int32Array(shares.length);
+    for (let s = shares.length - 1; s >= 0; s -= 1) {
+      const i = indexById.get((shares[s] as RequestPeriodShare).requestId);
+      if (i === undefined) continue;
+      nextShare[s] = firstShare[i] as number;
+      firstShare[i] = s;
     }
-    const nextAcc = new Map<string, RequestAccumulator>();
-    const requestDeltas: RequestEnergyDelta[] = [];
-    for (const [requestId, shares] of sharesByRequest) {
-      const p = pendingById.get(requestId);
-      if (!p) continue;
-      const acc = addShares(p.acc, shares);
-      nextAcc.set(requestId, acc);
-      // The running per-GPU totals go along, so the ledger writes them without reading the row back.
-      requestDeltas.push({ ...toEnergyDelta(requestId, shares), perGpuJTotal: acc.perGpuJ });
-    }
-    const finalizedResults: RequestResult[] = [];
-    let pendingJ = 0;
-    for (const p of pending) {
-      if (!isFinalAfter(p.record, endMs)) {
-        const acc = nextAcc.get(p.record.requestId) ?? p.acc;
-        pendingJ += acc.staticJ + acc.dynamicJ;
-        continue;
-      }
-      finalizedResults.push(finalizeRequest(p.record, nextAcc.get(p.record.requestId) ?? p.acc, { late: p.late }));
-    }
-    // A request that arrived wholly late received no energy here: it is stored and counted as
-    // late, but kept out of the usage rollups so it cannot lower J/token with energy-free tokens.
-    const countable = finalizedResults.filter((r) => !(r.late && r.joules === 0));
-    const finalized: FinalizedRequest[] = finalizedResults.map((r) => toFinalizedRequest(r, epochMs(nowMs)));
-    const hourOf = (ms: number): EpochMs => epochMs(Math.floor(ms / 3_600_000) * 3_600_000);
+
+    // Each request is computed and written in turn, inside the period's transaction: a period of
+    // many requests never holds all their rows at once. The in-memory state and the counters move
+    // only after the commit.
     const host = this.hostEnergyUntil(endMs);
-    const lateCount = finalizedResults.filter((r) => r.late).length;
-    const qualityRows: HourlyQualityRow[] = lateCount > 0
-      ? [{ hourStartMs: hourOf(startMs), node: options.node, lateRecords: lateCount, rejectedRecords: 0, sampleErrors: 0 }]
-      : [];
-    const commit: SettlementCommit = {
-      periodStartMs: startMs,
-      periodEndMs: endMs,
-      gpuTotals: settlement.gpus,
-      requestDeltas,
-      finalized,
-      usageRows: usageRowsFromResults(countable, options.node, options.simulated, options.labelValue),
-      energyRows: energyRowsFromTotals(settlement.gpus, startMs, endMs, options.node, options.simulated),
-      hostRows: host && host.joules > 0 ? [{ hourStartMs: hourOf(startMs), node: options.node, hostJ: host.joules, estimated: host.estimated }] : [],
-      qualityRows,
-      taskDeltas: taskDeltas(countable, options.labelValue),
-      settledUntilMs: endMs,
-    };
-    options.ledger.commitSettlement(commit);
+    const settledAtMs = epochMs(nowMs);
+    const finalizedResults: RequestResult[] = [];
+    let countable: RequestResult[] = [];
+    let pendingJ = 0;
+    const requestShares: RequestPeriodShare[] = [];
+    options.ledger.settle({ periodStartMs: startMs, periodEndMs: endMs, settledUntilMs: endMs }, (writer) => {
+      writer.periodTotals(settlement.gpus);
+      for (let i = 0; i < pending.length; i += 1) {
+        const p = pending[i] as PendingRequestRow;
+        let acc: RequestAccumulator = p.soFar;
+        let delta: RequestEnergyDelta | null = null;
+        if (firstShare[i] !== -1) {
+          requestShares.length = 0;
+          for (let s = firstShare[i] as number; s !== -1; s = nextShare[s] as number) requestShares.push(shares[s] as RequestPeriodShare);
+          acc = addShares(p.soFar, requestShares);
+          // The running per-GPU totals go along, so the ledger writes them without reading the row back.
+          delta = toEnergyDelta(p.record.requestId, requestShares, acc.perGpuJ);
+        }
+        if (!isFinalAfter(p.record, endMs)) {
+          pendingJ += acc.staticJ + acc.dynamicJ;
+          writer.request(delta, null);
+          continue;
+        }
+        const result = finalizeRequest(p.record, acc, { late: p.late });
+        finalizedResults.push(result);
+        writer.request(delta, toFinalizedRequest(result, settledAtMs));
+      }
+      // A request that arrived wholly late received no energy here: it is stored and counted as
+      // late, but kept out of the usage rollups so it cannot lower J/token with energy-free tokens.
+      countable = finalizedResults.filter((r) => !(r.late && r.joules === 0));
+      const hourOf = (ms: number): EpochMs => epochMs(Math.floor(ms / 3_600_000) * 3_600_000);
+      const lateCount = finalizedResults.filter((r) => r.late).length;
+      writer.rollups({
+        usageRows: usageRowsFromResults(countable, options.node, options.simulated, options.labelValue),
+        energyRows: energyRowsFromTotals(settlement.gpus, startMs, endMs, options.node, options.simulated),
+        hostRows: host && host.joules > 0 ? [{ hourStartMs: hourOf(startMs), node: options.node, hostJ: host.joules, estimated: host.estimated }] : [],
+        qualityRows: lateCount > 0 ? [{ hourStartMs: hourOf(startMs), node: options.node, lateRecords: lateCount, rejectedRecords: 0, sampleErrors: 0 }] : [],
+        taskDeltas: taskDeltas(countable, options.labelValue),
+      });
+    });
 
     // Committed: now move the in-memory state and the exported counters.
     this.settledUntilMs = endMs;

@@ -47,9 +47,13 @@ export function addShares(acc: RequestAccumulator, shares: readonly RequestPerio
   return { staticJ, dynamicJ, prefillJ, decodeJ, activeMs, concurrencyMs, estimated, perGpuJ };
 }
 
-/** The ledger delta of one request in one settlement (its shares of that period, all GPUs). */
-export function toEnergyDelta(requestId: string, shares: readonly RequestPeriodShare[]): RequestEnergyDelta {
-  return { requestId, ...addShares(emptyAccumulator(), shares) };
+/**
+ * The ledger delta of one request in one settlement (its shares of that period, all GPUs), with the
+ * request's running per-GPU totals when the caller has them (the ledger then need not read them back).
+ */
+export function toEnergyDelta(requestId: string, shares: readonly RequestPeriodShare[], perGpuJTotal?: Readonly<Record<string, number>>): RequestEnergyDelta {
+  const sums = addShares(emptyAccumulator(), shares);
+  return perGpuJTotal === undefined ? { requestId, ...sums } : { requestId, ...sums, perGpuJTotal };
 }
 
 /**

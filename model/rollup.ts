@@ -42,22 +42,24 @@ export function usageRowsFromResults(
   simulated: boolean,
   labelValue: LabelValueFn,
 ): HourlyUsageRow[] {
-  const rows = new Map<string, MutableUsage>();
+  // Rows are found through one map per key part: no key string is built per request (a settlement
+  // folds thousands of requests into a few rows).
+  const root: KeyLevel = new Map();
+  const rows: MutableUsage[] = [];
   for (const r of results) {
     const hourStartMs = hourStart(r.endMs);
     const team = labelValue('team', r.labels.team);
     const feature = labelValue('feature', r.labels.feature);
     const rowSimulated = simulated || r.source === 'simulated';
-    // A JSON array of the key's parts: unambiguous whatever the strings hold, and it sorts the rows.
-    const id = `[${hourStartMs},${JSON.stringify(r.model)},${JSON.stringify(r.tier)},${JSON.stringify(r.cacheBucket)},${JSON.stringify(r.batchBucket)},${JSON.stringify(r.status)},${JSON.stringify(team)},${JSON.stringify(feature)},${rowSimulated}]`;
-    let row = rows.get(id);
+    const leaf = level(level(level(level(level(level(level(level(root, hourStartMs), r.model), r.tier), r.cacheBucket), r.batchBucket), r.status), team), feature);
+    let row = leaf.get(rowSimulated) as MutableUsage | undefined;
     if (!row) {
-      const key: UsageKey = {
-        hourStartMs, node, model: r.model, tier: r.tier, cacheBucket: r.cacheBucket, batchBucket: r.batchBucket,
-        status: r.status, team, feature, simulated: rowSimulated,
+      row = {
+        hourStartMs, node, model: r.model, tier: r.tier, cacheBucket: r.cacheBucket, batchBucket: r.batchBucket, status: r.status, team, feature,
+        simulated: rowSimulated, requests: 0, promptTokens: 0, cachedTokens: 0, completionTokens: 0, reasoningTokens: 0, staticJ: 0, dynamicJ: 0, prefillJ: 0, decodeJ: 0,
       };
-      row = { ...key, requests: 0, promptTokens: 0, cachedTokens: 0, completionTokens: 0, reasoningTokens: 0, staticJ: 0, dynamicJ: 0, prefillJ: 0, decodeJ: 0 };
-      rows.set(id, row);
+      leaf.set(rowSimulated, row);
+      rows.push(row);
     }
     row.requests += 1;
     row.promptTokens += r.promptTokens;
@@ -69,7 +71,35 @@ export function usageRowsFromResults(
     row.prefillJ += r.prefillJ;
     row.decodeJ += r.decodeJ;
   }
-  return [...rows.entries()].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)).map(([, row]) => row);
+  return rows.sort(compareUsageKeys);
+}
+
+type KeyLevel = Map<string | number | boolean, KeyLevel | MutableUsage>;
+
+function level(parent: KeyLevel, key: string | number): KeyLevel {
+  let child = parent.get(key) as KeyLevel | undefined;
+  if (child === undefined) {
+    child = new Map();
+    parent.set(key, child);
+  }
+  return child;
+}
+
+const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** The rows' order: by hour, then each key part in turn (so the output does not depend on the order of the results). */
+function compareUsageKeys(a: UsageKey, b: UsageKey): number {
+  return (
+    a.hourStartMs - b.hourStartMs ||
+    byString(a.model, b.model) ||
+    byString(a.tier, b.tier) ||
+    byString(a.cacheBucket, b.cacheBucket) ||
+    byString(a.batchBucket, b.batchBucket) ||
+    byString(a.status, b.status) ||
+    byString(a.team, b.team) ||
+    byString(a.feature, b.feature) ||
+    Number(a.simulated) - Number(b.simulated)
+  );
 }
 
 /**
