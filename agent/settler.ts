@@ -234,7 +234,8 @@ export class Settler {
     // Unsettled requests are read from the ledger for each period rather than held in memory, so
     // memory does not grow with records/s x lateness. Those starting after this period have
     // received no energy yet and are not needed.
-    const pending = options.ledger.loadUnsettledStartingBefore(endMs);
+    // Entries are dropped once written (below), so the period's peak memory is not its rows plus its results.
+    const pending: (PendingRequestRow | null)[] = options.ledger.loadUnsettledStartingBefore(endMs);
     const indexById = new Map<string, number>();
     const active: ResolvedRequest[] = [];
     for (let i = 0; i < pending.length; i += 1) {
@@ -249,6 +250,7 @@ export class Settler {
       requests: active,
       config: options.attribution,
     });
+    active.length = 0;
 
     // Each request's shares as a linked list over the shares array (in their original order), so
     // that no per-request list is allocated.
@@ -275,6 +277,7 @@ export class Settler {
       writer.periodTotals(settlement.gpus);
       for (let i = 0; i < pending.length; i += 1) {
         const p = pending[i] as PendingRequestRow;
+        pending[i] = null;
         let acc: RequestAccumulator = p.soFar;
         let delta: RequestEnergyDelta | null = null;
         if (firstShare[i] !== -1) {

@@ -9,6 +9,7 @@ import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { AGENT_NODE_FLAGS } from '../../agent/node-flags.js';
 import { REPO_ROOT } from './support/k8s-validate.js';
 import { type Instruction, dockerignore, execForm, parseDockerfile, stages } from './support/dockerfile.js';
 
@@ -64,7 +65,7 @@ describe('Dockerfile', () => {
   });
 
   it('starts the agent CLI and exposes port 9477', () => {
-    assert.deepEqual(execForm(find(runtime?.instructions, 'ENTRYPOINT')[0]?.args ?? ''), ['node', 'dist/agent/cli.js']);
+    assert.deepEqual(execForm(find(runtime?.instructions, 'ENTRYPOINT')[0]?.args ?? ''), ['node', ...AGENT_NODE_FLAGS, 'dist/agent/cli.js']);
     assert.deepEqual(execForm(find(runtime?.instructions, 'CMD')[0]?.args ?? ''), ['run']);
     assert.equal(find(runtime?.instructions, 'EXPOSE')[0]?.args, '9477');
   });
