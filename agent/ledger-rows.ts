@@ -3,6 +3,7 @@ import type { RequestStatus, ResolvedRequest } from '../model/request-record.js'
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow, TaskRow } from '../model/rollup-types.js';
 import { epochMs, joules, watts } from '../model/units.js';
 import type { EpochMs } from '../model/units.js';
+import type { RequestAccumulator } from '../model/request-result.js';
 import type { FinalizedRequest, RequestEnergyDelta } from './ledger-types.js';
 
 /**
@@ -158,32 +159,50 @@ export function requestFromRow(row: RequestRow): StoredRequest {
 export interface PendingRequestRow {
   readonly record: ResolvedRequest;
   readonly late: boolean;
-  readonly soFar: RequestEnergyDelta;
+  readonly soFar: RequestAccumulator;
 }
+
+/** What one read of pending rows shares between its rows (see {@link pendingFromRawRow}). */
+export interface PendingReadCache {
+  readonly parsed: Map<string, unknown>;
+  readonly strings: Map<string, string>;
+}
+
+/** What a request that has received no energy yet has so far: shared by all such rows, hence frozen. */
+const NOTHING_SO_FAR: RequestAccumulator = Object.freeze({
+  staticJ: 0, dynamicJ: 0, prefillJ: 0, decodeJ: 0, activeMs: 0, concurrencyMs: 0, estimated: false, perGpuJ: Object.freeze({}),
+});
 
 /**
  * A row of LOAD_UNSETTLED_STARTING_BEFORE in raw (array) form, in PENDING_COLUMNS order. Raw rows and
- * a per-call cache of parsed JSON text (label sets and GPU lists repeat across requests) keep the
- * per-settlement read cheap: it runs for every request in every period it spans.
+ * a per-call cache keep the per-settlement read cheap in time and memory (it runs for every request
+ * in every period it spans, and a period can hold tens of thousands): JSON text that repeats across
+ * requests (label sets, GPU lists) is parsed once, repeated strings (model, tier, status, source)
+ * are kept once, and requests with no energy yet share one frozen accumulator.
  */
-export function pendingFromRawRow(row: readonly unknown[], parsed: Map<string, unknown>): PendingRequestRow {
+export function pendingFromRawRow(row: readonly unknown[], cache: PendingReadCache): PendingRequestRow {
   const json = <T>(text: string): T => {
-    let value = parsed.get(text);
+    let value = cache.parsed.get(text);
     if (value === undefined) {
       value = JSON.parse(text) as unknown;
-      parsed.set(text, value);
+      cache.parsed.set(text, value);
     }
     return value as T;
   };
-  const requestId = row[0] as string;
+  const once = <T extends string>(text: T): T => {
+    const kept = cache.strings.get(text) as T | undefined;
+    if (kept !== undefined) return kept;
+    cache.strings.set(text, text);
+    return text;
+  };
   const firstTokenMs = row[7] as number | null;
   const perGpu = row[27] as string;
   const record: ResolvedRequest = {
-    requestId,
+    requestId: row[0] as string,
     taskId: row[1] as string | null,
     attempt: row[2] as number | null,
-    model: row[3] as string,
-    tier: row[4] as string,
+    model: once(row[3] as string),
+    tier: once(row[4] as string),
     gpus: json<string[]>(row[5] as string),
     startMs: epochMs(row[6] as number),
     firstTokenMs: firstTokenMs === null ? null : epochMs(firstTokenMs),
@@ -193,24 +212,28 @@ export function pendingFromRawRow(row: readonly unknown[], parsed: Map<string, u
     completionTokens: row[11] as number,
     reasoningTokens: row[12] as number,
     batchSize: row[13] as number | null,
-    status: row[14] as RequestStatus,
+    status: once(row[14] as RequestStatus),
     labels: json<Record<string, string>>(row[15] as string),
     tokensEstimated: row[16] !== 0,
     granularity: row[17] === 'interval' ? 'interval' : 'request',
-    source: row[18] as string,
+    source: once(row[18] as string),
   };
-  const soFar: RequestEnergyDelta = {
-    requestId,
-    staticJ: row[20] as number,
-    dynamicJ: row[21] as number,
-    prefillJ: row[22] as number,
-    decodeJ: row[23] as number,
-    activeMs: row[24] as number,
-    concurrencyMs: row[25] as number,
-    estimated: row[26] !== 0,
-    // Its own object: the settler adds to it (never shared through the cache).
-    perGpuJ: perGpu === '{}' ? {} : (JSON.parse(perGpu) as Record<string, number>),
-  };
+  const staticJ = row[20] as number;
+  const dynamicJ = row[21] as number;
+  const estimated = row[26] !== 0;
+  const soFar: RequestAccumulator =
+    staticJ === 0 && dynamicJ === 0 && row[22] === 0 && row[23] === 0 && row[24] === 0 && row[25] === 0 && !estimated && perGpu === '{}'
+      ? NOTHING_SO_FAR
+      : {
+          staticJ,
+          dynamicJ,
+          prefillJ: row[22] as number,
+          decodeJ: row[23] as number,
+          activeMs: row[24] as number,
+          concurrencyMs: row[25] as number,
+          estimated,
+          perGpuJ: JSON.parse(perGpu) as Record<string, number>,
+        };
   return { record, late: row[19] !== 0, soFar };
 }
 

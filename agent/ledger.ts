@@ -193,12 +193,12 @@ export class Ledger {
 
   /** Requests not yet finalized that start before `endMs`, with their attribution so far: what one settlement needs. */
   loadUnsettledStartingBefore(endMs: EpochMs): rows.PendingRequestRow[] {
-    const parsed = new Map<string, unknown>();
+    const cache: rows.PendingReadCache = { parsed: new Map(), strings: new Map() };
     const pending: rows.PendingRequestRow[] = [];
     // Row by row: each raw row is garbage as soon as it is converted, so a settlement of many
     // requests does not hold them all twice.
     for (const row of this.stmt(sql.LOAD_UNSETTLED_STARTING_BEFORE).raw(true).iterate(endMs) as IterableIterator<unknown[]>) {
-      pending.push(rows.pendingFromRawRow(row, parsed));
+      pending.push(rows.pendingFromRawRow(row, cache));
     }
     return pending;
   }

@@ -9,6 +9,7 @@ import { addShares, emptyAccumulator, finalizeRequest, isFinalAfter, type Reques
 import { alignDown } from './settlement-schedule.js';
 import { aggregateTasks, jPerSuccessfulTask } from './tasks.js';
 import { epochMs, watts, type Watts } from './units.js';
+import { compareStrings } from './compare.js';
 
 /**
  * `tokenwatt analyze`: offline, deterministic attribution of a recorded run (power samples +
@@ -196,7 +197,6 @@ export interface AnalyzeReport {
   readonly requests?: AnalyzeRequest[];
 }
 
-const byString = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
 
 /** Index of the first value >= t (lower) or > t (upper) in a sorted array. */
 function bound(values: Float64Array, t: number, upper: boolean): number {
@@ -249,7 +249,7 @@ function settleRun(
   onPeriod: (totals: readonly GpuPeriodTotals[], shares: readonly RequestPeriodShare[]) => void,
 ): void {
   // Requests sorted by start; `open` holds those started but not final (a sweep, not periods x requests).
-  const byStart = [...requests].sort((x, y) => x.startMs - y.startMs || byString(x.requestId, y.requestId));
+  const byStart = [...requests].sort((x, y) => x.startMs - y.startMs || compareStrings(x.requestId, y.requestId));
   let next = 0;
   let open: ResolvedRequest[] = [];
   for (let p0 = grid.startMs; p0 < grid.endMs; p0 += grid.periodMs) {
@@ -339,7 +339,7 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
     if (s.simulated) simulatedSamples += 1;
   }
   const gpus = [...indexOf]
-    .sort(([ua, ia], [ub, ib]) => ia - ib || byString(ua, ub))
+    .sort(([ua, ia], [ub, ib]) => ia - ib || compareStrings(ua, ub))
     .map(([uuid, index]) => new GpuSamples(uuid, index, samplesOf.get(uuid) ?? []));
   const withData = new Set([...samplesOf.keys()]);
 
@@ -422,7 +422,7 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
       if (unknown) unknownGpu += 1;
       return outside || unknown ? { ...result, estimated: true } : result;
     })
-    .sort((x, y) => x.startMs - y.startMs || byString(x.requestId, y.requestId));
+    .sort((x, y) => x.startMs - y.startMs || compareStrings(x.requestId, y.requestId));
 
   const gpuTotals = gpus.map((g) => sums.get(g.uuid) as GpuSums);
   const totalsOf = (pick: (s: GpuSums) => number): number => gpuTotals.reduce((sum, s) => sum + pick(s), 0);
@@ -587,7 +587,7 @@ function groupResults(results: readonly RequestResult[], gpus: readonly GpuSampl
       (x, y) =>
         ANALYZE_GROUP_BY.indexOf(x.by) - ANALYZE_GROUP_BY.indexOf(y.by) ||
         groupKeyOrder(x.by, x.key) - groupKeyOrder(y.by, y.key) ||
-        byString(x.key, y.key),
+        compareStrings(x.key, y.key),
     )
     .map(({ by, key, g }) => {
       const perToken = g.completion > 0 ? g.joules / g.completion : null;

@@ -3,6 +3,7 @@ import type { RequestResult } from './request-result.js';
 import type { HourlyEnergyRow, HourlyUsageRow } from './rollup-types.js';
 import type { LabelValueFn } from './tasks.js';
 import { epochMs, type EpochMs } from './units.js';
+import { compareStrings } from './compare.js';
 
 /**
  * Hourly rollups: additive deltas the ledger adds to existing rows of the same key.
@@ -85,19 +86,17 @@ function level(parent: KeyLevel, key: string | number): KeyLevel {
   return child;
 }
 
-const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-
 /** The rows' order: by hour, then each key part in turn (so the output does not depend on the order of the results). */
 function compareUsageKeys(a: UsageKey, b: UsageKey): number {
   return (
     a.hourStartMs - b.hourStartMs ||
-    byString(a.model, b.model) ||
-    byString(a.tier, b.tier) ||
-    byString(a.cacheBucket, b.cacheBucket) ||
-    byString(a.batchBucket, b.batchBucket) ||
-    byString(a.status, b.status) ||
-    byString(a.team, b.team) ||
-    byString(a.feature, b.feature) ||
+    compareStrings(a.model, b.model) ||
+    compareStrings(a.tier, b.tier) ||
+    compareStrings(a.cacheBucket, b.cacheBucket) ||
+    compareStrings(a.batchBucket, b.batchBucket) ||
+    compareStrings(a.status, b.status) ||
+    compareStrings(a.team, b.team) ||
+    compareStrings(a.feature, b.feature) ||
     Number(a.simulated) - Number(b.simulated)
   );
 }

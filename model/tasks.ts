@@ -1,6 +1,7 @@
 import type { TaskDelta } from '../agent/ledger-types.js';
 import type { RequestResult } from './request-result.js';
 import { epochMs, joules, type EpochMs, type Joules } from './units.js';
+import { compareStrings } from './compare.js';
 
 /**
  * Tasks: the requests sharing a task_id (agent steps, retries). DESIGN.md's headline is joules per
@@ -42,7 +43,6 @@ type TaskRequest = Pick<
   'requestId' | 'taskId' | 'attempt' | 'tier' | 'status' | 'startMs' | 'endMs' | 'joules' | 'completionTokens' | 'labels'
 >;
 
-const byString = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
 
 function groupByTask<T extends TaskRequest>(results: readonly T[]): Map<string, T[]> {
   const groups = new Map<string, T[]>();
@@ -59,7 +59,7 @@ function groupByTask<T extends TaskRequest>(results: readonly T[]): Map<string, 
 export function supersededRequests(requests: readonly TaskRequest[]): Set<string> {
   const ordered = [...requests].sort(
     (x, y) =>
-      x.startMs - y.startMs || (x.attempt ?? 1) - (y.attempt ?? 1) || x.endMs - y.endMs || byString(x.requestId, y.requestId),
+      x.startMs - y.startMs || (x.attempt ?? 1) - (y.attempt ?? 1) || x.endMs - y.endMs || compareStrings(x.requestId, y.requestId),
   );
   const superseded = new Set<string>();
   let previousOfStep: TaskRequest | null = null;
@@ -94,7 +94,7 @@ function dominantTier(requests: readonly TaskRequest[]): string {
   for (const r of requests) byTier.set(r.tier, (byTier.get(r.tier) ?? 0) + r.joules);
   let best = '';
   let bestJ = -Infinity;
-  for (const [tier, j] of [...byTier].sort(([x], [y]) => byString(x, y))) {
+  for (const [tier, j] of [...byTier].sort(([x], [y]) => compareStrings(x, y))) {
     if (j > bestJ) {
       best = tier;
       bestJ = j;
@@ -143,7 +143,7 @@ function figuresOf(requests: readonly TaskRequest[]): TaskFigures {
 /** One summary per task_id among `results`, sorted by task_id. */
 export function aggregateTasks(results: readonly RequestResult[]): TaskSummary[] {
   const out: TaskSummary[] = [];
-  for (const [taskId, requests] of [...groupByTask(results)].sort(([x], [y]) => byString(x, y))) {
+  for (const [taskId, requests] of [...groupByTask(results)].sort(([x], [y]) => compareStrings(x, y))) {
     const f = figuresOf(requests);
     out.push({
       taskId,
@@ -183,7 +183,7 @@ function labelOf(requests: readonly TaskRequest[], name: string): string | undef
  */
 export function taskDeltas(results: readonly RequestResult[], labelValue: LabelValueFn): TaskDelta[] {
   const out: TaskDelta[] = [];
-  for (const [taskId, requests] of [...groupByTask(results)].sort(([x], [y]) => byString(x, y))) {
+  for (const [taskId, requests] of [...groupByTask(results)].sort(([x], [y]) => compareStrings(x, y))) {
     const f = figuresOf(requests);
     out.push({
       taskId,
