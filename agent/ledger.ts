@@ -37,9 +37,10 @@ export interface LedgerOptions {
  * better-sqlite3 builds SQLite with a 16 MB page cache per connection, and a busy agent fills it.
  * The pages the agent keeps touching (the b-tree edges that inserts append to, the rows of the
  * period being settled) fit in a few MB, and a miss is a read from the OS page cache: at 4 MB and
- * at 2 MB, ingest, the per-period read and the settlement writes measured no slower than at 16 MB.
+ * at 2 MB, ingest, the per-period read and the settlement writes measured no slower than at 16 MB
+ * (with 12 periods of unsettled rows behind the one being settled, as at the default lateness).
  */
-export const LEDGER_CACHE_KIB = 4096;
+export const LEDGER_CACHE_KIB = 2048;
 
 /** What one prune removed, per table family. */
 export interface PruneResult {

@@ -1,11 +1,14 @@
 /**
  * Node flags the agent process is started with: by the `tokenwatt` bin's shebang, `npm start`, the
- * container's ENTRYPOINT and the agent-overhead benchmark (a test checks that all of them agree).
+ * container's ENTRYPOINT, and `npm run bench` for its in-process and child-process benchmarks (tests
+ * check that all of them agree).
  *
  * `--max-semi-space-size=4` caps V8's young generation at 4 MB per semi-space. Without it, ingest
  * at 1,000 records/s grows the young generation to its 16 MB default maximum (32 MB of RSS for two
  * semi-spaces) although what the agent allocates per record is short-lived. Measured on the agent
  * with 8 simulated GPUs at 1,000 records/s: about 24 MB less RSS for the same CPU (BENCHMARKS.md).
+ * The cost is in bursts: 1,000-record NDJSON batches ingest about 15% slower (2 MB semi-spaces
+ * saved 6 MB more but cost 25% of batch ingest and 0.6% of a core, so 4 it is).
  *
  * `--heap-growing-percent=20` lets the old generation grow by 20% of what survived the last full
  * collection before the next one (V8's default factor goes up to 4x on a fast machine). A

@@ -13,6 +13,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Ledger } from '../agent/ledger.js';
+import { AGENT_NODE_FLAGS } from '../agent/node-flags.js';
 import { runExport } from '../agent/commands/export.js';
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow } from '../model/rollup-types.js';
 import { epochMs } from '../model/units.js';
@@ -148,7 +149,8 @@ export async function benchExport(): Promise<void> {
       process.stdout.write('format   seconds  target  peak RSS MB  target\n');
       const self = fileURLToPath(import.meta.url);
       for (const [format, file] of FORMATS) {
-        const result = spawnSync(process.execPath, ['--import', 'tsx', self, '--child', format, db, config, join(dir, file)], { encoding: 'utf8', maxBuffer: 1 << 20 });
+        // With the node flags the `tokenwatt` bin starts every command with (agent/node-flags.ts).
+        const result = spawnSync(process.execPath, [...AGENT_NODE_FLAGS, '--import', 'tsx', self, '--child', format, db, config, join(dir, file)], { encoding: 'utf8', maxBuffer: 1 << 20 });
         const line = result.stdout.trim().split('\n').at(-1) ?? '';
         if (result.status !== 0 || !line.startsWith('{')) {
           process.stdout.write(`${format.padEnd(8)} failed: ${(result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | ')}\n`);

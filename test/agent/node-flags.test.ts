@@ -23,7 +23,8 @@ test('the bin shebang starts node with the agent flags', async () => {
   assert.deepEqual((JSON.parse(stdout) as string[]).slice(0, AGENT_NODE_FLAGS.length), AGENT_NODE_FLAGS);
 });
 
-test('npm start runs the demo with the agent flags', () => {
+test('npm start runs the demo, and npm run bench its in-process benchmarks, with the agent flags', () => {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
   assert.match(pkg.scripts.start ?? '', new RegExp(`node ${AGENT_NODE_FLAGS.join(' ')} dist/agent/cli\\.js demo$`));
+  assert.match(pkg.scripts.bench ?? '', new RegExp(`node ${AGENT_NODE_FLAGS.join(' ')} --import tsx bench/run\\.ts$`));
 });
