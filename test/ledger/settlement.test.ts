@@ -197,3 +197,45 @@ test('a period settled twice, a request finalized twice and settled_until going 
   );
   assert.deepEqual(dumpTables(path), before);
 });
+
+test('settle(): requests written one at a time commit with the period, and a failure of the writer callback mid-way rolls all of it back', (t) => {
+  const { ledger, path, cleanup } = tempLedger();
+  t.after(cleanup);
+  ledger.insertRequests([request(1), request(2)], never);
+  const before = dumpTables(path);
+  const period = { periodStartMs: epochMs(T0), periodEndMs: epochMs(T0 + 10_000), settledUntilMs: epochMs(T0 + 10_000) };
+  const delta = (id: string) => ({ requestId: id, staticJ: 1, dynamicJ: 2, prefillJ: 1, decodeJ: 2, activeMs: 900, concurrencyMs: 900, estimated: false, perGpuJ: { 'GPU-0': 3 }, perGpuJTotal: { 'GPU-0': 3 } });
+  const final = (id: string) => ({ requestId: id, joules: 3, jPerOutputToken: 0.15, observedBatchSize: 1, batchBucket: '1', cacheBucket: 'miss', settledAtMs: epochMs(T0) });
+  const rollups = { usageRows: [], energyRows: [], hostRows: [], qualityRows: [], taskDeltas: [] };
+
+  // The first request is written, then the caller's own computation throws: nothing of it stays.
+  assert.throws(
+    () => ledger.settle(period, (writer) => {
+      writer.periodTotals([gpuTotals('GPU-0', 100)]);
+      writer.request(delta('req-1'), final('req-1'));
+      throw new Error('computing the next request failed');
+    }),
+    /settlement of \[\d+, \d+\) not applied: computing the next request failed/,
+  );
+  assert.deepEqual(dumpTables(path), before);
+  assert.equal(ledger.getSettledUntil(), null);
+
+  // Energy with the final figures of another request is refused, whole.
+  assert.throws(() => ledger.settle(period, (writer) => writer.request(delta('req-1'), final('req-2'))), /written with the final figures of "req-2"/);
+  assert.deepEqual(dumpTables(path), before);
+
+  // The same writes, completed: one request finalized with its energy, the other given energy only.
+  const returned = ledger.settle(period, (writer) => {
+    writer.periodTotals([gpuTotals('GPU-0', 100)]);
+    writer.request(delta('req-1'), final('req-1'));
+    writer.request(delta('req-2'), null);
+    writer.rollups(rollups);
+    return 'done';
+  });
+  assert.equal(returned, 'done');
+  assert.equal(ledger.getSettledUntil(), T0 + 10_000);
+  const unsettled = ledger.loadUnsettledRequests();
+  assert.deepEqual(unsettled.map((s) => s.record.requestId), ['req-2']);
+  assert.equal(unsettled[0]?.soFar.staticJ, 1);
+  assert.equal(ledger.readRequests(...ALL).find((s) => s.record.requestId === 'req-1')?.final?.joules, 3);
+});
