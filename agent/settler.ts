@@ -233,8 +233,8 @@ export class Settler {
     }));
     // Unsettled requests are read from the ledger for each period rather than held in memory, so
     // memory does not grow with records/s x lateness. Those starting after this period have
-    // received no energy yet and are not needed.
-    // Entries are dropped once written (below), so the period's peak memory is not its rows plus its results.
+    // received no energy yet and are not needed. Entries are dropped once written (below), so the
+    // period's peak memory is not its rows plus its results.
     const pending: (PendingRequestRow | null)[] = options.ledger.loadUnsettledStartingBefore(endMs);
     const indexById = new Map<string, number>();
     const active: ResolvedRequest[] = [];
