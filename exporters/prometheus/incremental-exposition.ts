@@ -137,6 +137,8 @@ class MetricState {
   labels: (object | undefined)[] = [];
   /** prefixes[i * lines + j]: line j of series i up to and including the space before the value. */
   prefixes: string[] = [];
+  /** UTF-8 length of each prefix, so a segment's size is known before it is written. */
+  prefixBytes: number[] = [];
   /** Values last rendered (scalar: value; histogram: count and sum); undefined: render again. */
   v: (number | undefined)[] = [];
   s: (number | undefined)[] = [];
@@ -145,6 +147,14 @@ class MetricState {
   segments: ExpositionSegment[] = [];
   /** The entries found by the last scan, in order (reused from scan to scan). */
   readonly current: Entry[] = [];
+  /** The hashMap whose keys are tracked (prom-client replaces it on reset()); see KeyWatch. */
+  watched: object | null = null;
+  /** The hashMap's own keys in its own order, which is the order prom-client renders. */
+  keys: string[] = [];
+  /** Keys the hashMap gained since the last scan, in the order they were added. */
+  readonly added: string[] = [];
+  /** Set when the tracked keys may be wrong (a remove(), an index-like key): enumerate again. */
+  keysStale = false;
   dirty: Uint8Array = new Uint8Array(0);
 
   constructor(readonly metric: MetricInternals, readonly index: number, segmentLines: number) {
@@ -176,6 +186,81 @@ class MetricState {
     const b = this.upperBounds.length;
     return j < b ? cumulative : j === b + 1 ? h.sum : h.count;
   }
+}
+
+/** Keys that JavaScript orders before all others (array indices): insertion order does not hold for them. */
+const INDEX_LIKE = /^(?:0|[1-9][0-9]*)$/;
+
+/**
+ * Keep `st.keys` equal to the own keys of the metric's hashMap, in order, without enumerating the
+ * map on every render: past about 1,000 series prom-client's map is in dictionary mode, and for-in
+ * (or Object.keys) over it allocates and orders every key each time, which was most of a render's
+ * CPU at the label cap (and its largest allocation).
+ *
+ * New series are seen through a proxy placed as the map's prototype. Assigning a key the map does
+ * not have goes up the prototype chain, so the proxy's set trap records the key (and then creates
+ * it on the map, as an ordinary assignment would); reads and writes of existing series never reach
+ * it. A delete does not consult the chain, so remove() is wrapped to mark the keys stale, and a
+ * lookup that finds nothing does the same; reset() replaces the map, which the identity check sees.
+ * Anything else falls back to enumerating the map.
+ */
+function syncKeys(st: MetricState): void {
+  const hashMap = st.metric.hashMap;
+  if (hashMap === st.watched && !st.keysStale) {
+    if (st.added.length > 0) {
+      for (const key of st.added) st.keys.push(key);
+      st.added.length = 0;
+    }
+    return;
+  }
+  st.keys = Object.keys(hashMap);
+  st.added.length = 0;
+  st.keysStale = false;
+  if (hashMap === st.watched) return;
+  st.watched = hashMap;
+  // The proxy's target inherits the map's own prototype, so lookups of inherited names, and any
+  // watcher placed before this one, behave as before.
+  const target: object = Object.create(Object.getPrototypeOf(hashMap) as object | null) as object;
+  Object.setPrototypeOf(hashMap, new Proxy(target, {
+    set(inner, key, value, receiver) {
+      if (receiver === hashMap && st.watched === hashMap && typeof key === 'string') {
+        if (INDEX_LIKE.test(key)) st.keysStale = true;
+        else st.added.push(key);
+      }
+      return Reflect.set(inner, key, value, receiver);
+    },
+  }));
+  const metric = st.metric as unknown as { remove?: unknown };
+  const remove = metric.remove;
+  if (typeof remove === 'function') {
+    metric.remove = function removeWatched(this: unknown, ...args: unknown[]): unknown {
+      st.keysStale = true;
+      return (remove as (...a: unknown[]) => unknown).apply(this, args);
+    };
+  }
+}
+
+/** States being replaced stop tracking keys: their watchers, still in place, then do nothing. */
+function retire(states: readonly MetricState[]): void {
+  for (const st of states) {
+    st.watched = null;
+    st.added.length = 0;
+  }
+}
+
+/** The metric's entries in rendering order into `out`; false when a tracked key was not found. */
+function readEntries(st: MetricState, out: Entry[]): boolean {
+  syncKeys(st);
+  const hashMap = st.metric.hashMap;
+  const keys = st.keys;
+  const n = keys.length;
+  for (let i = 0; i < n; i += 1) {
+    const e = hashMap[keys[i] as string];
+    if (e === undefined) return false;
+    out[i] = e;
+  }
+  if (out.length !== n) out.length = n;
+  return true;
 }
 
 function sameLabels(a: object, b: object | undefined): boolean {
@@ -223,6 +308,8 @@ export class IncrementalExposition {
   private states: MetricState[] = [];
   private seen: readonly unknown[] = [];
   private fullRenders = false;
+  /** Scratch for segmentBytes: the value texts of the segment being written. */
+  private readonly valueTexts: string[] = [];
 
   constructor(private readonly registry: Registry, options: IncrementalExpositionOptions = {}) {
     this.segmentLines = Math.max(1, options.segmentLines ?? 256);
@@ -254,6 +341,7 @@ export class IncrementalExposition {
   /** Something here is not what this module knows: render with prom-client in full from now on. */
   private giveUp(): void {
     this.fullRenders = true;
+    retire(this.states);
     this.states = [];
   }
 
@@ -271,18 +359,18 @@ export class IncrementalExposition {
         return null;
       }
       this.seen = metrics;
+      retire(this.states);
       this.states = metrics.map((m, k) => new MetricState(m, k, this.segmentLines));
     }
     const missing: Missing[] = [];
     for (const st of this.states) {
       if (st.head === undefined) missing.push({ state: st, index: -1 });
-      // for-in and a lookup: about twice as fast as Object.values() on prom-client's (dictionary-mode)
-      // map; the array is reused from render to render (less garbage per settlement).
-      const hashMap = st.metric.hashMap;
       const values = st.current;
-      let n = 0;
-      for (const key in hashMap) values[n++] = hashMap[key] as Entry;
-      if (values.length !== n) values.length = n;
+      if (!readEntries(st, values)) {
+        st.keysStale = true; // a key was gone (deleted without remove()): enumerate, which cannot miss
+        readEntries(st, values);
+      }
+      const n = values.length;
       const per = st.seriesPerSegment;
       const segCount = Math.max(1, Math.ceil(n / per));
       const dirty = new Uint8Array(segCount);
@@ -341,6 +429,7 @@ export class IncrementalExposition {
         st.v.length = n;
         st.s.length = n;
         st.prefixes.length = n * st.lines;
+        st.prefixBytes.length = n * st.lines;
       }
       st.built = n;
     }
@@ -358,11 +447,7 @@ export class IncrementalExposition {
         await yieldTurn();
         budget = this.linesPerTurn * 8;
       }
-      let text = k === 0 ? (st.head as string) : '';
-      const prefixes = st.prefixes;
-      const base = first * st.lines;
-      for (let l = 0; l < values.length; l += 1) text += `\n${prefixes[base + l] as string}${formatValue(values[l] as number)}`;
-      const segment = new ExpositionSegment(Buffer.from(text));
+      const segment = new ExpositionSegment(this.segmentBytes(st, k === 0 ? (st.head as string) : '', first * st.lines, values));
       void segment.deflated(); // compress now, on the threadpool, ready for a gzip scrape
       st.segments[k] = segment;
       budget -= values.length;
@@ -371,6 +456,37 @@ export class IncrementalExposition {
     for (const st of this.states) for (const segment of st.segments) all.push(segment);
     all.push(this.tail);
     return new ExpositionSnapshot(all);
+  }
+
+  /**
+   * A segment's bytes: `head`, then for each value a newline, the line's kept prefix and the value,
+   * written straight into one buffer of the size computed first. Building the text as a string
+   * and encoding it allocated about three times the segment in the V8 heap on every rebuild.
+   */
+  private segmentBytes(st: MetricState, head: string, base: number, values: readonly number[]): Buffer {
+    const texts = this.valueTexts;
+    let size = head.length === 0 ? 0 : Buffer.byteLength(head);
+    for (let l = 0; l < values.length; l += 1) {
+      const text = formatValue(values[l] as number); // ASCII: one byte per character
+      texts[l] = text;
+      size += 1 + (st.prefixBytes[base + l] as number) + text.length;
+    }
+    const bytes = Buffer.allocUnsafe(size);
+    let at = head.length === 0 ? 0 : bytes.write(head, 0, 'utf8');
+    for (let l = 0; l < values.length; l += 1) {
+      bytes[at++] = 0x0a;
+      at += bytes.write(st.prefixes[base + l] as string, at, 'utf8');
+      at += bytes.write(texts[l] as string, at, 'latin1');
+    }
+    if (at !== size) {
+      // Cannot happen while prefixBytes matches prefixes; if it ever does, the text built as a string is right.
+      let text = head;
+      for (let l = 0; l < values.length; l += 1) text += `\n${st.prefixes[base + l] as string}${texts[l] as string}`;
+      texts.length = 0;
+      return Buffer.from(text);
+    }
+    texts.length = 0;
+    return bytes;
   }
 
   /**
@@ -430,7 +546,9 @@ export class IncrementalExposition {
         const line = lines[2 + c * st.lines + j] as string;
         const space = line.lastIndexOf(' ');
         if (space < 0 || line.slice(space + 1) !== formatValue(st.lineValue(copy, j, acc))) return false;
-        st.prefixes[i * st.lines + j] = line.slice(0, space + 1);
+        const prefix = line.slice(0, space + 1);
+        st.prefixes[i * st.lines + j] = prefix;
+        st.prefixBytes[i * st.lines + j] = Buffer.byteLength(prefix);
       }
       st.entries[i] = originals[c];
       st.labels[i] = copy.labels;

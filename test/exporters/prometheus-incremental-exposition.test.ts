@@ -48,6 +48,9 @@ test('property: the incremental text is exactly what prom-client renders, after 
     fc.record({ kind: fc.constant('observe' as const), k: fc.constantFrom(...LABEL_VALUES), n: fc.double({ min: 0, max: 1000, noNaN: true }) }),
     fc.record({ kind: fc.constant('zero' as const), k: fc.constantFrom(...LABEL_VALUES) }),
     fc.record({ kind: fc.constant('remove' as const), k: fc.constantFrom(...LABEL_VALUES), v: fc.constantFrom(...LABEL_VALUES) }),
+    fc.record({ kind: fc.constant('removeOne' as const), k: fc.constantFrom(...LABEL_VALUES), which: fc.constantFrom('gauge' as const, 'histogram' as const) }),
+    // A key deleted behind prom-client's back (no remove()): the exposition must notice it is gone.
+    fc.record({ kind: fc.constant('deleteRaw' as const), nth: fc.nat({ max: 20 }) }),
     fc.record({ kind: fc.constant('reset' as const), which: fc.constantFrom('counter' as const, 'gauge' as const, 'histogram' as const) }),
     fc.record({ kind: fc.constant('render' as const) }),
   );
@@ -55,6 +58,8 @@ test('property: the incremental text is exactly what prom-client renders, after 
     fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 40 }), fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 50 }), async (ops, segmentLines, linesPerTurn) => {
       const { registry, counter, gauge, histogram, plain } = registryWithMetrics();
       const exposition = new IncrementalExposition(registry, { segmentLines, linesPerTurn });
+      // A second exposition of the same registry: both track new series through the same maps.
+      const second = new IncrementalExposition(registry, { segmentLines: 3 });
       for (const o of ops) {
         if (o.kind === 'inc') counter.inc({ k: o.k, v: o.v }, o.n);
         else if (o.kind === 'incPlain') plain.inc(o.n);
@@ -63,10 +68,19 @@ test('property: the incremental text is exactly what prom-client renders, after 
         else if (o.kind === 'observe') histogram.observe({ k: o.k }, o.n);
         else if (o.kind === 'zero') histogram.zero({ k: o.k });
         else if (o.kind === 'remove') counter.remove({ k: o.k, v: o.v });
-        else if (o.kind === 'reset') ({ counter, gauge, histogram })[o.which].reset();
-        else await assertSame(await exposition.render(), registry, 'mid-sequence render');
+        else if (o.kind === 'removeOne') ({ gauge, histogram })[o.which].remove({ k: o.k });
+        else if (o.kind === 'deleteRaw') {
+          const hashMap = (counter as unknown as { hashMap: Record<string, unknown> }).hashMap;
+          const key = Object.keys(hashMap)[o.nth];
+          if (key !== undefined) delete hashMap[key];
+        } else if (o.kind === 'reset') ({ counter, gauge, histogram })[o.which].reset();
+        else {
+          await assertSame(await exposition.render(), registry, 'mid-sequence render');
+          await assertSame(await second.render(), registry, 'mid-sequence render, second exposition');
+        }
       }
       await assertSame(await exposition.render(), registry, 'final render');
+      await assertSame(await second.render(), registry, 'final render, second exposition');
       assert.equal(exposition.fallback, false, 'prom-client as it is needs no fallback');
     }),
     { numRuns: 150 },
@@ -131,6 +145,31 @@ test('a metric with collect(), or a registry with default labels, is rendered by
   const withDefaults = new IncrementalExposition(labelled.registry);
   await assertSame(await withDefaults.render(), labelled.registry, 'default labels');
   assert.equal(withDefaults.fallback, true);
+});
+
+test('new, removed and re-added series are tracked without enumerating the map on every render', async () => {
+  const { registry, counter, gauge } = registryWithMetrics();
+  const exposition = new IncrementalExposition(registry, { segmentLines: 2 });
+  for (let i = 0; i < 5; i += 1) counter.inc({ k: `k${i}`, v: 'x' }, i + 1);
+  await assertSame(await exposition.render(), registry, 'first render');
+  counter.inc({ k: 'k5', v: 'x' }, 6);
+  await assertSame(await exposition.render(), registry, 'a new series, seen through the watcher');
+  // Removed, then added again before the next render: prom-client now renders it last.
+  counter.remove({ k: 'k1', v: 'x' });
+  counter.inc({ k: 'k1', v: 'x' }, 10);
+  const text = (await exposition.render()).text();
+  assert.equal(text.match(/k="k1"/g)?.length, 1, 'the re-added series is rendered once');
+  await assertSame(await exposition.render(), registry, 'removed and re-added');
+  // Deleted behind prom-client's back (no remove()): the lookup misses and the keys are read again.
+  const hashMap = (counter as unknown as { hashMap: Record<string, unknown> }).hashMap;
+  delete hashMap[Object.keys(hashMap)[2] as string];
+  await assertSame(await exposition.render(), registry, 'deleted from the map');
+  gauge.set({ k: 'a' }, 1);
+  gauge.reset(); // replaces the map: the new one is watched from the next render
+  gauge.set({ k: 'b' }, 2);
+  await assertSame(await exposition.render(), registry, 'after reset()');
+  gauge.set({ k: 'c' }, 3);
+  await assertSame(await exposition.render(), registry, 'a new series in the new map');
 });
 
 test('an empty registry renders as prom-client does', async () => {
