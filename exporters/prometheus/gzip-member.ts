@@ -26,16 +26,18 @@ export function deflatePiece(bytes: Buffer): Promise<Buffer> {
 
 /**
  * Finish a member: `prefix` is GZIP_HEADER and the sync-flushed pieces of a text of `length`
- * bytes whose CRC-32 is `crc`; `last` is appended (compressed here, on the calling thread: it is
- * meant to be small) and the member closed.
+ * bytes whose CRC-32 is `crc`, as one buffer or as the pieces themselves; `last` is appended
+ * (compressed here, on the calling thread: it is meant to be small) and the member closed.
+ * Returns the member as chunks whose concatenation is the member: the pieces are not copied
+ * (a scrape writes them out as they are).
  */
-export function finishGzipMember(prefix: Buffer, crc: number, length: number, last: Buffer): Buffer {
+export function finishGzipMember(prefix: Buffer | readonly Buffer[], crc: number, length: number, last: Buffer): Buffer[] {
   const tail = deflateRawSync(last);
   const trailer = Buffer.allocUnsafe(8);
   // zlib.crc32 of an empty buffer is 0 whatever the starting value (zlib reads a NULL buffer as a reset).
   trailer.writeUInt32LE(last.length === 0 ? crc >>> 0 : crc32(last, crc), 0);
   trailer.writeUInt32LE((length + last.length) % 2 ** 32, 4);
-  return Buffer.concat([prefix, tail, trailer], prefix.length + tail.length + 8);
+  return Buffer.isBuffer(prefix) ? [prefix, tail, trailer] : [...prefix, tail, trailer];
 }
 
 // --- CRC-32 combination (zlib's crc32_combine, in GF(2) polynomial arithmetic) ------------------

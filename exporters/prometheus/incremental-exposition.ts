@@ -57,7 +57,7 @@ export class ExpositionSnapshot {
   /** CRC-32 of the whole text. */
   readonly crc: number;
   private textCache: string | null = null;
-  private gzip: Promise<Buffer> | null = null;
+  private gzip: Promise<readonly Buffer[]> | null = null;
 
   constructor(private readonly segments: readonly ExpositionSegment[]) {
     let length = 0;
@@ -82,16 +82,18 @@ export class ExpositionSnapshot {
   }
 
   /**
-   * GZIP_HEADER and the text deflated, ending in a sync flush: the start of a gzip member that
-   * finishGzipMember() completes. Compression runs on the threadpool; this only waits for it.
+   * GZIP_HEADER and the text deflated, ending in a sync flush, as pieces (the segments' own
+   * deflated buffers, not copied): the start of a gzip member that finishGzipMember() completes.
+   * Compression runs on the threadpool; this only waits for it.
    */
-  gzipPrefix(): Promise<Buffer> {
+  gzipPrefix(): Promise<readonly Buffer[]> {
     if (this.gzip === null) {
-      this.gzip = Promise.all(this.segments.map((s) => s.deflated())).then((parts) => Buffer.concat([GZIP_HEADER, ...parts]));
+      this.gzip = Promise.all(this.segments.map((s) => s.deflated())).then((parts) => [GZIP_HEADER, ...parts]);
       this.gzip.catch(() => undefined);
     }
     return this.gzip;
   }
+
 }
 
 /** prom-client's per-series record (its `hashMap` values), as far as rendering reads it. */

@@ -242,8 +242,10 @@ export class TokenwattMetrics {
     const prefix = options.gzip === true ? await settled.gzipPrefix().catch(() => null) : null;
     const live = Buffer.from(await this.registry.metrics());
     if (prefix !== null) {
-      const body = finishGzipMember(prefix, settled.crc, settled.byteLength, live);
-      return { encoding: 'gzip', chunks: [body], byteLength: body.length };
+      const chunks = finishGzipMember(prefix, settled.crc, settled.byteLength, live);
+      let byteLength = 0;
+      for (const chunk of chunks) byteLength += chunk.length;
+      return { encoding: 'gzip', chunks, byteLength };
     }
     return { encoding: 'identity', chunks: [...settled.chunks, live], byteLength: settled.byteLength + live.length };
   }

@@ -27,7 +27,7 @@ async function assertSame(snapshot: ExpositionSnapshot, registry: Registry, what
   assert.equal(snapshot.crc, crc32(Buffer.from(expected)), `${what}: CRC-32`);
   assert.equal(Buffer.concat(snapshot.chunks).toString('utf8'), expected, `${what}: chunks`);
   const live = Buffer.from('x_live 1\n');
-  const gzip = finishGzipMember(await snapshot.gzipPrefix(), snapshot.crc, snapshot.byteLength, live);
+  const gzip = Buffer.concat(finishGzipMember(await snapshot.gzipPrefix(), snapshot.crc, snapshot.byteLength, live));
   assert.equal(gunzipSync(gzip).toString('utf8'), expected + live.toString(), `${what}: gzip`);
 }
 
