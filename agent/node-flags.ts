@@ -15,9 +15,10 @@
  * settlement briefly promotes its period's requests; with the default, that garbage piled up to
  * 130-160 MB of RSS between full collections at 10 s periods. Measured at the agent's defaults:
  * peak RSS 124 -> 119 MB, CPU 4.2% -> 3.9% (one run each, BENCHMARKS.md); without it, RSS climbed
- * from 119 to 182 MB within a minute before a full collection. Its cost, also measured: the more
- * frequent full collections push the p99 of a /metrics scrape at the label cap (15,708 series) from
- * 6-7 ms to 12-15 ms, over that target's 10 ms. A flat, bounded RSS was judged worth more.
+ * from 119 to 182 MB within a minute before a full collection. Its cost, also measured: more
+ * frequent full collections, which show in the p99 of a /metrics scrape at the label cap (15,708
+ * series, scraper in its own process): 4-11 ms plain with it, 6-7 ms without, gzip about the same
+ * (BENCHMARKS.md). A flat, bounded RSS was judged worth more.
  *
  * Neither can be set from inside the process: V8 sizes its heap when the heap is created.
  */
