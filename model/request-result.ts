@@ -57,23 +57,6 @@ export function toEnergyDelta(requestId: string, shares: readonly RequestPeriodS
 }
 
 /**
- * Totals from what the ledger stored for a request (the sum of its deltas), to resume after a
- * restart. Keeps the per-GPU split.
- */
-export function accumulatorFromDelta(stored: Omit<RequestEnergyDelta, 'requestId'>): RequestAccumulator {
-  return {
-    staticJ: stored.staticJ,
-    dynamicJ: stored.dynamicJ,
-    prefillJ: stored.prefillJ,
-    decodeJ: stored.decodeJ,
-    activeMs: stored.activeMs,
-    concurrencyMs: stored.concurrencyMs,
-    estimated: stored.estimated,
-    perGpuJ: { ...stored.perGpuJ },
-  };
-}
-
-/**
  * True once every period that can hold energy of the request is settled, i.e. the request is
  * final. Its energy lies in [start, end) plus, for a zero-length decode, a point at end that belongs
  * to the period ending there; a zero-length request is a point at start, in the period starting there.

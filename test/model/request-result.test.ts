@@ -2,7 +2,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RequestPeriodShare } from '../../model/attribution-types.js';
 import {
-  accumulatorFromDelta,
   addShares,
   emptyAccumulator,
   finalizeRequest,
@@ -37,12 +36,14 @@ test('shares add up across periods and GPUs, per GPU too, without touching the i
   assert.deepEqual(empty, emptyAccumulator());
 });
 
-test('an energy delta carries the shares, and resumes into the same accumulator', () => {
+test('an energy delta carries the sums of the shares, split by GPU', () => {
   const shares = [share('g0', 1, 2, 100, 300), share('g1', 3, 4, 100, 100)];
   const delta = toEnergyDelta('r', shares);
   assert.equal(delta.requestId, 'r');
   assert.deepEqual(delta.perGpuJ, { g0: 3, g1: 7 });
-  assert.deepEqual(accumulatorFromDelta(delta), addShares(emptyAccumulator(), shares));
+  const { requestId: _id, ...sums } = delta;
+  assert.deepEqual(sums, addShares(emptyAccumulator(), shares));
+  assert.deepEqual(toEnergyDelta('r', shares, { g0: 10 }).perGpuJTotal, { g0: 10 }, 'running totals ride along when given');
 });
 
 test('finalize: totals, J/token, observed batch size and buckets', () => {
