@@ -7,6 +7,9 @@
  * The loaded phase is measured only once settlement has reached the records (after lateness plus two
  * periods of load): before that the agent only ingests, which would understate its steady state.
  * The agent runs with the node flags it ships with (agent/node-flags.ts).
+ * Request ids: TOKENWATT_BENCH_REQUEST_IDS=sequential (default, `bench-PID-N`, comparable with the
+ * figures recorded so far) or uuid (`chatcmpl-<uuid>`, as OpenAI-compatible servers give them). Random
+ * ids cost the ledger more: each one lands on its own page of the request_id index.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -22,6 +25,7 @@ const CLK_TCK = 100; // Linux USER_HZ; /proc/<pid>/stat times are in these ticks
 /** Settlement shape: TOKENWATT_BENCH_SETTLE_PERIOD_S / _LATENESS_S (default 10 s / 120 s, the agent's own defaults). */
 const PERIOD_S = Number(process.env.TOKENWATT_BENCH_SETTLE_PERIOD_S ?? 10);
 const LATENESS_S = Number(process.env.TOKENWATT_BENCH_SETTLE_LATENESS_S ?? 120);
+const RANDOM_IDS = process.env.TOKENWATT_BENCH_REQUEST_IDS === 'uuid';
 
 function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -71,7 +75,7 @@ function startLoad(port: number, rate: number, seconds: number): ChildProcess {
       const now = Date.now(); let body = '';
       for (let i = 0; i < perTick; i++) {
         n++;
-        body += JSON.stringify({ request_id: 'bench-' + process.pid + '-' + n, model: 'llama-3.1-8b', tier: 'small', gpus: [n % 8],
+        body += JSON.stringify({ request_id: ${RANDOM_IDS ? "'chatcmpl-' + require('node:crypto').randomUUID()" : "'bench-' + process.pid + '-' + n"}, model: 'llama-3.1-8b', tier: 'small', gpus: [n % 8],
           start: now - 900, first_token: now - 700, end: now - 100, prompt_tokens: 800, cached_tokens: (n % 3) * 200,
           completion_tokens: 120, batch_size: 1 + (n % 64), labels: { team: 'team' + (n % 5) } }) + '\\n';
       }
@@ -116,7 +120,9 @@ export async function benchAgentOverhead(): Promise<void> {
   const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-bench-agent-'));
   const { child, port } = await startAgent(dir);
   try {
-    await sleep(5000); // start-up (module loading, first settlement) is not steady state
+    // Start-up (module loading and compiling, the first renders) is not idle sampling: 5 s of it
+    // showed as 1.03-1.15% in the idle phase where 20 s in it measured 0.45-0.56% (BENCHMARKS.md).
+    await sleep(20_000);
     const idle = await measure(child.pid as number, Number(process.env.TOKENWATT_BENCH_IDLE_S ?? phaseS));
     const warmupS = LATENESS_S + 2 * PERIOD_S + 3;
     const load = startLoad(port, 1000, warmupS + phaseS + 10);
@@ -125,6 +131,7 @@ export async function benchAgentOverhead(): Promise<void> {
     load.kill();
     const fmt = (xs: number[]): string => xs.map((x) => x.toFixed(0)).join(' ');
     console.log(`8 simulated GPUs at 10 Hz, settle period ${PERIOD_S} s, lateness ${LATENESS_S} s, loaded phase ${phaseS} s; node ${AGENT_NODE_FLAGS.join(' ')}`);
+    console.log(`request ids: ${RANDOM_IDS ? 'random (chatcmpl-<uuid>)' : 'sequential (bench-PID-N)'}`);
     console.log(`idle-sampling CPU:        ${idle.cpuPct.toFixed(2)} % of one core   (target <= 1 %)`);
     console.log(`1,000 records/s CPU:      ${busy.cpuPct.toFixed(2)} % of one core   (target <= 5 %; measured after ${warmupS} s of load, once settlement has reached the records)`);
     console.log(`RSS idle   (MB, every 5 s): ${fmt(idle.rss)}`);
