@@ -27,7 +27,8 @@
  * - Throughput: a fixed number of requests at a fixed concurrency, direct and proxied in
  *   alternation for a few rounds; the ratio proxied/direct per round (median and range).
  *   Target: >= 90 %. With an upstream that costs nothing this is the worst case: a real engine
- *   spends milliseconds to seconds per call, the proxy tens of microseconds.
+ *   spends milliseconds to seconds per call, the proxy tens of microseconds. The bare relay is
+ *   measured the same way after each round: the throughput any hop allows here.
  * - CPU per request (user + system, from each process's own accounting) of the proxy, and of the
  *   client and the upstream, during the throughput runs: the proxy's cost with the noise of
  *   scheduling taken out. In the pinned layout the proxied throughput can reach direct only while
@@ -60,6 +61,8 @@ interface Layout {
 interface Throughput {
   readonly directRps: number;
   readonly proxiedRps: number;
+  /** Through the bare TCP relay: what any hop allows on this machine. */
+  readonly relayedRps: number;
   /** CPU µs per request: the proxy's, and the client's and upstream's in the direct and in the proxied run. */
   readonly proxyCpu: number;
   readonly direct: { readonly client: number; readonly upstream: number };
@@ -180,9 +183,11 @@ async function runLayout(layout: Layout, rounds: number): Promise<{ results: Mod
           proxied = await one(proxiedUrl);
           direct = await one(upstreamUrl);
         }
+        const relayed = await one(relayedUrl);
         measured.push({
           directRps: direct.rps,
           proxiedRps: proxied.rps,
+          relayedRps: relayed.rps,
           proxyCpu: proxied.proxyCpu,
           direct: { client: direct.clientCpu, upstream: direct.upstreamCpu },
           proxied: { client: proxied.clientCpu, upstream: proxied.upstreamCpu },
@@ -227,10 +232,12 @@ function report(layout: Layout, results: readonly ModeResult[], delivery: Delive
       );
     }
     const ratios = r.rounds.map((t) => (100 * t.proxiedRps) / t.directRps);
+    const relayRatios = r.rounds.map((t) => (100 * t.relayedRps) / t.directRps);
     const med = (pick: (t: Throughput) => number): number => percentile(r.rounds.map(pick), 50);
     console.log(
       `${mode} throughput   direct ${int(med((t) => t.directRps))} req/s, proxied ${int(med((t) => t.proxiedRps))} req/s (medians of ${r.rounds.length} rounds); ` +
-        `ratio ${percentile(ratios, 50).toFixed(1)} % (rounds ${Math.min(...ratios).toFixed(1)}-${Math.max(...ratios).toFixed(1)} %)`,
+        `ratio ${percentile(ratios, 50).toFixed(1)} % (rounds ${Math.min(...ratios).toFixed(1)}-${Math.max(...ratios).toFixed(1)} %); ` +
+        `bare relay ${int(med((t) => t.relayedRps))} req/s, ${percentile(relayRatios, 50).toFixed(1)} % of direct`,
     );
     const us = (pick: (t: Throughput) => number): string => `${med(pick).toFixed(0)} µs`;
     console.log(
