@@ -197,7 +197,6 @@ export interface AnalyzeReport {
   readonly requests?: AnalyzeRequest[];
 }
 
-
 /** Index of the first value >= t (lower) or > t (upper) in a sorted array. */
 function bound(values: Float64Array, t: number, upper: boolean): number {
   let lo = 0;

@@ -43,7 +43,6 @@ type TaskRequest = Pick<
   'requestId' | 'taskId' | 'attempt' | 'tier' | 'status' | 'startMs' | 'endMs' | 'joules' | 'completionTokens' | 'labels'
 >;
 
-
 function groupByTask<T extends TaskRequest>(results: readonly T[]): Map<string, T[]> {
   const groups = new Map<string, T[]>();
   for (const r of results) {

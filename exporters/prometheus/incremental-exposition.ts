@@ -93,7 +93,6 @@ export class ExpositionSnapshot {
     }
     return this.gzip;
   }
-
 }
 
 /** prom-client's per-series record (its `hashMap` values), as far as rendering reads it. */
@@ -149,7 +148,7 @@ class MetricState {
   segments: ExpositionSegment[] = [];
   /** The entries found by the last scan, in order (reused from scan to scan). */
   readonly current: Entry[] = [];
-  /** The hashMap whose keys are tracked (prom-client replaces it on reset()); see KeyWatch. */
+  /** The hashMap whose keys are tracked (prom-client replaces it on reset()); see syncKeys. */
   watched: object | null = null;
   /** The hashMap's own keys in its own order, which is the order prom-client renders. */
   keys: string[] = [];
