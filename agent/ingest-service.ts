@@ -1,9 +1,10 @@
 import { BackpressureError } from '../collectors/request-sink.js';
 import type { IngestResult, RequestSink } from '../collectors/request-sink.js';
+import { conflictReason } from '../model/request-facts.js';
 import { resolveRecord } from '../model/request-record.js';
 import type { RecordContext, RecordError, RequestRecord, ResolvedRequest } from '../model/request-record.js';
 import type { EpochMs } from '../model/units.js';
-import type { Ledger } from './ledger.js';
+import type { InsertRequestsResult, Ledger } from './ledger.js';
 import { isLateRecord } from '../model/settlement-schedule.js';
 
 export interface IngestServiceOptions {
@@ -17,7 +18,7 @@ export interface IngestServiceOptions {
   readonly onAccepted: (records: ResolvedRequest[]) => void;
   /** Records waiting for their commit beyond which a submission is refused with BackpressureError. */
   readonly queueLimit: number;
-  /** Records refused while resolving, by reason (the field at fault). */
+  /** Records refused, by reason (the field at fault): while resolving, or at commit for a request_id taken by a different record. */
   readonly onRejected?: (reason: string, n: number) => void;
   readonly onLate?: (n: number) => void;
   readonly onDuplicate?: (n: number) => void;
@@ -37,6 +38,8 @@ export class IngestClosedError extends Error {
 
 interface Submission {
   readonly records: ResolvedRequest[];
+  /** Each record's index in the batch its sender gave, for errors found at commit. */
+  readonly indexes: number[];
   readonly errors: RecordError[];
   resolve(result: IngestResult): void;
   reject(error: unknown): void;
@@ -67,12 +70,15 @@ export class IngestService implements RequestSink {
     if (this.closed) throw new IngestClosedError();
     const context = this.options.context();
     const resolved: ResolvedRequest[] = [];
+    const indexes: number[] = [];
     const errors: RecordError[] = [];
     const rejectedBy = new Map<string, number>();
     records.forEach((record, i) => {
       const r = resolveRecord(record, firstIndex + i, context);
-      if (r.ok) resolved.push(r.record);
-      else {
+      if (r.ok) {
+        resolved.push(r.record);
+        indexes.push(firstIndex + i);
+      } else {
         errors.push(...r.errors);
         const reason = r.errors[0]?.field ?? 'record';
         rejectedBy.set(reason, (rejectedBy.get(reason) ?? 0) + 1);
@@ -87,7 +93,7 @@ export class IngestService implements RequestSink {
     for (const [reason, n] of rejectedBy) this.options.onRejected?.(reason, n);
     if (resolved.length === 0) return { accepted: 0, duplicates: 0, late: 0, errors };
     return new Promise<IngestResult>((resolve, reject) => {
-      this.queue.push({ records: resolved, errors, resolve, reject });
+      this.queue.push({ records: resolved, indexes, errors, resolve, reject });
       this.queuedRecords += resolved.length;
       this.scheduled ??= setImmediate(() => this.flush());
     });
@@ -104,32 +110,49 @@ export class IngestService implements RequestSink {
     const settledUntil = this.options.settledUntil();
     // One rule for the whole agent (model/settlement-schedule.ts): late once any part lies in settled time.
     const isLate = (r: ResolvedRequest): boolean => isLateRecord(r, settledUntil);
-    let inserted: ResolvedRequest[];
+    let stored: InsertRequestsResult;
     try {
-      inserted = this.options.ledger.insertRequests(all, isLate).inserted;
+      stored = this.options.ledger.insertRequests(all, isLate);
     } catch (error) {
       for (const s of batch) s.reject(error); // rolled back: nothing is acknowledged
       return;
     }
-    const stored = new Set(inserted);
+    const inserted = new Set(stored.inserted);
+    const conflicts = new Map(stored.conflicts.map((c) => [c.record, c.differing]));
     let lateTotal = 0;
     let duplicateTotal = 0;
     for (const s of batch) {
       let accepted = 0;
       let late = 0;
-      for (const r of s.records) {
-        if (!stored.has(r)) continue;
-        accepted += 1;
-        if (isLate(r)) late += 1;
-      }
-      const duplicates = s.records.length - accepted;
+      let duplicates = 0;
+      const errors = [...s.errors];
+      s.records.forEach((r, i) => {
+        if (inserted.has(r)) {
+          accepted += 1;
+          if (isLate(r)) late += 1;
+          return;
+        }
+        const differing = conflicts.get(r);
+        if (differing === undefined) {
+          duplicates += 1;
+          return;
+        }
+        errors.push({
+          index: s.indexes[i] ?? i,
+          requestId: r.requestId,
+          field: 'request_id',
+          reason: conflictReason(differing, 'a record already stored'),
+        });
+      });
+      if (errors.length > s.errors.length) errors.sort((a, b) => a.index - b.index);
       lateTotal += late;
       duplicateTotal += duplicates;
-      s.resolve({ accepted, duplicates, late, errors: s.errors });
+      s.resolve({ accepted, duplicates, late, errors });
     }
     this.notify(() => {
-      if (inserted.length > 0) this.options.onAccepted(inserted);
+      if (stored.inserted.length > 0) this.options.onAccepted(stored.inserted);
     });
+    if (conflicts.size > 0) this.notify(() => this.options.onRejected?.('request_id', conflicts.size));
     if (lateTotal > 0) this.notify(() => this.options.onLate?.(lateTotal));
     if (duplicateTotal > 0) this.notify(() => this.options.onDuplicate?.(duplicateTotal));
   }

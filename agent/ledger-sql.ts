@@ -2,8 +2,11 @@ import { REQUEST_INSERT_COLUMNS } from './ledger-rows.js';
 
 /** SQL text of the ledger's statements (prepared once per connection by the Ledger). */
 
-export const INSERT_REQUEST = `INSERT OR IGNORE INTO requests (${REQUEST_INSERT_COLUMNS.join(', ')})
-  VALUES (${REQUEST_INSERT_COLUMNS.map(() => '?').join(', ')})`;
+/** Only a taken request_id is passed over (and then compared): any other constraint fails loudly. */
+export const INSERT_REQUEST = `INSERT INTO requests (${REQUEST_INSERT_COLUMNS.join(', ')})
+  VALUES (${REQUEST_INSERT_COLUMNS.map(() => '?').join(', ')}) ON CONFLICT (request_id) DO NOTHING`;
+
+export const REQUEST_BY_ID = 'SELECT * FROM requests WHERE request_id = ?';
 
 export const INSERT_SAMPLE = `INSERT OR IGNORE INTO power_samples
   (ts_ms, gpu_uuid, gpu_index, power_w, energy_j, averaged, simulated) VALUES (?, ?, ?, ?, ?, ?, ?)`;

@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import type { PowerSample } from '../model/power-sample.js';
+import { differingFacts } from '../model/request-facts.js';
 import type { ResolvedRequest } from '../model/request-record.js';
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow, TaskRow } from '../model/rollup-types.js';
 import { epochMs } from '../model/units.js';
@@ -42,6 +43,21 @@ export interface LedgerOptions {
  */
 export const LEDGER_CACHE_KIB = 2048;
 
+/** A repeated request_id whose record differs from the one stored under it. */
+export interface RequestConflict {
+  readonly record: ResolvedRequest;
+  /** Wire names of the facts that differ from the stored record (e.g. `end`, `prompt_tokens`). */
+  readonly differing: readonly string[];
+}
+
+/** What {@link Ledger.insertRequests} did with each record of a batch. */
+export interface InsertRequestsResult {
+  readonly inserted: ResolvedRequest[];
+  /** Ids of records that repeat a stored one exactly: acknowledged, not counted twice. */
+  readonly duplicates: string[];
+  readonly conflicts: RequestConflict[];
+}
+
 /** What one prune removed, per table family. */
 export interface PruneResult {
   readonly samples: number;
@@ -66,7 +82,7 @@ const NODE_KEY = 'node';
 export class Ledger {
   private readonly statements = new Map<string, Statement>();
   private readonly now: () => number;
-  private readonly insertRequestsTx: (records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean) => { inserted: ResolvedRequest[]; duplicates: string[] };
+  private readonly insertRequestsTx: (records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean) => InsertRequestsResult;
   private readonly insertSamplesTx: (samples: readonly PowerSample[]) => number;
   private readonly settleTx: (period: SettlementPeriod, write: (writer: SettlementWriter) => unknown) => unknown;
   private readonly pruneTx: (nowMs: number) => PruneResult;
@@ -140,24 +156,37 @@ export class Ledger {
 
   /**
    * Store request records in ONE transaction. A request_id already stored (or repeated within
-   * the batch) is not inserted again: it is reported in `duplicates`, so it is acknowledged
-   * without being counted twice. `isLate` marks records whose period is already settled.
+   * the batch) is not inserted again. If the repeat agrees with the stored record on every fact
+   * (times, tokens, model, GPUs, labels...), it is the same record sent again and is reported in
+   * `duplicates`: acknowledged, not counted twice. If it differs, it is another record under a
+   * taken id and is reported in `conflicts` with the facts that differ: the first stays, and the
+   * caller must refuse this one by name rather than acknowledge it as stored.
+   * `isLate` marks records whose period is already settled.
    */
-  insertRequests(records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean): { inserted: ResolvedRequest[]; duplicates: string[] } {
-    if (records.length === 0) return { inserted: [], duplicates: [] };
+  insertRequests(records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean): InsertRequestsResult {
+    if (records.length === 0) return { inserted: [], duplicates: [], conflicts: [] };
     return this.insertRequestsTx(records, isLate);
   }
 
-  private insertRequestsIn(records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean): { inserted: ResolvedRequest[]; duplicates: string[] } {
+  private insertRequestsIn(records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean): InsertRequestsResult {
     const insert = this.stmt(sql.INSERT_REQUEST);
     const receivedAt = this.now();
     const inserted: ResolvedRequest[] = [];
     const duplicates: string[] = [];
+    const conflicts: RequestConflict[] = [];
     for (const r of records) {
-      if (insert.run(...rows.requestParams(r, isLate(r), receivedAt)).changes === 1) inserted.push(r);
-      else duplicates.push(r.requestId);
+      if (insert.run(...rows.requestParams(r, isLate(r), receivedAt)).changes === 1) {
+        inserted.push(r);
+        continue;
+      }
+      // Rare (a repeat), so the stored row is read back only here.
+      const stored = this.stmt(sql.REQUEST_BY_ID).get(r.requestId) as rows.RequestRow | undefined;
+      if (stored === undefined) throw new Error(`request ${JSON.stringify(r.requestId)} was neither stored nor found under its id`);
+      const differing = differingFacts(rows.requestFromRow(stored).record, r);
+      if (differing.length === 0) duplicates.push(r.requestId);
+      else conflicts.push({ record: r, differing });
     }
-    return { inserted, duplicates };
+    return { inserted, duplicates, conflicts };
   }
 
   /** Store power samples in one transaction. A repeated (GPU, timestamp) keeps the first reading. Returns the number stored. */

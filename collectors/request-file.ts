@@ -1,3 +1,4 @@
+import { conflictReason, differingFacts } from '../model/request-facts.js';
 import { parseRequestRecord, type RequestRecord } from '../model/request-record.js';
 import { forEachLine } from './trace-file-lines.js';
 
@@ -14,7 +15,10 @@ export interface ParsedRequestFile {
   /** Valid records in file order; `source` is "file" unless the line named one. */
   readonly records: RequestRecord[];
   readonly errors: RequestFileError[];
-  /** Lines repeating an earlier request_id: acknowledged, not counted twice (like ingest). */
+  /**
+   * Lines restating an earlier line's record: acknowledged, not counted twice (like ingest). A line
+   * that reuses an earlier request_id for a different record is an error instead.
+   */
   readonly duplicates: { readonly line: number; readonly requestId: string; readonly firstLine: number }[];
   /** The line each kept record came from, by request_id (for errors found later, e.g. an unknown GPU). */
   readonly lineOf: ReadonlyMap<string, number>;
@@ -30,6 +34,7 @@ export function parseRequestFile(text: string): ParsedRequestFile {
   const errors: RequestFileError[] = [];
   const duplicates: { line: number; requestId: string; firstLine: number }[] = [];
   const firstLineOf = new Map<string, number>();
+  const firstRecordOf = new Map<string, RequestRecord>();
   forEachLine(text, (line, lineNumber) => {
     if (line.trim().length === 0) return;
     let value: unknown;
@@ -49,10 +54,13 @@ export function parseRequestFile(text: string): ParsedRequestFile {
     const record = parsed.record;
     const first = firstLineOf.get(record.requestId);
     if (first !== undefined) {
-      duplicates.push({ line: lineNumber, requestId: record.requestId, firstLine: first });
+      const differing = differingFacts(firstRecordOf.get(record.requestId) as RequestRecord, record);
+      if (differing.length === 0) duplicates.push({ line: lineNumber, requestId: record.requestId, firstLine: first });
+      else errors.push({ line: lineNumber, requestId: record.requestId, field: 'request_id', reason: conflictReason(differing, `line ${first}`) });
       return;
     }
     firstLineOf.set(record.requestId, lineNumber);
+    firstRecordOf.set(record.requestId, record);
     const namedSource = typeof value === 'object' && value !== null && 'source' in value;
     records.push(namedSource ? record : { ...record, source: 'file' });
   });

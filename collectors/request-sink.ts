@@ -4,7 +4,7 @@ import type { RecordError, RequestRecord } from '../model/request-record.js';
 export interface IngestResult {
   /** New records committed to the ledger. */
   readonly accepted: number;
-  /** Records whose request_id was already stored: acknowledged, not counted twice. */
+  /** Records that repeat one already stored (same request_id, same facts): acknowledged, not counted twice. */
   readonly duplicates: number;
   /** Accepted records that arrived after their period was settled (counted, reported as late). */
   readonly late: number;

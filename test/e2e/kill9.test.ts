@@ -31,8 +31,10 @@ test('kill -9 loses no acknowledged record; the restarted agent resumes settling
   // sample gets no energy (and is flagged estimated), which is right but not what this test is about.
   await new Promise((r) => setTimeout(r, 3000));
   let acknowledged = 0;
+  const bodies: string[] = [];
   const post = async (batch: number): Promise<void> => {
-    const reply = await first.post('/v1/requests', records(`b${batch}`, 100, Date.now() - 200));
+    bodies[batch] = records(`b${batch}`, 100, Date.now() - 200);
+    const reply = await first.post('/v1/requests', bodies[batch]);
     assert.equal(reply.status, 202, reply.body);
     acknowledged += JSON.parse(reply.body).accepted as number;
   };
@@ -56,8 +58,8 @@ test('kill -9 loses no acknowledged record; the restarted agent resumes settling
 
   const second = await startAgent(args);
   t.after(() => second.stop());
-  // A client retrying after the crash is acknowledged, not double-counted.
-  const retry = await second.post('/v1/requests', records('b0', 100, Date.now() - 200));
+  // A client retrying after the crash (the same body) is acknowledged, not double-counted.
+  const retry = await second.post('/v1/requests', bodies[0] ?? '');
   assert.deepEqual(JSON.parse(retry.body), { accepted: 0, duplicates: 100, late: 0, rejected: 0 });
 
   const after = await eventually('all 600 requests settled after the restart', 60_000, async () => {

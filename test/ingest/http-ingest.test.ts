@@ -40,6 +40,22 @@ test('a JSON object, a JSON array and NDJSON (blank lines, CRLF) are all accepte
   assert.deepEqual(s.ledger.readRequests(...ALL).map((r) => r.record.requestId), ['r-1', 'r-2', 'r-3', 'r-4', 'r-5', 'r-6', 'r-7', 'r-8']);
 });
 
+test('a request_id reused for a different call is refused by index and named (400); an exact resend is a duplicate (202)', async (t) => {
+  const s = await startIngestServer();
+  t.after(s.stop);
+  await send(s.port, { headers: JSON_TYPE, body: JSON.stringify(wire(1)) });
+  const resend = await send(s.port, { headers: JSON_TYPE, body: JSON.stringify(wire(1)) });
+  assert.deepEqual([resend.status, resend.json], [202, { accepted: 0, duplicates: 1, late: 0, rejected: 0 }]);
+  const reused = await send(s.port, { headers: NDJSON_TYPE, body: [wire(2), wire(1, { end: T0 + 1900 })].map((r) => JSON.stringify(r)).join('\n') });
+  assert.equal(reused.status, 400);
+  assert.deepEqual({ ...reused.json, errors: undefined }, { accepted: 1, duplicates: 0, late: 0, rejected: 1, errors: undefined });
+  const errors = reused.json?.errors as { index: number; line: number; request_id: string; field: string; reason: string }[];
+  assert.deepEqual(errors.map((e) => [e.index, e.line, e.request_id, e.field]), [[1, 2, 'r-1', 'request_id']]);
+  assert.match(errors[0]?.reason ?? '', /^already used by a record already stored with a different end: that record is kept/);
+  assert.equal(s.ledger.readRequests(...ALL).find((r) => r.record.requestId === 'r-1')?.record.endMs, T0 + 1800);
+  assert.equal(s.rejected.get('request_id'), 1);
+});
+
 test('a mixed batch: good records are committed, each bad one named by index, field and reason (400)', async (t) => {
   const s = await startIngestServer();
   t.after(s.stop);

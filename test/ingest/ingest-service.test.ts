@@ -97,6 +97,32 @@ test('repeats are acknowledged as duplicates, within a tick and across ticks, an
   assert.deepEqual(storedIds(path), ['req-1', 'req-2', 'req-3']);
 });
 
+test('a repeat that differs from the stored record is refused by index with the differing facts, counted as rejected, not as a duplicate', async (t) => {
+  const { ledger, path, cleanup } = tempLedger();
+  t.after(cleanup);
+  let duplicates = 0;
+  const rejected: [string, number][] = [];
+  const accepted: string[] = [];
+  const ingest = service(ledger, {
+    onDuplicate: (n) => { duplicates += n; },
+    onRejected: (reason, n) => rejected.push([reason, n]),
+    onAccepted: (rs) => accepted.push(...rs.map((r) => r.requestId)),
+  });
+  await ingest.submit([rec(1)]);
+  // Index 0 is refused while resolving (no such GPU); 1 repeats req-1 exactly; 2 reuses its id for another call; 3 is new.
+  const result = await ingest.submit([rec(7, { gpus: ['9'] }), rec(1), rec(1, { completionTokens: 7, status: 'cancelled' }), rec(2)], 10);
+  assert.deepEqual([result.accepted, result.duplicates], [1, 1]);
+  assert.deepEqual(result.errors.map((e) => [e.index, e.requestId, e.field]), [[10, 'req-7', 'gpus'], [12, 'req-1', 'request_id']]);
+  assert.equal(
+    result.errors[1]?.reason,
+    'already used by a record already stored with a different completion_tokens, status: that record is kept and this one is not stored (give each request its own id)',
+  );
+  assert.equal(duplicates, 1);
+  assert.deepEqual(rejected, [['gpus', 1], ['request_id', 1]]);
+  assert.deepEqual(accepted, ['req-1', 'req-2']);
+  assert.deepEqual(storedIds(path), ['req-1', 'req-2']);
+});
+
 test('over the queue limit a submission is refused with BackpressureError; what was queued still commits', async (t) => {
   const { ledger, path, cleanup } = tempLedger();
   t.after(cleanup);

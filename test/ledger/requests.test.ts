@@ -7,17 +7,31 @@ import { T0, never, request, tempLedger } from './temp-ledger.js';
 
 const ALL = [epochMs(0), epochMs(Number.MAX_SAFE_INTEGER)] as const;
 
-test('the same request_id twice in one batch is stored once and reported as a duplicate', (t) => {
+test('the same record twice in one batch is stored once and reported as a duplicate', (t) => {
   const { ledger, cleanup } = tempLedger();
   t.after(cleanup);
-  const a = request(1);
-  const again = request(1, { promptTokens: 999 });
+  const a = request(1, { labels: { team: 'search', feature: 'chat' } });
+  // The same facts: labels in another order and another capture path do not make it another record.
+  const again = request(1, { labels: { feature: 'chat', team: 'search' }, source: 'proxy' });
   const result = ledger.insertRequests([a, request(2), again], never);
   assert.deepEqual(result.inserted.map((r) => r.requestId), ['req-1', 'req-2']);
   assert.deepEqual(result.duplicates, ['req-1']);
-  const stored = ledger.readRequests(...ALL);
-  assert.equal(stored.length, 2);
-  assert.equal(stored.find((r) => r.record.requestId === 'req-1')?.record.promptTokens, a.promptTokens, 'the first copy wins');
+  assert.deepEqual(result.conflicts, []);
+  assert.equal(ledger.readRequests(...ALL).length, 2);
+});
+
+test('a different record under a stored request_id is a conflict naming the facts that differ; the first is kept', (t) => {
+  const { ledger, cleanup } = tempLedger();
+  t.after(cleanup);
+  const a = request(1);
+  ledger.insertRequests([a], never);
+  const other = request(1, { promptTokens: 999, endMs: epochMs(a.endMs + 5) });
+  const result = ledger.insertRequests([other, request(2)], never);
+  assert.deepEqual(result.inserted.map((r) => r.requestId), ['req-2']);
+  assert.deepEqual(result.duplicates, []);
+  assert.deepEqual(result.conflicts, [{ record: other, differing: ['end', 'prompt_tokens'] }]);
+  const stored = ledger.readRequests(...ALL).find((r) => r.record.requestId === 'req-1');
+  assert.deepEqual(stored?.record, a, 'the first record stays as it was');
 });
 
 test('a repeat across batches is acknowledged as a duplicate, not stored again', (t) => {

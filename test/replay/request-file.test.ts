@@ -35,12 +35,20 @@ test('each bad line is reported by its 1-based line number, field and reason; go
   assert.deepEqual([...new Set(parsed.errors.map((e) => e.line))], [2, 4, 5, 6]);
 });
 
-test('a repeated request_id is acknowledged as a duplicate, not counted twice', () => {
-  const parsed = parseRequestFile([line(), line({ request_id: 'r2' }), line({ completion_tokens: 99 })].join('\n'));
-  assert.deepEqual(parsed.records.map((r) => r.requestId), ['r1', 'r2']);
-  assert.equal(parsed.records[0]?.completionTokens, 5);
+test('a line restating an earlier record is acknowledged as a duplicate, not counted twice', () => {
+  const parsed = parseRequestFile([line(), line({ request_id: 'r2' }), line({ source: 'proxy' })].join('\n'));
+  assert.deepEqual(parsed.records.map((r) => [r.requestId, r.source]), [['r1', 'file'], ['r2', 'file']]);
   assert.deepEqual(parsed.duplicates, [{ line: 3, requestId: 'r1', firstLine: 1 }]);
   assert.deepEqual(parsed.errors, []);
+});
+
+test('a line reusing an earlier request_id for a different record is an error naming both lines; the first record is kept', () => {
+  const parsed = parseRequestFile([line(), line({ request_id: 'r2' }), line({ end: 1793534402000, labels: { team: 'a' } }), line()].join('\n'));
+  assert.deepEqual(parsed.records.map((r) => [r.requestId, r.endMs]), [['r1', 1793534401000], ['r2', 1793534401000]]);
+  assert.deepEqual(parsed.errors, [
+    { line: 3, requestId: 'r1', field: 'request_id', reason: 'already used by line 1 with a different end, labels: that record is kept and this one is not stored (give each request its own id)' },
+  ]);
+  assert.deepEqual(parsed.duplicates, [{ line: 4, requestId: 'r1', firstLine: 1 }]);
 });
 
 test('an empty file has nothing and no errors', () => {

@@ -1,0 +1,52 @@
+import type { RequestRecord } from './request-record.js';
+
+/**
+ * What a request was, field by field, with each field's wire name: everything a record states
+ * except `source` (the path it came by). Two records under one request_id that agree on all of
+ * these are one record sent twice; records that differ are two requests sharing an id.
+ */
+const FACTS: readonly (readonly [wire: string, same: (a: RequestRecord, b: RequestRecord) => boolean])[] = [
+  ['task_id', (a, b) => a.taskId === b.taskId],
+  ['attempt', (a, b) => a.attempt === b.attempt],
+  ['model', (a, b) => a.model === b.model],
+  ['tier', (a, b) => a.tier === b.tier],
+  ['gpus', (a, b) => sameGpus(a.gpus, b.gpus)],
+  ['start', (a, b) => a.startMs === b.startMs],
+  ['first_token', (a, b) => a.firstTokenMs === b.firstTokenMs],
+  ['end', (a, b) => a.endMs === b.endMs],
+  ['prompt_tokens', (a, b) => a.promptTokens === b.promptTokens],
+  ['cached_tokens', (a, b) => a.cachedTokens === b.cachedTokens],
+  ['completion_tokens', (a, b) => a.completionTokens === b.completionTokens],
+  ['reasoning_tokens', (a, b) => a.reasoningTokens === b.reasoningTokens],
+  ['batch_size', (a, b) => a.batchSize === b.batchSize],
+  ['status', (a, b) => a.status === b.status],
+  ['labels', (a, b) => sameLabels(a.labels, b.labels)],
+  ['tokens_estimated', (a, b) => a.tokensEstimated === b.tokensEstimated],
+  ['granularity', (a, b) => a.granularity === b.granularity],
+];
+
+/** Wire names of the facts in which `kept` and `repeat` differ; empty when `repeat` restates `kept`. */
+export function differingFacts(kept: RequestRecord, repeat: RequestRecord): string[] {
+  const differing: string[] = [];
+  for (const [wire, same] of FACTS) if (!same(kept, repeat)) differing.push(wire);
+  return differing;
+}
+
+/** The refusal of a record whose request_id is taken by a different one (ingest and request files say the same). */
+export function conflictReason(differing: readonly string[], keptWhere: string): string {
+  return `already used by ${keptWhere} with a different ${differing.join(', ')}: that record is kept and this one is not stored (give each request its own id)`;
+}
+
+/** A request's GPUs are a set: the order they are listed in carries no meaning. */
+function sameGpus(a: readonly string[] | null, b: readonly string[] | null): boolean {
+  if (a === null || b === null) return a === b;
+  if (a.length !== b.length) return false;
+  const sortedB = [...b].sort();
+  return [...a].sort().every((x, i) => x === sortedB[i]);
+}
+
+/** Label order carries no meaning. */
+function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
+}
