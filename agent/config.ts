@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { crossCheckConfig, type ConfigSource } from './config-checks.js';
+import { crossCheckConfig, keyName, type ConfigSource } from './config-checks.js';
 import { configErrorMap, describeGot, formatPath, nearest, unknownKeyReason, valueAt } from './config-errors.js';
 import { readConfigFile, type ConfigFile } from './config-file.js';
 import { CONFIG_OPTIONS, getPath, type ConfigOption } from './config-options.js';
@@ -100,9 +100,10 @@ function setPath(target: Record<string, unknown>, key: string, value: unknown): 
 }
 
 /** The values one layer (environment or flags) sets, parsed from strings; errors for unparseable ones. */
-function readLayer(layer: Layer, input: LoadConfigInput): { values: Record<string, unknown>; keys: Set<string>; errors: string[] } {
+function readLayer(layer: Layer, input: LoadConfigInput): { values: Record<string, unknown>; keys: Set<string>; failedKeys: string[]; errors: string[] } {
   const values: Record<string, unknown> = {};
   const keys = new Set<string>();
+  const failedKeys: string[] = [];
   const errors: string[] = [];
   for (const option of CONFIG_OPTIONS) {
     let raw: unknown;
@@ -121,9 +122,62 @@ function readLayer(layer: Layer, input: LoadConfigInput): { values: Record<strin
     }
     const parsed = option.parse(raw);
     if (parsed.ok) setPath(values, option.key, parsed.value);
-    else errors.push(`${option.flag} / ${option.env}: ${parsed.reason} (from ${layer === 'env' ? option.env : option.flag})`);
+    else {
+      errors.push(`${option.flag} / ${option.env}: ${parsed.reason} (from ${layer === 'env' ? option.env : option.flag})`);
+      failedKeys.push(option.key);
+    }
   }
-  return { values, keys, errors };
+  return { values, keys, failedKeys, errors };
+}
+
+function topOf(key: string): string {
+  return key.split('.')[0] ?? key;
+}
+
+/** Note the top-level key an issue is about (or, for unknown keys at the top, those keys). */
+function markInvalid(tops: Set<string>, issue: z.core.$ZodIssue): void {
+  const [top] = issue.path;
+  if (top !== undefined) tops.add(String(top));
+  else if (issue.code === 'unrecognized_keys') for (const key of issue.keys) tops.add(key);
+}
+
+/**
+ * The checks that span keys, run even though some values were refused, so that every mistake is
+ * reported at once. The refused top-level keys fall back to their defaults for this, and a
+ * message that names one of them is left out: it would be about a value the user did not give.
+ */
+function crossCheckDespite(merged: Record<string, unknown>, sources: Readonly<Record<string, ConfigSource>>, invalidTops: ReadonlySet<string>): string[] {
+  const candidate = structuredClone(merged);
+  const dropped = new Set(invalidTops);
+  for (const top of dropped) delete candidate[top];
+  // A merge can still be refused (values valid in each layer but not together): drop those keys too.
+  for (let round = 0; round < 3; round += 1) {
+    const parsed = configSchema.safeParse(candidate, { error: configErrorMap });
+    if (parsed.success) {
+      const names = [...dropped].flatMap((top) => [
+        top,
+        ...CONFIG_OPTIONS.filter((o) => o.key === top || o.key.startsWith(`${top}.`)).map((o) => keyName(o.key)),
+      ]);
+      return crossCheckConfig(parsed.data, sources).errors.filter((message) => !names.some((name) => mentions(message, name)));
+    }
+    const before = dropped.size;
+    for (const issue of parsed.error.issues) markInvalid(dropped, issue);
+    if (dropped.size === before) return [];
+    for (const top of dropped) delete candidate[top];
+  }
+  return [];
+}
+
+/** `name` appears in `message` as a whole name, not inside a longer one (port is not proxyPort). */
+function mentions(message: string, name: string): boolean {
+  let from = message.indexOf(name);
+  while (from >= 0) {
+    const before = message[from - 1];
+    const after = message[from + name.length];
+    if ((before === undefined || !/[\w.-]/.test(before)) && (after === undefined || !/[\w-]/.test(after))) return true;
+    from = message.indexOf(name, from + 1);
+  }
+  return false;
 }
 
 /** TOKENWATT_* variables that are close to a setting's name but not one: likely typos. */
@@ -145,6 +199,8 @@ function envTypoWarnings(env: Readonly<Record<string, string | undefined>>): str
  */
 export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   const errors: string[] = [];
+  /** Top-level keys with a value refused on its own: checks that span keys skip them. */
+  const invalidTops = new Set<string>();
   const env = input.env ?? {};
   const flagFile = input.flags?.config;
   const envFile = env.TOKENWATT_CONFIG?.trim();
@@ -160,6 +216,7 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
       if (!checked.success) {
         const messages = checked.error.issues.flatMap((issue) => fileIssueMessages(issue, read.file));
         errors.push(...messages.sort((a, b) => a.line - b.line).map((m) => m.message));
+        for (const issue of checked.error.issues) markInvalid(invalidTops, issue);
       }
     }
   }
@@ -167,11 +224,14 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   const layers = (['env', 'flag'] as const).map((layer) => {
     const read = readLayer(layer, input);
     errors.push(...read.errors);
+    for (const key of read.failedKeys) invalidTops.add(topOf(key));
     const checked = configSchema.safeParse(read.values, { error: configErrorMap });
-    if (!checked.success) errors.push(...checked.error.issues.map((issue) => layerIssueMessage(issue, layer, read.values)));
+    if (!checked.success) {
+      errors.push(...checked.error.issues.map((issue) => layerIssueMessage(issue, layer, read.values)));
+      for (const issue of checked.error.issues) markInvalid(invalidTops, issue);
+    }
     return { layer, ...read };
   });
-  if (errors.length > 0) return { ok: false, errors };
 
   const merged = structuredClone(fileData);
   const sources: Record<string, ConfigSource> = {};
@@ -183,6 +243,7 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
       sources[key] = layer;
     }
   }
+  if (errors.length > 0) return { ok: false, errors: [...errors, ...crossCheckDespite(merged, sources, invalidTops)] };
   const final = configSchema.safeParse(merged, { error: configErrorMap });
   if (!final.success) {
     return { ok: false, errors: final.error.issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}${describeGot(issue, valueAt(merged, issue.path))}`) };

@@ -112,6 +112,18 @@ test('cross-field checks name every key involved', () => {
   assertExactly(errorsOf({ flags: { attributionWPrefill: '0', attributionWCached: '0', attributionWDecode: '0' } }), [/all 0/]);
 });
 
+test('checks that span keys are reported with the per-key mistakes, and skip keys whose own value was refused', () => {
+  assertExactly(errorsOf({ env: { TOKENWATT_SAMPLE_RATE_HZ: 'fast' }, flags: { proxyPort: '9000' } }), [
+    /^--sample-rate-hz \/ TOKENWATT_SAMPLE_RATE_HZ: .*got 'fast'/,
+    /^--proxy-port \/ TOKENWATT_PROXY_PORT: the proxy needs --upstream \/ TOKENWATT_UPSTREAM/,
+  ]);
+  // The port was given, wrongly: saying it is missing would be false.
+  assertExactly(errorsOf({ flags: { proxyPort: 'abc', upstream: 'http://127.0.0.1:8000' } }), [/^--proxy-port \/ TOKENWATT_PROXY_PORT: .*got 'abc'/]);
+  withFile('c.yaml', 'port: 70000\nretention:\n  samplesHours: 0.01\nsettleLateness: 600\n', (path) => {
+    assertExactly(errorsOf({ configFile: path }), [/^c\.yaml:1: port: must be an integer/, /^--retention-samples-hours .*would delete samples before their period is settled/]);
+  });
+});
+
 test('settle period must divide an hour; user labels must not be reserved or ids', () => {
   assertExactly(errorsOf({ flags: { settlePeriod: '7' } }), [/--settle-period .*must divide 3600/]);
   assertExactly(errorsOf({ flags: { labelsUser: 'team,model,request_id,team' } }), [
