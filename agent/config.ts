@@ -201,6 +201,8 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   const errors: string[] = [];
   /** Top-level keys with a value refused on its own: checks that span keys skip them. */
   const invalidTops = new Set<string>();
+  /** Without the file's values, a check that spans keys could blame one the file sets. */
+  let fileUnread = false;
   const env = input.env ?? {};
   const flagFile = input.flags?.config;
   const envFile = env.TOKENWATT_CONFIG?.trim();
@@ -209,7 +211,10 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   let fileData: Record<string, unknown> = {};
   if (configPath !== undefined) {
     const read = readConfigFile(configPath);
-    if (!read.ok) errors.push(...read.errors);
+    if (!read.ok) {
+      errors.push(...read.errors);
+      fileUnread = true;
+    }
     else {
       fileData = read.file.data;
       const checked = configSchema.safeParse(fileData, { error: configErrorMap });
@@ -243,7 +248,7 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
       sources[key] = layer;
     }
   }
-  if (errors.length > 0) return { ok: false, errors: [...errors, ...crossCheckDespite(merged, sources, invalidTops)] };
+  if (errors.length > 0) return { ok: false, errors: fileUnread ? errors : [...errors, ...crossCheckDespite(merged, sources, invalidTops)] };
   const final = configSchema.safeParse(merged, { error: configErrorMap });
   if (!final.success) {
     return { ok: false, errors: final.error.issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}${describeGot(issue, valueAt(merged, issue.path))}`) };

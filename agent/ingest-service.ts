@@ -141,7 +141,7 @@ export class IngestService implements RequestSink {
           index: s.indexes[i] ?? i,
           requestId: r.requestId,
           field: 'request_id',
-          reason: conflictReason(differing, 'a record already stored'),
+          reason: conflictReason(differing, 'the stored record'),
         });
       });
       if (errors.length > s.errors.length) errors.sort((a, b) => a.index - b.index);

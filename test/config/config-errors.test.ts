@@ -119,6 +119,8 @@ test('checks that span keys are reported with the per-key mistakes, and skip key
   ]);
   // The port was given, wrongly: saying it is missing would be false.
   assertExactly(errorsOf({ flags: { proxyPort: 'abc', upstream: 'http://127.0.0.1:8000' } }), [/^--proxy-port \/ TOKENWATT_PROXY_PORT: .*got 'abc'/]);
+  // An unreadable file may hold the upstream: no check that spans keys is made without it.
+  assertExactly(errorsOf({ configFile: join(tmpdir(), 'no-such-tokenwatt-config.yaml'), flags: { proxyPort: '9000' } }), [/cannot read the config file \(ENOENT\)/]);
   withFile('c.yaml', 'port: 70000\nretention:\n  samplesHours: 0.01\nsettleLateness: 600\n', (path) => {
     assertExactly(errorsOf({ configFile: path }), [/^c\.yaml:1: port: must be an integer/, /^--retention-samples-hours .*would delete samples before their period is settled/]);
   });

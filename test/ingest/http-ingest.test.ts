@@ -51,7 +51,7 @@ test('a request_id reused for a different call is refused by index and named (40
   assert.deepEqual({ ...reused.json, errors: undefined }, { accepted: 1, duplicates: 0, late: 0, rejected: 1, errors: undefined });
   const errors = reused.json?.errors as { index: number; line: number; request_id: string; field: string; reason: string }[];
   assert.deepEqual(errors.map((e) => [e.index, e.line, e.request_id, e.field]), [[1, 2, 'r-1', 'request_id']]);
-  assert.match(errors[0]?.reason ?? '', /^already used by a record already stored with a different end: that record is kept/);
+  assert.match(errors[0]?.reason ?? '', /^already used by the stored record with a different end: that record is kept/);
   assert.equal(s.ledger.readRequests(...ALL).find((r) => r.record.requestId === 'r-1')?.record.endMs, T0 + 1800);
   assert.equal(s.rejected.get('request_id'), 1);
 });

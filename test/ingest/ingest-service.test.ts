@@ -115,7 +115,7 @@ test('a repeat that differs from the stored record is refused by index with the 
   assert.deepEqual(result.errors.map((e) => [e.index, e.requestId, e.field]), [[10, 'req-7', 'gpus'], [12, 'req-1', 'request_id']]);
   assert.equal(
     result.errors[1]?.reason,
-    'already used by a record already stored with a different completion_tokens, status: that record is kept and this one is not stored (give each request its own id)',
+    'already used by the stored record with a different completion_tokens, status: that record is kept and this one is not stored (give each request its own id)',
   );
   assert.equal(duplicates, 1);
   assert.deepEqual(rejected, [['gpus', 1], ['request_id', 1]]);
