@@ -125,26 +125,28 @@ export class IngestService implements RequestSink {
       let accepted = 0;
       let late = 0;
       let duplicates = 0;
-      const errors = [...s.errors];
-      s.records.forEach((r, i) => {
+      let errors = s.errors; // copied only when a conflict adds to it, which is rare
+      for (let i = 0; i < s.records.length; i++) {
+        const r = s.records[i] as ResolvedRequest;
         if (inserted.has(r)) {
           accepted += 1;
           if (isLate(r)) late += 1;
-          return;
+          continue;
         }
         const differing = conflicts.get(r);
         if (differing === undefined) {
           duplicates += 1;
-          return;
+          continue;
         }
+        if (errors === s.errors) errors = [...s.errors];
         errors.push({
           index: s.indexes[i] ?? i,
           requestId: r.requestId,
           field: 'request_id',
           reason: conflictReason(differing, 'the stored record'),
         });
-      });
-      if (errors.length > s.errors.length) errors.sort((a, b) => a.index - b.index);
+      }
+      if (errors !== s.errors) errors.sort((a, b) => a.index - b.index);
       lateTotal += late;
       duplicateTotal += duplicates;
       s.resolve({ accepted, duplicates, late, errors });
