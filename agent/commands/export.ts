@@ -97,10 +97,12 @@ export async function runExport(flags: ExportOptions, io: ExportIo): Promise<voi
   if (flags.merge !== undefined) {
     const reports = flags.merge.map((path) => ({ name: path, report: readReport(path) }));
     const merged = mergeEsgReports(reports, { toolVersion: VERSION, generatedAt });
-    if (flags.quarter !== undefined || flags.from !== undefined) {
+    if (flags.quarter !== undefined || flags.from !== undefined || flags.to !== undefined) {
+      // Both ends: a month's reports must not pass as the quarter asked for.
       const period = periodOf(flags);
-      if (merged.period.from !== new Date(period.fromMs).toISOString().replace('.000Z', 'Z')) {
-        throw new PeriodError(`the reports cover ${merged.period.label}, not the period asked for (${period.label})`);
+      const iso = (ms: number): string => new Date(ms).toISOString().replace('.000Z', 'Z');
+      if (merged.period.from !== iso(period.fromMs) || merged.period.to !== iso(period.toMs)) {
+        throw new PeriodError(`the reports cover ${merged.period.from} to ${merged.period.to} (${merged.period.label}), not the period asked for (${period.label})`);
       }
     }
     emit(merged, flags, io);

@@ -20,6 +20,8 @@ export function writeFileAtomic(path: string, content: string | Uint8Array): voi
   } catch (error) {
     if (fd !== null) closeSync(fd);
     rmSync(temp, { force: true });
-    throw error;
+    // Name the path the caller gave, not the hidden temporary file.
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new Error(`cannot write ${path}: ${code ?? (error as Error).message}`, { cause: error });
   }
 }

@@ -1,4 +1,5 @@
 import type { EsgBreakdownRow, EsgReport } from './esg-report.js';
+import { utcDayStart } from './report-period.js';
 import { escapeXml as esc, fmt, GREY, heatmaps, PALETTE, shareBars, stackedBars, valueBars } from './svg-charts.js';
 
 const MAX_ROWS_PER_BREAKDOWN = 25;
@@ -114,7 +115,8 @@ ${report.quality.notes.length > 0 ? `<ul>${report.quality.notes.map((n) => `<li>
 function energyChart(report: EsgReport, tiers: readonly string[], tierColor: ReadonlyMap<string, string>): string {
   // Every day of the period gets a slot, so days without data show as gaps, not as nothing.
   const days: string[] = [];
-  for (let ms = Date.parse(report.period.from); ms < Date.parse(report.period.to); ms += 86_400_000) days.push(new Date(ms).toISOString().slice(0, 10));
+  // From the UTC midnight of the start, as the report's days are UTC dates.
+  for (let ms = utcDayStart(Date.parse(report.period.from)); ms < Date.parse(report.period.to); ms += 86_400_000) days.push(new Date(ms).toISOString().slice(0, 10));
   if (report.series.daily_by_tier.length === 0 && report.series.daily_overhead.length === 0) return '<p class="note">No energy in this period.</p>';
   const weekly = days.length > MAX_DAILY_BARS;
   const bucketOf = (day: string): string => (weekly ? weekStart(day) : day);

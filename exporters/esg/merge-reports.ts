@@ -261,6 +261,14 @@ function mergeQuality(reports: readonly EsgReport[], hoursInPeriod: number, from
   const intOrNull = (xs: readonly (number | null)[]): number | null => sumOrNull(xs);
   const notes: string[] = [];
   for (const r of reports) for (const note of r.quality.notes) notes.push(`${r.nodes.join(', ')}: ${note}`);
+  const nodesWithTasks = reports.filter((r) => r.tasks.count > 0).flatMap((r) => r.nodes);
+  if (nodesWithTasks.length > 1) {
+    // Node reports carry task counts, not task ids, so a task that ran on several nodes cannot be joined here.
+    notes.push(
+      `tasks are counted per node (${nodesWithTasks.join(', ')}): a task whose requests ran on more than one of these nodes counts once on each, ` +
+        'and each node judges its success by its own last request, so the fleet task count may overstate distinct tasks and SCI per task understate it',
+    );
+  }
   return {
     hours_in_period: hoursInPeriod,
     hours_with_data: hoursInPeriod - hoursWithoutData,

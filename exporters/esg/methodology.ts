@@ -11,7 +11,7 @@ export function methodology(dataSource: 'ledger' | 'prometheus' | 'merge'): EsgM
           'Prometheus sampling (about one scrape interval at the edges of each series). Tokens and requests are broken down by ' +
           'model and tier only; sample coverage, gaps and counter resets are not exported as metrics and are null; tasks count ' +
           'when the agent closes them (idle for a minute), where the ledger counts them as they settle.'
-        : 'Fleet report: the sum of node reports (each verified by its content hash; a report given twice is counted once). Ratios are recomputed from the summed figures.';
+        : 'Fleet report: the sum of node reports (each verified by its content hash; a report given twice is counted once). Ratios are recomputed from the summed figures. Tasks are counted per node: a task that ran on several nodes counts on each (the quality notes say so when more than one node has tasks).';
   return {
     summary:
       'GPU energy is measured per GPU (energy counters, else integrated power) and attributed to requests (static share by time, dynamic share by work); ' +

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Database } from 'better-sqlite3';
+import { utcDaySlices } from './report-period.js';
 import type { ReportPeriod } from './report-period.js';
 import { aggregateUsageInSqlite } from './sqlite-usage-aggregate.js';
 import { addSums, emptySums } from './usage-breakdowns.js';
@@ -19,16 +20,16 @@ export interface UsageWorkerJob {
  * memory (one SQLite connection and one V8 isolate per part) within the export's budget.
  */
 export const USAGE_PARTS = 2;
-const DAY_MS = 86_400_000;
 
-/** Day-aligned parts of a period, in order. */
+/** Parts of a period cut at UTC midnights, in order: no UTC day is split between two parts. */
 export function usageParts(period: ReportPeriod, parts = USAGE_PARTS): ReportPeriod[] {
-  const days = Math.ceil((period.toMs - period.fromMs) / DAY_MS);
+  const days = utcDaySlices(period);
   const out: ReportPeriod[] = [];
   for (let i = 0; i < parts; i += 1) {
-    const fromMs = period.fromMs + Math.floor((days * i) / parts) * DAY_MS;
-    const toMs = Math.min(period.toMs, period.fromMs + Math.floor((days * (i + 1)) / parts) * DAY_MS);
-    if (toMs > fromMs) out.push({ fromMs, toMs, label: `${period.label} part ${i + 1}` });
+    const first = days[Math.floor((days.length * i) / parts)];
+    const last = days[Math.floor((days.length * (i + 1)) / parts) - 1];
+    if (first === undefined || last === undefined || last[1] <= first[0]) continue;
+    out.push({ fromMs: first[0], toMs: last[1], label: `${period.label} part ${i + 1}` });
   }
   return out;
 }
@@ -43,7 +44,12 @@ export function mergeUsageParts(parts: readonly (UsageAggregate | null)[]): Usag
       if (into) addSums(into, combo);
       else merged.combos.set(key, { ...combo });
     }
-    for (const [day, tiers] of part.dailyByTier) merged.dailyByTier.set(day, new Map(tiers));
+    for (const [day, tiers] of part.dailyByTier) {
+      // Parts never share a day (usageParts), but adding keeps a shared day whole if they did.
+      const into = merged.dailyByTier.get(day);
+      if (!into) merged.dailyByTier.set(day, new Map(tiers));
+      else for (const [tier, j] of tiers) into.set(tier, (into.get(tier) ?? 0) + j);
+    }
     for (const [month, sums] of part.months) {
       let into = merged.months.get(month);
       if (!into) merged.months.set(month, (into = emptySums()));

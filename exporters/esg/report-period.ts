@@ -1,4 +1,8 @@
 const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+/** Years a report may cover: Date.UTC reads 0-99 as 1900-1999, and no ledger predates 1990. */
+const FIRST_YEAR = 1990;
+const LAST_YEAR = 2199;
 
 /** The reporting period: [fromMs, toMs) on whole UTC hours (rollups are hourly). */
 export interface ReportPeriod {
@@ -18,6 +22,7 @@ export function quarterPeriod(quarter: string): ReportPeriod {
   if (!m) throw new PeriodError(`--quarter: expected YYYY-Qn such as 2026-Q3 (got "${quarter}")`);
   const year = Number(m[1]);
   const q = Number(m[2]);
+  if (year < FIRST_YEAR || year > LAST_YEAR) throw new PeriodError(`--quarter: the year must lie in ${FIRST_YEAR}-${LAST_YEAR} (got "${quarter}")`);
   return {
     fromMs: Date.UTC(year, (q - 1) * 3, 1),
     toMs: Date.UTC(year, q * 3, 1),
@@ -40,12 +45,31 @@ function parseBoundary(text: string, flag: string): number {
   if (!date && !full) throw new PeriodError(`${flag}: expected YYYY-MM-DD or an RFC 3339 time with a zone (got "${text}")`);
   const ms = Date.parse(date ? `${value}T00:00:00Z` : value);
   if (!Number.isFinite(ms)) throw new PeriodError(`${flag}: not a valid date (got "${text}")`);
+  const year = new Date(ms).getUTCFullYear();
+  if (year < FIRST_YEAR || year > LAST_YEAR) throw new PeriodError(`${flag}: the year must lie in ${FIRST_YEAR}-${LAST_YEAR} (got "${text}")`);
   if (ms % HOUR_MS !== 0) throw new PeriodError(`${flag}: must fall on a whole UTC hour, as the ledger keeps hourly rollups (got "${text}")`);
   return ms;
 }
 
 export function periodHours(period: ReportPeriod): number {
   return Math.round((period.toMs - period.fromMs) / HOUR_MS);
+}
+
+/** The UTC midnight at or before `ms`. */
+export const utcDayStart = (ms: number): number => Math.floor(ms / DAY_MS) * DAY_MS;
+
+/**
+ * The period cut at UTC midnights: [from, next midnight), whole days, [last midnight, to). Each
+ * piece lies in one UTC day (and so one month), so sums per piece can be labelled by its start.
+ */
+export function utcDaySlices(period: Pick<ReportPeriod, 'fromMs' | 'toMs'>): [fromMs: number, toMs: number][] {
+  const slices: [number, number][] = [];
+  for (let from = period.fromMs; from < period.toMs; ) {
+    const to = Math.min(utcDayStart(from) + DAY_MS, period.toMs);
+    slices.push([from, to]);
+    from = to;
+  }
+  return slices;
 }
 
 export const HOUR = HOUR_MS;

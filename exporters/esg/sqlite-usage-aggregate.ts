@@ -1,4 +1,5 @@
 import type { Database } from 'better-sqlite3';
+import { utcDaySlices } from './report-period.js';
 import type { ReportPeriod } from './report-period.js';
 import { dayOf, labelKey, monthOf } from './report-numbers.js';
 import type { TaskAggregateRow } from './task-summary.js';
@@ -14,8 +15,6 @@ import type { ComboSums, HourFactors, UsageAggregate, UsageSums } from './usage-
  * It reads the ledger's hourly_usage and tasks tables (agent/migrations/001-initial.ts); the
  * streaming path over Ledger.readHourlyUsage stays the reference and the fallback.
  */
-
-const DAY_MS = 86_400_000;
 
 const USAGE_BY_COMBINATION = `
   SELECT u.model, u.tier, u.cache_bucket, u.batch_bucket, u.status, u.team, u.feature,
@@ -51,12 +50,13 @@ export function aggregateUsageInSqlite(db: Database, period: ReportPeriod, facto
     const combos = new Map<string, ComboSums>();
     const dailyByTier = new Map<string, Map<string, number>>();
     const months = new Map<string, UsageSums>();
-    for (let from = period.fromMs; from < period.toMs; from += DAY_MS) {
+    // One UTC day at a time: each slice's rows all belong to its day and month.
+    for (const [from, to] of utcDaySlices(period)) {
       const day = dayOf(from);
       const month = monthOf(from);
       const perTier = new Map<string, number>();
       let monthSums = months.get(month);
-      for (const row of query.all(from, Math.min(from + DAY_MS, period.toMs)) as UsageSqlRow[]) {
+      for (const row of query.all(from, to) as UsageSqlRow[]) {
         const [model, tier, cacheBucket, batchBucket, , team, feature, requests, prompt, cached, completion, reasoning, attributed, fullyLoaded, locationG, marketG, simulated, unmatched] = row;
         if (unmatched > 0) return null;
         const sums: UsageSums = {

@@ -10,12 +10,18 @@ export function escapeXml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c);
 }
 
-/** Compact number for labels: 3 significant digits, k/M suffixes. */
+const SUFFIXES: readonly [scale: number, suffix: string][] = [[1e12, 'T'], [1e9, 'G'], [1e6, 'M'], [1e3, 'k']];
+
+/** Compact number for labels: 3 significant digits, k/M/G/T suffixes. */
 export function fmt(x: number | null): string {
   if (x === null || !Number.isFinite(x)) return 'n/a';
-  const a = Math.abs(x);
-  if (a >= 1e6) return `${trimZeros((x / 1e6).toPrecision(3))}M`;
-  if (a >= 1e4) return `${trimZeros((x / 1e3).toPrecision(3))}k`;
+  // Rounded to 3 digits first, so that 999,600 shows as 1M, not as 1.00e+3k.
+  const a = Math.abs(Number(x.toPrecision(3)));
+  if (a >= 1e4) {
+    const [scale, suffix] = SUFFIXES.find(([s]) => a >= s) ?? [1e3, 'k'];
+    const scaled = (x / scale).toPrecision(3);
+    return scaled.includes('e') ? x.toExponential(2) : `${trimZeros(scaled)}${suffix}`;
+  }
   if (a >= 100) return String(Math.round(x));
   if (a >= 1) return trimZeros(x.toPrecision(3));
   if (a === 0) return '0';

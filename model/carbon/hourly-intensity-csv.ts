@@ -15,15 +15,52 @@ export interface HourlyIntensitySeries {
   readonly lastHourMs: number;
   readonly timestampColumn: string;
   readonly intensityColumn: string;
+  /** The unit the column's header names, and how its values were converted to gCO2e/kWh. */
+  readonly unit: IntensityUnit;
   /** From the column name: "life cycle" -> lifecycle, "direct" -> combustion, else unspecified. */
   readonly basis: FactorBasis;
   readonly dataLines: number;
+  /**
+   * Rows a whole hour has at the file's step (4 for a 15-minute file, 1 for an hourly one). An
+   * hour with fewer rows is averaged over part of the hour only, which the report says.
+   */
+  readonly rowsPerHour: number;
+}
+
+/** The unit of an intensity column, read from its header. */
+export interface IntensityUnit {
+  /** The unit the header names, normalised ("kg/kWh"), or null when it names none. */
+  readonly named: string | null;
+  /** Multiply a value by this to get gCO2e/kWh (1 for g/kWh and kg/MWh). */
+  readonly toGPerKwh: number;
+}
+
+const MASS_IN_G: Readonly<Record<string, number>> = { g: 1, kg: 1e3, t: 1e6, tonne: 1e6, tonnes: 1e6, mt: 1e6, lb: 453.59237, lbs: 453.59237 };
+const ENERGY_IN_KWH: Readonly<Record<string, number>> = { kwh: 1, mwh: 1e3, gwh: 1e6 };
+/** A mass unit, an optional CO2 name, then "/" or "per" and an energy unit ("kgco2e/kwh", "lb per mwh", "g_co2eq/kwh"). */
+const UNIT_PATTERN = /(tonnes|tonne|kg|lbs|lb|mt|g|t(?=co2))(?:co2(?:e|eq)?)?(?:\/|per)(kwh|mwh|gwh)/;
+
+/**
+ * The unit a column header names. Providers name columns "gCO₂eq/kWh" (Electricity Maps),
+ * "lb/MWh" (eGRID), "kgCO2e per kWh"; a kgCO2e/kWh value read as g/kWh would be 1000x too low.
+ */
+export function intensityUnitOf(header: string): IntensityUnit {
+  const compact = header.toLowerCase().replace(/₂/g, '2').replace(/[\s_\-.()[\]]/g, '');
+  const m = UNIT_PATTERN.exec(compact);
+  if (!m) return { named: null, toGPerKwh: 1 };
+  const mass = m[1] ?? 'g';
+  const energy = m[2] ?? 'kwh';
+  const massName = ({ tonnes: 't', tonne: 't', mt: 't', lbs: 'lb' } as Record<string, string>)[mass] ?? mass;
+  const energyName = { kwh: 'kWh', mwh: 'MWh', gwh: 'GWh' }[energy as 'kwh'];
+  return { named: `${massName}/${energyName}`, toGPerKwh: (MASS_IN_G[mass] ?? 1) / (ENERGY_IN_KWH[energy] ?? 1) };
 }
 
 /**
  * Parse an hourly (or finer) intensity CSV as grid-data providers export it: a header row, a
  * timestamp column (RFC 3339; a zone-less time only when the header says UTC, as in Electricity
- * Maps' "Datetime (UTC)") and a gCO2e/kWh column. Sub-hourly rows are averaged per hour.
+ * Maps' "Datetime (UTC)") and an intensity column. Values are gCO2e/kWh unless the column's header
+ * names another unit (kgCO2e/kWh, t/MWh, lb/MWh, ...), which is converted. Sub-hourly rows are
+ * averaged per hour.
  * Every bad line is reported with its number; nothing is skipped silently. Gaps are checked
  * later against the hours a report needs ({@link hourlyIntensityFor}).
  */
@@ -40,6 +77,7 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
   const timeHeader = header[timeCol] ?? '';
   const zoneFromHeader = /utc/i.test(timeHeader);
   const intensityColumn = header[valueCol] ?? '';
+  const unit = intensityUnitOf(intensityColumn);
 
   const problems: CarbonInputError[] = [];
   let omitted = 0;
@@ -73,9 +111,11 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
       problem(`no value in column "${intensityColumn}" (an empty cell is a gap: fill it, or set carbon.intensityFill)`, lineNo);
       continue;
     }
-    const value = Number(valueText);
+    const read = Number(valueText);
+    const value = read * unit.toGPerKwh;
     if (!Number.isFinite(value) || value < 0 || value > MAX_INTENSITY_G_PER_KWH) {
-      problem(`intensity ${JSON.stringify(valueText.slice(0, 20))} is not a number between 0 and ${MAX_INTENSITY_G_PER_KWH} gCO2e/kWh`, lineNo);
+      const asRead = unit.named === null || unit.toGPerKwh === 1 ? '' : ` (${unit.named}, that is ${value} gCO2e/kWh)`;
+      problem(`intensity ${JSON.stringify(valueText.slice(0, 20))}${asRead} is not a number between 0 and ${MAX_INTENSITY_G_PER_KWH} gCO2e/kWh`, lineNo);
       continue;
     }
     const hour = Math.floor(ms.ms / HOUR_MS) * HOUR_MS;
@@ -87,18 +127,42 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
   }
   if (problems.length > 0) throw new CarbonInputErrors(options.source, problems, omitted);
   if (sums.size === 0) throw new CarbonInputError(options.source, 'no data rows after the header');
+  if (unit.named === null && [...sums.values()].every((b) => b.sum / b.n < 1)) {
+    // No grid averages under 1 g/kWh hour after hour; kgCO2e/kWh or t/MWh values do.
+    throw new CarbonInputError(
+      options.source,
+      `every value in column "${intensityColumn}" is below 1 and its header names no unit: if they are kgCO2e/kWh or tCO2e/MWh, ` +
+        'say so in the header (for example "carbon_intensity_kgco2e_per_kwh"); if they really are gCO2e/kWh, name that unit',
+      headerIndex + 1,
+    );
+  }
   const hours = new Map<number, { gCo2ePerKwh: number; lines: number[] }>();
   for (const [hour, b] of sums) hours.set(hour, { gCo2ePerKwh: b.sum / b.n, lines: b.lines });
   const keys = [...hours.keys()];
+  const stepMs = smallestStep([...seen.keys()]);
+  const rowsPerHour = stepMs !== null && stepMs < HOUR_MS ? Math.floor(HOUR_MS / stepMs) : 1;
   return {
     hours,
     firstHourMs: Math.min(...keys),
     lastHourMs: Math.max(...keys),
     timestampColumn: timeHeader,
     intensityColumn,
+    unit,
     basis: /life\s*-?\s*cycle/i.test(intensityColumn) ? 'lifecycle' : /direct|combustion/i.test(intensityColumn) ? 'combustion' : 'unspecified',
     dataLines,
+    rowsPerHour,
   };
+}
+
+/** The smallest gap between two timestamps of the file, or null with fewer than two. */
+function smallestStep(times: number[]): number | null {
+  times.sort((a, b) => a - b);
+  let step: number | null = null;
+  for (let i = 1; i < times.length; i += 1) {
+    const gap = (times[i] ?? 0) - (times[i - 1] ?? 0);
+    if (gap > 0 && (step === null || gap < step)) step = gap;
+  }
+  return step;
 }
 
 function pickIntensityColumn(header: readonly string[], options: { source: string; column?: string }): number {

@@ -1,6 +1,6 @@
 import { CarbonInputError, CarbonInputErrors } from './carbon-input-error.js';
 import type { FactorProvenance, GridIntensityFactor } from './grid-intensity-factor.js';
-import type { HourlyIntensitySeries } from './hourly-intensity-csv.js';
+import type { HourlyIntensitySeries, IntensityUnit } from './hourly-intensity-csv.js';
 import { findRegionFactor } from './region-lookup.js';
 
 const HOUR_MS = 3_600_000;
@@ -98,11 +98,11 @@ export function resolveLocationIntensity(
       value: n > 0 ? sum / n : 0,
       unit: 'gCO2e/kWh (mean of the hours used)',
       source:
-        `hourly intensity file ${spec.fileName} (sha256 ${spec.fileSha256}), column "${spec.series.intensityColumn}", ` +
+        `hourly intensity file ${spec.fileName} (sha256 ${spec.fileSha256}), column "${spec.series.intensityColumn}" (${unitNote(spec.series.unit)}), ` +
         `${spec.series.dataLines} data lines, ${new Date(spec.series.firstHourMs).toISOString()} to ${new Date(spec.series.lastHourMs).toISOString()}`,
       year: null,
       basis: spec.series.basis,
-      note: values.filled > 0 ? `${values.filled} hour(s) filled by policy "${spec.fill}"` : null,
+      note: hourlyFileNote(values.filled, spec.fill, partialHours(spec.series, neededHours)),
     },
   };
 }
@@ -168,3 +168,27 @@ function firstPresentAfter(series: HourlyIntensitySeries, hour: number): number 
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** How the file's values became gCO2e/kWh, for the provenance. */
+function unitNote(unit: IntensityUnit): string {
+  if (unit.named === null) return 'no unit in the header: read as gCO2e/kWh';
+  if (unit.toGPerKwh === 1) return `${unit.named}, equal to gCO2e/kWh`;
+  return `${unit.named}, multiplied by ${unit.toGPerKwh} to gCO2e/kWh`;
+}
+
+function hourlyFileNote(filled: number, fill: string, partialHours: number): string | null {
+  const notes: string[] = [];
+  if (filled > 0) notes.push(`${filled} hour(s) filled by policy "${fill}"`);
+  if (partialHours > 0) notes.push(`${partialHours} hour(s) of the file averaged from only part of the hour's rows (fewer than the file's step gives)`);
+  return notes.length > 0 ? notes.join('; ') : null;
+}
+
+/** Needed hours the file covers with fewer rows than its step gives. */
+function partialHours(series: HourlyIntensitySeries, neededHours: readonly number[]): number {
+  let partial = 0;
+  for (const h of neededHours) {
+    const rows = series.hours.get(h)?.lines.length;
+    if (rows !== undefined && rows < series.rowsPerHour) partial += 1;
+  }
+  return partial;
+}

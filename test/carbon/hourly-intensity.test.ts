@@ -70,6 +70,46 @@ describe('hourly intensity CSV', () => {
     assert.ok(problems.every((p) => p.message.startsWith('bad.csv, line ')));
   });
 
+  it('converts the unit its column header names to gCO2e/kWh, and says how', () => {
+    const at = (header: string, value: string) => {
+      const s = parseHourlyIntensityCsv(`timestamp,${header}\n2026-07-01T00:00:00Z,${value}`, { source: 'u.csv', column: header });
+      return { g: s.hours.get(T0)?.gCo2ePerKwh, unit: s.unit };
+    };
+    assert.deepEqual(at('carbon_intensity_kgco2e_per_kwh', '0.056'), { g: 56, unit: { named: 'kg/kWh', toGPerKwh: 1000 } });
+    assert.deepEqual(at('carbon intensity (tCO2e/MWh)', '0.25'), { g: 250, unit: { named: 't/MWh', toGPerKwh: 1000 } });
+    assert.deepEqual(at('CO2 (lb/MWh)', '1000'), { g: 453.59237, unit: { named: 'lb/MWh', toGPerKwh: 0.45359237 } });
+    assert.deepEqual(at('kg CO2e per MWh', '300'), { g: 300, unit: { named: 'kg/MWh', toGPerKwh: 1 } });
+    assert.deepEqual(at('Carbon intensity gCO₂eq/kWh (direct)', '40'), { g: 40, unit: { named: 'g/kWh', toGPerKwh: 1 } });
+    assert.deepEqual(at('intensity', '300'), { g: 300, unit: { named: null, toGPerKwh: 1 } });
+    // The kgco2e column is found without being named, and the 2000 g/kWh bound applies after conversion.
+    assert.equal(parseHourlyIntensityCsv('timestamp,carbon_intensity_kgco2e_per_kwh\n2026-07-01T00:00:00Z,0.3', { source: 'u.csv' }).hours.get(T0)?.gCo2ePerKwh, 300);
+    assert.match(errorsOf(() => at('intensity kg/kWh', '3'))[0]?.reason ?? '', /"3" \(kg\/kWh, that is 3000 gCO2e\/kWh\) is not a number between 0 and 2000/);
+    const li = resolveLocationIntensity(
+      { kind: 'hourly', series: parseHourlyIntensityCsv('time,co2_kg_per_kwh\n2026-07-01T00:00:00Z,0.1', { source: 'k.csv', column: 'co2_kg_per_kwh' }), fill: 'error', fileName: 'k.csv', fileSha256: 'cd'.repeat(32) },
+      [],
+      [T0],
+    );
+    assert.equal(li.gPerKwhAt(T0), 100);
+    assert.match(li.provenance.source, /column "co2_kg_per_kwh" \(kg\/kWh, multiplied by 1000 to gCO2e\/kWh\)/);
+  });
+
+  it('refuses values all under 1 when the header names no unit (kgCO2e/kWh read as grams), and takes them when it says grams', () => {
+    const rows = '2026-07-01T00:00:00Z,0.056\n2026-07-01T01:00:00Z,0.9\n';
+    assert.match(errorsOf(() => parseHourlyIntensityCsv(`timestamp,carbon_intensity\n${rows}`, { source: 'kg.csv' }))[0]?.reason ?? '', /every value in column "carbon_intensity" is below 1 and its header names no unit/);
+    assert.equal(parseHourlyIntensityCsv(`timestamp,carbon_intensity_g_per_kwh\n${rows}`, { source: 'g.csv' }).hours.get(T0)?.gCo2ePerKwh, 0.056);
+    // One plausible hour is enough: a very clean grid has some hours under 1 g/kWh.
+    assert.equal(parseHourlyIntensityCsv(`timestamp,carbon_intensity\n${rows}2026-07-01T02:00:00Z,12\n`, { source: 'c.csv' }).hours.size, 3);
+  });
+
+  it('says when an hour of a sub-hourly file has only some of its rows', () => {
+    const text = ['timestamp,gco2_per_kwh', ...[0, 15, 30, 45].map((m) => `2026-07-01T00:${String(m).padStart(2, '0')}:00Z,100`), '2026-07-01T01:45:00Z,300'].join('\n');
+    const series = parseHourlyIntensityCsv(text, { source: 'q.csv' });
+    assert.equal(series.rowsPerHour, 4);
+    const spec = { kind: 'hourly' as const, series, fill: 'error' as const, fileName: 'q.csv', fileSha256: 'ef'.repeat(32) };
+    assert.match(resolveLocationIntensity(spec, [], [T0, T0 + H]).provenance.note ?? '', /^1 hour\(s\) of the file averaged from only part of the hour's rows/);
+    assert.equal(resolveLocationIntensity(spec, [], [T0]).provenance.note, null);
+  });
+
   it('refuses a file without a timestamp or intensity column', () => {
     assert.throws(() => parseHourlyIntensityCsv('a,b\n1,2', { source: 'x.csv' }), /no timestamp column/);
     assert.throws(() => parseHourlyIntensityCsv('time,b\n2026-07-01T00:00:00Z,2', { source: 'x.csv' }), /no intensity column/);

@@ -160,8 +160,21 @@ describe('tokenwatt export: bad input gets a clear message and writes nothing', 
     { name: 'quarter with no data', flags: () => ({ quarter: '2025-Q4' }), message: /no data between 2025-10-01T00:00:00Z and 2026-01-01T00:00:00Z .*the ledger holds hourly data from 2026-07-01/ },
     { name: 'a period not on whole hours', flags: () => ({ quarter: undefined, from: '2026-07-01T00:30:00Z', to: '2026-07-02' }), message: /--from: must fall on a whole UTC hour/ },
     { name: 'a malformed quarter', flags: () => ({ quarter: '2026-Q5' }), message: /--quarter: expected YYYY-Qn/ },
+    { name: 'a two-digit year', flags: () => ({ quarter: '0024-Q1' }), message: /--quarter: the year must lie in 1990-2199 \(got "0024-Q1"\)/ },
+    { name: 'a two-digit year in --from', flags: () => ({ quarter: undefined, from: '0024-01-01', to: '2026-07-02' }), message: /--from: the year must lie in 1990-2199/ },
+    {
+      name: 'intensity file in kgCO2e/kWh whose header names no unit',
+      flags: () => {
+        writeFileSync(join(dir, 'kg.csv'), 'timestamp,carbon_intensity\n2026-07-01T00:00:00Z,0.056\n2026-07-01T01:00:00Z,0.061\n');
+        return { config: writeConfig('kg.yaml', 'carbon:\n  intensityFile: kg.csv\n') };
+      },
+      message: /every value in column "carbon_intensity" is below 1 and its header names no unit/,
+    },
     { name: 'a missing ledger', flags: () => ({ db: join(dir, 'nope', 'missing.db') }), message: /cannot open the ledger .*missing\.db/ },
   ];
+  it('an output directory that does not exist: the message names the path given', async () => {
+    await assert.rejects(run({ quarter: '2026-Q3', out: join(dir, 'no-such-dir', 'q3.json') }), (e: Error) => /^cannot write .*no-such-dir\/q3\.json: ENOENT$/.test(e.message) && !e.message.includes('.tmp'));
+  });
   for (const c of cases) {
     it(c.name, async () => {
       const out = join(dir, `${c.name.replace(/\W+/g, '-')}.json`);

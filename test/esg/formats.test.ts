@@ -153,6 +153,17 @@ describe('HTML format (static checks; rendering is checked in Chromium)', () => 
     assert.ok((html.match(/<svg /g) ?? []).length >= 5);
   });
 
+  it('charts every UTC day of a period that starts at noon', () => {
+    const rollups = makeRollups({ fromMs: T0, hours: 72, gpus: 2, seed: 7 });
+    const carbon = parseCarbonConfig({ region: 'IE' });
+    assert.ok(carbon.ok);
+    const period = { fromMs: T0 + 12 * 3_600_000, toMs: T0 + 60 * 3_600_000, label: 'noon to noon' };
+    const r = buildEsgReport({ ...rollups, carbon: carbon.config, period, toolVersion: 't', generatedAt: '2026-10-01T08:00:00.000Z' });
+    assert.deepEqual(r.series.daily_overhead.map((d) => d.day), ['2026-07-01', '2026-07-02', '2026-07-03']);
+    const idleBars = [...renderReport(r, 'html').matchAll(/<title>(\d\d-\d\d) idle: [^<]*<\/title>/g)].map((m) => m[1]);
+    assert.deepEqual(idleBars, ['07-01', '07-02', '07-03']);
+  });
+
   it('puts a simulated banner on simulated data', () => {
     const html = renderReport(report({ simulated: true }), 'html');
     assert.match(html, /class="banner" role="alert"><strong>SIMULATED DATA/);

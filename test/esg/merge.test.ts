@@ -82,6 +82,13 @@ describe('fleet report from node reports (--merge)', () => {
     assert.throws(() => mergeEsgReports([{ name: 'a.json', report: a }, { name: 'b.json', report: tampered }], META), /b\.json: content hash mismatch/);
   });
 
+  it('says that tasks are counted per node when more than one node has tasks', () => {
+    assert.ok(a.tasks.count > 0 && b.tasks.count > 0, 'both fixtures have tasks');
+    assert.ok(fleet.quality.notes.some((n) => /tasks are counted per node \(node-a, node-b\): a task whose requests ran on more than one/.test(n)));
+    const alone = mergeEsgReports([{ name: 'a.json', report: a }], META);
+    assert.ok(!alone.quality.notes.some((n) => /tasks are counted per node/.test(n)));
+  });
+
   it('carries the simulated mark into the fleet report', () => {
     const sim = nodeReport('node-s', makeRollups({ node: 'node-s', fromMs: T0, hours: 5, seed: 4, simulated: true }), { region: 'FR' });
     const merged = mergeEsgReports([{ name: 'a.json', report: a }, { name: 's.json', report: sim }], META);
@@ -111,6 +118,19 @@ describe('tokenwatt export --merge', () => {
     const said: string[] = [];
     await runExport({ verify: out }, { ...io, stdout: (t) => said.push(t) });
     assert.match(said.join(''), /content hash verified .* built from node reports/);
+  });
+
+  it('refuses to pass reports of part of a period off as the period asked for, checking both ends', async () => {
+    const july = { fromMs: T0, toMs: Date.UTC(2026, 7, 1), label: 'July' };
+    writeFileSync(join(dir, 'a-july.json'), JSON.stringify(nodeReport('node-a', makeRollups({ node: 'node-a', fromMs: T0, hours: 24, seed: 1 }), { region: 'FR' }, july)));
+    writeFileSync(join(dir, 'b-july.json'), JSON.stringify(nodeReport('node-b', makeRollups({ node: 'node-b', fromMs: T0, hours: 24, seed: 2 }), { region: 'FR' }, july)));
+    const io: ExportIo = { stdout: () => undefined, stderr: () => undefined, env: {}, now: () => new Date() };
+    const merge = [join(dir, 'a-july.json'), join(dir, 'b-july.json')];
+    await assert.rejects(runExport({ merge, quarter: '2026-Q3' }, io), /the reports cover 2026-07-01T00:00:00Z to 2026-08-01T00:00:00Z .*not the period asked for \(2026-Q3\)/);
+    await assert.rejects(runExport({ merge, to: '2030-01-01' }, io), /say which period/);
+    const out = join(dir, 'july-fleet.json');
+    await runExport({ merge, from: '2026-07-01', to: '2026-08-01', out }, io);
+    assert.equal((JSON.parse(readFileSync(out, 'utf8')) as EsgReport).period.to, '2026-08-01T00:00:00Z');
   });
 
   it('refuses a node report that is not valid JSON or not a report', async () => {

@@ -105,6 +105,45 @@ describe('usage and task sums inside SQLite', () => {
     for (let i = 1; i < parts.length; i += 1) assert.equal(parts[i]?.fromMs, parts[i - 1]?.toMs);
   });
 
+  it('cuts a period that does not start at midnight on UTC midnights, so that each day and month gets its own usage', async () => {
+    // Noon on June 30 to noon on July 2: three UTC days and two months, none of them whole.
+    const start = Date.UTC(2026, 5, 30, 12);
+    const period = { fromMs: start, toMs: start + 48 * 3_600_000, label: 'unaligned' };
+    const unaligned = writeLedger(join(dir, 'unaligned.db'), 'node-a', makeRollups({ fromMs: start - 12 * 3_600_000, hours: 72, gpus: 2, seed: 5 }));
+    const carbon = parseCarbonConfig({ region: 'IE' });
+    assert.ok(carbon.ok);
+    const ledger = Ledger.openReadOnly(unaligned);
+    const db = new Database(unaligned, { readonly: true });
+    try {
+      const base = { carbon: carbon.config, period, toolVersion: 't', generatedAt: '2026-10-02T00:00:00.000Z' };
+      const streamed = buildEsgReport({ ...rollupsOf(ledger, period), ...base });
+      const prepared = prepareEsgReport({ ...rollupsOf(ledger, period), ...base });
+      const inSql = aggregateUsageInSqlite(db, period, prepared.factors);
+      const inWorkers = await aggregateUsageInWorkers(db, unaligned, period, prepared.factors);
+      assert.ok(inSql !== null && inWorkers !== null);
+      assert.deepEqual([...inSql.dailyByTier.keys()], ['2026-06-30', '2026-07-01', '2026-07-02']);
+      assert.deepEqual([...inSql.months.keys()], ['2026-06', '2026-07']);
+      assert.deepEqual([...inWorkers.months.keys()], ['2026-06', '2026-07']);
+      const june = streamed.breakdowns.find((b) => b.by === 'month' && b.key === '2026-06');
+      assert.ok(june !== undefined && june.completion_tokens > 0, 'the reference path has June usage');
+      const strip = (r: EsgReport) => ({ ...r, content_sha256: '' });
+      numbersClose(strip(prepared.finish(inSql)), strip(streamed));
+      numbersClose(strip(prepared.finish(inWorkers)), strip(streamed));
+    } finally {
+      db.close();
+      ledger.close();
+    }
+  });
+
+  it('never splits a UTC day between two parts', () => {
+    const start = Date.UTC(2026, 6, 1, 7);
+    const parts = usageParts({ fromMs: start, toMs: start + 5 * 86_400_000, label: 'q' }, 2);
+    assert.deepEqual(parts.map((p) => [new Date(p.fromMs).toISOString(), new Date(p.toMs).toISOString()]), [
+      ['2026-07-01T07:00:00.000Z', '2026-07-04T00:00:00.000Z'],
+      ['2026-07-04T00:00:00.000Z', '2026-07-06T07:00:00.000Z'],
+    ]);
+  });
+
   it('hands back to streaming when usage has no measured hour to take factors from', () => {
     // Usage settled in an hour whose energy rows are missing.
     const ledger = Ledger.open(path, { node: 'node-a', retention: RETENTION });
