@@ -19,6 +19,7 @@ import { NodeRecordContext } from './record-context.js';
 import { Settler } from './settler.js';
 import { carbonGauges, type CarbonGauges } from './carbon-gauges.js';
 import { VERSION } from './version.js';
+import { sqliteDriverDescription } from './sqlite-driver.js';
 
 export interface AgentOptions {
   readonly config: TokenwattConfig;
@@ -231,7 +232,7 @@ export class Agent {
     for (const task of this.tasks) task.start();
     for (const source of this.options.requestSources ?? []) await source.start(this.ingest);
     this.started = true;
-    log.info({ port, settlePeriodS: this.options.config.settlePeriod, settleLatenessS: this.options.config.settleLateness }, 'tokenwatt agent running');
+    log.info({ port, settlePeriodS: this.options.config.settlePeriod, settleLatenessS: this.options.config.settleLateness, node: process.version, sqlite: sqliteDriverDescription() }, 'tokenwatt agent running');
   }
 
   /** Settle everything due now (used by tests and at shutdown). */

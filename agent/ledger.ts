@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import Database from './sqlite-driver.js';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import type { PowerSample } from '../model/power-sample.js';
 import { differingFacts } from '../model/request-facts.js';

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
-import Database from 'better-sqlite3';
+import Database from '../sqlite-driver.js';
+import type { Database as SqlDatabase } from 'better-sqlite3';
 import { Command, Option } from 'commander';
 import { parseCarbonConfig } from '../../model/carbon/carbon-config.js';
 import type { CarbonConfig } from '../../model/carbon/carbon-config.js';
@@ -231,7 +232,7 @@ function ledgerExtent(ledger: Ledger): string {
 interface LedgerStore {
   readonly path: string;
   readonly ledger: Ledger;
-  readonly sql: Database.Database;
+  readonly sql: SqlDatabase;
 }
 
 async function withLedger<T>(path: string, use: (store: LedgerStore) => Promise<T>): Promise<T> {
@@ -241,7 +242,7 @@ async function withLedger<T>(path: string, use: (store: LedgerStore) => Promise<
   } catch (error) {
     throw new Error(`cannot open the ledger ${path}: ${(error as Error).message} (set --db or TOKENWATT_DB)`);
   }
-  let sql: Database.Database | null = null;
+  let sql: SqlDatabase | null = null;
   try {
     sql = new Database(path, { readonly: true, fileMustExist: true });
     sql.pragma('temp_store = MEMORY');

@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import Database from 'better-sqlite3';
+import Database from '../../agent/sqlite-driver.js';
 import { aggregateUsageInSqlite } from './sqlite-usage-aggregate.js';
 import type { UsageWorkerJob } from './parallel-usage-aggregate.js';
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import Database from '../../agent/sqlite-driver.js';
 import { sumOf } from '../exporters/prometheus-exposition.js';
 import { eventually, startAgent } from './agent-process.js';
 

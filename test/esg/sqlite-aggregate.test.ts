@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Database from 'better-sqlite3';
+import Database from '../../agent/sqlite-driver.js';
 import { Ledger } from '../../agent/ledger.js';
 import { parseCarbonConfig } from '../../model/carbon/carbon-config.js';
 import { epochMs } from '../../model/units.js';
@@ -125,7 +125,7 @@ describe('usage and task sums inside SQLite', () => {
       assert.deepEqual([...inSql.months.keys()], ['2026-06', '2026-07']);
       assert.deepEqual([...inWorkers.months.keys()], ['2026-06', '2026-07']);
       const june = streamed.breakdowns.find((b) => b.by === 'month' && b.key === '2026-06');
-      assert.ok(june !== undefined && june.completion_tokens > 0, 'the reference path has June usage');
+      assert.ok(june !== undefined && (june.completion_tokens ?? 0) > 0, 'the reference path has June usage');
       const strip = (r: EsgReport) => ({ ...r, content_sha256: '' });
       numbersClose(strip(prepared.finish(inSql)), strip(streamed));
       numbersClose(strip(prepared.finish(inWorkers)), strip(streamed));

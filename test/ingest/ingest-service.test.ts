@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import Database from 'better-sqlite3';
+import Database from '../../agent/sqlite-driver.js';
 import { IngestClosedError, IngestService } from '../../agent/ingest-service.js';
 import type { IngestServiceOptions } from '../../agent/ingest-service.js';
 import type { Ledger } from '../../agent/ledger.js';

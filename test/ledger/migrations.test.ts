@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import Database from '../../agent/sqlite-driver.js';
 import { Ledger, LedgerVersionError } from '../../agent/ledger.js';
 import { LEDGER_MIGRATIONS, latestVersion, migrate } from '../../agent/migrations/index.js';
 import type { Migration } from '../../agent/migrations/index.js';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import Database from 'better-sqlite3';
+import Database from '../../agent/sqlite-driver.js';
 import { Ledger } from '../../agent/ledger.js';
 import { epochMs } from '../../model/units.js';
 import { never, request, tempLedger } from './temp-ledger.js';

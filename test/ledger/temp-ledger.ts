@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import Database from '../../agent/sqlite-driver.js';
 import { Ledger } from '../../agent/ledger.js';
 import type { LedgerOptions } from '../../agent/ledger.js';
 import type { ResolvedRequest } from '../../model/request-record.js';

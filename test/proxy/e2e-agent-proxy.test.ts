@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
+import Database from '../../agent/sqlite-driver.js';
 import OpenAI from 'openai';
 import { parsePrometheusText } from '../../collectors/engine-metrics/prometheus-text.js';
 import { startFakeUpstream } from './fake-upstream.js';
