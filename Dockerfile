@@ -6,7 +6,8 @@
 #
 # Two stages: "build" compiles TypeScript and the native modules (better-sqlite3 from source,
 # against this Node's own headers, so the addon matches the runtime's ABI and libc); "runtime"
-# is the slim image with only dist/, production node_modules and package.json.
+# is the slim image with only dist/, production node_modules and package.json. On this Node the
+# ledger loads better-sqlite3 13's prebuilt Node-API addon (agent/sqlite-driver.ts); both load here.
 
 ARG NODE_IMAGE_TAG=22-bookworm
 
@@ -29,7 +30,7 @@ RUN npm run build && mkdir -p schemas
 # Production dependencies only, then compile the native addons for this target.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm rebuild better-sqlite3 koffi \
- && node -e "const D=require('better-sqlite3'); new D(':memory:').close(); require('koffi');"
+ && node -e "for (const p of ['better-sqlite3', 'better-sqlite3-napi']) { const D = require(p); new D(':memory:').close(); } require('koffi');"
 
 FROM node:${NODE_IMAGE_TAG}-slim AS runtime
 ENV NODE_ENV=production \

