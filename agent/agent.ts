@@ -274,6 +274,7 @@ export class Agent {
   private countRejected(reason: string, n: number): void {
     this.rejectedRecords += n;
     this.metrics.recordsRejected(reason, n);
+    this.settler?.noteRejected(n, this.now());
   }
 
   /** Counters the ledger does not hold, for the live summary. */
@@ -290,6 +291,7 @@ export class Agent {
     entry.atMs = this.now();
     this.sourceErrors.set(error.reason, entry);
     this.metrics.sampleError(error.reason);
+    this.settler?.noteSampleError(this.now());
     this.options.log.warn({ reason: error.reason, gpu: error.gpuUuid }, error.message);
   }
 

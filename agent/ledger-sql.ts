@@ -13,6 +13,8 @@ export const INSERT_SAMPLE = `INSERT OR IGNORE INTO power_samples
 
 const SAMPLE_COLUMNS = 'ts_ms, gpu_uuid, gpu_index, power_w, energy_j, averaged, simulated';
 /** Samples in [from, to] plus the neighbours just outside, so boundary intervals can be split. */
+/** Through the primary key (gpu_uuid, ts_ms): one index seek. */
+export const EARLIEST_SAMPLE = 'SELECT min(ts_ms) AS t FROM power_samples WHERE gpu_uuid = ?';
 export const LOAD_SAMPLES = `SELECT * FROM (
     SELECT * FROM (SELECT ${SAMPLE_COLUMNS} FROM power_samples WHERE gpu_uuid = @gpu AND ts_ms < @from ORDER BY ts_ms DESC LIMIT 1)
     UNION ALL

@@ -211,6 +211,11 @@ export class Ledger {
     return found.map(rows.sampleFromRow);
   }
 
+  /** Timestamp of the GPU's earliest stored sample, or null when it has none. */
+  earliestSampleMs(gpuUuid: string): number | null {
+    return (this.stmt(sql.EARLIEST_SAMPLE).get(gpuUuid) as { t: number | null }).t;
+  }
+
   /** GPUs that have samples in the ledger. */
   sampleGpus(): string[] {
     return (this.stmt(sql.SAMPLE_GPUS).all() as { uuid: string }[]).map((r) => r.uuid);

@@ -6,6 +6,7 @@ import type { GpuInfo, PowerSample } from '../model/power-sample.js';
 import type { ResolvedRequest } from '../model/request-record.js';
 import { addShares, finalizeRequest, isFinalAfter, toEnergyDelta, toFinalizedRequest, type RequestAccumulator, type RequestResult } from '../model/request-result.js';
 import { energyRowsFromTotals, usageRowsFromResults } from '../model/rollup.js';
+import type { HourlyQualityRow } from '../model/rollup-types.js';
 import { alignDown, duePeriods } from '../model/settlement-schedule.js';
 import { aggregateTasks, taskDeltas } from '../model/tasks.js';
 import { epochMs, watts, type EpochMs } from '../model/units.js';
@@ -83,6 +84,12 @@ export class Settler {
   private firstDataMs: number | null = null;
   private lastSampleAtMs = new Map<string, number>();
   private lastResidualJ = 0;
+  /**
+   * Rejected records and sample errors by the hour they happened, not yet written: each goes into
+   * the ledger's hourly quality row with the settlement that reaches its hour, so the ESG report
+   * counts them (they never reach the ledger otherwise).
+   */
+  private readonly pendingQuality = new Map<number, { rejected: number; sampleErrors: number }>();
   private readonly hostReadings: HostEnergyReading[] = [];
   /** Host energy counter value already given to settled periods (null until the first reading is used). */
   private hostSettledJ: number | null = null;
@@ -126,11 +133,16 @@ export class Settler {
 
   /**
    * Resume after a restart: samples persisted since shortly before `settledUntil` and every
-   * request not yet finalized, with the energy it had already received.
+   * request not yet finalized, with the energy it had already received. Before the first
+   * settlement, every persisted sample is unsettled, so all of them come back: a restart within
+   * the lateness window must not drop the first run's energy.
    */
   restore(nowMs: number): { samples: number; requests: number } {
     const { ledger } = this.options;
-    const from = (this.settledUntilMs ?? nowMs) - this.options.periodMs;
+    let from = (this.settledUntilMs ?? nowMs) - this.options.periodMs;
+    if (this.settledUntilMs === null) {
+      for (const gpu of this.options.gpus) from = Math.min(from, ledger.earliestSampleMs(gpu.uuid) ?? from);
+    }
     let samples = 0;
     for (const gpu of this.options.gpus) {
       const loaded = ledger.loadSamples(gpu.uuid, epochMs(from), epochMs(nowMs + 60_000));
@@ -161,6 +173,23 @@ export class Settler {
       if (sample.powerW !== null) this.options.metrics.setGpuPower(sample.gpuIndex, sample.gpuUuid, sample.powerW);
       this.options.metrics.sampleTaken(sample.gpuIndex, 1);
     }
+  }
+
+  /** Count records refused at ingest, for the hourly data-quality rollup. */
+  noteRejected(count: number, atMs: number): void {
+    this.quality(atMs).rejected += count;
+  }
+
+  /** Count a power-source error, for the hourly data-quality rollup. */
+  noteSampleError(atMs: number): void {
+    this.quality(atMs).sampleErrors += 1;
+  }
+
+  private quality(atMs: number): { rejected: number; sampleErrors: number } {
+    const hour = Math.floor(atMs / 3_600_000) * 3_600_000;
+    let counts = this.pendingQuality.get(hour);
+    if (!counts) this.pendingQuality.set(hour, (counts = { rejected: 0, sampleErrors: 0 }));
+    return counts;
   }
 
   /** Called by the host power sampler; readings must come in time order. */
@@ -301,17 +330,22 @@ export class Settler {
       countable = finalizedResults.filter((r) => !(r.late && r.joules === 0));
       const hourOf = (ms: number): EpochMs => epochMs(Math.floor(ms / 3_600_000) * 3_600_000);
       const lateCount = finalizedResults.filter((r) => r.late).length;
+      const qualityRows: HourlyQualityRow[] = lateCount > 0 ? [{ hourStartMs: hourOf(startMs), node: options.node, lateRecords: lateCount, rejectedRecords: 0, sampleErrors: 0 }] : [];
+      for (const [hour, q] of this.pendingQuality) {
+        if (hour <= startMs) qualityRows.push({ hourStartMs: epochMs(hour), node: options.node, lateRecords: 0, rejectedRecords: q.rejected, sampleErrors: q.sampleErrors });
+      }
       writer.rollups({
         usageRows: usageRowsFromResults(countable, options.node, options.simulated, options.labelValue),
         energyRows: energyRowsFromTotals(settlement.gpus, startMs, endMs, options.node, options.simulated),
         hostRows: host && host.joules > 0 ? [{ hourStartMs: hourOf(startMs), node: options.node, hostJ: host.joules, estimated: host.estimated }] : [],
-        qualityRows: lateCount > 0 ? [{ hourStartMs: hourOf(startMs), node: options.node, lateRecords: lateCount, rejectedRecords: 0, sampleErrors: 0 }] : [],
+        qualityRows,
         taskDeltas: taskDeltas(countable, options.labelValue),
       });
     });
 
     // Committed: now move the in-memory state and the exported counters.
     this.settledUntilMs = endMs;
+    for (const hour of this.pendingQuality.keys()) if (hour <= startMs) this.pendingQuality.delete(hour);
     if (host) {
       this.hostSettledJ = (this.hostSettledJ ?? (this.hostReadings[0] as HostEnergyReading).energyJ) + host.joules;
       if (host.joules > 0) options.metrics.addHostEnergy(options.hostSource ?? 'host', host.joules, host.estimated);

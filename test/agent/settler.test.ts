@@ -178,6 +178,61 @@ test('a settler restarted from the ledger resumes where it stopped and counts no
   assert.equal(finalizedBefore + metrics.finalized.length, s.requests.length, 'each request finalized exactly once across the restart');
 });
 
+test('a settler restarted before its first settlement resumes from the first stored sample: the first run loses no joule', (t) => {
+  const s = setup(6);
+  t.after(s.cleanup);
+  // Run 1 is stopped (kill -9) 30 s in, before lateness let it settle anything.
+  const stop = T0 + 30_000;
+  s.ledger.insertRequests(s.requests.filter((r) => r.endMs <= stop), () => false);
+  s.settler.addSamples(s.samples.filter((x) => x.timestampMs <= stop));
+  s.settler.flushSamples(); // run 1 never settles: its lateness had not passed
+
+  const metrics = new RecordingMetrics();
+  const resumed = new Settler({
+    ledger: s.ledger, metrics, gpus: s.gpus, node: 'sim', periodMs: PERIOD_MS, latenessMs: 0, attribution: s.config, simulated: true,
+    labelValue: (_n, v) => v ?? '', taskIdleMs: 60_000, log: { info() {}, warn() {}, error() {}, debug() {} },
+  });
+  assert.equal(resumed.settledUntil, null);
+  const restored = resumed.restore(stop + 45_000);
+  assert.equal(restored.samples, s.samples.filter((x) => x.timestampMs <= stop).length, 'every sample of run 1 comes back');
+  assert.equal(resumed.lateEdge(), T0, 'records run 1 took as on time are still on time');
+  s.ledger.insertRequests(s.requests.filter((r) => r.endMs > stop), () => false);
+  resumed.addSamples(s.samples.filter((x) => x.timestampMs > stop));
+  resumed.settleDue(T0 + DRAIN_MS);
+
+  const truth = s.node.truth();
+  for (const gpu of s.gpus) {
+    const measured = metrics.measured.get(gpu.uuid) ?? 0;
+    const expected = truth.perGpuJ[gpu.uuid] ?? Number.NaN;
+    assert.ok(Math.abs(measured - expected) <= 1e-3 * expected, `GPU ${gpu.index}: measured ${measured.toFixed(1)} J vs truth ${expected.toFixed(1)} J`);
+  }
+  const offline = analyzeRun({ samples: s.samples, requests: s.requests, gpus: s.gpus, config: s.config, periodMs: PERIOD_MS, perRequest: true });
+  const offlineById = new Map((offline.requests ?? []).map((r) => [r.request_id, r.joules]));
+  const stored = s.ledger.readRequests(epochMs(T0), epochMs(T0 + DRAIN_MS + 1));
+  assert.equal(stored.length, s.requests.length);
+  for (const r of stored) {
+    assert.equal(r.late, false, `${r.record.requestId} is not late`);
+    const expected = offlineById.get(r.record.requestId) ?? Number.NaN;
+    assert.ok(Math.abs((r.final?.joules ?? -1) - expected) <= 1e-9 * Math.max(1, expected), `${r.record.requestId}: ${r.final?.joules} J, uninterrupted ${expected} J`);
+  }
+});
+
+test('records refused at ingest and sample errors reach the hourly data-quality rows once settlement reaches their hour', (t) => {
+  const s = setup(4);
+  t.after(s.cleanup);
+  s.settler.addSamples(s.samples);
+  s.settler.noteRejected(3, T0 + 5_000);
+  s.settler.noteRejected(2, T0 + 7_000);
+  s.settler.noteSampleError(T0 + 6_000);
+  s.settler.noteRejected(4, T0 + 2 * 3_600_000); // an hour settlement has not reached: held, not written
+  s.settler.settleDue(T0 + DRAIN_MS);
+  const rows = s.ledger.readHourlyQuality(epochMs(T0 - 3_600_000), epochMs(T0 + 4 * 3_600_000));
+  const hourT0 = Math.floor(T0 / 3_600_000) * 3_600_000;
+  assert.deepEqual(rows.filter((r) => r.rejectedRecords > 0 || r.sampleErrors > 0).map((r) => [r.hourStartMs, r.rejectedRecords, r.sampleErrors]), [[hourT0, 5, 1]]);
+  s.settler.settleDue(T0 + DRAIN_MS + 1_000); // written once: a later settlement adds nothing
+  assert.equal(s.ledger.readHourlyQuality(epochMs(T0 - 3_600_000), epochMs(T0 + 4 * 3_600_000)).reduce((a, r) => a + r.rejectedRecords, 0), 5);
+});
+
 test('host energy: each period gets its share of the host counter, and the periods add up to the counter exactly', (t) => {
   const s = setup(3);
   t.after(s.cleanup);

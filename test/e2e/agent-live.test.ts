@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { Ledger } from '../../agent/ledger.js';
 import type { AnalyzeReport } from '../../model/analysis.js';
+import { epochMs } from '../../model/units.js';
 import { sumOf } from '../exporters/prometheus-exposition.js';
 import { eventually, runCli, startAgent } from './agent-process.js';
 import { simulatedRun } from './simulated-run.js';
@@ -70,6 +72,13 @@ test('run --power replay: a recorded run posted over HTTP gives the offline answ
   assert.equal(JSON.parse(posted.body).accepted, run.records.length);
   const repeat = await agent.post('/v1/requests', readFileSync(run.requestsPath, 'utf8'));
   assert.deepEqual(JSON.parse(repeat.body), { accepted: 0, duplicates: run.records.length, late: 0, rejected: 0 }, 'a repeat is acknowledged, not doubled');
+  // Two records refused at ingest: counted in /metrics and, through settlement, in the ledger's data quality.
+  const refused = await agent.post('/v1/requests', [
+    { request_id: 'bad-gpu', model: 'm', start: startMs, end: startMs + 100, prompt_tokens: 1, completion_tokens: 1, gpus: [99] },
+    { request_id: 'bad-cache', model: 'm', start: startMs, end: startMs + 100, prompt_tokens: 1, completion_tokens: 1, cached_tokens: 5 },
+  ].map((r) => JSON.stringify(r)).join('\n'));
+  assert.equal(refused.status, 400, refused.body);
+  assert.deepEqual((JSON.parse(refused.body) as { errors: { field: string }[] }).errors.map((e) => e.field), ['gpus', 'cached_tokens']);
 
   const families = await eventually('settlement past the end of the trace', 60_000, async () => {
     const m = await agent.metrics();
@@ -93,4 +102,13 @@ test('run --power replay: a recorded run posted over HTTP gives the offline answ
   }
   assert.equal(sumOf(families, 'tokenwatt_requests_total'), run.records.length, 'every request settled once');
   assert.equal(sumOf(families, 'tokenwatt_late_records_total'), 0);
+  assert.equal(sumOf(families, 'tokenwatt_records_rejected_total'), 2);
+  assert.equal(await agent.stop(), 0);
+  const ledger = Ledger.openReadOnly(join(dir, 'agent.db'));
+  try {
+    const quality = ledger.readHourlyQuality(epochMs(startMs - 3_600_000), epochMs(endMs + 3_600_000));
+    assert.equal(quality.reduce((a, q) => a + q.rejectedRecords, 0), 2, 'the ledger (and so the ESG report) counts the refused records');
+  } finally {
+    ledger.close();
+  }
 });
