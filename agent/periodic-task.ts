@@ -30,33 +30,34 @@ export class PeriodicTask {
     return this.skipped;
   }
 
-  /** Run once now (unless a run is in progress, in which case wait for that one). */
+  /**
+   * Run once now (unless a run is in progress, in which case wait for that one). Resolves when
+   * the run ends or its timeout passes, whichever is first; a run past its timeout still counts
+   * as in progress, so later ticks are skipped until it really ends and stop() waits for it.
+   */
   async tick(): Promise<void> {
     if (this.running) {
       this.skipped += 1;
       return this.running;
     }
-    this.running = this.runOnce().finally(() => {
+    const { name, timeoutMs, run, onError } = this.options;
+    const work = Promise.resolve()
+      .then(run)
+      .then(
+        () => undefined,
+        (error: unknown) => onError(error instanceof Error ? error : new Error(String(error)), name),
+      );
+    this.running = work.finally(() => {
       this.running = undefined;
     });
-    return this.running;
-  }
-
-  private async runOnce(): Promise<void> {
-    const { name, timeoutMs, run, onError } = this.options;
     let timeout: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      timeout = setTimeout(() => resolve('timeout'), timeoutMs);
+    const timedOut = new Promise<boolean>((resolve) => {
+      timeout = setTimeout(() => resolve(true), timeoutMs);
       timeout.unref();
     });
-    try {
-      const outcome = await Promise.race([Promise.resolve().then(run).then(() => 'done' as const), timedOut]);
-      if (outcome === 'timeout') onError(new Error(`${name}: run exceeded ${timeoutMs} ms`), name);
-    } catch (error) {
-      onError(error instanceof Error ? error : new Error(String(error)), name);
-    } finally {
-      clearTimeout(timeout);
-    }
+    const late = await Promise.race([work.then(() => false), timedOut]);
+    clearTimeout(timeout);
+    if (late) onError(new Error(`${name}: run exceeded ${timeoutMs} ms`), name);
   }
 
   /** Stop ticking and wait for a run in progress. */

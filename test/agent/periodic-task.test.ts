@@ -30,6 +30,32 @@ test('errors and timeouts go to the handler, never out of the loop', async () =>
   assert.deepEqual(errors, ['kaput', 'hang: run exceeded 20 ms']);
 });
 
+test('a run past its timeout still holds the loop: later ticks are skipped and stop() waits for it to end', async () => {
+  const errors: string[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  let finished = 0;
+  const task = new PeriodicTask({
+    name: 'slow', intervalMs: 1000, timeoutMs: 20, onError: (e) => errors.push(e.message),
+    run: async () => {
+      inFlight += 1;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await sleep(150);
+      inFlight -= 1;
+      finished += 1;
+    },
+  });
+  await task.tick(); // returns at the timeout, with the run still going
+  assert.deepEqual(errors, ['slow: run exceeded 20 ms']);
+  assert.equal(finished, 0);
+  const skipped = task.tick();
+  assert.equal(task.skippedTicks, 1, 'no second run while the first is still going');
+  await task.stop();
+  assert.equal(finished, 1, 'stop() waited for the run in progress');
+  await skipped;
+  assert.equal(maxInFlight, 1);
+});
+
 test('start runs on the interval and stop ends it', async () => {
   let runs = 0;
   const task = new PeriodicTask({ name: 'fast', intervalMs: 10, timeoutMs: 100, onError: () => {}, run: () => { runs += 1; } });
