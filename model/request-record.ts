@@ -56,11 +56,33 @@ const MAX_ID_LENGTH = 256;
 const MAX_LABELS = 32;
 const MAX_LABEL_VALUE = 256;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]{0,63}$/;
+const NOT_WELL_FORMED = 'must be well-formed Unicode (it holds a lone UTF-16 surrogate, which SQLite and Prometheus cannot keep)';
+
+/** String.prototype.isWellFormed (Node 20+; ES2024, newer than this project's lib). */
+const wellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+
+/** A text field: its length bounds, and well-formed Unicode so that it reads back as it was sent. */
+const text = (min: number, max: number, emptyMessage?: string) =>
+  z.string().min(min, emptyMessage).max(max).refine(wellFormed, NOT_WELL_FORMED);
 // Epoch ms between 2000-01-01 and 2200-01-01: anything else is seconds or nanoseconds by mistake.
 const MIN_EPOCH_MS = 946_684_800_000;
 const MAX_EPOCH_MS = 7_258_118_400_000;
 const RFC3339 =
-  /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-](\d{2}):(\d{2}))$/;
+
+/**
+ * Whether the fields of an RFC 3339 match name a real time. Date.parse rolls 2026-02-30 over
+ * to March 2 and T24:00 to the next day; a record would then be attributed to another day.
+ */
+function realCalendarTime(m: RegExpExecArray): boolean {
+  const field = (i: number): number => Number(m[i]);
+  const [year, month, day] = [field(1), field(2), field(3)];
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  const dateOk = month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth;
+  const timeOk = field(4) <= 23 && field(5) <= 59 && field(6) <= 59;
+  const offsetOk = m[9] === undefined || (field(9) <= 23 && field(10) <= 59);
+  return dateOk && timeOk && offsetOk;
+}
 
 /** Parse an RFC 3339 string or epoch milliseconds. Returns an error reason or the time. */
 export function parseTimestamp(value: unknown): { ok: true; ms: EpochMs } | { ok: false; reason: string } {
@@ -73,9 +95,10 @@ export function parseTimestamp(value: unknown): { ok: true; ms: EpochMs } | { ok
     return { ok: true, ms: value as EpochMs };
   }
   if (typeof value === 'string') {
-    if (!RFC3339.test(value)) return { ok: false, reason: `not an RFC 3339 timestamp: ${JSON.stringify(value.slice(0, 40))}` };
+    const fields = RFC3339.exec(value);
+    if (!fields) return { ok: false, reason: `not an RFC 3339 timestamp: ${JSON.stringify(value.slice(0, 40))}` };
     const ms = Date.parse(value.replace(' ', 'T'));
-    if (!Number.isFinite(ms)) return { ok: false, reason: `not a valid date: ${JSON.stringify(value.slice(0, 40))}` };
+    if (!Number.isFinite(ms) || !realCalendarTime(fields)) return { ok: false, reason: `not a valid date: ${JSON.stringify(value.slice(0, 40))}` };
     return { ok: true, ms: ms as EpochMs };
   }
   return { ok: false, reason: 'must be an RFC 3339 string or epoch milliseconds' };
@@ -90,16 +113,16 @@ const timestamp = z.unknown().transform((value, ctx) => {
   return parsed.ms;
 });
 const tokenCount = z.number().int('must be an integer').min(0, 'must be >= 0').max(MAX_TOKENS, `must be <= ${MAX_TOKENS}`);
-const gpuRef = z.union([z.number().int().min(0).max(1023), z.string().min(1).max(128)]);
+const gpuRef = z.union([z.number().int().min(0).max(1023), text(1, 128)]);
 
 /** The wire schema of DESIGN.md (snake_case). Unknown keys are refused so a typo is not lost silently. */
 export const requestRecordWireSchema = z
   .strictObject({
-    request_id: z.string().min(1, 'must not be empty').max(MAX_ID_LENGTH),
-    task_id: z.string().min(1).max(MAX_ID_LENGTH).optional(),
+    request_id: text(1, MAX_ID_LENGTH, 'must not be empty'),
+    task_id: text(1, MAX_ID_LENGTH).optional(),
     attempt: z.number().int('must be an integer').min(1, 'must be >= 1').max(10_000).optional(),
-    model: z.string().min(1, 'must not be empty').max(256),
-    tier: z.string().min(1).max(64).optional(),
+    model: text(1, 256, 'must not be empty'),
+    tier: text(1, 64).optional(),
     gpus: z.array(gpuRef).min(1, 'must name at least one GPU').max(64).optional(),
     start: timestamp,
     first_token: timestamp.optional(),
@@ -111,12 +134,12 @@ export const requestRecordWireSchema = z
     batch_size: z.number().int('must be an integer').min(1, 'must be >= 1').max(100_000).optional(),
     status: z.enum(['ok', 'error', 'cancelled']).default('ok'),
     labels: z
-      .record(z.string().regex(LABEL_NAME, 'label names must match [a-zA-Z_][a-zA-Z0-9_]*'), z.string().max(MAX_LABEL_VALUE))
+      .record(z.string().regex(LABEL_NAME, 'label names must match [a-zA-Z_][a-zA-Z0-9_]*'), text(0, MAX_LABEL_VALUE))
       .refine((labels) => Object.keys(labels).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`)
       .optional(),
     tokens_estimated: z.boolean().optional(),
     granularity: z.enum(['request', 'interval']).optional(),
-    source: z.string().min(1).max(32).optional(),
+    source: text(1, 32).optional(),
   })
   .superRefine((r, ctx) => {
     // zod 4 runs this even when a field failed; compare only values that are valid themselves,
@@ -201,7 +224,7 @@ const WIRE_KEYS = new Set(Object.keys(requestRecordWireSchema.shape));
 const STATUSES: ReadonlySet<unknown> = new Set(['ok', 'error', 'cancelled']);
 
 const isString = (v: unknown, min: number, max: number): v is string =>
-  typeof v === 'string' && v.length >= min && v.length <= max;
+  typeof v === 'string' && v.length >= min && v.length <= max && wellFormed(v);
 const isInt = (v: unknown, min: number, max: number): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 

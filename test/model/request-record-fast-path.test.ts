@@ -16,10 +16,10 @@ const count = fc.oneof(fc.integer({ min: 0, max: 5000 }), fc.constantFrom(0, MAX
 const time = fc.oneof(
   fc.integer({ min: T0, max: T0 + 10_000 }),
   fc.integer({ min: 0, max: 10_000 }).map((d) => new Date(T0 + d).toISOString()),
-  fc.constantFrom<unknown>(T0 / 1000, T0 + 0.5, '2026-11-01 10:00:01Z', '2026-13-01T10:00:00Z', '2026-11-01T10:00:00', 946_684_800_000, 7_258_118_400_001),
+  fc.constantFrom<unknown>(T0 / 1000, T0 + 0.5, '2026-11-01 10:00:01Z', '2026-13-01T10:00:00Z', '2026-11-01T10:00:00', '2026-11-31T10:00:00Z', '2026-11-01T24:00:00Z', 946_684_800_000, 7_258_118_400_001),
   junk,
 );
-const text = (max: number) => fc.oneof(fc.string({ minLength: 1, maxLength: 12 }), fc.constantFrom('', 'a'.repeat(max), 'a'.repeat(max + 1)), junk);
+const text = (max: number) => fc.oneof(fc.string({ minLength: 1, maxLength: 12 }), fc.constantFrom('', 'a'.repeat(max), 'a'.repeat(max + 1), 'x\ud800', '\udc00y', 'ok\ud83d\ude00'), junk);
 const gpuRef = fc.oneof(fc.integer({ min: 0, max: 8 }), fc.constantFrom<unknown>(1023, 1024, -1, 0.5, '', 'GPU-abc', 'x'.repeat(129)));
 const labels = fc.oneof(
   fc.dictionary(fc.constantFrom('team', 'feature', '_x', 'A9', '9bad', 'bad-name', 'constructor', 'toString'), fc.oneof(fc.string({ maxLength: 8 }), fc.constantFrom<unknown>('v'.repeat(257), 3, null))),

@@ -53,6 +53,25 @@ test('timestamps: seconds by mistake and malformed strings are refused', () => {
   assert.equal(parseTimestamp(Number.NaN).ok, false);
 });
 
+test('dates that do not exist are refused, not rolled over into another day', () => {
+  for (const bad of ['2026-02-30T00:00:00Z', '2026-04-31T12:00:00Z', '2026-07-01T24:00:00Z', '2026-07-01T12:00:00+24:00']) {
+    const r = parseRequestRecord({ request_id: 'd', model: 'm', start: bad, end: '2026-08-01T00:00:00Z', prompt_tokens: 1, completion_tokens: 1 }, 0);
+    assert.equal(r.ok, false, bad);
+    if (!r.ok) assert.deepEqual(r.errors.map((e) => [e.field, e.reason]), [['start', `not a valid date: "${bad}"`]]);
+  }
+  const leap = parseRequestRecord({ request_id: 'd', model: 'm', start: '2028-02-29T23:59:59.5+05:30', end: '2028-03-01T00:00:00Z', prompt_tokens: 1, completion_tokens: 1 }, 0);
+  assert.ok(leap.ok && leap.record.startMs === Date.UTC(2028, 1, 29, 18, 29, 59, 500));
+});
+
+test('text holding a lone UTF-16 surrogate is refused by field (it would not read back as sent)', () => {
+  const r = parseRequestRecord({ request_id: 'r\ud800', model: 'm', task_id: '\udc00', labels: { team: 'a\ud800' }, start: 1_800_000_000_000, end: 1_800_000_000_001, prompt_tokens: 1, completion_tokens: 1 }, 0);
+  assert.equal(r.ok, false);
+  if (!r.ok) assert.deepEqual(r.errors.map((e) => e.field).sort(), ['labels.team', 'request_id', 'task_id']);
+  if (!r.ok) assert.ok(r.errors.every((e) => /lone UTF-16 surrogate/.test(e.reason)));
+  const pair = parseRequestRecord({ request_id: 'r', model: 'emoji-\ud83d\ude00', start: 1_800_000_000_000, end: 1_800_000_000_001, prompt_tokens: 1, completion_tokens: 1 }, 0);
+  assert.ok(pair.ok, 'a surrogate pair is a real character');
+});
+
 test('a batch keeps the good records and reports the bad ones by index', () => {
   const { records, errors } = parseRequestBatch([base, { ...base, request_id: 'r2', prompt_tokens: -1 }, { ...base, request_id: 'r3' }]);
   assert.deepEqual(records.map((r) => r.requestId), ['r1', 'r3']);
