@@ -38,6 +38,13 @@ export function crossCheckConfig(config: TokenwattConfig, sources: Readonly<Reco
   }
   if (config.retention.requestsDays * 86_400 < settleSeconds) {
     errors.push(`${keyName('retention.requestsDays')}: ${config.retention.requestsDays} d would delete requests before their period is settled`);
+  } else if (config.retention.requestsDays * 24 < config.retention.samplesHours) {
+    // Records are accepted as long as their samples are kept; their ids must be kept as long, or a
+    // resend after the id was pruned would be stored and counted again.
+    errors.push(
+      `${keyName('retention.requestsDays')}: ${config.retention.requestsDays} d keeps request ids for less time than records are accepted ` +
+        `(${keyName('retention.samplesHours')}: ${config.retention.samplesHours} h): a record resent after its id was pruned would be counted twice`,
+    );
   }
   if (config.retention.rollupsDays < QUARTER_DAYS) {
     warnings.push(`${keyName('retention.rollupsDays')}: ${config.retention.rollupsDays} d is shorter than a quarter; the quarterly ESG export will lack data`);

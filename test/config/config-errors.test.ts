@@ -108,6 +108,8 @@ test('cross-field checks name every key involved', () => {
   assertExactly(errorsOf({ flags: { proxyPort: '9477', upstream: 'http://127.0.0.1:8000' } }), [/9477 is also --port/]);
   assertExactly(errorsOf({ flags: { retentionSamplesHours: '0.01', settleLateness: '600' } }), [/^--retention-samples-hours .*would delete samples before their period is settled/]);
   assertExactly(errorsOf({ flags: { attributionMaxAttributableGapSeconds: '0.1', sampleRateHz: '10' } }), [/under 3 sampling periods/]);
+  assertExactly(errorsOf({ flags: { retentionRequestsDays: '1', retentionSamplesHours: '48' } }), [/^--retention-requests-days .*1 d keeps request ids for less time than records are accepted \(--retention-samples-hours .*48 h\)/]);
+  assert.equal(loadConfig({ flags: { retentionRequestsDays: '2', retentionSamplesHours: '48' } }).ok, true);
   assertExactly(errorsOf({ env: { TOKENWATT_LABELS_HEADERS: 'team=x-who,feature=X-Who' } }), [/header 'x-who' is given for both team and feature/]);
   assertExactly(errorsOf({ flags: { attributionWPrefill: '0', attributionWCached: '0', attributionWDecode: '0' } }), [/all 0/]);
 });
