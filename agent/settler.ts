@@ -28,6 +28,8 @@ export interface SettlementMetrics {
   settled(settledUntilMs: number, nowMs: number, residualJ: number): void;
   setPendingAttributedEnergy(joules: number): void;
   addHostEnergy(source: string, joules: number, estimated: boolean): void;
+  /** A sample that could not count, by reason (tokenwatt_sample_errors_total). */
+  sampleError?(reason: string): void;
 }
 
 /** A cumulative host (CPU + DRAM) energy reading: RAPL, or a configured overhead (estimated). */
@@ -90,6 +92,7 @@ export class Settler {
    * counts them (they never reach the ledger otherwise).
    */
   private readonly pendingQuality = new Map<number, { rejected: number; sampleErrors: number }>();
+  private lastStaleWarnMs = 0;
   private readonly hostReadings: HostEnergyReading[] = [];
   /** Host energy counter value already given to settled periods (null until the first reading is used). */
   private hostSettledJ: number | null = null;
@@ -157,9 +160,17 @@ export class Settler {
 
   /** Called by the power source for each batch of samples. Cheap: buffering only. */
   addSamples(samples: readonly PowerSample[]): void {
+    let stale = 0;
     for (const sample of samples) {
       const buffer = this.samplesByGpu.get(sample.gpuUuid);
       if (!buffer) continue; // inventory is fixed at start-up; an unknown GPU is reported by the source
+      if (this.settledUntilMs !== null && sample.timestampMs < this.settledUntilMs) {
+        // Stamped inside time already settled (the wall clock stepped back): its period is closed,
+        // so it is stored but cannot count. Say so rather than lose it quietly.
+        stale += 1;
+        this.quality(sample.timestampMs).sampleErrors += 1;
+        this.options.metrics.sampleError?.('stale_timestamp');
+      }
       const last = buffer[buffer.length - 1];
       if (last && sample.timestampMs <= last.timestampMs) {
         if (sample.timestampMs === last.timestampMs) continue; // a repeat reading adds nothing
@@ -172,6 +183,13 @@ export class Settler {
       if (this.firstDataMs === null || sample.timestampMs < this.firstDataMs) this.firstDataMs = sample.timestampMs;
       if (sample.powerW !== null) this.options.metrics.setGpuPower(sample.gpuIndex, sample.gpuUuid, sample.powerW);
       this.options.metrics.sampleTaken(sample.gpuIndex, 1);
+    }
+    if (stale > 0 && Date.now() - this.lastStaleWarnMs >= 60_000) {
+      this.lastStaleWarnMs = Date.now();
+      this.options.log.warn(
+        { samples: stale, settledUntil: new Date(this.settledUntilMs ?? 0).toISOString() },
+        'samples stamped before the end of settled time (did the clock step back?): stored, but their periods are closed, so they count as sample errors',
+      );
     }
   }
 

@@ -41,6 +41,8 @@ class RecordingMetrics implements SettlementMetrics {
   setPendingAttributedEnergy(j: number): void { this.pendingJ = j; }
   hostJ = 0;
   addHostEnergy(_source: string, j: number): void { this.hostJ += j; }
+  sampleErrors: string[] = [];
+  sampleError(reason: string): void { this.sampleErrors.push(reason); }
 }
 
 /** A simulated node driven in virtual time: its samples, its finished requests and its truth. */
@@ -231,6 +233,29 @@ test('records refused at ingest and sample errors reach the hourly data-quality 
   assert.deepEqual(rows.filter((r) => r.rejectedRecords > 0 || r.sampleErrors > 0).map((r) => [r.hourStartMs, r.rejectedRecords, r.sampleErrors]), [[hourT0, 5, 1]]);
   s.settler.settleDue(T0 + DRAIN_MS + 1_000); // written once: a later settlement adds nothing
   assert.equal(s.ledger.readHourlyQuality(epochMs(T0 - 3_600_000), epochMs(T0 + 4 * 3_600_000)).reduce((a, r) => a + r.rejectedRecords, 0), 5);
+});
+
+test('samples stamped inside settled time (a clock step back) are counted as sample errors, not lost quietly', (t) => {
+  const s = setup(8);
+  t.after(s.cleanup);
+  const warnings: string[] = [];
+  const settler = new Settler({
+    ledger: s.ledger, metrics: s.metrics, gpus: s.gpus, node: 'sim', periodMs: PERIOD_MS, latenessMs: 0, attribution: s.config, simulated: true,
+    labelValue: (_n, v) => v ?? '', taskIdleMs: 60_000, log: { info() {}, warn: (_o: unknown, msg?: string) => void warnings.push(msg ?? ''), error() {}, debug() {} },
+  });
+  settler.addSamples(s.samples.filter((x) => x.timestampMs < T0 + 60_000));
+  settler.settleDue(T0 + 60_000);
+  assert.equal(settler.settledUntil, T0 + 60_000);
+  // The clock steps back 30 s: eight GPUs send a reading stamped in settled time.
+  const stale = s.samples.filter((x) => x.timestampMs >= T0 + 30_000 && x.timestampMs < T0 + 30_100);
+  assert.equal(stale.length, 8);
+  settler.addSamples(stale.map((x) => ({ ...x, timestampMs: epochMs(x.timestampMs + 50) })));
+  assert.deepEqual(s.metrics.sampleErrors, Array(8).fill('stale_timestamp'));
+  assert.equal(warnings.filter((w) => /clock step back/.test(w)).length, 1);
+  settler.addSamples(s.samples.filter((x) => x.timestampMs >= T0 + 60_000 && x.timestampMs < T0 + 80_000));
+  settler.settleDue(T0 + 80_000);
+  const errors = s.ledger.readHourlyQuality(epochMs(T0 - 3_600_000), epochMs(T0 + 3_600_000)).reduce((a, r) => a + r.sampleErrors, 0);
+  assert.equal(errors, 8, 'and in the ledger\'s data quality');
 });
 
 test('host energy: each period gets its share of the host counter, and the periods add up to the counter exactly', (t) => {
