@@ -9,6 +9,10 @@ type Cell = string | number | boolean | null;
 export function unitOf(measure: string): string {
   if (measure.endsWith('_kwh')) return 'kWh';
   if (measure.endsWith('_kgco2e')) return 'kgCO2e';
+  // Intensities name their denominator: an auditor reads the unit column, not the measure name.
+  if (measure === 'per_token_gco2e') return 'gCO2e/output token';
+  if (measure === 'per_1k_tokens_gco2e') return 'gCO2e/1k output tokens';
+  if (measure === 'per_task_gco2e') return 'gCO2e/successful task';
   if (measure.endsWith('_gco2e')) return 'gCO2e';
   if (measure.startsWith('j_per_output_token')) return 'J/output token';
   if (measure === 'j_per_successful_task') return 'J/task';

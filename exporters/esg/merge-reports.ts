@@ -261,6 +261,14 @@ function mergeQuality(reports: readonly EsgReport[], hoursInPeriod: number, from
   const intOrNull = (xs: readonly (number | null)[]): number | null => sumOrNull(xs);
   const notes: string[] = [];
   for (const r of reports) for (const note of r.quality.notes) notes.push(`${r.nodes.join(', ')}: ${note}`);
+  const sources = new Set(reports.map((r) => r.data_source));
+  if (sources.has('ledger') && sources.has('prometheus')) {
+    // A ledger names its node; Prometheus names the scraped instance. The same machine under both names would be counted twice.
+    notes.push(
+      'reports from node ledgers and from Prometheus are merged: a machine is refused when two reports name it alike, ' +
+        'but a ledger node name and a Prometheus instance label of the same machine cannot be matched, so check that no machine is in both',
+    );
+  }
   const nodesWithTasks = reports.filter((r) => r.tasks.count > 0).flatMap((r) => r.nodes);
   if (nodesWithTasks.length > 1) {
     // Node reports carry task counts, not task ids, so a task that ran on several nodes cannot be joined here.

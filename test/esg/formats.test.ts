@@ -98,6 +98,7 @@ describe('CSV format', () => {
     assert.equal(Number(value('breakdown', 'j_per_output_token', 'tier', 'large')), large?.j_per_output_token);
     assert.equal(value('report', 'content_sha256'), r.content_sha256);
     assert.equal(rows.find((row) => row[0] === 'totals' && row[1] === 'emissions_market_kgco2e')?.[5], 'kgCO2e');
+    assert.deepEqual(['per_token_gco2e', 'per_1k_tokens_gco2e', 'per_task_gco2e', 'operational_gco2e'].map((m) => rows.find((row) => row[1] === m)?.[5]), ['gCO2e/output token', 'gCO2e/1k output tokens', 'gCO2e/successful task', 'gCO2e']);
   });
 
   it('defuses spreadsheet formulas in label values', () => {

@@ -8,7 +8,7 @@ import type { ExportIo } from '../../agent/commands/export.js';
 import { parseCarbonConfig } from '../../model/carbon/carbon-config.js';
 import type { CarbonConfigInput } from '../../model/carbon/carbon-config.js';
 import { buildEsgReport } from '../../exporters/esg/build-esg-report.js';
-import { checkContentSha256 } from '../../exporters/esg/canonical-json.js';
+import { checkContentSha256, contentSha256 } from '../../exporters/esg/canonical-json.js';
 import { MergeError } from '../../exporters/esg/esg-errors.js';
 import type { EsgReport } from '../../exporters/esg/esg-report.js';
 import { mergeEsgReports } from '../../exporters/esg/merge-reports.js';
@@ -87,6 +87,14 @@ describe('fleet report from node reports (--merge)', () => {
     assert.ok(fleet.quality.notes.some((n) => /tasks are counted per node \(node-a, node-b\): a task whose requests ran on more than one/.test(n)));
     const alone = mergeEsgReports([{ name: 'a.json', report: a }], META);
     assert.ok(!alone.quality.notes.some((n) => /tasks are counted per node/.test(n)));
+  });
+
+  it('warns when ledger and Prometheus reports are merged, as their node names cannot be matched', () => {
+    const fromPrometheus = { ...b, data_source: 'prometheus' as const };
+    const { content_sha256: _, ...unhashed } = fromPrometheus;
+    const mixed = mergeEsgReports([{ name: 'a.json', report: a }, { name: 'p.json', report: { ...unhashed, content_sha256: contentSha256(unhashed) } }], META);
+    assert.ok(mixed.quality.notes.some((n) => /from node ledgers and from Prometheus are merged/.test(n)));
+    assert.ok(!fleet.quality.notes.some((n) => /from node ledgers and from Prometheus/.test(n)));
   });
 
   it('carries the simulated mark into the fleet report', () => {
