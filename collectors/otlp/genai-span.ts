@@ -2,6 +2,7 @@ import type { RequestRecordWire } from '../../model/request-record.js';
 import { parseRequestRecord } from '../../model/request-record.js';
 import type { RequestRecord } from '../../model/request-record.js';
 import type { OtlpConfig } from './otlp-config.js';
+import { UnreadableValue } from './otlp-spans.js';
 import type { AttributeValue, OtlpSpan } from './otlp-spans.js';
 
 /**
@@ -18,6 +19,8 @@ export const GENAI = {
   responseId: ['gen_ai.response.id'],
   operation: 'gen_ai.operation.name',
   errorType: 'error.type',
+  /** vLLM's llm_request spans (not semconv): seconds from arrival, where the span starts, to the first token. */
+  timeToFirstToken: 'gen_ai.latency.time_to_first_token',
 } as const;
 
 /**
@@ -25,21 +28,68 @@ export const GENAI = {
  * sum of child spans that are recorded themselves, so taking it too would count tokens twice.
  */
 const WRAPPER_OPERATIONS = new Set(['invoke_agent', 'create_agent', 'execute_tool', 'invoke_workflow']);
+/** Embeddings generate nothing: no output count means exactly zero output tokens, not an unknown. */
+const EMBEDDING_OPERATION = 'embeddings';
 
-export type SpanVerdict =
+/** An attribute (or span field) at fault, and why. */
+export interface SpanProblem {
+  readonly field: string;
+  readonly reason: string;
+}
+
+/**
+ * What becomes of a span. `warnings` name values that were left out or not read while the span
+ * itself was recorded or ignored (OTLP partial success may carry them with no span rejected).
+ */
+export type SpanVerdict = (
   | { readonly kind: 'ignored' }
   | { readonly kind: 'record'; readonly record: RequestRecord }
-  | { readonly kind: 'rejected'; readonly field: string; readonly reason: string };
+  | { readonly kind: 'rejected'; readonly field: string; readonly reason: string }
+) & { readonly warnings: readonly SpanProblem[] };
+
+type Judgement = { readonly kind: 'ignored' } | { readonly kind: 'record'; readonly record: RequestRecord } | ({ readonly kind: 'rejected' } & SpanProblem);
 
 const MAX_TOKENS = 100_000_000;
+const MAX_ID_LENGTH = 256;
+const MAX_LABEL_VALUE = 256;
+const MAX_ATTEMPT = 10_000;
 
 /**
  * A span with GenAI token usage becomes one request record (source "otlp"): span start/end are
  * the request times, the response id (else trace+span id) its request id, status from the span
  * status or `error.type`. Spans without GenAI usage are not requests and are ignored. A GenAI span
- * that cannot be a record is rejected with the attribute at fault and the reason.
+ * that cannot be a record is rejected with the attribute at fault and the reason. Attribute values
+ * present but unreadable, and task/label values left out, are named in the warnings.
  */
 export function genAiSpanToRecord(span: OtlpSpan, config: Pick<OtlpConfig, 'attributes' | 'replica' | 'models'>): SpanVerdict {
+  const warnings: SpanProblem[] = [];
+  const judgement = judge(span, config, warnings);
+  // A rejected span is named once, by what rejected it; more about it would crowd out other spans.
+  if (judgement.kind === 'rejected') return { ...judgement, warnings: [] };
+  const named = new Set(warnings.map((w) => w.field));
+  for (const [key, value] of span.attributes) {
+    if (value instanceof UnreadableValue && !named.has(key)) warnings.push({ field: key, reason: `${value.reason}, not read` });
+  }
+  return { ...judgement, warnings };
+}
+
+/**
+ * `convert`, except that an unexpected error (a bug, or input nobody foresaw) rejects that span
+ * alone, naming the error, so that the other spans of the export are still stored.
+ */
+export function rejectingOnError(convert: (span: OtlpSpan) => SpanVerdict, onError: (error: Error, span: OtlpSpan) => void): (span: OtlpSpan) => SpanVerdict {
+  return (span) => {
+    try {
+      return convert(span);
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err));
+      onError(error, span);
+      return { kind: 'rejected', field: '(span)', reason: `could not be converted: ${error.name}: ${error.message}`, warnings: [] };
+    }
+  };
+}
+
+function judge(span: OtlpSpan, config: Pick<OtlpConfig, 'attributes' | 'replica' | 'models'>, warnings: SpanProblem[]): Judgement {
   const attr = (keys: readonly string[]): { key: string; value: AttributeValue } | null => {
     for (const key of keys) {
       const value = span.attributes.get(key);
@@ -54,6 +104,7 @@ export function genAiSpanToRecord(span: OtlpSpan, config: Pick<OtlpConfig, 'attr
   if (typeof operation === 'string' && WRAPPER_OPERATIONS.has(operation)) return { kind: 'ignored' };
 
   const tokens: Record<string, number> = {};
+  const sources: Record<string, string> = {}; // wire field -> the attribute it came from
   for (const [name, found] of [
     ['prompt_tokens', input],
     ['completion_tokens', output],
@@ -64,15 +115,19 @@ export function genAiSpanToRecord(span: OtlpSpan, config: Pick<OtlpConfig, 'attr
     const n = tokenCount(found.value);
     if (typeof n === 'string') return { kind: 'rejected', field: found.key, reason: n };
     tokens[name] = n;
+    sources[name] = found.key;
   }
   const model = attr(GENAI.model);
   if (model === null || typeof model.value !== 'string' || model.value === '') {
     return { kind: 'rejected', field: 'gen_ai.request.model', reason: 'required: neither gen_ai.response.model nor gen_ai.request.model is a non-empty string' };
   }
+  sources.model = model.key;
   if (span.startNs === null || span.startNs === 0n) return { kind: 'rejected', field: 'startTimeUnixNano', reason: 'missing or not a unix-nanosecond timestamp' };
   if (span.endNs === null || span.endNs === 0n) return { kind: 'rejected', field: 'endTimeUnixNano', reason: 'missing or not a unix-nanosecond timestamp' };
   // Checked in nanoseconds: rounding to milliseconds could hide an end slightly before the start.
   if (span.endNs < span.startNs) return { kind: 'rejected', field: 'endTimeUnixNano', reason: 'end precedes start' };
+  // An unknown status could be a failure: taking it for "ok" would hide wasted energy.
+  if (span.statusCode instanceof UnreadableValue) return { kind: 'rejected', field: 'status.code', reason: span.statusCode.reason };
   const responseId = attr(GENAI.responseId);
   let requestId: string;
   if (responseId !== null && typeof responseId.value === 'string' && responseId.value.length > 0 && responseId.value.length <= 256) {
@@ -95,26 +150,12 @@ export function genAiSpanToRecord(span: OtlpSpan, config: Pick<OtlpConfig, 'attr
     status: statusOf(span),
     source: 'otlp',
   };
-  // Only one of input/output was reported: the other is unknown, not zero.
-  if (input === null || output === null) wire.tokens_estimated = true;
-  const text = (keys: readonly string[]): string | null => {
-    for (const key of keys) {
-      const value = span.attributes.get(key) ?? span.resourceAttributes.get(key);
-      if (typeof value === 'string' && value.trim() !== '') return value.trim();
-      if (typeof value === 'bigint' || typeof value === 'number') return String(value);
-    }
-    return null;
-  };
-  const taskId = text(config.attributes.taskId);
-  if (taskId !== null) wire.task_id = taskId;
-  const attempt = text(config.attributes.attempt);
-  if (attempt !== null && /^\d+$/.test(attempt)) wire.attempt = Number(attempt);
-  const labels: Record<string, string> = {};
-  const team = text(config.attributes.team);
-  const feature = text(config.attributes.feature);
-  if (team !== null) labels.team = team;
-  if (feature !== null) labels.feature = feature;
-  if (Object.keys(labels).length > 0) wire.labels = labels;
+  // Only one of input/output was reported: the other is unknown, not zero (except an embedding's output).
+  if (input === null || (output === null && operation !== EMBEDDING_OPERATION)) wire.tokens_estimated = true;
+  const firstToken = firstTokenOf(span, span.startNs, span.endNs, warnings);
+  if (firstToken !== null) wire.first_token = firstToken;
+  const task = taskFields(span, config.attributes, warnings);
+  Object.assign(wire, task.wire);
   const replica = config.models?.[model.value] ?? config.replica;
   if (replica?.tier !== undefined) wire.tier = replica.tier;
   if (replica?.gpus !== undefined) wire.gpus = replica.gpus;
@@ -122,12 +163,13 @@ export function genAiSpanToRecord(span: OtlpSpan, config: Pick<OtlpConfig, 'attr
   const parsed = parseRequestRecord(wire as RequestRecordWire, 0);
   if (!parsed.ok) {
     const first = parsed.errors[0];
-    return { kind: 'rejected', field: wireFieldToAttribute(first?.field ?? '(record)'), reason: first?.reason ?? 'invalid' };
+    return { kind: 'rejected', field: wireFieldToAttribute(first?.field ?? '(record)', { ...sources, ...task.sources }), reason: first?.reason ?? 'invalid' };
   }
   return { kind: 'record', record: parsed.record };
 }
 
 function tokenCount(value: AttributeValue): number | string {
+  if (value instanceof UnreadableValue) return `must be an integer token count (${value.reason})`;
   let n: number;
   if (typeof value === 'bigint') n = Number(value);
   else if (typeof value === 'number') n = value;
@@ -137,10 +179,89 @@ function tokenCount(value: AttributeValue): number | string {
   return n;
 }
 
+/**
+ * End of prefill, from vLLM's time-to-first-token (seconds after the span's start, a double).
+ * Used only when it falls within the span; otherwise it is named and the request has no split.
+ */
+function firstTokenOf(span: OtlpSpan, startNs: bigint, endNs: bigint, warnings: SpanProblem[]): number | null {
+  const value = span.attributes.get(GENAI.timeToFirstToken);
+  if (value === undefined || value === null) return null;
+  const offsetNs = (typeof value === 'number' ? value : typeof value === 'bigint' ? Number(value) : Number.NaN) * 1e9;
+  // Written so that NaN fails too; the end bound is an integer, so rounding stays within it.
+  if (!(offsetNs >= 0 && offsetNs <= Number(endNs - startNs))) {
+    warnings.push({ field: GENAI.timeToFirstToken, reason: `must be seconds from the span's start to no later than its end (got ${describe(value)}), not used` });
+    return null;
+  }
+  return nanosToMs(startNs + BigInt(Math.round(offsetNs)));
+}
+
+type Read<T> = { readonly value: T } | { readonly refused: string };
+
+/**
+ * task_id, attempt and the team/feature labels from the configured span (else resource)
+ * attributes. A value the record would refuse is left out and named, as the proxy does with its
+ * headers: one bad label never costs a request its record, and the rule is the same for all four.
+ */
+function taskFields(span: OtlpSpan, keys: OtlpConfig['attributes'], warnings: SpanProblem[]): { wire: Record<string, unknown>; sources: Record<string, string> } {
+  const wire: Record<string, unknown> = {};
+  const sources: Record<string, string> = {};
+  const labels: Record<string, string> = {};
+  const take = <T>(field: string, attributeKeys: readonly string[], read: (value: AttributeValue) => Read<T> | null, put: (value: T) => void) => {
+    const found = configured(span, attributeKeys, read);
+    if (found === null) return;
+    if ('refused' in found.read) {
+      warnings.push({ field: found.key, reason: `${found.read.refused}, left out of the record` });
+      return;
+    }
+    put(found.read.value);
+    sources[field] = found.key;
+  };
+  take('task_id', keys.taskId, (v) => textOf(v, MAX_ID_LENGTH), (v) => (wire.task_id = v));
+  take('attempt', keys.attempt, attemptOf, (v) => (wire.attempt = v));
+  take('labels.team', keys.team, (v) => textOf(v, MAX_LABEL_VALUE), (v) => (labels.team = v));
+  take('labels.feature', keys.feature, (v) => textOf(v, MAX_LABEL_VALUE), (v) => (labels.feature = v));
+  if (Object.keys(labels).length > 0) wire.labels = labels;
+  return { wire, sources };
+}
+
+/** The first configured key with a value on the span, else on its resource; blank counts as absent. */
+function configured<T>(span: OtlpSpan, keys: readonly string[], read: (value: AttributeValue) => Read<T> | null): { key: string; read: Read<T> } | null {
+  for (const key of keys) {
+    const value = span.attributes.get(key) ?? span.resourceAttributes.get(key);
+    if (value === undefined || value === null) continue;
+    const result = read(value);
+    if (result !== null) return { key, read: result };
+  }
+  return null;
+}
+
+function textOf(value: AttributeValue, max: number): Read<string> | null {
+  if (typeof value === 'string') {
+    const text = value.trim();
+    if (text === '') return null;
+    if (text.length > max) return { refused: `longer than ${max} characters` };
+    // The ledger refuses a lone surrogate (OTLP/JSON can escape one) and the record with it.
+    return /\p{Surrogate}/u.test(text) ? { refused: 'must be well-formed Unicode (it holds a lone UTF-16 surrogate)' } : { value: text };
+  }
+  if (typeof value === 'bigint' || (typeof value === 'number' && Number.isFinite(value))) return { value: String(value) };
+  return { refused: `must be a string (got ${describe(value)})` };
+}
+
+/** An integer 1..10000 as an int, a whole double (2.0) or decimal text; anything else is refused. */
+function attemptOf(value: AttributeValue): Read<number> | null {
+  if (typeof value === 'string' && value.trim() === '') return null;
+  const n = typeof value === 'bigint' ? Number(value) : typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d{1,5}\s*$/.test(value) ? Number(value) : Number.NaN;
+  return Number.isInteger(n) && n >= 1 && n <= MAX_ATTEMPT ? { value: n } : { refused: `must be an integer 1..${MAX_ATTEMPT} (got ${describe(value)})` };
+}
+
+/** A value for an error message. Never JSON of the value itself: it may hold bigints. */
 function describe(value: AttributeValue): string {
-  if (typeof value === 'bigint') return value.toString();
+  if (value instanceof UnreadableValue) return value.reason;
+  if (typeof value === 'string') return JSON.stringify(value.slice(0, 40));
+  if (typeof value === 'bigint' || typeof value === 'number' || typeof value === 'boolean') return String(value);
   if (value instanceof Uint8Array) return 'bytes';
-  return JSON.stringify(value)?.slice(0, 40) ?? String(value);
+  if (Array.isArray(value)) return 'array';
+  return value === null ? 'null' : 'kvlist';
 }
 
 function statusOf(span: OtlpSpan): 'ok' | 'error' | 'cancelled' {
@@ -156,17 +277,16 @@ function nanosToMs(ns: bigint): number {
   return Math.round(Number(ns / 1000n) / 1000);
 }
 
-/** Name a refused wire field by the span attribute or field it came from. */
-function wireFieldToAttribute(field: string): string {
+/** Name a refused wire field by the span attribute or field it came from (`sources`: the attributes read). */
+function wireFieldToAttribute(field: string, sources: Readonly<Record<string, string>>): string {
   const map: Record<string, string> = {
-    prompt_tokens: GENAI.inputTokens[0],
-    completion_tokens: GENAI.outputTokens[0],
-    cached_tokens: GENAI.cachedTokens[0],
-    reasoning_tokens: GENAI.reasoningTokens[0],
     model: GENAI.model[0],
     start: 'startTimeUnixNano',
     end: 'endTimeUnixNano',
     request_id: GENAI.responseId[0],
+    first_token: GENAI.timeToFirstToken,
+    status: 'status.code',
+    ...sources,
   };
-  return map[field] ?? field;
+  return Object.hasOwn(map, field) ? (map[field] as string) : field;
 }

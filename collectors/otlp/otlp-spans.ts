@@ -1,7 +1,31 @@
 import { otlpTypes } from './otlp-trace-proto.js';
 
+/**
+ * A value that is present but cannot be read (an intValue that is not an integer, nesting deeper
+ * than {@link MAX_NESTING}). It is kept rather than taken as absent, so that whoever reads the
+ * attribute can name it instead of silently going without it.
+ */
+export class UnreadableValue {
+  constructor(readonly reason: string) {}
+}
+
 /** An attribute value as OTLP carries it (ints as bigint: int64 does not fit a double). */
-export type AttributeValue = string | boolean | number | bigint | Uint8Array | AttributeValue[] | { readonly [key: string]: AttributeValue } | null;
+export type AttributeValue =
+  | string
+  | boolean
+  | number
+  | bigint
+  | Uint8Array
+  | AttributeValue[]
+  | { readonly [key: string]: AttributeValue }
+  | UnreadableValue
+  | null;
+
+/**
+ * Deepest nesting of arrayValue/kvlistValue read, far beyond any GenAI attribute. OTLP/JSON
+ * nesting is otherwise bounded only by the body size, and each level is a recursion.
+ */
+export const MAX_NESTING = 32;
 
 /** One span, the same whether it came as OTLP/JSON or OTLP/protobuf. */
 export interface OtlpSpan {
@@ -16,8 +40,8 @@ export interface OtlpSpan {
   readonly endNs: bigint | null;
   readonly attributes: ReadonlyMap<string, AttributeValue>;
   readonly resourceAttributes: ReadonlyMap<string, AttributeValue>;
-  /** 0 unset, 1 ok, 2 error. */
-  readonly statusCode: number;
+  /** 0 unset, 1 ok, 2 error; unreadable when status.code is present but none of these. */
+  readonly statusCode: number | UnreadableValue;
   readonly statusMessage: string;
 }
 
@@ -77,6 +101,9 @@ export function collectSpans(request: unknown): { spans: OtlpSpan[]; problems: S
     }
     const resource = pick(rs, 'resource');
     const resourceAttributes = attributesOf(isObject(resource) ? pick(resource, 'attributes') : undefined);
+    for (const [key, value] of resourceAttributes) {
+      if (value instanceof UnreadableValue) problems.push({ path: `${rPath}.resource.attributes[${JSON.stringify(key)}]`, reason: `${value.reason}, not read` });
+    }
     const scopeSpans = pick(rs, 'scopeSpans', 'scope_spans') ?? [];
     if (!Array.isArray(scopeSpans)) {
       problems.push({ path: `${rPath}.scopeSpans`, reason: 'must be a list' });
@@ -95,10 +122,11 @@ export function collectSpans(request: unknown): { spans: OtlpSpan[]; problems: S
       }
       for (const [i, span] of list.entries()) {
         const path = `${sPath}.spans[${i}]`;
-        if (isObject(span)) spans.push(readSpan(span, path, resourceAttributes));
+        const read = isObject(span) ? readSpanGuarded(span, path, resourceAttributes) : 'must be an object';
+        if (typeof read !== 'string') spans.push(read);
         else {
           unreadableSpans++;
-          problems.push({ path, reason: 'must be an object' });
+          problems.push({ path, reason: read });
         }
       }
     }
@@ -106,9 +134,20 @@ export function collectSpans(request: unknown): { spans: OtlpSpan[]; problems: S
   return { spans, problems, unreadableSpans };
 }
 
+/**
+ * Read one span; an unexpected error (a bug, or input nobody foresaw) refuses that span alone,
+ * with the reason, rather than failing the whole export.
+ */
+function readSpanGuarded(span: Record<string, unknown>, path: string, resourceAttributes: ReadonlyMap<string, AttributeValue>): OtlpSpan | string {
+  try {
+    return readSpan(span, path, resourceAttributes);
+  } catch (err) {
+    return `could not be read: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`;
+  }
+}
+
 function readSpan(span: Record<string, unknown>, path: string, resourceAttributes: ReadonlyMap<string, AttributeValue>): OtlpSpan {
   const status = pick(span, 'status');
-  const code = isObject(status) ? Number(pick(status, 'code') ?? 0) : 0;
   const message = isObject(status) ? pick(status, 'message') : undefined;
   const name = pick(span, 'name');
   return {
@@ -120,9 +159,35 @@ function readSpan(span: Record<string, unknown>, path: string, resourceAttribute
     endNs: nanosOf(pick(span, 'endTimeUnixNano', 'end_time_unix_nano')),
     attributes: attributesOf(pick(span, 'attributes')),
     resourceAttributes,
-    statusCode: Number.isInteger(code) ? code : 0,
+    statusCode: statusCodeOf(isObject(status) ? pick(status, 'code') : undefined),
     statusMessage: typeof message === 'string' ? message : '',
   };
+}
+
+/** Status.code names, which the proto3 JSON mapping allows in place of the numbers. */
+const STATUS_CODE_NAMES: ReadonlyMap<string, number> = new Map([
+  ['STATUS_CODE_UNSET', 0],
+  ['STATUS_CODE_OK', 1],
+  ['STATUS_CODE_ERROR', 2],
+]);
+
+/** Status.code as 0..2; checked before any coercion, since OTLP/JSON can put anything there. */
+function statusCodeOf(code: unknown): number | UnreadableValue {
+  if (code === undefined || code === null) return 0;
+  if (code === 0 || code === 1 || code === 2) return code;
+  if (typeof code === 'string') {
+    const known = STATUS_CODE_NAMES.get(code) ?? (/^[012]$/.test(code) ? Number(code) : undefined);
+    if (known !== undefined) return known;
+  }
+  return new UnreadableValue(`must be 0, 1, 2 or STATUS_CODE_UNSET, STATUS_CODE_OK, STATUS_CODE_ERROR (got ${describeRaw(code)})`);
+}
+
+/** A decoded JSON value for an error message, without coercing it (objects may not convert). */
+function describeRaw(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.slice(0, 40));
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  if (Array.isArray(value)) return 'a list';
+  return value === null ? 'null' : `an ${typeof value}`;
 }
 
 function pick(o: Record<string, unknown>, ...keys: string[]): unknown {
@@ -151,6 +216,7 @@ function nanosOf(value: unknown): bigint | null {
   return null;
 }
 
+/** Top-level attributes, by key; a value that cannot be read is kept as an UnreadableValue. */
 function attributesOf(list: unknown): Map<string, AttributeValue> {
   const out = new Map<string, AttributeValue>();
   if (!Array.isArray(list)) return out;
@@ -161,33 +227,58 @@ function attributesOf(list: unknown): Map<string, AttributeValue> {
   return out;
 }
 
+/**
+ * One AnyValue. `depth` counts every enclosing arrayValue and kvlistValue, so recursion stays
+ * bounded whatever the nesting; a value with an unreadable part is unreadable as a whole.
+ */
 function anyValue(value: unknown, depth: number): AttributeValue {
-  if (!isObject(value) || depth > 8) return null;
+  if (!isObject(value)) return null;
+  if (depth > MAX_NESTING) return new UnreadableValue(`nested deeper than ${MAX_NESTING} levels`);
   const v = value as Record<string, unknown>;
   const s = pick(v, 'stringValue', 'string_value');
   if (typeof s === 'string') return s;
   const b = pick(v, 'boolValue', 'bool_value');
   if (typeof b === 'boolean') return b;
   const i = pick(v, 'intValue', 'int_value');
-  if (i !== undefined) return intOf(i);
+  if (i !== undefined && i !== null) return intOf(i); // null: unset, as proto3 JSON has it
   const d = pick(v, 'doubleValue', 'double_value');
   if (d !== undefined) return typeof d === 'number' ? d : typeof d === 'string' ? Number(d) : null;
   const arr = pick(v, 'arrayValue', 'array_value');
-  if (isObject(arr)) return Array.isArray(arr.values) ? arr.values.map((x) => anyValue(x, depth + 1)) : [];
+  if (isObject(arr)) return listOf(arr.values, depth + 1);
   const kvl = pick(v, 'kvlistValue', 'kvlist_value');
-  if (isObject(kvl)) return Object.fromEntries(attributesOf(kvl.values));
+  if (isObject(kvl)) return kvlistOf(kvl.values, depth + 1);
   const bytes = pick(v, 'bytesValue', 'bytes_value');
   if (bytes instanceof Uint8Array) return bytes;
   if (typeof bytes === 'string') return Buffer.from(bytes, 'base64');
   return null;
 }
 
-function intOf(value: unknown): bigint | null {
-  try {
-    if (typeof value === 'string' && /^-?\d{1,20}$/.test(value)) return BigInt(value);
-    if (typeof value === 'number' && Number.isInteger(value)) return BigInt(value);
-  } catch {
-    return null;
+function listOf(values: unknown, depth: number): AttributeValue {
+  if (!Array.isArray(values)) return [];
+  const out: AttributeValue[] = [];
+  for (const x of values) {
+    const item = anyValue(x, depth);
+    if (item instanceof UnreadableValue) return item;
+    out.push(item);
   }
-  return null;
+  return out;
+}
+
+function kvlistOf(values: unknown, depth: number): AttributeValue {
+  if (!Array.isArray(values)) return {};
+  const entries: [string, AttributeValue][] = [];
+  for (const kv of values) {
+    if (!isObject(kv) || typeof kv.key !== 'string') continue;
+    const item = anyValue(kv.value, depth);
+    if (item instanceof UnreadableValue) return item;
+    entries.push([kv.key, item]);
+  }
+  return Object.fromEntries(entries); // own keys, "__proto__" included
+}
+
+/** int64 as a decimal string or a JSON integer; anything else present is unreadable, not absent. */
+function intOf(value: unknown): bigint | UnreadableValue {
+  if (typeof value === 'string' && /^-?\d{1,20}$/.test(value)) return BigInt(value);
+  if (typeof value === 'number' && Number.isInteger(value)) return BigInt(value);
+  return new UnreadableValue(`intValue ${describeRaw(value)} is not an integer`);
 }

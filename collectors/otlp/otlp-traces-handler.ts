@@ -8,7 +8,7 @@ import { BodyTooLargeError, readBody } from '../proxy/http-forwarding.js';
 import type { SourceLog } from '../proxy/record-delivery.js';
 import { otlpConfigSchema } from './otlp-config.js';
 import type { OtlpConfig } from './otlp-config.js';
-import { genAiSpanToRecord } from './genai-span.js';
+import { genAiSpanToRecord, rejectingOnError } from './genai-span.js';
 import { collectSpans, decodeJsonRequest, decodeProtobufRequest, OtlpDecodeError } from './otlp-spans.js';
 import type { OtlpSpan } from './otlp-spans.js';
 import { otlpTypes } from './otlp-trace-proto.js';
@@ -31,6 +31,7 @@ type Encoding = 'json' | 'protobuf';
 /** google.rpc.Status codes used in error bodies. */
 const INVALID_ARGUMENT = 3;
 const RESOURCE_EXHAUSTED = 8;
+const INTERNAL = 13;
 const UNAVAILABLE = 14;
 const MAX_NAMED_REJECTIONS = 5;
 
@@ -40,7 +41,8 @@ const MAX_NAMED_REJECTIONS = 5;
  * token usage become request records; other spans are accepted and ignored. Answers as the
  * OTLP/HTTP spec asks: 200 with an ExportTraceServiceResponse in the request's encoding,
  * carrying partial_success (rejected_spans, and an error message naming span and attribute) when
- * some spans were refused; 400 with a google.rpc.Status for a body that cannot be decoded; 413
+ * some spans were refused (or, with none refused, warnings naming values left out); 400 with a
+ * google.rpc.Status for a body that cannot be decoded; 500 with one for a failure of our own; 413
  * for one over the limit; 415 for an unsupported type or encoding; 429 with Retry-After when the
  * ingest queue is full and 503 when the sink fails (both retryable by exporters).
  */
@@ -48,6 +50,14 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
   const config = otlpConfigSchema.parse({ ...options.config, ...(options.bodyLimitBytes !== undefined ? { bodyLimitBytes: options.bodyLimitBytes } : {}) });
   const limit = config.bodyLimitBytes;
   const { log, sink } = options;
+  const reportBug = (error: Error, what: string) => {
+    log.error({ err: error }, `otlp: ${what} failed unexpectedly: ${error.message}`);
+    options.onError?.(error);
+  };
+  const convert = rejectingOnError(
+    (span) => genAiSpanToRecord(span, config),
+    (error, span) => reportBug(error, `converting ${describeSpan(span)}`),
+  );
 
   return async (req, res) => {
     if (req.method !== 'POST') {
@@ -93,16 +103,21 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
       structural = collected.problems.map((p) => `${p.path}: ${p.reason}`);
       unreadable = collected.unreadableSpans;
     } catch (err) {
-      if (!(err instanceof OtlpDecodeError)) throw err;
-      return reply(res, 400, encoding, status(INVALID_ARGUMENT, err.message));
+      if (err instanceof OtlpDecodeError) return reply(res, 400, encoding, status(INVALID_ARGUMENT, err.message));
+      // Ours, not the sender's: still an OTLP answer in its encoding, not the server's generic 500.
+      const error = err instanceof Error ? err : new Error(String(err));
+      reportBug(error, 'reading the spans');
+      return reply(res, 500, encoding, status(INTERNAL, `reading the spans failed: ${error.message}`));
     }
 
     const records: RequestRecord[] = [];
     const recordSpans: OtlpSpan[] = [];
     const rejections: string[] = [];
+    const warnings: string[] = [];
     let rejected = unreadable;
     for (const span of spans) {
-      const verdict = genAiSpanToRecord(span, config);
+      const verdict = convert(span);
+      for (const w of verdict.warnings) warnings.push(`${describeSpan(span)}: ${w.field}: ${w.reason}`);
       if (verdict.kind === 'record') {
         records.push(verdict.record);
         recordSpans.push(span);
@@ -132,7 +147,7 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
       }
       rejected += new Set(result.errors.map((e) => e.index)).size; // a record may fail on several fields
     }
-    const messages = [...structural, ...rejections];
+    const messages = [...structural, ...rejections, ...warnings];
     if (rejected > 0 || messages.length > 0) {
       log.warn({ rejected, accepted: result?.accepted ?? 0, first: messages[0] }, `otlp: ${rejected} span(s) rejected; first: ${messages[0]}`);
     }

@@ -1,4 +1,5 @@
 import { createServer } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createOtlpTracesHandler } from '../../collectors/otlp/otlp-traces-handler.js';
 import type { OtlpTracesHandlerOptions } from '../../collectors/otlp/otlp-traces-handler.js';
@@ -10,11 +11,13 @@ export async function startOtlpServer(options: Partial<Omit<OtlpTracesHandlerOpt
   const sink = new RecordingSink(); // used unless the test brings its own
   const log = captureLog();
   const handler = createOtlpTracesHandler({ log: log.log, ...options, sink: options.sink ?? sink });
+  const answers: Answer[] = [];
   const server = createServer((req, res) => {
     if ((req.url ?? '').split('?')[0] !== '/v1/traces') {
       res.writeHead(404).end();
       return;
     }
+    keepAnswer(req.headers['content-type'], res, answers);
     handler(req, res).catch((err: unknown) => {
       res.writeHead(500).end(String(err));
     });
@@ -25,12 +28,48 @@ export async function startOtlpServer(options: Partial<Omit<OtlpTracesHandlerOpt
     url,
     sink,
     log,
+    /** What the handler answered, in order (also when an SDK exporter was the client). */
+    answers,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
       }),
   };
+}
+
+/** One answer of the handler: HTTP status, the request's encoding and the body as written. */
+export interface Answer {
+  readonly status: number;
+  readonly encoding: 'json' | 'protobuf';
+  readonly body: Buffer;
+}
+
+function keepAnswer(contentType: string | undefined, res: ServerResponse, answers: Answer[]): void {
+  const encoding = /protobuf/.test(contentType ?? '') ? 'protobuf' : 'json';
+  const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+  res.end = ((...args: unknown[]) => {
+    const chunk = args[0];
+    const body = typeof chunk === 'string' || chunk instanceof Uint8Array ? Buffer.from(chunk) : Buffer.alloc(0);
+    answers.push({ status: res.statusCode, encoding, body });
+    return end(...args);
+  }) as ServerResponse['end'];
+}
+
+/**
+ * The partial_success of an ExportTraceServiceResponse, JSON or protobuf (read by field number,
+ * independently of our encoder); null for a full success.
+ */
+export function partialSuccessOf(answer: Answer): { rejectedSpans: number; errorMessage: string } | null {
+  if (answer.encoding === 'json') {
+    const partial = (JSON.parse(answer.body.toString()) as { partialSuccess?: { rejectedSpans: string; errorMessage: string } }).partialSuccess;
+    return partial ? { rejectedSpans: Number(partial.rejectedSpans), errorMessage: partial.errorMessage } : null;
+  }
+  const partial = protoFields(answer.body).get(1)?.[0];
+  if (!(partial instanceof Uint8Array)) return null;
+  const fields = protoFields(partial);
+  const message = fields.get(2)?.[0];
+  return { rejectedSpans: Number(fields.get(1)?.[0] ?? 0n), errorMessage: message instanceof Uint8Array ? Buffer.from(message).toString() : '' };
 }
 
 /** Read a protobuf message's top-level fields by number, without any schema (an independent check of our encoding). */
