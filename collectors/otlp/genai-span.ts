@@ -61,7 +61,7 @@ const MAX_ATTEMPT = 10_000;
  * that cannot be a record is rejected with the attribute at fault and the reason. Attribute values
  * present but unreadable, and task/label values left out, are named in the warnings.
  */
-export function genAiSpanToRecord(span: OtlpSpan, config: Pick<OtlpConfig, 'attributes' | 'replica' | 'models'>): SpanVerdict {
+export function genAiSpanToRecord(span: OtlpSpan, config: Pick<OtlpConfig, 'attributes' | 'replica' | 'models' | 'defaultModel'>): SpanVerdict {
   const warnings: SpanProblem[] = [];
   const judgement = judge(span, config, warnings);
   // A rejected span is named once, by what rejected it; more about it would crowd out other spans.
@@ -89,7 +89,7 @@ export function rejectingOnError(convert: (span: OtlpSpan) => SpanVerdict, onErr
   };
 }
 
-function judge(span: OtlpSpan, config: Pick<OtlpConfig, 'attributes' | 'replica' | 'models'>, warnings: SpanProblem[]): Judgement {
+function judge(span: OtlpSpan, config: Pick<OtlpConfig, 'attributes' | 'replica' | 'models' | 'defaultModel'>, warnings: SpanProblem[]): Judgement {
   const attr = (keys: readonly string[]): { key: string; value: AttributeValue } | null => {
     for (const key of keys) {
       const value = span.attributes.get(key);
@@ -117,9 +117,13 @@ function judge(span: OtlpSpan, config: Pick<OtlpConfig, 'attributes' | 'replica'
     tokens[name] = n;
     sources[name] = found.key;
   }
-  const model = attr(GENAI.model);
-  if (model === null || typeof model.value !== 'string' || model.value === '') {
-    return { kind: 'rejected', field: 'gen_ai.request.model', reason: 'required: neither gen_ai.response.model nor gen_ai.request.model is a non-empty string' };
+  const named = attr(GENAI.model);
+  const model: { key: string; value: string } | null =
+    named !== null && typeof named.value === 'string' && named.value !== '' ? { key: named.key, value: named.value }
+    : config.defaultModel !== undefined ? { key: 'otlp.defaultModel', value: config.defaultModel }
+    : null;
+  if (model === null) {
+    return { kind: 'rejected', field: 'gen_ai.request.model', reason: 'required: neither gen_ai.response.model nor gen_ai.request.model is a non-empty string (set otlp.defaultModel for spans that name none)' };
   }
   sources.model = model.key;
   if (span.startNs === null || span.startNs === 0n) return { kind: 'rejected', field: 'startTimeUnixNano', reason: 'missing or not a unix-nanosecond timestamp' };

@@ -23,6 +23,11 @@ export const otlpConfigSchema = z.strictObject({
       feature: attributeKeys(['tokenwatt.feature']),
     })
     .prefault({}),
+  /**
+   * Model of spans that name none. vLLM's own `llm_request` spans carry token counts but no
+   * gen_ai.response.model; without this they are refused as having no model.
+   */
+  defaultModel: z.string().min(1).max(256).optional(),
   /** GPUs/tier of the replica serving the traced calls, for every model. */
   replica: replicaSchema.optional(),
   /** Per model, GPUs/tier overriding `replica`. */

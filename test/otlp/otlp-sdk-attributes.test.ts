@@ -131,3 +131,25 @@ for (const [label, make] of EXPORTERS) {
     assert.equal(byId.get('chat')?.tokensEstimated, true, 'a chat without an output count is still an estimate');
   });
 }
+
+test('vLLM-shaped llm_request spans name no model: refused with the fix named, and stored under otlp.defaultModel when it is set', async (t) => {
+  // As vllm/v1/engine/output_processor.py builds them: the old usage names, gen_ai.request.id, no model.
+  const vllmSpan = (tracer: Tracer, id: string) =>
+    tracer
+      .startSpan('llm_request', {
+        kind: SpanKind.SERVER,
+        startTime: new Date(T0),
+        attributes: { 'gen_ai.request.id': id, 'gen_ai.usage.prompt_tokens': 512, 'gen_ai.usage.completion_tokens': 32, 'gen_ai.latency.time_to_first_token': 0.1, 'gen_ai.request.max_tokens': 64 },
+      })
+      .end(new Date(T0 + 900));
+  const refusing = await startOtlpServer();
+  t.after(() => refusing.close());
+  await exportSpans(new ProtoExporter({ url: refusing.url }), (tracer) => vllmSpan(tracer, 'cmpl-1'));
+  assert.equal(refusing.sink.records.length, 0);
+  assert.match(partialSuccessOf(refusing.answers[0]!)?.errorMessage ?? '', /gen_ai\.request\.model: required: .*set otlp\.defaultModel for spans that name none/);
+
+  const s = await startOtlpServer({ config: { defaultModel: 'Qwen/Qwen3-8B' } });
+  t.after(() => s.close());
+  await exportSpans(new ProtoExporter({ url: s.url }), (tracer) => vllmSpan(tracer, 'cmpl-2'));
+  assert.deepEqual(s.sink.records.map((r) => [r.model, r.promptTokens, r.completionTokens, r.firstTokenMs === null ? null : r.firstTokenMs - T0]), [['Qwen/Qwen3-8B', 512, 32, 100]]);
+});
