@@ -21,6 +21,10 @@
  */
 export type EngineKind = 'vllm' | 'sglang';
 
+/** The counters tokenwatt reads (token counts; everything else it reads is a gauge). */
+export type CounterMetric = 'promptTokens' | 'generationTokens' | 'cachedTokens';
+export const COUNTER_METRICS: readonly CounterMetric[] = ['promptTokens', 'generationTokens', 'cachedTokens'];
+
 export interface EngineMetricNames {
   readonly promptTokens: readonly string[];
   readonly generationTokens: readonly string[];
@@ -57,9 +61,19 @@ export const MODEL_LABEL = 'model_name';
 /**
  * Labels that distinguish ranks of ONE model replica (tensor/pipeline/expert parallel). Series that
  * differ only in these report the same requests, so they are not summed (the largest is taken);
- * every other distinguishing label (vLLM `engine` for data parallel, SGLang `cache_source`) is summed.
+ * every other distinguishing label (vLLM `engine` and SGLang `dp_rank` for data parallel, SGLang
+ * `cache_source`) is summed.
  */
 export const RANK_LABELS: readonly string[] = ['tp_rank', 'pp_rank', 'moe_ep_rank', 'attn_tp_rank'];
+
+/**
+ * Labels that split one engine's counter by kind, never by engine: SGLang `cache_source`
+ * (device/host/storage_*) and `engine_type` (unified/prefill/decode, one value per server). Series
+ * that differ only in these (and in rank labels) come from the same engine process, so a restart
+ * seen on one of them is a restart of all (see {@link CounterSeries.origin}). Any other label (vLLM
+ * `engine`, SGLang `dp_rank`, custom labels) may name a different engine.
+ */
+export const SAME_ENGINE_LABELS: readonly string[] = ['cache_source', 'engine_type'];
 
 /** Key under which a counter is matched: its name without a trailing `_total`. */
 export function counterKey(name: string): string {

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { parseRequestRecord } from '../../model/request-record.js';
 import type { RequestRecord } from '../../model/request-record.js';
 import type { RequestSink, RequestSource } from '../request-sink.js';
@@ -7,8 +8,8 @@ import type { EngineMetricsConfig, EngineTargetConfig } from './engine-metrics-c
 import type { EngineKind } from './engine-metric-names.js';
 import { detectEngine, readEngineSnapshot } from './engine-snapshot.js';
 import type { EngineSnapshot } from './engine-snapshot.js';
-import { intervalRecords } from './interval-records.js';
-import type { IntervalNote } from './interval-records.js';
+import { baselineOf, nextInterval } from './interval-records.js';
+import type { EngineBaseline, IntervalNote } from './interval-records.js';
 import { parsePrometheusText } from './prometheus-text.js';
 
 export interface EngineMetricsScraperOptions {
@@ -16,8 +17,14 @@ export interface EngineMetricsScraperOptions {
   readonly log: SourceLog;
   /** Every new problem (scrape failure, missing metric), once until it clears. */
   readonly onError?: (error: Error) => void;
-  /** Wall clock, injectable for tests. */
+  /** Wall clock (epoch ms), injectable for tests: stamps the records' bounds. */
   readonly now?: () => number;
+  /**
+   * Monotonic clock (ms), injectable for tests: measures the intervals, so a wall-clock step
+   * (NTP, VM resume) neither drops nor stretches one. Defaults to `performance.now`, or to `now`
+   * when only that is injected (one clock: a step back then makes the interval wait, reported).
+   */
+  readonly monotonicNow?: () => number;
 }
 
 /** What the scraper knows about one engine between ticks. */
@@ -25,20 +32,23 @@ interface TargetState {
   readonly target: EngineTargetConfig;
   readonly engineId: string;
   engine: EngineKind | null;
-  previous: EngineSnapshot | null;
+  /** Last good value of every series and the intervals not yet recorded; null before the first scrape. */
+  baseline: EngineBaseline | null;
   /** Problems reported and not yet cleared, by code: each is logged once. */
   readonly problems: Map<string, string>;
 }
 
 /**
  * Engine-metrics mode: scrapes vLLM / SGLang `/metrics` every interval and turns counter deltas
- * into interval-level request records (see {@link intervalRecords}). The first scrape of an engine
+ * into interval-level request records (see {@link nextInterval}). The first scrape of an engine
  * is its baseline; a failed scrape keeps the last good one, so the next interval still counts
- * every token. Problems are reported once and logged again only when they clear.
+ * every token. Shutdown takes one last scrape so the partial interval is recorded. Problems are
+ * reported once and logged again only when they clear.
  */
 export class EngineMetricsScraper implements RequestSource {
   private readonly states: TargetState[];
   private readonly now: () => number;
+  private readonly monotonicNow: () => number;
   private delivery: RecordDelivery | null = null;
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<RequestRecord[]> | null = null;
@@ -46,11 +56,12 @@ export class EngineMetricsScraper implements RequestSource {
 
   constructor(private readonly options: EngineMetricsScraperOptions) {
     this.now = options.now ?? Date.now;
+    this.monotonicNow = options.monotonicNow ?? (options.now ? options.now : () => performance.now());
     this.states = options.config.targets.map((target) => ({
       target,
       engineId: target.engineId ?? new URL(target.url).host,
       engine: target.engine === 'auto' ? null : target.engine,
-      previous: null,
+      baseline: null,
       problems: new Map(),
     }));
   }
@@ -67,10 +78,16 @@ export class EngineMetricsScraper implements RequestSource {
   }
 
   async shutdown(): Promise<void> {
+    const wasRunning = !this.stopped && this.delivery !== null;
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    await this.running;
+    await this.running?.catch(() => undefined);
+    // One last scrape (bounded by the scrape timeout), so the tokens since the previous scrape are
+    // recorded rather than lost with the baseline, which is not persisted across agent restarts.
+    if (wasRunning && this.states.some((s) => s.baseline !== null)) {
+      await this.scrapeOnce().catch((err: unknown) => this.report(null, 'final', `engine-metrics: final scrape failed: ${String(err)}`));
+    }
     await this.delivery?.flush();
     this.delivery?.close();
   }
@@ -122,6 +139,7 @@ export class EngineMetricsScraper implements RequestSource {
       return [];
     }
     const atMs = this.now();
+    const monoMs = this.monotonicNow();
     this.clear(state, 'fetch', `engine-metrics: ${target.url} answers again`);
     const parsed = parsePrometheusText(text);
     if (parsed.errors.length > 0) {
@@ -138,14 +156,15 @@ export class EngineMetricsScraper implements RequestSource {
     state.engine = engine;
     this.clear(state, 'engine');
 
-    const snapshot = readEngineSnapshot(parsed, engine, atMs, target.model ?? 'unknown');
+    const snapshot = readEngineSnapshot(parsed, engine, atMs, target.model ?? 'unknown', monoMs);
     this.checkResolved(state, snapshot);
-    const previous = state.previous;
-    state.previous = snapshot;
-    if (previous === null) return [];
-
-    const { records, notes } = intervalRecords(previous, snapshot, { engineId: state.engineId, tier: target.tier, gpus: target.gpus });
-    this.logNotes(state, notes);
+    if (state.baseline === null) {
+      state.baseline = baselineOf(snapshot);
+      return [];
+    }
+    const { records, notes, baseline } = nextInterval(state.baseline, snapshot, { engineId: state.engineId, tier: target.tier, gpus: target.gpus });
+    state.baseline = baseline;
+    this.logNotes(state, snapshot, notes);
     const out: RequestRecord[] = [];
     records.forEach((wire, index) => {
       const parsedRecord = parseRequestRecord(wire, index);
@@ -164,7 +183,7 @@ export class EngineMetricsScraper implements RequestSource {
     const url = state.target.url;
     for (const metric of ['promptTokens', 'generationTokens'] as const) {
       if (resolved[metric] === undefined) {
-        this.report(state, `missing:${metric}`, `engine-metrics: ${url} exports no ${metric === 'promptTokens' ? 'prompt' : 'generation'}-token counter; no interval records until it does`);
+        this.report(state, `missing:${metric}`, `engine-metrics: ${url} exports no ${metric === 'promptTokens' ? 'prompt' : 'generation'}-token counter; no interval records while it is missing`);
       } else this.clear(state, `missing:${metric}`, `engine-metrics: ${url} exports ${resolved[metric]} again`);
     }
     if (resolved.cachedTokens === undefined && resolved.cacheHitRate === undefined) {
@@ -177,19 +196,67 @@ export class EngineMetricsScraper implements RequestSource {
     } else this.clear(state, 'missing:running');
   }
 
-  private logNotes(state: TargetState, notes: readonly IntervalNote[]): void {
+  private logNotes(state: TargetState, snapshot: EngineSnapshot, notes: readonly IntervalNote[]): void {
+    const url = state.target.url;
+    const raised = new Set<string>();
+    const problem = (code: string, message: string): void => {
+      raised.add(code);
+      this.report(state, code, message);
+    };
     for (const note of notes) {
       switch (note.kind) {
         case 'counter-reset':
-          this.options.log.warn({ url: state.target.url, model: note.model }, `engine-metrics: ${state.target.url} counters reset (${note.reason}); counting from the restart`);
+          this.options.log.warn({ url, model: note.model }, `engine-metrics: ${url} counters reset (${note.reason}); counting from the restart`);
+          break;
+        case 'missing-counter': {
+          const what = note.metric === 'promptTokens' ? 'prompt' : 'generation';
+          // A counter the page lacks altogether is reported once by checkResolved.
+          if (snapshot.resolved[note.metric] !== undefined) {
+            problem(`note:missing-counter:${note.model}:${note.metric}`, `engine-metrics: ${url} has no ${what}-token series for model ${note.model}; its tokens are not recorded while it is missing`);
+          }
+          this.options.log.debug({ url, ...note }, `engine-metrics: model ${note.model}: tokens not recorded (no ${what}-token series)`);
+          break;
+        }
+        case 'series-missing':
+          problem(
+            `note:series-missing:${note.model}`,
+            note.held
+              ? `engine-metrics: ${url}: series of model ${note.model} seen before are missing (${note.series.join(', ')}); its record waits for the next scrape to cover the whole interval`
+              : `engine-metrics: ${url}: series of model ${note.model} still missing (${note.series.join(', ')}); records go on without them and their tokens are counted when they are back`,
+          );
+          break;
+        case 'series-returned':
+          this.options.log.info({ url, ...note }, `engine-metrics: ${url}: ${note.series} is back; its tokens since ${new Date(note.sinceMs).toISOString()} are in this interval`);
+          break;
+        case 'series-unknown-start':
+          this.options.log.warn({ url, ...note }, `engine-metrics: ${url}: ${note.series} first seen after a page whose lines of it were unreadable; what it counted before now is unknown and not recorded`);
+          break;
+        case 'counter-renamed':
+          this.options.log.info({ url, ...note }, `engine-metrics: ${url}: model ${note.model} ${note.metric} now read from ${note.to} (was ${note.from})`);
           break;
         case 'cached-capped':
-          this.options.log.debug({ url: state.target.url, ...note }, 'engine-metrics: cache hits exceed prompt tokens in this interval; capped');
+          this.options.log.debug({ url, ...note }, 'engine-metrics: cache hits exceed prompt tokens in this interval; capped, the rest carried to the next interval');
           break;
-        case 'missing-counter':
+        case 'cached-credit-dropped':
+          this.options.log.info({ url, ...note }, `engine-metrics: ${url}: model ${note.model}: ${note.tokens} cache-hit tokens carried from before the restart are void (their prefills died with it)`);
+          break;
+        case 'hit-rate-out-of-range':
+          problem(`note:hit-rate:${note.model}`, `engine-metrics: ${url}: ${note.metric} of model ${note.model} is outside 0..1 (${note.values.join(', ')}); those values are left out of the cached-token estimate`);
+          break;
+        case 'clock-step': {
+          const message = note.held
+            ? `engine-metrics: the clock went back ${-note.wallMs} ms between two scrapes of ${url}; the interval waits for the next scrape`
+            : `engine-metrics: the wall clock moved ${note.wallMs} ms while ${Math.round(note.monoMs)} ms passed between two scrapes of ${url} (a step of ${Math.round(note.wallMs - note.monoMs)} ms); the interval is stamped to end now and last ${Math.round(note.monoMs)} ms`;
+          this.options.log.warn({ url, ...note }, message);
+          this.options.onError?.(new Error(message));
+          break;
+        }
         case 'cached-estimated':
           break; // reported once by checkResolved
       }
+    }
+    for (const code of [...state.problems.keys()]) {
+      if (code.startsWith('note:') && !raised.has(code)) this.clear(state, code, `engine-metrics: ${url}: ${code.slice('note:'.length)} cleared`);
     }
   }
 

@@ -1,13 +1,45 @@
 import { createHash } from 'node:crypto';
 import type { RequestRecordWire } from '../../model/request-record.js';
-import type { EngineSnapshot, ModelReading } from './engine-snapshot.js';
+import { COUNTER_METRICS, counterKey, ENGINE_METRIC_NAMES } from './engine-metric-names.js';
+import type { CounterMetric, EngineKind } from './engine-metric-names.js';
+import type { CounterSeries, EngineSnapshot, ModelReading } from './engine-snapshot.js';
 
 /** Something worth telling the operator about one interval (logged by the scraper). */
 export type IntervalNote =
+  /** Counters of the model restarted; `reason` names the series and what cannot be known. */
   | { readonly kind: 'counter-reset'; readonly model: string; readonly reason: string }
-  | { readonly kind: 'missing-counter'; readonly model: string; readonly metric: 'promptTokens' | 'generationTokens' }
-  | { readonly kind: 'cached-capped'; readonly model: string; readonly cached: number; readonly prompt: number }
-  | { readonly kind: 'cached-estimated'; readonly model: string };
+  /** The model has no series of this counter: no record; the other counters' tokens are not recorded. */
+  | { readonly kind: 'missing-counter'; readonly model: string; readonly metric: 'promptTokens' | 'generationTokens'; readonly dropped: TokenCounts }
+  /**
+   * Series seen before are absent from this page (unreadable line, partial page). `held`: the record
+   * waits so that the next good scrape covers both intervals; else it was made without them and
+   * their tokens since `sinceMs` are counted when they come back.
+   */
+  | { readonly kind: 'series-missing'; readonly model: string; readonly series: readonly string[]; readonly held: boolean; readonly sinceMs: number }
+  /** A series missing from earlier scrapes is back: its increase since `sinceMs` is in this record. */
+  | { readonly kind: 'series-returned'; readonly model: string; readonly series: string; readonly sinceMs: number }
+  /** A series first seen after a page with unreadable lines of its name: what it counted before is unknowable. */
+  | { readonly kind: 'series-unknown-start'; readonly model: string; readonly series: string }
+  /** The counter a metric is read from changed name (engine upgrade, deprecated twin). */
+  | { readonly kind: 'counter-renamed'; readonly model: string; readonly metric: CounterMetric; readonly from: string; readonly to: string }
+  /** Cache hits beyond the interval's prompt tokens: capped, the excess carried to the next interval. */
+  | { readonly kind: 'cached-capped'; readonly model: string; readonly cached: number; readonly prompt: number; readonly carried: number }
+  /** A restart voided cache hits carried from earlier intervals (their prefills died with the engine). */
+  | { readonly kind: 'cached-credit-dropped'; readonly model: string; readonly tokens: number }
+  | { readonly kind: 'cached-estimated'; readonly model: string }
+  /** Hit-rate gauge values outside 0..1, left out of the estimate. */
+  | { readonly kind: 'hit-rate-out-of-range'; readonly model: string; readonly metric: string; readonly values: readonly number[] }
+  /**
+   * The wall clock moved `wallMs` while the monotonic clock moved `monoMs`. `held`: no time can be
+   * measured (the clocks are one injected clock that went back), the records wait for the next scrape.
+   */
+  | { readonly kind: 'clock-step'; readonly wallMs: number; readonly monoMs: number; readonly held: boolean };
+
+export interface TokenCounts {
+  readonly prompt: number;
+  readonly generation: number;
+  readonly cached: number;
+}
 
 export interface IntervalRecordOptions {
   /** Stable name of the scraped engine (request ids are built from it). */
@@ -16,64 +48,212 @@ export interface IntervalRecordOptions {
   readonly gpus?: readonly (string | number)[];
 }
 
+/** What is kept of one counter series between scrapes. */
+interface TrackedSeries {
+  /** As last seen: its value is where the next increase counts from. */
+  readonly series: CounterSeries;
+  readonly seenMs: number;
+  /**
+   * seen: its value is good; absent, it is owed (its tokens since then are not recorded yet).
+   * stale: it was absent when its metric moved to another counter name; its next increase would
+   * overlap tokens recorded under that name, so it only sets a new starting value.
+   * restarted: its engine restarted while it was absent; it counts from zero when it is back.
+   */
+  readonly status: 'seen' | 'stale' | 'restarted';
+}
+
+/** Per model: the interval not yet recorded. */
+interface ModelState {
+  readonly sinceMs: number;
+  readonly sinceMono: number;
+  /** Running-requests gauge at `sinceMs`. */
+  readonly running: number | null;
+  /** Scrapes this interval has waited for missing series. */
+  readonly held: number;
+  /** Cache hits counted before their prompt tokens: added to the next intervals' cached tokens. */
+  readonly credit: number;
+  /** Increase per counter name since `sinceMs`, not yet recorded. */
+  readonly pending: Readonly<Record<string, number>>;
+  /** The counter name each metric's last record used. */
+  readonly used: Readonly<Partial<Record<CounterMetric, string>>>;
+}
+
 /**
- * Turn two consecutive scrapes of one engine into interval-level request records, one per served
- * model that did work in between (pure: same snapshots, same records).
+ * What the scraper keeps of one engine between scrapes: the last good value of every series ever
+ * seen (a series missing from one page keeps its value), and per model the interval not yet
+ * recorded. Immutable: {@link nextInterval} returns the next one.
+ */
+export interface EngineBaseline {
+  readonly engine: EngineKind;
+  readonly atMs: number;
+  readonly monoMs: number;
+  readonly restartMarker: number | null;
+  readonly unreadable: ReadonlySet<string>;
+  readonly series: ReadonlyMap<string, TrackedSeries>;
+  readonly models: ReadonlyMap<string, ModelState>;
+}
+
+export interface IntervalResult {
+  readonly records: RequestRecordWire[];
+  readonly notes: IntervalNote[];
+  readonly baseline: EngineBaseline;
+}
+
+/**
+ * Scrapes one model's record waits for missing series before it is made without them: a one-off
+ * unreadable line costs nothing, and records stay well within the agent's settlement lateness.
+ */
+export const MAX_HELD_SCRAPES = 2;
+
+/** Wall and monotonic clocks may disagree by this much (NTP slewing) before it counts as a step. */
+export const CLOCK_TOLERANCE_MS = 1000;
+
+/** The first scrape of an engine: every series' current value is where counting starts. */
+export function baselineOf(snapshot: EngineSnapshot): EngineBaseline {
+  const series = new Map<string, TrackedSeries>();
+  for (const s of snapshot.counters) series.set(s.key, { series: s, seenMs: snapshot.atMs, status: 'seen' });
+  const models = new Map<string, ModelState>();
+  for (const model of modelsOf(snapshot)) {
+    const used: Partial<Record<CounterMetric, string>> = {};
+    for (const metric of COUNTER_METRICS) {
+      const name = ENGINE_METRIC_NAMES[snapshot.engine][metric].find((n) => snapshot.counters.some((s) => s.model === model && s.name === n));
+      if (name !== undefined) used[metric] = name;
+    }
+    models.set(model, openInterval(snapshot, 0, used, snapshot.models.get(model)?.runningRequests ?? null));
+  }
+  return { engine: snapshot.engine, atMs: snapshot.atMs, monoMs: snapshot.monoMs, restartMarker: snapshot.restartMarker, unreadable: snapshot.unreadable, series, models };
+}
+
+/**
+ * Turn two scrapes of one engine into interval-level request records, one per served model that
+ * did work in between (pure: same snapshots, same records). The scraper keeps state through
+ * {@link nextInterval}; this is its one-step form.
+ */
+export function intervalRecords(prev: EngineSnapshot, curr: EngineSnapshot, options: IntervalRecordOptions): { records: RequestRecordWire[]; notes: IntervalNote[] } {
+  const { records, notes } = nextInterval(baselineOf(prev), curr, options);
+  return { records, notes };
+}
+
+/**
+ * Advance an engine's baseline by one scrape and make the interval records that are due.
  *
- * - Tokens are counter deltas. A counter that went down, or a changed restart marker, means the
- *   engine restarted: the delta is then the counter's current value (what it counted since the
- *   restart; tokens between the previous scrape and the restart are unknowable), as Prometheus'
- *   `increase()` does. A series absent from the previous scrape started at zero in between.
- * - Cached tokens come from the cached-token counter, capped at the interval's prompt tokens (the
- *   engines count cache hits when a request is scheduled and prompt tokens when its prefill ends,
- *   so one interval can see more hits than prompts). Without such a counter, the hit-rate gauge
- *   times the prompt tokens is used and the record is marked `tokens_estimated`.
- * - batch_size is the mean of the running-requests gauge at the interval's two ends (at least 1).
+ * - Tokens are counter increases taken per series (name and labels, ranks merged), then summed per
+ *   model, as Prometheus' `sum(increase())`. A series that went down, or whose `_created` changed,
+ *   restarted; so did every series when `process_start_time_seconds` changed. A restart seen on one
+ *   counter of an engine (an origin: model plus the labels that name an engine) resets every
+ *   counter of that engine for the interval: they count from zero, and what was counted between
+ *   the previous scrape and the restart is unknowable (noted). A series never seen before started
+ *   at zero, unless the previous page had unreadable lines of its name (then its start is unknown).
+ * - A series seen before and missing now is missing data, never a new series: it keeps its last
+ *   value, and the model's record waits (up to {@link MAX_HELD_SCRAPES}) so that the next good
+ *   scrape covers the whole interval; after that the record is made without it and its tokens are
+ *   counted when it is back. Nothing is counted twice or dropped without a note.
+ * - Of a metric's candidate names (renames, deprecated twins), the record keeps to the one it used
+ *   while that name is on the page, then moves to the first one on the page (noted); the others'
+ *   increases cover the same tokens and are discarded.
+ * - Cached tokens are capped at the interval's prompt tokens: the engines count cache hits when a
+ *   request is scheduled and prompt tokens when its prefill ends, so hits can run ahead. The excess
+ *   is carried to the next intervals (per model, voided by a restart), so that cached tokens add up
+ *   to the engine's counter. Without a cached-token counter, the hit-rate gauge (averaged over
+ *   ranks and engines) times the prompt tokens is used and the record is marked `tokens_estimated`.
+ * - The interval's length comes from the monotonic clock; the wall clock only stamps its bounds. When
+ *   the two disagree (a wall-clock step), the record ends at the current wall time and lasts what the
+ *   monotonic clock measured, and the step is noted.
+ * - batch_size is the mean of the per-engine running-requests gauge at the interval's two ends.
  * - The request id is derived from engine, model and the interval's bounds, so resubmitting the
  *   same interval is acknowledged as a duplicate rather than counted twice.
- * - Records carry granularity "interval" and source "engine-metrics": attribution spreads their
- *   work over the whole interval and every figure says it is interval-level.
+ * - Records carry granularity "interval" and source "engine-metrics".
  */
-export function intervalRecords(
-  prev: EngineSnapshot,
-  curr: EngineSnapshot,
-  options: IntervalRecordOptions,
-): { records: RequestRecordWire[]; notes: IntervalNote[] } {
+export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, options: IntervalRecordOptions): IntervalResult {
   const records: RequestRecordWire[] = [];
   const notes: IntervalNote[] = [];
-  if (curr.atMs <= prev.atMs) return { records, notes };
-  const restarted = prev.restartMarker !== null && curr.restartMarker !== null && prev.restartMarker !== curr.restartMarker;
+  const clockNote = clockStepOf(baseline, curr);
+  if (clockNote) notes.push(clockNote);
 
-  for (const [model, now] of curr.models) {
-    const before = prev.models.get(model);
-    const resetReasons: string[] = [];
-    const delta = (metric: string, a: number | null | undefined, b: number | null): number | null => {
-      if (b === null) return null;
-      if (a === null || a === undefined) return b; // a new series starts at zero
-      if (restarted || b < a) {
-        resetReasons.push(restarted ? 'engine restarted' : `${metric} went from ${a} to ${b}`);
-        return b;
-      }
-      return b - a;
+  const resets = restartedOrigins(baseline, curr);
+  const { tracked, increases, incomplete, returned } = seriesIncreases(baseline, curr, resets, notes);
+  const absent = new Map<string, TrackedSeries[]>();
+  for (const [key, t] of baseline.series) {
+    if (tracked.has(key)) continue;
+    // Its engine restarted: the new process creates it again when it counts (prometheus_client
+    // creates labelled series lazily), from zero, and nothing is owed for the time before.
+    const kept: TrackedSeries = resets.has(t.series.origin) ? { ...t, series: { ...t.series, value: 0, created: null }, status: 'restarted' } : t;
+    tracked.set(key, kept);
+    push(absent, t.series.model, kept);
+  }
+  const present = new Map<string, Set<string>>();
+  for (const s of curr.counters) present.set(s.model, (present.get(s.model) ?? new Set<string>()).add(s.name));
+
+  const models = new Map<string, ModelState>();
+  const allModels = new Set([...baseline.models.keys(), ...modelsOf(curr), ...[...tracked.values()].map((t) => t.series.model)]);
+  for (const model of allModels) {
+    const before = baseline.models.get(model) ?? openInterval(baseline, 0, {});
+    const reading = curr.models.get(model);
+    const pending = { ...before.pending };
+    for (const [name, inc] of increases.get(model) ?? []) pending[name] = (pending[name] ?? 0) + inc;
+    let credit = before.credit;
+    const resetReasons = [...resets.values()].filter((r) => r.model === model).flatMap((r) => r.reasons);
+    if (resetReasons.length > 0) {
+      notes.push({ kind: 'counter-reset', model, reason: resetNote(resetReasons, model, tracked, resets) });
+      if (credit > 0) notes.push({ kind: 'cached-credit-dropped', model, tokens: credit });
+      credit = 0;
+    }
+    // Back after a record was made without it: its increase since then is in this record.
+    for (const r of returned.get(model) ?? []) if (r.sinceMs < before.sinceMs) notes.push({ kind: 'series-returned', model, series: r.key, sinceMs: r.sinceMs });
+
+    const modelAbsent = absent.get(model) ?? [];
+    const missing = modelAbsent.filter((t) => t.status === 'seen');
+    const chosen = chooseNames(curr, before.used, present.get(model) ?? new Set(), modelAbsent, incomplete.get(model) ?? new Set());
+    const waiting = COUNTER_METRICS.some((m) => chosen[m]?.state === 'waiting');
+    const monoElapsed = curr.monoMs - before.sinceMono;
+    if ((waiting && before.held < MAX_HELD_SCRAPES) || monoElapsed <= 0) {
+      if (waiting) notes.push({ kind: 'series-missing', model, series: missing.map((t) => t.series.key), held: true, sinceMs: before.sinceMs });
+      models.set(model, { ...before, pending, credit, held: waiting ? before.held + 1 : before.held });
+      continue;
+    }
+    if (waiting) notes.push({ kind: 'series-missing', model, series: missing.map((t) => t.series.key), held: false, sinceMs: before.sinceMs });
+    // Missing series of a name no longer used: what they counted since they were last seen cannot
+    // be told apart from what the name now used counts, so they only set a new start when back.
+    for (const t of missing) {
+      if (chosen[t.series.metric]?.name !== t.series.name) tracked.set(t.series.key, { ...t, status: 'stale' });
+    }
+
+    const used: Partial<Record<CounterMetric, string>> = {};
+    for (const metric of COUNTER_METRICS) {
+      const name = chosen[metric]?.name;
+      if (name === undefined) continue;
+      used[metric] = name;
+      const from = before.used[metric];
+      if (from !== undefined && from !== name) notes.push({ kind: 'counter-renamed', model, metric, from, to: name });
+    }
+    const next = (carry: number): ModelState => openInterval(curr, carry, { ...before.used, ...used }, reading?.runningRequests ?? null);
+    const count = (metric: CounterMetric): number => {
+      const name = chosen[metric]?.name;
+      return name === undefined ? 0 : Math.max(0, Math.round(pending[name] ?? 0));
     };
-    const prompt = delta('prompt tokens', before?.promptTokens, now.promptTokens);
-    const generation = delta('generation tokens', before?.generationTokens, now.generationTokens);
-    if (prompt === null) notes.push({ kind: 'missing-counter', model, metric: 'promptTokens' });
-    if (generation === null) notes.push({ kind: 'missing-counter', model, metric: 'generationTokens' });
-    if (prompt === null || generation === null) continue;
-    const promptTokens = Math.round(prompt);
-    const completionTokens = Math.round(generation);
-
-    const cached = cachedTokensOf(model, before, now, promptTokens, delta, notes);
-    const running = meanRunning(before, now);
-    if (resetReasons.length > 0) notes.push({ kind: 'counter-reset', model, reason: [...new Set(resetReasons)].join('; ') });
+    const promptName = chosen.promptTokens;
+    const generationName = chosen.generationTokens;
+    if (promptName === undefined || generationName === undefined) {
+      const dropped = { prompt: count('promptTokens'), generation: count('generationTokens'), cached: count('cachedTokens') };
+      for (const metric of ['promptTokens', 'generationTokens'] as const) if (chosen[metric] === undefined) notes.push({ kind: 'missing-counter', model, metric, dropped });
+      models.set(model, next(credit));
+      continue;
+    }
+    const promptTokens = count('promptTokens');
+    const completionTokens = count('generationTokens');
+    const cached = cachedTokensOf(model, chosen.cachedTokens !== undefined ? count('cachedTokens') : null, credit, promptTokens, reading, curr, notes);
+    const running = meanRunning(before.running, reading?.runningRequests ?? null);
+    models.set(model, next(cached.credit));
     if (promptTokens === 0 && completionTokens === 0 && (running === null || running < 0.5)) continue; // idle
 
+    const { startMs, endMs } = intervalBounds(before, curr);
+    // Counts known to be short for this interval (a series missing or of unknown start) are not exact.
+    const inexact = COUNTER_METRICS.some((m) => chosen[m] !== undefined && chosen[m].state !== 'complete');
     const wire: Record<string, unknown> = {
-      request_id: intervalRequestId(options.engineId, model, prev.atMs, curr.atMs),
+      request_id: intervalRequestId(options.engineId, model, startMs, endMs),
       model,
-      start: prev.atMs,
-      end: curr.atMs,
+      start: startMs,
+      end: endMs,
       prompt_tokens: promptTokens,
       cached_tokens: cached.tokens,
       completion_tokens: completionTokens,
@@ -83,44 +263,203 @@ export function intervalRecords(
       source: 'engine-metrics',
     };
     if (running !== null) wire.batch_size = Math.max(1, Math.round(running));
-    if (cached.estimated) wire.tokens_estimated = true;
+    if (cached.estimated || inexact) wire.tokens_estimated = true;
     if (options.tier !== undefined) wire.tier = options.tier;
     if (options.gpus !== undefined && options.gpus.length > 0) wire.gpus = [...options.gpus];
     records.push(wire as RequestRecordWire);
   }
-  return { records, notes };
+  return {
+    records,
+    notes,
+    baseline: { engine: curr.engine, atMs: curr.atMs, monoMs: curr.monoMs, restartMarker: curr.restartMarker ?? baseline.restartMarker, unreadable: curr.unreadable, series: tracked, models },
+  };
+}
+
+function modelsOf(snapshot: EngineSnapshot): Set<string> {
+  return new Set([...snapshot.models.keys(), ...snapshot.counters.map((s) => s.model)]);
+}
+
+function openInterval(at: { atMs: number; monoMs: number }, credit: number, used: Partial<Record<CounterMetric, string>>, running: number | null = null): ModelState {
+  return { sinceMs: at.atMs, sinceMono: at.monoMs, running, held: 0, credit, pending: {}, used };
+}
+
+function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
+function clockStepOf(baseline: EngineBaseline, curr: EngineSnapshot): IntervalNote | null {
+  const wallMs = curr.atMs - baseline.atMs;
+  const monoMs = curr.monoMs - baseline.monoMs;
+  if (monoMs < 0) return { kind: 'clock-step', wallMs, monoMs, held: true };
+  if (monoMs > 0 && (wallMs <= 0 || Math.abs(wallMs - monoMs) > CLOCK_TOLERANCE_MS)) return { kind: 'clock-step', wallMs, monoMs, held: false };
+  return null;
+}
+
+/**
+ * The record's bounds: from the model's last record to now on the wall clock, unless the wall
+ * clock stepped in between; then it ends now and lasts what the monotonic clock measured.
+ */
+function intervalBounds(before: ModelState, curr: EngineSnapshot): { startMs: number; endMs: number } {
+  const wall = curr.atMs - before.sinceMs;
+  const mono = curr.monoMs - before.sinceMono;
+  if (wall > 0 && Math.abs(wall - mono) <= CLOCK_TOLERANCE_MS) return { startMs: before.sinceMs, endMs: curr.atMs };
+  return { startMs: curr.atMs - Math.max(1, Math.round(mono)), endMs: curr.atMs };
+}
+
+/**
+ * Origins (engines) whose counters restarted since the baseline, with the reasons.
+ *
+ * Without a restart marker, a restart shows as a counter going down. The new process's other
+ * counters may already have passed their old values, so one counter going down resets every
+ * counter of its origin: they all count from zero. Other origins of the same model (vLLM
+ * `engine`, SGLang `dp_rank`, custom labels) whose counters all went up are taken to have kept
+ * counting. If they restarted too (one process behind several labels), up to their last values
+ * are missed: bounded by what they counted since the restart. The other choice, counting their
+ * whole values, would add their lifetime totals when only one engine restarted.
+ */
+function restartedOrigins(baseline: EngineBaseline, curr: EngineSnapshot): Map<string, { model: string; reasons: string[] }> {
+  const resets = new Map<string, { model: string; reasons: string[] }>();
+  const add = (s: CounterSeries, reason: string): void => {
+    const known = resets.get(s.origin);
+    if (!known) resets.set(s.origin, { model: s.model, reasons: [reason] });
+    else if (!known.reasons.includes(reason)) known.reasons.push(reason);
+  };
+  const pageRestarted = baseline.restartMarker !== null && curr.restartMarker !== null && baseline.restartMarker !== curr.restartMarker;
+  if (pageRestarted) {
+    const reason = `engine process restarted (process_start_time_seconds ${baseline.restartMarker} -> ${curr.restartMarker})`;
+    for (const t of baseline.series.values()) add(t.series, reason);
+    for (const s of curr.counters) add(s, reason);
+    return resets;
+  }
+  for (const s of curr.counters) {
+    const before = baseline.series.get(s.key)?.series;
+    if (!before) continue;
+    if (s.value < before.value) add(s, `${s.key} went from ${before.value} to ${s.value}`);
+    else if (before.created !== null && s.created !== null && before.created !== s.created) add(s, `${s.key} was re-created (_created ${before.created} -> ${s.created})`);
+  }
+  return resets;
+}
+
+function resetNote(reasons: readonly string[], model: string, tracked: ReadonlyMap<string, TrackedSeries>, resets: ReadonlyMap<string, unknown>): string {
+  const others = new Set([...tracked.values()].filter((t) => t.series.model === model && !resets.has(t.series.origin)).map((t) => t.series.origin));
+  const kept = others.size > 0 ? `; ${[...others].join(', ')} kept counting` : '';
+  return `${[...new Set(reasons)].join('; ')}; every counter of that engine counts from the restart, tokens counted between the previous scrape and the restart are unknowable${kept}`;
+}
+
+/** Per series: the increase since its last value, into its model's counts per counter name. */
+function seriesIncreases(
+  baseline: EngineBaseline,
+  curr: EngineSnapshot,
+  resets: ReadonlyMap<string, unknown>,
+  notes: IntervalNote[],
+): {
+  tracked: Map<string, TrackedSeries>;
+  increases: Map<string, Map<string, number>>;
+  incomplete: Map<string, Set<string>>;
+  returned: Map<string, { key: string; sinceMs: number }[]>;
+} {
+  const tracked = new Map<string, TrackedSeries>();
+  const increases = new Map<string, Map<string, number>>();
+  const incomplete = new Map<string, Set<string>>(); // model -> names with an unknowable part this interval
+  const returned = new Map<string, { key: string; sinceMs: number }[]>();
+  const unknown = (s: CounterSeries): void => {
+    const names = incomplete.get(s.model) ?? new Set<string>();
+    incomplete.set(s.model, names.add(s.name));
+  };
+  for (const s of curr.counters) {
+    const before = baseline.series.get(s.key);
+    let inc: number;
+    if (resets.has(s.origin)) inc = s.value; // counted since the restart
+    else if (before?.status === 'stale') {
+      inc = 0;
+      unknown(s);
+    } else if (before) {
+      inc = s.value - before.series.value; // from zero when its engine restarted while it was absent
+      if (before.status === 'seen' && before.seenMs < baseline.atMs) push(returned, s.model, { key: s.key, sinceMs: before.seenMs });
+    } else if (baseline.unreadable.has('*') || baseline.unreadable.has(counterKey(s.name))) {
+      inc = 0;
+      unknown(s);
+      notes.push({ kind: 'series-unknown-start', model: s.model, series: s.key });
+    } else inc = s.value; // created since the previous scrape, from zero
+    const perName = increases.get(s.model) ?? new Map<string, number>();
+    increases.set(s.model, perName.set(s.name, (perName.get(s.name) ?? 0) + inc));
+    tracked.set(s.key, { series: s, seenMs: curr.atMs, status: 'seen' });
+  }
+  return { tracked, increases, incomplete, returned };
+}
+
+interface ChosenName {
+  readonly name: string;
+  /** complete: every series read; partial: some increase is unknowable; waiting: series missing now. */
+  readonly state: 'complete' | 'partial' | 'waiting';
+}
+
+/**
+ * Per metric, the counter name to record. It sticks to the name used last time while that name has
+ * series on the page, so a missing series makes the record wait rather than switch and lose what
+ * the series is owed. When the name has gone from the page (an engine upgrade renamed it), the
+ * first name in order of preference that is on the page takes over. With nothing on the page, the
+ * name owed tokens waits; a name whose series restarted and have not been created again counts
+ * zero for now (they count from zero when they are back).
+ */
+function chooseNames(
+  curr: EngineSnapshot,
+  used: Readonly<Partial<Record<CounterMetric, string>>>,
+  present: ReadonlySet<string>,
+  absent: readonly TrackedSeries[],
+  incomplete: ReadonlySet<string>,
+): Partial<Record<CounterMetric, ChosenName>> {
+  const chosen: Partial<Record<CounterMetric, ChosenName>> = {};
+  const owes = (name: string): boolean => absent.some((t) => t.series.name === name && t.status === 'seen');
+  const knows = (name: string): boolean => absent.some((t) => t.series.name === name);
+  const hidden = (name: string): boolean => curr.unreadable.has('*') || curr.unreadable.has(counterKey(name));
+  for (const metric of COUNTER_METRICS) {
+    const last = used[metric];
+    const candidates = ENGINE_METRIC_NAMES[curr.engine][metric];
+    const name =
+      (last !== undefined && present.has(last) ? last : undefined) ??
+      candidates.find((n) => present.has(n)) ??
+      (last !== undefined && knows(last) ? last : undefined) ??
+      candidates.find(knows);
+    if (name === undefined) continue;
+    // Short for this interval: a stale series left out, or a restarted one that a bad line may hide.
+    const short = absent.some((t) => t.series.name === name && (t.status === 'stale' || (t.status === 'restarted' && hidden(name))));
+    const state = owes(name) ? 'waiting' : incomplete.has(name) || short ? 'partial' : 'complete';
+    chosen[metric] = { name, state };
+  }
+  return chosen;
 }
 
 function cachedTokensOf(
   model: string,
-  before: ModelReading | undefined,
-  now: ModelReading,
+  counted: number | null,
+  credit: number,
   promptTokens: number,
-  delta: (metric: string, a: number | null | undefined, b: number | null) => number | null,
+  reading: ModelReading | undefined,
+  curr: EngineSnapshot,
   notes: IntervalNote[],
-): { tokens: number; estimated: boolean } {
-  let cached: number | null = null;
-  if (now.cachedTokens !== null) {
-    // Only compare readings of the same counter: after an engine upgrade renames it, the first
-    // interval has no comparable previous value. A series that did not exist before (SGLang
-    // creates it on the first cache hit) started at zero.
-    const renamed = before?.cachedMetric != null && before.cachedMetric !== now.cachedMetric;
-    cached = renamed ? null : delta('cached tokens', before?.cachedTokens, now.cachedTokens);
+): { tokens: number; estimated: boolean; credit: number } {
+  if (counted !== null) {
+    const available = counted + credit;
+    const tokens = Math.min(available, promptTokens);
+    if (available > promptTokens) notes.push({ kind: 'cached-capped', model, cached: available, prompt: promptTokens, carried: available - tokens });
+    return { tokens, estimated: false, credit: available - tokens };
   }
-  if (cached === null && now.cacheHitRate !== null && now.cacheHitRate >= 0 && now.cacheHitRate <= 1) {
+  const outOfRange = reading?.cacheHitRateOutOfRange ?? [];
+  if (outOfRange.length > 0) notes.push({ kind: 'hit-rate-out-of-range', model, metric: curr.resolved.cacheHitRate ?? 'hit rate', values: outOfRange });
+  const rate = reading?.cacheHitRate ?? null;
+  if (rate !== null) {
     notes.push({ kind: 'cached-estimated', model });
-    return { tokens: Math.round(promptTokens * now.cacheHitRate), estimated: true };
+    return { tokens: Math.round(promptTokens * rate), estimated: true, credit };
   }
-  const tokens = Math.max(0, Math.round(cached ?? 0));
-  if (tokens > promptTokens) {
-    notes.push({ kind: 'cached-capped', model, cached: tokens, prompt: promptTokens });
-    return { tokens: promptTokens, estimated: false };
-  }
-  return { tokens, estimated: false };
+  // A gauge that is there but unusable leaves cached tokens unknown, not zero.
+  return { tokens: 0, estimated: outOfRange.length > 0, credit };
 }
 
-function meanRunning(before: ModelReading | undefined, now: ModelReading): number | null {
-  const values = [before?.runningRequests, now.runningRequests].filter((v): v is number => typeof v === 'number' && v >= 0);
+function meanRunning(before: number | null, now: number | null): number | null {
+  const values = [before, now].filter((v): v is number => typeof v === 'number' && v >= 0);
   if (values.length === 0) return null;
   return values.reduce((a, b) => a + b, 0) / values.length;
 }

@@ -23,6 +23,11 @@ export interface PromSample {
 export interface PromParseError {
   readonly line: number;
   readonly reason: string;
+  /**
+   * For a sample line: the metric name it starts with, or null when even that is unreadable.
+   * Absent for a comment line (`# TYPE` / `# HELP`), which hides no sample.
+   */
+  readonly name?: string | null;
 }
 
 export interface PromText {
@@ -35,7 +40,8 @@ export interface PromText {
 
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*/;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*/;
-const MAX_ERRORS = 100;
+/** Unreadable lines kept in `errors`; beyond this, more lines may be unreadable than are listed. */
+export const MAX_PARSE_ERRORS = 100;
 
 /** Parse exposition text. Never throws; unreadable lines land in `errors` (at most 100 kept). */
 export function parsePrometheusText(text: string): PromText {
@@ -43,8 +49,8 @@ export function parsePrometheusText(text: string): PromText {
   const types = new Map<string, string>();
   const help = new Map<string, string>();
   const errors: PromParseError[] = [];
-  const fail = (line: number, reason: string): void => {
-    if (errors.length < MAX_ERRORS) errors.push({ line, reason });
+  const fail = (line: number, reason: string, name?: string | null): void => {
+    if (errors.length < MAX_PARSE_ERRORS) errors.push(name === undefined ? { line, reason } : { line, reason, name });
   };
 
   const lines = text.split(/\r?\n/);
@@ -57,7 +63,7 @@ export function parsePrometheusText(text: string): PromText {
       continue;
     }
     const sample = readSample(line, lineNo);
-    if (typeof sample === 'string') fail(lineNo, sample);
+    if (typeof sample === 'string') fail(lineNo, sample, METRIC_NAME.exec(line)?.[0] ?? null);
     else samples.push(sample);
   }
   return { samples, types, help, errors };

@@ -31,11 +31,12 @@ async function fakeEngine(): Promise<{ url: string; set: (text: string) => void;
   };
 }
 
-function scraperFor(urls: string[], clock: { t: number }, extra: Record<string, unknown> = {}) {
+function scraperFor(urls: string[], clock: { t: number; mono?: number }, extra: Record<string, unknown> = {}) {
   const { log, lines, messages } = captureLog();
   const errors: string[] = [];
   const config = engineMetricsConfigSchema.parse({ targets: urls.map((url) => ({ url, ...extra })), intervalMs: 3_600_000, timeoutMs: 2000 });
-  const scraper = new EngineMetricsScraper({ config, log, onError: (e) => errors.push(e.message), now: () => clock.t });
+  const monotonicNow = clock.mono === undefined ? undefined : () => clock.mono ?? 0;
+  const scraper = new EngineMetricsScraper({ config, log, onError: (e) => errors.push(e.message), now: () => clock.t, ...(monotonicNow ? { monotonicNow } : {}) });
   return { scraper, lines, messages, errors };
 }
 
@@ -169,4 +170,65 @@ test('the config refuses what cannot work, naming the field', () => {
   const ok = engineMetricsConfigSchema.parse({ targets: [{ url: 'http://127.0.0.1:8000/metrics' }] });
   assert.equal(ok.intervalMs, 15_000);
   assert.equal(ok.targets[0]?.engine, 'auto');
+});
+
+test('#1 a counter line unreadable in one scrape: reported, the record waits, the next scrape records both intervals exactly', async (t) => {
+  const engine = await fakeEngine();
+  t.after(() => engine.close());
+  const page = fixture('vllm-v0-engine-rendered.prom');
+  const M = '{model_name="mistralai/Mistral-7B-Instruct-v0.3"}';
+  const P = `vllm:prompt_tokens_total${M}`;
+  const G = `vllm:generation_tokens_total${M}`;
+  engine.set(page);
+  const clock = { t: T0 };
+  const { scraper, errors, messages } = scraperFor([engine.url], clock);
+  const sink = new RecordingSink();
+  await scraper.start(sink);
+  clock.t = T0 + 15_000;
+  const bad = bump(bump(page, P, 100), G, 50).replace(`${P} `, `vllm:prompt_tokens_total{model_name="mistralai/Mistral-7B-Instruct-v0.3\\q"} `);
+  engine.set(bad);
+  assert.deepEqual(await scraper.scrapeOnce(), []);
+  assert.ok(errors.some((e) => /series of model mistralai\/Mistral-7B-Instruct-v0.3 seen before are missing .*record waits/.test(e)));
+  clock.t = T0 + 30_000;
+  engine.set(bump(bump(page, P, 200), G, 100));
+  const [r] = await scraper.scrapeOnce();
+  assert.deepEqual([r?.startMs, r?.endMs, r?.promptTokens, r?.completionTokens], [T0, T0 + 30_000, 200, 100], 'not the counter lifetime (20,680)');
+  assert.ok(messages('info').some((m) => /series-missing:.* cleared/.test(m)));
+  await scraper.shutdown();
+});
+
+test('#4 the wall clock steps back between scrapes: reported, and the interval measured on the monotonic clock', async (t) => {
+  const engine = await fakeEngine();
+  t.after(() => engine.close());
+  const page = fixture('vllm-v0-engine-rendered.prom');
+  const M = '{model_name="mistralai/Mistral-7B-Instruct-v0.3"}';
+  engine.set(page);
+  const clock = { t: T0, mono: 1000 };
+  const { scraper, errors } = scraperFor([engine.url], clock);
+  await scraper.start(new RecordingSink());
+  clock.t = T0 - 2000; // NTP stepped the clock back while 15 s passed
+  clock.mono = 16_000;
+  engine.set(bump(bump(page, `vllm:prompt_tokens_total${M}`, 5000), `vllm:generation_tokens_total${M}`, 800));
+  const [r] = await scraper.scrapeOnce();
+  assert.deepEqual([r?.startMs, r?.endMs, r?.promptTokens, r?.completionTokens], [T0 - 17_000, T0 - 2000, 5000, 800]);
+  assert.ok(errors.some((e) => /wall clock moved -2000 ms while 15000 ms passed .*a step of -17000 ms/.test(e)));
+  await scraper.shutdown();
+});
+
+test('N4 shutdown takes one last scrape, so the partial interval since the previous one is recorded', async (t) => {
+  const engine = await fakeEngine();
+  t.after(() => engine.close());
+  const page = fixture('sglang-docs-production-metrics.prom');
+  engine.set(page);
+  const clock = { t: T0 };
+  const { scraper } = scraperFor([engine.url], clock);
+  const sink = new RecordingSink();
+  await scraper.start(sink);
+  clock.t = T0 + 6000; // stopped 6 s into the interval
+  engine.set(bump(page, `sglang:prompt_tokens_total${S}`, 1234));
+  await scraper.shutdown();
+  assert.equal(sink.records.length, 1);
+  assert.deepEqual([sink.records[0]?.startMs, sink.records[0]?.endMs, sink.records[0]?.promptTokens], [T0, T0 + 6000, 1234]);
+  await scraper.shutdown(); // idempotent: no second scrape into a closed delivery
+  assert.equal(sink.records.length, 1);
 });

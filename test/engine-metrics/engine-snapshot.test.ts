@@ -54,8 +54,87 @@ test('vLLM 0.10: the new prefix_cache_hits name wins over its deprecated twin; d
   assert.equal(m.promptTokens, 1_298_848 + 1_201_117);
   assert.equal(m.generationTokens, 655_360 + 601_088);
   assert.equal(m.cachedTokens, 412_304 + 388_512);
-  assert.equal(m.runningRequests, 10);
-  assert.equal(s.restartMarker, 1.7597412046158588e9, 'the prompt counter _created timestamp (latest engine)');
+  assert.equal(m.runningRequests, (6 * 6 + 4 * 4) / (6 + 4), 'engines running 6 and 4: the batch a running request is in');
+  assert.equal(s.restartMarker, null, 'no process_start_time_seconds on the page');
+});
+
+test('counters are kept per series (name + labels), each with its own _created, engine and deprecated twin', () => {
+  const s = snap('vllm-0.10-v1-rendered.prom');
+  const prompt = s.counters.filter((c) => c.metric === 'promptTokens');
+  assert.deepEqual(
+    prompt.map((c) => [c.key, c.value, c.created, c.origin]),
+    [
+      ['vllm:prompt_tokens{engine="0",model_name="Qwen/Qwen3-0.6B"}', 1_298_848, 1.7597412046158106e9, 'Qwen/Qwen3-0.6B{engine="0"}'],
+      ['vllm:prompt_tokens{engine="1",model_name="Qwen/Qwen3-0.6B"}', 1_201_117, 1.7597412046158588e9, 'Qwen/Qwen3-0.6B{engine="1"}'],
+    ],
+  );
+  const cachedNames = new Set(s.counters.filter((c) => c.metric === 'cachedTokens').map((c) => c.name));
+  assert.deepEqual([...cachedNames], ['vllm:prefix_cache_hits_total', 'vllm:gpu_prefix_cache_hits_total'], 'both twins are read; the interval picks one');
+  // Same origin as engine 0's prompt counter: a restart seen on one resets the other.
+  const hits0 = s.counters.find((c) => c.name === 'vllm:prefix_cache_hits_total' && c.origin === 'Qwen/Qwen3-0.6B{engine="0"}');
+  assert.equal(hits0?.value, 412_304);
+});
+
+test('SGLang: cache_source and engine_type series belong to the same engine; ranks are merged, dp ranks are not', () => {
+  const s = snap('sglang-cached-tokens-rendered.prom');
+  const origins = new Set(s.counters.map((c) => c.origin));
+  assert.deepEqual([...origins], ['Qwen/Qwen2.5-7B-Instruct{}'], 'prompt, generation and both cache sources: one engine');
+  const typed = readEngineSnapshot(
+    parsePrometheusText('sglang:prompt_tokens_total{engine_type="unified",model_name="m"} 1\nsglang:cached_tokens_total{cache_source="host",model_name="m"} 1'),
+    'sglang',
+    5,
+    'x',
+  );
+  assert.deepEqual(typed.counters.map((c) => c.origin), ['m{}', 'm{}']);
+  const text = [
+    'sglang:prompt_tokens_total{dp_rank="0",model_name="m",tp_rank="0"} 100',
+    'sglang:prompt_tokens_total{dp_rank="0",model_name="m",tp_rank="1"} 100',
+    'sglang:prompt_tokens_total{dp_rank="1",model_name="m",tp_rank="0"} 40',
+    'sglang:prompt_tokens_total{dp_rank="1",model_name="m",tp_rank="1"} 40',
+  ].join('\n');
+  const dp = readEngineSnapshot(parsePrometheusText(text), 'sglang', 5, 'x');
+  assert.deepEqual(dp.counters.map((c) => [c.key, c.value]), [
+    ['sglang:prompt_tokens{dp_rank="0",model_name="m"}', 100],
+    ['sglang:prompt_tokens{dp_rank="1",model_name="m"}', 40],
+  ]);
+  assert.equal(dp.models.get('m')?.promptTokens, 140);
+});
+
+test('hit-rate gauge across data-parallel ranks is averaged, not summed; values outside 0..1 are set apart', () => {
+  const page = (r0: number, r1: number) =>
+    [
+      'sglang:prompt_tokens_total{model_name="m"} 1000',
+      `sglang:cache_hit_rate{dp_rank="0",model_name="m",tp_rank="0"} ${r0}`,
+      `sglang:cache_hit_rate{dp_rank="0",model_name="m",tp_rank="1"} ${r0}`,
+      `sglang:cache_hit_rate{dp_rank="1",model_name="m",tp_rank="0"} ${r1}`,
+      `sglang:cache_hit_rate{dp_rank="1",model_name="m",tp_rank="1"} ${r1}`,
+    ].join('\n');
+  const ok = readEngineSnapshot(parsePrometheusText(page(0.6, 0.5)), 'sglang', 5, 'x').models.get('m');
+  assert.equal(ok?.cacheHitRate, 0.55);
+  assert.deepEqual(ok?.cacheHitRateOutOfRange, []);
+  const bad = readEngineSnapshot(parsePrometheusText(page(0.6, 1.7)), 'sglang', 5, 'x').models.get('m');
+  assert.equal(bad?.cacheHitRate, 0.6);
+  assert.deepEqual(bad?.cacheHitRateOutOfRange, [1.7, 1.7]);
+});
+
+test('running requests across data-parallel engines: the batch a running request is in, not the sum', () => {
+  const page = (r0: number, r1: number) =>
+    [
+      `sglang:num_running_reqs{dp_rank="0",model_name="m",tp_rank="0"} ${r0}`,
+      `sglang:num_running_reqs{dp_rank="0",model_name="m",tp_rank="1"} ${r0}`,
+      `sglang:num_running_reqs{dp_rank="1",model_name="m",tp_rank="0"} ${r1}`,
+    ].join('\n');
+  const running = (r0: number, r1: number) => readEngineSnapshot(parsePrometheusText(page(r0, r1)), 'sglang', 5, 'x').models.get('m')?.runningRequests;
+  assert.equal(running(8, 8), 8, 'two engines of 8: batch 8, not 16');
+  assert.equal(running(10, 0), 10, 'an idle engine does not halve the busy one');
+  assert.equal(running(0, 0), 0);
+});
+
+test('unreadable sample lines are remembered by counter name (a series absent from such a page may be hidden)', () => {
+  const text = ['vllm:prompt_tokens_total{model_name="m\\q"} 5', 'vllm:generation_tokens_total{model_name="m"} 4', '{bad} 1', '# TYPE 9bad counter'].join('\n');
+  const s = readEngineSnapshot(parsePrometheusText(text), 'vllm', 5, 'x');
+  assert.deepEqual([...s.unreadable].sort(), ['*', 'vllm:prompt_tokens']);
+  assert.deepEqual([...readEngineSnapshot(parsePrometheusText('vllm:prompt_tokens_total 1\n# TYPE 9bad counter'), 'vllm', 5, 'x').unreadable], [], 'a bad comment hides no sample');
 });
 
 test('vLLM 0.8 names: only vllm:gpu_prefix_cache_hits_total exists and is used', () => {
@@ -91,6 +170,7 @@ test('counters without the _total suffix and series without a model label use th
     cachedTokens: null,
     cachedMetric: null,
     cacheHitRate: null,
+    cacheHitRateOutOfRange: [],
     runningRequests: 2,
   });
 });

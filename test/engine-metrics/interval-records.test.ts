@@ -4,8 +4,9 @@ import fc from 'fast-check';
 import { parseRequestRecord } from '../../model/request-record.js';
 import { parsePrometheusText } from '../../collectors/engine-metrics/prometheus-text.js';
 import { readEngineSnapshot } from '../../collectors/engine-metrics/engine-snapshot.js';
-import type { EngineSnapshot, ModelReading } from '../../collectors/engine-metrics/engine-snapshot.js';
-import { intervalRecords } from '../../collectors/engine-metrics/interval-records.js';
+import type { EngineSnapshot } from '../../collectors/engine-metrics/engine-snapshot.js';
+import { baselineOf, intervalRecords, MAX_HELD_SCRAPES, nextInterval } from '../../collectors/engine-metrics/interval-records.js';
+import type { EngineBaseline, IntervalNote } from '../../collectors/engine-metrics/interval-records.js';
 import { bump, fixture, withValue } from './fixtures.js';
 
 const T0 = Date.UTC(2026, 10, 1, 10, 0, 0);
@@ -37,7 +38,9 @@ test('vLLM 0.10 page, two scrapes: deltas summed over engines, batch = mean runn
   assert.equal(r.promptTokens, 4000);
   assert.equal(r.completionTokens, 700);
   assert.equal(r.cachedTokens, 1200);
-  assert.equal(r.batchSize, 12, '(6+4 then 10+4) / 2');
+  // Per engine, not summed: engines at 6 and 4 run batches of 6 and 4 (5.2 for the average running
+  // request), then 10 and 4 (8.29); the mean of the two ends is 6.7.
+  assert.equal(r.batchSize, 7);
   assert.equal(r.granularity, 'interval');
   assert.equal(r.source, 'engine-metrics');
   assert.equal(r.startMs, T0);
@@ -61,7 +64,7 @@ test('a counter that goes down is an engine restart: the delta is what it counte
   assert.equal(r.promptTokens, 500);
   assert.equal(r.completionTokens, 80);
   assert.equal(r.cachedTokens, 100);
-  assert.ok(notes.some((n) => n.kind === 'counter-reset' && /prompt tokens went from 3401280 to 500/.test(n.reason)));
+  assert.ok(notes.some((n) => n.kind === 'counter-reset' && n.reason.startsWith('vllm:prompt_tokens{engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct"} went from 3401280 to 500')));
 });
 
 test('a changed _created timestamp is a restart even when the counters already grew past the old values', () => {
@@ -73,7 +76,7 @@ test('a changed _created timestamp is a restart even when the counters already g
   const { records, notes } = intervalRecords(vllm(before, T0), vllm(after, T1), { engineId: 'e' });
   assert.equal(valid(records[0]).promptTokens, 4_000_000);
   assert.equal(valid(records[0]).completionTokens, 1_048_600);
-  assert.ok(notes.some((n) => n.kind === 'counter-reset' && n.reason === 'engine restarted'));
+  assert.ok(notes.some((n) => n.kind === 'counter-reset' && /vllm:prompt_tokens\{engine="0",.*\} was re-created \(_created 1745337605.2431207 -> 1750000000\)/.test(n.reason)));
 });
 
 test('SGLang docs page: cached tokens estimated from the hit-rate gauge, and the record says so', () => {
@@ -120,13 +123,12 @@ test('a missing prompt counter yields a note and no record for that model', () =
   const text = fixture('vllm-v1-docs-design-metrics.prom');
   const { records, notes } = intervalRecords(vllm(text, T0), vllm(bump(text, 'vllm:generation_tokens_total{model_name="meta-llama/Llama-3.1-8B-Instruct"}', 10), T1), { engineId: 'e' });
   assert.equal(records.length, 0);
-  assert.deepEqual(notes, [{ kind: 'missing-counter', model: 'meta-llama/Llama-3.1-8B-Instruct', metric: 'promptTokens' }]);
+  assert.deepEqual(notes, [{ kind: 'missing-counter', model: 'meta-llama/Llama-3.1-8B-Instruct', metric: 'promptTokens', dropped: { prompt: 0, generation: 10, cached: 0 } }]);
 });
 
 test('ids stay under the request_id length limit for very long model names', () => {
   const model = `/gpfs/scratch/${'x'.repeat(200)}/llama-2-7b`; // legal (<= 256) but too long to embed
-  const reading = (p: number): ModelReading => ({ promptTokens: p, generationTokens: p, cachedTokens: null, cachedMetric: null, cacheHitRate: null, runningRequests: 1 });
-  const at = (atMs: number, p: number): EngineSnapshot => ({ engine: 'vllm', atMs, models: new Map([[model, reading(p)]]), resolved: {}, restartMarker: null });
+  const at = (atMs: number, p: number) => vllm(`vllm:prompt_tokens_total{model_name="${model}"} ${p}\nvllm:generation_tokens_total{model_name="${model}"} ${p}`, atMs);
   const { records } = intervalRecords(at(T0, 10), at(T1, 20), { engineId: 'e' });
   const r = valid(records[0]);
   assert.equal(r.model, model);
@@ -134,45 +136,343 @@ test('ids stay under the request_id length limit for very long model names', () 
   assert.match(r.requestId, /sha256-[0-9a-f]{24}/);
 });
 
-test('property: over any run of scrapes without restarts, the records add up to last minus first', () => {
-  const step = fc.record({ prompt: fc.nat(50_000), gen: fc.nat(20_000), cached: fc.nat(60_000), running: fc.nat(64) });
+
+/** Run snapshots through the stateful path, as the scraper does; every record checked against the schema. */
+function run(snaps: readonly EngineSnapshot[]) {
+  let baseline: EngineBaseline = baselineOf(snaps[0] as EngineSnapshot);
+  const steps: { records: ReturnType<typeof valid>[]; notes: IntervalNote[] }[] = [];
+  for (const snap of snaps.slice(1)) {
+    const out = nextInterval(baseline, snap, { engineId: 'e' });
+    baseline = out.baseline;
+    steps.push({ records: out.records.map(valid), notes: out.notes });
+  }
+  const records = steps.flatMap((s) => s.records);
+  const sum = (k: 'promptTokens' | 'completionTokens' | 'cachedTokens') => records.reduce((a, r) => a + r[k], 0);
+  return { steps, records, notes: steps.flatMap((s) => s.notes), baseline, prompt: sum('promptTokens'), completion: sum('completionTokens'), cached: sum('cachedTokens') };
+}
+
+/** A vLLM v1 page: per data-parallel engine [prompt, generation, cache hits]; `bad` garbles those series' lines. */
+function vpage(engines: readonly (readonly [number, number, number])[], opts: { bad?: readonly string[]; extra?: string } = {}): string {
+  const lines: string[] = [];
+  engines.forEach(([p, g, c], e) => {
+    const series: [string, number][] = [
+      ['vllm:prompt_tokens_total', p],
+      ['vllm:generation_tokens_total', g],
+      ['vllm:prefix_cache_hits_total', c],
+    ];
+    for (const [name, value] of series) {
+      const garbled = opts.bad?.includes(`${name}/${e}`);
+      lines.push(`${name}{engine="${e}",model_name="m${garbled ? '\\q' : ''}"} ${value}`);
+    }
+    lines.push(`vllm:num_requests_running{engine="${e}",model_name="m"} 4`);
+  });
+  if (opts.extra) lines.push(opts.extra);
+  return lines.join('\n');
+}
+const at = (i: number) => T0 + i * 15_000;
+
+test('#1 a series missing from one scrape is missing data: the record waits, the next scrape covers both intervals', () => {
+  const snaps = [
+    vllm(vpage([[20_480, 8192, 0]]), at(0)),
+    vllm(vpage([[20_580, 8242, 0]], { bad: ['vllm:prompt_tokens_total/0'] }), at(1)), // the prompt line is unreadable
+    vllm(vpage([[20_680, 8292, 0]]), at(2)),
+  ];
+  const { steps, records, prompt, completion } = run(snaps);
+  assert.deepEqual(steps[0]?.records, [], 'no record without the prompt counter, and no tokens lost');
+  assert.deepEqual(steps[0]?.notes, [{ kind: 'series-missing', model: 'm', series: ['vllm:prompt_tokens{engine="0",model_name="m"}'], held: true, sinceMs: at(0) }]);
+  assert.equal(records.length, 1);
+  assert.equal(records[0]?.startMs, at(0), 'one record over both intervals');
+  assert.equal(records[0]?.endMs, at(2));
+  assert.equal(prompt, 200, 'not the counter lifetime (20,680)');
+  assert.equal(completion, 100);
+  assert.equal(records[0]?.tokensEstimated, false);
+});
+
+test(`#1 a series missing for more than ${MAX_HELD_SCRAPES} scrapes: records go on without it; its tokens count when it is back`, () => {
+  const pages = [
+    vpage([[1000, 100, 0], [5000, 500, 0]]),
+    vpage([[1100, 110, 0], [5200, 520, 0]], { bad: ['vllm:prompt_tokens_total/1'] }),
+    vpage([[1200, 120, 0], [5400, 540, 0]], { bad: ['vllm:prompt_tokens_total/1'] }),
+    vpage([[1300, 130, 0], [5600, 560, 0]], { bad: ['vllm:prompt_tokens_total/1'] }),
+    vpage([[1400, 140, 0], [5800, 580, 0]]),
+  ];
+  const { steps, records, prompt, completion, notes } = run(pages.map((p, i) => vllm(p, at(i))));
+  assert.deepEqual(steps.map((s) => s.records.length), [0, 0, 1, 1]);
+  assert.equal(steps[2]?.records[0]?.promptTokens, 300, 'engine 0 only: engine 1 is owed');
+  assert.equal(steps[2]?.records[0]?.tokensEstimated, true, 'the record knows it is short');
+  assert.equal(steps[3]?.records[0]?.promptTokens, 100 + 800, 'engine 1 back: its increase since it was last seen');
+  assert.equal(prompt, 400 + 800);
+  assert.equal(completion, 40 + 80);
+  assert.ok(notes.some((n) => n.kind === 'series-missing' && !n.held));
+  assert.ok(notes.some((n) => n.kind === 'series-returned' && n.sinceMs === at(0)));
+  assert.deepEqual(records.map((r) => [r.startMs, r.endMs]), [[at(0), at(3)], [at(3), at(4)]]);
+});
+
+test('#1 a series first seen after a page whose lines of that name were unreadable: start unknown, not its lifetime', () => {
+  const extra = 'vllm:prompt_tokens_total{engine="9",model_name="m"} 1000000';
+  const base = vpage([[1000, 100, 0]], { bad: ['vllm:prompt_tokens_total/0'], extra: 'vllm:prompt_tokens_total{engine="9",model_name="m\\q"} 999000' });
+  const hidden = run([vllm(vpage([[1000, 100, 0]]), at(0)), vllm(base, at(1)), vllm(vpage([[1200, 120, 0]], { extra }), at(2))]);
+  assert.equal(hidden.prompt, 200, 'engine 9 may have been hidden: its 1,000,000 are not new');
+  assert.ok(hidden.notes.some((n) => n.kind === 'series-unknown-start' && n.series === 'vllm:prompt_tokens{engine="9",model_name="m"}'));
+  assert.equal(hidden.records[0]?.tokensEstimated, true);
+  const clean = run([vllm(vpage([[1000, 100, 0]]), at(0)), vllm(vpage([[1200, 120, 0]], { extra: 'vllm:prompt_tokens_total{engine="9",model_name="m"} 50' }), at(1))]);
+  assert.equal(clean.prompt, 250, 'after a clean page, a new series started at zero');
+});
+
+test('#4 a wall-clock step: never dropped; the interval lasts what the monotonic clock measured and ends now', () => {
+  const page = (p: number) => vpage([[p, p / 10, 0]]);
+  const snap = (p: number, wall: number, mono: number) => readEngineSnapshot(parsePrometheusText(page(p)), 'vllm', wall, 'unknown', mono);
+  const back = run([snap(10_000, T0, 0), snap(15_000, T0 - 2000, 15_000), snap(15_100, T0 + 13_000, 30_000)]);
+  assert.equal(back.prompt, 5100);
+  assert.deepEqual(back.records.map((r) => [r.startMs, r.endMs]), [[T0 - 17_000, T0 - 2000], [T0 - 2000, T0 + 13_000]]);
+  assert.deepEqual(back.steps[0]?.notes, [{ kind: 'clock-step', wallMs: -2000, monoMs: 15_000, held: false }]);
+  const forward = run([snap(10_000, T0, 0), snap(15_000, T0 + 3_600_000, 15_000)]);
+  assert.deepEqual(forward.records.map((r) => [r.startMs, r.endMs]), [[T0 + 3_585_000, T0 + 3_600_000]], 'not an hour-long record');
+  assert.ok(forward.notes.some((n) => n.kind === 'clock-step'));
+  // One injected clock for both (no monotonic clock to measure with): the interval waits.
+  const one = run([vllm(page(10_000), T0), vllm(page(15_000), T0 - 2000), vllm(page(15_100), T0 + 13_000)]);
+  assert.deepEqual(one.steps[0], { records: [], notes: [{ kind: 'clock-step', wallMs: -2000, monoMs: -2000, held: true }] });
+  assert.deepEqual(one.records.map((r) => [r.startMs, r.endMs, r.promptTokens]), [[T0, T0 + 13_000, 5100]]);
+});
+
+const sgl = (p: number, g: number, c: number, extra = '') =>
+  `sglang:prompt_tokens_total{model_name="m"} ${p}\nsglang:generation_tokens_total{model_name="m"} ${g}\nsglang:cached_tokens_total{cache_source="device",model_name="m"} ${c}\nsglang:num_running_reqs{model_name="m"} 4\n${extra}`;
+
+test('#5 a restart seen on one counter resets every counter of that engine, even those already past their old value', () => {
+  // No restart marker (prometheus_client multiprocess). The new process did 20k prompt (15k cached), 6k generated.
+  const { records, notes } = intervalRecords(sglang(sgl(50_000, 2000, 1000), T0), sglang(sgl(20_000, 6000, 15_000), T1), { engineId: 'e' });
+  const r = valid(records[0]);
+  assert.deepEqual([r.promptTokens, r.completionTokens, r.cachedTokens], [20_000, 6000, 15_000]);
+  const reset = notes.find((n) => n.kind === 'counter-reset');
+  assert.match(reset?.kind === 'counter-reset' ? reset.reason : '', /sglang:prompt_tokens\{model_name="m"\} went from 50000 to 20000; every counter of that engine counts from the restart/);
+});
+
+test('#6 increases are taken per series, then summed: one engine restarting does not hide or add the others', () => {
+  const page = (p0: number, p1: number, created1?: number) =>
+    [
+      `vllm:prompt_tokens_total{engine="0",model_name="m"} ${p0}`,
+      `vllm:prompt_tokens_total{engine="1",model_name="m"} ${p1}`,
+      ...(created1 === undefined ? [] : ['vllm:prompt_tokens_created{engine="0",model_name="m"} 1.7e9', `vllm:prompt_tokens_created{engine="1",model_name="m"} ${created1}`]),
+      'vllm:generation_tokens_total{engine="0",model_name="m"} 0',
+      'vllm:generation_tokens_total{engine="1",model_name="m"} 0',
+      'vllm:num_requests_running{engine="0",model_name="m"} 2',
+    ].join('\n');
+  const prompt = (a: string, b: string) => valid(intervalRecords(vllm(a, T0), vllm(b, T1), { engineId: 'e' }).records[0]).promptTokens;
+  assert.equal(prompt(page(1_000_000, 300_000), page(1_000_600, 50)), 650, 'the sum shrinks: not the other engine\'s lifetime');
+  assert.equal(prompt(page(1_000_000, 300_000), page(1_400_000, 50)), 400_050, 'the sum grows: the reset is still seen');
+  assert.equal(prompt(page(1_000_000, 300_000, 1.7e9), page(1_000_600, 350_000, 1.7e9 + 3600)), 350_600, 'a re-created series (_created) resets only itself');
+});
+
+test('#6 tensor-parallel ranks of one engine are one series: a rank line missing is neither a reset nor double counted', () => {
+  const page = (p: number, ranks: number[]) =>
+    [...ranks.map((tp) => `sglang:prompt_tokens_total{model_name="m",tp_rank="${tp}"} ${p}`), 'sglang:generation_tokens_total{model_name="m"} 0'].join('\n');
+  const { prompt, notes } = run([sglang(page(1000, [0, 1]), at(0)), sglang(page(1100, [0]), at(1)), sglang(page(1300, [1]), at(2)), sglang(page(1400, [0, 1]), at(3))]);
+  assert.equal(prompt, 400);
+  assert.deepEqual(notes, []);
+});
+
+test('#7 cache hits ahead of their prompt tokens are carried, so cached tokens add up to the engine counter', () => {
+  const page = (p: number, g: number, c: number) => `process_start_time_seconds 1.7e9\n${vpage([[p, g, c]])}`;
+  // Interval 1: 10k prompt tokens finished (9k cached), and a 32k-token request (30k cached) scheduled
+  // whose prefill ends after the scrape. Interval 2: that prefill ends.
+  const { records, notes, cached, prompt, baseline } = run([vllm(page(0, 0, 0), at(0)), vllm(page(10_000, 500, 39_000), at(1)), vllm(page(42_000, 900, 39_000), at(2))]);
+  assert.deepEqual(records.map((r) => [r.promptTokens, r.cachedTokens]), [[10_000, 10_000], [32_000, 29_000]]);
+  assert.equal(prompt, 42_000);
+  assert.equal(cached, 39_000, 'the engine counted 39,000');
+  assert.deepEqual(notes.filter((n) => n.kind === 'cached-capped'), [{ kind: 'cached-capped', model: 'm', cached: 39_000, prompt: 10_000, carried: 29_000 }]);
+  assert.equal(baseline.models.get('m')?.credit, 0);
+  // A restart voids the carried hits (their prefills died with the engine), and says so.
+  const restarted = run([vllm(page(0, 0, 0), at(0)), vllm(page(10_000, 500, 39_000), at(1)), vllm(page(5000, 100, 2000).replace('1.7e9', '1.8e9'), at(2))]);
+  assert.deepEqual(restarted.records.map((r) => [r.promptTokens, r.cachedTokens]), [[10_000, 10_000], [5000, 2000]]);
+  assert.ok(restarted.notes.some((n) => n.kind === 'cached-credit-dropped' && n.tokens === 29_000));
+});
+
+test('#8 the hit-rate gauge is averaged across data-parallel ranks; an out-of-range value is named, not a silent zero', () => {
+  const page = (p: number, r0: number, r1: number) =>
+    [
+      `sglang:prompt_tokens_total{model_name="m"} ${p}`,
+      `sglang:generation_tokens_total{model_name="m"} ${p / 10}`,
+      `sglang:cache_hit_rate{dp_rank="0",model_name="m"} ${r0}`,
+      `sglang:cache_hit_rate{dp_rank="1",model_name="m"} ${r1}`,
+      'sglang:num_running_reqs{dp_rank="0",model_name="m"} 3',
+    ].join('\n');
+  const interval = (r0: number, r1: number) => {
+    const { records, notes } = intervalRecords(sglang(page(1000, r0, r1), T0), sglang(page(2000, r0, r1), T1), { engineId: 'e' });
+    return { r: valid(records[0]), notes };
+  };
+  assert.equal(interval(0.6, 0.5).r.cachedTokens, 550, '55%, not 110% (and not 0)');
+  assert.equal(interval(0.3, 0.4).r.cachedTokens, 350);
+  const bad = interval(0.6, 1.5);
+  assert.equal(bad.r.cachedTokens, 600, 'the in-range rank only');
+  assert.ok(bad.notes.some((n) => n.kind === 'hit-rate-out-of-range' && n.metric === 'sglang:cache_hit_rate' && n.values.join() === '1.5'));
+  const off = interval(-1, -1);
+  assert.deepEqual([off.r.cachedTokens, off.r.tokensEstimated], [0, true], 'vLLM v0 reports -1 when prefix caching is off: no hits');
+  assert.ok(!off.notes.some((n) => n.kind === 'hit-rate-out-of-range'));
+  const none = interval(-0.5, 1.5);
+  assert.equal(none.r.cachedTokens, 0);
+  assert.equal(none.r.tokensEstimated, true, 'unknown, so not presented as a measured zero');
+  assert.ok(none.notes.some((n) => n.kind === 'hit-rate-out-of-range'));
+});
+
+test('N2 batch size is per engine: data-parallel engines running 10 and 0 are a batch of 10 (not the mean 5); 8 and 8 a batch of 8 (not 16)', () => {
+  const page = (p: number, r0: number, r1: number) =>
+    vpage([[p, p, 0], [p, p, 0]]).replace('vllm:num_requests_running{engine="0",model_name="m"} 4', `vllm:num_requests_running{engine="0",model_name="m"} ${r0}`).replace('vllm:num_requests_running{engine="1",model_name="m"} 4', `vllm:num_requests_running{engine="1",model_name="m"} ${r1}`);
+  const r = valid(intervalRecords(vllm(page(100, 10, 0), T0), vllm(page(200, 10, 0), T1), { engineId: 'e' }).records[0]);
+  assert.equal(r.batchSize, 10);
+  const even = valid(intervalRecords(vllm(page(100, 8, 8), T0), vllm(page(200, 8, 8), T1), { engineId: 'e' }).records[0]);
+  assert.equal(even.batchSize, 8, 'not 16');
+});
+
+test('N3 a renamed cached counter (old name gone, new one created) is read from the new name and noted, not a silent 0', () => {
+  const prompt = (p: number) => `vllm:prompt_tokens_total{model_name="m"} ${p}\nvllm:generation_tokens_total{model_name="m"} 10`;
+  const before = `${prompt(5000)}\nvllm:gpu_prefix_cache_hits_total{model_name="m"} 1000`;
+  const after = `${prompt(6000)}\nvllm:prefix_cache_hits_total{model_name="m"} 300`;
+  const { records, notes } = intervalRecords(vllm(before, T0), vllm(after, T1), { engineId: 'e' });
+  assert.equal(valid(records[0]).cachedTokens, 300);
+  assert.ok(notes.some((n) => n.kind === 'counter-renamed' && n.from === 'vllm:gpu_prefix_cache_hits_total' && n.to === 'vllm:prefix_cache_hits_total'));
+  // Its deprecated twin on the same page never adds to it, even when the used name's line is unreadable once.
+  const twins = (p: number, c: number, bad = false) =>
+    `${prompt(p)}\nvllm:prefix_cache_hits_total{model_name="m${bad ? '\\q' : ''}"} ${c}\nvllm:gpu_prefix_cache_hits_total{model_name="m"} ${c}`;
+  const held = run([vllm(twins(1000, 100), at(0)), vllm(twins(2000, 600, true), at(1)), vllm(twins(3000, 900), at(2))]);
+  assert.equal(held.cached, 800);
+  assert.equal(held.prompt, 2000);
+});
+
+/**
+ * A simulated vLLM page: data-parallel engines 0 and 1 (engine 1 on two tensor-parallel ranks that
+ * report the same counts), counters prompt / generation / prefix-cache hits, and
+ * process_start_time_seconds. Cache hits are counted when a request is scheduled and prompt tokens
+ * when its prefill ends, so part of a step's hits can be counted a step early.
+ */
+const engineStep = fc.record({
+  prompt: fc.nat(40_000),
+  cachedPct: fc.integer({ min: 0, max: 100 }),
+  earlyPct: fc.integer({ min: 0, max: 100 }), // of the NEXT step's cached tokens, counted in this step
+  gen: fc.nat(20_000),
+  running: fc.nat(64),
+  restart: fc.constantFrom(false, false, false, false, false, false, false, true), // no marker: counters drop
+  hide: fc.constantFrom('none', 'none', 'none', 'none', 'none', 'prompt', 'gen', 'cached', 'all', 'rank'),
+});
+const simStep = fc.record({
+  engines: fc.tuple(engineStep, engineStep),
+  pageRestart: fc.constantFrom(false, false, false, false, false, false, false, false, false, true), // process_start_time_seconds changes
+  clock: fc.constantFrom('ok', 'ok', 'ok', 'ok', 'ok', 'ok', 'back', 'forward'),
+});
+type SimMetric = 'prompt' | 'gen' | 'cached';
+const SIM_METRICS: SimMetric[] = ['prompt', 'gen', 'cached'];
+const SIM_NAMES: Record<SimMetric, string> = { prompt: 'vllm:prompt_tokens_total', gen: 'vllm:generation_tokens_total', cached: 'vllm:prefix_cache_hits_total' };
+
+test('property: over random runs with restarts, missing and unreadable series, per-series resets, hits ahead of prompts and clock steps, the records add up to the engine totals less only what is unknowable', () => {
   fc.assert(
-    fc.property(fc.array(step, { minLength: 1, maxLength: 30 }), (steps) => {
-      let p = 1000;
-      let g = 500;
-      let c = 0;
-      const snaps: EngineSnapshot[] = [];
-      const push = (i: number, running: number) =>
-        snaps.push({
-          engine: 'sglang',
-          atMs: T0 + i * 15_000,
-          models: new Map([['m', { promptTokens: p, generationTokens: g, cachedTokens: c, cachedMetric: 'sglang:cached_tokens_total', cacheHitRate: null, runningRequests: running }]]),
-          resolved: {},
-          restartMarker: 42,
+    fc.property(fc.array(simStep, { minLength: 1, maxLength: 25 }), (generated) => {
+      // A last clean scrape with nothing new: every series readable, so everything owed is due.
+      const quiet = { prompt: 0, cachedPct: 0, earlyPct: 0, gen: 0, running: 0, restart: false, hide: 'none' as const };
+      const steps = [...generated, { engines: [quiet, quiet] as const, pageRestart: false, clock: 'ok' as const }];
+      const zero = (): Record<SimMetric, number> => ({ prompt: 0, gen: 0, cached: 0 });
+      const engines = [0, 1].map((e) => ({
+        value: { prompt: 1_000_000 + e * 77_777, gen: 400_000, cached: 300_000 } as Record<SimMetric, number>,
+        lastSeen: { prompt: 1_000_000 + e * 77_777, gen: 400_000, cached: 300_000 } as Record<SimMetric, number>,
+        restartedSince: { prompt: false, gen: false, cached: false } as Record<SimMetric, boolean>,
+        early: 0, // hits of this step's prompts already counted in the previous step
+      }));
+      const truth = zero(); // every token the engine counted
+      const observable = zero(); // what a reader of the scrapes can know: increase() over the visible samples
+      const lost = zero(); // counted after a series was last seen and before its engine restarted
+      let processStart = 1.7e9;
+      let wall = T0;
+      let mono = 0;
+      const restartSteps = new Set<number>();
+      const clockSteps = new Set<number>();
+
+      const render = (step: (typeof steps)[number]): string => {
+        const lines = [`process_start_time_seconds ${processStart}`];
+        engines.forEach((eng, e) => {
+          const s = step.engines[e] as (typeof steps)[number]['engines'][number];
+          for (const m of SIM_METRICS) {
+            // After a restart the hit counter is created again only on its first hit (prometheus_client is lazy).
+            const absent = m === 'cached' && eng.restartedSince.cached && eng.value.cached === 0;
+            const hidden = s.hide === m || s.hide === 'all';
+            const ranks = e === 1 ? ['0', '1'] : [null];
+            for (const tp of ranks) {
+              if (absent || (s.hide === 'rank' && tp === '1')) continue;
+              lines.push(`${SIM_NAMES[m]}{engine="${e}",model_name="${hidden ? 'm\\q' : 'm'}"${tp === null ? '' : `,tp_rank="${tp}"`}} ${eng.value[m]}`);
+            }
+            if (!absent && !hidden) {
+              observable[m] += eng.restartedSince[m] ? eng.value[m] : eng.value[m] - eng.lastSeen[m];
+              eng.lastSeen[m] = eng.value[m];
+              eng.restartedSince[m] = false;
+            }
+          }
+          lines.push(`vllm:num_requests_running{engine="${e}",model_name="m"} ${s.running}`);
         });
-      push(0, 0);
-      steps.forEach((s, i) => {
-        p += s.prompt;
-        g += s.gen;
-        c += Math.min(s.cached, s.prompt); // engines never cache more than they are asked
-        push(i + 1, s.running);
-      });
-      let prompt = 0;
-      let gen = 0;
-      let cached = 0;
-      for (let i = 1; i < snaps.length; i++) {
-        const { records } = intervalRecords(snaps[i - 1] as EngineSnapshot, snaps[i] as EngineSnapshot, { engineId: 'e' });
-        for (const w of records) {
-          const r = valid(w);
-          prompt += r.promptTokens;
-          gen += r.completionTokens;
-          cached += r.cachedTokens;
+        return lines.join('\n');
+      };
+      const restart = (eng: (typeof engines)[number]): void => {
+        for (const m of SIM_METRICS) {
+          lost[m] += eng.value[m] - (eng.restartedSince[m] ? 0 : eng.lastSeen[m]);
+          eng.value[m] = 0;
+          eng.restartedSince[m] = true;
         }
+        eng.early = 0; // requests scheduled before the restart died with it
+      };
+
+      const snaps = [readEngineSnapshot(parsePrometheusText(render(steps[steps.length - 1] as (typeof steps)[number])), 'vllm', wall, 'unknown', mono)];
+      steps.forEach((step, k) => {
+        mono += 15_000;
+        wall += step.clock === 'back' ? -2000 : step.clock === 'forward' ? 3_600_000 : 15_000;
+        if (step.clock !== 'ok') clockSteps.add(k);
+        if (step.pageRestart) {
+          processStart += 100;
+          engines.forEach(restart);
+          restartSteps.add(k);
+        }
+        engines.forEach((eng, e) => {
+          const s = step.engines[e] as (typeof step.engines)[number];
+          let prompt = s.prompt;
+          // Without a marker a restart must show: its prompt counter is read, below its last reading.
+          if (s.restart && !step.pageRestart && !eng.restartedSince.prompt && eng.lastSeen.prompt > 0) {
+            restart(eng);
+            prompt = Math.min(prompt, eng.lastSeen.prompt - 1);
+            (s as { hide: string }).hide = 'none';
+            restartSteps.add(k);
+          }
+          const cached = Math.round((prompt * s.cachedPct) / 100);
+          const next = steps[k + 1]?.engines[e];
+          const nextCached = next ? Math.round((next.prompt * next.cachedPct) / 100) : 0;
+          const earlyNext = Math.round((nextCached * s.earlyPct) / 100);
+          const hits = Math.max(0, cached - eng.early) + earlyNext;
+          eng.early = earlyNext;
+          const inc = { prompt, gen: s.gen, cached: hits };
+          for (const m of SIM_METRICS) {
+            eng.value[m] += inc[m];
+            truth[m] += inc[m];
+          }
+        });
+        snaps.push(readEngineSnapshot(parsePrometheusText(render(step)), 'vllm', wall, 'unknown', mono));
+      });
+      // The oracle itself: only tokens counted between a series' last reading and a restart are lost.
+      for (const m of SIM_METRICS) assert.equal(observable[m] + lost[m], truth[m], m);
+
+      const { steps: out, records, prompt, completion, cached, notes, baseline } = run(snaps);
+      assert.equal(prompt, observable.prompt, 'prompt tokens');
+      assert.equal(completion, observable.gen, 'generation tokens');
+      // Hits ahead of prompts wait as credit; a restart voids it, with a note.
+      const dropped = notes.reduce((a, n) => a + (n.kind === 'cached-credit-dropped' ? n.tokens : 0), 0);
+      const credit = baseline.models.get('m')?.credit ?? 0;
+      assert.equal(cached + dropped + credit, observable.cached, 'cached tokens');
+      if (restartSteps.size === 0) {
+        assert.deepEqual([prompt, completion, cached + credit], [truth.prompt, truth.gen, truth.cached], 'no restart: exactly the engine totals');
+        // Hits run at most one step ahead, so with every series read each time nothing is left waiting.
+        if (generated.every((st) => st.engines.every((e) => e.hide === 'none'))) assert.equal(credit, 0, 'all hits recorded');
       }
-      assert.equal(prompt, p - 1000);
-      assert.equal(gen, g - 500);
-      assert.equal(cached, c);
+      // Every restart is reported in its interval; so is every clock step; nothing else resets.
+      const stepsWith = (kind: IntervalNote['kind']) => new Set(out.flatMap((s, k) => (s.notes.some((n) => n.kind === kind) ? [k] : [])));
+      assert.deepEqual(stepsWith('counter-reset'), restartSteps);
+      assert.deepEqual(stepsWith('clock-step'), clockSteps);
+      // Records: valid (cached <= prompt is checked by the schema), distinct ids, positive length.
+      assert.equal(new Set(records.map((r) => r.requestId)).size, records.length);
+      for (const r of records) assert.ok(r.endMs > r.startMs);
     }),
-    { numRuns: 200 },
+    { numRuns: 300 },
   );
 });
