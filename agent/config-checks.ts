@@ -1,5 +1,6 @@
 import { CONFIG_OPTION_BY_KEY } from './config-options.js';
 import type { TokenwattConfig } from './config-schema.js';
+import { MAX_HELD_SCRAPES } from '../collectors/engine-metrics/interval-records.js';
 
 /** Where a key's value came from. */
 export type ConfigSource = 'default' | 'file' | 'env' | 'flag';
@@ -62,6 +63,17 @@ export function crossCheckConfig(config: TokenwattConfig, sources: Readonly<Reco
     warnings.push(`${keyName('attribution.wCached')}: a prefix-cache hit (${wCached}) weighs more than an uncached prompt token (${wPrefill})`);
   }
 
+  if (config.engineMetrics !== undefined) {
+    // An interval record arrives when its scrape ends, and one held for missing series spans up to
+    // MAX_HELD_SCRAPES + 1 intervals: all of it must still be within the lateness window.
+    const spanS = ((MAX_HELD_SCRAPES + 1) * config.engineMetrics.intervalMs) / 1000;
+    if (spanS > config.settleLateness) {
+      warnings.push(
+        `${keyName('settleLateness')}: ${config.settleLateness} s is shorter than ${MAX_HELD_SCRAPES + 1} engine-metrics intervals (${spanS} s at engineMetrics.intervalMs ${config.engineMetrics.intervalMs}): ` +
+          'an interval record held for a missing series would arrive partly late',
+      );
+    }
+  }
   checkReplicas(config, warnings);
   checkHeaders(config, errors, warnings);
 

@@ -174,6 +174,15 @@ test('warnings: shared GPUs, tier overrides, open ingest, a token on the command
   assert.equal(redactConfig(flagged.config).ingestToken, '(redacted)');
 });
 
+test('warnings: a settlement lateness shorter than the span an engine-metrics record may cover', () => {
+  const target = 'targets: [{ url: "http://127.0.0.1:8000/metrics" }]';
+  withFiles({ 'slow.yaml': `engineMetrics: { ${target}, intervalMs: 60000 }\n`, 'default.yaml': `engineMetrics: { ${target} }\n` }, (dir) => {
+    const slow = mustLoad({ configFile: join(dir, 'slow.yaml') });
+    assert.match(slow.warnings.join('\n'), /--settle-lateness .*120 s is shorter than 3 engine-metrics intervals \(180 s at engineMetrics\.intervalMs 60000\)/);
+    assert.ok(!mustLoad({ configFile: join(dir, 'default.yaml') }).warnings.some((w) => /engine-metrics intervals/.test(w)), 'the default 15 s interval fits');
+  });
+});
+
 test('programmatic overrides may pass typed values (the demo forcing the simulated source)', () => {
   const { config, sources } = mustLoad({ flags: { power: 'simulated', port: 0 + 9000 } });
   assert.deepEqual(config.power, { kind: 'simulated' });
