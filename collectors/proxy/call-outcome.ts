@@ -23,16 +23,20 @@ export interface Answer {
   /** Why the call is not a success, if it is not. */
   problem: string | null;
   /**
-   * The upstream refused the call (non-2xx) or could not be reached: it generated nothing, and
-   * the record carries zero tokens rather than estimates. A call that timed out or was cancelled
-   * may have been prefilling, so it keeps its estimates.
+   * The upstream refused the call (non-2xx) or was never reached (the connection could not be
+   * made): it generated nothing, and the record carries zero tokens rather than estimates. A call
+   * that reached the upstream and then failed, timed out or was cancelled may have been
+   * prefilling or generating, so it keeps its estimates.
    */
   refused: boolean;
+  /** Usage the upstream sent without the counts a record needs: the tokens are estimated (why, for a warning). */
+  usageIgnored: string | null;
 }
 
 /** Status of a stream that ended: ok only if it finished properly and its usage is believable. */
 export function streamOutcome(f: StreamFacts, answer: Answer): RequestStatus {
   answer.usage = f.usage;
+  if (f.usage === null) answer.usageIgnored = f.usageIncomplete;
   if (f.usageRefused !== null) {
     answer.usage = null;
     answer.problem = `usage refused: ${f.usageRefused}`;
@@ -81,11 +85,12 @@ export function jsonOutcome(endpoint: OpenAiEndpoint, answer: Answer, body: Buff
   }
   if (json.usage !== undefined && json.usage !== null) {
     const usage = endpoint === 'responses' ? parseResponsesUsage(json.usage) : parseChatUsage(json.usage);
-    if (!usage.ok) {
+    if (usage.ok) answer.usage = usage.usage;
+    else if (usage.incomplete) answer.usageIgnored = usage.reason;
+    else {
       answer.problem = `usage refused: ${usage.reason}`;
       return 'error';
     }
-    answer.usage = usage.usage;
   }
   if (endpoint === 'responses' && json.status === 'failed') {
     answer.problem = 'the response status is failed';
@@ -117,6 +122,11 @@ function generatedText(endpoint: OpenAiEndpoint, json: Record<string, unknown>):
     const message = isObject(choice.message) ? choice.message : {};
     chars += len(message.content);
     reasoningChars += len(message.reasoning_content) + len(message.reasoning);
+    // generated tool calls are tokens too (the streaming path counts their argument deltas)
+    for (const call of Array.isArray(message.tool_calls) ? message.tool_calls : []) {
+      if (isObject(call) && isObject(call.function)) chars += len(call.function.arguments);
+    }
+    if (isObject(message.function_call)) chars += len(message.function_call.arguments);
   }
   return { chars, reasoningChars };
 }

@@ -1,4 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 
 /** Headers that describe one connection, not the message (RFC 9110 §7.6.1): never forwarded. */
 const HOP_BY_HOP = new Set([
@@ -14,6 +15,19 @@ const HOP_BY_HOP = new Set([
 ]);
 
 const NOTHING: ReadonlySet<string> = new Set();
+
+/**
+ * The first value of header `name` (lower case) in a raw header list, or undefined. Reads the
+ * list node already has, where `req.headers` would build an object of every header, and keeps a
+ * repeated header's first value, where `req.headers` joins them.
+ */
+export function rawHeader(rawHeaders: readonly string[], name: string): string | undefined {
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const header = rawHeaders[i] as string;
+    if (header.length === name.length && header.toLowerCase() === name) return rawHeaders[i + 1];
+  }
+  return undefined;
+}
 
 /**
  * Filter a raw header list (`[name, value, name, value, ...]`, names in their original case and
@@ -63,8 +77,26 @@ export function sendProxyError(res: ServerResponse, status: number, code: string
   }
   if (res.writableEnded || res.destroyed) return;
   const body = JSON.stringify({ error: { message: `tokenwatt proxy: ${message}`, type: 'proxy_error', code } });
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  // The reason phrase is named: a relay that failed half-way may have left the upstream's on `res`.
+  res.writeHead(status, STATUS_CODES[status] ?? 'Error', { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
+}
+
+/**
+ * Start the client's response with the upstream's status code and headers; returns why it cannot
+ * (null when it could). Node's client reads status lines that node's server will not write (a
+ * code below 100, a control character in the reason phrase): such an answer must cost its call
+ * a 502, not the agent an uncaught exception. The upstream's reason phrase is not relayed (it
+ * means nothing to clients, HTTP/2 dropped it): node writes the standard one for the code.
+ */
+export function relayHead(res: ServerResponse, status: number, headers: readonly string[]): string | null {
+  if (!Number.isInteger(status) || status < 100 || status > 999) return `the upstream answered with an invalid status code (${status})`;
+  try {
+    res.writeHead(status, headers as unknown as OutgoingHttpHeaders);
+    return null;
+  } catch (err) {
+    return `the upstream's answer cannot be relayed: ${err instanceof Error ? err.message : String(err)}`;
+  }
 }
 
 /** Raised by {@link readBody} when the body exceeds its limit. */

@@ -3,14 +3,16 @@ import http from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Readable, Transform } from 'node:stream';
+import zlib from 'node:zlib';
 import type { RequestRecord, RequestStatus } from '../../model/request-record.js';
 import type { RequestSink, RequestSource } from '../request-sink.js';
-import { BodyTooLargeError, forwardableHeaders, readBodyThen, sendProxyError, UpstreamTimeoutError } from './http-forwarding.js';
+import { BodyTooLargeError, forwardableHeaders, rawHeader, readBodyThen, relayHead, sendProxyError, UpstreamTimeoutError } from './http-forwarding.js';
 import { recordedEndpoint } from './openai-endpoint.js';
 import type { OpenAiEndpoint } from './openai-endpoint.js';
 import type { TokenUsage } from './openai-usage.js';
 import type { ProxyConfig, ReplicaConfig } from './proxy-config.js';
-import { buildProxyRecord, labelsFromHeaders } from './proxy-record.js';
+import { boundedModel, buildProxyRecord, labelsFromHeaders, MAX_MODEL } from './proxy-record.js';
 import type { CallLabels } from './proxy-record.js';
 import { RecordDelivery } from './record-delivery.js';
 import type { DeliveryStats, SourceLog } from './record-delivery.js';
@@ -32,6 +34,8 @@ export interface OpenAiProxyOptions {
   readonly now?: () => number;
   /** How long shutdown lets calls in flight finish before cutting them (they are then recorded as cancelled). */
   readonly shutdownGraceMs?: number;
+  /** How long an idle upstream keep-alive connection is kept (default FREE_SOCKET_TIMEOUT_MS; tests shorten it). */
+  readonly freeSocketTimeoutMs?: number;
 }
 
 /**
@@ -42,11 +46,22 @@ export interface OpenAiProxyOptions {
 class RecordedCall extends WatchedRequest {
   requestModel: string | null = null;
   promptEstimate = 0;
+  /** The client asked for a stream (as the upstream reads `stream`). */
   stream = false;
   /** The proxy added stream_options.include_usage: usage chunks must not reach the client. */
   injectedUsage = false;
   upstreamReq: http.ClientRequest | null = null;
-  readonly answer: Answer = { id: null, model: null, usage: null, firstContentMs: null, completionEstimate: 0, reasoningEstimate: 0, problem: null, refused: false };
+  readonly answer: Answer = {
+    id: null,
+    model: null,
+    usage: null,
+    firstContentMs: null,
+    completionEstimate: 0,
+    reasoningEstimate: 0,
+    problem: null,
+    refused: false,
+    usageIgnored: null,
+  };
   /** Brings `answer` up to date with what a stream said so far (set while a stream is read). */
   settle: (() => void) | null = null;
   /** A body byte has been written to the client (so its headers went with it). */
@@ -70,11 +85,10 @@ class RecordedCall extends WatchedRequest {
 
 /** The watchdog's entry for a passed-through request. */
 class PassThroughWatch extends WatchedRequest {
-  constructor(private readonly upstreamReq: http.ClientRequest) {
-    super();
-  }
+  /** The request in flight (a retry replaces the first). */
+  upstreamReq: http.ClientRequest | null = null;
   onTimeout(error: UpstreamTimeoutError): void {
-    this.upstreamReq.destroy(error);
+    this.upstreamReq?.destroy(error);
   }
 }
 
@@ -100,19 +114,84 @@ interface Finished {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (v: unknown): string | null => (typeof v === 'string' && v.length > 0 ? v : null);
+/** Strings pydantic (vLLM's and SGLang's request models, lax mode) reads as true; it also takes the number 1. */
+const TRUE_WORDS: ReadonlySet<string> = new Set(['true', '1', 'yes', 'on', 't', 'y']);
+/**
+ * Upstream keep-alive connections idle this long are closed by the proxy. Below the idle timeout
+ * of common servers (uvicorn, which vLLM runs on, closes after 5 s without saying so in a
+ * Keep-Alive header), so that a call is rarely sent on a connection the upstream is closing.
+ */
+const FREE_SOCKET_TIMEOUT_MS = 4000;
+/** Error codes of a connection to the upstream that was never made (TLS handshake failures are matched by name below). */
+const NOT_CONNECTED: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'EADDRNOTAVAIL']);
+const TLS_HANDSHAKE = /CERT|TLS|SSL|SIGNATURE|ISSUER/;
 /** An SSE event larger than this without its blank line is not SSE: passed on unparsed. */
 const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 const NO_TOKENS: TokenUsage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, reasoningTokens: 0 };
-/** Request headers not forwarded on a recorded call: the proxy sets Host and Content-Length, and asks for no encoding (it must read the answer). */
+/** Request headers not forwarded on a recorded call: the proxy sets Host and Content-Length, and asks for identity (it must read the answer). */
 const RECORDED_REQUEST_DROP: ReadonlySet<string> = new Set(['host', 'content-length', 'accept-encoding']);
 const PASS_THROUGH_DROP: ReadonlySet<string> = new Set(['host']);
 const NOTHING: ReadonlySet<string> = new Set();
 const CONTENT_LENGTH: ReadonlySet<string> = new Set(['content-length']);
+/** Headers of an answer the proxy decodes for the client: its length and coding are no longer the body's. */
+const DECODED: ReadonlySet<string> = new Set(['content-length', 'content-encoding']);
 
 /** SSE headers go out at once if no body byte followed them within the same read (see relay). */
 function flushHeadersIfIdle(call: RecordedCall, res: ServerResponse): void {
   if (!call.wroteBody && !res.destroyed && !res.writableEnded) res.flushHeaders();
 }
+
+/** `stream` as the upstream reads it: pydantic takes true, 1 and "true" (and the like) alike. */
+function streamRequested(value: unknown): boolean {
+  return value === true || value === 1 || (typeof value === 'string' && TRUE_WORDS.has(value.toLowerCase()));
+}
+
+/** The connection to the upstream was never made (refused, no such host, TLS handshake failed): it saw nothing of the call. */
+function neverConnected(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code !== undefined && (NOT_CONNECTED.has(code) || TLS_HANDSHAKE.test(code));
+}
+
+/**
+ * The call went out on a pooled connection that the upstream had closed (idle) meanwhile: nothing
+ * was answered, so it may be sent again on a new connection (node's documented pattern for `reusedSocket`).
+ */
+function staleConnection(upstreamReq: http.ClientRequest, err: Error, responded: boolean): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return !responded && upstreamReq.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE');
+}
+
+/** A node:zlib decoder for a content coding (lower case), or null for one it cannot read. */
+function decoderFor(coding: string): Transform | null {
+  switch (coding) {
+    case 'gzip':
+    case 'x-gzip':
+      return zlib.createGunzip();
+    case 'deflate':
+      return zlib.createInflate();
+    case 'br':
+      return zlib.createBrotliDecompress();
+    default:
+      return null;
+  }
+}
+
+/**
+ * The client's buffer is full: read no more from `source` until it drains. Meanwhile the watchdog
+ * knows that the upstream's silence is the client's doing.
+ */
+function waitForClient(source: Readable, res: ServerResponse, watch: WatchedRequest): void {
+  if (watch.waitingForClient) return;
+  watch.waitingForClient = true;
+  source.pause();
+  res.once('drain', () => {
+    watch.waitingForClient = false;
+    source.resume();
+  });
+}
+
+/** The upstream closed a request without a response or an error (node does so for a 101 answer no one asked for). */
+const NO_ANSWER = 'the upstream closed the connection without an answer';
 
 /**
  * OpenAI-compatible reverse proxy. POSTs to /v1/chat/completions, /v1/completions and
@@ -163,7 +242,15 @@ export class OpenAiProxy implements RequestSource {
     this.transport = this.upstream.protocol === 'https:' ? https : http;
     // Keep-alive: a call reuses an idle connection (the most recently used first) instead of a new
     // TCP handshake. noDelay: each write goes out at once, not held back by Nagle's algorithm.
-    this.agent = new this.transport.Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo', noDelay: true });
+    // timeout: an idle connection is closed by the proxy before the upstream closes it under a call
+    // (node's agent acts on it for idle connections only; calls in flight have the watchdog).
+    this.agent = new this.transport.Agent({
+      keepAlive: true,
+      maxFreeSockets: 256,
+      scheduling: 'lifo',
+      noDelay: true,
+      timeout: options.freeSocketTimeoutMs ?? FREE_SOCKET_TIMEOUT_MS,
+    });
     this.watchdog = new UpstreamWatchdog(options.config.requestTimeoutMs, options.config.idleTimeoutMs);
   }
 
@@ -219,7 +306,8 @@ export class OpenAiProxy implements RequestSource {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
-    const url = req.url ?? '/';
+    let url = req.url ?? '/';
+    if (url.charCodeAt(0) !== 0x2f) url = this.originForm(url);
     const query = url.indexOf('?');
     const endpoint = recordedEndpoint(req.method, query === -1 ? url : url.slice(0, query));
     if (endpoint === null) {
@@ -239,6 +327,22 @@ export class OpenAiProxy implements RequestSource {
     }
   }
 
+  /**
+   * The path and query of an absolute-form request target (`POST http://host/v1/chat/completions`),
+   * which a client sends when it takes the proxy for a forward proxy (HTTP_PROXY): the call is
+   * matched and forwarded by its path, so it is recorded like any other. Other targets ("*") stay as they are.
+   */
+  private originForm(target: string): string {
+    let url: URL;
+    try {
+      url = new URL(target);
+    } catch {
+      return target;
+    }
+    this.warnOnce('absolute-form', `proxy: clients send full URLs (${url.origin}), as to a forward proxy; they go to ${this.upstream.origin} by their path`);
+    return url.pathname + url.search;
+  }
+
   /** A call to record: read its body, then forward it (forwardCall). */
   private recordCall(req: IncomingMessage, res: ServerResponse, url: string, endpoint: OpenAiEndpoint): void {
     const { config } = this.options;
@@ -246,7 +350,7 @@ export class OpenAiProxy implements RequestSource {
       endpoint,
       url,
       this.now(),
-      labelsFromHeaders(req.headers, config.headers, (header, reason) => this.warnOnce(`header:${header}:${reason}`, `proxy: header ${header} ignored: ${reason}`)),
+      labelsFromHeaders(req.rawHeaders, config.headers, (header, reason) => this.warnOnce(`header:${header}:${reason}`, `proxy: header ${header} ignored: ${reason}`)),
     );
     this.inFlight++;
     res.on('close', () => {
@@ -260,6 +364,8 @@ export class OpenAiProxy implements RequestSource {
     readBodyThen(req, config.maxRequestBodyBytes, (err, raw) => {
       if (err) {
         if (err instanceof BodyTooLargeError) {
+          // The rest of the body is not read, so the connection cannot carry another request: say so.
+          res.setHeader('Connection', 'close');
           res.on('finish', () => req.destroy());
           sendProxyError(res, 413, 'request_too_large', `request body exceeds maxRequestBodyBytes (${err.limit} bytes)`);
         }
@@ -281,26 +387,59 @@ export class OpenAiProxy implements RequestSource {
   /** Any other path: method, headers and body forwarded as they are, the answer relayed as it is. */
   private passThrough(req: IncomingMessage, res: ServerResponse, url: string): void {
     res.sendDate = false; // the upstream's own Date header (if any) is relayed instead
-    const upstreamReq = this.upstreamRequest(req.method ?? 'GET', url, forwardableHeaders(req.rawHeaders, PASS_THROUGH_DROP, ['Host', this.upstreamHost]));
-    const watch = new PassThroughWatch(upstreamReq);
+    const method = req.method ?? 'GET';
+    const headers = forwardableHeaders(req.rawHeaders, PASS_THROUGH_DROP, ['Host', this.upstreamHost]);
+    // Without a body (GET /v1/models...) the request can be sent again if its pooled connection was stale.
+    const length = rawHeader(req.rawHeaders, 'content-length');
+    const bodyless = (length === undefined || length === '0') && rawHeader(req.rawHeaders, 'transfer-encoding') === undefined;
+    const watch = new PassThroughWatch();
     watch.sentAt = this.watchdog.now();
     this.watchdog.watch(watch);
-    upstreamReq.on('close', () => this.watchdog.unwatch(watch));
-    upstreamReq.on('response', (up) => {
-      watch.responded = true;
-      watch.activity++; // the idle clock starts with the answer
-      res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardableHeaders(up.rawHeaders));
-      up.on('data', () => watch.activity++);
-      up.on('error', () => res.destroy());
-      up.pipe(res);
-    });
-    upstreamReq.on('error', (err) => this.upstreamFailed(res, err, url));
+    const send = (fresh: boolean): void => {
+      const upstreamReq = this.upstreamRequest(method, url, headers, fresh);
+      watch.upstreamReq = upstreamReq;
+      upstreamReq.on('response', (up) => this.relayPassThrough(up, res, watch, url));
+      upstreamReq.on('error', (err) => {
+        if (watch.upstreamReq !== upstreamReq) return;
+        if (bodyless && !fresh && staleConnection(upstreamReq, err, watch.responded)) send(true);
+        else this.upstreamFailed(res, err, url, watch.responded);
+      });
+      upstreamReq.on('close', () => {
+        if (watch.upstreamReq !== upstreamReq) return;
+        this.watchdog.unwatch(watch);
+        if (!watch.responded && !res.headersSent && !res.destroyed) this.upstreamFailed(res, new Error(NO_ANSWER), url, false);
+      });
+      if (bodyless) upstreamReq.end();
+      else req.pipe(upstreamReq);
+    };
     req.on('data', () => watch.activity++); // an upload in progress is not a silent upstream
     res.on('close', () => {
-      if (!res.writableFinished) upstreamReq.destroy();
+      if (!res.writableFinished) watch.upstreamReq?.destroy();
     });
-    req.on('error', () => upstreamReq.destroy());
-    req.pipe(upstreamReq);
+    req.on('error', () => watch.upstreamReq?.destroy());
+    send(false);
+  }
+
+  private relayPassThrough(up: IncomingMessage, res: ServerResponse, watch: PassThroughWatch, url: string): void {
+    watch.responded = true;
+    watch.activity++; // the idle clock starts with the answer
+    const problem = relayHead(res, up.statusCode ?? 0, forwardableHeaders(up.rawHeaders));
+    if (problem !== null) {
+      up.destroy();
+      this.warnOnce(`bad-answer:${problem}`, `proxy: ${url}: ${problem}`);
+      sendProxyError(res, 502, 'upstream_bad_answer', problem);
+      return;
+    }
+    up.on('data', (chunk: Buffer) => {
+      watch.activity++;
+      if (!res.write(chunk)) waitForClient(up, res, watch);
+    });
+    up.on('end', () => res.end());
+    // The client must see a cut answer, not a clean end.
+    up.on('error', () => res.destroy());
+    up.on('close', () => {
+      if (!up.complete) res.destroy();
+    });
   }
 
   /** A recorded call's body has arrived: read what the proxy needs from it and send it upstream. */
@@ -317,45 +456,68 @@ export class OpenAiProxy implements RequestSource {
       return;
     }
     const { config } = this.options;
-    call.stream = body.stream === true;
+    call.stream = streamRequested(body.stream);
     const asked = isObject(body.stream_options) && body.stream_options.include_usage === true;
     call.injectedUsage = call.stream && call.endpoint !== 'responses' && !asked && config.injectStreamUsage;
     call.requestModel = str(body.model);
     call.promptEstimate = estimatePromptTokens(body, call.endpoint);
     const out = call.injectedUsage ? withStreamUsage(raw, body) : raw;
 
-    // No accept-encoding: the proxy must read the answer (usage) and rewrite stream events.
-    const headers = forwardableHeaders(req.rawHeaders, RECORDED_REQUEST_DROP, ['Host', this.upstreamHost]);
+    // Accept-Encoding: identity: the proxy must read the answer (usage) and may rewrite stream events.
+    // (Without the header any coding would do, RFC 9110 §12.5.3.)
+    const headers = forwardableHeaders(req.rawHeaders, RECORDED_REQUEST_DROP, ['Host', this.upstreamHost, 'Accept-Encoding', 'identity']);
     headers.push('Content-Length', String(out.length));
-    const upstreamReq = this.upstreamRequest('POST', call.url, headers);
-    call.upstreamReq = upstreamReq;
     call.sentAt = this.watchdog.now();
     this.watchdog.watch(call);
+    this.sendCall(res, call, headers, out, false);
+  }
+
+  /** Send a recorded call upstream: on a pooled connection, or (`fresh`, the one retry) on a new one. */
+  private sendCall(res: ServerResponse, call: RecordedCall, headers: string[], out: Buffer, fresh: boolean): void {
+    const upstreamReq = this.upstreamRequest('POST', call.url, headers, fresh);
+    call.upstreamReq = upstreamReq;
     upstreamReq.on('error', (err) => {
-      if (call.clientGone || call.done) return;
-      call.answer.problem = err.message;
-      call.answer.refused = !(err instanceof UpstreamTimeoutError);
-      this.upstreamFailed(res, err, call.url);
-      this.finish(call, 'error');
+      if (call.upstreamReq !== upstreamReq || call.clientGone || call.done) return;
+      if (!fresh && staleConnection(upstreamReq, err, call.responded)) this.sendCall(res, call, headers, out, true);
+      else this.callFailed(res, call, err);
+    });
+    upstreamReq.on('close', () => {
+      if (call.upstreamReq === upstreamReq && !call.responded && !call.done && !call.clientGone) this.callFailed(res, call, new Error(NO_ANSWER));
     });
     upstreamReq.on('response', (up) => {
       call.responded = true;
       call.activity++; // the idle clock starts with the answer
+      let problem: string | null;
+      let code = 'upstream_bad_answer';
       try {
-        this.relay(up, res, call);
+        problem = this.relay(up, res, call);
       } catch (err) {
-        call.answer.problem = `relaying the answer failed: ${err instanceof Error ? err.message : String(err)}`;
-        this.fail(`proxy: ${call.answer.problem}`);
-        upstreamReq.destroy();
-        sendProxyError(res, 502, 'proxy_relay_failed', call.answer.problem);
-        this.finish(call, 'error');
+        problem = `relaying the answer failed: ${err instanceof Error ? err.message : String(err)}`;
+        code = 'proxy_relay_failed';
+        this.fail(`proxy: ${problem}`);
       }
+      if (problem === null) return;
+      call.answer.problem = problem;
+      upstreamReq.destroy();
+      sendProxyError(res, 502, code, problem);
+      this.finish(call, 'error');
     });
     upstreamReq.end(out);
   }
 
-  private relay(up: IncomingMessage, res: ServerResponse, call: RecordedCall): void {
-    const status = up.statusCode ?? 502;
+  /** The upstream request failed (or timed out) before the call was over. */
+  private callFailed(res: ServerResponse, call: RecordedCall, err: Error): void {
+    const midAnswer = call.responded && !(err instanceof UpstreamTimeoutError);
+    call.answer.problem = midAnswer ? `the upstream connection failed in the middle of its answer (${err.message})` : err.message;
+    // Only a call that never reached the upstream cost nothing; any other keeps its estimates.
+    call.answer.refused = !call.responded && neverConnected(err);
+    this.upstreamFailed(res, err, call.url, call.responded);
+    this.finish(call, 'error');
+  }
+
+  /** Relay the upstream's answer to the client and judge it; returns why it cannot be relayed (null: it is under way). */
+  private relay(up: IncomingMessage, res: ServerResponse, call: RecordedCall): string | null {
+    const status = up.statusCode ?? 0;
     const ok = status >= 200 && status < 300;
     // What up.headers would say of these two (the first content-type; content-encodings joined),
     // read from the raw list without building the headers object.
@@ -367,19 +529,36 @@ export class OpenAiProxy implements RequestSource {
       if (name.length === 12 && type === null && name.toLowerCase() === 'content-type') type = raw[i + 1] as string;
       else if (name.length === 16 && name.toLowerCase() === 'content-encoding') coding = coding === null ? (raw[i + 1] as string) : `${coding}, ${raw[i + 1]}`;
     }
-    const encoding = (coding ?? 'identity').toLowerCase();
-    const readable = encoding === 'identity' || encoding === '';
-    const sse = ok && readable && type !== null && type.includes('text/event-stream');
+    const encoding = coding === null ? 'identity' : coding.trim().toLowerCase();
+    const identity = encoding === 'identity' || encoding === '';
+    // The proxy asked for identity; an answer encoded all the same is decoded for the client, if node:zlib can.
+    const decoder = identity ? null : decoderFor(encoding);
+    const readable = identity || decoder !== null;
+    if (!identity) {
+      this.warnOnce(
+        `encoding:${encoding}`,
+        readable
+          ? `proxy: the upstream answered with content-encoding ${encoding} although asked for identity; such answers are decoded for the client`
+          : `proxy: the upstream answered with content-encoding ${encoding}, which the proxy cannot read; token counts of such calls are estimated`,
+      );
+    }
+    // The usage the proxy asked for could not be taken out again: the client must not get it.
+    if (!readable && ok && call.injectedUsage) return `the upstream answered in content-encoding ${encoding} (asked for identity), which the proxy cannot read`;
+    // Media types are case-insensitive. A stream call's answer is read as a stream unless it says it
+    // is JSON: some servers send SSE under another content type, or none.
+    const media = type === null ? null : type.toLowerCase();
+    const sse = ok && readable && (media === null ? call.stream : media.includes('text/event-stream') || (call.stream && !media.includes('json')));
     const strip = sse && call.injectedUsage;
-    res.writeHead(status, up.statusMessage, forwardableHeaders(raw, strip ? CONTENT_LENGTH : NOTHING));
-    if (!readable) this.warnOnce(`encoding:${encoding}`, `proxy: upstream answered with content-encoding ${encoding}; token counts of such calls are estimated`);
+    const problem = relayHead(res, status, forwardableHeaders(raw, decoder !== null ? DECODED : strip ? CONTENT_LENGTH : NOTHING));
+    if (problem !== null) {
+      decoder?.destroy();
+      return problem;
+    }
+    const source: Readable = decoder === null ? up : up.pipe(decoder);
 
     const write = (chunk: Buffer): void => {
       call.wroteBody = true;
-      if (!res.write(chunk)) {
-        up.pause();
-        res.once('drain', () => up.resume());
-      }
+      if (!res.write(chunk)) waitForClient(source, res, call);
     };
     const body = !ok ? this.errorBody(status, call, write) : sse ? this.streamBody(call, strip, write) : this.jsonBody(call, readable, write);
 
@@ -388,10 +567,11 @@ export class OpenAiProxy implements RequestSource {
       call.answer.problem = `reading the answer failed: ${err instanceof Error ? err.message : String(err)}`;
       this.fail(`proxy: ${call.answer.problem}`);
       up.destroy();
+      decoder?.destroy();
       res.destroy();
       this.finish(call, 'error');
     };
-    up.on('data', (chunk: Buffer) => {
+    source.on('data', (chunk: Buffer) => {
       call.activity++;
       try {
         body.onData(chunk);
@@ -399,7 +579,7 @@ export class OpenAiProxy implements RequestSource {
         failed(err);
       }
     });
-    up.on('end', () => {
+    source.on('end', () => {
       try {
         if (res.destroyed) return;
         const outcome = body.onEnd();
@@ -409,8 +589,10 @@ export class OpenAiProxy implements RequestSource {
         failed(err);
       }
     });
+    decoder?.on('error', failed); // a corrupt encoded body
     const broken = (): void => {
       if (up.complete) return;
+      decoder?.destroy();
       call.answer.problem ??= 'the upstream closed the connection in the middle of its answer';
       res.destroy(); // the client must see a cut stream, not a clean end
       this.finish(call, 'error');
@@ -420,6 +602,7 @@ export class OpenAiProxy implements RequestSource {
     // The client must see a stream open before its first token. Body bytes that came in the same
     // read as the headers are written (with the headers, in one packet) before this runs.
     if (sse) process.nextTick(flushHeadersIfIdle, call, res);
+    return null;
   }
 
   /** A non-2xx answer: the upstream's own error goes to the client as it is; the call is an error. */
@@ -439,6 +622,8 @@ export class OpenAiProxy implements RequestSource {
     const answer = call.answer;
     call.settle = () => {
       const f = observer.facts;
+      // Usage that came before the end (a client that left after the usage chunk) is exact: kept.
+      if (f.usageRefused === null) answer.usage = f.usage;
       answer.id = f.id;
       answer.model = f.model;
       answer.firstContentMs = f.firstContentMs;
@@ -515,9 +700,12 @@ export class OpenAiProxy implements RequestSource {
     call.settle = null;
     call.upstreamReq = null;
     const answer = call.answer;
-    const model = answer.model ?? call.requestModel ?? 'unknown';
+    const model = this.recordModel(answer.model ?? call.requestModel ?? 'unknown');
     if (status === 'error' && answer.problem !== null) {
       this.options.log.warn({ endpoint: call.endpoint, model, problem: answer.problem }, `proxy: ${call.endpoint} call recorded as error: ${answer.problem}`);
+    }
+    if (answer.usage === null && answer.usageIgnored !== null) {
+      this.warnOnce('usage-incomplete', `proxy: the upstream sent usage without the counts a record needs (${answer.usageIgnored}); token counts of such calls are estimated`);
     }
     this.finished.push({
       call,
@@ -526,7 +714,7 @@ export class OpenAiProxy implements RequestSource {
       usage: answer.refused ? NO_TOKENS : answer.usage,
       upstreamId: answer.id,
       model,
-      firstTokenMs: call.stream ? answer.firstContentMs : null,
+      firstTokenMs: answer.firstContentMs, // set only when the answer was read as a stream
       completionEstimate: answer.completionEstimate,
       reasoningEstimate: answer.reasoningEstimate,
     });
@@ -561,6 +749,7 @@ export class OpenAiProxy implements RequestSource {
       if (built.ok) records.push(built.record);
       else {
         const reasons = built.errors.map((e) => `${e.field}: ${e.reason}`).join('; ');
+        this.delivery?.noteDropped(1);
         this.fail(`proxy: could not build the record of a ${call.endpoint} call (${model}): ${reasons}`);
       }
     }
@@ -578,21 +767,38 @@ export class OpenAiProxy implements RequestSource {
     return upstreamId !== null && upstreamId.length <= 200 ? `${upstreamId}/${uuid}` : `proxy-${uuid}`;
   }
 
-  private upstreamRequest(method: string, url: string, headers: string[]): http.ClientRequest {
-    return this.transport.request({
+  /** The model as its record takes it: cut to the ledger's bound (with a warning) rather than losing the record. */
+  private recordModel(model: string): string {
+    const bounded = boundedModel(model);
+    if (bounded !== model) {
+      this.warnOnce('model-length', `proxy: a model name of ${model.length} characters was cut to ${MAX_MODEL} in its record (${JSON.stringify(model.slice(0, 40))}...)`);
+    }
+    return bounded;
+  }
+
+  /** A request to the upstream: on a pooled connection, or (`fresh`) on a new one that is not kept. */
+  private upstreamRequest(method: string, url: string, headers: string[], fresh = false): http.ClientRequest {
+    const upstreamReq = this.transport.request({
       protocol: this.upstreamProtocol,
       hostname: this.upstreamHostname,
       port: this.upstreamPort,
       method,
       path: this.basePath + url,
       headers: headers as unknown as http.OutgoingHttpHeaders,
-      agent: this.agent,
+      agent: fresh ? false : this.agent,
     });
+    if (fresh) upstreamReq.setNoDelay(true);
+    return upstreamReq;
   }
 
-  private upstreamFailed(res: ServerResponse, err: Error, url: string): void {
+  /** The client hears why its call failed: 504 for a timeout, 502 otherwise (a cut answer once one had begun). */
+  private upstreamFailed(res: ServerResponse, err: Error, url: string, responded: boolean): void {
     const timeout = err instanceof UpstreamTimeoutError;
-    const message = timeout ? err.message : `upstream ${this.upstream.origin} unreachable or failed: ${err.message}`;
+    const message = timeout
+      ? err.message
+      : responded
+        ? `the upstream connection failed in the middle of its answer: ${err.message}`
+        : `upstream ${this.upstream.origin} unreachable or failed: ${err.message}`;
     this.warnOnce(`upstream:${timeout ? 'timeout' : (err as NodeJS.ErrnoException).code ?? err.message}`, `proxy: ${url}: ${message}`);
     sendProxyError(res, timeout ? 504 : 502, timeout ? 'upstream_timeout' : 'upstream_unavailable', message);
   }

@@ -6,8 +6,12 @@ export interface TokenUsage {
   readonly reasoningTokens: number;
 }
 
-/** Parsed usage, or why it cannot be believed (naming the field). */
-export type UsageResult = { readonly ok: true; readonly usage: TokenUsage } | { readonly ok: false; readonly reason: string };
+/**
+ * Parsed usage, or why it cannot be used (naming the field). `incomplete`: the counts the record
+ * needs are missing (e.g. only total_tokens), which is no reason to doubt the call: such usage is
+ * treated as absent (tokens estimated). Otherwise a number is present but unbelievable: refused.
+ */
+export type UsageResult = { readonly ok: true; readonly usage: TokenUsage } | { readonly ok: false; readonly incomplete: boolean; readonly reason: string };
 
 /** The same ceiling the ingest schema uses: more is a unit or encoding mistake, not a request. */
 const MAX_TOKENS = 100_000_000;
@@ -48,22 +52,24 @@ interface UsageFields {
 }
 
 function parseUsage(usage: unknown, f: UsageFields): UsageResult {
-  if (!isObject(usage)) return { ok: false, reason: 'usage is not an object' };
-  const count = (value: unknown, field: string, required: boolean): number | string => {
-    if (value === undefined || value === null) return required ? `usage.${field} is missing` : 0;
+  if (!isObject(usage)) return { ok: false, incomplete: false, reason: 'usage is not an object' };
+  // null: absent; a string: why the number cannot be believed
+  const count = (value: unknown, field: string): number | string | null => {
+    if (value === undefined || value === null) return null;
     if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > MAX_TOKENS) {
       return `usage.${field} must be an integer 0..${MAX_TOKENS} (got ${JSON.stringify(value)?.slice(0, 40)})`;
     }
     return value;
   };
   const details = (name: string): Record<string, unknown> => (isObject(usage[name]) ? usage[name] : {});
-  const prompt = count(usage[f.prompt], f.prompt, true);
-  const completion = count(usage[f.completion], f.completion, true);
-  const cached = count(details(f.promptDetails).cached_tokens, `${f.promptDetails}.cached_tokens`, false);
-  const reasoning = count(details(f.completionDetails).reasoning_tokens, `${f.completionDetails}.reasoning_tokens`, false);
-  for (const v of [prompt, completion, cached, reasoning]) if (typeof v === 'string') return { ok: false, reason: v };
-  const [p, c, k, r] = [prompt, completion, cached, reasoning] as number[];
-  if ((k ?? 0) > (p ?? 0)) return { ok: false, reason: `usage.${f.promptDetails}.cached_tokens (${k}) exceeds ${f.prompt} (${p})` };
-  if ((r ?? 0) > (c ?? 0)) return { ok: false, reason: `usage.${f.completionDetails}.reasoning_tokens (${r}) exceeds ${f.completion} (${c})` };
+  const prompt = count(usage[f.prompt], f.prompt);
+  const completion = count(usage[f.completion], f.completion);
+  const cached = count(details(f.promptDetails).cached_tokens, `${f.promptDetails}.cached_tokens`);
+  const reasoning = count(details(f.completionDetails).reasoning_tokens, `${f.completionDetails}.reasoning_tokens`);
+  for (const v of [prompt, completion, cached, reasoning]) if (typeof v === 'string') return { ok: false, incomplete: false, reason: v };
+  if (prompt === null || completion === null) return { ok: false, incomplete: true, reason: `usage.${prompt === null ? f.prompt : f.completion} is missing` };
+  const [p, c, k, r] = [prompt, completion, cached ?? 0, reasoning ?? 0] as number[];
+  if ((k ?? 0) > (p ?? 0)) return { ok: false, incomplete: false, reason: `usage.${f.promptDetails}.cached_tokens (${k}) exceeds ${f.prompt} (${p})` };
+  if ((r ?? 0) > (c ?? 0)) return { ok: false, incomplete: false, reason: `usage.${f.completionDetails}.reasoning_tokens (${r}) exceeds ${f.completion} (${c})` };
   return { ok: true, usage: { promptTokens: p ?? 0, completionTokens: c ?? 0, cachedTokens: k ?? 0, reasoningTokens: r ?? 0 } };
 }

@@ -1,6 +1,7 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import { isUtf8 } from 'node:buffer';
 import { parseRequestRecord } from '../../model/request-record.js';
 import type { RecordError, RequestRecord, RequestStatus } from '../../model/request-record.js';
+import { rawHeader } from './http-forwarding.js';
 import type { OpenAiEndpoint } from './openai-endpoint.js';
 import type { TokenUsage } from './openai-usage.js';
 import type { ProxyConfig, ReplicaConfig } from './proxy-config.js';
@@ -12,23 +13,34 @@ export interface CallLabels {
   readonly labels: Readonly<Record<string, string>>;
 }
 
+/** The ledger's bounds (model/request-record.ts): a record beyond them is refused whole. */
 const MAX_ID = 256;
 const MAX_LABEL_VALUE = 256;
+export const MAX_MODEL = 256;
+const MAX_TOKENS = 100_000_000;
+
+/** Node reads header bytes as latin-1; clients send non-ASCII values as UTF-8, so bytes that are valid UTF-8 are read as such. */
+function headerText(value: string): string {
+  if (!/[\u0080-\u00ff]/.test(value)) return value;
+  const bytes = Buffer.from(value, 'latin1');
+  return isUtf8(bytes) ? bytes.toString('utf8') : value;
+}
 
 /**
- * Read `x-task-id`, `x-attempt`, `x-team`, `x-feature` (names configurable). A value the ledger
- * would refuse (too long, attempt not an integer 1..10000) is left out and reported through
- * `refuse`, so one bad header never costs the call its record.
+ * Read `x-task-id`, `x-attempt`, `x-team`, `x-feature` (names configurable) from the request's
+ * raw headers. A header sent twice counts once, with its first value (node would join them into
+ * "a, b", which is no task or team). A value the ledger would refuse (too long, attempt not an
+ * integer 1..10000) is left out and reported through `refuse`, so one bad header never costs the
+ * call its record.
  */
 export function labelsFromHeaders(
-  headers: IncomingHttpHeaders,
+  rawHeaders: readonly string[],
   names: ProxyConfig['headers'],
   refuse: (header: string, reason: string) => void,
 ): CallLabels {
   const read = (name: string): string | null => {
-    const raw = headers[name];
-    const value = (Array.isArray(raw) ? raw[0] : raw)?.trim();
-    return value === undefined || value === '' ? null : value;
+    const value = rawHeader(rawHeaders, name)?.trim();
+    return value === undefined || value === '' ? null : headerText(value);
   };
   const bounded = (name: string, max: number): string | null => {
     const value = read(name);
@@ -78,7 +90,14 @@ export interface CallOutcome {
  * would attribute the whole decode to prefill.
  */
 export function buildProxyRecord(outcome: CallOutcome): { ok: true; record: RequestRecord } | { ok: false; errors: RecordError[] } {
-  const tokens = outcome.usage ?? { ...outcome.estimate, cachedTokens: 0 };
+  const { estimate } = outcome;
+  // Estimates of huge bodies can pass the ledger's ceiling; reported usage is already checked against it.
+  const tokens = outcome.usage ?? {
+    promptTokens: Math.min(estimate.promptTokens, MAX_TOKENS),
+    completionTokens: Math.min(estimate.completionTokens, MAX_TOKENS),
+    reasoningTokens: Math.min(estimate.reasoningTokens, MAX_TOKENS),
+    cachedTokens: 0,
+  };
   const wire: Record<string, unknown> = {
     request_id: outcome.requestId,
     model: outcome.model,
@@ -101,4 +120,15 @@ export function buildProxyRecord(outcome: CallOutcome): { ok: true; record: Requ
   if (outcome.replica?.tier !== undefined) wire.tier = outcome.replica.tier;
   if (outcome.replica?.gpus !== undefined) wire.gpus = outcome.replica.gpus;
   return parseRequestRecord(wire, 0);
+}
+
+/**
+ * A model name the ledger takes (at most MAX_MODEL characters): a longer one, from a client or
+ * an upstream, is cut rather than costing the call its record.
+ */
+export function boundedModel(model: string): string {
+  if (model.length <= MAX_MODEL) return model;
+  const cut = model.slice(0, MAX_MODEL);
+  const last = cut.charCodeAt(MAX_MODEL - 1);
+  return last >= 0xd800 && last <= 0xdbff ? cut.slice(0, -1) : cut; // not half a surrogate pair
 }

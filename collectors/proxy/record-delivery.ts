@@ -27,7 +27,7 @@ export interface DeliveryStats {
   readonly late: number;
   /** Records the sink refused (each logged with its field and reason). */
   readonly refused: number;
-  /** Records lost because the queue was full (each loss logged as an error). */
+  /** Records lost because the queue was full, or because the source could not build them (each loss logged as an error). */
   readonly dropped: number;
   readonly pending: number;
 }
@@ -73,6 +73,11 @@ export class RecordDelivery {
     }
     if (room > 0) this.pending.push(...records.slice(0, room));
     this.schedule(this.flushDelayMs);
+  }
+
+  /** Count records the source lost before it could push them (it logs why). */
+  noteDropped(count: number): void {
+    this.counts.dropped += count;
   }
 
   stats(): DeliveryStats {

@@ -142,3 +142,38 @@ export function parseSseEvent(raw: Buffer): SseFields {
   }
   return { event, data: data === null ? null : data.join('\n') };
 }
+
+/** Splits text into lines with their ends kept: lines at even indexes, the ends at odd ones. */
+const LINE_BREAK_KEPT = /(\r\n|\r|\n)/;
+const BOM = '\ufeff';
+
+/** The line is a `data` field (`data`, or `data:` and a value). */
+function isDataLine(line: string): boolean {
+  return line.startsWith('data') && (line.length === 4 || line.charCodeAt(4) === 0x3a);
+}
+
+/**
+ * The event with its data replaced by `data`, on one `data:` line where its first data line was.
+ * Every other line (`id:`, `event:`, `retry:`, comments) and every line end stays as it was, so a
+ * client that resumes with Last-Event-ID or reads CRLF streams sees the event it would have seen.
+ */
+export function withDataLine(raw: Buffer, data: string): Buffer {
+  const parts = raw.toString('utf8').split(LINE_BREAK_KEPT);
+  let out = '';
+  let replaced = false;
+  for (let i = 0; i < parts.length; i += 2) {
+    let line = parts[i] as string;
+    const end = parts[i + 1] ?? '';
+    // A stream's byte order mark rides on its first line; it stays in front of it.
+    if (i === 0 && line.startsWith(BOM)) {
+      out += BOM;
+      line = line.slice(1);
+    }
+    if (!isDataLine(line)) out += line + end;
+    else if (!replaced) {
+      out += `data: ${data}${end}`;
+      replaced = true;
+    }
+  }
+  return Buffer.from(out, 'utf8');
+}

@@ -1,7 +1,7 @@
 import type { OpenAiEndpoint } from './openai-endpoint.js';
 import { parseChatUsage, parseResponsesUsage } from './openai-usage.js';
 import type { TokenUsage } from './openai-usage.js';
-import { parseSseEvent } from './sse-splitter.js';
+import { parseSseEvent, withDataLine } from './sse-splitter.js';
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (v: unknown): string | null => (typeof v === 'string' && v.length > 0 ? v : null);
@@ -14,6 +14,8 @@ export interface StreamFacts {
   usage: TokenUsage | null;
   /** Why the usage the upstream sent was refused (absurd or inconsistent numbers). */
   usageRefused: string | null;
+  /** Usage that lacked a count the record needs (e.g. only total_tokens): treated as absent. */
+  usageIncomplete: string | null;
   /** Events that carried generated text, reasoning or tool-call arguments. */
   contentEvents: number;
   contentChars: number;
@@ -41,6 +43,7 @@ export class StreamObserver {
     model: null,
     usage: null,
     usageRefused: null,
+    usageIncomplete: null,
     contentEvents: 0,
     contentChars: 0,
     reasoningChars: 0,
@@ -51,6 +54,9 @@ export class StreamObserver {
     failure: null,
   };
 
+  /** No event read yet: the first may start with a byte order mark, which SSE readers skip. */
+  private first = true;
+
   constructor(
     private readonly endpoint: OpenAiEndpoint,
     private readonly stripUsage: boolean,
@@ -59,7 +65,12 @@ export class StreamObserver {
 
   /** Observe one raw event; returns what to forward to the client (null: nothing). */
   observe(raw: Buffer): Buffer | null {
-    const { event, data } = parseSseEvent(raw);
+    let fields = raw;
+    if (this.first) {
+      this.first = false;
+      if (raw[0] === 0xef && raw[1] === 0xbb && raw[2] === 0xbf) fields = raw.subarray(3);
+    }
+    const { event, data } = parseSseEvent(fields);
     if (data === null) return raw;
     // (a JSON object starts with "{", so only other data can be the end marker)
     if (data.charCodeAt(0) !== 0x7b && data.trim() === '[DONE]') {
@@ -133,7 +144,7 @@ export class StreamObserver {
     if (!this.stripUsage) return raw;
     if (choices.length === 0) return null; // the usage-only chunk the client did not ask for
     const { usage: _usage, ...rest } = chunk;
-    return Buffer.from(`data: ${JSON.stringify(rest)}\n\n`);
+    return withDataLine(raw, JSON.stringify(rest));
   }
 
   private observeResponsesEvent(eventName: string | null, payload: Record<string, unknown>): void {
@@ -180,6 +191,7 @@ export class StreamObserver {
 
   private usage(result: ReturnType<typeof parseChatUsage>): void {
     if (result.ok) this.facts.usage = result.usage;
+    else if (result.incomplete) this.facts.usageIncomplete ??= result.reason;
     else this.facts.usageRefused ??= result.reason;
   }
 

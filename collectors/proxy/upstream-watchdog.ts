@@ -14,6 +14,11 @@ export interface Watched {
   responded: boolean;
   /** Bumped on every chunk the upstream sends (no clock read per chunk). */
   activity: number;
+  /**
+   * Reading from the upstream is paused until the client catches up (back-pressure): the
+   * upstream's silence then is the client's doing, not the upstream's.
+   */
+  waitingForClient: boolean;
   /** The watchdog's own: `activity` at the last sweep, and since when it has not moved. */
   seen: number;
   quietSince: number;
@@ -30,6 +35,7 @@ export abstract class WatchedRequest implements Watched {
   sentAt = 0;
   responded = false;
   activity = 0;
+  waitingForClient = false;
   seen = 0;
   quietSince = 0;
   watching = false;
@@ -105,7 +111,7 @@ export class UpstreamWatchdog {
     let call = this.head;
     while (call !== null) {
       const next: Watched | null = call.nextWatched;
-      if (call.activity !== call.seen) {
+      if (call.activity !== call.seen || call.waitingForClient) {
         call.seen = call.activity;
         call.quietSince = now;
       }

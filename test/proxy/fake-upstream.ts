@@ -151,7 +151,7 @@ function answer(res: ServerResponse, call: FakeCall, mode: string, id: string, t
       output: status === 'completed' ? [{ type: 'message', id: `msg_${id}`, status: 'completed', role: 'assistant', content: [{ type: 'output_text', text, annotations: [] }] }] : [],
       usage: status === 'completed' && wantUsage ? usage : null,
     });
-    if (body.stream !== true) {
+    if (!streams(body.stream)) {
       call.tokensSent = words.length;
       res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(response('completed', words.join(''))));
       return;
@@ -167,7 +167,7 @@ function answer(res: ServerResponse, call: FakeCall, mode: string, id: string, t
 
   const chat = call.path === '/v1/chat/completions';
   const object = chat ? 'chat.completion' : 'text_completion';
-  if (body.stream !== true) {
+  if (!streams(body.stream)) {
     call.tokensSent = words.length;
     const choice = chat
       ? { index: 0, message: { role: 'assistant', content: words.join('') }, finish_reason: 'length' }
@@ -189,6 +189,11 @@ function answer(res: ServerResponse, call: FakeCall, mode: string, id: string, t
   if (mode === 'broken-sse') events.splice(2, 0, 'data: {"id": "oops", "choices": [\n\n');
   if (mode !== 'no-done') events.push('data: [DONE]\n\n');
   streamEvents(res, call, events, words.length, mode, tokenDelayMs, chat ? 1 : 0, Number(call.headers['x-fake-delay'] ?? 400));
+}
+
+/** `stream` as vLLM reads it: its pydantic request models (lax mode) take 1 and "true" for true. */
+function streams(value: unknown): boolean {
+  return value === true || value === 1 || value === 'true';
 }
 
 function sse(payload: unknown, event?: string): string {

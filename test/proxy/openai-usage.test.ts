@@ -64,13 +64,37 @@ test('labels from headers: configurable names; values the ledger would refuse ar
   const names = proxyConfigSchema.parse({ upstream: 'http://127.0.0.1:1', headers: { team: 'X-Org' } }).headers;
   const refused: string[] = [];
   const labels = labelsFromHeaders(
-    { 'x-task-id': ['t1', 't2'], 'x-attempt': '3', 'x-org': ' infra ', 'x-feature': 'f'.repeat(300) },
+    ['X-Task-Id', 't1', 'x-attempt', '3', 'X-ORG', ' infra ', 'x-feature', 'f'.repeat(300)],
     names,
     (h, reason) => refused.push(`${h}: ${reason}`),
   );
   assert.deepEqual(labels, { taskId: 't1', attempt: 3, labels: { team: 'infra' } });
   assert.deepEqual(refused, ['x-feature: longer than 256 characters']);
-  const zero = labelsFromHeaders({ 'x-attempt': '0' }, names, (h, reason) => refused.push(`${h}: ${reason}`));
+  const zero = labelsFromHeaders(['x-attempt', '0'], names, (h, reason) => refused.push(`${h}: ${reason}`));
   assert.equal(zero.attempt, null);
   assert.match(refused.at(-1) ?? '', /x-attempt: must be an integer 1\.\.10000 \(got "0"\)/);
+});
+
+test('labels from headers: a header sent twice counts with its first value, not both joined', () => {
+  const names = proxyConfigSchema.parse({ upstream: 'http://127.0.0.1:1' }).headers;
+  const labels = labelsFromHeaders(['X-Task-Id', 'task-A', 'X-Team', 'red', 'x-task-id', 'task-B', 'X-Team', 'blue'], names, () => {});
+  assert.deepEqual(labels, { taskId: 'task-A', attempt: null, labels: { team: 'red' } });
+});
+
+test('labels from headers: values sent as UTF-8 bytes (node reads them as latin-1) are read as UTF-8; other bytes stay as they were', () => {
+  const names = proxyConfigSchema.parse({ upstream: 'http://127.0.0.1:1' }).headers;
+  const asNodeReadsIt = (text: string) => Buffer.from(text, 'utf8').toString('latin1');
+  const labels = labelsFromHeaders(['x-team', asNodeReadsIt('équipe-日本'), 'x-feature', 'caf\u00e9'], names, () => {});
+  assert.deepEqual(labels.labels, { team: 'équipe-日本', feature: 'café' }, 'a lone latin-1 byte is no UTF-8: kept as latin-1');
+});
+
+test('partial usage (no prompt or completion count) is incomplete, not refused; a bad number is still refused', () => {
+  const total = parseChatUsage({ total_tokens: 10 });
+  assert.ok(!total.ok && total.incomplete && /usage\.prompt_tokens is missing/.test(total.reason));
+  const onlyPrompt = parseResponsesUsage({ input_tokens: 4 });
+  assert.ok(!onlyPrompt.ok && onlyPrompt.incomplete && /usage\.output_tokens is missing/.test(onlyPrompt.reason));
+  const absurd = parseChatUsage({ prompt_tokens: 1e12 });
+  assert.ok(!absurd.ok && !absurd.incomplete, 'an unbelievable number is refused even when another count is missing');
+  const inconsistent = parseChatUsage({ prompt_tokens: 4, completion_tokens: 1, prompt_tokens_details: { cached_tokens: 5 } });
+  assert.ok(!inconsistent.ok && !inconsistent.incomplete);
 });

@@ -49,6 +49,8 @@ test('upstream down: the client gets a clean 502 naming the upstream, the call i
     assert.equal(sink.records[0]?.status, 'error');
     assert.equal(sink.records[0]?.model, 'm');
     assert.equal(sink.records[0]?.completionTokens, 0);
+    assert.equal(sink.records[0]?.promptTokens, 0, 'the connection was never made: nothing reached the upstream');
+    assert.equal(sink.records[0]?.tokensEstimated, false);
   } finally {
     await proxy.shutdown();
   }

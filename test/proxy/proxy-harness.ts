@@ -1,5 +1,6 @@
 import OpenAI from 'openai';
 import { OpenAiProxy } from '../../collectors/proxy/openai-proxy.js';
+import type { OpenAiProxyOptions } from '../../collectors/proxy/openai-proxy.js';
 import { proxyConfigSchema } from '../../collectors/proxy/proxy-config.js';
 import type { ProxyConfig } from '../../collectors/proxy/proxy-config.js';
 import { RecordingSink } from './recording-sink.js';
@@ -42,4 +43,29 @@ export async function startHarness(config: Partial<Record<keyof ProxyConfig, unk
       await upstream.close();
     },
   };
+}
+
+export interface ProxyUnderTest {
+  readonly proxy: OpenAiProxy;
+  readonly sink: RecordingSink;
+  readonly proxyUrl: string;
+  readonly log: ReturnType<typeof captureLog>;
+  readonly errors: string[];
+  /** Shuts the proxy down (its records delivered); the upstream is the caller's. */
+  close(): Promise<void>;
+}
+
+/** The proxy (127.0.0.1, ephemeral port) in front of any upstream, e.g. a scripted or raw one. */
+export async function startProxyFor(
+  upstreamUrl: string,
+  config: Partial<Record<keyof ProxyConfig, unknown>> = {},
+  options: Partial<Pick<OpenAiProxyOptions, 'now' | 'freeSocketTimeoutMs'>> = {},
+): Promise<ProxyUnderTest> {
+  const log = captureLog();
+  const errors: string[] = [];
+  const parsed = proxyConfigSchema.parse({ port: 0, host: '127.0.0.1', upstream: upstreamUrl, replica: { gpus: [0] }, ...config });
+  const proxy = new OpenAiProxy({ config: parsed, log: log.log, onError: (e) => errors.push(e.message), shutdownGraceMs: 300, ...options });
+  const sink = new RecordingSink();
+  await proxy.start(sink);
+  return { proxy, sink, proxyUrl: `http://127.0.0.1:${proxy.port}`, log, errors, close: () => proxy.shutdown() };
 }

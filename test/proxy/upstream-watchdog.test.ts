@@ -10,6 +10,7 @@ function request(sentAt: number, timeouts: UpstreamTimeoutError[] = []): Watched
     sentAt,
     responded: false,
     activity: 0,
+    waitingForClient: false,
     seen: 0,
     quietSince: 0,
     watching: false,
@@ -65,6 +66,28 @@ test('idle timeout: every chunk restarts the silence; silence for idleTimeoutMs 
   dog.sweep();
   assert.equal(stream.timeouts[0]?.phase, 'idle');
   assert.match(stream.timeouts[0]?.message ?? '', /went silent for 500 ms/);
+  dog.close();
+});
+
+test('a request waiting for its client (back-pressure) is not idle: the silence counts from when the client caught up', () => {
+  let now = 0;
+  const dog = new UpstreamWatchdog(60_000, 500, () => now);
+  const stream = request(now);
+  stream.responded = true;
+  dog.watch(stream);
+  stream.waitingForClient = true;
+  for (let i = 0; i < 10; i++) {
+    now += 400;
+    dog.sweep();
+  }
+  assert.equal(stream.timeouts.length, 0, 'the upstream is not read meanwhile: its silence says nothing');
+  stream.waitingForClient = false;
+  now += 499;
+  dog.sweep();
+  assert.equal(stream.timeouts.length, 0);
+  now += 1;
+  dog.sweep();
+  assert.equal(stream.timeouts[0]?.phase, 'idle');
   dog.close();
 });
 

@@ -1,0 +1,128 @@
+/**
+ * Answers whose shape decides what is recorded: usage without the counts a record needs, a stream
+ * with a byte order mark, usage riding on a content event with `id:` lines and CRLF, tool calls
+ * without usage, and a client that leaves after the usage chunk but before [DONE].
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { startProxyFor } from './proxy-harness.js';
+import type { ProxyUnderTest } from './proxy-harness.js';
+import { startScriptedUpstream } from './scripted-upstream.js';
+import type { ScriptedUpstream } from './scripted-upstream.js';
+import { tryRequest } from './raw-http.js';
+
+const content = (text: string) => `data: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":${JSON.stringify(text)}}}]}\n\n`;
+const usage = (fields: string) => `data: {"id":"c1","model":"m","choices":[],"usage":${fields}}\n\n`;
+const DONE = 'data: [DONE]\n\n';
+const TOOL_ARGUMENTS = JSON.stringify({ city: 'Paris', days: 5, details: 'x'.repeat(200) });
+
+/** Each answer: its content type and body (streams are written at once, but for the one that stalls). */
+const ANSWERS: Record<string, { sse: boolean; body: string; stall?: boolean }> = {
+  'total-only-stream': { sse: true, body: content('Hi') + usage('{"total_tokens":10}') + DONE },
+  'total-only-json': { sse: false, body: '{"id":"c2","model":"m","choices":[{"index":0,"message":{"content":"Hello there"}}],"usage":{"total_tokens":10}}' },
+  bom: { sse: true, body: `\ufeff${content('Hi')}${usage('{"prompt_tokens":9,"completion_tokens":1}')}${DONE}` },
+  'crlf-riding':
+    {
+      sse: true,
+      body:
+        'id: 1\r\ndata: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}]}\r\n\r\n' +
+        'id: 2\r\nevent: message\r\ndata: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2}}\r\n\r\n' +
+        'data: [DONE]\r\n\r\n',
+    },
+  'tools-json': {
+    sse: false,
+    body: JSON.stringify({ id: 'c3', model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: null, tool_calls: [{ id: 't', type: 'function', function: { name: 'weather', arguments: TOOL_ARGUMENTS } }] }, finish_reason: 'tool_calls' }] }),
+  },
+  'usage-then-stall': { sse: true, body: content('a') + content('b') + usage('{"prompt_tokens":30,"completion_tokens":5}'), stall: true },
+};
+
+let upstream: ScriptedUpstream;
+let p: ProxyUnderTest;
+before(async () => {
+  upstream = await startScriptedUpstream((req, res) => {
+    const answer = ANSWERS[String(req.headers['x-task-id'])] as (typeof ANSWERS)[string];
+    res.writeHead(200, { 'content-type': answer.sse ? 'text/event-stream' : 'application/json' });
+    if (answer.stall) res.write(answer.body);
+    else res.end(answer.body);
+  });
+  p = await startProxyFor(upstream.url);
+});
+after(async () => {
+  await p.close();
+  await upstream.close();
+});
+
+const call = (answer: string, stream = true) =>
+  tryRequest(`${p.proxyUrl}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-task-id': answer },
+    body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello world' }], stream }),
+  });
+
+async function recordOf(taskId: string) {
+  for (let i = 0; i < 100; i++) {
+    const r = p.sink.records.find((x) => x.taskId === taskId);
+    if (r) return r;
+    await new Promise((res) => setTimeout(res, 10));
+  }
+  throw new Error(`no record for ${taskId}`);
+}
+
+test('usage without prompt and completion counts (total only) is treated as absent: ok, tokens estimated, a warning', async () => {
+  const streamed = await call('total-only-stream');
+  assert.equal(streamed.body.toString(), content('Hi') + DONE, 'the usage chunk is still the proxy\'s to drop');
+  const r1 = await recordOf('total-only-stream');
+  assert.deepEqual([r1.status, r1.tokensEstimated, r1.completionTokens], ['ok', true, 1]);
+  await call('total-only-json', false);
+  const r2 = await recordOf('total-only-json');
+  assert.deepEqual([r2.status, r2.tokensEstimated, r2.completionTokens], ['ok', true, Math.ceil('Hello there'.length / 4)]);
+  assert.ok(p.log.messages('warn').some((m) => /usage without the counts a record needs \(usage\.prompt_tokens is missing\)/.test(m)));
+});
+
+test('a stream that starts with a byte order mark: its first event is read (first token, content), and relayed as sent', async () => {
+  const res = await call('bom');
+  assert.equal(res.body.toString(), `\ufeff${content('Hi')}${DONE}`);
+  const r = await recordOf('bom');
+  assert.ok(r.firstTokenMs !== null, 'the first event carried the first token');
+  assert.deepEqual([r.status, r.promptTokens, r.completionTokens], ['ok', 9, 1]);
+});
+
+test('usage riding on a content event is taken out of it, the rest of the event as sent: id: and event: lines, CRLF line ends', async () => {
+  const res = await call('crlf-riding');
+  assert.equal(
+    res.body.toString(),
+    'id: 1\r\ndata: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}]}\r\n\r\n' +
+      'id: 2\r\nevent: message\r\ndata: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"!"},"finish_reason":"stop"}]}\r\n\r\n' +
+      'data: [DONE]\r\n\r\n',
+  );
+  const r = await recordOf('crlf-riding');
+  assert.deepEqual([r.status, r.promptTokens, r.completionTokens, r.tokensEstimated], ['ok', 9, 2, false]);
+});
+
+test('a non-streamed tool call without usage: its arguments are counted in the estimate', async () => {
+  await call('tools-json', false);
+  const r = await recordOf('tools-json');
+  assert.deepEqual([r.status, r.tokensEstimated, r.completionTokens], ['ok', true, Math.ceil(TOOL_ARGUMENTS.length / 4)]);
+});
+
+test('a client that leaves after the usage chunk, before [DONE]: cancelled, with the exact usage it had', async () => {
+  await new Promise<void>((resolve) => {
+    const req = request(
+      `${p.proxyUrl}/v1/chat/completions`,
+      { method: 'POST', headers: { 'content-type': 'application/json', 'x-task-id': 'usage-then-stall' }, agent: false },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => {
+          text += c.toString();
+          if (text.includes('"usage"')) req.destroy();
+        });
+        res.on('close', () => resolve());
+      },
+    );
+    req.on('error', () => resolve());
+    req.end(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: true, stream_options: { include_usage: true } }));
+  });
+  const r = await recordOf('usage-then-stall');
+  assert.deepEqual([r.status, r.promptTokens, r.completionTokens, r.tokensEstimated], ['cancelled', 30, 5, false]);
+});

@@ -1,0 +1,144 @@
+/**
+ * Clients as they are: proxy-style request URLs, `stream` written as the upstream still reads it,
+ * headers sent twice or in UTF-8, model names longer than the ledger takes, oversized bodies on
+ * keep-alive connections, and readers slower than the upstream.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Agent, request } from 'node:http';
+import { CACHED_TOKENS, PROMPT_TOKENS } from './fake-upstream.js';
+import { startHarness, startProxyFor } from './proxy-harness.js';
+import type { Harness } from './proxy-harness.js';
+import { startScriptedUpstream } from './scripted-upstream.js';
+import { tryRequest } from './raw-http.js';
+
+let h: Harness;
+before(async () => {
+  h = await startHarness();
+});
+after(() => h.close());
+
+const chatBody = (extra: Record<string, unknown> = {}) => JSON.stringify({ model: 'llama-8b', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, ...extra });
+
+async function recordOf(taskId: string, sink = h.sink) {
+  for (let i = 0; i < 100; i++) {
+    const r = sink.records.find((x) => x.taskId === taskId);
+    if (r) return r;
+    await new Promise((res) => setTimeout(res, 10));
+  }
+  throw new Error(`no record for ${taskId}`);
+}
+
+test('a request in absolute form (the proxy set as HTTP_PROXY) is forwarded by its path and recorded', async () => {
+  const res = await tryRequest(h.proxyUrl, {
+    method: 'POST',
+    path: 'http://vllm.internal:8000/v1/chat/completions',
+    headers: { 'content-type': 'application/json', 'x-task-id': 't-absolute' },
+    body: chatBody(),
+  });
+  assert.equal(res.status, 200);
+  assert.equal(h.upstream.calls.find((c) => c.headers['x-task-id'] === 't-absolute')?.path, '/v1/chat/completions');
+  const r = await recordOf('t-absolute');
+  assert.deepEqual([r.status, r.promptTokens, r.completionTokens, r.tokensEstimated], ['ok', PROMPT_TOKENS, 3, false]);
+  assert.ok(h.log.messages('warn').some((m) => /clients send full URLs \(http:\/\/vllm\.internal:8000\)/.test(m)));
+});
+
+test('"stream": "true" or 1, which vLLM reads as true: usage is asked for and stripped, the record is exact with its first token', async () => {
+  for (const [task, stream] of [
+    ['t-stream-string', 'true'],
+    ['t-stream-one', 1],
+  ] as const) {
+    const res = await tryRequest(`${h.proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-task-id': task }, body: chatBody({ stream }) });
+    assert.match(res.body.toString(), /data: \[DONE\]/, 'the upstream streamed');
+    assert.doesNotMatch(res.body.toString(), /"usage"/);
+    const r = await recordOf(task);
+    assert.deepEqual([r.status, r.promptTokens, r.cachedTokens, r.completionTokens, r.tokensEstimated], ['ok', PROMPT_TOKENS, CACHED_TOKENS, 3, false], task);
+    assert.ok(r.firstTokenMs !== null, `${task}: a streamed answer has its first token`);
+  }
+});
+
+test('label headers sent twice count with their first value; UTF-8 values are recorded as UTF-8', async () => {
+  const utf8 = (text: string) => Buffer.from(text, 'utf8').toString('latin1'); // node sends each char as one byte
+  await tryRequest(`${h.proxyUrl}/v1/chat/completions`, {
+    method: 'POST',
+    headers: ['Host', 'proxy', 'Content-Type', 'application/json', 'X-Task-Id', 'task-A', 'X-Task-Id', 'task-B', 'X-Team', utf8('équipe-日本'), 'X-Team', 'blue'],
+    body: chatBody(),
+  });
+  const r = await recordOf('task-A');
+  assert.deepEqual(r.labels, { team: 'équipe-日本' });
+});
+
+test('a model name longer than the ledger takes is cut, with a warning: the call keeps its record', async () => {
+  const model = `org/${'m'.repeat(300)}`;
+  const res = await tryRequest(`${h.proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-task-id': 't-long-model' }, body: chatBody({ model }) });
+  assert.equal(res.status, 200);
+  const r = await recordOf('t-long-model');
+  assert.equal(r.model, model.slice(0, 256));
+  assert.equal(r.status, 'ok');
+  assert.ok(h.log.messages('warn').some((m) => /a model name of 304 characters was cut to 256/.test(m)));
+});
+
+test('a record that cannot be built is counted as dropped in the delivery stats, not only logged', async () => {
+  const p = await startProxyFor(h.upstream.url, {}, { now: () => 1000 }); // a clock the ledger refuses (1970)
+  try {
+    const res = await tryRequest(`${p.proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody() });
+    assert.equal(res.status, 200);
+    for (let i = 0; i < 100 && p.proxy.stats().delivery?.dropped === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(p.proxy.stats().delivery?.dropped, 1);
+    assert.ok(p.errors.some((e) => /could not build the record/.test(e)));
+  } finally {
+    await p.close();
+  }
+});
+
+test('an oversized body on a keep-alive connection gets its 413 with Connection: close (its unread rest ends the connection)', async () => {
+  const p = await startProxyFor(h.upstream.url, { maxRequestBodyBytes: 1024 });
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    const big = await tryRequest(`${p.proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody({ pad: 'x'.repeat(4096) }), agent });
+    assert.equal(big.status, 413);
+    assert.equal(big.headers.connection, 'close');
+    const next = await tryRequest(`${p.proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody(), agent });
+    assert.equal(next.status, 200, 'the next call goes on a new connection');
+  } finally {
+    agent.destroy();
+    await p.close();
+  }
+});
+
+/** Reads the answer only after `pauseMs`; resolves with the bytes read and whether the answer ended cleanly. */
+function slowRead(url: string, method: string, pauseMs: number): Promise<{ bytes: number; complete: boolean }> {
+  return new Promise((resolve) => {
+    const req = request(url, { method, headers: { 'content-type': 'application/json' }, agent: false }, (res) => {
+      let bytes = 0;
+      res.pause();
+      setTimeout(() => {
+        res.on('data', (c: Buffer) => (bytes += c.length));
+        res.resume();
+      }, pauseMs);
+      res.on('end', () => resolve({ bytes, complete: true }));
+      res.on('close', () => resolve({ bytes, complete: res.complete }));
+    });
+    req.on('error', () => resolve({ bytes: 0, complete: false }));
+    req.end(method === 'POST' ? chatBody() : undefined);
+  });
+}
+
+test('a client slower than the upstream (back-pressure) is not taken for a silent upstream: recorded and passed-through answers complete', async () => {
+  // Larger than what the sockets between proxy and client buffer, so the proxy has to wait for the client.
+  const answer = JSON.stringify({ id: 'c', model: 'm', choices: [{ message: { content: 'x'.repeat(12 * 1024 * 1024) } }], usage: { prompt_tokens: 5, completion_tokens: 7 } });
+  const upstream = await startScriptedUpstream((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(answer));
+  const p = await startProxyFor(upstream.url, { idleTimeoutMs: 100 });
+  try {
+    const recorded = await slowRead(`${p.proxyUrl}/v1/chat/completions`, 'POST', 300);
+    assert.deepEqual(recorded, { bytes: answer.length, complete: true });
+    const passed = await slowRead(`${p.proxyUrl}/big`, 'GET', 300);
+    assert.deepEqual(passed, { bytes: answer.length, complete: true });
+    await p.sink.waitFor(1);
+    assert.deepEqual([p.sink.records[0]?.status, p.sink.records[0]?.completionTokens], ['ok', 7]);
+    assert.ok(!p.log.messages('warn').some((m) => /went silent/.test(m)));
+  } finally {
+    await p.close();
+    await upstream.close();
+  }
+});
