@@ -800,6 +800,7 @@ export class OpenAiProxy implements RequestSource {
         ? `the upstream connection failed in the middle of its answer: ${err.message}`
         : `upstream ${this.upstream.origin} unreachable or failed: ${err.message}`;
     this.warnOnce(`upstream:${timeout ? 'timeout' : (err as NodeJS.ErrnoException).code ?? err.message}`, `proxy: ${url}: ${message}`);
+    this.options.onError?.(new Error(`proxy: ${url}: ${message}`)); // every failure counts; the log line is once per kind
     sendProxyError(res, timeout ? 504 : 502, timeout ? 'upstream_timeout' : 'upstream_unavailable', message);
   }
 

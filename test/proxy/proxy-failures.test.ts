@@ -51,6 +51,9 @@ test('upstream down: the client gets a clean 502 naming the upstream, the call i
     assert.equal(sink.records[0]?.completionTokens, 0);
     assert.equal(sink.records[0]?.promptTokens, 0, 'the connection was never made: nothing reached the upstream');
     assert.equal(sink.records[0]?.tokensEstimated, false);
+    await assert.rejects(client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'x' }] }));
+    assert.equal(errors.filter((e) => /unreachable/.test(e)).length, 2, 'each failed call counts in the health metrics (the log says it once)');
+    assert.equal(log.messages('warn').filter((m) => /unreachable/.test(m)).length, 1);
   } finally {
     await proxy.shutdown();
   }
