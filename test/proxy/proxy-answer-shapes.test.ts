@@ -60,22 +60,13 @@ const call = (answer: string, stream = true) =>
     body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hello world' }], stream }),
   });
 
-async function recordOf(taskId: string) {
-  for (let i = 0; i < 100; i++) {
-    const r = p.sink.records.find((x) => x.taskId === taskId);
-    if (r) return r;
-    await new Promise((res) => setTimeout(res, 10));
-  }
-  throw new Error(`no record for ${taskId}`);
-}
-
 test('usage without prompt and completion counts (total only) is treated as absent: ok, tokens estimated, a warning', async () => {
   const streamed = await call('total-only-stream');
   assert.equal(streamed.body.toString(), content('Hi') + DONE, 'the usage chunk is still the proxy\'s to drop');
-  const r1 = await recordOf('total-only-stream');
+  const r1 = await p.sink.recordOfTask('total-only-stream');
   assert.deepEqual([r1.status, r1.tokensEstimated, r1.completionTokens], ['ok', true, 1]);
   await call('total-only-json', false);
-  const r2 = await recordOf('total-only-json');
+  const r2 = await p.sink.recordOfTask('total-only-json');
   assert.deepEqual([r2.status, r2.tokensEstimated, r2.completionTokens], ['ok', true, Math.ceil('Hello there'.length / 4)]);
   assert.ok(p.log.messages('warn').some((m) => /usage without the counts a record needs \(usage\.prompt_tokens is missing\)/.test(m)));
 });
@@ -83,7 +74,7 @@ test('usage without prompt and completion counts (total only) is treated as abse
 test('a stream that starts with a byte order mark: its first event is read (first token, content), and relayed as sent', async () => {
   const res = await call('bom');
   assert.equal(res.body.toString(), `\ufeff${content('Hi')}${DONE}`);
-  const r = await recordOf('bom');
+  const r = await p.sink.recordOfTask('bom');
   assert.ok(r.firstTokenMs !== null, 'the first event carried the first token');
   assert.deepEqual([r.status, r.promptTokens, r.completionTokens], ['ok', 9, 1]);
 });
@@ -96,13 +87,13 @@ test('usage riding on a content event is taken out of it, the rest of the event 
       'id: 2\r\nevent: message\r\ndata: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"!"},"finish_reason":"stop"}]}\r\n\r\n' +
       'data: [DONE]\r\n\r\n',
   );
-  const r = await recordOf('crlf-riding');
+  const r = await p.sink.recordOfTask('crlf-riding');
   assert.deepEqual([r.status, r.promptTokens, r.completionTokens, r.tokensEstimated], ['ok', 9, 2, false]);
 });
 
 test('a non-streamed tool call without usage: its arguments are counted in the estimate', async () => {
   await call('tools-json', false);
-  const r = await recordOf('tools-json');
+  const r = await p.sink.recordOfTask('tools-json');
   assert.deepEqual([r.status, r.tokensEstimated, r.completionTokens], ['ok', true, Math.ceil(TOOL_ARGUMENTS.length / 4)]);
 });
 
@@ -123,6 +114,6 @@ test('a client that leaves after the usage chunk, before [DONE]: cancelled, with
     req.on('error', () => resolve());
     req.end(JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: true, stream_options: { include_usage: true } }));
   });
-  const r = await recordOf('usage-then-stall');
+  const r = await p.sink.recordOfTask('usage-then-stall');
   assert.deepEqual([r.status, r.promptTokens, r.completionTokens, r.tokensEstimated], ['cancelled', 30, 5, false]);
 });

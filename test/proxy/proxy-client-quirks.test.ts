@@ -20,15 +20,6 @@ after(() => h.close());
 
 const chatBody = (extra: Record<string, unknown> = {}) => JSON.stringify({ model: 'llama-8b', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, ...extra });
 
-async function recordOf(taskId: string, sink = h.sink) {
-  for (let i = 0; i < 100; i++) {
-    const r = sink.records.find((x) => x.taskId === taskId);
-    if (r) return r;
-    await new Promise((res) => setTimeout(res, 10));
-  }
-  throw new Error(`no record for ${taskId}`);
-}
-
 test('a request in absolute form (the proxy set as HTTP_PROXY) is forwarded by its path and recorded', async () => {
   const res = await tryRequest(h.proxyUrl, {
     method: 'POST',
@@ -38,7 +29,7 @@ test('a request in absolute form (the proxy set as HTTP_PROXY) is forwarded by i
   });
   assert.equal(res.status, 200);
   assert.equal(h.upstream.calls.find((c) => c.headers['x-task-id'] === 't-absolute')?.path, '/v1/chat/completions');
-  const r = await recordOf('t-absolute');
+  const r = await h.sink.recordOfTask('t-absolute');
   assert.deepEqual([r.status, r.promptTokens, r.completionTokens, r.tokensEstimated], ['ok', PROMPT_TOKENS, 3, false]);
   assert.ok(h.log.messages('warn').some((m) => /clients send full URLs \(http:\/\/vllm\.internal:8000\)/.test(m)));
 });
@@ -51,7 +42,7 @@ test('"stream": "true" or 1, which vLLM reads as true: usage is asked for and st
     const res = await tryRequest(`${h.proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-task-id': task }, body: chatBody({ stream }) });
     assert.match(res.body.toString(), /data: \[DONE\]/, 'the upstream streamed');
     assert.doesNotMatch(res.body.toString(), /"usage"/);
-    const r = await recordOf(task);
+    const r = await h.sink.recordOfTask(task);
     assert.deepEqual([r.status, r.promptTokens, r.cachedTokens, r.completionTokens, r.tokensEstimated], ['ok', PROMPT_TOKENS, CACHED_TOKENS, 3, false], task);
     assert.ok(r.firstTokenMs !== null, `${task}: a streamed answer has its first token`);
   }
@@ -64,7 +55,7 @@ test('label headers sent twice count with their first value; UTF-8 values are re
     headers: ['Host', 'proxy', 'Content-Type', 'application/json', 'X-Task-Id', 'task-A', 'X-Task-Id', 'task-B', 'X-Team', utf8('équipe-日本'), 'X-Team', 'blue'],
     body: chatBody(),
   });
-  const r = await recordOf('task-A');
+  const r = await h.sink.recordOfTask('task-A');
   assert.deepEqual(r.labels, { team: 'équipe-日本' });
 });
 
@@ -72,7 +63,7 @@ test('a model name longer than the ledger takes is cut, with a warning: the call
   const model = `org/${'m'.repeat(300)}`;
   const res = await tryRequest(`${h.proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-task-id': 't-long-model' }, body: chatBody({ model }) });
   assert.equal(res.status, 200);
-  const r = await recordOf('t-long-model');
+  const r = await h.sink.recordOfTask('t-long-model');
   assert.equal(r.model, model.slice(0, 256));
   assert.equal(r.status, 'ok');
   assert.ok(h.log.messages('warn').some((m) => /a model name of 304 characters was cut to 256/.test(m)));

@@ -56,15 +56,6 @@ const call = (answer: string, stream = true) =>
     body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream }),
   });
 
-async function recordOf(taskId: string) {
-  for (let i = 0; i < 100; i++) {
-    const r = p.sink.records.find((x) => x.taskId === taskId);
-    if (r) return r;
-    await new Promise((res) => setTimeout(res, 10));
-  }
-  throw new Error(`no record for ${taskId}`);
-}
-
 test('recorded calls ask the upstream for identity, whatever the client accepts', async () => {
   await call('mixed-case-type');
   const seen = upstream.calls.find((c) => c.headers['x-answer'] === 'mixed-case-type');
@@ -76,7 +67,7 @@ test('an SSE answer gzipped all the same is decoded for the client: no usage chu
   assert.equal(res.status, 200);
   assert.equal(res.headers['content-encoding'], undefined, 'relayed decoded');
   assert.equal(res.body.toString(), EVENTS + DONE);
-  const r = await recordOf('gzip-sse');
+  const r = await p.sink.recordOfTask('gzip-sse');
   assert.deepEqual([r.status, r.promptTokens, r.completionTokens, r.tokensEstimated], ['ok', 10, 2, false]);
   assert.ok(r.firstTokenMs !== null);
   assert.ok(p.log.messages('warn').some((m) => /content-encoding gzip although asked for identity/.test(m)));
@@ -87,7 +78,7 @@ test('a JSON answer in brotli is decoded: the client gets plain JSON, the record
   assert.equal(res.headers['content-encoding'], undefined);
   assert.equal(res.headers['content-length'], undefined, 'the encoded length no longer applies');
   assert.equal(res.body.toString(), JSON_ANSWER);
-  const r = await recordOf('br-json');
+  const r = await p.sink.recordOfTask('br-json');
   assert.deepEqual([r.status, r.promptTokens, r.completionTokens], ['ok', 7, 1]);
 });
 
@@ -95,7 +86,7 @@ test('a stream under a mixed-case media type, no content type or another text ty
   for (const answer of ['mixed-case-type', 'no-type', 'plain-type']) {
     const res = await call(answer);
     assert.equal(res.body.toString(), EVENTS + DONE, `${answer}: the usage chunk was taken out`);
-    const r = await recordOf(answer);
+    const r = await p.sink.recordOfTask(answer);
     assert.deepEqual([r.status, r.promptTokens, r.completionTokens, r.tokensEstimated], ['ok', 10, 2, false], answer);
   }
 });
@@ -103,7 +94,7 @@ test('a stream under a mixed-case media type, no content type or another text ty
 test('a stream call answered with JSON under a mixed-case media type (an upstream that does not stream) is read as JSON', async () => {
   const res = await call('json-mixed-case');
   assert.equal(res.body.toString(), JSON_ANSWER);
-  const r = await recordOf('json-mixed-case');
+  const r = await p.sink.recordOfTask('json-mixed-case');
   assert.deepEqual([r.status, r.promptTokens, r.completionTokens, r.tokensEstimated], ['ok', 7, 1, false]);
 });
 
@@ -112,6 +103,6 @@ test('an encoding the proxy cannot read on a stream it asked usage for: a 502, s
   assert.equal(res.status, 502);
   assert.doesNotMatch(res.body.toString(), /"usage"/);
   assert.match(res.body.toString(), /content-encoding zstd/);
-  const r = await recordOf('unknown-coding');
+  const r = await p.sink.recordOfTask('unknown-coding');
   assert.equal(r.status, 'error');
 });

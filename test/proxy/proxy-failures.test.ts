@@ -23,14 +23,7 @@ const chatStream = (mode: string, maxTokens: number) =>
   h.client.chat.completions.create({ model: 'llama-8b', messages: [{ role: 'user', content: PROMPT }], max_tokens: maxTokens, stream: true }, callHeaders(mode));
 
 /** Records for the task id the helper above sets, once `n` of them have arrived. */
-async function recordsOf(mode: string, n = 1) {
-  for (let i = 0; i < 150; i++) {
-    const found = h.sink.records.filter((r) => r.taskId === `t-${mode}`);
-    if (found.length >= n) return found;
-    await new Promise((res) => setTimeout(res, 20));
-  }
-  throw new Error(`no record for ${mode}`);
-}
+const recordsOf = (mode: string, n = 1) => h.sink.recordsWhere((r) => r.taskId === `t-${mode}`, n);
 
 test('upstream down: the client gets a clean 502 naming the upstream, the call is recorded as error', async () => {
   const log = captureLog();

@@ -16,14 +16,7 @@ before(async () => {
 });
 after(() => h.close());
 
-async function recordsOf(taskId: string, n = 1) {
-  for (let i = 0; i < 150; i++) {
-    const found = h.sink.records.filter((r) => r.taskId === taskId);
-    if (found.length >= n) return found;
-    await new Promise((res) => setTimeout(res, 20));
-  }
-  throw new Error(`no record for ${taskId}`);
-}
+const recordsOf = (taskId: string, n = 1) => h.sink.recordsWhere((r) => r.taskId === taskId, n);
 
 test('a stream opens for the client as soon as the upstream opens it, not with the first token', async () => {
   const body = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }], stream: true, max_tokens: 3 });

@@ -17,15 +17,6 @@ const CHAT = { model: 'm', messages: [{ role: 'user', content: 'x'.repeat(40) }]
 const post = (p: ProxyUnderTest, taskId: string, body: object = CHAT, path = '/v1/chat/completions', timeoutMs = 3000) =>
   tryRequest(`${p.proxyUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-task-id': taskId }, body: JSON.stringify(body), timeoutMs });
 
-async function recordOf(p: ProxyUnderTest, taskId: string) {
-  for (let i = 0; i < 100; i++) {
-    const r = p.sink.records.find((x) => x.taskId === taskId);
-    if (r) return r;
-    await new Promise((res) => setTimeout(res, 10));
-  }
-  throw new Error(`no record for ${taskId}`);
-}
-
 test('a status line node reads but will not write (a control character in the reason phrase, a code below 100): relayed or a 502, never an agent crash', async () => {
   const upstream = await startRawUpstream(({ head }, socket) => {
     const statusLine = /x-odd: reason/i.test(head) ? 'HTTP/1.1 200 O\x01K' : 'HTTP/1.1 099 Weird';
@@ -50,8 +41,8 @@ test('a status line node reads but will not write (a control character in the re
       body: JSON.stringify(CHAT),
     });
     assert.equal(odd.status, 200);
-    assert.equal((await recordOf(p, 't-099')).status, 'error');
-    const r = await recordOf(p, 't-odd');
+    assert.equal((await p.sink.recordOfTask('t-099')).status, 'error');
+    const r = await p.sink.recordOfTask('t-odd');
     assert.deepEqual([r.status, r.promptTokens, r.completionTokens], ['ok', 3, 2]);
   } finally {
     await p.close();
@@ -70,7 +61,7 @@ test('an upstream 101 nobody asked for: a 502 at once (recorded call and pass-th
     const models = await tryRequest(`${p.proxyUrl}/v1/models`, { timeoutMs: 2000 });
     assert.equal(models.status, 502);
     assert.ok(Date.now() - started < 1000, 'answered at once');
-    const r = await recordOf(p, 't-101');
+    const r = await p.sink.recordOfTask('t-101');
     assert.equal(r.status, 'error');
     assert.equal(p.proxy.stats().inFlight, 0);
   } finally {
@@ -101,7 +92,7 @@ test('a connection reset (RST) in mid-stream keeps the estimates of what was gen
       },
     });
     assert.equal(res.complete, false, 'the client sees a cut stream');
-    const r = await recordOf(p, 't-rst');
+    const r = await p.sink.recordOfTask('t-rst');
     assert.equal(r.status, 'error');
     assert.equal(r.tokensEstimated, true);
     assert.equal(r.completionTokens, 3, 'one token per content event relayed');
@@ -133,7 +124,7 @@ test('a pooled connection the upstream closed under a call (no Keep-Alive hint):
     const echo = await tryRequest(`${p.proxyUrl}/echo`, { method: 'POST', body: 'streamed body' });
     assert.equal(echo.status, 502, 'a passed-through body was streamed on, not kept: no retry');
     for (const task of ['t-1', 't-2', 't-3', 't-4']) {
-      const r = await recordOf(p, task);
+      const r = await p.sink.recordOfTask(task);
       assert.deepEqual([r.status, r.promptTokens, r.completionTokens], ['ok', 3, 2], task);
     }
     assert.equal(upstream.connections, 5, 'three pooled connections (t-1, t-2, t-4) and a fresh one for each retry');
@@ -161,7 +152,7 @@ test('an idle pooled connection is closed by the proxy after freeSocketTimeoutMs
     const res = await post(p, 't-slow', { ...CHAT, stream: true });
     assert.equal(res.complete, true);
     assert.match(res.body.toString(), /data: \[DONE\]/);
-    assert.equal((await recordOf(p, 't-slow')).status, 'ok');
+    assert.equal((await p.sink.recordOfTask('t-slow')).status, 'ok');
     assert.equal(upstream.open, 1, 'kept for the next call');
     for (let i = 0; i < 50 && upstream.open > 0; i++) await new Promise((res) => setTimeout(res, 20));
     assert.equal(upstream.open, 0, 'closed once idle for freeSocketTimeoutMs');

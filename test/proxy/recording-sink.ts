@@ -58,6 +58,21 @@ export class RecordingSink implements RequestSink {
     });
   }
 
+  /** The first `n` stored records that match, once there are that many (polls; rejects after `timeoutMs`). */
+  async recordsWhere(match: (record: RequestRecord) => boolean, n = 1, timeoutMs = 3000): Promise<RequestRecord[]> {
+    for (const deadline = Date.now() + timeoutMs; ; ) {
+      const found = this.records.filter(match);
+      if (found.length >= n) return found.slice(0, n);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${n} matching record(s) (have ${found.length} of ${this.records.length})`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /** The record of the call sent with this x-task-id. */
+  async recordOfTask(taskId: string): Promise<RequestRecord> {
+    return (await this.recordsWhere((r) => r.taskId === taskId))[0] as RequestRecord;
+  }
+
   private notify(): void {
     const ready = this.waiters.filter((w) => this.records.length >= w.count);
     this.waiters = this.waiters.filter((w) => this.records.length < w.count);
