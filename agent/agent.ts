@@ -214,6 +214,7 @@ export class Agent {
         run: () => {
           this.metrics.setCarbonFactors(this.carbon.site, this.carbon.pue, this.carbon.intensityAt(this.now()));
           this.readHost();
+          this.expireStalePower();
           this.settler.flushSamples();
           this.settler.settleDue(this.now());
         },
@@ -298,13 +299,8 @@ export class Agent {
   /** Ready when every GPU sampled recently and settlement keeps up. Reasons are listed when not. */
   readiness(): { ready: boolean; checks: Record<string, { ok: boolean; detail: string }> } {
     const now = this.now();
-    const quality = this.options.powerSource.quality();
-    const staleAfterMs = Math.max(5_000, 5 * quality.samplePeriodMs);
-    const lastTimes = this.settler.lastSampleTimes();
-    const stale = this.gpus.filter((g) => {
-      const at = lastTimes.get(g.uuid);
-      return at === undefined || now - at > staleAfterMs;
-    });
+    const stale = this.staleGpus(now);
+    const sampling = this.gpus.length - stale.length;
     const settledUntil = this.settler.settledUntil;
     const maxLagMs = (this.options.config.settleLateness + 3 * this.options.config.settlePeriod) * 1000 + 30_000;
     const lagMs = settledUntil === null ? null : now - settledUntil;
@@ -312,8 +308,11 @@ export class Agent {
     const checks = {
       started: { ok: this.started, detail: this.started ? 'running' : 'starting' },
       sampling: {
-        ok: stale.length === 0,
-        detail: stale.length === 0 ? `${this.gpus.length} GPU(s) sampling` : `no recent sample from GPU ${stale.map((g) => g.index).join(', ')}`,
+        ok: sampling > 0,
+        detail:
+          stale.length === 0
+            ? `${this.gpus.length} GPU(s) sampling`
+            : `${sampling} of ${this.gpus.length} GPU(s) sampling; no recent sample from GPU ${stale.map((g) => g.index).join(', ')}`,
       },
       settlement: {
         ok: lagMs === null || lagMs <= maxLagMs,
@@ -328,10 +327,26 @@ export class Agent {
         detail: recentErrors.length === 0 ? 'none in the last minute' : recentErrors.map(([r, e]) => `${r} x${e.count}: ${e.lastMessage}`).join('; '),
       },
     };
-    // Source errors are reported but do not by themselves make the agent unready: a lost GPU
-    // must not stop the others from being scraped.
+    // Ready means the agent can take records and settle them. A lost GPU, or source errors, are
+    // reported here and alerted on (TokenwattSamplingStalled) but do not make it unready: the
+    // node-local ingest Service (and the proxy behind it) would otherwise drop the healthy GPUs' records.
     const ready = checks.started.ok && checks.sampling.ok && checks.settlement.ok;
     return { ready, checks };
+  }
+
+  /** GPUs with no sample for max(5 s, 5 sample periods). */
+  private staleGpus(now: number): GpuInfo[] {
+    const staleAfterMs = Math.max(5_000, 5 * this.options.powerSource.quality().samplePeriodMs);
+    const lastTimes = this.settler.lastSampleTimes();
+    return this.gpus.filter((g) => {
+      const at = lastTimes.get(g.uuid);
+      return at === undefined || now - at > staleAfterMs;
+    });
+  }
+
+  /** A stale GPU's power gauge is removed; its next sample sets it again. */
+  private expireStalePower(): void {
+    for (const gpu of this.staleGpus(this.now())) this.metrics.clearGpuPower(gpu.index, gpu.uuid);
   }
 
   /** Stop everything in order: sources, loops, final flush, server, ledger. Idempotent. */

@@ -262,6 +262,11 @@ export class TokenwattMetrics {
     this.gpuPower.set({ gpu: String(index), uuid, simulated: this.simulated }, watts);
   }
 
+  /** A GPU with no recent sample: its power series goes, rather than show the last reading forever. */
+  clearGpuPower(index: number, uuid: string): void {
+    this.gpuPower.remove({ gpu: String(index), uuid, simulated: this.simulated });
+  }
+
   addMeasuredEnergy(index: number, uuid: string, joules: number): void {
     this.add(this.gpuEnergy, { gpu: String(index), uuid, simulated: this.simulated }, joules);
   }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { Ledger } from '../../agent/ledger.js';
@@ -111,4 +111,29 @@ test('run --power replay: a recorded run posted over HTTP gives the offline answ
   } finally {
     ledger.close();
   }
+});
+
+test('a GPU that stops sampling is reported, its power series goes, and the agent stays ready for ingest', { timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t);
+  // GPU 0 samples for 30 s; GPU 1 falls silent after its first second (an XID 79, say).
+  const lines = ['timestamp_ms,gpu,power_w,energy_j'];
+  for (let ms = 0; ms <= 30_000; ms += 100) {
+    lines.push(`${1_764_000_000_000 + ms},0,150,`);
+    if (ms <= 1_000) lines.push(`${1_764_000_000_000 + ms},1,150,`);
+  }
+  const trace = join(dir, 'trace.csv');
+  writeFileSync(trace, `${lines.join('\n')}\n`);
+  const agent = await startAgent(['run', '--power', `replay:${trace}`, '--db', join(dir, 'agent.db'), '--settle-lateness', '2', '--settle-period', '1']);
+  t.after(() => agent.stop());
+  const readiness = await eventually('GPU 1 reported stale', 20_000, async () => {
+    const r = await agent.get('/readyz');
+    return /1 of 2 GPU\(s\) sampling; no recent sample from GPU 1/.test(r.body) ? r : undefined;
+  });
+  assert.equal(readiness.status, 200, `still ready: ${readiness.body}`);
+  const power = await eventually('GPU 1 power series gone', 10_000, async () => {
+    const m = await agent.metrics();
+    const gpus = (m.get('tokenwatt_gpu_power_watts')?.samples ?? []).map((s) => s.labels.gpu);
+    return gpus.includes('1') ? undefined : gpus;
+  });
+  assert.deepEqual(power, ['0'], 'the healthy GPU keeps its power series');
 });
