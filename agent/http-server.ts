@@ -61,6 +61,9 @@ export class HttpServer {
         requestTimeout: options.requestTimeoutMs ?? 60_000,
         headersTimeout: options.headersTimeoutMs ?? 10_000,
         keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
+        // Node checks the two timeouts above only this often (30 s by default), so a slow-loris
+        // client would otherwise hold a connection three times longer than headersTimeout says.
+        connectionsCheckingInterval: Math.min(1_000, options.headersTimeoutMs ?? 10_000),
       },
       (req, res) => {
         this.dispatch(req, res).catch((error: unknown) => this.options.log.error({ err: error }, 'HTTP dispatch failed'));
@@ -118,10 +121,17 @@ export class HttpServer {
       sendJson(res, 404, { error: 'not found', path });
       return;
     }
-    const handler = byMethod.get(method);
+    // HEAD is GET without the body (RFC 9110 §9.3.2; node drops the body); uptime checkers use it.
+    const handler = byMethod.get(method) ?? (method === 'HEAD' ? byMethod.get('GET') : undefined);
     if (handler === undefined) {
-      const allow = [...byMethod.keys()].join(', ');
-      sendJson(res, 405, { error: `method ${method} not allowed`, allow: [...byMethod.keys()] }, { allow });
+      const methods = [...byMethod.keys()];
+      if (methods.includes('GET')) methods.push('HEAD');
+      const allow = methods.join(', ');
+      if (method === 'OPTIONS') {
+        res.writeHead(204, { allow }).end();
+        return;
+      }
+      sendJson(res, 405, { error: `method ${method} not allowed`, allow: methods }, { allow });
       return;
     }
     try {

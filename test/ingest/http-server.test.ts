@@ -31,8 +31,13 @@ test('routes by exact path (query ignored); unknown path 404 and wrong method 40
   assert.deepEqual([missing.status, missing.json?.error], [404, 'not found']);
   const wrong = await send(port, { method: 'DELETE', path: '/healthz' });
   assert.equal(wrong.status, 405);
-  assert.equal(wrong.headers.allow, 'GET');
+  assert.equal(wrong.headers.allow, 'GET, HEAD');
   assert.match(String(wrong.json?.error), /DELETE not allowed/);
+  const head = await send(port, { method: 'HEAD', path: '/healthz' });
+  assert.deepEqual([head.status, head.text], [200, ''], 'HEAD is answered as GET, without the body');
+  const options = await send(port, { method: 'OPTIONS', path: '/healthz' });
+  assert.deepEqual([options.status, options.headers.allow], [204, 'GET, HEAD']);
+  assert.equal((await send(port, { method: 'HEAD', path: '/boom' })).status, 405, 'no GET route, no HEAD');
 });
 
 test('a handler that throws (sync or async) gets a 500 JSON and a log line; the server keeps serving', async (t) => {
@@ -100,4 +105,23 @@ test('keep-alive connections are reused, and close() does not wait for idle ones
   const began = Date.now();
   await server.close();
   assert.ok(Date.now() - began < 2000, `close took ${Date.now() - began} ms with an idle keep-alive socket`);
+});
+
+test('a client that dribbles its headers is cut off at headersTimeout, not at node\'s 30 s check interval', async (t) => {
+  const server = new HttpServer({ host: '127.0.0.1', port: 0, log: recordingLog(), headersTimeoutMs: 1_000 });
+  server.route('GET', '/healthz', (_req, res) => sendJson(res, 200, { status: 'ok' }));
+  const { port } = await server.listen();
+  t.after(() => server.close());
+  const started = Date.now();
+  const answer = await new Promise<string>((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'));
+    const dribble = setInterval(() => socket.writable && socket.write('X-Slow: 1\r\n'), 300);
+    let text = '';
+    socket.on('data', (d) => { text += d.toString(); });
+    socket.on('close', () => { clearInterval(dribble); resolve(text); });
+    socket.on('error', (e) => { clearInterval(dribble); reject(e); });
+  });
+  const took = Date.now() - started;
+  assert.match(answer, /^HTTP\/1\.1 408/);
+  assert.ok(took < 4_000, `closed after ${took} ms`);
 });
