@@ -154,8 +154,9 @@ export const TOTAL_USAGE = `SELECT node, model, tier, cache_bucket, batch_bucket
   FROM hourly_usage GROUP BY node, model, tier, cache_bucket, batch_bucket, status, team, feature
   ORDER BY node, model, tier, cache_bucket, batch_bucket, status, team, feature`;
 export const TOTAL_HOST = 'SELECT coalesce(sum(host_j), 0) AS host_j FROM hourly_host';
-export const TOTAL_QUALITY = `SELECT coalesce(sum(late_records), 0) AS late, coalesce(sum(rejected_records), 0) AS rejected,
-    coalesce(sum(sample_errors), 0) AS sample_errors FROM hourly_quality`;
+/** late: settled late records (hourly_quality) plus late ones not settled yet, as the metric counts them at ingest. */
+export const TOTAL_QUALITY = `SELECT coalesce(sum(late_records), 0) + (SELECT count(*) FROM requests WHERE finalized = 0 AND late = 1) AS late,
+    coalesce(sum(rejected_records), 0) AS rejected, coalesce(sum(sample_errors), 0) AS sample_errors FROM hourly_quality`;
 export const TOTAL_TASKS = `SELECT count(*) AS count, coalesce(sum(last_status = 'ok'), 0) AS succeeded,
     coalesce(sum(joules), 0) AS joules, coalesce(sum(waste_j), 0) AS waste_j FROM tasks`;
 

@@ -1,5 +1,5 @@
 /** tokenwatt's Prometheus exporter: the metrics, their catalog, and the label cardinality guard. */
-export { TokenwattMetrics, type FinalizedRequestMetrics, type FinalizedTaskMetrics, type MetricsBody, type MetricsSeed, type PowerSourceInfo, type TokenwattMetricsOptions } from './tokenwatt-metrics.js';
+export { SEED_JOULES_MARGIN, TokenwattMetrics, type FinalizedRequestMetrics, type FinalizedTaskMetrics, type MetricsBody, type MetricsSeed, type PowerSourceInfo, type TokenwattMetricsOptions } from './tokenwatt-metrics.js';
 export { LabelCapper, ABSENT_LABEL_VALUE, OTHER_LABEL_VALUE } from './label-capper.js';
 export { METRIC_CATALOG, type MetricKey, type MetricSpec, type MetricType } from './metric-catalog.js';
 export { energyBuckets, REQUEST_ENERGY_BUCKETS, TASK_ENERGY_BUCKETS } from './energy-buckets.js';

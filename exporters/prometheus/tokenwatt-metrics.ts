@@ -43,6 +43,9 @@ export interface PowerSourceInfo {
 }
 
 /** Ledger totals to start the counters from after a restart (structural: the ledger's CounterTotals fits). */
+/** How far above the ledger's sums joule counters are seeded (see {@link TokenwattMetrics.seed}). */
+export const SEED_JOULES_MARGIN = 1e-9;
+
 export interface MetricsSeed {
   readonly gpus: readonly {
     readonly gpuUuid: string;
@@ -72,6 +75,7 @@ export interface MetricsSeed {
     readonly dynamicJ: number;
     readonly simulated: boolean;
   }[];
+  /** Late records counted so far: settled ones and those still waiting (the metric counts them at ingest). */
   readonly quality?: { readonly lateRecords: number };
 }
 
@@ -434,17 +438,22 @@ export class TokenwattMetrics {
   seed(totals: MetricsSeed): void {
     if (this.seeded || this.observed) throw new Error('TokenwattMetrics.seed: call it once, before anything is counted');
     this.seeded = true;
+    // The previous process added the same joules request by request; the ledger's sums add them
+    // in another order, which can come out a few units in the last place lower, and Prometheus
+    // reads any decrease as a counter reset (a spike in rate()). So joules are seeded a hair above
+    // the ledger's sum: 1e-9 of it, far below any measurement's precision. Counts are exact.
+    const above = (joules: number): number => joules + Math.abs(joules) * SEED_JOULES_MARGIN;
     for (const g of totals.gpus) {
       const gpu = g.gpuIndex === null ? '' : String(g.gpuIndex);
       const simulated = bool(g.simulated);
-      this.add(this.gpuEnergy, { gpu, uuid: g.gpuUuid, simulated }, g.measuredJ);
-      this.add(this.idleEnergy, { gpu, simulated }, g.idleJ);
-      if (g.unattributedJ > 0) this.add(this.unattributed, { gpu, simulated }, g.unattributedJ);
-      if (g.estimatedJ > 0) this.add(this.estimated, { gpu, simulated }, g.estimatedJ);
+      this.add(this.gpuEnergy, { gpu, uuid: g.gpuUuid, simulated }, above(g.measuredJ));
+      this.add(this.idleEnergy, { gpu, simulated }, above(g.idleJ));
+      if (g.unattributedJ > 0) this.add(this.unattributed, { gpu, simulated }, above(g.unattributedJ));
+      if (g.estimatedJ > 0) this.add(this.estimated, { gpu, simulated }, above(g.estimatedJ));
     }
     for (const row of totals.usage) {
       const labels: Record<string, string> = { team: row.team, feature: row.feature, ...row.labels };
-      this.addUsage({ ...row, labels }, row.requests, bool(row.simulated));
+      this.addUsage({ ...row, staticJ: above(row.staticJ), dynamicJ: above(row.dynamicJ), labels }, row.requests, bool(row.simulated));
     }
     if (totals.quality && totals.quality.lateRecords > 0) this.recordsLate(totals.quality.lateRecords);
   }

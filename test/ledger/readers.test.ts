@@ -47,4 +47,7 @@ test('hourly readers select [from, to) by hour start', (t) => {
   assert.deepEqual(ledger.readHourlyQuality(...window).map((r) => r.lateRecords), [1]);
   assert.equal(ledger.counterTotals().quality.lateRecords, 3);
   assert.equal(ledger.counterTotals().gpus[0]?.gpuIndex, null, 'no retained period names the index');
+  // Late records not settled yet count too: the metric counts them at ingest, so a restart must not seed it lower.
+  ledger.insertRequests([request(7), request(8)], (r) => r.requestId === 'req-7');
+  assert.equal(ledger.counterTotals().quality.lateRecords, 4);
 });
