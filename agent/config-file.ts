@@ -36,7 +36,8 @@ export function readConfigFile(path: string): { ok: true; file: ConfigFile } | {
     }
   }
   const lineCounter = new LineCounter();
-  const doc = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  // merge: YAML 1.1 merge keys (`<<: *defaults`), as Kubernetes and Helm users write them.
+  const doc = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: true });
   const lineAt = (offset: number): number => lineCounter.linePos(offset).line;
   if (doc.errors.length > 0) {
     return { ok: false, errors: doc.errors.map((e) => `${name}:${lineAt(e.pos[0])}: ${e.message.split('\n')[0]}`) };

@@ -123,6 +123,14 @@ test('a YAML file and the same settings as JSON give the same config', () => {
   });
 });
 
+test('YAML anchors and merge keys share a block between replicas', () => {
+  const yaml = ['replicas:', '  - &big { model: m1, gpus: [1, 2], tier: large }', '  - { <<: *big, model: m2 }'].join('\n');
+  withFiles({ 'merge.yaml': yaml }, (dir) => {
+    const { config } = mustLoad({ configFile: join(dir, 'merge.yaml') });
+    assert.deepEqual(config.replicas, [{ model: 'm1', gpus: ['1', '2'], tier: 'large' }, { model: 'm2', gpus: ['1', '2'], tier: 'large' }]);
+  });
+});
+
 test('flag and env strings for lists, maps and replicas', () => {
   const { config } = mustLoad({
     env: {
