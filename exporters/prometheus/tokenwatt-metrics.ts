@@ -337,7 +337,7 @@ export class TokenwattMetrics {
     this.observe(this.taskEnergy, { tier, succeeded, simulated: this.simulated }, t.joules);
     let attemptJ = t.wasteJ;
     for (const [reason, joules] of Object.entries(t.wasteByReason ?? {})) {
-      this.add(this.waste, { tier, reason: this.label('reason', reason), simulated: this.simulated }, joules);
+      this.add(this.waste, { tier, reason: this.label('waste_reason', reason), simulated: this.simulated }, joules);
       attemptJ -= joules;
     }
     // Float noise from the split must not turn into a negative (refused) increment.
@@ -355,7 +355,7 @@ export class TokenwattMetrics {
   }
 
   sampleError(reason: string): void {
-    this.add(this.sampleErrors, { reason: this.label('reason', reason) }, 1);
+    this.add(this.sampleErrors, { reason: this.label('sample_error_reason', reason) }, 1);
   }
 
   /** Carbon factors in force: PUE always, grid intensity when known (null clears it). */
@@ -387,7 +387,7 @@ export class TokenwattMetrics {
   }
 
   recordsRejected(reason: string, n: number): void {
-    this.add(this.recordsRejectedCounter, { reason: this.label('reason', reason) }, n);
+    this.add(this.recordsRejectedCounter, { reason: this.label('rejected_reason', reason) }, n);
   }
 
   /**
@@ -553,6 +553,10 @@ export class TokenwattMetrics {
     return user;
   }
 
+  /**
+   * A label value through the cap. `name` is the capper's key: the three `reason` labels have a
+   * key each, so rejection reasons (which name record fields) cannot crowd out sample errors.
+   */
   private label(name: string, value: string | undefined): string {
     const folded = this.capper.folded(name);
     const out = this.capper.value(name, value);

@@ -144,6 +144,15 @@ test('label capping: with cap N, the N+1th distinct team folds into "other" and 
   assert.equal(sumOf(families, 'tokenwatt_label_values_folded_total', { label: 'team', reason: 'value_cap' }), 2);
 });
 
+test('rejection reasons past the cap do not fold sample-error reasons: each reason label has its own cap', async () => {
+  const m = new TokenwattMetrics({ labelCap: 2 });
+  for (const reason of ['gpus', 'cached_tokens', 'labels.a', 'labels.b']) m.recordsRejected(reason, 1);
+  m.sampleError('gpu_lost');
+  const families = await scrape(m);
+  assert.equal(sumOf(families, 'tokenwatt_sample_errors_total', { reason: 'gpu_lost' }), 1);
+  assert.equal(sumOf(families, 'tokenwatt_records_rejected_total', { reason: 'other' }), 2, 'rejections fold among themselves');
+});
+
 test('the series budget folds new user-label combinations but never drops energy', async () => {
   const m = new TokenwattMetrics({ maxEnergyLabelSets: 4 });
   let total = 0;
