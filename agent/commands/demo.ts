@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { mkdtempSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -28,9 +28,9 @@ const DEMO_HOST_OVERHEAD_W = 900;
 export function demoCommand(): Command {
   const command = new Command('demo')
     .description('Run the agent on a SIMULATED GPU node (8 x H100, three model tiers) with a built-in workload. Every figure is simulated, not measured.')
-    .option('--seed <n>', 'seed of the simulated workload', '1')
-    .option('--summary-every <seconds>', 'print the summary table this often (0: never)', '10')
-    .option('--duration <seconds>', 'stop after this many seconds (default: run until Ctrl-C)');
+    .addOption(new Option('--seed <n>', 'seed of the simulated workload').default(1).argParser(wholeNumber(0, 2 ** 31 - 1)))
+    .addOption(new Option('--summary-every <seconds>', 'print the summary table this often (0: never)').default(10).argParser(wholeNumber(0, 86_400)))
+    .addOption(new Option('--duration <seconds>', 'stop after this many seconds (default: run until Ctrl-C)').argParser(wholeNumber(1, 31_536_000)));
   addConfigOptions(command, ['port', 'host', 'db', 'settleLateness', 'settlePeriod', 'sampleRateHz', 'logLevel', 'ingestToken', 'labels.cap'], {
     db: 'a new file in a temporary directory',
     settleLateness: String(DEMO_DEFAULTS.settleLateness),
@@ -38,7 +38,7 @@ export function demoCommand(): Command {
   });
   command.action(async (flags: Record<string, unknown>) => {
     const { config: loaded, sources, warnings } = loadConfigWithSources(flags);
-    const seed = Number(flags.seed ?? 1);
+    const seed = flags.seed as number;
     const node = new SimulatedGpuNode(defaultDemoNodeConfig({ seed, samplePeriodMs: Math.round(1000 / loaded.sampleRateHz) }));
     const replicas = demoReplicaMap().map((r) => ({ model: r.model, gpus: [...r.gpuUuids], tier: r.tier }));
     const config: TokenwattConfig = {
@@ -53,8 +53,8 @@ export function demoCommand(): Command {
       // Emissions need a grid: the world average from the shipped table unless one is configured.
       carbon: loaded.carbon ?? carbonConfigSchema.parse({ region: 'world', site: 'demo (simulated)' }),
     };
-    const summaryEvery = Number(flags.summaryEvery ?? 10);
-    const durationS = flags.duration === undefined ? undefined : Number(flags.duration);
+    const summaryEvery = flags.summaryEvery as number;
+    const durationS = flags.duration as number | undefined;
     await runAgentUntilSignal(config, {
       powerSource: node,
       onStarted: (agent, log) => {
@@ -141,4 +141,13 @@ class RecordPoster {
     });
     request.end(body);
   }
+}
+
+/** A commander argument parser for a whole number in [min, max]: a bad value is a usage error (exit 2), named by commander. */
+function wholeNumber(min: number, max: number): (text: string) => number {
+  return (text) => {
+    const value = Number(text);
+    if (text.trim() === '' || !Number.isInteger(value) || value < min || value > max) throw new InvalidArgumentError(`must be a whole number from ${min} to ${max}.`);
+    return value;
+  };
 }
