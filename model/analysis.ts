@@ -236,6 +236,12 @@ class GpuSamples {
     const to = after < times.length ? bound(times, times[after] as number, true) : times.length;
     return this.samples.slice(from, to);
   }
+
+  /** The first sample time at or after t, or Infinity. */
+  firstTimeFrom(t: number): number {
+    const at = bound(this.times, t, false);
+    return at < this.times.length ? (this.times[at] as number) : Number.POSITIVE_INFINITY;
+  }
 }
 
 /** Settle [windowStart, windowEnd) period by period; calls `onPeriod` with each settlement. */
@@ -251,8 +257,8 @@ function settleRun(
   const byStart = [...requests].sort((x, y) => x.startMs - y.startMs || compareStrings(x.requestId, y.requestId));
   let next = 0;
   let open: ResolvedRequest[] = [];
-  for (let p0 = grid.startMs; p0 < grid.endMs; p0 += grid.periodMs) {
-    const p1 = p0 + grid.periodMs;
+  for (let p0 = grid.startMs, p1 = p0; p0 < grid.endMs; p0 = p1) {
+    p1 = quietUntil(gpus, byStart, next, open.length, p0, grid);
     while (next < byStart.length && (byStart[next] as ResolvedRequest).startMs < p1) {
       open.push(byStart[next] as ResolvedRequest);
       next += 1;
@@ -273,6 +279,31 @@ function settleRun(
     onPeriod(settlement.gpus, settlement.shares);
     open = open.filter((r) => !isFinalAfter(r, p1));
   }
+}
+
+/**
+ * The end of the period starting at p0: normally one period later; when no GPU has a sample and no
+ * request is open or starts before then, the grid point before the next sample or request start,
+ * so that a stretch with nothing in it (a gap between captures, a stray timestamp years off) is
+ * one settlement, not millions. Its energy is the same: within an interval it is linear in time.
+ */
+function quietUntil(
+  gpus: readonly GpuSamples[],
+  byStart: readonly ResolvedRequest[],
+  next: number,
+  openRequests: number,
+  p0: number,
+  grid: { readonly endMs: number; readonly periodMs: number },
+): number {
+  const p1 = p0 + grid.periodMs;
+  const nextStart = next < byStart.length ? (byStart[next] as ResolvedRequest).startMs : Number.POSITIVE_INFINITY;
+  if (openRequests > 0 || nextStart < p1) return p1;
+  let nextSample = Number.POSITIVE_INFINITY;
+  for (const g of gpus) nextSample = Math.min(nextSample, g.firstTimeFrom(p0));
+  if (nextSample < p1) return p1;
+  const nextEvent = Math.min(nextStart, nextSample);
+  const resume = Number.isFinite(nextEvent) ? Math.min(grid.endMs, alignDown(nextEvent, grid.periodMs)) : grid.endMs;
+  return Math.max(p1, resume);
 }
 
 interface GpuSums {

@@ -166,12 +166,12 @@ interface IntervalGrid extends IntervalPieces {
  * Cut the timeline's intervals at the period bounds and on the attribution grid, straight into
  * typed arrays (`into` null: only count the pieces). Returns the number of pieces.
  */
-function cutIntervals(intervals: readonly EnergyInterval[], p0: number, p1: number, into: IntervalPieces | null): number {
+function cutIntervals(intervals: readonly EnergyInterval[], p0: number, p1: number, into: IntervalPieces | null, onGrid: boolean): number {
   let pieces = 0;
   for (const interval of intervals) {
     const hi = Math.min(interval.endMs, p1);
     for (let from = Math.max(interval.startMs, p0); from < hi; ) {
-      const to = Math.min(hi, (Math.floor(from / ATTRIBUTION_GRID_MS) + 1) * ATTRIBUTION_GRID_MS);
+      const to = onGrid ? Math.min(hi, (Math.floor(from / ATTRIBUTION_GRID_MS) + 1) * ATTRIBUTION_GRID_MS) : hi;
       if (to > from) {
         if (into !== null) {
           into.start[pieces] = from;
@@ -189,8 +189,14 @@ function cutIntervals(intervals: readonly EnergyInterval[], p0: number, p1: numb
   return pieces;
 }
 
-function gridOf(intervals: readonly EnergyInterval[], p0: number, p1: number, scratch: ScratchArrays): IntervalGrid {
-  const n = cutIntervals(intervals, p0, p1, null);
+/**
+ * The pieces of [p0, p1): intervals cut at the period bounds and, when requests run on the GPU,
+ * on the attribution grid. With no request every piece is idle or unattributed, which is linear in
+ * an interval's energy, so whole intervals give the same sums: a long quiet stretch (a gap between
+ * captures in `analyze`) then costs one piece per interval, not one per second.
+ */
+function gridOf(intervals: readonly EnergyInterval[], p0: number, p1: number, scratch: ScratchArrays, onGrid: boolean): IntervalGrid {
+  const n = cutIntervals(intervals, p0, p1, null, onGrid);
   const pieces: IntervalPieces = {
     start: scratch.floats(n),
     end: scratch.floats(n),
@@ -199,7 +205,7 @@ function gridOf(intervals: readonly EnergyInterval[], p0: number, p1: number, sc
     unattributable: scratch.bytes(n),
     gap: scratch.bytes(n),
   };
-  cutIntervals(intervals, p0, p1, pieces);
+  cutIntervals(intervals, p0, p1, pieces, onGrid);
   // Spelled out, not spread: objects built by spreading do not share one shape, and every property
   // read on them in the hot loops would be a slow (megamorphic) lookup.
   return {
@@ -730,8 +736,8 @@ function settleGpu(
   let samples = 0;
   for (const sample of gpu.samples) if (sample.timestampMs >= p0 && sample.timestampMs < p1) samples += 1;
 
-  // Cut at the period bounds and on the attribution grid.
-  const grid = gridOf(timeline.intervals, p0, p1, scratch);
+  // Cut at the period bounds and, where requests run, on the attribution grid.
+  const grid = gridOf(timeline.intervals, p0, p1, scratch, onGpu.length > 0);
   const { n } = grid;
   const spans = placeSpans(grid, table, onGpu, scratch);
   const load = loadAll(grid, table, onGpu, spans, scratch);

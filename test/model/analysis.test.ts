@@ -174,3 +174,27 @@ test('an empty run gives an empty, well-formed report', () => {
   assert.deepEqual(report.groups, []);
   assert.equal(report.quality.window_start_ms, null);
 });
+
+test('a stretch with no sample and no request is settled at once: a stray timestamp years off costs nothing, and no joule changes', () => {
+  // Two 10 s captures an hour apart on one GPU (energy counter at 200 W throughout), one request in each.
+  const samples: PowerSample[] = [];
+  for (const from of [T0, T0 + 3_600_000]) for (let t = from; t <= from + 10_000; t += 100) samples.push(sample('gpu-a', t, 200, 200 * ((t - T0) / 1000)));
+  const requests = [
+    request({ requestId: 'first', gpus: ['gpu-a'], startMs: T0 + 1000, endMs: T0 + 6000, completionTokens: 50 }),
+    request({ requestId: 'second', gpus: ['gpu-a'], startMs: T0 + 3_601_000, endMs: T0 + 3_606_000, completionTokens: 50 }),
+  ];
+  const gpus = [{ uuid: 'gpu-a', index: 0 }];
+  const report = analyzeRun({ samples, requests, gpus, config: CONFIG, perRequest: true });
+  assert.ok(close(report.totals.measured_j, 200 * 3610), `measured ${report.totals.measured_j} J: the counter's whole increase, gap included`);
+  assert.ok(Math.abs(report.totals.residual_j) < 1e-6);
+  // The same run with one stray reading 25 years earlier (a bad clock): it finishes, and the captures' answer is unchanged.
+  const stray = sample('gpu-a', T0 - 25 * 365 * 86_400_000, 200, null);
+  const started = Date.now();
+  const withStray = analyzeRun({ samples: [stray, ...samples], requests, gpus, config: CONFIG, perRequest: true });
+  assert.ok(Date.now() - started < 5_000, `took ${Date.now() - started} ms`);
+  for (const id of ['first', 'second']) {
+    const a = report.requests?.find((r) => r.request_id === id)?.joules;
+    const b = withStray.requests?.find((r) => r.request_id === id)?.joules;
+    assert.ok(a !== undefined && b !== undefined && close(a, b), `${id}: ${a} J and ${b} J`);
+  }
+});
