@@ -2,8 +2,9 @@ import type { NvmlBinding, NvmlDeviceHandle, NvmlResult } from './nvml-binding.j
 import type { CallWatchWriter, WatchedCall } from './nvml-call-watch.js';
 import { NVML_DEVICE_MIG_ENABLE, NVML_POWER_SCOPE_GPU, NvmlFieldId, NvmlReturn, nvmlReturnName } from './nvml-constants.js';
 import { describeInitReturn, describeNoGpus, type NvmlInitFailure } from './nvml-init-failure.js';
+import type { ReadingJournalWriter } from './nvml-reading-journal.js';
 import type {
-  NvmlDeviceDescription, NvmlInventory, NvmlPowerMethod, NvmlProblem, NvmlReading,
+  NvmlDeviceDescription, NvmlInventory, NvmlPowerMethod, NvmlProblem, NvmlReading, NvmlUnusableGpu,
 } from './nvml-worker-protocol.js';
 import { powerUsageIsAveraged } from './power-averaging.js';
 
@@ -16,24 +17,53 @@ interface DeviceState {
   lostRetryAtMs: number | null;
 }
 
+/** A GPU not opened (yet): set aside at start-up, or not usable when the worker started. */
+interface UnopenedGpu {
+  readonly index: number;
+  /** Its description from an earlier worker when it was set aside; null when it was never opened. */
+  readonly before: NvmlDeviceDescription | null;
+  /** When to try to open it (0: as soon as it is not skipped). */
+  retryAtMs: number;
+  /** A failed open of a set-aside GPU is reported once. */
+  reported: boolean;
+}
+
 type StartResult = { readonly ok: true; readonly inventory: NvmlInventory } | { readonly ok: false; readonly failure: NvmlInitFailure };
+
+export interface NvmlDeviceReaderExtras {
+  /** Every reading is written here as soon as it is taken (see nvml-reading-journal.ts). */
+  readonly journal?: ReadingJournalWriter;
+  /**
+   * GPUs not to open at start-up (a call on them hung before), by their earlier descriptions:
+   * they are opened during a later read(), once skip() no longer names them.
+   */
+  readonly setAside?: readonly NvmlDeviceDescription[];
+}
 
 /**
  * Runs in the sampling worker: initialises NVML, takes the inventory, and reads every GPU once
  * per tick. Every NVML call is bracketed by the call watch so that the main thread can put a
  * deadline on it. Never throws for a GPU's failure: it becomes a problem, the others carry on.
+ * GPUs that could not be opened, or were set aside, are tried again from read().
  */
 export class NvmlDeviceReader {
   private devices: DeviceState[] = [];
+  private unopened: UnopenedGpu[] = [];
   private readonly skipped = new Set<string>();
   private initialised = false;
+  private readonly journal: ReadingJournalWriter | undefined;
+  private readonly setAside: readonly NvmlDeviceDescription[];
 
   constructor(
     private readonly nvml: NvmlBinding,
     private readonly watch: CallWatchWriter,
     private readonly lostRetryMs: number,
     private readonly now: () => number = Date.now,
-  ) {}
+    extras: NvmlDeviceReaderExtras = {},
+  ) {
+    this.journal = extras.journal;
+    this.setAside = extras.setAside ?? [];
+  }
 
   start(): StartResult {
     const rc = this.call('nvmlInit_v2', -1, () => this.nvml.init());
@@ -47,13 +77,27 @@ export class NvmlDeviceReader {
       this.close();
       return { ok: false, failure: describeNoGpus(`nvmlDeviceGetCount_v2: ${this.explain(count.rc)}`) };
     }
-    const unusable: { index: number; message: string }[] = [];
+    const setAside = new Map(this.setAside.map((d) => [d.index, d]));
+    const unusable: NvmlUnusableGpu[] = [];
+    const described: NvmlDeviceDescription[] = [];
     for (let index = 0; index < count.value; index++) {
+      const before = setAside.get(index);
+      if (before) {
+        // Not a single call into it: the call that hung before would hang again (a wedged GPU).
+        this.unopened.push({ index, before, retryAtMs: 0, reported: false });
+        described.push(before);
+        continue;
+      }
       const opened = this.open(index);
-      if ('message' in opened) unusable.push({ index, message: opened.message });
-      else this.devices.push(opened);
+      if ('message' in opened) {
+        unusable.push({ index, message: opened.message, lost: opened.lost });
+        this.unopened.push({ index, before: null, retryAtMs: this.now() + this.lostRetryMs, reported: true });
+      } else {
+        this.devices.push(opened);
+        described.push(opened.description);
+      }
     }
-    if (this.devices.length === 0) {
+    if (described.length === 0) {
       this.close();
       const why = unusable.map((u) => `GPU ${u.index}: ${u.message}`).join('; ') || 'nvmlDeviceGetCount_v2 returned 0';
       return { ok: false, failure: describeNoGpus(why) };
@@ -62,7 +106,7 @@ export class NvmlDeviceReader {
       ok: true,
       inventory: {
         driverVersion: driver.ok ? driver.value : null,
-        devices: this.devices.map((d) => d.description),
+        devices: described,
         unusable,
       },
     };
@@ -83,9 +127,47 @@ export class NvmlDeviceReader {
       const now = this.now();
       if (device.lostRetryAtMs !== null && now < device.lostRetryAtMs) continue;
       const reading = this.readDevice(device, now, problems);
-      if (reading) readings.push(reading);
+      if (reading) {
+        readings.push(reading);
+        this.journal?.write(reading.index, reading.timestampMs, reading.powerMw, reading.energyMj, reading.powerAveraged);
+      }
     }
+    if (this.unopened.length > 0) this.openLater(problems);
     return { readings, problems };
+  }
+
+  /** Tries to open the GPUs that are not open, each when its time has come and it is not skipped. */
+  private openLater(problems: NvmlProblem[]): void {
+    for (let i = 0; i < this.unopened.length; i++) {
+      const gpu = this.unopened[i] as UnopenedGpu;
+      const now = this.now();
+      if (now < gpu.retryAtMs || (gpu.before && this.skipped.has(gpu.before.uuid))) continue;
+      const opened = this.open(gpu.index);
+      if ('message' in opened) {
+        gpu.retryAtMs = now + this.lostRetryMs;
+        if (gpu.before && !gpu.reported) {
+          gpu.reported = true;
+          const { uuid } = gpu.before;
+          problems.push({
+            uuid,
+            reason: opened.lost ? 'gpu_lost' : 'read_error',
+            message: `GPU ${gpu.index} (${uuid}) could not be opened again after being set aside: ${opened.message}; tried again every ${this.lostRetryMs} ms`,
+          });
+        }
+        continue;
+      }
+      this.unopened.splice(i--, 1);
+      this.devices.push(opened);
+      this.devices.sort((a, b) => a.description.index - b.description.index);
+      const { uuid, index } = opened.description;
+      const changed = gpu.before && gpu.before.uuid !== uuid ? ` (it was ${gpu.before.uuid} before)` : '';
+      problems.push({
+        uuid,
+        reason: 'gpu_opened',
+        message: `GPU ${index} (${uuid})${changed} is sampled again: it was ${gpu.before ? 'set aside after a hung call' : 'not usable when the NVML worker started'}`,
+        device: opened.description,
+      });
+    }
   }
 
   /** nvmlShutdown, once. */
@@ -158,12 +240,12 @@ export class NvmlDeviceReader {
     return null;
   }
 
-  private open(index: number): DeviceState | { message: string } {
+  private open(index: number): DeviceState | { message: string; lost: boolean } {
     const handle = this.call('nvmlDeviceGetHandleByIndex_v2', index, () => this.nvml.handleByIndex(index));
-    if (!handle.ok) return { message: `nvmlDeviceGetHandleByIndex_v2: ${this.explain(handle.rc)}` };
+    if (!handle.ok) return { message: `nvmlDeviceGetHandleByIndex_v2: ${this.explain(handle.rc)}`, lost: handle.rc === NvmlReturn.ERROR_GPU_IS_LOST };
     const h = handle.value;
     const uuid = this.call('nvmlDeviceGetUUID', index, () => this.nvml.uuid(h));
-    if (!uuid.ok) return { message: `nvmlDeviceGetUUID: ${this.explain(uuid.rc)}` };
+    if (!uuid.ok) return { message: `nvmlDeviceGetUUID: ${this.explain(uuid.rc)}`, lost: uuid.rc === NvmlReturn.ERROR_GPU_IS_LOST };
     const name = this.call('nvmlDeviceGetName', index, () => this.nvml.name(h));
     const limit = this.call('nvmlDeviceGetEnforcedPowerLimit', index, () => this.nvml.enforcedPowerLimitMw(h));
     const arch = this.call('nvmlDeviceGetArchitecture', index, () => this.nvml.architecture(h));

@@ -5,6 +5,7 @@ import { epochMs, joules, watts } from '../../model/units.js';
 import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
 import { DEFAULT_NVML_LIBRARY } from './nvml-binding.js';
 import { CallWatchReader, createCallWatchBuffer, type CallInFlight } from './nvml-call-watch.js';
+import { createReadingJournal, ReadingJournalReader } from './nvml-reading-journal.js';
 import { createWakeBuffer, wakeWorker } from './worker-wake.js';
 import { architectureName } from './nvml-constants.js';
 import { describeInitTimeout, NvmlInitError, type NvmlInitFailure } from './nvml-init-failure.js';
@@ -43,6 +44,10 @@ type Phase = 'idle' | 'initialising' | 'ready' | 'running' | 'stopped';
 interface WorkerRun {
   readonly worker: Worker;
   readonly watch: CallWatchReader;
+  /** What the worker read, in shared memory: what it had not posted is recovered when it is retired. */
+  readonly journal: ReadingJournalReader;
+  /** Journal position after the last reading received (or recovered) from this worker. */
+  receivedSeq: number;
   /** Posts to the worker and wakes it (it sleeps in Atomics.wait, not in its event loop). */
   readonly send: (message: MainToWorker) => void;
   /** Settles the start-up of this worker. */
@@ -61,8 +66,12 @@ const PROBLEM_WINDOW_MS = 60_000;
  * NVML_FI_DEV_POWER_INSTANT or, failing that, nvmlDeviceGetPowerUsage (labelled averaged where it
  * is a 1 s average). Every NVML call has a deadline enforced here, on the main thread: a hung call
  * gets the worker terminated and restarted with back-off, and the GPU it hung on is set aside for
- * a while so the others keep sampling. A lost GPU is reported and simply stops producing samples;
- * the energy model flags the gap.
+ * a while so the others keep sampling: the restarted worker does not call into it at all (not even
+ * to open it) until its time is up and no thread is still blocked in a call on it. Readings the
+ * terminated worker had taken but not posted yet are recovered from shared memory (the reading
+ * journal). A lost GPU is reported and simply stops producing samples; the energy model flags the
+ * gap. A GPU that cannot be opened when a worker (re)starts is reported too, and tried again
+ * every lostRetryMs.
  */
 export class NvmlPowerSource implements PowerSource {
   private readonly libraryPath: string;
@@ -76,6 +85,10 @@ export class NvmlPowerSource implements PowerSource {
   /** The worker being shut down: its last ticks are still taken. */
   private draining: WorkerRun | null = null;
   private readonly stuck = new Set<Worker>();
+  /** Terminated workers still blocked in a call on a GPU, by that GPU's UUID: it stays set aside until the call returns. */
+  private readonly stuckOn = new Map<Worker, string>();
+  /** GPUs known at start-up that a restarted worker could not open, already reported. */
+  private readonly unopenedReported = new Set<string>();
   private inventory: NvmlInventory | null = null;
   private gpus: GpuInfo[] = [];
   private readonly lastEnergyJ = new Map<string, number>();
@@ -141,8 +154,8 @@ export class NvmlPowerSource implements PowerSource {
     run.worker.ref(); // keep the process up until the worker has said goodbye (or the deadline passed)
     run.send({ type: 'shutdown' });
     await raceTimeout(closed, Math.max(1000, this.options.callTimeoutMs));
+    this.retire(run); // takes from the journal what a worker that never said goodbye had read
     this.draining = null;
-    this.retire(run);
   }
 
   quality(): PowerSourceQuality {
@@ -177,7 +190,16 @@ export class NvmlPowerSource implements PowerSource {
     const buffer = createCallWatchBuffer();
     const baseMs = Date.now();
     const wakeBuffer = createWakeBuffer();
-    const workerData: NvmlWorkerData = { libraryPath: this.libraryPath, watchBuffer: buffer, watchBaseMs: baseMs, wakeBuffer, lostRetryMs: this.lostRetryMs };
+    const journalBuffer = createReadingJournal();
+    const workerData: NvmlWorkerData = {
+      libraryPath: this.libraryPath,
+      watchBuffer: buffer,
+      watchBaseMs: baseMs,
+      wakeBuffer,
+      lostRetryMs: this.lostRetryMs,
+      journalBuffer,
+      setAside: this.setAsideDevices(),
+    };
     const worker = startModuleWorker(new URL('./nvml-worker.js', import.meta.url), { workerData });
     let settle: { resolve: (inventory: NvmlInventory) => void; reject: (error: Error) => void } | null = null;
     const started = new Promise<NvmlInventory>((resolve, reject) => { settle = { resolve, reject }; });
@@ -189,6 +211,8 @@ export class NvmlPowerSource implements PowerSource {
     const run: WorkerRun = {
       worker,
       watch: new CallWatchReader(buffer, baseMs),
+      journal: new ReadingJournalReader(journalBuffer),
+      receivedSeq: 0,
       send: (message) => { worker.postMessage(message); wakeWorker(wakeBuffer); },
       started,
       failStart: fail,
@@ -196,6 +220,7 @@ export class NvmlPowerSource implements PowerSource {
     };
     worker.on('message', (message: WorkerToMain) => {
       if (this.draining === run && message.type === 'ticks') {
+        run.receivedSeq = message.endSeq;
         for (const tick of message.ticks) this.receive(tick.readings, tick.problems);
         return;
       }
@@ -211,6 +236,7 @@ export class NvmlPowerSource implements PowerSource {
           fail(message.failure);
           break;
         case 'ticks':
+          run.receivedSeq = message.endSeq;
           for (const tick of message.ticks) this.receive(tick.readings, tick.problems);
           break;
         case 'closed':
@@ -224,6 +250,7 @@ export class NvmlPowerSource implements PowerSource {
     });
     worker.on('exit', (code) => {
       this.stuck.delete(worker);
+      this.stuckOn.delete(worker);
       if (this.run !== run) {
         if (this.phase === 'running' && !this.run && !this.restartTimer) this.scheduleRestart();
         return;
@@ -255,12 +282,50 @@ export class NvmlPowerSource implements PowerSource {
     }
     this.inventory = { ...inventory, devices: mergeDevices(this.inventory?.devices ?? [], inventory.devices) };
     this.options.log?.info({ gpus: inventory.devices.length }, 'NVML worker restarted');
+    for (const u of inventory.unusable) this.unopenedAtRestart(u.index, u.message, u.lost);
     this.sendStart(run);
+  }
+
+  /** A GPU known at start-up that the restarted worker could not open: reported once (the worker tries again). */
+  private unopenedAtRestart(index: number, message: string, lost: boolean): void {
+    const gpu = this.gpus.find((g) => g.index === index);
+    if (!gpu) {
+      this.options.log?.warn({ index }, `GPU ${index} is not usable through NVML: ${message}`);
+      return;
+    }
+    if (this.unopenedReported.has(gpu.uuid) || this.lostGpus.has(gpu.uuid)) return; // said already
+    this.unopenedReported.add(gpu.uuid);
+    if (lost) this.lostGpus.add(gpu.uuid);
+    this.report({
+      reason: lost ? 'gpu_lost' : 'gpu_unusable',
+      gpuUuid: gpu.uuid,
+      message: `GPU ${index} (${gpu.uuid}) could not be opened when the NVML worker restarted (${message}); its energy is a gap until it can be opened again (tried every ${this.lostRetryMs} ms)`,
+    });
+  }
+
+  /** Set aside (left out of sampling): its time is not up, or a thread is still blocked in a call on it. */
+  private isSetAside(uuid: string, untilMs: number, now: number): boolean {
+    if (untilMs === 0) return false;
+    if (untilMs > now) return true;
+    for (const on of this.stuckOn.values()) if (on === uuid) return true;
+    return false;
+  }
+
+  /** Descriptions of the GPUs set aside now, for a new worker not to open them. */
+  private setAsideDevices(): NvmlDeviceDescription[] {
+    const now = Date.now();
+    const devices: NvmlDeviceDescription[] = [];
+    for (const [uuid, q] of this.quarantine) {
+      if (!this.isSetAside(uuid, q.untilMs, now)) continue;
+      const device = this.inventory?.devices.find((d) => d.uuid === uuid);
+      if (device) devices.push(device);
+    }
+    return devices;
   }
 
   private sendStart(run: WorkerRun): void {
     const now = Date.now();
-    const skipUuids = [...this.quarantine].filter(([, q]) => q.untilMs > now).map(([uuid]) => uuid);
+    const skipUuids = [...this.quarantine].filter(([uuid, q]) => this.isSetAside(uuid, q.untilMs, now)).map(([uuid]) => uuid);
     run.send({
       type: 'start',
       periodMs: this.options.samplePeriodMs,
@@ -277,11 +342,45 @@ export class NvmlPowerSource implements PowerSource {
     this.scheduleRestart();
   }
 
-  /** Terminate a worker without waiting: a thread blocked in the driver does not stop until the call returns. */
+  /**
+   * Terminate a worker without waiting: a thread blocked in the driver does not stop until the
+   * call returns. What it had read but not posted is taken from its journal first.
+   */
   private retire(run: WorkerRun): void {
+    this.recover(run);
     this.stuck.add(run.worker);
     run.worker.unref();
-    run.worker.terminate().then(() => this.stuck.delete(run.worker), () => this.stuck.delete(run.worker));
+    const gone = (): void => {
+      this.stuck.delete(run.worker);
+      this.stuckOn.delete(run.worker);
+    };
+    run.worker.terminate().then(gone, gone);
+  }
+
+  /**
+   * The readings a worker took after the last batch it posted (or whose batch is still in flight:
+   * a retired worker's messages are ignored), from its journal. None is lost unless the main
+   * thread fell more than the journal's capacity behind; those are counted and reported.
+   */
+  private recover(run: WorkerRun): void {
+    const { readings, overwritten, head } = run.journal.since(run.receivedSeq);
+    run.receivedSeq = head;
+    const devices = this.inventory?.devices ?? [];
+    const recovered: NvmlReading[] = [];
+    let unknown = 0;
+    for (const r of readings) {
+      const device = devices.find((d) => d.index === r.index);
+      if (device) recovered.push({ ...r, uuid: device.uuid });
+      else unknown++;
+    }
+    if (recovered.length > 0) this.receive(recovered, [], false);
+    const lost = overwritten + unknown;
+    if (lost > 0) {
+      this.report({
+        reason: 'readings_lost',
+        message: `${lost} NVML reading(s) taken by the retired worker could not be recovered (${overwritten > 0 ? `the agent fell more than ${run.journal.capacity} readings behind` : 'GPU not in the inventory'}); their energy is estimated across the gap`,
+      });
+    }
   }
 
   private scheduleRestart(): void {
@@ -326,6 +425,13 @@ export class NvmlPowerSource implements PowerSource {
   private hung(run: WorkerRun, call: CallInFlight, limitMs: number): void {
     const device = call.gpuIndex === null ? undefined : this.inventory?.devices.find((d) => d.index === call.gpuIndex);
     const where = call.gpuIndex === null ? '' : ` on GPU ${call.gpuIndex}${device ? ` (${device.uuid})` : ''}`;
+    // Set the GPU aside, also when a restarted worker hung opening it (init() itself fails instead).
+    if (device && (run.ready || this.phase === 'running')) {
+      const previous = this.quarantine.get(device.uuid);
+      const backoffMs = Math.min(300_000, previous ? previous.backoffMs * 2 : Math.max(1000, this.options.samplePeriodMs * 10));
+      this.quarantine.set(device.uuid, { untilMs: Date.now() + backoffMs, backoffMs });
+      this.stuckOn.set(run.worker, device.uuid);
+    }
     if (!run.ready) {
       // Start-up: init() or the restart logic sees the failure through `started` and retires the worker.
       run.failStart(describeInitTimeout(`${call.call}${where}`, limitMs));
@@ -333,11 +439,6 @@ export class NvmlPowerSource implements PowerSource {
     }
     this.retire(run);
     this.run = null;
-    if (device) {
-      const previous = this.quarantine.get(device.uuid);
-      const backoffMs = Math.min(300_000, previous ? previous.backoffMs * 2 : Math.max(1000, this.options.samplePeriodMs * 10));
-      this.quarantine.set(device.uuid, { untilMs: Date.now() + backoffMs, backoffMs });
-    }
     this.report({
       reason: 'timeout',
       ...(device ? { gpuUuid: device.uuid } : {}),
@@ -351,8 +452,8 @@ export class NvmlPowerSource implements PowerSource {
     if (this.quarantine.size === 0 || this.phase !== 'running') return;
     const now = Date.now();
     let released = false;
-    for (const [, q] of this.quarantine) {
-      if (q.untilMs > 0 && q.untilMs <= now) {
+    for (const [uuid, q] of this.quarantine) {
+      if (q.untilMs > 0 && !this.isSetAside(uuid, q.untilMs, now)) {
         q.untilMs = 0; // keep the back-off for the next hang of this GPU
         released = true;
       }
@@ -362,7 +463,8 @@ export class NvmlPowerSource implements PowerSource {
 
   // ---- samples ------------------------------------------------------------------------------
 
-  private receive(readings: readonly NvmlReading[], problems: readonly NvmlProblem[]): void {
+  /** `live`: from a running worker's batch (resets the restart back-off), not recovered from a journal. */
+  private receive(readings: readonly NvmlReading[], problems: readonly NvmlProblem[], live = true): void {
     if (this.phase !== 'running' && !this.draining) return;
     const samples: PowerSample[] = [];
     for (const r of readings) {
@@ -378,7 +480,7 @@ export class NvmlPowerSource implements PowerSource {
       });
     }
     if (samples.length > 0) {
-      this.backoff.reset();
+      if (live) this.backoff.reset();
       this.safely(() => this.onSamples?.(samples));
     }
     for (const p of problems) this.problem(p);
@@ -397,6 +499,10 @@ export class NvmlPowerSource implements PowerSource {
   }
 
   private problem(p: NvmlProblem): void {
+    if (p.reason === 'gpu_opened') {
+      this.opened(p);
+      return;
+    }
     if (p.reason === 'gpu_recovered') {
       this.lostGpus.delete(p.uuid);
       this.throttle.clear(`${p.uuid}:read_error`);
@@ -415,6 +521,27 @@ export class NvmlPowerSource implements PowerSource {
     }
     const message = this.throttle.admit(`${p.uuid}:${p.reason}`, p.message, Date.now());
     if (message !== null) this.report({ reason: p.reason, gpuUuid: p.uuid, message });
+  }
+
+  /** A GPU set aside or not usable at a worker's start was opened: sampled again, described anew. */
+  private opened(p: NvmlProblem): void {
+    this.lostGpus.delete(p.uuid);
+    this.unopenedReported.delete(p.uuid);
+    this.throttle.clear(`${p.uuid}:read_error`);
+    this.throttle.clear(`${p.uuid}:gpu_lost`);
+    this.lastEnergyJ.delete(p.uuid); // the counter may have restarted while it was away
+    const device = p.device;
+    if (device && this.inventory) {
+      this.inventory = {
+        ...this.inventory,
+        devices: [...this.inventory.devices.filter((d) => d.uuid !== device.uuid), device].sort((a, b) => a.index - b.index),
+        unusable: this.inventory.unusable.filter((u) => u.index !== device.index),
+      };
+    }
+    if (!this.gpus.some((g) => g.uuid === p.uuid)) {
+      this.options.log?.warn({ uuid: p.uuid }, `NVML found GPU ${device?.index ?? '?'} (${p.uuid}) that was not there at start-up; its samples are emitted under its UUID`);
+    }
+    this.options.log?.info({ uuid: p.uuid }, p.message);
   }
 
   private report(error: PowerSourceError): void {
@@ -462,7 +589,12 @@ export class NvmlPowerSource implements PowerSource {
     for (const u of this.inventory?.unusable ?? []) notes.push(`GPU ${u.index} not usable: ${u.message}`);
     for (const uuid of this.lostGpus) notes.push(`GPU ${uuid} is lost: no samples (energy gap) until it answers again`);
     const now = Date.now();
-    for (const [uuid, q] of this.quarantine) if (q.untilMs > now) notes.push(`GPU ${uuid} left out after a hung NVML call until ${new Date(q.untilMs).toISOString()}`);
+    for (const [uuid, q] of this.quarantine) {
+      if (!this.isSetAside(uuid, q.untilMs, now)) continue;
+      notes.push(q.untilMs > now
+        ? `GPU ${uuid} left out after a hung NVML call until ${new Date(q.untilMs).toISOString()}`
+        : `GPU ${uuid} left out: an NVML call on it is still blocked in the driver`);
+    }
     if (this.stuck.size > 0) notes.push(`${this.stuck.size} NVML call(s) still blocked in the driver`);
     return notes;
   }

@@ -25,8 +25,17 @@ export interface NvmlDeviceDescription {
 export interface NvmlInventory {
   readonly driverVersion: string | null;
   readonly devices: readonly NvmlDeviceDescription[];
-  /** GPUs NVML counts but could not open (e.g. already lost), with why. */
-  readonly unusable: readonly { readonly index: number; readonly message: string }[];
+  /**
+   * GPUs NVML counts but could not open (e.g. already lost), with why; `lost` when NVML said
+   * NVML_ERROR_GPU_IS_LOST. The worker tries to open them again every `lostRetryMs`.
+   */
+  readonly unusable: readonly NvmlUnusableGpu[];
+}
+
+export interface NvmlUnusableGpu {
+  readonly index: number;
+  readonly message: string;
+  readonly lost: boolean;
 }
 
 /** One GPU's reading in one tick. Null fields: not available this time (see problems). */
@@ -42,9 +51,13 @@ export interface NvmlReading {
 /** A per-GPU problem met during a tick. */
 export interface NvmlProblem {
   readonly uuid: string;
-  /** gpu_lost | read_error | power_method_changed | gpu_recovered */
+  /**
+   * gpu_lost | read_error | power_method_changed | gpu_recovered, or gpu_opened: a GPU set aside
+   * at start-up or not usable then was opened later (`device` says what it is).
+   */
   readonly reason: string;
   readonly message: string;
+  readonly device?: NvmlDeviceDescription;
 }
 
 /** What one tick read. */
@@ -66,7 +79,8 @@ export type MainToWorker =
 export type WorkerToMain =
   | { readonly type: 'ready'; readonly inventory: NvmlInventory }
   | { readonly type: 'init_failed'; readonly failure: NvmlInitFailure }
-  | { readonly type: 'ticks'; readonly ticks: readonly NvmlTick[] }
+  /** `endSeq`: the reading journal's position after the last reading in these ticks (nvml-reading-journal.ts). */
+  | { readonly type: 'ticks'; readonly ticks: readonly NvmlTick[]; readonly endSeq: number }
   | { readonly type: 'closed' };
 
 /** Passed to the worker at creation. */
@@ -78,4 +92,13 @@ export interface NvmlWorkerData {
   readonly wakeBuffer: SharedArrayBuffer;
   /** How often a lost GPU is probed again. */
   readonly lostRetryMs: number;
+  /** Every reading is also written here as it is taken, so a terminated worker loses none (nvml-reading-journal.ts). */
+  readonly journalBuffer: SharedArrayBuffer;
+  /**
+   * GPUs not to touch at start-up, with their descriptions from before: set aside after a call on
+   * them hung. The worker describes them as before and opens them only once a `start` message no
+   * longer lists them in skipUuids. By description (index) since their UUID cannot be read
+   * without calling into them.
+   */
+  readonly setAside: readonly NvmlDeviceDescription[];
 }

@@ -2,13 +2,15 @@
  * The NVML sampling worker (a worker_threads thread). It owns the FFI binding: it loads the
  * library, initialises NVML, reports the inventory, then reads every GPU once per period and posts
  * the readings in batches. It never decides about deadlines: the main thread watches its calls (call watch)
- * and terminates it when one hangs.
+ * and terminates it when one hangs. Each reading is also written to the reading journal (shared
+ * memory) as it is taken, so that the main thread recovers what this worker had not posted yet.
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { NvmlBinding } from './nvml-binding.js';
 import { CallWatchWriter } from './nvml-call-watch.js';
 import { NvmlDeviceReader } from './nvml-device-reader.js';
 import { NvmlInitError } from './nvml-init-failure.js';
+import { ReadingJournalWriter } from './nvml-reading-journal.js';
 import type { MainToWorker, NvmlTick, NvmlWorkerData, WorkerToMain } from './nvml-worker-protocol.js';
 import { WakeWaiter } from './worker-wake.js';
 
@@ -19,8 +21,12 @@ const post = (message: WorkerToMain): void => port.postMessage(message);
 
 function main(): void {
   let reader: NvmlDeviceReader;
+  const journal = new ReadingJournalWriter(data.journalBuffer);
   try {
-    reader = new NvmlDeviceReader(new NvmlBinding(data.libraryPath), new CallWatchWriter(data.watchBuffer, data.watchBaseMs), data.lostRetryMs);
+    reader = new NvmlDeviceReader(new NvmlBinding(data.libraryPath), new CallWatchWriter(data.watchBuffer, data.watchBaseMs), data.lostRetryMs, Date.now, {
+      journal,
+      setAside: data.setAside,
+    });
   } catch (error) {
     const failure = error instanceof NvmlInitError
       ? error.toFailure()
@@ -42,9 +48,13 @@ function main(): void {
   const wake = new WakeWaiter(data.wakeBuffer);
   let pending: NvmlTick[] = [];
   let lastDelivery = Date.now();
+  // Readings not posted yet stay within half the journal, so a terminated worker's are all still there.
+  const journalLimit = journal.capacity >> 1;
+  let postedSeq = journal.head;
   const deliver = (): void => {
-    if (pending.length > 0) post({ type: 'ticks', ticks: pending });
+    if (pending.length > 0) post({ type: 'ticks', ticks: pending, endSeq: journal.head });
     pending = [];
+    postedSeq = journal.head;
     lastDelivery = Date.now();
   };
   let schedule: { periodMs: number; deliveryIntervalMs: number; nextMs: number } | null = null;
@@ -72,7 +82,7 @@ function main(): void {
       const read = reader.read();
       if (read.readings.length > 0 || read.problems.length > 0) pending.push(read);
       now = Date.now();
-      if (read.problems.length > 0 || now - lastDelivery >= schedule.deliveryIntervalMs) deliver();
+      if (read.problems.length > 0 || now - lastDelivery >= schedule.deliveryIntervalMs || ((journal.head - postedSeq) | 0) > journalLimit) deliver();
       // Ticks sit on a fixed grid; a tick that overran skips the grid points it missed.
       const period = schedule.periodMs;
       schedule.nextMs += period;

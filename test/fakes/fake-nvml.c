@@ -26,6 +26,7 @@
  *   energy_offset_mj <g> <mJ>         counter value at time 0
  *   reset_at_ms <g> <ms>              counter restarts from 0 at this time (driver reload)
  *   lost_at_ms <g> <ms>               from this time every call on the GPU returns GPU_IS_LOST
+ *   recovered_at_ms <g> <ms>          ... until this time (the GPU answers again, e.g. after a reset)
  *   hang <function> <g|-1> <after_ms> <duration_ms> <count>
  *                                     the next <count> calls of <function> (on GPU g, or any GPU
  *                                     with -1) made after <after_ms> sleep <duration_ms> first
@@ -122,7 +123,7 @@ typedef struct {
   unsigned long long prefix_uj[MAX_TRACE + 1]; /* energy of the first i trace steps */
   int instant_supported, energy_supported;
   unsigned long long energy_offset_mj;
-  long long reset_at_ms, lost_at_ms, instant_off_at_ms;
+  long long reset_at_ms, lost_at_ms, recovered_at_ms, instant_off_at_ms;
 } fake_gpu;
 
 typedef struct {
@@ -209,6 +210,7 @@ static void load_scenario(void) {
     gpus[g].energy_supported = 1;
     gpus[g].reset_at_ms = -1;
     gpus[g].lost_at_ms = -1;
+    gpus[g].recovered_at_ms = -1;
     gpus[g].instant_off_at_ms = -1;
   }
   char path[PATH_MAX];
@@ -248,6 +250,7 @@ static void load_scenario(void) {
       else if (strcmp(key, "energy_offset_mj") == 0) gpu->energy_offset_mj = strtoull(after, NULL, 10);
       else if (strcmp(key, "reset_at_ms") == 0) gpu->reset_at_ms = atoll(after);
       else if (strcmp(key, "lost_at_ms") == 0) gpu->lost_at_ms = atoll(after);
+      else if (strcmp(key, "recovered_at_ms") == 0) gpu->recovered_at_ms = atoll(after);
       else if (strcmp(key, "instant_off_at_ms") == 0) gpu->instant_off_at_ms = atoll(after);
       else if (strcmp(key, "power_mw") == 0) {
         gpu->trace_len = 0;
@@ -310,7 +313,10 @@ static fake_gpu *as_gpu(void *device) {
   return &gpus[d->index];
 }
 
-static int is_lost(const fake_gpu *g) { return g->lost_at_ms >= 0 && now_ms() >= g->lost_at_ms; }
+static int is_lost(const fake_gpu *g) {
+  long long t = now_ms();
+  return g->lost_at_ms >= 0 && t >= g->lost_at_ms && (g->recovered_at_ms < 0 || t < g->recovered_at_ms);
+}
 
 /* Energy in microjoules over [0, t) ms of the cyclic trace (mW x ms = uJ), in O(1) from prefix sums. */
 static unsigned long long energy_until_uj(const fake_gpu *g, long long t) {

@@ -29,6 +29,8 @@ export interface FakeGpu {
   readonly energyOffsetMj?: number;
   readonly resetAtMs?: number;
   readonly lostAtMs?: number;
+  /** ... and answers again from this time. */
+  readonly recoveredAtMs?: number;
 }
 
 export interface FakeHang {
@@ -69,6 +71,7 @@ export function renderScenario(scenario: FakeNvmlScenario): string {
     if (g.energyOffsetMj !== undefined) lines.push(`energy_offset_mj ${i} ${g.energyOffsetMj}`);
     if (g.resetAtMs !== undefined) lines.push(`reset_at_ms ${i} ${g.resetAtMs}`);
     if (g.lostAtMs !== undefined) lines.push(`lost_at_ms ${i} ${g.lostAtMs}`);
+    if (g.recoveredAtMs !== undefined) lines.push(`recovered_at_ms ${i} ${g.recoveredAtMs}`);
   });
   for (const h of scenario.hangs ?? []) lines.push(`hang ${h.fn} ${h.gpu} ${h.afterMs} ${h.durationMs} ${h.count}`);
   return `${lines.join('\n')}\n`;

@@ -108,6 +108,130 @@ test('a call that hangs mid-run: reported as timeout, worker restarted, other GP
   assert.ok(longestGap < 500, `the main event loop stalled for ${longestGap} ms`);
 });
 
+test('a wedged GPU (its call hangs every time): restarted workers never call into it, the healthy GPU samples on, each hang is reported on it', async () => {
+  const install = fake({
+    gpus: [{ powerMw: [200000] }, { powerMw: [300000] }],
+    hangs: [{ fn: 'nvmlDeviceGetTotalEnergyConsumption', gpu: 1, afterMs: 400, durationMs: 1500, count: 1000 }],
+  });
+  const source = new NvmlPowerSource({
+    libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 150, restartBackoffMs: { initial: 100, max: 1000 },
+  });
+  const [gpu0, gpu1] = await source.init();
+  assert.ok(gpu0 && gpu1);
+  const got = new SampleCollector();
+  source.start(got.onSamples, got.onError);
+  let firstHang = 0;
+  try {
+    await got.waitFor(() => got.errorsOf('timeout').length > 0, 10_000, 'the first timeout');
+    firstHang = Date.now();
+    assert.match(source.quality().notes.join('\n'), new RegExp(`GPU ${gpu1.uuid} left out`));
+    // GPU 1 is set aside (1 s, and while its call is blocked); the restarted worker must not open it (that call would hang too).
+    await got.waitFor(() => got.of(gpu0.uuid).filter((s) => s.timestampMs > firstHang + 150).length >= 5, 5000, 'GPU 0 sampled by the restarted worker');
+    // Once released, GPU 1 is tried again, hangs again, and is set aside again: GPU 0 still goes on.
+    await got.waitFor(() => got.errorsOf('timeout').length >= 2, 10_000, 'the second timeout (GPU 1 tried again)');
+    const secondHang = Date.now();
+    await got.waitFor(() => got.of(gpu0.uuid).some((s) => s.timestampMs > secondHang + 150), 5000, 'GPU 0 after the second hang');
+  } finally {
+    await source.shutdown();
+  }
+  assert.deepEqual(got.errorsOf('stalled'), []);
+  for (const e of got.errors) {
+    assert.equal(e.reason, 'timeout', e.message);
+    assert.equal(e.gpuUuid, gpu1.uuid);
+    assert.match(e.message, /nvmlDeviceGetTotalEnergyConsumption on GPU 1 .* did not return within 150 ms; the NVML worker was terminated/);
+  }
+  assert.ok(got.of(gpu1.uuid).every((s) => s.timestampMs < firstHang), 'GPU 1 never produced a sample again');
+});
+
+test('a call that never returns: its GPU stays set aside while the call is blocked (one stuck thread, not one per retry)', async () => {
+  const install = fake({
+    gpus: [{ powerMw: [200000] }, { powerMw: [300000] }],
+    hangs: [{ fn: 'nvmlDeviceGetTotalEnergyConsumption', gpu: 1, afterMs: 300, durationMs: 4000, count: 1000 }],
+  });
+  const source = new NvmlPowerSource({
+    libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 150, restartBackoffMs: { initial: 100, max: 1000 },
+  });
+  const [gpu0, gpu1] = await source.init();
+  assert.ok(gpu0 && gpu1);
+  const got = new SampleCollector();
+  source.start(got.onSamples, got.onError);
+  try {
+    await got.waitFor(() => got.errorsOf('timeout').length > 0, 10_000, 'the timeout');
+    const hungAt = Date.now();
+    // Past the first set-aside time (1 s): GPU 1 is not tried again while its call is still blocked.
+    await got.waitFor(() => got.of(gpu0.uuid).some((s) => s.timestampMs > hungAt + 1800), 10_000, 'GPU 0 sampling past the set-aside time');
+    assert.equal(source.stuckCalls(), 1);
+    assert.match(source.quality().notes.join('\n'), new RegExp(`GPU ${gpu1.uuid} left out: an NVML call on it is still blocked in the driver`));
+  } finally {
+    await source.shutdown();
+  }
+  assert.deepEqual(got.errors.map((e) => [e.reason, e.gpuUuid]), [['timeout', gpu1.uuid]]);
+});
+
+test('a worker terminated for a hung call loses none of the readings it had taken (GPU without an energy counter)', async () => {
+  const install = fake({
+    gpus: [{ powerMw: [200000], energySupported: false }, { powerMw: [300000] }],
+    hangs: [{ fn: 'nvmlDeviceGetTotalEnergyConsumption', gpu: 1, afterMs: 700, durationMs: 1500, count: 1 }],
+  });
+  const source = new NvmlPowerSource({
+    libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 150, restartBackoffMs: { initial: 100, max: 1000 }, deliveryIntervalMs: 1000,
+  });
+  const [gpu0] = await source.init();
+  assert.ok(gpu0);
+  const got = new SampleCollector();
+  const startedAt = Date.now();
+  source.start(got.onSamples, got.onError);
+  let reportedAt = 0;
+  let taken: number[] = [];
+  try {
+    await got.waitFor(() => got.errorsOf('timeout').length > 0, 10_000, 'the timeout');
+    reportedAt = Date.now();
+    // The hang came before the worker's first batch (1 s): all of this was recovered from the journal.
+    taken = got.of(gpu0.uuid).map((s) => s.timestampMs);
+  } finally {
+    await source.shutdown();
+  }
+  assert.ok(taken.length >= 8, `only ${taken.length} readings of GPU 0 before the timeout was reported`);
+  assert.ok((taken[0] as number) - startedAt < 200, 'from the first tick on');
+  taken.forEach((t, i) => assert.ok(i === 0 || t - (taken[i - 1] as number) <= 120, `gap ${t - (taken[i - 1] as number)} ms before reading ${i}`));
+  assert.ok(reportedAt - (taken.at(-1) as number) < 450, `the last recovered reading is ${reportedAt - (taken.at(-1) as number)} ms older than the report: readings before the hang were lost`);
+  assert.ok(got.of(gpu0.uuid).every((s) => s.energyJ === null && s.powerW === 200));
+  assert.deepEqual(got.errorsOf('readings_lost'), []);
+});
+
+test('a GPU lost while the worker restarts: reported as gpu_lost, opened again once it answers', async () => {
+  // GPU 0 hangs once at 400 ms (worker restarted after 400 ms); GPU 1 is lost from 600 to 1600 ms,
+  // so the restarted worker cannot open it.
+  const install = fake({
+    gpus: [{ powerMw: [200000] }, { powerMw: [300000], lostAtMs: 600, recoveredAtMs: 1600 }],
+    hangs: [{ fn: 'nvmlDeviceGetTotalEnergyConsumption', gpu: 0, afterMs: 400, durationMs: 1500, count: 1 }],
+  });
+  const source = new NvmlPowerSource({
+    libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 150, restartBackoffMs: { initial: 400, max: 1000 }, lostRetryMs: 300,
+  });
+  const [gpu0, gpu1] = await source.init();
+  assert.ok(gpu0 && gpu1);
+  const got = new SampleCollector();
+  source.start(got.onSamples, got.onError);
+  let lostAt = 0;
+  try {
+    await got.waitFor(() => got.errorsOf('gpu_lost').length > 0, 10_000, 'gpu_lost of GPU 1');
+    lostAt = Date.now();
+    assert.match(source.quality().notes.join('\n'), new RegExp(`GPU ${gpu1.uuid} is lost`));
+    await got.waitFor(() => got.of(gpu1.uuid).some((s) => s.timestampMs > lostAt), 10_000, 'GPU 1 sampled again');
+  } finally {
+    await source.shutdown();
+  }
+  const [lost, ...more] = got.errorsOf('gpu_lost');
+  assert.equal(more.length, 0, 'reported once');
+  assert.equal(lost?.gpuUuid, gpu1.uuid);
+  assert.match(lost?.message ?? '', /GPU 1 .* could not be opened when the NVML worker restarted \(nvmlDeviceGetHandleByIndex_v2: NVML_ERROR_GPU_IS_LOST/);
+  assert.equal(got.errorsOf('timeout')[0]?.gpuUuid, gpu0.uuid);
+  const notes = source.quality().notes.join('\n');
+  assert.doesNotMatch(notes, /is lost|not usable/);
+  assert.ok(source.devices().some((d) => d.uuid === gpu1.uuid && d.energyCounter));
+});
+
 test('GPU lost mid-run: reported once, the others keep sampling, the lost one stops (its gap is left for the model to flag)', async () => {
   const install = fake({ gpus: [{}, { lostAtMs: 400 }, {}] });
   const source = new NvmlPowerSource({ libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 1000, lostRetryMs: 60_000 });
