@@ -147,6 +147,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   option('power', { valueName: '<source>', parse: parseString, description: 'GPU power source: auto, nvml, nvidia-smi, simulated or replay:FILE' }),
   option('replayKeepTimestamps', { valueName: '<bool>', parse: parseBoolean, description: 'replay:FILE keeps the trace\'s own timestamps (to line up with recorded request files) instead of starting it now' }),
   option('nvmlLibrary', { valueName: '<file>', parse: parseString, defaultText: 'found by the system loader', description: 'path of libnvidia-ml.so' }),
+  option('nvidiaSmi', { valueName: '<path>', parse: parseString, defaultText: 'nvidia-smi on PATH', description: 'nvidia-smi executable (--power nvidia-smi, and auto when NVML cannot be used)' }),
   option('proxyPort', { valueName: '<port>', parse: parseNumber, description: 'port of the OpenAI-compatible proxy that records every request (needs --upstream)' }),
   option('upstream', { valueName: '<url>', parse: parseString, description: 'serving endpoint the proxy forwards to, e.g. http://127.0.0.1:8000' }),
   option('settleLateness', { valueName: '<seconds>', parse: parseNumber, description: 'seconds a period waits for late request records before it is settled' }),

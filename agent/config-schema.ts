@@ -93,6 +93,8 @@ export const configSchema = z.strictObject({
   /** replay:FILE emits the trace's own timestamps (paced in real time) instead of moving them to now. */
   replayKeepTimestamps: z.boolean({ error: 'must be true or false' }).default(false),
   nvmlLibrary: text('a file path', 4096).optional(),
+  /** nvidia-smi executable for `--power nvidia-smi` (and auto's fallback); default "nvidia-smi" on PATH. */
+  nvidiaSmi: text('a file path', 4096).optional(),
   proxyPort: intIn(1, 65535).optional(),
   upstream: httpUrl.optional(),
   /** Seconds a period waits for late records before it is settled. */

@@ -30,6 +30,7 @@ export async function createPowerSource(config: TokenwattConfig, log: Logger): P
         samplePeriodMs,
         callTimeoutMs: CALL_TIMEOUT_MS,
         ...(config.nvmlLibrary ? { nvmlLibrary: config.nvmlLibrary } : {}),
+        ...(config.nvidiaSmi ? { nvidiaSmi: config.nvidiaSmi } : {}),
         log,
       });
       return selected.source;

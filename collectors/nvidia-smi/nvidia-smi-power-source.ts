@@ -4,7 +4,8 @@ import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
 import { epochMs, watts } from '../../model/units.js';
 import { ProblemThrottle } from '../problem-throttle.js';
 import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
-import { isNvidiaSmiHeader, parseNvidiaSmiPowerLine, type NvidiaSmiPowerRow } from './nvidia-smi-csv.js';
+import { NvidiaSmiClockOffset } from './nvidia-smi-clock-offset.js';
+import { isNvidiaSmiHeader, parseNvidiaSmiPowerLine } from './nvidia-smi-csv.js';
 import { chooseInventoryFields, chooseStreamFields, parseHelpQueryGpu } from './nvidia-smi-fields.js';
 import { parseInventory, parseMigList, powerDrawAveragedFor, type NvidiaSmiGpu } from './nvidia-smi-inventory.js';
 import { SupervisedLineProcess } from './supervised-line-process.js';
@@ -23,6 +24,8 @@ export interface NvidiaSmiPowerSourceOptions {
   readonly restartBackoffMs?: { readonly initial: number; readonly max: number };
   /** Environment of the nvidia-smi children. Default: the agent's. */
   readonly env?: NodeJS.ProcessEnv;
+  /** The agent's clock, compared with nvidia-smi's stamps to find a time-zone offset. Default Date.now. */
+  readonly clock?: { now(): number };
   readonly log?: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
 }
 
@@ -60,7 +63,8 @@ export class NvidiaSmiPowerSource implements PowerSource {
   private pending: PowerSample[] = [];
   private flushScheduled = false;
   private averagedSeen = false;
-  private clockNoted = false;
+  private readonly clock: { now(): number };
+  private readonly offset: NvidiaSmiClockOffset<Omit<PowerSample, 'timestampMs'>>;
   private readonly unknownUuids = new Set<string>();
   private stopped = false;
   private onSamples: ((samples: readonly PowerSample[]) => void) | null = null;
@@ -71,6 +75,12 @@ export class NvidiaSmiPowerSource implements PowerSource {
       throw new RangeError(`samplePeriodMs must be a whole number of ms >= 1 (nvidia-smi -lms), got ${options.samplePeriodMs}`);
     }
     this.binary = options.binary ?? 'nvidia-smi';
+    this.clock = options.clock ?? { now: () => Date.now() };
+    // A new offset must hold for 10 s (and 10 periods) of arrivals: a burst of late lines never qualifies.
+    this.offset = new NvidiaSmiClockOffset(Math.max(10_000, 10 * options.samplePeriodMs), (offsetMs, previousMs) => {
+      this.options.log?.warn({ offsetMs, previousMs, binary: this.binary },
+        `nvidia-smi timestamps are ${offsetMs / 60_000} min off the agent's clock (its time zone differs?); that constant offset is applied to every line`);
+    });
   }
 
   /** Idempotent once it succeeded: a source handed over initialised (selectPowerSource) may be init()ed again. */
@@ -128,6 +138,7 @@ export class NvidiaSmiPowerSource implements PowerSource {
     const process = this.process;
     this.process = null;
     await process?.stop();
+    for (const placed of this.offset.drain()) this.pending.push({ ...placed.item, timestampMs: epochMs(placed.timestampMs) });
     this.flush();
   }
 
@@ -137,6 +148,8 @@ export class NvidiaSmiPowerSource implements PowerSource {
       'no energy counter through nvidia-smi: energy is integrated from power samples',
     ];
     if (!this.instantAvailable) notes.push('this driver offers no power.draw.instant: power is power.draw, a 1 s average on Ampere and newer (except GA100)');
+    const offsetMs = this.offset.currentOffsetMs;
+    if (offsetMs) notes.push(`nvidia-smi stamps its lines ${offsetMs / 60_000} min off the agent's clock (another time zone): corrected by that constant offset`);
     for (const g of this.gpus) {
       if (g.migEnabled) {
         notes.push(`MIG enabled on GPU ${g.index} (${this.migByUuid.get(g.uuid)?.length ?? 0} instances): power exists per physical GPU only; requests on its MIG instances are attributed within it`);
@@ -181,34 +194,16 @@ export class NvidiaSmiPowerSource implements PowerSource {
       this.unknownUuids.add(row.gpuUuid);
       this.options.log?.warn({ uuid: row.gpuUuid }, `nvidia-smi reports GPU ${row.gpuIndex} (${row.gpuUuid}) that was not in the inventory; emitting its samples under its UUID`);
     }
-    this.pending.push({
-      timestampMs: epochMs(this.timestampOf(row)),
-      gpuUuid: row.gpuUuid,
-      gpuIndex: row.gpuIndex,
-      powerW: watts(row.powerW),
-      energyJ: null,
-      powerAveraged: row.powerAveraged,
-    });
-    if (!this.flushScheduled) {
+    const sample = { gpuUuid: row.gpuUuid, gpuIndex: row.gpuIndex, powerW: watts(row.powerW), energyJ: null, powerAveraged: row.powerAveraged };
+    // nvidia-smi's own stamp, corrected by the stream's time-zone offset (never replaced by the arrival time).
+    for (const placed of this.offset.place(sample, row.timestampMs, this.clock.now())) {
+      this.pending.push({ ...placed.item, timestampMs: epochMs(placed.timestampMs) });
+    }
+    if (this.pending.length > 0 && !this.flushScheduled) {
       // Lines of one tick arrive together: hand them over as one batch.
       this.flushScheduled = true;
       setImmediate(() => this.flush());
     }
-  }
-
-  /**
-   * nvidia-smi stamps lines in local time without an offset. When that disagrees with the arrival
-   * time by more than a few periods (the child runs under another time zone), the arrival time is
-   * the better reading time.
-   */
-  private timestampOf(row: NvidiaSmiPowerRow): number {
-    const now = Date.now();
-    if (Math.abs(now - row.timestampMs) <= Math.max(2000, 5 * this.options.samplePeriodMs)) return row.timestampMs;
-    if (!this.clockNoted) {
-      this.clockNoted = true;
-      this.options.log?.warn({ skewMs: now - row.timestampMs }, 'nvidia-smi timestamps disagree with the agent clock (time zone?); using arrival times');
-    }
-    return now;
   }
 
   private flush(): void {

@@ -21,6 +21,10 @@ export interface SupervisedLineProcessOptions {
   readonly backoffMs: { readonly initial: number; readonly max: number };
   /** Progress after this much uptime resets the back-off. Default 30 s. */
   readonly stableMs?: number;
+  /** stop(): time the child gets after SIGTERM before SIGKILL. Default 1 s. */
+  readonly stopGraceMs?: number;
+  /** stop(): time to wait for the exit after SIGKILL before giving up (a child stuck in the driver, D state). Default 2 s. */
+  readonly stopGiveUpMs?: number;
   readonly onLine: (line: string) => void;
   readonly onProblem: (problem: LineProcessProblem) => void;
   readonly log?: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
@@ -70,6 +74,12 @@ export class SupervisedLineProcess {
     return this.starts;
   }
 
+  /**
+   * Stops supervising and ends the child: SIGTERM, SIGKILL after a grace, and a bounded wait for
+   * its exit. Never hangs: a child that was never spawned (no pid: the binary is missing; its
+   * 'error' comes later and emits no 'exit') returns at once, and one that survives SIGKILL (stuck
+   * in the driver) is logged and left behind.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.watchdog) clearInterval(this.watchdog);
@@ -78,12 +88,22 @@ export class SupervisedLineProcess {
     this.restartTimer = null;
     const child = this.child;
     this.child = null;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    const killer = setTimeout(() => child.kill('SIGKILL'), 1000);
-    await exited;
-    clearTimeout(killer);
+    if (!child || child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const timers: NodeJS.Timeout[] = [];
+    const graceMs = this.options.stopGraceMs ?? 1000;
+    const giveUpMs = this.options.stopGiveUpMs ?? 2000;
+    const ended = await new Promise<boolean>((resolve) => {
+      child.once('exit', () => resolve(true));
+      child.once('error', () => resolve(true)); // e.g. it could not be signalled: no 'exit' to wait for
+      timers.push(setTimeout(() => child.kill('SIGKILL'), graceMs));
+      timers.push(setTimeout(() => resolve(false), graceMs + giveUpMs));
+      child.kill('SIGTERM');
+    });
+    for (const timer of timers) clearTimeout(timer);
+    if (!ended) {
+      this.options.log?.error({ command: this.options.command, pid: child.pid },
+        `${this.options.command} (pid ${child.pid}) did not exit ${giveUpMs} ms after SIGKILL (stuck in the kernel or driver?); left behind`);
+    }
   }
 
   private spawnChild(): void {

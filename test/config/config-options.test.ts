@@ -1,7 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Command } from 'commander';
 import { addConfigOptions, CONFIG_OPTIONS, configSchema, loadConfig } from '../../agent/config.js';
+import { createLogger } from '../../agent/logger.js';
+import { createPowerSource } from '../../agent/power-source-factory.js';
+import { fakeNvidiaSmiBinary, linuxCaptures } from '../fakes/fake-nvidia-smi.js';
 
 /** Section keys owned by other parts of tokenwatt: file-only, no flags. */
 const SECTIONS = new Set(['carbon', 'hostPower', 'proxy', 'engineMetrics', 'otlp']);
@@ -82,4 +88,53 @@ test('commander: a bad value reaches loadConfig and is reported with its flag', 
   assert.equal(result.ok, false);
   if (!result.ok) assert.deepEqual(result.errors, ["--port / TOKENWATT_PORT: must be an integer 0..65535, got 'abc' (from --port)"]);
   assert.throws(() => addConfigOptions(new Command('x'), ['nope']), /no config option 'nope'/);
+});
+
+test('run takes the nvidia-smi executable from --nvidia-smi, TOKENWATT_NVIDIA_SMI or the config file, and its power source uses it', async () => {
+  const command = new Command('run').exitOverride();
+  addConfigOptions(command);
+  const help = command.helpInformation().replace(/\s+/g, ' ');
+  assert.match(help, /--nvidia-smi <path> nvidia-smi executable .*\(default: nvidia-smi on PATH, env: TOKENWATT_NVIDIA_SMI\)/);
+  command.parse(['--nvidia-smi', '/flag/nvidia-smi'], { from: 'user' });
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-config-'));
+  try {
+    writeFileSync(join(dir, 'c.yaml'), 'nvidiaSmi: /file/nvidia-smi\npower: nvidia-smi\n');
+    const load = (input: Parameters<typeof loadConfig>[0]) => {
+      const result = loadConfig(input);
+      assert.ok(result.ok, result.ok ? '' : result.errors.join('\n'));
+      return result.config;
+    };
+    const configFile = join(dir, 'c.yaml');
+    assert.equal(load({ configFile }).nvidiaSmi, '/file/nvidia-smi');
+    assert.equal(load({ configFile, env: { TOKENWATT_NVIDIA_SMI: '/env/nvidia-smi' } }).nvidiaSmi, '/env/nvidia-smi');
+    assert.equal(load({ configFile, env: { TOKENWATT_NVIDIA_SMI: '/env/nvidia-smi' }, flags: command.opts() }).nvidiaSmi, '/flag/nvidia-smi');
+    assert.equal(load({}).nvidiaSmi, undefined);
+
+    const log = createLogger({ level: 'silent' });
+    // A path that is not there: the error names it (not "nvidia-smi" looked up on PATH).
+    const missing = join(dir, 'bin', 'nvidia-smi');
+    await assert.rejects(
+      createPowerSource(load({ configFile, env: { TOKENWATT_NVIDIA_SMI: missing } }), log),
+      (error: unknown) => error instanceof Error && error.message.includes(`${missing} could not be run (ENOENT)`),
+    );
+    // The fake nvidia-smi, named only by the config: run's source streams from it.
+    const capture = linuxCaptures().find((c) => c.file.includes('h100-80gb'));
+    assert.ok(capture);
+    const saved = process.env.FAKE_NVIDIA_SMI_CAPTURE;
+    process.env.FAKE_NVIDIA_SMI_CAPTURE = capture.path;
+    try {
+      const source = await createPowerSource(load({ configFile, env: { TOKENWATT_NVIDIA_SMI: fakeNvidiaSmiBinary() } }), log);
+      try {
+        assert.equal(source.quality().kind, 'nvidia-smi');
+        assert.ok(source.quality().notes.some((n) => n.includes(fakeNvidiaSmiBinary())), source.quality().notes.join('\n'));
+      } finally {
+        await source.shutdown();
+      }
+    } finally {
+      if (saved === undefined) delete process.env.FAKE_NVIDIA_SMI_CAPTURE;
+      else process.env.FAKE_NVIDIA_SMI_CAPTURE = saved;
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

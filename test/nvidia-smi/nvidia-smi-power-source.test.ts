@@ -155,6 +155,42 @@ test('a missing binary and a hung --help-query-gpu fail init clearly', async () 
   assert.ok(Date.now() - started < 3000);
 });
 
+test('lines read late keep nvidia-smi\'s own stamps (no jump to the arrival time, no repeats, no step back); another time zone is corrected', async () => {
+  // The agent reads every line from the 4th on 3 s late (as after a blocked event loop).
+  let lateMs = 0;
+  const smi = source(capture('h100-80gb').path, {}, { clock: { now: () => Date.now() + lateMs } });
+  await smi.init();
+  const got = new SampleCollector();
+  smi.start(got.onSamples, got.onError);
+  try {
+    await got.waitFor(() => got.samples.length >= 3, 10_000, '3 samples');
+    lateMs = 3000;
+    const at = got.samples.length;
+    await got.waitFor(() => got.samples.length >= at + 10, 10_000, '10 late samples');
+  } finally {
+    await smi.shutdown();
+  }
+  const times = got.samples.map((s) => s.timestampMs);
+  times.forEach((t, i) => {
+    assert.ok(Math.abs(t - Date.now()) < 2000, `sample ${i} stamped ${t - Date.now()} ms from now`);
+    if (i > 0) assert.ok(t > (times[i - 1] as number), `sample ${i} does not move forward`);
+  });
+  assert.ok(!smi.quality().notes.some((n) => /off the agent's clock/.test(n)));
+
+  // nvidia-smi under another time zone: its stamps are hours off, corrected by one constant offset.
+  const zoned = source(capture('h100-80gb').path, { TZ: process.env.TZ === 'Asia/Kathmandu' ? 'UTC' : 'Asia/Kathmandu' });
+  await zoned.init();
+  const other = new SampleCollector();
+  zoned.start(other.onSamples, other.onError);
+  try {
+    await other.waitFor(() => other.samples.length >= 4, 10_000, '4 samples');
+  } finally {
+    await zoned.shutdown();
+  }
+  assert.ok(other.samples.every((s) => Math.abs(s.timestampMs - Date.now()) < 2000), 'corrected to the agent clock');
+  assert.ok(zoned.quality().notes.some((n) => /min off the agent's clock \(another time zone\): corrected/.test(n)));
+});
+
 test('after shutdown no more samples arrive', async () => {
   const smi = source(capture('4080').path);
   await smi.init();
