@@ -1,3 +1,4 @@
+import { powerDrawAveragedFor } from './nvidia-smi/nvidia-smi-inventory.js';
 import type { TraceFormatParser, TraceRow } from './trace-file.js';
 import { decimal, excerpt, leadingFields } from './trace-file-lines.js';
 
@@ -11,8 +12,8 @@ const ALIASES: Readonly<Record<string, string>> = {
   'gpu.power.requested_limit': 'power.limit',
 };
 
-type Column = 'timestamp' | 'index' | 'uuid' | 'name' | 'power.draw' | 'power.draw.instant' | 'power.draw.average' | 'enforced.power.limit' | 'power.limit' | 'mig.mode.current';
-const COLUMNS: readonly Column[] = ['timestamp', 'index', 'uuid', 'name', 'power.draw', 'power.draw.instant', 'power.draw.average', 'enforced.power.limit', 'power.limit', 'mig.mode.current'];
+type Column = 'timestamp' | 'index' | 'uuid' | 'name' | 'power.draw' | 'power.draw.instant' | 'power.draw.average' | 'enforced.power.limit' | 'power.limit' | 'mig.mode.current' | 'compute_cap';
+const COLUMNS: readonly Column[] = ['timestamp', 'index', 'uuid', 'name', 'power.draw', 'power.draw.instant', 'power.draw.average', 'enforced.power.limit', 'power.limit', 'mig.mode.current', 'compute_cap'];
 const MAX_POWER_W = 5_000;
 
 /** A field value nvidia-smi prints when it has no reading: [N/A], [Not Supported], ERR!, [Unknown Error], ... */
@@ -27,8 +28,10 @@ function unavailable(value: string): boolean {
  *
  * Power: power.draw.instant when present and readable (instantaneous); else power.draw (a ~1 s
  * average on Ampere and newer, which is where power.draw.average reads; where that column reads
- * [N/A] the board is older and power.draw is instantaneous); else power.draw.average. A line
- * with no readable power is an error. nvidia-smi has no energy counter field (none in
+ * [N/A] the board is older and power.draw is instantaneous; without that column, compute_cap
+ * tells, and without either power.draw is taken as averaged, as the live sources do: unknown
+ * means averaged, never overstate quality); else power.draw.average. A line with no readable
+ * power is an error. nvidia-smi has no energy counter field (none in
  * --help-query-gpu of drivers 590-610), so these traces give energy by integration only.
  *
  * Timestamps ("2026/11/01 12:00:00.123") are the capture machine's local time with no zone:
@@ -38,6 +41,8 @@ export class NvidiaSmiTraceParser implements TraceFormatParser {
   private readonly width: number;
   private repeatedHeaders = 0;
   private readonly usedPower = { instant: 0, draw: 0, average: 0 };
+  /** Lines whose power.draw was taken as averaged for want of power.draw.average and compute_cap. */
+  private averagingAssumed = 0;
 
   private constructor(
     private readonly headerLine: string,
@@ -95,7 +100,7 @@ export class NvidiaSmiTraceParser implements TraceFormatParser {
     const average = this.power(fields, 'power.draw.average');
     if (typeof average === 'string') return average;
     let powerW: number;
-    let powerAveraged: boolean | undefined;
+    let powerAveraged: boolean;
     if (instant !== undefined) {
       powerW = instant;
       powerAveraged = false;
@@ -103,7 +108,13 @@ export class NvidiaSmiTraceParser implements TraceFormatParser {
     } else if (draw !== undefined) {
       powerW = draw;
       const averageText = this.field(fields, 'power.draw.average');
-      powerAveraged = averageText === undefined ? undefined : !unavailable(averageText);
+      if (averageText !== undefined) powerAveraged = !unavailable(averageText);
+      else {
+        const cc = this.field(fields, 'compute_cap');
+        const known = cc !== undefined && cc !== '' && !unavailable(cc) ? cc : null;
+        powerAveraged = powerDrawAveragedFor(known);
+        if (known === null) this.averagingAssumed++;
+      }
       this.usedPower.draw++;
     } else if (average !== undefined) {
       powerW = average;
@@ -116,8 +127,7 @@ export class NvidiaSmiTraceParser implements TraceFormatParser {
       return `no power reading (${shown.join(', ')})`;
     }
 
-    const row: { -readonly [K in keyof TraceRow]: TraceRow[K] } = { line: lineNumber, timestampMs: ts, gpuIndex, gpuUuid, powerW, energyJ: null };
-    if (powerAveraged !== undefined) row.powerAveraged = powerAveraged;
+    const row: { -readonly [K in keyof TraceRow]: TraceRow[K] } = { line: lineNumber, timestampMs: ts, gpuIndex, gpuUuid, powerW, energyJ: null, powerAveraged };
     // Inventory fields: read once per GPU is enough, but they are cheap and a later line may fix an [N/A].
     const limitW = this.power(fields, 'enforced.power.limit') ?? this.power(fields, 'power.limit');
     if (typeof limitW === 'number') row.powerLimitW = limitW;
@@ -152,6 +162,9 @@ export class NvidiaSmiTraceParser implements TraceFormatParser {
     ];
     const { instant, draw, average } = this.usedPower;
     notes.push(`power from power.draw.instant: ${instant} lines, power.draw: ${draw}, power.draw.average: ${average}`);
+    if (this.averagingAssumed > 0) {
+      notes.push(`${this.averagingAssumed} power.draw line(s) without power.draw.average or compute_cap: taken as 1 s averages (power.draw averages on Ampere and newer except GA100; unknown means averaged)`);
+    }
     if (this.repeatedHeaders > 0) notes.push(`${this.repeatedHeaders} repeated header line(s) skipped`);
     return notes;
   }

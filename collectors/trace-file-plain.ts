@@ -11,7 +11,9 @@ const MAX_GPU_INDEX = 1023;
 /**
  * The plain trace `timestamp_ms,gpu,power_w,energy_j`: columns in any order, extra columns
  * ignored, power_w or energy_j may be left out of the header or empty on a line (not both).
- * An optional `simulated` column (1/0) keeps a simulator's label through a file round trip.
+ * Optional columns keep what formatPlainTrace writes through a file round trip: `gpu_index`
+ * (the index of a GPU named by UUID in `gpu`), `power_averaged` (1/0, empty: unknown) and
+ * `simulated` (1/0, a simulator's label).
  */
 export class PlainTraceParser implements TraceFormatParser {
   private readonly width: number;
@@ -21,17 +23,20 @@ export class PlainTraceParser implements TraceFormatParser {
   private constructor(
     private readonly header: readonly string[],
     private readonly headerLine: string,
-    private readonly col: { readonly ts: number; readonly gpu: number; readonly power: number; readonly energy: number; readonly simulated: number },
+    private readonly col: Columns,
   ) {
-    this.width = Math.max(col.ts, col.gpu, col.power, col.energy, col.simulated) + 1;
-    const known = new Set(['timestamp_ms', 'gpu', 'power_w', 'energy_j', 'simulated']);
+    this.width = Math.max(...Object.values(col)) + 1;
+    const known = new Set(['timestamp_ms', 'gpu', 'power_w', 'energy_j', 'gpu_index', 'power_averaged', 'simulated']);
     this.extraColumns = header.filter((h) => !known.has(h));
   }
 
   /** A parser for this header (fields lower-cased; the raw line spots repeated headers), or the reason it is unusable. */
   static create(header: readonly string[], headerLine: string): PlainTraceParser | string {
     const at = (name: string): number => header.indexOf(name);
-    const col = { ts: at('timestamp_ms'), gpu: at('gpu'), power: at('power_w'), energy: at('energy_j'), simulated: at('simulated') };
+    const col: Columns = {
+      ts: at('timestamp_ms'), gpu: at('gpu'), power: at('power_w'), energy: at('energy_j'),
+      gpuIndex: at('gpu_index'), averaged: at('power_averaged'), simulated: at('simulated'),
+    };
     if (col.gpu < 0) return 'header lacks the "gpu" column (expected timestamp_ms,gpu,power_w,energy_j)';
     if (col.power < 0 && col.energy < 0) return 'header has neither "power_w" nor "energy_j"';
     const dup = header.find((h, i) => h !== '' && header.indexOf(h) !== i);
@@ -64,6 +69,13 @@ export class PlainTraceParser implements TraceFormatParser {
     } else {
       return `gpu: not an index or a UUID (${excerpt(gpuText)})`;
     }
+    const indexText = fieldAt(fields, this.col.gpuIndex);
+    if (indexText !== '') {
+      if (!isDigits(indexText) || Number(indexText) > MAX_GPU_INDEX) return `gpu_index: not a GPU index 0..${MAX_GPU_INDEX} (${excerpt(indexText)})`;
+      const index = Number(indexText);
+      if (gpuIndex !== null && gpuIndex !== index) return `gpu_index: ${index} disagrees with gpu ${gpuIndex}`;
+      gpuIndex = index;
+    }
 
     const powerText = fieldAt(fields, this.col.power);
     let powerW: number | null = null;
@@ -82,19 +94,34 @@ export class PlainTraceParser implements TraceFormatParser {
       energyJ = e;
     }
     if (powerW === null && energyJ === null) return 'neither power_w nor energy_j has a value';
+    const averagedText = fieldAt(fields, this.col.averaged);
+    if (averagedText !== '' && averagedText !== '0' && averagedText !== '1') return `power_averaged: expected 1, 0 or empty (${excerpt(averagedText)})`;
     const simulatedText = fieldAt(fields, this.col.simulated);
     if (simulatedText !== '' && simulatedText !== '0' && simulatedText !== '1') return `simulated: expected 1, 0 or empty (${excerpt(simulatedText)})`;
-    const row: TraceRow = { line: lineNumber, timestampMs: ts, gpuIndex, gpuUuid, powerW, energyJ };
-    return simulatedText === '1' ? { ...row, simulated: true } : row;
+    const row: { -readonly [K in keyof TraceRow]: TraceRow[K] } = { line: lineNumber, timestampMs: ts, gpuIndex, gpuUuid, powerW, energyJ };
+    if (averagedText !== '') row.powerAveraged = averagedText === '1';
+    if (simulatedText === '1') row.simulated = true;
+    return row;
   }
 
   notes(): string[] {
     const notes = ['plain trace: timestamp_ms,gpu,power_w,energy_j (energy_j: cumulative counter, joules)'];
+    if (this.col.averaged >= 0) notes.push('the trace says which power readings are ~1 s averages (column "power_averaged")');
     if (this.col.simulated >= 0) notes.push('the trace marks simulated samples (column "simulated")');
     if (this.extraColumns.length > 0) notes.push(`columns ignored: ${this.extraColumns.join(', ')}`);
     if (this.repeatedHeaders > 0) notes.push(`${this.repeatedHeaders} repeated header line(s) skipped`);
     return notes;
   }
+}
+
+interface Columns {
+  readonly ts: number;
+  readonly gpu: number;
+  readonly power: number;
+  readonly energy: number;
+  readonly gpuIndex: number;
+  readonly averaged: number;
+  readonly simulated: number;
 }
 
 function isDigits(text: string): boolean {

@@ -2,15 +2,30 @@ import type { PowerSample } from '../model/power-sample.js';
 
 /**
  * Write samples as the plain trace `timestamp_ms,gpu,power_w,energy_j` that parsePowerTrace
- * reads back (GPUs by UUID; empty power or energy where a sample has none). When any sample is
- * simulated a `simulated` column (1/0) is added, so a demo recording stays labelled.
+ * reads back (GPUs by UUID; empty power or energy where a sample has none). Columns follow only
+ * where the four would lose something on the way back:
+ * - `gpu_index` when a GPU's index is not the one the reader would give it (GPUs named by UUID
+ *   are numbered in order of first appearance), since request records may name GPUs by index;
+ * - `power_averaged` (1/0, empty when unknown) when some sample's power is a ~1 s average;
+ * - `simulated` (1/0) when some sample is simulated, so a demo recording stays labelled.
  */
 export function formatPlainTrace(samples: readonly PowerSample[]): string {
+  const numbered = new Map<string, number>();
+  for (const s of samples) if (!numbered.has(s.gpuUuid)) numbered.set(s.gpuUuid, numbered.size);
+  const indexed = samples.some((s) => numbered.get(s.gpuUuid) !== s.gpuIndex);
+  const averaged = samples.some((s) => s.powerAveraged === true);
   const simulated = samples.some((s) => s.simulated === true);
-  const lines = [simulated ? 'timestamp_ms,gpu,power_w,energy_j,simulated' : 'timestamp_ms,gpu,power_w,energy_j'];
+  const header = ['timestamp_ms', 'gpu', 'power_w', 'energy_j'];
+  if (indexed) header.push('gpu_index');
+  if (averaged) header.push('power_averaged');
+  if (simulated) header.push('simulated');
+  const lines = [header.join(',')];
   for (const s of samples) {
-    const base = `${s.timestampMs},${s.gpuUuid},${s.powerW ?? ''},${s.energyJ ?? ''}`;
-    lines.push(simulated ? `${base},${s.simulated ? 1 : 0}` : base);
+    let line = `${s.timestampMs},${s.gpuUuid},${s.powerW ?? ''},${s.energyJ ?? ''}`;
+    if (indexed) line += `,${s.gpuIndex}`;
+    if (averaged) line += s.powerAveraged === undefined ? ',' : s.powerAveraged ? ',1' : ',0';
+    if (simulated) line += s.simulated ? ',1' : ',0';
+    lines.push(line);
   }
   return `${lines.join('\n')}\n`;
 }

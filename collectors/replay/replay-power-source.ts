@@ -46,8 +46,10 @@ export class ReplayPowerSource implements PowerSource {
   private periodMs = 1000;
   /** Trace time from the first sample of one loop to the first of the next. */
   private loopSpanMs = 0;
-  /** Energy a GPU's counter gains per loop, so that looped counters keep counting up. */
-  private readonly loopEnergyJ = new Map<string, number>();
+  /** Per GPU, what looping its counter needs: see loopOffsetJ. */
+  private readonly counters = new Map<string, LoopedCounter>();
+  /** Per trace position: the sample is at or after its GPU's first counter reset in the trace. */
+  private afterReset: boolean[] = [];
 
   constructor(private readonly options: ReplayPowerSourceOptions) {
     this.clock = options.clock ?? { now: () => Date.now() };
@@ -113,7 +115,7 @@ export class ReplayPowerSource implements PowerSource {
       const s = samples[this.cursor] as PowerSample;
       const offset = s.timestampMs - first + this.loopIndex * this.loopSpanMs;
       if (offset > elapsed) break;
-      due.push(this.restamp(s, offset));
+      due.push(this.restamp(s, offset, this.cursor));
       this.cursor++;
       if (this.cursor < samples.length) continue;
       if (!this.options.loop) {
@@ -160,33 +162,66 @@ export class ReplayPowerSource implements PowerSource {
     };
   }
 
-  private restamp(s: PowerSample, offsetMs: number): PowerSample {
+  private restamp(s: PowerSample, offsetMs: number, position: number): PowerSample {
     const loops = this.loopIndex;
     const timestampMs = this.options.keepTimestamps ? s.timestampMs + loops * this.loopSpanMs : this.startWallMs + offsetMs;
-    const energyJ = s.energyJ === null || loops === 0 ? s.energyJ : joules(s.energyJ + loops * (this.loopEnergyJ.get(s.gpuUuid) ?? 0));
+    const energyJ = s.energyJ === null || loops === 0 || this.afterReset[position] ? s.energyJ : joules(s.energyJ + this.loopOffsetJ(s.gpuUuid, loops));
     return { ...s, timestampMs: epochMs(timestampMs), energyJ };
   }
 
   /**
-   * Per GPU: counter increments over the trace (resets excluded) plus the energy of the gap
-   * between its last sample and its first one of the next loop, at its last power.
+   * What loop `loops` (>= 1) adds to a GPU's counter readings before its first reset, so that each
+   * loop starts where the previous one ended plus the gap's energy: first + offset_n = last
+   * emitted + gap. Without a reset in the trace the last emitted reading is last + offset_(n-1),
+   * so offset_n = n x (last - first + gap). With one, the part after the reset is replayed as it
+   * is (a reset the energy model flags, once per loop, as in the trace), so the last emitted
+   * reading is the raw last one and offset_n = last - first + gap for every loop. Either way no
+   * energy is invented at the seam (a plain sum of increments would add first - last there).
+   */
+  private loopOffsetJ(uuid: string, loops: number): number {
+    const c = this.counters.get(uuid);
+    if (!c) return 0;
+    const step = c.lastJ - c.firstJ + c.gapJ;
+    return c.reset ? step : loops * step;
+  }
+
+  /**
+   * Per GPU: first and last counter readings, whether the counter resets within the trace, and the
+   * energy of the gap between its last sample and its first one of the next loop, at its last power.
    */
   private computeLoopEnergy(samples: readonly PowerSample[]): void {
     const first = new Map<string, PowerSample>();
     const last = new Map<string, PowerSample>();
-    for (const s of samples) {
+    this.afterReset = samples.map((s) => {
       if (!first.has(s.gpuUuid)) first.set(s.gpuUuid, s);
-      const prev = last.get(s.gpuUuid);
-      if (prev && prev.energyJ !== null && s.energyJ !== null && s.energyJ >= prev.energyJ) {
-        this.loopEnergyJ.set(s.gpuUuid, (this.loopEnergyJ.get(s.gpuUuid) ?? 0) + (s.energyJ - prev.energyJ));
-      }
       last.set(s.gpuUuid, s);
-    }
+      if (s.energyJ === null) return this.counters.get(s.gpuUuid)?.reset ?? false;
+      const c = this.counters.get(s.gpuUuid);
+      if (!c) {
+        this.counters.set(s.gpuUuid, { firstJ: s.energyJ, lastJ: s.energyJ, gapJ: 0, reset: false });
+        return false;
+      }
+      if (s.energyJ < c.lastJ) c.reset = true;
+      c.lastJ = s.energyJ;
+      return c.reset;
+    });
     for (const [uuid, s] of last) {
+      const c = this.counters.get(uuid);
+      if (!c) continue;
       const gapMs = this.loopSpanMs - (s.timestampMs - (first.get(uuid) as PowerSample).timestampMs);
-      this.loopEnergyJ.set(uuid, (this.loopEnergyJ.get(uuid) ?? 0) + ((s.powerW ?? 0) * gapMs) / 1000);
+      c.gapJ = ((s.powerW ?? 0) * gapMs) / 1000;
     }
   }
+}
+
+/** A GPU's energy counter over one pass of the trace. */
+interface LoopedCounter {
+  readonly firstJ: number;
+  lastJ: number;
+  /** Energy of the gap from its last sample to its first of the next loop. */
+  gapJ: number;
+  /** The counter goes backwards somewhere in the trace. */
+  reset: boolean;
 }
 
 /** Median gap between consecutive samples of one GPU, ms (1000 when the trace has one sample per GPU). */

@@ -82,6 +82,25 @@ test('keepTimestamps emits the trace\'s own times; loop keeps time and energy co
   await looped.shutdown();
 });
 
+test('loop over a trace whose counter resets: no energy invented at the seam, the reset stays a reset in every loop', async () => {
+  // 100 W for 4 s; the counter restarts (driver reload) between the 2nd and 3rd sample.
+  const trace = ['timestamp_ms,gpu,power_w,energy_j', `${T},0,100,1000`, `${T + 1000},0,100,1100`, `${T + 2000},0,100,0`, `${T + 3000},0,100,100`].join('\n');
+  const clock = fakeClock(8_000_000_000_000);
+  const looped = new ReplayPowerSource({ path: 't', readFile: async () => trace, clock, loop: true, tickMs: 60_000 });
+  await looped.init();
+  const l = collect(looped);
+  clock.advance(11_000); // samples at 0..11 s: three loops of 4 s
+  looped.pump();
+  await looped.shutdown();
+  const energy = l.batches.flat().map((s) => s.energyJ as number);
+  assert.equal(energy.length, 12);
+  const steps = energy.slice(1).map((e, i) => e - (energy[i] as number));
+  // Every step is the 100 J the GPU used in that second, except the trace's reset, once per loop.
+  assert.deepEqual(steps.map((d, i) => (i % 4 === 1 ? 'reset' : d)), [100, 'reset', 100, 100, 100, 'reset', 100, 100, 100, 'reset', 100]);
+  assert.ok([1, 5, 9].every((i) => (steps[i] as number) < 0), 'the reset goes backwards, so it is flagged as one');
+  assert.deepEqual(energy.slice(4, 8), [200, 300, 0, 100], 'the second loop starts where the first ended, plus the gap');
+});
+
 test('real time: a short trace comes out paced by its own timestamps', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-replay-'));
   try {

@@ -6,7 +6,9 @@ import { formatTraceError, parsePowerTrace } from '../../collectors/trace-file.j
 import { parseNvidiaSmiTimestamp } from '../../collectors/trace-file-nvidia-smi.js';
 import { formatPlainTrace } from '../../collectors/trace-file-writer.js';
 import { SimulatedGpuNode } from '../../collectors/simulated/simulated-gpu-node.js';
+import { ReplayPowerSource } from '../../collectors/replay/replay-power-source.js';
 import type { PowerSample } from '../../model/power-sample.js';
+import { epochMs, joules, watts } from '../../model/units.js';
 
 const capture = (name: string): string => readFileSync(new URL(`../fixtures/traces/${name}`, import.meta.url), 'utf8');
 const H100 = 'nvidia-smi-h100-80gb-hbm3-590.48.01.csv';
@@ -77,12 +79,31 @@ test('the short query users run (units, several GPUs, lines out of order) and it
   assert.deepEqual(a.samples.map((s) => [s.timestampMs - t, s.gpuIndex, s.gpuUuid, s.powerW]), [
     [100, 0, 'GPU-aaaa', 100.25], [100, 1, 'GPU-bbbb', 205], [200, 0, 'GPU-aaaa', 101.5], [200, 1, 'GPU-bbbb', 206],
   ]);
-  assert.ok(a.samples.every((s) => s.powerAveraged === undefined), 'power.draw alone: averaging unknown');
+  // power.draw alone: averaging unknown, so taken as averaged (never overstate quality), and said so.
+  assert.ok(a.samples.every((s) => s.powerAveraged === true), 'power.draw alone: assumed averaged');
+  assert.ok(a.notes.some((n) => /4 power\.draw line\(s\) without power\.draw\.average or compute_cap: taken as 1 s averages/.test(n)), a.notes.join('\n'));
   const nounits = parsePowerTrace(withUnits.replace(' [W]', '').replaceAll(' W', ''));
   assert.deepEqual(nounits.samples, a.samples);
   // The aliases of --help-query-gpu work too.
   const aliased = parsePowerTrace('timestamp, gpu_uuid, gpu.power.draw.instant [W]\n2026/11/01 12:00:00.100, GPU-cccc, 50.00 W\n');
   assert.deepEqual(aliased.samples.map((s) => [s.gpuUuid, s.gpuIndex, s.powerW, s.powerAveraged]), [['GPU-cccc', 0, 50, false]]);
+});
+
+test('power.draw without power.draw.average: compute_cap says whether it averages; without it, assumed averaged (the replay says so)', async () => {
+  const header = 'timestamp, index, uuid, name, compute_cap, power.draw [W]';
+  const line = (cc: string) => `2026/06/22 23:04:18.311, 0, GPU-aaaa, GPU, ${cc}, 100.00 W`;
+  for (const [cc, averaged] of [['9.0', true], ['8.6', true], ['8.0', false], ['7.5', false], ['[N/A]', true]] as const) {
+    const trace = parsePowerTrace(`${header}\n${line(cc)}\n`);
+    assert.deepEqual(trace.errors, []);
+    assert.equal(trace.samples[0]?.powerAveraged, averaged, cc);
+    assert.equal(trace.notes.some((n) => /taken as 1 s averages/.test(n)), cc === '[N/A]', cc);
+  }
+  // The DESIGN's own example header, from an H100: the replay must not claim instantaneous power.
+  const h100 = 'timestamp, index, uuid, name, power.draw [W]\n2026/06/22 23:04:18.311, 0, GPU-aaaa, NVIDIA H100 80GB HBM3, 625.68 W\n2026/06/22 23:04:18.411, 0, GPU-aaaa, NVIDIA H100 80GB HBM3, 630.10 W\n';
+  const replay = new ReplayPowerSource({ path: 'h100.csv', readFile: async () => h100 });
+  await replay.init();
+  assert.equal(replay.quality().powerAveraged, true);
+  await replay.shutdown();
 });
 
 test('nvidia-smi: bad fields, [N/A] identities, repeated headers, comments, CRLF and BOM', () => {
@@ -250,4 +271,31 @@ test('a simulated run written as a plain trace reads back identical, still label
   // Without simulated samples the header is exactly the documented one.
   assert.equal(formatPlainTrace([{ ...samples[0], simulated: false } as PowerSample]).split('\n')[0], 'timestamp_ms,gpu,power_w,energy_j');
   assert.match(parsePowerTrace('timestamp_ms,gpu,power_w,simulated\n1793534400100,0,1,yes\n').errors[0]?.message ?? '', /^simulated: expected 1, 0 or empty/);
+});
+
+test('plain trace round trip keeps the GPU index and the averaging label of GPUs named by UUID', () => {
+  const t = 1_800_000_000_000;
+  const samples: PowerSample[] = [
+    { timestampMs: epochMs(t), gpuUuid: 'GPU-b', gpuIndex: 3, powerW: watts(300), energyJ: joules(10), powerAveraged: true },
+    { timestampMs: epochMs(t), gpuUuid: 'GPU-a', gpuIndex: 5, powerW: watts(200), energyJ: null, powerAveraged: false },
+    { timestampMs: epochMs(t + 100), gpuUuid: 'GPU-b', gpuIndex: 3, powerW: watts(310), energyJ: joules(40), powerAveraged: true },
+    { timestampMs: epochMs(t + 100), gpuUuid: 'GPU-a', gpuIndex: 5, powerW: null, energyJ: joules(12) },
+  ];
+  const text = formatPlainTrace(samples);
+  assert.match(text, /^timestamp_ms,gpu,power_w,energy_j,gpu_index,power_averaged\n/);
+  const back = parsePowerTrace(text);
+  assert.deepEqual(back.errors, []);
+  assert.deepEqual(back.samples, samples);
+  assert.deepEqual(back.gpus.map((g) => [g.index, g.uuid]), [[3, 'GPU-b'], [5, 'GPU-a']]);
+  // Indices the reader would give anyway and no averaged power: the documented four columns, nothing lost.
+  const plain = samples.map((s, i) => ({ ...s, gpuIndex: i % 2, powerAveraged: false }));
+  assert.equal(formatPlainTrace(plain).split('\n')[0], 'timestamp_ms,gpu,power_w,energy_j');
+  assert.deepEqual(parsePowerTrace(formatPlainTrace(plain)).samples.map((s) => [s.gpuUuid, s.gpuIndex]), plain.map((s) => [s.gpuUuid, s.gpuIndex]));
+  // Bad values in the new columns are reported like any other.
+  const bad = parsePowerTrace('timestamp_ms,gpu,power_w,energy_j,gpu_index,power_averaged\n1800000000000,GPU-a,1,,x,\n1800000000000,2,1,,3,\n1800000000000,GPU-c,1,,4,yes\n');
+  assert.deepEqual(bad.errors.map((e) => e.message), [
+    'gpu_index: not a GPU index 0..1023 ("x")',
+    'gpu_index: 3 disagrees with gpu 2',
+    'power_averaged: expected 1, 0 or empty ("yes")',
+  ]);
 });
