@@ -38,25 +38,27 @@ export function createReadingJournal(capacity = JOURNAL_CAPACITY): SharedArrayBu
   return new SharedArrayBuffer(HEADER_BYTES + capacity * FIELDS * Float64Array.BYTES_PER_ELEMENT);
 }
 
-function views(buffer: SharedArrayBuffer): { header: Int32Array; values: Float64Array; capacity: number } {
-  const values = new Float64Array(buffer, HEADER_BYTES);
-  return { header: new Int32Array(buffer, 0, 1), values, capacity: values.length / FIELDS };
+/** The typed-array views both sides of a journal use on its shared memory. */
+abstract class JournalViews {
+  protected readonly header: Int32Array;
+  protected readonly values: Float64Array;
+  protected readonly mask: number;
+  readonly capacity: number;
+
+  constructor(buffer: SharedArrayBuffer) {
+    this.values = new Float64Array(buffer, HEADER_BYTES);
+    this.header = new Int32Array(buffer, 0, 1);
+    this.capacity = this.values.length / FIELDS;
+    this.mask = this.capacity - 1;
+  }
 }
 
 /** Worker side. */
-export class ReadingJournalWriter {
-  private readonly header: Int32Array;
-  private readonly values: Float64Array;
-  private readonly mask: number;
-  readonly capacity: number;
-  private seq = 0;
+export class ReadingJournalWriter extends JournalViews {
+  private seq: number;
 
   constructor(buffer: SharedArrayBuffer) {
-    const v = views(buffer);
-    this.header = v.header;
-    this.values = v.values;
-    this.capacity = v.capacity;
-    this.mask = v.capacity - 1;
+    super(buffer);
     this.seq = Atomics.load(this.header, HEAD);
   }
 
@@ -80,20 +82,7 @@ export class ReadingJournalWriter {
 }
 
 /** Main-thread side. */
-export class ReadingJournalReader {
-  private readonly header: Int32Array;
-  private readonly values: Float64Array;
-  private readonly mask: number;
-  readonly capacity: number;
-
-  constructor(buffer: SharedArrayBuffer) {
-    const v = views(buffer);
-    this.header = v.header;
-    this.values = v.values;
-    this.capacity = v.capacity;
-    this.mask = v.capacity - 1;
-  }
-
+export class ReadingJournalReader extends JournalViews {
   /** Sequence number after the last reading written. */
   head(): number {
     return Atomics.load(this.header, HEAD);
