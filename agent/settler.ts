@@ -168,7 +168,7 @@ export class Settler {
         // Stamped inside time already settled (the wall clock stepped back): its period is closed,
         // so it is stored but cannot count. Say so rather than lose it quietly.
         stale += 1;
-        this.quality(sample.timestampMs).sampleErrors += 1;
+        this.pendingQualityAt(sample.timestampMs).sampleErrors += 1;
         this.options.metrics.sampleError?.('stale_timestamp');
       }
       const last = buffer[buffer.length - 1];
@@ -195,15 +195,15 @@ export class Settler {
 
   /** Count records refused at ingest, for the hourly data-quality rollup. */
   noteRejected(count: number, atMs: number): void {
-    this.quality(atMs).rejected += count;
+    this.pendingQualityAt(atMs).rejected += count;
   }
 
   /** Count a power-source error, for the hourly data-quality rollup. */
   noteSampleError(atMs: number): void {
-    this.quality(atMs).sampleErrors += 1;
+    this.pendingQualityAt(atMs).sampleErrors += 1;
   }
 
-  private quality(atMs: number): { rejected: number; sampleErrors: number } {
+  private pendingQualityAt(atMs: number): { rejected: number; sampleErrors: number } {
     const hour = Math.floor(atMs / 3_600_000) * 3_600_000;
     let counts = this.pendingQuality.get(hour);
     if (!counts) this.pendingQuality.set(hour, (counts = { rejected: 0, sampleErrors: 0 }));
