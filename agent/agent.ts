@@ -72,6 +72,7 @@ export class Agent {
       capper: this.labelCapper,
       userLabels: config.labels.user,
       simulated: options.powerSource.quality().simulated,
+      now: this.now,
     });
   }
 
@@ -134,7 +135,7 @@ export class Agent {
     if (restored.requests > 0 || restored.samples > 0) log.info(restored, 'resumed settlement from the ledger');
     const settledUntil = this.settler.settledUntil;
     // /metrics shows where settlement stands from the first scrape, not from the first settle tick.
-    if (settledUntil !== null) this.metrics.settled(settledUntil, this.now(), 0);
+    if (settledUntil !== null) this.metrics.settled(settledUntil, 0);
 
     this.ingest = new IngestService({
       ledger: this.ledger,

@@ -25,7 +25,7 @@ export interface SettlementMetrics {
   addEstimatedEnergy(index: number, joules: number): void;
   requestsFinalized(results: readonly RequestResult[]): void;
   taskFinalized(task: { tier: string; succeeded: boolean; joules: number; wasteJ: number }): void;
-  settled(settledUntilMs: number, nowMs: number, residualJ: number): void;
+  settled(settledUntilMs: number, residualJ: number): void;
   setPendingAttributedEnergy(joules: number): void;
   addHostEnergy(source: string, joules: number, estimated: boolean): void;
   /** A sample that could not count, by reason (tokenwatt_sample_errors_total). */
@@ -265,7 +265,7 @@ export class Settler {
       settled += 1;
     }
     if (periods.length === 0 && this.settledUntilMs !== null) {
-      this.options.metrics.settled(this.settledUntilMs, nowMs, this.lastResidualJ);
+      this.options.metrics.settled(this.settledUntilMs, this.lastResidualJ);
     }
     return settled;
   }
@@ -369,13 +369,13 @@ export class Settler {
       if (host.joules > 0) options.metrics.addHostEnergy(options.hostSource ?? 'host', host.joules, host.estimated);
       this.trimHostReadings(endMs);
     }
-    this.applyToMetrics(settlement.gpus, countable, pendingJ, nowMs);
+    this.applyToMetrics(settlement.gpus, countable, pendingJ);
     this.learnIdle(settlement.gpus);
     this.trimBuffers(endMs);
     this.closeIdleTasks(endMs);
   }
 
-  private applyToMetrics(totals: readonly GpuPeriodTotals[], results: readonly RequestResult[], pendingJ: number, nowMs: number): void {
+  private applyToMetrics(totals: readonly GpuPeriodTotals[], results: readonly RequestResult[], pendingJ: number): void {
     const { metrics } = this.options;
     let worstResidual = 0;
     for (const t of totals) {
@@ -395,7 +395,7 @@ export class Settler {
       task.lastEndMs = Math.max(task.lastEndMs, r.endMs);
       this.openTasks.set(r.taskId, task);
     }
-    if (this.settledUntilMs !== null) metrics.settled(this.settledUntilMs, nowMs, worstResidual);
+    if (this.settledUntilMs !== null) metrics.settled(this.settledUntilMs, worstResidual);
   }
 
   private closeIdleTasks(settledUntilMs: number): void {

@@ -60,7 +60,7 @@ function settleOnce(metrics: TokenwattMetrics, i: number): void {
     model: 'llama-3.1-8b', tier: 'small', status: 'ok', cacheBucket: 'hit', batchBucket: '1', labels: { team: 'team-1', feature: 'feature-1' },
     staticJ: 1, dynamicJ: 2, joules: 3, promptTokens: 10, cachedTokens: 10, completionTokens: 5, reasoningTokens: 0,
   });
-  metrics.settled(1_700_000_000_000 + i * 10_000, 1_700_000_120_000 + i * 10_000, 1e-9);
+  metrics.settled(1_700_000_000_000 + i * 10_000, 1e-9);
 }
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -106,7 +106,7 @@ function fill(metrics: TokenwattMetrics): number {
     metrics.taskFinalized({ tier, succeeded: false, joules: 500, wasteJ: 100 });
   }
   metrics.setPowerSourceInfo({ kind: 'nvml', energyCounter: true, powerAveraged: false, simulated: false });
-  metrics.settled(Date.now() - 120_000, Date.now(), 1e-9);
+  metrics.settled(Date.now() - 120_000, 1e-9);
   return n;
 }
 

@@ -97,6 +97,8 @@ export interface TokenwattMetricsOptions {
   readonly processMetrics?: boolean;
   /** Sample lines per segment of the settled text (re-encoded and re-compressed on a change; default 256). */
   readonly segmentLines?: number;
+  /** The wall clock in ms, read at scrape time for tokenwatt_settle_lag_seconds (default Date.now). */
+  readonly now?: () => number;
 }
 
 /** A /metrics response body: `chunks` concatenated, `byteLength` bytes, gzip-encoded or not. */
@@ -145,6 +147,8 @@ export class TokenwattMetrics {
   private readonly settledMetrics = new Set<Counter<string>>();
   private observed = false;
   private seeded = false;
+  /** End of the latest settlement, for the lag computed at each scrape (null: none yet). */
+  private settledUntilMs: number | null = null;
 
   private readonly gpuPower: Gauge<string>;
   private readonly gpuEnergy: Counter<string>;
@@ -204,6 +208,18 @@ export class TokenwattMetrics {
     this.buildInfo = this.gauge(c.buildInfo, live);
     this.labelValuesFolded = this.counter(c.labelValuesFolded, live);
     this.invalidValues = this.counter(c.invalidValues, live);
+    // The lag is read against the clock at each scrape, so it keeps growing when settlement
+    // stalls; a value set only after each settlement would freeze at its last healthy figure.
+    const now = options.now ?? Date.now;
+    const lastSettled = (): number | null => this.settledUntilMs;
+    this.settleLag = new Gauge({
+      name: c.settleLag.name, help: c.settleLag.help, labelNames: [], registers: [live],
+      collect(): void {
+        const until = lastSettled();
+        if (until === null) return;
+        this.set(Math.max(0, (now() - until) / 1000));
+      },
+    });
     this.gpuEnergy = this.counter(c.gpuEnergy, settled);
     this.idleEnergy = this.counter(c.idleEnergy, settled);
     this.energy = this.counter(c.energy, settled);
@@ -216,7 +232,6 @@ export class TokenwattMetrics {
     this.unattributed = this.counter(c.unattributed, settled);
     this.estimated = this.counter(c.estimated, settled);
     this.hostEnergy = this.counter(c.hostEnergy, settled);
-    this.settleLag = this.gauge(c.settleLag, settled);
     this.settledUntil = this.gauge(c.settledUntil, settled);
     this.residual = this.gauge(c.residual, settled);
     this.pendingAttributed = this.gauge(c.pendingAttributed, settled);
@@ -394,10 +409,10 @@ export class TokenwattMetrics {
    * After a settlement: how far it trails the clock, and the conservation self-check. `residualJ`
    * is the residual of each GPU in the period (or the largest one, as a single number).
    */
-  settled(settledUntilMs: number, nowMs: number, residualJ: number | readonly number[]): void {
+  settled(settledUntilMs: number, residualJ: number | readonly number[]): void {
     this.settledChanged();
     this.settledUntil.set(settledUntilMs / 1000);
-    this.settleLag.set(Math.max(0, (nowMs - settledUntilMs) / 1000));
+    this.settledUntilMs = settledUntilMs;
     const residuals = (typeof residualJ === 'number' ? [residualJ] : residualJ).map(Math.abs);
     if (!residuals.every(Number.isFinite)) {
       this.invalidValues.inc({ metric: 'tokenwatt_conservation_residual_joules' });

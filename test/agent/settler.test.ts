@@ -36,7 +36,7 @@ class RecordingMetrics implements SettlementMetrics {
   addEstimatedEnergy(): void {}
   requestsFinalized(rs: readonly RequestResult[]): void { this.finalized.push(...rs); }
   taskFinalized(t: { succeeded: boolean; joules: number }): void { this.tasks.push(t); }
-  settled(_u: number, _n: number, residual: number): void { this.residuals.push(residual); }
+  settled(_u: number, residual: number): void { this.residuals.push(residual); }
   pendingJ = 0;
   setPendingAttributedEnergy(j: number): void { this.pendingJ = j; }
   hostJ = 0;

@@ -28,7 +28,7 @@ function exerciseAll(m: TokenwattMetrics): void {
   m.recordsDuplicate(1);
   m.recordsLate(1);
   m.recordsRejected('validation', 2);
-  m.settled(1_700_000_000_000, 1_700_000_120_000, [0.001, -0.002]);
+  m.settled(1_700_000_000_000, [0.001, -0.002]);
   m.setPendingAttributedEnergy(42);
   m.captureError('proxy');
   m.setCarbonFactors('', 1.2, { gPerKwh: 56, factor: 'FR' });
@@ -47,7 +47,7 @@ function labelNames(family: Family | undefined): string[] {
 }
 
 test('the DESIGN metrics exist with their types and labels, and the exposition parses', async () => {
-  const m = new TokenwattMetrics();
+  const m = new TokenwattMetrics({ now: () => 1_700_000_120_000 });
   exerciseAll(m);
   const families = await scrape(m);
   const expected: [string, string, string[]][] = [
@@ -202,7 +202,7 @@ test('property: counters never go backwards, whatever is fed in (bad values are 
         else if (o.kind === 'request') m.requestFinalized(request({ staticJ: o.s, dynamicJ: o.d, joules: o.s + o.d, labels: { team: o.team } }));
         else if (o.kind === 'task') m.taskFinalized({ tier: 'small', succeeded: o.ok, joules: o.j, wasteJ: o.w });
         else if (o.kind === 'records') m.recordsAccepted(o.n);
-        else m.settled(1_700_000_000_000, 1_700_000_001_000, o.r);
+        else m.settled(1_700_000_000_000, o.r);
         const now = new Map<string, number>();
         for (const family of (await scrape(m)).values()) {
           if (family.type !== 'counter') continue;
@@ -303,13 +303,13 @@ test('label values with quotes, backslashes and newlines are escaped in the expo
 });
 
 test('settled series are rendered once per change, and a scrape never misses a change', async () => {
-  const m = new TokenwattMetrics();
+  const m = new TokenwattMetrics({ now: () => 1_700_000_010_000 });
   m.requestFinalized(request());
   assert.equal(sumOf(await scrape(m), 'tokenwatt_requests_total'), 1, 'a scrape right after a change shows it');
   const first = await m.metrics();
   assert.equal(await m.metrics(), first, 'no change, same text');
   m.requestFinalized(request());
-  m.settled(1_700_000_000_000, 1_700_000_010_000, 0);
+  m.settled(1_700_000_000_000, 0);
   await new Promise((resolve) => setImmediate(resolve)); // the background render runs here
   const families = await scrape(m);
   assert.equal(sumOf(families, 'tokenwatt_requests_total'), 2);
@@ -347,4 +347,16 @@ test('property: a settlement\'s requests counted in one batch give the same expo
     }),
     { numRuns: 50 },
   );
+});
+
+test('the settle lag is read against the clock at each scrape, so it keeps growing when settlement stalls', async () => {
+  let nowMs = 1_700_000_130_000;
+  const m = new TokenwattMetrics({ now: () => nowMs });
+  assert.equal(sumOf(await scrape(m), 'tokenwatt_settle_lag_seconds'), 0, 'prom-client shows an unlabelled gauge as 0 before the first settlement');
+  m.settled(1_700_000_010_000, 0);
+  assert.equal(sumOf(await scrape(m), 'tokenwatt_settle_lag_seconds'), 120);
+  nowMs += 600_000; // ten minutes with no settlement
+  assert.equal(sumOf(await scrape(m), 'tokenwatt_settle_lag_seconds'), 720);
+  nowMs = 1_700_000_000_000; // the clock stepped back before the settled edge
+  assert.equal(sumOf(await scrape(m), 'tokenwatt_settle_lag_seconds'), 0);
 });
