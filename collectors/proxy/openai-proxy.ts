@@ -129,8 +129,13 @@ const TLS_HANDSHAKE = /CERT|TLS|SSL|SIGNATURE|ISSUER/;
 const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 const NO_TOKENS: TokenUsage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, reasoningTokens: 0 };
 /** Request headers not forwarded on a recorded call: the proxy sets Host and Content-Length, and asks for identity (it must read the answer). */
-const RECORDED_REQUEST_DROP: ReadonlySet<string> = new Set(['host', 'content-length', 'accept-encoding']);
-const PASS_THROUGH_DROP: ReadonlySet<string> = new Set(['host']);
+/**
+ * `expect` is dropped because node's server has already answered `100 Continue` to the client
+ * (no checkContinue listener): passing it on would only let an upstream that does not support it
+ * answer 417 to a client that was told to go on.
+ */
+const RECORDED_REQUEST_DROP: ReadonlySet<string> = new Set(['host', 'content-length', 'accept-encoding', 'expect']);
+const PASS_THROUGH_DROP: ReadonlySet<string> = new Set(['host', 'expect']);
 const NOTHING: ReadonlySet<string> = new Set();
 const CONTENT_LENGTH: ReadonlySet<string> = new Set(['content-length']);
 /** Headers of an answer the proxy decodes for the client: its length and coding are no longer the body's. */

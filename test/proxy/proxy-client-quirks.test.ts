@@ -133,3 +133,33 @@ test('a client slower than the upstream (back-pressure) is not taken for a silen
     await upstream.close();
   }
 });
+
+test('Expect: 100-continue is answered by the proxy and not passed on, on recorded and passed-through calls', async () => {
+  const send = (path: string, task: string, body: string): Promise<{ status: number; sawContinue: boolean }> =>
+    new Promise((resolve, reject) => {
+      const url = new URL(path, h.proxyUrl);
+      const req = request(url, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), expect: '100-continue', 'x-task-id': task } });
+      let sawContinue = false;
+      req.on('continue', () => {
+        sawContinue = true;
+        req.end(body); // as curl does: the body only after the 100
+      });
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, sawContinue }));
+      });
+      req.on('error', reject);
+      req.flushHeaders();
+    });
+  const recorded = await send('/v1/chat/completions', 't-expect', chatBody());
+  assert.deepEqual(recorded, { status: 200, sawContinue: true });
+  const passed = await send('/v1/embeddings', 't-expect-pass', JSON.stringify({ model: 'e5', input: 'hi' }));
+  assert.equal(passed.sawContinue, true);
+  for (const task of ['t-expect', 't-expect-pass']) {
+    const call = h.upstream.calls.find((c) => c.headers['x-task-id'] === task);
+    assert.ok(call, `the upstream got the ${task} call`);
+    assert.equal(call.headers.expect, undefined, 'the upstream never sees the expectation the proxy already met');
+  }
+  const r = await h.sink.recordOfTask('t-expect');
+  assert.deepEqual([r.status, r.promptTokens], ['ok', PROMPT_TOKENS]);
+});
