@@ -25,9 +25,9 @@ export interface StoredRequest {
 
 /** Cumulative sums the agent seeds its Prometheus counters with after a restart. */
 export interface CounterTotals {
-  /** Settled energy per GPU (hourly_energy over the retained window). */
+  /** Settled energy per GPU (hourly_energy plus the sums pruning carried into pruned_energy). */
   readonly gpus: readonly GpuEnergyTotal[];
-  /** Attributed energy, tokens and requests per label set (hourly_usage over the retained window). */
+  /** Attributed energy, tokens and requests per label set (hourly_usage plus pruned_usage). */
   readonly usage: readonly UsageTotal[];
   readonly hostJ: number;
   readonly quality: { readonly lateRecords: number; readonly rejectedRecords: number; readonly sampleErrors: number };

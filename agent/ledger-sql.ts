@@ -141,29 +141,94 @@ export const READ_HOURLY_HOST = 'SELECT * FROM hourly_host WHERE hour_start_ms >
 export const READ_HOURLY_QUALITY = 'SELECT * FROM hourly_quality WHERE hour_start_ms >= ? AND hour_start_ms < ? ORDER BY hour_start_ms, node';
 export const READ_TASKS = 'SELECT * FROM tasks WHERE last_end_ms >= ? AND last_end_ms < ? ORDER BY last_end_ms, task_id';
 
+/*
+ * The counter totals are lifetime sums: the retained rollups plus what retention has carried into
+ * the pruned_* tables (CARRY_PRUNED_ROLLUPS), so they never shrink when old rows are deleted.
+ */
+
+const ENERGY_SUMS = 'measured_j, idle_j, static_j, dynamic_j, unattributed_j, estimated_j, simulated';
 export const TOTAL_GPU_ENERGY = `SELECT e.gpu_uuid, sum(e.measured_j) AS measured_j, sum(e.idle_j) AS idle_j,
     sum(e.static_j) AS static_j, sum(e.dynamic_j) AS dynamic_j, sum(e.unattributed_j) AS unattributed_j,
     sum(e.estimated_j) AS estimated_j, max(e.simulated) AS simulated,
     (SELECT p.gpu_index FROM periods p WHERE p.gpu_uuid = e.gpu_uuid ORDER BY p.period_start_ms DESC LIMIT 1) AS gpu_index
-  FROM hourly_energy e GROUP BY e.gpu_uuid ORDER BY e.gpu_uuid`;
-export const TOTAL_USAGE = `SELECT node, model, tier, cache_bucket, batch_bucket, status, team, feature,
+  FROM (SELECT gpu_uuid, ${ENERGY_SUMS} FROM hourly_energy UNION ALL SELECT gpu_uuid, ${ENERGY_SUMS} FROM pruned_energy) e
+  GROUP BY e.gpu_uuid ORDER BY e.gpu_uuid`;
+const USAGE_KEY = 'node, model, tier, cache_bucket, batch_bucket, status, team, feature';
+const USAGE_SUMS = `requests, prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, static_j, dynamic_j, prefill_j,
+    decode_j, simulated`;
+export const TOTAL_USAGE = `SELECT ${USAGE_KEY},
     sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens, sum(cached_tokens) AS cached_tokens,
     sum(completion_tokens) AS completion_tokens, sum(reasoning_tokens) AS reasoning_tokens,
     sum(static_j) AS static_j, sum(dynamic_j) AS dynamic_j, sum(prefill_j) AS prefill_j, sum(decode_j) AS decode_j,
     max(simulated) AS simulated
-  FROM hourly_usage GROUP BY node, model, tier, cache_bucket, batch_bucket, status, team, feature
-  ORDER BY node, model, tier, cache_bucket, batch_bucket, status, team, feature`;
-export const TOTAL_HOST = 'SELECT coalesce(sum(host_j), 0) AS host_j FROM hourly_host';
+  FROM (SELECT ${USAGE_KEY}, ${USAGE_SUMS} FROM hourly_usage UNION ALL SELECT ${USAGE_KEY}, ${USAGE_SUMS} FROM pruned_usage)
+  GROUP BY ${USAGE_KEY} ORDER BY ${USAGE_KEY}`;
+export const TOTAL_HOST = `SELECT coalesce(sum(host_j), 0) AS host_j
+  FROM (SELECT host_j FROM hourly_host UNION ALL SELECT host_j FROM pruned_host)`;
 /** late: settled late records (hourly_quality) plus late ones not settled yet, as the metric counts them at ingest. */
 export const TOTAL_QUALITY = `SELECT coalesce(sum(late_records), 0) + (SELECT count(*) FROM requests WHERE finalized = 0 AND late = 1) AS late,
-    coalesce(sum(rejected_records), 0) AS rejected, coalesce(sum(sample_errors), 0) AS sample_errors FROM hourly_quality`;
-export const TOTAL_TASKS = `SELECT count(*) AS count, coalesce(sum(last_status = 'ok'), 0) AS succeeded,
-    coalesce(sum(joules), 0) AS joules, coalesce(sum(waste_j), 0) AS waste_j FROM tasks`;
+    coalesce(sum(rejected_records), 0) AS rejected, coalesce(sum(sample_errors), 0) AS sample_errors
+  FROM (SELECT late_records, rejected_records, sample_errors FROM hourly_quality
+    UNION ALL SELECT late_records, rejected_records, sample_errors FROM pruned_quality)`;
+export const TOTAL_TASKS = `SELECT coalesce(sum(task_count), 0) AS count, coalesce(sum(succeeded), 0) AS succeeded,
+    coalesce(sum(joules), 0) AS joules, coalesce(sum(waste_j), 0) AS waste_j
+  FROM (SELECT 1 AS task_count, last_status = 'ok' AS succeeded, joules, waste_j FROM tasks
+    UNION ALL SELECT task_count, succeeded, joules, waste_j FROM pruned_tasks)`;
 
 export const PRUNE_SAMPLES = 'DELETE FROM power_samples WHERE gpu_uuid = ? AND ts_ms < ?';
 export const PRUNE_REQUESTS = 'DELETE FROM requests WHERE end_ms < ? AND finalized = 1';
 export const COUNT_OLD_UNSETTLED = 'SELECT count(*) AS n FROM requests WHERE finalized = 0 AND end_ms < ?';
 export const PRUNE_PERIODS = 'DELETE FROM periods WHERE period_start_ms < ?';
+/**
+ * Run in the prune's transaction just before PRUNE_ROLLUPS, with the same cut-off: add the sums of
+ * the rows about to be deleted to the pruned_* tables, so the counter totals keep them.
+ * (The WHERE before GROUP BY also keeps SQLite from reading ON CONFLICT as a join constraint.)
+ */
+export const CARRY_PRUNED_ROLLUPS = [
+  `INSERT INTO pruned_energy (gpu_uuid, ${ENERGY_SUMS})
+    SELECT gpu_uuid, sum(measured_j), sum(idle_j), sum(static_j), sum(dynamic_j), sum(unattributed_j), sum(estimated_j), max(simulated)
+    FROM hourly_energy WHERE hour_start_ms < ? GROUP BY gpu_uuid
+    ON CONFLICT (gpu_uuid) DO UPDATE SET
+      measured_j = measured_j + excluded.measured_j,
+      idle_j = idle_j + excluded.idle_j,
+      static_j = static_j + excluded.static_j,
+      dynamic_j = dynamic_j + excluded.dynamic_j,
+      unattributed_j = unattributed_j + excluded.unattributed_j,
+      estimated_j = estimated_j + excluded.estimated_j,
+      simulated = max(simulated, excluded.simulated)`,
+  `INSERT INTO pruned_usage (${USAGE_KEY}, ${USAGE_SUMS})
+    SELECT ${USAGE_KEY}, sum(requests), sum(prompt_tokens), sum(cached_tokens), sum(completion_tokens), sum(reasoning_tokens),
+      sum(static_j), sum(dynamic_j), sum(prefill_j), sum(decode_j), max(simulated)
+    FROM hourly_usage WHERE hour_start_ms < ? GROUP BY ${USAGE_KEY}
+    ON CONFLICT (${USAGE_KEY}) DO UPDATE SET
+      requests = requests + excluded.requests,
+      prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+      cached_tokens = cached_tokens + excluded.cached_tokens,
+      completion_tokens = completion_tokens + excluded.completion_tokens,
+      reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+      static_j = static_j + excluded.static_j,
+      dynamic_j = dynamic_j + excluded.dynamic_j,
+      prefill_j = prefill_j + excluded.prefill_j,
+      decode_j = decode_j + excluded.decode_j,
+      simulated = max(simulated, excluded.simulated)`,
+  `INSERT INTO pruned_host (node, host_j)
+    SELECT node, sum(host_j) FROM hourly_host WHERE hour_start_ms < ? GROUP BY node
+    ON CONFLICT (node) DO UPDATE SET host_j = host_j + excluded.host_j`,
+  `INSERT INTO pruned_quality (node, late_records, rejected_records, sample_errors)
+    SELECT node, sum(late_records), sum(rejected_records), sum(sample_errors) FROM hourly_quality WHERE hour_start_ms < ? GROUP BY node
+    ON CONFLICT (node) DO UPDATE SET
+      late_records = late_records + excluded.late_records,
+      rejected_records = rejected_records + excluded.rejected_records,
+      sample_errors = sample_errors + excluded.sample_errors`,
+  `INSERT INTO pruned_tasks (node, task_count, succeeded, joules, waste_j)
+    SELECT node, count(*), sum(last_status = 'ok'), sum(joules), sum(waste_j) FROM tasks WHERE last_end_ms < ? GROUP BY node
+    ON CONFLICT (node) DO UPDATE SET
+      task_count = task_count + excluded.task_count,
+      succeeded = succeeded + excluded.succeeded,
+      joules = joules + excluded.joules,
+      waste_j = waste_j + excluded.waste_j`,
+] as const;
+/** Deletes the rollups and tasks past retention; CARRY_PRUNED_ROLLUPS must run first. */
 export const PRUNE_ROLLUPS = [
   'DELETE FROM hourly_energy WHERE hour_start_ms < ?',
   'DELETE FROM hourly_usage WHERE hour_start_ms < ?',

@@ -316,7 +316,8 @@ export class Ledger {
   /**
    * Delete what is past retention: samples after samplesHours, finalized requests and settled
    * periods after requestsDays, hourly rollups and tasks after rollupsDays. A request that is not
-   * finalized is never deleted, however old.
+   * finalized is never deleted, however old. The sums of the deleted rollups and tasks are added
+   * to the pruned totals in the same transaction, so {@link counterTotals} never shrinks.
    */
   prune(nowMs: EpochMs): PruneResult {
     return this.pruneTx(nowMs);
@@ -334,6 +335,8 @@ export class Ledger {
     const requests = this.stmt(sql.PRUNE_REQUESTS).run(requestsBefore).changes;
     const unsettledKept = (this.stmt(sql.COUNT_OLD_UNSETTLED).get(requestsBefore) as { n: number }).n;
     const periods = this.stmt(sql.PRUNE_PERIODS).run(requestsBefore).changes;
+    // Their sums first, in this transaction: the counter totals must not shrink with the rows.
+    for (const text of sql.CARRY_PRUNED_ROLLUPS) this.stmt(text).run(rollupsBefore);
     let rollups = 0;
     for (const text of sql.PRUNE_ROLLUPS) rollups += this.stmt(text).run(rollupsBefore).changes;
     return { samples, requests, periods, rollups, unsettledKept };
@@ -370,8 +373,10 @@ export class Ledger {
   }
 
   /**
-   * Cumulative sums over the retained rollups, to seed Prometheus counters after a restart.
-   * They shrink when rollups pass retention, which Prometheus reads as a counter reset.
+   * Lifetime sums of the settled rollups and tasks, to seed Prometheus counters after a restart:
+   * the retained hourly rows plus the sums that pruning carried into the pruned_* tables, so they
+   * do not shrink when rollups pass retention (Prometheus would read that as a counter reset).
+   * A GPU's index still comes from its latest retained period (null when none is retained).
    */
   counterTotals(): CounterTotals {
     type GpuSums = Omit<rows.HourlyEnergySqlRow, 'hour_start_ms' | 'node' | 'covered_ms' | 'counter_resets' | 'gaps'> & { gpu_index: number | null };

@@ -7,7 +7,10 @@ import { LEDGER_MIGRATIONS, latestVersion, migrate } from '../../agent/migration
 import type { Migration } from '../../agent/migrations/index.js';
 import { RETENTION, never, request, tempDir } from './temp-ledger.js';
 
-const TABLES = ['agent_state', 'hourly_energy', 'hourly_host', 'hourly_quality', 'hourly_usage', 'periods', 'power_samples', 'requests', 'tasks'];
+const TABLES = [
+  'agent_state', 'hourly_energy', 'hourly_host', 'hourly_quality', 'hourly_usage', 'periods', 'power_samples',
+  'pruned_energy', 'pruned_host', 'pruned_quality', 'pruned_tasks', 'pruned_usage', 'requests', 'tasks',
+];
 
 function tablesOf(path: string): string[] {
   const db = new Database(path, { readonly: true });

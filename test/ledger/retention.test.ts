@@ -63,7 +63,7 @@ test('prune applies each retention to its own tables and never deletes an unfina
   assert.equal(ledger.readHourlyEnergy(...ALL).length, 2);
   assert.equal(ledger.readHourlyHost(...ALL).length, 2);
   assert.equal(ledger.readHourlyQuality(...ALL).length, 2);
-  assert.equal(ledger.counterTotals().gpus[0]?.measuredJ, 2, 'counters are seeded from what is retained');
+  assert.equal(ledger.counterTotals().gpus[0]?.measuredJ, 3, 'counters keep the pruned rollups (lifetime totals)');
 
   assert.deepEqual(ledger.prune(epochMs(now)), { samples: 0, requests: 0, periods: 0, rollups: 0, unsettledKept: 1 }, 'idempotent');
 });
