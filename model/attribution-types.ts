@@ -49,6 +49,16 @@ export interface GpuPeriodInput {
   readonly samples: readonly PowerSample[];
   /** Idle baseline to use for this GPU in this period (configured or learned), or null if unknown yet. */
   readonly idleBaselineW: Watts | null;
+  /**
+   * Time from which this GPU's energy has not been counted by earlier periods (absent, or not
+   * before the period start: everything before the period start was counted). It is earlier when an
+   * earlier period was settled before the sample closing its last interval existed (the power
+   * source stalled for longer than the settlement lateness). The energy of [countedUntilMs, period
+   * start) is then counted in THIS period, as unattributed and estimated, with the flags (gaps,
+   * counter resets) and samples of that stretch; `samples` must then reach back to the last sample
+   * at or before it. See {@link countedUntilAfter} in settlement-schedule.ts.
+   */
+  readonly countedUntilMs?: EpochMs;
 }
 
 /** Everything needed to settle one period. Pure data: no clock, no I/O. */
@@ -72,7 +82,10 @@ export interface GpuPeriodTotals {
   readonly unattributedJ: Joules;
   /** measured - (idle + static + dynamic + unattributed); ~0 up to floating point. */
   readonly residualJ: Joules;
-  /** Part of measuredJ that is estimated (gaps, resets, missing readings). */
+  /**
+   * Part of measuredJ that is estimated (gaps, resets, missing readings, and energy of earlier time
+   * carried into this period: see {@link GpuPeriodInput.countedUntilMs}).
+   */
   readonly estimatedJ: Joules;
   /** Milliseconds of the period covered by samples. */
   readonly coveredMs: number;

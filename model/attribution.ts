@@ -48,11 +48,16 @@ export const ATTRIBUTION_GRID_MS = 1000;
  * 4. Phase split of a request's share: static by its time in each phase, dynamic by its work in each
  *    phase; without firstToken (and for a zero-length request) by its prefill/decode work fractions.
  *
+ * Energy of time before the period that earlier periods could not count (their closing sample came
+ * after they were settled: `countedUntilMs` of the GPU input) is counted in this period as
+ * unattributed and estimated, so that no joule is lost and the periods' measured energy adds up to
+ * the energy counter's increase.
+ *
  * Per GPU the totals also report data quality: estimatedJ (energy of estimated intervals), coveredMs
  * (time in intervals that are not gaps), gaps and counterResets (each interval or uncovered stretch
- * counted once, in the period holding its start), and observedIdlePowerW: the mean power of the idle
- * time whose energy is not estimated, which is what the idle baseline is learned from (idleMs counts
- * all idle time).
+ * counted once, in the period holding its start or else the one its energy is carried into), and
+ * observedIdlePowerW: the mean power of the idle time whose energy is not estimated, which is what
+ * the idle baseline is learned from (idleMs counts all idle time).
  *
  * Per request and GPU it also reports active time and the integral of the number of requests active
  * on that GPU over the request's active time (exact, from the request boundaries, uncovered time
@@ -718,23 +723,35 @@ function settleGpu(
   scratch: ScratchArrays,
 ): { totals: GpuPeriodTotals; shares: RequestPeriodShare[] } {
   const timeline = buildEnergyTimeline(gpu.samples, config);
+  // Energy of [carryFrom, p0) was not counted by the periods it lies in: they were settled before
+  // the sample closing it existed. It is counted here (see GpuPeriodInput.countedUntilMs).
+  const carryFrom = gpu.countedUntilMs !== undefined && Number.isFinite(gpu.countedUntilMs) && gpu.countedUntilMs < p0 ? gpu.countedUntilMs : p0;
   let counterResets = 0;
   let gaps = 0;
+  let carriedJ = 0;
   for (const interval of timeline.intervals) {
-    // Flags are counted once, in the period where the interval starts.
-    if (interval.startMs >= p0 && interval.startMs < p1) {
+    // Flags are counted once, in the period where the interval starts (or, when it closed only after
+    // that period was settled, in the period its energy is carried into).
+    if (interval.startMs >= carryFrom && interval.startMs < p1) {
       if (interval.counterReset) counterResets += 1;
       if (interval.gap) gaps += 1;
     }
+    const hi = Math.min(interval.endMs, p0);
+    const lo = Math.max(interval.startMs, carryFrom);
+    if (hi > lo) carriedJ += slicedEnergyJ(interval, lo, hi);
   }
   for (const stretch of timeline.uncovered) {
-    if (stretch.startMs >= p0 && stretch.startMs < p1) {
+    if (stretch.startMs >= carryFrom && stretch.startMs < p1) {
       gaps += 1;
       if (stretch.counterReset) counterResets += 1;
     }
   }
+  // Samples of the carried stretch after its start (a sample at carryFrom was counted with its own period).
   let samples = 0;
-  for (const sample of gpu.samples) if (sample.timestampMs >= p0 && sample.timestampMs < p1) samples += 1;
+  for (const sample of gpu.samples) {
+    const t = sample.timestampMs;
+    if ((t >= p0 && t < p1) || (t > carryFrom && t < p0)) samples += 1;
+  }
 
   // Cut at the period bounds and, where requests run, on the attribution grid.
   const grid = gridOf(timeline.intervals, p0, p1, scratch, onGpu.length > 0);
@@ -751,10 +768,11 @@ function settleGpu(
     dynamicPerZero: scratch.floats(n),
   };
   const baseline = usableBaseline(gpu.idleBaselineW);
-  let measured = 0;
+  // Carried energy is not attributed: the requests of its time were settled with their periods.
+  let measured = carriedJ;
   let idle = 0;
-  let unattributed = 0;
-  let estimatedJ = 0;
+  let unattributed = carriedJ;
+  let estimatedJ = carriedJ;
   let coveredMs = 0;
   let idleMs = 0;
   let cleanIdleJ = 0;

@@ -1,3 +1,4 @@
+import type { PowerSample } from './power-sample.js';
 import type { ResolvedRequest } from './request-record.js';
 import { epochMs, type EpochMs } from './units.js';
 
@@ -52,6 +53,22 @@ export function duePeriods(
     start = end;
   }
   return out;
+}
+
+/**
+ * How far a GPU's energy is counted once the period ending at `periodEndMs` is settled, given the
+ * samples its settlement had (its window) and how far it was counted before (`countedUntilMs`, at
+ * most the period start). With a sample at or after the period end, up to the end. Otherwise the
+ * tail after the last sample is not counted yet: it waits for the sample that closes it, and is
+ * then counted in the first period settled after that sample arrives, so a power source that
+ * stalls for longer than the lateness (or a lateness of 0) loses no joule. Energy before the
+ * GPU's first sample is not known at all, so it is never owed.
+ */
+export function countedUntilAfter(samples: readonly Pick<PowerSample, 'timestampMs'>[], periodEndMs: EpochMs, countedUntilMs: EpochMs): EpochMs {
+  let last = Number.NEGATIVE_INFINITY;
+  for (const s of samples) if (Number.isFinite(s.timestampMs) && s.timestampMs > last) last = s.timestampMs;
+  if (last >= periodEndMs) return periodEndMs;
+  return last > countedUntilMs ? epochMs(last) : countedUntilMs;
 }
 
 /** How much of a record fell into already settled periods. */

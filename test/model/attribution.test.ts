@@ -286,3 +286,49 @@ test('requests outside the period, unknown GPUs and repeated ids add nothing', (
   assert.deepEqual(s.shares.map((x) => x.requestId), ['a']);
   near(shareOf(s, 'a').dynamicJ, 30, 'a once');
 });
+
+test('energy owed from before the period (settled before its closing sample existed) is counted here, unattributed and estimated, with its gap', () => {
+  // The source stalled from T0+200 ms to T0+5.2 s: the period [T0+1 s, T0+2 s) and later ones were
+  // settled with energy counted only up to T0+200 ms. Now the period [T0+5 s, T0+6 s) is settled.
+  const samples = [
+    ...counterSamples('gpu-0', [10, 10]), // T0, +100, +200
+    sample('gpu-0', T0 + 5_200, 100, 1020 + 500),
+    sample('gpu-0', T0 + 5_300, 100, 1020 + 510),
+    sample('gpu-0', T0 + 6_000, 100, 1020 + 580),
+  ];
+  const active = [request({ requestId: 'r', startMs: T0 + 5_000, endMs: T0 + 6_000, completionTokens: 10 })];
+  const withOwed = settlePeriod({
+    periodStartMs: epochMs(T0 + 5_000),
+    periodEndMs: epochMs(T0 + 6_000),
+    gpus: [{ gpuUuid: 'gpu-0', gpuIndex: 0, samples, idleBaselineW: watts(50), countedUntilMs: epochMs(T0 + 200) }],
+    requests: active,
+    config: CONFIG,
+  });
+  const plain = settlePeriod({
+    periodStartMs: epochMs(T0 + 5_000),
+    periodEndMs: epochMs(T0 + 6_000),
+    gpus: [{ gpuUuid: 'gpu-0', gpuIndex: 0, samples, idleBaselineW: watts(50) }],
+    requests: active,
+    config: CONFIG,
+  });
+  const owed = gpuOf(withOwed);
+  const base = gpuOf(plain);
+  // The gap interval [T0+200, T0+5 200) holds 500 J: 4 800 ms of it lie before the period start.
+  near(owed.measuredJ - base.measuredJ, 480, 'the owed 480 J are measured here');
+  near(owed.unattributedJ - base.unattributedJ, 480, 'unattributed');
+  near(owed.estimatedJ - base.estimatedJ, 480, 'estimated');
+  near(owed.staticJ + owed.dynamicJ, base.staticJ + base.dynamicJ, 'requests of this period get nothing of it');
+  near(owed.residualJ, 0, 'conservation');
+  assert.equal(owed.gaps, base.gaps + 1, 'the gap interval starting before the period is counted here');
+  assert.equal(owed.samples, base.samples, 'no sample lies inside the owed stretch');
+  assert.equal(owed.coveredMs, base.coveredMs, 'covered time stays time of this period');
+  // Counted up to the period start already (or absent): nothing owed.
+  const counted = settlePeriod({
+    periodStartMs: epochMs(T0 + 5_000),
+    periodEndMs: epochMs(T0 + 6_000),
+    gpus: [{ gpuUuid: 'gpu-0', gpuIndex: 0, samples, idleBaselineW: watts(50), countedUntilMs: epochMs(T0 + 5_000) }],
+    requests: active,
+    config: CONFIG,
+  });
+  assert.deepEqual(counted, plain);
+});

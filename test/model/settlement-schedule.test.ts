@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { alignDown, duePeriods, isLateRecord, recordLateness } from '../../model/settlement-schedule.js';
+import { alignDown, countedUntilAfter, duePeriods, isLateRecord, recordLateness } from '../../model/settlement-schedule.js';
 import { epochMs } from '../../model/units.js';
 import { T0 } from './helpers.js';
 
@@ -35,4 +35,15 @@ test('late records: start before settledUntil; full when all their energy was se
   assert.equal(recordLateness(r(9_999, 9_999), s), 'full');
   assert.equal(isLateRecord(r(9_000, 12_000), s), true);
   assert.equal(isLateRecord(r(0, 1), null), false);
+});
+
+test('countedUntilAfter: a period with a sample at or after its end is counted to its end, else up to its last sample', () => {
+  const at = (...ts: number[]) => ts.map((t) => ({ timestampMs: epochMs(T0 + t) }));
+  const end = epochMs(T0 + 10_000);
+  assert.equal(countedUntilAfter(at(-50, 4_000, 10_000), end, epochMs(T0)), end);
+  assert.equal(countedUntilAfter(at(-50, 4_000, 12_000), end, epochMs(T0)), end);
+  assert.equal(countedUntilAfter(at(-50, 4_000, 9_950), end, epochMs(T0)), T0 + 9_950, 'the tail after the last sample is owed');
+  assert.equal(countedUntilAfter(at(-50), end, epochMs(T0)), T0, 'no new sample: still counted to the period start');
+  assert.equal(countedUntilAfter(at(-7_000), end, epochMs(T0 - 7_000)), T0 - 7_000, 'a stall goes on: still owed from its last sample');
+  assert.equal(countedUntilAfter([], end, epochMs(T0)), T0, 'a GPU without samples owes nothing');
 });
