@@ -86,6 +86,12 @@ export interface SettlementWriter {
    */
   request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null): void;
   rollups(rollups: SettlementRollups): void;
+  /**
+   * GPUs whose energy is counted only up to a time before the end of this period (ms by GPU UUID;
+   * the others are counted up to it): a stall left their tail owed to a later period. It replaces
+   * what the previous settlement stored.
+   */
+  energyCountedUntil(byGpu: Readonly<Record<string, number>>): void;
 }
 
 /** Retention per table (DESIGN defaults: samples 48 h, requests 7 d, rollups 400 d). */

@@ -72,6 +72,7 @@ export interface PruneResult {
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
 const SETTLED_UNTIL = 'settled_until_ms';
+const ENERGY_COUNTED_UNTIL = 'energy_counted_until_ms';
 const NODE_KEY = 'node';
 
 /**
@@ -305,6 +306,22 @@ export class Ledger {
     return value === undefined ? null : epochMs(Number(value));
   }
 
+  /**
+   * GPUs whose energy the last settlement counted only up to a time before settled_until (ms by GPU
+   * UUID; see {@link SettlementWriter.energyCountedUntil}). Empty when none, or in a ledger written
+   * before this was kept.
+   */
+  getEnergyCountedUntil(): Record<string, number> {
+    const value = this.getState(ENERGY_COUNTED_UNTIL);
+    if (value === undefined) return {};
+    const parsed: unknown = JSON.parse(value);
+    const out: Record<string, number> = {};
+    if (parsed !== null && typeof parsed === 'object') {
+      for (const [uuid, ms] of Object.entries(parsed)) if (typeof ms === 'number' && Number.isFinite(ms)) out[uuid] = ms;
+    }
+    return out;
+  }
+
   private getState(key: string): string | undefined {
     return (this.stmt(sql.GET_STATE).get(key) as { value: string } | undefined)?.value;
   }
@@ -437,6 +454,10 @@ class LedgerSettlementWriter implements SettlementWriter {
         g.residualJ, g.estimatedJ, g.coveredMs, g.counterResets, g.gaps, g.samples, g.idleBaselineW, g.observedIdlePowerW, g.idleMs,
       );
     }
+  }
+
+  energyCountedUntil(byGpu: Readonly<Record<string, number>>): void {
+    this.stmt(sql.SET_STATE).run(ENERGY_COUNTED_UNTIL, JSON.stringify(byGpu));
   }
 
   request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null): void {

@@ -7,7 +7,7 @@ import type { ResolvedRequest } from '../model/request-record.js';
 import { addShares, finalizeRequest, isFinalAfter, toEnergyDelta, toFinalizedRequest, type RequestAccumulator, type RequestResult } from '../model/request-result.js';
 import { energyRowsFromTotals, usageRowsFromResults } from '../model/rollup.js';
 import type { HourlyQualityRow } from '../model/rollup-types.js';
-import { alignDown, duePeriods } from '../model/settlement-schedule.js';
+import { alignDown, countedUntilAfter, duePeriods } from '../model/settlement-schedule.js';
 import { aggregateTasks, taskDeltas } from '../model/tasks.js';
 import { epochMs, watts, type EpochMs } from '../model/units.js';
 import type { Ledger } from './ledger.js';
@@ -83,6 +83,15 @@ export class Settler {
   private readonly idleBaselines = new Map<string, IdleBaselineState>();
   private readonly openTasks = new Map<string, OpenTask>();
   private settledUntilMs: EpochMs | null;
+  /**
+   * Per GPU, the time from which its energy is not counted yet, when that is before `settledUntil`:
+   * a period was settled before the sample closing its last interval arrived (a power source
+   * stalled for longer than the lateness, or a lateness of 0). The first period settled after that
+   * sample arrives counts the owed stretch, as unattributed and estimated energy with its gap
+   * flagged (model/attribution.ts), so every joule lands in exactly one period. Absent: counted up
+   * to `settledUntil`. Kept in the ledger with each settlement, so a restart owes the same.
+   */
+  private readonly countedUntilMs = new Map<string, EpochMs>();
   private firstDataMs: number | null = null;
   private lastSampleAtMs = new Map<string, number>();
   private lastResidualJ = 0;
@@ -103,6 +112,11 @@ export class Settler {
       this.idleBaselines.set(gpu.uuid, initialIdleBaseline());
     }
     this.settledUntilMs = options.ledger.getSettledUntil();
+    if (this.settledUntilMs !== null) {
+      for (const [uuid, ms] of Object.entries(options.ledger.getEnergyCountedUntil())) {
+        if (this.samplesByGpu.has(uuid) && Number.isFinite(ms) && ms < this.settledUntilMs) this.countedUntilMs.set(uuid, epochMs(ms));
+      }
+    }
   }
 
   get settledUntil(): EpochMs | null {
@@ -135,10 +149,11 @@ export class Settler {
   }
 
   /**
-   * Resume after a restart: samples persisted since shortly before `settledUntil` and every
-   * request not yet finalized, with the energy it had already received. Before the first
-   * settlement, every persisted sample is unsettled, so all of them come back: a restart within
-   * the lateness window must not drop the first run's energy.
+   * Resume after a restart: samples persisted since shortly before `settledUntil` (or, for a GPU
+   * whose energy is counted only up to an earlier time, since then) and every request not yet
+   * finalized, with the energy it had already received. Before the first settlement, every
+   * persisted sample is unsettled, so all of them come back: a restart within the lateness window
+   * must not drop the first run's energy.
    */
   restore(nowMs: number): { samples: number; requests: number } {
     const { ledger } = this.options;
@@ -148,7 +163,7 @@ export class Settler {
     }
     let samples = 0;
     for (const gpu of this.options.gpus) {
-      const loaded = ledger.loadSamples(gpu.uuid, epochMs(from), epochMs(nowMs + 60_000));
+      const loaded = ledger.loadSamples(gpu.uuid, epochMs(Math.min(from, this.countedUntilMs.get(gpu.uuid) ?? from)), epochMs(nowMs + 60_000));
       this.samplesByGpu.set(gpu.uuid, loaded);
       samples += loaded.length;
       const first = loaded[0];
@@ -164,20 +179,23 @@ export class Settler {
     for (const sample of samples) {
       const buffer = this.samplesByGpu.get(sample.gpuUuid);
       if (!buffer) continue; // inventory is fixed at start-up; an unknown GPU is reported by the source
-      if (this.settledUntilMs !== null && sample.timestampMs < this.settledUntilMs) {
-        // Stamped inside time already settled (the wall clock stepped back): its period is closed,
-        // so it is stored but cannot count. Say so rather than lose it quietly.
+      if (this.settledUntilMs !== null && sample.timestampMs <= (this.countedUntilMs.get(sample.gpuUuid) ?? this.settledUntilMs) && sample.timestampMs < this.settledUntilMs) {
+        // Stamped inside time already counted (the wall clock stepped back): its period is closed,
+        // so it is stored but cannot count. Say so rather than lose it quietly. It stays out of the
+        // buffer: as the start of the next interval it would change energy already given out.
+        // (A sample inside settled but not yet counted time, after a stall, does count: below.)
         stale += 1;
         this.pendingQualityAt(sample.timestampMs).sampleErrors += 1;
         this.options.metrics.sampleError?.('stale_timestamp');
+      } else {
+        const last = buffer[buffer.length - 1];
+        if (last && sample.timestampMs <= last.timestampMs) {
+          if (sample.timestampMs === last.timestampMs) continue; // a repeat reading adds nothing
+          const at = buffer.findIndex((s) => s.timestampMs >= sample.timestampMs);
+          if (buffer[at]?.timestampMs === sample.timestampMs) continue;
+          buffer.splice(at, 0, sample);
+        } else buffer.push(sample);
       }
-      const last = buffer[buffer.length - 1];
-      if (last && sample.timestampMs <= last.timestampMs) {
-        if (sample.timestampMs === last.timestampMs) continue; // a repeat reading adds nothing
-        const at = buffer.findIndex((s) => s.timestampMs >= sample.timestampMs);
-        if (buffer[at]?.timestampMs === sample.timestampMs) continue;
-        buffer.splice(at, 0, sample);
-      } else buffer.push(sample);
       this.unpersisted.push(sample);
       this.lastSampleAtMs.set(sample.gpuUuid, sample.timestampMs);
       if (this.firstDataMs === null || sample.timestampMs < this.firstDataMs) this.firstDataMs = sample.timestampMs;
@@ -272,12 +290,25 @@ export class Settler {
 
   private settleOne(startMs: EpochMs, endMs: EpochMs, nowMs: number): void {
     const { options } = this;
-    const gpuInputs: GpuPeriodInput[] = options.gpus.map((gpu) => ({
-      gpuUuid: gpu.uuid,
-      gpuIndex: gpu.index,
-      samples: windowOf(this.samplesByGpu.get(gpu.uuid) ?? [], startMs, endMs),
-      idleBaselineW: this.idleBaselineFor(gpu.uuid),
-    }));
+    const gpuInputs: GpuPeriodInput[] = options.gpus.map((gpu) => {
+      const countedUntilMs = epochMs(Math.min(this.countedUntilMs.get(gpu.uuid) ?? startMs, startMs));
+      return {
+        gpuUuid: gpu.uuid,
+        gpuIndex: gpu.index,
+        samples: windowOf(this.samplesByGpu.get(gpu.uuid) ?? [], countedUntilMs, endMs),
+        idleBaselineW: this.idleBaselineFor(gpu.uuid),
+        countedUntilMs,
+      };
+    });
+    // How far each GPU's energy is counted once this period is settled (model/settlement-schedule.ts).
+    const countedAfter = new Map<string, EpochMs>();
+    const owed: Record<string, number> = {};
+    for (const input of gpuInputs) {
+      const until = countedUntilAfter(input.samples, endMs, input.countedUntilMs ?? startMs);
+      if (until >= endMs) continue;
+      countedAfter.set(input.gpuUuid, until);
+      owed[input.gpuUuid] = until;
+    }
     // Unsettled requests are read from the ledger for each period rather than held in memory, so
     // memory does not grow with records/s x lateness. Those starting after this period have
     // received no energy yet and are not needed. Entries are dropped once written (below), so the
@@ -322,6 +353,7 @@ export class Settler {
     const requestShares: RequestPeriodShare[] = [];
     options.ledger.settle({ periodStartMs: startMs, periodEndMs: endMs, settledUntilMs: endMs }, (writer) => {
       writer.periodTotals(settlement.gpus);
+      writer.energyCountedUntil(owed);
       for (let i = 0; i < pending.length; i += 1) {
         const p = pending[i] as PendingRequestRow;
         pending[i] = null;
@@ -363,6 +395,8 @@ export class Settler {
 
     // Committed: now move the in-memory state and the exported counters.
     this.settledUntilMs = endMs;
+    this.countedUntilMs.clear();
+    for (const [uuid, until] of countedAfter) this.countedUntilMs.set(uuid, until);
     for (const hour of this.pendingQuality.keys()) if (hour <= startMs) this.pendingQuality.delete(hour);
     if (host) {
       this.hostSettledJ = (this.hostSettledJ ?? (this.hostReadings[0] as HostEnergyReading).energyJ) + host.joules;
@@ -433,12 +467,16 @@ export class Settler {
     if (keepFrom > 0) this.hostReadings.splice(0, keepFrom);
   }
 
-  /** Keep the last sample at or before the settled edge (the next interval starts there) and all later ones. */
+  /**
+   * Keep the last sample at or before the GPU's counted edge (the settled edge, or the last sample
+   * before a stall whose energy is still owed: the next interval starts there) and all later ones.
+   */
   private trimBuffers(settledUntilMs: number): void {
     for (const [uuid, buffer] of this.samplesByGpu) {
+      const edge = Math.min(this.countedUntilMs.get(uuid) ?? settledUntilMs, settledUntilMs);
       let keepFrom = 0;
       for (let i = 0; i < buffer.length; i += 1) {
-        if ((buffer[i] as PowerSample).timestampMs <= settledUntilMs) keepFrom = i;
+        if ((buffer[i] as PowerSample).timestampMs <= edge) keepFrom = i;
         else break;
       }
       if (keepFrom > 0) this.samplesByGpu.set(uuid, buffer.slice(keepFrom));

@@ -1,0 +1,278 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { Ledger } from '../../agent/ledger.js';
+import { Settler, type SettlementMetrics } from '../../agent/settler.js';
+import { DEFAULT_ATTRIBUTION_CONFIG } from '../../model/attribution-config.js';
+import type { PowerSample } from '../../model/power-sample.js';
+import type { RequestResult } from '../../model/request-result.js';
+import { epochMs, joules, watts } from '../../model/units.js';
+import { request } from '../model/helpers.js';
+
+/**
+ * Periods settled before the sample closing them exists (a power source that stalls for longer than
+ * the lateness, or a lateness of 0): no joule may be lost. The periods' measured energy adds up to
+ * the energy counter's increase, each period conserves energy, and a stall's gap is counted once.
+ */
+
+const T0 = Date.UTC(2026, 10, 2, 9, 0, 0);
+const PERIOD_MS = 10_000;
+const GPU = { uuid: 'gpu-0', index: 0, name: 'H100' };
+
+class Metrics implements SettlementMetrics {
+  measured = 0;
+  unattributed = 0;
+  estimated = 0;
+  residuals: number[] = [];
+  sampleErrors: string[] = [];
+  setGpuPower(): void {}
+  sampleTaken(): void {}
+  addMeasuredEnergy(_i: number, _u: string, j: number): void { this.measured += j; }
+  addIdleEnergy(): void {}
+  addUnattributedEnergy(_i: number, j: number): void { this.unattributed += j; }
+  addEstimatedEnergy(_i: number, j: number): void { this.estimated += j; }
+  requestsFinalized(_rs: readonly RequestResult[]): void {}
+  taskFinalized(): void {}
+  settled(_u: number, residual: number): void { this.residuals.push(residual); }
+  setPendingAttributedEnergy(): void {}
+  addHostEnergy(): void {}
+  sampleError(reason: string): void { this.sampleErrors.push(reason); }
+}
+
+function openLedger() {
+  const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-edges-'));
+  const ledger = Ledger.open(join(dir, 'ledger.db'), { node: 'n', retention: { samplesHours: 48, requestsDays: 7, rollupsDays: 400 } });
+  return { ledger, dir, cleanup: () => { ledger.close(); rmSync(dir, { recursive: true, force: true }); } };
+}
+
+function newSettler(ledger: Ledger, latenessMs: number, metrics = new Metrics()) {
+  const settler = new Settler({
+    ledger, metrics, gpus: [GPU], node: 'n', periodMs: PERIOD_MS, latenessMs, attribution: DEFAULT_ATTRIBUTION_CONFIG, simulated: false,
+    labelValue: (_n, v) => v ?? '', taskIdleMs: 60_000, log: { info() {}, warn() {}, error() {}, debug() {} },
+  });
+  return { settler, metrics };
+}
+
+/** A sample of a GPU drawing `powerW` constantly since T0, with its energy counter. */
+function steady(t: number, powerW = 300): PowerSample {
+  return { timestampMs: epochMs(t), gpuUuid: GPU.uuid, gpuIndex: 0, powerW: watts(powerW), energyJ: joules(((t - T0) * powerW) / 1000) };
+}
+
+function range(from: number, to: number, step: number, make: (t: number) => PowerSample = steady): PowerSample[] {
+  const out: PowerSample[] = [];
+  for (let t = from; t <= to; t += step) out.push(make(t));
+  return out;
+}
+
+/** Sums of the ledger's hourly energy rows. */
+function ledgerSums(ledger: Ledger) {
+  const rows = ledger.readHourlyEnergy(epochMs(T0 - 86_400_000), epochMs(T0 + 86_400_000));
+  const sum = (pick: (r: (typeof rows)[number]) => number) => rows.reduce((a, r) => a + pick(r), 0);
+  return {
+    measured: sum((r) => r.measuredJ),
+    parts: sum((r) => r.idleJ + r.staticJ + r.dynamicJ + r.unattributedJ),
+    unattributed: sum((r) => r.unattributedJ),
+    estimated: sum((r) => r.estimatedJ),
+    gaps: sum((r) => r.gaps),
+    counterResets: sum((r) => r.counterResets),
+  };
+}
+
+function assertConserved(ledger: Ledger, metrics: Metrics, expectedJ: number, what: string): void {
+  const s = ledgerSums(ledger);
+  assert.ok(Math.abs(s.measured - expectedJ) <= 1e-9 * expectedJ, `${what}: ledger measured ${s.measured} J = counter increase ${expectedJ} J (missing ${expectedJ - s.measured} J)`);
+  assert.ok(Math.abs(metrics.measured - expectedJ) <= 1e-9 * expectedJ, `${what}: exported measured ${metrics.measured} J = counter increase ${expectedJ} J`);
+  assert.ok(Math.abs(s.parts - s.measured) <= 1e-9 * s.measured, `${what}: idle + static + dynamic + unattributed = measured`);
+  assert.ok(Math.max(0, ...metrics.residuals) < 1e-6, `${what}: conservation holds in every settled period`);
+}
+
+test('a power-source stall longer than the lateness loses no joule: the owed stretch is counted, unattributed and estimated, with its gap', (t) => {
+  const { ledger, cleanup } = openLedger();
+  t.after(cleanup);
+  const { settler, metrics } = newSettler(ledger, 120_000);
+  // A request runs across the stall: its periods settle without it getting the stall's energy.
+  ledger.insertRequests([request({ requestId: 'r', startMs: T0 + 20_000, endMs: T0 + 40_000, promptTokens: 100, completionTokens: 100 })], () => false);
+  settler.addSamples(range(T0, T0 + 25_000, 100));
+  // The source stalls from T0+25 s to T0+205 s; the settle loop keeps running.
+  for (let now = T0 + 30_000; now <= T0 + 200_000; now += 1000) settler.settleDue(now);
+  assert.equal(settler.settledUntil, T0 + 80_000, 'periods of the stall were settled before its closing sample existed');
+  settler.addSamples(range(T0 + 205_000, T0 + 600_000, 100));
+  for (let now = T0 + 200_000; now <= T0 + 700_000; now += 1000) settler.settleDue(now);
+  assert.equal(settler.settledUntil, T0 + 580_000);
+
+  assertConserved(ledger, metrics, (580_000 * 300) / 1000, 'stall');
+  const s = ledgerSums(ledger);
+  assert.equal(s.gaps, 1, 'the stall is one gap, counted once');
+  // [25 s, 205 s) is a gap longer than maxAttributableGapMs: all unattributed and estimated.
+  assert.ok(Math.abs(s.unattributed - 180 * 300) < 1e-6, `the stall's 54 000 J are unattributed (${s.unattributed})`);
+  assert.ok(Math.abs(s.estimated - 180 * 300) < 1e-6, `and estimated (${s.estimated})`);
+  assert.deepEqual(metrics.sampleErrors, []);
+});
+
+test('with a lateness of 0, every period settled before its closing sample leaves its tail to the next one: none is lost', (t) => {
+  const { ledger, cleanup } = openLedger();
+  t.after(cleanup);
+  const { settler, metrics } = newSettler(ledger, 0);
+  // 10 Hz with a 37 ms phase, delivered as taken; the settle loop runs every second.
+  const first = T0 + 37;
+  let next = first;
+  for (let now = T0; now <= T0 + 300_000; now += 1000) {
+    const batch: PowerSample[] = [];
+    for (; next <= now; next += 100) batch.push(steady(next));
+    settler.addSamples(batch);
+    settler.settleDue(now);
+  }
+  assert.equal(settler.settledUntil, T0 + 300_000);
+  // Counted up to the last sample before the settled edge; the rest waits for its closing sample.
+  const lastBefore = T0 + 299_937;
+  assertConserved(ledger, metrics, ((lastBefore - first) * 300) / 1000, 'lateness 0');
+  const s = ledgerSums(ledger);
+  assert.equal(s.gaps, 0, 'sampling never stopped: no gap');
+  assert.ok(s.unattributed > 0 && Math.abs(s.unattributed - s.estimated) < 1e-9, 'the carried tails are unattributed and estimated');
+  assert.deepEqual(metrics.sampleErrors, []);
+});
+
+test('a restart after a stall still counts the stretch owed before it (the owed edge is kept in the ledger)', (t) => {
+  const { ledger, cleanup } = openLedger();
+  t.after(cleanup);
+  const run1 = newSettler(ledger, 0);
+  run1.settler.addSamples(range(T0, T0 + 25_000, 100));
+  // The source stalls; run 1 settles the stall's periods, then is killed.
+  for (let now = T0 + 30_000; now <= T0 + 150_000; now += 1000) run1.settler.settleDue(now);
+  run1.settler.flushSamples();
+  assert.equal(run1.settler.settledUntil, T0 + 150_000);
+
+  const run2 = newSettler(ledger, 0);
+  assert.equal(run2.settler.settledUntil, T0 + 150_000);
+  run2.settler.restore(T0 + 200_000);
+  run2.settler.addSamples(range(T0 + 205_000, T0 + 400_000, 100));
+  run2.settler.settleDue(T0 + 400_000);
+  assert.equal(run2.settler.settledUntil, T0 + 400_000);
+
+  const measuredJ = run1.metrics.measured + run2.metrics.measured;
+  const expectedJ = (400_000 * 300) / 1000;
+  assert.ok(Math.abs(measuredJ - expectedJ) <= 1e-9 * expectedJ, `measured over both runs ${measuredJ} J = counter increase ${expectedJ} J`);
+  const s = ledgerSums(ledger);
+  assert.ok(Math.abs(s.measured - expectedJ) <= 1e-9 * expectedJ, `ledger measured ${s.measured} J = counter increase ${expectedJ} J`);
+  assert.equal(s.gaps, 1, 'the stall is one gap');
+  assert.ok(Math.max(0, ...run2.metrics.residuals) < 1e-6);
+});
+
+test('samples delivered late after a stall, with their own timestamps, close the owed stretch and count', (t) => {
+  const { ledger, cleanup } = openLedger();
+  t.after(cleanup);
+  const { settler, metrics } = newSettler(ledger, 20_000);
+  settler.addSamples(range(T0, T0 + 25_000, 100));
+  for (let now = T0 + 30_000; now <= T0 + 90_000; now += 1000) settler.settleDue(now);
+  assert.equal(settler.settledUntil, T0 + 70_000);
+  // The source catches up: its buffered readings of the stall arrive, stamped when they were taken.
+  settler.addSamples(range(T0 + 25_100, T0 + 200_000, 100));
+  settler.settleDue(T0 + 220_000);
+  assertConserved(ledger, metrics, (200_000 * 300) / 1000, 'catch-up');
+  assert.deepEqual(metrics.sampleErrors, [], 'readings of time not yet counted are no errors');
+  assert.equal(ledgerSums(ledger).gaps, 0, 'no reading was missing');
+});
+
+test('a stale sample inside counted time (a clock step back) does not change the next period\'s energy', (t) => {
+  const { ledger, cleanup } = openLedger();
+  t.after(cleanup);
+  const { settler, metrics } = newSettler(ledger, 0);
+  settler.addSamples(range(T0 + 37, T0 + 60_037, 100));
+  settler.settleDue(T0 + 60_000);
+  assert.equal(settler.settledUntil, T0 + 60_000);
+  // The clock stepped back 100 ms: a reading taken at T0+60.06 s (a momentary 700 W) is stamped
+  // T0+59.96 s, between the last sample before the settled edge and the edge.
+  settler.addSamples([{ ...steady(T0 + 60_060), timestampMs: epochMs(T0 + 59_960), powerW: watts(700) }]);
+  assert.deepEqual(metrics.sampleErrors, ['stale_timestamp']);
+  settler.addSamples(range(T0 + 60_137, T0 + 80_037, 100));
+  settler.settleDue(T0 + 80_000);
+  assertConserved(ledger, metrics, ((80_000 - 37) * 300) / 1000, 'stale sample');
+  assert.equal(ledgerSums(ledger).counterResets, 0, 'its counter reading, later than the next sample\'s, is no reset');
+});
+
+test('property: random stalls, delivery delays, lateness and settle ticks never lose or double a joule, and each gap is counted once', () => {
+  fc.assert(
+    fc.property(
+      fc.record({
+        latenessMs: fc.constantFrom(0, 1_000, 15_000, 120_000),
+        tickMs: fc.constantFrom(1_000, 3_000, 7_000),
+        counter: fc.boolean(),
+        phaseMs: fc.integer({ min: 0, max: 99 }),
+        // Each stall: when it starts (s after T0), how long it lasts (ms), and whether its readings
+        // are lost (a gap) or delivered late with their own timestamps (a catch-up).
+        stalls: fc.array(fc.record({ atS: fc.integer({ min: 1, max: 280 }), ms: fc.integer({ min: 150, max: 200_000 }), lost: fc.boolean() }), { maxLength: 3 }),
+        powers: fc.array(fc.integer({ min: 50, max: 700 }), { minLength: 4, maxLength: 4 }),
+      }),
+      (c) => {
+        const { ledger, cleanup } = openLedger();
+        try {
+          const { settler, metrics } = newSettler(ledger, c.latenessMs);
+          // Power changes every 77 s; the counter is the trapezoid of the power samples, so counter
+          // deltas and integration agree and the truth is the counter.
+          const powerAt = (t: number) => c.powers[Math.floor((t - T0) / 77_000) % c.powers.length] as number;
+          const endMs = T0 + 400_000;
+          const samples: PowerSample[] = [];
+          let counter = 0;
+          for (let t = T0 + c.phaseMs; t <= endMs; t += 100) {
+            const previous = samples[samples.length - 1];
+            if (previous) counter += ((previous.powerW as number) + powerAt(t)) / 2 * ((t - previous.timestampMs) / 1000);
+            samples.push({ timestampMs: epochMs(t), gpuUuid: GPU.uuid, gpuIndex: 0, powerW: watts(powerAt(t)), energyJ: c.counter ? joules(counter) : null });
+          }
+          // When each sample is delivered: at its time, or at the end of a stall covering it; lost
+          // samples never are.
+          const deliverAt = new Map<PowerSample, number>();
+          for (const s of samples) {
+            let at = s.timestampMs as number;
+            let lost = false;
+            for (const stall of c.stalls) {
+              const from = T0 + stall.atS * 1000;
+              if (s.timestampMs >= from && s.timestampMs < from + stall.ms) {
+                if (stall.lost) lost = true;
+                else at = Math.max(at, from + stall.ms);
+              }
+            }
+            if (!lost) deliverAt.set(s, at);
+          }
+          const delivered = samples.filter((s) => deliverAt.has(s));
+          const order = [...delivered].sort((a, b) => (deliverAt.get(a) as number) - (deliverAt.get(b) as number) || a.timestampMs - b.timestampMs);
+          let next = 0;
+          for (let now = T0; now <= endMs + 700_000; now += c.tickMs) {
+            const batch: PowerSample[] = [];
+            while (next < order.length && (deliverAt.get(order[next] as PowerSample) as number) <= now) batch.push(order[next++] as PowerSample);
+            settler.addSamples(batch);
+            settler.settleDue(now);
+          }
+          const until = settler.settledUntil as number;
+          assert.ok(until > endMs, 'everything delivered is settled');
+          // Truth: from the first delivered sample to the last one before the settled edge, the
+          // counter's increase, or without a counter the trapezoid of the delivered readings.
+          const counted = delivered.filter((s) => s.timestampMs <= until);
+          let trapezoid = 0;
+          for (let i = 1; i < counted.length; i += 1) {
+            const a = counted[i - 1] as PowerSample;
+            const b = counted[i] as PowerSample;
+            trapezoid += c.counter
+              ? (b.energyJ as number) - (a.energyJ as number)
+              : ((a.powerW as number) + (b.powerW as number)) / 2 * ((b.timestampMs - a.timestampMs) / 1000);
+          }
+          const s = ledgerSums(ledger);
+          assert.ok(Math.abs(s.measured - trapezoid) <= 1e-9 * trapezoid, `measured ${s.measured} J = ${trapezoid} J (missing ${trapezoid - s.measured} J)`);
+          assert.ok(Math.abs(metrics.measured - trapezoid) <= 1e-9 * trapezoid, 'exported measured agrees');
+          assert.ok(Math.abs(s.parts - s.measured) <= 1e-9 * s.measured, 'idle + static + dynamic + unattributed = measured');
+          assert.ok(Math.max(0, ...metrics.residuals) < 1e-6, 'conservation in every period');
+          // Gaps: each pair of consecutive delivered samples more than 3 sampling periods apart, once.
+          let gaps = 0;
+          for (let i = 1; i < counted.length; i += 1) if ((counted[i] as PowerSample).timestampMs - (counted[i - 1] as PowerSample).timestampMs > 300) gaps += 1;
+          assert.equal(s.gaps, gaps, 'each gap counted exactly once');
+          assert.deepEqual(metrics.sampleErrors, [], 'late readings of uncounted time are no errors');
+        } finally {
+          cleanup();
+        }
+      },
+    ),
+    { numRuns: 25, seed: 20261123 },
+  );
+});
