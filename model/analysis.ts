@@ -427,7 +427,6 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
         s.coveredMs += t.coveredMs;
         s.counterResets += t.counterResets;
         s.gaps += t.gaps;
-        s.samples += t.samples;
         s.idleMs += t.idleMs;
       }
       const byRequest = new Map<string, RequestPeriodShare[]>();
@@ -439,6 +438,10 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
       for (const [id, list] of byRequest) accs.set(id, addShares(accs.get(id) ?? emptyAccumulator(), list));
     });
   }
+
+  // Samples are counted directly, not summed over the periods: those count [p0, p1), so a last
+  // sample lying on the grid end (the window ends on a period bound) would be in none of them.
+  for (const g of gpus) (sums.get(g.uuid) as GpuSums).samples = g.samples.length;
 
   // Finalize requests; flag those with time outside the power window or on GPUs without data.
   let outsideWindow = 0;

@@ -198,3 +198,14 @@ test('a stretch with no sample and no request is settled at once: a stray timest
     assert.ok(a !== undefined && b !== undefined && close(a, b), `${id}: ${a} J and ${b} J`);
   }
 });
+
+test('quality counts every sample, also a last one lying on the period grid', () => {
+  for (const endMs of [60_000, 60_050]) {
+    const samples: PowerSample[] = [];
+    for (let t = T0; t <= T0 + endMs; t += 100) samples.push(sample('gpu-a', t, 100, (t - T0) / 10));
+    const report = analyzeRun({ samples, requests: [], gpus: [{ uuid: 'gpu-a', index: 0 }], config: CONFIG });
+    assert.equal(samples.length, 601);
+    assert.equal(report.quality.samples, 601, `window ending T0+${endMs} ms`);
+    assert.equal(report.gpus[0]?.samples, 601);
+  }
+});
