@@ -4,8 +4,13 @@ import { decimal, excerpt, leadingFields } from './trace-file-lines.js';
 // Epoch ms between 2000-01-01 and 2200-01-01: anything else is seconds or microseconds by mistake.
 const MIN_EPOCH_MS = 946_684_800_000;
 const MAX_EPOCH_MS = 7_258_118_400_000;
-/** Far above any board's power: larger is a unit mistake (mW). */
-const MAX_POWER_W = 5_000;
+/** Far above any board's power: larger is a unit mistake (mW power, mJ counter). */
+export const MAX_POWER_W = 5_000;
+/**
+ * Energy counters tick in steps (NVML's every few tens of ms), so over a very short interval a
+ * correct counter can imply a high power: the counter check takes an interval as at least this long.
+ */
+const MIN_COUNTER_INTERVAL_MS = 100;
 const MAX_GPU_INDEX = 1023;
 
 /**
@@ -135,4 +140,37 @@ function isDigits(text: string): boolean {
 /** Field i of a line, '' for a column the header lacks (i < 0). */
 function fieldAt(fields: readonly string[], i: number): string {
   return i < 0 ? '' : (fields[i] ?? '');
+}
+
+/** A GPU's counter reading on one line, for counterUnitProblem. */
+export interface CounterReading {
+  readonly line: number;
+  readonly timestampMs: number;
+  readonly energyJ: number;
+  readonly powerW: number | null;
+}
+
+/**
+ * The reason a counter step is impossible, or undefined when it is fine. `prev` is the GPU's
+ * previous accepted reading, earlier in time. A counter that goes back is a reset (the energy model
+ * flags it); one that rises faster than MAX_POWER_W is not joules: NVML counts millijoules, and
+ * a counter copied without the division reads ~1000x the power (said so when power_w agrees).
+ */
+export function counterUnitProblem(prev: CounterReading, cur: CounterReading): string | undefined {
+  const deltaJ = cur.energyJ - prev.energyJ;
+  const dtMs = cur.timestampMs - prev.timestampMs;
+  if (!(deltaJ > 0) || !(dtMs > 0)) return undefined;
+  const meanW = deltaJ / (Math.max(dtMs, MIN_COUNTER_INTERVAL_MS) / 1000);
+  if (meanW <= MAX_POWER_W) return undefined;
+  const powers = [cur.powerW, prev.powerW].filter((p): p is number => p !== null && p > 0);
+  const powerW = powers.length > 0 ? powers.reduce((a, b) => a + b, 0) / powers.length : null;
+  const ratio = powerW === null ? null : meanW / powerW;
+  const why = ratio !== null && ratio > 300 && ratio < 3000
+    ? `${Math.round(ratio)}x power_w (${round(powerW as number)} W): energy_j looks like millijoules (NVML's unit); the trace wants joules`
+    : 'not a cumulative counter in joules (millijoules?)';
+  return `energy_j: counter rises ${round(deltaJ)} in ${round(dtMs)} ms since line ${prev.line}, a mean of ${round(meanW)} W (above ${MAX_POWER_W} W): ${why}`;
+}
+
+function round(x: number): string {
+  return String(Math.round(x * 100) / 100);
 }

@@ -1,8 +1,8 @@
 import type { GpuInfo, PowerSample } from '../model/power-sample.js';
 import { epochMs, joules, watts } from '../model/units.js';
-import { forEachLine, leadingFields } from './trace-file-lines.js';
+import { forEachLine, forEachLineOfFile, leadingFields } from './trace-file-lines.js';
 import { NvidiaSmiTraceParser } from './trace-file-nvidia-smi.js';
-import { PlainTraceParser } from './trace-file-plain.js';
+import { counterUnitProblem, PlainTraceParser, type CounterReading } from './trace-file-plain.js';
 
 /** A line of a trace that could not be used, and why. Lines are numbered from 1. */
 export interface TraceError {
@@ -13,7 +13,10 @@ export interface TraceError {
 export type TraceFormat = 'plain' | 'nvidia-smi';
 
 export interface ParsedPowerTrace {
-  /** Good samples, sorted by time, then GPU index (so each GPU's samples are in order). */
+  /**
+   * Good samples, sorted by time, then GPU index. Each GPU's samples are in the order of its lines:
+   * a line earlier than its GPU's previous one is an error, never sorted in (see assemble).
+   */
   readonly samples: PowerSample[];
   /** Every line that was not used, with its reason; nothing is skipped silently. */
   readonly errors: TraceError[];
@@ -66,53 +69,83 @@ export interface TraceFormatParser {
  * `nvidia-smi --query-gpu=timestamp,index,uuid,power.draw,... --format=csv[,nounits]` prints.
  * The format is recognised from the header. Blank lines and lines starting with '#' are
  * comments. Never throws on content: every unusable line is in `errors` with its number.
+ * For a file, readPowerTraceFile streams it instead of holding it as one string.
  */
 export function parsePowerTrace(text: string, opts: ParsePowerTraceOptions = {}): ParsedPowerTrace {
-  const errors: TraceError[] = [];
-  const rows: TraceRow[] = [];
-  let parser: TraceFormatParser | undefined;
-  let format: TraceFormat | 'unknown' = 'unknown';
-  let headerSeen = false;
-  forEachLine(text, (line, lineNumber) => {
+  const reader = new PowerTraceReader(opts);
+  forEachLine(text, (line, lineNumber) => reader.line(line, lineNumber));
+  return reader.finish();
+}
+
+/**
+ * parsePowerTrace for a file, read as a stream line by line: memory grows with the samples (kept
+ * in typed arrays until the end), not with the file's text. Rejects only when the file cannot be read.
+ */
+export async function readPowerTraceFile(path: string, opts: ParsePowerTraceOptions = {}): Promise<ParsedPowerTrace> {
+  const reader = new PowerTraceReader(opts);
+  await forEachLineOfFile(path, (line, lineNumber) => reader.line(line, lineNumber));
+  return reader.finish();
+}
+
+/** Reads a trace line by line (header first) and assembles the samples at the end. */
+class PowerTraceReader {
+  private readonly errors: TraceError[] = [];
+  private readonly rows = new TraceRows();
+  private parser: TraceFormatParser | undefined;
+  private format: TraceFormat | 'unknown' = 'unknown';
+  private headerSeen = false;
+
+  constructor(private readonly opts: ParsePowerTraceOptions) {}
+
+  line(line: string, lineNumber: number): void {
     if (line.length === 0 || line.charCodeAt(0) === 35 /* # */ || line.trim().length === 0) return;
-    if (!headerSeen) {
-      headerSeen = true;
-      const { fields } = leadingFields(line, Number.MAX_SAFE_INTEGER);
-      const names = fields.map((f) => f.toLowerCase());
-      if (names.includes('timestamp_ms')) {
-        const plain = PlainTraceParser.create(names, line);
-        if (typeof plain === 'string') errors.push({ line: lineNumber, message: plain });
-        else [parser, format] = [plain, 'plain'];
-      } else if (names.includes('timestamp') && names.some((n) => n.startsWith('power.draw') || n.startsWith('gpu.power.draw'))) {
-        const smi = NvidiaSmiTraceParser.create(fields, line, opts.nvidiaSmiUtcOffsetMinutes ?? 0);
-        if (typeof smi === 'string') errors.push({ line: lineNumber, message: smi });
-        else [parser, format] = [smi, 'nvidia-smi'];
-      } else {
-        errors.push({
-          line: lineNumber,
-          message: 'unrecognised header: expected "timestamp_ms,gpu,power_w,energy_j" or nvidia-smi --query-gpu CSV (timestamp, index or uuid, power.draw...)',
-        });
-      }
+    if (!this.headerSeen) {
+      this.headerSeen = true;
+      this.header(line, lineNumber);
       return;
     }
-    if (!parser) {
-      errors.push({ line: lineNumber, message: 'not read: the header was not recognised' });
+    if (!this.parser) {
+      this.errors.push({ line: lineNumber, message: 'not read: the header was not recognised' });
       return;
     }
-    const parsed = parser.parseLine(line, lineNumber);
+    const parsed = this.parser.parseLine(line, lineNumber);
     if (parsed === 'skip') return;
-    if (typeof parsed === 'string') errors.push({ line: lineNumber, message: parsed });
-    else rows.push(parsed);
-  });
-  if (!headerSeen) errors.push({ line: 1, message: 'empty trace: no header line' });
-  const { samples, gpus, duplicates } = assemble(rows);
-  errors.push(...duplicates);
-  errors.sort((a, b) => a.line - b.line);
-  const notes = [
-    ...(opts.fileName ? [`trace ${opts.fileName}`] : []),
-    ...(parser ? parser.notes() : []),
-  ];
-  return { samples, errors, format, gpus, notes };
+    if (typeof parsed === 'string') this.errors.push({ line: lineNumber, message: parsed });
+    else this.rows.push(parsed);
+  }
+
+  finish(): ParsedPowerTrace {
+    const errors = this.errors;
+    if (!this.headerSeen) errors.push({ line: 1, message: 'empty trace: no header line' });
+    const { samples, gpus, problems, notes: assembled } = assemble(this.rows);
+    errors.push(...problems);
+    errors.sort((a, b) => a.line - b.line);
+    const notes = [
+      ...(this.opts.fileName ? [`trace ${this.opts.fileName}`] : []),
+      ...(this.parser ? this.parser.notes() : []),
+      ...assembled,
+    ];
+    return { samples, errors, format: this.format, gpus, notes };
+  }
+
+  private header(line: string, lineNumber: number): void {
+    const { fields } = leadingFields(line, Number.MAX_SAFE_INTEGER);
+    const names = fields.map((f) => f.toLowerCase());
+    if (names.includes('timestamp_ms')) {
+      const plain = PlainTraceParser.create(names, line);
+      if (typeof plain === 'string') this.errors.push({ line: lineNumber, message: plain });
+      else [this.parser, this.format] = [plain, 'plain'];
+    } else if (names.includes('timestamp') && names.some((n) => n.startsWith('power.draw') || n.startsWith('gpu.power.draw'))) {
+      const smi = NvidiaSmiTraceParser.create(fields, line, this.opts.nvidiaSmiUtcOffsetMinutes ?? 0);
+      if (typeof smi === 'string') this.errors.push({ line: lineNumber, message: smi });
+      else [this.parser, this.format] = [smi, 'nvidia-smi'];
+    } else {
+      this.errors.push({
+        line: lineNumber,
+        message: 'unrecognised header: expected "timestamp_ms,gpu,power_w,energy_j" or nvidia-smi --query-gpu CSV (timestamp, index or uuid, power.draw...)',
+      });
+    }
+  }
 }
 
 /** Format an error as "file:line: message". */
@@ -120,14 +153,92 @@ export function formatTraceError(fileName: string, error: TraceError): string {
   return `${fileName}:${error.line}: ${error.message}`;
 }
 
+
+/** Good rows in file order, column by column: a day-long trace has millions, and objects cost ~10x. */
+class TraceRows {
+  length = 0;
+  timestampMs = new Float64Array(1024);
+  /** NaN: no value. */
+  powerW = new Float64Array(1024);
+  /** NaN: no value. */
+  energyJ = new Float64Array(1024);
+  line = new Uint32Array(1024);
+  /** Into `identities`. */
+  identity = new Uint32Array(1024);
+  /** FLAG_* bits. */
+  flags = new Uint8Array(1024);
+  /** Each distinct (uuid, index) a row names, as the first row that named it (its name, power limit, MIG mode). */
+  readonly identities: TraceRow[] = [];
+  private readonly identityOf = new Map<string, number>();
+
+  push(row: TraceRow): void {
+    if (this.length === this.line.length) this.grow();
+    const i = this.length++;
+    this.timestampMs[i] = row.timestampMs;
+    this.powerW[i] = row.powerW ?? Number.NaN;
+    this.energyJ[i] = row.energyJ ?? Number.NaN;
+    this.line[i] = row.line;
+    const key = `${row.gpuUuid ?? ''}\u0000${row.gpuIndex ?? ''}`;
+    let identity = this.identityOf.get(key);
+    if (identity === undefined) {
+      identity = this.identities.length;
+      this.identities.push(row);
+      this.identityOf.set(key, identity);
+    }
+    this.identity[i] = identity;
+    this.flags[i] = (row.powerAveraged !== undefined ? FLAG_AVERAGED_KNOWN : 0) | (row.powerAveraged === true ? FLAG_AVERAGED : 0) | (row.simulated ? FLAG_SIMULATED : 0);
+  }
+
+  private grow(): void {
+    const size = this.line.length * 2;
+    const grown = <T extends Float64Array | Uint32Array | Uint8Array>(old: T, make: (n: number) => T): T => {
+      const next = make(size);
+      next.set(old);
+      return next;
+    };
+    this.timestampMs = grown(this.timestampMs, (n) => new Float64Array(n));
+    this.powerW = grown(this.powerW, (n) => new Float64Array(n));
+    this.energyJ = grown(this.energyJ, (n) => new Float64Array(n));
+    this.line = grown(this.line, (n) => new Uint32Array(n));
+    this.identity = grown(this.identity, (n) => new Uint32Array(n));
+    this.flags = grown(this.flags, (n) => new Uint8Array(n));
+  }
+}
+
+const FLAG_AVERAGED_KNOWN = 1;
+const FLAG_AVERAGED = 2;
+const FLAG_SIMULATED = 4;
+/** Beyond this many blocks of lines out of time order, a GPU's lines are not considered for re-ordering. */
+const MAX_BLOCKS = 1000;
+
+/** A stretch of one GPU's lines, in file order, whose timestamps do not go back. */
+interface Block {
+  /** Row position of its first line; it ends where the GPU's next block starts. */
+  readonly start: number;
+  end: number;
+  readonly firstMs: number;
+  lastMs: number;
+  readonly firstJ: number;
+  lastJ: number;
+}
+
 /**
- * Give every GPU a UUID and an index (a trace may name GPUs by either), build the inventory,
- * sort by time and refuse a second sample of one GPU at one instant.
+ * Give every GPU a UUID and an index (a trace may name GPUs by either), build the inventory, and
+ * take each GPU's lines in time order without ever integrating across a step back in time:
+ * - a line earlier than its GPU's previous line is an error naming the step (a clock stepped back,
+ *   or a capture across a DST fall-back, whose two hours would otherwise be interleaved into one);
+ * - the one exception is whole blocks of lines that do not overlap in time and whose energy counter
+ *   continues from one to the next once they are in time order (captures concatenated in the wrong
+ *   order): those are put in order, and a note says so. Without a counter nothing confirms that
+ *   order (a DST shift of under an hour also gives blocks that do not overlap), so they are errors;
+ * - a second sample of a GPU at one instant, and a counter step no board can draw (counterUnitProblem:
+ *   millijoules), are errors.
+ * Lines of different GPUs may come in any order: samples are merged by time, then GPU index.
  */
-function assemble(rows: readonly TraceRow[]): { samples: PowerSample[]; gpus: GpuInfo[]; duplicates: TraceError[] } {
+function assemble(rows: TraceRows): { samples: PowerSample[]; gpus: GpuInfo[]; problems: TraceError[]; notes: string[] } {
   const byUuid = new Map<string, GpuInfo>();
   const byIndex = new Map<number, GpuInfo>();
-  const usedIndices = new Set(rows.map((r) => r.gpuIndex).filter((i): i is number => i !== null));
+  const usedIndices = new Set(rows.identities.map((r) => r.gpuIndex).filter((i): i is number => i !== null));
   let nextFree = 0;
   const gpuOf = (row: TraceRow): GpuInfo => {
     const known = (row.gpuUuid !== null ? byUuid.get(row.gpuUuid) : undefined) ?? (row.gpuUuid === null && row.gpuIndex !== null ? byIndex.get(row.gpuIndex) : undefined);
@@ -150,47 +261,139 @@ function assemble(rows: readonly TraceRow[]): { samples: PowerSample[]; gpus: Gp
     if (!byIndex.has(index)) byIndex.set(index, gpu);
     return gpu;
   };
-  const built: PowerSample[] = rows.map((row) => {
+  // Identities in order of first appearance: the same GPUs, indices and names as row by row.
+  const gpuList: GpuInfo[] = [];
+  const ordinalOf = new Map<GpuInfo, number>();
+  const gpuOfIdentity = rows.identities.map((row) => {
     const gpu = gpuOf(row);
-    const sample: PowerSample = {
-      timestampMs: epochMs(row.timestampMs),
-      gpuUuid: gpu.uuid,
-      gpuIndex: gpu.index,
-      powerW: row.powerW === null ? null : watts(row.powerW),
-      energyJ: row.energyJ === null ? null : joules(row.energyJ),
-    };
-    if (row.powerAveraged !== undefined) (sample as { powerAveraged?: boolean }).powerAveraged = row.powerAveraged;
-    if (row.simulated) (sample as { simulated?: boolean }).simulated = true;
-    return sample;
+    let ordinal = ordinalOf.get(gpu);
+    if (ordinal === undefined) {
+      ordinal = gpuList.length;
+      gpuList.push(gpu);
+      ordinalOf.set(gpu, ordinal);
+    }
+    return ordinal;
   });
-  // Traces are nearly always in order already: sort (a permutation) only when they are not.
-  const before = (a: number, b: number): number =>
-    (built[a] as PowerSample).timestampMs - (built[b] as PowerSample).timestampMs || (built[a] as PowerSample).gpuIndex - (built[b] as PowerSample).gpuIndex || a - b;
-  let order: number[] | undefined;
-  for (let i = 1; i < built.length; i++) {
-    if (before(i - 1, i) > 0) {
-      order = built.map((_, j) => j).sort(before);
+  const n = rows.length;
+  const { timestampMs: ts, energyJ, powerW, line, identity } = rows;
+  const gpuAt = (i: number): number => gpuOfIdentity[identity[i] as number] as number;
+
+  // Each GPU's blocks of lines in file order (a new block where its time goes back).
+  const blocks: Block[][] = gpuList.map(() => []);
+  for (let i = 0; i < n; i++) {
+    const list = blocks[gpuAt(i)] as Block[];
+    const t = ts[i] as number;
+    const e = energyJ[i] as number;
+    const last = list[list.length - 1];
+    if (last !== undefined && t >= last.lastMs) {
+      last.lastMs = t;
+      last.lastJ = e;
+      last.end = i + 1;
+    } else if (list.length <= MAX_BLOCKS) {
+      list.push({ start: i, end: i + 1, firstMs: t, lastMs: t, firstJ: e, lastJ: e });
+    }
+  }
+  // Per GPU: the blocks in the order to read them, when out-of-order blocks can be put in order honestly.
+  const reordered = blocks.map((list) => {
+    if (list.length < 2 || list.length > MAX_BLOCKS) return undefined;
+    const sorted = [...list].sort((a, b) => a.firstMs - b.firstMs);
+    for (let k = 1; k < sorted.length; k++) {
+      const [prev, next] = [sorted[k - 1] as Block, sorted[k] as Block];
+      if (!(prev.lastMs < next.firstMs && prev.lastJ <= next.firstJ)) return undefined; // overlap, or no counter that confirms the order (NaN fails)
+    }
+    return sorted;
+  });
+
+  const problems: TraceError[] = [];
+  const accepted = new Uint8Array(n);
+  const lastMs = new Float64Array(gpuList.length).fill(-Infinity);
+  const lastLine = new Uint32Array(gpuList.length);
+  const lastCounter: (CounterReading | undefined)[] = gpuList.map(() => undefined);
+  const take = (i: number, g: number): void => {
+    const t = ts[i] as number;
+    const at = line[i] as number;
+    const gpu = gpuList[g] as GpuInfo;
+    if (t < (lastMs[g] as number)) {
+      problems.push({
+        line: at,
+        message: `timestamp goes back ${seconds((lastMs[g] as number) - t)} for GPU ${gpu.index}: ${iso(t)} after ${iso(lastMs[g] as number)} on line ${lastLine[g]}; ` +
+          'not integrated across (a clock step, or a capture across a DST fall-back: give the right UTC offset, or put the captures in time order)',
+      });
+      return;
+    }
+    if (t === lastMs[g]) {
+      problems.push({ line: at, message: `second sample of GPU ${gpu.index} at ${iso(t)} (first on line ${lastLine[g]})` });
+      return;
+    }
+    const e = energyJ[i] as number;
+    if (!Number.isNaN(e)) {
+      const p = powerW[i] as number;
+      const reading: CounterReading = { line: at, timestampMs: t, energyJ: e, powerW: Number.isNaN(p) ? null : p };
+      const prev = lastCounter[g];
+      const problem = prev === undefined ? undefined : counterUnitProblem(prev, reading);
+      if (problem !== undefined) {
+        problems.push({ line: at, message: problem });
+        return;
+      }
+      lastCounter[g] = reading;
+    }
+    accepted[i] = 1;
+    lastMs[g] = t;
+    lastLine[g] = at;
+  };
+  for (let i = 0; i < n; i++) {
+    const g = gpuAt(i);
+    if (reordered[g] === undefined) take(i, g);
+  }
+  const reorderNotes: string[] = [];
+  reordered.forEach((sorted, g) => {
+    if (sorted === undefined) return;
+    for (const block of sorted) for (let i = block.start; i < block.end; i++) if (gpuAt(i) === g) take(i, g);
+    const firstLate = (blocks[g] as Block[])[1] as Block;
+    reorderNotes.push(`GPU ${(gpuList[g] as GpuInfo).index}: ${sorted.length} blocks from line ${line[firstLate.start]}`);
+  });
+
+  // Accepted rows, merged by time then GPU index (file order breaks ties); sorted only when needed.
+  let count = 0;
+  for (let i = 0; i < n; i++) count += accepted[i] as number;
+  const order = new Uint32Array(count);
+  for (let i = 0, k = 0; i < n; i++) if (accepted[i]) order[k++] = i;
+  const before = (a: number, b: number): number => (ts[a] as number) - (ts[b] as number) || (gpuList[gpuAt(a)] as GpuInfo).index - (gpuList[gpuAt(b)] as GpuInfo).index || a - b;
+  for (let k = 1; k < count; k++) {
+    if (before(order[k - 1] as number, order[k] as number) > 0) {
+      order.sort(before);
       break;
     }
   }
-  const samples: PowerSample[] = [];
-  const duplicates: TraceError[] = [];
-  const lastByGpu = new Map<string, { timestampMs: number; line: number }>();
-  for (let k = 0; k < built.length; k++) {
-    const i = order ? (order[k] as number) : k;
-    const sample = built[i] as PowerSample;
-    const line = (rows[i] as TraceRow).line;
-    const last = lastByGpu.get(sample.gpuUuid);
-    if (last === undefined) lastByGpu.set(sample.gpuUuid, { timestampMs: sample.timestampMs, line });
-    else if (last.timestampMs === sample.timestampMs) {
-      duplicates.push({ line, message: `second sample of GPU ${sample.gpuIndex} at ${new Date(sample.timestampMs).toISOString()} (first on line ${last.line})` });
-      continue;
-    } else {
-      last.timestampMs = sample.timestampMs;
-      last.line = line;
-    }
-    samples.push(sample);
+  const samples: PowerSample[] = new Array<PowerSample>(count);
+  for (let k = 0; k < count; k++) {
+    const i = order[k] as number;
+    const gpu = gpuList[gpuAt(i)] as GpuInfo;
+    const p = powerW[i] as number;
+    const e = energyJ[i] as number;
+    const flags = rows.flags[i] as number;
+    const timestampMs = epochMs(ts[i] as number);
+    const power = Number.isNaN(p) ? null : watts(p);
+    const energy = Number.isNaN(e) ? null : joules(e);
+    // Whole literals, not properties added later: each sample is then one compact object (millions of them).
+    const sample: PowerSample = flags & FLAG_AVERAGED_KNOWN
+      ? { timestampMs, gpuUuid: gpu.uuid, gpuIndex: gpu.index, powerW: power, energyJ: energy, powerAveraged: (flags & FLAG_AVERAGED) !== 0 }
+      : { timestampMs, gpuUuid: gpu.uuid, gpuIndex: gpu.index, powerW: power, energyJ: energy };
+    if (flags & FLAG_SIMULATED) (sample as { simulated?: boolean }).simulated = true;
+    samples[k] = sample;
   }
+  const notes = reorderNotes.length === 0 ? [] : [
+    `blocks of lines out of time order were put in time order (${reorderNotes.join('; ')}): they do not overlap in time and each GPU's energy counter continues across them (concatenated captures)`,
+  ];
   const gpus = [...new Set(byUuid.values())].sort((a, b) => a.index - b.index);
-  return { samples, gpus, duplicates };
+  return { samples, gpus, problems, notes };
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+/** A time step for a message: seconds, up to ms precision. */
+function seconds(ms: number): string {
+  return `${Math.round(ms) / 1000} s`;
 }

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { parsePowerTrace, formatTraceError } from '../../collectors/trace-file.js';
+import { formatTraceError, readPowerTraceFile, type ParsedPowerTrace } from '../../collectors/trace-file.js';
 import { parseRequestFile } from '../../collectors/request-file.js';
 import { renderAnalyzeTables } from '../../exporters/analyze-table.js';
 import { analyzeRun } from '../../model/analysis.js';
@@ -27,13 +27,13 @@ export function analyzeCommand(): Command {
     .addOption(new Option('--period <seconds>', 'settlement period used for the analysis').default('60'))
     .addOption(new Option('--nvidia-smi-utc-offset <minutes>', 'nvidia-smi timestamps are local time of the capture machine: minutes east of UTC').default('0'))
     .addHelpText('after', '\nExit status: 0 analysed; 1 bad input (each problem listed with its line); 2 invalid configuration.')
-    .action((flags: { power: string; requests: string; json?: boolean; perRequest?: boolean; config?: string; skipBadLines?: boolean; period: string; nvidiaSmiUtcOffset: string }) => {
-      const exitCode = analyze(flags);
+    .action(async (flags: { power: string; requests: string; json?: boolean; perRequest?: boolean; config?: string; skipBadLines?: boolean; period: string; nvidiaSmiUtcOffset: string }) => {
+      const exitCode = await analyze(flags);
       process.exitCode = exitCode;
     });
 }
 
-function analyze(flags: { power: string; requests: string; json?: boolean; perRequest?: boolean; config?: string; skipBadLines?: boolean; period: string; nvidiaSmiUtcOffset: string }): number {
+async function analyze(flags: { power: string; requests: string; json?: boolean; perRequest?: boolean; config?: string; skipBadLines?: boolean; period: string; nvidiaSmiUtcOffset: string }): Promise<number> {
   const loaded = loadConfig({ flags: {}, env: {}, ...(flags.config ? { configFile: flags.config } : {}) });
   if (!loaded.ok) {
     for (const error of loaded.errors) process.stderr.write(`tokenwatt analyze: ${error}\n`);
@@ -45,11 +45,11 @@ function analyze(flags: { power: string; requests: string; json?: boolean; perRe
   if (!(Number.isInteger(periodS) && periodS >= 1)) return fail(`--period: must be a whole number of seconds >= 1, got ${JSON.stringify(flags.period)}`);
   if (!Number.isFinite(offset)) return fail(`--nvidia-smi-utc-offset: must be minutes, got ${JSON.stringify(flags.nvidiaSmiUtcOffset)}`);
 
-  const traceText = readOrNull(flags.power, '--power');
+  // The trace is streamed (a day of an 8-GPU node at 10 Hz is ~600 MB, more than one string holds).
+  const trace = await readTraceOrNull(flags.power, offset);
   const requestText = readOrNull(flags.requests, '--requests');
-  if (traceText === null || requestText === null) return 1;
+  if (trace === null || requestText === null) return 1;
 
-  const trace = parsePowerTrace(traceText, { fileName: flags.power, nvidiaSmiUtcOffsetMinutes: offset });
   const requests = parseRequestFile(requestText);
   const problems: string[] = [
     ...trace.errors.map((e) => formatTraceError(flags.power, e)),
@@ -145,9 +145,21 @@ function readOrNull(path: string, flag: string): string | null {
   try {
     return readFileSync(path, 'utf8');
   } catch (error) {
-    process.stderr.write(`tokenwatt analyze: ${flag} ${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}\n`);
-    return null;
+    return cannotRead(path, flag, error);
   }
+}
+
+async function readTraceOrNull(path: string, utcOffsetMinutes: number): Promise<ParsedPowerTrace | null> {
+  try {
+    return await readPowerTraceFile(path, { fileName: path, nvidiaSmiUtcOffsetMinutes: utcOffsetMinutes });
+  } catch (error) {
+    return cannotRead(path, '--power', error);
+  }
+}
+
+function cannotRead(path: string, flag: string, error: unknown): null {
+  process.stderr.write(`tokenwatt analyze: ${flag} ${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}\n`);
+  return null;
 }
 
 function fail(message: string): number {

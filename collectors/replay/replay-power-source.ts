@@ -1,8 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
 import { epochMs, joules } from '../../model/units.js';
 import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
-import { formatTraceError, parsePowerTrace, type ParsedPowerTrace } from '../trace-file.js';
+import { formatTraceError, parsePowerTrace, readPowerTraceFile, type ParsedPowerTrace } from '../trace-file.js';
 
 export interface ReplayPowerSourceOptions {
   /** The trace file (`--power replay:FILE`): plain CSV or nvidia-smi CSV. */
@@ -18,7 +17,7 @@ export interface ReplayPowerSourceOptions {
   /** Called once when a non-looping replay has emitted its last sample. */
   readonly onEnd?: () => void;
   readonly clock?: { now(): number };
-  /** Reads the file; default fs readFile (utf8). */
+  /** Reads the file as one string (tests); default: the file is streamed line by line (readPowerTraceFile). */
   readonly readFile?: (path: string) => Promise<string>;
 }
 
@@ -58,14 +57,14 @@ export class ReplayPowerSource implements PowerSource {
   }
 
   async init(): Promise<readonly GpuInfo[]> {
-    const { path } = this.options;
-    let text: string;
+    const { path, readFile } = this.options;
+    const opts = { fileName: path, nvidiaSmiUtcOffsetMinutes: this.options.nvidiaSmiUtcOffsetMinutes ?? 0 };
+    let trace: ParsedPowerTrace;
     try {
-      text = await (this.options.readFile ?? ((p: string) => readFile(p, 'utf8')))(path);
+      trace = readFile ? parsePowerTrace(await readFile(path), opts) : await readPowerTraceFile(path, opts);
     } catch (error) {
       throw new Error(`replay: cannot read ${path}: ${error instanceof Error ? error.message : String(error)}`);
     }
-    const trace = parsePowerTrace(text, { fileName: path, nvidiaSmiUtcOffsetMinutes: this.options.nvidiaSmiUtcOffsetMinutes ?? 0 });
     if (trace.samples.length === 0) {
       const first = trace.errors[0];
       throw new Error(`replay: ${path} has no usable samples${first ? ` (${trace.errors.length} bad lines; first: ${formatTraceError(path, first)})` : ''}`);

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { formatTraceError, parsePowerTrace } from '../../collectors/trace-file.js';
+import { buildEnergyTimeline } from '../../model/energy-timeline.js';
 import { parseNvidiaSmiTimestamp } from '../../collectors/trace-file-nvidia-smi.js';
 import { formatPlainTrace } from '../../collectors/trace-file-writer.js';
 import { SimulatedGpuNode } from '../../collectors/simulated/simulated-gpu-node.js';
@@ -64,13 +65,14 @@ test('a line with no readable power is reported with its number and the fields i
   assert.equal(formatTraceError('x.csv', trace.errors[0] as never), `x.csv:2: ${trace.errors[0]?.message}`);
 });
 
-test('the short query users run (units, several GPUs, lines out of order) and its nounits form', () => {
+test('the short query users run (units, several GPUs, written GPU by GPU) and its nounits form', () => {
+  // Lines of different GPUs may come in any order (each GPU's own lines are in time order).
   const withUnits = [
     'timestamp, index, uuid, power.draw [W]',
-    '2026/11/01 12:00:00.200, 0, GPU-aaaa, 101.50 W',
     '2026/11/01 12:00:00.100, 1, GPU-bbbb, 205.00 W',
-    '2026/11/01 12:00:00.100, 0, GPU-aaaa, 100.25 W',
     '2026/11/01 12:00:00.200, 1, GPU-bbbb, 206.00 W',
+    '2026/11/01 12:00:00.100, 0, GPU-aaaa, 100.25 W',
+    '2026/11/01 12:00:00.200, 0, GPU-aaaa, 101.50 W',
   ].join('\n');
   const a = parsePowerTrace(withUnits);
   assert.equal(a.format, 'nvidia-smi');
@@ -298,4 +300,85 @@ test('plain trace round trip keeps the GPU index and the averaging label of GPUs
     'gpu_index: 3 disagrees with gpu 2',
     'power_averaged: expected 1, 0 or empty ("yes")',
   ]);
+});
+
+test('a line earlier than its GPU\'s previous line is an error naming the step, never sorted in', () => {
+  const t = 1_800_000_000_000;
+  // The counter says 400 J from 0 to 3 s; sorting line 5 in would fake a reset and integrate 550 J.
+  const text = [
+    'timestamp_ms,gpu,power_w,energy_j',
+    `${t},0,100,10`,
+    `${t + 1000},0,100,110`,
+    `${t + 2000},0,100,210`,
+    `${t + 1500},0,100,310`, // 5: half a second back
+    `${t + 1200},1,50,`, // 6: another GPU, earlier than line 5 in time: fine
+    `${t + 3000},0,100,410`,
+  ].join('\n');
+  const trace = parsePowerTrace(text);
+  assert.equal(trace.errors.length, 1, JSON.stringify(trace.errors));
+  assert.equal(trace.errors[0]?.line, 5);
+  assert.match(trace.errors[0]?.message ?? '', /^timestamp goes back 0\.5 s for GPU 0: .*T08:00:01\.500Z after .*T08:00:02\.000Z on line 4; not integrated across/);
+  assert.deepEqual(trace.samples.map((s) => [s.timestampMs - t, s.gpuIndex, s.energyJ]), [[0, 0, 10], [1000, 0, 110], [1200, 1, null], [2000, 0, 210], [3000, 0, 410]]);
+  const timeline = buildEnergyTimeline(trace.samples.filter((s) => s.gpuIndex === 0), { samplePeriodMs: 1000, maxAttributableGapMs: 60_000 });
+  assert.equal(timeline.intervals.reduce((a, i) => a + i.energyJ, 0), 400);
+  assert.ok(timeline.intervals.every((i) => !i.counterReset));
+});
+
+test('an nvidia-smi capture across a DST fall-back: the repeated hour is refused line by line, not interleaved', () => {
+  // US/Eastern host: 01:00:00-01:00:59 EDT, then the clock falls back and 01:00:00.5-01:00:59.5 EST follows.
+  const lines = ['timestamp, index, uuid, power.draw.instant [W]'];
+  for (const frac of ['000', '500']) for (let s = 0; s < 60; s++) lines.push(`2026/11/01 01:00:${String(s).padStart(2, '0')}.${frac}, 0, GPU-aaaa, 300.00 W`);
+  const trace = parsePowerTrace(lines.join('\n'), { nvidiaSmiUtcOffsetMinutes: -240 });
+  // Every EST line but the last is earlier than the last EDT one (01:00:59.000); the last is 0.5 s after it.
+  assert.equal(trace.samples.length, 61);
+  assert.deepEqual(trace.errors.map((e) => e.line), Array.from({ length: 59 }, (_, k) => 62 + k));
+  assert.equal(
+    trace.errors[0]?.message,
+    'timestamp goes back 58.5 s for GPU 0: 2026-11-01T05:00:00.500Z after 2026-11-01T05:00:59.000Z on line 61; not integrated across (a clock step, or a capture across a DST fall-back: give the right UTC offset, or put the captures in time order)',
+  );
+  assert.match(trace.errors[58]?.message ?? '', /^timestamp goes back 0\.5 s for GPU 0: .* on line 61;/);
+});
+
+test('captures concatenated out of order are put in time order only when they do not overlap and the counter confirms it', () => {
+  const t = 1_800_000_000_000;
+  const block = (from: number, j0: number | null) => [0, 1, 2].flatMap((k) => [0, 1].map((g) => `${t + from + k * 100},${g},300,${j0 === null ? '' : j0 + g * 1000 + k * 30}`));
+  const header = 'timestamp_ms,gpu,power_w,energy_j';
+  // The later capture first (lines 2-7), then the earlier one (lines 8-13), the header repeated between.
+  const concatenated = [header, ...block(60_000, 5000), header, ...block(0, 100)].join('\n');
+  const trace = parsePowerTrace(concatenated);
+  assert.deepEqual(trace.errors, []);
+  assert.deepEqual(trace.samples.filter((s) => s.gpuIndex === 0).map((s) => [s.timestampMs - t, s.energyJ]), [[0, 100], [100, 130], [200, 160], [60_000, 5000], [60_100, 5030], [60_200, 5060]]);
+  assert.ok(trace.notes.some((n) => /put in time order \(GPU 0: 2 blocks from line 9; GPU 1: 2 blocks from line 10\)/.test(n)), trace.notes.join('\n'));
+  // Without a counter nothing confirms the order (a DST shift of under an hour looks the same): errors.
+  const powerOnly = parsePowerTrace([header, ...block(60_000, null), header, ...block(0, null)].join('\n'));
+  assert.deepEqual(powerOnly.errors.map((e) => e.line), [9, 10, 11, 12, 13, 14]);
+  assert.match(powerOnly.errors[0]?.message ?? '', /^timestamp goes back 60\.2 s for GPU 0/);
+  // A counter that would go back at the seam once in order: errors too.
+  const backwards = parsePowerTrace([header, ...block(60_000, 100), header, ...block(0, 5000)].join('\n'));
+  assert.deepEqual(backwards.errors.map((e) => e.line), [9, 10, 11, 12, 13, 14]);
+  // Overlapping blocks: errors.
+  const overlapping = parsePowerTrace([header, ...block(150, 5000), ...block(0, 100)].join('\n'));
+  assert.deepEqual(overlapping.errors.map((e) => e.line), [8, 9, 10, 11, 12, 13]);
+});
+
+test('energy_j written in millijoules is refused line by line, saying it looks like mJ', () => {
+  const t = 1_800_000_000_000;
+  // 10 Hz, 300 W, the counter rising 30,000 per 100 ms: NVML's mJ copied without dividing by 1000.
+  const lines = ['timestamp_ms,gpu,power_w,energy_j', ...Array.from({ length: 6 }, (_, k) => `${t + k * 100},0,300,${5e9 + k * 30_000}`)];
+  const trace = parsePowerTrace(lines.join('\n'));
+  assert.equal(trace.samples.length, 1);
+  assert.deepEqual(trace.errors.map((e) => e.line), [3, 4, 5, 6, 7]);
+  assert.equal(
+    trace.errors[0]?.message,
+    "energy_j: counter rises 30000 in 100 ms since line 2, a mean of 300000 W (above 5000 W): 1000x power_w (300 W): energy_j looks like millijoules (NVML's unit); the trace wants joules",
+  );
+  assert.match(trace.errors[4]?.message ?? '', /^energy_j: counter rises 150000 in 500 ms since line 2/);
+  // No power to compare with: still refused, the reason given.
+  const energyOnly = parsePowerTrace(`timestamp_ms,gpu,energy_j\n${t},0,1000000\n${t + 1000},0,1300000\n`);
+  assert.match(energyOnly.errors[0]?.message ?? '', /^energy_j: counter rises 300000 in 1000 ms since line 2, a mean of 300000 W \(above 5000 W\): not a cumulative counter in joules/);
+  assert.equal(energyOnly.errors[0]?.line, 3);
+  // A joule counter that ticks every 100 ms, read at 100 Hz (70 J in 10 ms), and a reset: both fine.
+  const ticking = parsePowerTrace(`timestamp_ms,gpu,power_w,energy_j\n${t},0,700,1000\n${t + 10},0,700,1070\n${t + 20},0,700,1070\n${t + 30},0,700,5\n`);
+  assert.deepEqual(ticking.errors, []);
+  assert.equal(ticking.samples.length, 4);
 });
