@@ -92,6 +92,12 @@ export const configSchema = z.strictObject({
   power: powerSetting.prefault('auto'),
   /** replay:FILE emits the trace's own timestamps (paced in real time) instead of moving them to now. */
   replayKeepTimestamps: z.boolean({ error: 'must be true or false' }).default(false),
+  /**
+   * replay:FILE of an nvidia-smi capture: its timestamps are the capture machine's local time with
+   * no zone, read as UTC plus this many minutes east of UTC (as `analyze --nvidia-smi-utc-offset`).
+   * Plain traces carry epoch ms and ignore it.
+   */
+  replayNvidiaSmiUtcOffset: intIn(-18 * 60, 18 * 60, ' minutes east of UTC').default(0),
   nvmlLibrary: text('a file path', 4096).optional(),
   /** nvidia-smi executable for `--power nvidia-smi` (and auto's fallback); default "nvidia-smi" on PATH. */
   nvidiaSmi: text('a file path', 4096).optional(),

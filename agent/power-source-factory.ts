@@ -21,7 +21,11 @@ export async function createPowerSource(config: TokenwattConfig, log: Logger): P
       // An idle simulated node (no workload): for trying the agent without a GPU. `demo` adds traffic.
       return new SimulatedGpuNode(defaultDemoNodeConfig({ samplePeriodMs }));
     case 'replay':
-      return new ReplayPowerSource({ path: power.file, keepTimestamps: config.replayKeepTimestamps });
+      return new ReplayPowerSource({
+        path: power.file,
+        keepTimestamps: config.replayKeepTimestamps,
+        nvidiaSmiUtcOffsetMinutes: config.replayNvidiaSmiUtcOffset,
+      });
     case 'auto':
     case 'nvml':
     case 'nvidia-smi': {

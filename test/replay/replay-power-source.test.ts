@@ -6,6 +6,9 @@ import { join } from 'node:path';
 import type { PowerSample } from '../../model/power-sample.js';
 import type { PowerSourceError } from '../../collectors/power-source.js';
 import { ReplayPowerSource } from '../../collectors/replay/replay-power-source.js';
+import { loadConfig } from '../../agent/config.js';
+import { createLogger } from '../../agent/logger.js';
+import { createPowerSource } from '../../agent/power-source-factory.js';
 
 const T = 1_793_534_400_000; // 2026-11-01T12:00:00Z
 /** Two GPUs, 5 samples each, 100 ms apart, with energy counters; one bad line (line 4). */
@@ -167,4 +170,35 @@ test('a recording of the simulator replays still flagged simulated', async () =>
   assert.ok(batches.flat().every((s) => s.simulated === true));
   assert.equal(batches.flat().length, 2);
   await source.shutdown();
+});
+
+test('run --power replay: an nvidia-smi capture\'s UTC offset comes from flag, environment or config file and reaches the replay', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-replay-tz-'));
+  try {
+    // Captured at 14:00:00 local time on a UTC+2 host: the instant is 12:00:00Z.
+    const trace = join(dir, 'smi.csv');
+    writeFileSync(trace, 'timestamp, index, uuid, power.draw.instant [W]\n2026/07/14 14:00:00.000, 0, GPU-aaaa, 300.00 W\n2026/07/14 14:00:01.000, 0, GPU-aaaa, 300.00 W\n');
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, 'replayNvidiaSmiUtcOffset: 120\n');
+    const inputs = [
+      { flags: { power: `replay:${trace}`, replayKeepTimestamps: 'true', replayNvidiaSmiUtcOffset: '120' }, env: {} },
+      { flags: { power: `replay:${trace}`, replayKeepTimestamps: 'true' }, env: { TOKENWATT_REPLAY_NVIDIA_SMI_UTC_OFFSET: '120' } },
+      { flags: { power: `replay:${trace}`, replayKeepTimestamps: 'true' }, env: {}, configFile: file },
+    ];
+    for (const input of inputs) {
+      const loaded = loadConfig(input);
+      assert.ok(loaded.ok, JSON.stringify(input));
+      const source = await createPowerSource(loaded.config, createLogger({ level: 'silent' }));
+      await source.init();
+      const emitted: PowerSample[] = [];
+      source.start((s) => emitted.push(...s), () => undefined);
+      await source.shutdown();
+      assert.equal(new Date(emitted[0]?.timestampMs ?? 0).toISOString(), '2026-07-14T12:00:00.000Z', JSON.stringify(input));
+    }
+    const bad = loadConfig({ flags: { replayNvidiaSmiUtcOffset: '2h' }, env: {} });
+    assert.ok(!bad.ok);
+    assert.match(bad.errors.join('\n'), /replay-nvidia-smi-utc-offset/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
