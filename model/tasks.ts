@@ -9,8 +9,13 @@ import { compareStrings } from './compare.js';
  * Requests without a task_id are not tasks.
  *
  * Steps and attempts. Requests of a task are ordered by start time (then attempt, end, id). A request
- * with no attempt number or attempt 1 begins a new step; attempt 2, 3, ... retries the current step.
- * Every request of a step but its last is superseded.
+ * with no attempt number or attempt 1 begins a new step; attempt k > 1 retries an earlier request of
+ * the task with attempt k - 1 that no retry has superseded yet. Several steps may be in flight at
+ * once (agent fan-out), so among those candidates the retry takes the one that ended last at or
+ * before its own start (a retry follows the attempt it retries); when none had ended by then (a
+ * hedged retry), the one that started last. A retry of one step so never supersedes an ok request
+ * of another. Only when there is no candidate at all (attempt numbers missing or skipped) does the
+ * retry supersede the request just before it in that order.
  *
  * Success. A task succeeded when the request that ends last (ties: higher attempt, later start,
  * greater request_id) has status ok: "the latest request wins".
@@ -38,7 +43,8 @@ export interface TaskSummary {
   readonly tier: string;
 }
 
-type TaskRequest = Pick<
+/** The facts of a request that its task's figures need. */
+export type TaskRequest = Pick<
   RequestResult,
   'requestId' | 'taskId' | 'attempt' | 'tier' | 'status' | 'startMs' | 'endMs' | 'joules' | 'completionTokens' | 'labels'
 >;
@@ -61,11 +67,31 @@ export function supersededRequests(requests: readonly TaskRequest[]): Set<string
       x.startMs - y.startMs || (x.attempt ?? 1) - (y.attempt ?? 1) || x.endMs - y.endMs || compareStrings(x.requestId, y.requestId),
   );
   const superseded = new Set<string>();
-  let previousOfStep: TaskRequest | null = null;
+  // Per attempt number, the earlier requests (in order) that no retry has superseded yet.
+  const open = new Map<number, TaskRequest[]>();
+  let previous: TaskRequest | null = null;
   for (const r of ordered) {
-    const retry = (r.attempt ?? 1) > 1;
-    if (retry && previousOfStep !== null) superseded.add(previousOfStep.requestId);
-    previousOfStep = r;
+    const attempt = r.attempt ?? 1;
+    if (attempt > 1) {
+      const candidates = open.get(attempt - 1) ?? [];
+      let at = -1; // the latest to end by r's start; otherwise the latest to start (the last in order)
+      for (let i = candidates.length - 1; i >= 0; i -= 1) {
+        const c = candidates[i] as TaskRequest;
+        if (c.endMs <= r.startMs && (at === -1 || (candidates[at] as TaskRequest).endMs > r.startMs || c.endMs > (candidates[at] as TaskRequest).endMs)) at = i;
+        else if (at === -1) at = i;
+      }
+      const match = at === -1 ? previous : (candidates.splice(at, 1)[0] as TaskRequest);
+      if (match !== null && !superseded.has(match.requestId)) {
+        superseded.add(match.requestId);
+        const list = open.get(match.attempt ?? 1);
+        const i = list?.indexOf(match) ?? -1;
+        if (list && i !== -1) list.splice(i, 1);
+      }
+    }
+    const list = open.get(attempt);
+    if (list) list.push(r);
+    else open.set(attempt, [r]);
+    previous = r;
   }
   return superseded;
 }
@@ -140,25 +166,8 @@ function figuresOf(requests: readonly TaskRequest[]): TaskFigures {
 }
 
 /** One summary per task_id among `results`, sorted by task_id. */
-export function aggregateTasks(results: readonly RequestResult[]): TaskSummary[] {
-  const out: TaskSummary[] = [];
-  for (const [taskId, requests] of [...groupByTask(results)].sort(([x], [y]) => compareStrings(x, y))) {
-    const f = figuresOf(requests);
-    out.push({
-      taskId,
-      requests: f.requests,
-      succeeded: f.lastStatus === 'ok',
-      lastStatus: f.lastStatus,
-      joules: joules(f.joules),
-      wasteJ: joules(f.wasteJ),
-      wasteShare: f.joules > 0 ? f.wasteJ / f.joules : 0,
-      completionTokens: f.completionTokens,
-      firstStartMs: epochMs(f.firstStartMs),
-      lastEndMs: epochMs(f.lastEndMs),
-      tier: f.tier,
-    });
-  }
-  return out;
+export function aggregateTasks(results: readonly TaskRequest[]): TaskSummary[] {
+  return [...groupByTask(results)].sort(([x], [y]) => compareStrings(x, y)).map(([taskId, requests]) => summaryOf(taskId, figuresOf(requests)));
 }
 
 /** Maps a user label to its exported (capped) value; `value` is undefined when the label is absent. */
@@ -174,31 +183,78 @@ function labelOf(requests: readonly TaskRequest[], name: string): string | undef
   return chosen?.labels[name];
 }
 
+/** One task's change in one settlement: the ledger increment and the whole task before and after. */
+export interface TaskUpdate {
+  readonly delta: TaskDelta;
+  /** The whole task: `prior` and `added` together. */
+  readonly summary: TaskSummary;
+  /** The task before this settlement (null when `prior` held none of its requests). */
+  readonly previous: TaskSummary | null;
+}
+
+function summaryOf(taskId: string, f: TaskFigures): TaskSummary {
+  return {
+    taskId,
+    requests: f.requests,
+    succeeded: f.lastStatus === 'ok',
+    lastStatus: f.lastStatus,
+    joules: joules(f.joules),
+    wasteJ: joules(f.wasteJ),
+    wasteShare: f.joules > 0 ? f.wasteJ / f.joules : 0,
+    completionTokens: f.completionTokens,
+    firstStartMs: epochMs(f.firstStartMs),
+    lastEndMs: epochMs(f.lastEndMs),
+    tier: f.tier,
+  };
+}
+
 /**
- * Per-task increments from the requests finalized in one settlement, for the ledger's task table.
- * Waste here sees only these requests: an attempt finalized in an earlier settlement and superseded
- * by one in this settlement is not re-classified (the ledger does not re-send it). Where exact waste
- * across settlements matters, run {@link aggregateTasks} over all of a task's results.
+ * Per-task changes from the requests finalized in one settlement (`added`), given the task's
+ * requests finalized before (`prior`, any order; requests of tasks not in `added` are ignored).
+ *
+ * The delta is what the ledger adds to the task row so that the row equals {@link aggregateTasks}
+ * over all the task's requests however they are split across settlements: the sums (requests,
+ * joules, tokens) of `added`; waste as the whole task's waste minus the waste `prior` had (a retry
+ * can turn an earlier ok attempt into waste); success, tier, times and labels of the whole task.
  */
-export function taskDeltas(results: readonly RequestResult[], labelValue: LabelValueFn): TaskDelta[] {
-  const out: TaskDelta[] = [];
-  for (const [taskId, requests] of [...groupByTask(results)].sort(([x], [y]) => compareStrings(x, y))) {
-    const f = figuresOf(requests);
+export function taskUpdates(added: readonly TaskRequest[], prior: readonly TaskRequest[], labelValue: LabelValueFn): TaskUpdate[] {
+  const out: TaskUpdate[] = [];
+  const priorByTask = groupByTask(prior);
+  for (const [taskId, requests] of [...groupByTask(added)].sort(([x], [y]) => compareStrings(x, y))) {
+    const before = priorByTask.get(taskId) ?? [];
+    const all = before.length > 0 ? [...before, ...requests] : requests;
+    const whole = figuresOf(all);
+    const previous = before.length > 0 ? figuresOf(before) : null;
+    let addedJ = 0;
+    let addedTokens = 0;
+    for (const r of requests) {
+      addedJ += r.joules;
+      addedTokens += r.completionTokens;
+    }
     out.push({
-      taskId,
-      requests: f.requests,
-      joules: f.joules,
-      wasteJ: f.wasteJ,
-      completionTokens: f.completionTokens,
-      firstStartMs: epochMs(f.firstStartMs),
-      lastEndMs: epochMs(f.lastEndMs),
-      lastStatus: f.lastStatus,
-      tier: f.tier,
-      team: labelValue('team', labelOf(requests, 'team')),
-      feature: labelValue('feature', labelOf(requests, 'feature')),
+      delta: {
+        taskId,
+        requests: requests.length,
+        joules: addedJ,
+        wasteJ: whole.wasteJ - (previous?.wasteJ ?? 0),
+        completionTokens: addedTokens,
+        firstStartMs: epochMs(whole.firstStartMs),
+        lastEndMs: epochMs(whole.lastEndMs),
+        lastStatus: whole.lastStatus,
+        tier: whole.tier,
+        team: labelValue('team', labelOf(all, 'team')),
+        feature: labelValue('feature', labelOf(all, 'feature')),
+      },
+      summary: summaryOf(taskId, whole),
+      previous: previous === null ? null : summaryOf(taskId, previous),
     });
   }
   return out;
+}
+
+/** The ledger increments of {@link taskUpdates}; with no `prior`, the tasks as seen in `results` alone. */
+export function taskDeltas(results: readonly TaskRequest[], labelValue: LabelValueFn, prior: readonly TaskRequest[] = []): TaskDelta[] {
+  return taskUpdates(results, prior, labelValue).map((u) => u.delta);
 }
 
 /**

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { addShares, emptyAccumulator, finalizeRequest, type RequestResult } from '../../model/request-result.js';
 import type { RequestStatus } from '../../model/request-record.js';
-import { aggregateTasks, jPerSuccessfulTask, supersededRequests, taskDeltas } from '../../model/tasks.js';
+import { aggregateTasks, jPerSuccessfulTask, supersededRequests, taskDeltas, taskUpdates } from '../../model/tasks.js';
 import { joules } from '../../model/units.js';
 import { request, T0 } from './helpers.js';
 
@@ -74,4 +74,44 @@ test('task deltas carry capped team/feature labels and the last status', () => {
   assert.equal(deltas[0]?.lastStatus, 'error');
   assert.equal(deltas[0]?.wasteJ, 5);
   assert.deepEqual(seen, [['team', 'search'], ['feature', undefined]]);
+});
+
+test('parallel steps: a retry supersedes the earlier attempt of its own step, not an ok request of another step', () => {
+  const rs = [
+    result('A1', 't', 0, 10, 100, 'error', 1), // step A fails
+    result('B1', 't', 1, 3, 50, 'ok', 1), // step B, in flight beside A, never retried
+    result('A2', 't', 11, 20, 100, 'ok', 2), // the retry of A1
+  ];
+  assert.deepEqual([...supersededRequests(rs)], ['A1']);
+  const [t] = aggregateTasks(rs);
+  assert.equal(t?.wasteJ, 100);
+  assert.equal(t?.wasteShare, 100 / 250);
+});
+
+test('retry matching: the candidate that ended last by the retry\'s start; a hedged retry takes the latest started; no candidate falls back to the previous request', () => {
+  // B1 (ok) ended after A2 started: A2 retries A1, which had ended.
+  assert.deepEqual([...supersededRequests([result('A1', 't', 0, 4, 1, 'error', 1), result('B1', 't', 1, 9, 1, 'ok', 1), result('A2', 't', 5, 8, 1, 'ok', 2)])], ['A1']);
+  // Nothing ended yet when the retry started: the latest started candidate.
+  assert.deepEqual([...supersededRequests([result('A1', 't', 0, 9, 1, 'ok', 1), result('B1', 't', 1, 9, 1, 'ok', 1), result('B2', 't', 2, 8, 1, 'ok', 2)])], ['B1']);
+  // Each attempt is superseded once: two retries of attempt 1 take two different requests.
+  assert.deepEqual([...supersededRequests([result('A1', 't', 0, 1, 1, 'error', 1), result('B1', 't', 0, 2, 1, 'error', 1), result('A2', 't', 3, 4, 1, 'ok', 2), result('B2', 't', 3, 5, 1, 'ok', 2)])].sort(), ['A1', 'B1']);
+  // Attempt 3 with no attempt 2 (a skipped number): the request just before it.
+  assert.deepEqual([...supersededRequests([result('a', 't', 0, 1, 1, 'ok'), result('b', 't', 2, 3, 1, 'error', null), result('c', 't', 4, 5, 1, 'ok', 3)])], ['b']);
+});
+
+test('task updates over earlier requests: waste of an attempt settled before its retry, the whole task\'s tier and success', () => {
+  const label = (_n: string, v: string | undefined): string => v ?? '';
+  const first = [result('a1', 't', 0, 1, 10, 'ok', 1, { tier: 'large' })];
+  const later = [result('a2', 't', 2, 3, 4, 'ok', 2, { tier: 'small' }), result('b', 't', 4, 5, 1, 'error', null, { tier: 'small' })];
+  const [u] = taskUpdates(later, first, label);
+  assert.ok(u);
+  assert.equal(u.delta.requests, 2);
+  assert.equal(u.delta.joules, 5);
+  assert.equal(u.delta.wasteJ, 10 + 1, 'a1 became waste; b failed');
+  assert.equal(u.delta.tier, 'large', 'the tier of most of the task\'s energy');
+  assert.equal(u.delta.lastStatus, 'error');
+  assert.equal(u.delta.firstStartMs, T0);
+  assert.deepEqual(u.previous && [u.previous.joules, u.previous.wasteJ, u.previous.succeeded], [10, 0, true]);
+  assert.deepEqual(aggregateTasks([...first, ...later])[0], u.summary);
+  assert.deepEqual(taskDeltas(later, label, first), [u.delta]);
 });
