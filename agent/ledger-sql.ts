@@ -129,6 +129,10 @@ export const UPSERT_TASK = `INSERT INTO tasks (task_id, node, first_start_ms, la
     feature = CASE WHEN excluded.last_end_ms >= last_end_ms THEN excluded.feature ELSE feature END,
     last_end_ms = max(last_end_ms, excluded.last_end_ms)`;
 
+/** The finalized requests of the given tasks (a JSON array of task ids), through the index requests_task. */
+export const TASK_REQUESTS = `SELECT request_id, task_id, attempt, tier, status, start_ms, end_ms, joules, completion_tokens, labels
+  FROM requests WHERE task_id IS NOT NULL AND task_id IN (SELECT value FROM json_each(?)) AND finalized = 1`;
+
 export const GET_STATE = 'SELECT value FROM agent_state WHERE key = ?';
 export const SET_STATE = `INSERT INTO agent_state (key, value) VALUES (?, ?)
   ON CONFLICT (key) DO UPDATE SET value = excluded.value`;

@@ -6,7 +6,8 @@ import type { PowerSample } from '../model/power-sample.js';
 import { differingFacts } from '../model/request-facts.js';
 import type { ResolvedRequest } from '../model/request-record.js';
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow, TaskRow } from '../model/rollup-types.js';
-import { epochMs } from '../model/units.js';
+import { epochMs, joules } from '../model/units.js';
+import type { TaskRequest } from '../model/tasks.js';
 import type { EpochMs } from '../model/units.js';
 import { LEDGER_MIGRATIONS, LedgerVersionError, latestVersion, migrate } from './migrations/index.js';
 import * as rows from './ledger-rows.js';
@@ -382,6 +383,27 @@ export class Ledger {
   /** Tasks whose last request ended in [fromMs, toMs). */
   readTasks(fromMs: EpochMs, toMs: EpochMs): TaskRow[] {
     return (this.stmt(sql.READ_TASKS).all(fromMs, toMs) as rows.TaskSqlRow[]).map(rows.taskFromRow);
+  }
+
+  /**
+   * The finalized requests of the given tasks, with what their task figures need (model/tasks.ts).
+   * Inside a settlement it sees that settlement's own finalizations too.
+   */
+  finalizedTaskRequests(taskIds: readonly string[]): TaskRequest[] {
+    if (taskIds.length === 0) return [];
+    type Row = { request_id: string; task_id: string; attempt: number | null; tier: string; status: string; start_ms: number; end_ms: number; joules: number | null; completion_tokens: number; labels: string };
+    return (this.stmt(sql.TASK_REQUESTS).all(JSON.stringify(taskIds)) as Row[]).map((r) => ({
+      requestId: r.request_id,
+      taskId: r.task_id,
+      attempt: r.attempt,
+      tier: r.tier,
+      status: r.status as TaskRequest['status'],
+      startMs: epochMs(r.start_ms),
+      endMs: epochMs(r.end_ms),
+      joules: joules(r.joules ?? 0),
+      completionTokens: r.completion_tokens,
+      labels: JSON.parse(r.labels) as Record<string, string>,
+    }));
   }
 
   /** Requests that ended in [fromMs, toMs), oldest first, at most `limit` (default all). */
