@@ -8,7 +8,7 @@ import { addShares, finalizeRequest, isFinalAfter, toEnergyDelta, toFinalizedReq
 import { energyRowsFromTotals, usageRowsFromResults } from '../model/rollup.js';
 import type { HourlyQualityRow } from '../model/rollup-types.js';
 import { alignDown, countedUntilAfter, duePeriods } from '../model/settlement-schedule.js';
-import { aggregateTasks, taskDeltas } from '../model/tasks.js';
+import { taskUpdates, type TaskUpdate } from '../model/tasks.js';
 import { epochMs, watts, type EpochMs } from '../model/units.js';
 import type { Ledger } from './ledger.js';
 import type { PendingRequestRow } from './ledger-rows.js';
@@ -24,7 +24,12 @@ export interface SettlementMetrics {
   addUnattributedEnergy(index: number, joules: number): void;
   addEstimatedEnergy(index: number, joules: number): void;
   requestsFinalized(results: readonly RequestResult[]): void;
-  taskFinalized(task: { tier: string; succeeded: boolean; joules: number; wasteJ: number }): void;
+  /**
+   * A task closed. `continued`: a task counted at an earlier close closed again after more
+   * requests; joules, wasteJ (attempts) and failedJ (the rest of a failed task) are what its
+   * whole-task figures added since, under the tier and outcome it had when it last closed.
+   */
+  taskFinalized(task: { tier: string; succeeded: boolean; joules: number; wasteJ: number; continued?: boolean; failedJ?: number }): void;
   settled(settledUntilMs: number, residualJ: number): void;
   setPendingAttributedEnergy(joules: number): void;
   addHostEnergy(source: string, joules: number, estimated: boolean): void;
@@ -51,7 +56,10 @@ export interface SettlerOptions {
   readonly simulated: boolean;
   /** Maps a user label value to its capped form ("" when absent, "other" past the cap). */
   readonly labelValue: (name: string, value: string | undefined) => string;
-  /** A task with no request ending for this long is closed: its energy is observed in the task histogram. */
+  /**
+   * A task with no request ending for this long is closed: it is counted in the task metrics. A
+   * task that gets requests after it closed is not counted again (see {@link Settler}).
+   */
   readonly taskIdleMs: number;
   /** Label of the host energy series: rapl or configured. */
   readonly hostSource?: string;
@@ -63,10 +71,23 @@ export interface SettlerOptions {
 /** After an outage the settler catches up in bounded steps, so one tick never blocks ingest for long. */
 const MAX_PERIODS_PER_CALL = 360;
 
-/** A task's finalized requests, kept until the task goes quiet so its waste follows the whole-task rule. */
+/** The figures of a task that its metrics need. */
+interface TaskOutcome {
+  readonly tier: string;
+  readonly succeeded: boolean;
+  readonly joules: number;
+  readonly wasteJ: number;
+  readonly lastEndMs: number;
+}
+
+/** Energy of a failed task that is not attempt waste (reason task_failed in the metrics). */
+const failedRestJ = (t: TaskOutcome): number => (t.succeeded ? 0 : Math.max(0, t.joules - t.wasteJ));
+
+/** A task with requests not yet in the task metrics: the whole task now, and what was counted of it. */
 interface OpenTask {
-  readonly results: RequestResult[];
-  lastEndMs: number;
+  now: TaskOutcome;
+  /** The task as it was when it last closed (the metrics have it); null when it never closed. */
+  readonly counted: TaskOutcome | null;
 }
 
 /**
@@ -76,6 +97,17 @@ interface OpenTask {
  * that is older than the lateness window with the pure model, and commits each period to the
  * ledger in ONE transaction before it touches any exported counter — so after a crash the
  * ledger is the truth and the settler resumes from `settledUntil`.
+ *
+ * Tasks. Each settlement rewrites the ledger row of every task it finalizes requests of from ALL
+ * the task's finalized requests (model/tasks.ts `taskUpdates`), late ones included, so the row is
+ * the whole-task figure however the requests fall into settlements, and after a restart. The task
+ * metrics count a task once, when it closes (no request ending for `taskIdleMs`), with the same
+ * whole-task figures. Counters cannot be taken back, so a task that gets requests after it closed
+ * (a step after a long pause, a late record) is not counted again: at its next close the energy
+ * and waste it added are reported as a continuation, under the tier and outcome it had when it
+ * last closed (the ledger row has the final ones). What closed before is known from the ledger (a
+ * task with earlier requests that is not open closed), so this holds across restarts too; only a
+ * task that had continued after a close and was open at a restart is reported whole again.
  */
 export class Settler {
   private readonly samplesByGpu = new Map<string, PowerSample[]>();
@@ -168,6 +200,13 @@ export class Settler {
       samples += loaded.length;
       const first = loaded[0];
       if (first && (this.firstDataMs === null || first.timestampMs < this.firstDataMs)) this.firstDataMs = first.timestampMs;
+    }
+    // Tasks not closed yet were not counted in the metrics: they close (and count) from here.
+    if (this.settledUntilMs !== null) {
+      const from = epochMs(this.settledUntilMs - this.options.taskIdleMs + 1);
+      for (const t of ledger.readTasks(from, epochMs(Number.MAX_SAFE_INTEGER))) {
+        if (!this.openTasks.has(t.taskId)) this.openTasks.set(t.taskId, { now: t, counted: null });
+      }
     }
     // Unsettled requests need no restoring: every settlement reads them from the ledger.
     return { samples, requests: ledger.countUnsettledRequests() };
@@ -349,6 +388,7 @@ export class Settler {
     const settledAtMs = epochMs(nowMs);
     const finalizedResults: RequestResult[] = [];
     let countable: RequestResult[] = [];
+    let tasks: TaskUpdate[] = [];
     let pendingJ = 0;
     const requestShares: RequestPeriodShare[] = [];
     options.ledger.settle({ periodStartMs: startMs, periodEndMs: endMs, settledUntilMs: endMs }, (writer) => {
@@ -377,7 +417,9 @@ export class Settler {
       }
       // A request that arrived wholly late received no energy here: it is stored and counted as
       // late, but kept out of the usage rollups so it cannot lower J/token with energy-free tokens.
+      // It still counts in its task (a late last attempt decides the task's success).
       countable = finalizedResults.filter((r) => !(r.late && r.joules === 0));
+      tasks = this.taskUpdatesOf(finalizedResults);
       const hourOf = (ms: number): EpochMs => epochMs(Math.floor(ms / 3_600_000) * 3_600_000);
       const lateCount = finalizedResults.filter((r) => r.late).length;
       const qualityRows: HourlyQualityRow[] = lateCount > 0 ? [{ hourStartMs: hourOf(startMs), node: options.node, lateRecords: lateCount, rejectedRecords: 0, sampleErrors: 0 }] : [];
@@ -389,7 +431,7 @@ export class Settler {
         energyRows: energyRowsFromTotals(settlement.gpus, startMs, endMs, options.node, options.simulated),
         hostRows: host && host.joules > 0 ? [{ hourStartMs: hourOf(startMs), node: options.node, hostJ: host.joules, estimated: host.estimated }] : [],
         qualityRows,
-        taskDeltas: taskDeltas(countable, options.labelValue),
+        taskDeltas: tasks.map((u) => u.delta),
       });
     });
 
@@ -404,6 +446,7 @@ export class Settler {
       this.trimHostReadings(endMs);
     }
     this.applyToMetrics(settlement.gpus, countable, pendingJ);
+    this.trackTasks(tasks);
     this.learnIdle(settlement.gpus);
     this.trimBuffers(endMs);
     this.closeIdleTasks(endMs);
@@ -422,24 +465,54 @@ export class Settler {
     this.lastResidualJ = worstResidual;
     metrics.setPendingAttributedEnergy(pendingJ);
     metrics.requestsFinalized(results);
-    for (const r of results) {
-      if (r.taskId === null) continue;
-      const task = this.openTasks.get(r.taskId) ?? { results: [], lastEndMs: 0 };
-      task.results.push(r);
-      task.lastEndMs = Math.max(task.lastEndMs, r.endMs);
-      this.openTasks.set(r.taskId, task);
-    }
     if (this.settledUntilMs !== null) metrics.settled(this.settledUntilMs, worstResidual);
   }
 
+  /**
+   * The tasks of the requests finalized in this settlement, over all their finalized requests: the
+   * earlier ones come from the ledger (inside the settlement's transaction, where this settlement's
+   * own finalizations are visible too, so they are told apart by id).
+   */
+  private taskUpdatesOf(finalized: readonly RequestResult[]): TaskUpdate[] {
+    const taskIds = new Set<string>();
+    const addedIds = new Set<string>();
+    for (const r of finalized) {
+      if (r.taskId === null) continue;
+      taskIds.add(r.taskId);
+      addedIds.add(r.requestId);
+    }
+    if (taskIds.size === 0) return [];
+    const prior = this.options.ledger.finalizedTaskRequests([...taskIds]).filter((r) => !addedIds.has(r.requestId));
+    return taskUpdates(finalized, prior, this.options.labelValue);
+  }
+
+  /** After the commit: the tasks this settlement changed stay (or become) open until they close. */
+  private trackTasks(updates: readonly TaskUpdate[]): void {
+    for (const u of updates) {
+      const open = this.openTasks.get(u.delta.taskId);
+      if (open) open.now = u.summary;
+      // Not open but with earlier requests: it closed (and was counted) before, as it was then.
+      else this.openTasks.set(u.delta.taskId, { now: u.summary, counted: u.previous });
+    }
+  }
+
   private closeIdleTasks(settledUntilMs: number): void {
+    const { metrics, taskIdleMs } = this.options;
     for (const [taskId, task] of this.openTasks) {
-      if (task.lastEndMs + this.options.taskIdleMs > settledUntilMs) continue;
-      // The whole-task rule (model/tasks.ts): failed, cancelled and superseded attempts are waste.
-      for (const summary of aggregateTasks(task.results)) {
-        this.options.metrics.taskFinalized({ tier: summary.tier, succeeded: summary.succeeded, joules: summary.joules, wasteJ: summary.wasteJ });
-      }
+      if (task.now.lastEndMs + taskIdleMs > settledUntilMs) continue;
       this.openTasks.delete(taskId);
+      const { now, counted } = task;
+      if (counted === null) {
+        metrics.taskFinalized({ tier: now.tier, succeeded: now.succeeded, joules: now.joules, wasteJ: now.wasteJ });
+        continue;
+      }
+      // Counted before: only what it added since (counters cannot be taken back, so never less).
+      const joules = Math.max(0, now.joules - counted.joules);
+      const wasteJ = Math.max(0, now.wasteJ - counted.wasteJ);
+      const failedJ = Math.max(0, failedRestJ(now) - failedRestJ(counted));
+      if (joules > 0 || wasteJ > 0 || failedJ > 0) {
+        metrics.taskFinalized({ tier: counted.tier, succeeded: counted.succeeded, joules, wasteJ, failedJ, continued: true });
+      }
     }
   }
 
