@@ -10,7 +10,9 @@ export function methodology(dataSource: 'ledger' | 'prometheus' | 'merge'): EsgM
           '(a series first seen within an hour adds its first value, which increase() cannot see); they match the ledger within ' +
           'Prometheus sampling (about one scrape interval at the edges of each series). Tokens and requests are broken down by ' +
           'model and tier only; sample coverage, gaps and counter resets are not exported as metrics and are null; tasks count ' +
-          'when the agent closes them (idle for a minute), where the ledger counts them as they settle.'
+          'when the agent closes them (no request for at least a minute), once each: a task that continues after it closed adds its ' +
+          'further energy and waste under the tier and outcome it had then, where the ledger counts every task as ' +
+          'it settles, with its final figures.'
         : 'Fleet report: the sum of node reports (each verified by its content hash; a report given twice is counted once). Ratios are recomputed from the summed figures. Tasks are counted per node: a task that ran on several nodes counts on each (the quality notes say so when more than one node has tasks).';
   return {
     summary:

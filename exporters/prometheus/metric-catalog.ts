@@ -51,11 +51,11 @@ export const METRIC_CATALOG = {
   },
   taskEnergy: {
     name: 'tokenwatt_task_energy_joules', type: 'histogram', labels: ['tier', 'succeeded', 'simulated'], buckets: TASK_ENERGY_BUCKETS,
-    help: `Energy of one closed task (all its requests: retries, errors and cancellations included), in joules.${SIMULATED_NOTE}`,
+    help: `Energy of one closed task (all its requests: retries, errors and cancellations included), in joules. A task that gets requests after it closed adds one more observation, of the energy it added, when it closes again: _sum is the tasks' energy, _count counts closings (tokenwatt_tasks_total counts tasks).${SIMULATED_NOTE}`,
   },
   tasks: {
     name: 'tokenwatt_tasks_total', type: 'counter', labels: ['tier', 'succeeded', 'simulated'],
-    help: 'Closed tasks (requests sharing a task_id), by whether their last attempt succeeded.',
+    help: 'Closed tasks (requests sharing a task_id), by whether their last attempt succeeded. Each task is counted once, at its first close (no request ending for a while); a task that continues after that is not counted again (its further energy and waste go under the tier and outcome it had when it last closed).',
   },
   waste: {
     name: 'tokenwatt_waste_energy_joules_total', type: 'counter', labels: ['tier', 'reason', 'simulated'],

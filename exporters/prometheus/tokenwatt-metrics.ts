@@ -32,6 +32,13 @@ export interface FinalizedTaskMetrics {
   readonly wasteJ: number;
   /** Optional split of wasteJ by reason (e.g. error, cancelled, retried); the remainder stays "attempt". */
   readonly wasteByReason?: Readonly<Record<string, number>>;
+  /**
+   * A task counted at an earlier close that closed again after more requests: it is not counted
+   * again; joules (one more histogram observation), wasteJ and failedJ are what it added since.
+   */
+  readonly continued?: boolean;
+  /** With `continued`: the task_failed waste it added (without it, that is joules - wasteJ of a failed task). */
+  readonly failedJ?: number;
 }
 
 /** What /metrics shows about the power source (structural: PowerSourceQuality fits). */
@@ -348,8 +355,8 @@ export class TokenwattMetrics {
   taskFinalized(t: FinalizedTaskMetrics): void {
     const tier = this.label('tier', t.tier);
     const succeeded = bool(t.succeeded);
-    this.add(this.tasks, { tier, succeeded, simulated: this.simulated }, 1);
-    this.observe(this.taskEnergy, { tier, succeeded, simulated: this.simulated }, t.joules);
+    if (!t.continued) this.add(this.tasks, { tier, succeeded, simulated: this.simulated }, 1);
+    if (!t.continued || t.joules > 0) this.observe(this.taskEnergy, { tier, succeeded, simulated: this.simulated }, t.joules);
     let attemptJ = t.wasteJ;
     for (const [reason, joules] of Object.entries(t.wasteByReason ?? {})) {
       this.add(this.waste, { tier, reason: this.label('waste_reason', reason), simulated: this.simulated }, joules);
@@ -357,8 +364,8 @@ export class TokenwattMetrics {
     }
     // Float noise from the split must not turn into a negative (refused) increment.
     if (attemptJ > 1e-9) this.add(this.waste, { tier, reason: 'attempt', simulated: this.simulated }, attemptJ);
-    if (!t.succeeded) {
-      const restJ = t.joules - t.wasteJ;
+    if (t.continued || !t.succeeded) {
+      const restJ = t.continued ? (t.failedJ ?? 0) : t.joules - t.wasteJ;
       if (restJ > 1e-9) this.add(this.waste, { tier, reason: 'task_failed', simulated: this.simulated }, restJ);
     }
   }

@@ -233,6 +233,19 @@ test('waste: failed attempts, and the rest of a task that never succeeded', asyn
   assert.equal(sumOf(families, 'tokenwatt_task_energy_joules_sum', { succeeded: 'true' }), 50);
 });
 
+test('a task that continues after it closed is not counted again: its added energy and waste go to the histogram sum and the waste counter', async () => {
+  const m = new TokenwattMetrics();
+  m.taskFinalized({ tier: 'large', succeeded: false, joules: 100, wasteJ: 100 });
+  m.taskFinalized({ tier: 'large', succeeded: false, joules: 40, wasteJ: 0, failedJ: 0, continued: true }); // the retry succeeded
+  m.taskFinalized({ tier: 'large', succeeded: false, joules: 0, wasteJ: 0, failedJ: 3, continued: true });
+  const families = await scrape(m);
+  assert.equal(sumOf(families, 'tokenwatt_tasks_total', {}), 1);
+  assert.equal(sumOf(families, 'tokenwatt_task_energy_joules_sum', {}), 140);
+  assert.equal(sumOf(families, 'tokenwatt_task_energy_joules_count', {}), 2, '_count counts closings that added energy');
+  assert.equal(sumOf(families, 'tokenwatt_waste_energy_joules_total', { reason: 'attempt' }), 100);
+  assert.equal(sumOf(families, 'tokenwatt_waste_energy_joules_total', { reason: 'task_failed' }), 3);
+});
+
 test('a joule counter seeded from sums in another order never comes back below the running total it continues', () => {
   fc.assert(
     fc.property(fc.array(fc.double({ min: 0, max: 5e4, noNaN: true }), { minLength: 1, maxLength: 20_000 }), fc.integer({ min: 1, max: 500 }), (joules, perHour) => {
