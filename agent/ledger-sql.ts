@@ -113,7 +113,10 @@ export const UPSERT_QUALITY = `INSERT INTO hourly_quality (hour_start_ms, node, 
     rejected_records = rejected_records + excluded.rejected_records,
     sample_errors = sample_errors + excluded.sample_errors`;
 
-/** Sums add up; the request that ends last decides status, tier and labels (old values on the right-hand side). */
+/**
+ * Sums add up; the delta that reaches furthest decides status, tier and labels (old values on the
+ * right-hand side). The settler's deltas carry the whole task's figures, so that is the task's own.
+ */
 export const UPSERT_TASK = `INSERT INTO tasks (task_id, node, first_start_ms, last_end_ms, requests, joules, waste_j,
     completion_tokens, last_status, tier, team, feature)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)

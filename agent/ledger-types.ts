@@ -32,7 +32,11 @@ export interface FinalizedRequest {
   readonly settledAtMs: EpochMs;
 }
 
-/** A task's increment from requests finalized in one settlement. "Latest request wins" decides success. */
+/**
+ * A task's increment from requests finalized in one settlement (model/tasks.ts `taskUpdates`): the
+ * sums of those requests, and waste as the change in the whole task's waste; times, last status,
+ * tier and labels are the whole task's, so the row equals the task over all its requests.
+ */
 export interface TaskDelta {
   readonly taskId: string;
   readonly requests: number;
@@ -41,7 +45,7 @@ export interface TaskDelta {
   readonly completionTokens: number;
   readonly firstStartMs: EpochMs;
   readonly lastEndMs: EpochMs;
-  /** Status of the request that ends last among this delta's requests. */
+  /** Status of the task's request that ends last ("latest request wins" decides success). */
   readonly lastStatus: string;
   readonly tier: string;
   readonly team: string;
