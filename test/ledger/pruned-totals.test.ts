@@ -186,7 +186,7 @@ test('a version-1 ledger file opens, migrates to the latest version, keeps its r
   const ledger = Ledger.open(path, { node: 'node-a', retention: RETENTION });
   t.after(() => ledger.close());
   assert.equal(ledger.schemaVersion(), latestVersion(LEDGER_MIGRATIONS));
-  assert.equal(ledger.schemaVersion(), 2);
+  assert.ok(ledger.schemaVersion() >= 2, 'past the pruned-totals step');
   const before = ledger.counterTotals();
   assert.deepEqual(before.gpus.map((g) => [g.gpuUuid, g.measuredJ]), [['GPU-0', 10]]);
   assert.deepEqual(before.usage.map((u) => [u.requests, u.promptTokens, u.dynamicJ]), [[2, 20, 4]]);
