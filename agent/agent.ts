@@ -12,7 +12,7 @@ import { LabelCapper, serveMetrics, TokenwattMetrics } from '../exporters/promet
 import type { TokenwattConfig } from './config.js';
 import { HttpServer, sendJson } from './http-server.js';
 import { IngestService } from './ingest-service.js';
-import { Ledger } from './ledger.js';
+import { Ledger, type LeaseHolder } from './ledger.js';
 import type { Logger } from './logger.js';
 import { PeriodicTask } from './periodic-task.js';
 import { NodeRecordContext } from './record-context.js';
@@ -63,6 +63,8 @@ export class Agent {
   private rejectedRecords = 0;
   private lastLongRequestWarnMs = 0;
   private started = false;
+  /** The agent that took this one's writer lease over (this process stalled past the stale time), if any. */
+  private leaseLostTo: LeaseHolder | null = null;
 
   constructor(private readonly options: AgentOptions) {
     this.now = options.now ?? Date.now;
@@ -88,6 +90,13 @@ export class Agent {
   async init(): Promise<void> {
     const { config, log, powerSource } = this.options;
     this.ledger = Ledger.open(config.db, { node: config.node, retention: config.retention });
+    const takenOver = this.ledger.leaseTakenOver;
+    if (takenOver) {
+      log.warn(
+        { db: config.db, pid: takenOver.holder.pid, host: takenOver.holder.host, lastHeartbeat: new Date(takenOver.holder.heartbeatMs).toISOString() },
+        `took over the ledger's writer lease from an agent that is no longer running (${takenOver.reason})`,
+      );
+    }
     // Counters continue from the ledger's totals; this must precede anything that counts.
     this.metrics.seed(this.ledger.counterTotals());
     this.gpus = await powerSource.init();
@@ -213,10 +222,12 @@ export class Agent {
         timeoutMs: 30_000,
         onError,
         run: () => {
+          this.beatLease();
           this.metrics.setCarbonFactors(this.carbon.site, this.carbon.pue, this.carbon.intensityAt(this.now()));
           this.readHost();
           this.expireStalePower();
           this.settler.flushSamples();
+          this.settler.flushQuality();
           this.settler.settleDue(this.now());
         },
       }),
@@ -226,8 +237,10 @@ export class Agent {
         timeoutMs: 60_000,
         onError,
         run: () => {
-          const pruned = this.ledger.prune(this.now() as never);
-          log.debug({ pruned }, 'retention applied');
+          const { settlePeriod, settleLateness } = this.options.config;
+          const pruned = this.ledger.prune(this.now() as never, { periodMs: settlePeriod * 1000, latenessMs: settleLateness * 1000 });
+          if (pruned.skipped !== undefined && this.settler.settledUntil !== null) log.warn({ reason: pruned.skipped }, 'retention not applied this time: nothing was pruned');
+          else log.debug({ pruned }, 'retention applied');
         },
       }),
     );
@@ -241,6 +254,18 @@ export class Agent {
   settleNow(): number {
     this.settler.flushSamples();
     return this.settler.settleDue(this.now());
+  }
+
+  /** Refresh the writer lease; say so (once) if another agent has taken it over. */
+  private beatLease(): void {
+    const holder = this.ledger.heartbeat();
+    if (holder !== null && this.leaseLostTo === null) {
+      this.options.log.error(
+        { db: this.options.config.db, pid: holder.pid, host: holder.host },
+        'another agent has taken over this ledger (this one stalled past the lease time): its settlement is resynced from the ledger, but two agents must not share a ledger; stop one of them',
+      );
+    }
+    this.leaseLostTo = holder;
   }
 
   /** One host energy reading; a failed read is reported like any source error and skipped. */
@@ -308,6 +333,10 @@ export class Agent {
     const recentErrors = [...this.sourceErrors.entries()].filter(([, e]) => now - e.atMs < 60_000);
     const checks = {
       started: { ok: this.started, detail: this.started ? 'running' : 'starting' },
+      ledger: {
+        ok: this.leaseLostTo === null,
+        detail: this.leaseLostTo === null ? 'writer lease held' : `writer lease taken over by pid ${this.leaseLostTo.pid} on ${this.leaseLostTo.host}`,
+      },
       sampling: {
         ok: sampling > 0,
         detail:
@@ -331,7 +360,7 @@ export class Agent {
     // Ready means the agent can take records and settle them. A lost GPU, or source errors, are
     // reported here and alerted on (TokenwattSamplingStalled) but do not make it unready: the
     // node-local ingest Service (and the proxy behind it) would otherwise drop the healthy GPUs' records.
-    const ready = checks.started.ok && checks.sampling.ok && checks.settlement.ok;
+    const ready = checks.started.ok && checks.ledger.ok && checks.sampling.ok && checks.settlement.ok;
     return { ready, checks };
   }
 
@@ -360,10 +389,17 @@ export class Agent {
     // After the server: records already queued are written before the ledger closes.
     if (this.ingest) this.ingest.close();
     if (this.ledger) {
+      if (this.started) this.readHost(); // the host counter up to the stop, for the next run to settle
       try {
         this.settler?.flushSamples();
       } catch (error) {
         log.error({ err: error }, 'final sample flush failed');
+      }
+      try {
+        // Rejected records and sample errors counted since the last tick: the ledger keeps them.
+        this.settler?.flushQuality();
+      } catch (error) {
+        log.error({ err: error }, 'final data-quality flush failed');
       }
       this.ledger.close();
     }

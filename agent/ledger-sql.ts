@@ -154,33 +154,50 @@ export const READ_TASKS = 'SELECT * FROM tasks WHERE last_end_ms >= ? AND last_e
  */
 
 const ENERGY_SUMS = 'measured_j, idle_j, static_j, dynamic_j, unattributed_j, estimated_j, simulated';
-export const TOTAL_GPU_ENERGY = `SELECT e.gpu_uuid, sum(e.measured_j) AS measured_j, sum(e.idle_j) AS idle_j,
-    sum(e.static_j) AS static_j, sum(e.dynamic_j) AS dynamic_j, sum(e.unattributed_j) AS unattributed_j,
-    sum(e.estimated_j) AS estimated_j, max(e.simulated) AS simulated,
-    (SELECT p.gpu_index FROM periods p WHERE p.gpu_uuid = e.gpu_uuid ORDER BY p.period_start_ms DESC LIMIT 1) AS gpu_index
-  FROM (SELECT gpu_uuid, ${ENERGY_SUMS} FROM hourly_energy UNION ALL SELECT gpu_uuid, ${ENERGY_SUMS} FROM pruned_energy) e
-  GROUP BY e.gpu_uuid ORDER BY e.gpu_uuid`;
 const USAGE_KEY = 'node, model, tier, cache_bucket, batch_bucket, status, team, feature';
 const USAGE_SUMS = `requests, prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, static_j, dynamic_j, prefill_j,
     decode_j, simulated`;
-export const TOTAL_USAGE = `SELECT ${USAGE_KEY},
+
+/** The counter-total queries; without `withPruned` (a version-1 file, read-only) they read the hourly tables alone. */
+export function counterTotalsSql(withPruned: boolean): { gpuEnergy: string; usage: string; host: string; quality: string; tasks: string } {
+  const also = (text: string): string => (withPruned ? ` UNION ALL ${text}` : '');
+  return {
+    gpuEnergy: `SELECT e.gpu_uuid, sum(e.measured_j) AS measured_j, sum(e.idle_j) AS idle_j,
+    sum(e.static_j) AS static_j, sum(e.dynamic_j) AS dynamic_j, sum(e.unattributed_j) AS unattributed_j,
+    sum(e.estimated_j) AS estimated_j, max(e.simulated) AS simulated,
+    (SELECT p.gpu_index FROM periods p WHERE p.gpu_uuid = e.gpu_uuid ORDER BY p.period_start_ms DESC LIMIT 1) AS gpu_index
+  FROM (SELECT gpu_uuid, ${ENERGY_SUMS} FROM hourly_energy${also(`SELECT gpu_uuid, ${ENERGY_SUMS} FROM pruned_energy`)}) e
+  GROUP BY e.gpu_uuid ORDER BY e.gpu_uuid`,
+    usage: `SELECT ${USAGE_KEY},
     sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens, sum(cached_tokens) AS cached_tokens,
     sum(completion_tokens) AS completion_tokens, sum(reasoning_tokens) AS reasoning_tokens,
     sum(static_j) AS static_j, sum(dynamic_j) AS dynamic_j, sum(prefill_j) AS prefill_j, sum(decode_j) AS decode_j,
     max(simulated) AS simulated
-  FROM (SELECT ${USAGE_KEY}, ${USAGE_SUMS} FROM hourly_usage UNION ALL SELECT ${USAGE_KEY}, ${USAGE_SUMS} FROM pruned_usage)
-  GROUP BY ${USAGE_KEY} ORDER BY ${USAGE_KEY}`;
-export const TOTAL_HOST = `SELECT coalesce(sum(host_j), 0) AS host_j
-  FROM (SELECT host_j FROM hourly_host UNION ALL SELECT host_j FROM pruned_host)`;
-/** late: settled late records (hourly_quality) plus late ones not settled yet, as the metric counts them at ingest. */
-export const TOTAL_QUALITY = `SELECT coalesce(sum(late_records), 0) + (SELECT count(*) FROM requests WHERE finalized = 0 AND late = 1) AS late,
+  FROM (SELECT ${USAGE_KEY}, ${USAGE_SUMS} FROM hourly_usage${also(`SELECT ${USAGE_KEY}, ${USAGE_SUMS} FROM pruned_usage`)})
+  GROUP BY ${USAGE_KEY} ORDER BY ${USAGE_KEY}`,
+    host: `SELECT coalesce(sum(host_j), 0) AS host_j
+  FROM (SELECT host_j FROM hourly_host${also('SELECT host_j FROM pruned_host')})`,
+    // late: settled late records (hourly_quality) plus late ones not settled yet, as the metric counts them at ingest.
+    quality: `SELECT coalesce(sum(late_records), 0) + (SELECT count(*) FROM requests WHERE finalized = 0 AND late = 1) AS late,
     coalesce(sum(rejected_records), 0) AS rejected, coalesce(sum(sample_errors), 0) AS sample_errors
   FROM (SELECT late_records, rejected_records, sample_errors FROM hourly_quality
-    UNION ALL SELECT late_records, rejected_records, sample_errors FROM pruned_quality)`;
-export const TOTAL_TASKS = `SELECT coalesce(sum(task_count), 0) AS count, coalesce(sum(succeeded), 0) AS succeeded,
+    ${also('SELECT late_records, rejected_records, sample_errors FROM pruned_quality')})`,
+    tasks: `SELECT coalesce(sum(task_count), 0) AS count, coalesce(sum(succeeded), 0) AS succeeded,
     coalesce(sum(joules), 0) AS joules, coalesce(sum(waste_j), 0) AS waste_j
   FROM (SELECT 1 AS task_count, last_status = 'ok' AS succeeded, joules, waste_j FROM tasks
-    UNION ALL SELECT task_count, succeeded, joules, waste_j FROM pruned_tasks)`;
+    ${also('SELECT task_count, succeeded, joules, waste_j FROM pruned_tasks')})`,
+  };
+}
+
+export const INSERT_HOST_READING = 'INSERT OR IGNORE INTO host_readings (ts_ms, segment, energy_j, estimated) VALUES (?, ?, ?, ?)';
+/** Readings from @from on, plus the last one before it (the counter value at the settled edge is interpolated from it). */
+export const LOAD_HOST_READINGS = `SELECT * FROM (
+    SELECT * FROM (SELECT ts_ms, segment, energy_j, estimated FROM host_readings WHERE ts_ms < @from ORDER BY ts_ms DESC LIMIT 1)
+    UNION ALL
+    SELECT ts_ms, segment, energy_j, estimated FROM host_readings WHERE ts_ms >= @from
+  ) ORDER BY ts_ms`;
+export const LAST_HOST_READING_AT = 'SELECT max(ts_ms) AS t FROM host_readings WHERE ts_ms <= ?';
+export const PRUNE_HOST_READINGS = 'DELETE FROM host_readings WHERE ts_ms < ?';
 
 export const PRUNE_SAMPLES = 'DELETE FROM power_samples WHERE gpu_uuid = ? AND ts_ms < ?';
 export const PRUNE_REQUESTS = 'DELETE FROM requests WHERE end_ms < ? AND finalized = 1';

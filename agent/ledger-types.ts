@@ -61,6 +61,12 @@ export interface SettlementPeriod {
   readonly periodStartMs: EpochMs;
   readonly periodEndMs: EpochMs;
   readonly settledUntilMs: EpochMs;
+  /**
+   * Where the writer believes settled_until stands before this settlement (null: nothing settled).
+   * When given, a ledger that stands elsewhere (another writer moved it) refuses the settlement
+   * with a SettledUntilMismatchError and writes nothing.
+   */
+  readonly expectedSettledUntilMs?: EpochMs | null;
 }
 
 /** The additive rollup rows of one settlement: the ledger adds them to existing rows of the same key. */

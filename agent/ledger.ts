@@ -10,6 +10,9 @@ import { epochMs, joules } from '../model/units.js';
 import type { TaskRequest } from '../model/tasks.js';
 import type { EpochMs } from '../model/units.js';
 import { LEDGER_MIGRATIONS, LedgerVersionError, latestVersion, migrate } from './migrations/index.js';
+import { assertNotNewer } from './migrations/migration.js';
+import { MIN_READABLE_VERSION, TOKENWATT_APPLICATION_ID, assertTokenwattFile, openError, readFileFacts } from './ledger-file.js';
+import { DEFAULT_LEASE_STALE_MS, WriterLease, type LeaseHolder } from './ledger-lease.js';
 import * as rows from './ledger-rows.js';
 import type { CounterTotals, StoredRequest } from './ledger-rows.js';
 import * as sql from './ledger-sql.js';
@@ -17,6 +20,38 @@ import type { FinalizedRequest, RequestEnergyDelta, RetentionPolicy, SettlementC
 
 export type { CounterTotals, GpuEnergyTotal, StoredRequest, UsageTotal } from './ledger-rows.js';
 export { LedgerVersionError } from './migrations/index.js';
+export { LedgerOpenError, MIN_READABLE_VERSION, TOKENWATT_APPLICATION_ID } from './ledger-file.js';
+export { LedgerLockedError, type LeaseHolder } from './ledger-lease.js';
+
+/**
+ * The ledger's settled_until is not where this settler believed it was: another writer settled
+ * the file (or the settler's view is stale). Nothing was written; the settler must reload.
+ */
+export class SettledUntilMismatchError extends Error {
+  constructor(
+    readonly storedMs: EpochMs | null,
+    readonly expectedMs: EpochMs | null,
+    period: SettlementPeriod,
+  ) {
+    super(`settlement of [${period.periodStartMs}, ${period.periodEndMs}) not applied: the ledger is settled until ${storedMs ?? 'nothing'}, not ${expectedMs ?? 'nothing'} as this settler believed (another writer?)`);
+    this.name = 'SettledUntilMismatchError';
+  }
+}
+
+/** A host energy reading as the ledger keeps it (see Settler.addHostReading). */
+export interface StoredHostReading {
+  readonly timestampMs: number;
+  readonly energyJ: number;
+  readonly estimated: boolean;
+  /** The agent run whose host counter it comes from: the counter restarts with each run. */
+  readonly segment: number;
+}
+
+/** What the prune needs to know of settlement, so that it never deletes what settlement still needs. */
+export interface PruneGuard {
+  readonly periodMs: number;
+  readonly latenessMs: number;
+}
 
 export interface LedgerOptions {
   /** Node name written into rollup and task rows. */
@@ -33,6 +68,8 @@ export interface LedgerOptions {
   readonly cacheKiB?: number;
   /** Clock for received_at_ms (tests pass a fixed one). */
   readonly now?: () => number;
+  /** A writer lease whose heartbeat is older than this is taken over (default {@link DEFAULT_LEASE_STALE_MS}). */
+  readonly leaseStaleMs?: number;
 }
 
 /**
@@ -68,7 +105,16 @@ export interface PruneResult {
   readonly rollups: number;
   /** Requests past their retention kept because they are not finalized yet. */
   readonly unsettledKept: number;
+  /** Set when nothing was pruned on purpose, with the reason (the clock is far ahead of settlement...). */
+  readonly skipped?: string;
 }
+
+/**
+ * Pruning is skipped while the wall clock is this far past where settlement should be
+ * (settled_until + lateness + one period): the clock has jumped, or settlement is stalled, and in
+ * both cases cut-offs taken from the clock could delete what the ESG record or settlement needs.
+ */
+export const PRUNE_CLOCK_TOLERANCE_MS = 3_600_000;
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
@@ -87,7 +133,9 @@ export class Ledger {
   private readonly insertRequestsTx: (records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean) => InsertRequestsResult;
   private readonly insertSamplesTx: (samples: readonly PowerSample[]) => number;
   private readonly settleTx: (period: SettlementPeriod, write: (writer: SettlementWriter) => unknown) => unknown;
-  private readonly pruneTx: (nowMs: number) => PruneResult;
+  private readonly pruneTx: (nowMs: number, guard: PruneGuard) => PruneResult;
+  private readonly addQualityTx: (rows: readonly HourlyQualityRow[]) => void;
+  private readonly insertHostTx: (readings: readonly StoredHostReading[]) => number;
 
   private constructor(
     private readonly db: Db,
@@ -95,56 +143,106 @@ export class Ledger {
     readonly node: string,
     private readonly retention: RetentionPolicy | null,
     now: () => number,
+    /** Schema version of the file when it was opened (a reader may open an older one). */
+    private readonly version: number,
+    private readonly lease: WriterLease | null,
   ) {
     this.now = now;
     this.insertRequestsTx = db.transaction((records, isLate) => this.insertRequestsIn(records, isLate));
     this.insertSamplesTx = db.transaction((samples) => this.insertSamplesIn(samples));
     this.settleTx = db.transaction((period, write) => this.settleIn(period, write));
-    this.pruneTx = db.transaction((nowMs) => this.pruneIn(nowMs));
+    this.pruneTx = db.transaction((nowMs, guard) => this.pruneIn(nowMs, guard));
+    this.addQualityTx = db.transaction((rows) => {
+      const upsert = this.stmt(sql.UPSERT_QUALITY);
+      for (const q of rows) upsert.run(q.hourStartMs, q.node, q.lateRecords, q.rejectedRecords, q.sampleErrors);
+    });
+    this.insertHostTx = db.transaction((readings) => {
+      const insert = this.stmt(sql.INSERT_HOST_READING);
+      let stored = 0;
+      for (const r of readings) stored += insert.run(r.timestampMs, r.segment, r.energyJ, r.estimated ? 1 : 0).changes;
+      return stored;
+    });
   }
 
-  /** Open (creating its directory, the file and the schema as needed) the ledger the agent writes. */
+  /**
+   * Open (creating its directory, the file and the schema as needed) the ledger the agent writes.
+   * Before anything is written, a file another application wrote is refused; then the writer lease
+   * is taken, so a second agent on the same file is refused while the first one lives. Every
+   * failure says `cannot open the ledger <path>: <reason> (<what to do>)`.
+   */
   static open(path: string, opts: LedgerOptions): Ledger {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    const db = new Database(path, { timeout: opts.busyTimeoutMs ?? 5000 });
+    let db: Db | null = null;
+    let lease: WriterLease | null = null;
     try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      db = new Database(path, { timeout: opts.busyTimeoutMs ?? 5000 });
+      // Reads only, before the first write (journal_mode = WAL writes the header).
+      const facts = readFileFacts(db);
+      assertNotNewer(facts.userVersion, latestVersion(LEDGER_MIGRATIONS), path);
+      assertTokenwattFile(path, facts);
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
       db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 5000}`);
       db.pragma('temp_store = MEMORY');
       db.pragma(`cache_size = -${opts.cacheKiB ?? LEDGER_CACHE_KIB}`);
       migrate(db, LEDGER_MIGRATIONS, path);
-      const ledger = new Ledger(db, opts.node, opts.retention, opts.now ?? Date.now);
+      // Ledgers of schema 1 and 2 were written without it; they get it here.
+      if (facts.applicationId !== TOKENWATT_APPLICATION_ID) db.pragma(`application_id = ${TOKENWATT_APPLICATION_ID}`);
+      if (path !== ':memory:') lease = WriterLease.take(db, path, Date.now(), opts.leaseStaleMs ?? DEFAULT_LEASE_STALE_MS);
+      const ledger = new Ledger(db, opts.node, opts.retention, opts.now ?? Date.now, latestVersion(LEDGER_MIGRATIONS), lease);
       ledger.setState(NODE_KEY, opts.node);
       return ledger;
+    } catch (err) {
+      try {
+        lease?.release();
+      } catch {
+        // the file is closed below either way
+      }
+      db?.close();
+      throw openError(path, err);
+    }
+  }
+
+  /**
+   * Open an existing ledger for reading only (export, analyze, a second process beside the agent).
+   * Accepts every schema version from {@link MIN_READABLE_VERSION} (the readers' queries work on
+   * all of them) and refuses a newer one, or a file that is not a tokenwatt ledger, rather than
+   * misreading it. Takes no writer lease.
+   */
+  static openReadOnly(path: string, opts: { busyTimeoutMs?: number } = {}): Ledger {
+    const db = new Database(path, { readonly: true, fileMustExist: true, timeout: opts.busyTimeoutMs ?? 5000 });
+    try {
+      const facts = readFileFacts(db);
+      const version = facts.userVersion;
+      const latest = latestVersion(LEDGER_MIGRATIONS);
+      if (version === 0) throw new LedgerVersionError(`${path} is not a tokenwatt ledger (no schema version)`);
+      if (version > latest) {
+        throw new LedgerVersionError(`ledger ${path} has schema version ${version}, newer than this tokenwatt understands (${latest}): upgrade tokenwatt`);
+      }
+      if (version < MIN_READABLE_VERSION) {
+        throw new LedgerVersionError(`ledger ${path} has schema version ${version}, older than this tokenwatt reads (${MIN_READABLE_VERSION}): run the agent on it once to migrate it`);
+      }
+      assertTokenwattFile(path, facts);
+      const node = (db.prepare(sql.GET_STATE).get(NODE_KEY) as { value: string } | undefined)?.value ?? '';
+      return new Ledger(db, node, null, Date.now, version, null);
     } catch (err) {
       db.close();
       throw err;
     }
   }
 
+  /** The stale writer this open took the lease over from (its process was gone or silent), or null. */
+  get leaseTakenOver(): { holder: LeaseHolder; reason: string } | null {
+    return this.lease?.takenOver ?? null;
+  }
+
   /**
-   * Open an existing ledger for reading only (export, analyze, a second process beside the agent).
-   * Refuses a file of another schema version rather than misreading it.
+   * Refresh the writer lease's heartbeat (written at most every `everyMs`; the agent calls this on
+   * each settle tick). Returns the holder that has taken the lease over when it is no longer this
+   * ledger's (this process stalled past the stale time), else null.
    */
-  static openReadOnly(path: string, opts: { busyTimeoutMs?: number } = {}): Ledger {
-    const db = new Database(path, { readonly: true, fileMustExist: true, timeout: opts.busyTimeoutMs ?? 5000 });
-    try {
-      const version = db.pragma('user_version', { simple: true }) as number;
-      const latest = latestVersion(LEDGER_MIGRATIONS);
-      if (version === 0) throw new LedgerVersionError(`${path} is not a tokenwatt ledger (no schema version)`);
-      if (version > latest) {
-        throw new LedgerVersionError(`ledger ${path} has schema version ${version}, newer than this tokenwatt understands (${latest}): upgrade tokenwatt`);
-      }
-      if (version < latest) {
-        throw new LedgerVersionError(`ledger ${path} has schema version ${version}, older than this tokenwatt (${latest}): run the agent on it once to migrate it`);
-      }
-      const node = (db.prepare(sql.GET_STATE).get(NODE_KEY) as { value: string } | undefined)?.value ?? '';
-      return new Ledger(db, node, null, Date.now);
-    } catch (err) {
-      db.close();
-      throw err;
-    }
+  heartbeat(everyMs = 10_000): LeaseHolder | null {
+    return this.lease?.beat(Date.now(), everyMs) ?? null;
   }
 
   private stmt(text: string): Statement {
@@ -286,6 +384,7 @@ export class Ledger {
     try {
       return this.settleTx(period, write) as T;
     } catch (err) {
+      if (err instanceof SettledUntilMismatchError) throw err;
       const why = err instanceof Error ? err.message : String(err);
       throw new Error(`settlement of [${period.periodStartMs}, ${period.periodEndMs}) not applied: ${why}`, { cause: err });
     }
@@ -293,6 +392,9 @@ export class Ledger {
 
   private settleIn(period: SettlementPeriod, write: (writer: SettlementWriter) => unknown): unknown {
     const before = this.getSettledUntil();
+    if (period.expectedSettledUntilMs !== undefined && before !== period.expectedSettledUntilMs) {
+      throw new SettledUntilMismatchError(before, period.expectedSettledUntilMs, period);
+    }
     if (before !== null && period.settledUntilMs < before) {
       throw new Error(`settled_until would move backwards (${before} -> ${period.settledUntilMs})`);
     }
@@ -336,20 +438,39 @@ export class Ledger {
    * periods after requestsDays, hourly rollups and tasks after rollupsDays. A request that is not
    * finalized is never deleted, however old. The sums of the deleted rollups and tasks are added
    * to the pruned totals in the same transaction, so {@link counterTotals} never shrinks.
+   *
+   * The ages are taken from min(now, settled_until), not from the wall clock alone, and samples
+   * (and host readings) from the last period before settled_until on are kept, as a restart needs
+   * them. Nothing is pruned before the first settlement, nor while `nowMs` is more than
+   * {@link PRUNE_CLOCK_TOLERANCE_MS} past settled_until + lateness + one period (a clock that
+   * jumped forward, or a stalled settlement): the result then says why in `skipped`.
    */
-  prune(nowMs: EpochMs): PruneResult {
-    return this.pruneTx(nowMs);
+  prune(nowMs: EpochMs, guard: PruneGuard = { periodMs: 0, latenessMs: 0 }): PruneResult {
+    return this.pruneTx(nowMs, guard);
   }
 
-  private pruneIn(nowMs: number): PruneResult {
+  private pruneIn(nowMs: number, guard: PruneGuard): PruneResult {
     if (this.retention === null) throw new Error('a read-only ledger does not prune');
+    const settled = this.getSettledUntil();
+    const none = { samples: 0, requests: 0, periods: 0, rollups: 0, unsettledKept: 0 };
+    if (settled === null) return { ...none, skipped: 'nothing is settled yet' };
+    const aheadMs = nowMs - (settled + guard.latenessMs + guard.periodMs);
+    if (aheadMs > PRUNE_CLOCK_TOLERANCE_MS) {
+      return { ...none, skipped: `the clock is ${Math.round(aheadMs / 60_000)} min past where settlement should be (settled until ${new Date(settled).toISOString()}): a clock step forward, or settlement stalled` };
+    }
+    const refMs = Math.min(nowMs, settled);
     const { samplesHours, requestsDays, rollupsDays } = this.retention;
-    const samplesBefore = nowMs - samplesHours * HOUR_MS;
-    const requestsBefore = nowMs - requestsDays * DAY_MS;
-    const rollupsBefore = nowMs - rollupsDays * DAY_MS;
+    const samplesBefore = Math.min(refMs - samplesHours * HOUR_MS, settled - guard.periodMs);
+    const requestsBefore = refMs - requestsDays * DAY_MS;
+    const rollupsBefore = refMs - rollupsDays * DAY_MS;
     let samples = 0;
     const pruneSamples = this.stmt(sql.PRUNE_SAMPLES);
     for (const gpu of this.sampleGpus()) samples += pruneSamples.run(gpu, samplesBefore).changes;
+    if (this.version >= 3) {
+      // The last host reading at or before settled_until is where a restart resumes the host counter.
+      const lastSettled = (this.stmt(sql.LAST_HOST_READING_AT).get(settled) as { t: number | null }).t;
+      this.stmt(sql.PRUNE_HOST_READINGS).run(Math.min(samplesBefore, lastSettled ?? samplesBefore));
+    }
     const requests = this.stmt(sql.PRUNE_REQUESTS).run(requestsBefore).changes;
     const unsettledKept = (this.stmt(sql.COUNT_OLD_UNSETTLED).get(requestsBefore) as { n: number }).n;
     const periods = this.stmt(sql.PRUNE_PERIODS).run(requestsBefore).changes;
@@ -419,7 +540,9 @@ export class Ledger {
    */
   counterTotals(): CounterTotals {
     type GpuSums = Omit<rows.HourlyEnergySqlRow, 'hour_start_ms' | 'node' | 'covered_ms' | 'counter_resets' | 'gaps'> & { gpu_index: number | null };
-    const gpus = (this.stmt(sql.TOTAL_GPU_ENERGY).all() as GpuSums[]).map((g) => ({
+    // A version-1 file (opened read-only) has no pruned_* tables: its totals are the hourly sums.
+    const totals = sql.counterTotalsSql(this.version >= 2);
+    const gpus = (this.stmt(totals.gpuEnergy).all() as GpuSums[]).map((g) => ({
       gpuUuid: g.gpu_uuid,
       gpuIndex: g.gpu_index,
       measuredJ: g.measured_j,
@@ -430,10 +553,10 @@ export class Ledger {
       estimatedJ: g.estimated_j,
       simulated: g.simulated !== 0,
     }));
-    const usage = (this.stmt(sql.TOTAL_USAGE).all() as Omit<rows.HourlyUsageSqlRow, 'hour_start_ms'>[]).map(rows.usageTotalFromRow);
-    const host = this.stmt(sql.TOTAL_HOST).get() as { host_j: number };
-    const quality = this.stmt(sql.TOTAL_QUALITY).get() as { late: number; rejected: number; sample_errors: number };
-    const tasks = this.stmt(sql.TOTAL_TASKS).get() as { count: number; succeeded: number; joules: number; waste_j: number };
+    const usage = (this.stmt(totals.usage).all() as Omit<rows.HourlyUsageSqlRow, 'hour_start_ms'>[]).map(rows.usageTotalFromRow);
+    const host = this.stmt(totals.host).get() as { host_j: number };
+    const quality = this.stmt(totals.quality).get() as { late: number; rejected: number; sample_errors: number };
+    const tasks = this.stmt(totals.tasks).get() as { count: number; succeeded: number; joules: number; waste_j: number };
     return {
       gpus,
       usage,
@@ -441,6 +564,27 @@ export class Ledger {
       quality: { lateRecords: quality.late, rejectedRecords: quality.rejected, sampleErrors: quality.sample_errors },
       tasks: { count: tasks.count, succeeded: tasks.succeeded, joules: tasks.joules, wasteJ: tasks.waste_j },
     };
+  }
+
+  /** Record data-quality counts (rejected records, sample errors...) in ONE transaction, added to their hourly rows. */
+  addQuality(rows: readonly HourlyQualityRow[]): void {
+    if (rows.length > 0) this.addQualityTx(rows);
+  }
+
+  /** Store host energy readings in one transaction; a repeated timestamp keeps the first. Returns the number stored. */
+  insertHostReadings(readings: readonly StoredHostReading[]): number {
+    if (readings.length === 0) return 0;
+    return this.insertHostTx(readings);
+  }
+
+  /**
+   * Host readings from `fromMs` on, plus the last one before it, in time order (every reading
+   * when `fromMs` is null). Empty on a file older than schema version 3.
+   */
+  loadHostReadings(fromMs: number | null): StoredHostReading[] {
+    if (this.version < 3) return [];
+    const found = this.stmt(sql.LOAD_HOST_READINGS).all({ from: fromMs ?? Number.MIN_SAFE_INTEGER }) as { ts_ms: number; segment: number; energy_j: number; estimated: number }[];
+    return found.map((r) => ({ timestampMs: r.ts_ms, segment: r.segment, energyJ: r.energy_j, estimated: r.estimated !== 0 }));
   }
 
   /** Schema version of the open file (PRAGMA user_version). */
@@ -454,6 +598,11 @@ export class Ledger {
    */
   close(): void {
     if (!this.db.open) return;
+    try {
+      this.lease?.release();
+    } catch {
+      // An unwritable file keeps the row: the next agent on this host sees the process gone and takes over.
+    }
     if (!this.db.readonly) this.db.pragma('optimize');
     this.db.close();
   }

@@ -10,7 +10,7 @@ import type { HourlyQualityRow } from '../model/rollup-types.js';
 import { alignDown, countedUntilAfter, duePeriods } from '../model/settlement-schedule.js';
 import { taskUpdates, type TaskUpdate } from '../model/tasks.js';
 import { epochMs, watts, type EpochMs } from '../model/units.js';
-import type { Ledger } from './ledger.js';
+import { SettledUntilMismatchError, type Ledger, type StoredHostReading } from './ledger.js';
 import type { PendingRequestRow } from './ledger-rows.js';
 import type { RequestEnergyDelta } from './ledger-types.js';
 import type { Logger } from './logger.js';
@@ -43,6 +43,11 @@ export interface HostEnergyReading {
   /** Cumulative joules since the host source started. */
   readonly energyJ: number;
   readonly estimated: boolean;
+  /**
+   * The agent run the counter belongs to (it restarts with each run). The settler stamps the
+   * readings it is given with its own run; readings read back from the ledger keep theirs.
+   */
+  readonly segment?: number;
 }
 
 export interface SettlerOptions {
@@ -134,9 +139,16 @@ export class Settler {
    */
   private readonly pendingQuality = new Map<number, { rejected: number; sampleErrors: number }>();
   private lastStaleWarnMs = 0;
-  private readonly hostReadings: HostEnergyReading[] = [];
-  /** Host energy counter value already given to settled periods (null until the first reading is used). */
-  private hostSettledJ: number | null = null;
+  private hostReadings: StoredHostReading[] = [];
+  /** Host readings not yet written to the ledger (flushed with the samples). */
+  private readonly unpersistedHost: StoredHostReading[] = [];
+  /**
+   * Host counter value already given to settled periods, and the run (segment) it belongs to
+   * (null until the first reading is used).
+   */
+  private hostSettled: { segment: number; energyJ: number } | null = null;
+  /** This run's host counter segment: after every segment stored in the ledger. */
+  private hostSegment = Date.now();
 
   constructor(private readonly options: SettlerOptions) {
     for (const gpu of options.gpus) {
@@ -144,10 +156,15 @@ export class Settler {
       this.idleBaselines.set(gpu.uuid, initialIdleBaseline());
     }
     this.settledUntilMs = options.ledger.getSettledUntil();
-    if (this.settledUntilMs !== null) {
-      for (const [uuid, ms] of Object.entries(options.ledger.getEnergyCountedUntil())) {
-        if (this.samplesByGpu.has(uuid) && Number.isFinite(ms) && ms < this.settledUntilMs) this.countedUntilMs.set(uuid, epochMs(ms));
-      }
+    this.loadCountedUntil();
+  }
+
+  /** The GPUs whose energy the ledger's last settlement left owed before settled_until (see countedUntilMs). */
+  private loadCountedUntil(): void {
+    this.countedUntilMs.clear();
+    if (this.settledUntilMs === null) return;
+    for (const [uuid, ms] of Object.entries(this.options.ledger.getEnergyCountedUntil())) {
+      if (this.samplesByGpu.has(uuid) && Number.isFinite(ms) && ms < this.settledUntilMs) this.countedUntilMs.set(uuid, epochMs(ms));
     }
   }
 
@@ -209,6 +226,7 @@ export class Settler {
       }
     }
     // Unsettled requests need no restoring: every settlement reads them from the ledger.
+    this.restoreHost();
     return { samples, requests: ledger.countUnsettledRequests() };
   }
 
@@ -260,6 +278,21 @@ export class Settler {
     this.pendingQualityAt(atMs).sampleErrors += 1;
   }
 
+  /**
+   * Write the pending data-quality counts (rejected records, sample errors) to their hourly rows in
+   * one transaction, whatever settlement has reached: the agent calls this on each settle tick and
+   * at shutdown, so no count is lost when the process stops. Returns the number of hours written.
+   */
+  flushQuality(): number {
+    const rows: HourlyQualityRow[] = [];
+    for (const [hour, q] of this.pendingQuality) {
+      if (q.rejected > 0 || q.sampleErrors > 0) rows.push({ hourStartMs: epochMs(hour), node: this.options.node, lateRecords: 0, rejectedRecords: q.rejected, sampleErrors: q.sampleErrors });
+    }
+    if (rows.length > 0) this.options.ledger.addQuality(rows); // throws: the counts stay pending for the next try
+    this.pendingQuality.clear();
+    return rows.length;
+  }
+
   private pendingQualityAt(atMs: number): { rejected: number; sampleErrors: number } {
     const hour = Math.floor(atMs / 3_600_000) * 3_600_000;
     let counts = this.pendingQuality.get(hour);
@@ -271,37 +304,87 @@ export class Settler {
   addHostReading(reading: HostEnergyReading): void {
     const last = this.hostReadings[this.hostReadings.length - 1];
     if (last && reading.timestampMs <= last.timestampMs) return;
-    this.hostReadings.push(reading);
+    const stored: StoredHostReading = { timestampMs: reading.timestampMs, energyJ: reading.energyJ, estimated: reading.estimated, segment: reading.segment ?? this.hostSegment };
+    this.hostReadings.push(stored);
+    this.unpersistedHost.push(stored);
   }
 
   /**
-   * Host energy of the period ending at `endMs`: the interpolated counter at the end minus what
-   * earlier periods already took, so the periods' host energies telescope to the counter's
-   * increase and nothing is lost when readings arrive after a period settled.
+   * Host energy of the period ending at `endMs`: for each counter segment (agent run) that reaches
+   * into it, the interpolated counter at the end minus what earlier periods already took, so the
+   * periods' host energies telescope to each counter's increase and nothing is lost when readings
+   * arrive after a period settled. No energy is taken across two segments (the agent was down).
+   * Also returns where the settled counter stands once this period is committed.
    */
-  private hostEnergyUntil(endMs: number): { joules: number; estimated: boolean } | null {
+  private hostEnergyUntil(endMs: number): { joules: number; estimated: boolean; settled: { segment: number; energyJ: number } } | null {
     const readings = this.hostReadings;
-    const first = readings[0];
-    if (!first) return null;
-    let at = first.energyJ;
-    let estimated = first.estimated;
-    for (let i = 1; i < readings.length; i += 1) {
-      const a = readings[i - 1] as HostEnergyReading;
-      const b = readings[i] as HostEnergyReading;
-      if (b.timestampMs <= endMs) {
-        at = b.energyJ;
-        estimated = b.estimated;
-        continue;
-      }
-      if (a.timestampMs < endMs) at = a.energyJ + ((b.energyJ - a.energyJ) * (endMs - a.timestampMs)) / (b.timestampMs - a.timestampMs);
-      break;
+    if (readings.length === 0) return null;
+    let settled = this.hostSettled;
+    let i = 0;
+    if (settled !== null) {
+      const from = readings.findIndex((r) => r.segment === (settled as { segment: number }).segment);
+      if (from >= 0) i = from;
+      else settled = null; // its readings are gone: count each segment from its first reading
     }
-    const previous = this.hostSettledJ ?? first.energyJ;
-    return { joules: Math.max(0, at - previous), estimated };
+    let total = 0;
+    let estimated = (readings[i] as StoredHostReading).estimated;
+    let next = settled ?? { segment: (readings[i] as StoredHostReading).segment, energyJ: (readings[i] as StoredHostReading).energyJ };
+    while (i < readings.length) {
+      const first = readings[i] as StoredHostReading;
+      // A later segment that starts at or after the end takes no part in this period.
+      if (first.segment !== next.segment && first.timestampMs >= endMs) break;
+      let j = i + 1;
+      while (j < readings.length && (readings[j] as StoredHostReading).segment === first.segment) j += 1;
+      const at = counterAt(readings, i, j, endMs);
+      const base = next.segment === first.segment ? next.energyJ : first.energyJ;
+      total += Math.max(0, at.energyJ - base);
+      estimated = at.estimated;
+      next = { segment: first.segment, energyJ: Math.max(base, at.energyJ) };
+      i = j;
+    }
+    return { joules: total, estimated, settled: next };
+  }
+
+  /**
+   * After a restart: the host readings stored since the last one at or before `settledUntil`, and
+   * the host counter already given to settled periods (interpolated at `settledUntil` in its run),
+   * so the periods the last run left unsettled get their host energy from its stored readings.
+   */
+  private restoreHost(): void {
+    const loaded = this.options.ledger.loadHostReadings(this.settledUntilMs);
+    if (loaded.length === 0) return;
+    const firstLive = this.hostReadings[0]?.timestampMs ?? Number.POSITIVE_INFINITY;
+    this.hostReadings = [...loaded.filter((r) => r.timestampMs < firstLive), ...this.hostReadings];
+    for (const r of loaded) if (r.segment >= this.hostSegment) this.hostSegment = r.segment + 1;
+    this.rebaseHost(this.settledUntilMs);
+  }
+
+  /** Put the settled host counter at `settledUntilMs` (restart, or another writer settled further). */
+  private rebaseHost(settledUntilMs: number | null): void {
+    this.hostSettled = null;
+    if (settledUntilMs === null) return;
+    const before = this.hostReadings.filter((r) => r.timestampMs <= settledUntilMs).at(-1);
+    if (before === undefined) return;
+    const segment = this.hostReadings.filter((r) => r.segment === before.segment);
+    this.hostSettled = { segment: before.segment, energyJ: counterAt(segment, 0, segment.length, settledUntilMs).energyJ };
+    this.trimHostReadings(settledUntilMs);
+  }
+
+  /** Write buffered host readings to the ledger (one transaction); kept for the next try on failure. */
+  private flushHostReadings(): void {
+    if (this.unpersistedHost.length === 0) return;
+    const batch = this.unpersistedHost.splice(0, this.unpersistedHost.length);
+    try {
+      this.options.ledger.insertHostReadings(batch);
+    } catch (error) {
+      this.unpersistedHost.unshift(...batch);
+      throw error;
+    }
   }
 
   /** Write buffered samples to the ledger (one transaction). */
   flushSamples(): number {
+    this.flushHostReadings();
     if (this.unpersisted.length === 0) return 0;
     const batch = this.unpersisted.splice(0, this.unpersisted.length);
     try {
@@ -318,7 +401,13 @@ export class Settler {
     const periods = duePeriods(this.settledUntilMs, epochMs(nowMs), this.options.periodMs, this.options.latenessMs, this.firstDataMs === null ? null : epochMs(this.firstDataMs), MAX_PERIODS_PER_CALL);
     let settled = 0;
     for (const period of periods) {
-      this.settleOne(period.startMs, period.endMs, nowMs);
+      try {
+        this.settleOne(period.startMs, period.endMs, nowMs);
+      } catch (error) {
+        if (!(error instanceof SettledUntilMismatchError)) throw error;
+        this.resync(error);
+        return settled;
+      }
       settled += 1;
     }
     if (periods.length === 0 && this.settledUntilMs !== null) {
@@ -391,7 +480,7 @@ export class Settler {
     let tasks: TaskUpdate[] = [];
     let pendingJ = 0;
     const requestShares: RequestPeriodShare[] = [];
-    options.ledger.settle({ periodStartMs: startMs, periodEndMs: endMs, settledUntilMs: endMs }, (writer) => {
+    options.ledger.settle({ periodStartMs: startMs, periodEndMs: endMs, settledUntilMs: endMs, expectedSettledUntilMs: this.settledUntilMs }, (writer) => {
       writer.periodTotals(settlement.gpus);
       writer.energyCountedUntil(owed);
       for (let i = 0; i < pending.length; i += 1) {
@@ -441,7 +530,7 @@ export class Settler {
     for (const [uuid, until] of countedAfter) this.countedUntilMs.set(uuid, until);
     for (const hour of this.pendingQuality.keys()) if (hour <= startMs) this.pendingQuality.delete(hour);
     if (host) {
-      this.hostSettledJ = (this.hostSettledJ ?? (this.hostReadings[0] as HostEnergyReading).energyJ) + host.joules;
+      this.hostSettled = host.settled;
       if (host.joules > 0) options.metrics.addHostEnergy(options.hostSource ?? 'host', host.joules, host.estimated);
       this.trimHostReadings(endMs);
     }
@@ -531,13 +620,34 @@ export class Settler {
     }
   }
 
+  /** Keep the last reading at or before the settled edge in the settled counter's segment, and all later ones. */
   private trimHostReadings(settledUntilMs: number): void {
     let keepFrom = 0;
     for (let i = 0; i < this.hostReadings.length; i += 1) {
-      if ((this.hostReadings[i] as HostEnergyReading).timestampMs <= settledUntilMs) keepFrom = i;
-      else break;
+      const r = this.hostReadings[i] as StoredHostReading;
+      if (r.timestampMs > settledUntilMs) break;
+      if (this.hostSettled === null || r.segment === this.hostSettled.segment) keepFrom = i;
     }
     if (keepFrom > 0) this.hostReadings.splice(0, keepFrom);
+  }
+
+  /**
+   * The ledger is settled elsewhere than this settler believed (another writer settled it): take
+   * its settled_until, drop what is now settled from memory, and go on from there next tick
+   * instead of failing every tick on periods that are already in the ledger.
+   */
+  private resync(error: SettledUntilMismatchError): void {
+    this.options.log.warn(
+      { ledgerSettledUntil: error.storedMs === null ? null : new Date(error.storedMs).toISOString(), believed: error.expectedMs === null ? null : new Date(error.expectedMs).toISOString() },
+      'the ledger was settled by another writer: resuming from its settled_until',
+    );
+    this.settledUntilMs = error.storedMs;
+    // The other writer's counted edges replace ours: energy it already counted is not owed here.
+    this.loadCountedUntil();
+    if (error.storedMs === null) return;
+    this.trimBuffers(error.storedMs);
+    this.rebaseHost(error.storedMs);
+    this.options.metrics.settled(error.storedMs, this.lastResidualJ);
   }
 
   /**
@@ -555,6 +665,28 @@ export class Settler {
       if (keepFrom > 0) this.samplesByGpu.set(uuid, buffer.slice(keepFrom));
     }
   }
+}
+
+/**
+ * The host counter of one segment (readings[from..to), in time order) at `ms`: interpolated between
+ * the readings around it, the first reading's value before them and the last one's after them.
+ */
+function counterAt(readings: readonly StoredHostReading[], from: number, to: number, ms: number): { energyJ: number; estimated: boolean } {
+  const first = readings[from] as StoredHostReading;
+  let energyJ = first.energyJ;
+  let estimated = first.estimated;
+  for (let k = from + 1; k < to; k += 1) {
+    const a = readings[k - 1] as StoredHostReading;
+    const b = readings[k] as StoredHostReading;
+    if (b.timestampMs <= ms) {
+      energyJ = b.energyJ;
+      estimated = b.estimated;
+      continue;
+    }
+    if (a.timestampMs < ms) energyJ = a.energyJ + ((b.energyJ - a.energyJ) * (ms - a.timestampMs)) / (b.timestampMs - a.timestampMs);
+    break;
+  }
+  return { energyJ, estimated };
 }
 
 /** Samples inside [start, end] plus the nearest one on each side, so boundary intervals can be split. */

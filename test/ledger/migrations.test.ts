@@ -8,7 +8,7 @@ import type { Migration } from '../../agent/migrations/index.js';
 import { RETENTION, never, request, tempDir } from './temp-ledger.js';
 
 const TABLES = [
-  'agent_state', 'hourly_energy', 'hourly_host', 'hourly_quality', 'hourly_usage', 'periods', 'power_samples',
+  'agent_state', 'host_readings', 'hourly_energy', 'hourly_host', 'hourly_quality', 'hourly_usage', 'periods', 'power_samples',
   'pruned_energy', 'pruned_host', 'pruned_quality', 'pruned_tasks', 'pruned_usage', 'requests', 'tasks',
 ];
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import Database from '../../agent/sqlite-driver.js';
-import { Ledger, LedgerVersionError } from '../../agent/ledger.js';
+import { Ledger } from '../../agent/ledger.js';
 import type { CounterTotals } from '../../agent/ledger.js';
 import type { SettlementCommit } from '../../agent/ledger-types.js';
 import { LEDGER_MIGRATIONS, latestVersion, migrate } from '../../agent/migrations/index.js';
@@ -12,7 +12,7 @@ import { TokenwattMetrics } from '../../exporters/prometheus/index.js';
 import type { HourlyEnergyRow, HourlyUsageRow } from '../../model/rollup-types.js';
 import { epochMs, joules, watts } from '../../model/units.js';
 import { parseExposition, sumOf } from '../exporters/prometheus-exposition.js';
-import { RETENTION, T0, tempDir, tempLedger } from './temp-ledger.js';
+import { RETENTION, T0, pruneAt, tempDir, tempLedger } from './temp-ledger.js';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
@@ -105,11 +105,11 @@ test('pruning every rollup and task leaves counterTotals() unchanged; hourly rea
   // First a prune that takes the first hour only (rows of the same key are carried twice: the
   // second carry adds to the first), then one that takes everything.
   const firstCut = epochMs(T0 + HOUR_MS + RETENTION.rollupsDays * DAY_MS);
-  assert.ok(ledger.prune(firstCut).rollups > 0);
+  assert.ok(pruneAt(ledger, firstCut).rollups > 0);
   assertSameTotals(ledger.counterTotals(), before, 'after pruning the first hour');
   assert.deepEqual([...new Set(ledger.readHourlyEnergy(...ALL).map((r) => r.hourStartMs - T0))], [HOUR_MS, 2 * HOUR_MS]);
 
-  const pruned = ledger.prune(FAR_FUTURE);
+  const pruned = pruneAt(ledger, FAR_FUTURE);
   assert.ok(pruned.rollups > 0);
   for (const [name, rows] of Object.entries({
     energy: ledger.readHourlyEnergy(...ALL), usage: ledger.readHourlyUsage(...ALL), host: ledger.readHourlyHost(...ALL),
@@ -120,11 +120,11 @@ test('pruning every rollup and task leaves counterTotals() unchanged; hourly rea
   assertSameTotals(after, before, 'after pruning everything');
   assert.deepEqual(after.gpus.map((g) => g.gpuIndex), [null, null], 'the index still comes from the periods, pruned too');
 
-  assert.deepEqual(ledger.prune(FAR_FUTURE).rollups, 0);
+  assert.deepEqual(pruneAt(ledger, FAR_FUTURE).rollups, 0);
   assertSameTotals(ledger.counterTotals(), before, 'a second prune carries nothing twice');
 
   // New settlements after the prune add on top of the carried totals.
-  ledger.commitSettlement(settlement(5, 24));
+  ledger.commitSettlement({ ...settlement(5, 24), settledUntilMs: epochMs(FAR_FUTURE + 10_000) });
   const grown = ledger.counterTotals();
   near(grown.gpus[0]!.measuredJ, before.gpus[0]!.measuredJ + 100.1 * 6, 'GPU-0 measured after a new settlement');
   assert.equal(grown.tasks.count, 6);
@@ -135,7 +135,7 @@ test('the carried totals survive a restart (a re-opened file)', (t) => {
   t.after(cleanup);
   settleSome(ledger);
   const before = ledger.counterTotals();
-  ledger.prune(FAR_FUTURE);
+  pruneAt(ledger, FAR_FUTURE);
   ledger.close();
   const again = Ledger.open(path, { node: 'node-a', retention: RETENTION });
   t.after(() => again.close());
@@ -158,7 +158,7 @@ test('the seeded tokenwatt_gpu_energy_joules_total after a restart following a p
   };
   const before = await seeded(ledger);
   assert.ok(before.get('GPU-0')! > 0);
-  ledger.prune(FAR_FUTURE);
+  pruneAt(ledger, FAR_FUTURE);
   ledger.close();
   const restarted = Ledger.open(path, { node: 'node-a', retention: RETENTION });
   t.after(() => restarted.close());
@@ -181,7 +181,12 @@ test('a version-1 ledger file opens, migrates to the latest version, keeps its r
   v1.prepare(`INSERT INTO hourly_quality VALUES (?, 'node-a', 1, 2, 3)`).run(hour);
   v1.prepare(`INSERT INTO tasks VALUES ('task-1', 'node-a', ?, ?, 2, 5, 0, 4, 'ok', 't', '', '')`).run(hour, hour + 1000);
   v1.close();
-  assert.throws(() => Ledger.openReadOnly(path), (err: unknown) => err instanceof LedgerVersionError && /older than this tokenwatt/.test(err.message));
+  // A reader (export) reads it as it is, unmigrated: version 2 and 3 only add tables it never reads.
+  const reader = Ledger.openReadOnly(path);
+  assert.equal(reader.schemaVersion(), 1);
+  assert.equal(reader.counterTotals().hostJ, 7, 'without pruned_* tables the totals are the hourly sums');
+  assert.equal(reader.readHourlyEnergy(...ALL).length, 1);
+  reader.close();
 
   const ledger = Ledger.open(path, { node: 'node-a', retention: RETENTION });
   t.after(() => ledger.close());
@@ -193,7 +198,7 @@ test('a version-1 ledger file opens, migrates to the latest version, keeps its r
   assert.equal(before.hostJ, 7);
   assert.deepEqual(before.quality, { lateRecords: 1, rejectedRecords: 2, sampleErrors: 3 });
   assert.deepEqual(before.tasks, { count: 1, succeeded: 1, joules: 5, wasteJ: 0 });
-  assert.equal(ledger.prune(FAR_FUTURE).rollups, 5);
+  assert.equal(pruneAt(ledger, FAR_FUTURE).rollups, 5);
   assertSameTotals(ledger.counterTotals(), before, 'a migrated file carries its pruned rows');
 });
 
@@ -248,7 +253,8 @@ function settleStep(ledger: Ledger, i: number, s: Step, expected: Expected): voi
     staticJ: s.j, dynamicJ: s.j, prefillJ: s.j, decodeJ: s.j, simulated: false,
   });
   ledger.commitSettlement({
-    periodStartMs: epochMs(T0 + i * 1000), periodEndMs: epochMs(T0 + i * 1000 + 1000), settledUntilMs: epochMs(T0 + i * 1000 + 1000),
+    // Settlement only moves forward: after a prune (which settles up to its time first), later steps stay there.
+    periodStartMs: epochMs(T0 + i * 1000), periodEndMs: epochMs(T0 + i * 1000 + 1000), settledUntilMs: epochMs(Math.max(T0 + i * 1000 + 1000, ledger.getSettledUntil() ?? 0)),
     gpuTotals: [], requestDeltas: [], finalized: [],
     usageRows: [usage],
     energyRows: [{ ...energyRow(hour, gpu, 1, s.simulated), node, measuredJ: s.j, idleJ: s.j, staticJ: s.j, dynamicJ: s.j, unattributedJ: s.j, estimatedJ: s.j }],
@@ -304,7 +310,7 @@ test('property: whatever is settled and pruned, in any order, counterTotals() is
           if (s.kind === 'settle') settleStep(ledger, i, s, expected);
           else {
             const cut = T0 + s.hour * HOUR_MS;
-            ledger.prune(epochMs(cut + RETENTION.rollupsDays * DAY_MS));
+            pruneAt(ledger, epochMs(cut + RETENTION.rollupsDays * DAY_MS));
             assert.ok(ledger.readHourlyEnergy(...ALL).every((r) => r.hourStartMs >= cut), 'hourly reads hold only retained hours');
             assert.ok(ledger.readHourlyUsage(...ALL).every((r) => r.hourStartMs >= cut), 'hourly reads hold only retained hours');
           }

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { SettlementCommit } from '../../agent/ledger-types.js';
 import { epochMs, joules, watts } from '../../model/units.js';
-import { T0, never, request, tempLedger } from './temp-ledger.js';
+import { T0, never, pruneAt, request, tempLedger } from './temp-ledger.js';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
@@ -54,7 +54,7 @@ test('prune applies each retention to its own tables and never deletes an unfina
   ledger.commitSettlement({ ...c8, finalized: [{ requestId: 'old-final', joules: 1, jPerOutputToken: 1, observedBatchSize: 1, batchBucket: '1', cacheBucket: 'miss', settledAtMs: epochMs(old) }] });
   ledger.commitSettlement({ ...c6, finalized: [{ requestId: 'recent', joules: 1, jPerOutputToken: 1, observedBatchSize: 1, batchBucket: '1', cacheBucket: 'miss', settledAtMs: epochMs(now) }] });
 
-  const pruned = ledger.prune(epochMs(now));
+  const pruned = pruneAt(ledger, now);
   assert.deepEqual(pruned, { samples: 2, requests: 1, periods: 2, rollups: 5, unsettledKept: 1 });
   assert.deepEqual(ledger.loadSamples('GPU-1', epochMs(0), epochMs(now)).map((s) => (now - s.timestampMs) / HOUR_MS), [47]);
   assert.deepEqual(ledger.readRequests(...ALL).map((r) => r.record.requestId).sort(), ['old-open', 'recent']);
@@ -65,5 +65,57 @@ test('prune applies each retention to its own tables and never deletes an unfina
   assert.equal(ledger.readHourlyQuality(...ALL).length, 2);
   assert.equal(ledger.counterTotals().gpus[0]?.measuredJ, 3, 'counters keep the pruned rollups (lifetime totals)');
 
-  assert.deepEqual(ledger.prune(epochMs(now)), { samples: 0, requests: 0, periods: 0, rollups: 0, unsettledKept: 1 }, 'idempotent');
+  assert.deepEqual(pruneAt(ledger, now), { samples: 0, requests: 0, periods: 0, rollups: 0, unsettledKept: 1 }, 'idempotent');
+});
+
+/** `n` samples of GPU-0, one every `stepMs` from `fromMs`. */
+function samplesFrom(fromMs: number, stepMs: number, n: number) {
+  return Array.from({ length: n }, (_, i) => ({ timestampMs: epochMs(fromMs + i * stepMs), gpuUuid: 'GPU-0', gpuIndex: 0, powerW: watts(100), energyJ: null }));
+}
+
+test('prune never deletes samples that settlement still needs: those of unsettled time and of the period before settled_until', (t) => {
+  // Settlement has stalled 2.5 h behind the clock; samples are kept for 1 h.
+  const { ledger, cleanup } = tempLedger({ retention: { samplesHours: 1, requestsDays: 7, rollupsDays: 400 } });
+  t.after(cleanup);
+  const now = T0 + 10 * DAY_MS;
+  const settled = now - 2.5 * HOUR_MS;
+  ledger.commitSettlement({ ...settlementAt(settled - 1000, 'x'), settledUntilMs: epochMs(settled) });
+  ledger.insertSamples(samplesFrom(now - 4 * HOUR_MS, 60_000, 4 * 60 + 1));
+  const guard = { periodMs: 60_000, latenessMs: 2 * HOUR_MS };
+  const pruned = ledger.prune(epochMs(now), guard);
+  assert.equal(pruned.skipped, undefined);
+  const left = ledger.loadSamples('GPU-0', epochMs(settled - 60_000), epochMs(now)).filter((s) => s.timestampMs >= settled - 60_000);
+  assert.equal(left.length, 152, 'every sample from settled_until - one period to now is still there');
+  assert.equal(left[0]?.timestampMs, settled - 60_000);
+  assert.equal(ledger.earliestSampleMs('GPU-0'), settled - HOUR_MS, 'the 1 h retention counts back from settled_until, not from the clock');
+  assert.equal(pruned.samples, 30);
+});
+
+test('prune is skipped while the clock is far ahead of settlement (a clock step forward): the ESG rollups survive', (t) => {
+  const { ledger, cleanup } = tempLedger();
+  t.after(cleanup);
+  const now = T0 + 300 * DAY_MS;
+  for (let d = 300; d >= 0; d -= 30) ledger.commitSettlement(settlementAt(now - d * DAY_MS - 10_000, `task-${d}`));
+  ledger.insertSamples(samplesFrom(now - HOUR_MS, 60_000, 61));
+  const hours = ledger.readHourlyEnergy(...ALL).length;
+  const guard = { periodMs: 10_000, latenessMs: 120_000 };
+  // The wall clock jumps a year ahead for one prune tick.
+  const jumped = ledger.prune(epochMs(now + 366 * DAY_MS), guard);
+  assert.match(jumped.skipped ?? '', /clock/);
+  assert.equal(ledger.readHourlyEnergy(...ALL).length, hours, 'no rollup deleted');
+  assert.equal(ledger.loadSamples('GPU-0', epochMs(0), epochMs(now)).length, 61, 'no sample deleted');
+  assert.equal(ledger.readTasks(...ALL).length, 11);
+  // At the right time the same prune applies: nothing here is past retention but the samples older than 48 h (none).
+  const normal = ledger.prune(epochMs(now), guard);
+  assert.equal(normal.skipped, undefined);
+  assert.equal(ledger.readHourlyEnergy(...ALL).length, hours);
+});
+
+test('before the first settlement nothing is pruned: every stored sample is still unsettled', (t) => {
+  const { ledger, cleanup } = tempLedger();
+  t.after(cleanup);
+  ledger.insertSamples(samplesFrom(T0 - 100 * HOUR_MS, HOUR_MS, 10));
+  const pruned = ledger.prune(epochMs(T0), { periodMs: 10_000, latenessMs: 120_000 });
+  assert.match(pruned.skipped ?? '', /nothing is settled/);
+  assert.equal(ledger.loadSamples('GPU-0', epochMs(0), epochMs(T0)).length, 10);
 });

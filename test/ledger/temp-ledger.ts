@@ -60,6 +60,26 @@ export function request(i: number, overrides: Partial<ResolvedRequest> = {}): Re
 
 export const never = (): boolean => false;
 
+/**
+ * Settlement has reached `ms`: an empty settlement moves settled_until there (when it is behind).
+ * Pruning takes its ages from min(now, settled_until), so a test that prunes "400 days later"
+ * first lets settlement get there, as a running agent would.
+ */
+export function settleUpTo(ledger: Ledger, ms: number): void {
+  const settled = ledger.getSettledUntil();
+  if (settled !== null && settled >= ms) return;
+  ledger.commitSettlement({
+    periodStartMs: epochMs(ms - 1), periodEndMs: epochMs(ms), settledUntilMs: epochMs(ms),
+    gpuTotals: [], requestDeltas: [], finalized: [], usageRows: [], energyRows: [], hostRows: [], qualityRows: [], taskDeltas: [],
+  });
+}
+
+/** Prune at `nowMs` after settlement has reached it. */
+export function pruneAt(ledger: Ledger, nowMs: number) {
+  settleUpTo(ledger, nowMs);
+  return ledger.prune(epochMs(nowMs));
+}
+
 /** Every row of every ledger table, read through a separate connection (for before/after comparisons). */
 export function dumpTables(path: string): Record<string, unknown[]> {
   const db = new Database(path, { readonly: true });
