@@ -5,6 +5,7 @@ import { TASK_REQUESTS } from '../../agent/ledger-sql.js';
 import { epochMs } from '../../model/units.js';
 import { Ledger } from '../../agent/ledger.js';
 import { LEDGER_MIGRATIONS, latestVersion } from '../../agent/migrations/index.js';
+import { taskRequestsIndex } from '../../agent/migrations/003-task-requests.js';
 import { RETENTION, T0, never, request, tempLedger } from './temp-ledger.js';
 
 const final = (requestId: string, joules: number) => ({
@@ -47,8 +48,9 @@ test('a ledger from before the index gains it when opened, keeping its rows', (t
   const { path, cleanup } = tempLedger();
   t.after(cleanup);
   const db = new Database(path);
-  db.exec('DROP INDEX requests_task');
-  db.pragma(`user_version = ${latestVersion(LEDGER_MIGRATIONS) - 1}`);
+  // Back to the schema just before the index: later steps' tables go too.
+  db.exec('DROP INDEX requests_task; DROP TABLE host_readings');
+  db.pragma(`user_version = ${taskRequestsIndex.version - 1}`);
   db.prepare("INSERT INTO agent_state (key, value) VALUES ('kept', '1')").run();
   db.close();
   const ledger = Ledger.open(path, { node: 'node-a', retention: RETENTION });
