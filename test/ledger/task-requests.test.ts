@@ -45,8 +45,9 @@ test('the task lookup goes through the requests_task index, not a scan of all re
 });
 
 test('a ledger from before the index gains it when opened, keeping its rows', (t) => {
-  const { path, cleanup } = tempLedger();
+  const { ledger: first, path, cleanup } = tempLedger();
   t.after(cleanup);
+  first.close(); // releases its writer lease
   const db = new Database(path);
   // Back to the schema just before the index: later steps' tables go too.
   db.exec('DROP INDEX requests_task; DROP TABLE host_readings');
