@@ -10,6 +10,8 @@
  * Request ids: TOKENWATT_BENCH_REQUEST_IDS=sequential (default, `bench-PID-N`, comparable with the
  * figures recorded so far) or uuid (`chatcmpl-<uuid>`, as OpenAI-compatible servers give them). Random
  * ids cost the ledger more: each one lands on its own page of the request_id index.
+ * Tasks: TOKENWATT_BENCH_TASK_SIZE=N groups each N consecutive records into one task (task_id), so
+ * settlement also maintains task rows; 0 (the default, comparable with earlier figures) sends none.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -26,6 +28,8 @@ const CLK_TCK = 100; // Linux USER_HZ; /proc/<pid>/stat times are in these ticks
 const PERIOD_S = Number(process.env.TOKENWATT_BENCH_SETTLE_PERIOD_S ?? 10);
 const LATENESS_S = Number(process.env.TOKENWATT_BENCH_SETTLE_LATENESS_S ?? 120);
 const RANDOM_IDS = process.env.TOKENWATT_BENCH_REQUEST_IDS === 'uuid';
+const TASK_SIZE = Number(process.env.TOKENWATT_BENCH_TASK_SIZE ?? 0);
+if (!(Number.isInteger(TASK_SIZE) && TASK_SIZE >= 0)) throw new Error(`TOKENWATT_BENCH_TASK_SIZE: a whole number >= 0, got ${process.env.TOKENWATT_BENCH_TASK_SIZE}`);
 
 function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -77,7 +81,8 @@ function startLoad(port: number, rate: number, seconds: number): ChildProcess {
         n++;
         body += JSON.stringify({ request_id: ${RANDOM_IDS ? "'chatcmpl-' + require('node:crypto').randomUUID()" : "'bench-' + process.pid + '-' + n"}, model: 'llama-3.1-8b', tier: 'small', gpus: [n % 8],
           start: now - 900, first_token: now - 700, end: now - 100, prompt_tokens: 800, cached_tokens: (n % 3) * 200,
-          completion_tokens: 120, batch_size: 1 + (n % 64), labels: { team: 'team' + (n % 5) } }) + '\\n';
+          completion_tokens: 120, batch_size: 1 + (n % 64), labels: { team: 'team' + (n % 5) },
+          ${TASK_SIZE > 0 ? "task_id: 'task-' + process.pid + '-' + Math.floor(n / " + TASK_SIZE + "), attempt: 1," : ''} }) + '\\n';
       }
       const req = http.request({ host: '127.0.0.1', port: ${port}, path: '/v1/requests', method: 'POST', agent,
         headers: { 'content-type': 'application/x-ndjson' } }, (res) => res.resume());
