@@ -84,7 +84,8 @@ export interface GpuTypeSpec {
 /**
  * Share of peak tensor throughput that prefill achieves. An assumption, not from ML.ENERGY
  * (whose figures mix prefill into steady-state decode): prefill is compute-bound and vLLM
- * reaches roughly 40% MFU on long prompts.
+ * reaches roughly 40% MFU on long prompts. The same rate is the compute roof of an engine step
+ * that mixes decode tokens and prefill chunks (ReplicaCurves.engineStepS).
  */
 export const PREFILL_MFU = 0.4;
 

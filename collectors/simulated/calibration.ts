@@ -27,10 +27,27 @@ export interface ReplicaCurves {
   readonly description: string;
   /** Seconds per decode step with `batch` sequences running (each gains one token per step). */
   stepTimeS(batch: number): number;
+  /**
+   * Seconds of one engine step that schedules `seqs` sequences (decoding ones and prefill chunks)
+   * and `tokens` tokens in all (one per decoding sequence plus the chunks' prompt tokens), as a
+   * roofline: the fitted decode step time of `seqs` (weight and KV reads, per-sequence
+   * overheads), or the time the tokens' arithmetic takes at the prefill rate when that is longer.
+   * Prompt tokens that fit under a memory-bound decode step cost no extra time, as in vLLM's
+   * chunked prefill; so the ML.ENERGY rows, steady state with their chat prompts prefilled
+   * inside the decode steps, are reproduced (test/simulated/closed-loop.test.ts).
+   */
+  engineStepS(seqs: number, tokens: number): number;
   /** Aggregate output tokens per second at `batch` (the ML.ENERGY output_tok_per_s). */
   tokensPerS(batch: number): number;
   /** Power of each of the replica's GPUs with `running` requests in flight; idle power at 0. */
   powerPerGpuW(running: number): number;
+  /**
+   * Power of each GPU during an engine step of `seqs` sequences and `tokens` tokens: the fitted
+   * power of `seqs` while the step is bound by the decode curve (prompt tokens hidden under it,
+   * as in the ML.ENERGY runs), rising with the tokens beyond what the decode step time covers at
+   * the prefill rate when the step is compute-bound (a long prefill chunk runs near the limit).
+   */
+  enginePowerPerGpuW(seqs: number, tokens: number): number;
   /** Joules per output token at a steady `batch`, all the replica's GPUs together. */
   joulesPerToken(batch: number): number;
   /** Uncached prompt tokens per second that prefill processes (compute-bound estimate). */
@@ -108,6 +125,8 @@ function build(gpu: GpuTypeSpec, ref: FittedCurve, basis: 'reference' | 'scaled'
     basis,
     description: `${gpu.type} x${gpus} ${shape.model ?? `${shape.paramsB}B`}: ${how}`,
     stepTimeS,
+    engineStepS: (seqs, tokens) => Math.max(stepTimeS(seqs), Math.max(0, tokens) / prefillTokensPerS),
+    enginePowerPerGpuW: (seqs, tokens) => powerPerGpuW(seqs + Math.max(0, tokens - stepTimeS(seqs) * prefillTokensPerS)),
     tokensPerS: (batch) => Math.max(1, batch) / stepTimeS(batch),
     powerPerGpuW,
     joulesPerToken: (batch) => (powerPerGpuW(batch) * gpus * stepTimeS(batch)) / Math.max(1, batch),

@@ -5,7 +5,7 @@ import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power
 import { curvesFor, GPU_TYPES, type GpuType, type ReplicaCurves } from './calibration.js';
 import { MinHeap } from './min-heap.js';
 import { Prng } from './prng.js';
-import { SimulatedReplica, type JobOutcome, type SimJob } from './simulated-replica.js';
+import { DEFAULT_MAX_BATCHED_TOKENS, SimulatedReplica, type JobOutcome, type SimJob } from './simulated-replica.js';
 
 /** One model replica on the simulated node. */
 export interface SimulatedReplicaConfig {
@@ -24,6 +24,8 @@ export interface SimulatedReplicaConfig {
   readonly gpus: readonly number[];
   /** Most requests running at once (vLLM max_num_seqs); default 256. */
   readonly maxBatch?: number;
+  /** Token budget of one engine step, shared by decode tokens and prefill chunks (vLLM max_num_batched_tokens); default 8192. */
+  readonly maxBatchedTokens?: number;
 }
 
 /** Faults to inject, at milliseconds after the node's origin (`startMs`). */
@@ -127,7 +129,7 @@ export function simulatedGpuUuid(index: number): string {
 
 /**
  * A GPU node that does not exist: replicas serve submitted requests under continuous batching
- * at speeds and powers calibrated on ML.ENERGY v3, each GPU's energy counter integrates its
+ * with chunked prefill * at speeds and powers calibrated on ML.ENERGY v3, each GPU's energy counter integrates its
  * power exactly, and finished requests come out as complete RequestRecords (source
  * "simulated"). It is a PowerSource like NVML, flagged simulated in its quality and in every
  * sample.
@@ -162,7 +164,7 @@ export class SimulatedGpuNode implements PowerSource {
   /** Current simulated time, ms after the origin. */
   private nowRel = 0;
   /**
-   * Time up to which energy and decode progress have been folded in. Only events fold, so
+   * Time up to which energy has been folded in. Only events fold, so
    * stopping an advance between events (advanceTo at any time) leaves the run bit-identical.
    */
   private baseRel = 0;
@@ -199,12 +201,14 @@ export class SimulatedGpuNode implements PowerSource {
       if (r.gpus.length === 0) throw new Error(`simulated node: replica ${r.name} has no GPUs`);
       const maxBatch = r.maxBatch ?? DEFAULT_MAX_BATCH;
       if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new Error(`simulated node: replica ${r.name} maxBatch must be a positive integer`);
+      const maxBatchedTokens = r.maxBatchedTokens ?? DEFAULT_MAX_BATCHED_TOKENS;
+      if (!Number.isInteger(maxBatchedTokens) || maxBatchedTokens < maxBatch) throw new Error(`simulated node: replica ${r.name} maxBatchedTokens must be an integer >= maxBatch (${maxBatch})`);
       const curves = curvesFor(config.gpuType, { paramsB: r.paramsB, activeParamsB: r.activeParamsB, precision: r.precision, numGpus: r.gpus.length, model: r.model });
       const slot: ReplicaSlot = {
         config: r,
         curves,
         uuids: r.gpus.map((g) => this.uuids[g] ?? ''),
-        engine: new SimulatedReplica(r.name, curves, maxBatch, (job, outcome, at) => this.finish(job, outcome, at)),
+        engine: new SimulatedReplica(r.name, curves, maxBatch, (job, outcome, at) => this.finish(job, outcome, at), maxBatchedTokens),
       };
       for (const g of r.gpus) {
         if (!Number.isInteger(g) || g < 0 || g >= n) throw new Error(`simulated node: replica ${r.name} names GPU ${g}, node has 0..${n - 1}`);
@@ -334,13 +338,18 @@ export class SimulatedGpuNode implements PowerSource {
     }));
   }
 
-  /** Running batch, queue and peak batch of each replica now. */
-  replicaState(): { name: string; running: number; queued: number; maxBatchSeen: number; powerPerGpuW: number }[] {
+  /**
+   * Each replica now: running batch (admitted, prefilling or decoding), decode batch, queue, and
+   * the peaks of the running and decode batches so far.
+   */
+  replicaState(): { name: string; running: number; decoding: number; queued: number; maxBatchSeen: number; maxDecodingSeen: number; powerPerGpuW: number }[] {
     return [...this.replicas.values()].map((r) => ({
       name: r.config.name,
       running: r.engine.running,
+      decoding: r.engine.decodingNow,
       queued: r.engine.queued,
       maxBatchSeen: r.engine.maxBatchSeen,
+      maxDecodingSeen: r.engine.maxDecodeSeen,
       powerPerGpuW: r.engine.powerPerGpuW,
     }));
   }
@@ -375,7 +384,7 @@ export class SimulatedGpuNode implements PowerSource {
       let next = Math.min(this.nextTickRel, this.arrivals.peek()?.atMs ?? Infinity, this.resets[this.nextResetIndex]?.atMs ?? Infinity);
       const cancel = this.peekCancel();
       if (cancel) next = Math.min(next, cancel.cancelAtMs);
-      for (const r of this.replicas.values()) next = Math.min(next, r.engine.nextEventMs(this.baseRel));
+      for (const r of this.replicas.values()) next = Math.min(next, r.engine.nextEventMs());
       if (next > targetRel) {
         this.nowRel = Math.max(this.nowRel, targetRel);
         return;
@@ -400,6 +409,7 @@ export class SimulatedGpuNode implements PowerSource {
       this.arrivals.pop();
       this.arrive(a, t);
     }
+    for (const r of this.replicas.values()) r.engine.schedule(t);
     if (this.nextTickRel <= t) {
       this.emitSamples(this.nextTickRel);
       this.nextTickRel += this.periodMs;
@@ -421,7 +431,7 @@ export class SimulatedGpuNode implements PowerSource {
       failing: spec.fail === true,
       phase: 'waiting',
       batchAtAdmission: null,
-      prefillDoneMs: 0,
+      prefillLeft: Math.max(1, spec.promptTokens - spec.cachedTokens), // vLLM computes at least the last prompt token
       firstTokenMs: null,
       decodeStart: 0,
       decodeTarget: 0,
@@ -430,7 +440,7 @@ export class SimulatedGpuNode implements PowerSource {
     const pending: Pending = { job, spec, replica, cancelAtMs: spec.cancelAfterMs === undefined ? Infinity : t + spec.cancelAfterMs };
     this.pending.set(job, pending);
     if (Number.isFinite(pending.cancelAtMs)) this.cancels.push(pending);
-    replica.engine.enqueue(job, t);
+    replica.engine.enqueue(job);
   }
 
   private peekCancel(): Pending | undefined {
@@ -441,7 +451,7 @@ export class SimulatedGpuNode implements PowerSource {
     }
   }
 
-  /** Fold power over [baseRel, toRel] into energy counters and truth, and decode progress into the replicas. */
+  /** Fold power over [baseRel, toRel] into energy counters and truth. */
   private integrate(toRel: number): void {
     const dt = toRel - this.baseRel;
     if (dt <= 0) return;
@@ -453,14 +463,13 @@ export class SimulatedGpuNode implements PowerSource {
       this.counterJ[g] = (this.counterJ[g] as number) + e;
       if (!busy) this.idleJ[g] = (this.idleJ[g] as number) + e;
     }
-    for (const r of this.replicas.values()) r.engine.advance(dt);
     this.baseRel = toRel;
     this.nowRel = Math.max(this.nowRel, toRel);
   }
 
   private isBusy(g: number): boolean {
     const slot = this.replicaOfGpu[g];
-    return slot !== undefined && slot.engine.running > 0;
+    return slot !== undefined && (slot.engine.running > 0 || slot.engine.busy);
   }
 
   /** Power of GPU g now: the replica's calibrated power (or idle) plus this period's noise, never negative. */

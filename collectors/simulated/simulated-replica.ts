@@ -16,7 +16,8 @@ export interface SimJob {
   phase: 'waiting' | 'prefill' | 'decode' | 'done';
   /** Requests running on the replica right after this one was admitted (itself included). */
   batchAtAdmission: number | null;
-  prefillDoneMs: number;
+  /** Prompt tokens still to prefill (uncached, at least the last prompt token). */
+  prefillLeft: number;
   firstTokenMs: number | null;
   /** Replica decode progress when this job's decode began, and the progress at which it ends. */
   decodeStart: number;
@@ -30,44 +31,68 @@ export type JobFinished = (job: SimJob, outcome: JobOutcome, atMs: number) => vo
 /** Completion times closer than this (ms) to the current time are due now: guards float round-off. */
 const DUE_TOLERANCE_MS = 1e-6;
 
+/** vLLM V1's default max_num_batched_tokens for the OpenAI server on an 80 GB+ GPU. */
+export const DEFAULT_MAX_BATCHED_TOKENS = 8192;
+
+/** One prefill chunk of the step in flight. */
+interface Chunk {
+  readonly job: SimJob;
+  readonly tokens: number;
+}
+
 /**
- * One model replica under continuous batching, as vLLM runs it: up to `maxBatch` requests run at
- * once (the rest wait, FIFO); admitted prompts are prefilled one after another at the prefill
- * rate (cached prefix tokens cost nothing); every running request then gains one token per
- * decode step, and a step takes longer the more requests run (calibrated step time).
+ * One model replica under continuous batching with chunked prefill, as vLLM V1 runs it. The
+ * engine runs steps back to back while it has work. Each step has a token budget
+ * (`maxBatchedTokens`) shared by everything it schedules: first one token for every decoding
+ * request, then chunks of the prompts already being prefilled (oldest first), then new requests
+ * from the FIFO wait queue while the budget lasts and fewer than `maxBatch` requests run. Many
+ * short prompts are prefilled within one step; a long one spreads over several. A request whose
+ * prefill completes in a step gets its first token at the end of that step; every decoding
+ * request gains one token per step.
  *
- * All decoding requests advance at the same rate, so the replica keeps one shared progress
- * counter (tokens per request since the start) and each request's end is a fixed target on it:
- * batch changes only change the counter's speed, and the next completion is the smallest target.
+ * A step's duration and power come from what it schedules (ReplicaCurves.engineStepS and
+ * enginePowerPerGpuW of its sequences and tokens), never from requests that are only waiting.
+ * All decoding requests advance one token per step, so the replica keeps one shared progress
+ * counter (steps decoded) and each request's end is a fixed target on it.
  */
 export class SimulatedReplica {
   private readonly waiting: SimJob[] = [];
   private waitingHead = 0;
-  private readonly prefillQueue: SimJob[] = [];
-  private prefillHead = 0;
+  /** Admitted requests whose prompt is not fully prefilled yet, oldest first. */
+  private prefilling: SimJob[] = [];
   private readonly decoding = new MinHeap<SimJob>((a, b) => a.decodeTarget < b.decodeTarget || (a.decodeTarget === b.decodeTarget && a.seq < b.seq));
   private progress = 0;
   private decodeCount = 0;
   private runningCount = 0;
   private power: number;
-  private tokensPerMs = 0;
   private peakBatch = 0;
+  private peakDecode = 0;
+  /** The step in flight: its end, whether it decodes, its prefill chunks. */
+  private stepEndMs = Infinity;
+  private stepDecodes = false;
+  private stepChunks: Chunk[] = [];
 
   constructor(
     readonly name: string,
     private readonly curves: ReplicaCurves,
     private readonly maxBatch: number,
     private readonly finished: JobFinished,
+    private readonly maxBatchedTokens: number = DEFAULT_MAX_BATCHED_TOKENS,
   ) {
     this.power = curves.powerPerGpuW(0);
   }
 
-  /** Requests admitted (prefilling or decoding): the engine's running batch. */
+  /** Requests admitted (prefilling or decoding): the engine's running batch (vLLM num_requests_running). */
   get running(): number {
     return this.runningCount;
   }
 
-  /** Requests waiting for a batch slot. */
+  /** Requests decoding (past their first token): the decode batch. */
+  get decodingNow(): number {
+    return this.decodeCount;
+  }
+
+  /** Requests waiting to be scheduled. */
   get queued(): number {
     let n = 0;
     for (let i = this.waitingHead; i < this.waiting.length; i++) if (this.waiting[i]?.phase === 'waiting') n++;
@@ -79,57 +104,47 @@ export class SimulatedReplica {
     return this.peakBatch;
   }
 
+  /** Largest decode batch seen so far. */
+  get maxDecodeSeen(): number {
+    return this.peakDecode;
+  }
+
+  /** Whether an engine step is in flight (the GPUs are working). */
+  get busy(): boolean {
+    return this.stepEndMs !== Infinity;
+  }
+
   /** Power of each of this replica's GPUs now (before noise), watts. */
   get powerPerGpuW(): number {
     return this.power;
   }
 
-  /** Move decode progress forward by `dtMs` at the current rate. */
-  advance(dtMs: number): void {
-    if (this.decodeCount > 0) this.progress += this.tokensPerMs * dtMs;
+  /** End of the step in flight, or Infinity when the engine is idle. */
+  nextEventMs(): number {
+    return this.stepEndMs;
   }
 
-  /** Time of the next prefill or decode completion, or Infinity when nothing runs. */
-  nextEventMs(nowMs: number): number {
-    let next = Infinity;
-    const head = this.prefillQueue[this.prefillHead];
-    if (head) next = head.prefillDoneMs;
-    const top = this.peekDecoding();
-    if (top && this.tokensPerMs > 0) next = Math.min(next, nowMs + Math.max(0, top.decodeTarget - this.progress) / this.tokensPerMs);
-    return next;
-  }
-
-  /** A request arrives at `nowMs`: admit it or queue it. */
-  enqueue(job: SimJob, nowMs: number): void {
+  /** A request arrives: it waits for the next step (see schedule). */
+  enqueue(job: SimJob): void {
     this.waiting.push(job);
-    this.admit(nowMs);
   }
 
-  /** Complete what is due at `nowMs` (prefills, then decodes), then fill freed batch slots. */
+  /** Finish the step in flight when it is due at `nowMs`. */
   processDue(nowMs: number): void {
-    for (;;) {
-      const head = this.prefillQueue[this.prefillHead];
-      if (!head || head.prefillDoneMs > nowMs + DUE_TOLERANCE_MS) break;
-      this.prefillHead++;
-      this.finishPrefill(head, nowMs);
-      this.startNextPrefill(nowMs);
-    }
-    for (;;) {
-      const top = this.peekDecoding();
-      if (!top) break;
-      const dueMs = this.tokensPerMs > 0 ? nowMs + (top.decodeTarget - this.progress) / this.tokensPerMs : Infinity;
-      if (dueMs > nowMs + DUE_TOLERANCE_MS) break;
-      this.decoding.pop();
-      this.progress = Math.max(this.progress, top.decodeTarget);
-      top.completionTokens = top.stopAfterTokens;
-      this.decodeCount--;
-      this.end(top, top.failing ? 'error' : 'ok', nowMs);
-    }
-    this.admit(nowMs);
+    if (this.stepEndMs > nowMs + DUE_TOLERANCE_MS) return;
+    this.finishStep(nowMs);
     this.compact();
   }
 
-  /** Cancel a request wherever it is; no-op when it already ended. */
+  /**
+   * Start the next step when the engine is idle and has work. Called once everything due at
+   * `nowMs` is processed, so that requests arriving together are scheduled together.
+   */
+  schedule(nowMs: number): void {
+    if (!this.busy) this.startStep(nowMs);
+  }
+
+  /** Cancel a request wherever it is; no-op when it already ended. The step in flight completes. */
   cancel(job: SimJob, nowMs: number): void {
     switch (job.phase) {
       case 'done':
@@ -138,21 +153,44 @@ export class SimulatedReplica {
         job.phase = 'done';
         this.finished(job, 'cancelled', nowMs);
         return;
-      case 'prefill': {
-        const wasHead = this.prefillQueue[this.prefillHead] === job;
-        if (wasHead) this.prefillHead++;
+      case 'prefill':
         this.end(job, 'cancelled', nowMs);
-        if (wasHead) this.startNextPrefill(nowMs);
         break;
-      }
       case 'decode':
-        job.completionTokens = Math.min(job.stopAfterTokens, 1 + Math.floor(this.progress - job.decodeStart + 1e-9));
+        job.completionTokens = Math.min(job.stopAfterTokens, 1 + this.progress - job.decodeStart);
         this.decodeCount--;
         this.end(job, 'cancelled', nowMs);
         break;
     }
-    this.admit(nowMs);
+    if (this.runningCount === 0) {
+      // Nothing of the step in flight is still wanted: the engine drops it (schedule starts the next).
+      this.stepEndMs = Infinity;
+      this.stepChunks = [];
+      this.stepDecodes = false;
+      this.power = this.curves.powerPerGpuW(0);
+    }
     this.compact();
+  }
+
+  private finishStep(nowMs: number): void {
+    this.stepEndMs = Infinity;
+    if (this.stepDecodes) {
+      this.progress++;
+      for (let top = this.peekDecoding(); top && top.decodeTarget <= this.progress; top = this.peekDecoding()) {
+        this.decoding.pop();
+        top.completionTokens = top.stopAfterTokens;
+        this.decodeCount--;
+        this.end(top, top.failing ? 'error' : 'ok', nowMs);
+      }
+    }
+    const chunks = this.stepChunks;
+    this.stepChunks = [];
+    for (const { job, tokens } of chunks) {
+      if (job.phase !== 'prefill') continue; // cancelled during the step
+      job.prefillLeft -= tokens;
+      if (job.prefillLeft <= 0) this.finishPrefill(job, nowMs);
+    }
+    if (this.prefilling.some((j) => j.phase !== 'prefill')) this.prefilling = this.prefilling.filter((j) => j.phase === 'prefill');
   }
 
   private finishPrefill(job: SimJob, nowMs: number): void {
@@ -171,43 +209,52 @@ export class SimulatedReplica {
     job.decodeTarget = this.progress + (job.stopAfterTokens - 1);
     this.decoding.push(job);
     this.decodeCount++;
-    this.updateRates();
+    this.peakDecode = Math.max(this.peakDecode, this.decodeCount);
   }
 
-  private startNextPrefill(nowMs: number): void {
-    // Cancelled jobs stay in the queue array until compaction; skip them.
-    while (this.prefillHead < this.prefillQueue.length && this.prefillQueue[this.prefillHead]?.phase !== 'prefill') this.prefillHead++;
-    const head = this.prefillQueue[this.prefillHead];
-    if (!head) return;
-    const uncached = head.promptTokens - head.cachedTokens;
-    head.prefillDoneMs = nowMs + 1000 * (this.curves.stepTimeS(this.runningCount) + uncached / this.curves.prefillTokensPerS);
-  }
-
-  private admit(nowMs: number): void {
-    while (this.runningCount < this.maxBatch && this.waitingHead < this.waiting.length) {
+  /** Schedule the next step from what runs and waits now; idle power when there is nothing to do. */
+  private startStep(nowMs: number): void {
+    // maxBatch <= maxBatchedTokens (the node checks), so every decoding request fits.
+    const decodes = this.decodeCount;
+    let budget = this.maxBatchedTokens - decodes;
+    const chunks: Chunk[] = [];
+    let prefillTokens = 0;
+    const take = (job: SimJob): void => {
+      const tokens = Math.min(job.prefillLeft, budget);
+      chunks.push({ job, tokens });
+      prefillTokens += tokens;
+      budget -= tokens;
+    };
+    for (const job of this.prefilling) {
+      if (budget <= 0) break;
+      if (job.phase === 'prefill') take(job);
+    }
+    while (budget > 0 && this.runningCount < this.maxBatch && this.waitingHead < this.waiting.length) {
       const job = this.waiting[this.waitingHead++] as SimJob;
       if (job.phase !== 'waiting') continue;
       this.runningCount++;
       this.peakBatch = Math.max(this.peakBatch, this.runningCount);
       job.phase = 'prefill';
       job.batchAtAdmission = this.runningCount;
-      const idle = this.prefillHead >= this.prefillQueue.length;
-      this.prefillQueue.push(job);
-      if (idle) this.startNextPrefill(nowMs);
+      this.prefilling.push(job);
+      take(job);
     }
-    this.updateRates();
+    this.stepChunks = chunks;
+    this.stepDecodes = decodes > 0;
+    const seqs = decodes + chunks.length;
+    if (seqs === 0) {
+      this.stepEndMs = Infinity;
+      this.power = this.curves.powerPerGpuW(0);
+      return;
+    }
+    this.stepEndMs = nowMs + 1000 * this.curves.engineStepS(seqs, decodes + prefillTokens);
+    this.power = this.curves.enginePowerPerGpuW(seqs, decodes + prefillTokens);
   }
 
   private end(job: SimJob, outcome: JobOutcome, nowMs: number): void {
     job.phase = 'done';
     this.runningCount--;
-    this.updateRates();
     this.finished(job, outcome, nowMs);
-  }
-
-  private updateRates(): void {
-    this.power = this.curves.powerPerGpuW(this.runningCount);
-    this.tokensPerMs = this.decodeCount > 0 ? 1 / (1000 * this.curves.stepTimeS(this.runningCount)) : 0;
   }
 
   private peekDecoding(): SimJob | undefined {
@@ -223,10 +270,6 @@ export class SimulatedReplica {
     if (this.waitingHead > 1024 && this.waitingHead * 2 > this.waiting.length) {
       this.waiting.splice(0, this.waitingHead);
       this.waitingHead = 0;
-    }
-    if (this.prefillHead > 1024 && this.prefillHead * 2 > this.prefillQueue.length) {
-      this.prefillQueue.splice(0, this.prefillHead);
-      this.prefillHead = 0;
     }
   }
 }

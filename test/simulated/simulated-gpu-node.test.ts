@@ -64,7 +64,9 @@ test('one request: timeline, tokens and energy follow the calibrated curves', ()
   h.node.advanceTo(T0 + 20_000);
   assert.equal(h.records.length, 1);
   const r = h.records[0] as RequestRecord;
-  const ttftMs = 1000 * (curves.stepTimeS(1) + 800 / curves.prefillTokensPerS);
+  // One step prefills the 800 uncached tokens (compute-bound), then one token per decode step.
+  const ttftMs = 1000 * curves.engineStepS(1, 800);
+  assert.equal(ttftMs, 1000 * 800 / curves.prefillTokensPerS);
   const decodeMs = 149 * 1000 * curves.stepTimeS(1);
   assert.equal(r.startMs, T0 + 1000);
   assert.ok(Math.abs((r.firstTokenMs as number) - (T0 + 1000 + ttftMs)) <= 1);
@@ -77,11 +79,13 @@ test('one request: timeline, tokens and energy follow the calibrated curves', ()
   assert.equal(r.taskId, 't1');
   assert.deepEqual(r.labels, { team: 'a' });
   assert.deepEqual(r.gpus, [h.node.gpus()[0]?.uuid]);
-  // GPU 0 drew P(1) while the request ran and idle power otherwise; GPU 3 serves nothing.
+  // GPU 0 drew the prefill step's power, then P(1) while decoding, and idle power otherwise; GPU 3 serves nothing.
   const busyS = (ttftMs + decodeMs) / 1000;
   const truth = h.node.truth();
   const uuid0 = h.node.gpus()[0]?.uuid as string;
-  assert.ok(Math.abs((truth.perGpuJ[uuid0] as number) - (curves.powerPerGpuW(1) * busyS + GPU_TYPES.H100.idlePowerW * (20 - busyS))) < 1e-6);
+  const prefillW = curves.enginePowerPerGpuW(1, 800);
+  assert.ok(prefillW > curves.powerPerGpuW(1));
+  assert.ok(Math.abs((truth.perGpuJ[uuid0] as number) - (prefillW * ttftMs / 1000 + curves.powerPerGpuW(1) * decodeMs / 1000 + GPU_TYPES.H100.idlePowerW * (20 - busyS))) < 1e-6);
   assert.ok(Math.abs((truth.idleJByGpu[uuid0] as number) - GPU_TYPES.H100.idlePowerW * (20 - busyS)) < 1e-6);
   assert.equal(truth.perReplicaJ.small, truth.perGpuJ[uuid0]);
 });
@@ -100,9 +104,10 @@ test('a warm prefix cache shortens time to first token', () => {
 test('continuous batching: the batch fills to maxBatch, the rest wait, power follows the batch', () => {
   const h = harness(config());
   for (let i = 0; i < 300; i++) h.node.submit(spec(`b${i}`, { promptTokens: 100, outputTokens: 400 }));
-  h.node.advanceTo(T0 + 500);
+  h.node.advanceTo(T0 + 2000);
   const state = h.node.replicaState().find((s) => s.name === 'small');
   assert.equal(state?.running, 256);
+  assert.equal(state?.decoding, 256);
   assert.equal(state?.queued, 44);
   const curves = curvesFor('H100', { paramsB: 8, numGpus: 1 });
   assert.equal(state?.powerPerGpuW, curves.powerPerGpuW(256));
@@ -111,9 +116,10 @@ test('continuous batching: the batch fills to maxBatch, the rest wait, power fol
   const batches = h.records.map((r) => r.batchSize as number);
   assert.equal(Math.max(...batches), 256);
   assert.deepEqual(batches.slice(0, 3), [1, 2, 3]);
-  // The ones that waited were admitted as slots freed, into a full batch.
+  // The ones that waited were admitted as slots freed (the first 256 prefilled over four steps end in four groups).
   const late = h.records.filter((r) => r.requestId >= 'b256' && r.requestId.length === 4);
-  assert.ok(late.every((r) => (r.batchSize as number) > 200));
+  assert.equal(late.length, 44);
+  assert.ok(late.every((r) => (r.batchSize as number) > 150 && (r.startMs as number) === T0 && (r.firstTokenMs as number) > T0 + 10_000), late.map((r) => r.batchSize).join());
   assert.ok(h.records.every((r) => r.completionTokens === 400 && r.status === 'ok'));
   // Decode speed per request falls with the batch: a lone request finishes much sooner than one of 256.
   const lone = harness(config());
@@ -121,6 +127,31 @@ test('continuous batching: the batch fills to maxBatch, the rest wait, power fol
   lone.node.advanceTo(T0 + 120_000);
   const dur = (r: RequestRecord | undefined): number => (r?.endMs as number) - (r?.firstTokenMs as number);
   assert.ok(dur(h.records.find((r) => r.requestId === 'b0')) > 2 * dur(lone.records[0]));
+});
+
+test('chunked prefill: one step prefills many prompts within its token budget; waiting requests cost nothing', () => {
+  const curves = curvesFor('H100', { paramsB: 8, numGpus: 1 });
+  // 200 short prompts (6,000 tokens) fit in one 8,192-token step: all get their first token together.
+  const short = harness(config());
+  for (let i = 0; i < 200; i++) short.node.submit(spec(`s${i}`, { promptTokens: 30, outputTokens: 100 }));
+  short.node.advanceTo(T0 + 60_000);
+  const firstStepMs = 1000 * curves.engineStepS(200, 6000);
+  assert.ok(short.records.every((r) => Math.abs((r.firstTokenMs as number) - (T0 + firstStepMs)) <= 1), `first tokens ${[...new Set(short.records.map((r) => (r.firstTokenMs as number) - T0))].join()}`);
+  // ...then 99 decode steps of the 200 together.
+  assert.ok(short.records.every((r) => Math.abs(r.endMs - (T0 + firstStepMs + 99_000 * curves.stepTimeS(200))) <= 1));
+  // 20 prompts of 1,000 tokens need three steps of the budget (8,192 + 8,192 + 3,616 tokens).
+  const long = harness(config());
+  for (let i = 0; i < 20; i++) long.node.submit(spec(`l${i}`, { promptTokens: 1000, outputTokens: 50 }));
+  long.node.advanceTo(T0 + 60_000);
+  assert.equal(new Set(long.records.map((r) => r.firstTokenMs)).size, 3);
+  assert.ok(Math.max(...long.records.map((r) => (r.firstTokenMs as number) - T0)) < 1000 * (3 * 8192 / curves.prefillTokensPerS + 0.1));
+  // With maxBatch 4 and 100 requests queued, power and speed are those of the 4 that run.
+  const capped = harness(config({ replicas: [{ name: 'small', model: 'm', tier: 'small', paramsB: 8, gpus: [0], maxBatch: 4 }] }));
+  for (let i = 0; i < 100; i++) capped.node.submit(spec(`c${i}`, { promptTokens: 10, outputTokens: 1000 }));
+  capped.node.advanceTo(T0 + 1000);
+  const st = capped.node.replicaState()[0];
+  assert.deepEqual([st?.running, st?.decoding, st?.queued], [4, 4, 96]);
+  assert.equal(st?.powerPerGpuW, curves.powerPerGpuW(4));
 });
 
 test('cancellation mid-decode and while queued, and engine errors, end with partial tokens', () => {
