@@ -97,7 +97,7 @@ export class DemoSummaryPrinter {
 
   render(): string {
     const stats = this.options.workload.stats();
-    const workload = `workload so far: ${stats.tasksStarted} tasks, ${stats.requestsSubmitted} requests, ${stats.retries} retries, ${stats.cancelled} cancelled, ${stats.errored} errors, ${stats.bursts} bursts`;
+    const workload = `workload so far: ${stats.tasksStarted} tasks, ${stats.requestsSubmitted} requests, ${stats.retries} retries, ${stats.cancelled} cancelled, ${stats.errored} errors, ${stats.bursts} batch jobs`;
     return `\n${renderSummaryTable(this.snapshot())}\n${workload}\n`;
   }
 

@@ -44,12 +44,14 @@ export function demoReplicaMap(config: SimulatedGpuNodeConfig = defaultDemoNodeC
 export interface DemoWorkloadOptions {
   readonly node: SimulatedGpuNode;
   readonly seed?: number;
-  /** Mean arrivals of new tasks per second outside bursts (modulated over a 5-minute cycle); default 3. */
+  /** Mean arrivals of new tasks per second besides the batch jobs (modulated over a 5-minute cycle); default 3. */
   readonly ratePerSecond?: number;
-  /** Seconds between summarisation bursts, drawn uniformly in this range; default [30, 60]. */
+  /** Seconds between the starts of summarisation batch jobs, drawn uniformly in this range; default [45, 90]. */
   readonly burstEverySeconds?: readonly [number, number];
-  /** Requests in one burst, uniformly in this range; default [100, 250]. */
+  /** Requests in one batch job, uniformly in this range; default [300, 700]. */
   readonly burstSize?: readonly [number, number];
+  /** Requests a batch job keeps in flight (its client's concurrency), uniformly in this range; default [150, 450]. */
+  readonly burstConcurrency?: readonly [number, number];
   /** Prefix of request and task ids; default "demo-<seed>-<node start, base 36>" (unique per run). */
   readonly idPrefix?: string;
   /** Clock of the real-time generator; default Date.now (must match the node's). */
@@ -70,11 +72,17 @@ export interface DemoWorkloadStats {
   errored: number;
   tasksSucceeded: number;
   tasksFailed: number;
+  /** Summarisation batch jobs started. */
   bursts: number;
   tickErrors: number;
 }
 
 type Scenario = 'chat' | 'agent' | 'code-review' | 'reasoning' | 'summarize';
+
+/** A summarisation batch job: its client keeps `concurrency` requests in flight until `remaining` is spent. */
+interface BatchJob {
+  remaining: number;
+}
 
 interface TaskState {
   readonly id: string;
@@ -99,12 +107,20 @@ interface TaskState {
   /** Output of the current step; a retry asks for the same. */
   outputTokens: number;
   reasoningTokens: number;
+  /** Keys the current attempt will have cached once it produced its first token (prefill done). */
+  pendingCacheKeys: string[];
+  /** Whether an attempt of the current step got through prefill, so a retry finds its whole prompt cached. */
+  promptCached: boolean;
+  /** The batch job this task belongs to (summarisation), if any. */
+  batchJob: BatchJob | null;
 }
 
 const TEAMS = ['search', 'support', 'research', 'data'] as const;
 const MAX_ATTEMPTS = 3;
 /** vLLM caches prefixes in blocks of 16 tokens. */
 const CACHE_BLOCK = 16;
+/** A batch job's client ramps up to its concurrency over this long. */
+const BATCH_RAMP_MS = 2000;
 /** A cached prefix survives this long unused (KV blocks get evicted under pressure). */
 const PREFIX_TTL_MS = 90_000;
 /** Fresh arrivals are generated this far ahead, in fixed windows, so virtual runs split alike. */
@@ -114,8 +130,10 @@ const WINDOW_MS = 1000;
  * A realistic, seeded mix of LLM traffic for a SimulatedGpuNode: chat turns (some continuing a
  * conversation whose history the prefix cache holds), multi-step agent tasks whose steps reuse
  * the previous context, code reviews with long unique prompts, reasoning requests with long
- * outputs, and periodic bursts of document summarisation that push the small model's batch into
- * the hundreds. Requests fail (retried up to 3 attempts) and users cancel (some regenerate).
+ * outputs, and periodic summarisation batch jobs: a client that keeps a few hundred short
+ * documents in flight on the small model until its job is done, so the decode batch stands in the
+ * hundreds for a while (that is where J/token is lowest). Requests fail (retried up to 3
+ * attempts) and users cancel (some regenerate).
  * Labels team/feature come from a small set.
  *
  * runVirtual(untilMs) drives the node in virtual time (deterministic for a seed); start()/stop()
@@ -128,6 +146,7 @@ export class DemoWorkload {
   private readonly rate: number;
   private readonly burstEvery: readonly [number, number];
   private readonly burstSize: readonly [number, number];
+  private readonly burstConcurrency: readonly [number, number];
   private readonly idPrefix: string;
   private readonly clock: { now(): number };
   private readonly tickMs: number;
@@ -157,8 +176,9 @@ export class DemoWorkload {
     this.followPrng = new Prng(seed * 7 + 2);
     this.rate = options.ratePerSecond ?? 3;
     if (!(this.rate > 0 && this.rate <= 10_000)) throw new Error(`demo workload: ratePerSecond must be in (0, 10000] (got ${this.rate})`);
-    this.burstEvery = options.burstEverySeconds ?? [30, 60];
-    this.burstSize = options.burstSize ?? [100, 250];
+    this.burstEvery = options.burstEverySeconds ?? [45, 90];
+    this.burstSize = options.burstSize ?? [300, 700];
+    this.burstConcurrency = options.burstConcurrency ?? [150, 450];
     this.clock = options.clock ?? { now: () => Date.now() };
     this.tickMs = options.tickMs ?? 100;
     this.originMs = this.node.now();
@@ -273,22 +293,27 @@ export class DemoWorkload {
     const task: TaskState = {
       id: `${this.idPrefix}-t${this.taskSeq++}`, scenario, replica, team, steps, step: 1, attempt: 1,
       promptTokens: 0, prefixKey: null, prefixTokens: 0, fallbackKey: null, fallbackTokens: 0, storeKey: null,
-      contextTokens: 0, outputTokens: 1, reasoningTokens: 0,
+      contextTokens: 0, outputTokens: 1, reasoningTokens: 0, pendingCacheKeys: [], promptCached: false, batchJob: null,
     };
     this.counters.tasksStarted++;
     this.tasks.set(task.id, task);
     return task;
   }
 
+  /** Start a summarisation batch job: its first `concurrency` requests ramp up now; each one that ends starts the next. */
   private burst(atMs: number): void {
     const p = this.arrivalPrng;
-    const count = p.int(this.burstSize[0], this.burstSize[1]);
-    const spanMs = 1000 + p.next() * 1000;
+    const job: BatchJob = { remaining: p.int(this.burstSize[0], this.burstSize[1]) };
+    const concurrency = Math.min(job.remaining, p.int(this.burstConcurrency[0], this.burstConcurrency[1]));
     this.counters.bursts++;
-    for (let i = 0; i < count; i++) {
-      const task = this.newTask('summarize', this.replicaFor('small'), 'data', 1);
-      this.planStep(task, atMs + (i / count) * spanMs, p);
-    }
+    for (let i = 0; i < concurrency; i++) this.startBatchTask(job, atMs + (i / concurrency) * BATCH_RAMP_MS, p);
+  }
+
+  private startBatchTask(job: BatchJob, atMs: number, p: Prng): void {
+    job.remaining--;
+    const task = this.newTask('summarize', this.replicaFor('small'), 'data', 1);
+    task.batchJob = job;
+    this.planStep(task, atMs, p);
   }
 
   /** Choose prompt, prefix and output of the task's current step, then submit it. */
@@ -365,12 +390,13 @@ export class DemoWorkload {
         return this.submit(task, atMs, deadline, p);
       }
       case 'summarize':
+        // Short documents (tickets, reviews, abstracts) under a shared instruction prompt.
         task.prefixKey = 'sys:summarize';
         task.prefixTokens = 200;
         task.fallbackKey = null;
         task.storeKey = null;
-        task.promptTokens = 200 + round(p.logNormal(1200, 0.5));
-        task.outputTokens = Math.min(512, round(p.logNormal(180, 0.4)));
+        task.promptTokens = 200 + round(p.logNormal(350, 0.5));
+        task.outputTokens = Math.min(1024, round(p.logNormal(300, 0.4)));
         return this.submit(task, atMs, undefined, p);
     }
   }
@@ -378,8 +404,8 @@ export class DemoWorkload {
   /** Submit the task's current step (attempt `task.attempt`), with a client deadline when given. */
   private submit(task: TaskState, atMs: number, cancelAfterMs: number | undefined, p: Prng): void {
     const cached = this.cachedPrefix(task, atMs);
-    // A retry finds its own whole prompt cached by the failed attempt.
-    const cachedRaw = task.attempt > 1 ? task.promptTokens : cached;
+    // A retry finds its own whole prompt cached, if a failed attempt got through prefill.
+    const cachedRaw = task.attempt > 1 && task.promptCached ? task.promptTokens : cached;
     const cachedTokens = Math.min(task.promptTokens, Math.floor(cachedRaw / CACHE_BLOCK) * CACHE_BLOCK);
     const spec: SimulatedRequestSpec = {
       requestId: `${this.idPrefix}-r${this.requestSeq++}`,
@@ -400,23 +426,33 @@ export class DemoWorkload {
     this.node.submit(spec);
   }
 
-  /** Tokens of the step's prefix the replica's prefix cache holds at `atMs`; records what serving it caches. */
+  /**
+   * Tokens of the step's prefix the replica's prefix cache holds at `atMs`. What serving the
+   * attempt will cache is noted on the task and stored only once the attempt got through
+   * prefill (see cachePrompt): an attempt cancelled or failed before its first token caches nothing.
+   */
   private cachedPrefix(task: TaskState, atMs: number): number {
     const warm = (key: string | null): boolean => {
       if (key === null) return false;
       const last = this.prefixCache.get(`${task.replica}|${key}`);
-      return last !== undefined && atMs - last < PREFIX_TTL_MS;
+      return last !== undefined && last <= atMs && atMs - last < PREFIX_TTL_MS;
     };
     const tokens = warm(task.prefixKey) ? task.prefixTokens : warm(task.fallbackKey) ? task.fallbackTokens : 0;
-    for (const key of [task.prefixKey, task.fallbackKey, task.storeKey]) {
-      if (key === null) continue;
+    task.pendingCacheKeys = [task.prefixKey, task.fallbackKey, task.storeKey].filter((k): k is string => k !== null);
+    return tokens;
+  }
+
+  /** The attempt's prompt was prefilled by `atMs` (its first token): its prefixes and whole prompt are cached from then. */
+  private cachePrompt(task: TaskState, atMs: number): void {
+    task.promptCached = true;
+    for (const key of task.pendingCacheKeys) {
       const k = `${task.replica}|${key}`;
       this.prefixCache.set(k, Math.max(this.prefixCache.get(k) ?? -Infinity, atMs));
     }
+    task.pendingCacheKeys = [];
     if (this.prefixCache.size > 5000) {
       for (const [key, last] of this.prefixCache) if (atMs - last >= PREFIX_TTL_MS) this.prefixCache.delete(key);
     }
-    return tokens;
   }
 
   // ---- outcomes -----------------------------------------------------------------------------
@@ -424,6 +460,7 @@ export class DemoWorkload {
   private onDone(record: RequestRecord): void {
     const task = record.taskId === null ? undefined : this.tasks.get(record.taskId);
     if (!task) return; // another client's request
+    if (record.firstTokenMs !== null) this.cachePrompt(task, record.firstTokenMs);
     if (this.stopped) {
       this.tasks.delete(task.id);
       return;
@@ -432,26 +469,30 @@ export class DemoWorkload {
     if (record.status === 'error') this.counters.errored++;
     if (record.status === 'cancelled') this.counters.cancelled++;
     if (record.status === 'ok') {
-      if (task.step >= task.steps) return this.closeTask(task, true);
+      if (task.step >= task.steps) return this.closeTask(task, true, record.endMs);
       task.step++;
       task.attempt = 1;
+      task.promptCached = false;
       task.reasoningTokens = 0;
       task.contextTokens += record.completionTokens;
       return this.planStep(task, record.endMs + 300 + p.next() * 3500, p); // tool call / user think time
     }
     // error: the client retries; cancelled: the user regenerates half of the time.
     const retry = task.attempt < MAX_ATTEMPTS && (record.status === 'error' || p.chance(0.5));
-    if (!retry) return this.closeTask(task, false);
+    if (!retry) return this.closeTask(task, false, record.endMs);
     task.attempt++;
     this.counters.retries++;
     const backoffMs = record.status === 'error' ? 500 * 2 ** (task.attempt - 2) + p.next() * 500 : 1000 + p.next() * 4000;
     this.submit(task, record.endMs + backoffMs, undefined, p);
   }
 
-  private closeTask(task: TaskState, ok: boolean): void {
+  /** The task is over at `atMs`; in a batch job, its client sends the job's next document. */
+  private closeTask(task: TaskState, ok: boolean, atMs: number): void {
     this.tasks.delete(task.id);
     if (ok) this.counters.tasksSucceeded++;
     else this.counters.tasksFailed++;
+    const job = task.batchJob;
+    if (job && job.remaining > 0) this.startBatchTask(job, atMs + 20 + this.followPrng.next() * 200, this.followPrng);
   }
 }
 

@@ -3,14 +3,20 @@ import assert from 'node:assert/strict';
 import { parseRequestRecord, toWire, type RequestRecord } from '../../model/request-record.js';
 import { SimulatedGpuNode } from '../../collectors/simulated/simulated-gpu-node.js';
 import { DemoWorkload, defaultDemoNodeConfig, demoReplicaMap } from '../../agent/demo-workload.js';
+import { NodeRecordContext } from '../../agent/record-context.js';
+import { analyzeRun } from '../../model/analysis.js';
+import { DEFAULT_ATTRIBUTION_CONFIG } from '../../model/attribution-config.js';
+import { BATCH_BUCKETS } from '../../model/buckets.js';
+import type { PowerSample } from '../../model/power-sample.js';
+import { resolveRecord, type ResolvedRequest } from '../../model/request-record.js';
 
 const T0 = Date.UTC(2026, 10, 1, 9, 0, 0);
 
 function runDemo(seed: number, seconds: number, split?: number) {
   const node = new SimulatedGpuNode(defaultDemoNodeConfig({ seed, startMs: T0 }));
   const records: RequestRecord[] = [];
-  let samples = 0;
-  node.attach((s) => { samples += s.length; }, () => undefined);
+  const samples: PowerSample[] = [];
+  node.attach((s) => { samples.push(...s); }, () => undefined);
   node.onRequestDone((r) => records.push(r));
   const workload = new DemoWorkload({ node, seed });
   if (split !== undefined) workload.runVirtual(T0 + split * 1000);
@@ -18,8 +24,20 @@ function runDemo(seed: number, seconds: number, split?: number) {
   return { node, workload, records, samples };
 }
 
-// One 4-minute run shared by the assertions below (about 0.2 s of CPU).
+// One 4-minute run shared by the assertions below (about 0.3 s of CPU).
 const demo = runDemo(3, 240);
+
+/** What `analyze --per-request` reports for the run: each request's attributed joules and engine batch bucket. */
+function analyzeDemo() {
+  const context = new NodeRecordContext({ gpus: demo.node.gpus(), replicas: [], tiers: {}, retainedWindowMs: Number.MAX_SAFE_INTEGER / 2, futureSkewMs: Number.MAX_SAFE_INTEGER / 2 }).at(Date.UTC(2100, 0, 1));
+  const requests: ResolvedRequest[] = [];
+  demo.records.forEach((r, i) => {
+    const resolved = resolveRecord(r, i, context);
+    assert.ok(resolved.ok);
+    requests.push(resolved.record);
+  });
+  return analyzeRun({ samples: demo.samples, requests, gpus: demo.node.gpus().map((g) => ({ uuid: g.uuid, index: g.index })), config: DEFAULT_ATTRIBUTION_CONFIG, perRequest: true });
+}
 
 test('the demo node is 8 H100s: small on GPU 0, medium on 1-2, large MoE on 3-6, GPU 7 a spare', () => {
   const map = demoReplicaMap();
@@ -32,12 +50,41 @@ test('the demo node is 8 H100s: small on GPU 0, medium on 1-2, large MoE on 3-6,
   assert.equal(truth.idleJByGpu[spare], truth.perGpuJ[spare]);
 });
 
-test('batch sizes range from 1 to the hundreds', () => {
+test('batch sizes range from 1 to the hundreds, and the hundreds are decoding', () => {
   const batches = demo.records.map((r) => r.batchSize).filter((b): b is number => b !== null);
   assert.equal(Math.min(...batches), 1);
   assert.ok(Math.max(...batches) >= 100, `max batch ${Math.max(...batches)}`);
   assert.ok(batches.filter((b) => b < 8).length > 10, 'quiet spells with small batches');
   for (const tier of ['small', 'medium', 'large']) assert.ok(demo.records.some((r) => r.tier === tier), tier);
+  // Not requests queued for prefill: the small model's decode batch itself reaches the hundreds.
+  const small = demo.node.replicaState().find((s) => s.name === 'llama-3.1-8b');
+  assert.ok((small?.maxDecodingSeen as number) >= 300, `peak decode batch ${small?.maxDecodingSeen}`);
+  assert.ok(demo.records.filter((r) => r.tier === 'small' && (r.batchSize as number) > 256).length > 100, 'requests admitted into a batch above 256');
+});
+
+test('in the small tier J/token falls with the batch, from the smallest bucket to the largest', () => {
+  const report = analyzeDemo();
+  const byBucket = new Map<string, { j: number; tokens: number; n: number }>();
+  for (const r of report.requests ?? []) {
+    if (r.tier !== 'small' || r.status !== 'ok') continue;
+    const acc = byBucket.get(r.batch_bucket) ?? { j: 0, tokens: 0, n: 0 };
+    acc.j += r.joules;
+    acc.tokens += r.completion_tokens;
+    acc.n++;
+    byBucket.set(r.batch_bucket, acc);
+  }
+  const buckets = BATCH_BUCKETS.filter((b) => (byBucket.get(b)?.n ?? 0) >= 20);
+  const jPerToken = buckets.map((b) => {
+    const acc = byBucket.get(b) as { j: number; tokens: number };
+    return acc.j / acc.tokens;
+  });
+  const table = buckets.map((b, i) => `${b}: ${(jPerToken[i] as number).toFixed(3)} J/token (${byBucket.get(b)?.n})`).join(', ');
+  assert.ok(BATCH_BUCKETS.indexOf(buckets[0] as (typeof BATCH_BUCKETS)[number]) <= 1, `smallest bucket with 20 requests is 1 or 2-4: ${table}`);
+  assert.equal(buckets.at(-1), '257+', table);
+  // ML.ENERGY's Llama-3.1-8B on H100: 0.455 J/token at batch 8, 0.070 at 512; the demo's requests add their prefill.
+  assert.ok((jPerToken[0] as number) > 4 * (jPerToken.at(-1) as number), table);
+  assert.ok((jPerToken.at(-1) as number) < 0.15, table);
+  jPerToken.forEach((j, i) => assert.ok(i === 0 || j < (jPerToken[i - 1] as number), `not falling at ${buckets[i]}: ${table}`));
 });
 
 test('prefix-cache misses, partial hits and full hits all occur, in 16-token blocks', () => {
@@ -64,6 +111,27 @@ test('tasks span several requests, with retries, cancellations and errors', () =
   // Submitted = finished + in flight (+ follow-ups already planned past the end of the run).
   const inFlight = demo.node.replicaState().reduce((n, s) => n + s.running + s.queued, 0);
   assert.ok(stats.requestsSubmitted >= demo.records.length + inFlight && stats.requestsSubmitted <= demo.records.length + inFlight + 10);
+});
+
+test('a retry finds its whole prompt cached only when the failed attempt got through prefill', () => {
+  // Ten minutes of seed 2 has attempts cancelled or failed before their first token, then retried.
+  const run = runDemo(2, 600);
+  const key = (r: RequestRecord): string => `${r.taskId}#${r.attempt}`;
+  const byAttempt = new Map(run.records.map((r) => [key(r), r]));
+  const fullHit = (r: RequestRecord): boolean => r.cachedTokens >= r.promptTokens - 15;
+  let afterNoFirstToken = 0;
+  let afterPrefill = 0;
+  for (const retry of run.records.filter((r) => (r.attempt as number) > 1)) {
+    const before = byAttempt.get(`${retry.taskId}#${(retry.attempt as number) - 1}`) as RequestRecord;
+    if (before.firstTokenMs === null) {
+      afterNoFirstToken++;
+      assert.ok(!fullHit(retry) || fullHit(before), `retry ${retry.requestId} (${retry.cachedTokens}/${retry.promptTokens} cached) after ${before.requestId} that never got a first token (${before.cachedTokens}/${before.promptTokens})`);
+    } else {
+      afterPrefill++;
+      assert.ok(fullHit(retry), `retry ${retry.requestId} after a prefilled attempt: ${retry.cachedTokens}/${retry.promptTokens} cached`);
+    }
+  }
+  assert.ok(afterNoFirstToken >= 1 && afterPrefill >= 10, `${afterNoFirstToken} retries after no first token, ${afterPrefill} after prefill`);
 });
 
 test('labels come from a small set and reasoning tokens only on the large tier', () => {
