@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { CONFIG_OPTION_BY_KEY } from './config-options.js';
 import type { TokenwattConfig } from './config-schema.js';
 import { MAX_HELD_SCRAPES } from '../collectors/engine-metrics/interval-records.js';
+import { CarbonInputErrors } from '../model/carbon/carbon-input-error.js';
+import { parseHourlyIntensityCsv } from '../model/carbon/hourly-intensity-csv.js';
 
 /** Where a key's value came from. */
 export type ConfigSource = 'default' | 'file' | 'env' | 'flag';
@@ -23,15 +26,7 @@ export function crossCheckConfig(config: TokenwattConfig, sources: Readonly<Reco
   const errors: string[] = [];
   const warnings: string[] = [];
 
-  if (config.proxyPort !== undefined && config.upstream === undefined) {
-    errors.push(`${keyName('proxyPort')}: the proxy needs ${keyName('upstream')} (where to forward requests)`);
-  }
-  if (config.upstream !== undefined && config.proxyPort === undefined) {
-    errors.push(`${keyName('upstream')}: set ${keyName('proxyPort')} too, or the proxy has no port to listen on`);
-  }
-  if (config.proxyPort !== undefined && config.proxyPort === config.port) {
-    errors.push(`${keyName('proxyPort')}: ${config.proxyPort} is also ${keyName('port')}; they need different ports`);
-  }
+  checkProxy(config, errors);
 
   const settleSeconds = config.settleLateness + 2 * config.settlePeriod;
   if (config.retention.samplesHours * 3600 < settleSeconds) {
@@ -76,6 +71,7 @@ export function crossCheckConfig(config: TokenwattConfig, sources: Readonly<Reco
   }
   checkReplicas(config, warnings);
   checkHeaders(config, errors, warnings);
+  checkIntensityFile(config, errors);
 
   if (config.ingestToken !== undefined) {
     if (sources.ingestToken === 'flag') warnings.push(`${keyName('ingestToken')}: given as a flag, the token is visible in the process list; prefer the environment variable`);
@@ -84,6 +80,51 @@ export function crossCheckConfig(config: TokenwattConfig, sources: Readonly<Reco
     warnings.push(`${keyName('ingestToken')}: not set while listening on ${config.host}; anyone who reaches port ${config.port} can post request records`);
   }
   return { errors, warnings };
+}
+
+/**
+ * The proxy as it will run: the top-level --proxy-port / --upstream win over the `proxy:`
+ * section's port and upstream (the section's port defaults to 9478), as request-capture.ts reads them.
+ */
+function checkProxy(config: TokenwattConfig, errors: string[]): void {
+  const section = config.proxy;
+  const upstream = config.upstream ?? section?.upstream;
+  const port = config.proxyPort ?? section?.port;
+  const portName = config.proxyPort !== undefined || section === undefined ? keyName('proxyPort') : 'proxy.port';
+  if (upstream === undefined) {
+    if (config.proxyPort !== undefined) errors.push(`${keyName('proxyPort')}: the proxy needs ${keyName('upstream')} (where to forward requests)`);
+    else if (section !== undefined) errors.push(`proxy: the section needs an upstream, proxy.upstream or ${keyName('upstream')} (where to forward requests)`);
+    return;
+  }
+  if (port === undefined) {
+    errors.push(`${keyName('upstream')}: set ${keyName('proxyPort')} too, or the proxy has no port to listen on`);
+  } else if (port === config.port) {
+    errors.push(`${portName}: ${port} is also ${keyName('port')}; they need different ports`);
+  }
+}
+
+/** The hourly intensity file must exist and parse now, not fail once the agent is starting. */
+function checkIntensityFile(config: TokenwattConfig, errors: string[]): void {
+  const file = config.carbon?.intensityFile;
+  if (file === undefined) return;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    errors.push(`carbon.intensityFile: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    return;
+  }
+  try {
+    parseHourlyIntensityCsv(text, { source: file, ...(config.carbon?.intensityFileColumn ? { column: config.carbon.intensityFileColumn } : {}) });
+  } catch (error) {
+    if (error instanceof CarbonInputErrors) {
+      const shown = error.problems.slice(0, 3).map((p) => p.message).join('; ');
+      const more = error.problems.length + error.omitted - 3;
+      errors.push(`carbon.intensityFile: ${shown}${more > 0 ? `; and ${more} more` : ''}`);
+    } else {
+      errors.push(`carbon.intensityFile: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
 }
 
 function checkReplicas(config: TokenwattConfig, warnings: string[]): void {

@@ -1,3 +1,4 @@
+import { dirname, isAbsolute, resolve } from 'node:path';
 import type { z } from 'zod';
 import { crossCheckConfig, keyName, type ConfigSource } from './config-checks.js';
 import { configErrorMap, describeGot, formatPath, nearest, unknownKeyReason, valueAt } from './config-errors.js';
@@ -248,6 +249,7 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
       sources[key] = layer;
     }
   }
+  if (configPath !== undefined) resolveFilePaths(merged, configPath);
   if (errors.length > 0) return { ok: false, errors: fileUnread ? errors : [...errors, ...crossCheckDespite(merged, sources, invalidTops)] };
   const final = configSchema.safeParse(merged, { error: configErrorMap });
   if (!final.success) {
@@ -256,6 +258,16 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   const checks = crossCheckConfig(final.data, sources);
   if (checks.errors.length > 0) return { ok: false, errors: checks.errors };
   return { ok: true, config: final.data, sources, warnings: [...checks.warnings, ...envTypoWarnings(env)] };
+}
+
+/** Relative file paths in the file-only sections are relative to the config file (carbon.intensityFile). */
+function resolveFilePaths(merged: Record<string, unknown>, configPath: string): void {
+  const carbon = merged.carbon;
+  if (carbon === null || typeof carbon !== 'object' || Array.isArray(carbon)) return;
+  const section = carbon as Record<string, unknown>;
+  if (typeof section.intensityFile === 'string' && section.intensityFile !== '' && !isAbsolute(section.intensityFile)) {
+    section.intensityFile = resolve(dirname(configPath), section.intensityFile);
+  }
 }
 
 /** The config with secrets replaced, for logging the effective configuration. */

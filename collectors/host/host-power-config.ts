@@ -12,10 +12,11 @@ import { RaplUnavailableError } from './rapl-errors.js';
  *   powercapRoot  where the RAPL powercap tree is (default /sys/class/powercap);
  *   rapl          'auto' (default: use RAPL when readable) or 'off'.
  */
+const OVERHEAD_ERROR = 'must be a number 0..100000 W';
 export const hostPowerConfigSchema = z.strictObject({
-  overheadW: z.number().finite().nonnegative().max(100_000).optional(),
-  powercapRoot: z.string().min(1).optional(),
-  rapl: z.enum(['auto', 'off']).optional(),
+  overheadW: z.number({ error: OVERHEAD_ERROR }).min(0, { error: OVERHEAD_ERROR }).max(100_000, { error: OVERHEAD_ERROR }).optional(),
+  powercapRoot: z.string({ error: 'expected a directory path' }).min(1, { error: 'must not be empty (a directory path)' }).optional(),
+  rapl: z.enum(['auto', 'off'], { error: 'must be auto or off' }).optional(),
 });
 export type HostPowerConfig = z.infer<typeof hostPowerConfigSchema>;
 

@@ -25,8 +25,8 @@ export const carbonConfigSchema = z
     pue: z
       .number({ error: 'must be a number' })
       .superRefine((v, ctx) => {
-        if (v < MIN_PUE) ctx.addIssue({ code: 'custom', message: `must be >= ${MIN_PUE} (got ${v}): PUE is facility energy / IT energy, so it cannot be below 1` });
-        else if (v > MAX_PUE) ctx.addIssue({ code: 'custom', message: `must be <= ${MAX_PUE} (got ${v}): no credible data centre runs above 3.0; check the unit` });
+        if (v < MIN_PUE) ctx.addIssue({ code: 'custom', message: `must be >= ${MIN_PUE}: PUE is facility energy / IT energy, so it cannot be below 1` });
+        else if (v > MAX_PUE) ctx.addIssue({ code: 'custom', message: `must be <= ${MAX_PUE}: no credible data centre runs above 3.0; check the unit` });
       })
       .default(DEFAULT_PUE),
     pueSource: z.string().min(1).max(1000).optional(),
@@ -99,8 +99,15 @@ export function parseCarbonConfig(input: unknown): { ok: true; config: CarbonCon
   if (result.success) return { ok: true, config: result.data };
   return {
     ok: false,
-    errors: result.error.issues.map((i) => `carbon${i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}: ${i.message}`),
+    errors: result.error.issues.map((i) => `carbon${i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}: ${i.message}${gotOf(input, i.path)}`),
   };
+}
+
+/** ", got 0.5" for a number or string at `path` of the input (the messages do not repeat the value). */
+function gotOf(input: unknown, path: readonly PropertyKey[]): string {
+  let value = input;
+  for (const part of path) value = value !== null && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[part] : undefined;
+  return typeof value === 'number' || typeof value === 'string' ? `, got ${JSON.stringify(value)}` : '';
 }
 
 export const PUE_DEFAULT_NOTE = DEFAULT_PUE_SOURCE;

@@ -14,18 +14,34 @@ export function normalizeRegionId(region: string): string {
 
 /** Find a region's factor, or fail naming the closest rows (never fall back silently). */
 export function findRegionFactor(table: readonly GridIntensityFactor[], region: string, field = 'carbon.region'): GridIntensityFactor {
+  const found = lookupRegion(table, region);
+  if (found) return found;
+  throw new CarbonInputError(field, `unknown region "${region}". ${unknownRegionHelp(table, region)}`);
+}
+
+/**
+ * What to do about a region the table lacks: the closest rows, what the table holds and the
+ * alternatives (the region itself is not repeated, so a caller can show it its own way).
+ */
+export function unknownRegionHelp(table: readonly GridIntensityFactor[], region: string): string {
+  const suggestions = closestIds(table, normalizeRegionId(region));
+  const hint = suggestions.length > 0 ? `Did you mean ${suggestions.map((s) => `"${s}"`).join(', ')}? ` : '';
+  return (
+    `${hint}The shipped table has ${table.length} regions ` +
+    '(ISO country codes such as "FR", eGRID subregions such as "egrid:CAMX", cloud regions such as "aws:us-east-1"); ' +
+    'for any other grid set carbon.intensityGPerKwh with its source, or carbon.intensityFile'
+  );
+}
+
+/** Whether the table has a row for `region` (in any of the accepted spellings). */
+export function hasRegion(table: readonly GridIntensityFactor[], region: string): boolean {
+  return lookupRegion(table, region) !== undefined;
+}
+
+function lookupRegion(table: readonly GridIntensityFactor[], region: string): GridIntensityFactor | undefined {
   const wanted = normalizeRegionId(region);
   const byId = new Map(table.map((f) => [normalizeRegionId(f.id), f]));
-  const found = byId.get(wanted) ?? byId.get(`egrid:${wanted}`);
-  if (found) return found;
-  const suggestions = closestIds(table, wanted);
-  const hint = suggestions.length > 0 ? `; did you mean ${suggestions.map((s) => `"${s}"`).join(', ')}?` : '';
-  throw new CarbonInputError(
-    field,
-    `unknown region "${region}"${hint} The shipped table has ${table.length} regions ` +
-      '(ISO country codes such as "FR", eGRID subregions such as "egrid:CAMX", cloud regions such as "aws:us-east-1"); ' +
-      'for any other grid set carbon.intensityGPerKwh with its source, or carbon.intensityFile',
-  );
+  return byId.get(wanted) ?? byId.get(`egrid:${wanted}`);
 }
 
 function closestIds(table: readonly GridIntensityFactor[], wanted: string): string[] {

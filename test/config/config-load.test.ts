@@ -97,7 +97,7 @@ test('a YAML file and the same settings as JSON give the same config', () => {
     'labels:',
     '  user: [team, tenant]',
     '  headers: { team: X-Team, tenant: x-tenant }',
-    'carbon: { region: eu-west-1 }',
+    'carbon: { region: aws:eu-west-1 }',
     '',
   ].join('\n');
   const json = JSON.stringify({
@@ -107,7 +107,7 @@ test('a YAML file and the same settings as JSON give the same config', () => {
     replicas: [{ model: 'meta-llama/Llama-3.1-8B-Instruct', gpus: [0, 'GPU-1f2e'] }],
     attribution: { idleBaselineW: { '0': 61.5 } },
     labels: { user: ['team', 'tenant'], headers: { team: 'X-Team', tenant: 'x-tenant' } },
-    carbon: { region: 'eu-west-1' },
+    carbon: { region: 'aws:eu-west-1' },
   });
   withFiles({ 'c.yaml': yaml, 'c.json': json }, (dir) => {
     const fromYaml = mustLoad({ configFile: join(dir, 'c.yaml') });
@@ -118,7 +118,7 @@ test('a YAML file and the same settings as JSON give the same config', () => {
     assert.deepEqual(config.replicas, [{ model: 'meta-llama/Llama-3.1-8B-Instruct', gpus: ['0', 'GPU-1f2e'] }]);
     assert.equal(config.attribution.idleBaselineW['0'], 61.5);
     assert.equal(config.labels.headers.team, 'x-team', 'header names are case-insensitive: kept lower-case');
-    assert.equal(config.carbon?.region, 'eu-west-1');
+    assert.equal(config.carbon?.region, 'aws:eu-west-1');
     assert.equal(fromYaml.sources.carbon, 'file');
   });
 });

@@ -1,0 +1,99 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../agent/config.js';
+
+/** Files in a fresh directory; `body` gets their paths by name. */
+function withFiles<T>(files: Record<string, string>, body: (path: (name: string) => string) => T): T {
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-config-'));
+  try {
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+    return body((name) => join(dir, name));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function errorsOf(input: Parameters<typeof loadConfig>[0]): readonly string[] {
+  const result = loadConfig(input);
+  if (result.ok) assert.fail('expected the config to be refused');
+  return result.errors;
+}
+
+function assertExactly(errors: readonly string[], patterns: readonly RegExp[]): void {
+  for (const pattern of patterns) {
+    const hits = errors.filter((e) => pattern.test(e));
+    assert.equal(hits.length, 1, `expected one error matching ${pattern}, got:\n${errors.join('\n')}`);
+  }
+  assert.equal(errors.length, patterns.length, `unexpected extra errors:\n${errors.join('\n')}`);
+}
+
+test('carbon.region not in the shipped table is a configuration error, listed with the others and the file line', () => {
+  withFiles({ 'c.yaml': 'carbon: { region: "nowhere", pue: 0.5 }\nport: 70000\n' }, (path) => {
+    assertExactly(errorsOf({ configFile: path('c.yaml'), env: {} }), [
+      /^c\.yaml:1: carbon\.pue: must be >= 1: PUE is/,
+      /^c\.yaml:1: carbon\.region: unknown region\. The shipped table has \d+ regions .*, got 'nowhere'$/,
+      /^c\.yaml:2: port: /,
+    ]);
+  });
+  withFiles({ 'c.yaml': 'carbon: { region: "aws:us-east-11" }\n' }, (path) => {
+    assertExactly(errorsOf({ configFile: path('c.yaml'), env: {} }), [/^c\.yaml:1: carbon\.region: unknown region\. Did you mean "aws:us-east-1"/]);
+  });
+  // Every accepted spelling of a known region still passes.
+  for (const region of ['FR', 'fr', 'aws us-east-1', 'CAMX', 'world']) {
+    withFiles({ 'c.yaml': `carbon: { region: "${region}" }\n` }, (path) => assert.ok(loadConfig({ configFile: path('c.yaml'), env: {} }).ok, region));
+  }
+});
+
+test('carbon.intensityFile that is missing or does not parse is a configuration error; relative to the config file', () => {
+  withFiles({ 'c.yaml': 'carbon: { intensityFile: missing.csv }\nport: 70000\n' }, (path) => {
+    assertExactly(errorsOf({ configFile: path('c.yaml'), env: {} }), [/^c\.yaml:2: port: /, /^carbon\.intensityFile: cannot read .*\/missing\.csv \(ENOENT\)$/]);
+  });
+  withFiles({ 'c.yaml': 'carbon: { intensityFile: bad.csv }\n', 'bad.csv': 'timestamp,x\n' }, (path) => {
+    assertExactly(errorsOf({ configFile: path('c.yaml'), env: {} }), [/^carbon\.intensityFile: .*bad\.csv, line 1: no intensity column/]);
+  });
+  withFiles({ 'c.yaml': 'carbon: { intensityFile: bad.csv }\n', 'bad.csv': 'timestamp,gco2e_per_kwh\nyesterday,100\nnoon,100\n' }, (path) => {
+    const errors = errorsOf({ configFile: path('c.yaml'), env: {} });
+    assertExactly(errors, [/^carbon\.intensityFile: .*bad\.csv, line 2: bad timestamp "yesterday".*; .*line 3: bad timestamp "noon"/]);
+    assert.doesNotMatch(errors[0] ?? '', /\n/, 'one line per error');
+  });
+  withFiles({ 'c.yaml': 'carbon: { intensityFile: good.csv }\n', 'good.csv': 'timestamp,gco2e_per_kwh\n2026-07-01T00:00:00Z,100\n' }, (path) => {
+    const loaded = loadConfig({ configFile: path('c.yaml'), env: {} });
+    assert.ok(loaded.ok, loaded.ok ? '' : loaded.errors.join('\n'));
+    assert.equal(loaded.config.carbon?.intensityFile, path('good.csv'), 'resolved against the config file, as documented');
+  });
+});
+
+test('proxy cross-checks use the effective port and upstream, the proxy: section included', () => {
+  // The section's port counts: --upstream alone is then enough.
+  withFiles({ 'p.yaml': 'proxy: { port: 19480 }\n' }, (path) => {
+    const loaded = loadConfig({ configFile: path('p.yaml'), env: {}, flags: { upstream: 'http://127.0.0.1:8000', port: '19477' } });
+    assert.ok(loaded.ok, loaded.ok ? '' : loaded.errors.join('\n'));
+  });
+  // A section without an upstream anywhere: the proxy could not run.
+  withFiles({ 'p.yaml': 'proxy: { replica: { gpus: [0] } }\n' }, (path) => {
+    assertExactly(errorsOf({ configFile: path('p.yaml'), env: {} }), [/^proxy: the section needs an upstream, proxy\.upstream or --upstream \/ TOKENWATT_UPSTREAM/]);
+    assert.ok(loadConfig({ configFile: path('p.yaml'), env: {}, flags: { upstream: 'http://127.0.0.1:8000', proxyPort: '19480' } }).ok);
+  });
+  // The section's port clashing with the agent's.
+  withFiles({ 'p.yaml': 'proxy: { upstream: "http://127.0.0.1:8000", port: 19477 }\n' }, (path) => {
+    assertExactly(errorsOf({ configFile: path('p.yaml'), env: {}, flags: { port: '19477' } }), [/^proxy\.port: 19477 is also --port \/ TOKENWATT_PORT; they need different ports/]);
+    // --proxy-port wins over the section's port.
+    assert.ok(loadConfig({ configFile: path('p.yaml'), env: {}, flags: { port: '19477', proxyPort: '19478' } }).ok);
+  });
+});
+
+test('config messages show the value once, and hostPower speaks like the other sections', () => {
+  withFiles({ 'c.yaml': 'carbon: { region: FR, pue: 0.5 }\nhostPower: { overheadW: -3, rapl: sometimes, powercapRoot: "" }\n' }, (path) => {
+    const errors = errorsOf({ configFile: path('c.yaml'), env: {} });
+    assertExactly(errors, [
+      /^c\.yaml:1: carbon\.pue: must be >= 1: PUE is facility energy \/ IT energy, so it cannot be below 1, got 0\.5$/,
+      /^c\.yaml:2: hostPower\.overheadW: must be a number 0\.\.100000 W, got -3$/,
+      /^c\.yaml:2: hostPower\.rapl: must be auto or off, got 'sometimes'$/,
+      /^c\.yaml:2: hostPower\.powercapRoot: must not be empty \(a directory path\), got ''$/,
+    ]);
+    for (const error of errors) assert.doesNotMatch(error, /Too small|Invalid option|expected number to be/, error);
+  });
+});
