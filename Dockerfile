@@ -2,7 +2,12 @@
 # tokenwatt node agent image.
 #
 #   docker build -t tokenwatt:0.1.0 .
-#   docker run --rm -p 9477:9477 --read-only -v tokenwatt-ledger:/var/lib/tokenwatt tokenwatt:0.1.0 demo
+#   docker run --rm -p 9477:9477 --read-only --tmpfs /tmp -e TOKENWATT_DB= tokenwatt:0.1.0 demo --host 0.0.0.0
+#
+# The demo keeps its ledger in a new file under /tmp (TOKENWATT_DB emptied: a demo refuses a ledger
+# that already holds samples, so it stays off the ledger volume) and binds 127.0.0.1 unless told
+# otherwise, hence --host 0.0.0.0 for the published port. `run` keeps its ledger on the volume:
+#   docker run ... -v tokenwatt-ledger:/var/lib/tokenwatt tokenwatt:0.1.0 run
 #
 # Two stages: "build" compiles TypeScript and the native modules (better-sqlite3 from source,
 # against this Node's own headers, so the addon matches the runtime's ABI and libc); "runtime"
@@ -22,7 +27,8 @@ WORKDIR /src
 ENV npm_config_nodedir=/usr/local \
     npm_config_build_from_source=true
 COPY package.json package-lock.json ./
-# Scripts are skipped here because the root "prepare" script needs the sources (copied below).
+# Install scripts are skipped: this tree only compiles TypeScript. The native addons are built
+# once, for the production tree, below.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 # .dockerignore narrows the context to the sources, tsconfigs and schemas/ (the ESG report's schemas).
 COPY . ./

@@ -9,6 +9,8 @@ export interface DemoSummaryOptions {
   readonly dbPath: string;
   readonly node: string;
   readonly startedAtMs: number;
+  /** Where the agent is reached from this machine (127.0.0.1 when it listens on every interface). */
+  readonly address: string;
   readonly port: number;
   readonly workload: DemoWorkload;
   /** Agent-side counters that the ledger does not hold. */
@@ -28,7 +30,8 @@ export class DemoSummaryPrinter {
   }
 
   banner(): string {
-    const url = `http://127.0.0.1:${this.options.port}`;
+    const host = this.options.address.includes(':') ? `[${this.options.address}]` : this.options.address;
+    const url = `http://${host}:${this.options.port}`;
     return [
       '',
       `*** ${SIMULATED_BANNER} ***`,
@@ -41,13 +44,16 @@ export class DemoSummaryPrinter {
   }
 
   snapshot(): SummarySnapshot {
-    const from = epochMs(Math.floor(this.options.startedAtMs / 3_600_000) * 3_600_000);
+    // This run only. The hourly rows are read from the hour the run started in: the demo refuses a
+    // ledger that already holds samples, so those rows hold nothing from before this run.
+    const startedAt = epochMs(this.options.startedAtMs);
+    const hourStart = epochMs(Math.floor(this.options.startedAtMs / 3_600_000) * 3_600_000);
     const to = epochMs(Date.now() + 3_600_000);
-    const energy = this.ledger.readHourlyEnergy(from, to);
-    const usage = this.ledger.readHourlyUsage(from, to);
-    const quality = this.ledger.readHourlyQuality(from, to);
-    const tasks = this.ledger.readTasks(from, to);
-    const hostJ = this.ledger.readHourlyHost(from, to).reduce((a, r) => a + r.hostJ, 0);
+    const energy = this.ledger.readHourlyEnergy(hourStart, to);
+    const usage = this.ledger.readHourlyUsage(hourStart, to);
+    const quality = this.ledger.readHourlyQuality(hourStart, to);
+    const tasks = this.ledger.readTasks(startedAt, to);
+    const hostJ = this.ledger.readHourlyHost(hourStart, to).reduce((a, r) => a + r.hostJ, 0);
     const health = this.options.health();
     const sum = <T>(rows: readonly T[], f: (r: T) => number): number => rows.reduce((acc, r) => acc + f(r), 0);
     const measuredJ = sum(energy, (r) => r.measuredJ);
@@ -63,7 +69,7 @@ export class DemoSummaryPrinter {
       node: this.options.node,
       source: { kind: 'simulated', simulated: true, energyCounter: true, powerAveraged: false },
       host: { kind: 'configured', estimated: true },
-      windowStartMs: energy.length > 0 ? Math.min(...energy.map((r) => r.hourStartMs)) : null,
+      windowStartMs: energy.length > 0 ? this.options.startedAtMs : null,
       settledUntilMs: settled,
       totals: {
         measuredJ,

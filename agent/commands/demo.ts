@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -10,13 +10,19 @@ import { addConfigOptions, type TokenwattConfig } from '../config.js';
 import { defaultDemoNodeConfig, demoReplicaMap, DemoWorkload } from '../demo-workload.js';
 import { DemoSummaryPrinter } from '../demo-summary.js';
 import { loadConfigWithSources, runAgentUntilSignal } from '../run-agent.js';
+import Database from '../sqlite-driver.js';
+import type { ConfigSource } from '../config.js';
+import { crossCheckConfig } from '../config-checks.js';
 
 /**
  * Settlement defaults of the demo (flags, env and file still win): short enough that the first
  * table shows within a minute, long enough that most simulated requests (posted when they end)
  * arrive before their first period settles. Longer ones are counted as late, as in production.
  */
-const DEMO_DEFAULTS: Partial<Record<keyof TokenwattConfig, unknown>> = { settleLateness: 30, settlePeriod: 5, port: 9477 };
+const DEMO_DEFAULTS: Partial<Record<keyof TokenwattConfig, unknown>> = { settleLateness: 30, settlePeriod: 5, port: 9477, host: '127.0.0.1' };
+
+/** Exit status when the demo refuses its settings (as for an invalid configuration). */
+const DEMO_USAGE_EXIT = 2;
 
 /**
  * Host overhead of the simulated 8-GPU server (CPUs, DRAM, NICs, fans) in watts: an assumption of
@@ -32,12 +38,15 @@ export function demoCommand(): Command {
     .addOption(new Option('--summary-every <seconds>', 'print the summary table this often (0: never)').default(10).argParser(wholeNumber(0, 86_400)))
     .addOption(new Option('--duration <seconds>', 'stop after this many seconds (default: run until Ctrl-C)').argParser(wholeNumber(1, 31_536_000)));
   addConfigOptions(command, ['port', 'host', 'db', 'settleLateness', 'settlePeriod', 'sampleRateHz', 'logLevel', 'ingestToken', 'labels.cap'], {
-    db: 'a new file in a temporary directory',
+    host: `${String(DEMO_DEFAULTS.host)}, this machine only; --host 0.0.0.0 serves every interface`,
+    db: 'a new file in a temporary directory; a given one must hold no power samples yet',
     settleLateness: String(DEMO_DEFAULTS.settleLateness),
     settlePeriod: String(DEMO_DEFAULTS.settlePeriod),
   });
   command.action(async (flags: Record<string, unknown>) => {
-    const { config: loaded, sources, warnings } = loadConfigWithSources(flags);
+    const { config: loaded, sources, warnings: loadedWarnings } = loadConfigWithSources(flags);
+    const startedAtMs = Date.now();
+    if (sources.db !== 'default') refuseUsedLedger(loaded.db, sources.db);
     const seed = flags.seed as number;
     const node = new SimulatedGpuNode(defaultDemoNodeConfig({ seed, samplePeriodMs: Math.round(1000 / loaded.sampleRateHz) }));
     const replicas = demoReplicaMap().map((r) => ({ model: r.model, gpus: [...r.gpuUuids], tier: r.tier }));
@@ -53,17 +62,22 @@ export function demoCommand(): Command {
       // Emissions need a grid: the world average from the shipped table unless one is configured.
       carbon: loaded.carbon ?? carbonConfigSchema.parse({ region: 'world', site: 'demo (simulated)' }),
     };
+    // The checks' warnings are about the config as the demo runs it (its own bind address, say).
+    const loadedChecks = new Set(crossCheckConfig(loaded, sources).warnings);
+    const warnings = [...crossCheckConfig(config, sources).warnings, ...loadedWarnings.filter((w) => !loadedChecks.has(w))];
     const summaryEvery = flags.summaryEvery as number;
     const durationS = flags.duration as number | undefined;
     await runAgentUntilSignal(config, {
       powerSource: node,
       onStarted: (agent, log) => {
         const workload = new DemoWorkload({ node, seed, onError: (error) => log.warn({ err: error }, 'demo workload tick failed') });
-        const poster = new RecordPoster(agent.port, config.ingestToken, (error) => log.warn({ err: error }, 'demo could not post records'));
+        // The address the demo's own clients (the poster, the banner's curl lines) reach the agent on.
+        const address = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+        const poster = new RecordPoster(address, agent.port, config.ingestToken, (error) => log.warn({ err: error }, 'demo could not post records'));
         const unsubscribe = node.onRequestDone((record) => poster.add(record));
         workload.start();
         poster.start();
-        const printer = new DemoSummaryPrinter({ dbPath: config.db, node: config.node, startedAtMs: Date.now(), port: agent.port, workload, health: () => agent.healthCounts() });
+        const printer = new DemoSummaryPrinter({ dbPath: config.db, node: config.node, startedAtMs, address, port: agent.port, workload, health: () => agent.healthCounts() });
         process.stdout.write(printer.banner());
         const timer = summaryEvery > 0 ? setInterval(() => process.stdout.write(printer.render()), summaryEvery * 1000) : undefined;
         timer?.unref();
@@ -84,6 +98,36 @@ export function demoCommand(): Command {
 }
 
 /**
+ * A demo stands alone: its simulated GPUs' energy counters start at new values every run, so on a
+ * ledger that already holds power samples the first delta against the last stored sample would
+ * book energy never drawn (megajoules in seconds), and the summary would mix in earlier runs.
+ * Such a ledger is refused (exit 2) before anything starts.
+ */
+function refuseUsedLedger(path: string, source: ConfigSource | undefined): void {
+  if (!existsSync(path)) return;
+  let holdsSamples = false;
+  try {
+    const db = new Database(path, { readonly: true, fileMustExist: true, timeout: 5000 });
+    try {
+      holdsSamples = db.prepare('SELECT 1 FROM power_samples LIMIT 1').get() !== undefined;
+    } finally {
+      db.close();
+    }
+  } catch {
+    // Not a ledger with samples (an empty file, no power_samples table): the agent says what is wrong when it opens it.
+    return;
+  }
+  if (!holdsSamples) return;
+  const from = source === 'flag' ? '--db' : source === 'env' ? 'TOKENWATT_DB' : 'the config file\'s db';
+  process.stderr.write(
+    `tokenwatt demo: the ledger ${path} (from ${from}) already holds power samples. A demo must stand alone: ` +
+      'its simulated GPUs\' energy counters start afresh each run, and joined to earlier samples they would book energy that was never drawn. ' +
+      `Give a new file (e.g. --db ${join(os.tmpdir(), `tokenwatt-demo-${process.pid}.db`)}), or leave --db and TOKENWATT_DB unset for a fresh temporary ledger.\n`,
+  );
+  process.exit(DEMO_USAGE_EXIT);
+}
+
+/**
  * The demo's "serving stack": finished simulated requests are posted to the agent's own
  * /v1/requests as NDJSON every 250 ms, so the demo exercises the real ingest path.
  */
@@ -92,7 +136,7 @@ class RecordPoster {
   private timer: NodeJS.Timeout | undefined;
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
 
-  constructor(private readonly port: number, private readonly token: string | undefined, private readonly onError: (error: Error) => void) {}
+  constructor(private readonly host: string, private readonly port: number, private readonly token: string | undefined, private readonly onError: (error: Error) => void) {}
 
   add(record: RequestRecord): void {
     this.queue.push(record);
@@ -116,7 +160,7 @@ class RecordPoster {
     const body = batch.map((r) => JSON.stringify(toWire(r))).join('\n');
     const request = http.request(
       {
-        host: '127.0.0.1',
+        host: this.host,
         port: this.port,
         path: '/v1/requests',
         method: 'POST',

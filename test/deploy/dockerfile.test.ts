@@ -133,3 +133,16 @@ describe('.dockerignore', () => {
     }
   });
 });
+
+describe('Dockerfile comments', () => {
+  it('its demo example keeps the demo off the ledger volume and publishes its port; its comments name real scripts', () => {
+    const text = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
+    const demo = /^#\s+(docker run .* demo\b.*)$/m.exec(text)?.[1] ?? '';
+    assert.match(demo, / -e TOKENWATT_DB= /, 'a demo refuses a ledger that already holds samples: not the volume the image points TOKENWATT_DB at');
+    assert.doesNotMatch(demo, /tokenwatt-ledger:/);
+    assert.match(demo, /--read-only\b.*--tmpfs \/tmp\b/, 'its temporary ledger needs a writable /tmp');
+    assert.match(demo, /demo --host 0\.0\.0\.0$/, 'the demo binds 127.0.0.1 by default, unreachable through -p');
+    const scripts = Object.keys((JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts);
+    for (const [, name] of text.matchAll(/"(\w+)" script/g)) assert.ok(scripts.includes(name ?? ''), `the Dockerfile mentions a "${name}" script package.json lacks`);
+  });
+});

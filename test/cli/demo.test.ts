@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { DemoSummaryPrinter } from '../../agent/demo-summary.js';
+import type { DemoWorkload } from '../../agent/demo-workload.js';
+import { Ledger } from '../../agent/ledger.js';
+import { epochMs, joules, watts } from '../../model/units.js';
+import { writeLedger } from '../esg/ledger-fixture.js';
+import { makeRollups } from '../esg/rollup-fixtures.js';
+
+/** `tokenwatt demo` through agent/cli.ts (no build needed); ports 19500-19599 only. */
+const CLI_ARGS = ['--import', 'tsx', 'agent/cli.ts', 'demo'];
+
+describe('tokenwatt demo stands alone', { timeout: 120_000 }, () => {
+  let dir = '';
+  before(() => {
+    dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-demo-test-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('refuses, with exit 2 and the reason, a --db or TOKENWATT_DB ledger that already holds power samples', () => {
+    const db = join(dir, 'used.db');
+    const ledger = Ledger.open(db, { node: 'n', retention: { samplesHours: 48, requestsDays: 7, rollupsDays: 400 } });
+    ledger.insertSamples([{ timestampMs: epochMs(Date.now() - 1000), gpuUuid: 'GPU-sim00000-0000-0000-0000-000000000000', gpuIndex: 0, powerW: watts(70), energyJ: joules(4e7), simulated: true }]);
+    ledger.close();
+    const before = statSync(db).mtimeMs;
+    const env = { ...process.env, TOKENWATT_DB: '' };
+    for (const [args, extraEnv, from] of [
+      [['--db', db], {}, '--db'],
+      [[], { TOKENWATT_DB: db }, 'TOKENWATT_DB'],
+    ] as const) {
+      const run = spawnSync(process.execPath, [...CLI_ARGS, '--port', '19510', '--duration', '30', ...args], { encoding: 'utf8', env: { ...env, ...extraEnv }, timeout: 60_000 });
+      assert.equal(run.status, 2, run.stderr);
+      assert.match(run.stderr, new RegExp(`the ledger .*used\\.db \\(from ${from}\\) already holds power samples\\. A demo must stand alone`));
+      assert.match(run.stderr, /Give a new file \(e\.g\. --db .*\), or leave --db and TOKENWATT_DB unset/);
+      assert.doesNotMatch(run.stdout, /SIMULATED/, 'nothing started');
+    }
+    assert.equal(statSync(db).mtimeMs, before, 'the ledger is left as it was');
+  });
+
+  it('binds 127.0.0.1 unless --host is given', async () => {
+    const external = Object.values(os.networkInterfaces())
+      .flat()
+      .find((i) => i !== undefined && i.family === 'IPv4' && !i.internal)?.address;
+    const reach = (host: string, port: number) =>
+      new Promise<boolean>((resolve) => {
+        const socket = net.connect({ host, port }, () => {
+          socket.destroy();
+          resolve(true);
+        });
+        socket.on('error', () => resolve(false));
+      });
+    for (const [host, port] of [[undefined, 19511], ['0.0.0.0', 19512]] as const) {
+      const child = spawn(process.execPath, [...CLI_ARGS, '--port', String(port), '--duration', '20', '--summary-every', '0', ...(host ? ['--host', host] : [])], {
+        env: { ...process.env, TOKENWATT_DB: '', TOKENWATT_HOST: '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      try {
+        const deadline = Date.now() + 40_000;
+        while (!out.includes('Metrics: curl') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 100));
+        assert.match(out, new RegExp(`Metrics: curl http://127\\.0\\.0\\.1:${port}/metrics`), err);
+        assert.equal(await reach('127.0.0.1', port), true);
+        if (external !== undefined) assert.equal(await reach(external, port), host !== undefined, `${external}:${port} with --host ${host ?? '(none)'}`);
+        // The open-ingest warning only where ingest is really open.
+        assert.equal(/not set while listening on/.test(err), host !== undefined, err);
+      } finally {
+        child.kill('SIGTERM');
+        assert.equal(await exited, 0, err);
+      }
+    }
+  });
+
+  it('the summary covers this run only: its start, and no task closed before it', () => {
+    const hourStart = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3_600_000;
+    const startedAtMs = hourStart + 60_000;
+    const rollups = makeRollups({ fromMs: hourStart, hours: 1, seed: 3 });
+    const db = writeLedger(join(dir, 'summary.db'), 'n', rollups);
+    const printer = new DemoSummaryPrinter({
+      dbPath: db,
+      node: 'n',
+      startedAtMs,
+      address: '127.0.0.1',
+      port: 19513,
+      workload: {} as DemoWorkload,
+      health: () => ({ sampleErrors: 0, rejectedRecords: 0, settledUntilMs: hourStart + 3_600_000 }),
+    });
+    try {
+      const snapshot = printer.snapshot();
+      const later = rollups.tasks.filter((t) => t.lastEndMs >= startedAtMs).length;
+      assert.ok(later > 0 && later < rollups.tasks.length, 'the fixture has tasks on both sides of the start');
+      assert.equal(snapshot.tasks?.closed, later);
+      assert.equal(snapshot.windowStartMs, startedAtMs);
+    } finally {
+      printer.close();
+    }
+  });
+});
