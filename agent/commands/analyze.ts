@@ -1,4 +1,4 @@
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { formatTraceError, readPowerTraceFile, type ParsedPowerTrace } from '../../collectors/trace-file.js';
 import { parseRequestFile } from '../../collectors/request-file.js';
@@ -24,26 +24,24 @@ export function analyzeCommand(): Command {
     .option('--per-request', 'include one entry per request')
     .option('--config <file>', 'config file: tiers, replicas and attribution weights (YAML or JSON)')
     .option('--skip-bad-lines', 'report bad trace lines and refused records, then analyse the rest (default: stop with exit 1)')
-    .addOption(new Option('--period <seconds>', 'settlement period used for the analysis').default('60'))
-    .addOption(new Option('--nvidia-smi-utc-offset <minutes>', 'nvidia-smi timestamps are local time of the capture machine: minutes east of UTC').default('0'))
-    .addHelpText('after', '\nExit status: 0 analysed; 1 bad input (each problem listed with its line); 2 invalid configuration.')
-    .action(async (flags: { power: string; requests: string; json?: boolean; perRequest?: boolean; config?: string; skipBadLines?: boolean; period: string; nvidiaSmiUtcOffset: string }) => {
+    // Whole seconds: the model cuts intervals on a 1 s grid, so any whole-second period gives the same figures.
+    .addOption(new Option('--period <seconds>', 'settlement period used for the analysis').default(60).argParser(periodSeconds))
+    .addOption(new Option('--nvidia-smi-utc-offset <minutes>', 'nvidia-smi timestamps are local time of the capture machine: minutes east of UTC').default(0).argParser(utcOffsetMinutes))
+    .addHelpText('after', '\nExit status: 0 analysed; 1 bad input (each problem listed with its line); 2 invalid configuration or option value.')
+    .action(async (flags: { power: string; requests: string; json?: boolean; perRequest?: boolean; config?: string; skipBadLines?: boolean; period: number; nvidiaSmiUtcOffset: number }) => {
       const exitCode = await analyze(flags);
       process.exitCode = exitCode;
     });
 }
 
-async function analyze(flags: { power: string; requests: string; json?: boolean; perRequest?: boolean; config?: string; skipBadLines?: boolean; period: string; nvidiaSmiUtcOffset: string }): Promise<number> {
+async function analyze(flags: { power: string; requests: string; json?: boolean; perRequest?: boolean; config?: string; skipBadLines?: boolean; period: number; nvidiaSmiUtcOffset: number }): Promise<number> {
   const loaded = loadConfig({ flags: {}, env: {}, ...(flags.config ? { configFile: flags.config } : {}) });
   if (!loaded.ok) {
     for (const error of loaded.errors) process.stderr.write(`tokenwatt analyze: ${error}\n`);
     return 2;
   }
-  const periodS = Number(flags.period);
-  const offset = Number(flags.nvidiaSmiUtcOffset);
-  // Whole seconds: the model cuts intervals on a 1 s grid, so any whole-second period gives the same figures.
-  if (!(Number.isInteger(periodS) && periodS >= 1)) return fail(`--period: must be a whole number of seconds >= 1, got ${JSON.stringify(flags.period)}`);
-  if (!Number.isFinite(offset)) return fail(`--nvidia-smi-utc-offset: must be minutes, got ${JSON.stringify(flags.nvidiaSmiUtcOffset)}`);
+  const periodS = flags.period;
+  const offset = flags.nvidiaSmiUtcOffset;
 
   // The trace is streamed (a day of an 8-GPU node at 10 Hz is ~600 MB, more than one string holds).
   const trace = await readTraceOrNull(flags.power, offset);
@@ -85,7 +83,10 @@ async function analyze(flags: { power: string; requests: string; json?: boolean;
   const idle: Record<string, number> = {};
   for (const [ref, w] of Object.entries(a.idleBaselineW)) {
     const uuid = context.resolveGpu(ref);
-    if (uuid === undefined) return fail(`attribution.idleBaselineW: no GPU ${ref} in the trace`);
+    if (uuid === undefined) {
+      process.stderr.write(`tokenwatt analyze: invalid configuration: attribution.idleBaselineW: no GPU ${ref} in the trace\n`);
+      return 2;
+    }
     idle[uuid] = w;
   }
   const config: AttributionConfig = {
@@ -162,7 +163,16 @@ function cannotRead(path: string, flag: string, error: unknown): null {
   return null;
 }
 
-function fail(message: string): number {
-  process.stderr.write(`tokenwatt analyze: ${message}\n`);
-  return 1;
+/** --period: a whole number of seconds >= 1; anything else is a usage error (exit 2). */
+function periodSeconds(text: string): number {
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isInteger(value) || value < 1) throw new InvalidArgumentError('must be a whole number of seconds >= 1.');
+  return value;
+}
+
+/** --nvidia-smi-utc-offset: minutes east of UTC, within the zones that exist (-14 h .. +14 h). */
+function utcOffsetMinutes(text: string): number {
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value) || Math.abs(value) > 14 * 60) throw new InvalidArgumentError('must be minutes east of UTC, from -840 to 840.');
+  return value;
 }
