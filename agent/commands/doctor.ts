@@ -1,13 +1,18 @@
 import { Command, Option } from 'commander';
+import { loadConfig } from '../config.js';
 import { DOCTOR_EXIT_ERROR, runDoctor } from '../doctor.js';
 
 interface DoctorFlags {
+  readonly config?: string;
   readonly nvmlLibrary?: string;
-  readonly nvidiaSmi: string;
-  readonly powercapRoot: string;
+  readonly nvidiaSmi?: string;
+  readonly powercapRoot?: string;
   readonly probeMs: string;
   readonly json?: boolean;
 }
+
+const DEFAULT_NVIDIA_SMI = 'nvidia-smi';
+const DEFAULT_POWERCAP_ROOT = '/sys/class/powercap';
 
 /**
  * `tokenwatt doctor`: what this node can measure, and how well. The report goes to `print`
@@ -16,9 +21,10 @@ interface DoctorFlags {
 export function doctorCommand(print: (text: string) => void = (text) => process.stdout.write(text)): Command {
   return new Command('doctor')
     .description('What this node can measure, and how well: which GPU power sources exist (NVML, nvidia-smi) and which one the agent would use, the sampling period achieved, energy counter or not, averaged or instantaneous power, the MIG layout, host power (RAPL) access, and what to change for better data.')
-    .addOption(new Option('--nvml-library <file>', 'path of libnvidia-ml.so.1 (default: found by the system loader)').env('TOKENWATT_NVML_LIBRARY'))
-    .addOption(new Option('--nvidia-smi <path>', 'nvidia-smi executable').env('TOKENWATT_NVIDIA_SMI').default('nvidia-smi'))
-    .addOption(new Option('--powercap-root <dir>', 'RAPL powercap tree').env('TOKENWATT_POWERCAP_ROOT').default('/sys/class/powercap'))
+    .addOption(new Option('--config <file>', "the agent's config file: doctor looks where the agent would (nvmlLibrary, nvidiaSmi, hostPower.powercapRoot); flags and env vars win").env('TOKENWATT_CONFIG'))
+    .addOption(new Option('--nvml-library <file>', 'path of libnvidia-ml.so.1 (default: nvmlLibrary of --config, else found by the system loader)').env('TOKENWATT_NVML_LIBRARY'))
+    .addOption(new Option('--nvidia-smi <path>', `nvidia-smi executable (default: nvidiaSmi of --config, else ${DEFAULT_NVIDIA_SMI})`).env('TOKENWATT_NVIDIA_SMI'))
+    .addOption(new Option('--powercap-root <dir>', `RAPL powercap tree (default: hostPower.powercapRoot of --config, else ${DEFAULT_POWERCAP_ROOT})`).env('TOKENWATT_POWERCAP_ROOT'))
     .addOption(new Option('--probe-ms <ms>', 'how long each GPU source is sampled to measure its period').default('1500'))
     .option('--json', 'print the report as one JSON object')
     .addHelpText('after', [
@@ -27,7 +33,7 @@ export function doctorCommand(print: (text: string) => void = (text) => process.
       '  0  the agent can run on measured GPU data (NVML, or nvidia-smi as the fallback)',
       '  1  no measured GPU power source: `tokenwatt run --power auto` would refuse to start',
       '     (only --power simulated or --power replay:FILE would run)',
-      '  2  doctor could not run (bad option)',
+      '  2  doctor could not run (bad option, invalid --config)',
     ].join('\n'))
     .action(async (flags: DoctorFlags) => {
       const probeMs = Number(flags.probeMs);
@@ -36,10 +42,19 @@ export function doctorCommand(print: (text: string) => void = (text) => process.
         process.exitCode = DOCTOR_EXIT_ERROR;
         return;
       }
+      // Only the file: the agent's other env vars are not doctor's business (and its own are read above).
+      const loaded = flags.config !== undefined && flags.config.trim() !== '' ? loadConfig({ configFile: flags.config, env: {}, flags: {} }) : undefined;
+      if (loaded !== undefined && !loaded.ok) {
+        process.stderr.write(`tokenwatt doctor: invalid configuration (${loaded.errors.length} error${loaded.errors.length === 1 ? '' : 's'}):\n${loaded.errors.map((e) => `  - ${e}\n`).join('')}`);
+        process.exitCode = DOCTOR_EXIT_ERROR;
+        return;
+      }
+      const config = loaded?.config;
+      const nvmlLibrary = flags.nvmlLibrary || config?.nvmlLibrary;
       const { report, text, exitCode } = await runDoctor({
-        ...(flags.nvmlLibrary ? { nvmlLibrary: flags.nvmlLibrary } : {}),
-        nvidiaSmi: flags.nvidiaSmi,
-        powercapRoot: flags.powercapRoot,
+        ...(nvmlLibrary ? { nvmlLibrary } : {}),
+        nvidiaSmi: flags.nvidiaSmi || config?.nvidiaSmi || DEFAULT_NVIDIA_SMI,
+        powercapRoot: flags.powercapRoot || config?.hostPower?.powercapRoot || DEFAULT_POWERCAP_ROOT,
         probeMs,
       });
       print(flags.json ? `${JSON.stringify(report, null, 2)}\n` : text);

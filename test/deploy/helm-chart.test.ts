@@ -91,6 +91,9 @@ describe('helm chart', () => {
     assert.equal(pod.initContainers, undefined);
     const config = parse(only(docs, 'ConfigMap', 'tokenwatt').data['config.yaml']);
     assert.deepEqual(config.hostPower, { rapl: 'auto', powercapRoot: `${mount.mountPath}/intel-rapl` });
+    // `kubectl exec ... doctor` reads the same tree as the agent.
+    assert.equal(envOf(agent).get('TOKENWATT_POWERCAP_ROOT')?.value, config.hostPower.powercapRoot);
+    assert.equal(envOf(agentContainer(render())).has('TOKENWATT_POWERCAP_ROOT'), false);
     // Off by default, so that an unprivileged agent does not try to read it.
     const plain = parse(only(render(), 'ConfigMap', 'tokenwatt').data['config.yaml']);
     assert.deepEqual(plain.hostPower, { rapl: 'off' });
