@@ -49,6 +49,9 @@ describe('README examples, run as written', { timeout: 120_000 }, () => {
       });
       agent?.on('exit', (code) => reject(new Error(`agent exited with ${code}:\n${err}`)));
     });
+    // The examples date their records a few seconds back; a record from before the agent's first
+    // sample is late by design, so give the fresh agent that much history first.
+    await new Promise((resolve) => setTimeout(resolve, 4000));
   });
   after(async () => {
     if (agent && agent.exitCode === null) {
