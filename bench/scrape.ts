@@ -167,7 +167,10 @@ function line(label: string, samples: readonly number[], note?: string): string 
 }
 
 export async function benchScrape(): Promise<void> {
-  const metrics = new TokenwattMetrics({ labelCap: LABEL_CAP });
+  // A fixed clock for the settle lag (read at each scrape): the client checks that a gzip body
+  // and a plain one carry the same text, which a lag that moves between the two would break.
+  const settledAtMs = Date.now();
+  const metrics = new TokenwattMetrics({ labelCap: LABEL_CAP, now: () => settledAtMs });
   const requests = fill(metrics);
   const text = await metrics.metrics();
   const series = text.split('\n').filter((l) => l !== '' && !l.startsWith('#')).length;
