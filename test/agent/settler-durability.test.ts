@@ -4,29 +4,20 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { Ledger } from '../../agent/ledger.js';
-import { Settler, type SettlementMetrics } from '../../agent/settler.js';
+import { Settler } from '../../agent/settler.js';
 import { DEFAULT_ATTRIBUTION_CONFIG } from '../../model/attribution-config.js';
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
 import { epochMs, joules, watts } from '../../model/units.js';
+import { NullSettlementMetrics } from './null-settlement-metrics.js';
 
 const T0 = Date.UTC(2026, 10, 3, 9, 0, 0);
 const GPU: GpuInfo = { index: 0, uuid: 'GPU-0', name: 'test' };
 const PERIOD_MS = 1000;
 const LATENESS_MS = 4000;
 
-class Metrics implements SettlementMetrics {
+class Metrics extends NullSettlementMetrics {
   hostJ = 0;
-  setGpuPower(): void {}
-  sampleTaken(): void {}
-  addMeasuredEnergy(): void {}
-  addIdleEnergy(): void {}
-  addUnattributedEnergy(): void {}
-  addEstimatedEnergy(): void {}
-  requestsFinalized(): void {}
-  taskFinalized(): void {}
-  settled(): void {}
-  setPendingAttributedEnergy(): void {}
-  addHostEnergy(_s: string, j: number): void { this.hostJ += j; }
+  override addHostEnergy(_s: string, j: number): void { this.hostJ += j; }
 }
 
 function setup(t: { after: (f: () => void) => void }) {

@@ -5,12 +5,12 @@ import os from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { Ledger } from '../../agent/ledger.js';
-import { Settler, type SettlementMetrics } from '../../agent/settler.js';
+import { Settler } from '../../agent/settler.js';
 import { DEFAULT_ATTRIBUTION_CONFIG } from '../../model/attribution-config.js';
 import type { PowerSample } from '../../model/power-sample.js';
-import type { RequestResult } from '../../model/request-result.js';
 import { epochMs, joules, watts } from '../../model/units.js';
 import { request } from '../model/helpers.js';
+import { NullSettlementMetrics } from './null-settlement-metrics.js';
 
 /**
  * Periods settled before the sample closing them exists (a power source that stalls for longer than
@@ -22,23 +22,16 @@ const T0 = Date.UTC(2026, 10, 2, 9, 0, 0);
 const PERIOD_MS = 10_000;
 const GPU = { uuid: 'gpu-0', index: 0, name: 'H100' };
 
-class Metrics implements SettlementMetrics {
+class Metrics extends NullSettlementMetrics {
   measured = 0;
   unattributed = 0;
   estimated = 0;
   residuals: number[] = [];
   sampleErrors: string[] = [];
-  setGpuPower(): void {}
-  sampleTaken(): void {}
-  addMeasuredEnergy(_i: number, _u: string, j: number): void { this.measured += j; }
-  addIdleEnergy(): void {}
-  addUnattributedEnergy(_i: number, j: number): void { this.unattributed += j; }
-  addEstimatedEnergy(_i: number, j: number): void { this.estimated += j; }
-  requestsFinalized(_rs: readonly RequestResult[]): void {}
-  taskFinalized(): void {}
-  settled(_u: number, residual: number): void { this.residuals.push(residual); }
-  setPendingAttributedEnergy(): void {}
-  addHostEnergy(): void {}
+  override addMeasuredEnergy(_i: number, _u: string, j: number): void { this.measured += j; }
+  override addUnattributedEnergy(_i: number, j: number): void { this.unattributed += j; }
+  override addEstimatedEnergy(_i: number, j: number): void { this.estimated += j; }
+  override settled(_u: number, residual: number): void { this.residuals.push(residual); }
   sampleError(reason: string): void { this.sampleErrors.push(reason); }
 }
 

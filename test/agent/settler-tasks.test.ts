@@ -5,7 +5,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { Ledger } from '../../agent/ledger.js';
-import { Settler, type SettlementMetrics } from '../../agent/settler.js';
+import { Settler } from '../../agent/settler.js';
 import { DEFAULT_ATTRIBUTION_CONFIG } from '../../model/attribution-config.js';
 import type { RequestStatus, ResolvedRequest } from '../../model/request-record.js';
 import type { RequestResult } from '../../model/request-result.js';
@@ -13,6 +13,7 @@ import { isLateRecord } from '../../model/settlement-schedule.js';
 import { aggregateTasks } from '../../model/tasks.js';
 import { epochMs } from '../../model/units.js';
 import { close, request, steadySamples } from '../model/helpers.js';
+import { NullSettlementMetrics } from './null-settlement-metrics.js';
 
 const T0 = Date.UTC(2026, 10, 2, 9, 0, 0);
 const ALL = [epochMs(0), epochMs(Number.MAX_SAFE_INTEGER)] as const;
@@ -20,20 +21,11 @@ const IDLE_MS = 60_000;
 
 interface TaskObservation { tier: string; succeeded: boolean; joules: number; wasteJ: number; continued?: boolean; failedJ?: number }
 
-class TaskMetrics implements SettlementMetrics {
+class TaskMetrics extends NullSettlementMetrics {
   finalized: RequestResult[] = [];
   tasks: TaskObservation[] = [];
-  setGpuPower(): void {}
-  sampleTaken(): void {}
-  addMeasuredEnergy(): void {}
-  addIdleEnergy(): void {}
-  addUnattributedEnergy(): void {}
-  addEstimatedEnergy(): void {}
-  requestsFinalized(rs: readonly RequestResult[]): void { this.finalized.push(...rs); }
-  taskFinalized(t: TaskObservation): void { this.tasks.push(t); }
-  settled(): void {}
-  setPendingAttributedEnergy(): void {}
-  addHostEnergy(): void {}
+  override requestsFinalized(rs: readonly RequestResult[]): void { this.finalized.push(...rs); }
+  override taskFinalized(t: TaskObservation): void { this.tasks.push(t); }
   /** What tokenwatt_tasks_total, the task histogram's _sum and the waste counter add up to. */
   totals() {
     const counted = this.tasks.filter((t) => !t.continued);

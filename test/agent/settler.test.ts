@@ -7,7 +7,7 @@ import { SimulatedGpuNode } from '../../collectors/simulated/simulated-gpu-node.
 import { defaultDemoNodeConfig, demoReplicaMap, DemoWorkload } from '../../agent/demo-workload.js';
 import { Ledger } from '../../agent/ledger.js';
 import { NodeRecordContext } from '../../agent/record-context.js';
-import { Settler, type SettlementMetrics } from '../../agent/settler.js';
+import { Settler } from '../../agent/settler.js';
 import { analyzeRun } from '../../model/analysis.js';
 import { DEFAULT_ATTRIBUTION_CONFIG } from '../../model/attribution-config.js';
 import type { AttributionConfig } from '../../model/attribution-types.js';
@@ -15,6 +15,7 @@ import type { PowerSample } from '../../model/power-sample.js';
 import { resolveRecord, type RequestRecord, type ResolvedRequest } from '../../model/request-record.js';
 import type { RequestResult } from '../../model/request-result.js';
 import { epochMs } from '../../model/units.js';
+import { NullSettlementMetrics } from './null-settlement-metrics.js';
 
 const T0 = Date.UTC(2026, 10, 2, 9, 0, 0);
 const TRAFFIC_MS = 90_000;
@@ -22,25 +23,21 @@ const DRAIN_MS = 400_000;
 const PERIOD_MS = 10_000;
 
 /** Records what the settler reports, so the test can check the exported side too. */
-class RecordingMetrics implements SettlementMetrics {
+class RecordingMetrics extends NullSettlementMetrics {
   measured = new Map<string, number>();
   idle = new Map<number, number>();
   finalized: RequestResult[] = [];
   residuals: number[] = [];
   tasks: { succeeded: boolean; joules: number }[] = [];
-  setGpuPower(): void {}
-  sampleTaken(): void {}
-  addMeasuredEnergy(_i: number, uuid: string, j: number): void { this.measured.set(uuid, (this.measured.get(uuid) ?? 0) + j); }
-  addIdleEnergy(i: number, j: number): void { this.idle.set(i, (this.idle.get(i) ?? 0) + j); }
-  addUnattributedEnergy(): void {}
-  addEstimatedEnergy(): void {}
-  requestsFinalized(rs: readonly RequestResult[]): void { this.finalized.push(...rs); }
-  taskFinalized(t: { succeeded: boolean; joules: number }): void { this.tasks.push(t); }
-  settled(_u: number, residual: number): void { this.residuals.push(residual); }
+  override addMeasuredEnergy(_i: number, uuid: string, j: number): void { this.measured.set(uuid, (this.measured.get(uuid) ?? 0) + j); }
+  override addIdleEnergy(i: number, j: number): void { this.idle.set(i, (this.idle.get(i) ?? 0) + j); }
+  override requestsFinalized(rs: readonly RequestResult[]): void { this.finalized.push(...rs); }
+  override taskFinalized(t: { succeeded: boolean; joules: number }): void { this.tasks.push(t); }
+  override settled(_u: number, residual: number): void { this.residuals.push(residual); }
   pendingJ = 0;
-  setPendingAttributedEnergy(j: number): void { this.pendingJ = j; }
+  override setPendingAttributedEnergy(j: number): void { this.pendingJ = j; }
   hostJ = 0;
-  addHostEnergy(_source: string, j: number): void { this.hostJ += j; }
+  override addHostEnergy(_source: string, j: number): void { this.hostJ += j; }
   sampleErrors: string[] = [];
   sampleError(reason: string): void { this.sampleErrors.push(reason); }
 }
