@@ -39,6 +39,25 @@ export interface RunHooks {
 /** Start the agent and keep it running until SIGINT/SIGTERM; then shut down in order and exit 0. */
 export async function runAgentUntilSignal(config: TokenwattConfig, hooks: RunHooks, warnings: readonly string[] = []): Promise<void> {
   const log = createLogger({ level: config.logLevel, name: 'tokenwatt' });
+  // The handlers go in before anything starts: a SIGTERM during start-up (a pod deleted while it
+  // comes up) would otherwise take the default action and kill the process without its shutdown.
+  // A signal that arrives before the agent serves is acted on once start-up is done; a second one
+  // ends the process at once (a start-up stuck in a driver call can still be interrupted; SQLite
+  // transactions are atomic, so exiting there half-writes nothing).
+  let stopRequested: string | null = null;
+  let stop: ((signal: string) => void) | null = null;
+  const onSignal = (signal: string): void => {
+    if (stop) return stop(signal);
+    if (stopRequested === null) {
+      stopRequested = signal;
+      log.info({ signal }, 'signal received during start-up: shutting down once started (send it again to exit now)');
+      return;
+    }
+    process.stderr.write(`tokenwatt: ${signal} again during start-up: exiting now\n`);
+    process.exit(1);
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
   for (const warning of warnings) log.warn(warning);
   log.debug({ config: redactConfig(config) }, 'configuration');
   let powerSource: PowerSource;
@@ -69,7 +88,7 @@ export async function runAgentUntilSignal(config: TokenwattConfig, hooks: RunHoo
   }
   const onStop = hooks.onStarted?.(agent, log);
   let stopping = false;
-  const stop = (signal: string): void => {
+  stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
@@ -92,6 +111,5 @@ export async function runAgentUntilSignal(config: TokenwattConfig, hooks: RunHoo
         process.exit(1);
       });
   };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  if (stopRequested !== null) stop(stopRequested);
 }
