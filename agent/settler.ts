@@ -480,7 +480,16 @@ export class Settler {
     let tasks: TaskUpdate[] = [];
     let pendingJ = 0;
     const requestShares: RequestPeriodShare[] = [];
+    // The tasks whose requests finalize here: their earlier finalized requests are read before this
+    // settlement finalizes any, so the read holds only the rows it needs (none for a task seen whole).
+    const finalizingTaskIds = new Set<string>();
+    for (const p of pending) {
+      const record = (p as PendingRequestRow).record;
+      if (record.taskId !== null && isFinalAfter(record, endMs)) finalizingTaskIds.add(record.taskId);
+    }
     options.ledger.settle({ periodStartMs: startMs, periodEndMs: endMs, settledUntilMs: endMs, expectedSettledUntilMs: this.settledUntilMs }, (writer) => {
+      const priorTaskRequests = finalizingTaskIds.size > 0 ? options.ledger.finalizedTaskRequests([...finalizingTaskIds]) : [];
+      finalizingTaskIds.clear();
       writer.periodTotals(settlement.gpus);
       writer.energyCountedUntil(owed);
       for (let i = 0; i < pending.length; i += 1) {
@@ -508,7 +517,7 @@ export class Settler {
       // late, but kept out of the usage rollups so it cannot lower J/token with energy-free tokens.
       // It still counts in its task (a late last attempt decides the task's success).
       countable = finalizedResults.filter((r) => !(r.late && r.joules === 0));
-      tasks = this.taskUpdatesOf(finalizedResults);
+      tasks = finalizedResults.some((r) => r.taskId !== null) ? taskUpdates(finalizedResults, priorTaskRequests, options.labelValue) : [];
       const hourOf = (ms: number): EpochMs => epochMs(Math.floor(ms / 3_600_000) * 3_600_000);
       const lateCount = finalizedResults.filter((r) => r.late).length;
       const qualityRows: HourlyQualityRow[] = lateCount > 0 ? [{ hourStartMs: hourOf(startMs), node: options.node, lateRecords: lateCount, rejectedRecords: 0, sampleErrors: 0 }] : [];
@@ -555,24 +564,6 @@ export class Settler {
     metrics.setPendingAttributedEnergy(pendingJ);
     metrics.requestsFinalized(results);
     if (this.settledUntilMs !== null) metrics.settled(this.settledUntilMs, worstResidual);
-  }
-
-  /**
-   * The tasks of the requests finalized in this settlement, over all their finalized requests: the
-   * earlier ones come from the ledger (inside the settlement's transaction, where this settlement's
-   * own finalizations are visible too, so they are told apart by id).
-   */
-  private taskUpdatesOf(finalized: readonly RequestResult[]): TaskUpdate[] {
-    const taskIds = new Set<string>();
-    const addedIds = new Set<string>();
-    for (const r of finalized) {
-      if (r.taskId === null) continue;
-      taskIds.add(r.taskId);
-      addedIds.add(r.requestId);
-    }
-    if (taskIds.size === 0) return [];
-    const prior = this.options.ledger.finalizedTaskRequests([...taskIds]).filter((r) => !addedIds.has(r.requestId));
-    return taskUpdates(finalized, prior, this.options.labelValue);
   }
 
   /** After the commit: the tasks this settlement changed stay (or become) open until they close. */
