@@ -158,6 +158,8 @@ export function requestFromRow(row: RequestRow): StoredRequest {
 /** An unsettled request as one settlement needs it: the record, its lateness and its energy so far. */
 export interface PendingRequestRow {
   readonly record: ResolvedRequest;
+  /** The row's rowid, so that settlement writes it without a lookup by request_id. */
+  readonly rowid: number;
   readonly late: boolean;
   readonly soFar: RequestAccumulator;
 }
@@ -234,7 +236,7 @@ export function pendingFromRawRow(row: readonly unknown[], cache: PendingReadCac
           estimated,
           perGpuJ: JSON.parse(perGpu) as Record<string, number>,
         };
-  return { record, late: row[19] !== 0, soFar };
+  return { record, rowid: row[28] as number, late: row[19] !== 0, soFar };
 }
 
 export interface SampleRow {

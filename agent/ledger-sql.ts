@@ -36,7 +36,7 @@ export const PENDING_COLUMNS = [
   'request_id', 'task_id', 'attempt', 'model', 'tier', 'gpus', 'start_ms', 'first_token_ms', 'end_ms', 'prompt_tokens',
   'cached_tokens', 'completion_tokens', 'reasoning_tokens', 'batch_size', 'status', 'labels', 'tokens_estimated',
   'granularity', 'source', 'late', 'static_j', 'dynamic_j', 'prefill_j', 'decode_j', 'active_ms', 'concurrency_ms',
-  'estimated', 'per_gpu_j',
+  'estimated', 'per_gpu_j', 'rowid',
 ] as const;
 export const LOAD_UNSETTLED_STARTING_BEFORE = `SELECT ${PENDING_COLUMNS.join(', ')} FROM requests
   WHERE finalized = 0 AND start_ms < ? ORDER BY start_ms`;
@@ -69,6 +69,22 @@ export const ADD_ENERGY_AND_FINALIZE = `UPDATE requests SET
 export const FINALIZE_REQUEST = `UPDATE requests SET joules = ?, j_per_output_token = ?, observed_batch_size = ?,
     batch_bucket = ?, cache_bucket = ?, settled_at_ms = ?, finalized = 1
   WHERE request_id = ? AND finalized = 0`;
+
+/**
+ * The three request updates above, reaching the row by the rowid read with it (LOAD_UNSETTLED_STARTING_BEFORE)
+ * instead of through the request_id index: settlement then writes table pages in insertion order and
+ * never descends the index, whose pages are random with random ids. The request_id stays in the
+ * WHERE clause as a check (a VACUUM by another process may renumber rows): a mismatch changes nothing,
+ * which fails the settlement, as an unknown id does. Parameters: the same, the rowid before the id.
+ */
+const byRowid = (statement: string): string => {
+  const changed = statement.replace('WHERE request_id = ?', 'WHERE rowid = ? AND request_id = ?');
+  if (changed === statement) throw new Error('byRowid: no request_id condition in the statement');
+  return changed;
+};
+export const ADD_REQUEST_ENERGY_BY_ROWID = byRowid(ADD_REQUEST_ENERGY);
+export const ADD_ENERGY_AND_FINALIZE_BY_ROWID = byRowid(ADD_ENERGY_AND_FINALIZE);
+export const FINALIZE_REQUEST_BY_ROWID = byRowid(FINALIZE_REQUEST);
 
 export const UPSERT_USAGE = `INSERT INTO hourly_usage (hour_start_ms, node, model, tier, cache_bucket, batch_bucket, status,
     team, feature, requests, prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, static_j, dynamic_j,

@@ -92,9 +92,10 @@ export interface SettlementWriter {
   /**
    * One request: the energy it received in this period (null if none) and, when this period
    * finalizes it, its final figures (null otherwise). A request the ledger does not hold, or one
-   * already finalized, fails the settlement.
+   * already finalized, fails the settlement. `rowid`, when the caller read it with the row
+   * (`PendingRequestRow` in ledger-rows.ts), reaches the row without the request_id index.
    */
-  request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null): void;
+  request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null, rowid?: number): void;
   rollups(rollups: SettlementRollups): void;
   /**
    * GPUs whose energy is counted only up to a time before the end of this period (ms by GPU UUID;

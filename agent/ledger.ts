@@ -631,10 +631,14 @@ class LedgerSettlementWriter implements SettlementWriter {
     this.stmt(sql.SET_STATE).run(ENERGY_COUNTED_UNTIL, JSON.stringify(byGpu));
   }
 
-  request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null): void {
+  request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null, rowid?: number): void {
     if (delta === null) {
       if (final === null) return;
-      const changed = this.stmt(sql.FINALIZE_REQUEST).run(final.joules, final.jPerOutputToken, final.observedBatchSize, final.batchBucket, final.cacheBucket, final.settledAtMs, final.requestId).changes;
+      const changed = (
+        rowid === undefined
+          ? this.stmt(sql.FINALIZE_REQUEST).run(final.joules, final.jPerOutputToken, final.observedBatchSize, final.batchBucket, final.cacheBucket, final.settledAtMs, final.requestId)
+          : this.stmt(sql.FINALIZE_REQUEST_BY_ROWID).run(final.joules, final.jPerOutputToken, final.observedBatchSize, final.batchBucket, final.cacheBucket, final.settledAtMs, rowid, final.requestId)
+      ).changes;
       if (changed !== 1) throw new Error(`cannot finalize request ${JSON.stringify(final.requestId)}: not in the ledger or already finalized`);
       return;
     }
@@ -653,15 +657,17 @@ class LedgerSettlementWriter implements SettlementWriter {
     const d = delta;
     if (final !== null) {
       // Its last period: one statement adds the energy and finalizes (the common case for short requests).
-      const changed = this.stmt(sql.ADD_ENERGY_AND_FINALIZE).run(
+      const changed = this.stmt(rowid === undefined ? sql.ADD_ENERGY_AND_FINALIZE : sql.ADD_ENERGY_AND_FINALIZE_BY_ROWID).run(
         d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu),
-        final.joules, final.jPerOutputToken, final.observedBatchSize, final.batchBucket, final.cacheBucket, final.settledAtMs, d.requestId,
+        final.joules, final.jPerOutputToken, final.observedBatchSize, final.batchBucket, final.cacheBucket, final.settledAtMs,
+        ...(rowid === undefined ? [d.requestId] : [rowid, d.requestId]),
       ).changes;
       if (changed !== 1) throw new Error(`cannot finalize request ${JSON.stringify(d.requestId)}: not in the ledger or already finalized`);
       return;
     }
-    const changed = this.stmt(sql.ADD_REQUEST_ENERGY).run(
-      d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu), d.requestId,
+    const changed = this.stmt(rowid === undefined ? sql.ADD_REQUEST_ENERGY : sql.ADD_REQUEST_ENERGY_BY_ROWID).run(
+      d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu),
+      ...(rowid === undefined ? [d.requestId] : [rowid, d.requestId]),
     ).changes;
     if (changed !== 1) throw new Error(`energy delta for request ${JSON.stringify(d.requestId)}, which the ledger does not hold`);
   }

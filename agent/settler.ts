@@ -506,12 +506,12 @@ export class Settler {
         }
         if (!isFinalAfter(p.record, endMs)) {
           pendingJ += acc.staticJ + acc.dynamicJ;
-          writer.request(delta, null);
+          writer.request(delta, null, p.rowid);
           continue;
         }
         const result = finalizeRequest(p.record, acc, { late: p.late });
         finalizedResults.push(result);
-        writer.request(delta, toFinalizedRequest(result, settledAtMs));
+        writer.request(delta, toFinalizedRequest(result, settledAtMs), p.rowid);
       }
       // A request that arrived wholly late received no energy here: it is stored and counted as
       // late, but kept out of the usage rollups so it cannot lower J/token with energy-free tokens.

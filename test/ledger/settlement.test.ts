@@ -239,3 +239,42 @@ test('settle(): requests written one at a time commit with the period, and a fai
   assert.equal(unsettled[0]?.soFar.staticJ, 1);
   assert.equal(ledger.readRequests(...ALL).find((s) => s.record.requestId === 'req-1')?.final?.joules, 3);
 });
+
+test('settle(): a request reached by the rowid read with it gets the same figures as one reached by its id, and a rowid of another request fails the settlement whole', (t) => {
+  const { ledger, path, cleanup } = tempLedger();
+  t.after(cleanup);
+  ledger.insertRequests([request(1), request(2), request(3)], never);
+  const pending = ledger.loadUnsettledStartingBefore(epochMs(Number.MAX_SAFE_INTEGER));
+  const rowidOf = (id: string): number => {
+    const row = pending.find((p) => p.record.requestId === id);
+    assert.ok(row, id);
+    return row.rowid;
+  };
+  assert.equal(new Set(pending.map((p) => p.rowid)).size, 3, 'each pending row carries its own rowid');
+  const before = dumpTables(path);
+  const period = { periodStartMs: epochMs(T0), periodEndMs: epochMs(T0 + 10_000), settledUntilMs: epochMs(T0 + 10_000) };
+  const delta = (id: string) => ({ requestId: id, staticJ: 1, dynamicJ: 2, prefillJ: 1, decodeJ: 2, activeMs: 900, concurrencyMs: 900, estimated: false, perGpuJ: { 'GPU-0': 3 }, perGpuJTotal: { 'GPU-0': 3 } });
+  const final = (id: string) => ({ requestId: id, joules: 3, jPerOutputToken: 0.15, observedBatchSize: 1, batchBucket: '1', cacheBucket: 'miss', settledAtMs: epochMs(T0) });
+
+  // req-2's rowid with req-1's figures: no row matches both, so nothing is written.
+  assert.throws(() => ledger.settle(period, (writer) => writer.request(delta('req-1'), final('req-1'), rowidOf('req-2'))), /cannot finalize request "req-1"/);
+  assert.throws(() => ledger.settle(period, (writer) => writer.request(delta('req-1'), null, rowidOf('req-2'))), /energy delta for request "req-1"/);
+  assert.throws(() => ledger.settle(period, (writer) => writer.request(null, final('req-1'), rowidOf('req-3'))), /cannot finalize request "req-1"/);
+  assert.deepEqual(dumpTables(path), before);
+
+  ledger.settle(period, (writer) => {
+    writer.request(delta('req-1'), final('req-1'), rowidOf('req-1')); // energy and final figures, by rowid
+    writer.request(delta('req-2'), final('req-2')); // the same, by id
+    writer.request(delta('req-3'), null, rowidOf('req-3')); // energy only, by rowid
+    writer.rollups({ usageRows: [], energyRows: [], hostRows: [], qualityRows: [], taskDeltas: [] });
+  });
+  const stored = new Map(ledger.readRequests(...ALL).map((s) => [s.record.requestId, s]));
+  assert.deepEqual({ ...stored.get('req-1')?.final, requestId: 'x' }, { ...stored.get('req-2')?.final, requestId: 'x' });
+  assert.deepEqual({ ...stored.get('req-1')?.soFar, requestId: 'x' }, { ...stored.get('req-2')?.soFar, requestId: 'x' });
+  assert.equal(stored.get('req-1')?.soFar.staticJ, 1);
+  assert.equal(stored.get('req-1')?.final?.joules, 3);
+  assert.equal(stored.get('req-3')?.final, null);
+  assert.deepEqual(ledger.loadUnsettledRequests().map((s) => [s.record.requestId, s.soFar.staticJ, s.soFar.perGpuJ]), [['req-3', 1, { 'GPU-0': 3 }]]);
+  // A finalized row is not finalized again by rowid either.
+  assert.throws(() => ledger.settle({ ...period, periodStartMs: epochMs(T0 + 10_000), periodEndMs: epochMs(T0 + 20_000), settledUntilMs: epochMs(T0 + 20_000) }, (writer) => writer.request(null, final('req-1'), rowidOf('req-1'))), /cannot finalize request "req-1"/);
+});
