@@ -101,6 +101,24 @@ function checkProxy(config: TokenwattConfig, errors: string[]): void {
   } else if (port === config.port) {
     errors.push(`${portName}: ${port} is also ${keyName('port')}; they need different ports`);
   }
+  // The proxy records each request it forwards; the same server's engine counters hold the same
+  // tokens again. Both sources on one server count its work twice.
+  const upstreamServer = serverOf(upstream);
+  config.engineMetrics?.targets.forEach((target, i) => {
+    if (serverOf(target.url) !== upstreamServer) return;
+    errors.push(
+      `engineMetrics.targets[${i}].url: ${target.url} is the server the proxy forwards to (${keyName('upstream')} ${upstream}): ` +
+        'its requests would be counted twice, once as the proxy\'s records and once from its counters; capture each engine one way',
+    );
+  });
+}
+
+/** scheme://host:port of a URL, with the loopback names made one, to tell whether two URLs reach one server. */
+function serverOf(url: string): string {
+  const u = new URL(url);
+  const port = u.port === '' ? (u.protocol === 'https:' ? '443' : '80') : u.port;
+  const host = u.hostname === 'localhost' || u.hostname === '[::1]' || /^127\./.test(u.hostname) ? 'loopback' : u.hostname.toLowerCase();
+  return `${u.protocol}//${host}:${port}`;
 }
 
 /** The hourly intensity file must exist and parse now, not fail once the agent is starting. */

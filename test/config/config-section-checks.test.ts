@@ -85,6 +85,30 @@ test('proxy cross-checks use the effective port and upstream, the proxy: section
   });
 });
 
+test('an engine-metrics target on the server the proxy forwards to is a configuration error (its requests would count twice)', () => {
+  const config = (target: string, upstream: string) =>
+    `proxy: { upstream: "${upstream}", port: 19480 }\nengineMetrics: { targets: [{ url: "http://10.0.0.9:8000/metrics", gpus: [1] }, { url: "${target}", gpus: [0] }] }\n`;
+  const sameServer: [target: string, upstream: string][] = [
+    ['http://127.0.0.1:8000/metrics', 'http://127.0.0.1:8000'],
+    ['http://localhost:8000/metrics', 'http://127.0.0.1:8000/v1'],
+    ['http://VLLM.internal/metrics', 'http://vllm.internal:80'],
+  ];
+  for (const [target, upstream] of sameServer) {
+    withFiles({ 'c.yaml': config(target, upstream) }, (path) => {
+      assertExactly(errorsOf({ configFile: path('c.yaml'), env: {} }), [
+        new RegExp(`^engineMetrics\\.targets\\[1\\]\\.url: ${target.replace(/[.]/g, '\\.')} is the server the proxy forwards to .*counted twice`),
+      ]);
+    });
+  }
+  // Another port, host or scheme is another server.
+  for (const [target, upstream] of [['http://127.0.0.1:8001/metrics', 'http://127.0.0.1:8000'], ['http://10.0.0.8:8000/metrics', 'http://127.0.0.1:8000'], ['https://vllm.internal/metrics', 'http://vllm.internal']]) {
+    withFiles({ 'c.yaml': config(target as string, upstream as string) }, (path) => {
+      const loaded = loadConfig({ configFile: path('c.yaml'), env: {} });
+      assert.ok(loaded.ok, `${target} behind ${upstream}: ${loaded.ok ? '' : loaded.errors.join('\n')}`);
+    });
+  }
+});
+
 test('config messages show the value once, and hostPower speaks like the other sections', () => {
   withFiles({ 'c.yaml': 'carbon: { region: FR, pue: 0.5 }\nhostPower: { overheadW: -3, rapl: sometimes, powercapRoot: "" }\n' }, (path) => {
     const errors = errorsOf({ configFile: path('c.yaml'), env: {} });
