@@ -245,7 +245,10 @@ export class Agent {
       }),
     );
     for (const task of this.tasks) task.start();
-    for (const source of this.options.requestSources ?? []) await source.start(this.ingest);
+    // Sources read back the state they committed with their records in earlier runs (the
+    // engine-metrics baseline), so a restart, even after kill -9, resumes where the ledger stands.
+    const sourceState = { read: (key: string) => this.ledger.readSourceState(key) };
+    for (const source of this.options.requestSources ?? []) await source.start(this.ingest, sourceState);
     this.started = true;
     log.info({ port, settlePeriodS: this.options.config.settlePeriod, settleLatenessS: this.options.config.settleLateness, node: process.version, sqlite: sqliteDriverDescription() }, 'tokenwatt agent running');
   }

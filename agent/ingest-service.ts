@@ -1,5 +1,5 @@
 import { BackpressureError } from '../collectors/request-sink.js';
-import type { IngestResult, RequestSink } from '../collectors/request-sink.js';
+import type { IngestResult, RequestSink, SourceStateWrite, SubmitOptions } from '../collectors/request-sink.js';
 import { conflictReason } from '../model/request-facts.js';
 import { resolveRecord } from '../model/request-record.js';
 import type { RecordContext, RecordError, RequestRecord, ResolvedRequest } from '../model/request-record.js';
@@ -41,6 +41,8 @@ interface Submission {
   /** Each record's index in the batch its sender gave, for errors found at commit. */
   readonly indexes: number[];
   readonly errors: RecordError[];
+  /** Source state committed with the records (see {@link SubmitOptions.state}). */
+  readonly state: readonly SourceStateWrite[];
   resolve(result: IngestResult): void;
   reject(error: unknown): void;
 }
@@ -50,6 +52,8 @@ interface Submission {
  * every submission that arrives within one event-loop turn is written in a single ledger
  * transaction, and each promise settles only after that transaction has committed (the
  * acknowledgement means the records are on disk). A failed write rejects every submission in it.
+ * Source state given with a submission is written in that same transaction, after every record,
+ * in the order the submissions arrived: it is committed exactly when its records are.
  */
 export class IngestService implements RequestSink {
   private queue: Submission[] = [];
@@ -66,7 +70,7 @@ export class IngestService implements RequestSink {
     return this.queuedRecords;
   }
 
-  async submit(records: readonly RequestRecord[], firstIndex = 0): Promise<IngestResult> {
+  async submit(records: readonly RequestRecord[], firstIndex = 0, options: SubmitOptions = {}): Promise<IngestResult> {
     if (this.closed) throw new IngestClosedError();
     const context = this.options.context();
     const resolved: ResolvedRequest[] = [];
@@ -91,9 +95,10 @@ export class IngestService implements RequestSink {
     }
     // Counted once the submission is taken, so a refused (429) one is not counted again on its retry.
     for (const [reason, n] of rejectedBy) this.options.onRejected?.(reason, n);
-    if (resolved.length === 0) return { accepted: 0, duplicates: 0, late: 0, errors };
+    const state = options.state ?? [];
+    if (resolved.length === 0 && state.length === 0) return { accepted: 0, duplicates: 0, late: 0, errors };
     return new Promise<IngestResult>((resolve, reject) => {
-      this.queue.push({ records: resolved, indexes, errors, resolve, reject });
+      this.queue.push({ records: resolved, indexes, errors, state, resolve, reject });
       this.queuedRecords += resolved.length;
       this.scheduled ??= setImmediate(() => this.flush());
     });
@@ -107,12 +112,13 @@ export class IngestService implements RequestSink {
     this.queue = [];
     this.queuedRecords = 0;
     const all = batch.length === 1 ? batch[0]!.records : batch.flatMap((s) => s.records);
+    const state = batch.length === 1 ? batch[0]!.state : batch.flatMap((s) => s.state);
     const settledUntil = this.options.settledUntil();
     // One rule for the whole agent (model/settlement-schedule.ts): late once any part lies in settled time.
     const isLate = (r: ResolvedRequest): boolean => isLateRecord(r, settledUntil);
     let stored: InsertRequestsResult;
     try {
-      stored = this.options.ledger.insertRequests(all, isLate);
+      stored = this.options.ledger.insertRequests(all, isLate, state);
     } catch (error) {
       for (const s of batch) s.reject(error); // rolled back: nothing is acknowledged
       return;

@@ -16,6 +16,8 @@ import { DEFAULT_LEASE_STALE_MS, WriterLease, type LeaseHolder } from './ledger-
 import * as rows from './ledger-rows.js';
 import type { CounterTotals, StoredRequest } from './ledger-rows.js';
 import * as sql from './ledger-sql.js';
+import { SOURCE_STATE_PREFIX } from '../collectors/request-sink.js';
+import type { SourceStateWrite } from '../collectors/request-sink.js';
 import type { FinalizedRequest, RequestEnergyDelta, RetentionPolicy, SettlementCommit, SettlementPeriod, SettlementRollups, SettlementWriter } from './ledger-types.js';
 
 export type { CounterTotals, GpuEnergyTotal, StoredRequest, UsageTotal } from './ledger-rows.js';
@@ -130,7 +132,7 @@ const NODE_KEY = 'node';
 export class Ledger {
   private readonly statements = new Map<string, Statement>();
   private readonly now: () => number;
-  private readonly insertRequestsTx: (records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean) => InsertRequestsResult;
+  private readonly insertRequestsTx: (records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean, state: readonly SourceStateWrite[]) => InsertRequestsResult;
   private readonly insertSamplesTx: (samples: readonly PowerSample[]) => number;
   private readonly settleTx: (period: SettlementPeriod, write: (writer: SettlementWriter) => unknown) => unknown;
   private readonly pruneTx: (nowMs: number, guard: PruneGuard) => PruneResult;
@@ -148,7 +150,12 @@ export class Ledger {
     private readonly lease: WriterLease | null,
   ) {
     this.now = now;
-    this.insertRequestsTx = db.transaction((records, isLate) => this.insertRequestsIn(records, isLate));
+    this.insertRequestsTx = db.transaction((records, isLate, state) => {
+      const result = this.insertRequestsIn(records, isLate);
+      const set = this.stmt(sql.SET_STATE);
+      for (const { key, value } of state) set.run(key, value);
+      return result;
+    });
     this.insertSamplesTx = db.transaction((samples) => this.insertSamplesIn(samples));
     this.settleTx = db.transaction((period, write) => this.settleIn(period, write));
     this.pruneTx = db.transaction((nowMs, guard) => this.pruneIn(nowMs, guard));
@@ -262,10 +269,20 @@ export class Ledger {
    * taken id and is reported in `conflicts` with the facts that differ: the first stays, and the
    * caller must refuse this one by name rather than acknowledge it as stored.
    * `isLate` marks records whose period is already settled.
+   *
+   * `state` (source state, keys under {@link SOURCE_STATE_PREFIX}) is written in the same
+   * transaction, after the records: a failure anywhere leaves records and state as they were.
    */
-  insertRequests(records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean): InsertRequestsResult {
-    if (records.length === 0) return { inserted: [], duplicates: [], conflicts: [] };
-    return this.insertRequestsTx(records, isLate);
+  insertRequests(records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean, state: readonly SourceStateWrite[] = []): InsertRequestsResult {
+    if (records.length === 0 && state.length === 0) return { inserted: [], duplicates: [], conflicts: [] };
+    for (const { key } of state) assertSourceKey(key);
+    return this.insertRequestsTx(records, isLate, state);
+  }
+
+  /** The committed value of a source's state key (see {@link insertRequests}), or undefined. */
+  readSourceState(key: string): string | undefined {
+    assertSourceKey(key);
+    return this.getState(key);
   }
 
   private insertRequestsIn(records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean): InsertRequestsResult {
@@ -605,6 +622,13 @@ export class Ledger {
     }
     if (!this.db.readonly) this.db.pragma('optimize');
     this.db.close();
+  }
+}
+
+/** Sources keep their state beside the agent's own keys: they may touch only theirs. */
+function assertSourceKey(key: string): void {
+  if (typeof key !== 'string' || !key.startsWith(SOURCE_STATE_PREFIX) || key.length === SOURCE_STATE_PREFIX.length) {
+    throw new Error(`source state key ${JSON.stringify(key)} must start with ${JSON.stringify(SOURCE_STATE_PREFIX)} and name something after it`);
   }
 }
 

@@ -50,9 +50,9 @@ export function createRequestCapture(config: TokenwattConfig, log: Logger, onErr
     // The handler needs the agent's sink, which exists only once the agent is initialised.
     let sinkRef: RequestSink | undefined;
     const lazySink: RequestSink = {
-      submit: (records, firstIndex) => {
+      submit: (records, firstIndex, options) => {
         if (!sinkRef) return Promise.reject(new Error('agent not started'));
-        return sinkRef.submit(records, firstIndex);
+        return sinkRef.submit(records, firstIndex, options);
       },
     };
     const handler = createOtlpTracesHandler({ sink: lazySink, log: log.child({ component: 'otlp' }), onError: (e) => onError('otlp', e), ...(otlp ? { config: otlp, bodyLimitBytes: otlp.bodyLimitBytes } : {}) });

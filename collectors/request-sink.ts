@@ -20,16 +20,46 @@ export class BackpressureError extends Error {
 }
 
 /**
+ * Every key of source state starts with this, so that a source can never overwrite the agent's
+ * own state (settled_until, the writer lease...) that lives in the same table.
+ */
+export const SOURCE_STATE_PREFIX = 'source:';
+
+/** One value a source keeps across agent restarts (e.g. the engine-metrics scraper's counter baseline). */
+export interface SourceStateWrite {
+  /** Starts with {@link SOURCE_STATE_PREFIX}. */
+  readonly key: string;
+  readonly value: string;
+}
+
+export interface SubmitOptions {
+  /**
+   * Source state stored in the SAME transaction as the submission's records: when the promise
+   * resolves both are committed, when it rejects neither is (the state keeps its previous value).
+   * Writes to one key within a commit: the last one wins. A sink without storage may ignore it.
+   */
+  readonly state?: readonly SourceStateWrite[];
+}
+
+/**
  * Where request sources (HTTP ingest, proxy, engine-metrics scrape, OTLP) deliver records.
  * The promise resolves only after accepted records are committed: that is the acknowledgement.
  * Records are validated wire-level already; the sink resolves GPUs/tier and checks the window.
+ * A submission may carry no record and only state.
  */
 export interface RequestSink {
-  submit(records: readonly RequestRecord[], firstIndex?: number): Promise<IngestResult>;
+  submit(records: readonly RequestRecord[], firstIndex?: number, options?: SubmitOptions): Promise<IngestResult>;
+}
+
+/** Reads back the state a source stored through {@link SubmitOptions.state}. */
+export interface SourceStateReader {
+  /** The last committed value of `key` (which starts with {@link SOURCE_STATE_PREFIX}), or undefined. */
+  read(key: string): string | undefined;
 }
 
 /** A request source that runs in the agent (proxy, scraper, OTLP receiver). */
 export interface RequestSource {
-  start(sink: RequestSink): Promise<void>;
+  /** `state`, when given, reads what the source stored with its records in earlier runs. */
+  start(sink: RequestSink, state?: SourceStateReader): Promise<void>;
   shutdown(): Promise<void>;
 }
