@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { RequestRecord } from '../../model/request-record.js';
 import { BackpressureError } from '../request-sink.js';
-import type { IngestResult, RequestSink } from '../request-sink.js';
+import type { IngestResult, RequestSink, SourceStateWrite } from '../request-sink.js';
 
 /** The logger a request source needs (agent/logger.ts hands out pino loggers). */
 export type SourceLog = Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
@@ -32,6 +32,18 @@ export interface DeliveryStats {
   readonly pending: number;
 }
 
+/**
+ * Source state pushed with records: it goes to the sink in the submit that holds the last of
+ * those records, never earlier, and those records are never split across two submits.
+ */
+interface StateMark {
+  /** Index in `pending` of the first record pushed with the state. */
+  from: number;
+  /** Index in `pending` just past the last record pushed with the state (= from when it came alone). */
+  at: number;
+  state: readonly SourceStateWrite[];
+}
+
 const MAX_BACKOFF_MS = 30_000;
 const MAX_LOGGED_REFUSALS = 5;
 
@@ -40,9 +52,19 @@ const MAX_LOGGED_REFUSALS = 5;
  * batched, submitted in order, kept and retried when the sink pushes back (BackpressureError,
  * after its Retry-After) or fails (exponential backoff). Nothing is dropped silently: a refusal
  * is logged with the record's field and reason, an overflow as an error with its count.
+ *
+ * Records may be pushed with source state (the engine-metrics baseline they were computed from):
+ * the state is submitted in the same submit as the last of those records, so the sink commits
+ * both or neither, and a retry resubmits the same records with the same state. Those records
+ * stay in one submit even beyond `maxBatch`. State pushed later overwrites earlier state of the
+ * same key only once the records pushed in between are committed.
  */
 export class RecordDelivery {
   private readonly pending: RequestRecord[] = [];
+  /** In push order; `at` never decreases. */
+  private readonly marks: StateMark[] = [];
+  /** Marks (the first ones) in the submit under way: they must not change until it settles. */
+  private marksInFlight = 0;
   private readonly maxBatch: number;
   private readonly flushDelayMs: number;
   private readonly maxPending: number;
@@ -61,8 +83,13 @@ export class RecordDelivery {
     this.maxPending = options.maxPending ?? 100_000;
   }
 
-  /** Queue records for the sink; returns at once. */
-  push(records: readonly RequestRecord[]): void {
+  /**
+   * Queue records for the sink; returns at once. `state`, when given, is committed with these
+   * records (and after every record pushed before them); with no record it is committed after
+   * every record pushed before it.
+   */
+  push(records: readonly RequestRecord[], state?: readonly SourceStateWrite[]): void {
+    const from = this.pending.length;
     const room = this.maxPending - this.pending.length;
     if (records.length > room) {
       const lost = records.length - Math.max(0, room);
@@ -72,7 +99,18 @@ export class RecordDelivery {
       this.options.onError?.(error);
     }
     if (room > 0) this.pending.push(...records.slice(0, room));
+    if (state !== undefined && state.length > 0) this.mark(from, state);
     this.schedule(this.flushDelayMs);
+  }
+
+  private mark(from: number, state: readonly SourceStateWrite[]): void {
+    const at = this.pending.length;
+    const last = this.marks.at(-1);
+    // State alone, and no record since the last mark: one commit can carry both (the later value
+    // of a key wins), so a sink that is down for long does not pile up one mark per push.
+    if (at === from && last !== undefined && last.at === from && this.marks.length > this.marksInFlight) {
+      last.state = [...last.state, ...state];
+    } else this.marks.push({ from, at, state });
   }
 
   /** Count records the source lost before it could push them (it logs why). */
@@ -87,24 +125,33 @@ export class RecordDelivery {
   /** Deliver what is pending, retrying push-back until `timeoutMs` has passed. Resolves when empty or out of time. */
   async flush(timeoutMs = 5000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (this.pending.length > 0 && Date.now() < deadline) {
+    while (this.hasPending() && Date.now() < deadline) {
       if (this.timer) {
         clearTimeout(this.timer);
         this.timer = null;
       }
       await this.drain();
-      if (this.pending.length > 0) await sleep(Math.min(200, Math.max(0, deadline - Date.now())));
+      if (this.hasPending()) await sleep(Math.min(200, Math.max(0, deadline - Date.now())));
     }
     await this.draining;
   }
 
-  /** Stop the retry timer; anything still pending is reported as not delivered. */
+  /**
+   * Stop the retry timer; anything still pending is reported as not delivered. State not
+   * delivered keeps its last committed value, which matches the records committed.
+   */
   close(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (this.pending.length > 0) {
       this.options.log.error({ pending: this.pending.length }, `${this.options.source}: ${this.pending.length} request record(s) not delivered at shutdown`);
+    } else if (this.marks.length > 0) {
+      this.options.log.warn(`${this.options.source}: its latest state was not stored at shutdown; the next start resumes from the state stored last`);
     }
+  }
+
+  private hasPending(): boolean {
+    return this.pending.length > 0 || this.marks.length > 0;
   }
 
   private schedule(delayMs: number): void {
@@ -127,15 +174,27 @@ export class RecordDelivery {
 
   /** Submit until empty; on failure, returns when to try again. */
   private async submitAll(): Promise<number | null> {
-    while (this.pending.length > 0) {
-      const batch = this.pending.slice(0, this.maxBatch);
+    while (this.hasPending()) {
+      const size = this.batchSize();
+      const batch = this.pending.slice(0, size);
+      let due = 0;
+      while (due < this.marks.length && (this.marks[due] as StateMark).at <= size) due++;
+      const state = latestPerKey(this.marks.slice(0, due));
       let result: IngestResult;
+      this.marksInFlight = due;
       try {
-        result = await this.sink.submit(batch);
+        result = await (state.length > 0 ? this.sink.submit(batch, 0, { state }) : this.sink.submit(batch));
       } catch (err) {
         return this.onSubmitError(err);
+      } finally {
+        this.marksInFlight = 0;
       }
-      this.pending.splice(0, batch.length);
+      this.pending.splice(0, size);
+      this.marks.splice(0, due);
+      for (const m of this.marks) {
+        m.from -= size;
+        m.at -= size;
+      }
       this.failures = 0;
       if (this.pushedBack) {
         this.pushedBack = false;
@@ -144,6 +203,14 @@ export class RecordDelivery {
       this.account(result, batch);
     }
     return null;
+  }
+
+  /** Records in the next submit: up to maxBatch, cut before records pushed with state that would not fit whole. */
+  private batchSize(): number {
+    const size = Math.min(this.pending.length, this.maxBatch);
+    const straddling = this.marks.find((m) => m.at > size);
+    if (straddling === undefined || straddling.from >= size) return size;
+    return straddling.from > 0 ? straddling.from : straddling.at;
   }
 
   /** Log the failure; returns the delay before the next attempt. */
@@ -179,6 +246,18 @@ export class RecordDelivery {
       this.options.log.warn({ refused: refused.size }, `${this.options.source}: ${result.errors.length - MAX_LOGGED_REFUSALS} more refusal(s) in the same batch`);
     }
   }
+}
+
+/** The writes of these marks in order, one per key (the last). */
+function latestPerKey(marks: readonly StateMark[]): SourceStateWrite[] {
+  const byKey = new Map<string, SourceStateWrite>();
+  for (const m of marks) {
+    for (const w of m.state) {
+      byKey.delete(w.key);
+      byKey.set(w.key, w);
+    }
+  }
+  return [...byKey.values()];
 }
 
 /** Not unref'd: a shutdown flush must keep the process alive until it is done (it is bounded). */
