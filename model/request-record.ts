@@ -51,7 +51,8 @@ export interface RecordError {
   readonly reason: string;
 }
 
-const MAX_TOKENS = 100_000_000; // far above any context window: larger is a unit mistake
+/** Largest token count of one record field: far above any context window, larger is a unit mistake. */
+export const MAX_TOKENS = 100_000_000;
 const MAX_ID_LENGTH = 256;
 const MAX_LABELS = 32;
 const MAX_LABEL_VALUE = 256;

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { MAX_TOKENS } from '../../model/request-record.js';
 import type { RequestRecordWire } from '../../model/request-record.js';
 import { COUNTER_METRICS, counterKey, ENGINE_METRIC_NAMES } from './engine-metric-names.js';
 import type { CounterMetric, EngineKind } from './engine-metric-names.js';
@@ -33,7 +34,13 @@ export type IntervalNote =
    * The wall clock moved `wallMs` while the monotonic clock moved `monoMs`. `held`: no time can be
    * measured (the clocks are one injected clock that went back), the records wait for the next scrape.
    */
-  | { readonly kind: 'clock-step'; readonly wallMs: number; readonly monoMs: number; readonly held: boolean };
+  | { readonly kind: 'clock-step'; readonly wallMs: number; readonly monoMs: number; readonly held: boolean }
+  /**
+   * The interval counted more tokens than one record may hold ({@link MAX_TOKENS} per field; after
+   * a long downtime of the agent): it is recorded as `pieces` records of the same interval whose
+   * token counts add up exactly.
+   */
+  | { readonly kind: 'interval-split'; readonly model: string; readonly pieces: number; readonly startMs: number; readonly endMs: number };
 
 export interface TokenCounts {
   readonly prompt: number;
@@ -49,7 +56,7 @@ export interface IntervalRecordOptions {
 }
 
 /** What is kept of one counter series between scrapes. */
-interface TrackedSeries {
+export interface TrackedSeries {
   /** As last seen: its value is where the next increase counts from. */
   readonly series: CounterSeries;
   readonly seenMs: number;
@@ -63,7 +70,7 @@ interface TrackedSeries {
 }
 
 /** Per model: the interval not yet recorded. */
-interface ModelState {
+export interface ModelState {
   readonly sinceMs: number;
   readonly sinceMono: number;
   /** Running-requests gauge at `sinceMs`. */
@@ -162,6 +169,9 @@ export function intervalRecords(prev: EngineSnapshot, curr: EngineSnapshot, opti
  * - batch_size is the mean of the per-engine running-requests gauge at the interval's two ends.
  * - The request id is derived from engine, model and the interval's bounds, so resubmitting the
  *   same interval is acknowledged as a duplicate rather than counted twice.
+ * - An interval with more tokens than one record may hold ({@link MAX_TOKENS}, after a long
+ *   downtime of the agent) becomes several records of the same bounds (ids suffixed `#i/n`) whose
+ *   counts add up exactly (noted).
  * - Records carry granularity "interval" and source "engine-metrics".
  */
 export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, options: IntervalRecordOptions): IntervalResult {
@@ -266,13 +276,48 @@ export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, opt
     if (cached.estimated || inexact) wire.tokens_estimated = true;
     if (options.tier !== undefined) wire.tier = options.tier;
     if (options.gpus !== undefined && options.gpus.length > 0) wire.gpus = [...options.gpus];
-    records.push(wire as RequestRecordWire);
+    const pieces = Math.ceil(Math.max(promptTokens, completionTokens) / MAX_TOKENS);
+    if (pieces > 1) {
+      notes.push({ kind: 'interval-split', model, pieces, startMs, endMs });
+      records.push(...splitRecord(wire, pieces));
+    } else records.push(wire as RequestRecordWire);
   }
   return {
     records,
     notes,
     baseline: { engine: curr.engine, atMs: curr.atMs, monoMs: curr.monoMs, restartMarker: curr.restartMarker ?? baseline.restartMarker, unreadable: curr.unreadable, series: tracked, models },
   };
+}
+
+/**
+ * One interval's record as `pieces` records of the same interval (ids suffixed `#i/n`): the
+ * tokens are spread evenly, their sums exact, and each piece's cached tokens stay within its
+ * prompt tokens. They keep the interval's bounds rather than cut it into sub-intervals: when
+ * within it the tokens were served is not known, and every piece must end inside the retained
+ * window the whole interval ends in.
+ */
+function splitRecord(wire: Record<string, unknown>, pieces: number): RequestRecordWire[] {
+  // Integer arithmetic (BigInt): the products pass 2^53 long before the counts do.
+  const n = BigInt(pieces);
+  const prompt = BigInt(wire.prompt_tokens as number);
+  const cached = BigInt(wire.cached_tokens as number);
+  const completion = BigInt(wire.completion_tokens as number);
+  const upTo = (total: bigint, i: number): bigint => (total * BigInt(i)) / n;
+  const out: RequestRecordWire[] = [];
+  for (let i = 0; i < pieces; i++) {
+    const promptFrom = upTo(prompt, i);
+    const promptTo = upTo(prompt, i + 1);
+    // Cached tokens follow the prompt tokens: floor(C·a/P) − floor(C·b/P) ≤ a − b when C ≤ P.
+    const cachedTokens = prompt === 0n ? 0n : (cached * promptTo) / prompt - (cached * promptFrom) / prompt;
+    out.push({
+      ...wire,
+      request_id: `${wire.request_id as string}#${i + 1}/${pieces}`,
+      prompt_tokens: Number(promptTo - promptFrom),
+      cached_tokens: Number(cachedTokens),
+      completion_tokens: Number(upTo(completion, i + 1) - upTo(completion, i)),
+    } as RequestRecordWire);
+  }
+  return out;
 }
 
 function modelsOf(snapshot: EngineSnapshot): Set<string> {

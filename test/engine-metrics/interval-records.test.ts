@@ -476,3 +476,20 @@ test('property: over random runs with restarts, missing and unreadable series, p
     { numRuns: 300 },
   );
 });
+
+test('an interval with more tokens than one record may hold (after a long agent downtime) becomes several records of it that add up exactly', () => {
+  const before = fixture('vllm-0.10-v1-rendered.prom');
+  let after = bump(before, `vllm:prompt_tokens_total${E0}`, 250_000_000);
+  after = bump(after, `vllm:prompt_tokens_total${E1}`, 1);
+  after = bump(after, `vllm:generation_tokens_total${E0}`, 7);
+  after = bump(after, `vllm:prefix_cache_hits_total${E0}`, 200_000_000);
+  const T2 = T0 + 3 * 86_400_000;
+  const { records, notes } = nextInterval(baselineOf(vllm(before, T0)), vllm(after, T2), { engineId: 'vllm-a', gpus: [0] });
+  assert.deepEqual(notes, [{ kind: 'interval-split', model: 'Qwen/Qwen3-0.6B', pieces: 3, startMs: T0, endMs: T2 }]);
+  const parsed = records.map(valid);
+  const id = `engine-metrics:vllm-a:Qwen/Qwen3-0.6B:${T0}-${T2}`;
+  assert.deepEqual(parsed.map((r) => [r.requestId, r.startMs, r.endMs]), [1, 2, 3].map((i) => [`${id}#${i}/3`, T0, T2]));
+  assert.deepEqual(parsed.map((r) => r.promptTokens), [83_333_333, 83_333_334, 83_333_334]);
+  assert.deepEqual(parsed.map((r) => r.cachedTokens), [66_666_666, 66_666_667, 66_666_667]);
+  assert.deepEqual(parsed.map((r) => r.completionTokens), [2, 2, 3]);
+});
