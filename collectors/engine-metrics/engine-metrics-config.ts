@@ -24,7 +24,25 @@ export const engineTargetSchema = z.strictObject({
  * Their counters become interval-level records (granularity "interval"), attributed per interval.
  */
 export const engineMetricsConfigSchema = z.strictObject({
-  targets: z.array(engineTargetSchema).min(1, 'name at least one engine to scrape').max(64),
+  /** Each with its own engineId (given, or the URL's host:port): it names the engine's records and its stored baseline. */
+  targets: z
+    .array(engineTargetSchema)
+    .min(1, 'name at least one engine to scrape')
+    .max(64)
+    .superRefine((targets, ctx) => {
+      const seen = new Map<string, number>();
+      targets.forEach((t, i) => {
+        let id: string;
+        try {
+          id = t.engineId ?? new URL(t.url).host;
+        } catch {
+          return; // the url's own check reports it
+        }
+        const first = seen.get(id);
+        if (first === undefined) seen.set(id, i);
+        else ctx.addIssue({ code: 'custom', path: [i, 'engineId'], message: `targets ${first} and ${i} are both engine ${JSON.stringify(id)}: give each its own engineId` });
+      });
+    }),
   /** Scrape period = length of one interval record. */
   intervalMs: z.number().int().min(1000, 'must be >= 1000').max(3_600_000).default(15_000),
   /** Per-scrape timeout. */

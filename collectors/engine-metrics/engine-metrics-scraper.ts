@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { parseRequestRecord } from '../../model/request-record.js';
 import type { RequestRecord } from '../../model/request-record.js';
-import type { RequestSink, RequestSource } from '../request-sink.js';
+import type { RequestSink, RequestSource, SourceStateReader, SourceStateWrite } from '../request-sink.js';
 import { RecordDelivery } from '../proxy/record-delivery.js';
 import type { DeliveryStats, SourceLog } from '../proxy/record-delivery.js';
 import type { EngineMetricsConfig, EngineTargetConfig } from './engine-metrics-config.js';
@@ -11,6 +11,7 @@ import type { EngineSnapshot } from './engine-snapshot.js';
 import { baselineOf, nextInterval } from './interval-records.js';
 import type { EngineBaseline, IntervalNote } from './interval-records.js';
 import { parsePrometheusText } from './prometheus-text.js';
+import { baselineKey, restoreBaseline, serializeBaseline } from './baseline-state.js';
 
 export interface EngineMetricsScraperOptions {
   readonly config: EngineMetricsConfig;
@@ -27,6 +28,9 @@ export interface EngineMetricsScraperOptions {
   readonly monotonicNow?: () => number;
 }
 
+/** Resuming from a stored baseline older than this (and than 3 intervals) is logged as a warning. */
+const LONG_RESUME_MS = 5 * 60_000;
+
 /** What the scraper knows about one engine between ticks. */
 interface TargetState {
   readonly target: EngineTargetConfig;
@@ -34,6 +38,10 @@ interface TargetState {
   engine: EngineKind | null;
   /** Last good value of every series and the intervals not yet recorded; null before the first scrape. */
   baseline: EngineBaseline | null;
+  /** Where the baseline is kept in the ledger (`agent_state`). */
+  readonly stateKey: string;
+  /** The baseline last handed to the delivery (with the records it produced), or read back at start. */
+  saved: EngineBaseline | null;
   /** Problems reported and not yet cleared, by code: each is logged once. */
   readonly problems: Map<string, string>;
 }
@@ -44,6 +52,18 @@ interface TargetState {
  * is its baseline; a failed scrape keeps the last good one, so the next interval still counts
  * every token. Shutdown takes one last scrape so the partial interval is recorded. Problems are
  * reported once and logged again only when they clear.
+ *
+ * Started with a {@link SourceStateReader} (the agent passes one), the baseline survives the
+ * agent: each scrape hands the new baseline to the sink with the records it produced, and the sink
+ * commits both in one transaction (see baseline-state.ts), so the stored baseline always matches
+ * the records stored. At start the stored baseline of each engine (by engineId) is read back, and
+ * the first interval runs from it: what the engine counted while the agent was down (kill -9
+ * included) is recorded, as one interval from the stored scrape to the first one of this run
+ * (split into several records if it holds more than a record's token limit). An engine that
+ * restarted meanwhile is handled as any counter reset: counted from its restart, what it counted
+ * between the stored scrape and its death is unknowable (logged). A stored value that cannot be
+ * used (corrupt, another version, another URL or engine) is reported by key and the engine starts
+ * from a fresh baseline.
  */
 export class EngineMetricsScraper implements RequestSource {
   private readonly states: TargetState[];
@@ -53,28 +73,70 @@ export class EngineMetricsScraper implements RequestSource {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<RequestRecord[]> | null = null;
   private stopped = false;
+  /** Baselines are stored with the records only when they can be read back (the agent's wiring). */
+  private persist = false;
 
   constructor(private readonly options: EngineMetricsScraperOptions) {
     this.now = options.now ?? Date.now;
     this.monotonicNow = options.monotonicNow ?? (options.now ? options.now : () => performance.now());
-    this.states = options.config.targets.map((target) => ({
-      target,
-      engineId: target.engineId ?? new URL(target.url).host,
-      engine: target.engine === 'auto' ? null : target.engine,
-      baseline: null,
-      problems: new Map(),
-    }));
+    this.states = options.config.targets.map((target) => {
+      const engineId = target.engineId ?? new URL(target.url).host;
+      return { target, engineId, engine: target.engine === 'auto' ? null : target.engine, baseline: null, stateKey: baselineKey(engineId), saved: null, problems: new Map() };
+    });
   }
 
-  async start(sink: RequestSink): Promise<void> {
+  /**
+   * Read back each engine's stored baseline (when `state` is given), take the first scrape (the
+   * baseline, or the interval since the stored one) and start the scrape loop.
+   */
+  async start(sink: RequestSink, state?: SourceStateReader): Promise<void> {
     this.delivery = new RecordDelivery(sink, { log: this.options.log, source: 'engine-metrics', onError: this.options.onError });
     this.stopped = false;
+    this.persist = state !== undefined;
     this.options.log.info(
       { targets: this.states.map((s) => s.target.url), intervalMs: this.options.config.intervalMs },
       'engine-metrics: interval-level attribution from engine counters (no per-request data); records are labelled granularity=interval',
     );
-    await this.scrapeOnce(); // the baseline
+    if (state) for (const target of this.states) if (target.baseline === null) this.restore(target, state);
+    await this.scrapeOnce(); // the baseline, or the interval since the stored one
     this.scheduleNext();
+  }
+
+  /** Take the engine's stored baseline, if it has a usable one; else it starts from its first scrape. */
+  private restore(state: TargetState, reader: SourceStateReader): void {
+    const { url } = state.target;
+    const fresh = `starting from a fresh baseline at the first scrape: what the engine counted since that baseline was stored is not recorded`;
+    let value: string | undefined;
+    try {
+      value = reader.read(state.stateKey);
+    } catch (err) {
+      this.report(state, 'restore', `engine-metrics: ${url}: cannot read the stored baseline (agent_state key ${state.stateKey}): ${err instanceof Error ? err.message : String(err)}; ${fresh}`);
+      return;
+    }
+    if (value === undefined) return;
+    const restored = restoreBaseline(value, url, this.now(), this.monotonicNow());
+    let problem = restored.ok ? null : restored.reason;
+    if (restored.ok && state.engine !== null && restored.baseline.engine !== state.engine) problem = `it is of a ${restored.baseline.engine} engine, the target is configured as ${state.engine}`;
+    if (!restored.ok || problem !== null) {
+      this.report(state, 'restore', `engine-metrics: ${url}: the stored baseline (agent_state key ${state.stateKey}) is unusable: ${problem}; ${fresh}`);
+      return;
+    }
+    const { baseline } = restored;
+    state.baseline = baseline;
+    state.saved = baseline;
+    const awayMs = this.now() - baseline.atMs;
+    const fields = { url, key: state.stateKey, storedAt: new Date(baseline.atMs).toISOString(), awayS: Math.round(awayMs / 1000) };
+    if (awayMs <= Math.max(3 * this.options.config.intervalMs, LONG_RESUME_MS)) {
+      this.options.log.info(fields, `engine-metrics: ${url}: resuming from the baseline stored at ${fields.storedAt}; the interval since then is recorded at the next scrape`);
+    } else {
+      // Its record ends at the first scrape, inside the retained window, so it is accepted however
+      // old its start. Its tokens are exact; when within the interval they were served is not known.
+      this.options.log.warn(
+        fields,
+        `engine-metrics: ${url}: resuming from the baseline stored at ${fields.storedAt}, ${fields.awayS} s ago: what the engine counted since is recorded as ONE interval from then to the next scrape ` +
+          '(exact tokens, their timing within it unknown; no GPU power was measured while the agent was away, and the part of it in periods already settled counts as late)',
+      );
+    }
   }
 
   async shutdown(): Promise<void> {
@@ -84,7 +146,8 @@ export class EngineMetricsScraper implements RequestSource {
     this.timer = null;
     await this.running?.catch(() => undefined);
     // One last scrape (bounded by the scrape timeout), so the tokens since the previous scrape are
-    // recorded rather than lost with the baseline, which is not persisted across agent restarts.
+    // recorded now. The baseline is stored with the records, so the next run counts from here; a
+    // run killed without this scrape counts from the last baseline committed instead.
     if (wasRunning && this.states.some((s) => s.baseline !== null)) {
       await this.scrapeOnce().catch((err: unknown) => this.report(null, 'final', `engine-metrics: final scrape failed: ${String(err)}`));
     }
@@ -125,7 +188,17 @@ export class EngineMetricsScraper implements RequestSource {
   private async scrapeAll(): Promise<RequestRecord[]> {
     const results = await Promise.all(this.states.map((state) => this.scrapeTarget(state)));
     const records = results.flat();
-    if (records.length > 0) this.delivery?.push(records);
+    if (!this.delivery) return records;
+    // Each engine's new baseline travels with the records it produced: committed together or not at all.
+    const state: SourceStateWrite[] = [];
+    if (this.persist) {
+      for (const s of this.states) {
+        if (s.baseline === null || s.baseline === s.saved) continue;
+        state.push({ key: s.stateKey, value: serializeBaseline(s.baseline, s.target.url) });
+        s.saved = s.baseline;
+      }
+    }
+    if (records.length > 0 || state.length > 0) this.delivery.push(records, state);
     return records;
   }
 
@@ -158,6 +231,11 @@ export class EngineMetricsScraper implements RequestSource {
 
     const snapshot = readEngineSnapshot(parsed, engine, atMs, target.model ?? 'unknown', monoMs);
     this.checkResolved(state, snapshot);
+    if (state.baseline !== null && state.baseline.engine !== engine) {
+      // Only a stored baseline can be of another engine (one endpoint replaced by another).
+      this.report(state, 'restore', `engine-metrics: ${target.url}: the stored baseline (agent_state key ${state.stateKey}) is of a ${state.baseline.engine} engine, the endpoint now serves ${engine}; starting from a fresh baseline: what was counted since that baseline was stored is not recorded`);
+      state.baseline = null;
+    }
     if (state.baseline === null) {
       state.baseline = baselineOf(snapshot);
       return [];
@@ -251,6 +329,9 @@ export class EngineMetricsScraper implements RequestSource {
           this.options.onError?.(new Error(message));
           break;
         }
+        case 'interval-split':
+          this.options.log.info({ url, ...note }, `engine-metrics: ${url}: model ${note.model}: the interval from ${new Date(note.startMs).toISOString()} to ${new Date(note.endMs).toISOString()} holds more tokens than one record may; recorded as ${note.pieces} records of it`);
+          break;
         case 'cached-estimated':
           break; // reported once by checkResolved
       }

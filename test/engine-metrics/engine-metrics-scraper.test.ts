@@ -1,35 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { EngineMetricsScraper } from '../../collectors/engine-metrics/engine-metrics-scraper.js';
 import { engineMetricsConfigSchema } from '../../collectors/engine-metrics/engine-metrics-config.js';
 import { RecordingSink } from '../proxy/recording-sink.js';
 import { captureLog } from '../proxy/capture-log.js';
 import { bump, fixture, withValue } from './fixtures.js';
-
-/** A stand-in engine: serves whatever /metrics text the test sets, or a chosen status. */
-async function fakeEngine(): Promise<{ url: string; set: (text: string) => void; status: (code: number) => void; server: Server; close: () => Promise<void> }> {
-  let text = '';
-  let code = 200;
-  const server = createServer((req, res) => {
-    if (req.url !== '/metrics') {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(code, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(code === 200 ? text : 'boom');
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}/metrics`,
-    set: (t) => (text = t),
-    status: (c) => (code = c),
-    server,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
+import { fakeEngine } from './fake-engine.js';
 
 function scraperFor(urls: string[], clock: { t: number; mono?: number }, extra: Record<string, unknown> = {}) {
   const { log, lines, messages } = captureLog();

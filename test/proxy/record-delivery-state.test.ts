@@ -9,7 +9,7 @@ import { captureLog } from './capture-log.js';
 const T = Date.UTC(2026, 10, 1);
 function record(id: string): RequestRecord {
   const parsed = parseRequestRecord({ request_id: id, model: 'm', start: T, end: T + 10, prompt_tokens: 1, completion_tokens: 1, gpus: [0] }, 0);
-  assert.ok(parsed.ok);
+  assert.ok(parsed.ok, 'a valid record');
   return parsed.record;
 }
 const records = (...ids: string[]): RequestRecord[] => ids.map(record);
@@ -100,5 +100,5 @@ test('state alone is delivered, and an undelivered state at close is reported', 
   delivery.push([], st('k', 'lost'));
   await delivery.flush(300);
   delivery.close();
-  assert.ok(messages('warn').some((m) => /latest state was not stored at shutdown/.test(m)));
+  assert.ok(messages('warn').some((m) => /latest state was not stored at shutdown/.test(m)), messages().join('\n'));
 });
