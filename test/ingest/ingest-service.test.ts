@@ -7,21 +7,12 @@ import type { Ledger } from '../../agent/ledger.js';
 import { BackpressureError } from '../../collectors/request-sink.js';
 import type { RequestRecord, ResolvedRequest } from '../../model/request-record.js';
 import { epochMs } from '../../model/units.js';
-import { T0, request, tempLedger } from '../ledger/temp-ledger.js';
+import { T0, request, storedIds, tempLedger } from '../ledger/temp-ledger.js';
 import { fakeContext } from './fake-context.js';
 
 /** A record as a source delivers it: GPU by index, tier left to the context. */
 function rec(i: number, overrides: Partial<RequestRecord> = {}): RequestRecord {
   return { ...request(i), tier: null, gpus: ['0'], ...overrides };
-}
-
-function storedIds(path: string): string[] {
-  const db = new Database(path, { readonly: true });
-  try {
-    return (db.prepare('SELECT request_id FROM requests ORDER BY request_id').all() as { request_id: string }[]).map((r) => r.request_id);
-  } finally {
-    db.close();
-  }
 }
 
 function service(ledger: Pick<Ledger, 'insertRequests'>, extra: Partial<IngestServiceOptions> = {}): IngestService {

@@ -5,7 +5,7 @@ import { IngestService } from '../../agent/ingest-service.js';
 import type { IngestServiceOptions } from '../../agent/ingest-service.js';
 import type { Ledger } from '../../agent/ledger.js';
 import type { RequestRecord } from '../../model/request-record.js';
-import { never, request, tempLedger } from '../ledger/temp-ledger.js';
+import { never, request, storedIds, tempLedger } from '../ledger/temp-ledger.js';
 import { fakeContext } from './fake-context.js';
 
 /** A record as a source delivers it: GPU by index, tier left to the context. */
@@ -15,15 +15,6 @@ function rec(i: number, overrides: Partial<RequestRecord> = {}): RequestRecord {
 
 function service(ledger: Pick<Ledger, 'insertRequests'>, extra: Partial<IngestServiceOptions> = {}): IngestService {
   return new IngestService({ ledger, context: () => fakeContext(), settledUntil: () => null, onAccepted: () => {}, queueLimit: 1000, ...extra });
-}
-
-function storedIds(path: string): string[] {
-  const db = new Database(path, { readonly: true });
-  try {
-    return (db.prepare('SELECT request_id FROM requests ORDER BY request_id').all() as { request_id: string }[]).map((r) => r.request_id);
-  } finally {
-    db.close();
-  }
 }
 
 /** Make every insert of this request id fail inside SQLite, through a second connection (as a full disk would). */

@@ -90,3 +90,13 @@ export function dumpTables(path: string): Record<string, unknown[]> {
     db.close();
   }
 }
+
+/** The request ids the ledger file holds, sorted, read by a connection of its own (what is committed). */
+export function storedIds(path: string): string[] {
+  const db = new Database(path, { readonly: true });
+  try {
+    return (db.prepare('SELECT request_id FROM requests ORDER BY request_id').all() as { request_id: string }[]).map((r) => r.request_id);
+  } finally {
+    db.close();
+  }
+}
