@@ -46,7 +46,7 @@ const storedSchema = z.strictObject({
       value: finite,
       created: finite.nullable(),
       seenMs: finite,
-      status: z.enum(['seen', 'stale', 'restarted']),
+      status: z.enum(['seen', 'stale', 'restarted', 'given-up']),
     }),
   ),
   models: z.array(
@@ -58,6 +58,8 @@ const storedSchema = z.strictObject({
       running: finite.nullable(),
       held: z.number().int().min(0),
       credit: finite.min(0),
+      /** Optional: absent in values stored before batch sizes were taken from request-time histograms. */
+      requestTime: z.strictObject({ name: z.string().min(1), series: z.record(z.string(), z.strictObject({ sum: finite, count: finite })) }).nullable().optional(),
       pending: z.record(z.string(), finite),
       used: z.strictObject({ promptTokens: z.string().optional(), generationTokens: z.string().optional(), cachedTokens: z.string().optional() }),
     }),
@@ -84,6 +86,7 @@ export function serializeBaseline(baseline: EngineBaseline, url: string): string
       running: m.running,
       held: m.held,
       credit: m.credit,
+      requestTime: m.requestTime,
       pending: { ...m.pending },
       used: { ...m.used },
     })),
@@ -132,7 +135,7 @@ export function restoreBaseline(value: string, url: string, wallNow: number, mon
       const name = m.used[k];
       if (name !== undefined) used[k] = name;
     }
-    models.set(model, { sinceMs: m.sinceMs, sinceMono: monoMs - sinceMonoAgoMs, running: m.running, held: m.held, credit: m.credit, pending: m.pending, used });
+    models.set(model, { sinceMs: m.sinceMs, sinceMono: monoMs - sinceMonoAgoMs, running: m.running, held: m.held, credit: m.credit, requestTime: m.requestTime ?? null, pending: m.pending, used });
   }
   return {
     ok: true,

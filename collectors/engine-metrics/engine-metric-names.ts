@@ -15,6 +15,10 @@
  *   counters `sglang:prompt_tokens_total`, `sglang:generation_tokens_total`,
  *   `sglang:cached_tokens_total` (newer; label `cache_source` = device/host/storage_*), gauges
  *   `sglang:num_running_reqs` and `sglang:cache_hit_rate`.
+ * - Request-time histograms: vLLM `vllm:request_inference_time_seconds` ("time spent in RUNNING
+ *   phase for request") and `vllm:e2e_request_latency_seconds` (docs/design/metrics.md, v0 and v1);
+ *   SGLang `sglang:e2e_request_latency_seconds` (production_metrics.md). SGLang has no
+ *   running-time histogram.
  *
  * A counter's `_total` suffix is optional when matching (see {@link counterKey}): text written
  * by other clients or an OpenMetrics endpoint may expose the family name without it.
@@ -33,6 +37,14 @@ export interface EngineMetricNames {
   /** Fallback when no cached-token counter exists: a hit-rate gauge (0..1), so cached tokens are estimated. */
   readonly cacheHitRate: readonly string[];
   readonly runningRequests: readonly string[];
+  /**
+   * Histograms of the time each request spent, whose `_sum` grows by that time when the request
+   * finishes: their growth over an interval divided by its length is the time-averaged number of
+   * requests (Little's law), what batch_size is taken from. In order of preference: vLLM's time in
+   * RUNNING (`vllm:request_inference_time_seconds`, v0 0.6+ and v1), then end-to-end latency
+   * (vLLM, SGLang), which also counts queueing and so runs high when requests wait.
+   */
+  readonly requestTime: readonly string[];
 }
 
 export const ENGINE_METRIC_NAMES: Readonly<Record<EngineKind, EngineMetricNames>> = {
@@ -42,6 +54,7 @@ export const ENGINE_METRIC_NAMES: Readonly<Record<EngineKind, EngineMetricNames>
     cachedTokens: ['vllm:prompt_tokens_cached_total', 'vllm:prefix_cache_hits_total', 'vllm:gpu_prefix_cache_hits_total'],
     cacheHitRate: ['vllm:gpu_prefix_cache_hit_rate'],
     runningRequests: ['vllm:num_requests_running'],
+    requestTime: ['vllm:request_inference_time_seconds', 'vllm:e2e_request_latency_seconds'],
   },
   sglang: {
     promptTokens: ['sglang:prompt_tokens_total'],
@@ -49,6 +62,7 @@ export const ENGINE_METRIC_NAMES: Readonly<Record<EngineKind, EngineMetricNames>
     cachedTokens: ['sglang:cached_tokens_total'],
     cacheHitRate: ['sglang:cache_hit_rate'],
     runningRequests: ['sglang:num_running_reqs'],
+    requestTime: ['sglang:e2e_request_latency_seconds'],
   },
 };
 

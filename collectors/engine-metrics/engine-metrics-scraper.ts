@@ -8,7 +8,7 @@ import type { EngineMetricsConfig, EngineTargetConfig } from './engine-metrics-c
 import type { EngineKind } from './engine-metric-names.js';
 import { detectEngine, readEngineSnapshot } from './engine-snapshot.js';
 import type { EngineSnapshot } from './engine-snapshot.js';
-import { baselineOf, nextInterval } from './interval-records.js';
+import { baselineOf, MAX_HELD_SCRAPES, nextInterval } from './interval-records.js';
 import type { EngineBaseline, IntervalNote } from './interval-records.js';
 import { parsePrometheusText } from './prometheus-text.js';
 import { baselineKey, restoreBaseline, serializeBaseline } from './baseline-state.js';
@@ -44,6 +44,8 @@ interface TargetState {
   saved: EngineBaseline | null;
   /** Problems reported and not yet cleared, by code: each is logged once. */
   readonly problems: Map<string, string>;
+  /** Per model, where the last record's batch_size came from (logged when it changes). */
+  readonly batchSources: Map<string, string>;
 }
 
 /**
@@ -81,7 +83,7 @@ export class EngineMetricsScraper implements RequestSource {
     this.monotonicNow = options.monotonicNow ?? (options.now ? options.now : () => performance.now());
     this.states = options.config.targets.map((target) => {
       const engineId = target.engineId ?? new URL(target.url).host;
-      return { target, engineId, engine: target.engine === 'auto' ? null : target.engine, baseline: null, stateKey: baselineKey(engineId), saved: null, problems: new Map() };
+      return { target, engineId, engine: target.engine === 'auto' ? null : target.engine, baseline: null, stateKey: baselineKey(engineId), saved: null, problems: new Map(), batchSources: new Map() };
     });
   }
 
@@ -296,11 +298,18 @@ export class EngineMetricsScraper implements RequestSource {
           break;
         }
         case 'series-missing':
-          problem(
-            `note:series-missing:${note.model}`,
-            note.held
-              ? `engine-metrics: ${url}: series of model ${note.model} seen before are missing (${note.series.join(', ')}); its record waits for the next scrape to cover the whole interval`
-              : `engine-metrics: ${url}: series of model ${note.model} still missing (${note.series.join(', ')}); records go on without them and their tokens are counted when they are back`,
+          // One text whether held or not, so that it is reported once while the series are awaited.
+          if (note.held) {
+            problem(
+              `note:series-missing:${note.model}`,
+              `engine-metrics: ${url}: series of model ${note.model} seen before are missing (${note.series.join(', ')}); its records wait up to ${MAX_HELD_SCRAPES} scrapes for them, then go on without them`,
+            );
+          }
+          break;
+        case 'series-given-up':
+          this.options.log.warn(
+            { url, ...note },
+            `engine-metrics: ${url}: series of model ${note.model} gone for ${MAX_HELD_SCRAPES + 1} scrapes (${note.series.join(', ')}); records go on without them and no longer wait for them; if they come back, what they counted since they were last seen is recorded then`,
           );
           break;
         case 'series-returned':
@@ -315,6 +324,26 @@ export class EngineMetricsScraper implements RequestSource {
         case 'cached-capped':
           this.options.log.debug({ url, ...note }, 'engine-metrics: cache hits exceed prompt tokens in this interval; capped, the rest carried to the next interval');
           break;
+        case 'cached-credit-expired':
+          this.options.log.info(
+            { url, ...note },
+            `engine-metrics: ${url}: model ${note.model}: ${note.tokens} cache-hit tokens counted in the previous interval found no prompt tokens in this one; dropped (requests aborted before their first token, or preempted and looked up again)`,
+          );
+          break;
+        case 'batch-size': {
+          const what = `${note.source}${note.metric === null ? '' : ` (${note.metric})`}`;
+          if (state.batchSources.get(note.model) !== what) {
+            state.batchSources.set(note.model, what);
+            const meaning = {
+              'request-time': 'time-averaged from the growth of the time requests spent running',
+              'e2e-latency': 'time-averaged from the growth of end-to-end request latency (queueing included, so high when requests wait)',
+              'running-gauge': 'no request finished in the interval: the mean of the running-requests gauge at its two ends',
+              none: 'unknown (no request finished and the running gauge read 0 or is absent): left unset',
+            }[note.source];
+            this.options.log.info({ url, ...note }, `engine-metrics: ${url}: model ${note.model}: batch_size is ${meaning}`);
+          }
+          break;
+        }
         case 'cached-credit-dropped':
           this.options.log.info({ url, ...note }, `engine-metrics: ${url}: model ${note.model}: ${note.tokens} cache-hit tokens carried from before the restart are void (their prefills died with it)`);
           break;

@@ -48,6 +48,18 @@ export interface CounterSeries {
   readonly created: number | null;
 }
 
+/**
+ * One series of a request-time histogram (ranks of one replica merged, largest taken): the total
+ * seconds and number of the requests it has counted, both growing when a request finishes.
+ */
+export interface RequestTimeSeries {
+  /** The histogram's name, then its labels except rank labels and `le`, sorted. */
+  readonly key: string;
+  readonly model: string;
+  readonly sum: number;
+  readonly count: number;
+}
+
 /** One scrape of one engine, reduced to the figures tokenwatt turns into interval records. */
 export interface EngineSnapshot {
   readonly engine: EngineKind;
@@ -58,6 +70,8 @@ export interface EngineSnapshot {
   readonly models: ReadonlyMap<string, ModelReading>;
   /** Every series of every candidate name of the token counters (deprecated twins included). */
   readonly counters: readonly CounterSeries[];
+  /** Series of the first request-time histogram on the page ({@link EngineMetricNames.requestTime}). */
+  readonly requestTime: readonly RequestTimeSeries[];
   /** The name each logical metric was found under (absent: not exported by this engine version). */
   readonly resolved: Readonly<Partial<Record<keyof EngineMetricNames, string>>>;
   /**
@@ -117,6 +131,7 @@ export function readEngineSnapshot(text: PromText, engine: EngineKind, atMs: num
   const cached = resolve('cachedTokens', 'counter');
   const hitRate = cached === null ? resolve('cacheHitRate', 'gauge') : null;
   const running = resolve('runningRequests', 'gauge');
+  const requestTime = requestTimeSeries(names.requestTime, byName, fallbackModel, resolved);
 
   const sums = (metric: CounterMetric): Map<string, number> => {
     const perModel = new Map<string, number>();
@@ -144,7 +159,7 @@ export function readEngineSnapshot(text: PromText, engine: EngineKind, atMs: num
       runningRequests: batches?.get(model) ?? null,
     });
   }
-  return { engine, atMs, monoMs, models, counters, resolved, restartMarker: restartMarkerOf(byName), unreadable: unreadableNames(text) };
+  return { engine, atMs, monoMs, models, counters, requestTime, resolved, restartMarker: restartMarkerOf(byName), unreadable: unreadableNames(text) };
 }
 
 /** Samples by name; counters additionally under their name without `_total`. */
@@ -204,6 +219,43 @@ function counterSeries(
     series.set(key, { key, metric, name: candidate, model, origin, value: s.value, created: created.get(key) ?? null });
   }
   return [...series.values()];
+}
+
+/**
+ * The series of the first candidate histogram with a `_sum` on the page, each with its `_count`
+ * (or, lacking one, its `+Inf` bucket). A series without a count is left out: its sum alone cannot
+ * bound what one interval's finished requests contribute.
+ */
+function requestTimeSeries(
+  candidates: readonly string[],
+  byName: Map<string, PromSample[]>,
+  fallbackModel: string,
+  resolved: Partial<Record<keyof EngineMetricNames, string>>,
+): RequestTimeSeries[] {
+  for (const name of candidates) {
+    const sums = byName.get(`${name}_sum`) ?? [];
+    if (sums.length === 0) continue;
+    resolved.requestTime = name;
+    const counts = new Map<string, number>();
+    for (const s of byName.get(`${name}_count`) ?? []) {
+      const key = seriesId(name, s.labels, RANK_LABELS);
+      counts.set(key, Math.max(counts.get(key) ?? 0, s.value));
+    }
+    for (const s of byName.get(`${name}_bucket`) ?? []) {
+      const key = seriesId(name, s.labels, [...RANK_LABELS, 'le']);
+      if (s.labels.le === '+Inf' && !counts.has(key)) counts.set(key, s.value);
+    }
+    const series = new Map<string, RequestTimeSeries>();
+    for (const s of sums) {
+      const key = seriesId(name, s.labels, RANK_LABELS);
+      const count = counts.get(key);
+      const known = series.get(key);
+      if (count === undefined || s.value < 0 || (known && known.sum >= s.value)) continue;
+      series.set(key, { key, model: modelOf(s, fallbackModel), sum: s.value, count });
+    }
+    return [...series.values()];
+  }
+  return [];
 }
 
 /**

@@ -3,7 +3,7 @@ import { MAX_TOKENS } from '../../model/request-record.js';
 import type { RequestRecordWire } from '../../model/request-record.js';
 import { COUNTER_METRICS, counterKey, ENGINE_METRIC_NAMES } from './engine-metric-names.js';
 import type { CounterMetric, EngineKind } from './engine-metric-names.js';
-import type { CounterSeries, EngineSnapshot, ModelReading } from './engine-snapshot.js';
+import type { CounterSeries, EngineSnapshot, ModelReading, RequestTimeSeries } from './engine-snapshot.js';
 
 /** Something worth telling the operator about one interval (logged by the scraper). */
 export type IntervalNote =
@@ -25,6 +25,24 @@ export type IntervalNote =
   | { readonly kind: 'counter-renamed'; readonly model: string; readonly metric: CounterMetric; readonly from: string; readonly to: string }
   /** Cache hits beyond the interval's prompt tokens: capped, the excess carried to the next interval. */
   | { readonly kind: 'cached-capped'; readonly model: string; readonly cached: number; readonly prompt: number; readonly carried: number }
+  /**
+   * Cache hits carried from the previous interval that found no prompt tokens in this one: dropped.
+   * The carry covers the lag between a request's scheduling (hits counted) and its first token
+   * (prompt tokens counted), never more than one interval; hits of requests aborted before their
+   * first token, or counted again after a preemption, never get prompt tokens.
+   */
+  | { readonly kind: 'cached-credit-expired'; readonly model: string; readonly tokens: number }
+  /**
+   * Where the record's batch_size came from: `request-time` (Δ time in RUNNING / Δt), `e2e-latency`
+   * (Δ end-to-end latency / Δt, queueing included), `running-gauge` (mean of the gauge at the
+   * interval's two ends: no request finished in it), or `none` (batch_size left unset).
+   */
+  | { readonly kind: 'batch-size'; readonly model: string; readonly source: BatchSizeSource; readonly metric: string | null }
+  /**
+   * Series given up on: absent for {@link MAX_HELD_SCRAPES} scrapes, a record was made without them.
+   * Later intervals no longer wait for them; if they come back, they count from their last value.
+   */
+  | { readonly kind: 'series-given-up'; readonly model: string; readonly series: readonly string[] }
   /** A restart voided cache hits carried from earlier intervals (their prefills died with the engine). */
   | { readonly kind: 'cached-credit-dropped'; readonly model: string; readonly tokens: number }
   | { readonly kind: 'cached-estimated'; readonly model: string }
@@ -41,6 +59,8 @@ export type IntervalNote =
    * token counts add up exactly.
    */
   | { readonly kind: 'interval-split'; readonly model: string; readonly pieces: number; readonly startMs: number; readonly endMs: number };
+
+export type BatchSizeSource = 'request-time' | 'e2e-latency' | 'running-gauge' | 'none';
 
 export interface TokenCounts {
   readonly prompt: number;
@@ -65,8 +85,10 @@ export interface TrackedSeries {
    * stale: it was absent when its metric moved to another counter name; its next increase would
    * overlap tokens recorded under that name, so it only sets a new starting value.
    * restarted: its engine restarted while it was absent; it counts from zero when it is back.
+   * given-up: absent while a record was made without it (gone for good, e.g. fewer data-parallel
+   * engines after a restart without a marker): nothing waits for it; back, it counts from its value.
    */
-  readonly status: 'seen' | 'stale' | 'restarted';
+  readonly status: 'seen' | 'stale' | 'restarted' | 'given-up';
 }
 
 /** Per model: the interval not yet recorded. */
@@ -77,12 +99,20 @@ export interface ModelState {
   readonly running: number | null;
   /** Scrapes this interval has waited for missing series. */
   readonly held: number;
-  /** Cache hits counted before their prompt tokens: added to the next intervals' cached tokens. */
+  /** Cache hits counted before their prompt tokens: added to the next interval's cached tokens only. */
   readonly credit: number;
+  /** The request-time histogram's series of this model at `sinceMs` (null: none on that page). */
+  readonly requestTime: RequestTimeState | null;
   /** Increase per counter name since `sinceMs`, not yet recorded. */
   readonly pending: Readonly<Record<string, number>>;
   /** The counter name each metric's last record used. */
   readonly used: Readonly<Partial<Record<CounterMetric, string>>>;
+}
+
+/** A request-time histogram at an interval's start: its name, and per series key its sum and count. */
+export interface RequestTimeState {
+  readonly name: string;
+  readonly series: Readonly<Record<string, { readonly sum: number; readonly count: number }>>;
 }
 
 /**
@@ -126,7 +156,7 @@ export function baselineOf(snapshot: EngineSnapshot): EngineBaseline {
       const name = ENGINE_METRIC_NAMES[snapshot.engine][metric].find((n) => snapshot.counters.some((s) => s.model === model && s.name === n));
       if (name !== undefined) used[metric] = name;
     }
-    models.set(model, openInterval(snapshot, 0, used, snapshot.models.get(model)?.runningRequests ?? null));
+    models.set(model, openInterval(snapshot, 0, used, model, snapshot));
   }
   return { engine: snapshot.engine, atMs: snapshot.atMs, monoMs: snapshot.monoMs, restartMarker: snapshot.restartMarker, unreadable: snapshot.unreadable, series, models };
 }
@@ -197,7 +227,7 @@ export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, opt
   const models = new Map<string, ModelState>();
   const allModels = new Set([...baseline.models.keys(), ...modelsOf(curr), ...[...tracked.values()].map((t) => t.series.model)]);
   for (const model of allModels) {
-    const before = baseline.models.get(model) ?? openInterval(baseline, 0, {});
+    const before = baseline.models.get(model) ?? openInterval(baseline, 0, {}, model);
     const reading = curr.models.get(model);
     const pending = { ...before.pending };
     for (const [name, inc] of increases.get(model) ?? []) pending[name] = (pending[name] ?? 0) + inc;
@@ -221,7 +251,14 @@ export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, opt
       models.set(model, { ...before, pending, credit, held: waiting ? before.held + 1 : before.held });
       continue;
     }
-    if (waiting) notes.push({ kind: 'series-missing', model, series: missing.map((t) => t.series.key), held: false, sinceMs: before.sinceMs });
+    if (waiting) {
+      notes.push({ kind: 'series-missing', model, series: missing.map((t) => t.series.key), held: false, sinceMs: before.sinceMs });
+      // Made without them: stop waiting, or every later interval would wait and be marked
+      // estimated for series that may never come back.
+      const givenUp = missing.filter((t) => chosen[t.series.metric]?.name === t.series.name);
+      for (const t of givenUp) tracked.set(t.series.key, { ...t, status: 'given-up' });
+      if (givenUp.length > 0) notes.push({ kind: 'series-given-up', model, series: givenUp.map((t) => t.series.key) });
+    }
     // Missing series of a name no longer used: what they counted since they were last seen cannot
     // be told apart from what the name now used counts, so they only set a new start when back.
     for (const t of missing) {
@@ -236,7 +273,7 @@ export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, opt
       const from = before.used[metric];
       if (from !== undefined && from !== name) notes.push({ kind: 'counter-renamed', model, metric, from, to: name });
     }
-    const next = (carry: number): ModelState => openInterval(curr, carry, { ...before.used, ...used }, reading?.runningRequests ?? null);
+    const next = (carry: number): ModelState => openInterval(curr, carry, { ...before.used, ...used }, model, curr);
     const count = (metric: CounterMetric): number => {
       const name = chosen[metric]?.name;
       return name === undefined ? 0 : Math.max(0, Math.round(pending[name] ?? 0));
@@ -255,6 +292,8 @@ export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, opt
     const running = meanRunning(before.running, reading?.runningRequests ?? null);
     models.set(model, next(cached.credit));
     if (promptTokens === 0 && completionTokens === 0 && (running === null || running < 0.5)) continue; // idle
+    const batch = batchSizeOf(before, curr, model, monoElapsed, resetReasons.length > 0, running);
+    notes.push({ kind: 'batch-size', model, source: batch.source, metric: batch.metric });
 
     const { startMs, endMs } = intervalBounds(before, curr);
     // Counts known to be short for this interval (a series missing or of unknown start) are not exact.
@@ -272,7 +311,7 @@ export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, opt
       granularity: 'interval',
       source: 'engine-metrics',
     };
-    if (running !== null) wire.batch_size = Math.max(1, Math.round(running));
+    if (batch.size !== null) wire.batch_size = batch.size;
     if (cached.estimated || inexact) wire.tokens_estimated = true;
     if (options.tier !== undefined) wire.tier = options.tier;
     if (options.gpus !== undefined && options.gpus.length > 0) wire.gpus = [...options.gpus];
@@ -324,8 +363,67 @@ function modelsOf(snapshot: EngineSnapshot): Set<string> {
   return new Set([...snapshot.models.keys(), ...snapshot.counters.map((s) => s.model)]);
 }
 
-function openInterval(at: { atMs: number; monoMs: number }, credit: number, used: Partial<Record<CounterMetric, string>>, running: number | null = null): ModelState {
-  return { sinceMs: at.atMs, sinceMono: at.monoMs, running, held: 0, credit, pending: {}, used };
+/** A new interval of `model` from `at`; `snapshot`, the scrape it opens at, gives its gauge and histogram readings. */
+function openInterval(at: { atMs: number; monoMs: number }, credit: number, used: Partial<Record<CounterMetric, string>>, model: string, snapshot?: EngineSnapshot): ModelState {
+  const running = snapshot?.models.get(model)?.runningRequests ?? null;
+  const requestTime = snapshot ? requestTimeOf(snapshot.requestTime, model) : null;
+  return { sinceMs: at.atMs, sinceMono: at.monoMs, running, held: 0, credit, requestTime, pending: {}, used };
+}
+
+function requestTimeOf(all: readonly RequestTimeSeries[], model: string): RequestTimeState | null {
+  const own = all.filter((s) => s.model === model);
+  const first = own[0];
+  if (first === undefined) return null;
+  const name = first.key.slice(0, first.key.indexOf('{'));
+  return { name, series: Object.fromEntries(own.map((s) => [s.key, { sum: s.sum, count: s.count }])) };
+}
+
+/**
+ * The interval's batch size, time-averaged where the engine allows it. Little's law: the growth of
+ * a request-time histogram's sum over the interval, divided by its length, is the mean number of
+ * requests in that phase. Per series (data-parallel engine) L = min(Δsum / Δt, Δcount): the
+ * histogram counts a request when it finishes, so a long request's whole time lands in the
+ * interval it finishes in; no finished request was in the interval for longer than the interval,
+ * hence the cap. Requests still running at the end count when they finish, in a later interval.
+ * Across engines, the batch the average request is in (ΣL² / ΣL), as for the gauge. With no
+ * request finished (or a restart, or the histogram gone or renamed), the mean of the running
+ * gauge at the two ends; when that is 0 too, nothing is known and batch_size is left unset.
+ */
+function batchSizeOf(
+  before: ModelState,
+  curr: EngineSnapshot,
+  model: string,
+  monoElapsed: number,
+  restarted: boolean,
+  running: number | null,
+): { size: number | null; source: BatchSizeSource; metric: string | null } {
+  const from = before.requestTime;
+  const now = requestTimeOf(curr.requestTime, model);
+  const seconds = monoElapsed / 1000;
+  if (from !== null && now !== null && from.name === now.name && !restarted && seconds > 0) {
+    let sumL = 0;
+    let sumL2 = 0;
+    let finished = 0;
+    let usable = true;
+    for (const [key, s] of Object.entries(now.series)) {
+      const b = from.series[key];
+      if (b === undefined) continue; // new since the interval began: its start is unknown
+      const dSum = s.sum - b.sum;
+      const dCount = s.count - b.count;
+      if (dSum < 0 || dCount < 0) usable = false; // went down: a restart this interval cannot place
+      if (!usable) break;
+      const l = Math.min(dSum / seconds, dCount);
+      finished += dCount;
+      sumL += l;
+      sumL2 += l * l;
+    }
+    if (usable && finished > 0 && sumL > 0) {
+      const source = now.name.endsWith('e2e_request_latency_seconds') ? 'e2e-latency' : 'request-time';
+      return { size: Math.min(100_000, Math.max(1, Math.round(sumL2 / sumL))), source, metric: now.name };
+    }
+  }
+  if (running !== null && running > 0) return { size: Math.min(100_000, Math.max(1, Math.round(running))), source: 'running-gauge', metric: curr.resolved.runningRequests ?? null };
+  return { size: null, source: 'none', metric: null };
 }
 
 function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
@@ -422,7 +520,7 @@ function seriesIncreases(
       unknown(s);
     } else if (before) {
       inc = s.value - before.series.value; // from zero when its engine restarted while it was absent
-      if (before.status === 'seen' && before.seenMs < baseline.atMs) push(returned, s.model, { key: s.key, sinceMs: before.seenMs });
+      if ((before.status === 'seen' || before.status === 'given-up') && before.seenMs < baseline.atMs) push(returned, s.model, { key: s.key, sinceMs: before.seenMs });
     } else if (baseline.unreadable.has('*') || baseline.unreadable.has(counterKey(s.name))) {
       inc = 0;
       unknown(s);
@@ -487,10 +585,15 @@ function cachedTokensOf(
   notes: IntervalNote[],
 ): { tokens: number; estimated: boolean; credit: number } {
   if (counted !== null) {
-    const available = counted + credit;
-    const tokens = Math.min(available, promptTokens);
-    if (available > promptTokens) notes.push({ kind: 'cached-capped', model, cached: available, prompt: promptTokens, carried: available - tokens });
-    return { tokens, estimated: false, credit: available - tokens };
+    // The carried hits go first (their prompts were due first); what of them finds no prompt
+    // tokens now never will, so it is dropped rather than carried on (bounded to one interval).
+    const fromCredit = Math.min(credit, promptTokens);
+    const fromCounted = Math.min(counted, promptTokens - fromCredit);
+    const expired = credit - fromCredit;
+    const carried = counted - fromCounted;
+    if (expired > 0) notes.push({ kind: 'cached-credit-expired', model, tokens: expired });
+    if (carried > 0) notes.push({ kind: 'cached-capped', model, cached: counted + fromCredit, prompt: promptTokens, carried });
+    return { tokens: fromCredit + fromCounted, estimated: false, credit: carried };
   }
   const outOfRange = reading?.cacheHitRateOutOfRange ?? [];
   if (outOfRange.length > 0) notes.push({ kind: 'hit-rate-out-of-range', model, metric: curr.resolved.cacheHitRate ?? 'hit rate', values: outOfRange });

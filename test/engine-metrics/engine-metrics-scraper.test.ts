@@ -164,7 +164,7 @@ test('#1 a counter line unreadable in one scrape: reported, the record waits, th
   const bad = bump(bump(page, P, 100), G, 50).replace(`${P} `, `vllm:prompt_tokens_total{model_name="mistralai/Mistral-7B-Instruct-v0.3\\q"} `);
   engine.set(bad);
   assert.deepEqual(await scraper.scrapeOnce(), []);
-  assert.ok(errors.some((e) => /series of model mistralai\/Mistral-7B-Instruct-v0.3 seen before are missing .*record waits/.test(e)));
+  assert.ok(errors.some((e) => /series of model mistralai\/Mistral-7B-Instruct-v0.3 seen before are missing .*records wait/.test(e)));
   clock.t = T0 + 30_000;
   engine.set(bump(bump(page, P, 200), G, 100));
   const [r] = await scraper.scrapeOnce();
@@ -207,4 +207,57 @@ test('N4 shutdown takes one last scrape, so the partial interval since the previ
   assert.deepEqual([sink.records[0]?.startMs, sink.records[0]?.endMs, sink.records[0]?.promptTokens], [T0, T0 + 6000, 1234]);
   await scraper.shutdown(); // idempotent: no second scrape into a closed delivery
   assert.equal(sink.records.length, 1);
+});
+
+test('a series gone for good is reported once (one onError, one warning when given up), not on 2 of every 3 scrapes', async (t) => {
+  const engine = await fakeEngine();
+  t.after(() => engine.close());
+  // The SGLang docs page's token counters as two data-parallel ranks (dp_rank), then rank 1 gone.
+  const rank = (dp: number, p: number, g: number) =>
+    withValue(withValue(fixture('sglang-docs-production-metrics.prom'), `sglang:prompt_tokens_total${S}`, p), `sglang:generation_tokens_total${S}`, g)
+      .split('\n')
+      .filter((l) => /^sglang:(prompt|generation)_tokens_total\{/.test(l))
+      .map((l) => l.replace('{model_name=', `{dp_rank="${dp}",model_name=`))
+      .join('\n');
+  engine.set(`${rank(0, 100_000, 10_000)}\n${rank(1, 90_000, 9_000)}`);
+  const clock = { t: T0 };
+  const { scraper, errors, messages } = scraperFor([engine.url], clock);
+  await scraper.start(new RecordingSink());
+  const baseErrors = errors.length; // the page lacks a cache counter and gauge: reported once at start
+  const perScrape: number[] = [];
+  for (let i = 1; i <= 9; i++) {
+    clock.t = T0 + i * 15_000;
+    engine.set(rank(0, 3000 * i, 300 * i));
+    await scraper.scrapeOnce();
+    perScrape.push(errors.length);
+  }
+  await scraper.shutdown();
+  assert.deepEqual(perScrape, [1, 1, 1, 1, 1, 1, 1, 1, 1].map((n) => baseErrors + n));
+  assert.match(errors[baseErrors] ?? '', /series of model meta-llama\/Llama-3.1-8B-Instruct seen before are missing/);
+  assert.equal(messages('warn').filter((m) => /no longer wait for them/.test(m)).length, 1);
+});
+
+test('cache hits that never found their prompt tokens are dropped after one interval, logged at info with the amount', async (t) => {
+  const engine = await fakeEngine();
+  t.after(() => engine.close());
+  const page = fixture('vllm-0.10-v1-rendered.prom');
+  const E0 = '{engine="0",model_name="Qwen/Qwen3-0.6B"}';
+  engine.set(page);
+  const clock = { t: T0 };
+  const { scraper, messages } = scraperFor([engine.url], clock);
+  const sink = new RecordingSink();
+  await scraper.start(sink);
+  clock.t += 15_000;
+  engine.set(bump(page, `vllm:prefix_cache_hits_total${E0}`, 480_000));
+  await scraper.scrapeOnce();
+  clock.t += 15_000;
+  await scraper.scrapeOnce(); // their prompts are due by now: none came
+  clock.t += 15_000;
+  const later = bump(page, `vllm:prefix_cache_hits_total${E0}`, 480_000);
+  engine.set(bump(bump(later, `vllm:prompt_tokens_total${E0}`, 8000), `vllm:generation_tokens_total${E0}`, 100));
+  await scraper.scrapeOnce();
+  await scraper.shutdown();
+  // The running gauge (6 and 4 on this page) makes the quiet intervals records too.
+  assert.deepEqual(sink.records.map((r) => [r.promptTokens, r.cachedTokens]), [[0, 0], [0, 0], [8000, 0]]);
+  assert.equal(messages('info').filter((m) => /480000 cache-hit tokens counted in the previous interval found no prompt tokens/.test(m)).length, 1);
 });

@@ -32,7 +32,12 @@ test('SGLang docs page: prompt/generation counters, running gauge, only a hit-ra
     generationTokens: 'sglang:generation_tokens_total',
     cacheHitRate: 'sglang:cache_hit_rate',
     runningRequests: 'sglang:num_running_reqs',
+    requestTime: 'sglang:e2e_request_latency_seconds',
   });
+  // The page's end-to-end latency histogram, for the time-averaged batch size (_sum and _count as the docs show them).
+  assert.deepEqual(s.requestTime, [
+    { key: 'sglang:e2e_request_latency_seconds{model_name="meta-llama/Llama-3.1-8B-Instruct"}', model: 'meta-llama/Llama-3.1-8B-Instruct', sum: 3.116093850019932e6, count: 11228 },
+  ]);
   // func_latency_seconds has no model_name but is not a metric we read: no phantom model
   assert.deepEqual([...s.models.keys()], ['meta-llama/Llama-3.1-8B-Instruct']);
 });

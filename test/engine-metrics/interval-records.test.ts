@@ -32,7 +32,8 @@ test('vLLM 0.10 page, two scrapes: deltas summed over engines, batch = mean runn
   after = withValue(after, `vllm:num_requests_running${E0}`, 10);
   after = withValue(after, `vllm:num_requests_running${E1}`, 4);
   const { records, notes } = intervalRecords(vllm(before, T0), vllm(after, T1), { engineId: 'vllm-a', tier: 'small', gpus: [0] });
-  assert.deepEqual(notes, []);
+  // This page has no request-time histogram: the gauge is all there is, and the note says so.
+  assert.deepEqual(notes, [{ kind: 'batch-size', model: 'Qwen/Qwen3-0.6B', source: 'running-gauge', metric: 'vllm:num_requests_running' }]);
   assert.equal(records.length, 1);
   const r = valid(records[0]);
   assert.equal(r.promptTokens, 4000);
@@ -225,7 +226,7 @@ test('#4 a wall-clock step: never dropped; the interval lasts what the monotonic
   const back = run([snap(10_000, T0, 0), snap(15_000, T0 - 2000, 15_000), snap(15_100, T0 + 13_000, 30_000)]);
   assert.equal(back.prompt, 5100);
   assert.deepEqual(back.records.map((r) => [r.startMs, r.endMs]), [[T0 - 17_000, T0 - 2000], [T0 - 2000, T0 + 13_000]]);
-  assert.deepEqual(back.steps[0]?.notes, [{ kind: 'clock-step', wallMs: -2000, monoMs: 15_000, held: false }]);
+  assert.deepEqual(back.steps[0]?.notes, [{ kind: 'clock-step', wallMs: -2000, monoMs: 15_000, held: false }, { kind: 'batch-size', model: 'm', source: 'running-gauge', metric: 'vllm:num_requests_running' }]);
   const forward = run([snap(10_000, T0, 0), snap(15_000, T0 + 3_600_000, 15_000)]);
   assert.deepEqual(forward.records.map((r) => [r.startMs, r.endMs]), [[T0 + 3_585_000, T0 + 3_600_000]], 'not an hour-long record');
   assert.ok(forward.notes.some((n) => n.kind === 'clock-step'));
@@ -268,7 +269,7 @@ test('#6 tensor-parallel ranks of one engine are one series: a rank line missing
     [...ranks.map((tp) => `sglang:prompt_tokens_total{model_name="m",tp_rank="${tp}"} ${p}`), 'sglang:generation_tokens_total{model_name="m"} 0'].join('\n');
   const { prompt, notes } = run([sglang(page(1000, [0, 1]), at(0)), sglang(page(1100, [0]), at(1)), sglang(page(1300, [1]), at(2)), sglang(page(1400, [0, 1]), at(3))]);
   assert.equal(prompt, 400);
-  assert.deepEqual(notes, []);
+  assert.deepEqual(notes.filter((n) => n.kind !== 'batch-size'), []);
 });
 
 test('#7 cache hits ahead of their prompt tokens are carried, so cached tokens add up to the engine counter', () => {
@@ -457,13 +458,16 @@ test('property: over random runs with restarts, missing and unreadable series, p
       assert.equal(prompt, observable.prompt, 'prompt tokens');
       assert.equal(completion, observable.gen, 'generation tokens');
       // Hits ahead of prompts wait as credit; a restart voids it, with a note.
+      // Hits ahead of prompts wait as credit for one interval; a restart voids it, so does finding
+      // no prompt tokens in the next interval; both with a note naming the tokens.
       const dropped = notes.reduce((a, n) => a + (n.kind === 'cached-credit-dropped' ? n.tokens : 0), 0);
+      const expired = notes.reduce((a, n) => a + (n.kind === 'cached-credit-expired' ? n.tokens : 0), 0);
       const credit = baseline.models.get('m')?.credit ?? 0;
-      assert.equal(cached + dropped + credit, observable.cached, 'cached tokens');
+      assert.equal(cached + dropped + expired + credit, observable.cached, 'cached tokens');
       if (restartSteps.size === 0) {
-        assert.deepEqual([prompt, completion, cached + credit], [truth.prompt, truth.gen, truth.cached], 'no restart: exactly the engine totals');
-        // Hits run at most one step ahead, so with every series read each time nothing is left waiting.
-        if (generated.every((st) => st.engines.every((e) => e.hide === 'none'))) assert.equal(credit, 0, 'all hits recorded');
+        assert.deepEqual([prompt, completion, cached + expired + credit], [truth.prompt, truth.gen, truth.cached], 'no restart: exactly the engine totals');
+        // Hits run at most one step ahead, so with every series read each time nothing is left waiting or expires.
+        if (generated.every((st) => st.engines.every((e) => e.hide === 'none'))) assert.deepEqual([credit, expired], [0, 0], 'all hits recorded');
       }
       // Every restart is reported in its interval; so is every clock step; nothing else resets.
       const stepsWith = (kind: IntervalNote['kind']) => new Set(out.flatMap((s, k) => (s.notes.some((n) => n.kind === kind) ? [k] : [])));
@@ -485,7 +489,7 @@ test('an interval with more tokens than one record may hold (after a long agent 
   after = bump(after, `vllm:prefix_cache_hits_total${E0}`, 200_000_000);
   const T2 = T0 + 3 * 86_400_000;
   const { records, notes } = nextInterval(baselineOf(vllm(before, T0)), vllm(after, T2), { engineId: 'vllm-a', gpus: [0] });
-  assert.deepEqual(notes, [{ kind: 'interval-split', model: 'Qwen/Qwen3-0.6B', pieces: 3, startMs: T0, endMs: T2 }]);
+  assert.deepEqual(notes.filter((n) => n.kind !== 'batch-size'), [{ kind: 'interval-split', model: 'Qwen/Qwen3-0.6B', pieces: 3, startMs: T0, endMs: T2 }]);
   const parsed = records.map(valid);
   const id = `engine-metrics:vllm-a:Qwen/Qwen3-0.6B:${T0}-${T2}`;
   assert.deepEqual(parsed.map((r) => [r.requestId, r.startMs, r.endMs]), [1, 2, 3].map((i) => [`${id}#${i}/3`, T0, T2]));
