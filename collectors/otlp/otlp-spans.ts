@@ -74,7 +74,9 @@ export function decodeProtobufRequest(body: Uint8Array): unknown {
 /** Parse an ExportTraceServiceRequest in OTLP/JSON. Throws OtlpDecodeError on text that is not JSON. */
 export function decodeJsonRequest(body: Uint8Array): unknown {
   try {
-    return JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+    const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
+    // A UTF-8 byte order mark (some Windows tools write one) is not JSON, but says nothing either.
+    return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
   } catch (err) {
     throw new OtlpDecodeError(`not an OTLP ExportTraceServiceRequest (JSON): ${(err as Error).message}`);
   }
@@ -216,15 +218,41 @@ function nanosOf(value: unknown): bigint | null {
   return null;
 }
 
-/** Top-level attributes, by key; a value that cannot be read is kept as an UnreadableValue. */
+/**
+ * Top-level attributes, by key; a value that cannot be read is kept as an UnreadableValue. OTLP
+ * keys MUST be unique, but nothing on the wire enforces it: a key repeated with another value is
+ * unreadable (which one is meant cannot be told), an identical repeat is harmless.
+ */
 function attributesOf(list: unknown): Map<string, AttributeValue> {
   const out = new Map<string, AttributeValue>();
   if (!Array.isArray(list)) return out;
   for (const kv of list) {
     if (!isObject(kv) || typeof kv.key !== 'string') continue;
-    out.set(kv.key, anyValue(kv.value, 0));
+    const value = anyValue(kv.value, 0);
+    const known = out.get(kv.key) ?? null;
+    if (!out.has(kv.key)) out.set(kv.key, value);
+    else if (known instanceof UnreadableValue) continue;
+    else if (value instanceof UnreadableValue) out.set(kv.key, value);
+    else if (canonical(known) !== canonical(value)) {
+      out.set(kv.key, new UnreadableValue(`given more than once with different values (${shorten(canonical(known))} and ${shorten(canonical(value))})`));
+    }
   }
   return out;
+}
+
+/** A value as text for comparing repeats: type-tagged so that "5" and 5 differ. */
+function canonical(value: AttributeValue): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (typeof v === 'bigint') return { int: v.toString() };
+    if (v instanceof Uint8Array) return { bytes: Buffer.from(v).toString('base64') };
+    if (typeof v === 'number') return { double: Number.isFinite(v) ? v : String(v) };
+    return v;
+  }) ?? 'null';
+}
+
+function shorten(text: string): string {
+  const plain = text.replace(/^\{"(?:int|double)":"?([^"]*)"?\}$/, '$1');
+  return plain.length <= 40 ? plain : `${plain.slice(0, 40)}…`;
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
-import { gunzip } from 'node:zlib';
+import { gunzip, inflate } from 'node:zlib';
 import type { RequestRecord } from '../../model/request-record.js';
 import { BackpressureError } from '../request-sink.js';
 import type { IngestResult, RequestSink } from '../request-sink.js';
@@ -14,6 +14,7 @@ import type { OtlpSpan } from './otlp-spans.js';
 import { otlpTypes } from './otlp-trace-proto.js';
 
 const gunzipAsync = promisify(gunzip);
+const inflateAsync = promisify(inflate);
 
 export interface OtlpTracesHandlerOptions {
   readonly sink: RequestSink;
@@ -71,23 +72,30 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
       req.resume();
       return reply(res, 415, 'json', status(INVALID_ARGUMENT, `unsupported content-type ${JSON.stringify(type ?? '')}; use application/x-protobuf or application/json`));
     }
-    const compression = String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
-    if (compression !== 'identity' && compression !== '' && compression !== 'gzip') {
+    const named = String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+    const compression = named === 'x-gzip' ? 'gzip' : named;
+    if (compression !== 'identity' && compression !== '' && compression !== 'gzip' && compression !== 'deflate') {
       req.resume();
-      return reply(res, 415, encoding, status(INVALID_ARGUMENT, `unsupported content-encoding ${JSON.stringify(compression)}; use gzip or none`));
+      // 415 with Accept-Encoding is what HTTP asks for an unsupported content coding (RFC 9110
+      // 15.5.16, RFC 7694). zstd: Node 20's zlib has none.
+      res.setHeader('Accept-Encoding', 'gzip, deflate');
+      const hint = compression === 'zstd' ? ' (this agent runs on a Node.js without zstd; configure the exporter with compression gzip)' : '';
+      return reply(res, 415, encoding, status(INVALID_ARGUMENT, `unsupported content-encoding ${JSON.stringify(named)}${hint}; use gzip, deflate or none`));
     }
+    const compressed = compression === 'gzip' || compression === 'deflate';
 
     let body: Buffer;
     try {
       body = await readBody(req, limit);
       if (compression === 'gzip') body = await gunzipAsync(body, { maxOutputLength: limit });
+      else if (compression === 'deflate') body = await inflateAsync(body, { maxOutputLength: limit }); // zlib-wrapped, as HTTP's deflate is
     } catch (err) {
       if (err instanceof BodyTooLargeError || (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
         res.on('finish', () => req.destroy());
-        return reply(res, 413, encoding, status(INVALID_ARGUMENT, `request body exceeds bodyLimitBytes (${limit} bytes${compression === 'gzip' ? ' after decompression' : ''})`));
+        return reply(res, 413, encoding, status(INVALID_ARGUMENT, `request body exceeds bodyLimitBytes (${limit} bytes${compressed ? ' after decompression' : ''})`));
       }
-      if (compression === 'gzip' && (err as NodeJS.ErrnoException).code?.startsWith('Z_')) {
-        return reply(res, 400, encoding, status(INVALID_ARGUMENT, `content-encoding gzip, but the body is not valid gzip: ${(err as Error).message}`));
+      if (compressed && (err as NodeJS.ErrnoException).code?.startsWith('Z_')) {
+        return reply(res, 400, encoding, status(INVALID_ARGUMENT, `content-encoding ${compression}, but the body is not valid ${compression}: ${(err as Error).message}`));
       }
       log.debug({ err }, 'otlp: the client went away while sending');
       return;
