@@ -16,7 +16,7 @@ import { boundedModel, buildProxyRecord, labelsFromHeaders, MAX_MODEL } from './
 import type { CallLabels } from './proxy-record.js';
 import { RecordDelivery } from './record-delivery.js';
 import type { DeliveryStats, SourceLog } from './record-delivery.js';
-import { withStreamUsage } from './request-body.js';
+import { hasBom, withStreamUsage } from './request-body.js';
 import { jsonOutcome, streamOutcome } from './call-outcome.js';
 import type { Answer } from './call-outcome.js';
 import { SseSplitter } from './sse-splitter.js';
@@ -451,7 +451,8 @@ export class OpenAiProxy implements RequestSource {
   private forwardCall(req: IncomingMessage, res: ServerResponse, call: RecordedCall, raw: Buffer): void {
     let body: unknown;
     try {
-      body = JSON.parse(raw.toString('utf8'));
+      // A UTF-8 byte-order mark (.NET, PowerShell) is skipped, as vLLM's json.loads does; the body goes upstream as sent.
+      body = JSON.parse(raw.toString('utf8', hasBom(raw) ? 3 : 0));
     } catch (err) {
       sendProxyError(res, 400, 'invalid_json', `request body is not valid JSON: ${(err as Error).message}`);
       return;

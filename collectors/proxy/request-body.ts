@@ -7,6 +7,9 @@ const STREAM_OPTIONS = Buffer.from('stream_options');
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
+/** The body starts with a UTF-8 byte-order mark (EF BB BF). */
+export const hasBom = (raw: Buffer): boolean => raw[0] === 0xef && raw[1] === 0xbb && raw[2] === 0xbf;
+
 /** JSON whitespace (RFC 8259): space, tab, LF, CR. */
 const isJsonSpace = (byte: number | undefined): boolean => byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
 
@@ -20,8 +23,8 @@ const isJsonSpace = (byte: number | undefined): boolean => byte === 0x20 || byte
  * include_usage set (not added as a second member: some servers refuse duplicate keys).
  */
 export function withStreamUsage(raw: Buffer, body: Record<string, unknown>): Buffer {
-  // The body parsed as an object, so its first byte that is not whitespace is the opening brace.
-  let open = 0;
+  // The body parsed as an object, so its first byte that is not whitespace (after a byte-order mark) is the opening brace.
+  let open = hasBom(raw) ? 3 : 0; // the mark stays where it is
   while (isJsonSpace(raw[open])) open++;
   if (body.stream_options === undefined) {
     let next = open + 1;

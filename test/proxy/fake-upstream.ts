@@ -67,7 +67,7 @@ export async function startFakeUpstream(options: { tokenDelayMs?: number; header
       let body: Record<string, unknown>;
       const raw = Buffer.concat(chunks).toString('utf8');
       try {
-        body = JSON.parse(raw) as Record<string, unknown>;
+        body = JSON.parse(raw.replace(/^\ufeff/, '')) as Record<string, unknown>; // a byte-order mark is skipped, as vLLM's json.loads(bytes) does
       } catch {
         res.writeHead(400, { 'Content-Type': 'application/json' }).end(JSON.stringify({ object: 'error', message: 'bad json', code: 400 }));
         return;

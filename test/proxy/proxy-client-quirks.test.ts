@@ -48,6 +48,25 @@ test('"stream": "true" or 1, which vLLM reads as true: usage is asked for and st
   }
 });
 
+test('a JSON body after a UTF-8 byte-order mark (.NET, PowerShell) is read as vLLM reads it; the upstream gets the bytes as sent', async () => {
+  const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+  const plain = Buffer.concat([bom, Buffer.from(chatBody())]);
+  const res = await tryRequest(`${h.proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-task-id': 't-bom' }, body: plain });
+  assert.equal(res.status, 200);
+  assert.equal(h.upstream.calls.find((c) => c.headers['x-task-id'] === 't-bom')?.raw, plain.toString('utf8'));
+  const r = await h.sink.recordOfTask('t-bom');
+  assert.deepEqual([r.status, r.model, r.promptTokens, r.completionTokens, r.tokensEstimated], ['ok', 'llama-8b', PROMPT_TOKENS, 3, false]);
+  // A stream: stream_options goes in after the brace, the mark stays in front of it.
+  const streamed = Buffer.concat([bom, Buffer.from(' ' + chatBody({ stream: true }))]);
+  const s = await tryRequest(`${h.proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-task-id': 't-bom-stream' }, body: streamed });
+  assert.equal(s.status, 200);
+  assert.doesNotMatch(s.body.toString(), /"usage"/);
+  const raw = h.upstream.calls.find((c) => c.headers['x-task-id'] === 't-bom-stream')?.raw;
+  assert.equal(raw, `\ufeff {"stream_options":{"include_usage":true},${chatBody({ stream: true }).slice(1)}`);
+  const rs = await h.sink.recordOfTask('t-bom-stream');
+  assert.deepEqual([rs.status, rs.promptTokens, rs.completionTokens, rs.tokensEstimated], ['ok', PROMPT_TOKENS, 3, false]);
+});
+
 test('label headers sent twice count with their first value; UTF-8 values are recorded as UTF-8', async () => {
   const utf8 = (text: string) => Buffer.from(text, 'utf8').toString('latin1'); // node sends each char as one byte
   await tryRequest(`${h.proxyUrl}/v1/chat/completions`, {
