@@ -463,7 +463,8 @@ export class OpenAiProxy implements RequestSource {
     }
     const { config } = this.options;
     call.stream = streamRequested(body.stream);
-    const asked = isObject(body.stream_options) && body.stream_options.include_usage === true;
+    // Read as the upstream's pydantic reads it ("true", 1...): a client that asked keeps its usage chunk.
+    const asked = isObject(body.stream_options) && streamRequested(body.stream_options.include_usage);
     call.injectedUsage = call.stream && call.endpoint !== 'responses' && !asked && config.injectStreamUsage;
     call.requestModel = str(body.model);
     call.promptEstimate = estimatePromptTokens(body, call.endpoint);

@@ -178,7 +178,7 @@ function answer(res: ServerResponse, call: FakeCall, mode: string, id: string, t
     return;
   }
   const chunkObject = chat ? 'chat.completion.chunk' : 'text_completion';
-  const includeUsage = typeof body.stream_options === 'object' && body.stream_options !== null && (body.stream_options as Record<string, unknown>).include_usage === true;
+  const includeUsage = typeof body.stream_options === 'object' && body.stream_options !== null && streams((body.stream_options as Record<string, unknown>).include_usage);
   const piece = (text: string, finish: string | null) =>
     chat ? { index: 0, delta: { content: text }, finish_reason: finish } : { index: 0, text, finish_reason: finish, logprobs: null };
   const events = [
@@ -191,7 +191,7 @@ function answer(res: ServerResponse, call: FakeCall, mode: string, id: string, t
   streamEvents(res, call, events, words.length, mode, tokenDelayMs, chat ? 1 : 0, Number(call.headers['x-fake-delay'] ?? 400));
 }
 
-/** `stream` as vLLM reads it: its pydantic request models (lax mode) take 1 and "true" for true. */
+/** `stream` (and `include_usage`) as vLLM reads it: its pydantic request models (lax mode) take 1 and "true" for true. */
 function streams(value: unknown): boolean {
   return value === true || value === 1 || value === 'true';
 }

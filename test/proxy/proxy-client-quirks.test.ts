@@ -48,6 +48,29 @@ test('"stream": "true" or 1, which vLLM reads as true: usage is asked for and st
   }
 });
 
+test('stream_options.include_usage "true" or 1, which vLLM reads as true: the client asked, so it gets the usage chunk; the record is exact', async () => {
+  for (const [task, includeUsage] of [
+    ['t-usage-string', 'true'],
+    ['t-usage-one', 1],
+  ] as const) {
+    const res = await tryRequest(`${h.proxyUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-task-id': task },
+      body: chatBody({ stream: true, stream_options: { include_usage: includeUsage } }),
+    });
+    const upstreamCall = h.upstream.calls.find((c) => c.headers['x-task-id'] === task);
+    assert.deepEqual(upstreamCall?.body.stream_options, { include_usage: includeUsage }, `${task}: forwarded as sent, nothing injected`);
+    const usage = res.body
+      .toString()
+      .split('\n\n')
+      .filter((e) => e.includes('"usage"'))
+      .map((e) => (JSON.parse(e.slice('data: '.length)) as { usage: { prompt_tokens: number; completion_tokens: number } }).usage);
+    assert.deepEqual(usage.map((u) => [u.prompt_tokens, u.completion_tokens]), [[PROMPT_TOKENS, 3]], `${task}: one usage chunk reached the client`);
+    const r = await h.sink.recordOfTask(task);
+    assert.deepEqual([r.status, r.promptTokens, r.completionTokens, r.tokensEstimated], ['ok', PROMPT_TOKENS, 3, false], task);
+  }
+});
+
 test('a JSON body after a UTF-8 byte-order mark (.NET, PowerShell) is read as vLLM reads it; the upstream gets the bytes as sent', async () => {
   const bom = Buffer.from([0xef, 0xbb, 0xbf]);
   const plain = Buffer.concat([bom, Buffer.from(chatBody())]);
