@@ -228,6 +228,8 @@ export class OpenAiProxy implements RequestSource {
   private readonly watchdog: UpstreamWatchdog;
   private readonly now: () => number;
   private inFlight = 0;
+  /** Calls sent upstream and not yet over: shutdown records those it must cut. */
+  private readonly calls = new Set<RecordedCall>();
   private readonly sockets = new Set<Socket>();
   private readonly warned = new Set<string>();
   private finished: Finished[] = [];
@@ -296,8 +298,17 @@ export class OpenAiProxy implements RequestSource {
       server.close();
       const deadline = Date.now() + (this.options.shutdownGraceMs ?? 10_000);
       while (this.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      // Calls still running are recorded as cancelled (with what they generated so far) before
+      // anything is cut: cutting first would let the upstream's side close first and blame it,
+      // and records that came after this resolved would miss the agent's ledger.
+      const cut: http.ClientRequest[] = [];
+      for (const call of this.calls) {
+        if (call.upstreamReq !== null) cut.push(call.upstreamReq);
+        call.clientGone = true;
+        this.finish(call, 'cancelled');
+      }
       for (const socket of this.sockets) socket.destroy();
-      await new Promise((r) => setImmediate(r)); // let cut calls record themselves as cancelled
+      for (const upstreamReq of cut) upstreamReq.destroy(); // a retry on a fresh connection is not in the agent
     }
     this.watchdog.close();
     this.agent.destroy();
@@ -476,6 +487,7 @@ export class OpenAiProxy implements RequestSource {
     headers.push('Content-Length', String(out.length));
     call.sentAt = this.watchdog.now();
     this.watchdog.watch(call);
+    this.calls.add(call);
     this.sendCall(res, call, headers, out, false);
   }
 
@@ -702,6 +714,7 @@ export class OpenAiProxy implements RequestSource {
     if (call.done) return;
     call.done = true;
     this.watchdog.unwatch(call);
+    this.calls.delete(call);
     call.settle?.();
     // What the record needs is in `answer` now; let the request's objects go with the request.
     call.settle = null;

@@ -1,7 +1,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startHarness } from './proxy-harness.js';
+import { startFakeUpstream } from './fake-upstream.js';
+import { startHarness, startProxyFor } from './proxy-harness.js';
 import type { Harness } from './proxy-harness.js';
+import { tryRequest } from './raw-http.js';
 
 let h: Harness;
 before(async () => {
@@ -83,4 +85,48 @@ test('client aborts a Responses stream and a non-streamed call while waiting: bo
   assert.equal(r2.status, 'cancelled');
   assert.equal(r2.completionTokens, 0);
   assert.equal(r2.firstTokenMs, null);
+});
+
+test('shutdown with calls in flight: once it resolves, each is recorded as cancelled with its tokens so far and delivered, none blamed on the upstream', async () => {
+  const upstream = await startFakeUpstream();
+  const p = await startProxyFor(upstream.url); // shutdownGraceMs 300
+  try {
+    const call = (task: string, fake: string, body: Record<string, unknown>, onData?: (chunk: Buffer) => void) =>
+      tryRequest(`${p.proxyUrl}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-task-id': task, 'x-fake': fake, 'x-fake-delay': '5000' },
+        body: JSON.stringify({ model: 'llama-8b', messages: [{ role: 'user', content: 'hi' }], ...body }),
+        onData,
+      });
+    // A stream that sends 5 of its 10 tokens and then nothing, and a call still in prefill (no answer yet).
+    let seen = '';
+    let streamed!: () => void;
+    const fiveTokens = new Promise<void>((resolve) => (streamed = resolve));
+    const streaming = call('t-shutdown-stream', 'stall-mid-stream', { max_tokens: 10, stream: true }, (chunk) => {
+      seen += chunk.toString();
+      if (seen.includes('w4 ')) streamed();
+    });
+    const prefill = call('t-shutdown-prefill', 'slow-headers', { max_tokens: 10 });
+    await fiveTokens;
+    while (upstream.calls.length < 2) await new Promise((r) => setTimeout(r, 10));
+    await p.close();
+    // Nothing is waited for here: the records must be in the sink when shutdown resolves.
+    const byTask = new Map(p.sink.records.map((r) => [r.taskId, r]));
+    const s = byTask.get('t-shutdown-stream');
+    const w = byTask.get('t-shutdown-prefill');
+    assert.equal(p.sink.records.length, 2);
+    assert.deepEqual([s?.status, s?.promptTokens, s?.completionTokens, s?.tokensEstimated], ['cancelled', 1, 5, true]);
+    assert.ok(s?.firstTokenMs !== null, 'the stream had its first token');
+    assert.deepEqual([w?.status, w?.promptTokens, w?.completionTokens, w?.tokensEstimated, w?.firstTokenMs], ['cancelled', 1, 0, true, null]);
+    assert.deepEqual(p.proxy.stats().delivery, { accepted: 2, duplicates: 0, late: 0, refused: 0, dropped: 0, pending: 0 });
+    const [a, b] = await Promise.all([streaming, prefill]);
+    assert.deepEqual([a.status, a.complete, b.status, b.complete], [200, false, 0, false], 'the clients see their calls cut');
+    await upstream.waitForAborts(2);
+    await new Promise((r) => setTimeout(r, 100)); // anything the cut upstream side would record late
+    assert.equal(p.sink.records.length, 2);
+    assert.deepEqual(p.errors, [], 'not counted as upstream failures');
+    assert.deepEqual(p.log.messages('warn'), []);
+  } finally {
+    await upstream.close();
+  }
 });
