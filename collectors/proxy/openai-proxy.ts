@@ -195,6 +195,18 @@ function waitForClient(source: Readable, res: ServerResponse, watch: WatchedRequ
   });
 }
 
+/**
+ * The upstream will read no more of a passed-through body (it failed, or closed after answering
+ * early): the rest is read and dropped, so that the client is not stalled mid-upload, and the
+ * answer says Connection: close, since the connection may never reach the next request boundary.
+ */
+function abandonBody(req: IncomingMessage, res: ServerResponse): void {
+  if (req.complete || req.destroyed) return;
+  req.unpipe();
+  req.resume();
+  if (!res.headersSent) res.setHeader('Connection', 'close');
+}
+
 /** The upstream closed a request without a response or an error (node does so for a 101 answer no one asked for). */
 const NO_ANSWER = 'the upstream closed the connection without an answer';
 
@@ -414,15 +426,19 @@ export class OpenAiProxy implements RequestSource {
     const send = (fresh: boolean): void => {
       const upstreamReq = this.upstreamRequest(method, url, headers, fresh);
       watch.upstreamReq = upstreamReq;
-      upstreamReq.on('response', (up) => this.relayPassThrough(up, res, watch, url));
+      upstreamReq.on('response', (up) => this.relayPassThrough(req, up, res, watch, url));
       upstreamReq.on('error', (err) => {
         if (watch.upstreamReq !== upstreamReq) return;
         if (bodyless && !fresh && staleConnection(upstreamReq, err, watch.responded)) send(true);
-        else this.upstreamFailed(res, err, url, watch.responded);
+        else {
+          abandonBody(req, res);
+          this.upstreamFailed(res, err, url, watch.responded);
+        }
       });
       upstreamReq.on('close', () => {
         if (watch.upstreamReq !== upstreamReq) return;
         this.watchdog.unwatch(watch);
+        abandonBody(req, res);
         if (!watch.responded && !res.headersSent && !res.destroyed) this.upstreamFailed(res, new Error(NO_ANSWER), url, false);
       });
       if (bodyless) upstreamReq.end();
@@ -436,10 +452,14 @@ export class OpenAiProxy implements RequestSource {
     send(false);
   }
 
-  private relayPassThrough(up: IncomingMessage, res: ServerResponse, watch: PassThroughWatch, url: string): void {
+  private relayPassThrough(req: IncomingMessage, up: IncomingMessage, res: ServerResponse, watch: PassThroughWatch, url: string): void {
     watch.responded = true;
     watch.activity++; // the idle clock starts with the answer
-    const problem = relayHead(res, up.statusCode ?? 0, forwardableHeaders(up.rawHeaders));
+    const headers = forwardableHeaders(up.rawHeaders);
+    // An answer before the client's whole body (an upstream that refuses without reading it): the
+    // connection may not come back to the request boundary, so the client must not reuse it.
+    if (!req.complete) headers.push('Connection', 'close');
+    const problem = relayHead(res, up.statusCode ?? 0, headers);
     if (problem !== null) {
       up.destroy();
       this.warnOnce(`bad-answer:${problem}`, `proxy: ${url}: ${problem}`);
