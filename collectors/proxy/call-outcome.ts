@@ -6,6 +6,7 @@ import type { RequestStatus } from '../../model/request-record.js';
 import type { OpenAiEndpoint } from './openai-endpoint.js';
 import { parseChatUsage, parseResponsesUsage } from './openai-usage.js';
 import type { TokenUsage } from './openai-usage.js';
+import type { ScannedAnswer } from './json-scan.js';
 import type { StreamFacts } from './stream-observer.js';
 import { tokensFromChars } from './token-estimate.js';
 
@@ -58,8 +59,8 @@ export function streamOutcome(f: StreamFacts, answer: Answer): RequestStatus {
 }
 
 /**
- * Status of a non-streaming answer, from its JSON body (null: not readable or too large to keep,
- * so its tokens stay estimated).
+ * Status of a non-streaming answer, from its JSON body (null: not readable, so its tokens stay
+ * estimated).
  */
 export function jsonOutcome(endpoint: OpenAiEndpoint, answer: Answer, body: Buffer | null): RequestStatus {
   if (body === null) return 'ok';
@@ -74,9 +75,23 @@ export function jsonOutcome(endpoint: OpenAiEndpoint, answer: Answer, body: Buff
     answer.problem = 'the upstream answered 2xx with a body that is not a JSON object';
     return 'error';
   }
+  const { chars, reasoningChars } = generatedText(endpoint, json);
+  return judgeJson(endpoint, answer, json, chars, reasoningChars);
+}
+
+/** Status of a non-streaming answer too large to keep, from what a scan of it kept (json-scan). */
+export function scannedJsonOutcome(endpoint: OpenAiEndpoint, answer: Answer, scan: ScannedAnswer): RequestStatus {
+  if (!scan.complete) {
+    answer.problem = 'the upstream answered 2xx with a body that is not a JSON object';
+    return 'error';
+  }
+  return judgeJson(endpoint, answer, scan.members, scan.chars, scan.reasoningChars);
+}
+
+/** The answer's top-level members (all of them, or those a scan kept) and its generated characters: its status, usage and estimates. */
+function judgeJson(endpoint: OpenAiEndpoint, answer: Answer, json: Record<string, unknown>, chars: number, reasoningChars: number): RequestStatus {
   answer.id = str(json.id);
   answer.model = str(json.model);
-  const { chars, reasoningChars } = generatedText(endpoint, json);
   answer.completionEstimate = tokensFromChars(chars + reasoningChars);
   answer.reasoningEstimate = tokensFromChars(reasoningChars);
   if (json.object === 'error' || isObject(json.error)) {

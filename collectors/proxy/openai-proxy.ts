@@ -17,7 +17,8 @@ import type { CallLabels } from './proxy-record.js';
 import { RecordDelivery } from './record-delivery.js';
 import type { DeliveryStats, SourceLog } from './record-delivery.js';
 import { hasBom, withStreamUsage } from './request-body.js';
-import { jsonOutcome, streamOutcome } from './call-outcome.js';
+import { jsonOutcome, scannedJsonOutcome, streamOutcome } from './call-outcome.js';
+import { JsonAnswerScanner } from './json-scan.js';
 import type { Answer } from './call-outcome.js';
 import { SseSplitter } from './sse-splitter.js';
 import { StreamObserver } from './stream-observer.js';
@@ -705,26 +706,41 @@ export class OpenAiProxy implements RequestSource {
     };
   }
 
-  /** A JSON answer: passed on as it comes, and a copy kept (up to a limit) to read its usage. */
+  /**
+   * A JSON answer: passed on as it comes, and a copy kept (up to a limit) to read its usage. Past
+   * the limit the copy is scanned and dropped, and the scan goes on over the rest as it passes: the
+   * usage is still read, without holding the answer.
+   */
   private jsonBody(call: RecordedCall, readable: boolean, write: (chunk: Buffer) => void): BodyRelay {
     const captured: Buffer[] = [];
     let size = 0;
-    let overflow = !readable;
+    let scanner: JsonAnswerScanner | null = null;
     const limit = this.options.config.maxResponseCaptureBytes;
     return {
       onData: (chunk) => {
         write(chunk);
-        if (overflow) return;
+        if (!readable) return;
+        if (scanner !== null) {
+          scanner.push(chunk);
+          return;
+        }
         size += chunk.length;
-        if (size > limit) {
-          overflow = true;
-          captured.length = 0;
-        } else captured.push(chunk);
+        if (size <= limit) {
+          captured.push(chunk);
+          return;
+        }
+        scanner = new JsonAnswerScanner();
+        for (const part of captured) scanner.push(part);
+        captured.length = 0;
+        scanner.push(chunk);
       },
       onEnd: () => {
-        if (overflow) this.warnOnce('uncaptured', 'proxy: a response was too large or encoded to read its usage; its tokens are estimated');
-        const body = overflow ? null : captured.length === 1 ? (captured[0] as Buffer) : Buffer.concat(captured, size);
-        return jsonOutcome(call.endpoint, call.answer, body);
+        if (!readable) {
+          this.warnOnce('uncaptured', 'proxy: a response was encoded in a way the proxy cannot read; its tokens are estimated');
+          return jsonOutcome(call.endpoint, call.answer, null);
+        }
+        if (scanner !== null) return scannedJsonOutcome(call.endpoint, call.answer, scanner.result());
+        return jsonOutcome(call.endpoint, call.answer, captured.length === 1 ? (captured[0] as Buffer) : Buffer.concat(captured, size));
       },
     };
   }
