@@ -208,6 +208,16 @@ function abandonBody(req: IncomingMessage, res: ServerResponse): void {
   if (!res.headersSent) res.setHeader('Connection', 'close');
 }
 
+/** The status line and headers of an upstream answer, for a connection the proxy writes itself (an upgrade); hop-by-hop headers are kept only on a 101. */
+function rawHead(up: IncomingMessage, extra: readonly string[]): string {
+  const switching = up.statusCode === 101;
+  const headers = switching ? up.rawHeaders : forwardableHeaders(up.rawHeaders);
+  let head = `HTTP/1.1 ${up.statusCode ?? 502} ${up.statusMessage ?? ''}\r\n`;
+  for (let i = 0; i + 1 < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  for (let i = 0; i + 1 < extra.length; i += 2) head += `${extra[i]}: ${extra[i + 1]}\r\n`;
+  return `${head}\r\n`;
+}
+
 /** The upstream closed a request without a response or an error (node does so for a 101 answer no one asked for). */
 const NO_ANSWER = 'the upstream closed the connection without an answer';
 
@@ -288,6 +298,7 @@ export class OpenAiProxy implements RequestSource {
       socket.on('close', () => this.sockets.delete(socket));
     });
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.onClientError(err, socket));
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.tunnel(req, socket, head));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(config.port, config.host, () => {
@@ -477,6 +488,112 @@ export class OpenAiProxy implements RequestSource {
     up.on('close', () => {
       if (!up.complete) res.destroy();
     });
+  }
+
+  /**
+   * A WebSocket upgrade (vLLM's /v1/realtime): passed to the upstream with its Upgrade and
+   * Connection headers and, once the upstream switches protocols, the two connections are joined
+   * byte for byte. Not recorded, like any pass-through. Node's server hands every Upgrade request
+   * here once this listener exists: any other (h2c, from curl --http2) is read as the plain
+   * HTTP/1.1 request it also is, as uvicorn does, so that a call stays recorded.
+   */
+  private tunnel(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const upgrade = rawHeader(req.rawHeaders, 'upgrade') ?? '';
+    if (!/(^|,)\s*websocket\s*(,|$)/i.test(upgrade)) {
+      this.replayAsPlain(req, socket, head);
+      return;
+    }
+    socket.on('error', () => socket.destroy());
+    let url = req.url ?? '/';
+    if (url.charCodeAt(0) !== 0x2f) url = this.originForm(url);
+    const headers = forwardableHeaders(req.rawHeaders, PASS_THROUGH_DROP, ['Host', this.upstreamHost]);
+    headers.push('Connection', 'Upgrade', 'Upgrade', upgrade); // hop-by-hop, but the upgrade is asked of the upstream
+    let upstreamReq: http.ClientRequest;
+    try {
+      upstreamReq = this.upstreamRequest(req.method ?? 'GET', url, headers, true); // a connection of its own: it will not come back to the pool
+    } catch (err) {
+      this.tunnelFailed(socket, url, 502, 'proxy_forward_failed', `cannot forward the request: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
+    let joined = false;
+    const { requestTimeoutMs } = this.options.config;
+    upstreamReq.setTimeout(requestTimeoutMs, () => upstreamReq.destroy(new UpstreamTimeoutError('headers', requestTimeoutMs)));
+    socket.on('close', () => upstreamReq.destroy());
+    upstreamReq.on('upgrade', (up: IncomingMessage, upSocket: Socket, upHead: Buffer) => {
+      joined = true;
+      upSocket.on('error', () => upSocket.destroy());
+      upSocket.setTimeout(0); // a session may be idle as long as it likes
+      if (socket.destroyed) {
+        upSocket.destroy();
+        return;
+      }
+      socket.write(rawHead(up, []));
+      if (upHead.length > 0) socket.write(upHead);
+      if (head.length > 0) upSocket.write(head);
+      upSocket.pipe(socket);
+      socket.pipe(upSocket);
+      upSocket.on('close', () => socket.destroy());
+      socket.on('close', () => upSocket.destroy());
+    });
+    upstreamReq.on('response', (up) => {
+      // Refused (400, 426...): its answer as it is; the connection then ends, as it has left HTTP framing here.
+      joined = true;
+      socket.write(rawHead(up, ['Connection', 'close']));
+      up.pipe(socket);
+      up.on('error', () => socket.destroy());
+      up.on('close', () => {
+        if (!up.complete) socket.destroy();
+      });
+    });
+    upstreamReq.on('error', (err) => {
+      if (joined || socket.destroyed) return;
+      const timeout = err instanceof UpstreamTimeoutError;
+      const message = timeout ? err.message : `upstream ${this.upstream.origin} unreachable or failed: ${err.message}`;
+      this.warnOnce(`upstream:${timeout ? 'timeout' : (err as NodeJS.ErrnoException).code ?? err.message}`, `proxy: ${url}: ${message}`);
+      this.options.onError?.(new Error(`proxy: ${url}: ${message}`));
+      this.tunnelFailed(socket, url, timeout ? 504 : 502, timeout ? 'upstream_timeout' : 'upstream_unavailable', message);
+    });
+    upstreamReq.end();
+  }
+
+  /**
+   * Give an upgrade request back to the HTTP server as a plain request: its head is written again
+   * without the upgrade (Upgrade, HTTP2-Settings and their Connection tokens), put back in front of
+   * what followed it, and the socket handed to the server as a new connection.
+   */
+  private replayAsPlain(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    let text = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
+    const raw = req.rawHeaders;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = (raw[i] as string).toLowerCase();
+      let value = raw[i + 1] as string;
+      if (name === 'upgrade' || name === 'http2-settings') continue;
+      if (name === 'connection') {
+        value = value
+          .split(',')
+          .map((t) => t.trim())
+          .filter((t) => t !== '' && !/^(upgrade|http2-settings)$/i.test(t))
+          .join(', ');
+        if (value === '') continue;
+      }
+      text += `${raw[i]}: ${value}\r\n`;
+    }
+    const server = this.server;
+    if (server === null) {
+      socket.destroy(); // shutting down
+      return;
+    }
+    socket.unshift(Buffer.concat([Buffer.from(`${text}\r\n`, 'latin1'), head]));
+    server.emit('connection', socket);
+  }
+
+  /** An upgrade that could not be passed on: the client hears why, as from sendProxyError, and the connection ends. */
+  private tunnelFailed(socket: Socket, url: string, status: number, code: string, message: string): void {
+    this.options.log.debug({ url }, `proxy: upgrade request failed: ${message}`);
+    const body = JSON.stringify({ error: { message: `tokenwatt proxy: ${message}`, type: 'proxy_error', code } });
+    socket.end(
+      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
   }
 
   /** A recorded call's body has arrived: read what the proxy needs from it and send it upstream. */

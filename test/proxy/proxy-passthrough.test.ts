@@ -1,13 +1,15 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, request } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { startHarness } from './proxy-harness.js';
 import type { Harness } from './proxy-harness.js';
 import { startProxyFor } from './proxy-harness.js';
-import { rawRequest } from './raw-http.js';
+import { rawRequest, tryRequest } from './raw-http.js';
+import { PROMPT_TOKENS } from './fake-upstream.js';
 
 let h: Harness;
 before(async () => {
@@ -108,4 +110,103 @@ test('a pass-through upload the upstream stops reading (down, or an early answer
     early.closeAllConnections();
     await new Promise((resolve) => early.close(resolve));
   }
+});
+
+const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC11B65';
+const wsAccept = (key: string) => createHash('sha1').update(key + WS_GUID).digest('base64');
+/** A client text frame (RFC 6455: FIN, opcode 1, masked, payload under 126 bytes). */
+function maskedTextFrame(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const mask = randomBytes(4);
+  return Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, payload.map((b, i) => b ^ (mask[i % 4] as number))]);
+}
+/** A server text frame (unmasked). */
+const textFrame = (text: string) => Buffer.concat([Buffer.from([0x81, Buffer.byteLength(text)]), Buffer.from(text)]);
+
+/** Sends a WebSocket upgrade through `url`; resolves with the 101 (and its socket) or the answer given instead. */
+function upgradeRequest(url: string, key: string): Promise<{ status: number; headers: IncomingMessage['headers']; body: Buffer; socket: import('node:net').Socket | null }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Key': key, 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Protocol': 'realtime' }, agent: false });
+    req.on('upgrade', (res, socket) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.alloc(0), socket }));
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), socket: null }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('a WebSocket upgrade (vLLM /v1/realtime) is passed through: the handshake and frames go both ways untouched; refusals and a down upstream are answered; nothing is recorded', async () => {
+  const seen: string[] = [];
+  const upstream = createServer((req, res) => res.writeHead(404).end());
+  upstream.on('upgrade', (req: IncomingMessage, socket: import('node:net').Socket) => {
+    seen.push(`${req.url} ${req.headers.upgrade} ${req.headers.connection} ${req.headers['sec-websocket-protocol']} host=${req.headers.host}`);
+    if (req.url === '/v1/realtime/refused') {
+      const body = '{"error":"no realtime model"}';
+      socket.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      return;
+    }
+    socket.on('error', () => {});
+    socket.on('end', () => socket.end()); // the client's close (the proxy passes the half-close on)
+    const key = req.headers['sec-websocket-key'] as string;
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(key)}\r\nSec-WebSocket-Protocol: realtime\r\n\r\n`);
+    socket.on('data', (frame: Buffer) => {
+      // one small masked text frame in: unmask it and echo it back
+      const mask = frame.subarray(2, 6);
+      const text = Buffer.from(frame.subarray(6, 6 + ((frame[1] as number) & 0x7f)).map((b, i) => b ^ (mask[i % 4] as number))).toString();
+      socket.write(textFrame(`echo: ${text}`));
+    });
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const upstreamHost = `127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+  const p = await startProxyFor(`http://${upstreamHost}`);
+  try {
+    const key = randomBytes(16).toString('base64');
+    const ws = await upgradeRequest(`${p.proxyUrl}/v1/realtime?model=m`, key);
+    assert.equal(ws.status, 101);
+    assert.equal(ws.headers['sec-websocket-accept'], wsAccept(key));
+    assert.equal(ws.headers['sec-websocket-protocol'], 'realtime');
+    assert.deepEqual(seen, [`/v1/realtime?model=m websocket Upgrade realtime host=${upstreamHost}`]);
+    const socket = ws.socket as import('node:net').Socket;
+    const echoed = new Promise<Buffer>((resolve) => socket.once('data', resolve));
+    socket.write(maskedTextFrame('hello'));
+    assert.ok((await echoed).equals(textFrame('echo: hello')));
+    socket.destroy();
+
+    const refused = await upgradeRequest(`${p.proxyUrl}/v1/realtime/refused`, key);
+    assert.equal(refused.status, 403);
+    assert.equal(refused.headers.connection, 'close');
+    assert.equal(refused.body.toString(), '{"error":"no realtime model"}');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(p.sink.records.length, 0);
+    assert.deepEqual(p.errors, []);
+  } finally {
+    await p.close();
+    upstream.closeAllConnections();
+    await new Promise((resolve) => upstream.close(resolve));
+  }
+  const down = await startProxyFor('http://127.0.0.1:1');
+  try {
+    const failed = await upgradeRequest(`${down.proxyUrl}/v1/realtime`, 'a2V5a2V5a2V5a2V5a2V5aw==');
+    assert.equal(failed.status, 502);
+    assert.equal((JSON.parse(failed.body.toString()) as { error: { code: string } }).error.code, 'upstream_unavailable');
+    assert.equal(down.errors.length, 1);
+  } finally {
+    await down.close();
+  }
+});
+
+test('a call that also asks for Upgrade: h2c (curl --http2 on http://) is read as the HTTP/1.1 call it is, and recorded', async () => {
+  const res = await tryRequest(`${h.proxyUrl}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', connection: 'Upgrade, HTTP2-Settings', upgrade: 'h2c', 'http2-settings': 'AAMAAABkAAQCAAAAAAIAAAAA', 'x-task-id': 't-h2c' },
+    body: JSON.stringify({ model: 'llama-8b', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 }),
+  });
+  assert.equal(res.status, 200);
+  const call = h.upstream.calls.find((c) => c.headers['x-task-id'] === 't-h2c');
+  assert.deepEqual([call?.headers.upgrade, call?.headers['http2-settings']], [undefined, undefined]);
+  const r = await h.sink.recordOfTask('t-h2c');
+  assert.deepEqual([r.status, r.promptTokens, r.completionTokens, r.tokensEstimated], ['ok', PROMPT_TOKENS, 3, false]);
 });
