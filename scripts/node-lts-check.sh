@@ -2,7 +2,9 @@
 # The tests that open the SQLite ledger, and the end-to-end agent tests, on the Node LTS lines
 # users run (22 and 24), after `npm test` has passed on this machine's Node.
 #
-# Why: the SQLite driver differs by Node (agent/sqlite-driver.ts). better-sqlite3 12 aborted the
+# Why: the SQLite driver differs by Node (agent/sqlite-driver.ts), and the proxy leans on node:http
+# details that change between lines (its upgrade handling hands non-WebSocket upgrades back to the
+# HTTP parser). better-sqlite3 12 aborted the
 # agent on Node 24.21, and the driver used there (better-sqlite3 13, Node-API, prebuilt) cannot
 # load on Node 20 at all, so `npm test` on Node 20 never runs it.
 #
@@ -31,8 +33,8 @@ for version in $versions; do
     tar xzf "$cache/$tarball" -C "$cache/$version" package/bin/node
     rm -f "$cache/$tarball"
   fi
-  echo "node-lts-check: ledger, ingest, ESG, agent and end-to-end tests on $("$node_bin" --version)"
-  if ! "$node_bin" scripts/run-tests.mjs test/ledger test/ingest test/esg test/e2e test/agent; then
+  echo "node-lts-check: ledger, ingest, ESG, agent, proxy and end-to-end tests on $("$node_bin" --version)"
+  if ! "$node_bin" scripts/run-tests.mjs test/ledger test/ingest test/esg test/e2e test/agent test/proxy; then
     echo "node-lts-check: FAILED on Node $version"
     status=1
   fi
