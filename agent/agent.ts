@@ -286,11 +286,13 @@ export class Agent {
   /**
    * Records arrive when requests end: a request that ran longer than the lateness window starts in
    * time already settled, so its first part was given to idle or to others and it counts as late.
-   * Say so (once a minute) with the fix, rather than letting J/token drift quietly.
+   * Say so (once a minute) with the fix, rather than letting J/token drift quietly. Interval records
+   * (engine metrics) are left out: theirs is the scrape interval, or an agent downtime the scraper
+   * reports itself, and raising the lateness is not their fix.
    */
   private warnLongRequests(records: readonly ResolvedRequest[]): void {
     const latenessMs = this.options.config.settleLateness * 1000;
-    const long = records.filter((r) => r.endMs - r.startMs > latenessMs);
+    const long = records.filter((r) => r.granularity === 'request' && r.endMs - r.startMs > latenessMs);
     const now = this.now();
     if (long.length === 0 || now - this.lastLongRequestWarnMs < 60_000) return;
     this.lastLongRequestWarnMs = now;

@@ -1,0 +1,29 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { eventually, startAgent } from './agent-process.js';
+
+const WARNING = /requests longer than --settle-lateness/;
+
+test('a request longer than the lateness window is warned about with its fix; an interval record as long is not', { timeout: 60_000 }, async (t) => {
+  const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-e2e-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const agent = await startAgent(['run', '--power', 'simulated', '--db', join(dir, 'agent.db'), '--settle-lateness', '5', '--settle-period', '1', '--log-level', 'info']);
+  t.after(() => void agent.stop());
+  const now = Date.now();
+  // Both longer than the 5 s lateness, and of different lengths, so the warning says which one it
+  // is about (it is given at most once a minute). An engine-metrics interval record first: 30 s.
+  const record = (id: string, granularity: 'request' | 'interval', seconds: number) =>
+    JSON.stringify({ request_id: id, model: 'm', tier: 'small', gpus: [0], start: now - 100 - seconds * 1000, end: now - 100, prompt_tokens: 10, cached_tokens: 0, completion_tokens: 5, granularity });
+  const interval = await agent.post('/v1/requests', record('interval-1', 'interval', 30));
+  assert.equal(interval.status, 202, interval.body);
+  assert.match(interval.body, /"accepted":1/);
+  const request = await agent.post('/v1/requests', record('request-1', 'request', 20));
+  assert.equal(request.status, 202, request.body);
+  const line = await eventually('the long-request warning', 10_000, async () => agent.stderr().split('\n').find((l) => WARNING.test(l)));
+  const warning = JSON.parse(line) as { requests: number; longestS: number; settleLatenessS: number };
+  assert.deepEqual({ requests: warning.requests, longestS: warning.longestS, settleLatenessS: warning.settleLatenessS }, { requests: 1, longestS: 20, settleLatenessS: 5 });
+  assert.equal(agent.stderr().split('\n').filter((l) => WARNING.test(l)).length, 1);
+});
