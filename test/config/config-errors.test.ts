@@ -1,33 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../agent/config.js';
+import { assertExactly, errorsOf, withFiles } from './config-assertions.js';
 
 function withFile<T>(name: string, text: string, body: (path: string) => T): T {
-  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-config-'));
-  try {
-    writeFileSync(join(dir, name), text);
-    return body(join(dir, name));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-function errorsOf(input: Parameters<typeof loadConfig>[0]): readonly string[] {
-  const result = loadConfig(input);
-  if (result.ok) assert.fail('expected the config to be refused');
-  return result.errors;
-}
-
-/** Assert each pattern matches exactly one error, and nothing else was reported. */
-function assertExactly(errors: readonly string[], patterns: readonly RegExp[]): void {
-  for (const pattern of patterns) {
-    const hits = errors.filter((e) => pattern.test(e));
-    assert.equal(hits.length, 1, `expected one error matching ${pattern}, got:\n${errors.join('\n')}`);
-  }
-  assert.equal(errors.length, patterns.length, `unexpected extra errors:\n${errors.join('\n')}`);
+  return withFiles({ [name]: text }, (path) => body(path(name)));
 }
 
 test('every mistake in file, environment and flags is reported at once, each by name', () => {

@@ -1,34 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { loadConfig } from '../../agent/config.js';
-
-/** Files in a fresh directory; `body` gets their paths by name. */
-function withFiles<T>(files: Record<string, string>, body: (path: (name: string) => string) => T): T {
-  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-config-'));
-  try {
-    for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
-    return body((name) => join(dir, name));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-function errorsOf(input: Parameters<typeof loadConfig>[0]): readonly string[] {
-  const result = loadConfig(input);
-  if (result.ok) assert.fail('expected the config to be refused');
-  return result.errors;
-}
-
-function assertExactly(errors: readonly string[], patterns: readonly RegExp[]): void {
-  for (const pattern of patterns) {
-    const hits = errors.filter((e) => pattern.test(e));
-    assert.equal(hits.length, 1, `expected one error matching ${pattern}, got:\n${errors.join('\n')}`);
-  }
-  assert.equal(errors.length, patterns.length, `unexpected extra errors:\n${errors.join('\n')}`);
-}
+import { assertExactly, errorsOf, withFiles } from './config-assertions.js';
 
 test('carbon.region not in the shipped table is a configuration error, listed with the others and the file line', () => {
   withFiles({ 'c.yaml': 'carbon: { region: "nowhere", pue: 0.5 }\nport: 70000\n' }, (path) => {
