@@ -297,20 +297,17 @@ test('energy owed from before the period (settled before its closing sample exis
     sample('gpu-0', T0 + 6_000, 100, 1020 + 580),
   ];
   const active = [request({ requestId: 'r', startMs: T0 + 5_000, endMs: T0 + 6_000, completionTokens: 10 })];
-  const withOwed = settlePeriod({
-    periodStartMs: epochMs(T0 + 5_000),
-    periodEndMs: epochMs(T0 + 6_000),
-    gpus: [{ gpuUuid: 'gpu-0', gpuIndex: 0, samples, idleBaselineW: watts(50), countedUntilMs: epochMs(T0 + 200) }],
-    requests: active,
-    config: CONFIG,
-  });
-  const plain = settlePeriod({
-    periodStartMs: epochMs(T0 + 5_000),
-    periodEndMs: epochMs(T0 + 6_000),
-    gpus: [{ gpuUuid: 'gpu-0', gpuIndex: 0, samples, idleBaselineW: watts(50) }],
-    requests: active,
-    config: CONFIG,
-  });
+  // The period [T0+5 000, T0+6 000), with energy counted up to `countedUntilMs` (or no such input).
+  const settleFrom = (countedUntilMs?: number) =>
+    settlePeriod({
+      periodStartMs: epochMs(T0 + 5_000),
+      periodEndMs: epochMs(T0 + 6_000),
+      gpus: [{ gpuUuid: 'gpu-0', gpuIndex: 0, samples, idleBaselineW: watts(50), ...(countedUntilMs === undefined ? {} : { countedUntilMs: epochMs(countedUntilMs) }) }],
+      requests: active,
+      config: CONFIG,
+    });
+  const withOwed = settleFrom(T0 + 200);
+  const plain = settleFrom();
   const owed = gpuOf(withOwed);
   const base = gpuOf(plain);
   // The gap interval [T0+200, T0+5 200) holds 500 J: 4 800 ms of it lie before the period start.
@@ -323,12 +320,6 @@ test('energy owed from before the period (settled before its closing sample exis
   assert.equal(owed.samples, base.samples, 'no sample lies inside the owed stretch');
   assert.equal(owed.coveredMs, base.coveredMs, 'covered time stays time of this period');
   // Counted up to the period start already (or absent): nothing owed.
-  const counted = settlePeriod({
-    periodStartMs: epochMs(T0 + 5_000),
-    periodEndMs: epochMs(T0 + 6_000),
-    gpus: [{ gpuUuid: 'gpu-0', gpuIndex: 0, samples, idleBaselineW: watts(50), countedUntilMs: epochMs(T0 + 5_000) }],
-    requests: active,
-    config: CONFIG,
-  });
+  const counted = settleFrom(T0 + 5_000);
   assert.deepEqual(counted, plain);
 });
