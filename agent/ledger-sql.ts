@@ -3,6 +3,14 @@ import { REQUEST_INSERT_COLUMNS } from './ledger-rows.js';
 /** SQL text of the ledger's statements (prepared once per connection by the Ledger). */
 
 /** Only a taken request_id is passed over (and then compared): any other constraint fails loudly. */
+/** `col = col + excluded.col, ...` for these columns: the additive part of an upsert into a rollup or totals row. */
+const addExcluded = (columns: string): string =>
+  columns
+    .split(',')
+    .map((c) => c.trim())
+    .map((c) => `${c} = ${c} + excluded.${c}`)
+    .join(',\n    ');
+
 export const INSERT_REQUEST = `INSERT INTO requests (${REQUEST_INSERT_COLUMNS.join(', ')})
   VALUES (${REQUEST_INSERT_COLUMNS.map(() => '?').join(', ')}) ON CONFLICT (request_id) DO NOTHING`;
 
@@ -91,30 +99,14 @@ export const UPSERT_USAGE = `INSERT INTO hourly_usage (hour_start_ms, node, mode
     prefill_j, decode_j, simulated)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
   ON CONFLICT (hour_start_ms, node, model, tier, cache_bucket, batch_bucket, status, team, feature) DO UPDATE SET
-    requests = requests + excluded.requests,
-    prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-    cached_tokens = cached_tokens + excluded.cached_tokens,
-    completion_tokens = completion_tokens + excluded.completion_tokens,
-    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-    static_j = static_j + excluded.static_j,
-    dynamic_j = dynamic_j + excluded.dynamic_j,
-    prefill_j = prefill_j + excluded.prefill_j,
-    decode_j = decode_j + excluded.decode_j,
+    ${addExcluded('requests, prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, static_j, dynamic_j, prefill_j, decode_j')},
     simulated = max(simulated, excluded.simulated)`;
 
 export const UPSERT_ENERGY = `INSERT INTO hourly_energy (hour_start_ms, node, gpu_uuid, measured_j, idle_j, static_j, dynamic_j,
     unattributed_j, estimated_j, covered_ms, counter_resets, gaps, simulated)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
   ON CONFLICT (hour_start_ms, node, gpu_uuid) DO UPDATE SET
-    measured_j = measured_j + excluded.measured_j,
-    idle_j = idle_j + excluded.idle_j,
-    static_j = static_j + excluded.static_j,
-    dynamic_j = dynamic_j + excluded.dynamic_j,
-    unattributed_j = unattributed_j + excluded.unattributed_j,
-    estimated_j = estimated_j + excluded.estimated_j,
-    covered_ms = covered_ms + excluded.covered_ms,
-    counter_resets = counter_resets + excluded.counter_resets,
-    gaps = gaps + excluded.gaps,
+    ${addExcluded('measured_j, idle_j, static_j, dynamic_j, unattributed_j, estimated_j, covered_ms, counter_resets, gaps')},
     simulated = max(simulated, excluded.simulated)`;
 
 export const UPSERT_HOST = `INSERT INTO hourly_host (hour_start_ms, node, host_j, estimated) VALUES (?, ?, ?, ?)
@@ -125,9 +117,7 @@ export const UPSERT_HOST = `INSERT INTO hourly_host (hour_start_ms, node, host_j
 export const UPSERT_QUALITY = `INSERT INTO hourly_quality (hour_start_ms, node, late_records, rejected_records, sample_errors)
   VALUES (?, ?, ?, ?, ?)
   ON CONFLICT (hour_start_ms, node) DO UPDATE SET
-    late_records = late_records + excluded.late_records,
-    rejected_records = rejected_records + excluded.rejected_records,
-    sample_errors = sample_errors + excluded.sample_errors`;
+    ${addExcluded('late_records, rejected_records, sample_errors')}`;
 
 /**
  * Sums add up; the delta that reaches furthest decides status, tier and labels (old values on the
@@ -137,10 +127,7 @@ export const UPSERT_TASK = `INSERT INTO tasks (task_id, node, first_start_ms, la
     completion_tokens, last_status, tier, team, feature)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
   ON CONFLICT (task_id) DO UPDATE SET
-    requests = requests + excluded.requests,
-    joules = joules + excluded.joules,
-    waste_j = waste_j + excluded.waste_j,
-    completion_tokens = completion_tokens + excluded.completion_tokens,
+    ${addExcluded('requests, joules, waste_j, completion_tokens')},
     first_start_ms = min(first_start_ms, excluded.first_start_ms),
     last_status = CASE WHEN excluded.last_end_ms >= last_end_ms THEN excluded.last_status ELSE last_status END,
     tier = CASE WHEN excluded.last_end_ms >= last_end_ms THEN excluded.tier ELSE tier END,
@@ -229,27 +216,14 @@ export const CARRY_PRUNED_ROLLUPS = [
     SELECT gpu_uuid, sum(measured_j), sum(idle_j), sum(static_j), sum(dynamic_j), sum(unattributed_j), sum(estimated_j), max(simulated)
     FROM hourly_energy WHERE hour_start_ms < ? GROUP BY gpu_uuid
     ON CONFLICT (gpu_uuid) DO UPDATE SET
-      measured_j = measured_j + excluded.measured_j,
-      idle_j = idle_j + excluded.idle_j,
-      static_j = static_j + excluded.static_j,
-      dynamic_j = dynamic_j + excluded.dynamic_j,
-      unattributed_j = unattributed_j + excluded.unattributed_j,
-      estimated_j = estimated_j + excluded.estimated_j,
+      ${addExcluded('measured_j, idle_j, static_j, dynamic_j, unattributed_j, estimated_j')},
       simulated = max(simulated, excluded.simulated)`,
   `INSERT INTO pruned_usage (${USAGE_KEY}, ${USAGE_SUMS})
     SELECT ${USAGE_KEY}, sum(requests), sum(prompt_tokens), sum(cached_tokens), sum(completion_tokens), sum(reasoning_tokens),
       sum(static_j), sum(dynamic_j), sum(prefill_j), sum(decode_j), max(simulated)
     FROM hourly_usage WHERE hour_start_ms < ? GROUP BY ${USAGE_KEY}
     ON CONFLICT (${USAGE_KEY}) DO UPDATE SET
-      requests = requests + excluded.requests,
-      prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-      cached_tokens = cached_tokens + excluded.cached_tokens,
-      completion_tokens = completion_tokens + excluded.completion_tokens,
-      reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-      static_j = static_j + excluded.static_j,
-      dynamic_j = dynamic_j + excluded.dynamic_j,
-      prefill_j = prefill_j + excluded.prefill_j,
-      decode_j = decode_j + excluded.decode_j,
+      ${addExcluded('requests, prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, static_j, dynamic_j, prefill_j, decode_j')},
       simulated = max(simulated, excluded.simulated)`,
   `INSERT INTO pruned_host (node, host_j)
     SELECT node, sum(host_j) FROM hourly_host WHERE hour_start_ms < ? GROUP BY node
@@ -257,16 +231,11 @@ export const CARRY_PRUNED_ROLLUPS = [
   `INSERT INTO pruned_quality (node, late_records, rejected_records, sample_errors)
     SELECT node, sum(late_records), sum(rejected_records), sum(sample_errors) FROM hourly_quality WHERE hour_start_ms < ? GROUP BY node
     ON CONFLICT (node) DO UPDATE SET
-      late_records = late_records + excluded.late_records,
-      rejected_records = rejected_records + excluded.rejected_records,
-      sample_errors = sample_errors + excluded.sample_errors`,
+      ${addExcluded('late_records, rejected_records, sample_errors')}`,
   `INSERT INTO pruned_tasks (node, task_count, succeeded, joules, waste_j)
     SELECT node, count(*), sum(last_status = 'ok'), sum(joules), sum(waste_j) FROM tasks WHERE last_end_ms < ? GROUP BY node
     ON CONFLICT (node) DO UPDATE SET
-      task_count = task_count + excluded.task_count,
-      succeeded = succeeded + excluded.succeeded,
-      joules = joules + excluded.joules,
-      waste_j = waste_j + excluded.waste_j`,
+      ${addExcluded('task_count, succeeded, joules, waste_j')}`,
 ] as const;
 /** Deletes the rollups and tasks past retention; CARRY_PRUNED_ROLLUPS must run first. */
 export const PRUNE_ROLLUPS = [
