@@ -1,6 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { basename, extname } from 'node:path';
-import { isMap, isNode, LineCounter, parseDocument, type Document } from 'yaml';
+import type { Document } from 'yaml';
+
+/** The yaml module, loaded with the first config file: an agent configured by flags never holds it. */
+function yaml(): typeof import('yaml') {
+  return createRequire(import.meta.url)('yaml') as typeof import('yaml');
+}
 
 /** A config file read and parsed, able to say on which line a key path sits. */
 export interface ConfigFile {
@@ -35,6 +41,7 @@ export function readConfigFile(path: string): { ok: true; file: ConfigFile } | {
       return { ok: false, errors: [`${name}: invalid JSON: ${(error as Error).message}`] };
     }
   }
+  const { LineCounter, parseDocument } = yaml();
   const lineCounter = new LineCounter();
   // merge: YAML 1.1 merge keys (`<<: *defaults`), as Kubernetes and Helm users write them.
   const doc = parseDocument(source, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: true });
@@ -51,6 +58,7 @@ export function readConfigFile(path: string): { ok: true; file: ConfigFile } | {
 }
 
 function lineOfPath(doc: Document, path: readonly PropertyKey[], key: string | undefined, lineAt: (offset: number) => number): number | undefined {
+  const { isMap, isNode } = yaml();
   const keys = path.map((p) => (typeof p === 'number' ? p : String(p)));
   const node: unknown = keys.length === 0 ? doc.contents : doc.getIn(keys, true);
   if (key !== undefined && isMap(node)) {

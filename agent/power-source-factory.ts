@@ -1,9 +1,5 @@
 import type { PowerSource } from '../collectors/power-source.js';
-import { ReplayPowerSource } from '../collectors/replay/replay-power-source.js';
-import { SimulatedGpuNode } from '../collectors/simulated/simulated-gpu-node.js';
-import { selectPowerSource } from './doctor.js';
 import type { TokenwattConfig } from './config.js';
-import { defaultDemoNodeConfig } from './demo-workload.js';
 import type { Logger } from './logger.js';
 
 /** Per-call deadline of hardware reads: a hung driver call is abandoned after this. */
@@ -12,23 +8,31 @@ const CALL_TIMEOUT_MS = 2000;
 /**
  * The power source the config names. `auto` picks the best measured source (NVML, then
  * nvidia-smi) and never falls back to the simulator silently: simulated data must be asked for.
+ * Only the chosen kind's modules are loaded (koffi's native library, the simulator's
+ * calibration), so that a long-running agent does not hold the others in memory.
  */
 export async function createPowerSource(config: TokenwattConfig, log: Logger): Promise<PowerSource> {
   const samplePeriodMs = Math.round(1000 / config.sampleRateHz);
   const power = config.power;
   switch (power.kind) {
-    case 'simulated':
+    case 'simulated': {
+      const { SimulatedGpuNode } = await import('../collectors/simulated/simulated-gpu-node.js');
+      const { defaultDemoNodeConfig } = await import('./demo-workload.js');
       // An idle simulated node (no workload): for trying the agent without a GPU. `demo` adds traffic.
       return new SimulatedGpuNode(defaultDemoNodeConfig({ samplePeriodMs }));
-    case 'replay':
+    }
+    case 'replay': {
+      const { ReplayPowerSource } = await import('../collectors/replay/replay-power-source.js');
       return new ReplayPowerSource({
         path: power.file,
         keepTimestamps: config.replayKeepTimestamps,
         nvidiaSmiUtcOffsetMinutes: config.replayNvidiaSmiUtcOffset,
       });
+    }
     case 'auto':
     case 'nvml':
     case 'nvidia-smi': {
+      const { selectPowerSource } = await import('./doctor-source-selection.js');
       const selected = await selectPowerSource({
         prefer: power.kind,
         samplePeriodMs,

@@ -1,8 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { EngineMetricsScraper } from '../collectors/engine-metrics/engine-metrics-scraper.js';
 import { createOtlpTracesHandler } from '../collectors/otlp/otlp-traces-handler.js';
-import { OpenAiProxy } from '../collectors/proxy/openai-proxy.js';
-import { proxyConfigSchema } from '../collectors/proxy/proxy-config.js';
 import type { RequestSink, RequestSource } from '../collectors/request-sink.js';
 import type { TokenwattConfig } from './config.js';
 import type { Logger } from './logger.js';
@@ -19,8 +16,9 @@ export interface RequestCapture {
  * the OpenAI-compatible proxy (`--proxy-port` + `--upstream`, details in `proxy:`), the
  * engine-metrics scraper (`engineMetrics:`), and OTLP/HTTP traces on the agent's own port
  * (`otlp:`, on by default). Throws with the config key named when the proxy is half-configured.
+ * The proxy's and the scraper's modules are loaded only when configured.
  */
-export function createRequestCapture(config: TokenwattConfig, log: Logger, onError: (source: string, error: Error) => void = () => {}): RequestCapture {
+export async function createRequestCapture(config: TokenwattConfig, log: Logger, onError: (source: string, error: Error) => void = () => {}): Promise<RequestCapture> {
   const sources: RequestSource[] = [];
   const routes: RequestCapture['routes'] = [];
   const section: Partial<NonNullable<TokenwattConfig['proxy']>> = config.proxy ?? {};
@@ -28,6 +26,8 @@ export function createRequestCapture(config: TokenwattConfig, log: Logger, onErr
   const port = config.proxyPort ?? section.port;
   if (upstream !== undefined || config.proxyPort !== undefined || config.proxy !== undefined) {
     if (upstream === undefined) throw new Error('proxy: --upstream / TOKENWATT_UPSTREAM (or proxy.upstream) is required to run the proxy');
+    const { OpenAiProxy } = await import('../collectors/proxy/openai-proxy.js');
+    const { proxyConfigSchema } = await import('../collectors/proxy/proxy-config.js');
     const h = config.labels.headers;
     const proxyConfig = proxyConfigSchema.parse({
       ...section,
@@ -43,6 +43,7 @@ export function createRequestCapture(config: TokenwattConfig, log: Logger, onErr
     sources.push(new OpenAiProxy({ config: proxyConfig, log: log.child({ component: 'proxy' }), onError: (e) => onError('proxy', e) }));
   }
   if (config.engineMetrics) {
+    const { EngineMetricsScraper } = await import('../collectors/engine-metrics/engine-metrics-scraper.js');
     sources.push(new EngineMetricsScraper({ config: config.engineMetrics, log: log.child({ component: 'engine-metrics' }), onError: (e) => onError('engine-metrics', e) }));
   }
   const otlp = config.otlp;

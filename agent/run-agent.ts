@@ -69,7 +69,7 @@ export async function runAgentUntilSignal(config: TokenwattConfig, hooks: RunHoo
     process.exit(3);
   }
   // The callback runs only once capture has started, after the agent below exists.
-  const capture = createRequestCapture(config, log, (source) => agent.metrics.captureError(source));
+  const capture = await createRequestCapture(config, log, (source) => agent.metrics.captureError(source));
   const agent = new Agent({
     config,
     powerSource,

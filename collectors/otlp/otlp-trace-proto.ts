@@ -1,4 +1,5 @@
-import protobuf from 'protobufjs';
+import { createRequire } from 'node:module';
+import type protobuf from 'protobufjs';
 
 /**
  * The subset of opentelemetry-proto that OTLP trace export uses, as a protobufjs JSON descriptor:
@@ -188,10 +189,14 @@ interface OtlpTypes {
 
 let types: OtlpTypes | null = null;
 
-/** The protobuf message types, built once on first use. */
+/**
+ * The protobuf message types, built once on first use. protobufjs itself is loaded then too: OTLP
+ * is on by default, and an agent that never receives protobuf need not hold it in memory.
+ */
 export function otlpTypes(): OtlpTypes {
   if (types === null) {
-    const root = protobuf.Root.fromJSON(OTLP_TRACE_DESCRIPTOR);
+    const { Root } = createRequire(import.meta.url)('protobufjs') as typeof protobuf;
+    const root = Root.fromJSON(OTLP_TRACE_DESCRIPTOR);
     root.resolveAll();
     types = {
       request: root.lookupType('opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest'),

@@ -182,20 +182,22 @@ function status(code: number, message: string): Body {
 
 /** Write an OTLP answer in the request's encoding: an ExportTraceServiceResponse or a google.rpc.Status. */
 function reply(res: ServerResponse, httpStatus: number, encoding: Encoding, body: Body): void {
-  const types = otlpTypes();
   let payload: Buffer;
   if ('status' in body) {
-    payload =
-      encoding === 'json'
-        ? Buffer.from(JSON.stringify(body.status))
-        : Buffer.from(types.rpcStatus.encode(types.rpcStatus.fromObject(body.status)).finish());
+    if (encoding === 'json') {
+      payload = Buffer.from(JSON.stringify(body.status));
+    } else {
+      const { rpcStatus } = otlpTypes();
+      payload = Buffer.from(rpcStatus.encode(rpcStatus.fromObject(body.status)).finish());
+    }
   } else {
     const partial = body.response;
     if (encoding === 'json') {
       // int64 as a decimal string, as the proto3 JSON mapping writes it.
       payload = Buffer.from(JSON.stringify(partial ? { partialSuccess: { rejectedSpans: String(partial.rejectedSpans), errorMessage: partial.errorMessage } } : {}));
     } else {
-      payload = Buffer.from(types.response.encode(types.response.fromObject(partial ? { partialSuccess: partial } : {})).finish());
+      const { response } = otlpTypes();
+      payload = Buffer.from(response.encode(response.fromObject(partial ? { partialSuccess: partial } : {})).finish());
     }
   }
   res.writeHead(httpStatus, {
