@@ -3,9 +3,11 @@ import { createRequire } from 'node:module';
 import { basename, extname } from 'node:path';
 import type { Document } from 'yaml';
 
+const requireModule = createRequire(import.meta.url);
+
 /** The yaml module, loaded with the first config file: an agent configured by flags never holds it. */
 function yaml(): typeof import('yaml') {
-  return createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  return requireModule('yaml') as typeof import('yaml');
 }
 
 /** A config file read and parsed, able to say on which line a key path sits. */
