@@ -3,16 +3,20 @@
  * OpenAiProxy in front of UPSTREAM_URL with a sink that accepts every record, as the agent runs it
  * (logging silenced). The proxy is loaded from dist/ (the built JavaScript, as deployed) when
  * dist/ is built and not older than the sources, else from the TypeScript sources through tsx.
- * The same process also runs a bare TCP relay to the upstream (bytes piped both ways, no HTTP):
- * the cost of an extra hop alone, on this machine and in this placement, for reference.
+ * The same process also runs, for reference, on this machine and in this placement:
+ * - a bare TCP relay to the upstream (bytes piped both ways, no HTTP): the cost of an extra hop alone;
+ * - a minimal node:http forwarder (request and answer piped through node:http's server and client,
+ *   the proxy's keep-alive and noDelay settings, nothing read): the floor of any proxy built on
+ *   node:http, as tokenwatt's is, before it does anything of its own.
  *
- * Talks to its parent over IPC: sends {port, relayPort, sources} when listening; answers 'cpu'
+ * Talks to its parent over IPC: sends {port, relayPort, forwarderPort, sources} when listening; answers 'cpu'
  * with its CPU time so far (µs); on 'stop' shuts down, sends its delivery counts and exits.
  *
  * Usage (from bench/proxy.ts): node --import tsx bench/proxy-server.ts UPSTREAM_URL
  * Profile it by adding --cpu-prof to node's options (bench/proxy.ts does, given TOKENWATT_PROXY_BENCH_PROF=DIR).
  */
 import { readdirSync, statSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -61,7 +65,26 @@ const relay = net.createServer({ noDelay: true }, (client) => {
 });
 await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
 
-process.send?.({ port: proxy.port, relayPort: (relay.address() as AddressInfo).port, sources: built ? 'dist' : 'tsx' });
+const forwardAgent = new http.Agent({ keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo', noDelay: true });
+const forwarder = http.createServer({ noDelay: true }, (req, res) => {
+  const up = http.request(
+    { host: upstreamUrl.hostname, port: Number(upstreamUrl.port), method: req.method, path: req.url, headers: req.headers, agent: forwardAgent },
+    (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    },
+  );
+  up.on('error', () => res.destroy());
+  req.pipe(up);
+});
+await new Promise<void>((resolve) => forwarder.listen(0, '127.0.0.1', resolve));
+
+process.send?.({
+  port: proxy.port,
+  relayPort: (relay.address() as AddressInfo).port,
+  forwarderPort: (forwarder.address() as AddressInfo).port,
+  sources: built ? 'dist' : 'tsx',
+});
 
 process.on('message', (msg) => {
   if (msg === 'cpu') {
@@ -70,6 +93,8 @@ process.on('message', (msg) => {
     return;
   }
   relay.close();
+  forwarder.close();
+  forwardAgent.destroy();
   void proxy.shutdown().then(() => {
     process.send?.({ delivery: proxy.stats().delivery }, () => process.exit(0));
   });

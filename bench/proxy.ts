@@ -16,21 +16,26 @@
  * - unpinned: the three processes share every CPU the machine lends (2 vCPUs where the earlier
  *   figures were taken). With an upstream that does no work, the proxy's socket work then competes
  *   with the client's and the upstream's, so this is a worst case, kept so that nothing is hidden.
- * Per layout and for non-streaming and streaming calls (SSE, 16 content events; the client does
- * not ask for usage, so the proxy injects and strips it: its most expensive path):
- * - Latency: the same request direct, through the proxy and through a bare TCP relay (bytes piped
- *   both ways, no HTTP, in the proxy's process and place), one at a time on keep-alive
- *   connections, the order reversed every other round. p50/p99 of time to first body byte and of
- *   total time, and the difference from direct (the added latency). Target: p99 added <= 1 ms.
- *   The relay's column is what any extra hop costs on this machine (loopback, a process to wake
- *   on another CPU); the rest of the proxy's is its own work.
+ * Per layout and for three kinds of call: non-streaming; streaming (SSE, 16 content events) where
+ * the client does not ask for usage, so the proxy injects and strips it (its most expensive path,
+ * and the upstream writes one event more proxied than direct); and streaming where the client asks
+ * for usage itself ("stream+usage"), so direct and proxied calls cost the upstream the same:
+ * - Latency: the same request direct, through the proxy, through a bare TCP relay (bytes piped
+ *   both ways, no HTTP) and through a minimal node:http forwarder (request and answer piped, nothing
+ *   read), both in the proxy's process and place, one at a time on keep-alive connections, the
+ *   order reversed every other round. p50/p99 of time to first body byte and of total time, and
+ *   the difference from direct (the added latency). Target: p99 added <= 1 ms. The relay's column
+ *   is what any extra hop costs on this machine (loopback, a process to wake on another CPU); the
+ *   forwarder's is what any proxy built on node:http costs (parsing and writing HTTP twice); the
+ *   rest of the proxy's is its own work (reading the answer, records).
  * - Throughput: a fixed number of requests at a fixed concurrency, direct and proxied in
  *   alternation for a few rounds; the ratio proxied/direct per round (median and range).
  *   Target: >= 90 %. With an upstream that costs nothing this is the worst case: a real engine
  *   spends milliseconds to seconds per call, the proxy tens of microseconds. The bare relay is
- *   measured the same way after each round: the throughput any hop allows here.
- * - CPU per request (user + system, from each process's own accounting) of the proxy, and of the
- *   client and the upstream, during the throughput runs: the proxy's cost with the noise of
+ *   and the node:http forwarder are measured the same way after each round: the throughput any hop,
+ *   and any node:http proxy, allows here.
+ * - CPU per request (user + system, from each process's own accounting) of the proxy (and of the
+ *   relay and the forwarder in its place), and of the client and the upstream, during the throughput runs: the proxy's cost with the noise of
  *   scheduling taken out. In the pinned layout the proxied throughput can reach direct only while
  *   the proxy's CPU per request stays below the client's and upstream's together.
  * Prints figures; asserts nothing. Bounded: a few tens of thousands of requests in all (~1-2 min).
@@ -44,9 +49,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { ClientCommand, LatencySample } from './proxy-client.js';
+import type { CallKind, ClientCommand, LatencySample } from './proxy-client.js';
 import type { DeliveryStats } from '../collectors/proxy/record-delivery.js';
+import { AGENT_NODE_FLAGS } from '../agent/node-flags.js';
 
+const CALL_KINDS: readonly CallKind[] = ['json', 'stream', 'stream-usage'];
+const KIND_LABELS: Readonly<Record<CallKind, string>> = { json: 'non-stream', stream: 'streaming', 'stream-usage': 'stream+usage' };
 const SETTINGS = { streamEvents: 16, latencyRequests: 1500, warmup: 200, throughputRequests: 4000, concurrency: 32 };
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -63,18 +71,24 @@ interface Throughput {
   readonly proxiedRps: number;
   /** Through the bare TCP relay: what any hop allows on this machine. */
   readonly relayedRps: number;
-  /** CPU µs per request: the proxy's, and the client's and upstream's in the direct and in the proxied run. */
+  /** Through the minimal node:http forwarder: what any proxy on node:http allows. */
+  readonly forwardedRps: number;
+  /** CPU µs per request: the proxy's (and the relay's and forwarder's in its place), and the client's and upstream's in the direct and in the proxied run. */
   readonly proxyCpu: number;
+  readonly relayCpu: number;
+  readonly forwarderCpu: number;
   readonly direct: { readonly client: number; readonly upstream: number };
   readonly proxied: { readonly client: number; readonly upstream: number };
 }
 
 interface ModeResult {
-  readonly stream: boolean;
+  readonly kind: CallKind;
   readonly direct: LatencySample[];
   readonly proxied: LatencySample[];
   /** Through the bare TCP relay that stands where the proxy does. */
   readonly relayed: LatencySample[];
+  /** Through the minimal node:http forwarder that stands where the proxy does. */
+  readonly forwarded: LatencySample[];
   readonly rounds: Throughput[];
 }
 
@@ -151,24 +165,26 @@ async function runLayout(layout: Layout, rounds: number): Promise<{ results: Mod
   const children = [upstream];
   try {
     const upstreamUrl = `http://127.0.0.1:${(await ask<{ port: number }>(upstream)).port}`;
-    const proxy = startNode('./proxy-server.ts', [upstreamUrl], layout.proxyCpus, profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
+    // The proxy runs inside the agent in production, so with the agent's node flags.
+    const proxy = startNode('./proxy-server.ts', [upstreamUrl], layout.proxyCpus, [...AGENT_NODE_FLAGS, ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])]);
     children.push(proxy);
-    const started = await ask<{ port: number; relayPort: number; sources: string }>(proxy);
+    const started = await ask<{ port: number; relayPort: number; forwarderPort: number; sources: string }>(proxy);
     const proxiedUrl = `http://127.0.0.1:${started.port}`;
     const relayedUrl = `http://127.0.0.1:${started.relayPort}`;
+    const forwardedUrl = `http://127.0.0.1:${started.forwarderPort}`;
     const client = startNode('./proxy-client.ts', [JSON.stringify(SETTINGS)], layout.loadCpus);
     children.push(client);
     await ask(client);
 
     const command = <T>(c: ClientCommand): Promise<T> => ask<T>(client, c);
     const results: ModeResult[] = [];
-    for (const stream of [false, true]) {
-      const latency = await command<LatencySample[][]>({ cmd: 'latency', targets: [upstreamUrl, proxiedUrl, relayedUrl], stream });
+    for (const kind of CALL_KINDS) {
+      const latency = await command<LatencySample[][]>({ cmd: 'latency', targets: [upstreamUrl, proxiedUrl, relayedUrl, forwardedUrl], kind });
       const measured: Throughput[] = [];
       for (let round = 0; round < rounds; round++) {
         const one = async (base: string): Promise<{ rps: number; clientCpu: number; upstreamCpu: number; proxyCpu: number }> => {
           const [u0, p0] = [await cpuOf(upstream), await cpuOf(proxy)];
-          const { rps, cpuUs } = await command<{ rps: number; cpuUs: number }>({ cmd: 'throughput', base, stream });
+          const { rps, cpuUs } = await command<{ rps: number; cpuUs: number }>({ cmd: 'throughput', base, kind });
           const [u1, p1] = [await cpuOf(upstream), await cpuOf(proxy)];
           const n = SETTINGS.throughputRequests;
           return { rps, clientCpu: cpuUs / n, upstreamCpu: (u1 - u0) / n, proxyCpu: (p1 - p0) / n };
@@ -184,16 +200,20 @@ async function runLayout(layout: Layout, rounds: number): Promise<{ results: Mod
           direct = await one(upstreamUrl);
         }
         const relayed = await one(relayedUrl);
+        const forwarded = await one(forwardedUrl);
         measured.push({
           directRps: direct.rps,
           proxiedRps: proxied.rps,
           relayedRps: relayed.rps,
+          forwardedRps: forwarded.rps,
           proxyCpu: proxied.proxyCpu,
+          relayCpu: relayed.proxyCpu,
+          forwarderCpu: forwarded.proxyCpu,
           direct: { client: direct.clientCpu, upstream: direct.upstreamCpu },
           proxied: { client: proxied.clientCpu, upstream: proxied.upstreamCpu },
         });
       }
-      results.push({ stream, direct: latency[0] ?? [], proxied: latency[1] ?? [], relayed: latency[2] ?? [], rounds: measured });
+      results.push({ kind, direct: latency[0] ?? [], proxied: latency[1] ?? [], relayed: latency[2] ?? [], forwarded: latency[3] ?? [], rounds: measured });
     }
     client.send('stop');
     const { delivery } = await ask<{ delivery: DeliveryStats | null }>(proxy, 'stop');
@@ -216,9 +236,9 @@ const int = (n: number): string => Math.round(n).toLocaleString('en-US');
 function report(layout: Layout, results: readonly ModeResult[], delivery: DeliveryStats | null, sources: string): void {
   console.log(`\n${layout.name}: ${layout.description}`);
   console.log(`proxy code: ${sources === 'dist' ? 'dist/ (built JavaScript, as deployed)' : 'TypeScript sources through tsx (dist/ missing or older than the sources)'}`);
-  console.log('mode         metric        direct p50  direct p99   proxy p50   proxy p99   added p50   added p99 | relay added p50   p99  (ms)');
+  console.log('mode         metric        direct p50  direct p99   proxy p50   proxy p99   added p50   added p99 | relay added p50   p99 | fwd added p50   p99  (ms)');
   for (const r of results) {
-    const mode = (r.stream ? 'streaming' : 'non-stream').padEnd(12);
+    const mode = KIND_LABELS[r.kind].padEnd(12);
     for (const [index, metric] of ['first byte', 'total'].entries()) {
       const pick = (samples: readonly LatencySample[]): [number, number] => {
         const values = samples.map((s) => s[index] ?? Number.NaN);
@@ -227,21 +247,24 @@ function report(layout: Layout, results: readonly ModeResult[], delivery: Delive
       const [d50, d99] = pick(r.direct);
       const [p50, p99] = pick(r.proxied);
       const [b50, b99] = pick(r.relayed);
+      const [f50, f99] = pick(r.forwarded);
       console.log(
-        `${mode} ${metric.padEnd(12)} ${fmt(d50)}  ${fmt(d99)}  ${fmt(p50)}  ${fmt(p99)}  ${fmt(p50 - d50)}  ${fmt(p99 - d99)} |     ${fmt(b50 - d50)} ${fmt(b99 - d99)}`,
+        `${mode} ${metric.padEnd(12)} ${fmt(d50)}  ${fmt(d99)}  ${fmt(p50)}  ${fmt(p99)}  ${fmt(p50 - d50)}  ${fmt(p99 - d99)} |     ${fmt(b50 - d50)} ${fmt(b99 - d99)} |   ${fmt(f50 - d50)} ${fmt(f99 - d99)}`,
       );
     }
     const ratios = r.rounds.map((t) => (100 * t.proxiedRps) / t.directRps);
     const relayRatios = r.rounds.map((t) => (100 * t.relayedRps) / t.directRps);
+    const forwardRatios = r.rounds.map((t) => (100 * t.forwardedRps) / t.directRps);
     const med = (pick: (t: Throughput) => number): number => percentile(r.rounds.map(pick), 50);
     console.log(
       `${mode} throughput   direct ${int(med((t) => t.directRps))} req/s, proxied ${int(med((t) => t.proxiedRps))} req/s (medians of ${r.rounds.length} rounds); ` +
         `ratio ${percentile(ratios, 50).toFixed(1)} % (rounds ${Math.min(...ratios).toFixed(1)}-${Math.max(...ratios).toFixed(1)} %); ` +
-        `bare relay ${int(med((t) => t.relayedRps))} req/s, ${percentile(relayRatios, 50).toFixed(1)} % of direct`,
+        `bare relay ${int(med((t) => t.relayedRps))} req/s, ${percentile(relayRatios, 50).toFixed(1)} % of direct; ` +
+        `node:http forwarder ${int(med((t) => t.forwardedRps))} req/s, ${percentile(forwardRatios, 50).toFixed(1)} % of direct`,
     );
     const us = (pick: (t: Throughput) => number): string => `${med(pick).toFixed(0)} µs`;
     console.log(
-      `${mode} CPU/request  proxy ${us((t) => t.proxyCpu)}; client + upstream ${us((t) => t.direct.client)} + ${us((t) => t.direct.upstream)} direct, ` +
+      `${mode} CPU/request  proxy ${us((t) => t.proxyCpu)} (in its place: node:http forwarder ${us((t) => t.forwarderCpu)}, bare relay ${us((t) => t.relayCpu)}); client + upstream ${us((t) => t.direct.client)} + ${us((t) => t.direct.upstream)} direct, ` +
         `${us((t) => t.proxied.client)} + ${us((t) => t.proxied.upstream)} proxied (medians)`,
     );
   }
