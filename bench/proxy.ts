@@ -24,7 +24,11 @@
  *   both ways, no HTTP) and through a minimal node:http forwarder (request and answer piped, nothing
  *   read), both in the proxy's process and place, one at a time on keep-alive connections, the
  *   order reversed every other round. p50/p99 of time to first body byte and of total time, and
- *   the difference from direct (the added latency). Target: p99 added <= 1 ms. The relay's column
+ *   the difference from direct (the added latency). Target: p99 added <= 1 ms. Measured twice per
+ *   kind: "cold", right after the processes start that kind of call (200 warm-up calls), and
+ *   "steady", after the kind's throughput rounds (tens of thousands of calls), as a long-running
+ *   agent serves. Cold figures include the JIT still compiling the client's, upstream's and
+ *   proxy's code for that path. The relay's column
  *   is what any extra hop costs on this machine (loopback, a process to wake on another CPU); the
  *   forwarder's is what any proxy built on node:http costs (parsing and writing HTTP twice); the
  *   rest of the proxy's is its own work (reading the answer, records).
@@ -81,14 +85,22 @@ interface Throughput {
   readonly proxied: { readonly client: number; readonly upstream: number };
 }
 
-interface ModeResult {
-  readonly kind: CallKind;
+/** One latency measurement: the same sequential calls to each target. */
+interface LatencyRun {
   readonly direct: LatencySample[];
   readonly proxied: LatencySample[];
   /** Through the bare TCP relay that stands where the proxy does. */
   readonly relayed: LatencySample[];
   /** Through the minimal node:http forwarder that stands where the proxy does. */
   readonly forwarded: LatencySample[];
+}
+
+interface ModeResult {
+  readonly kind: CallKind;
+  /** Right after the kind's first calls (warm-up only). */
+  readonly cold: LatencyRun;
+  /** After the kind's throughput rounds: the steady state of a long-running agent. */
+  readonly steady: LatencyRun;
   readonly rounds: Throughput[];
 }
 
@@ -179,7 +191,15 @@ async function runLayout(layout: Layout, rounds: number): Promise<{ results: Mod
     const command = <T>(c: ClientCommand): Promise<T> => ask<T>(client, c);
     const results: ModeResult[] = [];
     for (const kind of CALL_KINDS) {
-      const latency = await command<LatencySample[][]>({ cmd: 'latency', targets: [upstreamUrl, proxiedUrl, relayedUrl, forwardedUrl], kind });
+      const latency = async (): Promise<LatencyRun> => {
+        const [direct = [], proxied = [], relayed = [], forwarded = []] = await command<LatencySample[][]>({
+          cmd: 'latency',
+          targets: [upstreamUrl, proxiedUrl, relayedUrl, forwardedUrl],
+          kind,
+        });
+        return { direct, proxied, relayed, forwarded };
+      };
+      const cold = await latency();
       const measured: Throughput[] = [];
       for (let round = 0; round < rounds; round++) {
         const one = async (base: string): Promise<{ rps: number; clientCpu: number; upstreamCpu: number; proxyCpu: number }> => {
@@ -213,7 +233,7 @@ async function runLayout(layout: Layout, rounds: number): Promise<{ results: Mod
           proxied: { client: proxied.clientCpu, upstream: proxied.upstreamCpu },
         });
       }
-      results.push({ kind, direct: latency[0] ?? [], proxied: latency[1] ?? [], relayed: latency[2] ?? [], forwarded: latency[3] ?? [], rounds: measured });
+      results.push({ kind, cold, steady: await latency(), rounds: measured });
     }
     client.send('stop');
     const { delivery } = await ask<{ delivery: DeliveryStats | null }>(proxy, 'stop');
@@ -236,35 +256,39 @@ const int = (n: number): string => Math.round(n).toLocaleString('en-US');
 function report(layout: Layout, results: readonly ModeResult[], delivery: DeliveryStats | null, sources: string): void {
   console.log(`\n${layout.name}: ${layout.description}`);
   console.log(`proxy code: ${sources === 'dist' ? 'dist/ (built JavaScript, as deployed)' : 'TypeScript sources through tsx (dist/ missing or older than the sources)'}`);
-  console.log('mode         metric        direct p50  direct p99   proxy p50   proxy p99   added p50   added p99 | relay added p50   p99 | fwd added p50   p99  (ms)');
+  console.log(
+    'mode         latency  metric        direct p50  direct p99   proxy p50   proxy p99   added p50   added p99 | relay added p50   p99 | fwd added p50   p99  (ms)',
+  );
   for (const r of results) {
     const mode = KIND_LABELS[r.kind].padEnd(12);
-    for (const [index, metric] of ['first byte', 'total'].entries()) {
-      const pick = (samples: readonly LatencySample[]): [number, number] => {
-        const values = samples.map((s) => s[index] ?? Number.NaN);
-        return [percentile(values, 50), percentile(values, 99)];
-      };
-      const [d50, d99] = pick(r.direct);
-      const [p50, p99] = pick(r.proxied);
-      const [b50, b99] = pick(r.relayed);
-      const [f50, f99] = pick(r.forwarded);
-      console.log(
-        `${mode} ${metric.padEnd(12)} ${fmt(d50)}  ${fmt(d99)}  ${fmt(p50)}  ${fmt(p99)}  ${fmt(p50 - d50)}  ${fmt(p99 - d99)} |     ${fmt(b50 - d50)} ${fmt(b99 - d99)} |   ${fmt(f50 - d50)} ${fmt(f99 - d99)}`,
-      );
+    for (const [phase, run] of [['cold', r.cold], ['steady', r.steady]] as const) {
+      for (const [index, metric] of ['first byte', 'total'].entries()) {
+        const pick = (samples: readonly LatencySample[]): [number, number] => {
+          const values = samples.map((s) => s[index] ?? Number.NaN);
+          return [percentile(values, 50), percentile(values, 99)];
+        };
+        const [d50, d99] = pick(run.direct);
+        const [p50, p99] = pick(run.proxied);
+        const [b50, b99] = pick(run.relayed);
+        const [f50, f99] = pick(run.forwarded);
+        console.log(
+          `${mode} ${phase.padEnd(8)} ${metric.padEnd(12)} ${fmt(d50)}  ${fmt(d99)}  ${fmt(p50)}  ${fmt(p99)}  ${fmt(p50 - d50)}  ${fmt(p99 - d99)} |     ${fmt(b50 - d50)} ${fmt(b99 - d99)} |   ${fmt(f50 - d50)} ${fmt(f99 - d99)}`,
+        );
+      }
     }
     const ratios = r.rounds.map((t) => (100 * t.proxiedRps) / t.directRps);
     const relayRatios = r.rounds.map((t) => (100 * t.relayedRps) / t.directRps);
     const forwardRatios = r.rounds.map((t) => (100 * t.forwardedRps) / t.directRps);
     const med = (pick: (t: Throughput) => number): number => percentile(r.rounds.map(pick), 50);
     console.log(
-      `${mode} throughput   direct ${int(med((t) => t.directRps))} req/s, proxied ${int(med((t) => t.proxiedRps))} req/s (medians of ${r.rounds.length} rounds); ` +
+      `${mode} throughput            direct ${int(med((t) => t.directRps))} req/s, proxied ${int(med((t) => t.proxiedRps))} req/s (medians of ${r.rounds.length} rounds); ` +
         `ratio ${percentile(ratios, 50).toFixed(1)} % (rounds ${Math.min(...ratios).toFixed(1)}-${Math.max(...ratios).toFixed(1)} %); ` +
         `bare relay ${int(med((t) => t.relayedRps))} req/s, ${percentile(relayRatios, 50).toFixed(1)} % of direct; ` +
         `node:http forwarder ${int(med((t) => t.forwardedRps))} req/s, ${percentile(forwardRatios, 50).toFixed(1)} % of direct`,
     );
     const us = (pick: (t: Throughput) => number): string => `${med(pick).toFixed(0)} µs`;
     console.log(
-      `${mode} CPU/request  proxy ${us((t) => t.proxyCpu)} (in its place: node:http forwarder ${us((t) => t.forwarderCpu)}, bare relay ${us((t) => t.relayCpu)}); client + upstream ${us((t) => t.direct.client)} + ${us((t) => t.direct.upstream)} direct, ` +
+      `${mode} CPU/request           proxy ${us((t) => t.proxyCpu)} (in its place: node:http forwarder ${us((t) => t.forwarderCpu)}, bare relay ${us((t) => t.relayCpu)}); client + upstream ${us((t) => t.direct.client)} + ${us((t) => t.direct.upstream)} direct, ` +
         `${us((t) => t.proxied.client)} + ${us((t) => t.proxied.upstream)} proxied (medians)`,
     );
   }
