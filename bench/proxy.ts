@@ -28,10 +28,10 @@
  *   kind: "cold", right after the processes start that kind of call (200 warm-up calls), and
  *   "steady", after the kind's throughput rounds (tens of thousands of calls), as a long-running
  *   agent serves. Cold figures include the JIT still compiling the client's, upstream's and
- *   proxy's code for that path. The relay's column
- *   is what any extra hop costs on this machine (loopback, a process to wake on another CPU); the
- *   forwarder's is what any proxy built on node:http costs (parsing and writing HTTP twice); the
- *   rest of the proxy's is its own work (reading the answer, records).
+ *   proxy's code for that path. The relay's column is what any extra hop costs on this machine
+ *   (loopback, a process to wake on another CPU); the forwarder's is what any proxy built on
+ *   node:http costs (parsing and writing HTTP twice); the rest of the proxy's is its own work
+ *   (reading the answer, records).
  * - Throughput: a fixed number of requests at a fixed concurrency, direct and proxied in
  *   alternation for a few rounds; the ratio proxied/direct per round (median and range).
  *   Target: >= 90 %. With an upstream that costs nothing this is the worst case: a real engine
@@ -39,8 +39,8 @@
  *   and the node:http forwarder are measured the same way after each round: the throughput any hop,
  *   and any node:http proxy, allows here.
  * - CPU per request (user + system, from each process's own accounting) of the proxy (and of the
- *   relay and the forwarder in its place), and of the client and the upstream, during the throughput runs: the proxy's cost with the noise of
- *   scheduling taken out. In the pinned layout the proxied throughput can reach direct only while
+ *   relay and the forwarder in its place), and of the client and the upstream, during the
+ *   throughput runs: the proxy's cost with the noise of scheduling taken out. In the pinned layout the proxied throughput can reach direct only while
  *   the proxy's CPU per request stays below the client's and upstream's together.
  * Prints figures; asserts nothing. Bounded: about 185,000 requests per layout (~75 s each on 2 vCPUs).
  *
