@@ -35,13 +35,14 @@
  * - Throughput: a fixed number of requests at a fixed concurrency, direct and proxied in
  *   alternation for a few rounds; the ratio proxied/direct per round (median and range).
  *   Target: >= 90 %. With an upstream that costs nothing this is the worst case: a real engine
- *   spends milliseconds to seconds per call, the proxy tens of microseconds. The bare relay is
- *   and the node:http forwarder are measured the same way after each round: the throughput any hop,
+ *   spends milliseconds to seconds per call, the proxy tens of microseconds. The bare relay and
+ *   the node:http forwarder are measured the same way after each round: the throughput any hop,
  *   and any node:http proxy, allows here.
  * - CPU per request (user + system, from each process's own accounting) of the proxy (and of the
  *   relay and the forwarder in its place), and of the client and the upstream, during the
- *   throughput runs: the proxy's cost with the noise of scheduling taken out. In the pinned layout the proxied throughput can reach direct only while
- *   the proxy's CPU per request stays below the client's and upstream's together.
+ *   throughput runs: the proxy's cost with the noise of scheduling taken out. In the pinned
+ *   layout the proxied throughput can reach direct only while the proxy's CPU per request stays
+ *   below the client's and upstream's together.
  * Prints figures; asserts nothing. Bounded: about 185,000 requests per layout (~75 s each on 2 vCPUs).
  *
  * Run: npm run bench -- proxy   (or: node --import tsx bench/proxy.ts)
@@ -202,12 +203,13 @@ async function runLayout(layout: Layout, rounds: number): Promise<{ results: Mod
       const cold = await latency();
       const measured: Throughput[] = [];
       for (let round = 0; round < rounds; round++) {
-        const one = async (base: string): Promise<{ rps: number; clientCpu: number; upstreamCpu: number; proxyCpu: number }> => {
+        // hopProcessCpu: the proxy process's CPU, which also hosts the relay and the forwarder.
+        const one = async (base: string): Promise<{ rps: number; clientCpu: number; upstreamCpu: number; hopProcessCpu: number }> => {
           const [u0, p0] = [await cpuOf(upstream), await cpuOf(proxy)];
           const { rps, cpuUs } = await command<{ rps: number; cpuUs: number }>({ cmd: 'throughput', base, kind });
           const [u1, p1] = [await cpuOf(upstream), await cpuOf(proxy)];
           const n = SETTINGS.throughputRequests;
-          return { rps, clientCpu: cpuUs / n, upstreamCpu: (u1 - u0) / n, proxyCpu: (p1 - p0) / n };
+          return { rps, clientCpu: cpuUs / n, upstreamCpu: (u1 - u0) / n, hopProcessCpu: (p1 - p0) / n };
         };
         // alternate which goes first, so that drift on a shared machine falls on both
         let direct: Awaited<ReturnType<typeof one>>;
@@ -226,9 +228,9 @@ async function runLayout(layout: Layout, rounds: number): Promise<{ results: Mod
           proxiedRps: proxied.rps,
           relayedRps: relayed.rps,
           forwardedRps: forwarded.rps,
-          proxyCpu: proxied.proxyCpu,
-          relayCpu: relayed.proxyCpu,
-          forwarderCpu: forwarded.proxyCpu,
+          proxyCpu: proxied.hopProcessCpu,
+          relayCpu: relayed.hopProcessCpu,
+          forwarderCpu: forwarded.hopProcessCpu,
           direct: { client: direct.clientCpu, upstream: direct.upstreamCpu },
           proxied: { client: proxied.clientCpu, upstream: proxied.upstreamCpu },
         });
