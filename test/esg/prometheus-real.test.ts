@@ -18,7 +18,11 @@ import type { EsgReport } from '../../exporters/esg/esg-report.js';
  */
 
 const PROMETHEUS = '/usr/bin/prometheus';
-const RUN_SECONDS = 40;
+// The paths differ by what the agents settle around the run's two edges (see the tolerance below),
+// so the longer the run the smaller that share. At 40 s a small team's breakdown once differed by
+// 10.5% (a CI run; at most 3.6% in three others); at 80 s by at most 3.8% in four runs, one with both
+// cores kept busy.
+const RUN_SECONDS = 80;
 const SCRAPE_SECONDS = 1;
 const HOUR = 3_600_000;
 
@@ -67,7 +71,7 @@ describe('ledger and Prometheus paths agree (real Prometheus scraping running ag
 
   before(async () => {
     dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-esg-prom-'));
-    // Embodied emissions are reserved by the whole hour with data. A 40 s run across an hour
+    // Embodied emissions are reserved by the whole hour with data. A short run across an hour
     // boundary has a few seconds in one of its hours, which the ledger counts and Prometheus'
     // per-hour increase() may not see: SCI then differed two-fold (a CI run at 11:00). The test
     // compares the paths on whole data, so it starts in an hour that the run fits in.
@@ -144,9 +148,10 @@ describe('ledger and Prometheus paths agree (real Prometheus scraping running ag
     assert.ok(ledger.totals.gpu_energy_kwh > 0.05, `the agents ran: ${ledger.totals.gpu_energy_kwh} kWh`);
 
     // Prometheus samples the counters once per scrape, and increase() extrapolates at the edges of
-    // each window: the two paths may differ by what the agents settle in about one scrape interval
-    // at the start and at the end of the run, out of RUN_SECONDS.
-    const tolerance = (4 * SCRAPE_SECONDS) / RUN_SECONDS;
+    // each window, per series: the two paths may differ by what the agents settle in a few scrape
+    // intervals at the start and at the end of the run, more in a breakdown row made of many sparse
+    // series (a team's). 10%: four scrape intervals of a 40 s run, kept when the run was doubled.
+    const tolerance = 0.1;
     const near = (p: number | null, l: number | null, what: string): void => {
       assert.ok(p !== null && l !== null, what);
       const rel = Math.abs(p - l) / Math.max(Math.abs(l), 1e-12);
