@@ -2,7 +2,6 @@ import { REQUEST_INSERT_COLUMNS } from './ledger-rows.js';
 
 /** SQL text of the ledger's statements (prepared once per connection by the Ledger). */
 
-/** Only a taken request_id is passed over (and then compared): any other constraint fails loudly. */
 /** `col = col + excluded.col, ...` for these columns: the additive part of an upsert into a rollup or totals row. */
 const addExcluded = (columns: string): string =>
   columns
@@ -11,10 +10,28 @@ const addExcluded = (columns: string): string =>
     .map((c) => `${c} = ${c} + excluded.${c}`)
     .join(',\n    ');
 
+/** The agent has checked that the request_id is not taken (Ledger.seqOf): the file has no constraint on it. */
 export const INSERT_REQUEST = `INSERT INTO requests (${REQUEST_INSERT_COLUMNS.join(', ')})
-  VALUES (${REQUEST_INSERT_COLUMNS.map(() => '?').join(', ')}) ON CONFLICT (request_id) DO NOTHING`;
+  VALUES (${REQUEST_INSERT_COLUMNS.map(() => '?').join(', ')})`;
 
-export const REQUEST_BY_ID = 'SELECT * FROM requests WHERE request_id = ?';
+/*
+ * The request_id index (schema version 5, migrations/005-request-id-index.ts): a candidate seq,
+ * from request_ids or from the rows not merged yet, is a row only if its request_id matches.
+ */
+export const ID_CANDIDATES = 'SELECT rid FROM request_ids WHERE h = ?';
+export const IS_REQUEST_AT = 'SELECT 1 AS found FROM requests WHERE seq = ? AND request_id = ?';
+export const REQUEST_AT = 'SELECT * FROM requests WHERE seq = ? AND request_id = ?';
+/** One (hash, seq) pair of a merge chunk (a row pruned before its merge is taken out of the chunk first). */
+export const MERGE_REQUEST_ID = 'INSERT OR IGNORE INTO request_ids (h, rid) VALUES (?, ?)';
+/** At open, every row above the merged-through mark (the rows a stopped agent had not merged). */
+export const MERGE_REQUEST_IDS_ABOVE = `INSERT OR IGNORE INTO request_ids (h, rid)
+  SELECT tokenwatt_request_id_hash(request_id), seq FROM requests WHERE seq > ? ORDER BY 1, 2`;
+export const MAX_REQUEST_SEQ = 'SELECT max(seq) AS seq FROM requests';
+/** The index entries of the rows PRUNE_REQUESTS deletes (parameter: its cut-off), found by (hash, seq). */
+export const PRUNE_REQUEST_IDS = `DELETE FROM request_ids WHERE (h, rid) IN
+  (SELECT tokenwatt_request_id_hash(request_id), seq FROM requests WHERE end_ms < ? AND finalized = 1)`;
+/** The rows PRUNE_REQUESTS deletes (same cut-off) that are above the merged-through mark (second parameter). */
+export const PRUNED_UNMERGED_SEQS = 'SELECT seq FROM requests WHERE end_ms < ? AND finalized = 1 AND seq > ?';
 
 export const INSERT_SAMPLE = `INSERT OR IGNORE INTO power_samples
   (ts_ms, gpu_uuid, gpu_index, power_w, energy_j, averaged, simulated) VALUES (?, ?, ?, ?, ?, ?, ?)`;
@@ -50,8 +67,9 @@ export const LOAD_UNSETTLED_STARTING_BEFORE = `SELECT ${PENDING_COLUMNS.join(', 
   WHERE finalized = 0 AND start_ms < ? ORDER BY start_ms`;
 export const COUNT_UNSETTLED = 'SELECT count(*) AS n FROM requests WHERE finalized = 0';
 
+/** By seq (a JSON array): the caller found each id's row and checks request_id on what comes back. */
 export const ENERGY_SO_FAR = `SELECT request_id, static_j, dynamic_j, prefill_j, decode_j, active_ms, concurrency_ms, estimated, per_gpu_j
-  FROM requests WHERE request_id IN (SELECT value FROM json_each(?))`;
+  FROM requests WHERE seq IN (SELECT value FROM json_each(?))`;
 
 export const READ_REQUESTS = 'SELECT * FROM requests WHERE end_ms >= ? AND end_ms < ? ORDER BY end_ms, request_id LIMIT ?';
 
@@ -60,39 +78,39 @@ export const INSERT_PERIOD = `INSERT INTO periods (period_start_ms, period_end_m
     idle_baseline_w, observed_idle_power_w, idle_ms)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
-export const PER_GPU_OF = 'SELECT per_gpu_j FROM requests WHERE request_id = ?';
+export const PER_GPU_AT = 'SELECT per_gpu_j FROM requests WHERE seq = ? AND request_id = ?';
 
-export const ADD_REQUEST_ENERGY = `UPDATE requests SET
+const ADD_REQUEST_ENERGY = `UPDATE requests SET
     static_j = static_j + ?, dynamic_j = dynamic_j + ?, prefill_j = prefill_j + ?, decode_j = decode_j + ?,
     active_ms = active_ms + ?, concurrency_ms = concurrency_ms + ?, estimated = max(estimated, ?), per_gpu_j = ?
   WHERE request_id = ?`;
 
 /** ADD_REQUEST_ENERGY and FINALIZE_REQUEST in one statement, for a request whose last period this is. */
-export const ADD_ENERGY_AND_FINALIZE = `UPDATE requests SET
+const ADD_ENERGY_AND_FINALIZE = `UPDATE requests SET
     static_j = static_j + ?, dynamic_j = dynamic_j + ?, prefill_j = prefill_j + ?, decode_j = decode_j + ?,
     active_ms = active_ms + ?, concurrency_ms = concurrency_ms + ?, estimated = max(estimated, ?), per_gpu_j = ?,
     joules = ?, j_per_output_token = ?, observed_batch_size = ?, batch_bucket = ?, cache_bucket = ?, settled_at_ms = ?, finalized = 1
   WHERE request_id = ? AND finalized = 0`;
 
-export const FINALIZE_REQUEST = `UPDATE requests SET joules = ?, j_per_output_token = ?, observed_batch_size = ?,
+const FINALIZE_REQUEST = `UPDATE requests SET joules = ?, j_per_output_token = ?, observed_batch_size = ?,
     batch_bucket = ?, cache_bucket = ?, settled_at_ms = ?, finalized = 1
   WHERE request_id = ? AND finalized = 0`;
 
 /**
- * The three request updates above, reaching the row by the rowid read with it (LOAD_UNSETTLED_STARTING_BEFORE)
- * instead of through the request_id index: settlement then writes table pages in insertion order and
- * never descends the index, whose pages are random with random ids. The request_id stays in the
- * WHERE clause as a check (a VACUUM by another process may renumber rows): a mismatch changes nothing,
- * which fails the settlement, as an unknown id does. Parameters: the same, the rowid before the id.
+ * The three request updates above, reaching the row by its seq (read with it by
+ * LOAD_UNSETTLED_STARTING_BEFORE, or found by Ledger.seqOf): requests has no index on request_id, and
+ * settlement then writes table pages in insertion order. The request_id stays in the WHERE clause as
+ * a check: a mismatch changes nothing, which fails the settlement, as an unknown id does.
+ * Parameters: the same, the seq before the id.
  */
-const byRowid = (statement: string): string => {
-  const changed = statement.replace('WHERE request_id = ?', 'WHERE rowid = ? AND request_id = ?');
-  if (changed === statement) throw new Error('byRowid: no request_id condition in the statement');
+const bySeq = (statement: string): string => {
+  const changed = statement.replace('WHERE request_id = ?', 'WHERE seq = ? AND request_id = ?');
+  if (changed === statement) throw new Error('bySeq: no request_id condition in the statement');
   return changed;
 };
-export const ADD_REQUEST_ENERGY_BY_ROWID = byRowid(ADD_REQUEST_ENERGY);
-export const ADD_ENERGY_AND_FINALIZE_BY_ROWID = byRowid(ADD_ENERGY_AND_FINALIZE);
-export const FINALIZE_REQUEST_BY_ROWID = byRowid(FINALIZE_REQUEST);
+export const ADD_REQUEST_ENERGY_AT = bySeq(ADD_REQUEST_ENERGY);
+export const ADD_ENERGY_AND_FINALIZE_AT = bySeq(ADD_ENERGY_AND_FINALIZE);
+export const FINALIZE_REQUEST_AT = bySeq(FINALIZE_REQUEST);
 
 export const UPSERT_USAGE = `INSERT INTO hourly_usage (hour_start_ms, node, model, tier, cache_bucket, batch_bucket, status,
     team, feature, requests, prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, static_j, dynamic_j,
@@ -203,6 +221,7 @@ export const LAST_HOST_READING_AT = 'SELECT max(ts_ms) AS t FROM host_readings W
 export const PRUNE_HOST_READINGS = 'DELETE FROM host_readings WHERE ts_ms < ?';
 
 export const PRUNE_SAMPLES = 'DELETE FROM power_samples WHERE gpu_uuid = ? AND ts_ms < ?';
+/** PRUNE_REQUEST_IDS must run first, with the same cut-off. */
 export const PRUNE_REQUESTS = 'DELETE FROM requests WHERE end_ms < ? AND finalized = 1';
 export const COUNT_OLD_UNSETTLED = 'SELECT count(*) AS n FROM requests WHERE finalized = 0 AND end_ms < ?';
 export const PRUNE_PERIODS = 'DELETE FROM periods WHERE period_start_ms < ?';

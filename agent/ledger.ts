@@ -17,6 +17,8 @@ import * as rows from './ledger-rows.js';
 import type { CounterTotals, StoredRequest } from './ledger-rows.js';
 import * as sql from './ledger-sql.js';
 import { SOURCE_STATE_PREFIX } from '../collectors/request-sink.js';
+import { RecentRequestIds, type IdIndexChunk } from './recent-request-ids.js';
+import { requestIdHash } from './request-id-hash.js';
 import type { SourceStateWrite } from '../collectors/request-sink.js';
 import type { FinalizedRequest, RequestEnergyDelta, RetentionPolicy, SettlementCommit, SettlementPeriod, SettlementRollups, SettlementWriter } from './ledger-types.js';
 
@@ -72,6 +74,8 @@ export interface LedgerOptions {
   readonly now?: () => number;
   /** A writer lease whose heartbeat is older than this is taken over (default {@link DEFAULT_LEASE_STALE_MS}). */
   readonly leaseStaleMs?: number;
+  /** When the request_id index is merged (see {@link RecentRequestIds}); tests pass small values. */
+  readonly idIndexMerge?: { readonly rows: number; readonly chunks: number };
 }
 
 /**
@@ -123,6 +127,18 @@ const DAY_MS = 24 * HOUR_MS;
 const SETTLED_UNTIL = 'settled_until_ms';
 const ENERGY_COUNTED_UNTIL = 'energy_counted_until_ms';
 const NODE_KEY = 'node';
+/** Every request row up to this seq is in request_ids (the rest are in {@link RecentRequestIds}). */
+const IDS_MERGED_THROUGH = 'request_ids_merged_through';
+/** {@link requestIdHash} as an SQL function on the writer's connection (the merge at open, the prune). */
+const ID_HASH_FUNCTION = 'tokenwatt_request_id_hash';
+
+/** What one request batch's transaction did, beyond its result: applied to the recent ids once it commits. */
+interface InsertRequestsTxResult {
+  readonly result: InsertRequestsResult;
+  /** (hash, seq) of each stored row, flat. */
+  readonly stored: number[];
+  readonly chunkWritten: boolean;
+}
 
 /**
  * The node's SQLite ledger: power samples, request records with their attribution, settled
@@ -132,10 +148,10 @@ const NODE_KEY = 'node';
 export class Ledger {
   private readonly statements = new Map<string, Statement>();
   private readonly now: () => number;
-  private readonly insertRequestsTx: (records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean, state: readonly SourceStateWrite[]) => InsertRequestsResult;
+  private readonly insertRequestsTx: (records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean, state: readonly SourceStateWrite[]) => InsertRequestsTxResult;
   private readonly insertSamplesTx: (samples: readonly PowerSample[]) => number;
   private readonly settleTx: (period: SettlementPeriod, write: (writer: SettlementWriter) => unknown) => unknown;
-  private readonly pruneTx: (nowMs: number, guard: PruneGuard) => PruneResult;
+  private readonly pruneTx: (nowMs: number, guard: PruneGuard) => { result: PruneResult; prunedUnmerged: number[] };
   private readonly addQualityTx: (rows: readonly HourlyQualityRow[]) => void;
   private readonly insertHostTx: (readings: readonly StoredHostReading[]) => number;
 
@@ -148,13 +164,17 @@ export class Ledger {
     /** Schema version of the file when it was opened (a reader may open an older one). */
     private readonly version: number,
     private readonly lease: WriterLease | null,
+    /** The writer's rows not yet in the request_id index; null for a reader, which looks up no ids. */
+    private readonly recentIds: RecentRequestIds | null = null,
   ) {
     this.now = now;
     this.insertRequestsTx = db.transaction((records, isLate, state) => {
-      const result = this.insertRequestsIn(records, isLate);
+      // One chunk of a due index merge rides along, so it commits (or not) with the batch.
+      const chunkWritten = this.writeIdChunk(this.recentIds?.nextChunk() ?? null);
+      const { result, stored } = this.insertRequestsIn(records, isLate);
       const set = this.stmt(sql.SET_STATE);
       for (const { key, value } of state) set.run(key, value);
-      return result;
+      return { result, stored, chunkWritten };
     });
     this.insertSamplesTx = db.transaction((samples) => this.insertSamplesIn(samples));
     this.settleTx = db.transaction((period, write) => this.settleIn(period, write));
@@ -196,7 +216,13 @@ export class Ledger {
       // Ledgers of schema 1 and 2 were written without it; they get it here.
       if (facts.applicationId !== TOKENWATT_APPLICATION_ID) db.pragma(`application_id = ${TOKENWATT_APPLICATION_ID}`);
       if (path !== ':memory:') lease = WriterLease.take(db, path, Date.now(), opts.leaseStaleMs ?? DEFAULT_LEASE_STALE_MS);
-      const ledger = new Ledger(db, opts.node, opts.retention, opts.now ?? Date.now, latestVersion(LEDGER_MIGRATIONS), lease);
+      // Used by the merge below and by prune().
+      db.function(ID_HASH_FUNCTION, { deterministic: true }, (id: unknown) => requestIdHash(String(id)));
+      // Under the lease: the rows a stopped writer had not merged into the id index.
+      mergeRequestIdsAbove(db);
+      const merge = opts.idIndexMerge;
+      const recentIds = merge === undefined ? new RecentRequestIds() : new RecentRequestIds(merge.rows, merge.chunks);
+      const ledger = new Ledger(db, opts.node, opts.retention, opts.now ?? Date.now, latestVersion(LEDGER_MIGRATIONS), lease, recentIds);
       ledger.setState(NODE_KEY, opts.node);
       return ledger;
     } catch (err) {
@@ -276,7 +302,14 @@ export class Ledger {
   insertRequests(records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean, state: readonly SourceStateWrite[] = []): InsertRequestsResult {
     if (records.length === 0 && state.length === 0) return { inserted: [], duplicates: [], conflicts: [] };
     for (const { key } of state) assertSourceKey(key);
-    return this.insertRequestsTx(records, isLate, state);
+    const { result, stored, chunkWritten } = this.insertRequestsTx(records, isLate, state);
+    // Committed: only now may the rows be found through the recent ids, and the chunk count as merged.
+    const recent = this.recentIds;
+    if (recent !== null) {
+      if (chunkWritten) recent.chunkWritten();
+      for (let i = 0; i < stored.length; i += 2) recent.add(stored[i] as number, stored[i + 1] as number);
+    }
+    return result;
   }
 
   /** The committed value of a source's state key (see {@link insertRequests}), or undefined. */
@@ -285,25 +318,57 @@ export class Ledger {
     return this.getState(key);
   }
 
-  private insertRequestsIn(records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean): InsertRequestsResult {
+  private insertRequestsIn(records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean): { result: InsertRequestsResult; stored: number[] } {
     const insert = this.stmt(sql.INSERT_REQUEST);
     const receivedAt = this.now();
     const inserted: ResolvedRequest[] = [];
     const duplicates: string[] = [];
     const conflicts: RequestConflict[] = [];
+    const stored: number[] = [];
+    // Rows of this batch are not in the recent ids before it commits.
+    const storedHere = new Map<string, number>();
     for (const r of records) {
-      if (insert.run(...rows.requestParams(r, isLate(r), receivedAt)).changes === 1) {
+      const hash = requestIdHash(r.requestId);
+      const seq = storedHere.get(r.requestId) ?? this.seqOf(r.requestId, hash);
+      if (seq === undefined) {
+        const newSeq = Number(insert.run(...rows.requestParams(r, isLate(r), receivedAt)).lastInsertRowid);
+        storedHere.set(r.requestId, newSeq);
+        stored.push(hash, newSeq);
         inserted.push(r);
         continue;
       }
       // Rare (a repeat), so the stored row is read back only here.
-      const stored = this.stmt(sql.REQUEST_BY_ID).get(r.requestId) as rows.RequestRow | undefined;
-      if (stored === undefined) throw new Error(`request ${JSON.stringify(r.requestId)} was neither stored nor found under its id`);
-      const differing = differingFacts(rows.requestFromRow(stored).record, r);
+      const row = this.stmt(sql.REQUEST_AT).get(seq, r.requestId) as rows.RequestRow | undefined;
+      if (row === undefined) throw new Error(`request ${JSON.stringify(r.requestId)} was found under its id but not read back`);
+      const differing = differingFacts(rows.requestFromRow(row).record, r);
       if (differing.length === 0) duplicates.push(r.requestId);
       else conflicts.push({ record: r, differing });
     }
-    return { inserted, duplicates, conflicts };
+    return { result: { inserted, duplicates, conflicts }, stored };
+  }
+
+  /**
+   * The seq of the row stored under this request_id, or undefined when there is none: through the
+   * rows not merged yet, then the index. Each candidate is checked against its row's request_id.
+   */
+  private seqOf(requestId: string, hash = requestIdHash(requestId)): number | undefined {
+    const isAt = this.stmt(sql.IS_REQUEST_AT);
+    for (const seq of this.recentIds?.candidates(hash) ?? []) {
+      if (isAt.get(seq, requestId) !== undefined) return seq;
+    }
+    for (const seq of this.stmt(sql.ID_CANDIDATES).pluck().all(hash) as number[]) {
+      if (isAt.get(seq, requestId) !== undefined) return seq;
+    }
+    return undefined;
+  }
+
+  /** Write one chunk of an index merge (inside the caller's transaction). Returns whether there was one. */
+  private writeIdChunk(chunk: IdIndexChunk | null): boolean {
+    if (chunk === null) return false;
+    const merge = this.stmt(sql.MERGE_REQUEST_ID);
+    for (let i = 0; i < chunk.hashes.length; i++) merge.run(chunk.hashes[i], chunk.seqs[i]);
+    if (chunk.mergedThroughSeq !== null) this.setState(IDS_MERGED_THROUGH, String(chunk.mergedThroughSeq));
+    return true;
   }
 
   /** Store power samples in one transaction. A repeated (GPU, timestamp) keeps the first reading. Returns the number stored. */
@@ -364,8 +429,14 @@ export class Ledger {
   requestEnergySoFar(ids: readonly string[]): Map<string, RequestEnergyDelta> {
     const found = new Map<string, RequestEnergyDelta>();
     if (ids.length === 0) return found;
-    for (const row of this.stmt(sql.ENERGY_SO_FAR).all(JSON.stringify(ids)) as rows.RequestRow[]) {
-      found.set(row.request_id, rows.soFarFromRow(row));
+    const wanted = new Set(ids);
+    const seqs: number[] = [];
+    for (const id of wanted) {
+      const seq = this.seqOf(id);
+      if (seq !== undefined) seqs.push(seq);
+    }
+    for (const row of this.stmt(sql.ENERGY_SO_FAR).all(JSON.stringify(seqs)) as rows.RequestRow[]) {
+      if (wanted.has(row.request_id)) found.set(row.request_id, rows.soFarFromRow(row));
     }
     return found;
   }
@@ -415,7 +486,7 @@ export class Ledger {
     if (before !== null && period.settledUntilMs < before) {
       throw new Error(`settled_until would move backwards (${before} -> ${period.settledUntilMs})`);
     }
-    const result = write(new LedgerSettlementWriter(period, (text) => this.stmt(text), this.node));
+    const result = write(new LedgerSettlementWriter(period, (text) => this.stmt(text), this.node, (id) => this.seqOf(id)));
     this.setState(SETTLED_UNTIL, String(period.settledUntilMs));
     return result;
   }
@@ -463,17 +534,21 @@ export class Ledger {
    * jumped forward, or a stalled settlement): the result then says why in `skipped`.
    */
   prune(nowMs: EpochMs, guard: PruneGuard = { periodMs: 0, latenessMs: 0 }): PruneResult {
-    return this.pruneTx(nowMs, guard);
+    const { result, prunedUnmerged } = this.pruneTx(nowMs, guard);
+    // Committed: rows deleted before their merge must not be merged.
+    if (prunedUnmerged.length > 0) this.recentIds?.forget(prunedUnmerged);
+    return result;
   }
 
-  private pruneIn(nowMs: number, guard: PruneGuard): PruneResult {
+  private pruneIn(nowMs: number, guard: PruneGuard): { result: PruneResult; prunedUnmerged: number[] } {
     if (this.retention === null) throw new Error('a read-only ledger does not prune');
     const settled = this.getSettledUntil();
     const none = { samples: 0, requests: 0, periods: 0, rollups: 0, unsettledKept: 0 };
-    if (settled === null) return { ...none, skipped: 'nothing is settled yet' };
+    if (settled === null) return { result: { ...none, skipped: 'nothing is settled yet' }, prunedUnmerged: [] };
     const aheadMs = nowMs - (settled + guard.latenessMs + guard.periodMs);
     if (aheadMs > PRUNE_CLOCK_TOLERANCE_MS) {
-      return { ...none, skipped: `the clock is ${Math.round(aheadMs / 60_000)} min past where settlement should be (settled until ${new Date(settled).toISOString()}): a clock step forward, or settlement stalled` };
+      const skipped = `the clock is ${Math.round(aheadMs / 60_000)} min past where settlement should be (settled until ${new Date(settled).toISOString()}): a clock step forward, or settlement stalled`;
+      return { result: { ...none, skipped }, prunedUnmerged: [] };
     }
     const refMs = Math.min(nowMs, settled);
     const { samplesHours, requestsDays, rollupsDays } = this.retention;
@@ -488,6 +563,10 @@ export class Ledger {
       const lastSettled = (this.stmt(sql.LAST_HOST_READING_AT).get(settled) as { t: number | null }).t;
       this.stmt(sql.PRUNE_HOST_READINGS).run(Math.min(samplesBefore, lastSettled ?? samplesBefore));
     }
+    // The index entries go with their rows; rows not merged yet are only in memory (see prune()).
+    const mergedThrough = Number(this.getState(IDS_MERGED_THROUGH) ?? 0);
+    const prunedUnmerged = this.stmt(sql.PRUNED_UNMERGED_SEQS).pluck().all(requestsBefore, mergedThrough) as number[];
+    this.stmt(sql.PRUNE_REQUEST_IDS).run(requestsBefore);
     const requests = this.stmt(sql.PRUNE_REQUESTS).run(requestsBefore).changes;
     const unsettledKept = (this.stmt(sql.COUNT_OLD_UNSETTLED).get(requestsBefore) as { n: number }).n;
     const periods = this.stmt(sql.PRUNE_PERIODS).run(requestsBefore).changes;
@@ -495,7 +574,7 @@ export class Ledger {
     for (const text of sql.CARRY_PRUNED_ROLLUPS) this.stmt(text).run(rollupsBefore);
     let rollups = 0;
     for (const text of sql.PRUNE_ROLLUPS) rollups += this.stmt(text).run(rollupsBefore).changes;
-    return { samples, requests, periods, rollups, unsettledKept };
+    return { result: { samples, requests, periods, rollups, unsettledKept }, prunedUnmerged };
   }
 
   /** Hourly GPU energy rows with hourStartMs in [fromMs, toMs). */
@@ -638,6 +717,7 @@ class LedgerSettlementWriter implements SettlementWriter {
     private readonly period: SettlementPeriod,
     private readonly stmt: (text: string) => Statement,
     private readonly node: string,
+    private readonly seqOf: (requestId: string) => number | undefined,
   ) {}
 
   periodTotals(gpuTotals: SettlementCommit['gpuTotals']): void {
@@ -656,44 +736,45 @@ class LedgerSettlementWriter implements SettlementWriter {
   }
 
   request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null, rowid?: number): void {
-    if (delta === null) {
-      if (final === null) return;
-      const changed = (
-        rowid === undefined
-          ? this.stmt(sql.FINALIZE_REQUEST).run(final.joules, final.jPerOutputToken, final.observedBatchSize, final.batchBucket, final.cacheBucket, final.settledAtMs, final.requestId)
-          : this.stmt(sql.FINALIZE_REQUEST_BY_ROWID).run(final.joules, final.jPerOutputToken, final.observedBatchSize, final.batchBucket, final.cacheBucket, final.settledAtMs, rowid, final.requestId)
-      ).changes;
-      if (changed !== 1) throw new Error(`cannot finalize request ${JSON.stringify(final.requestId)}: not in the ledger or already finalized`);
-      return;
-    }
-    if (final !== null && final.requestId !== delta.requestId) {
+    const requestId = delta?.requestId ?? final?.requestId;
+    if (requestId === undefined) return;
+    if (delta !== null && final !== null && final.requestId !== delta.requestId) {
       throw new Error(`energy of request ${JSON.stringify(delta.requestId)} written with the final figures of ${JSON.stringify(final.requestId)}`);
     }
-    let perGpu: Readonly<Record<string, number>>;
-    if (delta.perGpuJTotal !== undefined) perGpu = delta.perGpuJTotal;
-    else {
-      const current = this.stmt(sql.PER_GPU_OF).get(delta.requestId) as { per_gpu_j: string } | undefined;
-      if (current === undefined) throw new Error(`energy delta for request ${JSON.stringify(delta.requestId)}, which the ledger does not hold`);
-      const merged = JSON.parse(current.per_gpu_j) as Record<string, number>;
-      for (const [gpu, j] of Object.entries(delta.perGpuJ)) merged[gpu] = (merged[gpu] ?? 0) + j;
-      perGpu = merged;
-    }
-    const d = delta;
-    if (final !== null) {
-      // Its last period: one statement adds the energy and finalizes (the common case for short requests).
-      const changed = this.stmt(rowid === undefined ? sql.ADD_ENERGY_AND_FINALIZE : sql.ADD_ENERGY_AND_FINALIZE_BY_ROWID).run(
-        d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu),
-        final.joules, final.jPerOutputToken, final.observedBatchSize, final.batchBucket, final.cacheBucket, final.settledAtMs,
-        ...(rowid === undefined ? [d.requestId] : [rowid, d.requestId]),
+    // The seq read with the pending row, else found through the id index; -1 matches no row.
+    const seq = rowid ?? this.seqOf(requestId) ?? -1;
+    if (delta === null && final !== null) {
+      const changed = this.stmt(sql.FINALIZE_REQUEST_AT).run(
+        final.joules, final.jPerOutputToken, final.observedBatchSize, final.batchBucket, final.cacheBucket, final.settledAtMs, seq, requestId,
       ).changes;
-      if (changed !== 1) throw new Error(`cannot finalize request ${JSON.stringify(d.requestId)}: not in the ledger or already finalized`);
+      if (changed !== 1) throw new Error(`cannot finalize request ${JSON.stringify(requestId)}: not in the ledger or already finalized`);
       return;
     }
-    const changed = this.stmt(rowid === undefined ? sql.ADD_REQUEST_ENERGY : sql.ADD_REQUEST_ENERGY_BY_ROWID).run(
+    const d = delta as RequestEnergyDelta;
+    let perGpu: Readonly<Record<string, number>>;
+    if (d.perGpuJTotal !== undefined) perGpu = d.perGpuJTotal;
+    else {
+      const current = this.stmt(sql.PER_GPU_AT).get(seq, requestId) as { per_gpu_j: string } | undefined;
+      if (current === undefined) throw new Error(`energy delta for request ${JSON.stringify(requestId)}, which the ledger does not hold`);
+      const merged = JSON.parse(current.per_gpu_j) as Record<string, number>;
+      for (const [gpu, j] of Object.entries(d.perGpuJ)) merged[gpu] = (merged[gpu] ?? 0) + j;
+      perGpu = merged;
+    }
+    if (final !== null) {
+      // Its last period: one statement adds the energy and finalizes (the common case for short requests).
+      const changed = this.stmt(sql.ADD_ENERGY_AND_FINALIZE_AT).run(
+        d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu),
+        final.joules, final.jPerOutputToken, final.observedBatchSize, final.batchBucket, final.cacheBucket, final.settledAtMs,
+        seq, requestId,
+      ).changes;
+      if (changed !== 1) throw new Error(`cannot finalize request ${JSON.stringify(requestId)}: not in the ledger or already finalized`);
+      return;
+    }
+    const changed = this.stmt(sql.ADD_REQUEST_ENERGY_AT).run(
       d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu),
-      ...(rowid === undefined ? [d.requestId] : [rowid, d.requestId]),
+      seq, requestId,
     ).changes;
-    if (changed !== 1) throw new Error(`energy delta for request ${JSON.stringify(d.requestId)}, which the ledger does not hold`);
+    if (changed !== 1) throw new Error(`energy delta for request ${JSON.stringify(requestId)}, which the ledger does not hold`);
   }
 
   rollups(r: SettlementRollups): void {
@@ -724,4 +805,20 @@ class LedgerSettlementWriter implements SettlementWriter {
       );
     }
   }
+}
+
+/**
+ * Merge into request_ids every request row above the merged-through mark, and move the mark to the
+ * last row: at open, for the rows a stopped writer had not merged (all rows, once, for a file
+ * migrated to schema version 5). Idempotent: a row already merged is passed over.
+ */
+function mergeRequestIdsAbove(db: Db): void {
+  db.transaction(() => {
+    const mark = (db.prepare(sql.GET_STATE).get(IDS_MERGED_THROUGH) as { value: string } | undefined)?.value;
+    const from = mark === undefined ? 0 : Number(mark);
+    const last = (db.prepare(sql.MAX_REQUEST_SEQ).get() as { seq: number | null }).seq;
+    if (last === null || last <= from) return;
+    db.prepare(sql.MERGE_REQUEST_IDS_ABOVE).run(from);
+    db.prepare(sql.SET_STATE).run(IDS_MERGED_THROUGH, String(last));
+  }).immediate();
 }

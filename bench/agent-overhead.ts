@@ -31,11 +31,23 @@ const RANDOM_IDS = process.env.TOKENWATT_BENCH_REQUEST_IDS === 'uuid';
 const TASK_SIZE = Number(process.env.TOKENWATT_BENCH_TASK_SIZE ?? 0);
 if (!(Number.isInteger(TASK_SIZE) && TASK_SIZE >= 0)) throw new Error(`TOKENWATT_BENCH_TASK_SIZE: a whole number >= 0, got ${process.env.TOKENWATT_BENCH_TASK_SIZE}`);
 
-function cpuSeconds(pid: number): number {
+/** User and system CPU seconds of the process so far. */
+function cpuSeconds(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // utime and stime are fields 14 and 15 of stat; after the ")" split they are at 11 and 12.
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  return { user: Number(fields[11]) / CLK_TCK, system: Number(fields[12]) / CLK_TCK };
+}
+
+/**
+ * Write calls and bytes written so far (/proc/<pid>/io syscw and wchar): SQLite's WAL frames and
+ * checkpoints, and the HTTP answers. They show what a change to the ledger's writes did more
+ * steadily than CPU does on a shared VM.
+ */
+function writesSoFar(pid: number): { calls: number; bytes: number } {
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+  const field = (name: string): number => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? NaN);
+  return { calls: field('syscw'), bytes: field('wchar') };
 }
 
 /** A memory figure of /proc/<pid>/status in MB: VmRSS (now) or VmHWM (the peak so far). */
@@ -93,9 +105,19 @@ function startLoad(port: number, rate: number, seconds: number): ChildProcess {
   return spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
 }
 
-async function measure(pid: number, seconds: number): Promise<{ cpuPct: number; rss: number[] }> {
+interface PhaseFigures {
+  readonly cpuPct: number;
+  readonly userPct: number;
+  readonly systemPct: number;
+  readonly writeCallsPerS: number;
+  readonly writeMbPerS: number;
+  readonly rss: number[];
+}
+
+async function measure(pid: number, seconds: number): Promise<PhaseFigures> {
   const rss: number[] = [];
   const cpu0 = cpuSeconds(pid);
+  const writes0 = writesSoFar(pid);
   const t0 = performance.now();
   const steps = Math.max(1, Math.round(seconds / 5));
   for (let i = 0; i < steps; i += 1) {
@@ -103,7 +125,18 @@ async function measure(pid: number, seconds: number): Promise<{ cpuPct: number; 
     rss.push(rssMb(pid));
   }
   const wall = (performance.now() - t0) / 1000;
-  return { cpuPct: ((cpuSeconds(pid) - cpu0) / wall) * 100, rss };
+  const cpu = cpuSeconds(pid);
+  const writes = writesSoFar(pid);
+  const userPct = ((cpu.user - cpu0.user) / wall) * 100;
+  const systemPct = ((cpu.system - cpu0.system) / wall) * 100;
+  return {
+    cpuPct: userPct + systemPct,
+    userPct,
+    systemPct,
+    writeCallsPerS: (writes.calls - writes0.calls) / wall,
+    writeMbPerS: (writes.bytes - writes0.bytes) / wall / 1e6,
+    rss,
+  };
 }
 
 async function scrapeSize(port: number): Promise<number> {
@@ -139,6 +172,7 @@ export async function benchAgentOverhead(): Promise<void> {
     console.log(`request ids: ${RANDOM_IDS ? 'random (chatcmpl-<uuid>)' : 'sequential (bench-PID-N)'}`);
     console.log(`idle-sampling CPU:        ${idle.cpuPct.toFixed(2)} % of one core   (target <= 1 %)`);
     console.log(`1,000 records/s CPU:      ${busy.cpuPct.toFixed(2)} % of one core   (target <= 5 %; measured after ${warmupS} s of load, once settlement has reached the records)`);
+    console.log(`  of which user ${busy.userPct.toFixed(2)} %, system ${busy.systemPct.toFixed(2)} %; writes ${busy.writeCallsPerS.toFixed(0)} calls/s, ${busy.writeMbPerS.toFixed(2)} MB/s`);
     console.log(`RSS idle   (MB, every 5 s): ${fmt(idle.rss)}`);
     console.log(`RSS loaded (MB, every 5 s): ${fmt(busy.rss)}   (target <= 120 MB, flat)`);
     console.log(`RSS max sampled ${Math.max(...idle.rss, ...busy.rss).toFixed(0)} MB; peak over the whole run (VmHWM, start-up and warm-up included) ${statusMb(child.pid as number, 'VmHWM').toFixed(0)} MB; /metrics size ${(await scrapeSize(port)) / 1024 | 0} KiB`);

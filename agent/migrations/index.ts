@@ -2,10 +2,11 @@ import { initialSchema } from './001-initial.js';
 import { prunedTotals } from './002-pruned-totals.js';
 import { taskRequestsIndex } from './003-task-requests.js';
 import { hostReadings } from './004-host-readings.js';
+import { requestIdIndex } from './005-request-id-index.js';
 import type { Migration } from './migration.js';
 
 /** Every ledger migration, in order. Append only: never edit a released step. */
-export const LEDGER_MIGRATIONS: readonly Migration[] = [initialSchema, prunedTotals, taskRequestsIndex, hostReadings];
+export const LEDGER_MIGRATIONS: readonly Migration[] = [initialSchema, prunedTotals, taskRequestsIndex, hostReadings, requestIdIndex];
 
 export { LedgerVersionError, latestVersion, migrate } from './migration.js';
 export type { Migration } from './migration.js';

@@ -9,7 +9,7 @@ import { RETENTION, never, request, tempDir } from './temp-ledger.js';
 
 const TABLES = [
   'agent_state', 'host_readings', 'hourly_energy', 'hourly_host', 'hourly_quality', 'hourly_usage', 'periods', 'power_samples',
-  'pruned_energy', 'pruned_host', 'pruned_quality', 'pruned_tasks', 'pruned_usage', 'requests', 'tasks',
+  'pruned_energy', 'pruned_host', 'pruned_quality', 'pruned_tasks', 'pruned_usage', 'request_ids', 'requests', 'tasks',
 ];
 
 function tablesOf(path: string): string[] {

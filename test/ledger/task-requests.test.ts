@@ -4,9 +4,10 @@ import Database from '../../agent/sqlite-driver.js';
 import { TASK_REQUESTS } from '../../agent/ledger-sql.js';
 import { epochMs } from '../../model/units.js';
 import { Ledger } from '../../agent/ledger.js';
-import { LEDGER_MIGRATIONS, latestVersion } from '../../agent/migrations/index.js';
+import { join } from 'node:path';
+import { LEDGER_MIGRATIONS, latestVersion, migrate } from '../../agent/migrations/index.js';
 import { taskRequestsIndex } from '../../agent/migrations/003-task-requests.js';
-import { RETENTION, T0, never, request, tempLedger } from './temp-ledger.js';
+import { RETENTION, T0, never, request, tempDir, tempLedger } from './temp-ledger.js';
 
 const final = (requestId: string, joules: number) => ({
   requestId, joules, jPerOutputToken: null, observedBatchSize: 1, batchBucket: '1', cacheBucket: 'miss', settledAtMs: epochMs(T0),
@@ -45,13 +46,12 @@ test('the task lookup goes through the requests_task index, not a scan of all re
 });
 
 test('a ledger from before the index gains it when opened, keeping its rows', (t) => {
-  const { ledger: first, path, cleanup } = tempLedger();
+  const { dir, cleanup } = tempDir();
   t.after(cleanup);
-  first.close(); // releases its writer lease
+  const path = join(dir, 'ledger.db');
+  // A file of the schema just before the index, as that release's migrations left it.
   const db = new Database(path);
-  // Back to the schema just before the index: later steps' tables go too.
-  db.exec('DROP INDEX requests_task; DROP TABLE host_readings');
-  db.pragma(`user_version = ${taskRequestsIndex.version - 1}`);
+  migrate(db, LEDGER_MIGRATIONS.slice(0, taskRequestsIndex.version - 1), path);
   db.prepare("INSERT INTO agent_state (key, value) VALUES ('kept', '1')").run();
   db.close();
   const ledger = Ledger.open(path, { node: 'node-a', retention: RETENTION });

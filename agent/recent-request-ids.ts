@@ -1,0 +1,148 @@
+/**
+ * The request rows stored since the ledger's id index (table request_ids) was last merged, found
+ * by the hash of their request_id until they are merged.
+ *
+ * Why: request ids from OpenAI-compatible servers are random (`chatcmpl-<uuid>`), and a B-tree keyed
+ * by them takes each new id on a page of its own: every record dirtied one index page, written to
+ * the WAL at commit and again at the checkpoint. Instead, new rows are only appended (in `seq`
+ * order) and remembered here; once {@link mergeRows} have gathered, they are written to the index
+ * in hash order, a hash range per chunk, so one index page takes many ids at once. Each chunk is
+ * written in the transaction of the next request batch, so no single write stalls the agent for
+ * the whole merge, and the chunk commits, or not, with that batch.
+ *
+ * Holds numbers only (hash and seq per row: about 60 bytes a row with the map), never the ids.
+ * What it holds is rebuilt from the file at open: rows above the merged-through mark are merged
+ * then, so a crash between chunks loses nothing (merging is idempotent).
+ */
+export class RecentRequestIds {
+  private fresh = new Generation();
+  private merging: { readonly generation: Generation; nextChunk: number } | null = null;
+
+  /**
+   * @param mergeRows rows that start a merge (the default keeps two generations near 4 MB)
+   * @param chunks hash ranges a merge is written in, one per request batch
+   */
+  constructor(
+    readonly mergeRows = 32_768,
+    readonly chunks = 8,
+  ) {
+    if (!Number.isInteger(mergeRows) || mergeRows < 1) throw new Error(`mergeRows must be a positive integer, got ${mergeRows}`);
+    if (!Number.isInteger(chunks) || chunks < 1) throw new Error(`chunks must be a positive integer, got ${chunks}`);
+  }
+
+  /** Remember a committed row. Rows must come in increasing seq (SQLite's AUTOINCREMENT gives that). */
+  add(hash: number, seq: number): void {
+    this.fresh.add(hash, seq);
+  }
+
+  /** Seqs of remembered rows whose id may have this hash (to be checked against the row's request_id). */
+  candidates(hash: number): number[] {
+    const found = this.fresh.candidates(hash);
+    return this.merging === null ? found : found.concat(this.merging.generation.candidates(hash));
+  }
+
+  /** Rows remembered and not yet merged. */
+  get size(): number {
+    return this.fresh.size + (this.merging?.generation.size ?? 0);
+  }
+
+  /**
+   * The next chunk to write to the index, or null when no merge is due. Starts a merge when
+   * {@link mergeRows} have gathered. Nothing changes until {@link chunkWritten} says the chunk
+   * was committed: a chunk whose transaction rolled back is offered again.
+   */
+  nextChunk(): IdIndexChunk | null {
+    if (this.merging === null) {
+      if (this.fresh.size < this.mergeRows) return null;
+      this.merging = { generation: this.fresh, nextChunk: 0 };
+      this.fresh = new Generation();
+    }
+    const { generation, nextChunk } = this.merging;
+    const last = nextChunk === this.chunks - 1;
+    return { ...generation.hashRange(nextChunk, this.chunks), mergedThroughSeq: last ? generation.maxSeq : null };
+  }
+
+  /**
+   * Rows deleted (by a prune) before they were merged: they leave the merge, so the index never
+   * names a row that is gone. Rare: a row must pass its retention before {@link mergeRows} others
+   * have come after it.
+   */
+  forget(seqs: readonly number[]): void {
+    const gone = new Set(seqs);
+    this.fresh = this.fresh.without(gone);
+    if (this.merging !== null) this.merging = { generation: this.merging.generation.without(gone), nextChunk: this.merging.nextChunk };
+  }
+
+  /** The chunk last returned by {@link nextChunk} is committed. */
+  chunkWritten(): void {
+    if (this.merging === null) throw new Error('chunkWritten without a merge under way');
+    this.merging.nextChunk++;
+    if (this.merging.nextChunk === this.chunks) this.merging = null;
+  }
+}
+
+/** One hash range of a merge: (hash, seq) pairs sorted by hash. */
+export interface IdIndexChunk {
+  readonly hashes: readonly number[];
+  readonly seqs: readonly number[];
+  /** Set on a merge's last chunk: every row up to this seq is in the index once it commits. */
+  readonly mergedThroughSeq: number | null;
+}
+
+/** 2^53: the hashes of request-id-hash.ts are below it. */
+const HASH_SPACE = 9_007_199_254_740_992;
+/** The low 30 bits of a hash are a small integer, which a Map keys without allocating. */
+const MAP_KEY_MASK = 0x3fffffff;
+
+class Generation {
+  private readonly bySmallHash = new Map<number, number | number[]>();
+  private readonly hashes: number[] = [];
+  private readonly seqs: number[] = [];
+  maxSeq = 0;
+
+  get size(): number {
+    return this.seqs.length;
+  }
+
+  add(hash: number, seq: number): void {
+    if (seq <= this.maxSeq) throw new Error(`request rows must be remembered in increasing seq (${seq} after ${this.maxSeq})`);
+    this.hashes.push(hash);
+    this.seqs.push(seq);
+    this.maxSeq = seq;
+    const key = hash & MAP_KEY_MASK;
+    const held = this.bySmallHash.get(key);
+    if (held === undefined) this.bySmallHash.set(key, seq);
+    else if (typeof held === 'number') this.bySmallHash.set(key, [held, seq]);
+    else held.push(seq);
+  }
+
+  /** A generation holding the same rows but those in `gone` (it keeps the same maxSeq). */
+  without(gone: ReadonlySet<number>): Generation {
+    const kept = new Generation();
+    for (let i = 0; i < this.seqs.length; i++) {
+      const seq = this.seqs[i] as number;
+      if (!gone.has(seq)) kept.add(this.hashes[i] as number, seq);
+    }
+    kept.maxSeq = Math.max(kept.maxSeq, this.maxSeq);
+    return kept;
+  }
+
+  candidates(hash: number): number[] {
+    const held = this.bySmallHash.get(hash & MAP_KEY_MASK);
+    if (held === undefined) return [];
+    return typeof held === 'number' ? [held] : held.slice();
+  }
+
+  /** The pairs whose hash falls in range `index` of `count` equal ranges, sorted by hash. */
+  hashRange(index: number, count: number): { hashes: number[]; seqs: number[] } {
+    const from = index === 0 ? 0 : Math.floor((HASH_SPACE / count) * index);
+    const to = index === count - 1 ? HASH_SPACE : Math.floor((HASH_SPACE / count) * (index + 1));
+    const picked: number[] = [];
+    for (let i = 0; i < this.hashes.length; i++) {
+      const h = this.hashes[i] as number;
+      if (h >= from && h < to) picked.push(i);
+    }
+    picked.sort((a, b) => (this.hashes[a] as number) - (this.hashes[b] as number));
+    return { hashes: picked.map((i) => this.hashes[i] as number), seqs: picked.map((i) => this.seqs[i] as number) };
+  }
+}
