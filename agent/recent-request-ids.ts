@@ -11,8 +11,8 @@
  * the whole merge, and the chunk commits, or not, with that batch.
  *
  * Holds numbers only (hash and seq per row: about 60 bytes a row with the map), never the ids.
- * What it holds is rebuilt from the file at open: rows above the merged-through mark are merged
- * then, so a crash between chunks loses nothing (merging is idempotent).
+ * Nothing is lost with the process: at open, the ledger merges every row above the merged-through
+ * mark (the rows this held), so a crash between chunks only repeats them (merging is idempotent).
  */
 export class RecentRequestIds {
   private fresh = new Generation();
