@@ -319,7 +319,6 @@ export class Ledger {
   }
 
   private insertRequestsIn(records: readonly ResolvedRequest[], isLate: (r: ResolvedRequest) => boolean): { result: InsertRequestsResult; stored: number[] } {
-    const insert = this.stmt(sql.INSERT_REQUEST);
     const receivedAt = this.now();
     const inserted: ResolvedRequest[] = [];
     const duplicates: string[] = [];
@@ -327,13 +326,24 @@ export class Ledger {
     const stored: number[] = [];
     // Rows of this batch are not in the recent ids before it commits.
     const storedHere = new Map<string, number>();
-    for (const r of records) {
-      const hash = requestIdHash(r.requestId);
-      const seq = storedHere.get(r.requestId) ?? this.seqOf(r.requestId, hash);
+    const hashes = records.map((r) => requestIdHash(r.requestId));
+    // After this transaction's merge chunk, so the index already holds the rows it merged.
+    const indexed = this.indexCandidates(hashes);
+    // New rows are numbered here and written many to a statement; `unwritten` holds their parameters.
+    let lastSeq = (this.stmt(sql.LAST_REQUEST_SEQ).get() as { seq: number }).seq;
+    const unwritten = new RequestRowsToInsert((rowCount) => this.stmt(sql.insertRequests(rowCount)));
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i] as ResolvedRequest;
+      const hash = hashes[i] as number;
+      let seq = storedHere.get(r.requestId);
+      // A repeat within the batch is compared with its stored row, so that row is written first (rare).
+      if (seq !== undefined) unwritten.write();
+      else seq = this.seqOf(r.requestId, hash, indexed.get(hash) ?? []);
       if (seq === undefined) {
-        const newSeq = Number(insert.run(...rows.requestParams(r, isLate(r), receivedAt)).lastInsertRowid);
-        storedHere.set(r.requestId, newSeq);
-        stored.push(hash, newSeq);
+        lastSeq += 1;
+        unwritten.add(lastSeq, rows.requestParams(r, isLate(r), receivedAt));
+        storedHere.set(r.requestId, lastSeq);
+        stored.push(hash, lastSeq);
         inserted.push(r);
         continue;
       }
@@ -344,6 +354,7 @@ export class Ledger {
       if (differing.length === 0) duplicates.push(r.requestId);
       else conflicts.push({ record: r, differing });
     }
+    unwritten.write();
     return { result: { inserted, duplicates, conflicts }, stored };
   }
 
@@ -351,22 +362,44 @@ export class Ledger {
    * The seq of the row stored under this request_id, or undefined when there is none: through the
    * rows not merged yet, then the index. Each candidate is checked against its row's request_id.
    */
-  private seqOf(requestId: string, hash = requestIdHash(requestId)): number | undefined {
+  private seqOf(requestId: string, hash = requestIdHash(requestId), indexed?: readonly number[]): number | undefined {
+    // `indexed`: the index's candidates when the caller has read them already (a batch, in one query).
     const isAt = this.stmt(sql.IS_REQUEST_AT);
     for (const seq of this.recentIds?.candidates(hash) ?? []) {
       if (isAt.get(seq, requestId) !== undefined) return seq;
     }
-    for (const seq of this.stmt(sql.ID_CANDIDATES).pluck().all(hash) as number[]) {
+    for (const seq of indexed ?? (this.stmt(sql.ID_CANDIDATES).pluck().all(hash) as number[])) {
       if (isAt.get(seq, requestId) !== undefined) return seq;
     }
     return undefined;
   }
 
+  /**
+   * The index's candidate seqs of each of these hashes, by hash: one query for a whole batch rather
+   * than one per record (the statement's own cost was most of a lookup, as nearly every id is new).
+   */
+  private indexCandidates(hashes: readonly number[]): Map<number, number[]> {
+    const found = new Map<number, number[]>();
+    if (hashes.length === 0) return found;
+    // Each hash once: the join would return a repeated hash's entries once per repeat.
+    for (const row of this.stmt(sql.ID_CANDIDATES_OF).raw().iterate(JSON.stringify([...new Set(hashes)])) as Iterable<[number, number]>) {
+      const seqs = found.get(row[0]);
+      if (seqs === undefined) found.set(row[0], [row[1]]);
+      else seqs.push(row[1]);
+    }
+    return found;
+  }
+
   /** Write one chunk of an index merge (inside the caller's transaction). Returns whether there was one. */
   private writeIdChunk(chunk: IdIndexChunk | null): boolean {
     if (chunk === null) return false;
-    const merge = this.stmt(sql.MERGE_REQUEST_ID);
-    for (let i = 0; i < chunk.hashes.length; i++) merge.run(chunk.hashes[i], chunk.seqs[i]);
+    const perStatement = sql.ROWS_PER_INSERT.requestIds;
+    for (let from = 0; from < chunk.hashes.length; from += perStatement) {
+      const to = Math.min(from + perStatement, chunk.hashes.length);
+      const params: number[] = [];
+      for (let i = from; i < to; i++) params.push(chunk.hashes[i] as number, chunk.seqs[i] as number);
+      this.stmt(sql.mergeRequestIds(to - from)).run(...params);
+    }
     if (chunk.mergedThroughSeq !== null) this.setState(IDS_MERGED_THROUGH, String(chunk.mergedThroughSeq));
     return true;
   }
@@ -821,4 +854,30 @@ function mergeRequestIdsAbove(db: Db): void {
     db.prepare(sql.MERGE_REQUEST_IDS_ABOVE).run(from);
     db.prepare(sql.SET_STATE).run(IDS_MERGED_THROUGH, String(last));
   }).immediate();
+}
+
+/**
+ * New request rows of one batch, written ROWS_PER_INSERT.requests to a statement (the last
+ * statement takes the rest). `write` writes what is held now.
+ */
+class RequestRowsToInsert {
+  private params: unknown[] = [];
+  private rows = 0;
+
+  constructor(private readonly statementFor: (rowCount: number) => Statement) {}
+
+  add(seq: number, rowParams: readonly unknown[]): void {
+    this.params.push(seq, ...rowParams);
+    this.rows += 1;
+    if (this.rows === sql.ROWS_PER_INSERT.requests) this.write();
+  }
+
+  write(): void {
+    if (this.rows === 0) return;
+    const changes = this.statementFor(this.rows).run(...this.params).changes;
+    // Every row is new (seq above the largest ever used): anything else is a bug, and the batch rolls back.
+    if (changes !== this.rows) throw new Error(`inserted ${changes} request rows of ${this.rows}`);
+    this.params = [];
+    this.rows = 0;
+  }
 }

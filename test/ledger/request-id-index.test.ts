@@ -96,6 +96,60 @@ test('two ids whose hashes share the map key are two requests, and each repeat i
   assert.deepEqual(again.conflicts.map((c) => [c.record.requestId, c.differing]), [[a, ['task_id', 'start', 'first_token', 'end', 'prompt_tokens']]]);
 });
 
+test('a batch after a restart finds its ids through the index, read once for the whole batch: repeats, conflicts and new ids together', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const path = join(dir, 'ledger.db');
+  const open = (): Ledger => Ledger.open(path, { node: 'node-a', retention: RETENTION });
+  const first = open();
+  first.insertRequests([request(1), request(2), request(3)], never);
+  first.close();
+  // A stale entry beside a real one under the same hash (as a hand-deleted row would leave): the
+  // batch read returns both candidates, and only the one whose row holds the id counts.
+  const db = new Database(path);
+  db.prepare('INSERT INTO request_ids (h, rid) VALUES (?, ?)').run(requestIdHash('req-2'), 999);
+  db.close();
+  const ledger = open();
+  t.after(() => ledger.close());
+  assert.equal(indexOf(path).held.length, 4, 'the three rows were merged at open, beside the stale entry');
+  const result = ledger.insertRequests([request(4), request(2), request(1, { promptTokens: 7 }), request(4), request(3), request(5)], never);
+  assert.deepEqual(result.inserted.map((r) => r.requestId), ['req-4', 'req-5']);
+  assert.deepEqual(result.duplicates, ['req-2', 'req-4', 'req-3']);
+  assert.deepEqual(result.conflicts.map((c) => [c.record.requestId, c.differing]), [['req-1', ['prompt_tokens']]]);
+});
+
+test('a batch larger than one insert statement: new rows numbered in order across statements, repeats within it compared with rows written earlier in it', (t) => {
+  const { ledger, path, cleanup } = tempLedger();
+  t.after(cleanup);
+  const seqsOf = (): Map<string, number> => {
+    const db = new Database(path, { readonly: true });
+    try {
+      return new Map((db.prepare('SELECT request_id, seq FROM requests ORDER BY seq').all() as { request_id: string; seq: number }[]).map((r) => [r.request_id, r.seq]));
+    } finally {
+      db.close();
+    }
+  };
+  // 75 records: 73 new ids, a repeat of record 5 at position 40 and a conflicting repeat of record
+  // 35 at position 70, each after a statement's worth of rows (32) and in the middle of one.
+  const fresh = Array.from({ length: 73 }, (_, i) => request(i + 1));
+  const batch = [...fresh];
+  batch.splice(40, 0, request(5));
+  batch.splice(70, 0, request(35, { completionTokens: 999 }));
+  const result = ledger.insertRequests(batch, never);
+  assert.equal(result.inserted.length, 73);
+  assert.deepEqual(result.duplicates, ['req-5']);
+  assert.deepEqual(result.conflicts.map((c) => [c.record.requestId, c.differing]), [['req-35', ['completion_tokens']]]);
+  const seqs = seqsOf();
+  assert.deepEqual([...seqs.values()], Array.from({ length: 73 }, (_, i) => i + 1), 'seqs 1..73, in the order the records came');
+  assert.deepEqual([...seqs.keys()], Array.from({ length: 73 }, (_, i) => `req-${i + 1}`));
+  // Once every row is pruned, the next row is still numbered above the largest ever used.
+  finalizeAll(ledger, fresh, T0 + 80_000);
+  assert.equal(pruneAt(ledger, T0 + 8 * 86_400_000).requests, 73);
+  const later = request(9000, { startMs: epochMs(T0 + 9 * 86_400_000 - 1000), firstTokenMs: null, endMs: epochMs(T0 + 9 * 86_400_000) });
+  assert.equal(ledger.insertRequests([later], never).inserted.length, 1);
+  assert.deepEqual([...seqsOf()], [['req-9000', 74]]);
+});
+
 test('idempotency holds through merges, chunks, restarts and prunes (randomized against a model)', () => {
   // A record is a function of (id, variant): the same pair is the same record, another variant conflicts.
   const recordArb = fc.tuple(fc.integer({ min: 0, max: 40 }), fc.boolean());
