@@ -59,5 +59,5 @@ EXPOSE 9477
 # No curl in the slim image: Node's own fetch checks /healthz.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.TOKENWATT_PORT||9477)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-ENTRYPOINT ["node", "--max-semi-space-size=4", "--heap-growing-percent=20", "dist/agent/cli.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=4", "--heap-growing-percent=20", "--single-threaded-gc", "dist/agent/cli.js"]
 CMD ["run"]

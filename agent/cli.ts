@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4 --heap-growing-percent=20
+#!/usr/bin/env -S node --max-semi-space-size=4 --heap-growing-percent=20 --single-threaded-gc
 import { CommanderError } from 'commander';
 import { buildProgram, commandsFor, exitStatusOf } from './cli-program.js';
 
