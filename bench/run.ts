@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: every benchmark in turn, printing figures (never asserting timings).
- * Usage: npm run bench [-- name ...]   names: ingest attribution scrape agent nvml proxy export
+ * Usage: npm run bench [-- name ...]   names: ingest attribution scrape agent nvml proxy export ledger
  * Results are recorded by hand in BENCHMARKS.md with the machine they ran on.
  */
 import os from 'node:os';
@@ -14,6 +14,7 @@ const BENCHES: Bench[] = [
   { name: 'nvml', module: './nvml.js', fn: 'benchNvml' },
   { name: 'proxy', module: './proxy.js', fn: 'benchProxy' },
   { name: 'export', module: './export.js', fn: 'benchExport' },
+  { name: 'ledger', module: './ledger-insert.js', fn: 'benchLedgerInsert' },
 ];
 
 const wanted = process.argv.slice(2);
