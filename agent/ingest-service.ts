@@ -123,7 +123,9 @@ export class IngestService implements RequestSink {
       for (const s of batch) s.reject(error); // rolled back: nothing is acknowledged
       return;
     }
-    const inserted = new Set(stored.inserted);
+    // `inserted` keeps the order of `all`, so one pointer walks it beside the submissions.
+    const inserted = stored.inserted;
+    let nextInserted = 0;
     const conflicts = new Map(stored.conflicts.map((c) => [c.record, c.differing]));
     let lateTotal = 0;
     let duplicateTotal = 0;
@@ -134,7 +136,8 @@ export class IngestService implements RequestSink {
       let errors = s.errors; // copied only when a conflict adds to it, which is rare
       for (let i = 0; i < s.records.length; i++) {
         const r = s.records[i] as ResolvedRequest;
-        if (inserted.has(r)) {
+        if (inserted[nextInserted] === r) {
+          nextInserted += 1;
           accepted += 1;
           if (isLate(r)) late += 1;
           continue;

@@ -88,20 +88,40 @@ export interface RequestRow {
   settled_at_ms: number | null;
 }
 
-/** Column order of {@link requestParams}; the INSERT statement is built from it. */
+/** Column order of {@link writeRequestParams}; the INSERT statement is built from it. */
 export const REQUEST_INSERT_COLUMNS = [
   'request_id', 'task_id', 'attempt', 'model', 'tier', 'gpus', 'start_ms', 'first_token_ms', 'end_ms',
   'prompt_tokens', 'cached_tokens', 'completion_tokens', 'reasoning_tokens', 'batch_size', 'status',
   'labels', 'tokens_estimated', 'granularity', 'source', 'late', 'received_at_ms',
 ] as const;
 
-/** Positional parameters for inserting one request (better-sqlite3 binds no booleans: 0/1). */
-export function requestParams(r: ResolvedRequest, late: boolean, receivedAtMs: number): unknown[] {
-  return [
-    r.requestId, r.taskId, r.attempt, r.model, r.tier, JSON.stringify(r.gpus), r.startMs, r.firstTokenMs, r.endMs,
-    r.promptTokens, r.cachedTokens, r.completionTokens, r.reasoningTokens, r.batchSize, r.status,
-    JSON.stringify(r.labels), r.tokensEstimated ? 1 : 0, r.granularity, r.source, late ? 1 : 0, receivedAtMs,
-  ];
+/**
+ * Write the positional parameters of one request (REQUEST_INSERT_COLUMNS, in order) into `params`
+ * from index `at`: the caller keeps one array for a whole multi-row statement. better-sqlite3
+ * binds no booleans: 0/1.
+ */
+export function writeRequestParams(params: unknown[], at: number, r: ResolvedRequest, late: boolean, receivedAtMs: number): void {
+  params[at] = r.requestId;
+  params[at + 1] = r.taskId;
+  params[at + 2] = r.attempt;
+  params[at + 3] = r.model;
+  params[at + 4] = r.tier;
+  params[at + 5] = JSON.stringify(r.gpus);
+  params[at + 6] = r.startMs;
+  params[at + 7] = r.firstTokenMs;
+  params[at + 8] = r.endMs;
+  params[at + 9] = r.promptTokens;
+  params[at + 10] = r.cachedTokens;
+  params[at + 11] = r.completionTokens;
+  params[at + 12] = r.reasoningTokens;
+  params[at + 13] = r.batchSize;
+  params[at + 14] = r.status;
+  params[at + 15] = JSON.stringify(r.labels);
+  params[at + 16] = r.tokensEstimated ? 1 : 0;
+  params[at + 17] = r.granularity;
+  params[at + 18] = r.source;
+  params[at + 19] = late ? 1 : 0;
+  params[at + 20] = receivedAtMs;
 }
 
 export function soFarFromRow(row: Pick<RequestRow, 'request_id' | 'static_j' | 'dynamic_j' | 'prefill_j' | 'decode_j' | 'active_ms' | 'concurrency_ms' | 'estimated' | 'per_gpu_j'>): RequestEnergyDelta {

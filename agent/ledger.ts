@@ -19,6 +19,7 @@ import * as sql from './ledger-sql.js';
 import { SOURCE_STATE_PREFIX } from '../collectors/request-sink.js';
 import { RecentRequestIds, type IdIndexChunk } from './recent-request-ids.js';
 import { requestIdHash } from './request-id-hash.js';
+import { SameHashChains } from './same-hash-chains.js';
 import type { SourceStateWrite } from '../collectors/request-sink.js';
 import type { FinalizedRequest, RequestEnergyDelta, RetentionPolicy, SettlementCommit, SettlementPeriod, SettlementRollups, SettlementWriter } from './ledger-types.js';
 
@@ -96,6 +97,7 @@ export interface RequestConflict {
 
 /** What {@link Ledger.insertRequests} did with each record of a batch. */
 export interface InsertRequestsResult {
+  /** The records stored, in the order given. */
   readonly inserted: ResolvedRequest[];
   /** Ids of records that repeat a stored one exactly: acknowledged, not counted twice. */
   readonly duplicates: string[];
@@ -129,6 +131,7 @@ const ENERGY_COUNTED_UNTIL = 'energy_counted_until_ms';
 const NODE_KEY = 'node';
 /** Every request row up to this seq is in request_ids (the rest are in {@link RecentRequestIds}). */
 const IDS_MERGED_THROUGH = 'request_ids_merged_through';
+const NO_SEQS: readonly number[] = Object.freeze([]);
 /** {@link requestIdHash} as an SQL function on the writer's connection (the merge at open, the prune). */
 const ID_HASH_FUNCTION = 'tokenwatt_request_id_hash';
 
@@ -154,6 +157,10 @@ export class Ledger {
   private readonly pruneTx: (nowMs: number, guard: PruneGuard) => { result: PruneResult; prunedUnmerged: number[] };
   private readonly addQualityTx: (rows: readonly HourlyQualityRow[]) => void;
   private readonly insertHostTx: (readings: readonly StoredHostReading[]) => number;
+  /** Scratch of insertRequests, reused from batch to batch (it is most of what ingest allocates otherwise). */
+  private readonly sameHashChains = new SameHashChains();
+  private seqScratch = new Float64Array(1024);
+  private readonly rowsToInsert = new RequestRowsToInsert((rowCount) => this.stmt(sql.insertRequests(rowCount)));
 
   private constructor(
     private readonly db: Db,
@@ -324,25 +331,32 @@ export class Ledger {
     const duplicates: string[] = [];
     const conflicts: RequestConflict[] = [];
     const stored: number[] = [];
-    // Rows of this batch are not in the recent ids before it commits.
-    const storedHere = new Map<string, number>();
     const hashes = records.map((r) => requestIdHash(r.requestId));
+    // Rows of this batch are not in the recent ids before it commits: a repeat within the batch is
+    // found along its hash chain, where each record's new seq (0: none) is kept.
+    const chains = this.sameHashChains;
+    chains.chain(hashes);
+    const seqHere = this.batchSeqs(records.length);
     // After this transaction's merge chunk, so the index already holds the rows it merged.
-    const indexed = this.indexCandidates(hashes);
+    const indexed = this.indexCandidates(hashes, chains);
     // New rows are numbered here and written many to a statement; `unwritten` holds their parameters.
     let lastSeq = (this.stmt(sql.LAST_REQUEST_SEQ).get() as { seq: number }).seq;
-    const unwritten = new RequestRowsToInsert((rowCount) => this.stmt(sql.insertRequests(rowCount)));
+    const unwritten = this.rowsToInsert;
+    unwritten.clear();
     for (let i = 0; i < records.length; i++) {
       const r = records[i] as ResolvedRequest;
       const hash = hashes[i] as number;
-      let seq = storedHere.get(r.requestId);
+      let seq: number | undefined;
+      for (let j = chains.previousOf(i); j >= 0 && seq === undefined; j = chains.previousOf(j)) {
+        if (seqHere[j] !== 0 && (records[j] as ResolvedRequest).requestId === r.requestId) seq = seqHere[j];
+      }
       // A repeat within the batch is compared with its stored row, so that row is written first (rare).
       if (seq !== undefined) unwritten.write();
-      else seq = this.seqOf(r.requestId, hash, indexed.get(hash) ?? []);
+      else seq = this.seqOf(r.requestId, hash, indexed.get(hash) ?? NO_SEQS);
       if (seq === undefined) {
         lastSeq += 1;
-        unwritten.add(lastSeq, rows.requestParams(r, isLate(r), receivedAt));
-        storedHere.set(r.requestId, lastSeq);
+        unwritten.add(lastSeq, r, isLate(r), receivedAt);
+        seqHere[i] = lastSeq;
         stored.push(hash, lastSeq);
         inserted.push(r);
         continue;
@@ -364,12 +378,15 @@ export class Ledger {
    */
   private seqOf(requestId: string, hash = requestIdHash(requestId), indexed?: readonly number[]): number | undefined {
     // `indexed`: the index's candidates when the caller has read them already (a batch, in one query).
+    // Indexed loops: for-of over arrays of several kinds (the frozen empty one among them) made an iterator per record.
     const isAt = this.stmt(sql.IS_REQUEST_AT);
-    for (const seq of this.recentIds?.candidates(hash) ?? []) {
-      if (isAt.get(seq, requestId) !== undefined) return seq;
+    const recent = this.recentIds?.candidates(hash) ?? NO_SEQS;
+    for (let i = 0; i < recent.length; i++) {
+      if (isAt.get(recent[i], requestId) !== undefined) return recent[i];
     }
-    for (const seq of indexed ?? (this.stmt(sql.ID_CANDIDATES).pluck().all(hash) as number[])) {
-      if (isAt.get(seq, requestId) !== undefined) return seq;
+    const fromIndex = indexed ?? (this.stmt(sql.ID_CANDIDATES).pluck().all(hash) as number[]);
+    for (let i = 0; i < fromIndex.length; i++) {
+      if (isAt.get(fromIndex[i], requestId) !== undefined) return fromIndex[i];
     }
     return undefined;
   }
@@ -378,16 +395,26 @@ export class Ledger {
    * The index's candidate seqs of each of these hashes, by hash: one query for a whole batch rather
    * than one per record (the statement's own cost was most of a lookup, as nearly every id is new).
    */
-  private indexCandidates(hashes: readonly number[]): Map<number, number[]> {
+  private indexCandidates(hashes: readonly number[], chains: SameHashChains): Map<number, number[]> {
     const found = new Map<number, number[]>();
     if (hashes.length === 0) return found;
-    // Each hash once: the join would return a repeated hash's entries once per repeat.
-    for (const row of this.stmt(sql.ID_CANDIDATES_OF).raw().iterate(JSON.stringify([...new Set(hashes)])) as Iterable<[number, number]>) {
+    // Each hash once (the first of its chain): the join would return a repeated hash's entries once per repeat.
+    const distinct: number[] = [];
+    for (let i = 0; i < hashes.length; i++) if (chains.previousOf(i) === -1) distinct.push(hashes[i] as number);
+    for (const row of this.stmt(sql.ID_CANDIDATES_OF).raw().iterate(JSON.stringify(distinct)) as Iterable<[number, number]>) {
       const seqs = found.get(row[0]);
       if (seqs === undefined) found.set(row[0], [row[1]]);
       else seqs.push(row[1]);
     }
     return found;
+  }
+
+  /** A zeroed array of `n` seqs, reused from batch to batch (Float64: seqs may pass 2^31). */
+  private batchSeqs(n: number): Float64Array {
+    if (this.seqScratch.length < n) this.seqScratch = new Float64Array(Math.max(n, 2 * this.seqScratch.length));
+    const seqs = this.seqScratch.subarray(0, n);
+    seqs.fill(0);
+    return seqs;
   }
 
   /** Write one chunk of an index merge (inside the caller's transaction). Returns whether there was one. */
@@ -858,26 +885,37 @@ function mergeRequestIdsAbove(db: Db): void {
 
 /**
  * New request rows of one batch, written ROWS_PER_INSERT.requests to a statement (the last
- * statement takes the rest). `write` writes what is held now.
+ * statement takes the rest). `write` writes what is held now. The parameter array is the
+ * statement's whole list, kept from statement to statement: a new array per row, copied into a
+ * growing one, was an eighth of what ingest allocated per record.
  */
 class RequestRowsToInsert {
-  private params: unknown[] = [];
+  private static readonly PARAMS_PER_ROW = 1 + rows.REQUEST_INSERT_COLUMNS.length;
+  private readonly params: unknown[] = Array.from({ length: sql.ROWS_PER_INSERT.requests * RequestRowsToInsert.PARAMS_PER_ROW }, () => null);
   private rows = 0;
 
   constructor(private readonly statementFor: (rowCount: number) => Statement) {}
 
-  add(seq: number, rowParams: readonly unknown[]): void {
-    this.params.push(seq, ...rowParams);
+  add(seq: number, r: ResolvedRequest, late: boolean, receivedAtMs: number): void {
+    const at = this.rows * RequestRowsToInsert.PARAMS_PER_ROW;
+    this.params[at] = seq;
+    rows.writeRequestParams(this.params, at + 1, r, late, receivedAtMs);
     this.rows += 1;
     if (this.rows === sql.ROWS_PER_INSERT.requests) this.write();
   }
 
   write(): void {
     if (this.rows === 0) return;
-    const changes = this.statementFor(this.rows).run(...this.params).changes;
+    const full = this.rows === sql.ROWS_PER_INSERT.requests;
+    const params = full ? this.params : this.params.slice(0, this.rows * RequestRowsToInsert.PARAMS_PER_ROW);
+    const changes = this.statementFor(this.rows).run(...params).changes;
     // Every row is new (seq above the largest ever used): anything else is a bug, and the batch rolls back.
     if (changes !== this.rows) throw new Error(`inserted ${changes} request rows of ${this.rows}`);
-    this.params = [];
+    this.rows = 0;
+  }
+
+  /** Forget rows held from a batch that rolled back. */
+  clear(): void {
     this.rows = 0;
   }
 }

@@ -400,19 +400,21 @@ export interface RecordContext {
 
 /** Resolve tier and GPUs, and refuse records outside the window or naming unknown GPUs. */
 export function resolveRecord(record: RequestRecord, index: number, ctx: RecordContext): { ok: true; record: ResolvedRequest } | { ok: false; errors: RecordError[] } {
-  const errors: RecordError[] = [];
+  // The error list and the unknown GPUs are made only for a refused record: ingest resolves every
+  // record it stores through here, and what it allocates per record is garbage to collect.
+  let errors: RecordError[] | null = null;
   const err = (field: string, reason: string): void => {
-    errors.push({ index, requestId: record.requestId, field, reason });
+    (errors ??= []).push({ index, requestId: record.requestId, field, reason });
   };
   let gpus: string[] = [];
   if (record.gpus !== null) {
-    const unknown: string[] = [];
+    let unknown: string[] | null = null;
     for (const ref of record.gpus) {
       const uuid = ctx.resolveGpu(ref);
-      if (uuid === undefined) unknown.push(ref);
+      if (uuid === undefined) (unknown ??= []).push(ref);
       else if (!gpus.includes(uuid)) gpus.push(uuid);
     }
-    if (unknown.length > 0) err('gpus', `no such GPU on this node: ${unknown.slice(0, 4).join(', ')}`);
+    if (unknown !== null) err('gpus', `no such GPU on this node: ${unknown.slice(0, 4).join(', ')}`);
   } else {
     const fallback = ctx.defaultGpus(record.model);
     if (fallback === undefined || fallback.length === 0) {
@@ -428,7 +430,7 @@ export function resolveRecord(record: RequestRecord, index: number, ctx: RecordC
     // A request still "running" far ahead would hold its GPUs' energy until then.
     err('end', `in the future (after ${new Date(ctx.acceptUntilMs).toISOString()})`);
   }
-  if (errors.length > 0) return { ok: false, errors };
+  if (errors !== null) return { ok: false, errors };
   const tier = record.tier ?? ctx.tierOf(record.model) ?? 'default';
   return { ok: true, record: { ...record, tier, gpus } };
 }
