@@ -38,8 +38,19 @@ const NDJSON_TYPES = new Set([
 const WIRE_FIELDS = new Set(Object.keys(requestRecordWireSchema.shape));
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** A candidate record of the body: its parsed value, or why it could not be parsed. */
-type Candidate = { readonly value: unknown; readonly line?: number } | { readonly parseError: string; readonly line?: number };
+/**
+ * The candidate records of a body: each one's parsed value, its NDJSON line, and why a line could
+ * not be parsed. Kept as arrays, not an object per record, and the values are let go once checked:
+ * what ingest holds while its batch waits for the commit is what the garbage collector copies.
+ */
+interface BodyCandidates {
+  /** Parsed value of each candidate (undefined where it could not be parsed). */
+  readonly values: unknown[];
+  /** NDJSON line of each candidate; null for a JSON body. */
+  readonly lines: readonly number[] | null;
+  /** Why a candidate could not be parsed, by its index. */
+  readonly parseErrors: ReadonlyMap<number, string>;
+}
 
 /**
  * Handler for `POST /v1/requests`. The body is a JSON object, a JSON array of objects, or NDJSON
@@ -100,19 +111,21 @@ export function createIngestHandler(options: IngestHandlerOptions): (req: Incomi
 
     const records: RequestRecord[] = [];
     const batchIndex: number[] = []; // position in `records` -> index in the body
-    const lineOf = (index: number): number | undefined => candidates[index]?.line;
+    const { values, lines, parseErrors } = candidates;
     const errors: RecordError[] = [];
-    candidates.forEach((c, index) => {
-      if ('parseError' in c) {
-        errors.push({ index, field: '(record)', reason: c.parseError });
-        return;
+    for (let index = 0; index < values.length; index++) {
+      const parseError = parseErrors.get(index);
+      if (parseError !== undefined) {
+        errors.push({ index, field: '(record)', reason: parseError });
+        continue;
       }
-      const parsed = parseRequestRecord(c.value, index);
+      const parsed = parseRequestRecord(values[index], index);
       if (parsed.ok) {
         records.push(parsed.record);
         batchIndex.push(index);
       } else errors.push(...parsed.errors);
-    });
+    }
+    values.length = 0; // checked: only the records go on to wait for the commit
 
     let result: IngestResult = { accepted: 0, duplicates: 0, late: 0, errors: [] };
     if (records.length > 0) {
@@ -128,7 +141,7 @@ export function createIngestHandler(options: IngestHandlerOptions): (req: Incomi
       }
     }
     // Counted only once the batch was taken, so a 429'd body is not counted again when retried.
-    countRejections(errors, candidates, options.onRejected);
+    countRejections(errors, parseErrors, options.onRejected);
 
     const sinkErrors = result.errors.map((e) => ({ ...e, index: batchIndex[e.index] ?? e.index }));
     const all = [...errors, ...sinkErrors].sort((a, b) => a.index - b.index);
@@ -139,7 +152,7 @@ export function createIngestHandler(options: IngestHandlerOptions): (req: Incomi
       return;
     }
     const listed = all.slice(0, maxErrors).map((e): WireError => {
-      const line = lineOf(e.index);
+      const line = lines?.[e.index];
       return {
         index: e.index,
         ...(line !== undefined && { line }),
@@ -229,7 +242,7 @@ function tooLarge(req: IncomingMessage, res: ServerResponse, limit: number): voi
 }
 
 /** Split a body into candidate records: a JSON object, a JSON array, or NDJSON lines. */
-function splitBody(bytes: Buffer, format: BodyFormat): Candidate[] | { error: string } {
+function splitBody(bytes: Buffer, format: BodyFormat): BodyCandidates | { error: string } {
   let text: string;
   try {
     text = utf8.decode(bytes);
@@ -251,37 +264,46 @@ function splitBody(bytes: Buffer, format: BodyFormat): Candidate[] | { error: st
   return fromNdjson(text);
 }
 
-function fromJson(value: unknown): Candidate[] | { error: string } {
-  if (Array.isArray(value)) return value.map((v: unknown) => ({ value: v }));
-  if (value !== null && typeof value === 'object') return [{ value }];
+const NO_PARSE_ERRORS: ReadonlyMap<number, string> = new Map();
+
+function fromJson(value: unknown): BodyCandidates | { error: string } {
+  if (Array.isArray(value)) return { values: value, lines: null, parseErrors: NO_PARSE_ERRORS };
+  if (value !== null && typeof value === 'object') return { values: [value], lines: null, parseErrors: NO_PARSE_ERRORS };
   return { error: 'must be a JSON object, an array of objects, or NDJSON' };
 }
 
-function fromNdjson(text: string): Candidate[] {
-  const candidates: Candidate[] = [];
-  const lines = text.split('\n');
-  lines.forEach((raw, i) => {
-    const line = raw.trim();
-    if (line === '') return;
+function fromNdjson(text: string): BodyCandidates {
+  const values: unknown[] = [];
+  const lines: number[] = [];
+  let parseErrors: Map<number, string> | null = null;
+  let lineNumber = 0;
+  for (let from = 0; from <= text.length; ) {
+    let to = text.indexOf('\n', from);
+    if (to === -1) to = text.length;
+    lineNumber += 1;
+    const line = text.slice(from, to).trim();
+    from = to + 1;
+    if (line === '') continue;
     try {
-      candidates.push({ value: JSON.parse(line), line: i + 1 });
+      values.push(JSON.parse(line));
     } catch (error) {
-      candidates.push({ parseError: `line ${i + 1} is not valid JSON: ${(error as Error).message}`, line: i + 1 });
+      (parseErrors ??= new Map()).set(values.length, `line ${lineNumber} is not valid JSON: ${(error as Error).message}`);
+      values.push(undefined);
     }
-  });
-  return candidates;
+    lines.push(lineNumber);
+  }
+  return { values, lines, parseErrors: parseErrors ?? NO_PARSE_ERRORS };
 }
 
 /** One count per refused record, by a bounded reason (never a client-chosen string). */
-function countRejections(errors: readonly RecordError[], candidates: readonly Candidate[], onRejected: IngestHandlerOptions['onRejected']): void {
+function countRejections(errors: readonly RecordError[], parseErrors: ReadonlyMap<number, string>, onRejected: IngestHandlerOptions['onRejected']): void {
   if (onRejected === undefined || errors.length === 0) return;
   const byReason = new Map<string, number>();
   const seen = new Set<number>();
   for (const e of errors) {
     if (seen.has(e.index)) continue;
     seen.add(e.index);
-    const candidate = candidates[e.index];
-    const reason = candidate !== undefined && 'parseError' in candidate ? 'parse' : reasonOf(e.field);
+    const reason = parseErrors.has(e.index) ? 'parse' : reasonOf(e.field);
     byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
   }
   for (const [reason, n] of byReason) onRejected(reason, n);

@@ -398,6 +398,9 @@ export interface RecordContext {
   readonly acceptUntilMs: EpochMs;
 }
 
+/** A marker compared by identity: never handed out (a record with an empty list gets its own). */
+const NO_GPUS: string[] = [];
+
 /** Resolve tier and GPUs, and refuse records outside the window or naming unknown GPUs. */
 export function resolveRecord(record: RequestRecord, index: number, ctx: RecordContext): { ok: true; record: ResolvedRequest } | { ok: false; errors: RecordError[] } {
   // The error list and the unknown GPUs are made only for a refused record: ingest resolves every
@@ -406,12 +409,14 @@ export function resolveRecord(record: RequestRecord, index: number, ctx: RecordC
   const err = (field: string, reason: string): void => {
     (errors ??= []).push({ index, requestId: record.requestId, field, reason });
   };
-  let gpus: string[] = [];
+  let gpus: string[] = NO_GPUS;
   if (record.gpus !== null) {
     let unknown: string[] | null = null;
     for (const ref of record.gpus) {
       const uuid = ctx.resolveGpu(ref);
       if (uuid === undefined) (unknown ??= []).push(ref);
+      // Started from a one-element literal: an empty array's first push reserves 17 slots.
+      else if (gpus === NO_GPUS) gpus = [uuid];
       else if (!gpus.includes(uuid)) gpus.push(uuid);
     }
     if (unknown !== null) err('gpus', `no such GPU on this node: ${unknown.slice(0, 4).join(', ')}`);
@@ -432,5 +437,5 @@ export function resolveRecord(record: RequestRecord, index: number, ctx: RecordC
   }
   if (errors !== null) return { ok: false, errors };
   const tier = record.tier ?? ctx.tierOf(record.model) ?? 'default';
-  return { ok: true, record: { ...record, tier, gpus } };
+  return { ok: true, record: { ...record, tier, gpus: gpus === NO_GPUS ? [] : gpus } };
 }
