@@ -98,15 +98,15 @@ export const REQUEST_INSERT_COLUMNS = [
 /**
  * Write the positional parameters of one request (REQUEST_INSERT_COLUMNS, in order) into `params`
  * from index `at`: the caller keeps one array for a whole multi-row statement. better-sqlite3
- * binds no booleans: 0/1.
+ * binds no booleans: 0/1. `json` gives the GPU list and labels as JSON text.
  */
-export function writeRequestParams(params: unknown[], at: number, r: ResolvedRequest, late: boolean, receivedAtMs: number): void {
+export function writeRequestParams(params: unknown[], at: number, r: ResolvedRequest, late: boolean, receivedAtMs: number, json: RequestJsonText): void {
   params[at] = r.requestId;
   params[at + 1] = r.taskId;
   params[at + 2] = r.attempt;
   params[at + 3] = r.model;
   params[at + 4] = r.tier;
-  params[at + 5] = JSON.stringify(r.gpus);
+  params[at + 5] = json.gpus(r.gpus);
   params[at + 6] = r.startMs;
   params[at + 7] = r.firstTokenMs;
   params[at + 8] = r.endMs;
@@ -116,12 +116,59 @@ export function writeRequestParams(params: unknown[], at: number, r: ResolvedReq
   params[at + 12] = r.reasoningTokens;
   params[at + 13] = r.batchSize;
   params[at + 14] = r.status;
-  params[at + 15] = JSON.stringify(r.labels);
+  params[at + 15] = json.labels(r.labels);
   params[at + 16] = r.tokensEstimated ? 1 : 0;
   params[at + 17] = r.granularity;
   params[at + 18] = r.source;
   params[at + 19] = late ? 1 : 0;
   params[at + 20] = receivedAtMs;
+}
+
+/**
+ * JSON text of a request's GPU list and labels, the last text given again while they stay equal:
+ * the requests of a batch nearly all repeat them, and a new text per record was work for
+ * JSON.stringify and then for the garbage collector. The answer is always JSON.stringify's.
+ */
+export class RequestJsonText {
+  /** A copy of the last GPU list. */
+  private lastGpus: readonly string[] = [];
+  private gpusText = '[]';
+  /** Own enumerable keys of the last labels, in enumeration order, and their values. */
+  private labelKeys: string[] = [];
+  private labelValues: unknown[] = [];
+  private labelsText = '{}';
+
+  gpus(list: readonly string[]): string {
+    // Compared with a copy, element by element: the caller may change its list between batches.
+    const last = this.lastGpus;
+    let same = list.length === last.length;
+    for (let i = 0; same && i < list.length; i++) same = list[i] === last[i];
+    if (same) return this.gpusText;
+    this.gpusText = JSON.stringify(list);
+    this.lastGpus = list.slice();
+    return this.gpusText;
+  }
+
+  labels(labels: Readonly<Record<string, string>>): string {
+    const keys = this.labelKeys;
+    const values = this.labelValues;
+    let n = 0;
+    let same = true;
+    for (const key in labels) {
+      // Own keys only, as JSON.stringify: an inherited one never matches.
+      if (n === keys.length || keys[n] !== key || values[n] !== labels[key] || !Object.prototype.hasOwnProperty.call(labels, key)) {
+        same = false;
+        break;
+      }
+      n++;
+    }
+    if (same && n === keys.length) return this.labelsText;
+    this.labelsText = JSON.stringify(labels);
+    const ownKeys = Object.keys(labels);
+    this.labelKeys = ownKeys;
+    this.labelValues = ownKeys.map((k) => labels[k]);
+    return this.labelsText;
+  }
 }
 
 export function soFarFromRow(row: Pick<RequestRow, 'request_id' | 'static_j' | 'dynamic_j' | 'prefill_j' | 'decode_j' | 'active_ms' | 'concurrency_ms' | 'estimated' | 'per_gpu_j'>): RequestEnergyDelta {

@@ -892,6 +892,7 @@ function mergeRequestIdsAbove(db: Db): void {
 class RequestRowsToInsert {
   private static readonly PARAMS_PER_ROW = 1 + rows.REQUEST_INSERT_COLUMNS.length;
   private readonly params: unknown[] = Array.from({ length: sql.ROWS_PER_INSERT.requests * RequestRowsToInsert.PARAMS_PER_ROW }, () => null);
+  private readonly json = new rows.RequestJsonText();
   private rows = 0;
 
   constructor(private readonly statementFor: (rowCount: number) => Statement) {}
@@ -899,7 +900,7 @@ class RequestRowsToInsert {
   add(seq: number, r: ResolvedRequest, late: boolean, receivedAtMs: number): void {
     const at = this.rows * RequestRowsToInsert.PARAMS_PER_ROW;
     this.params[at] = seq;
-    rows.writeRequestParams(this.params, at + 1, r, late, receivedAtMs);
+    rows.writeRequestParams(this.params, at + 1, r, late, receivedAtMs, this.json);
     this.rows += 1;
     if (this.rows === sql.ROWS_PER_INSERT.requests) this.write();
   }
