@@ -10,7 +10,7 @@
  * written in the transaction of the next request batch, so no single write stalls the agent for
  * the whole merge, and the chunk commits, or not, with that batch.
  *
- * Holds numbers only (hash and seq per row: about 60 bytes a row with the map), never the ids.
+ * Holds numbers only (hash and seq per row, and two slots: 24 bytes a row of capacity), never the ids.
  * Nothing is lost with the process: at open, the ledger merges every row above the merged-through
  * mark (the rows this held), so a crash between chunks only repeats them (merging is idempotent).
  */
@@ -19,7 +19,7 @@ export class RecentRequestIds {
   private merging: { readonly generation: Generation; nextChunk: number } | null = null;
 
   /**
-   * @param mergeRows rows that start a merge (the default keeps two generations near 4 MB)
+   * @param mergeRows rows that start a merge (at the default, two generations hold about 3 MB)
    * @param chunks hash ranges a merge is written in, one per request batch
    */
   constructor(
@@ -95,35 +95,40 @@ export interface IdIndexChunk {
 const NONE: readonly number[] = Object.freeze([]);
 /** 2^53: the hashes of request-id-hash.ts are below it. */
 const HASH_SPACE = 9_007_199_254_740_992;
-/** The low 30 bits of a hash are a small integer, which a Map keys without allocating. */
-const MAP_KEY_MASK = 0x3fffffff;
 
+/**
+ * The rows remembered since a point, in typed arrays: hash and seq per row (Float64: seqs may pass
+ * 2^31), and an open-addressing table on the hash's low bits giving each row's index. A Map of
+ * the same rows allocated some 100 bytes per row as it grew (a twentieth of what ingest allocated
+ * per record) and held about 60; this holds 24 per row of capacity, grown by doubling.
+ */
 class Generation {
-  private readonly bySmallHash = new Map<number, number | number[]>();
-  private readonly hashes: number[] = [];
-  private readonly seqs: number[] = [];
+  private hashes = new Float64Array(1024);
+  private seqs = new Float64Array(1024);
+  /** Index + 1 of a row, 0 for an empty slot; twice the rows' capacity, a power of two. */
+  private slots = new Int32Array(2048);
+  private count = 0;
   maxSeq = 0;
 
   get size(): number {
-    return this.seqs.length;
+    return this.count;
   }
 
   add(hash: number, seq: number): void {
     if (seq <= this.maxSeq) throw new Error(`request rows must be remembered in increasing seq (${seq} after ${this.maxSeq})`);
-    this.hashes.push(hash);
-    this.seqs.push(seq);
+    if (this.count === this.hashes.length) this.grow();
+    const i = this.count;
+    this.hashes[i] = hash;
+    this.seqs[i] = seq;
+    this.count = i + 1;
     this.maxSeq = seq;
-    const key = hash & MAP_KEY_MASK;
-    const held = this.bySmallHash.get(key);
-    if (held === undefined) this.bySmallHash.set(key, seq);
-    else if (typeof held === 'number') this.bySmallHash.set(key, [held, seq]);
-    else held.push(seq);
+    this.place(i);
   }
 
   /** A generation holding the same rows but those in `gone` (it keeps the same maxSeq). */
   without(gone: ReadonlySet<number>): Generation {
     const kept = new Generation();
-    for (let i = 0; i < this.seqs.length; i++) {
+    for (let i = 0; i < this.count; i++) {
       const seq = this.seqs[i] as number;
       if (!gone.has(seq)) kept.add(this.hashes[i] as number, seq);
     }
@@ -132,22 +137,29 @@ class Generation {
   }
 
   candidates(hash: number): readonly number[] {
-    const held = this.bySmallHash.get(hash & MAP_KEY_MASK);
+    const slots = this.slots;
+    const mask = slots.length - 1;
+    let found: number[] | null = null;
+    // Every row with this hash lies in the run of filled slots from the hash's own (`&` takes its low 32 bits).
+    for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
+      const at = slots[slot] as number;
+      if (at === 0) break;
+      if (this.hashes[at - 1] === hash) (found ??= []).push(this.seqs[at - 1] as number);
+    }
     // Nearly every id of a batch is new: the common answer allocates nothing.
-    if (held === undefined) return NONE;
-    return typeof held === 'number' ? [held] : held.slice();
+    return found ?? NONE;
   }
 
   /** The pairs whose hash falls in range `index` of `count` equal ranges, sorted by hash. */
   hashRange(index: number, count: number): { hashes: number[]; seqs: number[] } {
     const from = index === 0 ? 0 : Math.floor((HASH_SPACE / count) * index);
     const to = index === count - 1 ? HASH_SPACE : Math.floor((HASH_SPACE / count) * (index + 1));
+    const hashes = this.hashes;
     const picked: number[] = [];
-    for (let i = 0; i < this.hashes.length; i++) {
-      const h = this.hashes[i] as number;
+    for (let i = 0; i < this.count; i++) {
+      const h = hashes[i] as number;
       if (h >= from && h < to) picked.push(i);
     }
-    const hashes = this.hashes;
     // -1/0/1, not the difference: a difference of two hashes is no small integer, and the sort
     // boxed one per comparison (a fifth of what ingest allocated per record).
     picked.sort((a, b) => {
@@ -155,6 +167,27 @@ class Generation {
       const hb = hashes[b] as number;
       return ha < hb ? -1 : ha > hb ? 1 : 0;
     });
-    return { hashes: picked.map((i) => this.hashes[i] as number), seqs: picked.map((i) => this.seqs[i] as number) };
+    return { hashes: picked.map((i) => hashes[i] as number), seqs: picked.map((i) => this.seqs[i] as number) };
+  }
+
+  /** Put row `i` in the first empty slot from its hash's. */
+  private place(i: number): void {
+    const slots = this.slots;
+    const mask = slots.length - 1;
+    let slot = (this.hashes[i] as number) & mask;
+    while (slots[slot] !== 0) slot = (slot + 1) & mask;
+    slots[slot] = i + 1;
+  }
+
+  private grow(): void {
+    const capacity = 2 * this.hashes.length;
+    const hashes = new Float64Array(capacity);
+    hashes.set(this.hashes);
+    this.hashes = hashes;
+    const seqs = new Float64Array(capacity);
+    seqs.set(this.seqs);
+    this.seqs = seqs;
+    this.slots = new Int32Array(2 * capacity);
+    for (let i = 0; i < this.count; i++) this.place(i);
   }
 }

@@ -72,8 +72,25 @@ test('RecentRequestIds: a merge offers every remembered row once, in hash ranges
   assert.throws(() => recent.chunkWritten(), /without a merge/);
 });
 
+test('RecentRequestIds: candidates are the rows with exactly the hash asked, through growth and slot collisions', () => {
+  const recent = new RecentRequestIds(1_000_000, 4);
+  const TWO_32 = 4294967296;
+  // 3000 rows (the table starts at 1024): hashes 5 + k * 2^32 share their low 32 bits, so one slot run.
+  const hashOf = (i: number): number => (i % 3 === 0 ? 5 + (i % 300) * TWO_32 : 2 ** 52 + i * 7919);
+  for (let seq = 1; seq <= 3000; seq++) recent.add(hashOf(seq), seq);
+  assert.equal(recent.size, 3000);
+  for (const seq of [3, 300, 303, 2997, 1, 2, 1024, 1025, 3000]) {
+    const expected = Array.from({ length: 3000 }, (_, k) => k + 1).filter((s) => hashOf(s) === hashOf(seq));
+    assert.deepEqual([...recent.candidates(hashOf(seq))].sort((a, b) => a - b), expected, `rows under the hash of seq ${seq}`);
+  }
+  assert.deepEqual(recent.candidates(5 + 301 * TWO_32), [], 'a hash sharing the low bits of stored ones, itself never stored');
+  assert.deepEqual(recent.candidates(17), []);
+  recent.forget([3, 303]);
+  assert.deepEqual([...recent.candidates(hashOf(3))].sort((a, b) => a - b), [603, 903, 1203, 1503, 1803, 2103, 2403, 2703]);
+});
+
 test('two ids whose hashes share the map key are two requests, and each repeat is found as itself', (t) => {
-  // The in-memory map keys by the low 30 bits of the hash: search the first such pair of ids.
+  // The in-memory table places a row by the low bits of its hash: search the first pair of ids sharing 30 of them.
   const seen = new Map<number, string>();
   let pair: [string, string] | null = null;
   for (let i = 0; pair === null; i++) {
