@@ -887,7 +887,7 @@ function mergeRequestIdsAbove(db: Db): void {
  * New request rows of one batch, written ROWS_PER_INSERT.requests to a statement (the last
  * statement takes the rest). `write` writes what is held now. The parameter array is the
  * statement's whole list, kept from statement to statement: a new array per row, copied into a
- * growing one, was an eighth of what ingest allocated per record.
+ * growing one, was garbage to collect (BENCHMARKS.md, ninth round).
  */
 class RequestRowsToInsert {
   private static readonly PARAMS_PER_ROW = 1 + rows.REQUEST_INSERT_COLUMNS.length;

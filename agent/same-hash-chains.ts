@@ -2,8 +2,8 @@
  * For each record of a request batch, the latest earlier record whose request_id has the same
  * hash, found in reused typed arrays: a batch's repeats and its distinct hashes come out of one
  * pass that allocates nothing per record. (A Map from request_id to seq, built for every batch,
- * was a tenth of what ingest allocated per record, and ingest's garbage collection was a quarter of
- * its CPU: BENCHMARKS.md, ninth round.)
+ * was garbage to collect, and ingest's garbage collection was a quarter of its CPU: BENCHMARKS.md,
+ * ninth round.)
  *
  * Equal hashes do not make equal ids: the caller compares the ids along a chain.
  */
