@@ -214,11 +214,7 @@ export class Ledger {
       const facts = readFileFacts(db);
       assertNotNewer(facts.userVersion, latestVersion(LEDGER_MIGRATIONS), path);
       assertTokenwattFile(path, facts);
-      db.pragma('journal_mode = WAL');
-      db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
-      db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 5000}`);
-      db.pragma('temp_store = MEMORY');
-      db.pragma(`cache_size = -${opts.cacheKiB ?? LEDGER_CACHE_KIB}`);
+      applyWriterPragmas(db, opts);
       migrate(db, LEDGER_MIGRATIONS, path);
       // Ledgers of schema 1 and 2 were written without it; they get it here.
       if (facts.applicationId !== TOKENWATT_APPLICATION_ID) db.pragma(`application_id = ${TOKENWATT_APPLICATION_ID}`);
@@ -865,6 +861,18 @@ class LedgerSettlementWriter implements SettlementWriter {
       );
     }
   }
+}
+
+/**
+ * The pragmas of the writer's connection: WAL, the sync level, the busy timeout and the page cache
+ * (exported so that a benchmark's raw SQLite baseline runs under the same ones).
+ */
+export function applyWriterPragmas(db: Db, opts: Pick<LedgerOptions, 'synchronous' | 'busyTimeoutMs' | 'cacheKiB'> = {}): void {
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+  db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 5000}`);
+  db.pragma('temp_store = MEMORY');
+  db.pragma(`cache_size = -${opts.cacheKiB ?? LEDGER_CACHE_KIB}`);
 }
 
 /**

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { HttpServer } from '../agent/http-server.js';
 import { IngestService } from '../agent/ingest-service.js';
-import { LEDGER_CACHE_KIB, Ledger } from '../agent/ledger.js';
+import { Ledger, applyWriterPragmas } from '../agent/ledger.js';
 import { REQUEST_INSERT_COLUMNS, RequestJsonText, writeRequestParams } from '../agent/ledger-rows.js';
 import Database from '../agent/sqlite-driver.js';
 import { createIngestHandler } from '../collectors/http-ingest.js';
@@ -107,10 +107,7 @@ function rawSqliteInsertRate(dir: string): number {
   Ledger.open(path, { node: 'bench', retention: RETENTION }).close(); // the schema
   const db = new Database(path);
   try {
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = NORMAL');
-    db.pragma('temp_store = MEMORY');
-    db.pragma(`cache_size = -${LEDGER_CACHE_KIB}`);
+    applyWriterPragmas(db);
     const insert = db.prepare(`INSERT INTO requests (${REQUEST_INSERT_COLUMNS.join(', ')}) VALUES (${REQUEST_INSERT_COLUMNS.map(() => '?').join(', ')})`);
     const insertBatch = db.transaction((params: readonly unknown[][]) => {
       for (const p of params) insert.run(...p);
