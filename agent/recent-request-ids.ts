@@ -155,19 +155,39 @@ class Generation {
     const from = index === 0 ? 0 : Math.floor((HASH_SPACE / count) * index);
     const to = index === count - 1 ? HASH_SPACE : Math.floor((HASH_SPACE / count) * (index + 1));
     const hashes = this.hashes;
-    const picked: number[] = [];
+    let n = 0;
     for (let i = 0; i < this.count; i++) {
       const h = hashes[i] as number;
-      if (h >= from && h < to) picked.push(i);
+      if (h >= from && h < to) n++;
     }
-    // -1/0/1, not the difference: a difference of two hashes is no small integer, and the sort
-    // boxed one per comparison (some 180 bytes a record, a seventeenth of what ingest allocated).
-    picked.sort((a, b) => {
-      const ha = hashes[a] as number;
-      const hb = hashes[b] as number;
-      return ha < hb ? -1 : ha > hb ? 1 : 0;
-    });
-    return { hashes: picked.map((i) => hashes[i] as number), seqs: picked.map((i) => this.seqs[i] as number) };
+    const sorted = new Float64Array(n);
+    for (let i = 0, k = 0; i < this.count; i++) {
+      const h = hashes[i] as number;
+      if (h >= from && h < to) sorted[k++] = h;
+    }
+    // A typed array sorts natively, with no comparator called from the sort (which took 1.5% of
+    // batch ingest's cycles). Each row of a hash is then found along its probe run, where rows lie
+    // in the order they were added, so a hash's rows stay in seq order.
+    sorted.sort();
+    const slots = this.slots;
+    const mask = slots.length - 1;
+    const outHashes = new Array<number>(n);
+    const outSeqs = new Array<number>(n);
+    let written = 0;
+    for (let i = 0; i < n; i++) {
+      const h = sorted[i] as number;
+      if (i > 0 && sorted[i - 1] === h) continue;
+      for (let slot = h & mask; ; slot = (slot + 1) & mask) {
+        const at = slots[slot] as number;
+        if (at === 0) break;
+        if (hashes[at - 1] === h) {
+          outHashes[written] = h;
+          outSeqs[written] = this.seqs[at - 1] as number;
+          written++;
+        }
+      }
+    }
+    return { hashes: outHashes, seqs: outSeqs };
   }
 
   /** Put row `i` in the first empty slot from its hash's. */

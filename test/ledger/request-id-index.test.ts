@@ -89,6 +89,30 @@ test('RecentRequestIds: candidates are the rows with exactly the hash asked, thr
   assert.deepEqual([...recent.candidates(hashOf(3))].sort((a, b) => a - b), [603, 903, 1203, 1503, 1803, 2103, 2403, 2703]);
 });
 
+test('RecentRequestIds: the chunks of a merge hold every row once, sorted by hash and then seq, whatever hashes repeat or share low bits (property)', () => {
+  const TWO_32 = 4294967296;
+  // Hashes from a small pool, so rows repeat a hash and share the low 32 bits the table places them by.
+  const hash = fc.oneof(
+    fc.integer({ min: 0, max: 40 }).map((k) => 7 + k * TWO_32),
+    fc.integer({ min: 0, max: 2 ** 53 - 1 }),
+    fc.constantFrom(0, 2 ** 53 - 1, 2 ** 52),
+  );
+  fc.assert(
+    fc.property(fc.array(hash, { minLength: 1, maxLength: 3000 }), fc.integer({ min: 1, max: 9 }), (hashes, chunks) => {
+      const recent = new RecentRequestIds(hashes.length, chunks);
+      hashes.forEach((h, i) => recent.add(h, i + 1));
+      const offered: [number, number][] = [];
+      for (let chunk = recent.nextChunk(); chunk !== null; chunk = recent.nextChunk()) {
+        chunk.hashes.forEach((h, i) => offered.push([h, chunk.seqs[i] as number]));
+        recent.chunkWritten();
+      }
+      const expected = hashes.map((h, i): [number, number] => [h, i + 1]).sort((a, b) => (a[0] !== b[0] ? (a[0] < b[0] ? -1 : 1) : a[1] - b[1]));
+      assert.deepEqual(offered, expected);
+    }),
+    { numRuns: 60 },
+  );
+});
+
 test('two ids whose hashes share the map key are two requests, and each repeat is found as itself', (t) => {
   // The in-memory table places a row by the low bits of its hash: search the first pair of ids sharing 30 of them.
   const seen = new Map<number, string>();
