@@ -6,10 +6,15 @@
  * into the ledger's requests table, 1,000 to a transaction; the ratio column is against it) and
  * Ledger.insertRequests on resolved records (what the ledger adds: id lookup and index merge).
  * Prints figures and targets; asserts nothing.
+ * TOKENWATT_BENCH_INGEST_PREFILL=N first stores N records with random ids (`chatcmpl-<uuid>`) in
+ * the HTTP modes' ledger, an hour before the records the client sends, so those modes run on a
+ * ledger as big as days of a node's records (default 0: a new ledger, as the figures recorded so
+ * far). The two baselines still run on new files.
  * Standalone: node --import tsx bench/ingest.ts
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -137,13 +142,41 @@ function rawSqliteInsertRate(dir: string): number {
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
+function prefillWanted(): number {
+  const n = Number(process.env.TOKENWATT_BENCH_INGEST_PREFILL ?? 0);
+  if (!(Number.isInteger(n) && n >= 0)) throw new Error(`TOKENWATT_BENCH_INGEST_PREFILL: a whole number >= 0, got ${process.env.TOKENWATT_BENCH_INGEST_PREFILL}`);
+  return n;
+}
+
+/** Store `n` random-id records, 1,000 to a call, ending an hour before the client's first record. */
+function prefill(ledger: Ledger, n: number): void {
+  const template = rows(0, 1)[0] as ResolvedRequest;
+  for (let stored = 0; stored < n; ) {
+    const batch: ResolvedRequest[] = [];
+    for (let i = 0; i < 1000 && stored < n; i++, stored++) {
+      const start = T0 - 3_600_000 - n + stored;
+      batch.push({ ...template, requestId: `chatcmpl-${randomUUID()}`, gpus: [`GPU-${stored % 2}`], startMs: epochMs(start), firstTokenMs: epochMs(start + 80), endMs: epochMs(start + 900) });
+    }
+    ledger.insertRequests(batch, () => false);
+  }
+}
+
 export async function benchIngest(): Promise<void> {
+  const prefilled = prefillWanted();
   const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-bench-ingest-'));
-  const ledger = Ledger.open(join(dir, 'ledger.db'), { node: 'bench', retention: RETENTION });
+  const ledgerPath = join(dir, 'ledger.db');
+  const ledger = Ledger.open(ledgerPath, { node: 'bench', retention: RETENTION });
   const ingest = new IngestService({ ledger, context: () => context, settledUntil: () => null, onAccepted: () => {}, queueLimit: 200_000 });
   const server = new HttpServer({ host: '127.0.0.1', port: 0, log: silent });
   server.route('POST', '/v1/requests', createIngestHandler({ sink: ingest, bodyLimitBytes: 32 * 1024 * 1024 }));
   try {
+    let prefillNote = '';
+    if (prefilled > 0) {
+      const began = performance.now();
+      prefill(ledger, prefilled);
+      const mb = statSync(ledgerPath).size / 1e6;
+      prefillNote = `; the HTTP modes' ledger first holds ${fmt(prefilled)} random-id records (${fmt(mb)} MB, stored in ${((performance.now() - began) / 1000).toFixed(0)} s)`;
+    }
     const { port } = await server.listen();
     const raw = rawSqliteInsertRate(dir);
     const ledgerRate = ledgerInsertRate(dir);
@@ -154,7 +187,7 @@ export async function benchIngest(): Promise<void> {
     const batch = await runClient(port, 'batch', 4);
     const rate = (r: ClientResult): number => r.records / (r.elapsedMs / 1000);
     const load = loadavg().map((l) => l.toFixed(2)).join(' ');
-    console.log(`ingest bench: keep-alive client in a separate process, ${DURATION_MS / 1000} s per mode, ${cpus().length} CPUs (load ${load}), node ${process.version}`);
+    console.log(`ingest bench: keep-alive client in a separate process, ${DURATION_MS / 1000} s per mode, ${cpus().length} CPUs (load ${load}), node ${process.version}${prefillNote}`);
     console.log('mode                          records/s    target  vs raw SQLite  p50 ms   p99 ms  non-202');
     const row = (name: string, r: ClientResult, target: number): void => {
       const perS = rate(r);
