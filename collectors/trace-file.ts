@@ -1,5 +1,6 @@
-import type { GpuInfo, PowerSample } from '../model/power-sample.js';
-import { epochMs, joules, watts } from '../model/units.js';
+import type { GpuInfo } from '../model/power-sample.js';
+import { PowerSampleColumns, SAMPLE_AVERAGED, SAMPLE_AVERAGED_KNOWN, SAMPLE_SIMULATED } from '../model/power-sample-columns.js';
+import { watts } from '../model/units.js';
 import { forEachLine, forEachLineOfFile, leadingFields } from './trace-file-lines.js';
 import { NvidiaSmiTraceParser } from './trace-file-nvidia-smi.js';
 import { counterUnitProblem, PlainTraceParser, type CounterReading } from './trace-file-plain.js';
@@ -15,9 +16,10 @@ export type TraceFormat = 'plain' | 'nvidia-smi';
 export interface ParsedPowerTrace {
   /**
    * Good samples, sorted by time, then GPU index. Each GPU's samples are in the order of its lines:
-   * a line earlier than its GPU's previous one is an error, never sorted in (see assemble).
+   * a line earlier than its GPU's previous one is an error, never sorted in (see assemble). Held in
+   * columns: a day of a node is millions of samples.
    */
-  readonly samples: PowerSample[];
+  readonly samples: PowerSampleColumns;
   /** Every line that was not used, with its reason; nothing is skipped silently. */
   readonly errors: TraceError[];
   /** Which format the header showed; 'unknown' when it showed neither (then `errors` says why). */
@@ -165,7 +167,7 @@ class TraceRows {
   line = new Uint32Array(1024);
   /** Into `identities`. */
   identity = new Uint32Array(1024);
-  /** FLAG_* bits. */
+  /** SAMPLE_* bits (model/power-sample-columns.ts). */
   flags = new Uint8Array(1024);
   /** Each distinct (uuid, index) a row names, as the first row that named it (its name, power limit, MIG mode). */
   readonly identities: TraceRow[] = [];
@@ -186,7 +188,7 @@ class TraceRows {
       this.identityOf.set(key, identity);
     }
     this.identity[i] = identity;
-    this.flags[i] = (row.powerAveraged !== undefined ? FLAG_AVERAGED_KNOWN : 0) | (row.powerAveraged === true ? FLAG_AVERAGED : 0) | (row.simulated ? FLAG_SIMULATED : 0);
+    this.flags[i] = (row.powerAveraged !== undefined ? SAMPLE_AVERAGED_KNOWN : 0) | (row.powerAveraged === true ? SAMPLE_AVERAGED : 0) | (row.simulated ? SAMPLE_SIMULATED : 0);
   }
 
   private grow(): void {
@@ -205,9 +207,6 @@ class TraceRows {
   }
 }
 
-const FLAG_AVERAGED_KNOWN = 1;
-const FLAG_AVERAGED = 2;
-const FLAG_SIMULATED = 4;
 /** Beyond this many blocks of lines out of time order, a GPU's lines are not considered for re-ordering. */
 const MAX_BLOCKS = 1000;
 
@@ -235,7 +234,7 @@ interface Block {
  *   millijoules), are errors.
  * Lines of different GPUs may come in any order: samples are merged by time, then GPU index.
  */
-function assemble(rows: TraceRows): { samples: PowerSample[]; gpus: GpuInfo[]; problems: TraceError[]; notes: string[] } {
+function assemble(rows: TraceRows): { samples: PowerSampleColumns; gpus: GpuInfo[]; problems: TraceError[]; notes: string[] } {
   const byUuid = new Map<string, GpuInfo>();
   const byIndex = new Map<number, GpuInfo>();
   const usedIndices = new Set(rows.identities.map((r) => r.gpuIndex).filter((i): i is number => i !== null));
@@ -365,28 +364,51 @@ function assemble(rows: TraceRows): { samples: PowerSample[]; gpus: GpuInfo[]; p
       break;
     }
   }
-  const samples: PowerSample[] = new Array<PowerSample>(count);
-  for (let k = 0; k < count; k++) {
-    const i = order[k] as number;
-    const gpu = gpuList[gpuAt(i)] as GpuInfo;
-    const p = powerW[i] as number;
-    const e = energyJ[i] as number;
-    const flags = rows.flags[i] as number;
-    const timestampMs = epochMs(ts[i] as number);
-    const power = Number.isNaN(p) ? null : watts(p);
-    const energy = Number.isNaN(e) ? null : joules(e);
-    // Whole literals, not properties added later: each sample is then one compact object (millions of them).
-    const sample: PowerSample = flags & FLAG_AVERAGED_KNOWN
-      ? { timestampMs, gpuUuid: gpu.uuid, gpuIndex: gpu.index, powerW: power, energyJ: energy, powerAveraged: (flags & FLAG_AVERAGED) !== 0 }
-      : { timestampMs, gpuUuid: gpu.uuid, gpuIndex: gpu.index, powerW: power, energyJ: energy };
-    if (flags & FLAG_SIMULATED) (sample as { simulated?: boolean }).simulated = true;
-    samples[k] = sample;
-  }
+  const samples = sampleColumns(rows, order, gpuList, gpuAt);
   const notes = reorderNotes.length === 0 ? [] : [
     `blocks of lines out of time order were put in time order (${reorderNotes.join('; ')}): they do not overlap in time and each GPU's energy counter continues across them (concatenated captures)`,
   ];
   const gpus = [...new Set(byUuid.values())].sort((a, b) => a.index - b.index);
   return { samples, gpus, problems, notes };
+}
+
+/**
+ * The accepted rows in `order` as columns. When that is every row in file order (a trace in time
+ * order with no bad line, the common case), the row arrays are used as they are, not copied: at
+ * millions of samples the copy would double what the trace holds.
+ */
+function sampleColumns(rows: TraceRows, order: Uint32Array, gpuList: readonly GpuInfo[], gpuAt: (row: number) => number): PowerSampleColumns {
+  const count = order.length;
+  const gpus = gpuList.map((g) => ({ uuid: g.uuid, index: g.index }));
+  let inFileOrder = count === rows.length;
+  for (let k = 0; inFileOrder && k < count; k++) inFileOrder = order[k] === k;
+  if (inFileOrder) {
+    // The identity column becomes the GPU column in place (each row's identity read before it is overwritten).
+    const gpu = rows.identity;
+    for (let i = 0; i < count; i++) gpu[i] = gpuAt(i);
+    return new PowerSampleColumns({
+      timestampMs: rows.timestampMs.subarray(0, count),
+      powerW: rows.powerW.subarray(0, count),
+      energyJ: rows.energyJ.subarray(0, count),
+      gpu: gpu.subarray(0, count),
+      flags: rows.flags.subarray(0, count),
+      gpus,
+    });
+  }
+  const timestampMs = new Float64Array(count);
+  const powerW = new Float64Array(count);
+  const energyJ = new Float64Array(count);
+  const gpu = new Uint32Array(count);
+  const flags = new Uint8Array(count);
+  for (let k = 0; k < count; k++) {
+    const i = order[k] as number;
+    timestampMs[k] = rows.timestampMs[i] as number;
+    powerW[k] = rows.powerW[i] as number;
+    energyJ[k] = rows.energyJ[i] as number;
+    gpu[k] = gpuAt(i);
+    flags[k] = rows.flags[i] as number;
+  }
+  return new PowerSampleColumns({ timestampMs, powerW, energyJ, gpu, flags, gpus });
 }
 
 function iso(ms: number): string {

@@ -4,6 +4,7 @@ import { BATCH_BUCKETS, CACHE_BUCKETS } from './buckets.js';
 import { fullyLoadedFactor } from './fully-loaded.js';
 import { IDLE_QUANTILE, idleBaselineFromObservations, resolveIdleBaseline, type IdleBaselineSource, type IdleObservation } from './idle-baseline.js';
 import type { PowerSample } from './power-sample.js';
+import { PowerSampleColumns, SAMPLE_SIMULATED } from './power-sample-columns.js';
 import type { ResolvedRequest } from './request-record.js';
 import { addShares, emptyAccumulator, finalizeRequest, isFinalAfter, type RequestAccumulator, type RequestResult } from './request-result.js';
 import { alignDown } from './settlement-schedule.js';
@@ -25,7 +26,8 @@ import { compareStrings } from './compare.js';
 
 /** Input of {@link analyzeRun}. */
 export interface AnalyzeInput {
-  readonly samples: readonly PowerSample[];
+  /** In any order. A long trace comes in columns (collectors/trace-file.ts), a short list as objects. */
+  readonly samples: readonly PowerSample[] | PowerSampleColumns;
   readonly requests: readonly ResolvedRequest[];
   /** GPUs of the run; GPUs that appear only in samples are added with their sample index. */
   readonly gpus: readonly { readonly uuid: string; readonly index: number }[];
@@ -197,31 +199,42 @@ export interface AnalyzeReport {
   readonly requests?: AnalyzeRequest[];
 }
 
-/** Index of the first value >= t (lower) or > t (upper) in a sorted array. */
-function bound(values: Float64Array, t: number, upper: boolean): number {
+/** Index of the first of `n` sorted values >= t (lower) or > t (upper); `valueAt(k)` reads the k-th. */
+function bound(valueAt: (k: number) => number, n: number, t: number, upper: boolean): number {
   let lo = 0;
-  let hi = values.length;
+  let hi = n;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    const v = values[mid] as number;
+    const v = valueAt(mid);
     if (upper ? v <= t : v < t) lo = mid + 1;
     else hi = mid;
   }
   return lo;
 }
 
-/** One GPU's samples sorted by time, with their timestamps for slicing. */
+/**
+ * One GPU's samples sorted by time (a stable sort: equal times keep their input order), held as
+ * positions in the run's columns; a window's samples are made into objects only when settled.
+ */
 class GpuSamples {
-  readonly samples: PowerSample[];
-  private readonly times: Float64Array;
+  /** How many samples the GPU has. */
+  readonly count: number;
+  private readonly positions: Uint32Array;
+  /** The k-th sample's time (read from the columns: a copy would be 8 bytes more a sample). */
+  private readonly timeAt: (k: number) => number;
 
   constructor(
     readonly uuid: string,
     readonly index: number,
-    samples: PowerSample[],
+    private readonly columns: PowerSampleColumns,
+    positions: Uint32Array,
   ) {
-    this.samples = samples.sort((x, y) => x.timestampMs - y.timestampMs);
-    this.times = Float64Array.from(this.samples, (s) => s.timestampMs);
+    let sorted = true;
+    for (let k = 1; sorted && k < positions.length; k++) sorted = columns.timestampAt(positions[k - 1] as number) <= columns.timestampAt(positions[k] as number);
+    if (!sorted) positions = Uint32Array.from(Array.from(positions).sort((a, b) => columns.timestampAt(a) - columns.timestampAt(b)));
+    this.positions = positions;
+    this.count = positions.length;
+    this.timeAt = (k) => columns.timestampAt(positions[k] as number);
   }
 
   /**
@@ -229,18 +242,20 @@ class GpuSamples {
    * with any repeats of its timestamp), so the intervals crossing the bounds are included whole.
    */
   window(p0: number, p1: number): PowerSample[] {
-    const { times } = this;
-    const before = bound(times, p0, true) - 1;
-    const from = before < 0 ? 0 : bound(times, times[before] as number, false);
-    const after = bound(times, p1, false);
-    const to = after < times.length ? bound(times, times[after] as number, true) : times.length;
-    return this.samples.slice(from, to);
+    const { timeAt, count } = this;
+    const before = bound(timeAt, count, p0, true) - 1;
+    const from = before < 0 ? 0 : bound(timeAt, count, timeAt(before), false);
+    const after = bound(timeAt, count, p1, false);
+    const to = after < count ? bound(timeAt, count, timeAt(after), true) : count;
+    const samples = new Array<PowerSample>(to - from);
+    for (let k = from; k < to; k++) samples[k - from] = this.columns.at(this.positions[k] as number);
+    return samples;
   }
 
   /** The first sample time at or after t, or Infinity. */
   firstTimeFrom(t: number): number {
-    const at = bound(this.times, t, false);
-    return at < this.times.length ? (this.times[at] as number) : Number.POSITIVE_INFINITY;
+    const at = bound(this.timeAt, this.count, t, false);
+    return at < this.count ? this.timeAt(at) : Number.POSITIVE_INFINITY;
   }
 }
 
@@ -354,24 +369,45 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
   // GPUs: listed ones plus any that only appear in the samples.
   const indexOf = new Map<string, number>();
   for (const g of input.gpus) if (!indexOf.has(g.uuid)) indexOf.set(g.uuid, g.index);
-  const samplesOf = new Map<string, PowerSample[]>();
+  const columns = input.samples instanceof PowerSampleColumns ? input.samples : PowerSampleColumns.of(input.samples);
+  // Each sample's GPU by UUID (`slot`): the columns' GPU positions are (UUID, index) pairs.
+  const slotOf = new Map<string, number>();
+  const slotOfPosition = columns.gpus.map((g) => {
+    let slot = slotOf.get(g.uuid);
+    if (slot === undefined) slotOf.set(g.uuid, (slot = slotOf.size));
+    return slot;
+  });
+  const uuids = [...slotOf.keys()];
+  const counts = new Uint32Array(uuids.length);
   let windowStart = Infinity;
   let windowEnd = -Infinity;
   let simulatedSamples = 0;
-  for (const s of input.samples) {
-    if (!Number.isFinite(s.timestampMs)) continue;
-    if (!indexOf.has(s.gpuUuid)) indexOf.set(s.gpuUuid, s.gpuIndex);
-    const list = samplesOf.get(s.gpuUuid);
-    if (list) list.push(s);
-    else samplesOf.set(s.gpuUuid, [s]);
-    windowStart = Math.min(windowStart, s.timestampMs);
-    windowEnd = Math.max(windowEnd, s.timestampMs);
-    if (s.simulated) simulatedSamples += 1;
+  for (let i = 0; i < columns.length; i++) {
+    const t = columns.timestampAt(i);
+    if (!Number.isFinite(t)) continue;
+    const slot = slotOfPosition[columns.gpuAt(i)] as number;
+    // A GPU not listed takes the index of its first sample.
+    if (counts[slot] === 0 && !indexOf.has(uuids[slot] as string)) indexOf.set(uuids[slot] as string, (columns.gpus[columns.gpuAt(i)] as { index: number }).index);
+    counts[slot] = (counts[slot] as number) + 1;
+    windowStart = Math.min(windowStart, t);
+    windowEnd = Math.max(windowEnd, t);
+  }
+  const positionsOf = uuids.map((_, slot) => new Uint32Array(counts[slot] as number));
+  const filled = new Uint32Array(uuids.length);
+  for (let i = 0; i < columns.length; i++) {
+    if (!Number.isFinite(columns.timestampAt(i))) continue;
+    const slot = slotOfPosition[columns.gpuAt(i)] as number;
+    (positionsOf[slot] as Uint32Array)[filled[slot] as number] = i;
+    filled[slot] = (filled[slot] as number) + 1;
+    if (columns.flaggedAt(i, SAMPLE_SIMULATED)) simulatedSamples += 1;
   }
   const gpus = [...indexOf]
     .sort(([ua, ia], [ub, ib]) => ia - ib || compareStrings(ua, ub))
-    .map(([uuid, index]) => new GpuSamples(uuid, index, samplesOf.get(uuid) ?? []));
-  const withData = new Set([...samplesOf.keys()]);
+    .map(([uuid, index]) => {
+      const slot = slotOf.get(uuid);
+      return new GpuSamples(uuid, index, columns, slot === undefined ? new Uint32Array(0) : (positionsOf[slot] as Uint32Array));
+    });
+  const withData = new Set(uuids.filter((_, slot) => (counts[slot] as number) > 0));
 
   // One record per request_id (the first given), as the ledger's idempotency key would keep.
   const seen = new Set<string>();
@@ -441,7 +477,7 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
 
   // Samples are counted directly, not summed over the periods: those count [p0, p1), so a last
   // sample lying on the grid end (the window ends on a period bound) would be in none of them.
-  for (const g of gpus) (sums.get(g.uuid) as GpuSums).samples = g.samples.length;
+  for (const g of gpus) (sums.get(g.uuid) as GpuSums).samples = g.count;
 
   // Finalize requests; flag those with time outside the power window or on GPUs without data.
   let outsideWindow = 0;

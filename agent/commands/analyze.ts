@@ -7,7 +7,7 @@ import { analyzeRun } from '../../model/analysis.js';
 import { DEFAULT_ATTRIBUTION_CONFIG } from '../../model/attribution-config.js';
 import type { AttributionConfig } from '../../model/attribution-types.js';
 import { resolveRecord, type ResolvedRequest } from '../../model/request-record.js';
-import type { PowerSample } from '../../model/power-sample.js';
+import type { PowerSampleColumns } from '../../model/power-sample-columns.js';
 import { loadConfig } from '../config.js';
 import { NodeRecordContext } from '../record-context.js';
 
@@ -124,18 +124,26 @@ async function analyze(flags: { power: string; requests: string; json?: boolean;
   return 0;
 }
 
-/** The sampling period of a trace: the median spacing of consecutive samples of one GPU. */
-function medianSpacingMs(samples: readonly PowerSample[]): number | null {
-  const byGpu = new Map<string, number[]>();
-  for (const s of samples) {
-    const list = byGpu.get(s.gpuUuid) ?? [];
-    list.push(s.timestampMs);
-    byGpu.set(s.gpuUuid, list);
+/**
+ * The sampling period of a trace: the median of the first 10,000 spacings of consecutive samples of
+ * a GPU, taking GPUs in the order they first appear.
+ */
+function medianSpacingMs(samples: PowerSampleColumns): number | null {
+  const MAX = 10_000;
+  // Each GPU's first spacings, in one pass; then as many as needed, GPU after GPU.
+  const byGpu = new Map<string, { last: number; spacings: number[] }>();
+  for (let i = 0; i < samples.length; i++) {
+    const uuid = (samples.gpus[samples.gpuAt(i)] as { uuid: string }).uuid;
+    const t = samples.timestampAt(i);
+    const gpu = byGpu.get(uuid);
+    if (gpu === undefined) byGpu.set(uuid, { last: t, spacings: [] });
+    else {
+      if (gpu.spacings.length < MAX) gpu.spacings.push(t - gpu.last);
+      gpu.last = t;
+    }
   }
   const spacings: number[] = [];
-  for (const times of byGpu.values()) {
-    for (let i = 1; i < times.length && spacings.length < 10_000; i += 1) spacings.push((times[i] as number) - (times[i - 1] as number));
-  }
+  for (const gpu of byGpu.values()) for (const d of gpu.spacings) if (spacings.length < MAX) spacings.push(d);
   if (spacings.length === 0) return null;
   spacings.sort((x, y) => x - y);
   const median = spacings[Math.floor(spacings.length / 2)] as number;

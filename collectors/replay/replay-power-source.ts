@@ -1,4 +1,5 @@
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
+import { SAMPLE_AVERAGED, SAMPLE_SIMULATED, type PowerSampleColumns } from '../../model/power-sample-columns.js';
 import { epochMs, joules } from '../../model/units.js';
 import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
 import { formatTraceError, parsePowerTrace, readPowerTraceFile, type ParsedPowerTrace } from '../trace-file.js';
@@ -47,8 +48,10 @@ export class ReplayPowerSource implements PowerSource {
   private loopSpanMs = 0;
   /** Per GPU, what looping its counter needs: see loopOffsetJ. */
   private readonly counters = new Map<string, LoopedCounter>();
-  /** Per trace position: the sample is at or after its GPU's first counter reset in the trace. */
-  private afterReset: boolean[] = [];
+  /** Per trace position, 1 when the sample is at or after its GPU's first counter reset in the trace. */
+  private afterReset = new Uint8Array(0);
+  /** What the trace's samples carry, found once: a day-long trace has millions to look through. */
+  private carries = { energyCounter: false, powerAveraged: false, simulated: false };
 
   constructor(private readonly options: ReplayPowerSourceOptions) {
     this.clock = options.clock ?? { now: () => Date.now() };
@@ -71,10 +74,9 @@ export class ReplayPowerSource implements PowerSource {
     }
     this.trace = trace;
     this.periodMs = medianPeriod(trace.samples);
-    const first = trace.samples[0] as PowerSample;
-    const last = trace.samples[trace.samples.length - 1] as PowerSample;
-    this.loopSpanMs = last.timestampMs - first.timestampMs + this.periodMs;
+    this.loopSpanMs = trace.samples.timestampAt(trace.samples.length - 1) - trace.samples.timestampAt(0) + this.periodMs;
     this.computeLoopEnergy(trace.samples);
+    this.carries = { energyCounter: trace.samples.anyEnergy(), powerAveraged: trace.samples.anyFlagged(SAMPLE_AVERAGED), simulated: trace.samples.anyFlagged(SAMPLE_SIMULATED) };
     return trace.gpus;
   }
 
@@ -107,11 +109,11 @@ export class ReplayPowerSource implements PowerSource {
     const trace = this.trace;
     if (!trace || !this.onSamples || this.ended) return 0;
     const samples = trace.samples;
-    const first = (samples[0] as PowerSample).timestampMs;
+    const first = samples.timestampAt(0);
     const elapsed = this.clock.now() - this.startWallMs;
     const due: PowerSample[] = [];
     while (due.length < MAX_BATCH) {
-      const s = samples[this.cursor] as PowerSample;
+      const s = samples.at(this.cursor);
       const offset = s.timestampMs - first + this.loopIndex * this.loopSpanMs;
       if (offset > elapsed) break;
       due.push(this.restamp(s, offset, this.cursor));
@@ -140,10 +142,9 @@ export class ReplayPowerSource implements PowerSource {
 
   quality(): PowerSourceQuality {
     const trace = this.trace;
-    const samples = trace?.samples ?? [];
     const notes = [
       trace
-        ? `replay of ${this.options.path} (${trace.format}): ${samples.length} samples of ${trace.gpus.length} GPU(s) over ${(this.loopSpanMs / 1000).toFixed(1)} s`
+        ? `replay of ${this.options.path} (${trace.format}): ${trace.samples.length} samples of ${trace.gpus.length} GPU(s) over ${(this.loopSpanMs / 1000).toFixed(1)} s`
         : `replay of ${this.options.path} (not loaded yet)`,
       this.options.keepTimestamps ? 'original timestamps kept' : 'timestamps moved so that the first sample is the replay start',
       this.options.loop ? 'loops at the end of the trace' : 'stops at the end of the trace',
@@ -153,9 +154,7 @@ export class ReplayPowerSource implements PowerSource {
     if (this.ended) notes.push('replay ended: no more samples');
     return {
       kind: 'replay',
-      energyCounter: samples.some((s) => s.energyJ !== null),
-      powerAveraged: samples.some((s) => s.powerAveraged === true),
-      simulated: samples.some((s) => s.simulated === true),
+      ...this.carries,
       samplePeriodMs: this.periodMs,
       notes,
     };
@@ -164,7 +163,7 @@ export class ReplayPowerSource implements PowerSource {
   private restamp(s: PowerSample, offsetMs: number, position: number): PowerSample {
     const loops = this.loopIndex;
     const timestampMs = this.options.keepTimestamps ? s.timestampMs + loops * this.loopSpanMs : this.startWallMs + offsetMs;
-    const energyJ = s.energyJ === null || loops === 0 || this.afterReset[position] ? s.energyJ : joules(s.energyJ + this.loopOffsetJ(s.gpuUuid, loops));
+    const energyJ = s.energyJ === null || loops === 0 || this.afterReset[position] === 1 ? s.energyJ : joules(s.energyJ + this.loopOffsetJ(s.gpuUuid, loops));
     return { ...s, timestampMs: epochMs(timestampMs), energyJ };
   }
 
@@ -188,27 +187,34 @@ export class ReplayPowerSource implements PowerSource {
    * Per GPU: first and last counter readings, whether the counter resets within the trace, and the
    * energy of the gap between its last sample and its first one of the next loop, at its last power.
    */
-  private computeLoopEnergy(samples: readonly PowerSample[]): void {
-    const first = new Map<string, PowerSample>();
-    const last = new Map<string, PowerSample>();
-    this.afterReset = samples.map((s) => {
-      if (!first.has(s.gpuUuid)) first.set(s.gpuUuid, s);
-      last.set(s.gpuUuid, s);
-      if (s.energyJ === null) return this.counters.get(s.gpuUuid)?.reset ?? false;
-      const c = this.counters.get(s.gpuUuid);
-      if (!c) {
-        this.counters.set(s.gpuUuid, { firstJ: s.energyJ, lastJ: s.energyJ, gapJ: 0, reset: false });
-        return false;
+  private computeLoopEnergy(samples: PowerSampleColumns): void {
+    const uuidAt = (i: number): string => (samples.gpus[samples.gpuAt(i)] as { uuid: string }).uuid;
+    const first = new Map<string, number>();
+    const last = new Map<string, number>();
+    this.afterReset = new Uint8Array(samples.length);
+    for (let i = 0; i < samples.length; i++) {
+      const uuid = uuidAt(i);
+      if (!first.has(uuid)) first.set(uuid, i);
+      last.set(uuid, i);
+      const energyJ = samples.energyAt(i);
+      const c = this.counters.get(uuid);
+      if (energyJ === null) {
+        this.afterReset[i] = c?.reset === true ? 1 : 0;
+        continue;
       }
-      if (s.energyJ < c.lastJ) c.reset = true;
-      c.lastJ = s.energyJ;
-      return c.reset;
-    });
-    for (const [uuid, s] of last) {
+      if (!c) {
+        this.counters.set(uuid, { firstJ: energyJ, lastJ: energyJ, gapJ: 0, reset: false });
+        continue;
+      }
+      if (energyJ < c.lastJ) c.reset = true;
+      c.lastJ = energyJ;
+      this.afterReset[i] = c.reset ? 1 : 0;
+    }
+    for (const [uuid, i] of last) {
       const c = this.counters.get(uuid);
       if (!c) continue;
-      const gapMs = this.loopSpanMs - (s.timestampMs - (first.get(uuid) as PowerSample).timestampMs);
-      c.gapJ = ((s.powerW ?? 0) * gapMs) / 1000;
+      const gapMs = this.loopSpanMs - (samples.timestampAt(i) - samples.timestampAt(first.get(uuid) as number));
+      c.gapJ = ((samples.powerAt(i) ?? 0) * gapMs) / 1000;
     }
   }
 }
@@ -224,15 +230,18 @@ interface LoopedCounter {
 }
 
 /** Median gap between consecutive samples of one GPU, ms (1000 when the trace has one sample per GPU). */
-function medianPeriod(samples: readonly PowerSample[]): number {
-  const last = new Map<string, number>();
-  const gaps: number[] = [];
-  for (const s of samples) {
-    const prev = last.get(s.gpuUuid);
-    if (prev !== undefined && s.timestampMs > prev) gaps.push(s.timestampMs - prev);
-    last.set(s.gpuUuid, s.timestampMs);
+function medianPeriod(samples: PowerSampleColumns): number {
+  const last = new Float64Array(samples.gpus.length).fill(Number.NaN);
+  const gaps = new Float64Array(samples.length);
+  let n = 0;
+  for (let i = 0; i < samples.length; i++) {
+    const gpu = samples.gpuAt(i);
+    const t = samples.timestampAt(i);
+    const prev = last[gpu] as number;
+    if (t > prev) gaps[n++] = t - prev; // false while prev is NaN (the GPU's first sample)
+    last[gpu] = t;
   }
-  if (gaps.length === 0) return 1000;
-  gaps.sort((a, b) => a - b);
-  return gaps[gaps.length >> 1] as number;
+  if (n === 0) return 1000;
+  const used = gaps.subarray(0, n).sort();
+  return used[n >> 1] as number;
 }

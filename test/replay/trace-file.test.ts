@@ -33,9 +33,9 @@ test('real nvidia-smi captures (full --query-gpu, with units) parse without a ba
     const trace = parsePowerTrace(capture(c.file), { fileName: c.file });
     assert.equal(trace.format, 'nvidia-smi', c.file);
     assert.deepEqual(trace.errors, [], c.file);
-    assert.deepEqual(trace.samples.map((s) => s.powerW), c.watts, c.file);
-    assert.equal(trace.samples[0]?.timestampMs, c.t0, c.file);
-    assert.ok(trace.samples.every((s) => s.energyJ === null && s.powerAveraged === false && s.gpuIndex === 0 && s.gpuUuid === 'GPU-00000000-0000-0000-0000-000000000000'));
+    assert.deepEqual(trace.samples.toArray().map((s) => s.powerW), c.watts, c.file);
+    assert.equal(trace.samples.toArray()[0]?.timestampMs, c.t0, c.file);
+    assert.ok(trace.samples.toArray().every((s) => s.energyJ === null && s.powerAveraged === false && s.gpuIndex === 0 && s.gpuUuid === 'GPU-00000000-0000-0000-0000-000000000000'));
     assert.equal(trace.gpus.length, 1);
     assert.equal(trace.gpus[0]?.name, c.name);
     assert.equal(trace.gpus[0]?.migEnabled, c.mig, c.file);
@@ -47,12 +47,12 @@ test('real nvidia-smi captures (full --query-gpu, with units) parse without a ba
 test('without power.draw.instant: power.draw is the 1 s average where power.draw.average reads, instantaneous where it is [N/A]', () => {
   const h100 = parsePowerTrace(withColumn(capture(H100), 'power.draw.instant [W]', '[N/A]'));
   assert.deepEqual(h100.errors, []);
-  assert.deepEqual(h100.samples.map((s) => [s.powerW, s.powerAveraged]), [[69.85, true], [631.95, true]]);
+  assert.deepEqual(h100.samples.toArray().map((s) => [s.powerW, s.powerAveraged]), [[69.85, true], [631.95, true]]);
   const turing = parsePowerTrace(withColumn(capture('nvidia-smi-rtx-2080-super-windows-591.86.csv'), 'power.draw.instant [W]', '[Not Supported]'));
-  assert.deepEqual(turing.samples.map((s) => [s.powerW, s.powerAveraged]), [[38.92, false], [97.43, false]]);
+  assert.deepEqual(turing.samples.toArray().map((s) => [s.powerW, s.powerAveraged]), [[38.92, false], [97.43, false]]);
   // Only the average left: used, and flagged averaged.
   const avgOnly = parsePowerTrace(withColumn(withColumn(capture(H100), 'power.draw.instant [W]', 'ERR!'), 'power.draw [W]', '[Unknown Error]'));
-  assert.deepEqual(avgOnly.samples.map((s) => [s.powerW, s.powerAveraged]), [[69.85, true], [631.95, true]]);
+  assert.deepEqual(avgOnly.samples.toArray().map((s) => [s.powerW, s.powerAveraged]), [[69.85, true], [631.95, true]]);
 });
 
 test('a line with no readable power is reported with its number and the fields it had', () => {
@@ -78,17 +78,17 @@ test('the short query users run (units, several GPUs, written GPU by GPU) and it
   assert.equal(a.format, 'nvidia-smi');
   assert.deepEqual(a.errors, []);
   const t = Date.UTC(2026, 10, 1, 12, 0, 0);
-  assert.deepEqual(a.samples.map((s) => [s.timestampMs - t, s.gpuIndex, s.gpuUuid, s.powerW]), [
+  assert.deepEqual(a.samples.toArray().map((s) => [s.timestampMs - t, s.gpuIndex, s.gpuUuid, s.powerW]), [
     [100, 0, 'GPU-aaaa', 100.25], [100, 1, 'GPU-bbbb', 205], [200, 0, 'GPU-aaaa', 101.5], [200, 1, 'GPU-bbbb', 206],
   ]);
   // power.draw alone: averaging unknown, so taken as averaged (never overstate quality), and said so.
-  assert.ok(a.samples.every((s) => s.powerAveraged === true), 'power.draw alone: assumed averaged');
+  assert.ok(a.samples.toArray().every((s) => s.powerAveraged === true), 'power.draw alone: assumed averaged');
   assert.ok(a.notes.some((n) => /4 power\.draw line\(s\) without power\.draw\.average or compute_cap: taken as 1 s averages/.test(n)), a.notes.join('\n'));
   const nounits = parsePowerTrace(withUnits.replace(' [W]', '').replaceAll(' W', ''));
-  assert.deepEqual(nounits.samples, a.samples);
+  assert.deepEqual(nounits.samples.toArray(), a.samples.toArray());
   // The aliases of --help-query-gpu work too.
   const aliased = parsePowerTrace('timestamp, gpu_uuid, gpu.power.draw.instant [W]\n2026/11/01 12:00:00.100, GPU-cccc, 50.00 W\n');
-  assert.deepEqual(aliased.samples.map((s) => [s.gpuUuid, s.gpuIndex, s.powerW, s.powerAveraged]), [['GPU-cccc', 0, 50, false]]);
+  assert.deepEqual(aliased.samples.toArray().map((s) => [s.gpuUuid, s.gpuIndex, s.powerW, s.powerAveraged]), [['GPU-cccc', 0, 50, false]]);
 });
 
 test('power.draw without power.draw.average: compute_cap says whether it averages; without it, assumed averaged (the replay says so)', async () => {
@@ -97,7 +97,7 @@ test('power.draw without power.draw.average: compute_cap says whether it average
   for (const [cc, averaged] of [['9.0', true], ['8.6', true], ['8.0', false], ['7.5', false], ['[N/A]', true]] as const) {
     const trace = parsePowerTrace(`${header}\n${line(cc)}\n`);
     assert.deepEqual(trace.errors, []);
-    assert.equal(trace.samples[0]?.powerAveraged, averaged, cc);
+    assert.equal(trace.samples.toArray()[0]?.powerAveraged, averaged, cc);
     assert.equal(trace.notes.some((n) => /taken as 1 s averages/.test(n)), cc === '[N/A]', cc);
   }
   // The DESIGN's own example header, from an H100: the replay must not claim instantaneous power.
@@ -124,7 +124,7 @@ test('nvidia-smi: bad fields, [N/A] identities, repeated headers, comments, CRLF
     '2026/02/30 12:00:00.800, 0, GPU-aaaa, 100.00 W, 98.00 W', // 12: no such day
   ];
   const trace = parsePowerTrace(lines.join('\r\n'));
-  assert.deepEqual(trace.samples.map((s) => [s.gpuUuid, s.powerW]), [['GPU-aaaa', 100], ['GPU-aaaa', 99]]);
+  assert.deepEqual(trace.samples.toArray().map((s) => [s.gpuUuid, s.powerW]), [['GPU-aaaa', 100], ['GPU-aaaa', 99]]);
   assert.deepEqual(trace.errors.map((e) => e.line), [4, 5, 6, 9, 10, 12]);
   const msg = Object.fromEntries(trace.errors.map((e) => [e.line, e.message]));
   assert.match(msg[4] ?? '', /^timestamp: not "YYYY\/MM\/DD HH:MM:SS.mmm"/);
@@ -144,9 +144,9 @@ test('nvidia-smi timestamps: parsed exactly, zone offset applied when given', ()
   }
   const text = 'timestamp, index, power.draw [W]\n2026/11/01 12:00:00.000, 0, 10.00 W\n';
   const shifted = parsePowerTrace(text, { nvidiaSmiUtcOffsetMinutes: 120 });
-  assert.equal(shifted.samples[0]?.timestampMs, Date.UTC(2026, 10, 1, 10, 0, 0));
+  assert.equal(shifted.samples.toArray()[0]?.timestampMs, Date.UTC(2026, 10, 1, 10, 0, 0));
   assert.ok(shifted.notes.some((n) => /UTC\+120 min/.test(n)));
-  assert.equal(shifted.samples[0]?.gpuUuid, 'GPU-index-0');
+  assert.equal(shifted.samples.toArray()[0]?.gpuUuid, 'GPU-index-0');
 });
 
 test('plain trace: indices or UUIDs, empty energy or power, sorted per GPU', () => {
@@ -161,7 +161,7 @@ test('plain trace: indices or UUIDs, empty energy or power, sorted per GPU', () 
   const trace = parsePowerTrace(text, { fileName: 'p.csv' });
   assert.equal(trace.format, 'plain');
   assert.deepEqual(trace.errors, []);
-  assert.deepEqual(trace.samples.map((s) => [s.timestampMs - 1793534400000, s.gpuIndex, s.gpuUuid, s.powerW, s.energyJ]), [
+  assert.deepEqual(trace.samples.toArray().map((s) => [s.timestampMs - 1793534400000, s.gpuIndex, s.gpuUuid, s.powerW, s.energyJ]), [
     [100, 0, 'GPU-index-0', 300, 1000],
     [100, 1, 'GPU-index-1', 99, null],
     [100, 2, 'GPU-abc', null, 5000],
@@ -171,10 +171,10 @@ test('plain trace: indices or UUIDs, empty energy or power, sorted per GPU', () 
   assert.deepEqual(trace.gpus.map((g) => [g.index, g.uuid]), [[0, 'GPU-index-0'], [1, 'GPU-index-1'], [2, 'GPU-abc']]);
   // Columns in another order, and an extra column, are fine.
   const reordered = parsePowerTrace('gpu,note,energy_j,timestamp_ms,power_w\n0,x,1000,1793534400100,300\n');
-  assert.deepEqual(reordered.samples.map((s) => [s.powerW, s.energyJ]), [[300, 1000]]);
+  assert.deepEqual(reordered.samples.toArray().map((s) => [s.powerW, s.energyJ]), [[300, 1000]]);
   assert.ok(reordered.notes.some((n) => /columns ignored: note/.test(n)));
   // Power only, no energy column at all.
-  assert.equal(parsePowerTrace('timestamp_ms,gpu,power_w\n1793534400100,0,1\n').samples[0]?.energyJ, null);
+  assert.equal(parsePowerTrace('timestamp_ms,gpu,power_w\n1793534400100,0,1\n').samples.toArray()[0]?.energyJ, null);
 });
 
 test('plain trace: every bad line is reported with its number and reason', () => {
@@ -227,7 +227,7 @@ test('property: every data line becomes a sample or an error, never nothing; sam
       const trace = parsePowerTrace(['timestamp_ms,gpu,power_w,energy_j', ...lines].join('\n'));
       assert.equal(trace.samples.length + trace.errors.length, lines.length);
       const last = new Map<string, number>();
-      for (const s of trace.samples) {
+      for (const s of trace.samples.toArray()) {
         assert.ok(s.timestampMs > (last.get(s.gpuUuid) ?? -Infinity));
         last.set(s.gpuUuid, s.timestampMs);
       }
@@ -268,7 +268,7 @@ test('a simulated run written as a plain trace reads back identical, still label
   assert.match(text, /^timestamp_ms,gpu,power_w,energy_j,simulated\n/);
   const back = parsePowerTrace(text);
   assert.deepEqual(back.errors, []);
-  assert.deepEqual(back.samples, samples.map(({ powerAveraged: _averaged, ...rest }) => rest));
+  assert.deepEqual(back.samples.toArray(), samples.map(({ powerAveraged: _averaged, ...rest }) => rest));
   assert.ok(back.notes.some((n) => /marks simulated samples/.test(n)));
   // Without simulated samples the header is exactly the documented one.
   assert.equal(formatPlainTrace([{ ...samples[0], simulated: false } as PowerSample]).split('\n')[0], 'timestamp_ms,gpu,power_w,energy_j');
@@ -287,12 +287,12 @@ test('plain trace round trip keeps the GPU index and the averaging label of GPUs
   assert.match(text, /^timestamp_ms,gpu,power_w,energy_j,gpu_index,power_averaged\n/);
   const back = parsePowerTrace(text);
   assert.deepEqual(back.errors, []);
-  assert.deepEqual(back.samples, samples);
+  assert.deepEqual(back.samples.toArray(), samples);
   assert.deepEqual(back.gpus.map((g) => [g.index, g.uuid]), [[3, 'GPU-b'], [5, 'GPU-a']]);
   // Indices the reader would give anyway and no averaged power: the documented four columns, nothing lost.
   const plain = samples.map((s, i) => ({ ...s, gpuIndex: i % 2, powerAveraged: false }));
   assert.equal(formatPlainTrace(plain).split('\n')[0], 'timestamp_ms,gpu,power_w,energy_j');
-  assert.deepEqual(parsePowerTrace(formatPlainTrace(plain)).samples.map((s) => [s.gpuUuid, s.gpuIndex]), plain.map((s) => [s.gpuUuid, s.gpuIndex]));
+  assert.deepEqual(parsePowerTrace(formatPlainTrace(plain)).samples.toArray().map((s) => [s.gpuUuid, s.gpuIndex]), plain.map((s) => [s.gpuUuid, s.gpuIndex]));
   // Bad values in the new columns are reported like any other.
   const bad = parsePowerTrace('timestamp_ms,gpu,power_w,energy_j,gpu_index,power_averaged\n1800000000000,GPU-a,1,,x,\n1800000000000,2,1,,3,\n1800000000000,GPU-c,1,,4,yes\n');
   assert.deepEqual(bad.errors.map((e) => e.message), [
@@ -318,8 +318,8 @@ test('a line earlier than its GPU\'s previous line is an error naming the step, 
   assert.equal(trace.errors.length, 1, JSON.stringify(trace.errors));
   assert.equal(trace.errors[0]?.line, 5);
   assert.match(trace.errors[0]?.message ?? '', /^timestamp goes back 0\.5 s for GPU 0: .*T08:00:01\.500Z after .*T08:00:02\.000Z on line 4; not integrated across/);
-  assert.deepEqual(trace.samples.map((s) => [s.timestampMs - t, s.gpuIndex, s.energyJ]), [[0, 0, 10], [1000, 0, 110], [1200, 1, null], [2000, 0, 210], [3000, 0, 410]]);
-  const timeline = buildEnergyTimeline(trace.samples.filter((s) => s.gpuIndex === 0), { samplePeriodMs: 1000, maxAttributableGapMs: 60_000 });
+  assert.deepEqual(trace.samples.toArray().map((s) => [s.timestampMs - t, s.gpuIndex, s.energyJ]), [[0, 0, 10], [1000, 0, 110], [1200, 1, null], [2000, 0, 210], [3000, 0, 410]]);
+  const timeline = buildEnergyTimeline(trace.samples.toArray().filter((s) => s.gpuIndex === 0), { samplePeriodMs: 1000, maxAttributableGapMs: 60_000 });
   assert.equal(timeline.intervals.reduce((a, i) => a + i.energyJ, 0), 400);
   assert.ok(timeline.intervals.every((i) => !i.counterReset));
 });
@@ -347,7 +347,7 @@ test('captures concatenated out of order are put in time order only when they do
   const concatenated = [header, ...block(60_000, 5000), header, ...block(0, 100)].join('\n');
   const trace = parsePowerTrace(concatenated);
   assert.deepEqual(trace.errors, []);
-  assert.deepEqual(trace.samples.filter((s) => s.gpuIndex === 0).map((s) => [s.timestampMs - t, s.energyJ]), [[0, 100], [100, 130], [200, 160], [60_000, 5000], [60_100, 5030], [60_200, 5060]]);
+  assert.deepEqual(trace.samples.toArray().filter((s) => s.gpuIndex === 0).map((s) => [s.timestampMs - t, s.energyJ]), [[0, 100], [100, 130], [200, 160], [60_000, 5000], [60_100, 5030], [60_200, 5060]]);
   assert.ok(trace.notes.some((n) => /put in time order \(GPU 0: 2 blocks from line 9; GPU 1: 2 blocks from line 10\)/.test(n)), trace.notes.join('\n'));
   // Without a counter nothing confirms the order (a DST shift of under an hour looks the same): errors.
   const powerOnly = parsePowerTrace([header, ...block(60_000, null), header, ...block(0, null)].join('\n'));

@@ -93,7 +93,7 @@ test('leave-one-out: a configuration the data lacks is estimated from its neighb
 test('idle power and power limit of H100 and H200 are the ones in the real nvidia-smi captures', () => {
   for (const [type, file] of [['H100', 'nvidia-smi-h100-80gb-hbm3-590.48.01.csv'], ['H200', 'nvidia-smi-h200-590.48.01.csv']] as const) {
     const trace = parsePowerTrace(fixture(`traces/${file}`));
-    const idle = trace.samples[0];
+    const idle = trace.samples.toArray()[0];
     assert.ok(idle);
     assert.equal(GPU_TYPES[type].idlePowerW, idle.powerW, `${type} idle`);
     assert.equal(GPU_TYPES[type].powerLimitW, trace.gpus[0]?.powerLimitW, `${type} limit`);
