@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: every benchmark in turn, printing figures (never asserting timings).
- * Usage: npm run bench [-- name ...]   names: ingest attribution scrape agent nvml proxy export ledger
+ * Usage: npm run bench [-- name ...]   names: ingest attribution scrape agent nvml proxy export analyze ledger
  * Results are recorded by hand in BENCHMARKS.md with the machine they ran on.
  */
 import os from 'node:os';
@@ -14,6 +14,7 @@ const BENCHES: Bench[] = [
   { name: 'nvml', module: './nvml.js', fn: 'benchNvml' },
   { name: 'proxy', module: './proxy.js', fn: 'benchProxy' },
   { name: 'export', module: './export.js', fn: 'benchExport' },
+  { name: 'analyze', module: './analyze.js', fn: 'benchAnalyze' },
   { name: 'ledger', module: './ledger-insert.js', fn: 'benchLedgerInsert' },
 ];
 
