@@ -234,21 +234,41 @@ interface Block {
  *   millijoules), are errors.
  * Lines of different GPUs may come in any order: samples are merged by time, then GPU index.
  */
+/** The UUID a GPU named only by its index N is given: `GPU-index-N`. */
+const STAND_IN_UUID_PREFIX = 'GPU-index-';
+
+/**
+ * The GPU a row names. A row naming only the stand-in UUID of index N (a trace written from one
+ * without UUIDs, say, joined to the original) names GPU N, as a row naming only index N does:
+ * otherwise the two would be two GPUs under one UUID, and a sample of one would escape the other's
+ * checks (a second sample at one instant, a line back in time).
+ */
+function named(row: TraceRow): { gpuUuid: string | null; gpuIndex: number | null } {
+  const uuid = row.gpuUuid;
+  if (row.gpuIndex === null && uuid !== null && uuid.startsWith(STAND_IN_UUID_PREFIX)) {
+    const digits = uuid.slice(STAND_IN_UUID_PREFIX.length);
+    const index = Number(digits);
+    if (Number.isSafeInteger(index) && String(index) === digits) return { gpuUuid: null, gpuIndex: index };
+  }
+  return { gpuUuid: uuid, gpuIndex: row.gpuIndex };
+}
+
 function assemble(rows: TraceRows): { samples: PowerSampleColumns; gpus: GpuInfo[]; problems: TraceError[]; notes: string[] } {
   const byUuid = new Map<string, GpuInfo>();
   const byIndex = new Map<number, GpuInfo>();
-  const usedIndices = new Set(rows.identities.map((r) => r.gpuIndex).filter((i): i is number => i !== null));
+  const usedIndices = new Set(rows.identities.map((r) => named(r).gpuIndex).filter((i): i is number => i !== null));
   let nextFree = 0;
   const gpuOf = (row: TraceRow): GpuInfo => {
-    const known = (row.gpuUuid !== null ? byUuid.get(row.gpuUuid) : undefined) ?? (row.gpuUuid === null && row.gpuIndex !== null ? byIndex.get(row.gpuIndex) : undefined);
+    const { gpuUuid, gpuIndex } = named(row);
+    const known = (gpuUuid !== null ? byUuid.get(gpuUuid) : undefined) ?? (gpuUuid === null && gpuIndex !== null ? byIndex.get(gpuIndex) : undefined);
     if (known) return known;
-    let index = row.gpuIndex;
+    let index = gpuIndex;
     if (index === null) {
       while (usedIndices.has(nextFree)) nextFree++;
       index = nextFree;
       usedIndices.add(index);
     }
-    const uuid = row.gpuUuid ?? `GPU-index-${index}`; // the trace gives no UUID: a stable stand-in
+    const uuid = gpuUuid ?? `${STAND_IN_UUID_PREFIX}${index}`; // the trace gives no UUID: a stable stand-in
     const gpu: GpuInfo = {
       uuid,
       index,

@@ -324,6 +324,34 @@ test('a line earlier than its GPU\'s previous line is an error naming the step, 
   assert.ok(timeline.intervals.every((i) => !i.counterReset));
 });
 
+test('a GPU named by its stand-in UUID before its index is one GPU: its checks hold across both names', async () => {
+  const t = 1_800_000_000_000;
+  // `GPU-index-0` is what a trace without UUIDs calls GPU 0 (and what tokenwatt writes back for it).
+  const text = [
+    'timestamp_ms,gpu,power_w,energy_j',
+    `${t},GPU-index-0,100,`,
+    `${t},0,300,`, // 3: a second sample of GPU 0 at one instant
+    `${t + 100},0,300,`,
+    `${t + 50},GPU-index-0,100,`, // 5: back in time for GPU 0
+    `${t + 200},GPU-index-0,100,`,
+    `${t + 300},0,100,`,
+  ].join('\n');
+  const trace = parsePowerTrace(text);
+  assert.deepEqual(trace.errors.map((e) => [e.line, e.message.split(':')[0]]), [[3, 'second sample of GPU 0 at 2027-01-15T08'], [5, 'timestamp goes back 0.05 s for GPU 0']]);
+  assert.deepEqual(trace.gpus.map((g) => [g.index, g.uuid]), [[0, 'GPU-index-0']]);
+  assert.deepEqual(trace.samples.toArray().map((s) => [s.timestampMs - t, s.gpuIndex, s.gpuUuid]), [
+    [0, 0, 'GPU-index-0'], [100, 0, 'GPU-index-0'], [200, 0, 'GPU-index-0'], [300, 0, 'GPU-index-0'],
+  ]);
+  // Replayed, its samples are 100 ms apart (before, two GPUs under one UUID made it 200 ms).
+  const replay = new ReplayPowerSource({ path: 'two-names.csv', readFile: async () => text });
+  await replay.init();
+  assert.equal(replay.quality().samplePeriodMs, 100);
+  // A UUID that only looks like a stand-in stays a UUID.
+  const other = parsePowerTrace(['timestamp_ms,gpu,power_w,energy_j', `${t},GPU-index-07,100,`, `${t},7,100,`].join('\n'));
+  assert.deepEqual(other.errors, []);
+  assert.deepEqual(other.gpus.map((g) => [g.index, g.uuid]), [[0, 'GPU-index-07'], [7, 'GPU-index-7']]);
+});
+
 test('an nvidia-smi capture across a DST fall-back: the repeated hour is refused line by line, not interleaved', () => {
   // US/Eastern host: 01:00:00-01:00:59 EDT, then the clock falls back and 01:00:00.5-01:00:59.5 EST follows.
   const lines = ['timestamp, index, uuid, power.draw.instant [W]'];
