@@ -371,12 +371,7 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
   for (const g of input.gpus) if (!indexOf.has(g.uuid)) indexOf.set(g.uuid, g.index);
   const columns = input.samples instanceof PowerSampleColumns ? input.samples : PowerSampleColumns.of(input.samples);
   // Each sample's GPU by UUID (`slot`): the columns' GPU positions are (UUID, index) pairs.
-  const slotOf = new Map<string, number>();
-  const slotOfPosition = columns.gpus.map((g) => {
-    let slot = slotOf.get(g.uuid);
-    if (slot === undefined) slotOf.set(g.uuid, (slot = slotOf.size));
-    return slot;
-  });
+  const { slotOfPosition, slotOf } = columns.uuidSlots();
   const uuids = [...slotOf.keys()];
   const counts = new Uint32Array(uuids.length);
   let windowStart = Infinity;

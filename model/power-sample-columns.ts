@@ -107,6 +107,20 @@ export class PowerSampleColumns {
     return this.columns.gpus;
   }
 
+  /**
+   * GPUs told apart by UUID alone: the slot of each GPU position (positions are (UUID, index) pairs,
+   * and one UUID may come with two indices) and each UUID's slot, slots in order of first position.
+   */
+  uuidSlots(): { readonly slotOfPosition: Uint32Array; readonly slotOf: ReadonlyMap<string, number> } {
+    const slotOf = new Map<string, number>();
+    const slotOfPosition = Uint32Array.from(this.columns.gpus, (g) => {
+      let slot = slotOf.get(g.uuid);
+      if (slot === undefined) slotOf.set(g.uuid, (slot = slotOf.size));
+      return slot;
+    });
+    return { slotOfPosition, slotOf };
+  }
+
   energyAt(i: number): number | null {
     const e = this.columns.energyJ[i] as number;
     return Number.isNaN(e) ? null : e;

@@ -231,11 +231,13 @@ interface LoopedCounter {
 
 /** Median gap between consecutive samples of one GPU, ms (1000 when the trace has one sample per GPU). */
 function medianPeriod(samples: PowerSampleColumns): number {
-  const last = new Float64Array(samples.gpus.length).fill(Number.NaN);
+  // By UUID, as everything else here.
+  const { slotOfPosition, slotOf } = samples.uuidSlots();
+  const last = new Float64Array(slotOf.size).fill(Number.NaN);
   const gaps = new Float64Array(samples.length);
   let n = 0;
   for (let i = 0; i < samples.length; i++) {
-    const gpu = samples.gpuAt(i);
+    const gpu = slotOfPosition[samples.gpuAt(i)] as number;
     const t = samples.timestampAt(i);
     const prev = last[gpu] as number;
     if (t > prev) gaps[n++] = t - prev; // false while prev is NaN (the GPU's first sample)

@@ -83,3 +83,12 @@ test('a trace read in file order keeps its row arrays, and one with a bad line i
   assert.equal(withBadLine.errors.length, 1);
   assert.deepEqual(withBadLine.samples.toArray(), clean.samples.toArray());
 });
+
+test('uuidSlots tells GPUs apart by UUID alone: one UUID under two indices is one slot', () => {
+  const at = (t: number, gpuUuid: string, gpuIndex: number): PowerSample => ({ timestampMs: epochMs(T0 + t), gpuUuid, gpuIndex, powerW: watts(100), energyJ: null });
+  const columns = PowerSampleColumns.of([at(0, 'GPU-a', 0), at(0, 'GPU-b', 1), at(100, 'GPU-a', 3), at(100, 'GPU-c', 2)]);
+  assert.deepEqual(columns.gpus.map((g) => [g.uuid, g.index]), [['GPU-a', 0], ['GPU-b', 1], ['GPU-a', 3], ['GPU-c', 2]]);
+  const { slotOfPosition, slotOf } = columns.uuidSlots();
+  assert.deepEqual([...slotOfPosition], [0, 1, 0, 2]);
+  assert.deepEqual([...slotOf], [['GPU-a', 0], ['GPU-b', 1], ['GPU-c', 2]]);
+});
