@@ -129,6 +129,9 @@ const DAY_MS = 24 * HOUR_MS;
 const SETTLED_UNTIL = 'settled_until_ms';
 const ENERGY_COUNTED_UNTIL = 'energy_counted_until_ms';
 const NODE_KEY = 'node';
+/** Up to this many distinct hashes, a batch's index lookup is one query per hash (see indexCandidates). */
+const FEW_HASHES = 2;
+
 /** Every request row up to this seq is in request_ids (the rest are in {@link RecentRequestIds}). */
 const IDS_MERGED_THROUGH = 'request_ids_merged_through';
 const NO_SEQS: readonly number[] = Object.freeze([]);
@@ -397,6 +400,14 @@ export class Ledger {
     // Each hash once (the first of its chain): the join would return a repeated hash's entries once per repeat.
     const distinct: number[] = [];
     for (let i = 0; i < hashes.length; i++) if (chains.previousOf(i) === -1) distinct.push(hashes[i] as number);
+    if (distinct.length <= FEW_HASHES) {
+      // A single-record POST: a lookup per hash costs less than building and joining a JSON array.
+      for (const hash of distinct) {
+        const seqs = this.stmt(sql.ID_CANDIDATES).pluck().all(hash) as number[];
+        if (seqs.length > 0) found.set(hash, seqs);
+      }
+      return found;
+    }
     for (const row of this.stmt(sql.ID_CANDIDATES_OF).raw().iterate(JSON.stringify(distinct)) as Iterable<[number, number]>) {
       const seqs = found.get(row[0]);
       if (seqs === undefined) found.set(row[0], [row[1]]);
