@@ -288,6 +288,13 @@ export class EngineMetricsScraper implements RequestSource {
         case 'counter-reset':
           this.options.log.warn({ url, model: note.model }, `engine-metrics: ${url} counters reset (${note.reason}); counting from the restart`);
           break;
+        case 'counter-dip':
+          if (note.held) {
+            this.options.log.debug({ url, ...note }, `engine-metrics: ${url}: ${note.series} dipped from ${note.from} to ${note.to} (a lagging rank or float error, not a restart); counting on from ${note.from}`);
+          } else {
+            this.options.log.warn({ url, ...note }, `engine-metrics: ${url}: ${note.series} went down from ${note.from} to ${note.to} with its _created unchanged (not a restart: part of its count went away); nothing counted for it, counting on from ${note.to}`);
+          }
+          break;
         case 'missing-counter': {
           const what = note.metric === 'promptTokens' ? 'prompt' : 'generation';
           // A counter the page lacks altogether is reported once by checkResolved.

@@ -211,6 +211,8 @@ function counterSeries(
   }
   const series = new Map<string, CounterSeries>();
   for (const s of samples) {
+    // A counter never goes below zero: a negative value is as unreadable as NaN (the series is missing).
+    if (s.value < 0) continue;
     const key = seriesId(family, s.labels, RANK_LABELS);
     const known = series.get(key);
     if (known && known.value >= s.value) continue;

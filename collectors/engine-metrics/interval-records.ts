@@ -9,6 +9,12 @@ import type { CounterSeries, EngineSnapshot, ModelReading, RequestTimeSeries } f
 export type IntervalNote =
   /** Counters of the model restarted; `reason` names the series and what cannot be known. */
   | { readonly kind: 'counter-reset'; readonly model: string; readonly reason: string }
+  /**
+   * A counter went down with no restart behind it (see {@link COUNTER_DIP_RESTART_SHARE}): nothing is
+   * counted for it. `held`: a small dip, counted on from the higher value; else (its `_created` the
+   * same) from the lower one.
+   */
+  | { readonly kind: 'counter-dip'; readonly model: string; readonly series: string; readonly from: number; readonly to: number; readonly held: boolean }
   /** The model has no series of this counter: no record; the other counters' tokens are not recorded. */
   | { readonly kind: 'missing-counter'; readonly model: string; readonly metric: 'promptTokens' | 'generationTokens'; readonly dropped: TokenCounts }
   /**
@@ -210,8 +216,9 @@ export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, opt
   const clockNote = clockStepOf(baseline, curr);
   if (clockNote) notes.push(clockNote);
 
-  const resets = restartedOrigins(baseline, curr);
-  const { tracked, increases, incomplete, returned } = seriesIncreases(baseline, curr, resets, notes);
+  const { resets, dips } = restartedOrigins(baseline, curr);
+  for (const [key, dip] of dips) notes.push({ kind: 'counter-dip', model: dip.model, series: key, from: dip.from, to: dip.to, held: dip.held });
+  const { tracked, increases, incomplete, returned } = seriesIncreases(baseline, curr, resets, dips, notes);
   const absent = new Map<string, TrackedSeries[]>();
   for (const [key, t] of baseline.series) {
     if (tracked.has(key)) continue;
@@ -324,7 +331,17 @@ export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, opt
   return {
     records,
     notes,
-    baseline: { engine: curr.engine, atMs: curr.atMs, monoMs: curr.monoMs, restartMarker: curr.restartMarker ?? baseline.restartMarker, unreadable: curr.unreadable, series: tracked, models },
+    baseline: {
+      engine: curr.engine,
+      atMs: curr.atMs,
+      monoMs: curr.monoMs,
+      // A page without the marker keeps the last one, unless a restart was seen without it: that
+      // marker is then stale, and its change on the next page must not count the restart again.
+      restartMarker: curr.restartMarker ?? (resets.size > 0 ? null : baseline.restartMarker),
+      unreadable: curr.unreadable,
+      series: tracked,
+      models,
+    },
   };
 }
 
@@ -452,18 +469,45 @@ function intervalBounds(before: ModelState, curr: EngineSnapshot): { startMs: nu
 }
 
 /**
- * Origins (engines) whose counters restarted since the baseline, with the reasons.
+ * A counter that goes down by more than this share of its value is taken to have restarted, unless
+ * its `_created` stayed the same. A smaller dip is not a restart: ranks of one replica are merged by
+ * their largest value, so one rank missing from a page lowers it by the tokens that rank lags, and
+ * float sums can lose a fraction; counting such a dip as a restart would count the engine's whole
+ * lifetime again. The cost of the rule: a process that restarts and, within one scrape, counts back
+ * to over 99% of what the old one had counted (so the old one had counted little) has that missed.
+ */
+export const COUNTER_DIP_RESTART_SHARE = 0.01;
+
+/** A counter that went down without a restart: nothing counted; `held` keeps the higher value as the base. */
+interface CounterDip {
+  readonly model: string;
+  readonly from: number;
+  readonly to: number;
+  readonly held: boolean;
+}
+
+/**
+ * Origins (engines) whose counters restarted since the baseline, with the reasons, and the
+ * counters that went down without a restart.
  *
- * Without a restart marker, a restart shows as a counter going down. The new process's other
- * counters may already have passed their old values, so one counter going down resets every
- * counter of its origin: they all count from zero. Other origins of the same model (vLLM
+ * A changed restart marker (`process_start_time_seconds`, the process serving the page) restarts
+ * every origin; a series' changed `_created` restarts its origin. The page's marker staying the
+ * same proves nothing of an origin, whose counting process may not be the one serving the page.
+ * Otherwise a counter going down by over {@link COUNTER_DIP_RESTART_SHARE} of its value restarts
+ * its origin, unless its `_created` stayed the same: then part of its count went away (a worker's
+ * share) and it is counted on from the lower value. A smaller dip is held: counted on from the
+ * higher value, which the lagging rank makes good when it catches up.
+ *
+ * A restart resets every counter of its origin, since the new process's other counters may already
+ * have passed their old values: they all count from zero. Other origins of the same model (vLLM
  * `engine`, SGLang `dp_rank`, custom labels) whose counters all went up are taken to have kept
  * counting. If they restarted too (one process behind several labels), up to their last values
  * are missed: bounded by what they counted since the restart. The other choice, counting their
  * whole values, would add their lifetime totals when only one engine restarted.
  */
-function restartedOrigins(baseline: EngineBaseline, curr: EngineSnapshot): Map<string, { model: string; reasons: string[] }> {
+function restartedOrigins(baseline: EngineBaseline, curr: EngineSnapshot): { resets: Map<string, { model: string; reasons: string[] }>; dips: Map<string, CounterDip> } {
   const resets = new Map<string, { model: string; reasons: string[] }>();
+  const dips = new Map<string, CounterDip>();
   const add = (s: CounterSeries, reason: string): void => {
     const known = resets.get(s.origin);
     if (!known) resets.set(s.origin, { model: s.model, reasons: [reason] });
@@ -474,15 +518,22 @@ function restartedOrigins(baseline: EngineBaseline, curr: EngineSnapshot): Map<s
     const reason = `engine process restarted (process_start_time_seconds ${baseline.restartMarker} -> ${curr.restartMarker})`;
     for (const t of baseline.series.values()) add(t.series, reason);
     for (const s of curr.counters) add(s, reason);
-    return resets;
+    return { resets, dips };
   }
   for (const s of curr.counters) {
     const before = baseline.series.get(s.key)?.series;
     if (!before) continue;
-    if (s.value < before.value) add(s, `${s.key} went from ${before.value} to ${s.value}`);
-    else if (before.created !== null && s.created !== null && before.created !== s.created) add(s, `${s.key} was re-created (_created ${before.created} -> ${s.created})`);
+    const created = before.created !== null && s.created !== null;
+    if (created && before.created !== s.created) add(s, `${s.key} was re-created (_created ${before.created} -> ${s.created})`);
+    else if (s.value < before.value) {
+      const held = before.value - s.value <= COUNTER_DIP_RESTART_SHARE * before.value;
+      if (held || created) dips.set(s.key, { model: s.model, from: before.value, to: s.value, held });
+      else add(s, `${s.key} went from ${before.value} to ${s.value}`);
+    }
   }
-  return resets;
+  // A restart of the origin counts its series from zero: a dip of one of them is part of it.
+  for (const s of curr.counters) if (resets.has(s.origin)) dips.delete(s.key);
+  return { resets, dips };
 }
 
 function resetNote(reasons: readonly string[], model: string, tracked: ReadonlyMap<string, TrackedSeries>, resets: ReadonlyMap<string, unknown>): string {
@@ -496,6 +547,7 @@ function seriesIncreases(
   baseline: EngineBaseline,
   curr: EngineSnapshot,
   resets: ReadonlyMap<string, unknown>,
+  dips: ReadonlyMap<string, CounterDip>,
   notes: IntervalNote[],
 ): {
   tracked: Map<string, TrackedSeries>;
@@ -513,9 +565,14 @@ function seriesIncreases(
   };
   for (const s of curr.counters) {
     const before = baseline.series.get(s.key);
+    const dip = dips.get(s.key);
     let inc: number;
+    let kept = s;
     if (resets.has(s.origin)) inc = s.value; // counted since the restart
-    else if (before?.status === 'stale') {
+    else if (dip !== undefined) {
+      inc = 0;
+      if (dip.held) kept = { ...s, value: dip.from };
+    } else if (before?.status === 'stale') {
       inc = 0;
       unknown(s);
     } else if (before) {
@@ -528,7 +585,7 @@ function seriesIncreases(
     } else inc = s.value; // created since the previous scrape, from zero
     const perName = increases.get(s.model) ?? new Map<string, number>();
     increases.set(s.model, perName.set(s.name, (perName.get(s.name) ?? 0) + inc));
-    tracked.set(s.key, { series: s, seenMs: curr.atMs, status: 'seen' });
+    tracked.set(s.key, { series: kept, seenMs: curr.atMs, status: 'seen' });
   }
   return { tracked, increases, incomplete, returned };
 }

@@ -5,7 +5,7 @@ import { parseRequestRecord } from '../../model/request-record.js';
 import { parsePrometheusText } from '../../collectors/engine-metrics/prometheus-text.js';
 import { readEngineSnapshot } from '../../collectors/engine-metrics/engine-snapshot.js';
 import type { EngineSnapshot } from '../../collectors/engine-metrics/engine-snapshot.js';
-import { baselineOf, intervalRecords, MAX_HELD_SCRAPES, nextInterval } from '../../collectors/engine-metrics/interval-records.js';
+import { baselineOf, COUNTER_DIP_RESTART_SHARE, intervalRecords, MAX_HELD_SCRAPES, nextInterval } from '../../collectors/engine-metrics/interval-records.js';
 import type { EngineBaseline, IntervalNote } from '../../collectors/engine-metrics/interval-records.js';
 import { bump, fixture, withValue } from './fixtures.js';
 
@@ -54,8 +54,11 @@ test('vLLM 0.10 page, two scrapes: deltas summed over engines, batch = mean runn
   assert.equal(intervalRecords(vllm(before, T0), vllm(after, T1), { engineId: 'vllm-a' }).records[0]?.request_id, r.requestId);
 });
 
+/** A page without `_created` series (vLLM disables them; so can PROMETHEUS_DISABLE_CREATED_SERIES). */
+const withoutCreated = (text: string): string => text.split('\n').filter((l) => !/_created[{ ]/.test(l)).join('\n');
+
 test('a counter that goes down is an engine restart: the delta is what it counted since', () => {
-  const before = fixture('vllm-v1-deprecated-prefix-names-rendered.prom');
+  const before = withoutCreated(fixture('vllm-v1-deprecated-prefix-names-rendered.prom'));
   const S = '{engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct"}';
   let after = withValue(before, `vllm:prompt_tokens_total${S}`, 500);
   after = withValue(after, `vllm:generation_tokens_total${S}`, 80);
@@ -66,6 +69,78 @@ test('a counter that goes down is an engine restart: the delta is what it counte
   assert.equal(r.completionTokens, 80);
   assert.equal(r.cachedTokens, 100);
   assert.ok(notes.some((n) => n.kind === 'counter-reset' && n.reason.startsWith('vllm:prompt_tokens{engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct"} went from 3401280 to 500')));
+});
+
+test('a small dip is not a restart: nothing counted, then counting goes on from the higher value', () => {
+  // Float error, or the leading rank of a replica missing from one page (ranks merge by their largest value).
+  const page = (prompt: number, gen: number, created = true): string => [
+    'process_start_time_seconds 1.7e9',
+    `vllm:prompt_tokens_total{model_name="m"} ${prompt}`,
+    ...(created ? ['vllm:prompt_tokens_created{model_name="m"} 1.7e9'] : []),
+    `vllm:generation_tokens_total{model_name="m"} ${gen}`,
+    'vllm:num_requests_running{model_name="m"} 2',
+  ].join('\n');
+  for (const created of [true, false]) {
+    const pages = [page(1_000_000, 50_000, created), page(999_999.5, 50_100, created), page(1_000_100, 50_200, created)];
+    const out = run(pages.map((text, i) => readEngineSnapshot(parsePrometheusText(text), 'vllm', T0 + i * 15_000, 'unknown', i * 15_000)));
+    assert.deepEqual([out.prompt, out.completion], [100, 200], `created ${created}`);
+    const dip = out.notes.find((n) => n.kind === 'counter-dip');
+    assert.deepEqual(dip, { kind: 'counter-dip', model: 'm', series: 'vllm:prompt_tokens{model_name="m"}', from: 1_000_000, to: 999_999.5, held: true });
+    assert.ok(!out.notes.some((n) => n.kind === 'counter-reset'));
+  }
+});
+
+test('SGLang tensor-parallel ranks: a page without the leading rank is a dip, not a restart of a lifetime of tokens', () => {
+  const page = (rank0: number | null, rank1: number): string => [
+    'process_start_time_seconds 1.7e9',
+    ...(rank0 === null ? [] : [`sglang:prompt_tokens_total{model_name="m",tp_rank="0"} ${rank0}`, `sglang:generation_tokens_total{model_name="m",tp_rank="0"} 500000`]),
+    `sglang:prompt_tokens_total{model_name="m",tp_rank="1"} ${rank1}`,
+    'sglang:generation_tokens_total{model_name="m",tp_rank="1"} 500000',
+    'sglang:num_running_reqs{model_name="m",tp_rank="0"} 2',
+  ].join('\n');
+  const snaps = [page(2_000_000, 1_999_990), page(null, 1_999_995), page(2_000_010, 2_000_010)]
+    .map((text, i) => readEngineSnapshot(parsePrometheusText(text), 'sglang', T0 + i * 15_000, 'unknown', i * 15_000));
+  const out = run(snaps);
+  assert.equal(out.prompt, 10, 'the 10 tokens rank 0 counted, once');
+  assert.equal(out.completion, 0);
+  assert.ok(!out.notes.some((n) => n.kind === 'counter-reset'));
+});
+
+test('a large drop with the same _created is no restart: part of the count went away, counting goes on from the lower value', () => {
+  const before = fixture('vllm-v1-deprecated-prefix-names-rendered.prom');
+  const S = '{engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct"}';
+  const dropped = withValue(before, `vllm:prompt_tokens_total${S}`, 1_000_000);
+  const later = bump(dropped, `vllm:prompt_tokens_total${S}`, 700);
+  const out = run([before, dropped, later].map((text, i) => vllm(text, T0 + i * 15_000)));
+  assert.equal(out.prompt, 700);
+  assert.ok(out.notes.some((n) => n.kind === 'counter-dip' && !n.held && n.from === 3_401_280 && n.to === 1_000_000));
+  assert.ok(!out.notes.some((n) => n.kind === 'counter-reset'));
+});
+
+test('a negative counter value is unreadable, not a restart: it neither subtracts from the other engines nor counts twice', () => {
+  const page = (a: number, b: number): string => [
+    'process_start_time_seconds 1.7e9',
+    `vllm:prompt_tokens_total{engine="0",model_name="m"} ${a}`, `vllm:prompt_tokens_total{engine="1",model_name="m"} ${b}`,
+    'vllm:generation_tokens_total{engine="0",model_name="m"} 10', 'vllm:generation_tokens_total{engine="1",model_name="m"} 10',
+    'vllm:num_requests_running{model_name="m"} 2',
+  ].join('\n');
+  const snaps = [page(1000, 1000), page(-400, 1500), page(1100, 1600)].map((text, i) => readEngineSnapshot(parsePrometheusText(text), 'vllm', T0 + i * 15_000, 'unknown', i * 15_000));
+  const out = run(snaps);
+  assert.deepEqual([out.prompt, out.completion], [700, 0], 'engine 0 +100 and engine 1 +600, each once');
+  assert.ok(!out.notes.some((n) => n.kind === 'counter-reset'));
+});
+
+test('a restart seen on a page without the marker is not counted again when the marker comes back changed', () => {
+  const page = (marker: number | null, prompt: number): string => [
+    ...(marker === null ? [] : [`process_start_time_seconds ${marker}`]),
+    `vllm:prompt_tokens_total{model_name="m"} ${prompt}`,
+    `vllm:generation_tokens_total{model_name="m"} ${prompt / 10}`,
+    'vllm:num_requests_running{model_name="m"} 2',
+  ].join('\n');
+  const snaps = [page(1.7e9, 100_000), page(null, 50), page(1.8e9, 80)].map((text, i) => readEngineSnapshot(parsePrometheusText(text), 'vllm', T0 + i * 15_000, 'unknown', i * 15_000));
+  const out = run(snaps);
+  assert.deepEqual([out.prompt, out.completion], [80, 8], 'the new process counted 80 and 8, once');
+  assert.equal(out.notes.filter((n) => n.kind === 'counter-reset').length, 1);
 });
 
 test('a changed _created timestamp is a restart even when the counters already grew past the old values', () => {
@@ -433,7 +508,8 @@ test('property: over random runs with restarts, missing and unreadable series, p
           // Without a marker a restart must show: its prompt counter is read, below its last reading.
           if (s.restart && !step.pageRestart && !eng.restartedSince.prompt && eng.lastSeen.prompt > 0) {
             restart(eng);
-            prompt = Math.min(prompt, eng.lastSeen.prompt - 1);
+            // Below by more than a dip (COUNTER_DIP_RESTART_SHARE), or it would be read as one.
+            prompt = Math.min(prompt, Math.ceil(eng.lastSeen.prompt * (1 - COUNTER_DIP_RESTART_SHARE)) - 1);
             (s as { hide: string }).hide = 'none';
             restartSteps.add(k);
           }
