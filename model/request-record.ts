@@ -98,10 +98,14 @@ export function parseTimestamp(value: unknown): { ok: true; ms: EpochMs } | { ok
   if (typeof value === 'string') {
     const fields = RFC3339.exec(value);
     if (!fields) return { ok: false, reason: `not an RFC 3339 timestamp: ${JSON.stringify(value.slice(0, 40))}` };
+    if (fields[6] === '60') return { ok: false, reason: `leap seconds (:60) are not accepted: ${JSON.stringify(value.slice(0, 40))}; send :59.999` };
     const ms = Date.parse(value.replace(' ', 'T'));
     if (!Number.isFinite(ms) || !realCalendarTime(fields)) return { ok: false, reason: `not a valid date: ${JSON.stringify(value.slice(0, 40))}` };
+    // The same range as epoch milliseconds: "0001-01-01T00:00:00Z" is an unset time (Go's zero value), not a start.
+    if (ms < MIN_EPOCH_MS || ms > MAX_EPOCH_MS) return { ok: false, reason: `out of range (got ${JSON.stringify(value.slice(0, 40))}; from 2000 to 2200)` };
     return { ok: true, ms: ms as EpochMs };
   }
+  if (value === undefined) return { ok: false, reason: 'required' };
   return { ok: false, reason: 'must be an RFC 3339 string or epoch milliseconds' };
 }
 
@@ -113,7 +117,11 @@ const timestamp = z.unknown().transform((value, ctx) => {
   }
   return parsed.ms;
 });
-const tokenCount = z.number().int('must be an integer').min(0, 'must be >= 0').max(MAX_TOKENS, `must be <= ${MAX_TOKENS}`);
+/** One reason per count: zod's int() also refuses integers past 2^53, where "must be an integer" would be wrong. */
+const tokenCount = z.number().superRefine((n, ctx) => {
+  const reason = n < 0 ? 'must be >= 0' : n > MAX_TOKENS ? `must be <= ${MAX_TOKENS}` : Number.isInteger(n) ? null : 'must be an integer';
+  if (reason !== null) ctx.addIssue({ code: 'custom', message: reason });
+});
 const gpuRef = z.union([z.number().int().min(0).max(1023), text(1, 128)]);
 
 /** The wire schema of DESIGN.md (snake_case). Unknown keys are refused so a typo is not lost silently. */

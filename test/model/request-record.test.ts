@@ -53,6 +53,24 @@ test('timestamps: seconds by mistake and malformed strings are refused', () => {
   assert.equal(parseTimestamp(Number.NaN).ok, false);
 });
 
+test('RFC 3339 times are held to the same 2000-2200 range as epoch milliseconds; a missing time is "required"', () => {
+  const reasons = (patch: Record<string, unknown>): string[] => {
+    const parsed = parseRequestRecord({ ...base, ...patch }, 0);
+    return parsed.ok ? [] : parsed.errors.map((e) => `${e.field}: ${e.reason}`);
+  };
+  // Go's zero time.Time, and the Unix epoch: unset times, which would be stored as a 2,000-year request.
+  assert.deepEqual(reasons({ start: '0001-01-01T00:00:00Z' }), ['start: out of range (got "0001-01-01T00:00:00Z"; from 2000 to 2200)']);
+  assert.deepEqual(reasons({ start: '1970-01-01T00:00:00Z' }), ['start: out of range (got "1970-01-01T00:00:00Z"; from 2000 to 2200)']);
+  assert.deepEqual(reasons({ end: '2201-01-01T00:00:00Z' }), ['end: out of range (got "2201-01-01T00:00:00Z"; from 2000 to 2200)']);
+  assert.deepEqual(reasons({ start: '2000-01-01T00:00:00Z' }), []);
+  assert.deepEqual(reasons({ start: '2026-06-30T23:59:60Z' }), ['start: leap seconds (:60) are not accepted: "2026-06-30T23:59:60Z"; send :59.999']);
+  assert.deepEqual(reasons({ start: undefined }), ['start: required']);
+  // One reason per count: 2^60 is out of range, not "not an integer".
+  assert.deepEqual(reasons({ prompt_tokens: 2 ** 60 }), ['prompt_tokens: must be <= 100000000']);
+  assert.deepEqual(reasons({ prompt_tokens: 1.5 }), ['prompt_tokens: must be an integer']);
+  assert.deepEqual(reasons({ prompt_tokens: -1 }), ['prompt_tokens: must be >= 0']);
+});
+
 test('dates that do not exist are refused, not rolled over into another day', () => {
   for (const bad of ['2026-02-30T00:00:00Z', '2026-04-31T12:00:00Z', '2026-07-01T24:00:00Z', '2026-07-01T12:00:00+24:00']) {
     const r = parseRequestRecord({ request_id: 'd', model: 'm', start: bad, end: '2026-08-01T00:00:00Z', prompt_tokens: 1, completion_tokens: 1 }, 0);
