@@ -29,12 +29,15 @@ interface WireError {
   reason: string;
 }
 
-type BodyFormat = 'json' | 'ndjson' | 'auto';
+type BodyFormat = 'json' | 'ndjson' | 'json-seq' | 'auto';
 
 const NDJSON_TYPES = new Set([
   'application/x-ndjson', 'application/ndjson', 'application/jsonl', 'application/x-jsonl',
-  'application/jsonlines', 'application/x-jsonlines', 'application/json-seq',
+  'application/jsonlines', 'application/x-jsonlines',
 ]);
+/** RFC 7464: each record is a record separator, a JSON text (which may span lines), a newline. */
+const JSON_SEQ_TYPE = 'application/json-seq';
+const RECORD_SEPARATOR = '\u001e';
 const WIRE_FIELDS = new Set(Object.keys(requestRecordWireSchema.shape));
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -189,6 +192,7 @@ function bodyFormat(contentType: string | undefined): BodyFormat | { error: stri
   }
   if (mediaType === 'application/json') return 'json';
   if (NDJSON_TYPES.has(mediaType)) return 'ndjson';
+  if (mediaType === JSON_SEQ_TYPE) return 'json-seq';
   if (mediaType === 'text/plain') return 'auto';
   return { error: `content-type ${mediaType} is not supported (use application/json or application/x-ndjson)` };
 }
@@ -211,16 +215,23 @@ function readBody(req: IncomingMessage, limit: number, gzip: boolean): Promise<B
       resolve(body);
     };
     let source: Readable = req;
+    let gunzip: ReturnType<typeof createGunzip> | null = null;
     if (gzip) {
-      const gunzip = createGunzip();
+      gunzip = createGunzip();
       gunzip.on('error', (error) => finish({ kind: 'bad-encoding', reason: error.message }));
       source = req.pipe(gunzip);
     }
+    // Once the answer is known, stop inflating: what gzip already holds can be a thousand times its size.
+    const stopInflating = (): void => {
+      if (gunzip === null) return;
+      req.unpipe(gunzip);
+      gunzip.destroy();
+    };
     source.on('data', (chunk: Buffer) => {
       if (done) return;
       size += chunk.length;
       if (size > limit) {
-        if (gzip) req.unpipe();
+        stopInflating();
         req.pause();
         finish({ kind: 'too-large' });
         return;
@@ -228,9 +239,14 @@ function readBody(req: IncomingMessage, limit: number, gzip: boolean): Promise<B
       chunks.push(chunk);
     });
     source.on('end', () => finish({ kind: 'ok', bytes: Buffer.concat(chunks, size) }));
-    req.on('error', () => finish({ kind: 'aborted' }));
+    req.on('error', () => {
+      stopInflating();
+      finish({ kind: 'aborted' });
+    });
     req.on('close', () => {
-      if (!req.complete) finish({ kind: 'aborted' });
+      if (req.complete) return;
+      stopInflating();
+      finish({ kind: 'aborted' });
     });
   });
 }
@@ -251,6 +267,7 @@ function splitBody(bytes: Buffer, format: BodyFormat): BodyCandidates | { error:
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // byte-order mark
   if (text.trim() === '') return { error: 'empty body: send a JSON object, a JSON array or NDJSON' };
+  if (format === 'json-seq') return fromJsonSeq(text);
   if (format !== 'ndjson') {
     try {
       return fromJson(JSON.parse(text));
@@ -291,6 +308,39 @@ function fromNdjson(text: string): BodyCandidates {
       values.push(undefined);
     }
     lines.push(lineNumber);
+  }
+  return { values, lines, parseErrors: parseErrors ?? NO_PARSE_ERRORS };
+}
+
+/** A JSON text sequence (RFC 7464): records start at a record separator; each is named by the line it starts on. */
+function fromJsonSeq(text: string): BodyCandidates {
+  const values: unknown[] = [];
+  const lines: number[] = [];
+  let parseErrors: Map<number, string> | null = null;
+  let lineNumber = 1;
+  let counted = 0; // text before this offset has its newlines in lineNumber
+  const lineAt = (offset: number): number => {
+    for (let i = text.indexOf('\n', counted); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) lineNumber += 1;
+    counted = offset;
+    return lineNumber;
+  };
+  const first = text.indexOf(RECORD_SEPARATOR);
+  if (first === -1 || text.slice(0, first).trim() !== '') {
+    return { values: [undefined], lines: [1], parseErrors: new Map([[0, `line 1 does not start with a record separator (0x1E): not a JSON text sequence (RFC 7464); for one record per line, send content-type application/x-ndjson`]]) };
+  }
+  for (let from = first; from !== -1; ) {
+    const next = text.indexOf(RECORD_SEPARATOR, from + 1);
+    const record = text.slice(from + 1, next === -1 ? text.length : next).trim();
+    const line = lineAt(from);
+    from = next;
+    if (record === '') continue;
+    try {
+      values.push(JSON.parse(record));
+    } catch (error) {
+      (parseErrors ??= new Map()).set(values.length, `the record starting on line ${line} is not valid JSON: ${(error as Error).message}`);
+      values.push(undefined);
+    }
+    lines.push(line);
   }
   return { values, lines, parseErrors: parseErrors ?? NO_PARSE_ERRORS };
 }

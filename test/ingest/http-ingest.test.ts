@@ -95,6 +95,24 @@ test('NDJSON: a line that is not JSON is named by record index and line number; 
   assert.deepEqual(Object.fromEntries(s.rejected), { parse: 1, record: 1 });
 });
 
+test('application/json-seq (RFC 7464): records after record separators, across lines; a bad one named by the line it starts on', async (t) => {
+  const s = await startIngestServer();
+  t.after(s.stop);
+  const RS = '\u001e';
+  const body = `${RS}${JSON.stringify(wire(0))}\n${RS}${JSON.stringify(wire(1), null, 2)}\n${RS}{"request_id": "r-2",\n${RS}${JSON.stringify(wire(3))}\n`;
+  const reply = await send(s.port, { headers: { 'content-type': 'application/json-seq' }, body });
+  assert.equal(reply.status, 400, reply.text);
+  assert.equal(reply.json?.accepted, 3);
+  const errors = reply.json?.errors as { index: number; line: number; field: string; reason: string }[];
+  const prettyLines = JSON.stringify(wire(1), null, 2).split('\n').length;
+  assert.deepEqual(errors.map((e) => [e.index, e.line, e.field]), [[2, 2 + prettyLines, '(record)']]);
+  assert.match(errors[0]?.reason ?? '', new RegExp(`^the record starting on line ${2 + prettyLines} is not valid JSON`));
+  // Without separators it is not a JSON text sequence, and the answer says what to send instead.
+  const plain = await send(s.port, { headers: { 'content-type': 'application/json-seq' }, body: JSON.stringify(wire(9)) });
+  assert.equal(plain.status, 400);
+  assert.match(JSON.stringify(plain.json?.errors), /does not start with a record separator \(0x1E\)/);
+});
+
 test('a body that is not JSON at all, an empty body, and a JSON scalar are refused as a whole', async (t) => {
   const s = await startIngestServer();
   t.after(s.stop);
