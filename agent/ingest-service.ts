@@ -43,6 +43,8 @@ interface Submission {
   readonly errors: RecordError[];
   /** Source state committed with the records (see {@link SubmitOptions.state}). */
   readonly state: readonly SourceStateWrite[];
+  /** Records refused while resolving, by reason: counted once the submission commits. */
+  readonly rejectedBy: ReadonlyMap<string, number>;
   resolve(result: IngestResult): void;
   reject(error: unknown): void;
 }
@@ -93,12 +95,13 @@ export class IngestService implements RequestSink {
     if (this.queuedRecords > 0 && this.queuedRecords + resolved.length > this.options.queueLimit) {
       throw new BackpressureError(this.options.retryAfterSeconds ?? 1);
     }
-    // Counted once the submission is taken, so a refused (429) one is not counted again on its retry.
-    for (const [reason, n] of rejectedBy) this.options.onRejected?.(reason, n);
     const state = options.state ?? [];
-    if (resolved.length === 0 && state.length === 0) return { accepted: 0, duplicates: 0, late: 0, errors };
+    if (resolved.length === 0 && state.length === 0) {
+      this.countRejected(rejectedBy);
+      return { accepted: 0, duplicates: 0, late: 0, errors };
+    }
     return new Promise<IngestResult>((resolve, reject) => {
-      this.queue.push({ records: resolved, indexes, errors, state, resolve, reject });
+      this.queue.push({ records: resolved, indexes, errors, state, rejectedBy, resolve, reject });
       this.queuedRecords += resolved.length;
       this.scheduled ??= setImmediate(() => this.flush());
     });
@@ -160,12 +163,22 @@ export class IngestService implements RequestSink {
       duplicateTotal += duplicates;
       s.resolve({ accepted, duplicates, late, errors });
     }
+    // Counted only once committed: a submission refused (429) or failed (503) is sent again, and
+    // counted then.
+    for (const s of batch) this.countRejected(s.rejectedBy);
     this.notify(() => {
       if (stored.inserted.length > 0) this.options.onAccepted(stored.inserted);
     });
     if (conflicts.size > 0) this.notify(() => this.options.onRejected?.('request_id', conflicts.size));
     if (lateTotal > 0) this.notify(() => this.options.onLate?.(lateTotal));
     if (duplicateTotal > 0) this.notify(() => this.options.onDuplicate?.(duplicateTotal));
+  }
+
+  private countRejected(rejectedBy: ReadonlyMap<string, number>): void {
+    if (rejectedBy.size === 0) return;
+    this.notify(() => {
+      for (const [reason, n] of rejectedBy) this.options.onRejected?.(reason, n);
+    });
   }
 
   private notify(callback: () => void): void {

@@ -247,6 +247,24 @@ test('a sink that cannot store answers 503 and the handler reports nothing as ac
   assert.deepEqual([limited.status, limited.headers['retry-after']], [429, '7']);
 });
 
+test('a commit that fails (503) counts no refusal, so the client\'s retry counts each refused record once', async (t) => {
+  const s = await startIngestServer();
+  t.after(s.stop);
+  // A trigger makes the first commit fail, as a full disk would.
+  const db = (s.ledger as unknown as { db: { exec(sql: string): void } }).db;
+  db.exec(`CREATE TRIGGER fail_once BEFORE INSERT ON requests WHEN (SELECT count(*) FROM agent_state WHERE key = 'test:fail') > 0
+    BEGIN SELECT RAISE(ABORT, 'disk full'); END; INSERT INTO agent_state (key, value) VALUES ('test:fail', '1')`);
+  const body = [JSON.stringify(wire(0)), JSON.stringify(wire(1, { gpus: [7] })), '{oops'].join('\n');
+  const failed = await send(s.port, { headers: NDJSON_TYPE, body });
+  assert.equal(failed.status, 503, failed.text);
+  assert.deepEqual(Object.fromEntries(s.rejected), {});
+  db.exec(`DELETE FROM agent_state WHERE key = 'test:fail'`);
+  const retried = await send(s.port, { headers: NDJSON_TYPE, body });
+  assert.equal(retried.status, 400, retried.text);
+  assert.equal(retried.json?.accepted, 1);
+  assert.deepEqual(Object.fromEntries(s.rejected), { gpus: 1, parse: 1 });
+});
+
 test('late records are accepted and counted as late', async (t) => {
   const s = await startIngestServer({ settledUntil: epochMs(T0 + 2500) });
   t.after(s.stop);
