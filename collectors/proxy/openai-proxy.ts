@@ -787,6 +787,7 @@ export class OpenAiProxy implements RequestSource {
       answer.completionEstimate = estimateCompletionTokens(f.contentChars + f.reasoningChars, f.contentEvents);
       answer.reasoningEstimate = tokensFromChars(f.reasoningChars);
     };
+    let droppedLast = false;
     const relay = (events: Buffer[]): void => {
       if (!strip) {
         for (let i = 0; i < events.length; i++) observer.observe(events[i] as Buffer);
@@ -795,7 +796,10 @@ export class OpenAiProxy implements RequestSource {
       let single: Buffer | null = null;
       let several: Buffer[] | null = null;
       for (let i = 0; i < events.length; i++) {
-        const forward = observer.observe(events[i] as Buffer);
+        const event = events[i] as Buffer;
+        // The LF of a CRLF split from its event by the chunking goes where that event went.
+        const forward = splitter.endsPrevious(event) ? (droppedLast ? null : event) : observer.observe(event);
+        if (!splitter.endsPrevious(event)) droppedLast = forward === null;
         if (forward === null) continue;
         if (single === null) single = forward;
         else (several ??= [single]).push(forward);

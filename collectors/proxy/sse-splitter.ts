@@ -14,10 +14,28 @@ export class SseSplitter {
   private lineLength = 0;
   /** The previous byte was CR: a following LF belongs to the same line end. */
   private afterCR = false;
+  /** The last event went out ending at a CR that ended its chunk: an LF next is its CRLF's. */
+  private lfOwed = false;
+  /** The last piece handed out that was such an LF (see {@link endsPrevious}). */
+  private owedPiece: Buffer | null = null;
 
-  /** Feed bytes; returns the events they complete, each with its terminating blank line. */
+  /**
+   * Feed bytes; returns the events they complete, each with its terminating blank line. The one
+   * exception to "each with its terminator": the LF of a CRLF whose CR ended the previous event and
+   * its chunk comes out as a piece of its own ({@link endsPrevious}), so that whatever is done with
+   * the next event (dropped, rewritten) leaves it be, and it can go where its event went.
+   */
   push(chunk: Buffer): Buffer[] {
     const events: Buffer[] = [];
+    if (this.lfOwed && chunk.length > 0) {
+      this.lfOwed = false;
+      if (chunk[0] === LF) {
+        this.owedPiece = chunk.subarray(0, 1);
+        events.push(this.owedPiece);
+        this.afterCR = false;
+        chunk = chunk.subarray(1);
+      }
+    }
     const start = chunk.indexOf(CR) === -1 ? this.scanLf(chunk, events) : this.scanAny(chunk, events);
     if (start < chunk.length) {
       const rest = start === 0 ? chunk : chunk.subarray(start);
@@ -83,8 +101,14 @@ export class SseSplitter {
       }
       events.push(this.take(chunk.subarray(start, end)));
       start = end;
+      if (end === chunk.length && byte === CR) this.lfOwed = true;
     }
     return start;
+  }
+
+  /** The piece is the LF that ends the event handed out before it (its CR ended a chunk). */
+  endsPrevious(piece: Buffer): boolean {
+    return piece === this.owedPiece;
   }
 
   /** Bytes of an event not yet ended by a blank line. */

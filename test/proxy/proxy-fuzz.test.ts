@@ -84,3 +84,39 @@ test('property: whatever bytes an upstream streams, the proxy neither crashes no
   );
   assert.equal(proxy.stats().delivery?.refused, 0);
 });
+
+test('a CRLF stream split anywhere: the client that did not ask for usage gets every byte but the usage event, line ends whole', async (t) => {
+  const upstream = await scriptedUpstream();
+  const { log } = captureLog();
+  const sink = new RecordingSink();
+  const proxy = new OpenAiProxy({ config: proxyConfigSchema.parse({ port: 0, host: '127.0.0.1', upstream: upstream.url, replica: { gpus: [0] } }), log });
+  await proxy.start(sink);
+  t.after(async () => {
+    await proxy.shutdown();
+    await upstream.close();
+  });
+  // sse-starlette (llama-cpp-python's server, among others) ends lines with CRLF.
+  const content = 'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hé"}}]}\r\n\r\n';
+  const usage = 'data: {"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1}}\r\n\r\n';
+  const done = 'data: [DONE]\r\n\r\n';
+  const bytes = Buffer.from(content + usage + done);
+  const expected = Buffer.from(content + done);
+  // Every cut on a line end of the content and usage events: where a CRLF's CR and LF part.
+  const cuts = [...bytes.entries()].filter(([, b]) => b === 0x0d || b === 0x0a).map(([i]) => i + 1).filter((i) => i < bytes.length);
+  let calls = 0;
+  for (const cut of cuts) {
+    upstream.set({ contentType: 'text/event-stream', chunks: [bytes.subarray(0, cut), bytes.subarray(cut)] });
+    const res = await rawRequest(`http://127.0.0.1:${proxy.port}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [], stream: true }),
+    });
+    calls++;
+    assert.equal(res.status, 200);
+    assert.equal(res.body.toString('latin1'), expected.toString('latin1'), `cut at byte ${cut}`);
+    await sink.waitFor(calls);
+    const record = sink.records[calls - 1];
+    assert.deepEqual([record?.status, record?.promptTokens, record?.completionTokens], ['ok', 5, 1], `cut at byte ${cut}`);
+  }
+  assert.equal(calls, 11, "every line end but the last");
+});

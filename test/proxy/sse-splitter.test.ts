@@ -61,6 +61,21 @@ test('property: however the bytes are chunked, the same events come out and no b
       assert.ok(Buffer.concat([...chunked.events, chunked.rest]).equals(bytes), 'bytes preserved');
       const fields = (list: Buffer[]) => list.map((e) => parseSseEvent(e)).filter((f) => f.data !== null);
       assert.deepEqual(fields(chunked.events), fields(whole.events));
+      // No piece holds bytes of two events, however split: the proxy may drop or rewrite one (the
+      // usage chunk a client did not ask for) without taking a byte of another. The only other
+      // pieces are the LF of a CRLF whose CR ended the previous event and its chunk: each event is
+      // its piece, and that LF when one follows.
+      const own: string[] = [];
+      for (const e of chunked.events) {
+        const text = e.toString('latin1');
+        if (parseSseEvent(e).data !== null) own.push(text);
+        else {
+          assert.equal(text, '\n', 'a piece without data is a CRLF\'s LF');
+          assert.ok(own.length > 0 && own[own.length - 1]?.endsWith('\r'), 'after an event that ended at its CR');
+          own[own.length - 1] += text;
+        }
+      }
+      assert.deepEqual(own, whole.events.map((e) => e.toString('latin1')));
       assert.deepEqual(
         fields(whole.events),
         events.map((e) => ({ event: e.event ?? null, data: e.data.join('\n') })),
@@ -109,9 +124,18 @@ function referenceSplit(chunks: Buffer[]): { events: string[]; rest: string } {
   let pending: Buffer[] = [];
   let lineLength = 0;
   let afterCR = false;
+  let lfOwed = false; // an event ended at a CR that ended its chunk: a leading LF is a piece of its own
   for (const chunk of chunks) {
     let start = 0;
-    for (let i = 0; i < chunk.length; i++) {
+    if (lfOwed && chunk.length > 0) {
+      lfOwed = false;
+      if (chunk[0] === 0x0a) {
+        events.push('\n');
+        afterCR = false;
+        start = 1;
+      }
+    }
+    for (let i = start; i < chunk.length; i++) {
       const byte = chunk[i];
       if (byte === 0x0a && afterCR) {
         afterCR = false;
@@ -134,6 +158,7 @@ function referenceSplit(chunks: Buffer[]): { events: string[]; rest: string } {
       events.push(Buffer.concat([...pending, chunk.subarray(start, end)]).toString('latin1'));
       pending = [];
       start = end;
+      if (end === chunk.length && byte === 0x0d) lfOwed = true;
     }
     if (start < chunk.length) pending.push(chunk.subarray(start));
   }
