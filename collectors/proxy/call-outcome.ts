@@ -98,6 +98,11 @@ function judgeJson(endpoint: OpenAiEndpoint, answer: Answer, json: Record<string
     answer.problem = 'the upstream answered 2xx with an error object';
     return 'error';
   }
+  if (typeof json.error === 'string' && json.error.length > 0) {
+    // {"error": "...", "error_type": ...}: text-generation-inference's shape, and simpler servers'.
+    answer.problem = `the upstream answered 2xx with an error: ${json.error.slice(0, 200)}`;
+    return 'error';
+  }
   if (json.usage !== undefined && json.usage !== null) {
     const usage = endpoint === 'responses' ? parseResponsesUsage(json.usage) : parseChatUsage(json.usage);
     if (usage.ok) answer.usage = usage.usage;

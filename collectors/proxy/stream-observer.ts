@@ -92,17 +92,20 @@ export class StreamObserver {
       this.observeResponsesEvent(event, payload);
       return raw;
     }
-    return this.observeChunk(payload, raw);
+    return this.observeChunk(payload, raw, data);
   }
 
   /** One Chat Completions / Completions chunk. Runs for every streamed token: no allocation beyond the parse. */
-  private observeChunk(chunk: Record<string, unknown>, raw: Buffer): Buffer | null {
+  private observeChunk(chunk: Record<string, unknown>, raw: Buffer, data: string): Buffer | null {
     const f = this.facts;
     if (f.id === null) f.id = str(chunk.id);
     if (f.model === null) f.model = str(chunk.model);
     if (chunk.object === 'error' || isObject(chunk.error)) {
       const error = isObject(chunk.error) ? chunk.error : chunk;
       f.failure ??= str(error.message) ?? 'the upstream reported an error in the stream';
+    } else if (str(chunk.error) !== null) {
+      // {"error": "...", "error_type": ...}: text-generation-inference's shape, and simpler servers'.
+      f.failure ??= chunk.error as string;
     }
     const choices = Array.isArray(chunk.choices) ? (chunk.choices as unknown[]) : NO_CHOICES;
     let chars = 0;
@@ -139,7 +142,12 @@ export class StreamObserver {
       }
     }
     if (content) this.content(chars, reasoning);
-    if (!isObject(chunk.usage)) return raw;
+    if (!isObject(chunk.usage)) {
+      // Asked for usage on the client's behalf, OpenAI-style servers put "usage": null on every other
+      // chunk: a member the client, which did not ask, would not have had.
+      if (chunk.usage === null && this.stripUsage) return withDataLine(raw, withoutNullUsage(data) ?? JSON.stringify({ ...chunk, usage: undefined }));
+      return raw;
+    }
     this.usage(parseChatUsage(chunk.usage));
     if (!this.stripUsage) return raw;
     if (choices.length === 0) return null; // the usage-only chunk the client did not ask for
@@ -204,4 +212,24 @@ export class StreamObserver {
     this.facts.malformedEvents++;
     this.facts.firstMalformed ??= reason;
   }
+}
+
+const NULL_USAGE = /"usage"\s*:\s*null/g;
+
+/**
+ * The chunk's JSON text without its top-level `"usage": null` member, edited in place so that the
+ * rest keeps its bytes; null when the text holds that member other than once (then the caller
+ * writes the chunk anew). A `"usage"` followed by a colon is a key, never a string value, so with
+ * one occurrence it is the top-level member the caller found.
+ */
+function withoutNullUsage(text: string): string | null {
+  const found = [...text.matchAll(NULL_USAGE)];
+  if (found.length !== 1) return null;
+  const at = (found[0] as RegExpExecArray).index;
+  const end = at + (found[0] as RegExpExecArray)[0].length;
+  // The comma before it, else the one after it, goes too.
+  const before = /,\s*$/.exec(text.slice(0, at));
+  if (before !== null) return text.slice(0, before.index) + text.slice(end);
+  const after = /^\s*,\s*/.exec(text.slice(end));
+  return text.slice(0, at) + text.slice(end + (after?.[0].length ?? 0));
 }

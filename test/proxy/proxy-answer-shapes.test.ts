@@ -35,6 +35,17 @@ const ANSWERS: Record<string, { sse: boolean; body: string; stall?: boolean }> =
     body: JSON.stringify({ id: 'c3', model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: null, tool_calls: [{ id: 't', type: 'function', function: { name: 'weather', arguments: TOOL_ARGUMENTS } }] }, finish_reason: 'tool_calls' }] }),
   },
   'usage-then-stall': { sse: true, body: content('a') + content('b') + usage('{"prompt_tokens":30,"completion_tokens":5}'), stall: true },
+  // OpenAI's stream, once include_usage is set: "usage": null on every chunk before the last.
+  'usage-null': {
+    sse: true,
+    body:
+      'data: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"H\\u00e9"}}],"usage":null}\n\n' +
+      'data: {"id":"c1","model":"m","usage": null, "choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n' +
+      usage('{"prompt_tokens":9,"completion_tokens":2}') + DONE,
+  },
+  // text-generation-inference's error shape: a string, with error_type.
+  'string-error-stream': { sse: true, body: content('a') + 'data: {"error":"Request failed during generation: CUDA out of memory","error_type":"generation"}\n\n' + DONE },
+  'string-error-json': { sse: false, body: '{"error":"Input validation error: inputs too long","error_type":"validation"}' },
 };
 
 let upstream: ScriptedUpstream;
@@ -116,4 +127,26 @@ test('a client that leaves after the usage chunk, before [DONE]: cancelled, with
   });
   const r = await p.sink.recordOfTask('usage-then-stall');
   assert.deepEqual([r.status, r.promptTokens, r.completionTokens, r.tokensEstimated], ['cancelled', 30, 5, false]);
+});
+
+test('"usage": null on the chunks of a client that did not ask for usage is taken out, the rest of each chunk byte for byte', async () => {
+  const res = await call('usage-null');
+  assert.equal(
+    res.body.toString(),
+    'data: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"H\\u00e9"}}]}\n\n' +
+      'data: {"id":"c1","model":"m", "choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n' +
+      DONE,
+  );
+  const r = await p.sink.recordOfTask('usage-null');
+  assert.deepEqual([r.status, r.promptTokens, r.completionTokens, r.tokensEstimated], ['ok', 9, 2, false]);
+});
+
+test('an error given as a string ({"error": "...", "error_type"}), in a stream or a 2xx JSON body, is recorded as an error', async () => {
+  const streamed = await call('string-error-stream');
+  assert.match(streamed.body.toString(), /CUDA out of memory/, 'relayed as sent');
+  const r1 = await p.sink.recordOfTask('string-error-stream');
+  assert.equal(r1.status, 'error');
+  await call('string-error-json', false);
+  const r2 = await p.sink.recordOfTask('string-error-json');
+  assert.equal(r2.status, 'error');
 });
