@@ -270,7 +270,7 @@ function anyValue(value: unknown, depth: number): AttributeValue {
   const i = pick(v, 'intValue', 'int_value');
   if (i !== undefined && i !== null) return intOf(i); // null: unset, as proto3 JSON has it
   const d = pick(v, 'doubleValue', 'double_value');
-  if (d !== undefined) return typeof d === 'number' ? d : typeof d === 'string' ? Number(d) : null;
+  if (d !== undefined) return typeof d === 'number' ? d : typeof d === 'string' ? doubleOf(d) : null;
   const arr = pick(v, 'arrayValue', 'array_value');
   if (isObject(arr)) return listOf(arr.values, depth + 1);
   const kvl = pick(v, 'kvlistValue', 'kvlist_value');
@@ -279,6 +279,15 @@ function anyValue(value: unknown, depth: number): AttributeValue {
   if (bytes instanceof Uint8Array) return bytes;
   if (typeof bytes === 'string') return Buffer.from(bytes, 'base64');
   return null;
+}
+
+/** proto3 JSON writes a double as a number or as a decimal string (NaN, Infinity and -Infinity too). */
+const PROTO3_DOUBLE = /^-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$|^(?:NaN|-?Infinity)$/;
+
+/** A doubleValue written as a string: proto3 JSON's forms only ("" and "0x1A" are not numbers there). */
+function doubleOf(text: string): number | UnreadableValue {
+  if (!PROTO3_DOUBLE.test(text)) return new UnreadableValue(`doubleValue ${JSON.stringify(text.slice(0, 40))} is not a number`);
+  return Number(text);
 }
 
 function listOf(values: unknown, depth: number): AttributeValue {

@@ -176,3 +176,28 @@ test('a task id or label holding a lone surrogate (escaped in OTLP/JSON) is left
     errorMessage: 'span 00f067aa0ba90201 "span 1" (resourceSpans[0].scopeSpans[0].spans[0]): tokenwatt.task_id: must be well-formed Unicode (it holds a lone UTF-16 surrogate), left out of the record',
   });
 });
+
+test('a doubleValue written as a string is read only in proto3 JSON\'s forms: "" and "0x1A" are refused by name, "20" and "2e1" are read', async (t) => {
+  const s = await startOtlpServer();
+  t.after(() => s.close());
+  const spans = [
+    genAi(1, { 'gen_ai.usage.input_tokens': { doubleValue: '' } }),
+    genAi(2, { 'gen_ai.usage.input_tokens': { doubleValue: '0x1A' } }),
+    genAi(3, { 'gen_ai.usage.output_tokens': { doubleValue: ' ' } }),
+    genAi(4, { 'gen_ai.usage.input_tokens': { doubleValue: '20' }, 'gen_ai.usage.output_tokens': { doubleValue: '2e1' } }),
+  ];
+  const res = await rawRequest(s.url, { method: 'POST', headers: json, body: JSON.stringify(request(spans)) });
+  assert.equal(res.status, 200);
+  assert.deepEqual(stored(s), ['4']);
+  assert.deepEqual([s.sink.records[0]?.promptTokens, s.sink.records[0]?.completionTokens], [20, 20]);
+  const partial = partialSuccessOf(s.answers[0]!);
+  assert.equal(partial?.rejectedSpans, 3);
+  assert.deepEqual(
+    partial?.errorMessage.split('; ').map((m) => m.replace(/^span \w+ "span (\d)" \(.*?\): /, '$1: ')),
+    [
+      '1: gen_ai.usage.input_tokens: must be an integer token count (doubleValue "" is not a number)',
+      '2: gen_ai.usage.input_tokens: must be an integer token count (doubleValue "0x1A" is not a number)',
+      '3: gen_ai.usage.output_tokens: must be an integer token count (doubleValue " " is not a number)',
+    ],
+  );
+});
