@@ -51,8 +51,8 @@ export function streamOutcome(f: StreamFacts, answer: Answer): RequestStatus {
     answer.problem = `${f.malformedEvents} malformed event(s) in the stream; first: ${f.firstMalformed}`;
     return 'error';
   }
-  if (!f.finished && f.usage === null) {
-    answer.problem = 'the stream ended without [DONE] or a final response event';
+  if (!f.finished) {
+    answer.problem = 'the stream ended without [DONE], a finish_reason, a final usage chunk or a final response event';
     return 'error';
   }
   return 'ok';

@@ -25,7 +25,11 @@ export interface StreamFacts {
   /** Events whose data was not the JSON the API promises; the first one's reason. */
   malformedEvents: number;
   firstMalformed: string | null;
-  /** The stream ended properly: `[DONE]`, or a terminal `response.*` event. */
+  /**
+   * The generation ended properly: `[DONE]`, a terminal `response.*` event, a choice's
+   * finish_reason, or the usage-only chunk that closes a stream. Usage on a content chunk (vLLM's
+   * continuous_usage_stats) is not an end: a stream cut after it did not finish.
+   */
   finished: boolean;
   /** The upstream reported an error inside the stream. */
   failure: string | null;
@@ -114,6 +118,7 @@ export class StreamObserver {
     for (let i = 0; i < choices.length; i++) {
       const choice = choices[i];
       if (!isObject(choice)) continue;
+      if (typeof choice.finish_reason === 'string' && choice.finish_reason.length > 0) f.finished = true;
       const delta = isObject(choice.delta) ? choice.delta : null;
       // generated text: delta.content (chat), text (completions); reasoning: delta.reasoning_content, delta.reasoning
       const text = delta === null ? undefined : delta.content;
@@ -149,6 +154,7 @@ export class StreamObserver {
       return raw;
     }
     this.usage(parseChatUsage(chunk.usage));
+    if (choices.length === 0) f.finished = true; // the usage-only chunk comes after every choice ended
     if (!this.stripUsage) return raw;
     if (choices.length === 0) return null; // the usage-only chunk the client did not ask for
     const { usage: _usage, ...rest } = chunk;

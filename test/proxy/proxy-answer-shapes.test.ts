@@ -43,6 +43,15 @@ const ANSWERS: Record<string, { sse: boolean; body: string; stall?: boolean }> =
       'data: {"id":"c1","model":"m","usage": null, "choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n' +
       usage('{"prompt_tokens":9,"completion_tokens":2}') + DONE,
   },
+  // vLLM's continuous_usage_stats: usage on every chunk. Cut after two, with no finish_reason and no [DONE].
+  'continuous-usage-cut': {
+    sse: true,
+    body:
+      'data: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"a"}}],"usage":{"prompt_tokens":9,"completion_tokens":1}}\n\n' +
+      'data: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"b"}}],"usage":{"prompt_tokens":9,"completion_tokens":2}}\n\n',
+  },
+  // A server that sends no [DONE]: the finish_reason says the generation ended.
+  'finish-no-done': { sse: true, body: content('Hi') + 'data: {"id":"c1","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n' },
   // text-generation-inference's error shape: a string, with error_type.
   'string-error-stream': { sse: true, body: content('a') + 'data: {"error":"Request failed during generation: CUDA out of memory","error_type":"generation"}\n\n' + DONE },
   'string-error-json': { sse: false, body: '{"error":"Input validation error: inputs too long","error_type":"validation"}' },
@@ -149,4 +158,13 @@ test('an error given as a string ({"error": "...", "error_type"}), in a stream o
   await call('string-error-json', false);
   const r2 = await p.sink.recordOfTask('string-error-json');
   assert.equal(r2.status, 'error');
+});
+
+test('a stream cut after usage rode on its content chunks is not ok: only [DONE], a finish_reason or the closing usage chunk end a generation', async () => {
+  await call('continuous-usage-cut');
+  const cut = await p.sink.recordOfTask('continuous-usage-cut');
+  assert.deepEqual([cut.status, cut.promptTokens, cut.completionTokens, cut.tokensEstimated], ['error', 9, 2, false], 'the tokens so far are exact');
+  await call('finish-no-done');
+  const finished = await p.sink.recordOfTask('finish-no-done');
+  assert.equal(finished.status, 'ok');
 });
