@@ -136,6 +136,8 @@ const NO_TOKENS: TokenUsage = { promptTokens: 0, completionTokens: 0, cachedToke
  * answer 417 to a client that was told to go on.
  */
 const RECORDED_REQUEST_DROP: ReadonlySet<string> = new Set(['host', 'content-length', 'accept-encoding', 'expect']);
+/** The same for a body the proxy decoded: it goes on as identity. */
+const RECORDED_DECODED_REQUEST_DROP: ReadonlySet<string> = new Set([...RECORDED_REQUEST_DROP, 'content-encoding']);
 const PASS_THROUGH_DROP: ReadonlySet<string> = new Set(['host', 'expect']);
 const NOTHING: ReadonlySet<string> = new Set();
 const CONTENT_LENGTH: ReadonlySet<string> = new Set(['content-length']);
@@ -597,7 +599,14 @@ export class OpenAiProxy implements RequestSource {
   }
 
   /** A recorded call's body has arrived: read what the proxy needs from it and send it upstream. */
-  private forwardCall(req: IncomingMessage, res: ServerResponse, call: RecordedCall, raw: Buffer): void {
+  private forwardCall(req: IncomingMessage, res: ServerResponse, call: RecordedCall, sent: Buffer): void {
+    // A compressed body (a gateway's, an SDK's option) is decoded: the proxy must read it, and may add to it.
+    const decoded = decodeRequestBody(req.headers['content-encoding'], sent, this.options.config.maxRequestBodyBytes);
+    if (!decoded.ok) {
+      sendProxyError(res, decoded.status, decoded.code, decoded.message);
+      return;
+    }
+    const raw = decoded.body;
     let body: unknown;
     try {
       // A UTF-8 byte-order mark (.NET, PowerShell) is skipped, as vLLM's json.loads does; the body goes upstream as sent.
@@ -621,7 +630,7 @@ export class OpenAiProxy implements RequestSource {
 
     // Accept-Encoding: identity: the proxy must read the answer (usage) and may rewrite stream events.
     // (Without the header any coding would do, RFC 9110 §12.5.3.)
-    const headers = forwardableHeaders(req.rawHeaders, RECORDED_REQUEST_DROP, ['Host', this.upstreamHost, 'Accept-Encoding', 'identity']);
+    const headers = forwardableHeaders(req.rawHeaders, decoded.decoded ? RECORDED_DECODED_REQUEST_DROP : RECORDED_REQUEST_DROP, ['Host', this.upstreamHost, 'Accept-Encoding', 'identity']);
     headers.push('Content-Length', String(out.length));
     call.sentAt = this.watchdog.now();
     this.watchdog.watch(call);
@@ -1006,5 +1015,32 @@ export class OpenAiProxy implements RequestSource {
   private fail(message: string): void {
     this.options.log.error(message);
     this.options.onError?.(new Error(message));
+  }
+}
+
+type DecodedBody = { ok: true; body: Buffer; decoded: boolean } | { ok: false; status: number; code: string; message: string };
+
+/**
+ * A recorded call's body as the proxy reads it: as sent when it has no Content-Encoding (or
+ * identity), decoded from gzip, deflate or br up to `limit` bytes, refused (415) in any other coding.
+ */
+function decodeRequestBody(encoding: string | undefined, body: Buffer, limit: number): DecodedBody {
+  const coding = (encoding ?? '').trim().toLowerCase();
+  if (coding === '' || coding === 'identity') return { ok: true, body, decoded: false };
+  const options = { maxOutputLength: limit };
+  let decode: ((buffer: Buffer) => Buffer) | null = null;
+  if (coding === 'gzip' || coding === 'x-gzip') decode = (b) => zlib.gunzipSync(b, options);
+  else if (coding === 'deflate') decode = (b) => zlib.inflateSync(b, options);
+  else if (coding === 'br') decode = (b) => zlib.brotliDecompressSync(b, options);
+  if (decode === null) {
+    return { ok: false, status: 415, code: 'unsupported_encoding', message: `request Content-Encoding ${JSON.stringify(coding.slice(0, 40))} is not supported on recorded calls (use gzip, deflate, br or none)` };
+  }
+  try {
+    return { ok: true, body: decode(body), decoded: true };
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+      return { ok: false, status: 413, code: 'request_too_large', message: `request body exceeds maxRequestBodyBytes (${limit} bytes) once decoded` };
+    }
+    return { ok: false, status: 400, code: 'invalid_encoding', message: `request body is not valid ${coding}: ${(err as Error).message}` };
   }
 }

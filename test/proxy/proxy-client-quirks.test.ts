@@ -205,3 +205,48 @@ test('Expect: 100-continue is answered by the proxy and not passed on, on record
   const r = await h.sink.recordOfTask('t-expect');
   assert.deepEqual([r.status, r.promptTokens], ['ok', PROMPT_TOKENS]);
 });
+
+test('a compressed request body (gzip, deflate, br) is decoded, read and sent on as identity; another coding gets 415, a bomb 413', async () => {
+  const { gzipSync, deflateSync, brotliCompressSync } = await import('node:zlib');
+  for (const [coding, encode] of [
+    ['gzip', gzipSync],
+    ['deflate', deflateSync],
+    ['br', brotliCompressSync],
+  ] as const) {
+    const task = `t-body-${coding}`;
+    const res = await tryRequest(`${h.proxyUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-encoding': coding, 'x-task-id': task },
+      body: encode(Buffer.from(chatBody({ stream: true }))),
+    });
+    assert.equal(res.status, 200, `${coding}: ${res.body.toString().slice(0, 200)}`);
+    const seen = h.upstream.calls.find((c) => c.headers['x-task-id'] === task);
+    assert.equal(seen?.headers['content-encoding'], undefined, `${coding}: sent on decoded`);
+    assert.deepEqual(JSON.parse(seen?.raw ?? '{}').stream_options, { include_usage: true }, `${coding}: read, usage asked for`);
+    const r = await h.sink.recordOfTask(task);
+    assert.deepEqual([r.status, r.promptTokens, r.tokensEstimated], ['ok', PROMPT_TOKENS, false], coding);
+  }
+  const zstd = await tryRequest(`${h.proxyUrl}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'content-encoding': 'zstd' },
+    body: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]),
+  });
+  assert.equal(zstd.status, 415);
+  const message = (reply: { body: Buffer }): string => (JSON.parse(reply.body.toString()) as { error: { message: string } }).error.message;
+  assert.match(message(zstd), /Content-Encoding "zstd" is not supported on recorded calls/);
+  const broken = await tryRequest(`${h.proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: Buffer.from('not gzip') });
+  assert.equal(broken.status, 400);
+  assert.match(message(broken), /request body is not valid gzip/);
+  const small = await startProxyFor(h.upstream.url, { maxRequestBodyBytes: 4096 });
+  try {
+    const bomb = await tryRequest(`${small.proxyUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      body: gzipSync(Buffer.from(chatBody({ padding: ' '.repeat(1_000_000) }))),
+    });
+    assert.equal(bomb.status, 413);
+    assert.match(message(bomb), /exceeds maxRequestBodyBytes \(4096 bytes\) once decoded/);
+  } finally {
+    await small.close();
+  }
+});
