@@ -210,6 +210,8 @@ export const READ_HOURLY_USAGE = `SELECT * FROM hourly_usage WHERE hour_start_ms
 export const READ_HOURLY_HOST = 'SELECT * FROM hourly_host WHERE hour_start_ms >= ? AND hour_start_ms < ? ORDER BY hour_start_ms, node';
 export const READ_HOURLY_QUALITY = 'SELECT * FROM hourly_quality WHERE hour_start_ms >= ? AND hour_start_ms < ? ORDER BY hour_start_ms, node';
 export const READ_TASKS = 'SELECT * FROM tasks WHERE last_end_ms >= ? AND last_end_ms < ? ORDER BY last_end_ms, task_id';
+/** The rows of the given tasks (a JSON array of task ids), by their primary key. */
+export const TASKS_BY_ID = 'SELECT * FROM tasks WHERE task_id IN (SELECT value FROM json_each(?))';
 
 /*
  * The counter totals are lifetime sums: the retained rollups plus what retention has carried into

@@ -489,6 +489,10 @@ export class Settler {
     }
     options.ledger.settle({ periodStartMs: startMs, periodEndMs: endMs, settledUntilMs: endMs, expectedSettledUntilMs: this.settledUntilMs }, (writer) => {
       const priorTaskRequests = finalizingTaskIds.size > 0 ? options.ledger.finalizedTaskRequests([...finalizingTaskIds]) : [];
+      // Tasks with no earlier request left may have a row: retention deleted their requests (requestsDays)
+      // before the task went on. The row stands for them, or the task would be counted anew.
+      for (const r of priorTaskRequests) if (r.taskId !== null) finalizingTaskIds.delete(r.taskId);
+      const storedTasks = finalizingTaskIds.size > 0 ? options.ledger.storedTasks([...finalizingTaskIds]) : undefined;
       finalizingTaskIds.clear();
       writer.periodTotals(settlement.gpus);
       writer.energyCountedUntil(owed);
@@ -517,7 +521,7 @@ export class Settler {
       // late, but kept out of the usage rollups so it cannot lower J/token with energy-free tokens.
       // It still counts in its task (a late last attempt decides the task's success).
       countable = finalizedResults.filter((r) => !(r.late && r.joules === 0));
-      tasks = finalizedResults.some((r) => r.taskId !== null) ? taskUpdates(finalizedResults, priorTaskRequests, options.labelValue) : [];
+      tasks = finalizedResults.some((r) => r.taskId !== null) ? taskUpdates(finalizedResults, priorTaskRequests, options.labelValue, storedTasks) : [];
       const hourOf = (ms: number): EpochMs => epochMs(Math.floor(ms / 3_600_000) * 3_600_000);
       const lateCount = finalizedResults.filter((r) => r.late).length;
       const qualityRows: HourlyQualityRow[] = lateCount > 0 ? [{ hourStartMs: hourOf(startMs), node: options.node, lateRecords: lateCount, rejectedRecords: 0, sampleErrors: 0 }] : [];

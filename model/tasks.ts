@@ -216,15 +216,26 @@ function summaryOf(taskId: string, f: TaskFigures): TaskSummary {
  * over all the task's requests however they are split across settlements: the sums (requests,
  * joules, tokens) of `added`; waste as the whole task's waste minus the waste `prior` had (a retry
  * can turn an earlier ok attempt into waste); success, tier, times and labels of the whole task.
+ *
+ * `stored`: the rows of tasks whose earlier requests retention has deleted (`prior` holds none of
+ * them). The row stands for those requests, so the task goes on from it rather than starting anew
+ * (it is not counted a second time). Its attempts are gone, so a retry of one of them cannot turn
+ * it into waste: the row's waste is kept as it was.
  */
-export function taskUpdates(added: readonly TaskRequest[], prior: readonly TaskRequest[], labelValue: LabelValueFn): TaskUpdate[] {
+export function taskUpdates(
+  added: readonly TaskRequest[],
+  prior: readonly TaskRequest[],
+  labelValue: LabelValueFn,
+  stored: ReadonlyMap<string, TaskSummary> = NO_TASKS,
+): TaskUpdate[] {
   const out: TaskUpdate[] = [];
   const priorByTask = groupByTask(prior);
   for (const [taskId, requests] of [...groupByTask(added)].sort(([x], [y]) => compareStrings(x, y))) {
     const before = priorByTask.get(taskId) ?? [];
     const all = before.length > 0 ? [...before, ...requests] : requests;
-    const whole = figuresOf(all);
-    const previous = before.length > 0 ? figuresOf(before) : null;
+    const kept = before.length === 0 ? stored.get(taskId) : undefined;
+    const whole = kept === undefined ? figuresOf(all) : afterStored(kept, figuresOf(requests));
+    const previous = before.length > 0 ? figuresOf(before) : (kept ?? null);
     let addedJ = 0;
     let addedTokens = 0;
     for (const r of requests) {
@@ -250,6 +261,23 @@ export function taskUpdates(added: readonly TaskRequest[], prior: readonly TaskR
     });
   }
   return out;
+}
+
+const NO_TASKS: ReadonlyMap<string, TaskSummary> = new Map();
+
+/** A stored task (its requests gone) with requests added: the sums, and the rest as the ledger's upsert keeps it. */
+function afterStored(kept: TaskSummary, added: TaskFigures): TaskFigures {
+  const newer = added.lastEndMs >= kept.lastEndMs;
+  return {
+    requests: kept.requests + added.requests,
+    joules: kept.joules + added.joules,
+    wasteJ: kept.wasteJ + added.wasteJ,
+    completionTokens: kept.completionTokens + added.completionTokens,
+    firstStartMs: Math.min(kept.firstStartMs, added.firstStartMs),
+    lastEndMs: Math.max(kept.lastEndMs, added.lastEndMs),
+    lastStatus: newer ? added.lastStatus : kept.lastStatus,
+    tier: newer ? added.tier : kept.tier,
+  };
 }
 
 /** The ledger increments of {@link taskUpdates}; with no `prior`, the tasks as seen in `results` alone. */
