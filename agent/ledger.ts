@@ -7,7 +7,7 @@ import { differingFacts } from '../model/request-facts.js';
 import type { ResolvedRequest } from '../model/request-record.js';
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow, TaskRow } from '../model/rollup-types.js';
 import { epochMs, joules } from '../model/units.js';
-import type { TaskRequest, TaskSummary } from '../model/tasks.js';
+import { summaryOf, type TaskRequest, type TaskSummary } from '../model/tasks.js';
 import type { EpochMs } from '../model/units.js';
 import { LEDGER_MIGRATIONS, LedgerVersionError, latestVersion, migrate } from './migrations/index.js';
 import { assertNotNewer } from './migrations/migration.js';
@@ -674,19 +674,16 @@ export class Ledger {
     const found = new Map<string, TaskSummary>();
     if (taskIds.length === 0) return found;
     for (const r of this.stmt(sql.TASKS_BY_ID).all(JSON.stringify(taskIds)) as rows.TaskSqlRow[]) {
-      found.set(r.task_id, {
-        taskId: r.task_id,
+      found.set(r.task_id, summaryOf(r.task_id, {
         requests: r.requests,
-        succeeded: r.last_status === 'ok',
-        lastStatus: r.last_status,
-        joules: joules(r.joules),
-        wasteJ: joules(r.waste_j),
-        wasteShare: r.joules > 0 ? r.waste_j / r.joules : 0,
+        joules: r.joules,
+        wasteJ: r.waste_j,
         completionTokens: r.completion_tokens,
-        firstStartMs: epochMs(r.first_start_ms),
-        lastEndMs: epochMs(r.last_end_ms),
+        firstStartMs: r.first_start_ms,
+        lastEndMs: r.last_end_ms,
+        lastStatus: r.last_status,
         tier: r.tier,
-      });
+      }));
     }
     return found;
   }

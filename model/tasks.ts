@@ -128,7 +128,8 @@ function dominantTier(requests: readonly TaskRequest[]): string {
   return best;
 }
 
-interface TaskFigures {
+/** A task's figures: the sums over its requests and what its last request decides. */
+export interface TaskFigures {
   readonly requests: number;
   readonly joules: number;
   readonly wasteJ: number;
@@ -192,7 +193,8 @@ export interface TaskUpdate {
   readonly previous: TaskSummary | null;
 }
 
-function summaryOf(taskId: string, f: TaskFigures): TaskSummary {
+/** The summary of a task with these figures. */
+export function summaryOf(taskId: string, f: TaskFigures): TaskSummary {
   return {
     taskId,
     requests: f.requests,

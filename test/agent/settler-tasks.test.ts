@@ -40,7 +40,7 @@ class TaskMetrics extends NullSettlementMetrics {
 }
 
 /** A ledger in a temp dir, one GPU at a steady 300 W, and a settler that can be restarted over it. */
-function harness(t: { after(fn: () => void): void }, opts: { latenessMs?: number } = {}) {
+function harness(t: { after(fn: () => void): void }, opts: { latenessMs?: number; periodMs?: number } = {}) {
   const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-tasks-'));
   const ledger = Ledger.open(join(dir, 'l.db'), { node: 'n', retention: { samplesHours: 48, requestsDays: 7, rollupsDays: 400 } });
   t.after(() => {
@@ -52,7 +52,7 @@ function harness(t: { after(fn: () => void): void }, opts: { latenessMs?: number
   const samples = steadySamples('gpu-0', T0, T0 + 700_000, 100, 300);
   const start = (nowMs?: number): Settler => {
     const settler = new Settler({
-      ledger, metrics, gpus, node: 'n', periodMs: 10_000, latenessMs: opts.latenessMs ?? 0, attribution: DEFAULT_ATTRIBUTION_CONFIG,
+      ledger, metrics, gpus, node: 'n', periodMs: opts.periodMs ?? 10_000, latenessMs: opts.latenessMs ?? 0, attribution: DEFAULT_ATTRIBUTION_CONFIG,
       simulated: false, labelValue: (_n, v) => v ?? '', taskIdleMs: IDLE_MS, log: { info() {}, warn() {}, error() {}, debug() {} },
     });
     if (nowMs !== undefined) settler.restore(nowMs);
@@ -225,24 +225,13 @@ test('property: for any tasks split across settlements, late arrivals and restar
 });
 
 test('D7: a task that goes on after retention deleted its earlier requests goes on from its row: counted once, its energy added', (t) => {
-  const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-tasks-'));
-  const ledger = Ledger.open(join(dir, 'l.db'), { node: 'n', retention: { samplesHours: 48, requestsDays: 7, rollupsDays: 400 } });
-  t.after(() => {
-    ledger.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const metrics = new TaskMetrics();
   const periodMs = 600_000;
-  const settler = new Settler({
-    ledger, metrics, gpus: [{ uuid: 'gpu-0', index: 0, name: 'H100' }], node: 'n', periodMs, latenessMs: 0, attribution: DEFAULT_ATTRIBUTION_CONFIG,
-    simulated: false, labelValue: (_n, v) => v ?? '', taskIdleMs: IDLE_MS, log: { info() {}, warn() {}, error() {}, debug() {} },
-  });
-  const ingest = (rs: ResolvedRequest[]) => ledger.insertRequests(rs, (r) => isLateRecord(r, settler.lateEdge()));
-  settler.addSamples(steadySamples('gpu-0', T0, T0 + 1_200_000, 1000, 300));
-  ingest([req('a1', 1, 'ok', 10, 20)]);
-  while (settler.settleDue(T0 + 1_200_000) > 0);
+  const h = harness(t, { periodMs });
+  const { ledger, metrics, settler } = h;
+  h.ingest([req('a1', 1, 'ok', 10, 20)]);
+  while (settler.settleDue(T0 + 700_000) > 0);
   assert.equal(metrics.totals().tasks, 1);
-  const firstJ = ledger.readTasks(...ALL)[0]?.joules ?? NaN;
+  const firstJ = h.task()?.joules ?? NaN;
 
   // Eight days on: the daily prune has deleted a1 (requestsDays 7); the task row stays (rollupsDays 400).
   const D8 = T0 + 8 * 86_400_000;
@@ -250,10 +239,10 @@ test('D7: a task that goes on after retention deleted its earlier requests goes 
   while (settler.settleDue(D8) > 0);
   assert.ok(ledger.prune(epochMs(D8), { periodMs, latenessMs: 0 }).requests >= 1);
   assert.deepEqual(ledger.finalizedTaskRequests(['t']), [], 'the first attempt is gone');
-  ingest([req('a2', 2, 'ok', 8 * 86_400 + 10, 8 * 86_400 + 20)]);
+  h.ingest([req('a2', 2, 'ok', 8 * 86_400 + 10, 8 * 86_400 + 20)]);
   while (settler.settleDue(D8 + 1_200_000) > 0);
 
-  const row = ledger.readTasks(...ALL)[0];
+  const row = h.task();
   assert.deepEqual(row && [row.requests, row.succeeded], [2, true]);
   const m = metrics.totals();
   assert.equal(m.tasks, 1, 'tokenwatt_tasks_total counts the task once');

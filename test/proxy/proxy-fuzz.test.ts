@@ -34,6 +34,20 @@ async function scriptedUpstream() {
   };
 }
 
+/** The proxy in front of a scripted upstream, both closed when the test ends. */
+async function proxyOverScriptedUpstream(t: { after(fn: () => Promise<void>): void }) {
+  const upstream = await scriptedUpstream();
+  const { log } = captureLog();
+  const sink = new RecordingSink();
+  const proxy = new OpenAiProxy({ config: proxyConfigSchema.parse({ port: 0, host: '127.0.0.1', upstream: upstream.url, replica: { gpus: [0] } }), log });
+  await proxy.start(sink);
+  t.after(async () => {
+    await proxy.shutdown();
+    await upstream.close();
+  });
+  return { upstream, sink, proxy };
+}
+
 const sseLike = fc.array(
   fc.oneof(
     fc.constant('data: [DONE]\n\n'),
@@ -46,15 +60,7 @@ const sseLike = fc.array(
 );
 
 test('property: whatever bytes an upstream streams, the proxy neither crashes nor loses a call; without stripping it relays them exactly', async (t) => {
-  const upstream = await scriptedUpstream();
-  const { log } = captureLog();
-  const sink = new RecordingSink();
-  const proxy = new OpenAiProxy({ config: proxyConfigSchema.parse({ port: 0, host: '127.0.0.1', upstream: upstream.url, replica: { gpus: [0] } }), log });
-  await proxy.start(sink);
-  t.after(async () => {
-    await proxy.shutdown();
-    await upstream.close();
-  });
+  const { upstream, sink, proxy } = await proxyOverScriptedUpstream(t);
   let calls = 0;
   await fc.assert(
     fc.asyncProperty(sseLike, fc.array(fc.integer({ min: 1, max: 64 }), { maxLength: 20 }), fc.boolean(), fc.boolean(), async (parts, cuts, asksUsage, sse) => {
@@ -86,15 +92,7 @@ test('property: whatever bytes an upstream streams, the proxy neither crashes no
 });
 
 test('a CRLF stream split anywhere: the client that did not ask for usage gets every byte but the usage event, line ends whole', async (t) => {
-  const upstream = await scriptedUpstream();
-  const { log } = captureLog();
-  const sink = new RecordingSink();
-  const proxy = new OpenAiProxy({ config: proxyConfigSchema.parse({ port: 0, host: '127.0.0.1', upstream: upstream.url, replica: { gpus: [0] } }), log });
-  await proxy.start(sink);
-  t.after(async () => {
-    await proxy.shutdown();
-    await upstream.close();
-  });
+  const { upstream, sink, proxy } = await proxyOverScriptedUpstream(t);
   // sse-starlette (llama-cpp-python's server, among others) ends lines with CRLF.
   const content = 'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hé"}}]}\r\n\r\n';
   const usage = 'data: {"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1}}\r\n\r\n';
