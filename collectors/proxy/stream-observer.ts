@@ -118,6 +118,7 @@ export class StreamObserver {
     for (let i = 0; i < choices.length; i++) {
       const choice = choices[i];
       if (!isObject(choice)) continue;
+      // (With n > 1 choices, the first to end: a stream cut before the others end counts as ended.)
       if (typeof choice.finish_reason === 'string' && choice.finish_reason.length > 0) f.finished = true;
       const delta = isObject(choice.delta) ? choice.delta : null;
       // generated text: delta.content (chat), text (completions); reasoning: delta.reasoning_content, delta.reasoning
@@ -229,6 +230,8 @@ const NULL_USAGE = /"usage"\s*:\s*null/g;
  * one occurrence it is the top-level member the caller found.
  */
 function withoutNullUsage(text: string): string | null {
+  // JSON split over several data lines is joined with LF: written back as one line, it is rewritten.
+  if (text.includes('\n')) return null;
   const found = [...text.matchAll(NULL_USAGE)];
   if (found.length !== 1) return null;
   const at = (found[0] as RegExpExecArray).index;

@@ -105,6 +105,16 @@ test('the observer drops only the usage-only chunk when stripping, and strips us
   const keep = new StreamObserver('chat', false, now);
   const usageOnly = chunk({ id: 'c2', choices: [], usage });
   assert.equal(keep.observe(usageOnly), usageOnly, 'a client that asked for usage gets it');
+
+  // "usage": null is cut from the text in place; JSON split over data lines is written anew, on one line.
+  const nulls = new StreamObserver('chat', true, now);
+  assert.equal(nulls.observe(Buffer.from('data: {"id":"a", "usage": null, "choices":[]}\n\n'))?.toString(), 'data: {"id":"a", "choices":[]}\n\n');
+  assert.equal(nulls.observe(Buffer.from('data: {"usage":null}\n\n'))?.toString(), 'data: {}\n\n');
+  assert.equal(
+    nulls.observe(Buffer.from('data: {"id":"a","choices":[{"index":0,"delta":{"content":"x"}}],\ndata: "usage":null}\n\n'))?.toString(),
+    'data: {"id":"a","choices":[{"index":0,"delta":{"content":"x"}}]}\n\n',
+  );
+  assert.equal(keep.observe(Buffer.from('data: {"id":"a","usage":null}\n\n'))?.toString(), 'data: {"id":"a","usage":null}\n\n', 'kept when the client asked');
 });
 
 test('the observer reads reasoning and tool-call deltas as generated content, and stream errors as failures', () => {
