@@ -40,12 +40,12 @@ export class PeriodicTask {
       this.skipped += 1;
       return this.running;
     }
-    const { name, timeoutMs, run, onError } = this.options;
+    const { name, timeoutMs, run } = this.options;
     const work = Promise.resolve()
       .then(run)
       .then(
         () => undefined,
-        (error: unknown) => onError(error instanceof Error ? error : new Error(String(error)), name),
+        (error: unknown) => this.report(error instanceof Error ? error : new Error(String(error))),
       );
     this.running = work.finally(() => {
       this.running = undefined;
@@ -57,7 +57,16 @@ export class PeriodicTask {
     });
     const late = await Promise.race([work.then(() => false), timedOut]);
     clearTimeout(timeout);
-    if (late) onError(new Error(`${name}: run exceeded ${timeoutMs} ms`), name);
+    if (late) this.report(new Error(`${name}: run exceeded ${timeoutMs} ms`));
+  }
+
+  /** To the error handler; a handler that throws must not become an unhandled rejection, which ends the process. */
+  private report(error: Error): void {
+    try {
+      this.options.onError(error, this.options.name);
+    } catch (handlerError) {
+      process.emitWarning(`${this.options.name}: the error handler threw (${handlerError instanceof Error ? handlerError.message : String(handlerError)}) on: ${error.message}`);
+    }
   }
 
   /** Stop ticking and wait for a run in progress. */

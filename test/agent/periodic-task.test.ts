@@ -67,3 +67,22 @@ test('start runs on the interval and stop ends it', async () => {
   await sleep(40);
   assert.equal(runs, after, 'no run after stop');
 });
+
+test('an error handler that throws is reported as a warning, not left as an unhandled rejection that ends the process', async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => { warnings.push(w.message); };
+  process.on('warning', onWarning);
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown): void => { unhandled.push(reason); };
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    const task = new PeriodicTask({ name: 'settle', intervalMs: 1000, timeoutMs: 1000, onError: () => { throw new Error('logger closed'); }, run: () => { throw new Error('disk full'); } });
+    await task.tick();
+    await sleep(10); // warnings and unhandled rejections are emitted on later ticks of the loop
+    assert.deepEqual(unhandled, []);
+    assert.deepEqual(warnings, ['settle: the error handler threw (logger closed) on: disk full']);
+  } finally {
+    process.off('warning', onWarning);
+    process.off('unhandledRejection', onUnhandled);
+  }
+});
