@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, extname } from 'node:path';
 import type { Document } from 'yaml';
@@ -29,6 +29,10 @@ export function readConfigFile(path: string): { ok: true; file: ConfigFile } | {
   const name = basename(path);
   let source: string;
   try {
+    // Looked at before it is read: a FIFO would block the start, a device would be read without end.
+    const stats = statSync(path);
+    if (!stats.isFile()) return { ok: false, errors: [`${path}: not a regular file; is this a config file?`] };
+    if (stats.size > MAX_CONFIG_BYTES) return { ok: false, errors: [`${path}: larger than ${MAX_CONFIG_BYTES} bytes; is this a config file?`] };
     source = readFileSync(path, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
@@ -51,7 +55,13 @@ export function readConfigFile(path: string): { ok: true; file: ConfigFile } | {
   if (doc.errors.length > 0) {
     return { ok: false, errors: doc.errors.map((e) => `${name}:${lineAt(e.pos[0])}: ${e.message.split('\n')[0]}`) };
   }
-  const data: unknown = doc.toJS({ maxAliasCount: 100 });
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    // An alias expanded past the limit (a "billion laughs" file) throws here, not in doc.errors.
+    return { ok: false, errors: [`${name}: ${(error as Error).message}`] };
+  }
   if (data === null || data === undefined) return { ok: true, file: { name, data: {}, lineOf: () => undefined } };
   if (typeof data !== 'object' || Array.isArray(data)) {
     return { ok: false, errors: [`${name}: the top level must be a mapping of keys (port: 9477, ...), got ${Array.isArray(data) ? 'a list' : typeof data}`] };

@@ -74,6 +74,15 @@ test('a missing config file is an error, not silently ignored', () => {
   assertExactly(errorsOf({ configFile: join(tmpdir(), 'no-such-tokenwatt-config.yaml') }), [/cannot read the config file \(ENOENT\)/]);
 });
 
+test('a YAML alias bomb, a directory and a device are config errors naming the file, not a crash or a hang', () => {
+  const bomb = 'a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n';
+  withFile('bomb.yaml', bomb, (path) => {
+    assertExactly(errorsOf({ configFile: path }), [/^bomb\.yaml: .*alias/i]);
+  });
+  assertExactly(errorsOf({ configFile: tmpdir() }), [/: not a regular file; is this a config file\?$/]);
+  assertExactly(errorsOf({ configFile: '/dev/zero' }), [/^\/dev\/zero: not a regular file/]);
+});
+
 test('the ingest token never appears in an error message', () => {
   const errors = errorsOf({ env: { TOKENWATT_INGEST_TOKEN: 'x'.repeat(5000) } });
   assert.equal(errors.length, 1);
