@@ -44,11 +44,24 @@ function parseBoundary(text: string, flag: string): number {
   const full = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.test(value);
   if (!date && !full) throw new PeriodError(`${flag}: expected YYYY-MM-DD or an RFC 3339 time with a zone (got "${text}")`);
   const ms = Date.parse(date ? `${value}T00:00:00Z` : value);
-  if (!Number.isFinite(ms)) throw new PeriodError(`${flag}: not a valid date (got "${text}")`);
+  // Date.parse rolls 2026-02-30 over to March 2 and T24:00 to the next day: a typo would move the period.
+  if (!Number.isFinite(ms) || !realCalendarFields(value)) throw new PeriodError(`${flag}: not a valid date (got "${text}")`);
   const year = new Date(ms).getUTCFullYear();
   if (year < FIRST_YEAR || year > LAST_YEAR) throw new PeriodError(`${flag}: the year must lie in ${FIRST_YEAR}-${LAST_YEAR} (got "${text}")`);
   if (ms % HOUR_MS !== 0) throw new PeriodError(`${flag}: must fall on a whole UTC hour, as the ledger keeps hourly rollups (got "${text}")`);
   return ms;
+}
+
+/** The date exists, and the time and zone offset, when given, are within their ranges. */
+function realCalendarFields(value: string): boolean {
+  const [year, month, day] = value.slice(0, 10).split('-').map(Number) as [number, number, number];
+  const back = new Date(0);
+  back.setUTCFullYear(year, month - 1, day); // not Date.UTC, which reads years 0-99 as 1900-1999
+  if (back.getUTCFullYear() !== year || back.getUTCMonth() !== month - 1 || back.getUTCDate() !== day) return false;
+  const time = /T(\d{2}):(\d{2})(?::(\d{2}))?/i.exec(value);
+  if (time !== null && (Number(time[1]) > 23 || Number(time[2]) > 59 || Number(time[3] ?? 0) > 59)) return false;
+  const zone = /([+-])(\d{2}):(\d{2})$/.exec(value);
+  return zone === null || (Number(zone[2]) <= 23 && Number(zone[3]) <= 59);
 }
 
 export function periodHours(period: ReportPeriod): number {

@@ -160,6 +160,11 @@ describe('tokenwatt export: bad input gets a clear message and writes nothing', 
     { name: 'quarter with no data', flags: () => ({ quarter: '2025-Q4' }), message: /no data between 2025-10-01T00:00:00Z and 2026-01-01T00:00:00Z .*the ledger holds hourly data from 2026-07-01/ },
     { name: 'a period not on whole hours', flags: () => ({ quarter: undefined, from: '2026-07-01T00:30:00Z', to: '2026-07-02' }), message: /--from: must fall on a whole UTC hour/ },
     { name: 'a malformed quarter', flags: () => ({ quarter: '2026-Q5' }), message: /--quarter: expected YYYY-Qn/ },
+    // Date.parse would roll these over into another day, moving the period without a word.
+    { name: 'a day that does not exist in --from', flags: () => ({ quarter: undefined, from: '2026-02-30', to: '2026-07-02' }), message: /--from: not a valid date \(got "2026-02-30"\)/ },
+    { name: 'a day that does not exist in --to', flags: () => ({ quarter: undefined, from: '2026-07-01', to: '2026-06-31' }), message: /--to: not a valid date \(got "2026-06-31"\)/ },
+    { name: 'February 29th of a common year, as a time', flags: () => ({ quarter: undefined, from: '2026-02-29T00:00:00Z', to: '2026-07-02' }), message: /--from: not a valid date/ },
+    { name: 'hour 24', flags: () => ({ quarter: undefined, from: '2026-07-01T24:00:00Z', to: '2026-07-03' }), message: /--from: not a valid date/ },
     { name: 'a two-digit year', flags: () => ({ quarter: '0024-Q1' }), message: /--quarter: the year must lie in 1990-2199 \(got "0024-Q1"\)/ },
     { name: 'a two-digit year in --from', flags: () => ({ quarter: undefined, from: '0024-01-01', to: '2026-07-02' }), message: /--from: the year must lie in 1990-2199/ },
     {
