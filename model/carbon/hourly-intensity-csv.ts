@@ -3,6 +3,8 @@ import { CarbonInputError, CarbonInputErrors } from './carbon-input-error.js';
 import type { FactorBasis } from './grid-intensity-factor.js';
 
 const HOUR_MS = 3_600_000;
+/** A decimal number as a spreadsheet writes one (an exponent allowed). */
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 const MAX_PROBLEMS = 20;
 /** Above this no grid on earth has been; a larger number is a unit mistake (e.g. lb/MWh or g/MWh). */
 export const MAX_INTENSITY_G_PER_KWH = 2000;
@@ -111,7 +113,8 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
       problem(`no value in column "${intensityColumn}" (an empty cell is a gap: fill it, or set carbon.intensityFill)`, lineNo);
       continue;
     }
-    const read = Number(valueText);
+    // A plain decimal only: Number() would read "0x10" as 16 and " " as 0.
+    const read = DECIMAL.test(valueText) ? Number(valueText) : Number.NaN;
     const value = read * unit.toGPerKwh;
     if (!Number.isFinite(value) || value < 0 || value > MAX_INTENSITY_G_PER_KWH) {
       const asRead = unit.named === null || unit.toGPerKwh === 1 ? '' : ` (${unit.named}, that is ${value} gCO2e/kWh)`;

@@ -58,6 +58,8 @@ describe('hourly intensity CSV', () => {
       '2026-07-01T03:00:00Z,',
       '2026-07-01T00:00:00Z,120',
       '2026-07-01T04:00:00Z,abc',
+      '2026-07-01T05:00:00Z,0x10', // Number() would read 16
+      '2026-07-01T06:00:00Z,1e2',
     ].join('\n');
     const problems = errorsOf(() => parseHourlyIntensityCsv(text, { source: 'bad.csv' }));
     const byLine = new Map(problems.map((p) => [p.line, p.reason]));
@@ -67,6 +69,8 @@ describe('hourly intensity CSV', () => {
     assert.match(byLine.get(6) ?? '', /empty cell is a gap/);
     assert.match(byLine.get(7) ?? '', /duplicate timestamp .* \(first on line 2\)/);
     assert.match(byLine.get(8) ?? '', /"abc" is not a number/);
+    assert.match(byLine.get(9) ?? '', /"0x10" is not a number/);
+    assert.equal(byLine.get(10), undefined, 'an exponent is a decimal number');
     assert.ok(problems.every((p) => p.message.startsWith('bad.csv, line ')));
   });
 
