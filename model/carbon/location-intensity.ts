@@ -84,14 +84,29 @@ export function resolveLocationIntensity(
     sum += values.values.get(h) ?? 0;
     n += 1;
   }
+  let filledLater = 0;
   return {
     kind: 'hourly',
     gPerKwhAt: (hour) => {
       const v = values.values.get(hour);
-      if (v === undefined) throw new CarbonInputError(spec.fileName, `no intensity for hour ${new Date(hour).toISOString()} (not among the hours resolved)`);
-      return v;
+      if (v !== undefined) return v;
+      // An hour resolved only now: usage with no measured energy rows (those decide the hours
+      // resolved up front). The fill policy applies to it as to any other.
+      const filled = fillOne(spec.series, spec.fill, hour, meanOf(spec.series));
+      if (filled === undefined) {
+        const where = hour >= spec.series.firstHourMs && hour <= spec.series.lastHourMs ? 'a gap in the file' : `the file covers ${iso(spec.series.firstHourMs)} to ${iso(spec.series.lastHourMs)}`;
+        throw new CarbonInputError(
+          `${spec.fileName} (set carbon.intensityFill to "carry-forward" or "mean" to fill gaps)`,
+          `no value for the hour ${iso(hour)}, which has attributed usage but no measured energy rows (${where})`,
+        );
+      }
+      values.values.set(hour, filled);
+      filledLater += 1;
+      return filled;
     },
-    filledHours: values.filled,
+    get filledHours() {
+      return values.filled + filledLater;
+    },
     provenance: {
       role: 'location',
       id: `hourly-file:${spec.fileName}`,
@@ -120,7 +135,10 @@ function fillHours(
   const outside = neededHours.filter((h) => h < series.firstHourMs || h > series.lastHourMs);
   if (fill === 'error') {
     const problems: CarbonInputError[] = [];
-    for (const h of holes) {
+    // Only the gaps the report needs: a gap in hours without data is no reason to refuse the file.
+    const needed = new Set(neededHours);
+    const neededHoles = holes.filter((h) => needed.has(h));
+    for (const h of neededHoles) {
       if (problems.length >= MAX_PROBLEMS) break;
       const before = series.hours.get(lastPresentBefore(series, h))?.lines.at(-1);
       const after = series.hours.get(firstPresentAfter(series, h))?.lines[0];
@@ -135,24 +153,33 @@ function fillHours(
         ),
       );
     }
-    const total = holes.length + (outside.length > 0 ? 1 : 0);
+    const total = neededHoles.length + (outside.length > 0 ? 1 : 0);
     if (problems.length > 0) {
       throw new CarbonInputErrors(`${fileName} (set carbon.intensityFill to "carry-forward" or "mean" to fill gaps)`, problems, total - problems.length);
     }
     return { values, filled: 0 };
   }
-  let mean = 0;
-  for (const v of series.hours.values()) mean += v.gCo2ePerKwh / series.hours.size;
+  const mean = meanOf(series);
   const toFill = [...new Set([...holes, ...outside])].sort((a, b) => a - b);
-  for (const h of toFill) {
-    if (fill === 'mean') values.set(h, mean);
-    else {
-      const prior = lastPresentBefore(series, h);
-      values.set(h, (series.hours.get(prior) ?? series.hours.get(series.firstHourMs))?.gCo2ePerKwh ?? mean);
-    }
-  }
+  for (const h of toFill) values.set(h, fillOne(series, fill, h, mean) as number);
   const needed = new Set(neededHours);
   return { values, filled: toFill.filter((h) => needed.has(h)).length };
+}
+
+function meanOf(series: HourlyIntensitySeries): number {
+  let mean = 0;
+  for (const v of series.hours.values()) mean += v.gCo2ePerKwh / series.hours.size;
+  return mean;
+}
+
+/**
+ * The value the fill policy gives an hour the file lacks (undefined under "error"): the file's
+ * mean, or the last value before it (the first value, for an hour before the file).
+ */
+function fillOne(series: HourlyIntensitySeries, fill: IntensityFill, hour: number, mean: number): number | undefined {
+  if (fill === 'error') return undefined;
+  if (fill === 'mean') return mean;
+  return (series.hours.get(lastPresentBefore(series, hour)) ?? series.hours.get(series.firstHourMs))?.gCo2ePerKwh ?? mean;
 }
 
 function lastPresentBefore(series: HourlyIntensitySeries, hour: number): number {

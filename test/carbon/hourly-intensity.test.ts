@@ -151,6 +151,22 @@ describe('hourly intensity gaps', () => {
     assert.ok(Math.abs((li.provenance.value ?? 0) - (700 + 3 * m) / 6) < 1e-9);
   });
 
+  it('an hour asked for later (usage without measured energy rows) is filled by the same policy, or named under "error"', () => {
+    // Resolved for the measured hours only; then a usage row comes for 05:00, outside the file.
+    const carry = resolveLocationIntensity(spec('carry-forward'), [], [T0, T0 + H]);
+    assert.equal(carry.filledHours, 0);
+    assert.equal(carry.gPerKwhAt(T0 + 5 * H), 400);
+    assert.equal(carry.gPerKwhAt(T0 + 5 * H), 400, 'filled once');
+    assert.equal(carry.filledHours, 1);
+    assert.equal(resolveLocationIntensity(spec('mean'), [], [T0]).gPerKwhAt(T0 + 5 * H), 700 / 3);
+    // Under "error" the file's gaps at 02:00 and 03:00 are no reason to refuse it while no hour
+    // needs them; an hour asked for later that the file lacks is named.
+    const strict = resolveLocationIntensity(spec('error'), [], [T0, T0 + H]);
+    assert.equal(strict.gPerKwhAt(T0 + H), 200);
+    assert.throws(() => strict.gPerKwhAt(T0 + 5 * H), /no value for the hour 2026-07-01T05:00:00.000Z, which has attributed usage but no measured energy rows \(the file covers 2026-07-01T00:00:00.000Z to 2026-07-01T04:00:00.000Z\)/);
+    assert.throws(() => strict.gPerKwhAt(T0 + 2 * H), /no value for the hour 2026-07-01T02:00:00.000Z, .* \(a gap in the file\)/);
+  });
+
   it('records the file name and hash in the provenance', () => {
     const li = resolveLocationIntensity(spec('mean'), [], [T0]);
     assert.match(li.provenance.source, /g\.csv \(sha256 (ab){32}\)/);
