@@ -13,7 +13,7 @@ import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsag
 import { JOULES_PER_KWH } from '../../model/units.js';
 import { contentSha256 } from './canonical-json.js';
 import { NoDataError } from './esg-errors.js';
-import { ESG_REPORT_SCHEMA_ID } from './esg-report.js';
+import { ESG_REPORT_SCHEMA_ID, OFFSET_ROLE } from './esg-report.js';
 import type { BreakdownDimension, EsgBreakdownRow, EsgCoverage, EsgCrossRow, EsgFactor, EsgQuality, EsgReport, EsgSeries, EsgTotals } from './esg-report.js';
 import { methodology } from './methodology.js';
 import { collectNodeHours } from './node-hours.js';
@@ -292,7 +292,7 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
       embodiedFactor('embodied-gpu', carbon.embodied.gpuKgCo2e, 'kgCO2e per GPU', carbon),
       embodiedFactor('embodied-host', carbon.embodied.hostKgCo2e, 'kgCO2e per host (without GPUs)', carbon),
       ...carbon.offsets.map<FactorProvenance>((o, i) => ({
-        role: 'offset (reported, never netted)',
+        role: OFFSET_ROLE,
         id: `offset:${i}`,
         value: o.kgCo2e,
         unit: 'kgCO2e',

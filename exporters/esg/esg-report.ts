@@ -6,6 +6,8 @@
  */
 
 export const ESG_REPORT_SCHEMA_ID = 'tokenwatt.esg/1';
+/** The role of an offset in a report's factors: reported beside the emissions, never netted from them. */
+export const OFFSET_ROLE = 'offset (reported, never netted)';
 
 /** Dimensions of the breakdowns. `month` is YYYY-MM in UTC. */
 export const BREAKDOWN_DIMENSIONS = ['tier', 'model', 'team', 'feature', 'cache_bucket', 'batch_bucket', 'month'] as const;

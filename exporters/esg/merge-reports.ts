@@ -2,7 +2,7 @@ import { sciPerUnit } from '../../model/carbon/sci.js';
 import { JOULES_PER_KWH } from '../../model/units.js';
 import { checkContentSha256, contentSha256 } from './canonical-json.js';
 import { MergeError } from './esg-errors.js';
-import { ESG_REPORT_SCHEMA_ID } from './esg-report.js';
+import { ESG_REPORT_SCHEMA_ID, OFFSET_ROLE } from './esg-report.js';
 import type { EsgBreakdownRow, EsgCoverage, EsgCrossRow, EsgFactor, EsgQuality, EsgReport, EsgTasks, EsgTaskTotals, EsgTotals } from './esg-report.js';
 import { methodology } from './methodology.js';
 import { HOUR } from './report-period.js';
@@ -57,7 +57,11 @@ export function mergeEsgReports(inputs: readonly NamedReport[], options: { toolV
   }
   const reports = used.map((u) => u.report);
   const nodes = [...nodeSource.keys()].sort();
-  const totals = mergeTotals(reports.map((r) => r.totals));
+  const factors = mergeFactors(reports.flatMap((r) => r.factors));
+  // An offset configured alike on several nodes (a shared config: one purchase) is one factor of the
+  // merge, and counts once in its total, as in its factor list.
+  const offsetsKg = sum(factors.filter((f) => f.role === OFFSET_ROLE).map((f) => f.value ?? 0));
+  const totals = { ...mergeTotals(reports.map((r) => r.totals)), offsets_kgco2e: round(offsetsKg) };
   const successfulTasks = sum(reports.map((r) => r.tasks.succeeded));
   const operationalG = sum(reports.map((r) => r.sci.operational_gco2e));
   const embodiedG = sum(reports.map((r) => r.sci.embodied_gco2e));
@@ -106,7 +110,7 @@ export function mergeEsgReports(inputs: readonly NamedReport[], options: { toolV
     tasks: mergeTasks(reports.map((r) => r.tasks)),
     quality: mergeQuality(reports, period.hours, Date.parse(period.from)),
     coverage: mergeCoverage(used, duplicates),
-    factors: mergeFactors(reports.flatMap((r) => r.factors)),
+    factors,
     methodology: methodology('merge'),
     inputs: { carbon_config: null, carbon_configs_by_node: configs, data: `merge of ${used.length} report(s): ${used.map((u) => u.name).join(', ')}` },
     tool: { name: 'tokenwatt', version: options.toolVersion },

@@ -97,6 +97,20 @@ describe('fleet report from node reports (--merge)', () => {
     assert.ok(!fleet.quality.notes.some((n) => /from node ledgers and from Prometheus/.test(n)));
   });
 
+  it('counts an offset configured alike on several nodes once, in its total as in its factor list; different offsets add up', () => {
+    const shared = { kgCo2e: 100, source: 'Gold Standard GS-1234 (retired 2026-09)', description: 'company-wide purchase' };
+    const withOffset = (node: string, seed: number, offsets: CarbonConfigInput['offsets']) =>
+      nodeReport(node, makeRollups({ node, fromMs: T0, hours: 24, gpus: 1, seed }), { region: 'FR', offsets });
+    const same = mergeEsgReports([{ name: 'x.json', report: withOffset('node-x', 3, [shared]) }, { name: 'y.json', report: withOffset('node-y', 4, [shared]) }], META);
+    const offsetFactors = same.factors.filter((f) => f.role.startsWith('offset'));
+    assert.deepEqual(offsetFactors.map((f) => [f.value, f.nodes]), [[100, ['node-x', 'node-y']]]);
+    assert.equal(same.totals.offsets_kgco2e, 100);
+    const other = { ...shared, kgCo2e: 40, description: 'node-y site purchase' };
+    const different = mergeEsgReports([{ name: 'x.json', report: withOffset('node-x', 3, [shared]) }, { name: 'y.json', report: withOffset('node-y', 4, [other]) }], META);
+    assert.equal(different.totals.offsets_kgco2e, 140);
+    assert.deepEqual(esgReportSchemaProblems(same), []);
+  });
+
   it('carries the simulated mark into the fleet report', () => {
     const sim = nodeReport('node-s', makeRollups({ node: 'node-s', fromMs: T0, hours: 5, seed: 4, simulated: true }), { region: 'FR' });
     const merged = mergeEsgReports([{ name: 'a.json', report: a }, { name: 's.json', report: sim }], META);
