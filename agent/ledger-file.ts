@@ -20,6 +20,8 @@ export interface LedgerFileFacts {
   readonly userVersion: number;
   readonly applicationId: number;
   readonly tables: readonly string[];
+  /** Views, triggers and indexes: a file with only these is not empty either. */
+  readonly otherObjects: number;
 }
 
 /** Read the header fields and the table names (reads only; a file that is not SQLite throws SQLITE_NOTADB here). */
@@ -27,7 +29,8 @@ export function readFileFacts(db: Db): LedgerFileFacts {
   const userVersion = db.pragma('user_version', { simple: true }) as number;
   const applicationId = db.pragma('application_id', { simple: true }) as number;
   const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
-  return { userVersion, applicationId, tables };
+  const otherObjects = (db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type <> 'table' AND name NOT LIKE 'sqlite_%'").get() as { n: number }).n;
+  return { userVersion, applicationId, tables, otherObjects };
 }
 
 /**
@@ -36,12 +39,13 @@ export function readFileFacts(db: Db): LedgerFileFacts {
  * version but without the tokenwatt tables. An empty file (or a new one) passes: it becomes a ledger.
  */
 export function assertTokenwattFile(path: string, facts: LedgerFileFacts): void {
-  const { userVersion, applicationId, tables } = facts;
+  const { userVersion, applicationId, tables, otherObjects } = facts;
   if (applicationId === TOKENWATT_APPLICATION_ID) return;
   const list = tables.length <= 8 ? tables.join(', ') : `${tables.slice(0, 8).join(', ')}, ... (${tables.length} in all)`;
   let why: string | null = null;
   if (applicationId !== 0) why = `its application_id is ${applicationId} (tokenwatt's is ${TOKENWATT_APPLICATION_ID}): another application's database`;
   else if (userVersion === 0 && tables.length > 0) why = `it has tables ${list} and no tokenwatt schema`;
+  else if (userVersion === 0 && otherObjects > 0) why = `it has ${otherObjects} view(s), trigger(s) or index(es) and no tokenwatt schema`;
   else if (userVersion > 0) {
     const missing = CORE_TABLES.filter((t) => !tables.includes(t));
     if (missing.length > 0) why = `it has schema version ${userVersion} but not the tokenwatt tables (${missing.join(', ')} missing; it has ${list || 'no tables'})`;

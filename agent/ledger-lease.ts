@@ -98,6 +98,14 @@ function parse(value: string | undefined): LeaseHolder | null {
 const GET = 'SELECT value FROM agent_state WHERE key = ?';
 const SET = 'INSERT INTO agent_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value';
 
+function lockedError(path: string, current: LeaseHolder, nowMs: number, staleMs: number): LedgerLockedError {
+  return new LedgerLockedError(
+    `cannot open the ledger ${path}: another tokenwatt agent writes to it (${describeHolder(current, nowMs)}) ` +
+      `(stop that agent, or give this one another --db / TOKENWATT_DB; a writer that stops its heartbeat is taken over after ${Math.round(staleMs / 1000)} s)`,
+    current,
+  );
+}
+
 /** The lease one open ledger holds. */
 export class WriterLease {
   private lastBeatMs: number;
@@ -112,6 +120,17 @@ export class WriterLease {
   }
 
   /**
+   * Refuse, reading only, a ledger whose lease a live agent holds: called before the migrations and
+   * any other write, so that a refused agent (a newer one, say, during an upgrade) changes nothing
+   * under the live one. `take` checks again, inside its transaction.
+   */
+  static assertFree(db: Db, path: string, nowMs: number, staleMs: number): void {
+    const row = db.prepare(GET).get(WRITER_KEY) as { value: string } | undefined;
+    const current = parse(row?.value);
+    if (current !== null && staleReason(current, nowMs, staleMs) === null) throw lockedError(path, current, nowMs, staleMs);
+  }
+
+  /**
    * Take the lease in one IMMEDIATE transaction, or throw {@link LedgerLockedError} naming the
    * live holder. `agent_state` must exist (call after the migrations).
    */
@@ -123,13 +142,7 @@ export class WriterLease {
       let over: { holder: LeaseHolder; reason: string } | null = null;
       if (current !== null) {
         const reason = staleReason(current, nowMs, staleMs);
-        if (reason === null) {
-          throw new LedgerLockedError(
-            `cannot open the ledger ${path}: another tokenwatt agent writes to it (${describeHolder(current, nowMs)}) ` +
-              `(stop that agent, or give this one another --db / TOKENWATT_DB; a writer that stops its heartbeat is taken over after ${Math.round(staleMs / 1000)} s)`,
-            current,
-          );
-        }
+        if (reason === null) throw lockedError(path, current, nowMs, staleMs);
         over = { holder: current, reason };
       }
       db.prepare(SET).run(WRITER_KEY, JSON.stringify(mine));

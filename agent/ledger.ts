@@ -217,11 +217,14 @@ export class Ledger {
       const facts = readFileFacts(db);
       assertNotNewer(facts.userVersion, latestVersion(LEDGER_MIGRATIONS), path);
       assertTokenwattFile(path, facts);
+      // An existing ledger a live agent writes is refused before anything here writes to it.
+      const staleMs = opts.leaseStaleMs ?? DEFAULT_LEASE_STALE_MS;
+      if (path !== ':memory:' && facts.tables.includes('agent_state')) WriterLease.assertFree(db, path, Date.now(), staleMs);
       applyWriterPragmas(db, opts);
       migrate(db, LEDGER_MIGRATIONS, path);
       // Ledgers of schema 1 and 2 were written without it; they get it here.
       if (facts.applicationId !== TOKENWATT_APPLICATION_ID) db.pragma(`application_id = ${TOKENWATT_APPLICATION_ID}`);
-      if (path !== ':memory:') lease = WriterLease.take(db, path, Date.now(), opts.leaseStaleMs ?? DEFAULT_LEASE_STALE_MS);
+      if (path !== ':memory:') lease = WriterLease.take(db, path, Date.now(), staleMs);
       // Used by the merge below and by prune().
       db.function(ID_HASH_FUNCTION, { deterministic: true }, (id: unknown) => requestIdHash(String(id)));
       // Under the lease: the rows a stopped writer had not merged into the id index.

@@ -63,6 +63,24 @@ test('a second writer on the same file is refused, naming the file and the holde
   second.close();
 });
 
+test('an older ledger a live agent writes is refused before this open migrates or stamps it: not a byte changes', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const path = join(dir, 'live.db');
+  const live = Ledger.open(path, { node: 'n', retention: RETENTION });
+  t.after(() => live.close());
+  // As a ledger written before application_id existed: an open that migrates stamps it.
+  const db = new Database(path);
+  db.pragma('application_id = 0');
+  db.close();
+  const bytes = readFileSync(path);
+  const wal = readFileSync(`${path}-wal`);
+  assert.throws(() => Ledger.open(path, { node: 'n', retention: RETENTION }), /another tokenwatt agent writes to it/);
+  assert.equal(fileState(path).appId, 0, 'not stamped by the refused open');
+  assert.deepEqual(readFileSync(path), bytes, 'the file is as it was');
+  assert.deepEqual(readFileSync(`${path}-wal`), wal, 'and so is its WAL');
+});
+
 test('a lease left by a dead process on this host is taken over, and says so', (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
@@ -135,6 +153,7 @@ test('another application\'s SQLite file is refused before anything is written t
     ['requests.db', (db) => db.exec('CREATE TABLE requests (id INTEGER PRIMARY KEY)'), /it has tables requests and no tokenwatt schema/],
     ['versioned.db', (db) => { db.exec('CREATE TABLE notes (id INTEGER PRIMARY KEY)'); db.pragma('user_version = 1'); }, /schema version 1 but not the tokenwatt tables/],
     ['app.db', (db) => db.pragma('application_id = 1234'), /application_id is 1234/],
+    ['views.db', (db) => db.exec('CREATE VIEW v AS SELECT 1 AS one'), /it has 1 view\(s\), trigger\(s\) or index\(es\) and no tokenwatt schema/],
   ];
   for (const [name, make, why] of cases) {
     const path = join(dir, name);
