@@ -807,8 +807,12 @@ export class OpenAiProxy implements RequestSource {
       for (let i = 0; i < events.length; i++) {
         const event = events[i] as Buffer;
         // The LF of a CRLF split from its event by the chunking goes where that event went.
-        const forward = splitter.endsPrevious(event) ? (droppedLast ? null : event) : observer.observe(event);
-        if (!splitter.endsPrevious(event)) droppedLast = forward === null;
+        let forward: Buffer | null;
+        if (splitter.endsPrevious(event)) forward = droppedLast ? null : event;
+        else {
+          forward = observer.observe(event);
+          droppedLast = forward === null;
+        }
         if (forward === null) continue;
         if (single === null) single = forward;
         else (several ??= [single]).push(forward);

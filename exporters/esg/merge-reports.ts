@@ -61,7 +61,7 @@ export function mergeEsgReports(inputs: readonly NamedReport[], options: { toolV
   // An offset configured alike on several nodes (a shared config: one purchase) is one factor of the
   // merge, and counts once in its total, as in its factor list.
   const offsetsKg = sum(factors.filter((f) => f.role === OFFSET_ROLE).map((f) => f.value ?? 0));
-  const totals = { ...mergeTotals(reports.map((r) => r.totals)), offsets_kgco2e: round(offsetsKg) };
+  const totals = mergeTotals(reports.map((r) => r.totals), offsetsKg);
   const successfulTasks = sum(reports.map((r) => r.tasks.succeeded));
   const operationalG = sum(reports.map((r) => r.sci.operational_gco2e));
   const embodiedG = sum(reports.map((r) => r.sci.embodied_gco2e));
@@ -124,7 +124,8 @@ const nullableRound = (x: number | null): number | null => (x === null ? null : 
 /** Sum of nullable figures: unknown (null) as soon as one part is unknown. */
 const sumOrNull = (xs: readonly (number | null)[]): number | null => (xs.some((x) => x === null) ? null : round(sum(xs as number[])));
 
-function mergeTotals(all: readonly EsgTotals[]): EsgTotals {
+/** The nodes' totals added up; offsets are the merged offset factors' (`offsetsKg`), not a sum per node. */
+function mergeTotals(all: readonly EsgTotals[], offsetsKg: number): EsgTotals {
   const add = (pick: (t: EsgTotals) => number): number => round(sum(all.map(pick)));
   const it = add((t) => t.it_energy_kwh);
   const facility = add((t) => t.facility_energy_kwh);
@@ -147,7 +148,7 @@ function mergeTotals(all: readonly EsgTotals[]): EsgTotals {
     embodied_kgco2e: add((t) => t.embodied_kgco2e),
     embodied_gpu_kgco2e: add((t) => t.embodied_gpu_kgco2e),
     embodied_host_kgco2e: add((t) => t.embodied_host_kgco2e),
-    offsets_kgco2e: add((t) => t.offsets_kgco2e),
+    offsets_kgco2e: round(offsetsKg),
     gpu_count: add((t) => t.gpu_count),
     reserved_gpu_hours: add((t) => t.reserved_gpu_hours),
     reserved_host_hours: add((t) => t.reserved_host_hours),
