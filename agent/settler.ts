@@ -1,5 +1,6 @@
 import type { GpuPeriodInput, GpuPeriodTotals, AttributionConfig, PeriodSettlement, RequestPeriodShare } from '../model/attribution-types.js';
 import { settlePeriod } from '../model/attribution.js';
+import { COUNTER_LOOKBACK_SAMPLES } from '../model/energy-timeline.js';
 import { conservationResidual } from '../model/conservation.js';
 import { currentIdleBaseline, initialIdleBaseline, observeIdle, type IdleBaselineState } from '../model/idle-baseline.js';
 import type { GpuInfo, PowerSample } from '../model/power-sample.js';
@@ -212,7 +213,7 @@ export class Settler {
     }
     let samples = 0;
     for (const gpu of this.options.gpus) {
-      const loaded = ledger.loadSamples(gpu.uuid, epochMs(Math.min(from, this.countedUntilMs.get(gpu.uuid) ?? from)), epochMs(nowMs + 60_000));
+      const loaded = ledger.loadSamples(gpu.uuid, epochMs(Math.min(from, this.countedUntilMs.get(gpu.uuid) ?? from)), epochMs(nowMs + 60_000), 1 + COUNTER_LOOKBACK_SAMPLES);
       this.samplesByGpu.set(gpu.uuid, loaded);
       samples += loaded.length;
       const first = loaded[0];
@@ -647,7 +648,8 @@ export class Settler {
 
   /**
    * Keep the last sample at or before the GPU's counted edge (the settled edge, or the last sample
-   * before a stall whose energy is still owed: the next interval starts there) and all later ones.
+   * before a stall whose energy is still owed: the next interval starts there), all later ones, and
+   * COUNTER_LOOKBACK_SAMPLES before it for the next window.
    */
   private trimBuffers(settledUntilMs: number): void {
     for (const [uuid, buffer] of this.samplesByGpu) {
@@ -657,6 +659,7 @@ export class Settler {
         if ((buffer[i] as PowerSample).timestampMs <= edge) keepFrom = i;
         else break;
       }
+      keepFrom = Math.max(0, keepFrom - COUNTER_LOOKBACK_SAMPLES);
       if (keepFrom > 0) this.samplesByGpu.set(uuid, buffer.slice(keepFrom));
     }
   }
@@ -684,11 +687,14 @@ function counterAt(readings: readonly StoredHostReading[], from: number, to: num
   return { energyJ, estimated };
 }
 
-/** Samples inside [start, end] plus the nearest one on each side, so boundary intervals can be split. */
+/**
+ * Samples inside [start, end] plus the nearest one on each side, so boundary intervals can be split,
+ * and up to COUNTER_LOOKBACK_SAMPLES before those, for the counter's high-water mark.
+ */
 function windowOf(buffer: readonly PowerSample[], startMs: number, endMs: number): PowerSample[] {
   let from = 0;
   while (from + 1 < buffer.length && (buffer[from + 1] as PowerSample).timestampMs <= startMs) from += 1;
   let to = from;
   while (to < buffer.length && (buffer[to] as PowerSample).timestampMs < endMs) to += 1;
-  return buffer.slice(from, Math.min(to + 1, buffer.length));
+  return buffer.slice(Math.max(0, from - COUNTER_LOOKBACK_SAMPLES), Math.min(to + 1, buffer.length));
 }

@@ -1,6 +1,7 @@
 import type { AttributionConfig, GpuPeriodInput, GpuPeriodTotals, RequestPeriodShare } from './attribution-types.js';
 import { settlePeriod } from './attribution.js';
 import { BATCH_BUCKETS, CACHE_BUCKETS } from './buckets.js';
+import { COUNTER_LOOKBACK_SAMPLES } from './energy-timeline.js';
 import { fullyLoadedFactor } from './fully-loaded.js';
 import { IDLE_QUANTILE, idleBaselineFromObservations, resolveIdleBaseline, type IdleBaselineSource, type IdleObservation } from './idle-baseline.js';
 import type { PowerSample } from './power-sample.js';
@@ -239,12 +240,13 @@ class GpuSamples {
 
   /**
    * Samples of [p0, p1) plus the last reading at or before p0 and the first at or after p1 (each
-   * with any repeats of its timestamp), so the intervals crossing the bounds are included whole.
+   * with any repeats of its timestamp), so the intervals crossing the bounds are included whole, and
+   * up to COUNTER_LOOKBACK_SAMPLES before those for the counter's high-water mark.
    */
   window(p0: number, p1: number): PowerSample[] {
     const { timeAt, count } = this;
     const before = bound(timeAt, count, p0, true) - 1;
-    const from = before < 0 ? 0 : bound(timeAt, count, timeAt(before), false);
+    const from = before < 0 ? 0 : Math.max(0, bound(timeAt, count, timeAt(before), false) - COUNTER_LOOKBACK_SAMPLES);
     const after = bound(timeAt, count, p1, false);
     const to = after < count ? bound(timeAt, count, timeAt(after), true) : count;
     const samples = new Array<PowerSample>(to - from);

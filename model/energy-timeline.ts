@@ -9,6 +9,9 @@ import { epochMs, joules, watts, type EpochMs } from './units.js';
  *   counter delta (`method: 'counter'`), exact whatever the sampling.
  * - The counter went backwards (driver reload): a reset. The interval falls back to trapezoidal
  *   integration of power and is flagged `counterReset` and `estimated`.
+ * - A reading a little below the highest one so far (see {@link classifyCounterReading}) is a glitch,
+ *   not a reset: it is taken as missing. Taking it as a reset would count the energy of the interval
+ *   before it twice, once from power and again in the next counter delta, measured from the low value.
  * - No counter at either end: trapezoid of power. Exactly one end has a counter: also the
  *   trapezoid, flagged `estimated` (a reading is missing).
  * - One end lacks power: that end is taken to equal the other (flagged `estimated`).
@@ -36,12 +39,42 @@ export interface EnergyTimeline {
 /** Gaps are flagged when samples are more than this many sampling periods apart (DESIGN.md). */
 export const GAP_FACTOR = 3;
 
+/**
+ * A counter reading below the highest one so far by at most this share of it is a glitch; further
+ * below, the counter was reset. A reset (driver reload, GPU reset) restarts the counter at zero, so
+ * within one sampling period it lands far below; a counter that had counted less than about a
+ * hundred sampling periods' energy before a reset is the one case this could mistake.
+ */
+export const COUNTER_GLITCH_SHARE = 0.01;
+
+/**
+ * Samples before a period's first one that its window also carries (the agent and `analyze`), so
+ * that the highest counter reading before the period is known and a glitch is judged the same
+ * however time is cut into periods. A glitch lasting more samples than this in a row can be judged
+ * differently at a period's start.
+ */
+export const COUNTER_LOOKBACK_SAMPLES = 16;
+
+/** How a counter reading compares with the highest usable reading before it (`highWaterJ`, null when none). */
+export type CounterReading = 'first' | 'advance' | 'glitch' | 'reset';
+
+/** See {@link COUNTER_GLITCH_SHARE}. Shared by the timeline and the sources that report resets. */
+export function classifyCounterReading(highWaterJ: number | null, readingJ: number): CounterReading {
+  if (highWaterJ === null) return 'first';
+  if (readingJ >= highWaterJ) return 'advance';
+  return highWaterJ - readingJ <= COUNTER_GLITCH_SHARE * highWaterJ ? 'glitch' : 'reset';
+}
+
 type TimelineConfig = Pick<AttributionConfig, 'samplePeriodMs' | 'maxAttributableGapMs'>;
 
 interface CleanSample {
   readonly t: number;
   readonly powerW: number | null;
   readonly energyJ: number | null;
+  /** The counter was reset since the usable reading before this one (set by dropCounterGlitches). */
+  readonly resetBefore?: boolean;
+  /** The counter reading was a glitch and dropped (set by dropCounterGlitches). */
+  readonly glitch?: boolean;
 }
 
 const usable = (value: number | null | undefined): value is number =>
@@ -72,7 +105,26 @@ function cleanSamples(samples: readonly PowerSample[]): CleanSample[] {
       out[out.length - 1] = { t, powerW: powerW ?? last.powerW, energyJ: energyJ ?? last.energyJ };
     } else out.push({ t, powerW, energyJ });
   }
-  return out;
+  return dropCounterGlitches(out);
+}
+
+/**
+ * Glitched counter readings become missing ones (see {@link classifyCounterReading}). The high-water
+ * mark starts again at a reset, so the reading after a reset is judged against the new count.
+ */
+function dropCounterGlitches(samples: CleanSample[]): CleanSample[] {
+  let highWaterJ: number | null = null;
+  for (let i = 0; i < samples.length; i += 1) {
+    const sample = samples[i] as CleanSample;
+    if (sample.energyJ === null) continue;
+    const kind = classifyCounterReading(highWaterJ, sample.energyJ);
+    if (kind === 'glitch') samples[i] = { ...sample, energyJ: null, glitch: true };
+    else {
+      if (kind === 'reset') samples[i] = { ...sample, resetBefore: true };
+      highWaterJ = sample.energyJ;
+    }
+  }
+  return samples;
 }
 
 /**
@@ -91,18 +143,16 @@ export function buildEnergyTimeline(samples: readonly PowerSample[], config: Tim
     const dt = b.t - a.t;
     const gap = dt > gapAboveMs;
     const unattributable = dt > config.maxAttributableGapMs;
-    let counterReset = false;
+    // A reset is flagged on the interval ending at the first reading after it, even when the
+    // reading before that one is missing or was a glitch.
+    const counterReset = b.resetBefore === true;
     let energy: number | null = null;
     let method: EnergyInterval['method'] = 'integrated';
-    let estimated = gap || unattributable;
+    let estimated = gap || unattributable || counterReset || a.glitch === true || b.glitch === true;
     if (a.energyJ !== null && b.energyJ !== null) {
-      const delta = b.energyJ - a.energyJ;
-      if (delta >= 0) {
-        energy = delta;
+      if (!counterReset) {
+        energy = b.energyJ - a.energyJ; // not negative: b is not below the high-water mark, which a is at or under
         method = 'counter';
-      } else {
-        counterReset = true;
-        estimated = true;
       }
     } else if (a.energyJ !== null || b.energyJ !== null) {
       estimated = true; // the counter exists but one reading of it is missing

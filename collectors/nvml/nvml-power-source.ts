@@ -1,6 +1,7 @@
 import type { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
+import { classifyCounterReading, COUNTER_GLITCH_SHARE } from '../../model/energy-timeline.js';
 import { epochMs, joules, watts } from '../../model/units.js';
 import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
 import { DEFAULT_NVML_LIBRARY } from './nvml-binding.js';
@@ -91,6 +92,7 @@ export class NvmlPowerSource implements PowerSource {
   private readonly unopenedReported = new Set<string>();
   private inventory: NvmlInventory | null = null;
   private gpus: GpuInfo[] = [];
+  /** Highest energy counter reading per GPU since its last reset (the timeline's high-water mark). */
   private readonly lastEnergyJ = new Map<string, number>();
   private readonly lostGpus = new Set<string>();
   private readonly quarantine = new Map<string, { untilMs: number; backoffMs: number }>();
@@ -486,16 +488,27 @@ export class NvmlPowerSource implements PowerSource {
     for (const p of problems) this.problem(p);
   }
 
+  /**
+   * Report a counter that went backwards, judged as the energy timeline judges it (against the
+   * highest reading so far): a reset, or a glitch whose reading the attribution takes as missing.
+   * Glitches go through the throttle, so a jittery counter does not log a warning per sample.
+   */
   private checkCounter(r: NvmlReading, energyJ: number): void {
-    const previous = this.lastEnergyJ.get(r.uuid);
-    this.lastEnergyJ.set(r.uuid, energyJ);
-    if (previous !== undefined && energyJ < previous) {
-      this.report({
-        reason: 'counter_reset',
-        gpuUuid: r.uuid,
-        message: `energy counter of GPU ${r.index} (${r.uuid}) went backwards from ${previous.toFixed(3)} J to ${energyJ.toFixed(3)} J (driver reload or reset); that interval falls back to power integration`,
-      });
+    const highWaterJ = this.lastEnergyJ.get(r.uuid) ?? null;
+    const kind = classifyCounterReading(highWaterJ, energyJ);
+    if (kind === 'glitch') {
+      this.throttledReport('counter_glitch', r.uuid, `energy counter of GPU ${r.index} (${r.uuid}) read ${energyJ.toFixed(3)} J, below its highest reading ${(highWaterJ as number).toFixed(3)} J by under ${COUNTER_GLITCH_SHARE * 100}%: taken as a glitch, that reading is treated as missing (the intervals beside it are estimated from power)`);
+      return;
     }
+    this.lastEnergyJ.set(r.uuid, energyJ);
+    if (kind === 'reset') {
+      this.report({ reason: 'counter_reset', gpuUuid: r.uuid, message: `energy counter of GPU ${r.index} (${r.uuid}) went backwards from ${(highWaterJ as number).toFixed(3)} J to ${energyJ.toFixed(3)} J (driver reload or reset); that interval falls back to power integration` });
+    }
+  }
+
+  private throttledReport(reason: string, gpuUuid: string, text: string): void {
+    const message = this.throttle.admit(`${gpuUuid}:${reason}`, text, Date.now());
+    if (message !== null) this.report({ reason, gpuUuid, message });
   }
 
   private problem(p: NvmlProblem): void {

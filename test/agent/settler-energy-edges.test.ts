@@ -269,3 +269,37 @@ test('property: random stalls, delivery delays, lateness and settle ticks never 
     { numRuns: 25, seed: 20261123 },
   );
 });
+
+test('counter glitches at a period edge, and a restart just after one, count each joule once', (t) => {
+  const { ledger, cleanup } = openLedger();
+  t.after(cleanup);
+  // Readings a few joules below the one before (not resets to ~0). The first is the sample at a
+  // period start, which is the first sample of that period's window; then a run of three that
+  // straddles the next period start; then one just before the settled edge of a restart.
+  const glitched = new Map<number, number>([[10_000, -5], [19_900, -1], [20_000, -31], [20_100, -61], [29_900, -2]]);
+  const make = (t: number): PowerSample => {
+    const s = steady(t);
+    const dip = glitched.get(t - T0);
+    return dip === undefined ? s : { ...s, energyJ: joules(((t - T0 - 100) * 300) / 1000 + dip) };
+  };
+  const run1 = newSettler(ledger, 0);
+  for (let now = T0; now <= T0 + 30_000; now += 1000) {
+    run1.settler.addSamples(range(now - 900, now, 100, make).filter((s) => s.timestampMs >= T0));
+    run1.settler.settleDue(now);
+  }
+  run1.settler.flushSamples();
+  assert.equal(run1.settler.settledUntil, T0 + 30_000);
+  const run2 = newSettler(ledger, 0);
+  run2.settler.restore(T0 + 30_000);
+  run2.settler.addSamples(range(T0 + 30_100, T0 + 60_000, 100, make));
+  run2.settler.settleDue(T0 + 60_000);
+  assert.equal(run2.settler.settledUntil, T0 + 60_000);
+
+  const expectedJ = (60_000 * 300) / 1000;
+  const measuredJ = run1.metrics.measured + run2.metrics.measured;
+  assert.ok(Math.abs(measuredJ - expectedJ) <= 1e-9 * expectedJ, `measured over both runs ${measuredJ} J = counter increase ${expectedJ} J`);
+  const s = ledgerSums(ledger);
+  assert.ok(Math.abs(s.measured - expectedJ) <= 1e-9 * expectedJ, `ledger measured ${s.measured} J = counter increase ${expectedJ} J`);
+  assert.equal(s.counterResets, 0, 'a glitch is not a reset');
+  assert.ok(Math.abs(s.estimated - 8 * 30) < 1e-6, `the intervals beside each glitched reading are estimated from power (${s.estimated} J)`);
+});

@@ -25,6 +25,7 @@
  *   energy <g> 0                      energy counter unsupported (Volta and older boards)
  *   energy_offset_mj <g> <mJ>         counter value at time 0
  *   reset_at_ms <g> <ms>              counter restarts from 0 at this time (driver reload)
+ *   glitch <g> <from_ms> <until_ms> <mJ>  counter reads in [from, until) are this much low
  *   lost_at_ms <g> <ms>               from this time every call on the GPU returns GPU_IS_LOST
  *   recovered_at_ms <g> <ms>          ... until this time (the GPU answers again, e.g. after a reset)
  *   hang <function> <g|-1> <after_ms> <duration_ms> <count>
@@ -124,6 +125,8 @@ typedef struct {
   int instant_supported, energy_supported;
   unsigned long long energy_offset_mj;
   long long reset_at_ms, lost_at_ms, recovered_at_ms, instant_off_at_ms;
+  long long glitch_from_ms, glitch_until_ms;
+  unsigned long long glitch_mj;
 } fake_gpu;
 
 typedef struct {
@@ -212,6 +215,8 @@ static void load_scenario(void) {
     gpus[g].lost_at_ms = -1;
     gpus[g].recovered_at_ms = -1;
     gpus[g].instant_off_at_ms = -1;
+    gpus[g].glitch_from_ms = -1;
+    gpus[g].glitch_until_ms = -1;
   }
   char path[PATH_MAX];
   scenario_path(path, sizeof(path));
@@ -249,6 +254,7 @@ static void load_scenario(void) {
       else if (strcmp(key, "energy") == 0) gpu->energy_supported = atoi(after);
       else if (strcmp(key, "energy_offset_mj") == 0) gpu->energy_offset_mj = strtoull(after, NULL, 10);
       else if (strcmp(key, "reset_at_ms") == 0) gpu->reset_at_ms = atoll(after);
+      else if (strcmp(key, "glitch") == 0) sscanf(after, "%lld %lld %llu", &gpu->glitch_from_ms, &gpu->glitch_until_ms, &gpu->glitch_mj);
       else if (strcmp(key, "lost_at_ms") == 0) gpu->lost_at_ms = atoll(after);
       else if (strcmp(key, "recovered_at_ms") == 0) gpu->recovered_at_ms = atoll(after);
       else if (strcmp(key, "instant_off_at_ms") == 0) gpu->instant_off_at_ms = atoll(after);
@@ -502,6 +508,7 @@ API nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(void *device, unsigned long
     *energy = trace_energy_uj(g, g->reset_at_ms, t) / 1000;
   else
     *energy = g->energy_offset_mj + trace_energy_uj(g, 0, t) / 1000;
+  if (t >= g->glitch_from_ms && t < g->glitch_until_ms && *energy >= g->glitch_mj) *energy -= g->glitch_mj;
   return NVML_SUCCESS;
 }
 

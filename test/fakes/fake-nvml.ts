@@ -28,6 +28,8 @@ export interface FakeGpu {
   readonly energySupported?: boolean;
   readonly energyOffsetMj?: number;
   readonly resetAtMs?: number;
+  /** Counter reads in [fromMs, untilMs) are `mj` low (a glitch, not a reset). */
+  readonly glitch?: { readonly fromMs: number; readonly untilMs: number; readonly mj: number };
   readonly lostAtMs?: number;
   /** ... and answers again from this time. */
   readonly recoveredAtMs?: number;
@@ -70,6 +72,7 @@ export function renderScenario(scenario: FakeNvmlScenario): string {
     if (g.energySupported === false) lines.push(`energy ${i} 0`);
     if (g.energyOffsetMj !== undefined) lines.push(`energy_offset_mj ${i} ${g.energyOffsetMj}`);
     if (g.resetAtMs !== undefined) lines.push(`reset_at_ms ${i} ${g.resetAtMs}`);
+    if (g.glitch) lines.push(`glitch ${i} ${g.glitch.fromMs} ${g.glitch.untilMs} ${g.glitch.mj}`);
     if (g.lostAtMs !== undefined) lines.push(`lost_at_ms ${i} ${g.lostAtMs}`);
     if (g.recoveredAtMs !== undefined) lines.push(`recovered_at_ms ${i} ${g.recoveredAtMs}`);
   });

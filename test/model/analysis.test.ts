@@ -4,6 +4,7 @@ import { analyzeRun, type AnalyzeReport } from '../../model/analysis.js';
 import type { AttributionConfig } from '../../model/attribution-types.js';
 import type { PowerSample } from '../../model/power-sample.js';
 import type { ResolvedRequest } from '../../model/request-record.js';
+import { joules } from '../../model/units.js';
 import { CONFIG, close, prng, request, sample, T0 } from './helpers.js';
 
 /**
@@ -109,6 +110,29 @@ test('the answer does not depend on the period length or the input order', () =>
   const r = run(5);
   const shuffled = analyzeRun({ samples: [...r.samples].reverse(), requests: [...r.requests].reverse(), gpus: r.gpus, config: CONFIG, perRequest: true });
   assert.deepEqual(shuffled, a);
+});
+
+test('counter glitches give the same energy however time is cut into periods, and count nothing twice', () => {
+  const r = run(7);
+  // Low readings on GPU a: single ones and a run of three, some of them on period starts.
+  const low = new Set([T0 + 7_000, T0 + 13_900, T0 + 14_000, T0 + 14_100, T0 + 21_000]);
+  const samples = r.samples.map((s) => (s.gpuUuid === 'gpu-a' && low.has(s.timestampMs) && s.energyJ !== null ? { ...s, energyJ: joules(s.energyJ - 20) } : s));
+  // Expected: counter deltas, except the intervals beside a low reading, which come from power.
+  let expectedJ = 0;
+  for (const uuid of ['gpu-a', 'gpu-b']) {
+    const mine = r.samples.filter((s) => s.gpuUuid === uuid);
+    for (let k = 1; k < mine.length; k += 1) {
+      const a = mine[k - 1] as PowerSample;
+      const b = mine[k] as PowerSample;
+      const glitched = uuid === 'gpu-a' && (low.has(a.timestampMs) || low.has(b.timestampMs));
+      expectedJ += glitched ? (((a.powerW as number) + (b.powerW as number)) / 2) * 0.1 : (b.energyJ as number) - (a.energyJ as number);
+    }
+  }
+  for (const periodMs of [60_000, 7_000, 1_000, 100]) {
+    const report = analyzeRun({ samples, requests: r.requests, gpus: r.gpus, config: CONFIG, periodMs });
+    assert.equal(report.quality.counter_resets, 0, `${periodMs} ms periods: no reset`);
+    assert.ok(close(report.totals.measured_j, expectedJ), `${periodMs} ms periods: measured ${report.totals.measured_j} J, expected ${expectedJ} J`);
+  }
 });
 
 test('the report has DESIGN\'s analyze --json shape', () => {

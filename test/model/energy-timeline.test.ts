@@ -33,6 +33,29 @@ test('a counter going backwards is a reset: trapezoid, flagged', () => {
   assert.equal(iv.estimated, true);
 });
 
+test('a reading a little below the one before is a glitch, not a reset: missing, so no joule counts twice', () => {
+  // 300 W steady; the middle reading is 0.1 J low (the true counter was 1030 J).
+  const timeline = buildEnergyTimeline([sample('g', T0, 300, 1000), sample('g', T0 + 100, 300, 999.9), sample('g', T0 + 200, 300, 1060)], cfg);
+  assert.deepEqual(timeline.intervals.map((i) => [i.energyJ, i.method, i.counterReset, i.estimated]), [
+    [30, 'integrated', false, true],
+    [30, 'integrated', false, true],
+  ]);
+  // A run of low readings, judged against the highest reading so far, not the one before.
+  const run = toEnergyIntervals([1000, 995, 996, 997, 1040].map((e, k) => sample('g', T0 + 100 * k, 300, e)), cfg);
+  assert.deepEqual(run.map((i) => i.method), ['integrated', 'integrated', 'integrated', 'integrated']);
+  assert.equal(run.reduce((sum, i) => sum + i.energyJ, 0), 120);
+});
+
+test('a reset after a glitch is still a reset, flagged on the interval it ends', () => {
+  const ivs = toEnergyIntervals([sample('g', T0, 300, 9000), sample('g', T0 + 100, 300, 8990), sample('g', T0 + 200, 300, 4), sample('g', T0 + 300, 300, 34)], cfg);
+  assert.deepEqual(ivs.map((i) => [i.counterReset, i.method]), [[false, 'integrated'], [true, 'integrated'], [false, 'counter']]);
+  // More than 1% below the highest reading is a reset, not a glitch.
+  const [reset] = toEnergyIntervals([sample('g', T0, 300, 9000), sample('g', T0 + 100, 300, 8909)], cfg);
+  assert.equal(reset?.counterReset, true);
+  const [glitch] = toEnergyIntervals([sample('g', T0, 300, 9000), sample('g', T0 + 100, 300, 8910)], cfg);
+  assert.equal(glitch?.counterReset, false);
+});
+
 test('one end without power uses the other end, flagged estimated', () => {
   const [iv] = toEnergyIntervals([sample('g', T0, null), sample('g', T0 + 100, 250)], cfg);
   assert.ok(iv);

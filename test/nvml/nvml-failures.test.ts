@@ -276,6 +276,28 @@ test('the energy counter going backwards (reset) is reported and the samples sti
   assert.ok(energies.some((e) => e >= 10_000) && energies.some((e) => e < 1000), 'both sides of the reset were emitted as read');
 });
 
+test('an energy counter reading a little low is reported once as a glitch, not as a reset', async () => {
+  // 150 W adds 7.5 J per 50 ms read; reads in [300, 600) ms are 30 J low: below the reading before
+  // them, by far less than 1% of the 100 kJ counter.
+  const install = fake({ gpus: [{ energyOffsetMj: 100_000_000, glitch: { fromMs: 300, untilMs: 600, mj: 30_000 }, powerMw: [150000] }] });
+  const source = new NvmlPowerSource({ libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 1000 });
+  const [gpu] = await source.init();
+  const got = new SampleCollector();
+  source.start(got.onSamples, got.onError);
+  try {
+    await got.waitFor(() => got.samples.some((s) => s.timestampMs - got.samples[0]!.timestampMs > 1000), 10_000, 'samples past the glitch');
+  } finally {
+    await source.shutdown();
+  }
+  const energies = got.samples.map((s) => s.energyJ ?? NaN);
+  assert.ok(energies.some((e, k) => k > 0 && e < (energies[k - 1] as number)), 'the low readings were emitted as read');
+  assert.deepEqual(got.errorsOf('counter_reset'), []);
+  const glitches = got.errorsOf('counter_glitch');
+  assert.equal(glitches.length, 1, 'reported once: repeats within the window are held and counted');
+  assert.equal(glitches[0]?.gpuUuid, gpu?.uuid);
+  assert.match(glitches[0]?.message ?? '', /treated as missing/);
+});
+
 const child = fileURLToPath(new URL('../fakes/nvml-child.ts', import.meta.url));
 const run = promisify(execFile);
 
