@@ -1,6 +1,7 @@
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
 import { SAMPLE_AVERAGED, SAMPLE_SIMULATED, type PowerSampleColumns } from '../../model/power-sample-columns.js';
 import { epochMs, joules } from '../../model/units.js';
+import { classifyCounterReading } from '../../model/energy-timeline.js';
 import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
 import { formatTraceError, parsePowerTrace, readPowerTraceFile, type ParsedPowerTrace } from '../trace-file.js';
 
@@ -206,8 +207,11 @@ export class ReplayPowerSource implements PowerSource {
         this.counters.set(uuid, { firstJ: energyJ, lastJ: energyJ, gapJ: 0, reset: false });
         continue;
       }
-      if (energyJ < c.lastJ) c.reset = true;
-      c.lastJ = energyJ;
+      // Judged as the energy timeline judges it: a reading a little low is a glitch, not a reset,
+      // and not the new last reading either.
+      const kind = classifyCounterReading(c.lastJ, energyJ);
+      if (kind === 'reset') c.reset = true;
+      if (kind !== 'glitch') c.lastJ = energyJ;
       this.afterReset[i] = c.reset ? 1 : 0;
     }
     for (const [uuid, i] of last) {
@@ -222,6 +226,7 @@ export class ReplayPowerSource implements PowerSource {
 /** A GPU's energy counter over one pass of the trace. */
 interface LoopedCounter {
   readonly firstJ: number;
+  /** The highest reading since the last reset (a glitch's low reading does not count). */
   lastJ: number;
   /** Energy of the gap from its last sample to its first of the next loop. */
   gapJ: number;

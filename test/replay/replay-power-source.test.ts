@@ -104,6 +104,20 @@ test('loop over a trace whose counter resets: no energy invented at the seam, th
   assert.deepEqual(energy.slice(4, 8), [200, 300, 0, 100], 'the second loop starts where the first ended, plus the gap');
 });
 
+test('loop over a trace with a low counter reading (a glitch): loops continue the counter, the glitch stays a glitch', async () => {
+  // 100 W for 4 s; the 3rd reading is 10 J low, well under 1% of the counter: not a reset.
+  const trace = ['timestamp_ms,gpu,power_w,energy_j', `${T},0,100,5000`, `${T + 1000},0,100,5100`, `${T + 2000},0,100,5090`, `${T + 3000},0,100,5300`].join('\n');
+  const clock = fakeClock(8_500_000_000_000);
+  const looped = new ReplayPowerSource({ path: 't', readFile: async () => trace, clock, loop: true, tickMs: 60_000 });
+  await looped.init();
+  const l = collect(looped);
+  clock.advance(11_000);
+  looped.pump();
+  await looped.shutdown();
+  const energy = l.batches.flat().map((s) => s.energyJ as number);
+  assert.deepEqual(energy, [5000, 5100, 5090, 5300, 5400, 5500, 5490, 5700, 5800, 5900, 5890, 6100], 'each loop adds the 300 J of the trace and the 100 J of the gap');
+});
+
 test('real time: a short trace comes out paced by its own timestamps', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-replay-'));
   try {
