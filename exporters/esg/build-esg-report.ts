@@ -106,7 +106,7 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
   for (const hours of byNode.values()) for (const [hour, h] of hours) if (hasData(h)) neededHours.add(hour);
 
   const location = resolveLocationIntensity(locationSpecOf(carbon, input.intensityFile), table, [...neededHours].sort((a, b) => a - b));
-  const market = resolveMarketIntensity(carbon.market);
+  const market = resolveMarketIntensity(carbon.market, period);
   const factorsCache = new Map<string, Map<number, HourFactors>>();
   let usageOutsideMeasuredHours = 0;
   const factorsOf = (node: string, hour: number): HourFactors => {
@@ -253,7 +253,7 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
     }
     if (q.hostEstimated > 0) notes.push(`${kwh(q.hostEstimated)} kWh of host energy is a configured overhead estimate (no RAPL reading).`);
     if (location.filledHours > 0) notes.push(`${location.filledHours} hour(s) of grid intensity were filled by policy "${carbon.intensityFill}".`);
-    if (market.remainder === 'location-average' && market.coveredShare < 1) {
+    if (market.remainder === 'location-average' && market.coveredShare.min < 1) {
       notes.push('Market-based: no supplier rate or residual mix configured; the uncovered share uses the location-based grid average (disclosed in factors).');
     }
     if (usageOutsideMeasuredHours > 0) {

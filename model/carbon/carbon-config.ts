@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { MAX_INTENSITY_G_PER_KWH } from './hourly-intensity-csv.js';
 import { DEFAULT_EMBODIED } from './embodied.js';
 import { DEFAULT_PUE, DEFAULT_PUE_SOURCE, MAX_PUE, MIN_PUE } from './pue.js';
+import { parseDay, peakCoverage } from './market-intensity.js';
 
 const intensity = z
   .number({ error: 'must be a number (gCO2e/kWh)' })
@@ -12,6 +13,12 @@ const source = z.string().min(1, 'must say where the figure comes from').max(100
 const year = z.number().int().min(1990).max(2100).optional();
 
 const publishedRate = z.strictObject({ gCo2ePerKwh: intensity, source, year });
+
+/** A UTC calendar day, YYYY-MM-DD, that exists (2026-02-30 is refused, not rolled into March). */
+const calendarDay = z.string().superRefine((text, ctx) => {
+  const day = parseDay(text);
+  if (typeof day === 'string') ctx.addIssue({ code: 'custom', message: day });
+});
 
 /**
  * The `carbon` section of the agent configuration (YAML/JSON). Everything has a documented
@@ -54,6 +61,14 @@ export const carbonConfigSchema = z
               gCo2ePerKwh: intensity.default(0),
               source,
               year,
+              /** First and last day (UTC, inclusive) of the consumption the instrument may be applied to. */
+              validFrom: calendarDay.optional(),
+              validThrough: calendarDay.optional(),
+            }).superRefine((i, ctx) => {
+              // Here rather than on the section, so that it is reported with problems of other instruments.
+              if (i.validFrom !== undefined && i.validThrough !== undefined && (parseDay(i.validThrough) as number) < (parseDay(i.validFrom) as number)) {
+                ctx.addIssue({ code: 'custom', path: ['validThrough'], message: `is before validFrom ${i.validFrom}` });
+              }
             }),
           )
           .default([]),
@@ -84,9 +99,16 @@ export const carbonConfigSchema = z
     if (c.intensityGPerKwh !== undefined && c.intensitySource === undefined) {
       ctx.addIssue({ code: 'custom', path: ['intensitySource'], message: 'required with intensityGPerKwh: say where the figure comes from' });
     }
-    const covered = (c.market?.instruments ?? []).reduce((s, i) => s + i.coverageShare, 0);
+    const instruments = c.market?.instruments ?? [];
+    // Zod runs this even when an instrument's dates failed above (reported there): skip the sum then.
+    const datesOk = instruments.every((i) => {
+      const from = i.validFrom === undefined ? Number.NEGATIVE_INFINITY : parseDay(i.validFrom);
+      const through = i.validThrough === undefined ? Number.POSITIVE_INFINITY : parseDay(i.validThrough);
+      return typeof from === 'number' && typeof through === 'number' && through >= from;
+    });
+    const covered = datesOk ? peakCoverage(instruments) : 0;
     if (covered > 1 + 1e-9) {
-      ctx.addIssue({ code: 'custom', path: ['market', 'instruments'], message: `coverage shares add up to ${covered}; they cannot exceed 1` });
+      ctx.addIssue({ code: 'custom', path: ['market', 'instruments'], message: `coverage shares add up to ${covered} at one time; they cannot exceed 1` });
     }
   });
 

@@ -17,7 +17,7 @@ describe('market-based intensity (GHG Protocol Scope 2)', () => {
     });
     assert.ok(Math.abs(m.gPerKwhAt(0, 300) - 152) < 1e-9);
     assert.equal(m.remainder, 'residual-mix');
-    assert.ok(Math.abs(m.coveredShare - 0.7) < 1e-12);
+    assert.ok(Math.abs(m.coveredShare.min - 0.7) < 1e-12 && m.coveredShare.max === m.coveredShare.min);
   });
 
   it('prefers a supplier-specific rate to the residual mix', () => {
@@ -35,6 +35,42 @@ describe('market-based intensity (GHG Protocol Scope 2)', () => {
 
   it('equals location-based with no market configuration at all', () => {
     assert.equal(resolveMarketIntensity(undefined).gPerKwhAt(0, 321), 321);
+  });
+
+  it('applies an instrument only in the hours of its validity, and says so in the factor list', () => {
+    const JULY = Date.UTC(2026, 6, 1);
+    const AUGUST = Date.UTC(2026, 7, 1);
+    const SEPTEMBER = Date.UTC(2026, 8, 1);
+    const m = resolveMarketIntensity(
+      {
+        instruments: [
+          { kind: 'ppa', name: 'july-ppa', coverageShare: 0.8, gCo2ePerKwh: 0, source: 'PPA', validFrom: '2026-07-01', validThrough: '2026-07-31' },
+          { kind: 'rec', name: 'old', coverageShare: 0.2, gCo2ePerKwh: 0, source: 'RECs', validFrom: '2019-01-01', validThrough: '2019-12-31' },
+          { kind: 'go', name: 'undated', coverageShare: 0.1, gCo2ePerKwh: 0, source: 'GOs', year: 2019 },
+        ],
+        residualMix: { gCo2ePerKwh: 500, source: 'AIB' },
+      },
+      { fromMs: JULY, toMs: SEPTEMBER },
+    );
+    // July: 80% + 10% covered, 10% at 500 g. The last hour of July 31st still counts; August 1st does not.
+    assert.ok(Math.abs(m.gPerKwhAt(AUGUST - 3_600_000, 300) - 50) < 1e-9);
+    assert.ok(Math.abs(m.gPerKwhAt(AUGUST, 300) - 450) < 1e-9, 'August: only the undated GOs');
+    assert.deepEqual(m.coveredShare, { min: 0.1, max: 0.9 });
+    assert.equal(m.coveredShareAt(JULY), 0.9);
+    const note = (name: string) => m.provenance.find((p) => p.id.endsWith(`:${name}`))?.note ?? '';
+    assert.match(note('july-ppa'), /part of the report period/);
+    assert.match(note('old'), /outside the report period: covers none of it/);
+    assert.match(note('undated'), /year 2019 is not a year of the report period/);
+    assert.match(m.provenance.find((p) => p.id === 'july-ppa' || p.id === 'ppa:july-ppa')?.unit ?? '', /valid 2026-07-01 through 2026-07-31/);
+    assert.match(m.provenance.find((p) => p.role === 'market-residual-mix')?.unit ?? '', /10% to 90% \(by hour\)/);
+  });
+
+  it('refuses coverage above 100% only where instruments overlap in time, and impossible validity dates', () => {
+    const half = (validFrom: string, validThrough: string) => ({ kind: 'ppa' as const, name: validFrom, coverageShare: 0.6, gCo2ePerKwh: 0, source: 's', validFrom, validThrough });
+    assert.doesNotThrow(() => resolveMarketIntensity({ instruments: [half('2026-01-01', '2026-06-30'), half('2026-07-01', '2026-12-31')] }));
+    assert.throws(() => resolveMarketIntensity({ instruments: [half('2026-01-01', '2026-07-01'), half('2026-07-01', '2026-12-31')] }), /1\.2 at one time/);
+    assert.throws(() => resolveMarketIntensity({ instruments: [half('2026-02-30', '2026-06-30')] }), /validFrom: is not a day of the calendar \(got "2026-02-30"\)/);
+    assert.throws(() => resolveMarketIntensity({ instruments: [half('2026-07-01', '2026-06-30')] }), /validThrough: 2026-06-30 is before validFrom 2026-07-01/);
   });
 
   it('refuses coverage above 100%', () => {

@@ -56,6 +56,20 @@ describe('carbonConfigSchema', () => {
     assert.ok(!r.ok && r.errors.some((e) => e.startsWith('carbon.market.instruments') && /cannot exceed 1/.test(e)));
   });
 
+  it('reads instrument validity days, refusing impossible or reversed ones, and checks coverage where they overlap', () => {
+    const rec = (validFrom: string, validThrough: string) => ({ kind: 'rec', coverageShare: 0.6, source: 'RECs', validFrom, validThrough });
+    assert.ok(parseCarbonConfig({ region: 'FR', market: { instruments: [rec('2026-01-01', '2026-06-30'), rec('2026-07-01', '2026-12-31')] } }).ok);
+    const bad = parseCarbonConfig({ region: 'FR', market: { instruments: [rec('2026-02-30', '2026-06-30'), rec('2026-7-1', '2026-12-31'), rec('2026-07-01', '2026-06-30')] } });
+    assert.ok(!bad.ok);
+    assert.deepEqual(bad.errors, [
+      'carbon.market.instruments[0].validFrom: is not a day of the calendar, got "2026-02-30"',
+      'carbon.market.instruments[1].validFrom: must be a date, YYYY-MM-DD, got "2026-7-1"',
+      'carbon.market.instruments[2].validThrough: is before validFrom 2026-07-01, got "2026-06-30"',
+    ]);
+    const overlap = parseCarbonConfig({ region: 'FR', market: { instruments: [rec('2026-01-01', '2026-07-01'), rec('2026-07-01', '2026-12-31')] } });
+    assert.ok(!overlap.ok && overlap.errors.some((e) => /add up to 1\.2 at one time/.test(e)));
+  });
+
   it('refuses unknown keys so a typo is not silently ignored', () => {
     const r = parseCarbonConfig({ region: 'FR', puee: 1.2 });
     assert.ok(!r.ok && r.errors.some((e) => e.includes('puee')));

@@ -214,6 +214,19 @@ describe('ESG report: carbon math by hand', () => {
   });
 });
 
+describe('ESG report: market instruments and their validity', () => {
+  it('an instrument valid only outside the period covers nothing, and the factor list says why', () => {
+    const r = build(handRollups(), {
+      ...HAND_CONFIG,
+      market: { instruments: [{ kind: 'rec', name: 'june', coverageShare: 0.5, source: 'RECs', validFrom: '2026-06-01', validThrough: '2026-06-30' }], residualMix: { gCo2ePerKwh: 500, source: 'residual mix' } },
+    });
+    close(r.totals.emissions_market_kgco2e, (2.55 * 500) / 1000, 'all of it at the residual mix');
+    const factor = r.factors.find((f) => f.id === 'rec:june');
+    assert.match(factor?.note ?? '', /outside the report period/);
+    assert.deepEqual(esgReportSchemaProblems(r), []);
+  });
+});
+
 describe('ESG report: hourly intensity', () => {
   it('multiplies each hour\'s facility energy by that hour\'s intensity', () => {
     const series = parseHourlyIntensityCsv('time,gco2e\n2026-07-01T00:00:00Z,100\n2026-07-01T01:00:00Z,300\n', { source: 'i.csv' });
