@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import Database from './sqlite-driver.js';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import type { PowerSample } from '../model/power-sample.js';
+import type { IdleObservation } from '../model/idle-baseline.js';
 import { differingFacts } from '../model/request-facts.js';
 import type { ResolvedRequest } from '../model/request-record.js';
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow, TaskRow } from '../model/rollup-types.js';
@@ -461,6 +462,17 @@ export class Ledger {
   loadSamples(gpuUuid: string, fromMs: EpochMs, toMs: EpochMs, before = 1): PowerSample[] {
     const found = this.stmt(sql.LOAD_SAMPLES).all({ gpu: gpuUuid, from: fromMs, to: toMs, before }) as rows.SampleRow[];
     return found.map(rows.sampleFromRow);
+  }
+
+  /**
+   * What a restart needs to resume learning a GPU's idle baseline (model/idle-baseline.ts
+   * resumeIdleBaseline): the baseline of its last period settled with one, and the idle
+   * observations from that period on (all of them when none had a baseline).
+   */
+  idleBaselineHistory(gpuUuid: string): { seedW: number | null; observations: IdleObservation[] } {
+    const last = this.stmt(sql.LAST_IDLE_BASELINE).get(gpuUuid) as { t: number; w: number } | undefined;
+    const rows = this.stmt(sql.IDLE_OBSERVATIONS_FROM).all(gpuUuid, last?.t ?? Number.MIN_SAFE_INTEGER) as { w: number; ms: number }[];
+    return { seedW: last?.w ?? null, observations: rows.map((r) => ({ powerW: r.w, durationMs: r.ms })) };
   }
 
   /** Timestamp of the GPU's earliest stored sample, or null when it has none. */

@@ -2,7 +2,7 @@ import type { GpuPeriodInput, GpuPeriodTotals, AttributionConfig, PeriodSettleme
 import { settlePeriod } from '../model/attribution.js';
 import { COUNTER_LOOKBACK_SAMPLES } from '../model/energy-timeline.js';
 import { conservationResidual } from '../model/conservation.js';
-import { currentIdleBaseline, initialIdleBaseline, observeIdle, type IdleBaselineState } from '../model/idle-baseline.js';
+import { currentIdleBaseline, initialIdleBaseline, observeIdle, resumeIdleBaseline, type IdleBaselineState } from '../model/idle-baseline.js';
 import type { GpuInfo, PowerSample } from '../model/power-sample.js';
 import type { ResolvedRequest } from '../model/request-record.js';
 import { addShares, finalizeRequest, isFinalAfter, toEnergyDelta, toFinalizedRequest, type RequestAccumulator, type RequestResult } from '../model/request-result.js';
@@ -227,6 +227,7 @@ export class Settler {
       }
     }
     // Unsettled requests need no restoring: every settlement reads them from the ledger.
+    this.restoreIdleBaselines();
     this.restoreHost();
     return { samples, requests: ledger.countUnsettledRequests() };
   }
@@ -598,6 +599,20 @@ export class Settler {
       if (joules > 0 || wasteJ > 0 || failedJ > 0) {
         metrics.taskFinalized({ tier: counted.tier, succeeded: counted.succeeded, joules, wasteJ, failedJ, continued: true });
       }
+    }
+  }
+
+  /**
+   * Learned idle baselines go on from the ledger's periods rather than starting unknown: a restart
+   * would otherwise count every active interval as dynamic until 10 s of idle time was seen again
+   * (never, on a GPU that is always busy), and the same run would be split differently with a
+   * restart than without. A GPU with a configured baseline keeps it and learns afresh beside it.
+   */
+  private restoreIdleBaselines(): void {
+    for (const gpu of this.options.gpus) {
+      if (this.options.attribution.idleBaselineW[gpu.uuid] !== undefined) continue;
+      const { seedW, observations } = this.options.ledger.idleBaselineHistory(gpu.uuid);
+      this.idleBaselines.set(gpu.uuid, resumeIdleBaseline(seedW, observations));
     }
   }
 

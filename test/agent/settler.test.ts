@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { SimulatedGpuNode } from '../../collectors/simulated/simulated-gpu-node.js';
 import { defaultDemoNodeConfig, demoReplicaMap, DemoWorkload } from '../../agent/demo-workload.js';
 import { Ledger } from '../../agent/ledger.js';
+import type { StoredRequest } from '../../agent/ledger-rows.js';
 import { NodeRecordContext } from '../../agent/record-context.js';
 import { Settler } from '../../agent/settler.js';
 import { analyzeRun } from '../../model/analysis.js';
@@ -43,19 +44,20 @@ class RecordingMetrics extends NullSettlementMetrics {
 }
 
 /** A simulated node driven in virtual time: its samples, its finished requests and its truth. */
-function simulatedRun(seed: number) {
-  const node = new SimulatedGpuNode(defaultDemoNodeConfig({ seed, startMs: T0 }));
+function simulatedRun(seed: number, idleLeadMs = 0) {
+  const node = new SimulatedGpuNode(defaultDemoNodeConfig({ seed, startMs: T0 - idleLeadMs }));
   const samples: PowerSample[] = [];
   const records: RequestRecord[] = [];
   node.attach((batch) => samples.push(...batch), (error) => assert.fail(`simulator error: ${error.message}`));
   node.onRequestDone((r) => records.push(r));
+  node.advanceTo(T0); // idle until T0: the GPUs' idle power is observed before any traffic
   new DemoWorkload({ node, seed }).runVirtual(T0 + TRAFFIC_MS);
   node.advanceTo(T0 + DRAIN_MS); // no new arrivals: every request finishes
   return { node, samples, records };
 }
 
-function setup(seed: number) {
-  const run = simulatedRun(seed);
+function setup(seed: number, learnedBaseline = false) {
+  const run = simulatedRun(seed, learnedBaseline ? 30_000 : 0);
   const gpus = run.node.gpus();
   const context = new NodeRecordContext({
     gpus,
@@ -74,7 +76,7 @@ function setup(seed: number) {
   const config: AttributionConfig = {
     ...DEFAULT_ATTRIBUTION_CONFIG,
     samplePeriodMs: 100,
-    idleBaselineW: Object.fromEntries(gpus.map((g) => [g.uuid, 70])),
+    idleBaselineW: learnedBaseline ? {} : Object.fromEntries(gpus.map((g) => [g.uuid, 70])),
   };
   const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-settler-'));
   const ledger = Ledger.open(join(dir, 'ledger.db'), { node: 'sim', retention: { samplesHours: 48, requestsDays: 7, rollupsDays: 400 } });
@@ -175,6 +177,46 @@ test('a settler restarted from the ledger resumes where it stopped and counts no
     assert.ok(Math.abs((r.final?.joules ?? -1) - expected) <= 1e-9 * Math.max(1, expected), `${r.record.requestId}: resumed settlement gives the uninterrupted answer`);
   }
   assert.equal(finalizedBefore + metrics.finalized.length, s.requests.length, 'each request finalized exactly once across the restart');
+});
+
+test('a restart goes on with the learned idle baseline: each request gets what it gets without the restart', (t) => {
+  const straight = setup(5, true);
+  t.after(straight.cleanup);
+  const restarted = setup(5, true);
+  t.after(restarted.cleanup);
+  const end = T0 + DRAIN_MS;
+  straight.ledger.insertRequests(straight.requests, () => false);
+  straight.settler.addSamples(straight.samples);
+  straight.settler.settleDue(end);
+
+  const half = T0 + 60_000;
+  restarted.ledger.insertRequests(restarted.requests, () => false);
+  restarted.settler.addSamples(restarted.samples.filter((x) => x.timestampMs <= half + 5_000));
+  restarted.settler.settleDue(half);
+  restarted.settler.flushSamples();
+  const resumed = new Settler({
+    ledger: restarted.ledger, metrics: new RecordingMetrics(), gpus: restarted.gpus, node: 'sim', periodMs: PERIOD_MS, latenessMs: 0, attribution: restarted.config, simulated: true,
+    labelValue: (_n, v) => v ?? '', taskIdleMs: 60_000, log: { info() {}, warn() {}, error() {}, debug() {} },
+  });
+  resumed.restore(half + 5_000);
+  resumed.addSamples(restarted.samples.filter((x) => x.timestampMs > half + 5_000));
+  resumed.settleDue(end);
+
+  const figures = (r: StoredRequest) => ({ staticJ: r.soFar.staticJ, dynamicJ: r.soFar.dynamicJ, joules: r.final?.joules ?? Number.NaN });
+  const expected = new Map(straight.ledger.readRequests(epochMs(T0), epochMs(end + 1)).map((r) => [r.record.requestId, figures(r)]));
+  const got = restarted.ledger.readRequests(epochMs(T0), epochMs(end + 1));
+  assert.equal(got.length, expected.size);
+  let staticJ = 0;
+  for (const r of got) {
+    const have = figures(r);
+    const want = expected.get(r.record.requestId);
+    staticJ += have.staticJ;
+    for (const key of ['staticJ', 'dynamicJ', 'joules'] as const) {
+      const w = want?.[key] ?? Number.NaN;
+      assert.ok(Math.abs(have[key] - w) <= 1e-6 * Math.max(1, w), `${r.record.requestId} ${key}: ${have[key]} J with the restart, ${w} J without`);
+    }
+  }
+  assert.ok(staticJ > 0, 'the baseline was learned: requests have static energy');
 });
 
 test('a settler restarted before its first settlement resumes from the first stored sample: the first run loses no joule', (t) => {
