@@ -472,11 +472,15 @@ export class SimulatedGpuNode implements PowerSource {
     return slot !== undefined && (slot.engine.running > 0 || slot.engine.busy);
   }
 
-  /** Power of GPU g now: the replica's calibrated power (or idle) plus this period's noise, never negative. */
+  /**
+   * Power of GPU g now: the replica's calibrated power (or idle) plus this period's noise, never
+   * negative and never above the enforced power limit, which holds the noise too, as on hardware.
+   */
   private powerOf(g: number): number {
     const slot = this.replicaOfGpu[g];
-    const base = slot ? slot.engine.powerPerGpuW : GPU_TYPES[this.config.gpuType].idlePowerW;
-    return Math.max(0, base + (this.noiseW[g] as number));
+    const spec = GPU_TYPES[this.config.gpuType];
+    const base = slot ? slot.engine.powerPerGpuW : spec.idlePowerW;
+    return Math.min(spec.powerLimitW, Math.max(0, base + (this.noiseW[g] as number)));
   }
 
   private drawNoise(): void {

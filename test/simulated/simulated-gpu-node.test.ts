@@ -129,6 +129,16 @@ test('continuous batching: the batch fills to maxBatch, the rest wait, power fol
   assert.ok(dur(h.records.find((r) => r.requestId === 'b0')) > 2 * dur(lone.records[0]));
 });
 
+test('noise never takes power above the enforced limit: a full batch with noise stays at or under 700 W', () => {
+  const h = harness(config({ noise: { powerStdW: 6 } }));
+  for (let i = 0; i < 256; i++) h.node.submit(spec(`n${i}`, { promptTokens: 300, outputTokens: 2000 }));
+  h.node.advanceTo(T0 + 30_000);
+  const gpu0 = h.samples().filter((s) => s.gpuIndex === 0).map((s) => s.powerW as number);
+  const limitW = GPU_TYPES.H100.powerLimitW;
+  assert.ok(Math.max(...gpu0) <= limitW, `max ${Math.max(...gpu0)} W`);
+  assert.ok(gpu0.filter((w) => w === limitW).length > 10, 'the batch runs at the limit');
+});
+
 test('chunked prefill: one step prefills many prompts within its token budget; waiting requests cost nothing', () => {
   const curves = curvesFor('H100', { paramsB: 8, numGpus: 1 });
   // 200 short prompts (6,000 tokens) fit in one 8,192-token step: all get their first token together.
