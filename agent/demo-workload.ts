@@ -139,6 +139,12 @@ const WINDOW_MS = 1000;
  * runVirtual(untilMs) drives the node in virtual time (deterministic for a seed); start()/stop()
  * generate in real time while the node runs on its own timer (SimulatedGpuNode.start()).
  */
+/**
+ * A real-time tick that finds the plan further behind the clock than this skips the gap: longer
+ * than any event-loop stall the plan should make up, shorter than a suspend.
+ */
+const MAX_CATCH_UP_MS = 5_000;
+
 export class DemoWorkload {
   private readonly node: SimulatedGpuNode;
   private readonly arrivalPrng: Prng;
@@ -212,14 +218,12 @@ export class DemoWorkload {
     if (this.timer) return;
     this.stopped = false;
     // Started a while after construction (or after a stop): begin now rather than replay the gap.
-    const lag = this.clock.now() - this.generatedUntil;
-    if (lag > 0) {
-      this.generatedUntil += lag;
-      this.nextTaskMs += lag;
-      this.nextBurstMs += lag;
-    }
+    this.skipLag(0);
     this.timer = setInterval(() => {
       try {
+        // The clock jumped ahead (suspend and resume, a paused VM): the clients paused with the
+        // node, so traffic goes on at its rate instead of arriving all at once for the gap.
+        this.skipLag(MAX_CATCH_UP_MS);
         this.generateUntil(this.clock.now() + this.tickMs);
       } catch (error) {
         this.counters.tickErrors++;
@@ -227,6 +231,16 @@ export class DemoWorkload {
       }
     }, this.tickMs);
     this.timer.unref();
+  }
+
+  /** Move the traffic plan to now when it lags the clock by more than `toleratedMs`. */
+  private skipLag(toleratedMs: number): void {
+    const lag = this.clock.now() - this.generatedUntil;
+    if (lag > toleratedMs) {
+      this.generatedUntil += lag;
+      this.nextTaskMs += lag;
+      this.nextBurstMs += lag;
+    }
   }
 
   /** Stop generating, follow-up steps and retries included; requests already submitted still finish on the node. Idempotent. */

@@ -174,3 +174,22 @@ test('real-time mode generates traffic that the node serves', async () => {
   assert.ok(records.length > 0);
   assert.ok(records.every((r) => r.requestId.startsWith('demo-1-')));
 });
+
+test('real-time mode: after the clock jumps an hour ahead, traffic goes on at its rate instead of replaying the hour at once', async () => {
+  let now = Date.UTC(2026, 10, 1, 12, 0, 0);
+  const node = new SimulatedGpuNode(defaultDemoNodeConfig({ startMs: now }));
+  const workload = new DemoWorkload({ node, seed: 1, ratePerSecond: 3, tickMs: 10, clock: { now: () => now } });
+  workload.start();
+  const ticks = async (n: number) => {
+    for (let i = 0; i < n; i += 1) {
+      now += 10;
+      await new Promise((resolve) => setTimeout(resolve, 12));
+    }
+  };
+  await ticks(20);
+  now += 3_600_000; // suspend and resume
+  await ticks(20);
+  workload.dispose();
+  // 0.4 s of clock at 3 tasks/s (a burst may add a few hundred): nowhere near an hour's 10,000+.
+  assert.ok(workload.stats().requestsSubmitted < 1_000, JSON.stringify(workload.stats()));
+});
