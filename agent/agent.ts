@@ -135,7 +135,7 @@ export class Agent {
       attribution: this.attributionConfig(),
       simulated: quality.simulated,
       labelValue: (name, value) => this.labelCapper.value(name, value),
-      taskIdleMs: Math.max(config.settleLateness * 1000, 60_000),
+      taskIdleMs: this.taskIdleMs,
       hostSource: this.hostKind,
       startedAtMs: this.now(),
       log,
@@ -307,6 +307,11 @@ export class Agent {
     this.rejectedRecords += n;
     this.metrics.recordsRejected(reason, n);
     this.settler?.noteRejected(n, this.now());
+  }
+
+  /** A task closes (and counts in tokenwatt_tasks_total) once it has had no request for this long: the lateness, at least a minute. */
+  get taskIdleMs(): number {
+    return Math.max(this.options.config.settleLateness * 1000, 60_000);
   }
 
   /** Counters the ledger does not hold, for the live summary. */

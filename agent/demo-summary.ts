@@ -15,6 +15,8 @@ export interface DemoSummaryOptions {
   readonly workload: DemoWorkload;
   /** Agent-side counters that the ledger does not hold. */
   readonly health: () => { sampleErrors: number; rejectedRecords: number; settledUntilMs: number | null };
+  /** A task closes once no request of it has ended for this long before the settled edge (the agent's rule). */
+  readonly taskIdleMs: number;
 }
 
 /**
@@ -65,6 +67,9 @@ export class DemoSummaryPrinter {
     const settled = health.settledUntilMs;
     const windowMs = settled === null ? 0 : Math.max(0, settled - this.options.startedAtMs);
     const gpus = new Set(energy.map((r) => r.gpuUuid)).size;
+    // Closed as the agent closes them for tokenwatt_tasks_total: a task still running, or whose
+    // retry may still come, is neither a success nor a failure yet.
+    const closed = settled === null ? [] : tasks.filter((t) => t.lastEndMs + this.options.taskIdleMs <= settled);
     return {
       node: this.options.node,
       source: { kind: 'simulated', simulated: true, energyCounter: true, powerAveraged: false },
@@ -85,10 +90,11 @@ export class DemoSummaryPrinter {
       byBatchBucket: groupRows(usage, (r) => r.batchBucket),
       byCacheBucket: groupRows(usage, (r) => r.cacheBucket),
       tasks: {
-        closed: tasks.length,
-        succeeded: tasks.filter((t) => t.succeeded).length,
-        joules: sum(tasks, (t) => t.joules),
-        wasteJ: sum(tasks, (t) => t.wasteJ),
+        closed: closed.length,
+        open: tasks.length - closed.length,
+        succeeded: closed.filter((t) => t.succeeded).length,
+        joules: sum(closed, (t) => t.joules),
+        wasteJ: sum(closed, (t) => t.wasteJ),
       },
       quality: {
         sampleCoverage: gpus > 0 && windowMs > 0 && gpuHours > 0 ? Math.min(1, coveredMs / (gpus * windowMs)) : null,

@@ -45,7 +45,8 @@ export interface SummarySnapshot {
   readonly byCacheBucket: readonly SummaryGroupRow[];
   /** Host (CPU + DRAM) energy source: rapl (measured), configured (estimated) or none. */
   readonly host?: { readonly kind: 'rapl' | 'configured' | 'none'; readonly estimated: boolean };
-  readonly tasks?: { readonly closed: number; readonly succeeded: number; readonly joules: number; readonly wasteJ: number };
+  /** Closed tasks (no request for the task idle time) and their figures; `open` tasks are only counted. */
+  readonly tasks?: { readonly closed: number; readonly open?: number; readonly succeeded: number; readonly joules: number; readonly wasteJ: number };
   readonly quality: {
     /** Share of GPU time covered by samples, 0..1; null when unknown. */
     readonly sampleCoverage: number | null;
@@ -152,10 +153,11 @@ export function renderSummaryTable(s: SummarySnapshot): string {
       ? 'host      not measured (no readable RAPL; set hostPower.overheadW for an estimate)'
       : `host      ${formatJoules(totals.hostJ)} CPU + DRAM (${host.kind === 'rapl' ? 'RAPL, measured' : 'configured overhead, ESTIMATED'}); in the fully loaded figures`,
   );
-  if (s.tasks && s.tasks.closed > 0) {
+  if (s.tasks && (s.tasks.closed > 0 || (s.tasks.open ?? 0) > 0)) {
     const t = s.tasks;
+    const open = t.open ? `, ${formatCount(t.open)} still open` : '';
     lines.push(
-      `tasks     ${formatCount(t.closed)} closed, ${formatCount(t.succeeded)} succeeded; ${t.succeeded > 0 ? formatJoules(t.joules / t.succeeded) : '-'} per successful task;` +
+      `tasks     ${formatCount(t.closed)} closed${open}; of the closed, ${formatCount(t.succeeded)} succeeded; ${t.succeeded > 0 ? formatJoules(t.joules / t.succeeded) : '-'} per successful task;` +
         ` waste ${formatJoules(t.wasteJ)} (${formatPercent(t.joules > 0 ? t.wasteJ / t.joules : null)})`,
     );
   }

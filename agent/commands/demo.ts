@@ -77,7 +77,7 @@ export function demoCommand(): Command {
         const unsubscribe = node.onRequestDone((record) => poster.add(record));
         workload.start();
         poster.start();
-        const printer = new DemoSummaryPrinter({ dbPath: config.db, node: config.node, startedAtMs, address, port: agent.port, workload, health: () => agent.healthCounts() });
+        const printer = new DemoSummaryPrinter({ dbPath: config.db, node: config.node, startedAtMs, address, port: agent.port, workload, health: () => agent.healthCounts(), taskIdleMs: agent.taskIdleMs });
         process.stdout.write(printer.banner());
         const timer = summaryEvery > 0 ? setInterval(() => process.stdout.write(printer.render()), summaryEvery * 1000) : undefined;
         timer?.unref();

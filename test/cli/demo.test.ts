@@ -92,6 +92,7 @@ describe('tokenwatt demo stands alone', { timeout: 120_000 }, () => {
       port: 19513,
       workload: {} as DemoWorkload,
       health: () => ({ sampleErrors: 0, rejectedRecords: 0, settledUntilMs: hourStart + 3_600_000 }),
+      taskIdleMs: 0,
     });
     try {
       const snapshot = printer.snapshot();
@@ -99,6 +100,36 @@ describe('tokenwatt demo stands alone', { timeout: 120_000 }, () => {
       assert.ok(later > 0 && later < rollups.tasks.length, 'the fixture has tasks on both sides of the start');
       assert.equal(snapshot.tasks?.closed, later);
       assert.equal(snapshot.windowStartMs, startedAtMs);
+    } finally {
+      printer.close();
+    }
+  });
+
+  it('counts a task closed only as the agent does: no request for the task idle time before the settled edge', () => {
+    const hourStart = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3_600_000;
+    const rollups = makeRollups({ fromMs: hourStart, hours: 1, seed: 3 });
+    const db = writeLedger(join(dir, 'summary-open.db'), 'n', rollups);
+    const settledUntilMs = hourStart + 3_600_000;
+    const taskIdleMs = 58 * 60_000; // the fixture's tasks end 0.5, 1.5 and 2.5 minutes into the hour
+    const printer = new DemoSummaryPrinter({
+      dbPath: db,
+      node: 'n',
+      startedAtMs: hourStart,
+      address: '127.0.0.1',
+      port: 19513,
+      workload: {} as DemoWorkload,
+      health: () => ({ sampleErrors: 0, rejectedRecords: 0, settledUntilMs }),
+      taskIdleMs,
+    });
+    try {
+      const tasks = printer.snapshot().tasks;
+      const inRun = rollups.tasks.filter((t) => t.lastEndMs >= hourStart);
+      const closed = inRun.filter((t) => t.lastEndMs + taskIdleMs <= settledUntilMs);
+      assert.ok(closed.length > 0 && closed.length < inRun.length, 'the fixture has closed and open tasks');
+      assert.equal(tasks?.closed, closed.length);
+      assert.equal(tasks?.open, inRun.length - closed.length);
+      assert.equal(tasks?.succeeded, closed.filter((t) => t.succeeded).length);
+      assert.ok(Math.abs((tasks?.joules ?? -1) - closed.reduce((a, t) => a + t.joules, 0)) < 1e-6, 'joules of the closed tasks only');
     } finally {
       printer.close();
     }

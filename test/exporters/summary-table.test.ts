@@ -58,7 +58,9 @@ test('per-tier rows: marginal J/token = energy / output tokens; fully loaded = m
 test('energy, task and data-quality lines show idle, residual, estimated and every quality counter', () => {
   const text = renderSummaryTable(snapshot(false));
   assert.match(text, /measured 90 kJ = attributed 59 kJ \+ idle 30 kJ \(33\.3%\) \+ unattributed 1 kJ; residual 1\.00e-9 J/);
-  assert.match(text, /40 closed, 36 succeeded; 1\.39 kJ per successful task; waste 4 kJ \(8\.0%\)/);
+  assert.match(text, /40 closed; of the closed, 36 succeeded; 1\.39 kJ per successful task; waste 4 kJ \(8\.0%\)/);
+  const withOpen = renderSummaryTable({ ...snapshot(false), tasks: { closed: 40, open: 7, succeeded: 36, joules: 50_000, wasteJ: 4_000 } });
+  assert.match(withOpen, /40 closed, 7 still open; of the closed, 36 succeeded/);
   assert.match(text, /sample coverage 99\.8%; estimated 500 J \(0\.6%\); 2 gaps; 1 counter resets; 3 late records; 4 rejected; 5 sample errors/);
 });
 
