@@ -108,6 +108,7 @@ export const PENDING_COLUMNS = [
 export const LOAD_UNSETTLED_STARTING_BEFORE = `SELECT ${PENDING_COLUMNS.join(', ')} FROM requests
   WHERE finalized = 0 AND start_ms < ? ORDER BY start_ms`;
 export const COUNT_UNSETTLED = 'SELECT count(*) AS n FROM requests WHERE finalized = 0';
+export const PENDING_ATTRIBUTED = 'SELECT coalesce(sum(static_j + dynamic_j), 0) AS j FROM requests WHERE finalized = 0';
 
 /** By seq (a JSON array): the caller found each id's row and checks request_id on what comes back. */
 export const ENERGY_SO_FAR = `SELECT request_id, static_j, dynamic_j, prefill_j, decode_j, active_ms, concurrency_ms, estimated, per_gpu_j

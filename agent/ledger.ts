@@ -485,6 +485,11 @@ export class Ledger {
     return (this.stmt(sql.SAMPLE_GPUS).all() as { uuid: string }[]).map((r) => r.uuid);
   }
 
+  /** Energy already given to requests not finalized yet (what tokenwatt_pending_attributed_energy_joules shows). */
+  pendingAttributedJ(): number {
+    return (this.stmt(sql.PENDING_ATTRIBUTED).get() as { j: number }).j;
+  }
+
   /** Requests not finalized yet, by start time, with their running attribution (`soFar`). */
   loadUnsettledRequests(): StoredRequest[] {
     return (this.stmt(sql.LOAD_UNSETTLED).all() as rows.RequestRow[]).map(rows.requestFromRow);

@@ -226,7 +226,10 @@ export class Settler {
         if (!this.openTasks.has(t.taskId)) this.openTasks.set(t.taskId, { now: t, counted: null });
       }
     }
-    // Unsettled requests need no restoring: every settlement reads them from the ledger.
+    // Unsettled requests need no restoring: every settlement reads them from the ledger. The
+    // energy they already have is shown at once, or /metrics would break its identity (measured =
+    // attributed + pending + idle + unattributed) until the first settlement of this run.
+    if (this.settledUntilMs !== null) this.options.metrics.setPendingAttributedEnergy(ledger.pendingAttributedJ());
     this.restoreIdleBaselines();
     this.restoreHost();
     return { samples, requests: ledger.countUnsettledRequests() };

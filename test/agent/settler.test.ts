@@ -163,7 +163,10 @@ test('a settler restarted from the ledger resumes where it stopped and counts no
     labelValue: (_n, v) => v ?? '', taskIdleMs: 60_000, log: { info() {}, warn() {}, error() {}, debug() {} },
   });
   assert.equal(resumed.settledUntil, half);
+  const pendingBefore = s.metrics.pendingJ;
+  assert.ok(pendingBefore > 0, 'requests in flight at the stop had energy');
   const restored = resumed.restore(half + 5_000);
+  assert.ok(Math.abs(metrics.pendingJ - pendingBefore) <= 1e-9 * pendingBefore, `pending energy shown from the start: ${metrics.pendingJ} J, was ${pendingBefore} J`);
   assert.equal(restored.requests, s.requests.length - finalizedBefore, 'unfinalized requests come back');
   resumed.addSamples(s.samples.filter((x) => x.timestampMs > half + 5_000));
   resumed.settleDue(T0 + DRAIN_MS);
