@@ -128,6 +128,16 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
     bucket.lines.push(lineNo);
     sums.set(hour, bucket);
   }
+  const step = fileStep(seen);
+  if (step !== null) {
+    // A row off the file's step (an hourly file with one 00:15 row) would be averaged into its
+    // hour with the others, and would make the file's step look finer than it is.
+    for (const [ms, lineNo] of seen) {
+      if (mod(ms - step.phaseMs, step.stepMs) !== 0) {
+        problem(`timestamp ${new Date(ms).toISOString()} is off the file's ${formatStep(step.stepMs)} step (its most common gap between rows): remove the row, or give every row the same step`, lineNo);
+      }
+    }
+  }
   if (problems.length > 0) throw new CarbonInputErrors(options.source, problems, omitted);
   if (sums.size === 0) throw new CarbonInputError(options.source, 'no data rows after the header');
   if (unit.named === null && [...sums.values()].every((b) => b.sum / b.n < 1)) {
@@ -142,8 +152,7 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
   const hours = new Map<number, { gCo2ePerKwh: number; lines: number[] }>();
   for (const [hour, b] of sums) hours.set(hour, { gCo2ePerKwh: b.sum / b.n, lines: b.lines });
   const keys = [...hours.keys()];
-  const stepMs = smallestStep([...seen.keys()]);
-  const rowsPerHour = stepMs !== null && stepMs < HOUR_MS ? Math.floor(HOUR_MS / stepMs) : 1;
+  const rowsPerHour = step !== null && step.stepMs < HOUR_MS ? Math.floor(HOUR_MS / step.stepMs) : 1;
   return {
     hours,
     firstHourMs: Math.min(...keys),
@@ -157,15 +166,33 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
   };
 }
 
-/** The smallest gap between two timestamps of the file, or null with fewer than two. */
-function smallestStep(times: number[]): number | null {
-  times.sort((a, b) => a - b);
-  let step: number | null = null;
-  for (let i = 1; i < times.length; i += 1) {
-    const gap = (times[i] ?? 0) - (times[i - 1] ?? 0);
-    if (gap > 0 && (step === null || gap < step)) step = gap;
-  }
-  return step;
+/**
+ * The file's step: the most common gap between consecutive timestamps (the smaller on a tie), so
+ * that missing rows and a stray row do not change it, and the most common phase of the timestamps
+ * on it. Null with fewer than two rows.
+ */
+function fileStep(lineOfTime: ReadonlyMap<number, number>): { stepMs: number; phaseMs: number } | null {
+  const times = [...lineOfTime.keys()].sort((a, b) => a - b);
+  if (times.length < 2) return null;
+  const stepMs = mostCommon(times.slice(1).map((t, i) => t - (times[i] as number)));
+  const phaseMs = mostCommon(times.map((t) => mod(t, stepMs)));
+  return { stepMs, phaseMs };
+}
+
+/** The most common value (the smallest of those tied). */
+function mostCommon(values: readonly number[]): number {
+  const counts = new Map<number, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  let best = Number.POSITIVE_INFINITY;
+  let bestCount = 0;
+  for (const [v, n] of counts) if (n > bestCount || (n === bestCount && v < best)) [best, bestCount] = [v, n];
+  return best;
+}
+
+const mod = (a: number, m: number): number => ((a % m) + m) % m;
+
+function formatStep(ms: number): string {
+  return ms % HOUR_MS === 0 ? `${ms / HOUR_MS}-hour` : ms % 60_000 === 0 ? `${ms / 60_000}-minute` : `${ms / 1000}-second`;
 }
 
 function pickIntensityColumn(header: readonly string[], options: { source: string; column?: string }): number {

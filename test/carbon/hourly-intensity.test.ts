@@ -114,6 +114,20 @@ describe('hourly intensity CSV', () => {
     assert.equal(resolveLocationIntensity(spec, [], [T0]).provenance.note, null);
   });
 
+  it('takes the step of a file from its most common gap: a stray row off it is a bad line, missing rows are not', () => {
+    const hourly = (hours: number[]) => hours.map((h) => `2026-07-01T${String(h).padStart(2, '0')}:00:00Z,${100 + h}`);
+    const stray = ['timestamp,gco2_per_kwh', ...hourly([0, 1, 2, 3]), '2026-07-01T00:15:00Z,500'].join('\n');
+    const errors = errorsOf(() => parseHourlyIntensityCsv(stray, { source: 's.csv' }));
+    assert.deepEqual(errors.map((e) => e.line), [6]);
+    assert.match(errors[0]?.reason ?? '', /2026-07-01T00:15:00\.000Z is off the file's 1-hour step/);
+    // Hours missing from an hourly file leave its step at an hour (gaps are checked per report).
+    const holes = parseHourlyIntensityCsv(['timestamp,gco2_per_kwh', ...hourly([0, 1, 4, 5, 9])].join('\n'), { source: 'h.csv' });
+    assert.equal(holes.rowsPerHour, 1);
+    // A 15-minute file keeps its step whatever its first rows are.
+    const quarter = ['timestamp,gco2_per_kwh', '2026-07-01T00:00:00Z,1', '2026-07-01T01:00:00Z,2', ...[15, 30, 45].map((m) => `2026-07-01T01:${m}:00Z,3`)].join('\n');
+    assert.equal(parseHourlyIntensityCsv(quarter, { source: 'q.csv' }).rowsPerHour, 4);
+  });
+
   it('refuses a file without a timestamp or intensity column', () => {
     assert.throws(() => parseHourlyIntensityCsv('a,b\n1,2', { source: 'x.csv' }), /no timestamp column/);
     assert.throws(() => parseHourlyIntensityCsv('time,b\n2026-07-01T00:00:00Z,2', { source: 'x.csv' }), /no intensity column/);
