@@ -83,7 +83,7 @@ const SAMPLE_COLUMNS = 'ts_ms, gpu_uuid, gpu_index, power_w, energy_j, averaged,
 /** Through the primary key (gpu_uuid, ts_ms): one index seek. */
 export const EARLIEST_SAMPLE = 'SELECT min(ts_ms) AS t FROM power_samples WHERE gpu_uuid = ?';
 export const LOAD_SAMPLES = `SELECT * FROM (
-    SELECT * FROM (SELECT ${SAMPLE_COLUMNS} FROM power_samples WHERE gpu_uuid = @gpu AND ts_ms < @from ORDER BY ts_ms DESC LIMIT @before)
+    SELECT * FROM (SELECT ${SAMPLE_COLUMNS} FROM power_samples WHERE gpu_uuid = @gpu AND ts_ms < @from ORDER BY ts_ms DESC LIMIT 1)
     UNION ALL
     SELECT ${SAMPLE_COLUMNS} FROM power_samples WHERE gpu_uuid = @gpu AND ts_ms >= @from AND ts_ms <= @to
     UNION ALL

@@ -456,11 +456,11 @@ export class Ledger {
   }
 
   /**
-   * Samples of one GPU with timestamps in [fromMs, toMs], plus the last `before` ones before fromMs
-   * and the first one after toMs when they exist, sorted by time.
+   * Samples of one GPU with timestamps in [fromMs, toMs], plus the last one before fromMs and the
+   * first one after toMs when they exist, sorted by time.
    */
-  loadSamples(gpuUuid: string, fromMs: EpochMs, toMs: EpochMs, before = 1): PowerSample[] {
-    const found = this.stmt(sql.LOAD_SAMPLES).all({ gpu: gpuUuid, from: fromMs, to: toMs, before }) as rows.SampleRow[];
+  loadSamples(gpuUuid: string, fromMs: EpochMs, toMs: EpochMs): PowerSample[] {
+    const found = this.stmt(sql.LOAD_SAMPLES).all({ gpu: gpuUuid, from: fromMs, to: toMs }) as rows.SampleRow[];
     return found.map(rows.sampleFromRow);
   }
 

@@ -1,6 +1,6 @@
 import type { GpuPeriodInput, GpuPeriodTotals, AttributionConfig, PeriodSettlement, RequestPeriodShare } from '../model/attribution-types.js';
 import { settlePeriod } from '../model/attribution.js';
-import { COUNTER_LOOKBACK_SAMPLES } from '../model/energy-timeline.js';
+import { nextCounterHighWater } from '../model/energy-timeline.js';
 import { conservationResidual } from '../model/conservation.js';
 import { currentIdleBaseline, initialIdleBaseline, observeIdle, resumeIdleBaseline, type IdleBaselineState } from '../model/idle-baseline.js';
 import type { GpuInfo, PowerSample } from '../model/power-sample.js';
@@ -117,6 +117,8 @@ interface OpenTask {
  */
 export class Settler {
   private readonly samplesByGpu = new Map<string, PowerSample[]>();
+  /** Per GPU, the energy counter's high-water mark over the samples trimmed from its buffer. */
+  private readonly counterHighWaterJ = new Map<string, number | null>();
   private readonly unpersisted: PowerSample[] = [];
   private readonly idleBaselines = new Map<string, IdleBaselineState>();
   private readonly openTasks = new Map<string, OpenTask>();
@@ -213,7 +215,7 @@ export class Settler {
     }
     let samples = 0;
     for (const gpu of this.options.gpus) {
-      const loaded = ledger.loadSamples(gpu.uuid, epochMs(Math.min(from, this.countedUntilMs.get(gpu.uuid) ?? from)), epochMs(nowMs + 60_000), 1 + COUNTER_LOOKBACK_SAMPLES);
+      const loaded = ledger.loadSamples(gpu.uuid, epochMs(Math.min(from, this.countedUntilMs.get(gpu.uuid) ?? from)), epochMs(nowMs + 60_000));
       this.samplesByGpu.set(gpu.uuid, loaded);
       samples += loaded.length;
       const first = loaded[0];
@@ -428,7 +430,7 @@ export class Settler {
       return {
         gpuUuid: gpu.uuid,
         gpuIndex: gpu.index,
-        samples: windowOf(this.samplesByGpu.get(gpu.uuid) ?? [], countedUntilMs, endMs),
+        ...windowOf(this.samplesByGpu.get(gpu.uuid) ?? [], countedUntilMs, endMs, this.counterHighWaterJ.get(gpu.uuid) ?? null),
         idleBaselineW: this.idleBaselineFor(gpu.uuid),
         countedUntilMs,
       };
@@ -666,8 +668,8 @@ export class Settler {
 
   /**
    * Keep the last sample at or before the GPU's counted edge (the settled edge, or the last sample
-   * before a stall whose energy is still owed: the next interval starts there), all later ones, and
-   * COUNTER_LOOKBACK_SAMPLES before it for the next window.
+   * before a stall whose energy is still owed: the next interval starts there) and all later ones.
+   * The counter readings of those dropped are folded into the GPU's high-water mark.
    */
   private trimBuffers(settledUntilMs: number): void {
     for (const [uuid, buffer] of this.samplesByGpu) {
@@ -677,8 +679,10 @@ export class Settler {
         if ((buffer[i] as PowerSample).timestampMs <= edge) keepFrom = i;
         else break;
       }
-      keepFrom = Math.max(0, keepFrom - COUNTER_LOOKBACK_SAMPLES);
-      if (keepFrom > 0) this.samplesByGpu.set(uuid, buffer.slice(keepFrom));
+      if (keepFrom > 0) {
+        this.counterHighWaterJ.set(uuid, highWaterOver(this.counterHighWaterJ.get(uuid) ?? null, buffer, keepFrom));
+        this.samplesByGpu.set(uuid, buffer.slice(keepFrom));
+      }
     }
   }
 }
@@ -707,12 +711,19 @@ function counterAt(readings: readonly StoredHostReading[], from: number, to: num
 
 /**
  * Samples inside [start, end] plus the nearest one on each side, so boundary intervals can be split,
- * and up to COUNTER_LOOKBACK_SAMPLES before those, for the counter's high-water mark.
+ * and the counter's high-water mark before them (`highWaterJ` is the mark before the buffer).
  */
-function windowOf(buffer: readonly PowerSample[], startMs: number, endMs: number): PowerSample[] {
+function windowOf(buffer: readonly PowerSample[], startMs: number, endMs: number, highWaterJ: number | null): { samples: PowerSample[]; counterHighWaterJ: number | null } {
   let from = 0;
   while (from + 1 < buffer.length && (buffer[from + 1] as PowerSample).timestampMs <= startMs) from += 1;
   let to = from;
   while (to < buffer.length && (buffer[to] as PowerSample).timestampMs < endMs) to += 1;
-  return buffer.slice(Math.max(0, from - COUNTER_LOOKBACK_SAMPLES), Math.min(to + 1, buffer.length));
+  return { samples: buffer.slice(from, Math.min(to + 1, buffer.length)), counterHighWaterJ: highWaterOver(highWaterJ, buffer, from) };
+}
+
+/** The counter's high-water mark after folding the readings of buffer[0..to) into `highWaterJ`. */
+function highWaterOver(highWaterJ: number | null, buffer: readonly PowerSample[], to: number): number | null {
+  let mark = highWaterJ;
+  for (let i = 0; i < to; i += 1) mark = nextCounterHighWater(mark, (buffer[i] as PowerSample).energyJ);
+  return mark;
 }

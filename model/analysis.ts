@@ -1,7 +1,7 @@
 import type { AttributionConfig, GpuPeriodInput, GpuPeriodTotals, RequestPeriodShare } from './attribution-types.js';
 import { settlePeriod } from './attribution.js';
 import { BATCH_BUCKETS, CACHE_BUCKETS } from './buckets.js';
-import { COUNTER_LOOKBACK_SAMPLES } from './energy-timeline.js';
+import { nextCounterHighWater } from './energy-timeline.js';
 import { fullyLoadedFactor } from './fully-loaded.js';
 import { IDLE_QUANTILE, idleBaselineFromObservations, resolveIdleBaseline, type IdleBaselineSource, type IdleObservation } from './idle-baseline.js';
 import type { PowerSample } from './power-sample.js';
@@ -223,6 +223,9 @@ class GpuSamples {
   private readonly positions: Uint32Array;
   /** The k-th sample's time (read from the columns: a copy would be 8 bytes more a sample). */
   private readonly timeAt: (k: number) => number;
+  /** highWaterBefore's fold: how many samples it has folded, and the mark after them. */
+  private foldedTo = 0;
+  private foldedHighWaterJ: number | null = null;
 
   constructor(
     readonly uuid: string,
@@ -240,18 +243,32 @@ class GpuSamples {
 
   /**
    * Samples of [p0, p1) plus the last reading at or before p0 and the first at or after p1 (each
-   * with any repeats of its timestamp), so the intervals crossing the bounds are included whole, and
-   * up to COUNTER_LOOKBACK_SAMPLES before those for the counter's high-water mark.
+   * with any repeats of its timestamp), so the intervals crossing the bounds are included whole,
+   * and the counter's high-water mark over the samples before them.
    */
-  window(p0: number, p1: number): PowerSample[] {
+  window(p0: number, p1: number): { samples: PowerSample[]; counterHighWaterJ: number | null } {
     const { timeAt, count } = this;
     const before = bound(timeAt, count, p0, true) - 1;
-    const from = before < 0 ? 0 : Math.max(0, bound(timeAt, count, timeAt(before), false) - COUNTER_LOOKBACK_SAMPLES);
+    const from = before < 0 ? 0 : bound(timeAt, count, timeAt(before), false);
     const after = bound(timeAt, count, p1, false);
     const to = after < count ? bound(timeAt, count, timeAt(after), true) : count;
     const samples = new Array<PowerSample>(to - from);
     for (let k = from; k < to; k++) samples[k - from] = this.columns.at(this.positions[k] as number);
-    return samples;
+    return { samples, counterHighWaterJ: this.highWaterBefore(from) };
+  }
+
+  /**
+   * The counter's high-water mark over the samples before position `k`. Windows move forward in
+   * time within a pass, so the fold goes on from where the last call left it: each sample is
+   * folded once per pass (a call for an earlier position starts again from the first sample).
+   */
+  highWaterBefore(k: number): number | null {
+    if (k < this.foldedTo) {
+      this.foldedTo = 0;
+      this.foldedHighWaterJ = null;
+    }
+    for (; this.foldedTo < k; this.foldedTo++) this.foldedHighWaterJ = nextCounterHighWater(this.foldedHighWaterJ, this.columns.energyAt(this.positions[this.foldedTo] as number));
+    return this.foldedHighWaterJ;
   }
 
   /** The first sample time at or after t, or Infinity. */
@@ -283,7 +300,7 @@ function settleRun(
     const inputs: GpuPeriodInput[] = gpus.map((g) => ({
       gpuUuid: g.uuid,
       gpuIndex: g.index,
-      samples: g.window(p0, p1),
+      ...g.window(p0, p1),
       idleBaselineW: baselines.get(g.uuid) ?? null,
     }));
     const settlement = settlePeriod({

@@ -45,10 +45,14 @@ export interface GpuPeriodInput {
   /**
    * Samples of this GPU, sorted by time, including the last sample at or before the period start
    * and the first at or after its end when they exist (so intervals crossing a boundary are split).
-   * Earlier samples may come first (up to COUNTER_LOOKBACK_SAMPLES of them, energy-timeline.ts):
-   * they count no energy here and only tell the counter's high-water mark before the period.
    */
   readonly samples: readonly PowerSample[];
+  /**
+   * The energy counter's high-water mark over this GPU's readings before `samples` (absent or null:
+   * none), folded with nextCounterHighWater (energy-timeline.ts), so that a counter glitch at the
+   * start of the window is judged as it would be without the cut.
+   */
+  readonly counterHighWaterJ?: number | null;
   /** Idle baseline to use for this GPU in this period (configured or learned), or null if unknown yet. */
   readonly idleBaselineW: Watts | null;
   /**

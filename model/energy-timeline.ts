@@ -48,12 +48,15 @@ export const GAP_FACTOR = 3;
 export const COUNTER_GLITCH_SHARE = 0.01;
 
 /**
- * Samples before a period's first one that its window also carries (the agent and `analyze`), so
- * that the highest counter reading before the period is known and a glitch is judged the same
- * however time is cut into periods. A glitch lasting more samples than this in a row can be judged
- * differently at a period's start.
+ * The counter's high-water mark after `energyJ` (one step of the fold the timeline makes over a
+ * GPU's readings): a glitch leaves it as it was, any other usable reading becomes it. Callers that
+ * cut a GPU's samples into windows fold the readings before a window with this and pass the result
+ * to {@link buildEnergyTimeline}, so a glitch is judged the same however time is cut.
  */
-export const COUNTER_LOOKBACK_SAMPLES = 16;
+export function nextCounterHighWater(highWaterJ: number | null, energyJ: number | null | undefined): number | null {
+  if (!usable(energyJ)) return highWaterJ;
+  return classifyCounterReading(highWaterJ, energyJ) === 'glitch' ? highWaterJ : energyJ;
+}
 
 /** How a counter reading compares with the highest usable reading before it (`highWaterJ`, null when none). */
 export type CounterReading = 'first' | 'advance' | 'glitch' | 'reset';
@@ -85,7 +88,7 @@ const usable = (value: number | null | undefined): value is number =>
  * samples with the same timestamp: energy over zero time is not a physical quantity, so they are one
  * reading, keeping the last usable value of each field.
  */
-function cleanSamples(samples: readonly PowerSample[]): CleanSample[] {
+function cleanSamples(samples: readonly PowerSample[], highWaterJ: number | null): CleanSample[] {
   let sorted = true;
   for (let i = 1; i < samples.length; i += 1) {
     if ((samples[i] as PowerSample).timestampMs < (samples[i - 1] as PowerSample).timestampMs) {
@@ -105,15 +108,15 @@ function cleanSamples(samples: readonly PowerSample[]): CleanSample[] {
       out[out.length - 1] = { t, powerW: powerW ?? last.powerW, energyJ: energyJ ?? last.energyJ };
     } else out.push({ t, powerW, energyJ });
   }
-  return dropCounterGlitches(out);
+  return dropCounterGlitches(out, highWaterJ);
 }
 
 /**
  * Glitched counter readings become missing ones (see {@link classifyCounterReading}). The high-water
  * mark starts again at a reset, so the reading after a reset is judged against the new count.
  */
-function dropCounterGlitches(samples: CleanSample[]): CleanSample[] {
-  let highWaterJ: number | null = null;
+function dropCounterGlitches(samples: CleanSample[], highWaterBeforeJ: number | null): CleanSample[] {
+  let highWaterJ = highWaterBeforeJ;
   for (let i = 0; i < samples.length; i += 1) {
     const sample = samples[i] as CleanSample;
     if (sample.energyJ === null) continue;
@@ -130,9 +133,11 @@ function dropCounterGlitches(samples: CleanSample[]): CleanSample[] {
 /**
  * Build the timeline of ONE GPU from its samples (sorted by time; unsorted input is sorted first).
  * Every pair of consecutive samples yields exactly one interval or one uncovered stretch.
+ * `counterHighWaterJ`: the counter's high-water mark before the first sample (see
+ * {@link nextCounterHighWater}); null when these are the GPU's first readings.
  */
-export function buildEnergyTimeline(samples: readonly PowerSample[], config: TimelineConfig): EnergyTimeline {
-  const clean = cleanSamples(samples);
+export function buildEnergyTimeline(samples: readonly PowerSample[], config: TimelineConfig, counterHighWaterJ: number | null = null): EnergyTimeline {
+  const clean = cleanSamples(samples, counterHighWaterJ);
   const intervals: EnergyInterval[] = [];
   const uncovered: UncoveredStretch[] = [];
   const gpuUuid = samples[0]?.gpuUuid ?? '';
