@@ -87,8 +87,6 @@ describe('helm chart', () => {
     assert.equal(agent.securityContext.privileged, undefined);
     assert.equal(agent.securityContext.allowPrivilegeEscalation, false);
     assert.deepEqual(agent.securityContext.capabilities, { drop: ['ALL'] });
-    // Running as root, the agent owns the ledger already: no chown container.
-    assert.equal(pod.initContainers, undefined);
     const config = parse(only(docs, 'ConfigMap', 'tokenwatt').data['config.yaml']);
     assert.deepEqual(config.hostPower, { rapl: 'auto', powercapRoot: `${mount.mountPath}/intel-rapl` });
     // `kubectl exec ... doctor` reads the same tree as the agent.
@@ -97,6 +95,25 @@ describe('helm chart', () => {
     // Off by default, so that an unprivileged agent does not try to read it.
     const plain = parse(only(render(), 'ConfigMap', 'tokenwatt').data['config.yaml']);
     assert.deepEqual(plain.hostPower, { rapl: 'off' });
+  });
+
+  it('hostPath ledger: the init container hands it to the uid and gid the agent runs as, with or without RAPL', () => {
+    // Switching rapl.enabled keeps the node's ledger, owned by the previous uid: the agent runs with
+    // every capability dropped (no CAP_DAC_OVERRIDE), so even uid 0 can only write what it owns.
+    for (const set of [{}, VARIANTS['RAPL host energy'], VARIANTS['NVML through a hostPath mount']]) {
+      const docs = render(set);
+      const agent = agentContainer(docs);
+      const { runAsUser, runAsGroup } = agent.securityContext;
+      const init = (podSpec(docs).initContainers as Loose[] | undefined) ?? [];
+      assert.deepEqual(init.map((c) => c.name), ['ledger-owner'], JSON.stringify(set));
+      const [owner] = init;
+      assert.deepEqual(owner.command, ['chown', '-R', `${runAsUser}:${runAsGroup}`, '/var/lib/tokenwatt'], JSON.stringify(set));
+      const ledgerMount = (m: Loose[]) => m.find((v) => v.name === 'ledger')?.mountPath;
+      assert.equal(ledgerMount(owner.volumeMounts), ledgerMount(agent.volumeMounts));
+      assert.deepEqual(owner.securityContext.capabilities, { drop: ['ALL'], add: ['CHOWN'] });
+    }
+    assert.equal(agentContainer(render(VARIANTS['RAPL host energy'])).securityContext.runAsUser, 0);
+    assert.equal(agentContainer(render()).securityContext.runAsUser, 10001);
   });
 
   it('emptyDir ledger: no hostPath and no init container', () => {
