@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { before, describe, it } from 'node:test';
 import { parse } from 'yaml';
+import { raplAbsentError, raplPermissionError } from '../../collectors/host/rapl-errors.js';
 import { CHART_DIR, REPO_ROOT, renderChart } from '../../deploy/scripts/generate.js';
 import { helmBinary } from '../../deploy/scripts/helm-binary.js';
 import { type Manifest, parseManifests, schemaErrors, typeErrors } from './support/k8s-validate.js';
@@ -89,6 +90,12 @@ describe('helm chart', () => {
     assert.deepEqual(agent.securityContext.capabilities, { drop: ['ALL'] });
     const config = parse(only(docs, 'ConfigMap', 'tokenwatt').data['config.yaml']);
     assert.deepEqual(config.hostPower, { rapl: 'auto', powercapRoot: `${mount.mountPath}/intel-rapl` });
+    // doctor's RAPL fix advises what the chart does: this mount, powercapRoot at its intel-rapl.
+    for (const fix of [raplAbsentError('/sys/class/powercap').fix, raplPermissionError('/sys/class/powercap/intel-rapl:0/energy_uj').fix]) {
+      assert.ok(fix.includes(`mount the host's ${volume.hostPath.path} read-only`), fix);
+      assert.match(fix, /hostPower\.powercapRoot at its intel-rapl directory/);
+      assert.match(fix, /--set rapl\.enabled=true/);
+    }
     // `kubectl exec ... doctor` reads the same tree as the agent.
     assert.equal(envOf(agent).get('TOKENWATT_POWERCAP_ROOT')?.value, config.hostPower.powercapRoot);
     assert.equal(envOf(agentContainer(render())).has('TOKENWATT_POWERCAP_ROOT'), false);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmodSync, readFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -89,6 +90,51 @@ test('property: for any start and any increments below the range, wrap-corrected
   ));
 });
 
+/**
+ * /sys/class/powercap/intel-rapl:N are symlinks into /sys/devices/virtual/powercap, which container
+ * runtimes mask: the advice is to mount the real tree and point powercapRoot into it, as the chart does.
+ */
+function assertContainerMountAdvice(fix: string): void {
+  assert.match(fix, /mount the host's \/sys\/devices\/virtual\/powercap read-only/);
+  assert.match(fix, /hostPower\.powercapRoot at its intel-rapl directory/);
+  assert.match(fix, /--set rapl\.enabled=true/);
+  assert.doesNotMatch(fix, /mount\w* the host's \/sys\/class\/powercap/);
+}
+
+test('following the container advice reaches the zones: the real tree mounted, powercapRoot at its intel-rapl', async () => {
+  // The kernel's layout: zones under /sys/devices/virtual/powercap/intel-rapl, linked from /sys/class/powercap.
+  const host = mkdtempSync(join(tmpdir(), 'tokenwatt-sysfs-'));
+  try {
+    const devices = join(host, 'sys/devices/virtual/powercap');
+    const zone = join(devices, 'intel-rapl', 'intel-rapl:0');
+    mkdirSync(zone, { recursive: true });
+    writeFileSync(join(zone, 'name'), 'package-0\n');
+    writeFileSync(join(zone, 'energy_uj'), '1000000\n');
+    writeFileSync(join(zone, 'max_energy_range_uj'), '262143328850\n');
+    mkdirSync(join(host, 'sys/class/powercap'), { recursive: true });
+    symlinkSync('../../devices/virtual/powercap/intel-rapl/intel-rapl:0', join(host, 'sys/class/powercap/intel-rapl:0'));
+    // In the container: /sys/class/powercap mounted alone, its links dangle: absent, and the advice says what to mount.
+    const container = mkdtempSync(join(tmpdir(), 'tokenwatt-ctr-'));
+    try {
+      cpSync(join(host, 'sys/class/powercap'), join(container, 'class-powercap'), { recursive: true, verbatimSymlinks: true });
+      const wrong = new RaplHostPowerSource({ powercapRoot: join(container, 'class-powercap') });
+      const error = await wrong.init().then(() => undefined, (e: unknown) => e);
+      assert.ok(error instanceof RaplUnavailableError);
+      assert.equal(error.reason, 'absent');
+      assertContainerMountAdvice(error.fix);
+      // The advice followed: the host's /sys/devices/virtual/powercap mounted, powercapRoot at its intel-rapl.
+      cpSync(devices, join(container, 'host-powercap'), { recursive: true });
+      const right = new RaplHostPowerSource({ powercapRoot: join(container, 'host-powercap', 'intel-rapl') });
+      await right.init();
+      assert.deepEqual(right.quality().zones, ['package-0']);
+    } finally {
+      rmSync(container, { recursive: true, force: true });
+    }
+  } finally {
+    rmSync(host, { recursive: true, force: true });
+  }
+});
+
 test('no RAPL zone: init fails with reason absent and the fix', async () => {
   const rapl = new RaplHostPowerSource({ powercapRoot: join(fileURLToPath(new URL('.', import.meta.url)), 'no-such-powercap') });
   await assert.rejects(rapl.init(), (error: unknown) => {
@@ -96,6 +142,7 @@ test('no RAPL zone: init fails with reason absent and the fix', async () => {
     assert.equal(error.reason, 'absent');
     assert.match(error.fix, /hostPath/);
     assert.match(error.fix, /overheadW/);
+    assertContainerMountAdvice(error.fix);
     return true;
   });
   assert.throws(() => rapl.read(), HostPowerReadError);
@@ -115,6 +162,7 @@ test('root-only energy_uj: init fails with reason permission and the fix (root, 
       assert.match(error.message, /intel-rapl:0\/energy_uj is readable by root only/);
       assert.match(error.fix, /runAsUser: 0/);
       assert.match(error.fix, /chmod o\+r/);
+      assertContainerMountAdvice(error.fix);
       return true;
     });
   } finally {
