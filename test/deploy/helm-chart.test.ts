@@ -157,6 +157,38 @@ describe('helm chart', () => {
     assert.notEqual(checksum(render()), checksum(render({ 'config.labels.cap': '10' })));
   });
 
+  it('rejects a proxy on the agent\'s own port, only when the proxy is on', () => {
+    const upstream = 'http://vllm.inference.svc:8000';
+    assert.match(renderError({ 'proxy.upstream': upstream, 'proxy.port': '9477' }), /proxy\.port must differ from port \(both are 9477\)/);
+    assert.match(renderError({ 'proxy.upstream': upstream, port: '9000', 'proxy.port': '9000' }), /both are 9000/);
+    // No upstream, no proxy: its port is unused.
+    assert.equal(renderError({ 'proxy.port': '9477' }), '');
+  });
+
+  it('rejects a ServiceMonitor and a PodMonitor together (every agent scraped twice)', () => {
+    assert.match(renderError({ 'podMonitor.enabled': 'true' }), /serviceMonitor\.enabled and podMonitor\.enabled are both true/);
+  });
+
+  it('long release names and fullnameOverride: every Service name stays a DNS label of at most 63 characters', () => {
+    const dnsLabel = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+    const cases: { release: string; set?: string[] }[] = [
+      { release: 'a-very-long-release-name-for-the-gpu-energy-agent-x' }, // 51 characters, plus "-tokenwatt"
+      { release: 'energy-accounting-on-the-shared-gpu-cluster-tokenwatt' }, // helm's longest (53), chart name inside
+      { release: 'tokenwatt', set: ['--set', `fullnameOverride=${'x'.repeat(70)}`] },
+      { release: 'tokenwatt', set: ['--set', `fullnameOverride=${'x'.repeat(54)}-y`] }, // cut right after a "-"
+    ];
+    for (const { release, set = [] } of cases) {
+      const out = execFileSync(helm, ['template', release, CHART_DIR, '--namespace', 'tokenwatt', ...set], { cwd: REPO_ROOT, encoding: 'utf8' });
+      const services = parseManifests(out, release).filter((d) => d.kind === 'Service').map((d) => String((d.metadata as Loose).name));
+      assert.equal(services.length, 2, release);
+      for (const name of services) {
+        assert.ok(name.length <= 63, `${name}: ${name.length} characters`);
+        assert.match(name, dnsLabel);
+      }
+      assert.deepEqual(services.map((n) => n.replace(/^.*-/, '')).sort(), ['ingest', 'metrics']);
+    }
+  });
+
   it('rejects unknown modes with a message naming the value', () => {
     assert.match(renderError({ 'nvidia.mode': 'magic' }), /nvidia\/mode|nvidia\.mode/);
     assert.match(renderError({ 'ledger.type': 'pvc' }), /ledger\/type|ledger\.type/);
