@@ -199,7 +199,7 @@ export const ROWS: readonly RowSpec[] = [
         'How far settlement trails the clock: the configured lateness plus processing.',
         [
           { expr: 'tokenwatt_settle_lag_seconds{instance=~"$instance"}', legend: '{{instance}} lag' },
-          { expr: 'time() - tokenwatt_settled_until_timestamp_seconds{instance=~"$instance"}', legend: '{{instance}} since settled' },
+          { expr: 'time() - (tokenwatt_settled_until_timestamp_seconds{instance=~"$instance"} > 0)', legend: '{{instance}} since settled' },
         ],
         's',
         8,
