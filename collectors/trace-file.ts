@@ -120,7 +120,7 @@ class PowerTraceReader {
     const errors = this.errors;
     if (!this.headerSeen) errors.push({ line: 1, message: 'empty trace: no header line' });
     const { samples, gpus, problems, notes: assembled } = assemble(this.rows);
-    errors.push(...problems);
+    for (const problem of problems) errors.push(problem); // not push(...problems): one argument each overflows the stack past ~125k
     errors.sort((a, b) => a.line - b.line);
     const notes = [
       ...(this.opts.fileName ? [`trace ${this.opts.fileName}`] : []),

@@ -410,3 +410,14 @@ test('energy_j written in millijoules is refused line by line, saying it looks l
   assert.deepEqual(ticking.errors, []);
   assert.equal(ticking.samples.length, 4);
 });
+
+test('hundreds of thousands of problems found after the lines are read are reported, not a stack overflow', () => {
+  const t = 1_800_000_000_000;
+  // Every line after the first repeats the instant: each is a "second sample" problem found when the samples are assembled.
+  const n = 200_000;
+  const text = `timestamp_ms,gpu,power_w,energy_j\n${`${t},0,100,\n`.repeat(n)}`;
+  const trace = parsePowerTrace(text);
+  assert.equal(trace.samples.length, 1);
+  assert.equal(trace.errors[0]?.line, 3);
+  assert.match(trace.errors[0]?.message ?? '', /^second sample of GPU 0 at /);
+});
