@@ -9,7 +9,15 @@ import { counterUnitProblem, PlainTraceParser, type CounterReading } from './tra
 export interface TraceError {
   readonly line: number;
   readonly message: string;
+  /** The kind of problem, without the line's values (what `errorsByReason` counts). */
+  readonly reason: string;
 }
+
+/**
+ * Bad lines kept with their messages: the first this many by line number. The rest are only counted
+ * (`errorCount`, `errorsByReason`): a day-long capture whose power reads [N/A] has millions of bad lines.
+ */
+export const MAX_KEPT_TRACE_ERRORS = 100;
 
 export type TraceFormat = 'plain' | 'nvidia-smi';
 
@@ -20,8 +28,15 @@ export interface ParsedPowerTrace {
    * columns: a day of a node is millions of samples.
    */
   readonly samples: PowerSampleColumns;
-  /** Every line that was not used, with its reason; nothing is skipped silently. */
+  /**
+   * The first MAX_KEPT_TRACE_ERRORS lines that were not used (by line number), with their reasons.
+   * Every one is counted in `errorCount` and `errorsByReason`: nothing is skipped silently.
+   */
   readonly errors: TraceError[];
+  /** How many lines were not used in all (`errors` lists the first of them). */
+  readonly errorCount: number;
+  /** `errorCount` by reason, most frequent first (ties by reason); the counts sum to `errorCount`. */
+  readonly errorsByReason: readonly { readonly reason: string; readonly count: number }[];
   /** Which format the header showed; 'unknown' when it showed neither (then `errors` says why). */
   readonly format: TraceFormat | 'unknown';
   /** GPUs seen in the trace, by index. */
@@ -91,7 +106,7 @@ export async function readPowerTraceFile(path: string, opts: ParsePowerTraceOpti
 
 /** Reads a trace line by line (header first) and assembles the samples at the end. */
 class PowerTraceReader {
-  private readonly errors: TraceError[] = [];
+  private readonly errors = new TraceErrorLog();
   private readonly rows = new TraceRows();
   private parser: TraceFormatParser | undefined;
   private format: TraceFormat | 'unknown' = 'unknown';
@@ -107,27 +122,25 @@ class PowerTraceReader {
       return;
     }
     if (!this.parser) {
-      this.errors.push({ line: lineNumber, message: 'not read: the header was not recognised' });
+      this.errors.add(lineNumber, 'not read: the header was not recognised', 'not read: the header was not recognised');
       return;
     }
     const parsed = this.parser.parseLine(line, lineNumber);
     if (parsed === 'skip') return;
-    if (typeof parsed === 'string') this.errors.push({ line: lineNumber, message: parsed });
+    if (typeof parsed === 'string') this.errors.add(lineNumber, parsed);
     else this.rows.push(parsed);
   }
 
   finish(): ParsedPowerTrace {
     const errors = this.errors;
-    if (!this.headerSeen) errors.push({ line: 1, message: 'empty trace: no header line' });
-    const { samples, gpus, problems, notes: assembled } = assemble(this.rows);
-    for (const problem of problems) errors.push(problem); // not push(...problems): one argument each overflows the stack past ~125k
-    errors.sort((a, b) => a.line - b.line);
+    if (!this.headerSeen) errors.add(1, 'empty trace: no header line', 'empty trace');
+    const { samples, gpus, notes: assembled } = assemble(this.rows, errors);
     const notes = [
       ...(this.opts.fileName ? [`trace ${this.opts.fileName}`] : []),
       ...(this.parser ? this.parser.notes() : []),
       ...assembled,
     ];
-    return { samples, errors, format: this.format, gpus, notes };
+    return { samples, errors: errors.kept(), errorCount: errors.count, errorsByReason: errors.byReason(), format: this.format, gpus, notes };
   }
 
   private header(line: string, lineNumber: number): void {
@@ -135,24 +148,74 @@ class PowerTraceReader {
     const names = fields.map((f) => f.toLowerCase());
     if (names.includes('timestamp_ms')) {
       const plain = PlainTraceParser.create(names, line);
-      if (typeof plain === 'string') this.errors.push({ line: lineNumber, message: plain });
+      if (typeof plain === 'string') this.errors.add(lineNumber, plain, 'header: unusable plain trace header');
       else [this.parser, this.format] = [plain, 'plain'];
     } else if (names.includes('timestamp') && names.some((n) => n.startsWith('power.draw') || n.startsWith('gpu.power.draw'))) {
       const smi = NvidiaSmiTraceParser.create(fields, line, this.opts.nvidiaSmiUtcOffsetMinutes ?? 0);
-      if (typeof smi === 'string') this.errors.push({ line: lineNumber, message: smi });
+      if (typeof smi === 'string') this.errors.add(lineNumber, smi, 'header: unusable nvidia-smi header');
       else [this.parser, this.format] = [smi, 'nvidia-smi'];
     } else {
-      this.errors.push({
-        line: lineNumber,
-        message: 'unrecognised header: expected "timestamp_ms,gpu,power_w,energy_j" or nvidia-smi --query-gpu CSV (timestamp, index or uuid, power.draw...)',
-      });
+      this.errors.add(lineNumber, 'unrecognised header: expected "timestamp_ms,gpu,power_w,energy_j" or nvidia-smi --query-gpu CSV (timestamp, index or uuid, power.draw...)', 'unrecognised header');
     }
   }
 }
 
 /** Format an error as "file:line: message". */
-export function formatTraceError(fileName: string, error: TraceError): string {
+export function formatTraceError(fileName: string, error: Pick<TraceError, 'line' | 'message'>): string {
   return `${fileName}:${error.line}: ${error.message}`;
+}
+
+/**
+ * Bad lines: every one counted (in all and by reason), the first MAX_KEPT_TRACE_ERRORS by line
+ * number kept. Memory stays bounded however many lines are bad: the kept list is cut back to the
+ * first ones whenever it doubles (problems found while assembling come after the parse errors and
+ * not always in line order).
+ */
+export class TraceErrorLog {
+  count = 0;
+  private list: TraceError[] = [];
+  private readonly reasons = new Map<string, number>();
+  /** `list` holds exactly MAX_KEPT_TRACE_ERRORS sorted entries, then maybe more appended since. */
+  private sortedFull = false;
+
+  add(line: number, message: string, reason: string = reasonOf(message)): void {
+    this.count++;
+    this.reasons.set(reason, (this.reasons.get(reason) ?? 0) + 1);
+    // Once full, a line after the last kept one can never be among the first.
+    if (this.list.length >= MAX_KEPT_TRACE_ERRORS && this.sortedFull && line > (this.list[MAX_KEPT_TRACE_ERRORS - 1] as TraceError).line) return;
+    this.list.push({ line, message, reason });
+    if (this.list.length >= 2 * MAX_KEPT_TRACE_ERRORS) this.cut();
+  }
+
+  /** The first MAX_KEPT_TRACE_ERRORS errors by line number (stable: file order breaks ties). */
+  kept(): TraceError[] {
+    this.cut();
+    return [...this.list];
+  }
+
+  byReason(): { reason: string; count: number }[] {
+    return [...this.reasons].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count || (a.reason < b.reason ? -1 : a.reason > b.reason ? 1 : 0));
+  }
+
+  private cut(): void {
+    this.list.sort((a, b) => a.line - b.line);
+    if (this.list.length > MAX_KEPT_TRACE_ERRORS) this.list.length = MAX_KEPT_TRACE_ERRORS;
+    this.sortedFull = this.list.length === MAX_KEPT_TRACE_ERRORS;
+  }
+}
+
+/**
+ * A parser's message without the line's own values: what comes before a parenthesis or a semicolon,
+ * numbers as N and quoted text as "…" ("expected 5 fields, got 3" → "expected N fields, got N").
+ */
+function reasonOf(message: string): string {
+  let end = message.length;
+  for (const stop of [' (', '; ']) {
+    const at = message.indexOf(stop);
+    if (at >= 0 && at < end) end = at;
+  }
+  const reason = message.slice(0, end).replace(/"[^"]*"/g, '"…"').replace(/[0-9][0-9.eE+-]*/g, 'N').trim();
+  return reason.length > 80 ? `${reason.slice(0, 80)}…` : reason;
 }
 
 
@@ -253,7 +316,7 @@ function named(row: TraceRow): { gpuUuid: string | null; gpuIndex: number | null
   return { gpuUuid: uuid, gpuIndex: row.gpuIndex };
 }
 
-function assemble(rows: TraceRows): { samples: PowerSampleColumns; gpus: GpuInfo[]; problems: TraceError[]; notes: string[] } {
+function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSampleColumns; gpus: GpuInfo[]; notes: string[] } {
   const byUuid = new Map<string, GpuInfo>();
   const byIndex = new Map<number, GpuInfo>();
   const usedIndices = new Set(rows.identities.map((r) => named(r).gpuIndex).filter((i): i is number => i !== null));
@@ -323,7 +386,6 @@ function assemble(rows: TraceRows): { samples: PowerSampleColumns; gpus: GpuInfo
     return sorted;
   });
 
-  const problems: TraceError[] = [];
   const accepted = new Uint8Array(n);
   const lastMs = new Float64Array(gpuList.length).fill(-Infinity);
   const lastLine = new Uint32Array(gpuList.length);
@@ -333,15 +395,16 @@ function assemble(rows: TraceRows): { samples: PowerSampleColumns; gpus: GpuInfo
     const at = line[i] as number;
     const gpu = gpuList[g] as GpuInfo;
     if (t < (lastMs[g] as number)) {
-      problems.push({
-        line: at,
-        message: `timestamp goes back ${seconds((lastMs[g] as number) - t)} for GPU ${gpu.index}: ${iso(t)} after ${iso(lastMs[g] as number)} on line ${lastLine[g]}; ` +
+      problems.add(
+        at,
+        `timestamp goes back ${seconds((lastMs[g] as number) - t)} for GPU ${gpu.index}: ${iso(t)} after ${iso(lastMs[g] as number)} on line ${lastLine[g]}; ` +
           'not integrated across (a clock step, or a capture across a DST fall-back: give the right UTC offset, or put the captures in time order)',
-      });
+        'timestamp goes back for its GPU',
+      );
       return;
     }
     if (t === lastMs[g]) {
-      problems.push({ line: at, message: `second sample of GPU ${gpu.index} at ${iso(t)} (first on line ${lastLine[g]})` });
+      problems.add(at, `second sample of GPU ${gpu.index} at ${iso(t)} (first on line ${lastLine[g]})`, 'second sample of a GPU at one instant');
       return;
     }
     const e = energyJ[i] as number;
@@ -351,7 +414,7 @@ function assemble(rows: TraceRows): { samples: PowerSampleColumns; gpus: GpuInfo
       const prev = lastCounter[g];
       const problem = prev === undefined ? undefined : counterUnitProblem(prev, reading);
       if (problem !== undefined) {
-        problems.push({ line: at, message: problem });
+        problems.add(at, problem, 'energy_j: counter rises faster than any board draws');
         return;
       }
       lastCounter[g] = reading;
@@ -389,7 +452,7 @@ function assemble(rows: TraceRows): { samples: PowerSampleColumns; gpus: GpuInfo
     `blocks of lines out of time order were put in time order (${reorderNotes.join('; ')}): they do not overlap in time and each GPU's energy counter continues across them (concatenated captures)`,
   ];
   const gpus = [...new Set(byUuid.values())].sort((a, b) => a.index - b.index);
-  return { samples, gpus, problems, notes };
+  return { samples, gpus, notes };
 }
 
 /**

@@ -49,11 +49,11 @@ async function analyze(flags: { power: string; requests: string; json?: boolean;
   if (trace === null || requestText === null) return 1;
 
   const requests = parseRequestFile(requestText);
-  const problems: string[] = [
-    ...trace.errors.map((e) => formatTraceError(flags.power, e)),
-    ...requests.errors.map((e) => `${flags.requests}:${e.line}: ${e.field}: ${e.reason}`),
-  ];
-  if (trace.samples.length === 0) problems.push(`${flags.power}: no usable power samples`);
+  // Every problem is counted; only the first MAX_LISTED are formatted (a trace may have millions of bad lines).
+  const problems = new InputProblems();
+  problems.addCounted(trace.errorCount, trace.errors.map((e) => () => formatTraceError(flags.power, e)));
+  for (const e of requests.errors) problems.add(() => `${flags.requests}:${e.line}: ${e.field}: ${e.reason}`);
+  if (trace.samples.length === 0) problems.add(() => `${flags.power}: no usable power samples`);
 
   const context = new NodeRecordContext({
     gpus: trace.gpus,
@@ -66,17 +66,20 @@ async function analyze(flags: { power: string; requests: string; json?: boolean;
   requests.records.forEach((record, i) => {
     const result = resolveRecord(record, i, context);
     if (result.ok) resolved.push(result.record);
-    else for (const e of result.errors) problems.push(`${flags.requests}:${requests.lineOf.get(record.requestId) ?? '?'}: ${e.field}: ${e.reason}`);
+    else for (const e of result.errors) problems.add(() => `${flags.requests}:${requests.lineOf.get(record.requestId) ?? '?'}: ${e.field}: ${e.reason}`);
   });
 
-  if (problems.length > 0) {
-    for (const p of problems.slice(0, MAX_LISTED)) process.stderr.write(`${p}\n`);
-    if (problems.length > MAX_LISTED) process.stderr.write(`... and ${problems.length - MAX_LISTED} more\n`);
+  if (problems.count > 0) {
+    for (const p of problems.listed) process.stderr.write(`${p}\n`);
+    if (problems.count > problems.listed.length) process.stderr.write(`... and ${problems.count - problems.listed.length} more\n`);
+    if (trace.errorCount > problems.listed.length) {
+      process.stderr.write(`${flags.power}: ${trace.errorCount} bad line(s): ${trace.errorsByReason.slice(0, 10).map((r) => `${r.count} ${r.reason}`).join('; ')}${trace.errorsByReason.length > 10 ? '; ...' : ''}\n`);
+    }
     if (!flags.skipBadLines || trace.samples.length === 0) {
-      process.stderr.write(`tokenwatt analyze: ${problems.length} problem(s) in the input; nothing analysed${flags.skipBadLines ? '' : ' (use --skip-bad-lines to analyse the rest)'}\n`);
+      process.stderr.write(`tokenwatt analyze: ${problems.count} problem(s) in the input; nothing analysed${flags.skipBadLines ? '' : ' (use --skip-bad-lines to analyse the rest)'}\n`);
       return 1;
     }
-    process.stderr.write(`tokenwatt analyze: ${problems.length} problem(s) skipped as asked; they are counted in quality.input_problems\n`);
+    process.stderr.write(`tokenwatt analyze: ${problems.count} problem(s) skipped as asked; they are counted in quality.input_problems\n`);
   }
 
   const a = loaded.config.attribution;
@@ -115,13 +118,32 @@ async function analyze(flags: { power: string; requests: string; json?: boolean;
       power_format: trace.format,
       requests_file: flags.requests,
       notes: trace.notes,
-      input_problems: problems.length,
+      input_problems: problems.count,
+      trace_bad_lines: trace.errorCount,
+      trace_bad_lines_by_reason: Object.fromEntries(trace.errorsByReason.map((r) => [r.reason, r.count])),
       duplicate_request_lines: requests.duplicates.length,
     },
   };
   if (flags.json) process.stdout.write(`${JSON.stringify(output, null, 2)}\n`);
   else process.stdout.write(`${renderAnalyzeTables(report)}\n`);
   return 0;
+}
+
+/** Input problems: every one counted, the first MAX_LISTED formatted (only those are printed). */
+class InputProblems {
+  count = 0;
+  readonly listed: string[] = [];
+
+  add(format: () => string): void {
+    this.count++;
+    if (this.listed.length < MAX_LISTED) this.listed.push(format());
+  }
+
+  /** `count` problems, of which `first` are the first ones (in order). */
+  addCounted(count: number, first: readonly (() => string)[]): void {
+    for (const format of first.slice(0, MAX_LISTED - this.listed.length)) this.listed.push(format());
+    this.count += count;
+  }
 }
 
 /**

@@ -71,7 +71,7 @@ export class ReplayPowerSource implements PowerSource {
     }
     if (trace.samples.length === 0) {
       const first = trace.errors[0];
-      throw new Error(`replay: ${path} has no usable samples${first ? ` (${trace.errors.length} bad lines; first: ${formatTraceError(path, first)})` : ''}`);
+      throw new Error(`replay: ${path} has no usable samples${first ? ` (${trace.errorCount} bad lines; first: ${formatTraceError(path, first)})` : ''}`);
     }
     this.trace = trace;
     this.periodMs = medianPeriod(trace.samples);
@@ -90,8 +90,9 @@ export class ReplayPowerSource implements PowerSource {
     if (this.timer || this.onSamples) return;
     this.onSamples = onSamples;
     trace.errors.slice(0, MAX_REPORTED_ERRORS).forEach((e) => onError({ reason: 'parse', message: formatTraceError(this.options.path, e) }));
-    if (trace.errors.length > MAX_REPORTED_ERRORS) {
-      onError({ reason: 'parse', message: `${this.options.path}: ${trace.errors.length - MAX_REPORTED_ERRORS} more bad lines not listed (${trace.errors.length} in all)` });
+    if (trace.errorCount > MAX_REPORTED_ERRORS) {
+      const reasons = trace.errorsByReason.slice(0, 10).map((r) => `${r.count} ${r.reason}`).join('; ');
+      onError({ reason: 'parse', message: `${this.options.path}: ${trace.errorCount - MAX_REPORTED_ERRORS} more bad lines not listed (${trace.errorCount} in all: ${reasons})` });
     }
     this.startWallMs = this.clock.now();
     this.pump();
@@ -151,7 +152,7 @@ export class ReplayPowerSource implements PowerSource {
       this.options.loop ? 'loops at the end of the trace' : 'stops at the end of the trace',
       ...(trace?.notes ?? []),
     ];
-    if (trace && trace.errors.length > 0) notes.push(`${trace.errors.length} bad line(s) skipped, each reported with its line number`);
+    if (trace && trace.errorCount > 0) notes.push(`${trace.errorCount} bad line(s) skipped, each reported with its line number`);
     if (this.ended) notes.push('replay ended: no more samples');
     return {
       kind: 'replay',

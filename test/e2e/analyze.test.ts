@@ -105,3 +105,27 @@ test('analyze: a record naming a GPU the trace lacks is named by its line; repea
   assert.equal(lenient.code, 0, lenient.stderr);
   assert.equal((JSON.parse(lenient.stdout) as AnalyzeReport).quality.duplicate_records, 1);
 });
+
+test('analyze: many bad trace lines are all counted (in all and by reason) though only the first are listed', async (t) => {
+  const dir = tempDir(t);
+  const power = join(dir, 'power.csv');
+  const requests = join(dir, 'requests.ndjson');
+  const rows = ['timestamp_ms,gpu,power_w,energy_j'];
+  for (let k = 0; k < 5000; k++) rows.push(`${T0 + k * 100},0,${k % 10 === 0 ? 100 : '[N/A]'},`);
+  writeFileSync(power, `${rows.join('\n')}\n`);
+  writeFileSync(requests, '');
+  const strict = await runCli(['analyze', '--power', power, '--requests', requests, '--json']);
+  assert.equal(strict.code, 1);
+  const listed = strict.stderr.split('\n').filter((l) => /power\.csv:\d+: /.test(l));
+  assert.equal(listed.length, 20);
+  assert.match(listed[0] ?? '', /power\.csv:3: power_w: not a number \("\[N\/A\]"\)/);
+  assert.match(strict.stderr, /\.\.\. and 4480 more\n/);
+  assert.match(strict.stderr, /power\.csv: 4500 bad line\(s\): 4500 power_w: not a number\n/);
+  assert.match(strict.stderr, /4500 problem\(s\) in the input/);
+  const lenient = await runCli(['analyze', '--power', power, '--requests', requests, '--json', '--skip-bad-lines']);
+  assert.equal(lenient.code, 0, lenient.stderr);
+  const input = (JSON.parse(lenient.stdout) as { input: { input_problems: number; trace_bad_lines: number; trace_bad_lines_by_reason: Record<string, number> } }).input;
+  assert.equal(input.input_problems, 4500);
+  assert.equal(input.trace_bad_lines, 4500);
+  assert.deepEqual(input.trace_bad_lines_by_reason, { 'power_w: not a number': 4500 });
+});

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { formatTraceError, parsePowerTrace } from '../../collectors/trace-file.js';
+import { formatTraceError, MAX_KEPT_TRACE_ERRORS, parsePowerTrace } from '../../collectors/trace-file.js';
 import { buildEnergyTimeline } from '../../model/energy-timeline.js';
 import { parseNvidiaSmiTimestamp } from '../../collectors/trace-file-nvidia-smi.js';
 import { formatPlainTrace } from '../../collectors/trace-file-writer.js';
@@ -214,7 +214,7 @@ test('an unknown or empty file says so instead of returning nothing', () => {
   assert.deepEqual(unknown.errors.map((e) => e.line), [1, 2, 3]);
   assert.match(unknown.errors[0]?.message ?? '', /unrecognised header/);
   const empty = parsePowerTrace('\n\n');
-  assert.deepEqual(empty.errors, [{ line: 1, message: 'empty trace: no header line' }]);
+  assert.deepEqual(empty.errors, [{ line: 1, message: 'empty trace: no header line', reason: 'empty trace' }]);
   assert.match(parsePowerTrace('timestamp_ms,power_w\n').errors[0]?.message ?? '', /lacks the "gpu" column/);
 });
 
@@ -225,7 +225,8 @@ test('property: every data line becomes a sample or an error, never nothing; sam
   fc.assert(
     fc.property(fc.array(fc.oneof(goodLine, badLine), { maxLength: 60 }), (lines) => {
       const trace = parsePowerTrace(['timestamp_ms,gpu,power_w,energy_j', ...lines].join('\n'));
-      assert.equal(trace.samples.length + trace.errors.length, lines.length);
+      assert.equal(trace.samples.length + trace.errorCount, lines.length);
+      assert.equal(trace.errors.length, Math.min(trace.errorCount, 100));
       const last = new Map<string, number>();
       for (const s of trace.samples.toArray()) {
         assert.ok(s.timestampMs > (last.get(s.gpuUuid) ?? -Infinity));
@@ -420,4 +421,29 @@ test('hundreds of thousands of problems found after the lines are read are repor
   assert.equal(trace.samples.length, 1);
   assert.equal(trace.errors[0]?.line, 3);
   assert.match(trace.errors[0]?.message ?? '', /^second sample of GPU 0 at /);
+});
+
+test('bad lines: the first ones by line number are kept with their messages, every one is counted in all and by reason', () => {
+  const t = 1_800_000_000_000;
+  // 30,000 lines with power n/a (parse errors), then lines going back in time (found when assembling), interleaved
+  // with good lines; the earliest assemble-time problem (line 4) comes before most parse errors.
+  const lines = ['timestamp_ms,gpu,power_w,energy_j', `${t + 1000},0,100,`, `${t + 2000},0,100,`, `${t},0,100,`];
+  for (let k = 0; k < 30_000; k++) lines.push(`${t + 3000 + k},1,n/a,`);
+  for (let k = 0; k < 500; k++) lines.push(`${t + 10},0,100,`, `${t + 5000 + k},2,${k % 7},`);
+  const trace = parsePowerTrace(lines.join('\n'));
+  assert.equal(trace.errorCount, 30_000 + 501);
+  assert.equal(trace.errors.length, MAX_KEPT_TRACE_ERRORS, 'only the first ones are kept');
+  assert.deepEqual(trace.errors.map((e) => e.line), [4, ...Array.from({ length: MAX_KEPT_TRACE_ERRORS - 1 }, (_, k) => 5 + k)]);
+  assert.match(trace.errors[0]?.message ?? '', /^timestamp goes back 2 s for GPU 0/);
+  assert.equal(trace.errors[1]?.message, 'power_w: not a number ("n/a")');
+  assert.deepEqual(trace.errorsByReason, [
+    { reason: 'power_w: not a number', count: 30_000 },
+    { reason: 'timestamp goes back for its GPU', count: 501 },
+  ]);
+  assert.equal(trace.samples.length, 2 + 500);
+  // Few bad lines: all kept, in line order, and the counts agree.
+  const few = parsePowerTrace(['timestamp_ms,gpu,power_w,energy_j', `${t},0,1,`, `${t},0,2,`, `${t + 1},0,x,`, `${t + 2},0,1,2,3`].join('\n'));
+  assert.deepEqual(few.errors.map((e) => [e.line, e.reason]), [[3, 'second sample of a GPU at one instant'], [4, 'power_w: not a number'], [5, 'expected N fields, got N']]);
+  assert.equal(few.errorCount, 3);
+  assert.equal(few.errorsByReason.reduce((a, r) => a + r.count, 0), 3);
 });
