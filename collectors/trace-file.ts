@@ -302,60 +302,107 @@ const STAND_IN_UUID_PREFIX = 'GPU-index-';
 
 /**
  * The GPU a row names. A row naming only the stand-in UUID of index N (a trace written from one
- * without UUIDs, say, joined to the original) names GPU N, as a row naming only index N does:
- * otherwise the two would be two GPUs under one UUID, and a sample of one would escape the other's
- * checks (a second sample at one instant, a line back in time).
+ * without UUIDs, say, joined to the original), or the stand-in of its own index, names GPU N as a row
+ * naming only index N does: otherwise the two would be two GPUs under one UUID, and a sample of one
+ * would escape the other's checks (a second sample at one instant, a line back in time).
  */
 function named(row: TraceRow): { gpuUuid: string | null; gpuIndex: number | null } {
   const uuid = row.gpuUuid;
-  if (row.gpuIndex === null && uuid !== null && uuid.startsWith(STAND_IN_UUID_PREFIX)) {
+  if (uuid !== null && uuid.startsWith(STAND_IN_UUID_PREFIX)) {
     const digits = uuid.slice(STAND_IN_UUID_PREFIX.length);
     const index = Number(digits);
-    if (Number.isSafeInteger(index) && String(index) === digits) return { gpuUuid: null, gpuIndex: index };
+    if (Number.isSafeInteger(index) && String(index) === digits && (row.gpuIndex === null || row.gpuIndex === index)) return { gpuUuid: null, gpuIndex: index };
   }
   return { gpuUuid: uuid, gpuIndex: row.gpuIndex };
 }
 
-function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSampleColumns; gpus: GpuInfo[]; notes: string[] } {
-  const byUuid = new Map<string, GpuInfo>();
-  const byIndex = new Map<number, GpuInfo>();
-  const usedIndices = new Set(rows.identities.map((r) => named(r).gpuIndex).filter((i): i is number => i !== null));
+/** Why the rows of an identity are refused. */
+interface Refusal {
+  readonly message: string;
+  readonly reason: string;
+}
+
+interface Inventory {
+  readonly gpus: GpuInfo[];
+  /** Each identity's GPU (position in `gpus`), or -1 when its rows are refused. */
+  readonly gpuOfIdentity: number[];
+  /** Why, for the identities whose GPU is -1. */
+  readonly refused: (Refusal | undefined)[];
+}
+
+/**
+ * The GPUs the rows name, the same whatever the order of the lines. First, the rows that give both
+ * a UUID and an index bind that index to that UUID; then a row giving only an index (or a stand-in
+ * UUID, as nvidia-smi's "[Unknown Error]" gives) names the GPU bound to it, and one giving only a
+ * UUID takes the index bound to it (else a free one). An index given two UUIDs, a UUID given two
+ * indices, and UUIDs that differ only in case (one GPU or two?) are never merged or split: the rows
+ * of the identity seen later are refused, each naming the line of the one seen first.
+ */
+function inventory(identities: readonly TraceRow[]): Inventory {
+  const names = identities.map(named);
+  const uuidAtIndex = new Map<number, { uuid: string; line: number }>();
+  const indexOfUuid = new Map<string, { index: number; line: number }>();
+  const spelling = new Map<string, { uuid: string; line: number }>();
+  const refused: (Refusal | undefined)[] = identities.map(() => undefined);
+  identities.forEach((row, k) => {
+    const { gpuUuid: uuid, gpuIndex: index } = names[k] as ReturnType<typeof named>;
+    if (uuid === null) return;
+    const first = spelling.get(uuid.toLowerCase());
+    if (first === undefined) spelling.set(uuid.toLowerCase(), { uuid, line: row.line });
+    else if (first.uuid !== uuid) {
+      refused[k] = { message: `gpu: ${uuid} differs only in case from ${first.uuid} on line ${first.line}: one GPU or two? (write each UUID one way)`, reason: 'gpu: UUIDs that differ only in case' };
+      return;
+    }
+    if (index === null) return;
+    const atIndex = uuidAtIndex.get(index);
+    const ofUuid = indexOfUuid.get(uuid);
+    if (ofUuid !== undefined && ofUuid.index !== index) {
+      refused[k] = { message: `gpu: ${uuid} at index ${index}, but at index ${ofUuid.index} on line ${ofUuid.line}: one GPU cannot have two indices`, reason: 'gpu: one UUID at two indices' };
+    } else if (atIndex !== undefined && atIndex.uuid !== uuid) {
+      refused[k] = { message: `gpu: ${uuid} at index ${index}, but index ${index} is ${atIndex.uuid} on line ${atIndex.line}: one index cannot be two GPUs (captures of two machines or boots joined?)`, reason: 'gpu: two UUIDs at one index' };
+    } else if (atIndex === undefined) {
+      uuidAtIndex.set(index, { uuid, line: row.line });
+      indexOfUuid.set(uuid, { index, line: row.line });
+    }
+  });
+
+  const usedIndices = new Set(names.map((n) => n.gpuIndex).filter((i): i is number => i !== null));
   let nextFree = 0;
-  const gpuOf = (row: TraceRow): GpuInfo => {
-    const { gpuUuid, gpuIndex } = named(row);
-    const known = (gpuUuid !== null ? byUuid.get(gpuUuid) : undefined) ?? (gpuUuid === null && gpuIndex !== null ? byIndex.get(gpuIndex) : undefined);
-    if (known) return known;
-    let index = gpuIndex;
-    if (index === null) {
+  const gpus: GpuInfo[] = [];
+  const ordinalOf = new Map<string, number>();
+  const gpuOfIdentity = identities.map((row, k) => {
+    if (refused[k] !== undefined) return -1;
+    const { gpuUuid, gpuIndex } = names[k] as ReturnType<typeof named>;
+    let uuid = gpuUuid ?? (gpuIndex !== null ? uuidAtIndex.get(gpuIndex)?.uuid : undefined);
+    let index = gpuIndex ?? (gpuUuid !== null ? indexOfUuid.get(gpuUuid)?.index : undefined);
+    if (uuid !== undefined) {
+      const known = ordinalOf.get(uuid);
+      if (known !== undefined) return known;
+    }
+    if (index === undefined || index === null) {
       while (usedIndices.has(nextFree)) nextFree++;
       index = nextFree;
       usedIndices.add(index);
     }
-    const uuid = gpuUuid ?? `${STAND_IN_UUID_PREFIX}${index}`; // the trace gives no UUID: a stable stand-in
-    const gpu: GpuInfo = {
+    uuid ??= `${STAND_IN_UUID_PREFIX}${index}`; // the trace gives no UUID for this index: a stable stand-in
+    const known = ordinalOf.get(uuid);
+    if (known !== undefined) return known;
+    gpus.push({
       uuid,
       index,
       name: row.gpuName ?? `GPU ${index} (from trace)`,
       ...(row.powerLimitW !== undefined && { powerLimitW: watts(row.powerLimitW) }),
       ...(row.migEnabled !== undefined && { migEnabled: row.migEnabled }),
-    };
-    byUuid.set(uuid, gpu);
-    if (!byIndex.has(index)) byIndex.set(index, gpu);
-    return gpu;
-  };
-  // Identities in order of first appearance: the same GPUs, indices and names as row by row.
-  const gpuList: GpuInfo[] = [];
-  const ordinalOf = new Map<GpuInfo, number>();
-  const gpuOfIdentity = rows.identities.map((row) => {
-    const gpu = gpuOf(row);
-    let ordinal = ordinalOf.get(gpu);
-    if (ordinal === undefined) {
-      ordinal = gpuList.length;
-      gpuList.push(gpu);
-      ordinalOf.set(gpu, ordinal);
-    }
-    return ordinal;
+    });
+    ordinalOf.set(uuid, gpus.length - 1);
+    return gpus.length - 1;
   });
+  return { gpus, gpuOfIdentity, refused };
+}
+
+function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSampleColumns; gpus: GpuInfo[]; notes: string[] } {
+  // GPUs in order of first appearance (a GPU first seen under a refused identity comes where it is first accepted).
+  const { gpus: gpuList, gpuOfIdentity, refused } = inventory(rows.identities);
   const n = rows.length;
   const { timestampMs: ts, energyJ, powerW, line, identity } = rows;
   const gpuAt = (i: number): number => gpuOfIdentity[identity[i] as number] as number;
@@ -363,7 +410,9 @@ function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSam
   // Each GPU's blocks of lines in file order (a new block where its time goes back).
   const blocks: Block[][] = gpuList.map(() => []);
   for (let i = 0; i < n; i++) {
-    const list = blocks[gpuAt(i)] as Block[];
+    const g = gpuAt(i);
+    if (g < 0) continue; // refused (inventory)
+    const list = blocks[g] as Block[];
     const t = ts[i] as number;
     const e = energyJ[i] as number;
     const last = list[list.length - 1];
@@ -425,7 +474,10 @@ function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSam
   };
   for (let i = 0; i < n; i++) {
     const g = gpuAt(i);
-    if (reordered[g] === undefined) take(i, g);
+    if (g < 0) {
+      const why = refused[identity[i] as number] as Refusal;
+      problems.add(line[i] as number, why.message, why.reason);
+    } else if (reordered[g] === undefined) take(i, g);
   }
   const reorderNotes: string[] = [];
   reordered.forEach((sorted, g) => {
@@ -451,7 +503,7 @@ function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSam
   const notes = reorderNotes.length === 0 ? [] : [
     `blocks of lines out of time order were put in time order (${reorderNotes.join('; ')}): they do not overlap in time and each GPU's energy counter continues across them (concatenated captures)`,
   ];
-  const gpus = [...new Set(byUuid.values())].sort((a, b) => a.index - b.index);
+  const gpus = [...gpuList].sort((a, b) => a.index - b.index);
   return { samples, gpus, notes };
 }
 

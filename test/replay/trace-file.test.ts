@@ -8,6 +8,7 @@ import { parseNvidiaSmiTimestamp } from '../../collectors/trace-file-nvidia-smi.
 import { formatPlainTrace } from '../../collectors/trace-file-writer.js';
 import { SimulatedGpuNode } from '../../collectors/simulated/simulated-gpu-node.js';
 import { ReplayPowerSource } from '../../collectors/replay/replay-power-source.js';
+import { NodeRecordContext } from '../../agent/record-context.js';
 import type { PowerSample } from '../../model/power-sample.js';
 import { epochMs, joules, watts } from '../../model/units.js';
 
@@ -446,4 +447,52 @@ test('bad lines: the first ones by line number are kept with their messages, eve
   assert.deepEqual(few.errors.map((e) => [e.line, e.reason]), [[3, 'second sample of a GPU at one instant'], [4, 'power_w: not a number'], [5, 'expected N fields, got N']]);
   assert.equal(few.errorCount, 3);
   assert.equal(few.errorsByReason.reduce((a, r) => a + r.count, 0), 3);
+});
+
+test('GPU identity does not depend on line order: a line giving only the index is the GPU another line binds to that index', () => {
+  const t = 1_767_225_600_000;
+  const energy = (trace: ReturnType<typeof parsePowerTrace>): number =>
+    trace.gpus.reduce((sum, g) => sum + buildEnergyTimeline(trace.samples.toArray().filter((x) => x.gpuUuid === g.uuid), { samplePeriodMs: 1000, maxAttributableGapMs: 60_000 }).intervals.reduce((a, i) => a + i.energyJ, 0), 0);
+  // nvidia-smi: the UUID reads [Unknown Error] on the first line, before any line binds index 0 to GPU-aaaa.
+  const smi = (uuids: string[]) => ['timestamp, index, uuid, power.draw [W]', ...uuids.map((u, k) => `2026/01/01 00:00:0${k}.000, 0, ${u}, 100.00 W`)].join('\n');
+  // Plain: `0` on some lines, GPU-aaaa with gpu_index 0 on others; and the stand-in GPU-index-0 (with or without its index).
+  const plain = (gpus: [string, string][]) => ['timestamp_ms,gpu,power_w,energy_j,gpu_index', ...gpus.map(([g, i], k) => `${t + k * 1000},${g},100,,${i}`)].join('\n');
+  const bound: [string, string] = ['GPU-aaaa', '0'];
+  const index: [string, string] = ['0', ''];
+  const standIn: [string, string] = ['GPU-index-0', ''];
+  const standInAt: [string, string] = ['GPU-index-0', '0'];
+  const cases = [
+    smi(['[Unknown Error]', 'GPU-aaaa', 'GPU-aaaa', '[Unknown Error]', 'GPU-aaaa']),
+    smi(['GPU-aaaa', 'GPU-aaaa', 'GPU-aaaa', '[Unknown Error]', 'GPU-aaaa']),
+    plain([index, bound, index, bound, index]),
+    plain([bound, index, bound, index, bound]),
+    plain([standIn, standInAt, bound, index, bound]),
+  ];
+  for (const text of cases) {
+    const trace = parsePowerTrace(text);
+    assert.deepEqual(trace.errors, [], text);
+    assert.deepEqual(trace.gpus.map((g) => [g.index, g.uuid]), [[0, 'GPU-aaaa']], text);
+    assert.equal(trace.samples.length, 5, text);
+    assert.equal(energy(trace), 400, text); // 100 W for 4 s on one board (two GPUs made it 600 J)
+  }
+});
+
+test('two UUIDs at one index, one UUID at two indices, UUIDs differing only in case: the later one\'s lines are errors naming the first', () => {
+  const smi = (rows: [number, string][]) => ['timestamp, index, uuid, power.draw [W]', ...rows.map(([i, u], k) => `2026/01/01 00:00:0${Math.floor(k / 2)}.000, ${i}, ${u}, 100.00 W`)].join('\n');
+  const twoAtOne = parsePowerTrace(smi([[0, 'GPU-aaaa'], [0, 'GPU-bbbb'], [0, 'GPU-aaaa'], [0, 'GPU-bbbb']]));
+  assert.deepEqual(twoAtOne.errors.map((e) => [e.line, e.message]), [3, 5].map((line) => [line, 'gpu: GPU-bbbb at index 0, but index 0 is GPU-aaaa on line 2: one index cannot be two GPUs (captures of two machines or boots joined?)']));
+  assert.deepEqual(twoAtOne.errorsByReason, [{ reason: 'gpu: two UUIDs at one index', count: 2 }]);
+  assert.deepEqual(twoAtOne.gpus.map((g) => [g.index, g.uuid]), [[0, 'GPU-aaaa']]);
+  // The record context built from the trace resolves index 0 and GPU-aaaa to the one GPU, and GPU-bbbb to none.
+  const context = new NodeRecordContext({ gpus: twoAtOne.gpus, replicas: [], tiers: {}, retainedWindowMs: 1, futureSkewMs: 1 });
+  assert.deepEqual(['0', 'GPU-aaaa', 'gpu-AAAA', 'GPU-bbbb'].map((ref) => context.resolveGpu(ref)), ['GPU-aaaa', 'GPU-aaaa', 'GPU-aaaa', undefined]);
+
+  const oneAtTwo = parsePowerTrace(smi([[0, 'GPU-aaaa'], [1, 'GPU-bbbb'], [1, 'GPU-aaaa'], [1, 'GPU-bbbb']]));
+  assert.deepEqual(oneAtTwo.errors.map((e) => [e.line, e.message]), [[4, 'gpu: GPU-aaaa at index 1, but at index 0 on line 2: one GPU cannot have two indices']]);
+  assert.deepEqual(oneAtTwo.gpus.map((g) => [g.index, g.uuid]), [[0, 'GPU-aaaa'], [1, 'GPU-bbbb']]);
+
+  const t = 1_767_225_600_000;
+  const byCase = parsePowerTrace(['timestamp_ms,gpu,power_w,energy_j', `${t},GPU-abc,100,`, `${t},GPU-ABC,500,`, `${t + 2000},GPU-abc,100,`, `${t + 2000},GPU-ABC,500,`].join('\n'));
+  assert.deepEqual(byCase.errors.map((e) => [e.line, e.message]), [3, 5].map((line) => [line, 'gpu: GPU-ABC differs only in case from GPU-abc on line 2: one GPU or two? (write each UUID one way)']));
+  assert.deepEqual(byCase.gpus.map((g) => [g.index, g.uuid]), [[0, 'GPU-abc']]);
 });
