@@ -297,6 +297,12 @@ interface Block {
  *   millijoules), are errors.
  * Lines of different GPUs may come in any order: samples are merged by time, then GPU index.
  */
+/**
+ * At most this many distinct GPUs are read from one trace (indices run 0..1023). More is not a node:
+ * a column of host names or request ids read as UUIDs, say; and analysis costs grow with GPUs x periods.
+ */
+export const MAX_TRACE_GPUS = 1024;
+
 /** The UUID a GPU named only by its index N is given: `GPU-index-N`. */
 const STAND_IN_UUID_PREFIX = 'GPU-index-';
 
@@ -387,6 +393,13 @@ function inventory(identities: readonly TraceRow[]): Inventory {
     uuid ??= `${STAND_IN_UUID_PREFIX}${index}`; // the trace gives no UUID for this index: a stable stand-in
     const known = ordinalOf.get(uuid);
     if (known !== undefined) return known;
+    if (gpus.length >= MAX_TRACE_GPUS) {
+      refused[k] = {
+        message: `gpu: ${gpuUuid ?? String(gpuIndex)} would be GPU number ${MAX_TRACE_GPUS + 1} of the trace; at most ${MAX_TRACE_GPUS} distinct GPUs are read (is the gpu column an index or a GPU UUID?)`,
+        reason: `gpu: more than ${MAX_TRACE_GPUS} distinct GPUs`,
+      };
+      return -1;
+    }
     gpus.push({
       uuid,
       index,
@@ -499,10 +512,23 @@ function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSam
       break;
     }
   }
+  // Counted before sampleColumns, which may turn the identity column into the GPU column in place.
+  const singleNotes: string[] = [];
+  const perGpu = new Uint32Array(gpuList.length);
+  for (let k = 0; k < count; k++) {
+    const g = gpuAt(order[k] as number);
+    perGpu[g] = (perGpu[g] as number) + 1;
+  }
+  const single = gpuList.filter((_, g) => perGpu[g] === 1);
+  if (single.length > 0) {
+    const listed = single.slice(0, 10).map((g) => `${g.index} (${g.uuid})`).join(', ');
+    singleNotes.push(`${single.length} GPU(s) with a single sample: no energy is measured from one sample (GPU ${listed}${single.length > 10 ? ', ...' : ''})`);
+  }
   const samples = sampleColumns(rows, order, gpuList, gpuAt);
   const notes = reorderNotes.length === 0 ? [] : [
     `blocks of lines out of time order were put in time order (${reorderNotes.join('; ')}): they do not overlap in time and each GPU's energy counter continues across them (concatenated captures)`,
   ];
+  notes.push(...singleNotes);
   const gpus = [...gpuList].sort((a, b) => a.index - b.index);
   return { samples, gpus, notes };
 }

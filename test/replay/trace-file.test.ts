@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { formatTraceError, MAX_KEPT_TRACE_ERRORS, parsePowerTrace } from '../../collectors/trace-file.js';
+import { formatTraceError, MAX_KEPT_TRACE_ERRORS, MAX_TRACE_GPUS, parsePowerTrace } from '../../collectors/trace-file.js';
 import { buildEnergyTimeline } from '../../model/energy-timeline.js';
 import { parseNvidiaSmiTimestamp } from '../../collectors/trace-file-nvidia-smi.js';
 import { formatPlainTrace } from '../../collectors/trace-file-writer.js';
@@ -495,4 +495,27 @@ test('two UUIDs at one index, one UUID at two indices, UUIDs differing only in c
   const byCase = parsePowerTrace(['timestamp_ms,gpu,power_w,energy_j', `${t},GPU-abc,100,`, `${t},GPU-ABC,500,`, `${t + 2000},GPU-abc,100,`, `${t + 2000},GPU-ABC,500,`].join('\n'));
   assert.deepEqual(byCase.errors.map((e) => [e.line, e.message]), [3, 5].map((line) => [line, 'gpu: GPU-ABC differs only in case from GPU-abc on line 2: one GPU or two? (write each UUID one way)']));
   assert.deepEqual(byCase.gpus.map((g) => [g.index, g.uuid]), [[0, 'GPU-abc']]);
+});
+
+test('more than 1024 distinct GPUs is not a node: the lines of the GPUs beyond the limit are errors naming it', () => {
+  const t = 1_767_225_600_000;
+  // A column of host names read as UUIDs: 1100 "GPUs", two samples each.
+  const lines = ['timestamp_ms,gpu,power_w,energy_j'];
+  for (const dt of [0, 1000]) for (let h = 0; h < 1100; h++) lines.push(`${t + dt},host-${h},100,`);
+  const trace = parsePowerTrace(lines.join('\n'));
+  assert.equal(MAX_TRACE_GPUS, 1024);
+  assert.equal(trace.gpus.length, 1024);
+  assert.equal(trace.errorCount, 2 * 76);
+  assert.equal(trace.errors[0]?.line, 2 + 1024);
+  assert.equal(trace.errors[0]?.message, 'gpu: host-1024 would be GPU number 1025 of the trace; at most 1024 distinct GPUs are read (is the gpu column an index or a GPU UUID?)');
+  assert.deepEqual(trace.errorsByReason, [{ reason: 'gpu: more than 1024 distinct GPUs', count: 152 }]);
+  assert.equal(trace.samples.length, 2 * 1024);
+});
+
+test('a GPU with a single sample is named in a note: no energy can be measured from it', () => {
+  const t = 1_767_225_600_000;
+  const trace = parsePowerTrace(['timestamp_ms,gpu,power_w,energy_j', `${t},0,100,`, `${t},GPU-lonely,100,`, `${t + 1000},0,100,`].join('\n'));
+  assert.deepEqual(trace.errors, []);
+  assert.ok(trace.notes.includes('1 GPU(s) with a single sample: no energy is measured from one sample (GPU 1 (GPU-lonely))'), trace.notes.join('\n'));
+  assert.ok(!parsePowerTrace(['timestamp_ms,gpu,power_w,energy_j', `${t},0,100,`, `${t + 1000},0,100,`].join('\n')).notes.some((n) => /single sample/.test(n)));
 });
