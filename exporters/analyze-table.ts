@@ -37,6 +37,8 @@ export interface AnalyzeReportView {
   readonly j_per_successful_task?: number | null;
   /** Rendered key by key; `simulated: true` puts the banner on top. */
   readonly quality: { readonly simulated?: boolean };
+  /** What `analyze` adds about its input files: its scalars on one line, then each note. */
+  readonly input?: { readonly notes?: readonly string[] };
   readonly requests?: readonly {
     readonly request_id: string;
     readonly joules: number;
@@ -114,12 +116,17 @@ function qualityValue(key: string, value: number | boolean | null): string {
   return Number.isInteger(value) ? formatCount(value) : formatRatio(value);
 }
 
-/** Every scalar of `quality`, so fields the model adds show up without a change here. */
-function qualityLine(quality: object): string {
+/** Every scalar of `quality` (or `input`), so fields the model adds show up without a change here. */
+function qualityLine(quality: object, title = 'quality'): string {
   const parts = Object.entries(quality)
     .filter((entry): entry is [string, number | boolean | null] => ['number', 'boolean'].includes(typeof entry[1]) || entry[1] === null)
     .map(([k, v]) => `${k} ${qualityValue(k, v)}`);
-  return `quality: ${parts.join('; ')}`;
+  return `${title}: ${parts.join('; ')}`;
+}
+
+/** `input`: its numbers on one line, then how the files were read (time zone assumed, lines re-ordered, ...). */
+function inputSection(input: NonNullable<AnalyzeReportView['input']>): string[] {
+  return [qualityLine(input, 'input'), ...(input.notes ?? []).map((note) => `  note: ${note}`)];
 }
 
 function requestTable(requests: NonNullable<AnalyzeReportView['requests']>): string {
@@ -155,6 +162,7 @@ export function renderAnalyzeTables(report: AnalyzeReportView, options: AnalyzeT
   for (const table of groupTables(report)) lines.push(table, '');
   lines.push(...taskSection(report, options.maxTasks ?? 20), '');
   lines.push(qualityLine(report.quality));
+  if (report.input !== undefined) lines.push(...inputSection(report.input));
   if (report.requests !== undefined) lines.push('', requestTable(report.requests));
   return lines.join('\n');
 }

@@ -79,7 +79,7 @@ async function analyze(flags: { power: string; requests: string; json?: boolean;
       process.stderr.write(`tokenwatt analyze: ${problems.count} problem(s) in the input; nothing analysed${flags.skipBadLines ? '' : ' (use --skip-bad-lines to analyse the rest)'}\n`);
       return 1;
     }
-    process.stderr.write(`tokenwatt analyze: ${problems.count} problem(s) skipped as asked; they are counted in quality.input_problems\n`);
+    process.stderr.write(`tokenwatt analyze: ${problems.count} problem(s) skipped as asked; they are counted in input.input_problems\n`);
   }
 
   const a = loaded.config.attribution;
@@ -125,7 +125,7 @@ async function analyze(flags: { power: string; requests: string; json?: boolean;
     },
   };
   if (flags.json) process.stdout.write(`${JSON.stringify(output, null, 2)}\n`);
-  else process.stdout.write(`${renderAnalyzeTables(report)}\n`);
+  else process.stdout.write(`${renderAnalyzeTables(output)}\n`); // the same object as --json
   return 0;
 }
 

@@ -129,3 +129,28 @@ test('analyze: many bad trace lines are all counted (in all and by reason) thoug
   assert.equal(input.trace_bad_lines, 4500);
   assert.deepEqual(input.trace_bad_lines_by_reason, { 'power_w: not a number': 4500 });
 });
+
+test('analyze: the text output shows what --json says: duplicates the file parser removed, input problems, the trace notes', async (t) => {
+  const dir = tempDir(t);
+  const power = join(dir, 'power.csv');
+  const requests = join(dir, 'requests.ndjson');
+  // Two captures concatenated in the wrong order (the counter continues): re-ordered, and a note says so.
+  const block = (from: number) => [0, 1, 2, 3, 4].map((k) => `${T0 + (from + k) * 1000},0,100,${(from + k) * 100}`);
+  writeFileSync(power, ['timestamp_ms,gpu,power_w,energy_j', ...block(10), ...block(0)].join('\n') + '\n');
+  const record = JSON.stringify({ request_id: 'a', model: 'm', gpus: [0], start: T0 + 1000, end: T0 + 3000, prompt_tokens: 10, completion_tokens: 10 });
+  writeFileSync(requests, `${record}\n${record}\n{"request_id":"bad"}\n`);
+  const args = ['analyze', '--power', power, '--requests', requests, '--skip-bad-lines'];
+  const json = await runCli([...args, '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  const output = JSON.parse(json.stdout) as AnalyzeReport & { input: { input_problems: number; notes: string[] } };
+  assert.equal(output.quality.duplicate_records, 1);
+  assert.equal(output.input.input_problems, 5);
+  assert.ok(output.input.notes.some((n) => n.startsWith('blocks of lines out of time order were put in time order')));
+  assert.match(json.stderr, /5 problem\(s\) skipped as asked; they are counted in input\.input_problems\n/);
+
+  const text = await runCli(args);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /^quality: .*; duplicate_records 1;/m);
+  assert.match(text.stdout, /^input: input_problems 5; .*duplicate_request_lines 1/m);
+  for (const note of output.input.notes) assert.ok(text.stdout.includes(`  note: ${note}\n`), note);
+});
