@@ -7,33 +7,49 @@ import { createReadStream } from 'node:fs';
  * more than one JavaScript string can hold.
  */
 
-/** Call `visit(line, lineNumber)` for every line (1-based numbers; "\r\n" and a leading BOM handled). */
-export function forEachLine(text: string, visit: (line: string, lineNumber: number) => void): void {
+/** A line longer than this is refused: a trace line is ~100 characters; this is some other file. */
+export const MAX_LINE_CHARS = 1 << 20;
+
+/** Told of a line longer than MAX_LINE_CHARS (its number) instead of being given the line. */
+export type TooLong = (lineNumber: number) => void;
+
+/**
+ * Call `visit(line, lineNumber)` for every line (1-based numbers; "\r\n" and a leading BOM handled).
+ * With `tooLong`, a line longer than MAX_LINE_CHARS goes to it instead (as LineSplitter does).
+ */
+export function forEachLine(text: string, visit: (line: string, lineNumber: number) => void, tooLong?: TooLong): void {
   let start = text.charCodeAt(0) === 0xfeff ? 1 : 0;
   let lineNumber = 0;
   while (start <= text.length) {
     let end = text.indexOf('\n', start);
     if (end < 0) end = text.length;
     lineNumber++;
-    const line = end > start && text.charCodeAt(end - 1) === 13 ? text.slice(start, end - 1) : text.slice(start, end);
-    if (!(end === text.length && line.length === 0)) visit(line, lineNumber); // no phantom line after a final newline
+    const stop = end > start && text.charCodeAt(end - 1) === 13 ? end - 1 : end;
+    if (tooLong !== undefined && stop - start > MAX_LINE_CHARS) tooLong(lineNumber);
+    else if (!(end === text.length && stop === start)) visit(text.slice(start, stop), lineNumber); // no phantom line after a final newline
     start = end + 1;
   }
 }
 
-/** A line longer than this is refused: a trace line is ~100 characters; this is some other file. */
-export const MAX_LINE_CHARS = 1 << 20;
-
 /**
  * Text fed in pieces, visited line by line with exactly forEachLine's numbering and rules (leading
- * BOM, "\r\n", no phantom line after a final newline). A piece may end mid-line.
+ * BOM, "\r\n", no phantom line after a final newline). A piece may end mid-line. A line longer than
+ * MAX_LINE_CHARS goes to `tooLong` (without it, push throws naming the line) and is dropped as it
+ * comes, never held: the limit is the line's length, wherever the pieces are cut.
  */
 export class LineSplitter {
   private rest = '';
   private lineNumber = 0;
   private started = false;
+  /** Inside a line already reported as too long: drop text up to the next newline. */
+  private dropping = false;
 
-  constructor(private readonly visit: (line: string, lineNumber: number) => void) {}
+  constructor(
+    private readonly visit: (line: string, lineNumber: number) => void,
+    private readonly tooLong: TooLong = (lineNumber) => {
+      throw new Error(`line ${lineNumber} is longer than ${MAX_LINE_CHARS} characters: not a CSV trace`);
+    },
+  ) {}
 
   push(piece: string): void {
     let text = this.rest.length > 0 ? this.rest + piece : piece;
@@ -42,6 +58,12 @@ export class LineSplitter {
       if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     }
     let start = 0;
+    if (this.dropping) {
+      const end = text.indexOf('\n');
+      if (end < 0) return;
+      this.dropping = false;
+      start = end + 1;
+    }
     for (;;) {
       const end = text.indexOf('\n', start);
       if (end < 0) break;
@@ -49,7 +71,12 @@ export class LineSplitter {
       start = end + 1;
     }
     this.rest = start === 0 ? text : text.slice(start);
-    if (this.rest.length > MAX_LINE_CHARS) throw new Error(`line ${this.lineNumber + 1} is longer than ${MAX_LINE_CHARS} characters: not a CSV trace`);
+    // Past MAX_LINE_CHARS + 1 (room for a "\r" before the newline), the line is too long whatever follows.
+    if (this.rest.length > MAX_LINE_CHARS + 1) {
+      this.rest = '';
+      this.dropping = true;
+      this.tooLong(++this.lineNumber);
+    }
   }
 
   end(): void {
@@ -60,7 +87,9 @@ export class LineSplitter {
 
   private emit(text: string, start: number, end: number): void {
     this.lineNumber++;
-    this.visit(end > start && text.charCodeAt(end - 1) === 13 ? text.slice(start, end - 1) : text.slice(start, end), this.lineNumber);
+    const stop = end > start && text.charCodeAt(end - 1) === 13 ? end - 1 : end;
+    if (stop - start > MAX_LINE_CHARS) this.tooLong(this.lineNumber);
+    else this.visit(text.slice(start, stop), this.lineNumber);
   }
 }
 
@@ -68,8 +97,8 @@ export class LineSplitter {
  * Call `visit(line, lineNumber)` for every line of a UTF-8 file, read as a stream (1 MiB at a
  * time), with forEachLine's rules. Rejects when the file cannot be read.
  */
-export async function forEachLineOfFile(path: string, visit: (line: string, lineNumber: number) => void): Promise<void> {
-  const splitter = new LineSplitter(visit);
+export async function forEachLineOfFile(path: string, visit: (line: string, lineNumber: number) => void, tooLong?: TooLong): Promise<void> {
+  const splitter = new LineSplitter(visit, tooLong);
   // encoding: the stream decodes with a StringDecoder, so a character split across chunks stays whole.
   for await (const piece of createReadStream(path, { encoding: 'utf8', highWaterMark: 1 << 20 })) splitter.push(piece as string);
   splitter.end();

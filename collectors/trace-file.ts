@@ -1,7 +1,7 @@
 import type { GpuInfo } from '../model/power-sample.js';
 import { PowerSampleColumns, SAMPLE_AVERAGED, SAMPLE_AVERAGED_KNOWN, SAMPLE_SIMULATED } from '../model/power-sample-columns.js';
 import { watts } from '../model/units.js';
-import { forEachLine, forEachLineOfFile, leadingFields } from './trace-file-lines.js';
+import { forEachLine, forEachLineOfFile, leadingFields, MAX_LINE_CHARS } from './trace-file-lines.js';
 import { NvidiaSmiTraceParser } from './trace-file-nvidia-smi.js';
 import { counterUnitProblem, PlainTraceParser, type CounterReading } from './trace-file-plain.js';
 
@@ -90,7 +90,7 @@ export interface TraceFormatParser {
  */
 export function parsePowerTrace(text: string, opts: ParsePowerTraceOptions = {}): ParsedPowerTrace {
   const reader = new PowerTraceReader(opts);
-  forEachLine(text, (line, lineNumber) => reader.line(line, lineNumber));
+  forEachLine(text, (line, lineNumber) => reader.line(line, lineNumber), (lineNumber) => reader.tooLong(lineNumber));
   return reader.finish();
 }
 
@@ -100,7 +100,7 @@ export function parsePowerTrace(text: string, opts: ParsePowerTraceOptions = {})
  */
 export async function readPowerTraceFile(path: string, opts: ParsePowerTraceOptions = {}): Promise<ParsedPowerTrace> {
   const reader = new PowerTraceReader(opts);
-  await forEachLineOfFile(path, (line, lineNumber) => reader.line(line, lineNumber));
+  await forEachLineOfFile(path, (line, lineNumber) => reader.line(line, lineNumber), (lineNumber) => reader.tooLong(lineNumber));
   return reader.finish();
 }
 
@@ -129,6 +129,13 @@ class PowerTraceReader {
     if (parsed === 'skip') return;
     if (typeof parsed === 'string') this.errors.add(lineNumber, parsed);
     else this.rows.push(parsed);
+  }
+
+  /** A line longer than MAX_LINE_CHARS: a bad line like any other (never held, so it cannot exhaust memory). */
+  tooLong(lineNumber: number): void {
+    const header = !this.headerSeen;
+    this.headerSeen = true;
+    this.errors.add(lineNumber, `${header ? 'header ' : ''}line longer than ${MAX_LINE_CHARS} characters: not a trace line`, `line longer than ${MAX_LINE_CHARS} characters`);
   }
 
   finish(): ParsedPowerTrace {

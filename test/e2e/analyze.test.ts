@@ -154,3 +154,20 @@ test('analyze: the text output shows what --json says: duplicates the file parse
   assert.match(text.stdout, /^input: input_problems 5; .*duplicate_request_lines 1/m);
   for (const note of output.input.notes) assert.ok(text.stdout.includes(`  note: ${note}\n`), note);
 });
+
+test('analyze: a trace line over 1 MiB is a bad line named by its number: skipped with --skip-bad-lines, else exit 1', async (t) => {
+  const dir = tempDir(t);
+  const power = join(dir, 'power.csv');
+  const requests = join(dir, 'requests.ndjson');
+  writeFileSync(power, ['timestamp_ms,gpu,power_w,energy_j', `${T0},0,100,`, `${T0 + 1000},0,100,`, `${T0 + 2000},0,${'9'.repeat(1 << 20)},`, `${T0 + 3000},0,100,`].join('\n') + '\n');
+  writeFileSync(requests, '');
+  const strict = await runCli(['analyze', '--power', power, '--requests', requests, '--json']);
+  assert.equal(strict.code, 1);
+  assert.match(strict.stderr, /power\.csv:4: line longer than 1048576 characters: not a trace line\n/);
+  const lenient = await runCli(['analyze', '--power', power, '--requests', requests, '--json', '--skip-bad-lines']);
+  assert.equal(lenient.code, 0, lenient.stderr);
+  assert.match(lenient.stderr, /power\.csv:4: line longer than 1048576 characters/);
+  const report = JSON.parse(lenient.stdout) as AnalyzeReport & { input: { input_problems: number } };
+  assert.equal(report.input.input_problems, 1);
+  assert.equal(report.totals.measured_j, 300);
+});

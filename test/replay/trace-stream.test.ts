@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { parsePowerTrace, readPowerTraceFile } from '../../collectors/trace-file.js';
-import { forEachLine, LineSplitter } from '../../collectors/trace-file-lines.js';
+import { forEachLine, LineSplitter, MAX_LINE_CHARS } from '../../collectors/trace-file-lines.js';
 import { ReplayPowerSource } from '../../collectors/replay/replay-power-source.js';
 import type { PowerSourceError } from '../../collectors/power-source.js';
 
@@ -74,4 +74,42 @@ test('replay streams its file: bad lines by number, unreadable files refused cle
   assert.match(errors[0]?.message ?? '', new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:4: timestamp goes back 0\\.5 s for GPU 0`));
   await source.shutdown();
   await assert.rejects(new ReplayPowerSource({ path: dir }).init(), /replay: cannot read .*: EISDIR/);
+});
+
+test('a line longer than 1 MiB is its own bad line, wherever the read pieces are cut; the lines around it are read', () => {
+  const long = (n: number) => 'x'.repeat(n);
+  const text = ['head', long(MAX_LINE_CHARS), long(MAX_LINE_CHARS + 1), 'mid', `${long(MAX_LINE_CHARS)}\r`, `${long(MAX_LINE_CHARS + 1)}\r`, 'tail', long(3 * MAX_LINE_CHARS)].join('\n');
+  const expectedLines = [[1, 'head'], [2, MAX_LINE_CHARS], [4, 'mid'], [5, MAX_LINE_CHARS], [7, 'tail']];
+  const expectedTooLong = [3, 6, 8];
+  const run = (feed: (splitter: LineSplitter) => void) => {
+    const seen: [number, string | number][] = [];
+    const tooLong: number[] = [];
+    const splitter = new LineSplitter((line, n) => seen.push([n, line.length > 10 ? line.length : line]), (n) => tooLong.push(n));
+    feed(splitter);
+    splitter.end();
+    return { seen, tooLong };
+  };
+  const whole = { seen: [] as [number, string | number][], tooLong: [] as number[] };
+  forEachLine(text, (line, n) => whole.seen.push([n, line.length > 10 ? line.length : line]), (n) => whole.tooLong.push(n));
+  assert.deepEqual(whole, { seen: expectedLines, tooLong: expectedTooLong });
+  for (const size of [1 << 20, (1 << 20) - 3, 65_536, 999_983, 3 * MAX_LINE_CHARS]) {
+    const got = run((splitter) => {
+      for (let at = 0; at < text.length; at += size) splitter.push(text.slice(at, at + size));
+    });
+    assert.deepEqual(got, { seen: expectedLines, tooLong: expectedTooLong }, `pieces of ${size}`);
+  }
+  // Without a tooLong handler the splitter refuses, naming the line.
+  assert.throws(() => new LineSplitter(() => undefined).push(`a\n${long(MAX_LINE_CHARS + 2)}`), /^Error: line 2 is longer than 1048576 characters/);
+});
+
+test('a trace with a line over 1 MiB: that line is a bad line with its number, the rest is read (file and text alike)', async (t) => {
+  const dir = tempDir(t);
+  const t0 = 1_800_000_000_000;
+  const text = ['timestamp_ms,gpu,power_w,energy_j', `${t0},0,100,`, `${t0 + 1000},0,100,`, `${t0 + 2000},0,${'9'.repeat(MAX_LINE_CHARS)},`, `${t0 + 3000},0,100,`].join('\n');
+  const path = join(dir, 'long.csv');
+  writeFileSync(path, text);
+  const streamed = await readPowerTraceFile(path);
+  assert.deepEqual(streamed.errors, [{ line: 4, message: 'line longer than 1048576 characters: not a trace line', reason: 'line longer than 1048576 characters' }]);
+  assert.equal(streamed.samples.length, 3);
+  assert.deepEqual(parsePowerTrace(text), streamed);
 });
