@@ -56,6 +56,11 @@ interface WorkerRun {
   /** Fails `started` (no-op once settled). */
   readonly failStart: (failure: NvmlInitFailure) => void;
   ready: boolean;
+  /**
+   * The worker has ended its work by itself (said `closed` or `init_failed`, or exited): it is not
+   * blocked in the driver, so retiring it does not count as a stuck call.
+   */
+  finished: boolean;
 }
 
 /** Time in which a problem repeating every tick is reported once. */
@@ -150,13 +155,17 @@ export class NvmlPowerSource implements PowerSource {
     if (!run) return;
     this.draining = run;
     const closed = new Promise<void>((resolve) => {
+      if (run.finished) resolve();
       run.worker.on('message', (m: WorkerToMain) => { if (m.type === 'closed') resolve(); });
       run.worker.once('exit', () => resolve());
     });
     run.worker.ref(); // keep the process up until the worker has said goodbye (or the deadline passed)
     run.send({ type: 'shutdown' });
     await raceTimeout(closed, Math.max(1000, this.options.callTimeoutMs));
-    this.retire(run); // takes from the journal what a worker that never said goodbye had read
+    // Takes from the journal what a worker that never said goodbye had read. Only such a worker
+    // (still blocked in a driver call past the deadline) counts as stuck: one that said `closed`
+    // is on its way out, and counting it sent the agent to exit with SIGKILL after a clean stop.
+    this.retire(run);
     this.draining = null;
   }
 
@@ -219,8 +228,10 @@ export class NvmlPowerSource implements PowerSource {
       started,
       failStart: fail,
       ready: false,
+      finished: false,
     };
     worker.on('message', (message: WorkerToMain) => {
+      if (message.type === 'closed' || message.type === 'init_failed') run.finished = true;
       if (this.draining === run && message.type === 'ticks') {
         run.receivedSeq = message.endSeq;
         for (const tick of message.ticks) this.receive(tick.readings, tick.problems);
@@ -251,6 +262,7 @@ export class NvmlPowerSource implements PowerSource {
       if (run.ready) this.workerDied(run, `NVML worker failed: ${error.message}`);
     });
     worker.on('exit', (code) => {
+      run.finished = true;
       this.stuck.delete(worker);
       this.stuckOn.delete(worker);
       if (this.run !== run) {
@@ -346,11 +358,12 @@ export class NvmlPowerSource implements PowerSource {
 
   /**
    * Terminate a worker without waiting: a thread blocked in the driver does not stop until the
-   * call returns. What it had read but not posted is taken from its journal first.
+   * call returns. What it had read but not posted is taken from its journal first. It counts as
+   * stuck until it exits, unless it had already finished by itself (then nothing blocks it).
    */
   private retire(run: WorkerRun): void {
     this.recover(run);
-    this.stuck.add(run.worker);
+    if (!run.finished) this.stuck.add(run.worker);
     run.worker.unref();
     const gone = (): void => {
       this.stuck.delete(run.worker);

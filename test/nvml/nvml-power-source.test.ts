@@ -175,3 +175,20 @@ test('samples are handed over in per-tick batches, and what was read before shut
     assert.equal(new Set(batch.map((s) => s.gpuUuid)).size, 2);
   }
 });
+
+test('a clean shutdown leaves no call counted as stuck: the worker that said goodbye is not hung (repeated start/stop)', async () => {
+  // run-agent reads stuckCalls() as soon as shutdown() resolves and ends with SIGKILL when it is
+  // above 0: a worker closing normally must not count, however its exit and our read interleave.
+  const libraryPath = fake({ gpus: [{}, {}] });
+  for (let i = 0; i < 8; i++) {
+    const source = new NvmlPowerSource({ libraryPath, samplePeriodMs: 20, callTimeoutMs: 2000 });
+    await source.init();
+    const got = new SampleCollector();
+    source.start(got.onSamples, got.onError);
+    await got.waitFor(() => got.samples.length >= 2, 10_000, '2 samples');
+    await source.shutdown();
+    assert.equal(source.stuckCalls(), 0, `round ${i}: a cleanly closed worker counted as a hung driver call`);
+    assert.doesNotMatch(source.quality().notes.join('\n'), /still blocked in the driver/);
+    assert.deepEqual(got.errors, []);
+  }
+});
