@@ -23,8 +23,14 @@ export interface SupervisedLineProcessOptions {
   readonly stableMs?: number;
   /** stop(): time the child gets after SIGTERM before SIGKILL. Default 1 s. */
   readonly stopGraceMs?: number;
-  /** stop(): time to wait for the exit after SIGKILL before giving up (a child stuck in the driver, D state). Default 2 s. */
+  /**
+   * Time to wait for a child's exit after SIGKILL before giving up on it (a child stuck in the
+   * driver, D state): stop() returns, and the watchdog leaves a child killed as hung behind and
+   * starts a replacement. Default 2 s.
+   */
   readonly stopGiveUpMs?: number;
+  /** Children left behind after SIGKILL and still alive, beyond which no replacement starts until one exits. Default 3. */
+  readonly maxStuckChildren?: number;
   readonly onLine: (line: string) => void;
   readonly onProblem: (problem: LineProcessProblem) => void;
   readonly log?: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
@@ -34,8 +40,10 @@ const STDERR_TAIL = 2048;
 
 /**
  * Keeps one long-lived child process (spawned with an argument vector, never through a shell)
- * producing lines. A watchdog kills it when it stops making progress; when it exits or cannot be
- * started it is restarted with exponential back-off. Problems go to `onProblem`; nothing throws.
+ * producing lines. A watchdog kills it when it stops making progress (reported once per child);
+ * when it exits or cannot be started it is restarted with exponential back-off. A child killed as
+ * hung that does not exit within stopGiveUpMs (stuck in the driver) is left behind and replaced,
+ * up to maxStuckChildren such children alive at once. Problems go to `onProblem`; nothing throws.
  */
 export class SupervisedLineProcess {
   private child: ChildProcess | null = null;
@@ -46,8 +54,11 @@ export class SupervisedLineProcess {
   private watchdog: NodeJS.Timeout | null = null;
   private restartTimer: NodeJS.Timeout | null = null;
   private readonly backoff: RestartBackoff;
-  /** Children the watchdog killed: their exit is the hang already reported, not a second problem. */
-  private readonly killedAsHung = new WeakSet<ChildProcess>();
+  /** Children the watchdog killed, with when: their exit is the hang already reported, not a second problem. */
+  private readonly killedAsHung = new WeakMap<ChildProcess, number>();
+  /** Children killed as hung that did not exit within stopGiveUpMs: left behind, still alive. */
+  private readonly leftBehind = new Set<ChildProcess>();
+  private stuckReported = false;
   private starts = 0;
 
   constructor(private readonly options: SupervisedLineProcessOptions) {
@@ -121,7 +132,16 @@ export class SupervisedLineProcess {
     const end = (problem: LineProcessProblem | null): void => {
       if (ended) return;
       ended = true;
-      if (this.child === child) this.child = null;
+      if (this.child !== child) {
+        // A child left behind after SIGKILL finally ended: its replacement runs already, unless
+        // too many stuck children held the restart back.
+        if (this.leftBehind.delete(child)) {
+          this.options.log?.info({ command: this.options.command, pid: child.pid }, `${this.options.command} (pid ${child.pid}), left behind as hung, has exited`);
+          if (!this.stopping && !this.child) this.scheduleRestart();
+        }
+        return;
+      }
+      this.child = null;
       if (this.stopping) return;
       if (problem) this.options.onProblem(problem);
       this.scheduleRestart();
@@ -145,10 +165,23 @@ export class SupervisedLineProcess {
   private check(): void {
     const child = this.child;
     if (!child || this.stopping) return;
+    const killedAt = this.killedAsHung.get(child);
+    if (killedAt !== undefined) {
+      // Reported and SIGKILLed once already; its exit restarts it. One that does not exit (stuck
+      // in the driver) is given up on after stopGiveUpMs, and a replacement is started.
+      const giveUpMs = this.options.stopGiveUpMs ?? 2000;
+      if (Date.now() - killedAt <= giveUpMs) return;
+      this.child = null;
+      this.leftBehind.add(child);
+      this.options.log?.error({ command: this.options.command, pid: child.pid },
+        `${this.options.command} (pid ${child.pid}) did not exit ${giveUpMs} ms after SIGKILL (stuck in the kernel or driver?); left behind, starting a new one`);
+      this.scheduleRestart();
+      return;
+    }
     const limit = this.progressed ? this.options.stallMs : Math.max(this.options.startupMs, this.options.stallMs);
     const silentFor = Date.now() - this.lastProgress;
     if (silentFor <= limit) return;
-    this.killedAsHung.add(child);
+    this.killedAsHung.set(child, Date.now());
     this.options.onProblem({
       reason: 'hang',
       message: `${this.options.command} gave no usable line for ${silentFor} ms${this.progressed ? '' : ' after starting'}; killed and restarting it`,
@@ -158,6 +191,16 @@ export class SupervisedLineProcess {
 
   private scheduleRestart(): void {
     if (this.stopping || this.restartTimer) return;
+    const maxStuck = this.options.maxStuckChildren ?? 3;
+    if (this.leftBehind.size >= maxStuck) {
+      if (!this.stuckReported) {
+        this.stuckReported = true;
+        this.options.log?.error({ command: this.options.command, stuck: this.leftBehind.size },
+          `${this.leftBehind.size} ${this.options.command} processes killed as hung are still alive; no new one until one exits`);
+      }
+      return; // the exit of a left-behind child calls us again
+    }
+    this.stuckReported = false;
     const delay = this.backoff.next();
     this.options.log?.warn({ command: this.options.command, delayMs: delay }, 'restarting the child process');
     this.restartTimer = setTimeout(() => {

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { SupervisedLineProcess, type LineProcessProblem, type SupervisedLineProcessOptions } from '../../collectors/nvidia-smi/supervised-line-process.js';
 
@@ -74,4 +77,54 @@ test('stop(): a child that survives SIGKILL (stuck in the driver) is logged and 
   }
   assert.equal(errors.length, 1);
   assert.match(errors[0] ?? '', /did not exit 200 ms after SIGKILL .*left behind/);
+});
+
+test('a child killed as hung that survives SIGKILL: reported once, given up on after stopGiveUpMs and replaced; its late exit starts nothing', async () => {
+  // The first child prints nothing (hung); the ones after it print a line every 50 ms. Deadlines
+  // are loose so that a slow child start on a loaded machine is not taken for a hang.
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-slp-'));
+  const mark = join(dir, 'started-once');
+  const script = `const fs = require('fs'); if (fs.existsSync(${JSON.stringify(mark)})) setInterval(() => console.log('line'), 50); else { fs.writeFileSync(${JSON.stringify(mark)}, ''); setInterval(() => {}, 1000); }`;
+  const errors: string[] = [];
+  const log = { info: () => undefined, warn: () => undefined, debug: () => undefined, error: (_: unknown, message: string) => void errors.push(message) };
+  const problems: LineProcessProblem[] = [];
+  const lines: string[] = [];
+  // kill() that does not take effect on the first child it is called on stands in for a process
+  // in uninterruptible sleep in the driver.
+  const kill = ChildProcess.prototype.kill;
+  const stuck: ChildProcess[] = [];
+  ChildProcess.prototype.kill = function (this: ChildProcess, signal?: NodeJS.Signals | number) {
+    if (stuck.length === 0) stuck.push(this);
+    return this === stuck[0] ? true : kill.call(this, signal);
+  };
+  const supervisor: SupervisedLineProcess = new SupervisedLineProcess({
+    command: globalThis.process.execPath, args: ['-e', script], stallMs: 1000, startupMs: 2000, stopGiveUpMs: 400,
+    backoffMs: { initial: 50, max: 50 }, log: log as never,
+    onLine: (line) => { lines.push(line); supervisor.markProgress(); },
+    onProblem: (problem) => problems.push(problem),
+  });
+  try {
+    supervisor.start();
+    const deadline = Date.now() + 10_000;
+    while (lines.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(lines.length >= 3, `no replacement child produced lines (children started: ${supervisor.startCount}, problems: ${problems.length})`);
+    assert.equal(supervisor.startCount, 2);
+    assert.deepEqual(problems.map((p) => p.reason), ['hang'], 'the stuck child is reported once, not on every watchdog tick');
+    assert.equal(errors.length, 1);
+    assert.match(errors[0] ?? '', /did not exit 400 ms after SIGKILL .*left behind, starting a new one/);
+    // The stuck child finally dies: the replacement runs on, no second one is started beside it.
+    const first = stuck[0];
+    assert.ok(first);
+    const exited = new Promise((resolve) => first.once('exit', resolve));
+    kill.call(first, 'SIGKILL');
+    await exited;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(supervisor.startCount, 2);
+    assert.deepEqual(problems.map((p) => p.reason), ['hang']);
+  } finally {
+    ChildProcess.prototype.kill = kill;
+    await supervisor.stop();
+    for (const child of stuck) kill.call(child, 'SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
