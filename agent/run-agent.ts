@@ -2,6 +2,7 @@ import type { PowerSource } from '../collectors/power-source.js';
 import type { RequestSource } from '../collectors/request-sink.js';
 import { Agent } from './agent.js';
 import { loadConfig, redactConfig, type ConfigSource, type TokenwattConfig } from './config.js';
+import { exitProcess } from './exit-process.js';
 import { createLogger, type Logger } from './logger.js';
 import { createPowerSource } from './power-source-factory.js';
 import { createRequestCapture } from './request-capture.js';
@@ -66,7 +67,8 @@ export async function runAgentUntilSignal(config: TokenwattConfig, hooks: RunHoo
   } catch (error) {
     log.error({ err: error }, 'no usable power source');
     process.stderr.write(`tokenwatt: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(3);
+    // A driver call that hung while NVML was tried must not hold the exit (exitProcess).
+    exitProcess(3, log);
   }
   // The callback runs only once capture has started, after the agent below exists.
   const capture = await createRequestCapture(config, log, (source) => agent.metrics.captureError(source));
@@ -84,7 +86,7 @@ export async function runAgentUntilSignal(config: TokenwattConfig, hooks: RunHoo
     log.error({ err: error }, 'agent failed to start');
     process.stderr.write(`tokenwatt: ${error instanceof Error ? error.message : String(error)}\n`);
     await agent.shutdown().catch(() => undefined);
-    process.exit(1);
+    exitProcess(1, log);
   }
   const onStop = hooks.onStarted?.(agent, log);
   let stopping = false;
@@ -96,19 +98,14 @@ export async function runAgentUntilSignal(config: TokenwattConfig, hooks: RunHoo
     agent
       .shutdown()
       .then(() => {
-        // A worker stuck inside a hung driver call cannot be terminated and would hold
-        // process.exit() until the driver returns. The ledger is flushed and closed by now, so
-        // ending hard loses nothing.
-        const stuck = (powerSource as { stuckCalls?: () => number }).stuckCalls?.() ?? 0;
-        if (stuck > 0) {
-          log.warn({ stuck }, 'driver calls still hung after shutdown: exiting with SIGKILL');
-          process.kill(process.pid, 'SIGKILL');
-        }
-        process.exit(0);
+        // A worker stuck inside a hung driver call (of this source, or of NVML tried and given up
+        // on at start-up) cannot be terminated and would hold process.exit() until the driver
+        // returns: exitProcess ends the process without waiting for it.
+        exitProcess(0, log);
       })
       .catch((error: unknown) => {
         log.error({ err: error }, 'shutdown failed');
-        process.exit(1);
+        exitProcess(1, log);
       });
   };
   if (stopRequested !== null) stop(stopRequested);

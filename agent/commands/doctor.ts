@@ -1,6 +1,8 @@
 import { Command, Option } from 'commander';
 import { loadConfig } from '../config.js';
+import { nvmlCallsBlocked } from '../../collectors/nvml/blocked-calls.js';
 import { DOCTOR_EXIT_ERROR, runDoctor } from '../doctor.js';
+import { exitProcess } from '../exit-process.js';
 
 interface DoctorFlags {
   readonly config?: string;
@@ -59,5 +61,8 @@ export function doctorCommand(print: (text: string) => void = (text) => process.
       });
       print(flags.json ? `${JSON.stringify(report, null, 2)}\n` : text);
       process.exitCode = exitCode;
+      // A driver call that hung while NVML was probed would hold the exit until the driver returns
+      // (forever on a wedged GPU): end at once with the same status.
+      if (nvmlCallsBlocked() > 0) exitProcess(exitCode);
     });
 }

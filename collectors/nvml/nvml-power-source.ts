@@ -13,6 +13,7 @@ import { describeInitTimeout, NvmlInitError, type NvmlInitFailure } from './nvml
 import type {
   MainToWorker, NvmlDeviceDescription, NvmlInventory, NvmlProblem, NvmlReading, NvmlWorkerData, WorkerToMain,
 } from './nvml-worker-protocol.js';
+import { markBlocked, unmarkBlocked } from './blocked-calls.js';
 import { startModuleWorker } from './module-worker.js';
 import { powerUsageIsAveraged } from './power-averaging.js';
 import { ProblemThrottle } from '../problem-throttle.js';
@@ -263,6 +264,7 @@ export class NvmlPowerSource implements PowerSource {
     });
     worker.on('exit', (code) => {
       run.finished = true;
+      unmarkBlocked(worker);
       this.stuck.delete(worker);
       this.stuckOn.delete(worker);
       if (this.run !== run) {
@@ -363,9 +365,13 @@ export class NvmlPowerSource implements PowerSource {
    */
   private retire(run: WorkerRun): void {
     this.recover(run);
-    if (!run.finished) this.stuck.add(run.worker);
+    if (!run.finished) {
+      this.stuck.add(run.worker);
+      markBlocked(run.worker);
+    }
     run.worker.unref();
     const gone = (): void => {
+      unmarkBlocked(run.worker);
       this.stuck.delete(run.worker);
       this.stuckOn.delete(run.worker);
     };
