@@ -1,5 +1,5 @@
 import type { HostInventory } from '../collectors/host/host-inventory.js';
-import { architectureName } from '../collectors/nvml/nvml-constants.js';
+import { architectureName, NvmlArchitecture } from '../collectors/nvml/nvml-constants.js';
 import type { NvmlProbeResult } from '../collectors/nvml/nvml-probe.js';
 import type { NvidiaSmiProbeResult } from '../collectors/nvidia-smi/nvidia-smi-probe.js';
 
@@ -40,7 +40,7 @@ export function adviseOn(nvml: NvmlProbeResult, smi: NvidiaSmiProbeResult, rapl:
   }
   if (nvml.available) {
     for (const d of nvml.devices) {
-      if (!d.energyCounter) advice.push(`GPU ${d.index} (${d.name}) has no energy counter (pre-Volta): energy is integrated from power samples; keep the sample period at 100 ms or less.`);
+      if (!d.energyCounter) advice.push(`GPU ${d.index} (${d.name}) has no energy counter (${noCounterWhy(d.architecture)}): energy is integrated from power samples; keep the sample period at 100 ms or less.`);
       if (d.powerAveraged) advice.push(`GPU ${d.index} (${d.name}) gives only 1 s averaged power (nvmlDeviceGetPowerUsage): a driver that answers NVML_FI_DEV_POWER_INSTANT gives instantaneous readings; energy stays exact through the counter.`);
       if (d.powerMethod === 'none') advice.push(`GPU ${d.index} (${d.name}) reports no power at all: check that power management is supported on this board.`);
       if (d.migEnabled) advice.push(`MIG is on for GPU ${d.index}: power exists per physical GPU only; send the MIG UUIDs (${d.migInstances.slice(0, 2).join(', ')}${d.migInstances.length > 2 ? ', ...' : ''}) in request records' "gpus" so requests are attributed within GPU ${d.index}.`);
@@ -48,8 +48,11 @@ export function adviseOn(nvml: NvmlProbeResult, smi: NvidiaSmiProbeResult, rapl:
     if (nvml.achievedPeriodMs !== null && nvml.achievedPeriodMs > nvml.requestedPeriodMs * 1.5) {
       advice.push(`NVML sampling achieved ${nvml.achievedPeriodMs} ms instead of ${nvml.requestedPeriodMs} ms: the node is loaded or the driver slow; enable persistence mode (nvidia-persistenced).`);
     }
+    for (const u of nvml.unusable) advice.push(`GPU ${u.index} is not sampled through NVML: ${u.message}.`);
+    if (nvml.samples === 0) advice.push(`NVML started but gave no sample in the probe: \`tokenwatt run --power auto\` would use it and never get ready. ${nvml.devices.length === 0 ? '' : 'Check the problems reported below and the kernel log (dmesg) for Xid errors.'}`.trim());
     if (nvml.problems.length > 0) advice.push(`NVML reported problems while probing: ${nvml.problems.map((p) => `${p.reason}: ${p.message}`).join('; ')}.`);
   } else if (smi.available) {
+    if (smi.samples === 0) advice.push('nvidia-smi started but gave no sample in the probe: `tokenwatt run --power auto` would use it and never get ready.');
     advice.push('Through nvidia-smi there is no energy counter: energy is integrated from power samples (flagged as such in every report).');
     if (smi.quality.powerAveraged) advice.push('This nvidia-smi gives 1 s averaged power (no power.draw.instant on this driver or board): a newer driver offers power.draw.instant.');
     if (smi.achievedPeriodMs !== null && smi.achievedPeriodMs > smi.requestedPeriodMs * 1.5) {
@@ -61,6 +64,12 @@ export function adviseOn(nvml: NvmlProbeResult, smi: NvidiaSmiProbeResult, rapl:
 }
 
 const yes = (b: boolean) => (b ? 'yes' : 'no');
+
+/** Why a GPU that NVML describes has no energy counter: its age, or (Volta and newer) the board or driver. */
+function noCounterWhy(architecture: number | null): string {
+  if (architecture !== null && architecture >= NvmlArchitecture.KEPLER && architecture < NvmlArchitecture.VOLTA) return 'pre-Volta';
+  return `not supported by this ${architectureName(architecture)} board or driver, e.g. a vGPU guest`;
+}
 const ms = (v: number | null) => (v === null ? 'not measured (fewer than 2 samples per GPU)' : `${Math.round(v)} ms`);
 
 /** The human-readable report. */
@@ -79,6 +88,7 @@ export function renderDoctorText(report: DoctorReport): string {
       out.push(`    power limit ${d.powerLimitMw === null ? 'unknown' : `${d.powerLimitMw / 1000} W`}; energy counter: ${yes(d.energyCounter)}; power: ${power}`);
       out.push(`    MIG: ${d.migEnabled ? `enabled, ${d.migInstances.length} instance(s): ${d.migInstances.join(', ') || 'none created'}` : 'off'}`);
     }
+    for (const u of nvml.unusable) out.push(`  GPU ${u.index} not sampled: ${u.message}`);
   } else {
     out.push(`  available: no (${nvml.failure.reason}): ${nvml.failure.message}`);
     out.push(`  fix: ${nvml.failure.fix}`);
@@ -111,9 +121,11 @@ export function renderDoctorText(report: DoctorReport): string {
   }
   out.push('');
 
-  out.push(report.selected
+  out.push(report.selected && report.canRun
     ? `The agent would use: ${report.selected} (--power auto). It can run with measured data.`
-    : 'The agent would use: nothing measured. `tokenwatt run --power auto` would refuse to start; only --power simulated or replay:FILE would run.');
+    : report.selected
+      ? `The agent would use: ${report.selected} (--power auto), but it gave no sample while probed: the agent would start and never get ready.`
+      : 'The agent would use: nothing measured. `tokenwatt run --power auto` would refuse to start; only --power simulated or replay:FILE would run.');
   if (report.advice.length > 0) {
     out.push('', 'What to change for better data:');
     for (const a of report.advice) out.push(`  - ${a}`);

@@ -44,10 +44,13 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<{ report: 
     probeRapl(options.powercapRoot ?? '/sys/class/powercap'),
     options.hostInventory === false ? Promise.resolve<HostInventory | null>(null) : readHostInventory().catch(() => null),
   ]);
+  // What `--power auto` would pick (the first source whose start-up succeeds), and whether it
+  // measures: a source that starts but gave no sample while probed would never get ready.
   const selected = nvml.available ? 'nvml' : nvidiaSmi.available ? 'nvidia-smi' : null;
-  const exitCode = selected ? DOCTOR_EXIT_MEASURED : DOCTOR_EXIT_NO_MEASURED_SOURCE;
+  const sampled = selected === 'nvml' ? nvml.available && nvml.samples > 0 : selected === 'nvidia-smi' ? nvidiaSmi.available && nvidiaSmi.samples > 0 : false;
+  const exitCode = sampled ? DOCTOR_EXIT_MEASURED : DOCTOR_EXIT_NO_MEASURED_SOURCE;
   const report: DoctorReport = {
-    canRun: selected !== null,
+    canRun: sampled,
     selected,
     nvml,
     nvidiaSmi,

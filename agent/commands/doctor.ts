@@ -32,9 +32,11 @@ export function doctorCommand(print: (text: string) => void = (text) => process.
     .addHelpText('after', [
       '',
       'Exit status:',
-      '  0  the agent can run on measured GPU data (NVML, or nvidia-smi as the fallback)',
+      '  0  the agent can run on measured GPU data (NVML, or nvidia-smi as the fallback): the',
+      '     source it would use gave samples while probed',
       '  1  no measured GPU power source: `tokenwatt run --power auto` would refuse to start',
-      '     (only --power simulated or --power replay:FILE would run)',
+      '     (only --power simulated or --power replay:FILE would run), or the source it would',
+      '     use gave no sample (the agent would start and never get ready)',
       '  2  doctor could not run (bad option, invalid --config)',
     ].join('\n'))
     .action(async (flags: DoctorFlags) => {

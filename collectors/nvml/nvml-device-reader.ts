@@ -8,6 +8,10 @@ import type {
 } from './nvml-worker-protocol.js';
 import { powerUsageIsAveraged } from './power-averaging.js';
 
+/** Why a GPU that opened is still left out: NVML reports neither its power nor its energy. */
+const UNMEASURABLE = 'reports neither power (nvmlDeviceGetPowerUsage and NVML_FI_DEV_POWER_INSTANT not supported) nor energy (nvmlDeviceGetTotalEnergyConsumption not supported), so NVML cannot measure it';
+const UNMEASURABLE_FIX = 'NVML here gives no power or energy for any GPU (as on vGPU guests and some virtualised or embedded boards): measure on the host, where the driver exposes power, or check `nvidia-smi -q -d POWER`; with --power auto the agent tries nvidia-smi next';
+
 interface DeviceState {
   description: NvmlDeviceDescription;
   readonly handle: NvmlDeviceHandle;
@@ -92,6 +96,10 @@ export class NvmlDeviceReader {
       if ('message' in opened) {
         unusable.push({ index, message: opened.message, lost: opened.lost });
         this.unopened.push({ index, before: null, retryAtMs: this.now() + this.lostRetryMs, reported: true });
+      } else if (opened.powerMethod === 'none' && !opened.description.energyCounter) {
+        // Neither power nor energy (e.g. a vGPU guest): nothing to sample. A capability, not a
+        // passing state, so it is not tried again.
+        unusable.push({ index, message: UNMEASURABLE, lost: false });
       } else {
         this.devices.push(opened);
         described.push(opened.description);
@@ -100,7 +108,8 @@ export class NvmlDeviceReader {
     if (described.length === 0) {
       this.close();
       const why = unusable.map((u) => `GPU ${u.index}: ${u.message}`).join('; ') || 'nvmlDeviceGetCount_v2 returned 0';
-      return { ok: false, failure: describeNoGpus(why) };
+      const onlyUnmeasurable = unusable.length > 0 && unusable.every((u) => u.message === UNMEASURABLE);
+      return { ok: false, failure: describeNoGpus(why, onlyUnmeasurable ? UNMEASURABLE_FIX : undefined) };
     }
     return {
       ok: true,

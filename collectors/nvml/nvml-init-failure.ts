@@ -113,12 +113,12 @@ export function describeInitReturn(code: number, text: string, libraryPath: stri
 }
 
 /** NVML started but reported no usable GPU. */
-export function describeNoGpus(detail: string): NvmlInitFailure {
+export function describeNoGpus(detail: string, fix?: string): NvmlInitFailure {
   return {
     reason: 'no_gpus',
     code: null,
     message: `NVML started but found no usable GPU (${detail}).`,
-    fix: 'check that the GPUs are visible to this process (NVIDIA_VISIBLE_DEVICES, the device plugin\'s allocation) and healthy (`nvidia-smi -L`)',
+    fix: fix ?? 'check that the GPUs are visible to this process (NVIDIA_VISIBLE_DEVICES, the device plugin\'s allocation) and healthy (`nvidia-smi -L`)',
   };
 }
 

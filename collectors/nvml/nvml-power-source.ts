@@ -11,7 +11,7 @@ import { createWakeBuffer, wakeWorker } from './worker-wake.js';
 import { architectureName } from './nvml-constants.js';
 import { describeInitTimeout, NvmlInitError, type NvmlInitFailure } from './nvml-init-failure.js';
 import type {
-  MainToWorker, NvmlDeviceDescription, NvmlInventory, NvmlProblem, NvmlReading, NvmlWorkerData, WorkerToMain,
+  MainToWorker, NvmlDeviceDescription, NvmlInventory, NvmlProblem, NvmlReading, NvmlUnusableGpu, NvmlWorkerData, WorkerToMain,
 } from './nvml-worker-protocol.js';
 import { markBlocked, unmarkBlocked } from './blocked-calls.js';
 import { startModuleWorker } from './module-worker.js';
@@ -185,6 +185,11 @@ export class NvmlPowerSource implements PowerSource {
   /** What NVML reported per GPU at start-up (power method, energy counter, MIG), for `doctor`. */
   devices(): readonly NvmlDeviceDescription[] {
     return this.inventory?.devices ?? [];
+  }
+
+  /** GPUs NVML counts but that are not sampled (could not be opened, or give neither power nor energy), for `doctor`. */
+  unusableGpus(): readonly NvmlUnusableGpu[] {
+    return this.inventory?.unusable ?? [];
   }
 
   driverVersion(): string | null {

@@ -4,7 +4,7 @@ import { achievedPeriodMs } from '../achieved-period.js';
 import { DEFAULT_NVML_LIBRARY } from './nvml-binding.js';
 import { NvmlInitError, type NvmlInitFailure } from './nvml-init-failure.js';
 import { NvmlPowerSource } from './nvml-power-source.js';
-import type { NvmlDeviceDescription } from './nvml-worker-protocol.js';
+import type { NvmlDeviceDescription, NvmlUnusableGpu } from './nvml-worker-protocol.js';
 
 export interface NvmlProbeOptions {
   /** Period to sample at while probing. Default 100 ms. */
@@ -21,6 +21,8 @@ export type NvmlProbeResult =
     readonly driverVersion: string | null;
     readonly gpus: readonly GpuInfo[];
     readonly devices: readonly NvmlDeviceDescription[];
+    /** GPUs NVML counts but that are not sampled, with why. */
+    readonly unusable: readonly NvmlUnusableGpu[];
     readonly requestedPeriodMs: number;
     readonly achievedPeriodMs: number | null;
     readonly samples: number;
@@ -50,6 +52,7 @@ export async function probeNvml(libraryPath?: string, options: NvmlProbeOptions 
       driverVersion: source.driverVersion(),
       gpus,
       devices: source.devices(),
+      unusable: source.unusableGpus(),
       requestedPeriodMs,
       achievedPeriodMs: achievedPeriodMs(samples),
       samples: samples.length,

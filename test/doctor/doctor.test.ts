@@ -144,3 +144,52 @@ test('selectPowerSource auto: NVML first, then nvidia-smi, else an error naming 
     '--power nvml never falls back to nvidia-smi',
   );
 });
+
+test('doctor where NVML gives no power or energy on any GPU: NVML counted unavailable, nvidia-smi used if present, else exit 1', async () => {
+  const unmeasurable = { arch: 9, cc: [9, 0] as const, instantSupported: false, powerUsageSupported: false, energySupported: false };
+  const install = installFakeNvml({ gpus: [unmeasurable, unmeasurable] });
+  cleanups.push(install);
+  const withSmi = await runDoctor({ nvmlLibrary: install.libraryPath, nvidiaSmi: smi, env: smiEnv, powercapRoot: nowhere, probeMs: 600, hostInventory: false });
+  assert.equal(withSmi.exitCode, 0);
+  assert.equal(withSmi.report.selected, 'nvidia-smi');
+  assert.equal(withSmi.report.nvml.available ? '' : withSmi.report.nvml.failure.reason, 'no_gpus');
+  const alone = await runDoctor({ nvmlLibrary: install.libraryPath, nvidiaSmi: missingSmi, powercapRoot: nowhere, probeMs: 300, hostInventory: false });
+  assert.equal(alone.exitCode, 1);
+  assert.equal(alone.report.canRun, false);
+  assert.doesNotMatch(alone.text, /It can run with measured data/);
+  assert.match(alone.text, /available: no \(no_gpus\): NVML started but found no usable GPU \(GPU 0: reports neither power/);
+});
+
+test('doctor where NVML starts but gives no sample in the probe: exit 1, not "It can run with measured data"', async () => {
+  // The first nvmlDeviceGetFieldValues (start-up's) returns at once, the next one (the first tick's)
+  // hangs for 3 s, beyond the 800 ms probe: NVML starts and samples nothing.
+  const install = installFakeNvml({
+    gpus: [{}],
+    hangs: [
+      { fn: 'nvmlDeviceGetFieldValues', gpu: 0, afterMs: 0, durationMs: 0, count: 1 },
+      { fn: 'nvmlDeviceGetFieldValues', gpu: 0, afterMs: 0, durationMs: 3000, count: 1 },
+    ],
+  });
+  cleanups.push(install);
+  const { report, text, exitCode } = await runDoctor({ nvmlLibrary: install.libraryPath, nvidiaSmi: missingSmi, powercapRoot: nowhere, probeMs: 800, hostInventory: false });
+  assert.ok(report.nvml.available, report.nvml.available ? '' : report.nvml.failure.message);
+  assert.equal(report.nvml.samples, 0);
+  assert.equal(exitCode, 1);
+  assert.equal(report.canRun, false);
+  assert.match(text, /The agent would use: nvml \(--power auto\), but it gave no sample while probed/);
+  assert.match(report.advice.join('\n'), /NVML started but gave no sample in the probe/);
+});
+
+test('doctor names the reason for a missing energy counter by architecture: pre-Volta only on pre-Volta GPUs', async () => {
+  const install = installFakeNvml({
+    gpus: [
+      { name: 'Tesla P100-PCIE-16GB', arch: 4, cc: [6, 0], energySupported: false },
+      { name: 'NVIDIA H100 80GB HBM3', arch: 9, cc: [9, 0], energySupported: false },
+    ],
+  });
+  cleanups.push(install);
+  const { report } = await runDoctor({ nvmlLibrary: install.libraryPath, nvidiaSmi: missingSmi, powercapRoot: nowhere, probeMs: 300, hostInventory: false });
+  const advice = report.advice.join('\n');
+  assert.match(advice, /GPU 0 \(Tesla P100-PCIE-16GB\) has no energy counter \(pre-Volta\)/);
+  assert.match(advice, /GPU 1 \(NVIDIA H100 80GB HBM3\) has no energy counter \(not supported by this Hopper board or driver, e\.g\. a vGPU guest\)/);
+});

@@ -22,6 +22,9 @@
  *   trace_step_ms <ms>                length of one trace step (default 100)
  *   instant <g> 0                     NVML_FI_DEV_POWER_INSTANT unsupported (per-field NOT_SUPPORTED)
  *   instant_off_at_ms <g> <ms>        ... and from this time on (a driver change mid-run)
+ *   power_usage <g> 0                 power readings unsupported: nvmlDeviceGetPowerUsage returns
+ *                                     NOT_SUPPORTED, as does the NVML_FI_DEV_POWER_AVERAGE field
+ *                                     (boards or vGPU guests without power monitoring)
  *   energy <g> 0                      energy counter unsupported (Volta and older boards)
  *   energy_offset_mj <g> <mJ>         counter value at time 0
  *   reset_at_ms <g> <ms>              counter restarts from 0 at this time (driver reload)
@@ -122,7 +125,7 @@ typedef struct {
   unsigned int trace[MAX_TRACE];
   int trace_len;
   unsigned long long prefix_uj[MAX_TRACE + 1]; /* energy of the first i trace steps */
-  int instant_supported, energy_supported;
+  int instant_supported, energy_supported, power_usage_supported;
   unsigned long long energy_offset_mj;
   long long reset_at_ms, lost_at_ms, recovered_at_ms, instant_off_at_ms;
   long long glitch_from_ms, glitch_until_ms;
@@ -210,6 +213,7 @@ static void load_scenario(void) {
     gpus[g].trace[0] = 70000;
     gpus[g].trace_len = 1;
     gpus[g].instant_supported = 1;
+    gpus[g].power_usage_supported = 1;
     gpus[g].energy_supported = 1;
     gpus[g].reset_at_ms = -1;
     gpus[g].lost_at_ms = -1;
@@ -251,6 +255,7 @@ static void load_scenario(void) {
       else if (strcmp(key, "cc") == 0) sscanf(after, "%u %u", &gpu->cc_major, &gpu->cc_minor);
       else if (strcmp(key, "limit_mw") == 0) gpu->limit_mw = (unsigned int)strtoul(after, NULL, 10);
       else if (strcmp(key, "instant") == 0) gpu->instant_supported = atoi(after);
+      else if (strcmp(key, "power_usage") == 0) gpu->power_usage_supported = atoi(after);
       else if (strcmp(key, "energy") == 0) gpu->energy_supported = atoi(after);
       else if (strcmp(key, "energy_offset_mj") == 0) gpu->energy_offset_mj = strtoull(after, NULL, 10);
       else if (strcmp(key, "reset_at_ms") == 0) gpu->reset_at_ms = atoll(after);
@@ -518,6 +523,7 @@ API nvmlReturn_t nvmlDeviceGetPowerUsage(void *device, unsigned int *power) {
   if (!g || !power) return NVML_ERROR_INVALID_ARGUMENT;
   maybe_hang("nvmlDeviceGetPowerUsage", g->dev.index);
   if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST;
+  if (!g->power_usage_supported) return NVML_ERROR_NOT_SUPPORTED;
   long long t = now_ms();
   *power = power_usage_is_averaged(g) ? average_mw(g, t) : instant_mw(g, t);
   return NVML_SUCCESS;
@@ -541,7 +547,8 @@ API nvmlReturn_t nvmlDeviceGetFieldValues(void *device, int valuesCount, nvmlFie
     if (v->fieldId == NVML_FI_DEV_POWER_INSTANT && instant && v->scopeId == 0) {
       v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
       v->value.uiVal = instant_mw(g, t);
-    } else if (v->fieldId == NVML_FI_DEV_POWER_AVERAGE && power_usage_is_averaged(g) && v->scopeId == 0) {
+    } else if (v->fieldId == NVML_FI_DEV_POWER_AVERAGE && g->power_usage_supported && power_usage_is_averaged(g) &&
+               v->scopeId == 0) {
       v->valueType = NVML_VALUE_TYPE_UNSIGNED_INT;
       v->value.uiVal = average_mw(g, t);
     } else {

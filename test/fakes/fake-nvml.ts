@@ -23,6 +23,8 @@ export interface FakeGpu {
   /** Power trace in mW, one value per trace step, repeated. */
   readonly powerMw?: readonly number[];
   readonly instantSupported?: boolean;
+  /** false: nvmlDeviceGetPowerUsage (and NVML_FI_DEV_POWER_AVERAGE) answer NOT_SUPPORTED. */
+  readonly powerUsageSupported?: boolean;
   /** NVML_FI_DEV_POWER_INSTANT stops answering at this time. */
   readonly instantOffAtMs?: number;
   readonly energySupported?: boolean;
@@ -68,6 +70,7 @@ export function renderScenario(scenario: FakeNvmlScenario): string {
     if (g.migUuids?.length) lines.push(`mig ${i} ${g.migUuids.join(' ')}`);
     if (g.powerMw?.length) lines.push(`power_mw ${i} ${g.powerMw.map((p) => Math.round(p)).join(' ')}`);
     if (g.instantSupported === false) lines.push(`instant ${i} 0`);
+    if (g.powerUsageSupported === false) lines.push(`power_usage ${i} 0`);
     if (g.instantOffAtMs !== undefined) lines.push(`instant_off_at_ms ${i} ${g.instantOffAtMs}`);
     if (g.energySupported === false) lines.push(`energy ${i} 0`);
     if (g.energyOffsetMj !== undefined) lines.push(`energy_offset_mj ${i} ${g.energyOffsetMj}`);

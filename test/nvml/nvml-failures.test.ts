@@ -354,3 +354,29 @@ test('instantaneous power disappearing mid-run: reported, power continues from n
   assert.ok(firstAveraged > 0 && got.samples.slice(firstAveraged).every((s) => s.powerAveraged && s.powerW === 300), 'after the switch every sample is labelled averaged');
   assert.equal(source.quality().powerAveraged, true);
 });
+
+test('a GPU that gives neither power nor energy is not sampled and is listed as unusable; the others sample on', async () => {
+  const install = fake({ gpus: [{}, { instantSupported: false, powerUsageSupported: false, energySupported: false }] });
+  const source = new NvmlPowerSource({ libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 2000 });
+  const gpus = await source.init();
+  try {
+    assert.deepEqual(gpus.map((g) => g.index), [0]);
+    assert.deepEqual(source.unusableGpus().map((u) => [u.index, u.lost]), [[1, false]]);
+    assert.match(source.unusableGpus()[0]?.message ?? '', /reports neither power .* nor energy/);
+    const got = new SampleCollector();
+    source.start(got.onSamples, got.onError);
+    await got.waitFor(() => got.samples.length >= 3, 10_000, '3 samples');
+    assert.deepEqual([...new Set(got.samples.map((s) => s.gpuIndex))], [0]);
+  } finally {
+    await source.shutdown();
+  }
+});
+
+test('NVML whose GPUs all give neither power nor energy (a vGPU guest) fails init with no_gpus and says why, so auto falls back', async () => {
+  const unmeasurable = { instantSupported: false, powerUsageSupported: false, energySupported: false };
+  const install = fake({ gpus: [unmeasurable, unmeasurable] });
+  const error = await initError({ libraryPath: install.libraryPath, samplePeriodMs: 100, callTimeoutMs: 2000 });
+  assert.equal(error.reason, 'no_gpus');
+  assert.match(error.message, /GPU 0: reports neither power .* nor energy .*; GPU 1: reports neither power/);
+  assert.match(error.fix, /no power or energy for any GPU .*vGPU guests/);
+});
