@@ -127,6 +127,12 @@ const PREFIX_TTL_MS = 90_000;
 const WINDOW_MS = 1000;
 
 /**
+ * A real-time tick that finds the plan further behind the clock than this skips the gap: longer
+ * than any event-loop stall the plan should make up, shorter than a suspend.
+ */
+const MAX_CATCH_UP_MS = 5_000;
+
+/**
  * A realistic, seeded mix of LLM traffic for a SimulatedGpuNode: chat turns (some continuing a
  * conversation whose history the prefix cache holds), multi-step agent tasks whose steps reuse
  * the previous context, code reviews with long unique prompts, reasoning requests with long
@@ -139,12 +145,6 @@ const WINDOW_MS = 1000;
  * runVirtual(untilMs) drives the node in virtual time (deterministic for a seed); start()/stop()
  * generate in real time while the node runs on its own timer (SimulatedGpuNode.start()).
  */
-/**
- * A real-time tick that finds the plan further behind the clock than this skips the gap: longer
- * than any event-loop stall the plan should make up, shorter than a suspend.
- */
-const MAX_CATCH_UP_MS = 5_000;
-
 export class DemoWorkload {
   private readonly node: SimulatedGpuNode;
   private readonly arrivalPrng: Prng;

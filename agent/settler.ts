@@ -1,6 +1,6 @@
 import type { GpuPeriodInput, GpuPeriodTotals, AttributionConfig, PeriodSettlement, RequestPeriodShare } from '../model/attribution-types.js';
 import { settlePeriod } from '../model/attribution.js';
-import { nextCounterHighWater } from '../model/energy-timeline.js';
+import { foldCounterHighWater, type CounterHighWater } from '../model/energy-timeline.js';
 import { conservationResidual } from '../model/conservation.js';
 import { currentIdleBaseline, initialIdleBaseline, observeIdle, resumeIdleBaseline, type IdleBaselineState } from '../model/idle-baseline.js';
 import type { GpuInfo, PowerSample } from '../model/power-sample.js';
@@ -118,7 +118,7 @@ interface OpenTask {
 export class Settler {
   private readonly samplesByGpu = new Map<string, PowerSample[]>();
   /** Per GPU, the energy counter's high-water mark over the samples trimmed from its buffer. */
-  private readonly counterHighWaterJ = new Map<string, number | null>();
+  private readonly counterHighWater = new Map<string, CounterHighWater | null>();
   private readonly unpersisted: PowerSample[] = [];
   private readonly idleBaselines = new Map<string, IdleBaselineState>();
   private readonly openTasks = new Map<string, OpenTask>();
@@ -430,7 +430,7 @@ export class Settler {
       return {
         gpuUuid: gpu.uuid,
         gpuIndex: gpu.index,
-        ...windowOf(this.samplesByGpu.get(gpu.uuid) ?? [], countedUntilMs, endMs, this.counterHighWaterJ.get(gpu.uuid) ?? null),
+        ...windowOf(this.samplesByGpu.get(gpu.uuid) ?? [], countedUntilMs, endMs, this.counterHighWater.get(gpu.uuid) ?? null),
         idleBaselineW: this.idleBaselineFor(gpu.uuid),
         countedUntilMs,
       };
@@ -680,7 +680,7 @@ export class Settler {
         else break;
       }
       if (keepFrom > 0) {
-        this.counterHighWaterJ.set(uuid, highWaterOver(this.counterHighWaterJ.get(uuid) ?? null, buffer, keepFrom));
+        this.counterHighWater.set(uuid, foldCounterHighWater(this.counterHighWater.get(uuid) ?? null, buffer, keepFrom));
         this.samplesByGpu.set(uuid, buffer.slice(keepFrom));
       }
     }
@@ -711,19 +711,12 @@ function counterAt(readings: readonly StoredHostReading[], from: number, to: num
 
 /**
  * Samples inside [start, end] plus the nearest one on each side, so boundary intervals can be split,
- * and the counter's high-water mark before them (`highWaterJ` is the mark before the buffer).
+ * and the counter's high-water mark before them (`highWater` is the mark before the buffer).
  */
-function windowOf(buffer: readonly PowerSample[], startMs: number, endMs: number, highWaterJ: number | null): { samples: PowerSample[]; counterHighWaterJ: number | null } {
+function windowOf(buffer: readonly PowerSample[], startMs: number, endMs: number, highWater: CounterHighWater | null): { samples: PowerSample[]; counterHighWater: CounterHighWater | null } {
   let from = 0;
   while (from + 1 < buffer.length && (buffer[from + 1] as PowerSample).timestampMs <= startMs) from += 1;
   let to = from;
   while (to < buffer.length && (buffer[to] as PowerSample).timestampMs < endMs) to += 1;
-  return { samples: buffer.slice(from, Math.min(to + 1, buffer.length)), counterHighWaterJ: highWaterOver(highWaterJ, buffer, from) };
-}
-
-/** The counter's high-water mark after folding the readings of buffer[0..to) into `highWaterJ`. */
-function highWaterOver(highWaterJ: number | null, buffer: readonly PowerSample[], to: number): number | null {
-  let mark = highWaterJ;
-  for (let i = 0; i < to; i += 1) mark = nextCounterHighWater(mark, (buffer[i] as PowerSample).energyJ);
-  return mark;
+  return { samples: buffer.slice(from, Math.min(to + 1, buffer.length)), counterHighWater: foldCounterHighWater(highWater, buffer, from) };
 }

@@ -1,7 +1,7 @@
 import type { AttributionConfig, GpuPeriodInput, GpuPeriodTotals, RequestPeriodShare } from './attribution-types.js';
 import { settlePeriod } from './attribution.js';
 import { BATCH_BUCKETS, CACHE_BUCKETS } from './buckets.js';
-import { nextCounterHighWater } from './energy-timeline.js';
+import { nextCounterHighWater, type CounterHighWater } from './energy-timeline.js';
 import { fullyLoadedFactor } from './fully-loaded.js';
 import { IDLE_QUANTILE, idleBaselineFromObservations, resolveIdleBaseline, type IdleBaselineSource, type IdleObservation } from './idle-baseline.js';
 import type { PowerSample } from './power-sample.js';
@@ -225,7 +225,7 @@ class GpuSamples {
   private readonly timeAt: (k: number) => number;
   /** highWaterBefore's fold: how many samples it has folded, and the mark after them. */
   private foldedTo = 0;
-  private foldedHighWaterJ: number | null = null;
+  private foldedHighWater: CounterHighWater | null = null;
 
   constructor(
     readonly uuid: string,
@@ -246,7 +246,7 @@ class GpuSamples {
    * with any repeats of its timestamp), so the intervals crossing the bounds are included whole,
    * and the counter's high-water mark over the samples before them.
    */
-  window(p0: number, p1: number): { samples: PowerSample[]; counterHighWaterJ: number | null } {
+  window(p0: number, p1: number): { samples: PowerSample[]; counterHighWater: CounterHighWater | null } {
     const { timeAt, count } = this;
     const before = bound(timeAt, count, p0, true) - 1;
     const from = before < 0 ? 0 : bound(timeAt, count, timeAt(before), false);
@@ -254,21 +254,31 @@ class GpuSamples {
     const to = after < count ? bound(timeAt, count, timeAt(after), true) : count;
     const samples = new Array<PowerSample>(to - from);
     for (let k = from; k < to; k++) samples[k - from] = this.columns.at(this.positions[k] as number);
-    return { samples, counterHighWaterJ: this.highWaterBefore(from) };
+    return { samples, counterHighWater: this.highWaterBefore(from) };
   }
 
   /**
-   * The counter's high-water mark over the samples before position `k`. Windows move forward in
-   * time within a pass, so the fold goes on from where the last call left it: each sample is
-   * folded once per pass (a call for an earlier position starts again from the first sample).
+   * The counter's high-water mark over the samples before position `k` (the first of its
+   * timestamp), one merged reading per timestamp as the timeline merges them (foldCounterHighWater,
+   * over columns). Windows move forward in time within a pass, so the fold goes on from where the
+   * last call left it: each sample is folded once per pass (a call for an earlier position starts
+   * again from the first sample).
    */
-  highWaterBefore(k: number): number | null {
+  highWaterBefore(k: number): CounterHighWater | null {
     if (k < this.foldedTo) {
       this.foldedTo = 0;
-      this.foldedHighWaterJ = null;
+      this.foldedHighWater = null;
     }
-    for (; this.foldedTo < k; this.foldedTo++) this.foldedHighWaterJ = nextCounterHighWater(this.foldedHighWaterJ, this.columns.energyAt(this.positions[this.foldedTo] as number));
-    return this.foldedHighWaterJ;
+    let reading: number | null = null;
+    for (; this.foldedTo < k; this.foldedTo++) {
+      const energyJ = this.columns.energyAt(this.positions[this.foldedTo] as number);
+      if (energyJ !== null && Number.isFinite(energyJ) && energyJ >= 0) reading = energyJ;
+      const t = this.timeAt(this.foldedTo);
+      if (this.foldedTo + 1 < k && this.timeAt(this.foldedTo + 1) === t) continue;
+      this.foldedHighWater = nextCounterHighWater(this.foldedHighWater, reading, t);
+      reading = null;
+    }
+    return this.foldedHighWater;
   }
 
   /** The first sample time at or after t, or Infinity. */

@@ -1,3 +1,4 @@
+import type { CounterHighWater } from './energy-timeline.js';
 import type { PowerSample } from './power-sample.js';
 import type { ResolvedRequest } from './request-record.js';
 import type { EpochMs, Joules, Watts } from './units.js';
@@ -49,10 +50,10 @@ export interface GpuPeriodInput {
   readonly samples: readonly PowerSample[];
   /**
    * The energy counter's high-water mark over this GPU's readings before `samples` (absent or null:
-   * none), folded with nextCounterHighWater (energy-timeline.ts), so that a counter glitch at the
+   * none), folded with foldCounterHighWater (energy-timeline.ts), so that a counter glitch at the
    * start of the window is judged as it would be without the cut.
    */
-  readonly counterHighWaterJ?: number | null;
+  readonly counterHighWater?: CounterHighWater | null;
   /** Idle baseline to use for this GPU in this period (configured or learned), or null if unknown yet. */
   readonly idleBaselineW: Watts | null;
   /**

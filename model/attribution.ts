@@ -722,7 +722,7 @@ function settleGpu(
   config: AttributionConfig,
   scratch: ScratchArrays,
 ): { totals: GpuPeriodTotals; shares: RequestPeriodShare[] } {
-  const timeline = buildEnergyTimeline(gpu.samples, config, gpu.counterHighWaterJ ?? null);
+  const timeline = buildEnergyTimeline(gpu.samples, config, gpu.counterHighWater ?? null);
   // Energy of [carryFrom, p0) was not counted by the periods it lies in: they were settled before
   // the sample closing it existed. It is counted here (see GpuPeriodInput.countedUntilMs).
   const carryFrom = gpu.countedUntilMs !== undefined && Number.isFinite(gpu.countedUntilMs) && gpu.countedUntilMs < p0 ? gpu.countedUntilMs : p0;

@@ -9,9 +9,10 @@ import { epochMs, joules, watts, type EpochMs } from './units.js';
  *   counter delta (`method: 'counter'`), exact whatever the sampling.
  * - The counter went backwards (driver reload): a reset. The interval falls back to trapezoidal
  *   integration of power and is flagged `counterReset` and `estimated`.
- * - A reading a little below the highest one so far (see {@link classifyCounterReading}) is a glitch,
- *   not a reset: it is taken as missing. Taking it as a reset would count the energy of the interval
- *   before it twice, once from power and again in the next counter delta, measured from the low value.
+ * - A reading a little below the highest one so far, or far above it (see
+ *   {@link classifyCounterReading}), is a glitch, not a reset: it is read as the highest reading.
+ *   Taking it as a reset would count the energy of the interval before it twice, once from power
+ *   and again in the next counter delta, measured from the low value.
  * - No counter at either end: trapezoid of power. Exactly one end has a counter: also the
  *   trapezoid, flagged `estimated` (a reading is missing).
  * - One end lacks power: that end is taken to equal the other (flagged `estimated`).
@@ -42,30 +43,66 @@ export const GAP_FACTOR = 3;
 /**
  * A counter reading below the highest one so far by at most this share of it is a glitch; further
  * below, the counter was reset. A reset (driver reload, GPU reset) restarts the counter at zero, so
- * within one sampling period it lands far below; a counter that had counted less than about a
- * hundred sampling periods' energy before a reset is the one case this could mistake.
+ * within one sampling period it lands far below; only a counter that had counted little more than
+ * one sampling period's energy before a reset could be mistaken.
  */
 export const COUNTER_GLITCH_SHARE = 0.01;
 
 /**
- * The counter's high-water mark after `energyJ` (one step of the fold the timeline makes over a
- * GPU's readings): a glitch leaves it as it was, any other usable reading becomes it. Callers that
- * cut a GPU's samples into windows fold the readings before a window with this and pass the result
- * to {@link buildEnergyTimeline}, so a glitch is judged the same however time is cut.
+ * A counter reading above the high-water mark by more than this mean power since the mark was read
+ * is a glitch too (a spike): no GPU draws it, and the trace reader refuses such steps. Taken as an
+ * advance, it would hold the mark above the true count, and every true reading after it would be
+ * a glitch until the counter caught up (hours, on a counter of a long-running driver).
  */
-export function nextCounterHighWater(highWaterJ: number | null, energyJ: number | null | undefined): number | null {
-  if (!usable(energyJ)) return highWaterJ;
-  return classifyCounterReading(highWaterJ, energyJ) === 'glitch' ? highWaterJ : energyJ;
+export const MAX_PLAUSIBLE_POWER_W = 5_000;
+
+/** The energy counter's highest reading since its last reset, and when it was read. */
+export interface CounterHighWater {
+  readonly energyJ: number;
+  readonly atMs: number;
 }
 
-/** How a counter reading compares with the highest usable reading before it (`highWaterJ`, null when none). */
+/** How a counter reading compares with the high-water mark before it (null when none). */
 export type CounterReading = 'first' | 'advance' | 'glitch' | 'reset';
 
-/** See {@link COUNTER_GLITCH_SHARE}. Shared by the timeline and the sources that report resets. */
-export function classifyCounterReading(highWaterJ: number | null, readingJ: number): CounterReading {
-  if (highWaterJ === null) return 'first';
-  if (readingJ >= highWaterJ) return 'advance';
-  return highWaterJ - readingJ <= COUNTER_GLITCH_SHARE * highWaterJ ? 'glitch' : 'reset';
+/** See {@link COUNTER_GLITCH_SHARE} and {@link MAX_PLAUSIBLE_POWER_W}. Shared by the timeline and the sources that report resets. */
+export function classifyCounterReading(highWater: CounterHighWater | null, readingJ: number, atMs: number): CounterReading {
+  if (highWater === null) return 'first';
+  if (readingJ >= highWater.energyJ) {
+    const dtMs = atMs - highWater.atMs;
+    return dtMs > 0 && ((readingJ - highWater.energyJ) * 1000) / dtMs > MAX_PLAUSIBLE_POWER_W ? 'glitch' : 'advance';
+  }
+  return highWater.energyJ - readingJ <= COUNTER_GLITCH_SHARE * highWater.energyJ ? 'glitch' : 'reset';
+}
+
+/**
+ * The high-water mark after a reading (one step of the fold the timeline makes over a GPU's
+ * readings): a glitch leaves it as it was, any other usable reading becomes it. Callers that cut a
+ * GPU's samples into windows fold the readings before a window with this (one merged reading per
+ * timestamp, as the timeline merges them: see {@link foldCounterHighWater}) and pass the result to
+ * {@link buildEnergyTimeline}, so a glitch is judged the same however time is cut.
+ */
+export function nextCounterHighWater(highWater: CounterHighWater | null, energyJ: number | null | undefined, atMs: number): CounterHighWater | null {
+  if (!usable(energyJ)) return highWater;
+  return classifyCounterReading(highWater, energyJ, atMs) === 'glitch' ? highWater : { energyJ, atMs };
+}
+
+/**
+ * Fold samples[0..to) (sorted by time) into the mark, one reading per timestamp: the last usable
+ * energy of the samples sharing it, as {@link buildEnergyTimeline} merges them. `to` must not split
+ * a group of equal timestamps.
+ */
+export function foldCounterHighWater(highWater: CounterHighWater | null, samples: readonly Pick<PowerSample, 'timestampMs' | 'energyJ'>[], to: number): CounterHighWater | null {
+  let mark = highWater;
+  let reading: number | null = null;
+  for (let i = 0; i < to; i += 1) {
+    const s = samples[i] as Pick<PowerSample, 'timestampMs' | 'energyJ'>;
+    if (usable(s.energyJ)) reading = s.energyJ;
+    if (i + 1 < to && (samples[i + 1] as Pick<PowerSample, 'timestampMs'>).timestampMs === s.timestampMs) continue;
+    mark = nextCounterHighWater(mark, reading, s.timestampMs);
+    reading = null;
+  }
+  return mark;
 }
 
 type TimelineConfig = Pick<AttributionConfig, 'samplePeriodMs' | 'maxAttributableGapMs'>;
@@ -74,9 +111,9 @@ interface CleanSample {
   readonly t: number;
   readonly powerW: number | null;
   readonly energyJ: number | null;
-  /** The counter was reset since the usable reading before this one (set by dropCounterGlitches). */
+  /** The counter was reset since the usable reading before this one (set by settleCounterReadings). */
   readonly resetBefore?: boolean;
-  /** The counter reading was a glitch and dropped (set by dropCounterGlitches). */
+  /** The counter reading was a glitch, read as the high-water mark (set by settleCounterReadings). */
   readonly glitch?: boolean;
 }
 
@@ -88,7 +125,7 @@ const usable = (value: number | null | undefined): value is number =>
  * samples with the same timestamp: energy over zero time is not a physical quantity, so they are one
  * reading, keeping the last usable value of each field.
  */
-function cleanSamples(samples: readonly PowerSample[], highWaterJ: number | null): CleanSample[] {
+function cleanSamples(samples: readonly PowerSample[], highWater: CounterHighWater | null): CleanSample[] {
   let sorted = true;
   for (let i = 1; i < samples.length; i += 1) {
     if ((samples[i] as PowerSample).timestampMs < (samples[i - 1] as PowerSample).timestampMs) {
@@ -108,23 +145,26 @@ function cleanSamples(samples: readonly PowerSample[], highWaterJ: number | null
       out[out.length - 1] = { t, powerW: powerW ?? last.powerW, energyJ: energyJ ?? last.energyJ };
     } else out.push({ t, powerW, energyJ });
   }
-  return dropCounterGlitches(out, highWaterJ);
+  return settleCounterReadings(out, highWater);
 }
 
 /**
- * Glitched counter readings become missing ones (see {@link classifyCounterReading}). The high-water
- * mark starts again at a reset, so the reading after a reset is judged against the new count.
+ * A glitched counter reading is read as the high-water mark (see {@link classifyCounterReading}):
+ * the interval into it counts nothing more, and the next one counts from the mark, so the counter's
+ * total stays exact and nothing is counted twice; when in those intervals the energy was spent is
+ * not known, so both are flagged estimated. The mark starts again at a reset, so the reading after
+ * a reset is judged against the new count.
  */
-function dropCounterGlitches(samples: CleanSample[], highWaterBeforeJ: number | null): CleanSample[] {
-  let highWaterJ = highWaterBeforeJ;
+function settleCounterReadings(samples: CleanSample[], highWaterBefore: CounterHighWater | null): CleanSample[] {
+  let highWater = highWaterBefore;
   for (let i = 0; i < samples.length; i += 1) {
     const sample = samples[i] as CleanSample;
     if (sample.energyJ === null) continue;
-    const kind = classifyCounterReading(highWaterJ, sample.energyJ);
-    if (kind === 'glitch') samples[i] = { ...sample, energyJ: null, glitch: true };
+    const kind = classifyCounterReading(highWater, sample.energyJ, sample.t);
+    if (kind === 'glitch') samples[i] = { ...sample, energyJ: (highWater as CounterHighWater).energyJ, glitch: true };
     else {
       if (kind === 'reset') samples[i] = { ...sample, resetBefore: true };
-      highWaterJ = sample.energyJ;
+      highWater = { energyJ: sample.energyJ, atMs: sample.t };
     }
   }
   return samples;
@@ -133,11 +173,11 @@ function dropCounterGlitches(samples: CleanSample[], highWaterBeforeJ: number | 
 /**
  * Build the timeline of ONE GPU from its samples (sorted by time; unsorted input is sorted first).
  * Every pair of consecutive samples yields exactly one interval or one uncovered stretch.
- * `counterHighWaterJ`: the counter's high-water mark before the first sample (see
- * {@link nextCounterHighWater}); null when these are the GPU's first readings.
+ * `counterHighWater`: the counter's high-water mark before the first sample (see
+ * {@link foldCounterHighWater}); null when these are the GPU's first readings.
  */
-export function buildEnergyTimeline(samples: readonly PowerSample[], config: TimelineConfig, counterHighWaterJ: number | null = null): EnergyTimeline {
-  const clean = cleanSamples(samples, counterHighWaterJ);
+export function buildEnergyTimeline(samples: readonly PowerSample[], config: TimelineConfig, counterHighWater: CounterHighWater | null = null): EnergyTimeline {
+  const clean = cleanSamples(samples, counterHighWater);
   const intervals: EnergyInterval[] = [];
   const uncovered: UncoveredStretch[] = [];
   const gpuUuid = samples[0]?.gpuUuid ?? '';

@@ -1,7 +1,7 @@
 import type { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
-import { classifyCounterReading, COUNTER_GLITCH_SHARE } from '../../model/energy-timeline.js';
+import { classifyCounterReading, COUNTER_GLITCH_SHARE, MAX_PLAUSIBLE_POWER_W, type CounterHighWater } from '../../model/energy-timeline.js';
 import { epochMs, joules, watts } from '../../model/units.js';
 import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
 import { DEFAULT_NVML_LIBRARY } from './nvml-binding.js';
@@ -99,7 +99,7 @@ export class NvmlPowerSource implements PowerSource {
   private inventory: NvmlInventory | null = null;
   private gpus: GpuInfo[] = [];
   /** Highest energy counter reading per GPU since its last reset (the timeline's high-water mark). */
-  private readonly lastEnergyJ = new Map<string, number>();
+  private readonly counterHighWater = new Map<string, CounterHighWater>();
   private readonly lostGpus = new Set<string>();
   private readonly quarantine = new Map<string, { untilMs: number; backoffMs: number }>();
   private watchdog: NodeJS.Timeout | null = null;
@@ -513,20 +513,24 @@ export class NvmlPowerSource implements PowerSource {
   }
 
   /**
-   * Report a counter that went backwards, judged as the energy timeline judges it (against the
-   * highest reading so far): a reset, or a glitch whose reading the attribution takes as missing.
-   * Glitches go through the throttle, so a jittery counter does not log a warning per sample.
+   * Report a counter that went backwards or leapt, judged as the energy timeline judges it (against
+   * the highest reading so far): a reset, or a glitch that the attribution reads as the highest
+   * reading. Glitches go through the throttle, so a jittery counter does not log a warning per sample.
    */
   private checkCounter(r: NvmlReading, energyJ: number): void {
-    const highWaterJ = this.lastEnergyJ.get(r.uuid) ?? null;
-    const kind = classifyCounterReading(highWaterJ, energyJ);
+    const highWater = this.counterHighWater.get(r.uuid) ?? null;
+    const kind = classifyCounterReading(highWater, energyJ, r.timestampMs);
     if (kind === 'glitch') {
-      this.throttledReport('counter_glitch', r.uuid, `energy counter of GPU ${r.index} (${r.uuid}) read ${energyJ.toFixed(3)} J, below its highest reading ${(highWaterJ as number).toFixed(3)} J by under ${COUNTER_GLITCH_SHARE * 100}%: taken as a glitch, that reading is treated as missing (the intervals beside it are estimated from power)`);
+      const mark = highWater as CounterHighWater;
+      const how = energyJ < mark.energyJ
+        ? `below its highest reading ${mark.energyJ.toFixed(3)} J by at most ${COUNTER_GLITCH_SHARE * 100}%`
+        : `above its highest reading ${mark.energyJ.toFixed(3)} J by more than ${MAX_PLAUSIBLE_POWER_W} W could draw since`;
+      this.throttledReport('counter_glitch', r.uuid, `energy counter of GPU ${r.index} (${r.uuid}) read ${energyJ.toFixed(3)} J, ${how}: taken as a glitch, it is read as the highest reading (the intervals beside it are flagged estimated)`);
       return;
     }
-    this.lastEnergyJ.set(r.uuid, energyJ);
+    this.counterHighWater.set(r.uuid, { energyJ, atMs: r.timestampMs });
     if (kind === 'reset') {
-      this.report({ reason: 'counter_reset', gpuUuid: r.uuid, message: `energy counter of GPU ${r.index} (${r.uuid}) went backwards from ${(highWaterJ as number).toFixed(3)} J to ${energyJ.toFixed(3)} J (driver reload or reset); that interval falls back to power integration` });
+      this.report({ reason: 'counter_reset', gpuUuid: r.uuid, message: `energy counter of GPU ${r.index} (${r.uuid}) went backwards from ${(highWater as CounterHighWater).energyJ.toFixed(3)} J to ${energyJ.toFixed(3)} J (driver reload or reset); that interval falls back to power integration` });
     }
   }
 
@@ -543,7 +547,7 @@ export class NvmlPowerSource implements PowerSource {
     if (p.reason === 'gpu_recovered') {
       this.lostGpus.delete(p.uuid);
       this.throttle.clear(`${p.uuid}:read_error`);
-      this.lastEnergyJ.delete(p.uuid); // the counter may have restarted while it was away
+      this.counterHighWater.delete(p.uuid); // the counter may have restarted while it was away
       this.options.log?.info({ uuid: p.uuid }, p.message);
       return;
     }
@@ -566,7 +570,7 @@ export class NvmlPowerSource implements PowerSource {
     this.unopenedReported.delete(p.uuid);
     this.throttle.clear(`${p.uuid}:read_error`);
     this.throttle.clear(`${p.uuid}:gpu_lost`);
-    this.lastEnergyJ.delete(p.uuid); // the counter may have restarted while it was away
+    this.counterHighWater.delete(p.uuid); // the counter may have restarted while it was away
     const device = p.device;
     if (device && this.inventory) {
       this.inventory = {

@@ -204,15 +204,18 @@ export class ReplayPowerSource implements PowerSource {
         this.afterReset[i] = c?.reset === true ? 1 : 0;
         continue;
       }
+      const atMs = samples.timestampAt(i);
       if (!c) {
-        this.counters.set(uuid, { firstJ: energyJ, lastJ: energyJ, gapJ: 0, reset: false });
+        this.counters.set(uuid, { firstJ: energyJ, lastJ: energyJ, lastAtMs: atMs, gapJ: 0, reset: false });
         continue;
       }
-      // Judged as the energy timeline judges it: a reading a little low is a glitch, not a reset,
-      // and not the new last reading either.
-      const kind = classifyCounterReading(c.lastJ, energyJ);
+      // Judged as the energy timeline judges it: a glitch is not a reset, nor the new last reading.
+      const kind = classifyCounterReading({ energyJ: c.lastJ, atMs: c.lastAtMs }, energyJ, atMs);
       if (kind === 'reset') c.reset = true;
-      if (kind !== 'glitch') c.lastJ = energyJ;
+      if (kind !== 'glitch') {
+        c.lastJ = energyJ;
+        c.lastAtMs = atMs;
+      }
       this.afterReset[i] = c.reset ? 1 : 0;
     }
     for (const [uuid, i] of last) {
@@ -227,8 +230,9 @@ export class ReplayPowerSource implements PowerSource {
 /** A GPU's energy counter over one pass of the trace. */
 interface LoopedCounter {
   readonly firstJ: number;
-  /** The highest reading since the last reset (a glitch's low reading does not count). */
+  /** The highest reading since the last reset (a glitch's reading does not count), and its time. */
   lastJ: number;
+  lastAtMs: number;
   /** Energy of the gap from its last sample to its first of the next loop. */
   gapJ: number;
   /** The counter goes backwards somewhere in the trace. */

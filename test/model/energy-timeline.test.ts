@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { buildEnergyTimeline, sliceInterval, toEnergyIntervals } from '../../model/energy-timeline.js';
+import { buildEnergyTimeline, foldCounterHighWater, sliceInterval, toEnergyIntervals } from '../../model/energy-timeline.js';
 import { CONFIG, sample, T0 } from './helpers.js';
 
 const cfg = { samplePeriodMs: 100, maxAttributableGapMs: 2_000 };
@@ -33,27 +33,54 @@ test('a counter going backwards is a reset: trapezoid, flagged', () => {
   assert.equal(iv.estimated, true);
 });
 
-test('a reading a little below the one before is a glitch, not a reset: missing, so no joule counts twice', () => {
+test('a reading a little below the one before is a glitch, not a reset: read as the highest, so no joule counts twice', () => {
   // 300 W steady; the middle reading is 0.1 J low (the true counter was 1030 J).
   const timeline = buildEnergyTimeline([sample('g', T0, 300, 1000), sample('g', T0 + 100, 300, 999.9), sample('g', T0 + 200, 300, 1060)], cfg);
   assert.deepEqual(timeline.intervals.map((i) => [i.energyJ, i.method, i.counterReset, i.estimated]), [
-    [30, 'integrated', false, true],
-    [30, 'integrated', false, true],
+    [0, 'counter', false, true],
+    [60, 'counter', false, true],
   ]);
   // A run of low readings, judged against the highest reading so far, not the one before.
   const run = toEnergyIntervals([1000, 995, 996, 997, 1040].map((e, k) => sample('g', T0 + 100 * k, 300, e)), cfg);
-  assert.deepEqual(run.map((i) => i.method), ['integrated', 'integrated', 'integrated', 'integrated']);
-  assert.equal(run.reduce((sum, i) => sum + i.energyJ, 0), 120);
+  assert.deepEqual(run.map((i) => [i.energyJ, i.estimated]), [[0, true], [0, true], [0, true], [40, true]]);
+});
+
+test('with no power at all (a counter-only trace), a glitch loses nothing: the counter\'s increase is counted', () => {
+  const timeline = buildEnergyTimeline([100_000, 100_030, 100_025, 100_090, 100_120].map((e, k) => sample('g', T0 + 100 * k, null, e)), cfg);
+  assert.deepEqual(timeline.uncovered, []);
+  assert.equal(timeline.intervals.reduce((sum, i) => sum + i.energyJ, 0), 120);
+});
+
+test('a reading far above the highest one (more than 5,000 W since it) is a glitch: the counter is used again at once', () => {
+  // 1 Hz at 300 W on a long-running counter; one reading 0.5% high.
+  const readings = [1e8, 1e8 + 300, 1e8 * 1.005, 1e8 + 900, 1e8 + 1200, 1e8 + 1500];
+  const ivs = toEnergyIntervals(readings.map((e, k) => sample('g', T0 + 1000 * k, 300, e)), { samplePeriodMs: 1000, maxAttributableGapMs: 30_000 });
+  assert.deepEqual(ivs.map((i) => [i.energyJ, i.method, i.estimated]), [
+    [300, 'counter', false],
+    [0, 'counter', true],
+    [600, 'counter', true],
+    [300, 'counter', false],
+    [300, 'counter', false],
+  ]);
 });
 
 test('a reset after a glitch is still a reset, flagged on the interval it ends', () => {
   const ivs = toEnergyIntervals([sample('g', T0, 300, 9000), sample('g', T0 + 100, 300, 8990), sample('g', T0 + 200, 300, 4), sample('g', T0 + 300, 300, 34)], cfg);
-  assert.deepEqual(ivs.map((i) => [i.counterReset, i.method]), [[false, 'integrated'], [true, 'integrated'], [false, 'counter']]);
+  assert.deepEqual(ivs.map((i) => [i.counterReset, i.method]), [[false, 'counter'], [true, 'integrated'], [false, 'counter']]);
   // More than 1% below the highest reading is a reset, not a glitch.
   const [reset] = toEnergyIntervals([sample('g', T0, 300, 9000), sample('g', T0 + 100, 300, 8909)], cfg);
   assert.equal(reset?.counterReset, true);
   const [glitch] = toEnergyIntervals([sample('g', T0, 300, 9000), sample('g', T0 + 100, 300, 8910)], cfg);
   assert.equal(glitch?.counterReset, false);
+});
+
+test('the high-water mark folded before a window merges repeated timestamps as the timeline does', () => {
+  // Two readings at one instant: the timeline keeps the last usable one (1000), not the first (1040).
+  const before = [sample('g', T0, 300, 970), sample('g', T0 + 100, 300, 1040), sample('g', T0 + 100, 300, 1000)];
+  assert.deepEqual(foldCounterHighWater(null, before, 3), { energyJ: 1000, atMs: T0 + 100 });
+  const whole = buildEnergyTimeline([...before, sample('g', T0 + 200, 300, 1030)], cfg).intervals.map((i) => i.energyJ);
+  const cut = buildEnergyTimeline([sample('g', T0 + 100, 300, 1000), sample('g', T0 + 200, 300, 1030)], cfg, foldCounterHighWater(null, before, 1)).intervals.map((i) => i.energyJ);
+  assert.deepEqual(cut, whole.slice(1));
 });
 
 test('one end without power uses the other end, flagged estimated', () => {
@@ -119,10 +146,12 @@ test('slicing splits energy in proportion to time', () => {
 test('property: slices at shared cut points add up to the interval', () => {
   fc.assert(
     fc.property(
-      fc.double({ min: 0, max: 1e6, noNaN: true }),
+      fc.double({ min: 0, max: 1, noNaN: true }),
       fc.integer({ min: 1, max: 100_000 }),
       fc.array(fc.integer({ min: 1, max: 99_999 }), { maxLength: 12 }),
-      (energy, length, rawCuts) => {
+      (share, length, rawCuts) => {
+        // Up to a mean 4,999 W: more would be a counter spike (MAX_PLAUSIBLE_POWER_W), not energy.
+        const energy = share * 4.999 * length;
         const cuts = [...new Set(rawCuts.filter((c) => c < length))].sort((a, b) => a - b);
         const iv = toEnergyIntervals([sample('g', T0, 0, 0), sample('g', T0 + length, 0, energy)], { ...CONFIG, samplePeriodMs: 1e9, maxAttributableGapMs: 1e9 })[0];
         assert.ok(iv);
