@@ -93,14 +93,18 @@ export class LineSplitter {
   }
 }
 
+/** Bytes read from a file at a time by forEachLineOfFile. */
+export const READ_CHUNK_BYTES = 1 << 20;
+
 /**
- * Call `visit(line, lineNumber)` for every line of a UTF-8 file, read as a stream (1 MiB at a
- * time), with forEachLine's rules. Rejects when the file cannot be read.
+ * Call `visit(line, lineNumber)` for every line of a UTF-8 file, read as a stream (`chunkBytes`
+ * at a time, READ_CHUNK_BYTES unless a test asks for smaller pieces), with forEachLine's rules.
+ * Rejects when the file cannot be read.
  */
-export async function forEachLineOfFile(path: string, visit: (line: string, lineNumber: number) => void, tooLong?: TooLong): Promise<void> {
+export async function forEachLineOfFile(path: string, visit: (line: string, lineNumber: number) => void, tooLong?: TooLong, chunkBytes = READ_CHUNK_BYTES): Promise<void> {
   const splitter = new LineSplitter(visit, tooLong);
   // encoding: the stream decodes with a StringDecoder, so a character split across chunks stays whole.
-  for await (const piece of createReadStream(path, { encoding: 'utf8', highWaterMark: 1 << 20 })) splitter.push(piece as string);
+  for await (const piece of createReadStream(path, { encoding: 'utf8', highWaterMark: chunkBytes })) splitter.push(piece as string);
   splitter.end();
 }
 

@@ -1,12 +1,11 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
 import { formatTraceError, readPowerTraceFile, type ParsedPowerTrace } from '../../collectors/trace-file.js';
-import { parseRequestFile } from '../../collectors/request-file.js';
+import { readRequestFile, type ParsedRequestFile } from '../../collectors/request-file.js';
 import { renderAnalyzeTables } from '../../exporters/analyze-table.js';
 import { analyzeRun } from '../../model/analysis.js';
 import { DEFAULT_ATTRIBUTION_CONFIG } from '../../model/attribution-config.js';
 import type { AttributionConfig } from '../../model/attribution-types.js';
-import { resolveRecord, type ResolvedRequest } from '../../model/request-record.js';
+import { resolveRecord, type RecordContext, type RequestRecord, type ResolvedRequest } from '../../model/request-record.js';
 import type { PowerSampleColumns } from '../../model/power-sample-columns.js';
 import { loadConfig } from '../config.js';
 import { NodeRecordContext } from '../record-context.js';
@@ -43,16 +42,16 @@ async function analyze(flags: { power: string; requests: string; json?: boolean;
   const periodS = flags.period;
   const offset = flags.nvidiaSmiUtcOffset;
 
-  // The trace is streamed (a day of an 8-GPU node at 10 Hz is ~600 MB, more than one string holds).
+  // Both files are streamed (a day of an 8-GPU node at 10 Hz is ~600 MB of trace, a day of requests
+  // at 25/s ~600 MB of NDJSON: more than one string holds).
   const trace = await readTraceOrNull(flags.power, offset);
-  const requestText = readOrNull(flags.requests, '--requests');
-  if (trace === null || requestText === null) return 1;
+  const requests = await readRequestsOrNull(flags.requests);
+  if (trace === null || requests === null) return 1;
 
-  const requests = parseRequestFile(requestText);
-  // Every problem is counted; only the first MAX_LISTED are formatted (a trace may have millions of bad lines).
+  // Every problem is counted; only the first MAX_LISTED are formatted (a file may have millions of bad lines).
   const problems = new InputProblems();
   problems.addCounted(trace.errorCount, trace.errors.map((e) => () => formatTraceError(flags.power, e)));
-  for (const e of requests.errors) problems.add(() => `${flags.requests}:${e.line}: ${e.field}: ${e.reason}`);
+  problems.addCounted(requests.errorCount, requests.errors.map((e) => () => `${flags.requests}:${e.line}: ${e.field}: ${e.reason}`));
   if (trace.samples.length === 0) problems.add(() => `${flags.power}: no usable power samples`);
 
   const context = new NodeRecordContext({
@@ -62,12 +61,7 @@ async function analyze(flags: { power: string; requests: string; json?: boolean;
     retainedWindowMs: Number.MAX_SAFE_INTEGER / 2,
     futureSkewMs: Number.MAX_SAFE_INTEGER / 2,
   }).at(Date.UTC(2100, 0, 1));
-  const resolved: ResolvedRequest[] = [];
-  requests.records.forEach((record, i) => {
-    const result = resolveRecord(record, i, context);
-    if (result.ok) resolved.push(result.record);
-    else for (const e of result.errors) problems.add(() => `${flags.requests}:${requests.lineOf.get(record.requestId) ?? '?'}: ${e.field}: ${e.reason}`);
-  });
+  const resolved = resolveInPlace(requests, context, (line, e) => problems.add(() => `${flags.requests}:${line}: ${e.field}: ${e.reason}`));
 
   if (problems.count > 0) {
     for (const p of problems.listed) process.stderr.write(`${p}\n`);
@@ -112,7 +106,7 @@ async function analyze(flags: { power: string; requests: string; json?: boolean;
   const output = {
     ...report,
     // Repeated request_ids are removed while the file is read (as ingest does); count them here.
-    quality: { ...report.quality, duplicate_records: report.quality.duplicate_records + requests.duplicates.length },
+    quality: { ...report.quality, duplicate_records: report.quality.duplicate_records + requests.duplicateCount },
     input: {
       power_file: flags.power,
       power_format: trace.format,
@@ -121,7 +115,7 @@ async function analyze(flags: { power: string; requests: string; json?: boolean;
       input_problems: problems.count,
       trace_bad_lines: trace.errorCount,
       trace_bad_lines_by_reason: Object.fromEntries(trace.errorsByReason.map((r) => [r.reason, r.count])),
-      duplicate_request_lines: requests.duplicates.length,
+      duplicate_request_lines: requests.duplicateCount,
     },
   };
   if (flags.json) process.stdout.write(`${JSON.stringify(output, null, 2)}\n`);
@@ -172,11 +166,28 @@ function medianSpacingMs(samples: PowerSampleColumns): number | null {
   return median > 0 ? median : null;
 }
 
-function readOrNull(path: string, flag: string): string | null {
+/**
+ * Resolve the file's records (tier, GPU UUIDs) in place: each record is replaced by its resolved
+ * form and refused ones are dropped, so a million records are held once, not twice. `refused` is
+ * told of each problem with the record's line.
+ */
+function resolveInPlace(requests: ParsedRequestFile, context: RecordContext, refused: (line: number, e: { field: string; reason: string }) => void): ResolvedRequest[] {
+  const records = requests.records;
+  let kept = 0;
+  for (let i = 0; i < records.length; i++) {
+    const result = resolveRecord(records[i] as RequestRecord, i, context);
+    if (result.ok) records[kept++] = result.record;
+    else for (const e of result.errors) refused(requests.lines[i] as number, e);
+  }
+  records.length = kept;
+  return records as ResolvedRequest[]; // every record before `kept` was replaced by its resolved form
+}
+
+async function readRequestsOrNull(path: string): Promise<ParsedRequestFile | null> {
   try {
-    return readFileSync(path, 'utf8');
+    return await readRequestFile(path);
   } catch (error) {
-    return cannotRead(path, flag, error);
+    return cannotRead(path, '--requests', error);
   }
 }
 

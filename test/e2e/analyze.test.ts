@@ -171,3 +171,32 @@ test('analyze: a trace line over 1 MiB is a bad line named by its number: skippe
   assert.equal(report.input.input_problems, 1);
   assert.equal(report.totals.measured_j, 300);
 });
+
+test('analyze: the request file is streamed: a line over 1 MiB is a bad line named by its number, every bad line and duplicate is counted', async (t) => {
+  const dir = tempDir(t);
+  const power = join(dir, 'power.csv');
+  const requests = join(dir, 'requests.ndjson');
+  writeFileSync(power, ['timestamp_ms,gpu,power_w,energy_j', ...[0, 1, 2, 3, 4].map((k) => `${T0 + k * 1000},0,100,`)].join('\n') + '\n');
+  const record = (id: string) => JSON.stringify({ request_id: id, model: 'm', gpus: [0], start: T0 + 1000, end: T0 + 3000, prompt_tokens: 10, completion_tokens: 10 });
+  const lines = [record('a'), `{"request_id":"huge","model":"m","labels":{"team":"${'x'.repeat(1 << 20)}"}}`, `[${record('in-array')}]`, record('b')];
+  for (let k = 0; k < 150; k++) lines.push(`not json ${k}`, record('a'));
+  writeFileSync(requests, `${lines.join('\n')}\n`);
+
+  const strict = await runCli(['analyze', '--power', power, '--requests', requests, '--json']);
+  assert.equal(strict.code, 1);
+  const listed = strict.stderr.split('\n').filter((l) => /requests\.ndjson:\d+: /.test(l));
+  assert.equal(listed.length, 20);
+  assert.equal(listed[0], `${requests}:2: (line): longer than 1048576 characters: a request file has one JSON record per line (NDJSON)`);
+  assert.match(listed[1] ?? '', /requests\.ndjson:3: \(record\): must be a JSON object: .*not a JSON array/);
+  assert.match(listed[2] ?? '', /requests\.ndjson:5: \(line\): not valid JSON/);
+  assert.match(strict.stderr, /\.\.\. and 132 more\n/);
+  assert.match(strict.stderr, /152 problem\(s\) in the input; nothing analysed/);
+
+  const lenient = await runCli(['analyze', '--power', power, '--requests', requests, '--json', '--skip-bad-lines']);
+  assert.equal(lenient.code, 0, lenient.stderr);
+  const output = JSON.parse(lenient.stdout) as AnalyzeReport & { input: { input_problems: number; duplicate_request_lines: number } };
+  assert.equal(output.input.input_problems, 152);
+  assert.equal(output.input.duplicate_request_lines, 150);
+  assert.equal(output.quality.duplicate_records, 150);
+  assert.equal(output.quality.records, 2, 'a and b analysed');
+});
