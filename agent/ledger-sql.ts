@@ -121,11 +121,9 @@ export const INSERT_PERIOD = `INSERT INTO periods (period_start_ms, period_end_m
     idle_baseline_w, observed_idle_power_w, idle_ms)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
-/** Walks the primary key from its end: stops at the GPU's last period settled with a baseline. */
-export const LAST_IDLE_BASELINE = `SELECT period_start_ms AS t, idle_baseline_w AS w FROM periods
-  WHERE gpu_uuid = ? AND idle_baseline_w IS NOT NULL ORDER BY period_start_ms DESC LIMIT 1`;
-export const IDLE_OBSERVATIONS_FROM = `SELECT observed_idle_power_w AS w, idle_ms AS ms FROM periods
-  WHERE gpu_uuid = ? AND period_start_ms >= ? AND idle_ms > 0 AND observed_idle_power_w IS NOT NULL ORDER BY period_start_ms`;
+/** Every stored idle observation, in the primary key's order (no sort): a restart on a ledger without carried GPU state. */
+export const IDLE_OBSERVATIONS = `SELECT gpu_uuid AS uuid, observed_idle_power_w AS w, idle_ms AS ms FROM periods
+  WHERE idle_ms > 0 AND observed_idle_power_w IS NOT NULL ORDER BY period_start_ms, gpu_uuid`;
 
 export const PER_GPU_AT = 'SELECT per_gpu_j FROM requests WHERE seq = ? AND request_id = ?';
 

@@ -103,6 +103,22 @@ export interface SettlementWriter {
    * what the previous settlement stored.
    */
   energyCountedUntil(byGpu: Readonly<Record<string, number>>): void;
+  /** What a restart needs to go on with each GPU as this settler would (by GPU UUID). It replaces what was stored. */
+  gpuCarriedState(byGpu: Readonly<Record<string, GpuCarriedState>>): void;
+}
+
+/**
+ * The state of one GPU that a settler carries from one settlement to the next and that its stored
+ * rows do not hold exactly: kept with each settlement so that a restart goes on as the stopped
+ * settler would have.
+ */
+export interface GpuCarriedState {
+  /** The energy counter's high-water mark over the GPU's samples before `fromMs` (energy-timeline.ts). */
+  readonly counterHighWater: { readonly energyJ: number; readonly atMs: number } | null;
+  /** Time of the first sample the next window may start at; the mark covers the samples before it. */
+  readonly fromMs: number;
+  /** The learned idle baseline (model/idle-baseline.ts). */
+  readonly idle: { readonly estimateW: number | null; readonly observedMs: number };
 }
 
 /** Retention per table (DESIGN defaults: samples 48 h, requests 7 d, rollups 400 d). */

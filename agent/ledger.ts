@@ -22,7 +22,7 @@ import { RecentRequestIds, type IdIndexChunk } from './recent-request-ids.js';
 import { requestIdHash } from './request-id-hash.js';
 import { SameHashChains } from './same-hash-chains.js';
 import type { SourceStateWrite } from '../collectors/request-sink.js';
-import type { FinalizedRequest, RequestEnergyDelta, RetentionPolicy, SettlementCommit, SettlementPeriod, SettlementRollups, SettlementWriter } from './ledger-types.js';
+import type { FinalizedRequest, GpuCarriedState, RequestEnergyDelta, RetentionPolicy, SettlementCommit, SettlementPeriod, SettlementRollups, SettlementWriter } from './ledger-types.js';
 
 export type { CounterTotals, GpuEnergyTotal, StoredRequest, UsageTotal } from './ledger-rows.js';
 export { LedgerVersionError } from './migrations/index.js';
@@ -129,6 +129,7 @@ const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
 const SETTLED_UNTIL = 'settled_until_ms';
 const ENERGY_COUNTED_UNTIL = 'energy_counted_until_ms';
+const GPU_CARRIED_STATE = 'gpu_carried_state';
 const NODE_KEY = 'node';
 /** Up to this many distinct hashes, a batch's index lookup is one query per hash (see indexCandidates). */
 const FEW_HASHES = 2;
@@ -465,14 +466,35 @@ export class Ledger {
   }
 
   /**
-   * What a restart needs to resume learning a GPU's idle baseline (model/idle-baseline.ts
-   * resumeIdleBaseline): the baseline of its last period settled with one, and the idle
-   * observations from that period on (all of them when none had a baseline).
+   * Every stored idle observation by GPU, in time order: what a restart on a ledger written before
+   * the carried GPU state was kept learns its idle baselines from (one scan of the periods).
    */
-  idleBaselineHistory(gpuUuid: string): { seedW: number | null; observations: IdleObservation[] } {
-    const last = this.stmt(sql.LAST_IDLE_BASELINE).get(gpuUuid) as { t: number; w: number } | undefined;
-    const rows = this.stmt(sql.IDLE_OBSERVATIONS_FROM).all(gpuUuid, last?.t ?? Number.MIN_SAFE_INTEGER) as { w: number; ms: number }[];
-    return { seedW: last?.w ?? null, observations: rows.map((r) => ({ powerW: r.w, durationMs: r.ms })) };
+  idleObservations(): Map<string, IdleObservation[]> {
+    const out = new Map<string, IdleObservation[]>();
+    for (const r of this.stmt(sql.IDLE_OBSERVATIONS).iterate() as Iterable<{ uuid: string; w: number; ms: number }>) {
+      let list = out.get(r.uuid);
+      if (!list) out.set(r.uuid, (list = []));
+      list.push({ powerW: r.w, durationMs: r.ms });
+    }
+    return out;
+  }
+
+  /**
+   * The carried state of each GPU as the last settlement stored it (see
+   * {@link SettlementWriter.gpuCarriedState}); entries that do not read back whole are left out.
+   * Empty in a ledger written before this was kept.
+   */
+  getGpuCarriedState(): Map<string, GpuCarriedState> {
+    const out = new Map<string, GpuCarriedState>();
+    const value = this.getState(GPU_CARRIED_STATE);
+    if (value === undefined) return out;
+    const parsed: unknown = JSON.parse(value);
+    if (parsed === null || typeof parsed !== 'object') return out;
+    for (const [uuid, raw] of Object.entries(parsed as Record<string, unknown>)) {
+      const state = carriedStateOf(raw);
+      if (state !== null) out.set(uuid, state);
+    }
+    return out;
   }
 
   /** Timestamp of the GPU's earliest stored sample, or null when it has none. */
@@ -841,6 +863,10 @@ class LedgerSettlementWriter implements SettlementWriter {
     this.stmt(sql.SET_STATE).run(ENERGY_COUNTED_UNTIL, JSON.stringify(byGpu));
   }
 
+  gpuCarriedState(byGpu: Readonly<Record<string, GpuCarriedState>>): void {
+    this.stmt(sql.SET_STATE).run(GPU_CARRIED_STATE, JSON.stringify(byGpu));
+  }
+
   request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null, rowid?: number): void {
     const requestId = delta?.requestId ?? final?.requestId;
     if (requestId === undefined) return;
@@ -977,4 +1003,22 @@ class RequestRowsToInsert {
   clear(): void {
     this.rows = 0;
   }
+}
+
+const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+/** A stored GpuCarriedState, checked field by field; null when any field is not what was written. */
+function carriedStateOf(raw: unknown): GpuCarriedState | null {
+  if (raw === null || typeof raw !== 'object') return null;
+  const r = raw as Record<string, unknown>;
+  const hw = r.counterHighWater as Record<string, unknown> | null | undefined;
+  const idle = r.idle as Record<string, unknown> | null | undefined;
+  if (!finite(r.fromMs) || idle === null || typeof idle !== 'object' || !finite(idle.observedMs)) return null;
+  if (idle.estimateW !== null && !finite(idle.estimateW)) return null;
+  if (hw !== null && (typeof hw !== 'object' || !finite(hw.energyJ) || !finite(hw.atMs))) return null;
+  return {
+    counterHighWater: hw === null ? null : { energyJ: hw.energyJ as number, atMs: hw.atMs as number },
+    fromMs: r.fromMs,
+    idle: { estimateW: idle.estimateW as number | null, observedMs: idle.observedMs },
+  };
 }

@@ -2,7 +2,7 @@ import type { GpuPeriodInput, GpuPeriodTotals, AttributionConfig, PeriodSettleme
 import { settlePeriod } from '../model/attribution.js';
 import { foldCounterHighWater, type CounterHighWater } from '../model/energy-timeline.js';
 import { conservationResidual } from '../model/conservation.js';
-import { currentIdleBaseline, initialIdleBaseline, observeIdle, resumeIdleBaseline, type IdleBaselineState } from '../model/idle-baseline.js';
+import { currentIdleBaseline, initialIdleBaseline, observeIdle, observeIdleAll, type IdleBaselineState } from '../model/idle-baseline.js';
 import type { GpuInfo, PowerSample } from '../model/power-sample.js';
 import type { ResolvedRequest } from '../model/request-record.js';
 import { addShares, finalizeRequest, isFinalAfter, toEnergyDelta, toFinalizedRequest, type RequestAccumulator, type RequestResult } from '../model/request-result.js';
@@ -13,7 +13,7 @@ import { taskUpdates, type TaskUpdate } from '../model/tasks.js';
 import { epochMs, watts, type EpochMs } from '../model/units.js';
 import { SettledUntilMismatchError, type Ledger, type StoredHostReading } from './ledger.js';
 import type { PendingRequestRow } from './ledger-rows.js';
-import type { RequestEnergyDelta } from './ledger-types.js';
+import type { GpuCarriedState, RequestEnergyDelta } from './ledger-types.js';
 import type { Logger } from './logger.js';
 
 /** What the settler reports to metrics; a subset of TokenwattMetrics so tests can pass a recorder. */
@@ -119,6 +119,8 @@ export class Settler {
   private readonly samplesByGpu = new Map<string, PowerSample[]>();
   /** Per GPU, the energy counter's high-water mark over the samples trimmed from its buffer. */
   private readonly counterHighWater = new Map<string, CounterHighWater | null>();
+  /** Per GPU, where its buffer started after the last trim (the mark covers the samples before). */
+  private readonly carriedFromMs = new Map<string, number>();
   private readonly unpersisted: PowerSample[] = [];
   private readonly idleBaselines = new Map<string, IdleBaselineState>();
   private readonly openTasks = new Map<string, OpenTask>();
@@ -214,8 +216,17 @@ export class Settler {
       for (const gpu of this.options.gpus) from = Math.min(from, ledger.earliestSampleMs(gpu.uuid) ?? from);
     }
     let samples = 0;
+    // Each GPU's counter mark and learned idle baseline as the last settlement left them.
+    const carried = this.settledUntilMs === null ? new Map<string, GpuCarriedState>() : ledger.getGpuCarriedState();
     for (const gpu of this.options.gpus) {
-      const loaded = ledger.loadSamples(gpu.uuid, epochMs(Math.min(from, this.countedUntilMs.get(gpu.uuid) ?? from)), epochMs(nowMs + 60_000));
+      let loaded = ledger.loadSamples(gpu.uuid, epochMs(Math.min(from, this.countedUntilMs.get(gpu.uuid) ?? from)), epochMs(nowMs + 60_000));
+      const state = carried.get(gpu.uuid);
+      if (state) {
+        // The mark covers the samples before fromMs: they are not folded again.
+        loaded = loaded.filter((s) => s.timestampMs >= state.fromMs);
+        this.counterHighWater.set(gpu.uuid, state.counterHighWater);
+        this.carriedFromMs.set(gpu.uuid, state.fromMs);
+      }
       this.samplesByGpu.set(gpu.uuid, loaded);
       samples += loaded.length;
       const first = loaded[0];
@@ -232,7 +243,7 @@ export class Settler {
     // energy they already have is shown at once, or /metrics would break its identity (measured =
     // attributed + pending + idle + unattributed) until the first settlement of this run.
     if (this.settledUntilMs !== null) this.options.metrics.setPendingAttributedEnergy(ledger.pendingAttributedJ());
-    this.restoreIdleBaselines();
+    this.restoreIdleBaselines(carried);
     this.restoreHost();
     return { samples, requests: ledger.countUnsettledRequests() };
   }
@@ -494,6 +505,9 @@ export class Settler {
       const record = (p as PendingRequestRow).record;
       if (record.taskId !== null && isFinalAfter(record, endMs)) finalizingTaskIds.add(record.taskId);
     }
+    // Each GPU's buffer trim and learned idle baseline after this settlement: stored with it, applied after its commit.
+    const trim = this.trimPlan(endMs, countedAfter);
+    const idleAfter = this.idleAfter(settlement.gpus);
     options.ledger.settle({ periodStartMs: startMs, periodEndMs: endMs, settledUntilMs: endMs, expectedSettledUntilMs: this.settledUntilMs }, (writer) => {
       const priorTaskRequests = finalizingTaskIds.size > 0 ? options.ledger.finalizedTaskRequests([...finalizingTaskIds]) : [];
       // Tasks with no earlier request left may have a row: retention deleted their requests (requestsDays)
@@ -503,6 +517,7 @@ export class Settler {
       finalizingTaskIds.clear();
       writer.periodTotals(settlement.gpus);
       writer.energyCountedUntil(owed);
+      writer.gpuCarriedState(this.carriedState(trim, idleAfter));
       for (let i = 0; i < pending.length; i += 1) {
         const p = pending[i] as PendingRequestRow;
         pending[i] = null;
@@ -556,8 +571,8 @@ export class Settler {
     }
     this.applyToMetrics(settlement.gpus, countable, pendingJ);
     this.trackTasks(tasks);
-    this.learnIdle(settlement.gpus);
-    this.trimBuffers(endMs);
+    for (const [uuid, state] of idleAfter) this.idleBaselines.set(uuid, state);
+    this.applyTrim(trim);
     this.closeIdleTasks(endMs);
   }
 
@@ -608,16 +623,24 @@ export class Settler {
   }
 
   /**
-   * Learned idle baselines go on from the ledger's periods rather than starting unknown: a restart
-   * would otherwise count every active interval as dynamic until 10 s of idle time was seen again
-   * (never, on a GPU that is always busy), and the same run would be split differently with a
-   * restart than without. A GPU with a configured baseline keeps it and learns afresh beside it.
+   * Learned idle baselines go on from where the last settlement left them, not from unknown: a
+   * restart would otherwise count every active interval as dynamic until 10 s of idle time was
+   * seen again (never, on a GPU that is always busy), and the same run would be split differently
+   * with a restart than without. A ledger written before that state was kept has the idle
+   * observations of its periods, folded here from the first (what a settler running since then
+   * would have learned, configured baselines or not).
    */
-  private restoreIdleBaselines(): void {
+  private restoreIdleBaselines(carried: ReadonlyMap<string, GpuCarriedState>): void {
+    let observations: Map<string, { powerW: number; durationMs: number }[]> | undefined;
     for (const gpu of this.options.gpus) {
-      if (this.options.attribution.idleBaselineW[gpu.uuid] !== undefined) continue;
-      const { seedW, observations } = this.options.ledger.idleBaselineHistory(gpu.uuid);
-      this.idleBaselines.set(gpu.uuid, resumeIdleBaseline(seedW, observations));
+      const state = carried.get(gpu.uuid);
+      if (state) {
+        this.idleBaselines.set(gpu.uuid, state.idle);
+        continue;
+      }
+      if (this.settledUntilMs === null) continue;
+      observations ??= this.options.ledger.idleObservations();
+      this.idleBaselines.set(gpu.uuid, observeIdleAll(initialIdleBaseline(), observations.get(gpu.uuid) ?? []));
     }
   }
 
@@ -628,12 +651,14 @@ export class Settler {
     return state ? currentIdleBaseline(state) : null;
   }
 
-  private learnIdle(totals: readonly GpuPeriodTotals[]): void {
+  /** Each GPU's learned idle baseline once `totals` are observed (applied after the commit). */
+  private idleAfter(totals: readonly GpuPeriodTotals[]): Map<string, IdleBaselineState> {
+    const next = new Map(this.idleBaselines);
     for (const t of totals) {
       if (t.observedIdlePowerW === null || t.idleMs <= 0) continue;
-      const state = this.idleBaselines.get(t.gpuUuid) ?? initialIdleBaseline();
-      this.idleBaselines.set(t.gpuUuid, observeIdle(state, t.observedIdlePowerW, t.idleMs));
+      next.set(t.gpuUuid, observeIdle(next.get(t.gpuUuid) ?? initialIdleBaseline(), t.observedIdlePowerW, t.idleMs));
     }
+    return next;
   }
 
   /** Keep the last reading at or before the settled edge in the settled counter's segment, and all later ones. */
@@ -672,19 +697,54 @@ export class Settler {
    * The counter readings of those dropped are folded into the GPU's high-water mark.
    */
   private trimBuffers(settledUntilMs: number): void {
+    this.applyTrim(this.trimPlan(settledUntilMs, this.countedUntilMs));
+  }
+
+  /** What trimBuffers will do once settled to `settledUntilMs` with these counted edges, computed without doing it. */
+  private trimPlan(settledUntilMs: number, countedUntil: ReadonlyMap<string, number>): Map<string, TrimPlan> {
+    const plan = new Map<string, TrimPlan>();
     for (const [uuid, buffer] of this.samplesByGpu) {
-      const edge = Math.min(this.countedUntilMs.get(uuid) ?? settledUntilMs, settledUntilMs);
+      const edge = Math.min(countedUntil.get(uuid) ?? settledUntilMs, settledUntilMs);
       let keepFrom = 0;
       for (let i = 0; i < buffer.length; i += 1) {
         if ((buffer[i] as PowerSample).timestampMs <= edge) keepFrom = i;
         else break;
       }
-      if (keepFrom > 0) {
-        this.counterHighWater.set(uuid, foldCounterHighWater(this.counterHighWater.get(uuid) ?? null, buffer, keepFrom));
-        this.samplesByGpu.set(uuid, buffer.slice(keepFrom));
-      }
+      const carried = this.counterHighWater.get(uuid) ?? null;
+      plan.set(uuid, {
+        keepFrom,
+        highWater: keepFrom > 0 ? foldCounterHighWater(carried, buffer, keepFrom) : carried,
+        fromMs: buffer[keepFrom]?.timestampMs ?? this.carriedFromMs.get(uuid) ?? edge,
+      });
+    }
+    return plan;
+  }
+
+  private applyTrim(plan: ReadonlyMap<string, TrimPlan>): void {
+    for (const [uuid, p] of plan) {
+      this.counterHighWater.set(uuid, p.highWater);
+      this.carriedFromMs.set(uuid, p.fromMs);
+      if (p.keepFrom > 0) this.samplesByGpu.set(uuid, (this.samplesByGpu.get(uuid) as PowerSample[]).slice(p.keepFrom));
     }
   }
+
+  /** Each GPU's state as a restart needs it once this settlement commits. */
+  private carriedState(trim: ReadonlyMap<string, TrimPlan>, idle: ReadonlyMap<string, IdleBaselineState>): Record<string, GpuCarriedState> {
+    const out: Record<string, GpuCarriedState> = {};
+    for (const gpu of this.options.gpus) {
+      const t = trim.get(gpu.uuid);
+      if (!t) continue;
+      out[gpu.uuid] = { counterHighWater: t.highWater, fromMs: t.fromMs, idle: idle.get(gpu.uuid) ?? initialIdleBaseline() };
+    }
+    return out;
+  }
+}
+
+/** How one GPU's sample buffer is trimmed after a settlement (Settler.trimPlan). */
+interface TrimPlan {
+  readonly keepFrom: number;
+  readonly highWater: CounterHighWater | null;
+  readonly fromMs: number;
 }
 
 /**

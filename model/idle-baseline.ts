@@ -68,17 +68,11 @@ export function currentIdleBaseline(state: IdleBaselineState): Watts | null {
   return watts(state.estimateW);
 }
 
-/**
- * The learned state a settler had after the stored periods of a GPU, for a restart: seeded with
- * `seedW`, the baseline the last period that had one was settled with (the estimate before that
- * period, whose observed time was already past {@link IDLE_MIN_OBSERVED_MS}: the exact count does
- * not matter after that), then folded with `observations`, that period's idle observation and every
- * later one, in order. With no such period (`seedW` null), `observations` must be all of them.
- */
-export function resumeIdleBaseline(seedW: number | null, observations: readonly IdleObservation[]): IdleBaselineState {
-  let state: IdleBaselineState = seedW !== null && Number.isFinite(seedW) && seedW >= 0 ? { estimateW: seedW, observedMs: IDLE_MIN_OBSERVED_MS } : initialIdleBaseline();
-  for (const o of observations) state = observeIdle(state, o.powerW, o.durationMs);
-  return state;
+/** The state after folding `observations`, in order, into `state` (a restart that has only the stored periods). */
+export function observeIdleAll(state: IdleBaselineState, observations: readonly IdleObservation[]): IdleBaselineState {
+  let next = state;
+  for (const o of observations) next = observeIdle(next, o.powerW, o.durationMs);
+  return next;
 }
 
 /** One idle observation: mean power over a stretch of idle time. */

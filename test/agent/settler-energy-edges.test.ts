@@ -303,3 +303,31 @@ test('counter glitches at a period edge, and a restart just after one, count eac
   assert.equal(s.counterResets, 0, 'a glitch is not a reset');
   assert.ok(Math.abs(s.estimated - 8 * 30) < 1e-6, `the intervals beside each glitched reading are estimated from power (${s.estimated} J)`);
 });
+
+test('a restart during a stall that follows counter glitches goes on from the stored high-water mark: nothing counted twice', (t) => {
+  // Two readings 5,000 J low (0.05% of a 10 MJ counter) are the last before a 30 s stall, so they
+  // are the GPU's counted edge; a restart during the stall loads samples from there on.
+  const run = (restart: boolean): number => {
+    const { ledger, cleanup } = openLedger();
+    t.after(cleanup);
+    const low = (t: number) => t >= T0 + 14_900 && t <= T0 + 15_000;
+    const make = (t: number): PowerSample => ({ ...steady(t), energyJ: joules(10_000_000 + ((t - T0) * 300) / 1000 - (low(t) ? 5_000 : 0)) });
+    let { settler, metrics } = newSettler(ledger, 0);
+    settler.addSamples(range(T0, T0 + 15_000, 100, make));
+    for (let now = T0 + 10_000; now <= T0 + 40_000; now += 10_000) settler.settleDue(now);
+    settler.flushSamples();
+    const measured = metrics.measured;
+    if (restart) {
+      ({ settler, metrics } = newSettler(ledger, 0));
+      settler.restore(T0 + 40_000);
+    }
+    settler.addSamples(range(T0 + 45_000, T0 + 60_000, 100, make));
+    settler.settleDue(T0 + 60_000);
+    return restart ? measured + metrics.measured : metrics.measured;
+  };
+  const expectedJ = (60_000 * 300) / 1000;
+  for (const restart of [false, true]) {
+    const measured = run(restart);
+    assert.ok(Math.abs(measured - expectedJ) <= 1e-9 * expectedJ, `${restart ? 'with' : 'without'} a restart: measured ${measured} J, counter increase ${expectedJ} J`);
+  }
+});

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { SimulatedGpuNode } from '../../collectors/simulated/simulated-gpu-node.js';
 import { defaultDemoNodeConfig, demoReplicaMap, DemoWorkload } from '../../agent/demo-workload.js';
 import { Ledger } from '../../agent/ledger.js';
+import Database from '../../agent/sqlite-driver.js';
 import type { StoredRequest } from '../../agent/ledger-rows.js';
 import { NodeRecordContext } from '../../agent/record-context.js';
 import { Settler } from '../../agent/settler.js';
@@ -15,7 +16,7 @@ import type { AttributionConfig } from '../../model/attribution-types.js';
 import type { PowerSample } from '../../model/power-sample.js';
 import { resolveRecord, type RequestRecord, type ResolvedRequest } from '../../model/request-record.js';
 import type { RequestResult } from '../../model/request-result.js';
-import { epochMs } from '../../model/units.js';
+import { epochMs, joules, watts } from '../../model/units.js';
 import { NullSettlementMetrics } from './null-settlement-metrics.js';
 
 const T0 = Date.UTC(2026, 10, 2, 9, 0, 0);
@@ -220,6 +221,36 @@ test('a restart goes on with the learned idle baseline: each request gets what i
     }
   }
   assert.ok(staticJ > 0, 'the baseline was learned: requests have static energy');
+});
+
+test('a restart after a configured idle baseline is removed learns it from what the GPU did, not from the old figure', (t) => {
+  const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-settler-'));
+  const ledger = Ledger.open(join(dir, 'ledger.db'), { node: 'n', retention: { samplesHours: 48, requestsDays: 7, rollupsDays: 400 } });
+  t.after(() => { ledger.close(); rmSync(dir, { recursive: true, force: true }); });
+  const gpu = { uuid: 'gpu-0', index: 0, name: 'H100' };
+  const settlerWith = (idleBaselineW: Record<string, number>) => new Settler({
+    ledger, metrics: new RecordingMetrics(), gpus: [gpu], node: 'n', periodMs: PERIOD_MS, latenessMs: 0,
+    attribution: { ...DEFAULT_ATTRIBUTION_CONFIG, samplePeriodMs: 100, idleBaselineW }, simulated: false,
+    labelValue: (_n, v) => v ?? '', taskIdleMs: 60_000, log: { info() {}, warn() {}, error() {}, debug() {} },
+  });
+  const samples: PowerSample[] = [];
+  for (let ms = T0; ms <= T0 + 40_000; ms += 100) samples.push({ timestampMs: epochMs(ms), gpuUuid: gpu.uuid, gpuIndex: 0, powerW: watts(300), energyJ: joules(((ms - T0) * 300) / 1000) });
+  // 600 W configured (a typo); the GPU idles at 300 W.
+  const first = settlerWith({ [gpu.uuid]: 600 });
+  first.addSamples(samples);
+  first.settleDue(T0 + 40_000);
+  first.flushSamples();
+  const learned = (s: Settler) => (s as unknown as { idleBaselineFor(uuid: string): number | null }).idleBaselineFor(gpu.uuid);
+  const second = settlerWith({});
+  second.restore(T0 + 40_000);
+  assert.equal(learned(second), 300, 'learned from the idle power seen, as an uninterrupted run learned it');
+  // A ledger written before the carried state was kept: the stored idle observations give the same.
+  const raw = new Database(join(dir, 'ledger.db'));
+  raw.prepare("DELETE FROM agent_state WHERE key = 'gpu_carried_state'").run();
+  raw.close();
+  const third = settlerWith({});
+  third.restore(T0 + 40_000);
+  assert.equal(learned(third), 300);
 });
 
 test('a settler restarted before its first settlement resumes from the first stored sample: the first run loses no joule', (t) => {
