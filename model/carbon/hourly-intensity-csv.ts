@@ -11,8 +11,12 @@ export const MAX_INTENSITY_G_PER_KWH = 2000;
 
 /** An hourly grid-intensity series read from a provider's CSV export. */
 export interface HourlyIntensitySeries {
-  /** Mean intensity (gCO2e/kWh) per UTC hour start, with the file lines it came from. */
-  readonly hours: ReadonlyMap<number, { readonly gCo2ePerKwh: number; readonly lines: readonly number[] }>;
+  /**
+   * Mean intensity (gCO2e/kWh) per UTC hour start, with the file lines it came from, and whether
+   * the hour has only part of its rows (see {@link partialHour}): it is then averaged over part of
+   * the hour only, which the report says.
+   */
+  readonly hours: ReadonlyMap<number, { readonly gCo2ePerKwh: number; readonly lines: readonly number[]; readonly partial: boolean }>;
   readonly firstHourMs: number;
   readonly lastHourMs: number;
   readonly timestampColumn: string;
@@ -22,11 +26,6 @@ export interface HourlyIntensitySeries {
   /** From the column name: "life cycle" -> lifecycle, "direct" -> combustion, else unspecified. */
   readonly basis: FactorBasis;
   readonly dataLines: number;
-  /**
-   * Rows a whole hour has at the file's step (4 for a 15-minute file, 1 for an hourly one). An
-   * hour with fewer rows is averaged over part of the hour only, which the report says.
-   */
-  readonly rowsPerHour: number;
 }
 
 /** The unit of an intensity column, read from its header. */
@@ -88,7 +87,7 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
     else omitted += 1;
   };
   const seen = new Map<number, number>();
-  const sums = new Map<number, { sum: number; n: number; lines: number[] }>();
+  const sums = new Map<number, { sum: number; n: number; lines: number[]; times: number[] }>();
   let dataLines = 0;
   for (let i = headerIndex + 1; i < lines.length; i += 1) {
     const raw = lines[i] ?? '';
@@ -122,21 +121,12 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
       continue;
     }
     const hour = Math.floor(ms.ms / HOUR_MS) * HOUR_MS;
-    const bucket = sums.get(hour) ?? { sum: 0, n: 0, lines: [] };
+    const bucket = sums.get(hour) ?? { sum: 0, n: 0, lines: [], times: [] };
     bucket.sum += value;
     bucket.n += 1;
     bucket.lines.push(lineNo);
+    bucket.times.push(ms.ms);
     sums.set(hour, bucket);
-  }
-  const step = fileStep(seen);
-  if (step !== null) {
-    // A row off the file's step (an hourly file with one 00:15 row) would be averaged into its
-    // hour with the others, and would make the file's step look finer than it is.
-    for (const [ms, lineNo] of seen) {
-      if (mod(ms - step.phaseMs, step.stepMs) !== 0) {
-        problem(`timestamp ${new Date(ms).toISOString()} is off the file's ${formatStep(step.stepMs)} step (its most common gap between rows): remove the row, or give every row the same step`, lineNo);
-      }
-    }
   }
   if (problems.length > 0) throw new CarbonInputErrors(options.source, problems, omitted);
   if (sums.size === 0) throw new CarbonInputError(options.source, 'no data rows after the header');
@@ -149,10 +139,9 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
       headerIndex + 1,
     );
   }
-  const hours = new Map<number, { gCo2ePerKwh: number; lines: number[] }>();
-  for (const [hour, b] of sums) hours.set(hour, { gCo2ePerKwh: b.sum / b.n, lines: b.lines });
+  const hours = new Map<number, { gCo2ePerKwh: number; lines: number[]; partial: boolean }>();
+  for (const [hour, b] of sums) hours.set(hour, { gCo2ePerKwh: b.sum / b.n, lines: b.lines, partial: partialHour(hour, b.times) });
   const keys = [...hours.keys()];
-  const rowsPerHour = step !== null && step.stepMs < HOUR_MS ? Math.floor(HOUR_MS / step.stepMs) : 1;
   return {
     hours,
     firstHourMs: Math.min(...keys),
@@ -162,37 +151,21 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
     unit,
     basis: /life\s*-?\s*cycle/i.test(intensityColumn) ? 'lifecycle' : /direct|combustion/i.test(intensityColumn) ? 'combustion' : 'unspecified',
     dataLines,
-    rowsPerHour,
   };
 }
 
 /**
- * The file's step: the most common gap between consecutive timestamps (the smaller on a tie), so
- * that missing rows and a stray row do not change it, and the most common phase of the timestamps
- * on it. Null with fewer than two rows.
+ * Whether an hour has fewer rows than its own step gives. The step is judged per hour, from the
+ * smallest gap between its rows, so a file may change resolution (ENTSO-E went from hourly to
+ * 15-minute values on 2025-10-01) and may miss whole hours. An hour with one row is whole when
+ * that row is at :00 (hourly data), part of an hour otherwise.
  */
-function fileStep(lineOfTime: ReadonlyMap<number, number>): { stepMs: number; phaseMs: number } | null {
-  const times = [...lineOfTime.keys()].sort((a, b) => a - b);
-  if (times.length < 2) return null;
-  const stepMs = mostCommon(times.slice(1).map((t, i) => t - (times[i] as number)));
-  const phaseMs = mostCommon(times.map((t) => mod(t, stepMs)));
-  return { stepMs, phaseMs };
-}
-
-/** The most common value (the smallest of those tied). */
-function mostCommon(values: readonly number[]): number {
-  const counts = new Map<number, number>();
-  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
-  let best = Number.POSITIVE_INFINITY;
-  let bestCount = 0;
-  for (const [v, n] of counts) if (n > bestCount || (n === bestCount && v < best)) [best, bestCount] = [v, n];
-  return best;
-}
-
-const mod = (a: number, m: number): number => ((a % m) + m) % m;
-
-function formatStep(ms: number): string {
-  return ms % HOUR_MS === 0 ? `${ms / HOUR_MS}-hour` : ms % 60_000 === 0 ? `${ms / 60_000}-minute` : `${ms / 1000}-second`;
+function partialHour(hourMs: number, times: readonly number[]): boolean {
+  if (times.length === 1) return times[0] !== hourMs;
+  const sorted = [...times].sort((a, b) => a - b);
+  let stepMs = HOUR_MS;
+  for (let i = 1; i < sorted.length; i += 1) stepMs = Math.min(stepMs, (sorted[i] as number) - (sorted[i - 1] as number));
+  return sorted.length < Math.floor(HOUR_MS / stepMs);
 }
 
 function pickIntensityColumn(header: readonly string[], options: { source: string; column?: string }): number {

@@ -206,16 +206,15 @@ function unitNote(unit: IntensityUnit): string {
 function hourlyFileNote(filled: number, fill: string, partialHours: number): string | null {
   const notes: string[] = [];
   if (filled > 0) notes.push(`${filled} hour(s) filled by policy "${fill}"`);
-  if (partialHours > 0) notes.push(`${partialHours} hour(s) of the file averaged from only part of the hour's rows (fewer than the file's step gives)`);
+  if (partialHours > 0) notes.push(`${partialHours} hour(s) of the file averaged from only part of the hour's rows (fewer than the hour's step gives)`);
   return notes.length > 0 ? notes.join('; ') : null;
 }
 
-/** Needed hours the file covers with fewer rows than its step gives. */
+/** Needed hours the file covers with fewer rows than their step gives. */
 function partialHours(series: HourlyIntensitySeries, neededHours: readonly number[]): number {
   let partial = 0;
   for (const h of neededHours) {
-    const rows = series.hours.get(h)?.lines.length;
-    if (rows !== undefined && rows < series.rowsPerHour) partial += 1;
+    if (series.hours.get(h)?.partial === true) partial += 1;
   }
   return partial;
 }

@@ -108,24 +108,25 @@ describe('hourly intensity CSV', () => {
   it('says when an hour of a sub-hourly file has only some of its rows', () => {
     const text = ['timestamp,gco2_per_kwh', ...[0, 15, 30, 45].map((m) => `2026-07-01T00:${String(m).padStart(2, '0')}:00Z,100`), '2026-07-01T01:45:00Z,300'].join('\n');
     const series = parseHourlyIntensityCsv(text, { source: 'q.csv' });
-    assert.equal(series.rowsPerHour, 4);
+    assert.deepEqual([...series.hours.values()].map((h) => h.partial), [false, true]);
     const spec = { kind: 'hourly' as const, series, fill: 'error' as const, fileName: 'q.csv', fileSha256: 'ef'.repeat(32) };
     assert.match(resolveLocationIntensity(spec, [], [T0, T0 + H]).provenance.note ?? '', /^1 hour\(s\) of the file averaged from only part of the hour's rows/);
     assert.equal(resolveLocationIntensity(spec, [], [T0]).provenance.note, null);
   });
 
-  it('takes the step of a file from its most common gap: a stray row off it is a bad line, missing rows are not', () => {
-    const hourly = (hours: number[]) => hours.map((h) => `2026-07-01T${String(h).padStart(2, '0')}:00:00Z,${100 + h}`);
-    const stray = ['timestamp,gco2_per_kwh', ...hourly([0, 1, 2, 3]), '2026-07-01T00:15:00Z,500'].join('\n');
-    const errors = errorsOf(() => parseHourlyIntensityCsv(stray, { source: 's.csv' }));
-    assert.deepEqual(errors.map((e) => e.line), [6]);
-    assert.match(errors[0]?.reason ?? '', /2026-07-01T00:15:00\.000Z is off the file's 1-hour step/);
-    // Hours missing from an hourly file leave its step at an hour (gaps are checked per report).
-    const holes = parseHourlyIntensityCsv(['timestamp,gco2_per_kwh', ...hourly([0, 1, 4, 5, 9])].join('\n'), { source: 'h.csv' });
-    assert.equal(holes.rowsPerHour, 1);
-    // A 15-minute file keeps its step whatever its first rows are.
-    const quarter = ['timestamp,gco2_per_kwh', '2026-07-01T00:00:00Z,1', '2026-07-01T01:00:00Z,2', ...[15, 30, 45].map((m) => `2026-07-01T01:${m}:00Z,3`)].join('\n');
-    assert.equal(parseHourlyIntensityCsv(quarter, { source: 'q.csv' }).rowsPerHour, 4);
+  it('judges each hour by its own rows: a stray row makes only its hour partial; a change of resolution and missing hours are fine', () => {
+    const hourly = (day: string, hours: number[]) => hours.map((h) => `2026-07-${day}T${String(h).padStart(2, '0')}:00:00Z,${100 + h}`);
+    // An hourly file with one stray 00:15 row: hour 0 is averaged from 2 of 4 rows; no other hour is partial.
+    const stray = parseHourlyIntensityCsv(['timestamp,gco2_per_kwh', ...hourly('01', [0, 1, 2, 3]), '2026-07-01T00:15:00Z,500'].join('\n'), { source: 's.csv' });
+    assert.deepEqual([...stray.hours.values()].map((h) => h.partial), [true, false, false, false]);
+    // Hourly rows, then 15-minute rows from the next day (as ENTSO-E changed on 2025-10-01).
+    const quarters = [0, 1].flatMap((h) => [0, 15, 30, 45].map((m) => `2026-07-02T0${h}:${String(m).padStart(2, '0')}:00Z,200`));
+    const mixed = parseHourlyIntensityCsv(['timestamp,gco2_per_kwh', ...hourly('01', [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), ...quarters].join('\n'), { source: 'm.csv' });
+    assert.equal(mixed.hours.size, 12);
+    assert.ok([...mixed.hours.values()].every((h) => !h.partial));
+    // An hourly file missing most of its hours is read as it is; the gaps are judged per report.
+    const sparse = parseHourlyIntensityCsv(['timestamp,gco2_per_kwh', ...hourly('01', [0, 2, 4, 7, 9])].join('\n'), { source: 'h.csv' });
+    assert.ok([...sparse.hours.values()].every((h) => !h.partial));
   });
 
   it('refuses a file without a timestamp or intensity column', () => {
