@@ -109,7 +109,7 @@ export class DemoSummaryPrinter {
 
   render(): string {
     const stats = this.options.workload.stats();
-    const workload = `workload so far: ${stats.tasksStarted} tasks, ${stats.requestsSubmitted} requests, ${stats.retries} retries, ${stats.cancelled} cancelled, ${stats.errored} errors, ${stats.bursts} batch jobs`;
+    const workload = `workload so far: ${stats.tasksStarted} tasks, ${stats.requestsSubmitted} requests, ${stats.retries} retries, ${stats.cancelled} cancelled, ${stats.errored} errors, ${stats.bursts} batch jobs${stats.skippedMs > 0 ? `; ${Math.round(stats.skippedMs / 1000)} s of traffic skipped while the clock jumped ahead` : ''}`;
     return `\n${renderSummaryTable(this.snapshot())}\n${workload}\n`;
   }
 

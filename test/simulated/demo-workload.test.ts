@@ -192,4 +192,5 @@ test('real-time mode: after the clock jumps an hour ahead, traffic goes on at it
   workload.dispose();
   // 0.4 s of clock at 3 tasks/s (a burst may add a few hundred): nowhere near an hour's 10,000+.
   assert.ok(workload.stats().requestsSubmitted < 1_000, JSON.stringify(workload.stats()));
+  assert.ok(workload.stats().skippedMs >= 3_600_000, 'the skipped hour is counted');
 });
