@@ -25,6 +25,7 @@ const failed = (rc: number): NvmlResult<never> => ({ ok: false, rc });
  *   nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length);
  *   nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount);
  *   nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device);
+ *   nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device);
  *   nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int length);
  *   nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length);
  *   nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t device, unsigned int *limit);      // mW
@@ -86,6 +87,11 @@ export class NvmlBinding {
 
   handleByIndex(index: number): NvmlResult<NvmlDeviceHandle> {
     return this.handleResult(this.fn.handleByIndex(index, this.handleOut));
+  }
+
+  /** A fresh handle for the GPU (or MIG device) with this UUID: NOT_FOUND when NVML knows none. */
+  handleByUuid(uuid: string): NvmlResult<NvmlDeviceHandle> {
+    return this.handleResult(this.fn.handleByUuid(uuid, this.handleOut));
   }
 
   uuid(device: NvmlDeviceHandle): NvmlResult<string> {
@@ -197,6 +203,7 @@ function bindFunctions(lib: IKoffiLib) {
     driverVersion: lib.func('nvmlSystemGetDriverVersion', 'int', ['void *', 'unsigned int']) as (out: Buffer, len: number) => number,
     deviceCount: lib.func('nvmlDeviceGetCount_v2', 'int', ['void *']) as (out: Buffer) => number,
     handleByIndex: lib.func('nvmlDeviceGetHandleByIndex_v2', 'int', ['unsigned int', deviceOut]) as (i: number, out: unknown[]) => number,
+    handleByUuid: lib.func('nvmlDeviceGetHandleByUUID', 'int', ['const char *', deviceOut]) as (uuid: string, out: unknown[]) => number,
     uuid: lib.func('nvmlDeviceGetUUID', 'int', [device, 'void *', 'unsigned int']) as (d: NvmlDeviceHandle, out: Buffer, len: number) => number,
     name: lib.func('nvmlDeviceGetName', 'int', [device, 'void *', 'unsigned int']) as (d: NvmlDeviceHandle, out: Buffer, len: number) => number,
     enforcedPowerLimit: lib.func('nvmlDeviceGetEnforcedPowerLimit', 'int', [device, 'void *']) as (d: NvmlDeviceHandle, out: Buffer) => number,

@@ -12,13 +12,25 @@ import { powerUsageIsAveraged } from './power-averaging.js';
 const UNMEASURABLE = 'reports neither power (nvmlDeviceGetPowerUsage and NVML_FI_DEV_POWER_INSTANT not supported) nor energy (nvmlDeviceGetTotalEnergyConsumption not supported), so NVML cannot measure it';
 const UNMEASURABLE_FIX = 'NVML here gives no power or energy for any GPU (as on vGPU guests and some virtualised or embedded boards): measure on the host, where the driver exposes power, or check `nvidia-smi -q -d POWER`; with --power auto the agent tries nvidia-smi next';
 
+/** Probes of a lost GPU (each through a handle looked up afresh) before NVML itself is re-initialised. */
+export const REINIT_AFTER_LOST_PROBES = 3;
+/** Reads in a row on which NVML says it is not initialised / the driver is not loaded, before NVML is re-initialised. */
+export const REINIT_AFTER_CONTEXT_ERRORS = 3;
+
 interface DeviceState {
   description: NvmlDeviceDescription;
-  readonly handle: NvmlDeviceHandle;
+  /** Replaced by a handle looked up afresh while the GPU is lost (the old one may stay invalid after a reset). */
+  handle: NvmlDeviceHandle;
   powerMethod: NvmlPowerMethod;
   powerAveraged: boolean;
   /** Set while the GPU is lost: when to probe it again. */
   lostRetryAtMs: number | null;
+  /** Probes since it was lost that found it still lost. */
+  lostProbes: number;
+  /** Why the last look-up of a fresh handle failed (a return code), or null. */
+  lookupRc: number | null;
+  /** Reads in a row that failed with NVML_ERROR_UNINITIALIZED or NVML_ERROR_DRIVER_NOT_LOADED. */
+  contextErrors: number;
 }
 
 /** A GPU not opened (yet): set aside at start-up, or not usable when the worker started. */
@@ -55,6 +67,8 @@ export class NvmlDeviceReader {
   private unopened: UnopenedGpu[] = [];
   private readonly skipped = new Set<string>();
   private initialised = false;
+  /** A re-initialisation of NVML was asked for (once per worker: a new worker starts afresh). */
+  private reinitAsked = false;
   private readonly journal: ReadingJournalWriter | undefined;
   private readonly setAside: readonly NvmlDeviceDescription[];
 
@@ -135,6 +149,7 @@ export class NvmlDeviceReader {
       if (this.skipped.has(device.description.uuid)) continue;
       const now = this.now();
       if (device.lostRetryAtMs !== null && now < device.lostRetryAtMs) continue;
+      if (device.lostRetryAtMs !== null) this.reacquire(device);
       const reading = this.readDevice(device, now, problems);
       if (reading) {
         readings.push(reading);
@@ -186,10 +201,33 @@ export class NvmlDeviceReader {
     this.call('nvmlShutdown', -1, () => this.nvml.shutdown());
   }
 
+  /**
+   * A lost GPU is probed through a handle looked up afresh by its UUID, checked to name the same
+   * GPU: after a GPU reset the handle from before may stay invalid (GPU_IS_LOST for good) while a
+   * new one works. By UUID, not index, since NVML does not promise a stable index order.
+   * When the look-up fails the old handle is probed (it costs nothing more than a look-up).
+   */
+  private reacquire(device: DeviceState): void {
+    const { uuid, index } = device.description;
+    const found = this.call('nvmlDeviceGetHandleByUUID', index, () => this.nvml.handleByUuid(uuid));
+    if (!found.ok) {
+      device.lookupRc = found.rc;
+      return;
+    }
+    const check = this.call('nvmlDeviceGetUUID', index, () => this.nvml.uuid(found.value));
+    if (!check.ok || check.value !== uuid) {
+      device.lookupRc = check.ok ? NvmlReturn.ERROR_NOT_FOUND : check.rc;
+      return;
+    }
+    device.lookupRc = null;
+    device.handle = found.value;
+  }
+
   private readDevice(device: DeviceState, timestampMs: number, problems: NvmlProblem[]): NvmlReading | null {
     const { uuid, index } = device.description;
     const wasLost = device.lostRetryAtMs !== null;
     let energyMj: number | null = null;
+    let contextError = false;
     if (device.description.energyCounter) {
       // Hot path: bracketed inline rather than through call(), to spare a closure per call.
       this.watch.begin('nvmlDeviceGetTotalEnergyConsumption', index);
@@ -197,19 +235,30 @@ export class NvmlDeviceReader {
       this.watch.end();
       if (energy.ok) energyMj = energy.value;
       else if (energy.rc === NvmlReturn.ERROR_GPU_IS_LOST) return this.markLost(device, 'nvmlDeviceGetTotalEnergyConsumption', timestampMs, problems);
-      else problems.push({ uuid, reason: 'read_error', message: `nvmlDeviceGetTotalEnergyConsumption on GPU ${index}: ${this.explain(energy.rc)}` });
+      else {
+        contextError = isContextError(energy.rc);
+        problems.push({ uuid, reason: 'read_error', message: `nvmlDeviceGetTotalEnergyConsumption on GPU ${index}: ${this.explain(energy.rc)}` });
+      }
     }
     const power = this.readPower(device, problems);
     if (power === 'lost') return this.markLost(device, 'power reading', timestampMs, problems);
     if (wasLost) {
       device.lostRetryAtMs = null;
-      problems.push({ uuid, reason: 'gpu_recovered', message: `GPU ${index} (${uuid}) answers again after being lost` });
+      device.lostProbes = 0;
+      problems.push({ uuid, reason: 'gpu_recovered', message: `GPU ${index} (${uuid}) answers again after being lost${device.lookupRc === null ? ' (through a handle looked up afresh by its UUID)' : ''}` });
     }
-    if (energyMj === null && power === null) return null;
-    return { uuid, index, timestampMs, powerMw: power, energyMj, powerAveraged: device.powerAveraged };
+    if (power === 'context') contextError = true;
+    device.contextErrors = contextError ? device.contextErrors + 1 : 0;
+    if (device.contextErrors >= REINIT_AFTER_CONTEXT_ERRORS) {
+      this.askReinit(device, problems, `NVML no longer answers for GPU ${index} (${uuid}): NVML_ERROR_UNINITIALIZED or NVML_ERROR_DRIVER_NOT_LOADED on ${device.contextErrors} reads in a row (driver reloaded?)`);
+    }
+    const powerMw = power === 'context' ? null : power;
+    if (energyMj === null && powerMw === null) return null;
+    return { uuid, index, timestampMs, powerMw, energyMj, powerAveraged: device.powerAveraged };
   }
 
-  private readPower(device: DeviceState, problems: NvmlProblem[]): number | null | 'lost' {
+  /** Power in mW; 'lost' for GPU_IS_LOST, 'context' when NVML itself no longer answers (reported as a read error). */
+  private readPower(device: DeviceState, problems: NvmlProblem[]): number | null | 'lost' | 'context' {
     const { uuid, index } = device.description;
     if (device.powerMethod === 'field_instant') {
       this.watch.begin('nvmlDeviceGetFieldValues', index);
@@ -219,7 +268,7 @@ export class NvmlDeviceReader {
       if (field.rc === NvmlReturn.ERROR_GPU_IS_LOST) return 'lost';
       if (field.rc !== NvmlReturn.ERROR_NOT_SUPPORTED) {
         problems.push({ uuid, reason: 'read_error', message: `nvmlDeviceGetFieldValues(NVML_FI_DEV_POWER_INSTANT) on GPU ${index}: ${this.explain(field.rc)}` });
-        return null;
+        return isContextError(field.rc) ? 'context' : null;
       }
       device.powerMethod = 'power_usage';
       device.powerAveraged = powerUsageIsAveraged(device.description.architecture, device.description.computeCapability);
@@ -233,7 +282,7 @@ export class NvmlDeviceReader {
     if (usage.ok) return usage.value;
     if (usage.rc === NvmlReturn.ERROR_GPU_IS_LOST) return 'lost';
     problems.push({ uuid, reason: 'read_error', message: `nvmlDeviceGetPowerUsage on GPU ${index}: ${this.explain(usage.rc)}` });
-    return null;
+    return isContextError(usage.rc) ? 'context' : null;
   }
 
   private markLost(device: DeviceState, call: string, now: number, problems: NvmlProblem[]): null {
@@ -242,11 +291,28 @@ export class NvmlDeviceReader {
       problems.push({
         uuid,
         reason: 'gpu_lost',
-        message: `GPU ${index} (${uuid}) is lost (${call}: NVML_ERROR_GPU_IS_LOST, the GPU fell off the bus or is otherwise inaccessible); its energy from now on is a gap until it answers again (probed every ${this.lostRetryMs} ms)`,
+        message: `GPU ${index} (${uuid}) is lost (${call}: NVML_ERROR_GPU_IS_LOST, the GPU fell off the bus or is otherwise inaccessible); its energy from now on is a gap until it answers again (probed every ${this.lostRetryMs} ms through a handle looked up afresh by its UUID; NVML is initialised again if it stays lost)`,
       });
+    } else {
+      device.lostProbes++;
+      if (device.lostProbes >= REINIT_AFTER_LOST_PROBES) {
+        const lookup = device.lookupRc === null ? 'a handle looked up afresh by its UUID is lost too' : `looking up a fresh handle by its UUID: ${this.explain(device.lookupRc)}`;
+        this.askReinit(device, problems, `GPU ${index} (${uuid}) is still lost after ${device.lostProbes} probes (${lookup})`);
+      }
     }
     device.lostRetryAtMs = now + this.lostRetryMs;
     return null;
+  }
+
+  /**
+   * Asks the main thread to restart this worker with NVML shut down and initialised again, so that
+   * NVML enumerates the GPUs afresh (e.g. after a driver reload or a GPU coming back on the bus).
+   * Once per worker; the main thread does it once per GPU until that GPU samples again.
+   */
+  private askReinit(device: DeviceState, problems: NvmlProblem[], why: string): void {
+    if (this.reinitAsked) return;
+    this.reinitAsked = true;
+    problems.push({ uuid: device.description.uuid, reason: 'nvml_reinit_wanted', message: why });
   }
 
   private open(index: number): DeviceState | { message: string; lost: boolean } {
@@ -278,7 +344,7 @@ export class NvmlDeviceReader {
       powerMethod: method,
       powerAveraged: averaged,
     };
-    return { description, handle: h, powerMethod: method, powerAveraged: averaged, lostRetryAtMs: null };
+    return { description, handle: h, powerMethod: method, powerAveraged: averaged, lostRetryAtMs: null, lostProbes: 0, lookupRc: null, contextErrors: 0 };
   }
 
   /** MIG device UUIDs when MIG mode is on, else null. Power exists only for the parent GPU. */
@@ -322,6 +388,11 @@ export class NvmlDeviceReader {
   private explain(rc: number): string {
     return `${nvmlReturnName(rc)} (${this.nvml.errorString(rc)})`;
   }
+}
+
+/** NVML itself no longer answers (not this GPU): only a new nvmlInit can help. */
+function isContextError(rc: number): boolean {
+  return rc === NvmlReturn.ERROR_UNINITIALIZED || rc === NvmlReturn.ERROR_DRIVER_NOT_LOADED;
 }
 
 function valueOrNull<T>(result: NvmlResult<T>): T | null {

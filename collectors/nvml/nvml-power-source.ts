@@ -62,6 +62,8 @@ interface WorkerRun {
    * blocked in the driver, so retiring it does not count as a stuck call.
    */
   finished: boolean;
+  /** Asked to close so that a new worker initialises NVML afresh (nvmlShutdown here, nvmlInit there). */
+  reinit: boolean;
 }
 
 /** Time in which a problem repeating every tick is reported once. */
@@ -101,6 +103,8 @@ export class NvmlPowerSource implements PowerSource {
   /** Highest energy counter reading per GPU since its last reset (the timeline's high-water mark). */
   private readonly counterHighWater = new Map<string, CounterHighWater>();
   private readonly lostGpus = new Set<string>();
+  /** GPUs for which NVML was initialised again and that have not sampled since: not again for them. */
+  private readonly reinitTried = new Set<string>();
   private readonly quarantine = new Map<string, { untilMs: number; backoffMs: number }>();
   private watchdog: NodeJS.Timeout | null = null;
   private restartTimer: NodeJS.Timeout | null = null;
@@ -235,6 +239,7 @@ export class NvmlPowerSource implements PowerSource {
       failStart: fail,
       ready: false,
       finished: false,
+      reinit: false,
     };
     worker.on('message', (message: WorkerToMain) => {
       if (message.type === 'closed' || message.type === 'init_failed') run.finished = true;
@@ -259,6 +264,12 @@ export class NvmlPowerSource implements PowerSource {
           for (const tick of message.ticks) this.receive(tick.readings, tick.problems);
           break;
         case 'closed':
+          if (run.reinit && this.phase === 'running') {
+            // It called nvmlShutdown: the next worker's nvmlInit enumerates the GPUs afresh.
+            this.retire(run);
+            this.run = null;
+            this.scheduleRestart();
+          }
           break;
       }
     });
@@ -303,6 +314,13 @@ export class NvmlPowerSource implements PowerSource {
     }
     this.inventory = { ...inventory, devices: mergeDevices(this.inventory?.devices ?? [], inventory.devices) };
     this.options.log?.info({ gpus: inventory.devices.length }, 'NVML worker restarted');
+    for (const device of inventory.devices) {
+      // A GPU lost before opened again by the new worker (e.g. after NVML was initialised again).
+      if (!this.lostGpus.delete(device.uuid)) continue;
+      this.counterHighWater.delete(device.uuid); // the counter may have restarted while it was away
+      this.throttle.clear(`${device.uuid}:gpu_lost`);
+      this.options.log?.info({ uuid: device.uuid }, `GPU ${device.index} (${device.uuid}) was opened again by the restarted NVML worker after being lost`);
+    }
     for (const u of inventory.unusable) this.unopenedAtRestart(u.index, u.message, u.lost);
     this.sendStart(run);
   }
@@ -507,6 +525,7 @@ export class NvmlPowerSource implements PowerSource {
     }
     if (samples.length > 0) {
       if (live) this.backoff.reset();
+      if (this.reinitTried.size > 0) for (const r of readings) this.reinitTried.delete(r.uuid);
       this.safely(() => this.onSamples?.(samples));
     }
     for (const p of problems) this.problem(p);
@@ -551,6 +570,10 @@ export class NvmlPowerSource implements PowerSource {
       this.options.log?.info({ uuid: p.uuid }, p.message);
       return;
     }
+    if (p.reason === 'nvml_reinit_wanted') {
+      this.reinit(p);
+      return;
+    }
     if (p.reason === 'gpu_lost') this.lostGpus.add(p.uuid);
     if (p.reason === 'power_method_changed' && this.inventory) {
       this.inventory = {
@@ -562,6 +585,30 @@ export class NvmlPowerSource implements PowerSource {
     }
     const message = this.throttle.admit(`${p.uuid}:${p.reason}`, p.message, Date.now());
     if (message !== null) this.report({ reason: p.reason, gpuUuid: p.uuid, message });
+  }
+
+  /**
+   * The worker found NVML not answering for a GPU (still lost through a handle looked up afresh, or
+   * NVML uninitialised): it is asked to shut NVML down and exit, and a new worker initialises NVML
+   * again, which enumerates the GPUs afresh. Once per GPU until that GPU samples again, so that a
+   * GPU gone for good does not restart the worker over and over (the new worker keeps trying to
+   * open it every lostRetryMs, which takes a fresh handle each time).
+   */
+  private reinit(p: NvmlProblem): void {
+    const run = this.run;
+    if (!run?.ready || run.reinit || this.phase !== 'running') return;
+    if (this.reinitTried.has(p.uuid)) {
+      this.options.log?.debug({ uuid: p.uuid }, `${p.message}; NVML was initialised again for it already`);
+      return;
+    }
+    this.reinitTried.add(p.uuid);
+    run.reinit = true;
+    this.report({
+      reason: 'nvml_reinit',
+      gpuUuid: p.uuid,
+      message: `${p.message}; restarting the NVML worker with NVML shut down and initialised again, so that NVML finds the GPUs afresh`,
+    });
+    run.send({ type: 'shutdown' });
   }
 
   /** A GPU set aside or not usable at a worker's start was opened: sampled again, described anew. */

@@ -9,6 +9,7 @@ export const NVML_SYMBOLS_USED = [
   'nvmlSystemGetDriverVersion',
   'nvmlDeviceGetCount_v2',
   'nvmlDeviceGetHandleByIndex_v2',
+  'nvmlDeviceGetHandleByUUID',
   'nvmlDeviceGetUUID',
   'nvmlDeviceGetName',
   'nvmlDeviceGetEnforcedPowerLimit',

@@ -53,7 +53,9 @@ export interface NvmlProblem {
   readonly uuid: string;
   /**
    * gpu_lost | read_error | power_method_changed | gpu_recovered, or gpu_opened: a GPU set aside
-   * at start-up or not usable then was opened later (`device` says what it is).
+   * at start-up or not usable then was opened later (`device` says what it is), or
+   * nvml_reinit_wanted: NVML does not answer for this GPU even through a handle looked up afresh
+   * (or says it is not initialised), so the worker asks to be restarted with NVML initialised again.
    */
   readonly reason: string;
   readonly message: string;

@@ -31,6 +31,15 @@
  *   glitch <g> <from_ms> <until_ms> <mJ>  counter reads in [from, until) are this much low
  *   lost_at_ms <g> <ms>               from this time every call on the GPU returns GPU_IS_LOST
  *   recovered_at_ms <g> <ms>          ... until this time (the GPU answers again, e.g. after a reset)
+ *   handle_invalid_after_ms <g> <ms> [init]
+ *                                     the GPU is reset at this time: every handle to it obtained
+ *                                     before answers NVML_ERROR_GPU_IS_LOST from then on, while a
+ *                                     handle obtained afterwards (nvmlDeviceGetHandleByIndex_v2 or
+ *                                     nvmlDeviceGetHandleByUUID) is a different one that works.
+ *                                     With "init", NVML finds the GPU again only in an NVML session
+ *                                     begun after the reset (nvmlInit_v2 once every earlier
+ *                                     nvmlInit_v2 was matched by nvmlShutdown, so that NVML
+ *                                     enumerates afresh); until then the lookups return GPU_IS_LOST
  *   hang <function> <g|-1> <after_ms> <duration_ms> <count>
  *                                     the next <count> calls of <function> (on GPU g, or any GPU
  *                                     with -1) made after <after_ms> sleep <duration_ms> first
@@ -130,6 +139,9 @@ typedef struct {
   long long reset_at_ms, lost_at_ms, recovered_at_ms, instant_off_at_ms;
   long long glitch_from_ms, glitch_until_ms;
   unsigned long long glitch_mj;
+  long long handle_invalid_after_ms; /* -1: handles stay valid */
+  int reset_needs_init;
+  fake_device reset_dev; /* the handle NVML hands out after the reset (same GPU, new handle) */
 } fake_gpu;
 
 typedef struct {
@@ -141,6 +153,7 @@ typedef struct {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int init_count;
+static long long session_started_ms; /* when init_count last went from 0 to 1 */
 static int scenario_loaded;
 static int init_rc;
 static char driver_version[TEXT] = "590.48.01";
@@ -221,12 +234,14 @@ static void load_scenario(void) {
     gpus[g].instant_off_at_ms = -1;
     gpus[g].glitch_from_ms = -1;
     gpus[g].glitch_until_ms = -1;
+    gpus[g].handle_invalid_after_ms = -1;
   }
   char path[PATH_MAX];
   scenario_path(path, sizeof(path));
   FILE *f = fopen(path, "r");
   if (!f) {
     compute_prefix_sums();
+    for (int g = 0; g < MAX_GPUS; g++) gpus[g].reset_dev = gpus[g].dev;
     return;
   }
   char line[65536];
@@ -263,6 +278,11 @@ static void load_scenario(void) {
       else if (strcmp(key, "lost_at_ms") == 0) gpu->lost_at_ms = atoll(after);
       else if (strcmp(key, "recovered_at_ms") == 0) gpu->recovered_at_ms = atoll(after);
       else if (strcmp(key, "instant_off_at_ms") == 0) gpu->instant_off_at_ms = atoll(after);
+      else if (strcmp(key, "handle_invalid_after_ms") == 0) {
+        char mode[16] = "";
+        sscanf(after, "%lld %15s", &gpu->handle_invalid_after_ms, mode);
+        gpu->reset_needs_init = strcmp(mode, "init") == 0;
+      }
       else if (strcmp(key, "power_mw") == 0) {
         gpu->trace_len = 0;
         char *p = (char *)after, *end;
@@ -290,6 +310,7 @@ static void load_scenario(void) {
   }
   fclose(f);
   compute_prefix_sums();
+  for (int g = 0; g < MAX_GPUS; g++) gpus[g].reset_dev = gpus[g].dev;
 }
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -321,12 +342,32 @@ static void maybe_hang(const char *function, int gpu) {
 static fake_gpu *as_gpu(void *device) {
   fake_device *d = device;
   if (!d || d->magic != GPU_MAGIC || d->index < 0 || d->index >= gpu_count) return NULL;
-  return &gpus[d->index];
+  fake_gpu *g = &gpus[d->index];
+  return d == &g->dev || d == &g->reset_dev ? g : NULL;
 }
 
 static int is_lost(const fake_gpu *g) {
   long long t = now_ms();
   return g->lost_at_ms >= 0 && t >= g->lost_at_ms && (g->recovered_at_ms < 0 || t < g->recovered_at_ms);
+}
+
+static int reset_done(const fake_gpu *g) {
+  return g->handle_invalid_after_ms >= 0 && now_ms() >= g->handle_invalid_after_ms;
+}
+
+/* The GPU is lost for this handle: lost as such, or a handle from before its reset. */
+static int lost_for(const fake_gpu *g, const void *device) {
+  return is_lost(g) || (device == (const void *)&g->dev && reset_done(g));
+}
+
+/* The handle a lookup hands out now, or NULL when NVML does not find the GPU again (yet). */
+static fake_device *lookup_handle(fake_gpu *g) {
+  if (!reset_done(g)) return &g->dev;
+  pthread_mutex_lock(&lock);
+  long long session = session_started_ms;
+  pthread_mutex_unlock(&lock);
+  if (g->reset_needs_init && session < g->handle_invalid_after_ms) return NULL;
+  return &g->reset_dev;
 }
 
 /* Energy in microjoules over [0, t) ms of the cyclic trace (mW x ms = uJ), in O(1) from prefix sums. */
@@ -371,7 +412,7 @@ static int copy_text(const char *src, char *dst, unsigned int length) {
   REQUIRE_INIT();                                                                                  \
   fake_gpu *g = as_gpu(device);                                                                    \
   if (!g) return NVML_ERROR_INVALID_ARGUMENT;                                                      \
-  if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST
+  if (lost_for(g, device)) return NVML_ERROR_GPU_IS_LOST
 
 /* ---- exported NVML API -------------------------------------------------------------------- */
 API nvmlReturn_t nvmlInit_v2(void) {
@@ -388,6 +429,7 @@ API nvmlReturn_t nvmlInit_v2(void) {
       pthread_mutex_unlock(&lock);
       return rc;
     }
+    session_started_ms = now_ms();
   }
   init_count++;
   pthread_mutex_unlock(&lock);
@@ -436,8 +478,31 @@ API nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, void **device
   REQUIRE_INIT();
   if (!device || index >= (unsigned int)gpu_count) return NVML_ERROR_INVALID_ARGUMENT;
   if (is_lost(&gpus[index])) return NVML_ERROR_GPU_IS_LOST;
-  *device = &gpus[index].dev;
+  fake_device *handle = lookup_handle(&gpus[index]);
+  if (!handle) return NVML_ERROR_GPU_IS_LOST;
+  *device = handle;
   return NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, void **device) {
+  REQUIRE_INIT();
+  if (!uuid || !device) return NVML_ERROR_INVALID_ARGUMENT;
+  for (int i = 0; i < gpu_count; i++) {
+    fake_gpu *g = &gpus[i];
+    for (int m = 0; m < g->mig_count; m++) {
+      if (strcmp(g->mig[m].uuid, uuid) == 0) {
+        *device = &g->mig[m];
+        return NVML_SUCCESS;
+      }
+    }
+    if (strcmp(g->dev.uuid, uuid) != 0) continue;
+    if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST;
+    fake_device *handle = lookup_handle(g);
+    if (!handle) return NVML_ERROR_GPU_IS_LOST;
+    *device = handle;
+    return NVML_SUCCESS;
+  }
+  return NVML_ERROR_NOT_FOUND;
 }
 
 API nvmlReturn_t nvmlDeviceGetUUID(void *device, char *uuid, unsigned int length) {
@@ -446,7 +511,7 @@ API nvmlReturn_t nvmlDeviceGetUUID(void *device, char *uuid, unsigned int length
   if (d && d->magic == MIG_MAGIC) return copy_text(d->uuid, uuid, length);
   fake_gpu *g = as_gpu(device);
   if (!g) return NVML_ERROR_INVALID_ARGUMENT;
-  if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST;
+  if (lost_for(g, device)) return NVML_ERROR_GPU_IS_LOST;
   return copy_text(g->dev.uuid, uuid, length);
 }
 
@@ -506,7 +571,7 @@ API nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(void *device, unsigned long
   fake_gpu *g = as_gpu(device);
   if (!g || !energy) return NVML_ERROR_INVALID_ARGUMENT;
   maybe_hang("nvmlDeviceGetTotalEnergyConsumption", g->dev.index);
-  if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST;
+  if (lost_for(g, device)) return NVML_ERROR_GPU_IS_LOST;
   if (!g->energy_supported) return NVML_ERROR_NOT_SUPPORTED;
   long long t = now_ms();
   if (g->reset_at_ms >= 0 && t >= g->reset_at_ms)
@@ -522,7 +587,7 @@ API nvmlReturn_t nvmlDeviceGetPowerUsage(void *device, unsigned int *power) {
   fake_gpu *g = as_gpu(device);
   if (!g || !power) return NVML_ERROR_INVALID_ARGUMENT;
   maybe_hang("nvmlDeviceGetPowerUsage", g->dev.index);
-  if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST;
+  if (lost_for(g, device)) return NVML_ERROR_GPU_IS_LOST;
   if (!g->power_usage_supported) return NVML_ERROR_NOT_SUPPORTED;
   long long t = now_ms();
   *power = power_usage_is_averaged(g) ? average_mw(g, t) : instant_mw(g, t);
@@ -534,7 +599,7 @@ API nvmlReturn_t nvmlDeviceGetFieldValues(void *device, int valuesCount, nvmlFie
   fake_gpu *g = as_gpu(device);
   if (!g || !values || valuesCount <= 0) return NVML_ERROR_INVALID_ARGUMENT;
   maybe_hang("nvmlDeviceGetFieldValues", g->dev.index);
-  if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST;
+  if (lost_for(g, device)) return NVML_ERROR_GPU_IS_LOST;
   long long t = now_ms();
   struct timeval tv;
   gettimeofday(&tv, NULL);

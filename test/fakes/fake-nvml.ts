@@ -35,6 +35,12 @@ export interface FakeGpu {
   readonly lostAtMs?: number;
   /** ... and answers again from this time. */
   readonly recoveredAtMs?: number;
+  /**
+   * The GPU is reset at this time: handles obtained before answer GPU_IS_LOST from then on, a
+   * handle obtained afterwards works. With `needsInit`, NVML finds the GPU again only in an NVML
+   * session begun after the reset (all nvmlInit_v2 matched by nvmlShutdown, then nvmlInit_v2).
+   */
+  readonly handleInvalidAfter?: { readonly ms: number; readonly needsInit?: boolean };
 }
 
 export interface FakeHang {
@@ -78,6 +84,7 @@ export function renderScenario(scenario: FakeNvmlScenario): string {
     if (g.glitch) lines.push(`glitch ${i} ${g.glitch.fromMs} ${g.glitch.untilMs} ${g.glitch.mj}`);
     if (g.lostAtMs !== undefined) lines.push(`lost_at_ms ${i} ${g.lostAtMs}`);
     if (g.recoveredAtMs !== undefined) lines.push(`recovered_at_ms ${i} ${g.recoveredAtMs}`);
+    if (g.handleInvalidAfter) lines.push(`handle_invalid_after_ms ${i} ${g.handleInvalidAfter.ms}${g.handleInvalidAfter.needsInit ? ' init' : ''}`);
   });
   for (const h of scenario.hangs ?? []) lines.push(`hang ${h.fn} ${h.gpu} ${h.afterMs} ${h.durationMs} ${h.count}`);
   return `${lines.join('\n')}\n`;

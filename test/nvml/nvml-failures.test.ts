@@ -256,6 +256,56 @@ test('GPU lost mid-run: reported once, the others keep sampling, the lost one st
   assert.match(source.quality().notes.join('\n'), /is lost: no samples/);
 });
 
+test('a GPU reset mid-run leaves its old handle lost: the probe looks up a fresh handle by UUID and the GPU samples again', async () => {
+  // From 400 ms on, GPU 1's handle from start-up answers GPU_IS_LOST for good; a handle looked up now works.
+  const install = fake({ gpus: [{ powerMw: [200000] }, { powerMw: [300000], handleInvalidAfter: { ms: 400 } }] });
+  const source = new NvmlPowerSource({ libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 1000, lostRetryMs: 200 });
+  const [gpu0, gpu1] = await source.init();
+  assert.ok(gpu0 && gpu1);
+  const got = new SampleCollector();
+  source.start(got.onSamples, got.onError);
+  let lostAt = 0;
+  try {
+    await got.waitFor(() => got.errorsOf('gpu_lost').length > 0, 10_000, 'gpu_lost of GPU 1');
+    lostAt = Date.now();
+    await got.waitFor(() => got.of(gpu1.uuid).filter((s) => s.timestampMs > lostAt).length >= 3, 10_000, 'GPU 1 sampled again');
+    assert.doesNotMatch(source.quality().notes.join('\n'), /is lost/);
+  } finally {
+    await source.shutdown();
+  }
+  // The fresh handle was enough: no re-initialisation of NVML, nothing else went wrong.
+  assert.deepEqual(got.errors.map((e) => [e.reason, e.gpuUuid]), [['gpu_lost', gpu1.uuid]]);
+  assert.ok(got.of(gpu0.uuid).some((s) => s.timestampMs > lostAt), 'GPU 0 sampled on');
+  const after = got.of(gpu1.uuid).filter((s) => s.timestampMs > lostAt);
+  assert.ok(after.every((s) => s.powerW === 300 && s.energyJ !== null), 'GPU 1 reads power and energy again');
+});
+
+test('a GPU that NVML finds again only after a new nvmlInit: the worker is restarted with NVML shut down and initialised again, once', async () => {
+  // From 400 ms on, GPU 1's old handle is lost and NVML's look-ups (by UUID or index) say GPU_IS_LOST
+  // until an NVML session begun after that (every nvmlInit_v2 matched by nvmlShutdown, then nvmlInit_v2).
+  const install = fake({ gpus: [{ powerMw: [200000] }, { powerMw: [300000], handleInvalidAfter: { ms: 400, needsInit: true } }] });
+  const source = new NvmlPowerSource({
+    libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 1000, lostRetryMs: 100, restartBackoffMs: { initial: 100, max: 1000 },
+  });
+  const [gpu0, gpu1] = await source.init();
+  assert.ok(gpu0 && gpu1);
+  const got = new SampleCollector();
+  source.start(got.onSamples, got.onError);
+  let reinitAt = 0;
+  try {
+    await got.waitFor(() => got.errorsOf('nvml_reinit').length > 0, 10_000, 'NVML initialised again');
+    reinitAt = Date.now();
+    await got.waitFor(() => got.of(gpu1.uuid).filter((s) => s.timestampMs > reinitAt).length >= 3, 10_000, 'GPU 1 sampled again');
+    await got.waitFor(() => got.of(gpu0.uuid).some((s) => s.timestampMs > reinitAt + 200), 10_000, 'GPU 0 sampled by the new worker');
+    assert.doesNotMatch(source.quality().notes.join('\n'), /is lost/);
+    assert.equal(source.stuckCalls(), 0, 'the worker that shut NVML down is not counted as stuck');
+  } finally {
+    await source.shutdown();
+  }
+  assert.deepEqual(got.errors.map((e) => [e.reason, e.gpuUuid]), [['gpu_lost', gpu1.uuid], ['nvml_reinit', gpu1.uuid]]);
+  assert.match(got.errorsOf('nvml_reinit')[0]?.message ?? '', /GPU 1 .* is still lost after 3 probes \(looking up a fresh handle by its UUID: NVML_ERROR_GPU_IS_LOST.*initialised again/);
+});
+
 test('the energy counter going backwards (reset) is reported and the samples still flow unchanged', async () => {
   const install = fake({ gpus: [{ energyOffsetMj: 10_000_000, resetAtMs: 400, powerMw: [150000] }] });
   const source = new NvmlPowerSource({ libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 1000 });
