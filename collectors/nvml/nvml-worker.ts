@@ -26,6 +26,7 @@ function main(): void {
     reader = new NvmlDeviceReader(new NvmlBinding(data.libraryPath), new CallWatchWriter(data.watchBuffer, data.watchBaseMs), data.lostRetryMs, Date.now, {
       journal,
       setAside: data.setAside,
+      setAsideIndices: data.setAsideIndices,
     });
   } catch (error) {
     const failure = error instanceof NvmlInitError
@@ -70,7 +71,7 @@ function main(): void {
         return;
       }
       deliver();
-      reader.skip(message.skipUuids);
+      reader.skip(message.skipUuids, message.skipIndices);
       schedule = { periodMs: message.periodMs, deliveryIntervalMs: message.deliveryIntervalMs, nextMs: Date.now() };
     }
     if (!schedule) {
