@@ -106,9 +106,9 @@ export class SupervisedLineProcess {
     const ended = await new Promise<boolean>((resolve) => {
       child.once('exit', () => resolve(true));
       child.once('error', () => resolve(true)); // e.g. it could not be signalled: no 'exit' to wait for
-      timers.push(setTimeout(() => child.kill('SIGKILL'), graceMs));
+      timers.push(setTimeout(() => signalGroup(child, 'SIGKILL'), graceMs));
       timers.push(setTimeout(() => resolve(false), graceMs + giveUpMs));
-      child.kill('SIGTERM');
+      signalGroup(child, 'SIGTERM');
     });
     for (const timer of timers) clearTimeout(timer);
     if (!ended) {
@@ -127,6 +127,9 @@ export class SupervisedLineProcess {
     const child = spawn(this.options.command, [...this.options.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: this.options.env ?? process.env,
+      // Its own process group, signalled as a whole: a wrapper script that runs nvidia-smi without
+      // `exec` (e.g. `chroot /run/nvidia/driver nvidia-smi "$@"`) must not leave it running.
+      detached: true,
     });
     this.child = child;
     const end = (problem: LineProcessProblem | null): void => {
@@ -186,7 +189,7 @@ export class SupervisedLineProcess {
       reason: 'hang',
       message: `${this.options.command} gave no usable line for ${silentFor} ms${this.progressed ? '' : ' after starting'}; killed and restarting it`,
     });
-    child.kill('SIGKILL');
+    signalGroup(child, 'SIGKILL');
   }
 
   private scheduleRestart(): void {
@@ -209,4 +212,21 @@ export class SupervisedLineProcess {
     }, delay);
     this.restartTimer.unref();
   }
+}
+
+/**
+ * Signals the child's process group (it leads one: spawned detached), so that whatever a wrapper
+ * script started goes too. Falls back to the child alone when the group cannot be signalled
+ * (already gone, or not spawned).
+ */
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid !== undefined) {
+    try {
+      process.kill(-child.pid, signal);
+      return;
+    } catch {
+      // ESRCH: the group is gone; the child's own kill() below reports nothing either
+    }
+  }
+  child.kill(signal);
 }

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -14,6 +13,33 @@ function supervised(command: string, args: string[], extra: Partial<SupervisedLi
     onLine: (line) => lines.push(line), onProblem: (problem) => problems.push(problem), ...extra,
   });
   return { process, lines, problems };
+}
+
+/**
+ * Makes signals to process groups (how the supervisor signals its children, each leading its own
+ * group) not take effect for the groups `stuck` picks: stand-ins for processes in uninterruptible
+ * sleep in the driver. Returns the real process.kill and a restore function.
+ */
+function groupSignalsIgnored(stuck: (pid: number) => boolean): { realKill: typeof process.kill; ignored: number[]; restore: () => void } {
+  const realKill = process.kill.bind(process);
+  const ignored: number[] = [];
+  process.kill = ((pid: number, signal?: NodeJS.Signals | number) => {
+    if (pid < 0 && stuck(-pid)) {
+      if (!ignored.includes(-pid)) ignored.push(-pid);
+      return true;
+    }
+    return realKill(pid, signal);
+  }) as typeof process.kill;
+  return { realKill, ignored, restore: () => { process.kill = realKill; } };
+}
+
+/** Alive and not a zombie (an orphan in a container may stay a zombie where nothing reaps it). */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
 }
 
 async function timed(promise: Promise<void>, limitMs: number, what: string): Promise<number> {
@@ -65,15 +91,14 @@ test('stop(): a child that survives SIGKILL (stuck in the driver) is logged and 
   const deadline = Date.now() + 5000;
   while (lines.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
   // Signals that do not take effect stand in for a process in uninterruptible sleep.
-  const kill = ChildProcess.prototype.kill;
-  const children: ChildProcess[] = [];
-  ChildProcess.prototype.kill = function (this: ChildProcess) { children.push(this); return true; };
+  const signals = groupSignalsIgnored(() => true);
   try {
     const took = await timed(process.stop(), 2000, 'stop()');
     assert.ok(took >= 250, `gave up after ${took} ms`);
+    assert.equal(signals.ignored.length, 1, 'its process group was signalled');
   } finally {
-    ChildProcess.prototype.kill = kill;
-    for (const child of new Set(children)) child.kill('SIGKILL');
+    signals.restore();
+    for (const pid of signals.ignored) signals.realKill(-pid, 'SIGKILL');
   }
   assert.equal(errors.length, 1);
   assert.match(errors[0] ?? '', /did not exit 200 ms after SIGKILL .*left behind/);
@@ -89,14 +114,10 @@ test('a child killed as hung that survives SIGKILL: reported once, given up on a
   const log = { info: () => undefined, warn: () => undefined, debug: () => undefined, error: (_: unknown, message: string) => void errors.push(message) };
   const problems: LineProcessProblem[] = [];
   const lines: string[] = [];
-  // kill() that does not take effect on the first child it is called on stands in for a process
-  // in uninterruptible sleep in the driver.
-  const kill = ChildProcess.prototype.kill;
-  const stuck: ChildProcess[] = [];
-  ChildProcess.prototype.kill = function (this: ChildProcess, signal?: NodeJS.Signals | number) {
-    if (stuck.length === 0) stuck.push(this);
-    return this === stuck[0] ? true : kill.call(this, signal);
-  };
+  // Signals that do not take effect on the first child's process group (the first one signalled)
+  // stand in for a process in uninterruptible sleep in the driver.
+  let stuckPid: number | undefined;
+  const signals = groupSignalsIgnored((pid) => (stuckPid ??= pid) === pid);
   const supervisor: SupervisedLineProcess = new SupervisedLineProcess({
     command: globalThis.process.execPath, args: ['-e', script], stallMs: 1000, startupMs: 2000, stopGiveUpMs: 400,
     backoffMs: { initial: 50, max: 50 }, log: log as never,
@@ -113,18 +134,52 @@ test('a child killed as hung that survives SIGKILL: reported once, given up on a
     assert.equal(errors.length, 1);
     assert.match(errors[0] ?? '', /did not exit 400 ms after SIGKILL .*left behind, starting a new one/);
     // The stuck child finally dies: the replacement runs on, no second one is started beside it.
-    const first = stuck[0];
-    assert.ok(first);
-    const exited = new Promise((resolve) => first.once('exit', resolve));
-    kill.call(first, 'SIGKILL');
-    await exited;
+    const first = stuckPid;
+    assert.ok(first !== undefined);
+    signals.realKill(-first, 'SIGKILL');
+    const gone = Date.now() + 5000;
+    while (existsSync(`/proc/${first}`) && Date.now() < gone) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(!existsSync(`/proc/${first}`), 'the stuck child exited and was reaped');
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal(supervisor.startCount, 2);
     assert.deepEqual(problems.map((p) => p.reason), ['hang']);
   } finally {
-    ChildProcess.prototype.kill = kill;
+    signals.restore();
     await supervisor.stop();
-    for (const child of stuck) kill.call(child, 'SIGKILL');
+    if (stuckPid !== undefined) { try { process.kill(-stuckPid, 'SIGKILL'); } catch { /* gone */ } }
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a wrapper script that runs the binary without exec: stop() and a hang restart end the binary too (the process group is signalled)', async () => {
+  // sh -c '<node> -e "$0"; true' stands in for `chroot /run/nvidia/driver nvidia-smi "$@"`: the
+  // shell stays the direct child and the binary its child. Each binary writes its pid, prints
+  // one line and then hangs, so the watchdog kills and restarts the first one.
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-slp-wrap-'));
+  const inner = `const fs = require('fs'); fs.writeFileSync(${JSON.stringify(join(dir, 'pid-'))} + process.pid, ''); console.log('up'); setInterval(() => {}, 1000);`;
+  const lines: string[] = [];
+  const problems: LineProcessProblem[] = [];
+  const supervisor: SupervisedLineProcess = new SupervisedLineProcess({
+    command: '/bin/sh', args: ['-c', `"${globalThis.process.execPath}" -e "$0"; true`, inner], stallMs: 1000, startupMs: 3000, stopGraceMs: 200,
+    backoffMs: { initial: 50, max: 50 },
+    onLine: (line) => { lines.push(line); supervisor.markProgress(); },
+    onProblem: (problem) => problems.push(problem),
+  });
+  const pids = (): number[] => readdirSync(dir).filter((f) => f.startsWith('pid-')).map((f) => Number(f.slice(4)));
+  try {
+    supervisor.start();
+    const deadline = Date.now() + 15_000;
+    while (lines.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(lines.length >= 2, `the hung binary was not restarted (lines: ${lines.length}, problems: ${JSON.stringify(problems)})`);
+    assert.equal(problems[0]?.reason, 'hang');
+    await timed(supervisor.stop(), 3000, 'stop()');
+    const left = Date.now() + 3000;
+    while (pids().some(running) && Date.now() < left) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(pids().length >= 2, `binaries started: ${pids().length}`);
+    assert.deepEqual(pids().filter(running), [], 'binaries left running after the restart and stop()');
+  } finally {
+    await supervisor.stop();
+    for (const pid of pids()) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
     rmSync(dir, { recursive: true, force: true });
   }
 });
