@@ -42,8 +42,6 @@ interface UnopenedGpu {
   retryAtMs: number;
   /** A failed open of a set-aside GPU is reported once. */
   reported: boolean;
-  /** Set aside after a hung call (with or without a description from before). */
-  readonly hung: boolean;
 }
 
 type StartResult = { readonly ok: true; readonly inventory: NvmlInventory } | { readonly ok: false; readonly failure: NvmlInitFailure };
@@ -56,11 +54,6 @@ export interface NvmlDeviceReaderExtras {
    * they are opened during a later read(), once skip() no longer names them.
    */
   readonly setAside?: readonly NvmlDeviceDescription[];
-  /**
-   * GPUs never opened, not to open at start-up (a call on them hung while NVML started), by index
-   * and why: listed as unusable, opened during a later read() once skip() no longer names them.
-   */
-  readonly setAsideIndices?: readonly { readonly index: number; readonly message: string }[];
 }
 
 /**
@@ -73,13 +66,11 @@ export class NvmlDeviceReader {
   private devices: DeviceState[] = [];
   private unopened: UnopenedGpu[] = [];
   private readonly skipped = new Set<string>();
-  private readonly skippedIndices = new Set<number>();
   private initialised = false;
   /** A re-initialisation of NVML was asked for (once per worker: a new worker starts afresh). */
   private reinitAsked = false;
   private readonly journal: ReadingJournalWriter | undefined;
   private readonly setAside: readonly NvmlDeviceDescription[];
-  private readonly setAsideIndices: readonly { readonly index: number; readonly message: string }[];
 
   constructor(
     private readonly nvml: NvmlBinding,
@@ -90,7 +81,6 @@ export class NvmlDeviceReader {
   ) {
     this.journal = extras.journal;
     this.setAside = extras.setAside ?? [];
-    this.setAsideIndices = extras.setAsideIndices ?? [];
   }
 
   start(): StartResult {
@@ -106,28 +96,20 @@ export class NvmlDeviceReader {
       return { ok: false, failure: describeNoGpus(`nvmlDeviceGetCount_v2: ${this.explain(count.rc)}`) };
     }
     const setAside = new Map(this.setAside.map((d) => [d.index, d]));
-    const setAsideIndices = new Map(this.setAsideIndices.map((s) => [s.index, s.message]));
     const unusable: NvmlUnusableGpu[] = [];
     const described: NvmlDeviceDescription[] = [];
     for (let index = 0; index < count.value; index++) {
       const before = setAside.get(index);
       if (before) {
         // Not a single call into it: the call that hung before would hang again (a wedged GPU).
-        this.unopened.push({ index, before, retryAtMs: 0, reported: false, hung: true });
+        this.unopened.push({ index, before, retryAtMs: 0, reported: false });
         described.push(before);
-        continue;
-      }
-      const hungBefore = setAsideIndices.get(index);
-      if (hungBefore !== undefined) {
-        // Never opened: no description to keep; listed as unusable, and not called into either.
-        unusable.push({ index, message: hungBefore, lost: false });
-        this.unopened.push({ index, before: null, retryAtMs: 0, reported: true, hung: true });
         continue;
       }
       const opened = this.open(index);
       if ('message' in opened) {
         unusable.push({ index, message: opened.message, lost: opened.lost });
-        this.unopened.push({ index, before: null, retryAtMs: this.now() + this.lostRetryMs, reported: true, hung: false });
+        this.unopened.push({ index, before: null, retryAtMs: this.now() + this.lostRetryMs, reported: true });
       } else if (opened.powerMethod === 'none' && !opened.description.energyCounter) {
         // Neither power nor energy (e.g. a vGPU guest): nothing to sample. A capability, not a
         // passing state, so it is not tried again.
@@ -153,12 +135,10 @@ export class NvmlDeviceReader {
     };
   }
 
-  /** GPUs (by UUID, or by index for GPUs never opened) not to touch, e.g. one whose last call hung. */
-  skip(uuids: readonly string[], indices: readonly number[] = []): void {
+  /** GPUs (by UUID) not to touch, e.g. one whose last call hung. */
+  skip(uuids: readonly string[]): void {
     this.skipped.clear();
     for (const uuid of uuids) this.skipped.add(uuid);
-    this.skippedIndices.clear();
-    for (const index of indices) this.skippedIndices.add(index);
   }
 
   /** One reading of every GPU. */
@@ -185,7 +165,7 @@ export class NvmlDeviceReader {
     for (let i = 0; i < this.unopened.length; i++) {
       const gpu = this.unopened[i] as UnopenedGpu;
       const now = this.now();
-      if (now < gpu.retryAtMs || (gpu.before && this.skipped.has(gpu.before.uuid)) || this.skippedIndices.has(gpu.index)) continue;
+      if (now < gpu.retryAtMs || (gpu.before && this.skipped.has(gpu.before.uuid))) continue;
       const opened = this.open(gpu.index);
       if ('message' in opened) {
         gpu.retryAtMs = now + this.lostRetryMs;
@@ -208,7 +188,7 @@ export class NvmlDeviceReader {
       problems.push({
         uuid,
         reason: 'gpu_opened',
-        message: `GPU ${index} (${uuid})${changed} is sampled again: it was ${gpu.hung ? 'set aside after a hung call' : 'not usable when the NVML worker started'}`,
+        message: `GPU ${index} (${uuid})${changed} is sampled again: it was ${gpu.before ? 'set aside after a hung call' : 'not usable when the NVML worker started'}`,
         device: opened.description,
       });
     }

@@ -105,11 +105,7 @@ export class NvmlPowerSource implements PowerSource {
   private readonly lostGpus = new Set<string>();
   /** GPUs for which NVML was initialised again and that have not sampled since: not again for them. */
   private readonly reinitTried = new Set<string>();
-  /**
-   * GPUs set aside after a hung call, by UUID, or by neverOpenedKey(index) for a GPU never opened
-   * (its call hung while NVML started, before its UUID was read); `why` for the latter.
-   */
-  private readonly quarantine = new Map<string, { untilMs: number; backoffMs: number; why?: string }>();
+  private readonly quarantine = new Map<string, { untilMs: number; backoffMs: number }>();
   private watchdog: NodeJS.Timeout | null = null;
   private restartTimer: NodeJS.Timeout | null = null;
   private stalledReported = false;
@@ -134,26 +130,7 @@ export class NvmlPowerSource implements PowerSource {
     this.run = this.startWorker();
     this.startWatchdog();
     try {
-      let inventory: NvmlInventory | null = null;
-      let hang: NvmlInitError | null = null;
-      while (!inventory) {
-        const run: WorkerRun | null = this.run;
-        if (!run) throw new Error('NVML worker gone during start-up');
-        try {
-          inventory = await run.started;
-        } catch (error) {
-          // A call on one GPU hung: hung() replaced the worker by one that sets that GPU aside.
-          if (this.run !== run && this.run) {
-            if (error instanceof NvmlInitError) hang = error;
-            continue;
-          }
-          // No GPU left once the wedged ones are set aside: the hang is what to report.
-          if (hang && error instanceof NvmlInitError && error.reason === 'no_gpus') {
-            throw new NvmlInitError({ ...hang.toFailure(), message: `${hang.detail} No other GPU is usable: ${error.detail}` });
-          }
-          throw error;
-        }
-      }
+      const inventory = await this.run.started;
       this.adopt(inventory);
       this.phase = 'ready';
       return this.gpus;
@@ -243,7 +220,6 @@ export class NvmlPowerSource implements PowerSource {
       lostRetryMs: this.lostRetryMs,
       journalBuffer,
       setAside: this.setAsideDevices(),
-      setAsideIndices: this.setAsideIndices(),
     };
     const worker = startModuleWorker(new URL('./nvml-worker.js', import.meta.url), { workerData });
     let settle: { resolve: (inventory: NvmlInventory) => void; reject: (error: Error) => void } | null = null;
@@ -379,33 +355,21 @@ export class NvmlPowerSource implements PowerSource {
     const now = Date.now();
     const devices: NvmlDeviceDescription[] = [];
     for (const [uuid, q] of this.quarantine) {
-      if (neverOpenedIndex(uuid) !== null || !this.isSetAside(uuid, q.untilMs, now)) continue;
+      if (!this.isSetAside(uuid, q.untilMs, now)) continue;
       const device = this.inventory?.devices.find((d) => d.uuid === uuid);
       if (device) devices.push(device);
     }
     return devices;
   }
 
-  /** GPUs never opened that are set aside now (a call on them hung at start-up), by index, with why. */
-  private setAsideIndices(): { index: number; message: string }[] {
-    const now = Date.now();
-    const out: { index: number; message: string }[] = [];
-    for (const [key, q] of this.quarantine) {
-      const index = neverOpenedIndex(key);
-      if (index !== null && this.isSetAside(key, q.untilMs, now)) out.push({ index, message: q.why ?? 'set aside after a hung call' });
-    }
-    return out;
-  }
-
   private sendStart(run: WorkerRun): void {
     const now = Date.now();
-    const aside = [...this.quarantine].filter(([key, q]) => this.isSetAside(key, q.untilMs, now)).map(([key]) => key);
+    const skipUuids = [...this.quarantine].filter(([uuid, q]) => this.isSetAside(uuid, q.untilMs, now)).map(([uuid]) => uuid);
     run.send({
       type: 'start',
       periodMs: this.options.samplePeriodMs,
       deliveryIntervalMs: this.options.deliveryIntervalMs ?? 1000,
-      skipUuids: aside.filter((key) => neverOpenedIndex(key) === null),
-      skipIndices: aside.map(neverOpenedIndex).filter((index): index is number => index !== null),
+      skipUuids,
     });
   }
 
@@ -505,25 +469,14 @@ export class NvmlPowerSource implements PowerSource {
   private hung(run: WorkerRun, call: CallInFlight, limitMs: number): void {
     const device = call.gpuIndex === null ? undefined : this.inventory?.devices.find((d) => d.index === call.gpuIndex);
     const where = call.gpuIndex === null ? '' : ` on GPU ${call.gpuIndex}${device ? ` (${device.uuid})` : ''}`;
-    // Set the GPU aside: by UUID once known, else (never opened: it hung while NVML started) by index.
-    const key = device ? device.uuid : call.gpuIndex === null ? null : neverOpenedKey(call.gpuIndex);
-    const why = `${call.call} on GPU ${call.gpuIndex ?? '?'} did not return within ${limitMs} ms: set aside so that the other GPUs are sampled (tried again once that call has returned)`;
-    if (key) {
-      const previous = this.quarantine.get(key);
+    // Set the GPU aside, also when a restarted worker hung opening it (init() itself fails instead).
+    if (device && (run.ready || this.phase === 'running')) {
+      const previous = this.quarantine.get(device.uuid);
       const backoffMs = Math.min(300_000, previous ? previous.backoffMs * 2 : Math.max(1000, this.options.samplePeriodMs * 10));
-      this.quarantine.set(key, { untilMs: Date.now() + backoffMs, backoffMs, ...(device ? {} : { why }) });
-      this.stuckOn.set(run.worker, key);
+      this.quarantine.set(device.uuid, { untilMs: Date.now() + backoffMs, backoffMs });
+      this.stuckOn.set(run.worker, device.uuid);
     }
     if (!run.ready) {
-      if (this.phase === 'initialising' && key && this.stuck.size < this.maxStuckWorkers) {
-        // Start-up: as mid-run, the GPU is set aside and a new worker starts without it; init()
-        // waits for that one, and fails only when no GPU is left (or too many calls are stuck).
-        this.options.log?.warn({ index: call.gpuIndex }, `${call.call}${where} did not return within ${limitMs} ms while NVML started; starting NVML again without GPU ${call.gpuIndex}`);
-        this.retire(run);
-        this.run = this.startWorker();
-        run.failStart(describeInitTimeout(`${call.call}${where}`, limitMs));
-        return;
-      }
       // Start-up: init() or the restart logic sees the failure through `started` and retires the worker.
       run.failStart(describeInitTimeout(`${call.call}${where}`, limitMs));
       return;
@@ -666,8 +619,6 @@ export class NvmlPowerSource implements PowerSource {
     this.throttle.clear(`${p.uuid}:gpu_lost`);
     this.counterHighWater.delete(p.uuid); // the counter may have restarted while it was away
     const device = p.device;
-    // Not usable when the agent started (lost, or set aside after a hung call): known, not new.
-    const wasUnusable = device !== undefined && (this.inventory?.unusable.some((u) => u.index === device.index) ?? false);
     if (device && this.inventory) {
       this.inventory = {
         ...this.inventory,
@@ -675,7 +626,7 @@ export class NvmlPowerSource implements PowerSource {
         unusable: this.inventory.unusable.filter((u) => u.index !== device.index),
       };
     }
-    if (!this.gpus.some((g) => g.uuid === p.uuid) && !wasUnusable) {
+    if (!this.gpus.some((g) => g.uuid === p.uuid)) {
       this.options.log?.warn({ uuid: p.uuid }, `NVML found GPU ${device?.index ?? '?'} (${p.uuid}) that was not there at start-up; its samples are emitted under its UUID`);
     }
     this.options.log?.info({ uuid: p.uuid }, p.message);
@@ -726,13 +677,11 @@ export class NvmlPowerSource implements PowerSource {
     for (const u of this.inventory?.unusable ?? []) notes.push(`GPU ${u.index} not usable: ${u.message}`);
     for (const uuid of this.lostGpus) notes.push(`GPU ${uuid} is lost: no samples (energy gap) until it answers again`);
     const now = Date.now();
-    for (const [key, q] of this.quarantine) {
-      if (!this.isSetAside(key, q.untilMs, now)) continue;
-      const index = neverOpenedIndex(key);
-      const gpu = index === null ? key : `${index} (never opened)`;
+    for (const [uuid, q] of this.quarantine) {
+      if (!this.isSetAside(uuid, q.untilMs, now)) continue;
       notes.push(q.untilMs > now
-        ? `GPU ${gpu} left out after a hung NVML call until ${new Date(q.untilMs).toISOString()}`
-        : `GPU ${gpu} left out: an NVML call on it is still blocked in the driver`);
+        ? `GPU ${uuid} left out after a hung NVML call until ${new Date(q.untilMs).toISOString()}`
+        : `GPU ${uuid} left out: an NVML call on it is still blocked in the driver`);
     }
     if (this.stuck.size > 0) notes.push(`${this.stuck.size} NVML call(s) still blocked in the driver`);
     return notes;
@@ -744,15 +693,6 @@ export class NvmlPowerSource implements PowerSource {
     this.watchdog = null;
     this.restartTimer = null;
   }
-}
-
-/** Quarantine key of a GPU never opened (no UUID known): its index. UUIDs start with GPU- or MIG-. */
-function neverOpenedKey(index: number): string {
-  return `#${index}`;
-}
-
-function neverOpenedIndex(key: string): number | null {
-  return key.startsWith('#') ? Number(key.slice(1)) : null;
 }
 
 /** Keep start-up descriptions for GPUs a restart did not see (lost ones), take new ones as they are. */

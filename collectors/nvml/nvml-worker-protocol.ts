@@ -75,8 +75,6 @@ export type MainToWorker =
     /** Ticks are posted together at most this often (problems at once): fewer thread wake-ups. */
     readonly deliveryIntervalMs: number;
     readonly skipUuids: readonly string[];
-    /** GPUs never opened (a call on them hung at start-up) not to open yet, by index. */
-    readonly skipIndices: readonly number[];
   }
   | { readonly type: 'shutdown' };
 
@@ -105,10 +103,4 @@ export interface NvmlWorkerData {
    * without calling into them.
    */
   readonly setAside: readonly NvmlDeviceDescription[];
-  /**
-   * GPUs not to touch at start-up that were never opened (a call on them hung while NVML started),
-   * by index, with why: listed as unusable with that message, opened once a `start` message no
-   * longer lists them in skipIndices.
-   */
-  readonly setAsideIndices: readonly { readonly index: number; readonly message: string }[];
 }

@@ -26,7 +26,6 @@ function main(): void {
     reader = new NvmlDeviceReader(new NvmlBinding(data.libraryPath), new CallWatchWriter(data.watchBuffer, data.watchBaseMs), data.lostRetryMs, Date.now, {
       journal,
       setAside: data.setAside,
-      setAsideIndices: data.setAsideIndices,
     });
   } catch (error) {
     const failure = error instanceof NvmlInitError
@@ -71,7 +70,7 @@ function main(): void {
         return;
       }
       deliver();
-      reader.skip(message.skipUuids, message.skipIndices);
+      reader.skip(message.skipUuids);
       schedule = { periodMs: message.periodMs, deliveryIntervalMs: message.deliveryIntervalMs, nextMs: Date.now() };
     }
     if (!schedule) {

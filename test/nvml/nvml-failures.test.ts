@@ -68,42 +68,13 @@ for (const [code, reason, fix] of [
   });
 }
 
-test('a call that hangs during start-up on the only GPU fails init with a timeout, without blocking the main thread', async () => {
-  // The GPU is set aside and NVML started again without it (as for several GPUs): none is left.
-  const install = fake({ gpus: [{}], hangs: [{ fn: 'nvmlDeviceGetFieldValues', gpu: -1, afterMs: 0, durationMs: 3000, count: 1 }] });
+test('a call that hangs during start-up fails init with a timeout, without blocking the main thread', async () => {
+  const install = fake({ gpus: [{}], hangs: [{ fn: 'nvmlDeviceGetFieldValues', gpu: -1, afterMs: 0, durationMs: 1200, count: 1 }] });
   const started = Date.now();
   const error = await initError({ libraryPath: install.libraryPath, samplePeriodMs: 100, callTimeoutMs: 200 });
   assert.equal(error.reason, 'timeout');
-  assert.match(error.message, /nvmlDeviceGetFieldValues on GPU 0 did not return within 200 ms.* No other GPU is usable/);
-  assert.ok(Date.now() - started < 2900, 'init gave up before the hung call returned');
-});
-
-test('a GPU whose call hangs at start-up is set aside: init succeeds on the healthy GPU, lists it unusable with why, and opens it once its call returned', async () => {
-  const install = fake({
-    gpus: [{ powerMw: [200000] }, { powerMw: [300000] }],
-    hangs: [{ fn: 'nvmlDeviceGetTotalEnergyConsumption', gpu: 1, afterMs: 0, durationMs: 1500, count: 1 }],
-  });
-  const source = new NvmlPowerSource({
-    libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 200, lostRetryMs: 200, restartBackoffMs: { initial: 100, max: 1000 },
-  });
-  const gpus = await source.init();
-  const got = new SampleCollector();
-  try {
-    assert.deepEqual(gpus.map((g) => g.index), [0]);
-    assert.deepEqual(source.unusableGpus().map((u) => [u.index, u.lost]), [[1, false]]);
-    assert.match(source.unusableGpus()[0]?.message ?? '', /nvmlDeviceGetTotalEnergyConsumption on GPU 1 did not return within 200 ms: set aside/);
-    assert.match(source.quality().notes.join('\n'), /GPU 1 \(never opened\) left out/);
-    source.start(got.onSamples, got.onError);
-    const gpu0 = gpus[0]?.uuid ?? '';
-    await got.waitFor(() => got.of(gpu0).length >= 5, 10_000, 'GPU 0 sampling');
-    // Its call returns at 1.5 s; then (set aside for at least 1 s) the worker opens it.
-    await got.waitFor(() => got.samples.some((s) => s.gpuIndex === 1 && s.powerW === 300), 15_000, 'GPU 1 opened and sampled once its call returned');
-    assert.deepEqual(source.unusableGpus(), []);
-    assert.equal(source.stuckCalls(), 0);
-  } finally {
-    await source.shutdown();
-  }
-  assert.deepEqual(got.errors, []);
+  assert.match(error.message, /nvmlDeviceGetFieldValues on GPU 0 did not return within 200 ms/);
+  assert.ok(Date.now() - started < 1100, 'init gave up before the hung call returned');
 });
 
 test('a call that hangs mid-run: reported as timeout, worker restarted, other GPUs keep sampling, ingest never stalls', async () => {
