@@ -778,5 +778,12 @@ function windowOf(buffer: readonly PowerSample[], startMs: number, endMs: number
   while (from + 1 < buffer.length && (buffer[from + 1] as PowerSample).timestampMs <= startMs) from += 1;
   let to = from;
   while (to < buffer.length && (buffer[to] as PowerSample).timestampMs < endMs) to += 1;
-  return { samples: buffer.slice(from, Math.min(to + 1, buffer.length)), counterHighWater: foldCounterHighWater(highWater, buffer, from) };
+  // The first sample at or after the end, and the timestamp after it, whose reading judges a drop
+  // at that sample (judgeCounterReading): its intervals lie after the end and count nothing here.
+  let end = to;
+  for (let groups = 0; groups < 2 && end < buffer.length; groups += 1) {
+    const t = (buffer[end] as PowerSample).timestampMs;
+    while (end < buffer.length && (buffer[end] as PowerSample).timestampMs === t) end += 1;
+  }
+  return { samples: buffer.slice(from, end), counterHighWater: foldCounterHighWater(highWater, buffer, from) };
 }

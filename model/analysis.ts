@@ -251,7 +251,9 @@ class GpuSamples {
     const before = bound(timeAt, count, p0, true) - 1;
     const from = before < 0 ? 0 : bound(timeAt, count, timeAt(before), false);
     const after = bound(timeAt, count, p1, false);
-    const to = after < count ? bound(timeAt, count, timeAt(after), true) : count;
+    let to = after < count ? bound(timeAt, count, timeAt(after), true) : count;
+    // And the timestamp after that: its reading judges a drop at the last one (judgeCounterReading).
+    if (to < count) to = bound(timeAt, count, timeAt(to), true);
     const samples = new Array<PowerSample>(to - from);
     for (let k = from; k < to; k++) samples[k - from] = this.columns.at(this.positions[k] as number);
     return { samples, counterHighWater: this.highWaterBefore(from) };
@@ -269,16 +271,25 @@ class GpuSamples {
       this.foldedTo = 0;
       this.foldedHighWater = null;
     }
-    let reading: number | null = null;
-    for (; this.foldedTo < k; this.foldedTo++) {
-      const energyJ = this.columns.energyAt(this.positions[this.foldedTo] as number);
-      if (energyJ !== null && Number.isFinite(energyJ) && energyJ >= 0) reading = energyJ;
-      const t = this.timeAt(this.foldedTo);
-      if (this.foldedTo + 1 < k && this.timeAt(this.foldedTo + 1) === t) continue;
-      this.foldedHighWater = nextCounterHighWater(this.foldedHighWater, reading, t);
-      reading = null;
+    while (this.foldedTo < k) {
+      const group = this.readingAt(this.foldedTo);
+      const next = group.end < this.count ? this.readingAt(group.end) : null;
+      this.foldedHighWater = nextCounterHighWater(this.foldedHighWater, group.energyJ, group.atMs, next);
+      this.foldedTo = group.end;
     }
     return this.foldedHighWater;
+  }
+
+  /** The merged reading of the timestamp group starting at position `k` (its last usable energy), and where the group ends. */
+  private readingAt(k: number): { energyJ: number | null; atMs: number; end: number } {
+    const atMs = this.timeAt(k);
+    let energyJ: number | null = null;
+    let end = k;
+    for (; end < this.count && this.timeAt(end) === atMs; end++) {
+      const e = this.columns.energyAt(this.positions[end] as number);
+      if (e !== null && Number.isFinite(e) && e >= 0) energyJ = e;
+    }
+    return { energyJ, atMs, end };
   }
 
   /** The first sample time at or after t, or Infinity. */

@@ -56,7 +56,14 @@ export const COUNTER_GLITCH_SHARE = 0.01;
  */
 export const MAX_PLAUSIBLE_POWER_W = 5_000;
 
-/** The energy counter's highest reading since its last reset, and when it was read. */
+/**
+ * The rise above the mark is judged over at least this long, as the trace reader judges a step: a
+ * counter that the driver updates less often than it is sampled rises in steps, and a step read
+ * 10 ms after the last unchanged reading is not a 10x power.
+ */
+export const MIN_RATE_INTERVAL_MS = 100;
+
+/** The energy counter's highest reading since its last reset, and when it first read that value. */
 export interface CounterHighWater {
   readonly energyJ: number;
   readonly atMs: number;
@@ -69,40 +76,73 @@ export type CounterReading = 'first' | 'advance' | 'glitch' | 'reset';
 export function classifyCounterReading(highWater: CounterHighWater | null, readingJ: number, atMs: number): CounterReading {
   if (highWater === null) return 'first';
   if (readingJ >= highWater.energyJ) {
-    const dtMs = atMs - highWater.atMs;
-    return dtMs > 0 && ((readingJ - highWater.energyJ) * 1000) / dtMs > MAX_PLAUSIBLE_POWER_W ? 'glitch' : 'advance';
+    const dtMs = Math.max(MIN_RATE_INTERVAL_MS, atMs - highWater.atMs);
+    return ((readingJ - highWater.energyJ) * 1000) / dtMs > MAX_PLAUSIBLE_POWER_W ? 'glitch' : 'advance';
   }
   return highWater.energyJ - readingJ <= COUNTER_GLITCH_SHARE * highWater.energyJ ? 'glitch' : 'reset';
 }
 
+/** A reading of the counter at a time (energyJ null: none usable at that timestamp). */
+export interface CounterReadingAt {
+  readonly energyJ: number | null;
+  readonly atMs: number;
+}
+
+/**
+ * {@link classifyCounterReading}, with the reading after this one (the next timestamp's; null when
+ * there is none): a drop that the next reading climbs straight back from, to at or above the mark
+ * at a rate a GPU can draw since the mark, and at one it cannot since the drop, was a glitch (one
+ * bogus low reading, even 0), not a reset; as a reset, the whole count would be counted again.
+ */
+export function judgeCounterReading(highWater: CounterHighWater | null, readingJ: number, atMs: number, next: CounterReadingAt | null): CounterReading {
+  const kind = classifyCounterReading(highWater, readingJ, atMs);
+  if (kind !== 'reset' || next === null || !usable(next.energyJ)) return kind;
+  const fromMark = classifyCounterReading(highWater, next.energyJ, next.atMs);
+  const fromDrop = classifyCounterReading({ energyJ: readingJ, atMs }, next.energyJ, next.atMs);
+  return fromMark === 'advance' && fromDrop === 'glitch' ? 'glitch' : 'reset';
+}
+
 /**
  * The high-water mark after a reading (one step of the fold the timeline makes over a GPU's
- * readings): a glitch leaves it as it was, any other usable reading becomes it. Callers that cut a
- * GPU's samples into windows fold the readings before a window with this (one merged reading per
- * timestamp, as the timeline merges them: see {@link foldCounterHighWater}) and pass the result to
- * {@link buildEnergyTimeline}, so a glitch is judged the same however time is cut.
+ * readings), given the reading after it (see {@link judgeCounterReading}): a glitch leaves it as it
+ * was, any other usable reading becomes it. Callers that cut a GPU's samples into windows fold the
+ * readings before a window with this (one merged reading per timestamp, as the timeline merges
+ * them: see {@link foldCounterHighWater}), pass the result to {@link buildEnergyTimeline}, and give
+ * each window the sample after its end, so a glitch is judged the same however time is cut.
  */
-export function nextCounterHighWater(highWater: CounterHighWater | null, energyJ: number | null | undefined, atMs: number): CounterHighWater | null {
+export function nextCounterHighWater(highWater: CounterHighWater | null, energyJ: number | null | undefined, atMs: number, next: CounterReadingAt | null = null): CounterHighWater | null {
   if (!usable(energyJ)) return highWater;
-  return classifyCounterReading(highWater, energyJ, atMs) === 'glitch' ? highWater : { energyJ, atMs };
+  const kind = judgeCounterReading(highWater, energyJ, atMs, next);
+  // An unchanged reading keeps the time the counter reached its value: the next rise is judged over all of it.
+  return kind === 'glitch' || (kind === 'advance' && energyJ === highWater?.energyJ) ? highWater : { energyJ, atMs };
 }
 
 /**
  * Fold samples[0..to) (sorted by time) into the mark, one reading per timestamp: the last usable
- * energy of the samples sharing it, as {@link buildEnergyTimeline} merges them. `to` must not split
- * a group of equal timestamps.
+ * energy of the samples sharing it, as {@link buildEnergyTimeline} merges them; the reading after
+ * each is the next timestamp's, which may lie at or after `to`. `to` must not split a group of
+ * equal timestamps.
  */
 export function foldCounterHighWater(highWater: CounterHighWater | null, samples: readonly Pick<PowerSample, 'timestampMs' | 'energyJ'>[], to: number): CounterHighWater | null {
   let mark = highWater;
-  let reading: number | null = null;
-  for (let i = 0; i < to; i += 1) {
-    const s = samples[i] as Pick<PowerSample, 'timestampMs' | 'energyJ'>;
-    if (usable(s.energyJ)) reading = s.energyJ;
-    if (i + 1 < to && (samples[i + 1] as Pick<PowerSample, 'timestampMs'>).timestampMs === s.timestampMs) continue;
-    mark = nextCounterHighWater(mark, reading, s.timestampMs);
-    reading = null;
+  for (let i = 0; i < to; ) {
+    const group = readingAt(samples, i);
+    mark = nextCounterHighWater(mark, group.energyJ, group.atMs, group.end < samples.length ? readingAt(samples, group.end) : null);
+    i = group.end;
   }
   return mark;
+}
+
+/** The merged reading of the timestamp group starting at `from` (its last usable energy), and where the group ends. */
+function readingAt(samples: readonly Pick<PowerSample, 'timestampMs' | 'energyJ'>[], from: number): CounterReadingAt & { end: number } {
+  const atMs = (samples[from] as Pick<PowerSample, 'timestampMs'>).timestampMs;
+  let energyJ: number | null = null;
+  let end = from;
+  for (; end < samples.length && (samples[end] as Pick<PowerSample, 'timestampMs'>).timestampMs === atMs; end += 1) {
+    const e = (samples[end] as Pick<PowerSample, 'energyJ'>).energyJ;
+    if (usable(e)) energyJ = e;
+  }
+  return { energyJ, atMs, end };
 }
 
 type TimelineConfig = Pick<AttributionConfig, 'samplePeriodMs' | 'maxAttributableGapMs'>;
@@ -160,12 +200,13 @@ function settleCounterReadings(samples: CleanSample[], highWaterBefore: CounterH
   for (let i = 0; i < samples.length; i += 1) {
     const sample = samples[i] as CleanSample;
     if (sample.energyJ === null) continue;
-    const kind = classifyCounterReading(highWater, sample.energyJ, sample.t);
+    const after = samples[i + 1];
+    const kind = judgeCounterReading(highWater, sample.energyJ, sample.t, after ? { energyJ: after.energyJ, atMs: after.t } : null);
     if (kind === 'glitch') samples[i] = { ...sample, energyJ: (highWater as CounterHighWater).energyJ, glitch: true };
-    else {
-      if (kind === 'reset') samples[i] = { ...sample, resetBefore: true };
+    else if (kind === 'reset') {
+      samples[i] = { ...sample, resetBefore: true };
       highWater = { energyJ: sample.energyJ, atMs: sample.t };
-    }
+    } else highWater = nextCounterHighWater(highWater, sample.energyJ, sample.t, null);
   }
   return samples;
 }

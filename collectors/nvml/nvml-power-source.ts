@@ -1,7 +1,7 @@
 import type { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
-import { classifyCounterReading, COUNTER_GLITCH_SHARE, MAX_PLAUSIBLE_POWER_W, type CounterHighWater } from '../../model/energy-timeline.js';
+import { classifyCounterReading, COUNTER_GLITCH_SHARE, judgeCounterReading, MAX_PLAUSIBLE_POWER_W, nextCounterHighWater, type CounterHighWater } from '../../model/energy-timeline.js';
 import { epochMs, joules, watts } from '../../model/units.js';
 import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
 import { DEFAULT_NVML_LIBRARY } from './nvml-binding.js';
@@ -102,6 +102,8 @@ export class NvmlPowerSource implements PowerSource {
   private gpus: GpuInfo[] = [];
   /** Highest energy counter reading per GPU since its last reset (the timeline's high-water mark). */
   private readonly counterHighWater = new Map<string, CounterHighWater>();
+  /** A drop below the mark waiting for the next reading to say whether it was a reset or a glitch. */
+  private readonly pendingDrop = new Map<string, { highWater: CounterHighWater; energyJ: number; atMs: number }>();
   private readonly lostGpus = new Set<string>();
   /** GPUs for which NVML was initialised again and that have not sampled since: not again for them. */
   private readonly reinitTried = new Set<string>();
@@ -318,6 +320,7 @@ export class NvmlPowerSource implements PowerSource {
       // A GPU lost before opened again by the new worker (e.g. after NVML was initialised again).
       if (!this.lostGpus.delete(device.uuid)) continue;
       this.counterHighWater.delete(device.uuid); // the counter may have restarted while it was away
+      this.pendingDrop.delete(device.uuid);
       this.throttle.clear(`${device.uuid}:gpu_lost`);
       this.options.log?.info({ uuid: device.uuid }, `GPU ${device.index} (${device.uuid}) was opened again by the restarted NVML worker after being lost`);
     }
@@ -534,23 +537,45 @@ export class NvmlPowerSource implements PowerSource {
   /**
    * Report a counter that went backwards or leapt, judged as the energy timeline judges it (against
    * the highest reading so far): a reset, or a glitch that the attribution reads as the highest
-   * reading. Glitches go through the throttle, so a jittery counter does not log a warning per sample.
+   * reading. A drop is judged once the next reading shows whether the counter climbed straight back
+   * (judgeCounterReading). Glitches go through the throttle, so a jittery counter does not log a
+   * warning per sample.
    */
   private checkCounter(r: NvmlReading, energyJ: number): void {
+    const pending = this.pendingDrop.get(r.uuid);
+    if (pending) {
+      this.pendingDrop.delete(r.uuid);
+      this.judgeDrop(r, pending, { energyJ, atMs: r.timestampMs });
+    }
     const highWater = this.counterHighWater.get(r.uuid) ?? null;
     const kind = classifyCounterReading(highWater, energyJ, r.timestampMs);
-    if (kind === 'glitch') {
-      const mark = highWater as CounterHighWater;
-      const how = energyJ < mark.energyJ
-        ? `below its highest reading ${mark.energyJ.toFixed(3)} J by at most ${COUNTER_GLITCH_SHARE * 100}%`
-        : `above its highest reading ${mark.energyJ.toFixed(3)} J by more than ${MAX_PLAUSIBLE_POWER_W} W could draw since`;
-      this.throttledReport('counter_glitch', r.uuid, `energy counter of GPU ${r.index} (${r.uuid}) read ${energyJ.toFixed(3)} J, ${how}: taken as a glitch, it is read as the highest reading (the intervals beside it are flagged estimated)`);
+    if (kind === 'reset') {
+      this.pendingDrop.set(r.uuid, { highWater: highWater as CounterHighWater, energyJ, atMs: r.timestampMs });
       return;
     }
-    this.counterHighWater.set(r.uuid, { energyJ, atMs: r.timestampMs });
-    if (kind === 'reset') {
-      this.report({ reason: 'counter_reset', gpuUuid: r.uuid, message: `energy counter of GPU ${r.index} (${r.uuid}) went backwards from ${(highWater as CounterHighWater).energyJ.toFixed(3)} J to ${energyJ.toFixed(3)} J (driver reload or reset); that interval falls back to power integration` });
+    if (kind === 'glitch') {
+      this.reportGlitch(r, energyJ, highWater as CounterHighWater);
+      return;
     }
+    this.counterHighWater.set(r.uuid, nextCounterHighWater(highWater, energyJ, r.timestampMs) as CounterHighWater);
+  }
+
+  private judgeDrop(r: NvmlReading, drop: { highWater: CounterHighWater; energyJ: number; atMs: number }, next: { energyJ: number; atMs: number }): void {
+    if (judgeCounterReading(drop.highWater, drop.energyJ, drop.atMs, next) === 'glitch') {
+      this.reportGlitch(r, drop.energyJ, drop.highWater);
+      return;
+    }
+    this.counterHighWater.set(r.uuid, { energyJ: drop.energyJ, atMs: drop.atMs });
+    this.report({ reason: 'counter_reset', gpuUuid: r.uuid, message: `energy counter of GPU ${r.index} (${r.uuid}) went backwards from ${drop.highWater.energyJ.toFixed(3)} J to ${drop.energyJ.toFixed(3)} J (driver reload or reset); that interval falls back to power integration` });
+  }
+
+  private reportGlitch(r: NvmlReading, energyJ: number, mark: CounterHighWater): void {
+    const how = energyJ < mark.energyJ
+      ? energyJ >= mark.energyJ * (1 - COUNTER_GLITCH_SHARE)
+        ? `below its highest reading ${mark.energyJ.toFixed(3)} J by at most ${COUNTER_GLITCH_SHARE * 100}%`
+        : `below its highest reading ${mark.energyJ.toFixed(3)} J, and the next reading climbed straight back`
+      : `above its highest reading ${mark.energyJ.toFixed(3)} J by more than ${MAX_PLAUSIBLE_POWER_W} W could draw since`;
+    this.throttledReport('counter_glitch', r.uuid, `energy counter of GPU ${r.index} (${r.uuid}) read ${energyJ.toFixed(3)} J, ${how}: taken as a glitch, it is read as the highest reading (the intervals beside it are flagged estimated)`);
   }
 
   private throttledReport(reason: string, gpuUuid: string, text: string): void {
@@ -567,6 +592,7 @@ export class NvmlPowerSource implements PowerSource {
       this.lostGpus.delete(p.uuid);
       this.throttle.clear(`${p.uuid}:read_error`);
       this.counterHighWater.delete(p.uuid); // the counter may have restarted while it was away
+      this.pendingDrop.delete(p.uuid);
       this.options.log?.info({ uuid: p.uuid }, p.message);
       return;
     }
@@ -618,6 +644,7 @@ export class NvmlPowerSource implements PowerSource {
     this.throttle.clear(`${p.uuid}:read_error`);
     this.throttle.clear(`${p.uuid}:gpu_lost`);
     this.counterHighWater.delete(p.uuid); // the counter may have restarted while it was away
+    this.pendingDrop.delete(p.uuid);
     const device = p.device;
     if (device && this.inventory) {
       this.inventory = {

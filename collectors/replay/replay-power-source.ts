@@ -212,7 +212,7 @@ export class ReplayPowerSource implements PowerSource {
       // Judged as the energy timeline judges it: a glitch is not a reset, nor the new last reading.
       const kind = classifyCounterReading({ energyJ: c.lastJ, atMs: c.lastAtMs }, energyJ, atMs);
       if (kind === 'reset') c.reset = true;
-      if (kind !== 'glitch') {
+      if (kind !== 'glitch' && energyJ !== c.lastJ) {
         c.lastJ = energyJ;
         c.lastAtMs = atMs;
       }

@@ -64,6 +64,24 @@ test('a reading far above the highest one (more than 5,000 W since it) is a glit
   ]);
 });
 
+test('one bogus reading of 0 that the next reading climbs straight back from is a glitch, not a reset', () => {
+  // 300 W at 1 Hz on a 1 MJ counter; the reading at 10 s is 0. As a reset, the whole 1 MJ was counted again.
+  const readings = [0, 1, 2, 3, 4].map((k) => 1e6 + 300 * k);
+  readings[2] = 0;
+  const ivs = toEnergyIntervals(readings.map((e, k) => sample('g', T0 + 1000 * k, 300, e)), { samplePeriodMs: 1000, maxAttributableGapMs: 30_000 });
+  assert.deepEqual(ivs.map((i) => [i.energyJ, i.counterReset]), [[300, false], [0, false], [600, false], [300, false]]);
+  // A real reset: the counter goes on from its new low value.
+  const reset = toEnergyIntervals([1e6, 1e6 + 300, 10, 310, 610].map((e, k) => sample('g', T0 + 1000 * k, 300, e)), { samplePeriodMs: 1000, maxAttributableGapMs: 30_000 });
+  assert.deepEqual(reset.map((i) => [i.energyJ, i.counterReset]), [[300, false], [300, true], [300, false], [300, false]]);
+});
+
+test('a counter the driver updates less often than it is sampled is not a spike: its steps are judged from when it changed', () => {
+  // 100 Hz samples of a 1000 W GPU whose counter moves every 100 ms, 100 J at a time.
+  const ivs = toEnergyIntervals(Array.from({ length: 301 }, (_, k) => sample('g', T0 + 10 * k, 1000, 1e6 + Math.floor(k / 10) * 100)), { samplePeriodMs: 10, maxAttributableGapMs: 30_000 });
+  assert.equal(ivs.filter((i) => i.estimated).length, 0);
+  assert.equal(ivs.reduce((sum, i) => sum + i.energyJ, 0), 3000);
+});
+
 test('a reset after a glitch is still a reset, flagged on the interval it ends', () => {
   const ivs = toEnergyIntervals([sample('g', T0, 300, 9000), sample('g', T0 + 100, 300, 8990), sample('g', T0 + 200, 300, 4), sample('g', T0 + 300, 300, 34)], cfg);
   assert.deepEqual(ivs.map((i) => [i.counterReset, i.method]), [[false, 'counter'], [true, 'integrated'], [false, 'counter']]);
