@@ -155,17 +155,24 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
 }
 
 /**
- * Whether an hour has fewer rows than its own step gives. The step is judged per hour, from the
- * smallest gap between its rows, so a file may change resolution (ENTSO-E went from hourly to
- * 15-minute values on 2025-10-01) and may miss whole hours. An hour with one row is whole when
- * that row is at :00 (hourly data), part of an hour otherwise.
+ * Whether an hour has fewer rows than its own step gives. The step is judged per hour, as the
+ * greatest common divisor of the gaps between its rows and the hour (rows at :00 and :45 make a
+ * 15-minute step, so 4 rows are due), so a file may change resolution (ENTSO-E went from hourly to
+ * 15-minute values on 2025-10-01) and may miss whole hours. An hour with one row is whole when that
+ * row is at :00 (hourly data), part of an hour otherwise.
  */
 function partialHour(hourMs: number, times: readonly number[]): boolean {
-  if (times.length === 1) return times[0] !== hourMs;
+  if (times.length < 2) return times[0] !== hourMs;
   const sorted = [...times].sort((a, b) => a - b);
   let stepMs = HOUR_MS;
-  for (let i = 1; i < sorted.length; i += 1) stepMs = Math.min(stepMs, (sorted[i] as number) - (sorted[i - 1] as number));
-  return sorted.length < Math.floor(HOUR_MS / stepMs);
+  for (let i = 1; i < sorted.length; i += 1) stepMs = gcd(stepMs, Math.round((sorted[i] as number) - (sorted[i - 1] as number)));
+  return sorted.length < HOUR_MS / stepMs;
+}
+
+function gcd(a: number, b: number): number {
+  let [x, y] = [Math.abs(a), Math.abs(b)];
+  while (y !== 0) [x, y] = [y, x % y];
+  return x;
 }
 
 function pickIntensityColumn(header: readonly string[], options: { source: string; column?: string }): number {

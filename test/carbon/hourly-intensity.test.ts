@@ -129,6 +129,16 @@ describe('hourly intensity CSV', () => {
     assert.ok([...sparse.hours.values()].every((h) => !h.partial));
   });
 
+  it('takes the step of an hour from the gaps between its rows, so any two rows of a 15-minute hour show it partial', () => {
+    const hour = (minutes: number[]) => parseHourlyIntensityCsv(['timestamp,gco2_per_kwh', ...minutes.map((m) => `2026-07-01T00:${String(m).padStart(2, '0')}:00Z,100`)].join('\n'), { source: 'p.csv' }).hours.get(T0)?.partial;
+    assert.equal(hour([0, 45]), true);
+    assert.equal(hour([10, 50]), true);
+    assert.equal(hour([0, 15, 30, 45]), false);
+    assert.equal(hour([0, 30]), false);
+    assert.equal(hour([30]), true, 'one row off :00 is part of an hour');
+    assert.equal(hour([0]), false, 'one row at :00 is an hourly row');
+  });
+
   it('refuses a file without a timestamp or intensity column', () => {
     assert.throws(() => parseHourlyIntensityCsv('a,b\n1,2', { source: 'x.csv' }), /no timestamp column/);
     assert.throws(() => parseHourlyIntensityCsv('time,b\n2026-07-01T00:00:00Z,2', { source: 'x.csv' }), /no intensity column/);
