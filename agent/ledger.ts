@@ -486,9 +486,7 @@ export class Ledger {
    */
   getGpuCarriedState(): Map<string, GpuCarriedState> {
     const out = new Map<string, GpuCarriedState>();
-    const value = this.getState(GPU_CARRIED_STATE);
-    if (value === undefined) return out;
-    const parsed: unknown = JSON.parse(value);
+    const parsed = parseStateJson(this.getState(GPU_CARRIED_STATE));
     if (parsed === null || typeof parsed !== 'object') return out;
     for (const [uuid, raw] of Object.entries(parsed as Record<string, unknown>)) {
       const state = carriedStateOf(raw);
@@ -612,9 +610,7 @@ export class Ledger {
    * before this was kept.
    */
   getEnergyCountedUntil(): Record<string, number> {
-    const value = this.getState(ENERGY_COUNTED_UNTIL);
-    if (value === undefined) return {};
-    const parsed: unknown = JSON.parse(value);
+    const parsed = parseStateJson(this.getState(ENERGY_COUNTED_UNTIL));
     const out: Record<string, number> = {};
     if (parsed !== null && typeof parsed === 'object') {
       for (const [uuid, ms] of Object.entries(parsed)) if (typeof ms === 'number' && Number.isFinite(ms)) out[uuid] = ms;
@@ -1021,4 +1017,18 @@ function carriedStateOf(raw: unknown): GpuCarriedState | null {
     fromMs: r.fromMs,
     idle: { estimateW: idle.estimateW as number | null, observedMs: idle.observedMs },
   };
+}
+
+/**
+ * A state value written as JSON by a settlement, or null when absent or not JSON (a file edited or
+ * damaged by hand): the callers then go on as with a ledger that never kept it, rather than refuse
+ * to start.
+ */
+function parseStateJson(value: string | undefined): unknown {
+  if (value === undefined) return null;
+  try {
+    return JSON.parse(value) as unknown;
+  } catch {
+    return null;
+  }
 }

@@ -247,10 +247,15 @@ test('a restart after a configured idle baseline is removed learns it from what 
   // A ledger written before the carried state was kept: the stored idle observations give the same.
   const raw = new Database(join(dir, 'ledger.db'));
   raw.prepare("DELETE FROM agent_state WHERE key = 'gpu_carried_state'").run();
-  raw.close();
   const third = settlerWith({});
   third.restore(T0 + 40_000);
   assert.equal(learned(third), 300);
+  // A value damaged by hand is taken as absent, not a reason to refuse to start.
+  raw.prepare("INSERT INTO agent_state (key, value) VALUES ('gpu_carried_state', '{not json')").run();
+  raw.close();
+  const fourth = settlerWith({});
+  assert.doesNotThrow(() => fourth.restore(T0 + 40_000));
+  assert.equal(learned(fourth), 300);
 });
 
 test('a settler restarted before its first settlement resumes from the first stored sample: the first run loses no joule', (t) => {
