@@ -156,7 +156,8 @@ export function renderSummaryTable(s: SummarySnapshot): string {
   if (s.tasks && (s.tasks.closed > 0 || (s.tasks.open ?? 0) > 0)) {
     const t = s.tasks;
     const open = t.open ? `, ${formatCount(t.open)} still open` : '';
-    lines.push(
+    if (t.closed === 0) lines.push(`tasks     none closed yet${open} (a task closes once it has had no request for the task idle time)`);
+    else lines.push(
       `tasks     ${formatCount(t.closed)} closed${open}; of the closed, ${formatCount(t.succeeded)} succeeded; ${t.succeeded > 0 ? formatJoules(t.joules / t.succeeded) : '-'} per successful task;` +
         ` waste ${formatJoules(t.wasteJ)} (${formatPercent(t.joules > 0 ? t.wasteJ / t.joules : null)})`,
     );

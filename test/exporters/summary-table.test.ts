@@ -61,6 +61,8 @@ test('energy, task and data-quality lines show idle, residual, estimated and eve
   assert.match(text, /40 closed; of the closed, 36 succeeded; 1\.39 kJ per successful task; waste 4 kJ \(8\.0%\)/);
   const withOpen = renderSummaryTable({ ...snapshot(false), tasks: { closed: 40, open: 7, succeeded: 36, joules: 50_000, wasteJ: 4_000 } });
   assert.match(withOpen, /40 closed, 7 still open; of the closed, 36 succeeded/);
+  const noneClosed = renderSummaryTable({ ...snapshot(false), tasks: { closed: 0, open: 7, succeeded: 0, joules: 0, wasteJ: 0 } });
+  assert.match(noneClosed, /tasks {5}none closed yet, 7 still open \(a task closes/);
   assert.match(text, /sample coverage 99\.8%; estimated 500 J \(0\.6%\); 2 gaps; 1 counter resets; 3 late records; 4 rejected; 5 sample errors/);
 });
 
