@@ -1,7 +1,7 @@
 import type { AttributionConfig, GpuPeriodInput, GpuPeriodTotals, RequestPeriodShare } from './attribution-types.js';
 import { settlePeriod } from './attribution.js';
 import { BATCH_BUCKETS, CACHE_BUCKETS } from './buckets.js';
-import { nextCounterHighWater, type CounterHighWater } from './energy-timeline.js';
+import { foldCounterReadings, type CounterHighWater, type CounterReadings } from './energy-timeline.js';
 import { fullyLoadedFactor } from './fully-loaded.js';
 import { IDLE_QUANTILE, idleBaselineFromObservations, resolveIdleBaseline, type IdleBaselineSource, type IdleObservation } from './idle-baseline.js';
 import type { PowerSample } from './power-sample.js';
@@ -226,6 +226,8 @@ class GpuSamples {
   /** highWaterBefore's fold: how many samples it has folded, and the mark after them. */
   private foldedTo = 0;
   private foldedHighWater: CounterHighWater | null = null;
+  /** This GPU's samples as counter readings, for the fold. */
+  private readonly readings: CounterReadings;
 
   constructor(
     readonly uuid: string,
@@ -239,6 +241,7 @@ class GpuSamples {
     this.positions = positions;
     this.count = positions.length;
     this.timeAt = (k) => columns.timestampAt(positions[k] as number);
+    this.readings = { count: this.count, timeAt: this.timeAt, energyAt: (k) => columns.energyAt(positions[k] as number) };
   }
 
   /**
@@ -261,7 +264,7 @@ class GpuSamples {
 
   /**
    * The counter's high-water mark over the samples before position `k` (the first of its
-   * timestamp), one merged reading per timestamp as the timeline merges them (foldCounterHighWater,
+   * timestamp), one merged reading per timestamp as the timeline merges them (foldCounterReadings,
    * over columns). Windows move forward in time within a pass, so the fold goes on from where the
    * last call left it: each sample is folded once per pass (a call for an earlier position starts
    * again from the first sample).
@@ -271,25 +274,9 @@ class GpuSamples {
       this.foldedTo = 0;
       this.foldedHighWater = null;
     }
-    while (this.foldedTo < k) {
-      const group = this.readingAt(this.foldedTo);
-      const next = group.end < this.count ? this.readingAt(group.end) : null;
-      this.foldedHighWater = nextCounterHighWater(this.foldedHighWater, group.energyJ, group.atMs, next);
-      this.foldedTo = group.end;
-    }
+    this.foldedHighWater = foldCounterReadings(this.foldedHighWater, this.readings, this.foldedTo, k);
+    this.foldedTo = k;
     return this.foldedHighWater;
-  }
-
-  /** The merged reading of the timestamp group starting at position `k` (its last usable energy), and where the group ends. */
-  private readingAt(k: number): { energyJ: number | null; atMs: number; end: number } {
-    const atMs = this.timeAt(k);
-    let energyJ: number | null = null;
-    let end = k;
-    for (; end < this.count && this.timeAt(end) === atMs; end++) {
-      const e = this.columns.energyAt(this.positions[end] as number);
-      if (e !== null && Number.isFinite(e) && e >= 0) energyJ = e;
-    }
-    return { energyJ, atMs, end };
   }
 
   /** The first sample time at or after t, or Infinity. */

@@ -117,29 +117,42 @@ export function nextCounterHighWater(highWater: CounterHighWater | null, energyJ
   return kind === 'glitch' || (kind === 'advance' && energyJ === highWater?.energyJ) ? highWater : { energyJ, atMs };
 }
 
+/** One GPU's readings in time order, by position: an array of samples, or the columns of a trace. */
+export interface CounterReadings {
+  readonly count: number;
+  timeAt(k: number): number;
+  energyAt(k: number): number | null | undefined;
+}
+
 /**
- * Fold samples[0..to) (sorted by time) into the mark, one reading per timestamp: the last usable
- * energy of the samples sharing it, as {@link buildEnergyTimeline} merges them; the reading after
- * each is the next timestamp's, which may lie at or after `to`. `to` must not split a group of
- * equal timestamps.
+ * Fold readings [from, to) into the mark, one reading per timestamp: the last usable energy of the
+ * samples sharing it, as {@link buildEnergyTimeline} merges them; the reading after each is the next
+ * timestamp's, which may lie at or after `to`. `from` and `to` must not split a group of equal
+ * timestamps.
  */
-export function foldCounterHighWater(highWater: CounterHighWater | null, samples: readonly Pick<PowerSample, 'timestampMs' | 'energyJ'>[], to: number): CounterHighWater | null {
+export function foldCounterReadings(highWater: CounterHighWater | null, readings: CounterReadings, from: number, to: number): CounterHighWater | null {
   let mark = highWater;
-  for (let i = 0; i < to; ) {
-    const group = readingAt(samples, i);
-    mark = nextCounterHighWater(mark, group.energyJ, group.atMs, group.end < samples.length ? readingAt(samples, group.end) : null);
+  for (let i = from; i < to; ) {
+    const group = readingAt(readings, i);
+    mark = nextCounterHighWater(mark, group.energyJ, group.atMs, group.end < readings.count ? readingAt(readings, group.end) : null);
     i = group.end;
   }
   return mark;
 }
 
+/** {@link foldCounterReadings} over samples[0..to) of an array sorted by time. */
+export function foldCounterHighWater(highWater: CounterHighWater | null, samples: readonly Pick<PowerSample, 'timestampMs' | 'energyJ'>[], to: number): CounterHighWater | null {
+  const at = (k: number) => samples[k] as Pick<PowerSample, 'timestampMs' | 'energyJ'>;
+  return foldCounterReadings(highWater, { count: samples.length, timeAt: (k) => at(k).timestampMs, energyAt: (k) => at(k).energyJ }, 0, to);
+}
+
 /** The merged reading of the timestamp group starting at `from` (its last usable energy), and where the group ends. */
-function readingAt(samples: readonly Pick<PowerSample, 'timestampMs' | 'energyJ'>[], from: number): CounterReadingAt & { end: number } {
-  const atMs = (samples[from] as Pick<PowerSample, 'timestampMs'>).timestampMs;
+function readingAt(readings: CounterReadings, from: number): CounterReadingAt & { end: number } {
+  const atMs = readings.timeAt(from);
   let energyJ: number | null = null;
   let end = from;
-  for (; end < samples.length && (samples[end] as Pick<PowerSample, 'timestampMs'>).timestampMs === atMs; end += 1) {
-    const e = (samples[end] as Pick<PowerSample, 'energyJ'>).energyJ;
+  for (; end < readings.count && readings.timeAt(end) === atMs; end += 1) {
+    const e = readings.energyAt(end);
     if (usable(e)) energyJ = e;
   }
   return { energyJ, atMs, end };
