@@ -146,6 +146,26 @@ export function foldCounterHighWater(highWater: CounterHighWater | null, samples
   return foldCounterReadings(highWater, { count: samples.length, timeAt: (k) => at(k).timestampMs, energyAt: (k) => at(k).energyJ }, 0, to);
 }
 
+/**
+ * How many of a settlement window's samples (one GPU's, sorted by time; `highWater` the mark before
+ * them) can be counted while no reading after them exists: all but the last timestamp's when that
+ * reading drops below the mark and the interval into it starts before `endMs`. Only the reading
+ * after a drop tells a reset from a glitch (judgeCounterReading); counted now as a reset (from
+ * power) and later as a glitch (in the counter delta after it), that interval would count twice.
+ * Cut there, the window stops short of `endMs`, so the interval is owed to the period settled once
+ * the next reading is in (countedUntilAfter in settlement-schedule.ts).
+ */
+export function countableBeforeNextReading(samples: readonly Pick<PowerSample, 'timestampMs' | 'energyJ'>[], highWater: CounterHighWater | null, endMs: number): number {
+  const at = (k: number) => samples[k] as Pick<PowerSample, 'timestampMs' | 'energyJ'>;
+  const readings: CounterReadings = { count: samples.length, timeAt: (k) => at(k).timestampMs, energyAt: (k) => at(k).energyJ };
+  let last = samples.length - 1;
+  while (last > 0 && readings.timeAt(last - 1) === readings.timeAt(last)) last -= 1;
+  if (last <= 0 || readings.timeAt(last - 1) >= endMs) return samples.length;
+  const drop = readingAt(readings, last);
+  if (!usable(drop.energyJ)) return samples.length;
+  return classifyCounterReading(foldCounterReadings(highWater, readings, 0, last), drop.energyJ, drop.atMs) === 'reset' ? last : samples.length;
+}
+
 /** The merged reading of the timestamp group starting at `from` (its last usable energy), and where the group ends. */
 function readingAt(readings: CounterReadings, from: number): CounterReadingAt & { end: number } {
   const atMs = readings.timeAt(from);

@@ -41,9 +41,9 @@ function openLedger() {
   return { ledger, dir, cleanup: () => { ledger.close(); rmSync(dir, { recursive: true, force: true }); } };
 }
 
-function newSettler(ledger: Ledger, latenessMs: number, metrics = new Metrics()) {
+function newSettler(ledger: Ledger, latenessMs: number, metrics = new Metrics(), periodMs = PERIOD_MS) {
   const settler = new Settler({
-    ledger, metrics, gpus: [GPU], node: 'n', periodMs: PERIOD_MS, latenessMs, attribution: DEFAULT_ATTRIBUTION_CONFIG, simulated: false,
+    ledger, metrics, gpus: [GPU], node: 'n', periodMs, latenessMs, attribution: DEFAULT_ATTRIBUTION_CONFIG, simulated: false,
     labelValue: (_n, v) => v ?? '', taskIdleMs: 60_000, log: { info() {}, warn() {}, error() {}, debug() {} },
   });
   return { settler, metrics };
@@ -331,5 +331,56 @@ test('a restart during a stall that follows counter glitches goes on from the st
   for (const restart of [false, true]) {
     const measured = run(restart);
     assert.ok(Math.abs(measured - expectedJ) <= 1e-9 * expectedJ, `${restart ? 'with' : 'without'} a restart: measured ${measured} J, counter increase ${expectedJ} J`);
+  }
+});
+
+test('a counter drop is judged by the reading after it however the run is cut: every lateness and period gives the same energy, a drop on a period end included', () => {
+  // 300 W at 10 Hz on a 1 MJ counter for 90 s. Bogus readings of 0 that the next one climbs
+  // straight back from (glitches): on a period end of every period length tried (60 s), on a 10 s
+  // one (20 s), just before one (39.9 s) and inside one (33.3 s). And a real reset at 45 s: the
+  // counter restarts from 0 and goes on from there.
+  const zeros = new Set([20_000, 33_300, 39_900, 60_000]);
+  const resetAtMs = 45_000;
+  const make = (t: number): PowerSample => {
+    const s = steady(t);
+    const dt = t - T0;
+    if (zeros.has(dt)) return { ...s, energyJ: joules(0) };
+    return { ...s, energyJ: joules(dt < resetAtMs ? 1_000_000 + dt * 0.3 : (dt - resetAtMs + 50) * 0.3) };
+  };
+  const samples = range(T0, T0 + 90_000, 100, make);
+  const expectedJ = 90 * 300;
+  const settle = (c: { periodMs: number; latenessMs: number; tickMs: number; stall: boolean }) => {
+    const { ledger, cleanup } = openLedger();
+    try {
+      const metrics = new Metrics();
+      const { settler } = newSettler(ledger, c.latenessMs, metrics, c.periodMs);
+      // With a stall, the readings after the drop at 60 s arrive 4 s late: the drop is the GPU's last sample meanwhile.
+      const deliverAt = (s: PowerSample) => (c.stall && s.timestampMs > T0 + 60_000 && s.timestampMs <= T0 + 64_000 ? T0 + 64_000 : s.timestampMs);
+      let next = 0;
+      for (let now = T0; now <= T0 + Math.max(130_000, c.periodMs); now += c.tickMs) {
+        const batch: PowerSample[] = [];
+        while (next < samples.length && deliverAt(samples[next] as PowerSample) <= now) batch.push(samples[next++] as PowerSample);
+        settler.addSamples(batch);
+        settler.settleDue(now);
+      }
+      assert.ok((settler.settledUntil as number) >= T0 + 90_000, 'the whole run is settled');
+      assertConserved(ledger, metrics, expectedJ, JSON.stringify(c));
+      assert.equal(ledgerSums(ledger).counterResets, 1, `${JSON.stringify(c)}: the one real reset, and no glitch taken for one`);
+      return metrics.measured;
+    } finally {
+      cleanup();
+    }
+  };
+  // In one piece: one hour-long period settled once everything is in.
+  const whole = settle({ periodMs: 3_600_000, latenessMs: 0, tickMs: 3_600_000, stall: false });
+  for (const periodMs of [1_000, 3_000, 10_000]) {
+    for (const latenessMs of [0, 500, 2_000, 15_000]) {
+      for (const tickMs of [100, 1_000]) {
+        for (const stall of [false, true]) {
+          const measured = settle({ periodMs, latenessMs, tickMs, stall });
+          assert.ok(Math.abs(measured - whole) <= 1e-9 * whole, `period ${periodMs} ms, lateness ${latenessMs} ms, tick ${tickMs} ms${stall ? ', stall after the drop' : ''}: ${measured} J, in one piece ${whole} J`);
+        }
+      }
+    }
   }
 });

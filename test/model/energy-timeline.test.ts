@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { buildEnergyTimeline, foldCounterHighWater, sliceInterval, toEnergyIntervals } from '../../model/energy-timeline.js';
+import { buildEnergyTimeline, countableBeforeNextReading, foldCounterHighWater, sliceInterval, toEnergyIntervals } from '../../model/energy-timeline.js';
 import { CONFIG, sample, T0 } from './helpers.js';
 
 const cfg = { samplePeriodMs: 100, maxAttributableGapMs: 2_000 };
@@ -73,6 +73,28 @@ test('one bogus reading of 0 that the next reading climbs straight back from is 
   // A real reset: the counter goes on from its new low value.
   const reset = toEnergyIntervals([1e6, 1e6 + 300, 10, 310, 610].map((e, k) => sample('g', T0 + 1000 * k, 300, e)), { samplePeriodMs: 1000, maxAttributableGapMs: 30_000 });
   assert.deepEqual(reset.map((i) => [i.energyJ, i.counterReset]), [[300, false], [300, true], [300, false], [300, false]]);
+});
+
+test('a window ending in a counter drop that no reading follows yet is counted only up to the reading before it', () => {
+  // 300 W at 1 Hz on a 1 MJ counter; the period ends at 3 s.
+  const end = T0 + 3000;
+  const window = (...energies: (number | null)[]) => energies.map((e, k) => sample('g', T0 + 1000 * k, 300, e));
+  const mark = { energyJ: 1e6 - 300, atMs: T0 - 1000 };
+  // A drop to 0 at the period end, or before it: reset or glitch only the next reading tells.
+  assert.equal(countableBeforeNextReading(window(1e6, 1e6 + 300, 1e6 + 600, 0), mark, end), 3);
+  assert.equal(countableBeforeNextReading(window(1e6, 1e6 + 300, 0), mark, end), 2);
+  // The reading after it is in: the window is judged whole.
+  assert.equal(countableBeforeNextReading(window(1e6, 1e6 + 300, 0, 1e6 + 900), mark, end), 4);
+  // After the end, its interval is not this period's; judged against the mark the window starts from,
+  // repeated timestamps merged (the last usable reading of the drop's instant is the drop).
+  assert.equal(countableBeforeNextReading(window(1e6, 1e6 + 300, 1e6 + 600, 1e6 + 900, 0), mark, end), 5);
+  assert.equal(countableBeforeNextReading([...window(1e6, 1e6 + 300, 1e6 + 600), sample('g', T0 + 2000, 300, 0), sample('g', T0 + 2000, 300, null)], mark, end), 2);
+  assert.equal(countableBeforeNextReading(window(1e6 - 900), mark, end), 1, 'a lone reading closes no interval');
+  // Judged against the mark as the window's readings leave it: after a reset to 500, 200 is a drop too.
+  assert.equal(countableBeforeNextReading(window(500, 200), mark, end), 1);
+  assert.equal(countableBeforeNextReading(window(500, 800), mark, end), 2);
+  // Readings that need nothing after them to be judged: an advance, a glitch within 1%, none at all.
+  for (const last of [1e6 + 600, 1e6 + 290, null]) assert.equal(countableBeforeNextReading(window(1e6, 1e6 + 300, last), mark, end), 3, String(last));
 });
 
 test('a counter the driver updates less often than it is sampled is not a spike: its steps are judged from when it changed', () => {
