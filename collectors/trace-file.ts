@@ -301,7 +301,8 @@ interface Block {
  *   order): those are put in order, and a note says so. Without a counter nothing confirms that
  *   order (a DST shift of under an hour also gives blocks that do not overlap), so they are errors;
  * - a second sample of a GPU at one instant, and a counter step no board can draw (counterUnitProblem:
- *   millijoules), are errors.
+ *   millijoules), are errors; a climb straight back after a drop is judged from the reading before
+ *   the drop (the drop was a glitch: judgeCounterReading in model/energy-timeline.ts).
  * Lines of different GPUs may come in any order: samples are merged by time, then GPU index.
  */
 /**
@@ -459,6 +460,8 @@ function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSam
   const lastMs = new Float64Array(gpuList.length).fill(-Infinity);
   const lastLine = new Uint32Array(gpuList.length);
   const lastCounter: (CounterReading | undefined)[] = gpuList.map(() => undefined);
+  // The reading before the last one when the last one dropped below it: a glitch if the next climbs straight back.
+  const beforeDrop: (CounterReading | undefined)[] = gpuList.map(() => undefined);
   const take = (i: number, g: number): void => {
     const t = ts[i] as number;
     const at = line[i] as number;
@@ -482,10 +485,15 @@ function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSam
       const reading: CounterReading = { line: at, timestampMs: t, energyJ: e, powerW: Number.isNaN(p) ? null : p };
       const prev = lastCounter[g];
       const problem = prev === undefined ? undefined : counterUnitProblem(prev, reading);
-      if (problem !== undefined) {
+      // A rise from a drop that climbs straight back to where the counter was (judgeCounterReading):
+      // the drop was the glitch, and this rise is judged from the reading before it.
+      const mark = beforeDrop[g];
+      const glitchBefore = problem !== undefined && mark !== undefined && e >= mark.energyJ && counterUnitProblem(mark, reading) === undefined;
+      if (problem !== undefined && !glitchBefore) {
         problems.add(at, problem, 'energy_j: counter rises faster than any board draws');
         return;
       }
+      beforeDrop[g] = prev !== undefined && e < prev.energyJ ? prev : undefined;
       lastCounter[g] = reading;
     }
     accepted[i] = 1;

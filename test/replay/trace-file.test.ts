@@ -413,6 +413,20 @@ test('energy_j written in millijoules is refused line by line, saying it looks l
   assert.equal(ticking.samples.length, 4);
 });
 
+test('a counter reading of 0 that the next one climbs straight back from is a glitch: the climb is no unit error', () => {
+  const t = 1_800_000_000_000;
+  // 300 W at 1 Hz on a 1 MJ counter, one bogus 0. The climb back (1 MJ in 1 s) was refused as
+  // millijoules, and so was every line after it for 200 s (until 1 MJ from the 0 was under 5000 W).
+  const lines = (energies: number[]) => ['timestamp_ms,gpu,power_w,energy_j', ...energies.map((e, k) => `${t + k * 1000},0,300,${e}`)].join('\n');
+  const glitch = parsePowerTrace(lines([1e6, 1e6 + 300, 0, 1e6 + 900, 1e6 + 1200]));
+  assert.deepEqual(glitch.errors, []);
+  assert.deepEqual(glitch.samples.toArray().map((s) => s.energyJ), [1e6, 1e6 + 300, 0, 1e6 + 900, 1e6 + 1200]);
+  // Two low readings in a row are a reset (the timeline judges the first by the second), so a leap
+  // back up from them is still refused; so is a millijoule counter after a drop.
+  assert.deepEqual(parsePowerTrace(lines([1e6, 1e6 + 300, 0, 0, 1e6 + 1200])).errors.map((e) => e.line), [6]);
+  assert.deepEqual(parsePowerTrace(lines([1e9, 1e9 + 300_000, 0, 1e9 + 900_000])).errors.map((e) => e.line), [3, 5]);
+});
+
 test('hundreds of thousands of problems found after the lines are read are reported, not a stack overflow', () => {
   const t = 1_800_000_000_000;
   // Every line after the first repeats the instant: each is a "second sample" problem found when the samples are assembled.
