@@ -112,7 +112,11 @@ export function judgeCounterReading(highWater: CounterHighWater | null, readingJ
  */
 export function nextCounterHighWater(highWater: CounterHighWater | null, energyJ: number | null | undefined, atMs: number, next: CounterReadingAt | null = null): CounterHighWater | null {
   if (!usable(energyJ)) return highWater;
-  const kind = judgeCounterReading(highWater, energyJ, atMs, next);
+  return markAfter(highWater, energyJ, atMs, judgeCounterReading(highWater, energyJ, atMs, next));
+}
+
+/** The mark after a usable reading judged `kind`. */
+function markAfter(highWater: CounterHighWater | null, energyJ: number, atMs: number, kind: CounterReading): CounterHighWater | null {
   // An unchanged reading keeps the time the counter reached its value: the next rise is judged over all of it.
   return kind === 'glitch' || (kind === 'advance' && energyJ === highWater?.energyJ) ? highWater : { energyJ, atMs };
 }
@@ -128,13 +132,23 @@ export interface CounterReadings {
  * Fold readings [from, to) into the mark, one reading per timestamp: the last usable energy of the
  * samples sharing it, as {@link buildEnergyTimeline} merges them; the reading after each is the next
  * timestamp's, which may lie at or after `to`. `from` and `to` must not split a group of equal
- * timestamps.
+ * timestamps. `onReading` is told each usable (merged) reading, how it was judged, and its group [start, end).
  */
-export function foldCounterReadings(highWater: CounterHighWater | null, readings: CounterReadings, from: number, to: number): CounterHighWater | null {
+export function foldCounterReadings(
+  highWater: CounterHighWater | null,
+  readings: CounterReadings,
+  from: number,
+  to: number,
+  onReading?: (kind: CounterReading, energyJ: number, start: number, end: number) => void,
+): CounterHighWater | null {
   let mark = highWater;
   for (let i = from; i < to; ) {
     const group = readingAt(readings, i);
-    mark = nextCounterHighWater(mark, group.energyJ, group.atMs, group.end < readings.count ? readingAt(readings, group.end) : null);
+    if (usable(group.energyJ)) {
+      const kind = judgeCounterReading(mark, group.energyJ, group.atMs, group.end < readings.count ? readingAt(readings, group.end) : null);
+      onReading?.(kind, group.energyJ, i, group.end);
+      mark = markAfter(mark, group.energyJ, group.atMs, kind);
+    }
     i = group.end;
   }
   return mark;

@@ -1,7 +1,7 @@
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
 import { SAMPLE_AVERAGED, SAMPLE_SIMULATED, type PowerSampleColumns } from '../../model/power-sample-columns.js';
 import { epochMs, joules } from '../../model/units.js';
-import { classifyCounterReading } from '../../model/energy-timeline.js';
+import { foldCounterReadings, type CounterReadings } from '../../model/energy-timeline.js';
 import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
 import { formatTraceError, parsePowerTrace, readPowerTraceFile, type ParsedPowerTrace } from '../trace-file.js';
 
@@ -188,41 +188,33 @@ export class ReplayPowerSource implements PowerSource {
   /**
    * Per GPU: first and last counter readings, whether the counter resets within the trace, and the
    * energy of the gap between its last sample and its first one of the next loop, at its last power.
+   * Readings are judged as the energy timeline judges them, with the reading after each
+   * (foldCounterReadings): a drop that the next reading climbs straight back from is a glitch, so it
+   * is replayed as one in every loop, not turned into a reset from the second loop on.
    */
   private computeLoopEnergy(samples: PowerSampleColumns): void {
-    const uuidAt = (i: number): string => (samples.gpus[samples.gpuAt(i)] as { uuid: string }).uuid;
-    const first = new Map<string, number>();
-    const last = new Map<string, number>();
-    this.afterReset = new Uint8Array(samples.length);
+    const positionsOf = new Map<string, number[]>();
     for (let i = 0; i < samples.length; i++) {
-      const uuid = uuidAt(i);
-      if (!first.has(uuid)) first.set(uuid, i);
-      last.set(uuid, i);
-      const energyJ = samples.energyAt(i);
-      const c = this.counters.get(uuid);
-      if (energyJ === null) {
-        this.afterReset[i] = c?.reset === true ? 1 : 0;
-        continue;
-      }
-      const atMs = samples.timestampAt(i);
-      if (!c) {
-        this.counters.set(uuid, { firstJ: energyJ, lastJ: energyJ, lastAtMs: atMs, gapJ: 0, reset: false });
-        continue;
-      }
-      // Judged as the energy timeline judges it: a glitch is not a reset, nor the new last reading.
-      const kind = classifyCounterReading({ energyJ: c.lastJ, atMs: c.lastAtMs }, energyJ, atMs);
-      if (kind === 'reset') c.reset = true;
-      if (kind !== 'glitch' && energyJ !== c.lastJ) {
-        c.lastJ = energyJ;
-        c.lastAtMs = atMs;
-      }
-      this.afterReset[i] = c.reset ? 1 : 0;
+      const uuid = (samples.gpus[samples.gpuAt(i)] as { uuid: string }).uuid;
+      const positions = positionsOf.get(uuid);
+      if (positions) positions.push(i);
+      else positionsOf.set(uuid, [i]);
     }
-    for (const [uuid, i] of last) {
-      const c = this.counters.get(uuid);
-      if (!c) continue;
-      const gapMs = this.loopSpanMs - (samples.timestampAt(i) - samples.timestampAt(first.get(uuid) as number));
-      c.gapJ = ((samples.powerAt(i) ?? 0) * gapMs) / 1000;
+    this.afterReset = new Uint8Array(samples.length);
+    for (const [uuid, positions] of positionsOf) {
+      const at = (k: number): number => positions[k] as number;
+      const readings: CounterReadings = { count: positions.length, timeAt: (k) => samples.timestampAt(at(k)), energyAt: (k) => samples.energyAt(at(k)) };
+      let firstJ: number | null = null;
+      let firstReset = positions.length;
+      const mark = foldCounterReadings(null, readings, 0, positions.length, (kind, energyJ, start) => {
+        firstJ ??= energyJ;
+        if (kind === 'reset' && start < firstReset) firstReset = start;
+      });
+      if (mark === null || firstJ === null) continue;
+      for (let k = firstReset; k < positions.length; k++) this.afterReset[at(k)] = 1;
+      const last = at(positions.length - 1);
+      const gapMs = this.loopSpanMs - (samples.timestampAt(last) - samples.timestampAt(at(0)));
+      this.counters.set(uuid, { firstJ, lastJ: mark.energyJ, gapJ: ((samples.powerAt(last) ?? 0) * gapMs) / 1000, reset: firstReset < positions.length });
     }
   }
 }
@@ -230,13 +222,12 @@ export class ReplayPowerSource implements PowerSource {
 /** A GPU's energy counter over one pass of the trace. */
 interface LoopedCounter {
   readonly firstJ: number;
-  /** The highest reading since the last reset (a glitch's reading does not count), and its time. */
-  lastJ: number;
-  lastAtMs: number;
+  /** The highest reading since the last reset (a glitch's reading does not count). */
+  readonly lastJ: number;
   /** Energy of the gap from its last sample to its first of the next loop. */
-  gapJ: number;
-  /** The counter goes backwards somewhere in the trace. */
-  reset: boolean;
+  readonly gapJ: number;
+  /** The counter resets somewhere in the trace. */
+  readonly reset: boolean;
 }
 
 /** Median gap between consecutive samples of one GPU, ms (1000 when the trace has one sample per GPU). */

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { PowerSample } from '../../model/power-sample.js';
 import type { PowerSourceError } from '../../collectors/power-source.js';
 import { ReplayPowerSource } from '../../collectors/replay/replay-power-source.js';
+import { buildEnergyTimeline } from '../../model/energy-timeline.js';
 import { loadConfig } from '../../agent/config.js';
 import { createLogger } from '../../agent/logger.js';
 import { createPowerSource } from '../../agent/power-source-factory.js';
@@ -116,6 +117,27 @@ test('loop over a trace with a low counter reading (a glitch): loops continue th
   await looped.shutdown();
   const energy = l.batches.flat().map((s) => s.energyJ as number);
   assert.deepEqual(energy, [5000, 5100, 5090, 5300, 5400, 5500, 5490, 5700, 5800, 5900, 5890, 6100], 'each loop adds the 300 J of the trace and the 100 J of the gap');
+});
+
+test('loop over a trace with one bogus 0 that the next reading climbs straight back from: a glitch in every loop, never a reset', async () => {
+  // 100 W for 4 s on a 1 MJ counter; the 3rd reading is 0. Judged without the reading after it, the
+  // 0 was a reset: from the second loop on the counter was replayed raw from there, so every loop
+  // went backwards by ~1 MJ and the energy model counted a reset (and spikes) in each.
+  const trace = ['timestamp_ms,gpu,power_w,energy_j', `${T},0,100,1000000`, `${T + 1000},0,100,1000100`, `${T + 2000},0,100,0`, `${T + 3000},0,100,1000300`].join('\n');
+  const clock = fakeClock(8_700_000_000_000);
+  const looped = new ReplayPowerSource({ path: 't', readFile: async () => trace, clock, loop: true, tickMs: 60_000 });
+  await looped.init();
+  const l = collect(looped);
+  clock.advance(11_000);
+  looped.pump();
+  await looped.shutdown();
+  const samples = l.batches.flat();
+  const energy = samples.map((s) => s.energyJ as number);
+  // Each loop goes on from the last (300 J of trace and 100 J of gap), its bogus reading moved with it.
+  assert.deepEqual(energy, [1_000_000, 1_000_100, 0, 1_000_300, 1_000_400, 1_000_500, 400, 1_000_700, 1_000_800, 1_000_900, 800, 1_001_100]);
+  const timeline = buildEnergyTimeline(samples, { samplePeriodMs: 1000, maxAttributableGapMs: 30_000 });
+  assert.deepEqual(timeline.intervals.filter((i) => i.counterReset), [], 'no loop replays the glitch as a reset');
+  assert.equal(timeline.intervals.reduce((sum, i) => sum + i.energyJ, 0), 1100, 'the 11 s at 100 W, counted once');
 });
 
 test('real time: a short trace comes out paced by its own timestamps', async () => {
