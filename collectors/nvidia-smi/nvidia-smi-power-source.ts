@@ -1,4 +1,5 @@
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
 import { epochMs, watts } from '../../model/units.js';
@@ -8,7 +9,7 @@ import { NvidiaSmiClockOffset } from './nvidia-smi-clock-offset.js';
 import { isNvidiaSmiHeader, parseNvidiaSmiPowerLine } from './nvidia-smi-csv.js';
 import { chooseInventoryFields, chooseStreamFields, parseHelpQueryGpu } from './nvidia-smi-fields.js';
 import { parseInventory, parseMigList, powerDrawAveragedFor, type NvidiaSmiGpu } from './nvidia-smi-inventory.js';
-import { SupervisedLineProcess } from './supervised-line-process.js';
+import { SupervisedLineProcess, signalGroup } from './supervised-line-process.js';
 
 export interface NvidiaSmiPowerSourceOptions {
   /** The nvidia-smi executable: a path, or a name looked up on PATH. Default "nvidia-smi". */
@@ -232,26 +233,65 @@ export class NvidiaSmiPowerSource implements PowerSource {
     }
   }
 
-  /** Runs a one-shot nvidia-smi command (argument vector, no shell) and returns its stdout. */
+  /**
+   * Runs a one-shot nvidia-smi command (argument vector, no shell) and returns its stdout. It leads
+   * its own process group, killed as a whole on timeout or overflow, so a wrapper script that runs
+   * nvidia-smi without `exec` leaves nothing running.
+   */
   private command(args: readonly string[]): Promise<string> {
     const timeout = this.options.commandTimeoutMs ?? 10_000;
+    const run = `${this.binary} ${args.join(' ')}`;
     return new Promise((resolve, reject) => {
-      execFile(this.binary, [...args], { timeout, killSignal: 'SIGKILL', maxBuffer: 8 * 1024 * 1024, env: this.options.env ?? process.env },
-        (error, stdout, stderr) => {
-          if (!error) return resolve(stdout);
-          const code = (error as NodeJS.ErrnoException).code;
-          if (code === 'ENOENT' || code === 'EACCES') {
-            return reject(new NvidiaSmiInitError('binary_missing', `${this.binary} could not be run (${code}).`,
-              'install the NVIDIA driver utilities on the node or mount nvidia-smi into the container (NVIDIA runtime with NVIDIA_DRIVER_CAPABILITIES including "utility"), or pass its path with --nvidia-smi'));
-          }
-          if (error.killed) {
-            return reject(new NvidiaSmiInitError('timeout', `${this.binary} ${args.join(' ')} did not finish within ${timeout} ms.`,
-              'the driver is hung or slow: enable persistence mode (nvidia-persistenced) and check dmesg for Xid errors'));
-          }
-          const said = `${stdout}\n${stderr}`.trim().split('\n').slice(0, 3).join(' | ');
-          return reject(new NvidiaSmiInitError('failed', `${this.binary} ${args.join(' ')} failed (exit ${String(error.code)}): ${said}`,
-            'run nvidia-smi on the node to see the driver error; if it cannot talk to the driver, load the driver or mount /dev/nvidia* into the container'));
-        });
+      let settled = false;
+      const settle = (outcome: string | NvidiaSmiInitError): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (typeof outcome === 'string') resolve(outcome);
+        else reject(outcome);
+      };
+      // Settles at once: a child stuck in the driver may survive SIGKILL and never close its output.
+      const kill = (outcome: NvidiaSmiInitError): void => {
+        settle(outcome);
+        signalGroup(child, 'SIGKILL');
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+      };
+      const failed = (exit: string): NvidiaSmiInitError => {
+        const said = `${stdout()}\n${stderr()}`.trim().split('\n').slice(0, 3).join(' | ');
+        return new NvidiaSmiInitError('failed', `${run} failed (exit ${exit}): ${said}`,
+          'run nvidia-smi on the node to see the driver error; if it cannot talk to the driver, load the driver or mount /dev/nvidia* into the container');
+      };
+      const child = spawn(this.binary, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: this.options.env ?? process.env, detached: true });
+      const overflow = (): void => kill(failed('ERR_CHILD_PROCESS_STDIO_MAXBUFFER'));
+      const stdout = collectOutput(child.stdout, COMMAND_MAX_BUFFER, overflow);
+      const stderr = collectOutput(child.stderr, COMMAND_MAX_BUFFER, overflow);
+      const timer = setTimeout(() => kill(new NvidiaSmiInitError('timeout', `${run} did not finish within ${timeout} ms.`,
+        'the driver is hung or slow: enable persistence mode (nvidia-persistenced) and check dmesg for Xid errors')), timeout);
+      child.on('error', (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT' || error.code === 'EACCES') {
+          settle(new NvidiaSmiInitError('binary_missing', `${this.binary} could not be run (${error.code}).`,
+            'install the NVIDIA driver utilities on the node or mount nvidia-smi into the container (NVIDIA runtime with NVIDIA_DRIVER_CAPABILITIES including "utility"), or pass its path with --nvidia-smi'));
+        } else {
+          settle(failed(String(error.code)));
+        }
+      });
+      child.on('close', (code, signal) => settle(code === 0 ? stdout() : failed(String(code ?? signal))));
     });
   }
+}
+
+const COMMAND_MAX_BUFFER = 8 * 1024 * 1024;
+
+/** Collects a stream's first `limit` bytes; more calls `overflow` once. Returns the text so far. */
+function collectOutput(stream: Readable | null, limit: number, overflow: () => void): () => string {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  stream?.on('data', (chunk: Buffer) => {
+    if (size > limit) return;
+    chunks.push(chunk.subarray(0, limit - size));
+    size += chunk.length;
+    if (size > limit) overflow();
+  });
+  return () => Buffer.concat(chunks).toString('utf8');
 }

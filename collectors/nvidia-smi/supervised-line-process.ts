@@ -219,7 +219,7 @@ export class SupervisedLineProcess {
  * script started goes too. Falls back to the child alone when the group cannot be signalled
  * (already gone, or not spawned).
  */
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+export function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid !== undefined) {
     try {
       process.kill(-child.pid, signal);

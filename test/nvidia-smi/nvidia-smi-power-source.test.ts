@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -153,6 +153,45 @@ test('a missing binary and a hung --help-query-gpu fail init clearly', async () 
   const started = Date.now();
   await assert.rejects(hung.init(), (error: unknown) => error instanceof NvidiaSmiInitError && error.reason === 'timeout');
   assert.ok(Date.now() - started < 3000);
+});
+
+/** Alive and not a zombie (an orphan in a container may stay a zombie where nothing reaps it). */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+test('a one-shot command through a wrapper script that runs the binary without exec: a timeout or an overflowing output ends the binary too', async () => {
+  // The wrapper stays the direct child (as `chroot /run/nvidia/driver nvidia-smi "$@"` does) and
+  // `sleep 300` stands in for the hung binary under it; 9 MB of output overflows maxBuffer (8 MiB).
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-wrap-'));
+  const pids: number[] = [];
+  try {
+    for (const [what, output, reason, timeoutMs] of [
+      ['timeout', '', 'timeout', 300],
+      ['maxBuffer', 'head -c 9000000 /dev/zero | tr "\\0" x', 'failed', 10_000],
+    ] as const) {
+      const wrapper = join(dir, `nvidia-smi-${what}`);
+      const pidFile = join(dir, `${what}.pid`);
+      writeFileSync(wrapper, `#!/bin/sh\nsleep 300 &\necho $! > ${JSON.stringify(pidFile)}\n${output}\nwait\n`);
+      chmodSync(wrapper, 0o755);
+      const smi = new NvidiaSmiPowerSource({ binary: wrapper, samplePeriodMs: 100, commandTimeoutMs: timeoutMs });
+      const started = Date.now();
+      await assert.rejects(smi.init(), (error: unknown) => error instanceof NvidiaSmiInitError && error.reason === reason);
+      assert.ok(Date.now() - started < 5000, `${what}: init() took ${Date.now() - started} ms`);
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      pids.push(pid);
+      const deadline = Date.now() + 2000;
+      while (running(pid) && Date.now() < deadline) await sleep(20);
+      assert.equal(running(pid), false, `${what}: the wrapper's child (pid ${pid}) is still running after init() failed`);
+    }
+  } finally {
+    for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('lines read late keep nvidia-smi\'s own stamps (no jump to the arrival time, no repeats, no step back); another time zone is corrected', async () => {
