@@ -13,7 +13,7 @@ export const MAX_INTENSITY_G_PER_KWH = 2000;
 export interface HourlyIntensitySeries {
   /**
    * Mean intensity (gCO2e/kWh) per UTC hour start, with the file lines it came from, and whether
-   * the hour has only part of its rows (see {@link partialHour}): it is then averaged over part of
+   * the hour has only part of its rows (see {@link partialHours}): it is then averaged over part of
    * the hour only, which the report says.
    */
   readonly hours: ReadonlyMap<number, { readonly gCo2ePerKwh: number; readonly lines: readonly number[]; readonly partial: boolean }>;
@@ -140,7 +140,8 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
     );
   }
   const hours = new Map<number, { gCo2ePerKwh: number; lines: number[]; partial: boolean }>();
-  for (const [hour, b] of sums) hours.set(hour, { gCo2ePerKwh: b.sum / b.n, lines: b.lines, partial: partialHour(hour, b.times) });
+  const partial = partialHours(new Map([...sums].map(([hour, b]) => [hour, b.times])));
+  for (const [hour, b] of sums) hours.set(hour, { gCo2ePerKwh: b.sum / b.n, lines: b.lines, partial: partial.has(hour) });
   const keys = [...hours.keys()];
   return {
     hours,
@@ -155,18 +156,34 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
 }
 
 /**
- * Whether an hour has fewer rows than its own step gives. The step is judged per hour, as the
- * greatest common divisor of the gaps between its rows and the hour (rows at :00 and :45 make a
- * 15-minute step, so 4 rows are due), so a file may change resolution (ENTSO-E went from hourly to
- * 15-minute values on 2025-10-01) and may miss whole hours. An hour with one row is whole when that
- * row is at :00 (hourly data), part of an hour otherwise.
+ * The hours that have fewer rows than their step gives. An hour's own step is the greatest common
+ * divisor of the gaps between its rows and the hour (rows at :00 and :45 make a 15-minute step, so
+ * 4 rows are due); one row is a whole hour at :00 (hourly data), part of one elsewhere. The gaps to
+ * the rows either side, in the hours before and after, count too when that hour is whole by its
+ * own rows: a lone 01:00 row 15 minutes after a whole 15-minute hour is a quarter of hour 1, and
+ * rows at 01:15 and 01:45 before 02:00 lack :00 and :30. The step is local, so a file may change
+ * resolution (ENTSO-E went from hourly to 15-minute values on 2025-10-01) and may miss whole hours;
+ * a stray row makes only its own hour partial. Only a change to a coarser step is noted as one
+ * partial hour: a lone row just after 15-minute rows reads like the rest of its hour missing.
  */
-function partialHour(hourMs: number, times: readonly number[]): boolean {
-  if (times.length < 2) return times[0] !== hourMs;
-  const sorted = [...times].sort((a, b) => a - b);
-  let stepMs = HOUR_MS;
-  for (let i = 1; i < sorted.length; i += 1) stepMs = gcd(stepMs, Math.round((sorted[i] as number) - (sorted[i - 1] as number)));
-  return sorted.length < HOUR_MS / stepMs;
+function partialHours(timesByHour: ReadonlyMap<number, readonly number[]>): Set<number> {
+  const hours = [...timesByHour.keys()].sort((a, b) => a - b).map((hourMs) => {
+    const times = [...(timesByHour.get(hourMs) ?? [])].sort((a, b) => a - b);
+    let stepMs = HOUR_MS;
+    for (let i = 1; i < times.length; i += 1) stepMs = gcd(stepMs, (times[i] as number) - (times[i - 1] as number));
+    const whole = times.length === 1 ? times[0] === hourMs : times.length >= HOUR_MS / stepMs;
+    return { hourMs, times, stepMs, whole };
+  });
+  const partial = new Set<number>();
+  hours.forEach((hour, i) => {
+    let stepMs = hour.stepMs;
+    const before = hours[i - 1];
+    const after = hours[i + 1];
+    if (before?.whole) stepMs = gcd(stepMs, (hour.times[0] as number) - (before.times.at(-1) as number));
+    if (after?.whole) stepMs = gcd(stepMs, (after.times[0] as number) - (hour.times.at(-1) as number));
+    if (!hour.whole || hour.times.length < HOUR_MS / stepMs) partial.add(hour.hourMs);
+  });
+  return partial;
 }
 
 function gcd(a: number, b: number): number {

@@ -139,6 +139,23 @@ describe('hourly intensity CSV', () => {
     assert.equal(hour([0]), false, 'one row at :00 is an hourly row');
   });
 
+  it('takes the local resolution from the rows either side, so a 15-minute file\'s hour with one :00 row, or with :15 and :45, is partial', () => {
+    const partials = (rows: string[]) => [...parseHourlyIntensityCsv(['timestamp,gco2_per_kwh', ...rows.map((t) => `2026-07-01T${t}:00Z,100`)].join('\n'), { source: 'l.csv' }).hours.values()].map((h) => h.partial);
+    const quarters = (h: string) => ['00', '15', '30', '45'].map((m) => `${h}:${m}`);
+    // 00:45 -> 01:00 is 15 minutes: the lone 01:00 row is a quarter of hour 1, not an hourly row.
+    assert.deepEqual(partials([...quarters('00'), '01:00', ...quarters('02')]), [false, true, false]);
+    // 01:45 -> 02:00 is 15 minutes: hour 1 lacks :00 and :30 (alone, its rows show a 30-minute step).
+    assert.deepEqual(partials([...quarters('00'), '01:15', '01:45', ...quarters('02')]), [false, true, false]);
+    // An hour whose neighbour has only part of its own rows does not take its step from it: the
+    // stray 00:45 row makes only hour 0 partial, though it is 15 minutes before 01:00.
+    assert.deepEqual(partials(['00:00', '00:45', '01:00', '02:00']), [true, false, false]);
+    // Hourly rows, then 15-minute rows straight after (as ENTSO-E changed on 2025-10-01): 60
+    // minutes from 01:00 to 02:00, so hour 1 is an hourly row; a 30-minute file turning into a
+    // 15-minute one likewise.
+    assert.deepEqual(partials(['00:00', '01:00', ...quarters('02'), ...quarters('03')]), [false, false, false, false]);
+    assert.deepEqual(partials(['00:00', '00:30', '01:00', '01:30', ...quarters('02')]), [false, false, false]);
+  });
+
   it('refuses a file without a timestamp or intensity column', () => {
     assert.throws(() => parseHourlyIntensityCsv('a,b\n1,2', { source: 'x.csv' }), /no timestamp column/);
     assert.throws(() => parseHourlyIntensityCsv('time,b\n2026-07-01T00:00:00Z,2', { source: 'x.csv' }), /no intensity column/);
