@@ -10,6 +10,7 @@ import { isNvidiaSmiHeader, parseNvidiaSmiPowerLine } from './nvidia-smi-csv.js'
 import { chooseInventoryFields, chooseStreamFields, parseHelpQueryGpu } from './nvidia-smi-fields.js';
 import { parseInventory, parseMigList, powerDrawAveragedFor, type NvidiaSmiGpu } from './nvidia-smi-inventory.js';
 import { SupervisedLineProcess, signalGroup } from './supervised-line-process.js';
+import { killGroupAtExit } from './child-groups.js';
 
 export interface NvidiaSmiPowerSourceOptions {
   /** The nvidia-smi executable: a path, or a name looked up on PATH. Default "nvidia-smi". */
@@ -258,11 +259,13 @@ export class NvidiaSmiPowerSource implements PowerSource {
         child.stderr?.destroy();
       };
       const failed = (exit: string): NvidiaSmiInitError => {
-        const said = `${stdout()}\n${stderr()}`.trim().split('\n').slice(0, 3).join(' | ');
+        // The first lines only, each cut short: a runaway output must not become the error message.
+        const said = `${stdout()}\n${stderr()}`.trim().split('\n', 3).map((line) => (line.length > 300 ? `${line.slice(0, 300)}…` : line)).join(' | ');
         return new NvidiaSmiInitError('failed', `${run} failed (exit ${exit}): ${said}`,
           'run nvidia-smi on the node to see the driver error; if it cannot talk to the driver, load the driver or mount /dev/nvidia* into the container');
       };
       const child = spawn(this.binary, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: this.options.env ?? process.env, detached: true });
+      killGroupAtExit(child);
       const overflow = (): void => kill(failed('ERR_CHILD_PROCESS_STDIO_MAXBUFFER'));
       const stdout = collectOutput(child.stdout, COMMAND_MAX_BUFFER, overflow);
       const stderr = collectOutput(child.stderr, COMMAND_MAX_BUFFER, overflow);

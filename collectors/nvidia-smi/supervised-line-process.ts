@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { killGroupAtExit } from './child-groups.js';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { RestartBackoff } from '../restart-backoff.js';
@@ -131,6 +132,7 @@ export class SupervisedLineProcess {
       // `exec` (e.g. `chroot /run/nvidia/driver nvidia-smi "$@"`) must not leave it running.
       detached: true,
     });
+    killGroupAtExit(child);
     this.child = child;
     const end = (problem: LineProcessProblem | null): void => {
       if (ended) return;

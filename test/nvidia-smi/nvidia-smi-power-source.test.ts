@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -190,6 +191,55 @@ test('a one-shot command through a wrapper script that runs the binary without e
     }
   } finally {
     for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('Ctrl-C or SIGTERM while a one-shot command hangs ends the process by that signal and takes the command\'s whole group with it', async () => {
+  // The command leads its own process group, which a terminal's Ctrl-C does not reach: the process
+  // (here without a signal handler of its own, as `doctor`) must still end by the signal and kill it.
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-sig-'));
+  const pids: number[] = [];
+  try {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      const wrapper = join(dir, `nvidia-smi-${signal}`);
+      const pidFile = join(dir, `${signal}.pid`);
+      writeFileSync(wrapper, `#!/bin/sh\nsleep 300 &\necho $! > ${JSON.stringify(pidFile)}\nwait\n`);
+      chmodSync(wrapper, 0o755);
+      const script = `import { NvidiaSmiPowerSource } from ${JSON.stringify(new URL('../../collectors/nvidia-smi/nvidia-smi-power-source.ts', import.meta.url).href)};
+        await new NvidiaSmiPowerSource({ binary: ${JSON.stringify(wrapper)}, samplePeriodMs: 100, commandTimeoutMs: 60000 }).init();`;
+      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: 'ignore' });
+      const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, s) => resolve(s)));
+      const deadline = Date.now() + 15_000;
+      while (!existsSync(pidFile) && Date.now() < deadline) await sleep(50);
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      pids.push(pid);
+      child.kill(signal);
+      assert.equal(await exited, signal, `${signal}: the process should end by the signal`);
+      const gone = Date.now() + 2000;
+      while (running(pid) && Date.now() < gone) await sleep(20);
+      assert.equal(running(pid), false, `${signal}: the command's child (pid ${pid}) outlived the process`);
+    }
+  } finally {
+    for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a one-shot command whose output is one endless line fails with a message of a few hundred characters, not the output', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-long-'));
+  try {
+    const wrapper = join(dir, 'nvidia-smi');
+    writeFileSync(wrapper, '#!/bin/sh\nhead -c 200000 /dev/zero | tr "\\0" x\nexit 3\n');
+    chmodSync(wrapper, 0o755);
+    const smi = new NvidiaSmiPowerSource({ binary: wrapper, samplePeriodMs: 100, commandTimeoutMs: 10_000 });
+    await assert.rejects(smi.init(), (error: unknown) => {
+      assert.ok(error instanceof NvidiaSmiInitError && error.reason === 'failed', String(error));
+      assert.match(error.message, /exit 3/);
+      assert.ok(error.message.length < 1000, `message of ${error.message.length} characters`);
+      return true;
+    });
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
