@@ -1,6 +1,6 @@
 import type { GpuPeriodInput, GpuPeriodTotals, AttributionConfig, PeriodSettlement, RequestPeriodShare } from '../model/attribution-types.js';
 import { settlePeriod } from '../model/attribution.js';
-import { foldCounterHighWater, countableBeforeNextReading, type CounterHighWater } from '../model/energy-timeline.js';
+import { foldCounterHighWater, countableBeforeNextReading, WINDOW_TIMESTAMPS_AFTER_END, type CounterHighWater } from '../model/energy-timeline.js';
 import { conservationResidual } from '../model/conservation.js';
 import { currentIdleBaseline, initialIdleBaseline, observeIdle, observeIdleAll, type IdleBaselineState } from '../model/idle-baseline.js';
 import type { GpuInfo, PowerSample } from '../model/power-sample.js';
@@ -128,8 +128,8 @@ export class Settler {
   /**
    * Per GPU, the time from which its energy is not counted yet, when that is before `settledUntil`:
    * a period was settled before the sample closing its last interval arrived (a power source
-   * stalled for longer than the lateness, or a lateness of 0), or before the reading that judges a
-   * counter drop closing it (see windowOf). The first period settled after that
+   * stalled for longer than the lateness, or a lateness of 0), or before the readings that judge a
+   * counter drop or glitch closing it (see windowOf). The first period settled after that
    * sample arrives counts the owed stretch, as unattributed and estimated energy with its gap
    * flagged (model/attribution.ts), so every joule lands in exactly one period. Absent: counted up
    * to `settledUntil`. Kept in the ledger with each settlement, so a restart owes the same.
@@ -772,24 +772,25 @@ function counterAt(readings: readonly StoredHostReading[], from: number, to: num
 
 /**
  * Samples inside [start, end] plus the nearest one on each side, so boundary intervals can be split,
- * and the counter's high-water mark before them (`highWater` is the mark before the buffer). A
- * counter drop that no reading follows yet ends the window before it (countableBeforeNextReading).
+ * and the readings after the end that judge the ones before it, and the counter's high-water mark
+ * before them (`highWater` is the mark before the buffer). A counter drop or glitch whose judging
+ * readings are not in yet ends the window before it (countableBeforeNextReading).
  */
 function windowOf(buffer: readonly PowerSample[], startMs: number, endMs: number, highWater: CounterHighWater | null): { samples: PowerSample[]; counterHighWater: CounterHighWater | null } {
   let from = 0;
   while (from + 1 < buffer.length && (buffer[from + 1] as PowerSample).timestampMs <= startMs) from += 1;
   let to = from;
   while (to < buffer.length && (buffer[to] as PowerSample).timestampMs < endMs) to += 1;
-  // The first sample at or after the end, and the timestamp after it, whose reading judges a drop
-  // at that sample (judgeCounterReading): its intervals lie after the end and count nothing here.
+  // The first sample at or after the end, and the timestamps after it whose readings judge the
+  // readings up to it (foldCounterReadings): their intervals lie after the end and count nothing here.
   let end = to;
-  for (let groups = 0; groups < 2 && end < buffer.length; groups += 1) {
+  for (let groups = 0; groups < 1 + WINDOW_TIMESTAMPS_AFTER_END && end < buffer.length; groups += 1) {
     const t = (buffer[end] as PowerSample).timestampMs;
     while (end < buffer.length && (buffer[end] as PowerSample).timestampMs === t) end += 1;
   }
   const counterHighWater = foldCounterHighWater(highWater, buffer, from);
   const samples = buffer.slice(from, end);
-  // A drop that is the buffer's last reading cannot be judged yet: the interval into it is owed.
+  // A reading near the buffer's end that cannot be judged yet (a drop, a glitch): the interval into it is owed.
   if (end === buffer.length) samples.length = countableBeforeNextReading(samples, counterHighWater, endMs);
   return { samples, counterHighWater };
 }

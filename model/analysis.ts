@@ -1,7 +1,7 @@
 import type { AttributionConfig, GpuPeriodInput, GpuPeriodTotals, RequestPeriodShare } from './attribution-types.js';
 import { settlePeriod } from './attribution.js';
 import { BATCH_BUCKETS, CACHE_BUCKETS } from './buckets.js';
-import { foldCounterReadings, type CounterHighWater, type CounterReadings } from './energy-timeline.js';
+import { foldCounterReadings, WINDOW_TIMESTAMPS_AFTER_END, type CounterHighWater, type CounterReadings } from './energy-timeline.js';
 import { fullyLoadedFactor } from './fully-loaded.js';
 import { IDLE_QUANTILE, idleBaselineFromObservations, resolveIdleBaseline, type IdleBaselineSource, type IdleObservation } from './idle-baseline.js';
 import type { PowerSample } from './power-sample.js';
@@ -255,8 +255,8 @@ class GpuSamples {
     const from = before < 0 ? 0 : bound(timeAt, count, timeAt(before), false);
     const after = bound(timeAt, count, p1, false);
     let to = after < count ? bound(timeAt, count, timeAt(after), true) : count;
-    // And the timestamp after that: its reading judges a drop at the last one (judgeCounterReading).
-    if (to < count) to = bound(timeAt, count, timeAt(to), true);
+    // And the timestamps after that whose readings judge the readings up to it (foldCounterReadings).
+    for (let groups = 0; groups < WINDOW_TIMESTAMPS_AFTER_END && to < count; groups++) to = bound(timeAt, count, timeAt(to), true);
     const samples = new Array<PowerSample>(to - from);
     for (let k = from; k < to; k++) samples[k - from] = this.columns.at(this.positions[k] as number);
     return { samples, counterHighWater: this.highWaterBefore(from) };

@@ -12,7 +12,8 @@ import { epochMs, joules, watts, type EpochMs } from './units.js';
  * - A reading a little below the highest one so far, or far above it (see
  *   {@link classifyCounterReading}), is a glitch, not a reset: it is read as the highest reading.
  *   Taking it as a reset would count the energy of the interval before it twice, once from power
- *   and again in the next counter delta, measured from the low value.
+ *   and again in the next counter delta, measured from the low value. Beside a missing reading or
+ *   before a reset it is read as missing instead (see {@link foldCounterReadings}).
  * - No counter at either end: trapezoid of power. Exactly one end has a counter: also the
  *   trapezoid, flagged `estimated` (a reading is missing).
  * - One end lacks power: that end is taken to equal the other (flagged `estimated`).
@@ -63,10 +64,31 @@ export const MAX_PLAUSIBLE_POWER_W = 5_000;
  */
 export const MIN_RATE_INTERVAL_MS = 100;
 
+/**
+ * How many timestamps after a reading the timeline looks at to judge it: a drop is judged by the
+ * first usable reading among them, and a glitch is read as the mark only when the counter climbs on
+ * from the mark after it (see {@link foldCounterReadings}). Bounded, so that a window needs only so
+ * many timestamps after its end.
+ */
+export const COUNTER_LOOKAHEAD = 8;
+
+/**
+ * Timestamps after the first one at or after a window's end that the window must hold for its
+ * readings to be judged as the whole run judges them: a glitch is judged by the readings after it,
+ * which are judged by the ones after them.
+ */
+export const WINDOW_TIMESTAMPS_AFTER_END = 2 * COUNTER_LOOKAHEAD;
+
 /** The energy counter's highest reading since its last reset, and when it first read that value. */
 export interface CounterHighWater {
   readonly energyJ: number;
   readonly atMs: number;
+  /**
+   * A reading since the mark was missing (or a glitch read as missing) and none has been usable
+   * since: the time after the mark was counted from power, so the counter's delta from the mark
+   * would count it again, and a glitch now is read as missing too, not as the mark.
+   */
+  readonly missed?: true;
 }
 
 /** How a counter reading compares with the high-water mark before it (null when none). */
@@ -89,10 +111,10 @@ export interface CounterReadingAt {
 }
 
 /**
- * {@link classifyCounterReading}, with the reading after this one (the next timestamp's; null when
- * there is none): a drop that the next reading climbs straight back from, to at or above the mark
- * at a rate a GPU can draw since the mark, and at one it cannot since the drop, was a glitch (one
- * bogus low reading, even 0), not a reset; as a reset, the whole count would be counted again.
+ * {@link classifyCounterReading}, with the next usable reading after this one (null when there is
+ * none): a drop that the next reading climbs straight back from, to at or above the mark at a rate
+ * a GPU can draw since the mark, and at one it cannot since the drop, was a glitch (one bogus low
+ * reading, even 0), not a reset; as a reset, the whole count would be counted again.
  */
 export function judgeCounterReading(highWater: CounterHighWater | null, readingJ: number, atMs: number, next: CounterReadingAt | null): CounterReading {
   const kind = classifyCounterReading(highWater, readingJ, atMs);
@@ -103,22 +125,26 @@ export function judgeCounterReading(highWater: CounterHighWater | null, readingJ
 }
 
 /**
- * The high-water mark after a reading (one step of the fold the timeline makes over a GPU's
- * readings), given the reading after it (see {@link judgeCounterReading}): a glitch leaves it as it
- * was, any other usable reading becomes it. Callers that cut a GPU's samples into windows fold the
- * readings before a window with this (one merged reading per timestamp, as the timeline merges
- * them: see {@link foldCounterHighWater}), pass the result to {@link buildEnergyTimeline}, and give
- * each window the sample after its end, so a glitch is judged the same however time is cut.
+ * The high-water mark after one usable reading and the reading after it (see
+ * {@link judgeCounterReading}): a glitch leaves it as it was, any other reading becomes it. For
+ * sources that report what the counter does; the timeline and callers that cut a GPU's samples
+ * into windows fold with {@link foldCounterReadings}.
  */
 export function nextCounterHighWater(highWater: CounterHighWater | null, energyJ: number | null | undefined, atMs: number, next: CounterReadingAt | null = null): CounterHighWater | null {
   if (!usable(energyJ)) return highWater;
   return markAfter(highWater, energyJ, atMs, judgeCounterReading(highWater, energyJ, atMs, next));
 }
 
-/** The mark after a usable reading judged `kind`. */
+/** The mark after a usable reading judged `kind` (not a glitch read as missing: see {@link missedSince}). */
 function markAfter(highWater: CounterHighWater | null, energyJ: number, atMs: number, kind: CounterReading): CounterHighWater | null {
+  if (kind === 'glitch') return highWater;
   // An unchanged reading keeps the time the counter reached its value: the next rise is judged over all of it.
-  return kind === 'glitch' || (kind === 'advance' && energyJ === highWater?.energyJ) ? highWater : { energyJ, atMs };
+  return { energyJ, atMs: kind === 'advance' && highWater !== null && energyJ === highWater.energyJ ? highWater.atMs : atMs };
+}
+
+/** The mark once a reading after it is missing. */
+function missedSince(highWater: CounterHighWater | null): CounterHighWater | null {
+  return highWater === null || highWater.missed ? highWater : { energyJ: highWater.energyJ, atMs: highWater.atMs, missed: true };
 }
 
 /** One GPU's readings in time order, by position: an array of samples, or the columns of a trace. */
@@ -128,11 +154,119 @@ export interface CounterReadings {
   energyAt(k: number): number | null | undefined;
 }
 
+/** How one timestamp's reading is judged ('missing': none usable; 'pending': not until more readings come). */
+type ReadingUse = CounterReading | 'missing' | 'pending';
+
+/**
+ * Judges readings with the readings after them. `open`: more readings may come after the last
+ * one, so a judgement that needs them is 'pending'. `reach` is the end of the furthest timestamp
+ * the last judgement looked at.
+ */
+class CounterJudge {
+  reach = 0;
+
+  constructor(
+    private readonly readings: CounterReadings,
+    private readonly open: boolean,
+  ) {}
+
+  /** The timestamp group starting at `from`. */
+  group(from: number): CounterReadingAt & { end: number } {
+    const group = readingAt(this.readings, from);
+    if (group.end > this.reach) this.reach = group.end;
+    return group;
+  }
+
+  /** The reading at `atMs` judged against `mark` (not null), with the readings from `after` on. */
+  kind(mark: CounterHighWater, energyJ: number, atMs: number, after: number): CounterReading | 'pending' {
+    const kind = classifyCounterReading(mark, energyJ, atMs);
+    if (kind !== 'reset') return kind;
+    let at = after;
+    for (let k = 0; k < COUNTER_LOOKAHEAD; k += 1) {
+      if (at >= this.readings.count) {
+        if (this.open) return 'pending';
+        break;
+      }
+      const next = this.group(at);
+      if (usable(next.energyJ)) return judgeCounterReading(mark, energyJ, atMs, next);
+      at = next.end;
+    }
+    return judgeCounterReading(mark, energyJ, atMs, null);
+  }
+
+  /**
+   * Whether the counter climbs on from `mark` after a glitch: the first reading from `after` on
+   * that is not a glitch is an advance. A missing reading or a reset first, or the end of the
+   * readings, and the mark is not where the counter goes on from. Glitches all through
+   * COUNTER_LOOKAHEAD timestamps: taken to climb on (a run of readings under a mark that was a
+   * little high lasts as long as the counter takes to catch up with it).
+   */
+  climbsOn(mark: CounterHighWater, after: number): boolean | 'pending' {
+    let at = after;
+    for (let k = 0; k < COUNTER_LOOKAHEAD; k += 1) {
+      if (at >= this.readings.count) return this.open ? 'pending' : false;
+      const next = this.group(at);
+      if (!usable(next.energyJ)) return false;
+      const kind = this.kind(mark, next.energyJ, next.atMs, next.end);
+      if (kind !== 'glitch') return kind === 'pending' ? kind : kind === 'advance';
+      at = next.end;
+    }
+    return true;
+  }
+}
+
+/**
+ * Walk readings [from, to) one timestamp at a time (the last usable energy of the samples sharing
+ * it), telling `visit` how each is judged, the energy the timeline reads there (`readJ`: the
+ * reading, the mark for a glitch read as the mark, null for one read as missing) and how far its
+ * judgement looked (`reach`: the end of the furthest timestamp); stops after the first 'pending'
+ * one. Returns the mark after the readings walked.
+ */
+function walkCounterReadings(
+  highWater: CounterHighWater | null,
+  readings: CounterReadings,
+  from: number,
+  to: number,
+  open: boolean,
+  visit?: (use: ReadingUse, energyJ: number | null, readJ: number | null, start: number, end: number, reach: number) => void,
+): CounterHighWater | null {
+  const judge = new CounterJudge(readings, open);
+  let mark = highWater;
+  for (let i = from; i < to; ) {
+    judge.reach = 0;
+    const { energyJ, atMs, end } = judge.group(i);
+    if (!usable(energyJ)) {
+      visit?.('missing', null, null, i, end, end);
+      mark = missedSince(mark);
+      i = end;
+      continue;
+    }
+    let use: ReadingUse = mark === null ? 'first' : judge.kind(mark, energyJ, atMs, end);
+    let readJ: number | null = energyJ;
+    if (use === 'glitch') {
+      // Read as the mark only when the counter is read on both sides: the counter's delta from the
+      // mark then counts the stretch once. Otherwise part of it is (or would be) counted from power.
+      const on = (mark as CounterHighWater).missed ? false : judge.climbsOn(mark as CounterHighWater, end);
+      if (on === 'pending') use = on;
+      else readJ = on ? (mark as CounterHighWater).energyJ : null;
+    }
+    visit?.(use, energyJ, use === 'pending' ? null : readJ, i, end, judge.reach);
+    if (use === 'pending') return mark;
+    mark = use === 'glitch' && readJ === null ? missedSince(mark) : markAfter(mark, energyJ, atMs, use);
+    i = end;
+  }
+  return mark;
+}
+
 /**
  * Fold readings [from, to) into the mark, one reading per timestamp: the last usable energy of the
- * samples sharing it, as {@link buildEnergyTimeline} merges them; the reading after each is the next
- * timestamp's, which may lie at or after `to`. `from` and `to` must not split a group of equal
- * timestamps. `onReading` is told each usable (merged) reading, how it was judged, and its group [start, end).
+ * samples sharing it, as {@link buildEnergyTimeline} merges them. Each is judged as the timeline
+ * judges it, with the readings after it (up to {@link COUNTER_LOOKAHEAD} timestamps, at or after
+ * `to` too), so callers that cut a GPU's samples into windows fold the readings before a window
+ * with this, pass the result to {@link buildEnergyTimeline}, and give each window
+ * {@link WINDOW_TIMESTAMPS_AFTER_END} timestamps after its end: a reading is then judged the same
+ * however time is cut. `from` and `to` must not split a group of equal timestamps. `onReading` is
+ * told each usable (merged) reading, how it was judged, and its group [start, end).
  */
 export function foldCounterReadings(
   highWater: CounterHighWater | null,
@@ -141,43 +275,46 @@ export function foldCounterReadings(
   to: number,
   onReading?: (kind: CounterReading, energyJ: number, start: number, end: number) => void,
 ): CounterHighWater | null {
-  let mark = highWater;
-  for (let i = from; i < to; ) {
-    const group = readingAt(readings, i);
-    if (usable(group.energyJ)) {
-      const kind = judgeCounterReading(mark, group.energyJ, group.atMs, group.end < readings.count ? readingAt(readings, group.end) : null);
-      onReading?.(kind, group.energyJ, i, group.end);
-      mark = markAfter(mark, group.energyJ, group.atMs, kind);
-    }
-    i = group.end;
-  }
-  return mark;
+  return walkCounterReadings(highWater, readings, from, to, false, onReading && ((use, energyJ, _readJ, start, end) => {
+    if (use !== 'missing' && use !== 'pending') onReading(use, energyJ as number, start, end);
+  }));
+}
+
+/** The readings of an array of samples sorted by time. */
+function sampleReadings(samples: readonly Pick<PowerSample, 'timestampMs' | 'energyJ'>[]): CounterReadings {
+  const at = (k: number) => samples[k] as Pick<PowerSample, 'timestampMs' | 'energyJ'>;
+  return { count: samples.length, timeAt: (k) => at(k).timestampMs, energyAt: (k) => at(k).energyJ };
 }
 
 /** {@link foldCounterReadings} over samples[0..to) of an array sorted by time. */
 export function foldCounterHighWater(highWater: CounterHighWater | null, samples: readonly Pick<PowerSample, 'timestampMs' | 'energyJ'>[], to: number): CounterHighWater | null {
-  const at = (k: number) => samples[k] as Pick<PowerSample, 'timestampMs' | 'energyJ'>;
-  return foldCounterReadings(highWater, { count: samples.length, timeAt: (k) => at(k).timestampMs, energyAt: (k) => at(k).energyJ }, 0, to);
+  return foldCounterReadings(highWater, sampleReadings(samples), 0, to);
 }
 
 /**
  * How many of a settlement window's samples (one GPU's, sorted by time; `highWater` the mark before
- * them) can be counted while no reading after them exists: all but the last timestamp's when that
- * reading drops below the mark and the interval into it starts before `endMs`. Only the reading
- * after a drop tells a reset from a glitch (judgeCounterReading); counted now as a reset (from
- * power) and later as a glitch (in the counter delta after it), that interval would count twice.
- * Cut there, the window stops short of `endMs`, so the interval is owed to the period settled once
- * the next reading is in (countedUntilAfter in settlement-schedule.ts).
+ * them) can be counted while no reading after them exists: those before the first reading that
+ * cannot be judged until more come (a drop or a glitch near the end: see
+ * {@link judgeCounterReading} and {@link foldCounterReadings}), and before any whose judgement
+ * looked at it, when the interval into it starts before `endMs`. Counted now one way and later
+ * the other (a reset from power now, a glitch in the counter delta after it), that interval would
+ * count twice or not at all. Cut there, the window stops short of `endMs`, so the interval is owed
+ * to the period settled once the readings are in (countedUntilAfter in settlement-schedule.ts).
  */
 export function countableBeforeNextReading(samples: readonly Pick<PowerSample, 'timestampMs' | 'energyJ'>[], highWater: CounterHighWater | null, endMs: number): number {
-  const at = (k: number) => samples[k] as Pick<PowerSample, 'timestampMs' | 'energyJ'>;
-  const readings: CounterReadings = { count: samples.length, timeAt: (k) => at(k).timestampMs, energyAt: (k) => at(k).energyJ };
-  let last = samples.length - 1;
-  while (last > 0 && readings.timeAt(last - 1) === readings.timeAt(last)) last -= 1;
-  if (last <= 0 || readings.timeAt(last - 1) >= endMs) return samples.length;
-  const drop = readingAt(readings, last);
-  if (!usable(drop.energyJ)) return samples.length;
-  return classifyCounterReading(foldCounterReadings(highWater, readings, 0, last), drop.energyJ, drop.atMs) === 'reset' ? last : samples.length;
+  const readings = sampleReadings(samples);
+  // The last group start that no judgement before it looked past, up to the pending one.
+  let cut = 0;
+  let reached = 0;
+  let pending = false;
+  walkCounterReadings(highWater, readings, 0, samples.length, true, (use, _energyJ, _readJ, start, _end, reach) => {
+    if (reached <= start) cut = start;
+    if (use === 'pending') pending = true;
+    else if (reach > reached) reached = reach;
+  });
+  if (!pending || (cut > 0 && readings.timeAt(cut - 1) >= endMs)) return samples.length;
+  // A lone reading closes no interval.
+  return Math.max(cut, Math.min(1, samples.length));
 }
 
 /** The merged reading of the timestamp group starting at `from` (its last usable energy), and where the group ends. */
@@ -236,25 +373,22 @@ function cleanSamples(samples: readonly PowerSample[], highWater: CounterHighWat
 }
 
 /**
- * A glitched counter reading is read as the high-water mark (see {@link classifyCounterReading}):
- * the interval into it counts nothing more, and the next one counts from the mark, so the counter's
- * total stays exact and nothing is counted twice; when in those intervals the energy was spent is
- * not known, so both are flagged estimated. The mark starts again at a reset, so the reading after
+ * A glitched counter reading is read as the high-water mark (see {@link classifyCounterReading})
+ * where the counter is read on both sides of it: the interval into it counts nothing more, and
+ * the next one counts from the mark, so the counter's total stays exact and nothing is counted
+ * twice; when in those intervals the energy was spent is not known, so both are flagged estimated.
+ * Beside a missing reading, or before a reset, it is read as missing: the stretch is counted from
+ * power (see {@link foldCounterReadings}). The mark starts again at a reset, so the reading after
  * a reset is judged against the new count.
  */
 function settleCounterReadings(samples: CleanSample[], highWaterBefore: CounterHighWater | null): CleanSample[] {
-  let highWater = highWaterBefore;
-  for (let i = 0; i < samples.length; i += 1) {
-    const sample = samples[i] as CleanSample;
-    if (sample.energyJ === null) continue;
-    const after = samples[i + 1];
-    const kind = judgeCounterReading(highWater, sample.energyJ, sample.t, after ? { energyJ: after.energyJ, atMs: after.t } : null);
-    if (kind === 'glitch') samples[i] = { ...sample, energyJ: (highWater as CounterHighWater).energyJ, glitch: true };
-    else if (kind === 'reset') {
-      samples[i] = { ...sample, resetBefore: true };
-      highWater = { energyJ: sample.energyJ, atMs: sample.t };
-    } else highWater = nextCounterHighWater(highWater, sample.energyJ, sample.t, null);
-  }
+  const readings: CounterReadings = { count: samples.length, timeAt: (k) => (samples[k] as CleanSample).t, energyAt: (k) => (samples[k] as CleanSample).energyJ };
+  // Each sample is its own timestamp here; the walk reads none before the one it visits, so it may be replaced.
+  walkCounterReadings(highWaterBefore, readings, 0, samples.length, false, (use, _energyJ, readJ, start) => {
+    const sample = samples[start] as CleanSample;
+    if (use === 'glitch') samples[start] = { ...sample, energyJ: readJ, glitch: true };
+    else if (use === 'reset') samples[start] = { ...sample, resetBefore: true };
+  });
   return samples;
 }
 

@@ -63,8 +63,8 @@ export function duePeriods(
  * then counted in the first period settled after that sample arrives, so a power source that
  * stalls for longer than the lateness (or a lateness of 0) loses no joule. Energy before the
  * GPU's first sample is not known at all, so it is never owed. A window that ends in a counter drop
- * no reading follows yet is given without it (countableBeforeNextReading in energy-timeline.ts), so
- * the interval into the drop is owed the same way.
+ * or glitch whose judging readings are not in yet is given without it (countableBeforeNextReading
+ * in energy-timeline.ts), so the interval into it is owed the same way.
  */
 export function countedUntilAfter(samples: readonly Pick<PowerSample, 'timestampMs'>[], periodEndMs: EpochMs, countedUntilMs: EpochMs): EpochMs {
   let last = Number.NEGATIVE_INFINITY;

@@ -384,3 +384,84 @@ test('a counter drop is judged by the reading after it however the run is cut: e
     }
   }
 });
+
+test('counter glitches beside missing readings, and glitches before a reset: every joule once however the run is cut', () => {
+  // 300 W at 10 Hz on a 1 MJ counter for 90 s; whatever the counter reads, the truth is 300 J a
+  // second (power is steady, so every interval counted from power is exact too).
+  const counter = (dt: number) => (dt < 80_000 ? 1_000_000 + dt * 0.3 : (dt - 80_000 + 50) * 0.3);
+  const readings = new Map<number, number | null>([
+    // A failed energy call, then a 0, on a period end: from the mark the counter would count [19.9, 20.1] s again.
+    [19_900, null], [20_000, 0],
+    // A failed call, then a dip, just after a period end.
+    [30_000, null], [30_100, counter(29_900) - 5],
+    // A dip, then a failed call, just before one: the dip's interval would count nothing.
+    [39_800, counter(39_700) - 5], [39_900, null],
+    // A 0, then a failed call: judged by the reading after that.
+    [50_000, 0], [50_100, null],
+    // A dip, then the real reset at 80 s.
+    [79_900, counter(79_800) - 5],
+  ]);
+  const make = (t: number): PowerSample => {
+    const s = steady(t);
+    const dt = t - T0;
+    return { ...s, energyJ: readings.has(dt) ? (readings.get(dt) as number | null) : joules(counter(dt)) } as PowerSample;
+  };
+  const samples = range(T0, T0 + 90_000, 100, make);
+  const expectedJ = 90 * 300;
+  const settle = (c: { periodMs: number; latenessMs: number; tickMs: number }) => {
+    const { ledger, cleanup } = openLedger();
+    try {
+      const metrics = new Metrics();
+      const { settler } = newSettler(ledger, c.latenessMs, metrics, c.periodMs);
+      let next = 0;
+      for (let now = T0; now <= T0 + Math.max(130_000, c.periodMs); now += c.tickMs) {
+        const batch: PowerSample[] = [];
+        while (next < samples.length && (samples[next] as PowerSample).timestampMs <= now) batch.push(samples[next++] as PowerSample);
+        settler.addSamples(batch);
+        settler.settleDue(now);
+      }
+      assert.ok((settler.settledUntil as number) >= T0 + 90_000, 'the whole run is settled');
+      assertConserved(ledger, metrics, expectedJ, JSON.stringify(c));
+      assert.equal(ledgerSums(ledger).counterResets, 1, `${JSON.stringify(c)}: the one real reset, and no glitch taken for one`);
+    } finally {
+      cleanup();
+    }
+  };
+  settle({ periodMs: 3_600_000, latenessMs: 0, tickMs: 3_600_000 });
+  for (const periodMs of [1_000, 10_000]) {
+    for (const latenessMs of [0, 500, 15_000]) {
+      for (const tickMs of [100, 1_000]) settle({ periodMs, latenessMs, tickMs });
+    }
+  }
+});
+
+test('a restart inside a run of glitches after a missing reading goes on as the stopped settler would: nothing counted twice', (t) => {
+  // A failed energy call at 14.8 s, then readings 5 J low: the last before a 30 s stall. Read as the
+  // mark, the counter's delta from the mark (at 14.7 s) would count the stretch from power again.
+  const run = (restart: boolean): number => {
+    const { ledger, cleanup } = openLedger();
+    t.after(cleanup);
+    const make = (t: number): PowerSample => {
+      const dt = t - T0;
+      const energyJ = dt === 14_800 ? null : 1_000_000 + (dt * 300) / 1000 - (dt >= 14_900 && dt <= 15_000 ? 5 + 30 * ((dt - 14_700) / 100) : 0);
+      return { ...steady(t), energyJ: energyJ === null ? null : joules(energyJ) };
+    };
+    let { settler, metrics } = newSettler(ledger, 0);
+    settler.addSamples(range(T0, T0 + 15_000, 100, make));
+    for (let now = T0 + 10_000; now <= T0 + 40_000; now += 10_000) settler.settleDue(now);
+    settler.flushSamples();
+    const measured = metrics.measured;
+    if (restart) {
+      ({ settler, metrics } = newSettler(ledger, 0));
+      settler.restore(T0 + 40_000);
+    }
+    settler.addSamples(range(T0 + 45_000, T0 + 60_000, 100, make));
+    settler.settleDue(T0 + 60_000);
+    return restart ? measured + metrics.measured : metrics.measured;
+  };
+  const expectedJ = (60_000 * 300) / 1000;
+  for (const restart of [false, true]) {
+    const measured = run(restart);
+    assert.ok(Math.abs(measured - expectedJ) <= 1e-9 * expectedJ, `${restart ? 'with' : 'without'} a restart: measured ${measured} J, counter increase ${expectedJ} J`);
+  }
+});

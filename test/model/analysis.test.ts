@@ -134,6 +134,27 @@ test('counter glitches give the same energy however time is cut into periods, an
   }
 });
 
+test('counter glitches beside missing readings, and runs of them, give the same energy however time is cut into periods', () => {
+  const r = run(7);
+  // On GPU a (counter from 5 kJ): failed energy calls before and after readings 20 J low, and
+  // before a 0.
+  const missing = new Set([T0 + 6_900, T0 + 9_000, T0 + 13_900, T0 + 21_100, T0 + 25_000]);
+  const low = new Set([T0 + 7_000, T0 + 14_000, T0 + 14_100, T0 + 21_000]);
+  const zero = new Set([T0 + 9_100]);
+  const samples = r.samples.map((s) => {
+    if (s.gpuUuid !== 'gpu-a' || s.energyJ === null) return s;
+    if (missing.has(s.timestampMs)) return { ...s, energyJ: null };
+    if (low.has(s.timestampMs)) return { ...s, energyJ: joules(s.energyJ - 20) };
+    return zero.has(s.timestampMs) ? { ...s, energyJ: joules(0) } : s;
+  });
+  const whole = analyzeRun({ samples, requests: r.requests, gpus: r.gpus, config: CONFIG, periodMs: 3_600_000 }).totals.measured_j;
+  for (const periodMs of [60_000, 7_000, 1_000, 100]) {
+    const report = analyzeRun({ samples, requests: r.requests, gpus: r.gpus, config: CONFIG, periodMs });
+    assert.equal(report.quality.counter_resets, 0, `${periodMs} ms periods: no reset`);
+    assert.ok(close(report.totals.measured_j, whole), `${periodMs} ms periods: measured ${report.totals.measured_j} J, in one period ${whole} J`);
+  }
+});
+
 test('the report has DESIGN\'s analyze --json shape', () => {
   const report = analyze(6, CONFIG, undefined, true);
   for (const k of ['measured_j', 'idle_j', 'attributed_j', 'unattributed_j', 'residual_j', 'static_j', 'dynamic_j', 'estimated_j', 'host_j']) {

@@ -93,8 +93,17 @@ test('a window ending in a counter drop that no reading follows yet is counted o
   // Judged against the mark as the window's readings leave it: after a reset to 500, 200 is a drop too.
   assert.equal(countableBeforeNextReading(window(500, 200), mark, end), 1);
   assert.equal(countableBeforeNextReading(window(500, 800), mark, end), 2);
-  // Readings that need nothing after them to be judged: an advance, a glitch within 1%, none at all.
-  for (const last of [1e6 + 600, 1e6 + 290, null]) assert.equal(countableBeforeNextReading(window(1e6, 1e6 + 300, last), mark, end), 3, String(last));
+  // Readings that need nothing after them to be judged: an advance, none at all.
+  for (const last of [1e6 + 600, null]) assert.equal(countableBeforeNextReading(window(1e6, 1e6 + 300, last), mark, end), 3, String(last));
+  // A glitch within 1% does: it is read as the mark only if the counter climbs on from the mark after it.
+  assert.equal(countableBeforeNextReading(window(1e6, 1e6 + 300, 1e6 + 290), mark, end), 2);
+  assert.equal(countableBeforeNextReading(window(1e6, 1e6 + 300, 1e6 + 290, 1e6 + 900), mark, end), 4);
+  assert.equal(countableBeforeNextReading(window(1e6, 1e6 + 300, 1e6 + 290, null), mark, end), 4);
+  // Nor is the drop counted before the readings that judge it are in: the one after it is missing.
+  assert.equal(countableBeforeNextReading(window(1e6, 1e6 + 300, 0, null), mark, end), 2);
+  // A judgement that looked at the reading that cannot be judged yet waits with it: the drop at 1 s
+  // is a reset by the next reading, which is a drop in turn.
+  assert.equal(countableBeforeNextReading(window(1e6, 500, 200), mark, end), 1);
 });
 
 test('a counter the driver updates less often than it is sampled is not a spike: its steps are judged from when it changed', () => {
@@ -106,7 +115,8 @@ test('a counter the driver updates less often than it is sampled is not a spike:
 
 test('a reset after a glitch is still a reset, flagged on the interval it ends', () => {
   const ivs = toEnergyIntervals([sample('g', T0, 300, 9000), sample('g', T0 + 100, 300, 8990), sample('g', T0 + 200, 300, 4), sample('g', T0 + 300, 300, 34)], cfg);
-  assert.deepEqual(ivs.map((i) => [i.counterReset, i.method]), [[false, 'counter'], [true, 'integrated'], [false, 'counter']]);
+  // The glitch is read as missing: no counter delta from the mark follows to count its interval.
+  assert.deepEqual(ivs.map((i) => [i.counterReset, i.method, i.energyJ]), [[false, 'integrated', 30], [true, 'integrated', 30], [false, 'counter', 30]]);
   // More than 1% below the highest reading is a reset, not a glitch.
   const [reset] = toEnergyIntervals([sample('g', T0, 300, 9000), sample('g', T0 + 100, 300, 8909)], cfg);
   assert.equal(reset?.counterReset, true);
@@ -206,4 +216,62 @@ test('property: slices at shared cut points add up to the interval', () => {
       },
     ),
   );
+});
+
+/**
+ * A GPU drawing 300 W at 1 Hz on a 1 MJ counter for `n` seconds: the truth by construction is
+ * 300 J a second, whatever the counter reads. `energy` overrides the reading at a second (null:
+ * the energy call failed, power still read).
+ */
+function steadyRun(n: number, energy: ReadonlyMap<number, number | null> = new Map()) {
+  return Array.from({ length: n + 1 }, (_, k) => sample('g', T0 + 1000 * k, 300, energy.has(k) ? (energy.get(k) as number | null) : 1e6 + 300 * k));
+}
+const hz1 = { samplePeriodMs: 1000, maxAttributableGapMs: 30_000 };
+const totalJ = (intervals: readonly { energyJ: number }[]) => intervals.reduce((sum, i) => sum + i.energyJ, 0);
+
+test('a glitch beside a missing counter reading is read as missing too: no stretch counted from power is counted again by the counter, none is lost', () => {
+  // After a reset at 2 or 3 s, the counter goes on from 10 J.
+  const afterReset = (at: number) => Array.from({ length: 11 - at }, (_, k) => [at + k, 10 + 300 * k] as [number, number]);
+  // Each case: the readings that differ from the truth, and the seconds of the bad readings.
+  const cases: [string, [number, number | null][], number[]][] = [
+    // Before the glitch: [0,1] and [1,2] come from power; from the mark (at 0 s) to 3 s the counter counts them again.
+    ['missing, then a 0', [[1, null], [2, 0]], [1, 2]],
+    ['missing, then a dip', [[1, null], [2, 1e6 - 5]], [1, 2]],
+    ['missing, then a spike', [[1, null], [2, 2e6]], [1, 2]],
+    ['two missing, then a dip', [[1, null], [2, null], [3, 1e6 - 5]], [3]],
+    // After it: [0,1] counts 0 (read as the mark), and no counter delta from the mark follows.
+    ['a dip, then missing', [[1, 1e6 - 5], [2, null]], [1, 2]],
+    ['a run of dips, then missing', [[1, 1e6 - 5], [2, 1e6 - 4], [3, null]], [1, 2, 3]],
+    ['a dip, then a reset', [[1, 1e6 - 5], ...afterReset(2)], [1]],
+    ['a dip, missing, then a reset', [[1, 1e6 - 5], [2, null], ...afterReset(3)], [1, 2]],
+    // A reset beside a missing reading was already right: the counter starts again at the reset.
+    ['missing, then a reset', [[1, null], ...afterReset(2)], [1]],
+    ['a reset, then missing', [[2, null], ...afterReset(1).filter(([k]) => k !== 2)], [1, 2]],
+  ];
+  for (const [what, overrides, bad] of cases) {
+    const timeline = buildEnergyTimeline(steadyRun(10, new Map(overrides)), hz1);
+    assert.deepEqual(timeline.uncovered, [], what);
+    assert.ok(Math.abs(totalJ(timeline.intervals) - 3000) < 1e-6, `${what}: counted ${totalJ(timeline.intervals)} J of 3000 J`);
+    // The intervals beside a bad reading are guesses (one between two missing readings is plain integration).
+    for (const k of bad) {
+      for (const iv of timeline.intervals.filter((i) => i.startMs === T0 + 1000 * k || i.endMs === T0 + 1000 * k)) assert.equal(iv.estimated, true, `${what}: interval at ${k} s`);
+    }
+  }
+  // The last reading a glitch: no reading after it shows the counter went on, so its interval is counted from power.
+  const last = buildEnergyTimeline(steadyRun(2, new Map([[2, 1e6 + 295]])), hz1);
+  assert.deepEqual(last.intervals.map((i) => [i.energyJ, i.method, i.estimated]), [[300, 'counter', false], [300, 'integrated', true]]);
+});
+
+test('a window that starts inside a stretch counted from power is told so by the mark folded before it: cut anywhere, the same energy', () => {
+  for (const overrides of [[[1, null], [2, 1e6 - 5]], [[1, null], [2, null], [3, 0]], [[1, 1e6 - 5], [2, null]], [[1, 1e6 - 5], [2, 1e6 - 4], [3, 10]]] as [number, number | null][][]) {
+    const samples = steadyRun(10, new Map(overrides));
+    const whole = buildEnergyTimeline(samples, hz1).intervals;
+    for (let from = 1; from < samples.length - 1; from += 1) {
+      // The window's timeline counts from its first sample on; the intervals before it are the whole run's.
+      const window = buildEnergyTimeline(samples.slice(from), hz1, foldCounterHighWater(null, samples, from)).intervals;
+      const counted = totalJ(whole.filter((i) => i.endMs <= samples[from]!.timestampMs)) + totalJ(window);
+      assert.ok(Math.abs(counted - 3000) < 1e-6, `${JSON.stringify(overrides)} cut at ${from} s: ${counted} J of 3000 J`);
+      assert.deepEqual(window.map((i) => [i.energyJ, i.method, i.estimated, i.counterReset]), whole.filter((i) => i.startMs >= samples[from]!.timestampMs).map((i) => [i.energyJ, i.method, i.estimated, i.counterReset]), `${JSON.stringify(overrides)} cut at ${from} s`);
+    }
+  }
 });
