@@ -65,10 +65,10 @@ export const MAX_PLAUSIBLE_POWER_W = 5_000;
 export const MIN_RATE_INTERVAL_MS = 100;
 
 /**
- * How many timestamps after a reading the timeline looks at to judge it: a drop is judged by the
- * first usable reading among them, and a glitch is read as the mark only when the counter climbs on
- * from the mark after it (see {@link foldCounterReadings}). Bounded, so that a window needs only so
- * many timestamps after its end.
+ * How many timestamps after a reading the timeline looks at to judge it: a drop or a spike is
+ * judged by the first usable reading among them that differs from it, and a glitch is read as the
+ * mark only when the counter climbs on from the mark after it (see {@link foldCounterReadings}).
+ * Bounded, so that a window needs only so many timestamps after its end.
  */
 export const COUNTER_LOOKAHEAD = 8;
 
@@ -111,17 +111,23 @@ export interface CounterReadingAt {
 }
 
 /**
- * {@link classifyCounterReading}, with the next usable reading after this one (null when there is
- * none): a drop that the next reading climbs straight back from, to at or above the mark at a rate
- * a GPU can draw since the mark, and at one it cannot since the drop, was a glitch (one bogus low
- * reading, even 0), not a reset; as a reset, the whole count would be counted again.
+ * {@link classifyCounterReading}, with the next usable reading that differs from this one (null
+ * when there is none; a repeat of a reading tells nothing about where the counter went from it):
+ * - a drop that the next reading climbs from faster than any GPU draws was a glitch (one bogus low
+ *   reading, even 0), not a reset, wherever that reading lies: above the mark, or under it (a dip,
+ *   say, when the mark was itself a little high), where it is judged in turn. As a reset, the
+ *   readings after it would be spikes until the counter's whole count was under 5000 W from the
+ *   drop, and then the whole count would be counted again;
+ * - a spike that the next reading climbs on from is where the counter is: the mark was too low (a
+ *   drop taken for a reset, say), and counted from it, the whole count would be counted again. It
+ *   is judged a reset: the interval into it is estimated from power, and the mark starts again there.
  */
 export function judgeCounterReading(highWater: CounterHighWater | null, readingJ: number, atMs: number, next: CounterReadingAt | null): CounterReading {
   const kind = classifyCounterReading(highWater, readingJ, atMs);
-  if (kind !== 'reset' || next === null || !usable(next.energyJ)) return kind;
-  const fromMark = classifyCounterReading(highWater, next.energyJ, next.atMs);
-  const fromDrop = classifyCounterReading({ energyJ: readingJ, atMs }, next.energyJ, next.atMs);
-  return fromMark === 'advance' && fromDrop === 'glitch' ? 'glitch' : 'reset';
+  if (highWater === null || kind === 'advance' || next === null || !usable(next.energyJ)) return kind;
+  const fromHere = classifyCounterReading({ energyJ: readingJ, atMs }, next.energyJ, next.atMs);
+  if (kind === 'reset') return fromHere === 'glitch' && next.energyJ > readingJ ? 'glitch' : 'reset';
+  return readingJ > highWater.energyJ && fromHere === 'advance' ? 'reset' : 'glitch';
 }
 
 /**
@@ -180,7 +186,8 @@ class CounterJudge {
   /** The reading at `atMs` judged against `mark` (not null), with the readings from `after` on. */
   kind(mark: CounterHighWater, energyJ: number, atMs: number, after: number): CounterReading | 'pending' {
     const kind = classifyCounterReading(mark, energyJ, atMs);
-    if (kind !== 'reset') return kind;
+    // A dip within the glitch share is a glitch whatever follows; a drop or a spike is judged by what does.
+    if (kind === 'advance' || (kind === 'glitch' && energyJ < mark.energyJ)) return kind;
     let at = after;
     for (let k = 0; k < COUNTER_LOOKAHEAD; k += 1) {
       if (at >= this.readings.count) {
@@ -188,7 +195,7 @@ class CounterJudge {
         break;
       }
       const next = this.group(at);
-      if (usable(next.energyJ)) return judgeCounterReading(mark, energyJ, atMs, next);
+      if (usable(next.energyJ) && next.energyJ !== energyJ) return judgeCounterReading(mark, energyJ, atMs, next);
       at = next.end;
     }
     return judgeCounterReading(mark, energyJ, atMs, null);
@@ -294,7 +301,7 @@ export function foldCounterHighWater(highWater: CounterHighWater | null, samples
 /**
  * How many of a settlement window's samples (one GPU's, sorted by time; `highWater` the mark before
  * them) can be counted while no reading after them exists: those before the first reading that
- * cannot be judged until more come (a drop or a glitch near the end: see
+ * cannot be judged until more come (a drop, a spike or a glitch near the end: see
  * {@link judgeCounterReading} and {@link foldCounterReadings}), and before any whose judgement
  * looked at it, when the interval into it starts before `endMs`. Counted now one way and later
  * the other (a reset from power now, a glitch in the counter delta after it), that interval would

@@ -385,7 +385,7 @@ test('a counter drop is judged by the reading after it however the run is cut: e
   }
 });
 
-test('counter glitches beside missing readings, and glitches before a reset: every joule once however the run is cut', () => {
+test('counter glitches beside missing readings, a drop the next readings climb back under the highest from, and glitches before a reset: every joule once however the run is cut', () => {
   // 300 W at 10 Hz on a 1 MJ counter for 90 s; whatever the counter reads, the truth is 300 J a
   // second (power is steady, so every interval counted from power is exact too).
   const counter = (dt: number) => (dt < 80_000 ? 1_000_000 + dt * 0.3 : (dt - 80_000 + 50) * 0.3);
@@ -398,6 +398,9 @@ test('counter glitches beside missing readings, and glitches before a reset: eve
     [39_800, counter(39_700) - 5], [39_900, null],
     // A 0, then a failed call: judged by the reading after that.
     [50_000, 0], [50_100, null],
+    // A reading 400 J high (4.3 kW for 100 ms: taken as an advance), a 0, then true readings under
+    // the high for 1.3 s, longer than glitches are looked past: one run of glitches.
+    [59_900, counter(59_900) + 400], [60_000, 0],
     // A dip, then the real reset at 80 s.
     [79_900, counter(79_800) - 5],
   ]);

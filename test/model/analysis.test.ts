@@ -137,15 +137,17 @@ test('counter glitches give the same energy however time is cut into periods, an
 test('counter glitches beside missing readings, and runs of them, give the same energy however time is cut into periods', () => {
   const r = run(7);
   // On GPU a (counter from 5 kJ): failed energy calls before and after readings 20 J low, and
-  // before a 0.
+  // before a 0; a reading 80 J high (an advance), then a 0 and readings under it for ~1.3 s.
   const missing = new Set([T0 + 6_900, T0 + 9_000, T0 + 13_900, T0 + 21_100, T0 + 25_000]);
   const low = new Set([T0 + 7_000, T0 + 14_000, T0 + 14_100, T0 + 21_000]);
-  const zero = new Set([T0 + 9_100]);
+  const zero = new Set([T0 + 9_100, T0 + 30_100]);
+  const high = T0 + 30_000;
   const samples = r.samples.map((s) => {
     if (s.gpuUuid !== 'gpu-a' || s.energyJ === null) return s;
     if (missing.has(s.timestampMs)) return { ...s, energyJ: null };
     if (low.has(s.timestampMs)) return { ...s, energyJ: joules(s.energyJ - 20) };
-    return zero.has(s.timestampMs) ? { ...s, energyJ: joules(0) } : s;
+    if (zero.has(s.timestampMs)) return { ...s, energyJ: joules(0) };
+    return s.timestampMs === high ? { ...s, energyJ: joules(s.energyJ + 80) } : s;
   });
   const whole = analyzeRun({ samples, requests: r.requests, gpus: r.gpus, config: CONFIG, periodMs: 3_600_000 }).totals.measured_j;
   for (const periodMs of [60_000, 7_000, 1_000, 100]) {

@@ -275,3 +275,32 @@ test('a window that starts inside a stretch counted from power is told so by the
     }
   }
 });
+
+test('a drop whose next reading is no climb a GPU could draw from it is a glitch, wherever that reading lies: the counter is not counted again from the drop', () => {
+  const cases: [string, [number, number | null][]][] = [
+    // The next reading is a little below the highest: a dip, itself a glitch.
+    ['a 0, then a dip', [[2, 0], [3, 1e6 + 295]]],
+    // The highest reading was a little high (4 kW for one second: an advance); the true readings after it stay under it for 14 s.
+    ['a high reading, a 0, then true readings under the high', [[1, 1e6 + 4300], [2, 0]]],
+    // No usable reading right after the drop: it is judged by the next one.
+    ['a 0, then missing', [[2, 0], [3, null]]],
+    ['a 0, then two missing', [[2, 0], [3, null], [4, null]]],
+    // Two bogus readings: the next one differing from the drop judges it.
+    ['two 0s', [[2, 0], [3, 0]]],
+    ['a 0, then a reading far below the highest', [[2, 0], [3, 5e5]]],
+  ];
+  for (const [what, overrides] of cases) {
+    const timeline = buildEnergyTimeline(steadyRun(400, new Map(overrides)), hz1);
+    assert.ok(Math.abs(totalJ(timeline.intervals) - 120_000) < 1e-6, `${what}: counted ${totalJ(timeline.intervals)} J of 120000 J`);
+    assert.deepEqual(timeline.intervals.filter((i) => i.counterReset).map((i) => i.startMs - T0), [], `${what}: no reset`);
+  }
+});
+
+test('a reading far above the highest that the next reading climbs on from is where the counter is: counted from power like a reset, not as a climb from the highest', () => {
+  // A drop taken for a reset (no reading after it differs from it until the counter is far above
+  // it) leaves the highest reading too low: counted from it, the 1 MJ would count twice.
+  const timeline = buildEnergyTimeline(steadyRun(400, new Map([[2, 0], [3, 0], [4, 0], [5, 0], [6, 0], [7, 0], [8, 0], [9, 0], [10, 0], [11, 0]])), hz1);
+  assert.ok(totalJ(timeline.intervals) <= 120_000 + 1e-6, `counted ${totalJ(timeline.intervals)} J of 120000 J`);
+  assert.ok(totalJ(timeline.intervals) >= 120_000 - 9 * 300 - 1e-6, 'at most the nine seconds the counter read 0 are lost');
+  assert.ok(timeline.intervals.filter((i) => i.counterReset).length >= 1);
+});
