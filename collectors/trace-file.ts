@@ -1,5 +1,6 @@
 import type { GpuInfo } from '../model/power-sample.js';
 import { PowerSampleColumns, SAMPLE_AVERAGED, SAMPLE_AVERAGED_KNOWN, SAMPLE_SIMULATED } from '../model/power-sample-columns.js';
+import { COUNTER_GLITCH_SHARE } from '../model/energy-timeline.js';
 import { watts } from '../model/units.js';
 import { forEachLine, forEachLineOfFile, leadingFields, MAX_LINE_CHARS } from './trace-file-lines.js';
 import { NvidiaSmiTraceParser } from './trace-file-nvidia-smi.js';
@@ -301,8 +302,9 @@ interface Block {
  *   order): those are put in order, and a note says so. Without a counter nothing confirms that
  *   order (a DST shift of under an hour also gives blocks that do not overlap), so they are errors;
  * - a second sample of a GPU at one instant, and a counter step no board can draw (counterUnitProblem:
- *   millijoules), are errors; a climb straight back after a drop is judged from the reading before
- *   the drop (the drop was a glitch: judgeCounterReading in model/energy-timeline.ts).
+ *   millijoules), are errors; a climb straight back after a drop (and any repeats of it), to the
+ *   reading before the drop or at most 1% under it, is judged from that reading (the drop was a
+ *   glitch: judgeCounterReading in model/energy-timeline.ts).
  * Lines of different GPUs may come in any order: samples are merged by time, then GPU index.
  */
 /**
@@ -485,15 +487,16 @@ function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSam
       const reading: CounterReading = { line: at, timestampMs: t, energyJ: e, powerW: Number.isNaN(p) ? null : p };
       const prev = lastCounter[g];
       const problem = prev === undefined ? undefined : counterUnitProblem(prev, reading);
-      // A rise from a drop that climbs straight back to where the counter was (judgeCounterReading):
-      // the drop was the glitch, and this rise is judged from the reading before it.
+      // A rise from a drop that climbs straight back to where the counter was, or just under it (a
+      // glitch there: judgeCounterReading): the drop was a glitch, and this rise is judged from the reading before it.
       const mark = beforeDrop[g];
-      const glitchBefore = problem !== undefined && mark !== undefined && e >= mark.energyJ && counterUnitProblem(mark, reading) === undefined;
+      const glitchBefore = problem !== undefined && mark !== undefined && e >= mark.energyJ * (1 - COUNTER_GLITCH_SHARE) && counterUnitProblem(mark, reading) === undefined;
       if (problem !== undefined && !glitchBefore) {
         problems.add(at, problem, 'energy_j: counter rises faster than any board draws');
         return;
       }
-      beforeDrop[g] = prev !== undefined && e < prev.energyJ ? prev : undefined;
+      // A repeat of the drop keeps the reading before it: the timeline judges a drop by the next reading that differs.
+      beforeDrop[g] = prev === undefined ? undefined : e < prev.energyJ ? prev : e === prev.energyJ ? beforeDrop[g] : undefined;
       lastCounter[g] = reading;
     }
     accepted[i] = 1;
