@@ -14,7 +14,8 @@ import type { EngineBaseline, ModelState, TrackedSeries } from './interval-recor
  * the reason, never half read. Monotonic-clock readings are not kept (they mean nothing in
  * another process): each interval stores how long before the baseline's scrape it opened, and
  * {@link restoreBaseline} places the baseline on the new process's monotonic clock by its wall
- * time.
+ * time. A scrape deferred for judgement (EngineBaseline.deferred) is not kept: its records are not
+ * stored either, and the next run counts its interval from the stored baseline.
  */
 export const BASELINE_FORMAT = 'tokenwatt.engine-metrics.baseline';
 export const BASELINE_VERSION = 1;
@@ -62,6 +63,8 @@ const storedSchema = z.strictObject({
       requestTime: z.strictObject({ name: z.string().min(1), series: z.record(z.string(), z.strictObject({ sum: finite, count: finite })) }).nullable().optional(),
       pending: z.record(z.string(), finite),
       used: z.strictObject({ promptTokens: z.string().optional(), generationTokens: z.string().optional(), cachedTokens: z.string().optional() }),
+      /** Optional: written only when true, so that a value without it reads as before. */
+      glitch: z.literal(true).optional(),
     }),
   ),
 });
@@ -89,6 +92,7 @@ export function serializeBaseline(baseline: EngineBaseline, url: string): string
       requestTime: m.requestTime,
       pending: { ...m.pending },
       used: { ...m.used },
+      ...(m.glitch ? { glitch: true as const } : {}),
     })),
   };
   return JSON.stringify(stored);
@@ -135,10 +139,10 @@ export function restoreBaseline(value: string, url: string, wallNow: number, mon
       const name = m.used[k];
       if (name !== undefined) used[k] = name;
     }
-    models.set(model, { sinceMs: m.sinceMs, sinceMono: monoMs - sinceMonoAgoMs, running: m.running, held: m.held, credit: m.credit, requestTime: m.requestTime ?? null, pending: m.pending, used });
+    models.set(model, { sinceMs: m.sinceMs, sinceMono: monoMs - sinceMonoAgoMs, running: m.running, held: m.held, credit: m.credit, requestTime: m.requestTime ?? null, pending: m.pending, used, glitch: m.glitch === true });
   }
   return {
     ok: true,
-    baseline: { engine: stored.engine, atMs: stored.atMs, monoMs, restartMarker: stored.restartMarker, unreadable: new Set(stored.unreadable), series, models },
+    baseline: { engine: stored.engine, atMs: stored.atMs, monoMs, restartMarker: stored.restartMarker, unreadable: new Set(stored.unreadable), series, models, deferred: null },
   };
 }

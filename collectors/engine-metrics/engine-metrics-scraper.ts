@@ -8,8 +8,8 @@ import type { EngineMetricsConfig, EngineTargetConfig } from './engine-metrics-c
 import type { EngineKind } from './engine-metric-names.js';
 import { detectEngine, readEngineSnapshot } from './engine-snapshot.js';
 import type { EngineSnapshot } from './engine-snapshot.js';
-import { baselineOf, MAX_HELD_SCRAPES, nextInterval } from './interval-records.js';
-import type { EngineBaseline, IntervalNote } from './interval-records.js';
+import { baselineOf, flushDeferred, MAX_HELD_SCRAPES, nextInterval } from './interval-records.js';
+import type { EngineBaseline, IntervalNote, IntervalRecordOptions, IntervalResult } from './interval-records.js';
 import { parsePrometheusText } from './prometheus-text.js';
 import { baselineKey, restoreBaseline, serializeBaseline } from './baseline-state.js';
 
@@ -153,6 +153,8 @@ export class EngineMetricsScraper implements RequestSource {
     if (wasRunning && this.states.some((s) => s.baseline !== null)) {
       await this.scrapeOnce().catch((err: unknown) => this.report(null, 'final', `engine-metrics: final scrape failed: ${String(err)}`));
     }
+    // A scrape held for the next one to judge a counter drop gets no next one: counted now, flagged.
+    this.flushDeferred();
     await this.delivery?.flush();
     this.delivery?.close();
   }
@@ -190,7 +192,24 @@ export class EngineMetricsScraper implements RequestSource {
   private async scrapeAll(): Promise<RequestRecord[]> {
     const results = await Promise.all(this.states.map((state) => this.scrapeTarget(state)));
     const records = results.flat();
-    if (!this.delivery) return records;
+    this.deliver(records);
+    return records;
+  }
+
+  /** Count every scrape still held for judgement (see flushDeferred) and queue its records. */
+  private flushDeferred(): void {
+    const records: RequestRecord[] = [];
+    for (const state of this.states) {
+      const deferred = state.baseline?.deferred;
+      if (state.baseline === null || deferred === null || deferred === undefined) continue;
+      records.push(...this.take(state, deferred, flushDeferred(state.baseline, this.recordOptions(state))));
+    }
+    this.deliver(records);
+  }
+
+  /** Queue records for the sink, each engine's new baseline with them. */
+  private deliver(records: RequestRecord[]): void {
+    if (!this.delivery) return;
     // Each engine's new baseline travels with the records it produced: committed together or not at all.
     const state: SourceStateWrite[] = [];
     if (this.persist) {
@@ -201,7 +220,6 @@ export class EngineMetricsScraper implements RequestSource {
       }
     }
     if (records.length > 0 || state.length > 0) this.delivery.push(records, state);
-    return records;
   }
 
   private async scrapeTarget(state: TargetState): Promise<RequestRecord[]> {
@@ -242,7 +260,15 @@ export class EngineMetricsScraper implements RequestSource {
       state.baseline = baselineOf(snapshot);
       return [];
     }
-    const { records, notes, baseline } = nextInterval(state.baseline, snapshot, { engineId: state.engineId, tier: target.tier, gpus: target.gpus });
+    return this.take(state, snapshot, nextInterval(state.baseline, snapshot, this.recordOptions(state)));
+  }
+
+  private recordOptions(state: TargetState): IntervalRecordOptions {
+    return { engineId: state.engineId, tier: state.target.tier, gpus: state.target.gpus };
+  }
+
+  /** Adopt a step's baseline, log its notes, and check its records (an invalid one is reported, not queued). */
+  private take(state: TargetState, snapshot: EngineSnapshot, { records, notes, baseline }: IntervalResult): RequestRecord[] {
     state.baseline = baseline;
     this.logNotes(state, snapshot, notes);
     const out: RequestRecord[] = [];
@@ -294,6 +320,20 @@ export class EngineMetricsScraper implements RequestSource {
           } else {
             this.options.log.warn({ url, ...note }, `engine-metrics: ${url}: ${note.series} went down from ${note.from} to ${note.to} with its _created unchanged (not a restart: part of its count went away); nothing counted for it, counting on from ${note.to}`);
           }
+          break;
+        case 'counter-drop-held':
+          this.options.log.info(
+            { url, ...note },
+            `engine-metrics: ${url}: ${note.series} read ${note.to}, below its last value ${note.from}, and nothing on the page says the engine restarted; this scrape is counted once the next one tells a bad reading from a restart`,
+          );
+          break;
+        case 'counter-glitch':
+          this.options.log.warn(
+            { url, ...note },
+            note.next === null
+              ? `engine-metrics: ${url}: ${note.series} read ${note.to}, below its last value ${note.from}, and no later reading could judge it (shutdown, or the series missing from the next page); read as ${note.from}, so nothing is invented (a restart behind it shows at its next reading); records flagged tokens_estimated`
+              : `engine-metrics: ${url}: ${note.series} read ${note.to} between ${note.from} and ${note.next}: a bad reading, not a restart; read as ${note.from}, the records on both sides flagged tokens_estimated`,
+          );
           break;
         case 'missing-counter': {
           const what = note.metric === 'promptTokens' ? 'prompt' : 'generation';

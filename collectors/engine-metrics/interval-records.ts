@@ -15,6 +15,19 @@ export type IntervalNote =
    * same) from the lower one.
    */
   | { readonly kind: 'counter-dip'; readonly model: string; readonly series: string; readonly from: number; readonly to: number; readonly held: boolean }
+  /**
+   * A counter read below its last value by more than a dip, with no restart marker or `_created` to
+   * say why: the page waits for the next scrape to judge it (see {@link judgeDeferred}); its
+   * records come with the next page's.
+   */
+  | { readonly kind: 'counter-drop-held'; readonly model: string; readonly series: string; readonly from: number; readonly to: number }
+  /**
+   * A counter drop the next scrape climbed straight back from (`next` at or above `from`), or that
+   * no next reading could judge (`next` null: shutdown, or the series missing from the next page): a
+   * bad reading, read as `from`. Nothing is counted for it, and the records of the interval it ends
+   * and the one it starts are flagged tokens_estimated.
+   */
+  | { readonly kind: 'counter-glitch'; readonly model: string; readonly series: string; readonly from: number; readonly to: number; readonly next: number | null }
   /** The model has no series of this counter: no record; the other counters' tokens are not recorded. */
   | { readonly kind: 'missing-counter'; readonly model: string; readonly metric: 'promptTokens' | 'generationTokens'; readonly dropped: TokenCounts }
   /**
@@ -113,6 +126,11 @@ export interface ModelState {
   readonly pending: Readonly<Record<string, number>>;
   /** The counter name each metric's last record used. */
   readonly used: Readonly<Partial<Record<CounterMetric, string>>>;
+  /**
+   * A counter reading at the start of or within this interval was a glitch read as the value before
+   * it: when the tokens it hid were served is not known, so the record is flagged tokens_estimated.
+   */
+  readonly glitch: boolean;
 }
 
 /** A request-time histogram at an interval's start: its name, and per series key its sum and count. */
@@ -134,6 +152,12 @@ export interface EngineBaseline {
   readonly unreadable: ReadonlySet<string>;
   readonly series: ReadonlyMap<string, TrackedSeries>;
   readonly models: ReadonlyMap<string, ModelState>;
+  /**
+   * A scrape not yet counted: a counter on it dropped, and the next scrape judges whether that was
+   * a glitch or a restart (see {@link judgeDeferred}). Not stored: the baseline stored is the one
+   * before it, which the records stored match.
+   */
+  readonly deferred: EngineSnapshot | null;
 }
 
 export interface IntervalResult {
@@ -164,7 +188,7 @@ export function baselineOf(snapshot: EngineSnapshot): EngineBaseline {
     }
     models.set(model, openInterval(snapshot, 0, used, model, snapshot));
   }
-  return { engine: snapshot.engine, atMs: snapshot.atMs, monoMs: snapshot.monoMs, restartMarker: snapshot.restartMarker, unreadable: snapshot.unreadable, series, models };
+  return { engine: snapshot.engine, atMs: snapshot.atMs, monoMs: snapshot.monoMs, restartMarker: snapshot.restartMarker, unreadable: snapshot.unreadable, series, models, deferred: null };
 }
 
 /**
@@ -181,8 +205,10 @@ export function intervalRecords(prev: EngineSnapshot, curr: EngineSnapshot, opti
  * Advance an engine's baseline by one scrape and make the interval records that are due.
  *
  * - Tokens are counter increases taken per series (name and labels, ranks merged), then summed per
- *   model, as Prometheus' `sum(increase())`. A series that went down, or whose `_created` changed,
- *   restarted; so did every series when `process_start_time_seconds` changed. A restart seen on one
+ *   model, as Prometheus' `sum(increase())`. A series whose `_created` changed restarted; so did
+ *   every series when `process_start_time_seconds` changed. A series that went down by more than a
+ *   dip may be a bad reading as well as a restart: the scrape waits for the next one to judge it
+ *   ({@link judgeDeferred}), and its records come out with the next scrape's. A restart seen on one
  *   counter of an engine (an origin: model plus the labels that name an engine) resets every
  *   counter of that engine for the interval: they count from zero, and what was counted between
  *   the previous scrape and the restart is unknowable (noted). A series never seen before started
@@ -211,6 +237,112 @@ export function intervalRecords(prev: EngineSnapshot, curr: EngineSnapshot, opti
  * - Records carry granularity "interval" and source "engine-metrics".
  */
 export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, options: IntervalRecordOptions): IntervalResult {
+  const records: RequestRecordWire[] = [];
+  const notes: IntervalNote[] = [];
+  let base = baseline;
+  if (base.deferred !== null) {
+    const judged = judgeDeferred(base, curr, options);
+    records.push(...judged.records);
+    notes.push(...judged.notes);
+    base = judged.baseline;
+  }
+  const drops = suspectDrops(base, curr);
+  if (drops.length > 0) {
+    for (const d of drops) notes.push({ kind: 'counter-drop-held', model: d.model, series: d.key, from: d.mark, to: d.low });
+    return { records, notes, baseline: { ...base, deferred: curr } };
+  }
+  const counted = countInterval(base, curr, options, NO_MODELS);
+  return { records: [...records, ...counted.records], notes: [...notes, ...counted.notes], baseline: counted.baseline };
+}
+
+/**
+ * The scrape a counter drop holds back, counted without its judgement (at shutdown: no next scrape
+ * will come): each drop is read as the value before it (a glitch; see {@link judgeDeferred}), so
+ * that nothing is invented, and the records are flagged. The baseline keeps that value, so a
+ * restart behind the drop is still seen by the next run's first scrapes, and counted from there.
+ */
+export function flushDeferred(baseline: EngineBaseline, options: IntervalRecordOptions): IntervalResult {
+  return baseline.deferred === null ? { records: [], notes: [], baseline } : judgeDeferred(baseline, null, options);
+}
+
+const NO_MODELS: ReadonlySet<string> = new Set();
+
+/** A counter drop awaiting the next scrape's judgement. */
+interface SuspectDrop {
+  readonly key: string;
+  readonly origin: string;
+  readonly model: string;
+  /** The value before the drop, and the low reading. */
+  readonly mark: number;
+  readonly low: number;
+  readonly created: number | null;
+  /** No `_created` on both sides: a drop that stands is a restart of its engine (else part of its count went away). */
+  readonly restart: boolean;
+}
+
+/** Down by more than a dip ({@link COUNTER_DIP_RESTART_SHARE}). */
+const isDrop = (mark: number, reading: number): boolean => mark - reading > COUNTER_DIP_RESTART_SHARE * mark;
+
+/**
+ * Counters of `curr` below their last value by more than a dip, where nothing else says the
+ * engine restarted (its page's restart marker, a changed `_created` of one of its series): such a
+ * drop may be one bad reading (a line cut short: 655360.0 read as 6553) as well as a restart.
+ */
+function suspectDrops(baseline: EngineBaseline, curr: EngineSnapshot): SuspectDrop[] {
+  if (pageRestarted(baseline, curr)) return [];
+  const recreated = new Set<string>();
+  const drops: SuspectDrop[] = [];
+  for (const s of curr.counters) {
+    const before = baseline.series.get(s.key)?.series;
+    if (!before) continue;
+    const created = before.created !== null && s.created !== null;
+    if (created && before.created !== s.created) recreated.add(s.origin);
+    else if (isDrop(before.value, s.value)) drops.push({ key: s.key, origin: s.origin, model: s.model, mark: before.value, low: s.value, created: s.created, restart: !created });
+  }
+  return drops.filter((d) => !recreated.has(d.origin));
+}
+
+/**
+ * Count the deferred scrape, judged by the one after it (`next`; null: there is none). As the GPU
+ * energy counter's glitch rule (model/energy-timeline.ts, judgeCounterReading), a drop that the next
+ * reading climbs straight back from, to at or above the value before it (within a dip), was a
+ * bad reading, not a restart: it is read as that value, so it counts nothing and the next interval
+ * counts from there; both records are flagged tokens_estimated, since when the hidden tokens were
+ * served is not known. A drop the next reading stays below stands: a restart of its engine (every
+ * counter of it then counts from zero, as without the lookahead), or with the same `_created` a
+ * part of its count gone. A drop that cannot be judged (no next scrape, the series missing from it,
+ * or the next page from another process) is read as a glitch too: nothing is invented, and a
+ * restart behind it shows as a drop again at the next reading.
+ *
+ * The energy rule's rate bounds (watts a GPU can draw) have no counterpart for tokens, so the climb
+ * is not judged by its rate. The cost: a restarted engine that counts past its old total before
+ * the next scrape (one that had counted little) is taken for a glitch, and what it counted up to
+ * that total is missed; as a restart, every glitch would count a lifetime of tokens again.
+ */
+function judgeDeferred(baseline: EngineBaseline, next: EngineSnapshot | null, options: IntervalRecordOptions): IntervalResult {
+  const page = baseline.deferred as EngineSnapshot;
+  const base: EngineBaseline = { ...baseline, deferred: null };
+  const readings = new Map((next?.counters ?? []).map((s) => [s.key, s]));
+  // Another process serves the next page: its counts say nothing of the one that dropped.
+  const otherProcess = next !== null && page.restartMarker !== null && next.restartMarker !== null && page.restartMarker !== next.restartMarker;
+  const verdicts = suspectDrops(base, page).map((d) => {
+    const n = otherProcess ? undefined : readings.get(d.key);
+    const recreated = n !== undefined && n.created !== null && d.created !== null && n.created !== d.created;
+    const seen = n !== undefined && !recreated;
+    return { ...d, next: seen ? n.value : null, stands: seen && isDrop(d.mark, n.value) };
+  });
+  // A restart that stands restarted every counter of its engine: none of its drops is a glitch then.
+  const restarted = new Set(verdicts.filter((v) => v.stands && v.restart).map((v) => v.origin));
+  const glitches = verdicts.filter((v) => !v.stands && !restarted.has(v.origin));
+  const marks = new Map(glitches.map((g) => [g.key, g.mark]));
+  const read: EngineSnapshot = marks.size === 0 ? page : { ...page, counters: page.counters.map((s) => (marks.has(s.key) ? { ...s, value: marks.get(s.key) as number } : s)) };
+  const counted = countInterval(base, read, options, new Set(glitches.map((g) => g.model)));
+  const notes: IntervalNote[] = glitches.map((g) => ({ kind: 'counter-glitch', model: g.model, series: g.key, from: g.mark, to: g.low, next: g.next }));
+  return { records: counted.records, notes: [...notes, ...counted.notes], baseline: counted.baseline };
+}
+
+/** One interval counted: `curr` against the baseline; `glitched`, models with a counter glitch read as its mark on `curr`. */
+function countInterval(baseline: EngineBaseline, curr: EngineSnapshot, options: IntervalRecordOptions, glitched: ReadonlySet<string>): IntervalResult {
   const records: RequestRecordWire[] = [];
   const notes: IntervalNote[] = [];
   const clockNote = clockStepOf(baseline, curr);
@@ -255,7 +387,7 @@ export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, opt
     const monoElapsed = curr.monoMs - before.sinceMono;
     if ((waiting && before.held < MAX_HELD_SCRAPES) || monoElapsed <= 0) {
       if (waiting) notes.push({ kind: 'series-missing', model, series: missing.map((t) => t.series.key), held: true, sinceMs: before.sinceMs });
-      models.set(model, { ...before, pending, credit, held: waiting ? before.held + 1 : before.held });
+      models.set(model, { ...before, pending, credit, held: waiting ? before.held + 1 : before.held, glitch: before.glitch || glitched.has(model) });
       continue;
     }
     if (waiting) {
@@ -280,7 +412,8 @@ export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, opt
       const from = before.used[metric];
       if (from !== undefined && from !== name) notes.push({ kind: 'counter-renamed', model, metric, from, to: name });
     }
-    const next = (carry: number): ModelState => openInterval(curr, carry, { ...before.used, ...used }, model, curr);
+    // A glitch read as the mark on `curr` hid tokens that the next interval counts.
+    const next = (carry: number): ModelState => openInterval(curr, carry, { ...before.used, ...used }, model, curr, glitched.has(model));
     const count = (metric: CounterMetric): number => {
       const name = chosen[metric]?.name;
       return name === undefined ? 0 : Math.max(0, Math.round(pending[name] ?? 0));
@@ -304,7 +437,7 @@ export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, opt
 
     const { startMs, endMs } = intervalBounds(before, curr);
     // Counts known to be short for this interval (a series missing or of unknown start) are not exact.
-    const inexact = COUNTER_METRICS.some((m) => chosen[m] !== undefined && chosen[m].state !== 'complete');
+    const inexact = before.glitch || glitched.has(model) || COUNTER_METRICS.some((m) => chosen[m] !== undefined && chosen[m].state !== 'complete');
     const wire: Record<string, unknown> = {
       request_id: intervalRequestId(options.engineId, model, startMs, endMs),
       model,
@@ -341,6 +474,7 @@ export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, opt
       unreadable: curr.unreadable,
       series: tracked,
       models,
+      deferred: null,
     },
   };
 }
@@ -381,10 +515,10 @@ function modelsOf(snapshot: EngineSnapshot): Set<string> {
 }
 
 /** A new interval of `model` from `at`; `snapshot`, the scrape it opens at, gives its gauge and histogram readings. */
-function openInterval(at: { atMs: number; monoMs: number }, credit: number, used: Partial<Record<CounterMetric, string>>, model: string, snapshot?: EngineSnapshot): ModelState {
+function openInterval(at: { atMs: number; monoMs: number }, credit: number, used: Partial<Record<CounterMetric, string>>, model: string, snapshot?: EngineSnapshot, glitch = false): ModelState {
   const running = snapshot?.models.get(model)?.runningRequests ?? null;
   const requestTime = snapshot ? requestTimeOf(snapshot.requestTime, model) : null;
-  return { sinceMs: at.atMs, sinceMono: at.monoMs, running, held: 0, credit, requestTime, pending: {}, used };
+  return { sinceMs: at.atMs, sinceMono: at.monoMs, running, held: 0, credit, requestTime, pending: {}, used, glitch };
 }
 
 function requestTimeOf(all: readonly RequestTimeSeries[], model: string): RequestTimeState | null {
@@ -493,9 +627,10 @@ interface CounterDip {
  * A changed restart marker (`process_start_time_seconds`, the process serving the page) restarts
  * every origin; a series' changed `_created` restarts its origin. The page's marker staying the
  * same proves nothing of an origin, whose counting process may not be the one serving the page.
- * Otherwise a counter going down by over {@link COUNTER_DIP_RESTART_SHARE} of its value restarts
- * its origin, unless its `_created` stayed the same: then part of its count went away (a worker's
- * share) and it is counted on from the lower value. A smaller dip is held: counted on from the
+ * Otherwise a counter going down by over {@link COUNTER_DIP_RESTART_SHARE} of its value (a drop
+ * the next scrape confirmed: see {@link judgeDeferred}) restarts its origin, unless its `_created`
+ * stayed the same: then part of its count went away (a worker's share) and it is counted on from
+ * the lower value. A smaller dip is held: counted on from the
  * higher value, which the lagging rank makes good when it catches up.
  *
  * A restart resets every counter of its origin, since the new process's other counters may already
@@ -513,8 +648,7 @@ function restartedOrigins(baseline: EngineBaseline, curr: EngineSnapshot): { res
     if (!known) resets.set(s.origin, { model: s.model, reasons: [reason] });
     else if (!known.reasons.includes(reason)) known.reasons.push(reason);
   };
-  const pageRestarted = baseline.restartMarker !== null && curr.restartMarker !== null && baseline.restartMarker !== curr.restartMarker;
-  if (pageRestarted) {
+  if (pageRestarted(baseline, curr)) {
     const reason = `engine process restarted (process_start_time_seconds ${baseline.restartMarker} -> ${curr.restartMarker})`;
     for (const t of baseline.series.values()) add(t.series, reason);
     for (const s of curr.counters) add(s, reason);
@@ -526,7 +660,7 @@ function restartedOrigins(baseline: EngineBaseline, curr: EngineSnapshot): { res
     const created = before.created !== null && s.created !== null;
     if (created && before.created !== s.created) add(s, `${s.key} was re-created (_created ${before.created} -> ${s.created})`);
     else if (s.value < before.value) {
-      const held = before.value - s.value <= COUNTER_DIP_RESTART_SHARE * before.value;
+      const held = !isDrop(before.value, s.value);
       if (held || created) dips.set(s.key, { model: s.model, from: before.value, to: s.value, held });
       else add(s, `${s.key} went from ${before.value} to ${s.value}`);
     }
@@ -534,6 +668,11 @@ function restartedOrigins(baseline: EngineBaseline, curr: EngineSnapshot): { res
   // A restart of the origin counts its series from zero: a dip of one of them is part of it.
   for (const s of curr.counters) if (resets.has(s.origin)) dips.delete(s.key);
   return { resets, dips };
+}
+
+/** The page's restart marker (`process_start_time_seconds`) changed. */
+function pageRestarted(baseline: EngineBaseline, curr: EngineSnapshot): boolean {
+  return baseline.restartMarker !== null && curr.restartMarker !== null && baseline.restartMarker !== curr.restartMarker;
 }
 
 function resetNote(reasons: readonly string[], model: string, tracked: ReadonlyMap<string, TrackedSeries>, resets: ReadonlyMap<string, unknown>): string {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { parseRequestRecord } from '../../model/request-record.js';
 import { parsePrometheusText } from '../../collectors/engine-metrics/prometheus-text.js';
 import { readEngineSnapshot } from '../../collectors/engine-metrics/engine-snapshot.js';
-import { baselineOf, nextInterval } from '../../collectors/engine-metrics/interval-records.js';
+import { baselineOf, flushDeferred, nextInterval } from '../../collectors/engine-metrics/interval-records.js';
 import type { EngineBaseline } from '../../collectors/engine-metrics/interval-records.js';
 import { baselineKey, restoreBaseline, serializeBaseline } from '../../collectors/engine-metrics/baseline-state.js';
 import { bump, fixture } from './fixtures.js';
@@ -84,4 +84,24 @@ test('an unusable stored value is refused with its reason, never half read', () 
 
 test('each engine keeps its baseline under its own source: key', () => {
   assert.equal(baselineKey('vllm-a'), 'source:engine-metrics:baseline:vllm-a');
+});
+
+test('a scrape deferred for judgement is not stored (its records are not either); an interval that starts at a glitch stays flagged across a restart', () => {
+  const G = `vllm:generation_tokens_total${E0}`;
+  const page0 = fixture('vllm-0.10-v1-rendered.prom');
+  const low = bump(page0, G, -648_807); // 655360 read as 6553
+  const held = nextInterval(baselineOf(snap(page0, T0)), snap(low, T0 + 15_000), OPTIONS);
+  assert.ok(held.baseline.deferred !== null);
+  assert.equal(serializeBaseline(held.baseline, URL_A), serializeBaseline(baselineOf(snap(page0, T0)), URL_A), 'stored as the baseline before it');
+  // Shutdown: flushed as a glitch; the interval from it is flagged, in this process or the next.
+  const flushed = flushDeferred(held.baseline, OPTIONS);
+  assert.deepEqual(flushed.records.map((w) => w.tokens_estimated), [true]);
+  const stored = serializeBaseline(flushed.baseline, URL_A);
+  const restored = restoreBaseline(stored, URL_A, T0 + 16_000, 500);
+  assert.ok(restored.ok, restored.ok ? '' : restored.reason);
+  assert.equal(restored.baseline.deferred, null);
+  assert.equal(serializeBaseline(restored.baseline, URL_A), stored);
+  const resumed = nextInterval(restored.baseline, snap(bump(page0, G, 150), T0 + 30_000, 500 + 14_000), OPTIONS);
+  assert.deepEqual(resumed.records, nextInterval(flushed.baseline, snap(bump(page0, G, 150), T0 + 30_000), OPTIONS).records);
+  assert.deepEqual(resumed.records.map((w) => [w.completion_tokens, w.tokens_estimated]), [[150, true]]);
 });

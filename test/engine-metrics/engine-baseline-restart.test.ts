@@ -156,10 +156,15 @@ test('the engine restarted while the agent was down (counters lower): counted fr
   const second = agentRun(path, engine.url, clock);
   t.after(() => second.stop());
   await second.start();
-  await baselineStoredAt(second.ledger, T0 + 120_000);
+  // The drop is judged by the next scrape: still below, a restart.
+  clock.t = T0 + 135_000;
+  engine.set(withValue(withValue(PAGE, P, 350), G, 35));
+  await second.scraper.scrapeOnce();
+  await baselineStoredAt(second.ledger, T0 + 135_000);
   assert.deepEqual(stored(second.ledger), [
     [0, 15_000, 1000, 100],
     [15_000, 120_000, 300, 30],
+    [120_000, 135_000, 50, 5],
   ]);
   await second.stop();
   assert.ok(second.messages('warn').some((m) => /counters reset \(vllm:prompt_tokens\{model_name="mistralai\/Mistral-7B-Instruct-v0.3"\} went from 21480 to 300/.test(m)), second.messages('warn').join('\n'));

@@ -57,11 +57,39 @@ test('counter reset (engine restart) is logged and counted from the restart', as
   await scraper.start(sink);
   clock.t += 15_000;
   engine.set(withValue(withValue(page, `sglang:prompt_tokens_total${S}`, 300), `sglang:generation_tokens_total${S}`, 20));
-  const [r] = await scraper.scrapeOnce();
-  assert.equal(r?.promptTokens, 300);
-  assert.equal(r?.completionTokens, 20);
+  assert.deepEqual(await scraper.scrapeOnce(), [], 'a drop waits for the next scrape to tell a restart from a bad reading');
+  assert.ok(messages('info').some((m) => /sglang:prompt_tokens\{model_name="meta-llama\/Llama-3.1-8B-Instruct"\} read 300, below its last value 8128902/.test(m)), messages('info').join('\n'));
+  clock.t += 15_000;
+  engine.set(withValue(withValue(page, `sglang:prompt_tokens_total${S}`, 500), `sglang:generation_tokens_total${S}`, 30));
+  const [r, next] = await scraper.scrapeOnce();
+  assert.deepEqual([r?.promptTokens, r?.completionTokens, r?.endMs], [300, 20, T0 + 15_000]);
+  assert.deepEqual([next?.promptTokens, next?.completionTokens], [200, 10]);
   assert.ok(messages('warn').some((m) => /counters reset/.test(m)));
   await scraper.shutdown();
+});
+
+test('a counter read low on the last scrape before shutdown has no next scrape to judge it: counted as a bad reading, flagged, nothing lost or invented', async (t) => {
+  const engine = await fakeEngine();
+  t.after(() => engine.close());
+  const page = fixture('vllm-0.10-v1-rendered.prom');
+  const P = 'vllm:prompt_tokens_total{engine="0",model_name="Qwen/Qwen3-0.6B"}';
+  const G = 'vllm:generation_tokens_total{engine="0",model_name="Qwen/Qwen3-0.6B"}';
+  engine.set(page);
+  const clock = { t: T0 };
+  const { scraper, messages } = scraperFor([engine.url], clock);
+  const sink = new RecordingSink();
+  await scraper.start(sink);
+  clock.t += 15_000;
+  engine.set(bump(page, P, 400));
+  await scraper.scrapeOnce();
+  clock.t += 15_000;
+  engine.set(withValue(bump(page, P, 900), G, 6553)); // 655360.0 cut short, read by the final scrape
+  await scraper.shutdown();
+  assert.deepEqual(
+    sink.records.map((r) => [r.startMs - T0, r.endMs - T0, r.promptTokens, r.completionTokens, r.tokensEstimated]),
+    [[0, 15_000, 400, 0, false], [15_000, 30_000, 500, 0, true]],
+  );
+  assert.ok(messages('warn').some((m) => /read 6553, below its last value 655360, and no later reading could judge it/.test(m)), messages('warn').join('\n'));
 });
 
 test('missing metrics: one clear error, scraping goes on, records resume when the metric is back', async (t) => {
@@ -232,7 +260,8 @@ test('a series gone for good is reported once (one onError, one warning when giv
     perScrape.push(errors.length);
   }
   await scraper.shutdown();
-  assert.deepEqual(perScrape, [1, 1, 1, 1, 1, 1, 1, 1, 1].map((n) => baseErrors + n));
+  // (Rank 0 restarted: the first page's drop is judged, and the page counted, at the second scrape.)
+  assert.deepEqual(perScrape, [0, 1, 1, 1, 1, 1, 1, 1, 1].map((n) => baseErrors + n));
   assert.match(errors[baseErrors] ?? '', /series of model meta-llama\/Llama-3.1-8B-Instruct seen before are missing/);
   assert.equal(messages('warn').filter((m) => /no longer wait for them/.test(m)).length, 1);
 });

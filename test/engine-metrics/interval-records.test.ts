@@ -5,7 +5,7 @@ import { parseRequestRecord } from '../../model/request-record.js';
 import { parsePrometheusText } from '../../collectors/engine-metrics/prometheus-text.js';
 import { readEngineSnapshot } from '../../collectors/engine-metrics/engine-snapshot.js';
 import type { EngineSnapshot } from '../../collectors/engine-metrics/engine-snapshot.js';
-import { baselineOf, COUNTER_DIP_RESTART_SHARE, intervalRecords, MAX_HELD_SCRAPES, nextInterval } from '../../collectors/engine-metrics/interval-records.js';
+import { baselineOf, COUNTER_DIP_RESTART_SHARE, flushDeferred, intervalRecords, MAX_HELD_SCRAPES, nextInterval } from '../../collectors/engine-metrics/interval-records.js';
 import type { EngineBaseline, IntervalNote } from '../../collectors/engine-metrics/interval-records.js';
 import { bump, fixture, withValue } from './fixtures.js';
 
@@ -57,14 +57,16 @@ test('vLLM 0.10 page, two scrapes: deltas summed over engines, batch = mean runn
 /** A page without `_created` series (vLLM disables them; so can PROMETHEUS_DISABLE_CREATED_SERIES). */
 const withoutCreated = (text: string): string => text.split('\n').filter((l) => !/_created[{ ]/.test(l)).join('\n');
 
-test('a counter that goes down is an engine restart: the delta is what it counted since', () => {
+test('a counter that goes down, and stays down at the next scrape, is an engine restart: the delta is what it counted since', () => {
   const before = withoutCreated(fixture('vllm-v1-deprecated-prefix-names-rendered.prom'));
   const S = '{engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct"}';
   let after = withValue(before, `vllm:prompt_tokens_total${S}`, 500);
   after = withValue(after, `vllm:generation_tokens_total${S}`, 80);
   after = withValue(after, `vllm:gpu_prefix_cache_hits_total${S}`, 100);
-  const { records, notes } = intervalRecords(vllm(before, T0), vllm(after, T1), { engineId: 'e' });
-  const r = valid(records[0]);
+  const { steps, notes } = run([vllm(before, T0), vllm(after, T1), vllm(bump(after, `vllm:prompt_tokens_total${S}`, 10), T1 + 15_000)]);
+  assert.deepEqual(steps[0]?.records, [], 'judged by the next scrape');
+  const r = steps[1]?.records[0] as ReturnType<typeof valid>;
+  assert.deepEqual([r.startMs, r.endMs], [T0, T1]);
   assert.equal(r.promptTokens, 500);
   assert.equal(r.completionTokens, 80);
   assert.equal(r.cachedTokens, 100);
@@ -316,8 +318,8 @@ const sgl = (p: number, g: number, c: number, extra = '') =>
 
 test('#5 a restart seen on one counter resets every counter of that engine, even those already past their old value', () => {
   // No restart marker (prometheus_client multiprocess). The new process did 20k prompt (15k cached), 6k generated.
-  const { records, notes } = intervalRecords(sglang(sgl(50_000, 2000, 1000), T0), sglang(sgl(20_000, 6000, 15_000), T1), { engineId: 'e' });
-  const r = valid(records[0]);
+  const { records, notes } = run([sglang(sgl(50_000, 2000, 1000), T0), sglang(sgl(20_000, 6000, 15_000), T1), sglang(sgl(20_000, 6000, 15_000), T1 + 15_000)]);
+  const r = records[0] as ReturnType<typeof valid>;
   assert.deepEqual([r.promptTokens, r.completionTokens, r.cachedTokens], [20_000, 6000, 15_000]);
   const reset = notes.find((n) => n.kind === 'counter-reset');
   assert.match(reset?.kind === 'counter-reset' ? reset.reason : '', /sglang:prompt_tokens\{model_name="m"\} went from 50000 to 20000; every counter of that engine counts from the restart/);
@@ -333,7 +335,8 @@ test('#6 increases are taken per series, then summed: one engine restarting does
       'vllm:generation_tokens_total{engine="1",model_name="m"} 0',
       'vllm:num_requests_running{engine="0",model_name="m"} 2',
     ].join('\n');
-  const prompt = (a: string, b: string) => valid(intervalRecords(vllm(a, T0), vllm(b, T1), { engineId: 'e' }).records[0]).promptTokens;
+  // The page after is the same: a drop on it stands.
+  const prompt = (a: string, b: string) => run([vllm(a, T0), vllm(b, T1), vllm(b, T1 + 15_000)]).prompt;
   assert.equal(prompt(page(1_000_000, 300_000), page(1_000_600, 50)), 650, 'the sum shrinks: not the other engine\'s lifetime');
   assert.equal(prompt(page(1_000_000, 300_000), page(1_400_000, 50)), 400_050, 'the sum grows: the reset is still seen');
   assert.equal(prompt(page(1_000_000, 300_000, 1.7e9), page(1_000_600, 350_000, 1.7e9 + 3600)), 350_600, 'a re-created series (_created) resets only itself');
@@ -428,6 +431,7 @@ const engineStep = fc.record({
   running: fc.nat(64),
   restart: fc.constantFrom(false, false, false, false, false, false, false, true), // no marker: counters drop
   hide: fc.constantFrom('none', 'none', 'none', 'none', 'none', 'prompt', 'gen', 'cached', 'all', 'rank'),
+  glitch: fc.constantFrom(false, false, false, false, false, false, false, true), // the prompt line read as a hundredth of its value
 });
 const simStep = fc.record({
   engines: fc.tuple(engineStep, engineStep),
@@ -438,11 +442,11 @@ type SimMetric = 'prompt' | 'gen' | 'cached';
 const SIM_METRICS: SimMetric[] = ['prompt', 'gen', 'cached'];
 const SIM_NAMES: Record<SimMetric, string> = { prompt: 'vllm:prompt_tokens_total', gen: 'vllm:generation_tokens_total', cached: 'vllm:prefix_cache_hits_total' };
 
-test('property: over random runs with restarts, missing and unreadable series, per-series resets, hits ahead of prompts and clock steps, the records add up to the engine totals less only what is unknowable', () => {
+test('property: over random runs with restarts, bad readings, missing and unreadable series, per-series resets, hits ahead of prompts and clock steps, the records add up to the engine totals less only what is unknowable', () => {
   fc.assert(
     fc.property(fc.array(simStep, { minLength: 1, maxLength: 25 }), (generated) => {
       // A last clean scrape with nothing new: every series readable, so everything owed is due.
-      const quiet = { prompt: 0, cachedPct: 0, earlyPct: 0, gen: 0, running: 0, restart: false, hide: 'none' as const };
+      const quiet = { prompt: 0, cachedPct: 0, earlyPct: 0, gen: 0, running: 0, restart: false, hide: 'none' as const, glitch: false };
       const steps = [...generated, { engines: [quiet, quiet] as const, pageRestart: false, clock: 'ok' as const }];
       const zero = (): Record<SimMetric, number> => ({ prompt: 0, gen: 0, cached: 0 });
       const engines = [0, 1].map((e) => ({
@@ -450,6 +454,7 @@ test('property: over random runs with restarts, missing and unreadable series, p
         lastSeen: { prompt: 1_000_000 + e * 77_777, gen: 400_000, cached: 300_000 } as Record<SimMetric, number>,
         restartedSince: { prompt: false, gen: false, cached: false } as Record<SimMetric, boolean>,
         early: 0, // hits of this step's prompts already counted in the previous step
+        glitched: false, // this step's prompt reading is a bad one
       }));
       const truth = zero(); // every token the engine counted
       const observable = zero(); // what a reader of the scrapes can know: increase() over the visible samples
@@ -468,12 +473,15 @@ test('property: over random runs with restarts, missing and unreadable series, p
             // After a restart the hit counter is created again only on its first hit (prometheus_client is lazy).
             const absent = m === 'cached' && eng.restartedSince.cached && eng.value.cached === 0;
             const hidden = s.hide === m || s.hide === 'all';
+            const glitched = eng.glitched && m === 'prompt';
             const ranks = e === 1 ? ['0', '1'] : [null];
             for (const tp of ranks) {
               if (absent || (s.hide === 'rank' && tp === '1')) continue;
-              lines.push(`${SIM_NAMES[m]}{engine="${e}",model_name="${hidden ? 'm\\q' : 'm'}"${tp === null ? '' : `,tp_rank="${tp}"`}} ${eng.value[m]}`);
+              const shown = glitched ? Math.floor(eng.value[m] / 100) : eng.value[m];
+              lines.push(`${SIM_NAMES[m]}{engine="${e}",model_name="${hidden ? 'm\\q' : 'm'}"${tp === null ? '' : `,tp_rank="${tp}"`}} ${shown}`);
             }
-            if (!absent && !hidden) {
+            // A bad reading is no reading: what it hid is counted from the next one.
+            if (!absent && !hidden && !glitched) {
               observable[m] += eng.restartedSince[m] ? eng.value[m] : eng.value[m] - eng.lastSeen[m];
               eng.lastSeen[m] = eng.value[m];
               eng.restartedSince[m] = false;
@@ -505,14 +513,22 @@ test('property: over random runs with restarts, missing and unreadable series, p
         engines.forEach((eng, e) => {
           const s = step.engines[e] as (typeof step.engines)[number];
           let prompt = s.prompt;
-          // Without a marker a restart must show: its prompt counter is read, below its last reading.
-          if (s.restart && !step.pageRestart && !eng.restartedSince.prompt && eng.lastSeen.prompt > 0) {
+          // Without a marker a restart must show: its prompt counter is read, below its last reading
+          // by more than a dip (COUNTER_DIP_RESTART_SHARE), or it would be read as one; and it is
+          // still below at the next reading, or it would be read as a glitch (a bad reading).
+          const below = Math.ceil(eng.lastSeen.prompt * (1 - COUNTER_DIP_RESTART_SHARE)) - 1;
+          const after = steps[k + 1];
+          const nextPrompt = after?.engines[e];
+          const judged = after !== undefined && nextPrompt !== undefined && !after.pageRestart && nextPrompt.hide !== 'prompt' && nextPrompt.hide !== 'all';
+          // (A restart right after a bad reading would make it look like the start of the restart.)
+          const restarts = s.restart && !step.pageRestart && !eng.glitched && !eng.restartedSince.prompt && eng.lastSeen.prompt > 0 && judged && Math.min(prompt, below) + nextPrompt.prompt <= below;
+          if (restarts) {
             restart(eng);
-            // Below by more than a dip (COUNTER_DIP_RESTART_SHARE), or it would be read as one.
-            prompt = Math.min(prompt, Math.ceil(eng.lastSeen.prompt * (1 - COUNTER_DIP_RESTART_SHARE)) - 1);
+            prompt = Math.min(prompt, below);
             (s as { hide: string }).hide = 'none';
             restartSteps.add(k);
           }
+          const glitchedBefore = eng.glitched;
           const cached = Math.round((prompt * s.cachedPct) / 100);
           const next = steps[k + 1]?.engines[e];
           const nextCached = next ? Math.round((next.prompt * next.cachedPct) / 100) : 0;
@@ -524,6 +540,9 @@ test('property: over random runs with restarts, missing and unreadable series, p
             eng.value[m] += inc[m];
             truth[m] += inc[m];
           }
+          // A bad reading that is a drop (one that is not reads as a true count between the two).
+          // Two in a row are read as a restart: one reading judges the one before it.
+          eng.glitched = s.glitch && !glitchedBefore && !restarts && !step.pageRestart && Math.floor(eng.value.prompt / 100) < (eng.restartedSince.prompt ? 0 : eng.lastSeen.prompt) * (1 - COUNTER_DIP_RESTART_SHARE);
         });
         snaps.push(readEngineSnapshot(parsePrometheusText(render(step)), 'vllm', wall, 'unknown', mono));
       });
@@ -545,10 +564,13 @@ test('property: over random runs with restarts, missing and unreadable series, p
         // Hits run at most one step ahead, so with every series read each time nothing is left waiting or expires.
         if (generated.every((st) => st.engines.every((e) => e.hide === 'none'))) assert.deepEqual([credit, expired], [0, 0], 'all hits recorded');
       }
-      // Every restart is reported in its interval; so is every clock step; nothing else resets.
-      const stepsWith = (kind: IntervalNote['kind']) => new Set(out.flatMap((s, k) => (s.notes.some((n) => n.kind === kind) ? [k] : [])));
-      assert.deepEqual(stepsWith('counter-reset'), restartSteps);
-      assert.deepEqual(stepsWith('clock-step'), clockSteps);
+      // Every restart is reported, once; so is every clock step; nothing else resets. A page with a
+      // drop is counted (and its notes come) with the next one, so notes are counted, not placed.
+      const count = (kind: IntervalNote['kind']) => out.reduce((a, st) => a + st.notes.filter((n) => n.kind === kind).length, 0);
+      assert.equal(count('counter-reset'), restartSteps.size);
+      assert.equal(count('clock-step'), clockSteps.size);
+      if (generated.every((st) => st.engines.every((e) => !e.glitch))) assert.equal(count('counter-glitch'), 0, 'no bad reading: none judged one');
+      assert.equal(baseline.deferred, null, 'the quiet last scrape judged every drop');
       // Records: valid (cached <= prompt is checked by the schema), distinct ids, positive length.
       assert.equal(new Set(records.map((r) => r.requestId)).size, records.length);
       for (const r of records) assert.ok(r.endMs > r.startMs);
@@ -572,4 +594,65 @@ test('an interval with more tokens than one record may hold (after a long agent 
   assert.deepEqual(parsed.map((r) => r.promptTokens), [83_333_333, 83_333_334, 83_333_334]);
   assert.deepEqual(parsed.map((r) => r.cachedTokens), [66_666_666, 66_666_667, 66_666_667]);
   assert.deepEqual(parsed.map((r) => r.completionTokens), [2, 2, 3]);
+});
+
+test('a counter read low once, then back at its value: a bad reading read as that value (no tokens invented, records flagged), with and without _created', () => {
+  // The review's case: vllm:generation_tokens_total 655360.0 read as 6553 (a line cut short).
+  const G = `vllm:generation_tokens_total${E0}`;
+  const P = `vllm:prompt_tokens_total${E0}`;
+  for (const created of [true, false]) {
+    const p1 = created ? fixture('vllm-0.10-v1-rendered.prom') : withoutCreated(fixture('vllm-0.10-v1-rendered.prom'));
+    const p2 = withValue(bump(p1, P, 500), G, 6553);
+    const p3 = bump(bump(p1, G, 100), P, 1000);
+    const out = run([vllm(p1, at(0)), vllm(p2, at(1)), vllm(p3, at(2))]);
+    assert.deepEqual(out.steps[0]?.records, [], `created ${created}: the low page waits for the next`);
+    assert.deepEqual(out.steps[0]?.notes, [{ kind: 'counter-drop-held', model: 'Qwen/Qwen3-0.6B', series: 'vllm:generation_tokens{engine="0",model_name="Qwen/Qwen3-0.6B"}', from: 655_360, to: 6553 }]);
+    assert.deepEqual([out.prompt, out.completion], [1000, 100], `created ${created}: the engine's 1,000 and 100, not 648,907 invented`);
+    assert.deepEqual(out.records.map((r) => [r.startMs, r.endMs, r.promptTokens, r.completionTokens, r.tokensEstimated]), [
+      [at(0), at(1), 500, 0, true],
+      [at(1), at(2), 500, 100, true],
+    ]);
+    assert.ok(out.notes.some((n) => n.kind === 'counter-glitch' && n.from === 655_360 && n.to === 6553 && n.next === 655_460));
+    assert.ok(!out.notes.some((n) => n.kind === 'counter-reset' || n.kind === 'counter-dip'));
+  }
+});
+
+test('a restart behind a drop still counts from zero once the next scrape stays below, with and without _created; _created the same: counted on from the low value', () => {
+  const G = `vllm:generation_tokens_total${E0}`;
+  const P = `vllm:prompt_tokens_total${E0}`;
+  const p1 = withoutCreated(fixture('vllm-0.10-v1-rendered.prom'));
+  // Engine 0 restarted: 300 prompt and 20 generated since, then 200 and 10 more.
+  const restarted = withValue(withValue(p1, P, 300), G, 20);
+  const later = withValue(withValue(p1, P, 500), G, 30);
+  const out = run([vllm(p1, at(0)), vllm(restarted, at(1)), vllm(later, at(2))]);
+  assert.deepEqual(out.steps[0]?.records, []);
+  assert.deepEqual(out.steps[1]?.records.map((r) => [r.startMs, r.endMs, r.promptTokens, r.completionTokens]), [[at(0), at(1), 300, 20], [at(1), at(2), 200, 10]]);
+  assert.ok(out.notes.some((n) => n.kind === 'counter-reset'));
+  assert.ok(!out.notes.some((n) => n.kind === 'counter-glitch'));
+  // With _created unchanged a drop that stands is part of the count gone (a worker's share): on from the low value.
+  const c1 = fixture('vllm-0.10-v1-rendered.prom');
+  const dip = run([vllm(c1, at(0)), vllm(withValue(c1, P, 1_000_000), at(1)), vllm(withValue(c1, P, 1_000_700), at(2))]);
+  assert.equal(dip.prompt, 700);
+  assert.ok(dip.notes.some((n) => n.kind === 'counter-dip' && !n.held && n.from === 1_298_848 && n.to === 1_000_000));
+  assert.equal(dip.records.some((r) => r.tokensEstimated), false);
+});
+
+test('a drop no next scrape can judge (shutdown) is flushed as a glitch: the low page counted, nothing invented, flagged; a restart behind it is seen later', () => {
+  const G = `vllm:generation_tokens_total${E0}`;
+  const P = `vllm:prompt_tokens_total${E0}`;
+  const p1 = withoutCreated(fixture('vllm-0.10-v1-rendered.prom'));
+  const low = withValue(bump(p1, P, 500), G, 6553);
+  const held = nextInterval(baselineOf(vllm(p1, at(0))), vllm(low, at(1)), { engineId: 'e' });
+  assert.deepEqual(held.records, []);
+  const flushed = flushDeferred(held.baseline, { engineId: 'e' });
+  assert.deepEqual(flushed.records.map((r) => [r.start, r.end, r.prompt_tokens, r.completion_tokens, r.tokens_estimated]), [[at(0), at(1), 500, 0, true]]);
+  assert.ok(flushed.notes.some((n) => n.kind === 'counter-glitch' && n.next === null));
+  assert.equal(flushed.baseline.deferred, null);
+  assert.deepEqual(flushDeferred(flushed.baseline, { engineId: 'e' }).records, [], 'flushed once');
+  // The next run reads 20 generated by a restarted engine: a drop again, judged by the scrape after.
+  const next = nextInterval(flushed.baseline, vllm(withValue(low, G, 20), at(2)), { engineId: 'e' });
+  assert.deepEqual(next.records, []);
+  const after = nextInterval(next.baseline, vllm(withValue(low, G, 40), at(3)), { engineId: 'e' });
+  const counted = after.records.map(valid);
+  assert.deepEqual(counted.map((r) => [r.completionTokens, r.tokensEstimated]), [[20, true], [20, false]], 'from the restart, the first flagged (it starts at the glitch)');
 });
