@@ -1,5 +1,5 @@
 import { BackpressureError } from '../collectors/request-sink.js';
-import type { IngestResult, RequestSink, SourceStateWrite, SubmitOptions } from '../collectors/request-sink.js';
+import type { IngestResult, RequestSink, SightingRule, SourceStateWrite, SubmitOptions } from '../collectors/request-sink.js';
 import { conflictReason } from '../model/request-facts.js';
 import { resolveRecord } from '../model/request-record.js';
 import type { RecordContext, RecordError, RequestRecord, ResolvedRequest } from '../model/request-record.js';
@@ -45,8 +45,37 @@ interface Submission {
   readonly state: readonly SourceStateWrite[];
   /** Records refused while resolving, by reason: counted once the submission commits. */
   readonly rejectedBy: ReadonlyMap<string, number>;
+  readonly sightings: SightingRule | null;
   resolve(result: IngestResult): void;
   reject(error: unknown): void;
+}
+
+/** What became of one submission's records at commit. */
+interface Outcome {
+  accepted: number;
+  late: number;
+  duplicates: number;
+  /** The submission's own list until a conflict adds to it (copied then: rare). */
+  errors: RecordError[];
+  copied: boolean;
+  /** Some of its records went to the second transaction (stored under alternate ids). */
+  retried: boolean;
+}
+
+/** A record to store under its alternate id (see SightingRule). */
+interface Retry {
+  readonly outcome: Outcome;
+  readonly index: number;
+  readonly record: ResolvedRequest;
+}
+
+/** Refuse a record whose request_id is taken by a different one. */
+function refuse(o: Outcome, index: number, requestId: string, differing: readonly string[]): void {
+  if (!o.copied) {
+    o.errors = [...o.errors];
+    o.copied = true;
+  }
+  o.errors.push({ index, requestId, field: 'request_id', reason: conflictReason(differing, 'the stored record') });
 }
 
 /**
@@ -101,7 +130,7 @@ export class IngestService implements RequestSink {
       return { accepted: 0, duplicates: 0, late: 0, errors };
     }
     return new Promise<IngestResult>((resolve, reject) => {
-      this.queue.push({ records: resolved, indexes, errors, state, rejectedBy, resolve, reject });
+      this.queue.push({ records: resolved, indexes, errors, state, rejectedBy, sightings: options.sightings ?? null, resolve, reject });
       this.queuedRecords += resolved.length;
       this.scheduled ??= setImmediate(() => this.flush());
     });
@@ -129,47 +158,93 @@ export class IngestService implements RequestSink {
     // `inserted` keeps the order of `all`, so one pointer walks it beside the submissions.
     const inserted = stored.inserted;
     let nextInserted = 0;
-    const conflicts = new Map(stored.conflicts.map((c) => [c.record, c.differing]));
-    let lateTotal = 0;
-    let duplicateTotal = 0;
+    const conflicts = new Map(stored.conflicts.map((c) => [c.record, c]));
+    const outcomes: Outcome[] = [];
+    const retries: Retry[] = [];
+    let refused = 0;
     for (const s of batch) {
-      let accepted = 0;
-      let late = 0;
-      let duplicates = 0;
-      let errors = s.errors; // copied only when a conflict adds to it, which is rare
+      const o: Outcome = { accepted: 0, late: 0, duplicates: 0, errors: s.errors, copied: false, retried: false };
+      outcomes.push(o);
       for (let i = 0; i < s.records.length; i++) {
         const r = s.records[i] as ResolvedRequest;
         if (inserted[nextInserted] === r) {
           nextInserted += 1;
-          accepted += 1;
-          if (isLate(r)) late += 1;
+          o.accepted += 1;
+          if (isLate(r)) o.late += 1;
           continue;
         }
-        const differing = conflicts.get(r);
-        if (differing === undefined) {
-          duplicates += 1;
+        const conflict = conflicts.get(r);
+        if (conflict === undefined) {
+          o.duplicates += 1;
           continue;
         }
-        if (errors === s.errors) errors = [...s.errors];
-        errors.push({
-          index: s.indexes[i] ?? i,
-          requestId: r.requestId,
-          field: 'request_id',
-          reason: conflictReason(differing, 'the stored record'),
-        });
+        const index = s.indexes[i] ?? i;
+        if (s.sightings !== null) {
+          if (s.sightings.same(conflict.kept, r)) {
+            o.duplicates += 1;
+            continue;
+          }
+          const alternate = s.sightings.alternateId(index);
+          if (alternate !== null && alternate !== r.requestId) {
+            retries.push({ outcome: o, index, record: { ...r, requestId: alternate } });
+            o.retried = true;
+            continue;
+          }
+        }
+        refuse(o, index, r.requestId, conflict.differing);
+        refused += 1;
       }
-      if (errors !== s.errors) errors.sort((a, b) => a.index - b.index);
-      lateTotal += late;
-      duplicateTotal += duplicates;
-      s.resolve({ accepted, duplicates, late, errors });
     }
+    // Another request under a taken id, stored under its alternate id: a second transaction, rare.
+    let again: InsertRequestsResult | null = null;
+    let againFailed: unknown = null;
+    if (retries.length > 0) {
+      try {
+        again = this.options.ledger.insertRequests(retries.map((x) => x.record), isLate, []);
+      } catch (error) {
+        againFailed = error ?? new Error('storing under alternate ids failed');
+      }
+    }
+    if (again !== null) {
+      const conflictsAgain = new Map(again.conflicts.map((c) => [c.record, c]));
+      let next = 0;
+      for (const x of retries) {
+        if (again.inserted[next] === x.record) {
+          next += 1;
+          x.outcome.accepted += 1;
+          if (isLate(x.record)) x.outcome.late += 1;
+          continue;
+        }
+        const conflict = conflictsAgain.get(x.record);
+        if (conflict === undefined) x.outcome.duplicates += 1;
+        else {
+          refuse(x.outcome, x.index, x.record.requestId, conflict.differing);
+          refused += 1;
+        }
+      }
+    }
+    let lateTotal = 0;
+    let duplicateTotal = 0;
+    batch.forEach((s, k) => {
+      const o = outcomes[k] as Outcome;
+      lateTotal += o.late;
+      // Its first part is committed; sent again, that part is acknowledged as duplicates.
+      if (o.retried && againFailed !== null) {
+        s.reject(againFailed);
+        return;
+      }
+      if (o.copied) o.errors.sort((a, b) => a.index - b.index);
+      duplicateTotal += o.duplicates;
+      s.resolve({ accepted: o.accepted, duplicates: o.duplicates, late: o.late, errors: o.errors });
+    });
     // Counted only once committed: a submission refused (429) or failed (503) is sent again, and
     // counted then.
     for (const s of batch) this.countRejected(s.rejectedBy);
+    const storedNow = again === null || again.inserted.length === 0 ? stored.inserted : [...stored.inserted, ...again.inserted];
     this.notify(() => {
-      if (stored.inserted.length > 0) this.options.onAccepted(stored.inserted);
+      if (storedNow.length > 0) this.options.onAccepted(storedNow);
     });
-    if (conflicts.size > 0) this.notify(() => this.options.onRejected?.('request_id', conflicts.size));
+    if (refused > 0) this.notify(() => this.options.onRejected?.('request_id', refused));
     if (lateTotal > 0) this.notify(() => this.options.onLate?.(lateTotal));
     if (duplicateTotal > 0) this.notify(() => this.options.onDuplicate?.(duplicateTotal));
   }

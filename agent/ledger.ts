@@ -5,7 +5,7 @@ import type { Database as Db, Statement } from 'better-sqlite3';
 import type { PowerSample } from '../model/power-sample.js';
 import type { IdleObservation } from '../model/idle-baseline.js';
 import { differingFacts } from '../model/request-facts.js';
-import type { ResolvedRequest } from '../model/request-record.js';
+import type { RequestRecord, ResolvedRequest } from '../model/request-record.js';
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow, TaskRow } from '../model/rollup-types.js';
 import { epochMs, joules } from '../model/units.js';
 import { summaryOf, type TaskRequest, type TaskSummary } from '../model/tasks.js';
@@ -94,6 +94,8 @@ export interface RequestConflict {
   readonly record: ResolvedRequest;
   /** Wire names of the facts that differ from the stored record (e.g. `end`, `prompt_tokens`). */
   readonly differing: readonly string[];
+  /** The record stored under that id. */
+  readonly kept: RequestRecord;
 }
 
 /** What {@link Ledger.insertRequests} did with each record of a batch. */
@@ -368,9 +370,10 @@ export class Ledger {
       // Rare (a repeat), so the stored row is read back only here.
       const row = this.stmt(sql.REQUEST_AT).get(seq, r.requestId) as rows.RequestRow | undefined;
       if (row === undefined) throw new Error(`request ${JSON.stringify(r.requestId)} was found under its id but not read back`);
-      const differing = differingFacts(rows.requestFromRow(row).record, r);
+      const kept = rows.requestFromRow(row).record;
+      const differing = differingFacts(kept, r);
       if (differing.length === 0) duplicates.push(r.requestId);
-      else conflicts.push({ record: r, differing });
+      else conflicts.push({ record: r, differing, kept });
     }
     unwritten.write();
     return { result: { inserted, duplicates, conflicts }, stored };

@@ -32,6 +32,22 @@ export interface SourceStateWrite {
   readonly value: string;
 }
 
+/**
+ * For a source that may see one request more than once, from different sides (OTLP: the app's
+ * client span and the engine's server span of one call, under one request_id): how a record whose
+ * request_id is taken by a record with other facts is judged.
+ */
+export interface SightingRule {
+  /** The repeat is the stored request seen again: acknowledged as a duplicate, not stored. */
+  same(kept: RequestRecord, repeat: RequestRecord): boolean;
+  /**
+   * Otherwise it is another request that reuses the id: stored under this id instead (the usual
+   * idempotency applies there); null: refused as a request_id conflict. `index`: the record's
+   * index in the submission, `firstIndex` included.
+   */
+  alternateId(index: number): string | null;
+}
+
 export interface SubmitOptions {
   /**
    * Source state stored in the SAME transaction as the submission's records: when the promise
@@ -39,6 +55,8 @@ export interface SubmitOptions {
    * Writes to one key within a commit: the last one wins. A sink without storage may ignore it.
    */
   readonly state?: readonly SourceStateWrite[];
+  /** See {@link SightingRule}; without it a request_id taken by other facts is a conflict. */
+  readonly sightings?: SightingRule;
 }
 
 /**

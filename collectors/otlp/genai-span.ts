@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { RequestRecordWire } from '../../model/request-record.js';
 import { parseRequestRecord } from '../../model/request-record.js';
 import type { RequestRecord } from '../../model/request-record.js';
@@ -16,7 +17,11 @@ export const GENAI = {
   cachedTokens: ['gen_ai.usage.cache_read.input_tokens', 'gen_ai.usage.cache_read_input_tokens'],
   reasoningTokens: ['gen_ai.usage.reasoning.output_tokens'],
   model: ['gen_ai.response.model', 'gen_ai.request.model'],
-  responseId: ['gen_ai.response.id'],
+  /**
+   * The call's id: the response id the app got back (client spans), else vLLM's `gen_ai.request.id`
+   * on its own llm_request span, which is that same id: both sides of one call name it alike.
+   */
+  callId: ['gen_ai.response.id', 'gen_ai.request.id'],
   operation: 'gen_ai.operation.name',
   errorType: 'error.type',
   /** vLLM's llm_request spans (not semconv): seconds from arrival, where the span starts, to the first token. */
@@ -43,11 +48,14 @@ export interface SpanProblem {
  */
 export type SpanVerdict = (
   | { readonly kind: 'ignored' }
-  | { readonly kind: 'record'; readonly record: RequestRecord }
+  | { readonly kind: 'record'; readonly record: RequestRecord; readonly alternateId: string | null }
   | { readonly kind: 'rejected'; readonly field: string; readonly reason: string }
 ) & { readonly warnings: readonly SpanProblem[] };
 
-type Judgement = { readonly kind: 'ignored' } | { readonly kind: 'record'; readonly record: RequestRecord } | ({ readonly kind: 'rejected' } & SpanProblem);
+type Judgement =
+  | { readonly kind: 'ignored' }
+  | { readonly kind: 'record'; readonly record: RequestRecord; readonly alternateId: string | null }
+  | ({ readonly kind: 'rejected' } & SpanProblem);
 
 const MAX_TOKENS = 100_000_000;
 const MAX_ID_LENGTH = 256;
@@ -56,7 +64,7 @@ const MAX_ATTEMPT = 10_000;
 
 /**
  * A span with GenAI token usage becomes one request record (source "otlp"): span start/end are
- * the request times, the response id (else trace+span id) its request id, status from the span
+ * the request times, its request id from the call id and the trace id (see requestIdsOf), status from the span
  * status or `error.type`. Spans without GenAI usage are not requests and are ignored. A GenAI span
  * that cannot be a record is rejected with the attribute at fault and the reason. Attribute values
  * present but unreadable, and task/label values left out, are named in the warnings.
@@ -132,18 +140,12 @@ function judge(span: OtlpSpan, config: Pick<OtlpConfig, 'attributes' | 'replica'
   if (span.endNs < span.startNs) return { kind: 'rejected', field: 'endTimeUnixNano', reason: 'end precedes start' };
   // An unknown status could be a failure: taking it for "ok" would hide wasted energy.
   if (span.statusCode instanceof UnreadableValue) return { kind: 'rejected', field: 'status.code', reason: span.statusCode.reason };
-  const responseId = attr(GENAI.responseId);
-  let requestId: string;
-  if (responseId !== null && typeof responseId.value === 'string' && responseId.value.length > 0 && responseId.value.length <= 256) {
-    requestId = responseId.value;
-  } else if (span.traceId !== '' && span.spanId !== '') {
-    requestId = `otlp-${span.traceId}-${span.spanId}`;
-  } else {
-    return { kind: 'rejected', field: 'spanId', reason: 'no gen_ai.response.id and no valid traceId/spanId to identify the request' };
-  }
+  const ids = requestIdsOf(span, attr(GENAI.callId));
+  if (ids === null) return { kind: 'rejected', field: 'spanId', reason: 'no gen_ai.response.id or gen_ai.request.id and no valid traceId/spanId to identify the request' };
+  sources.request_id = ids.source;
 
   const wire: Record<string, unknown> = {
-    request_id: requestId,
+    request_id: ids.requestId,
     model: model.value,
     start: nanosToMs(span.startNs),
     end: nanosToMs(span.endNs),
@@ -169,7 +171,55 @@ function judge(span: OtlpSpan, config: Pick<OtlpConfig, 'attributes' | 'replica'
     const first = parsed.errors[0];
     return { kind: 'rejected', field: wireFieldToAttribute(first?.field ?? '(record)', { ...sources, ...task.sources }), reason: first?.reason ?? 'invalid' };
   }
-  return { kind: 'record', record: parsed.record };
+  return { kind: 'record', record: parsed.record, alternateId: ids.alternateId };
+}
+
+/** Longest call id kept as it is in a request id; a longer one is replaced by a hash of it. */
+const MAX_CALL_ID = 200;
+
+/**
+ * Host clocks of the app and the engine may disagree by this much (NTP keeps them within
+ * milliseconds): two sightings of one call further apart are two calls.
+ */
+export const SIGHTING_SKEW_MS = 1000;
+
+/**
+ * The request id of a span's record, and the one it takes if that is taken by another call.
+ *
+ * A span with a call id (gen_ai.response.id, else gen_ai.request.id) is `<call id>/<trace id>`:
+ * the app's client span and vLLM's llm_request span of one call share both (vLLM continues the
+ * trace of the request's traceparent), so the second of them to arrive is that call seen again
+ * (see {@link sameCall}), acknowledged as a duplicate. The trace id keeps apart calls of servers
+ * that reuse ids (Ollama's chatcmpl-0..999). Two calls in one trace that share a call id are told
+ * apart by {@link sameCall}; the second is stored under the alternate id, `<call id>/<trace
+ * id>/<span id>`. A span without a call id is `otlp-<trace id>-<span id>`.
+ */
+function requestIdsOf(span: OtlpSpan, callId: { key: string; value: AttributeValue } | null): { requestId: string; alternateId: string | null; source: string } | null {
+  const call = callId !== null && typeof callId.value === 'string' ? callId.value : '';
+  if (call.trim() !== '' && callId !== null) {
+    const id = call.length <= MAX_CALL_ID && !/\p{Surrogate}/u.test(call) ? call : `sha256-${createHash('sha256').update(call).digest('hex').slice(0, 24)}`;
+    if (span.traceId === '') return { requestId: id, alternateId: null, source: callId.key };
+    return { requestId: `${id}/${span.traceId}`, alternateId: span.spanId === '' ? null : `${id}/${span.traceId}/${span.spanId}`, source: callId.key };
+  }
+  if (span.traceId !== '' && span.spanId !== '') return { requestId: `otlp-${span.traceId}-${span.spanId}`, alternateId: null, source: 'spanId' };
+  return null;
+}
+
+/**
+ * Whether `repeat`, stored under the request id of `kept`, is the same call seen again (the other
+ * side of it, or its span sent again with other details): the same prompt and completion tokens
+ * (the app's client reads its usage from the server's answer, so both sides count alike), and
+ * times that overlap, within {@link SIGHTING_SKEW_MS}. Start, end, first token, cached tokens,
+ * status and labels may differ between the sides (vLLM's span starts at arrival and names no
+ * task; a client span knows no first token): the record stored first is kept.
+ */
+export function sameCall(kept: RequestRecord, repeat: RequestRecord): boolean {
+  return (
+    kept.promptTokens === repeat.promptTokens &&
+    kept.completionTokens === repeat.completionTokens &&
+    repeat.startMs <= kept.endMs + SIGHTING_SKEW_MS &&
+    kept.startMs <= repeat.endMs + SIGHTING_SKEW_MS
+  );
 }
 
 function tokenCount(value: AttributeValue): number | string {
@@ -287,7 +337,7 @@ function wireFieldToAttribute(field: string, sources: Readonly<Record<string, st
     model: GENAI.model[0],
     start: 'startTimeUnixNano',
     end: 'endTimeUnixNano',
-    request_id: GENAI.responseId[0],
+    request_id: GENAI.callId[0],
     first_token: GENAI.timeToFirstToken,
     status: 'status.code',
     ...sources,

@@ -8,7 +8,7 @@ import { BodyTooLargeError, readBody } from '../proxy/http-forwarding.js';
 import type { SourceLog } from '../proxy/record-delivery.js';
 import { otlpConfigSchema } from './otlp-config.js';
 import type { OtlpConfig } from './otlp-config.js';
-import { genAiSpanToRecord, rejectingOnError } from './genai-span.js';
+import { genAiSpanToRecord, rejectingOnError, sameCall } from './genai-span.js';
 import { collectSpans, decodeJsonRequest, decodeProtobufRequest, OtlpDecodeError } from './otlp-spans.js';
 import type { OtlpSpan } from './otlp-spans.js';
 import { otlpTypes } from './otlp-trace-proto.js';
@@ -120,6 +120,7 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
 
     const records: RequestRecord[] = [];
     const recordSpans: OtlpSpan[] = [];
+    const alternateIds: (string | null)[] = [];
     const rejections: string[] = [];
     const warnings: string[] = [];
     let rejected = unreadable;
@@ -129,6 +130,7 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
       if (verdict.kind === 'record') {
         records.push(verdict.record);
         recordSpans.push(span);
+        alternateIds.push(verdict.alternateId);
       } else if (verdict.kind === 'rejected') {
         rejected++;
         rejections.push(`${describeSpan(span)}: ${verdict.field}: ${verdict.reason}`);
@@ -138,7 +140,8 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
     let result: IngestResult | null = null;
     if (records.length > 0) {
       try {
-        result = await sink.submit(records);
+        // One call seen by the app and by vLLM is one request_id: the second sighting is a duplicate.
+        result = await sink.submit(records, 0, { sightings: { same: sameCall, alternateId: (index) => alternateIds[index] ?? null } });
       } catch (err) {
         if (err instanceof BackpressureError) {
           res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfterSeconds))));

@@ -161,3 +161,32 @@ test('a callback that throws after the commit does not un-acknowledge it; close(
   assert.equal((await pending).accepted, 1);
   await assert.rejects(ingest.submit([rec(3)]), IngestClosedError);
 });
+
+test('sightings: a repeat the source judges the same request is a duplicate; another request under the taken id is stored under its alternate id', async (t) => {
+  const { ledger, path, cleanup } = tempLedger();
+  t.after(cleanup);
+  const counted: string[] = [];
+  const ingest = service(ledger, {
+    onDuplicate: (n) => counted.push(`duplicate ${n}`),
+    onRejected: (reason, n) => counted.push(`rejected ${reason} ${n}`),
+    onAccepted: (records) => counted.push(`accepted ${records.map((r) => r.requestId).join(',')}`),
+  });
+  await ingest.submit([rec(1)]);
+  counted.length = 0;
+  // The same call seen from the other side: other times, same tokens.
+  const sameCall = (kept: RequestRecord, repeat: RequestRecord) => kept.promptTokens === repeat.promptTokens;
+  const rule = { same: sameCall, alternateId: (index: number) => `req-1/alt-${index}` };
+  const seenAgain = await ingest.submit([rec(1, { endMs: epochMs(request(1).endMs + 40) })], 5, { sightings: rule });
+  assert.deepEqual([seenAgain.accepted, seenAgain.duplicates, seenAgain.errors], [0, 1, []]);
+  // Another call reusing the id (other tokens): stored under its alternate id; sent again, a duplicate there.
+  const other = rec(1, { promptTokens: 999 });
+  const another = await ingest.submit([other, rec(2)], 7, { sightings: rule });
+  assert.deepEqual([another.accepted, another.duplicates, another.errors], [2, 0, []]);
+  const resent = await ingest.submit([other], 7, { sightings: rule });
+  assert.deepEqual([resent.accepted, resent.duplicates, resent.errors], [0, 1, []]);
+  assert.deepEqual(storedIds(path), ['req-1', 'req-1/alt-7', 'req-2']);
+  // Without the rule, the same repeat is a conflict, named and counted.
+  const plain = await ingest.submit([other], 3);
+  assert.deepEqual(plain.errors.map((e) => [e.index, e.field]), [[3, 'request_id']]);
+  assert.deepEqual(counted, ['duplicate 1', 'accepted req-2,req-1/alt-7', 'duplicate 1', 'rejected request_id 1']);
+});

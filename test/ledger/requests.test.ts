@@ -29,7 +29,7 @@ test('a different record under a stored request_id is a conflict naming the fact
   const result = ledger.insertRequests([other, request(2)], never);
   assert.deepEqual(result.inserted.map((r) => r.requestId), ['req-2']);
   assert.deepEqual(result.duplicates, []);
-  assert.deepEqual(result.conflicts, [{ record: other, differing: ['end', 'prompt_tokens'] }]);
+  assert.deepEqual(result.conflicts, [{ record: other, differing: ['end', 'prompt_tokens'], kept: a }], 'with the record kept, for a source that judges repeats');
   const stored = ledger.readRequests(...ALL).find((r) => r.record.requestId === 'req-1');
   assert.deepEqual(stored?.record, a, 'the first record stays as it was');
 });

@@ -36,7 +36,7 @@ test('the captured GenAI span becomes exactly one record; the HTTP span is ignor
   assert.deepEqual(
     { ...v.record },
     {
-      requestId: 'chatcmpl-8f1c2d',
+      requestId: 'chatcmpl-8f1c2d/a4913fb35b87f74b7bfadd09e5a7838b', // the response id, in its trace
       taskId: 'ticket-1234',
       attempt: null,
       model: 'Qwen/Qwen3-8B',
@@ -59,16 +59,19 @@ test('the captured GenAI span becomes exactly one record; the HTTP span is ignor
   );
 });
 
-test('both captured bodies through the HTTP handler: 200, empty ExportTraceServiceResponse, one record each (the same request)', async (t) => {
+test('both captured bodies through the HTTP handler: 200, empty ExportTraceServiceResponse, one record each; each sent again is a duplicate', async (t) => {
   const s = await startOtlpServer();
   t.after(() => s.close());
-  const proto = await rawRequest(s.url, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: protoBody });
-  assert.equal(proto.status, 200);
-  assert.equal(proto.body.length, 0, 'an empty protobuf message: full success');
-  const json = await rawRequest(s.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: jsonBody });
-  assert.equal(json.status, 200);
-  assert.deepEqual(JSON.parse(json.body.toString()), {});
-  assert.equal(s.sink.records.length, 1, 'same gen_ai.response.id: the second is a duplicate');
+  for (let i = 0; i < 2; i++) {
+    const proto = await rawRequest(s.url, { method: 'POST', headers: { 'content-type': 'application/x-protobuf' }, body: protoBody });
+    assert.equal(proto.status, 200);
+    assert.equal(proto.body.length, 0, 'an empty protobuf message: full success');
+    const json = await rawRequest(s.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: jsonBody });
+    assert.equal(json.status, 200);
+    assert.deepEqual(JSON.parse(json.body.toString()), {});
+  }
+  // The same gen_ai.response.id, but each exporter ran its own trace: two calls, as with a server that reuses ids.
+  assert.deepEqual(s.sink.records.map((r) => r.requestId), ['chatcmpl-8f1c2d/a4913fb35b87f74b7bfadd09e5a7838b', 'chatcmpl-8f1c2d/63d3a3754cd1cc53414db4dc6531b6d1']);
 });
 
 test('GenAI attribute variants: deprecated usage names, cancellation from error.type, wrapper operations ignored', () => {

@@ -114,7 +114,7 @@ test('a repeated export (exporter retry) is acknowledged, not doubled and not re
     assert.deepEqual(JSON.parse(res.body.toString()), {});
   }
   assert.equal(s.sink.records.length, 1);
-  assert.equal(s.sink.records[0]?.requestId, 'chatcmpl-77');
+  assert.equal(s.sink.records[0]?.requestId, 'chatcmpl-77/5b8efff798038103d269b633813fc60c', 'the response id, in its trace');
 });
 
 test('only input or only output tokens: the record says its counts are incomplete (estimated)', async (t) => {

@@ -9,7 +9,7 @@ import { startOtlpServer } from './otlp-server.js';
 const json = { 'content-type': 'application/json' };
 /** The OpenTelemetry JS SDK's OTLP/JSON export from test/fixtures/otlp (a GenAI chat span among others). */
 const SDK_JSON = readFileSync(fileURLToPath(new URL('../fixtures/otlp/sdk-json-exporter-genai.json', import.meta.url)), 'utf8');
-const CHAT_ID = 'chatcmpl-8f1c2d'; // its gen_ai.response.id
+const CHAT_ID = 'chatcmpl-8f1c2d/63d3a3754cd1cc53414db4dc6531b6d1'; // its gen_ai.response.id and trace id
 
 /** The SDK export with the chat span's attributes changed by `edit`. */
 function withChatAttributes(edit: (attributes: { key: string; value: unknown }[]) => void): string {

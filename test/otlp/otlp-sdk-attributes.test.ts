@@ -26,6 +26,9 @@ async function exportSpans(exporter: SpanExporter, build: (tracer: Tracer) => vo
   await provider.shutdown();
 }
 
+/** The call id a record's request id starts with (its gen_ai.response.id; the trace id follows it). */
+const callIdOf = (r: { requestId: string }): string => r.requestId.split('/')[0] as string;
+
 /** A chat completion span, told apart by its gen_ai.response.id. */
 function chat(tracer: Tracer, id: string, attributes: Attributes = {}, durationMs = 1500) {
   tracer
@@ -45,7 +48,7 @@ for (const [label, make] of EXPORTERS) {
       chat(tracer, 'good');
       chat(tracer, 'array', { 'gen_ai.usage.input_tokens': [100] });
     });
-    assert.deepEqual(s.sink.records.map((r) => r.requestId), ['good']);
+    assert.deepEqual(s.sink.records.map(callIdOf), ['good']);
     assert.deepEqual(s.answers.map((a) => a.status), [200], 'one export, answered 200');
     const partial = partialSuccessOf(s.answers[0]!);
     assert.equal(partial?.rejectedSpans, 1);
@@ -70,7 +73,7 @@ for (const [label, make] of EXPORTERS) {
     ];
     for (const [i, [attrs, attempt, warning]] of cases.entries()) {
       await exportSpans(make(s.url), (tracer) => chat(tracer, `attempt-${i}`, attrs));
-      const record = s.sink.records.find((r) => r.requestId === `attempt-${i}`);
+      const record = s.sink.records.find((r) => callIdOf(r) === `attempt-${i}`);
       assert.ok(record, `case ${i} (${JSON.stringify(attrs)}) is stored`);
       assert.equal(record.attempt, attempt, `case ${i}`);
       const partial = partialSuccessOf(s.answers.at(-1)!);
@@ -112,7 +115,7 @@ for (const [label, make] of EXPORTERS) {
       llmRequest(tracer, 'after-end', 2.5);
       llmRequest(tracer, 'negative', -0.1);
     });
-    const firstToken = Object.fromEntries(s.sink.records.map((r) => [r.requestId, r.firstTokenMs === null ? null : r.firstTokenMs - T0]));
+    const firstToken = Object.fromEntries(s.sink.records.map((r) => [callIdOf(r), r.firstTokenMs === null ? null : r.firstTokenMs - T0]));
     assert.deepEqual(firstToken, { 'prefill-250ms': 250, 'whole-span': 2000, 'after-end': null, negative: null });
     const partial = partialSuccessOf(s.answers[0]!);
     assert.equal(partial?.rejectedSpans, 0, 'an unusable time to first token costs only the split, not the record');
@@ -126,7 +129,7 @@ for (const [label, make] of EXPORTERS) {
       tracer.startSpan('embeddings bge-m3', { startTime: new Date(T0), attributes: { 'gen_ai.operation.name': 'embeddings', 'gen_ai.request.model': 'bge-m3', 'gen_ai.response.id': 'emb', 'gen_ai.usage.input_tokens': 42 } }).end(new Date(T0 + 30));
       tracer.startSpan('chat llama-8b', { startTime: new Date(T0), attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'llama-8b', 'gen_ai.response.id': 'chat', 'gen_ai.usage.input_tokens': 42 } }).end(new Date(T0 + 30));
     });
-    const byId = new Map(s.sink.records.map((r) => [r.requestId, r]));
+    const byId = new Map(s.sink.records.map((r) => [callIdOf(r), r]));
     assert.deepEqual([byId.get('emb')?.promptTokens, byId.get('emb')?.completionTokens, byId.get('emb')?.tokensEstimated], [42, 0, false]);
     assert.equal(byId.get('chat')?.tokensEstimated, true, 'a chat without an output count is still an estimate');
   });
