@@ -125,11 +125,15 @@ function judge(span: OtlpSpan, config: Pick<OtlpConfig, 'attributes' | 'replica'
     tokens[name] = n;
     sources[name] = found.key;
   }
-  const named = attr(GENAI.model);
-  const model: { key: string; value: string } | null =
-    named !== null && typeof named.value === 'string' && named.value !== '' ? { key: named.key, value: named.value }
-    : config.defaultModel !== undefined ? { key: 'otlp.defaultModel', value: config.defaultModel }
-    : null;
+  // The first model attribute that is a non-empty string: an empty or non-string response model
+  // (some servers send "") does not hide the request model.
+  const named = GENAI.model.map((key): { key: string; value: AttributeValue | undefined } => ({ key, value: span.attributes.get(key) })).filter((m) => m.value !== undefined && m.value !== null);
+  const usable = named.find((m): m is { key: string; value: string } => typeof m.value === 'string' && m.value !== '');
+  for (const m of named) {
+    if (m === usable) break;
+    warnings.push({ field: m.key, reason: `must be a non-empty string (got ${describe(m.value as AttributeValue)}), ${usable?.key ?? (config.defaultModel !== undefined ? 'otlp.defaultModel' : 'nothing')} used` });
+  }
+  const model: { key: string; value: string } | null = usable ?? (config.defaultModel !== undefined ? { key: 'otlp.defaultModel', value: config.defaultModel } : null);
   if (model === null) {
     return { kind: 'rejected', field: 'gen_ai.request.model', reason: 'required: neither gen_ai.response.model nor gen_ai.request.model is a non-empty string (set otlp.defaultModel for spans that name none)' };
   }

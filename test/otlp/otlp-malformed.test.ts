@@ -166,3 +166,26 @@ test('property-like fuzz: random bytes as protobuf and as JSON never crash the h
     assert.ok(res.status === 200 || res.status === 400, `status ${res.status}`);
   }
 });
+
+test('an empty or non-string gen_ai.response.model does not hide gen_ai.request.model: the record is stored for the request model, and the value left out is named', async (t) => {
+  const s = await startOtlpServer({ config: { defaultModel: 'fallback-model' } });
+  t.after(() => s.close());
+  const spans = [
+    span('00f067aa0ba90211', { ...usage, 'gen_ai.response.model': '' }),
+    span('00f067aa0ba90212', { ...usage, 'gen_ai.response.model': 7 }),
+    span('00f067aa0ba90213', { 'gen_ai.response.model': '', 'gen_ai.usage.input_tokens': 10, 'gen_ai.usage.output_tokens': 5 }),
+  ];
+  const res = await rawRequest(s.url, { method: 'POST', headers: json, body: payload(spans) });
+  assert.equal(res.status, 200);
+  assert.deepEqual(s.sink.records.map((r) => [r.requestId.slice(-2), r.model]), [['11', 'llama-8b'], ['12', 'llama-8b'], ['13', 'fallback-model']]);
+  const body = JSON.parse(res.body.toString());
+  assert.equal(body.partialSuccess.rejectedSpans, '0');
+  assert.match(body.partialSuccess.errorMessage, /span 00f067aa0ba90211 .*: gen_ai\.response\.model: must be a non-empty string \(got ""\), gen_ai\.request\.model used/);
+  assert.match(body.partialSuccess.errorMessage, /span 00f067aa0ba90212 .*: gen_ai\.response\.model: must be a non-empty string \(got 7\), gen_ai\.request\.model used/);
+  assert.match(body.partialSuccess.errorMessage, /span 00f067aa0ba90213 .*: gen_ai\.response\.model: must be a non-empty string \(got ""\), otlp\.defaultModel used/);
+  // Without otlp.defaultModel: stored all the same (it was refused, saying neither model was set).
+  const plain = await startOtlpServer();
+  t.after(() => plain.close());
+  assert.equal((await rawRequest(plain.url, { method: 'POST', headers: json, body: payload(spans.slice(0, 1)) })).status, 200);
+  assert.deepEqual(plain.sink.records.map((r) => r.model), ['llama-8b']);
+});
