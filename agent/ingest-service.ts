@@ -249,6 +249,11 @@ export class IngestService implements RequestSink {
     if (duplicateTotal > 0) this.notify(() => this.options.onDuplicate?.(duplicateTotal));
   }
 
+  /** Records a source refused before submitting them (see RequestSink.noteRejected). */
+  noteRejected(reason: string, n: number): void {
+    if (n > 0) this.countRejected(new Map([[reason, n]]));
+  }
+
   private countRejected(rejectedBy: ReadonlyMap<string, number>): void {
     if (rejectedBy.size === 0) return;
     this.notify(() => {

@@ -55,6 +55,7 @@ export async function createRequestCapture(config: TokenwattConfig, log: Logger,
         if (!sinkRef) return Promise.reject(new Error('agent not started'));
         return sinkRef.submit(records, firstIndex, options);
       },
+      noteRejected: (reason, n) => sinkRef?.noteRejected?.(reason, n),
     };
     const handler = createOtlpTracesHandler({ sink: lazySink, log: log.child({ component: 'otlp' }), onError: (e) => onError('otlp', e), ...(otlp ? { config: otlp, bodyLimitBytes: otlp.bodyLimitBytes } : {}) });
     routes.push({ method: 'POST', path: '/v1/traces', handler });

@@ -67,6 +67,12 @@ export interface SubmitOptions {
  */
 export interface RequestSink {
   submit(records: readonly RequestRecord[], firstIndex?: number, options?: SubmitOptions): Promise<IngestResult>;
+  /**
+   * Records a source refused before submitting them (an OTLP span that cannot be a record), by a
+   * bounded reason (a record field): counted as the agent counts refused records. Call it only
+   * once the sender has been answered for good (not for a batch it will send again).
+   */
+  noteRejected?(reason: string, n: number): void;
 }
 
 /** Reads back the state a source stored through {@link SubmitOptions.state}. */

@@ -49,13 +49,19 @@ export interface SpanProblem {
 export type SpanVerdict = (
   | { readonly kind: 'ignored' }
   | { readonly kind: 'record'; readonly record: RequestRecord; readonly alternateId: string | null }
-  | { readonly kind: 'rejected'; readonly field: string; readonly reason: string }
+  | { readonly kind: 'rejected'; readonly field: string; readonly reason: string; readonly counted: RejectedAs }
 ) & { readonly warnings: readonly SpanProblem[] };
+
+/**
+ * The record field a refused span is counted under in tokenwatt_records_rejected_total, as HTTP
+ * ingest counts a refused record (a bounded set: never an attribute name a sender chose).
+ */
+export type RejectedAs = 'prompt_tokens' | 'completion_tokens' | 'cached_tokens' | 'reasoning_tokens' | 'model' | 'start' | 'end' | 'status' | 'request_id' | 'first_token' | 'record';
 
 type Judgement =
   | { readonly kind: 'ignored' }
   | { readonly kind: 'record'; readonly record: RequestRecord; readonly alternateId: string | null }
-  | ({ readonly kind: 'rejected' } & SpanProblem);
+  | ({ readonly kind: 'rejected'; readonly counted: RejectedAs } & SpanProblem);
 
 const MAX_TOKENS = 100_000_000;
 const MAX_ID_LENGTH = 256;
@@ -92,7 +98,7 @@ export function rejectingOnError(convert: (span: OtlpSpan) => SpanVerdict, onErr
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
       onError(error, span);
-      return { kind: 'rejected', field: '(span)', reason: `could not be converted: ${error.name}: ${error.message}`, warnings: [] };
+      return { kind: 'rejected', field: '(span)', reason: `could not be converted: ${error.name}: ${error.message}`, counted: 'record', warnings: [] };
     }
   };
 }
@@ -121,7 +127,7 @@ function judge(span: OtlpSpan, config: Pick<OtlpConfig, 'attributes' | 'replica'
   ] as const) {
     if (found === null) continue;
     const n = tokenCount(found.value);
-    if (typeof n === 'string') return { kind: 'rejected', field: found.key, reason: n };
+    if (typeof n === 'string') return { kind: 'rejected', field: found.key, reason: n, counted: name };
     tokens[name] = n;
     sources[name] = found.key;
   }
@@ -135,17 +141,17 @@ function judge(span: OtlpSpan, config: Pick<OtlpConfig, 'attributes' | 'replica'
   }
   const model: { key: string; value: string } | null = usable ?? (config.defaultModel !== undefined ? { key: 'otlp.defaultModel', value: config.defaultModel } : null);
   if (model === null) {
-    return { kind: 'rejected', field: 'gen_ai.request.model', reason: 'required: neither gen_ai.response.model nor gen_ai.request.model is a non-empty string (set otlp.defaultModel for spans that name none)' };
+    return { kind: 'rejected', field: 'gen_ai.request.model', reason: 'required: neither gen_ai.response.model nor gen_ai.request.model is a non-empty string (set otlp.defaultModel for spans that name none)', counted: 'model' };
   }
   sources.model = model.key;
-  if (span.startNs === null || span.startNs === 0n) return { kind: 'rejected', field: 'startTimeUnixNano', reason: 'missing or not a unix-nanosecond timestamp' };
-  if (span.endNs === null || span.endNs === 0n) return { kind: 'rejected', field: 'endTimeUnixNano', reason: 'missing or not a unix-nanosecond timestamp' };
+  if (span.startNs === null || span.startNs === 0n) return { kind: 'rejected', field: 'startTimeUnixNano', reason: 'missing or not a unix-nanosecond timestamp', counted: 'start' };
+  if (span.endNs === null || span.endNs === 0n) return { kind: 'rejected', field: 'endTimeUnixNano', reason: 'missing or not a unix-nanosecond timestamp', counted: 'end' };
   // Checked in nanoseconds: rounding to milliseconds could hide an end slightly before the start.
-  if (span.endNs < span.startNs) return { kind: 'rejected', field: 'endTimeUnixNano', reason: 'end precedes start' };
+  if (span.endNs < span.startNs) return { kind: 'rejected', field: 'endTimeUnixNano', reason: 'end precedes start', counted: 'end' };
   // An unknown status could be a failure: taking it for "ok" would hide wasted energy.
-  if (span.statusCode instanceof UnreadableValue) return { kind: 'rejected', field: 'status.code', reason: span.statusCode.reason };
+  if (span.statusCode instanceof UnreadableValue) return { kind: 'rejected', field: 'status.code', reason: span.statusCode.reason, counted: 'status' };
   const ids = requestIdsOf(span, attr(GENAI.callId));
-  if (ids === null) return { kind: 'rejected', field: 'spanId', reason: 'no gen_ai.response.id or gen_ai.request.id and no valid traceId/spanId to identify the request' };
+  if (ids === null) return { kind: 'rejected', field: 'spanId', reason: 'no gen_ai.response.id or gen_ai.request.id and no valid traceId/spanId to identify the request', counted: 'request_id' };
   sources.request_id = ids.source;
 
   const wire: Record<string, unknown> = {
@@ -173,9 +179,16 @@ function judge(span: OtlpSpan, config: Pick<OtlpConfig, 'attributes' | 'replica'
   const parsed = parseRequestRecord(wire as RequestRecordWire, 0);
   if (!parsed.ok) {
     const first = parsed.errors[0];
-    return { kind: 'rejected', field: wireFieldToAttribute(first?.field ?? '(record)', { ...sources, ...task.sources }), reason: first?.reason ?? 'invalid' };
+    return { kind: 'rejected', field: wireFieldToAttribute(first?.field ?? '(record)', { ...sources, ...task.sources }), reason: first?.reason ?? 'invalid', counted: rejectedAs(first?.field) };
   }
   return { kind: 'record', record: parsed.record, alternateId: ids.alternateId };
+}
+
+const COUNTED: ReadonlySet<string> = new Set<RejectedAs>(['prompt_tokens', 'completion_tokens', 'cached_tokens', 'reasoning_tokens', 'model', 'start', 'end', 'status', 'request_id', 'first_token']);
+
+function rejectedAs(field: string | undefined): RejectedAs {
+  const head = field?.split('.')[0] ?? '';
+  return COUNTED.has(head) ? (head as RejectedAs) : 'record';
 }
 
 /** Longest call id kept as it is in a request id; a longer one is replaced by a hash of it. */

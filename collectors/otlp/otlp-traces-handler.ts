@@ -95,6 +95,7 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
         return reply(res, 413, encoding, status(INVALID_ARGUMENT, `request body exceeds bodyLimitBytes (${limit} bytes${compressed ? ' after decompression' : ''})`));
       }
       if (compressed && (err as NodeJS.ErrnoException).code?.startsWith('Z_')) {
+        sink.noteRejected?.('parse', 1); // a body refused whole counts once, as HTTP ingest counts it
         return reply(res, 400, encoding, status(INVALID_ARGUMENT, `content-encoding ${compression}, but the body is not valid ${compression}: ${(err as Error).message}`));
       }
       log.debug({ err }, 'otlp: the client went away while sending');
@@ -111,7 +112,10 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
       structural = collected.problems.map((p) => `${p.path}: ${p.reason}`);
       unreadable = collected.unreadableSpans;
     } catch (err) {
-      if (err instanceof OtlpDecodeError) return reply(res, 400, encoding, status(INVALID_ARGUMENT, err.message));
+      if (err instanceof OtlpDecodeError) {
+        sink.noteRejected?.('parse', 1);
+        return reply(res, 400, encoding, status(INVALID_ARGUMENT, err.message));
+      }
       // Ours, not the sender's: still an OTLP answer in its encoding, not the server's generic 500.
       const error = err instanceof Error ? err : new Error(String(err));
       reportBug(error, 'reading the spans');
@@ -124,6 +128,8 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
     const rejections: string[] = [];
     const warnings: string[] = [];
     let rejected = unreadable;
+    // Spans refused here never reach the sink: counted as HTTP ingest counts refused records, once answered.
+    const refusedBy = new Map<string, number>(unreadable > 0 ? [['parse', unreadable]] : []);
     for (const span of spans) {
       const verdict = convert(span);
       for (const w of verdict.warnings) warnings.push(`${describeSpan(span)}: ${w.field}: ${w.reason}`);
@@ -133,6 +139,7 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
         alternateIds.push(verdict.alternateId);
       } else if (verdict.kind === 'rejected') {
         rejected++;
+        refusedBy.set(verdict.counted, (refusedBy.get(verdict.counted) ?? 0) + 1);
         rejections.push(`${describeSpan(span)}: ${verdict.field}: ${verdict.reason}`);
       }
     }
@@ -158,6 +165,7 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
       }
       rejected += new Set(result.errors.map((e) => e.index)).size; // a record may fail on several fields
     }
+    for (const [reason, n] of refusedBy) sink.noteRejected?.(reason, n);
     const messages = [...structural, ...rejections, ...warnings];
     if (rejected > 0 || messages.length > 0) {
       log.warn({ rejected, accepted: result?.accepted ?? 0, first: messages[0] }, `otlp: ${rejected} span(s) rejected; first: ${messages[0]}`);

@@ -190,3 +190,13 @@ test('sightings: a repeat the source judges the same request is a duplicate; ano
   assert.deepEqual(plain.errors.map((e) => [e.index, e.field]), [[3, 'request_id']]);
   assert.deepEqual(counted, ['duplicate 1', 'accepted req-2,req-1/alt-7', 'duplicate 1', 'rejected request_id 1']);
 });
+
+test('records a source refused before submitting (an OTLP span that is no record) are counted as refused records, by reason', async (t) => {
+  const { ledger, cleanup } = tempLedger();
+  t.after(cleanup);
+  const rejected: [string, number][] = [];
+  const ingest = service(ledger, { onRejected: (reason, n) => rejected.push([reason, n]) });
+  ingest.noteRejected('model', 2);
+  ingest.noteRejected('parse', 0);
+  assert.deepEqual(rejected, [['model', 2]]);
+});

@@ -159,7 +159,7 @@ test('an unexpected error while converting one span rejects that span alone, nam
     (error, span) => reported.push(`${span.name}: ${error.message}`),
   );
   assert.equal(convert(good), ok);
-  assert.deepEqual(convert(bad), { kind: 'rejected', field: '(span)', reason: 'could not be converted: RangeError: Maximum call stack size exceeded', warnings: [] });
+  assert.deepEqual(convert(bad), { kind: 'rejected', field: '(span)', reason: 'could not be converted: RangeError: Maximum call stack size exceeded', counted: 'record', warnings: [] });
   assert.deepEqual(reported, ['span 2: Maximum call stack size exceeded']);
 });
 

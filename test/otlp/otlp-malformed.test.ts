@@ -189,3 +189,29 @@ test('an empty or non-string gen_ai.response.model does not hide gen_ai.request.
   assert.equal((await rawRequest(plain.url, { method: 'POST', headers: json, body: payload(spans.slice(0, 1)) })).status, 200);
   assert.deepEqual(plain.sink.records.map((r) => r.model), ['llama-8b']);
 });
+
+test('spans refused before the sink count in the rejected-records metric by field, as HTTP ingest counts refused records; only once the export is answered for good', async (t) => {
+  const recording = new RecordingSink();
+  const counted: [string, number][] = [];
+  const sink: RequestSink = { submit: (records) => recording.submit(records), noteRejected: (reason, n) => counted.push([reason, n]) };
+  const s = await startOtlpServer({ sink });
+  t.after(() => s.close());
+  const body = payload([
+    span('00f067aa0ba90201', usage),
+    span('00f067aa0ba90202', { 'gen_ai.usage.input_tokens': 10, 'gen_ai.usage.output_tokens': 5 }), // no model
+    span('00f067aa0ba90203', usage, { endTimeUnixNano: String(T0 - 1n) }),
+    span('00f067aa0ba90204', { ...usage, 'gen_ai.usage.cache_read.input_tokens': 11 }),
+    span('00f067aa0ba90205', { ...usage, 'gen_ai.usage.output_tokens': 2.5 }),
+    span('00f067aa0ba90206', { 'http.route': '/health' }), // not a GenAI span: ignored, not refused
+    'not a span',
+  ]);
+  recording.pushBack = 1;
+  assert.equal((await rawRequest(s.url, { method: 'POST', headers: json, body })).status, 429);
+  assert.deepEqual(counted, [], 'the exporter sends it again: counted then');
+  assert.equal((await rawRequest(s.url, { method: 'POST', headers: json, body })).status, 200);
+  assert.deepEqual(counted.sort(), [['cached_tokens', 1], ['completion_tokens', 1], ['end', 1], ['model', 1], ['parse', 1]]);
+  assert.equal(recording.records.length, 1);
+  counted.length = 0;
+  assert.equal((await rawRequest(s.url, { method: 'POST', headers: json, body: '{"resourceSpans": [' })).status, 400);
+  assert.deepEqual(counted, [['parse', 1]], 'a body refused whole counts once');
+});
