@@ -7,6 +7,7 @@ import type { OpenAiEndpoint } from './openai-endpoint.js';
 import { parseChatUsage, parseResponsesUsage } from './openai-usage.js';
 import type { TokenUsage } from './openai-usage.js';
 import type { ScannedAnswer } from './json-scan.js';
+import { finishReasonOutcome } from './stream-observer.js';
 import type { StreamFacts } from './stream-observer.js';
 import { tokensFromChars } from './token-estimate.js';
 
@@ -55,6 +56,10 @@ export function streamOutcome(f: StreamFacts, answer: Answer): RequestStatus {
     answer.problem = 'the stream ended without [DONE], a finish_reason, a final usage chunk or a final response event';
     return 'error';
   }
+  if (f.cancelled !== null) {
+    answer.problem = `the upstream ended the generation early (${f.cancelled})`;
+    return 'cancelled';
+  }
   return 'ok';
 }
 
@@ -76,7 +81,11 @@ export function jsonOutcome(endpoint: OpenAiEndpoint, answer: Answer, body: Buff
     return 'error';
   }
   const { chars, reasoningChars } = generatedText(endpoint, json);
-  return judgeJson(endpoint, answer, json, chars, reasoningChars);
+  const finishReasons: string[] = [];
+  for (const choice of Array.isArray(json.choices) ? json.choices : []) {
+    if (isObject(choice) && typeof choice.finish_reason === 'string') finishReasons.push(choice.finish_reason);
+  }
+  return judgeJson(endpoint, answer, json, chars, reasoningChars, finishReasons);
 }
 
 /** Status of a non-streaming answer too large to keep, from what a scan of it kept (json-scan). */
@@ -85,11 +94,14 @@ export function scannedJsonOutcome(endpoint: OpenAiEndpoint, answer: Answer, sca
     answer.problem = 'the upstream answered 2xx with a body that is not a JSON object';
     return 'error';
   }
-  return judgeJson(endpoint, answer, scan.members, scan.chars, scan.reasoningChars);
+  return judgeJson(endpoint, answer, scan.members, scan.chars, scan.reasoningChars, scan.finishReasons);
 }
 
-/** The answer's top-level members (all of them, or those a scan kept) and its generated characters: its status, usage and estimates. */
-function judgeJson(endpoint: OpenAiEndpoint, answer: Answer, json: Record<string, unknown>, chars: number, reasoningChars: number): RequestStatus {
+/**
+ * The answer's top-level members (all of them, or those a scan kept), its generated characters and
+ * its choices' finish reasons: its status, usage and estimates.
+ */
+function judgeJson(endpoint: OpenAiEndpoint, answer: Answer, json: Record<string, unknown>, chars: number, reasoningChars: number, finishReasons: readonly string[]): RequestStatus {
   answer.id = str(json.id);
   answer.model = str(json.model);
   answer.completionEstimate = tokensFromChars(chars + reasoningChars);
@@ -116,7 +128,19 @@ function judgeJson(endpoint: OpenAiEndpoint, answer: Answer, json: Record<string
     answer.problem = 'the response status is failed';
     return 'error';
   }
-  return 'ok';
+  // (incomplete is the Responses API's finish_reason length: a limit reached, not a failure.)
+  if (endpoint === 'responses' && json.status === 'cancelled') {
+    answer.problem = 'the upstream ended the generation early (the response status is cancelled)';
+    return 'cancelled';
+  }
+  // With several choices, the worst end is the call's.
+  const ends = finishReasons.map(finishReasonOutcome);
+  const worst = ends.includes('error') ? 'error' : ends.includes('cancelled') ? 'cancelled' : 'ok';
+  if (worst !== 'ok') {
+    const reason = finishReasons.find((r) => finishReasonOutcome(r) === worst) as string;
+    answer.problem = worst === 'error' ? `the upstream reported an error: finish_reason ${reason}` : `the upstream ended the generation early (finish_reason ${reason})`;
+  }
+  return worst;
 }
 
 /** Characters of generated text (and reasoning) in a non-streaming answer, for estimates. */

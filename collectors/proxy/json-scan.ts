@@ -28,6 +28,8 @@ export interface ScannedAnswer {
   /** Characters of generated text (reasoning apart) and of reasoning, as JavaScript counts them (UTF-16 units). */
   readonly chars: number;
   readonly reasoningChars: number;
+  /** The finish_reason of each choice (`choices[i].finish_reason` strings), in order. */
+  readonly finishReasons: readonly string[];
 }
 
 export class JsonAnswerScanner {
@@ -46,6 +48,10 @@ export class JsonAnswerScanner {
   private keyUsable = true;
   /** What the string being read counts toward: 0 nothing, 1 text, 2 reasoning. */
   private counting = 0;
+  /** The string being read is a choice's finish_reason (kept, up to a bound). */
+  private readingFinish = false;
+  private finish = '';
+  private readonly finishReasons: string[] = [];
   private chars = 0;
   private reasoningChars = 0;
   /** The kept member being captured (its value's bytes, whitespace included), or null. */
@@ -70,10 +76,13 @@ export class JsonAnswerScanner {
           this.escaped = true;
           this.count(1); // an escape is one character
           this.keyUsable = false; // keys that matter are plain ASCII
+          if (this.readingFinish) this.finish += '\\'; // no reason that matters is escaped
         } else if (b === QUOTE) this.endString();
         else if (this.readingKey) {
           if (this.key.length < MAX_KEY) this.key += String.fromCharCode(b);
           else this.keyUsable = false;
+        } else if (this.readingFinish) {
+          if (this.finish.length <= MAX_KEY) this.finish += String.fromCharCode(b);
         } else if (this.counting !== 0 && (b & 0xc0) !== 0x80) this.count(b >= 0xf0 ? 2 : 1); // a 4-byte character is two UTF-16 units
         continue;
       }
@@ -95,6 +104,9 @@ export class JsonAnswerScanner {
           } else {
             const key = inObject ? this.keys[depth - 1] : null;
             this.counting = key == null ? 0 : REASONING.has(key) ? 2 : TEXT.has(key) ? 1 : 0;
+            // {"choices": [{"finish_reason": "..."}]}: an object in an array in the answer.
+            this.readingFinish = key === 'finish_reason' && depth === 3 && this.keys[0] === 'choices';
+            this.finish = '';
           }
           break;
         case 0x7b: // {
@@ -138,7 +150,7 @@ export class JsonAnswerScanner {
 
   /** The result, once the whole body has been pushed. */
   result(): ScannedAnswer {
-    return { complete: this.ended && !this.broken, members: this.members, chars: this.chars, reasoningChars: this.reasoningChars };
+    return { complete: this.ended && !this.broken, members: this.members, chars: this.chars, reasoningChars: this.reasoningChars, finishReasons: this.finishReasons };
   }
 
   private count(units: number): void {
@@ -148,6 +160,10 @@ export class JsonAnswerScanner {
 
   private endString(): void {
     this.inString = false;
+    if (this.readingFinish) {
+      this.readingFinish = false;
+      this.finishReasons.push(this.finish);
+    }
     if (!this.readingKey) return;
     this.readingKey = false;
     this.keys[this.keys.length - 1] = this.keyUsable ? this.key : null;

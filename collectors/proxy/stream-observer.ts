@@ -33,6 +33,12 @@ export interface StreamFacts {
   finished: boolean;
   /** The upstream reported an error inside the stream. */
   failure: string | null;
+  /**
+   * The upstream ended the generation before it was done: a choice's finish_reason `abort` (vLLM
+   * v1, e.g. pause_generation(mode="abort")), or a Responses terminal event whose response status
+   * is `cancelled`. Its tokens are real work; the call is recorded as cancelled.
+   */
+  cancelled: string | null;
 }
 
 /**
@@ -56,6 +62,7 @@ export class StreamObserver {
     firstMalformed: null,
     finished: false,
     failure: null,
+    cancelled: null,
   };
 
   /** No event read yet: the first may start with a byte order mark, which SSE readers skip. */
@@ -119,7 +126,10 @@ export class StreamObserver {
       const choice = choices[i];
       if (!isObject(choice)) continue;
       // (With n > 1 choices, the first to end: a stream cut before the others end counts as ended.)
-      if (typeof choice.finish_reason === 'string' && choice.finish_reason.length > 0) f.finished = true;
+      if (typeof choice.finish_reason === 'string' && choice.finish_reason.length > 0) {
+        f.finished = true;
+        this.ended(choice.finish_reason);
+      }
       const delta = isObject(choice.delta) ? choice.delta : null;
       // generated text: delta.content (chat), text (completions); reasoning: delta.reasoning_content, delta.reasoning
       const text = delta === null ? undefined : delta.content;
@@ -185,6 +195,7 @@ export class StreamObserver {
       case 'response.failed':
         f.finished = true;
         if (response && response.usage !== undefined && response.usage !== null) this.usage(parseResponsesUsage(response.usage));
+        if (response?.status === 'cancelled') f.cancelled ??= 'the response status is cancelled';
         if (type === 'response.failed') {
           const error = response && isObject(response.error) ? response.error : {};
           f.failure ??= str(error.message) ?? 'response.failed';
@@ -194,6 +205,13 @@ export class StreamObserver {
         f.failure ??= str(payload.message) ?? 'the upstream reported an error in the stream';
         break;
     }
+  }
+
+  /** A finish_reason other than stop and length: abort and error (vLLM v1's FINISH_REASON_STRINGS) end the call early. */
+  private ended(reason: string): void {
+    const outcome = finishReasonOutcome(reason);
+    if (outcome === 'error') this.facts.failure ??= `finish_reason ${reason}`;
+    else if (outcome === 'cancelled') this.facts.cancelled ??= `finish_reason ${reason}`;
   }
 
   private content(chars: number, reasoningChars: number): void {
@@ -219,6 +237,16 @@ export class StreamObserver {
     this.facts.malformedEvents++;
     this.facts.firstMalformed ??= reason;
   }
+}
+
+/**
+ * What a choice's finish_reason says of the call: vLLM v1 ends a request it aborted (the client
+ * went away, pause_generation(mode="abort")) with `abort`, and one that failed (a KV transfer that
+ * failed) with `error`; any other value (stop, length, tool_calls, content_filter, repetition...)
+ * is an end the model or its limits chose.
+ */
+export function finishReasonOutcome(reason: string): 'ok' | 'cancelled' | 'error' {
+  return reason === 'abort' ? 'cancelled' : reason === 'error' ? 'error' : 'ok';
 }
 
 const NULL_USAGE = /"usage"\s*:\s*null/g;
