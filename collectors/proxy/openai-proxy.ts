@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import http from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -168,6 +169,18 @@ function staleConnection(upstreamReq: http.ClientRequest, err: Error, responded:
   const code = (err as NodeJS.ErrnoException).code;
   return !responded && upstreamReq.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE');
 }
+
+/**
+ * How soon after a recorded call was written a reset of its pooled connection is still the
+ * idle-connection race, and the call is sent again. That race fails within one round trip of the
+ * write: the upstream's FIN was already on its way, or it answers the data with a RST. A round
+ * trip to an upstream in the same region is well under 100 ms; 250 ms leaves room for a loaded
+ * host. A reset later than that is an upstream (an engine worker, a balancer's backend) that died
+ * while it had the call, maybe after a long prefill or generation: sending the call again would
+ * run it twice (tool side effects included) behind the client's back and hide the lost work, so
+ * the client gets a 502 (SDKs retry that themselves) and the call an error record.
+ */
+const STALE_RETRY_WINDOW_MS = 250;
 
 /** A node:zlib decoder for a content coding (lower case), or null for one it cannot read. */
 function decoderFor(coding: string): Transform | null {
@@ -642,9 +655,12 @@ export class OpenAiProxy implements RequestSource {
   private sendCall(res: ServerResponse, call: RecordedCall, headers: string[], out: Buffer, fresh: boolean): void {
     const upstreamReq = this.upstreamRequest('POST', call.url, headers, fresh);
     call.upstreamReq = upstreamReq;
+    let writtenAt: number | null = null; // the call handed whole to the connection
+    if (!fresh) upstreamReq.once('finish', () => (writtenAt = performance.now()));
     upstreamReq.on('error', (err) => {
       if (call.upstreamReq !== upstreamReq || call.clientGone || call.done) return;
-      if (!fresh && staleConnection(upstreamReq, err, call.responded)) this.sendCall(res, call, headers, out, true);
+      const raced = writtenAt === null || performance.now() - writtenAt <= STALE_RETRY_WINDOW_MS;
+      if (!fresh && raced && staleConnection(upstreamReq, err, call.responded)) this.sendCall(res, call, headers, out, true);
       else this.callFailed(res, call, err);
     });
     upstreamReq.on('close', () => {

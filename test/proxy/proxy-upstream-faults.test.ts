@@ -134,6 +134,30 @@ test('a pooled connection the upstream closed under a call (no Keep-Alive hint):
   }
 });
 
+test('a pooled connection reset long after the call was written (an engine worker that died generating) is a 502 and an error record, never a silent second generation', async () => {
+  let generations = 0;
+  const upstream = await startRawUpstream(({ index }, socket) => {
+    generations++;
+    // The second call on the kept-alive connection "generates" for 600 ms, then the connection is reset.
+    if (index === 1) setTimeout(() => socket.resetAndDestroy(), 600);
+    else socket.write(httpAnswer('HTTP/1.1 200 OK', { 'Content-Type': 'application/json', Connection: 'keep-alive' }, USAGE_BODY));
+  });
+  const p = await startProxyFor(upstream.url);
+  try {
+    assert.equal((await post(p, 't-1')).status, 200);
+    const lost = await post(p, 't-2');
+    assert.equal(lost.status, 502, 'the client hears of it, and may send it again itself');
+    assert.match(lost.body.toString(), /ECONNRESET|socket hang up/);
+    assert.equal(generations, 2, 'not sent again behind the client\'s back');
+    const r = await p.sink.recordOfTask('t-2');
+    assert.deepEqual([r.status, r.promptTokens, r.completionTokens, r.tokensEstimated], ['error', Math.ceil(40 / 4), 0, true], 'the work lost is recorded, estimated');
+    assert.equal(p.errors.length, 1, 'and counted as a capture error');
+  } finally {
+    await p.close();
+    await upstream.close();
+  }
+});
+
 test('an idle pooled connection is closed by the proxy after freeSocketTimeoutMs; a call in flight is not cut by it', async () => {
   const later = (ms: number, then: () => void) => setTimeout(then, ms);
   // Pauses longer than the free-socket timeout before the headers (prefill) and in the middle of the stream.
