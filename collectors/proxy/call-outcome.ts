@@ -33,6 +33,13 @@ export interface Answer {
   refused: boolean;
   /** Usage the upstream sent without the counts a record needs: the tokens are estimated (why, for a warning). */
   usageIgnored: string | null;
+  /**
+   * The proxy could not get or read the whole answer (cut in its middle, a malformed stream, a 2xx
+   * body that is not JSON, usage it refused): a failure of capture, counted in
+   * tokenwatt_capture_errors_total. An error the upstream answered in good form (a non-2xx, an
+   * error object, finish_reason error) is not: it is recorded, and capture worked.
+   */
+  unread: boolean;
 }
 
 /** Status of a stream that ended: ok only if it finished properly and its usage is believable. */
@@ -42,6 +49,7 @@ export function streamOutcome(f: StreamFacts, answer: Answer): RequestStatus {
   if (f.usageRefused !== null) {
     answer.usage = null;
     answer.problem = `usage refused: ${f.usageRefused}`;
+    answer.unread = true;
     return 'error';
   }
   if (f.failure !== null) {
@@ -50,10 +58,12 @@ export function streamOutcome(f: StreamFacts, answer: Answer): RequestStatus {
   }
   if (f.malformedEvents > 0) {
     answer.problem = `${f.malformedEvents} malformed event(s) in the stream; first: ${f.firstMalformed}`;
+    answer.unread = true;
     return 'error';
   }
   if (!f.finished) {
     answer.problem = 'the stream ended without [DONE], a finish_reason, a final usage chunk or a final response event';
+    answer.unread = true;
     return 'error';
   }
   if (f.cancelled !== null) {
@@ -74,10 +84,12 @@ export function jsonOutcome(endpoint: OpenAiEndpoint, answer: Answer, body: Buff
     json = JSON.parse(body.toString('utf8'));
   } catch (err) {
     answer.problem = `the upstream answered 2xx with a body that is not JSON (${(err as Error).message})`;
+    answer.unread = true;
     return 'error';
   }
   if (!isObject(json)) {
     answer.problem = 'the upstream answered 2xx with a body that is not a JSON object';
+    answer.unread = true;
     return 'error';
   }
   const { chars, reasoningChars } = generatedText(endpoint, json);
@@ -92,6 +104,7 @@ export function jsonOutcome(endpoint: OpenAiEndpoint, answer: Answer, body: Buff
 export function scannedJsonOutcome(endpoint: OpenAiEndpoint, answer: Answer, scan: ScannedAnswer): RequestStatus {
   if (!scan.complete) {
     answer.problem = 'the upstream answered 2xx with a body that is not a JSON object';
+    answer.unread = true;
     return 'error';
   }
   return judgeJson(endpoint, answer, scan.members, scan.chars, scan.reasoningChars, scan.finishReasons);
@@ -121,6 +134,7 @@ function judgeJson(endpoint: OpenAiEndpoint, answer: Answer, json: Record<string
     else if (usage.incomplete) answer.usageIgnored = usage.reason;
     else {
       answer.problem = `usage refused: ${usage.reason}`;
+      answer.unread = true;
       return 'error';
     }
   }

@@ -63,6 +63,7 @@ class RecordedCall extends WatchedRequest {
     problem: null,
     refused: false,
     usageIgnored: null,
+    unread: false,
   };
   /** Brings `answer` up to date with what a stream said so far (set while a stream is read). */
   settle: (() => void) | null = null;
@@ -680,6 +681,7 @@ export class OpenAiProxy implements RequestSource {
       }
       if (problem === null) return;
       call.answer.problem = problem;
+      call.answer.unread = code === 'upstream_bad_answer'; // a relay that failed was counted by fail()
       upstreamReq.destroy();
       sendProxyError(res, 502, code, problem);
       this.finish(call, 'error');
@@ -776,6 +778,7 @@ export class OpenAiProxy implements RequestSource {
       if (up.complete) return;
       decoder?.destroy();
       call.answer.problem ??= 'the upstream closed the connection in the middle of its answer';
+      call.answer.unread = true;
       res.destroy(); // the client must see a cut stream, not a clean end
       this.finish(call, 'error');
     };
@@ -910,6 +913,8 @@ export class OpenAiProxy implements RequestSource {
     if (status === 'error' && answer.problem !== null) {
       this.options.log.warn({ endpoint: call.endpoint, model, problem: answer.problem }, `proxy: ${call.endpoint} call recorded as error: ${answer.problem}`);
     }
+    // Counted once per call: a failure that came through callFailed or fail() was counted there.
+    if (status === 'error' && answer.unread) this.options.onError?.(new Error(`proxy: ${call.url}: ${answer.problem ?? 'the answer could not be read'}`));
     if (answer.usage === null && answer.usageIgnored !== null) {
       this.warnOnce('usage-incomplete', `proxy: the upstream sent usage without the counts a record needs (${answer.usageIgnored}); token counts of such calls are estimated`);
     }

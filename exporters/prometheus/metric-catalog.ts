@@ -91,7 +91,7 @@ export const METRIC_CATALOG = {
   },
   captureErrors: {
     name: 'tokenwatt_capture_errors_total', type: 'counter', labels: ['source'],
-    help: 'Problems met by request capture (proxy upstream failures, engine scrape failures, OTLP sink errors), by source.',
+    help: 'Problems met by request capture, by source: proxy calls whose upstream was unreachable, timed out, or whose answer was cut or could not be read (an error the upstream answered is recorded, not counted here), engine scrape failures, OTLP sink errors.',
   },
   records: {
     name: 'tokenwatt_records_total', type: 'counter', labels: ['result'],

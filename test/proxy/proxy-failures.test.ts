@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { startHarness } from './proxy-harness.js';
 import type { Harness } from './proxy-harness.js';
-import { rawRequest } from './raw-http.js';
+import { rawRequest, tryRequest } from './raw-http.js';
 import { OpenAiProxy } from '../../collectors/proxy/openai-proxy.js';
 import { proxyConfigSchema } from '../../collectors/proxy/proxy-config.js';
 import { RecordingSink } from './recording-sink.js';
@@ -144,6 +144,35 @@ test('a stream that ends without [DONE] or usage, and a 200 whose body is not JS
   await assert.rejects(chat('non-json-200'));
   const [r2] = await recordsOf('non-json-200');
   assert.equal(r2?.status, 'error');
+});
+
+test('an answer the proxy could not get or read whole counts as a capture error, once; an error the upstream answered in good form does not', async () => {
+  const counted: Record<string, number> = {};
+  for (const [mode, stream, path] of [
+    ['drop-mid-stream', true, '/v1/chat/completions'],
+    ['broken-sse', true, '/v1/chat/completions'],
+    ['non-json-200', false, '/v1/chat/completions'],
+    ['absurd-usage', false, '/v1/chat/completions'],
+    ['fail-500', false, '/v1/chat/completions'],
+    ['fail-500', true, '/v1/completions'],
+    ['no-usage', true, '/v1/chat/completions'],
+  ] as const) {
+    const task = `t7-${mode}-${stream}`;
+    const before = h.errors.length;
+    const body = path === '/v1/completions' ? { model: 'llama-8b', prompt: 'x', stream, max_tokens: 8 } : { model: 'llama-8b', messages: [{ role: 'user', content: 'x' }], stream, max_tokens: 8 };
+    await tryRequest(`${h.proxyUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-fake': mode, 'x-task-id': task }, body: JSON.stringify(body) });
+    await h.sink.recordOfTask(task);
+    counted[`${mode}${stream ? ' (stream)' : ''}`] = h.errors.length - before;
+  }
+  assert.deepEqual(counted, {
+    'drop-mid-stream (stream)': 1,
+    'broken-sse (stream)': 1,
+    'non-json-200': 1,
+    'absurd-usage': 1,
+    'fail-500': 0, // relayed as the upstream sent it and recorded as error: its failure, not capture's
+    'fail-500 (stream)': 0,
+    'no-usage (stream)': 0,
+  });
 });
 
 test('bad requests get a clear 4xx from the proxy and never reach the upstream', async () => {
