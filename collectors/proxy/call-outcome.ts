@@ -25,9 +25,9 @@ export interface Answer {
   /** Why the call is not a success, if it is not. */
   problem: string | null;
   /**
-   * The upstream refused the call (non-2xx) or was never reached (the connection could not be
-   * made): it generated nothing, and the record carries zero tokens rather than estimates. A call
-   * that reached the upstream and then failed, timed out or was cancelled may have been
+   * The upstream refused the call (4xx) or was never reached (the connection could not be made):
+   * it generated nothing, and the record carries zero tokens rather than estimates. A call that
+   * reached the upstream and then failed (5xx included), timed out or was cancelled may have been
    * prefilling or generating, so it keeps its estimates.
    */
   refused: boolean;

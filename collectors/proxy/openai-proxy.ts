@@ -790,10 +790,15 @@ export class OpenAiProxy implements RequestSource {
     return null;
   }
 
-  /** A non-2xx answer: the upstream's own error goes to the client as it is; the call is an error. */
+  /**
+   * A non-2xx answer: the upstream's own error goes to the client as it is; the call is an error.
+   * A 4xx refused the call: nothing was generated, zero tokens. A 5xx may come after the work (a
+   * gateway's 502/504 after its read timeout, the engine failing mid-generation): the call keeps its
+   * prompt estimate, flagged estimated, as a call the proxy itself times out does.
+   */
   private errorBody(status: number, call: RecordedCall, write: (chunk: Buffer) => void): BodyRelay {
     call.answer.problem = `the upstream answered ${status}`;
-    call.answer.refused = true;
+    call.answer.refused = status < 500;
     return { onData: write, onEnd: () => 'error' };
   }
 

@@ -1,13 +1,14 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { startHarness } from './proxy-harness.js';
 import type { Harness } from './proxy-harness.js';
 import { rawRequest, tryRequest } from './raw-http.js';
 import { OpenAiProxy } from '../../collectors/proxy/openai-proxy.js';
 import { proxyConfigSchema } from '../../collectors/proxy/proxy-config.js';
 import { RecordingSink } from './recording-sink.js';
 import { captureLog } from './capture-log.js';
+import { startHarness, startProxyFor } from './proxy-harness.js';
+import { startScriptedUpstream } from './scripted-upstream.js';
 
 let h: Harness;
 before(async () => {
@@ -60,12 +61,44 @@ test('slow upstream: 504 after requestTimeoutMs, the upstream call is aborted, r
   assert.equal(r?.status, 'error');
 });
 
-test("the upstream's own error reaches the client unchanged; the call is an error with no tokens", async () => {
+test("the upstream's own error reaches the client unchanged; the call is an error that keeps its prompt estimate (the engine may have prefilled)", async () => {
   await assert.rejects(chat('fail-500'), (err: InstanceType<typeof OpenAI.APIError>) => err.status === 500 && /CUDA out of memory/.test(err.message));
   const [r] = await recordsOf('fail-500');
   assert.equal(r?.status, 'error');
-  assert.equal(r?.promptTokens, 0);
-  assert.equal(r?.tokensEstimated, false);
+  assert.equal(r?.promptTokens, Math.ceil(PROMPT.length / 4));
+  assert.equal(r?.completionTokens, 0);
+  assert.equal(r?.tokensEstimated, true);
+});
+
+test('a gateway 5xx after the upstream had the call (nginx 504 after its read timeout) keeps the prompt estimate, flagged; a 4xx refused the call: zero tokens, not estimated', async () => {
+  const upstream = await startScriptedUpstream((req, res) => {
+    const status = Number(req.headers['x-status']);
+    setTimeout(() => res.writeHead(status, { 'content-type': 'text/html' }).end(`<html><body><h1>${status}</h1></body></html>`), status >= 500 ? 300 : 0);
+  });
+  const p = await startProxyFor(upstream.url);
+  try {
+    const body = JSON.stringify({ model: 'm', max_tokens: 4000, messages: [{ role: 'user', content: 'x'.repeat(4000) }] });
+    const got: Record<number, [string, number, number, boolean]> = {};
+    for (const status of [504, 502, 503, 500, 400, 404, 429]) {
+      const res = await tryRequest(`${p.proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-status': String(status), 'x-task-id': `gw-${status}` }, body });
+      assert.equal(res.status, status, 'relayed as it came');
+      const r = await p.sink.recordOfTask(`gw-${status}`);
+      got[status] = [r.status, r.promptTokens, r.completionTokens, r.tokensEstimated];
+    }
+    const estimate = Math.ceil(4000 / 4);
+    assert.deepEqual(got, {
+      504: ['error', estimate, 0, true],
+      502: ['error', estimate, 0, true],
+      503: ['error', estimate, 0, true],
+      500: ['error', estimate, 0, true],
+      400: ['error', 0, 0, false],
+      404: ['error', 0, 0, false],
+      429: ['error', 0, 0, false],
+    });
+  } finally {
+    await p.close();
+    await upstream.close();
+  }
 });
 
 test('connection dropped mid-stream: the client sees a broken stream, the record is an error with the tokens it got', async () => {
