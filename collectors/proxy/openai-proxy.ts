@@ -128,6 +128,8 @@ const FREE_SOCKET_TIMEOUT_MS = 4000;
 /** Error codes of a connection to the upstream that was never made (TLS handshake failures are matched by name below). */
 const NOT_CONNECTED: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'EADDRNOTAVAIL']);
 const TLS_HANDSHAKE = /CERT|TLS|SSL|SIGNATURE|ISSUER/;
+/** How much of a 400 answer to a call with injected usage is read for the field it names. */
+const MAX_ERROR_HEAD_BYTES = 8 * 1024;
 /** An SSE event larger than this without its blank line is not SSE: passed on unparsed. */
 const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 const NO_TOKENS: TokenUsage = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, reasoningTokens: 0 };
@@ -799,7 +801,28 @@ export class OpenAiProxy implements RequestSource {
   private errorBody(status: number, call: RecordedCall, write: (chunk: Buffer) => void): BodyRelay {
     call.answer.problem = `the upstream answered ${status}`;
     call.answer.refused = status < 500;
-    return { onData: write, onEnd: () => 'error' };
+    if (status !== 400 || !call.injectedUsage) return { onData: write, onEnd: () => 'error' };
+    // An upstream that refuses the stream_options the proxy added would refuse every streamed call.
+    const head: Buffer[] = [];
+    let kept = 0;
+    return {
+      onData: (chunk) => {
+        write(chunk);
+        if (kept < MAX_ERROR_HEAD_BYTES) {
+          head.push(chunk.subarray(0, MAX_ERROR_HEAD_BYTES - kept));
+          kept += chunk.length;
+        }
+      },
+      onEnd: () => {
+        if (/stream_options|include_usage/.test(Buffer.concat(head).toString('utf8'))) {
+          this.warnOnce(
+            'inject-stream-usage',
+            'proxy: the upstream refused a streamed call (400) over the stream_options.include_usage the proxy adds to read its usage (an older server, or a gateway that allows no unknown fields); set proxy.injectStreamUsage: false to send streamed calls as the client sent them (their tokens are then estimated unless the client asks for usage)',
+          );
+        }
+        return 'error';
+      },
+    };
   }
 
   /**

@@ -92,3 +92,35 @@ test('responses: status cancelled is cancelled, incomplete (a token limit) stays
     assert.equal(await statusOf(`resp-${status}-sse`), want, `${status}, streamed`);
   }
 });
+
+test('an upstream that refuses the stream_options the proxy adds (400 naming it): the client gets its 400, and the log says once how to turn the injection off', async (t) => {
+  // A strict server (pydantic extra="forbid"), as vLLM answers an unknown field.
+  const strict = await startScriptedUpstream((_req, res, raw) => {
+    const body = JSON.parse(raw.toString()) as { stream_options?: unknown; model: string };
+    if (body.stream_options !== undefined || body.model === 'bad') {
+      const msg = body.model === 'bad' ? 'The model `bad` does not exist.' : "[{'type': 'extra_forbidden', 'loc': ('body', 'stream_options'), 'msg': 'Extra inputs are not permitted'}]";
+      res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: msg, type: 'BadRequestError', code: 400 } }));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream' }).end('data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n');
+  });
+  t.after(() => strict.close());
+  const p = await startProxyFor(strict.url);
+  t.after(() => p.close());
+  const off = await startProxyFor(strict.url, { injectStreamUsage: false });
+  t.after(() => off.close());
+  const strictClient = new OpenAI({ baseURL: `${p.proxyUrl}/v1`, apiKey: 'sk-test', maxRetries: 0 });
+  const hint = () => p.log.messages('warn').filter((m) => /proxy\.injectStreamUsage: false/.test(m));
+  await assert.rejects(strictClient.chat.completions.create({ model: 'bad', stream: true, messages: [{ role: 'user', content: 'hi' }] }), /does not exist/);
+  assert.deepEqual(hint(), [], 'a 400 about something else is no reason to hint');
+  for (let i = 0; i < 3; i++) {
+    await assert.rejects(strictClient.chat.completions.create({ model: 'm', stream: true, messages: [{ role: 'user', content: 'hi' }] }), /Extra inputs are not permitted/);
+  }
+  assert.equal(hint().length, 1, 'said once, not per call');
+
+  const offClient = new OpenAI({ baseURL: `${off.proxyUrl}/v1`, apiKey: 'sk-test', maxRetries: 0 });
+  const stream = await offClient.chat.completions.create({ model: 'm', stream: true, messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'x-task-id': 'off' } });
+  for await (const _ of stream);
+  const r = await off.sink.recordOfTask('off');
+  assert.deepEqual([r.status, r.tokensEstimated], ['ok', true], 'with the option off the call goes through, its tokens estimated');
+});
