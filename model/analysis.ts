@@ -7,10 +7,10 @@ import { IDLE_QUANTILE, idleBaselineFromObservations, resolveIdleBaseline, type 
 import type { PowerSample } from './power-sample.js';
 import { PowerSampleColumns, SAMPLE_SIMULATED } from './power-sample-columns.js';
 import type { ResolvedRequest } from './request-record.js';
-import { addShares, emptyAccumulator, finalizeRequest, isFinalAfter, type RequestAccumulator, type RequestResult } from './request-result.js';
+import { emptyAccumulator, finalizeRequest, isFinalAfter, type RequestAccumulator, type RequestResult } from './request-result.js';
 import { alignDown } from './settlement-schedule.js';
-import { aggregateTasks, jPerSuccessfulTask } from './tasks.js';
-import { epochMs, watts, type Watts } from './units.js';
+import { jPerSuccessfulTask, taskSummary, type TaskRequest } from './tasks.js';
+import { epochMs, joules, watts, type Watts } from './units.js';
 import { compareStrings } from './compare.js';
 
 /**
@@ -286,23 +286,29 @@ class GpuSamples {
   }
 }
 
-/** Settle [windowStart, windowEnd) period by period; calls `onPeriod` with each settlement. */
+/**
+ * Settle [windowStart, windowEnd) period by period; calls `onPeriod` with each settlement and the
+ * positions (in `requests`) of the requests it settled. `byStart`: positions in (start,
+ * request_id) order.
+ */
 function settleRun(
   gpus: readonly GpuSamples[],
   requests: readonly ResolvedRequest[],
+  byStart: Uint32Array,
   grid: { readonly startMs: number; readonly endMs: number; readonly periodMs: number },
   config: AttributionConfig,
   baselines: ReadonlyMap<string, Watts | null>,
-  onPeriod: (totals: readonly GpuPeriodTotals[], shares: readonly RequestPeriodShare[]) => void,
+  onPeriod: (totals: readonly GpuPeriodTotals[], shares: readonly RequestPeriodShare[], settled: readonly number[]) => void,
 ): void {
-  // Requests sorted by start; `open` holds those started but not final (a sweep, not periods x requests).
-  const byStart = [...requests].sort((x, y) => x.startMs - y.startMs || compareStrings(x.requestId, y.requestId));
+  // `open` holds the requests started but not final (a sweep, not periods x requests).
+  const at = (i: number): ResolvedRequest => requests[i] as ResolvedRequest;
   let next = 0;
-  let open: ResolvedRequest[] = [];
+  let open: number[] = [];
   for (let p0 = grid.startMs, p1 = p0; p0 < grid.endMs; p0 = p1) {
-    p1 = quietUntil(gpus, byStart, next, open.length, p0, grid);
-    while (next < byStart.length && (byStart[next] as ResolvedRequest).startMs < p1) {
-      open.push(byStart[next] as ResolvedRequest);
+    const nextStart = next < byStart.length ? at(byStart[next] as number).startMs : Number.POSITIVE_INFINITY;
+    p1 = quietUntil(gpus, nextStart, open.length, p0, grid);
+    while (next < byStart.length && at(byStart[next] as number).startMs < p1) {
+      open.push(byStart[next] as number);
       next += 1;
     }
     const inputs: GpuPeriodInput[] = gpus.map((g) => ({
@@ -311,15 +317,16 @@ function settleRun(
       ...g.window(p0, p1),
       idleBaselineW: baselines.get(g.uuid) ?? null,
     }));
+    const settled = open.filter((i) => !isFinalAfter(at(i), p0));
     const settlement = settlePeriod({
       periodStartMs: epochMs(p0),
       periodEndMs: epochMs(p1),
       gpus: inputs,
-      requests: open.filter((r) => !isFinalAfter(r, p0)),
+      requests: settled.map(at),
       config,
     });
-    onPeriod(settlement.gpus, settlement.shares);
-    open = open.filter((r) => !isFinalAfter(r, p1));
+    onPeriod(settlement.gpus, settlement.shares, settled);
+    open = open.filter((i) => !isFinalAfter(at(i), p1));
   }
 }
 
@@ -331,14 +338,12 @@ function settleRun(
  */
 function quietUntil(
   gpus: readonly GpuSamples[],
-  byStart: readonly ResolvedRequest[],
-  next: number,
+  nextStart: number,
   openRequests: number,
   p0: number,
   grid: { readonly endMs: number; readonly periodMs: number },
 ): number {
   const p1 = p0 + grid.periodMs;
-  const nextStart = next < byStart.length ? (byStart[next] as ResolvedRequest).startMs : Number.POSITIVE_INFINITY;
   if (openRequests > 0 || nextStart < p1) return p1;
   let nextSample = Number.POSITIVE_INFINITY;
   for (const g of gpus) nextSample = Math.min(nextSample, g.firstTimeFrom(p0));
@@ -367,6 +372,77 @@ const emptySums = (): GpuSums => ({
   measured: 0, idle: 0, static: 0, dynamic: 0, unattributed: 0, residual: 0, estimated: 0,
   coveredMs: 0, counterResets: 0, gaps: 0, samples: 0, idleMs: 0,
 });
+
+/**
+ * The running totals of every request of the run (RequestAccumulator's figures), held by position
+ * in the run's requests in columns: a few numbers a request, not an object and a per-GPU record.
+ * Shares are added in the order they come, as addShares adds them, so the sums are the same.
+ */
+class RequestTotals {
+  private readonly staticJ: Float64Array;
+  private readonly dynamicJ: Float64Array;
+  private readonly prefillJ: Float64Array;
+  private readonly decodeJ: Float64Array;
+  private readonly activeMs: Float64Array;
+  private readonly concurrencyMs: Float64Array;
+  /** SHARED: the request has received a share; ESTIMATED: one of them was estimated. */
+  private readonly flags: Uint8Array;
+  /** Joules per GPU: request i's, in the order of its `gpus`, at gpuJ[gpuFrom[i]] onwards. */
+  private readonly gpuFrom: Uint32Array;
+  private readonly gpuJ: Float64Array;
+
+  constructor(private readonly requests: readonly ResolvedRequest[]) {
+    const n = requests.length;
+    this.staticJ = new Float64Array(n);
+    this.dynamicJ = new Float64Array(n);
+    this.prefillJ = new Float64Array(n);
+    this.decodeJ = new Float64Array(n);
+    this.activeMs = new Float64Array(n);
+    this.concurrencyMs = new Float64Array(n);
+    this.flags = new Uint8Array(n);
+    this.gpuFrom = new Uint32Array(n + 1);
+    for (let i = 0; i < n; i++) this.gpuFrom[i + 1] = (this.gpuFrom[i] as number) + (requests[i] as ResolvedRequest).gpus.length;
+    this.gpuJ = new Float64Array(this.gpuFrom[n] as number);
+  }
+
+  add(i: number, share: RequestPeriodShare): void {
+    this.staticJ[i] = (this.staticJ[i] as number) + share.staticJ;
+    this.dynamicJ[i] = (this.dynamicJ[i] as number) + share.dynamicJ;
+    this.prefillJ[i] = (this.prefillJ[i] as number) + share.prefillJ;
+    this.decodeJ[i] = (this.decodeJ[i] as number) + share.decodeJ;
+    this.activeMs[i] = (this.activeMs[i] as number) + share.activeMs;
+    this.concurrencyMs[i] = (this.concurrencyMs[i] as number) + share.concurrencyMs;
+    this.flags[i] = (this.flags[i] as number) | SHARED | (share.estimated ? ESTIMATED : 0);
+    // settlePeriod gives a request shares only on GPUs it names.
+    const on = (this.requests[i] as ResolvedRequest).gpus.indexOf(share.gpuUuid);
+    if (on === -1) throw new Error(`internal: a share of request ${share.requestId} on GPU ${share.gpuUuid}, which it does not name`);
+    const k = (this.gpuFrom[i] as number) + on;
+    this.gpuJ[k] = (this.gpuJ[k] as number) + share.staticJ + share.dynamicJ;
+  }
+
+  /** Request i's totals as an accumulator (what addShares over its shares would have made). */
+  accumulator(i: number): RequestAccumulator {
+    const flags = this.flags[i] as number;
+    if ((flags & SHARED) === 0) return emptyAccumulator();
+    const perGpuJ: Record<string, number> = {};
+    const { gpus } = this.requests[i] as ResolvedRequest;
+    // A GPU listed twice has its joules at its first place (add's indexOf).
+    for (let g = 0; g < gpus.length; g++) if (!Object.hasOwn(perGpuJ, gpus[g] as string)) perGpuJ[gpus[g] as string] = this.gpuJ[(this.gpuFrom[i] as number) + g] as number;
+    return {
+      staticJ: this.staticJ[i] as number,
+      dynamicJ: this.dynamicJ[i] as number,
+      prefillJ: this.prefillJ[i] as number,
+      decodeJ: this.decodeJ[i] as number,
+      activeMs: this.activeMs[i] as number,
+      concurrencyMs: this.concurrencyMs[i] as number,
+      estimated: (flags & ESTIMATED) !== 0,
+      perGpuJ,
+    };
+  }
+}
+
+const SHARED = 1;
+const ESTIMATED = 2;
 
 function groupKeyOrder(by: AnalyzeGroupBy, key: string): number {
   if (by === 'batch_bucket') return (BATCH_BUCKETS as readonly string[]).indexOf(key);
@@ -431,15 +507,16 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
     });
   const withData = new Set(uuids.filter((_, slot) => (counts[slot] as number) > 0));
 
-  // One record per request_id (the first given), as the ledger's idempotency key would keep.
-  const seen = new Set<string>();
-  const requests: ResolvedRequest[] = [];
-  for (const r of input.requests) {
-    if (seen.has(r.requestId)) continue;
-    seen.add(r.requestId);
-    requests.push(r);
-  }
+  const requests = firstOfEachId(input.requests);
   const duplicateRecords = input.requests.length - requests.length;
+  // Positions in `requests` by (start, request_id): the order of settling and of the report.
+  const byStart = new Uint32Array(requests.length);
+  for (let i = 0; i < byStart.length; i++) byStart[i] = i;
+  byStart.sort((i, j) => {
+    const x = requests[i] as ResolvedRequest;
+    const y = requests[j] as ResolvedRequest;
+    return x.startMs - y.startMs || compareStrings(x.requestId, y.requestId);
+  });
 
   const hasWindow = windowEnd >= windowStart;
   const gridOf = (length: number) => ({
@@ -453,7 +530,7 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
   const toLearn = gpus.filter((g) => config.idleBaselineW[g.uuid] === undefined);
   if (toLearn.length > 0 && hasWindow) {
     const observations = new Map<string, IdleObservation[]>(toLearn.map((g) => [g.uuid, []]));
-    settleRun(toLearn, requests, gridOf(IDLE_OBSERVATION_PERIOD_MS), config, new Map(), (totals) => {
+    settleRun(toLearn, requests, byStart, gridOf(IDLE_OBSERVATION_PERIOD_MS), config, new Map(), (totals) => {
       for (const t of totals) {
         if (t.observedIdlePowerW !== null && t.idleMs > 0) observations.get(t.gpuUuid)?.push({ powerW: t.observedIdlePowerW, durationMs: t.idleMs });
       }
@@ -470,9 +547,9 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
 
   // Pass 2: settle.
   const sums = new Map<string, GpuSums>(gpus.map((g) => [g.uuid, emptySums()]));
-  const accs = new Map<string, RequestAccumulator>();
+  const requestTotals = new RequestTotals(requests);
   if (hasWindow) {
-    settleRun(gpus, requests, gridOf(periodMs), config, baselines, (totals, shares) => {
+    settleRun(gpus, requests, byStart, gridOf(periodMs), config, baselines, (totals, shares, settled) => {
       for (const t of totals) {
         const s = sums.get(t.gpuUuid) as GpuSums;
         s.measured += t.measuredJ;
@@ -487,33 +564,16 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
         s.gaps += t.gaps;
         s.idleMs += t.idleMs;
       }
-      const byRequest = new Map<string, RequestPeriodShare[]>();
-      for (const share of shares) {
-        const list = byRequest.get(share.requestId);
-        if (list) list.push(share);
-        else byRequest.set(share.requestId, [share]);
-      }
-      for (const [id, list] of byRequest) accs.set(id, addShares(accs.get(id) ?? emptyAccumulator(), list));
+      if (shares.length === 0) return;
+      const positionOf = new Map<string, number>();
+      for (const i of settled) positionOf.set((requests[i] as ResolvedRequest).requestId, i);
+      for (const share of shares) requestTotals.add(positionOf.get(share.requestId) as number, share);
     });
   }
 
   // Samples are counted directly, not summed over the periods: those count [p0, p1), so a last
   // sample lying on the grid end (the window ends on a period bound) would be in none of them.
   for (const g of gpus) (sums.get(g.uuid) as GpuSums).samples = g.count;
-
-  // Finalize requests; flag those with time outside the power window or on GPUs without data.
-  let outsideWindow = 0;
-  let unknownGpu = 0;
-  const results: RequestResult[] = requests
-    .map((record) => {
-      const result = finalizeRequest(record, accs.get(record.requestId) ?? emptyAccumulator(), { late: false });
-      const outside = !hasWindow || record.startMs < windowStart || record.endMs > windowEnd;
-      const unknown = record.gpus.length === 0 || record.gpus.some((uuid) => !withData.has(uuid));
-      if (outside) outsideWindow += 1;
-      if (unknown) unknownGpu += 1;
-      return outside || unknown ? { ...result, estimated: true } : result;
-    })
-    .sort((x, y) => x.startMs - y.startMs || compareStrings(x.requestId, y.requestId));
 
   const gpuTotals = gpus.map((g) => sums.get(g.uuid) as GpuSums);
   const totalsOf = (pick: (s: GpuSums) => number): number => gpuTotals.reduce((sum, s) => sum + pick(s), 0);
@@ -524,8 +584,36 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
   const unattributed = totalsOf((s) => s.unattributed);
   const factor = fullyLoadedFactor({ attributedJ: staticJ + dynamicJ, idleJ: idle, unattributedJ: unattributed, hostJ });
 
-  const groups = groupResults(results, gpus, factor);
-  const tasks = aggregateTasks(results);
+  // Finalize the requests in (start, request_id) order, each folded into the groups and counts as it
+  // is made and then dropped (a million results are not held at once); flag those with time
+  // outside the power window or on GPUs without data.
+  const groups = new GroupSums(gpus);
+  const perRequest: AnalyzeRequest[] | null = input.perRequest ? [] : null;
+  const requestJ = new Float64Array(requests.length);
+  let outsideWindow = 0;
+  let unknownGpu = 0;
+  let estimatedRecords = 0;
+  let tokensEstimatedRecords = 0;
+  let intervalRecords = 0;
+  let simulatedRecords = 0;
+  for (let k = 0; k < byStart.length; k++) {
+    const i = byStart[k] as number;
+    const record = requests[i] as ResolvedRequest;
+    const result = finalizeRequest(record, requestTotals.accumulator(i), { late: false });
+    const outside = !hasWindow || record.startMs < windowStart || record.endMs > windowEnd;
+    const unknown = record.gpus.length === 0 || record.gpus.some((uuid) => !withData.has(uuid));
+    if (outside) outsideWindow += 1;
+    if (unknown) unknownGpu += 1;
+    const estimated = result.estimated || outside || unknown;
+    if (estimated) estimatedRecords += 1;
+    if (result.tokensEstimated) tokensEstimatedRecords += 1;
+    if (result.granularity === 'interval') intervalRecords += 1;
+    if (result.source === 'simulated') simulatedRecords += 1;
+    requestJ[i] = result.joules;
+    groups.add(result);
+    perRequest?.push(requestEntry(result, estimated, factor));
+  }
+  const tasks = taskEntries(requests, byStart, requestJ);
   const windowMs = hasWindow ? windowEnd - windowStart : 0;
 
   const report: AnalyzeReport = {
@@ -541,17 +629,8 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
       host_j: hostJ,
       fully_loaded_factor: factor,
     },
-    groups,
-    tasks: tasks.map((t) => ({
-      task_id: t.taskId,
-      requests: t.requests,
-      succeeded: t.succeeded,
-      joules: t.joules,
-      waste_j: t.wasteJ,
-      waste_share: t.wasteShare,
-      completion_tokens: t.completionTokens,
-      tier: t.tier,
-    })),
+    groups: groups.list(factor),
+    tasks,
     j_per_successful_task: jPerSuccessfulTask(tasks),
     quality: {
       samples: totalsOf((s) => s.samples),
@@ -561,17 +640,17 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
       estimated_j: totalsOf((s) => s.estimated),
       counter_resets: totalsOf((s) => s.counterResets),
       gaps: totalsOf((s) => s.gaps),
-      records: results.length,
+      records: requests.length,
       duplicate_records: duplicateRecords,
-      estimated_records: results.filter((r) => r.estimated).length,
+      estimated_records: estimatedRecords,
       records_outside_window: outsideWindow,
       records_unknown_gpu: unknownGpu,
-      tokens_estimated_records: results.filter((r) => r.tokensEstimated).length,
-      interval_granularity_records: results.filter((r) => r.granularity === 'interval').length,
+      tokens_estimated_records: tokensEstimatedRecords,
+      interval_granularity_records: intervalRecords,
       late_records: 0,
-      simulated: simulatedSamples > 0 || results.some((r) => r.source === 'simulated'),
+      simulated: simulatedSamples > 0 || simulatedRecords > 0,
       simulated_samples: simulatedSamples,
-      simulated_records: results.filter((r) => r.source === 'simulated').length,
+      simulated_records: simulatedRecords,
     },
     gpus: gpus.map((g) => {
       const s = sums.get(g.uuid) as GpuSums;
@@ -606,48 +685,156 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
       idle_baseline_quantile: IDLE_QUANTILE,
     },
   };
-  if (input.perRequest) {
-    return {
-      ...report,
-      requests: results.map((r) => ({
-        request_id: r.requestId,
-        task_id: r.taskId,
-        attempt: r.attempt,
-        model: r.model,
-        tier: r.tier,
-        status: r.status,
-        gpus: r.gpus,
-        start_ms: r.startMs,
-        end_ms: r.endMs,
-        prompt_tokens: r.promptTokens,
-        cached_tokens: r.cachedTokens,
-        completion_tokens: r.completionTokens,
-        joules: r.joules,
-        static_j: r.staticJ,
-        dynamic_j: r.dynamicJ,
-        prefill_j: r.prefillJ,
-        decode_j: r.decodeJ,
-        joules_fully_loaded: factor === null ? null : r.joules * factor,
-        j_per_output_token: r.jPerOutputToken,
-        batch_size: r.observedBatchSize,
-        batch_size_source: r.batchSizeSource,
-        batch_bucket: r.batchBucket,
-        cache_bucket: r.cacheBucket,
-        estimated: r.estimated,
-      })),
-    };
-  }
-  return report;
+  return perRequest === null ? report : { ...report, requests: perRequest };
 }
 
-function groupResults(results: readonly RequestResult[], gpus: readonly GpuSamples[], factor: number | null): AnalyzeGroup[] {
-  const groups = new Map<string, { by: AnalyzeGroupBy; key: string; g: MutableGroup }>();
-  const add = (by: AnalyzeGroupBy, key: string, r: RequestResult, share: number, energy: { total: number; staticJ: number; dynamicJ: number }): void => {
+/** One record per request_id (the first given), as the ledger's idempotency key would keep. */
+function firstOfEachId(records: readonly ResolvedRequest[]): readonly ResolvedRequest[] {
+  const seen = new Set<string>();
+  const first: ResolvedRequest[] = [];
+  for (const r of records) {
+    if (seen.has(r.requestId)) continue;
+    seen.add(r.requestId);
+    first.push(r);
+  }
+  return first.length === records.length ? records : first;
+}
+
+/** A request's entry in the report; `estimated` also counts time outside the window and GPUs without data. */
+function requestEntry(r: RequestResult, estimated: boolean, factor: number | null): AnalyzeRequest {
+  return {
+    request_id: r.requestId,
+    task_id: r.taskId,
+    attempt: r.attempt,
+    model: r.model,
+    tier: r.tier,
+    status: r.status,
+    gpus: r.gpus,
+    start_ms: r.startMs,
+    end_ms: r.endMs,
+    prompt_tokens: r.promptTokens,
+    cached_tokens: r.cachedTokens,
+    completion_tokens: r.completionTokens,
+    joules: r.joules,
+    static_j: r.staticJ,
+    dynamic_j: r.dynamicJ,
+    prefill_j: r.prefillJ,
+    decode_j: r.decodeJ,
+    joules_fully_loaded: factor === null ? null : r.joules * factor,
+    j_per_output_token: r.jPerOutputToken,
+    batch_size: r.observedBatchSize,
+    batch_size_source: r.batchSizeSource,
+    batch_bucket: r.batchBucket,
+    cache_bucket: r.cacheBucket,
+    estimated,
+  };
+}
+
+/**
+ * The report's tasks, by task_id, each summarised from its requests in (start, request_id) order
+ * as aggregateTasks groups them, one task at a time: only the report's entries are kept.
+ * `requestJ`: each request's joules, by position in `requests`.
+ */
+function taskEntries(requests: readonly ResolvedRequest[], byStart: Uint32Array, requestJ: Float64Array): AnalyzeTask[] {
+  const at = (k: number): ResolvedRequest => requests[byStart[k] as number] as ResolvedRequest;
+  // Places in byStart of the requests with a task, by (task_id, place): a task's requests are a run.
+  let withTask = 0;
+  for (const r of requests) if (r.taskId !== null) withTask += 1;
+  const places = new Uint32Array(withTask);
+  for (let k = 0, n = 0; k < byStart.length; k++) if (at(k).taskId !== null) places[n++] = k;
+  places.sort((k, l) => compareStrings(at(k).taskId as string, at(l).taskId as string) || k - l);
+  const tasks: AnalyzeTask[] = [];
+  for (let from = 0; from < places.length; ) {
+    const taskId = at(places[from] as number).taskId as string;
+    const members: TaskRequest[] = [];
+    let to = from;
+    for (; to < places.length && at(places[to] as number).taskId === taskId; to++) {
+      const r = at(places[to] as number);
+      members.push({
+        requestId: r.requestId,
+        taskId: r.taskId,
+        attempt: r.attempt,
+        tier: r.tier,
+        status: r.status,
+        startMs: r.startMs,
+        endMs: r.endMs,
+        joules: joules(requestJ[byStart[places[to] as number] as number] as number),
+        completionTokens: r.completionTokens,
+        labels: r.labels,
+      });
+    }
+    const t = taskSummary(taskId, members);
+    tasks.push({
+      task_id: t.taskId,
+      requests: t.requests,
+      succeeded: t.succeeded,
+      joules: t.joules,
+      waste_j: t.wasteJ,
+      waste_share: t.wasteShare,
+      completion_tokens: t.completionTokens,
+      tier: t.tier,
+    });
+    from = to;
+  }
+  return tasks;
+}
+
+/** The groups (DESIGN's `analyze --json` groupings), with requests added one by one in report order. */
+class GroupSums {
+  private readonly groups = new Map<string, { by: AnalyzeGroupBy; key: string; g: MutableGroup }>();
+  private readonly gpuIndex: ReadonlyMap<string, number>;
+
+  constructor(gpus: readonly GpuSamples[]) {
+    this.gpuIndex = new Map(gpus.map((g) => [g.uuid, g.index]));
+  }
+
+  add(r: RequestResult): void {
+    const whole = { total: r.joules, staticJ: r.staticJ, dynamicJ: r.dynamicJ };
+    this.addTo('tier', r.tier, r, 1, whole);
+    this.addTo('model', r.model, r, 1, whole);
+    this.addTo('batch_bucket', r.batchBucket, r, 1, whole);
+    this.addTo('cache_bucket', r.cacheBucket, r, 1, whole);
+    const onGpus = r.gpus.filter((uuid) => this.gpuIndex.has(uuid));
+    for (const uuid of onGpus) {
+      const onThis = r.perGpuJ[uuid] ?? 0;
+      // Static/dynamic per GPU are not kept per request; split this GPU's joules by the request's ratio.
+      const staticShare = r.joules > 0 ? r.staticJ / r.joules : 0;
+      this.addTo('gpu', String(this.gpuIndex.get(uuid)), r, 1 / onGpus.length, { total: onThis, staticJ: onThis * staticShare, dynamicJ: onThis * (1 - staticShare) });
+    }
+  }
+
+  list(factor: number | null): AnalyzeGroup[] {
+    return [...this.groups.values()]
+      .sort(
+        (x, y) =>
+          ANALYZE_GROUP_BY.indexOf(x.by) - ANALYZE_GROUP_BY.indexOf(y.by) ||
+          groupKeyOrder(x.by, x.key) - groupKeyOrder(y.by, y.key) ||
+          compareStrings(x.key, y.key),
+      )
+      .map(({ by, key, g }) => {
+        const perToken = g.completion > 0 ? g.joules / g.completion : null;
+        return {
+          by,
+          key,
+          requests: g.requests,
+          prompt_tokens: g.prompt,
+          cached_tokens: g.cached,
+          completion_tokens: g.completion,
+          joules: g.joules,
+          static_j: g.staticJ,
+          dynamic_j: g.dynamicJ,
+          j_per_output_token: perToken,
+          j_per_output_token_fully_loaded: perToken === null || factor === null ? null : perToken * factor,
+        };
+      });
+  }
+
+  private addTo(by: AnalyzeGroupBy, key: string, r: RequestResult, share: number, energy: { total: number; staticJ: number; dynamicJ: number }): void {
     const id = `${by}\u0000${key}`;
-    let entry = groups.get(id);
+    let entry = this.groups.get(id);
     if (!entry) {
       entry = { by, key, g: { requests: 0, prompt: 0, cached: 0, completion: 0, joules: 0, staticJ: 0, dynamicJ: 0 } };
-      groups.set(id, entry);
+      this.groups.set(id, entry);
     }
     const { g } = entry;
     g.requests += 1;
@@ -657,43 +844,5 @@ function groupResults(results: readonly RequestResult[], gpus: readonly GpuSampl
     g.joules += energy.total;
     g.staticJ += energy.staticJ;
     g.dynamicJ += energy.dynamicJ;
-  };
-  const gpuIndex = new Map(gpus.map((g) => [g.uuid, g.index]));
-  for (const r of results) {
-    const whole = { total: r.joules, staticJ: r.staticJ, dynamicJ: r.dynamicJ };
-    add('tier', r.tier, r, 1, whole);
-    add('model', r.model, r, 1, whole);
-    add('batch_bucket', r.batchBucket, r, 1, whole);
-    add('cache_bucket', r.cacheBucket, r, 1, whole);
-    const onGpus = r.gpus.filter((uuid) => gpuIndex.has(uuid));
-    for (const uuid of onGpus) {
-      const onThis = r.perGpuJ[uuid] ?? 0;
-      // Static/dynamic per GPU are not kept per request; split this GPU's joules by the request's ratio.
-      const staticShare = r.joules > 0 ? r.staticJ / r.joules : 0;
-      add('gpu', String(gpuIndex.get(uuid)), r, 1 / onGpus.length, { total: onThis, staticJ: onThis * staticShare, dynamicJ: onThis * (1 - staticShare) });
-    }
   }
-  return [...groups.values()]
-    .sort(
-      (x, y) =>
-        ANALYZE_GROUP_BY.indexOf(x.by) - ANALYZE_GROUP_BY.indexOf(y.by) ||
-        groupKeyOrder(x.by, x.key) - groupKeyOrder(y.by, y.key) ||
-        compareStrings(x.key, y.key),
-    )
-    .map(({ by, key, g }) => {
-      const perToken = g.completion > 0 ? g.joules / g.completion : null;
-      return {
-        by,
-        key,
-        requests: g.requests,
-        prompt_tokens: g.prompt,
-        cached_tokens: g.cached,
-        completion_tokens: g.completion,
-        joules: g.joules,
-        static_j: g.staticJ,
-        dynamic_j: g.dynamicJ,
-        j_per_output_token: perToken,
-        j_per_output_token_fully_loaded: perToken === null || factor === null ? null : perToken * factor,
-      };
-    });
 }

@@ -168,7 +168,15 @@ function figuresOf(requests: readonly TaskRequest[]): TaskFigures {
 
 /** One summary per task_id among `results`, sorted by task_id. */
 export function aggregateTasks(results: readonly TaskRequest[]): TaskSummary[] {
-  return [...groupByTask(results)].sort(([x], [y]) => compareStrings(x, y)).map(([taskId, requests]) => summaryOf(taskId, figuresOf(requests)));
+  return [...groupByTask(results)].sort(([x], [y]) => compareStrings(x, y)).map(([taskId, requests]) => taskSummary(taskId, requests));
+}
+
+/**
+ * The summary of ONE task from all its requests, in the order {@link aggregateTasks} takes them
+ * (the order given): for a caller that groups the requests itself.
+ */
+export function taskSummary(taskId: string, requests: readonly TaskRequest[]): TaskSummary {
+  return summaryOf(taskId, figuresOf(requests));
 }
 
 /** Maps a user label to its exported (capped) value; `value` is undefined when the label is absent. */
@@ -291,7 +299,7 @@ export function taskDeltas(results: readonly TaskRequest[], labelValue: LabelVal
  * Joules per successful task: ALL task energy (waste and failed tasks included) divided by the
  * number of tasks that succeeded. Null when none succeeded.
  */
-export function jPerSuccessfulTask(tasks: readonly Pick<TaskSummary, 'joules' | 'succeeded'>[]): number | null {
+export function jPerSuccessfulTask(tasks: readonly { readonly joules: number; readonly succeeded: boolean }[]): number | null {
   let total = 0;
   let succeeded = 0;
   for (const t of tasks) {

@@ -4,6 +4,7 @@ import { analyzeRun, type AnalyzeReport } from '../../model/analysis.js';
 import type { AttributionConfig } from '../../model/attribution-types.js';
 import type { PowerSample } from '../../model/power-sample.js';
 import type { ResolvedRequest } from '../../model/request-record.js';
+import { aggregateTasks, jPerSuccessfulTask } from '../../model/tasks.js';
 import { joules } from '../../model/units.js';
 import { CONFIG, close, prng, request, sample, T0 } from './helpers.js';
 
@@ -254,4 +255,51 @@ test('quality counts every sample, also a last one lying on the period grid', ()
     assert.equal(report.quality.samples, 601, `window ending T0+${endMs} ms`);
     assert.equal(report.gpus[0]?.samples, 601);
   }
+});
+
+test('tasks, groups and record counts are those of the per-request entries, summed in report order', () => {
+  const r = run(8);
+  const extra = [
+    // No task: counted in the groups, not a task.
+    request({ requestId: 'loose-1', gpus: ['gpu-a'], startMs: T0 + 3000, endMs: T0 + 5000, completionTokens: 7, tokensEstimated: true }),
+    request({ requestId: 'loose-2', gpus: ['gpu-b', 'gpu-a'], startMs: T0 + 4000, endMs: T0 + 9000, completionTokens: 9, granularity: 'interval' }),
+    // A task spread over both GPUs, retried, the retry outside the window; one request of it on no GPU with data.
+    request({ requestId: 'spread-1', taskId: 'spread', gpus: ['gpu-a', 'gpu-b'], startMs: T0 + 6000, endMs: T0 + 8000, status: 'error', completionTokens: 5 }),
+    request({ requestId: 'spread-2', taskId: 'spread', attempt: 2, gpus: ['gpu-b'], startMs: T0 + 39_000, endMs: T0 + 45_000, completionTokens: 5, source: 'simulated' }),
+    request({ requestId: 'spread-3', taskId: 'spread', gpus: ['gpu-z'], startMs: T0 + 7000, endMs: T0 + 7500, completionTokens: 1 }),
+  ];
+  const report = analyzeRun({ samples: r.samples, requests: [...extra, ...r.requests], gpus: r.gpus, config: CONFIG, perRequest: true });
+  const entries = report.requests ?? [];
+  assert.equal(entries.length, r.requests.length + extra.length);
+  const inputOf = new Map([...r.requests, ...extra].map((q) => [q.requestId, q]));
+  // What aggregateTasks makes of the finalized requests in report order is what the report lists.
+  const expected = aggregateTasks(
+    entries.map((e) => {
+      const q = inputOf.get(e.request_id) as ResolvedRequest;
+      return { requestId: e.request_id, taskId: e.task_id, attempt: e.attempt, tier: e.tier, status: q.status, startMs: q.startMs, endMs: q.endMs, joules: joules(e.joules), completionTokens: e.completion_tokens, labels: q.labels };
+    }),
+  );
+  assert.ok(expected.some((t) => t.requests > 1 && t.wasteJ > 0) && expected.some((t) => !t.succeeded), 'tasks with waste and failed tasks');
+  assert.deepEqual(
+    report.tasks,
+    expected.map((t) => ({ task_id: t.taskId, requests: t.requests, succeeded: t.succeeded, joules: t.joules, waste_j: t.wasteJ, waste_share: t.wasteShare, completion_tokens: t.completionTokens, tier: t.tier })),
+  );
+  assert.equal(report.j_per_successful_task, jPerSuccessfulTask(expected));
+  for (const by of ['tier', 'model', 'batch_bucket', 'cache_bucket'] as const) {
+    for (const group of report.groups.filter((g) => g.by === by)) {
+      const mine = entries.filter((e) => e[by] === group.key);
+      assert.equal(group.requests, mine.length, `${by} ${group.key}`);
+      assert.equal(group.joules, mine.reduce((s, e) => s + e.joules, 0), `${by} ${group.key}: joules summed in report order`);
+      assert.equal(group.completion_tokens, mine.reduce((s, e) => s + e.completion_tokens, 0));
+    }
+  }
+  const q = report.quality;
+  assert.equal(q.records, entries.length);
+  assert.equal(q.estimated_records, entries.filter((e) => e.estimated).length);
+  assert.equal(q.tokens_estimated_records, 1);
+  assert.equal(q.interval_granularity_records, 1);
+  assert.equal(q.simulated_records, 1);
+  assert.equal(q.records_outside_window, 1);
+  assert.equal(q.records_unknown_gpu, 1);
+  assert.ok((entries.find((e) => e.request_id === 'loose-2')?.joules ?? 0) > 0, 'a request on two GPUs has energy');
 });
