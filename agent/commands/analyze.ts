@@ -1,7 +1,9 @@
+import { once } from 'node:events';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatTraceError, readPowerTraceFile, type ParsedPowerTrace } from '../../collectors/trace-file.js';
 import { readRequestFile, type ParsedRequestFile } from '../../collectors/request-file.js';
 import { renderAnalyzeTables } from '../../exporters/analyze-table.js';
+import { jsonTextPieces } from '../../exporters/json-text.js';
 import { analyzeRun } from '../../model/analysis.js';
 import { DEFAULT_ATTRIBUTION_CONFIG } from '../../model/attribution-config.js';
 import type { AttributionConfig } from '../../model/attribution-types.js';
@@ -118,9 +120,19 @@ async function analyze(flags: { power: string; requests: string; json?: boolean;
       duplicate_request_lines: requests.duplicateCount,
     },
   };
-  if (flags.json) process.stdout.write(`${JSON.stringify(output, null, 2)}\n`);
-  else process.stdout.write(`${renderAnalyzeTables(output)}\n`); // the same object as --json
+  if (flags.json) {
+    // In pieces: with a million tasks the text is ~200 MB, which as one string would double the peak.
+    await writePieces(process.stdout, jsonTextPieces(output, 2));
+    process.stdout.write('\n');
+  } else {
+    process.stdout.write(`${renderAnalyzeTables(output)}\n`); // the same object as --json
+  }
   return 0;
+}
+
+/** Write `pieces` one by one, waiting for the stream to drain when it asks to. */
+async function writePieces(out: NodeJS.WritableStream, pieces: Iterable<string>): Promise<void> {
+  for (const piece of pieces) if (!out.write(piece)) await once(out, 'drain');
 }
 
 /** Input problems: every one counted, the first MAX_LISTED formatted (only those are printed). */
