@@ -179,20 +179,24 @@ function medianSpacingMs(samples: PowerSampleColumns): number | null {
 }
 
 /**
- * Resolve the file's records (tier, GPU UUIDs) in place: each record is replaced by its resolved
- * form and refused ones are dropped, so a million records are held once, not twice. `refused` is
- * told of each problem with the record's line.
+ * Resolve the file's records (tier, GPU UUIDs) in place: each record takes its resolved form's
+ * fields and refused ones are dropped, so a million records are held once, not twice. The parsed
+ * object is updated rather than replaced: the parsed ones are long-lived by then, and a million
+ * replaced ones would leave ~200 MB of freed but still resident heap. `refused` is told of each
+ * problem with the record's line.
  */
 function resolveInPlace(requests: ParsedRequestFile, context: RecordContext, refused: (line: number, e: { field: string; reason: string }) => void): ResolvedRequest[] {
   const records = requests.records;
   let kept = 0;
   for (let i = 0; i < records.length; i++) {
-    const result = resolveRecord(records[i] as RequestRecord, i, context);
-    if (result.ok) records[kept++] = result.record;
+    const record = records[i] as RequestRecord;
+    const result = resolveRecord(record, i, context);
+    // The reader's records are this caller's to consume (ParsedRequestFile.records).
+    if (result.ok) records[kept++] = Object.assign(record, result.record);
     else for (const e of result.errors) refused(requests.lines[i] as number, e);
   }
   records.length = kept;
-  return records as ResolvedRequest[]; // every record before `kept` was replaced by its resolved form
+  return records as ResolvedRequest[]; // every record before `kept` now has its resolved form's fields
 }
 
 async function readRequestsOrNull(path: string): Promise<ParsedRequestFile | null> {
