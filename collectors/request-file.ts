@@ -1,5 +1,6 @@
 import { conflictReason, differingFacts } from '../model/request-facts.js';
 import { parseRequestRecord, type RequestRecord } from '../model/request-record.js';
+import { SharedValues } from './shared-values.js';
 import { forEachLine, forEachLineOfFile, MAX_LINE_CHARS, READ_CHUNK_BYTES } from './trace-file-lines.js';
 
 /** One reason one line of a request file was refused. Lines are numbered from 1. */
@@ -90,6 +91,7 @@ class RequestFileReader {
   private errorCount = 0;
   private readonly duplicates: RequestFileDuplicate[] = [];
   private duplicateCount = 0;
+  private readonly shared = new SharedValues();
 
   line(line: string, lineNumber: number): void {
     if (line.trim().length === 0) return;
@@ -124,7 +126,16 @@ class RequestFileReader {
     }
     const namedSource = typeof value === 'object' && value !== null && 'source' in value;
     this.indexOf.set(record.requestId, this.records.length);
-    this.records.push(namedSource ? record : { ...record, source: 'file' });
+    // Repeated values (a few models, tiers, label sets, GPU lists) are held once for all records.
+    const { shared } = this;
+    this.records.push({
+      ...record,
+      model: shared.string(record.model),
+      tier: record.tier === null ? null : shared.string(record.tier),
+      gpus: record.gpus === null ? null : shared.list(record.gpus),
+      labels: shared.labels(record.labels),
+      source: namedSource ? shared.string(record.source) : 'file',
+    });
     this.lines.push(lineNumber);
   }
 

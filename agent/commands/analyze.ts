@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatTraceError, readPowerTraceFile, type ParsedPowerTrace } from '../../collectors/trace-file.js';
 import { readRequestFile, type ParsedRequestFile } from '../../collectors/request-file.js';
+import { SharedValues } from '../../collectors/shared-values.js';
 import { renderAnalyzeTables } from '../../exporters/analyze-table.js';
 import { jsonTextPieces } from '../../exporters/json-text.js';
 import { analyzeRun } from '../../model/analysis.js';
@@ -187,12 +188,13 @@ function medianSpacingMs(samples: PowerSampleColumns): number | null {
  */
 function resolveInPlace(requests: ParsedRequestFile, context: RecordContext, refused: (line: number, e: { field: string; reason: string }) => void): ResolvedRequest[] {
   const records = requests.records;
+  const shared = new SharedValues(); // the resolved GPU lists repeat, as the given ones did
   let kept = 0;
   for (let i = 0; i < records.length; i++) {
     const record = records[i] as RequestRecord;
     const result = resolveRecord(record, i, context);
     // The reader's records are this caller's to consume (ParsedRequestFile.records).
-    if (result.ok) records[kept++] = Object.assign(record, result.record);
+    if (result.ok) records[kept++] = Object.assign(record, result.record, { gpus: shared.list(result.record.gpus) });
     else for (const e of result.errors) refused(requests.lines[i] as number, e);
   }
   records.length = kept;

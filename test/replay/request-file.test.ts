@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { MAX_KEPT_REQUEST_FILE_ERRORS, parseRequestFile, readRequestFile } from '../../collectors/request-file.js';
+import { MAX_SHARED } from '../../collectors/shared-values.js';
 import { MAX_LINE_CHARS } from '../../collectors/trace-file-lines.js';
 
 const line = (over: Record<string, unknown> = {}): string =>
@@ -127,4 +128,33 @@ test('readRequestFile streams the file: read in pieces far smaller than a line, 
     assert.deepEqual(await readRequestFile(file, chunkBytes === undefined ? {} : { chunkBytes }), expected, `read ${chunkBytes ?? 'default'} bytes at a time`);
   }
   await assert.rejects(readRequestFile(join(dir, 'nope.ndjson')), /ENOENT/);
+});
+
+test('records share the values they repeat (model, label set, GPU list): one object for all, each record still as read', () => {
+  const labels = { team: 'search', feature: 'chat' };
+  const parsed = parseRequestFile(
+    Array.from({ length: 5 }, (_, i) => line({ request_id: `r${i}`, model: 'llama', tier: 'small', gpus: [0, 1], labels: i === 4 ? { team: 'ads' } : labels })).join('\n'),
+  );
+  const [a, b, , , other] = parsed.records;
+  assert.ok(a && b && other);
+  assert.equal(a.labels, b.labels, 'one label object for the same labels');
+  assert.equal(a.gpus, b.gpus, 'one GPU list for the same GPUs');
+  assert.deepEqual(a.labels, labels);
+  assert.deepEqual(a.gpus, ['0', '1']);
+  assert.deepEqual(other.labels, { team: 'ads' });
+  assert.notEqual(other.labels, a.labels);
+  // Records without labels share one empty set.
+  const plain = parseRequestFile([line({ request_id: 'p1' }), line({ request_id: 'p2' })].join('\n')).records;
+  assert.equal(plain[0]?.labels, plain[1]?.labels);
+  assert.deepEqual(plain[0]?.labels, {});
+});
+
+test('past MAX_SHARED distinct values a file\'s values are kept as read, not shared, and still right', () => {
+  const n = MAX_SHARED + 50;
+  const parsed = parseRequestFile(Array.from({ length: n }, (_, i) => line({ request_id: `r${i}`, model: `model-${i}`, labels: { user: `u${i}` } })).join('\n'));
+  assert.equal(parsed.records.length, n);
+  for (const i of [0, MAX_SHARED - 1, MAX_SHARED, n - 1]) {
+    assert.equal(parsed.records[i]?.model, `model-${i}`);
+    assert.deepEqual(parsed.records[i]?.labels, { user: `u${i}` });
+  }
 });
