@@ -6,10 +6,10 @@
  * is measured is reading and settling that many samples, not the numbers in them.
  * TOKENWATT_BENCH_ANALYZE_FORMAT: plain (default, `timestamp_ms,gpu,power_w,energy_j`) or
  * nvidia-smi (the --query-gpu CSV, about 3.6 times the bytes); TOKENWATT_BENCH_ANALYZE_HOURS
- * (default 24).
+ * (default 24); TOKENWATT_BENCH_ANALYZE_REQUESTS (default 20,000).
  */
 import { spawn } from 'node:child_process';
-import { createWriteStream, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, createWriteStream, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -19,7 +19,6 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PEAK_RSS_HOOK = fileURLToPath(new URL('./peak-rss-on-exit.mjs', import.meta.url));
 const GPUS = 8;
 const PERIOD_MS = 100;
-const REQUESTS = 20_000;
 const T0 = Date.UTC(2026, 10, 1);
 
 type Format = 'plain' | 'nvidia-smi';
@@ -28,6 +27,12 @@ function formatWanted(): Format {
   const format = process.env.TOKENWATT_BENCH_ANALYZE_FORMAT ?? 'plain';
   if (format !== 'plain' && format !== 'nvidia-smi') throw new Error(`TOKENWATT_BENCH_ANALYZE_FORMAT: plain or nvidia-smi, got ${JSON.stringify(format)}`);
   return format;
+}
+
+function requestsWanted(): number {
+  const requests = Number(process.env.TOKENWATT_BENCH_ANALYZE_REQUESTS ?? 20_000);
+  if (!(Number.isInteger(requests) && requests > 0 && requests <= 10_000_000)) throw new Error(`TOKENWATT_BENCH_ANALYZE_REQUESTS: a count from 1 to 10,000,000, got ${process.env.TOKENWATT_BENCH_ANALYZE_REQUESTS}`);
+  return requests;
 }
 
 function hoursWanted(): number {
@@ -67,14 +72,23 @@ async function writeTrace(path: string, format: Format, hours: number): Promise<
   return 1 + steps * GPUS;
 }
 
-function writeRequests(path: string, hours: number): void {
+function writeRequests(path: string, hours: number, count: number): void {
   const spanMs = hours * 3_600_000 - 4000;
-  const lines: string[] = [];
-  for (let i = 0; i < REQUESTS; i++) {
-    const start = T0 + Math.floor((i * spanMs) / REQUESTS);
-    lines.push(JSON.stringify({ request_id: `bench-${i}`, model: 'llama-3.1-8b', tier: 'small', gpus: [i % GPUS], start, first_token: start + 200, end: start + 3000, prompt_tokens: 800, cached_tokens: 200, completion_tokens: 200 }));
+  const fd = openSync(path, 'w');
+  try {
+    // A megabyte at a time: a million records are more text than one string should hold.
+    let text = '';
+    for (let i = 0; i < count; i++) {
+      const start = T0 + Math.floor((i * spanMs) / count);
+      text += `${JSON.stringify({ request_id: `bench-${i}`, model: 'llama-3.1-8b', tier: 'small', gpus: [i % GPUS], start, first_token: start + 200, end: start + 3000, prompt_tokens: 800, cached_tokens: 200, completion_tokens: 200 })}\n`;
+      if (text.length > 1 << 20 || i === count - 1) {
+        writeSync(fd, text);
+        text = '';
+      }
+    }
+  } finally {
+    closeSync(fd);
   }
-  writeFileSync(path, `${lines.join('\n')}\n`);
 }
 
 /** Run the CLI; its peak RSS comes from a hook loaded into it that writes it to fd 3 at exit. */
@@ -106,15 +120,16 @@ function runAnalyze(power: string, requests: string): Promise<{ seconds: number;
 export async function benchAnalyze(): Promise<void> {
   const format = formatWanted();
   const hours = hoursWanted();
+  const count = requestsWanted();
   const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-bench-analyze-'));
   try {
     const power = join(dir, `power-${format}.csv`);
     const requests = join(dir, 'requests.jsonl');
     const lines = await writeTrace(power, format, hours);
-    writeRequests(requests, hours);
+    writeRequests(requests, hours, count);
     const samples = lines - 1;
     const { seconds, peakRssMb } = await runAnalyze(power, requests);
-    console.log(`SIMULATED trace (a load curve, not a capture): ${GPUS} GPUs at ${1000 / PERIOD_MS} Hz for ${hours} h, ${format} format, ${(statSync(power).size / 1e6).toFixed(0)} MB, ${samples.toLocaleString('en-US')} samples; ${REQUESTS.toLocaleString('en-US')} requests`);
+    console.log(`SIMULATED trace (a load curve, not a capture): ${GPUS} GPUs at ${1000 / PERIOD_MS} Hz for ${hours} h, ${format} format, ${(statSync(power).size / 1e6).toFixed(0)} MB, ${samples.toLocaleString('en-US')} samples; ${count.toLocaleString('en-US')} requests`);
     console.log(`tokenwatt analyze --json (dist/, node ${AGENT_NODE_FLAGS.join(' ')}): ${seconds.toFixed(1)} s, peak RSS ${peakRssMb.toFixed(0)} MB (${((peakRssMb * 2 ** 20) / samples).toFixed(0)} bytes a sample, start-up included)`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
