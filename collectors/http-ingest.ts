@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { sendJson } from '../agent/http-server.js';
-import { parseRequestRecord, requestRecordWireSchema } from '../model/request-record.js';
+import { checkRequestRecord, parseRequestRecord, requestRecordWireSchema } from '../model/request-record.js';
 import type { RecordError, RequestRecord } from '../model/request-record.js';
 import { BackpressureError } from './request-sink.js';
 import type { IngestResult, RequestSink } from './request-sink.js';
@@ -40,6 +40,14 @@ const JSON_SEQ_TYPE = 'application/json-seq';
 const RECORD_SEPARATOR = '\u001e';
 const WIRE_FIELDS = new Set(Object.keys(requestRecordWireSchema.shape));
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+/**
+ * A body may hold one candidate record per this many bytes of the body limit. The smallest valid
+ * record is about 105 bytes, so only a body of fragments (`[{},{},...]`, a line of `1` each)
+ * reaches it, and the work spent on one body stays in proportion to the limit.
+ */
+const MIN_RECORD_BYTES = 64;
+/** splitBody's answer for a body past the record limit. */
+const TOO_MANY = Symbol('too many records');
 
 /**
  * The candidate records of a body: each one's parsed value, its NDJSON line, and why a line could
@@ -59,13 +67,15 @@ interface BodyCandidates {
  * Handler for `POST /v1/requests`. The body is a JSON object, a JSON array of objects, or NDJSON
  * (one object per line, blank lines ignored). Good records are stored even when others in the
  * same body are refused: 202 when all were good, else 400 listing each refused record by index
- * (and line, for NDJSON), field and reason. 413 past the body limit, 415 for other media types,
+ * (and line, for NDJSON), field and reason; at most `maxErrorsListed` errors, in body order. 413
+ * past the body limit, or past one candidate record per MIN_RECORD_BYTES of it; 415 for other media types,
  * 401 without the bearer token, 429 with Retry-After when the write queue is full, 503 when the
  * ledger cannot store. The answer comes only after the records are committed.
  */
 export function createIngestHandler(options: IngestHandlerOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const expectedDigest = options.bearerToken === undefined ? null : sha256(options.bearerToken);
   const maxErrors = options.maxErrorsListed ?? 1000;
+  const maxRecords = Math.floor(options.bodyLimitBytes / MIN_RECORD_BYTES);
 
   return async (req, res) => {
     if (expectedDigest !== null) {
@@ -104,7 +114,11 @@ export function createIngestHandler(options: IngestHandlerOptions): (req: Incomi
       return;
     }
 
-    const candidates = splitBody(body.bytes, format);
+    const candidates = splitBody(body.bytes, format, maxRecords);
+    if (candidates === TOO_MANY) {
+      sendJson(res, 413, { error: `body holds more than ${maxRecords} records (one per ${MIN_RECORD_BYTES} bytes of the body limit; no real record is that small): split it into smaller batches` });
+      return;
+    }
     if ('error' in candidates) {
       const errors: WireError[] = [{ index: 0, request_id: null, field: '(body)', reason: candidates.error }];
       options.onRejected?.('parse', 1);
@@ -115,18 +129,43 @@ export function createIngestHandler(options: IngestHandlerOptions): (req: Incomi
     const records: RequestRecord[] = [];
     const batchIndex: number[] = []; // position in `records` -> index in the body
     const { values, lines, parseErrors } = candidates;
+    // An answer lists at most maxErrors errors, in body order: past them a refused record is only
+    // counted, by reason, and checked without building its errors (a body can hold millions).
     const errors: RecordError[] = [];
+    let errorsLeftOut = false;
+    let refused = 0;
+    const refusedBy = new Map<string, number>();
+    const refuse = (reason: string): void => {
+      refused += 1;
+      refusedBy.set(reason, (refusedBy.get(reason) ?? 0) + 1);
+    };
     for (let index = 0; index < values.length; index++) {
       const parseError = parseErrors.get(index);
       if (parseError !== undefined) {
-        errors.push({ index, field: '(record)', reason: parseError });
+        refuse('parse');
+        if (errors.length < maxErrors) errors.push({ index, field: '(record)', reason: parseError });
+        else errorsLeftOut = true;
         continue;
       }
-      const parsed = parseRequestRecord(values[index], index);
-      if (parsed.ok) {
-        records.push(parsed.record);
+      if (errors.length < maxErrors) {
+        const parsed = parseRequestRecord(values[index], index);
+        if (parsed.ok) {
+          records.push(parsed.record);
+          batchIndex.push(index);
+          continue;
+        }
+        refuse(reasonOf(parsed.errors[0]?.field ?? '(record)'));
+        for (const e of parsed.errors) errors.push(e);
+        continue;
+      }
+      const checked = checkRequestRecord(values[index]);
+      if (checked.ok) {
+        records.push(checked.record);
         batchIndex.push(index);
-      } else errors.push(...parsed.errors);
+        continue;
+      }
+      refuse(reasonOf(checked.field));
+      errorsLeftOut = true;
     }
     values.length = 0; // checked: only the records go on to wait for the commit
 
@@ -144,27 +183,41 @@ export function createIngestHandler(options: IngestHandlerOptions): (req: Incomi
       }
     }
     // Counted only once the batch was taken, so a 429'd body is not counted again when retried.
-    countRejections(errors, parseErrors, options.onRejected);
+    if (options.onRejected) for (const [reason, n] of refusedBy) options.onRejected(reason, n);
 
-    const sinkErrors = result.errors.map((e) => ({ ...e, index: batchIndex[e.index] ?? e.index }));
-    const all = [...errors, ...sinkErrors].sort((a, b) => a.index - b.index);
-    const rejected = new Set(all.map((e) => e.index)).size;
-    const counts = { accepted: result.accepted, duplicates: result.duplicates, late: result.late, rejected };
-    if (all.length === 0) {
+    // The sink's errors and this handler's, merged in body order (`batchIndex` keeps it).
+    let sinkErrors = result.errors;
+    if (sinkErrors.some((e, i) => i > 0 && e.index < (sinkErrors[i - 1] as RecordError).index)) {
+      sinkErrors = [...sinkErrors].sort((a, b) => a.index - b.index);
+    }
+    let sinkRefused = 0;
+    for (let i = 0; i < sinkErrors.length; i++) if (i === 0 || sinkErrors[i]?.index !== sinkErrors[i - 1]?.index) sinkRefused += 1;
+    const counts = { accepted: result.accepted, duplicates: result.duplicates, late: result.late, rejected: refused + sinkRefused };
+    if (refused === 0 && sinkErrors.length === 0) {
       sendJson(res, 202, counts);
       return;
     }
-    const listed = all.slice(0, maxErrors).map((e): WireError => {
-      const line = lines?.[e.index];
-      return {
-        index: e.index,
-        ...(line !== undefined && { line }),
-        request_id: e.requestId ?? null,
-        field: e.field,
-        reason: e.reason,
-      };
-    });
-    sendJson(res, 400, { ...counts, errors: listed, ...(all.length > maxErrors && { errors_truncated: true }) });
+    const listed: WireError[] = [];
+    const wireError = (e: RecordError, index: number): WireError => {
+      const line = lines?.[index];
+      return { index, ...(line !== undefined && { line }), request_id: e.requestId ?? null, field: e.field, reason: e.reason };
+    };
+    let nextOwn = 0;
+    let nextSink = 0;
+    while (listed.length < maxErrors && (nextOwn < errors.length || nextSink < sinkErrors.length)) {
+      const own = errors[nextOwn];
+      const sink = sinkErrors[nextSink];
+      const sinkIndex = sink === undefined ? Infinity : (batchIndex[sink.index] ?? sink.index);
+      if (own !== undefined && own.index <= sinkIndex) {
+        listed.push(wireError(own, own.index));
+        nextOwn += 1;
+      } else if (sink !== undefined) {
+        listed.push(wireError(sink, sinkIndex));
+        nextSink += 1;
+      }
+    }
+    const truncated = errorsLeftOut || nextOwn < errors.length || nextSink < sinkErrors.length;
+    sendJson(res, 400, { ...counts, errors: listed, ...(truncated && { errors_truncated: true }) });
   };
 }
 
@@ -258,7 +311,7 @@ function tooLarge(req: IncomingMessage, res: ServerResponse, limit: number): voi
 }
 
 /** Split a body into candidate records: a JSON object, a JSON array, or NDJSON lines. */
-function splitBody(bytes: Buffer, format: BodyFormat): BodyCandidates | { error: string } {
+function splitBody(bytes: Buffer, format: BodyFormat, maxRecords: number): BodyCandidates | { error: string } | typeof TOO_MANY {
   let text: string;
   try {
     text = utf8.decode(bytes);
@@ -267,10 +320,10 @@ function splitBody(bytes: Buffer, format: BodyFormat): BodyCandidates | { error:
   }
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // byte-order mark
   if (text.trim() === '') return { error: 'empty body: send a JSON object, a JSON array or NDJSON' };
-  if (format === 'json-seq') return fromJsonSeq(text);
+  if (format === 'json-seq') return fromJsonSeq(text, maxRecords);
   if (format !== 'ndjson') {
     try {
-      return fromJson(JSON.parse(text));
+      return fromJson(JSON.parse(text), maxRecords);
     } catch (error) {
       if (format === 'json') {
         return { error: `not valid JSON: ${(error as Error).message} (for one record per line, send content-type application/x-ndjson)` };
@@ -278,18 +331,19 @@ function splitBody(bytes: Buffer, format: BodyFormat): BodyCandidates | { error:
       // 'auto': a body that is not one JSON value is read as NDJSON
     }
   }
-  return fromNdjson(text);
+  return fromNdjson(text, maxRecords);
 }
 
 const NO_PARSE_ERRORS: ReadonlyMap<number, string> = new Map();
 
-function fromJson(value: unknown): BodyCandidates | { error: string } {
+function fromJson(value: unknown, maxRecords: number): BodyCandidates | { error: string } | typeof TOO_MANY {
+  if (Array.isArray(value) && value.length > maxRecords) return TOO_MANY;
   if (Array.isArray(value)) return { values: value, lines: null, parseErrors: NO_PARSE_ERRORS };
   if (value !== null && typeof value === 'object') return { values: [value], lines: null, parseErrors: NO_PARSE_ERRORS };
   return { error: 'must be a JSON object, an array of objects, or NDJSON' };
 }
 
-function fromNdjson(text: string): BodyCandidates {
+function fromNdjson(text: string, maxRecords: number): BodyCandidates | typeof TOO_MANY {
   const values: unknown[] = [];
   const lines: number[] = [];
   let parseErrors: Map<number, string> | null = null;
@@ -301,6 +355,7 @@ function fromNdjson(text: string): BodyCandidates {
     const line = text.slice(from, to).trim();
     from = to + 1;
     if (line === '') continue;
+    if (values.length === maxRecords) return TOO_MANY; // before parsing: the lines past it are not read
     try {
       values.push(JSON.parse(line));
     } catch (error) {
@@ -313,7 +368,7 @@ function fromNdjson(text: string): BodyCandidates {
 }
 
 /** A JSON text sequence (RFC 7464): records start at a record separator; each is named by the line it starts on. */
-function fromJsonSeq(text: string): BodyCandidates {
+function fromJsonSeq(text: string, maxRecords: number): BodyCandidates | typeof TOO_MANY {
   const values: unknown[] = [];
   const lines: number[] = [];
   let parseErrors: Map<number, string> | null = null;
@@ -334,6 +389,7 @@ function fromJsonSeq(text: string): BodyCandidates {
     const line = lineAt(from);
     from = next;
     if (record === '') continue;
+    if (values.length === maxRecords) return TOO_MANY;
     try {
       values.push(JSON.parse(record));
     } catch (error) {
@@ -345,20 +401,7 @@ function fromJsonSeq(text: string): BodyCandidates {
   return { values, lines, parseErrors: parseErrors ?? NO_PARSE_ERRORS };
 }
 
-/** One count per refused record, by a bounded reason (never a client-chosen string). */
-function countRejections(errors: readonly RecordError[], parseErrors: ReadonlyMap<number, string>, onRejected: IngestHandlerOptions['onRejected']): void {
-  if (onRejected === undefined || errors.length === 0) return;
-  const byReason = new Map<string, number>();
-  const seen = new Set<number>();
-  for (const e of errors) {
-    if (seen.has(e.index)) continue;
-    seen.add(e.index);
-    const reason = parseErrors.has(e.index) ? 'parse' : reasonOf(e.field);
-    byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
-  }
-  for (const [reason, n] of byReason) onRejected(reason, n);
-}
-
+/** A refused record's reason in the metrics: bounded (never a client-chosen string). */
 function reasonOf(field: string): string {
   if (field === '(record)') return 'record';
   const head = field.split('.')[0] ?? field;

@@ -151,21 +151,31 @@ export const requestRecordWireSchema = z
     source: text(1, 32).optional(),
   })
   .superRefine((r, ctx) => {
-    // zod 4 runs this even when a field failed; compare only values that are valid themselves,
-    // so one bad field yields one error rather than a cascade.
-    const count = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_TOKENS;
-    const time = (t: unknown): t is number => typeof t === 'number' && Number.isFinite(t);
-    if (time(r.end) && time(r.start) && r.end < r.start) ctx.addIssue({ code: 'custom', path: ['end'], message: 'end precedes start' });
-    if (time(r.first_token) && time(r.start) && time(r.end) && (r.first_token < r.start || r.first_token > r.end)) {
-      ctx.addIssue({ code: 'custom', path: ['first_token'], message: 'first_token must lie between start and end' });
-    }
-    if (count(r.cached_tokens) && count(r.prompt_tokens) && r.cached_tokens > r.prompt_tokens) {
-      ctx.addIssue({ code: 'custom', path: ['cached_tokens'], message: 'cached_tokens exceeds prompt_tokens' });
-    }
-    if (count(r.reasoning_tokens) && count(r.completion_tokens) && r.reasoning_tokens > r.completion_tokens) {
-      ctx.addIssue({ code: 'custom', path: ['reasoning_tokens'], message: 'reasoning_tokens exceeds completion_tokens' });
-    }
+    for (const issue of crossFieldIssues(r)) ctx.addIssue({ code: 'custom', path: [issue.field], message: issue.message });
   });
+
+/**
+ * The checks between fields, in the order the schema reports them. zod 4 runs them even when a
+ * field failed; only values that are valid themselves are compared, so one bad field yields one
+ * error rather than a cascade.
+ */
+function crossFieldIssues(r: Readonly<Record<string, unknown>>): { field: string; message: string }[] {
+  const issues: { field: string; message: string }[] = [];
+  const count = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_TOKENS;
+  const time = (t: unknown): t is number => typeof t === 'number' && Number.isFinite(t);
+  const { start, first_token: firstToken, end } = r;
+  if (time(end) && time(start) && end < start) issues.push({ field: 'end', message: 'end precedes start' });
+  if (time(firstToken) && time(start) && time(end) && (firstToken < start || firstToken > end)) {
+    issues.push({ field: 'first_token', message: 'first_token must lie between start and end' });
+  }
+  if (count(r.cached_tokens) && count(r.prompt_tokens) && r.cached_tokens > r.prompt_tokens) {
+    issues.push({ field: 'cached_tokens', message: 'cached_tokens exceeds prompt_tokens' });
+  }
+  if (count(r.reasoning_tokens) && count(r.completion_tokens) && r.reasoning_tokens > r.completion_tokens) {
+    issues.push({ field: 'reasoning_tokens', message: 'reasoning_tokens exceeds completion_tokens' });
+  }
+  return issues;
+}
 
 export type RequestRecordWire = z.input<typeof requestRecordWireSchema>;
 
@@ -345,13 +355,10 @@ function requestIdOf(input: unknown): string | undefined {
   return undefined;
 }
 
-/**
- * Validate one wire record. Returns the record or every problem found in it (not just the first),
- * each naming the field and the reason.
- */
-export function parseRequestRecord(input: unknown, index: number): { ok: true; record: RequestRecord } | { ok: false; errors: RecordError[] } {
+/** The refusal found before the schema runs (not an object; a reserved label name), or null. */
+function refusedBeforeSchema(input: unknown, index: number): RecordError | null {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
-    return { ok: false, errors: [{ index, field: '(record)', reason: 'must be a JSON object' }] };
+    return { index, field: '(record)', reason: 'must be a JSON object' };
   }
   // JSON.parse keeps "__proto__" as an own key, but copying it into an object sets the prototype
   // instead, so the label would vanish silently: refuse it by name.
@@ -359,10 +366,13 @@ export function parseRequestRecord(input: unknown, index: number): { ok: true; r
   if (labels !== null && typeof labels === 'object' && Object.prototype.hasOwnProperty.call(labels, '__proto__')) {
     const requestId = requestIdOf(input);
     const error = { index, field: 'labels.__proto__', reason: 'reserved label name' };
-    return { ok: false, errors: [requestId === undefined ? error : { ...error, requestId }] };
+    return requestId === undefined ? error : { ...error, requestId };
   }
-  const common = acceptCommonRecord(input);
-  if (common !== null) return { ok: true, record: common };
+  return null;
+}
+
+/** Through the wire schema: the record, or every issue as a RecordError. */
+function parseWithSchema(input: object, index: number): { ok: true; record: RequestRecord } | { ok: false; errors: RecordError[] } {
   const result = requestRecordWireSchema.safeParse(input);
   if (result.success) return { ok: true, record: fromWire(result.data) };
   const requestId = requestIdOf(input);
@@ -378,6 +388,67 @@ export function parseRequestRecord(input: unknown, index: number): { ok: true; r
     return requestId === undefined ? { index, field, reason } : { index, requestId, field, reason };
   });
   return { ok: false, errors };
+}
+
+/**
+ * Validate one wire record. Returns the record or every problem found in it (not just the first),
+ * each naming the field and the reason.
+ */
+export function parseRequestRecord(input: unknown, index: number): { ok: true; record: RequestRecord } | { ok: false; errors: RecordError[] } {
+  const early = refusedBeforeSchema(input, index);
+  if (early !== null) return { ok: false, errors: [early] };
+  const common = acceptCommonRecord(input as object);
+  if (common !== null) return { ok: true, record: common };
+  return parseWithSchema(input as object, index);
+}
+
+// ---- a refusal, cheaply ------------------------------------------------------------------------
+//
+// Past the errors an ingest answer lists, a refused record needs only to be counted, under the
+// field of its first error (the reason of tokenwatt_records_rejected_total). The schema builds
+// every issue of a record with its message: about 30 us for `{}`, and a body can hold millions.
+// The schema reports a record's fields in its shape's order, then its unknown keys, then the
+// checks between fields; so the first field that fails its own schema is the first error's field.
+// test/model/request-record-fast-path.test.ts checks this against parseRequestRecord.
+
+const SHAPE = requestRecordWireSchema.shape as Readonly<Record<string, z.ZodType>>;
+const SHAPE_KEYS = Object.keys(SHAPE);
+/** Fields the schema refuses when absent. */
+const REQUIRED_KEYS: ReadonlySet<string> = new Set(SHAPE_KEYS.filter((key) => !SHAPE[key]?.safeParse(undefined).success));
+
+/** The field of the first error the schema reports for a plain object, or null when it has none. */
+function firstRefusedField(input: Readonly<Record<string, unknown>>): string | null {
+  const parsed: Record<string, unknown> = {};
+  for (const key of SHAPE_KEYS) {
+    const value = input[key];
+    if (value === undefined) {
+      if (REQUIRED_KEYS.has(key)) return key;
+      continue; // a default, which the checks between fields pass anyway
+    }
+    const result = (SHAPE[key] as z.ZodType).safeParse(value);
+    if (!result.success) return [key, ...(result.error.issues[0]?.path ?? [])].map(String).join('.');
+    parsed[key] = result.data;
+  }
+  let unknown: string[] | null = null;
+  for (const key in input) if (!WIRE_KEYS.has(key)) (unknown ??= []).push(key);
+  if (unknown !== null) return unknown.join(',');
+  return crossFieldIssues(parsed)[0]?.field ?? null;
+}
+
+/**
+ * What {@link parseRequestRecord} decides, without its error list: the same record, or the field
+ * of its first error. For records past those an answer lists.
+ */
+export function checkRequestRecord(input: unknown): { ok: true; record: RequestRecord } | { ok: false; field: string } {
+  const early = refusedBeforeSchema(input, 0);
+  if (early !== null) return { ok: false, field: early.field };
+  const common = acceptCommonRecord(input as object);
+  if (common !== null) return { ok: true, record: common };
+  const field = firstRefusedField(input as Readonly<Record<string, unknown>>);
+  if (field !== null) return { ok: false, field };
+  // Valid, but off the fast path (rare): the schema builds the record.
+  const parsed = parseWithSchema(input as object, 0);
+  return parsed.ok ? parsed : { ok: false, field: parsed.errors[0]?.field ?? '(record)' };
 }
 
 /** Validate a batch: good records are kept, each bad one yields its errors. */

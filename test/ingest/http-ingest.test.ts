@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { BackpressureError } from '../../collectors/request-sink.js';
+import { parseRequestRecord, requestRecordWireSchema, type RecordError } from '../../model/request-record.js';
 import { epochMs } from '../../model/units.js';
 import { T0 } from '../ledger/temp-ledger.js';
 import { send } from './http-client.js';
@@ -263,6 +264,58 @@ test('a commit that fails (503) counts no refusal, so the client\'s retry counts
   assert.equal(retried.status, 400, retried.text);
   assert.equal(retried.json?.accepted, 1);
   assert.deepEqual(Object.fromEntries(s.rejected), { gpus: 1, parse: 1 });
+});
+
+test('past the listed errors, refused records are counted by reason without the schema; the answer is as the full check gives it', async (t) => {
+  const s = await startIngestServer();
+  t.after(s.stop);
+  // Records through the whole wire schema: the costly check (about 30 us and 6 errors for `{}`).
+  let schemaRuns = 0;
+  const safeParse = requestRecordWireSchema.safeParse;
+  requestRecordWireSchema.safeParse = ((input: unknown) => {
+    schemaRuns += 1;
+    return safeParse(input);
+  }) as typeof safeParse;
+  t.after(() => {
+    requestRecordWireSchema.safeParse = safeParse;
+  });
+  const body: unknown[] = [
+    wire(0), ...Array.from({ length: 3000 }, () => ({})), wire(3001, { prompt_tokens: -1 }), 'x', { request_id: 'r-3003' }, wire(3004), wire(3005, { gpus: [7] }),
+  ];
+  const reply = await send(s.port, { headers: JSON_TYPE, body: JSON.stringify(body) });
+  const ingestSchemaRuns = schemaRuns;
+  assert.equal(reply.status, 400);
+  assert.deepEqual({ ...reply.json, errors: undefined }, { accepted: 2, duplicates: 0, late: 0, rejected: 3004, errors: undefined, errors_truncated: true });
+  // The listed errors are the first 1000 that checking every record in full gives, in body order.
+  const full = body.flatMap((value, index) => {
+    const parsed = parseRequestRecord(value, index);
+    return parsed.ok ? [] : parsed.errors;
+  });
+  const asWire = (e: RecordError) => ({ index: e.index, request_id: e.requestId ?? null, field: e.field, reason: e.reason });
+  assert.deepEqual(reply.json?.errors, full.slice(0, 1000).map(asWire));
+  assert.deepEqual(Object.fromEntries(s.rejected), { request_id: 3000, prompt_tokens: 1, record: 1, model: 1, gpus: 1 });
+  assert.deepEqual(s.ledger.readRequests(...ALL).map((r) => r.record.requestId), ['r-0', 'r-3004']);
+  // Only the records whose errors are listed went through the schema (1000 errors, 6 per `{}`).
+  const listedRecords = new Set(full.slice(0, 1000).map((e) => e.index)).size;
+  assert.ok(ingestSchemaRuns <= listedRecords, `${ingestSchemaRuns} runs of the schema for ${listedRecords} listed records`);
+});
+
+test('a body of more candidate records than one per 64 bytes of the body limit gets 413 and stores nothing', async (t) => {
+  const s = await startIngestServer({ bodyLimitBytes: 64_000 }); // at most 1000 records
+  t.after(s.stop);
+  const fragments = (n: number) => Array.from({ length: n }, () => '1');
+  const json = await send(s.port, { headers: JSON_TYPE, body: `[${JSON.stringify(wire(0))},${fragments(1000).join(',')}]` });
+  assert.equal(json.status, 413);
+  assert.match(String(json.json?.error), /^body holds more than 1000 records .*: split it into smaller batches$/);
+  const ndjson = await send(s.port, { headers: NDJSON_TYPE, body: [JSON.stringify(wire(1)), ...fragments(1000)].join('\n') });
+  assert.equal(ndjson.status, 413);
+  const seq = await send(s.port, { headers: { 'content-type': 'application/json-seq' }, body: [JSON.stringify(wire(2)), ...fragments(1000)].map((r) => `\u001e${r}\n`).join('') });
+  assert.equal(seq.status, 413);
+  assert.equal(s.ledger.readRequests(...ALL).length, 0);
+  assert.deepEqual(Object.fromEntries(s.rejected), {});
+  // At the limit, the body is read record by record.
+  const atLimit = await send(s.port, { headers: NDJSON_TYPE, body: [JSON.stringify(wire(3)), ...fragments(999)].join('\n') });
+  assert.deepEqual({ status: atLimit.status, accepted: atLimit.json?.accepted, rejected: atLimit.json?.rejected }, { status: 400, accepted: 1, rejected: 999 });
 });
 
 test('late records are accepted and counted as late', async (t) => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { acceptCommonRecord, parseRequestRecord, requestRecordWireSchema } from '../../model/request-record.js';
+import { acceptCommonRecord, checkRequestRecord, parseRequestRecord, requestRecordWireSchema } from '../../model/request-record.js';
 
 /**
  * The fast path must never accept what the wire schema refuses, and must build the same record
@@ -142,4 +142,30 @@ test('records the fast path leaves to the schema still get named errors', () => 
     assert.equal(parsed.ok, false);
     if (!parsed.ok) assert.ok(parsed.errors.some((e) => e.field === field), `${field}: ${JSON.stringify(parsed.errors)}`);
   }
+});
+
+test('checkRequestRecord decides as parseRequestRecord does: the same record, or the field of its first error', () => {
+  let refused = 0;
+  const notObjects = fc.constantFrom<unknown>(null, 1, 'x', [], [{}], true);
+  const oddKeys = fc.constantFrom<unknown>(
+    {}, { model: 'm' }, { 'model.x': 1 }, { zz: 1, request_id: 'r' }, JSON.parse('{"__proto__": 1, "request_id": "r"}'),
+    JSON.parse('{"request_id": "r", "labels": {"__proto__": "x"}}'), { request_id: 'r', model: 'm', start: T0, end: T0 - 1, prompt_tokens: 1, completion_tokens: 1, zz: 1 },
+  );
+  fc.assert(
+    fc.property(fc.oneof(anyRecord, notObjects, oddKeys), (value) => {
+      // As ingest sees them: fresh from JSON.parse.
+      const input: unknown = value === undefined ? value : JSON.parse(JSON.stringify(value));
+      const full = parseRequestRecord(input, 0);
+      const checked = checkRequestRecord(input);
+      if (full.ok) {
+        assert.ok(checked.ok, `refused what parseRequestRecord accepts: ${JSON.stringify(input)}`);
+        assert.deepEqual(checked.record, full.record);
+        return;
+      }
+      refused += 1;
+      assert.deepEqual(checked, { ok: false, field: full.errors[0]?.field }, JSON.stringify(input));
+    }),
+    { numRuns: 20_000, seed: 20261124 },
+  );
+  assert.ok(refused > 5000, `only ${refused} records were refused`);
 });
