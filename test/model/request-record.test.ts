@@ -168,3 +168,12 @@ test('an end in the future, fractional epoch milliseconds and a __proto__ label 
   assert.equal(proto.ok, false);
   if (!proto.ok) assert.deepEqual(proto.errors, [{ index: 2, requestId: 'p', field: 'labels.__proto__', reason: 'reserved label name' }]);
 });
+
+test('more than 32 labels is one error, however many there are and whatever they hold', () => {
+  const labels = (n: number, name: (i: number) => string) => Object.fromEntries(Array.from({ length: n }, (_, i) => [name(i), 'x']));
+  assert.ok(parseRequestRecord({ ...base, labels: labels(32, (i) => `l${i}`) }, 0).ok);
+  for (const input of [{ ...base, labels: labels(33, (i) => `l${i}`) }, { ...base, labels: labels(200_000, (i) => `bad-${i}`) }]) {
+    const parsed = parseRequestRecord(JSON.parse(JSON.stringify(input)), 4);
+    assert.deepEqual(parsed, { ok: false, errors: [{ index: 4, requestId: 'r1', field: 'labels', reason: 'at most 32 labels' }] });
+  }
+});
