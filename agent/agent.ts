@@ -153,8 +153,9 @@ export class Agent {
       queueLimit: config.queueLimit,
       onAccepted: (records: ResolvedRequest[]) => {
         // Nothing to hand over: each settlement reads the unsettled requests from the ledger.
-        this.warnLongRequests(records);
+        // Counted first: the warning below cannot take the count with it if it fails.
         this.metrics.recordsAccepted(records.length);
+        this.warnLongRequests(records);
       },
       onRejected: (reason: string, n: number) => this.countRejected(reason, n),
       onLate: (n: number) => this.metrics.recordsLate(n),
@@ -291,14 +292,22 @@ export class Agent {
    * reports itself, and raising the lateness is not their fix.
    */
   private warnLongRequests(records: readonly ResolvedRequest[]): void {
-    const latenessMs = this.options.config.settleLateness * 1000;
-    const long = records.filter((r) => r.granularity === 'request' && r.endMs - r.startMs > latenessMs);
     const now = this.now();
-    if (long.length === 0 || now - this.lastLongRequestWarnMs < 60_000) return;
+    if (now - this.lastLongRequestWarnMs < 60_000) return;
+    const latenessMs = this.options.config.settleLateness * 1000;
+    // A loop, not Math.max(...): a commit can hold more records than a call can take arguments.
+    let long = 0;
+    let longest = 0;
+    for (const r of records) {
+      const durationMs = r.endMs - r.startMs;
+      if (r.granularity !== 'request' || durationMs <= latenessMs) continue;
+      long += 1;
+      if (durationMs > longest) longest = durationMs;
+    }
+    if (long === 0) return;
     this.lastLongRequestWarnMs = now;
-    const longest = Math.max(...long.map((r) => r.endMs - r.startMs));
     this.options.log.warn(
-      { requests: long.length, longestS: Math.round(longest / 1000), settleLatenessS: this.options.config.settleLateness },
+      { requests: long, longestS: Math.round(longest / 1000), settleLatenessS: this.options.config.settleLateness },
       'requests longer than --settle-lateness: their first part was settled before they arrived (counted as late). Raise --settle-lateness / TOKENWATT_SETTLE_LATENESS above your longest requests',
     );
   }
