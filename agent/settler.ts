@@ -392,27 +392,22 @@ export class Settler {
   /** Write buffered host readings to the ledger (one transaction); kept for the next try on failure. */
   private flushHostReadings(): void {
     if (this.unpersistedHost.length === 0) return;
-    const batch = this.unpersistedHost.splice(0, this.unpersistedHost.length);
-    try {
-      this.options.ledger.insertHostReadings(batch);
-    } catch (error) {
-      this.unpersistedHost.unshift(...batch);
-      throw error;
-    }
+    this.options.ledger.insertHostReadings(this.unpersistedHost); // throws: kept for the next try
+    this.unpersistedHost.length = 0;
   }
 
-  /** Write buffered samples to the ledger (one transaction). */
+  /**
+   * Write buffered samples to the ledger (one transaction). On failure they stay buffered for the
+   * next try, nothing is dropped: they are cleared only after the write (synchronous, so no sample
+   * arrives during it), never taken out and put back, which an outage of hours would not survive.
+   */
   flushSamples(): number {
     this.flushHostReadings();
-    if (this.unpersisted.length === 0) return 0;
-    const batch = this.unpersisted.splice(0, this.unpersisted.length);
-    try {
-      this.options.ledger.insertSamples(batch);
-    } catch (error) {
-      this.unpersisted.unshift(...batch); // keep them for the next try; nothing is dropped
-      throw error;
-    }
-    return batch.length;
+    const n = this.unpersisted.length;
+    if (n === 0) return 0;
+    this.options.ledger.insertSamples(this.unpersisted);
+    this.unpersisted.length = 0;
+    return n;
   }
 
   /** Settle every due period. Returns how many periods were settled. */

@@ -116,3 +116,23 @@ test('rejected records and sample errors are written to the ledger without waiti
   s.settleDue(T0 + 10_000);
   assert.equal(rows().reduce((a, r) => a + r.rejectedRecords, 0), 5);
 });
+
+test('samples buffered through a long ledger outage are kept, all of them, and written once it recovers', (t) => {
+  const { ledger, settler } = setup(t);
+  const { settler: s } = settler();
+  s.restore(T0);
+  // 250,000 samples (7 h at 10 Hz of one GPU): more than one call can take as arguments.
+  const many = samples(T0, T0 + 25_000_000 - 100);
+  const insertSamples = ledger.insertSamples.bind(ledger);
+  let failing = true;
+  ledger.insertSamples = (batch) => {
+    if (failing) throw new Error('disk full');
+    return insertSamples(batch);
+  };
+  s.addSamples(many);
+  assert.throws(() => s.flushSamples(), /disk full/);
+  failing = false;
+  assert.equal(s.flushSamples(), many.length);
+  assert.equal(ledger.loadSamples(GPU.uuid, epochMs(T0), epochMs(T0 + 25_000_000)).length, many.length);
+  assert.equal(s.flushSamples(), 0, 'written once');
+});
