@@ -62,7 +62,8 @@ export type Align = 'left' | 'right';
 
 /** A fixed-width table: columns as wide as their widest cell, numbers right-aligned. */
 export function textTable(headers: readonly string[], rows: readonly (readonly string[])[], align: readonly Align[]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  // Not Math.max(...rows): an analysis can have more rows (models, tasks) than a call takes arguments.
+  const widths = headers.map((h, i) => rows.reduce((w, r) => Math.max(w, (r[i] ?? '').length), h.length));
   const line = (cells: readonly string[]): string =>
     cells
       .map((cell, i) => (align[i] === 'right' ? cell.padStart(widths[i] ?? 0) : cell.padEnd(widths[i] ?? 0)))

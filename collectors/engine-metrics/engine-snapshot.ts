@@ -124,7 +124,10 @@ export function readEngineSnapshot(text: PromText, engine: EngineKind, atMs: num
 
   const counters: CounterSeries[] = [];
   for (const metric of COUNTER_METRICS) {
-    for (const candidate of names[metric]) counters.push(...counterSeries(metric, candidate, samplesOf(candidate, 'counter'), byName, fallbackModel));
+    for (const candidate of names[metric]) {
+      // One at a time: a page can hold more series than a call takes arguments.
+      for (const series of counterSeries(metric, candidate, samplesOf(candidate, 'counter'), byName, fallbackModel)) counters.push(series);
+    }
   }
   const prompt = resolve('promptTokens', 'counter');
   const generation = resolve('generationTokens', 'counter');

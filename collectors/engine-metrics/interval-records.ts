@@ -458,7 +458,7 @@ function countInterval(baseline: EngineBaseline, curr: EngineSnapshot, options: 
     const pieces = Math.ceil(Math.max(promptTokens, completionTokens) / MAX_TOKENS);
     if (pieces > 1) {
       notes.push({ kind: 'interval-split', model, pieces, startMs, endMs });
-      records.push(...splitRecord(wire, pieces));
+      for (const piece of splitRecord(wire, pieces)) records.push(piece); // pieces grow with the counters: no spread
     } else records.push(wire as RequestRecordWire);
   }
   return {

@@ -75,7 +75,7 @@ export class NvidiaSmiClockOffset<T> {
       const previous = this.offsetMs;
       this.offsetMs = candidate;
       this.onChange(candidate, previous);
-      out.push(...this.release(candidate));
+      for (const placed of this.release(candidate)) out.push(placed); // held lines: as many as arrived, no spread
     }
     return out;
   }

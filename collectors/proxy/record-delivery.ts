@@ -98,7 +98,8 @@ export class RecordDelivery {
       this.options.log.error({ dropped: lost, pending: this.pending.length }, error.message);
       this.options.onError?.(error);
     }
-    if (room > 0) this.pending.push(...records.slice(0, room));
+    // One at a time: up to maxPending records, more than a call takes as arguments.
+    for (let i = 0; i < Math.min(room, records.length); i++) this.pending.push(records[i] as RequestRecord);
     if (state !== undefined && state.length > 0) this.mark(from, state);
     this.schedule(this.flushDelayMs);
   }

@@ -142,11 +142,17 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
   const hours = new Map<number, { gCo2ePerKwh: number; lines: number[]; partial: boolean }>();
   const partial = partialHours(new Map([...sums].map(([hour, b]) => [hour, b.times])));
   for (const [hour, b] of sums) hours.set(hour, { gCo2ePerKwh: b.sum / b.n, lines: b.lines, partial: partial.has(hour) });
-  const keys = [...hours.keys()];
+  // Not Math.min(...keys): a file of 20 years holds more hours than a call takes arguments.
+  let firstHourMs = Number.POSITIVE_INFINITY;
+  let lastHourMs = Number.NEGATIVE_INFINITY;
+  for (const hour of hours.keys()) {
+    if (hour < firstHourMs) firstHourMs = hour;
+    if (hour > lastHourMs) lastHourMs = hour;
+  }
   return {
     hours,
-    firstHourMs: Math.min(...keys),
-    lastHourMs: Math.max(...keys),
+    firstHourMs,
+    lastHourMs,
     timestampColumn: timeHeader,
     intensityColumn,
     unit,

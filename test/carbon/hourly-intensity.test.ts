@@ -40,6 +40,14 @@ describe('hourly intensity CSV', () => {
     assert.deepEqual(s.hours.get(T0 + H)?.lines, [3]);
   });
 
+  it('reads a file of more hours than a call takes arguments (decades of hourly data)', () => {
+    const n = 200_000;
+    const rows = Array.from({ length: n }, (_, i) => `${new Date(T0 + i * H).toISOString()},100`);
+    const s = parseHourlyIntensityCsv(['timestamp,carbon_intensity_gco2_per_kwh', ...rows].join('\n'), { source: 'decades.csv' });
+    assert.equal(s.hours.size, n);
+    assert.deepEqual([s.firstHourMs, s.lastHourMs], [T0, T0 + (n - 1) * H]);
+  });
+
   it('takes the named column and averages sub-hourly rows into their hour', () => {
     const text = ['timestamp,moer,gco2_per_kwh', '2026-07-01T00:00:00Z,1,100', '2026-07-01T00:30:00Z,1,200', '2026-07-01T01:00:00+02:00,1,7'].join('\n');
     const s = parseHourlyIntensityCsv(text, { source: 'f.csv', column: 'gco2_per_kwh' });

@@ -179,3 +179,10 @@ test('counters without the _total suffix and series without a model label use th
     runningRequests: 2,
   });
 });
+
+test('a page of more counter series than a call takes arguments is read whole', () => {
+  const lines = Array.from({ length: 150_000 }, (_, i) => `vllm:prompt_tokens_total{engine="${i}",model_name="m"} 1`);
+  const s = readEngineSnapshot(parsePrometheusText(lines.join('\n')), 'vllm', 5, 'x');
+  assert.equal(s.counters.filter((c) => c.metric === 'promptTokens').length, 150_000);
+  assert.equal(s.models.get('m')?.promptTokens, 150_000);
+});

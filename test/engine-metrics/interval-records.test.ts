@@ -656,3 +656,13 @@ test('a drop no next scrape can judge (shutdown) is flushed as a glitch: the low
   const counted = after.records.map(valid);
   assert.deepEqual(counted.map((r) => [r.completionTokens, r.tokensEstimated]), [[20, true], [20, false]], 'from the restart, the first flagged (it starts at the glitch)');
 });
+
+test('an interval of more pieces than a call takes arguments becomes all of its records', () => {
+  const before = fixture('vllm-0.10-v1-rendered.prom');
+  const after = bump(before, `vllm:prompt_tokens_total${E0}`, 160_000 * 100_000_000);
+  const T2 = T0 + 3 * 86_400_000;
+  const { records, notes } = nextInterval(baselineOf(vllm(before, T0)), vllm(after, T2), { engineId: 'vllm-a', gpus: [0] });
+  assert.deepEqual(notes.filter((n) => n.kind === 'interval-split').map((n) => (n as { pieces: number }).pieces), [160_000]);
+  assert.equal(records.length, 160_000);
+  assert.equal(records.reduce((a, r) => a + (r.prompt_tokens as number), 0), 160_000 * 100_000_000);
+});

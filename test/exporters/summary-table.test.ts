@@ -83,3 +83,10 @@ test('formatJoules picks the SI prefix and keeps 3 significant digits', () => {
   const cases: [number, string][] = [[0, '0 J'], [0.0123, '0.0123 J'], [12.34, '12.3 J'], [4560, '4.56 kJ'], [7.891e6, '7.89 MJ'], [2e9, '2 GJ'], [-1500, '-1.5 kJ'], [3e-7, '3.00e-7 J']];
   for (const [value, text] of cases) assert.equal(formatJoules(value), text, String(value));
 });
+
+test('textTable: more rows than a call takes arguments (an analysis of many models) still get their widths', () => {
+  const rows = Array.from({ length: 200_000 }, (_, i) => [`model-${i}`, String(i)]);
+  const lines = textTable(['model', 'n'], rows, ['left', 'right']).split('\n');
+  assert.equal(lines.length, rows.length + 2); // header and rule
+  assert.equal(lines.at(-1), 'model-199999  199999');
+});

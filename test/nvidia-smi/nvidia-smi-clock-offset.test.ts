@@ -74,3 +74,20 @@ test('a backlog read at once after a 20 min stall does not change the offset: ev
   assert.deepEqual(times, lines.map(([stamped]) => stamped));
   assert.equal(clock.currentOffsetMs, 0);
 });
+
+test('lines held while a new offset is confirmed are released whole, however many', () => {
+  const clock = new NvidiaSmiClockOffset<number>(60 * MIN);
+  const out: Placed<number>[] = [];
+  const place = (item: number, stamped: number, arrived: number): void => {
+    for (const p of clock.place(item, stamped, arrived)) out.push(p);
+  };
+  place(0, T, T);
+  // The stamps move an hour back at once (a time-zone change): 200,000 lines wait for the hour.
+  const n = 200_000;
+  for (let i = 1; i <= n; i++) place(i, T - 60 * MIN + i * 10, T + i * 10);
+  assert.equal(clock.heldCount, n);
+  place(n + 1, T + 61 * MIN - 60 * MIN, T + 61 * MIN);
+  for (const p of clock.drain()) out.push(p);
+  assert.equal(out.length, n + 2);
+  assert.deepEqual([out[1]?.item, out[1]?.timestampMs], [1, T + 10]);
+});

@@ -59,3 +59,21 @@ test('refused records are logged with their field and reason; failures are retri
   assert.equal(delivery.stats().accepted, 2);
   assert.ok(messages('warn').some((m) => m === 'test: record x refused: gpus: no such GPU on this node: 7'));
 });
+
+test('a push of more records than a call takes arguments is held whole, up to maxPending', async () => {
+  const { log } = captureLog();
+  let submitted = 0;
+  const sink: RequestSink = {
+    submit: async (rs): Promise<IngestResult> => {
+      submitted += rs.length;
+      return { accepted: rs.length, duplicates: 0, late: 0, errors: [] };
+    },
+  };
+  const delivery = new RecordDelivery(sink, { log, source: 'test', maxPending: 300_000, maxBatch: 50_000, flushDelayMs: 1 });
+  const one = record('r');
+  delivery.push(Array.from({ length: 200_000 }, () => one));
+  assert.equal(delivery.stats().pending, 200_000);
+  await delivery.flush();
+  assert.equal(submitted, 200_000);
+  assert.equal(delivery.stats().dropped, 0);
+});
