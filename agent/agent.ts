@@ -151,10 +151,11 @@ export class Agent {
       context: () => this.context.at(this.now()),
       settledUntil: () => this.settler.lateEdge(),
       queueLimit: config.queueLimit,
-      onAccepted: (records: ResolvedRequest[]) => {
+      onAccepted: (records: ResolvedRequest[], late: number) => {
         // Nothing to hand over: each settlement reads the unsettled requests from the ledger.
-        // Counted first: the warning below cannot take the count with it if it fails.
-        this.metrics.recordsAccepted(records.length);
+        // Counted first: the warning below cannot take the count with it if it fails. Late ones
+        // are counted by onLate: each record under one result.
+        this.metrics.recordsAccepted(records.length - late);
         this.warnLongRequests(records);
       },
       onRejected: (reason: string, n: number) => this.countRejected(reason, n),

@@ -14,8 +14,8 @@ export interface IngestServiceOptions {
   readonly context: () => RecordContext;
   /** End of the settled time: a record starting before it is late (stored and counted, never dropped). */
   readonly settledUntil: () => EpochMs | null;
-  /** Newly stored records, called after their commit (duplicates are not passed). */
-  readonly onAccepted: (records: ResolvedRequest[]) => void;
+  /** Newly stored records, called after their commit (duplicates are not passed); `late` of them are late (see onLate). */
+  readonly onAccepted: (records: ResolvedRequest[], late: number) => void;
   /** Records waiting for their commit beyond which a submission is refused with BackpressureError. */
   readonly queueLimit: number;
   /** Records refused, by reason (the field at fault): while resolving, or at commit for a request_id taken by a different record. */
@@ -242,7 +242,7 @@ export class IngestService implements RequestSink {
     for (const s of batch) this.countRejected(s.rejectedBy);
     const storedNow = again === null || again.inserted.length === 0 ? stored.inserted : [...stored.inserted, ...again.inserted];
     this.notify(() => {
-      if (storedNow.length > 0) this.options.onAccepted(storedNow);
+      if (storedNow.length > 0) this.options.onAccepted(storedNow, lateTotal);
     });
     if (refused > 0) this.notify(() => this.options.onRejected?.('request_id', refused));
     if (lateTotal > 0) this.notify(() => this.options.onLate?.(lateTotal));

@@ -95,7 +95,7 @@ export const METRIC_CATALOG = {
   },
   records: {
     name: 'tokenwatt_records_total', type: 'counter', labels: ['result'],
-    help: 'Request records taken in. result: accepted (in time), duplicate (request_id seen before; acknowledged, not counted twice), late (arrived after its period was settled; kept and reported).',
+    help: 'Request records taken in, each under one result: accepted (stored in time), late (stored after its period was settled; kept and reported), duplicate (request_id seen before; acknowledged, not counted twice). The ingest answer\'s accepted also counts its late records.',
   },
   recordsRejected: {
     name: 'tokenwatt_records_rejected_total', type: 'counter', labels: ['reason'],

@@ -394,6 +394,7 @@ export class TokenwattMetrics {
     this.add(this.captureErrors, { source: this.label('source', source) }, 1);
   }
 
+  /** Records stored in time (late ones are counted by {@link recordsLate} only). */
   recordsAccepted(n: number): void {
     this.add(this.records, { result: 'accepted' }, n);
   }
