@@ -123,7 +123,11 @@ const tokenCount = z.number().superRefine((n, ctx) => {
   const reason = n < 0 ? 'must be >= 0' : n > MAX_TOKENS ? `must be <= ${MAX_TOKENS}` : Number.isInteger(n) ? null : 'must be an integer';
   if (reason !== null) ctx.addIssue({ code: 'custom', message: reason });
 });
-const gpuRef = z.union([z.number().int().min(0).max(1023), text(1, 128)]);
+const GPU_INDEX = 'a GPU index is a whole number from 0 to 1023';
+/** zod's own message for a value neither branch takes is "Invalid input": say what a GPU entry is. */
+const gpuRef = z.union([z.number().int(GPU_INDEX).min(0, GPU_INDEX).max(1023, GPU_INDEX), text(1, 128, 'a GPU UUID must not be empty')], {
+  error: (issue) => (issue.code === 'invalid_union' ? `must be a GPU index (a whole number from 0 to 1023) or a GPU UUID string, got ${JSON.stringify(issue.input)?.slice(0, 40) ?? String(issue.input)}` : undefined),
+});
 
 /** The wire schema of DESIGN.md (snake_case). Unknown keys are refused so a typo is not lost silently. */
 export const requestRecordWireSchema = z
@@ -144,7 +148,7 @@ export const requestRecordWireSchema = z
     batch_size: z.number().int('must be an integer').min(1, 'must be >= 1').max(100_000).optional(),
     status: z.enum(['ok', 'error', 'cancelled']).default('ok'),
     labels: z
-      .record(z.string().regex(LABEL_NAME, 'label names must match [a-zA-Z_][a-zA-Z0-9_]*'), text(0, MAX_LABEL_VALUE))
+      .record(z.string().regex(LABEL_NAME, 'a label name must match [a-zA-Z_][a-zA-Z0-9_]* and be at most 64 characters'), text(0, MAX_LABEL_VALUE))
       .refine((labels) => Object.keys(labels).length <= MAX_LABELS, TOO_MANY_LABELS)
       .optional(),
     tokens_estimated: z.boolean().optional(),
@@ -396,6 +400,8 @@ function parseWithSchema(input: object, index: number): { ok: true; record: Requ
     if (issue.code === 'unrecognized_keys') {
       field = issue.keys.join(',');
       reason = 'unknown field';
+    } else if (issue.code === 'invalid_key') {
+      reason = issue.issues[0]?.message ?? reason; // zod says "Invalid key in record"; the key's own check says why
     } else if (issue.code === 'invalid_type' && /received undefined/.test(issue.message)) {
       reason = 'required';
     }

@@ -177,3 +177,14 @@ test('more than 32 labels is one error, however many there are and whatever they
     assert.deepEqual(parsed, { ok: false, errors: [{ index: 4, requestId: 'r1', field: 'labels', reason: 'at most 32 labels' }] });
   }
 });
+
+test('a bad label name and a bad GPU entry say what they must be', () => {
+  const reasons = (extra: Record<string, unknown>) => {
+    const parsed = parseRequestRecord({ ...base, ...extra }, 0);
+    return parsed.ok ? [] : parsed.errors.map((e) => `${e.field}: ${e.reason}`);
+  };
+  assert.deepEqual(reasons({ labels: { 'a-b': 'x' } }), ['labels.a-b: a label name must match [a-zA-Z_][a-zA-Z0-9_]* and be at most 64 characters']);
+  const entry = 'must be a GPU index (a whole number from 0 to 1023) or a GPU UUID string';
+  assert.deepEqual(reasons({ gpus: [1.5, null, 0, { uuid: 'GPU-1' }] }), [`gpus.0: ${entry}, got 1.5`, `gpus.1: ${entry}, got null`, `gpus.3: ${entry}, got {"uuid":"GPU-1"}`]);
+  assert.deepEqual(reasons({ gpus: [1024, -1, ''] }), ['gpus.0: a GPU index is a whole number from 0 to 1023', 'gpus.1: a GPU index is a whole number from 0 to 1023', 'gpus.2: a GPU UUID must not be empty']);
+});
