@@ -97,6 +97,9 @@ export class Agent {
         `took over the ledger's writer lease from an agent that is no longer running (${takenOver.reason})`,
       );
     }
+    // The label values admitted before the restart keep their names, in the same order, before
+    // seeding admits the rest from the ledger's rollups (raw models and tiers, in the ledger's order).
+    for (const [label, values] of this.ledger.getAdmittedLabelValues() ?? []) this.labelCapper.preload(label, values);
     // Counters continue from the ledger's totals; this must precede anything that counts.
     this.metrics.seed(this.ledger.counterTotals());
     this.gpus = await powerSource.init();
@@ -135,6 +138,7 @@ export class Agent {
       attribution: this.attributionConfig(),
       simulated: quality.simulated,
       labelValue: (name, value) => this.labelCapper.value(name, value),
+      labelCap: this.labelCapper,
       taskIdleMs: this.taskIdleMs,
       hostSource: this.hostKind,
       startedAtMs: this.now(),

@@ -105,6 +105,8 @@ export interface SettlementWriter {
   energyCountedUntil(byGpu: Readonly<Record<string, number>>): void;
   /** What a restart needs to go on with each GPU as this settler would (by GPU UUID). It replaces what was stored. */
   gpuCarriedState(byGpu: Readonly<Record<string, GpuCarriedState>>): void;
+  /** The label values that keep their name, by label, in the order they were admitted. It replaces what was stored. */
+  admittedLabelValues(byLabel: Readonly<Record<string, readonly string[]>>): void;
 }
 
 /**

@@ -132,6 +132,7 @@ const DAY_MS = 24 * HOUR_MS;
 const SETTLED_UNTIL = 'settled_until_ms';
 const ENERGY_COUNTED_UNTIL = 'energy_counted_until_ms';
 const GPU_CARRIED_STATE = 'gpu_carried_state';
+const ADMITTED_LABEL_VALUES = 'admitted_label_values';
 const NODE_KEY = 'node';
 /** Up to this many distinct hashes, a batch's index lookup is one query per hash (see indexCandidates). */
 const FEW_HASHES = 2;
@@ -494,6 +495,21 @@ export class Ledger {
     for (const [uuid, raw] of Object.entries(parsed as Record<string, unknown>)) {
       const state = carriedStateOf(raw);
       if (state !== null) out.set(uuid, state);
+    }
+    return out;
+  }
+
+  /**
+   * The label values that kept their name, by label, in the order they were admitted, as the last
+   * settlement that changed them stored them ({@link SettlementWriter.admittedLabelValues}); null
+   * in a ledger written before they were kept. A label whose entry does not read back whole is left out.
+   */
+  getAdmittedLabelValues(): Map<string, string[]> | null {
+    const parsed = parseStateJson(this.getState(ADMITTED_LABEL_VALUES));
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return null;
+    const out = new Map<string, string[]>();
+    for (const [label, values] of Object.entries(parsed as Record<string, unknown>)) {
+      if (Array.isArray(values) && values.every((v) => typeof v === 'string')) out.set(label, values as string[]);
     }
     return out;
   }
@@ -864,6 +880,10 @@ class LedgerSettlementWriter implements SettlementWriter {
 
   gpuCarriedState(byGpu: Readonly<Record<string, GpuCarriedState>>): void {
     this.stmt(sql.SET_STATE).run(GPU_CARRIED_STATE, JSON.stringify(byGpu));
+  }
+
+  admittedLabelValues(byLabel: Readonly<Record<string, readonly string[]>>): void {
+    this.stmt(sql.SET_STATE).run(ADMITTED_LABEL_VALUES, JSON.stringify(byLabel));
   }
 
   request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null, rowid?: number): void {

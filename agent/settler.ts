@@ -63,6 +63,13 @@ export interface SettlerOptions {
   /** Maps a user label value to its capped form ("" when absent, "other" past the cap). */
   readonly labelValue: (name: string, value: string | undefined) => string;
   /**
+   * The cap behind `labelValue` (the agent's LabelCapper). Its admitted values are stored, in the
+   * order they were admitted, with each settlement after they changed, and a restart admits them
+   * first: the rollups keep raw models and tiers, and admitted from those in the ledger's order, a
+   * model past the cap could take the name of one admitted before it.
+   */
+  readonly labelCap?: { readonly revision: number; admitted(): Readonly<Record<string, readonly string[]>> };
+  /**
    * A task with no request ending for this long is closed: it is counted in the task metrics. A
    * task that gets requests after it closed is not counted again (see {@link Settler}).
    */
@@ -138,6 +145,8 @@ export class Settler {
   private firstDataMs: number | null = null;
   private lastSampleAtMs = new Map<string, number>();
   private lastResidualJ = 0;
+  /** The label cap's revision the ledger holds (null: not written by this settler yet). */
+  private storedLabelRevision: number | null = null;
   /**
    * Rejected records and sample errors by the hour they happened, not yet written: each goes into
    * the ledger's hourly quality row with the settlement that reaches its hour, so the ESG report
@@ -493,6 +502,7 @@ export class Settler {
     let countable: RequestResult[] = [];
     let tasks: TaskUpdate[] = [];
     let pendingJ = 0;
+    let labelRevision: number | null = null;
     const requestShares: RequestPeriodShare[] = [];
     // The tasks whose requests finalize here: their earlier finalized requests are read before this
     // settlement finalizes any, so the read holds only the rows it needs (none for a task seen whole).
@@ -553,10 +563,21 @@ export class Settler {
         qualityRows,
         taskDeltas: tasks.map((u) => u.delta),
       });
+      if (options.labelCap) {
+        // The metrics admit these results' models and tiers after the commit, in this order
+        // (requestsFinalized): admitted now, they are stored with the settlement that brings them.
+        for (const r of countable) {
+          options.labelValue('model', r.model);
+          options.labelValue('tier', r.tier);
+        }
+        labelRevision = options.labelCap.revision;
+        if (labelRevision !== this.storedLabelRevision) writer.admittedLabelValues(options.labelCap.admitted());
+      }
     });
 
     // Committed: now move the in-memory state and the exported counters.
     this.settledUntilMs = endMs;
+    if (labelRevision !== null) this.storedLabelRevision = labelRevision;
     this.countedUntilMs.clear();
     for (const [uuid, until] of countedAfter) this.countedUntilMs.set(uuid, until);
     for (const hour of this.pendingQuality.keys()) if (hour <= startMs) this.pendingQuality.delete(hour);

@@ -15,6 +15,7 @@ const DEFAULT_MAX_VALUE_LENGTH = 128;
 export class LabelCapper {
   private readonly kept = new Map<string, Set<string>>();
   private readonly foldedCounts = new Map<string, number>();
+  private admissions = 0;
 
   constructor(
     readonly cap: number,
@@ -35,6 +36,7 @@ export class LabelCapper {
     if (values.has(value)) return value;
     if (values.size < this.cap && value.length <= this.maxValueLength) {
       values.add(value);
+      this.admissions += 1;
       return value;
     }
     this.foldedCounts.set(label, (this.foldedCounts.get(label) ?? 0) + 1);
@@ -44,6 +46,18 @@ export class LabelCapper {
   /** Admit known values first (e.g. from the ledger after a restart), in order, up to the cap. */
   preload(label: string, values: Iterable<string>): void {
     for (const value of values) this.value(label, value);
+  }
+
+  /** How many values have been admitted so far: it changes exactly when {@link admitted} does. */
+  get revision(): number {
+    return this.admissions;
+  }
+
+  /** Every label's values that keep their name, in the order they were admitted (for {@link preload} after a restart). */
+  admitted(): Record<string, string[]> {
+    const out: Record<string, string[]> = {};
+    for (const [label, values] of this.kept) if (values.size > 0) out[label] = [...values];
+    return out;
   }
 
   /** Values of `label` that keep their name, in the order they were admitted. */
