@@ -8,7 +8,9 @@ import { epochMs, joules, watts, type EpochMs } from './units.js';
  * - Both ends carry the cumulative energy counter and it did not go backwards: the energy is the
  *   counter delta (`method: 'counter'`), exact whatever the sampling.
  * - The counter went backwards (driver reload): a reset. The interval falls back to trapezoidal
- *   integration of power and is flagged `counterReset` and `estimated`.
+ *   integration of power and is flagged `counterReset` and `estimated`. So does the interval into a
+ *   sample marked `counterRunStart` (a new counter run, whatever its value: see
+ *   {@link foldCounterReadings}).
  * - A reading a little below the highest one so far, or far above it (see
  *   {@link classifyCounterReading}), is a glitch, not a reset: it is read as the highest reading.
  *   Taking it as a reset would count the energy of the interval before it twice, once from power
@@ -158,6 +160,8 @@ export interface CounterReadings {
   readonly count: number;
   timeAt(k: number): number;
   energyAt(k: number): number | null | undefined;
+  /** Whether reading k starts a new counter run (PowerSample.counterRunStart); absent: none does. */
+  runStartAt?(k: number): boolean;
 }
 
 /** How one timestamp's reading is judged ('missing': none usable; 'pending': not until more readings come). */
@@ -177,7 +181,7 @@ class CounterJudge {
   ) {}
 
   /** The timestamp group starting at `from`. */
-  group(from: number): CounterReadingAt & { end: number } {
+  group(from: number): ReadingGroup {
     const group = readingAt(this.readings, from);
     if (group.end > this.reach) this.reach = group.end;
     return group;
@@ -195,6 +199,8 @@ class CounterJudge {
         break;
       }
       const next = this.group(at);
+      // A new counter run tells nothing about where this one went: judged as the last of its run.
+      if (next.runStart) break;
       if (usable(next.energyJ) && next.energyJ !== energyJ) return judgeCounterReading(mark, energyJ, atMs, next);
       at = next.end;
     }
@@ -203,8 +209,8 @@ class CounterJudge {
 
   /**
    * Whether the counter climbs on from `mark` after a glitch: the first reading from `after` on
-   * that is not a glitch is an advance. A missing reading or a reset first, or the end of the
-   * readings, and the mark is not where the counter goes on from. Glitches all through
+   * that is not a glitch is an advance. A missing reading, a reset or a new counter run first, or
+   * the end of the readings, and the mark is not where the counter goes on from. Glitches all through
    * COUNTER_LOOKAHEAD timestamps: taken to climb on (a run of readings under a mark that was a
    * little high lasts as long as the counter takes to catch up with it).
    */
@@ -213,7 +219,7 @@ class CounterJudge {
     for (let k = 0; k < COUNTER_LOOKAHEAD; k += 1) {
       if (at >= this.readings.count) return this.open ? 'pending' : false;
       const next = this.group(at);
-      if (!usable(next.energyJ)) return false;
+      if (next.runStart || !usable(next.energyJ)) return false;
       const kind = this.kind(mark, next.energyJ, next.atMs, next.end);
       if (kind !== 'glitch') return kind === 'pending' ? kind : kind === 'advance';
       at = next.end;
@@ -228,6 +234,11 @@ class CounterJudge {
  * reading, the mark for a glitch read as the mark, null for one read as missing) and how far its
  * judgement looked (`reach`: the end of the furthest timestamp); stops after the first 'pending'
  * one. Returns the mark after the readings walked.
+ *
+ * A timestamp that starts a new counter run is a reset whatever its reading (the first reading,
+ * with no mark before it), and the mark starts again there; without a usable reading it is
+ * missing and leaves no mark, so the next reading is the run's first. The readings before it are
+ * judged without looking past it.
  */
 function walkCounterReadings(
   highWater: CounterHighWater | null,
@@ -241,10 +252,17 @@ function walkCounterReadings(
   let mark = highWater;
   for (let i = from; i < to; ) {
     judge.reach = 0;
-    const { energyJ, atMs, end } = judge.group(i);
+    const { energyJ, atMs, end, runStart } = judge.group(i);
     if (!usable(energyJ)) {
       visit?.('missing', null, null, i, end, end);
-      mark = missedSince(mark);
+      mark = runStart ? null : missedSince(mark);
+      i = end;
+      continue;
+    }
+    if (runStart) {
+      const use = mark === null ? 'first' : 'reset';
+      visit?.(use, energyJ, energyJ, i, end, end);
+      mark = markAfter(mark, energyJ, atMs, use);
       i = end;
       continue;
     }
@@ -272,8 +290,10 @@ function walkCounterReadings(
  * `to` too), so callers that cut a GPU's samples into windows fold the readings before a window
  * with this, pass the result to {@link buildEnergyTimeline}, and give each window
  * {@link WINDOW_TIMESTAMPS_AFTER_END} timestamps after its end: a reading is then judged the same
- * however time is cut. `from` and `to` must not split a group of equal timestamps. `onReading` is
- * told each usable (merged) reading, how it was judged, and its group [start, end).
+ * however time is cut. `from` and `to` must not split a group of equal timestamps. A reading that
+ * starts a new counter run (`runStartAt`) is a reset whatever its value, and no reading before it
+ * is judged by the readings of that run. `onReading` is told each usable (merged) reading, how it
+ * was judged, and its group [start, end).
  */
 export function foldCounterReadings(
   highWater: CounterHighWater | null,
@@ -287,14 +307,17 @@ export function foldCounterReadings(
   }));
 }
 
+/** What the counter folds read of a sample. */
+type CounterSample = Pick<PowerSample, 'timestampMs' | 'energyJ' | 'counterRunStart'>;
+
 /** The readings of an array of samples sorted by time. */
-function sampleReadings(samples: readonly Pick<PowerSample, 'timestampMs' | 'energyJ'>[]): CounterReadings {
-  const at = (k: number) => samples[k] as Pick<PowerSample, 'timestampMs' | 'energyJ'>;
-  return { count: samples.length, timeAt: (k) => at(k).timestampMs, energyAt: (k) => at(k).energyJ };
+function sampleReadings(samples: readonly CounterSample[]): CounterReadings {
+  const at = (k: number) => samples[k] as CounterSample;
+  return { count: samples.length, timeAt: (k) => at(k).timestampMs, energyAt: (k) => at(k).energyJ, runStartAt: (k) => at(k).counterRunStart === true };
 }
 
 /** {@link foldCounterReadings} over samples[0..to) of an array sorted by time. */
-export function foldCounterHighWater(highWater: CounterHighWater | null, samples: readonly Pick<PowerSample, 'timestampMs' | 'energyJ'>[], to: number): CounterHighWater | null {
+export function foldCounterHighWater(highWater: CounterHighWater | null, samples: readonly CounterSample[], to: number): CounterHighWater | null {
   return foldCounterReadings(highWater, sampleReadings(samples), 0, to);
 }
 
@@ -308,7 +331,7 @@ export function foldCounterHighWater(highWater: CounterHighWater | null, samples
  * count twice or not at all. Cut there, the window stops short of `endMs`, so the interval is owed
  * to the period settled once the readings are in (countedUntilAfter in settlement-schedule.ts).
  */
-export function countableBeforeNextReading(samples: readonly Pick<PowerSample, 'timestampMs' | 'energyJ'>[], highWater: CounterHighWater | null, endMs: number): number {
+export function countableBeforeNextReading(samples: readonly CounterSample[], highWater: CounterHighWater | null, endMs: number): number {
   const readings = sampleReadings(samples);
   // The last group start that no judgement before it looked past, up to the pending one.
   let cut = 0;
@@ -324,16 +347,21 @@ export function countableBeforeNextReading(samples: readonly Pick<PowerSample, '
   return Math.max(cut, Math.min(1, samples.length));
 }
 
+/** One timestamp's merged reading, where its group ends, and whether any of its samples starts a counter run. */
+type ReadingGroup = CounterReadingAt & { end: number; runStart: boolean };
+
 /** The merged reading of the timestamp group starting at `from` (its last usable energy), and where the group ends. */
-function readingAt(readings: CounterReadings, from: number): CounterReadingAt & { end: number } {
+function readingAt(readings: CounterReadings, from: number): ReadingGroup {
   const atMs = readings.timeAt(from);
   let energyJ: number | null = null;
+  let runStart = false;
   let end = from;
   for (; end < readings.count && readings.timeAt(end) === atMs; end += 1) {
     const e = readings.energyAt(end);
     if (usable(e)) energyJ = e;
+    if (readings.runStartAt?.(end) === true) runStart = true;
   }
-  return { energyJ, atMs, end };
+  return { energyJ, atMs, end, runStart };
 }
 
 type TimelineConfig = Pick<AttributionConfig, 'samplePeriodMs' | 'maxAttributableGapMs'>;
@@ -346,6 +374,8 @@ interface CleanSample {
   readonly resetBefore?: boolean;
   /** The counter reading was a glitch, read as the high-water mark (set by settleCounterReadings). */
   readonly glitch?: boolean;
+  /** A new counter run starts here (PowerSample.counterRunStart). */
+  readonly runStart?: boolean;
 }
 
 const usable = (value: number | null | undefined): value is number =>
@@ -371,10 +401,11 @@ function cleanSamples(samples: readonly PowerSample[], highWater: CounterHighWat
     if (!Number.isFinite(t)) continue;
     const powerW = usable(sample.powerW) ? sample.powerW : null;
     const energyJ = usable(sample.energyJ) ? sample.energyJ : null;
+    const runStart = sample.counterRunStart === true;
     const last = out[out.length - 1];
     if (last && last.t === t) {
-      out[out.length - 1] = { t, powerW: powerW ?? last.powerW, energyJ: energyJ ?? last.energyJ };
-    } else out.push({ t, powerW, energyJ });
+      out[out.length - 1] = { t, powerW: powerW ?? last.powerW, energyJ: energyJ ?? last.energyJ, ...((runStart || last.runStart) && { runStart: true }) };
+    } else out.push(runStart ? { t, powerW, energyJ, runStart } : { t, powerW, energyJ });
   }
   return settleCounterReadings(out, highWater);
 }
@@ -386,10 +417,15 @@ function cleanSamples(samples: readonly PowerSample[], highWater: CounterHighWat
  * twice; when in those intervals the energy was spent is not known, so both are flagged estimated.
  * Beside a missing reading, or before a reset, it is read as missing: the stretch is counted from
  * power (see {@link foldCounterReadings}). The mark starts again at a reset, so the reading after
- * a reset is judged against the new count.
+ * a reset is judged against the new count; a new counter run is a reset whatever its reading.
  */
 function settleCounterReadings(samples: CleanSample[], highWaterBefore: CounterHighWater | null): CleanSample[] {
-  const readings: CounterReadings = { count: samples.length, timeAt: (k) => (samples[k] as CleanSample).t, energyAt: (k) => (samples[k] as CleanSample).energyJ };
+  const readings: CounterReadings = {
+    count: samples.length,
+    timeAt: (k) => (samples[k] as CleanSample).t,
+    energyAt: (k) => (samples[k] as CleanSample).energyJ,
+    runStartAt: (k) => (samples[k] as CleanSample).runStart === true,
+  };
   // Each sample is its own timestamp here; the walk reads none before the one it visits, so it may be replaced.
   walkCounterReadings(highWaterBefore, readings, 0, samples.length, false, (use, _energyJ, readJ, start) => {
     const sample = samples[start] as CleanSample;

@@ -22,6 +22,12 @@ export interface PowerSample {
   readonly powerAveraged?: boolean;
   /** True for numbers produced by the simulator. Simulated data is never passed off as measured. */
   readonly simulated?: boolean;
+  /**
+   * The energy counter starts a new run here: this reading and the ones after it are not comparable
+   * with the readings before (a simulator's or a replay's counter starts again with each agent
+   * process). The interval into it is counted from power, as after a reset, whatever the values.
+   */
+  readonly counterRunStart?: boolean;
 }
 
 /** A GPU as a power source knows it. */

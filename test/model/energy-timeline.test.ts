@@ -304,3 +304,64 @@ test('a reading far above the highest that the next reading climbs on from is wh
   assert.ok(totalJ(timeline.intervals) >= 120_000 - 9 * 300 - 1e-6, 'at most the nine seconds the counter read 0 are lost');
   assert.ok(timeline.intervals.filter((i) => i.counterReset).length >= 1);
 });
+
+/**
+ * Two counter runs of one GPU drawing 300 W at 1 Hz: the first process's counter from 1 MJ for 10 s,
+ * then, after 4 s down, a second process whose counter starts again (`start`: its first reading,
+ * marked counterRunStart) and climbs 300 J a second for 20 s. The truth is 300 J a second over
+ * all 34 s, whatever the counters read (power is steady, so the interval across the restart,
+ * counted from power, is exact too). `energy` overrides readings as in steadyRun, by second.
+ */
+function twoRuns(start: number | null, energy: ReadonlyMap<number, number | null> = new Map()) {
+  const first = steadyRun(10, energy);
+  const second = Array.from({ length: 21 }, (_, k) => {
+    const at = 14 + k;
+    const e = energy.has(at) ? (energy.get(at) as number | null) : start === null ? (k === 0 ? null : 1e6 + 300 * k) : start + 300 * k;
+    return { ...sample('g', T0 + 1000 * at, 300, e), ...(k === 0 && { counterRunStart: true }) };
+  });
+  return [...first, ...second];
+}
+
+test('a reading that starts a new counter run is a reset whatever its value: just under the highest (a restarted simulator or replay), far above, or missing', () => {
+  const cases: [string, number | null, [number, number | null][]][] = [
+    // Within 1% under the highest (1 MJ + 3 kJ): as a glitch, each of the 20 s after it counted 0 J.
+    ['just under the highest', 1e6 + 500, []],
+    ['equal to the first run\'s first reading', 1e6, []],
+    // Above the highest by more than 5 kW could draw in the 4 s: as a spike, read as the highest.
+    ['far above the highest', 2e6, []],
+    // Above by a plausible climb: as an advance, the 4 s would count 1,000 J, not 1,200.
+    ['a little above the highest', 1e6 + 4000, []],
+    ['missing', null, []],
+    // The first run's last reading a dip: judged without the second run's readings (read as missing).
+    ['after a dip that ends the first run', 1e6 + 500, [[10, 1e6 + 2690]]],
+    ['before a dip in the second run', 1e6 + 500, [[15, 1e6 + 290]]],
+  ];
+  for (const [what, start, overrides] of cases) {
+    const samples = twoRuns(start, new Map(overrides));
+    const whole = buildEnergyTimeline(samples, hz1);
+    assert.deepEqual(whole.uncovered, [], what);
+    assert.ok(Math.abs(totalJ(whole.intervals) - 34 * 300) < 1e-6, `${what}: counted ${totalJ(whole.intervals)} J of ${34 * 300} J`);
+    const across = whole.intervals.find((i) => i.startMs === T0 + 10_000);
+    assert.ok(across && across.endMs === T0 + 14_000 && across.method === 'integrated' && across.estimated && across.gap, `${what}: the interval across the restart is counted from power, flagged (${JSON.stringify(across)})`);
+    if (start !== null) assert.equal(across.counterReset, true, `${what}: flagged as a counter reset`);
+    // The second run counts from its own counter.
+    assert.ok(whole.intervals.filter((i) => i.startMs >= T0 + 16_000).every((i) => i.method === 'counter' && i.energyJ === 300), what);
+    // Cut anywhere, with the mark folded before the cut: the same intervals.
+    for (let from = 1; from < samples.length - 1; from += 1) {
+      const window = buildEnergyTimeline(samples.slice(from), hz1, foldCounterHighWater(null, samples, from)).intervals;
+      const key = (ivs: typeof window) => ivs.map((i) => [i.startMs, i.energyJ, i.method, i.estimated, i.counterReset]);
+      assert.deepEqual(key(window), key(whole.intervals.filter((i) => i.startMs >= samples[from]!.timestampMs)), `${what}: cut at ${samples[from]!.timestampMs - T0} ms`);
+    }
+  }
+});
+
+test('readings after a new counter run starts are all countable at once: no reading of the first run waits for the second run\'s', () => {
+  // The first run ends in a dip (a glitch whose judgement needs the readings after it); the second
+  // run's first reading is in, and nothing after it.
+  const samples = twoRuns(1e6 + 500, new Map([[10, 1e6 + 2690]])).slice(0, 12);
+  assert.equal(samples.at(-1)!.counterRunStart, true);
+  assert.equal(countableBeforeNextReading(samples, null, T0 + 20_000), samples.length);
+  // Without the mark the dip waits: the interval into it is owed until more readings come.
+  const unmarked = samples.map((s) => ({ ...s, counterRunStart: false }));
+  assert.ok(countableBeforeNextReading(unmarked, null, T0 + 20_000) < samples.length);
+});
