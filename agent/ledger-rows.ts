@@ -314,10 +314,11 @@ export interface SampleRow {
   energy_j: number | null;
   averaged: number;
   simulated: number;
+  counter_run_start: number;
 }
 
 export function sampleParams(s: PowerSample): unknown[] {
-  return [s.timestampMs, s.gpuUuid, s.gpuIndex, s.powerW, s.energyJ, s.powerAveraged ? 1 : 0, s.simulated ? 1 : 0];
+  return [s.timestampMs, s.gpuUuid, s.gpuIndex, s.powerW, s.energyJ, s.powerAveraged ? 1 : 0, s.simulated ? 1 : 0, s.counterRunStart ? 1 : 0];
 }
 
 export function sampleFromRow(row: SampleRow): PowerSample {
@@ -329,8 +330,13 @@ export function sampleFromRow(row: SampleRow): PowerSample {
     energyJ: row.energy_j === null ? null : joules(row.energy_j),
   };
   // Optional flags appear only when set, as the sources emit them.
-  if (row.averaged !== 0 || row.simulated !== 0) {
-    return { ...sample, ...(row.averaged !== 0 && { powerAveraged: true }), ...(row.simulated !== 0 && { simulated: true }) };
+  if (row.averaged !== 0 || row.simulated !== 0 || row.counter_run_start !== 0) {
+    return {
+      ...sample,
+      ...(row.averaged !== 0 && { powerAveraged: true }),
+      ...(row.simulated !== 0 && { simulated: true }),
+      ...(row.counter_run_start !== 0 && { counterRunStart: true }),
+    };
   }
   return sample;
 }

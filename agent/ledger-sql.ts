@@ -76,9 +76,9 @@ export const PRUNE_REQUEST_IDS = `DELETE FROM request_ids WHERE (h, rid) IN
 export const PRUNED_UNMERGED_SEQS = 'SELECT seq FROM requests WHERE end_ms < ? AND finalized = 1 AND seq > ?';
 
 export const INSERT_SAMPLE = `INSERT OR IGNORE INTO power_samples
-  (ts_ms, gpu_uuid, gpu_index, power_w, energy_j, averaged, simulated) VALUES (?, ?, ?, ?, ?, ?, ?)`;
+  (ts_ms, gpu_uuid, gpu_index, power_w, energy_j, averaged, simulated, counter_run_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`;
 
-const SAMPLE_COLUMNS = 'ts_ms, gpu_uuid, gpu_index, power_w, energy_j, averaged, simulated';
+const SAMPLE_COLUMNS = 'ts_ms, gpu_uuid, gpu_index, power_w, energy_j, averaged, simulated, counter_run_start';
 /** Samples in [from, to] plus the neighbours just outside, so boundary intervals can be split. */
 /** Through the primary key (gpu_uuid, ts_ms): one index seek. */
 export const EARLIEST_SAMPLE = 'SELECT min(ts_ms) AS t FROM power_samples WHERE gpu_uuid = ?';
