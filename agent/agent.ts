@@ -142,6 +142,7 @@ export class Agent {
       taskIdleMs: this.taskIdleMs,
       hostSource: this.hostKind,
       startedAtMs: this.now(),
+      counterRestartsWithProcess: powerSource.counterRestartsWithProcess,
       log,
     });
     const restored = this.settler.restore(this.now());

@@ -78,6 +78,14 @@ export interface SettlerOptions {
   readonly hostSource?: string;
   /** When the agent started (wall clock): with no sample yet, records before it are late. */
   readonly startedAtMs?: number;
+  /**
+   * The power source's energy counter starts again with this process (PowerSource
+   * counterRestartsWithProcess): each GPU's first sample taken into its buffer is marked as the
+   * start of a new counter run, and stored so, so that it is not judged against the high-water
+   * mark of the run before (carried in the ledger) or that run's stored samples. Each GPU's samples
+   * must come in time order.
+   */
+  readonly counterRestartsWithProcess?: boolean;
   readonly log: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
 }
 
@@ -164,6 +172,8 @@ export class Settler {
   private hostSettled: { segment: number; energyJ: number } | null = null;
   /** This run's host counter segment: after every segment stored in the ledger. */
   private hostSegment = Date.now();
+  /** GPUs whose first sample of this process has been marked as a counter run start (see counterRestartsWithProcess). */
+  private readonly counterRunStarted = new Set<string>();
 
   constructor(private readonly options: SettlerOptions) {
     for (const gpu of options.gpus) {
@@ -261,7 +271,7 @@ export class Settler {
   /** Called by the power source for each batch of samples. Cheap: buffering only. */
   addSamples(samples: readonly PowerSample[]): void {
     let stale = 0;
-    for (const sample of samples) {
+    for (let sample of samples) {
       const buffer = this.samplesByGpu.get(sample.gpuUuid);
       if (!buffer) continue; // inventory is fixed at start-up; an unknown GPU is reported by the source
       if (this.settledUntilMs !== null && sample.timestampMs <= (this.countedUntilMs.get(sample.gpuUuid) ?? this.settledUntilMs) && sample.timestampMs < this.settledUntilMs) {
@@ -274,12 +284,19 @@ export class Settler {
         this.options.metrics.sampleError?.('stale_timestamp');
       } else {
         const last = buffer[buffer.length - 1];
+        let at = buffer.length;
         if (last && sample.timestampMs <= last.timestampMs) {
           if (sample.timestampMs === last.timestampMs) continue; // a repeat reading adds nothing
-          const at = buffer.findIndex((s) => s.timestampMs >= sample.timestampMs);
-          if (buffer[at]?.timestampMs === sample.timestampMs) continue;
-          buffer.splice(at, 0, sample);
-        } else buffer.push(sample);
+          const t = sample.timestampMs;
+          at = buffer.findIndex((s) => s.timestampMs >= t);
+          if (buffer[at]?.timestampMs === t) continue;
+        }
+        if (this.options.counterRestartsWithProcess === true && !this.counterRunStarted.has(sample.gpuUuid)) {
+          this.counterRunStarted.add(sample.gpuUuid);
+          sample = { ...sample, counterRunStart: true };
+        }
+        if (at === buffer.length) buffer.push(sample);
+        else buffer.splice(at, 0, sample);
       }
       this.unpersisted.push(sample);
       this.lastSampleAtMs.set(sample.gpuUuid, sample.timestampMs);

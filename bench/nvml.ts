@@ -57,6 +57,7 @@ function bareWorker(sleep: 'timer' | 'atomics'): PowerSource {
     ? `const tick = () => setTimeout(tick, ${PERIOD_MS}); tick();`
     : `const word = new Int32Array(new SharedArrayBuffer(4)); let next = Date.now(); for (;;) { next += ${PERIOD_MS}; Atomics.wait(word, 0, 0, Math.max(0, next - Date.now())); }`;
   return {
+    counterRestartsWithProcess: false,
     init: async () => [],
     start: () => {
       worker = new Worker(code, { eval: true });

@@ -28,6 +28,13 @@ export interface PowerSourceError {
  * energy and pushes samples; it never blocks the caller and never throws out of its loop.
  */
 export interface PowerSource {
+  /**
+   * The energy counter starts again with each agent process (a simulator, a replayed trace), so
+   * its readings are not comparable with those a stopped agent stored: the settler marks each GPU's
+   * first sample of the process as the start of a new counter run (PowerSample.counterRunStart).
+   * False for a driver's counter (NVML, nvidia-smi), which runs on across agent restarts.
+   */
+  readonly counterRestartsWithProcess: boolean;
   /** Discover GPUs and prepare. Throws (with a clear message) only when the source cannot work at all. */
   init(): Promise<readonly GpuInfo[]>;
   /** Start emitting samples to `onSamples` (a batch per tick) and problems to `onError`. */

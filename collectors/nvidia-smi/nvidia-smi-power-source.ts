@@ -53,6 +53,8 @@ const PROBLEM_WINDOW_MS = 60_000;
  * field and reported; unparsable lines are reported, never silently dropped.
  */
 export class NvidiaSmiPowerSource implements PowerSource {
+  /** The driver's counter: it runs on across agent restarts. */
+  readonly counterRestartsWithProcess = false;
   private readonly binary: string;
   private readonly throttle = new ProblemThrottle(PROBLEM_WINDOW_MS);
   private fields: readonly string[] = [];

@@ -83,6 +83,8 @@ const PROBLEM_WINDOW_MS = 60_000;
  * every lostRetryMs.
  */
 export class NvmlPowerSource implements PowerSource {
+  /** The driver's counter: it runs on across agent restarts. */
+  readonly counterRestartsWithProcess = false;
   private readonly libraryPath: string;
   private readonly initTimeoutMs: number;
   private readonly lostRetryMs: number;

@@ -35,6 +35,11 @@ const MAX_BATCH = 100_000;
  * the file go to onError (reason "parse") with their line numbers when the replay starts.
  */
 export class ReplayPowerSource implements PowerSource {
+  /**
+   * Moved to now, a replay starts again at the trace's first reading in each process. With the
+   * trace's own timestamps, a restarted replay gives each timestamp the reading it gave before.
+   */
+  readonly counterRestartsWithProcess: boolean;
   private readonly clock: { now(): number };
   private readonly tickMs: number;
   private trace: ParsedPowerTrace | undefined;
@@ -56,6 +61,7 @@ export class ReplayPowerSource implements PowerSource {
 
   constructor(private readonly options: ReplayPowerSourceOptions) {
     this.clock = options.clock ?? { now: () => Date.now() };
+    this.counterRestartsWithProcess = options.keepTimestamps !== true;
     this.tickMs = options.tickMs ?? 100;
     if (!(this.tickMs >= 1)) throw new Error('replay: tickMs must be >= 1');
   }

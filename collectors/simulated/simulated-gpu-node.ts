@@ -139,6 +139,8 @@ export function simulatedGpuUuid(index: number): string {
  * CPU allows (tests, benchmarks). Use one or the other, not both.
  */
 export class SimulatedGpuNode implements PowerSource {
+  /** Each node seeds its counters afresh (the same values for the same seed). */
+  readonly counterRestartsWithProcess = true;
   private readonly clock: { now(): number };
   private readonly originMs: number;
   private readonly periodMs: number;
