@@ -98,10 +98,9 @@ export function demoCommand(): Command {
 }
 
 /**
- * A demo stands alone: its simulated GPUs' energy counters start at new values every run, so on a
- * ledger that already holds power samples the first delta against the last stored sample would
- * book energy never drawn (megajoules in seconds), and the summary would mix in earlier runs.
- * Such a ledger is refused (exit 2) before anything starts.
+ * A demo stands alone: on a ledger that already holds power samples, /metrics (seeded from the
+ * ledger at start) and the settled figures would mix earlier runs into this one's, while the
+ * summary table covers this run only. Such a ledger is refused (exit 2) before anything starts.
  */
 function refuseUsedLedger(path: string, source: ConfigSource | undefined): void {
   if (!existsSync(path)) return;
@@ -121,7 +120,7 @@ function refuseUsedLedger(path: string, source: ConfigSource | undefined): void 
   const from = source === 'flag' ? '--db' : source === 'env' ? 'TOKENWATT_DB' : 'the config file\'s db';
   process.stderr.write(
     `tokenwatt demo: the ledger ${path} (from ${from}) already holds power samples. A demo must stand alone: ` +
-      'its simulated GPUs\' energy counters start afresh each run, and joined to earlier samples they would book energy that was never drawn. ' +
+      'its /metrics counters, seeded from the ledger, would mix earlier runs into this one, while its summary table covers this run only. ' +
       `Give a new file (e.g. --db ${join(os.tmpdir(), `tokenwatt-demo-${process.pid}.db`)}), or leave --db and TOKENWATT_DB unset for a fresh temporary ledger.\n`,
   );
   process.exit(DEMO_USAGE_EXIT);
