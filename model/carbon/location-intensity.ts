@@ -14,6 +14,7 @@ export interface LocationIntensity {
   readonly kind: 'region' | 'constant' | 'hourly';
   /** gCO2e/kWh for the hour starting at hourStartMs. */
   gPerKwhAt(hourStartMs: number): number;
+  /** Read after the last gPerKwhAt: an hourly file's mean and fill note count the hours asked for later too. */
   readonly provenance: FactorProvenance;
   /** Hours whose value came from the fill policy rather than the file (disclosed in the report). */
   readonly filledHours: number;
@@ -78,18 +79,32 @@ export function resolveLocationIntensity(
     };
   }
   const values = fillHours(spec.series, spec.fill, neededHours, spec.fileName);
-  let sum = 0;
-  let n = 0;
-  for (const h of neededHours) {
-    sum += values.values.get(h) ?? 0;
-    n += 1;
-  }
+  // Hours asked for after resolution (usage without measured energy rows): they are used too, so
+  // the provenance's mean and fill note count them (it is read after the figures are computed).
+  const needed = new Set(neededHours);
+  const usedLater: number[] = [];
   let filledLater = 0;
+  const provenanceBase = {
+    role: 'location',
+    id: `hourly-file:${spec.fileName}`,
+    unit: 'gCO2e/kWh (mean of the hours used)',
+    source:
+      `hourly intensity file ${spec.fileName} (sha256 ${spec.fileSha256}), column "${spec.series.intensityColumn}" (${unitNote(spec.series.unit)}), ` +
+      `${spec.series.dataLines} data lines, ${new Date(spec.series.firstHourMs).toISOString()} to ${new Date(spec.series.lastHourMs).toISOString()}`,
+    year: null,
+    basis: spec.series.basis,
+  } as const;
   return {
     kind: 'hourly',
     gPerKwhAt: (hour) => {
       const v = values.values.get(hour);
-      if (v !== undefined) return v;
+      if (v !== undefined) {
+        if (!needed.has(hour)) {
+          needed.add(hour);
+          usedLater.push(hour);
+        }
+        return v;
+      }
       // An hour resolved only now: usage with no measured energy rows (those decide the hours
       // resolved up front). The fill policy applies to it as to any other.
       const filled = fillOne(spec.series, spec.fill, hour, meanOf(spec.series));
@@ -101,23 +116,23 @@ export function resolveLocationIntensity(
         );
       }
       values.values.set(hour, filled);
+      needed.add(hour);
+      usedLater.push(hour);
       filledLater += 1;
       return filled;
     },
     get filledHours() {
       return values.filled + filledLater;
     },
-    provenance: {
-      role: 'location',
-      id: `hourly-file:${spec.fileName}`,
-      value: n > 0 ? sum / n : 0,
-      unit: 'gCO2e/kWh (mean of the hours used)',
-      source:
-        `hourly intensity file ${spec.fileName} (sha256 ${spec.fileSha256}), column "${spec.series.intensityColumn}" (${unitNote(spec.series.unit)}), ` +
-        `${spec.series.dataLines} data lines, ${new Date(spec.series.firstHourMs).toISOString()} to ${new Date(spec.series.lastHourMs).toISOString()}`,
-      year: null,
-      basis: spec.series.basis,
-      note: hourlyFileNote(values.filled, spec.fill, partialHours(spec.series, neededHours)),
+    get provenance(): FactorProvenance {
+      const used = [...neededHours, ...usedLater];
+      let sum = 0;
+      for (const h of used) sum += values.values.get(h) ?? 0;
+      return {
+        ...provenanceBase,
+        value: used.length > 0 ? sum / used.length : 0,
+        note: hourlyFileNote(values.filled + filledLater, spec.fill, partialHours(spec.series, used)),
+      };
     },
   };
 }

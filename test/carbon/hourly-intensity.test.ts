@@ -208,6 +208,15 @@ describe('hourly intensity gaps', () => {
     assert.equal(carry.gPerKwhAt(T0 + 5 * H), 400);
     assert.equal(carry.gPerKwhAt(T0 + 5 * H), 400, 'filled once');
     assert.equal(carry.filledHours, 1);
+    // The provenance counts it: its note says so and its mean is over 00:00, 01:00 and 05:00.
+    assert.match(carry.provenance.note ?? '', /^1 hour\(s\) filled by policy "carry-forward"/);
+    assert.equal(carry.provenance.value, (100 + 200 + 400) / 3);
+    // An hour of the file asked for later is used too: it enters the mean, not the fill count.
+    const later = resolveLocationIntensity(spec('carry-forward'), [], [T0]);
+    assert.equal(later.gPerKwhAt(T0 + H), 200);
+    assert.equal(later.gPerKwhAt(T0 + H), 200);
+    assert.equal(later.provenance.value, 150);
+    assert.equal(later.provenance.note, null);
     assert.equal(resolveLocationIntensity(spec('mean'), [], [T0]).gPerKwhAt(T0 + 5 * H), 700 / 3);
     // Under "error" the file's gaps at 02:00 and 03:00 are no reason to refuse it while no hour
     // needs them; an hour asked for later that the file lacks is named.
