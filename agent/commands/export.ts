@@ -23,7 +23,7 @@ import type { ReportPeriod } from '../../exporters/esg/report-period.js';
 import { esgReportSchemaProblems } from '../../exporters/esg/report-schema.js';
 import { rollupsOf } from '../../exporters/esg/rollup-source.js';
 import { aggregateUsageInParts, aggregateUsageInWorkers } from '../../exporters/esg/parallel-usage-aggregate.js';
-import { aggregateTasksInSqlite } from '../../exporters/esg/sqlite-usage-aggregate.js';
+import { aggregateTasksInSqlite, usageTotalsInSqlite } from '../../exporters/esg/sqlite-usage-aggregate.js';
 import type { UsageAggregate } from '../../exporters/esg/usage-breakdowns.js';
 import { epochMs } from '../../model/units.js';
 import { addConfigOptions, loadConfig } from '../config.js';
@@ -193,6 +193,7 @@ async function buildFromLedger(
     ...rollupsOf(store.ledger, period),
     tasks: [],
     taskAggregates: aggregateTasksInSqlite(store.sql, period),
+    usageTotals: usageTotalsInSqlite(store.sql, period),
     ...carbonInputs(carbon, configDir),
     period,
     dataSource: 'ledger',

@@ -24,7 +24,7 @@ import { dayOf, isoHour, kg, kwh, monthOf, ratio, round } from './report-numbers
 import { sumTasks, tasksSection } from './task-summary.js';
 import type { TaskAggregateRow } from './task-summary.js';
 import { addSums, aggregateUsage, emptySums } from './usage-breakdowns.js';
-import type { HourFactors, UsageAggregate, UsageSums } from './usage-breakdowns.js';
+import type { HourFactors, UsageAggregate, UsageNodeHourTotal, UsageSums } from './usage-breakdowns.js';
 
 /** Token and request counts per model and tier (the Prometheus path: tokens carry no other labels). */
 export interface TokenCountRow {
@@ -39,8 +39,14 @@ export interface TokenCountRow {
   readonly reasoningTokens: number;
 }
 
+/** Label of the breakdown row that holds, in each label dimension, the facility energy no usage row took. */
+export const UNALLOCATED_KEY = '(unallocated)';
+
 export interface EsgReportInput {
-  /** Rows are read once each, in this order: energy, host, quality, usage, tasks (so they may stream). */
+  /**
+   * Rows are read in this order: energy, host, quality, usage, tasks (so they may stream). Usage is
+   * read twice (once for its node-hour totals) unless `usageTotals` is given.
+   */
   readonly energy: Iterable<HourlyEnergyRow>;
   readonly host: Iterable<HourlyHostEnergyRow>;
   readonly quality: Iterable<HourlyQualityRow>;
@@ -67,6 +73,8 @@ export interface EsgReportInput {
    * aggregate), given every measured node-hour's factors; returns null to stream instead.
    */
   readonly usageAggregator?: (factors: ReadonlyMap<string, ReadonlyMap<number, HourFactors>>) => UsageAggregate | null;
+  /** The usage rows' attributed energy per node-hour, summed by the store (else summed from `usage`). */
+  readonly usageTotals?: Iterable<UsageNodeHourTotal>;
 }
 
 const TOKEN_DIMENSIONS_OF_TOKEN_COUNTS: readonly BreakdownDimension[] = ['tier', 'model', 'month'];
@@ -107,29 +115,39 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
 
   const location = resolveLocationIntensity(locationSpecOf(carbon, input.intensityFile), table, [...neededHours].sort((a, b) => a - b));
   const market = resolveMarketIntensity(carbon.market, period);
+  // Each node-hour's facility energy goes to the usage rows booked in that hour, in proportion to
+  // their attributed energy: the denominator is theirs, not the energy rows' (a request may draw
+  // energy in one hour and be booked in another), so the rows of every breakdown dimension add up
+  // to the facility energy of their hours. With no attributed usage the hour is unallocated; usage
+  // in an hour without measured energy gets none (its energy is counted where it was measured).
+  const usageJ = usageByNodeHour(period, input.usageTotals ?? usageTotalsOf(input.usage));
   const factorsCache = new Map<string, Map<number, HourFactors>>();
-  let usageOutsideMeasuredHours = 0;
-  const factorsOf = (node: string, hour: number): HourFactors => {
-    const cached = factorsCache.get(node)?.get(hour);
-    if (cached) return cached;
-    const h = byNode.get(node)?.get(hour);
-    if (!h || !hasData(h)) usageOutsideMeasuredHours += 1;
-    const loc = location.gPerKwhAt(hour);
-    const attributed = h ? h.staticJ + h.dynamicJ : 0;
-    const it = h ? h.measuredJ + h.hostJ : 0;
-    const f: HourFactors = {
-      fullyLoadedPerJ: attributed > 0 ? (it * pue) / attributed : pue,
-      locationGPerJ: loc / JOULES_PER_KWH,
-      marketGPerJ: market.gPerKwhAt(hour, loc) / JOULES_PER_KWH,
-    };
+  const setFactors = (node: string, hour: number, f: HourFactors): HourFactors => {
     let perNode = factorsCache.get(node);
     if (!perNode) factorsCache.set(node, (perNode = new Map()));
     perNode.set(hour, f);
     return f;
   };
+  const NO_ENERGY: HourFactors = { fullyLoadedPerJ: 0, locationGPerJ: 0, marketGPerJ: 0 };
+  let usageOutsideMeasuredHours = 0;
+  for (const [node, hours] of usageJ) {
+    for (const hour of hours.keys()) {
+      const h = byNode.get(node)?.get(hour);
+      if (h && hasData(h)) continue;
+      usageOutsideMeasuredHours += 1;
+      setFactors(node, hour, NO_ENERGY);
+    }
+  }
+  const factorsOf = (node: string, hour: number): HourFactors => {
+    const cached = factorsCache.get(node)?.get(hour);
+    if (cached) return cached;
+    // Only reached for usage missing from `usageTotals` (a store that changed between the reads).
+    usageOutsideMeasuredHours += 1;
+    return setFactors(node, hour, NO_ENERGY);
+  };
 
   // Totals, months, days and node coverage from the measured side.
-  const t = { measured: 0, idle: 0, static: 0, dynamic: 0, unattributed: 0, host: 0, unallocated: 0, locG: 0, mktG: 0 };
+  const t = { measured: 0, idle: 0, static: 0, dynamic: 0, unattributed: 0, host: 0, unallocated: 0, unallocatedLocG: 0, unallocatedMktG: 0, locG: 0, mktG: 0 };
   const q = { estimated: 0, covered: 0, resets: 0, gaps: 0, late: 0, rejected: 0, sampleErrors: 0, hostEstimated: 0, simulated: 0 };
   const monthFacility = new Map<string, { facilityJ: number; locG: number; mktG: number }>();
   const dailyOverhead = new Map<string, { idle: number; unattributed: number; host: number }>();
@@ -154,12 +172,20 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
       if (!hasData(h)) continue;
       hoursWithData.add(hour);
       const facility = (h.measuredJ + h.hostJ) * pue;
-      const f = factorsOf(node, hour);
-      const locG = facility * f.locationGPerJ;
-      const mktG = facility * f.marketGPerJ;
+      const loc = location.gPerKwhAt(hour);
+      const locationGPerJ = loc / JOULES_PER_KWH;
+      const marketGPerJ = market.gPerKwhAt(hour, loc) / JOULES_PER_KWH;
+      const attributed = usageJ.get(node)?.get(hour) ?? 0;
+      setFactors(node, hour, { fullyLoadedPerJ: attributed > 0 ? facility / attributed : 0, locationGPerJ, marketGPerJ });
+      const locG = facility * locationGPerJ;
+      const mktG = facility * marketGPerJ;
       t.locG += locG;
       t.mktG += mktG;
-      if (h.staticJ + h.dynamicJ <= 0) t.unallocated += facility;
+      if (attributed <= 0) {
+        t.unallocated += facility;
+        t.unallocatedLocG += locG;
+        t.unallocatedMktG += mktG;
+      }
       const m = monthFacility.get(monthOf(hour)) ?? { facilityJ: 0, locG: 0, mktG: 0 };
       m.facilityJ += facility;
       m.locG += locG;
@@ -241,7 +267,8 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
     };
 
     const tokenDims = tokenCounts ? TOKEN_DIMENSIONS_OF_TOKEN_COUNTS : null;
-    const breakdowns = breakdownRows(usage, monthFacility, tokenCounts, tokenDims, monthsOf(period));
+    const unallocated = { fullyLoadedJ: t.unallocated, locationG: t.unallocatedLocG, marketG: t.unallocatedMktG };
+    const breakdowns = breakdownRows(usage, monthFacility, unallocated, tokenCounts, tokenDims, monthsOf(period));
     const cross = crossRows(usage, tokenCounts !== null);
     const series = seriesOf(usage.dailyByTier, dailyOverhead);
 
@@ -257,7 +284,10 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
       notes.push('Market-based: no supplier rate or residual mix configured; the uncovered share uses the location-based grid average (disclosed in factors).');
     }
     if (usageOutsideMeasuredHours > 0) {
-      notes.push(`${usageOutsideMeasuredHours} node-hour(s) have attributed usage but no measured energy rows; their usage is in breakdowns but not in measured totals.`);
+      notes.push(
+        `${usageOutsideMeasuredHours} node-hour(s) have attributed usage but no measured energy rows; their attributed energy is in the breakdowns ` +
+          'but not in measured totals, with no fully loaded energy or emissions (those are counted in the hours the energy was measured).',
+      );
     }
     if (!coverageKnown) notes.push('Sample coverage, gap and counter-reset counts are not available from this data source.');
     if (input.taskEnergyKnown === false) notes.push('Task energy is not available from this data source: task counts only.');
@@ -449,6 +479,7 @@ const COMBO_DIMENSIONS: readonly (readonly [BreakdownDimension, (c: { model: str
 function breakdownRows(
   usage: ReturnType<typeof aggregateUsage>,
   monthFacility: ReadonlyMap<string, { facilityJ: number; locG: number; mktG: number }>,
+  unallocated: Pick<UsageSums, 'fullyLoadedJ' | 'locationG' | 'marketG'>,
   tokenCounts: TokenSums | null,
   tokenDims: readonly BreakdownDimension[] | null,
   periodMonths: readonly string[],
@@ -466,6 +497,8 @@ function breakdownRows(
     if (tokenCounts && by === 'model') for (const [k, v] of groups) copyTokens(v, tokenCounts.byModel.get(k));
     const tokensKnown = tokenDims === null || tokenDims.includes(by);
     for (const key of [...groups.keys()].sort()) rows.push(breakdownRow(by, key, groups.get(key) ?? emptySums(), tokensKnown));
+    // The facility energy of hours without attributed usage, so that each dimension adds up to the totals.
+    if (unallocated.fullyLoadedJ > 0) rows.push(breakdownRow(by, UNALLOCATED_KEY, { ...emptySums(), ...unallocated }, tokensKnown));
   }
   // Every month of the period gets a row, zero where there was no data (a gap is visible, not absent).
   const months = new Set([...periodMonths, ...usage.months.keys(), ...monthFacility.keys()]);
@@ -577,4 +610,21 @@ function coverageOf(
     return { node, gpus: gpuHours.get(node)?.size ?? 0, hours_with_data: withData, missing_hours: missing };
   });
   return { nodes, sources: [], duplicates_ignored: [] };
+}
+
+/** Usage rows as node-hour totals of their attributed energy. */
+function* usageTotalsOf(usage: Iterable<HourlyUsageRow>): Generator<UsageNodeHourTotal> {
+  for (const r of usage) yield { hourStartMs: r.hourStartMs, node: r.node, attributedJ: r.staticJ + r.dynamicJ };
+}
+
+/** Node -> hour -> attributed joules of the usage in the period. */
+function usageByNodeHour(period: ReportPeriod, totals: Iterable<UsageNodeHourTotal>): Map<string, Map<number, number>> {
+  const out = new Map<string, Map<number, number>>();
+  for (const u of totals) {
+    if (u.hourStartMs < period.fromMs || u.hourStartMs >= period.toMs) continue;
+    let hours = out.get(u.node);
+    if (!hours) out.set(u.node, (hours = new Map()));
+    hours.set(u.hourStartMs, (hours.get(u.hourStartMs) ?? 0) + u.attributedJ);
+  }
+  return out;
 }

@@ -61,7 +61,10 @@ export interface EsgTotals {
   /** Effective PUE (facility / IT); for one site the configured PUE. */
   readonly pue: number;
   readonly facility_energy_kwh: number;
-  /** Facility energy of hours with no attributed work (idle kept warm): in totals, in no breakdown key. */
+  /**
+   * Facility energy of node-hours whose usage rows hold no attributed energy (idle kept warm):
+   * in totals, and in the "(unallocated)" row of each label dimension.
+   */
   readonly unallocated_facility_energy_kwh: number;
   readonly emissions_location_kgco2e: number;
   readonly emissions_market_kgco2e: number;

@@ -26,7 +26,8 @@ export function methodology(dataSource: 'ledger' | 'prometheus' | 'merge'): EsgM
       'Market-based emissions: contractual instruments cover their share at their own rate (often 0); the remainder uses the supplier-specific rate, else the residual mix, else (disclosed) the location-based grid average.',
       'Embodied emissions (SCI): M = TE x (TiR / EL) x RS per GPU and per host, with TiR the hours the hardware reported data in the period.',
       'SCI = (E x I + M) / R with E x I location-based; R = output (completion) tokens, or successful tasks. Offsets and market instruments never reduce SCI.',
-      'Breakdowns: attributed (marginal) energy per label; fully loaded energy adds each node-hour\'s idle, unattributed and host energy in proportion to attributed energy, times PUE. Hours with no attributed work stay in totals as unallocated energy.',
+      'Breakdowns: attributed (marginal) energy per label, from the hourly usage rows. Fully loaded energy: the facility energy of each node-hour ((GPU + host) x PUE) is shared among the usage rows booked in that hour in proportion to their attributed energy, at that hour\'s grid intensities. ' +
+        'A node-hour whose usage rows hold no attributed energy is unallocated: each label dimension shows it as its "(unallocated)" row, so the rows of every dimension add up to the totals. Usage in a node-hour without measured energy gets no fully loaded energy (the quality notes count such hours).',
       'Tasks: see tasks.definition. Waste share = energy of failed, cancelled and retried attempts / all task energy.',
       'Data quality: sample coverage = sample-covered GPU hours / (GPUs x hours in the period); estimated energy comes from gaps, counter resets and missing readings; late records arrived after their period settled and are counted, never dropped.',
       'Simulated energy (demo mode, simulated power source) is flagged per row; any simulated share marks the whole report as simulated.',

@@ -4,7 +4,7 @@ import type { ReportPeriod } from './report-period.js';
 import { dayOf, labelKey, monthOf } from './report-numbers.js';
 import type { TaskAggregateRow } from './task-summary.js';
 import { emptySums } from './usage-breakdowns.js';
-import type { ComboSums, HourFactors, UsageAggregate, UsageSums } from './usage-breakdowns.js';
+import type { ComboSums, HourFactors, UsageAggregate, UsageNodeHourTotal, UsageSums } from './usage-breakdowns.js';
 
 /**
  * The usage and task sums of a period computed inside SQLite, on a read-only connection to the
@@ -101,6 +101,21 @@ function add(into: UsageSums, s: UsageSums): void {
   into.locationG += s.locationG;
   into.marketG += s.marketG;
   into.simulatedJ += s.simulatedJ;
+}
+
+/**
+ * The attributed energy of the period's usage rows per node-hour: the denominators of the fully
+ * loaded factors (build-esg-report.ts). Grouped along the primary key (hour, node, ...): no sort.
+ */
+export function usageTotalsInSqlite(db: Database, period: ReportPeriod): UsageNodeHourTotal[] {
+  const rows = db
+    .prepare(
+      `SELECT hour_start_ms, node, sum(static_j + dynamic_j) FROM hourly_usage
+       WHERE hour_start_ms >= ? AND hour_start_ms < ? GROUP BY hour_start_ms, node`,
+    )
+    .raw(true)
+    .all(period.fromMs, period.toMs) as [number, string, number][];
+  return rows.map(([hourStartMs, node, attributedJ]) => ({ hourStartMs, node, attributedJ }));
 }
 
 /**

@@ -58,10 +58,20 @@ export interface ComboSums extends UsageSums {
  * and the grid intensities of that hour (gCO2e per joule).
  */
 export interface HourFactors {
-  /** (GPU measured + host) / attributed on GPU, times PUE; PUE alone when nothing was attributed. */
+  /**
+   * Facility energy of the node-hour ((GPU measured + host) x PUE) / attributed energy of its usage
+   * rows; 0 when the hour has no measured energy.
+   */
   readonly fullyLoadedPerJ: number;
   readonly locationGPerJ: number;
   readonly marketGPerJ: number;
+}
+
+/** The attributed energy (static + dynamic) of one node-hour's usage rows. */
+export interface UsageNodeHourTotal {
+  readonly hourStartMs: number;
+  readonly node: string;
+  readonly attributedJ: number;
 }
 
 export interface UsageAggregate {

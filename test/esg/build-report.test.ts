@@ -7,7 +7,7 @@ import { CarbonInputError } from '../../model/carbon/carbon-input-error.js';
 import { parseHourlyIntensityCsv } from '../../model/carbon/hourly-intensity-csv.js';
 import type { HourlyEnergyRow, HourlyUsageRow, TaskRow } from '../../model/rollup-types.js';
 import { epochMs } from '../../model/units.js';
-import { buildEsgReport } from '../../exporters/esg/build-esg-report.js';
+import { buildEsgReport, UNALLOCATED_KEY } from '../../exporters/esg/build-esg-report.js';
 import type { EsgReportInput } from '../../exporters/esg/build-esg-report.js';
 import { NoDataError } from '../../exporters/esg/esg-errors.js';
 import type { EsgReport } from '../../exporters/esg/esg-report.js';
@@ -248,7 +248,7 @@ describe('ESG report: simulated data is never unmarked', () => {
     assert.match(r.title, /^SIMULATED DATA \(not a measurement\)/);
     assert.equal(r.quality.simulated_share, 1);
     assert.ok(r.quality.notes.some((n) => n.startsWith('SIMULATED')));
-    assert.ok(r.breakdowns.filter((b) => b.by === 'tier').every((b) => b.simulated_energy_kwh > 0));
+    assert.ok(r.breakdowns.filter((b) => b.by === 'tier' && b.key !== UNALLOCATED_KEY).every((b) => b.simulated_energy_kwh > 0));
   });
 
   it('is marked even when only the requests were simulated', () => {
@@ -302,8 +302,11 @@ describe('ESG report: breakdowns add up (property)', () => {
         const r = build(makeRollups({ fromMs: T0, hours, gpus, seed, idleHours: [1] }), { region: 'FR', pue: 1.2 });
         for (const by of ['tier', 'model', 'team', 'feature', 'cache_bucket', 'batch_bucket'] as const) {
           const rows = r.breakdowns.filter((b) => b.by === by);
+          // The rows include the dimension's unallocated row.
           const fl = rows.reduce((s, b) => s + b.fully_loaded_energy_kwh, 0);
-          close(fl + r.totals.unallocated_facility_energy_kwh, r.totals.facility_energy_kwh, `${by} fully loaded`, 1e-7);
+          close(fl, r.totals.facility_energy_kwh, `${by} fully loaded`, 1e-7);
+          close(rows.find((b) => b.key === UNALLOCATED_KEY)?.fully_loaded_energy_kwh ?? 0, r.totals.unallocated_facility_energy_kwh, `${by} unallocated`, 1e-7);
+          close(rows.reduce((s, b) => s + b.emissions_location_kgco2e, 0), r.totals.emissions_location_kgco2e, `${by} emissions`, 1e-7);
           const attributed = rows.reduce((s, b) => s + b.attributed_energy_kwh, 0);
           close(attributed, r.totals.attributed_energy_kwh, `${by} attributed`, 1e-7);
           const tokens = rows.reduce((s, b) => s + (b.completion_tokens ?? 0), 0);

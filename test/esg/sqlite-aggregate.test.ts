@@ -12,7 +12,7 @@ import type { EsgReport } from '../../exporters/esg/esg-report.js';
 import { rollupsOf } from '../../exporters/esg/rollup-source.js';
 import { aggregateUsageInParts, aggregateUsageInWorkers, usageParts } from '../../exporters/esg/parallel-usage-aggregate.js';
 import { prepareEsgReport } from '../../exporters/esg/build-esg-report.js';
-import { aggregateTasksInSqlite, aggregateUsageInSqlite } from '../../exporters/esg/sqlite-usage-aggregate.js';
+import { aggregateTasksInSqlite, aggregateUsageInSqlite, usageTotalsInSqlite } from '../../exporters/esg/sqlite-usage-aggregate.js';
 import { RETENTION, writeLedger } from './ledger-fixture.js';
 import { makeRollups } from './rollup-fixtures.js';
 
@@ -59,6 +59,7 @@ describe('usage and task sums inside SQLite', () => {
         },
         tasks: [],
         taskAggregates: aggregateTasksInSqlite(db, PERIOD),
+        usageTotals: usageTotalsInSqlite(db, PERIOD),
         ...base,
       });
       return { streamed, summed, usedSql };
@@ -71,7 +72,8 @@ describe('usage and task sums inside SQLite', () => {
   it('gives the same report as streaming the rows', () => {
     const { streamed, summed, usedSql } = reports();
     assert.ok(usedSql, 'the SQLite sums were used');
-    assert.equal(summed.breakdowns.filter((b) => b.by !== 'month').length, 14);
+    // 14 label keys, and each of the 6 dimensions' unallocated row (the idle hours).
+    assert.equal(summed.breakdowns.filter((b) => b.by !== 'month').length, 14 + 6);
     const strip = (r: EsgReport) => ({ ...r, content_sha256: '' });
     numbersClose(strip(summed), strip(streamed));
   });
@@ -144,7 +146,7 @@ describe('usage and task sums inside SQLite', () => {
     ]);
   });
 
-  it('hands back to streaming when usage has no measured hour to take factors from', () => {
+  it('sums usage in an hour without measured energy in SQLite too, with no fully loaded energy, as streaming does', () => {
     // Usage settled in an hour whose energy rows are missing.
     const ledger = Ledger.open(path, { node: 'node-a', retention: RETENTION });
     const orphan = makeRollups({ fromMs: T0 + 50 * 3_600_000, hours: 1, seed: 2 }).usage;
@@ -164,13 +166,18 @@ describe('usage and task sums inside SQLite', () => {
     ledger.close();
     const db = new Database(path, { readonly: true });
     try {
+      // Without factors for every node-hour of usage it still hands back to streaming.
       assert.equal(aggregateUsageInSqlite(db, PERIOD, new Map()), null);
     } finally {
       db.close();
     }
     const { streamed, summed, usedSql } = reports();
-    assert.equal(usedSql, false);
-    assert.ok(summed.quality.notes.some((n) => /attributed usage but no measured energy rows/.test(n)));
+    assert.equal(usedSql, true);
+    assert.ok(summed.quality.notes.some((n) => /1 node-hour\(s\) have attributed usage but no measured energy rows/.test(n)));
     numbersClose({ ...summed, content_sha256: '' }, { ...streamed, content_sha256: '' });
+    // Its facility energy is counted where it was measured, so the dimensions still add up to the totals.
+    const tiers = summed.breakdowns.filter((b) => b.by === 'tier');
+    const fullyLoaded = tiers.reduce((s, b) => s + b.fully_loaded_energy_kwh, 0);
+    assert.ok(Math.abs(fullyLoaded - summed.totals.facility_energy_kwh) <= 1e-7 * summed.totals.facility_energy_kwh, `${fullyLoaded} != ${summed.totals.facility_energy_kwh}`);
   });
 });
