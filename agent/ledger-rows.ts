@@ -3,7 +3,7 @@ import type { RequestStatus, ResolvedRequest } from '../model/request-record.js'
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow, TaskRow } from '../model/rollup-types.js';
 import { epochMs, joules, watts } from '../model/units.js';
 import type { EpochMs } from '../model/units.js';
-import type { RequestAccumulator } from '../model/request-result.js';
+import type { EnergyBeforeEndHour, RequestAccumulator } from '../model/request-result.js';
 import type { FinalizedRequest, RequestEnergyDelta } from './ledger-types.js';
 
 /**
@@ -79,6 +79,8 @@ export interface RequestRow {
   concurrency_ms: number;
   estimated: number;
   per_gpu_j: string;
+  /** Absent in files of schema version 5 and earlier (read-only readers). */
+  before_end_hour_j?: string;
   joules: number | null;
   j_per_output_token: number | null;
   observed_batch_size: number | null;
@@ -239,7 +241,7 @@ export interface PendingReadCache {
 
 /** What a request that has received no energy yet has so far: shared by all such rows, hence frozen. */
 const NOTHING_SO_FAR: RequestAccumulator = Object.freeze({
-  staticJ: 0, dynamicJ: 0, prefillJ: 0, decodeJ: 0, activeMs: 0, concurrencyMs: 0, estimated: false, perGpuJ: Object.freeze({}),
+  staticJ: 0, dynamicJ: 0, prefillJ: 0, decodeJ: 0, activeMs: 0, concurrencyMs: 0, estimated: false, perGpuJ: Object.freeze({}), beforeEndHourJ: Object.freeze({}),
 });
 
 /**
@@ -266,6 +268,7 @@ export function pendingFromRawRow(row: readonly unknown[], cache: PendingReadCac
   };
   const firstTokenMs = row[7] as number | null;
   const perGpu = row[27] as string;
+  const beforeEndHour = row[28] as string;
   const record: ResolvedRequest = {
     requestId: row[0] as string,
     taskId: row[1] as string | null,
@@ -291,7 +294,7 @@ export function pendingFromRawRow(row: readonly unknown[], cache: PendingReadCac
   const dynamicJ = row[21] as number;
   const estimated = row[26] !== 0;
   const soFar: RequestAccumulator =
-    staticJ === 0 && dynamicJ === 0 && row[22] === 0 && row[23] === 0 && row[24] === 0 && row[25] === 0 && !estimated && perGpu === '{}'
+    staticJ === 0 && dynamicJ === 0 && row[22] === 0 && row[23] === 0 && row[24] === 0 && row[25] === 0 && !estimated && perGpu === '{}' && beforeEndHour === '{}'
       ? NOTHING_SO_FAR
       : {
           staticJ,
@@ -302,8 +305,9 @@ export function pendingFromRawRow(row: readonly unknown[], cache: PendingReadCac
           concurrencyMs: row[25] as number,
           estimated,
           perGpuJ: JSON.parse(perGpu) as Record<string, number>,
+          beforeEndHourJ: beforeEndHour === '{}' ? NOTHING_SO_FAR.beforeEndHourJ : (JSON.parse(beforeEndHour) as EnergyBeforeEndHour),
         };
-  return { record, rowid: row[28] as number, late: row[19] !== 0, soFar };
+  return { record, rowid: row[29] as number, late: row[19] !== 0, soFar };
 }
 
 export interface SampleRow {

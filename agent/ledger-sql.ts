@@ -103,7 +103,7 @@ export const PENDING_COLUMNS = [
   'request_id', 'task_id', 'attempt', 'model', 'tier', 'gpus', 'start_ms', 'first_token_ms', 'end_ms', 'prompt_tokens',
   'cached_tokens', 'completion_tokens', 'reasoning_tokens', 'batch_size', 'status', 'labels', 'tokens_estimated',
   'granularity', 'source', 'late', 'static_j', 'dynamic_j', 'prefill_j', 'decode_j', 'active_ms', 'concurrency_ms',
-  'estimated', 'per_gpu_j', 'rowid',
+  'estimated', 'per_gpu_j', 'before_end_hour_j', 'rowid',
 ] as const;
 export const LOAD_UNSETTLED_STARTING_BEFORE = `SELECT ${PENDING_COLUMNS.join(', ')} FROM requests
   WHERE finalized = 0 AND start_ms < ? ORDER BY start_ms`;
@@ -125,17 +125,19 @@ export const INSERT_PERIOD = `INSERT INTO periods (period_start_ms, period_end_m
 export const IDLE_OBSERVATIONS = `SELECT gpu_uuid AS uuid, observed_idle_power_w AS w, idle_ms AS ms FROM periods
   WHERE idle_ms > 0 AND observed_idle_power_w IS NOT NULL ORDER BY period_start_ms, gpu_uuid`;
 
-export const PER_GPU_AT = 'SELECT per_gpu_j FROM requests WHERE seq = ? AND request_id = ?';
+export const PER_GPU_AT = 'SELECT per_gpu_j, before_end_hour_j FROM requests WHERE seq = ? AND request_id = ?';
 
 const ADD_REQUEST_ENERGY = `UPDATE requests SET
     static_j = static_j + ?, dynamic_j = dynamic_j + ?, prefill_j = prefill_j + ?, decode_j = decode_j + ?,
-    active_ms = active_ms + ?, concurrency_ms = concurrency_ms + ?, estimated = max(estimated, ?), per_gpu_j = ?
+    active_ms = active_ms + ?, concurrency_ms = concurrency_ms + ?, estimated = max(estimated, ?), per_gpu_j = ?,
+    before_end_hour_j = coalesce(?, before_end_hour_j)
   WHERE request_id = ?`;
 
 /** ADD_REQUEST_ENERGY and FINALIZE_REQUEST in one statement, for a request whose last period this is. */
 const ADD_ENERGY_AND_FINALIZE = `UPDATE requests SET
     static_j = static_j + ?, dynamic_j = dynamic_j + ?, prefill_j = prefill_j + ?, decode_j = decode_j + ?,
     active_ms = active_ms + ?, concurrency_ms = concurrency_ms + ?, estimated = max(estimated, ?), per_gpu_j = ?,
+    before_end_hour_j = coalesce(?, before_end_hour_j),
     joules = ?, j_per_output_token = ?, observed_batch_size = ?, batch_bucket = ?, cache_bucket = ?, settled_at_ms = ?, finalized = 1
   WHERE request_id = ? AND finalized = 0`;
 

@@ -1,4 +1,5 @@
 import type { GpuPeriodTotals } from '../model/attribution-types.js';
+import type { EnergyBeforeEndHour } from '../model/request-result.js';
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow } from '../model/rollup-types.js';
 import type { EpochMs } from '../model/units.js';
 
@@ -19,6 +20,10 @@ export interface RequestEnergyDelta {
    * (the settler does): the ledger then stores them as given instead of reading the row to add.
    */
   readonly perGpuJTotal?: Readonly<Record<string, number>>;
+  /** The part of this period's energy drawn before the hour the request ends in (absent: none). */
+  readonly beforeEndHourJ?: EnergyBeforeEndHour;
+  /** The same over all periods settled so far, this one included, when the caller keeps it (as perGpuJTotal). */
+  readonly beforeEndHourJTotal?: EnergyBeforeEndHour;
 }
 
 /** The final figures of a request whose last period has been settled. */

@@ -6,6 +6,7 @@ import type { PowerSample } from '../model/power-sample.js';
 import type { IdleObservation } from '../model/idle-baseline.js';
 import { differingFacts } from '../model/request-facts.js';
 import type { RequestRecord, ResolvedRequest } from '../model/request-record.js';
+import { addEnergyBeforeEndHour, type EnergyBeforeEndHour } from '../model/request-result.js';
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow, TaskRow } from '../model/rollup-types.js';
 import { epochMs, joules } from '../model/units.js';
 import { summaryOf, type TaskRequest, type TaskSummary } from '../model/tasks.js';
@@ -130,6 +131,9 @@ export const PRUNE_CLOCK_TOLERANCE_MS = 3_600_000;
 const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
 const SETTLED_UNTIL = 'settled_until_ms';
+/** Set by migration 7 (agent/migrations/007-usage-by-energy-hour.ts). */
+const USAGE_BY_DRAWN_HOUR_FROM = 'usage_by_energy_hour_from';
+const USAGE_BY_DRAWN_HOUR_SCHEMA = 7;
 const ENERGY_COUNTED_UNTIL = 'energy_counted_until_ms';
 const GPU_CARRIED_STATE = 'gpu_carried_state';
 const ADMITTED_LABEL_VALUES = 'admitted_label_values';
@@ -637,6 +641,17 @@ export class Ledger {
     return out;
   }
 
+  /**
+   * Hours from this time on have their usage energy booked in the hours it was drawn (schema 7);
+   * earlier usage rows book each request's energy whole in the hour it ended. Infinity for a file
+   * of an older schema (all its rows are of the old kind).
+   */
+  usageByDrawnHourFrom(): number {
+    if (this.schemaVersion() < USAGE_BY_DRAWN_HOUR_SCHEMA) return Number.POSITIVE_INFINITY;
+    const value = Number(this.getState(USAGE_BY_DRAWN_HOUR_FROM) ?? 0);
+    return Number.isFinite(value) ? value : 0;
+  }
+
   private getState(key: string): string | undefined {
     return (this.stmt(sql.GET_STATE).get(key) as { value: string } | undefined)?.value;
   }
@@ -903,18 +918,27 @@ class LedgerSettlementWriter implements SettlementWriter {
     }
     const d = delta as RequestEnergyDelta;
     let perGpu: Readonly<Record<string, number>>;
-    if (d.perGpuJTotal !== undefined) perGpu = d.perGpuJTotal;
+    // null leaves the stored value: the usual request, all of whose energy is in its end hour.
+    let beforeEndHour: string | null = d.beforeEndHourJTotal !== undefined ? JSON.stringify(d.beforeEndHourJTotal) : null;
+    const addsBeforeEndHour = d.beforeEndHourJTotal === undefined && d.beforeEndHourJ !== undefined && Object.keys(d.beforeEndHourJ).length > 0;
+    if (d.perGpuJTotal !== undefined && !addsBeforeEndHour) perGpu = d.perGpuJTotal;
     else {
-      const current = this.stmt(sql.PER_GPU_AT).get(seq, requestId) as { per_gpu_j: string } | undefined;
+      const current = this.stmt(sql.PER_GPU_AT).get(seq, requestId) as { per_gpu_j: string; before_end_hour_j: string } | undefined;
       if (current === undefined) throw new Error(`energy delta for request ${JSON.stringify(requestId)}, which the ledger does not hold`);
-      const merged = JSON.parse(current.per_gpu_j) as Record<string, number>;
-      for (const [gpu, j] of Object.entries(d.perGpuJ)) merged[gpu] = (merged[gpu] ?? 0) + j;
-      perGpu = merged;
+      if (d.perGpuJTotal !== undefined) perGpu = d.perGpuJTotal;
+      else {
+        const merged = JSON.parse(current.per_gpu_j) as Record<string, number>;
+        for (const [gpu, j] of Object.entries(d.perGpuJ)) merged[gpu] = (merged[gpu] ?? 0) + j;
+        perGpu = merged;
+      }
+      if (addsBeforeEndHour) {
+        beforeEndHour = JSON.stringify(addEnergyBeforeEndHour(JSON.parse(current.before_end_hour_j) as EnergyBeforeEndHour, d.beforeEndHourJ ?? {}));
+      }
     }
     if (final !== null) {
       // Its last period: one statement adds the energy and finalizes (the common case for short requests).
       const changed = this.stmt(sql.ADD_ENERGY_AND_FINALIZE_AT).run(
-        d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu),
+        d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu), beforeEndHour,
         final.joules, final.jPerOutputToken, final.observedBatchSize, final.batchBucket, final.cacheBucket, final.settledAtMs,
         seq, requestId,
       ).changes;
@@ -922,7 +946,7 @@ class LedgerSettlementWriter implements SettlementWriter {
       return;
     }
     const changed = this.stmt(sql.ADD_REQUEST_ENERGY_AT).run(
-      d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu),
+      d.staticJ, d.dynamicJ, d.prefillJ, d.decodeJ, d.activeMs, d.concurrencyMs, d.estimated ? 1 : 0, JSON.stringify(perGpu), beforeEndHour,
       seq, requestId,
     ).changes;
     if (changed !== 1) throw new Error(`energy delta for request ${JSON.stringify(requestId)}, which the ledger does not hold`);

@@ -5,8 +5,8 @@ import { conservationResidual } from '../model/conservation.js';
 import { currentIdleBaseline, initialIdleBaseline, observeIdle, observeIdleAll, type IdleBaselineState } from '../model/idle-baseline.js';
 import type { GpuInfo, PowerSample } from '../model/power-sample.js';
 import type { ResolvedRequest } from '../model/request-record.js';
-import { addShares, finalizeRequest, isFinalAfter, toEnergyDelta, toFinalizedRequest, type RequestAccumulator, type RequestResult } from '../model/request-result.js';
-import { energyRowsFromTotals, usageRowsFromResults } from '../model/rollup.js';
+import { addEnergyBeforeEndHour, addShares, finalizeRequest, isFinalAfter, toEnergyDelta, toFinalizedRequest, type RequestAccumulator, type RequestResult } from '../model/request-result.js';
+import { energyBeforeEndHour, energyRowsFromTotals, usageRowsFromResults } from '../model/rollup.js';
 import type { HourlyQualityRow } from '../model/rollup-types.js';
 import { alignDown, countedUntilAfter, duePeriods } from '../model/settlement-schedule.js';
 import { taskUpdates, type TaskUpdate } from '../model/tasks.js';
@@ -552,6 +552,12 @@ export class Settler {
           acc = addShares(p.soFar, requestShares);
           // The running per-GPU totals go along, so the ledger writes them without reading the row back.
           delta = toEnergyDelta(p.record.requestId, requestShares, acc.perGpuJ);
+          // Energy drawn before the hour the request ends in is booked in its own hour's usage rows.
+          const before = energyBeforeEndHour(delta, startMs, endMs, p.record.endMs);
+          if (before !== null) {
+            acc = { ...acc, beforeEndHourJ: addEnergyBeforeEndHour(acc.beforeEndHourJ, before) };
+            delta = { ...delta, beforeEndHourJ: before, beforeEndHourJTotal: acc.beforeEndHourJ };
+          }
         }
         if (!isFinalAfter(p.record, endMs)) {
           pendingJ += acc.staticJ + acc.dynamicJ;

@@ -7,7 +7,7 @@ import { IDLE_QUANTILE, idleBaselineFromObservations, resolveIdleBaseline, type 
 import type { PowerSample } from './power-sample.js';
 import { PowerSampleColumns, SAMPLE_SIMULATED } from './power-sample-columns.js';
 import type { ResolvedRequest } from './request-record.js';
-import { emptyAccumulator, finalizeRequest, isFinalAfter, type RequestAccumulator, type RequestResult } from './request-result.js';
+import { emptyAccumulator, finalizeRequest, isFinalAfter, type EnergyBeforeEndHour, type RequestAccumulator, type RequestResult } from './request-result.js';
 import { alignDown } from './settlement-schedule.js';
 import { jPerSuccessfulTask, taskSummary, type TaskRequest } from './tasks.js';
 import { epochMs, joules, watts, type Watts } from './units.js';
@@ -437,9 +437,13 @@ class RequestTotals {
       concurrencyMs: this.concurrencyMs[i] as number,
       estimated: (flags & ESTIMATED) !== 0,
       perGpuJ,
+      // The offline analysis books no hourly rows.
+      beforeEndHourJ: NO_HOURS,
     };
   }
 }
+
+const NO_HOURS: EnergyBeforeEndHour = Object.freeze({});
 
 const SHARED = 1;
 const ESTIMATED = 2;

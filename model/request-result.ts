@@ -10,6 +10,15 @@ import { joules, type EpochMs, type Joules } from './units.js';
  * is finalized into a {@link RequestResult}: the per-request figures of DESIGN.md "Attribution".
  */
 
+/** A request's energy drawn in one hour: static, dynamic, prefill and decode joules. */
+export type HourEnergy = readonly [staticJ: number, dynamicJ: number, prefillJ: number, decodeJ: number];
+
+/**
+ * Energy a request drew in hours before the hour it ends in, by hour start (epoch ms as a decimal
+ * string); the rest of its energy is in that last hour. Empty for a request within one hour.
+ */
+export type EnergyBeforeEndHour = Readonly<Record<string, HourEnergy>>;
+
 /** Running energy totals of one request over the periods and GPUs settled so far. */
 export interface RequestAccumulator {
   readonly staticJ: number;
@@ -23,14 +32,29 @@ export interface RequestAccumulator {
   readonly estimated: boolean;
   /** Joules by physical GPU UUID. */
   readonly perGpuJ: Readonly<Record<string, number>>;
+  /** The part of the totals drawn before the hour the request ends in (hourly rollups book it there). */
+  readonly beforeEndHourJ: EnergyBeforeEndHour;
 }
 
 /** Totals of a request that has received nothing yet. */
 export function emptyAccumulator(): RequestAccumulator {
-  return { staticJ: 0, dynamicJ: 0, prefillJ: 0, decodeJ: 0, activeMs: 0, concurrencyMs: 0, estimated: false, perGpuJ: {} };
+  return { staticJ: 0, dynamicJ: 0, prefillJ: 0, decodeJ: 0, activeMs: 0, concurrencyMs: 0, estimated: false, perGpuJ: {}, beforeEndHourJ: {} };
 }
 
-/** New totals with `shares` (of this request, any periods and GPUs) added. `acc` is not modified. */
+/** `before` with `more` added hour by hour (neither is modified). */
+export function addEnergyBeforeEndHour(before: EnergyBeforeEndHour, more: EnergyBeforeEndHour): EnergyBeforeEndHour {
+  const out: Record<string, HourEnergy> = { ...before };
+  for (const [hour, e] of Object.entries(more)) {
+    const prior = out[hour];
+    out[hour] = prior === undefined ? e : [prior[0] + e[0], prior[1] + e[1], prior[2] + e[2], prior[3] + e[3]];
+  }
+  return out;
+}
+
+/**
+ * New totals with `shares` (of this request, any periods and GPUs) added. `acc` is not modified;
+ * its beforeEndHourJ is kept as is (the caller that knows the shares' hours adds to it).
+ */
 export function addShares(acc: RequestAccumulator, shares: readonly RequestPeriodShare[]): RequestAccumulator {
   let { staticJ, dynamicJ, prefillJ, decodeJ, activeMs, concurrencyMs, estimated } = acc;
   const perGpuJ: Record<string, number> = { ...acc.perGpuJ };
@@ -44,7 +68,7 @@ export function addShares(acc: RequestAccumulator, shares: readonly RequestPerio
     estimated ||= share.estimated;
     perGpuJ[share.gpuUuid] = (perGpuJ[share.gpuUuid] ?? 0) + share.staticJ + share.dynamicJ;
   }
-  return { staticJ, dynamicJ, prefillJ, decodeJ, activeMs, concurrencyMs, estimated, perGpuJ };
+  return { staticJ, dynamicJ, prefillJ, decodeJ, activeMs, concurrencyMs, estimated, perGpuJ, beforeEndHourJ: acc.beforeEndHourJ };
 }
 
 /**
@@ -52,7 +76,7 @@ export function addShares(acc: RequestAccumulator, shares: readonly RequestPerio
  * request's running per-GPU totals when the caller has them (the ledger then need not read them back).
  */
 export function toEnergyDelta(requestId: string, shares: readonly RequestPeriodShare[], perGpuJTotal?: Readonly<Record<string, number>>): RequestEnergyDelta {
-  const sums = addShares(emptyAccumulator(), shares);
+  const { beforeEndHourJ: _none, ...sums } = addShares(emptyAccumulator(), shares);
   return perGpuJTotal === undefined ? { requestId, ...sums } : { requestId, ...sums, perGpuJTotal };
 }
 
@@ -89,6 +113,8 @@ export interface RequestResult {
   readonly prefillJ: Joules;
   readonly decodeJ: Joules;
   readonly perGpuJ: Readonly<Record<string, number>>;
+  /** The part of its energy drawn before the hour it ended in, by hour (see {@link RequestAccumulator}). */
+  readonly beforeEndHourJ: EnergyBeforeEndHour;
   readonly activeMs: number;
   readonly concurrencyMs: number;
   /** joules / completion tokens; null when the request produced no completion token. */
@@ -147,6 +173,7 @@ export function finalizeRequest(record: ResolvedRequest, acc: RequestAccumulator
     prefillJ: joules(acc.prefillJ),
     decodeJ: joules(acc.decodeJ),
     perGpuJ,
+    beforeEndHourJ: acc.beforeEndHourJ,
     activeMs: acc.activeMs,
     concurrencyMs: acc.concurrencyMs,
     jPerOutputToken: record.completionTokens > 0 ? total / record.completionTokens : null,

@@ -31,6 +31,10 @@ export interface HourlyHostEnergyRow {
   readonly estimated: boolean;
 }
 
+/**
+ * Requests and tokens count in the hour a request ended; energy in the hours it was drawn (since
+ * ledger schema 7; before, whole in the hour it ended). A row may hold energy and no requests.
+ */
 export interface HourlyUsageRow {
   readonly hourStartMs: EpochMs;
   readonly node: string;

@@ -1,5 +1,5 @@
 import type { GpuPeriodTotals } from './attribution-types.js';
-import type { RequestResult } from './request-result.js';
+import type { EnergyBeforeEndHour, HourEnergy, RequestResult } from './request-result.js';
 import type { HourlyEnergyRow, HourlyUsageRow } from './rollup-types.js';
 import type { LabelValueFn } from './tasks.js';
 import { epochMs, type EpochMs } from './units.js';
@@ -8,8 +8,11 @@ import { compareStrings } from './compare.js';
 /**
  * Hourly rollups: additive deltas the ledger adds to existing rows of the same key.
  *
- * - Usage rows (attributed side): each finalized request counts in the hour of its END, whole,
- *   under its model, tier, cache and batch buckets, status and capped team/feature labels.
+ * - Usage rows (attributed side): each finalized request counts (requests, tokens) in the hour of
+ *   its END, under its model, tier, cache and batch buckets, status and capped team/feature labels;
+ *   its energy goes to the hours it was drawn in, under the same key (so an hour's usage energy is
+ *   its energy rows' attributed energy, once the requests drawing it are final). Its energy drawn
+ *   before that hour is tracked while it settles ({@link energyBeforeEndHour}).
  * - Energy rows (measured side): a settled period's GPU totals, in the hour(s) it covers. A period
  *   crossing an hour boundary (only when the period does not divide an hour) is split in
  *   proportion to time; the energies of the pieces add up to the period's. Counts (counter resets,
@@ -48,31 +51,94 @@ export function usageRowsFromResults(
   const root: KeyLevel = new Map();
   const rows: MutableUsage[] = [];
   for (const r of results) {
-    const hourStartMs = hourStart(r.endMs);
     const team = labelValue('team', r.labels.team);
     const feature = labelValue('feature', r.labels.feature);
     const rowSimulated = simulated || r.source === 'simulated';
-    const leaf = level(level(level(level(level(level(level(level(root, hourStartMs), r.model), r.tier), r.cacheBucket), r.batchBucket), r.status), team), feature);
-    let row = leaf.get(rowSimulated) as MutableUsage | undefined;
-    if (!row) {
-      row = {
-        hourStartMs, node, model: r.model, tier: r.tier, cacheBucket: r.cacheBucket, batchBucket: r.batchBucket, status: r.status, team, feature,
-        simulated: rowSimulated, requests: 0, promptTokens: 0, cachedTokens: 0, completionTokens: 0, reasoningTokens: 0, staticJ: 0, dynamicJ: 0, prefillJ: 0, decodeJ: 0,
-      };
-      leaf.set(rowSimulated, row);
-      rows.push(row);
+    const rowAt = (hourStartMs: EpochMs): MutableUsage => {
+      const leaf = level(level(level(level(level(level(level(level(root, hourStartMs), r.model), r.tier), r.cacheBucket), r.batchBucket), r.status), team), feature);
+      let row = leaf.get(rowSimulated) as MutableUsage | undefined;
+      if (!row) {
+        row = {
+          hourStartMs, node, model: r.model, tier: r.tier, cacheBucket: r.cacheBucket, batchBucket: r.batchBucket, status: r.status, team, feature,
+          simulated: rowSimulated, requests: 0, promptTokens: 0, cachedTokens: 0, completionTokens: 0, reasoningTokens: 0, staticJ: 0, dynamicJ: 0, prefillJ: 0, decodeJ: 0,
+        };
+        leaf.set(rowSimulated, row);
+        rows.push(row);
+      }
+      return row;
+    };
+    // Energy drawn in earlier hours goes there; the end hour gets the rest and the counts.
+    let [staticJ, dynamicJ, prefillJ, decodeJ] = [r.staticJ as number, r.dynamicJ as number, r.prefillJ as number, r.decodeJ as number];
+    for (const [hour, e] of Object.entries(r.beforeEndHourJ)) {
+      const row = rowAt(epochMs(Number(hour)));
+      row.staticJ += e[0];
+      row.dynamicJ += e[1];
+      row.prefillJ += e[2];
+      row.decodeJ += e[3];
+      staticJ -= e[0];
+      dynamicJ -= e[1];
+      prefillJ -= e[2];
+      decodeJ -= e[3];
     }
+    const row = rowAt(hourStart(r.endMs));
     row.requests += 1;
     row.promptTokens += r.promptTokens;
     row.cachedTokens += r.cachedTokens;
     row.completionTokens += r.completionTokens;
     row.reasoningTokens += r.reasoningTokens;
-    row.staticJ += r.staticJ;
-    row.dynamicJ += r.dynamicJ;
-    row.prefillJ += r.prefillJ;
-    row.decodeJ += r.decodeJ;
+    row.staticJ += rest(staticJ, r.staticJ);
+    row.dynamicJ += rest(dynamicJ, r.dynamicJ);
+    row.prefillJ += rest(prefillJ, r.prefillJ);
+    row.decodeJ += rest(decodeJ, r.decodeJ);
   }
   return rows.sort(compareUsageKeys);
+}
+
+/**
+ * What is left of a total after its earlier hours were taken: exactly 0 when that is only the
+ * rounding of the subtraction (a request that ended on the hour drew nothing in its end hour, and
+ * a 1e-13 J remainder would take that hour's whole facility energy in the ESG breakdowns).
+ */
+function rest(remainder: number, total: number): number {
+  return Math.abs(remainder) <= Math.abs(total) * 1e-12 ? 0 : remainder;
+}
+
+/** The hours a span [fromMs, toMs) touches, each with the span's cumulative share by time at its start and end (0 to 1 exactly). */
+function hourPieces(fromMs: number, toMs: number): { hourStartMs: EpochMs; lo: number; hi: number }[] {
+  const cuts: number[] = [fromMs];
+  for (let h = hourStart(fromMs) + HOUR_MS; h < toMs; h += HOUR_MS) cuts.push(h);
+  cuts.push(Math.max(toMs, fromMs));
+  const span = toMs - fromMs;
+  // Cumulative share of the span before t: shared by both sides of a cut, 1 exactly at the end.
+  const before = (t: number): number => (span > 0 ? (t >= toMs ? 1 : (t - fromMs) / span) : 1);
+  const pieces: { hourStartMs: EpochMs; lo: number; hi: number }[] = [];
+  for (let i = 0; i + 1 < cuts.length; i += 1) {
+    pieces.push({ hourStartMs: hourStart(cuts[i] as number), lo: i === 0 ? 0 : before(cuts[i] as number), hi: before(cuts[i + 1] as number) });
+  }
+  return pieces;
+}
+
+/**
+ * The part of a request's energy from one settled period [periodStartMs, periodEndMs) that lies in
+ * hours before the hour the request ends in, or null when there is none (the usual case). A period
+ * crossing an hour is split in proportion to time, as {@link energyRowsFromTotals} splits it.
+ */
+export function energyBeforeEndHour(
+  e: { readonly staticJ: number; readonly dynamicJ: number; readonly prefillJ: number; readonly decodeJ: number },
+  periodStartMs: number,
+  periodEndMs: number,
+  requestEndMs: number,
+): EnergyBeforeEndHour | null {
+  const endHour = hourStart(requestEndMs);
+  if (hourStart(periodStartMs) >= endHour) return null;
+  let out: Record<string, HourEnergy> | null = null;
+  for (const { hourStartMs, lo, hi } of hourPieces(periodStartMs, periodEndMs)) {
+    if (hourStartMs >= endHour) continue;
+    const part = (value: number): number => value * hi - value * lo;
+    out ??= {};
+    out[String(hourStartMs)] = [part(e.staticJ), part(e.dynamicJ), part(e.prefillJ), part(e.decodeJ)];
+  }
+  return out;
 }
 
 type KeyLevel = Map<string | number | boolean, KeyLevel | MutableUsage>;
@@ -112,22 +178,14 @@ export function energyRowsFromTotals(
   node: string,
   simulated: boolean,
 ): HourlyEnergyRow[] {
-  const cuts: number[] = [periodStartMs];
-  for (let h = hourStart(periodStartMs) + HOUR_MS; h < periodEndMs; h += HOUR_MS) cuts.push(h);
-  cuts.push(Math.max(periodEndMs, periodStartMs));
-  const span = periodEndMs - periodStartMs;
-  // Cumulative share of the period before t: shared by both sides of a cut, 1 exactly at the end.
-  const before = (t: number): number => (span > 0 ? (t >= periodEndMs ? 1 : (t - periodStartMs) / span) : 1);
+  const pieces = hourPieces(periodStartMs, periodEndMs);
   const rows: HourlyEnergyRow[] = [];
   for (const t of totals) {
-    for (let i = 0; i + 1 < cuts.length; i += 1) {
-      const from = cuts[i] as number;
-      const to = cuts[i + 1] as number;
-      const lo = i === 0 ? 0 : before(from);
-      const hi = before(to);
+    for (let i = 0; i < pieces.length; i += 1) {
+      const { hourStartMs, lo, hi } = pieces[i] as (typeof pieces)[number];
       const part = (value: number): number => value * hi - value * lo;
       rows.push({
-        hourStartMs: hourStart(from),
+        hourStartMs,
         node,
         gpuUuid: t.gpuUuid,
         measuredJ: part(t.measuredJ),

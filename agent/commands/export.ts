@@ -194,6 +194,7 @@ async function buildFromLedger(
     tasks: [],
     taskAggregates: aggregateTasksInSqlite(store.sql, period),
     usageTotals: usageTotalsInSqlite(store.sql, period),
+    usageByDrawnHourFromMs: store.ledger.usageByDrawnHourFrom(),
     ...carbonInputs(carbon, configDir),
     period,
     dataSource: 'ledger',

@@ -75,6 +75,11 @@ export interface EsgReportInput {
   readonly usageAggregator?: (factors: ReadonlyMap<string, ReadonlyMap<number, HourFactors>>) => UsageAggregate | null;
   /** The usage rows' attributed energy per node-hour, summed by the store (else summed from `usage`). */
   readonly usageTotals?: Iterable<UsageNodeHourTotal>;
+  /**
+   * Usage rows of hours from this time on book energy in the hours it was drawn; earlier ones (a
+   * ledger written before schema 7) book each request whole in the hour it ended (said in a note).
+   */
+  readonly usageByDrawnHourFromMs?: number;
 }
 
 const TOKEN_DIMENSIONS_OF_TOKEN_COUNTS: readonly BreakdownDimension[] = ['tier', 'model', 'month'];
@@ -287,6 +292,14 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
       notes.push(
         `${usageOutsideMeasuredHours} node-hour(s) have attributed usage but no measured energy rows; their attributed energy is in the breakdowns ` +
           'but not in measured totals, with no fully loaded energy or emissions (those are counted in the hours the energy was measured).',
+      );
+    }
+    const drawnFrom = input.usageByDrawnHourFromMs ?? Number.NEGATIVE_INFINITY;
+    if ([...usageJ.values()].some((hours) => [...hours.keys()].some((hour) => hour < drawnFrom))) {
+      const since = Number.isFinite(drawnFrom) ? `before ${isoHour(drawnFrom)} ` : '';
+      notes.push(
+        `Usage ${since}was written by a tokenwatt agent before ledger schema 7, which booked each request's energy whole in the hour it ended: ` +
+          'the fully loaded share of a request that ran across an hour boundary comes from the hour it ended, and the earlier hour\'s share of its energy is unallocated.',
       );
     }
     if (!coverageKnown) notes.push('Sample coverage, gap and counter-reset counts are not available from this data source.');

@@ -8,7 +8,8 @@ export function methodology(dataSource: 'ledger' | 'prometheus' | 'merge'): EsgM
       : dataSource === 'prometheus'
         ? 'Figures come from the agents\' Prometheus counters, summed per hour with increase() through the Prometheus HTTP API ' +
           '(a series first seen within an hour adds its first value, which increase() cannot see); they match the ledger within ' +
-          'Prometheus sampling (about one scrape interval at the edges of each series). Tokens and requests are broken down by ' +
+          'Prometheus sampling (about one scrape interval at the edges of each series). A request\'s attributed energy counts in the hour its last period ' +
+          'was settled (when the counter rises), so each hour\'s facility energy is shared among the requests settled in it. Tokens and requests are broken down by ' +
           'model and tier only; sample coverage, gaps and counter resets are not exported as metrics and are null; tasks count ' +
           'when the agent closes them (no request for at least a minute), once each: a task that continues after it closed adds its ' +
           'further energy and waste under the tier and outcome it had then, where the ledger counts every task as ' +
@@ -26,7 +27,7 @@ export function methodology(dataSource: 'ledger' | 'prometheus' | 'merge'): EsgM
       'Market-based emissions: contractual instruments cover their share at their own rate (often 0); the remainder uses the supplier-specific rate, else the residual mix, else (disclosed) the location-based grid average.',
       'Embodied emissions (SCI): M = TE x (TiR / EL) x RS per GPU and per host, with TiR the hours the hardware reported data in the period.',
       'SCI = (E x I + M) / R with E x I location-based; R = output (completion) tokens, or successful tasks. Offsets and market instruments never reduce SCI.',
-      'Breakdowns: attributed (marginal) energy per label, from the hourly usage rows. Fully loaded energy: the facility energy of each node-hour ((GPU + host) x PUE) is shared among the usage rows booked in that hour in proportion to their attributed energy, at that hour\'s grid intensities. ' +
+      'Breakdowns: attributed (marginal) energy per label, from the hourly usage rows, which book a request\'s energy in the hours it was drawn and its request and token counts in the hour it ended. Fully loaded energy: the facility energy of each node-hour ((GPU + host) x PUE) is shared among the usage rows booked in that hour in proportion to their attributed energy, at that hour\'s grid intensities. ' +
         'A node-hour whose usage rows hold no attributed energy is unallocated: each label dimension shows it as its "(unallocated)" row, so the rows of every dimension add up to the totals. Usage in a node-hour without measured energy gets no fully loaded energy (the quality notes count such hours).',
       'Tasks: see tasks.definition. Waste share = energy of failed, cancelled and retried attempts / all task energy.',
       'Data quality: sample coverage = sample-covered GPU hours / (GPUs x hours in the period); estimated energy comes from gaps, counter resets and missing readings; late records arrived after their period settled and are counted, never dropped.',

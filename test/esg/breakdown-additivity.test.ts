@@ -119,6 +119,21 @@ describe('ESG breakdowns add up to the totals for requests that cross hours (pro
       close(small?.emissions_location_kgco2e ?? 0, ((small?.fully_loaded_energy_kwh ?? 0) * 100) / 1000, `${booking}: emissions`);
     }
   });
+
+  it('says when usage rows were written before ledger schema 7 booked energy by the hour it was drawn', () => {
+    const rollups = spanningRollups([], DATA_FROM, DATA_HOURS, 'end-hour');
+    const request: SpanningRequest = {
+      node: 'n1', gpu: 0, startMs: PERIOD.fromMs + 3 * H, endMs: PERIOD.fromMs + 3 * H + 1000, watts: 300, staticShare: 0.5,
+      tier: 'small', model: 'm', team: '', feature: 'chat', cacheBucket: 'miss', batchBucket: '1', completionTokens: 1, finalized: true,
+    };
+    const withUsage = { ...rollups, usage: spanningRollups([request], DATA_FROM, DATA_HOURS, 'end-hour').usage };
+    const old = /written by a tokenwatt agent before ledger schema 7/;
+    const notes = (from: number | undefined) => buildEsgReport({ ...withUsage, ...BASE, ...(from === undefined ? {} : { usageByDrawnHourFromMs: from }) }).quality.notes;
+    assert.ok(notes(Number.POSITIVE_INFINITY).some((n) => old.test(n) && !/before 20/.test(n)), 'a ledger of schema 5');
+    assert.ok(notes(PERIOD.fromMs + 4 * H).some((n) => old.test(n) && n.includes('before 2026-07-01T04:00:00Z')), 'migrated after the usage');
+    assert.ok(!notes(PERIOD.fromMs + 3 * H).some((n) => old.test(n)), 'migrated before the usage');
+    assert.ok(!notes(undefined).some((n) => old.test(n)), 'not said without the ledger telling');
+  });
 });
 
 describe('ESG breakdowns add up in the SQLite sums and their worker threads (property)', () => {

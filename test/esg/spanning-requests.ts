@@ -7,7 +7,7 @@ import type { Rollups } from './rollup-fixtures.js';
  * Hourly rollups built from requests that may cross hour boundaries (ESG additivity tests): each
  * request draws constant power over [start, end) on one GPU, so its energy lands in the hours it
  * was drawn; the energy rows hold idle + unattributed + the requests' energy of each GPU-hour, as
- * a settlement writes them. Usage is booked either as ledgers before schema 6 did (the whole
+ * a settlement writes them. Usage is booked either as ledgers before schema 7 did (the whole
  * request in the hour it ended) or by the hours its energy was drawn (counts in the hour it
  * ended). Unfinalized requests have energy rows but no usage rows yet.
  */

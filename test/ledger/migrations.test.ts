@@ -5,6 +5,7 @@ import Database from '../../agent/sqlite-driver.js';
 import { Ledger, LedgerVersionError } from '../../agent/ledger.js';
 import { LEDGER_MIGRATIONS, latestVersion, migrate } from '../../agent/migrations/index.js';
 import type { Migration } from '../../agent/migrations/index.js';
+import { epochMs } from '../../model/units.js';
 import { RETENTION, never, request, tempDir } from './temp-ledger.js';
 
 const TABLES = [
@@ -101,4 +102,37 @@ test('open creates the ledger directory when it does not exist yet (a fresh host
   t.after(() => ledger.close());
   assert.equal(ledger.schemaVersion(), latestVersion(LEDGER_MIGRATIONS));
   assert.equal(ledger.node, 'n');
+});
+
+test('schema 7: a ledger of schema 5 keeps its pending requests\' energy, and records where usage by drawn hour starts', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const path = join(dir, 'v5.db');
+  const v5 = new Database(path);
+  v5.pragma('journal_mode = WAL');
+  migrate(v5, LEDGER_MIGRATIONS.slice(0, 5), path);
+  const r = request(1);
+  v5.prepare(`INSERT INTO requests (request_id, model, tier, gpus, start_ms, end_ms, prompt_tokens, cached_tokens, completion_tokens,
+    reasoning_tokens, status, labels, tokens_estimated, granularity, source, late, received_at_ms, static_j, dynamic_j, per_gpu_j)
+    VALUES (?, 'm', 't', '["GPU-0"]', ?, ?, 1, 0, 1, 0, 'ok', '{}', 0, 'request', 'http', 0, ?, 2, 3, '{"GPU-0":5}')`).run(r.requestId, r.startMs, r.endMs, r.startMs);
+  v5.prepare("INSERT INTO agent_state (key, value) VALUES ('settled_until_ms', ?)").run(String(r.startMs + 1000));
+  v5.close();
+
+  // A reader takes the file as it is: its usage rows are all of the old kind.
+  const reader = Ledger.openReadOnly(path);
+  assert.equal(reader.schemaVersion(), 5);
+  assert.equal(reader.readRequests(epochMs(0), epochMs(r.endMs + 1))[0]?.soFar.staticJ, 2);
+  assert.equal(reader.usageByDrawnHourFrom(), Number.POSITIVE_INFINITY);
+  reader.close();
+
+  const ledger = Ledger.open(path, { node: 'n', retention: RETENTION });
+  t.after(() => ledger.close());
+  assert.equal(ledger.schemaVersion(), 7);
+  assert.equal(ledger.usageByDrawnHourFrom(), r.startMs + 1000, 'from where settlement stood at the migration');
+  const [pending] = ledger.loadUnsettledStartingBefore(epochMs(r.endMs));
+  assert.deepEqual([pending?.soFar.staticJ, pending?.soFar.dynamicJ, pending?.soFar.perGpuJ, pending?.soFar.beforeEndHourJ], [2, 3, { 'GPU-0': 5 }, {}]);
+
+  const fresh = Ledger.open(join(dir, 'fresh.db'), { node: 'n', retention: RETENTION });
+  assert.equal(fresh.usageByDrawnHourFrom(), 0, 'a new ledger books every hour by where energy was drawn');
+  fresh.close();
 });

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { GpuPeriodTotals } from '../../model/attribution-types.js';
-import { addShares, emptyAccumulator, finalizeRequest, type RequestResult } from '../../model/request-result.js';
-import { HOUR_MS, energyRowsFromTotals, hourStart, usageRowsFromResults } from '../../model/rollup.js';
+import { addEnergyBeforeEndHour, addShares, emptyAccumulator, finalizeRequest, type RequestResult } from '../../model/request-result.js';
+import { HOUR_MS, energyBeforeEndHour, energyRowsFromTotals, hourStart, usageRowsFromResults } from '../../model/rollup.js';
 import { epochMs, joules, watts } from '../../model/units.js';
 import { request, T0 } from './helpers.js';
 
@@ -59,4 +59,59 @@ test('energy rows: a period crossing the hour is split in proportion to time; co
   assert.ok(Math.abs((rows[0]?.measuredJ ?? 0) + (rows[1]?.measuredJ ?? 0) - 600) < 1e-12);
   assert.ok(Math.abs((rows[1]?.idleJ ?? 0) - 225) < 1e-9);
   assert.deepEqual(rows.map((r) => [r.counterResets, r.gaps, r.simulated]), [[1, 2, true], [0, 0, true]]);
+});
+
+test('usage rows: energy drawn before the end hour is booked in its own hours, the counts and the rest in the end hour', () => {
+  const cap = (_name: string, value: string | undefined): string => value ?? '';
+  const endMs = T0 + HOUR_MS + 5_000;
+  const record = request({ requestId: 'x', startMs: T0 + HOUR_MS - 60_000, endMs, promptTokens: 10, completionTokens: 5 });
+  // Two periods: [T0 + 59 min, T0 + 1 h) in the first hour, [T0 + 1 h, T0 + 1 h + 10 s) in the end hour.
+  const first = { staticJ: 40, dynamicJ: 80, prefillJ: 30, decodeJ: 90 };
+  const second = { staticJ: 4, dynamicJ: 8, prefillJ: 0, decodeJ: 12 };
+  const before = energyBeforeEndHour(first, T0 + HOUR_MS - 60_000, T0 + HOUR_MS, endMs);
+  assert.deepEqual(before, { [String(T0)]: [40, 80, 30, 90] });
+  assert.equal(energyBeforeEndHour(second, T0 + HOUR_MS, T0 + HOUR_MS + 10_000, endMs), null, 'a period in the end hour adds nothing');
+  const share = (e: typeof first) => ({ requestId: 'x', gpuUuid: 'g', staticJ: joules(e.staticJ), dynamicJ: joules(e.dynamicJ), prefillJ: joules(e.prefillJ), decodeJ: joules(e.decodeJ), activeMs: 1, concurrencyMs: 1, estimated: false });
+  const acc = addShares(addShares(emptyAccumulator(), [share(first)]), [share(second)]);
+  const result = finalizeRequest(record, { ...acc, beforeEndHourJ: before ?? {} }, { late: false });
+  const rows = usageRowsFromResults([result], 'n', false, cap);
+  assert.deepEqual(
+    rows.map((r) => [r.hourStartMs, r.requests, r.completionTokens, r.staticJ, r.dynamicJ, r.prefillJ, r.decodeJ]),
+    [
+      [T0, 0, 0, 40, 80, 30, 90],
+      [T0 + HOUR_MS, 1, 5, 4, 8, 0, 12],
+    ],
+  );
+});
+
+test('usage rows: a request ending on the hour has no energy in the hour it counts in, not even a rounding rest', () => {
+  const cap = (_name: string, value: string | undefined): string => value ?? '';
+  const endMs = T0 + 3 * HOUR_MS;
+  const record = request({ requestId: 'y', startMs: T0 + 10_000, endMs, completionTokens: 3 });
+  // One period in each of its three hours; 0.1 + 0.2 + 0.3, less each again, is not 0 in floating point.
+  const parts = [0.1, 0.2, 0.3].map((j) => ({ staticJ: j, dynamicJ: j * 7, prefillJ: j, decodeJ: j * 7 }));
+  let acc = emptyAccumulator();
+  for (const [i, p] of parts.entries()) {
+    acc = addShares(acc, [{ requestId: 'y', gpuUuid: 'g', staticJ: joules(p.staticJ), dynamicJ: joules(p.dynamicJ), prefillJ: joules(p.prefillJ), decodeJ: joules(p.decodeJ), activeMs: 1, concurrencyMs: 1, estimated: false }]);
+    const before = energyBeforeEndHour(p, T0 + i * HOUR_MS + 10_000, T0 + i * HOUR_MS + 20_000, endMs);
+    assert.ok(before !== null);
+    acc = { ...acc, beforeEndHourJ: addEnergyBeforeEndHour(acc.beforeEndHourJ, before) };
+  }
+  assert.notEqual(acc.staticJ - 0.1 - 0.2 - 0.3, 0, 'the rest is a rounding error, not 0');
+  const rows = usageRowsFromResults([finalizeRequest(record, acc, { late: false })], 'n', false, cap);
+  const end = rows.find((r) => r.hourStartMs === endMs);
+  assert.deepEqual([end?.requests, end?.staticJ, end?.dynamicJ, end?.prefillJ, end?.decodeJ], [1, 0, 0, 0, 0]);
+  assert.deepEqual(rows.map((r) => [r.hourStartMs, r.staticJ]), [[T0, 0.1], [T0 + HOUR_MS, 0.2], [T0 + 2 * HOUR_MS, 0.3], [endMs, 0]]);
+});
+
+test('energy before the end hour: a period crossing an hour is split in proportion to time, as the energy rows are', () => {
+  const start = T0 + HOUR_MS - 15_000;
+  const e = { staticJ: 60, dynamicJ: 120, prefillJ: 20, decodeJ: 160 };
+  const before = energyBeforeEndHour(e, start, start + 60_000, T0 + 2 * HOUR_MS + 1);
+  // A quarter of the period is in the first hour; the rest is in T0 + 1 h, still before the end hour.
+  const eps = (a: readonly number[] | undefined, b: readonly number[]) => assert.ok(a !== undefined && a.every((x, i) => Math.abs(x - (b[i] as number)) < 1e-9), `${a} != ${b}`);
+  eps(before?.[String(T0)], [15, 30, 5, 40]);
+  eps(before?.[String(T0 + HOUR_MS)], [45, 90, 15, 120]);
+  const rows = energyRowsFromTotals([totals(600)], start, start + 60_000, 'n', false);
+  assert.ok(Math.abs((rows[0]?.staticJ ?? 0) / 150 - 15 / 60) < 1e-12, 'the same quarter as the energy rows');
 });
