@@ -71,7 +71,7 @@ export function exportCommand(): Command {
     .option('--verify <file>', 'recompute a JSON report from the ledger and say whether it still matches (exit 1 when not)')
     .option('--merge <files...>', 'fleet report from node reports (JSON); a report given twice is counted once')
     .option('--prometheus <url>', 'compute from the agents\' counters through the Prometheus HTTP API (Prometheus, Thanos, Mimir)')
-    .option('--prometheus-node-label <label>', 'label that names the node in Prometheus', 'instance')
+    .option('--prometheus-node-label <label>', 'label that names the node in Prometheus (default: node when the series carry it, else instance)')
     .option('--prometheus-header <header...>', 'extra HTTP header for Prometheus, "Name: value" (e.g. X-Scope-OrgID for Mimir)');
   addConfigOptions(command, ['db']);
   command.action(async (flags: ExportOptions) => {
@@ -114,7 +114,7 @@ export async function runExport(flags: ExportOptions, io: ExportIo): Promise<voi
   if (flags.prometheus !== undefined) {
     const rollups = await readPrometheusRollups(period, {
       url: flags.prometheus,
-      nodeLabel: flags.prometheusNodeLabel ?? 'instance',
+      ...(flags.prometheusNodeLabel !== undefined ? { nodeLabel: flags.prometheusNodeLabel } : {}),
       headers: parseHeaders(flags.prometheusHeader ?? []),
     });
     const report = buildEsgReport({
@@ -126,6 +126,7 @@ export async function runExport(flags: ExportOptions, io: ExportIo): Promise<voi
       taskAggregates: rollups.taskAggregates,
       tokenCounts: rollups.tokenCounts,
       coverageKnown: false,
+      sourceNotes: rollups.notes,
       dataSource: 'prometheus',
       ...carbonInputs(settings.carbon, settings.configDir),
       period,

@@ -80,6 +80,8 @@ export interface EsgReportInput {
    * ledger written before schema 7) book each request whole in the hour it ended (said in a note).
    */
   readonly usageByDrawnHourFromMs?: number;
+  /** Notes of the data source (how it named nodes, ...), added to the quality notes. */
+  readonly sourceNotes?: readonly string[];
 }
 
 const TOKEN_DIMENSIONS_OF_TOKEN_COUNTS: readonly BreakdownDimension[] = ['tier', 'model', 'month'];
@@ -114,7 +116,7 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
   const dataSource = input.dataSource ?? 'ledger';
   const coverageKnown = input.coverageKnown ?? true;
 
-  const { byNode, gpuHours } = collectNodeHours(period, input.energy, input.host, input.quality);
+  const { byNode, gpuHours, hoursByGpu } = collectNodeHours(period, input.energy, input.host, input.quality);
   const neededHours = new Set<number>();
   for (const hours of byNode.values()) for (const [hour, h] of hours) if (hasData(h)) neededHours.add(hour);
 
@@ -220,7 +222,7 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
 
     const nodes = [...new Set([...byNode.keys()])].sort();
     const facilityJ = (t.measured + t.host) * pue;
-    const embodied = embodiedOf(carbon, byNode, gpuHours);
+    const embodied = embodiedOf(carbon, byNode, hoursByGpu);
     const offsetsKg = carbon.offsets.reduce((s, o) => s + o.kgCo2e, 0);
     const simulatedAttributedJ = allUsage.simulatedJ;
     const simulated = q.simulated > 0 || simulatedAttributedJ > 0;
@@ -277,7 +279,7 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
     const cross = crossRows(usage, tokenCounts !== null);
     const series = seriesOf(usage.dailyByTier, dailyOverhead);
 
-    const notes: string[] = [];
+    const notes: string[] = [...(input.sourceNotes ?? [])];
     if (simulated) {
       notes.push(
         `SIMULATED: ${kwh(q.simulated)} kWh of measured GPU energy and ${kwh(simulatedAttributedJ)} kWh of attributed energy come from the simulator; they are not measurements.`,
@@ -395,20 +397,20 @@ function locationSpecOf(carbon: CarbonConfig, file: EsgReportInput['intensityFil
 function embodiedOf(
   carbon: CarbonConfig,
   byNode: ReadonlyMap<string, ReadonlyMap<number, NodeHour>>,
-  gpuHours: ReadonlyMap<string, ReadonlyMap<string, number>>,
+  hoursByGpu: ReadonlyMap<string, ReadonlySet<number>>,
 ): { gpuKg: number; hostKg: number; gpuCount: number; gpuHours: number; hostHours: number } {
   const e = carbon.embodied;
   let gpuKg = 0;
   let hostKg = 0;
-  let gpuCount = 0;
   let allGpuHours = 0;
   let hostHours = 0;
-  for (const [node, hours] of byNode) {
-    for (const reserved of gpuHours.get(node)?.values() ?? []) {
-      gpuCount += 1;
-      allGpuHours += reserved;
-      gpuKg += embodiedKgCo2e({ totalKgCo2e: e.gpuKgCo2e, reservedHours: reserved, lifespanYears: e.lifespanYears, reservedShare: e.reservedShare });
-    }
+  // GPUs by UUID, whatever node name they were reported under.
+  for (const hours of hoursByGpu.values()) {
+    allGpuHours += hours.size;
+    gpuKg += embodiedKgCo2e({ totalKgCo2e: e.gpuKgCo2e, reservedHours: hours.size, lifespanYears: e.lifespanYears, reservedShare: e.reservedShare });
+  }
+  const gpuCount = hoursByGpu.size;
+  for (const hours of byNode.values()) {
     let nodeHours = 0;
     for (const h of hours.values()) if (hasData(h)) nodeHours += 1;
     hostHours += nodeHours;

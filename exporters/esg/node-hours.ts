@@ -22,10 +22,16 @@ export interface NodeHour {
   hasHostData: boolean;
 }
 
-/** Per node: its hours and, per GPU, how many hours it reported (SCI "time reserved"). */
+/** Per node: its hours and, per GPU, how many hours it reported; per GPU UUID, its hours (SCI "time reserved"). */
 export interface NodeHours {
   readonly byNode: Map<string, Map<number, NodeHour>>;
   readonly gpuHours: Map<string, Map<string, number>>;
+  /**
+   * The hours each GPU reported, by UUID across node names: a GPU seen under two names (a
+   * Prometheus instance label that changed with a pod restart) is one GPU, its hours counted once.
+   * Simulated GPUs are told apart by node too: every simulated node has the same UUIDs.
+   */
+  readonly hoursByGpu: Map<string, Set<number>>;
 }
 
 const empty = (): NodeHour => ({
@@ -59,6 +65,7 @@ export function collectNodeHours(
 ): NodeHours {
   const byNode = new Map<string, Map<number, NodeHour>>();
   const gpuHours = new Map<string, Map<string, number>>();
+  const hoursByGpu = new Map<string, Set<number>>();
   const at = (node: string, hour: number): NodeHour => {
     let hours = byNode.get(node);
     if (!hours) byNode.set(node, (hours = new Map()));
@@ -83,6 +90,10 @@ export function collectNodeHours(
     let gpus = gpuHours.get(r.node);
     if (!gpus) gpuHours.set(r.node, (gpus = new Map()));
     gpus.set(r.gpuUuid, (gpus.get(r.gpuUuid) ?? 0) + 1);
+    const gpu = r.simulated ? `${r.node}\u0001${r.gpuUuid}` : r.gpuUuid;
+    let hours = hoursByGpu.get(gpu);
+    if (!hours) hoursByGpu.set(gpu, (hours = new Set()));
+    hours.add(r.hourStartMs);
   }
   for (const r of host) {
     if (!inPeriod(period, r.hourStartMs)) continue;
@@ -98,5 +109,5 @@ export function collectNodeHours(
     h.rejectedRecords += r.rejectedRecords;
     h.sampleErrors += r.sampleErrors;
   }
-  return { byNode, gpuHours };
+  return { byNode, gpuHours, hoursByGpu };
 }

@@ -16,12 +16,20 @@ export interface PrometheusRollups {
   readonly taskAggregates: TaskAggregateRow[];
   /** The PromQL queries run (reported in the methodology inputs). */
   readonly queries: readonly string[];
+  /** The label that named the nodes (given, or found: see {@link PrometheusSourceOptions.nodeLabel}). */
+  readonly nodeLabel: string;
+  /** What the report's notes must say about how the figures were read. */
+  readonly notes: readonly string[];
 }
 
 export interface PrometheusSourceOptions {
   /** Base URL of the Prometheus HTTP API (Prometheus, Thanos Query, Mimir's /prometheus prefix). */
   readonly url: string;
-  /** Label naming the node (default "instance"; "node" where scrape configs relabel it). */
+  /**
+   * Label naming the node. Default: "node" when every GPU energy series carries it (the shipped
+   * scrape config relabels the Kubernetes node name to it), else "instance", which names a pod and
+   * changes when the pod is recreated (the report then says so).
+   */
   readonly nodeLabel?: string;
   /** User labels on tokenwatt_energy_joules_total to break down by (default team, feature). */
   readonly userLabels?: readonly string[];
@@ -47,7 +55,8 @@ interface MatrixSeries {
  * figures match the ledger within one scrape interval per series and hour.
  */
 export async function readPrometheusRollups(period: ReportPeriod, options: PrometheusSourceOptions): Promise<PrometheusRollups> {
-  const node = options.nodeLabel ?? 'instance';
+  const notes: string[] = [];
+  const node = options.nodeLabel ?? (await nodeLabelOf(options, period, notes));
   const user = options.userLabels ?? ['team', 'feature'];
   if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(node)) throw new PrometheusQueryError(`--prometheus-node-label: "${node}" is not a label name`);
   const by = (labels: readonly string[]): string => [node, ...labels].join(', ');
@@ -92,8 +101,10 @@ export async function readPrometheusRollups(period: ReportPeriod, options: Prome
     if (!row) gpuRows.set(key, (row = { node: n, hour, uuid, measured: 0, idle: 0, unattributed: 0, estimated: 0, attributed: [0, 0], simulated: false }));
     return row;
   };
+  // A GPU without a uuid label is named by its index on its node (an index alone is not unique in a fleet).
+  const fallbackUuid = (s: MatrixSeries): string => `${nodeOf(s)}/gpu:${s.metric.gpu ?? '?'}`;
   for (const s of results.gpu) {
-    const uuid = s.metric.uuid ?? `gpu:${s.metric.gpu ?? '?'}`;
+    const uuid = s.metric.uuid ?? fallbackUuid(s);
     uuidOf.set(`${nodeOf(s)}\u0001${s.metric.gpu ?? ''}`, uuid);
     for (const [hour, v] of points(s)) {
       const row = gpuRow(nodeOf(s), hour, uuid);
@@ -103,7 +114,7 @@ export async function readPrometheusRollups(period: ReportPeriod, options: Prome
   }
   const perGpu = (series: readonly MatrixSeries[], field: 'idle' | 'unattributed' | 'estimated'): void => {
     for (const s of series) {
-      const uuid = uuidOf.get(`${nodeOf(s)}\u0001${s.metric.gpu ?? ''}`) ?? `gpu:${s.metric.gpu ?? '?'}`;
+      const uuid = uuidOf.get(`${nodeOf(s)}\u0001${s.metric.gpu ?? ''}`) ?? fallbackUuid(s);
       for (const [hour, v] of points(s)) gpuRow(nodeOf(s), hour, uuid)[field] += v;
     }
   };
@@ -251,7 +262,27 @@ export async function readPrometheusRollups(period: ReportPeriod, options: Prome
     tokenCounts,
     taskAggregates: [...tasks.values()].map((r) => ({ hourStartMs: r.hour, node: r.node, tier: r.tier, count: r.count, succeeded: r.succeeded, joules: r.joules, wasteJ: r.waste })),
     queries: Object.values(queries),
+    nodeLabel: node,
+    notes,
   };
+}
+
+/**
+ * "node" when every GPU energy series of the period carries a node label, else "instance" (with a
+ * note): an instance is a pod's address, so a recreated pod would count as another node.
+ */
+async function nodeLabelOf(options: PrometheusSourceOptions, period: ReportPeriod, notes: string[]): Promise<string> {
+  const series = await queryRange(options, `count by (node) (last_over_time(${GPU_ENERGY}[1h]))`, period);
+  const named = series.filter((s) => (s.metric.node ?? '') !== '').length;
+  if (series.length > 0 && named === series.length) return 'node';
+  if (series.length > 0) {
+    notes.push(
+      `Nodes are named by the Prometheus "instance" label: ${named === 0 ? 'the GPU energy series carry no "node" label' : 'some GPU energy series carry no "node" label'}. ` +
+        'An instance is an agent pod\'s address, which changes when the pod is recreated: one machine may then appear as several nodes, with its host hours counted once per name. ' +
+        'Relabel the Kubernetes node name to "node" (deploy/kubernetes does), or pass --prometheus-node-label.',
+    );
+  }
+  return 'instance';
 }
 
 const GPU_ENERGY = 'tokenwatt_gpu_energy_joules_total';

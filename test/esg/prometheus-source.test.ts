@@ -56,6 +56,11 @@ describe('Prometheus source (HTTP API stand-in)', () => {
         res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'error', errorType: 'unauthorized', error: 'no org id' }));
         return;
       }
+      if (query.startsWith('count by (node)')) {
+        // The node-label probe: these series carry instance only.
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'success', data: { resultType: 'matrix', result: [{ metric: {}, values: [[t(0), '2']] }] } }));
+        return;
+      }
       const metric = /increase\((\w+)\[/.exec(query)?.[1] ?? '';
       const result = SERIES[metric];
       if (!result) {
@@ -71,9 +76,13 @@ describe('Prometheus source (HTTP API stand-in)', () => {
   after(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
   it('asks for hourly increases aligned on the period, grouped by node and labels', async () => {
-    await readPrometheusRollups(PERIOD, { url, headers: { 'X-Scope-OrgID': 'tenant-1' } });
-    assert.equal(seen.length, 14);
-    for (const p of seen) {
+    const rollups = await readPrometheusRollups(PERIOD, { url, headers: { 'X-Scope-OrgID': 'tenant-1' } });
+    assert.equal(seen.length, 15);
+    // First the probe for a node label; without one, nodes are named by instance, and the notes say so.
+    assert.match(seen[0]?.get('query') ?? '', /^count by \(node\) \(last_over_time\(tokenwatt_gpu_energy_joules_total\[1h\]\)\)$/);
+    assert.equal(rollups.nodeLabel, 'instance');
+    assert.match(rollups.notes.join(), /named by the Prometheus "instance" label: the GPU energy series carry no "node" label/);
+    for (const p of seen.slice(1)) {
       assert.equal(p.get('start'), String(t(0)));
       assert.equal(p.get('end'), String(t(1)));
       assert.equal(p.get('step'), '3600');
@@ -124,5 +133,109 @@ describe('Prometheus source (HTTP API stand-in)', () => {
   it('reports the API\'s own error, and an unreachable server', async () => {
     await assert.rejects(readPrometheusRollups(PERIOD, { url }), (e: unknown) => e instanceof PrometheusQueryError && /HTTP 401, unauthorized: no org id/.test(e.message));
     await assert.rejects(readPrometheusRollups(PERIOD, { url: 'http://127.0.0.1:1', timeoutMs: 5000 }), /cannot reach Prometheus at http:\/\/127\.0\.0\.1:1/);
+  });
+});
+
+/**
+ * A Prometheus stand-in that groups its raw series as `sum by (...)` and `count by (...)` do, so
+ * the node label the export picks decides what it gets.
+ */
+function groupingPrometheus(raw: Record<string, { metric: Record<string, string>; values: [number, string][] }[]>): http.Server {
+  return http.createServer((req, res) => {
+    const query = new URL(req.url ?? '/', 'http://x').searchParams.get('query') ?? '';
+    const [, op, labels, metric] = /^(sum|count) by \(([^)]*)\) \((?:increase|last_over_time)\((\w+)\[/.exec(query) ?? [];
+    const by = (labels ?? '').split(',').map((l) => l.trim()).filter((l) => l !== '');
+    const groups = new Map<string, { metric: Record<string, string>; values: Map<number, number> }>();
+    for (const s of raw[metric ?? ''] ?? []) {
+      const m = Object.fromEntries(by.filter((l) => s.metric[l] !== undefined).map((l) => [l, s.metric[l] as string]));
+      const key = JSON.stringify(m);
+      const g = groups.get(key) ?? { metric: m, values: new Map<number, number>() };
+      for (const [ts, v] of s.values) g.values.set(ts, (g.values.get(ts) ?? 0) + (op === 'count' ? 1 : Number(v)));
+      groups.set(key, g);
+    }
+    const result = [...groups.values()].map((g) => ({ metric: g.metric, values: [...g.values].sort((a, b) => a[0] - b[0]).map(([ts, v]) => [ts, String(v)]) }));
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'success', data: { resultType: 'matrix', result } }));
+  });
+}
+
+describe('Prometheus source: which label names the node', () => {
+  // One GPU on gpu-node-1 for three hours; its DaemonSet pod was recreated during hour 1 (new pod IP).
+  const THREE_HOURS = { fromMs: T0, toMs: T0 + 3 * H, label: 'three hours' };
+  const a = { instance: '10.0.0.5:9477', job: 'tokenwatt' };
+  const b = { instance: '10.0.0.9:9477', job: 'tokenwatt' };
+  const raw = (withNode: (pod: Record<string, string>) => Record<string, string>) => ({
+    tokenwatt_gpu_energy_joules_total: [
+      { metric: { ...withNode(a), gpu: '0', uuid: 'GPU-a', simulated: 'false' }, values: [[t(0), '3600000'], [t(1), '1800000']] as [number, string][] },
+      { metric: { ...withNode(b), gpu: '0', uuid: 'GPU-a', simulated: 'false' }, values: [[t(1), '1800000'], [t(2), '3600000']] as [number, string][] },
+    ],
+    tokenwatt_idle_energy_joules_total: [
+      { metric: { ...withNode(a), gpu: '0' }, values: [[t(0), '3600000'], [t(1), '1800000']] as [number, string][] },
+      { metric: { ...withNode(b), gpu: '0' }, values: [[t(1), '1800000'], [t(2), '3600000']] as [number, string][] },
+    ],
+    tokenwatt_host_energy_joules_total: [
+      { metric: { ...withNode(a), estimated: 'false' }, values: [[t(0), '360000'], [t(1), '180000']] as [number, string][] },
+      { metric: { ...withNode(b), estimated: 'false' }, values: [[t(1), '180000'], [t(2), '360000']] as [number, string][] },
+    ],
+  });
+  const carbon = parseCarbonConfig({ intensityGPerKwh: 100, intensitySource: 'test', pue: 1, embodied: { gpuKgCo2e: 8766, hostKgCo2e: 8766, lifespanYears: 1, reservedShare: 1, source: 'test: 1 kg per hour' } });
+  assert.ok(carbon.ok);
+
+  async function reportFrom(series: ReturnType<typeof raw>, nodeLabel?: string) {
+    const server = groupingPrometheus(series);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const rollups = await readPrometheusRollups(THREE_HOURS, { url, ...(nodeLabel !== undefined ? { nodeLabel } : {}) });
+      assert.ok(carbon.ok);
+      return buildEsgReport({
+        ...rollups, tasks: [], carbon: carbon.config, period: THREE_HOURS, toolVersion: 't', generatedAt: '2026-07-01T04:00:00.000Z', dataSource: 'prometheus', coverageKnown: false, sourceNotes: rollups.notes,
+      });
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }
+
+  it('takes the node label when the series carry it: a recreated pod stays one node with one GPU', async () => {
+    const r = await reportFrom(raw((pod) => ({ ...pod, node: 'gpu-node-1' })));
+    assert.deepEqual(r.nodes, ['gpu-node-1']);
+    assert.equal(r.totals.gpu_count, 1);
+    assert.equal(r.quality.expected_gpu_hours, 3);
+    assert.equal(r.totals.reserved_gpu_hours, 3);
+    assert.equal(r.totals.reserved_host_hours, 3);
+    assert.equal(r.totals.embodied_kgco2e, 6);
+    assert.equal(r.totals.gpu_energy_kwh, 3);
+    assert.ok(!r.quality.notes.some((n) => /instance/.test(n)));
+    assert.deepEqual(esgReportSchemaProblems(r), []);
+  });
+
+  it('falls back to instance when the series carry no node label, says so, and still counts the GPU once by its uuid', async () => {
+    const r = await reportFrom(raw((pod) => pod));
+    assert.deepEqual(r.nodes, ['10.0.0.5:9477', '10.0.0.9:9477']);
+    assert.equal(r.totals.gpu_count, 1, 'one GPU uuid under two instance names');
+    assert.equal(r.quality.expected_gpu_hours, 3);
+    assert.equal(r.totals.reserved_gpu_hours, 3, 'the hour both pods reported counts once for the GPU');
+    assert.ok(r.quality.notes.some((n) => /named by the Prometheus "instance" label: the GPU energy series carry no "node" label/.test(n)));
+    assert.equal(r.totals.gpu_energy_kwh, 3);
+  });
+
+  it('tells simulated GPUs apart by node: every simulated node has the same UUIDs', async () => {
+    const twoSimulatedNodes = raw((pod) => ({ ...pod, node: pod === a ? 'sim-a' : 'sim-b' }));
+    for (const s of twoSimulatedNodes.tokenwatt_gpu_energy_joules_total) s.metric.simulated = 'true';
+    const r = await reportFrom(twoSimulatedNodes);
+    assert.deepEqual(r.nodes, ['sim-a', 'sim-b']);
+    assert.equal(r.totals.gpu_count, 2);
+    assert.equal(r.totals.reserved_gpu_hours, 4);
+  });
+
+  it('falls back to instance when only some series carry a node label; an explicit label is taken as given', async () => {
+    const mixed = raw((pod) => (pod === a ? { ...pod, node: 'gpu-node-1' } : pod));
+    const r = await reportFrom(mixed);
+    assert.equal(r.nodes.length, 2);
+    assert.ok(r.quality.notes.some((n) => /some GPU energy series carry no "node" label/.test(n)));
+    const given = await reportFrom(raw((pod) => ({ ...pod, node: 'gpu-node-1' })), 'instance');
+    assert.deepEqual(given.nodes, ['10.0.0.5:9477', '10.0.0.9:9477']);
+    assert.equal(given.totals.gpu_count, 1);
+    assert.ok(!given.quality.notes.some((n) => /instance/.test(n)), 'no note for a label the user chose');
   });
 });
