@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { REGION_INTENSITY_TABLE } from '../../collectors/carbon-data/region-intensity-table.js';
 import { CarbonInputError } from '../../model/carbon/carbon-input-error.js';
 import type { CarbonConfig } from '../../model/carbon/carbon-config.js';
@@ -11,7 +12,7 @@ import { checkPue, DEFAULT_PUE, DEFAULT_PUE_SOURCE } from '../../model/carbon/pu
 import { sciPerUnit } from '../../model/carbon/sci.js';
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow, TaskRow } from '../../model/rollup-types.js';
 import { JOULES_PER_KWH } from '../../model/units.js';
-import { contentSha256 } from './canonical-json.js';
+import { canonicalJson, contentSha256 } from './canonical-json.js';
 import { NoDataError } from './esg-errors.js';
 import { ESG_REPORT_SCHEMA_ID, OFFSET_ROLE } from './esg-report.js';
 import type { BreakdownDimension, EsgBreakdownRow, EsgCoverage, EsgCrossRow, EsgFactor, EsgQuality, EsgReport, EsgSeries, EsgTotals } from './esg-report.js';
@@ -336,9 +337,9 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
       pueFactor(carbon, pue),
       embodiedFactor('embodied-gpu', carbon.embodied.gpuKgCo2e, 'kgCO2e per GPU', carbon),
       embodiedFactor('embodied-host', carbon.embodied.hostKgCo2e, 'kgCO2e per host (without GPUs)', carbon),
-      ...carbon.offsets.map<FactorProvenance>((o, i) => ({
+      ...offsetIds(carbon.offsets).map<FactorProvenance>(({ offset: o, id }) => ({
         role: OFFSET_ROLE,
-        id: `offset:${i}`,
+        id,
         value: o.kgCo2e,
         unit: 'kgCO2e',
         source: o.source,
@@ -642,4 +643,19 @@ function usageByNodeHour(period: ReportPeriod, totals: Iterable<UsageNodeHourTot
     hours.set(u.hourStartMs, (hours.get(u.hourStartMs) ?? 0) + u.attributedJ);
   }
   return out;
+}
+
+/**
+ * Offsets with ids from their content (a short hash of amount, source and description; "#2", "#3"
+ * for the same purchase listed again), so that a fleet report matches them across nodes whatever
+ * their positions in each node's list.
+ */
+function offsetIds(offsets: CarbonConfig['offsets']): { offset: CarbonConfig['offsets'][number]; id: string }[] {
+  const seen = new Map<string, number>();
+  return offsets.map((offset) => {
+    const hash = createHash('sha256').update(canonicalJson([offset.kgCo2e, offset.source, offset.description])).digest('hex').slice(0, 12);
+    const n = (seen.get(hash) ?? 0) + 1;
+    seen.set(hash, n);
+    return { offset, id: `offset:${hash}${n > 1 ? `#${n}` : ''}` };
+  });
 }

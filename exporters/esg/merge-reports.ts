@@ -57,7 +57,7 @@ export function mergeEsgReports(inputs: readonly NamedReport[], options: { toolV
   }
   const reports = used.map((u) => u.report);
   const nodes = [...nodeSource.keys()].sort();
-  const factors = mergeFactors(reports.flatMap((r) => r.factors));
+  const factors = mergeFactors(reports.map((r) => r.factors));
   // An offset configured alike on several nodes (a shared config: one purchase) is one factor of the
   // merge, and counts once in its total, as in its factor list.
   const offsetsKg = sum(factors.filter((f) => f.role === OFFSET_ROLE).map((f) => f.value ?? 0));
@@ -312,12 +312,28 @@ function mergeCoverage(used: readonly NamedReport[], duplicates: EsgCoverage['du
   };
 }
 
-function mergeFactors(all: readonly EsgFactor[]): EsgFactor[] {
+/**
+ * The factors of all reports, each once, with the nodes it applies to. An offset is matched by its
+ * content, not its id (reports before content ids named it by its position in the config's list):
+ * the n-th offset of a given content in one report is the n-th of that content in another.
+ */
+function mergeFactors(perReport: readonly (readonly EsgFactor[])[]): EsgFactor[] {
   const out = new Map<string, EsgFactor>();
-  for (const f of all) {
-    const key = JSON.stringify([f.role, f.id, f.value, f.unit, f.source, f.year, f.basis, f.note]);
-    const prior = out.get(key);
-    out.set(key, prior ? { ...prior, nodes: [...new Set([...prior.nodes, ...f.nodes])].sort() } : f);
+  for (const factors of perReport) {
+    const occurrences = new Map<string, number>();
+    for (const f of factors) {
+      let key: string;
+      if (f.role === OFFSET_ROLE) {
+        const content = JSON.stringify([f.role, f.value, f.unit, f.source, f.year, f.basis, f.note]);
+        const n = (occurrences.get(content) ?? 0) + 1;
+        occurrences.set(content, n);
+        key = `${content}#${n}`;
+      } else {
+        key = JSON.stringify([f.role, f.id, f.value, f.unit, f.source, f.year, f.basis, f.note]);
+      }
+      const prior = out.get(key);
+      out.set(key, prior ? { ...prior, nodes: [...new Set([...prior.nodes, ...f.nodes])].sort() } : f);
+    }
   }
   return [...out.values()];
 }

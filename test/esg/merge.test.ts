@@ -10,6 +10,7 @@ import type { CarbonConfigInput } from '../../model/carbon/carbon-config.js';
 import { buildEsgReport } from '../../exporters/esg/build-esg-report.js';
 import { checkContentSha256, contentSha256 } from '../../exporters/esg/canonical-json.js';
 import { MergeError } from '../../exporters/esg/esg-errors.js';
+import { OFFSET_ROLE } from '../../exporters/esg/esg-report.js';
 import type { EsgReport } from '../../exporters/esg/esg-report.js';
 import { mergeEsgReports } from '../../exporters/esg/merge-reports.js';
 import { esgReportSchemaProblems } from '../../exporters/esg/report-schema.js';
@@ -109,6 +110,33 @@ describe('fleet report from node reports (--merge)', () => {
     const different = mergeEsgReports([{ name: 'x.json', report: withOffset('node-x', 3, [shared]) }, { name: 'y.json', report: withOffset('node-y', 4, [other]) }], META);
     assert.equal(different.totals.offsets_kgco2e, 140);
     assert.deepEqual(esgReportSchemaProblems(same), []);
+  });
+
+  it('matches an offset by its content, not its position in each node\'s list', () => {
+    const x = { kgCo2e: 100, source: 'Gold Standard VER batch 7', description: 'company-wide purchase' };
+    const y = { kgCo2e: 50, source: 'registry 9', description: 'node-b site purchase' };
+    const withOffsets = (node: string, seed: number, offsets: CarbonConfigInput['offsets']) =>
+      nodeReport(node, makeRollups({ node, fromMs: T0, hours: 24, gpus: 1, seed }), { region: 'FR', offsets });
+    const nodeA = withOffsets('node-a', 3, [x]);
+    const nodeB = withOffsets('node-b', 4, [y, x]);
+    const fleet = mergeEsgReports([{ name: 'a.json', report: nodeA }, { name: 'b.json', report: nodeB }], META);
+    assert.equal(fleet.totals.offsets_kgco2e, 150);
+    const offsets = fleet.factors.filter((f) => f.role === OFFSET_ROLE);
+    assert.deepEqual(offsets.map((f) => [f.value, f.nodes]).sort(), [[100, ['node-a', 'node-b']], [50, ['node-b']]]);
+    // The same purchase has the same id in both node reports.
+    assert.equal(nodeA.factors.find((f) => f.value === 100 && f.nodes.includes('node-a'))?.id, nodeB.factors.find((f) => f.value === 100)?.id);
+    // Reports that named offsets by position (offset:0, offset:1) are matched by content too.
+    const byPosition = (r: EsgReport): EsgReport => {
+      let i = 0;
+      const unhashed = { ...r, factors: r.factors.map((f) => (f.id.startsWith('offset:') ? { ...f, id: `offset:${i++}` } : f)), content_sha256: '' };
+      return { ...unhashed, content_sha256: contentSha256(unhashed) };
+    };
+    assert.equal(mergeEsgReports([{ name: 'a.json', report: byPosition(nodeA) }, { name: 'b.json', report: byPosition(nodeB) }], META).totals.offsets_kgco2e, 150);
+    // The same purchase listed twice on one node is two purchases: one of them is also node-b's.
+    const twice = withOffsets('node-a', 3, [x, x]);
+    assert.equal(twice.totals.offsets_kgco2e, 200);
+    assert.equal(new Set(twice.factors.filter((f) => f.value === 100).map((f) => f.id)).size, 2);
+    assert.equal(mergeEsgReports([{ name: 'a.json', report: twice }, { name: 'b.json', report: nodeB }], META).totals.offsets_kgco2e, 250);
   });
 
   it('carries the simulated mark into the fleet report', () => {
