@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { REGION_INTENSITY_TABLE } from '../../collectors/carbon-data/region-intensity-table.js';
 import { CarbonInputError } from '../../model/carbon/carbon-input-error.js';
 import type { CarbonConfig } from '../../model/carbon/carbon-config.js';
-import { embodiedKgCo2e } from '../../model/carbon/embodied.js';
+import { DEFAULT_EMBODIED, embodiedKgCo2e } from '../../model/carbon/embodied.js';
 import type { FactorProvenance, GridIntensityFactor } from '../../model/carbon/grid-intensity-factor.js';
 import type { HourlyIntensitySeries } from '../../model/carbon/hourly-intensity-csv.js';
 import { resolveLocationIntensity } from '../../model/carbon/location-intensity.js';
@@ -14,7 +14,7 @@ import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsag
 import { JOULES_PER_KWH } from '../../model/units.js';
 import { canonicalJson, contentSha256 } from './canonical-json.js';
 import { NoDataError } from './esg-errors.js';
-import { ESG_REPORT_SCHEMA_ID, OFFSET_ROLE } from './esg-report.js';
+import { DEFAULT_FACTOR_NOTE, ESG_REPORT_SCHEMA_ID, OFFSET_ROLE } from './esg-report.js';
 import type { BreakdownDimension, EsgBreakdownRow, EsgCoverage, EsgCrossRow, EsgFactor, EsgQuality, EsgReport, EsgSeries, EsgTotals } from './esg-report.js';
 import { methodology } from './methodology.js';
 import { collectNodeHours } from './node-hours.js';
@@ -286,6 +286,12 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
         `SIMULATED: ${kwh(q.simulated)} kWh of measured GPU energy and ${kwh(simulatedAttributedJ)} kWh of attributed energy come from the simulator; they are not measurements.`,
       );
     }
+    if (q.estimated > 0) {
+      notes.push(
+        `${kwh(q.estimated)} kWh (${percent(q.estimated, t.measured)} of the GPU energy) is estimated, not measured: ` +
+          'integrated or carried over gaps between samples, counter resets and missing readings.',
+      );
+    }
     if (q.hostEstimated > 0) notes.push(`${kwh(q.hostEstimated)} kWh of host energy is a configured overhead estimate (no RAPL reading).`);
     if (location.filledHours > 0) notes.push(`${location.filledHours} hour(s) of grid intensity were filled by policy "${carbon.intensityFill}".`);
     if (market.remainder === 'location-average' && market.coveredShare.min < 1) {
@@ -430,12 +436,13 @@ function pueFactor(carbon: CarbonConfig, pue: number): FactorProvenance {
     source: carbon.pueSource ?? (isDefault ? DEFAULT_PUE_SOURCE : 'configured by the operator (carbon.pue)'),
     year: null,
     basis: null,
-    note: isDefault ? 'documented default, not a measurement of this site' : null,
+    note: isDefault ? `${DEFAULT_FACTOR_NOTE}, not a measurement of this site` : null,
   };
 }
 
 function embodiedFactor(role: string, value: number, unit: string, carbon: CarbonConfig): FactorProvenance {
   const e = carbon.embodied;
+  const isDefault = e.source === DEFAULT_EMBODIED.source;
   return {
     role,
     id: role,
@@ -444,9 +451,14 @@ function embodiedFactor(role: string, value: number, unit: string, carbon: Carbo
     source: e.source,
     year: null,
     basis: null,
-    note: `lifespan ${e.lifespanYears} years, reserved share ${e.reservedShare}; M = TE x (hours reported / lifespan hours) x share`,
+    note:
+      `${isDefault ? `${DEFAULT_FACTOR_NOTE} (literature estimate, not this hardware's own figure); ` : ''}` +
+      `lifespan ${e.lifespanYears} years, reserved share ${e.reservedShare}; M = TE x (hours reported / lifespan hours) x share`,
   };
 }
+
+/** "12.5%" of a whole, for notes. */
+const percent = (part: number, whole: number): string => `${round(whole > 0 ? (part / whole) * 100 : 0)}%`;
 
 interface TokenSums {
   all: UsageSums;

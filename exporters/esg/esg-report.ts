@@ -9,6 +9,26 @@ export const ESG_REPORT_SCHEMA_ID = 'tokenwatt.esg/1';
 /** The role of an offset in a report's factors: reported beside the emissions, never netted from them. */
 export const OFFSET_ROLE = 'offset (reported, never netted)';
 
+/** How a factor's note starts when the value is a documented default, not the operator's own figure. */
+export const DEFAULT_FACTOR_NOTE = 'documented default';
+
+/** Is this factor a documented default (PUE, embodied) rather than a figure configured for the site? */
+export const isDefaultFactor = (f: { readonly note: string | null }): boolean => f.note?.startsWith(DEFAULT_FACTOR_NOTE) ?? false;
+
+/**
+ * How the report's GPU energy was obtained, in words: "simulated", "estimated", "measured",
+ * "measured, 12.5% estimated" (shares rounded to 0.1 %), or "measured or estimated" when the
+ * estimated share is unknown. What the HTML cards and the Impact Framework category say.
+ */
+export function gpuEnergyKind(report: Pick<EsgReport, 'simulated' | 'quality'>): string {
+  const pct = (share: number): string => `${Math.round(share * 1000) / 10}%`;
+  const { simulated_share: simulated, estimated_share: estimated } = report.quality;
+  if (report.simulated) return simulated >= 1 ? 'simulated' : `${pct(simulated)} simulated`;
+  if (estimated === null) return 'measured or estimated';
+  if (estimated >= 1) return 'estimated';
+  return estimated > 0 ? `measured, ${pct(estimated)} estimated` : 'measured';
+}
+
 /** Dimensions of the breakdowns. `month` is YYYY-MM in UTC. */
 export const BREAKDOWN_DIMENSIONS = ['tier', 'model', 'team', 'feature', 'cache_bucket', 'batch_bucket', 'month'] as const;
 export type BreakdownDimension = (typeof BREAKDOWN_DIMENSIONS)[number];

@@ -1,3 +1,4 @@
+import { gpuEnergyKind, isDefaultFactor } from './esg-report.js';
 import type { EsgBreakdownRow, EsgReport } from './esg-report.js';
 import { utcDayStart } from './report-period.js';
 import { escapeXml as esc, fmt, GREY, heatmaps, PALETTE, shareBars, stackedBars, valueBars } from './svg-charts.js';
@@ -19,13 +20,16 @@ export function renderEsgHtml(report: EsgReport): string {
         `${fmt(report.quality.simulated_share * 100)}% of the energy in this report comes from the simulator. Do not use it for disclosure.`,
       )}</div>`
     : '';
+  // Defaults are said on the cards, not only in the factor table.
+  const defaultPue = report.factors.some((f) => f.role === 'pue' && isDefaultFactor(f));
+  const defaultEmbodied = report.factors.some((f) => f.role.startsWith('embodied') && isDefaultFactor(f));
   const cards: [string, string][] = [
-    ['GPU energy (measured)', `${fmt(t.gpu_energy_kwh)} kWh`],
+    [`GPU energy (${gpuEnergyKind(report)})`, `${fmt(t.gpu_energy_kwh)} kWh`],
     ['Idle energy', `${fmt(t.idle_energy_kwh)} kWh (${pct(t.idle_energy_kwh, t.gpu_energy_kwh)})`],
-    ['Facility energy', `${fmt(t.facility_energy_kwh)} kWh (PUE ${fmt(t.pue)})`],
+    ['Facility energy', `${fmt(t.facility_energy_kwh)} kWh (PUE ${fmt(t.pue)}${defaultPue ? ', default' : ''})`],
     ['Emissions, location-based', `${fmt(t.emissions_location_kgco2e)} kgCO2e`],
     ['Emissions, market-based', `${fmt(t.emissions_market_kgco2e)} kgCO2e`],
-    ['Embodied (SCI M)', `${fmt(t.embodied_kgco2e)} kgCO2e`],
+    [`Embodied (SCI M${defaultEmbodied ? ', default factors' : ''})`, `${fmt(t.embodied_kgco2e)} kgCO2e`],
     ['SCI per 1,000 output tokens', `${fmt(report.sci.per_1k_tokens_gco2e)} gCO2e`],
     ['SCI per successful task', `${fmt(report.sci.per_task_gco2e)} gCO2e`],
     ['J per output token', `${fmt(t.j_per_output_token)} (fully loaded ${fmt(t.j_per_output_token_fully_loaded)})`],

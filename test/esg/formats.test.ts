@@ -10,6 +10,7 @@ import { ReportSchemaError } from '../../exporters/esg/esg-errors.js';
 import type { EsgReport } from '../../exporters/esg/esg-report.js';
 import { renderReport } from '../../exporters/esg/render-report.js';
 import { esgReportSchemaPath, esgReportSchemaProblems } from '../../exporters/esg/report-schema.js';
+import { epochMs } from '../../model/units.js';
 import { makeRollups } from './rollup-fixtures.js';
 
 const T0 = Date.UTC(2026, 6, 1);
@@ -170,5 +171,39 @@ describe('HTML format (static checks; rendering is checked in Chromium)', () => 
     assert.match(html, /class="banner" role="alert"><strong>SIMULATED DATA/);
     assert.match(html, /<title>SIMULATED DATA \(not a measurement\)/);
     assert.doesNotMatch(renderReport(report(), 'html'), /class="banner"/);
+  });
+});
+
+describe('estimated GPU energy is said to be estimated', () => {
+  const hour = T0;
+  const rollups = (estimatedJ: number, simulated = false) => ({
+    energy: [{ hourStartMs: epochMs(hour), node: 'n', gpuUuid: 'GPU-0', measuredJ: 360_000, idleJ: 360_000, staticJ: 0, dynamicJ: 0, unattributedJ: 0, estimatedJ, coveredMs: 0, counterResets: 0, gaps: 1, simulated }],
+    host: [], quality: [], usage: [], tasks: [],
+  });
+  const carbon = parseCarbonConfig({ region: 'FR' });
+  assert.ok(carbon.ok);
+  const build = (estimatedJ: number, simulated = false): EsgReport => {
+    assert.ok(carbon.ok);
+    return buildEsgReport({ ...rollups(estimatedJ, simulated), carbon: carbon.config, period: { fromMs: T0, toMs: T0 + 3_600_000, label: 'one hour' }, toolVersion: '1', generatedAt: '2026-10-01T08:00:00.000Z' });
+  };
+  const category = (r: EsgReport): unknown => (parseYaml(renderReport(r, 'impact')) as { tags: { category: unknown } }).tags.category;
+
+  it('in the quality notes, with its share', () => {
+    assert.ok(build(360_000).quality.notes.some((n) => /^0\.1 kWh \(100% of the GPU energy\) is estimated, not measured/.test(n)));
+    assert.ok(build(90_000).quality.notes.some((n) => /^0\.025 kWh \(25% of the GPU energy\) is estimated/.test(n)));
+    assert.ok(!build(0).quality.notes.some((n) => /is estimated, not measured/.test(n)));
+  });
+
+  it('in the Impact Framework category', () => {
+    assert.equal(category(build(360_000)), 'estimated');
+    assert.equal(category(build(90_000)), 'measured, 25% estimated');
+    assert.equal(category(build(0)), 'measured');
+    assert.equal(category(build(0, true)), 'simulated');
+  });
+
+  it('and the PUE and embodied factors say when they are documented defaults', () => {
+    const factors = build(0).factors;
+    assert.match(factors.find((f) => f.role === 'pue')?.note ?? '', /^documented default/);
+    assert.match(factors.find((f) => f.role === 'embodied-gpu')?.note ?? '', /^documented default \(literature estimate/);
   });
 });

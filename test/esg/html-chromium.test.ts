@@ -7,9 +7,12 @@ import { after, before, describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
 import type { BrowserContext } from 'playwright-core';
 import { parseCarbonConfig } from '../../model/carbon/carbon-config.js';
+import type { CarbonConfigInput } from '../../model/carbon/carbon-config.js';
+import { epochMs } from '../../model/units.js';
 import { buildEsgReport } from '../../exporters/esg/build-esg-report.js';
 import { renderReport } from '../../exporters/esg/render-report.js';
 import { makeRollups } from './rollup-fixtures.js';
+import type { Rollups } from './rollup-fixtures.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const T0 = Date.UTC(2026, 6, 1);
@@ -84,6 +87,44 @@ describe('HTML report in headless Chromium', { skip: existsSync(CHROMIUM) ? fals
     assert.deepEqual(errors, []);
     assert.deepEqual(requests, []);
     await page.close();
+  });
+
+  it('never calls estimated or simulated GPU energy measured, and says which factors are defaults', async () => {
+    const hour = T0;
+    const allEstimated = {
+      energy: [{ hourStartMs: epochMs(hour), node: 'n', gpuUuid: 'GPU-0', measuredJ: 360_000, idleJ: 360_000, staticJ: 0, dynamicJ: 0, unattributedJ: 0, estimatedJ: 360_000, coveredMs: 0, counterResets: 0, gaps: 1, simulated: false }],
+      host: [{ hourStartMs: epochMs(hour), node: 'n', hostJ: 36_000, estimated: true }],
+      quality: [], usage: [], tasks: [],
+    };
+    const build = (rollups: Omit<Rollups, 'quality'> & { quality: Rollups['quality'] }, carbon: CarbonConfigInput) => {
+      const parsed = parseCarbonConfig(carbon);
+      if (!parsed.ok) throw new Error(parsed.errors.join());
+      return buildEsgReport({ ...rollups, carbon: parsed.config, period: { fromMs: T0, toMs: T0 + 3_600_000, label: 'one hour' }, toolVersion: '1.0.0', generatedAt: '2026-10-02T00:00:00.000Z' });
+    };
+    const cardsOf = async (name: string, text: string): Promise<string[]> => {
+      const file = join(dir, name);
+      writeFileSync(file, text);
+      const { errors, page } = await open(file);
+      const cards = await page.locator('.card').allInnerTexts();
+      await page.screenshot({ path: join(dir, name.replace('.html', '.png')) });
+      assert.deepEqual(errors, []);
+      await page.close();
+      return cards.map((c) => c.replace(/\s+/g, ' ').trim());
+    };
+    // 100% gap-estimated energy, default PUE and embodied factors.
+    const estimated = await cardsOf('estimated.html', renderReport(build(allEstimated, { region: 'FR' }), 'html'));
+    assert.ok(estimated.includes('GPU energy (estimated) 0.10 kWh'), estimated.join(' | '));
+    assert.ok(!estimated.some((c) => /measured/.test(c)));
+    assert.ok(estimated.some((c) => /^Facility energy .*\(PUE 1\.58, default\)$/.test(c)), estimated.join(' | '));
+    assert.ok(estimated.some((c) => /^Embodied \(SCI M, default factors\) /.test(c)), estimated.join(' | '));
+    // A quarter of it estimated, the site's own PUE and hardware figures: no "default" anywhere.
+    const partly = { ...allEstimated, energy: allEstimated.energy.map((e) => ({ ...e, estimatedJ: 90_000 })) };
+    const own = await cardsOf('partly.html', renderReport(build(partly, { region: 'FR', pue: 1.2, embodied: { gpuKgCo2e: 200, hostKgCo2e: 3000, source: 'vendor PCF 2025' } }), 'html'));
+    assert.ok(own.includes('GPU energy (measured, 25% estimated) 0.10 kWh'), own.join(' | '));
+    assert.ok(!own.some((c) => /default/.test(c)), own.join(' | '));
+    // Simulated energy is called simulated, not measured.
+    const simulated = await cardsOf('simulated-cards.html', renderReport(build({ ...allEstimated, energy: allEstimated.energy.map((e) => ({ ...e, estimatedJ: 0, simulated: true })) }, { region: 'FR' }), 'html'));
+    assert.ok(simulated.includes('GPU energy (simulated) 0.10 kWh'), simulated.join(' | '));
   });
 
   it('shows the simulated banner on simulated data', async () => {
