@@ -24,6 +24,8 @@ export interface SettlementMetrics {
   addIdleEnergy(index: number, joules: number): void;
   addUnattributedEnergy(index: number, joules: number): void;
   addEstimatedEnergy(index: number, joules: number): void;
+  /** Time of a settled period covered by the GPU's samples (tokenwatt_gpu_covered_seconds_total). */
+  addCoveredTime(index: number, uuid: string, ms: number): void;
   requestsFinalized(results: readonly RequestResult[]): void;
   /**
    * A task closed. `continued`: a task counted at an earlier close closed again after more
@@ -624,6 +626,7 @@ export class Settler {
       metrics.addIdleEnergy(t.gpuIndex, t.idleJ);
       if (t.unattributedJ > 0) metrics.addUnattributedEnergy(t.gpuIndex, t.unattributedJ);
       if (t.estimatedJ > 0) metrics.addEstimatedEnergy(t.gpuIndex, t.estimatedJ);
+      if (t.coveredMs > 0) metrics.addCoveredTime(t.gpuIndex, t.gpuUuid, t.coveredMs);
       worstResidual = Math.max(worstResidual, Math.abs(conservationResidual(t).absoluteJ));
     }
     this.lastResidualJ = worstResidual;

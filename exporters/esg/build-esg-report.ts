@@ -117,7 +117,7 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
   const dataSource = input.dataSource ?? 'ledger';
   const coverageKnown = input.coverageKnown ?? true;
 
-  const { byNode, gpuHours, hoursByGpu } = collectNodeHours(period, input.energy, input.host, input.quality);
+  const { byNode, gpuHours, coveredByGpu } = collectNodeHours(period, input.energy, input.host, input.quality);
   const neededHours = new Set<number>();
   for (const hours of byNode.values()) for (const [hour, h] of hours) if (hasData(h)) neededHours.add(hour);
 
@@ -223,7 +223,7 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
 
     const nodes = [...new Set([...byNode.keys()])].sort();
     const facilityJ = (t.measured + t.host) * pue;
-    const embodied = embodiedOf(carbon, byNode, hoursByGpu);
+    const embodied = embodiedOf(carbon, byNode, coveredByGpu);
     const offsetsKg = carbon.offsets.reduce((s, o) => s + o.kgCo2e, 0);
     const simulatedAttributedJ = allUsage.simulatedJ;
     const simulated = q.simulated > 0 || simulatedAttributedJ > 0;
@@ -247,8 +247,8 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
       embodied_host_kgco2e: round(embodied.hostKg),
       offsets_kgco2e: round(offsetsKg),
       gpu_count: embodied.gpuCount,
-      reserved_gpu_hours: embodied.gpuHours,
-      reserved_host_hours: embodied.hostHours,
+      reserved_gpu_hours: round(embodied.gpuHours),
+      reserved_host_hours: round(embodied.hostHours),
       requests: Math.round(allUsage.requests),
       prompt_tokens: Math.round(allUsage.promptTokens),
       cached_tokens: Math.round(allUsage.cachedTokens),
@@ -401,10 +401,16 @@ function locationSpecOf(carbon: CarbonConfig, file: EsgReportInput['intensityFil
   );
 }
 
+/**
+ * SCI embodied emissions with the time each piece of hardware was observed as its time reserved:
+ * a GPU's sample-covered time (at most the hour in each hour), a host's the most covered of its
+ * GPUs in each hour (a whole hour when it reported host energy and no GPU). An agent running for
+ * part of an hour reserves that part, not the hour.
+ */
 function embodiedOf(
   carbon: CarbonConfig,
   byNode: ReadonlyMap<string, ReadonlyMap<number, NodeHour>>,
-  hoursByGpu: ReadonlyMap<string, ReadonlySet<number>>,
+  coveredByGpu: ReadonlyMap<string, ReadonlyMap<number, number>>,
 ): { gpuKg: number; hostKg: number; gpuCount: number; gpuHours: number; hostHours: number } {
   const e = carbon.embodied;
   let gpuKg = 0;
@@ -412,16 +418,18 @@ function embodiedOf(
   let allGpuHours = 0;
   let hostHours = 0;
   // GPUs by UUID, whatever node name they were reported under.
-  for (const hours of hoursByGpu.values()) {
-    allGpuHours += hours.size;
-    gpuKg += embodiedKgCo2e({ totalKgCo2e: e.gpuKgCo2e, reservedHours: hours.size, lifespanYears: e.lifespanYears, reservedShare: e.reservedShare });
+  for (const hours of coveredByGpu.values()) {
+    let ms = 0;
+    for (const covered of hours.values()) ms += Math.min(HOUR, covered);
+    allGpuHours += ms / HOUR;
+    gpuKg += embodiedKgCo2e({ totalKgCo2e: e.gpuKgCo2e, reservedHours: ms / HOUR, lifespanYears: e.lifespanYears, reservedShare: e.reservedShare });
   }
-  const gpuCount = hoursByGpu.size;
+  const gpuCount = coveredByGpu.size;
   for (const hours of byNode.values()) {
-    let nodeHours = 0;
-    for (const h of hours.values()) if (hasData(h)) nodeHours += 1;
-    hostHours += nodeHours;
-    hostKg += embodiedKgCo2e({ totalKgCo2e: e.hostKgCo2e, reservedHours: nodeHours, lifespanYears: e.lifespanYears, reservedShare: e.reservedShare });
+    let ms = 0;
+    for (const h of hours.values()) if (hasData(h)) ms += h.hasGpuData ? Math.min(HOUR, h.maxGpuCoveredMs) : HOUR;
+    hostHours += ms / HOUR;
+    hostKg += embodiedKgCo2e({ totalKgCo2e: e.hostKgCo2e, reservedHours: ms / HOUR, lifespanYears: e.lifespanYears, reservedShare: e.reservedShare });
   }
   return { gpuKg, hostKg, gpuCount, gpuHours: allGpuHours, hostHours };
 }
@@ -453,7 +461,7 @@ function embodiedFactor(role: string, value: number, unit: string, carbon: Carbo
     basis: null,
     note:
       `${isDefault ? `${DEFAULT_FACTOR_NOTE} (literature estimate, not this hardware's own figure); ` : ''}` +
-      `lifespan ${e.lifespanYears} years, reserved share ${e.reservedShare}; M = TE x (hours reported / lifespan hours) x share`,
+      `lifespan ${e.lifespanYears} years, reserved share ${e.reservedShare}; M = TE x (hours observed / lifespan hours) x share`,
   };
 }
 

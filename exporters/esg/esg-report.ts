@@ -94,7 +94,9 @@ export interface EsgTotals {
   /** Offsets retired, as configured: shown, never subtracted from any figure. */
   readonly offsets_kgco2e: number;
   readonly gpu_count: number;
+  /** Time the GPUs were observed (covered by power samples), in hours: SCI's time reserved. */
   readonly reserved_gpu_hours: number;
+  /** Time the hosts were observed (their most covered GPU in each hour), in hours. */
   readonly reserved_host_hours: number;
   readonly requests: number;
   readonly prompt_tokens: number;

@@ -20,18 +20,21 @@ export interface NodeHour {
   sampleErrors: number;
   hasGpuData: boolean;
   hasHostData: boolean;
+  /** The most sample-covered time of the node's GPUs in the hour: the time the host was observed. */
+  maxGpuCoveredMs: number;
 }
 
-/** Per node: its hours and, per GPU, how many hours it reported; per GPU UUID, its hours (SCI "time reserved"). */
+/** Per node: its hours and, per GPU, how many hours it reported; per GPU, its covered time by hour (SCI "time reserved"). */
 export interface NodeHours {
   readonly byNode: Map<string, Map<number, NodeHour>>;
   readonly gpuHours: Map<string, Map<string, number>>;
   /**
-   * The hours each GPU reported, by UUID across node names: a GPU seen under two names (a
-   * Prometheus instance label that changed with a pod restart) is one GPU, its hours counted once.
-   * Simulated GPUs are told apart by node too: every simulated node has the same UUIDs.
+   * Each GPU's sample-covered milliseconds by hour, by UUID across node names: a GPU seen under two
+   * names (a Prometheus instance label that changed with a pod restart) is one GPU, whose covered
+   * time in an hour is the sum of both. Simulated GPUs are told apart by node too: every simulated
+   * node has the same UUIDs.
    */
-  readonly hoursByGpu: Map<string, Set<number>>;
+  readonly coveredByGpu: Map<string, Map<number, number>>;
 }
 
 const empty = (): NodeHour => ({
@@ -52,6 +55,7 @@ const empty = (): NodeHour => ({
   sampleErrors: 0,
   hasGpuData: false,
   hasHostData: false,
+  maxGpuCoveredMs: 0,
 });
 
 const inPeriod = (period: ReportPeriod, hourStartMs: number): boolean => hourStartMs >= period.fromMs && hourStartMs < period.toMs;
@@ -65,7 +69,7 @@ export function collectNodeHours(
 ): NodeHours {
   const byNode = new Map<string, Map<number, NodeHour>>();
   const gpuHours = new Map<string, Map<string, number>>();
-  const hoursByGpu = new Map<string, Set<number>>();
+  const coveredByGpu = new Map<string, Map<number, number>>();
   const at = (node: string, hour: number): NodeHour => {
     let hours = byNode.get(node);
     if (!hours) byNode.set(node, (hours = new Map()));
@@ -91,9 +95,10 @@ export function collectNodeHours(
     if (!gpus) gpuHours.set(r.node, (gpus = new Map()));
     gpus.set(r.gpuUuid, (gpus.get(r.gpuUuid) ?? 0) + 1);
     const gpu = r.simulated ? `${r.node}\u0001${r.gpuUuid}` : r.gpuUuid;
-    let hours = hoursByGpu.get(gpu);
-    if (!hours) hoursByGpu.set(gpu, (hours = new Set()));
-    hours.add(r.hourStartMs);
+    let hours = coveredByGpu.get(gpu);
+    if (!hours) coveredByGpu.set(gpu, (hours = new Map()));
+    hours.set(r.hourStartMs, (hours.get(r.hourStartMs) ?? 0) + r.coveredMs);
+    h.maxGpuCoveredMs = Math.max(h.maxGpuCoveredMs, r.coveredMs);
   }
   for (const r of host) {
     if (!inPeriod(period, r.hourStartMs)) continue;
@@ -109,5 +114,5 @@ export function collectNodeHours(
     h.rejectedRecords += r.rejectedRecords;
     h.sampleErrors += r.sampleErrors;
   }
-  return { byNode, gpuHours, hoursByGpu };
+  return { byNode, gpuHours, coveredByGpu };
 }

@@ -66,6 +66,7 @@ export async function readPrometheusRollups(period: ReportPeriod, options: Prome
     idle: q('tokenwatt_idle_energy_joules_total', ['gpu']),
     unattributed: q('tokenwatt_unattributed_energy_joules_total', ['gpu']),
     estimated: q('tokenwatt_estimated_energy_joules_total', ['gpu']),
+    covered: q('tokenwatt_gpu_covered_seconds_total', ['gpu', 'uuid']),
     attributed: q('tokenwatt_energy_joules_total', ['model', 'tier', 'cache_bucket', 'batch_bucket', 'status', 'mode', 'simulated', ...user]),
     tokens: q('tokenwatt_tokens_total', ['model', 'tier', 'kind']),
     requests: q('tokenwatt_requests_total', ['model', 'tier']),
@@ -93,12 +94,12 @@ export async function readPrometheusRollups(period: ReportPeriod, options: Prome
   };
 
   // Measured side, per node, hour and GPU.
-  const gpuRows = new Map<string, { node: string; hour: number; uuid: string; measured: number; idle: number; unattributed: number; estimated: number; attributed: [number, number]; simulated: boolean }>();
+  const gpuRows = new Map<string, { node: string; hour: number; uuid: string; measured: number; idle: number; unattributed: number; estimated: number; coveredMs: number; attributed: [number, number]; simulated: boolean }>();
   const uuidOf = new Map<string, string>();
   const gpuRow = (n: string, hour: number, uuid: string): NonNullable<ReturnType<typeof gpuRows.get>> => {
     const key = `${n}\u0001${hour}\u0001${uuid}`;
     let row = gpuRows.get(key);
-    if (!row) gpuRows.set(key, (row = { node: n, hour, uuid, measured: 0, idle: 0, unattributed: 0, estimated: 0, attributed: [0, 0], simulated: false }));
+    if (!row) gpuRows.set(key, (row = { node: n, hour, uuid, measured: 0, idle: 0, unattributed: 0, estimated: 0, coveredMs: 0, attributed: [0, 0], simulated: false }));
     return row;
   };
   // A GPU without a uuid label is named by its index on its node (an index alone is not unique in a fleet).
@@ -121,6 +122,26 @@ export async function readPrometheusRollups(period: ReportPeriod, options: Prome
   perGpu(results.idle, 'idle');
   perGpu(results.unattributed, 'unattributed');
   perGpu(results.estimated, 'estimated');
+  // Sample-covered time (the embodied emissions' time reserved, as in the ledger). Agents older than
+  // the counter have none: their GPU-hours count whole, as the notes say.
+  const nodesWithCoverage = new Set<string>();
+  for (const s of results.covered) {
+    nodesWithCoverage.add(nodeOf(s));
+    const uuid = s.metric.uuid ?? uuidOf.get(`${nodeOf(s)}\u0001${s.metric.gpu ?? ''}`) ?? fallbackUuid(s);
+    for (const [hour, v] of points(s)) gpuRow(nodeOf(s), hour, uuid).coveredMs += v * 1000;
+  }
+  let wholeHours = 0;
+  for (const row of gpuRows.values()) {
+    if (nodesWithCoverage.has(row.node)) continue;
+    row.coveredMs = HOUR;
+    wholeHours += 1;
+  }
+  if (wholeHours > 0) {
+    notes.push(
+      `${wholeHours} GPU-hour(s) come from agents without tokenwatt_gpu_covered_seconds_total (older tokenwatt): ` +
+        'each counts as a whole hour of embodied emissions, where the ledger counts the time covered by samples.',
+    );
+  }
 
   // Attributed side: usage rows, and the node-hour static/dynamic sums onto the measured rows.
   const usage: HourlyUsageRow[] = [];
@@ -177,7 +198,7 @@ export async function readPrometheusRollups(period: ReportPeriod, options: Prome
       dynamicJ: r.attributed[1],
       unattributedJ: r.unattributed,
       estimatedJ: r.estimated,
-      coveredMs: 0,
+      coveredMs: r.coveredMs,
       counterResets: 0,
       gaps: 0,
       simulated: r.simulated,

@@ -69,6 +69,10 @@ export const METRIC_CATALOG = {
     name: 'tokenwatt_estimated_energy_joules_total', type: 'counter', labels: ['gpu', 'simulated'],
     help: `Part of the measured energy that is estimated (gaps, counter resets, missing readings), in joules.${SIMULATED_NOTE}`,
   },
+  coveredTime: {
+    name: 'tokenwatt_gpu_covered_seconds_total', type: 'counter', labels: ['gpu', 'uuid'],
+    help: 'Time of the settled periods covered by power samples, per GPU, in seconds: the time the GPU was observed (the ESG export reserves embodied emissions by it).',
+  },
   hostEnergy: {
     name: 'tokenwatt_host_energy_joules_total', type: 'counter', labels: ['source', 'estimated', 'simulated'],
     help: `Energy of the host around the GPUs (CPU, DRAM), in joules. estimated="true": a configured overhead, not a reading.${SIMULATED_NOTE}`,

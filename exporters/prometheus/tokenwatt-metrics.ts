@@ -169,6 +169,7 @@ export class TokenwattMetrics {
   private readonly waste: Counter<string>;
   private readonly unattributed: Counter<string>;
   private readonly estimated: Counter<string>;
+  private readonly coveredTime: Counter<string>;
   private readonly hostEnergy: Counter<string>;
   private readonly samples: Counter<string>;
   private readonly sampleErrors: Counter<string>;
@@ -238,6 +239,7 @@ export class TokenwattMetrics {
     this.waste = this.counter(c.waste, settled);
     this.unattributed = this.counter(c.unattributed, settled);
     this.estimated = this.counter(c.estimated, settled);
+    this.coveredTime = this.counter(c.coveredTime, settled);
     this.hostEnergy = this.counter(c.hostEnergy, settled);
     this.settledUntil = this.gauge(c.settledUntil, settled);
     this.residual = this.gauge(c.residual, settled);
@@ -307,6 +309,11 @@ export class TokenwattMetrics {
 
   addEstimatedEnergy(index: number, joules: number): void {
     this.add(this.estimated, { gpu: String(index), simulated: this.simulated }, joules);
+  }
+
+  /** Time of a settled period covered by the GPU's samples. Starts from 0 in each process (not seeded). */
+  addCoveredTime(index: number, uuid: string, ms: number): void {
+    this.add(this.coveredTime, { gpu: String(index), uuid }, ms / 1000);
   }
 
   /** Host energy (RAPL or a configured overhead, which is `estimated`). */

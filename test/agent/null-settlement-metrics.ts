@@ -9,6 +9,7 @@ export class NullSettlementMetrics implements SettlementMetrics {
   addIdleEnergy(_index: number, _joules: number): void {}
   addUnattributedEnergy(_index: number, _joules: number): void {}
   addEstimatedEnergy(_index: number, _joules: number): void {}
+  addCoveredTime(_index: number, _uuid: string, _ms: number): void {}
   requestsFinalized(_results: readonly RequestResult[]): void {}
   taskFinalized(_task: { tier: string; succeeded: boolean; joules: number; wasteJ: number; continued?: boolean; failedJ?: number }): void {}
   settled(_settledUntilMs: number, _residualJ: number): void {}

@@ -31,6 +31,8 @@ class Metrics extends NullSettlementMetrics {
   override addMeasuredEnergy(_i: number, _u: string, j: number): void { this.measured += j; }
   override addUnattributedEnergy(_i: number, j: number): void { this.unattributed += j; }
   override addEstimatedEnergy(_i: number, j: number): void { this.estimated += j; }
+  coveredMs = 0;
+  override addCoveredTime(_i: number, _uuid: string, ms: number): void { this.coveredMs += ms; }
   override settled(_u: number, residual: number): void { this.residuals.push(residual); }
   sampleError(reason: string): void { this.sampleErrors.push(reason); }
 }
@@ -99,6 +101,10 @@ test('a power-source stall longer than the lateness loses no joule: the owed str
   assertConserved(ledger, metrics, (580_000 * 300) / 1000, 'stall');
   const s = ledgerSums(ledger);
   assert.equal(s.gaps, 1, 'the stall is one gap, counted once');
+  // The covered time exported is the ledger's: the stall is not covered.
+  const covered = ledger.readHourlyEnergy(epochMs(T0 - 86_400_000), epochMs(T0 + 86_400_000)).reduce((a, r) => a + r.coveredMs, 0);
+  assert.ok(covered > 0 && Math.abs(metrics.coveredMs - covered) < 1e-6, `exported covered ${metrics.coveredMs} ms = ledger ${covered} ms`);
+  assert.ok(covered <= 580_000 - 180_000 + 1e-6, `the stall's 180 s are not covered (${covered} ms)`);
   // [25 s, 205 s) is a gap longer than maxAttributableGapMs: all unattributed and estimated.
   assert.ok(Math.abs(s.unattributed - 180 * 300) < 1e-6, `the stall's 54 000 J are unattributed (${s.unattributed})`);
   assert.ok(Math.abs(s.estimated - 180 * 300) < 1e-6, `and estimated (${s.estimated})`);

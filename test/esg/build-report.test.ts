@@ -148,18 +148,21 @@ describe('ESG report: carbon math by hand', () => {
     close(r.totals.emissions_market_kgco2e, (2.55 * 250) / 1000, 'market');
   });
 
-  it('computes embodied emissions per SCI for the GPU and the host', () => {
-    const gpu = (150 * 2) / (6 * 8766);
-    const host = (2500 * 2) / (6 * 8766);
+  it('computes embodied emissions per SCI for the GPU and the host, over the time covered by samples', () => {
+    // The GPU was observed 3.0e6 ms of hour 0 and all of hour 1; the host as long as its GPU.
+    const observedHours = (3.0e6 + 3.6e6) / 3.6e6;
+    const gpu = (150 * observedHours) / (6 * 8766);
+    const host = (2500 * observedHours) / (6 * 8766);
     close(r.totals.embodied_gpu_kgco2e, gpu, 'embodied gpu');
     close(r.totals.embodied_host_kgco2e, host, 'embodied host');
     close(r.totals.embodied_kgco2e, gpu + host, 'embodied');
-    assert.equal(r.totals.reserved_gpu_hours, 2);
+    close(r.totals.reserved_gpu_hours, observedHours, 'reserved GPU hours');
+    close(r.totals.reserved_host_hours, observedHours, 'reserved host hours');
     assert.equal(r.totals.gpu_count, 1);
   });
 
   it('computes SCI per token, per 1,000 tokens and per successful task', () => {
-    const m = ((150 * 2 + 2500 * 2) / (6 * 8766)) * 1000;
+    const m = ((150 + 2500) * ((3.0e6 + 3.6e6) / 3.6e6) / (6 * 8766)) * 1000;
     const operational = 2.55 * 200;
     close(r.sci.per_token_gco2e, (operational + m) / 3000, 'per token');
     close(r.sci.per_1k_tokens_gco2e, ((operational + m) / 3000) * 1000, 'per 1k');
@@ -211,6 +214,31 @@ describe('ESG report: carbon math by hand', () => {
     for (const role of ['location', 'market-instrument', 'market-residual-mix', 'pue', 'embodied-gpu', 'embodied-host']) assert.ok(roles.includes(role), role);
     assert.ok(r.factors.every((f) => f.source.length > 0 && f.nodes.includes('n1')));
     assert.deepEqual(esgReportSchemaProblems(r), []);
+  });
+});
+
+describe('ESG report: embodied emissions over the time the hardware was observed', () => {
+  it('a 90-second run of 8 GPUs reserves their 80 covered seconds each, not 8 GPU-hours and a host-hour', () => {
+    const gpus = Array.from({ length: 8 }, (_, i) =>
+      energy(T0 + 5 * H, { gpuUuid: `GPU-${i}`, measuredJ: 8000, idleJ: 8000, coveredMs: 80_000 - i * 1000 }),
+    );
+    const r = build({ energy: gpus, host: [{ hourStartMs: epochMs(T0 + 5 * H), node: 'n1', hostJ: 9000, estimated: true }], usage: [], tasks: [], quality: [] }, { region: 'FR', embodied: { gpuKgCo2e: 8766, hostKgCo2e: 8766, lifespanYears: 1, source: 'test: 1 kg per hour' } });
+    const gpuHours = gpus.reduce((s, g) => s + g.coveredMs, 0) / H;
+    close(r.totals.reserved_gpu_hours, gpuHours, 'reserved GPU hours');
+    close(r.totals.reserved_host_hours, 80_000 / H, 'the host is observed as long as its most covered GPU');
+    close(r.totals.embodied_kgco2e, gpuHours + 80_000 / H, 'embodied, 1 kg per observed hour');
+    assert.equal(r.totals.gpu_count, 8);
+    assert.equal(r.quality.expected_gpu_hours, 8 * 24);
+    assert.deepEqual(esgReportSchemaProblems(r), []);
+  });
+
+  it('an hour counts at most once per GPU, and a host reporting no GPU counts its hour', () => {
+    const r = build(
+      { energy: [energy(T0, { coveredMs: 2 * H })], host: [{ hourStartMs: epochMs(T0 + H), node: 'n1', hostJ: 9000, estimated: false }], usage: [], tasks: [], quality: [] },
+      { region: 'FR' },
+    );
+    assert.equal(r.totals.reserved_gpu_hours, 1);
+    assert.equal(r.totals.reserved_host_hours, 2);
   });
 });
 

@@ -71,12 +71,9 @@ describe('ledger and Prometheus paths agree (real Prometheus scraping running ag
 
   before(async () => {
     dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-esg-prom-'));
-    // Embodied emissions are reserved by the whole hour with data. A short run across an hour
-    // boundary has a few seconds in one of its hours, which the ledger counts and Prometheus'
-    // per-hour increase() may not see: SCI then differed two-fold (a CI run at 11:00). The test
-    // compares the paths on whole data, so it starts in an hour that the run fits in.
-    const msLeftInHour = HOUR - (Date.now() % HOUR);
-    if (msLeftInHour < (RUN_SECONDS + 90) * 1000) await sleep(msLeftInHour + 2000);
+    // Embodied emissions are reserved by the time covered by samples on both paths (the ledger's
+    // hourly rows, tokenwatt_gpu_covered_seconds_total), so a run may cross an hour boundary: when
+    // they counted whole hours with data, a few seconds in one hour made SCI differ two-fold.
     for (const node of ['agent-a', 'agent-b']) agents.push({ node, db: join(dir, `${node}.db`), port: await freePort() });
     const startedMs = Date.now();
     for (const [i, agent] of agents.entries()) {
@@ -162,6 +159,10 @@ describe('ledger and Prometheus paths agree (real Prometheus scraping running ag
       near(prom.totals[key], ledger.totals[key], `totals.${key}`);
     }
     near(prom.sci.per_1k_tokens_gco2e, ledger.sci.per_1k_tokens_gco2e, 'sci.per_1k_tokens_gco2e');
+    near(prom.totals.reserved_gpu_hours, ledger.totals.reserved_gpu_hours, 'totals.reserved_gpu_hours');
+    near(prom.totals.embodied_kgco2e, ledger.totals.embodied_kgco2e, 'totals.embodied_kgco2e');
+    assert.ok(ledger.totals.reserved_gpu_hours < 16 * ((RUN_SECONDS + 60) / 3600), `a short run reserves its seconds, not whole hours (${ledger.totals.reserved_gpu_hours} GPU-hours)`);
+    assert.ok(!prom.quality.notes.some((n) => /tokenwatt_gpu_covered_seconds_total/.test(n)), 'the agents export their covered time');
     for (const row of ledger.breakdowns.filter((b) => b.by === 'tier')) {
       const p = prom.breakdowns.find((b) => b.by === 'tier' && b.key === row.key);
       near(p?.attributed_energy_kwh ?? null, row.attributed_energy_kwh, `tier ${row.key} attributed kWh`);

@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { parseCarbonConfig } from '../../model/carbon/carbon-config.js';
+import { epochMs } from '../../model/units.js';
 import { buildEsgReport } from '../../exporters/esg/build-esg-report.js';
 import { PrometheusQueryError, readPrometheusRollups } from '../../exporters/esg/prometheus-source.js';
 import { esgReportSchemaProblems } from '../../exporters/esg/report-schema.js';
@@ -21,6 +22,7 @@ const SERIES: Record<string, { metric: Record<string, string>; values: [number, 
   tokenwatt_idle_energy_joules_total: [{ metric: { instance: 'n1:9477', gpu: '1' }, values: [[t(0), '1800000']] }, { metric: { instance: 'n1:9477', gpu: '0' }, values: [[t(1), '1800000']] }],
   tokenwatt_unattributed_energy_joules_total: [{ metric: { instance: 'n1:9477', gpu: '0' }, values: [[t(0), '600000']] }],
   tokenwatt_estimated_energy_joules_total: [],
+  tokenwatt_gpu_covered_seconds_total: [],
   tokenwatt_energy_joules_total: [
     { metric: { instance: 'n1:9477', model: 'm', tier: 'big', cache_bucket: 'hit', batch_bucket: '1', status: 'ok', mode: 'static', simulated: 'false', team: 'search' }, values: [[t(0), '1000000']] },
     { metric: { instance: 'n1:9477', model: 'm', tier: 'big', cache_bucket: 'hit', batch_bucket: '1', status: 'ok', mode: 'dynamic', simulated: 'false', team: 'search' }, values: [[t(0), '2000000']] },
@@ -77,7 +79,7 @@ describe('Prometheus source (HTTP API stand-in)', () => {
 
   it('asks for hourly increases aligned on the period, grouped by node and labels', async () => {
     const rollups = await readPrometheusRollups(PERIOD, { url, headers: { 'X-Scope-OrgID': 'tenant-1' } });
-    assert.equal(seen.length, 15);
+    assert.equal(seen.length, 16);
     // First the probe for a node label; without one, nodes are named by instance, and the notes say so.
     assert.match(seen[0]?.get('query') ?? '', /^count by \(node\) \(last_over_time\(tokenwatt_gpu_energy_joules_total\[1h\]\)\)$/);
     assert.equal(rollups.nodeLabel, 'instance');
@@ -217,6 +219,43 @@ describe('Prometheus source: which label names the node', () => {
     assert.equal(r.totals.reserved_gpu_hours, 3, 'the hour both pods reported counts once for the GPU');
     assert.ok(r.quality.notes.some((n) => /named by the Prometheus "instance" label: the GPU energy series carry no "node" label/.test(n)));
     assert.equal(r.totals.gpu_energy_kwh, 3);
+  });
+
+  it('reserves embodied emissions by the time covered by samples, as the ledger path does', async () => {
+    // The agent started at 00:40 and stopped at 02:10; the pod was recreated at 01:30.
+    const series = raw((pod) => ({ ...pod, node: 'gpu-node-1' }));
+    const covered = {
+      ...series,
+      tokenwatt_gpu_covered_seconds_total: [
+        { metric: { ...a, node: 'gpu-node-1', gpu: '0', uuid: 'GPU-a' }, values: [[t(0), '1200'], [t(1), '1800']] as [number, string][] },
+        { metric: { ...b, node: 'gpu-node-1', gpu: '0', uuid: 'GPU-a' }, values: [[t(1), '1800'], [t(2), '600']] as [number, string][] },
+      ],
+    };
+    const prom = await reportFrom(covered);
+    assert.equal(prom.totals.reserved_gpu_hours, 1.5);
+    assert.equal(prom.totals.reserved_host_hours, 1.5);
+    assert.ok(!prom.quality.notes.some((n) => /tokenwatt_gpu_covered_seconds_total/.test(n)));
+    // The same node as its ledger holds it.
+    const energy = (hour: number, measuredJ: number, coveredMs: number) => ({
+      hourStartMs: epochMs(T0 + hour * H), node: 'gpu-node-1', gpuUuid: 'GPU-a', measuredJ, idleJ: measuredJ, staticJ: 0, dynamicJ: 0, unattributedJ: 0, estimatedJ: 0,
+      coveredMs, counterResets: 0, gaps: 0, simulated: false,
+    });
+    assert.ok(carbon.ok);
+    const ledger = buildEsgReport({
+      energy: [energy(0, 3_600_000, 1_200_000), energy(1, 3_600_000, 3_600_000), energy(2, 3_600_000, 600_000)],
+      host: [0, 1, 2].map((h) => ({ hourStartMs: epochMs(T0 + h * H), node: 'gpu-node-1', hostJ: h === 1 ? 360_000 : 360_000, estimated: false })),
+      quality: [], usage: [], tasks: [], carbon: carbon.config, period: THREE_HOURS, toolVersion: 't', generatedAt: '2026-07-01T04:00:00.000Z',
+    });
+    assert.equal(ledger.totals.reserved_gpu_hours, 1.5);
+    assert.equal(ledger.totals.embodied_gpu_kgco2e, prom.totals.embodied_gpu_kgco2e);
+    assert.equal(ledger.totals.embodied_host_kgco2e, prom.totals.embodied_host_kgco2e);
+    assert.equal(prom.totals.embodied_kgco2e, 3, '1 kg per observed GPU-hour and host-hour');
+  });
+
+  it('counts whole hours for agents without the covered-time counter, and says so', async () => {
+    const r = await reportFrom(raw((pod) => ({ ...pod, node: 'gpu-node-1' })));
+    assert.equal(r.totals.reserved_gpu_hours, 3);
+    assert.ok(r.quality.notes.some((n) => /^3 GPU-hour\(s\) come from agents without tokenwatt_gpu_covered_seconds_total/.test(n)));
   });
 
   it('tells simulated GPUs apart by node: every simulated node has the same UUIDs', async () => {

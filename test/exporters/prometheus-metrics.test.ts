@@ -19,6 +19,7 @@ function exerciseAll(m: TokenwattMetrics): void {
   m.addIdleEnergy(0, 10);
   m.addUnattributedEnergy(0, 1);
   m.addEstimatedEnergy(0, 2);
+  m.addCoveredTime(0, 'GPU-a', 1500);
   m.addHostEnergy('rapl', 30, false);
   m.requestFinalized(request());
   m.taskFinalized({ tier: 'small', succeeded: true, joules: 8, wasteJ: 1 });
@@ -61,6 +62,7 @@ test('the DESIGN metrics exist with their types and labels, and the exposition p
     ['tokenwatt_task_energy_joules', 'histogram', ['tier', 'succeeded', 'simulated']],
     ['tokenwatt_unattributed_energy_joules_total', 'counter', ['gpu', 'simulated']],
     ['tokenwatt_estimated_energy_joules_total', 'counter', ['gpu', 'simulated']],
+    ['tokenwatt_gpu_covered_seconds_total', 'counter', ['gpu', 'uuid']],
     ['tokenwatt_host_energy_joules_total', 'counter', ['source', 'estimated', 'simulated']],
     ['tokenwatt_tasks_total', 'counter', ['tier', 'succeeded', 'simulated']],
     ['tokenwatt_waste_energy_joules_total', 'counter', ['tier', 'reason', 'simulated']],
@@ -92,6 +94,7 @@ test('the DESIGN metrics exist with their types and labels, and the exposition p
   assert.equal(sumOf(families, 'tokenwatt_tokens_total', { kind: 'cached' }), 20);
   assert.equal(sumOf(families, 'tokenwatt_records_total', { result: 'late' }), 1);
   assert.equal(sumOf(families, 'tokenwatt_late_records_total'), 1);
+  assert.equal(sumOf(families, 'tokenwatt_gpu_covered_seconds_total', { uuid: 'GPU-a' }), 1.5, 'covered milliseconds exported in seconds');
   assert.equal(sumOf(families, 'tokenwatt_settle_lag_seconds'), 120);
   assert.equal(sumOf(families, 'tokenwatt_settled_until_timestamp_seconds'), 1_700_000_000);
   assert.equal(sumOf(families, 'tokenwatt_conservation_residual_joules'), 0.002, 'gauge: largest |residual|');
