@@ -342,7 +342,8 @@ function emit(report: EsgReport, flags: ExportOptions, io: ExportIo): void {
     io.stdout(content);
     return;
   }
-  writeFileAtomic(flags.out, content);
+  const written = writeFileAtomic(flags.out, content);
   const simulated = report.simulated ? ' [SIMULATED DATA]' : '';
-  io.stderr(`wrote ${flags.out} (${format}, ${Buffer.byteLength(content)} bytes, ${report.period.label}, content_sha256 ${report.content_sha256})${simulated}\n`);
+  const through = written === flags.out ? '' : ` through the link to ${written}`;
+  io.stderr(`wrote ${flags.out}${through} (${format}, ${Buffer.byteLength(content)} bytes, ${report.period.label}, content_sha256 ${report.content_sha256})${simulated}\n`);
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -177,6 +177,31 @@ describe('tokenwatt export: bad input gets a clear message and writes nothing', 
     },
     { name: 'a missing ledger', flags: () => ({ db: join(dir, 'nope', 'missing.db') }), message: /cannot open the ledger .*missing\.db/ },
   ];
+  it('--out through a symbolic link writes the file it points to and keeps the link', async () => {
+    const links = join(dir, 'links');
+    mkdirSync(join(links, 'reports'), { recursive: true });
+    writeFileSync(join(links, 'reports', 'target.json'), 'old');
+    symlinkSync(join('reports', 'target.json'), join(links, 'link.json'));
+    symlinkSync('link.json', join(links, 'chain.json'));
+    const sink = await run({ quarter: '2026-Q3', out: join(links, 'chain.json') });
+    assert.ok(lstatSync(join(links, 'chain.json')).isSymbolicLink(), 'the link given stays a link');
+    assert.ok(lstatSync(join(links, 'link.json')).isSymbolicLink(), 'and so does the one it points to');
+    const written = JSON.parse(readFileSync(join(links, 'reports', 'target.json'), 'utf8')) as EsgReport;
+    assert.ok(checkContentSha256(written).ok, 'the target holds the new report');
+    assert.match(sink.err.join(''), /wrote .*chain\.json through the link to .*reports\/target\.json \(json, /);
+    // A link to a file not there yet creates it.
+    symlinkSync(join('reports', 'new.json'), join(links, 'dangling.json'));
+    await run({ quarter: '2026-Q3', out: join(links, 'dangling.json') });
+    assert.ok(lstatSync(join(links, 'dangling.json')).isSymbolicLink());
+    assert.ok(checkContentSha256(JSON.parse(readFileSync(join(links, 'reports', 'new.json'), 'utf8')) as EsgReport).ok);
+    // A loop of links is refused by name, and nothing is written.
+    symlinkSync('loop-b.json', join(links, 'loop-a.json'));
+    symlinkSync('loop-a.json', join(links, 'loop-b.json'));
+    await assert.rejects(run({ quarter: '2026-Q3', out: join(links, 'loop-a.json') }), /^Error: cannot write .*loop-a\.json: ELOOP$/);
+    assert.deepEqual(readdirSync(links).filter((f) => f.endsWith('.tmp')), []);
+    assert.deepEqual(readdirSync(join(links, 'reports')).filter((f) => f.endsWith('.tmp')), []);
+  });
+
   it('an output directory that does not exist: the message names the path given', async () => {
     await assert.rejects(run({ quarter: '2026-Q3', out: join(dir, 'no-such-dir', 'q3.json') }), (e: Error) => /^cannot write .*no-such-dir\/q3\.json: ENOENT$/.test(e.message) && !e.message.includes('.tmp'));
   });
