@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { parseExposition, type Family } from '../exporters/prometheus-exposition.js';
+import { parseExposition, sumOf, type Family } from '../exporters/prometheus-exposition.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/agent/cli.js', import.meta.url));
 
@@ -102,6 +102,15 @@ export async function startAgent(args: readonly string[], env: Record<string, st
       await exited;
     },
   };
+}
+
+/**
+ * Wait until the agent has taken a power sample. A record that starts before the agent's first
+ * sample is late (its energy before that sample is not known), so a test that posts records
+ * starting "now" and expects them in time takes "now" after this.
+ */
+export async function firstSample(agent: AgentProcess, timeoutMs = 30_000): Promise<void> {
+  await eventually('the agent\'s first power sample', timeoutMs, async () => (sumOf(await agent.metrics(), 'tokenwatt_samples_total') > 0 ? true : undefined));
 }
 
 /** Poll `check` until it returns a value (not undefined) or the time runs out. */

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { sumOf, type Family } from '../exporters/prometheus-exposition.js';
-import { eventually, startAgent, type AgentProcess } from './agent-process.js';
+import { eventually, firstSample, startAgent, type AgentProcess } from './agent-process.js';
 
 const requests = (families: Map<string, Family>, labels: Record<string, string>): number => sumOf(families, 'tokenwatt_requests_total', labels);
 
@@ -14,7 +14,8 @@ test('past --labels-cap, a restart keeps the model and tier values the stopped a
   const args = ['run', '--power', 'simulated', '--db', join(dir, 'agent.db'), '--labels-cap', '2', '--settle-lateness', '2', '--settle-period', '1'];
   let n = 0;
   const post = async (agent: AgentProcess, model: string, tier: string, count: number): Promise<void> => {
-    // Starting now, not before: a record from before the agent's first sample is late and left out of the usage series.
+    // Starting now, after the agent's first sample: a record from before it is late and left out of the usage series.
+    await firstSample(agent);
     const now = Date.now();
     const lines = Array.from({ length: count }, () =>
       JSON.stringify({ request_id: `r-${(n += 1)}`, model, tier, gpus: [0], start: now, end: now + 200, prompt_tokens: 10, completion_tokens: 5 }));

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { sumOf } from '../exporters/prometheus-exposition.js';
-import { eventually, startAgent } from './agent-process.js';
+import { eventually, firstSample, startAgent } from './agent-process.js';
 
 const WARNING = /requests longer than --settle-lateness/;
 
@@ -34,8 +34,9 @@ test('a commit of 160,000 long requests is counted as accepted and warned about 
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const agent = await startAgent(['run', '--power', 'simulated', '--db', join(dir, 'agent.db'), '--settle-lateness', '30', '--settle-period', '1', '--body-limit-bytes', '33554432', '--log-level', 'info']);
   t.after(() => void agent.stop());
-  // Started just now and running on past the lateness: long, yet in time (not late) unless the
-  // commit comes more than the lateness (30 s) later.
+  // Started just now, after the agent's first sample, and running on past the lateness: long, yet
+  // in time (not late) unless the commit comes more than the lateness (30 s) later.
+  await firstSample(agent);
   const now = Date.now();
   const n = 160_000;
   const lines = Array.from({ length: n }, (_, i) =>

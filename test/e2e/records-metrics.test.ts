@@ -4,13 +4,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { sumOf } from '../exporters/prometheus-exposition.js';
-import { startAgent } from './agent-process.js';
+import { firstSample, startAgent } from './agent-process.js';
 
 test('tokenwatt_records_total counts each record under one result: accepted (in time), late, duplicate', { timeout: 60_000 }, async (t) => {
   const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-e2e-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const agent = await startAgent(['run', '--power', 'simulated', '--db', join(dir, 'agent.db'), '--settle-lateness', '5', '--settle-period', '1']);
   t.after(() => void agent.stop());
+  await firstSample(agent); // a record from before the first sample is late
   const now = Date.now();
   const record = (id: string, startMs: number) =>
     JSON.stringify({ request_id: id, model: 'm', tier: 'small', gpus: [0], start: startMs, end: startMs + 500, prompt_tokens: 10, completion_tokens: 5 });
