@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -315,29 +315,8 @@ test('counter glitches at a period edge, and a restart just after one, count eac
 test('a restart during a stall that follows counter glitches goes on from the stored high-water mark: nothing counted twice', (t) => {
   // Two readings 5,000 J low (0.05% of a 10 MJ counter) are the last before a 30 s stall, so they
   // are the GPU's counted edge; a restart during the stall loads samples from there on.
-  const run = (restart: boolean): number => {
-    const { ledger, cleanup } = openLedger();
-    t.after(cleanup);
-    const low = (t: number) => t >= T0 + 14_900 && t <= T0 + 15_000;
-    const make = (t: number): PowerSample => ({ ...steady(t), energyJ: joules(10_000_000 + ((t - T0) * 300) / 1000 - (low(t) ? 5_000 : 0)) });
-    let { settler, metrics } = newSettler(ledger, 0);
-    settler.addSamples(range(T0, T0 + 15_000, 100, make));
-    for (let now = T0 + 10_000; now <= T0 + 40_000; now += 10_000) settler.settleDue(now);
-    settler.flushSamples();
-    const measured = metrics.measured;
-    if (restart) {
-      ({ settler, metrics } = newSettler(ledger, 0));
-      settler.restore(T0 + 40_000);
-    }
-    settler.addSamples(range(T0 + 45_000, T0 + 60_000, 100, make));
-    settler.settleDue(T0 + 60_000);
-    return restart ? measured + metrics.measured : metrics.measured;
-  };
-  const expectedJ = (60_000 * 300) / 1000;
-  for (const restart of [false, true]) {
-    const measured = run(restart);
-    assert.ok(Math.abs(measured - expectedJ) <= 1e-9 * expectedJ, `${restart ? 'with' : 'without'} a restart: measured ${measured} J, counter increase ${expectedJ} J`);
-  }
+  const low = (t: number) => t >= T0 + 14_900 && t <= T0 + 15_000;
+  assertOnceAcrossStallRestart(t, (t) => ({ ...steady(t), energyJ: joules(10_000_000 + ((t - T0) * 300) / 1000 - (low(t) ? 5_000 : 0)) }));
 });
 
 test('a counter drop is judged by the reading after it however the run is cut: every lateness and period gives the same energy, a drop on a period end included', () => {
@@ -447,32 +426,11 @@ test('counter glitches beside missing readings, a drop the next readings climb b
 test('a restart inside a run of glitches after a missing reading goes on as the stopped settler would: nothing counted twice', (t) => {
   // A failed energy call at 14.8 s, then readings 5 J low: the last before a 30 s stall. Read as the
   // mark, the counter's delta from the mark (at 14.7 s) would count the stretch from power again.
-  const run = (restart: boolean): number => {
-    const { ledger, cleanup } = openLedger();
-    t.after(cleanup);
-    const make = (t: number): PowerSample => {
-      const dt = t - T0;
-      const energyJ = dt === 14_800 ? null : 1_000_000 + (dt * 300) / 1000 - (dt >= 14_900 && dt <= 15_000 ? 5 + 30 * ((dt - 14_700) / 100) : 0);
-      return { ...steady(t), energyJ: energyJ === null ? null : joules(energyJ) };
-    };
-    let { settler, metrics } = newSettler(ledger, 0);
-    settler.addSamples(range(T0, T0 + 15_000, 100, make));
-    for (let now = T0 + 10_000; now <= T0 + 40_000; now += 10_000) settler.settleDue(now);
-    settler.flushSamples();
-    const measured = metrics.measured;
-    if (restart) {
-      ({ settler, metrics } = newSettler(ledger, 0));
-      settler.restore(T0 + 40_000);
-    }
-    settler.addSamples(range(T0 + 45_000, T0 + 60_000, 100, make));
-    settler.settleDue(T0 + 60_000);
-    return restart ? measured + metrics.measured : metrics.measured;
-  };
-  const expectedJ = (60_000 * 300) / 1000;
-  for (const restart of [false, true]) {
-    const measured = run(restart);
-    assert.ok(Math.abs(measured - expectedJ) <= 1e-9 * expectedJ, `${restart ? 'with' : 'without'} a restart: measured ${measured} J, counter increase ${expectedJ} J`);
-  }
+  assertOnceAcrossStallRestart(t, (t) => {
+    const dt = t - T0;
+    const energyJ = dt === 14_800 ? null : 1_000_000 + (dt * 300) / 1000 - (dt >= 14_900 && dt <= 15_000 ? 5 + 30 * ((dt - 14_700) / 100) : 0);
+    return { ...steady(t), energyJ: energyJ === null ? null : joules(energyJ) };
+  });
 });
 
 test('restarts of a source whose counter starts again with each process (simulator, replay): every joule once, however the runs are cut, the samples of the runs before read back from the ledger', () => {
@@ -532,3 +490,31 @@ test('restarts of a source whose counter starts again with each process (simulat
     }
   }
 });
+
+/**
+ * 300 W for 60 s from `make`'s readings, 15 s of them, a 30 s stall (settled through), then 15 s
+ * more: the measured energy must be the counter's 18,000 J with and without a restart in the stall.
+ */
+function assertOnceAcrossStallRestart(t: TestContext, make: (t: number) => PowerSample): void {
+  const run = (restart: boolean): number => {
+    const { ledger, cleanup } = openLedger();
+    t.after(cleanup);
+    let { settler, metrics } = newSettler(ledger, 0);
+    settler.addSamples(range(T0, T0 + 15_000, 100, make));
+    for (let now = T0 + 10_000; now <= T0 + 40_000; now += 10_000) settler.settleDue(now);
+    settler.flushSamples();
+    const measured = metrics.measured;
+    if (restart) {
+      ({ settler, metrics } = newSettler(ledger, 0));
+      settler.restore(T0 + 40_000);
+    }
+    settler.addSamples(range(T0 + 45_000, T0 + 60_000, 100, make));
+    settler.settleDue(T0 + 60_000);
+    return restart ? measured + metrics.measured : metrics.measured;
+  };
+  const expectedJ = (60_000 * 300) / 1000;
+  for (const restart of [false, true]) {
+    const measured = run(restart);
+    assert.ok(Math.abs(measured - expectedJ) <= 1e-9 * expectedJ, `${restart ? 'with' : 'without'} a restart: measured ${measured} J, counter increase ${expectedJ} J`);
+  }
+}
