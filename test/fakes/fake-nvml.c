@@ -31,6 +31,10 @@
  *   glitch <g> <from_ms> <until_ms> <mJ>  counter reads in [from, until) are this much low
  *   lost_at_ms <g> <ms>               from this time every call on the GPU returns GPU_IS_LOST
  *   recovered_at_ms <g> <ms>          ... until this time (the GPU answers again, e.g. after a reset)
+ *   lost_on_hang <g> <lookups>        from the moment a configured hang begins (any function, any
+ *                                     GPU), every call on the GPU returns GPU_IS_LOST, until NVML
+ *                                     has refused <lookups> handle look-ups of it (by index or UUID):
+ *                                     a loss tied to events, not to time
  *   handle_invalid_after_ms <g> <ms> [init]
  *                                     the GPU is reset at this time: every handle to it obtained
  *                                     before answers NVML_ERROR_GPU_IS_LOST from then on, while a
@@ -139,6 +143,8 @@ typedef struct {
   long long reset_at_ms, lost_at_ms, recovered_at_ms, instant_off_at_ms;
   long long glitch_from_ms, glitch_until_ms;
   unsigned long long glitch_mj;
+  int lost_on_hang_lookups;          /* -1: no loss tied to a hang */
+  int lost_by_hang, refused_lookups; /* under `lock` */
   long long handle_invalid_after_ms; /* -1: handles stay valid */
   int reset_needs_init;
   fake_device reset_dev; /* the handle NVML hands out after the reset (same GPU, new handle) */
@@ -235,6 +241,7 @@ static void load_scenario(void) {
     gpus[g].glitch_from_ms = -1;
     gpus[g].glitch_until_ms = -1;
     gpus[g].handle_invalid_after_ms = -1;
+    gpus[g].lost_on_hang_lookups = -1;
   }
   char path[PATH_MAX];
   scenario_path(path, sizeof(path));
@@ -277,6 +284,7 @@ static void load_scenario(void) {
       else if (strcmp(key, "glitch") == 0) sscanf(after, "%lld %lld %llu", &gpu->glitch_from_ms, &gpu->glitch_until_ms, &gpu->glitch_mj);
       else if (strcmp(key, "lost_at_ms") == 0) gpu->lost_at_ms = atoll(after);
       else if (strcmp(key, "recovered_at_ms") == 0) gpu->recovered_at_ms = atoll(after);
+      else if (strcmp(key, "lost_on_hang") == 0) gpu->lost_on_hang_lookups = atoi(after);
       else if (strcmp(key, "instant_off_at_ms") == 0) gpu->instant_off_at_ms = atoll(after);
       else if (strcmp(key, "handle_invalid_after_ms") == 0) {
         char mode[16] = "";
@@ -332,6 +340,8 @@ static void maybe_hang(const char *function, int gpu) {
         t >= h->after_ms) {
       h->remaining--;
       duration = h->duration_ms;
+      for (int g = 0; g < gpu_count; g++)
+        if (gpus[g].lost_on_hang_lookups >= 0) gpus[g].lost_by_hang = 1;
       break;
     }
   }
@@ -346,9 +356,25 @@ static fake_gpu *as_gpu(void *device) {
   return d == &g->dev || d == &g->reset_dev ? g : NULL;
 }
 
+static int hang_lost(const fake_gpu *g) {
+  pthread_mutex_lock(&lock);
+  int lost = g->lost_by_hang && g->refused_lookups < g->lost_on_hang_lookups;
+  pthread_mutex_unlock(&lock);
+  return lost;
+}
+
 static int is_lost(const fake_gpu *g) {
   long long t = now_ms();
-  return g->lost_at_ms >= 0 && t >= g->lost_at_ms && (g->recovered_at_ms < 0 || t < g->recovered_at_ms);
+  return (g->lost_at_ms >= 0 && t >= g->lost_at_ms && (g->recovered_at_ms < 0 || t < g->recovered_at_ms)) ||
+         hang_lost(g);
+}
+
+/* A handle look-up refused as lost: counts towards the end of a loss tied to a hang. */
+static nvmlReturn_t refuse_lookup(fake_gpu *g) {
+  pthread_mutex_lock(&lock);
+  if (g->lost_by_hang) g->refused_lookups++;
+  pthread_mutex_unlock(&lock);
+  return NVML_ERROR_GPU_IS_LOST;
 }
 
 static int reset_done(const fake_gpu *g) {
@@ -477,7 +503,7 @@ API nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount) {
 API nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, void **device) {
   REQUIRE_INIT();
   if (!device || index >= (unsigned int)gpu_count) return NVML_ERROR_INVALID_ARGUMENT;
-  if (is_lost(&gpus[index])) return NVML_ERROR_GPU_IS_LOST;
+  if (is_lost(&gpus[index])) return refuse_lookup(&gpus[index]);
   fake_device *handle = lookup_handle(&gpus[index]);
   if (!handle) return NVML_ERROR_GPU_IS_LOST;
   *device = handle;
@@ -496,7 +522,7 @@ API nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, void **device) {
       }
     }
     if (strcmp(g->dev.uuid, uuid) != 0) continue;
-    if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST;
+    if (is_lost(g)) return refuse_lookup(g);
     fake_device *handle = lookup_handle(g);
     if (!handle) return NVML_ERROR_GPU_IS_LOST;
     *device = handle;

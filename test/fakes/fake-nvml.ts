@@ -36,6 +36,11 @@ export interface FakeGpu {
   /** ... and answers again from this time. */
   readonly recoveredAtMs?: number;
   /**
+   * Lost from the moment a configured hang begins until NVML has refused `refusedLookups` handle
+   * look-ups of it (by index or UUID): a loss tied to events, whatever the timing.
+   */
+  readonly lostOnHang?: { readonly refusedLookups: number };
+  /**
    * The GPU is reset at this time: handles obtained before answer GPU_IS_LOST from then on, a
    * handle obtained afterwards works. With `needsInit`, NVML finds the GPU again only in an NVML
    * session begun after the reset (all nvmlInit_v2 matched by nvmlShutdown, then nvmlInit_v2).
@@ -84,6 +89,7 @@ export function renderScenario(scenario: FakeNvmlScenario): string {
     if (g.glitch) lines.push(`glitch ${i} ${g.glitch.fromMs} ${g.glitch.untilMs} ${g.glitch.mj}`);
     if (g.lostAtMs !== undefined) lines.push(`lost_at_ms ${i} ${g.lostAtMs}`);
     if (g.recoveredAtMs !== undefined) lines.push(`recovered_at_ms ${i} ${g.recoveredAtMs}`);
+    if (g.lostOnHang) lines.push(`lost_on_hang ${i} ${g.lostOnHang.refusedLookups}`);
     if (g.handleInvalidAfter) lines.push(`handle_invalid_after_ms ${i} ${g.handleInvalidAfter.ms}${g.handleInvalidAfter.needsInit ? ' init' : ''}`);
   });
   for (const h of scenario.hangs ?? []) lines.push(`hang ${h.fn} ${h.gpu} ${h.afterMs} ${h.durationMs} ${h.count}`);

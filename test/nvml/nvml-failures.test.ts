@@ -200,11 +200,14 @@ test('a worker terminated for a hung call loses none of the readings it had take
 });
 
 test('a GPU lost while the worker restarts: reported as gpu_lost, opened again once it answers', async () => {
-  // GPU 0 hangs once at 400 ms (worker restarted after 400 ms); GPU 1 is lost from 600 to 1600 ms,
-  // so the restarted worker cannot open it.
+  // GPU 0 hangs once at 400 ms; GPU 1 is lost from the moment that hang begins until NVML has
+  // refused two look-ups of it: the restarted worker's open at its start, and its first retry. Tied
+  // to those events, not to times: a worker slow to restart (tsx compiling it under load) saw GPU 1
+  // answer again before it looked, and gpu_lost never came. The hang outlasts any plausible stall
+  // of the main thread, so the first worker never returns from it to read GPU 1.
   const install = fake({
-    gpus: [{ powerMw: [200000] }, { powerMw: [300000], lostAtMs: 600, recoveredAtMs: 1600 }],
-    hangs: [{ fn: 'nvmlDeviceGetTotalEnergyConsumption', gpu: 0, afterMs: 400, durationMs: 1500, count: 1 }],
+    gpus: [{ powerMw: [200000] }, { powerMw: [300000], lostOnHang: { refusedLookups: 2 } }],
+    hangs: [{ fn: 'nvmlDeviceGetTotalEnergyConsumption', gpu: 0, afterMs: 400, durationMs: 3000, count: 1 }],
   });
   const source = new NvmlPowerSource({
     libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 150, restartBackoffMs: { initial: 400, max: 1000 }, lostRetryMs: 300,
