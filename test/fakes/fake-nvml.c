@@ -44,6 +44,12 @@
  *                                     begun after the reset (nvmlInit_v2 once every earlier
  *                                     nvmlInit_v2 was matched by nvmlShutdown, so that NVML
  *                                     enumerates afresh); until then the lookups return GPU_IS_LOST
+ *   reload_after_reads <n>            the driver is reloaded right after nvmlDeviceGetTotalEnergyConsumption
+ *                                     has answered n times (all GPUs together): from then on every
+ *                                     call in the NVML session begun before returns
+ *                                     NVML_ERROR_UNINITIALIZED; a session begun afterwards (nvmlInit_v2
+ *                                     once every earlier nvmlInit_v2 was matched by nvmlShutdown)
+ *                                     works, and every energy counter restarts from 0 at the reload
  *   hang <function> <g|-1> <after_ms> <duration_ms> <count>
  *                                     the next <count> calls of <function> (on GPU g, or any GPU
  *                                     with -1) made after <after_ms> sleep <duration_ms> first
@@ -162,6 +168,9 @@ static int init_count;
 static long long session_started_ms; /* when init_count last went from 0 to 1 */
 static int scenario_loaded;
 static int init_rc;
+static int reload_after_reads; /* 0: no driver reload */
+static int energy_reads;
+static long long reload_ms = -1; /* when the driver was reloaded, -1 before */
 static char driver_version[TEXT] = "590.48.01";
 static int gpu_count;
 static fake_gpu gpus[MAX_GPUS];
@@ -220,6 +229,9 @@ static void load_scenario(void) {
   gpu_count = 0;
   hang_count = 0;
   init_rc = 0;
+  reload_after_reads = 0;
+  energy_reads = 0;
+  reload_ms = -1;
   trace_step_ms = 100;
   for (int g = 0; g < MAX_GPUS; g++) {
     gpus[g].dev.magic = GPU_MAGIC;
@@ -262,6 +274,7 @@ static void load_scenario(void) {
     const char *rest = line + used, *after = NULL;
     fake_gpu *gpu = NULL;
     if (strcmp(key, "init_rc") == 0) init_rc = atoi(rest);
+    else if (strcmp(key, "reload_after_reads") == 0) reload_after_reads = atoi(rest);
     else if (strcmp(key, "driver_version") == 0) snprintf(driver_version, TEXT, "%s", rest);
     else if (strcmp(key, "gpus") == 0) gpu_count = atoi(rest) > MAX_GPUS ? MAX_GPUS : atoi(rest);
     else if (strcmp(key, "trace_step_ms") == 0) trace_step_ms = atoll(rest) > 0 ? atoll(rest) : 100;
@@ -324,7 +337,7 @@ static void load_scenario(void) {
 /* ---- helpers ------------------------------------------------------------------------------ */
 static int initialized(void) {
   pthread_mutex_lock(&lock);
-  int ok = init_count > 0;
+  int ok = init_count > 0 && !(reload_ms >= 0 && session_started_ms < reload_ms);
   pthread_mutex_unlock(&lock);
   return ok;
 }
@@ -600,8 +613,13 @@ API nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(void *device, unsigned long
   if (lost_for(g, device)) return NVML_ERROR_GPU_IS_LOST;
   if (!g->energy_supported) return NVML_ERROR_NOT_SUPPORTED;
   long long t = now_ms();
-  if (g->reset_at_ms >= 0 && t >= g->reset_at_ms)
-    *energy = trace_energy_uj(g, g->reset_at_ms, t) / 1000;
+  pthread_mutex_lock(&lock);
+  long long reset = g->reset_at_ms >= 0 && t >= g->reset_at_ms ? g->reset_at_ms : -1;
+  if (reload_ms >= 0 && t >= reload_ms && reload_ms > reset) reset = reload_ms;
+  if (reload_after_reads > 0 && ++energy_reads == reload_after_reads) reload_ms = t + 1; /* after this read */
+  pthread_mutex_unlock(&lock);
+  if (reset >= 0)
+    *energy = trace_energy_uj(g, reset, t) / 1000;
   else
     *energy = g->energy_offset_mj + trace_energy_uj(g, 0, t) / 1000;
   if (t >= g->glitch_from_ms && t < g->glitch_until_ms && *energy >= g->glitch_mj) *energy -= g->glitch_mj;

@@ -59,6 +59,12 @@ export interface FakeHang {
 
 export interface FakeNvmlScenario {
   readonly initRc?: number;
+  /**
+   * The driver reloads right after the n-th nvmlDeviceGetTotalEnergyConsumption answer (all GPUs
+   * together): calls in the NVML session from before answer NVML_ERROR_UNINITIALIZED, a session
+   * begun afterwards works, and every energy counter restarts from 0 at the reload.
+   */
+  readonly reloadAfterReads?: number;
   readonly driverVersion?: string;
   readonly traceStepMs?: number;
   readonly gpus: readonly FakeGpu[];
@@ -69,6 +75,7 @@ export interface FakeNvmlScenario {
 export function renderScenario(scenario: FakeNvmlScenario): string {
   const lines = ['# fake NVML scenario written by test/fakes/fake-nvml.ts'];
   if (scenario.initRc !== undefined) lines.push(`init_rc ${scenario.initRc}`);
+  if (scenario.reloadAfterReads !== undefined) lines.push(`reload_after_reads ${scenario.reloadAfterReads}`);
   if (scenario.driverVersion) lines.push(`driver_version ${scenario.driverVersion}`);
   if (scenario.traceStepMs) lines.push(`trace_step_ms ${scenario.traceStepMs}`);
   lines.push(`gpus ${scenario.gpus.length}`);

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { NvmlInitError } from '../../collectors/nvml/nvml-init-failure.js';
 import { NvmlPowerSource } from '../../collectors/nvml/nvml-power-source.js';
+import { buildEnergyTimeline } from '../../model/energy-timeline.js';
 import { installFakeNvml, type FakeNvmlInstall, type FakeNvmlScenario } from '../fakes/fake-nvml.js';
 import { SampleCollector, sleep } from '../fakes/sample-collector.js';
 
@@ -307,6 +308,69 @@ test('a GPU that NVML finds again only after a new nvmlInit: the worker is resta
   }
   assert.deepEqual(got.errors.map((e) => [e.reason, e.gpuUuid]), [['gpu_lost', gpu1.uuid], ['nvml_reinit', gpu1.uuid]]);
   assert.match(got.errorsOf('nvml_reinit')[0]?.message ?? '', /GPU 1 .* is still lost after 3 probes \(looking up a fresh handle by its UUID: NVML_ERROR_GPU_IS_LOST.*initialised again/);
+});
+
+test('NVML answering NVML_ERROR_UNINITIALIZED after a driver reload: initialised again, sampling resumes, the counter from 0 is a reset', async () => {
+  // The driver reloads right after the 12th energy reading: 2 while opening the GPUs, then 5 ticks
+  // of both. From then on the worker's NVML session answers UNINITIALIZED, until a new session.
+  const watts = [200, 300];
+  const offsetsJ = [50_000, 80_000];
+  const install = fake({
+    reloadAfterReads: 12,
+    gpus: watts.map((w, i) => ({ powerMw: [w * 1000], energyOffsetMj: (offsetsJ[i] as number) * 1000 })),
+  });
+  const source = new NvmlPowerSource({
+    libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 1000, restartBackoffMs: { initial: 100, max: 1000 },
+  });
+  const gpus = await source.init();
+  assert.equal(gpus.length, 2);
+  const got = new SampleCollector();
+  source.start(got.onSamples, got.onError);
+  try {
+    await got.waitFor(() => got.errorsOf('nvml_reinit').length > 0, 10_000, 'NVML initialised again');
+    const reinitAt = Date.now();
+    await got.waitFor(
+      () => got.errorsOf('counter_reset').length >= 2 && gpus.every((g) => got.of(g.uuid).filter((s) => s.timestampMs > reinitAt).length >= 5),
+      10_000,
+      'both GPUs sampled again, their counters judged reset',
+    );
+    assert.equal(source.stuckCalls(), 0, 'the worker that shut NVML down is not counted as stuck');
+  } finally {
+    await source.shutdown();
+  }
+  const [reinit, ...moreReinits] = got.errorsOf('nvml_reinit');
+  assert.equal(moreReinits.length, 0, 'NVML initialised again once');
+  assert.match(reinit?.message ?? '', /NVML_ERROR_UNINITIALIZED or NVML_ERROR_DRIVER_NOT_LOADED on 3 reads in a row .*initialised again/);
+  assert.deepEqual(got.errors.filter((e) => !['read_error', 'nvml_reinit', 'counter_reset'].includes(e.reason)), [], 'nothing else went wrong');
+  assert.ok(got.errorsOf('read_error').every((e) => /NVML_ERROR_UNINITIALIZED/.test(e.message)));
+  gpus.forEach((gpu, i) => {
+    const resets = got.errorsOf('counter_reset').filter((e) => e.gpuUuid === gpu.uuid);
+    assert.equal(resets.length, 1, `GPU ${i}: one counter reset`);
+    const samples = got.of(gpu.uuid);
+    const first = samples[0];
+    const last = samples.at(-1);
+    assert.ok(first && last);
+    // Read as the driver gave them: the old count before the reload, a count from 0 after it.
+    const before = samples.filter((s) => (s.energyJ as number) >= (offsetsJ[i] as number));
+    const after = samples.filter((s) => (s.energyJ as number) < (offsetsJ[i] as number));
+    assert.ok(before.length >= 5 && after.length >= 5, `GPU ${i}: ${before.length} samples before, ${after.length} after`);
+    assert.ok((before.at(-1) as typeof first).timestampMs < (after[0] as typeof first).timestampMs, 'nothing from the old count after the new one');
+    // The reading that the reload cut short (its counter read, its power not) keeps its energy.
+    for (const s of samples.filter((x) => x.powerW !== watts[i])) assert.deepEqual([s.powerW, s.timestampMs], [null, (before.at(-1) as typeof first).timestampMs]);
+    // The timeline counts the counter's run across re-initialisation: one interval into the
+    // first reading of the new count, integrated from power and flagged a reset; all the others
+    // from the counter. Energy adds up to the constant power over the whole span.
+    const { intervals, uncovered } = buildEnergyTimeline(samples, { samplePeriodMs: 50, maxAttributableGapMs: 60_000 });
+    assert.deepEqual(uncovered, []);
+    const reset = intervals.filter((iv) => iv.counterReset);
+    assert.equal(reset.length, 1, `GPU ${i}: one interval across the reset`);
+    assert.equal(reset[0]?.method, 'integrated');
+    assert.equal(reset[0]?.endMs, (after[0] as typeof first).timestampMs);
+    assert.ok(intervals.filter((iv) => !iv.counterReset).every((iv) => iv.method === 'counter'));
+    const totalJ = intervals.reduce((sum, iv) => sum + iv.energyJ, 0);
+    const expectedJ = ((watts[i] as number) * (last.timestampMs - first.timestampMs)) / 1000;
+    assert.ok(Math.abs(totalJ - expectedJ) <= 0.03 * expectedJ, `GPU ${i}: ${totalJ.toFixed(1)} J over the span, expected ${expectedJ.toFixed(1)} J`);
+  });
 });
 
 test('the energy counter going backwards (reset) is reported and the samples still flow unchanged', async () => {
