@@ -1,10 +1,13 @@
+import { NvmlBufferSize } from './nvml-constants.js';
 import { NVML_SYMBOLS_USED } from './nvml-symbols.js';
 
 /**
  * Which NVML call the sampling worker is inside, and since when, in a few words of shared memory.
  * The worker marks each call's start and end (two Atomics stores, no messages), so the main thread
  * can enforce a deadline on every single call and name the one that hung, even while the worker's
- * thread is blocked inside the driver and can no longer answer messages.
+ * thread is blocked inside the driver and can no longer answer messages. The UUID of the GPU being
+ * opened is kept there too: a GPU whose call hangs while it is opened is known by it, not only by
+ * its index, though the worker never got to report it.
  */
 
 /** The one bound function the worker never calls under a deadline: it formats a return code, no driver work. */
@@ -18,11 +21,16 @@ const STATE = 0; // 0 idle, 1 inside a call
 const CALL = 1;
 const GPU = 2; // -1 when the call is not about one GPU
 const STARTED = 3; // ms since `baseMs`, as int32 (wraps after 24 days; compared wrap-safely)
-const SLOTS = 4;
+const IDENTIFIED_GPU = 4; // index of the GPU whose UUID follows, -1 when none
+const UUID_LENGTH = 5; // bytes of that UUID (UTF-8)
+const SLOTS = 6;
+const UUID_AT = SLOTS * Int32Array.BYTES_PER_ELEMENT;
 
 /** Shared memory for one worker; pass `buffer` to it in workerData. */
 export function createCallWatchBuffer(): SharedArrayBuffer {
-  return new SharedArrayBuffer(SLOTS * Int32Array.BYTES_PER_ELEMENT);
+  const buffer = new SharedArrayBuffer(UUID_AT + NvmlBufferSize.UUID);
+  new Int32Array(buffer, 0, SLOTS)[IDENTIFIED_GPU] = -1;
+  return buffer;
 }
 
 const callIds = new Map<string, number>(WATCHED_CALLS.map((name, id) => [name, id]));
@@ -30,9 +38,19 @@ const callIds = new Map<string, number>(WATCHED_CALLS.map((name, id) => [name, i
 /** Worker side: bracket each NVML call with begin/end. */
 export class CallWatchWriter {
   private readonly slots: Int32Array;
+  private readonly uuidBytes: Uint8Array;
 
   constructor(buffer: SharedArrayBuffer, private readonly baseMs: number) {
-    this.slots = new Int32Array(buffer);
+    this.slots = new Int32Array(buffer, 0, SLOTS);
+    this.uuidBytes = new Uint8Array(buffer, UUID_AT);
+  }
+
+  /** The GPU at `gpuIndex` has this UUID (called while opening it, before the calls that may hang). */
+  identify(gpuIndex: number, uuid: string): void {
+    Atomics.store(this.slots, IDENTIFIED_GPU, -1); // no reader takes a half-written UUID
+    const { written } = new TextEncoder().encodeInto(uuid, this.uuidBytes);
+    Atomics.store(this.slots, UUID_LENGTH, written);
+    Atomics.store(this.slots, IDENTIFIED_GPU, gpuIndex);
   }
 
   begin(call: WatchedCall, gpuIndex: number): void {
@@ -58,9 +76,19 @@ export interface CallInFlight {
 /** Main-thread side: what is the worker doing right now? */
 export class CallWatchReader {
   private readonly slots: Int32Array;
+  private readonly uuidBytes: Uint8Array;
 
   constructor(buffer: SharedArrayBuffer, private readonly baseMs: number) {
-    this.slots = new Int32Array(buffer);
+    this.slots = new Int32Array(buffer, 0, SLOTS);
+    this.uuidBytes = new Uint8Array(buffer, UUID_AT);
+  }
+
+  /** The UUID the worker last identified for this GPU index, or null (read while the worker is blocked in a call). */
+  identity(gpuIndex: number): string | null {
+    if (Atomics.load(this.slots, IDENTIFIED_GPU) !== gpuIndex) return null;
+    const length = Atomics.load(this.slots, UUID_LENGTH);
+    // Copied out of shared memory: TextDecoder does not read a SharedArrayBuffer view.
+    return new TextDecoder().decode(this.uuidBytes.slice(0, length));
   }
 
   current(nowMs: number): CallInFlight | null {

@@ -54,6 +54,8 @@ export interface NvmlDeviceReaderExtras {
    * they are opened during a later read(), once skip() no longer names them.
    */
   readonly setAside?: readonly NvmlDeviceDescription[];
+  /** GPUs never to open, by index, with why: a call on them hung before NVML gave their UUID. */
+  readonly leftOut?: readonly NvmlUnusableGpu[];
 }
 
 /**
@@ -71,6 +73,7 @@ export class NvmlDeviceReader {
   private reinitAsked = false;
   private readonly journal: ReadingJournalWriter | undefined;
   private readonly setAside: readonly NvmlDeviceDescription[];
+  private readonly leftOut: readonly NvmlUnusableGpu[];
 
   constructor(
     private readonly nvml: NvmlBinding,
@@ -81,6 +84,7 @@ export class NvmlDeviceReader {
   ) {
     this.journal = extras.journal;
     this.setAside = extras.setAside ?? [];
+    this.leftOut = extras.leftOut ?? [];
   }
 
   start(): StartResult {
@@ -96,9 +100,15 @@ export class NvmlDeviceReader {
       return { ok: false, failure: describeNoGpus(`nvmlDeviceGetCount_v2: ${this.explain(count.rc)}`) };
     }
     const setAside = new Map(this.setAside.map((d) => [d.index, d]));
+    const leftOut = new Map(this.leftOut.map((u) => [u.index, u]));
     const unusable: NvmlUnusableGpu[] = [];
     const described: NvmlDeviceDescription[] = [];
     for (let index = 0; index < count.value; index++) {
+      const out = leftOut.get(index);
+      if (out) {
+        unusable.push(out); // not tried again: never identified, it is not in the inventory the agent took at start-up
+        continue;
+      }
       const before = setAside.get(index);
       if (before) {
         // Not a single call into it: the call that hung before would hang again (a wedged GPU).
@@ -321,6 +331,7 @@ export class NvmlDeviceReader {
     const h = handle.value;
     const uuid = this.call('nvmlDeviceGetUUID', index, () => this.nvml.uuid(h));
     if (!uuid.ok) return { message: `nvmlDeviceGetUUID: ${this.explain(uuid.rc)}`, lost: uuid.rc === NvmlReturn.ERROR_GPU_IS_LOST };
+    this.watch.identify(index, uuid.value);
     const name = this.call('nvmlDeviceGetName', index, () => this.nvml.name(h));
     const limit = this.call('nvmlDeviceGetEnforcedPowerLimit', index, () => this.nvml.enforcedPowerLimitMw(h));
     const arch = this.call('nvmlDeviceGetArchitecture', index, () => this.nvml.architecture(h));

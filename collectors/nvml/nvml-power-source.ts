@@ -64,6 +64,18 @@ interface WorkerRun {
   finished: boolean;
   /** Asked to close so that a new worker initialises NVML afresh (nvmlShutdown here, nvmlInit there). */
   reinit: boolean;
+  /** UUIDs of the GPUs this worker was told not to open at its start (workerData.setAside). */
+  readonly setAside: ReadonlySet<string>;
+}
+
+/** A GPU a call hung on while the first worker opened it. */
+interface StartUpHang {
+  readonly index: number;
+  /** Null when the call hung before NVML gave the UUID: then the GPU is left out for good. */
+  readonly uuid: string | null;
+  /** The call and the GPU, e.g. "nvmlDeviceGetFieldValues on GPU 1 (GPU-...)". */
+  readonly what: string;
+  readonly message: string;
 }
 
 /** Time in which a problem repeating every tick is reported once. */
@@ -80,7 +92,9 @@ const PROBLEM_WINDOW_MS = 60_000;
  * terminated worker had taken but not posted yet are recovered from shared memory (the reading
  * journal). A lost GPU is reported and simply stops producing samples; the energy model flags the
  * gap. A GPU that cannot be opened when a worker (re)starts is reported too, and tried again
- * every lostRetryMs.
+ * every lostRetryMs. A call that hangs while the first worker opens a GPU does not fail init():
+ * NVML is started again without that GPU, which is set aside as mid-run and listed as not usable
+ * until a worker opens it.
  */
 export class NvmlPowerSource implements PowerSource {
   /** The driver's counter: it runs on across agent restarts. */
@@ -110,6 +124,8 @@ export class NvmlPowerSource implements PowerSource {
   /** GPUs for which NVML was initialised again and that have not sampled since: not again for them. */
   private readonly reinitTried = new Set<string>();
   private readonly quarantine = new Map<string, { untilMs: number; backoffMs: number }>();
+  /** GPUs a call hung on while the first worker opened them, by index, until a worker opens them. */
+  private readonly hungAtStart = new Map<number, StartUpHang>();
   private watchdog: NodeJS.Timeout | null = null;
   private restartTimer: NodeJS.Timeout | null = null;
   private stalledReported = false;
@@ -131,17 +147,38 @@ export class NvmlPowerSource implements PowerSource {
     if (this.phase === 'ready' || this.phase === 'running') return this.gpus;
     if (this.phase !== 'idle') throw new Error(`NvmlPowerSource.init() cannot run in state ${this.phase}`);
     this.phase = 'initialising';
-    this.run = this.startWorker();
+    let run = this.startWorker();
+    this.run = run;
     this.startWatchdog();
     try {
-      const inventory = await this.run.started;
-      this.adopt(inventory);
+      let inventory: NvmlInventory;
+      for (;;) {
+        try {
+          inventory = await run.started;
+          break;
+        } catch (error) {
+          // hung() replaced a worker whose call hung on a GPU it opened by one that leaves it out.
+          if (this.run !== run && this.run) {
+            run = this.run;
+            continue;
+          }
+          // No GPU left to sample once those are left out: a start-up timeout, as before any was.
+          const noneLeft = this.hungAtStart.size > 0 && error instanceof NvmlInitError && error.reason === 'no_gpus';
+          throw noneLeft ? this.noGpuAnswered(error.detail) : error;
+        }
+      }
+      this.adopt(run, inventory);
+      if (this.inventory?.devices.length === 0) throw this.noGpuAnswered();
       this.phase = 'ready';
       return this.gpus;
     } catch (error) {
       this.phase = 'stopped';
       this.stopTimers();
-      if (this.run) this.retire(this.run);
+      if (this.run) {
+        // Ready with no GPU opened: it waits for `start`, in no driver call, so it is not stuck.
+        if (this.run.ready) this.run.finished = true;
+        this.retire(this.run);
+      }
       this.run = null;
       throw error;
     }
@@ -153,6 +190,10 @@ export class NvmlPowerSource implements PowerSource {
     this.onError = onError;
     this.phase = 'running';
     if (this.run) this.sendStart(this.run);
+    // Said now that someone listens (the sample-error metric, readiness); adopt() logged them.
+    for (const h of this.hungAtStart.values()) {
+      this.safely(() => onError({ reason: 'timeout', ...(h.uuid === null ? {} : { gpuUuid: h.uuid }), message: h.message }));
+    }
   }
 
   async shutdown(): Promise<void> {
@@ -216,6 +257,7 @@ export class NvmlPowerSource implements PowerSource {
     const baseMs = Date.now();
     const wakeBuffer = createWakeBuffer();
     const journalBuffer = createReadingJournal();
+    const setAside = this.setAsideDevices();
     const workerData: NvmlWorkerData = {
       libraryPath: this.libraryPath,
       watchBuffer: buffer,
@@ -223,7 +265,8 @@ export class NvmlPowerSource implements PowerSource {
       wakeBuffer,
       lostRetryMs: this.lostRetryMs,
       journalBuffer,
-      setAside: this.setAsideDevices(),
+      setAside,
+      leftOut: [...this.hungAtStart.values()].filter((h) => h.uuid === null).map((h) => ({ index: h.index, message: h.message, lost: false })),
     };
     const worker = startModuleWorker(new URL('./nvml-worker.js', import.meta.url), { workerData });
     let settle: { resolve: (inventory: NvmlInventory) => void; reject: (error: Error) => void } | null = null;
@@ -244,6 +287,7 @@ export class NvmlPowerSource implements PowerSource {
       ready: false,
       finished: false,
       reinit: false,
+      setAside: new Set(setAside.map((d) => d.uuid)),
     };
     worker.on('message', (message: WorkerToMain) => {
       if (message.type === 'closed' || message.type === 'init_failed') run.finished = true;
@@ -316,7 +360,14 @@ export class NvmlPowerSource implements PowerSource {
     for (const device of inventory.devices) {
       if (!known.has(device.uuid)) this.options.log?.warn({ uuid: device.uuid }, `NVML restart found GPU ${device.index} (${device.uuid}) that was not there at start-up; its samples are emitted under its UUID`);
     }
-    this.inventory = { ...inventory, devices: mergeDevices(this.inventory?.devices ?? [], inventory.devices) };
+    for (const device of inventory.devices) {
+      const hung = this.hungAtStart.get(device.index);
+      if (hung?.uuid !== device.uuid || run.setAside.has(device.uuid)) continue;
+      this.hungAtStart.delete(device.index);
+      this.options.log?.info({ uuid: device.uuid }, `GPU ${device.index} (${device.uuid}) was opened by the restarted NVML worker after a call on it hung at start-up`);
+    }
+    const presented = this.present(run, inventory);
+    this.inventory = { ...presented, devices: mergeDevices(this.inventory?.devices ?? [], presented.devices) };
     this.options.log?.info({ gpus: inventory.devices.length }, 'NVML worker restarted');
     for (const device of inventory.devices) {
       // A GPU lost before opened again by the new worker (e.g. after NVML was initialised again).
@@ -361,7 +412,7 @@ export class NvmlPowerSource implements PowerSource {
     const devices: NvmlDeviceDescription[] = [];
     for (const [uuid, q] of this.quarantine) {
       if (!this.isSetAside(uuid, q.untilMs, now)) continue;
-      const device = this.inventory?.devices.find((d) => d.uuid === uuid);
+      const device = this.inventory?.devices.find((d) => d.uuid === uuid) ?? this.standInFor(uuid);
       if (device) devices.push(device);
     }
     return devices;
@@ -414,11 +465,10 @@ export class NvmlPowerSource implements PowerSource {
   private recover(run: WorkerRun): void {
     const { readings, overwritten, head } = run.journal.since(run.receivedSeq);
     run.receivedSeq = head;
-    const devices = this.inventory?.devices ?? [];
     const recovered: NvmlReading[] = [];
     let unknown = 0;
     for (const r of readings) {
-      const device = devices.find((d) => d.index === r.index);
+      const device = this.describedGpu(r.index);
       if (device) recovered.push({ ...r, uuid: device.uuid });
       else unknown++;
     }
@@ -472,15 +522,14 @@ export class NvmlPowerSource implements PowerSource {
   }
 
   private hung(run: WorkerRun, call: CallInFlight, limitMs: number): void {
-    const device = call.gpuIndex === null ? undefined : this.inventory?.devices.find((d) => d.index === call.gpuIndex);
-    const where = call.gpuIndex === null ? '' : ` on GPU ${call.gpuIndex}${device ? ` (${device.uuid})` : ''}`;
-    // Set the GPU aside, also when a restarted worker hung opening it (init() itself fails instead).
-    if (device && (run.ready || this.phase === 'running')) {
-      const previous = this.quarantine.get(device.uuid);
-      const backoffMs = Math.min(300_000, previous ? previous.backoffMs * 2 : Math.max(1000, this.options.samplePeriodMs * 10));
-      this.quarantine.set(device.uuid, { untilMs: Date.now() + backoffMs, backoffMs });
-      this.stuckOn.set(run.worker, device.uuid);
+    if (!run.ready && this.phase === 'initialising' && call.gpuIndex !== null) {
+      this.hungAtStartUp(run, call.call, call.gpuIndex, limitMs);
+      return;
     }
+    const device = call.gpuIndex === null ? undefined : this.describedGpu(call.gpuIndex);
+    const where = call.gpuIndex === null ? '' : ` on GPU ${call.gpuIndex}${device ? ` (${device.uuid})` : ''}`;
+    // Set the GPU aside, also when a restarted worker hung opening it (at init(): hungAtStartUp).
+    if (device && (run.ready || this.phase === 'running')) this.setGpuAside(run, device.uuid);
     if (!run.ready) {
       // Start-up: init() or the restart logic sees the failure through `started` and retires the worker.
       run.failStart(describeInitTimeout(`${call.call}${where}`, limitMs));
@@ -495,6 +544,67 @@ export class NvmlPowerSource implements PowerSource {
         (device ? `, GPU ${device.index} is left out for a while so the others keep sampling` : ''),
     });
     this.scheduleRestart();
+  }
+
+  /** Leave the GPU out of sampling for a while (longer after each hang), and while the call is blocked. */
+  private setGpuAside(run: WorkerRun, uuid: string): void {
+    const previous = this.quarantine.get(uuid);
+    const backoffMs = Math.min(300_000, previous ? previous.backoffMs * 2 : Math.max(1000, this.options.samplePeriodMs * 10));
+    this.quarantine.set(uuid, { untilMs: Date.now() + backoffMs, backoffMs });
+    this.stuckOn.set(run.worker, uuid);
+  }
+
+  /**
+   * A call hung while the first worker opened a GPU: the GPU is set aside as mid-run (by the UUID
+   * the worker had read, from the call watch) and a new worker starts NVML without it; init()
+   * waits for that one. A GPU whose UUID NVML had not given yet is left out for good: the agent
+   * takes its GPUs at start-up, by UUID.
+   */
+  private hungAtStartUp(run: WorkerRun, call: string, index: number, limitMs: number): void {
+    const uuid = run.watch.identity(index);
+    const what = `${call} on GPU ${index}${uuid === null ? '' : ` (${uuid})`}`;
+    const message = uuid === null
+      ? `${what} did not return within ${limitMs} ms at start-up, before NVML gave the GPU's UUID; GPU ${index} is left out (not sampled) until the agent restarts`
+      : `${what} did not return within ${limitMs} ms at start-up; GPU ${index} is left out (its energy is a gap) and opened again once that call has returned and its time set aside is up`;
+    this.hungAtStart.set(index, { index, uuid, what, message });
+    if (uuid !== null) this.setGpuAside(run, uuid);
+    this.retire(run);
+    this.run = this.startWorker();
+    run.failStart(describeInitTimeout(what, limitMs));
+  }
+
+  /** Every GPU hung at start-up (or the rest were not usable): init() fails as a timeout, naming the calls. */
+  private noGpuAnswered(detail?: string): NvmlInitError {
+    const failure = describeInitTimeout([...this.hungAtStart.values()].map((h) => h.what).join(', '), this.options.callTimeoutMs);
+    return new NvmlInitError(detail ? { ...failure, message: `${failure.message} ${detail}` } : failure);
+  }
+
+  /** What is known of the GPU at this index: its description, or a stand-in for one set aside at start-up. */
+  private describedGpu(index: number): NvmlDeviceDescription | undefined {
+    const device = this.inventory?.devices.find((d) => d.index === index);
+    if (device) return device;
+    const uuid = this.hungAtStart.get(index)?.uuid;
+    return uuid ? standIn(index, uuid) : undefined;
+  }
+
+  private standInFor(uuid: string): NvmlDeviceDescription | undefined {
+    for (const h of this.hungAtStart.values()) if (h.uuid === uuid) return standIn(h.index, uuid);
+    return undefined;
+  }
+
+  /**
+   * A worker's inventory as this source reports it: the stand-ins of GPUs set aside since
+   * start-up (described so to the worker) are listed as not usable, with why, not as devices.
+   */
+  private present(run: WorkerRun, inventory: NvmlInventory): NvmlInventory {
+    const devices: NvmlDeviceDescription[] = [];
+    const unusable = [...inventory.unusable];
+    for (const d of inventory.devices) {
+      const hung = this.hungAtStart.get(d.index);
+      if (hung?.uuid === d.uuid && run.setAside.has(d.uuid)) unusable.push({ index: d.index, uuid: d.uuid, message: hung.message, lost: false });
+      else devices.push(d);
+    }
+    return { ...inventory, devices, unusable: unusable.sort((a, b) => a.index - b.index) };
   }
 
   private releaseQuarantine(): void {
@@ -641,6 +751,7 @@ export class NvmlPowerSource implements PowerSource {
 
   /** A GPU set aside or not usable at a worker's start was opened: sampled again, described anew. */
   private opened(p: NvmlProblem): void {
+    for (const [index, h] of this.hungAtStart) if (h.uuid === p.uuid) this.hungAtStart.delete(index);
     this.lostGpus.delete(p.uuid);
     this.unopenedReported.delete(p.uuid);
     this.throttle.clear(`${p.uuid}:read_error`);
@@ -675,8 +786,9 @@ export class NvmlPowerSource implements PowerSource {
     }
   }
 
-  private adopt(inventory: NvmlInventory): void {
-    this.inventory = inventory;
+  /** The first worker's inventory. GPUs set aside at start-up are among the GPUs: a gap until opened. */
+  private adopt(run: WorkerRun, inventory: NvmlInventory): void {
+    this.inventory = this.present(run, inventory);
     this.gpus = inventory.devices.map((d) => ({
       uuid: d.uuid,
       index: d.index,
@@ -685,7 +797,7 @@ export class NvmlPowerSource implements PowerSource {
       migEnabled: d.migEnabled,
       migInstances: d.migInstances,
     }));
-    for (const u of inventory.unusable) this.options.log?.warn({ index: u.index }, `GPU ${u.index} is not usable through NVML: ${u.message}`);
+    for (const u of this.inventory.unusable) this.options.log?.warn({ index: u.index, uuid: u.uuid }, `GPU ${u.index} is not usable through NVML: ${u.message}`);
   }
 
   private notes(devices: readonly NvmlDeviceDescription[]): string[] {
@@ -722,6 +834,14 @@ export class NvmlPowerSource implements PowerSource {
     this.watchdog = null;
     this.restartTimer = null;
   }
+}
+
+/** What a worker is told of a GPU set aside at start-up before it was described: only who it is. */
+function standIn(index: number, uuid: string): NvmlDeviceDescription {
+  return {
+    index, uuid, name: 'NVIDIA GPU not opened yet (a call on it hung at start-up)', powerLimitMw: null, architecture: null,
+    computeCapability: null, migEnabled: false, migInstances: [], energyCounter: false, powerMethod: 'none', powerAveraged: false,
+  };
 }
 
 /** Keep start-up descriptions for GPUs a restart did not see (lost ones), take new ones as they are. */

@@ -34,6 +34,8 @@ export interface NvmlInventory {
 
 export interface NvmlUnusableGpu {
   readonly index: number;
+  /** Known for a GPU set aside because a call hung while it was being opened at start-up. */
+  readonly uuid?: string;
   readonly message: string;
   readonly lost: boolean;
 }
@@ -103,4 +105,6 @@ export interface NvmlWorkerData {
    * without calling into them.
    */
   readonly setAside: readonly NvmlDeviceDescription[];
+  /** GPUs never to open, with why: a call hung on them at start-up before NVML gave their UUID. */
+  readonly leftOut: readonly NvmlUnusableGpu[];
 }

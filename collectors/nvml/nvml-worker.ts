@@ -26,6 +26,7 @@ function main(): void {
     reader = new NvmlDeviceReader(new NvmlBinding(data.libraryPath), new CallWatchWriter(data.watchBuffer, data.watchBaseMs), data.lostRetryMs, Date.now, {
       journal,
       setAside: data.setAside,
+      leftOut: data.leftOut,
     });
   } catch (error) {
     const failure = error instanceof NvmlInitError

@@ -52,7 +52,10 @@
  *                                     works, and every energy counter restarts from 0 at the reload
  *   hang <function> <g|-1> <after_ms> <duration_ms> <count>
  *                                     the next <count> calls of <function> (on GPU g, or any GPU
- *                                     with -1) made after <after_ms> sleep <duration_ms> first
+ *                                     with -1) made after <after_ms> sleep <duration_ms> first;
+ *                                     <function>: nvmlDeviceGetTotalEnergyConsumption,
+ *                                     nvmlDeviceGetPowerUsage, nvmlDeviceGetFieldValues or
+ *                                     nvmlDeviceGetUUID (of a GPU, not of a MIG device)
  *
  * Energy is the exact integral of the piecewise-constant power trace. nvmlDeviceGetPowerUsage
  * returns the mean power over the last second on Ampere and newer except GA100 (arch >= 7 and
@@ -550,6 +553,7 @@ API nvmlReturn_t nvmlDeviceGetUUID(void *device, char *uuid, unsigned int length
   if (d && d->magic == MIG_MAGIC) return copy_text(d->uuid, uuid, length);
   fake_gpu *g = as_gpu(device);
   if (!g) return NVML_ERROR_INVALID_ARGUMENT;
+  maybe_hang("nvmlDeviceGetUUID", g->dev.index);
   if (lost_for(g, device)) return NVML_ERROR_GPU_IS_LOST;
   return copy_text(g->dev.uuid, uuid, length);
 }

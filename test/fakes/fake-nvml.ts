@@ -49,7 +49,7 @@ export interface FakeGpu {
 }
 
 export interface FakeHang {
-  readonly fn: 'nvmlDeviceGetTotalEnergyConsumption' | 'nvmlDeviceGetPowerUsage' | 'nvmlDeviceGetFieldValues';
+  readonly fn: 'nvmlDeviceGetTotalEnergyConsumption' | 'nvmlDeviceGetPowerUsage' | 'nvmlDeviceGetFieldValues' | 'nvmlDeviceGetUUID';
   /** GPU index, or -1 for any. */
   readonly gpu: number;
   readonly afterMs: number;

@@ -97,6 +97,18 @@ test('call watch: the main thread sees which call is in flight and for how long'
   assert.equal(reader.current(Date.now())?.gpuIndex, null);
 });
 
+test('call watch: the UUID read while a GPU is opened is known for that index only, the last one written', () => {
+  const buffer = createCallWatchBuffer();
+  const writer = new CallWatchWriter(buffer, 0);
+  const reader = new CallWatchReader(buffer, 0);
+  assert.equal(reader.identity(0), null, 'none before any GPU was identified');
+  writer.identify(0, 'GPU-0a0a0a0a-0000-0000-0000-000000000000');
+  assert.equal(reader.identity(0), 'GPU-0a0a0a0a-0000-0000-0000-000000000000');
+  writer.identify(1, 'GPU-1b1b');
+  assert.equal(reader.identity(1), 'GPU-1b1b', 'a shorter UUID leaves nothing of the longer one before it');
+  assert.equal(reader.identity(0), null, 'GPU 0 is no longer the one being opened');
+});
+
 test('problem throttle: first report passes, repeats are counted and reported with the count after the window', () => {
   const t = new ProblemThrottle(1000);
   assert.equal(t.admit('a', 'boom', 0), 'boom');
