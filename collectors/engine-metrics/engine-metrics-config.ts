@@ -1,6 +1,5 @@
 import { z } from 'zod';
-
-const gpuRef = z.union([z.number().int().min(0).max(1023), z.string().min(1).max(128)]);
+import { gpuListSchema } from '../proxy/proxy-config.js';
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL, e.g. http://127.0.0.1:8000/metrics' });
 
@@ -15,7 +14,7 @@ export const engineTargetSchema = z.strictObject({
   /** Model name for series without a model_name label. */
   model: z.string().min(1).max(256).optional(),
   /** GPUs of this engine's replica (indices or UUIDs); else the agent's model->replica config applies. */
-  gpus: z.array(gpuRef).min(1).max(64).optional(),
+  gpus: gpuListSchema.optional(),
   tier: z.string().min(1).max(64).optional(),
 });
 

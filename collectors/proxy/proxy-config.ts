@@ -1,6 +1,16 @@
 import { z } from 'zod';
 
-const gpuRef = z.union([z.number().int().min(0).max(1023), z.string().min(1).max(128)]);
+const GPU_ENTRY = { error: 'must be a GPU index (0..1023) or UUID' };
+/**
+ * A replica's GPUs (the proxy's, OTLP's and engine targets'). Every check of an entry says what an
+ * entry must be: a bare union failure would say only that it matches none of the forms.
+ */
+export const gpuListSchema = z
+  .array(z.union([z.number(GPU_ENTRY).int(GPU_ENTRY).min(0, GPU_ENTRY).max(1023, GPU_ENTRY), z.string(GPU_ENTRY).min(1, GPU_ENTRY).max(128, GPU_ENTRY)], GPU_ENTRY), {
+    error: 'must be a list of GPU indices or UUIDs',
+  })
+  .min(1, { error: 'must name at least one GPU' })
+  .max(64, { error: 'must name at most 64 GPUs' });
 const headerName = z
   .string()
   .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be an HTTP header name')
@@ -8,7 +18,7 @@ const headerName = z
 
 /** GPUs and tier of the serving replica behind the proxy. */
 export const replicaSchema = z.strictObject({
-  gpus: z.array(gpuRef).min(1).max(64).optional(),
+  gpus: gpuListSchema.optional(),
   tier: z.string().min(1).max(64).optional(),
 });
 

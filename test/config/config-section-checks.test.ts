@@ -94,3 +94,34 @@ test('config messages show the value once, and hostPower speaks like the other s
     for (const error of errors) assert.doesNotMatch(error, /Too small|Invalid option|expected number to be/, error);
   });
 });
+
+test('a bad entry in a section\'s gpus list is named by its path and told what an entry must be, with every other error at once', () => {
+  const yaml = [
+    'port: 70000', // line 1
+    'proxy:',
+    '  upstream: http://127.0.0.1:8000',
+    '  replica: { gpus: [0, -1, true] }', // line 4
+    '  models:',
+    '    m1: { gpus: [""] }', // line 6
+    '    m2: { gpus: 3 }', // line 7
+    'engineMetrics:',
+    '  targets:',
+    '    - { url: "http://127.0.0.1:8001/metrics", gpus: [1.5, GPU-ok, 2000] }', // line 10
+    'otlp: { replica: { gpus: [null] } }', // line 11
+    '',
+  ].join('\n');
+  withFiles({ 'c.yaml': yaml }, (path) => {
+    const errors = errorsOf({ configFile: path('c.yaml'), env: {} });
+    const entry = 'must be a GPU index \\(0\\.\\.1023\\) or UUID';
+    assertExactly(errors, [
+      /^c\.yaml:1: port: must be an integer 0\.\.65535, got 70000$/,
+      new RegExp(`^c\\.yaml:4: proxy\\.replica\\.gpus\\[1\\]: ${entry}, got -1$`),
+      new RegExp(`^c\\.yaml:4: proxy\\.replica\\.gpus\\[2\\]: ${entry}, got true$`),
+      new RegExp(`^c\\.yaml:6: proxy\\.models\\.m1\\.gpus\\[0\\]: ${entry}, got ''$`),
+      /^c\.yaml:7: proxy\.models\.m2\.gpus: must be a list of GPU indices or UUIDs, got 3$/,
+      new RegExp(`^c\\.yaml:10: engineMetrics\\.targets\\[0\\]\\.gpus\\[0\\]: ${entry}, got 1\\.5$`),
+      new RegExp(`^c\\.yaml:10: engineMetrics\\.targets\\[0\\]\\.gpus\\[2\\]: ${entry}, got 2000$`),
+      new RegExp(`^c\\.yaml:11: otlp\\.replica\\.gpus\\[0\\]: ${entry}, got null$`),
+    ]);
+  });
+});
