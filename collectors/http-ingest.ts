@@ -46,6 +46,13 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * reaches it, and the work spent on one body stays in proportion to the limit.
  */
 const MIN_RECORD_BYTES = 64;
+/** Errors listed for one record: past them one more entry counts the rest, so one record's errors stay small. */
+const MAX_ERRORS_PER_RECORD = 8;
+/**
+ * About this many bytes of errors are listed in one answer (each is at most about 1 KB: the model
+ * clips the key names it shows); past them errors are only counted, as past `maxErrorsListed`.
+ */
+const MAX_LISTED_ERROR_BYTES = 256 * 1024;
 /** splitBody's answer for a body past the record limit. */
 const TOO_MANY = Symbol('too many records');
 
@@ -67,7 +74,8 @@ interface BodyCandidates {
  * Handler for `POST /v1/requests`. The body is a JSON object, a JSON array of objects, or NDJSON
  * (one object per line, blank lines ignored). Good records are stored even when others in the
  * same body are refused: 202 when all were good, else 400 listing each refused record by index
- * (and line, for NDJSON), field and reason; at most `maxErrorsListed` errors, in body order. 413
+ * (and line, for NDJSON), field and reason; at most `maxErrorsListed` errors, MAX_ERRORS_PER_RECORD
+ * per record and about MAX_LISTED_ERROR_BYTES of them, in body order. 413
  * past the body limit, or past one candidate record per MIN_RECORD_BYTES of it; 415 for other media types,
  * 401 without the bearer token, 429 with Retry-After when the write queue is full, 503 when the
  * ledger cannot store. The answer comes only after the records are committed.
@@ -155,7 +163,7 @@ export function createIngestHandler(options: IngestHandlerOptions): (req: Incomi
           continue;
         }
         refuse(reasonOf(parsed.errors[0]?.field ?? '(record)'));
-        for (const e of parsed.errors) errors.push(e);
+        listOwnErrors(errors, parsed.errors);
         continue;
       }
       const checked = checkRequestRecord(values[index]);
@@ -204,21 +212,37 @@ export function createIngestHandler(options: IngestHandlerOptions): (req: Incomi
     };
     let nextOwn = 0;
     let nextSink = 0;
-    while (listed.length < maxErrors && (nextOwn < errors.length || nextSink < sinkErrors.length)) {
+    let listedBytes = 0;
+    while (listed.length < maxErrors && listedBytes < MAX_LISTED_ERROR_BYTES && (nextOwn < errors.length || nextSink < sinkErrors.length)) {
       const own = errors[nextOwn];
       const sink = sinkErrors[nextSink];
       const sinkIndex = sink === undefined ? Infinity : (batchIndex[sink.index] ?? sink.index);
+      let error: WireError;
       if (own !== undefined && own.index <= sinkIndex) {
-        listed.push(wireError(own, own.index));
+        error = wireError(own, own.index);
         nextOwn += 1;
       } else if (sink !== undefined) {
-        listed.push(wireError(sink, sinkIndex));
+        error = wireError(sink, sinkIndex);
         nextSink += 1;
-      }
+      } else break;
+      listed.push(error);
+      listedBytes += 80 + error.field.length + error.reason.length + (error.request_id?.length ?? 0);
     }
     const truncated = errorsLeftOut || nextOwn < errors.length || nextSink < sinkErrors.length;
     sendJson(res, 400, { ...counts, errors: listed, ...(truncated && { errors_truncated: true }) });
   };
+}
+
+/** A refused record's errors into the answer's list: the first few, then a count of the rest. */
+function listOwnErrors(into: RecordError[], recordErrors: readonly RecordError[]): void {
+  if (recordErrors.length <= MAX_ERRORS_PER_RECORD) {
+    for (const e of recordErrors) into.push(e);
+    return;
+  }
+  for (let i = 0; i < MAX_ERRORS_PER_RECORD - 1; i++) into.push(recordErrors[i] as RecordError);
+  const { index, requestId } = recordErrors[0] as RecordError;
+  const rest = { index, field: '(record)', reason: `${recordErrors.length - (MAX_ERRORS_PER_RECORD - 1)} more errors in this record, not listed` };
+  into.push(requestId === undefined ? rest : { ...rest, requestId });
 }
 
 function sha256(text: string): Buffer {

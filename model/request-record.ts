@@ -383,6 +383,34 @@ function refusedBeforeSchema(input: unknown, index: number): RecordError | null 
   return null;
 }
 
+/** Unknown keys named in an error; the rest are counted. */
+const MAX_NAMED_KEYS = 5;
+/** Longest key name shown in an error: a client's key can be as long as the body. */
+const MAX_SHOWN_KEY = 64;
+
+/** A client-chosen key as an error shows it. */
+function shownKey(key: string): string {
+  return key.length > MAX_SHOWN_KEY ? `${key.slice(0, MAX_SHOWN_KEY - 3)}...` : key;
+}
+
+/** The error for unknown keys: the first few named in `field`, the rest counted in `reason`. */
+function unknownKeysError(keys: readonly string[], total: number): { field: string; reason: string } {
+  const field = keys.slice(0, MAX_NAMED_KEYS).map(shownKey).join(',');
+  const rest = total - Math.min(total, MAX_NAMED_KEYS);
+  return { field, reason: rest === 0 ? 'unknown field' : `unknown field (and ${rest} more unknown fields, not named)` };
+}
+
+/** The unknown keys of a record: the first MAX_NAMED_KEYS, and how many in all. */
+function unknownKeysOf(input: object): { keys: string[]; total: number } {
+  const keys: string[] = [];
+  let total = 0;
+  for (const key in input) {
+    if (WIRE_KEYS.has(key)) continue;
+    if (total++ < MAX_NAMED_KEYS) keys.push(key);
+  }
+  return { keys, total };
+}
+
 function moreKeysThan(o: object, n: number): boolean {
   let count = 0;
   for (const key in o) if (Object.prototype.hasOwnProperty.call(o, key) && ++count > n) return true;
@@ -395,11 +423,10 @@ function parseWithSchema(input: object, index: number): { ok: true; record: Requ
   if (result.success) return { ok: true, record: fromWire(result.data) };
   const requestId = requestIdOf(input);
   const errors = result.error.issues.map((issue): RecordError => {
-    let field = issue.path.length > 0 ? issue.path.map(String).join('.') : '(record)';
+    let field = issue.path.length > 0 ? issue.path.map((part) => shownKey(String(part))).join('.') : '(record)';
     let reason = issue.message;
     if (issue.code === 'unrecognized_keys') {
-      field = issue.keys.join(',');
-      reason = 'unknown field';
+      ({ field, reason } = unknownKeysError(issue.keys, issue.keys.length));
     } else if (issue.code === 'invalid_key') {
       reason = issue.issues[0]?.message ?? reason; // zod says "Invalid key in record"; the key's own check says why
     } else if (issue.code === 'invalid_type' && /received undefined/.test(issue.message)) {
@@ -446,12 +473,11 @@ function firstRefusedField(input: Readonly<Record<string, unknown>>): string | n
       continue; // a default, which the checks between fields pass anyway
     }
     const result = (SHAPE[key] as z.ZodType).safeParse(value);
-    if (!result.success) return [key, ...(result.error.issues[0]?.path ?? [])].map(String).join('.');
+    if (!result.success) return [key, ...(result.error.issues[0]?.path ?? [])].map((part) => shownKey(String(part))).join('.');
     parsed[key] = result.data;
   }
-  let unknown: string[] | null = null;
-  for (const key in input) if (!WIRE_KEYS.has(key)) (unknown ??= []).push(key);
-  if (unknown !== null) return unknown.join(',');
+  const { keys, total } = unknownKeysOf(input);
+  if (total > 0) return unknownKeysError(keys, total).field;
   return crossFieldIssues(parsed)[0]?.field ?? null;
 }
 

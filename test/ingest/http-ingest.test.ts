@@ -358,3 +358,65 @@ test('a body that is not valid gzip is refused in the same shape as any other ba
   assert.equal(errors[0]?.field, '(body)');
   assert.match(errors[0]?.reason ?? '', /not valid gzip/);
 });
+
+type WireErrors = { index: number; request_id: string | null; field: string; reason: string }[];
+
+test('a record of 100,000 unknown keys is refused naming the first five and counting the rest: the answer stays small', async (t) => {
+  const s = await startIngestServer({ bodyLimitBytes: 8 * 1024 * 1024 });
+  t.after(s.stop);
+  const unknown = JSON.stringify(wire(1)).slice(0, -1) + Array.from({ length: 100_000 }, (_, i) => `,"k${i}":1`).join('') + '}';
+  const longKeys = wire(2, { ['x'.repeat(100_000)]: 1, labels: { ['y'.repeat(100_000)]: 'v' } });
+  const body = `${JSON.stringify(wire(0))}\n${unknown}\n${JSON.stringify(longKeys)}`;
+  const reply = await send(s.port, { headers: NDJSON_TYPE, body });
+  assert.equal(reply.status, 400);
+  assert.ok(reply.text.length < 2048, `${reply.text.length} bytes of answer`);
+  assert.deepEqual({ ...reply.json, errors: undefined }, { accepted: 1, duplicates: 0, late: 0, rejected: 2, errors: undefined });
+  const errors = reply.json?.errors as WireErrors;
+  assert.deepEqual(errors.map((e) => [e.index, e.request_id, e.field, e.reason]), [
+    [1, 'r-1', 'k0,k1,k2,k3,k4', 'unknown field (and 99995 more unknown fields, not named)'],
+    [2, 'r-2', `labels.${'y'.repeat(61)}...`, 'a label name must match [a-zA-Z_][a-zA-Z0-9_]* and be at most 64 characters'],
+    [2, 'r-2', `${'x'.repeat(61)}...`, 'unknown field'],
+  ]);
+  assert.deepEqual(Object.fromEntries(s.rejected), { unknown_field: 1, labels: 1 });
+  assert.deepEqual(s.ledger.readRequests(...ALL).map((r) => r.record.requestId), ['r-0']);
+});
+
+test('a record with every field wrong lists its first 7 errors and counts the rest; each error stays small', async (t) => {
+  const s = await startIngestServer();
+  t.after(s.stop);
+  const id = 'r'.repeat(256);
+  const badGpu = { ['g'.repeat(1000)]: 'h'.repeat(1000) };
+  const labels = Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`${'-'.repeat(1000)}${i}`, 'v'.repeat(1000)]));
+  const record = {
+    request_id: id, task_id: 5, attempt: 'x', model: 5, tier: 5, gpus: Array.from({ length: 64 }, () => badGpu), start: 's'.repeat(1000),
+    first_token: 'f', end: 'e', prompt_tokens: 'p', cached_tokens: 'c', completion_tokens: 'c', reasoning_tokens: 'r', batch_size: 'b',
+    status: 's'.repeat(1000), labels, tokens_estimated: 'g', granularity: 'h', source: 'i', ['z'.repeat(1000)]: 1,
+  };
+  const full = parseRequestRecord(record, 0);
+  assert.ok(!full.ok && full.errors.length > 100, 'the record must have many errors');
+  const reply = await send(s.port, { headers: JSON_TYPE, body: JSON.stringify([record, wire(1)]) });
+  assert.equal(reply.status, 400);
+  assert.ok(reply.text.length < 4096, `${reply.text.length} bytes of answer for one record`);
+  const errors = reply.json?.errors as WireErrors;
+  assert.deepEqual(errors.slice(0, 7).map((e) => e.field), ['task_id', 'attempt', 'model', 'tier', 'gpus.0', 'gpus.1', 'gpus.2']);
+  assert.deepEqual(errors[7], { index: 0, request_id: id, field: '(record)', reason: `${full.ok ? 0 : full.errors.length - 7} more errors in this record, not listed` });
+  assert.equal(errors.length, 8);
+  assert.deepEqual({ ...reply.json, errors: undefined }, { accepted: 1, duplicates: 0, late: 0, rejected: 1, errors: undefined });
+});
+
+test('a whole batch of records with long errors gets an answer of about 256 KiB at most; every refusal is still counted', async (t) => {
+  const s = await startIngestServer({ bodyLimitBytes: 32 * 1024 * 1024 });
+  t.after(s.stop);
+  const keys = Array.from({ length: 5 }, (_, k) => `${String(k).repeat(2000)}`);
+  const bad = (i: number) => ({ ...wire(i, { request_id: `${i}-`.padEnd(256, 'r') }), ...Object.fromEntries(keys.map((k) => [k, 1])) });
+  const body = Array.from({ length: 2000 }, (_, i) => JSON.stringify(bad(i))).join('\n');
+  const reply = await send(s.port, { headers: NDJSON_TYPE, body });
+  assert.equal(reply.status, 400);
+  assert.ok(reply.text.length < 260 * 1024, `${reply.text.length} bytes of answer`);
+  assert.deepEqual({ ...reply.json, errors: undefined }, { accepted: 0, duplicates: 0, late: 0, rejected: 2000, errors: undefined, errors_truncated: true });
+  const errors = reply.json?.errors as WireErrors;
+  // The first records' errors, in body order, each naming its record.
+  assert.ok(errors.length > 100, `only ${errors.length} errors listed`);
+  errors.forEach((e, i) => assert.deepEqual([e.index, e.request_id?.slice(0, String(i).length + 1), e.reason], [i, `${i}-`, 'unknown field']));
+  assert.equal(s.rejected.get('unknown_field'), 2000);
+});

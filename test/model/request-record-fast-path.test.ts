@@ -150,6 +150,10 @@ test('checkRequestRecord decides as parseRequestRecord does: the same record, or
   const oddKeys = fc.constantFrom<unknown>(
     {}, { model: 'm' }, { 'model.x': 1 }, { zz: 1, request_id: 'r' }, JSON.parse('{"__proto__": 1, "request_id": "r"}'),
     JSON.parse('{"request_id": "r", "labels": {"__proto__": "x"}}'), { request_id: 'r', model: 'm', start: T0, end: T0 - 1, prompt_tokens: 1, completion_tokens: 1, zz: 1 },
+    // Errors name at most five unknown keys, and clip long key names.
+    { request_id: 'r', model: 'm', start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1, ...Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`u${i}`, 1])) },
+    { request_id: 'r', model: 'm', start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1, ['k'.repeat(200)]: 1 },
+    { request_id: 'r', model: 'm', start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1, labels: { ['-'.repeat(200)]: 'x' } },
   );
   fc.assert(
     fc.property(fc.oneof(anyRecord, notObjects, oddKeys), (value) => {
