@@ -33,8 +33,8 @@ export interface RunHooks {
   /** Use this power source instead of the one the config names (the demo's simulated node). */
   readonly powerSource?: PowerSource;
   readonly requestSources?: readonly RequestSource[];
-  /** Called once the agent serves; its return value is called at shutdown. */
-  readonly onStarted?: (agent: Agent, log: Logger) => (() => void) | void;
+  /** Called once the agent serves; its return value is called at shutdown, and awaited before the agent stops. */
+  readonly onStarted?: (agent: Agent, log: Logger) => (() => void | Promise<void>) | void;
 }
 
 /** Start the agent and keep it running until SIGINT/SIGTERM; then shut down in order and exit 0. */
@@ -94,9 +94,10 @@ export async function runAgentUntilSignal(config: TokenwattConfig, hooks: RunHoo
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    if (onStop) onStop();
-    agent
-      .shutdown()
+    Promise.resolve()
+      .then(() => onStop?.())
+      .catch((error: unknown) => log.error({ err: error }, 'shutdown hook failed'))
+      .then(() => agent.shutdown())
       .then(() => {
         // A worker stuck inside a hung driver call (of this source, or of NVML tried and given up
         // on at start-up) cannot be terminated and would hold process.exit() until the driver

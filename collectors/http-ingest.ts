@@ -45,7 +45,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * record is about 105 bytes, so only a body of fragments (`[{},{},...]`, a line of `1` each)
  * reaches it, and the work spent on one body stays in proportion to the limit.
  */
-const MIN_RECORD_BYTES = 64;
+export const MIN_RECORD_BYTES = 64;
 /** Errors listed for one record: past them one more entry counts the rest, so one record's errors stay small. */
 const MAX_ERRORS_PER_RECORD = 8;
 /**

@@ -1,13 +1,12 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync, mkdtempSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import { join } from 'node:path';
 import { SimulatedGpuNode } from '../../collectors/simulated/simulated-gpu-node.js';
-import { toWire, type RequestRecord } from '../../model/request-record.js';
 import { carbonConfigSchema } from '../../model/carbon/carbon-config.js';
 import { addConfigOptions, type TokenwattConfig } from '../config.js';
 import { defaultDemoNodeConfig, demoReplicaMap, DemoWorkload } from '../demo-workload.js';
+import { DemoRecordPoster } from '../demo-record-poster.js';
 import { DemoSummaryPrinter } from '../demo-summary.js';
 import { loadConfigWithSources, runAgentUntilSignal } from '../run-agent.js';
 import Database from '../sqlite-driver.js';
@@ -73,21 +72,20 @@ export function demoCommand(): Command {
         const workload = new DemoWorkload({ node, seed, onError: (error) => log.warn({ err: error }, 'demo workload tick failed') });
         // The address the demo's own clients (the poster, the banner's curl lines) reach the agent on.
         const address = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-        const poster = new RecordPoster(address, agent.port, config.ingestToken, (error) => log.warn({ err: error }, 'demo could not post records'));
+        const poster = new DemoRecordPoster({ host: address, port: agent.port, token: config.ingestToken, bodyLimitBytes: config.bodyLimitBytes, log: log.child({ component: 'demo-poster' }) });
         const unsubscribe = node.onRequestDone((record) => poster.add(record));
         workload.start();
-        poster.start();
         const printer = new DemoSummaryPrinter({ dbPath: config.db, node: config.node, startedAtMs, address, port: agent.port, workload, health: () => agent.healthCounts(), taskIdleMs: agent.taskIdleMs });
         process.stdout.write(printer.banner());
         const timer = summaryEvery > 0 ? setInterval(() => process.stdout.write(printer.render()), summaryEvery * 1000) : undefined;
         timer?.unref();
         const stopTimer = durationS !== undefined ? setTimeout(() => process.kill(process.pid, 'SIGTERM'), durationS * 1000) : undefined;
-        return () => {
+        return async () => {
           if (timer) clearInterval(timer);
           if (stopTimer) clearTimeout(stopTimer);
           workload.dispose();
           unsubscribe();
-          poster.stop();
+          await poster.stop(); // the agent still serves: what the node finished is posted first
           if (summaryEvery > 0) process.stdout.write(printer.render());
           printer.close();
         };
@@ -124,66 +122,6 @@ function refuseUsedLedger(path: string, source: ConfigSource | undefined): void 
       `Give a new file (e.g. --db ${join(os.tmpdir(), `tokenwatt-demo-${process.pid}.db`)}), or leave --db and TOKENWATT_DB unset for a fresh temporary ledger.\n`,
   );
   process.exit(DEMO_USAGE_EXIT);
-}
-
-/**
- * The demo's "serving stack": finished simulated requests are posted to the agent's own
- * /v1/requests as NDJSON every 250 ms, so the demo exercises the real ingest path.
- */
-class RecordPoster {
-  private queue: RequestRecord[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
-
-  constructor(private readonly host: string, private readonly port: number, private readonly token: string | undefined, private readonly onError: (error: Error) => void) {}
-
-  add(record: RequestRecord): void {
-    this.queue.push(record);
-  }
-
-  start(): void {
-    this.timer = setInterval(() => this.flush(), 250);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.flush();
-    this.agent.destroy();
-  }
-
-  private flush(): void {
-    if (this.queue.length === 0) return;
-    const batch = this.queue;
-    this.queue = [];
-    const body = batch.map((r) => JSON.stringify(toWire(r))).join('\n');
-    const request = http.request(
-      {
-        host: this.host,
-        port: this.port,
-        path: '/v1/requests',
-        method: 'POST',
-        agent: this.agent,
-        headers: { 'content-type': 'application/x-ndjson', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
-      },
-      (response) => {
-        let text = '';
-        response.on('data', (chunk: Buffer) => (text += chunk.toString()));
-        response.on('end', () => {
-          if (response.statusCode === 429 || (response.statusCode ?? 500) >= 500) {
-            this.queue.unshift(...batch); // try again next tick: the demo never drops its own records
-          } else if (response.statusCode !== 202) {
-            this.onError(new Error(`ingest answered ${response.statusCode}: ${text.slice(0, 500)}`));
-          }
-        });
-      },
-    );
-    request.on('error', (error) => {
-      this.queue.unshift(...batch);
-      this.onError(error);
-    });
-    request.end(body);
-  }
 }
 
 /** A commander argument parser for a whole number in [min, max]: a bad value is a usage error (exit 2), named by commander. */

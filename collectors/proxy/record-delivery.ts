@@ -12,6 +12,12 @@ export interface RecordDeliveryOptions {
   readonly source: string;
   /** Records per submit. */
   readonly maxBatch?: number;
+  /**
+   * Bytes per submit, with `recordBytes` what one record takes in it (for a sink that posts
+   * records over HTTP: the body limit). A record larger than that on its own goes alone.
+   */
+  readonly maxBatchBytes?: number;
+  readonly recordBytes?: (record: RequestRecord) => number;
   /** How long records gather before a submit: one commit for many requests. */
   readonly flushDelayMs?: number;
   /** Records held while the sink refuses or fails; beyond this the newest are dropped, loudly. */
@@ -206,9 +212,20 @@ export class RecordDelivery {
     return null;
   }
 
-  /** Records in the next submit: up to maxBatch, cut before records pushed with state that would not fit whole. */
+  /** Records in the next submit: up to maxBatch (and maxBatchBytes), cut before records pushed with state that would not fit whole. */
   private batchSize(): number {
-    const size = Math.min(this.pending.length, this.maxBatch);
+    let size = Math.min(this.pending.length, this.maxBatch);
+    const { maxBatchBytes, recordBytes } = this.options;
+    if (maxBatchBytes !== undefined && recordBytes !== undefined) {
+      let bytes = recordBytes(this.pending[0] as RequestRecord);
+      for (let n = 1; n < size; n++) {
+        bytes += recordBytes(this.pending[n] as RequestRecord);
+        if (bytes > maxBatchBytes) {
+          size = n;
+          break;
+        }
+      }
+    }
     const straddling = this.marks.find((m) => m.at > size);
     if (straddling === undefined || straddling.from >= size) return size;
     return straddling.from > 0 ? straddling.from : straddling.at;

@@ -25,6 +25,17 @@ test('records are batched into few submits and all arrive in order', async () =>
   assert.deepEqual(delivery.stats(), { accepted: 10, duplicates: 0, late: 0, refused: 0, dropped: 0, pending: 0 });
 });
 
+test('maxBatchBytes cuts submits by the bytes of their records; a record larger than it alone goes alone', async () => {
+  const sink = new RecordingSink();
+  const { log } = captureLog();
+  const sizes: Record<string, number> = { r0: 40, r1: 40, r2: 30, r3: 150, r4: 10, r5: 10 };
+  const delivery = new RecordDelivery(sink, { log, source: 'test', maxBatch: 100, maxBatchBytes: 100, recordBytes: (r) => sizes[r.requestId] ?? 0, flushDelayMs: 1 });
+  delivery.push(Object.keys(sizes).map(record));
+  await delivery.flush();
+  assert.deepEqual(sink.records.map((r) => r.requestId), Object.keys(sizes));
+  assert.deepEqual(sink.submissions, [2, 1, 1, 2]);
+});
+
 test('push-back (BackpressureError) holds the records and retries after Retry-After; nothing is lost', async () => {
   const sink = new RecordingSink();
   sink.pushBack = 2;
