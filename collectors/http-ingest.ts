@@ -3,8 +3,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { sendJson } from '../agent/http-server.js';
-import { checkRequestRecord, parseRequestRecord, requestRecordWireSchema } from '../model/request-record.js';
+import { checkRequestRecord, parseRequestRecord, requestIdOf, requestRecordWireSchema } from '../model/request-record.js';
 import type { RecordError, RequestRecord } from '../model/request-record.js';
+import { mayRepeatKeys, repeatedKeys } from './json-repeated-keys.js';
 import { BackpressureError } from './request-sink.js';
 import type { IngestResult, RequestSink } from './request-sink.js';
 
@@ -14,7 +15,7 @@ export interface IngestHandlerOptions {
   readonly bearerToken?: string;
   /** Largest body accepted, in bytes after decompression; larger gets 413. */
   readonly bodyLimitBytes: number;
-  /** Records refused by validation here, by reason: a wire field name, 'parse', 'record' or 'unknown_field'. */
+  /** Records refused by validation here, by reason: a wire field name, 'parse', 'duplicate_key', 'record' or 'unknown_field'. */
   readonly onRejected?: (reason: string, n: number) => void;
   /** Most errors listed in a 400 answer (default 1000); `rejected` always counts them all. */
   readonly maxErrorsListed?: number;
@@ -66,9 +67,19 @@ interface BodyCandidates {
   readonly values: unknown[];
   /** NDJSON line of each candidate; null for a JSON body. */
   readonly lines: readonly number[] | null;
-  /** Why a candidate could not be parsed, by its index. */
-  readonly parseErrors: ReadonlyMap<number, string>;
+  /** Why a candidate is refused before its fields are checked, by its index. */
+  readonly refusals: ReadonlyMap<number, Refusal>;
 }
+
+/** A candidate refused as it is read: not JSON, or a key given twice. */
+interface Refusal {
+  readonly field: string;
+  readonly reason: string;
+  /** Its reason in tokenwatt_records_rejected_total. */
+  readonly metric: 'parse' | 'duplicate_key';
+}
+
+const REPEATED_KEY = 'given more than once in one object: JSON readers differ on which value counts';
 
 /**
  * Handler for `POST /v1/requests`. The body is a JSON object, a JSON array of objects, or NDJSON
@@ -136,7 +147,7 @@ export function createIngestHandler(options: IngestHandlerOptions): (req: Incomi
 
     const records: RequestRecord[] = [];
     const batchIndex: number[] = []; // position in `records` -> index in the body
-    const { values, lines, parseErrors } = candidates;
+    const { values, lines, refusals } = candidates;
     // An answer lists at most maxErrors errors, in body order: past them a refused record is only
     // counted, by reason, and checked without building its errors (a body can hold millions).
     const errors: RecordError[] = [];
@@ -148,10 +159,12 @@ export function createIngestHandler(options: IngestHandlerOptions): (req: Incomi
       refusedBy.set(reason, (refusedBy.get(reason) ?? 0) + 1);
     };
     for (let index = 0; index < values.length; index++) {
-      const parseError = parseErrors.get(index);
-      if (parseError !== undefined) {
-        refuse('parse');
-        if (errors.length < maxErrors) errors.push({ index, field: '(record)', reason: parseError });
+      const refusal = refusals.get(index);
+      if (refusal !== undefined) {
+        refuse(refusal.metric);
+        const requestId = refusal.metric === 'duplicate_key' ? requestIdOf(values[index]) : undefined;
+        const error = { index, field: refusal.field, reason: refusal.reason };
+        if (errors.length < maxErrors) errors.push(requestId === undefined ? error : { ...error, requestId });
         else errorsLeftOut = true;
         continue;
       }
@@ -346,56 +359,76 @@ function splitBody(bytes: Buffer, format: BodyFormat, maxRecords: number): BodyC
   if (text.trim() === '') return { error: 'empty body: send a JSON object, a JSON array or NDJSON' };
   if (format === 'json-seq') return fromJsonSeq(text, maxRecords);
   if (format !== 'ndjson') {
+    let value: unknown;
     try {
-      return fromJson(JSON.parse(text), maxRecords);
+      value = JSON.parse(text);
     } catch (error) {
       if (format === 'json') {
         return { error: `not valid JSON: ${(error as Error).message} (for one record per line, send content-type application/x-ndjson)` };
       }
-      // 'auto': a body that is not one JSON value is read as NDJSON
+      return fromNdjson(text, maxRecords); // 'auto': a body that is not one JSON value is read as NDJSON
     }
+    return fromJson(text, value, maxRecords);
   }
   return fromNdjson(text, maxRecords);
 }
 
-const NO_PARSE_ERRORS: ReadonlyMap<number, string> = new Map();
+const NO_REFUSALS: ReadonlyMap<number, Refusal> = new Map();
 
-function fromJson(value: unknown, maxRecords: number): BodyCandidates | { error: string } | typeof TOO_MANY {
+/** The wire schema's object fields: their keys are counted with the record's. */
+const OBJECT_FIELDS = ['labels'];
+
+/**
+ * `into` with a refusal for each record in text[from, to) (parsed as `value`) that gives a key
+ * twice: the one record at `index`, or with `elements` an array of records from index 0.
+ */
+function repeatRefusals(into: Map<number, Refusal> | null, text: string, from: number, to: number, value: unknown, index: number, elements = false): Map<number, Refusal> | null {
+  if (!mayRepeatKeys(text, from, to, value, OBJECT_FIELDS)) return into;
+  const repeats = repeatedKeys(from === 0 && to === text.length ? text : text.slice(from, to), elements);
+  for (const [element, field] of repeats) (into ??= new Map()).set(index + element, { field, reason: REPEATED_KEY, metric: 'duplicate_key' });
+  return into;
+}
+
+function fromJson(text: string, value: unknown, maxRecords: number): BodyCandidates | { error: string } | typeof TOO_MANY {
   if (Array.isArray(value) && value.length > maxRecords) return TOO_MANY;
-  if (Array.isArray(value)) return { values: value, lines: null, parseErrors: NO_PARSE_ERRORS };
-  if (value !== null && typeof value === 'object') return { values: [value], lines: null, parseErrors: NO_PARSE_ERRORS };
+  const refusals = repeatRefusals(null, text, 0, text.length, value, 0, Array.isArray(value)) ?? NO_REFUSALS;
+  if (Array.isArray(value)) return { values: value, lines: null, refusals };
+  if (value !== null && typeof value === 'object') return { values: [value], lines: null, refusals };
   return { error: 'must be a JSON object, an array of objects, or NDJSON' };
 }
 
 function fromNdjson(text: string, maxRecords: number): BodyCandidates | typeof TOO_MANY {
   const values: unknown[] = [];
   const lines: number[] = [];
-  let parseErrors: Map<number, string> | null = null;
+  let refusals: Map<number, Refusal> | null = null;
   let lineNumber = 0;
   for (let from = 0; from <= text.length; ) {
     let to = text.indexOf('\n', from);
     if (to === -1) to = text.length;
     lineNumber += 1;
+    const start = from;
     const line = text.slice(from, to).trim();
     from = to + 1;
     if (line === '') continue;
     if (values.length === maxRecords) return TOO_MANY; // before parsing: the lines past it are not read
+    let value: unknown;
     try {
-      values.push(JSON.parse(line));
+      value = JSON.parse(line);
     } catch (error) {
-      (parseErrors ??= new Map()).set(values.length, `line ${lineNumber} is not valid JSON: ${(error as Error).message}`);
-      values.push(undefined);
+      (refusals ??= new Map()).set(values.length, { field: '(record)', reason: `line ${lineNumber} is not valid JSON: ${(error as Error).message}`, metric: 'parse' });
     }
+    if (value !== undefined) refusals = repeatRefusals(refusals, text, start, to, value, values.length);
+    values.push(value);
     lines.push(lineNumber);
   }
-  return { values, lines, parseErrors: parseErrors ?? NO_PARSE_ERRORS };
+  return { values, lines, refusals: refusals ?? NO_REFUSALS };
 }
 
 /** A JSON text sequence (RFC 7464): records start at a record separator; each is named by the line it starts on. */
 function fromJsonSeq(text: string, maxRecords: number): BodyCandidates | typeof TOO_MANY {
   const values: unknown[] = [];
   const lines: number[] = [];
-  let parseErrors: Map<number, string> | null = null;
+  let refusals: Map<number, Refusal> | null = null;
   let lineNumber = 1;
   let counted = 0; // text before this offset has its newlines in lineNumber
   const lineAt = (offset: number): number => {
@@ -405,24 +438,29 @@ function fromJsonSeq(text: string, maxRecords: number): BodyCandidates | typeof 
   };
   const first = text.indexOf(RECORD_SEPARATOR);
   if (first === -1 || text.slice(0, first).trim() !== '') {
-    return { values: [undefined], lines: [1], parseErrors: new Map([[0, `line 1 does not start with a record separator (0x1E): not a JSON text sequence (RFC 7464); for one record per line, send content-type application/x-ndjson`]]) };
+    const reason = 'line 1 does not start with a record separator (0x1E): not a JSON text sequence (RFC 7464); for one record per line, send content-type application/x-ndjson';
+    return { values: [undefined], lines: [1], refusals: new Map([[0, { field: '(record)', reason, metric: 'parse' }]]) };
   }
   for (let from = first; from !== -1; ) {
     const next = text.indexOf(RECORD_SEPARATOR, from + 1);
-    const record = text.slice(from + 1, next === -1 ? text.length : next).trim();
+    const start = from + 1;
+    const end = next === -1 ? text.length : next;
+    const record = text.slice(start, end).trim();
     const line = lineAt(from);
     from = next;
     if (record === '') continue;
     if (values.length === maxRecords) return TOO_MANY;
+    let value: unknown;
     try {
-      values.push(JSON.parse(record));
+      value = JSON.parse(record);
     } catch (error) {
-      (parseErrors ??= new Map()).set(values.length, `the record starting on line ${line} is not valid JSON: ${(error as Error).message}`);
-      values.push(undefined);
+      (refusals ??= new Map()).set(values.length, { field: '(record)', reason: `the record starting on line ${line} is not valid JSON: ${(error as Error).message}`, metric: 'parse' });
     }
+    if (value !== undefined) refusals = repeatRefusals(refusals, text, start, end, value, values.length);
+    values.push(value);
     lines.push(line);
   }
-  return { values, lines, parseErrors: parseErrors ?? NO_PARSE_ERRORS };
+  return { values, lines, refusals: refusals ?? NO_REFUSALS };
 }
 
 /** A refused record's reason in the metrics: bounded (never a client-chosen string). */

@@ -352,7 +352,7 @@ export function acceptCommonRecord(input: object): RequestRecord | null {
   };
 }
 
-function requestIdOf(input: unknown): string | undefined {
+export function requestIdOf(input: unknown): string | undefined {
   if (input && typeof input === 'object' && 'request_id' in input) {
     const id = (input as { request_id: unknown }).request_id;
     if (typeof id === 'string') return id.slice(0, MAX_ID_LENGTH);
@@ -389,7 +389,7 @@ const MAX_NAMED_KEYS = 5;
 const MAX_SHOWN_KEY = 64;
 
 /** A client-chosen key as an error shows it. */
-function shownKey(key: string): string {
+export function shownKey(key: string): string {
   return key.length > MAX_SHOWN_KEY ? `${key.slice(0, MAX_SHOWN_KEY - 3)}...` : key;
 }
 

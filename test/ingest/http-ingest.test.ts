@@ -420,3 +420,32 @@ test('a whole batch of records with long errors gets an answer of about 256 KiB 
   errors.forEach((e, i) => assert.deepEqual([e.index, e.request_id?.slice(0, String(i).length + 1), e.reason], [i, `${i}-`, 'unknown field']));
   assert.equal(s.rejected.get('unknown_field'), 2000);
 });
+
+test('a record that gives a key twice is refused naming the key, in every body form; the others are stored', async (t) => {
+  const s = await startIngestServer();
+  t.after(s.stop);
+  const twice = (i: number) => JSON.stringify(wire(i)).replace(/}$/, ',"completion_tokens":500}'); // 20, then 500
+  const labelTwice = (i: number) => JSON.stringify(wire(i, { labels: { team: 'a' } })).replace('"team":"a"', '"team":"a", "team" : "b"');
+  const forms: [string, Record<string, string>, string, number[]][] = [
+    ['ndjson', NDJSON_TYPE, [JSON.stringify(wire(0)), twice(1), labelTwice(2)].join('\n'), [1, 2]],
+    ['json array', JSON_TYPE, `[${JSON.stringify(wire(10))}, ${twice(11)},${labelTwice(12)}]`, [1, 2]],
+    ['json object', JSON_TYPE, twice(21), [0]],
+    ['json-seq', { 'content-type': 'application/json-seq' }, `\u001e${twice(31)}\n\u001e${JSON.stringify(wire(32))}\n`, [0]],
+  ];
+  for (const [form, headers, body, refused] of forms) {
+    const reply = await send(s.port, { headers, body });
+    assert.equal(reply.status, 400, form);
+    const errors = reply.json?.errors as WireErrors;
+    assert.deepEqual(errors.map((e) => e.index), refused, form);
+    for (const e of errors) {
+      assert.equal(e.field, e.request_id?.endsWith('1') ? 'completion_tokens' : 'labels.team', `${form}: ${JSON.stringify(e)}`);
+      assert.match(e.reason, /^given more than once in one object/);
+    }
+  }
+  assert.deepEqual(s.ledger.readRequests(...ALL).map((r) => r.record.requestId), ['r-0', 'r-10', 'r-32']);
+  assert.deepEqual(Object.fromEntries(s.rejected), { duplicate_key: 6 });
+  // The same records with RFC 3339 times and ':' in their strings, written once each, are stored.
+  const clean = [wire(40, { start: '2026-11-01T10:00:40Z', end: '2026-11-01T10:00:41Z', labels: { team: 'a:b' } }), wire(41, { model: 'llama-8b', labels: { team: 'x' } })];
+  const ok = await send(s.port, { headers: NDJSON_TYPE, body: clean.map((r) => JSON.stringify(r, null, 1).replace(/\n/g, '')).join('\n') });
+  assert.deepEqual([ok.status, ok.json?.accepted], [202, 2], ok.text);
+});
