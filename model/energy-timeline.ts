@@ -16,8 +16,8 @@ import { epochMs, joules, watts, type EpochMs } from './units.js';
  *   Taking it as a reset would count the energy of the interval before it twice, once from power
  *   and again in the next counter delta, measured from the low value. Beside a missing reading or
  *   before a reset it is read as missing instead (see {@link foldCounterReadings}).
- * - No counter at either end: trapezoid of power. Exactly one end has a counter: also the
- *   trapezoid, flagged `estimated` (a reading is missing).
+ * - No counter at either end: trapezoid of power. Exactly one end has a counter, or neither while
+ *   the counter was read before (its readings are missing): also the trapezoid, flagged `estimated`.
  * - One end lacks power: that end is taken to equal the other (flagged `estimated`).
  * - Neither energy nor power usable: no interval. That time is uncovered and reported as an
  *   {@link UncoveredStretch}, which counts as a gap.
@@ -164,8 +164,11 @@ export interface CounterReadings {
   runStartAt?(k: number): boolean;
 }
 
-/** How one timestamp's reading is judged ('missing': none usable; 'pending': not until more readings come). */
-type ReadingUse = CounterReading | 'missing' | 'pending';
+/**
+ * How one timestamp's reading is judged ('missing': none usable, of a counter read before;
+ * 'absent': none usable and no counter read yet; 'pending': not until more readings come).
+ */
+type ReadingUse = CounterReading | 'missing' | 'absent' | 'pending';
 
 /**
  * Judges readings with the readings after them. `open`: more readings may come after the last
@@ -254,7 +257,7 @@ function walkCounterReadings(
     judge.reach = 0;
     const { energyJ, atMs, end, runStart } = judge.group(i);
     if (!usable(energyJ)) {
-      visit?.('missing', null, null, i, end, end);
+      visit?.(mark === null ? 'absent' : 'missing', null, null, i, end, end);
       mark = runStart ? null : missedSince(mark);
       i = end;
       continue;
@@ -303,7 +306,7 @@ export function foldCounterReadings(
   onReading?: (kind: CounterReading, energyJ: number, start: number, end: number) => void,
 ): CounterHighWater | null {
   return walkCounterReadings(highWater, readings, from, to, false, onReading && ((use, energyJ, _readJ, start, end) => {
-    if (use !== 'missing' && use !== 'pending') onReading(use, energyJ as number, start, end);
+    if (energyJ !== null && use !== 'pending') onReading(use as CounterReading, energyJ, start, end);
   }));
 }
 
@@ -376,6 +379,8 @@ interface CleanSample {
   readonly glitch?: boolean;
   /** A new counter run starts here (PowerSample.counterRunStart). */
   readonly runStart?: boolean;
+  /** No usable reading of a counter read before (set by settleCounterReadings): energy here comes from power. */
+  readonly readingMissing?: boolean;
 }
 
 const usable = (value: number | null | undefined): value is number =>
@@ -431,6 +436,7 @@ function settleCounterReadings(samples: CleanSample[], highWaterBefore: CounterH
     const sample = samples[start] as CleanSample;
     if (use === 'glitch') samples[start] = { ...sample, energyJ: readJ, glitch: true };
     else if (use === 'reset') samples[start] = { ...sample, resetBefore: true };
+    else if (use === 'missing') samples[start] = { ...sample, readingMissing: true };
   });
   return samples;
 }
@@ -464,8 +470,8 @@ export function buildEnergyTimeline(samples: readonly PowerSample[], config: Tim
         energy = b.energyJ - a.energyJ; // not negative: b is not below the high-water mark, which a is at or under
         method = 'counter';
       }
-    } else if (a.energyJ !== null || b.energyJ !== null) {
-      estimated = true; // the counter exists but one reading of it is missing
+    } else if (a.energyJ !== null || b.energyJ !== null || a.readingMissing === true || b.readingMissing === true) {
+      estimated = true; // the counter exists but a reading of it is missing
     }
     if (energy === null) {
       if (a.powerW !== null && b.powerW !== null) energy = ((a.powerW + b.powerW) / 2) * (dt / 1000);

@@ -238,7 +238,7 @@ test('a glitch beside a missing counter reading is read as missing too: no stret
     ['missing, then a 0', [[1, null], [2, 0]], [1, 2]],
     ['missing, then a dip', [[1, null], [2, 1e6 - 5]], [1, 2]],
     ['missing, then a spike', [[1, null], [2, 2e6]], [1, 2]],
-    ['two missing, then a dip', [[1, null], [2, null], [3, 1e6 - 5]], [3]],
+    ['two missing, then a dip', [[1, null], [2, null], [3, 1e6 - 5]], [1, 2, 3]],
     // After it: [0,1] counts 0 (read as the mark), and no counter delta from the mark follows.
     ['a dip, then missing', [[1, 1e6 - 5], [2, null]], [1, 2]],
     ['a run of dips, then missing', [[1, 1e6 - 5], [2, 1e6 - 4], [3, null]], [1, 2, 3]],
@@ -252,7 +252,7 @@ test('a glitch beside a missing counter reading is read as missing too: no stret
     const timeline = buildEnergyTimeline(steadyRun(10, new Map(overrides)), hz1);
     assert.deepEqual(timeline.uncovered, [], what);
     assert.ok(Math.abs(totalJ(timeline.intervals) - 3000) < 1e-6, `${what}: counted ${totalJ(timeline.intervals)} J of 3000 J`);
-    // The intervals beside a bad reading are guesses (one between two missing readings is plain integration).
+    // The intervals beside a bad reading are guesses.
     for (const k of bad) {
       for (const iv of timeline.intervals.filter((i) => i.startMs === T0 + 1000 * k || i.endMs === T0 + 1000 * k)) assert.equal(iv.estimated, true, `${what}: interval at ${k} s`);
     }
@@ -260,6 +260,19 @@ test('a glitch beside a missing counter reading is read as missing too: no stret
   // The last reading a glitch: no reading after it shows the counter went on, so its interval is counted from power.
   const last = buildEnergyTimeline(steadyRun(2, new Map([[2, 1e6 + 295]])), hz1);
   assert.deepEqual(last.intervals.map((i) => [i.energyJ, i.method, i.estimated]), [[300, 'counter', false], [300, 'integrated', true]]);
+});
+
+test('an interval between two missing readings of a counter is estimated (counted from power); a GPU without a counter is not', () => {
+  const key = (ivs: readonly { energyJ: number; method: string; estimated: boolean }[]) => ivs.map((i) => [i.energyJ, i.method, i.estimated]);
+  const samples = steadyRun(4, new Map([[1, null], [2, null]]));
+  const whole = buildEnergyTimeline(samples, hz1);
+  assert.deepEqual(key(whole.intervals), [[300, 'integrated', true], [300, 'integrated', true], [300, 'integrated', true], [300, 'counter', false]]);
+  // Cut between the two missing readings, the mark folded before the cut says the counter exists.
+  const window = buildEnergyTimeline(samples.slice(1), hz1, foldCounterHighWater(null, samples, 1));
+  assert.deepEqual(key(window.intervals), key(whole.intervals.slice(1)));
+  // No counter at all (power only): plain integration, not a missing reading.
+  const powerOnly = buildEnergyTimeline(samples.map((s) => ({ ...s, energyJ: null })), hz1);
+  assert.deepEqual(key(powerOnly.intervals), [0, 1, 2, 3].map(() => [300, 'integrated', false]));
 });
 
 test('a window that starts inside a stretch counted from power is told so by the mark folded before it: cut anywhere, the same energy', () => {
