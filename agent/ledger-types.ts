@@ -121,7 +121,7 @@ export interface SettlementWriter {
  */
 export interface GpuCarriedState {
   /** The energy counter's high-water mark over the GPU's samples before `fromMs` (energy-timeline.ts). */
-  readonly counterHighWater: { readonly energyJ: number; readonly atMs: number; readonly missed?: true } | null;
+  readonly counterHighWater: { readonly energyJ: number; readonly atMs: number; readonly missed?: true; readonly newRun?: true } | null;
   /** Time of the first sample the next window may start at; the mark covers the samples before it. */
   readonly fromMs: number;
   /** The learned idle baseline (model/idle-baseline.ts). */

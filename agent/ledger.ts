@@ -1058,9 +1058,14 @@ function carriedStateOf(raw: unknown): GpuCarriedState | null {
   const idle = r.idle as Record<string, unknown> | null | undefined;
   if (!finite(r.fromMs) || idle === null || typeof idle !== 'object' || !finite(idle.observedMs)) return null;
   if (idle.estimateW !== null && !finite(idle.estimateW)) return null;
-  if (hw !== null && (typeof hw !== 'object' || !finite(hw.energyJ) || !finite(hw.atMs) || (hw.missed !== undefined && hw.missed !== true))) return null;
+  if (hw !== null && (typeof hw !== 'object' || !finite(hw.energyJ) || !finite(hw.atMs) || (hw.missed !== undefined && hw.missed !== true) || (hw.newRun !== undefined && hw.newRun !== true))) return null;
   return {
-    counterHighWater: hw === null ? null : { energyJ: hw.energyJ as number, atMs: hw.atMs as number, ...(hw.missed === true ? { missed: true as const } : {}) },
+    counterHighWater: hw === null ? null : {
+      energyJ: hw.energyJ as number,
+      atMs: hw.atMs as number,
+      ...(hw.missed === true ? { missed: true as const } : {}),
+      ...(hw.newRun === true ? { newRun: true as const } : {}),
+    },
     fromMs: r.fromMs,
     idle: { estimateW: idle.estimateW as number | null, observedMs: idle.observedMs },
   };

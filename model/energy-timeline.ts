@@ -91,6 +91,12 @@ export interface CounterHighWater {
    * would count it again, and a glitch now is read as missing too, not as the mark.
    */
   readonly missed?: true;
+  /**
+   * A new counter run started (PowerSample.counterRunStart) with no usable reading since (`missed`
+   * too): the reset was flagged on the interval into its start, and the next usable reading is the
+   * run's first. energyJ and atMs are the old run's and judge nothing.
+   */
+  readonly newRun?: true;
 }
 
 /** How a counter reading compares with the high-water mark before it (null when none). */
@@ -239,9 +245,11 @@ class CounterJudge {
  * one. Returns the mark after the readings walked.
  *
  * A timestamp that starts a new counter run is a reset whatever its reading (the first reading,
- * with no mark before it), and the mark starts again there; without a usable reading it is
- * missing and leaves no mark, so the next reading is the run's first. The readings before it are
- * judged without looking past it.
+ * with no mark before it), and the mark starts again there. Without a usable reading it is a reset
+ * all the same (visited as one with a null energy; with no mark before it, absent), and the next
+ * usable reading is the run's first (see {@link CounterHighWater.newRun}): the readings missing
+ * until then are missing readings of a counter, not of a GPU without one. The readings before it
+ * are judged without looking past it.
  */
 function walkCounterReadings(
   highWater: CounterHighWater | null,
@@ -257,13 +265,18 @@ function walkCounterReadings(
     judge.reach = 0;
     const { energyJ, atMs, end, runStart } = judge.group(i);
     if (!usable(energyJ)) {
-      visit?.(mark === null ? 'absent' : 'missing', null, null, i, end, end);
-      mark = runStart ? null : missedSince(mark);
+      if (runStart && mark !== null) {
+        visit?.('reset', null, null, i, end, end);
+        mark = { energyJ: mark.energyJ, atMs: mark.atMs, missed: true, newRun: true };
+      } else {
+        visit?.(mark === null ? 'absent' : 'missing', null, null, i, end, end);
+        mark = missedSince(mark);
+      }
       i = end;
       continue;
     }
-    if (runStart) {
-      const use = mark === null ? 'first' : 'reset';
+    if (runStart || mark?.newRun === true) {
+      const use = mark === null || !runStart ? 'first' : 'reset';
       visit?.(use, energyJ, energyJ, i, end, end);
       mark = markAfter(mark, energyJ, atMs, use);
       i = end;

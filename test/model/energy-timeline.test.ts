@@ -345,6 +345,8 @@ test('a reading that starts a new counter run is a reset whatever its value: jus
     // Above by a plausible climb: as an advance, the 4 s would count 1,000 J, not 1,200.
     ['a little above the highest', 1e6 + 4000, []],
     ['missing', null, []],
+    // Missing at the run's start and the second after: the run's counter is first read at 16 s.
+    ['missing, and the reading after it too', null, [[15, null]]],
     // The first run's last reading a dip: judged without the second run's readings (read as missing).
     ['after a dip that ends the first run', 1e6 + 500, [[10, 1e6 + 2690]]],
     ['before a dip in the second run', 1e6 + 500, [[15, 1e6 + 290]]],
@@ -356,7 +358,11 @@ test('a reading that starts a new counter run is a reset whatever its value: jus
     assert.ok(Math.abs(totalJ(whole.intervals) - 34 * 300) < 1e-6, `${what}: counted ${totalJ(whole.intervals)} J of ${34 * 300} J`);
     const across = whole.intervals.find((i) => i.startMs === T0 + 10_000);
     assert.ok(across && across.endMs === T0 + 14_000 && across.method === 'integrated' && across.estimated && across.gap, `${what}: the interval across the restart is counted from power, flagged (${JSON.stringify(across)})`);
-    if (start !== null) assert.equal(across.counterReset, true, `${what}: flagged as a counter reset`);
+    assert.equal(across.counterReset, true, `${what}: flagged as a counter reset`);
+    assert.equal(whole.intervals.filter((i) => i.counterReset).length, 1, `${what}: one restart, one reset`);
+    // Until the new run's counter is read, its intervals are counted from power: estimated.
+    const firstRead = start === null ? (overrides.length > 0 ? 16 : 15) : 14;
+    for (const iv of whole.intervals.filter((i) => i.startMs >= T0 + 10_000 && i.endMs <= T0 + 1000 * firstRead)) assert.ok(iv.method === 'integrated' && iv.estimated, `${what}: ${JSON.stringify(iv)}`);
     // The second run counts from its own counter.
     assert.ok(whole.intervals.filter((i) => i.startMs >= T0 + 16_000).every((i) => i.method === 'counter' && i.energyJ === 300), what);
     // Cut anywhere, with the mark folded before the cut: the same intervals.
