@@ -17,8 +17,9 @@ const MAX_GPU_INDEX = 1023;
  * The plain trace `timestamp_ms,gpu,power_w,energy_j`: columns in any order, extra columns
  * ignored, power_w or energy_j may be left out of the header or empty on a line (not both).
  * Optional columns keep what formatPlainTrace writes through a file round trip: `gpu_index`
- * (the index of a GPU named by UUID in `gpu`), `power_averaged` (1/0, empty: unknown) and
- * `simulated` (1/0, a simulator's label).
+ * (the index of a GPU named by UUID in `gpu`), `power_averaged` (1/0, empty: unknown),
+ * `simulated` (1/0, a simulator's label) and `counter_run_start` (1/0: the GPU's counter starts a
+ * new run here, as a simulator's or a replay's does with each agent process).
  */
 export class PlainTraceParser implements TraceFormatParser {
   private readonly width: number;
@@ -31,7 +32,7 @@ export class PlainTraceParser implements TraceFormatParser {
     private readonly col: Columns,
   ) {
     this.width = Math.max(...Object.values(col)) + 1;
-    const known = new Set(['timestamp_ms', 'gpu', 'power_w', 'energy_j', 'gpu_index', 'power_averaged', 'simulated']);
+    const known = new Set(['timestamp_ms', 'gpu', 'power_w', 'energy_j', 'gpu_index', 'power_averaged', 'simulated', 'counter_run_start']);
     this.extraColumns = header.filter((h) => !known.has(h));
   }
 
@@ -40,7 +41,7 @@ export class PlainTraceParser implements TraceFormatParser {
     const at = (name: string): number => header.indexOf(name);
     const col: Columns = {
       ts: at('timestamp_ms'), gpu: at('gpu'), power: at('power_w'), energy: at('energy_j'),
-      gpuIndex: at('gpu_index'), averaged: at('power_averaged'), simulated: at('simulated'),
+      gpuIndex: at('gpu_index'), averaged: at('power_averaged'), simulated: at('simulated'), runStart: at('counter_run_start'),
     };
     if (col.gpu < 0) return 'header lacks the "gpu" column (expected timestamp_ms,gpu,power_w,energy_j)';
     if (col.power < 0 && col.energy < 0) return 'header has neither "power_w" nor "energy_j"';
@@ -103,9 +104,12 @@ export class PlainTraceParser implements TraceFormatParser {
     if (averagedText !== '' && averagedText !== '0' && averagedText !== '1') return `power_averaged: expected 1, 0 or empty (${excerpt(averagedText)})`;
     const simulatedText = fieldAt(fields, this.col.simulated);
     if (simulatedText !== '' && simulatedText !== '0' && simulatedText !== '1') return `simulated: expected 1, 0 or empty (${excerpt(simulatedText)})`;
+    const runStartText = fieldAt(fields, this.col.runStart);
+    if (runStartText !== '' && runStartText !== '0' && runStartText !== '1') return `counter_run_start: expected 1, 0 or empty (${excerpt(runStartText)})`;
     const row: { -readonly [K in keyof TraceRow]: TraceRow[K] } = { line: lineNumber, timestampMs: ts, gpuIndex, gpuUuid, powerW, energyJ };
     if (averagedText !== '') row.powerAveraged = averagedText === '1';
     if (simulatedText === '1') row.simulated = true;
+    if (runStartText === '1') row.counterRunStart = true;
     return row;
   }
 
@@ -113,6 +117,7 @@ export class PlainTraceParser implements TraceFormatParser {
     const notes = ['plain trace: timestamp_ms,gpu,power_w,energy_j (energy_j: cumulative counter, joules)'];
     if (this.col.averaged >= 0) notes.push('the trace says which power readings are ~1 s averages (column "power_averaged")');
     if (this.col.simulated >= 0) notes.push('the trace marks simulated samples (column "simulated")');
+    if (this.col.runStart >= 0) notes.push('the trace marks where a GPU\'s energy counter starts a new run (column "counter_run_start"): a counter reset there');
     if (this.extraColumns.length > 0) notes.push(`columns ignored: ${this.extraColumns.join(', ')}`);
     if (this.repeatedHeaders > 0) notes.push(`${this.repeatedHeaders} repeated header line(s) skipped`);
     return notes;
@@ -127,6 +132,7 @@ interface Columns {
   readonly gpuIndex: number;
   readonly averaged: number;
   readonly simulated: number;
+  readonly runStart: number;
 }
 
 function isDigits(text: string): boolean {

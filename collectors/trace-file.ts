@@ -1,5 +1,5 @@
 import type { GpuInfo } from '../model/power-sample.js';
-import { PowerSampleColumns, SAMPLE_AVERAGED, SAMPLE_AVERAGED_KNOWN, SAMPLE_SIMULATED } from '../model/power-sample-columns.js';
+import { PowerSampleColumns, SAMPLE_AVERAGED, SAMPLE_AVERAGED_KNOWN, SAMPLE_COUNTER_RUN_START, SAMPLE_SIMULATED } from '../model/power-sample-columns.js';
 import { COUNTER_GLITCH_SHARE } from '../model/energy-timeline.js';
 import { watts } from '../model/units.js';
 import { forEachLine, forEachLineOfFile, leadingFields, MAX_LINE_CHARS } from './trace-file-lines.js';
@@ -68,6 +68,8 @@ export interface TraceRow {
   readonly energyJ: number | null;
   readonly powerAveraged?: boolean;
   readonly simulated?: boolean;
+  /** The GPU's counter starts a new run here (PowerSample.counterRunStart). */
+  readonly counterRunStart?: boolean;
   readonly gpuName?: string;
   readonly powerLimitW?: number;
   readonly migEnabled?: boolean;
@@ -259,7 +261,8 @@ class TraceRows {
       this.identityOf.set(key, identity);
     }
     this.identity[i] = identity;
-    this.flags[i] = (row.powerAveraged !== undefined ? SAMPLE_AVERAGED_KNOWN : 0) | (row.powerAveraged === true ? SAMPLE_AVERAGED : 0) | (row.simulated ? SAMPLE_SIMULATED : 0);
+    this.flags[i] = (row.powerAveraged !== undefined ? SAMPLE_AVERAGED_KNOWN : 0) | (row.powerAveraged === true ? SAMPLE_AVERAGED : 0) | (row.simulated ? SAMPLE_SIMULATED : 0)
+      | (row.counterRunStart ? SAMPLE_COUNTER_RUN_START : 0);
   }
 
   private grow(): void {
@@ -290,6 +293,8 @@ interface Block {
   lastMs: number;
   readonly firstJ: number;
   lastJ: number;
+  /** Its first line starts a new counter run: the counter cannot confirm that it follows another block. */
+  readonly firstRunStart: boolean;
 }
 
 /**
@@ -427,8 +432,9 @@ function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSam
   // GPUs in order of first appearance (a GPU first seen under a refused identity comes where it is first accepted).
   const { gpus: gpuList, gpuOfIdentity, refused } = inventory(rows.identities);
   const n = rows.length;
-  const { timestampMs: ts, energyJ, powerW, line, identity } = rows;
+  const { timestampMs: ts, energyJ, powerW, line, identity, flags } = rows;
   const gpuAt = (i: number): number => gpuOfIdentity[identity[i] as number] as number;
+  const runStartAt = (i: number): boolean => ((flags[i] as number) & SAMPLE_COUNTER_RUN_START) !== 0;
 
   // Each GPU's blocks of lines in file order (a new block where its time goes back).
   const blocks: Block[][] = gpuList.map(() => []);
@@ -444,7 +450,7 @@ function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSam
       last.lastJ = e;
       last.end = i + 1;
     } else if (list.length <= MAX_BLOCKS) {
-      list.push({ start: i, end: i + 1, firstMs: t, lastMs: t, firstJ: e, lastJ: e });
+      list.push({ start: i, end: i + 1, firstMs: t, lastMs: t, firstJ: e, lastJ: e, firstRunStart: runStartAt(i) });
     }
   }
   // Per GPU: the blocks in the order to read them, when out-of-order blocks can be put in order honestly.
@@ -453,7 +459,8 @@ function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSam
     const sorted = [...list].sort((a, b) => a.firstMs - b.firstMs);
     for (let k = 1; k < sorted.length; k++) {
       const [prev, next] = [sorted[k - 1] as Block, sorted[k] as Block];
-      if (!(prev.lastMs < next.firstMs && prev.lastJ <= next.firstJ)) return undefined; // overlap, or no counter that confirms the order (NaN fails)
+      // Overlap, or no counter that confirms the order (NaN fails; so does a new counter run).
+      if (!(prev.lastMs < next.firstMs && prev.lastJ <= next.firstJ) || next.firstRunStart) return undefined;
     }
     return sorted;
   });
@@ -480,6 +487,11 @@ function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSam
     if (t === lastMs[g]) {
       problems.add(at, `second sample of GPU ${gpu.index} at ${iso(t)} (first on line ${lastLine[g]})`, 'second sample of a GPU at one instant');
       return;
+    }
+    if (runStartAt(i)) {
+      // A new counter run: its readings are not steps from the run before.
+      lastCounter[g] = undefined;
+      beforeDrop[g] = undefined;
     }
     const e = energyJ[i] as number;
     if (!Number.isNaN(e)) {

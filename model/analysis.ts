@@ -5,7 +5,7 @@ import { foldCounterReadings, WINDOW_TIMESTAMPS_AFTER_END, type CounterHighWater
 import { fullyLoadedFactor } from './fully-loaded.js';
 import { IDLE_QUANTILE, idleBaselineFromObservations, resolveIdleBaseline, type IdleBaselineSource, type IdleObservation } from './idle-baseline.js';
 import type { PowerSample } from './power-sample.js';
-import { PowerSampleColumns, SAMPLE_SIMULATED } from './power-sample-columns.js';
+import { PowerSampleColumns, SAMPLE_COUNTER_RUN_START, SAMPLE_SIMULATED } from './power-sample-columns.js';
 import type { ResolvedRequest } from './request-record.js';
 import { emptyAccumulator, finalizeRequest, isFinalAfter, type EnergyBeforeEndHour, type RequestAccumulator, type RequestResult } from './request-result.js';
 import { alignDown } from './settlement-schedule.js';
@@ -234,6 +234,8 @@ class GpuSamples {
     readonly index: number,
     private readonly columns: PowerSampleColumns,
     positions: Uint32Array,
+    /** Whether any sample starts a counter run (most traces: none, and the fold need not ask). */
+    runStarts: boolean,
   ) {
     let sorted = true;
     for (let k = 1; sorted && k < positions.length; k++) sorted = columns.timestampAt(positions[k - 1] as number) <= columns.timestampAt(positions[k] as number);
@@ -241,7 +243,12 @@ class GpuSamples {
     this.positions = positions;
     this.count = positions.length;
     this.timeAt = (k) => columns.timestampAt(positions[k] as number);
-    this.readings = { count: this.count, timeAt: this.timeAt, energyAt: (k) => columns.energyAt(positions[k] as number) };
+    this.readings = {
+      count: this.count,
+      timeAt: this.timeAt,
+      energyAt: (k) => columns.energyAt(positions[k] as number),
+      ...(runStarts && { runStartAt: (k: number) => columns.flaggedAt(positions[k] as number, SAMPLE_COUNTER_RUN_START) }),
+    };
   }
 
   /**
@@ -484,6 +491,7 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
   let windowStart = Infinity;
   let windowEnd = -Infinity;
   let simulatedSamples = 0;
+  let runStarts = false;
   for (let i = 0; i < columns.length; i++) {
     const t = columns.timestampAt(i);
     if (!Number.isFinite(t)) continue;
@@ -502,12 +510,13 @@ export function analyzeRun(input: AnalyzeInput): AnalyzeReport {
     (positionsOf[slot] as Uint32Array)[filled[slot] as number] = i;
     filled[slot] = (filled[slot] as number) + 1;
     if (columns.flaggedAt(i, SAMPLE_SIMULATED)) simulatedSamples += 1;
+    if (columns.flaggedAt(i, SAMPLE_COUNTER_RUN_START)) runStarts = true;
   }
   const gpus = [...indexOf]
     .sort(([ua, ia], [ub, ib]) => ia - ib || compareStrings(ua, ub))
     .map(([uuid, index]) => {
       const slot = slotOf.get(uuid);
-      return new GpuSamples(uuid, index, columns, slot === undefined ? new Uint32Array(0) : (positionsOf[slot] as Uint32Array));
+      return new GpuSamples(uuid, index, columns, slot === undefined ? new Uint32Array(0) : (positionsOf[slot] as Uint32Array), runStarts);
     });
   const withData = new Set(uuids.filter((_, slot) => (counts[slot] as number) > 0));
 

@@ -5,6 +5,8 @@ import { epochMs, joules, watts } from './units.js';
 export const SAMPLE_AVERAGED_KNOWN = 1;
 export const SAMPLE_AVERAGED = 2;
 export const SAMPLE_SIMULATED = 4;
+/** The sample starts a new counter run (PowerSample.counterRunStart). */
+export const SAMPLE_COUNTER_RUN_START = 8;
 
 /** A GPU that samples in columns refer to by its position in the list. */
 export interface SampleGpu {
@@ -70,7 +72,8 @@ export class PowerSampleColumns {
       powerW[i] = s.powerW ?? Number.NaN;
       energyJ[i] = s.energyJ ?? Number.NaN;
       gpu[i] = position;
-      flags[i] = (s.powerAveraged !== undefined ? SAMPLE_AVERAGED_KNOWN : 0) | (s.powerAveraged === true ? SAMPLE_AVERAGED : 0) | (s.simulated === true ? SAMPLE_SIMULATED : 0);
+      flags[i] = (s.powerAveraged !== undefined ? SAMPLE_AVERAGED_KNOWN : 0) | (s.powerAveraged === true ? SAMPLE_AVERAGED : 0) | (s.simulated === true ? SAMPLE_SIMULATED : 0)
+        | (s.counterRunStart === true ? SAMPLE_COUNTER_RUN_START : 0);
     }
     return new PowerSampleColumns({ timestampMs, powerW, energyJ, gpu, flags, gpus });
   }
@@ -90,6 +93,7 @@ export class PowerSampleColumns {
       ? { timestampMs, gpuUuid: gpu.uuid, gpuIndex: gpu.index, powerW, energyJ, powerAveraged: (flags & SAMPLE_AVERAGED) !== 0 }
       : { timestampMs, gpuUuid: gpu.uuid, gpuIndex: gpu.index, powerW, energyJ };
     if (flags & SAMPLE_SIMULATED) (sample as { simulated?: boolean }).simulated = true;
+    if (flags & SAMPLE_COUNTER_RUN_START) (sample as { counterRunStart?: boolean }).counterRunStart = true;
     return sample;
   }
 

@@ -1,5 +1,5 @@
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
-import { SAMPLE_AVERAGED, SAMPLE_SIMULATED, type PowerSampleColumns } from '../../model/power-sample-columns.js';
+import { SAMPLE_AVERAGED, SAMPLE_COUNTER_RUN_START, SAMPLE_SIMULATED, type PowerSampleColumns } from '../../model/power-sample-columns.js';
 import { epochMs, joules } from '../../model/units.js';
 import { foldCounterReadings, type CounterReadings } from '../../model/energy-timeline.js';
 import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
@@ -56,6 +56,8 @@ export class ReplayPowerSource implements PowerSource {
   private readonly counters = new Map<string, LoopedCounter>();
   /** Per trace position, 1 when the sample is at or after its GPU's first counter reset in the trace. */
   private afterReset = new Uint8Array(0);
+  /** Per trace position, 1 for its GPU's first sample: where each loop after the first goes on from the one before. */
+  private firstOfGpu = new Uint8Array(0);
   /** What the trace's samples carry, found once: a day-long trace has millions to look through. */
   private carries = { energyCounter: false, powerAveraged: false, simulated: false };
 
@@ -172,6 +174,11 @@ export class ReplayPowerSource implements PowerSource {
     const loops = this.loopIndex;
     const timestampMs = this.options.keepTimestamps ? s.timestampMs + loops * this.loopSpanMs : this.startWallMs + offsetMs;
     const energyJ = s.energyJ === null || loops === 0 || this.afterReset[position] === 1 ? s.energyJ : joules(s.energyJ + this.loopOffsetJ(s.gpuUuid, loops));
+    if (loops > 0 && this.firstOfGpu[position] === 1 && s.counterRunStart === true) {
+      // The loop's counter goes on from the last one's (loopOffsetJ): no new run at the seam.
+      const { counterRunStart: _seam, ...rest } = s;
+      return { ...rest, timestampMs: epochMs(timestampMs), energyJ };
+    }
     return { ...s, timestampMs: epochMs(timestampMs), energyJ };
   }
 
@@ -196,7 +203,8 @@ export class ReplayPowerSource implements PowerSource {
    * energy of the gap between its last sample and its first one of the next loop, at its last power.
    * Readings are judged as the energy timeline judges them, with the reading after each
    * (foldCounterReadings): a drop that the next reading climbs straight back from is a glitch, so it
-   * is replayed as one in every loop, not turned into a reset from the second loop on.
+   * is replayed as one in every loop, not turned into a reset from the second loop on. A sample
+   * that starts a new counter run (counter_run_start) is a reset there.
    */
   private computeLoopEnergy(samples: PowerSampleColumns): void {
     const positionsOf = new Map<string, number[]>();
@@ -207,11 +215,16 @@ export class ReplayPowerSource implements PowerSource {
       else positionsOf.set(uuid, [i]);
     }
     this.afterReset = new Uint8Array(samples.length);
+    this.firstOfGpu = new Uint8Array(samples.length);
     for (const [uuid, positions] of positionsOf) {
       const at = (k: number): number => positions[k] as number;
-      const readings: CounterReadings = { count: positions.length, timeAt: (k) => samples.timestampAt(at(k)), energyAt: (k) => samples.energyAt(at(k)) };
+      this.firstOfGpu[at(0)] = 1;
+      const runStartAt = (k: number): boolean => samples.flaggedAt(at(k), SAMPLE_COUNTER_RUN_START);
+      const readings: CounterReadings = { count: positions.length, timeAt: (k) => samples.timestampAt(at(k)), energyAt: (k) => samples.energyAt(at(k)), runStartAt };
       let firstJ: number | null = null;
+      // A run start after the GPU's first sample is a reset, with a reading or not (foldCounterReadings reports only readings).
       let firstReset = positions.length;
+      for (let k = 1; k < positions.length && firstReset === positions.length; k++) if (runStartAt(k)) firstReset = k;
       const mark = foldCounterReadings(null, readings, 0, positions.length, (kind, energyJ, start) => {
         firstJ ??= energyJ;
         if (kind === 'reset' && start < firstReset) firstReset = start;

@@ -62,6 +62,45 @@ test('analyze: each tier alone on its GPUs gets exactly those GPUs\' energy minu
   assert.match(table.stdout, /SIMULATED/);
 });
 
+test('analyze: traces of several simulated runs joined into one, each run\'s first samples marked counter_run_start, are measured to the sum of the runs plus the gaps between them', async (t) => {
+  // Each simulator process seeds its counters afresh: with one seed a run starts again just under
+  // where the run before it ended (within 1%: read as glitches), with another far above it (steps no
+  // board draws, refused as millijoules). Marked, each join is one counter reset per GPU.
+  const dir = tempDir(t);
+  const runs = [
+    { seed: 3, startMs: T0 },
+    { seed: 3, startMs: T0 + 65_000 },
+    { seed: 8, startMs: T0 + 130_000 },
+  ].map((r) => simulatedRun({ dir: mkdtempSync(join(dir, 'run-')), seed: r.seed, startMs: r.startMs, trafficMs: 30_000, endMs: r.startMs + 60_000, counterRunStart: true }));
+  const power = join(dir, 'joined.csv');
+  const requests = join(dir, 'requests.ndjson');
+  const [first, ...rest] = runs.map((r) => readFileSync(r.tracePath, 'utf8'));
+  assert.match(first ?? '', /^timestamp_ms,gpu,power_w,energy_j,simulated,counter_run_start\n/);
+  writeFileSync(power, [first, ...rest.map((text) => text.slice(text.indexOf('\n') + 1))].join(''));
+  // Measured energy is the point here (runs of one seed repeat request ids).
+  writeFileSync(requests, '');
+
+  // The truth: each run's counter increase, and between runs the trapezoid of power (all there is).
+  let expectedJ = 0;
+  for (const [k, run] of runs.entries()) {
+    expectedJ += Object.values(run.counterEnergyJ).reduce((a, b) => a + b, 0);
+    const next = runs[k + 1];
+    if (!next) continue;
+    for (const gpu of run.gpus) {
+      const last = run.samples.filter((s) => s.gpuUuid === gpu.uuid).at(-1)!;
+      const after = next.samples.find((s) => s.gpuUuid === gpu.uuid)!;
+      expectedJ += (((last.powerW ?? 0) + (after.powerW ?? 0)) / 2) * ((after.timestampMs - last.timestampMs) / 1000);
+    }
+  }
+  const { code, stdout, stderr } = await runCli(['analyze', '--power', power, '--requests', requests, '--config', runs[0]!.configPath, '--json']);
+  assert.equal(code, 0, stderr);
+  const report = JSON.parse(stdout) as AnalyzeReport & { input: { trace_bad_lines: number } };
+  assert.equal(report.input.trace_bad_lines, 0);
+  assert.ok(Math.abs(report.totals.measured_j - expectedJ) < 1e-6 * expectedJ, `measured ${report.totals.measured_j} J, runs and gaps ${expectedJ} J`);
+  assert.equal(report.quality.counter_resets, 2 * runs[0]!.gpus.length, 'each join is one counter reset per GPU');
+  assert.ok(Math.abs(report.totals.residual_j) < 1e-6 * expectedJ);
+});
+
 test('analyze: a bad trace line or record is named with its line, and nothing is analysed unless asked', async (t) => {
   const dir = tempDir(t);
   const run = simulatedRun({ dir, seed: 4, startMs: T0, trafficMs: 10_000, endMs: T0 + 20_000 });

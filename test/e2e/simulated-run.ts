@@ -25,7 +25,12 @@ export interface SimulatedRun {
   readonly configPath: string;
 }
 
-export function simulatedRun(opts: { dir: string; seed: number; startMs: number; trafficMs: number; endMs: number; ratePerSecond?: number }): SimulatedRun {
+/**
+ * One simulated node's run, written as a trace and a request file. `counterRunStart`: mark each
+ * GPU's first sample as the start of a counter run, as the agent stores a simulator's first sample
+ * of a process (the trace then has the counter_run_start column).
+ */
+export function simulatedRun(opts: { dir: string; seed: number; startMs: number; trafficMs: number; endMs: number; ratePerSecond?: number; counterRunStart?: boolean }): SimulatedRun {
   const node = new SimulatedGpuNode(defaultDemoNodeConfig({ seed: opts.seed, startMs: opts.startMs }));
   const samples: PowerSample[] = [];
   const records: RequestRecord[] = [];
@@ -37,7 +42,12 @@ export function simulatedRun(opts: { dir: string; seed: number; startMs: number;
   });
   new DemoWorkload({ node, seed: opts.seed, ...(opts.ratePerSecond ? { ratePerSecond: opts.ratePerSecond } : {}) }).runVirtual(opts.startMs + opts.trafficMs);
   node.advanceTo(opts.endMs);
-  const kept = samples.filter((s) => s.timestampMs <= opts.endMs);
+  const marked = new Set<string>();
+  const kept = samples.filter((s) => s.timestampMs <= opts.endMs).map((s) => {
+    if (opts.counterRunStart !== true || marked.has(s.gpuUuid)) return s;
+    marked.add(s.gpuUuid);
+    return { ...s, counterRunStart: true };
+  });
 
   const counterEnergyJ: Record<string, number> = {};
   const first = new Map<string, number>();

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parsePowerTrace } from '../../collectors/trace-file.js';
-import { PowerSampleColumns, SAMPLE_AVERAGED, SAMPLE_SIMULATED } from '../../model/power-sample-columns.js';
+import { PowerSampleColumns, SAMPLE_AVERAGED, SAMPLE_COUNTER_RUN_START, SAMPLE_SIMULATED } from '../../model/power-sample-columns.js';
 import type { PowerSample } from '../../model/power-sample.js';
 import { epochMs, joules, watts } from '../../model/units.js';
 
@@ -17,8 +17,9 @@ const sample = fc
     energy: fc.option(fc.double({ min: 0, max: 1e9, noNaN: true }), { nil: null }),
     averaged: fc.option(fc.boolean(), { nil: undefined }),
     simulated: fc.boolean(),
+    runStart: fc.boolean(),
   })
-  .map(({ t, gpu, power, energy, averaged, simulated }): PowerSample => ({
+  .map(({ t, gpu, power, energy, averaged, simulated, runStart }): PowerSample => ({
     timestampMs: epochMs(t),
     gpuUuid: `GPU-${gpu}`,
     gpuIndex: gpu,
@@ -26,6 +27,7 @@ const sample = fc
     energyJ: energy === null ? null : joules(energy),
     ...(averaged !== undefined && { powerAveraged: averaged }),
     ...(simulated && { simulated: true }),
+    ...(runStart && { counterRunStart: true }),
   }));
 
 test('PowerSampleColumns: every sample reads back as the object it was, in order, whatever it leaves out (property)', () => {
@@ -40,6 +42,7 @@ test('PowerSampleColumns: every sample reads back as the object it was, in order
         assert.equal(columns.energyAt(i), s.energyJ);
         assert.equal(columns.gpus[columns.gpuAt(i)]?.uuid, s.gpuUuid);
         assert.equal(columns.flaggedAt(i, SAMPLE_SIMULATED), s.simulated === true);
+        assert.equal(columns.flaggedAt(i, SAMPLE_COUNTER_RUN_START), s.counterRunStart === true);
       });
       assert.equal(columns.anyEnergy(), samples.some((s) => s.energyJ !== null));
       assert.equal(columns.anyFlagged(SAMPLE_AVERAGED), samples.some((s) => s.powerAveraged === true));

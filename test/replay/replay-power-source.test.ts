@@ -105,6 +105,28 @@ test('loop over a trace whose counter resets: no energy invented at the seam, th
   assert.deepEqual(energy.slice(4, 8), [200, 300, 0, 100], 'the second loop starts where the first ended, plus the gap');
 });
 
+test('loop over a trace of two joined counter runs (counter_run_start): each loop replays the run start as a reset, and the seam is no new run', async () => {
+  // 100 W for 5 s: one process's counter from 1 MJ, then, marked, another's just under where it ended.
+  const trace = [
+    'timestamp_ms,gpu,power_w,energy_j,counter_run_start',
+    `${T},0,100,1000000,1`, `${T + 1000},0,100,1000100,0`, `${T + 2000},0,100,1000050,1`, `${T + 3000},0,100,1000150,0`, `${T + 4000},0,100,1000250,0`,
+  ].join('\n');
+  const clock = fakeClock(8_200_000_000_000);
+  const looped = new ReplayPowerSource({ path: 't', readFile: async () => trace, clock, loop: true, tickMs: 60_000 });
+  await looped.init();
+  const l = collect(looped);
+  clock.advance(14_000); // samples at 0..14 s: three loops of 5 s
+  looped.pump();
+  await looped.shutdown();
+  const samples = l.batches.flat();
+  assert.equal(samples.length, 15);
+  assert.deepEqual(samples.flatMap((s, i) => (s.counterRunStart === true ? [i] : [])), [0, 2, 7, 12], 'the trace\'s run starts, not the loop seams');
+  // Every second is 100 J: counted by the counter within a run, from power across each run start.
+  const timeline = buildEnergyTimeline(samples, { samplePeriodMs: 1000, maxAttributableGapMs: 30_000 });
+  assert.deepEqual(timeline.intervals.map((i) => i.energyJ), Array.from({ length: 14 }, () => 100));
+  assert.deepEqual(timeline.intervals.flatMap((iv, i) => (iv.counterReset ? [i] : [])), [1, 6, 11]);
+});
+
 test('loop over a trace with a low counter reading (a glitch): loops continue the counter, the glitch stays a glitch', async () => {
   // 100 W for 4 s; the 3rd reading is 10 J low, well under 1% of the counter: not a reset.
   const trace = ['timestamp_ms,gpu,power_w,energy_j', `${T},0,100,5000`, `${T + 1000},0,100,5100`, `${T + 2000},0,100,5090`, `${T + 3000},0,100,5300`].join('\n');

@@ -413,6 +413,36 @@ test('energy_j written in millijoules is refused line by line, saying it looks l
   assert.equal(ticking.samples.length, 4);
 });
 
+test('plain trace: the optional counter_run_start column marks where a GPU\'s counter starts a new run; written only when a sample has one', () => {
+  const t = 1_800_000_000_000;
+  // A simulator's counter in two processes: the second starts far above where the first ended.
+  const samples: PowerSample[] = [
+    { timestampMs: epochMs(t), gpuUuid: 'GPU-a', gpuIndex: 0, powerW: watts(300), energyJ: joules(1e6), counterRunStart: true },
+    { timestampMs: epochMs(t + 1000), gpuUuid: 'GPU-a', gpuIndex: 0, powerW: watts(300), energyJ: joules(1e6 + 300) },
+    { timestampMs: epochMs(t + 5000), gpuUuid: 'GPU-a', gpuIndex: 0, powerW: watts(300), energyJ: joules(4e7), counterRunStart: true },
+    { timestampMs: epochMs(t + 6000), gpuUuid: 'GPU-a', gpuIndex: 0, powerW: watts(300), energyJ: null },
+    { timestampMs: epochMs(t + 7000), gpuUuid: 'GPU-a', gpuIndex: 0, powerW: watts(300), energyJ: joules(4e7 + 600) },
+  ];
+  const text = formatPlainTrace(samples);
+  assert.match(text, /^timestamp_ms,gpu,power_w,energy_j,counter_run_start\n/);
+  const back = parsePowerTrace(text);
+  assert.deepEqual(back.errors, []);
+  assert.deepEqual(back.samples.toArray(), samples);
+  assert.ok(back.notes.some((n) => /counter_run_start/.test(n)));
+  // Read as a reset, not a climb: the trace's energy is the two runs' plus the 4 s between from power.
+  const timeline = buildEnergyTimeline(back.samples.toArray(), { samplePeriodMs: 1000, maxAttributableGapMs: 30_000 });
+  assert.deepEqual(timeline.intervals.map((i) => [i.energyJ, i.method, i.counterReset]), [[300, 'counter', false], [1200, 'integrated', true], [300, 'integrated', false], [300, 'integrated', false]]);
+  // Without the column the step into the second run is no counter a board could drive: refused.
+  const unmarked = parsePowerTrace(formatPlainTrace(samples.map(({ counterRunStart: _run, ...rest }) => rest)));
+  assert.deepEqual(unmarked.errors.map((e) => e.line), [4, 6]);
+  assert.match(unmarked.errors[0]?.message ?? '', /^energy_j: counter rises 38999700 in 4000 ms since line 3/);
+  // Without a marked sample the header is the documented one; a bad value is named.
+  assert.equal(formatPlainTrace(samples.map((s) => ({ ...s, counterRunStart: false }))).split('\n')[0], 'timestamp_ms,gpu,power_w,energy_j');
+  const bad = parsePowerTrace(`timestamp_ms,gpu,power_w,energy_j,counter_run_start\n${t},0,1,,yes\n${t + 100},0,1,,0\n${t + 200},0,1,,\n`);
+  assert.deepEqual(bad.errors.map((e) => [e.line, e.message]), [[2, 'counter_run_start: expected 1, 0 or empty ("yes")']]);
+  assert.equal(bad.samples.length, 2);
+});
+
 test('a counter reading of 0 that the next one climbs straight back from is a glitch: the climb is no unit error', () => {
   const t = 1_800_000_000_000;
   // 300 W at 1 Hz on a 1 MJ counter, one bogus 0. The climb back (1 MJ in 1 s) was refused as
