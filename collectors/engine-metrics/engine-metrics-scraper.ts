@@ -200,9 +200,9 @@ export class EngineMetricsScraper implements RequestSource {
   private flushDeferred(): void {
     const records: RequestRecord[] = [];
     for (const state of this.states) {
-      const deferred = state.baseline?.deferred;
-      if (state.baseline === null || deferred === null || deferred === undefined) continue;
-      records.push(...this.take(state, deferred, flushDeferred(state.baseline, this.recordOptions(state))));
+      const last = state.baseline?.deferred.at(-1);
+      if (state.baseline === null || last === undefined) continue;
+      records.push(...this.take(state, last.page, flushDeferred(state.baseline, this.recordOptions(state))));
     }
     this.deliver(records);
   }
@@ -324,7 +324,7 @@ export class EngineMetricsScraper implements RequestSource {
         case 'counter-drop-held':
           this.options.log.info(
             { url, ...note },
-            `engine-metrics: ${url}: ${note.series} read ${note.to}, below its last value ${note.from}, and nothing on the page says the engine restarted; this scrape is counted once the next one tells a bad reading from a restart`,
+            `engine-metrics: ${url}: ${note.series} read ${note.to}, below its last value ${note.from}, and nothing on the page says the engine restarted; this scrape is counted once the next ones tell a bad reading from a restart`,
           );
           break;
         case 'counter-glitch':
@@ -332,7 +332,9 @@ export class EngineMetricsScraper implements RequestSource {
             { url, ...note },
             note.next === null
               ? `engine-metrics: ${url}: ${note.series} read ${note.to}, below its last value ${note.from}, and no later reading could judge it (shutdown, or the series missing from the next page); read as ${note.from}, so nothing is invented (a restart behind it shows at its next reading); records flagged tokens_estimated`
-              : `engine-metrics: ${url}: ${note.series} read ${note.to} between ${note.from} and ${note.next}: a bad reading, not a restart; read as ${note.from}, the records on both sides flagged tokens_estimated`,
+              : note.to > note.from
+                ? `engine-metrics: ${url}: ${note.series} read ${note.to}, above its last value ${note.from}, then ${note.next}, back under it: a bad reading, not tokens; read as ${note.from}, the records on both sides flagged tokens_estimated`
+                : `engine-metrics: ${url}: ${note.series} read ${note.to}, below its last value ${note.from}, then ${note.next}, back at it: a bad reading, not a restart; read as ${note.from}, the records on both sides flagged tokens_estimated`,
           );
           break;
         case 'missing-counter': {

@@ -17,15 +17,16 @@ export type IntervalNote =
   | { readonly kind: 'counter-dip'; readonly model: string; readonly series: string; readonly from: number; readonly to: number; readonly held: boolean }
   /**
    * A counter read below its last value by more than a dip, with no restart marker or `_created` to
-   * say why: the page waits for the next scrape to judge it (see {@link judgeDeferred}); its
-   * records come with the next page's.
+   * say why: the page waits for the next scrapes to judge it (see {@link judgeScrape}); its
+   * records come with a later page's.
    */
   | { readonly kind: 'counter-drop-held'; readonly model: string; readonly series: string; readonly from: number; readonly to: number }
   /**
-   * A counter drop the next scrape climbed straight back from (`next` at or above `from`), or that
-   * no next reading could judge (`next` null: shutdown, or the series missing from the next page): a
-   * bad reading, read as `from`. Nothing is counted for it, and the records of the interval it ends
-   * and the one it starts are flagged tokens_estimated.
+   * A bad reading `to`, read as `from` (see {@link judgeScrape}): a drop that a later scrape climbed
+   * back from (`next` at or above `from`) or that no later reading could judge (`next` null:
+   * shutdown, or the series missing from the next page), or a rise (`to` above `from`) that the
+   * next reading fell back from (`next`). Nothing is counted for it, and the records of the
+   * interval it ends and the one it starts are flagged tokens_estimated.
    */
   | { readonly kind: 'counter-glitch'; readonly model: string; readonly series: string; readonly from: number; readonly to: number; readonly next: number | null }
   /** The model has no series of this counter: no record; the other counters' tokens are not recorded. */
@@ -153,11 +154,11 @@ export interface EngineBaseline {
   readonly series: ReadonlyMap<string, TrackedSeries>;
   readonly models: ReadonlyMap<string, ModelState>;
   /**
-   * A scrape not yet counted: a counter on it dropped, and the next scrape judges whether that was
-   * a glitch or a restart (see {@link judgeDeferred}). Not stored: the baseline stored is the one
-   * before it, which the records stored match.
+   * Scrapes not yet counted, in order: a counter on the first dropped or rose steeply, and later
+   * scrapes judge whether that was a bad reading (see {@link judgeScrape}); the others wait behind
+   * it. Not stored: the baseline stored is the one before them, which the records stored match.
    */
-  readonly deferred: EngineSnapshot | null;
+  readonly deferred: readonly HeldScrape[];
 }
 
 export interface IntervalResult {
@@ -188,17 +189,19 @@ export function baselineOf(snapshot: EngineSnapshot): EngineBaseline {
     }
     models.set(model, openInterval(snapshot, 0, used, model, snapshot));
   }
-  return { engine: snapshot.engine, atMs: snapshot.atMs, monoMs: snapshot.monoMs, restartMarker: snapshot.restartMarker, unreadable: snapshot.unreadable, series, models, deferred: null };
+  return { engine: snapshot.engine, atMs: snapshot.atMs, monoMs: snapshot.monoMs, restartMarker: snapshot.restartMarker, unreadable: snapshot.unreadable, series, models, deferred: [] };
 }
 
 /**
  * Turn two scrapes of one engine into interval-level request records, one per served model that
  * did work in between (pure: same snapshots, same records). The scraper keeps state through
- * {@link nextInterval}; this is its one-step form.
+ * {@link nextInterval}; this is its one-step form, with no later scrape to judge `curr` by (as
+ * {@link flushDeferred}).
  */
 export function intervalRecords(prev: EngineSnapshot, curr: EngineSnapshot, options: IntervalRecordOptions): { records: RequestRecordWire[]; notes: IntervalNote[] } {
-  const { records, notes } = nextInterval(baselineOf(prev), curr, options);
-  return { records, notes };
+  const step = nextInterval(baselineOf(prev), curr, options);
+  const flushed = flushDeferred(step.baseline, options);
+  return { records: [...step.records, ...flushed.records], notes: [...step.notes, ...flushed.notes] };
 }
 
 /**
@@ -207,8 +210,9 @@ export function intervalRecords(prev: EngineSnapshot, curr: EngineSnapshot, opti
  * - Tokens are counter increases taken per series (name and labels, ranks merged), then summed per
  *   model, as Prometheus' `sum(increase())`. A series whose `_created` changed restarted; so did
  *   every series when `process_start_time_seconds` changed. A series that went down by more than a
- *   dip may be a bad reading as well as a restart: the scrape waits for the next one to judge it
- *   ({@link judgeDeferred}), and its records come out with the next scrape's. A restart seen on one
+ *   dip may be a bad reading as well as a restart, and one that rose by more than a dip's share may
+ *   be a bad reading as well as tokens: the scrape waits for the next ones to judge it
+ *   ({@link judgeScrape}), and its records come out with a later scrape's. A restart seen on one
  *   counter of an engine (an origin: model plus the labels that name an engine) resets every
  *   counter of that engine for the interval: they count from zero, and what was counted between
  *   the previous scrape and the restart is unknowable (noted). A series never seen before started
@@ -237,44 +241,71 @@ export function intervalRecords(prev: EngineSnapshot, curr: EngineSnapshot, opti
  * - Records carry granularity "interval" and source "engine-metrics".
  */
 export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, options: IntervalRecordOptions): IntervalResult {
-  const records: RequestRecordWire[] = [];
-  const notes: IntervalNote[] = [];
-  let base = baseline;
-  if (base.deferred !== null) {
-    const judged = judgeDeferred(base, curr, options);
-    records.push(...judged.records);
-    notes.push(...judged.notes);
-    base = judged.baseline;
-  }
-  const drops = suspectDrops(base, curr);
-  if (drops.length > 0) {
-    for (const d of drops) notes.push({ kind: 'counter-drop-held', model: d.model, series: d.key, from: d.mark, to: d.low });
-    return { records, notes, baseline: { ...base, deferred: curr } };
-  }
-  const counted = countInterval(base, curr, options, NO_MODELS);
-  return { records: [...records, ...counted.records], notes: [...notes, ...counted.notes], baseline: counted.baseline };
+  return countHeld(baseline, [...baseline.deferred, { page: curr, noted: false }], options, false);
 }
 
 /**
- * The scrape a counter drop holds back, counted without its judgement (at shutdown: no next scrape
- * will come): each drop is read as the value before it (a glitch; see {@link judgeDeferred}), so
- * that nothing is invented, and the records are flagged. The baseline keeps that value, so a
- * restart behind the drop is still seen by the next run's first scrapes, and counted from there.
+ * The scrapes held for judgement, counted with what judges them now (at shutdown: no later scrape
+ * will come): a drop no later reading judged is read as the value before it (a glitch; see
+ * {@link judgeScrape}), so that nothing is invented, and the records are flagged; a drop that the
+ * readings after it all stayed below stands; a rise no later reading judged is counted as read.
+ * The baseline keeps the value before a glitch, so a restart behind it is still seen by the next
+ * run's first scrapes, and counted from there.
  */
 export function flushDeferred(baseline: EngineBaseline, options: IntervalRecordOptions): IntervalResult {
-  return baseline.deferred === null ? { records: [], notes: [], baseline } : judgeDeferred(baseline, null, options);
+  return baseline.deferred.length === 0 ? { records: [], notes: [], baseline } : countHeld(baseline, baseline.deferred, options, true);
+}
+
+/**
+ * Count the scrapes of `queue` in order while each can be judged with the ones after it (`final`:
+ * no more will come); the first that cannot waits, with those after it, in the baseline.
+ */
+function countHeld(baseline: EngineBaseline, queue: readonly HeldScrape[], options: IntervalRecordOptions, final: boolean): IntervalResult {
+  let records: RequestRecordWire[] = [];
+  let notes: IntervalNote[] = [];
+  let base: EngineBaseline = { ...baseline, deferred: [] };
+  for (let i = 0; i < queue.length; i++) {
+    const { page, noted } = queue[i] as HeldScrape;
+    const judged = judgeScrape(base, page, queue.slice(i + 1, i + 1 + COUNTER_LOOKAHEAD_SCRAPES).map((h) => h.page), final);
+    if (judged === null) {
+      if (!noted) {
+        for (const d of suspectReadings(base, page)) if (d.kind === 'drop') notes = notes.concat({ kind: 'counter-drop-held', model: d.model, series: d.key, from: d.mark, to: d.reading });
+      }
+      return { records, notes, baseline: { ...base, deferred: [{ page, noted: true }, ...queue.slice(i + 1)] } };
+    }
+    const counted = countInterval(base, judged.read, options, judged.glitched);
+    // Not push(...): an interval split to fit the token limit may be more records than a call takes arguments.
+    records = records.concat(counted.records);
+    notes = notes.concat(judged.notes, counted.notes);
+    base = counted.baseline;
+  }
+  return { records, notes, baseline: base };
 }
 
 const NO_MODELS: ReadonlySet<string> = new Set();
 
-/** A counter drop awaiting the next scrape's judgement. */
-interface SuspectDrop {
+/** A scrape held for judgement; `noted`: its held drops were noted (once). */
+export interface HeldScrape {
+  readonly page: EngineSnapshot;
+  readonly noted: boolean;
+}
+
+/**
+ * Scrapes after a counter drop or a steep rise that judge it (see {@link judgeScrape}): a drop is
+ * a restart only once this many readings after it all stay below the value before it.
+ */
+export const COUNTER_LOOKAHEAD_SCRAPES = 3;
+
+/** A counter reading awaiting later scrapes' judgement. */
+interface SuspectReading {
+  /** drop: below the value before it by more than a dip; rise: above it by more than a dip's share. */
+  readonly kind: 'drop' | 'rise';
   readonly key: string;
   readonly origin: string;
   readonly model: string;
-  /** The value before the drop, and the low reading. */
+  /** The value before it, and the reading. */
   readonly mark: number;
-  readonly low: number;
+  readonly reading: number;
   readonly created: number | null;
   /** No `_created` on both sides: a drop that stands is a restart of its engine (else part of its count went away). */
   readonly restart: boolean;
@@ -284,61 +315,102 @@ interface SuspectDrop {
 const isDrop = (mark: number, reading: number): boolean => mark - reading > COUNTER_DIP_RESTART_SHARE * mark;
 
 /**
- * Counters of `curr` below their last value by more than a dip, where nothing else says the
- * engine restarted (its page's restart marker, a changed `_created` of one of its series): such a
- * drop may be one bad reading (a line cut short: 655360.0 read as 6553) as well as a restart.
+ * Counters of `curr` that later scrapes must judge, where nothing else says the engine restarted
+ * (its page's restart marker, a changed `_created` of one of its series): a drop below the last
+ * value by more than a dip may be a bad reading (a line cut short: 655360.0 read as 6553) as well
+ * as a restart; a rise above it by more than a dip's share of it (any rise from 0) may be a bad
+ * reading (655360.0 read as 6553600) as well as tokens. A smaller rise is counted at once: read
+ * high, the fall back from it is a dip, counted on from the higher value, so nothing is counted
+ * twice in all.
  */
-function suspectDrops(baseline: EngineBaseline, curr: EngineSnapshot): SuspectDrop[] {
+function suspectReadings(baseline: EngineBaseline, curr: EngineSnapshot): SuspectReading[] {
   if (pageRestarted(baseline, curr)) return [];
   const recreated = new Set<string>();
-  const drops: SuspectDrop[] = [];
+  const suspects: SuspectReading[] = [];
   for (const s of curr.counters) {
-    const before = baseline.series.get(s.key)?.series;
-    if (!before) continue;
+    const tracked = baseline.series.get(s.key);
+    if (!tracked) continue;
+    const before = tracked.series;
     const created = before.created !== null && s.created !== null;
+    const suspect = { key: s.key, origin: s.origin, model: s.model, mark: before.value, reading: s.value, created: s.created, restart: !created };
     if (created && before.created !== s.created) recreated.add(s.origin);
-    else if (isDrop(before.value, s.value)) drops.push({ key: s.key, origin: s.origin, model: s.model, mark: before.value, low: s.value, created: s.created, restart: !created });
+    else if (isDrop(before.value, s.value)) suspects.push({ kind: 'drop', ...suspect });
+    // A stale series' rise counts nothing (seriesIncreases): no need to judge it.
+    else if (tracked.status !== 'stale' && isDrop(s.value, before.value)) suspects.push({ kind: 'rise', ...suspect });
   }
-  return drops.filter((d) => !recreated.has(d.origin));
+  return suspects.filter((d) => !recreated.has(d.origin));
 }
 
 /**
- * Count the deferred scrape, judged by the one after it (`next`; null: there is none). As the GPU
- * energy counter's glitch rule (model/energy-timeline.ts, judgeCounterReading), a drop that the next
- * reading climbs straight back from, to at or above the value before it (within a dip), was a
- * bad reading, not a restart: it is read as that value, so it counts nothing and the next interval
- * counts from there; both records are flagged tokens_estimated, since when the hidden tokens were
- * served is not known. A drop the next reading stays below stands: a restart of its engine (every
- * counter of it then counts from zero, as without the lookahead), or with the same `_created` a
- * part of its count gone. A drop that cannot be judged (no next scrape, the series missing from it,
- * or the next page from another process) is read as a glitch too: nothing is invented, and a
- * restart behind it shows as a drop again at the next reading.
- *
- * The energy rule's rate bounds (watts a GPU can draw) have no counterpart for tokens, so the climb
- * is not judged by its rate. The cost: a restarted engine that counts past its old total before
- * the next scrape (one that had counted little) is taken for a glitch, and what it counted up to
- * that total is missed; as a restart, every glitch would count a lifetime of tokens again.
+ * How a suspect reading is read, judged by the readings of its series on the scrapes after it
+ * (`after`, up to {@link COUNTER_LOOKAHEAD_SCRAPES}), as the GPU energy counter's readings are
+ * (model/energy-timeline.ts, judgeCounterReading): 'glitch' (a bad reading, read as the value
+ * before it), 'stands' (read as it is), or null (not until more scrapes come). `next`: the reading
+ * that decided it.
+ * - A drop that a reading after it is back from, at or above the value before it (within a dip),
+ *   was a bad reading; one that all of them stay below stands: a restart. Two bad readings in a row
+ *   are bad readings, not a restart.
+ * - A rise that the next reading stays at or above (within a dip) stands: the counter is there. One
+ *   that the next reading is back under, at or above the value before it, was a bad reading. A
+ *   reading under the value before it (itself a bad reading, or a restart) tells neither: the
+ *   readings after it judge, and one that all of them stay below stands.
+ * - A page after it that cannot judge (the series missing, re-created, or another process serving
+ *   the page) ends the judgement, as the end of the scrapes does at shutdown: a drop that a reading
+ *   before that stayed below stands, one that none judged is read as a glitch (nothing invented; a
+ *   restart behind it shows as a drop again at its next reading); a rise stands.
  */
-function judgeDeferred(baseline: EngineBaseline, next: EngineSnapshot | null, options: IntervalRecordOptions): IntervalResult {
-  const page = baseline.deferred as EngineSnapshot;
-  const base: EngineBaseline = { ...baseline, deferred: null };
-  const readings = new Map((next?.counters ?? []).map((s) => [s.key, s]));
-  // Another process serves the next page: its counts say nothing of the one that dropped.
-  const otherProcess = next !== null && page.restartMarker !== null && next.restartMarker !== null && page.restartMarker !== next.restartMarker;
-  const verdicts = suspectDrops(base, page).map((d) => {
-    const n = otherProcess ? undefined : readings.get(d.key);
-    const recreated = n !== undefined && n.created !== null && d.created !== null && n.created !== d.created;
-    const seen = n !== undefined && !recreated;
-    return { ...d, next: seen ? n.value : null, stands: seen && isDrop(d.mark, n.value) };
-  });
-  // A restart that stands restarted every counter of its engine: none of its drops is a glitch then.
-  const restarted = new Set(verdicts.filter((v) => v.stands && v.restart).map((v) => v.origin));
-  const glitches = verdicts.filter((v) => !v.stands && !restarted.has(v.origin));
+function verdictOf(d: SuspectReading, page: EngineSnapshot, after: readonly EngineSnapshot[], final: boolean): { verdict: 'glitch' | 'stands'; next: number | null } | null {
+  let next: number | null = null;
+  // What the readings so far say: a drop that one of them stayed below stands; one none judged is read as a glitch.
+  const ended = () => ({ verdict: d.kind === 'drop' && next === null ? 'glitch' : 'stands', next }) as const;
+  for (let k = 0; k < COUNTER_LOOKAHEAD_SCRAPES; k++) {
+    const a = after[k];
+    if (a === undefined) return final ? ended() : null;
+    // Another process serves that page: its counts say nothing of the one read here.
+    if (page.restartMarker !== null && a.restartMarker !== null && page.restartMarker !== a.restartMarker) return ended();
+    const n = a.counters.find((s) => s.key === d.key);
+    if (n === undefined || (n.created !== null && d.created !== null && n.created !== d.created)) return ended();
+    next = n.value;
+    if (d.kind === 'drop' && !isDrop(d.mark, n.value)) return { verdict: 'glitch', next };
+    if (d.kind === 'rise' && !isDrop(d.reading, n.value)) return { verdict: 'stands', next };
+    if (d.kind === 'rise' && !isDrop(d.mark, n.value)) return { verdict: 'glitch', next };
+  }
+  return { verdict: 'stands', next };
+}
+
+/**
+ * The held scrape `page` as it is to be counted, its suspect readings judged by the scrapes after
+ * it (see {@link verdictOf}), or null while they cannot be yet. A bad reading is read as the value
+ * before it, so it counts nothing and the next interval counts from there; both records are
+ * flagged tokens_estimated, since when the hidden tokens were served is not known. A drop that
+ * stands is a restart of its engine (every counter of it then counts from zero), or with the same
+ * `_created` a part of its count gone.
+ *
+ * The energy rule's rate bounds (watts a GPU can draw) have no counterpart for tokens, so a climb
+ * is not judged by its rate. The costs: a restarted engine that counts past its old total within
+ * {@link COUNTER_LOOKAHEAD_SCRAPES} scrapes (one that had counted little) is taken for a bad
+ * reading, and what it counted up to that total is missed (as a restart, every bad reading would
+ * count a lifetime of tokens again); so is one restarted right after a steep rise, whose count
+ * passes the value before that rise (the rise is taken for a bad reading); a true rise followed by
+ * a bad reading between it and the value before it is counted a scrape late; and the records of a
+ * scrape with a drop or a steep rise come with a later scrape's.
+ */
+function judgeScrape(base: EngineBaseline, page: EngineSnapshot, after: readonly EngineSnapshot[], final: boolean): { read: EngineSnapshot; glitched: ReadonlySet<string>; notes: IntervalNote[] } | null {
+  const suspects = suspectReadings(base, page);
+  if (suspects.length === 0) return { read: page, glitched: NO_MODELS, notes: [] };
+  const verdicts: (SuspectReading & { verdict: 'glitch' | 'stands'; next: number | null })[] = [];
+  for (const d of suspects) {
+    const v = verdictOf(d, page, after, final);
+    if (v === null) return null;
+    verdicts.push({ ...d, ...v });
+  }
+  // A restart that stands restarted every counter of its engine: none of its readings is a glitch then.
+  const restarted = new Set(verdicts.filter((v) => v.kind === 'drop' && v.verdict === 'stands' && v.restart).map((v) => v.origin));
+  const glitches = verdicts.filter((v) => v.verdict === 'glitch' && !restarted.has(v.origin));
   const marks = new Map(glitches.map((g) => [g.key, g.mark]));
   const read: EngineSnapshot = marks.size === 0 ? page : { ...page, counters: page.counters.map((s) => (marks.has(s.key) ? { ...s, value: marks.get(s.key) as number } : s)) };
-  const counted = countInterval(base, read, options, new Set(glitches.map((g) => g.model)));
-  const notes: IntervalNote[] = glitches.map((g) => ({ kind: 'counter-glitch', model: g.model, series: g.key, from: g.mark, to: g.low, next: g.next }));
-  return { records: counted.records, notes: [...notes, ...counted.notes], baseline: counted.baseline };
+  const notes: IntervalNote[] = glitches.map((g) => ({ kind: 'counter-glitch', model: g.model, series: g.key, from: g.mark, to: g.reading, next: g.next }));
+  return { read, glitched: new Set(glitches.map((g) => g.model)), notes };
 }
 
 /** One interval counted: `curr` against the baseline; `glitched`, models with a counter glitch read as its mark on `curr`. */
@@ -474,7 +546,7 @@ function countInterval(baseline: EngineBaseline, curr: EngineSnapshot, options: 
       unreadable: curr.unreadable,
       series: tracked,
       models,
-      deferred: null,
+      deferred: [],
     },
   };
 }
@@ -628,7 +700,7 @@ interface CounterDip {
  * every origin; a series' changed `_created` restarts its origin. The page's marker staying the
  * same proves nothing of an origin, whose counting process may not be the one serving the page.
  * Otherwise a counter going down by over {@link COUNTER_DIP_RESTART_SHARE} of its value (a drop
- * the next scrape confirmed: see {@link judgeDeferred}) restarts its origin, unless its `_created`
+ * the next scrapes confirmed: see {@link judgeScrape}) restarts its origin, unless its `_created`
  * stayed the same: then part of its count went away (a worker's share) and it is counted on from
  * the lower value. A smaller dip is held: counted on from the
  * higher value, which the lagging rank makes good when it catches up.

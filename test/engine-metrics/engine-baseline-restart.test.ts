@@ -13,6 +13,7 @@ import { Ledger } from '../../agent/ledger.js';
 import { EngineMetricsScraper } from '../../collectors/engine-metrics/engine-metrics-scraper.js';
 import { engineMetricsConfigSchema } from '../../collectors/engine-metrics/engine-metrics-config.js';
 import { baselineKey, restoreBaseline } from '../../collectors/engine-metrics/baseline-state.js';
+import { COUNTER_LOOKAHEAD_SCRAPES } from '../../collectors/engine-metrics/interval-records.js';
 import type { RequestSink } from '../../collectors/request-sink.js';
 import type { RecordContext } from '../../model/request-record.js';
 import { epochMs } from '../../model/units.js';
@@ -27,7 +28,9 @@ const T0 = Date.UTC(2026, 10, 1, 10, 0, 0);
 const M = '{model_name="mistralai/Mistral-7B-Instruct-v0.3"}';
 const P = `vllm:prompt_tokens_total${M}`;
 const G = `vllm:generation_tokens_total${M}`;
-const PAGE = fixture('vllm-v0-engine-rendered.prom'); // prompt 20480, generation 8192
+// A long-running engine's counters (the fixture's 20480 and 8192, x1000): a scrape's increase is
+// under 1% of them, so each scrape is counted at once (a steeper rise waits for the next scrape).
+const PAGE = withValue(withValue(fixture('vllm-v0-engine-rendered.prom'), P, 20_480_000), G, 8_192_000);
 const KEY = baselineKey('vllm-a');
 
 interface RunOptions {
@@ -156,18 +159,21 @@ test('the engine restarted while the agent was down (counters lower): counted fr
   const second = agentRun(path, engine.url, clock);
   t.after(() => second.stop());
   await second.start();
-  // The drop is judged by the next scrape: still below, a restart.
-  clock.t = T0 + 135_000;
-  engine.set(withValue(withValue(PAGE, P, 350), G, 35));
-  await second.scraper.scrapeOnce();
-  await baselineStoredAt(second.ledger, T0 + 135_000);
+  // The drop is judged by the next scrapes: all still below, a restart. (Each of them rose by more
+  // than 1% of the new engine's count: counted once the next shows the counter went on.)
+  for (let k = 1; k <= COUNTER_LOOKAHEAD_SCRAPES; k++) {
+    clock.t = T0 + 120_000 + 15_000 * k;
+    engine.set(withValue(withValue(PAGE, P, 300 + 50 * k), G, 30 + 5 * k));
+    await second.scraper.scrapeOnce();
+  }
+  await baselineStoredAt(second.ledger, T0 + 120_000 + 15_000 * (COUNTER_LOOKAHEAD_SCRAPES - 1));
   assert.deepEqual(stored(second.ledger), [
     [0, 15_000, 1000, 100],
     [15_000, 120_000, 300, 30],
-    [120_000, 135_000, 50, 5],
+    ...Array.from({ length: COUNTER_LOOKAHEAD_SCRAPES - 1 }, (_, k) => [120_000 + 15_000 * k, 135_000 + 15_000 * k, 50, 5]),
   ]);
   await second.stop();
-  assert.ok(second.messages('warn').some((m) => /counters reset \(vllm:prompt_tokens\{model_name="mistralai\/Mistral-7B-Instruct-v0.3"\} went from 21480 to 300/.test(m)), second.messages('warn').join('\n'));
+  assert.ok(second.messages('warn').some((m) => /counters reset \(vllm:prompt_tokens\{model_name="mistralai\/Mistral-7B-Instruct-v0.3"\} went from 20481000 to 300/.test(m)), second.messages('warn').join('\n'));
 });
 
 test('an engine restart hidden by counters already past their old values is seen by _created, which the stored baseline keeps', async (t) => {
@@ -248,12 +254,16 @@ test('a baseline stored days ago, older than the retained window: the downtime i
   });
   t.after(() => second.stop());
   await second.start();
-  await baselineStoredAt(second.ledger, T0);
+  // The downtime's rise is more than 1% of the counters: counted once the next scrape shows they went on.
+  clock.t = T0 + 15_000;
+  await second.scraper.scrapeOnce();
+  await baselineStoredAt(second.ledger, T0 + 15_000);
   const rows = stored(second.ledger);
   assert.deepEqual(rows, [
     [-3 * DAY, 0, 83_333_333, 3_000_000],
     [-3 * DAY, 0, 83_333_333, 3_000_000],
     [-3 * DAY, 0, 83_333_334, 3_000_000],
+    [0, 15_000, 0, 0], // requests running, no tokens
   ]);
   assert.deepEqual(total(rows), [250_000_000, 9_000_000]);
   assert.equal(second.late(), 3, 'they start in settled time: counted as late, never dropped');

@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EngineMetricsScraper } from '../../collectors/engine-metrics/engine-metrics-scraper.js';
 import { engineMetricsConfigSchema } from '../../collectors/engine-metrics/engine-metrics-config.js';
+import { COUNTER_LOOKAHEAD_SCRAPES } from '../../collectors/engine-metrics/interval-records.js';
+import type { RequestRecord } from '../../model/request-record.js';
 import { RecordingSink } from '../proxy/recording-sink.js';
 import { captureLog } from '../proxy/capture-log.js';
 import { bump, fixture, withValue } from './fixtures.js';
@@ -57,13 +59,18 @@ test('counter reset (engine restart) is logged and counted from the restart', as
   await scraper.start(sink);
   clock.t += 15_000;
   engine.set(withValue(withValue(page, `sglang:prompt_tokens_total${S}`, 300), `sglang:generation_tokens_total${S}`, 20));
-  assert.deepEqual(await scraper.scrapeOnce(), [], 'a drop waits for the next scrape to tell a restart from a bad reading');
+  assert.deepEqual(await scraper.scrapeOnce(), [], 'a drop waits for the next scrapes to tell a restart from a bad reading');
   assert.ok(messages('info').some((m) => /sglang:prompt_tokens\{model_name="meta-llama\/Llama-3.1-8B-Instruct"\} read 300, below its last value 8128902/.test(m)), messages('info').join('\n'));
-  clock.t += 15_000;
-  engine.set(withValue(withValue(page, `sglang:prompt_tokens_total${S}`, 500), `sglang:generation_tokens_total${S}`, 30));
-  const [r, next] = await scraper.scrapeOnce();
-  assert.deepEqual([r?.promptTokens, r?.completionTokens, r?.endMs], [300, 20, T0 + 15_000]);
-  assert.deepEqual([next?.promptTokens, next?.completionTokens], [200, 10]);
+  const counted: RequestRecord[] = [];
+  for (let k = 1; k <= COUNTER_LOOKAHEAD_SCRAPES; k++) {
+    clock.t += 15_000;
+    engine.set(withValue(withValue(page, `sglang:prompt_tokens_total${S}`, 300 + 200 * k), `sglang:generation_tokens_total${S}`, 20 + 10 * k));
+    const records = await scraper.scrapeOnce();
+    if (k < COUNTER_LOOKAHEAD_SCRAPES) assert.deepEqual(records, [], `still below after ${k} scrape(s): not judged yet`);
+    counted.push(...records);
+  }
+  // Then each scrape rose by more than 1%: counted once the next showed the counter went on.
+  assert.deepEqual(counted.map((r) => [r.promptTokens, r.completionTokens, r.endMs]), [[300, 20, T0 + 15_000], [200, 10, T0 + 30_000], [200, 10, T0 + 45_000]]);
   assert.ok(messages('warn').some((m) => /counters reset/.test(m)));
   await scraper.shutdown();
 });
@@ -209,11 +216,15 @@ test('#4 the wall clock steps back between scrapes: reported, and the interval m
   engine.set(page);
   const clock = { t: T0, mono: 1000 };
   const { scraper, errors } = scraperFor([engine.url], clock);
-  await scraper.start(new RecordingSink());
+  const sink = new RecordingSink();
+  await scraper.start(sink);
   clock.t = T0 - 2000; // NTP stepped the clock back while 15 s passed
   clock.mono = 16_000;
   engine.set(bump(bump(page, `vllm:prompt_tokens_total${M}`, 5000), `vllm:generation_tokens_total${M}`, 800));
-  const [r] = await scraper.scrapeOnce();
+  // (A rise of more than 1% is counted with the next scrape: shutdown's, at the same counters.)
+  await scraper.scrapeOnce();
+  await scraper.shutdown();
+  const [r] = sink.records;
   assert.deepEqual([r?.startMs, r?.endMs, r?.promptTokens, r?.completionTokens], [T0 - 17_000, T0 - 2000, 5000, 800]);
   assert.ok(errors.some((e) => /wall clock moved -2000 ms while 15000 ms passed .*a step of -17000 ms/.test(e)));
   await scraper.shutdown();
@@ -260,8 +271,9 @@ test('a series gone for good is reported once (one onError, one warning when giv
     perScrape.push(errors.length);
   }
   await scraper.shutdown();
-  // (Rank 0 restarted: the first page's drop is judged, and the page counted, at the second scrape.)
-  assert.deepEqual(perScrape, [0, 1, 1, 1, 1, 1, 1, 1, 1].map((n) => baseErrors + n));
+  // (Rank 0 restarted: the first page's drop is judged, and the page counted, once the scrapes after it stayed below.)
+  const judgedAt = COUNTER_LOOKAHEAD_SCRAPES + 1;
+  assert.deepEqual(perScrape, perScrape.map((_, i) => baseErrors + (i + 1 < judgedAt ? 0 : 1)));
   assert.match(errors[baseErrors] ?? '', /series of model meta-llama\/Llama-3.1-8B-Instruct seen before are missing/);
   assert.equal(messages('warn').filter((m) => /no longer wait for them/.test(m)).length, 1);
 });

@@ -5,7 +5,7 @@ import { parseRequestRecord } from '../../model/request-record.js';
 import { parsePrometheusText } from '../../collectors/engine-metrics/prometheus-text.js';
 import { readEngineSnapshot } from '../../collectors/engine-metrics/engine-snapshot.js';
 import type { EngineSnapshot } from '../../collectors/engine-metrics/engine-snapshot.js';
-import { baselineOf, COUNTER_DIP_RESTART_SHARE, flushDeferred, intervalRecords, MAX_HELD_SCRAPES, nextInterval } from '../../collectors/engine-metrics/interval-records.js';
+import { baselineOf, COUNTER_DIP_RESTART_SHARE, COUNTER_LOOKAHEAD_SCRAPES, flushDeferred, intervalRecords, MAX_HELD_SCRAPES, nextInterval } from '../../collectors/engine-metrics/interval-records.js';
 import type { EngineBaseline, IntervalNote } from '../../collectors/engine-metrics/interval-records.js';
 import { bump, fixture, withValue } from './fixtures.js';
 
@@ -57,15 +57,16 @@ test('vLLM 0.10 page, two scrapes: deltas summed over engines, batch = mean runn
 /** A page without `_created` series (vLLM disables them; so can PROMETHEUS_DISABLE_CREATED_SERIES). */
 const withoutCreated = (text: string): string => text.split('\n').filter((l) => !/_created[{ ]/.test(l)).join('\n');
 
-test('a counter that goes down, and stays down at the next scrape, is an engine restart: the delta is what it counted since', () => {
+test('a counter that goes down, and stays down at the next scrapes, is an engine restart: the delta is what it counted since', () => {
   const before = withoutCreated(fixture('vllm-v1-deprecated-prefix-names-rendered.prom'));
   const S = '{engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct"}';
   let after = withValue(before, `vllm:prompt_tokens_total${S}`, 500);
   after = withValue(after, `vllm:generation_tokens_total${S}`, 80);
   after = withValue(after, `vllm:gpu_prefix_cache_hits_total${S}`, 100);
-  const { steps, notes } = run([vllm(before, T0), vllm(after, T1), vllm(bump(after, `vllm:prompt_tokens_total${S}`, 10), T1 + 15_000)]);
-  assert.deepEqual(steps[0]?.records, [], 'judged by the next scrape');
-  const r = steps[1]?.records[0] as ReturnType<typeof valid>;
+  const later = [1, 2, 3].map((k) => vllm(bump(after, `vllm:prompt_tokens_total${S}`, 10 * k), T1 + 15_000 * k));
+  const { steps, notes } = run([vllm(before, T0), vllm(after, T1), ...later]);
+  for (let k = 0; k < COUNTER_LOOKAHEAD_SCRAPES; k++) assert.deepEqual(steps[k]?.records, [], `judged by the ${COUNTER_LOOKAHEAD_SCRAPES} scrapes after it (${k})`);
+  const r = steps[COUNTER_LOOKAHEAD_SCRAPES]?.records[0] as ReturnType<typeof valid>;
   assert.deepEqual([r.startMs, r.endMs], [T0, T1]);
   assert.equal(r.promptTokens, 500);
   assert.equal(r.completionTokens, 80);
@@ -215,7 +216,10 @@ test('ids stay under the request_id length limit for very long model names', () 
 });
 
 
-/** Run snapshots through the stateful path, as the scraper does; every record checked against the schema. */
+/**
+ * Run snapshots through the stateful path, as the scraper does, then shut down (flushDeferred, the
+ * last step: scrapes held for judgement are counted); every record checked against the schema.
+ */
 function run(snaps: readonly EngineSnapshot[]) {
   let baseline: EngineBaseline = baselineOf(snaps[0] as EngineSnapshot);
   const steps: { records: ReturnType<typeof valid>[]; notes: IntervalNote[] }[] = [];
@@ -224,6 +228,9 @@ function run(snaps: readonly EngineSnapshot[]) {
     baseline = out.baseline;
     steps.push({ records: out.records.map(valid), notes: out.notes });
   }
+  const flushed = flushDeferred(baseline, { engineId: 'e' });
+  baseline = flushed.baseline;
+  steps.push({ records: flushed.records.map(valid), notes: flushed.notes });
   const records = steps.flatMap((s) => s.records);
   const sum = (k: 'promptTokens' | 'completionTokens' | 'cachedTokens') => records.reduce((a, r) => a + r[k], 0);
   return { steps, records, notes: steps.flatMap((s) => s.notes), baseline, prompt: sum('promptTokens'), completion: sum('completionTokens'), cached: sum('cachedTokens') };
@@ -275,10 +282,11 @@ test(`#1 a series missing for more than ${MAX_HELD_SCRAPES} scrapes: records go 
     vpage([[1400, 140, 0], [5800, 580, 0]]),
   ];
   const { steps, records, prompt, completion, notes } = run(pages.map((p, i) => vllm(p, at(i))));
-  assert.deepEqual(steps.map((s) => s.records.length), [0, 0, 1, 1]);
-  assert.equal(steps[2]?.records[0]?.promptTokens, 300, 'engine 0 only: engine 1 is owed');
-  assert.equal(steps[2]?.records[0]?.tokensEstimated, true, 'the record knows it is short');
-  assert.equal(steps[3]?.records[0]?.promptTokens, 100 + 800, 'engine 1 back: its increase since it was last seen');
+  // Each page's counters rise by more than 1%: it is counted with the next (the last at shutdown).
+  assert.deepEqual(steps.map((s) => s.records.length), [0, 0, 0, 1, 1]);
+  assert.equal(steps[3]?.records[0]?.promptTokens, 300, 'engine 0 only: engine 1 is owed');
+  assert.equal(steps[3]?.records[0]?.tokensEstimated, true, 'the record knows it is short');
+  assert.equal(steps[4]?.records[0]?.promptTokens, 100 + 800, 'engine 1 back: its increase since it was last seen');
   assert.equal(prompt, 400 + 800);
   assert.equal(completion, 40 + 80);
   assert.ok(notes.some((n) => n.kind === 'series-missing' && !n.held));
@@ -303,13 +311,14 @@ test('#4 a wall-clock step: never dropped; the interval lasts what the monotonic
   const back = run([snap(10_000, T0, 0), snap(15_000, T0 - 2000, 15_000), snap(15_100, T0 + 13_000, 30_000)]);
   assert.equal(back.prompt, 5100);
   assert.deepEqual(back.records.map((r) => [r.startMs, r.endMs]), [[T0 - 17_000, T0 - 2000], [T0 - 2000, T0 + 13_000]]);
-  assert.deepEqual(back.steps[0]?.notes, [{ kind: 'clock-step', wallMs: -2000, monoMs: 15_000, held: false }, { kind: 'batch-size', model: 'm', source: 'running-gauge', metric: 'vllm:num_requests_running' }]);
+  // The first page rose by more than 1%: its notes come with the next page's.
+  assert.deepEqual(back.steps[1]?.notes.slice(0, 2), [{ kind: 'clock-step', wallMs: -2000, monoMs: 15_000, held: false }, { kind: 'batch-size', model: 'm', source: 'running-gauge', metric: 'vllm:num_requests_running' }]);
   const forward = run([snap(10_000, T0, 0), snap(15_000, T0 + 3_600_000, 15_000)]);
   assert.deepEqual(forward.records.map((r) => [r.startMs, r.endMs]), [[T0 + 3_585_000, T0 + 3_600_000]], 'not an hour-long record');
   assert.ok(forward.notes.some((n) => n.kind === 'clock-step'));
   // One injected clock for both (no monotonic clock to measure with): the interval waits.
   const one = run([vllm(page(10_000), T0), vllm(page(15_000), T0 - 2000), vllm(page(15_100), T0 + 13_000)]);
-  assert.deepEqual(one.steps[0], { records: [], notes: [{ kind: 'clock-step', wallMs: -2000, monoMs: -2000, held: true }] });
+  assert.deepEqual(one.notes.filter((n) => n.kind === 'clock-step'), [{ kind: 'clock-step', wallMs: -2000, monoMs: -2000, held: true }]);
   assert.deepEqual(one.records.map((r) => [r.startMs, r.endMs, r.promptTokens]), [[T0, T0 + 13_000, 5100]]);
 });
 
@@ -452,6 +461,7 @@ test('property: over random runs with restarts, bad readings, missing and unread
       const engines = [0, 1].map((e) => ({
         value: { prompt: 1_000_000 + e * 77_777, gen: 400_000, cached: 300_000 } as Record<SimMetric, number>,
         lastSeen: { prompt: 1_000_000 + e * 77_777, gen: 400_000, cached: 300_000 } as Record<SimMetric, number>,
+        prevSeen: { prompt: 1_000_000 + e * 77_777, gen: 400_000, cached: 300_000 } as Record<SimMetric, number>, // the reading before lastSeen
         restartedSince: { prompt: false, gen: false, cached: false } as Record<SimMetric, boolean>,
         early: 0, // hits of this step's prompts already counted in the previous step
         glitched: false, // this step's prompt reading is a bad one
@@ -483,6 +493,7 @@ test('property: over random runs with restarts, bad readings, missing and unread
             // A bad reading is no reading: what it hid is counted from the next one.
             if (!absent && !hidden && !glitched) {
               observable[m] += eng.restartedSince[m] ? eng.value[m] : eng.value[m] - eng.lastSeen[m];
+              eng.prevSeen[m] = eng.restartedSince[m] ? 0 : eng.lastSeen[m]; // after a restart, read against zero
               eng.lastSeen[m] = eng.value[m];
               eng.restartedSince[m] = false;
             }
@@ -513,18 +524,40 @@ test('property: over random runs with restarts, bad readings, missing and unread
         engines.forEach((eng, e) => {
           const s = step.engines[e] as (typeof step.engines)[number];
           let prompt = s.prompt;
+          let gen = s.gen;
           // Without a marker a restart must show: its prompt counter is read, below its last reading
           // by more than a dip (COUNTER_DIP_RESTART_SHARE), or it would be read as one; and it is
-          // still below at the next reading, or it would be read as a glitch (a bad reading).
-          const below = Math.ceil(eng.lastSeen.prompt * (1 - COUNTER_DIP_RESTART_SHARE)) - 1;
+          // still below at the next readings (up to COUNTER_LOOKAHEAD_SCRAPES, until one that cannot
+          // judge), or it would be read as a glitch (a bad reading). Each counter also lands below
+          // the reading before its last one: after a steep rise, a reading between the two reads as
+          // the rise being a bad one (a restart that counted past it is taken for none).
+          const floor = (m: SimMetric) => Math.ceil(Math.min(eng.lastSeen[m], eng.prevSeen[m]) * (1 - COUNTER_DIP_RESTART_SHARE)) - 1;
+          const below = floor('prompt');
           const after = steps[k + 1];
           const nextPrompt = after?.engines[e];
           const judged = after !== undefined && nextPrompt !== undefined && !after.pageRestart && nextPrompt.hide !== 'prompt' && nextPrompt.hide !== 'all';
+          // The counts of each counter from the restart on, over the scrapes that judge it (until a
+          // marker change): `first` at the restart, then what later steps add (cached: at most their hits).
+          const staysUnder = (m: SimMetric, first: number, bound: number): boolean => {
+            let total = first;
+            for (let j = 1; total <= bound && j <= COUNTER_LOOKAHEAD_SCRAPES + 1; j++) {
+              const later = steps[k + j];
+              const mine = later?.engines[e];
+              if (later === undefined || mine === undefined || later.pageRestart) break;
+              total += m === 'prompt' ? mine.prompt : m === 'gen' ? mine.gen : Math.round((mine.prompt * mine.cachedPct) / 100);
+            }
+            return total <= bound;
+          };
+          const cachedFirst = Math.round((Math.min(prompt, below) * s.cachedPct) / 100) + (after?.engines[e] ? Math.round((after.engines[e].prompt * after.engines[e].cachedPct) / 100) : 0);
           // (A restart right after a bad reading would make it look like the start of the restart.)
-          const restarts = s.restart && !step.pageRestart && !eng.glitched && !eng.restartedSince.prompt && eng.lastSeen.prompt > 0 && judged && Math.min(prompt, below) + nextPrompt.prompt <= below;
+          const restarts = s.restart && !step.pageRestart && !eng.glitched && !eng.restartedSince.prompt && judged && below >= 0 && staysUnder('prompt', Math.min(prompt, below), below)
+            && floor('gen') >= 0 && staysUnder('gen', Math.min(gen, floor('gen')), floor('gen'))
+            // A hit counter at zero stays off the page (created on its first hit): nothing to judge.
+            && (staysUnder('cached', cachedFirst, 0) || staysUnder('cached', cachedFirst, floor('cached')));
           if (restarts) {
             restart(eng);
             prompt = Math.min(prompt, below);
+            gen = Math.min(gen, floor('gen'));
             (s as { hide: string }).hide = 'none';
             restartSteps.add(k);
           }
@@ -535,14 +568,15 @@ test('property: over random runs with restarts, bad readings, missing and unread
           const earlyNext = Math.round((nextCached * s.earlyPct) / 100);
           const hits = Math.max(0, cached - eng.early) + earlyNext;
           eng.early = earlyNext;
-          const inc = { prompt, gen: s.gen, cached: hits };
+          const inc = { prompt, gen, cached: hits };
           for (const m of SIM_METRICS) {
             eng.value[m] += inc[m];
             truth[m] += inc[m];
           }
-          // A bad reading that is a drop (one that is not reads as a true count between the two).
-          // Two in a row are read as a restart: one reading judges the one before it.
-          eng.glitched = s.glitch && !glitchedBefore && !restarts && !step.pageRestart && Math.floor(eng.value.prompt / 100) < (eng.restartedSince.prompt ? 0 : eng.lastSeen.prompt) * (1 - COUNTER_DIP_RESTART_SHARE);
+          // A bad reading that is a drop (one that is not reads as a true count between the two), under
+          // the reading before the last one too (else, after a steep rise, it reads as that rise being a bad one).
+          eng.glitched = s.glitch && !glitchedBefore && !restarts && !step.pageRestart
+            && Math.floor(eng.value.prompt / 100) < (eng.restartedSince.prompt ? 0 : Math.min(eng.lastSeen.prompt, eng.prevSeen.prompt)) * (1 - COUNTER_DIP_RESTART_SHARE);
         });
         snaps.push(readEngineSnapshot(parsePrometheusText(render(step)), 'vllm', wall, 'unknown', mono));
       });
@@ -570,7 +604,7 @@ test('property: over random runs with restarts, bad readings, missing and unread
       assert.equal(count('counter-reset'), restartSteps.size);
       assert.equal(count('clock-step'), clockSteps.size);
       if (generated.every((st) => st.engines.every((e) => !e.glitch))) assert.equal(count('counter-glitch'), 0, 'no bad reading: none judged one');
-      assert.equal(baseline.deferred, null, 'the quiet last scrape judged every drop');
+      assert.deepEqual(baseline.deferred, [], 'shutdown counted every scrape held');
       // Records: valid (cached <= prompt is checked by the schema), distinct ids, positive length.
       assert.equal(new Set(records.map((r) => r.requestId)).size, records.length);
       for (const r of records) assert.ok(r.endMs > r.startMs);
@@ -586,7 +620,7 @@ test('an interval with more tokens than one record may hold (after a long agent 
   after = bump(after, `vllm:generation_tokens_total${E0}`, 7);
   after = bump(after, `vllm:prefix_cache_hits_total${E0}`, 200_000_000);
   const T2 = T0 + 3 * 86_400_000;
-  const { records, notes } = nextInterval(baselineOf(vllm(before, T0)), vllm(after, T2), { engineId: 'vllm-a', gpus: [0] });
+  const { records, notes } = intervalRecords(vllm(before, T0), vllm(after, T2), { engineId: 'vllm-a', gpus: [0] });
   assert.deepEqual(notes.filter((n) => n.kind !== 'batch-size'), [{ kind: 'interval-split', model: 'Qwen/Qwen3-0.6B', pieces: 3, startMs: T0, endMs: T2 }]);
   const parsed = records.map(valid);
   const id = `engine-metrics:vllm-a:Qwen/Qwen3-0.6B:${T0}-${T2}`;
@@ -617,16 +651,63 @@ test('a counter read low once, then back at its value: a bad reading read as tha
   }
 });
 
-test('a restart behind a drop still counts from zero once the next scrape stays below, with and without _created; _created the same: counted on from the low value', () => {
+test('a counter read high once, then back under that reading: a bad reading read as the value before it, not counted (and its fall no restart)', () => {
+  // 655360.0 read as 6553600 (a digit too many), then true readings again.
+  const G = `vllm:generation_tokens_total${E0}`;
+  const P = `vllm:prompt_tokens_total${E0}`;
+  for (const created of [true, false]) {
+    const p1 = created ? fixture('vllm-0.10-v1-rendered.prom') : withoutCreated(fixture('vllm-0.10-v1-rendered.prom'));
+    const p2 = withValue(bump(p1, P, 500), G, 6_553_600);
+    const p3 = bump(bump(p1, G, 100), P, 1000);
+    const p4 = bump(bump(p1, G, 150), P, 1200);
+    const out = run([vllm(p1, at(0)), vllm(p2, at(1)), vllm(p3, at(2)), vllm(p4, at(3))]);
+    assert.deepEqual(out.steps[0]?.records, [], `created ${created}: the high page waits for the next`);
+    assert.deepEqual(out.records.map((r) => [r.startMs, r.endMs, r.promptTokens, r.completionTokens, r.tokensEstimated]), [
+      [at(0), at(1), 500, 0, true],
+      [at(1), at(2), 500, 100, true],
+      [at(2), at(3), 200, 50, false],
+    ], `created ${created}: the engine's 150 generated tokens, not 5.9 million`);
+    assert.ok(out.notes.some((n) => n.kind === 'counter-glitch' && n.from === 655_360 && n.to === 6_553_600 && n.next === 655_460));
+    assert.ok(!out.notes.some((n) => n.kind === 'counter-reset' || n.kind === 'counter-dip'));
+  }
+});
+
+test('two bad low readings in a row, then the counter back at its value: bad readings, not a restart', () => {
+  const G = `vllm:generation_tokens_total${E0}`;
+  const P = `vllm:prompt_tokens_total${E0}`;
+  for (const created of [true, false]) {
+    const p1 = created ? fixture('vllm-0.10-v1-rendered.prom') : withoutCreated(fixture('vllm-0.10-v1-rendered.prom'));
+    const pages = [
+      p1,
+      withValue(bump(p1, P, 300), G, 6553),
+      withValue(bump(p1, P, 600), G, 6600),
+      bump(bump(p1, G, 100), P, 900),
+      bump(bump(p1, G, 130), P, 1000),
+    ];
+    const out = run(pages.map((text, i) => vllm(text, at(i))));
+    const { records } = out;
+    assert.deepEqual([records.reduce((a, r) => a + r.promptTokens, 0), records.reduce((a, r) => a + r.completionTokens, 0)], [1000, 130], `created ${created}`);
+    assert.deepEqual(records.map((r) => [r.startMs, r.endMs, r.completionTokens, r.tokensEstimated]), [
+      [at(0), at(1), 0, true],
+      [at(1), at(2), 0, true],
+      [at(2), at(3), 100, true],
+      [at(3), at(4), 30, false],
+    ], `created ${created}`);
+    assert.equal(out.notes.filter((n) => n.kind === 'counter-glitch').length, 2);
+    assert.ok(!out.notes.some((n) => n.kind === 'counter-reset' || n.kind === 'counter-dip'), `created ${created}`);
+  }
+});
+
+test('a restart behind a drop still counts from zero once the next scrapes stay below, with and without _created; _created the same: counted on from the low value', () => {
   const G = `vllm:generation_tokens_total${E0}`;
   const P = `vllm:prompt_tokens_total${E0}`;
   const p1 = withoutCreated(fixture('vllm-0.10-v1-rendered.prom'));
-  // Engine 0 restarted: 300 prompt and 20 generated since, then 200 and 10 more.
-  const restarted = withValue(withValue(p1, P, 300), G, 20);
-  const later = withValue(withValue(p1, P, 500), G, 30);
-  const out = run([vllm(p1, at(0)), vllm(restarted, at(1)), vllm(later, at(2))]);
-  assert.deepEqual(out.steps[0]?.records, []);
-  assert.deepEqual(out.steps[1]?.records.map((r) => [r.startMs, r.endMs, r.promptTokens, r.completionTokens]), [[at(0), at(1), 300, 20], [at(1), at(2), 200, 10]]);
+  // Engine 0 restarted: 300 prompt and 20 generated since, then 200 and 10 more a scrape.
+  const pages = [0, 1, 2, 3].map((k) => withValue(withValue(p1, P, 300 + 200 * k), G, 20 + 10 * k));
+  const out = run([vllm(p1, at(0)), ...pages.map((page, k) => vllm(page, at(k + 1)))]);
+  for (let k = 0; k < COUNTER_LOOKAHEAD_SCRAPES; k++) assert.deepEqual(out.steps[k]?.records, []);
+  // Each scrape after it rose by more than 1%: counted once the next one shows the counter went on.
+  assert.deepEqual(out.steps[COUNTER_LOOKAHEAD_SCRAPES]?.records.map((r) => [r.startMs, r.endMs, r.promptTokens, r.completionTokens]), [[at(0), at(1), 300, 20], [at(1), at(2), 200, 10], [at(2), at(3), 200, 10]]);
   assert.ok(out.notes.some((n) => n.kind === 'counter-reset'));
   assert.ok(!out.notes.some((n) => n.kind === 'counter-glitch'));
   // With _created unchanged a drop that stands is part of the count gone (a worker's share): on from the low value.
@@ -647,21 +728,25 @@ test('a drop no next scrape can judge (shutdown) is flushed as a glitch: the low
   const flushed = flushDeferred(held.baseline, { engineId: 'e' });
   assert.deepEqual(flushed.records.map((r) => [r.start, r.end, r.prompt_tokens, r.completion_tokens, r.tokens_estimated]), [[at(0), at(1), 500, 0, true]]);
   assert.ok(flushed.notes.some((n) => n.kind === 'counter-glitch' && n.next === null));
-  assert.equal(flushed.baseline.deferred, null);
+  assert.deepEqual(flushed.baseline.deferred, []);
   assert.deepEqual(flushDeferred(flushed.baseline, { engineId: 'e' }).records, [], 'flushed once');
-  // The next run reads 20 generated by a restarted engine: a drop again, judged by the scrape after.
-  const next = nextInterval(flushed.baseline, vllm(withValue(low, G, 20), at(2)), { engineId: 'e' });
-  assert.deepEqual(next.records, []);
-  const after = nextInterval(next.baseline, vllm(withValue(low, G, 40), at(3)), { engineId: 'e' });
-  const counted = after.records.map(valid);
-  assert.deepEqual(counted.map((r) => [r.completionTokens, r.tokensEstimated]), [[20, true], [20, false]], 'from the restart, the first flagged (it starts at the glitch)');
+  // The next run reads 20 generated by a restarted engine: a drop again, judged by the scrapes after.
+  let baseline = flushed.baseline;
+  const counted: ReturnType<typeof valid>[] = [];
+  for (let k = 0; k <= COUNTER_LOOKAHEAD_SCRAPES; k++) {
+    const step = nextInterval(baseline, vllm(withValue(low, G, 20 * (k + 1)), at(2 + k)), { engineId: 'e' });
+    baseline = step.baseline;
+    if (k < COUNTER_LOOKAHEAD_SCRAPES) assert.deepEqual(step.records, [], `held (${k})`);
+    counted.push(...step.records.map(valid));
+  }
+  assert.deepEqual(counted.map((r) => [r.completionTokens, r.tokensEstimated]), [[20, true], [20, false], [20, false]], 'from the restart, the first flagged (it starts at the glitch)');
 });
 
 test('an interval of more pieces than a call takes arguments becomes all of its records', () => {
   const before = fixture('vllm-0.10-v1-rendered.prom');
   const after = bump(before, `vllm:prompt_tokens_total${E0}`, 160_000 * 100_000_000);
   const T2 = T0 + 3 * 86_400_000;
-  const { records, notes } = nextInterval(baselineOf(vllm(before, T0)), vllm(after, T2), { engineId: 'vllm-a', gpus: [0] });
+  const { records, notes } = intervalRecords(vllm(before, T0), vllm(after, T2), { engineId: 'vllm-a', gpus: [0] });
   assert.deepEqual(notes.filter((n) => n.kind === 'interval-split').map((n) => (n as { pieces: number }).pieces), [160_000]);
   assert.equal(records.length, 160_000);
   assert.equal(records.reduce((a, r) => a + (r.prompt_tokens as number), 0), 160_000 * 100_000_000);

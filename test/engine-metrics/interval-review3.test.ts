@@ -4,7 +4,7 @@ import { parseRequestRecord } from '../../model/request-record.js';
 import { parsePrometheusText } from '../../collectors/engine-metrics/prometheus-text.js';
 import { readEngineSnapshot } from '../../collectors/engine-metrics/engine-snapshot.js';
 import type { EngineSnapshot } from '../../collectors/engine-metrics/engine-snapshot.js';
-import { baselineOf, MAX_HELD_SCRAPES, nextInterval } from '../../collectors/engine-metrics/interval-records.js';
+import { baselineOf, COUNTER_LOOKAHEAD_SCRAPES, flushDeferred, MAX_HELD_SCRAPES, nextInterval } from '../../collectors/engine-metrics/interval-records.js';
 import type { IntervalNote } from '../../collectors/engine-metrics/interval-records.js';
 import type { RequestRecordWire } from '../../model/request-record.js';
 import { bump, fixture, withValue } from './fixtures.js';
@@ -16,16 +16,17 @@ const E1 = '{engine="1",model_name="Qwen/Qwen3-0.6B"}';
 const MODEL = 'Qwen/Qwen3-0.6B';
 const snap = (engine: 'vllm' | 'sglang', text: string, atMs: number): EngineSnapshot => readEngineSnapshot(parsePrometheusText(text), engine, atMs, 'unknown');
 
-/** Feed snapshots one at a time: records (wire) and notes per step. */
+/** Feed snapshots one at a time, then shut down (flushDeferred, the last step): records (wire) and notes per step. */
 function run(snaps: readonly EngineSnapshot[]) {
   let baseline = baselineOf(snaps[0] as EngineSnapshot);
   const steps: { records: RequestRecordWire[]; notes: IntervalNote[] }[] = [];
-  for (const s of snaps.slice(1)) {
-    const r = nextInterval(baseline, s, { engineId: 'e' });
+  const take = (r: ReturnType<typeof nextInterval>): void => {
     baseline = r.baseline;
     for (const w of r.records) assert.ok(parseRequestRecord(w, 0).ok, 'a valid record');
     steps.push({ records: r.records, notes: r.notes });
-  }
+  };
+  for (const s of snaps.slice(1)) take(nextInterval(baseline, s, { engineId: 'e' }));
+  take(flushDeferred(baseline, { engineId: 'e' }));
   return { steps, records: steps.flatMap((s) => s.records), notes: steps.flatMap((s) => s.notes), baseline };
 }
 
@@ -140,7 +141,8 @@ test(`a series gone for good (DP 2 -> 1, no restart marker) is waited for ${MAX_
     ['series-missing', false],
     ['series-given-up', null],
   ]);
-  assert.deepEqual(steps[2]?.notes.find((n) => n.kind === 'series-given-up'), { kind: 'series-given-up', model: 'meta-llama/Llama-3.1-8B-Instruct', series: gone });
+  // Rank 0's restart (a drop with no marker) is judged by the scrapes after it: the note comes with them.
+  assert.deepEqual(steps[COUNTER_LOOKAHEAD_SCRAPES]?.notes.find((n) => n.kind === 'series-given-up'), { kind: 'series-given-up', model: 'meta-llama/Llama-3.1-8B-Instruct', series: gone });
 
   // It comes back (DP 2 again, a new process): counted from its own last value, as any series.
   const back = [...snaps, snap('sglang', `${rank(0, 27_500, 2750)}\n${rank(1, 90_400, 9040)}`, at(10))];
