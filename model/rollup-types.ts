@@ -32,8 +32,9 @@ export interface HourlyHostEnergyRow {
 }
 
 /**
- * Requests and tokens count in the hour a request ended; energy in the hours it was drawn (since
- * ledger schema 7; before, whole in the hour it ended). A row may hold energy and no requests.
+ * Energy is booked in the hours it was drawn (since ledger schema 7; before, whole in the hour the
+ * request ended), and tokens with it, in proportion (rows written before that keep them in the end
+ * hour); a request counts in the hour it ended. A row may hold energy and tokens and no requests.
  */
 export interface HourlyUsageRow {
   readonly hourStartMs: EpochMs;

@@ -8,11 +8,14 @@ import { compareStrings } from './compare.js';
 /**
  * Hourly rollups: additive deltas the ledger adds to existing rows of the same key.
  *
- * - Usage rows (attributed side): each finalized request counts (requests, tokens) in the hour of
- *   its END, under its model, tier, cache and batch buckets, status and capped team/feature labels;
- *   its energy goes to the hours it was drawn in, under the same key (so an hour's usage energy is
- *   its energy rows' attributed energy, once the requests drawing it are final). Its energy drawn
- *   before that hour is tracked while it settles ({@link energyBeforeEndHour}).
+ * - Usage rows (attributed side): each finalized request's energy goes to the hours it was drawn in,
+ *   under its model, tier, cache and batch buckets, status and capped team/feature labels (so an
+ *   hour's usage energy is its energy rows' attributed energy, once the requests drawing it are
+ *   final); its energy drawn before its end hour is tracked while it settles
+ *   ({@link energyBeforeEndHour}). Its tokens go with its energy, each hour taking the share of
+ *   them that it took of the energy, in whole tokens ({@link apportion}), so J/token of any span of
+ *   hours (a month, a quarter) is that of the requests whose energy it holds. The request itself
+ *   counts once, in the hour it ended.
  * - Energy rows (measured side): a settled period's GPU totals, in the hour(s) it covers. A period
  *   crossing an hour boundary (only when the period does not divide an hour) is split in
  *   proportion to time; the energies of the pieces add up to the period's. Counts (counter resets,
@@ -67,31 +70,49 @@ export function usageRowsFromResults(
       }
       return row;
     };
-    // Energy drawn in earlier hours goes there; the end hour gets the rest and the counts.
+    const endRow = rowAt(hourStart(r.endMs));
+    endRow.requests += 1;
+    const before = Object.entries(r.beforeEndHourJ);
+    if (before.length === 0) {
+      // The usual request, drawn within the hour it ended in.
+      addUsage(endRow, [r.staticJ, r.dynamicJ, r.prefillJ, r.decodeJ], r.promptTokens, r.cachedTokens, r.completionTokens, r.reasoningTokens);
+      continue;
+    }
+    // Energy drawn in earlier hours goes there; the end hour gets the rest.
+    const hours: { row: MutableUsage; e: HourEnergy }[] = [];
     let [staticJ, dynamicJ, prefillJ, decodeJ] = [r.staticJ as number, r.dynamicJ as number, r.prefillJ as number, r.decodeJ as number];
-    for (const [hour, e] of Object.entries(r.beforeEndHourJ)) {
-      const row = rowAt(epochMs(Number(hour)));
-      row.staticJ += e[0];
-      row.dynamicJ += e[1];
-      row.prefillJ += e[2];
-      row.decodeJ += e[3];
+    for (const [hour, e] of before.sort((a, b) => Number(a[0]) - Number(b[0]))) {
+      hours.push({ row: rowAt(epochMs(Number(hour))), e });
       staticJ -= e[0];
       dynamicJ -= e[1];
       prefillJ -= e[2];
       decodeJ -= e[3];
     }
-    const row = rowAt(hourStart(r.endMs));
-    row.requests += 1;
-    row.promptTokens += r.promptTokens;
-    row.cachedTokens += r.cachedTokens;
-    row.completionTokens += r.completionTokens;
-    row.reasoningTokens += r.reasoningTokens;
-    row.staticJ += rest(staticJ, r.staticJ);
-    row.dynamicJ += rest(dynamicJ, r.dynamicJ);
-    row.prefillJ += rest(prefillJ, r.prefillJ);
-    row.decodeJ += rest(decodeJ, r.decodeJ);
+    hours.push({ row: endRow, e: [rest(staticJ, r.staticJ), rest(dynamicJ, r.dynamicJ), rest(prefillJ, r.prefillJ), rest(decodeJ, r.decodeJ)] });
+    // Tokens by each hour's share of the energy. The disjoint parts are apportioned, so that
+    // cached <= prompt and reasoning <= completion hold in every row.
+    const uncached = apportion(r.promptTokens - r.cachedTokens, hours);
+    const cached = apportion(r.cachedTokens, hours);
+    const reasoning = apportion(r.reasoningTokens, hours);
+    const answer = apportion(r.completionTokens - r.reasoningTokens, hours);
+    for (let i = 0; i < hours.length; i += 1) {
+      const { row, e } = hours[i] as (typeof hours)[number];
+      const [u, c, re, a] = [uncached[i] as number, cached[i] as number, reasoning[i] as number, answer[i] as number];
+      addUsage(row, e, u + c, c, a + re, re);
+    }
   }
   return rows.sort(compareUsageKeys);
+}
+
+function addUsage(row: MutableUsage, e: HourEnergy, promptTokens: number, cachedTokens: number, completionTokens: number, reasoningTokens: number): void {
+  row.staticJ += e[0];
+  row.dynamicJ += e[1];
+  row.prefillJ += e[2];
+  row.decodeJ += e[3];
+  row.promptTokens += promptTokens;
+  row.cachedTokens += cachedTokens;
+  row.completionTokens += completionTokens;
+  row.reasoningTokens += reasoningTokens;
 }
 
 /**
@@ -101,6 +122,29 @@ export function usageRowsFromResults(
  */
 function rest(remainder: number, total: number): number {
   return Math.abs(remainder) <= Math.abs(total) * 1e-12 ? 0 : remainder;
+}
+
+/**
+ * `count` whole units split over the hours in proportion to each one's attributed (static +
+ * dynamic) energy: the first k hours get round(count x their cumulative share), so the parts are
+ * whole, never negative, and add up to `count` exactly. With no energy at all, the last hour (the
+ * end hour) gets everything.
+ */
+function apportion(count: number, hours: readonly { readonly e: HourEnergy }[]): number[] {
+  const weight = (e: HourEnergy): number => Math.max(0, e[0] + e[1]);
+  let total = 0;
+  for (const h of hours) total += weight(h.e);
+  const parts: number[] = [];
+  let cumulative = 0;
+  let given = 0;
+  for (let i = 0; i < hours.length; i += 1) {
+    cumulative += weight((hours[i] as (typeof hours)[number]).e);
+    const last = i === hours.length - 1;
+    const upTo = last ? count : total > 0 ? Math.min(count, Math.round((count * cumulative) / total)) : 0;
+    parts.push(upTo - given);
+    given = upTo;
+  }
+  return parts;
 }
 
 /** The hours a span [fromMs, toMs) touches, each with the span's cumulative share by time at its start and end (0 to 1 exactly). */

@@ -13,8 +13,8 @@ import { request, T0 } from '../model/helpers.js';
 import { NullSettlementMetrics } from './null-settlement-metrics.js';
 
 /**
- * Hourly usage rows book a request's energy in the hours it was drawn (its counts in the hour it
- * ended), so each hour's usage energy equals its energy rows' attributed energy: what the ESG
+ * Hourly usage rows book a request's energy in the hours it was drawn (its tokens with it, the
+ * request itself in the hour it ended), so each hour's usage energy equals its energy rows' attributed energy: what the ESG
  * export's fully loaded shares rely on. Across a restart too: the energy a pending request drew
  * in earlier hours is kept in the ledger.
  */
@@ -61,7 +61,7 @@ function settleUntil(s: Settler, until: number): void {
   }
 }
 
-test('usage energy is booked in the hours it was drawn, counts in the hour a request ended, across a restart', (t) => {
+test('usage energy and tokens are booked in the hours the energy was drawn, the request in the hour it ended, across a restart', (t) => {
   const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-hourly-usage-'));
   const path = join(dir, 'ledger.db');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -101,10 +101,17 @@ test('usage energy is booked in the hours it was drawn, counts in the hour a req
   assert.ok(Math.abs((row(T0, 'a')?.dynamicJ ?? 0) - 60 * 250) < 1e-6, `dynamic ${row(T0, 'a')?.dynamicJ}`);
   assert.equal(row(T0, 'a')?.requests, 0);
   assert.deepEqual(hours.map((h) => usage.filter((u) => u.hourStartMs === h).reduce((s, u) => s + u.requests, 0)), [0, 2, 1, 1]);
-  // The request ending on the hour counts in that hour with no energy there.
+  // Its tokens go with its energy: 60 s of 65 is 92 of its 100 tokens.
+  assert.deepEqual([row(T0, 'a')?.completionTokens, usage.filter((u) => u.hourStartMs === T0 + H && u.tier === 'a').reduce((s, u) => s + u.completionTokens, 0)], [92, 8 + 50]);
+  // The request ending on the hour counts in that hour with no energy there, and no tokens either.
   assert.equal(row(T0 + 2 * H, 'b')?.requests, 1);
   assert.equal((row(T0 + 2 * H, 'b')?.staticJ ?? Number.NaN) + (row(T0 + 2 * H, 'b')?.dynamicJ ?? Number.NaN), 0);
-  assert.equal(row(T0 + 2 * H, 'b')?.completionTokens, 70);
+  assert.deepEqual([row(T0 + H, 'b')?.completionTokens, row(T0 + 2 * H, 'b')?.completionTokens], [70, 0]);
+  // The long request's 900 tokens follow its energy over its three hours (it shares its first with 'on-the-hour').
+  const long = [T0 + H, T0 + 2 * H, T0 + 3 * H].map((h) => row(h, 'c'));
+  const longJ = long.reduce((s, u) => s + (u?.staticJ ?? 0) + (u?.dynamicJ ?? 0), 0);
+  assert.equal(long.reduce((s, u) => s + (u?.completionTokens ?? 0), 0), 900);
+  for (const u of long) assert.ok(Math.abs((u?.completionTokens ?? 0) - (900 * ((u?.staticJ ?? 0) + (u?.dynamicJ ?? 0))) / longJ) <= 1, `${u?.completionTokens} tokens`);
   // Nothing is lost or counted twice: the rows add up to the requests' own energy.
   const finals = ledger.readRequests(epochMs(T0 - H), epochMs(T0 + 5 * H)).reduce((s, r) => s + (r.final?.joules ?? 0), 0);
   const booked = usage.reduce((s, u) => s + u.staticJ + u.dynamicJ, 0);

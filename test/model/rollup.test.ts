@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import fc from 'fast-check';
 import assert from 'node:assert/strict';
 import type { GpuPeriodTotals } from '../../model/attribution-types.js';
 import { addEnergyBeforeEndHour, addShares, emptyAccumulator, finalizeRequest, type RequestResult } from '../../model/request-result.js';
@@ -61,7 +62,7 @@ test('energy rows: a period crossing the hour is split in proportion to time; co
   assert.deepEqual(rows.map((r) => [r.counterResets, r.gaps, r.simulated]), [[1, 2, true], [0, 0, true]]);
 });
 
-test('usage rows: energy drawn before the end hour is booked in its own hours, the counts and the rest in the end hour', () => {
+test('usage rows: energy drawn before the end hour is booked in its own hours, the tokens with it, the request in the end hour', () => {
   const cap = (_name: string, value: string | undefined): string => value ?? '';
   const endMs = T0 + HOUR_MS + 5_000;
   const record = request({ requestId: 'x', startMs: T0 + HOUR_MS - 60_000, endMs, promptTokens: 10, completionTokens: 5 });
@@ -75,12 +76,54 @@ test('usage rows: energy drawn before the end hour is booked in its own hours, t
   const acc = addShares(addShares(emptyAccumulator(), [share(first)]), [share(second)]);
   const result = finalizeRequest(record, { ...acc, beforeEndHourJ: before ?? {} }, { late: false });
   const rows = usageRowsFromResults([result], 'n', false, cap);
+  // 120 J of 132 J in the first hour: 10/11 of the tokens, in whole tokens (4.5 -> 5 of 5, 9.1 -> 9 of 10).
   assert.deepEqual(
-    rows.map((r) => [r.hourStartMs, r.requests, r.completionTokens, r.staticJ, r.dynamicJ, r.prefillJ, r.decodeJ]),
+    rows.map((r) => [r.hourStartMs, r.requests, r.promptTokens, r.completionTokens, r.staticJ, r.dynamicJ, r.prefillJ, r.decodeJ]),
     [
-      [T0, 0, 0, 40, 80, 30, 90],
-      [T0 + HOUR_MS, 1, 5, 4, 8, 0, 12],
+      [T0, 0, 9, 5, 40, 80, 30, 90],
+      [T0 + HOUR_MS, 1, 1, 0, 4, 8, 0, 12],
     ],
+  );
+});
+
+test('usage rows: tokens split over hours by energy are whole, add up exactly, and keep cached <= prompt and reasoning <= completion (property)', () => {
+  const cap = (_name: string, value: string | undefined): string => value ?? '';
+  fc.assert(
+    fc.property(
+      fc.array(fc.double({ min: 0, max: 1000, noNaN: true }), { minLength: 1, maxLength: 5 }),
+      fc.integer({ min: 0, max: 10_000 }),
+      fc.integer({ min: 0, max: 10_000 }),
+      fc.integer({ min: 0, max: 10_000 }),
+      fc.integer({ min: 0, max: 10_000 }),
+      (perHour, prompt, cachedRaw, completion, reasoningRaw) => {
+        const cached = Math.min(prompt, cachedRaw);
+        const reasoning = Math.min(completion, reasoningRaw);
+        const hours = perHour.length;
+        const endMs = T0 + hours * HOUR_MS - 1;
+        const record = request({ requestId: 'p', startMs: T0, endMs, promptTokens: prompt, cachedTokens: cached, completionTokens: completion, reasoningTokens: reasoning });
+        let acc = emptyAccumulator();
+        for (const [i, j] of perHour.entries()) {
+          acc = addShares(acc, [{ requestId: 'p', gpuUuid: 'g', staticJ: joules(j / 3), dynamicJ: joules((2 * j) / 3), prefillJ: joules(j / 2), decodeJ: joules(j / 2), activeMs: 1, concurrencyMs: 1, estimated: false }]);
+          const before = energyBeforeEndHour({ staticJ: j / 3, dynamicJ: (2 * j) / 3, prefillJ: j / 2, decodeJ: j / 2 }, T0 + i * HOUR_MS, T0 + i * HOUR_MS + 1000, endMs);
+          if (before !== null) acc = { ...acc, beforeEndHourJ: addEnergyBeforeEndHour(acc.beforeEndHourJ, before) };
+        }
+        const rows = usageRowsFromResults([finalizeRequest(record, acc, { late: false })], 'n', false, cap);
+        const sum = (pick: (r: (typeof rows)[number]) => number): number => rows.reduce((s, r) => s + pick(r), 0);
+        assert.deepEqual(
+          [sum((r) => r.requests), sum((r) => r.promptTokens), sum((r) => r.cachedTokens), sum((r) => r.completionTokens), sum((r) => r.reasoningTokens)],
+          [1, prompt, cached, completion, reasoning],
+        );
+        const total = perHour.reduce((s, j) => s + j, 0);
+        for (const r of rows) {
+          for (const n of [r.promptTokens, r.cachedTokens, r.completionTokens, r.reasoningTokens]) assert.ok(Number.isInteger(n) && n >= 0, `${n} tokens`);
+          assert.ok(r.cachedTokens <= r.promptTokens && r.reasoningTokens <= r.completionTokens);
+          // Each hour's tokens are its share of the energy, to within rounding (two parts, half a token each).
+          const share = total > 0 ? (r.staticJ + r.dynamicJ) / total : r.hourStartMs === hourStart(endMs) ? 1 : 0;
+          assert.ok(Math.abs(r.completionTokens - share * completion) <= 1 + 1e-9, `${r.completionTokens} of ${completion} at share ${share}`);
+        }
+      },
+    ),
+    { numRuns: 300 },
   );
 });
 
