@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { userLabelNameProblems } from '../exporters/prometheus/label-names.js';
 import { DEFAULT_ATTRIBUTION_CONFIG } from '../model/attribution-config.js';
+import { refuseReservedReportKey } from '../model/report-keys.js';
 import { carbonSection, engineMetricsSection, hostPowerSection, otlpSection, proxySection } from './config-sections.js';
 
 /**
@@ -77,10 +78,13 @@ const headerName = z
   .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, { error: 'must be an HTTP header name (token characters only)' })
   .transform((h) => h.toLowerCase());
 
+/** A tier: the ESG report's own row keys are not tier names. */
+const tierName = text('a tier name', 64).superRefine(refuseReservedReportKey);
+
 const replica = z.strictObject({
   model: text('a model name'),
   gpus: z.array(gpuRef, { error: 'must be a list of GPU indices or UUIDs' }).min(1, { error: 'must name at least one GPU' }).max(64),
-  tier: text('a tier name', 64).optional(),
+  tier: tierName.optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -121,7 +125,7 @@ export const configSchema = z.strictObject({
     .prefault({}),
   /** Node name in the ledger and reports; in Kubernetes set TOKENWATT_NODE from spec.nodeName. */
   node: text('a node name').default(() => hostname()),
-  tiers: z.record(text('a model name'), text('a tier name', 64), { error: 'must map model names to tier names' }).default({}),
+  tiers: z.record(text('a model name'), tierName, { error: 'must map model names to tier names' }).default({}),
   replicas: z.array(replica, { error: 'must be a list of {model, gpus, tier?}' }).max(256).default([]),
   /** Defaults, and the reasons for them, are the model's (model/attribution-config.ts). */
   attribution: z

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { REPORT_LABELS, refuseReservedReportKey, reservedReportKeyReason } from './report-keys.js';
 import type { EpochMs } from './units.js';
 
 /** Status of one request as the serving stack saw it. */
@@ -135,8 +136,8 @@ export const requestRecordWireSchema = z
     request_id: text(1, MAX_ID_LENGTH, 'must not be empty'),
     task_id: text(1, MAX_ID_LENGTH).optional(),
     attempt: z.number().int('must be an integer').min(1, 'must be >= 1').max(10_000).optional(),
-    model: text(1, 256, 'must not be empty'),
-    tier: text(1, 64).optional(),
+    model: text(1, 256, 'must not be empty').superRefine(refuseReservedReportKey),
+    tier: text(1, 64).superRefine(refuseReservedReportKey).optional(),
     gpus: z.array(gpuRef).min(1, 'must name at least one GPU').max(64).optional(),
     start: timestamp,
     first_token: timestamp.optional(),
@@ -150,6 +151,13 @@ export const requestRecordWireSchema = z
     labels: z
       .record(z.string().regex(LABEL_NAME, 'a label name must match [a-zA-Z_][a-zA-Z0-9_]* and be at most 64 characters'), text(0, MAX_LABEL_VALUE))
       .refine((labels) => Object.keys(labels).length <= MAX_LABELS, TOO_MANY_LABELS)
+      .superRefine((labels, ctx) => {
+        for (const name of REPORT_LABELS) {
+          const value = labels[name];
+          const reason = value === undefined ? null : reservedReportKeyReason(value);
+          if (reason !== null) ctx.addIssue({ code: 'custom', path: [name], message: reason });
+        }
+      })
       .optional(),
     tokens_estimated: z.boolean().optional(),
     granularity: z.enum(['request', 'interval']).optional(),
@@ -282,6 +290,10 @@ function fastLabels(v: unknown): Record<string, string> | null {
     if (++n > MAX_LABELS || !LABEL_NAME.test(key) || !isString(value, 0, MAX_LABEL_VALUE)) return null;
     out[key] = value;
   }
+  for (const name of REPORT_LABELS) {
+    const value = out[name];
+    if (value !== undefined && reservedReportKeyReason(value) !== null) return null;
+  }
   return out;
 }
 
@@ -297,13 +309,13 @@ export function acceptCommonRecord(input: object): RequestRecord | null {
   const r = input as Record<string, unknown>;
   const requestId = r.request_id;
   const model = r.model;
-  if (!isString(requestId, 1, MAX_ID_LENGTH) || !isString(model, 1, 256)) return null;
+  if (!isString(requestId, 1, MAX_ID_LENGTH) || !isString(model, 1, 256) || reservedReportKeyReason(model) !== null) return null;
   const taskId = r.task_id;
   if (taskId !== undefined && !isString(taskId, 1, MAX_ID_LENGTH)) return null;
   const attempt = r.attempt;
   if (attempt !== undefined && !isInt(attempt, 1, 10_000)) return null;
   const tier = r.tier;
-  if (tier !== undefined && !isString(tier, 1, 64)) return null;
+  if (tier !== undefined && (!isString(tier, 1, 64) || reservedReportKeyReason(tier) !== null)) return null;
   const gpus = r.gpus === undefined ? null : fastGpus(r.gpus);
   if (r.gpus !== undefined && gpus === null) return null;
   const startMs = fastTime(r.start);

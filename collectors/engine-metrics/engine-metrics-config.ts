@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { gpuListSchema } from '../proxy/proxy-config.js';
+import { refuseReservedReportKey } from '../../model/report-keys.js';
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL, e.g. http://127.0.0.1:8000/metrics' });
 
@@ -12,10 +13,10 @@ export const engineTargetSchema = z.strictObject({
   /** Name used in the records' request ids; defaults to the URL's host:port. */
   engineId: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits and _ . : - only').optional(),
   /** Model name for series without a model_name label. */
-  model: z.string().min(1).max(256).optional(),
+  model: z.string().min(1).max(256).superRefine(refuseReservedReportKey).optional(),
   /** GPUs of this engine's replica (indices or UUIDs); else the agent's model->replica config applies. */
   gpus: gpuListSchema.optional(),
-  tier: z.string().min(1).max(64).optional(),
+  tier: z.string().min(1).max(64).superRefine(refuseReservedReportKey).optional(),
 });
 
 /**

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { refuseReservedReportKey } from '../../model/report-keys.js';
 import { replicaSchema } from '../proxy/proxy-config.js';
 
 const attributeKeys = (defaults: string[]) => z.array(z.string().min(1).max(256)).min(1).max(16).default(defaults);
@@ -27,7 +28,7 @@ export const otlpConfigSchema = z.strictObject({
    * Model of spans that name none. vLLM's own `llm_request` spans carry token counts but no
    * gen_ai.response.model; without this they are refused as having no model.
    */
-  defaultModel: z.string().min(1).max(256).optional(),
+  defaultModel: z.string().min(1).max(256).superRefine(refuseReservedReportKey).optional(),
   /** GPUs/tier of the replica serving the traced calls, for every model. */
   replica: replicaSchema.optional(),
   /** Per model, GPUs/tier overriding `replica`. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { refuseReservedReportKey } from '../../model/report-keys.js';
 
 const GPU_ENTRY = { error: 'must be a GPU index (0..1023) or UUID' };
 /**
@@ -19,7 +20,7 @@ const headerName = z
 /** GPUs and tier of the serving replica behind the proxy. */
 export const replicaSchema = z.strictObject({
   gpus: gpuListSchema.optional(),
-  tier: z.string().min(1).max(64).optional(),
+  tier: z.string().min(1).max(64).superRefine(refuseReservedReportKey).optional(),
 });
 
 /**

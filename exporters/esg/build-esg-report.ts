@@ -8,6 +8,7 @@ import type { HourlyIntensitySeries } from '../../model/carbon/hourly-intensity-
 import { resolveLocationIntensity } from '../../model/carbon/location-intensity.js';
 import type { LocationIntensitySpec } from '../../model/carbon/location-intensity.js';
 import { resolveMarketIntensity } from '../../model/carbon/market-intensity.js';
+import { NO_LABEL_KEY, UNALLOCATED_KEY } from '../../model/report-keys.js';
 import { checkPue, DEFAULT_PUE, DEFAULT_PUE_SOURCE } from '../../model/carbon/pue.js';
 import { sciPerUnit } from '../../model/carbon/sci.js';
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow, TaskRow } from '../../model/rollup-types.js';
@@ -21,7 +22,7 @@ import { collectNodeHours } from './node-hours.js';
 import type { NodeHour } from './node-hours.js';
 import type { ReportPeriod } from './report-period.js';
 import { HOUR, periodHours } from './report-period.js';
-import { dayOf, isoHour, kg, kwh, monthOf, ratio, round } from './report-numbers.js';
+import { dayOf, isoHour, kg, kwh, labelKey, monthOf, ratio, round } from './report-numbers.js';
 import { sumTasks, tasksSection } from './task-summary.js';
 import type { TaskAggregateRow } from './task-summary.js';
 import { addSums, aggregateUsage, emptySums } from './usage-breakdowns.js';
@@ -41,7 +42,7 @@ export interface TokenCountRow {
 }
 
 /** Label of the breakdown row that holds, in each label dimension, the facility energy no usage row took. */
-export const UNALLOCATED_KEY = '(unallocated)';
+export { UNALLOCATED_KEY };
 
 export interface EsgReportInput {
   /**
@@ -311,6 +312,7 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
           'the fully loaded share of a request that ran across an hour boundary comes from the hour it ended, and the earlier hour\'s share of its energy is unallocated.',
       );
     }
+    notes.push(...reservedValueNotes(usage));
     if (!coverageKnown) notes.push('Sample coverage, gap and counter-reset counts are not available from this data source.');
     if (input.taskEnergyKnown === false) notes.push('Task energy is not available from this data source: task counts only.');
 
@@ -506,8 +508,8 @@ function copyTokens(into: UsageSums, from: UsageSums | undefined): void {
 const COMBO_DIMENSIONS: readonly (readonly [BreakdownDimension, (c: { model: string; tier: string; cacheBucket: string; batchBucket: string; team: string; feature: string }) => string])[] = [
   ['tier', (c) => c.tier],
   ['model', (c) => c.model],
-  ['team', (c) => c.team],
-  ['feature', (c) => c.feature],
+  ['team', (c) => labelKey(c.team)],
+  ['feature', (c) => labelKey(c.feature)],
   ['cache_bucket', (c) => c.cacheBucket],
   ['batch_bucket', (c) => c.batchBucket],
 ];
@@ -646,6 +648,28 @@ function coverageOf(
     return { node, gpus: gpuHours.get(node)?.size ?? 0, hours_with_data: withData, missing_hours: missing };
   });
   return { nodes, sources: [], duplicates_ignored: [] };
+}
+
+/**
+ * Usage whose model, tier, team or feature is one of the report's own row keys: refused at ingest
+ * and in the config now, but a ledger (or an agent's series) from before may hold it. Said, so a
+ * reader does not take such a row for the report's own.
+ */
+function reservedValueNotes(usage: UsageAggregate): string[] {
+  const found = new Set<string>();
+  for (const c of usage.combos.values()) {
+    for (const [by, value] of [['model', c.model], ['tier', c.tier], ['team', c.team], ['feature', c.feature]] as const) {
+      if (value === UNALLOCATED_KEY || (value === NO_LABEL_KEY && (by === 'team' || by === 'feature'))) found.add(`${by}\u0001${value}`);
+    }
+  }
+  return [...found].sort().map((key) => {
+    const [by, value] = key.split('\u0001') as [string, string];
+    const where =
+      value === UNALLOCATED_KEY
+        ? `its row has the key of the report's row of unallocated facility energy (the one with attributed energy is the ${by})`
+        : `it is counted in the row of requests without a ${by}`;
+    return `Usage recorded before tokenwatt refused the value has ${by} ${JSON.stringify(value)}: ${where}.`;
+  });
 }
 
 /** Usage rows as node-hour totals of their attributed energy. */

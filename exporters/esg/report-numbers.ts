@@ -1,3 +1,4 @@
+import { NO_LABEL_KEY } from '../../model/report-keys.js';
 import { JOULES_PER_KWH } from '../../model/units.js';
 
 /** Significant digits kept in reports: far below metering accuracy, stable under re-summation. */
@@ -22,4 +23,4 @@ export const dayOf = (ms: number): string => new Date(ms).toISOString().slice(0,
 export const monthOf = (ms: number): string => new Date(ms).toISOString().slice(0, 7);
 
 /** Label value as shown: the ledger keeps "" for an absent user label. */
-export const labelKey = (value: string): string => (value === '' ? '(none)' : value);
+export const labelKey = (value: string): string => (value === '' ? NO_LABEL_KEY : value);

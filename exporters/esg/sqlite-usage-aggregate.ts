@@ -1,7 +1,7 @@
 import type { Database } from 'better-sqlite3';
 import { utcDaySlices } from './report-period.js';
 import type { ReportPeriod } from './report-period.js';
-import { dayOf, labelKey, monthOf } from './report-numbers.js';
+import { dayOf, monthOf } from './report-numbers.js';
 import type { TaskAggregateRow } from './task-summary.js';
 import { emptySums } from './usage-breakdowns.js';
 import type { ComboSums, HourFactors, UsageAggregate, UsageNodeHourTotal, UsageSums } from './usage-breakdowns.js';
@@ -74,7 +74,7 @@ export function aggregateUsageInSqlite(db: Database, period: ReportPeriod, facto
         const key = `${model}\u0001${tier}\u0001${cacheBucket}\u0001${batchBucket}\u0001${team}\u0001${feature}`;
         let combo = combos.get(key);
         if (!combo) {
-          combo = { ...emptySums(), model, tier, cacheBucket, batchBucket, team: labelKey(team), feature: labelKey(feature) };
+          combo = { ...emptySums(), model, tier, cacheBucket, batchBucket, team, feature };
           combos.set(key, combo);
         }
         add(combo, sums);

@@ -1,6 +1,6 @@
 import type { HourlyUsageRow } from '../../model/rollup-types.js';
 import type { ReportPeriod } from './report-period.js';
-import { dayOf, labelKey, monthOf } from './report-numbers.js';
+import { dayOf, monthOf } from './report-numbers.js';
 
 /** Additive figures of one group of usage (a label combination, a day, a month). */
 export interface UsageSums {
@@ -43,7 +43,7 @@ export function addSums(into: UsageSums, from: UsageSums): void {
   into.simulatedJ += from.simulatedJ;
 }
 
-/** One label combination (the grain of hourly_usage, minus the hour and node). */
+/** One label combination (the grain of hourly_usage, minus the hour and node); team and feature as stored ("" when absent). */
 export interface ComboSums extends UsageSums {
   readonly model: string;
   readonly tier: string;
@@ -125,8 +125,8 @@ export function aggregateUsage(
         tier: r.tier,
         cacheBucket: r.cacheBucket,
         batchBucket: r.batchBucket,
-        team: labelKey(r.team),
-        feature: labelKey(r.feature),
+        team: r.team,
+        feature: r.feature,
       };
       combos.set(key, c);
     }

@@ -124,3 +124,26 @@ test('settle period must divide an hour; user labels must not be reserved or ids
     /\[3\]: listed twice/,
   ]);
 });
+
+test('a tier or model named like one of the ESG report\'s own rows is refused, naming the key', () => {
+  const yaml = [
+    'tiers:',
+    "  llama: '(unallocated)'", // line 2
+    'replicas:',
+    "  - { model: m, gpus: [0], tier: '(none)' }", // line 4
+    'proxy:',
+    '  upstream: http://127.0.0.1:8000',
+    "  replica: { tier: '(unallocated)' }", // line 7
+    'engineMetrics:',
+    "  targets: [{ url: 'http://127.0.0.1:8001/metrics', model: '(unallocated)' }]", // line 9
+    '',
+  ].join('\n');
+  withFile('tokenwatt.yaml', yaml, (path) => {
+    assertExactly(errorsOf({ configFile: path }), [
+      /^tokenwatt\.yaml:2: tiers\.llama: "\(unallocated\)" is reserved: the ESG report keys its row of facility energy that no request used so/,
+      /^tokenwatt\.yaml:4: replicas\[0\]\.tier: "\(none\)" is reserved: the ESG report keys its rows of requests without a team or feature so/,
+      /^tokenwatt\.yaml:7: proxy\.replica\.tier: "\(unallocated\)" is reserved/,
+      /^tokenwatt\.yaml:9: engineMetrics\.targets\[0\]\.model: "\(unallocated\)" is reserved/,
+    ]);
+  });
+});

@@ -19,10 +19,10 @@ const time = fc.oneof(
   fc.constantFrom<unknown>(T0 / 1000, T0 + 0.5, '2026-11-01 10:00:01Z', '2026-13-01T10:00:00Z', '2026-11-01T10:00:00', '2026-11-31T10:00:00Z', '2026-11-01T24:00:00Z', 946_684_800_000, 7_258_118_400_001),
   junk,
 );
-const text = (max: number) => fc.oneof(fc.string({ minLength: 1, maxLength: 12 }), fc.constantFrom('', 'a'.repeat(max), 'a'.repeat(max + 1), 'x\ud800', '\udc00y', 'ok\ud83d\ude00'), junk);
+const text = (max: number) => fc.oneof(fc.string({ minLength: 1, maxLength: 12 }), fc.constantFrom('', 'a'.repeat(max), 'a'.repeat(max + 1), 'x\ud800', '\udc00y', 'ok\ud83d\ude00', '(none)', '(unallocated)'), junk);
 const gpuRef = fc.oneof(fc.integer({ min: 0, max: 8 }), fc.constantFrom<unknown>(1023, 1024, -1, 0.5, '', 'GPU-abc', 'x'.repeat(129)));
 const labels = fc.oneof(
-  fc.dictionary(fc.constantFrom('team', 'feature', '_x', 'A9', '9bad', 'bad-name', 'constructor', 'toString'), fc.oneof(fc.string({ maxLength: 8 }), fc.constantFrom<unknown>('v'.repeat(257), 3, null))),
+  fc.dictionary(fc.constantFrom('team', 'feature', '_x', 'A9', '9bad', 'bad-name', 'constructor', 'toString'), fc.oneof(fc.string({ maxLength: 8 }), fc.constantFrom<unknown>('v'.repeat(257), 3, null, '(none)', '(unallocated)'))),
   fc.constantFrom<unknown>([], null, 'team=a'),
 );
 
@@ -136,6 +136,11 @@ test('records the fast path leaves to the schema still get named errors', () => 
     [{ request_id: 'r', model: 'm', start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1, cached_tokens: null }, 'cached_tokens'],
     [{ request_id: 'r', model: 'm', start: T0, end: T0 - 1, prompt_tokens: 1, completion_tokens: 1 }, 'end'],
     [{ request_id: 'r', model: 'm', start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1, labels: { 'bad-name': 'x' } }, 'labels.bad-name'],
+    // The ESG report's own row keys, as a value it breaks down by.
+    [{ request_id: 'r', model: 'm', start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1, labels: { team: '(unallocated)' } }, 'labels.team'],
+    [{ request_id: 'r', model: 'm', start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1, labels: { feature: '(none)' } }, 'labels.feature'],
+    [{ request_id: 'r', model: 'm', start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1, tier: '(unallocated)' }, 'tier'],
+    [{ request_id: 'r', model: '(none)', start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1 }, 'model'],
   ] as const) {
     assert.equal(acceptCommonRecord(input), null);
     const parsed = parseRequestRecord(input, 0);
