@@ -29,7 +29,10 @@ export interface CounterTotals {
   readonly gpus: readonly GpuEnergyTotal[];
   /** Attributed energy, tokens and requests per label set (hourly_usage plus pruned_usage). */
   readonly usage: readonly UsageTotal[];
+  /** Host energy (hourly_host plus pruned_host). */
   readonly hostJ: number;
+  /** Host energy by kind (hourly_host.estimated: a configured overhead), without what was pruned before schema 8. */
+  readonly hostByKind: { readonly measuredJ: number; readonly estimatedJ: number };
   readonly quality: { readonly lateRecords: number; readonly rejectedRecords: number; readonly sampleErrors: number };
   readonly tasks: { readonly count: number; readonly succeeded: number; readonly joules: number; readonly wasteJ: number };
 }
@@ -44,6 +47,8 @@ export interface GpuEnergyTotal {
   readonly dynamicJ: number;
   readonly unattributedJ: number;
   readonly estimatedJ: number;
+  /** Sample-covered time, without what was pruned before schema 8. */
+  readonly coveredMs: number;
   readonly simulated: boolean;
 }
 

@@ -230,15 +230,20 @@ const USAGE_KEY = 'node, model, tier, cache_bucket, batch_bucket, status, team, 
 const USAGE_SUMS = `requests, prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, static_j, dynamic_j, prefill_j,
     decode_j, simulated`;
 
-/** The counter-total queries; without `withPruned` (a version-1 file, read-only) they read the hourly tables alone. */
-export function counterTotalsSql(withPruned: boolean): { gpuEnergy: string; usage: string; host: string; quality: string; tasks: string } {
-  const also = (text: string): string => (withPruned ? ` UNION ALL ${text}` : '');
+/**
+ * The counter-total queries for a file of schema `version`: before 2 (a version-1 file, read-only)
+ * they read the hourly tables alone; before 8 the pruned sums hold no covered time and no host
+ * energy by kind (read as 0).
+ */
+export function counterTotalsSql(version: number): { gpuEnergy: string; usage: string; host: string; quality: string; tasks: string } {
+  const also = (text: string): string => (version >= 2 ? ` UNION ALL ${text}` : '');
+  const seeds = version >= 8;
   return {
     gpuEnergy: `SELECT e.gpu_uuid, sum(e.measured_j) AS measured_j, sum(e.idle_j) AS idle_j,
     sum(e.static_j) AS static_j, sum(e.dynamic_j) AS dynamic_j, sum(e.unattributed_j) AS unattributed_j,
-    sum(e.estimated_j) AS estimated_j, max(e.simulated) AS simulated,
+    sum(e.estimated_j) AS estimated_j, sum(e.covered_ms) AS covered_ms, max(e.simulated) AS simulated,
     (SELECT p.gpu_index FROM periods p WHERE p.gpu_uuid = e.gpu_uuid ORDER BY p.period_start_ms DESC LIMIT 1) AS gpu_index
-  FROM (SELECT gpu_uuid, ${ENERGY_SUMS} FROM hourly_energy${also(`SELECT gpu_uuid, ${ENERGY_SUMS} FROM pruned_energy`)}) e
+  FROM (SELECT gpu_uuid, ${ENERGY_SUMS}, covered_ms FROM hourly_energy${also(`SELECT gpu_uuid, ${ENERGY_SUMS}, ${seeds ? 'covered_ms' : '0'} FROM pruned_energy`)}) e
   GROUP BY e.gpu_uuid ORDER BY e.gpu_uuid`,
     usage: `SELECT ${USAGE_KEY},
     sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens, sum(cached_tokens) AS cached_tokens,
@@ -247,8 +252,11 @@ export function counterTotalsSql(withPruned: boolean): { gpuEnergy: string; usag
     max(simulated) AS simulated
   FROM (SELECT ${USAGE_KEY}, ${USAGE_SUMS} FROM hourly_usage${also(`SELECT ${USAGE_KEY}, ${USAGE_SUMS} FROM pruned_usage`)})
   GROUP BY ${USAGE_KEY} ORDER BY ${USAGE_KEY}`,
-    host: `SELECT coalesce(sum(host_j), 0) AS host_j
-  FROM (SELECT host_j FROM hourly_host${also('SELECT host_j FROM pruned_host')})`,
+    // measured_j and estimated_j: host energy by kind (RAPL, or a configured overhead); host_j also
+    // holds what was pruned before schema 8, of unknown kind.
+    host: `SELECT coalesce(sum(host_j), 0) AS host_j, coalesce(sum(measured_j), 0) AS measured_j, coalesce(sum(estimated_j), 0) AS estimated_j
+  FROM (SELECT host_j, CASE WHEN estimated = 0 THEN host_j ELSE 0 END AS measured_j, CASE WHEN estimated = 0 THEN 0 ELSE host_j END AS estimated_j
+    FROM hourly_host${also(`SELECT host_j, ${seeds ? 'measured_j, estimated_j' : '0, 0'} FROM pruned_host`)})`,
     // late: settled late records (hourly_quality) plus late ones not settled yet, as the metric counts them at ingest.
     quality: `SELECT coalesce(sum(late_records), 0) + (SELECT count(*) FROM requests WHERE finalized = 0 AND late = 1) AS late,
     coalesce(sum(rejected_records), 0) AS rejected, coalesce(sum(sample_errors), 0) AS sample_errors
@@ -282,11 +290,11 @@ export const PRUNE_PERIODS = 'DELETE FROM periods WHERE period_start_ms < ?';
  * (The WHERE before GROUP BY also keeps SQLite from reading ON CONFLICT as a join constraint.)
  */
 export const CARRY_PRUNED_ROLLUPS = [
-  `INSERT INTO pruned_energy (gpu_uuid, ${ENERGY_SUMS})
-    SELECT gpu_uuid, sum(measured_j), sum(idle_j), sum(static_j), sum(dynamic_j), sum(unattributed_j), sum(estimated_j), max(simulated)
+  `INSERT INTO pruned_energy (gpu_uuid, ${ENERGY_SUMS}, covered_ms)
+    SELECT gpu_uuid, sum(measured_j), sum(idle_j), sum(static_j), sum(dynamic_j), sum(unattributed_j), sum(estimated_j), max(simulated), sum(covered_ms)
     FROM hourly_energy WHERE hour_start_ms < ? GROUP BY gpu_uuid
     ON CONFLICT (gpu_uuid) DO UPDATE SET
-      ${addExcluded('measured_j, idle_j, static_j, dynamic_j, unattributed_j, estimated_j')},
+      ${addExcluded('measured_j, idle_j, static_j, dynamic_j, unattributed_j, estimated_j, covered_ms')},
       simulated = max(simulated, excluded.simulated)`,
   `INSERT INTO pruned_usage (${USAGE_KEY}, ${USAGE_SUMS})
     SELECT ${USAGE_KEY}, sum(requests), sum(prompt_tokens), sum(cached_tokens), sum(completion_tokens), sum(reasoning_tokens),
@@ -295,9 +303,11 @@ export const CARRY_PRUNED_ROLLUPS = [
     ON CONFLICT (${USAGE_KEY}) DO UPDATE SET
       ${addExcluded('requests, prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, static_j, dynamic_j, prefill_j, decode_j')},
       simulated = max(simulated, excluded.simulated)`,
-  `INSERT INTO pruned_host (node, host_j)
-    SELECT node, sum(host_j) FROM hourly_host WHERE hour_start_ms < ? GROUP BY node
-    ON CONFLICT (node) DO UPDATE SET host_j = host_j + excluded.host_j`,
+  `INSERT INTO pruned_host (node, host_j, measured_j, estimated_j)
+    SELECT node, sum(host_j), sum(CASE WHEN estimated = 0 THEN host_j ELSE 0 END), sum(CASE WHEN estimated = 0 THEN 0 ELSE host_j END)
+    FROM hourly_host WHERE hour_start_ms < ? GROUP BY node
+    ON CONFLICT (node) DO UPDATE SET
+      ${addExcluded('host_j, measured_j, estimated_j')}`,
   `INSERT INTO pruned_quality (node, late_records, rejected_records, sample_errors)
     SELECT node, sum(late_records), sum(rejected_records), sum(sample_errors) FROM hourly_quality WHERE hour_start_ms < ? GROUP BY node
     ON CONFLICT (node) DO UPDATE SET

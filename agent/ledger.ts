@@ -793,9 +793,8 @@ export class Ledger {
    * A GPU's index still comes from its latest retained period (null when none is retained).
    */
   counterTotals(): CounterTotals {
-    type GpuSums = Omit<rows.HourlyEnergySqlRow, 'hour_start_ms' | 'node' | 'covered_ms' | 'counter_resets' | 'gaps'> & { gpu_index: number | null };
-    // A version-1 file (opened read-only) has no pruned_* tables: its totals are the hourly sums.
-    const totals = sql.counterTotalsSql(this.version >= 2);
+    type GpuSums = Omit<rows.HourlyEnergySqlRow, 'hour_start_ms' | 'node' | 'counter_resets' | 'gaps'> & { gpu_index: number | null };
+    const totals = sql.counterTotalsSql(this.version);
     const gpus = (this.stmt(totals.gpuEnergy).all() as GpuSums[]).map((g) => ({
       gpuUuid: g.gpu_uuid,
       gpuIndex: g.gpu_index,
@@ -805,16 +804,18 @@ export class Ledger {
       dynamicJ: g.dynamic_j,
       unattributedJ: g.unattributed_j,
       estimatedJ: g.estimated_j,
+      coveredMs: g.covered_ms,
       simulated: g.simulated !== 0,
     }));
     const usage = (this.stmt(totals.usage).all() as Omit<rows.HourlyUsageSqlRow, 'hour_start_ms'>[]).map(rows.usageTotalFromRow);
-    const host = this.stmt(totals.host).get() as { host_j: number };
+    const host = this.stmt(totals.host).get() as { host_j: number; measured_j: number; estimated_j: number };
     const quality = this.stmt(totals.quality).get() as { late: number; rejected: number; sample_errors: number };
     const tasks = this.stmt(totals.tasks).get() as { count: number; succeeded: number; joules: number; waste_j: number };
     return {
       gpus,
       usage,
       hostJ: host.host_j,
+      hostByKind: { measuredJ: host.measured_j, estimatedJ: host.estimated_j },
       quality: { lateRecords: quality.late, rejectedRecords: quality.rejected, sampleErrors: quality.sample_errors },
       tasks: { count: tasks.count, succeeded: tasks.succeeded, joules: tasks.joules, wasteJ: tasks.waste_j },
     };

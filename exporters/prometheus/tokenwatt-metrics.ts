@@ -61,8 +61,12 @@ export interface MetricsSeed {
     readonly idleJ: number;
     readonly unattributedJ: number;
     readonly estimatedJ: number;
+    /** Sample-covered time of the settled periods (tokenwatt_gpu_covered_seconds_total). */
+    readonly coveredMs?: number;
     readonly simulated: boolean;
   }[];
+  /** Host energy by kind: RAPL (measured) and a configured overhead (estimated). */
+  readonly hostByKind?: { readonly measuredJ: number; readonly estimatedJ: number };
   readonly usage: readonly {
     readonly model: string;
     readonly tier: string;
@@ -311,7 +315,7 @@ export class TokenwattMetrics {
     this.add(this.estimated, { gpu: String(index), simulated: this.simulated }, joules);
   }
 
-  /** Time of a settled period covered by the GPU's samples. Starts from 0 in each process (not seeded). */
+  /** Time of a settled period covered by the GPU's samples. */
   addCoveredTime(index: number, uuid: string, ms: number): void {
     this.add(this.coveredTime, { gpu: String(index), uuid }, ms / 1000);
   }
@@ -480,6 +484,16 @@ export class TokenwattMetrics {
       this.add(this.idleEnergy, { gpu, simulated }, above(g.idleJ));
       if (g.unattributedJ > 0) this.add(this.unattributed, { gpu, simulated }, above(g.unattributedJ));
       if (g.estimatedJ > 0) this.add(this.estimated, { gpu, simulated }, above(g.estimatedJ));
+      if (g.coveredMs !== undefined && g.coveredMs > 0) this.add(this.coveredTime, { gpu, uuid: g.gpuUuid }, above(g.coveredMs / 1000));
+    }
+    // The ledger keeps whether host energy was estimated, which is which source gave it: RAPL
+    // measures, a configured overhead estimates. Not which hours were simulated: simulated GPU
+    // energy anywhere in the ledger labels all of it simulated, rather than pass any for measured.
+    const host = totals.hostByKind;
+    if (host) {
+      const simulated = bool(this.simulated === 'true' || totals.gpus.some((g) => g.simulated));
+      if (host.measuredJ > 0) this.add(this.hostEnergy, { source: this.label('source', 'rapl'), estimated: 'false', simulated }, above(host.measuredJ));
+      if (host.estimatedJ > 0) this.add(this.hostEnergy, { source: this.label('source', 'configured'), estimated: 'true', simulated }, above(host.estimatedJ));
     }
     for (const row of totals.usage) {
       const labels: Record<string, string> = { team: row.team, feature: row.feature, ...row.labels };

@@ -6,7 +6,10 @@ import { Ledger, LedgerVersionError } from '../../agent/ledger.js';
 import { LEDGER_MIGRATIONS, latestVersion, migrate } from '../../agent/migrations/index.js';
 import type { Migration } from '../../agent/migrations/index.js';
 import { epochMs } from '../../model/units.js';
-import { RETENTION, never, request, tempDir } from './temp-ledger.js';
+import { RETENTION, T0, never, pruneAt, request, tempDir } from './temp-ledger.js';
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
 
 const TABLES = [
   'agent_state', 'host_readings', 'hourly_energy', 'hourly_host', 'hourly_quality', 'hourly_usage', 'periods', 'power_samples',
@@ -127,7 +130,7 @@ test('schema 7: a ledger of schema 5 keeps its pending requests\' energy, and re
 
   const ledger = Ledger.open(path, { node: 'n', retention: RETENTION });
   t.after(() => ledger.close());
-  assert.equal(ledger.schemaVersion(), 7);
+  assert.equal(ledger.schemaVersion(), latestVersion(LEDGER_MIGRATIONS));
   assert.equal(ledger.usageByDrawnHourFrom(), r.startMs + 1000, 'from where settlement stood at the migration');
   const [pending] = ledger.loadUnsettledStartingBefore(epochMs(r.endMs));
   assert.deepEqual([pending?.soFar.staticJ, pending?.soFar.dynamicJ, pending?.soFar.perGpuJ, pending?.soFar.beforeEndHourJ], [2, 3, { 'GPU-0': 5 }, {}]);
@@ -135,4 +138,31 @@ test('schema 7: a ledger of schema 5 keeps its pending requests\' energy, and re
   const fresh = Ledger.open(join(dir, 'fresh.db'), { node: 'n', retention: RETENTION });
   assert.equal(fresh.usageByDrawnHourFrom(), 0, 'a new ledger books every hour by where energy was drawn');
   fresh.close();
+});
+
+test('schema 8: covered time and host energy by kind are carried from then on; what was pruned before stays out of them, in the totals', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const path = join(dir, 'v7.db');
+  const v7 = new Database(path);
+  v7.pragma('journal_mode = WAL');
+  migrate(v7, LEDGER_MIGRATIONS.slice(0, 7), path);
+  // Pruned before schema 8: no covered time, host energy of no known kind.
+  v7.prepare("INSERT INTO pruned_energy VALUES ('GPU-0', 100, 20, 30, 50, 0, 0, 0)").run();
+  v7.prepare("INSERT INTO pruned_host VALUES ('n', 70)").run();
+  v7.prepare("INSERT INTO hourly_energy VALUES (?, 'n', 'GPU-0', 10, 2, 3, 5, 0, 0, 4000, 0, 0, 0)").run(T0);
+  v7.prepare("INSERT INTO hourly_host VALUES (?, 'n', 7, 1)").run(T0);
+  v7.close();
+
+  const ledger = Ledger.open(path, { node: 'n', retention: RETENTION });
+  t.after(() => ledger.close());
+  const before = ledger.counterTotals();
+  assert.deepEqual(before.gpus.map((g) => [g.measuredJ, g.coveredMs]), [[110, 4000]]);
+  assert.deepEqual([before.hostJ, before.hostByKind], [77, { measuredJ: 0, estimatedJ: 7 }]);
+  // Pruned now, the hour keeps its covered time and its kind in the totals.
+  pruneAt(ledger, T0 + HOUR + RETENTION.rollupsDays * DAY);
+  assert.deepEqual(ledger.readHourlyEnergy(epochMs(0), epochMs(T0 + HOUR)), []);
+  const after = ledger.counterTotals();
+  assert.deepEqual(after.gpus.map((g) => [g.measuredJ, g.coveredMs]), [[110, 4000]]);
+  assert.deepEqual([after.hostJ, after.hostByKind], [77, { measuredJ: 0, estimatedJ: 7 }]);
 });

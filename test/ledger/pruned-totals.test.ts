@@ -30,7 +30,7 @@ function assertSameTotals(actual: CounterTotals, expected: CounterTotals, why: s
   assert.deepEqual(actual.gpus.map((g) => [g.gpuUuid, g.simulated]), expected.gpus.map((g) => [g.gpuUuid, g.simulated]), `${why}: GPUs`);
   expected.gpus.forEach((e, i) => {
     const a = actual.gpus[i]!;
-    for (const k of ['measuredJ', 'idleJ', 'staticJ', 'dynamicJ', 'unattributedJ', 'estimatedJ'] as const) near(a[k], e[k], `${why}: ${e.gpuUuid} ${k}`);
+    for (const k of ['measuredJ', 'idleJ', 'staticJ', 'dynamicJ', 'unattributedJ', 'estimatedJ', 'coveredMs'] as const) near(a[k], e[k], `${why}: ${e.gpuUuid} ${k}`);
   });
   const keyOf = (u: CounterTotals['usage'][number]): string => JSON.stringify([u.node, u.model, u.tier, u.cacheBucket, u.batchBucket, u.status, u.team, u.feature, u.simulated]);
   assert.deepEqual(actual.usage.map(keyOf), expected.usage.map(keyOf), `${why}: usage label sets`);
@@ -40,6 +40,8 @@ function assertSameTotals(actual: CounterTotals, expected: CounterTotals, why: s
     for (const k of ['staticJ', 'dynamicJ', 'prefillJ', 'decodeJ'] as const) near(a[k], e[k], `${why}: usage ${k}`);
   });
   near(actual.hostJ, expected.hostJ, `${why}: hostJ`);
+  near(actual.hostByKind.measuredJ, expected.hostByKind.measuredJ, `${why}: host measured`);
+  near(actual.hostByKind.estimatedJ, expected.hostByKind.estimatedJ, `${why}: host estimated`);
   assert.deepEqual(actual.quality, expected.quality, `${why}: quality`);
   assert.equal(actual.tasks.count, expected.tasks.count, `${why}: tasks.count`);
   assert.equal(actual.tasks.succeeded, expected.tasks.succeeded, `${why}: tasks.succeeded`);
@@ -76,7 +78,7 @@ function settlement(i: number, hourOffset: number, status = 'ok'): SettlementCom
     requestDeltas: [], finalized: [],
     usageRows: [usageRow(hour), usageRow(hour, { team: 'ads', feature: 'chat', status: 'error', requests: 1, simulated: i % 2 === 0 })],
     energyRows: [energyRow(hour, 'GPU-0', 1 + i), energyRow(hour, 'GPU-1', 0.5, i === 1)],
-    hostRows: [{ hourStartMs: epochMs(hour), node: 'node-a', hostJ: 40.2 + i, estimated: true }],
+    hostRows: [{ hourStartMs: epochMs(hour), node: 'node-a', hostJ: 40.2 + i, estimated: hourOffset !== 1 }],
     qualityRows: [{ hourStartMs: epochMs(hour), node: 'node-a', lateRecords: 1, rejectedRecords: 2 + i, sampleErrors: 3 }],
     taskDeltas: [{
       taskId: `task-${i}`, requests: 2, joules: 8.25 + i, wasteJ: status === 'ok' ? 0 : 1.5, completionTokens: 20,
@@ -98,6 +100,8 @@ test('pruning every rollup and task leaves counterTotals() unchanged; hourly rea
   settleSome(ledger);
   const before = ledger.counterTotals();
   assert.equal(before.gpus.length, 2);
+  assert.deepEqual(before.gpus.map((g) => g.coveredMs), [50_000, 50_000]);
+  assert.deepEqual(before.hostByKind, { measuredJ: 42.2, estimatedJ: 40.2 + 41.2 + 43.2 + 44.2 });
   assert.equal(before.usage.length, 2);
   assert.equal(before.tasks.count, 5);
   assert.equal(before.tasks.succeeded, 4);
@@ -145,7 +149,7 @@ test('the carried totals survive a restart (a re-opened file)', (t) => {
   assertSameTotals(reader.counterTotals(), before, 'through a read-only connection');
 });
 
-test('the seeded tokenwatt_gpu_energy_joules_total after a restart following a prune is not below the value before', async (t) => {
+test('the seeded GPU energy, covered time and host energy after a restart following a prune are not below the values before', async (t) => {
   const { ledger, path, cleanup } = tempLedger();
   t.after(cleanup);
   settleSome(ledger);
@@ -154,16 +158,24 @@ test('the seeded tokenwatt_gpu_energy_joules_total after a restart following a p
     const metrics = new TokenwattMetrics({ now: () => T0 });
     metrics.seed(l.counterTotals());
     const families = parseExposition(await metrics.metrics());
-    return new Map(['GPU-0', 'GPU-1'].map((uuid) => [uuid, sumOf(families, 'tokenwatt_gpu_energy_joules_total', { uuid })]));
+    return new Map([
+      ...['GPU-0', 'GPU-1'].flatMap((uuid) => [
+        [`energy ${uuid}`, sumOf(families, 'tokenwatt_gpu_energy_joules_total', { uuid })],
+        [`covered ${uuid}`, sumOf(families, 'tokenwatt_gpu_covered_seconds_total', { uuid })],
+      ] as const),
+      ['host rapl', sumOf(families, 'tokenwatt_host_energy_joules_total', { source: 'rapl', estimated: 'false' })],
+      ['host configured', sumOf(families, 'tokenwatt_host_energy_joules_total', { source: 'configured', estimated: 'true' })],
+    ]);
   };
   const before = await seeded(ledger);
-  assert.ok(before.get('GPU-0')! > 0);
+  for (const [series, value] of before) assert.ok(value > 0, `${series} is seeded`);
+  assert.ok(Math.abs(before.get('covered GPU-0')! - 50) < 1e-6, 'five 10 s settlements');
   pruneAt(ledger, FAR_FUTURE);
   ledger.close();
   const restarted = Ledger.open(path, { node: 'node-a', retention: RETENTION });
   t.after(() => restarted.close());
   const after = await seeded(restarted);
-  for (const [uuid, value] of before) assert.ok(after.get(uuid)! >= value, `${uuid}: ${after.get(uuid)} < ${value} would read as a counter reset`);
+  for (const [series, value] of before) assert.ok(after.get(series)! >= value, `${series}: ${after.get(series)} < ${value} would read as a counter reset`);
 });
 
 test('a version-1 ledger file opens, migrates to the latest version, keeps its rows and carries them on prune', (t) => {
@@ -235,7 +247,7 @@ const stepArb: fc.Arbitrary<Step> = fc.record({
 
 /** What the totals must be: the plain sum of everything settled. */
 interface Expected {
-  gpu: Map<string, { j: number; simulated: boolean }>;
+  gpu: Map<string, { j: number; coveredMs: number; simulated: boolean }>;
   usage: Map<string, { requests: number; tokens: number; j: number }>;
   hostJ: number;
   rejected: number;
@@ -258,15 +270,15 @@ function settleStep(ledger: Ledger, i: number, s: Step, expected: Expected): voi
     gpuTotals: [], requestDeltas: [], finalized: [],
     usageRows: [usage],
     energyRows: [{ ...energyRow(hour, gpu, 1, s.simulated), node, measuredJ: s.j, idleJ: s.j, staticJ: s.j, dynamicJ: s.j, unattributedJ: s.j, estimatedJ: s.j }],
-    hostRows: [{ hourStartMs: epochMs(hour), node, hostJ: s.j, estimated: false }],
+    hostRows: [{ hourStartMs: epochMs(hour), node, hostJ: s.j, estimated: s.ok }],
     qualityRows: [{ hourStartMs: epochMs(hour), node, lateRecords: 0, rejectedRecords: s.tokens, sampleErrors: 0 }],
     taskDeltas: [{
       taskId: `task-${i}`, requests: 1, joules: s.j, wasteJ: s.j, completionTokens: s.tokens, firstStartMs: epochMs(hour),
       lastEndMs: epochMs(hour), lastStatus: s.ok ? 'ok' : 'error', tier: 'small', team: '', feature: '',
     }],
   });
-  const g = expected.gpu.get(gpu) ?? { j: 0, simulated: false };
-  expected.gpu.set(gpu, { j: g.j + s.j, simulated: g.simulated || s.simulated });
+  const g = expected.gpu.get(gpu) ?? { j: 0, coveredMs: 0, simulated: false };
+  expected.gpu.set(gpu, { j: g.j + s.j, coveredMs: g.coveredMs + 10_000, simulated: g.simulated || s.simulated });
   const key = JSON.stringify([node, usage.model, usage.team]);
   const u = expected.usage.get(key) ?? { requests: 0, tokens: 0, j: 0 };
   expected.usage.set(key, { requests: u.requests + 1, tokens: u.tokens + s.tokens, j: u.j + s.j });
@@ -282,6 +294,7 @@ function assertExpected(totals: CounterTotals, expected: Expected, why: string):
   for (const g of totals.gpus) {
     const e = expected.gpu.get(g.gpuUuid)!;
     for (const k of ['measuredJ', 'idleJ', 'staticJ', 'dynamicJ', 'unattributedJ', 'estimatedJ'] as const) near(g[k], e.j, `${why}: ${g.gpuUuid} ${k}`);
+    assert.equal(g.coveredMs, e.coveredMs, `${why}: ${g.gpuUuid} covered time`);
   }
   assert.equal(totals.usage.length, expected.usage.size, `${why}: usage label sets`);
   for (const u of totals.usage) {
@@ -292,6 +305,8 @@ function assertExpected(totals: CounterTotals, expected: Expected, why: string):
     for (const k of ['staticJ', 'dynamicJ', 'prefillJ', 'decodeJ'] as const) near(u[k], e.j, `${why}: usage ${k}`);
   }
   near(totals.hostJ, expected.hostJ, `${why}: hostJ`);
+  // By kind it is the whole (an hour is estimated once any of its host energy is).
+  near(totals.hostByKind.measuredJ + totals.hostByKind.estimatedJ, expected.hostJ, `${why}: host by kind`);
   assert.equal(totals.quality.rejectedRecords, expected.rejected, `${why}: rejected records`);
   assert.equal(totals.tasks.count, expected.tasks, `${why}: tasks`);
   assert.equal(totals.tasks.succeeded, expected.succeeded, `${why}: succeeded tasks`);

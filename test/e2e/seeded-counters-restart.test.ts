@@ -1,0 +1,53 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import type { Family } from '../exporters/prometheus-exposition.js';
+import { eventually, startAgent } from './agent-process.js';
+
+/**
+ * The covered-time and host-energy counters go on from the ledger after a restart, as the energy
+ * counters do: the ESG export's Prometheus path reads their increase(), which a fall to 0 would
+ * read as a counter reset, and what the stopped agent added after its last scrape would be lost.
+ */
+
+/** Every sample of a family, by its labels. */
+function series(families: Map<string, Family>, name: string): Map<string, number> {
+  const key = (labels: Readonly<Record<string, string>>): string => JSON.stringify(Object.entries(labels).sort());
+  return new Map((families.get(name)?.samples ?? []).map((s) => [key(s.labels), s.value]));
+}
+
+test('tokenwatt_gpu_covered_seconds_total and tokenwatt_host_energy_joules_total go on from the ledger after a restart', { timeout: 120_000 }, async (t) => {
+  const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-seeded-restart-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const config = join(dir, 'tokenwatt.yaml');
+  writeFileSync(config, 'hostPower: { overheadW: 500 }\n');
+  const args = ['run', '--config', config, '--power', 'simulated', '--db', join(dir, 'agent.db'), '--settle-lateness', '1', '--settle-period', '1'];
+  const counters = ['tokenwatt_gpu_covered_seconds_total', 'tokenwatt_host_energy_joules_total'];
+
+  const first = await startAgent(args);
+  // The last scrape before the stop: every series has counted a few seconds.
+  const before = await eventually('4 s of covered time on a GPU, and host energy', 30_000, async () => {
+    const m = await first.metrics();
+    const covered = series(m, counters[0]!);
+    const host = series(m, counters[1]!);
+    return [...covered.values()].some((v) => v >= 4) && [...host.values()].some((v) => v > 0) ? m : undefined;
+  });
+  assert.equal(await first.stop(), 0, first.stderr().slice(-1500));
+
+  const second = await startAgent(args);
+  t.after(() => second.stop());
+  const after = await second.metrics();
+  for (const name of counters) {
+    const was = series(before, name);
+    const now = series(after, name);
+    assert.ok(was.size > 0, `${name} had series`);
+    for (const [labels, value] of was) {
+      assert.ok((now.get(labels) ?? 0) >= value, `${name}${labels}: ${now.get(labels) ?? 'absent'} after the restart, ${value} before (a counter reset)`);
+    }
+  }
+  // The host energy is the configured overhead's, labelled so, and simulated as the GPUs are.
+  assert.deepEqual([...series(after, counters[1]!).keys()].map((k) => Object.fromEntries(JSON.parse(k) as [string, string][])), [{ estimated: 'true', simulated: 'true', source: 'configured' }]);
+  assert.equal(await second.stop(), 0, second.stderr().slice(-1500));
+});
