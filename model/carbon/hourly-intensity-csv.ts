@@ -169,8 +169,10 @@ export function parseHourlyIntensityCsv(text: string, options: { source: string;
  * own rows: a lone 01:00 row 15 minutes after a whole 15-minute hour is a quarter of hour 1, and
  * rows at 01:15 and 01:45 before 02:00 lack :00 and :30. The step is local, so a file may change
  * resolution (ENTSO-E went from hourly to 15-minute values on 2025-10-01) and may miss whole hours;
- * a stray row makes only its own hour partial. Only a change to a coarser step is noted as one
- * partial hour: a lone row just after 15-minute rows reads like the rest of its hour missing.
+ * a stray row makes only its own hour partial. A change to a coarser step shows where the hour
+ * after goes on at its hour's own step: then the gap back to the finer rows before says nothing of
+ * it (a lone 02:00 row after 15-minute rows, with 03:00 an hour later, is an hourly row). With
+ * 15-minute rows after it, or none (a 15-minute file cut at 02:00), it is a quarter of its hour.
  */
 function partialHours(timesByHour: ReadonlyMap<number, readonly number[]>): Set<number> {
   const hours = [...timesByHour.keys()].sort((a, b) => a - b).map((hourMs) => {
@@ -185,8 +187,11 @@ function partialHours(timesByHour: ReadonlyMap<number, readonly number[]>): Set<
     let stepMs = hour.stepMs;
     const before = hours[i - 1];
     const after = hours[i + 1];
-    if (before?.whole) stepMs = gcd(stepMs, (hour.times[0] as number) - (before.times.at(-1) as number));
-    if (after?.whole) stepMs = gcd(stepMs, (after.times[0] as number) - (hour.times.at(-1) as number));
+    const gapAfter = after?.whole ? (after.times[0] as number) - (hour.times.at(-1) as number) : null;
+    // The data goes on at this hour's own step: a coarser one starts here, whatever came before.
+    const startsOwnStep = after !== undefined && gapAfter !== null && gcd(gcd(stepMs, gapAfter), after.stepMs) === stepMs;
+    if (before?.whole && !startsOwnStep) stepMs = gcd(stepMs, (hour.times[0] as number) - (before.times.at(-1) as number));
+    if (gapAfter !== null) stepMs = gcd(stepMs, gapAfter);
     if (!hour.whole || hour.times.length < HOUR_MS / stepMs) partial.add(hour.hourMs);
   });
   return partial;

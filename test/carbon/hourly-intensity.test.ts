@@ -164,6 +164,22 @@ describe('hourly intensity CSV', () => {
     assert.deepEqual(partials(['00:00', '00:30', '01:00', '01:30', ...quarters('02')]), [false, false, false]);
   });
 
+  it('reads a lone :00 row after finer rows as an hourly row when the next hour goes on hourly (a change to a coarser step), and says no hour is partial', () => {
+    const partials = (rows: string[]) => [...parseHourlyIntensityCsv(['timestamp,gco2_per_kwh', ...rows.map((t) => `2026-07-01T${t}:00Z,100`)].join('\n'), { source: 'c.csv' }).hours.values()].map((h) => h.partial);
+    const quarters = (h: string) => ['00', '15', '30', '45'].map((m) => `${h}:${m}`);
+    // 15-minute rows, then hourly from 02:00 on: hour 2 is a whole hourly row, as are those after it.
+    const rows = [...quarters('00'), ...quarters('01'), '02:00', '03:00', '04:00', '05:00'];
+    assert.deepEqual(partials(rows), [false, false, false, false, false, false]);
+    assert.deepEqual(partials(['00:00', '00:30', '01:00', '01:30', '02:00', '03:00']), [false, false, false, false], 'from 30-minute rows too');
+    // The report's provenance says nothing of part of an hour.
+    const series = parseHourlyIntensityCsv(['timestamp,gco2_per_kwh', ...rows.map((t) => `2026-07-01T${t}:00Z,100`)].join('\n'), { source: 'c.csv' });
+    const spec = { kind: 'hourly' as const, series, fill: 'error' as const, fileName: 'c.csv', fileSha256: 'ab'.repeat(32) };
+    assert.equal(resolveLocationIntensity(spec, [], [0, 1, 2, 3, 4, 5].map((h) => T0 + h * H)).provenance.note, null);
+    // Still partial: a lone row between 15-minute hours, and the last row of a 15-minute file cut at 02:00.
+    assert.deepEqual(partials([...quarters('00'), ...quarters('01'), '02:00', ...quarters('03')]), [false, false, true, false]);
+    assert.deepEqual(partials([...quarters('00'), ...quarters('01'), '02:00']), [false, false, true]);
+  });
+
   it('refuses a file without a timestamp or intensity column', () => {
     assert.throws(() => parseHourlyIntensityCsv('a,b\n1,2', { source: 'x.csv' }), /no timestamp column/);
     assert.throws(() => parseHourlyIntensityCsv('time,b\n2026-07-01T00:00:00Z,2', { source: 'x.csv' }), /no intensity column/);
