@@ -9,7 +9,8 @@ import type { Rollups } from './rollup-fixtures.js';
  * was drawn; the energy rows hold idle + unattributed + the requests' energy of each GPU-hour, as
  * a settlement writes them. Usage is booked either as ledgers before schema 7 did (the whole
  * request in the hour it ended) or by the hours its energy was drawn (counts in the hour it
- * ended). Unfinalized requests have energy rows but no usage rows yet.
+ * ended, as agents of schema 7 wrote them before tokens went with the energy; the breakdowns add
+ * up whichever hour holds the tokens). Unfinalized requests have energy rows but no usage rows yet.
  */
 
 export const H = 3_600_000;
