@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { sendJson } from '../agent/http-server.js';
 import { checkRequestRecord, parseRequestRecord, requestIdOf, requestRecordWireSchema } from '../model/request-record.js';
 import type { RecordError, RequestRecord } from '../model/request-record.js';
-import { mayRepeatKeys, repeatedKeys } from './json-repeated-keys.js';
+import { mayRepeatKeys, RECORD_OBJECT_FIELDS, REPEATED_KEY_REASON, repeatedKeys } from './json-repeated-keys.js';
 import { BackpressureError } from './request-sink.js';
 import type { IngestResult, RequestSink } from './request-sink.js';
 
@@ -79,7 +79,6 @@ interface Refusal {
   readonly metric: 'parse' | 'duplicate_key';
 }
 
-const REPEATED_KEY = 'given more than once in one object: JSON readers differ on which value counts';
 
 /**
  * Handler for `POST /v1/requests`. The body is a JSON object, a JSON array of objects, or NDJSON
@@ -375,17 +374,14 @@ function splitBody(bytes: Buffer, format: BodyFormat, maxRecords: number): BodyC
 
 const NO_REFUSALS: ReadonlyMap<number, Refusal> = new Map();
 
-/** The wire schema's object fields: their keys are counted with the record's. */
-const OBJECT_FIELDS = ['labels'];
-
 /**
  * `into` with a refusal for each record in text[from, to) (parsed as `value`) that gives a key
  * twice: the one record at `index`, or with `elements` an array of records from index 0.
  */
 function repeatRefusals(into: Map<number, Refusal> | null, text: string, from: number, to: number, value: unknown, index: number, elements = false): Map<number, Refusal> | null {
-  if (!mayRepeatKeys(text, from, to, value, OBJECT_FIELDS)) return into;
+  if (!mayRepeatKeys(text, from, to, value, RECORD_OBJECT_FIELDS)) return into;
   const repeats = repeatedKeys(from === 0 && to === text.length ? text : text.slice(from, to), elements);
-  for (const [element, field] of repeats) (into ??= new Map()).set(index + element, { field, reason: REPEATED_KEY, metric: 'duplicate_key' });
+  for (const [element, field] of repeats) (into ??= new Map()).set(index + element, { field, reason: REPEATED_KEY_REASON, metric: 'duplicate_key' });
   return into;
 }
 

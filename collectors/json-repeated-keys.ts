@@ -69,6 +69,18 @@ function colonsInStrings(value: unknown): number {
   return n;
 }
 
+/** The reason given for a record that repeats a key. */
+export const REPEATED_KEY_REASON = 'given more than once in one object: JSON readers differ on which value counts';
+
+/** The request record's object fields: their keys are counted with the record's. */
+export const RECORD_OBJECT_FIELDS: readonly string[] = ['labels'];
+
+/** The first key the one request record in `text` (parsed as `value`) gives twice, as a path; undefined if none. */
+export function repeatedRecordKey(text: string, value: unknown): string | undefined {
+  if (!mayRepeatKeys(text, 0, text.length, value, RECORD_OBJECT_FIELDS)) return undefined;
+  return repeatedKeys(text, false).get(0);
+}
+
 interface Frame {
   /** Keys seen so far, for an object; null for an array. */
   readonly keys: Set<string> | null;

@@ -1,5 +1,6 @@
 import { conflictReason, differingFacts } from '../model/request-facts.js';
 import { parseRequestRecord, type RequestRecord } from '../model/request-record.js';
+import { REPEATED_KEY_REASON, repeatedRecordKey } from './json-repeated-keys.js';
 import { SharedValues } from './shared-values.js';
 import { forEachLine, forEachLineOfFile, MAX_LINE_CHARS, READ_CHUNK_BYTES } from './trace-file-lines.js';
 
@@ -106,6 +107,12 @@ class RequestFileReader {
     }
     if (Array.isArray(value)) {
       this.error({ line: lineNumber, field: '(record)', reason: `must be a JSON object: ${NOT_AN_ARRAY}` });
+      return;
+    }
+    const repeated = repeatedRecordKey(line, value);
+    if (repeated !== undefined) {
+      const requestId = (value as { request_id?: unknown } | null)?.request_id;
+      this.error(typeof requestId === 'string' ? { line: lineNumber, requestId, field: repeated, reason: REPEATED_KEY_REASON } : { line: lineNumber, field: repeated, reason: REPEATED_KEY_REASON });
       return;
     }
     const parsed = parseRequestRecord(value, lineNumber - 1);

@@ -59,6 +59,18 @@ test('a line reusing an earlier request_id for a different record is an error na
   assert.deepEqual(parsed.duplicates, [{ line: 4, requestId: 'r1', firstLine: 1 }]);
 });
 
+test('a line giving a key twice is an error naming the key, not read last-wins; a colon in a time or label is no repeat', () => {
+  const repeated = '{"request_id": "r2", "model": "m", "start": 1793534400000, "end": 1793534401000, "prompt_tokens": 10, "completion_tokens": 5, "completion_tokens": 500}';
+  const inLabels = '{"request_id": "r3", "model": "m", "start": 1793534400000, "end": 1793534401000, "prompt_tokens": 10, "completion_tokens": 5, "labels": {"team": "a", "team": "b"}}';
+  const colons = line({ request_id: 'r4', start: '2026-11-01T12:00:00Z', end: '2026-11-01T12:00:01Z', labels: { team: 'a:b', feature: 'x' } });
+  const parsed = parseRequestFile([line(), repeated, inLabels, colons].join('\n'));
+  assert.deepEqual(parsed.records.map((r) => [r.requestId, r.completionTokens]), [['r1', 5], ['r4', 5]]);
+  assert.deepEqual(parsed.errors, [
+    { line: 2, requestId: 'r2', field: 'completion_tokens', reason: 'given more than once in one object: JSON readers differ on which value counts' },
+    { line: 3, requestId: 'r3', field: 'labels.team', reason: 'given more than once in one object: JSON readers differ on which value counts' },
+  ]);
+});
+
 test('an empty file has nothing and no errors', () => {
   assert.deepEqual(parseRequestFile(''), { records: [], lines: [], errors: [], errorCount: 0, duplicates: [], duplicateCount: 0 });
 });
