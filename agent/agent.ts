@@ -15,7 +15,7 @@ import { IngestService } from './ingest-service.js';
 import { Ledger, type LeaseHolder } from './ledger.js';
 import type { Logger } from './logger.js';
 import { PeriodicTask } from './periodic-task.js';
-import { NodeRecordContext } from './record-context.js';
+import { NodeRecordContext, RECORD_FUTURE_SKEW_MS } from './record-context.js';
 import { Settler } from './settler.js';
 import { carbonGauges, type CarbonGauges } from './carbon-gauges.js';
 import { VERSION } from './version.js';
@@ -116,7 +116,7 @@ export class Agent {
       replicas: config.replicas,
       tiers: config.tiers,
       retainedWindowMs: config.retention.samplesHours * 3_600_000,
-      futureSkewMs: 5 * 60_000,
+      futureSkewMs: RECORD_FUTURE_SKEW_MS,
     });
     for (const unknown of this.context.unknownReplicaGpus()) log.warn({ replica: unknown }, 'replica names a GPU this node does not have');
 

@@ -1,6 +1,7 @@
 import type { PowerSource } from '../collectors/power-source.js';
 import type { TokenwattConfig } from './config.js';
 import type { Logger } from './logger.js';
+import { RECORD_FUTURE_SKEW_MS } from './record-context.js';
 
 /** Per-call deadline of hardware reads: a hung driver call is abandoned after this. */
 const CALL_TIMEOUT_MS = 2000;
@@ -23,11 +24,16 @@ export async function createPowerSource(config: TokenwattConfig, log: Logger): P
     }
     case 'replay': {
       const { ReplayPowerSource } = await import('../collectors/replay/replay-power-source.js');
-      return new ReplayPowerSource({
+      const source = new ReplayPowerSource({
         path: power.file,
         keepTimestamps: config.replayKeepTimestamps,
+        // Samples must arrive before their period settles; ahead of the clock, as much as records may be.
+        keptTimestampsWindow: { beforeMs: config.settleLateness * 1000, afterMs: RECORD_FUTURE_SKEW_MS },
         nvidiaSmiUtcOffsetMinutes: config.replayNvidiaSmiUtcOffset,
       });
+      // Read and checked now, as the measured sources are: a trace that cannot serve is no power source (exit 3).
+      await source.init();
+      return source;
     }
     case 'auto':
     case 'nvml':

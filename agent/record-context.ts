@@ -2,6 +2,9 @@ import type { GpuInfo } from '../model/power-sample.js';
 import type { RecordContext } from '../model/request-record.js';
 import { epochMs } from '../model/units.js';
 
+/** How far ahead of the agent's clock a record may start (clock skew allowance). */
+export const RECORD_FUTURE_SKEW_MS = 5 * 60_000;
+
 /** A replica from config: which GPUs serve a model, and its tier. */
 export interface ReplicaSpec {
   readonly model: string;

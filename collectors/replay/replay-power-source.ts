@@ -12,6 +12,14 @@ export interface ReplayPowerSourceOptions {
   readonly loop?: boolean;
   /** Emit the trace's own timestamps instead of moving its first sample to now; default false. */
   readonly keepTimestamps?: boolean;
+  /**
+   * With keepTimestamps, how far before and after now the trace's first sample may lie at init;
+   * init refuses a trace outside it. A live agent settles a period once it is its lateness old, so
+   * a trace that starts further back would deliver every sample after its period settled: no
+   * record would get energy, and the late samples would be booked far from their time.
+   * Default: no limit.
+   */
+  readonly keptTimestampsWindow?: { readonly beforeMs: number; readonly afterMs: number };
   /** How often due samples are emitted, ms; default 100. */
   readonly tickMs?: number;
   /** nvidia-smi traces: minutes east of UTC of the capture machine (its timestamps have no zone); default 0. */
@@ -68,7 +76,9 @@ export class ReplayPowerSource implements PowerSource {
     if (!(this.tickMs >= 1)) throw new Error('replay: tickMs must be >= 1');
   }
 
+  /** Reads and checks the trace; called again, returns the same GPUs (the agent calls it after createPowerSource). */
   async init(): Promise<readonly GpuInfo[]> {
+    if (this.trace) return this.trace.gpus;
     const { path, readFile } = this.options;
     const opts = { fileName: path, nvidiaSmiUtcOffsetMinutes: this.options.nvidiaSmiUtcOffsetMinutes ?? 0 };
     let trace: ParsedPowerTrace;
@@ -81,12 +91,28 @@ export class ReplayPowerSource implements PowerSource {
       const first = trace.errors[0];
       throw new Error(`replay: ${path} has no usable samples${first ? ` (${trace.errorCount} bad lines; first: ${formatTraceError(path, first)})` : ''}`);
     }
+    this.checkKeptTimestamps(trace.samples.timestampAt(0));
     this.trace = trace;
     this.periodMs = medianPeriod(trace.samples);
     this.loopSpanMs = trace.samples.timestampAt(trace.samples.length - 1) - trace.samples.timestampAt(0) + this.periodMs;
     this.computeLoopEnergy(trace.samples);
     this.carries = { energyCounter: trace.samples.anyEnergy(), powerAveraged: trace.samples.anyFlagged(SAMPLE_AVERAGED), simulated: trace.samples.anyFlagged(SAMPLE_SIMULATED) };
     return trace.gpus;
+  }
+
+  private checkKeptTimestamps(firstMs: number): void {
+    const window = this.options.keptTimestampsWindow;
+    if (this.options.keepTimestamps !== true || window === undefined) return;
+    const lagMs = this.clock.now() - firstMs;
+    if (lagMs <= window.beforeMs && -lagMs <= window.afterMs) return;
+    const why = lagMs > 0
+      ? `${formatSpan(lagMs)} before now: replayed in real time at its own times, every sample would arrive after its period settled (--settle-lateness ${window.beforeMs / 1000} s), and no request would get its energy`
+      : `${formatSpan(-lagMs)} after now, more than the ${window.afterMs / 1000} s a record may be ahead of the clock`;
+    throw new Error(
+      `replay: ${this.options.path} starts at ${new Date(firstMs).toISOString()}, ${why}. ` +
+        '--replay-keep-timestamps true needs a trace that starts about now; attribute a recorded run with ' +
+        '`tokenwatt analyze --power FILE --requests FILE`, or replay it from now without --replay-keep-timestamps',
+    );
   }
 
   start(onSamples: (samples: readonly PowerSample[]) => void, onError: (error: PowerSourceError) => void): void {
@@ -247,6 +273,13 @@ interface LoopedCounter {
   readonly gapJ: number;
   /** The counter resets somewhere in the trace. */
   readonly reset: boolean;
+}
+
+/** A time span for messages: seconds (as --settle-lateness is given) up to an hour, then hours, then days. */
+function formatSpan(ms: number): string {
+  const s = ms / 1000;
+  if (s < 3600) return `${Math.round(s)} s`;
+  return s < 172_800 ? `${(s / 3600).toFixed(1)} h` : `${(s / 86_400).toFixed(1)} d`;
 }
 
 /** Median gap between consecutive samples of one GPU, ms (1000 when the trace has one sample per GPU). */

@@ -216,6 +216,60 @@ test('init fails with a clear message when the file is missing or has no usable 
   assert.deepEqual(errors.map((e) => e.reason), ['not_initialised']);
 });
 
+test('keepTimestamps with a window: a trace that starts before the lateness window or too far ahead is refused at init, naming analyze', async () => {
+  const window = { beforeMs: 120_000, afterMs: 300_000 };
+  const at = (nowMs: number) => new ReplayPowerSource({ path: 'old.csv', readFile: async () => PLAIN, clock: fakeClock(nowMs), keepTimestamps: true, keptTimestampsWindow: window, tickMs: 60_000 });
+  // 146 days old, as a capture replayed long after it was recorded.
+  await assert.rejects(at(T + 146 * 86_400_000).init(), (error: Error) => {
+    assert.match(error.message, /^replay: old\.csv starts at 2026-11-01T12:00:00\.000Z, 146\.0 d before now: .* every sample would arrive after its period settled \(--settle-lateness 120 s\)/);
+    assert.match(error.message, /tokenwatt analyze --power FILE --requests FILE/);
+    return true;
+  });
+  await assert.rejects(at(T + 120_001).init(), /starts at 2026-11-01T12:00:00\.000Z, 120 s before now: /);
+  await assert.rejects(at(T - 300_001).init(), /starts at 2026-11-01T12:00:00\.000Z, 300 s after now, more than the 300 s a record may be ahead of the clock/);
+  // Within the window, at either edge: replayed at its own times.
+  for (const nowMs of [T + 120_000, T - 300_000]) {
+    const source = at(nowMs);
+    assert.equal((await source.init()).length, 2);
+    const { batches } = collect(source);
+    assert.equal(batches[0]?.[0]?.timestampMs, T);
+    await source.shutdown();
+  }
+  // Moved to now, the trace's own times do not matter; nor without a window.
+  await new ReplayPowerSource({ path: 'old.csv', readFile: async () => PLAIN, clock: fakeClock(T + 146 * 86_400_000), keptTimestampsWindow: window }).init();
+  await new ReplayPowerSource({ path: 'old.csv', readFile: async () => PLAIN, clock: fakeClock(T + 146 * 86_400_000), keepTimestamps: true }).init();
+});
+
+test('run --power replay: with --replay-keep-timestamps true, createPowerSource refuses a past trace (lateness from the config) and replays one that starts now', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-replay-keep-'));
+  try {
+    const write = (name: string, t0: number): string => {
+      const path = join(dir, name);
+      writeFileSync(path, ['timestamp_ms,gpu,power_w,energy_j', ...[0, 1, 2].map((k) => `${t0 + k * 100},0,300,${1000 + 30 * k}`)].join('\n') + '\n');
+      return path;
+    };
+    const log = createLogger({ level: 'silent' });
+    const configOf = (path: string, lateness: string) => {
+      const loaded = loadConfig({ flags: { power: `replay:${path}`, replayKeepTimestamps: 'true', settleLateness: lateness }, env: {} });
+      assert.ok(loaded.ok);
+      return loaded.config;
+    };
+    const recorded = write('recorded.csv', Date.now() - 600_000);
+    await assert.rejects(createPowerSource(configOf(recorded, '120'), log), /recorded\.csv starts at .*, 600 s before now: .*\(--settle-lateness 120 s\)/);
+    // A longer lateness covers it.
+    const covered = await createPowerSource(configOf(recorded, '900'), log);
+    await covered.shutdown();
+    const current = write('current.csv', Date.now());
+    const source = await createPowerSource(configOf(current, '120'), log);
+    const emitted: PowerSample[] = [];
+    source.start((s) => emitted.push(...s), () => undefined);
+    await source.shutdown();
+    assert.equal(emitted[0]?.timestampMs, Number(readFileSync(current, 'utf8').split('\n')[1]?.split(',')[0]), 'the first sample keeps its own time');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a recording of the simulator replays still flagged simulated', async () => {
   const text = 'timestamp_ms,gpu,power_w,energy_j,simulated\n1793534400000,GPU-sim00000-0000-0000-0000-000000000000,300,10,1\n1793534400100,GPU-sim00000-0000-0000-0000-000000000000,310,40,1\n';
   const clock = fakeClock(8_000_000_000_000);
@@ -233,9 +287,12 @@ test('a recording of the simulator replays still flagged simulated', async () =>
 test('run --power replay: an nvidia-smi capture\'s UTC offset comes from flag, environment or config file and reaches the replay', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-replay-tz-'));
   try {
-    // Captured at 14:00:00 local time on a UTC+2 host: the instant is 12:00:00Z.
+    // Captured just now on a UTC+2 host, its clock two hours ahead of UTC (a kept-timestamps replay
+    // must start about now).
+    const t0 = Math.floor(Date.now() / 1000) * 1000;
+    const local = (ms: number): string => new Date(ms + 120 * 60_000).toISOString().replace(/-/g, '/').replace('T', ' ').replace('Z', '');
     const trace = join(dir, 'smi.csv');
-    writeFileSync(trace, 'timestamp, index, uuid, power.draw.instant [W]\n2026/07/14 14:00:00.000, 0, GPU-aaaa, 300.00 W\n2026/07/14 14:00:01.000, 0, GPU-aaaa, 300.00 W\n');
+    writeFileSync(trace, `timestamp, index, uuid, power.draw.instant [W]\n${local(t0)}, 0, GPU-aaaa, 300.00 W\n${local(t0 + 1000)}, 0, GPU-aaaa, 300.00 W\n`);
     const file = join(dir, 'config.yaml');
     writeFileSync(file, 'replayNvidiaSmiUtcOffset: 120\n');
     const inputs = [
@@ -251,7 +308,7 @@ test('run --power replay: an nvidia-smi capture\'s UTC offset comes from flag, e
       const emitted: PowerSample[] = [];
       source.start((s) => emitted.push(...s), () => undefined);
       await source.shutdown();
-      assert.equal(new Date(emitted[0]?.timestampMs ?? 0).toISOString(), '2026-07-14T12:00:00.000Z', JSON.stringify(input));
+      assert.equal(emitted[0]?.timestampMs, t0, JSON.stringify(input));
     }
     const bad = loadConfig({ flags: { replayNvidiaSmiUtcOffset: '2h' }, env: {} });
     assert.ok(!bad.ok);
