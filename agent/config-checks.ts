@@ -20,12 +20,30 @@ const MIN_TOKEN_LENGTH = 16;
 
 /**
  * Checks that span several keys, run on the merged, validated config. Errors stop the agent;
- * warnings are legal setups worth a line in the log.
+ * warnings are legal setups worth a line in the log. With `forRun` false (doctor, analyze and
+ * export, which read the file for other keys and without run's flags and environment), the checks
+ * of how the agent itself would run are left out: a file that `run` completes with its flags or
+ * environment (`--upstream` for a `proxy:` section) must not be refused there.
  */
-export function crossCheckConfig(config: TokenwattConfig, sources: Readonly<Record<string, ConfigSource>>): { errors: string[]; warnings: string[] } {
+export function crossCheckConfig(config: TokenwattConfig, sources: Readonly<Record<string, ConfigSource>>, forRun = true): { errors: string[]; warnings: string[] } {
   const errors: string[] = [];
   const warnings: string[] = [];
+  if (forRun) checkRun(config, sources, errors, warnings);
 
+  const { wPrefill, wCached, wDecode } = config.attribution;
+  if (wPrefill === 0 && wCached === 0 && wDecode === 0) {
+    errors.push(`${keyName('attribution.wPrefill')}, ${keyName('attribution.wCached')}, ${keyName('attribution.wDecode')}: all 0, so dynamic energy could not be shared by work`);
+  }
+  if (wCached > wPrefill) {
+    warnings.push(`${keyName('attribution.wCached')}: a prefix-cache hit (${wCached}) weighs more than an uncached prompt token (${wPrefill})`);
+  }
+  checkReplicas(config, warnings);
+  checkIntensityFile(config, errors);
+  return { errors, warnings };
+}
+
+/** The agent as it runs: its proxy, sampling, retention against the lateness, and who can reach its ingest. */
+function checkRun(config: TokenwattConfig, sources: Readonly<Record<string, ConfigSource>>, errors: string[], warnings: string[]): void {
   checkProxy(config, errors);
 
   const settleSeconds = config.settleLateness + 2 * config.settlePeriod;
@@ -50,14 +68,6 @@ export function crossCheckConfig(config: TokenwattConfig, sources: Readonly<Reco
     errors.push(`${keyName('attribution.maxAttributableGapSeconds')}: ${config.attribution.maxAttributableGapSeconds} s is under 3 sampling periods (${(3 * samplePeriodS).toFixed(3)} s at ${config.sampleRateHz} Hz): ordinary intervals would go unattributed`);
   }
 
-  const { wPrefill, wCached, wDecode } = config.attribution;
-  if (wPrefill === 0 && wCached === 0 && wDecode === 0) {
-    errors.push(`${keyName('attribution.wPrefill')}, ${keyName('attribution.wCached')}, ${keyName('attribution.wDecode')}: all 0, so dynamic energy could not be shared by work`);
-  }
-  if (wCached > wPrefill) {
-    warnings.push(`${keyName('attribution.wCached')}: a prefix-cache hit (${wCached}) weighs more than an uncached prompt token (${wPrefill})`);
-  }
-
   if (config.engineMetrics !== undefined) {
     // An interval record arrives when its scrape ends, and one held for missing series spans up to
     // MAX_HELD_SCRAPES + 1 intervals: all of it must still be within the lateness window.
@@ -69,9 +79,7 @@ export function crossCheckConfig(config: TokenwattConfig, sources: Readonly<Reco
       );
     }
   }
-  checkReplicas(config, warnings);
   checkHeaders(config, errors, warnings);
-  checkIntensityFile(config, errors);
 
   if (config.ingestToken !== undefined) {
     if (sources.ingestToken === 'flag') warnings.push(`${keyName('ingestToken')}: given as a flag, the token is visible in the process list; prefer the environment variable`);
@@ -79,7 +87,6 @@ export function crossCheckConfig(config: TokenwattConfig, sources: Readonly<Reco
   } else if (!LOOPBACK.test(config.host)) {
     warnings.push(`${keyName('ingestToken')}: not set while listening on ${config.host}; anyone who reaches port ${config.port} can post request records`);
   }
-  return { errors, warnings };
 }
 
 /**

@@ -17,6 +17,12 @@ export interface LoadConfigInput {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** YAML or JSON file; when absent, flags.config then TOKENWATT_CONFIG name it. */
   readonly configFile?: string;
+  /**
+   * False for the commands that read the file without run's flags and environment (doctor,
+   * analyze, export): the checks of how the agent would run are left to `run` (crossCheckConfig).
+   * Default true.
+   */
+  readonly forRun?: boolean;
 }
 
 export type LoadConfigResult =
@@ -147,7 +153,7 @@ function markInvalid(tops: Set<string>, issue: z.core.$ZodIssue): void {
  * reported at once. The refused top-level keys fall back to their defaults for this, and a
  * message that names one of them is left out: it would be about a value the user did not give.
  */
-function crossCheckDespite(merged: Record<string, unknown>, sources: Readonly<Record<string, ConfigSource>>, invalidTops: ReadonlySet<string>): string[] {
+function crossCheckDespite(merged: Record<string, unknown>, sources: Readonly<Record<string, ConfigSource>>, invalidTops: ReadonlySet<string>, forRun: boolean): string[] {
   const candidate = structuredClone(merged);
   const dropped = new Set(invalidTops);
   for (const top of dropped) delete candidate[top];
@@ -159,7 +165,7 @@ function crossCheckDespite(merged: Record<string, unknown>, sources: Readonly<Re
         top,
         ...CONFIG_OPTIONS.filter((o) => o.key === top || o.key.startsWith(`${top}.`)).map((o) => keyName(o.key)),
       ]);
-      return crossCheckConfig(parsed.data, sources).errors.filter((message) => !names.some((name) => mentions(message, name)));
+      return crossCheckConfig(parsed.data, sources, forRun).errors.filter((message) => !names.some((name) => mentions(message, name)));
     }
     const before = dropped.size;
     for (const issue of parsed.error.issues) markInvalid(dropped, issue);
@@ -250,12 +256,13 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
     }
   }
   if (configPath !== undefined) resolveFilePaths(merged, configPath);
-  if (errors.length > 0) return { ok: false, errors: fileUnread ? errors : [...errors, ...crossCheckDespite(merged, sources, invalidTops)] };
+  const forRun = input.forRun ?? true;
+  if (errors.length > 0) return { ok: false, errors: fileUnread ? errors : [...errors, ...crossCheckDespite(merged, sources, invalidTops, forRun)] };
   const final = configSchema.safeParse(merged, { error: configErrorMap });
   if (!final.success) {
     return { ok: false, errors: final.error.issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}${describeGot(issue, valueAt(merged, issue.path))}`) };
   }
-  const checks = crossCheckConfig(final.data, sources);
+  const checks = crossCheckConfig(final.data, sources, forRun);
   if (checks.errors.length > 0) return { ok: false, errors: checks.errors };
   return { ok: true, config: final.data, sources, warnings: [...checks.warnings, ...envTypoWarnings(env)] };
 }

@@ -37,7 +37,7 @@ export function analyzeCommand(): Command {
 }
 
 async function analyze(flags: { power: string; requests: string; json?: boolean; perRequest?: boolean; config?: string; skipBadLines?: boolean; period: number; nvidiaSmiUtcOffset: number }): Promise<number> {
-  const loaded = loadConfig({ flags: {}, env: {}, ...(flags.config ? { configFile: flags.config } : {}) });
+  const loaded = loadConfig({ flags: {}, env: {}, forRun: false, ...(flags.config ? { configFile: flags.config } : {}) });
   if (!loaded.ok) {
     for (const error of loaded.errors) process.stderr.write(`tokenwatt analyze: ${error}\n`);
     return 2;

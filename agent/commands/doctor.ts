@@ -46,8 +46,9 @@ export function doctorCommand(print: (text: string) => void = (text) => process.
         process.exitCode = DOCTOR_EXIT_ERROR;
         return;
       }
-      // Only the file: the agent's other env vars are not doctor's business (and its own are read above).
-      const loaded = flags.config !== undefined && flags.config.trim() !== '' ? loadConfig({ configFile: flags.config, env: {}, flags: {} }) : undefined;
+      // Only the file: the agent's other env vars are not doctor's business (and its own are read
+      // above), so neither are the checks that need them (a proxy section's upstream from --upstream).
+      const loaded = flags.config !== undefined && flags.config.trim() !== '' ? loadConfig({ configFile: flags.config, env: {}, flags: {}, forRun: false }) : undefined;
       if (loaded !== undefined && !loaded.ok) {
         process.stderr.write(`tokenwatt doctor: invalid configuration (${loaded.errors.length} error${loaded.errors.length === 1 ? '' : 's'}):\n${loaded.errors.map((e) => `  - ${e}\n`).join('')}`);
         process.exitCode = DOCTOR_EXIT_ERROR;

@@ -161,6 +161,7 @@ function loadSettings(flags: ExportOptions, io: ExportIo): Settings {
   const loaded = loadConfig({
     flags: flags.db !== undefined ? { db: flags.db } : {},
     env: io.env,
+    forRun: false,
     ...(configFile !== undefined ? { configFile } : {}),
   });
   if (!loaded.ok) throw new Error(`invalid configuration:\n${loaded.errors.map((e) => `  - ${e}`).join('\n')}`);
