@@ -257,7 +257,8 @@ export class Agent {
     const sourceState = { read: (key: string) => this.ledger.readSourceState(key) };
     for (const source of this.options.requestSources ?? []) await source.start(this.ingest, sourceState);
     this.started = true;
-    log.info({ port, settlePeriodS: this.options.config.settlePeriod, settleLatenessS: this.options.config.settleLateness, node: process.version, sqlite: sqliteDriverDescription() }, 'tokenwatt agent running');
+    const { node, settlePeriod, settleLateness } = this.options.config;
+    log.info({ port, settlePeriodS: settlePeriod, settleLatenessS: settleLateness, node, nodeVersion: process.version, sqlite: sqliteDriverDescription() }, 'tokenwatt agent running');
   }
 
   /** Settle everything due now (used by tests and at shutdown). */
