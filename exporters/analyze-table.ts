@@ -108,19 +108,20 @@ function taskSection(report: AnalyzeReportView, maxTasks: number): string[] {
 
 const EPOCH_2000_MS = 946_684_800_000;
 
-function qualityValue(key: string, value: number | boolean | null): string {
-  if (typeof value !== 'number') return String(value);
-  if (key.endsWith('_ms') && value >= EPOCH_2000_MS) return new Date(value).toISOString();
-  if (key.endsWith('_j')) return formatJoules(value);
-  if (key === 'coverage') return formatPercent(value);
-  return Number.isInteger(value) ? formatCount(value) : formatRatio(value);
+/** A quality field as `name value`; a `_ms` timestamp is shown as a date, so its name loses the unit. */
+function qualityField(key: string, value: number | boolean | null): string {
+  if (typeof value !== 'number') return `${key} ${String(value)}`;
+  if (key.endsWith('_ms') && value >= EPOCH_2000_MS) return `${key.slice(0, -'_ms'.length)} ${new Date(value).toISOString()}`;
+  if (key.endsWith('_j')) return `${key} ${formatJoules(value)}`;
+  if (key === 'coverage') return `${key} ${formatPercent(value)}`;
+  return `${key} ${Number.isInteger(value) ? formatCount(value) : formatRatio(value)}`;
 }
 
 /** Every scalar of `quality` (or `input`), so fields the model adds show up without a change here. */
 function qualityLine(quality: object, title = 'quality'): string {
   const parts = Object.entries(quality)
     .filter((entry): entry is [string, number | boolean | null] => ['number', 'boolean'].includes(typeof entry[1]) || entry[1] === null)
-    .map(([k, v]) => `${k} ${qualityValue(k, v)}`);
+    .map(([k, v]) => qualityField(k, v));
   return `${title}: ${parts.join('; ')}`;
 }
 

@@ -50,6 +50,9 @@ test('a real analyze report renders: banner only when simulated, every group kin
   assert.match(text, /^tasks: 1, 1 succeeded; /m);
   assert.match(text, /^t1 +2 +yes /m);
   assert.match(text, /^quality: .*simulated false/m);
+  // The window's ends are shown as dates, named without the _ms the JSON keys carry.
+  assert.match(text, new RegExp(`^quality: .*window_start ${new Date(T0).toISOString().replace(/\./g, '\\.')}; window_end ${new Date(T0 + 20_000).toISOString().replace(/\./g, '\\.')};`, 'm'));
+  assert.doesNotMatch(text, /_ms \d{4}-/, 'no field named in ms holds a date');
   for (const r of measured.requests ?? []) assert.match(text, new RegExp(`^${r.request_id}\\b`, 'm'));
 
   const simulated = renderAnalyzeTables(asView(recordedRun(true)));
