@@ -9,7 +9,8 @@ interface DoctorFlags {
   readonly nvmlLibrary?: string;
   readonly nvidiaSmi?: string;
   readonly powercapRoot?: string;
-  readonly probeMs: string;
+  /** The default is a number; a value given is the flag's string (checked below). */
+  readonly probeMs: string | number;
   readonly json?: boolean;
 }
 
@@ -27,7 +28,7 @@ export function doctorCommand(print: (text: string) => void = (text) => process.
     .addOption(new Option('--nvml-library <file>', 'path of libnvidia-ml.so.1 (default: nvmlLibrary of --config, else found by the system loader)').env('TOKENWATT_NVML_LIBRARY'))
     .addOption(new Option('--nvidia-smi <path>', `nvidia-smi executable (default: nvidiaSmi of --config, else ${DEFAULT_NVIDIA_SMI})`).env('TOKENWATT_NVIDIA_SMI'))
     .addOption(new Option('--powercap-root <dir>', `RAPL powercap tree (default: hostPower.powercapRoot of --config, else ${DEFAULT_POWERCAP_ROOT})`).env('TOKENWATT_POWERCAP_ROOT'))
-    .addOption(new Option('--probe-ms <ms>', 'how long each GPU source is sampled to measure its period').default('1500'))
+    .addOption(new Option('--probe-ms <ms>', 'how long each GPU source is sampled to measure its period').default(1500))
     .option('--json', 'print the report as one JSON object')
     .addHelpText('after', [
       '',

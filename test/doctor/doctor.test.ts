@@ -111,6 +111,7 @@ test('the doctor command: --json prints the report, the exit status is set, --he
   const command = doctorCommand().configureOutput({ writeOut: (s) => { help += s; } });
   command.outputHelp();
   for (const flag of ['--json', '--nvml-library', '--nvidia-smi', '--powercap-root', 'TOKENWATT_NVML_LIBRARY']) assert.ok(help.includes(flag), flag);
+  assert.match(help, /--probe-ms <ms>\s+how long each GPU source is sampled to measure its\s+period\s+\(default: 1500\)/, 'the default is a number, shown unquoted');
   assert.match(help, /Exit status:\n {2}0 {2}the agent can run on measured GPU data[\s\S]*\n {2}1 {2}no measured GPU power source[\s\S]*\n {2}2 {2}doctor could not run/);
 });
 
