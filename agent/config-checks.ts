@@ -85,7 +85,7 @@ function checkRun(config: TokenwattConfig, sources: Readonly<Record<string, Conf
     if (sources.ingestToken === 'flag') warnings.push(`${keyName('ingestToken')}: given as a flag, the token is visible in the process list; prefer the environment variable`);
     if (config.ingestToken.length < MIN_TOKEN_LENGTH) warnings.push(`${keyName('ingestToken')}: shorter than ${MIN_TOKEN_LENGTH} characters`);
   } else if (!LOOPBACK.test(config.host)) {
-    warnings.push(`${keyName('ingestToken')}: not set while listening on ${config.host}; anyone who reaches port ${config.port} can post request records`);
+    warnings.push(`${keyName('ingestToken')}: not set while listening on ${config.host}; anyone who reaches port ${config.port} can post request records and OTLP spans`);
   }
 }
 

@@ -154,7 +154,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   option('settleLateness', { valueName: '<seconds>', parse: parseNumber, description: 'seconds a period waits for late request records before it is settled' }),
   option('settlePeriod', { valueName: '<seconds>', parse: parseNumber, description: 'length of one settlement period in seconds (divides 3600)' }),
   option('sampleRateHz', { valueName: '<hz>', parse: parseNumber, description: 'GPU power sampling rate' }),
-  option('ingestToken', { valueName: '<token>', parse: parseString, description: 'bearer token required on POST /v1/requests (prefer the environment variable: flags show in ps)' }),
+  option('ingestToken', { valueName: '<token>', parse: parseString, description: 'bearer token required on POST /v1/requests and POST /v1/traces (OTLP) (prefer the environment variable: flags show in ps)' }),
   option('bodyLimitBytes', { valueName: '<bytes>', parse: parseNumber, description: 'largest ingest request body' }),
   option('queueLimit', { valueName: '<records>', parse: parseNumber, description: 'records waiting for the ledger before ingest pushes back' }),
   option('retention.samplesHours', { valueName: '<hours>', parse: parseNumber, description: 'hours of raw power samples kept' }),

@@ -57,7 +57,14 @@ export async function createRequestCapture(config: TokenwattConfig, log: Logger,
       },
       noteRejected: (reason, n) => sinkRef?.noteRejected?.(reason, n),
     };
-    const handler = createOtlpTracesHandler({ sink: lazySink, log: log.child({ component: 'otlp' }), onError: (e) => onError('otlp', e), ...(otlp ? { config: otlp, bodyLimitBytes: otlp.bodyLimitBytes } : {}) });
+    // The ingest token guards every write on the agent's port, this one as much as /v1/requests.
+    const handler = createOtlpTracesHandler({
+      sink: lazySink,
+      log: log.child({ component: 'otlp' }),
+      onError: (e) => onError('otlp', e),
+      ...(otlp ? { config: otlp, bodyLimitBytes: otlp.bodyLimitBytes } : {}),
+      ...(config.ingestToken !== undefined ? { bearerToken: config.ingestToken } : {}),
+    });
     routes.push({ method: 'POST', path: '/v1/traces', handler });
     sources.push({
       start: async (sink) => {

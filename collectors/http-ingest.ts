@@ -1,10 +1,10 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { sendJson } from '../agent/http-server.js';
 import { checkRequestRecord, parseRequestRecord, requestIdOf, requestRecordWireSchema } from '../model/request-record.js';
 import type { RecordError, RequestRecord } from '../model/request-record.js';
+import { bearerChecker } from './bearer-token.js';
 import { mayRepeatKeys, RECORD_OBJECT_FIELDS, REPEATED_KEY_REASON, repeatedKeys } from './json-repeated-keys.js';
 import { BackpressureError } from './request-sink.js';
 import type { IngestResult, RequestSink } from './request-sink.js';
@@ -91,13 +91,13 @@ interface Refusal {
  * ledger cannot store. The answer comes only after the records are committed.
  */
 export function createIngestHandler(options: IngestHandlerOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
-  const expectedDigest = options.bearerToken === undefined ? null : sha256(options.bearerToken);
+  const checkBearer = options.bearerToken === undefined ? null : bearerChecker(options.bearerToken);
   const maxErrors = options.maxErrorsListed ?? 1000;
   const maxRecords = Math.floor(options.bodyLimitBytes / MIN_RECORD_BYTES);
 
   return async (req, res) => {
-    if (expectedDigest !== null) {
-      const refusal = checkBearer(req.headers.authorization, expectedDigest);
+    if (checkBearer !== null) {
+      const refusal = checkBearer(req.headers.authorization);
       if (refusal !== null) {
         sendJson(res, 401, { error: refusal.message }, { 'www-authenticate': refusal.challenge });
         return;
@@ -255,20 +255,6 @@ function listOwnErrors(into: RecordError[], recordErrors: readonly RecordError[]
   const { index, requestId } = recordErrors[0] as RecordError;
   const rest = { index, field: '(record)', reason: `${recordErrors.length - (MAX_ERRORS_PER_RECORD - 1)} more errors in this record, not listed` };
   into.push(requestId === undefined ? rest : { ...rest, requestId });
-}
-
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text, 'utf8').digest();
-}
-
-/** Null when the bearer token matches; compared as SHA-256 digests in constant time. */
-function checkBearer(header: string | undefined, expected: Buffer): { message: string; challenge: string } | null {
-  const match = header === undefined ? null : /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
-  if (match === null) return { message: 'bearer token required', challenge: 'Bearer realm="tokenwatt"' };
-  if (!timingSafeEqual(sha256(match[1] ?? ''), expected)) {
-    return { message: 'invalid bearer token', challenge: 'Bearer realm="tokenwatt", error="invalid_token"' };
-  }
-  return null;
 }
 
 /** JSON, NDJSON, or sniffed when the client sent no (or a text/plain) content type. */

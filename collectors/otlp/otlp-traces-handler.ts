@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
 import { gunzip, inflate } from 'node:zlib';
 import type { RequestRecord } from '../../model/request-record.js';
+import { bearerChecker } from '../bearer-token.js';
 import { BackpressureError } from '../request-sink.js';
 import type { IngestResult, RequestSink } from '../request-sink.js';
 import { BodyTooLargeError, readBody } from '../proxy/http-forwarding.js';
@@ -25,6 +26,8 @@ export interface OtlpTracesHandlerOptions {
   readonly config?: Partial<OtlpConfig>;
   /** Failures worth counting (sink errors), for the agent's health metrics. */
   readonly onError?: (error: Error) => void;
+  /** When set (the agent's ingest token), exports must carry `Authorization: Bearer <token>`. */
+  readonly bearerToken?: string;
 }
 
 type Encoding = 'json' | 'protobuf';
@@ -34,6 +37,7 @@ const INVALID_ARGUMENT = 3;
 const RESOURCE_EXHAUSTED = 8;
 const INTERNAL = 13;
 const UNAVAILABLE = 14;
+const UNAUTHENTICATED = 16;
 const MAX_NAMED_REJECTIONS = 5;
 
 /**
@@ -44,8 +48,9 @@ const MAX_NAMED_REJECTIONS = 5;
  * carrying partial_success (rejected_spans, and an error message naming span and attribute) when
  * some spans were refused (or, with none refused, warnings naming values left out); 400 with a
  * google.rpc.Status for a body that cannot be decoded; 500 with one for a failure of our own; 413
- * for one over the limit; 415 for an unsupported type or encoding; 429 with Retry-After when the
- * ingest queue is full and 503 when the sink fails (both retryable by exporters).
+ * for one over the limit; 415 for an unsupported type or encoding; 401 with WWW-Authenticate
+ * without the bearer token (when one is set; exporters do not retry it); 429 with Retry-After when
+ * the ingest queue is full and 503 when the sink fails (both retryable by exporters).
  */
 export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const config = otlpConfigSchema.parse({ ...options.config, ...(options.bodyLimitBytes !== undefined ? { bodyLimitBytes: options.bodyLimitBytes } : {}) });
@@ -55,6 +60,7 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
     log.error({ err: error }, `otlp: ${what} failed unexpectedly: ${error.message}`);
     options.onError?.(error);
   };
+  const checkBearer = options.bearerToken === undefined ? null : bearerChecker(options.bearerToken);
   const convert = rejectingOnError(
     (span) => genAiSpanToRecord(span, config),
     (error, span) => reportBug(error, `converting ${describeSpan(span)}`),
@@ -68,6 +74,13 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
     }
     const type = String(req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
     const encoding: Encoding | null = type === 'application/x-protobuf' ? 'protobuf' : type === 'application/json' ? 'json' : null;
+    // Before anything about the body: a client without the token learns nothing else.
+    const refusal = checkBearer?.(req.headers.authorization) ?? null;
+    if (refusal !== null) {
+      req.resume();
+      res.setHeader('WWW-Authenticate', refusal.challenge);
+      return reply(res, 401, encoding ?? 'json', status(UNAUTHENTICATED, refusal.message));
+    }
     if (encoding === null) {
       req.resume();
       return reply(res, 415, 'json', status(INVALID_ARGUMENT, `unsupported content-type ${JSON.stringify(type ?? '')}; use application/x-protobuf or application/json`));
