@@ -141,7 +141,7 @@ function option(key: string, spec: OptionSpec): ConfigOption {
 
 /** Every config key that can be set by flag and environment, in help order. */
 export const CONFIG_OPTIONS: readonly ConfigOption[] = [
-  option('host', { valueName: '<address>', parse: parseString, description: 'address to bind the HTTP server to (ingest, /metrics, /healthz, /readyz); 0.0.0.0 so Prometheus can reach the pod, 127.0.0.1 for local use' }),
+  option('host', { valueName: '<address>', parse: parseString, description: 'address to bind the HTTP server to (ingest, /metrics, /healthz, /readyz), and the recording proxy unless the config file sets proxy.host; 0.0.0.0 so Prometheus can reach the pod, 127.0.0.1 for local use' }),
   option('port', { valueName: '<port>', parse: parseNumber, description: 'HTTP port for ingest, /metrics, /healthz and /readyz' }),
   option('db', { valueName: '<file>', parse: parseString, description: 'SQLite ledger file' }),
   option('power', { valueName: '<source>', parse: parseString, description: 'GPU power source: auto, nvml, nvidia-smi, simulated or replay:FILE' }),
@@ -149,8 +149,8 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   option('replayNvidiaSmiUtcOffset', { valueName: '<minutes>', parse: parseNumber, description: 'replay:FILE of an nvidia-smi capture: minutes east of UTC of the capture machine (its timestamps are local time with no zone), e.g. 120 for UTC+2; as analyze --nvidia-smi-utc-offset' }),
   option('nvmlLibrary', { valueName: '<file>', parse: parseString, defaultText: 'found by the system loader', description: 'path of libnvidia-ml.so' }),
   option('nvidiaSmi', { valueName: '<path>', parse: parseString, defaultText: 'nvidia-smi on PATH', description: 'nvidia-smi executable (--power nvidia-smi, and auto when NVML cannot be used)' }),
-  option('proxyPort', { valueName: '<port>', parse: parseNumber, description: 'port of the OpenAI-compatible proxy that records every request (needs --upstream)' }),
-  option('upstream', { valueName: '<url>', parse: parseString, description: 'serving endpoint the proxy forwards to, e.g. http://127.0.0.1:8000' }),
+  option('proxyPort', { valueName: '<port>', parse: parseNumber, defaultText: 'proxy.port of the config file, 9478 when it has a proxy: section, else none', description: 'port of the OpenAI-compatible proxy that records every request (needs --upstream or proxy.upstream); it binds to --host unless the config file sets proxy.host' }),
+  option('upstream', { valueName: '<url>', parse: parseString, defaultText: 'proxy.upstream of the config file, else none', description: 'serving endpoint the proxy forwards to, e.g. http://127.0.0.1:8000' }),
   option('settleLateness', { valueName: '<seconds>', parse: parseNumber, description: 'seconds a period waits for late request records before it is settled' }),
   option('settlePeriod', { valueName: '<seconds>', parse: parseNumber, description: 'length of one settlement period in seconds (divides 3600)' }),
   option('sampleRateHz', { valueName: '<hz>', parse: parseNumber, description: 'GPU power sampling rate' }),

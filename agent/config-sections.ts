@@ -34,8 +34,13 @@ export const hostPowerSection = hostPowerConfigSchema.optional();
 /**
  * The proxy's details. Its port and upstream may come from the top-level `--proxy-port` /
  * `--upstream` (DESIGN's names, which win), and its header names always come from `labels.headers`,
- * so the section neither requires `upstream` nor carries `headers`.
+ * so the section neither requires `upstream` nor carries `headers`. Its `host` has no default
+ * here: left out, the proxy binds to the agent's `host`, so `--host 127.0.0.1` keeps it local too.
  */
-export const proxySection = proxyConfigSchema.omit({ headers: true }).partial({ upstream: true, port: true }).optional();
+export const proxySection = proxyConfigSchema
+  .omit({ headers: true })
+  .partial({ upstream: true, port: true })
+  .extend({ host: proxyConfigSchema.shape.host.unwrap().optional() })
+  .optional();
 export const engineMetricsSection = engineMetricsConfigSchema.optional();
 export const otlpSection = otlpConfigSchema.optional();

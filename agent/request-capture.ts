@@ -31,6 +31,7 @@ export async function createRequestCapture(config: TokenwattConfig, log: Logger,
     const h = config.labels.headers;
     const proxyConfig = proxyConfigSchema.parse({
       ...section,
+      host: section.host ?? config.host,
       upstream,
       ...(port !== undefined ? { port } : {}),
       headers: {

@@ -31,7 +31,7 @@ export const replicaSchema = z.strictObject({
 export const proxyConfigSchema = z.strictObject({
   /** Port the proxy listens on; clients point their base URL here instead of at the upstream. */
   port: z.number().int().min(0).max(65535).default(9478),
-  /** Bind address. 0.0.0.0 so pods can reach the DaemonSet; use 127.0.0.1 for a sidecar. */
+  /** Bind address. The agent passes its own `host` unless `proxy.host` is set (config-sections.ts). */
   host: z.string().min(1).default('0.0.0.0'),
   /** The serving stack, e.g. http://127.0.0.1:8000 (a path prefix is kept: http://gw/vllm). */
   upstream: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL, e.g. http://127.0.0.1:8000' }),

@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseExposition, sumOf, type Family } from '../exporters/prometheus-exposition.js';
 
@@ -111,6 +112,15 @@ export async function startAgent(args: readonly string[], env: Record<string, st
  */
 export async function firstSample(agent: AgentProcess, timeoutMs = 30_000): Promise<void> {
   await eventually('the agent\'s first power sample', timeoutMs, async () => (sumOf(await agent.metrics(), 'tokenwatt_samples_total') > 0 ? true : undefined));
+}
+
+/** A TCP port free on 127.0.0.1 a moment ago (for listeners that take no port 0, such as --proxy-port). */
+export async function freePort(): Promise<number> {
+  const server = http.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 /** Poll `check` until it returns a value (not undefined) or the time runs out. */

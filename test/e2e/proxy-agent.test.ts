@@ -1,0 +1,57 @@
+/**
+ * The recording proxy as `tokenwatt run` configures it, in front of the fake OpenAI-compatible
+ * upstream: where it listens.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import os from 'node:os';
+import { join } from 'node:path';
+import { startFakeUpstream } from '../proxy/fake-upstream.js';
+import { freePort, startAgent } from './agent-process.js';
+
+/** Whether a TCP connection to host:port is accepted. */
+function accepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, host);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+async function setup(t: import('node:test').TestContext, config: Record<string, unknown>) {
+  const upstream = await startFakeUpstream();
+  const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-e2e-proxy-'));
+  t.after(async () => {
+    await upstream.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const file = join(dir, 'config.json');
+  // upstream only in the file: the proxy runs from the config section, as in the chart.
+  writeFileSync(file, JSON.stringify({ ...config, proxy: { upstream: upstream.url, replica: { gpus: [0] }, ...(config.proxy as object | undefined) } }));
+  const proxyPort = await freePort();
+  const db = join(dir, 'agent.db');
+  // startAgent adds --host 127.0.0.1.
+  const agent = await startAgent(['run', '--config', file, '--power', 'simulated', '--db', db, '--proxy-port', String(proxyPort), '--settle-period', '1', '--settle-lateness', '1']);
+  t.after(() => void agent.stop());
+  return { agent, proxyPort };
+}
+
+// Linux routes all of 127.0.0.0/8 to the loopback device: a listener on every interface accepts
+// 127.0.0.2, one bound to 127.0.0.1 refuses it.
+test('--host 127.0.0.1: the recording proxy listens on 127.0.0.1 too, not on every interface', { timeout: 60_000 }, async (t) => {
+  const { agent, proxyPort } = await setup(t, {});
+  assert.match(agent.stderr(), new RegExp(`proxy: listening on 127\\.0\\.0\\.1:${proxyPort},`));
+  assert.equal(await accepts('127.0.0.1', proxyPort), true);
+  assert.equal(await accepts('127.0.0.2', proxyPort), false, 'not reachable on another address');
+});
+
+test('proxy.host set in the file wins over --host', { timeout: 60_000 }, async (t) => {
+  const { agent, proxyPort } = await setup(t, { proxy: { host: '0.0.0.0' } });
+  assert.match(agent.stderr(), new RegExp(`proxy: listening on 0\\.0\\.0\\.0:${proxyPort},`));
+  assert.equal(await accepts('127.0.0.2', proxyPort), true);
+});
