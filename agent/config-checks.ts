@@ -2,8 +2,10 @@ import { readFileSync } from 'node:fs';
 import { CONFIG_OPTION_BY_KEY } from './config-options.js';
 import type { TokenwattConfig } from './config-schema.js';
 import { MAX_HELD_SCRAPES } from '../collectors/engine-metrics/interval-records.js';
+import { proxyHeadersOf } from '../collectors/proxy/proxy-config.js';
 import { CarbonInputErrors } from '../model/carbon/carbon-input-error.js';
 import { parseHourlyIntensityCsv } from '../model/carbon/hourly-intensity-csv.js';
+import { MAX_RECORD_LABELS } from '../model/request-record.js';
 
 /** Where a key's value came from. */
 export type ConfigSource = 'default' | 'file' | 'env' | 'flag';
@@ -184,5 +186,10 @@ function checkHeaders(config: TokenwattConfig, errors: string[], warnings: strin
     if (other !== undefined) errors.push(`${keyName('labels.headers')}: header '${header}' is given for both ${other} and ${label}`);
     labelByHeader.set(header, label);
     if (!exported.has(label)) warnings.push(`${keyName('labels.headers')}: '${label}' is kept with each request but is not a metric label (not in labels.user)`);
+  }
+  // A record holds at most MAX_RECORD_LABELS labels: more would cost every proxied call its record.
+  const carried = Object.keys(proxyHeadersOf(config.labels.headers).labels);
+  if (carried.length > MAX_RECORD_LABELS) {
+    errors.push(`${keyName('labels.headers')}: the proxy would carry ${carried.length} labels (${carried.join(', ')}) into each record; a record holds at most ${MAX_RECORD_LABELS}`);
   }
 }

@@ -12,6 +12,8 @@ const SECRET_KEYS: ReadonlySet<string> = new Set(['ingestToken']);
 export const configErrorMap: z.core.$ZodErrorMap = (issue) => {
   if (issue.code === 'invalid_type') return issue.input === undefined ? 'required' : `expected ${issue.expected}`;
   if (issue.code === 'invalid_union') return 'matches none of the accepted forms';
+  // A map's key: say what the key must be, not zod's "Invalid key in record".
+  if (issue.code === 'invalid_key') return issue.issues[0]?.message;
   return undefined;
 };
 
@@ -32,7 +34,8 @@ export function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
 
 /** ", got 'abc'" for the value an issue is about; empty when there is nothing useful to show. */
 export function describeGot(issue: z.core.$ZodIssue, value: unknown): string {
-  if (issue.code === 'unrecognized_keys' || value === undefined) return '';
+  // invalid_key: the path names the key at fault; its value is not what is wrong.
+  if (issue.code === 'unrecognized_keys' || issue.code === 'invalid_key' || value === undefined) return '';
   if (issue.path.some((p) => typeof p === 'string' && SECRET_KEYS.has(p))) return ', got (redacted)';
   if (typeof value === 'string') return `, got '${value.length > 60 ? `${value.slice(0, 57)}...` : value}'`;
   const json = JSON.stringify(value) ?? String(value);

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { userLabelNameProblems } from '../exporters/prometheus/label-names.js';
 import { DEFAULT_ATTRIBUTION_CONFIG } from '../model/attribution-config.js';
 import { refuseReservedReportKey } from '../model/report-keys.js';
+import { recordLabelName } from '../model/request-record.js';
 import { carbonSection, engineMetricsSection, hostPowerSection, otlpSection, proxySection } from './config-sections.js';
 
 /**
@@ -72,7 +73,6 @@ const gpuRef = z
   .union([intIn(0, 1023), text('a GPU index or UUID', 128)], { error: 'must be a GPU index (0..1023) or UUID' })
   .transform(String);
 
-const labelName = z.string({ error: 'must be a label name' }).regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, { error: 'must match [a-zA-Z_][a-zA-Z0-9_]*' });
 const headerName = z
   .string({ error: 'must be an HTTP header name' })
   .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, { error: 'must be an HTTP header name (token characters only)' })
@@ -149,7 +149,8 @@ export const configSchema = z.strictObject({
         })
         .default(['team', 'feature']),
       headers: z
-        .record(labelName, headerName, { error: 'must map label names to HTTP header names' })
+        // The proxy carries each of these labels into its records: they are held to a record's rules.
+        .record(recordLabelName, headerName, { error: (issue) => (issue.code === 'invalid_type' ? 'must map label names to HTTP header names' : undefined) })
         .default({ task_id: 'x-task-id', attempt: 'x-attempt', team: 'x-team', feature: 'x-feature' }),
     })
     .prefault({}),

@@ -27,19 +27,13 @@ export async function createRequestCapture(config: TokenwattConfig, log: Logger,
   if (upstream !== undefined || config.proxyPort !== undefined || config.proxy !== undefined) {
     if (upstream === undefined) throw new Error('proxy: --upstream / TOKENWATT_UPSTREAM (or proxy.upstream) is required to run the proxy');
     const { OpenAiProxy } = await import('../collectors/proxy/openai-proxy.js');
-    const { proxyConfigSchema } = await import('../collectors/proxy/proxy-config.js');
-    const h = config.labels.headers;
+    const { proxyConfigSchema, proxyHeadersOf } = await import('../collectors/proxy/proxy-config.js');
     const proxyConfig = proxyConfigSchema.parse({
       ...section,
       host: section.host ?? config.host,
       upstream,
       ...(port !== undefined ? { port } : {}),
-      headers: {
-        ...(h.task_id ? { taskId: h.task_id } : {}),
-        ...(h.attempt ? { attempt: h.attempt } : {}),
-        ...(h.team ? { team: h.team } : {}),
-        ...(h.feature ? { feature: h.feature } : {}),
-      },
+      headers: proxyHeadersOf(config.labels.headers),
     });
     sources.push(new OpenAiProxy({ config: proxyConfig, log: log.child({ component: 'proxy' }), onError: (e) => onError('proxy', e) }));
   }

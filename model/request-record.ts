@@ -56,8 +56,12 @@ export interface RecordError {
 export const MAX_TOKENS = 100_000_000;
 const MAX_ID_LENGTH = 256;
 const MAX_LABELS = 32;
+/** Most labels one record carries (the proxy's configured header labels are held to it too). */
+export const MAX_RECORD_LABELS = MAX_LABELS;
 const MAX_LABEL_VALUE = 256;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]{0,63}$/;
+/** A record label's name: the rule for posted records, and for labels other sources carry into theirs. */
+export const recordLabelName = z.string().regex(LABEL_NAME, 'a label name must match [a-zA-Z_][a-zA-Z0-9_]* and be at most 64 characters');
 const TOO_MANY_LABELS = `at most ${MAX_LABELS} labels`;
 const NOT_WELL_FORMED = 'must be well-formed Unicode (it holds a lone UTF-16 surrogate, which SQLite and Prometheus cannot keep)';
 
@@ -149,7 +153,7 @@ export const requestRecordWireSchema = z
     batch_size: z.number().int('must be an integer').min(1, 'must be >= 1').max(100_000).optional(),
     status: z.enum(['ok', 'error', 'cancelled']).default('ok'),
     labels: z
-      .record(z.string().regex(LABEL_NAME, 'a label name must match [a-zA-Z_][a-zA-Z0-9_]* and be at most 64 characters'), text(0, MAX_LABEL_VALUE))
+      .record(recordLabelName, text(0, MAX_LABEL_VALUE))
       .refine((labels) => Object.keys(labels).length <= MAX_LABELS, TOO_MANY_LABELS)
       .superRefine((labels, ctx) => {
         for (const name of REPORT_LABELS) {

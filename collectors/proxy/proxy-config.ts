@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { refuseReservedReportKey } from '../../model/report-keys.js';
+import { recordLabelName } from '../../model/request-record.js';
 
 const GPU_ENTRY = { error: 'must be a GPU index (0..1023) or UUID' };
 /**
@@ -16,6 +17,9 @@ const headerName = z
   .string()
   .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be an HTTP header name')
   .transform((name) => name.toLowerCase());
+
+/** Record labels the proxy reads unless told otherwise, by the request header that carries each. */
+const DEFAULT_LABEL_HEADERS: Readonly<Record<string, string>> = { team: 'x-team', feature: 'x-feature' };
 
 /** GPUs and tier of the serving replica behind the proxy. */
 export const replicaSchema = z.strictObject({
@@ -39,13 +43,18 @@ export const proxyConfigSchema = z.strictObject({
   replica: replicaSchema.optional(),
   /** Per served model, GPUs/tier overriding `replica` (a multi-model gateway upstream). */
   models: z.record(z.string().min(1), replicaSchema).optional(),
-  /** Request headers that carry the task id, attempt number, team and feature. */
+  /**
+   * Request headers that carry the task id, the attempt number and record labels. `labels` maps
+   * each label to its header; the ones named add to team and feature, or move them to another header.
+   */
   headers: z
     .strictObject({
       taskId: headerName.default('x-task-id'),
       attempt: headerName.default('x-attempt'),
-      team: headerName.default('x-team'),
-      feature: headerName.default('x-feature'),
+      labels: z
+        .record(recordLabelName, headerName)
+        .default({})
+        .transform((labels) => ({ ...DEFAULT_LABEL_HEADERS, ...labels })),
     })
     .prefault({}),
   /**
@@ -67,3 +76,13 @@ export const proxyConfigSchema = z.strictObject({
 
 export type ProxyConfig = z.output<typeof proxyConfigSchema>;
 export type ReplicaConfig = z.output<typeof replicaSchema>;
+
+/**
+ * The proxy's headers from the agent's `labels.headers` (label -> header): task_id and attempt are
+ * record fields, every other label goes into the record's labels. What it leaves out keeps its
+ * default header.
+ */
+export function proxyHeadersOf(labelHeaders: Readonly<Record<string, string>>): ProxyConfig['headers'] {
+  const { task_id: taskId, attempt, ...labels } = labelHeaders;
+  return proxyConfigSchema.shape.headers.parse({ ...(taskId !== undefined && { taskId }), ...(attempt !== undefined && { attempt }), labels });
+}

@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import { REPORT_LABELS, reservedReportKeyReason } from '../../model/report-keys.js';
 import { parseRequestRecord } from '../../model/request-record.js';
 import type { RecordError, RequestRecord, RequestStatus } from '../../model/request-record.js';
 import { rawHeader } from './http-forwarding.js';
@@ -18,6 +19,7 @@ const MAX_ID = 256;
 const MAX_LABEL_VALUE = 256;
 export const MAX_MODEL = 256;
 const MAX_TOKENS = 100_000_000;
+const REPORTED: ReadonlySet<string> = new Set(REPORT_LABELS);
 
 /** Node reads header bytes as latin-1; clients send non-ASCII values as UTF-8, so bytes that are valid UTF-8 are read as such. */
 function headerText(value: string): string {
@@ -27,11 +29,11 @@ function headerText(value: string): string {
 }
 
 /**
- * Read `x-task-id`, `x-attempt`, `x-team`, `x-feature` (names configurable) from the request's
- * raw headers. A header sent twice counts once, with its first value (node would join them into
- * "a, b", which is no task or team). A value the ledger would refuse (too long, attempt not an
- * integer 1..10000) is left out and reported through `refuse`, so one bad header never costs the
- * call its record.
+ * Read the task id, attempt and every configured label (`x-task-id`, `x-attempt`, `x-team`,
+ * `x-feature` by default) from the request's raw headers. A header sent twice counts once, with
+ * its first value (node would join them into "a, b", which is no task or team). A value the ledger
+ * would refuse (too long, attempt not an integer 1..10000, a team or feature that is an ESG report
+ * row key) is left out and reported through `refuse`, so one bad header never costs the call its record.
  */
 export function labelsFromHeaders(
   rawHeaders: readonly string[],
@@ -59,10 +61,13 @@ export function labelsFromHeaders(
     else refuse(names.attempt, `must be an integer 1..10000 (got ${JSON.stringify(attemptText.slice(0, 20))})`);
   }
   const labels: Record<string, string> = {};
-  const team = bounded(names.team, MAX_LABEL_VALUE);
-  const feature = bounded(names.feature, MAX_LABEL_VALUE);
-  if (team !== null) labels.team = team;
-  if (feature !== null) labels.feature = feature;
+  for (const [label, header] of Object.entries(names.labels)) {
+    const value = bounded(header, MAX_LABEL_VALUE);
+    if (value === null) continue;
+    const reserved = REPORTED.has(label) ? reservedReportKeyReason(value) : null;
+    if (reserved === null) labels[label] = value;
+    else refuse(header, reserved);
+  }
   return { taskId, attempt, labels };
 }
 

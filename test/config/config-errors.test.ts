@@ -147,3 +147,14 @@ test('a tier or model named like one of the ESG report\'s own rows is refused, n
     ]);
   });
 });
+
+test('labels.headers: each label is held to a record label\'s rules, and the proxy carries at most a record\'s 32 labels', () => {
+  const long = `l${'x'.repeat(64)}`;
+  assertExactly(errorsOf({ flags: { labelsHeaders: JSON.stringify({ [long]: 'x-long', project: 'x-project' }) } }), [
+    new RegExp(`^--labels-headers / TOKENWATT_LABELS_HEADERS: ${long}: a label name must match .* and be at most 64 characters \\(from --labels-headers\\)$`),
+  ]);
+  // team and feature keep their default headers: 30 more make 32, 31 more too many.
+  const labels = (n: number) => JSON.stringify(Object.fromEntries(Array.from({ length: n }, (_, i) => [`l${i}`, `x-l${i}`])));
+  assert.ok(loadConfig({ flags: { labelsHeaders: labels(30) }, env: {} }).ok);
+  assertExactly(errorsOf({ flags: { labelsHeaders: labels(31) } }), [/^--labels-headers \/ TOKENWATT_LABELS_HEADERS: the proxy would carry 33 labels \(team, feature, l0, .*, l30\) into each record; a record holds at most 32$/]);
+});

@@ -1,6 +1,6 @@
 /**
  * The recording proxy as `tokenwatt run` configures it, in front of the fake OpenAI-compatible
- * upstream: where it listens.
+ * upstream: where it listens, and which header labels reach the ledger and /metrics.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,8 +8,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
+import Database from '../../agent/sqlite-driver.js';
+import { sumOf } from '../exporters/prometheus-exposition.js';
 import { startFakeUpstream } from '../proxy/fake-upstream.js';
-import { freePort, startAgent } from './agent-process.js';
+import { rawRequest } from '../proxy/raw-http.js';
+import { eventually, freePort, startAgent } from './agent-process.js';
 
 /** Whether a TCP connection to host:port is accepted. */
 function accepts(host: string, port: number): Promise<boolean> {
@@ -38,7 +41,7 @@ async function setup(t: import('node:test').TestContext, config: Record<string, 
   // startAgent adds --host 127.0.0.1.
   const agent = await startAgent(['run', '--config', file, '--power', 'simulated', '--db', db, '--proxy-port', String(proxyPort), '--settle-period', '1', '--settle-lateness', '1']);
   t.after(() => void agent.stop());
-  return { agent, proxyPort };
+  return { agent, proxyPort, db };
 }
 
 // Linux routes all of 127.0.0.0/8 to the loopback device: a listener on every interface accepts
@@ -54,4 +57,31 @@ test('proxy.host set in the file wins over --host', { timeout: 60_000 }, async (
   const { agent, proxyPort } = await setup(t, { proxy: { host: '0.0.0.0' } });
   assert.match(agent.stderr(), new RegExp(`proxy: listening on 0\\.0\\.0\\.0:${proxyPort},`));
   assert.equal(await accepts('127.0.0.2', proxyPort), true);
+});
+
+test('every label in labels.headers reaches the record, the ledger and (in labels.user) /metrics', { timeout: 60_000 }, async (t) => {
+  const headers = { task_id: 'x-task-id', team: 'x-team', feature: 'x-feature', project: 'x-project', cost_center: 'x-cost-center' };
+  const { agent, proxyPort, db } = await setup(t, { labels: { user: ['team', 'feature', 'project'], headers } });
+  const call = await rawRequest(`http://127.0.0.1:${proxyPort}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-task-id': 'T1', 'x-team': 'search', 'x-feature': 'chat', 'x-project': 'apollo', 'x-cost-center': 'cc-7' },
+    body: JSON.stringify({ model: 'mm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 }),
+  });
+  assert.equal(call.status, 200, call.body.toString());
+
+  const settled = await eventually('the proxied request settled', 30_000, async () => {
+    const n = sumOf(await agent.metrics(), 'tokenwatt_requests_total', { model: 'mm' });
+    return n > 0 ? n : undefined;
+  });
+  assert.equal(settled, 1);
+  const families = await agent.metrics();
+  assert.equal(sumOf(families, 'tokenwatt_requests_total', { model: 'mm', team: 'search', feature: 'chat', project: 'apollo' }), 1, 'project is a metric label');
+  assert.equal(await agent.stop(), 0);
+
+  const ledger = new Database(db, { readonly: true });
+  t.after(() => ledger.close());
+  const rows = ledger.prepare("SELECT task_id, labels FROM requests WHERE source = 'proxy'").all() as { task_id: string; labels: string }[];
+  assert.equal(rows.length, 1);
+  assert.equal(rows[0]?.task_id, 'T1');
+  assert.deepEqual(JSON.parse(rows[0]?.labels ?? '{}'), { team: 'search', feature: 'chat', project: 'apollo', cost_center: 'cc-7' });
 });

@@ -61,7 +61,7 @@ test('estimates: chars/4 for text, exact for token-id prompts, at least one toke
 });
 
 test('labels from headers: configurable names; values the ledger would refuse are reported, not recorded', () => {
-  const names = proxyConfigSchema.parse({ upstream: 'http://127.0.0.1:1', headers: { team: 'X-Org' } }).headers;
+  const names = proxyConfigSchema.parse({ upstream: 'http://127.0.0.1:1', headers: { labels: { team: 'X-Org' } } }).headers;
   const refused: string[] = [];
   const labels = labelsFromHeaders(
     ['X-Task-Id', 't1', 'x-attempt', '3', 'X-ORG', ' infra ', 'x-feature', 'f'.repeat(300)],

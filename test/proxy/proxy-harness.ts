@@ -24,7 +24,13 @@ export async function startHarness(config: Partial<Record<keyof ProxyConfig, unk
   const upstream = await startFakeUpstream(upstreamOptions);
   const log = captureLog();
   const errors: string[] = [];
-  const parsed = proxyConfigSchema.parse({ port: 0, host: '127.0.0.1', upstream: upstream.url, replica: { gpus: [0], tier: 'small' }, ...config });
+  let parsed: ProxyConfig;
+  try {
+    parsed = proxyConfigSchema.parse({ port: 0, host: '127.0.0.1', upstream: upstream.url, replica: { gpus: [0], tier: 'small' }, ...config });
+  } catch (error) {
+    await upstream.close(); // a refused config must not leave the upstream holding the test process open
+    throw error;
+  }
   const proxy = new OpenAiProxy({ config: parsed, log: log.log, onError: (e) => errors.push(e.message), shutdownGraceMs: 500 });
   const sink = new RecordingSink();
   await proxy.start(sink);

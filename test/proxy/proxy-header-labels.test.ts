@@ -1,0 +1,41 @@
+/**
+ * Record labels from request headers: every label the config maps to a header is carried, with
+ * the checks a posted record's labels get; a value the ledger would refuse is left out with a
+ * warning, and the call keeps its record.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startHarness } from './proxy-harness.js';
+import type { Harness } from './proxy-harness.js';
+import { tryRequest } from './raw-http.js';
+
+let h: Harness;
+before(async () => {
+  h = await startHarness({ headers: { labels: { project: 'x-project', cost_center: 'x-cost-center', feature: 'x-product' } } });
+});
+after(() => h.close());
+
+const call = (headers: Record<string, string>) =>
+  tryRequest(`${h.proxyUrl}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ model: 'llama-8b', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 }),
+  });
+
+test('every configured header label is carried into the record; team keeps its default header, feature moves to its own', async () => {
+  const res = await call({ 'x-task-id': 't-labels', 'x-team': 'search', 'x-feature': 'ignored', 'x-product': 'chat', 'x-project': 'apollo', 'x-cost-center': 'cc-7' });
+  assert.equal(res.status, 200);
+  const r = await h.sink.recordOfTask('t-labels');
+  assert.deepEqual(r.labels, { team: 'search', feature: 'chat', project: 'apollo', cost_center: 'cc-7' });
+});
+
+test('a label value the ledger would refuse is left out with a warning naming the header; the call keeps its record', async () => {
+  const res = await call({ 'x-task-id': 't-bad-labels', 'x-team': '(none)', 'x-project': 'p'.repeat(257), 'x-cost-center': 'cc-8' });
+  assert.equal(res.status, 200);
+  const r = await h.sink.recordOfTask('t-bad-labels');
+  assert.deepEqual(r.labels, { cost_center: 'cc-8' });
+  const warnings = h.log.messages('warn');
+  assert.ok(warnings.some((m) => /header x-team ignored: "\(none\)" is reserved/.test(m)), warnings.join('\n'));
+  assert.ok(warnings.some((m) => /header x-project ignored: longer than 256 characters/.test(m)), warnings.join('\n'));
+  assert.deepEqual(h.errors, []);
+});
