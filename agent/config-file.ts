@@ -66,7 +66,30 @@ export function readConfigFile(path: string): { ok: true; file: ConfigFile } | {
   if (typeof data !== 'object' || Array.isArray(data)) {
     return { ok: false, errors: [`${name}: the top level must be a mapping of keys (port: 9477, ...), got ${Array.isArray(data) ? 'a list' : typeof data}`] };
   }
-  return { ok: true, file: { name, data: data as Record<string, unknown>, lineOf: (p, key) => lineOfPath(doc, p, key, lineAt) } };
+  const lineOf = (p: readonly PropertyKey[], key?: string): number | undefined => lineOfPath(doc, p, key, lineAt);
+  const prototypeKeys = prototypeKeyPaths(data);
+  if (prototypeKeys.length > 0) {
+    return {
+      ok: false,
+      errors: prototypeKeys.map((p) => {
+        const line = lineOf(p, '__proto__');
+        return `${name}${line === undefined ? '' : `:${line}`}: ${[...p, '__proto__'].join('.')}: "__proto__" is not a usable key (JavaScript would read it as the object's prototype, so its value would be lost)`;
+      }),
+    };
+  }
+  return { ok: true, file: { name, data: data as Record<string, unknown>, lineOf } };
+}
+
+/** Paths of the mappings that hold a `__proto__` key: zod's records drop it without a word. */
+function prototypeKeyPaths(value: unknown, path: (string | number)[] = [], into: (string | number)[][] = []): (string | number)[][] {
+  if (value === null || typeof value !== 'object') return into;
+  if (Array.isArray(value)) {
+    value.forEach((item, i) => prototypeKeyPaths(item, [...path, i], into));
+    return into;
+  }
+  if (Object.prototype.hasOwnProperty.call(value, '__proto__')) into.push(path);
+  for (const [key, item] of Object.entries(value)) prototypeKeyPaths(item, [...path, key], into);
+  return into;
 }
 
 function lineOfPath(doc: Document, path: readonly PropertyKey[], key: string | undefined, lineAt: (offset: number) => number): number | undefined {

@@ -83,6 +83,19 @@ test('a YAML alias bomb, a directory and a device are config errors naming the f
   assertExactly(errorsOf({ configFile: '/dev/zero' }), [/^\/dev\/zero: not a regular file/]);
 });
 
+test('a "__proto__" key in any mapping is an error naming its path and line, not a value dropped without a word', () => {
+  const yaml = ['power: simulated', 'labels:', '  headers:', '    __proto__: x-evil', '    team: x-team', 'replicas:', '  - model: m', '    gpus: [0]', '    __proto__: 1', ''].join('\n');
+  withFile('proto.yaml', yaml, (path) => {
+    assertExactly(errorsOf({ configFile: path }), [
+      /^proto\.yaml:4: labels\.headers\.__proto__: "__proto__" is not a usable key/,
+      /^proto\.yaml:9: replicas\.0\.__proto__: "__proto__" is not a usable key/,
+    ]);
+  });
+  withFile('proto.json', '{"tiers": {"__proto__": "small", "m": "large"}}', (path) => {
+    assertExactly(errorsOf({ configFile: path }), [/^proto\.json:1: tiers\.__proto__: "__proto__" is not a usable key/]);
+  });
+});
+
 test('the ingest token never appears in an error message', () => {
   const errors = errorsOf({ env: { TOKENWATT_INGEST_TOKEN: 'x'.repeat(5000) } });
   assert.equal(errors.length, 1);
