@@ -23,9 +23,9 @@ export type IntervalNote =
   | { readonly kind: 'counter-drop-held'; readonly model: string; readonly series: string; readonly from: number; readonly to: number }
   /**
    * A bad reading `to`, read as `from` (see {@link judgeScrape}): a drop that a later scrape climbed
-   * back from (`next` at or above `from`) or that no later reading could judge (`next` null:
-   * shutdown, or the series missing from the next page), or a rise (`to` above `from`) that the
-   * next reading fell back from (`next`). Nothing is counted for it, and the records of the
+   * back from (`next` at or above `from`), or a rise (`to` above `from`) that the next reading fell
+   * back from (`next`), or either one that no later reading could judge (`next` null: shutdown, or
+   * no page of the look-ahead with the series' line). Nothing is counted for it, and the records of the
    * interval it ends and the one it starts are flagged tokens_estimated.
    */
   | { readonly kind: 'counter-glitch'; readonly model: string; readonly series: string; readonly from: number; readonly to: number; readonly next: number | null }
@@ -196,7 +196,8 @@ export function baselineOf(snapshot: EngineSnapshot): EngineBaseline {
  * Turn two scrapes of one engine into interval-level request records, one per served model that
  * did work in between (pure: same snapshots, same records). The scraper keeps state through
  * {@link nextInterval}; this is its one-step form, with no later scrape to judge `curr` by (as
- * {@link flushDeferred}).
+ * {@link flushDeferred}): a counter of `curr` that dropped, or rose by more than a dip's share, is
+ * read as a glitch (see {@link judgeScrape}).
  */
 export function intervalRecords(prev: EngineSnapshot, curr: EngineSnapshot, options: IntervalRecordOptions): { records: RequestRecordWire[]; notes: IntervalNote[] } {
   const step = nextInterval(baselineOf(prev), curr, options);
@@ -247,10 +248,11 @@ export function nextInterval(baseline: EngineBaseline, curr: EngineSnapshot, opt
 /**
  * The scrapes held for judgement, counted with what judges them now (at shutdown: no later scrape
  * will come): a drop no later reading judged is read as the value before it (a glitch; see
- * {@link judgeScrape}), so that nothing is invented, and the records are flagged; a drop that the
- * readings after it all stayed below stands; a rise no later reading judged is counted as read.
- * The baseline keeps the value before a glitch, so a restart behind it is still seen by the next
- * run's first scrapes, and counted from there.
+ * {@link judgeScrape}), so that nothing is invented, and the records are flagged; so is a rise no
+ * later reading judged (a bad high reading counts nothing; a true rise's tokens are counted by the
+ * next run, from the stored mark). A drop or rise that the readings after it all stayed below
+ * stands. The baseline keeps the value before a glitch, so a restart behind it is still seen by
+ * the next run's first scrapes, and counted from there.
  */
 export function flushDeferred(baseline: EngineBaseline, options: IntervalRecordOptions): IntervalResult {
   return baseline.deferred.length === 0 ? { records: [], notes: [], baseline } : countHeld(baseline, baseline.deferred, options, true);
@@ -354,28 +356,39 @@ function suspectReadings(baseline: EngineBaseline, curr: EngineSnapshot): Suspec
  *   that the next reading is back under, at or above the value before it, was a bad reading. A
  *   reading under the value before it (itself a bad reading, or a restart) tells neither: the
  *   readings after it judge, and one that all of them stay below stands.
- * - A page after it that cannot judge (the series missing, re-created, or another process serving
- *   the page) ends the judgement, as the end of the scrapes does at shutdown: a drop that a reading
- *   before that stayed below stands, one that none judged is read as a glitch (nothing invented; a
- *   restart behind it shows as a drop again at its next reading); a rise stands.
+ * - A page after it without the series' line (an unreadable line, a partial page) says nothing of
+ *   it: the pages after that judge, within the look-ahead.
+ * - A page after it from another process (a changed restart marker) or with the series re-created
+ *   ends the judgement: a drop that a reading before that stayed below stands, one that none judged
+ *   is read as a glitch (a restart behind it shows as a drop again at its next reading); a rise
+ *   stands (that page counts from zero: nothing is counted twice).
+ * - The end of the scrapes (shutdown), or of the look-ahead with no page that has the series' line:
+ *   a drop or a rise that a reading stayed below stands; one that no reading judged is read as a
+ *   glitch, so that nothing is invented (not a bad high reading's tokens, nor, with it kept as the
+ *   mark, an engine lifetime counted again when the next true reading is a "drop" from it). The
+ *   mark stays the value before it: the next scrape, or the next run (the baseline is stored),
+ *   counts on from there, so a true rise's tokens are counted then, not lost.
  */
 function verdictOf(d: SuspectReading, page: EngineSnapshot, after: readonly EngineSnapshot[], final: boolean): { verdict: 'glitch' | 'stands'; next: number | null } | null {
   let next: number | null = null;
-  // What the readings so far say: a drop that one of them stayed below stands; one none judged is read as a glitch.
-  const ended = () => ({ verdict: d.kind === 'drop' && next === null ? 'glitch' : 'stands', next }) as const;
+  // No more readings: one that stayed below judged it (it stands); with none, it is read as a glitch.
+  const ended = () => ({ verdict: next === null ? 'glitch' : 'stands', next }) as const;
+  // Another process, or the series re-created: a drop as above; a rise stands, the page counting from zero.
+  const cut = () => (d.kind === 'rise' ? ({ verdict: 'stands', next } as const) : ended());
   for (let k = 0; k < COUNTER_LOOKAHEAD_SCRAPES; k++) {
     const a = after[k];
     if (a === undefined) return final ? ended() : null;
     // Another process serves that page: its counts say nothing of the one read here.
-    if (page.restartMarker !== null && a.restartMarker !== null && page.restartMarker !== a.restartMarker) return ended();
+    if (page.restartMarker !== null && a.restartMarker !== null && page.restartMarker !== a.restartMarker) return cut();
     const n = a.counters.find((s) => s.key === d.key);
-    if (n === undefined || (n.created !== null && d.created !== null && n.created !== d.created)) return ended();
+    if (n === undefined) continue; // no line of it on that page: it says nothing
+    if (n.created !== null && d.created !== null && n.created !== d.created) return cut();
     next = n.value;
     if (d.kind === 'drop' && !isDrop(d.mark, n.value)) return { verdict: 'glitch', next };
     if (d.kind === 'rise' && !isDrop(d.reading, n.value)) return { verdict: 'stands', next };
     if (d.kind === 'rise' && !isDrop(d.mark, n.value)) return { verdict: 'glitch', next };
   }
-  return { verdict: 'stands', next };
+  return ended();
 }
 
 /**
@@ -391,9 +404,11 @@ function verdictOf(d: SuspectReading, page: EngineSnapshot, after: readonly Engi
  * {@link COUNTER_LOOKAHEAD_SCRAPES} scrapes (one that had counted little) is taken for a bad
  * reading, and what it counted up to that total is missed (as a restart, every bad reading would
  * count a lifetime of tokens again); so is one restarted right after a steep rise, whose count
- * passes the value before that rise (the rise is taken for a bad reading); a true rise followed by
- * a bad reading between it and the value before it is counted a scrape late; and the records of a
- * scrape with a drop or a steep rise come with a later scrape's.
+ * passes the value before that rise (the rise is taken for a bad reading); so is a true steep rise
+ * that no reading judged (its series off the next pages, or shutdown) when its engine restarts
+ * before the series is read again; a true rise followed by a bad reading between it and the value
+ * before it, or by pages without its line, is counted a scrape (or a run) late; and the records of
+ * a scrape with a drop or a steep rise come with a later scrape's.
  */
 function judgeScrape(base: EngineBaseline, page: EngineSnapshot, after: readonly EngineSnapshot[], final: boolean): { read: EngineSnapshot; glitched: ReadonlySet<string>; notes: IntervalNote[] } | null {
   const suspects = suspectReadings(base, page);

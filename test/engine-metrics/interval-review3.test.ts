@@ -4,10 +4,11 @@ import { parseRequestRecord } from '../../model/request-record.js';
 import { parsePrometheusText } from '../../collectors/engine-metrics/prometheus-text.js';
 import { readEngineSnapshot } from '../../collectors/engine-metrics/engine-snapshot.js';
 import type { EngineSnapshot } from '../../collectors/engine-metrics/engine-snapshot.js';
-import { baselineOf, COUNTER_LOOKAHEAD_SCRAPES, flushDeferred, MAX_HELD_SCRAPES, nextInterval } from '../../collectors/engine-metrics/interval-records.js';
+import { baselineOf, COUNTER_LOOKAHEAD_SCRAPES, MAX_HELD_SCRAPES, nextInterval } from '../../collectors/engine-metrics/interval-records.js';
 import type { IntervalNote } from '../../collectors/engine-metrics/interval-records.js';
 import type { RequestRecordWire } from '../../model/request-record.js';
 import { bump, fixture, withValue } from './fixtures.js';
+import { judgeHeld } from './judge-held.js';
 
 const T0 = Date.UTC(2026, 10, 1, 10);
 const at = (i: number) => T0 + i * 15_000;
@@ -16,7 +17,11 @@ const E1 = '{engine="1",model_name="Qwen/Qwen3-0.6B"}';
 const MODEL = 'Qwen/Qwen3-0.6B';
 const snap = (engine: 'vllm' | 'sglang', text: string, atMs: number): EngineSnapshot => readEngineSnapshot(parsePrometheusText(text), engine, atMs, 'unknown');
 
-/** Feed snapshots one at a time, then shut down (flushDeferred, the last step): records (wire) and notes per step. */
+/**
+ * Feed snapshots one at a time, then judge the scrapes still held by one more scrape that is not
+ * counted itself ({@link judgeHeld}; shutdown would read an unjudged steep rise as a glitch), the
+ * last step: records (wire) and notes per step.
+ */
 function run(snaps: readonly EngineSnapshot[]) {
   let baseline = baselineOf(snaps[0] as EngineSnapshot);
   const steps: { records: RequestRecordWire[]; notes: IntervalNote[] }[] = [];
@@ -26,7 +31,7 @@ function run(snaps: readonly EngineSnapshot[]) {
     steps.push({ records: r.records, notes: r.notes });
   };
   for (const s of snaps.slice(1)) take(nextInterval(baseline, s, { engineId: 'e' }));
-  take(flushDeferred(baseline, { engineId: 'e' }));
+  take(judgeHeld(baseline, { engineId: 'e' }));
   return { steps, records: steps.flatMap((s) => s.records), notes: steps.flatMap((s) => s.notes), baseline };
 }
 
