@@ -659,8 +659,9 @@ test('property: over random runs with restarts, bad readings, missing and unread
       assert.equal(cached + dropped + expired + credit, observable.cached, 'cached tokens');
       if (restartSteps.size === 0) {
         assert.deepEqual([prompt, completion, cached + expired + credit], [truth.prompt, truth.gen, truth.cached], 'no restart: exactly the engine totals');
-        // Hits run at most one step ahead, so with every series read each time nothing is left waiting or expires.
-        if (generated.every((st) => st.engines.every((e) => e.hide === 'none'))) assert.deepEqual([credit, expired], [0, 0], 'all hits recorded');
+        // Hits run at most one step ahead, so with every series read each time nothing is left waiting or
+        // expires. A bad reading is a prompt count not read: hits ahead of it may find no prompt tokens.
+        if (generated.every((st) => st.engines.every((e) => e.hide === 'none' && !e.glitch))) assert.deepEqual([credit, expired], [0, 0], 'all hits recorded');
       }
       // Every restart is reported, once; so is every clock step; nothing else resets. A page with a
       // drop is counted (and its notes come) with the next one, so notes are counted, not placed.
