@@ -517,11 +517,13 @@ test('property: over random runs with restarts, bad readings, missing and unread
             if (!absent && !hidden && eng.lineAfter[m] === null) eng.lineAfter[m] = pageAt;
             // A bad reading is no reading: what it hid is counted from the next one.
             if (!absent && !hidden && !glitched) {
+              // Judged before seenAt and lineAfter move on to this reading.
+              const riseGlitched = unjudgedRise(eng, m, pageAt) === 'glitch';
               eng.seenAt[m] = pageAt;
               eng.lineAfter[m] = null;
               observable[m] += eng.restartedSince[m] ? eng.value[m] : eng.value[m] - eng.lastSeen[m];
               // After a restart, read against zero; after a rise read as a glitch, against the value before it.
-              eng.prevSeen[m] = eng.restartedSince[m] ? 0 : unjudgedRise(eng, m, pageAt) === 'glitch' ? eng.prevSeen[m] : eng.lastSeen[m];
+              eng.prevSeen[m] = eng.restartedSince[m] ? 0 : riseGlitched ? eng.prevSeen[m] : eng.lastSeen[m];
               eng.lastSeen[m] = eng.value[m];
               eng.restartedSince[m] = false;
               if (m === 'prompt') eng.glitchAt = null;
