@@ -164,6 +164,7 @@ export class Settler {
    */
   private readonly pendingQuality = new Map<number, { rejected: number; sampleErrors: number }>();
   private lastStaleWarnMs = 0;
+  private lastHeldLogMs = 0;
   private hostReadings: StoredHostReading[] = [];
   /** Host readings not yet written to the ledger (flushed with the samples). */
   private readonly unpersistedHost: StoredHostReading[] = [];
@@ -273,10 +274,16 @@ export class Settler {
   /** Called by the power source for each batch of samples. Cheap: buffering only. */
   addSamples(samples: readonly PowerSample[]): void {
     let stale = 0;
+    let held = 0;
     for (let sample of samples) {
       const buffer = this.samplesByGpu.get(sample.gpuUuid);
       if (!buffer) continue; // inventory is fixed at start-up; an unknown GPU is reported by the source
       if (this.settledUntilMs !== null && sample.timestampMs <= (this.countedUntilMs.get(sample.gpuUuid) ?? this.settledUntilMs) && sample.timestampMs < this.settledUntilMs) {
+        if (this.ledgerHolds(sample)) {
+          // A repeat of a stored reading (a replay with its own timestamps, restarted): nothing new, no error.
+          held += 1;
+          continue;
+        }
         // Stamped inside time already counted (the wall clock stepped back): its period is closed,
         // so it is stored but cannot count. Say so rather than lose it quietly. It stays out of the
         // buffer: as the start of the next interval it would change energy already given out.
@@ -313,6 +320,16 @@ export class Settler {
         'samples stamped before the end of settled time (did the clock step back?): stored, but their periods are closed, so they count as sample errors',
       );
     }
+    if (held > 0 && Date.now() - this.lastHeldLogMs >= 60_000) {
+      this.lastHeldLogMs = Date.now();
+      this.options.log.info({ samples: held }, 'samples repeating readings the ledger already holds (a replay restarted with its own timestamps): skipped');
+    }
+  }
+
+  /** The ledger already holds this very reading: same GPU, timestamp, power and counter. */
+  private ledgerHolds(sample: PowerSample): boolean {
+    const stored = this.options.ledger.loadSamples(sample.gpuUuid, sample.timestampMs, sample.timestampMs).find((s) => s.timestampMs === sample.timestampMs);
+    return stored !== undefined && stored.powerW === sample.powerW && stored.energyJ === sample.energyJ;
   }
 
   /** Count records refused at ingest, for the hourly data-quality rollup. */

@@ -336,6 +336,28 @@ test('samples stamped inside settled time (a clock step back) are counted as sam
   assert.equal(errors, 8, 'and in the ledger\'s data quality');
 });
 
+test('readings the ledger already holds, given again inside settled time, are skipped; other readings there still count as errors', (t) => {
+  const s = setup(8);
+  t.after(s.cleanup);
+  s.settler.addSamples(s.samples.filter((x) => x.timestampMs < T0 + 60_000));
+  s.settler.flushSamples(); // as the agent does before each settlement
+  s.settler.settleDue(T0 + 60_000);
+  const before = s.ledger.loadSamples(s.gpus[0]!.uuid, epochMs(T0), epochMs(T0 + 60_000)).length;
+  // A replay with its own timestamps, restarted: its first 30 s again, as the ledger stored them.
+  const again = s.samples.filter((x) => x.timestampMs < T0 + 30_000);
+  assert.ok(again.length > 100);
+  s.settler.addSamples(again);
+  assert.deepEqual(s.metrics.sampleErrors, [], 'a repeat of a stored reading is no stale sample');
+  // The same timestamps with another reading, or a timestamp the ledger lacks: stale, as before.
+  const first = again[0]!;
+  s.settler.addSamples([{ ...first, powerW: watts((first.powerW ?? 0) + 1) }, { ...first, timestampMs: epochMs(first.timestampMs + 1) }]);
+  assert.deepEqual(s.metrics.sampleErrors, ['stale_timestamp', 'stale_timestamp']);
+  s.settler.flushSamples();
+  s.settler.settleDue(T0 + 70_000);
+  assert.equal(s.ledger.loadSamples(s.gpus[0]!.uuid, epochMs(T0), epochMs(T0 + 60_000)).length, before + (first.gpuUuid === s.gpus[0]!.uuid ? 1 : 0), 'nothing stored twice');
+  assert.equal(s.ledger.readHourlyQuality(epochMs(T0 - 3_600_000), epochMs(T0 + 3_600_000)).reduce((a, r) => a + r.sampleErrors, 0), 2);
+});
+
 test('host energy: each period gets its share of the host counter, and the periods add up to the counter exactly', (t) => {
   const s = setup(3);
   t.after(s.cleanup);

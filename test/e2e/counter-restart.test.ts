@@ -103,3 +103,54 @@ test('a replayed trace measures its power\'s energy in every period, before and 
     assert.ok(Math.abs(p.measuredJ - 300) <= 1.5, `period at ${p.startMs - restartMs} ms from the restart: measured ${p.measuredJ.toFixed(2)} J, 300 W for 1 s is 300 J`);
   }
 });
+
+test('a replay with its own timestamps, restarted with a longer lateness, skips the samples the ledger already holds instead of counting them as errors', { timeout: 120_000 }, async (t) => {
+  const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-kept-restart-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const db = join(dir, 'agent.db');
+  const tracePath = join(dir, 'trace.csv');
+  // GPU 0 at 300 W for 60 s at 10 Hz, starting about now: the replay keeps these timestamps.
+  const t0 = Math.ceil(Date.now() / 100) * 100 + 300;
+  const lines = ['timestamp_ms,gpu,power_w,energy_j'];
+  for (let k = 0; k <= 600; k += 1) lines.push(`${t0 + 100 * k},0,300,${5e8 + 30 * k}`);
+  writeFileSync(tracePath, `${lines.join('\n')}\n`);
+  const args = (lateness: number): string[] => ['run', '--power', `replay:${tracePath}`, '--replay-keep-timestamps', 'true', '--db', db, '--settle-lateness', String(lateness), '--settle-period', '1'];
+  const first = await startAgent(args(2));
+  let settledMs: number;
+  try {
+    settledMs = await eventually('the first run settling 2 s of the trace', 30_000, async () => {
+      const s = await settledUntilMs(first);
+      return s >= t0 + 2000 ? s : undefined;
+    });
+  } finally {
+    assert.equal(await first.stop(), 0, first.stderr().slice(-1500));
+  }
+  const storedMs = (() => {
+    const file = new Database(db, { readonly: true });
+    try {
+      return (file.prepare('SELECT max(ts_ms) AS t FROM power_samples').get() as { t: number }).t;
+    } finally {
+      file.close();
+    }
+  })();
+  // Started again with a longer lateness (the trace now starts too far back for 2 s): the replay
+  // gives the trace from its first sample again, so its first seconds are ones the ledger holds,
+  // some of them in settled time.
+  const second = await startAgent(args(30));
+  try {
+    // New samples are counted once the replay has passed what the first run stored.
+    await eventually('the second run\'s first new samples', 30_000, async () => (sumOf(await second.metrics(), 'tokenwatt_samples_total') >= 5 ? true : undefined));
+    const families = await second.metrics();
+    assert.ok(settledMs > t0 && storedMs > settledMs, `the first run settled ${settledMs - t0} ms and stored ${storedMs - t0} ms of the trace`);
+    assert.equal(sumOf(families, 'tokenwatt_sample_errors_total', { reason: 'stale_timestamp' }), 0, 'readings the ledger already holds are no stale samples');
+  } finally {
+    assert.equal(await second.stop(), 0, second.stderr().slice(-1500));
+  }
+  const file = new Database(db, { readonly: true });
+  try {
+    const errors = (file.prepare('SELECT coalesce(sum(sample_errors), 0) AS n FROM hourly_quality').get() as { n: number }).n;
+    assert.equal(errors, 0, 'nor sample errors in the ledger\'s data quality');
+  } finally {
+    file.close();
+  }
+});
