@@ -471,22 +471,31 @@ function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSam
   const lastCounter: (CounterReading | undefined)[] = gpuList.map(() => undefined);
   // The reading before the last one when the last one dropped below it: a glitch if the next climbs straight back.
   const beforeDrop: (CounterReading | undefined)[] = gpuList.map(() => undefined);
+  // A refused line's counter_run_start: the new run began there, so the GPU's next accepted line is in it.
+  const runStartOwed = new Uint8Array(gpuList.length);
   const take = (i: number, g: number): void => {
     const t = ts[i] as number;
     const at = line[i] as number;
     const gpu = gpuList[g] as GpuInfo;
+    const carried = runStartAt(i) ? '; its counter_run_start mark passes to the GPU\'s next line' : '';
     if (t < (lastMs[g] as number)) {
       problems.add(
         at,
         `timestamp goes back ${seconds((lastMs[g] as number) - t)} for GPU ${gpu.index}: ${iso(t)} after ${iso(lastMs[g] as number)} on line ${lastLine[g]}; ` +
-          'not integrated across (a clock step, or a capture across a DST fall-back: give the right UTC offset, or put the captures in time order)',
+          `not integrated across (a clock step, or a capture across a DST fall-back: give the right UTC offset, or put the captures in time order)${carried}`,
         'timestamp goes back for its GPU',
       );
+      if (carried) runStartOwed[g] = 1;
       return;
     }
     if (t === lastMs[g]) {
-      problems.add(at, `second sample of GPU ${gpu.index} at ${iso(t)} (first on line ${lastLine[g]})`, 'second sample of a GPU at one instant');
+      problems.add(at, `second sample of GPU ${gpu.index} at ${iso(t)} (first on line ${lastLine[g]})${carried}`, 'second sample of a GPU at one instant');
+      if (carried) runStartOwed[g] = 1;
       return;
+    }
+    if (runStartOwed[g] === 1) {
+      flags[i] = (flags[i] as number) | SAMPLE_COUNTER_RUN_START;
+      runStartOwed[g] = 0;
     }
     if (runStartAt(i)) {
       // A new counter run: its readings are not steps from the run before.

@@ -443,6 +443,33 @@ test('plain trace: the optional counter_run_start column marks where a GPU\'s co
   assert.equal(bad.samples.length, 2);
 });
 
+
+test('plain trace: a counter_run_start line refused for its timestamp passes its mark to its GPU\'s next line', () => {
+  const t = 1_800_000_000_000;
+  const text = [
+    'timestamp_ms,gpu,power_w,energy_j,counter_run_start',
+    `${t},0,300,1000,`,
+    `${t + 1000},0,300,1300,`,
+    `${t + 1000},0,300,40000000,1`, // the new run's first line repeats the last timestamp: refused
+    `${t + 2000},0,300,40000300,`,
+    `${t + 3000},0,300,40000600,`,
+    `${t},1,300,2000,`,
+    `${t + 1000},1,300,2300,`,
+    `${t + 500},1,300,2100,1`, // the new run's first line is stamped back in time: refused
+    `${t + 2000},1,300,2150,`, // just under where the old run ended
+    `${t + 3000},1,300,2450,`,
+  ].join('\n');
+  const trace = parsePowerTrace(`${text}\n`);
+  assert.deepEqual(trace.errors.map((e) => e.line), [4, 9], 'only the two refused lines');
+  const byGpu = (index: number): PowerSample[] => trace.samples.toArray().filter((s) => s.gpuIndex === index);
+  for (const index of [0, 1]) {
+    assert.deepEqual(byGpu(index).map((s) => s.counterRunStart === true), [false, false, true, false], `GPU ${index}: the next line starts the new run`);
+    // The interval into it is a reset, from power: 300 J a second throughout, not a climb of 40 MJ
+    // (refused as millijoules) nor 0 J while the counter stays under the old run's 2300 J.
+    const timeline = buildEnergyTimeline(byGpu(index), { samplePeriodMs: 1000, maxAttributableGapMs: 30_000 });
+    assert.deepEqual(timeline.intervals.map((i) => [i.energyJ, i.method, i.counterReset]), [[300, 'counter', false], [300, 'integrated', true], [300, 'counter', false]], `GPU ${index}`);
+  }
+});
 test('a counter reading of 0 that the next one climbs straight back from is a glitch: the climb is no unit error', () => {
   const t = 1_800_000_000_000;
   // 300 W at 1 Hz on a 1 MJ counter, one bogus 0. The climb back (1 MJ in 1 s) was refused as
