@@ -269,8 +269,11 @@ export class EngineMetricsScraper implements RequestSource {
 
   /** Adopt a step's baseline, log its notes, and check its records (an invalid one is reported, not queued). */
   private take(state: TargetState, snapshot: EngineSnapshot, { records, notes, baseline }: IntervalResult): RequestRecord[] {
+    const before = state.baseline;
     state.baseline = baseline;
-    this.logNotes(state, snapshot, notes);
+    // A step that counted no scrape (it waits for judgement) says nothing of the problems raised before.
+    const counted = before === null || before.atMs !== baseline.atMs || before.monoMs !== baseline.monoMs;
+    this.logNotes(state, snapshot, notes, counted);
     const out: RequestRecord[] = [];
     records.forEach((wire, index) => {
       const parsedRecord = parseRequestRecord(wire, index);
@@ -302,7 +305,7 @@ export class EngineMetricsScraper implements RequestSource {
     } else this.clear(state, 'missing:running');
   }
 
-  private logNotes(state: TargetState, snapshot: EngineSnapshot, notes: readonly IntervalNote[]): void {
+  private logNotes(state: TargetState, snapshot: EngineSnapshot, notes: readonly IntervalNote[], counted: boolean): void {
     const url = state.target.url;
     const raised = new Set<string>();
     const problem = (code: string, message: string): void => {
@@ -414,7 +417,7 @@ export class EngineMetricsScraper implements RequestSource {
           break; // reported once by checkResolved
       }
     }
-    for (const code of [...state.problems.keys()]) {
+    for (const code of counted ? [...state.problems.keys()] : []) {
       if (code.startsWith('note:') && !raised.has(code)) this.clear(state, code, `engine-metrics: ${url}: ${code.slice('note:'.length)} cleared`);
     }
   }

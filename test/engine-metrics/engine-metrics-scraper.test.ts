@@ -278,6 +278,32 @@ test('a series gone for good is reported once (one onError, one warning when giv
   assert.equal(messages('warn').filter((m) => /no longer wait for them/.test(m)).length, 1);
 });
 
+test('a missing series is reported once while scrapes with a steep rise wait for judgement (an engine\'s first minutes)', async (t) => {
+  const engine = await fakeEngine();
+  t.after(() => engine.close());
+  const rank = (dp: number, p: number, g: number) =>
+    withValue(withValue(fixture('sglang-docs-production-metrics.prom'), `sglang:prompt_tokens_total${S}`, p), `sglang:generation_tokens_total${S}`, g)
+      .split('\n')
+      .filter((l) => /^sglang:(prompt|generation)_tokens_total\{/.test(l))
+      .map((l) => l.replace('{model_name=', `{dp_rank="${dp}",model_name=`))
+      .join('\n');
+  engine.set(`${rank(0, 100_000, 10_000)}\n${rank(1, 90_000, 9_000)}`);
+  const clock = { t: T0 };
+  const { scraper, errors } = scraperFor([engine.url], clock);
+  await scraper.start(new RecordingSink());
+  const baseErrors = errors.length;
+  // Rank 1 gone; rank 0 alternately rises gently (+0.5%) and steeply (+50%: the scrape waits for the next).
+  let p = 100_000;
+  for (let i = 1; i <= 8; i++) {
+    clock.t = T0 + i * 15_000;
+    p = Math.round(i % 2 === 0 ? p * 1.5 : p * 1.005);
+    engine.set(rank(0, p, Math.round(p / 10)));
+    await scraper.scrapeOnce();
+  }
+  await scraper.shutdown();
+  assert.deepEqual(errors.slice(baseErrors).map((e) => /seen before are missing/.test(e)), [true], errors.slice(baseErrors).join('\n'));
+});
+
 test('cache hits that never found their prompt tokens are dropped after one interval, logged at info with the amount', async (t) => {
   const engine = await fakeEngine();
   t.after(() => engine.close());
