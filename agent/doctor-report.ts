@@ -2,10 +2,12 @@ import type { HostInventory } from '../collectors/host/host-inventory.js';
 import { architectureName, NvmlArchitecture } from '../collectors/nvml/nvml-constants.js';
 import type { NvmlProbeResult } from '../collectors/nvml/nvml-probe.js';
 import type { NvidiaSmiProbeResult } from '../collectors/nvidia-smi/nvidia-smi-probe.js';
+import type { ConfigSource } from './config-checks.js';
+import type { PowerSetting } from './config-schema.js';
 
 /** `tokenwatt doctor` exit status: the agent can run on measured GPU data. */
 export const DOCTOR_EXIT_MEASURED = 0;
-/** No measured GPU power source: the agent could only run on simulated or replayed data. */
+/** No measured GPU power source the agent would use: it could only run on simulated or replayed data, or not at all. */
 export const DOCTOR_EXIT_NO_MEASURED_SOURCE = 1;
 /** doctor itself could not run (bad option, internal error). */
 export const DOCTOR_EXIT_ERROR = 2;
@@ -16,10 +18,14 @@ export type RaplProbe =
 
 /** Everything doctor found, as printed by --json. */
 export interface DoctorReport {
-  /** Whether `tokenwatt run --power auto` would measure (not simulate). */
+  /** Whether `tokenwatt run` with `power` would measure (not simulate) and get samples. */
   readonly canRun: boolean;
-  /** The source `--power auto` would use. */
+  /** The agent's power setting judged (`auto`, `nvml`, `simulated`, `replay:FILE`...), and where it came from. */
+  readonly power: { readonly setting: string; readonly from: ConfigSource };
+  /** The measured source the agent would use with that setting; null for none (or simulated, replay). */
   readonly selected: 'nvml' | 'nvidia-smi' | null;
+  /** The source `power auto` would use, whatever the setting. */
+  readonly auto: 'nvml' | 'nvidia-smi' | null;
   readonly nvml: NvmlProbeResult;
   readonly nvidiaSmi: NvidiaSmiProbeResult;
   readonly rapl: RaplProbe;
@@ -29,9 +35,17 @@ export interface DoctorReport {
   readonly exitCode: number;
 }
 
-/** What to change, derived from the probes. */
-export function adviseOn(nvml: NvmlProbeResult, smi: NvidiaSmiProbeResult, rapl: RaplProbe): string[] {
+/** The setting as `--power` takes it. */
+export function powerSettingText(power: PowerSetting): string {
+  return power.kind === 'replay' ? `replay:${power.file}` : power.kind;
+}
+
+/** What to change, derived from the probes and the power setting judged. */
+export function adviseOn(nvml: NvmlProbeResult, smi: NvidiaSmiProbeResult, rapl: RaplProbe, power: PowerSetting = { kind: 'auto' }): string[] {
   const advice: string[] = [];
+  // A source named outright is the only one the agent tries: the other one, if it answers, is unused.
+  if (power.kind === 'nvml' && !nvml.available && smi.available) advice.push('power is nvml, which this node cannot use, while nvidia-smi answers: set power to auto (NVML when it can be used, else nvidia-smi), or make NVML loadable.');
+  if (power.kind === 'nvidia-smi' && nvml.available) advice.push('power is nvidia-smi while NVML can be used: power auto or nvml would use NVML, which gives the energy counter (exact energy) where nvidia-smi gives power samples only.');
   if (!nvml.available && !smi.available) {
     advice.push(`No measured GPU power source. NVML: ${nvml.failure.fix}. nvidia-smi: ${smi.fix}. ` +
       'Until then the agent can only run with --power simulated (every figure labelled simulated) or --power replay:FILE.');
@@ -121,15 +135,31 @@ export function renderDoctorText(report: DoctorReport): string {
   }
   out.push('');
 
-  out.push(report.selected && report.canRun
-    ? `The agent would use: ${report.selected} (--power auto). It can run with measured data.`
-    : report.selected
-      ? `The agent would use: ${report.selected} (--power auto), but it gave no sample while probed: the agent would start and never get ready.`
-      : 'The agent would use: nothing measured. `tokenwatt run --power auto` would refuse to start; only --power simulated or replay:FILE would run.');
+  out.push(`The agent would use: ${conclusion(report)}`);
   if (report.advice.length > 0) {
     out.push('', 'What to change for better data:');
     for (const a of report.advice) out.push(`  - ${a}`);
   }
   out.push('', `exit status ${report.exitCode}`);
   return `${out.join('\n')}\n`;
+}
+
+/** Where the power setting came from, as the report says it. */
+function powerFrom(from: ConfigSource): string {
+  return from === 'flag' ? '--power' : from === 'env' ? 'TOKENWATT_POWER' : from === 'file' ? "the config file's power" : 'the default';
+}
+
+/** The report's last line: what the agent would use with its power setting, and whether it measures. */
+function conclusion(report: DoctorReport): string {
+  const { setting, from } = report.power;
+  const named = from === 'default' ? `--power ${setting}` : `power ${setting}, from ${powerFrom(from)}`;
+  if (setting === 'simulated' || setting.startsWith('replay:')) {
+    return `${setting} (from ${powerFrom(from)}), not a measured source: no figure would be measured on this node. ` +
+      `With power auto it would use ${report.auto ?? 'nothing measured'}.`;
+  }
+  if (report.selected && report.canRun) return `${report.selected} (${named}). It can run with measured data.`;
+  if (report.selected) return `${report.selected} (${named}), but it gave no sample while probed: the agent would start and never get ready.`;
+  if (setting === 'auto') return 'nothing measured. `tokenwatt run --power auto` would refuse to start; only --power simulated or replay:FILE would run.';
+  const other = report.auto === null ? '' : ` ${report.auto} is: power auto or ${report.auto} would use it.`;
+  return `nothing measured. \`tokenwatt run\` would refuse to start (exit 3) with power ${setting} (from ${powerFrom(from)}): ${setting === 'nvml' ? 'NVML' : 'nvidia-smi'} is not available.${other}`;
 }

@@ -3,8 +3,10 @@ import { RaplUnavailableError } from '../collectors/host/rapl-errors.js';
 import { RaplHostPowerSource } from '../collectors/host/rapl-host-power-source.js';
 import { probeNvml } from '../collectors/nvml/nvml-probe.js';
 import { probeNvidiaSmi } from '../collectors/nvidia-smi/nvidia-smi-probe.js';
+import type { ConfigSource } from './config-checks.js';
+import type { PowerSetting } from './config-schema.js';
 import {
-  adviseOn, DOCTOR_EXIT_MEASURED, DOCTOR_EXIT_NO_MEASURED_SOURCE, renderDoctorText, type DoctorReport, type RaplProbe,
+  adviseOn, DOCTOR_EXIT_MEASURED, DOCTOR_EXIT_NO_MEASURED_SOURCE, powerSettingText, renderDoctorText, type DoctorReport, type RaplProbe,
 } from './doctor-report.js';
 
 export { selectPowerSource, NoMeasuredPowerSourceError } from './doctor-source-selection.js';
@@ -13,6 +15,10 @@ export { DOCTOR_EXIT_ERROR, DOCTOR_EXIT_MEASURED, DOCTOR_EXIT_NO_MEASURED_SOURCE
 export type { DoctorReport, RaplProbe } from './doctor-report.js';
 
 export interface DoctorOptions {
+  /** The power source the agent would be started with (its `power`); default auto. */
+  readonly power?: PowerSetting;
+  /** Where that setting came from, for the report. Default 'default'. */
+  readonly powerFrom?: ConfigSource;
   /** libnvidia-ml path; default TOKENWATT_NVML_LIBRARY, else the loader's libnvidia-ml.so.1. */
   readonly nvmlLibrary?: string;
   /** nvidia-smi executable; default "nvidia-smi" on PATH. */
@@ -44,19 +50,27 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<{ report: 
     probeRapl(options.powercapRoot ?? '/sys/class/powercap'),
     options.hostInventory === false ? Promise.resolve<HostInventory | null>(null) : readHostInventory().catch(() => null),
   ]);
-  // What `--power auto` would pick (the first source whose start-up succeeds), and whether it
+  // What the agent's `power` would pick (auto: the first source whose start-up succeeds; nvml or
+  // nvidia-smi: that one or nothing; simulated and replay measure nothing), and whether it
   // measures: a source that starts but gave no sample while probed would never get ready.
-  const selected = nvml.available ? 'nvml' : nvidiaSmi.available ? 'nvidia-smi' : null;
+  const power = options.power ?? { kind: 'auto' };
+  const auto = nvml.available ? 'nvml' : nvidiaSmi.available ? 'nvidia-smi' : null;
+  const selected = power.kind === 'auto' ? auto
+    : power.kind === 'nvml' ? (nvml.available ? 'nvml' : null)
+      : power.kind === 'nvidia-smi' ? (nvidiaSmi.available ? 'nvidia-smi' : null)
+        : null;
   const sampled = selected === 'nvml' ? nvml.available && nvml.samples > 0 : selected === 'nvidia-smi' ? nvidiaSmi.available && nvidiaSmi.samples > 0 : false;
   const exitCode = sampled ? DOCTOR_EXIT_MEASURED : DOCTOR_EXIT_NO_MEASURED_SOURCE;
   const report: DoctorReport = {
     canRun: sampled,
+    power: { setting: powerSettingText(power), from: options.powerFrom ?? 'default' },
     selected,
+    auto,
     nvml,
     nvidiaSmi,
     rapl,
     host,
-    advice: adviseOn(nvml, nvidiaSmi, rapl),
+    advice: adviseOn(nvml, nvidiaSmi, rapl, power),
     exitCode,
   };
   return { report, text: renderDoctorText(report), exitCode };
