@@ -11,7 +11,8 @@ import { DemoSummaryPrinter } from '../demo-summary.js';
 import { loadConfigWithSources, runAgentUntilSignal } from '../run-agent.js';
 import Database from '../sqlite-driver.js';
 import type { ConfigSource } from '../config.js';
-import { crossCheckConfig } from '../config-checks.js';
+import { crossCheckConfig, keyName } from '../config-checks.js';
+import { CONFIG_OPTION_BY_KEY } from '../config-options.js';
 
 /**
  * Settlement defaults of the demo (flags, env and file still win): short enough that the first
@@ -57,13 +58,13 @@ export function demoCommand(): Command {
       replicas: [...loaded.replicas, ...replicas],
       // The simulated node's host: a configured overhead (labelled estimated), not this machine's
       // real RAPL counters, which would mix a real CPU into simulated figures.
-      hostPower: loaded.hostPower ?? { rapl: 'off', overheadW: DEMO_HOST_OVERHEAD_W },
+      hostPower: { rapl: 'off', overheadW: loaded.hostPower?.overheadW ?? DEMO_HOST_OVERHEAD_W },
       // Emissions need a grid: the world average from the shipped table unless one is configured.
       carbon: loaded.carbon ?? carbonConfigSchema.parse({ region: 'world', site: 'demo (simulated)' }),
     };
     // The checks' warnings are about the config as the demo runs it (its own bind address, say).
     const loadedChecks = new Set(crossCheckConfig(loaded, sources).warnings);
-    const warnings = [...crossCheckConfig(config, sources).warnings, ...loadedWarnings.filter((w) => !loadedChecks.has(w))];
+    const warnings = [...ignoredByDemo(loaded, sources), ...crossCheckConfig(config, sources).warnings, ...loadedWarnings.filter((w) => !loadedChecks.has(w))];
     const summaryEvery = flags.summaryEvery as number;
     const durationS = flags.duration as number | undefined;
     await runAgentUntilSignal(config, {
@@ -93,6 +94,37 @@ export function demoCommand(): Command {
     }, warnings);
   });
   return command;
+}
+
+/** The keys that choose or serve a measured power source: the demo's GPUs are simulated. */
+const GPU_SOURCE_KEYS = ['nvmlLibrary', 'nvidiaSmi', 'replayKeepTimestamps', 'replayNvidiaSmiUtcOffset'] as const;
+
+/**
+ * The settings the demo cannot honour, each named with where it came from: the demo runs its own
+ * simulated node whatever `power` says, and its host is simulated too (only hostPower.overheadW,
+ * the simulated host's draw, is taken). Said, not dropped silently.
+ */
+function ignoredByDemo(loaded: TokenwattConfig, sources: Readonly<Record<string, ConfigSource>>): string[] {
+  const from = (key: string): string => {
+    const source = sources[key];
+    return source === 'env' ? (CONFIG_OPTION_BY_KEY.get(key)?.env ?? 'the environment') : source === 'flag' ? (CONFIG_OPTION_BY_KEY.get(key)?.flag ?? 'a flag') : 'the config file';
+  };
+  const warnings: string[] = [];
+  const power = loaded.power;
+  if (sources.power !== undefined && sources.power !== 'default' && power.kind !== 'simulated') {
+    const setting = power.kind === 'replay' ? `replay:${power.file}` : power.kind;
+    warnings.push(`${keyName('power')}: ${setting} (from ${from('power')}) is ignored: the demo always runs its simulated node; \`tokenwatt run\` uses this setting`);
+  }
+  for (const key of GPU_SOURCE_KEYS) {
+    if (sources[key] !== undefined && sources[key] !== 'default') warnings.push(`${keyName(key)} (from ${from(key)}) is ignored: the demo's GPUs are simulated`);
+  }
+  const host = loaded.hostPower;
+  // rapl: off and a powercapRoot beside it are what the demo does anyway.
+  const raplKeys = host === undefined || host.rapl === 'off' ? [] : (['rapl', 'powercapRoot'] as const).filter((k) => host[k] !== undefined).map((k) => `hostPower.${k}`);
+  if (raplKeys.length > 0) {
+    warnings.push(`${raplKeys.join(', ')} (from the config file) ${raplKeys.length === 1 ? 'is' : 'are'} ignored: the demo's host is simulated, and this machine's RAPL counters would mix a real CPU into its figures; hostPower.overheadW sets the simulated host's draw (default ${DEMO_HOST_OVERHEAD_W} W)`);
+  }
+  return warnings;
 }
 
 /**
