@@ -225,18 +225,29 @@ function requestIdsOf(span: OtlpSpan, callId: { key: string; value: AttributeVal
 /**
  * Whether `repeat`, stored under the request id of `kept`, is the same call seen again (the other
  * side of it, or its span sent again with other details): the same prompt and completion tokens
- * (the app's client reads its usage from the server's answer, so both sides count alike), and
+ * (the app's client reads its usage from the server's answer, so both sides count alike; a count
+ * one side did not report matches any), and
  * times that overlap, within {@link SIGHTING_SKEW_MS}. Start, end, first token, cached tokens,
  * status and labels may differ between the sides (vLLM's span starts at arrival and names no
  * task; a client span knows no first token): the record stored first is kept.
  */
 export function sameCall(kept: RequestRecord, repeat: RequestRecord): boolean {
   return (
-    kept.promptTokens === repeat.promptTokens &&
-    kept.completionTokens === repeat.completionTokens &&
+    sameCount(kept, repeat, 'promptTokens') &&
+    sameCount(kept, repeat, 'completionTokens') &&
     repeat.startMs <= kept.endMs + SIGHTING_SKEW_MS &&
     kept.startMs <= repeat.endMs + SIGHTING_SKEW_MS
   );
+}
+
+/**
+ * Counts agree, or one side did not report it: a span with only one of input/output is recorded
+ * with the other as 0 and tokens_estimated, so that 0 is unknown, not a count that differs (else
+ * the pair would be stored as two calls, its known count counted twice).
+ */
+function sameCount(kept: RequestRecord, repeat: RequestRecord, count: 'promptTokens' | 'completionTokens'): boolean {
+  const unknown = (r: RequestRecord) => r.source === 'otlp' && r.tokensEstimated && r[count] === 0;
+  return kept[count] === repeat[count] || unknown(kept) || unknown(repeat);
 }
 
 function tokenCount(value: AttributeValue): number | string {

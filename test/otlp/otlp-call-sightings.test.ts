@@ -92,3 +92,31 @@ test('two calls that reuse a response id are both stored: in different traces, a
   assert.equal(stored().length, 3);
   assert.deepEqual(counted, ['accepted 2', 'accepted 1', 'duplicate 1']);
 });
+
+test('a sighting that reports only one token count is the same call as its pair with both: one record, not two that count the completion twice', async (t) => {
+  /** The app's span of a call whose client reported only the output count: prompt_tokens unknown, not 0. */
+  const outputOnly = () => {
+    const span = clientSpan('00000000000000c1', 'chatcmpl-7f3a', [0, 300]);
+    return { ...span, attributes: span.attributes.filter((a) => a.key !== 'gen_ai.usage.input_tokens') };
+  };
+  for (const order of ['partial first', 'full first']) {
+    const { post, counted, stored, ledger } = await setup(t);
+    const partial = () => post([outputOnly()], 'app');
+    const full = () => post([serverSpan('00000000000000c2', '00000000000000c1', 'chatcmpl-7f3a', [1200, 300])], 'vllm');
+    const answers = order === 'partial first' ? [await partial(), await full()] : [await full(), await partial()];
+    assert.deepEqual(answers, [{ status: 200, body: '{}' }, { status: 200, body: '{}' }], order);
+    assert.deepEqual(stored(), [`chatcmpl-7f3a/${TRACE}`], `${order}: one record`);
+    assert.deepEqual(counted, ['accepted 1', 'duplicate 1'], order);
+    const [kept] = ledger.readRequests(0 as never, Number.MAX_SAFE_INTEGER as never);
+    assert.equal(kept?.record.completionTokens, 300, `${order}: the completion counted once`);
+    // The record that arrived first is kept (README): the partial one stays flagged estimated.
+    assert.equal(kept?.record.promptTokens, order === 'full first' ? 1200 : 0);
+    assert.equal(kept?.record.tokensEstimated, order === 'partial first');
+  }
+  // Two calls are still two: a partial sighting whose known count differs is another call.
+  const { post, stored } = await setup(t);
+  await post([serverSpan('00000000000000c2', '00000000000000c1', 'chatcmpl-7f3a', [1200, 300])], 'vllm');
+  const other = clientSpan('00000000000000c3', 'chatcmpl-7f3a', [0, 299]);
+  await post([{ ...other, attributes: other.attributes.filter((a) => a.key !== 'gen_ai.usage.input_tokens') }], 'app');
+  assert.equal(stored().length, 2);
+});
