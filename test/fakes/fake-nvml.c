@@ -50,12 +50,17 @@
  *                                     NVML_ERROR_UNINITIALIZED; a session begun afterwards (nvmlInit_v2
  *                                     once every earlier nvmlInit_v2 was matched by nvmlShutdown)
  *                                     works, and every energy counter restarts from 0 at the reload
- *   hang <function> <g|-1> <after_ms> <duration_ms> <count>
+ *   hang <function> <g|-1> <after_ms> <duration_ms> <count> [<skip>]
  *                                     the next <count> calls of <function> (on GPU g, or any GPU
- *                                     with -1) made after <after_ms> sleep <duration_ms> first;
- *                                     <function>: nvmlDeviceGetTotalEnergyConsumption,
- *                                     nvmlDeviceGetPowerUsage, nvmlDeviceGetFieldValues or
- *                                     nvmlDeviceGetUUID (of a GPU, not of a MIG device)
+ *                                     with -1) made after <after_ms>, once <skip> such calls have
+ *                                     gone through, sleep <duration_ms> first. <function>: any
+ *                                     function exported here. The GPU of a call is the device's
+ *                                     (a MIG device's parent GPU), the index looked up, or the GPU
+ *                                     a UUID names; library-wide calls (nvmlInit_v2, nvmlShutdown,
+ *                                     nvmlErrorString, nvmlSystemGetDriverVersion,
+ *                                     nvmlDeviceGetCount_v2) match only -1
+ *   gpus_at_ms <n> <ms>               from this time the device count is n (more GPUs than
+ *                                     `gpus`: hot-added ones), seen by NVML sessions begun then
  *
  * Energy is the exact integral of the piecewise-constant power trace. nvmlDeviceGetPowerUsage
  * returns the mean power over the last second on Ampere and newer except GA100 (arch >= 7 and
@@ -164,6 +169,7 @@ typedef struct {
   int gpu;
   long long after_ms, duration_ms;
   int remaining;
+  int skip; /* matching calls still to let through first */
 } fake_hang;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -176,6 +182,8 @@ static int energy_reads;
 static long long reload_ms = -1; /* when the driver was reloaded, -1 before */
 static char driver_version[TEXT] = "590.48.01";
 static int gpu_count;
+static int late_gpu_count = -1; /* gpus_at_ms: the count from late_gpus_ms on, -1: none */
+static long long late_gpus_ms = -1;
 static fake_gpu gpus[MAX_GPUS];
 static fake_hang hangs[MAX_HANGS];
 static int hang_count;
@@ -189,6 +197,11 @@ static long long now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (long long)(ts.tv_sec - t0.tv_sec) * 1000 + (ts.tv_nsec - t0.tv_nsec) / 1000000;
+}
+
+/* GPUs present now: `gpus`, or more from `gpus_at_ms` on (hot-added). */
+static int present_gpus(void) {
+  return late_gpu_count > gpu_count && late_gpus_ms >= 0 && now_ms() >= late_gpus_ms ? late_gpu_count : gpu_count;
 }
 
 static void scenario_path(char *out, size_t len) {
@@ -230,6 +243,8 @@ static void compute_prefix_sums(void) {
 static void load_scenario(void) {
   memset(gpus, 0, sizeof(gpus));
   gpu_count = 0;
+  late_gpu_count = -1;
+  late_gpus_ms = -1;
   hang_count = 0;
   init_rc = 0;
   reload_after_reads = 0;
@@ -280,11 +295,15 @@ static void load_scenario(void) {
     else if (strcmp(key, "reload_after_reads") == 0) reload_after_reads = atoi(rest);
     else if (strcmp(key, "driver_version") == 0) snprintf(driver_version, TEXT, "%s", rest);
     else if (strcmp(key, "gpus") == 0) gpu_count = atoi(rest) > MAX_GPUS ? MAX_GPUS : atoi(rest);
+    else if (strcmp(key, "gpus_at_ms") == 0) {
+      if (sscanf(rest, "%d %lld", &late_gpu_count, &late_gpus_ms) != 2 || late_gpu_count > MAX_GPUS) late_gpu_count = -1;
+    }
     else if (strcmp(key, "trace_step_ms") == 0) trace_step_ms = atoll(rest) > 0 ? atoll(rest) : 100;
     else if (strcmp(key, "hang") == 0 && hang_count < MAX_HANGS) {
       fake_hang *h = &hangs[hang_count];
-      if (sscanf(rest, "%63s %d %lld %lld %d", h->function, &h->gpu, &h->after_ms, &h->duration_ms,
-                 &h->remaining) == 5)
+      h->skip = 0;
+      if (sscanf(rest, "%63s %d %lld %lld %d %d", h->function, &h->gpu, &h->after_ms, &h->duration_ms,
+                 &h->remaining, &h->skip) >= 5)
         hang_count++;
     } else if ((gpu = gpu_arg(rest, &after)) != NULL) {
       if (strcmp(key, "uuid") == 0) snprintf(gpu->dev.uuid, TEXT, "%s", after);
@@ -354,9 +373,13 @@ static void maybe_hang(const char *function, int gpu) {
     fake_hang *h = &hangs[i];
     if (h->remaining > 0 && strcmp(h->function, function) == 0 && (h->gpu < 0 || h->gpu == gpu) &&
         t >= h->after_ms) {
+      if (h->skip > 0) {
+        h->skip--;
+        continue;
+      }
       h->remaining--;
       duration = h->duration_ms;
-      for (int g = 0; g < gpu_count; g++)
+      for (int g = 0; g < MAX_GPUS; g++)
         if (gpus[g].lost_on_hang_lookups >= 0) gpus[g].lost_by_hang = 1;
       break;
     }
@@ -367,7 +390,7 @@ static void maybe_hang(const char *function, int gpu) {
 
 static fake_gpu *as_gpu(void *device) {
   fake_device *d = device;
-  if (!d || d->magic != GPU_MAGIC || d->index < 0 || d->index >= gpu_count) return NULL;
+  if (!d || d->magic != GPU_MAGIC || d->index < 0 || d->index >= present_gpus()) return NULL;
   fake_gpu *g = &gpus[d->index];
   return d == &g->dev || d == &g->reset_dev ? g : NULL;
 }
@@ -450,21 +473,26 @@ static int copy_text(const char *src, char *dst, unsigned int length) {
 #define API __attribute__((visibility("default")))
 #define REQUIRE_INIT()                                                                             \
   if (!initialized()) return NVML_ERROR_UNINITIALIZED
+/* Also plays a configured hang of the calling function (__func__) on this GPU. */
 #define REQUIRE_GPU(device, g)                                                                     \
   REQUIRE_INIT();                                                                                  \
   fake_gpu *g = as_gpu(device);                                                                    \
   if (!g) return NVML_ERROR_INVALID_ARGUMENT;                                                      \
+  maybe_hang(__func__, g->dev.index);                                                              \
   if (lost_for(g, device)) return NVML_ERROR_GPU_IS_LOST
 
 /* ---- exported NVML API -------------------------------------------------------------------- */
 API nvmlReturn_t nvmlInit_v2(void) {
   pthread_mutex_lock(&lock);
+  if (!scenario_loaded) {
+    load_scenario();
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    scenario_loaded = 1;
+  }
+  pthread_mutex_unlock(&lock);
+  maybe_hang("nvmlInit_v2", -1);
+  pthread_mutex_lock(&lock);
   if (init_count == 0) {
-    if (!scenario_loaded) {
-      load_scenario();
-      clock_gettime(CLOCK_MONOTONIC, &t0);
-      scenario_loaded = 1;
-    }
     if (init_rc != NVML_SUCCESS) {
       int rc = init_rc;
       scenario_loaded = 0; /* a failed init leaves nothing behind; the next try re-reads */
@@ -479,6 +507,7 @@ API nvmlReturn_t nvmlInit_v2(void) {
 }
 
 API nvmlReturn_t nvmlShutdown(void) {
+  maybe_hang("nvmlShutdown", -1);
   pthread_mutex_lock(&lock);
   int rc = init_count > 0 ? NVML_SUCCESS : NVML_ERROR_UNINITIALIZED;
   if (init_count > 0) init_count--;
@@ -487,6 +516,7 @@ API nvmlReturn_t nvmlShutdown(void) {
 }
 
 API const char *nvmlErrorString(nvmlReturn_t result) {
+  maybe_hang("nvmlErrorString", -1);
   switch (result) {
   case NVML_SUCCESS: return "Success";
   case NVML_ERROR_UNINITIALIZED: return "Uninitialized";
@@ -506,19 +536,22 @@ API const char *nvmlErrorString(nvmlReturn_t result) {
 
 API nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length) {
   REQUIRE_INIT();
+  maybe_hang("nvmlSystemGetDriverVersion", -1);
   return copy_text(driver_version, version, length);
 }
 
 API nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount) {
   REQUIRE_INIT();
+  maybe_hang("nvmlDeviceGetCount_v2", -1);
   if (!deviceCount) return NVML_ERROR_INVALID_ARGUMENT;
-  *deviceCount = (unsigned int)gpu_count;
+  *deviceCount = (unsigned int)present_gpus();
   return NVML_SUCCESS;
 }
 
 API nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, void **device) {
   REQUIRE_INIT();
-  if (!device || index >= (unsigned int)gpu_count) return NVML_ERROR_INVALID_ARGUMENT;
+  maybe_hang("nvmlDeviceGetHandleByIndex_v2", index < MAX_GPUS ? (int)index : -1);
+  if (!device || index >= (unsigned int)present_gpus()) return NVML_ERROR_INVALID_ARGUMENT;
   if (is_lost(&gpus[index])) return refuse_lookup(&gpus[index]);
   fake_device *handle = lookup_handle(&gpus[index]);
   if (!handle) return NVML_ERROR_GPU_IS_LOST;
@@ -529,8 +562,12 @@ API nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, void **device
 API nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, void **device) {
   REQUIRE_INIT();
   if (!uuid || !device) return NVML_ERROR_INVALID_ARGUMENT;
-  for (int i = 0; i < gpu_count; i++) {
+  int count = present_gpus();
+  for (int i = 0; i < count; i++) {
     fake_gpu *g = &gpus[i];
+    int named = strcmp(g->dev.uuid, uuid) == 0;
+    for (int m = 0; m < g->mig_count && !named; m++) named = strcmp(g->mig[m].uuid, uuid) == 0;
+    if (named) maybe_hang("nvmlDeviceGetHandleByUUID", i);
     for (int m = 0; m < g->mig_count; m++) {
       if (strcmp(g->mig[m].uuid, uuid) == 0) {
         *device = &g->mig[m];
@@ -550,7 +587,10 @@ API nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, void **device) {
 API nvmlReturn_t nvmlDeviceGetUUID(void *device, char *uuid, unsigned int length) {
   REQUIRE_INIT();
   fake_device *d = device;
-  if (d && d->magic == MIG_MAGIC) return copy_text(d->uuid, uuid, length);
+  if (d && d->magic == MIG_MAGIC) {
+    maybe_hang("nvmlDeviceGetUUID", d->parent->index);
+    return copy_text(d->uuid, uuid, length);
+  }
   fake_gpu *g = as_gpu(device);
   if (!g) return NVML_ERROR_INVALID_ARGUMENT;
   maybe_hang("nvmlDeviceGetUUID", g->dev.index);

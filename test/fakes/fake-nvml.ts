@@ -8,6 +8,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { NVML_SYMBOLS_USED } from '../../collectors/nvml/nvml-symbols.js';
 
 const SOURCE = fileURLToPath(new URL('./fake-nvml.c', import.meta.url));
 
@@ -49,12 +50,15 @@ export interface FakeGpu {
 }
 
 export interface FakeHang {
-  readonly fn: 'nvmlDeviceGetTotalEnergyConsumption' | 'nvmlDeviceGetPowerUsage' | 'nvmlDeviceGetFieldValues' | 'nvmlDeviceGetUUID';
-  /** GPU index, or -1 for any. */
+  /** Any function the fake exports (every NVML symbol tokenwatt binds). */
+  readonly fn: (typeof NVML_SYMBOLS_USED)[number];
+  /** GPU index, or -1 for any (library-wide functions match only -1). */
   readonly gpu: number;
   readonly afterMs: number;
   readonly durationMs: number;
   readonly count: number;
+  /** Matching calls let through before the hanging ones. Default 0. */
+  readonly skip?: number;
 }
 
 export interface FakeNvmlScenario {
@@ -68,6 +72,8 @@ export interface FakeNvmlScenario {
   readonly driverVersion?: string;
   readonly traceStepMs?: number;
   readonly gpus: readonly FakeGpu[];
+  /** From `atMs` on, NVML counts `count` GPUs (more than `gpus`: hot-added ones, with the fake's defaults). */
+  readonly gpusAt?: { readonly count: number; readonly atMs: number };
   readonly hangs?: readonly FakeHang[];
 }
 
@@ -79,6 +85,7 @@ export function renderScenario(scenario: FakeNvmlScenario): string {
   if (scenario.driverVersion) lines.push(`driver_version ${scenario.driverVersion}`);
   if (scenario.traceStepMs) lines.push(`trace_step_ms ${scenario.traceStepMs}`);
   lines.push(`gpus ${scenario.gpus.length}`);
+  if (scenario.gpusAt) lines.push(`gpus_at_ms ${scenario.gpusAt.count} ${scenario.gpusAt.atMs}`);
   scenario.gpus.forEach((g, i) => {
     if (g.uuid) lines.push(`uuid ${i} ${g.uuid}`);
     if (g.name) lines.push(`name ${i} ${g.name}`);
@@ -99,7 +106,7 @@ export function renderScenario(scenario: FakeNvmlScenario): string {
     if (g.lostOnHang) lines.push(`lost_on_hang ${i} ${g.lostOnHang.refusedLookups}`);
     if (g.handleInvalidAfter) lines.push(`handle_invalid_after_ms ${i} ${g.handleInvalidAfter.ms}${g.handleInvalidAfter.needsInit ? ' init' : ''}`);
   });
-  for (const h of scenario.hangs ?? []) lines.push(`hang ${h.fn} ${h.gpu} ${h.afterMs} ${h.durationMs} ${h.count}`);
+  for (const h of scenario.hangs ?? []) lines.push(`hang ${h.fn} ${h.gpu} ${h.afterMs} ${h.durationMs} ${h.count} ${h.skip ?? 0}`);
   return `${lines.join('\n')}\n`;
 }
 
