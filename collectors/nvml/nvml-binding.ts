@@ -47,7 +47,8 @@ export class NvmlBinding {
   private readonly u64 = Buffer.alloc(8);
   private readonly text = Buffer.alloc(Math.max(NvmlBufferSize.UUID, NvmlBufferSize.NAME, NvmlBufferSize.DRIVER_VERSION));
   private readonly fieldBuf = Buffer.alloc(FieldValueLayout.SIZE);
-  private readonly handleOut: unknown[] = [null];
+  /** nvmlDevice_t out-parameter: a raw pointer-sized buffer, decoded by us after the call (see bindFunctions). */
+  private readonly handleOut = Buffer.alloc(8);
 
   /** Loads the library and resolves every symbol; throws NvmlInitError (library_missing / symbol_missing). */
   constructor(libraryPath: string = DEFAULT_NVML_LIBRARY) {
@@ -170,8 +171,8 @@ export class NvmlBinding {
   }
 
   private handleResult(rc: number): NvmlResult<NvmlDeviceHandle> {
-    const handle = this.handleOut[0];
-    this.handleOut[0] = null;
+    const handle: unknown = rc === NvmlReturn.SUCCESS ? koffi.decode(this.handleOut, 'void *') : null;
+    this.handleOut.fill(0);
     if (rc !== NvmlReturn.SUCCESS) return failed(rc);
     return handle ? ok(handle as NvmlDeviceHandle) : failed(NvmlReturn.ERROR_UNKNOWN);
   }
@@ -192,18 +193,20 @@ function readFieldValue(v: Buffer, type: number): number | null {
 }
 
 function bindFunctions(lib: IKoffiLib) {
-  // nvmlDevice_t is `typedef struct nvmlDevice_st* nvmlDevice_t`. Koffi type names are process-wide,
-  // so the pointer type is created anonymously (a second binding must not redefine a name).
-  const device = koffi.pointer(koffi.opaque());
-  const deviceOut = koffi.out(koffi.pointer(device));
+  // nvmlDevice_t is `typedef struct nvmlDevice_st* nvmlDevice_t`, passed as a plain pointer. Its
+  // out-parameter is a buffer we decode after the call, not a koffi.out() array: koffi converts
+  // such an array on the call's return, and when the worker was terminated while the call hung,
+  // that conversion throws into the dying thread and aborts the whole process.
+  const device = 'void *';
+  const deviceOut = 'void *';
   return {
     init: lib.func('nvmlInit_v2', 'int', []) as () => number,
     shutdown: lib.func('nvmlShutdown', 'int', []) as () => number,
     errorString: lib.func('nvmlErrorString', 'const char *', ['int']) as (rc: number) => string | null,
     driverVersion: lib.func('nvmlSystemGetDriverVersion', 'int', ['void *', 'unsigned int']) as (out: Buffer, len: number) => number,
     deviceCount: lib.func('nvmlDeviceGetCount_v2', 'int', ['void *']) as (out: Buffer) => number,
-    handleByIndex: lib.func('nvmlDeviceGetHandleByIndex_v2', 'int', ['unsigned int', deviceOut]) as (i: number, out: unknown[]) => number,
-    handleByUuid: lib.func('nvmlDeviceGetHandleByUUID', 'int', ['const char *', deviceOut]) as (uuid: string, out: unknown[]) => number,
+    handleByIndex: lib.func('nvmlDeviceGetHandleByIndex_v2', 'int', ['unsigned int', deviceOut]) as (i: number, out: Buffer) => number,
+    handleByUuid: lib.func('nvmlDeviceGetHandleByUUID', 'int', ['const char *', deviceOut]) as (uuid: string, out: Buffer) => number,
     uuid: lib.func('nvmlDeviceGetUUID', 'int', [device, 'void *', 'unsigned int']) as (d: NvmlDeviceHandle, out: Buffer, len: number) => number,
     name: lib.func('nvmlDeviceGetName', 'int', [device, 'void *', 'unsigned int']) as (d: NvmlDeviceHandle, out: Buffer, len: number) => number,
     enforcedPowerLimit: lib.func('nvmlDeviceGetEnforcedPowerLimit', 'int', [device, 'void *']) as (d: NvmlDeviceHandle, out: Buffer) => number,
@@ -211,7 +214,7 @@ function bindFunctions(lib: IKoffiLib) {
     computeCapability: lib.func('nvmlDeviceGetCudaComputeCapability', 'int', [device, 'void *', 'void *']) as (d: NvmlDeviceHandle, major: Buffer, minor: Buffer) => number,
     migMode: lib.func('nvmlDeviceGetMigMode', 'int', [device, 'void *', 'void *']) as (d: NvmlDeviceHandle, current: Buffer, pending: Buffer) => number,
     maxMigDeviceCount: lib.func('nvmlDeviceGetMaxMigDeviceCount', 'int', [device, 'void *']) as (d: NvmlDeviceHandle, out: Buffer) => number,
-    migDeviceHandle: lib.func('nvmlDeviceGetMigDeviceHandleByIndex', 'int', [device, 'unsigned int', deviceOut]) as (d: NvmlDeviceHandle, i: number, out: unknown[]) => number,
+    migDeviceHandle: lib.func('nvmlDeviceGetMigDeviceHandleByIndex', 'int', [device, 'unsigned int', deviceOut]) as (d: NvmlDeviceHandle, i: number, out: Buffer) => number,
     totalEnergy: lib.func('nvmlDeviceGetTotalEnergyConsumption', 'int', [device, 'void *']) as (d: NvmlDeviceHandle, out: Buffer) => number,
     powerUsage: lib.func('nvmlDeviceGetPowerUsage', 'int', [device, 'void *']) as (d: NvmlDeviceHandle, out: Buffer) => number,
     fieldValues: lib.func('nvmlDeviceGetFieldValues', 'int', [device, 'int', 'void *']) as (d: NvmlDeviceHandle, count: number, values: Buffer) => number,

@@ -90,7 +90,7 @@ export class NvmlDeviceReader {
   start(): StartResult {
     const rc = this.call('nvmlInit_v2', -1, () => this.nvml.init());
     if (rc !== NvmlReturn.SUCCESS) {
-      return { ok: false, failure: describeInitReturn(rc, this.nvml.errorString(rc), this.nvml.libraryPath) };
+      return { ok: false, failure: describeInitReturn(rc, this.errorString(rc), this.nvml.libraryPath) };
     }
     this.initialised = true;
     const driver = this.call('nvmlSystemGetDriverVersion', -1, () => this.nvml.driverVersion());
@@ -397,7 +397,11 @@ export class NvmlDeviceReader {
   }
 
   private explain(rc: number): string {
-    return `${nvmlReturnName(rc)} (${this.nvml.errorString(rc)})`;
+    return `${nvmlReturnName(rc)} (${this.errorString(rc)})`;
+  }
+
+  private errorString(rc: number): string {
+    return this.call('nvmlErrorString', -1, () => this.nvml.errorString(rc));
   }
 }
 
