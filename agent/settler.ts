@@ -177,14 +177,48 @@ export class Settler {
   private hostSegment = Date.now();
   /** GPUs whose first sample of this process has been marked as a counter run start (see counterRestartsWithProcess). */
   private readonly counterRunStarted = new Set<string>();
+  /** The GPUs settled: those at start-up, and those the power source learnt since (addGpu). */
+  private gpus: readonly GpuInfo[];
+  /** Where settlement stood when this settler took its GPUs from the ledger: a GPU added later was settled up to there. */
+  private readonly restoredUntilMs: EpochMs | null;
 
   constructor(private readonly options: SettlerOptions) {
+    this.gpus = options.gpus;
     for (const gpu of options.gpus) {
       this.samplesByGpu.set(gpu.uuid, []);
       this.idleBaselines.set(gpu.uuid, initialIdleBaseline());
     }
     this.settledUntilMs = options.ledger.getSettledUntil();
+    this.restoredUntilMs = this.settledUntilMs;
     this.loadCountedUntil();
+  }
+
+  /**
+   * A GPU the power source learnt after start-up (a GPU that hung at start-up, or one found later),
+   * or described anew. A new one is settled from here on like those at start-up: its samples and
+   * carried state from earlier runs are taken from the ledger, and its energy since the last
+   * settlement that included it (the last run's) is owed, so the stretch it was away is counted
+   * once, as a gap, by the next period (as after a stall), not dropped.
+   */
+  addGpu(gpu: GpuInfo, nowMs: number): void {
+    if (this.samplesByGpu.has(gpu.uuid)) {
+      this.gpus = this.gpus.map((g) => (g.uuid === gpu.uuid ? gpu : g));
+      return;
+    }
+    this.gpus = [...this.gpus, gpu].sort((a, b) => a.index - b.index);
+    this.samplesByGpu.set(gpu.uuid, []);
+    this.idleBaselines.set(gpu.uuid, initialIdleBaseline());
+    const { ledger } = this.options;
+    const owedFrom = ledger.getEnergyCountedUntil()[gpu.uuid] ?? this.restoredUntilMs;
+    const edge = owedFrom === null || owedFrom === undefined ? null : Math.min(owedFrom, this.restoredUntilMs ?? owedFrom);
+    if (this.settledUntilMs !== null && edge !== null && Number.isFinite(edge) && edge < this.settledUntilMs && ledger.earliestSampleMs(gpu.uuid) !== null) {
+      this.countedUntilMs.set(gpu.uuid, epochMs(edge));
+    }
+    const from = Math.min((this.settledUntilMs ?? nowMs) - this.options.periodMs, this.countedUntilMs.get(gpu.uuid) ?? Number.POSITIVE_INFINITY);
+    const carried = this.settledUntilMs === null ? new Map<string, GpuCarriedState>() : ledger.getGpuCarriedState();
+    this.restoreGpu(gpu, from, carried, nowMs);
+    const state = carried.get(gpu.uuid);
+    if (state) this.idleBaselines.set(gpu.uuid, state.idle);
   }
 
   /** The GPUs whose energy the ledger's last settlement left owed before settled_until (see countedUntilMs). */
@@ -236,25 +270,12 @@ export class Settler {
     const { ledger } = this.options;
     let from = (this.settledUntilMs ?? nowMs) - this.options.periodMs;
     if (this.settledUntilMs === null) {
-      for (const gpu of this.options.gpus) from = Math.min(from, ledger.earliestSampleMs(gpu.uuid) ?? from);
+      for (const gpu of this.gpus) from = Math.min(from, ledger.earliestSampleMs(gpu.uuid) ?? from);
     }
     let samples = 0;
     // Each GPU's counter mark and learned idle baseline as the last settlement left them.
     const carried = this.settledUntilMs === null ? new Map<string, GpuCarriedState>() : ledger.getGpuCarriedState();
-    for (const gpu of this.options.gpus) {
-      let loaded = ledger.loadSamples(gpu.uuid, epochMs(Math.min(from, this.countedUntilMs.get(gpu.uuid) ?? from)), epochMs(nowMs + 60_000));
-      const state = carried.get(gpu.uuid);
-      if (state) {
-        // The mark covers the samples before fromMs: they are not folded again.
-        loaded = loaded.filter((s) => s.timestampMs >= state.fromMs);
-        this.counterHighWater.set(gpu.uuid, state.counterHighWater);
-        this.carriedFromMs.set(gpu.uuid, state.fromMs);
-      }
-      this.samplesByGpu.set(gpu.uuid, loaded);
-      samples += loaded.length;
-      const first = loaded[0];
-      if (first && (this.firstDataMs === null || first.timestampMs < this.firstDataMs)) this.firstDataMs = first.timestampMs;
-    }
+    for (const gpu of this.gpus) samples += this.restoreGpu(gpu, from, carried, nowMs);
     // Tasks not closed yet were not counted in the metrics: they close (and count) from here.
     if (this.settledUntilMs !== null) {
       const from = epochMs(this.settledUntilMs - this.options.taskIdleMs + 1);
@@ -271,13 +292,37 @@ export class Settler {
     return { samples, requests: ledger.countUnsettledRequests() };
   }
 
+  /** One GPU's samples from `from` on (or from its counted edge, if earlier), after its carried state. Returns how many. */
+  private restoreGpu(gpu: GpuInfo, from: number, carried: ReadonlyMap<string, GpuCarriedState>, nowMs: number): number {
+    let loaded = this.options.ledger.loadSamples(gpu.uuid, epochMs(Math.min(from, this.countedUntilMs.get(gpu.uuid) ?? from)), epochMs(nowMs + 60_000));
+    const state = carried.get(gpu.uuid);
+    if (state) {
+      // The mark covers the samples before fromMs: they are not folded again.
+      loaded = loaded.filter((s) => s.timestampMs >= state.fromMs);
+      this.counterHighWater.set(gpu.uuid, state.counterHighWater);
+      this.carriedFromMs.set(gpu.uuid, state.fromMs);
+    }
+    // Samples taken since (a GPU added while running) stay, after the stored ones.
+    const live = this.samplesByGpu.get(gpu.uuid) ?? [];
+    const firstLive = live[0]?.timestampMs ?? Number.POSITIVE_INFINITY;
+    this.samplesByGpu.set(gpu.uuid, [...loaded.filter((s) => s.timestampMs < firstLive), ...live]);
+    const first = loaded[0];
+    if (first && (this.firstDataMs === null || first.timestampMs < this.firstDataMs)) this.firstDataMs = first.timestampMs;
+    return loaded.length;
+  }
+
   /** Called by the power source for each batch of samples. Cheap: buffering only. */
   addSamples(samples: readonly PowerSample[]): void {
     let stale = 0;
     let held = 0;
     for (let sample of samples) {
       const buffer = this.samplesByGpu.get(sample.gpuUuid);
-      if (!buffer) continue; // inventory is fixed at start-up; an unknown GPU is reported by the source
+      if (!buffer) {
+        // A source tells of a GPU (addGpu) before its samples: this one it never named. Counted, not dropped quietly.
+        this.pendingQualityAt(sample.timestampMs).sampleErrors += 1;
+        this.options.metrics.sampleError?.('unknown_gpu');
+        continue;
+      }
       if (this.settledUntilMs !== null && sample.timestampMs <= (this.countedUntilMs.get(sample.gpuUuid) ?? this.settledUntilMs) && sample.timestampMs < this.settledUntilMs) {
         if (this.ledgerHolds(sample)) {
           // A repeat of a stored reading (a replay with its own timestamps, restarted): nothing new, no error.
@@ -477,7 +522,7 @@ export class Settler {
 
   private settleOne(startMs: EpochMs, endMs: EpochMs, nowMs: number): void {
     const { options } = this;
-    const gpuInputs: GpuPeriodInput[] = options.gpus.map((gpu) => {
+    const gpuInputs: GpuPeriodInput[] = this.gpus.map((gpu) => {
       const countedUntilMs = epochMs(Math.min(this.countedUntilMs.get(gpu.uuid) ?? startMs, startMs));
       return {
         gpuUuid: gpu.uuid,
@@ -692,7 +737,7 @@ export class Settler {
    */
   private restoreIdleBaselines(carried: ReadonlyMap<string, GpuCarriedState>): void {
     let observations: Map<string, { powerW: number; durationMs: number }[]> | undefined;
-    for (const gpu of this.options.gpus) {
+    for (const gpu of this.gpus) {
       const state = carried.get(gpu.uuid);
       if (state) {
         this.idleBaselines.set(gpu.uuid, state.idle);
@@ -791,7 +836,7 @@ export class Settler {
   /** Each GPU's state as a restart needs it once this settlement commits. */
   private carriedState(trim: ReadonlyMap<string, TrimPlan>, idle: ReadonlyMap<string, IdleBaselineState>): Record<string, GpuCarriedState> {
     const out: Record<string, GpuCarriedState> = {};
-    for (const gpu of this.options.gpus) {
+    for (const gpu of this.gpus) {
       const t = trim.get(gpu.uuid);
       if (!t) continue;
       out[gpu.uuid] = { counterHighWater: t.highWater, fromMs: t.fromMs, idle: idle.get(gpu.uuid) ?? initialIdleBaseline() };
