@@ -111,13 +111,7 @@ export class Agent {
     this.metrics.setCarbonFactors(this.carbon.site, this.carbon.pue, this.carbon.intensityAt(this.now()));
     log.info({ gpus: this.gpus.map((g) => `${g.index}:${g.uuid}:${g.name}`), source: quality }, quality.simulated ? 'SIMULATED power source: figures are simulated, not measured' : 'power source ready');
 
-    this.context = new NodeRecordContext({
-      gpus: this.gpus,
-      replicas: config.replicas,
-      tiers: config.tiers,
-      retainedWindowMs: config.retention.samplesHours * 3_600_000,
-      futureSkewMs: RECORD_FUTURE_SKEW_MS,
-    });
+    this.context = this.recordContext();
     for (const unknown of this.context.unknownReplicaGpus()) log.warn({ replica: unknown }, 'replica names a GPU this node does not have');
 
     // Host (CPU + DRAM) energy: RAPL when readable, else a configured overhead (estimated), else none.
@@ -184,6 +178,31 @@ export class Agent {
     for (const route of this.options.routes ?? []) this.server.route(route.method, route.path, route.handler);
   }
 
+  /** How records are resolved against the GPUs known now. */
+  private recordContext(): NodeRecordContext {
+    const { config } = this.options;
+    return new NodeRecordContext({
+      gpus: this.gpus,
+      replicas: config.replicas,
+      tiers: config.tiers,
+      retainedWindowMs: config.retention.samplesHours * 3_600_000,
+      futureSkewMs: RECORD_FUTURE_SKEW_MS,
+    });
+  }
+
+  /**
+   * The power source learnt a GPU after start-up (one that hung at start-up, or one found later),
+   * or described one anew: records naming it, its index or its MIG devices are taken from now on,
+   * and it is settled and exported like the others.
+   */
+  private learnGpu(gpu: GpuInfo): void {
+    const known = this.gpus.some((g) => g.uuid === gpu.uuid);
+    this.gpus = (known ? this.gpus.map((g) => (g.uuid === gpu.uuid ? gpu : g)) : [...this.gpus, gpu]).sort((a, b) => a.index - b.index);
+    this.settler.addGpu(gpu, this.now());
+    this.context = this.recordContext();
+    this.options.log.info({ gpu: `${gpu.index}:${gpu.uuid}:${gpu.name}`, migInstances: gpu.migInstances ?? [], added: !known }, known ? 'GPU described anew by the power source' : 'GPU added: the power source found it after start-up');
+  }
+
   private attributionConfig(): AttributionConfig {
     const a = this.options.config.attribution;
     const idle: Record<string, number> = {};
@@ -209,6 +228,7 @@ export class Agent {
     powerSource.start(
       (samples) => this.settler.addSamples(samples),
       (error) => this.onSourceError(error),
+      (gpu) => this.learnGpu(gpu),
     );
     let port: number;
     try {

@@ -37,8 +37,12 @@ export interface PowerSource {
   readonly counterRestartsWithProcess: boolean;
   /** Discover GPUs and prepare. Throws (with a clear message) only when the source cannot work at all. */
   init(): Promise<readonly GpuInfo[]>;
-  /** Start emitting samples to `onSamples` (a batch per tick) and problems to `onError`. */
-  start(onSamples: (samples: readonly PowerSample[]) => void, onError: (error: PowerSourceError) => void): void;
+  /**
+   * Start emitting samples to `onSamples` (a batch per tick) and problems to `onError`. A source
+   * whose GPUs can change after init() tells `onGpu` of each GPU it learns or describes anew (a
+   * GPU that hung at start-up, one found later), before the first sample of a new one.
+   */
+  start(onSamples: (samples: readonly PowerSample[]) => void, onError: (error: PowerSourceError) => void, onGpu?: (gpu: GpuInfo) => void): void;
   /** Stop sampling and release resources. Idempotent. */
   shutdown(): Promise<void>;
   quality(): PowerSourceQuality;

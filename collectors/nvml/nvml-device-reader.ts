@@ -3,8 +3,8 @@ import type { CallWatchWriter, WatchedCall } from './nvml-call-watch.js';
 import { NVML_DEVICE_MIG_ENABLE, NVML_POWER_SCOPE_GPU, NvmlFieldId, NvmlReturn, nvmlReturnName } from './nvml-constants.js';
 import { describeInitReturn, describeNoGpus, type NvmlInitFailure } from './nvml-init-failure.js';
 import type { ReadingJournalWriter } from './nvml-reading-journal.js';
-import type {
-  NvmlDeviceDescription, NvmlInventory, NvmlPowerMethod, NvmlProblem, NvmlReading, NvmlUnusableGpu,
+import {
+  unidentifiedGpuKey, type NvmlDeviceDescription, type NvmlInventory, type NvmlPowerMethod, type NvmlProblem, type NvmlReading, type NvmlUnusableGpu,
 } from './nvml-worker-protocol.js';
 import { powerUsageIsAveraged } from './power-averaging.js';
 
@@ -33,11 +33,13 @@ interface DeviceState {
   contextErrors: number;
 }
 
-/** A GPU not opened (yet): set aside at start-up, or not usable when the worker started. */
+/** A GPU not opened (yet): set aside at start-up, not usable when the worker started, or new. */
 interface UnopenedGpu {
   readonly index: number;
   /** Its description from an earlier worker when it was set aside; null when it was never opened. */
   readonly before: NvmlDeviceDescription | null;
+  /** The key skip() names it by while it is held back: its UUID, or unidentifiedGpuKey(index) before NVML gave one. */
+  readonly skipKey: string | null;
   /** When to try to open it (0: as soon as it is not skipped). */
   retryAtMs: number;
   /** A failed open of a set-aside GPU is reported once. */
@@ -54,9 +56,13 @@ export interface NvmlDeviceReaderExtras {
    * they are opened during a later read(), once skip() no longer names them.
    */
   readonly setAside?: readonly NvmlDeviceDescription[];
-  /** GPUs never to open, by index, with why: a call on them hung before NVML gave their UUID. */
+  /**
+   * GPUs a call hung on before NVML gave their UUID, by index, with why: not opened at start-up,
+   * but during a later read() once skip() no longer names unidentifiedGpuKey(index).
+   */
   readonly leftOut?: readonly NvmlUnusableGpu[];
 }
+
 
 /**
  * Runs in the sampling worker: initialises NVML, takes the inventory, and reads every GPU once
@@ -74,6 +80,9 @@ export class NvmlDeviceReader {
   private readonly journal: ReadingJournalWriter | undefined;
   private readonly setAside: readonly NvmlDeviceDescription[];
   private readonly leftOut: readonly NvmlUnusableGpu[];
+  /** GPUs NVML counted when last asked; more later are opened as new ones. */
+  private deviceCount = 0;
+  private countCheckAtMs = 0;
 
   constructor(
     private readonly nvml: NvmlBinding,
@@ -106,20 +115,22 @@ export class NvmlDeviceReader {
     for (let index = 0; index < count.value; index++) {
       const out = leftOut.get(index);
       if (out) {
-        unusable.push(out); // not tried again: never identified, it is not in the inventory the agent took at start-up
+        // Not opened (its call may still hang) until skip() lets it: then identified as a new GPU.
+        unusable.push(out);
+        this.unopened.push({ index, before: null, skipKey: unidentifiedGpuKey(index), retryAtMs: 0, reported: true });
         continue;
       }
       const before = setAside.get(index);
       if (before) {
         // Not a single call into it: the call that hung before would hang again (a wedged GPU).
-        this.unopened.push({ index, before, retryAtMs: 0, reported: false });
+        this.unopened.push({ index, before, skipKey: before.uuid, retryAtMs: 0, reported: false });
         described.push(before);
         continue;
       }
       const opened = this.open(index);
       if ('message' in opened) {
         unusable.push({ index, message: opened.message, lost: opened.lost });
-        this.unopened.push({ index, before: null, retryAtMs: this.now() + this.lostRetryMs, reported: true });
+        this.unopened.push({ index, before: null, skipKey: null, retryAtMs: this.now() + this.lostRetryMs, reported: true });
       } else if (opened.powerMethod === 'none' && !opened.description.energyCounter) {
         // Neither power nor energy (e.g. a vGPU guest): nothing to sample. A capability, not a
         // passing state, so it is not tried again.
@@ -129,6 +140,8 @@ export class NvmlDeviceReader {
         described.push(opened.description);
       }
     }
+    this.deviceCount = count.value;
+    this.countCheckAtMs = this.now() + this.lostRetryMs;
     if (described.length === 0) {
       this.close();
       const why = unusable.map((u) => `GPU ${u.index}: ${u.message}`).join('; ') || 'nvmlDeviceGetCount_v2 returned 0';
@@ -166,8 +179,18 @@ export class NvmlDeviceReader {
         this.journal?.write(reading.index, reading.timestampMs, reading.powerMw, reading.energyMj, reading.powerAveraged);
       }
     }
+    if (this.now() >= this.countCheckAtMs) this.checkDeviceCount();
     if (this.unopened.length > 0) this.openLater(problems);
     return { readings, problems };
+  }
+
+  /** A GPU NVML counts now and did not before (hot-added): opened as a new one by openLater. */
+  private checkDeviceCount(): void {
+    this.countCheckAtMs = this.now() + this.lostRetryMs;
+    const count = this.call('nvmlDeviceGetCount_v2', -1, () => this.nvml.deviceCount());
+    if (!count.ok || count.value <= this.deviceCount) return;
+    for (let index = this.deviceCount; index < count.value; index++) this.unopened.push({ index, before: null, skipKey: null, retryAtMs: 0, reported: true });
+    this.deviceCount = count.value;
   }
 
   /** Tries to open the GPUs that are not open, each when its time has come and it is not skipped. */
@@ -175,7 +198,7 @@ export class NvmlDeviceReader {
     for (let i = 0; i < this.unopened.length; i++) {
       const gpu = this.unopened[i] as UnopenedGpu;
       const now = this.now();
-      if (now < gpu.retryAtMs || (gpu.before && this.skipped.has(gpu.before.uuid))) continue;
+      if (now < gpu.retryAtMs || (gpu.skipKey !== null && this.skipped.has(gpu.skipKey))) continue;
       const opened = this.open(gpu.index);
       if ('message' in opened) {
         gpu.retryAtMs = now + this.lostRetryMs;
@@ -191,14 +214,20 @@ export class NvmlDeviceReader {
         continue;
       }
       this.unopened.splice(i--, 1);
+      const { uuid, index } = opened.description;
+      const twin = this.devices.find((d) => d.description.uuid === uuid);
+      if (twin) {
+        // Never two GPUs under one UUID: its energy would be counted twice.
+        problems.push({ uuid, reason: 'gpu_unusable', message: `GPU ${index} answers with the UUID of GPU ${twin.description.index} (${uuid}), which is sampled already: GPU ${index} is not sampled` });
+        continue;
+      }
       this.devices.push(opened);
       this.devices.sort((a, b) => a.description.index - b.description.index);
-      const { uuid, index } = opened.description;
       const changed = gpu.before && gpu.before.uuid !== uuid ? ` (it was ${gpu.before.uuid} before)` : '';
       problems.push({
         uuid,
         reason: 'gpu_opened',
-        message: `GPU ${index} (${uuid})${changed} is sampled again: it was ${gpu.before ? 'set aside after a hung call' : 'not usable when the NVML worker started'}`,
+        message: `GPU ${index} (${uuid})${changed} is sampled again: it was ${gpu.skipKey === null ? 'not usable when the NVML worker started, or not counted by NVML then' : 'set aside after a hung call'}`,
         device: opened.description,
       });
     }

@@ -10,8 +10,9 @@ import { createReadingJournal, ReadingJournalReader } from './nvml-reading-journ
 import { createWakeBuffer, wakeWorker } from './worker-wake.js';
 import { architectureName } from './nvml-constants.js';
 import { describeInitTimeout, NvmlInitError, type NvmlInitFailure } from './nvml-init-failure.js';
-import type {
-  MainToWorker, NvmlDeviceDescription, NvmlInventory, NvmlProblem, NvmlReading, NvmlUnusableGpu, NvmlWorkerData, WorkerToMain,
+import {
+  isUnidentifiedGpuKey, unidentifiedGpuKey,
+  type MainToWorker, type NvmlDeviceDescription, type NvmlInventory, type NvmlProblem, type NvmlReading, type NvmlUnusableGpu, type NvmlWorkerData, type WorkerToMain,
 } from './nvml-worker-protocol.js';
 import { markBlocked, unmarkBlocked } from './blocked-calls.js';
 import { startModuleWorker } from './module-worker.js';
@@ -71,7 +72,7 @@ interface WorkerRun {
 /** A GPU a call hung on while the first worker opened it. */
 interface StartUpHang {
   readonly index: number;
-  /** Null when the call hung before NVML gave the UUID: then the GPU is left out for good. */
+  /** Null when the call hung before NVML gave the UUID: it is set aside by its index, then identified once opened. */
   readonly uuid: string | null;
   /** The call and the GPU, e.g. "nvmlDeviceGetFieldValues on GPU 1 (GPU-...)". */
   readonly what: string;
@@ -131,6 +132,7 @@ export class NvmlPowerSource implements PowerSource {
   private stalledReported = false;
   private onSamples: ((samples: readonly PowerSample[]) => void) | null = null;
   private onError: ((error: PowerSourceError) => void) | null = null;
+  private onGpu: ((gpu: GpuInfo) => void) | null = null;
 
   constructor(private readonly options: NvmlPowerSourceOptions) {
     if (!(options.samplePeriodMs > 0)) throw new RangeError(`samplePeriodMs must be > 0, got ${options.samplePeriodMs}`);
@@ -184,10 +186,11 @@ export class NvmlPowerSource implements PowerSource {
     }
   }
 
-  start(onSamples: (samples: readonly PowerSample[]) => void, onError: (error: PowerSourceError) => void): void {
+  start(onSamples: (samples: readonly PowerSample[]) => void, onError: (error: PowerSourceError) => void, onGpu?: (gpu: GpuInfo) => void): void {
     if (this.phase !== 'ready') throw new Error(`NvmlPowerSource.start() needs a successful init() first (state ${this.phase})`);
     this.onSamples = onSamples;
     this.onError = onError;
+    this.onGpu = onGpu ?? null;
     this.phase = 'running';
     if (this.run) this.sendStart(this.run);
     // Said now that someone listens (the sample-error metric, readiness); adopt() logged them.
@@ -356,15 +359,15 @@ export class NvmlPowerSource implements PowerSource {
 
   private restarted(run: WorkerRun, inventory: NvmlInventory): void {
     if (this.run !== run || this.phase !== 'running') return;
-    const known = new Set(this.gpus.map((g) => g.uuid));
     for (const device of inventory.devices) {
-      if (!known.has(device.uuid)) this.options.log?.warn({ uuid: device.uuid }, `NVML restart found GPU ${device.index} (${device.uuid}) that was not there at start-up; its samples are emitted under its UUID`);
-    }
-    for (const device of inventory.devices) {
+      if (run.setAside.has(device.uuid)) continue; // a stand-in: not opened by this worker
       const hung = this.hungAtStart.get(device.index);
-      if (hung?.uuid !== device.uuid || run.setAside.has(device.uuid)) continue;
-      this.hungAtStart.delete(device.index);
-      this.options.log?.info({ uuid: device.uuid }, `GPU ${device.index} (${device.uuid}) was opened by the restarted NVML worker after a call on it hung at start-up`);
+      if (hung?.uuid === device.uuid) {
+        this.identified(device.index);
+        this.learn(device, 'opened by the restarted NVML worker after a call on it hung at start-up');
+      } else {
+        this.learn(device, 'found by the restarted NVML worker, not among the GPUs taken at start-up');
+      }
     }
     const presented = this.present(run, inventory);
     this.inventory = { ...presented, devices: mergeDevices(this.inventory?.devices ?? [], presented.devices) };
@@ -557,17 +560,17 @@ export class NvmlPowerSource implements PowerSource {
   /**
    * A call hung while the first worker opened a GPU: the GPU is set aside as mid-run (by the UUID
    * the worker had read, from the call watch) and a new worker starts NVML without it; init()
-   * waits for that one. A GPU whose UUID NVML had not given yet is left out for good: the agent
-   * takes its GPUs at start-up, by UUID.
+   * waits for that one. A GPU whose UUID NVML had not given yet is set aside by its index; once
+   * opened it is identified and becomes one of the source's GPUs (onGpu).
    */
   private hungAtStartUp(run: WorkerRun, call: string, index: number, limitMs: number): void {
     const uuid = run.watch.identity(index);
     const what = `${call} on GPU ${index}${uuid === null ? '' : ` (${uuid})`}`;
     const message = uuid === null
-      ? `${what} did not return within ${limitMs} ms at start-up, before NVML gave the GPU's UUID; GPU ${index} is left out (not sampled) until the agent restarts`
+      ? `${what} did not return within ${limitMs} ms at start-up, before NVML gave the GPU's UUID; GPU ${index} is left out (not sampled) and opened, to learn which GPU it is, once that call has returned and its time set aside is up`
       : `${what} did not return within ${limitMs} ms at start-up; GPU ${index} is left out (its energy is a gap) and opened again once that call has returned and its time set aside is up`;
     this.hungAtStart.set(index, { index, uuid, what, message });
-    if (uuid !== null) this.setGpuAside(run, uuid);
+    this.setGpuAside(run, uuid ?? unidentifiedGpuKey(index));
     this.retire(run);
     this.run = this.startWorker();
     run.failStart(describeInitTimeout(what, limitMs));
@@ -751,7 +754,14 @@ export class NvmlPowerSource implements PowerSource {
 
   /** A GPU set aside or not usable at a worker's start was opened: sampled again, described anew. */
   private opened(p: NvmlProblem): void {
-    for (const [index, h] of this.hungAtStart) if (h.uuid === p.uuid) this.hungAtStart.delete(index);
+    let hung = false;
+    for (const [index, h] of this.hungAtStart) {
+      // By UUID, or by index for one that had none: never another GPU's placeholder.
+      if (h.uuid === p.uuid || (h.uuid === null && index === p.device?.index)) {
+        this.identified(index);
+        hung = true;
+      }
+    }
     this.lostGpus.delete(p.uuid);
     this.unopenedReported.delete(p.uuid);
     this.throttle.clear(`${p.uuid}:read_error`);
@@ -766,10 +776,30 @@ export class NvmlPowerSource implements PowerSource {
         unusable: this.inventory.unusable.filter((u) => u.index !== device.index),
       };
     }
-    if (!this.gpus.some((g) => g.uuid === p.uuid)) {
-      this.options.log?.warn({ uuid: p.uuid }, `NVML found GPU ${device?.index ?? '?'} (${p.uuid}) that was not there at start-up; its samples are emitted under its UUID`);
-    }
     this.options.log?.info({ uuid: p.uuid }, p.message);
+    if (device) this.learn(device, hung ? 'learnt after a call on it hung at start-up' : 'found after start-up (NVML did not count it, or it could not be opened, when the agent started)');
+  }
+
+  /** A GPU hung at start-up was opened: no longer a stand-in, nor set aside by its index. */
+  private identified(index: number): void {
+    this.hungAtStart.delete(index);
+    this.quarantine.delete(unidentifiedGpuKey(index));
+  }
+
+  /**
+   * Take a GPU's description as one of this source's GPUs: a stand-in or an unknown GPU becomes
+   * the GPU it is (name, power limit, MIG devices), told to onGpu. By UUID only: a GPU answering
+   * with another UUID than its stand-in is another GPU, and the stand-in stays a gap.
+   */
+  private learn(device: NvmlDeviceDescription, how: string): void {
+    const gpu = gpuInfoOf(device);
+    const at = this.gpus.findIndex((g) => g.uuid === gpu.uuid);
+    if (at >= 0 && JSON.stringify(this.gpus[at]) === JSON.stringify(gpu)) return;
+    this.gpus = at >= 0 ? this.gpus.map((g) => (g.uuid === gpu.uuid ? gpu : g)) : [...this.gpus, gpu].sort((a, b) => a.index - b.index);
+    const limit = gpu.powerLimitW === null ? 'power limit unknown' : `power limit ${gpu.powerLimitW} W`;
+    const mig = gpu.migInstances.length > 0 ? `MIG devices ${gpu.migInstances.join(', ')}` : 'no MIG devices';
+    this.options.log?.[at >= 0 ? 'info' : 'warn']({ uuid: gpu.uuid, index: gpu.index }, `GPU ${gpu.index} (${gpu.uuid}) ${gpu.name}, ${limit}, ${mig}: ${how}`);
+    this.safely(() => this.onGpu?.(gpu));
   }
 
   private report(error: PowerSourceError): void {
@@ -789,14 +819,7 @@ export class NvmlPowerSource implements PowerSource {
   /** The first worker's inventory. GPUs set aside at start-up are among the GPUs: a gap until opened. */
   private adopt(run: WorkerRun, inventory: NvmlInventory): void {
     this.inventory = this.present(run, inventory);
-    this.gpus = inventory.devices.map((d) => ({
-      uuid: d.uuid,
-      index: d.index,
-      name: d.name,
-      powerLimitW: d.powerLimitMw === null ? null : watts(d.powerLimitMw / 1000),
-      migEnabled: d.migEnabled,
-      migInstances: d.migInstances,
-    }));
+    this.gpus = inventory.devices.map(gpuInfoOf);
     for (const u of this.inventory.unusable) this.options.log?.warn({ index: u.index, uuid: u.uuid }, `GPU ${u.index} is not usable through NVML: ${u.message}`);
   }
 
@@ -819,7 +842,8 @@ export class NvmlPowerSource implements PowerSource {
     for (const uuid of this.lostGpus) notes.push(`GPU ${uuid} is lost: no samples (energy gap) until it answers again`);
     const now = Date.now();
     for (const [uuid, q] of this.quarantine) {
-      if (!this.isSetAside(uuid, q.untilMs, now)) continue;
+      // One set aside by its index is among the unusable GPUs, noted above.
+      if (!this.isSetAside(uuid, q.untilMs, now) || isUnidentifiedGpuKey(uuid)) continue;
       notes.push(q.untilMs > now
         ? `GPU ${uuid} left out after a hung NVML call until ${new Date(q.untilMs).toISOString()}`
         : `GPU ${uuid} left out: an NVML call on it is still blocked in the driver`);
@@ -834,6 +858,17 @@ export class NvmlPowerSource implements PowerSource {
     this.watchdog = null;
     this.restartTimer = null;
   }
+}
+
+function gpuInfoOf(d: NvmlDeviceDescription): GpuInfo & { readonly powerLimitW: ReturnType<typeof watts> | null; readonly migInstances: readonly string[] } {
+  return {
+    uuid: d.uuid,
+    index: d.index,
+    name: d.name,
+    powerLimitW: d.powerLimitMw === null ? null : watts(d.powerLimitMw / 1000),
+    migEnabled: d.migEnabled,
+    migInstances: d.migInstances,
+  };
 }
 
 /** What a worker is told of a GPU set aside at start-up before it was described: only who it is. */

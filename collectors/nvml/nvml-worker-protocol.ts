@@ -105,6 +105,18 @@ export interface NvmlWorkerData {
    * without calling into them.
    */
   readonly setAside: readonly NvmlDeviceDescription[];
-  /** GPUs never to open, with why: a call hung on them at start-up before NVML gave their UUID. */
+  /**
+   * GPUs a call hung on at start-up before NVML gave their UUID, with why: not opened at start,
+   * but once a `start` message no longer lists unidentifiedGpuKey(index) in skipUuids.
+   */
   readonly leftOut: readonly NvmlUnusableGpu[];
+}
+
+/** How a `start` message's skipUuids names a GPU whose UUID is not known: by its index. */
+export function unidentifiedGpuKey(index: number): string {
+  return `index:${index}`;
+}
+
+export function isUnidentifiedGpuKey(key: string): boolean {
+  return key.startsWith('index:');
 }

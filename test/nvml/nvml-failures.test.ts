@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { NvmlInitError } from '../../collectors/nvml/nvml-init-failure.js';
 import { NvmlPowerSource } from '../../collectors/nvml/nvml-power-source.js';
 import { buildEnergyTimeline } from '../../model/energy-timeline.js';
+import type { GpuInfo } from '../../model/power-sample.js';
 import { installFakeNvml, type FakeNvmlInstall, type FakeNvmlScenario } from '../fakes/fake-nvml.js';
 import { SampleCollector, sleep } from '../fakes/sample-collector.js';
 import { captureLog } from '../proxy/capture-log.js';
@@ -136,30 +137,59 @@ test('a GPU whose call hangs at start-up: NVML starts on the others, the hung GP
   assert.ok(Math.abs(countedJ - spanJ) <= 0.05 * spanJ, `${countedJ.toFixed(1)} J counted over ${spanJ.toFixed(1)} J of its span`);
 });
 
-test('a GPU whose call hangs at start-up before NVML gave its UUID: NVML starts on the others, the hung GPU is left out and said so', async () => {
-  // Without its UUID it cannot be among the agent's GPUs, so it is not opened again by this process.
-  const install = fake({ gpus: [{ powerMw: [200000] }, { powerMw: [300000] }], hangs: [{ fn: 'nvmlDeviceGetUUID', gpu: 1, afterMs: 0, durationMs: 2500, count: 1 }] });
+test('a GPU whose call hangs at start-up before NVML gave its UUID: NVML starts on the others, and once the call returned the GPU is opened, identified and told of', async () => {
+  // Without its UUID it is not among the GPUs init() gives; it is opened once its call returned.
+  const install = fake({
+    gpus: [{ powerMw: [200000] }, { powerMw: [300000], name: 'NVIDIA H100 NVL', limitMw: 400000, migUuids: ['MIG-1d1d1d1d-0000-0000-0000-000000000001'] }],
+    hangs: [{ fn: 'nvmlDeviceGetUUID', gpu: 1, afterMs: 0, durationMs: 2500, count: 1 }],
+  });
   const source = new NvmlPowerSource({ libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 200, lostRetryMs: 100 });
   const gpus = await source.init();
   const got = new SampleCollector();
-  const leftOut = /^nvmlDeviceGetUUID on GPU 1 did not return within 200 ms at start-up, before NVML gave the GPU's UUID; GPU 1 is left out \(not sampled\) until the agent restarts$/;
+  const told: GpuInfo[] = [];
+  const leftOut = /^nvmlDeviceGetUUID on GPU 1 did not return within 200 ms at start-up, before NVML gave the GPU's UUID; GPU 1 is left out \(not sampled\) and opened, to learn which GPU it is, once that call has returned/;
   try {
     assert.deepEqual(gpus.map((g) => g.index), [0]);
     assert.deepEqual(source.unusableGpus().map((u) => [u.index, u.uuid, u.lost]), [[1, undefined, false]]);
     assert.match(source.unusableGpus()[0]?.message ?? '', leftOut);
-    source.start(got.onSamples, got.onError);
+    source.start(got.onSamples, got.onError, (gpu) => {
+      // Told before its first sample.
+      assert.equal(got.samples.filter((s) => s.gpuIndex === 1).length, 0);
+      told.push(gpu);
+    });
     assert.deepEqual(got.errors.map((e) => [e.reason, e.gpuUuid]), [['timeout', undefined]]);
     assert.match(got.errors[0]?.message ?? '', leftOut);
-    await got.waitFor(() => source.stuckCalls() === 0, 10_000, 'the hung call to return');
-    const returnedAt = Date.now();
-    // Ten GPU 0 readings after the call returned: five of GPU 1's retry periods, had it any.
-    await got.waitFor(() => got.samples.filter((s) => s.timestampMs > returnedAt).length >= 10, 10_000, 'GPU 0 sampling on');
+    assert.equal(source.stuckCalls(), 1, 'the hung call is still blocked');
+    await got.waitFor(() => got.samples.filter((s) => s.gpuIndex === 1).length >= 5, 15_000, 'GPU 1 sampled once its call returned');
   } finally {
     await source.shutdown();
   }
-  assert.deepEqual([...new Set(got.samples.map((s) => s.gpuIndex))], [0]);
   assert.equal(got.errors.length, 1);
-  assert.deepEqual(source.unusableGpus().map((u) => u.index), [1]);
+  assert.deepEqual(told, [{ uuid: 'GPU-fa4e0000-0000-0000-0000-000000000001', index: 1, name: 'NVIDIA H100 NVL', powerLimitW: 400, migEnabled: true, migInstances: ['MIG-1d1d1d1d-0000-0000-0000-000000000001'] }]);
+  assert.ok(got.samples.filter((s) => s.gpuIndex === 1).every((s) => s.gpuUuid === told[0]?.uuid && s.powerW === 300));
+  assert.deepEqual(source.unusableGpus(), []);
+  assert.doesNotMatch(source.quality().notes.join('\n'), /not usable|left out/);
+});
+
+test('a GPU NVML counts only after start-up (hot-added): opened, told of before its first sample, and sampled', async () => {
+  const install = fake({ gpus: [{ powerMw: [200000] }], gpusAt: { count: 2, atMs: 500 } });
+  const source = new NvmlPowerSource({ libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 1000, lostRetryMs: 200 });
+  const gpus = await source.init();
+  const got = new SampleCollector();
+  const told: GpuInfo[] = [];
+  try {
+    assert.deepEqual(gpus.map((g) => g.index), [0]);
+    source.start(got.onSamples, got.onError, (gpu) => {
+      assert.equal(got.samples.filter((s) => s.gpuIndex === 1).length, 0, 'told before its first sample');
+      told.push(gpu);
+    });
+    await got.waitFor(() => got.samples.filter((s) => s.gpuIndex === 1).length >= 3, 10_000, 'the new GPU sampled');
+  } finally {
+    await source.shutdown();
+  }
+  assert.deepEqual(told.map((g) => [g.index, g.uuid]), [[1, 'GPU-fa4e0000-0000-0000-0000-000000000001']]);
+  assert.deepEqual(got.errors, []);
+  assert.ok(got.samples.filter((s) => s.gpuIndex === 1).every((s) => s.gpuUuid === told[0]?.uuid));
 });
 
 test('a call that hangs mid-run: reported as timeout, worker restarted, other GPUs keep sampling, ingest never stalls', async () => {
