@@ -400,12 +400,10 @@ function verdictOf(d: SuspectReading, page: EngineSnapshot, after: readonly Engi
  * `_created` a part of its count gone.
  *
  * The energy rule's rate bounds (watts a GPU can draw) have no counterpart for tokens, so a climb
- * is not judged by its rate. An engine all of whose counters fell at once is a restart without
- * waiting ({@link fallenOrigins}). The costs: a restarted engine with a counter that did not fall
- * on that page and that counts past its old totals within {@link COUNTER_LOOKAHEAD_SCRAPES}
- * scrapes (one that had counted little) is taken for a bad reading, and what it counted up to
- * that total is missed (as a restart, every bad reading would count a lifetime of tokens again);
- * so is one restarted right after a steep rise, whose count
+ * is not judged by its rate. The costs: a restarted engine that counts past its old total within
+ * {@link COUNTER_LOOKAHEAD_SCRAPES} scrapes (one that had counted little) is taken for a bad
+ * reading, and what it counted up to that total is missed (as a restart, every bad reading would
+ * count a lifetime of tokens again); so is one restarted right after a steep rise, whose count
  * passes the value before that rise (the rise is taken for a bad reading); so is a true steep rise
  * that no reading judged (its series off the next pages, or shutdown) when its engine restarts
  * before the series is read again; a true rise followed by a bad reading between it and the value
@@ -415,10 +413,9 @@ function verdictOf(d: SuspectReading, page: EngineSnapshot, after: readonly Engi
 function judgeScrape(base: EngineBaseline, page: EngineSnapshot, after: readonly EngineSnapshot[], final: boolean): { read: EngineSnapshot; glitched: ReadonlySet<string>; notes: IntervalNote[] } | null {
   const suspects = suspectReadings(base, page);
   if (suspects.length === 0) return { read: page, glitched: NO_MODELS, notes: [] };
-  const fallen = fallenOrigins(base, page, suspects);
   const verdicts: (SuspectReading & { verdict: 'glitch' | 'stands'; next: number | null })[] = [];
   for (const d of suspects) {
-    const v = fallen.has(d.origin) ? { verdict: 'stands' as const, next: null } : verdictOf(d, page, after, final);
+    const v = verdictOf(d, page, after, final);
     if (v === null) return null;
     verdicts.push({ ...d, ...v });
   }
@@ -429,26 +426,6 @@ function judgeScrape(base: EngineBaseline, page: EngineSnapshot, after: readonly
   const read: EngineSnapshot = marks.size === 0 ? page : { ...page, counters: page.counters.map((s) => (marks.has(s.key) ? { ...s, value: marks.get(s.key) as number } : s)) };
   const notes: IntervalNote[] = glitches.map((g) => ({ kind: 'counter-glitch', model: g.model, series: g.key, from: g.mark, to: g.reading, next: g.next }));
   return { read, glitched: new Set(glitches.map((g) => g.model)), notes };
-}
-
-/**
- * Engines (origins) all of whose counters on `page` fell at once, by more than a dip, at least two
- * of them, none with a `_created` to say otherwise: a restart, judged now. A bad reading is one
- * line (cut short, a digit too many); every line of an engine low together is its counts starting
- * again, even when the next scrape is already past the old totals (an engine that had counted
- * little), which the look-ahead would take for a bad reading. A counter of the engine that did not
- * fall (one at 0, or one that rose) leaves the judgement to the look-ahead.
- */
-function fallenOrigins(base: EngineBaseline, page: EngineSnapshot, suspects: readonly SuspectReading[]): ReadonlySet<string> {
-  const drops = new Map<string, number>();
-  for (const d of suspects) if (d.kind === 'drop' && d.restart) drops.set(d.origin, (drops.get(d.origin) ?? 0) + 1);
-  for (const s of page.counters) {
-    if (!drops.has(s.origin)) continue;
-    const mark = base.series.get(s.key)?.series.value ?? 0;
-    const fell = suspects.some((d) => d.key === s.key && d.kind === 'drop' && d.restart);
-    if (!fell && mark > 0) drops.delete(s.origin);
-  }
-  return new Set([...drops].filter(([, n]) => n >= 2).map(([origin]) => origin));
 }
 
 /** One interval counted: `curr` against the baseline; `glitched`, models with a counter glitch read as its mark on `curr`. */
@@ -738,7 +715,7 @@ interface CounterDip {
  * every origin; a series' changed `_created` restarts its origin. The page's marker staying the
  * same proves nothing of an origin, whose counting process may not be the one serving the page.
  * Otherwise a counter going down by over {@link COUNTER_DIP_RESTART_SHARE} of its value (a drop
- * the next scrapes confirmed, or with every counter of its origin: see {@link judgeScrape}) restarts its origin, unless its `_created`
+ * the next scrapes confirmed: see {@link judgeScrape}) restarts its origin, unless its `_created`
  * stayed the same: then part of its count went away (a worker's share) and it is counted on from
  * the lower value. A smaller dip is held: counted on from the
  * higher value, which the lagging rank makes good when it catches up.
