@@ -33,6 +33,8 @@ export interface CounterTotals {
   readonly hostJ: number;
   /** Host energy by kind (hourly_host.estimated: a configured overhead), without what was pruned before schema 8. */
   readonly hostByKind: { readonly measuredJ: number; readonly estimatedJ: number };
+  /** The part of hostByKind counted while the GPU power source was simulated. */
+  readonly hostSimulated: { readonly measuredJ: number; readonly estimatedJ: number };
   readonly quality: { readonly lateRecords: number; readonly rejectedRecords: number; readonly sampleErrors: number };
   readonly tasks: { readonly count: number; readonly succeeded: number; readonly joules: number; readonly wasteJ: number };
 }

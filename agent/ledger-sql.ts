@@ -176,9 +176,10 @@ export const UPSERT_ENERGY = `INSERT INTO hourly_energy (hour_start_ms, node, gp
     ${addExcluded('measured_j, idle_j, static_j, dynamic_j, unattributed_j, estimated_j, covered_ms, counter_resets, gaps')},
     simulated = max(simulated, excluded.simulated)`;
 
-export const UPSERT_HOST = `INSERT INTO hourly_host (hour_start_ms, node, host_j, estimated) VALUES (?, ?, ?, ?)
+export const UPSERT_HOST = `INSERT INTO hourly_host (hour_start_ms, node, host_j, estimated, simulated_j) VALUES (?, ?, ?, ?, ?)
   ON CONFLICT (hour_start_ms, node) DO UPDATE SET
     host_j = host_j + excluded.host_j,
+    simulated_j = simulated_j + excluded.simulated_j,
     estimated = max(estimated, excluded.estimated)`;
 
 export const UPSERT_QUALITY = `INSERT INTO hourly_quality (hour_start_ms, node, late_records, rejected_records, sample_errors)
@@ -238,6 +239,12 @@ const USAGE_SUMS = `requests, prompt_tokens, cached_tokens, completion_tokens, r
 export function counterTotalsSql(version: number): { gpuEnergy: string; usage: string; host: string; quality: string; tasks: string } {
   const also = (text: string): string => (version >= 2 ? ` UNION ALL ${text}` : '');
   const seeds = version >= 8;
+  const hostSimJ = version >= 9
+    ? 'simulated_j'
+    : 'CASE WHEN EXISTS (SELECT 1 FROM hourly_energy e WHERE e.hour_start_ms = hourly_host.hour_start_ms AND e.node = hourly_host.node AND e.simulated = 1) THEN host_j ELSE 0 END';
+  const prunedHostSim = version >= 9
+    ? 'simulated_measured_j, simulated_estimated_j'
+    : seeds ? 'CASE WHEN EXISTS (SELECT 1 FROM pruned_energy WHERE simulated = 1) THEN measured_j ELSE 0 END, CASE WHEN EXISTS (SELECT 1 FROM pruned_energy WHERE simulated = 1) THEN estimated_j ELSE 0 END' : '0, 0';
   return {
     gpuEnergy: `SELECT e.gpu_uuid, sum(e.measured_j) AS measured_j, sum(e.idle_j) AS idle_j,
     sum(e.static_j) AS static_j, sum(e.dynamic_j) AS dynamic_j, sum(e.unattributed_j) AS unattributed_j,
@@ -253,10 +260,13 @@ export function counterTotalsSql(version: number): { gpuEnergy: string; usage: s
   FROM (SELECT ${USAGE_KEY}, ${USAGE_SUMS} FROM hourly_usage${also(`SELECT ${USAGE_KEY}, ${USAGE_SUMS} FROM pruned_usage`)})
   GROUP BY ${USAGE_KEY} ORDER BY ${USAGE_KEY}`,
     // measured_j and estimated_j: host energy by kind (RAPL, or a configured overhead); host_j also
-    // holds what was pruned before schema 8, of unknown kind.
-    host: `SELECT coalesce(sum(host_j), 0) AS host_j, coalesce(sum(measured_j), 0) AS measured_j, coalesce(sum(estimated_j), 0) AS estimated_j
-  FROM (SELECT host_j, CASE WHEN estimated = 0 THEN host_j ELSE 0 END AS measured_j, CASE WHEN estimated = 0 THEN 0 ELSE host_j END AS estimated_j
-    FROM hourly_host${also(`SELECT host_j, ${seeds ? 'measured_j, estimated_j' : '0, 0'} FROM pruned_host`)})`,
+    // holds what was pruned before schema 8, of unknown kind. sim_*: the part of each counted while
+    // the GPU power source was simulated (before schema 9: the hours with simulated GPU energy).
+    host: `SELECT coalesce(sum(host_j), 0) AS host_j, coalesce(sum(measured_j), 0) AS measured_j, coalesce(sum(estimated_j), 0) AS estimated_j,
+    coalesce(sum(sim_measured_j), 0) AS sim_measured_j, coalesce(sum(sim_estimated_j), 0) AS sim_estimated_j
+  FROM (SELECT host_j, CASE WHEN estimated = 0 THEN host_j ELSE 0 END AS measured_j, CASE WHEN estimated = 0 THEN 0 ELSE host_j END AS estimated_j,
+      CASE WHEN estimated = 0 THEN ${hostSimJ} ELSE 0 END AS sim_measured_j, CASE WHEN estimated = 0 THEN 0 ELSE ${hostSimJ} END AS sim_estimated_j
+    FROM hourly_host${also(`SELECT host_j, ${seeds ? 'measured_j, estimated_j' : '0, 0'}, ${prunedHostSim} FROM pruned_host`)})`,
     // late: settled late records (hourly_quality) plus late ones not settled yet, as the metric counts them at ingest.
     quality: `SELECT coalesce(sum(late_records), 0) + (SELECT count(*) FROM requests WHERE finalized = 0 AND late = 1) AS late,
     coalesce(sum(rejected_records), 0) AS rejected, coalesce(sum(sample_errors), 0) AS sample_errors
@@ -303,11 +313,12 @@ export const CARRY_PRUNED_ROLLUPS = [
     ON CONFLICT (${USAGE_KEY}) DO UPDATE SET
       ${addExcluded('requests, prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, static_j, dynamic_j, prefill_j, decode_j')},
       simulated = max(simulated, excluded.simulated)`,
-  `INSERT INTO pruned_host (node, host_j, measured_j, estimated_j)
-    SELECT node, sum(host_j), sum(CASE WHEN estimated = 0 THEN host_j ELSE 0 END), sum(CASE WHEN estimated = 0 THEN 0 ELSE host_j END)
+  `INSERT INTO pruned_host (node, host_j, measured_j, estimated_j, simulated_measured_j, simulated_estimated_j)
+    SELECT node, sum(host_j), sum(CASE WHEN estimated = 0 THEN host_j ELSE 0 END), sum(CASE WHEN estimated = 0 THEN 0 ELSE host_j END),
+      sum(CASE WHEN estimated = 0 THEN simulated_j ELSE 0 END), sum(CASE WHEN estimated = 0 THEN 0 ELSE simulated_j END)
     FROM hourly_host WHERE hour_start_ms < ? GROUP BY node
     ON CONFLICT (node) DO UPDATE SET
-      ${addExcluded('host_j, measured_j, estimated_j')}`,
+      ${addExcluded('host_j, measured_j, estimated_j, simulated_measured_j, simulated_estimated_j')}`,
   `INSERT INTO pruned_quality (node, late_records, rejected_records, sample_errors)
     SELECT node, sum(late_records), sum(rejected_records), sum(sample_errors) FROM hourly_quality WHERE hour_start_ms < ? GROUP BY node
     ON CONFLICT (node) DO UPDATE SET

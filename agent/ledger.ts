@@ -808,7 +808,7 @@ export class Ledger {
       simulated: g.simulated !== 0,
     }));
     const usage = (this.stmt(totals.usage).all() as Omit<rows.HourlyUsageSqlRow, 'hour_start_ms'>[]).map(rows.usageTotalFromRow);
-    const host = this.stmt(totals.host).get() as { host_j: number; measured_j: number; estimated_j: number };
+    const host = this.stmt(totals.host).get() as { host_j: number; measured_j: number; estimated_j: number; sim_measured_j: number; sim_estimated_j: number };
     const quality = this.stmt(totals.quality).get() as { late: number; rejected: number; sample_errors: number };
     const tasks = this.stmt(totals.tasks).get() as { count: number; succeeded: number; joules: number; waste_j: number };
     return {
@@ -816,6 +816,7 @@ export class Ledger {
       usage,
       hostJ: host.host_j,
       hostByKind: { measuredJ: host.measured_j, estimatedJ: host.estimated_j },
+      hostSimulated: { measuredJ: host.sim_measured_j, estimatedJ: host.sim_estimated_j },
       quality: { lateRecords: quality.late, rejectedRecords: quality.rejected, sampleErrors: quality.sample_errors },
       tasks: { count: tasks.count, succeeded: tasks.succeeded, joules: tasks.joules, wasteJ: tasks.waste_j },
     };
@@ -970,7 +971,7 @@ class LedgerSettlementWriter implements SettlementWriter {
       );
     }
     const host = this.stmt(sql.UPSERT_HOST);
-    for (const h of r.hostRows) host.run(h.hourStartMs, h.node, h.hostJ, h.estimated ? 1 : 0);
+    for (const h of r.hostRows) host.run(h.hourStartMs, h.node, h.hostJ, h.estimated ? 1 : 0, h.simulated === true ? h.hostJ : 0);
     const quality = this.stmt(sql.UPSERT_QUALITY);
     for (const q of r.qualityRows) quality.run(q.hourStartMs, q.node, q.lateRecords, q.rejectedRecords, q.sampleErrors);
     const task = this.stmt(sql.UPSERT_TASK);

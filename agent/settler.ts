@@ -646,7 +646,7 @@ export class Settler {
       writer.rollups({
         usageRows: usageRowsFromResults(countable, options.node, options.simulated, options.labelValue),
         energyRows: energyRowsFromTotals(settlement.gpus, startMs, endMs, options.node, options.simulated),
-        hostRows: host && host.joules > 0 ? [{ hourStartMs: hourOf(startMs), node: options.node, hostJ: host.joules, estimated: host.estimated }] : [],
+        hostRows: host && host.joules > 0 ? [{ hourStartMs: hourOf(startMs), node: options.node, hostJ: host.joules, estimated: host.estimated, simulated: options.simulated }] : [],
         qualityRows,
         taskDeltas: tasks.map((u) => u.delta),
       });

@@ -29,6 +29,8 @@ export interface HourlyHostEnergyRow {
   readonly hostJ: number;
   /** True when host energy is a configured overhead (no RAPL). */
   readonly estimated: boolean;
+  /** Counted while the GPU power source was simulated (labelled so in the metrics); absent: not. */
+  readonly simulated?: boolean;
 }
 
 /**

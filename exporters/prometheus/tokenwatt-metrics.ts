@@ -67,6 +67,8 @@ export interface MetricsSeed {
   }[];
   /** Host energy by kind: RAPL (measured) and a configured overhead (estimated). */
   readonly hostByKind?: { readonly measuredJ: number; readonly estimatedJ: number };
+  /** The part of hostByKind counted while the GPU power source was simulated (absent: none). */
+  readonly hostSimulated?: { readonly measuredJ: number; readonly estimatedJ: number };
   readonly usage: readonly {
     readonly model: string;
     readonly tier: string;
@@ -487,13 +489,19 @@ export class TokenwattMetrics {
       if (g.coveredMs !== undefined && g.coveredMs > 0) this.add(this.coveredTime, { gpu, uuid: g.gpuUuid }, above(g.coveredMs / 1000));
     }
     // The ledger keeps whether host energy was estimated, which is which source gave it: RAPL
-    // measures, a configured overhead estimates. Not which hours were simulated: simulated GPU
-    // energy anywhere in the ledger labels all of it simulated, rather than pass any for measured.
+    // measures, a configured overhead estimates; and which part was counted while the GPUs were
+    // simulated. Each series goes on from what was counted under its own labels, so measured
+    // energy after a simulated run on the same ledger is never labelled simulated, nor the reverse.
     const host = totals.hostByKind;
     if (host) {
-      const simulated = bool(this.simulated === 'true' || totals.gpus.some((g) => g.simulated));
-      if (host.measuredJ > 0) this.add(this.hostEnergy, { source: this.label('source', 'rapl'), estimated: 'false', simulated }, above(host.measuredJ));
-      if (host.estimatedJ > 0) this.add(this.hostEnergy, { source: this.label('source', 'configured'), estimated: 'true', simulated }, above(host.estimatedJ));
+      const sim = totals.hostSimulated ?? { measuredJ: 0, estimatedJ: 0 };
+      const hostSeed = (source: string, estimated: 'true' | 'false', totalJ: number, simulatedJ: number): void => {
+        const label = this.label('source', source);
+        if (totalJ - simulatedJ > 0) this.add(this.hostEnergy, { source: label, estimated, simulated: 'false' }, above(totalJ - simulatedJ));
+        if (simulatedJ > 0) this.add(this.hostEnergy, { source: label, estimated, simulated: 'true' }, above(simulatedJ));
+      };
+      hostSeed('rapl', 'false', host.measuredJ, sim.measuredJ);
+      hostSeed('configured', 'true', host.estimatedJ, sim.estimatedJ);
     }
     for (const row of totals.usage) {
       const labels: Record<string, string> = { team: row.team, feature: row.feature, ...row.labels };

@@ -166,3 +166,29 @@ test('schema 8: covered time and host energy by kind are carried from then on; w
   assert.deepEqual(after.gpus.map((g) => [g.measuredJ, g.coveredMs]), [[110, 4000]]);
   assert.deepEqual([after.hostJ, after.hostByKind], [77, { measuredJ: 0, estimatedJ: 7 }]);
 });
+
+test('schema 9: host energy of hours with simulated GPU energy, and pruned host energy beside simulated GPU energy, count as simulated', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const path = join(dir, 'v8.db');
+  const v8 = new Database(path);
+  v8.pragma('journal_mode = WAL');
+  migrate(v8, LEDGER_MIGRATIONS.slice(0, 8), path);
+  // Hour T0 simulated (a demo), hour T0 + 1 h measured; pruned: 50 J of RAPL and 20 J configured beside simulated GPU energy.
+  v8.prepare("INSERT INTO hourly_energy VALUES (?, 'n', 'GPU-sim', 10, 10, 0, 0, 0, 0, 1000, 0, 0, 1)").run(T0);
+  v8.prepare("INSERT INTO hourly_energy VALUES (?, 'n', 'GPU-0', 10, 10, 0, 0, 0, 0, 1000, 0, 0, 0)").run(T0 + HOUR);
+  v8.prepare("INSERT INTO hourly_host VALUES (?, 'n', 30, 0)").run(T0);
+  v8.prepare("INSERT INTO hourly_host VALUES (?, 'n', 7, 0)").run(T0 + HOUR);
+  v8.prepare("INSERT INTO pruned_energy VALUES ('GPU-sim', 100, 100, 0, 0, 0, 0, 1, 0)").run();
+  v8.prepare("INSERT INTO pruned_host VALUES ('n', 70, 50, 20)").run();
+  v8.close();
+
+  const ledger = Ledger.open(path, { node: 'n', retention: RETENTION });
+  t.after(() => ledger.close());
+  const totals = ledger.counterTotals();
+  assert.deepEqual(totals.hostByKind, { measuredJ: 87, estimatedJ: 20 });
+  assert.deepEqual(totals.hostSimulated, { measuredJ: 80, estimatedJ: 20 });
+  // Carried on prune as it was read before.
+  pruneAt(ledger, T0 + 2 * HOUR + RETENTION.rollupsDays * DAY);
+  assert.deepEqual(ledger.counterTotals().hostSimulated, { measuredJ: 80, estimatedJ: 20 });
+});
