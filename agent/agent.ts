@@ -44,7 +44,7 @@ const PRUNE_TICK_MS = 15 * 60_000;
  */
 export class Agent {
   readonly metrics: TokenwattMetrics;
-  /** One capper for metrics and ledger rollups, so both fold the same values into "other". */
+  /** One capper for metrics and ledger rollups, so both fold the same values into "(other)". */
   private readonly labelCapper: LabelCapper;
   private ledger!: Ledger;
   private settler!: Settler;

@@ -168,7 +168,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   option('attribution.wDecode', { valueName: '<weight>', parse: parseNumber, description: 'work weight of a completion token' }),
   option('attribution.maxAttributableGapSeconds', { valueName: '<seconds>', parse: parseNumber, description: 'sampling gaps longer than this are reported as unattributed energy' }),
   option('attribution.idleBaselineW', { valueName: '<map>', parse: parseMap(true), defaultText: 'learned from idle intervals', description: 'idle power per GPU: gpu=watts,... (index or UUID)' }),
-  option('labels.cap', { valueName: '<n>', parse: parseNumber, description: 'distinct values kept per metric label; the rest fold into "other"' }),
+  option('labels.cap', { valueName: '<n>', parse: parseNumber, description: 'distinct values kept per metric label; the rest fold into "(other)"' }),
   option('labels.user', { valueName: '<names>', parse: parseList, description: 'request labels copied onto energy metrics (comma-separated)' }),
   option('labels.headers', { valueName: '<map>', parse: parseMap(false), description: 'proxy header per label: label=header,...' }),
   option('logLevel', { valueName: '<level>', parse: parseString, description: `log level: ${LOG_LEVELS.join(', ')}` }),

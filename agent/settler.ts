@@ -62,7 +62,7 @@ export interface SettlerOptions {
   readonly latenessMs: number;
   readonly attribution: AttributionConfig;
   readonly simulated: boolean;
-  /** Maps a user label value to its capped form ("" when absent, "other" past the cap). */
+  /** Maps a user label value to its capped form ("" when absent, "(other)" past the cap). */
   readonly labelValue: (name: string, value: string | undefined) => string;
   /**
    * The cap behind `labelValue` (the agent's LabelCapper). Its admitted values are stored, in the

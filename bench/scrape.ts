@@ -67,7 +67,7 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 
 /**
  * Every (model, cache, batch, status) x (team, feature) combination, team and feature each going
- * one past the cap so the "other" series exist too; the series budget stops the growth. Fed once
+ * one past the cap so the "(other)" series exist too; the series budget stops the growth. Fed once
  * it fills the labels; fed again it is a busy settlement that moves every series. Returns requests fed.
  */
 function feedEveryLabelSet(metrics: TokenwattMetrics): number {

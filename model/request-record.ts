@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { REPORT_LABELS, refuseReservedReportKey, reservedReportKeyReason } from './report-keys.js';
+import { refuseReservedReportKey, reservedLabelValueReason, reservedReportKeyReason } from './report-keys.js';
 import type { EpochMs } from './units.js';
 
 /** Status of one request as the serving stack saw it. */
@@ -156,9 +156,8 @@ export const requestRecordWireSchema = z
       .record(recordLabelName, text(0, MAX_LABEL_VALUE))
       .refine((labels) => Object.keys(labels).length <= MAX_LABELS, TOO_MANY_LABELS)
       .superRefine((labels, ctx) => {
-        for (const name of REPORT_LABELS) {
-          const value = labels[name];
-          const reason = value === undefined ? null : reservedReportKeyReason(value);
+        for (const [name, value] of Object.entries(labels)) {
+          const reason = reservedLabelValueReason(name, value);
           if (reason !== null) ctx.addIssue({ code: 'custom', path: [name], message: reason });
         }
       })
@@ -291,12 +290,8 @@ function fastLabels(v: unknown): Record<string, string> | null {
   for (const key in v) {
     if (!Object.prototype.hasOwnProperty.call(v, key)) return null;
     const value: unknown = (v as Record<string, unknown>)[key];
-    if (++n > MAX_LABELS || !LABEL_NAME.test(key) || !isString(value, 0, MAX_LABEL_VALUE)) return null;
+    if (++n > MAX_LABELS || !LABEL_NAME.test(key) || !isString(value, 0, MAX_LABEL_VALUE) || reservedLabelValueReason(key, value) !== null) return null;
     out[key] = value;
-  }
-  for (const name of REPORT_LABELS) {
-    const value = out[name];
-    if (value !== undefined && reservedReportKeyReason(value) !== null) return null;
   }
   return out;
 }

@@ -46,7 +46,7 @@ export interface HourlyUsageRow {
   readonly cacheBucket: string;
   readonly batchBucket: string;
   readonly status: string;
-  /** Capped user label values ("" when absent, "other" past the cap). */
+  /** Capped user label values ("" when absent, "(other)" past the cap). */
   readonly team: string;
   readonly feature: string;
   readonly requests: number;

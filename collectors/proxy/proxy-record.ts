@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import { REPORT_LABELS, reservedReportKeyReason } from '../../model/report-keys.js';
+import { reservedLabelValueReason } from '../../model/report-keys.js';
 import { parseRequestRecord } from '../../model/request-record.js';
 import type { RecordError, RequestRecord, RequestStatus } from '../../model/request-record.js';
 import { rawHeader } from './http-forwarding.js';
@@ -19,7 +19,6 @@ const MAX_ID = 256;
 const MAX_LABEL_VALUE = 256;
 export const MAX_MODEL = 256;
 const MAX_TOKENS = 100_000_000;
-const REPORTED: ReadonlySet<string> = new Set(REPORT_LABELS);
 
 /** Node reads header bytes as latin-1; clients send non-ASCII values as UTF-8, so bytes that are valid UTF-8 are read as such. */
 function headerText(value: string): string {
@@ -64,7 +63,7 @@ export function labelsFromHeaders(
   for (const [label, header] of Object.entries(names.labels)) {
     const value = bounded(header, MAX_LABEL_VALUE);
     if (value === null) continue;
-    const reserved = REPORTED.has(label) ? reservedReportKeyReason(value) : null;
+    const reserved = reservedLabelValueReason(label, value);
     if (reserved === null) labels[label] = value;
     else refuse(header, reserved);
   }

@@ -1,5 +1,7 @@
-/** The value every label falls back to past its cap. */
-export const OTHER_LABEL_VALUE = 'other';
+import { FOLDED_LABEL_KEY } from '../../model/report-keys.js';
+
+/** The value every label falls back to past its cap: reserved, so ingest refuses it as a value. */
+export const OTHER_LABEL_VALUE = FOLDED_LABEL_KEY;
 /** The value of a label a record does not carry. */
 export const ABSENT_LABEL_VALUE = '';
 
@@ -8,9 +10,9 @@ const DEFAULT_MAX_VALUE_LENGTH = 128;
 
 /**
  * Bounds the cardinality of free-form label values (team, feature, model, ...): the first `cap`
- * distinct values of each label keep their name, every later one folds into "other". Memory is
+ * distinct values of each label keep their name, every later one folds into "(other)". Memory is
  * bounded by cap x labels x maxValueLength. The same instance can serve the metrics and the
- * ledger rollups so both fold the same values. "" (absent) and "other" never take a slot.
+ * ledger rollups so both fold the same values. "" (absent) and "(other)" never take a slot.
  */
 export class LabelCapper {
   private readonly kept = new Map<string, Set<string>>();
@@ -24,7 +26,7 @@ export class LabelCapper {
     if (!Number.isInteger(cap) || cap < 0) throw new RangeError(`LabelCapper: cap must be an integer >= 0, got ${cap}`);
   }
 
-  /** The value to export for `label`: itself, "" when absent, or "other" past the cap. */
+  /** The value to export for `label`: itself, "" when absent, or "(other)" past the cap. */
   value(label: string, value: string | null | undefined): string {
     if (value === undefined || value === null || value === ABSENT_LABEL_VALUE) return ABSENT_LABEL_VALUE;
     if (value === OTHER_LABEL_VALUE) return OTHER_LABEL_VALUE;
@@ -65,7 +67,7 @@ export class LabelCapper {
     return [...(this.kept.get(label) ?? [])];
   }
 
-  /** How many times a value of `label` was folded into "other". */
+  /** How many times a value of `label` was folded into "(other)". */
   folded(label: string): number {
     return this.foldedCounts.get(label) ?? 0;
   }

@@ -13,7 +13,7 @@ export const RESERVED_LABEL_NAMES: ReadonlySet<string> = new Set([
 
 /**
  * Identifiers make one series per request or user: unbounded cardinality that the value cap
- * would fold into "other" anyway. They belong in the ledger, not in metric labels.
+ * would fold into "(other)" anyway. They belong in the ledger, not in metric labels.
  */
 const IDENTIFIER_LIKE = /(^|_)(id|ids|uid|uuid)$|^(user|username|email|session|attempt)$/i;
 

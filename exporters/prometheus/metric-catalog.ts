@@ -139,7 +139,7 @@ export const METRIC_CATALOG = {
   },
   labelValuesFolded: {
     name: 'tokenwatt_label_values_folded_total', type: 'counter', labels: ['label', 'reason'],
-    help: 'Observations whose label value was exported as "other". reason="value_cap": past the distinct-value cap; reason="series_cap": the energy metric reached its series budget.',
+    help: 'Observations whose label value was exported as "(other)" (reserved: ingest refuses it as a value). reason="value_cap": past the distinct-value cap; reason="series_cap": the energy metric reached its series budget.',
   },
   invalidValues: {
     name: 'tokenwatt_metric_invalid_values_total', type: 'counter', labels: ['metric'],

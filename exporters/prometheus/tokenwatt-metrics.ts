@@ -95,7 +95,7 @@ export interface MetricsSeed {
 export interface TokenwattMetricsOptions {
   /** Request labels copied onto tokenwatt_energy_joules_total (default team, feature). */
   readonly userLabels?: readonly string[];
-  /** Distinct values kept per label before folding into "other" (default 50). */
+  /** Distinct values kept per label before folding into "(other)" (default 50). */
   readonly labelCap?: number;
   /** Share one capper with the ledger rollups so both fold the same values (overrides labelCap). */
   readonly capper?: LabelCapper;
@@ -103,7 +103,7 @@ export interface TokenwattMetricsOptions {
   readonly simulated?: boolean;
   /**
    * Label sets of tokenwatt_energy_joules_total (each is two series, static and dynamic) before
-   * new user-label combinations fold into "other". Keeps a scrape fast whatever the traffic.
+   * new user-label combinations fold into "(other)". Keeps a scrape fast whatever the traffic.
    */
   readonly maxEnergyLabelSets?: number;
   /** Also export Node.js process metrics (process_*, nodejs_*) from this registry. */
@@ -586,7 +586,7 @@ export class TokenwattMetrics {
     this.add(this.requests, { model, tier, status: r.status, simulated, ...user }, requests);
   }
 
-  /** Capped user label values; past the series budget, new combinations fold into "other". */
+  /** Capped user label values; past the series budget, new combinations fold into "(other)". */
   private userLabelValues(base: Record<string, string>, labels: Readonly<Record<string, string>>): Record<string, string> {
     const user: Record<string, string> = {};
     for (const name of this.userLabels) user[name] = this.label(name, labels[name]);

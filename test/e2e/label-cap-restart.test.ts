@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { OTHER_LABEL_VALUE } from '../../exporters/prometheus/index.js';
 import { sumOf, type Family } from '../exporters/prometheus-exposition.js';
 import { eventually, firstSample, startAgent, type AgentProcess } from './agent-process.js';
 
@@ -28,7 +29,7 @@ test('past --labels-cap, a restart keeps the model and tier values the stopped a
       return check(families) ? families : undefined;
     });
 
-  // Run 1: zz1 and zz2 take the two slots (in that order, one settlement after the other); aa3 folds into "other".
+  // Run 1: zz1 and zz2 take the two slots (in that order, one settlement after the other); aa3 folds into OTHER_LABEL_VALUE.
   const one = await startAgent(args);
   t.after(() => void one.stop());
   await post(one, 'zz1', 'tier-z1', 3);
@@ -36,20 +37,20 @@ test('past --labels-cap, a restart keeps the model and tier values the stopped a
   await post(one, 'zz2', 'tier-z2', 3);
   await settled(one, 'zz2 settled', (f) => requests(f, { model: 'zz2' }) === 3);
   await post(one, 'aa3', 'tier-a3', 3);
-  const before = await settled(one, 'aa3 settled', (f) => requests(f, { model: 'other' }) === 3);
-  assert.deepEqual([requests(before, { model: 'aa3' }), requests(before, { tier: 'other' }), requests(before, { tier: 'tier-z2' })], [0, 3, 3]);
+  const before = await settled(one, 'aa3 settled', (f) => requests(f, { model: OTHER_LABEL_VALUE }) === 3);
+  assert.deepEqual([requests(before, { model: 'aa3' }), requests(before, { tier: OTHER_LABEL_VALUE }), requests(before, { tier: 'tier-z2' })], [0, 3, 3]);
   assert.equal(await one.stop(), 0);
 
-  // Run 2: the same names, the same "other" (aa3 sorts first in the ledger, and must not take zz2's slot).
+  // Run 2: the same names, the same fold (aa3 sorts first in the ledger, and must not take zz2's slot).
   const two = await startAgent(args);
   t.after(() => void two.stop());
   const after = await two.metrics();
-  for (const [labels, value] of [[{ model: 'zz1' }, 3], [{ model: 'zz2' }, 3], [{ model: 'other' }, 3], [{ model: 'aa3' }, 0], [{ tier: 'tier-z2' }, 3], [{ tier: 'other' }, 3], [{ tier: 'tier-a3' }, 0]] as const) {
+  for (const [labels, value] of [[{ model: 'zz1' }, 3], [{ model: 'zz2' }, 3], [{ model: OTHER_LABEL_VALUE }, 3], [{ model: 'aa3' }, 0], [{ tier: 'tier-z2' }, 3], [{ tier: OTHER_LABEL_VALUE }, 3], [{ tier: 'tier-a3' }, 0]] as const) {
     assert.equal(requests(after, labels), value, `after the restart, requests_total${JSON.stringify(labels)}`);
   }
   // New records go where they went before the restart.
   await post(two, 'zz2', 'tier-z2', 1);
   await post(two, 'aa3', 'tier-a3', 1);
   const later = await settled(two, 'the new records settled', (f) => requests(f, {}) === 11);
-  assert.deepEqual([requests(later, { model: 'zz2' }), requests(later, { model: 'other' }), requests(later, { model: 'aa3' })], [4, 4, 0]);
+  assert.deepEqual([requests(later, { model: 'zz2' }), requests(later, { model: OTHER_LABEL_VALUE }), requests(later, { model: 'aa3' })], [4, 4, 0]);
 });

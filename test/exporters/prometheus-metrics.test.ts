@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Counter, register as globalRegistry, Registry } from 'prom-client';
-import { METRIC_CATALOG, SEED_JOULES_MARGIN, TokenwattMetrics, type FinalizedRequestMetrics } from '../../exporters/prometheus/index.js';
+import { METRIC_CATALOG, OTHER_LABEL_VALUE, SEED_JOULES_MARGIN, TokenwattMetrics, type FinalizedRequestMetrics } from '../../exporters/prometheus/index.js';
 import { parseExposition, sumOf, type Family } from './prometheus-exposition.js';
 
 const request = (over: Partial<FinalizedRequestMetrics> = {}): FinalizedRequestMetrics => ({
@@ -134,7 +134,7 @@ test('no request, task or user ids become labels; a config asking for one is ref
   }
 });
 
-test('label capping: with cap N, the N+1th distinct team folds into "other" and the fold is counted', async () => {
+test('label capping: with cap N, the N+1th distinct team folds into OTHER_LABEL_VALUE and the fold is counted', async () => {
   const cap = 3;
   const m = new TokenwattMetrics({ labelCap: cap });
   const teams = ['a', 'b', 'c', 'd', 'e'];
@@ -142,8 +142,8 @@ test('label capping: with cap N, the N+1th distinct team folds into "other" and 
   m.requestFinalized(request({ labels: { feature: 'chat' } }));
   const families = await scrape(m);
   const exported = new Set(families.get('tokenwatt_energy_joules_total')?.samples.map((s) => s.labels.team));
-  assert.deepEqual([...exported].sort(), ['', 'a', 'b', 'c', 'other']);
-  assert.equal(sumOf(families, 'tokenwatt_energy_joules_total', { team: 'other' }), 2 * 8, 'the energy of d and e is kept, under other');
+  assert.deepEqual([...exported].sort(), ['', OTHER_LABEL_VALUE, 'a', 'b', 'c'].sort());
+  assert.equal(sumOf(families, 'tokenwatt_energy_joules_total', { team: OTHER_LABEL_VALUE }), 2 * 8, 'the energy of d and e is kept, under the fold');
   assert.equal(sumOf(families, 'tokenwatt_label_values_folded_total', { label: 'team', reason: 'value_cap' }), 2);
 });
 
@@ -153,7 +153,7 @@ test('rejection reasons past the cap do not fold sample-error reasons: each reas
   m.sampleError('gpu_lost');
   const families = await scrape(m);
   assert.equal(sumOf(families, 'tokenwatt_sample_errors_total', { reason: 'gpu_lost' }), 1);
-  assert.equal(sumOf(families, 'tokenwatt_records_rejected_total', { reason: 'other' }), 2, 'rejections fold among themselves');
+  assert.equal(sumOf(families, 'tokenwatt_records_rejected_total', { reason: OTHER_LABEL_VALUE }), 2, 'rejections fold among themselves');
 });
 
 test('the series budget folds new user-label combinations but never drops energy', async () => {
@@ -166,8 +166,8 @@ test('the series budget folds new user-label combinations but never drops energy
   const families = await scrape(m);
   const energy = families.get('tokenwatt_energy_joules_total');
   const labelSets = new Set(energy?.samples.map((s) => `${s.labels.team}/${s.labels.feature}`));
-  assert.equal(labelSets.size, 5, 'four admitted combinations plus other/other');
-  assert.ok(labelSets.has('other/other'));
+  assert.equal(labelSets.size, 5, 'four admitted combinations plus the fold of both');
+  assert.ok(labelSets.has(`${OTHER_LABEL_VALUE}/${OTHER_LABEL_VALUE}`));
   assert.equal(sumOf(families, 'tokenwatt_energy_joules_total'), total);
   assert.ok(sumOf(families, 'tokenwatt_label_values_folded_total', { reason: 'series_cap' }) > 0);
 });

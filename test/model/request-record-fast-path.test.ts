@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { OTHER_LABEL_VALUE } from '../../exporters/prometheus/index.js';
 import { acceptCommonRecord, checkRequestRecord, parseRequestRecord, requestRecordWireSchema } from '../../model/request-record.js';
 
 /**
@@ -141,6 +142,11 @@ test('records the fast path leaves to the schema still get named errors', () => 
     [{ request_id: 'r', model: 'm', start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1, labels: { feature: '(none)' } }, 'labels.feature'],
     [{ request_id: 'r', model: 'm', start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1, tier: '(unallocated)' }, 'tier'],
     [{ request_id: 'r', model: '(none)', start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1 }, 'model'],
+    // The value metric labels fold into past their cap, as a model, tier or any label.
+    [{ request_id: 'r', model: OTHER_LABEL_VALUE, start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1 }, 'model'],
+    [{ request_id: 'r', model: 'm', start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1, tier: OTHER_LABEL_VALUE }, 'tier'],
+    [{ request_id: 'r', model: 'm', start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1, labels: { team: OTHER_LABEL_VALUE } }, 'labels.team'],
+    [{ request_id: 'r', model: 'm', start: T0, end: T0, prompt_tokens: 1, completion_tokens: 1, labels: { project: OTHER_LABEL_VALUE } }, 'labels.project'],
   ] as const) {
     assert.equal(acceptCommonRecord(input), null);
     const parsed = parseRequestRecord(input, 0);

@@ -5,6 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { OTHER_LABEL_VALUE } from '../../exporters/prometheus/index.js';
 import { startHarness } from './proxy-harness.js';
 import type { Harness } from './proxy-harness.js';
 import { tryRequest } from './raw-http.js';
@@ -38,4 +39,13 @@ test('a label value the ledger would refuse is left out with a warning naming th
   assert.ok(warnings.some((m) => /header x-team ignored: "\(none\)" is reserved/.test(m)), warnings.join('\n'));
   assert.ok(warnings.some((m) => /header x-project ignored: longer than 256 characters/.test(m)), warnings.join('\n'));
   assert.deepEqual(h.errors, []);
+});
+
+test('the label fold value is refused in any header label, not only team and feature', async () => {
+  const res = await call({ 'x-task-id': 't-fold-label', 'x-project': OTHER_LABEL_VALUE, 'x-cost-center': 'cc-9' });
+  assert.equal(res.status, 200);
+  const r = await h.sink.recordOfTask('t-fold-label');
+  assert.deepEqual(r.labels, { cost_center: 'cc-9' });
+  const warnings = h.log.messages('warn');
+  assert.ok(warnings.some((m) => m.includes(`header x-project ignored: ${JSON.stringify(OTHER_LABEL_VALUE)} is reserved`)), warnings.join('\n'));
 });
