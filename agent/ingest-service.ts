@@ -8,8 +8,8 @@ import type { InsertRequestsResult, Ledger } from './ledger.js';
 import { isLateRecord } from '../model/settlement-schedule.js';
 
 export interface IngestServiceOptions {
-  /** Where records are stored; only insertRequests is used. */
-  readonly ledger: Pick<Ledger, 'insertRequests'>;
+  /** Where records are stored (and the duplicates judged here counted, when it can). */
+  readonly ledger: Pick<Ledger, 'insertRequests'> & Partial<Pick<Ledger, 'addDuplicateRecords'>>;
   /** The node's current view (GPUs, tiers, accepted time window). */
   readonly context: () => RecordContext;
   /** End of the settled time: a record starting before it is late (stored and counted, never dropped). */
@@ -162,6 +162,7 @@ export class IngestService implements RequestSink {
     const outcomes: Outcome[] = [];
     const retries: Retry[] = [];
     let refused = 0;
+    let judgedSame = 0;
     for (const s of batch) {
       const o: Outcome = { accepted: 0, late: 0, duplicates: 0, errors: s.errors, copied: false, retried: false };
       outcomes.push(o);
@@ -182,6 +183,7 @@ export class IngestService implements RequestSink {
         if (s.sightings !== null) {
           if (s.sightings.same(conflict.kept, r)) {
             o.duplicates += 1;
+            judgedSame += 1;
             continue;
           }
           const alternate = s.sightings.alternateId(index);
@@ -222,6 +224,14 @@ export class IngestService implements RequestSink {
           refused += 1;
         }
       }
+    }
+    // The ledger counts the duplicates it finds; these, judged here, are added so its count (which
+    // seeds tokenwatt_records_total after a restart) is what was acknowledged. The records are
+    // committed whatever happens to this count.
+    try {
+      this.options.ledger.addDuplicateRecords?.(judgedSame);
+    } catch {
+      // Left out of the ledger's count only; the answer and the metric still count them.
     }
     let lateTotal = 0;
     let duplicateTotal = 0;

@@ -35,7 +35,14 @@ export interface CounterTotals {
   readonly hostByKind: { readonly measuredJ: number; readonly estimatedJ: number };
   /** The part of hostByKind counted while the GPU power source was simulated. */
   readonly hostSimulated: { readonly measuredJ: number; readonly estimatedJ: number };
-  readonly quality: { readonly lateRecords: number; readonly rejectedRecords: number; readonly sampleErrors: number };
+  /** acceptedRecords and duplicateRecords: records stored in time and duplicates acknowledged, counted at ingest since schema 9. */
+  readonly quality: {
+    readonly lateRecords: number;
+    readonly rejectedRecords: number;
+    readonly sampleErrors: number;
+    readonly acceptedRecords: number;
+    readonly duplicateRecords: number;
+  };
   readonly tasks: { readonly count: number; readonly succeeded: number; readonly joules: number; readonly wasteJ: number };
 }
 

@@ -187,6 +187,10 @@ export const UPSERT_QUALITY = `INSERT INTO hourly_quality (hour_start_ms, node, 
   ON CONFLICT (hour_start_ms, node) DO UPDATE SET
     ${addExcluded('late_records, rejected_records, sample_errors')}`;
 
+/** Records stored in time and duplicates acknowledged (schema 9). */
+export const ADD_RECORD_COUNTS = `INSERT INTO record_counts (node, accepted, duplicates) VALUES (?, ?, ?)
+  ON CONFLICT (node) DO UPDATE SET ${addExcluded('accepted, duplicates')}`;
+
 /**
  * Sums add up; the delta that reaches furthest decides status, tier and labels (old values on the
  * right-hand side). The settler's deltas carry the whole task's figures, so that is the task's own.
@@ -242,6 +246,9 @@ export function counterTotalsSql(version: number): { gpuEnergy: string; usage: s
   const hostSimJ = version >= 9
     ? 'simulated_j'
     : 'CASE WHEN EXISTS (SELECT 1 FROM hourly_energy e WHERE e.hour_start_ms = hourly_host.hour_start_ms AND e.node = hourly_host.node AND e.simulated = 1) THEN host_j ELSE 0 END';
+  const recordCounts = version >= 9
+    ? '(SELECT coalesce(sum(accepted), 0) FROM record_counts) AS accepted, (SELECT coalesce(sum(duplicates), 0) FROM record_counts) AS duplicates'
+    : '0 AS accepted, 0 AS duplicates';
   const prunedHostSim = version >= 9
     ? 'simulated_measured_j, simulated_estimated_j'
     : seeds ? 'CASE WHEN EXISTS (SELECT 1 FROM pruned_energy WHERE simulated = 1) THEN measured_j ELSE 0 END, CASE WHEN EXISTS (SELECT 1 FROM pruned_energy WHERE simulated = 1) THEN estimated_j ELSE 0 END' : '0, 0';
@@ -268,8 +275,9 @@ export function counterTotalsSql(version: number): { gpuEnergy: string; usage: s
       CASE WHEN estimated = 0 THEN ${hostSimJ} ELSE 0 END AS sim_measured_j, CASE WHEN estimated = 0 THEN 0 ELSE ${hostSimJ} END AS sim_estimated_j
     FROM hourly_host${also(`SELECT host_j, ${seeds ? 'measured_j, estimated_j' : '0, 0'}, ${prunedHostSim} FROM pruned_host`)})`,
     // late: settled late records (hourly_quality) plus late ones not settled yet, as the metric counts them at ingest.
+    // accepted and duplicates: counted at ingest since schema 9.
     quality: `SELECT coalesce(sum(late_records), 0) + (SELECT count(*) FROM requests WHERE finalized = 0 AND late = 1) AS late,
-    coalesce(sum(rejected_records), 0) AS rejected, coalesce(sum(sample_errors), 0) AS sample_errors
+    coalesce(sum(rejected_records), 0) AS rejected, coalesce(sum(sample_errors), 0) AS sample_errors, ${recordCounts}
   FROM (SELECT late_records, rejected_records, sample_errors FROM hourly_quality
     ${also('SELECT late_records, rejected_records, sample_errors FROM pruned_quality')})`,
     tasks: `SELECT coalesce(sum(task_count), 0) AS count, coalesce(sum(succeeded), 0) AS succeeded,

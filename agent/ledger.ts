@@ -330,6 +330,20 @@ export class Ledger {
     return result;
   }
 
+  /**
+   * Count `n` records acknowledged as duplicates that the caller judged so itself (a conflict a
+   * source showed to be the same record), in one transaction; the ledger's own are counted by
+   * {@link insertRequests}.
+   */
+  addDuplicateRecords(n: number): void {
+    if (n > 0) this.db.transaction(() => this.addRecordCounts(0, n))();
+  }
+
+  private addRecordCounts(accepted: number, duplicates: number): void {
+    if (accepted === 0 && duplicates === 0) return;
+    this.stmt(sql.ADD_RECORD_COUNTS).run(this.node, accepted, duplicates);
+  }
+
   /** The committed value of a source's state key (see {@link insertRequests}), or undefined. */
   readSourceState(key: string): string | undefined {
     assertSourceKey(key);
@@ -342,6 +356,7 @@ export class Ledger {
     const duplicates: string[] = [];
     const conflicts: RequestConflict[] = [];
     const stored: number[] = [];
+    let inTime = 0;
     const hashes = records.map((r) => requestIdHash(r.requestId));
     // Rows of this batch are not in the recent ids before it commits: a repeat within the batch is
     // found along its hash chain, where each record's new seq (0: none) is kept.
@@ -366,7 +381,9 @@ export class Ledger {
       else seq = this.seqOf(r.requestId, hash, indexed.get(hash) ?? NO_SEQS);
       if (seq === undefined) {
         lastSeq += 1;
-        unwritten.add(lastSeq, r, isLate(r), receivedAt);
+        const late = isLate(r);
+        if (!late) inTime += 1;
+        unwritten.add(lastSeq, r, late, receivedAt);
         seqHere[i] = lastSeq;
         stored.push(hash, lastSeq);
         inserted.push(r);
@@ -381,6 +398,8 @@ export class Ledger {
       else conflicts.push({ record: r, differing, kept });
     }
     unwritten.write();
+    // Counted with the records, so tokenwatt_records_total seeded from them at a restart is what was acknowledged.
+    this.addRecordCounts(inTime, duplicates.length);
     return { result: { inserted, duplicates, conflicts }, stored };
   }
 
@@ -809,7 +828,7 @@ export class Ledger {
     }));
     const usage = (this.stmt(totals.usage).all() as Omit<rows.HourlyUsageSqlRow, 'hour_start_ms'>[]).map(rows.usageTotalFromRow);
     const host = this.stmt(totals.host).get() as { host_j: number; measured_j: number; estimated_j: number; sim_measured_j: number; sim_estimated_j: number };
-    const quality = this.stmt(totals.quality).get() as { late: number; rejected: number; sample_errors: number };
+    const quality = this.stmt(totals.quality).get() as { late: number; rejected: number; sample_errors: number; accepted: number; duplicates: number };
     const tasks = this.stmt(totals.tasks).get() as { count: number; succeeded: number; joules: number; waste_j: number };
     return {
       gpus,
@@ -817,7 +836,10 @@ export class Ledger {
       hostJ: host.host_j,
       hostByKind: { measuredJ: host.measured_j, estimatedJ: host.estimated_j },
       hostSimulated: { measuredJ: host.sim_measured_j, estimatedJ: host.sim_estimated_j },
-      quality: { lateRecords: quality.late, rejectedRecords: quality.rejected, sampleErrors: quality.sample_errors },
+      quality: {
+        lateRecords: quality.late, rejectedRecords: quality.rejected, sampleErrors: quality.sample_errors,
+        acceptedRecords: quality.accepted, duplicateRecords: quality.duplicates,
+      },
       tasks: { count: tasks.count, succeeded: tasks.succeeded, joules: tasks.joules, wasteJ: tasks.waste_j },
     };
   }

@@ -9,10 +9,14 @@ import type { Migration } from './migration.js';
  *   from the energy counted under its label, whatever ran on the ledger before. Rows written
  *   before this version are taken as simulated when their hour (for pruned rows: any pruned GPU
  *   energy) was, as the seeding guessed until then.
+ * - record_counts: per node, the records stored in time and those acknowledged as duplicates,
+ *   counted in the transaction that decides them: tokenwatt_records_total{result="accepted"|
+ *   "duplicate"} goes on from them, as result="late" does. Lifetime sums, never pruned, read by the
+ *   counter totals only. Ledgers written before this version counted none.
  */
 export const seedConsistency: Migration = {
   version: 9,
-  name: 'simulated host energy in the rollups',
+  name: 'simulated host energy and record counts in the rollups',
   sql: `
     ALTER TABLE hourly_host ADD COLUMN simulated_j REAL NOT NULL DEFAULT 0;
     UPDATE hourly_host SET simulated_j = host_j WHERE EXISTS (
@@ -21,5 +25,10 @@ export const seedConsistency: Migration = {
     ALTER TABLE pruned_host ADD COLUMN simulated_estimated_j REAL NOT NULL DEFAULT 0;
     UPDATE pruned_host SET simulated_measured_j = measured_j, simulated_estimated_j = estimated_j
       WHERE EXISTS (SELECT 1 FROM pruned_energy WHERE simulated = 1);
+    CREATE TABLE record_counts (
+      node       TEXT    NOT NULL PRIMARY KEY,
+      accepted   INTEGER NOT NULL,
+      duplicates INTEGER NOT NULL
+    ) WITHOUT ROWID;
   `,
 };

@@ -88,8 +88,11 @@ export interface MetricsSeed {
     readonly dynamicJ: number;
     readonly simulated: boolean;
   }[];
-  /** Late records counted so far: settled ones and those still waiting (the metric counts them at ingest). */
-  readonly quality?: { readonly lateRecords: number };
+  /**
+   * Records counted so far: late ones, settled and still waiting (the metric counts them at
+   * ingest), those stored in time and duplicates acknowledged.
+   */
+  readonly quality?: { readonly lateRecords: number; readonly acceptedRecords?: number; readonly duplicateRecords?: number };
 }
 
 export interface TokenwattMetricsOptions {
@@ -507,7 +510,12 @@ export class TokenwattMetrics {
       const labels: Record<string, string> = { team: row.team, feature: row.feature, ...row.labels };
       this.addUsage({ ...row, staticJ: above(row.staticJ), dynamicJ: above(row.dynamicJ), labels }, row.requests, bool(row.simulated));
     }
-    if (totals.quality && totals.quality.lateRecords > 0) this.recordsLate(totals.quality.lateRecords);
+    const quality = totals.quality;
+    if (quality) {
+      if (quality.lateRecords > 0) this.recordsLate(quality.lateRecords);
+      if ((quality.acceptedRecords ?? 0) > 0) this.recordsAccepted(quality.acceptedRecords ?? 0);
+      if ((quality.duplicateRecords ?? 0) > 0) this.recordsDuplicate(quality.duplicateRecords ?? 0);
+    }
   }
 
   // --- internals ---------------------------------------------------------------------------

@@ -4,12 +4,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { Family } from '../exporters/prometheus-exposition.js';
-import { eventually, startAgent } from './agent-process.js';
+import { eventually, firstSample, startAgent } from './agent-process.js';
 
 /**
- * The covered-time and host-energy counters go on from the ledger after a restart, as the energy
- * counters do: the ESG export's Prometheus path reads their increase(), which a fall to 0 would
- * read as a counter reset, and what the stopped agent added after its last scrape would be lost.
+ * The covered-time, host-energy and records counters go on from the ledger after a restart, as the
+ * energy counters do: the ESG export's Prometheus path reads their increase(), which a fall to 0
+ * would read as a counter reset, and what the stopped agent added after its last scrape would be lost.
  */
 
 /** Every sample of a family, by its labels. */
@@ -24,16 +24,29 @@ test('tokenwatt_gpu_covered_seconds_total and tokenwatt_host_energy_joules_total
   const config = join(dir, 'tokenwatt.yaml');
   writeFileSync(config, 'hostPower: { overheadW: 500 }\n');
   const args = ['run', '--config', config, '--power', 'simulated', '--db', join(dir, 'agent.db'), '--settle-lateness', '1', '--settle-period', '1'];
-  const counters = ['tokenwatt_gpu_covered_seconds_total', 'tokenwatt_host_energy_joules_total'];
+  const counters = [
+    'tokenwatt_gpu_covered_seconds_total', 'tokenwatt_host_energy_joules_total', 'tokenwatt_records_total', 'tokenwatt_late_records_total',
+    'tokenwatt_energy_joules_total', 'tokenwatt_tokens_total', 'tokenwatt_requests_total',
+  ];
 
   const first = await startAgent(args);
-  // The last scrape before the stop: every series has counted a few seconds.
-  const before = await eventually('4 s of covered time on a GPU, and host energy', 30_000, async () => {
+  // Records in time, one of them sent twice (a duplicate), and one late (it ended before the agent started).
+  await firstSample(first);
+  const now = Date.now();
+  const line = (i: number, startMs: number): string =>
+    JSON.stringify({ request_id: `r-${i}`, model: 'm', gpus: [0], start: startMs, end: startMs + 200, prompt_tokens: 10, completion_tokens: 5, labels: { team: 'a' } });
+  const posted = await first.post('/v1/requests', [line(1, now), line(2, now), line(3, now - 3_600_000)].join('\n'));
+  assert.equal(posted.status, 202, posted.body);
+  assert.equal((await first.post('/v1/requests', line(1, now))).status, 202);
+  // The last scrape before the stop: every series has counted a few seconds, and the records.
+  const before = await eventually('4 s of covered time on a GPU, host energy, and the records settled', 30_000, async () => {
     const m = await first.metrics();
     const covered = series(m, counters[0]!);
     const host = series(m, counters[1]!);
-    return [...covered.values()].some((v) => v >= 4) && [...host.values()].some((v) => v > 0) ? m : undefined;
+    const records = series(m, counters[2]!);
+    return [...covered.values()].some((v) => v >= 4) && [...host.values()].some((v) => v > 0) && records.size === 3 && series(m, counters[6]!).size > 0 ? m : undefined;
   });
+  assert.deepEqual([...series(before, counters[2]!).values()].sort(), [1, 1, 2], 'accepted 2, late 1, duplicate 1');
   assert.equal(await first.stop(), 0, first.stderr().slice(-1500));
 
   const second = await startAgent(args);

@@ -13,7 +13,7 @@ const DAY = 24 * HOUR;
 
 const TABLES = [
   'agent_state', 'host_readings', 'hourly_energy', 'hourly_host', 'hourly_quality', 'hourly_usage', 'periods', 'power_samples',
-  'pruned_energy', 'pruned_host', 'pruned_quality', 'pruned_tasks', 'pruned_usage', 'request_ids', 'requests', 'tasks',
+  'pruned_energy', 'pruned_host', 'pruned_quality', 'pruned_tasks', 'pruned_usage', 'record_counts', 'request_ids', 'requests', 'tasks',
 ];
 
 function tablesOf(path: string): string[] {

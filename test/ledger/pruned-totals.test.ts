@@ -208,7 +208,7 @@ test('a version-1 ledger file opens, migrates to the latest version, keeps its r
   assert.deepEqual(before.gpus.map((g) => [g.gpuUuid, g.measuredJ]), [['GPU-0', 10]]);
   assert.deepEqual(before.usage.map((u) => [u.requests, u.promptTokens, u.dynamicJ]), [[2, 20, 4]]);
   assert.equal(before.hostJ, 7);
-  assert.deepEqual(before.quality, { lateRecords: 1, rejectedRecords: 2, sampleErrors: 3 });
+  assert.deepEqual(before.quality, { lateRecords: 1, rejectedRecords: 2, sampleErrors: 3, acceptedRecords: 0, duplicateRecords: 0 });
   assert.deepEqual(before.tasks, { count: 1, succeeded: 1, joules: 5, wasteJ: 0 });
   assert.equal(pruneAt(ledger, FAR_FUTURE).rollups, 5);
   assertSameTotals(ledger.counterTotals(), before, 'a migrated file carries its pruned rows');
