@@ -179,16 +179,29 @@ function checkReplicas(config: TokenwattConfig, warnings: string[]): void {
 }
 
 function checkHeaders(config: TokenwattConfig, errors: string[], warnings: string[]): void {
-  const labelByHeader = new Map<string, string>();
+  const given = config.labels.headers;
   const exported = new Set(['task_id', 'attempt', ...config.labels.user]);
-  for (const [label, header] of Object.entries(config.labels.headers)) {
-    const other = labelByHeader.get(header);
-    if (other !== undefined) errors.push(`${keyName('labels.headers')}: header '${header}' is given for both ${other} and ${label}`);
-    labelByHeader.set(header, label);
+  for (const label of Object.keys(given)) {
     if (!exported.has(label)) warnings.push(`${keyName('labels.headers')}: '${label}' is kept with each request but is not a metric label (not in labels.user)`);
   }
+  // The headers the proxy reads, the defaults of labels left out included: two labels on one
+  // header would both take its value.
+  const proxy = proxyHeadersOf(given);
+  const labelByHeader = new Map<string, string>();
+  for (const [label, header] of [['task_id', proxy.taskId], ['attempt', proxy.attempt], ...Object.entries(proxy.labels)] as const) {
+    const other = labelByHeader.get(header);
+    if (other === undefined) {
+      labelByHeader.set(header, label);
+      continue;
+    }
+    const byDefault = !Object.hasOwn(given, other);
+    errors.push(
+      `${keyName('labels.headers')}: header '${header}' would be read for both ${other}${byDefault ? ' (its default header)' : ''} and ${label}; give each label its own header` +
+        (byDefault ? ` (map ${other} to another one to read ${header} as ${label})` : ''),
+    );
+  }
   // A record holds at most MAX_RECORD_LABELS labels: more would cost every proxied call its record.
-  const carried = Object.keys(proxyHeadersOf(config.labels.headers).labels);
+  const carried = Object.keys(proxy.labels);
   if (carried.length > MAX_RECORD_LABELS) {
     errors.push(`${keyName('labels.headers')}: the proxy would carry ${carried.length} labels (${carried.join(', ')}) into each record; a record holds at most ${MAX_RECORD_LABELS}`);
   }

@@ -111,7 +111,7 @@ test('cross-field checks name every key involved', () => {
   assertExactly(errorsOf({ flags: { attributionMaxAttributableGapSeconds: '0.1', sampleRateHz: '10' } }), [/under 3 sampling periods/]);
   assertExactly(errorsOf({ flags: { retentionRequestsDays: '1', retentionSamplesHours: '48' } }), [/^--retention-requests-days .*1 d keeps request ids for less time than records are accepted \(--retention-samples-hours .*48 h\)/]);
   assert.equal(loadConfig({ flags: { retentionRequestsDays: '2', retentionSamplesHours: '48' } }).ok, true);
-  assertExactly(errorsOf({ env: { TOKENWATT_LABELS_HEADERS: 'team=x-who,feature=X-Who' } }), [/header 'x-who' is given for both team and feature/]);
+  assertExactly(errorsOf({ env: { TOKENWATT_LABELS_HEADERS: 'team=x-who,feature=X-Who' } }), [/header 'x-who' would be read for both team and feature; give each label its own header$/]);
   assertExactly(errorsOf({ flags: { attributionWPrefill: '0', attributionWCached: '0', attributionWDecode: '0' } }), [/all 0/]);
 });
 
@@ -126,6 +126,19 @@ test('checks that span keys are reported with the per-key mistakes, and skip key
   assertExactly(errorsOf({ configFile: join(tmpdir(), 'no-such-tokenwatt-config.yaml'), flags: { proxyPort: '9000' } }), [/cannot read the config file \(ENOENT\)/]);
   withFile('c.yaml', 'port: 70000\nretention:\n  samplesHours: 0.01\nsettleLateness: 600\n', (path) => {
     assertExactly(errorsOf({ configFile: path }), [/^c\.yaml:1: port: must be an integer/, /^--retention-samples-hours .*would delete samples before their period is settled/]);
+  });
+});
+
+test('labels.headers: a header read for two labels is refused, defaults included, with the other mistakes', () => {
+  // team keeps its default header x-team unless mapped: project would read the same header.
+  assertExactly(errorsOf({ flags: { labelsHeaders: 'project=x-team' } }), [
+    /^--labels-headers \/ TOKENWATT_LABELS_HEADERS: header 'x-team' would be read for both team \(its default header\) and project; give each label its own header \(map team to another one to read x-team as project\)$/,
+  ]);
+  assertExactly(errorsOf({ env: { TOKENWATT_LABELS_HEADERS: 'tenant=X-Task-Id' } }), [/header 'x-task-id' would be read for both task_id \(its default header\) and tenant/]);
+  // Moving the default label off the header frees it.
+  assert.ok(loadConfig({ flags: { labelsHeaders: 'project=x-team,team=x-squad' }, env: {} }).ok);
+  withFile('c.yaml', 'labels:\n  headers: { project: x-feature }\nport: 70000\n', (path) => {
+    assertExactly(errorsOf({ configFile: path }), [/^c\.yaml:3: port: must be an integer/, /header 'x-feature' would be read for both feature \(its default header\) and project/]);
   });
 });
 
