@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { CONFIG_OPTION_BY_KEY } from './config-options.js';
 import type { TokenwattConfig } from './config-schema.js';
+import { isLoopbackHost } from '../collectors/loopback-host.js';
 import { MAX_HELD_SCRAPES } from '../collectors/engine-metrics/interval-records.js';
 import { proxyHeadersOf } from '../collectors/proxy/proxy-config.js';
 import { CarbonInputErrors } from '../model/carbon/carbon-input-error.js';
@@ -16,7 +17,6 @@ export function keyName(key: string): string {
   return option === undefined ? key : `${option.flag} / ${option.env}`;
 }
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i;
 const QUARTER_DAYS = 92;
 const MIN_TOKEN_LENGTH = 16;
 
@@ -86,7 +86,7 @@ function checkRun(config: TokenwattConfig, sources: Readonly<Record<string, Conf
   if (config.ingestToken !== undefined) {
     if (sources.ingestToken === 'flag') warnings.push(`${keyName('ingestToken')}: given as a flag, the token is visible in the process list; prefer the environment variable`);
     if (config.ingestToken.length < MIN_TOKEN_LENGTH) warnings.push(`${keyName('ingestToken')}: shorter than ${MIN_TOKEN_LENGTH} characters`);
-  } else if (!LOOPBACK.test(config.host)) {
+  } else if (!isLoopbackHost(config.host)) {
     warnings.push(`${keyName('ingestToken')}: not set while listening on ${config.host}; anyone who reaches port ${config.port} can post request records and OTLP spans`);
   }
 }

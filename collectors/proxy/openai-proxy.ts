@@ -8,6 +8,7 @@ import type { Readable, Transform } from 'node:stream';
 import zlib from 'node:zlib';
 import type { RequestRecord, RequestStatus } from '../../model/request-record.js';
 import type { RequestSink, RequestSource } from '../request-sink.js';
+import { isLoopbackHost } from '../loopback-host.js';
 import { BodyTooLargeError, forwardableHeaders, rawHeader, readBodyThen, relayHead, sendProxyError, UpstreamTimeoutError } from './http-forwarding.js';
 import { recordedEndpoint } from './openai-endpoint.js';
 import type { OpenAiEndpoint } from './openai-endpoint.js';
@@ -331,6 +332,16 @@ export class OpenAiProxy implements RequestSource {
       { port: this.boundPort, host: config.host, upstream: this.upstream.origin + this.basePath },
       `proxy: listening on ${config.host}:${this.boundPort}, forwarding to ${this.upstream.origin}${this.basePath}`,
     );
+    // The proxy checks no credentials (it passes Authorization on): beyond loopback it is an open
+    // door to the LLM server for whoever reaches the port.
+    if (!isLoopbackHost(config.host)) {
+      log.warn(
+        { host: config.host, port: this.boundPort, upstream: this.upstream.origin + this.basePath },
+        `proxy: listening on ${config.host} without authentication: anyone who can reach port ${this.boundPort} there can send calls through it to the LLM server at ` +
+          `${this.upstream.origin}${this.basePath} (the proxy passes their Authorization header on and checks none itself). To restrict it, set proxy.host (or --host) 127.0.0.1 ` +
+          'when the clients run on this host, or limit who reaches the port (a Kubernetes NetworkPolicy, a firewall rule)',
+      );
+    }
   }
 
   async shutdown(): Promise<void> {
