@@ -1,6 +1,6 @@
 import { BackpressureError } from '../collectors/request-sink.js';
 import type { IngestResult, RequestSink, SightingRule, SourceStateWrite, SubmitOptions } from '../collectors/request-sink.js';
-import { conflictReason } from '../model/request-facts.js';
+import { conflictReason, statedDifferences } from '../model/request-facts.js';
 import { resolveRecord } from '../model/request-record.js';
 import type { RecordContext, RecordError, RequestRecord, ResolvedRequest } from '../model/request-record.js';
 import type { EpochMs } from '../model/units.js';
@@ -40,6 +40,9 @@ interface Submission {
   readonly records: ResolvedRequest[];
   /** Each record's index in the batch its sender gave, for errors found at commit. */
   readonly indexes: number[];
+  /** The records as sent (before resolution), at their index less `firstIndex`: a conflict compares what they state. */
+  readonly sent: readonly RequestRecord[];
+  readonly firstIndex: number;
   readonly errors: RecordError[];
   /** Source state committed with the records (see {@link SubmitOptions.state}). */
   readonly state: readonly SourceStateWrite[];
@@ -67,6 +70,7 @@ interface Retry {
   readonly outcome: Outcome;
   readonly index: number;
   readonly record: ResolvedRequest;
+  readonly sent: RequestRecord;
 }
 
 /** Refuse a record whose request_id is taken by a different one. */
@@ -130,7 +134,7 @@ export class IngestService implements RequestSink {
       return { accepted: 0, duplicates: 0, late: 0, errors };
     }
     return new Promise<IngestResult>((resolve, reject) => {
-      this.queue.push({ records: resolved, indexes, errors, state, rejectedBy, sightings: options.sightings ?? null, resolve, reject });
+      this.queue.push({ records: resolved, indexes, sent: records, firstIndex, errors, state, rejectedBy, sightings: options.sightings ?? null, resolve, reject });
       this.queuedRecords += resolved.length;
       this.scheduled ??= setImmediate(() => this.flush());
     });
@@ -180,6 +184,12 @@ export class IngestService implements RequestSink {
           continue;
         }
         const index = s.indexes[i] ?? i;
+        const sent = s.sent[index - s.firstIndex] as RequestRecord;
+        const differing = statedDifferences(conflict.differing, sent);
+        if (differing.length === 0) {
+          o.duplicates += 1;
+          continue;
+        }
         if (s.sightings !== null) {
           if (s.sightings.same(conflict.kept, r)) {
             o.duplicates += 1;
@@ -188,12 +198,12 @@ export class IngestService implements RequestSink {
           }
           const alternate = s.sightings.alternateId(index);
           if (alternate !== null && alternate !== r.requestId) {
-            retries.push({ outcome: o, index, record: { ...r, requestId: alternate } });
+            retries.push({ outcome: o, index, record: { ...r, requestId: alternate }, sent });
             o.retried = true;
             continue;
           }
         }
-        refuse(o, index, r.requestId, conflict.differing);
+        refuse(o, index, r.requestId, differing);
         refused += 1;
       }
     }
@@ -218,9 +228,10 @@ export class IngestService implements RequestSink {
           continue;
         }
         const conflict = conflictsAgain.get(x.record);
-        if (conflict === undefined) x.outcome.duplicates += 1;
+        const differing = conflict === undefined ? [] : statedDifferences(conflict.differing, x.sent);
+        if (differing.length === 0) x.outcome.duplicates += 1;
         else {
-          refuse(x.outcome, x.index, x.record.requestId, conflict.differing);
+          refuse(x.outcome, x.index, x.record.requestId, differing);
           refused += 1;
         }
       }

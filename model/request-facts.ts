@@ -32,6 +32,17 @@ export function differingFacts(kept: RequestRecord, repeat: RequestRecord): stri
   return differing;
 }
 
+/**
+ * `differing` less the facts that `sent` left to the node to fill in: a tier (the config's
+ * model->tier map) and GPUs (the model's replica) it did not give. The config may have changed
+ * since the first send, so a resend of the same bytes resolves to another tier or GPUs; what the
+ * sender stated is all it can contradict.
+ */
+export function statedDifferences(differing: readonly string[], sent: Pick<RequestRecord, 'tier' | 'gpus'>): readonly string[] {
+  if (sent.tier !== null && sent.gpus !== null) return differing;
+  return differing.filter((fact) => !((fact === 'tier' && sent.tier === null) || (fact === 'gpus' && sent.gpus === null)));
+}
+
 /** The refusal of a record whose request_id is taken by a different one (ingest and request files say the same). */
 export function conflictReason(differing: readonly string[], keptWhere: string): string {
   return `already used by ${keptWhere} with a different ${differing.join(', ')}: that record is kept and this one is not stored (give each request its own id)`;

@@ -114,6 +114,41 @@ test('a repeat that differs from the stored record is refused by index with the 
   assert.deepEqual(storedIds(path), ['req-1', 'req-2']);
 });
 
+test('a resend of the same record after the config changed its tier or replica GPUs is a duplicate; what the sender states is still compared', async (t) => {
+  const { ledger, path, cleanup } = tempLedger();
+  t.after(cleanup);
+  let duplicates = 0;
+  const rejected: [string, number][] = [];
+  // Before: llama-8b is tier small on GPU-0. After a config change: tier medium on GPU-1.
+  let context = fakeContext();
+  const ingest = service(ledger, { context: () => context, onDuplicate: (n) => { duplicates += n; }, onRejected: (reason, n) => rejected.push([reason, n]) });
+  const sent = [rec(1), rec(2, { gpus: null }), rec(3, { tier: 'large' }), rec(4, { tier: 'small' }), rec(5, { gpus: null })];
+  assert.equal((await ingest.submit(sent)).accepted, 5);
+  context = { ...fakeContext(), tierOf: (model) => (model === 'llama-8b' ? 'medium' : undefined), defaultGpus: (model) => (model === 'llama-8b' ? ['GPU-1'] : undefined) };
+
+  // The same records, byte for byte: the node resolves req-1's tier and req-2's GPUs otherwise now.
+  const again = await ingest.submit(sent, 0);
+  assert.deepEqual([again.accepted, again.duplicates, again.errors], [0, 5, []]);
+  assert.equal(duplicates, 5);
+
+  // What the sender states is compared as before: another end, a tier it now names, GPUs it now names.
+  const changed = await ingest.submit([
+    rec(1, { endMs: epochMs(T0 + 1500) }),
+    rec(2, { gpus: null, completionTokens: 99 }),
+    rec(3, { tier: 'huge' }),
+    rec(4, { tier: 'medium' }),
+    rec(5, { gpus: ['1'] }),
+  ], 20);
+  assert.deepEqual(changed.errors.map((e) => [e.index, e.requestId, e.field]), [[20, 'req-1', 'request_id'], [21, 'req-2', 'request_id'], [22, 'req-3', 'request_id'], [23, 'req-4', 'request_id'], [24, 'req-5', 'request_id']]);
+  assert.deepEqual(changed.errors.map((e) => /a different (.*): that record/.exec(e.reason)?.[1]), ['end', 'completion_tokens', 'tier', 'tier', 'gpus']);
+  assert.deepEqual(rejected, [['request_id', 5]]);
+  // The first records stay as they were resolved.
+  assert.deepEqual(ledger.loadUnsettledRequests().map((s) => [s.record.requestId, s.record.tier, s.record.gpus]), [
+    ['req-1', 'small', ['GPU-0']], ['req-2', 'small', ['GPU-0']], ['req-3', 'large', ['GPU-0']], ['req-4', 'small', ['GPU-0']], ['req-5', 'small', ['GPU-0']],
+  ]);
+  assert.deepEqual(storedIds(path), ['req-1', 'req-2', 'req-3', 'req-4', 'req-5']);
+});
+
 test('over the queue limit a submission is refused with BackpressureError; what was queued still commits', async (t) => {
   const { ledger, path, cleanup } = tempLedger();
   t.after(cleanup);
