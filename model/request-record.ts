@@ -68,6 +68,16 @@ const NOT_WELL_FORMED = 'must be well-formed Unicode (it holds a lone UTF-16 sur
 /** String.prototype.isWellFormed (Node 20+; ES2024, newer than this project's lib). */
 const wellFormed = (s: string): boolean => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
 
+/**
+ * Why a record would refuse `value` as its label `name` (the name itself valid), or null. The
+ * proxy and OTLP check each label they carry with it, to leave out that label, not lose the record.
+ */
+export function recordLabelValueProblem(name: string, value: string): string | null {
+  if (value.length > MAX_LABEL_VALUE) return `longer than ${MAX_LABEL_VALUE} characters`;
+  if (!wellFormed(value)) return NOT_WELL_FORMED;
+  return reservedLabelValueReason(name, value);
+}
+
 /** A text field: its length bounds, and well-formed Unicode so that it reads back as it was sent. */
 const text = (min: number, max: number, emptyMessage?: string) =>
   z.string().min(min, emptyMessage).max(max).refine(wellFormed, NOT_WELL_FORMED);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { RequestRecordWire } from '../../model/request-record.js';
-import { parseRequestRecord } from '../../model/request-record.js';
+import { parseRequestRecord, recordLabelValueProblem } from '../../model/request-record.js';
 import type { RequestRecord } from '../../model/request-record.js';
 import type { OtlpConfig } from './otlp-config.js';
 import { UnreadableValue } from './otlp-spans.js';
@@ -280,9 +280,10 @@ function firstTokenOf(span: OtlpSpan, startNs: bigint, endNs: bigint, warnings: 
 type Read<T> = { readonly value: T } | { readonly refused: string };
 
 /**
- * task_id, attempt and the team/feature labels from the configured span (else resource)
- * attributes. A value the record would refuse is left out and named, as the proxy does with its
- * headers: one bad label never costs a request its record, and the rule is the same for all four.
+ * task_id, attempt, the team/feature labels and every label of `labels` from the configured span
+ * (else resource) attributes. A value the record would refuse is left out and named, as the proxy
+ * does with its headers: one bad label never costs a request its record, and the rule is the same
+ * for all of them.
  */
 function taskFields(span: OtlpSpan, keys: OtlpConfig['attributes'], warnings: SpanProblem[]): { wire: Record<string, unknown>; sources: Record<string, string> } {
   const wire: Record<string, unknown> = {};
@@ -300,8 +301,10 @@ function taskFields(span: OtlpSpan, keys: OtlpConfig['attributes'], warnings: Sp
   };
   take('task_id', keys.taskId, (v) => textOf(v, MAX_ID_LENGTH), (v) => (wire.task_id = v));
   take('attempt', keys.attempt, attemptOf, (v) => (wire.attempt = v));
-  take('labels.team', keys.team, (v) => textOf(v, MAX_LABEL_VALUE), (v) => (labels.team = v));
-  take('labels.feature', keys.feature, (v) => textOf(v, MAX_LABEL_VALUE), (v) => (labels.feature = v));
+  const label = (name: string, attributeKeys: readonly string[]) => take(`labels.${name}`, attributeKeys, (v) => labelOf(name, v), (v) => (labels[name] = v));
+  label('team', keys.team);
+  label('feature', keys.feature);
+  for (const name in keys.labels) label(name, keys.labels[name] as readonly string[]);
   if (Object.keys(labels).length > 0) wire.labels = labels;
   return { wire, sources };
 }
@@ -327,6 +330,14 @@ function textOf(value: AttributeValue, max: number): Read<string> | null {
   }
   if (typeof value === 'bigint' || (typeof value === 'number' && Number.isFinite(value))) return { value: String(value) };
   return { refused: `must be a string (got ${describe(value)})` };
+}
+
+/** A label's value as a record would keep it (textOf, then the record's own checks, as ESG row keys for team and feature). */
+function labelOf(name: string, value: AttributeValue): Read<string> | null {
+  const read = textOf(value, MAX_LABEL_VALUE);
+  if (read === null || 'refused' in read) return read;
+  const problem = recordLabelValueProblem(name, read.value);
+  return problem === null ? read : { refused: problem };
 }
 
 /** An integer 1..10000 as an int, a whole double (2.0) or decimal text; anything else is refused. */

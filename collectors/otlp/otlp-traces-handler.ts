@@ -8,7 +8,7 @@ import type { IngestResult, RequestSink } from '../request-sink.js';
 import { BodyTooLargeError, readBody } from '../proxy/http-forwarding.js';
 import type { SourceLog } from '../proxy/record-delivery.js';
 import { otlpConfigSchema } from './otlp-config.js';
-import type { OtlpConfig } from './otlp-config.js';
+import type { OtlpConfigInput } from './otlp-config.js';
 import { genAiSpanToRecord, rejectingOnError, sameCall } from './genai-span.js';
 import { collectSpans, decodeJsonRequest, decodeProtobufRequest, OtlpDecodeError } from './otlp-spans.js';
 import type { OtlpSpan } from './otlp-spans.js';
@@ -23,7 +23,7 @@ export interface OtlpTracesHandlerOptions {
   readonly bodyLimitBytes?: number;
   readonly log: SourceLog;
   /** Attribute keys for task/team/feature, replica GPUs/tier (the `otlp` config section). */
-  readonly config?: Partial<OtlpConfig>;
+  readonly config?: OtlpConfigInput;
   /** Failures worth counting (sink errors), for the agent's health metrics. */
   readonly onError?: (error: Error) => void;
   /** When set (the agent's ingest token), exports must carry `Authorization: Bearer <token>`. */

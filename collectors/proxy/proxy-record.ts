@@ -1,6 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import { reservedLabelValueReason } from '../../model/report-keys.js';
-import { parseRequestRecord } from '../../model/request-record.js';
+import { parseRequestRecord, recordLabelValueProblem } from '../../model/request-record.js';
 import type { RecordError, RequestRecord, RequestStatus } from '../../model/request-record.js';
 import { rawHeader } from './http-forwarding.js';
 import type { OpenAiEndpoint } from './openai-endpoint.js';
@@ -16,7 +15,6 @@ export interface CallLabels {
 
 /** The ledger's bounds (model/request-record.ts): a record beyond them is refused whole. */
 const MAX_ID = 256;
-const MAX_LABEL_VALUE = 256;
 export const MAX_MODEL = 256;
 const MAX_TOKENS = 100_000_000;
 
@@ -61,11 +59,11 @@ export function labelsFromHeaders(
   }
   const labels: Record<string, string> = {};
   for (const [label, header] of Object.entries(names.labels)) {
-    const value = bounded(header, MAX_LABEL_VALUE);
+    const value = read(header);
     if (value === null) continue;
-    const reserved = reservedLabelValueReason(label, value);
-    if (reserved === null) labels[label] = value;
-    else refuse(header, reserved);
+    const problem = recordLabelValueProblem(label, value);
+    if (problem === null) labels[label] = value;
+    else refuse(header, problem);
   }
   return { taskId, attempt, labels };
 }

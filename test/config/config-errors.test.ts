@@ -184,3 +184,19 @@ test('labels.headers: each label is held to a record label\'s rules, and the pro
   assert.ok(loadConfig({ flags: { labelsHeaders: labels(30) }, env: {} }).ok);
   assertExactly(errorsOf({ flags: { labelsHeaders: labels(31) } }), [/^--labels-headers \/ TOKENWATT_LABELS_HEADERS: the proxy would carry 33 labels \(team, feature, l0, .*, l30\) into each record; a record holds at most 32$/]);
 });
+
+test('otlp.attributes.labels: label names held to a record\'s rules, at most 32 labels with team and feature, one attribute per field', () => {
+  const yaml = (labels: Record<string, unknown>) => `otlp:\n  attributes:\n    labels: ${JSON.stringify(labels)}\n`;
+  withFile('c.yaml', yaml({ 'cost-center': ['app.cost_center'], team: ['app.team'], project: ['tokenwatt.feature'] }), (path) => {
+    assertExactly(errorsOf({ configFile: path }), [
+      /^c\.yaml:3: otlp\.attributes\.labels\.cost-center: a label name must match \[a-zA-Z_\]\[a-zA-Z0-9_\]\* and be at most 64 characters$/,
+      /^c\.yaml:3: otlp\.attributes\.labels\.team: team has its own key: set otlp\.attributes\.team, got \["app\.team"\]$/,
+      /^c\.yaml:3: otlp\.attributes\.labels\.project: attribute 'tokenwatt\.feature' is read for both feature and labels\.project; give each its own attribute, got \["tokenwatt\.feature"\]$/,
+    ]);
+  });
+  const many = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`l${i}`, [`app.l${i}`]]));
+  withFile('c.yaml', yaml(many(30)), (path) => assert.ok(loadConfig({ configFile: path, env: {} }).ok));
+  withFile('c.yaml', yaml(many(31)), (path) => {
+    assertExactly(errorsOf({ configFile: path }), [/^c\.yaml:3: otlp\.attributes\.labels: with team and feature, spans would carry 33 labels; a record holds at most 32, got .*/]);
+  });
+});

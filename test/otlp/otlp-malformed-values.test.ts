@@ -177,6 +177,19 @@ test('a task id or label holding a lone surrogate (escaped in OTLP/JSON) is left
   });
 });
 
+test('a team or feature an ESG report row is keyed by is left out and named, as the proxy does with its headers; the span is stored', async (t) => {
+  const s = await startOtlpServer();
+  t.after(() => s.close());
+  const span = genAi(1, { 'tokenwatt.team': { stringValue: '(none)' }, 'tokenwatt.feature': { stringValue: 'chat' } });
+  const res = await rawRequest(s.url, { method: 'POST', headers: json, body: JSON.stringify(request([span])) });
+  assert.equal(res.status, 200);
+  assert.deepEqual(s.sink.records.map((r) => r.labels), [{ feature: 'chat' }]);
+  assert.deepEqual(partialSuccessOf(s.answers[0]!), {
+    rejectedSpans: 0,
+    errorMessage: 'span 00f067aa0ba90201 "span 1" (resourceSpans[0].scopeSpans[0].spans[0]): tokenwatt.team: "(none)" is reserved: the ESG report keys its rows of requests without a team or feature so, left out of the record',
+  });
+});
+
 test('a doubleValue written as a string is read only in proto3 JSON\'s forms: "" and "0x1A" are refused by name, "20" and "2e1" are read', async (t) => {
   const s = await startOtlpServer();
   t.after(() => s.close());
