@@ -143,6 +143,6 @@ export function restoreBaseline(value: string, url: string, wallNow: number, mon
   }
   return {
     ok: true,
-    baseline: { engine: stored.engine, atMs: stored.atMs, monoMs, restartMarker: stored.restartMarker, unreadable: new Set(stored.unreadable), series, models, deferred: [] },
+    baseline: { engine: stored.engine, atMs: stored.atMs, monoMs, restartMarker: stored.restartMarker, processes: stored.restartMarker === null ? [] : [stored.restartMarker], foreignPages: 0, unreadable: new Set(stored.unreadable), series, models, deferred: [] },
   };
 }

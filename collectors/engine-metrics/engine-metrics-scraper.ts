@@ -8,7 +8,7 @@ import type { EngineMetricsConfig, EngineTargetConfig } from './engine-metrics-c
 import type { EngineKind } from './engine-metric-names.js';
 import { detectEngine, readEngineSnapshot } from './engine-snapshot.js';
 import type { EngineSnapshot } from './engine-snapshot.js';
-import { baselineOf, flushDeferred, MAX_HELD_SCRAPES, nextInterval } from './interval-records.js';
+import { baselineOf, flushDeferred, MAX_FOREIGN_PAGES, MAX_HELD_SCRAPES, nextInterval } from './interval-records.js';
 import type { EngineBaseline, IntervalNote, IntervalRecordOptions, IntervalResult } from './interval-records.js';
 import { parsePrometheusText } from './prometheus-text.js';
 import { baselineKey, restoreBaseline, serializeBaseline } from './baseline-state.js';
@@ -314,6 +314,22 @@ export class EngineMetricsScraper implements RequestSource {
     };
     for (const note of notes) {
       switch (note.kind) {
+        case 'several-processes': {
+          // Raised once and kept: the target stays a load balancer until its URL is changed.
+          const fix = 'scrape the engine on this node directly (its pod IP, or 127.0.0.1 with host networking), not a Service or load balancer over several pods';
+          if (!state.problems.has('several-processes')) {
+            this.report(
+              state,
+              'several-processes',
+              `engine-metrics: ${url} is answered by several engine processes (${note.reason}); pages of processes other than the one counted are left out, ` +
+                `and those processes' GPUs may be on other nodes: ${fix}`,
+            );
+          }
+          if (note.rebased) {
+            this.options.log.warn({ url, ...note }, `engine-metrics: ${url}: the process counted (started ${note.baselineMarker}) answered none of the last ${MAX_FOREIGN_PAGES} scrapes; counting goes on from process ${note.marker}'s values now (nothing counted for the switch)`);
+          } else this.options.log.debug({ url, ...note }, `engine-metrics: ${url}: page of process ${note.marker} left out (counting process ${note.baselineMarker})`);
+          break;
+        }
         case 'counter-reset':
           this.options.log.warn({ url, model: note.model }, `engine-metrics: ${url} counters reset (${note.reason}); counting from the restart`);
           break;

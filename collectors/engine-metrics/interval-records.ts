@@ -7,6 +7,14 @@ import type { CounterSeries, EngineSnapshot, ModelReading, RequestTimeSeries } f
 
 /** Something worth telling the operator about one interval (logged by the scraper). */
 export type IntervalNote =
+  /**
+   * The page came from another engine process than the baseline's, one that cannot be its restart
+   * (see {@link foreignProcess}): several processes answer the target's URL (a Service or load
+   * balancer over several pods). Nothing was counted for the page. `rebased`: the baseline's
+   * process served none of the last {@link MAX_FOREIGN_PAGES} pages, so counting goes on from this
+   * page's process, from its values now (nothing counted for the switch).
+   */
+  | { readonly kind: 'several-processes'; readonly marker: number; readonly baselineMarker: number; readonly reason: string; readonly rebased: boolean }
   /** Counters of the model restarted; `reason` names the series and what cannot be known. */
   | { readonly kind: 'counter-reset'; readonly model: string; readonly reason: string }
   /**
@@ -150,6 +158,14 @@ export interface EngineBaseline {
   readonly atMs: number;
   readonly monoMs: number;
   readonly restartMarker: number | null;
+  /**
+   * Restart markers (process start times) of the pages read from this target, oldest first, at
+   * most {@link MAX_KNOWN_PROCESSES}: a page with one of them is from an earlier process, never a
+   * restart. Not stored: a restored baseline knows its own marker only.
+   */
+  readonly processes: readonly number[];
+  /** Pages in a row skipped as from another process than the baseline's (see {@link foreignProcess}). */
+  readonly foreignPages: number;
   readonly unreadable: ReadonlySet<string>;
   readonly series: ReadonlyMap<string, TrackedSeries>;
   readonly models: ReadonlyMap<string, ModelState>;
@@ -189,7 +205,18 @@ export function baselineOf(snapshot: EngineSnapshot): EngineBaseline {
     }
     models.set(model, openInterval(snapshot, 0, used, model, snapshot));
   }
-  return { engine: snapshot.engine, atMs: snapshot.atMs, monoMs: snapshot.monoMs, restartMarker: snapshot.restartMarker, unreadable: snapshot.unreadable, series, models, deferred: [] };
+  return {
+    engine: snapshot.engine,
+    atMs: snapshot.atMs,
+    monoMs: snapshot.monoMs,
+    restartMarker: snapshot.restartMarker,
+    processes: withProcess([], snapshot.restartMarker),
+    foreignPages: 0,
+    unreadable: snapshot.unreadable,
+    series,
+    models,
+    deferred: [],
+  };
 }
 
 /**
@@ -268,6 +295,13 @@ function countHeld(baseline: EngineBaseline, queue: readonly HeldScrape[], optio
   let base: EngineBaseline = { ...baseline, deferred: [] };
   for (let i = 0; i < queue.length; i++) {
     const { page, noted } = queue[i] as HeldScrape;
+    const foreign = foreignProcess(base, page);
+    if (foreign !== null) {
+      const skipped = skipForeignPage(base, page, foreign);
+      notes = notes.concat(skipped.note);
+      base = skipped.baseline;
+      continue;
+    }
     const judged = judgeScrape(base, page, queue.slice(i + 1, i + 1 + COUNTER_LOOKAHEAD_SCRAPES).map((h) => h.page), final);
     if (judged === null) {
       if (!noted) {
@@ -356,9 +390,10 @@ function suspectReadings(baseline: EngineBaseline, curr: EngineSnapshot): Suspec
  *   that the next reading is back under, at or above the value before it, was a bad reading. A
  *   reading under the value before it (itself a bad reading, or a restart) tells neither: the
  *   readings after it judge, and one that all of them stay below stands.
- * - A page after it without the series' line (an unreadable line, a partial page) says nothing of
- *   it: the pages after that judge, within the look-ahead.
- * - A page after it from another process (a changed restart marker) or with the series re-created
+ * - A page after it without the series' line (an unreadable line, a partial page), or from a
+ *   process running beside this one ({@link foreignProcess}), says nothing of it: the pages after
+ *   that judge, within the look-ahead.
+ * - A page after it from a restarted process (a new, later restart marker) or with the series re-created
  *   ends the judgement: a drop that a reading before that stayed below stands, one that none judged
  *   is read as a glitch (a restart behind it shows as a drop again at its next reading); a rise
  *   stands (that page counts from zero: nothing is counted twice).
@@ -369,8 +404,9 @@ function suspectReadings(baseline: EngineBaseline, curr: EngineSnapshot): Suspec
  *   mark stays the value before it: the next scrape, or the next run (the baseline is stored),
  *   counts on from there, so a true rise's tokens are counted then, not lost.
  */
-function verdictOf(d: SuspectReading, page: EngineSnapshot, after: readonly EngineSnapshot[], final: boolean): { verdict: 'glitch' | 'stands'; next: number | null } | null {
+function verdictOf(d: SuspectReading, page: EngineSnapshot, after: readonly EngineSnapshot[], final: boolean, processes: readonly number[]): { verdict: 'glitch' | 'stands'; next: number | null } | null {
   let next: number | null = null;
+  let known = withProcess(processes, page.restartMarker);
   // No more readings: one that stayed below judged it (it stands); with none, it is read as a glitch.
   const ended = () => ({ verdict: next === null ? 'glitch' : 'stands', next }) as const;
   // Another process, or the series re-created: a drop as above; a rise stands, the page counting from zero.
@@ -378,8 +414,13 @@ function verdictOf(d: SuspectReading, page: EngineSnapshot, after: readonly Engi
   for (let k = 0; k < COUNTER_LOOKAHEAD_SCRAPES; k++) {
     const a = after[k];
     if (a === undefined) return final ? ended() : null;
-    // Another process serves that page: its counts say nothing of the one read here.
-    if (page.restartMarker !== null && a.restartMarker !== null && page.restartMarker !== a.restartMarker) return cut();
+    // Another process serves that page: its counts say nothing of the one read here. One running
+    // beside it (see foreignProcess) is left out, as it will be counted: the pages after it judge.
+    if (page.restartMarker !== null && a.restartMarker !== null && page.restartMarker !== a.restartMarker) {
+      if (foreignProcess({ restartMarker: page.restartMarker, atMs: page.atMs, processes: known }, a) === null) return cut();
+      known = withProcess(known, a.restartMarker);
+      continue;
+    }
     const n = a.counters.find((s) => s.key === d.key);
     if (n === undefined) continue; // no line of it on that page: it says nothing
     if (n.created !== null && d.created !== null && n.created !== d.created) return cut();
@@ -415,7 +456,7 @@ function judgeScrape(base: EngineBaseline, page: EngineSnapshot, after: readonly
   if (suspects.length === 0) return { read: page, glitched: NO_MODELS, notes: [] };
   const verdicts: (SuspectReading & { verdict: 'glitch' | 'stands'; next: number | null })[] = [];
   for (const d of suspects) {
-    const v = verdictOf(d, page, after, final);
+    const v = verdictOf(d, page, after, final, base.processes);
     if (v === null) return null;
     verdicts.push({ ...d, ...v });
   }
@@ -558,6 +599,8 @@ function countInterval(baseline: EngineBaseline, curr: EngineSnapshot, options: 
       // A page without the marker keeps the last one, unless a restart was seen without it: that
       // marker is then stale, and its change on the next page must not count the restart again.
       restartMarker: curr.restartMarker ?? (resets.size > 0 ? null : baseline.restartMarker),
+      processes: withProcess(baseline.processes, curr.restartMarker),
+      foreignPages: 0,
       unreadable: curr.unreadable,
       series: tracked,
       models,
@@ -755,6 +798,77 @@ function restartedOrigins(baseline: EngineBaseline, curr: EngineSnapshot): { res
   // A restart of the origin counts its series from zero: a dip of one of them is part of it.
   for (const s of curr.counters) if (resets.has(s.origin)) dips.delete(s.key);
   return { resets, dips };
+}
+
+/**
+ * A restarted process starts after the page its predecessor served last; its start time may read
+ * earlier than that page's scrape time by this much: the fetch (up to the 60 s largest scrape
+ * timeout; the scrape is stamped when the body is read), the start time's rounding (the kernel's
+ * boot time is in whole seconds) and the engine host's clock running behind this agent's.
+ */
+export const RESTART_MARKER_TOLERANCE_MS = 120_000;
+
+/**
+ * Pages in a row from processes other than the baseline's after which counting moves to the
+ * page's process ({@link skipForeignPage}): its process is gone (a pod scaled down behind the
+ * Service), or was the same one all along behind a marker that moved (the engine host's clock
+ * stepped). With two pods picked at random, 8 in a row come about once in 256 pages.
+ */
+export const MAX_FOREIGN_PAGES = 8;
+
+/** Process start times remembered per target; beyond it the oldest are forgotten. */
+export const MAX_KNOWN_PROCESSES = 64;
+
+/**
+ * Why the page's process, whose restart marker differs from the baseline's, cannot be a restart of
+ * the baseline's process; null when it can (or either marker is unknown). A restarted process
+ * starts after its predecessor served its last page, so its start time is new, later than the
+ * predecessor's, and no earlier than that page's scrape ({@link RESTART_MARKER_TOLERANCE_MS}).
+ * A page that breaks one of these comes from another process that was running beside the
+ * baseline's: several processes answer one URL (a Kubernetes Service or load balancer over
+ * several pods). Read as a restart, as before this check, each such page counted that process's
+ * lifetime totals as new work. A clock step on the engine's host that moves the marker of the one
+ * process reads the same, which is also no restart.
+ */
+export function foreignProcess(base: Pick<EngineBaseline, 'restartMarker' | 'atMs' | 'processes'>, page: EngineSnapshot): string | null {
+  const was = base.restartMarker;
+  const now = page.restartMarker;
+  if (was === null || now === null || was === now) return null;
+  if (base.processes.includes(now)) return `process_start_time_seconds ${now} is an earlier page's: that process answers beside ${was}`;
+  if (now < was) return `process_start_time_seconds ${now} is earlier than ${was}: a restart never starts before the process it replaces`;
+  if (now * 1000 < base.atMs - RESTART_MARKER_TOLERANCE_MS) {
+    return `process_start_time_seconds ${now} is before the last page of process ${was} (scraped ${new Date(base.atMs).toISOString()}): both were running`;
+  }
+  return null;
+}
+
+/** `processes` with `marker` last (moved there if known), the oldest beyond {@link MAX_KNOWN_PROCESSES} dropped. */
+function withProcess(processes: readonly number[], marker: number | null): readonly number[] {
+  if (marker === null || processes.at(-1) === marker) return processes;
+  return [...processes.filter((p) => p !== marker), marker].slice(-MAX_KNOWN_PROCESSES);
+}
+
+/**
+ * Leave out a page of another process ({@link foreignProcess}): nothing is counted for it and the
+ * baseline stays the last page of its own process, whose next page counts everything since. After
+ * {@link MAX_FOREIGN_PAGES} such pages in a row the baseline moves to this page's process, from its
+ * values now: nothing is counted for the switch (what the old process counted since its last page,
+ * and this one before now, are not recorded), never a lifetime total. The open intervals go on.
+ */
+function skipForeignPage(base: EngineBaseline, page: EngineSnapshot, reason: string): { note: IntervalNote; baseline: EngineBaseline } {
+  const foreignPages = base.foreignPages + 1;
+  const processes = withProcess(base.processes, page.restartMarker);
+  const rebased = foreignPages >= MAX_FOREIGN_PAGES;
+  const note: IntervalNote = { kind: 'several-processes', marker: page.restartMarker as number, baselineMarker: base.restartMarker as number, reason, rebased };
+  if (!rebased) return { note, baseline: { ...base, processes, foreignPages } };
+  const fresh = baselineOf(page);
+  const models = new Map(fresh.models);
+  for (const [model, before] of base.models) {
+    const now = models.get(model) ?? openInterval(page, 0, {}, model, page);
+    // Its uncounted tokens stay owed; hits carried ahead of prompts died with the old process, as at a restart.
+    models.set(model, { ...now, sinceMs: before.sinceMs, sinceMono: before.sinceMono, pending: before.pending, used: { ...now.used, ...before.used }, held: before.held, glitch: before.glitch });
+  }
+  return { note, baseline: { ...fresh, processes, models } };
 }
 
 /** The page's restart marker (`process_start_time_seconds`) changed. */

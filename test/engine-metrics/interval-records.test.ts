@@ -491,7 +491,7 @@ test('property: over random runs with restarts, bad readings, missing and unread
       const truth = zero(); // every token the engine counted
       const observable = zero(); // what a reader of the scrapes can know: increase() over the visible samples
       const lost = zero(); // counted after a series was last seen and before its engine restarted
-      let processStart = 1.7e9;
+      let processStart = T0 / 1000 - 86_400;
       let wall = T0;
       let mono = 0;
       const restartSteps = new Set<number>();
@@ -566,7 +566,9 @@ test('property: over random runs with restarts, bad readings, missing and unread
         if (step.clock !== 'ok') clockSteps.add(k);
         if (step.pageRestart) {
           markerSteps.add(k);
-          processStart += 100;
+          // The new process started after the previous page, by this host's clock (the agent's:
+          // engine and agent share a node), after any step of it; a restart never starts earlier.
+          processStart = Math.max(processStart + 1, wall / 1000 - 1);
           engines.forEach((eng) => restart(eng, k));
           restartSteps.add(k);
         }
