@@ -188,6 +188,7 @@ export class IngestService implements RequestSink {
         const differing = statedDifferences(conflict.differing, sent);
         if (differing.length === 0) {
           o.duplicates += 1;
+          judgedSame += 1;
           continue;
         }
         if (s.sightings !== null) {
@@ -228,9 +229,12 @@ export class IngestService implements RequestSink {
           continue;
         }
         const conflict = conflictsAgain.get(x.record);
+        // No conflict: the ledger found it a duplicate and counted it; an empty difference is judged here.
         const differing = conflict === undefined ? [] : statedDifferences(conflict.differing, x.sent);
-        if (differing.length === 0) x.outcome.duplicates += 1;
-        else {
+        if (differing.length === 0) {
+          x.outcome.duplicates += 1;
+          if (conflict !== undefined) judgedSame += 1;
+        } else {
           refuse(x.outcome, x.index, x.record.requestId, differing);
           refused += 1;
         }

@@ -130,6 +130,8 @@ test('a resend of the same record after the config changed its tier or replica G
   const again = await ingest.submit(sent, 0);
   assert.deepEqual([again.accepted, again.duplicates, again.errors], [0, 5, []]);
   assert.equal(duplicates, 5);
+  // The ledger's count, which seeds tokenwatt_records_total{result="duplicate"} at a restart, has them too.
+  assert.equal(ledger.counterTotals().quality.duplicateRecords, 5);
 
   // What the sender states is compared as before: another end, a tier it now names, GPUs it now names.
   const changed = await ingest.submit([
