@@ -181,6 +181,14 @@ export class Settler {
   private gpus: readonly GpuInfo[];
   /** Where settlement stood when this settler took its GPUs from the ledger: a GPU added later was settled up to there. */
   private readonly restoredUntilMs: EpochMs | null;
+  /**
+   * The owed edge and carried state the ledger holds for GPUs this settler does not settle (yet):
+   * one hung at start-up keeps them until addGpu takes them. Each settlement rewrites both ledger
+   * entries whole, so they are written back with it; otherwise the first settlement would erase
+   * them, and the energy owed from the last run would never be counted.
+   */
+  private absentOwed = new Map<string, number>();
+  private absentCarried = new Map<string, GpuCarriedState>();
 
   constructor(private readonly options: SettlerOptions) {
     this.gpus = options.gpus;
@@ -209,24 +217,33 @@ export class Settler {
     this.samplesByGpu.set(gpu.uuid, []);
     this.idleBaselines.set(gpu.uuid, initialIdleBaseline());
     const { ledger } = this.options;
-    const owedFrom = ledger.getEnergyCountedUntil()[gpu.uuid] ?? this.restoredUntilMs;
+    const owedFrom = this.absentOwed.get(gpu.uuid) ?? this.restoredUntilMs;
     const edge = owedFrom === null || owedFrom === undefined ? null : Math.min(owedFrom, this.restoredUntilMs ?? owedFrom);
     if (this.settledUntilMs !== null && edge !== null && Number.isFinite(edge) && edge < this.settledUntilMs && ledger.earliestSampleMs(gpu.uuid) !== null) {
       this.countedUntilMs.set(gpu.uuid, epochMs(edge));
     }
     const from = Math.min((this.settledUntilMs ?? nowMs) - this.options.periodMs, this.countedUntilMs.get(gpu.uuid) ?? Number.POSITIVE_INFINITY);
-    const carried = this.settledUntilMs === null ? new Map<string, GpuCarriedState>() : ledger.getGpuCarriedState();
+    const carried = this.absentCarried;
     this.restoreGpu(gpu, from, carried, nowMs);
     const state = carried.get(gpu.uuid);
     if (state) this.idleBaselines.set(gpu.uuid, state.idle);
+    this.absentOwed.delete(gpu.uuid);
+    this.absentCarried.delete(gpu.uuid);
   }
 
   /** The GPUs whose energy the ledger's last settlement left owed before settled_until (see countedUntilMs). */
   private loadCountedUntil(): void {
     this.countedUntilMs.clear();
+    this.absentOwed = new Map();
+    this.absentCarried = new Map();
     if (this.settledUntilMs === null) return;
     for (const [uuid, ms] of Object.entries(this.options.ledger.getEnergyCountedUntil())) {
-      if (this.samplesByGpu.has(uuid) && Number.isFinite(ms) && ms < this.settledUntilMs) this.countedUntilMs.set(uuid, epochMs(ms));
+      if (!Number.isFinite(ms) || ms >= this.settledUntilMs) continue;
+      if (this.samplesByGpu.has(uuid)) this.countedUntilMs.set(uuid, epochMs(ms));
+      else this.absentOwed.set(uuid, ms);
+    }
+    for (const [uuid, state] of this.options.ledger.getGpuCarriedState()) {
+      if (!this.samplesByGpu.has(uuid)) this.absentCarried.set(uuid, state);
     }
   }
 
@@ -534,7 +551,7 @@ export class Settler {
     });
     // How far each GPU's energy is counted once this period is settled (model/settlement-schedule.ts).
     const countedAfter = new Map<string, EpochMs>();
-    const owed: Record<string, number> = {};
+    const owed: Record<string, number> = Object.fromEntries(this.absentOwed);
     for (const input of gpuInputs) {
       const until = countedUntilAfter(input.samples, endMs, input.countedUntilMs ?? startMs);
       if (until >= endMs) continue;
@@ -836,6 +853,7 @@ export class Settler {
   /** Each GPU's state as a restart needs it once this settlement commits. */
   private carriedState(trim: ReadonlyMap<string, TrimPlan>, idle: ReadonlyMap<string, IdleBaselineState>): Record<string, GpuCarriedState> {
     const out: Record<string, GpuCarriedState> = {};
+    for (const [uuid, state] of this.absentCarried) out[uuid] = state;
     for (const gpu of this.gpus) {
       const t = trim.get(gpu.uuid);
       if (!t) continue;
