@@ -1,4 +1,4 @@
-import type { TraceFormatParser, TraceRow } from './trace-file.js';
+import type { RefusedMark, TraceFormatParser, TraceRow } from './trace-file.js';
 import { decimal, excerpt, leadingFields } from './trace-file-lines.js';
 
 // Epoch ms between 2000-01-01 and 2200-01-01: anything else is seconds or microseconds by mistake.
@@ -50,12 +50,22 @@ export class PlainTraceParser implements TraceFormatParser {
     return new PlainTraceParser(header, headerLine, col);
   }
 
-  parseLine(line: string, lineNumber: number): TraceRow | string | 'skip' {
+  parseLine(line: string, lineNumber: number): TraceRow | RefusedMark | string | 'skip' {
     if (line === this.headerLine) {
       this.repeatedHeaders++; // concatenated traces repeat the header
       return 'skip';
     }
     const { fields, total } = leadingFields(line, this.width);
+    const row = this.row(fields, total, lineNumber);
+    if (typeof row !== 'string' || fieldAt(fields, this.col.runStart) !== '1') return row;
+    // A refused line that marks a new counter run: the run still began there, so its mark goes on when its GPU is known.
+    if (total !== this.header.length) return `${row}; a counter_run_start mark on it is lost: its fields do not line up with the header`;
+    const gpu = this.gpu(fields);
+    if (typeof gpu === 'string') return `${row}; its counter_run_start mark is lost: its gpu field cannot be read`;
+    return { refused: row, ...gpu };
+  }
+
+  private row(fields: readonly string[], total: number, lineNumber: number): TraceRow | string {
     if (total !== this.header.length) return `expected ${this.header.length} fields, got ${total}`;
 
     const tsText = fieldAt(fields, this.col.ts);
@@ -63,25 +73,9 @@ export class PlainTraceParser implements TraceFormatParser {
     if (ts === undefined) return `timestamp_ms: not a number (${excerpt(tsText)})`;
     if (ts < MIN_EPOCH_MS || ts > MAX_EPOCH_MS) return `timestamp_ms: ${tsText} is not epoch milliseconds (seconds or microseconds?)`;
 
-    const gpuText = fieldAt(fields, this.col.gpu);
-    let gpuIndex: number | null = null;
-    let gpuUuid: string | null = null;
-    if (gpuText === '') return 'gpu: empty';
-    if (isDigits(gpuText)) {
-      gpuIndex = Number(gpuText);
-      if (gpuIndex > MAX_GPU_INDEX) return `gpu: index ${gpuText} out of range 0..${MAX_GPU_INDEX}`;
-    } else if (gpuText.length <= 128 && !/\s/.test(gpuText)) {
-      gpuUuid = gpuText;
-    } else {
-      return `gpu: not an index or a UUID (${excerpt(gpuText)})`;
-    }
-    const indexText = fieldAt(fields, this.col.gpuIndex);
-    if (indexText !== '') {
-      if (!isDigits(indexText) || Number(indexText) > MAX_GPU_INDEX) return `gpu_index: not a GPU index 0..${MAX_GPU_INDEX} (${excerpt(indexText)})`;
-      const index = Number(indexText);
-      if (gpuIndex !== null && gpuIndex !== index) return `gpu_index: ${index} disagrees with gpu ${gpuIndex}`;
-      gpuIndex = index;
-    }
+    const gpu = this.gpu(fields);
+    if (typeof gpu === 'string') return gpu;
+    const { gpuIndex, gpuUuid } = gpu;
 
     const powerText = fieldAt(fields, this.col.power);
     let powerW: number | null = null;
@@ -111,6 +105,30 @@ export class PlainTraceParser implements TraceFormatParser {
     if (simulatedText === '1') row.simulated = true;
     if (runStartText === '1') row.counterRunStart = true;
     return row;
+  }
+
+  /** The GPU a line names (its gpu and gpu_index fields), or why it cannot be read. */
+  private gpu(fields: readonly string[]): { gpuIndex: number | null; gpuUuid: string | null } | string {
+    const gpuText = fieldAt(fields, this.col.gpu);
+    let gpuIndex: number | null = null;
+    let gpuUuid: string | null = null;
+    if (gpuText === '') return 'gpu: empty';
+    if (isDigits(gpuText)) {
+      gpuIndex = Number(gpuText);
+      if (gpuIndex > MAX_GPU_INDEX) return `gpu: index ${gpuText} out of range 0..${MAX_GPU_INDEX}`;
+    } else if (gpuText.length <= 128 && !/\s/.test(gpuText)) {
+      gpuUuid = gpuText;
+    } else {
+      return `gpu: not an index or a UUID (${excerpt(gpuText)})`;
+    }
+    const indexText = fieldAt(fields, this.col.gpuIndex);
+    if (indexText !== '') {
+      if (!isDigits(indexText) || Number(indexText) > MAX_GPU_INDEX) return `gpu_index: not a GPU index 0..${MAX_GPU_INDEX} (${excerpt(indexText)})`;
+      const index = Number(indexText);
+      if (gpuIndex !== null && gpuIndex !== index) return `gpu_index: ${index} disagrees with gpu ${gpuIndex}`;
+      gpuIndex = index;
+    }
+    return { gpuIndex, gpuUuid };
   }
 
   notes(): string[] {

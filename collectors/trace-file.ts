@@ -75,10 +75,21 @@ export interface TraceRow {
   readonly migEnabled?: boolean;
 }
 
+/**
+ * A bad line that marks counter_run_start and names a GPU that can be read: the new run began
+ * there, so the mark passes to that GPU's next accepted line (see assemble).
+ */
+export interface RefusedMark {
+  /** Why the line is bad. */
+  readonly refused: string;
+  readonly gpuIndex: number | null;
+  readonly gpuUuid: string | null;
+}
+
 /** What a format parser does with the lines after the header. */
 export interface TraceFormatParser {
-  /** Parse one data line: a row, or the reason it is bad, or 'skip' for a repeated header. */
-  parseLine(line: string, lineNumber: number): TraceRow | string | 'skip';
+  /** Parse one data line: a row, or the reason it is bad (with its GPU's mark when it carries one), or 'skip' for a repeated header. */
+  parseLine(line: string, lineNumber: number): TraceRow | RefusedMark | string | 'skip';
   /** Notes on how the file was read. */
   notes(): string[];
 }
@@ -131,6 +142,7 @@ class PowerTraceReader {
     const parsed = this.parser.parseLine(line, lineNumber);
     if (parsed === 'skip') return;
     if (typeof parsed === 'string') this.errors.add(lineNumber, parsed);
+    else if ('refused' in parsed) this.rows.pushMark(lineNumber, parsed); // its error is added in assemble, once its GPU is known
     else this.rows.push(parsed);
   }
 
@@ -244,7 +256,13 @@ class TraceRows {
   flags = new Uint8Array(1024);
   /** Each distinct (uuid, index) a row names, as the first row that named it (its name, power limit, MIG mode). */
   readonly identities: TraceRow[] = [];
+  /** Bad lines that mark counter_run_start, each after the `rows` good rows before it in the file. */
+  readonly marks: (RefusedMark & { readonly line: number; readonly after: number })[] = [];
   private readonly identityOf = new Map<string, number>();
+
+  pushMark(line: number, mark: RefusedMark): void {
+    this.marks.push({ ...mark, line, after: this.length });
+  }
 
   push(row: TraceRow): void {
     if (this.length === this.line.length) this.grow();
@@ -280,6 +298,9 @@ class TraceRows {
     this.flags = grown(this.flags, (n) => new Uint8Array(n));
   }
 }
+
+/** Said of a refused line that marks counter_run_start when its GPU's next accepted line takes the mark. */
+const MARK_CARRIED = '; its counter_run_start mark passes to the GPU\'s next line';
 
 /** Beyond this many blocks of lines out of time order, a GPU's lines are not considered for re-ordering. */
 const MAX_BLOCKS = 1000;
@@ -327,7 +348,7 @@ const STAND_IN_UUID_PREFIX = 'GPU-index-';
  * naming only index N does: otherwise the two would be two GPUs under one UUID, and a sample of one
  * would escape the other's checks (a second sample at one instant, a line back in time).
  */
-function named(row: TraceRow): { gpuUuid: string | null; gpuIndex: number | null } {
+function named(row: Pick<TraceRow, 'gpuUuid' | 'gpuIndex'>): { gpuUuid: string | null; gpuIndex: number | null } {
   const uuid = row.gpuUuid;
   if (uuid !== null && uuid.startsWith(STAND_IN_UUID_PREFIX)) {
     const digits = uuid.slice(STAND_IN_UUID_PREFIX.length);
@@ -453,9 +474,20 @@ function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSam
       list.push({ start: i, end: i + 1, firstMs: t, lastMs: t, firstJ: e, lastJ: e, firstRunStart: runStartAt(i) });
     }
   }
+  // The GPU of each bad line's counter_run_start mark, -1 when no GPU of the trace is the one it names.
+  const byUuid = new Map(gpuList.map((gpu, g) => [gpu.uuid, g]));
+  const byIndex = new Map(gpuList.map((gpu, g) => [gpu.index, g]));
+  const markGpu = rows.marks.map((mark) => {
+    const { gpuUuid, gpuIndex } = named(mark);
+    const g = gpuUuid !== null ? byUuid.get(gpuUuid) : gpuIndex !== null ? byIndex.get(gpuIndex) : undefined;
+    return g === undefined || (gpuIndex !== null && (gpuList[g] as GpuInfo).index !== gpuIndex) ? -1 : g;
+  });
+  const markedGpus = new Set(markGpu);
   // Per GPU: the blocks in the order to read them, when out-of-order blocks can be put in order honestly.
-  const reordered = blocks.map((list) => {
+  const reordered = blocks.map((list, g) => {
     if (list.length < 2 || list.length > MAX_BLOCKS) return undefined;
+    // A bad line's mark: a new run began between lines of the file, so its counter cannot confirm an order either.
+    if (markedGpus.has(g)) return undefined;
     const sorted = [...list].sort((a, b) => a.firstMs - b.firstMs);
     for (let k = 1; k < sorted.length; k++) {
       const [prev, next] = [sorted[k - 1] as Block, sorted[k] as Block];
@@ -477,7 +509,7 @@ function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSam
     const t = ts[i] as number;
     const at = line[i] as number;
     const gpu = gpuList[g] as GpuInfo;
-    const carried = runStartAt(i) ? '; its counter_run_start mark passes to the GPU\'s next line' : '';
+    const carried = runStartAt(i) ? MARK_CARRIED : '';
     if (t < (lastMs[g] as number)) {
       problems.add(
         at,
@@ -524,13 +556,26 @@ function assemble(rows: TraceRows, problems: TraceErrorLog): { samples: PowerSam
     lastMs[g] = t;
     lastLine[g] = at;
   };
+  // A bad line's mark is owed to its GPU from where the line is in the file (GPUs carrying one are read in file order).
+  let nextMark = 0;
+  const oweMarksBefore = (i: number): void => {
+    for (; nextMark < rows.marks.length && (rows.marks[nextMark] as (typeof rows.marks)[number]).after <= i; nextMark++) {
+      const mark = rows.marks[nextMark] as (typeof rows.marks)[number];
+      const g = markGpu[nextMark] as number;
+      if (g >= 0) runStartOwed[g] = 1;
+      const gpuName = mark.gpuUuid ?? String(mark.gpuIndex);
+      problems.add(mark.line, mark.refused + (g >= 0 ? MARK_CARRIED : `; its counter_run_start mark is lost: no line of GPU ${gpuName} is read`));
+    }
+  };
   for (let i = 0; i < n; i++) {
+    oweMarksBefore(i);
     const g = gpuAt(i);
     if (g < 0) {
       const why = refused[identity[i] as number] as Refusal;
       problems.add(line[i] as number, why.message, why.reason);
     } else if (reordered[g] === undefined) take(i, g);
   }
+  oweMarksBefore(n); // after each GPU's last line: nothing of the new run was read
   const reorderNotes: string[] = [];
   reordered.forEach((sorted, g) => {
     if (sorted === undefined) return;

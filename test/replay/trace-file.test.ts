@@ -470,6 +470,66 @@ test('plain trace: a counter_run_start line refused for its timestamp passes its
     assert.deepEqual(timeline.intervals.map((i) => [i.energyJ, i.method, i.counterReset]), [[300, 'counter', false], [300, 'integrated', true], [300, 'counter', false]], `GPU ${index}`);
   }
 });
+test('plain trace: a counter_run_start line refused for a bad field passes its mark to its GPU\'s next line, or says it is lost', () => {
+  const t = 1_800_000_000_000;
+  const text = [
+    'timestamp_ms,gpu,power_w,energy_j,counter_run_start',
+    `${t},0,300,1000,`,
+    `${t + 1000},0,300,1300,`,
+    `${t + 2000},0,6000,40000000,1`, // the new run's first line: power_w out of range
+    `${t + 3000},0,300,40000300,`,
+    `${t + 4000},0,300,40000600,`,
+    `${t},1,300,2000,`,
+    `${t + 1000},1,300,2300,`,
+    `${t + 2000},1,abc,2100,1`, // the new run's first line: power_w not a number
+    `${t + 3000},1,300,2150,`, // just under where the old run ended
+    `${t + 4000},1,300,2450,`,
+  ].join('\n');
+  const trace = parsePowerTrace(`${text}\n`);
+  assert.deepEqual(trace.errors.map((e) => [e.line, e.message]), [
+    [4, 'power_w: 6000 out of range 0..5000 W; its counter_run_start mark passes to the GPU\'s next line'],
+    [9, 'power_w: not a number ("abc"); its counter_run_start mark passes to the GPU\'s next line'],
+  ], 'only the two bad lines');
+  assert.deepEqual(trace.errorsByReason, [{ reason: 'power_w: N out of range N W', count: 1 }, { reason: 'power_w: not a number', count: 1 }], 'counted under their own reasons');
+  const byGpu = (index: number): PowerSample[] => trace.samples.toArray().filter((s) => s.gpuIndex === index);
+  for (const index of [0, 1]) {
+    assert.deepEqual(byGpu(index).map((s) => s.counterRunStart === true), [false, false, true, false], `GPU ${index}: the next line starts the new run`);
+    // 300 J a second throughout: the 2 s into the new run a reset from power, not 40 MJ refused as millijoules nor 0 J as a glitch.
+    const timeline = buildEnergyTimeline(byGpu(index), { samplePeriodMs: 1000, maxAttributableGapMs: 30_000 });
+    assert.deepEqual(timeline.intervals.map((i) => [i.energyJ, i.method, i.counterReset]), [[300, 'counter', false], [600, 'integrated', true], [300, 'counter', false]], `GPU ${index}`);
+  }
+
+  // Where the line's GPU cannot be read, or no line of it is, the mark cannot be placed: the error says so.
+  const lost = parsePowerTrace([
+    'timestamp_ms,gpu,power_w,energy_j,counter_run_start',
+    `${t},0,300,1000,`,
+    `${t + 1000},,6000,2000,1`,
+    `${t + 2000},0,6000,2000,1,extra`,
+    `${t + 3000},7,6000,2000,1`,
+    `${t + 4000},0,300,2200,`,
+  ].join('\n'));
+  assert.deepEqual(lost.errors.map((e) => [e.line, e.message]), [
+    [3, 'gpu: empty; its counter_run_start mark is lost: its gpu field cannot be read'],
+    [4, 'expected 5 fields, got 6; a counter_run_start mark on it is lost: its fields do not line up with the header'],
+    [5, 'power_w: 6000 out of range 0..5000 W; its counter_run_start mark is lost: no line of GPU 7 is read'],
+  ]);
+  assert.deepEqual(lost.gpus.map((g) => g.index), [0], 'a GPU named only by a bad line is no GPU of the trace');
+  assert.deepEqual(lost.samples.toArray().map((s) => s.counterRunStart === true), [false, false]);
+
+  // Blocks out of time order whose counter continues are put in order, but not across a new run a bad line marks.
+  const blocks = (mark: string): ReturnType<typeof parsePowerTrace> => parsePowerTrace([
+    'timestamp_ms,gpu,power_w,energy_j,counter_run_start',
+    `${t + 10_000},0,300,2000,`,
+    `${t + 11_000},0,6000,2300,${mark}`,
+    `${t + 12_000},0,300,2600,`,
+    `${t},0,300,1000,`,
+    `${t + 1000},0,300,1300,`,
+  ].join('\n'));
+  assert.deepEqual(blocks('').errors.map((e) => e.line), [3]);
+  assert.deepEqual(blocks('1').errors.map((e) => e.line), [3, 5, 6]);
+  assert.match(blocks('1').errors[1]?.message ?? '', /^timestamp goes back/);
+});
+
 test('a counter reading of 0 that the next one climbs straight back from is a glitch: the climb is no unit error', () => {
   const t = 1_800_000_000_000;
   // 300 W at 1 Hz on a 1 MJ counter, one bogus 0. The climb back (1 MJ in 1 s) was refused as
