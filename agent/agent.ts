@@ -198,9 +198,17 @@ export class Agent {
   private learnGpu(gpu: GpuInfo): void {
     const known = this.gpus.some((g) => g.uuid === gpu.uuid);
     this.gpus = (known ? this.gpus.map((g) => (g.uuid === gpu.uuid ? gpu : g)) : [...this.gpus, gpu]).sort((a, b) => a.index - b.index);
-    this.settler.addGpu(gpu, this.now());
     this.context = this.recordContext();
+    this.settler.addGpu(gpu, this.now(), this.configuredIdleOf(gpu.uuid));
     this.options.log.info({ gpu: `${gpu.index}:${gpu.uuid}:${gpu.name}`, migInstances: gpu.migInstances ?? [], added: !known }, known ? 'GPU described anew by the power source' : 'GPU added: the power source found it after start-up');
+  }
+
+  /** The idle baseline the config gives this GPU (by index or UUID), if any. */
+  private configuredIdleOf(uuid: string): number | undefined {
+    for (const [ref, w] of Object.entries(this.options.config.attribution.idleBaselineW)) {
+      if (this.context.resolveGpu(ref) === uuid) return w;
+    }
+    return undefined;
   }
 
   private attributionConfig(): AttributionConfig {

@@ -188,10 +188,13 @@ export class Settler {
    * them, and the energy owed from the last run would never be counted.
    */
   private absentOwed = new Map<string, number>();
+  /** Configured idle baselines by UUID: those of start-up, and those of GPUs learnt later (addGpu). */
+  private readonly configuredIdleW: Map<string, number>;
   private absentCarried = new Map<string, GpuCarriedState>();
 
   constructor(private readonly options: SettlerOptions) {
     this.gpus = options.gpus;
+    this.configuredIdleW = new Map(Object.entries(options.attribution.idleBaselineW));
     for (const gpu of options.gpus) {
       this.samplesByGpu.set(gpu.uuid, []);
       this.idleBaselines.set(gpu.uuid, initialIdleBaseline());
@@ -208,7 +211,9 @@ export class Settler {
    * settlement that included it (the last run's) is owed, so the stretch it was away is counted
    * once, as a gap, by the next period (as after a stall), not dropped.
    */
-  addGpu(gpu: GpuInfo, nowMs: number): void {
+  addGpu(gpu: GpuInfo, nowMs: number, configuredIdleW?: number): void {
+    // A baseline configured by a reference (an index) that only now resolves to this GPU.
+    if (configuredIdleW !== undefined) this.configuredIdleW.set(gpu.uuid, configuredIdleW);
     if (this.samplesByGpu.has(gpu.uuid)) {
       this.gpus = this.gpus.map((g) => (g.uuid === gpu.uuid ? gpu : g));
       return;
@@ -767,7 +772,7 @@ export class Settler {
   }
 
   private idleBaselineFor(uuid: string) {
-    const configured = this.options.attribution.idleBaselineW[uuid];
+    const configured = this.configuredIdleW.get(uuid);
     if (configured !== undefined) return watts(configured);
     const state = this.idleBaselines.get(uuid);
     return state ? currentIdleBaseline(state) : null;

@@ -5,6 +5,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { Ledger } from '../../agent/ledger.js';
 import { Settler } from '../../agent/settler.js';
+import Database from '../../agent/sqlite-driver.js';
 import { DEFAULT_ATTRIBUTION_CONFIG } from '../../model/attribution-config.js';
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
 import { epochMs, joules, watts } from '../../model/units.js';
@@ -100,4 +101,26 @@ test('samples of a GPU the source never told of are counted as sample errors, no
   const { settler, metrics } = newSettler(ledger, [A]);
   settler.addSamples([...steady(A, T0, T0 + 2000), ...steady(B, T0, T0 + 2000)]);
   assert.deepEqual(metrics.sampleErrors, ['unknown_gpu', 'unknown_gpu', 'unknown_gpu']);
+});
+
+test('a GPU learnt after start-up takes the idle baseline the config gives it; one given none learns its own', (t) => {
+  const baselinesOf = (configuredW: number | undefined) => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-add-gpu-'));
+    const path = join(dir, 'ledger.db');
+    const ledger = Ledger.open(path, { node: 'n', retention: { samplesHours: 48, requestsDays: 7, rollupsDays: 400 } });
+    t.after(() => { ledger.close(); rmSync(dir, { recursive: true, force: true }); });
+    const { settler } = newSettler(ledger, [A]);
+    settler.addGpu(B, T0, configuredW);
+    settler.addSamples([...steady(A, T0, T0 + 36_000), ...steady(B, T0, T0 + 36_000)]);
+    settler.settleDue(T0 + 36_000);
+    assert.equal(settler.settledUntil, T0 + 30_000);
+    const db = new Database(path, { readonly: true });
+    try {
+      return (db.prepare('SELECT idle_baseline_w AS w FROM periods WHERE gpu_uuid = ? ORDER BY period_start_ms').all(B.uuid) as { w: number | null }[]).map((r) => r.w);
+    } finally {
+      db.close();
+    }
+  };
+  assert.deepEqual(baselinesOf(120), [120, 120, 120]);
+  assert.ok(baselinesOf(undefined).every((w) => w !== 120), 'without a configured baseline, B is not given 120 W');
 });
