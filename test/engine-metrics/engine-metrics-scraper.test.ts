@@ -248,16 +248,18 @@ test('N4 shutdown takes one last scrape, so the partial interval since the previ
   assert.equal(sink.records.length, 1);
 });
 
+/** The SGLang docs page's token counters of data-parallel rank `dp` (a dp_rank label), at `p` prompt and `g` generated tokens. */
+const rank = (dp: number, p: number, g: number) =>
+  withValue(withValue(fixture('sglang-docs-production-metrics.prom'), `sglang:prompt_tokens_total${S}`, p), `sglang:generation_tokens_total${S}`, g)
+    .split('\n')
+    .filter((l) => /^sglang:(prompt|generation)_tokens_total\{/.test(l))
+    .map((l) => l.replace('{model_name=', `{dp_rank="${dp}",model_name=`))
+    .join('\n');
+
 test('a series gone for good is reported once (one onError, one warning when given up), not on 2 of every 3 scrapes', async (t) => {
   const engine = await fakeEngine();
   t.after(() => engine.close());
-  // The SGLang docs page's token counters as two data-parallel ranks (dp_rank), then rank 1 gone.
-  const rank = (dp: number, p: number, g: number) =>
-    withValue(withValue(fixture('sglang-docs-production-metrics.prom'), `sglang:prompt_tokens_total${S}`, p), `sglang:generation_tokens_total${S}`, g)
-      .split('\n')
-      .filter((l) => /^sglang:(prompt|generation)_tokens_total\{/.test(l))
-      .map((l) => l.replace('{model_name=', `{dp_rank="${dp}",model_name=`))
-      .join('\n');
+  // Two data-parallel ranks, then rank 1 gone.
   engine.set(`${rank(0, 100_000, 10_000)}\n${rank(1, 90_000, 9_000)}`);
   const clock = { t: T0 };
   const { scraper, errors, messages } = scraperFor([engine.url], clock);
@@ -281,12 +283,6 @@ test('a series gone for good is reported once (one onError, one warning when giv
 test('a missing series is reported once while scrapes with a steep rise wait for judgement (an engine\'s first minutes)', async (t) => {
   const engine = await fakeEngine();
   t.after(() => engine.close());
-  const rank = (dp: number, p: number, g: number) =>
-    withValue(withValue(fixture('sglang-docs-production-metrics.prom'), `sglang:prompt_tokens_total${S}`, p), `sglang:generation_tokens_total${S}`, g)
-      .split('\n')
-      .filter((l) => /^sglang:(prompt|generation)_tokens_total\{/.test(l))
-      .map((l) => l.replace('{model_name=', `{dp_rank="${dp}",model_name=`))
-      .join('\n');
   engine.set(`${rank(0, 100_000, 10_000)}\n${rank(1, 90_000, 9_000)}`);
   const clock = { t: T0 };
   const { scraper, errors } = scraperFor([engine.url], clock);
