@@ -80,6 +80,10 @@ export function stackedBars(title: string, categories: readonly string[], series
   return `${out}</svg>`;
 }
 
+function cellKey(tier: string, row: string, col: string): string {
+  return JSON.stringify([tier, row, col]);
+}
+
 /** One heatmap per tier: rows batch buckets, columns cache buckets, cells J per output token. */
 export function heatmaps(
   title: string,
@@ -97,9 +101,21 @@ export function heatmaps(
   const perRow = Math.max(1, Math.floor(920 / Math.max(1, panelW)));
   const width = Math.max(320, Math.min(tiers.length, perRow) * panelW);
   const height = Math.max(1, Math.ceil(tiers.length / perRow)) * panelH + 24;
-  const values = cells.map((c) => c.value).filter((v): v is number => v !== null && v > 0);
-  const lo = Math.log(Math.min(...values, 1));
-  const hi = Math.log(Math.max(...values, 1));
+  // Cells by key, and min/max by a loop: a find() per cell and a spread of every value made the
+  // chart quadratic in its cells (and a spread has an argument limit).
+  const byKey = new Map<string, number | null>();
+  let min = 1;
+  let max = 1;
+  for (const c of cells) {
+    const key = cellKey(c.tier, c.row, c.col);
+    if (!byKey.has(key)) byKey.set(key, c.value); // the first of a repeated cell, as before
+    if (c.value !== null && c.value > 0) {
+      min = Math.min(min, c.value);
+      max = Math.max(max, c.value);
+    }
+  }
+  const lo = Math.log(min);
+  const hi = Math.log(max);
   let out = svgOpen(width, height, title, 'heatmap');
   tiers.forEach((tier, t) => {
     const ox = (t % perRow) * panelW;
@@ -112,8 +128,7 @@ export function heatmaps(
       const y = oy + 36 + j * cellH;
       out += `<text x="${ox + labelW - 6}" y="${y + cellH / 2 + 4}" font-size="10" text-anchor="end">${escapeXml(`batch ${row}`)}</text>`;
       cols.forEach((col, c) => {
-        const cell = cells.find((x) => x.tier === tier && x.row === row && x.col === col);
-        const v = cell?.value ?? null;
+        const v = byKey.get(cellKey(tier, row, col)) ?? null;
         const share = v !== null && v > 0 && hi > lo ? (Math.log(v) - lo) / (hi - lo) : 0;
         const fill = v === null ? '#f1f2f4' : heat(share);
         out += `<rect class="cell" x="${ox + labelW + c * cellW}" y="${y}" width="${cellW - 2}" height="${cellH - 2}" fill="${fill}"><title>${escapeXml(`${tier} / batch ${row} / cache ${col}: ${v === null ? 'no data' : `${fmt(v)} ${unit}`}`)}</title></rect>`;
