@@ -1,6 +1,6 @@
 import { BackpressureError } from '../collectors/request-sink.js';
 import type { IngestResult, RequestSink, SightingRule, SourceStateWrite, SubmitOptions } from '../collectors/request-sink.js';
-import { conflictReason, statedDifferences } from '../model/request-facts.js';
+import { conflictReason, differingFacts, statedDifferences } from '../model/request-facts.js';
 import { resolveRecord } from '../model/request-record.js';
 import type { RecordContext, RecordError, RequestRecord, ResolvedRequest } from '../model/request-record.js';
 import type { EpochMs } from '../model/units.js';
@@ -9,7 +9,7 @@ import { isLateRecord } from '../model/settlement-schedule.js';
 
 export interface IngestServiceOptions {
   /** Where records are stored (and the duplicates judged here counted, when it can). */
-  readonly ledger: Pick<Ledger, 'insertRequests'> & Partial<Pick<Ledger, 'addDuplicateRecords'>>;
+  readonly ledger: Pick<Ledger, 'insertRequests'> & Partial<Pick<Ledger, 'addDuplicateRecords' | 'findRequest' | 'mergeRequests'>>;
   /** The node's current view (GPUs, tiers, accepted time window). */
   readonly context: () => RecordContext;
   /** End of the settled time: a record starting before it is late (stored and counted, never dropped). */
@@ -61,8 +61,27 @@ interface Outcome {
   /** The submission's own list until a conflict adds to it (copied then: rare). */
   errors: RecordError[];
   copied: boolean;
-  /** Some of its records went to the second transaction (stored under alternate ids). */
+  /** Some of its records went to the second transaction (stored under alternate ids, or merged). */
   retried: boolean;
+  notes: RecordError[];
+}
+
+/** A stored request to replace by its merge with a sighting of it (see SightingVerdict). */
+interface Merge {
+  readonly outcome: Outcome;
+  readonly index: number;
+  readonly record: ResolvedRequest;
+}
+
+/** Why a merged sighting was not applied: the request's figures are settled. */
+function unmerged(o: Outcome, index: number, kept: RequestRecord, merged: RequestRecord): void {
+  const adds = differingFacts(kept, merged).filter((f) => f !== 'otlp_spans');
+  o.notes.push({
+    index,
+    requestId: kept.requestId,
+    field: 'request_id',
+    reason: `the other side of a request already settled: acknowledged, its ${adds.join(', ')} not applied (a settled request is not corrected)`,
+  });
 }
 
 /** A record to store under its alternate id (see SightingRule). */
@@ -147,11 +166,61 @@ export class IngestService implements RequestSink {
     if (batch.length === 0) return;
     this.queue = [];
     this.queuedRecords = 0;
-    const all = batch.length === 1 ? batch[0]!.records : batch.flatMap((s) => s.records);
-    const state = batch.length === 1 ? batch[0]!.state : batch.flatMap((s) => s.state);
     const settledUntil = this.options.settledUntil();
     // One rule for the whole agent (model/settlement-schedule.ts): late once any part lies in settled time.
     const isLate = (r: ResolvedRequest): boolean => isLateRecord(r, settledUntil);
+    const outcomes: Outcome[] = batch.map((s) => ({ accepted: 0, late: 0, duplicates: 0, errors: s.errors, copied: false, retried: false, notes: [] }));
+    const retries: Retry[] = [];
+    const merges: Merge[] = [];
+    /** Requests merged in this flush, by id: a later sighting is judged against the merge. */
+    const mergedNow = new Map<string, ResolvedRequest>();
+    let refused = 0;
+    let judgedSame = 0;
+    /** A repeat of `kept` judged by its source's rule: true when it is that request (the outcome counted). */
+    const sameRequest = (rule: SightingRule, o: Outcome, index: number, r: ResolvedRequest, stored: RequestRecord): boolean => {
+      const kept = mergedNow.get(stored.requestId) ?? ({ ...stored, tier: stored.tier ?? r.tier, gpus: stored.gpus ?? r.gpus } as ResolvedRequest);
+      const verdict = rule.judge(kept, r);
+      if (verdict.kind === 'other') return false;
+      o.duplicates += 1;
+      judgedSame += 1;
+      if (verdict.kind === 'same') return true;
+      // Under the stored id, with the stored tier and GPUs: the stored request, better known.
+      const merged: ResolvedRequest = { ...verdict.record, requestId: kept.requestId, tier: kept.tier, gpus: kept.gpus };
+      // Energy is attributed once: a request with any part in settled time keeps its figures.
+      if (isLate(kept) || isLate(merged) || this.options.ledger.mergeRequests === undefined) unmerged(o, index, kept, merged);
+      else {
+        mergedNow.set(kept.requestId, merged);
+        merges.push({ outcome: o, index, record: merged });
+        o.retried = true;
+      }
+      return true;
+    };
+    // Sightings stored by an earlier version under another id: judged there, before storing (rare
+    // look-ups: the rule names legacy ids only for records that could have been stored then).
+    const judgedBefore = new Set<ResolvedRequest>();
+    const find = this.options.ledger.findRequest?.bind(this.options.ledger);
+    try {
+      batch.forEach((s, k) => {
+      const legacyIds = s.sightings?.legacyIds?.bind(s.sightings);
+      if (legacyIds === undefined || find === undefined || s.sightings === null) return;
+      s.records.forEach((r, i) => {
+        const index = s.indexes[i] ?? i;
+        for (const id of legacyIds(index)) {
+          const kept = find(id);
+          if (kept !== undefined && kept.source === r.source && sameRequest(s.sightings as SightingRule, outcomes[k] as Outcome, index, r, kept)) {
+            judgedBefore.add(r);
+            return;
+          }
+        }
+      });
+      });
+    } catch (error) {
+      for (const s of batch) s.reject(error); // nothing written yet: nothing is acknowledged
+      return;
+    }
+    const notJudged = (records: ResolvedRequest[]) => (judgedBefore.size === 0 ? records : records.filter((r) => !judgedBefore.has(r)));
+    const all = batch.length === 1 ? notJudged(batch[0]!.records) : batch.flatMap((s) => notJudged(s.records));
+    const state = batch.length === 1 ? batch[0]!.state : batch.flatMap((s) => s.state);
     let stored: InsertRequestsResult;
     try {
       stored = this.options.ledger.insertRequests(all, isLate, state);
@@ -163,15 +232,11 @@ export class IngestService implements RequestSink {
     const inserted = stored.inserted;
     let nextInserted = 0;
     const conflicts = new Map(stored.conflicts.map((c) => [c.record, c]));
-    const outcomes: Outcome[] = [];
-    const retries: Retry[] = [];
-    let refused = 0;
-    let judgedSame = 0;
-    for (const s of batch) {
-      const o: Outcome = { accepted: 0, late: 0, duplicates: 0, errors: s.errors, copied: false, retried: false };
-      outcomes.push(o);
+    batch.forEach((s, k) => {
+      const o = outcomes[k] as Outcome;
       for (let i = 0; i < s.records.length; i++) {
         const r = s.records[i] as ResolvedRequest;
+        if (judgedBefore.has(r)) continue;
         if (inserted[nextInserted] === r) {
           nextInserted += 1;
           o.accepted += 1;
@@ -192,11 +257,7 @@ export class IngestService implements RequestSink {
           continue;
         }
         if (s.sightings !== null) {
-          if (s.sightings.same(conflict.kept, r)) {
-            o.duplicates += 1;
-            judgedSame += 1;
-            continue;
-          }
+          if (sameRequest(s.sightings, o, index, r, conflict.kept)) continue;
           const alternate = s.sightings.alternateId(index);
           if (alternate !== null && alternate !== r.requestId) {
             retries.push({ outcome: o, index, record: { ...r, requestId: alternate }, sent });
@@ -207,7 +268,7 @@ export class IngestService implements RequestSink {
         refuse(o, index, r.requestId, differing);
         refused += 1;
       }
-    }
+    });
     // Another request under a taken id, stored under its alternate id: a second transaction, rare.
     let again: InsertRequestsResult | null = null;
     let againFailed: unknown = null;
@@ -240,6 +301,18 @@ export class IngestService implements RequestSink {
         }
       }
     }
+    // Sightings merged into the requests they complete: a third transaction, rare too.
+    if (merges.length > 0 && againFailed === null) {
+      try {
+        const written = this.options.ledger.mergeRequests?.(merges.map((m) => m.record)) ?? [];
+        merges.forEach((m, i) => {
+          // Settled between the judgement and the write (the ledger's own check): reported as such.
+          if (written[i] !== true) unmerged(m.outcome, m.index, m.record, m.record);
+        });
+      } catch (error) {
+        againFailed = error ?? new Error('merging sightings failed');
+      }
+    }
     // The ledger counts the duplicates it finds; these, judged here, are added so its count (which
     // seeds tokenwatt_records_total after a restart) is what was acknowledged. The records are
     // committed whatever happens to this count.
@@ -260,7 +333,7 @@ export class IngestService implements RequestSink {
       }
       if (o.copied) o.errors.sort((a, b) => a.index - b.index);
       duplicateTotal += o.duplicates;
-      s.resolve({ accepted: o.accepted, duplicates: o.duplicates, late: o.late, errors: o.errors });
+      s.resolve({ accepted: o.accepted, duplicates: o.duplicates, late: o.late, errors: o.errors, ...(o.notes.length > 0 ? { notes: o.notes } : {}) });
     });
     // Counted only once committed: a submission refused (429) or failed (503) is sent again, and
     // counted then.

@@ -1,5 +1,5 @@
 import type { PowerSample } from '../model/power-sample.js';
-import type { RequestStatus, ResolvedRequest } from '../model/request-record.js';
+import type { OtlpSpanIds, RequestStatus, ResolvedRequest } from '../model/request-record.js';
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow, TaskRow } from '../model/rollup-types.js';
 import { epochMs, joules, watts } from '../model/units.js';
 import type { EpochMs } from '../model/units.js';
@@ -95,6 +95,8 @@ export interface RequestRow {
   per_gpu_j: string;
   /** Absent in files of schema version 5 and earlier (read-only readers). */
   before_end_hour_j?: string;
+  /** Absent in files of schema version 9 and earlier; NULL but for OTLP rows (see migration 010). */
+  otlp_spans?: string | null;
   joules: number | null;
   j_per_output_token: number | null;
   observed_batch_size: number | null;
@@ -108,7 +110,7 @@ export interface RequestRow {
 export const REQUEST_INSERT_COLUMNS = [
   'request_id', 'task_id', 'attempt', 'model', 'tier', 'gpus', 'start_ms', 'first_token_ms', 'end_ms',
   'prompt_tokens', 'cached_tokens', 'completion_tokens', 'reasoning_tokens', 'batch_size', 'status',
-  'labels', 'tokens_estimated', 'granularity', 'source', 'late', 'received_at_ms',
+  'labels', 'tokens_estimated', 'granularity', 'source', 'late', 'received_at_ms', 'otlp_spans',
 ] as const;
 
 /**
@@ -138,6 +140,7 @@ export function writeRequestParams(params: unknown[], at: number, r: ResolvedReq
   params[at + 18] = r.source;
   params[at + 19] = late ? 1 : 0;
   params[at + 20] = receivedAtMs;
+  params[at + 21] = r.otlpSpans === undefined ? null : JSON.stringify(r.otlpSpans);
 }
 
 /**
@@ -234,6 +237,7 @@ export function requestFromRow(row: RequestRow): StoredRequest {
     tokensEstimated: row.tokens_estimated !== 0,
     granularity: row.granularity === 'interval' ? 'interval' : 'request',
     source: row.source,
+    ...(typeof row.otlp_spans === 'string' ? { otlpSpans: JSON.parse(row.otlp_spans) as OtlpSpanIds } : {}),
   };
   return { record, late: row.late !== 0, receivedAtMs: epochMs(row.received_at_ms), soFar: soFarFromRow(row), final };
 }

@@ -63,6 +63,14 @@ export const ID_CANDIDATES = 'SELECT rid FROM request_ids WHERE h = ?';
 export const ID_CANDIDATES_OF = 'SELECT r.h, r.rid FROM json_each(?) AS j JOIN request_ids AS r ON r.h = j.value';
 export const IS_REQUEST_AT = 'SELECT 1 AS found FROM requests WHERE seq = ? AND request_id = ?';
 export const REQUEST_AT = 'SELECT * FROM requests WHERE seq = ? AND request_id = ?';
+/**
+ * A stored request's facts replaced by a merged sighting of it (OTLP), only while no energy has
+ * been attributed to it: it is then attributed once, with the merged facts.
+ */
+export const MERGE_REQUEST_AT = `UPDATE requests SET task_id = ?, attempt = ?, start_ms = ?, first_token_ms = ?, end_ms = ?,
+    prompt_tokens = ?, cached_tokens = ?, completion_tokens = ?, reasoning_tokens = ?, status = ?, labels = ?,
+    tokens_estimated = ?, otlp_spans = ?
+  WHERE seq = ? AND request_id = ? AND finalized = 0 AND late = 0 AND static_j = 0 AND dynamic_j = 0 AND active_ms = 0`;
 /** `rows` (hash, seq) pairs of a merge chunk (a row pruned before its merge is taken out of the chunk first). */
 export const mergeRequestIds = byRowCount((rows) => `INSERT OR IGNORE INTO request_ids (h, rid) VALUES ${valuesList(rows, 2)}`);
 /** At open, every row above the merged-through mark (the rows a stopped agent had not merged). */

@@ -330,6 +330,35 @@ export class Ledger {
     return result;
   }
 
+  /** The record stored under this request_id, or undefined (a look-up outside insertRequests: rare). */
+  findRequest(requestId: string): ResolvedRequest | undefined {
+    const seq = this.seqOf(requestId);
+    if (seq === undefined) return undefined;
+    const row = this.stmt(sql.REQUEST_AT).get(seq, requestId) as rows.RequestRow | undefined;
+    return row === undefined ? undefined : rows.requestFromRow(row).record;
+  }
+
+  /**
+   * Replace stored requests by merged sightings of them (same request_id; model, tier, GPUs,
+   * batch size and source stay as stored), in one transaction. A row that has energy attributed,
+   * is finalized or late is left as it is: its figures are settled and cannot be corrected. Returns
+   * whether each record was written.
+   */
+  mergeRequests(records: readonly ResolvedRequest[]): boolean[] {
+    if (records.length === 0) return [];
+    return this.db.transaction(() =>
+      records.map((r) => {
+        const seq = this.seqOf(r.requestId);
+        if (seq === undefined) return false;
+        const changes = this.stmt(sql.MERGE_REQUEST_AT).run(
+          r.taskId, r.attempt, r.startMs, r.firstTokenMs, r.endMs, r.promptTokens, r.cachedTokens, r.completionTokens, r.reasoningTokens,
+          r.status, JSON.stringify(r.labels), r.tokensEstimated ? 1 : 0, r.otlpSpans === undefined ? null : JSON.stringify(r.otlpSpans), seq, r.requestId,
+        ).changes;
+        return changes === 1;
+      }),
+    )();
+  }
+
   /**
    * Count `n` records acknowledged as duplicates that the caller judged so itself (a conflict a
    * source showed to be the same record), in one transaction; the ledger's own are counted by

@@ -9,6 +9,11 @@ export interface IngestResult {
   /** Accepted records that arrived after their period was settled (counted, reported as late). */
   readonly late: number;
   readonly errors: readonly RecordError[];
+  /**
+   * Records acknowledged with something not applied (a sighting that came after its request was
+   * settled, see {@link SightingVerdict}): not errors, but the sender should hear of them.
+   */
+  readonly notes?: readonly RecordError[];
 }
 
 /** Thrown by a sink whose write queue is full; HTTP maps it to 429 with Retry-After. */
@@ -32,20 +37,37 @@ export interface SourceStateWrite {
   readonly value: string;
 }
 
+/** How a record whose request_id is taken by one with other facts is judged (see {@link SightingRule}). */
+export type SightingVerdict =
+  /** The stored request seen again, adding nothing: acknowledged as a duplicate, not stored. */
+  | { readonly kind: 'same' }
+  /**
+   * The stored request seen again, from its other side, with more to know about it: acknowledged as
+   * a duplicate, and `record` (the stored one merged with the repeat, under its id) replaces it while
+   * no energy is attributed to it; once its time is settled it is not changed, and the sender is told.
+   */
+  | { readonly kind: 'merge'; readonly record: RequestRecord }
+  /** Another request that reuses the id: stored under {@link SightingRule.alternateId}. */
+  | { readonly kind: 'other' };
+
 /**
  * For a source that may see one request more than once, from different sides (OTLP: the app's
  * client span and the engine's server span of one call, under one request_id): how a record whose
  * request_id is taken by a record with other facts is judged.
  */
 export interface SightingRule {
-  /** The repeat is the stored request seen again: acknowledged as a duplicate, not stored. */
-  same(kept: RequestRecord, repeat: RequestRecord): boolean;
+  judge(kept: RequestRecord, repeat: RequestRecord): SightingVerdict;
   /**
-   * Otherwise it is another request that reuses the id: stored under this id instead (the usual
-   * idempotency applies there); null: refused as a request_id conflict. `index`: the record's
-   * index in the submission, `firstIndex` included.
+   * Another request that reuses the id is stored under this id instead (the usual idempotency
+   * applies there); null: refused as a request_id conflict. `index`: the record's index in the
+   * submission, `firstIndex` included.
    */
   alternateId(index: number): string | null;
+  /**
+   * Ids an earlier version of the agent stored this record under: looked up before it is stored,
+   * and a record found there (of the same source) is judged as one under its own id would be.
+   */
+  legacyIds?(index: number): readonly string[];
 }
 
 export interface SubmitOptions {

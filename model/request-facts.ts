@@ -23,6 +23,8 @@ const FACTS: readonly (readonly [wire: string, same: (a: RequestRecord, b: Reque
   ['labels', (a, b) => sameLabels(a.labels, b.labels)],
   ['tokens_estimated', (a, b) => a.tokensEstimated === b.tokensEstimated],
   ['granularity', (a, b) => a.granularity === b.granularity],
+  // Which OTLP span(s) a record is: two spans with equal facts under one id are still two calls.
+  ['otlp_spans', (a, b) => a.otlpSpans?.client === b.otlpSpans?.client && a.otlpSpans?.server === b.otlpSpans?.server],
 ];
 
 /** Wire names of the facts in which `kept` and `repeat` differ; empty when `repeat` restates `kept`. */

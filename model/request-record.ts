@@ -34,6 +34,14 @@ export interface RequestRecord {
   readonly granularity: 'request' | 'interval';
   /** Where the record came from: http, proxy, engine-metrics, otlp, file, simulated. */
   readonly source: string;
+  /** OTLP only: the span(s) the record was taken from, by side (one call seen from both sides is one record). */
+  readonly otlpSpans?: OtlpSpanIds;
+}
+
+/** The span ids of an OTLP record: the app's client span, the engine's server span, or both once merged. */
+export interface OtlpSpanIds {
+  readonly client?: string;
+  readonly server?: string;
 }
 
 /** A record whose tier and GPUs are settled: what attribution consumes. */

@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import type { RequestRecordWire } from '../../model/request-record.js';
 import { parseRequestRecord, recordLabelValueProblem } from '../../model/request-record.js';
 import type { RequestRecord } from '../../model/request-record.js';
+import { differingFacts } from '../../model/request-facts.js';
+import type { SightingVerdict } from '../request-sink.js';
 import type { OtlpConfig } from './otlp-config.js';
 import { UnreadableValue } from './otlp-spans.js';
 import type { AttributeValue, OtlpSpan } from './otlp-spans.js';
@@ -48,7 +50,7 @@ export interface SpanProblem {
  */
 export type SpanVerdict = (
   | { readonly kind: 'ignored' }
-  | { readonly kind: 'record'; readonly record: RequestRecord; readonly alternateId: string | null }
+  | { readonly kind: 'record'; readonly record: RequestRecord; readonly alternateId: string | null; readonly legacyId: string | null }
   | { readonly kind: 'rejected'; readonly field: string; readonly reason: string; readonly counted: RejectedAs }
 ) & { readonly warnings: readonly SpanProblem[] };
 
@@ -60,7 +62,7 @@ export type RejectedAs = 'prompt_tokens' | 'completion_tokens' | 'cached_tokens'
 
 type Judgement =
   | { readonly kind: 'ignored' }
-  | { readonly kind: 'record'; readonly record: RequestRecord; readonly alternateId: string | null }
+  | { readonly kind: 'record'; readonly record: RequestRecord; readonly alternateId: string | null; readonly legacyId: string | null }
   | ({ readonly kind: 'rejected'; readonly counted: RejectedAs } & SpanProblem);
 
 const MAX_TOKENS = 100_000_000;
@@ -181,7 +183,8 @@ function judge(span: OtlpSpan, config: Pick<OtlpConfig, 'attributes' | 'replica'
     const first = parsed.errors[0];
     return { kind: 'rejected', field: wireFieldToAttribute(first?.field ?? '(record)', { ...sources, ...task.sources }), reason: first?.reason ?? 'invalid', counted: rejectedAs(first?.field) };
   }
-  return { kind: 'record', record: parsed.record, alternateId: ids.alternateId };
+  const record = ids.side === null ? parsed.record : { ...parsed.record, otlpSpans: { [ids.side]: span.spanId } };
+  return { kind: 'record', record, alternateId: ids.alternateId, legacyId: ids.legacyId };
 }
 
 const COUNTED: ReadonlySet<string> = new Set<RejectedAs>(['prompt_tokens', 'completion_tokens', 'cached_tokens', 'reasoning_tokens', 'model', 'start', 'end', 'status', 'request_id', 'first_token']);
@@ -211,14 +214,21 @@ export const SIGHTING_SKEW_MS = 1000;
  * apart by {@link sameCall}; the second is stored under the alternate id, `<call id>/<trace
  * id>/<span id>`. A span without a call id is `otlp-<trace id>-<span id>`.
  */
-function requestIdsOf(span: OtlpSpan, callId: { key: string; value: AttributeValue } | null): { requestId: string; alternateId: string | null; source: string } | null {
+function requestIdsOf(
+  span: OtlpSpan,
+  callId: { key: string; value: AttributeValue } | null,
+): { requestId: string; alternateId: string | null; legacyId: string | null; side: 'client' | 'server' | null; source: string } | null {
   const call = callId !== null && typeof callId.value === 'string' ? callId.value : '';
   if (call.trim() !== '' && callId !== null) {
     const id = call.length <= MAX_CALL_ID && !/\p{Surrogate}/u.test(call) ? call : `sha256-${createHash('sha256').update(call).digest('hex').slice(0, 24)}`;
-    if (span.traceId === '') return { requestId: id, alternateId: null, source: callId.key };
-    return { requestId: `${id}/${span.traceId}`, alternateId: span.spanId === '' ? null : `${id}/${span.traceId}/${span.spanId}`, source: callId.key };
+    // Before e6f87c7 a span's request id was its gen_ai.response.id alone (up to 256 characters).
+    const legacyId = callId.key === GENAI.callId[0] && call.length <= MAX_ID_LENGTH ? call : null;
+    if (span.traceId === '') return { requestId: id, alternateId: null, legacyId: null, side: null, source: callId.key };
+    // The side of the call the span saw: the app's (it got the response id back) or the engine's.
+    const side = span.spanId === '' ? null : callId.key === GENAI.callId[0] ? 'client' : 'server';
+    return { requestId: `${id}/${span.traceId}`, alternateId: span.spanId === '' ? null : `${id}/${span.traceId}/${span.spanId}`, legacyId, side, source: callId.key };
   }
-  if (span.traceId !== '' && span.spanId !== '') return { requestId: `otlp-${span.traceId}-${span.spanId}`, alternateId: null, source: 'spanId' };
+  if (span.traceId !== '' && span.spanId !== '') return { requestId: `otlp-${span.traceId}-${span.spanId}`, alternateId: null, legacyId: null, side: null, source: 'spanId' };
   return null;
 }
 
@@ -246,8 +256,72 @@ export function sameCall(kept: RequestRecord, repeat: RequestRecord): boolean {
  * the pair would be stored as two calls, its known count counted twice).
  */
 function sameCount(kept: RequestRecord, repeat: RequestRecord, count: 'promptTokens' | 'completionTokens'): boolean {
-  const unknown = (r: RequestRecord) => r.source === 'otlp' && r.tokensEstimated && r[count] === 0;
-  return kept[count] === repeat[count] || unknown(kept) || unknown(repeat);
+  return kept[count] === repeat[count] || unknownCount(kept, count) || unknownCount(repeat, count);
+}
+
+/** A count the span did not report: recorded as 0 with tokens_estimated. */
+function unknownCount(r: RequestRecord, count: 'promptTokens' | 'completionTokens'): boolean {
+  return r.source === 'otlp' && r.tokensEstimated && r[count] === 0;
+}
+
+/**
+ * What a record stored under a taken request id is to the record stored there (see SightingRule):
+ * the same span sent again, the other side of the same call (merged when it adds to what is
+ * stored), or another call. Two spans of one side are never one call: an app that makes two
+ * identical calls in one trace under a reused response id made two calls. A record stored before
+ * span ids were kept (no `otlpSpans`) is judged by {@link sameCall} alone.
+ */
+export function judgeSighting(kept: RequestRecord, repeat: RequestRecord): SightingVerdict {
+  const side = repeat.otlpSpans?.client !== undefined ? 'client' : repeat.otlpSpans?.server !== undefined ? 'server' : null;
+  if (side !== null && kept.otlpSpans !== undefined) {
+    const stored = kept.otlpSpans[side];
+    if (stored === repeat.otlpSpans?.[side]) return { kind: 'same' };
+    if (stored !== undefined) return { kind: 'other' };
+  }
+  if (!sameCall(kept, repeat)) return { kind: 'other' };
+  const merged = mergeSightings(kept, repeat);
+  return differingFacts(kept, merged).some((f) => f !== 'otlp_spans') ? { kind: 'merge', record: merged } : { kind: 'same' };
+}
+
+const STATUS_RANK = { ok: 0, cancelled: 1, error: 2 } as const;
+
+/**
+ * One call's two sightings as one record, under `kept`'s id, model, tier and GPUs (stored first):
+ * - each token count from the side that reported it (a count one side left out is unknown, not 0),
+ *   the larger cached and reasoning counts; estimated only if a count is still unknown;
+ * - start, end and first token from the engine's (server) span: it runs from the request's arrival
+ *   at the engine to its last token, which is when the GPU worked on it; the app's span adds
+ *   network and client time, over which the request's energy share would be spread too thin.
+ *   A first token only the app knows is kept if it falls within those times;
+ * - task, attempt and labels from the app's (client) span, which knows them (the engine's
+ *   fills in those the app's lacks); the worse status (error, then cancelled), so that waste shows.
+ */
+export function mergeSightings(kept: RequestRecord, repeat: RequestRecord): RequestRecord {
+  // A kept record without span ids (stored before they were kept) is taken for the other side.
+  const repeatIsServer = repeat.otlpSpans?.server !== undefined || (repeat.otlpSpans === undefined && kept.otlpSpans?.client !== undefined);
+  const server = repeatIsServer ? repeat : kept;
+  const client = repeatIsServer ? kept : repeat;
+  const count = (c: 'promptTokens' | 'completionTokens') => (unknownCount(kept, c) ? repeat[c] : kept[c]);
+  const unknownBoth = (c: 'promptTokens' | 'completionTokens') => unknownCount(kept, c) && unknownCount(repeat, c);
+  const clientFirst = client.firstTokenMs;
+  const firstTokenMs = server.firstTokenMs ?? (clientFirst !== null && clientFirst >= server.startMs && clientFirst <= server.endMs ? clientFirst : null);
+  const spans = { ...kept.otlpSpans, ...repeat.otlpSpans };
+  return {
+    ...kept,
+    taskId: client.taskId ?? server.taskId,
+    attempt: client.attempt ?? server.attempt,
+    startMs: server.startMs,
+    firstTokenMs,
+    endMs: server.endMs,
+    promptTokens: count('promptTokens'),
+    completionTokens: count('completionTokens'),
+    cachedTokens: Math.max(kept.cachedTokens, repeat.cachedTokens),
+    reasoningTokens: Math.max(kept.reasoningTokens, repeat.reasoningTokens),
+    status: STATUS_RANK[repeat.status] > STATUS_RANK[kept.status] ? repeat.status : kept.status,
+    labels: { ...server.labels, ...client.labels },
+    tokensEstimated: unknownBoth('promptTokens') || unknownBoth('completionTokens'),
+    ...(Object.keys(spans).length > 0 ? { otlpSpans: spans } : {}),
+  };
 }
 
 function tokenCount(value: AttributeValue): number | string {

@@ -9,7 +9,7 @@ import { BodyTooLargeError, readBody } from '../proxy/http-forwarding.js';
 import type { SourceLog } from '../proxy/record-delivery.js';
 import { otlpConfigSchema } from './otlp-config.js';
 import type { OtlpConfigInput } from './otlp-config.js';
-import { genAiSpanToRecord, rejectingOnError, sameCall } from './genai-span.js';
+import { genAiSpanToRecord, judgeSighting, rejectingOnError } from './genai-span.js';
 import { collectSpans, decodeJsonRequest, decodeProtobufRequest, OtlpDecodeError } from './otlp-spans.js';
 import type { OtlpSpan } from './otlp-spans.js';
 import { otlpTypes } from './otlp-trace-proto.js';
@@ -61,6 +61,8 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
     options.onError?.(error);
   };
   const checkBearer = options.bearerToken === undefined ? null : bearerChecker(options.bearerToken);
+  // Spans that started before this agent did may have been stored by an earlier version, under its key.
+  const startedAtMs = Date.now();
   const convert = rejectingOnError(
     (span) => genAiSpanToRecord(span, config),
     (error, span) => reportBug(error, `converting ${describeSpan(span)}`),
@@ -138,6 +140,7 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
     const records: RequestRecord[] = [];
     const recordSpans: OtlpSpan[] = [];
     const alternateIds: (string | null)[] = [];
+    const legacyIds: (string | null)[] = [];
     const rejections: string[] = [];
     const warnings: string[] = [];
     let rejected = unreadable;
@@ -150,6 +153,7 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
         records.push(verdict.record);
         recordSpans.push(span);
         alternateIds.push(verdict.alternateId);
+        legacyIds.push(verdict.record.startMs < startedAtMs ? verdict.legacyId : null);
       } else if (verdict.kind === 'rejected') {
         rejected++;
         refusedBy.set(verdict.counted, (refusedBy.get(verdict.counted) ?? 0) + 1);
@@ -161,7 +165,11 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
     if (records.length > 0) {
       try {
         // One call seen by the app and by vLLM is one request_id: the second sighting is a duplicate.
-        result = await sink.submit(records, 0, { sightings: { same: sameCall, alternateId: (index) => alternateIds[index] ?? null } });
+        const legacy = (index: number): readonly string[] => {
+          const id = legacyIds[index];
+          return id === null || id === undefined ? [] : [id];
+        };
+        result = await sink.submit(records, 0, { sightings: { judge: judgeSighting, alternateId: (index) => alternateIds[index] ?? null, legacyIds: legacy } });
       } catch (err) {
         if (err instanceof BackpressureError) {
           res.setHeader('Retry-After', String(Math.max(1, Math.ceil(err.retryAfterSeconds))));
@@ -177,6 +185,10 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
         rejections.push(`${span ? describeSpan(span) : `record ${e.index}`}: ${e.field}: ${e.reason}`);
       }
       rejected += new Set(result.errors.map((e) => e.index)).size; // a record may fail on several fields
+      for (const n of result.notes ?? []) {
+        const span = recordSpans[n.index];
+        warnings.push(`${span ? describeSpan(span) : `record ${n.index}`}: ${n.requestId ?? n.field}: ${n.reason}`);
+      }
     }
     for (const [reason, n] of refusedBy) sink.noteRejected?.(reason, n);
     const messages = [...structural, ...rejections, ...warnings];

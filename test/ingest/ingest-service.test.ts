@@ -212,7 +212,7 @@ test('sightings: a repeat the source judges the same request is a duplicate; ano
   counted.length = 0;
   // The same call seen from the other side: other times, same tokens.
   const sameCall = (kept: RequestRecord, repeat: RequestRecord) => kept.promptTokens === repeat.promptTokens;
-  const rule = { same: sameCall, alternateId: (index: number) => `req-1/alt-${index}` };
+  const rule = { judge: (kept: RequestRecord, repeat: RequestRecord) => ({ kind: sameCall(kept, repeat) ? ('same' as const) : ('other' as const) }), alternateId: (index: number) => `req-1/alt-${index}` };
   const seenAgain = await ingest.submit([rec(1, { endMs: epochMs(request(1).endMs + 40) })], 5, { sightings: rule });
   assert.deepEqual([seenAgain.accepted, seenAgain.duplicates, seenAgain.errors], [0, 1, []]);
   // Another call reusing the id (other tokens): stored under its alternate id; sent again, a duplicate there.

@@ -8,6 +8,11 @@ import { IngestService } from '../../agent/ingest-service.js';
 import { storedIds, tempLedger } from '../ledger/temp-ledger.js';
 import { fakeContext } from '../ingest/fake-context.js';
 import { startOtlpServer } from './otlp-server.js';
+import type { Ledger } from '../../agent/ledger.js';
+import type { EpochMs } from '../../model/units.js';
+import { resolveRecord } from '../../model/request-record.js';
+import { genAiSpanToRecord } from '../../collectors/otlp/genai-span.js';
+import { collectSpans, decodeJsonRequest } from '../../collectors/otlp/otlp-spans.js';
 
 const T0 = 1_793_534_400_000_000_000n; // 2026-11-01T12:00:00Z in ns
 const MS = 1_000_000n;
@@ -35,14 +40,15 @@ function serverSpan(id: string, parent: string, requestId: string, usage: [numbe
   };
 }
 
-async function setup(t: { after: (fn: () => unknown) => void }) {
+async function setup(t: { after: (fn: () => unknown) => void }, opts: { settledUntil?: () => number | null; before?: (ledger: Ledger) => void } = {}) {
   const { ledger, path, cleanup } = tempLedger();
   t.after(cleanup);
+  opts.before?.(ledger);
   const counted: string[] = [];
   const ingest = new IngestService({
     ledger,
     context: () => fakeContext(),
-    settledUntil: () => null,
+    settledUntil: () => (opts.settledUntil?.() ?? null) as EpochMs | null,
     onAccepted: (records) => counted.push(`accepted ${records.length}`),
     onDuplicate: (n) => counted.push(`duplicate ${n}`),
     onRejected: (reason, n) => counted.push(`rejected ${reason} ${n}`),
@@ -93,12 +99,13 @@ test('two calls that reuse a response id are both stored: in different traces, a
   assert.deepEqual(counted, ['accepted 2', 'accepted 1', 'duplicate 1']);
 });
 
-test('a sighting that reports only one token count is the same call as its pair with both: one record, not two that count the completion twice', async (t) => {
-  /** The app's span of a call whose client reported only the output count: prompt_tokens unknown, not 0. */
-  const outputOnly = () => {
-    const span = clientSpan('00000000000000c1', 'chatcmpl-7f3a', [0, 300]);
-    return { ...span, attributes: span.attributes.filter((a) => a.key !== 'gen_ai.usage.input_tokens') };
-  };
+/** The app's span of a call whose client reported only the output count: prompt_tokens unknown, not 0. */
+const outputOnly = (spanId = '00000000000000c1', completion = 300) => {
+  const span = clientSpan(spanId, 'chatcmpl-7f3a', [0, completion]);
+  return { ...span, attributes: span.attributes.filter((a) => a.key !== 'gen_ai.usage.input_tokens') };
+};
+
+test('a sighting that reports only one token count and its pair with both are one record with both counts, whichever comes first', async (t) => {
   for (const order of ['partial first', 'full first']) {
     const { post, counted, stored, ledger } = await setup(t);
     const partial = () => post([outputOnly()], 'app');
@@ -108,15 +115,79 @@ test('a sighting that reports only one token count is the same call as its pair 
     assert.deepEqual(stored(), [`chatcmpl-7f3a/${TRACE}`], `${order}: one record`);
     assert.deepEqual(counted, ['accepted 1', 'duplicate 1'], order);
     const [kept] = ledger.readRequests(0 as never, Number.MAX_SAFE_INTEGER as never);
-    assert.equal(kept?.record.completionTokens, 300, `${order}: the completion counted once`);
-    // The record that arrived first is kept (README): the partial one stays flagged estimated.
-    assert.equal(kept?.record.promptTokens, order === 'full first' ? 1200 : 0);
-    assert.equal(kept?.record.tokensEstimated, order === 'partial first');
+    // Merged: each count from the side that reported it, the engine's times and first token, the app's labels.
+    assert.deepEqual(
+      [kept?.record.promptTokens, kept?.record.completionTokens, kept?.record.tokensEstimated],
+      [1200, 300, false],
+      `${order}: the prompt count the pair brought is kept, the completion counted once`,
+    );
+    assert.deepEqual([kept?.record.startMs, kept?.record.firstTokenMs, kept?.record.endMs], [Number(T0 / MS) + 100, Number(T0 / MS) + 300, Number(T0 / MS) + 1900], `${order}: the engine's times`);
+    assert.deepEqual(kept?.record.labels, { team: 'search' }, `${order}: the app's labels`);
+    // Stored once: both sent again are duplicates, and the merged record stays as it is.
+    assert.deepEqual([await partial(), await full()], [{ status: 200, body: '{}' }, { status: 200, body: '{}' }]);
+    assert.deepEqual(stored(), [`chatcmpl-7f3a/${TRACE}`]);
+    assert.deepEqual(counted, ['accepted 1', 'duplicate 1', 'duplicate 1', 'duplicate 1'], order);
+    assert.deepEqual(ledger.readRequests(0 as never, Number.MAX_SAFE_INTEGER as never)[0]?.record, kept?.record);
   }
   // Two calls are still two: a partial sighting whose known count differs is another call.
   const { post, stored } = await setup(t);
   await post([serverSpan('00000000000000c2', '00000000000000c1', 'chatcmpl-7f3a', [1200, 300])], 'vllm');
-  const other = clientSpan('00000000000000c3', 'chatcmpl-7f3a', [0, 299]);
-  await post([{ ...other, attributes: other.attributes.filter((a) => a.key !== 'gen_ai.usage.input_tokens') }], 'app');
+  await post([outputOnly('00000000000000c3', 299)], 'app');
   assert.equal(stored().length, 2);
+});
+
+test('the pair of a request whose time is already settled is acknowledged and named, and the settled record is not changed', async (t) => {
+  let settledUntil: number | null = null;
+  const { post, counted, stored, ledger } = await setup(t, { settledUntil: () => settledUntil });
+  assert.deepEqual(await post([outputOnly()], 'app'), { status: 200, body: '{}' });
+  settledUntil = Number(T0 / MS) + 60_000; // its period settled: its energy is attributed with prompt_tokens unknown
+  const answer = await post([serverSpan('00000000000000c2', '00000000000000c1', 'chatcmpl-7f3a', [1200, 300])], 'vllm');
+  assert.equal(answer.status, 200);
+  const partial = (JSON.parse(answer.body) as { partialSuccess?: { rejectedSpans: string; errorMessage: string } }).partialSuccess;
+  assert.equal(partial?.rejectedSpans, '0');
+  assert.match(partial?.errorMessage ?? '', /00000000000000c2.*chatcmpl-7f3a\/c+: the other side of a request already settled: acknowledged, its .*prompt_tokens.* not applied/);
+  assert.deepEqual(stored(), [`chatcmpl-7f3a/${TRACE}`]);
+  assert.deepEqual(counted, ['accepted 1', 'duplicate 1']);
+  const [kept] = ledger.readRequests(0 as never, Number.MAX_SAFE_INTEGER as never);
+  assert.deepEqual([kept?.record.promptTokens, kept?.record.tokensEstimated, kept?.record.startMs], [0, true, Number(T0 / MS)]);
+});
+
+test("two identical calls in one trace under one reused response id are two records, and the engine's span of one still matches", async (t) => {
+  const { post, counted, stored, ledger } = await setup(t);
+  // Ollama-style ids: two parallel calls of one agent step got the same id, the same counts and the same times.
+  const first = clientSpan('00000000000000c1', 'chatcmpl-42', [100, 50]);
+  const second = clientSpan('00000000000000c3', 'chatcmpl-42', [100, 50]);
+  assert.deepEqual(await post([first, second], 'app'), { status: 200, body: '{}' });
+  assert.deepEqual(stored(), [`chatcmpl-42/${TRACE}`, `chatcmpl-42/${TRACE}/00000000000000c3`], 'two calls, two records');
+  // Each sent again: a duplicate of itself, not a third record.
+  assert.deepEqual(await post([second, first], 'app'), { status: 200, body: '{}' });
+  // The engine's span of the first call: the other side, one record still.
+  assert.deepEqual(await post([serverSpan('00000000000000c2', '00000000000000c1', 'chatcmpl-42', [100, 50])], 'vllm'), { status: 200, body: '{}' });
+  assert.equal(stored().length, 2);
+  assert.deepEqual(counted, ['accepted 2', 'duplicate 2', 'duplicate 1']);
+  const tokens = ledger.readRequests(0 as never, Number.MAX_SAFE_INTEGER as never).map((r) => r.record.completionTokens);
+  assert.deepEqual(tokens, [50, 50], "each call's tokens counted once");
+});
+
+test('a span stored by an agent before e6f87c7 (under its bare response id) and sent again is a duplicate, not a second record', async (t) => {
+  const span = clientSpan('00000000000000c1', 'chatcmpl-7f3a', [1200, 300]);
+  // What that agent stored: the same record under gen_ai.response.id alone, with no span ids.
+  const before = (ledger: Ledger) => {
+    const body = Buffer.from(JSON.stringify({ resourceSpans: [{ resource: { attributes: [] }, scopeSpans: [{ spans: [span] }] }] }));
+    const [otlpSpan] = collectSpans(decodeJsonRequest(body)).spans;
+    const verdict = genAiSpanToRecord(otlpSpan!, { attributes: { taskId: [], attempt: [], team: ['tokenwatt.team'], feature: [], labels: {} } } as never);
+    assert.ok(verdict.kind === 'record');
+    const { otlpSpans: _, ...old } = { ...verdict.record, requestId: 'chatcmpl-7f3a' };
+    const resolved = resolveRecord(old, 0, fakeContext());
+    assert.ok(resolved.ok);
+    ledger.insertRequests([resolved.record], () => false);
+  };
+  const { post, counted, stored } = await setup(t, { before });
+  assert.deepEqual(stored(), ['chatcmpl-7f3a']);
+  assert.deepEqual(await post([span], 'app'), { status: 200, body: '{}' });
+  assert.deepEqual(stored(), ['chatcmpl-7f3a'], 'the resend found under the old key');
+  assert.deepEqual(counted, ['duplicate 1']);
+  // Another call that reuses the id, an hour later in another trace, is still stored.
+  await post([clientSpan('00000000000000d1', 'chatcmpl-7f3a', [1200, 300], { trace: 'd'.repeat(32), startMs: 3_600_000n, endMs: 3_602_000n })], 'app');
+  assert.deepEqual(stored(), ['chatcmpl-7f3a', `chatcmpl-7f3a/${'d'.repeat(32)}`]);
 });
