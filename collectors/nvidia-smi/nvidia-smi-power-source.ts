@@ -22,6 +22,11 @@ export interface NvidiaSmiPowerSourceOptions {
   readonly startupTimeoutMs?: number;
   /** Deadline of the one-shot commands (--help-query-gpu, the inventory, -L). Default 10 s. */
   readonly commandTimeoutMs?: number;
+  /**
+   * How often the GPU list is read again while running: a GPU added (or gone) since start-up is
+   * learnt (or reported) then, as NVML re-reads its device count. Default 10 s.
+   */
+  readonly inventoryRefreshMs?: number;
   /** Back-off between restarts of the stream. Default 1 s doubling to 60 s. */
   readonly restartBackoffMs?: { readonly initial: number; readonly max: number };
   /** Environment of the nvidia-smi children. Default: the agent's. */
@@ -61,6 +66,7 @@ export class NvidiaSmiPowerSource implements PowerSource {
   private instantAvailable = false;
   private gpus: NvidiaSmiGpu[] = [];
   private inventory: GpuInfo[] | null = null;
+  private inventoryFields: readonly string[] = [];
   private migByUuid = new Map<string, string[]>();
   private version: string | null = null;
   private process: SupervisedLineProcess | null = null;
@@ -69,10 +75,21 @@ export class NvidiaSmiPowerSource implements PowerSource {
   private averagedSeen = false;
   private readonly clock: { now(): number };
   private readonly offset: NvidiaSmiClockOffset<Omit<PowerSample, 'timestampMs'>>;
-  private readonly unknownUuids = new Set<string>();
+  /** GPUs the stream has printed a line for since it was (re)started. */
+  private readonly inStream = new Set<string>();
+  /** GPUs listed by a refresh but not printed by the stream: restarted once for each, so it enumerates again. */
+  private readonly streamRestartedFor = new Set<string>();
+  /** GPUs a refresh listed that the stream had not printed (yet). */
+  private readonly unstreamed = new Set<string>();
+  /** Known GPUs the last refresh did not list, already reported as lost. */
+  private readonly absent = new Set<string>();
+  private refreshTimer: NodeJS.Timeout | null = null;
+  private refreshing = false;
+  private refreshAgain = false;
   private stopped = false;
   private onSamples: ((samples: readonly PowerSample[]) => void) | null = null;
   private onError: ((error: PowerSourceError) => void) | null = null;
+  private onGpu: ((gpu: GpuInfo) => void) | null = null;
 
   constructor(private readonly options: NvidiaSmiPowerSourceOptions) {
     if (!(options.samplePeriodMs >= 1) || !Number.isInteger(options.samplePeriodMs)) {
@@ -98,7 +115,8 @@ export class NvidiaSmiPowerSource implements PowerSource {
     this.fields = choice.fields;
     this.instantAvailable = choice.instantAvailable;
     const inventoryFields = chooseInventoryFields(offered);
-    const inventory = parseInventory(await this.command([`--query-gpu=${inventoryFields.join(',')}`, '--format=csv,noheader,nounits']), inventoryFields);
+    this.inventoryFields = inventoryFields;
+    const inventory = parseInventory(await this.command(this.inventoryArgs()), inventoryFields);
     for (const error of inventory.errors) this.options.log?.warn({ binary: this.binary }, error);
     if (inventory.gpus.length === 0) {
       throw new NvidiaSmiInitError('no_gpus', `${this.binary} lists no GPU${inventory.errors.length ? ` (${inventory.errors.join('; ')})` : ''}.`, 'check that the GPUs are visible to this container (NVIDIA_VISIBLE_DEVICES, the device plugin) and healthy (nvidia-smi -L)');
@@ -106,24 +124,26 @@ export class NvidiaSmiPowerSource implements PowerSource {
     this.gpus = inventory.gpus;
     if (this.gpus.some((g) => g.migEnabled)) this.migByUuid = parseMigList(await this.command(['-L']));
     this.version = await this.command(['--version']).then((v) => /DRIVER version\s*:\s*(\S+)/i.exec(v)?.[1] ?? null, () => null);
-    this.inventory = this.gpus.map((g) => ({
-      uuid: g.uuid,
-      index: g.index,
-      name: g.name,
-      powerLimitW: g.powerLimitW === null ? null : watts(g.powerLimitW),
-      migEnabled: g.migEnabled === true,
-      migInstances: this.migByUuid.get(g.uuid) ?? [],
-    }));
+    this.inventory = this.gpus.map((g) => this.gpuInfo(g));
     return this.inventory;
   }
 
-  start(onSamples: (samples: readonly PowerSample[]) => void, onError: (error: PowerSourceError) => void): void {
+  start(onSamples: (samples: readonly PowerSample[]) => void, onError: (error: PowerSourceError) => void, onGpu?: (gpu: GpuInfo) => void): void {
     if (this.fields.length === 0) throw new Error('NvidiaSmiPowerSource.start() needs a successful init() first');
     if (this.process) throw new Error('NvidiaSmiPowerSource.start() called twice');
     this.onSamples = onSamples;
     this.onError = onError;
+    this.onGpu = onGpu ?? null;
+    this.process = this.stream();
+    this.process.start();
+    this.refreshTimer = setInterval(() => void this.refresh(), this.options.inventoryRefreshMs ?? 10_000);
+    this.refreshTimer.unref();
+  }
+
+  private stream(): SupervisedLineProcess {
     const period = this.options.samplePeriodMs;
-    this.process = new SupervisedLineProcess({
+    this.inStream.clear();
+    return new SupervisedLineProcess({
       command: this.binary,
       args: [`--query-gpu=${this.fields.join(',')}`, '--format=csv,noheader,nounits', '-lms', String(period)],
       ...(this.options.env ? { env: this.options.env } : {}),
@@ -134,11 +154,12 @@ export class NvidiaSmiPowerSource implements PowerSource {
       onProblem: (problem) => this.report({ reason: problem.reason, message: problem.message }),
       ...(this.options.log ? { log: this.options.log } : {}),
     });
-    this.process.start();
   }
 
   async shutdown(): Promise<void> {
     this.stopped = true;
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    this.refreshTimer = null;
     const process = this.process;
     this.process = null;
     await process?.stop();
@@ -155,6 +176,7 @@ export class NvidiaSmiPowerSource implements PowerSource {
     const offsetMs = this.offset.currentOffsetMs;
     if (offsetMs) notes.push(`nvidia-smi stamps its lines ${offsetMs / 60_000} min off the agent's clock (another time zone): corrected by that constant offset`);
     for (const g of this.gpus) {
+      if (this.absent.has(g.uuid)) notes.push(`GPU ${g.index} (${g.uuid}) is no longer listed by nvidia-smi: no samples (energy gap) until it is listed again`);
       if (g.migEnabled) {
         notes.push(`MIG enabled on GPU ${g.index} (${this.migByUuid.get(g.uuid)?.length ?? 0} instances): power exists per physical GPU only; requests on its MIG instances are attributed within it`);
       }
@@ -189,14 +211,18 @@ export class NvidiaSmiPowerSource implements PowerSource {
     }
     this.process?.markProgress();
     const row = parsed.row;
+    this.inStream.add(row.gpuUuid);
     for (const issue of row.issues) {
       this.problem(`${row.gpuUuid}:${issue.field}:${issue.marker}`, 'field', `GPU ${row.gpuIndex} ${issue.field}: ${issue.marker}`, row.gpuUuid);
     }
     if (row.powerW === null) return; // reported above as a field problem: no power, nothing to sample
     if (row.powerAveraged) this.averagedSeen = true;
-    if (!this.gpus.some((g) => g.uuid === row.gpuUuid) && !this.unknownUuids.has(row.gpuUuid)) {
-      this.unknownUuids.add(row.gpuUuid);
-      this.options.log?.warn({ uuid: row.gpuUuid }, `nvidia-smi reports GPU ${row.gpuIndex} (${row.gpuUuid}) that was not in the inventory; emitting its samples under its UUID`);
+    if (!this.inventory?.some((g) => g.uuid === row.gpuUuid)) {
+      // Told before its first sample, so the agent settles it and takes records naming it; the
+      // stream gives only its index and UUID: the refresh asked for here describes it in full.
+      this.learn({ uuid: row.gpuUuid, index: row.gpuIndex, name: 'NVIDIA GPU (not described yet)', powerLimitW: null, migEnabled: false, migInstances: [] },
+        'found in the nvidia-smi stream after start-up (not listed when the agent started)');
+      void this.refresh();
     }
     const sample = { gpuUuid: row.gpuUuid, gpuIndex: row.gpuIndex, powerW: watts(row.powerW), energyJ: null, powerAveraged: row.powerAveraged };
     // nvidia-smi's own stamp, corrected by the stream's time-zone offset (never replaced by the arrival time).
@@ -208,6 +234,104 @@ export class NvidiaSmiPowerSource implements PowerSource {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
     }
+  }
+
+  /**
+   * Reads the GPU list again (every inventoryRefreshMs, and when the stream prints an unknown GPU):
+   * GPUs found since start-up are learnt (told to onGpu), changed ones (MIG reconfigured, power
+   * limit) described anew, and known GPUs no longer listed are reported as lost: their energy is a
+   * gap until they are listed again, as with NVML. One read at a time; a request during one runs
+   * another after it.
+   */
+  private async refresh(): Promise<void> {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return;
+    }
+    this.refreshing = true;
+    try {
+      do {
+        this.refreshAgain = false;
+        const listed = parseInventory(await this.command(this.inventoryArgs()), this.inventoryFields);
+        const mig = listed.gpus.some((g) => g.migEnabled) ? parseMigList(await this.command(['-L'])) : new Map<string, string[]>();
+        if (this.stopped) return;
+        for (const error of listed.errors) this.problem(`inventory:${error}`, 'parse', `re-reading the GPU list: ${error}`);
+        // A line it could not read may be a known GPU: none is called lost on such a list.
+        await this.takeInventory(listed.gpus, mig, listed.errors.length === 0);
+      } while (this.refreshAgain && !this.stopped);
+    } catch (error) {
+      if (!this.stopped) this.problem('inventory', 'inventory', `re-reading the GPU list failed: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  private async takeInventory(listed: readonly NvidiaSmiGpu[], mig: ReadonlyMap<string, string[]>, complete: boolean): Promise<void> {
+    const listedUuids = new Set(listed.map((g) => g.uuid));
+    const notStreamed: string[] = [];
+    for (const g of listed) {
+      const known = this.inventory?.some((k) => k.uuid === g.uuid) === true;
+      if (g.migEnabled) this.migByUuid.set(g.uuid, mig.get(g.uuid) ?? []);
+      else this.migByUuid.delete(g.uuid);
+      this.gpus = [...this.gpus.filter((k) => k.uuid !== g.uuid), g].sort((a, b) => a.index - b.index);
+      if (this.absent.delete(g.uuid)) this.options.log?.info({ uuid: g.uuid }, `GPU ${g.index} (${g.uuid}) is listed by nvidia-smi again`);
+      this.learn(this.gpuInfo(g), known ? 'described anew by nvidia-smi' : 'found after start-up (nvidia-smi did not list it when the agent started)');
+      // Given one refresh interval to appear in the stream before the stream is started again.
+      if (this.inStream.has(g.uuid)) this.unstreamed.delete(g.uuid);
+      else if (!this.unstreamed.has(g.uuid)) this.unstreamed.add(g.uuid);
+      else if (!this.streamRestartedFor.has(g.uuid)) notStreamed.push(g.uuid);
+    }
+    if (complete) {
+      for (const g of this.gpus) {
+        if (listedUuids.has(g.uuid) || this.absent.has(g.uuid)) continue;
+        this.absent.add(g.uuid);
+        this.report({ reason: 'gpu_lost', gpuUuid: g.uuid, message: `GPU ${g.index} (${g.uuid}) is no longer listed by nvidia-smi: no samples from it (an energy gap) until it is listed again` });
+      }
+    }
+    // A stream started before a GPU appeared may never enumerate it: started again, once per GPU.
+    if (notStreamed.length > 0 && this.process && !this.stopped) {
+      for (const uuid of notStreamed) this.streamRestartedFor.add(uuid);
+      this.options.log?.warn({ uuids: notStreamed }, `nvidia-smi lists ${notStreamed.join(', ')} but its stream prints no line for them: restarting the stream`);
+      const old = this.process;
+      this.process = this.stream();
+      await old.stop();
+      if (!this.stopped) this.process.start();
+    }
+  }
+
+  /**
+   * Take a GPU as one of this source's GPUs, or its new description, and tell onGpu (as the NVML
+   * source does). Unchanged descriptions are not told again.
+   */
+  private learn(gpu: GpuInfo, how: string): void {
+    const known = this.inventory ?? [];
+    const at = known.findIndex((g) => g.uuid === gpu.uuid);
+    if (at >= 0 && JSON.stringify(known[at]) === JSON.stringify(gpu)) return;
+    this.inventory = (at >= 0 ? known.map((g) => (g.uuid === gpu.uuid ? gpu : g)) : [...known, gpu]).sort((a, b) => a.index - b.index);
+    const limit = gpu.powerLimitW === null || gpu.powerLimitW === undefined ? 'power limit unknown' : `power limit ${gpu.powerLimitW} W`;
+    const migInstances = gpu.migInstances ?? [];
+    const mig = migInstances.length > 0 ? `MIG devices ${migInstances.join(', ')}` : 'no MIG devices';
+    this.options.log?.[at >= 0 ? 'info' : 'warn']({ uuid: gpu.uuid, index: gpu.index }, `GPU ${gpu.index} (${gpu.uuid}) ${gpu.name}, ${limit}, ${mig}: ${how}`);
+    try {
+      this.onGpu?.(gpu);
+    } catch (error) {
+      this.options.log?.error({ err: error }, 'nvidia-smi power source GPU handler threw');
+    }
+  }
+
+  private gpuInfo(g: NvidiaSmiGpu): GpuInfo {
+    return {
+      uuid: g.uuid,
+      index: g.index,
+      name: g.name,
+      powerLimitW: g.powerLimitW === null ? null : watts(g.powerLimitW),
+      migEnabled: g.migEnabled === true,
+      migInstances: this.migByUuid.get(g.uuid) ?? [],
+    };
+  }
+
+  private inventoryArgs(): string[] {
+    return [`--query-gpu=${this.inventoryFields.join(',')}`, '--format=csv,noheader,nounits'];
   }
 
   private flush(): void {

@@ -11,9 +11,13 @@
 //   FAKE_NVIDIA_SMI_MODE      replay (default) | garbage | hang | exit | fail | hang-help
 //   FAKE_NVIDIA_SMI_AFTER     loop iterations replayed before the mode starts (default 3)
 //   FAKE_NVIDIA_SMI_GPUS      replicate the captured GPU as N GPUs (index and UUID adjusted)
+//   FAKE_NVIDIA_SMI_GPUS_FILE a file holding that N, read at each command and each loop tick (when
+//                             it exists): GPUs added or gone while running, in the list and the stream
+//   FAKE_NVIDIA_SMI_STREAM_FIXED  "1": a loop keeps the GPUs it started with (a driver whose running
+//                             stream does not enumerate again); one-shot commands still read the file
 //   FAKE_NVIDIA_SMI_DROP      comma-separated fields --help-query-gpu must not offer (older drivers)
 //   FAKE_NVIDIA_SMI_SET       "field=value;field=value": override captured values (e.g. ERR!)
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { capturedQueryTable, findSection, readCapture } from './nvidia-smi-capture.mjs';
 
 const env = process.env;
@@ -25,7 +29,11 @@ if (!capturePath) {
 const sections = readCapture(readFileSync(capturePath, 'utf8'));
 const mode = env.FAKE_NVIDIA_SMI_MODE ?? 'replay';
 const after = Number(env.FAKE_NVIDIA_SMI_AFTER ?? 3);
-const gpuCount = Number(env.FAKE_NVIDIA_SMI_GPUS ?? 1);
+const gpuCountFile = env.FAKE_NVIDIA_SMI_GPUS_FILE;
+const gpuCount = () => {
+  if (gpuCountFile && existsSync(gpuCountFile)) return Number(readFileSync(gpuCountFile, 'utf8').trim());
+  return Number(env.FAKE_NVIDIA_SMI_GPUS ?? 1);
+};
 const dropped = new Set((env.FAKE_NVIDIA_SMI_DROP ?? '').split(',').filter(Boolean));
 const overrides = new Map(
   (env.FAKE_NVIDIA_SMI_SET ?? '').split(';').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
@@ -67,9 +75,10 @@ function helpWithout(help, fields) {
 }
 
 function replicateList(list) {
-  if (gpuCount <= 1) return list;
+  const n = gpuCount();
+  if (n <= 1) return list;
   const out = [];
-  for (let i = 0; i < gpuCount; i++) out.push(list.replace(/^GPU 0:/m, `GPU ${i}:`).replace(/GPU-00000000/g, `GPU-${String(i).padStart(8, '0')}`));
+  for (let i = 0; i < n; i++) out.push(list.replace(/^GPU 0:/m, `GPU ${i}:`).replace(/GPU-00000000/g, `GPU-${String(i).padStart(8, '0')}`));
   return out.join('\n');
 }
 
@@ -112,10 +121,11 @@ function queryGpu(fields, formats) {
   };
   const period = loopPeriodMs();
   if (period === null) {
-    for (let gpu = 0; gpu < gpuCount; gpu++) say(line(0, gpu));
+    for (let gpu = 0, n = gpuCount(); gpu < n; gpu++) say(line(0, gpu));
     return;
   }
   let iteration = 0;
+  const fixedCount = env.FAKE_NVIDIA_SMI_STREAM_FIXED === '1' ? gpuCount() : null;
   const tick = () => {
     if (iteration >= after && mode !== 'replay') {
       if (mode === 'hang') return; // alive, silent (the interval keeps the process up)
@@ -129,7 +139,7 @@ function queryGpu(fields, formats) {
         return;
       }
     }
-    for (let gpu = 0; gpu < gpuCount; gpu++) say(line(iteration, gpu));
+    for (let gpu = 0, n = fixedCount ?? gpuCount(); gpu < n; gpu++) say(line(iteration, gpu));
     iteration++;
   };
   tick();

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { NvidiaSmiInitError, NvidiaSmiPowerSource, type NvidiaSmiPowerSourceOptions } from '../../collectors/nvidia-smi/nvidia-smi-power-source.js';
 import { capturedCell, capturedWatts, fakeNvidiaSmiBinary, findSection, linuxCaptures } from '../fakes/fake-nvidia-smi.js';
 import { SampleCollector, sleep } from '../fakes/sample-collector.js';
+import type { GpuInfo } from '../../model/power-sample.js';
 
 const binary = fakeNvidiaSmiBinary();
 const captures = linuxCaptures();
@@ -291,4 +292,91 @@ test('after shutdown no more samples arrive', async () => {
   await sleep(200);
   assert.equal(got.samples.length, count);
   assert.throws(() => new NvidiaSmiPowerSource({ samplePeriodMs: 0.5 }), /samplePeriodMs/);
+});
+
+test('a GPU nvidia-smi starts listing mid-run: told to onGpu before its first sample, described in full, and sampled', async (t) => {
+  const c = capture('h100-80gb');
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-added-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const countFile = join(dir, 'gpus');
+  writeFileSync(countFile, '1');
+  const warnings: string[] = [];
+  const log = { info() {}, debug() {}, error() {}, warn: (_o: unknown, m?: string) => { if (m) warnings.push(m); } };
+  const logged = source(c.path, { FAKE_NVIDIA_SMI_GPUS_FILE: countFile }, { inventoryRefreshMs: 200, log: log as unknown as NonNullable<NvidiaSmiPowerSourceOptions['log']> });
+  const gpus = await logged.init();
+  assert.deepEqual(gpus.map((g) => g.index), [0]);
+  const got = new SampleCollector();
+  const told: GpuInfo[] = [];
+  const added = 'GPU-00000001-0000-0000-0000-000000000000';
+  logged.start(got.onSamples, got.onError, (gpu) => {
+    if (told.length === 0) assert.equal(got.of(gpu.uuid).length, 0, 'told before its first sample');
+    told.push(gpu);
+  });
+  try {
+    await got.waitFor(() => got.samples.length >= 2, 10_000, 'GPU 0 sampled');
+    writeFileSync(countFile, '2');
+    await got.waitFor(() => got.of(added).length >= 3 && told.some((g) => g.name === capturedCell(c.sections, 'idle', 'name')), 10_000, 'the new GPU sampled and described');
+  } finally {
+    await logged.shutdown();
+  }
+  assert.ok(told.every((g) => g.uuid === added && g.index === 1), JSON.stringify(told));
+  const last = told.at(-1);
+  assert.equal(last?.powerLimitW, capturedWatts(c.sections, 'idle', 'enforced.power.limit'));
+  assert.ok(got.of(added).every((s) => s.gpuIndex === 1 && s.powerW !== null));
+  assert.deepEqual(got.errors, []);
+  assert.ok(warnings.some((w) => w.startsWith(`GPU 1 (${added}) `) && w.includes('found')), warnings.join('\n'));
+});
+
+test('a GPU nvidia-smi stops listing: reported as lost once and noted, its samples stop; listed again, sampled again', async (t) => {
+  const c = capture('h100-80gb');
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-gone-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const countFile = join(dir, 'gpus');
+  writeFileSync(countFile, '2');
+  const smi = source(c.path, { FAKE_NVIDIA_SMI_GPUS_FILE: countFile }, { inventoryRefreshMs: 100 });
+  const [, gpu1] = await smi.init();
+  assert.ok(gpu1);
+  const got = new SampleCollector();
+  smi.start(got.onSamples, got.onError);
+  try {
+    await got.waitFor(() => got.of(gpu1.uuid).length >= 2, 10_000, 'GPU 1 sampled');
+    writeFileSync(countFile, '1');
+    await got.waitFor(() => got.errorsOf('gpu_lost').length > 0, 10_000, 'GPU 1 reported lost');
+    assert.match(smi.quality().notes.join('\n'), new RegExp(`GPU 1 \\(${gpu1.uuid}\\) is no longer listed by nvidia-smi: no samples \\(energy gap\\)`));
+    const lostAt = got.of(gpu1.uuid).length;
+    await sleep(500);
+    assert.ok(got.of(gpu1.uuid).length <= lostAt + 1, 'no samples while it is gone');
+    writeFileSync(countFile, '2');
+    await got.waitFor(() => got.of(gpu1.uuid).length >= lostAt + 3, 10_000, 'GPU 1 sampled again');
+    await sleep(300);
+  } finally {
+    await smi.shutdown();
+  }
+  assert.deepEqual(got.errors.map((e) => [e.reason, e.gpuUuid]), [['gpu_lost', gpu1.uuid]]);
+  assert.doesNotMatch(smi.quality().notes.join('\n'), /no longer listed/);
+});
+
+test('a GPU listed after start-up that the running stream does not print: learnt from the list, the stream started again once, then sampled', async (t) => {
+  const c = capture('h100-80gb');
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-fixed-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const countFile = join(dir, 'gpus');
+  writeFileSync(countFile, '1');
+  const smi = source(c.path, { FAKE_NVIDIA_SMI_GPUS_FILE: countFile, FAKE_NVIDIA_SMI_STREAM_FIXED: '1' }, { inventoryRefreshMs: 150 });
+  await smi.init();
+  const got = new SampleCollector();
+  const told: GpuInfo[] = [];
+  const added = 'GPU-00000001-0000-0000-0000-000000000000';
+  smi.start(got.onSamples, got.onError, (gpu) => told.push(gpu));
+  try {
+    await got.waitFor(() => got.samples.length >= 2, 10_000, 'GPU 0 sampled');
+    writeFileSync(countFile, '2');
+    await got.waitFor(() => told.length > 0, 10_000, 'GPU 1 learnt from the list');
+    assert.equal(got.of(added).length, 0, 'told before its first sample');
+    await got.waitFor(() => got.of(added).length >= 3, 10_000, 'GPU 1 sampled after the stream restarted');
+  } finally {
+    await smi.shutdown();
+  }
+  assert.deepEqual(told.map((g) => [g.index, g.uuid, g.name]), [[1, added, capturedCell(c.sections, 'idle', 'name')]]);
+  assert.deepEqual(got.errors, []);
 });
