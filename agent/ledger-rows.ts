@@ -70,6 +70,8 @@ export interface RequestRow {
   model: string;
   tier: string;
   gpus: string;
+  /** Added by schema 11: undefined when a query does not select it. */
+  gpus_sent?: string | null;
   start_ms: number;
   first_token_ms: number | null;
   end_ms: number;
@@ -110,7 +112,7 @@ export interface RequestRow {
 export const REQUEST_INSERT_COLUMNS = [
   'request_id', 'task_id', 'attempt', 'model', 'tier', 'gpus', 'start_ms', 'first_token_ms', 'end_ms',
   'prompt_tokens', 'cached_tokens', 'completion_tokens', 'reasoning_tokens', 'batch_size', 'status',
-  'labels', 'tokens_estimated', 'granularity', 'source', 'late', 'received_at_ms', 'otlp_spans',
+  'labels', 'tokens_estimated', 'granularity', 'source', 'late', 'received_at_ms', 'otlp_spans', 'gpus_sent',
 ] as const;
 
 /**
@@ -141,6 +143,8 @@ export function writeRequestParams(params: unknown[], at: number, r: ResolvedReq
   params[at + 19] = late ? 1 : 0;
   params[at + 20] = receivedAtMs;
   params[at + 21] = r.otlpSpans === undefined ? null : JSON.stringify(r.otlpSpans);
+  // Rare (GPUs named by index or MIG device): no cached text needed.
+  params[at + 22] = r.gpusSent ? JSON.stringify(r.gpusSent) : null;
 }
 
 /**
@@ -239,7 +243,9 @@ export function requestFromRow(row: RequestRow): StoredRequest {
     source: row.source,
     ...(typeof row.otlp_spans === 'string' ? { otlpSpans: JSON.parse(row.otlp_spans) as OtlpSpanIds } : {}),
   };
-  return { record, late: row.late !== 0, receivedAtMs: epochMs(row.received_at_ms), soFar: soFarFromRow(row), final };
+  // Only where it was stored (rare): a record without one reads back as it was given.
+  const withSent: ResolvedRequest = row.gpus_sent ? { ...record, gpusSent: JSON.parse(row.gpus_sent) as string[] } : record;
+  return { record: withSent, late: row.late !== 0, receivedAtMs: epochMs(row.received_at_ms), soFar: soFarFromRow(row), final };
 }
 
 /** An unsettled request as one settlement needs it: the record, its lateness and its energy so far. */

@@ -1,16 +1,21 @@
-import type { RequestRecord } from './request-record.js';
+import type { RequestRecord, ResolvedRequest } from './request-record.js';
+
+/** A record with, once resolved, the GPU references it was sent with (see ResolvedRequest.gpusSent). */
+type Stated = RequestRecord & Pick<ResolvedRequest, 'gpusSent'>;
 
 /**
  * What a request was, field by field, with each field's wire name: everything a record states
  * except `source` (the path it came by). Two records under one request_id that agree on all of
  * these are one record sent twice; records that differ are two requests sharing an id.
  */
-const FACTS: readonly (readonly [wire: string, same: (a: RequestRecord, b: RequestRecord) => boolean])[] = [
+const FACTS: readonly (readonly [wire: string, same: (a: Stated, b: Stated) => boolean])[] = [
   ['task_id', (a, b) => a.taskId === b.taskId],
   ['attempt', (a, b) => a.attempt === b.attempt],
   ['model', (a, b) => a.model === b.model],
   ['tier', (a, b) => a.tier === b.tier],
-  ['gpus', (a, b) => sameGpus(a.gpus, b.gpus)],
+  // The same GPUs, or the same references as sent: the index-to-UUID mapping may have changed
+  // between the two sends (a GPU added, MIG reconfigured, another device order after a restart).
+  ['gpus', (a, b) => sameGpus(a.gpus, b.gpus) || sameGpuRefs(a.gpusSent ?? a.gpus, b.gpusSent ?? b.gpus)],
   ['start', (a, b) => a.startMs === b.startMs],
   ['first_token', (a, b) => a.firstTokenMs === b.firstTokenMs],
   ['end', (a, b) => a.endMs === b.endMs],
@@ -28,7 +33,7 @@ const FACTS: readonly (readonly [wire: string, same: (a: RequestRecord, b: Reque
 ];
 
 /** Wire names of the facts in which `kept` and `repeat` differ; empty when `repeat` restates `kept`. */
-export function differingFacts(kept: RequestRecord, repeat: RequestRecord): string[] {
+export function differingFacts(kept: Stated, repeat: Stated): string[] {
   const differing: string[] = [];
   for (const [wire, same] of FACTS) if (!same(kept, repeat)) differing.push(wire);
   return differing;
@@ -56,6 +61,12 @@ function sameGpus(a: readonly string[] | null, b: readonly string[] | null): boo
   if (a.length !== b.length) return false;
   const sortedB = [...b].sort();
   return [...a].sort().every((x, i) => x === sortedB[i]);
+}
+
+/** References compared as GPUs are looked up: case-insensitively, as a set. */
+function sameGpuRefs(a: readonly string[] | null, b: readonly string[] | null): boolean {
+  if (a === null || b === null) return a === b;
+  return sameGpus(a.map((r) => r.toLowerCase()), b.map((r) => r.toLowerCase()));
 }
 
 /** Label order carries no meaning. */

@@ -49,6 +49,12 @@ export interface ResolvedRequest extends RequestRecord {
   readonly tier: string;
   /** Physical GPU UUIDs (MIG instances resolved to their parent). */
   readonly gpus: readonly string[];
+  /**
+   * The GPU references as the record gave them, where they are not `gpus` itself (indexes, MIG
+   * device UUIDs, another case); null (or absent) otherwise. A resend is compared with them: the
+   * mapping from index to UUID may have changed since the first send.
+   */
+  readonly gpusSent?: readonly string[] | null;
 }
 
 /** One reason one record was refused. `index` is its position in the batch (0-based). */
@@ -591,5 +597,16 @@ export function resolveRecord(record: RequestRecord, index: number, ctx: RecordC
   }
   if (errors !== null) return { ok: false, errors };
   const tier = record.tier ?? ctx.tierOf(record.model) ?? 'default';
-  return { ok: true, record: { ...record, tier, gpus: gpus === NO_GPUS ? [] : gpus } };
+  const resolved = gpus === NO_GPUS ? [] : gpus;
+  const gpusSent = sentUnlessResolved(record.gpus, resolved);
+  // Set only where the references were not the UUIDs: a record resolved from UUIDs stays as it was.
+  return { ok: true, record: gpusSent === null ? { ...record, tier, gpus: resolved } : { ...record, tier, gpus: resolved, gpusSent } };
+}
+
+/** The references as sent, or null when they are the resolved UUIDs exactly (most records: no copy kept). */
+function sentUnlessResolved(sent: readonly string[] | null, resolved: readonly string[]): readonly string[] | null {
+  if (sent === null) return null;
+  let same = sent.length === resolved.length;
+  for (let i = 0; same && i < sent.length; i++) same = sent[i] === resolved[i];
+  return same ? null : sent;
 }

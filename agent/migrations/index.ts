@@ -8,10 +8,11 @@ import { usageByEnergyHour } from './007-usage-by-energy-hour.js';
 import { seededCoveredAndHost } from './008-seeded-covered-and-host.js';
 import { seedConsistency } from './009-seed-consistency.js';
 import { otlpSpans } from './010-otlp-spans.js';
+import { gpusAsSent } from './011-gpus-as-sent.js';
 import type { Migration } from './migration.js';
 
 /** Every ledger migration, in order. Append only: never edit a released step. */
-export const LEDGER_MIGRATIONS: readonly Migration[] = [initialSchema, prunedTotals, taskRequestsIndex, hostReadings, requestIdIndex, counterRunStart, usageByEnergyHour, seededCoveredAndHost, seedConsistency, otlpSpans];
+export const LEDGER_MIGRATIONS: readonly Migration[] = [initialSchema, prunedTotals, taskRequestsIndex, hostReadings, requestIdIndex, counterRunStart, usageByEnergyHour, seededCoveredAndHost, seedConsistency, otlpSpans, gpusAsSent];
 
 export { LedgerVersionError, latestVersion, migrate } from './migration.js';
 export type { Migration } from './migration.js';

@@ -237,3 +237,34 @@ test('records a source refused before submitting (an OTLP span that is no record
   ingest.noteRejected('parse', 0);
   assert.deepEqual(rejected, [['model', 2]]);
 });
+
+test('a resend naming its GPUs by index after the index-to-UUID mapping changed is the duplicate it is; one that names other GPUs is refused by field', async (t) => {
+  const { ledger, path, cleanup } = tempLedger();
+  t.after(cleanup);
+  // Index -> UUID as the node sees it now: a GPU learnt later, or another device order after a restart, changes it.
+  let order = ['GPU-0', 'GPU-1', 'GPU-2'];
+  const context = () => ({ ...fakeContext(), resolveGpu: (ref: string) => (/^\d+$/.test(ref) ? order[Number(ref)] : order.find((u) => u.toLowerCase() === ref.toLowerCase())) });
+  let duplicates = 0;
+  const accepted: ResolvedRequest[] = [];
+  const ingest = service(ledger, { context, onDuplicate: (n) => { duplicates += n; }, onAccepted: (rs) => accepted.push(...rs) });
+  const first = await ingest.submit([rec(1, { gpus: ['0', '1'] }), rec(2, { gpus: ['GPU-2'] })]);
+  assert.deepEqual([first.accepted, first.errors], [2, []]);
+  order = ['GPU-2', 'GPU-0', 'GPU-1'];
+  // req-1 sent again as it was (by index, now other UUIDs); req-2 by its UUID in another case.
+  const again = await ingest.submit([rec(1, { gpus: ['1', '0'] }), rec(2, { gpus: ['gpu-2'] })]);
+  assert.deepEqual([again.accepted, again.duplicates, again.errors], [0, 2, []]);
+  // Truly another set of GPUs under a taken id: refused, naming the field.
+  const other = await ingest.submit([rec(1, { gpus: ['0', '2'] })], 5);
+  assert.deepEqual([other.accepted, other.duplicates], [0, 0]);
+  assert.deepEqual(other.errors.map((e) => [e.index, e.requestId, e.field]), [[5, 'req-1', 'request_id']]);
+  assert.match(other.errors[0]?.reason ?? '', /with a different gpus:/);
+  assert.equal(duplicates, 2);
+  // Counted once, with the UUIDs of the first send.
+  assert.deepEqual(storedIds(path), ['req-1', 'req-2']);
+  assert.deepEqual(accepted.map((r) => [r.requestId, r.gpus]), [['req-1', ['GPU-0', 'GPU-1']], ['req-2', ['GPU-2']]]);
+  const db = new Database(path, { readonly: true });
+  t.after(() => db.close());
+  assert.deepEqual(db.prepare('SELECT request_id, gpus, gpus_sent FROM requests ORDER BY seq').all(),
+    [{ request_id: 'req-1', gpus: '["GPU-0","GPU-1"]', gpus_sent: '["0","1"]' }, { request_id: 'req-2', gpus: '["GPU-2"]', gpus_sent: null }]);
+  assert.deepEqual(db.prepare('SELECT duplicates FROM record_counts').all(), [{ duplicates: 2 }]);
+});
