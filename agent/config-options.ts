@@ -121,10 +121,12 @@ interface OptionSpec {
   readonly description: string;
   readonly parse: (raw: string) => RawParse;
   readonly defaultText?: string;
+  /** Flag and env name in place of the one derived from the key path (kebab case, no dashes). */
+  readonly name?: string;
 }
 
 function option(key: string, spec: OptionSpec): ConfigOption {
-  const name = key.split('.').map(kebab).join('-');
+  const name = spec.name ?? key.split('.').map(kebab).join('-');
   const value = getPath(CONFIG_DEFAULTS, key);
   return {
     key,
@@ -149,6 +151,9 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   option('replayNvidiaSmiUtcOffset', { valueName: '<minutes>', parse: parseNumber, description: 'replay:FILE of an nvidia-smi capture: minutes east of UTC of the capture machine (its timestamps are local time with no zone), e.g. 120 for UTC+2; as analyze --nvidia-smi-utc-offset' }),
   option('nvmlLibrary', { valueName: '<file>', parse: parseString, defaultText: 'found by the system loader', description: 'path of libnvidia-ml.so' }),
   option('nvidiaSmi', { valueName: '<path>', parse: parseString, defaultText: 'nvidia-smi on PATH', description: 'nvidia-smi executable (--power nvidia-smi, and auto when NVML cannot be used)' }),
+  // The one key of a file-only section with a flag and env var: a container mounts the host's tree
+  // elsewhere, and doctor has always taken --powercap-root / TOKENWATT_POWERCAP_ROOT for it.
+  option('hostPower.powercapRoot', { name: 'powercap-root', valueName: '<dir>', parse: parseString, defaultText: '/sys/class/powercap', description: 'where the RAPL powercap tree is (hostPower.powercapRoot; a container mounts the host\'s elsewhere)' }),
   option('proxyPort', { valueName: '<port>', parse: parseNumber, defaultText: 'proxy.port of the config file, 9478 when it has a proxy: section, else none', description: 'port of the OpenAI-compatible proxy that records every request (needs --upstream or proxy.upstream); it binds to --host unless the config file sets proxy.host' }),
   option('upstream', { valueName: '<url>', parse: parseString, defaultText: 'proxy.upstream of the config file, else none', description: 'serving endpoint the proxy forwards to, e.g. http://127.0.0.1:8000' }),
   option('settleLateness', { valueName: '<seconds>', parse: parseNumber, description: 'seconds a period waits for late request records before it is settled' }),

@@ -187,6 +187,17 @@ function mentions(message: string, name: string): boolean {
   return false;
 }
 
+/**
+ * Whether the file sets something under top-level `key` that no option covers (a section such as
+ * carbon or hostPower.overheadW): such a key is marked as from the file as a whole.
+ */
+function fileOnlyUnder(fileData: Record<string, unknown>, key: string): boolean {
+  if (CONFIG_OPTIONS.some((o) => o.key === key)) return false;
+  const value = fileData[key];
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return !CONFIG_OPTIONS.some((o) => o.key.startsWith(`${key}.`));
+  return Object.keys(value).some((sub) => !CONFIG_OPTIONS.some((o) => o.key === `${key}.${sub}` || o.key.startsWith(`${key}.${sub}.`)));
+}
+
 /** TOKENWATT_* variables that are close to a setting's name but not one: likely typos. */
 function envTypoWarnings(env: Readonly<Record<string, string | undefined>>): string[] {
   const known = new Set([...CONFIG_OPTIONS.map((o) => o.env), 'TOKENWATT_CONFIG']);
@@ -248,7 +259,7 @@ export function loadConfig(input: LoadConfigInput): LoadConfigResult {
   const merged = structuredClone(fileData);
   const sources: Record<string, ConfigSource> = {};
   for (const option of CONFIG_OPTIONS) sources[option.key] = getPath(fileData, option.key) === undefined ? 'default' : 'file';
-  for (const key of Object.keys(fileData)) if (!CONFIG_OPTIONS.some((o) => o.key === key || o.key.startsWith(`${key}.`))) sources[key] = 'file';
+  for (const key of Object.keys(fileData)) if (fileOnlyUnder(fileData, key)) sources[key] = 'file';
   for (const { layer, values, keys } of layers) {
     for (const key of keys) {
       setPath(merged, key, getPath(values, key));

@@ -122,7 +122,10 @@ function ignoredByDemo(loaded: TokenwattConfig, sources: Readonly<Record<string,
   // rapl: off and a powercapRoot beside it are what the demo does anyway.
   const raplKeys = host === undefined || host.rapl === 'off' ? [] : (['rapl', 'powercapRoot'] as const).filter((k) => host[k] !== undefined).map((k) => `hostPower.${k}`);
   if (raplKeys.length > 0) {
-    warnings.push(`${raplKeys.join(', ')} (from the config file) ${raplKeys.length === 1 ? 'is' : 'are'} ignored: the demo's host is simulated, and this machine's RAPL counters would mix a real CPU into its figures; hostPower.overheadW sets the simulated host's draw (default ${DEMO_HOST_OVERHEAD_W} W)`);
+    // powercapRoot may come from --powercap-root / TOKENWATT_POWERCAP_ROOT too: each named with its own.
+    const froms = raplKeys.map(from);
+    const named = froms.every((f) => f === froms[0]) ? `${raplKeys.join(', ')} (from ${froms[0] ?? 'the config file'})` : raplKeys.map((k, i) => `${k} (from ${froms[i] ?? 'the config file'})`).join(', ');
+    warnings.push(`${named} ${raplKeys.length === 1 ? 'is' : 'are'} ignored: the demo's host is simulated, and this machine's RAPL counters would mix a real CPU into its figures; hostPower.overheadW sets the simulated host's draw (default ${DEMO_HOST_OVERHEAD_W} W)`);
   }
   return warnings;
 }

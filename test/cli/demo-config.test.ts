@@ -75,4 +75,12 @@ test('demo --config: hostPower.overheadW sets the simulated host; this machine\'
   assert.ok(logged.includes('host energy: configured overhead (estimated)'), logged.join('\n'));
   assert.match(stderr, /a constant 450 W/, 'the configured overhead is the simulated host\'s');
   assert.ok(logged.some((m) => /^hostPower\.rapl, hostPower\.powercapRoot \(from the config file\) are ignored: the demo's host is simulated/.test(m)), logged.join('\n'));
+
+  // The tree named by TOKENWATT_POWERCAP_ROOT (as the chart sets it) is not read either, and the
+  // warning names the variable, not the file.
+  const env = await demo(19534, [], { TOKENWATT_POWERCAP_ROOT: tree.root });
+  assert.equal(env.status, 0, env.stderr);
+  const fromEnv = messages(env.stderr);
+  assert.ok(!fromEnv.includes('host energy: RAPL'), `the fake RAPL tree was read: ${fromEnv.join('\n')}`);
+  assert.ok(fromEnv.some((m) => /^hostPower\.powercapRoot \(from TOKENWATT_POWERCAP_ROOT\) is ignored: the demo's host is simulated/.test(m)), fromEnv.join('\n'));
 });

@@ -7,6 +7,8 @@ import { Command } from 'commander';
 import { addConfigOptions, CONFIG_OPTIONS, configSchema, loadConfig } from '../../agent/config.js';
 import { createLogger } from '../../agent/logger.js';
 import { createPowerSource } from '../../agent/power-source-factory.js';
+import { createHostPowerSource } from '../../collectors/host/host-power-config.js';
+import { buildFakePowercap } from '../fakes/fake-powercap.js';
 import { fakeNvidiaSmiBinary, linuxCaptures } from '../fakes/fake-nvidia-smi.js';
 
 /** Section keys owned by other parts of tokenwatt: file-only, no flags. */
@@ -29,9 +31,15 @@ function schemaLeaves(): string[] {
   return walk(configSchema as unknown as Node, '');
 }
 
+/** Section keys that have a flag and env var all the same (doctor's --powercap-root before run's). */
+const SECTION_OPTIONS = ['hostPower.powercapRoot'];
+
 test('CONFIG_OPTIONS covers every schema key exactly once (sections aside), with unique flags and env vars', () => {
-  const leaves = schemaLeaves().filter((k) => !SECTIONS.has(k.split('.')[0] ?? k)).sort();
-  assert.deepEqual(CONFIG_OPTIONS.map((o) => o.key).sort(), leaves);
+  const inSection = (k: string) => SECTIONS.has(k.split('.')[0] ?? k);
+  const leaves = schemaLeaves();
+  assert.deepEqual(CONFIG_OPTIONS.map((o) => o.key).filter((k) => !inSection(k)).sort(), leaves.filter((k) => !inSection(k)).sort());
+  assert.deepEqual(CONFIG_OPTIONS.map((o) => o.key).filter(inSection), SECTION_OPTIONS);
+  for (const key of SECTION_OPTIONS) assert.ok(leaves.includes(key), `${key} is a key of its section`);
   assert.equal(new Set(CONFIG_OPTIONS.map((o) => o.flag)).size, CONFIG_OPTIONS.length);
   assert.equal(new Set(CONFIG_OPTIONS.map((o) => o.env)).size, CONFIG_OPTIONS.length);
   for (const o of CONFIG_OPTIONS) {
@@ -47,6 +55,8 @@ test('the flag and env names DESIGN fixes exist', () => {
     ['--port', 'TOKENWATT_PORT'], ['--db', 'TOKENWATT_DB'], ['--power', 'TOKENWATT_POWER'],
     ['--nvml-library', 'TOKENWATT_NVML_LIBRARY'], ['--proxy-port', 'TOKENWATT_PROXY_PORT'],
     ['--upstream', 'TOKENWATT_UPSTREAM'], ['--settle-lateness', 'TOKENWATT_SETTLE_LATENESS'],
+    // doctor's names for the RAPL tree, which run takes too.
+    ['--powercap-root', 'TOKENWATT_POWERCAP_ROOT'],
   ];
   for (const [flag, env] of fixed) assert.equal(byFlag.get(flag), env, flag);
 });
@@ -135,6 +145,45 @@ test('run takes the nvidia-smi executable from --nvidia-smi, TOKENWATT_NVIDIA_SM
       else process.env.FAKE_NVIDIA_SMI_CAPTURE = saved;
     }
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('run takes the RAPL tree from --powercap-root, TOKENWATT_POWERCAP_ROOT or hostPower.powercapRoot (flag > env > file), and its host power reads it', async () => {
+  const command = new Command('run').exitOverride();
+  addConfigOptions(command);
+  const help = command.helpInformation().replace(/\s+/g, ' ');
+  assert.match(help, /--powercap-root <dir> where the RAPL powercap tree is .*\(default: \/sys\/class\/powercap, env: TOKENWATT_POWERCAP_ROOT\)/);
+  command.parse(['--powercap-root', '/flag/powercap'], { from: 'user' });
+  const tree = buildFakePowercap({ packages: [{ energyUj: 1_000, dram: { energyUj: 10 } }] });
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-config-'));
+  try {
+    const configFile = join(dir, 'c.yaml');
+    writeFileSync(configFile, 'hostPower: { powercapRoot: /file/powercap, overheadW: 75 }\n');
+    const load = (input: Parameters<typeof loadConfig>[0]) => {
+      const result = loadConfig(input);
+      assert.ok(result.ok, result.ok ? '' : result.errors.join('\n'));
+      return result;
+    };
+    const env = { TOKENWATT_POWERCAP_ROOT: tree.root };
+    assert.deepEqual(load({ configFile }).config.hostPower, { powercapRoot: '/file/powercap', overheadW: 75 });
+    // The env var replaces the file's tree and keeps the section's other keys.
+    const fromEnv = load({ configFile, env });
+    assert.deepEqual(fromEnv.config.hostPower, { powercapRoot: tree.root, overheadW: 75 });
+    assert.equal(fromEnv.sources['hostPower.powercapRoot'], 'env');
+    assert.equal(fromEnv.sources.hostPower, 'file', 'overheadW still comes from the file');
+    assert.equal(load({ configFile, env, flags: command.opts() }).config.hostPower?.powercapRoot, '/flag/powercap');
+    assert.deepEqual(load({ env }).config.hostPower, { powercapRoot: tree.root });
+    // Empty counts as unset, as for every env var; no default written into the config.
+    assert.equal(load({ env: { TOKENWATT_POWERCAP_ROOT: ' ' } }).config.hostPower, undefined);
+
+    // What run does with it: the host source reads the tree the env var names.
+    const host = await createHostPowerSource(load({ env }).config.hostPower ?? {});
+    assert.equal(host.kind, 'rapl');
+    assert.deepEqual(host.source?.quality().zones, ['package-0', 'package-0/dram']);
+    assert.match(host.source?.quality().notes[0] ?? '', new RegExp(`^RAPL under ${tree.root}:`));
+  } finally {
+    tree.cleanup();
     rmSync(dir, { recursive: true, force: true });
   }
 });
