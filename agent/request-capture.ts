@@ -18,7 +18,12 @@ export interface RequestCapture {
  * (`otlp:`, on by default). Throws with the config key named when the proxy is half-configured.
  * The proxy's and the scraper's modules are loaded only when configured.
  */
-export async function createRequestCapture(config: TokenwattConfig, log: Logger, onError: (source: string, error: Error) => void = () => {}): Promise<RequestCapture> {
+export async function createRequestCapture(
+  config: TokenwattConfig,
+  log: Logger,
+  onError: (source: string, error: Error) => void = () => {},
+  onLabelLeftOut: (source: string, field: string) => void = () => {},
+): Promise<RequestCapture> {
   const sources: RequestSource[] = [];
   const routes: RequestCapture['routes'] = [];
   const section: Partial<NonNullable<TokenwattConfig['proxy']>> = config.proxy ?? {};
@@ -35,7 +40,7 @@ export async function createRequestCapture(config: TokenwattConfig, log: Logger,
       ...(port !== undefined ? { port } : {}),
       headers: proxyHeadersOf(config.labels.headers),
     });
-    sources.push(new OpenAiProxy({ config: proxyConfig, log: log.child({ component: 'proxy' }), onError: (e) => onError('proxy', e) }));
+    sources.push(new OpenAiProxy({ config: proxyConfig, log: log.child({ component: 'proxy' }), onError: (e) => onError('proxy', e), onLabelLeftOut: (field) => onLabelLeftOut('proxy', field) }));
   }
   if (config.engineMetrics) {
     const { EngineMetricsScraper } = await import('../collectors/engine-metrics/engine-metrics-scraper.js');
@@ -57,6 +62,7 @@ export async function createRequestCapture(config: TokenwattConfig, log: Logger,
       sink: lazySink,
       log: log.child({ component: 'otlp' }),
       onError: (e) => onError('otlp', e),
+      onLabelLeftOut: (field) => onLabelLeftOut('otlp', field),
       ...(otlp ? { config: otlp, bodyLimitBytes: otlp.bodyLimitBytes } : {}),
       ...(config.ingestToken !== undefined ? { bearerToken: config.ingestToken } : {}),
     });

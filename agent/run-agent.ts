@@ -71,7 +71,12 @@ export async function runAgentUntilSignal(config: TokenwattConfig, hooks: RunHoo
     exitProcess(3, log);
   }
   // The callback runs only once capture has started, after the agent below exists.
-  const capture = await createRequestCapture(config, log, (source) => agent.metrics.captureError(source));
+  const capture = await createRequestCapture(
+    config,
+    log,
+    (source) => agent.metrics.captureError(source),
+    (source, field) => agent.metrics.labelValueLeftOut(source, field),
+  );
   const agent = new Agent({
     config,
     powerSource,

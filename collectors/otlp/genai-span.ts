@@ -42,6 +42,8 @@ const EMBEDDING_OPERATION = 'embeddings';
 export interface SpanProblem {
   readonly field: string;
   readonly reason: string;
+  /** For a task or label value left out of the record: the record field (task_id, attempt, a label's name). */
+  readonly leftOut?: string;
 }
 
 /**
@@ -367,7 +369,7 @@ function taskFields(span: OtlpSpan, keys: OtlpConfig['attributes'], warnings: Sp
     const found = configured(span, attributeKeys, read);
     if (found === null) return;
     if ('refused' in found.read) {
-      warnings.push({ field: found.key, reason: `${found.read.refused}, left out of the record` });
+      warnings.push({ field: found.key, reason: `${found.read.refused}, left out of the record`, leftOut: field.startsWith('labels.') ? field.slice('labels.'.length) : field });
       return;
     }
     put(found.read.value);

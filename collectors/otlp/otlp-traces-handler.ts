@@ -26,6 +26,11 @@ export interface OtlpTracesHandlerOptions {
   readonly config?: OtlpConfigInput;
   /** Failures worth counting (sink errors), for the agent's health metrics. */
   readonly onError?: (error: Error) => void;
+  /**
+   * A task or label value left out of a stored record (the record kept without it), by record
+   * field: counted once the records are stored, so a batch the exporter sends again counts once.
+   */
+  readonly onLabelLeftOut?: (field: string) => void;
   /** When set (the agent's ingest token), exports must carry `Authorization: Bearer <token>`. */
   readonly bearerToken?: string;
 }
@@ -141,6 +146,8 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
     const recordSpans: OtlpSpan[] = [];
     const alternateIds: (string | null)[] = [];
     const legacyIds: (string | null)[] = [];
+    /** Per record: the fields left out of it. */
+    const leftOut: string[][] = [];
     const rejections: string[] = [];
     const warnings: string[] = [];
     let rejected = unreadable;
@@ -154,6 +161,7 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
         recordSpans.push(span);
         alternateIds.push(verdict.alternateId);
         legacyIds.push(verdict.record.startMs < startedAtMs ? verdict.legacyId : null);
+        leftOut.push(verdict.warnings.flatMap((w) => (w.leftOut === undefined ? [] : [w.leftOut])));
       } else if (verdict.kind === 'rejected') {
         rejected++;
         refusedBy.set(verdict.counted, (refusedBy.get(verdict.counted) ?? 0) + 1);
@@ -184,7 +192,12 @@ export function createOtlpTracesHandler(options: OtlpTracesHandlerOptions): (req
         const span = recordSpans[e.index];
         rejections.push(`${span ? describeSpan(span) : `record ${e.index}`}: ${e.field}: ${e.reason}`);
       }
-      rejected += new Set(result.errors.map((e) => e.index)).size; // a record may fail on several fields
+      const refusedRecords = new Set(result.errors.map((e) => e.index));
+      rejected += refusedRecords.size; // a record may fail on several fields
+      // A record the sink refused is counted as rejected; its left-out labels with it, not here.
+      leftOut.forEach((fields, index) => {
+        if (!refusedRecords.has(index)) for (const field of fields) options.onLabelLeftOut?.(field);
+      });
       for (const n of result.notes ?? []) {
         const span = recordSpans[n.index];
         warnings.push(`${span ? describeSpan(span) : `record ${n.index}`}: ${n.requestId ?? n.field}: ${n.reason}`);

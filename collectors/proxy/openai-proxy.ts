@@ -33,6 +33,11 @@ export interface OpenAiProxyOptions {
   readonly log: SourceLog;
   /** Every failure worth counting (upstream down, refused records), for the agent's health metrics. */
   readonly onError?: (error: Error) => void;
+  /**
+   * A task or label header value left out of its call's record (the record is kept without it),
+   * by the record field it would have filled: counted on every call, while the log says it once.
+   */
+  readonly onLabelLeftOut?: (field: string) => void;
   /** Wall clock, injectable for tests. */
   readonly now?: () => number;
   /** How long shutdown lets calls in flight finish before cutting them (they are then recorded as cancelled). */
@@ -419,7 +424,10 @@ export class OpenAiProxy implements RequestSource {
       endpoint,
       url,
       this.now(),
-      labelsFromHeaders(req.rawHeaders, config.headers, (header, reason) => this.warnOnce(`header:${header}:${reason}`, `proxy: header ${header} ignored: ${reason}`)),
+      labelsFromHeaders(req.rawHeaders, config.headers, (header, reason, field) => {
+        this.warnOnce(`header:${header}:${reason}`, `proxy: header ${header} ignored: ${reason}`);
+        this.options.onLabelLeftOut?.(field);
+      }),
     );
     this.inFlight++;
     res.on('close', () => {

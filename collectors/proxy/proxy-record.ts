@@ -31,31 +31,32 @@ function headerText(value: string): string {
  * its first value (node would join them into "a, b", which is no task or team). A value the ledger
  * would refuse (too long, attempt not an integer 1..10000, a team or feature that is an ESG report
  * row key) is left out and reported through `refuse`, so one bad header never costs the call its record.
+ * `refuse` gets the header and the record field it would have filled (task_id, attempt, a label's name).
  */
 export function labelsFromHeaders(
   rawHeaders: readonly string[],
   names: ProxyConfig['headers'],
-  refuse: (header: string, reason: string) => void,
+  refuse: (header: string, reason: string, field: string) => void,
 ): CallLabels {
   const read = (name: string): string | null => {
     const value = rawHeader(rawHeaders, name)?.trim();
     return value === undefined || value === '' ? null : headerText(value);
   };
-  const bounded = (name: string, max: number): string | null => {
+  const bounded = (name: string, max: number, field: string): string | null => {
     const value = read(name);
     if (value !== null && value.length > max) {
-      refuse(name, `longer than ${max} characters`);
+      refuse(name, `longer than ${max} characters`, field);
       return null;
     }
     return value;
   };
-  const taskId = bounded(names.taskId, MAX_ID);
+  const taskId = bounded(names.taskId, MAX_ID, 'task_id');
   let attempt: number | null = null;
   const attemptText = read(names.attempt);
   if (attemptText !== null) {
     const n = /^\d{1,5}$/.test(attemptText) ? Number(attemptText) : Number.NaN;
     if (n >= 1 && n <= 10_000) attempt = n;
-    else refuse(names.attempt, `must be an integer 1..10000 (got ${JSON.stringify(attemptText.slice(0, 20))})`);
+    else refuse(names.attempt, `must be an integer 1..10000 (got ${JSON.stringify(attemptText.slice(0, 20))})`, 'attempt');
   }
   const labels: Record<string, string> = {};
   for (const [label, header] of Object.entries(names.labels)) {
@@ -63,7 +64,7 @@ export function labelsFromHeaders(
     if (value === null) continue;
     const problem = recordLabelValueProblem(label, value);
     if (problem === null) labels[label] = value;
-    else refuse(header, problem);
+    else refuse(header, problem, label);
   }
   return { taskId, attempt, labels };
 }

@@ -97,6 +97,10 @@ export const METRIC_CATALOG = {
     name: 'tokenwatt_capture_errors_total', type: 'counter', labels: ['source'],
     help: 'Problems met by request capture, by source: proxy calls whose upstream was unreachable, timed out, or whose answer was cut or could not be read (an error the upstream answered is recorded, not counted here), engine scrape failures, OTLP sink errors.',
   },
+  labelValuesLeftOut: {
+    name: 'tokenwatt_label_values_left_out_total', type: 'counter', labels: ['source', 'label'],
+    help: 'Task and label values that request capture left out of a record it kept, because a record refuses them (too long, attempt not an integer 1..10000, a reserved value such as "(none)"), by source (proxy: per call; otlp: per span stored, again if the exporter sends it again) and record field (task_id, attempt, or the label\'s name). The log names the header or attribute once.',
+  },
   records: {
     name: 'tokenwatt_records_total', type: 'counter', labels: ['result'],
     help: 'Request records taken in, each under one result: accepted (stored in time), late (stored after its period was settled; kept and reported), duplicate (request_id seen before; acknowledged, not counted twice). The ingest answer\'s accepted also counts its late records.',

@@ -183,6 +183,7 @@ export class TokenwattMetrics {
   private readonly samples: Counter<string>;
   private readonly sampleErrors: Counter<string>;
   private readonly captureErrors: Counter<string>;
+  private readonly labelValuesLeftOut: Counter<string>;
   private readonly pueGauge: Gauge<string>;
   private readonly gridIntensity: Gauge<string>;
   private readonly records: Counter<string>;
@@ -216,6 +217,7 @@ export class TokenwattMetrics {
     this.samples = this.counter(c.samples, live);
     this.sampleErrors = this.counter(c.sampleErrors, live);
     this.captureErrors = this.counter(c.captureErrors, live);
+    this.labelValuesLeftOut = this.counter(c.labelValuesLeftOut, live);
     this.pueGauge = this.gauge(c.pue, live);
     this.gridIntensity = this.gauge(c.gridIntensity, live);
     this.records = this.counter(c.records, live);
@@ -408,6 +410,12 @@ export class TokenwattMetrics {
   /** A request-capture problem (proxy, engine-metrics, otlp). */
   captureError(source: string): void {
     this.add(this.captureErrors, { source: this.label('source', source) }, 1);
+  }
+
+  /** A task or label value a capture source left out of a record it kept (proxy, otlp), by record field. */
+  labelValueLeftOut(source: string, field: string): void {
+    // Field names come from the config (the labels mapped to headers or attributes), so are bounded; capped all the same.
+    this.add(this.labelValuesLeftOut, { source: this.label('source', source), label: this.label('left_out_label', field) }, 1);
   }
 
   /** Records stored in time (late ones are counted by {@link recordsLate} only). */

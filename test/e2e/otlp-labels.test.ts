@@ -63,6 +63,10 @@ test('OTLP spans carry every label of otlp.attributes.labels into the ledger and
   const families = await agent.metrics();
   assert.equal(sumOf(families, 'tokenwatt_requests_total', { model: 'm', team: 'search', project: 'apollo' }), 1, 'project is a metric label');
   assert.equal(sumOf(families, 'tokenwatt_requests_total', { model: 'm', team: '', project: 'gemini' }), 1);
+  // The values left out are counted by record field.
+  assert.equal(sumOf(families, 'tokenwatt_label_values_left_out_total', { source: 'otlp', label: 'team' }), 1);
+  assert.equal(sumOf(families, 'tokenwatt_label_values_left_out_total', { source: 'otlp', label: 'cost_center' }), 1);
+  assert.equal(sumOf(families, 'tokenwatt_label_values_left_out_total', {}), 2);
   assert.equal(await agent.stop(), 0);
 
   const ledger = new Database(db, { readonly: true });

@@ -85,3 +85,23 @@ test('every label in labels.headers reaches the record, the ledger and (in label
   assert.equal(rows[0]?.task_id, 'T1');
   assert.deepEqual(JSON.parse(rows[0]?.labels ?? '{}'), { team: 'search', feature: 'chat', project: 'apollo', cost_center: 'cc-7' });
 });
+
+test('a header value a record refuses is left out of the record and counted in /metrics by source and field, not as a capture error', { timeout: 60_000 }, async (t) => {
+  const { agent, proxyPort } = await setup(t, {});
+  for (const task of ['T2', 'T3']) {
+    const call = await rawRequest(`http://127.0.0.1:${proxyPort}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-task-id': task, 'x-team': '(none)', 'x-feature': 'chat' },
+      body: JSON.stringify({ model: 'mm', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 }),
+    });
+    assert.equal(call.status, 200, call.body.toString());
+  }
+  const families = await eventually('both calls recorded', 30_000, async () => {
+    const f = await agent.metrics();
+    return sumOf(f, 'tokenwatt_records_total', { result: 'accepted' }) === 2 ? f : undefined;
+  });
+  assert.equal(sumOf(families, 'tokenwatt_label_values_left_out_total', { source: 'proxy', label: 'team' }), 2);
+  assert.equal(sumOf(families, 'tokenwatt_label_values_left_out_total', { label: 'feature' }), 0);
+  assert.equal(sumOf(families, 'tokenwatt_capture_errors_total', {}), 0);
+  assert.equal(await agent.stop(), 0);
+});

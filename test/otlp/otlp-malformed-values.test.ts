@@ -6,6 +6,9 @@ import { collectSpans, MAX_NESTING } from '../../collectors/otlp/otlp-spans.js';
 import type { OtlpSpan } from '../../collectors/otlp/otlp-spans.js';
 import { rejectingOnError } from '../../collectors/otlp/genai-span.js';
 import type { SpanVerdict } from '../../collectors/otlp/genai-span.js';
+import { BackpressureError } from '../../collectors/request-sink.js';
+import type { RequestSink } from '../../collectors/request-sink.js';
+import { RecordingSink } from '../proxy/recording-sink.js';
 import { partialSuccessOf, startOtlpServer } from './otlp-server.js';
 
 // Hand-written OTLP/JSON and protobuf: values that no SDK exporter produces, from hand-rolled senders.
@@ -178,7 +181,8 @@ test('a task id or label holding a lone surrogate (escaped in OTLP/JSON) is left
 });
 
 test('a team or feature an ESG report row is keyed by is left out and named, as the proxy does with its headers; the span is stored', async (t) => {
-  const s = await startOtlpServer();
+  const leftOut: string[] = [];
+  const s = await startOtlpServer({ onLabelLeftOut: (field) => leftOut.push(field) });
   t.after(() => s.close());
   const span = genAi(1, { 'tokenwatt.team': { stringValue: '(none)' }, 'tokenwatt.feature': { stringValue: 'chat' } });
   const res = await rawRequest(s.url, { method: 'POST', headers: json, body: JSON.stringify(request([span])) });
@@ -188,6 +192,39 @@ test('a team or feature an ESG report row is keyed by is left out and named, as 
     rejectedSpans: 0,
     errorMessage: 'span 00f067aa0ba90201 "span 1" (resourceSpans[0].scopeSpans[0].spans[0]): tokenwatt.team: "(none)" is reserved: the ESG report keys its rows of requests without a team or feature so, left out of the record',
   });
+  // Counted by record field, not by the attribute the sender chose.
+  assert.deepEqual(leftOut, ['team']);
+});
+
+test('a left-out label is counted once its span is stored: not for a batch answered 429 (the exporter sends it again), nor for a record the sink refused', async (t) => {
+  const leftOut: string[] = [];
+  const recording = new RecordingSink();
+  let mode: 'full' | 'refuse-first' | 'store' = 'full';
+  const sink: RequestSink = {
+    submit: async (records) => {
+      if (mode === 'full') throw new BackpressureError(1);
+      if (mode === 'refuse-first') {
+        const rest = await recording.submit(records.slice(1));
+        return { ...rest, errors: [{ index: 0, field: 'gpus', reason: 'no such GPU on this node: 7' }] };
+      }
+      return recording.submit(records);
+    },
+  };
+  const s = await startOtlpServer({ sink, onLabelLeftOut: (field) => leftOut.push(field) });
+  t.after(() => s.close());
+  const spans = [
+    genAi(1, { 'tokenwatt.task_id': { stringValue: 't'.repeat(300) }, 'tokenwatt.team': { stringValue: '(unallocated)' } }),
+    genAi(2, { 'tokenwatt.attempt': { intValue: '0' } }),
+  ];
+  const post = () => rawRequest(s.url, { method: 'POST', headers: json, body: JSON.stringify(request(spans)) });
+  assert.equal((await post()).status, 429);
+  assert.deepEqual(leftOut, []);
+  mode = 'refuse-first';
+  assert.equal((await post()).status, 200);
+  assert.deepEqual(leftOut, ['attempt'], 'span 1 was refused: its values are counted with it, as a rejected record');
+  mode = 'store';
+  assert.equal((await post()).status, 200);
+  assert.deepEqual(leftOut.sort(), ['attempt', 'attempt', 'task_id', 'team']);
 });
 
 test('a doubleValue written as a string is read only in proto3 JSON\'s forms: "" and "0x1A" are refused by name, "20" and "2e1" are read', async (t) => {

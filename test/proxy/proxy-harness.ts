@@ -16,6 +16,8 @@ export interface Harness {
   readonly client: OpenAI;
   readonly log: ReturnType<typeof captureLog>;
   readonly errors: string[];
+  /** Record fields whose header value was left out (onLabelLeftOut), one entry per call. */
+  readonly leftOut: string[];
   close(): Promise<void>;
 }
 
@@ -24,6 +26,7 @@ export async function startHarness(config: Partial<Record<keyof ProxyConfig, unk
   const upstream = await startFakeUpstream(upstreamOptions);
   const log = captureLog();
   const errors: string[] = [];
+  const leftOut: string[] = [];
   let parsed: ProxyConfig;
   try {
     parsed = proxyConfigSchema.parse({ port: 0, host: '127.0.0.1', upstream: upstream.url, replica: { gpus: [0], tier: 'small' }, ...config });
@@ -31,7 +34,7 @@ export async function startHarness(config: Partial<Record<keyof ProxyConfig, unk
     await upstream.close(); // a refused config must not leave the upstream holding the test process open
     throw error;
   }
-  const proxy = new OpenAiProxy({ config: parsed, log: log.log, onError: (e) => errors.push(e.message), shutdownGraceMs: 500 });
+  const proxy = new OpenAiProxy({ config: parsed, log: log.log, onError: (e) => errors.push(e.message), onLabelLeftOut: (field) => leftOut.push(field), shutdownGraceMs: 500 });
   const sink = new RecordingSink();
   await proxy.start(sink);
   const proxyUrl = `http://127.0.0.1:${proxy.port}`;
@@ -44,6 +47,7 @@ export async function startHarness(config: Partial<Record<keyof ProxyConfig, unk
     client,
     log,
     errors,
+    leftOut,
     close: async () => {
       await proxy.shutdown();
       await upstream.close();

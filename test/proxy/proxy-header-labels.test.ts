@@ -30,14 +30,25 @@ test('every configured header label is carried into the record; team keeps its d
   assert.deepEqual(r.labels, { team: 'search', feature: 'chat', project: 'apollo', cost_center: 'cc-7' });
 });
 
-test('a label value the ledger would refuse is left out with a warning naming the header; the call keeps its record', async () => {
-  const res = await call({ 'x-task-id': 't-bad-labels', 'x-team': '(none)', 'x-project': 'p'.repeat(257), 'x-cost-center': 'cc-8' });
+test('a label value the ledger would refuse is left out with a warning naming the header, and counted on every call by field; the call keeps its record', async () => {
+  const before = h.leftOut.length;
+  const bad = { 'x-team': '(none)', 'x-project': 'p'.repeat(257), 'x-cost-center': 'cc-8', 'x-attempt': '0' };
+  const res = await call({ 'x-task-id': 't-bad-labels', ...bad });
   assert.equal(res.status, 200);
   const r = await h.sink.recordOfTask('t-bad-labels');
   assert.deepEqual(r.labels, { cost_center: 'cc-8' });
+  assert.equal(r.attempt, null);
   const warnings = h.log.messages('warn');
   assert.ok(warnings.some((m) => /header x-team ignored: "\(none\)" is reserved/.test(m)), warnings.join('\n'));
   assert.ok(warnings.some((m) => /header x-project ignored: longer than 256 characters/.test(m)), warnings.join('\n'));
+  assert.deepEqual(h.leftOut.slice(before).sort(), ['attempt', 'project', 'team']);
+  // The same headers again: the log has said it, the count goes on (per call, not per kind).
+  const again = await call({ 'x-task-id': 't-bad-labels-2', ...bad });
+  assert.equal(again.status, 200);
+  await h.sink.recordOfTask('t-bad-labels-2');
+  assert.equal(h.log.messages('warn').filter((m) => /header x-team ignored/.test(m)).length, 1);
+  assert.deepEqual(h.leftOut.slice(before).sort(), ['attempt', 'attempt', 'project', 'project', 'team', 'team']);
+  // Counted as values left out, not as capture errors (the upstream and the record are fine).
   assert.deepEqual(h.errors, []);
 });
 
