@@ -381,6 +381,13 @@ export class Agent {
     const now = this.now();
     const stale = this.staleGpus(now);
     const sampling = this.gpus.length - stale.length;
+    // A GPU the source cannot name yet is still one of the node's: counted, and named as not sampled.
+    const unidentified = this.options.powerSource.unidentifiedGpus?.() ?? [];
+    const total = this.gpus.length + unidentified.length;
+    const missing = [
+      ...stale.map((g) => ({ index: g.index, text: String(g.index) })),
+      ...unidentified.map((u) => ({ index: u.index, text: `${u.index} (not identified yet: ${u.reason})` })),
+    ].sort((a, b) => a.index - b.index);
     const settledUntil = this.settler.settledUntil;
     const maxLagMs = (this.options.config.settleLateness + 3 * this.options.config.settlePeriod) * 1000 + 30_000;
     const lagMs = settledUntil === null ? null : now - settledUntil;
@@ -394,9 +401,9 @@ export class Agent {
       sampling: {
         ok: sampling > 0,
         detail:
-          stale.length === 0
-            ? `${this.gpus.length} GPU(s) sampling`
-            : `${sampling} of ${this.gpus.length} GPU(s) sampling; no recent sample from GPU ${stale.map((g) => g.index).join(', ')}`,
+          missing.length === 0
+            ? `${total} GPU(s) sampling`
+            : `${sampling} of ${total} GPU(s) sampling; no recent sample from GPU ${missing.map((m) => m.text).join(', ')}`,
       },
       settlement: {
         ok: lagMs === null || lagMs <= maxLagMs,

@@ -46,4 +46,16 @@ export interface PowerSource {
   /** Stop sampling and release resources. Idempotent. */
   shutdown(): Promise<void>;
   quality(): PowerSourceQuality;
+  /**
+   * GPUs the source sees but cannot name yet (an NVML call on one hung at start-up before it gave
+   * the UUID): not among init()'s GPUs until onGpu tells of them, yet the node has them, so
+   * readiness names them as not sampled. Absent or empty for a source whose GPUs are all known.
+   */
+  unidentifiedGpus?(): readonly UnidentifiedGpu[];
+}
+
+/** A GPU known only by its index, and why. */
+export interface UnidentifiedGpu {
+  readonly index: number;
+  readonly reason: string;
 }

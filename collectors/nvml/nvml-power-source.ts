@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
 import { classifyCounterReading, COUNTER_GLITCH_SHARE, judgeCounterReading, MAX_PLAUSIBLE_POWER_W, nextCounterHighWater, type CounterHighWater } from '../../model/energy-timeline.js';
 import { epochMs, joules, watts } from '../../model/units.js';
-import type { PowerSource, PowerSourceError, PowerSourceQuality } from '../power-source.js';
+import type { PowerSource, PowerSourceError, PowerSourceQuality, UnidentifiedGpu } from '../power-source.js';
 import { DEFAULT_NVML_LIBRARY } from './nvml-binding.js';
 import { CallWatchReader, createCallWatchBuffer, type CallInFlight } from './nvml-call-watch.js';
 import { createReadingJournal, ReadingJournalReader } from './nvml-reading-journal.js';
@@ -184,6 +184,11 @@ export class NvmlPowerSource implements PowerSource {
       this.run = null;
       throw error;
     }
+  }
+
+  /** GPUs a call hung on at start-up before NVML gave their UUID, until they are opened (identified). */
+  unidentifiedGpus(): readonly UnidentifiedGpu[] {
+    return [...this.hungAtStart.values()].filter((h) => h.uuid === null).map((h) => ({ index: h.index, reason: `${h.what} hung at start-up` })).sort((a, b) => a.index - b.index);
   }
 
   start(onSamples: (samples: readonly PowerSample[]) => void, onError: (error: PowerSourceError) => void, onGpu?: (gpu: GpuInfo) => void): void {

@@ -18,10 +18,16 @@ const oneWedged = installFakeNvml({
   gpus: [{}, {}],
   hangs: [{ fn: 'nvmlDeviceGetTotalEnergyConsumption', gpu: 1, afterMs: 0, durationMs: 600_000, count: 1 }],
 });
+// GPU 1 hangs before NVML gives its UUID: the agent cannot name it, nor take it among its GPUs.
+const oneUnidentified = installFakeNvml({
+  gpus: [{}, {}],
+  hangs: [{ fn: 'nvmlDeviceGetUUID', gpu: 1, afterMs: 0, durationMs: 600_000, count: 1 }],
+});
 const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-wedged-'));
 after(() => {
   bothWedged.cleanup();
   oneWedged.cleanup();
+  oneUnidentified.cleanup();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -65,4 +71,21 @@ test('a driver call hung at start-up on one GPU: `run --power nvml` serves on th
   assert.equal(code, 0, agent.stderr().slice(-2000));
   assert.ok(stopMs < PROMPT_MS, `stopped in ${stopMs} ms`);
   assert.match(agent.stderr(), /driver calls still hung: ending the process without waiting for them/);
+});
+
+test('a GPU hung at start-up before NVML gave its UUID: /readyz counts it and names it as not sampled and not identified, as it does a hung GPU it could name', async () => {
+  // Before the fix /readyz said "1 GPU(s) sampling": the node's second GPU was not there at all.
+  const agent = await startAgent(['run', '--power', 'nvml', '--nvml-library', oneUnidentified.libraryPath, '--db', join(dir, 'ledger-unidentified.db')]);
+  try {
+    const readiness = await eventually('/readyz 200', PROMPT_MS, async () => {
+      const res = await agent.get('/readyz');
+      return res.status === 200 ? (JSON.parse(res.body) as { ready: boolean; checks: Record<string, { ok: boolean; detail: string }> }) : undefined;
+    });
+    // Ready, as with a lost GPU: the GPU that answers still takes records and settles.
+    assert.equal(readiness.ready, true);
+    assert.equal(readiness.checks.sampling?.ok, true);
+    assert.equal(readiness.checks.sampling?.detail, '1 of 2 GPU(s) sampling; no recent sample from GPU 1 (not identified yet: nvmlDeviceGetUUID on GPU 1 hung at start-up)');
+  } finally {
+    await agent.stop();
+  }
 });

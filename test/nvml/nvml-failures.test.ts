@@ -152,6 +152,8 @@ test('a GPU whose call hangs at start-up before NVML gave its UUID: NVML starts 
     assert.deepEqual(gpus.map((g) => g.index), [0]);
     assert.deepEqual(source.unusableGpus().map((u) => [u.index, u.uuid, u.lost]), [[1, undefined, false]]);
     assert.match(source.unusableGpus()[0]?.message ?? '', leftOut);
+    // For readiness: a GPU of the node's, not identified yet.
+    assert.deepEqual(source.unidentifiedGpus(), [{ index: 1, reason: 'nvmlDeviceGetUUID on GPU 1 hung at start-up' }]);
     source.start(got.onSamples, got.onError, (gpu) => {
       // Told before its first sample.
       assert.equal(got.samples.filter((s) => s.gpuIndex === 1).length, 0);
@@ -168,6 +170,7 @@ test('a GPU whose call hangs at start-up before NVML gave its UUID: NVML starts 
   assert.deepEqual(told, [{ uuid: 'GPU-fa4e0000-0000-0000-0000-000000000001', index: 1, name: 'NVIDIA H100 NVL', powerLimitW: 400, migEnabled: true, migInstances: ['MIG-1d1d1d1d-0000-0000-0000-000000000001'] }]);
   assert.ok(got.samples.filter((s) => s.gpuIndex === 1).every((s) => s.gpuUuid === told[0]?.uuid && s.powerW === 300));
   assert.deepEqual(source.unusableGpus(), []);
+  assert.deepEqual(source.unidentifiedGpus(), []);
   assert.doesNotMatch(source.quality().notes.join('\n'), /not usable|left out/);
 });
 
