@@ -55,6 +55,9 @@ test('resolution: tier and GPUs from the context; unknown GPUs and out-of-window
   ], 10);
   assert.equal(result.accepted, 2);
   assert.deepEqual(result.errors.map((e) => [e.index, e.requestId, e.field]), [[11, 'req-2', 'gpus'], [12, 'req-3', 'gpus'], [13, 'req-4', 'end']]);
+  // The reasons say what is wrong: the unknown GPU by name, the window's edge by time.
+  assert.equal(result.errors[0]?.reason, 'no such GPU on this node: 9');
+  assert.equal(result.errors[2]?.reason, `outside the retained window (older than ${new Date(T0).toISOString()})`);
   assert.deepEqual(rejected.sort(), [['end', 1], ['gpus', 2]]);
   assert.deepEqual(accepted.map((r) => [r.requestId, r.tier, r.gpus]), [['req-1', 'small', ['GPU-0']], ['req-5', 'small', ['GPU-1']]]);
 });
