@@ -4,6 +4,7 @@ import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsag
 import { epochMs, joules, watts } from '../model/units.js';
 import type { EpochMs } from '../model/units.js';
 import type { EnergyBeforeEndHour, RequestAccumulator } from '../model/request-result.js';
+import type { TaskCountIncrement, WasteIncrement } from '../model/task-counters.js';
 import type { FinalizedRequest, RequestEnergyDelta } from './ledger-types.js';
 
 /**
@@ -44,6 +45,10 @@ export interface CounterTotals {
     readonly duplicateRecords: number;
   };
   readonly tasks: { readonly count: number; readonly succeeded: number; readonly joules: number; readonly wasteJ: number };
+  /** tokenwatt_tasks_total as the agent counted it, series for series (schema 12; empty before). */
+  readonly taskSeries: readonly TaskCountIncrement[];
+  /** tokenwatt_waste_energy_joules_total as the agent counted it, series for series (schema 12; empty before). */
+  readonly wasteSeries: readonly WasteIncrement[];
 }
 
 export interface GpuEnergyTotal {

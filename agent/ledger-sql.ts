@@ -215,6 +215,17 @@ export const UPSERT_TASK = `INSERT INTO tasks (task_id, node, first_start_ms, la
     feature = CASE WHEN excluded.last_end_ms >= last_end_ms THEN excluded.feature ELSE feature END,
     last_end_ms = max(last_end_ms, excluded.last_end_ms)`;
 
+/**
+ * Task and waste counter sums (schema 12), one statement per increment, in the order the metrics
+ * add them: the stored sum is then the same float the process's counter reached.
+ */
+export const ADD_TASK_COUNT = `INSERT INTO task_counts (tier, succeeded, simulated, count) VALUES (?, ?, ?, ?)
+  ON CONFLICT (tier, succeeded, simulated) DO UPDATE SET count = count + excluded.count`;
+export const ADD_WASTE = `INSERT INTO waste_totals (tier, reason, simulated, joules) VALUES (?, ?, ?, ?)
+  ON CONFLICT (tier, reason, simulated) DO UPDATE SET joules = joules + excluded.joules`;
+export const TASK_COUNT_SERIES = 'SELECT tier, succeeded, simulated, count FROM task_counts ORDER BY tier, succeeded, simulated';
+export const WASTE_SERIES = 'SELECT tier, reason, simulated, joules FROM waste_totals ORDER BY tier, reason, simulated';
+
 /** The finalized requests of the given tasks (a JSON array of task ids), through the index requests_task. */
 export const TASK_REQUESTS = `SELECT request_id, task_id, attempt, tier, status, start_ms, end_ms, joules, completion_tokens, labels
   FROM requests WHERE task_id IS NOT NULL AND task_id IN (SELECT value FROM json_each(?)) AND finalized = 1`;

@@ -2,6 +2,7 @@ import type { GpuPeriodTotals } from '../model/attribution-types.js';
 import type { EnergyBeforeEndHour } from '../model/request-result.js';
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow } from '../model/rollup-types.js';
 import type { EpochMs } from '../model/units.js';
+import type { TaskCountIncrement, WasteIncrement } from '../model/task-counters.js';
 
 /** Energy a request received in one settled period, added to its running totals. */
 export interface RequestEnergyDelta {
@@ -88,6 +89,8 @@ export interface SettlementCommit extends SettlementPeriod, SettlementRollups {
   readonly gpuTotals: readonly GpuPeriodTotals[];
   readonly requestDeltas: readonly RequestEnergyDelta[];
   readonly finalized: readonly FinalizedRequest[];
+  /** What the tasks it closes add to the task and waste counters (absent: none close). */
+  readonly taskCounters?: TaskCounterIncrements;
 }
 
 /** The writes of one settlement, inside its transaction (Ledger.settle). */
@@ -112,6 +115,17 @@ export interface SettlementWriter {
   gpuCarriedState(byGpu: Readonly<Record<string, GpuCarriedState>>): void;
   /** The label values that keep their name, by label, in the order they were admitted. It replaces what was stored. */
   admittedLabelValues(byLabel: Readonly<Record<string, readonly string[]>>): void;
+  /**
+   * What the tasks this settlement closes add to the task and waste counters, in the order the
+   * metrics add them: added to the ledger's lifetime sums of those series (never pruned).
+   */
+  taskCounters(counters: TaskCounterIncrements): void;
+}
+
+/** Increments of tokenwatt_tasks_total and tokenwatt_waste_energy_joules_total (model/task-counters.ts). */
+export interface TaskCounterIncrements {
+  readonly tasks: readonly TaskCountIncrement[];
+  readonly waste: readonly WasteIncrement[];
 }
 
 /**

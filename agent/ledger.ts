@@ -10,6 +10,7 @@ import { addEnergyBeforeEndHour, type EnergyBeforeEndHour } from '../model/reque
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow, TaskRow } from '../model/rollup-types.js';
 import { epochMs, joules } from '../model/units.js';
 import { summaryOf, type TaskRequest, type TaskSummary } from '../model/tasks.js';
+import { isCounterIncrement } from '../model/task-counters.js';
 import type { EpochMs } from '../model/units.js';
 import { LEDGER_MIGRATIONS, LedgerVersionError, latestVersion, migrate } from './migrations/index.js';
 import { assertNotNewer } from './migrations/migration.js';
@@ -23,7 +24,7 @@ import { RecentRequestIds, type IdIndexChunk } from './recent-request-ids.js';
 import { requestIdHash } from './request-id-hash.js';
 import { SameHashChains } from './same-hash-chains.js';
 import type { SourceStateWrite } from '../collectors/request-sink.js';
-import type { FinalizedRequest, GpuCarriedState, RequestEnergyDelta, RetentionPolicy, SettlementCommit, SettlementPeriod, SettlementRollups, SettlementWriter } from './ledger-types.js';
+import type { FinalizedRequest, GpuCarriedState, RequestEnergyDelta, RetentionPolicy, SettlementCommit, SettlementPeriod, SettlementRollups, SettlementWriter, TaskCounterIncrements } from './ledger-types.js';
 
 export type { CounterTotals, GpuEnergyTotal, StoredRequest, UsageTotal } from './ledger-rows.js';
 export { LedgerVersionError } from './migrations/index.js';
@@ -134,6 +135,8 @@ const SETTLED_UNTIL = 'settled_until_ms';
 /** Set by migration 7 (agent/migrations/007-usage-by-energy-hour.ts). */
 const USAGE_BY_DRAWN_HOUR_FROM = 'usage_by_energy_hour_from';
 const USAGE_BY_DRAWN_HOUR_SCHEMA = 7;
+/** Migration 10 (agent/migrations/010-task-counters.ts): task and waste counter sums by series. */
+const TASK_COUNTERS_SCHEMA = 10;
 const ENERGY_COUNTED_UNTIL = 'energy_counted_until_ms';
 const GPU_CARRIED_STATE = 'gpu_carried_state';
 const ADMITTED_LABEL_VALUES = 'admitted_label_values';
@@ -637,6 +640,7 @@ export class Ledger {
       }
       for (const final of finalizedById.values()) writer.request(null, final);
       writer.rollups(commit);
+      if (commit.taskCounters) writer.taskCounters(commit.taskCounters);
     });
   }
 
@@ -870,7 +874,19 @@ export class Ledger {
         acceptedRecords: quality.accepted, duplicateRecords: quality.duplicates,
       },
       tasks: { count: tasks.count, succeeded: tasks.succeeded, joules: tasks.joules, wasteJ: tasks.waste_j },
+      ...this.taskCounterTotals(),
     };
+  }
+
+  /** The task and waste counters' lifetime sums by series (none before schema 12, which began them). */
+  private taskCounterTotals(): Pick<CounterTotals, 'taskSeries' | 'wasteSeries'> {
+    if (this.version < TASK_COUNTERS_SCHEMA) return { taskSeries: [], wasteSeries: [] };
+    type Flags = { succeeded: number; simulated: number };
+    const taskSeries = (this.stmt(sql.TASK_COUNT_SERIES).all() as ({ tier: string; count: number } & Flags)[])
+      .map((r) => ({ tier: r.tier, succeeded: r.succeeded !== 0, simulated: r.simulated !== 0, count: r.count }));
+    const wasteSeries = (this.stmt(sql.WASTE_SERIES).all() as { tier: string; reason: string; simulated: number; joules: number }[])
+      .map((r) => ({ tier: r.tier, reason: r.reason, simulated: r.simulated !== 0, joules: r.joules }));
+    return { taskSeries, wasteSeries };
   }
 
   /** Record data-quality counts (rejected records, sample errors...) in ONE transaction, added to their hourly rows. */
@@ -952,6 +968,17 @@ class LedgerSettlementWriter implements SettlementWriter {
 
   admittedLabelValues(byLabel: Readonly<Record<string, readonly string[]>>): void {
     this.stmt(sql.SET_STATE).run(ADMITTED_LABEL_VALUES, JSON.stringify(byLabel));
+  }
+
+  taskCounters(counters: TaskCounterIncrements): void {
+    // A value the counter refuses (not finite, negative) is not counted there either; a NaN would
+    // also fail the whole settlement on the NOT NULL column.
+    const count = this.stmt(sql.ADD_TASK_COUNT);
+    for (const t of counters.tasks) {
+      if (Number.isInteger(t.count) && t.count >= 0) count.run(t.tier, t.succeeded ? 1 : 0, t.simulated ? 1 : 0, t.count);
+    }
+    const waste = this.stmt(sql.ADD_WASTE);
+    for (const w of counters.waste) if (isCounterIncrement(w.joules)) waste.run(w.tier, w.reason, w.simulated ? 1 : 0, w.joules);
   }
 
   request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null, rowid?: number): void {

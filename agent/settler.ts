@@ -13,7 +13,8 @@ import { taskUpdates, type TaskUpdate } from '../model/tasks.js';
 import { epochMs, watts, type EpochMs } from '../model/units.js';
 import { SettledUntilMismatchError, type Ledger, type StoredHostReading } from './ledger.js';
 import type { PendingRequestRow } from './ledger-rows.js';
-import type { GpuCarriedState, RequestEnergyDelta } from './ledger-types.js';
+import type { GpuCarriedState, RequestEnergyDelta, TaskCounterIncrements } from './ledger-types.js';
+import { taskCloseIncrements, type TaskClose, type TaskCountIncrement, type WasteIncrement } from '../model/task-counters.js';
 import type { Logger } from './logger.js';
 
 /** What the settler reports to metrics; a subset of TokenwattMetrics so tests can pass a recorder. */
@@ -103,6 +104,24 @@ interface TaskOutcome {
   readonly lastEndMs: number;
 }
 
+/** The open tasks after a settlement, and the closes it counts (see Settler.planTaskCloses). */
+interface TaskClosePlan {
+  readonly open: Map<string, OpenTask>;
+  readonly closes: readonly TaskClose[];
+}
+
+/** The ledger's share of the closes: the counter increments the metrics will add, in their order. */
+function taskCounterIncrements(closes: readonly TaskClose[], label: (name: string, value: string | undefined) => string, simulated: boolean): TaskCounterIncrements {
+  const tasks: TaskCountIncrement[] = [];
+  const waste: WasteIncrement[] = [];
+  for (const close of closes) {
+    const inc = taskCloseIncrements(close, label, simulated);
+    if (inc.task !== null) tasks.push(inc.task);
+    waste.push(...inc.waste);
+  }
+  return { tasks, waste };
+}
+
 /** Energy of a failed task that is not attempt waste (reason task_failed in the metrics). */
 const failedRestJ = (t: TaskOutcome): number => (t.succeeded ? 0 : Math.max(0, t.joules - t.wasteJ));
 
@@ -140,7 +159,7 @@ export class Settler {
   private readonly carriedFromMs = new Map<string, number>();
   private readonly unpersisted: PowerSample[] = [];
   private readonly idleBaselines = new Map<string, IdleBaselineState>();
-  private readonly openTasks = new Map<string, OpenTask>();
+  private openTasks = new Map<string, OpenTask>();
   private settledUntilMs: EpochMs | null;
   /**
    * Per GPU, the time from which its energy is not counted yet, when that is before `settledUntil`:
@@ -606,6 +625,7 @@ export class Settler {
     let tasks: TaskUpdate[] = [];
     let pendingJ = 0;
     let labelRevision: number | null = null;
+    let taskPlan: TaskClosePlan | null = null;
     const requestShares: RequestPeriodShare[] = [];
     // The tasks whose requests finalize here: their earlier finalized requests are read before this
     // settlement finalizes any, so the read holds only the rows it needs (none for a task seen whole).
@@ -679,6 +699,14 @@ export class Settler {
           options.labelValue('model', r.model);
           options.labelValue('tier', r.tier);
         }
+      }
+      // The tasks this settlement closes are decided here, not after the commit, so that what they
+      // add to the task and waste counters is in the ledger exactly when the settlement is: a kill
+      // can neither lose it nor count it twice. Their tiers are admitted after the requests', as
+      // the metrics admit them.
+      taskPlan = this.planTaskCloses(tasks, endMs);
+      if (taskPlan.closes.length > 0) writer.taskCounters(taskCounterIncrements(taskPlan.closes, options.labelValue, options.simulated));
+      if (options.labelCap) {
         labelRevision = options.labelCap.revision;
         if (labelRevision !== this.storedLabelRevision) writer.admittedLabelValues(options.labelCap.admitted());
       }
@@ -696,10 +724,11 @@ export class Settler {
       this.trimHostReadings(endMs);
     }
     this.applyToMetrics(settlement.gpus, countable, pendingJ);
-    this.trackTasks(tasks);
+    const plan = taskPlan as TaskClosePlan | null;
+    if (plan !== null) this.openTasks = plan.open;
     for (const [uuid, state] of idleAfter) this.idleBaselines.set(uuid, state);
     this.applyTrim(trim);
-    this.closeIdleTasks(endMs);
+    if (plan !== null) for (const close of plan.closes) options.metrics.taskFinalized(close);
   }
 
   private applyToMetrics(totals: readonly GpuPeriodTotals[], results: readonly RequestResult[], pendingJ: number): void {
@@ -719,34 +748,34 @@ export class Settler {
     if (this.settledUntilMs !== null) metrics.settled(this.settledUntilMs, worstResidual);
   }
 
-  /** After the commit: the tasks this settlement changed stay (or become) open until they close. */
-  private trackTasks(updates: readonly TaskUpdate[]): void {
+  /**
+   * The open tasks once this settlement's task updates are in (a task changed here stays, or
+   * becomes, open), less those that close at `settledUntilMs` (no request ending for taskIdleMs),
+   * with what each close counts. Nothing here is changed: the settler applies it after the commit.
+   */
+  private planTaskCloses(updates: readonly TaskUpdate[], settledUntilMs: number): TaskClosePlan {
+    const open = new Map(this.openTasks);
     for (const u of updates) {
-      const open = this.openTasks.get(u.delta.taskId);
-      if (open) open.now = u.summary;
+      const was = open.get(u.delta.taskId);
       // Not open but with earlier requests: it closed (and was counted) before, as it was then.
-      else this.openTasks.set(u.delta.taskId, { now: u.summary, counted: u.previous });
+      open.set(u.delta.taskId, { now: u.summary, counted: was ? was.counted : u.previous });
     }
-  }
-
-  private closeIdleTasks(settledUntilMs: number): void {
-    const { metrics, taskIdleMs } = this.options;
-    for (const [taskId, task] of this.openTasks) {
-      if (task.now.lastEndMs + taskIdleMs > settledUntilMs) continue;
-      this.openTasks.delete(taskId);
+    const closes: TaskClose[] = [];
+    for (const [taskId, task] of open) {
+      if (task.now.lastEndMs + this.options.taskIdleMs > settledUntilMs) continue;
+      open.delete(taskId);
       const { now, counted } = task;
       if (counted === null) {
-        metrics.taskFinalized({ tier: now.tier, succeeded: now.succeeded, joules: now.joules, wasteJ: now.wasteJ });
+        closes.push({ tier: now.tier, succeeded: now.succeeded, joules: now.joules, wasteJ: now.wasteJ });
         continue;
       }
       // Counted before: only what it added since (counters cannot be taken back, so never less).
       const joules = Math.max(0, now.joules - counted.joules);
       const wasteJ = Math.max(0, now.wasteJ - counted.wasteJ);
       const failedJ = Math.max(0, failedRestJ(now) - failedRestJ(counted));
-      if (joules > 0 || wasteJ > 0 || failedJ > 0) {
-        metrics.taskFinalized({ tier: counted.tier, succeeded: counted.succeeded, joules, wasteJ, failedJ, continued: true });
-      }
+      if (joules > 0 || wasteJ > 0 || failedJ > 0) closes.push({ tier: counted.tier, succeeded: counted.succeeded, joules, wasteJ, failedJ, continued: true });
     }
+    return { open, closes };
   }
 
   /**

@@ -9,10 +9,11 @@ import { seededCoveredAndHost } from './008-seeded-covered-and-host.js';
 import { seedConsistency } from './009-seed-consistency.js';
 import { otlpSpans } from './010-otlp-spans.js';
 import { gpusAsSent } from './011-gpus-as-sent.js';
+import { taskCounters } from './012-task-counters.js';
 import type { Migration } from './migration.js';
 
 /** Every ledger migration, in order. Append only: never edit a released step. */
-export const LEDGER_MIGRATIONS: readonly Migration[] = [initialSchema, prunedTotals, taskRequestsIndex, hostReadings, requestIdIndex, counterRunStart, usageByEnergyHour, seededCoveredAndHost, seedConsistency, otlpSpans, gpusAsSent];
+export const LEDGER_MIGRATIONS: readonly Migration[] = [initialSchema, prunedTotals, taskRequestsIndex, hostReadings, requestIdIndex, counterRunStart, usageByEnergyHour, seededCoveredAndHost, seedConsistency, otlpSpans, gpusAsSent, taskCounters];
 
 export { LedgerVersionError, latestVersion, migrate } from './migration.js';
 export type { Migration } from './migration.js';

@@ -4,6 +4,7 @@ import { IncrementalExposition, type ExpositionSnapshot } from './incremental-ex
 import { LabelCapper, OTHER_LABEL_VALUE } from './label-capper.js';
 import { userLabelNameProblems } from './label-names.js';
 import { METRIC_CATALOG, type MetricSpec } from './metric-catalog.js';
+import { taskCloseIncrements } from '../../model/task-counters.js';
 
 /** A request whose energy is final, as the settler hands it over (structural: model/request-result fits). */
 export interface FinalizedRequestMetrics {
@@ -93,6 +94,10 @@ export interface MetricsSeed {
    * ingest), those stored in time and duplicates acknowledged.
    */
   readonly quality?: { readonly lateRecords: number; readonly acceptedRecords?: number; readonly duplicateRecords?: number };
+  /** tokenwatt_tasks_total by series, as counted (tier as exported: already capped). */
+  readonly taskSeries?: readonly { readonly tier: string; readonly succeeded: boolean; readonly simulated: boolean; readonly count: number }[];
+  /** tokenwatt_waste_energy_joules_total by series, as counted (tier and reason as exported). */
+  readonly wasteSeries?: readonly { readonly tier: string; readonly reason: string; readonly simulated: boolean; readonly joules: number }[];
 }
 
 export interface TokenwattMetricsOptions {
@@ -371,21 +376,12 @@ export class TokenwattMetrics {
 
   /** A closed task: its energy histogram, its count, and the energy that produced no result. */
   taskFinalized(t: FinalizedTaskMetrics): void {
-    const tier = this.label('tier', t.tier);
+    // The increments the settler also writes to the ledger with the settlement that closed the task.
+    const inc = taskCloseIncrements(t, (name, value) => this.label(name, value), this.simulated === 'true');
     const succeeded = bool(t.succeeded);
-    if (!t.continued) this.add(this.tasks, { tier, succeeded, simulated: this.simulated }, 1);
-    if (!t.continued || t.joules > 0) this.observe(this.taskEnergy, { tier, succeeded, simulated: this.simulated }, t.joules);
-    let attemptJ = t.wasteJ;
-    for (const [reason, joules] of Object.entries(t.wasteByReason ?? {})) {
-      this.add(this.waste, { tier, reason: this.label('waste_reason', reason), simulated: this.simulated }, joules);
-      attemptJ -= joules;
-    }
-    // Float noise from the split must not turn into a negative (refused) increment.
-    if (attemptJ > 1e-9) this.add(this.waste, { tier, reason: 'attempt', simulated: this.simulated }, attemptJ);
-    if (t.continued || !t.succeeded) {
-      const restJ = t.continued ? (t.failedJ ?? 0) : t.joules - t.wasteJ;
-      if (restJ > 1e-9) this.add(this.waste, { tier, reason: 'task_failed', simulated: this.simulated }, restJ);
-    }
+    if (inc.task !== null) this.add(this.tasks, { tier: inc.tier, succeeded, simulated: this.simulated }, inc.task.count);
+    if (!t.continued || t.joules > 0) this.observe(this.taskEnergy, { tier: inc.tier, succeeded, simulated: this.simulated }, t.joules);
+    for (const w of inc.waste) this.add(this.waste, { tier: w.tier, reason: w.reason, simulated: this.simulated }, w.joules);
   }
 
   // --- Agent health ------------------------------------------------------------------------
@@ -518,6 +514,10 @@ export class TokenwattMetrics {
       const labels: Record<string, string> = { team: row.team, feature: row.feature, ...row.labels };
       this.addUsage({ ...row, staticJ: above(row.staticJ), dynamicJ: above(row.dynamicJ), labels }, row.requests, bool(row.simulated));
     }
+    // Stored as exported: the values go back as they are, not through the cap again, which would
+    // take a slot for a reason ("attempt") or fold a tier that kept its name when it was counted.
+    for (const t of totals.taskSeries ?? []) this.add(this.tasks, { tier: t.tier, succeeded: bool(t.succeeded), simulated: bool(t.simulated) }, t.count);
+    for (const w of totals.wasteSeries ?? []) this.add(this.waste, { tier: w.tier, reason: w.reason, simulated: bool(w.simulated) }, above(w.joules));
     const quality = totals.quality;
     if (quality) {
       if (quality.lateRecords > 0) this.recordsLate(quality.lateRecords);

@@ -13,7 +13,7 @@ const DAY = 24 * HOUR;
 
 const TABLES = [
   'agent_state', 'host_readings', 'hourly_energy', 'hourly_host', 'hourly_quality', 'hourly_usage', 'periods', 'power_samples',
-  'pruned_energy', 'pruned_host', 'pruned_quality', 'pruned_tasks', 'pruned_usage', 'record_counts', 'request_ids', 'requests', 'tasks',
+  'pruned_energy', 'pruned_host', 'pruned_quality', 'pruned_tasks', 'pruned_usage', 'record_counts', 'request_ids', 'requests', 'task_counts', 'tasks', 'waste_totals',
 ];
 
 function tablesOf(path: string): string[] {
@@ -191,4 +191,32 @@ test('schema 9: host energy of hours with simulated GPU energy, and pruned host 
   // Carried on prune as it was read before.
   pruneAt(ledger, T0 + 2 * HOUR + RETENTION.rollupsDays * DAY);
   assert.deepEqual(ledger.counterTotals().hostSimulated, { measuredJ: 80, estimatedJ: 20 });
+});
+
+test('schema 12: a ledger of schema 9 has no task or waste counter sums (they start from 0), and keeps those counted from then on', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const path = join(dir, 'v9.db');
+  const v9 = new Database(path);
+  v9.pragma('journal_mode = WAL');
+  migrate(v9, LEDGER_MIGRATIONS.slice(0, 9), path);
+  // A task row of before: its tier and outcome are its final ones, not what the counters counted.
+  v9.prepare("INSERT INTO tasks VALUES ('t', 'n', ?, ?, 2, 100, 40, 10, 'ok', 'gold', '', '')").run(T0, T0 + 1000);
+  v9.close();
+
+  const ledger = Ledger.open(path, { node: 'n', retention: RETENTION });
+  const totals = ledger.counterTotals();
+  assert.deepEqual([totals.taskSeries, totals.wasteSeries], [[], []]);
+  assert.equal(totals.tasks.count, 1, 'the task row is still there');
+  ledger.commitSettlement({
+    periodStartMs: epochMs(T0), periodEndMs: epochMs(T0 + 10_000), settledUntilMs: epochMs(T0 + 10_000),
+    gpuTotals: [], requestDeltas: [], finalized: [], usageRows: [], energyRows: [], hostRows: [], qualityRows: [], taskDeltas: [],
+    taskCounters: { tasks: [{ tier: 'gold', succeeded: true, simulated: false, count: 1 }], waste: [{ tier: 'gold', reason: 'attempt', simulated: false, joules: 40 }] },
+  });
+  ledger.close();
+  const reopened = Ledger.open(path, { node: 'n', retention: RETENTION });
+  t.after(() => reopened.close());
+  const after = reopened.counterTotals();
+  assert.deepEqual(after.taskSeries, [{ tier: 'gold', succeeded: true, simulated: false, count: 1 }]);
+  assert.deepEqual(after.wasteSeries, [{ tier: 'gold', reason: 'attempt', simulated: false, joules: 40 }]);
 });

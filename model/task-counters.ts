@@ -1,0 +1,82 @@
+import type { LabelValueFn } from './tasks.js';
+
+/**
+ * What a closed task adds to tokenwatt_tasks_total and tokenwatt_waste_energy_joules_total, series
+ * by series. One function for both places that count it: the settler writes these increments to
+ * the ledger in the settlement that closes the task, and the Prometheus metrics add them after
+ * the commit, so the ledger's lifetime sums (what a restart seeds the counters from) are exactly
+ * what the process counted, with the same label folding.
+ */
+
+/** A closed task, as the settler hands it to the task metrics. */
+export interface TaskClose {
+  readonly tier: string;
+  readonly succeeded: boolean;
+  readonly joules: number;
+  /** Energy of its failed, cancelled and superseded attempts. */
+  readonly wasteJ: number;
+  /** Optional split of wasteJ by reason (e.g. error, cancelled, retried); the remainder stays "attempt". */
+  readonly wasteByReason?: Readonly<Record<string, number>>;
+  /**
+   * A task counted at an earlier close that closed again after more requests: it is not counted
+   * again; joules, wasteJ and failedJ are what it added since.
+   */
+  readonly continued?: boolean;
+  /** With `continued`: the task_failed waste it added (without it, that is joules - wasteJ of a failed task). */
+  readonly failedJ?: number;
+}
+
+/** One increment of tokenwatt_tasks_total{tier,succeeded,simulated}. */
+export interface TaskCountIncrement {
+  readonly tier: string;
+  readonly succeeded: boolean;
+  readonly simulated: boolean;
+  readonly count: number;
+}
+
+/** One increment of tokenwatt_waste_energy_joules_total{tier,reason,simulated}. */
+export interface WasteIncrement {
+  readonly tier: string;
+  readonly reason: string;
+  readonly simulated: boolean;
+  readonly joules: number;
+}
+
+/** The counter increments of one close: `tier` is the exported (capped) tier, also for the histogram. */
+export interface TaskCloseIncrements {
+  readonly tier: string;
+  /** null for a continued task (counted at its first close). */
+  readonly task: TaskCountIncrement | null;
+  readonly waste: readonly WasteIncrement[];
+}
+
+/** Float noise from the waste split must not turn into an increment of its own. */
+const NOISE_J = 1e-9;
+
+/**
+ * The increments of one closed task, in the order the metrics add them. `label` caps tier and
+ * waste reason values (the metrics' capper: "tier" and "waste_reason"); "attempt" and
+ * "task_failed" are the counter's own reasons and are not capped. An increment may be negative or
+ * not finite when its input is: a counter refuses it (see {@link isCounterIncrement}).
+ */
+export function taskCloseIncrements(t: TaskClose, label: LabelValueFn, simulated: boolean): TaskCloseIncrements {
+  const tier = label('tier', t.tier);
+  const task = t.continued ? null : { tier, succeeded: t.succeeded, simulated, count: 1 };
+  const waste: WasteIncrement[] = [];
+  let attemptJ = t.wasteJ;
+  for (const [reason, joules] of Object.entries(t.wasteByReason ?? {})) {
+    waste.push({ tier, reason: label('waste_reason', reason), simulated, joules });
+    attemptJ -= joules;
+  }
+  if (attemptJ > NOISE_J) waste.push({ tier, reason: 'attempt', simulated, joules: attemptJ });
+  if (t.continued || !t.succeeded) {
+    const restJ = t.continued ? (t.failedJ ?? 0) : t.joules - t.wasteJ;
+    if (restJ > NOISE_J) waste.push({ tier, reason: 'task_failed', simulated, joules: restJ });
+  }
+  return { tier, task, waste };
+}
+
+/** A counter takes only finite increments >= 0 (the metrics count a refused one as invalid). */
+export function isCounterIncrement(value: number): boolean {
+  return Number.isFinite(value) && value >= 0;
+}

@@ -1,0 +1,180 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { Ledger } from '../../agent/ledger.js';
+import { Settler } from '../../agent/settler.js';
+import { LabelCapper } from '../../exporters/prometheus/label-capper.js';
+import { TokenwattMetrics } from '../../exporters/prometheus/tokenwatt-metrics.js';
+import { DEFAULT_ATTRIBUTION_CONFIG } from '../../model/attribution-config.js';
+import type { RequestStatus, ResolvedRequest } from '../../model/request-record.js';
+import { isLateRecord } from '../../model/settlement-schedule.js';
+import { epochMs } from '../../model/units.js';
+import { parseExposition } from '../exporters/prometheus-exposition.js';
+import { close, request, steadySamples } from '../model/helpers.js';
+
+/**
+ * tokenwatt_tasks_total and tokenwatt_waste_energy_joules_total go on from the ledger after a
+ * restart, series for series: the settlement that closes a task adds what it counts to the
+ * ledger's sums in its own transaction, and a restart seeds the counters from them.
+ */
+
+const T0 = Date.UTC(2026, 10, 2, 9, 0, 0);
+const RETENTION = { samplesHours: 48, requestsDays: 7, rollupsDays: 400 } as const;
+const gpus = [{ uuid: 'gpu-0', index: 0, name: 'H100' }];
+const samples = steadySamples('gpu-0', T0, T0 + 700_000, 100, 300);
+const quiet = { info() {}, warn() {}, error() {}, debug() {} };
+
+/** One agent process over a ledger file: its own capper, metrics and settler, as Agent.init builds them. */
+function processOn(path: string, nowMs: number, labelCap: number) {
+  const ledger = Ledger.open(path, { node: 'n', retention: RETENTION });
+  const capper = new LabelCapper(labelCap);
+  for (const [label, values] of ledger.getAdmittedLabelValues() ?? []) capper.preload(label, values);
+  const metrics = new TokenwattMetrics({ capper });
+  metrics.seed(ledger.counterTotals());
+  const settler = new Settler({
+    ledger, metrics, gpus, node: 'n', periodMs: 10_000, latenessMs: 0, attribution: DEFAULT_ATTRIBUTION_CONFIG, simulated: false,
+    labelValue: (name, value) => capper.value(name, value), labelCap: capper, taskIdleMs: 60_000, log: quiet,
+  });
+  settler.restore(nowMs);
+  settler.addSamples(samples);
+  return {
+    ledger, metrics, settler,
+    ingest(rs: ResolvedRequest[]) { ledger.insertRequests(rs, (r) => isLateRecord(r, settler.lateEdge())); },
+    settleTo(fromMs: number, toMs: number) { for (let now = fromMs; now <= toMs; now += 1000) settler.settleDue(now); },
+  };
+}
+
+const req = (id: string, task: string, tier: string, attempt: number, status: RequestStatus, startS: number, endS: number) =>
+  request({ requestId: id, taskId: task, tier, attempt, status, startMs: T0 + startS * 1000, endMs: T0 + endS * 1000, promptTokens: 100, completionTokens: 100 });
+
+// Closed before the restart: a task whose first attempt failed (attempt waste), a failed task of
+// another tier (task_failed waste), which folds into "(other)" past a cap of one tier.
+const BEFORE = [req('a1', 't1', 'gold', 1, 'error', 1, 5), req('a2', 't1', 'gold', 2, 'ok', 6, 10), req('b1', 't2', 'silver', 1, 'error', 2, 8)];
+// Closed after it, in the same series.
+const AFTER = [req('c1', 't3', 'gold', 1, 'error', 100, 104), req('c2', 't3', 'gold', 2, 'ok', 105, 109), req('d1', 't4', 'bronze', 1, 'error', 110, 115)];
+
+/** Each series of a counter, by its labels. */
+async function seriesOf(metrics: TokenwattMetrics, name: string): Promise<Map<string, number>> {
+  const family = parseExposition(await metrics.metrics()).get(name);
+  return new Map((family?.samples ?? []).map((s) => [JSON.stringify(Object.entries(s.labels).sort()), s.value]));
+}
+
+function tempPath(t: { after(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-task-counters-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return join(dir, 'l.db');
+}
+
+test('task and waste counters go on from the ledger after a kill, series for series, as if the process had run on', async (t) => {
+  // The same traffic without a restart: what the counters must show at the end.
+  const reference = processOn(tempPath(t), T0, 1);
+  t.after(() => reference.ledger.close());
+  reference.ingest(BEFORE);
+  reference.settleTo(T0 + 10_000, T0 + 90_000);
+  reference.ingest(AFTER);
+  reference.settleTo(T0 + 91_000, T0 + 400_000);
+
+  const path = tempPath(t);
+  const first = processOn(path, T0, 1);
+  first.ingest(BEFORE);
+  first.settleTo(T0 + 10_000, T0 + 90_000);
+  const tasksBefore = await seriesOf(first.metrics, 'tokenwatt_tasks_total');
+  const wasteBefore = await seriesOf(first.metrics, 'tokenwatt_waste_energy_joules_total');
+  assert.equal([...tasksBefore.values()].reduce((a, b) => a + b, 0), 2, 'both tasks closed before the kill');
+  assert.ok(wasteBefore.size >= 2, 'attempt and task_failed waste');
+  assert.ok([...tasksBefore.keys()].some((k) => k.includes('(other)')), 'a tier folded past the cap');
+  // Killed: nothing more runs in that process; the ledger holds what its settlements committed.
+  first.ledger.close();
+
+  const second = processOn(path, T0 + 90_000, 1);
+  t.after(() => second.ledger.close());
+  const tasksSeeded = await seriesOf(second.metrics, 'tokenwatt_tasks_total');
+  const wasteSeeded = await seriesOf(second.metrics, 'tokenwatt_waste_energy_joules_total');
+  assert.deepEqual(tasksSeeded, tasksBefore, 'tasks_total goes on from its value, series for series');
+  assert.deepEqual([...wasteSeeded.keys()].sort(), [...wasteBefore.keys()].sort());
+  for (const [labels, value] of wasteBefore) {
+    const seeded = wasteSeeded.get(labels) ?? NaN;
+    assert.ok(seeded >= value && close(seeded, value), `waste ${labels}: ${seeded} after the restart, ${value} before`);
+  }
+
+  second.ingest(AFTER);
+  second.settleTo(T0 + 91_000, T0 + 400_000);
+  const tasks = await seriesOf(second.metrics, 'tokenwatt_tasks_total');
+  const waste = await seriesOf(second.metrics, 'tokenwatt_waste_energy_joules_total');
+  assert.deepEqual(tasks, await seriesOf(reference.metrics, 'tokenwatt_tasks_total'), 'nothing lost, nothing counted twice');
+  const wasteReference = await seriesOf(reference.metrics, 'tokenwatt_waste_energy_joules_total');
+  assert.deepEqual([...waste.keys()].sort(), [...wasteReference.keys()].sort());
+  for (const [labels, value] of wasteReference) assert.ok(close(waste.get(labels) ?? NaN, value), `waste ${labels}: ${waste.get(labels)} vs ${value}`);
+
+  // The ledger's sums are what the process counted.
+  const totals = second.ledger.counterTotals();
+  const key = (labels: Record<string, string>): string => JSON.stringify(Object.entries(labels).sort());
+  const bool = (b: boolean): string => (b ? 'true' : 'false');
+  assert.deepEqual(new Map(totals.taskSeries.map((s) => [key({ tier: s.tier, succeeded: bool(s.succeeded), simulated: bool(s.simulated) }), s.count])), tasks);
+  const stored = new Map(totals.wasteSeries.map((s) => [key({ tier: s.tier, reason: s.reason, simulated: bool(s.simulated) }), s.joules]));
+  assert.deepEqual([...stored.keys()].sort(), [...waste.keys()].sort());
+  for (const [labels, value] of waste) assert.ok(close(stored.get(labels) ?? NaN, value), `ledger waste ${labels}: ${stored.get(labels)} vs ${value}`);
+});
+
+test('the ledger\'s task and waste sums equal the counters exactly, and pruning the task rows leaves them whole', async (t) => {
+  const p = processOn(tempPath(t), T0, 50);
+  t.after(() => p.ledger.close());
+  p.ingest([...BEFORE, ...AFTER]);
+  p.settleTo(T0 + 10_000, T0 + 400_000);
+  const totals = p.ledger.counterTotals();
+  const waste = await seriesOf(p.metrics, 'tokenwatt_waste_energy_joules_total');
+  // One process from 0: the stored sums are the same floats the counters reached.
+  assert.deepEqual(
+    totals.wasteSeries.map((s) => s.joules).sort(),
+    [...waste.values()].sort(),
+  );
+  assert.deepEqual(totals.taskSeries.map((s) => [s.tier, s.succeeded, s.count]), [['bronze', false, 1], ['gold', true, 2], ['silver', false, 1]]);
+  // Past rollup retention the task rows go; these sums stay (lifetime totals).
+  const later = T0 + (RETENTION.rollupsDays + 1) * 86_400_000;
+  p.ledger.commitSettlement({
+    periodStartMs: epochMs(later - 1), periodEndMs: epochMs(later), settledUntilMs: epochMs(later),
+    gpuTotals: [], requestDeltas: [], finalized: [], usageRows: [], energyRows: [], hostRows: [], qualityRows: [], taskDeltas: [],
+  });
+  assert.ok(p.ledger.prune(epochMs(later)).rollups > 0, 'the task rows were pruned');
+  const after = p.ledger.counterTotals();
+  assert.deepEqual([after.taskSeries, after.wasteSeries], [totals.taskSeries, totals.wasteSeries]);
+});
+
+test('a settlement that fails after its tasks closed writes no counts and counts nothing; the retry counts them once', async (t) => {
+  const ledger = Ledger.open(tempPath(t), { node: 'n', retention: RETENTION });
+  t.after(() => ledger.close());
+  const capper = new LabelCapper(50);
+  const metrics = new TokenwattMetrics({ capper });
+  let failAt: number | null = null;
+  let bump = 0;
+  // The last write of a settlement that stores the admitted labels: made to fail once, in the settlement that closes the tasks.
+  const labelCap = {
+    get revision() { return capper.revision + bump++; },
+    admitted() {
+      if (failAt !== null && settler.settledUntil !== null && settler.settledUntil >= failAt) {
+        failAt = null;
+        throw new Error('disk I/O error');
+      }
+      return capper.admitted();
+    },
+  };
+  const settler = new Settler({
+    ledger, metrics, gpus, node: 'n', periodMs: 10_000, latenessMs: 0, attribution: DEFAULT_ATTRIBUTION_CONFIG, simulated: false,
+    labelValue: (name, value) => capper.value(name, value), labelCap, taskIdleMs: 60_000, log: quiet,
+  });
+  settler.addSamples(samples);
+  ledger.insertRequests(BEFORE, (r) => isLateRecord(r, settler.lateEdge()));
+  for (let now = T0 + 10_000; now <= T0 + 60_000; now += 1000) settler.settleDue(now);
+  assert.equal((await seriesOf(metrics, 'tokenwatt_tasks_total')).size, 0, 'no task closed yet');
+  // The settlement of [60 s, 70 s) closes t1 (last end 10 s): it fails, and is applied on the next tick.
+  failAt = T0 + 60_000;
+  assert.throws(() => settler.settleDue(T0 + 70_000), /not applied: disk I\/O error/);
+  assert.deepEqual(ledger.counterTotals().taskSeries, [], 'nothing of the failed settlement in the ledger');
+  assert.equal((await seriesOf(metrics, 'tokenwatt_tasks_total')).size, 0, 'nor in the counters');
+  for (let now = T0 + 70_000; now <= T0 + 120_000; now += 1000) settler.settleDue(now);
+  const tasks = await seriesOf(metrics, 'tokenwatt_tasks_total');
+  assert.equal([...tasks.values()].reduce((a, b) => a + b, 0), 2, 'each task counted once');
+  assert.deepEqual(ledger.counterTotals().taskSeries.map((s) => [s.tier, s.succeeded, s.count]), [['gold', true, 1], ['silver', false, 1]]);
+});
