@@ -282,9 +282,9 @@ export function counterTotalsSql(version: number): { gpuEnergy: string; usage: s
     sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens, sum(cached_tokens) AS cached_tokens,
     sum(completion_tokens) AS completion_tokens, sum(reasoning_tokens) AS reasoning_tokens,
     sum(static_j) AS static_j, sum(dynamic_j) AS dynamic_j, sum(prefill_j) AS prefill_j, sum(decode_j) AS decode_j,
-    max(simulated) AS simulated
+    simulated
   FROM (SELECT ${USAGE_KEY}, ${USAGE_SUMS} FROM hourly_usage${also(`SELECT ${USAGE_KEY}, ${USAGE_SUMS} FROM pruned_usage`)})
-  GROUP BY ${USAGE_KEY} ORDER BY ${USAGE_KEY}`,
+  GROUP BY ${USAGE_KEY}, simulated ORDER BY ${USAGE_KEY}, simulated`,
     // measured_j and estimated_j: host energy by kind (RAPL, or a configured overhead); host_j also
     // holds what was pruned before schema 8, of unknown kind. sim_*: the part of each counted while
     // the GPU power source was simulated (before schema 9: the hours with simulated GPU energy).
@@ -335,11 +335,10 @@ export const CARRY_PRUNED_ROLLUPS = [
       simulated = max(simulated, excluded.simulated)`,
   `INSERT INTO pruned_usage (${USAGE_KEY}, ${USAGE_SUMS})
     SELECT ${USAGE_KEY}, sum(requests), sum(prompt_tokens), sum(cached_tokens), sum(completion_tokens), sum(reasoning_tokens),
-      sum(static_j), sum(dynamic_j), sum(prefill_j), sum(decode_j), max(simulated)
-    FROM hourly_usage WHERE hour_start_ms < ? GROUP BY ${USAGE_KEY}
-    ON CONFLICT (${USAGE_KEY}) DO UPDATE SET
-      ${addExcluded('requests, prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, static_j, dynamic_j, prefill_j, decode_j')},
-      simulated = max(simulated, excluded.simulated)`,
+      sum(static_j), sum(dynamic_j), sum(prefill_j), sum(decode_j), simulated
+    FROM hourly_usage WHERE hour_start_ms < ? GROUP BY ${USAGE_KEY}, simulated
+    ON CONFLICT (${USAGE_KEY}, simulated) DO UPDATE SET
+      ${addExcluded('requests, prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, static_j, dynamic_j, prefill_j, decode_j')}`,
   `INSERT INTO pruned_host (node, host_j, measured_j, estimated_j, simulated_measured_j, simulated_estimated_j)
     SELECT node, sum(host_j), sum(CASE WHEN estimated = 0 THEN host_j ELSE 0 END), sum(CASE WHEN estimated = 0 THEN 0 ELSE host_j END),
       sum(CASE WHEN estimated = 0 THEN simulated_j ELSE 0 END), sum(CASE WHEN estimated = 0 THEN 0 ELSE simulated_j END)

@@ -220,3 +220,22 @@ test('schema 12: a ledger of schema 9 has no task or waste counter sums (they st
   assert.deepEqual(after.taskSeries, [{ tier: 'gold', succeeded: true, simulated: false, count: 1 }]);
   assert.deepEqual(after.wasteSeries, [{ tier: 'gold', reason: 'attempt', simulated: false, joules: 40 }]);
 });
+
+test('schema 13: pruned usage sums of before keep their flag, and those pruned from then on stay apart by simulated', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const path = join(dir, 'v10.db');
+  const v10 = new Database(path);
+  v10.pragma('journal_mode = WAL');
+  migrate(v10, LEDGER_MIGRATIONS.slice(0, 10), path);
+  v10.prepare("INSERT INTO pruned_usage VALUES ('n', 'm', 't', '0', '1', 'ok', 'a', '', 4, 40, 0, 20, 0, 8, 16, 8, 16, 1)").run();
+  v10.prepare("INSERT INTO hourly_usage (hour_start_ms, node, model, tier, cache_bucket, batch_bucket, status, team, feature, requests, prompt_tokens, cached_tokens, completion_tokens, reasoning_tokens, static_j, dynamic_j, prefill_j, decode_j, simulated) VALUES (?, 'n', 'm', 't', '0', '1', 'ok', 'a', '', 1, 10, 0, 5, 0, 2, 4, 2, 4, 0)").run(T0);
+  v10.close();
+
+  const ledger = Ledger.open(path, { node: 'n', retention: RETENTION });
+  t.after(() => ledger.close());
+  const bySimulated = (): [boolean, number][] => ledger.counterTotals().usage.map((u) => [u.simulated, u.requests]);
+  assert.deepEqual(bySimulated(), [[false, 1], [true, 4]]);
+  pruneAt(ledger, T0 + HOUR + RETENTION.rollupsDays * DAY);
+  assert.deepEqual(bySimulated(), [[false, 1], [true, 4]], 'the measured hour pruned beside the simulated sums, not into them');
+});
