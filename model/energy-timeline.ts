@@ -217,23 +217,32 @@ class CounterJudge {
   }
 
   /**
-   * Whether the counter climbs on from `mark` after a glitch: the first reading from `after` on
-   * that is not a glitch is an advance. A missing reading, a reset or a new counter run first, or
-   * the end of the readings, and the mark is not where the counter goes on from. Glitches all through
-   * COUNTER_LOOKAHEAD timestamps: taken to climb on (a run of readings under a mark that was a
-   * little high lasts as long as the counter takes to catch up with it).
+   * Whether the counter climbs on from `mark` after a glitch reading `glitchJ`: the first reading
+   * from `after` on that is not a glitch is an advance. A missing reading, a reset or a new counter
+   * run first, or the end of the readings, and the mark is not where the counter goes on from.
+   * Glitches all through COUNTER_LOOKAHEAD timestamps: taken to climb on only when they rise (never
+   * down, and up at least once, from `glitchJ` on): a live counter under a mark that was a little
+   * high, which goes on until the counter catches up with it. A run that does not rise (a stuck or
+   * bogus reading) is not: read as the mark, its intervals would count 0 J, and were the run to end
+   * in a missing reading or a reset, no counter delta from the mark would ever count them.
    */
-  climbsOn(mark: CounterHighWater, after: number): boolean | 'pending' {
+  climbsOn(mark: CounterHighWater, glitchJ: number, after: number): boolean | 'pending' {
     let at = after;
+    let lastJ = glitchJ;
+    let rises = true;
+    let rose = false;
     for (let k = 0; k < COUNTER_LOOKAHEAD; k += 1) {
       if (at >= this.readings.count) return this.open ? 'pending' : false;
       const next = this.group(at);
       if (next.runStart || !usable(next.energyJ)) return false;
       const kind = this.kind(mark, next.energyJ, next.atMs, next.end);
       if (kind !== 'glitch') return kind === 'pending' ? kind : kind === 'advance';
+      if (next.energyJ < lastJ) rises = false;
+      else if (next.energyJ > lastJ) rose = true;
+      lastJ = next.energyJ;
       at = next.end;
     }
-    return true;
+    return rises && rose;
   }
 }
 
@@ -287,7 +296,7 @@ function walkCounterReadings(
     if (use === 'glitch') {
       // Read as the mark only when the counter is read on both sides: the counter's delta from the
       // mark then counts the stretch once. Otherwise part of it is (or would be) counted from power.
-      const on = (mark as CounterHighWater).missed ? false : judge.climbsOn(mark as CounterHighWater, end);
+      const on = (mark as CounterHighWater).missed ? false : judge.climbsOn(mark as CounterHighWater, energyJ, end);
       if (on === 'pending') use = on;
       else readJ = on ? (mark as CounterHighWater).energyJ : null;
     }

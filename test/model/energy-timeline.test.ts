@@ -289,6 +289,41 @@ test('a window that starts inside a stretch counted from power is told so by the
   }
 });
 
+test('property: a run of glitches of any length that does not rise (a stuck or falling reading) loses no joule, ended by a missing reading, a reset or a climb, cut anywhere', () => {
+  // 300 W at 1 Hz on a 1 MJ counter for 40 s (12 kJ). From 2 s, `n` readings at most 1% under the
+  // highest (1 MJ + 300 J), never rising; then a missing reading, a reset to 10 J, or the true counter.
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 30 }),
+      fc.constantFrom('missing', 'reset', 'climb'),
+      fc.array(fc.integer({ min: 0, max: 500 }), { minLength: 30, maxLength: 30 }),
+      fc.integer({ min: 1, max: 39 }),
+      (n, end, drops, cut) => {
+        const energy = new Map<number, number | null>();
+        let below = 1;
+        for (let k = 0; k < n; k += 1) {
+          below += drops[k] as number;
+          energy.set(2 + k, 1e6 + 300 - Math.min(below, 10_000));
+        }
+        if (end === 'missing') energy.set(2 + n, null);
+        if (end === 'reset') for (let k = 2 + n; k <= 40; k += 1) energy.set(k, 10 + 300 * (k - 2 - n));
+        const samples = steadyRun(40, energy);
+        const whole = buildEnergyTimeline(samples, hz1);
+        assert.deepEqual(whole.uncovered, []);
+        assert.ok(Math.abs(totalJ(whole.intervals) - 12_000) < 1e-6, `counted ${totalJ(whole.intervals)} J of 12000 J`);
+        for (let k = 2; k < 2 + n; k += 1) {
+          for (const iv of whole.intervals.filter((i) => i.startMs === T0 + 1000 * k || i.endMs === T0 + 1000 * k)) assert.equal(iv.estimated, true, `interval at ${k} s`);
+        }
+        // Cut into two windows (the second told the mark before it), the same intervals.
+        const window = buildEnergyTimeline(samples.slice(cut), hz1, foldCounterHighWater(null, samples, cut)).intervals;
+        const counted = totalJ(whole.intervals.filter((i) => i.endMs <= T0 + 1000 * cut)) + totalJ(window);
+        assert.ok(Math.abs(counted - 12_000) < 1e-6, `cut at ${cut} s: ${counted} J of 12000 J`);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
 test('a drop whose next reading is no climb a GPU could draw from it is a glitch, wherever that reading lies: the counter is not counted again from the drop', () => {
   const cases: [string, [number, number | null][]][] = [
     // The next reading is a little below the highest: a dip, itself a glitch.
