@@ -140,6 +140,11 @@ export interface GpuCarriedState {
   readonly fromMs: number;
   /** The learned idle baseline (model/idle-baseline.ts). */
   readonly idle: { readonly estimateW: number | null; readonly observedMs: number };
+  /**
+   * The GPU's last readings were judged without readings after them (none came): its next sample
+   * after this time starts a new counter run (Settler.counterRunEndMs). Absent: none pending.
+   */
+  readonly counterRunEndMs?: number;
 }
 
 /** Retention per table (DESIGN defaults: samples 48 h, requests 7 d, rollups 400 d). */

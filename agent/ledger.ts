@@ -1139,6 +1139,7 @@ function carriedStateOf(raw: unknown): GpuCarriedState | null {
   if (!finite(r.fromMs) || idle === null || typeof idle !== 'object' || !finite(idle.observedMs)) return null;
   if (idle.estimateW !== null && !finite(idle.estimateW)) return null;
   if (hw !== null && (typeof hw !== 'object' || !finite(hw.energyJ) || !finite(hw.atMs) || (hw.missed !== undefined && hw.missed !== true) || (hw.newRun !== undefined && hw.newRun !== true))) return null;
+  if (r.counterRunEndMs !== undefined && !finite(r.counterRunEndMs)) return null;
   return {
     counterHighWater: hw === null ? null : {
       energyJ: hw.energyJ as number,
@@ -1148,6 +1149,7 @@ function carriedStateOf(raw: unknown): GpuCarriedState | null {
     },
     fromMs: r.fromMs,
     idle: { estimateW: idle.estimateW as number | null, observedMs: idle.observedMs },
+    ...(finite(r.counterRunEndMs) && { counterRunEndMs: r.counterRunEndMs }),
   };
 }
 

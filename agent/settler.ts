@@ -196,6 +196,13 @@ export class Settler {
   private hostSegment = Date.now();
   /** GPUs whose first sample of this process has been marked as a counter run start (see counterRestartsWithProcess). */
   private readonly counterRunStarted = new Set<string>();
+  /**
+   * Per GPU, the time of its last sample when a settlement judged its last readings without the
+   * readings after them (see windowOf): its next sample after that time is marked as the start of
+   * a new counter run, so that no later reading judges them otherwise (a glitch, say, counted
+   * again as a counter delta from the highest reading). Kept in the ledger with each settlement.
+   */
+  private readonly counterRunEndMs = new Map<string, number>();
   /** The GPUs settled: those at start-up, and those the power source learnt since (addGpu). */
   private gpus: readonly GpuInfo[];
   /** Where settlement stood when this settler took its GPUs from the ledger: a GPU added later was settled up to there. */
@@ -342,6 +349,9 @@ export class Settler {
       loaded = loaded.filter((s) => s.timestampMs >= state.fromMs);
       this.counterHighWater.set(gpu.uuid, state.counterHighWater);
       this.carriedFromMs.set(gpu.uuid, state.fromMs);
+      // A sample after the run's end was taken (and stored marked) before the stop: its mark is in the ledger.
+      const runEndMs = state.counterRunEndMs;
+      if (runEndMs !== undefined && !loaded.some((s) => s.timestampMs > runEndMs)) this.counterRunEndMs.set(gpu.uuid, runEndMs);
     }
     // Samples taken since (a GPU added while running) stay, after the stored ones.
     const live = this.samplesByGpu.get(gpu.uuid) ?? [];
@@ -388,6 +398,11 @@ export class Settler {
         }
         if (this.options.counterRestartsWithProcess === true && !this.counterRunStarted.has(sample.gpuUuid)) {
           this.counterRunStarted.add(sample.gpuUuid);
+          sample = { ...sample, counterRunStart: true };
+        }
+        const runEndMs = this.counterRunEndMs.get(sample.gpuUuid);
+        if (runEndMs !== undefined && sample.timestampMs > runEndMs) {
+          this.counterRunEndMs.delete(sample.gpuUuid);
           sample = { ...sample, counterRunStart: true };
         }
         if (at === buffer.length) buffer.push(sample);
@@ -563,12 +578,22 @@ export class Settler {
 
   private settleOne(startMs: EpochMs, endMs: EpochMs, nowMs: number): void {
     const { options } = this;
+    const runEnds = new Map<string, number>();
     const gpuInputs: GpuPeriodInput[] = this.gpus.map((gpu) => {
       const countedUntilMs = epochMs(Math.min(this.countedUntilMs.get(gpu.uuid) ?? startMs, startMs));
+      const buffer = this.samplesByGpu.get(gpu.uuid) ?? [];
+      const lastMs = buffer[buffer.length - 1]?.timestampMs;
+      // No reading for longer than a gap that can be attributed: the readings that would judge the
+      // last ones are not coming (a GPU gone, a source stopped). Judged without them, as at the end
+      // of a trace, so the interval into them is counted rather than owed for ever.
+      const atEnd = this.counterRunEndMs.has(gpu.uuid) || (lastMs !== undefined && endMs - lastMs > options.attribution.maxAttributableGapMs);
+      const { samples, counterHighWater, judgedAtEnd } = windowOf(buffer, countedUntilMs, endMs, this.counterHighWater.get(gpu.uuid) ?? null, atEnd);
+      if (judgedAtEnd && lastMs !== undefined) runEnds.set(gpu.uuid, lastMs);
       return {
         gpuUuid: gpu.uuid,
         gpuIndex: gpu.index,
-        ...windowOf(this.samplesByGpu.get(gpu.uuid) ?? [], countedUntilMs, endMs, this.counterHighWater.get(gpu.uuid) ?? null),
+        samples,
+        counterHighWater,
         idleBaselineW: this.idleBaselineFor(gpu.uuid),
         countedUntilMs,
       };
@@ -646,7 +671,7 @@ export class Settler {
       finalizingTaskIds.clear();
       writer.periodTotals(settlement.gpus);
       writer.energyCountedUntil(owed);
-      writer.gpuCarriedState(this.carriedState(trim, idleAfter));
+      writer.gpuCarriedState(this.carriedState(trim, idleAfter, runEnds));
       for (let i = 0; i < pending.length; i += 1) {
         const p = pending[i] as PendingRequestRow;
         pending[i] = null;
@@ -717,6 +742,7 @@ export class Settler {
     if (labelRevision !== null) this.storedLabelRevision = labelRevision;
     this.countedUntilMs.clear();
     for (const [uuid, until] of countedAfter) this.countedUntilMs.set(uuid, until);
+    for (const [uuid, at] of runEnds) this.counterRunEndMs.set(uuid, at);
     for (const hour of this.pendingQuality.keys()) if (hour <= startMs) this.pendingQuality.delete(hour);
     if (host) {
       this.hostSettled = host.settled;
@@ -885,13 +911,14 @@ export class Settler {
   }
 
   /** Each GPU's state as a restart needs it once this settlement commits. */
-  private carriedState(trim: ReadonlyMap<string, TrimPlan>, idle: ReadonlyMap<string, IdleBaselineState>): Record<string, GpuCarriedState> {
+  private carriedState(trim: ReadonlyMap<string, TrimPlan>, idle: ReadonlyMap<string, IdleBaselineState>, runEnds: ReadonlyMap<string, number>): Record<string, GpuCarriedState> {
     const out: Record<string, GpuCarriedState> = {};
     for (const [uuid, state] of this.absentCarried) out[uuid] = state;
     for (const gpu of this.gpus) {
       const t = trim.get(gpu.uuid);
       if (!t) continue;
-      out[gpu.uuid] = { counterHighWater: t.highWater, fromMs: t.fromMs, idle: idle.get(gpu.uuid) ?? initialIdleBaseline() };
+      const runEndMs = runEnds.get(gpu.uuid) ?? this.counterRunEndMs.get(gpu.uuid);
+      out[gpu.uuid] = { counterHighWater: t.highWater, fromMs: t.fromMs, idle: idle.get(gpu.uuid) ?? initialIdleBaseline(), ...(runEndMs !== undefined && { counterRunEndMs: runEndMs }) };
     }
     return out;
   }
@@ -932,7 +959,13 @@ function counterAt(readings: readonly StoredHostReading[], from: number, to: num
  * before them (`highWater` is the mark before the buffer). A counter drop or glitch whose judging
  * readings are not in yet ends the window before it (countableBeforeNextReading).
  */
-function windowOf(buffer: readonly PowerSample[], startMs: number, endMs: number, highWater: CounterHighWater | null): { samples: PowerSample[]; counterHighWater: CounterHighWater | null } {
+function windowOf(
+  buffer: readonly PowerSample[],
+  startMs: number,
+  endMs: number,
+  highWater: CounterHighWater | null,
+  atEnd: boolean,
+): { samples: PowerSample[]; counterHighWater: CounterHighWater | null; judgedAtEnd: boolean } {
   let from = 0;
   while (from + 1 < buffer.length && (buffer[from + 1] as PowerSample).timestampMs <= startMs) from += 1;
   let to = from;
@@ -946,7 +979,13 @@ function windowOf(buffer: readonly PowerSample[], startMs: number, endMs: number
   }
   const counterHighWater = foldCounterHighWater(highWater, buffer, from);
   const samples = buffer.slice(from, end);
-  // A reading near the buffer's end that cannot be judged yet (a drop, a glitch): the interval into it is owed.
-  if (end === buffer.length) samples.length = countableBeforeNextReading(samples, counterHighWater, endMs);
-  return { samples, counterHighWater };
+  // A reading near the buffer's end that cannot be judged yet (a drop, a glitch): the interval into
+  // it is owed, unless `atEnd` (no reading is coming): then it is judged as the last of its run.
+  let judgedAtEnd = false;
+  if (end === buffer.length) {
+    const countable = countableBeforeNextReading(samples, counterHighWater, endMs);
+    if (!atEnd) samples.length = countable;
+    else judgedAtEnd = countable < samples.length;
+  }
+  return { samples, counterHighWater, judgedAtEnd };
 }

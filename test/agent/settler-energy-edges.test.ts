@@ -522,3 +522,58 @@ function assertOnceAcrossStallRestart(t: TestContext, make: (t: number) => Power
     assert.ok(Math.abs(measured - expectedJ) <= 1e-9 * expectedJ, `${restart ? 'with' : 'without'} a restart: measured ${measured} J, counter increase ${expectedJ} J`);
   }
 }
+
+/**
+ * 300 W at 10 Hz on a 1 MJ counter; the GPU's last reading before it goes silent (at 15 s) is
+ * `drop`: 0, or a dip within 1% under the highest. It answers again at `resumeAtMs`, if ever, with
+ * the true counter: a climb back over the highest, which would judge the drop a glitch.
+ */
+function dropThenSilence(drop: number) {
+  return (t: number): PowerSample => {
+    const s = steady(t);
+    return { ...s, energyJ: joules(t - T0 === 15_000 ? drop : 1_000_000 + ((t - T0) * 300) / 1000) };
+  };
+}
+
+test('a drop as the last reading before a GPU goes silent is not owed for ever: once no reading has come for longer than an attributable gap, it is judged without one, its interval counted from power', (t) => {
+  for (const drop of [0, 1_000_000 + 4_000]) {
+    const { ledger, cleanup } = openLedger();
+    t.after(cleanup);
+    const make = dropThenSilence(drop);
+    const { settler, metrics } = newSettler(ledger, 0);
+    settler.addSamples(range(T0, T0 + 15_000, 100, make));
+    // Readings within the lookahead's reach of the drop would judge it: nothing is counted past the reading before it.
+    settler.settleDue(T0 + 20_000);
+    assert.ok(Math.abs(metrics.measured - (14_900 * 300) / 1000) < 1e-6, `${drop}: counted up to 14.9 s (${metrics.measured} J)`);
+    // Silent for longer than maxAttributableGapMs (30 s): the interval into the drop is counted.
+    for (let now = T0 + 20_000; now <= T0 + 300_000; now += 10_000) settler.settleDue(now);
+    assert.ok(Math.abs(metrics.measured - (15_000 * 300) / 1000) < 1e-6, `${drop}: counted up to the drop at 15 s (${metrics.measured} J)`);
+    // The GPU answers again with the true counter: the stretch since the drop is counted once, from power, as after a reset.
+    settler.addSamples(range(T0 + 300_000, T0 + 400_000, 100, make));
+    settler.settleDue(T0 + 400_000);
+    assertConserved(ledger, metrics, (400_000 * 300) / 1000, `${drop}: after the GPU answers again`);
+    // The readings after the silence start a new counter run; a drop to 0 judged alone is a reset too (a dip is a missing reading).
+    assert.equal(ledgerSums(ledger).counterResets, drop === 0 ? 2 : 1, `${drop}: counter resets`);
+  }
+});
+
+test('a drop judged without the readings after it stays so judged across a restart: the first reading of the next run does not count its interval again', (t) => {
+  for (const drop of [0, 1_000_000 + 4_000]) {
+    const { ledger, cleanup } = openLedger();
+    t.after(cleanup);
+    const make = dropThenSilence(drop);
+    const run1 = newSettler(ledger, 0);
+    run1.settler.addSamples(range(T0, T0 + 15_000, 100, make));
+    for (let now = T0 + 20_000; now <= T0 + 100_000; now += 10_000) run1.settler.settleDue(now);
+    run1.settler.flushSamples();
+    // The next run's source continues the counter (NVML): its first reading climbs back over the highest.
+    const run2 = newSettler(ledger, 0);
+    run2.settler.restore(T0 + 200_000);
+    run2.settler.addSamples(range(T0 + 200_000, T0 + 300_000, 100, make));
+    run2.settler.settleDue(T0 + 300_000);
+    const expectedJ = (300_000 * 300) / 1000;
+    const measuredJ = run1.metrics.measured + run2.metrics.measured;
+    assert.ok(Math.abs(measuredJ - expectedJ) <= 1e-9 * expectedJ, `${drop}: measured over both runs ${measuredJ} J = ${expectedJ} J`);
+    assert.ok(Math.abs(ledgerSums(ledger).measured - expectedJ) <= 1e-9 * expectedJ, `${drop}: ledger measured ${ledgerSums(ledger).measured} J`);
+  }
+});

@@ -303,3 +303,17 @@ test('tasks, groups and record counts are those of the per-request entries, summ
   assert.equal(q.records_unknown_gpu, 1);
   assert.ok((entries.find((e) => e.request_id === 'loose-2')?.joules ?? 0) > 0, 'a request on two GPUs has energy');
 });
+
+test('a counter drop as the trace\'s last reading is judged without a reading after it: its interval is counted from power, flagged, not left out', () => {
+  // 300 W at 10 Hz on a 1 MJ counter for 10 s; the last reading is 0 (far under: a reset) or a dip (a missing reading).
+  const gpus = [{ uuid: 'g', index: 0, name: 'x' }];
+  for (const [last, resets] of [[0, 1], [1e6 + 2_960, 0]] as const) {
+    const samples = Array.from({ length: 101 }, (_, k) => sample('g', T0 + 100 * k, 300, k === 100 ? last : 1e6 + 30 * k));
+    for (const periodMs of [60_000, 1_000, 100]) {
+      const report = analyzeRun({ samples, requests: [], gpus, config: CONFIG, periodMs });
+      assert.ok(close(report.totals.measured_j, 3_000), `${last}, ${periodMs} ms periods: measured ${report.totals.measured_j} J of 3000 J`);
+      assert.ok(close(report.totals.estimated_j, 30), `${last}: the last interval is estimated (${report.totals.estimated_j} J)`);
+      assert.equal(report.quality.counter_resets, resets, `${last}: counter resets`);
+    }
+  }
+});
