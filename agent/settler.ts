@@ -203,6 +203,12 @@ export class Settler {
    * again as a counter delta from the highest reading). Kept in the ledger with each settlement.
    */
   private readonly counterRunEndMs = new Map<string, number>();
+  /**
+   * GPUs with a sample marked as a counter run start (by its source) that was not kept: stale, or
+   * a repeat. The mark passes to the GPU's next sample kept, as trace parsing passes the mark of a
+   * refused line on: dropped, the new run's readings would be judged against the old run's.
+   */
+  private readonly carriedRunStart = new Set<string>();
   /** The GPUs settled: those at start-up, and those the power source learnt since (addGpu). */
   private gpus: readonly GpuInfo[];
   /** Where settlement stood when this settler took its GPUs from the ledger: a GPU added later was settled up to there. */
@@ -375,11 +381,15 @@ export class Settler {
         continue;
       }
       if (this.settledUntilMs !== null && sample.timestampMs <= (this.countedUntilMs.get(sample.gpuUuid) ?? this.settledUntilMs) && sample.timestampMs < this.settledUntilMs) {
-        if (this.ledgerHolds(sample)) {
-          // A repeat of a stored reading (a replay with its own timestamps, restarted): nothing new, no error.
+        const stored = this.storedReading(sample);
+        if (stored !== undefined) {
+          // A repeat of a stored reading (a replay with its own timestamps, restarted): nothing new, no
+          // error. A mark the stored one lacks goes on to the next sample kept.
+          if (sample.counterRunStart === true && stored.counterRunStart !== true) this.carriedRunStart.add(sample.gpuUuid);
           held += 1;
           continue;
         }
+        if (sample.counterRunStart === true) this.carriedRunStart.add(sample.gpuUuid);
         // Stamped inside time already counted (the wall clock stepped back): its period is closed,
         // so it is stored but cannot count. Say so rather than lose it quietly. It stays out of the
         // buffer: as the start of the next interval it would change energy already given out.
@@ -391,11 +401,15 @@ export class Settler {
         const last = buffer[buffer.length - 1];
         let at = buffer.length;
         if (last && sample.timestampMs <= last.timestampMs) {
-          if (sample.timestampMs === last.timestampMs) continue; // a repeat reading adds nothing
           const t = sample.timestampMs;
-          at = buffer.findIndex((s) => s.timestampMs >= t);
-          if (buffer[at]?.timestampMs === t) continue;
+          at = t === last.timestampMs ? buffer.length - 1 : buffer.findIndex((s) => s.timestampMs >= t);
+          if (buffer[at]?.timestampMs === t) {
+            // A repeat reading adds nothing but its mark, which goes on to the next sample kept.
+            if (sample.counterRunStart === true && buffer[at]?.counterRunStart !== true) this.carriedRunStart.add(sample.gpuUuid);
+            continue;
+          }
         }
+        if (this.carriedRunStart.delete(sample.gpuUuid)) sample = { ...sample, counterRunStart: true };
         if (this.options.counterRestartsWithProcess === true && !this.counterRunStarted.has(sample.gpuUuid)) {
           this.counterRunStarted.add(sample.gpuUuid);
           sample = { ...sample, counterRunStart: true };
@@ -427,10 +441,10 @@ export class Settler {
     }
   }
 
-  /** The ledger already holds this very reading: same GPU, timestamp, power and counter. */
-  private ledgerHolds(sample: PowerSample): boolean {
+  /** The ledger's copy of this very reading (same GPU, timestamp, power and counter), if it holds one. */
+  private storedReading(sample: PowerSample): PowerSample | undefined {
     const stored = this.options.ledger.loadSamples(sample.gpuUuid, sample.timestampMs, sample.timestampMs).find((s) => s.timestampMs === sample.timestampMs);
-    return stored !== undefined && stored.powerW === sample.powerW && stored.energyJ === sample.energyJ;
+    return stored !== undefined && stored.powerW === sample.powerW && stored.energyJ === sample.energyJ ? stored : undefined;
   }
 
   /** Count records refused at ingest, for the hourly data-quality rollup. */

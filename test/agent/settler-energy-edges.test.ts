@@ -577,3 +577,32 @@ test('a drop judged without the readings after it stays so judged across a resta
     assert.ok(Math.abs(ledgerSums(ledger).measured - expectedJ) <= 1e-9 * expectedJ, `${drop}: ledger measured ${ledgerSums(ledger).measured} J`);
   }
 });
+
+test('a sample marked as a new counter run start that is not kept (stale, or a repeat) passes its mark to the GPU\'s next sample kept', (t) => {
+  // 300 W at 10 Hz. The first run's counter reaches 1 MJ + 9 kJ at 30 s; the source's counter then
+  // starts again at 1 MJ + 50 J (within 1% under the highest: unmarked, its readings would be
+  // glitches, counted 0 J until they passed the old highest). Its first reading, marked, comes
+  // stale (stamped inside counted time), as a repeat of the last timestamp kept, or of a stored reading.
+  for (const how of ['stale', 'repeat', 'stored repeat'] as const) {
+    const { ledger, cleanup } = openLedger();
+    t.after(cleanup);
+    const first = (t: number): PowerSample => ({ ...steady(t), energyJ: joules(1_000_000 + ((t - T0) * 300) / 1000) });
+    const second = (t: number): PowerSample => ({ ...steady(t), energyJ: joules(1_000_050 + ((t - T0 - 30_000) * 300) / 1000) });
+    const { settler, metrics } = newSettler(ledger, 0);
+    settler.addSamples(range(T0, T0 + 30_000, 100, first));
+    settler.settleDue(T0 + 30_000);
+    if (how === 'stored repeat') settler.flushSamples();
+    const marked: PowerSample =
+      how === 'stale' ? { ...second(T0 + 30_000), timestampMs: epochMs(T0 + 29_950), counterRunStart: true }
+      : how === 'repeat' ? { ...second(T0 + 30_000), counterRunStart: true }
+      : { ...first(T0 + 29_900), counterRunStart: true };
+    settler.addSamples([marked]);
+    settler.addSamples(range(T0 + 30_100, T0 + 60_000, 100, second));
+    settler.settleDue(T0 + 60_000);
+    settler.flushSamples();
+    assertConserved(ledger, metrics, (60_000 * 300) / 1000, how);
+    assert.equal(ledgerSums(ledger).counterResets, 1, `${how}: the new run starts at the next sample kept`);
+    const stored = ledger.loadSamples(GPU.uuid, epochMs(T0 + 30_100), epochMs(T0 + 30_100)).find((x) => x.timestampMs === T0 + 30_100);
+    assert.equal(stored?.counterRunStart, true, `${how}: stored marked, so a restart reads it so`);
+  }
+});
