@@ -184,6 +184,7 @@ export class Settler {
   private readonly pendingQuality = new Map<number, { rejected: number; sampleErrors: number }>();
   private lastStaleWarnMs = 0;
   private lastHeldLogMs = 0;
+  private lastOutOfOrderWarnMs = 0;
   private hostReadings: StoredHostReading[] = [];
   /** Host readings not yet written to the ledger (flushed with the samples). */
   private readonly unpersistedHost: StoredHostReading[] = [];
@@ -372,6 +373,7 @@ export class Settler {
   addSamples(samples: readonly PowerSample[]): void {
     let stale = 0;
     let held = 0;
+    let outOfOrder = 0;
     for (let sample of samples) {
       const buffer = this.samplesByGpu.get(sample.gpuUuid);
       if (!buffer) {
@@ -408,6 +410,16 @@ export class Settler {
             if (sample.counterRunStart === true && buffer[at]?.counterRunStart !== true) this.carriedRunStart.add(sample.gpuUuid);
             continue;
           }
+          if (this.splitsCountedInterval(sample.gpuUuid, buffer[at - 1])) {
+            // Between two samples whose interval was counted in part (up to the counted edge, in
+            // proportion to time): split, the rest of it would be counted at the new sample's mean
+            // powers, and the interval's energy counted more or less than once. Refused, and said so.
+            outOfOrder += 1;
+            this.pendingQualityAt(sample.timestampMs).sampleErrors += 1;
+            this.options.metrics.sampleError?.('out_of_order');
+            if (sample.counterRunStart === true) this.carriedRunStart.add(sample.gpuUuid);
+            continue;
+          }
         }
         if (this.carriedRunStart.delete(sample.gpuUuid)) sample = { ...sample, counterRunStart: true };
         if (this.options.counterRestartsWithProcess === true && !this.counterRunStarted.has(sample.gpuUuid)) {
@@ -435,10 +447,24 @@ export class Settler {
         'samples stamped before the end of settled time (did the clock step back?): stored, but their periods are closed, so they count as sample errors',
       );
     }
+    if (outOfOrder > 0 && Date.now() - this.lastOutOfOrderWarnMs >= 60_000) {
+      this.lastOutOfOrderWarnMs = Date.now();
+      this.options.log.warn({ samples: outOfOrder }, 'samples out of time order inside an interval whose energy is counted in part: refused (they count as sample errors)');
+    }
     if (held > 0 && Date.now() - this.lastHeldLogMs >= 60_000) {
       this.lastHeldLogMs = Date.now();
       this.options.log.info({ samples: held }, 'samples repeating readings the ledger already holds (a replay restarted with its own timestamps): skipped');
     }
+  }
+
+  /**
+   * Whether a sample put after `before` (a GPU's buffered sample, the one before it in time) splits
+   * an interval counted in part: one that starts before the GPU's counted edge. (One that starts at
+   * the edge is not counted yet; with no sample after `before`, the tail after it is owed, not counted.)
+   */
+  private splitsCountedInterval(uuid: string, before: PowerSample | undefined): boolean {
+    if (this.settledUntilMs === null || before === undefined) return false;
+    return before.timestampMs < Math.min(this.countedUntilMs.get(uuid) ?? this.settledUntilMs, this.settledUntilMs);
   }
 
   /** The ledger's copy of this very reading (same GPU, timestamp, power and counter), if it holds one. */

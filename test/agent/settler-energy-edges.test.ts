@@ -606,3 +606,24 @@ test('a sample marked as a new counter run start that is not kept (stale, or a r
     assert.equal(stored?.counterRunStart, true, `${how}: stored marked, so a restart reads it so`);
   }
 });
+
+test('an out-of-order sample inside an interval counted in part is refused as a sample error: split, the interval would count more than once', (t) => {
+  // 300 W except [9.9 s, 10.9 s), where the counter rises 900 J; samples every 100 ms but for that
+  // second. Settled to 10 s, [9.9 s, 10 s) of that interval is counted (90 J). A reading at 10.05 s
+  // (15 J since 9.9 s) then arrives: split there, the rest would be counted as 5 J + 885 J.
+  const counter = (t: number) => (t <= T0 + 9_900 ? ((t - T0) * 300) / 1000 : t < T0 + 10_900 ? 2_970 + ((t - T0 - 9_900) * 100) / 1000 : 3_870 + ((t - T0 - 10_900) * 300) / 1000);
+  const make = (t: number): PowerSample => ({ ...steady(t), energyJ: joules(counter(t)) });
+  const { ledger, cleanup } = openLedger();
+  t.after(cleanup);
+  const { settler, metrics } = newSettler(ledger, 0);
+  settler.addSamples([...range(T0, T0 + 9_900, 100, make), make(T0 + 10_900)]);
+  settler.settleDue(T0 + 10_000);
+  settler.addSamples([{ ...make(T0 + 10_050), energyJ: joules(2_985) }]);
+  assert.deepEqual(metrics.sampleErrors, ['out_of_order']);
+  // Inside an interval not counted at all, an out-of-order sample is taken.
+  settler.addSamples([...range(T0 + 11_000, T0 + 11_500, 100, make), ...range(T0 + 11_700, T0 + 20_000, 100, make)]);
+  settler.addSamples([make(T0 + 11_600)]);
+  assert.deepEqual(metrics.sampleErrors, ['out_of_order']);
+  settler.settleDue(T0 + 20_000);
+  assertConserved(ledger, metrics, counter(T0 + 20_000), 'out of order');
+});
