@@ -135,8 +135,8 @@ const SETTLED_UNTIL = 'settled_until_ms';
 /** Set by migration 7 (agent/migrations/007-usage-by-energy-hour.ts). */
 const USAGE_BY_DRAWN_HOUR_FROM = 'usage_by_energy_hour_from';
 const USAGE_BY_DRAWN_HOUR_SCHEMA = 7;
-/** Migration 10 (agent/migrations/010-task-counters.ts): task and waste counter sums by series. */
-const TASK_COUNTERS_SCHEMA = 10;
+/** Migration 12 (agent/migrations/012-task-counters.ts): task and waste counter sums by series. */
+const TASK_COUNTERS_SCHEMA = 12;
 const ENERGY_COUNTED_UNTIL = 'energy_counted_until_ms';
 const GPU_CARRIED_STATE = 'gpu_carried_state';
 const ADMITTED_LABEL_VALUES = 'admitted_label_values';

@@ -239,3 +239,23 @@ test('schema 13: pruned usage sums of before keep their flag, and those pruned f
   pruneAt(ledger, T0 + HOUR + RETENTION.rollupsDays * DAY);
   assert.deepEqual(bySimulated(), [[false, 1], [true, 4]], 'the measured hour pruned beside the simulated sums, not into them');
 });
+
+test('a reader of a ledger at any earlier schema reads its counter totals (each new table is read only from the schema that made it)', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  for (let version = 1; version <= latestVersion(LEDGER_MIGRATIONS); version += 1) {
+    const path = join(dir, `v${version}.db`);
+    const db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    migrate(db, LEDGER_MIGRATIONS.slice(0, version), path);
+    db.close();
+    const reader = Ledger.openReadOnly(path);
+    try {
+      assert.equal(reader.schemaVersion(), version);
+      const totals = reader.counterTotals();
+      assert.deepEqual([totals.taskSeries, totals.wasteSeries, totals.usage, totals.gpus], [[], [], [], []], `schema ${version}`);
+    } finally {
+      reader.close();
+    }
+  }
+});
