@@ -27,8 +27,9 @@ export interface OtlpTracesHandlerOptions {
   /** Failures worth counting (sink errors), for the agent's health metrics. */
   readonly onError?: (error: Error) => void;
   /**
-   * A task or label value left out of a stored record (the record kept without it), by record
-   * field: counted once the records are stored, so a batch the exporter sends again counts once.
+   * A task or label value left out of a record the sink acknowledged (the record kept without it),
+   * by record field: a batch answered 429 or a record refused is not counted; a span the exporter
+   * sends again after it was acknowledged is counted again (the sink does not say which were repeats).
    */
   readonly onLabelLeftOut?: (field: string) => void;
   /** When set (the agent's ingest token), exports must carry `Authorization: Bearer <token>`. */

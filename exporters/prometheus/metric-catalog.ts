@@ -99,7 +99,7 @@ export const METRIC_CATALOG = {
   },
   labelValuesLeftOut: {
     name: 'tokenwatt_label_values_left_out_total', type: 'counter', labels: ['source', 'label'],
-    help: 'Task and label values that request capture left out of a record it kept, because a record refuses them (too long, attempt not an integer 1..10000, a reserved value such as "(none)"), by source (proxy: per call; otlp: per span stored, again if the exporter sends it again) and record field (task_id, attempt, or the label\'s name). The log names the header or attribute once.',
+    help: 'Task and label values that request capture left out of a record it kept, because a record refuses them (too long, attempt not an integer 1..10000, a reserved value such as "(none)"), by source (proxy: per call; otlp: per span acknowledged, again if the exporter sends it again) and record field (task_id, attempt, or the label\'s name). The log names the header or attribute once.',
   },
   records: {
     name: 'tokenwatt_records_total', type: 'counter', labels: ['result'],
