@@ -48,3 +48,17 @@ test('RequestJsonText: labels equal to the last ones only through an inherited k
   assert.equal(json.gpus(['GPU-0']), '["GPU-0"]');
   assert.equal(json.gpus(['GPU-0', 'GPU-1']), '["GPU-0","GPU-1"]');
 });
+
+test('RequestJsonText: one-GPU lists that alternate, and more distinct GPUs than it keeps texts for, still give JSON.stringify\'s', () => {
+  const json = new RequestJsonText();
+  for (let i = 0; i < 3000; i++) {
+    // Alternating replicas, then GPU names past the texts kept (the map is cleared and refilled).
+    const list = i < 100 ? [`GPU-${i % 2}`] : [`GPU-${i}`];
+    assert.equal(json.gpus(list), JSON.stringify(list));
+    if (i % 7 === 0) assert.equal(json.gpus(['GPU-0', `GPU-${i}`]), JSON.stringify(['GPU-0', `GPU-${i}`]));
+  }
+  const held = ['GPU-0'];
+  assert.equal(json.gpus(held), '["GPU-0"]');
+  held[0] = 'GPU-1'; // the same array changed in place is looked up by its new GPU
+  assert.equal(json.gpus(held), '["GPU-1"]');
+});
