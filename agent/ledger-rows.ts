@@ -148,8 +148,9 @@ export function writeRequestParams(params: unknown[], at: number, r: ResolvedReq
   params[at + 19] = late ? 1 : 0;
   params[at + 20] = receivedAtMs;
   params[at + 21] = r.otlpSpans === undefined ? null : JSON.stringify(r.otlpSpans);
-  // Rare (GPUs named by index or MIG device): no cached text needed.
-  params[at + 22] = r.gpusSent ? JSON.stringify(r.gpusSent) : null;
+  // GPUs named by index (as a node's replicas are often configured) are kept as sent on every such
+  // record: their text is cached as the resolved list's is.
+  params[at + 22] = r.gpusSent ? json.gpusSent(r.gpusSent) : null;
 }
 
 /**
@@ -169,6 +170,14 @@ export class RequestJsonText {
   private labelKeys: string[] = [];
   private labelValues: unknown[] = [];
   private labelsText = '{}';
+
+  /** The texts of GPU lists as sent (ResolvedRequest.gpusSent), cached apart from the resolved ones'. */
+  private sent: RequestJsonText | null = null;
+
+  gpusSent(list: readonly string[]): string {
+    this.sent ??= new RequestJsonText();
+    return this.sent.gpus(list);
+  }
 
   gpus(list: readonly string[]): string {
     // A one-GPU list, by its GPU: a node's records alternate between its replicas' GPUs, which

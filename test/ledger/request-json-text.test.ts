@@ -8,6 +8,7 @@ test('RequestJsonText: every answer is JSON.stringify\'s, over runs of repeated,
   const labels = fc.dictionary(fc.constantFrom('team', 'feature', 'env', '1', '0'), fc.constantFrom('', 'a', 'b', 'search'), { maxKeys: 4 });
   const step = fc.oneof(
     fc.record({ kind: fc.constant('gpus' as const), list: fc.array(gpu, { maxLength: 3 }) }),
+    fc.record({ kind: fc.constant('sent' as const), list: fc.array(gpu, { maxLength: 3 }) }), // gpusSent, between resolved lists
     fc.record({ kind: fc.constant('labels' as const), labels }),
     fc.record({ kind: fc.constant('again' as const) }), // the previous list or labels object, changed in place
   );
@@ -15,19 +16,26 @@ test('RequestJsonText: every answer is JSON.stringify\'s, over runs of repeated,
     fc.property(fc.array(step, { maxLength: 40 }), (steps) => {
       const json = new RequestJsonText();
       const list: string[] = [];
+      const sent: string[] = [];
       const held: Record<string, string> = {};
       for (const s of steps) {
         if (s.kind === 'gpus') {
           list.splice(0, list.length, ...s.list);
           assert.equal(json.gpus(list), JSON.stringify(list));
+        } else if (s.kind === 'sent') {
+          sent.splice(0, sent.length, ...s.list);
+          assert.equal(json.gpusSent(sent), JSON.stringify(sent));
+          assert.equal(json.gpus(list), JSON.stringify(list), 'the resolved list\'s text is not the one sent');
         } else if (s.kind === 'labels') {
           for (const k of Object.keys(held)) delete held[k];
           Object.assign(held, s.labels);
           assert.equal(json.labels(held), JSON.stringify(held));
         } else {
           list.push('GPU-9');
+          sent.push('7');
           held.changed = 'yes';
           assert.equal(json.gpus(list), JSON.stringify(list));
+          assert.equal(json.gpusSent(sent), JSON.stringify(sent));
           assert.equal(json.labels(held), JSON.stringify(held));
         }
       }
