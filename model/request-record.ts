@@ -36,6 +36,12 @@ export interface RequestRecord {
   readonly source: string;
   /** OTLP only: the span(s) the record was taken from, by side (one call seen from both sides is one record). */
   readonly otlpSpans?: OtlpSpanIds;
+  /**
+   * Set by resolveRecord (see ResolvedRequest.gpusSent). The wire parsers give it as null, so that
+   * resolving a record replaces a property rather than adding one: an object spread plus one new
+   * property cost about half again the ingest CPU per record (BENCHMARKS.md, Ingest, seventeenth round).
+   */
+  readonly gpusSent?: readonly string[] | null;
 }
 
 /** The span ids of an OTLP record: the app's client span, the engine's server span, or both once merged. */
@@ -240,6 +246,7 @@ function fromWire(r: z.output<typeof requestRecordWireSchema>): RequestRecord {
     tokensEstimated: r.tokens_estimated ?? false,
     granularity: r.granularity ?? 'request',
     source: r.source ?? 'http',
+    gpusSent: null,
   };
 }
 
@@ -384,6 +391,7 @@ export function acceptCommonRecord(input: object): RequestRecord | null {
     tokensEstimated,
     granularity,
     source: source ?? 'http',
+    gpusSent: null,
   };
 }
 
@@ -600,7 +608,7 @@ export function resolveRecord(record: RequestRecord, index: number, ctx: RecordC
   const resolved = gpus === NO_GPUS ? [] : gpus;
   const gpusSent = sentUnlessResolved(record.gpus, resolved);
   // Set only where the references were not the UUIDs: a record resolved from UUIDs stays as it was.
-  return { ok: true, record: gpusSent === null ? { ...record, tier, gpus: resolved } : { ...record, tier, gpus: resolved, gpusSent } };
+  return { ok: true, record: { ...record, tier, gpus: resolved, gpusSent } };
 }
 
 /** The references as sent, or null when they are the resolved UUIDs exactly (most records: no copy kept). */

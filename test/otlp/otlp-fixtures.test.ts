@@ -55,6 +55,7 @@ test('the captured GenAI span becomes exactly one record; the HTTP span is ignor
       tokensEstimated: false,
       granularity: 'request',
       source: 'otlp',
+      gpusSent: null, // set when the record is resolved
       otlpSpans: { client: '27abbb145abca758' }, // the app's span: it has the response id
     },
   );
