@@ -4,7 +4,7 @@ import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsag
 import { epochMs, joules, watts } from '../model/units.js';
 import type { EpochMs } from '../model/units.js';
 import type { EnergyBeforeEndHour, RequestAccumulator } from '../model/request-result.js';
-import type { TaskCountIncrement, WasteIncrement } from '../model/task-counters.js';
+import type { CountedTask, TaskCountIncrement, WasteIncrement } from '../model/task-counters.js';
 import type { FinalizedRequest, RequestEnergyDelta } from './ledger-types.js';
 
 /**
@@ -525,6 +525,28 @@ export interface TaskSqlRow {
   tier: string;
   team: string;
   feature: string;
+  /** Schema 14: what the counters have of a reopened task (all NULL otherwise, and absent before). */
+  counted_tier?: string | null;
+  counted_succeeded?: number | null;
+  counted_joules?: number | null;
+  counted_waste_j?: number | null;
+}
+
+/**
+ * What the task counters have of a task whose row says it reopened (schema 14), or null. The four
+ * columns are written together: a row with some of them only is refused by name, not read as a
+ * task never counted (which would count it again).
+ */
+export function countedFromRow(r: TaskSqlRow): CountedTask | null {
+  const fields = { counted_tier: r.counted_tier, counted_succeeded: r.counted_succeeded, counted_joules: r.counted_joules, counted_waste_j: r.counted_waste_j };
+  const missing = Object.entries(fields).filter(([, v]) => v === null || v === undefined).map(([k]) => k);
+  if (missing.length === Object.keys(fields).length) return null;
+  if (missing.length > 0) throw new Error(`task ${JSON.stringify(r.task_id)}: ${missing.join(', ')} missing beside the other counted_* columns (they are written together)`);
+  for (const key of ['counted_joules', 'counted_waste_j'] as const) {
+    const v = fields[key] as number;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`task ${JSON.stringify(r.task_id)}: ${key} is ${String(v)}, not a finite number >= 0`);
+  }
+  return { tier: String(fields.counted_tier), succeeded: fields.counted_succeeded === 1, joules: fields.counted_joules as number, wasteJ: fields.counted_waste_j as number };
 }
 
 export function taskFromRow(r: TaskSqlRow): TaskRow {

@@ -2,7 +2,7 @@ import type { GpuPeriodTotals } from '../model/attribution-types.js';
 import type { EnergyBeforeEndHour } from '../model/request-result.js';
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow } from '../model/rollup-types.js';
 import type { EpochMs } from '../model/units.js';
-import type { TaskCountIncrement, WasteIncrement } from '../model/task-counters.js';
+import type { CountedTask, TaskCountIncrement, WasteIncrement } from '../model/task-counters.js';
 
 /** Energy a request received in one settled period, added to its running totals. */
 export interface RequestEnergyDelta {
@@ -120,6 +120,12 @@ export interface SettlementWriter {
    * metrics add them: added to the ledger's lifetime sums of those series (never pruned).
    */
   taskCounters(counters: TaskCounterIncrements): void;
+  /**
+   * A task that closed before got requests in this settlement: what the counters have of it (its
+   * figures at that close) goes on its row, written by {@link rollups} before, so that a restart
+   * while it is open goes on from it. A task without a row fails the settlement.
+   */
+  taskReopened(taskId: string, counted: CountedTask): void;
 }
 
 /** Increments of tokenwatt_tasks_total and tokenwatt_waste_energy_joules_total (model/task-counters.ts). */

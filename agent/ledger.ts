@@ -10,7 +10,7 @@ import { addEnergyBeforeEndHour, type EnergyBeforeEndHour } from '../model/reque
 import type { HourlyEnergyRow, HourlyHostEnergyRow, HourlyQualityRow, HourlyUsageRow, TaskRow } from '../model/rollup-types.js';
 import { epochMs, joules } from '../model/units.js';
 import { summaryOf, type TaskRequest, type TaskSummary } from '../model/tasks.js';
-import { isCounterIncrement } from '../model/task-counters.js';
+import { isCounterIncrement, type CountedTask } from '../model/task-counters.js';
 import type { EpochMs } from '../model/units.js';
 import { LEDGER_MIGRATIONS, LedgerVersionError, latestVersion, migrate } from './migrations/index.js';
 import { assertNotNewer } from './migrations/migration.js';
@@ -137,6 +137,8 @@ const USAGE_BY_DRAWN_HOUR_FROM = 'usage_by_energy_hour_from';
 const USAGE_BY_DRAWN_HOUR_SCHEMA = 7;
 /** Migration 12 (agent/migrations/012-task-counters.ts): task and waste counter sums by series. */
 const TASK_COUNTERS_SCHEMA = 12;
+/** Migration 14 (agent/migrations/014-task-counted.ts): what the task counters have of a reopened task. */
+const TASK_COUNTED_SCHEMA = 14;
 const ENERGY_COUNTED_UNTIL = 'energy_counted_until_ms';
 const GPU_CARRIED_STATE = 'gpu_carried_state';
 const ADMITTED_LABEL_VALUES = 'admitted_label_values';
@@ -793,6 +795,15 @@ export class Ledger {
     return (this.stmt(sql.READ_TASKS).all(fromMs, toMs) as rows.TaskSqlRow[]).map(rows.taskFromRow);
   }
 
+  /**
+   * Tasks whose last request ended at or after `fromMs`, each with what the task counters have of it
+   * when it closed and reopened since (null: never counted, or reopened before schema 14).
+   */
+  readTasksWithCounted(fromMs: EpochMs): { task: TaskRow; counted: CountedTask | null }[] {
+    const found = this.stmt(sql.READ_TASKS).all(fromMs, Number.MAX_SAFE_INTEGER) as rows.TaskSqlRow[];
+    return found.map((r) => ({ task: rows.taskFromRow(r), counted: this.version >= TASK_COUNTED_SCHEMA ? rows.countedFromRow(r) : null }));
+  }
+
   /** The stored rows of the given tasks, as task summaries, by task id (tasks without a row are absent). */
   storedTasks(taskIds: readonly string[]): Map<string, TaskSummary> {
     const found = new Map<string, TaskSummary>();
@@ -979,6 +990,11 @@ class LedgerSettlementWriter implements SettlementWriter {
     }
     const waste = this.stmt(sql.ADD_WASTE);
     for (const w of counters.waste) if (isCounterIncrement(w.joules)) waste.run(w.tier, w.reason, w.simulated ? 1 : 0, w.joules);
+  }
+
+  taskReopened(taskId: string, counted: CountedTask): void {
+    const changed = this.stmt(sql.SET_TASK_COUNTED).run(counted.tier, counted.succeeded ? 1 : 0, counted.joules, counted.wasteJ, taskId).changes;
+    if (changed !== 1) throw new Error(`task ${JSON.stringify(taskId)} reopened, but the ledger holds no row of it`);
   }
 
   request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null, rowid?: number): void {

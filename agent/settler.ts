@@ -14,7 +14,7 @@ import { epochMs, watts, type EpochMs } from '../model/units.js';
 import { SettledUntilMismatchError, type Ledger, type StoredHostReading } from './ledger.js';
 import type { PendingRequestRow } from './ledger-rows.js';
 import type { GpuCarriedState, RequestEnergyDelta, TaskCounterIncrements } from './ledger-types.js';
-import { taskCloseIncrements, type TaskClose, type TaskCountIncrement, type WasteIncrement } from '../model/task-counters.js';
+import { taskCloseIncrements, type CountedTask, type TaskClose, type TaskCountIncrement, type WasteIncrement } from '../model/task-counters.js';
 import type { Logger } from './logger.js';
 
 /** What the settler reports to metrics; a subset of TokenwattMetrics so tests can pass a recorder. */
@@ -108,6 +108,8 @@ interface TaskOutcome {
 interface TaskClosePlan {
   readonly open: Map<string, OpenTask>;
   readonly closes: readonly TaskClose[];
+  /** Tasks counted at an earlier close that this settlement opens again, with what was counted. */
+  readonly reopened: readonly { readonly taskId: string; readonly counted: CountedTask }[];
 }
 
 /** The ledger's share of the closes: the counter increments the metrics will add, in their order. */
@@ -123,13 +125,13 @@ function taskCounterIncrements(closes: readonly TaskClose[], label: (name: strin
 }
 
 /** Energy of a failed task that is not attempt waste (reason task_failed in the metrics). */
-const failedRestJ = (t: TaskOutcome): number => (t.succeeded ? 0 : Math.max(0, t.joules - t.wasteJ));
+const failedRestJ = (t: CountedTask): number => (t.succeeded ? 0 : Math.max(0, t.joules - t.wasteJ));
 
 /** A task with requests not yet in the task metrics: the whole task now, and what was counted of it. */
 interface OpenTask {
   now: TaskOutcome;
   /** The task as it was when it last closed (the metrics have it); null when it never closed. */
-  readonly counted: TaskOutcome | null;
+  readonly counted: CountedTask | null;
 }
 
 /**
@@ -148,8 +150,9 @@ interface OpenTask {
  * (a step after a long pause, a late record) is not counted again: at its next close the energy
  * and waste it added are reported as a continuation, under the tier and outcome it had when it
  * last closed (the ledger row has the final ones). What closed before is known from the ledger (a
- * task with earlier requests that is not open closed), so this holds across restarts too; only a
- * task that had continued after a close and was open at a restart is reported whole again.
+ * task with earlier requests that is not open closed), and the settlement that reopens a task
+ * stores on its row what was counted of it, so this holds across restarts too, also for a task
+ * that is open at the restart (only one that reopened before ledger schema 14 is counted whole again).
  */
 export class Settler {
   private readonly samplesByGpu = new Map<string, PowerSample[]>();
@@ -331,11 +334,12 @@ export class Settler {
     // Each GPU's counter mark and learned idle baseline as the last settlement left them.
     const carried = this.settledUntilMs === null ? new Map<string, GpuCarriedState>() : ledger.getGpuCarriedState();
     for (const gpu of this.gpus) samples += this.restoreGpu(gpu, from, carried, nowMs);
-    // Tasks not closed yet were not counted in the metrics: they close (and count) from here.
+    // Tasks not closed yet close (and count) from here: whole, or, for one that reopened after a
+    // close, what it added since (its row keeps what was counted).
     if (this.settledUntilMs !== null) {
       const from = epochMs(this.settledUntilMs - this.options.taskIdleMs + 1);
-      for (const t of ledger.readTasks(from, epochMs(Number.MAX_SAFE_INTEGER))) {
-        if (!this.openTasks.has(t.taskId)) this.openTasks.set(t.taskId, { now: t, counted: null });
+      for (const { task, counted } of ledger.readTasksWithCounted(from)) {
+        if (!this.openTasks.has(task.taskId)) this.openTasks.set(task.taskId, { now: task, counted });
       }
     }
     // Unsettled requests need no restoring: every settlement reads them from the ledger. The
@@ -770,6 +774,7 @@ export class Settler {
       // can neither lose it nor count it twice. Their tiers are admitted after the requests', as
       // the metrics admit them.
       taskPlan = this.planTaskCloses(tasks, endMs);
+      for (const { taskId, counted } of taskPlan.reopened) writer.taskReopened(taskId, counted);
       if (taskPlan.closes.length > 0) writer.taskCounters(taskCounterIncrements(taskPlan.closes, options.labelValue, options.simulated));
       if (options.labelCap) {
         labelRevision = options.labelCap.revision;
@@ -821,10 +826,17 @@ export class Settler {
    */
   private planTaskCloses(updates: readonly TaskUpdate[], settledUntilMs: number): TaskClosePlan {
     const open = new Map(this.openTasks);
+    const reopened: { taskId: string; counted: CountedTask }[] = [];
     for (const u of updates) {
       const was = open.get(u.delta.taskId);
-      // Not open but with earlier requests: it closed (and was counted) before, as it was then.
-      open.set(u.delta.taskId, { now: u.summary, counted: was ? was.counted : u.previous });
+      let counted = was ? was.counted : null;
+      if (was === undefined && u.previous !== null) {
+        // Not open but with earlier requests: it closed (and was counted) before, as it was then.
+        const p = u.previous;
+        counted = { tier: p.tier, succeeded: p.succeeded, joules: p.joules, wasteJ: p.wasteJ };
+        reopened.push({ taskId: u.delta.taskId, counted });
+      }
+      open.set(u.delta.taskId, { now: u.summary, counted });
     }
     const closes: TaskClose[] = [];
     for (const [taskId, task] of open) {
@@ -841,7 +853,7 @@ export class Settler {
       const failedJ = Math.max(0, failedRestJ(now) - failedRestJ(counted));
       if (joules > 0 || wasteJ > 0 || failedJ > 0) closes.push({ tier: counted.tier, succeeded: counted.succeeded, joules, wasteJ, failedJ, continued: true });
     }
-    return { open, closes };
+    return { open, closes, reopened };
   }
 
   /**

@@ -26,6 +26,18 @@ export interface TaskClose {
   readonly failedJ?: number;
 }
 
+/**
+ * What the task counters have of a task that closed: the task as it was at its last close. A close
+ * after more requests counts only what the task added since (see {@link TaskClose} `continued`),
+ * under this tier and outcome.
+ */
+export interface CountedTask {
+  readonly tier: string;
+  readonly succeeded: boolean;
+  readonly joules: number;
+  readonly wasteJ: number;
+}
+
 /** One increment of tokenwatt_tasks_total{tier,succeeded,simulated}. */
 export interface TaskCountIncrement {
   readonly tier: string;

@@ -11,10 +11,11 @@ import { otlpSpans } from './010-otlp-spans.js';
 import { gpusAsSent } from './011-gpus-as-sent.js';
 import { taskCounters } from './012-task-counters.js';
 import { prunedUsageBySimulated } from './013-pruned-usage-by-simulated.js';
+import { taskCounted } from './014-task-counted.js';
 import type { Migration } from './migration.js';
 
 /** Every ledger migration, in order. Append only: never edit a released step. */
-export const LEDGER_MIGRATIONS: readonly Migration[] = [initialSchema, prunedTotals, taskRequestsIndex, hostReadings, requestIdIndex, counterRunStart, usageByEnergyHour, seededCoveredAndHost, seedConsistency, otlpSpans, gpusAsSent, taskCounters, prunedUsageBySimulated];
+export const LEDGER_MIGRATIONS: readonly Migration[] = [initialSchema, prunedTotals, taskRequestsIndex, hostReadings, requestIdIndex, counterRunStart, usageByEnergyHour, seededCoveredAndHost, seedConsistency, otlpSpans, gpusAsSent, taskCounters, prunedUsageBySimulated, taskCounted];
 
 export { LedgerVersionError, latestVersion, migrate } from './migration.js';
 export type { Migration } from './migration.js';

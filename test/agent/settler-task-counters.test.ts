@@ -178,3 +178,48 @@ test('a settlement that fails after its tasks closed writes no counts and counts
   assert.equal([...tasks.values()].reduce((a, b) => a + b, 0), 2, 'each task counted once');
   assert.deepEqual(ledger.counterTotals().taskSeries.map((s) => [s.tier, s.succeeded, s.count]), [['gold', true, 1], ['silver', false, 1]]);
 });
+
+// Closed before the restart, then reopened by more requests, and still open when the agent
+// restarts: t5 succeeded (attempt waste), t6 failed with an ok step (task_failed waste) in silver.
+const FIRST = [
+  req('e1', 't5', 'gold', 1, 'error', 1, 5), req('e2', 't5', 'gold', 2, 'ok', 6, 10),
+  req('f1', 't6', 'silver', 1, 'ok', 2, 5), req('f2', 't6', 'silver', 1, 'error', 6, 8),
+];
+// More of both after they closed (at 70 s): t5 another failed attempt; t6 an ok step and a failed
+// one in gold, more energy than its silver ones, so its row's tier and outcome are not those counted.
+const REOPEN = [
+  req('e3', 't5', 'gold', 1, 'error', 100, 104), req('e4', 't5', 'gold', 2, 'ok', 105, 110),
+  req('f3', 't6', 'gold', 1, 'ok', 100, 108), req('f4', 't6', 'gold', 1, 'error', 109, 112),
+];
+
+test('a task that closed, reopened and is open at a restart counts only what it added since its close, as if the process had run on', async (t) => {
+  const reference = processOn(tempPath(t), T0, 50);
+  t.after(() => reference.ledger.close());
+  reference.ingest(FIRST);
+  reference.settleTo(T0 + 10_000, T0 + 90_000);
+  reference.ingest(REOPEN);
+  reference.settleTo(T0 + 91_000, T0 + 400_000);
+  const referenceTasks = await seriesOf(reference.metrics, 'tokenwatt_tasks_total');
+  assert.deepEqual([...referenceTasks.values()], [1, 1], 'each task counted once, without a restart');
+
+  const path = tempPath(t);
+  const first = processOn(path, T0, 50);
+  first.ingest(FIRST);
+  first.settleTo(T0 + 10_000, T0 + 90_000);
+  assert.equal([...(await seriesOf(first.metrics, 'tokenwatt_tasks_total')).values()].reduce((a, b) => a + b, 0), 2, 'both closed');
+  first.ingest(REOPEN);
+  // Settled past the reopening requests' ends, not past their idle time: both are open again.
+  first.settleTo(T0 + 91_000, T0 + 130_000);
+  const row = first.ledger.readTasks(epochMs(0), epochMs(Number.MAX_SAFE_INTEGER)).find((r) => r.taskId === 't6');
+  assert.deepEqual(row && [row.tier, row.succeeded], ['gold', false], 'the row has t6\'s final tier');
+  first.ledger.close();
+
+  const second = processOn(path, T0 + 130_000, 50);
+  t.after(() => second.ledger.close());
+  second.settleTo(T0 + 131_000, T0 + 400_000);
+  assert.deepEqual(await seriesOf(second.metrics, 'tokenwatt_tasks_total'), referenceTasks, 'neither task counted a second time');
+  const waste = await seriesOf(second.metrics, 'tokenwatt_waste_energy_joules_total');
+  const wasteReference = await seriesOf(reference.metrics, 'tokenwatt_waste_energy_joules_total');
+  assert.deepEqual([...waste.keys()].sort(), [...wasteReference.keys()].sort(), 'the same waste series (the tier and outcome counted at the close)');
+  for (const [labels, value] of wasteReference) assert.ok(close(waste.get(labels) ?? NaN, value), `waste ${labels}: ${waste.get(labels)} vs ${value}`);
+});

@@ -224,6 +224,37 @@ test('property: for any tasks split across settlements, late arrivals and restar
   t.diagnostic(`${runs} runs`);
 });
 
+test('D7b: a task that goes on from its row after retention deleted its requests, open at a restart, is not counted again', (t) => {
+  const periodMs = 60_000;
+  const h = harness(t, { periodMs });
+  const { ledger, metrics } = h;
+  h.ingest([req('a1', 1, 'ok', 10, 20)]);
+  while (h.settler.settleDue(T0 + 700_000) > 0);
+  assert.equal(metrics.totals().tasks, 1);
+
+  const D8 = T0 + 8 * 86_400_000;
+  const later = steadySamples('gpu-0', D8, D8 + 1_200_000, 1000, 300);
+  h.settler.addSamples(later);
+  while (h.settler.settleDue(D8) > 0);
+  assert.ok(ledger.prune(epochMs(D8), { periodMs, latenessMs: 0 }).requests >= 1);
+  assert.deepEqual(ledger.finalizedTaskRequests(['t']), [], 'the first attempt is gone');
+  h.ingest([req('a2', 2, 'ok', 8 * 86_400 + 10, 8 * 86_400 + 20)]);
+  // a2 is finalized, the task not idle yet: open again, going on from its row, when the agent restarts.
+  while (h.settler.settleDue(D8 + periodMs) > 0);
+  assert.equal(metrics.tasks.length, 1, 'not closed again yet');
+  h.restart(D8 + periodMs);
+  h.settler.addSamples(later);
+  while (h.settler.settleDue(D8 + 1_200_000) > 0);
+
+  const row = h.task();
+  assert.deepEqual(row && [row.requests, row.succeeded], [2, true]);
+  const m = metrics.totals();
+  assert.equal(m.tasks, 1, 'tokenwatt_tasks_total counts the task once, across the restart');
+  assert.equal(metrics.tasks[1]?.continued, true, 'the close after the restart is a continuation');
+  assert.ok(close(m.joules, row?.joules ?? NaN, 1e-9), `histogram sum ${m.joules} = ledger ${row?.joules}`);
+  assert.equal(ledger.counterTotals().taskSeries.reduce((n, s) => n + s.count, 0), 1, 'the ledger\'s sums too');
+});
+
 test('D7: a task that goes on after retention deleted its earlier requests goes on from its row: counted once, its energy added', (t) => {
   const periodMs = 600_000;
   const h = harness(t, { periodMs });

@@ -259,3 +259,41 @@ test('a reader of a ledger at any earlier schema reads its counter totals (each 
     }
   }
 });
+
+test('schema 14: a task row of before knows nothing counted of it (null); the four counted columns are read together or refused by name', (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const path = join(dir, 'v13.db');
+  const v13 = new Database(path);
+  v13.pragma('journal_mode = WAL');
+  migrate(v13, LEDGER_MIGRATIONS.slice(0, 13), path);
+  v13.prepare("INSERT INTO tasks VALUES ('old', 'n', ?, ?, 2, 100, 40, 10, 'ok', 'gold', '', '')").run(T0, T0 + 1000);
+  v13.prepare("INSERT INTO tasks VALUES ('new', 'n', ?, ?, 3, 150, 40, 15, 'ok', 'gold', '', '')").run(T0, T0 + 2000);
+  v13.close();
+
+  const ledger = Ledger.open(path, { node: 'n', retention: RETENTION });
+  t.after(() => ledger.close());
+  const counted = (): [string, unknown][] => ledger.readTasksWithCounted(epochMs(T0)).map((r) => [r.task.taskId, r.counted]);
+  // Reopened before the upgrade or not, a row of before cannot tell: its next close counts it whole.
+  assert.deepEqual(counted(), [['old', null], ['new', null]]);
+  ledger.settle({ periodStartMs: epochMs(T0), periodEndMs: epochMs(T0 + 10_000), settledUntilMs: epochMs(T0 + 10_000) }, (w) => {
+    w.taskReopened('new', { tier: 'silver', succeeded: false, joules: 100, wasteJ: 40 });
+  });
+  assert.deepEqual(counted(), [['old', null], ['new', { tier: 'silver', succeeded: false, joules: 100, wasteJ: 40 }]]);
+  assert.throws(
+    () => ledger.settle({ periodStartMs: epochMs(T0 + 10_000), periodEndMs: epochMs(T0 + 20_000), settledUntilMs: epochMs(T0 + 20_000) }, (w) => {
+      w.taskReopened('gone', { tier: 'gold', succeeded: true, joules: 1, wasteJ: 0 });
+    }),
+    /task "gone" reopened, but the ledger holds no row of it/,
+  );
+
+  const db = new Database(path);
+  db.prepare("UPDATE tasks SET counted_tier = 'gold', counted_joules = 5 WHERE task_id = 'old'").run();
+  db.prepare("UPDATE tasks SET counted_waste_j = -1 WHERE task_id = 'new'").run();
+  db.close();
+  assert.throws(() => counted(), /task "old": counted_succeeded, counted_waste_j missing beside the other counted_\* columns/);
+  const fix = new Database(path);
+  fix.prepare("UPDATE tasks SET counted_tier = NULL, counted_joules = NULL WHERE task_id = 'old'").run();
+  fix.close();
+  assert.throws(() => counted(), /task "new": counted_waste_j is -1, not a finite number >= 0/);
+});
