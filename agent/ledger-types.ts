@@ -126,6 +126,12 @@ export interface SettlementWriter {
    * while it is open goes on from it. A task without a row fails the settlement.
    */
   taskReopened(taskId: string, counted: CountedTask): void;
+  /**
+   * A task closes in this settlement: the counters have it whole, its row as it stands after
+   * {@link rollups}, so that a restart that finds it open (a longer task idle time) counts
+   * nothing of it again. A task without a row fails the settlement.
+   */
+  taskClosed(taskId: string): void;
 }
 
 /** Increments of tokenwatt_tasks_total and tokenwatt_waste_energy_joules_total (model/task-counters.ts). */

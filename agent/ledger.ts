@@ -137,7 +137,7 @@ const USAGE_BY_DRAWN_HOUR_FROM = 'usage_by_energy_hour_from';
 const USAGE_BY_DRAWN_HOUR_SCHEMA = 7;
 /** Migration 12 (agent/migrations/012-task-counters.ts): task and waste counter sums by series. */
 const TASK_COUNTERS_SCHEMA = 12;
-/** Migration 14 (agent/migrations/014-task-counted.ts): what the task counters have of a reopened task. */
+/** Migration 14 (agent/migrations/014-task-counted.ts): what the task counters have of a task that closed. */
 const TASK_COUNTED_SCHEMA = 14;
 const ENERGY_COUNTED_UNTIL = 'energy_counted_until_ms';
 const GPU_CARRIED_STATE = 'gpu_carried_state';
@@ -797,7 +797,7 @@ export class Ledger {
 
   /**
    * Tasks whose last request ended at or after `fromMs`, each with what the task counters have of it
-   * when it closed and reopened since (null: never counted, or reopened before schema 14).
+   * (null: never closed, or closed before schema 14 and not reopened since).
    */
   readTasksWithCounted(fromMs: EpochMs): { task: TaskRow; counted: CountedTask | null }[] {
     const found = this.stmt(sql.READ_TASKS).all(fromMs, Number.MAX_SAFE_INTEGER) as rows.TaskSqlRow[];
@@ -995,6 +995,11 @@ class LedgerSettlementWriter implements SettlementWriter {
   taskReopened(taskId: string, counted: CountedTask): void {
     const changed = this.stmt(sql.SET_TASK_COUNTED).run(counted.tier, counted.succeeded ? 1 : 0, counted.joules, counted.wasteJ, taskId).changes;
     if (changed !== 1) throw new Error(`task ${JSON.stringify(taskId)} reopened, but the ledger holds no row of it`);
+  }
+
+  taskClosed(taskId: string): void {
+    const changed = this.stmt(sql.SET_TASK_CLOSED).run(taskId).changes;
+    if (changed !== 1) throw new Error(`task ${JSON.stringify(taskId)} closed, but the ledger holds no row of it`);
   }
 
   request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null, rowid?: number): void {

@@ -110,6 +110,8 @@ interface TaskClosePlan {
   readonly closes: readonly TaskClose[];
   /** Tasks counted at an earlier close that this settlement opens again, with what was counted. */
   readonly reopened: readonly { readonly taskId: string; readonly counted: CountedTask }[];
+  /** Every task that closes here (also one whose close adds nothing to the counters). */
+  readonly closed: readonly string[];
 }
 
 /** The ledger's share of the closes: the counter increments the metrics will add, in their order. */
@@ -150,9 +152,10 @@ interface OpenTask {
  * (a step after a long pause, a late record) is not counted again: at its next close the energy
  * and waste it added are reported as a continuation, under the tier and outcome it had when it
  * last closed (the ledger row has the final ones). What closed before is known from the ledger (a
- * task with earlier requests that is not open closed), and the settlement that reopens a task
- * stores on its row what was counted of it, so this holds across restarts too, also for a task
- * that is open at the restart (only one that reopened before ledger schema 14 is counted whole again).
+ * task with earlier requests that is not open closed), and the settlements that close and reopen
+ * a task store on its row what was counted of it, so this holds across restarts too, also for a
+ * task open at the restart, or found open by a longer task idle time (only a task that closed
+ * before ledger schema 14 and that a restart finds open is counted whole again).
  */
 export class Settler {
   private readonly samplesByGpu = new Map<string, PowerSample[]>();
@@ -334,8 +337,9 @@ export class Settler {
     // Each GPU's counter mark and learned idle baseline as the last settlement left them.
     const carried = this.settledUntilMs === null ? new Map<string, GpuCarriedState>() : ledger.getGpuCarriedState();
     for (const gpu of this.gpus) samples += this.restoreGpu(gpu, from, carried, nowMs);
-    // Tasks not closed yet close (and count) from here: whole, or, for one that reopened after a
-    // close, what it added since (its row keeps what was counted).
+    // Tasks not closed yet close (and count) from here: whole, or, for one counted at an earlier
+    // close (it reopened, or a longer task idle time finds it open), what it added since (its row
+    // keeps what was counted).
     if (this.settledUntilMs !== null) {
       const from = epochMs(this.settledUntilMs - this.options.taskIdleMs + 1);
       for (const { task, counted } of ledger.readTasksWithCounted(from)) {
@@ -775,6 +779,7 @@ export class Settler {
       // the metrics admit them.
       taskPlan = this.planTaskCloses(tasks, endMs);
       for (const { taskId, counted } of taskPlan.reopened) writer.taskReopened(taskId, counted);
+      for (const taskId of taskPlan.closed) writer.taskClosed(taskId);
       if (taskPlan.closes.length > 0) writer.taskCounters(taskCounterIncrements(taskPlan.closes, options.labelValue, options.simulated));
       if (options.labelCap) {
         labelRevision = options.labelCap.revision;
@@ -839,9 +844,11 @@ export class Settler {
       open.set(u.delta.taskId, { now: u.summary, counted });
     }
     const closes: TaskClose[] = [];
+    const closed: string[] = [];
     for (const [taskId, task] of open) {
       if (task.now.lastEndMs + this.options.taskIdleMs > settledUntilMs) continue;
       open.delete(taskId);
+      closed.push(taskId);
       const { now, counted } = task;
       if (counted === null) {
         closes.push({ tier: now.tier, succeeded: now.succeeded, joules: now.joules, wasteJ: now.wasteJ });
@@ -853,7 +860,7 @@ export class Settler {
       const failedJ = Math.max(0, failedRestJ(now) - failedRestJ(counted));
       if (joules > 0 || wasteJ > 0 || failedJ > 0) closes.push({ tier: counted.tier, succeeded: counted.succeeded, joules, wasteJ, failedJ, continued: true });
     }
-    return { open, closes, reopened };
+    return { open, closes, reopened, closed };
   }
 
   /**

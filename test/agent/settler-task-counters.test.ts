@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { Ledger } from '../../agent/ledger.js';
+import Database from '../../agent/sqlite-driver.js';
 import { Settler } from '../../agent/settler.js';
 import { LabelCapper } from '../../exporters/prometheus/label-capper.js';
 import { TokenwattMetrics } from '../../exporters/prometheus/tokenwatt-metrics.js';
@@ -27,7 +28,7 @@ const samples = steadySamples('gpu-0', T0, T0 + 700_000, 100, 300);
 const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 
 /** One agent process over a ledger file: its own capper, metrics and settler, as Agent.init builds them. */
-function processOn(path: string, nowMs: number, labelCap: number) {
+function processOn(path: string, nowMs: number, labelCap: number, taskIdleMs = 60_000) {
   const ledger = Ledger.open(path, { node: 'n', retention: RETENTION });
   const capper = new LabelCapper(labelCap);
   for (const [label, values] of ledger.getAdmittedLabelValues() ?? []) capper.preload(label, values);
@@ -35,7 +36,7 @@ function processOn(path: string, nowMs: number, labelCap: number) {
   metrics.seed(ledger.counterTotals());
   const settler = new Settler({
     ledger, metrics, gpus, node: 'n', periodMs: 10_000, latenessMs: 0, attribution: DEFAULT_ATTRIBUTION_CONFIG, simulated: false,
-    labelValue: (name, value) => capper.value(name, value), labelCap: capper, taskIdleMs: 60_000, log: quiet,
+    labelValue: (name, value) => capper.value(name, value), labelCap: capper, taskIdleMs, log: quiet,
   });
   settler.restore(nowMs);
   settler.addSamples(samples);
@@ -192,7 +193,12 @@ const REOPEN = [
   req('f3', 't6', 'gold', 1, 'ok', 100, 108), req('f4', 't6', 'gold', 1, 'error', 109, 112),
 ];
 
-test('a task that closed, reopened and is open at a restart counts only what it added since its close, as if the process had run on', async (t) => {
+/**
+ * FIRST closes, REOPEN reopens both tasks, the agent restarts while they are open, and they close
+ * again: the counters must end as those of a run without the restart. `beforeUpgrade`: the first
+ * close left nothing on the rows (a ledger of schema 13 then), as if it closed before the upgrade.
+ */
+async function reopenedAtRestart(t: { after(fn: () => void): void }, beforeUpgrade: boolean): Promise<void> {
   const reference = processOn(tempPath(t), T0, 50);
   t.after(() => reference.ledger.close());
   reference.ingest(FIRST);
@@ -207,6 +213,11 @@ test('a task that closed, reopened and is open at a restart counts only what it 
   first.ingest(FIRST);
   first.settleTo(T0 + 10_000, T0 + 90_000);
   assert.equal([...(await seriesOf(first.metrics, 'tokenwatt_tasks_total')).values()].reduce((a, b) => a + b, 0), 2, 'both closed');
+  if (beforeUpgrade) {
+    const db = new Database(path);
+    db.prepare('UPDATE tasks SET counted_tier = NULL, counted_succeeded = NULL, counted_joules = NULL, counted_waste_j = NULL').run();
+    db.close();
+  }
   first.ingest(REOPEN);
   // Settled past the reopening requests' ends, not past their idle time: both are open again.
   first.settleTo(T0 + 91_000, T0 + 130_000);
@@ -222,4 +233,32 @@ test('a task that closed, reopened and is open at a restart counts only what it 
   const wasteReference = await seriesOf(reference.metrics, 'tokenwatt_waste_energy_joules_total');
   assert.deepEqual([...waste.keys()].sort(), [...wasteReference.keys()].sort(), 'the same waste series (the tier and outcome counted at the close)');
   for (const [labels, value] of wasteReference) assert.ok(close(waste.get(labels) ?? NaN, value), `waste ${labels}: ${waste.get(labels)} vs ${value}`);
+}
+
+test('a task that closed, reopened and is open at a restart counts only what it added since its close, as if the process had run on', async (t) => {
+  await reopenedAtRestart(t, false);
+});
+
+test('a task that closed before the upgrade to ledger schema 14 and reopened after it, open at a restart, is not counted again either', async (t) => {
+  await reopenedAtRestart(t, true);
+});
+
+test('a restart with a longer task idle time (a raised settle lateness) does not count again the tasks that closed before it', async (t) => {
+  const path = tempPath(t);
+  const first = processOn(path, T0, 50);
+  first.ingest([...BEFORE, ...FIRST]);
+  // Closed at 70 s (idle 60 s); 90 s on, they ended less than 5 min ago.
+  first.settleTo(T0 + 10_000, T0 + 90_000);
+  const tasksBefore = await seriesOf(first.metrics, 'tokenwatt_tasks_total');
+  const wasteBefore = await seriesOf(first.metrics, 'tokenwatt_waste_energy_joules_total');
+  assert.equal([...tasksBefore.values()].reduce((a, b) => a + b, 0), 4, 'all four closed');
+  first.ledger.close();
+
+  const second = processOn(path, T0 + 90_000, 50, 300_000);
+  t.after(() => second.ledger.close());
+  second.settleTo(T0 + 91_000, T0 + 600_000);
+  assert.deepEqual(await seriesOf(second.metrics, 'tokenwatt_tasks_total'), tasksBefore, 'each task still counted once');
+  const waste = await seriesOf(second.metrics, 'tokenwatt_waste_energy_joules_total');
+  assert.deepEqual([...waste.keys()].sort(), [...wasteBefore.keys()].sort());
+  for (const [labels, value] of wasteBefore) assert.ok(close(waste.get(labels) ?? NaN, value), `waste ${labels}: ${waste.get(labels)} vs ${value}`);
 });
