@@ -537,14 +537,15 @@ export interface TaskSqlRow {
  * columns are written together: a row with some of them only is refused by name, not read as a
  * task never counted (which would count it again).
  */
-export function countedFromRow(r: TaskSqlRow): CountedTask | null {
+/** What was counted of a task (null: nothing), or why its counted_* columns cannot be read. */
+export function countedFromRow(r: TaskSqlRow): CountedTask | null | string {
   const fields = { counted_tier: r.counted_tier, counted_succeeded: r.counted_succeeded, counted_joules: r.counted_joules, counted_waste_j: r.counted_waste_j };
   const missing = Object.entries(fields).filter(([, v]) => v === null || v === undefined).map(([k]) => k);
   if (missing.length === Object.keys(fields).length) return null;
-  if (missing.length > 0) throw new Error(`task ${JSON.stringify(r.task_id)}: ${missing.join(', ')} missing beside the other counted_* columns (they are written together)`);
+  if (missing.length > 0) return `task ${JSON.stringify(r.task_id)}: ${missing.join(', ')} missing beside the other counted_* columns (they are written together)`;
   for (const key of ['counted_joules', 'counted_waste_j'] as const) {
     const v = fields[key] as number;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`task ${JSON.stringify(r.task_id)}: ${key} is ${String(v)}, not a finite number >= 0`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) return `task ${JSON.stringify(r.task_id)}: ${key} is ${String(v)}, not a finite number >= 0`;
   }
   return { tier: String(fields.counted_tier), succeeded: fields.counted_succeeded === 1, joules: fields.counted_joules as number, wasteJ: fields.counted_waste_j as number };
 }

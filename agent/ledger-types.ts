@@ -123,15 +123,16 @@ export interface SettlementWriter {
   /**
    * A task that closed before got requests in this settlement: what the counters have of it (its
    * figures at that close) goes on its row, written by {@link rollups} before, so that a restart
-   * while it is open goes on from it. A task without a row fails the settlement.
+   * while it is open goes on from it. False when the ledger holds no row of it (deleted by hand:
+   * nothing to write on; the settlement goes on, and the settler says so).
    */
-  taskReopened(taskId: string, counted: CountedTask): void;
+  taskReopened(taskId: string, counted: CountedTask): boolean;
   /**
    * A task closes in this settlement: the counters have it whole, its row as it stands after
    * {@link rollups}, so that a restart that finds it open (a longer task idle time) counts
-   * nothing of it again. A task without a row fails the settlement.
+   * nothing of it again. False when the ledger holds no row of it (as for taskReopened).
    */
-  taskClosed(taskId: string): void;
+  taskClosed(taskId: string): boolean;
 }
 
 /** Increments of tokenwatt_tasks_total and tokenwatt_waste_energy_joules_total (model/task-counters.ts). */

@@ -799,9 +799,14 @@ export class Ledger {
    * Tasks whose last request ended at or after `fromMs`, each with what the task counters have of it
    * (null: never closed, or closed before schema 14 and not reopened since).
    */
-  readTasksWithCounted(fromMs: EpochMs): { task: TaskRow; counted: CountedTask | null }[] {
+  readTasksWithCounted(fromMs: EpochMs): { task: TaskRow; counted: CountedTask | null; problem: string | null }[] {
     const found = this.stmt(sql.READ_TASKS).all(fromMs, Number.MAX_SAFE_INTEGER) as rows.TaskSqlRow[];
-    return found.map((r) => ({ task: rows.taskFromRow(r), counted: this.version >= TASK_COUNTED_SCHEMA ? rows.countedFromRow(r) : null }));
+    return found.map((r) => {
+      const task = rows.taskFromRow(r);
+      if (this.version < TASK_COUNTED_SCHEMA) return { task, counted: null, problem: null };
+      const read = rows.countedFromRow(r);
+      return typeof read === 'string' ? { task, counted: null, problem: read } : { task, counted: read, problem: null };
+    });
   }
 
   /** The stored rows of the given tasks, as task summaries, by task id (tasks without a row are absent). */
@@ -992,14 +997,14 @@ class LedgerSettlementWriter implements SettlementWriter {
     for (const w of counters.waste) if (isCounterIncrement(w.joules)) waste.run(w.tier, w.reason, w.simulated ? 1 : 0, w.joules);
   }
 
-  taskReopened(taskId: string, counted: CountedTask): void {
-    const changed = this.stmt(sql.SET_TASK_COUNTED).run(counted.tier, counted.succeeded ? 1 : 0, counted.joules, counted.wasteJ, taskId).changes;
-    if (changed !== 1) throw new Error(`task ${JSON.stringify(taskId)} reopened, but the ledger holds no row of it`);
+  // A missing row is reported, not thrown: a settlement that failed on it would fail at every
+  // retry, and settling would stop for good over one task's restart bookkeeping.
+  taskReopened(taskId: string, counted: CountedTask): boolean {
+    return this.stmt(sql.SET_TASK_COUNTED).run(counted.tier, counted.succeeded ? 1 : 0, counted.joules, counted.wasteJ, taskId).changes === 1;
   }
 
-  taskClosed(taskId: string): void {
-    const changed = this.stmt(sql.SET_TASK_CLOSED).run(taskId).changes;
-    if (changed !== 1) throw new Error(`task ${JSON.stringify(taskId)} closed, but the ledger holds no row of it`);
+  taskClosed(taskId: string): boolean {
+    return this.stmt(sql.SET_TASK_CLOSED).run(taskId).changes === 1;
   }
 
   request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null, rowid?: number): void {

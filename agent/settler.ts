@@ -342,7 +342,10 @@ export class Settler {
     // keeps what was counted).
     if (this.settledUntilMs !== null) {
       const from = epochMs(this.settledUntilMs - this.options.taskIdleMs + 1);
-      for (const { task, counted } of ledger.readTasksWithCounted(from)) {
+      for (const { task, counted, problem } of ledger.readTasksWithCounted(from)) {
+        // Unreadable (edited by hand): taken as never counted, so counted whole at its close, as
+        // on a ledger of before schema 14; said so, not a refusal to start.
+        if (problem !== null) this.options.log.warn({ taskId: task.taskId }, `${problem}: the task is counted whole at its next close`);
         if (!this.openTasks.has(task.taskId)) this.openTasks.set(task.taskId, { now: task, counted });
       }
     }
@@ -699,6 +702,8 @@ export class Settler {
     let pendingJ = 0;
     let labelRevision: number | null = null;
     let taskPlan: TaskClosePlan | null = null;
+    /** Tasks whose ledger row was gone when this settlement wrote what was counted of them. */
+    const taskRowsMissing: string[] = [];
     const requestShares: RequestPeriodShare[] = [];
     // The tasks whose requests finalize here: their earlier finalized requests are read before this
     // settlement finalizes any, so the read holds only the rows it needs (none for a task seen whole).
@@ -778,8 +783,8 @@ export class Settler {
       // can neither lose it nor count it twice. Their tiers are admitted after the requests', as
       // the metrics admit them.
       taskPlan = this.planTaskCloses(tasks, endMs);
-      for (const { taskId, counted } of taskPlan.reopened) writer.taskReopened(taskId, counted);
-      for (const taskId of taskPlan.closed) writer.taskClosed(taskId);
+      for (const { taskId, counted } of taskPlan.reopened) if (!writer.taskReopened(taskId, counted)) taskRowsMissing.push(taskId);
+      for (const taskId of taskPlan.closed) if (!writer.taskClosed(taskId)) taskRowsMissing.push(taskId);
       if (taskPlan.closes.length > 0) writer.taskCounters(taskCounterIncrements(taskPlan.closes, options.labelValue, options.simulated));
       if (options.labelCap) {
         labelRevision = options.labelCap.revision;
@@ -788,6 +793,12 @@ export class Settler {
     });
 
     // Committed: now move the in-memory state and the exported counters.
+    if (taskRowsMissing.length > 0) {
+      this.options.log.warn(
+        { tasks: taskRowsMissing.slice(0, 10), count: taskRowsMissing.length },
+        'tasks without a ledger row (deleted by hand?): what was counted of them is not stored, so a restart while they are open counts them whole again',
+      );
+    }
     this.settledUntilMs = endMs;
     if (labelRevision !== null) this.storedLabelRevision = labelRevision;
     this.countedUntilMs.clear();
