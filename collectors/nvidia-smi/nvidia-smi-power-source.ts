@@ -77,7 +77,10 @@ export class NvidiaSmiPowerSource implements PowerSource {
   private readonly offset: NvidiaSmiClockOffset<Omit<PowerSample, 'timestampMs'>>;
   /** GPUs the stream has printed a line for since it was (re)started. */
   private readonly inStream = new Set<string>();
-  /** GPUs listed by a refresh but not printed by the stream: restarted once for each, so it enumerates again. */
+  /**
+   * GPUs listed by a refresh but not printed by the stream: restarted once for each, so it
+   * enumerates again. Forgotten when the GPU is lost, so its return earns one more restart.
+   */
   private readonly streamRestartedFor = new Set<string>();
   /** GPUs a refresh listed that the stream had not printed (yet). */
   private readonly unstreamed = new Set<string>();
@@ -285,6 +288,11 @@ export class NvidiaSmiPowerSource implements PowerSource {
       for (const g of this.gpus) {
         if (listedUuids.has(g.uuid) || this.absent.has(g.uuid)) continue;
         this.absent.add(g.uuid);
+        // Gone: when it is listed again the running stream (holding its old handle) may not print
+        // it, so it is watched afresh and earns one more restart (one per loss: no restart loop).
+        this.inStream.delete(g.uuid);
+        this.unstreamed.delete(g.uuid);
+        this.streamRestartedFor.delete(g.uuid);
         this.report({ reason: 'gpu_lost', gpuUuid: g.uuid, message: `GPU ${g.index} (${g.uuid}) is no longer listed by nvidia-smi: no samples from it (an energy gap) until it is listed again` });
       }
     }

@@ -14,7 +14,9 @@
 //   FAKE_NVIDIA_SMI_GPUS_FILE a file holding that N, read at each command and each loop tick (when
 //                             it exists): GPUs added or gone while running, in the list and the stream
 //   FAKE_NVIDIA_SMI_STREAM_FIXED  "1": a loop keeps the GPUs it started with (a driver whose running
-//                             stream does not enumerate again); one-shot commands still read the file
+//                             stream does not enumerate again): one the file drops is not printed by
+//                             that loop again, even once the file lists it again (a stale handle);
+//                             one-shot commands still read the file
 //   FAKE_NVIDIA_SMI_DROP      comma-separated fields --help-query-gpu must not offer (older drivers)
 //   FAKE_NVIDIA_SMI_SET       "field=value;field=value": override captured values (e.g. ERR!)
 import { existsSync, readFileSync } from 'node:fs';
@@ -126,6 +128,8 @@ function queryGpu(fields, formats) {
   }
   let iteration = 0;
   const fixedCount = env.FAKE_NVIDIA_SMI_STREAM_FIXED === '1' ? gpuCount() : null;
+  /** GPUs a fixed loop saw go: it holds their old handles and never prints them again. */
+  const gone = new Set();
   const tick = () => {
     if (iteration >= after && mode !== 'replay') {
       if (mode === 'hang') return; // alive, silent (the interval keeps the process up)
@@ -139,7 +143,11 @@ function queryGpu(fields, formats) {
         return;
       }
     }
-    for (let gpu = 0, n = fixedCount ?? gpuCount(); gpu < n; gpu++) say(line(iteration, gpu));
+    const listed = gpuCount();
+    for (let gpu = 0, n = fixedCount ?? listed; gpu < n; gpu++) {
+      if (gpu >= listed) gone.add(gpu);
+      if (!gone.has(gpu)) say(line(iteration, gpu));
+    }
     iteration++;
   };
   tick();

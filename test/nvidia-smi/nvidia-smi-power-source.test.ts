@@ -380,3 +380,38 @@ test('a GPU listed after start-up that the running stream does not print: learnt
   assert.deepEqual(told.map((g) => [g.index, g.uuid, g.name]), [[1, added, capturedCell(c.sections, 'idle', 'name')]]);
   assert.deepEqual(got.errors, []);
 });
+
+test('a GPU that was lost and is listed again but not printed by the running stream: the stream is started again for it once more, then it is sampled', async (t) => {
+  const c = capture('h100-80gb');
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-back-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const countFile = join(dir, 'gpus');
+  writeFileSync(countFile, '1');
+  const warnings: string[] = [];
+  const log = { info() {}, debug() {}, error() {}, warn: (_o: unknown, m?: string) => { if (m) warnings.push(m); } };
+  // The fixed stream never prints again a GPU it saw go (its handle is stale), as a running nvidia-smi would not.
+  const smi = source(c.path, { FAKE_NVIDIA_SMI_GPUS_FILE: countFile, FAKE_NVIDIA_SMI_STREAM_FIXED: '1' },
+    { inventoryRefreshMs: 100, log: log as unknown as NonNullable<NvidiaSmiPowerSourceOptions['log']> });
+  await smi.init();
+  const got = new SampleCollector();
+  const added = 'GPU-00000001-0000-0000-0000-000000000000';
+  smi.start(got.onSamples, got.onError);
+  const restarts = () => warnings.filter((w) => /its stream prints no line for them: restarting the stream/.test(w)).length;
+  try {
+    await got.waitFor(() => got.samples.length >= 2, 10_000, 'GPU 0 sampled');
+    writeFileSync(countFile, '2');
+    await got.waitFor(() => got.of(added).length >= 3, 10_000, 'GPU 1 sampled after the first restart');
+    assert.equal(restarts(), 1);
+    writeFileSync(countFile, '1');
+    await got.waitFor(() => got.errorsOf('gpu_lost').length > 0, 10_000, 'GPU 1 reported lost');
+    const lostAt = got.of(added).length;
+    writeFileSync(countFile, '2');
+    await got.waitFor(() => got.of(added).length >= lostAt + 3, 10_000, 'GPU 1 sampled again after it came back');
+    // Printed again: no further restart (no loop).
+    await sleep(600);
+  } finally {
+    await smi.shutdown();
+  }
+  assert.equal(restarts(), 2, warnings.join('\n'));
+  assert.deepEqual(got.errors.map((e) => [e.reason, e.gpuUuid]), [['gpu_lost', added]]);
+});
