@@ -139,7 +139,21 @@ export class NvidiaSmiPowerSource implements PowerSource {
     this.onGpu = onGpu ?? null;
     this.process = this.stream();
     this.process.start();
-    this.refreshTimer = setInterval(() => void this.refresh(), this.options.inventoryRefreshMs ?? 10_000);
+    this.scheduleRefresh();
+  }
+
+  /**
+   * The next periodic read of the GPU list, inventoryRefreshMs after the last one ended (a timer,
+   * not an interval): a list command as slow as the interval must not run back to back.
+   */
+  private scheduleRefresh(): void {
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
+    if (this.stopped) return;
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      void this.refresh();
+    }, this.options.inventoryRefreshMs ?? 10_000);
     this.refreshTimer.unref();
   }
 
@@ -161,7 +175,7 @@ export class NvidiaSmiPowerSource implements PowerSource {
 
   async shutdown(): Promise<void> {
     this.stopped = true;
-    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
     this.refreshTimer = null;
     const process = this.process;
     this.process = null;
@@ -243,8 +257,9 @@ export class NvidiaSmiPowerSource implements PowerSource {
    * Reads the GPU list again (every inventoryRefreshMs, and when the stream prints an unknown GPU):
    * GPUs found since start-up are learnt (told to onGpu), changed ones (MIG reconfigured, power
    * limit) described anew, and known GPUs no longer listed are reported as lost: their energy is a
-   * gap until they are listed again, as with NVML. One read at a time; a request during one runs
-   * another after it.
+   * gap until they are listed again, as with NVML. One read at a time; a request during one (an
+   * unknown GPU in the stream) runs another after it; the periodic one waits its interval after
+   * the last read ends.
    */
   private async refresh(): Promise<void> {
     if (this.refreshing) {
@@ -252,6 +267,9 @@ export class NvidiaSmiPowerSource implements PowerSource {
       return;
     }
     this.refreshing = true;
+    // The periodic read waits for this one to end (rescheduled below), never queued behind it.
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
     try {
       do {
         this.refreshAgain = false;
@@ -266,6 +284,7 @@ export class NvidiaSmiPowerSource implements PowerSource {
       if (!this.stopped) this.problem('inventory', 'inventory', `re-reading the GPU list failed: ${error instanceof Error ? error.message : String(error)}`);
     } finally {
       this.refreshing = false;
+      this.scheduleRefresh();
     }
   }
 

@@ -404,6 +404,8 @@ test('a GPU that was lost and is listed again but not printed by the running str
     assert.equal(restarts(), 1);
     writeFileSync(countFile, '1');
     await got.waitFor(() => got.errorsOf('gpu_lost').length > 0, 10_000, 'GPU 1 reported lost');
+    // Some ticks of the stream without it (else the fake stream never saw it go and prints it on).
+    await sleep(300);
     const lostAt = got.of(added).length;
     writeFileSync(countFile, '2');
     await got.waitFor(() => got.of(added).length >= lostAt + 3, 10_000, 'GPU 1 sampled again after it came back');
@@ -414,4 +416,97 @@ test('a GPU that was lost and is listed again but not printed by the running str
   }
   assert.equal(restarts(), 2, warnings.join('\n'));
   assert.deepEqual(got.errors.map((e) => [e.reason, e.gpuUuid]), [['gpu_lost', added]]);
+});
+
+/**
+ * nvidia-smi through a wrapper script: the GPU list command (a --query-gpu without -lms) is logged
+ * with its start and end (ms) and takes `delay` seconds when that file exists; `set` feeds
+ * FAKE_NVIDIA_SMI_SET to every command (a value changed mid-run).
+ */
+function listWrapper(dir: string): { wrapper: string; runs: () => { start: number; end: number }[] } {
+  const wrapper = join(dir, 'nvidia-smi');
+  const runsFile = join(dir, 'runs');
+  writeFileSync(wrapper, `#!/bin/sh
+export FAKE_NVIDIA_SMI_SET="$(cat ${JSON.stringify(join(dir, 'set'))} 2>/dev/null)"
+case " $* " in
+  *" -lms "*|*" --help-query-gpu "*|*" --version "*|*" -L "*) exec ${JSON.stringify(process.execPath)} ${JSON.stringify(binary)} "$@" ;;
+esac
+echo "start $(date +%s%3N)" >> ${JSON.stringify(runsFile)}
+[ -f ${JSON.stringify(join(dir, 'delay'))} ] && sleep "$(cat ${JSON.stringify(join(dir, 'delay'))})"
+${JSON.stringify(process.execPath)} ${JSON.stringify(binary)} "$@"
+code=$?
+echo "end $(date +%s%3N)" >> ${JSON.stringify(runsFile)}
+exit $code
+`);
+  chmodSync(wrapper, 0o755);
+  const runs = (): { start: number; end: number }[] => {
+    const out: { start: number; end: number }[] = [];
+    const lines = existsSync(runsFile) ? readFileSync(runsFile, 'utf8').trim().split('\n') : [];
+    for (const line of lines) {
+      const [what, at] = line.split(' ');
+      if (what === 'start') out.push({ start: Number(at), end: NaN });
+      else { const last = out.at(-1); if (last) last.end = Number(at); }
+    }
+    return out;
+  };
+  return { wrapper, runs };
+}
+
+test('a GPU list command as slow as the refresh interval: the next read waits its interval after each one ends, never back to back', async (t) => {
+  const c = capture('h100-80gb');
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-slow-list-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { wrapper, runs } = listWrapper(dir);
+  const smi = source(c.path, {}, { binary: wrapper, inventoryRefreshMs: 200 });
+  await smi.init();
+  writeFileSync(join(dir, 'delay'), '0.3');
+  const got = new SampleCollector();
+  smi.start(got.onSamples, got.onError);
+  try {
+    await got.waitFor(() => runs().filter((r) => Number.isFinite(r.end)).length >= 5, 15_000, 'five reads of the GPU list');
+  } finally {
+    await smi.shutdown();
+  }
+  const done = runs().filter((r) => Number.isFinite(r.end));
+  const gaps = done.slice(1).map((r, i) => r.start - (done[i]?.end ?? 0));
+  // 200 ms asked; a little less allowed for the shell's start-up before it stamps.
+  assert.ok(gaps.every((gap) => gap >= 150), `pauses between reads (ms): ${gaps.join(', ')}`);
+  assert.deepEqual(got.errors, []);
+});
+
+test('a changed power limit: the GPU is described anew once per change, not at every refresh', async (t) => {
+  const c = capture('h100-80gb');
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-limit-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { wrapper, runs } = listWrapper(dir);
+  const logged: string[] = [];
+  const note = (_o: unknown, m?: string) => { if (m) logged.push(m); };
+  const log = { info: note, warn: note, debug() {}, error: note };
+  const smi = source(c.path, {}, { binary: wrapper, inventoryRefreshMs: 50, log: log as unknown as NonNullable<NvidiaSmiPowerSourceOptions['log']> });
+  const [gpu] = await smi.init();
+  assert.ok(gpu);
+  const captured = capturedWatts(c.sections, 'idle', 'enforced.power.limit');
+  assert.equal(gpu.powerLimitW, captured);
+  const got = new SampleCollector();
+  const told: GpuInfo[] = [];
+  smi.start(got.onSamples, got.onError, (g) => told.push(g));
+  const reads = () => runs().filter((r) => Number.isFinite(r.end)).length;
+  try {
+    let at = reads();
+    await got.waitFor(() => reads() >= at + 4, 10_000, 'four reads of the GPU list');
+    writeFileSync(join(dir, 'set'), `enforced.power.limit=${captured - 100}.00 W`);
+    await got.waitFor(() => told.length > 0, 10_000, 'the new power limit told');
+    at = reads();
+    await got.waitFor(() => reads() >= at + 4, 10_000, 'four more reads');
+    writeFileSync(join(dir, 'set'), '');
+    await got.waitFor(() => told.length > 1, 10_000, 'the old power limit told');
+    at = reads();
+    await got.waitFor(() => reads() >= at + 4, 10_000, 'four more reads');
+  } finally {
+    await smi.shutdown();
+  }
+  assert.deepEqual(told.map((g) => g.powerLimitW), [captured - 100, captured]);
+  const described = logged.filter((m) => m.startsWith(`GPU 0 (${gpu.uuid}) `));
+  assert.equal(described.length, 2, described.join('\n'));
+  assert.ok(described.every((m) => m.endsWith('described anew by nvidia-smi')), described.join('\n'));
 });
