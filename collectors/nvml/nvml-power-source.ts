@@ -536,8 +536,12 @@ export class NvmlPowerSource implements PowerSource {
     }
     const device = call.gpuIndex === null ? undefined : this.describedGpu(call.gpuIndex);
     const where = call.gpuIndex === null ? '' : ` on GPU ${call.gpuIndex}${device ? ` (${device.uuid})` : ''}`;
+    // One hung at start-up before NVML gave its UUID, hanging again as a worker opens it: set aside
+    // by its index again (longer), or every new worker would call into it and hang too.
+    const unidentified = call.gpuIndex !== null && !device && this.hungAtStart.get(call.gpuIndex)?.uuid === null;
+    const asideKey = device ? device.uuid : unidentified && call.gpuIndex !== null ? unidentifiedGpuKey(call.gpuIndex) : null;
     // Set the GPU aside, also when a restarted worker hung opening it (at init(): hungAtStartUp).
-    if (device && (run.ready || this.phase === 'running')) this.setGpuAside(run, device.uuid);
+    if (asideKey !== null && (run.ready || this.phase === 'running')) this.setGpuAside(run, asideKey);
     if (!run.ready) {
       // Start-up: init() or the restart logic sees the failure through `started` and retires the worker.
       run.failStart(describeInitTimeout(`${call.call}${where}`, limitMs));
@@ -549,7 +553,7 @@ export class NvmlPowerSource implements PowerSource {
       reason: 'timeout',
       ...(device ? { gpuUuid: device.uuid } : {}),
       message: `${call.call}${where} did not return within ${limitMs} ms; the NVML worker was terminated and is being restarted` +
-        (device ? `, GPU ${device.index} is left out for a while so the others keep sampling` : ''),
+        (asideKey !== null ? `, GPU ${call.gpuIndex} is left out for a while so the others keep sampling` : ''),
     });
     this.scheduleRestart();
   }

@@ -174,6 +174,36 @@ test('a GPU whose call hangs at start-up before NVML gave its UUID: NVML starts 
   assert.doesNotMatch(source.quality().notes.join('\n'), /not usable|left out/);
 });
 
+test('a GPU not identified at start-up whose opening hangs again once its time set aside is up: set aside again (longer), not opened by each new worker; still one GPU not identified', async () => {
+  // The call returns after 600 ms; every later UUID call on it hangs 4 s (a wedged GPU).
+  const install = fake({
+    gpus: [{ powerMw: [200000] }, { powerMw: [300000] }],
+    hangs: [{ fn: 'nvmlDeviceGetUUID', gpu: 1, afterMs: 0, durationMs: 600, count: 1 }, { fn: 'nvmlDeviceGetUUID', gpu: 1, afterMs: 0, durationMs: 4000, count: 5 }],
+  });
+  const source = new NvmlPowerSource({ libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 200, lostRetryMs: 100 });
+  const gpus = await source.init();
+  assert.deepEqual(gpus.map((g) => g.index), [0]);
+  const got = new SampleCollector();
+  const told: GpuInfo[] = [];
+  source.start(got.onSamples, got.onError, (gpu) => told.push(gpu));
+  const timeouts = () => got.errors.filter((e) => e.reason === 'timeout');
+  try {
+    await got.waitFor(() => timeouts().length >= 2, 10_000, 'the second hang, opening it once set aside no more');
+    const sampled = got.of(gpus[0]?.uuid ?? '').length;
+    // Its second hang set it aside for 2 s, and its call blocks 4 s: no new worker calls into it meanwhile.
+    await sleep(2500);
+    assert.deepEqual(timeouts().map((e) => e.gpuUuid), [undefined, undefined], JSON.stringify(got.errors));
+    assert.match(timeouts()[1]?.message ?? '', /nvmlDeviceGetUUID on GPU 1 did not return within 200 ms; .*GPU 1 is left out for a while/);
+    assert.equal(got.errorsOf('stalled').length, 0);
+    assert.ok(got.of(gpus[0]?.uuid ?? '').length >= sampled + 20, 'GPU 0 samples on');
+    // Readiness counts it once: not among the GPUs, one not identified yet.
+    assert.deepEqual(source.unidentifiedGpus(), [{ index: 1, reason: 'nvmlDeviceGetUUID on GPU 1 hung at start-up' }]);
+    assert.deepEqual(told, []);
+  } finally {
+    await source.shutdown();
+  }
+});
+
 test('a GPU NVML counts only after start-up (hot-added): opened, told of before its first sample, and sampled', async () => {
   const install = fake({ gpus: [{ powerMw: [200000] }], gpusAt: { count: 2, atMs: 500 } });
   const source = new NvmlPowerSource({ libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 1000, lostRetryMs: 200 });
