@@ -64,6 +64,10 @@ interface Outcome {
   /** Some of its records went to the second transaction (stored under alternate ids, or merged). */
   retried: boolean;
   notes: RecordError[];
+  /** Of its duplicates, those judged here (not counted by the ledger). */
+  judged: number;
+  /** Of its duplicates, those the ledger found and counted in a committed transaction. */
+  ledgerCounted: number;
 }
 
 /** A stored request to replace by its merge with a sighting of it (see SightingVerdict). */
@@ -169,20 +173,19 @@ export class IngestService implements RequestSink {
     const settledUntil = this.options.settledUntil();
     // One rule for the whole agent (model/settlement-schedule.ts): late once any part lies in settled time.
     const isLate = (r: ResolvedRequest): boolean => isLateRecord(r, settledUntil);
-    const outcomes: Outcome[] = batch.map((s) => ({ accepted: 0, late: 0, duplicates: 0, errors: s.errors, copied: false, retried: false, notes: [] }));
+    const outcomes: Outcome[] = batch.map((s) => ({ accepted: 0, late: 0, duplicates: 0, errors: s.errors, copied: false, retried: false, notes: [], judged: 0, ledgerCounted: 0 }));
     const retries: Retry[] = [];
     const merges: Merge[] = [];
     /** Requests merged in this flush, by id: a later sighting is judged against the merge. */
     const mergedNow = new Map<string, ResolvedRequest>();
     let refused = 0;
-    let judgedSame = 0;
     /** A repeat of `kept` judged by its source's rule: true when it is that request (the outcome counted). */
     const sameRequest = (rule: SightingRule, o: Outcome, index: number, r: ResolvedRequest, stored: RequestRecord): boolean => {
       const kept = mergedNow.get(stored.requestId) ?? ({ ...stored, tier: stored.tier ?? r.tier, gpus: stored.gpus ?? r.gpus } as ResolvedRequest);
       const verdict = rule.judge(kept, r);
       if (verdict.kind === 'other') return false;
       o.duplicates += 1;
-      judgedSame += 1;
+      o.judged += 1;
       if (verdict.kind === 'same') return true;
       // Under the stored id, with the stored tier and GPUs: the stored request, better known.
       const merged: ResolvedRequest = { ...verdict.record, requestId: kept.requestId, tier: kept.tier, gpus: kept.gpus };
@@ -246,6 +249,7 @@ export class IngestService implements RequestSink {
         const conflict = conflicts.get(r);
         if (conflict === undefined) {
           o.duplicates += 1;
+          o.ledgerCounted += 1;
           continue;
         }
         const index = s.indexes[i] ?? i;
@@ -253,7 +257,7 @@ export class IngestService implements RequestSink {
         const differing = statedDifferences(conflict.differing, sent);
         if (differing.length === 0) {
           o.duplicates += 1;
-          judgedSame += 1;
+          o.judged += 1;
           continue;
         }
         if (s.sightings !== null) {
@@ -294,7 +298,8 @@ export class IngestService implements RequestSink {
         const differing = conflict === undefined ? [] : statedDifferences(conflict.differing, x.sent);
         if (differing.length === 0) {
           x.outcome.duplicates += 1;
-          if (conflict !== undefined) judgedSame += 1;
+          if (conflict !== undefined) x.outcome.judged += 1;
+          else x.outcome.ledgerCounted += 1;
         } else {
           refuse(x.outcome, x.index, x.record.requestId, differing);
           refused += 1;
@@ -313,11 +318,14 @@ export class IngestService implements RequestSink {
         againFailed = error ?? new Error('merging sightings failed');
       }
     }
-    // The ledger counts the duplicates it finds; these, judged here, are added so its count (which
-    // seeds tokenwatt_records_total after a restart) is what was acknowledged. The records are
-    // committed whatever happens to this count.
+    // The ledger counts the duplicates it finds; those judged here are added, and those of a
+    // submission answered with an error (sent again, and counted then) taken back, so that its
+    // count (which seeds tokenwatt_records_total after a restart) is what was acknowledged. The
+    // records are committed whatever happens to this count.
+    const failed = (o: Outcome): boolean => o.retried && againFailed !== null;
+    const duplicateCorrection = outcomes.reduce((n, o) => n + (failed(o) ? -o.ledgerCounted : o.judged), 0);
     try {
-      this.options.ledger.addDuplicateRecords?.(judgedSame);
+      this.options.ledger.addDuplicateRecords?.(duplicateCorrection);
     } catch {
       // Left out of the ledger's count only; the answer and the metric still count them.
     }
@@ -327,7 +335,7 @@ export class IngestService implements RequestSink {
       const o = outcomes[k] as Outcome;
       lateTotal += o.late;
       // Its first part is committed; sent again, that part is acknowledged as duplicates.
-      if (o.retried && againFailed !== null) {
+      if (failed(o)) {
         s.reject(againFailed);
         return;
       }

@@ -367,10 +367,12 @@ export class Ledger {
   /**
    * Count `n` records acknowledged as duplicates that the caller judged so itself (a conflict a
    * source showed to be the same record), in one transaction; the ledger's own are counted by
-   * {@link insertRequests}.
+   * {@link insertRequests}. A negative `n` takes back duplicates {@link insertRequests} counted
+   * in a submission the caller then answered with an error (it is sent again, and counted then).
    */
   addDuplicateRecords(n: number): void {
-    if (n > 0) this.db.transaction(() => this.addRecordCounts(0, n))();
+    if (!Number.isInteger(n)) throw new RangeError(`addDuplicateRecords: n must be a whole number, got ${n}`);
+    if (n !== 0) this.db.transaction(() => this.addRecordCounts(0, n))();
   }
 
   private addRecordCounts(accepted: number, duplicates: number): void {

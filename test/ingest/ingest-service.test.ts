@@ -271,3 +271,38 @@ test('a resend naming its GPUs by index after the index-to-UUID mapping changed 
     [{ request_id: 'req-1', gpus: '["GPU-0","GPU-1"]', gpus_sent: '["0","1"]' }, { request_id: 'req-2', gpus: '["GPU-2"]', gpus_sent: null }]);
   assert.deepEqual(db.prepare('SELECT duplicates FROM record_counts').all(), [{ duplicates: 2 }]);
 });
+
+test('a submission whose alternate-id transaction fails: its duplicates are not in the ledger\'s count (which seeds tokenwatt_records_total) until the resend acknowledges them', async (t) => {
+  const { ledger, cleanup } = tempLedger();
+  t.after(cleanup);
+  let failNext = false;
+  const failing = {
+    insertRequests: (...args: Parameters<Ledger['insertRequests']>) => {
+      if (failNext && args[2]?.length === 0 && args[0][0]?.requestId.includes('/alt-')) {
+        failNext = false;
+        throw new Error('disk I/O error');
+      }
+      return ledger.insertRequests(...args);
+    },
+    addDuplicateRecords: (n: number) => ledger.addDuplicateRecords(n),
+    findRequest: (id: string) => ledger.findRequest(id),
+    mergeRequests: (records: readonly ResolvedRequest[]) => ledger.mergeRequests(records),
+  };
+  const exported: number[] = [];
+  const ingest = service(failing, { onDuplicate: (n) => exported.push(n) });
+  await ingest.submit([rec(1), rec(2)]);
+  const seeded = () => ledger.counterTotals().quality.duplicateRecords;
+  assert.equal(seeded(), 0);
+  const rule = { judge: (kept: RequestRecord, repeat: RequestRecord) => ({ kind: kept.promptTokens === repeat.promptTokens ? ('same' as const) : ('other' as const) }), alternateId: (index: number) => `req-1/alt-${index}` };
+  // req-1 seen again (judged the same by the rule), req-2 sent again as it was (the ledger's own
+  // duplicate), and another request under req-1's id (to its alternate id: the failing transaction).
+  const submission = [rec(1, { endMs: epochMs(request(1).endMs + 40) }), rec(2), rec(1, { promptTokens: 999 })];
+  failNext = true;
+  await assert.rejects(ingest.submit(submission, 0, { sightings: rule }), /disk I\/O error/);
+  assert.deepEqual(exported, []);
+  assert.equal(seeded(), 0, 'nothing acknowledged, nothing counted');
+  const resent = await ingest.submit(submission, 0, { sightings: rule });
+  assert.deepEqual([resent.accepted, resent.duplicates, resent.errors], [1, 2, []]);
+  assert.deepEqual(exported, [2]);
+  assert.equal(seeded(), 2, 'the ledger counts what was acknowledged, as exported');
+});

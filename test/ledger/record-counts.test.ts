@@ -20,4 +20,8 @@ test('records stored in time and duplicates are counted with the records, and ke
   const reopened = Ledger.open(path, { node: 'node-a', retention: RETENTION });
   t.after(() => reopened.close());
   assert.deepEqual(counts(reopened), [2, 3]);
+  // Taken back: duplicates of a submission then answered with an error (ingest); never a fraction.
+  reopened.addDuplicateRecords(-1);
+  assert.deepEqual(counts(reopened), [2, 2]);
+  assert.throws(() => reopened.addDuplicateRecords(0.5), /addDuplicateRecords: n must be a whole number, got 0.5/);
 });
