@@ -530,24 +530,41 @@ export interface TaskSqlRow {
   counted_succeeded?: number | null;
   counted_joules?: number | null;
   counted_waste_j?: number | null;
+  counted_failed_j?: number | null;
 }
 
 /**
- * What the task counters have of a task whose row says it reopened (schema 14), or null. The four
- * columns are written together: a row with some of them only is refused by name, not read as a
- * task never counted (which would count it again).
+ * What the task counters have of a task (schema 14; null: nothing, it never closed since), or why
+ * its counted_* columns cannot be read. The five columns are written together: a row with some of
+ * them only, or with a value no settlement writes (edited by hand), is refused by name, not read
+ * as something else (a task never counted would be counted again; a counted_succeeded of 2 is not
+ * "failed").
  */
-/** What was counted of a task (null: nothing), or why its counted_* columns cannot be read. */
 export function countedFromRow(r: TaskSqlRow): CountedTask | null | string {
-  const fields = { counted_tier: r.counted_tier, counted_succeeded: r.counted_succeeded, counted_joules: r.counted_joules, counted_waste_j: r.counted_waste_j };
+  const fields = {
+    counted_tier: r.counted_tier, counted_succeeded: r.counted_succeeded, counted_joules: r.counted_joules,
+    counted_waste_j: r.counted_waste_j, counted_failed_j: r.counted_failed_j,
+  };
+  const task = `task ${JSON.stringify(r.task_id)}`;
   const missing = Object.entries(fields).filter(([, v]) => v === null || v === undefined).map(([k]) => k);
   if (missing.length === Object.keys(fields).length) return null;
-  if (missing.length > 0) return `task ${JSON.stringify(r.task_id)}: ${missing.join(', ')} missing beside the other counted_* columns (they are written together)`;
-  for (const key of ['counted_joules', 'counted_waste_j'] as const) {
-    const v = fields[key] as number;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) return `task ${JSON.stringify(r.task_id)}: ${key} is ${String(v)}, not a finite number >= 0`;
+  if (missing.length > 0) return `${task}: ${missing.join(', ')} missing beside the other counted_* columns (they are written together)`;
+  const tier = fields.counted_tier as unknown;
+  if (typeof tier !== 'string') return `${task}: counted_tier is ${describe(tier)}, not text`;
+  const succeeded = fields.counted_succeeded as unknown;
+  if (succeeded !== 0 && succeeded !== 1) return `${task}: counted_succeeded is ${describe(succeeded)}, not 0 or 1`;
+  for (const key of ['counted_joules', 'counted_waste_j', 'counted_failed_j'] as const) {
+    const v = fields[key] as unknown;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) return `${task}: ${key} is ${describe(v)}, not a finite number >= 0`;
   }
-  return { tier: String(fields.counted_tier), succeeded: fields.counted_succeeded === 1, joules: fields.counted_joules as number, wasteJ: fields.counted_waste_j as number };
+  return {
+    tier, succeeded: succeeded === 1, joules: fields.counted_joules as number, wasteJ: fields.counted_waste_j as number, failedJ: fields.counted_failed_j as number,
+  };
+}
+
+/** A stored value as a problem message shows it: text quoted, so 'yes' and a number read apart. */
+function describe(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : String(v);
 }
 
 export function taskFromRow(r: TaskSqlRow): TaskRow {

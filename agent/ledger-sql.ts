@@ -223,12 +223,9 @@ export const ADD_TASK_COUNT = `INSERT INTO task_counts (tier, succeeded, simulat
   ON CONFLICT (tier, succeeded, simulated) DO UPDATE SET count = count + excluded.count`;
 export const ADD_WASTE = `INSERT INTO waste_totals (tier, reason, simulated, joules) VALUES (?, ?, ?, ?)
   ON CONFLICT (tier, reason, simulated) DO UPDATE SET joules = joules + excluded.joules`;
-/** What the counters have of a task (schema 14): its figures at its last close, as the settler had them at its reopen. */
-export const SET_TASK_COUNTED = `UPDATE tasks SET counted_tier = ?, counted_succeeded = ?, counted_joules = ?, counted_waste_j = ?
-  WHERE task_id = ?`;
-/** What the counters have of a task that closes (schema 14): the whole task, its row as this settlement leaves it. */
-export const SET_TASK_CLOSED = `UPDATE tasks SET counted_tier = tier, counted_succeeded = last_status = 'ok', counted_joules = joules,
-  counted_waste_j = waste_j WHERE task_id = ?`;
+/** What the counters have of a task (schema 14), written at its close (and at a reopen of a task closed before schema 14). */
+export const SET_TASK_COUNTED = `UPDATE tasks SET counted_tier = ?, counted_succeeded = ?, counted_joules = ?, counted_waste_j = ?,
+  counted_failed_j = ? WHERE task_id = ?`;
 export const TASK_COUNT_SERIES = 'SELECT tier, succeeded, simulated, count FROM task_counts ORDER BY tier, succeeded, simulated';
 export const WASTE_SERIES = 'SELECT tier, reason, simulated, joules FROM waste_totals ORDER BY tier, reason, simulated';
 

@@ -121,18 +121,21 @@ export interface SettlementWriter {
    */
   taskCounters(counters: TaskCounterIncrements): void;
   /**
-   * A task that closed before got requests in this settlement: what the counters have of it (its
-   * figures at that close) goes on its row, written by {@link rollups} before, so that a restart
-   * while it is open goes on from it. False when the ledger holds no row of it (deleted by hand:
-   * nothing to write on; the settlement goes on, and the settler says so).
+   * A task that closed before ledger schema 14 (its row keeps nothing counted) got requests in this
+   * settlement: what the counters have of it (its figures at that close) goes on its row, written
+   * by {@link rollups} before, so that a restart while it is open goes on from it. False when the
+   * ledger holds no row of it (deleted by hand: nothing to write on; the settlement goes on, and
+   * the settler says so).
    */
   taskReopened(taskId: string, counted: CountedTask): boolean;
   /**
-   * A task closes in this settlement: the counters have it whole, its row as it stands after
-   * {@link rollups}, so that a restart that finds it open (a longer task idle time) counts
-   * nothing of it again. False when the ledger holds no row of it (as for taskReopened).
+   * A task closes in this settlement: what the counters then have of it goes on its row, so that
+   * a reopen, or a restart that finds it open (a longer task idle time), counts only what it adds
+   * after. False when the ledger holds no row of it (as for taskReopened).
    */
-  taskClosed(taskId: string): boolean;
+  taskClosed(taskId: string, counted: CountedTask): boolean;
+  /** The task idle time this settlement closes tasks with, for a restart with another one (see Ledger.getTaskIdleMs). */
+  taskIdleMs(ms: number): void;
 }
 
 /** Increments of tokenwatt_tasks_total and tokenwatt_waste_energy_joules_total (model/task-counters.ts). */

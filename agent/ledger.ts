@@ -140,6 +140,8 @@ const TASK_COUNTERS_SCHEMA = 12;
 /** Migration 14 (agent/migrations/014-task-counted.ts): what the task counters have of a task that closed. */
 const TASK_COUNTED_SCHEMA = 14;
 const ENERGY_COUNTED_UNTIL = 'energy_counted_until_ms';
+/** The task idle time the settlements closed tasks with (written when it changes). */
+const TASK_IDLE_MS = 'task_idle_ms';
 const GPU_CARRIED_STATE = 'gpu_carried_state';
 const ADMITTED_LABEL_VALUES = 'admitted_label_values';
 const NODE_KEY = 'node';
@@ -698,6 +700,16 @@ export class Ledger {
   }
 
   /**
+   * The task idle time the last settlements closed tasks with (ms), or null when none stored (a
+   * ledger of an older version, or a value edited into something else): tasks whose last request
+   * ended within it of settled_until are still open.
+   */
+  getTaskIdleMs(): number | null {
+    const value = Number(this.getState(TASK_IDLE_MS) ?? NaN);
+    return Number.isFinite(value) && value >= 0 ? value : null;
+  }
+
+  /**
    * Hours from this time on have their usage energy booked in the hours it was drawn (schema 7);
    * earlier usage rows book each request's energy whole in the hour it ended. Infinity for a file
    * of an older schema (all its rows are of the old kind).
@@ -809,6 +821,17 @@ export class Ledger {
       const read = rows.countedFromRow(r);
       return typeof read === 'string' ? { task, counted: null, problem: read } : { task, counted: read, problem: null };
     });
+  }
+
+  /** What the task counters have of the given tasks, by task id, as {@link readTasksWithCounted} reads it (tasks without a row are absent). */
+  countedTasks(taskIds: readonly string[]): Map<string, { counted: CountedTask | null; problem: string | null }> {
+    const found = new Map<string, { counted: CountedTask | null; problem: string | null }>();
+    if (taskIds.length === 0 || this.version < TASK_COUNTED_SCHEMA) return found;
+    for (const r of this.stmt(sql.TASKS_BY_ID).all(JSON.stringify(taskIds)) as rows.TaskSqlRow[]) {
+      const read = rows.countedFromRow(r);
+      found.set(r.task_id, typeof read === 'string' ? { counted: null, problem: read } : { counted: read, problem: null });
+    }
+    return found;
   }
 
   /** The stored rows of the given tasks, as task summaries, by task id (tasks without a row are absent). */
@@ -1002,11 +1025,19 @@ class LedgerSettlementWriter implements SettlementWriter {
   // A missing row is reported, not thrown: a settlement that failed on it would fail at every
   // retry, and settling would stop for good over one task's restart bookkeeping.
   taskReopened(taskId: string, counted: CountedTask): boolean {
-    return this.stmt(sql.SET_TASK_COUNTED).run(counted.tier, counted.succeeded ? 1 : 0, counted.joules, counted.wasteJ, taskId).changes === 1;
+    return this.setTaskCounted(taskId, counted);
   }
 
-  taskClosed(taskId: string): boolean {
-    return this.stmt(sql.SET_TASK_CLOSED).run(taskId).changes === 1;
+  taskClosed(taskId: string, counted: CountedTask): boolean {
+    return this.setTaskCounted(taskId, counted);
+  }
+
+  private setTaskCounted(taskId: string, c: CountedTask): boolean {
+    return this.stmt(sql.SET_TASK_COUNTED).run(c.tier, c.succeeded ? 1 : 0, c.joules, c.wasteJ, c.failedJ, taskId).changes === 1;
+  }
+
+  taskIdleMs(ms: number): void {
+    this.stmt(sql.SET_STATE).run(TASK_IDLE_MS, String(ms));
   }
 
   request(delta: RequestEnergyDelta | null, final: FinalizedRequest | null, rowid?: number): void {

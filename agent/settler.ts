@@ -14,7 +14,7 @@ import { epochMs, watts, type EpochMs } from '../model/units.js';
 import { SettledUntilMismatchError, type Ledger, type StoredHostReading } from './ledger.js';
 import type { PendingRequestRow } from './ledger-rows.js';
 import type { GpuCarriedState, RequestEnergyDelta, TaskCounterIncrements } from './ledger-types.js';
-import { taskCloseIncrements, type CountedTask, type TaskClose, type TaskCountIncrement, type WasteIncrement } from '../model/task-counters.js';
+import { closeOfTask, failedRestJ, taskCloseIncrements, type CountedTask, type TaskClose, type TaskCountIncrement, type WasteIncrement } from '../model/task-counters.js';
 import type { Logger } from './logger.js';
 
 /** What the settler reports to metrics; a subset of TokenwattMetrics so tests can pass a recorder. */
@@ -110,8 +110,10 @@ interface TaskClosePlan {
   readonly closes: readonly TaskClose[];
   /** Tasks counted at an earlier close that this settlement opens again, with what was counted. */
   readonly reopened: readonly { readonly taskId: string; readonly counted: CountedTask }[];
-  /** Every task that closes here (also one whose close adds nothing to the counters). */
-  readonly closed: readonly string[];
+  /** Every task that closes here (also one whose close adds nothing to the counters), with what the counters then have of it. */
+  readonly closed: readonly { readonly taskId: string; readonly counted: CountedTask }[];
+  /** Reopened tasks whose stored counted figures could not be read (why, by task). */
+  readonly problems: readonly string[];
 }
 
 /** The ledger's share of the closes: the counter increments the metrics will add, in their order. */
@@ -126,13 +128,10 @@ function taskCounterIncrements(closes: readonly TaskClose[], label: (name: strin
   return { tasks, waste };
 }
 
-/** Energy of a failed task that is not attempt waste (reason task_failed in the metrics). */
-const failedRestJ = (t: CountedTask): number => (t.succeeded ? 0 : Math.max(0, t.joules - t.wasteJ));
-
 /** A task with requests not yet in the task metrics: the whole task now, and what was counted of it. */
 interface OpenTask {
   now: TaskOutcome;
-  /** The task as it was when it last closed (the metrics have it); null when it never closed. */
+  /** What the metrics have of it from its earlier closes; null when it never closed. */
   readonly counted: CountedTask | null;
 }
 
@@ -182,6 +181,8 @@ export class Settler {
   private lastResidualJ = 0;
   /** The label cap's revision the ledger holds (null: not written by this settler yet). */
   private storedLabelRevision: number | null = null;
+  /** The task idle time the ledger says its settlements closed tasks with (null: not stored yet). */
+  private storedTaskIdleMs: number | null = null;
   /**
    * Rejected records and sample errors by the hour they happened, not yet written: each goes into
    * the ledger's hourly quality row with the settlement that reaches its hour, so the ESG report
@@ -341,7 +342,10 @@ export class Settler {
     // close (it reopened, or a longer task idle time finds it open), what it added since (its row
     // keeps what was counted).
     if (this.settledUntilMs !== null) {
-      const from = epochMs(this.settledUntilMs - this.options.taskIdleMs + 1);
+      // Tasks closed under the idle time the settlements used: a lowered one (a lowered settle
+      // lateness) must still find those open at the stop, which then close at the next settlement.
+      this.storedTaskIdleMs = ledger.getTaskIdleMs();
+      const from = epochMs(this.settledUntilMs - Math.max(this.storedTaskIdleMs ?? 0, this.options.taskIdleMs) + 1);
       for (const { task, counted, problem } of ledger.readTasksWithCounted(from)) {
         // Unreadable (edited by hand): taken as never counted, so counted whole at its close, as
         // on a ledger of before schema 14; said so, not a refusal to start.
@@ -782,9 +786,10 @@ export class Settler {
       // add to the task and waste counters is in the ledger exactly when the settlement is: a kill
       // can neither lose it nor count it twice. Their tiers are admitted after the requests', as
       // the metrics admit them.
-      taskPlan = this.planTaskCloses(tasks, endMs);
+      taskPlan = this.planTaskCloses(tasks, endMs, (ids) => options.ledger.countedTasks(ids));
       for (const { taskId, counted } of taskPlan.reopened) if (!writer.taskReopened(taskId, counted)) taskRowsMissing.push(taskId);
-      for (const taskId of taskPlan.closed) if (!writer.taskClosed(taskId)) taskRowsMissing.push(taskId);
+      for (const { taskId, counted } of taskPlan.closed) if (!writer.taskClosed(taskId, counted)) taskRowsMissing.push(taskId);
+      if (this.storedTaskIdleMs !== options.taskIdleMs) writer.taskIdleMs(options.taskIdleMs);
       if (taskPlan.closes.length > 0) writer.taskCounters(taskCounterIncrements(taskPlan.closes, options.labelValue, options.simulated));
       if (options.labelCap) {
         labelRevision = options.labelCap.revision;
@@ -793,6 +798,10 @@ export class Settler {
     });
 
     // Committed: now move the in-memory state and the exported counters.
+    this.storedTaskIdleMs = options.taskIdleMs;
+    for (const problem of (taskPlan as TaskClosePlan | null)?.problems ?? []) {
+      this.options.log.warn({}, `${problem}: taken as counted at its close before this reopen, as its requests then were`);
+    }
     if (taskRowsMissing.length > 0) {
       this.options.log.warn(
         { tasks: taskRowsMissing.slice(0, 10), count: taskRowsMissing.length },
@@ -840,38 +849,45 @@ export class Settler {
    * becomes, open), less those that close at `settledUntilMs` (no request ending for taskIdleMs),
    * with what each close counts. Nothing here is changed: the settler applies it after the commit.
    */
-  private planTaskCloses(updates: readonly TaskUpdate[], settledUntilMs: number): TaskClosePlan {
+  private planTaskCloses(
+    updates: readonly TaskUpdate[],
+    settledUntilMs: number,
+    countedOf: (taskIds: readonly string[]) => Map<string, { counted: CountedTask | null; problem: string | null }>,
+  ): TaskClosePlan {
     const open = new Map(this.openTasks);
     const reopened: { taskId: string; counted: CountedTask }[] = [];
+    const problems: string[] = [];
+    // Tasks not open but with earlier requests closed (and were counted) before: their rows keep
+    // what was counted of them over all their closes (the task as it was before this settlement
+    // cannot tell, e.g., the task_failed waste of a close before the last).
+    const closedBefore = updates.filter((u) => u.previous !== null && !open.has(u.delta.taskId)).map((u) => u.delta.taskId);
+    const stored = closedBefore.length > 0 ? countedOf(closedBefore) : new Map<string, { counted: CountedTask | null; problem: string | null }>();
     for (const u of updates) {
       const was = open.get(u.delta.taskId);
       let counted = was ? was.counted : null;
       if (was === undefined && u.previous !== null) {
-        // Not open but with earlier requests: it closed (and was counted) before, as it was then.
-        const p = u.previous;
-        counted = { tier: p.tier, succeeded: p.succeeded, joules: p.joules, wasteJ: p.wasteJ };
-        reopened.push({ taskId: u.delta.taskId, counted });
+        const row = stored.get(u.delta.taskId);
+        counted = row?.counted ?? null;
+        if (counted === null) {
+          // Closed before ledger schema 14 (nothing kept), or kept figures unreadable: counted as it was then.
+          if (row?.problem) problems.push(row.problem);
+          const p = u.previous;
+          counted = { tier: p.tier, succeeded: p.succeeded, joules: p.joules, wasteJ: p.wasteJ, failedJ: failedRestJ(p) };
+          reopened.push({ taskId: u.delta.taskId, counted });
+        }
       }
       open.set(u.delta.taskId, { now: u.summary, counted });
     }
     const closes: TaskClose[] = [];
-    const closed: string[] = [];
+    const closed: { taskId: string; counted: CountedTask }[] = [];
     for (const [taskId, task] of open) {
       if (task.now.lastEndMs + this.options.taskIdleMs > settledUntilMs) continue;
       open.delete(taskId);
-      closed.push(taskId);
-      const { now, counted } = task;
-      if (counted === null) {
-        closes.push({ tier: now.tier, succeeded: now.succeeded, joules: now.joules, wasteJ: now.wasteJ });
-        continue;
-      }
-      // Counted before: only what it added since (counters cannot be taken back, so never less).
-      const joules = Math.max(0, now.joules - counted.joules);
-      const wasteJ = Math.max(0, now.wasteJ - counted.wasteJ);
-      const failedJ = Math.max(0, failedRestJ(now) - failedRestJ(counted));
-      if (joules > 0 || wasteJ > 0 || failedJ > 0) closes.push({ tier: counted.tier, succeeded: counted.succeeded, joules, wasteJ, failedJ, continued: true });
+      const { close, after } = closeOfTask(task.now, task.counted);
+      closed.push({ taskId, counted: after });
+      if (close !== null) closes.push(close);
     }
-    return { open, closes, reopened, closed };
+    return { open, closes, reopened, closed, problems };
   }
 
   /**

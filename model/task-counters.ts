@@ -27,15 +27,63 @@ export interface TaskClose {
 }
 
 /**
- * What the task counters have of a task that closed: the task as it was at its last close. A close
- * after more requests counts only what the task added since (see {@link TaskClose} `continued`),
- * under this tier and outcome.
+ * What the task counters have of a task that closed: the tier and outcome it had at its last close,
+ * and what they counted of it over all its closes. A close after more requests counts only what
+ * the task added since (see {@link TaskClose} `continued`), under this tier and outcome.
  */
 export interface CountedTask {
   readonly tier: string;
   readonly succeeded: boolean;
+  /** Its energy as far as counted (the highest it had at a close). */
+  readonly joules: number;
+  /** Waste counted of it as attempt (and other reasons), over all its closes. */
+  readonly wasteJ: number;
+  /**
+   * Waste counted of it as task_failed, over all its closes: kept apart because its outcome can
+   * flip back and forth (failed, ok, failed), and a close that fails again counts only the excess.
+   */
+  readonly failedJ: number;
+}
+
+/** The figures of a task at a close that its counters need. */
+export interface TaskNow {
+  readonly tier: string;
+  readonly succeeded: boolean;
   readonly joules: number;
   readonly wasteJ: number;
+}
+
+/** Energy of a failed task that is not attempt waste (reason task_failed in the counters). */
+export function failedRestJ(t: TaskNow): number {
+  return t.succeeded ? 0 : Math.max(0, t.joules - t.wasteJ);
+}
+
+/**
+ * What a close of a task counts (null: nothing) and what the counters then have of it. `counted`:
+ * what they had before (null: never closed, so it is counted whole). Counted before, only what
+ * it added since is counted, never less (counters cannot be taken back), and never more waste than
+ * the energy not counted as waste yet: a joule is never counted as waste twice, however the
+ * task's outcome and attempts turn after a close.
+ */
+export function closeOfTask(now: TaskNow, counted: CountedTask | null): { close: TaskClose | null; after: CountedTask } {
+  if (counted === null) {
+    const close = { tier: now.tier, succeeded: now.succeeded, joules: now.joules, wasteJ: now.wasteJ };
+    return { close, after: { ...close, failedJ: failedRestJ(now) } };
+  }
+  let budget = Math.max(0, now.joules - counted.wasteJ - counted.failedJ);
+  const wasteJ = Math.min(Math.max(0, now.wasteJ - counted.wasteJ), budget);
+  budget -= wasteJ;
+  const failedJ = Math.min(Math.max(0, failedRestJ(now) - counted.failedJ), budget);
+  const joules = Math.max(0, now.joules - counted.joules);
+  const after = {
+    tier: now.tier,
+    succeeded: now.succeeded,
+    joules: Math.max(counted.joules, now.joules),
+    wasteJ: counted.wasteJ + wasteJ,
+    failedJ: counted.failedJ + failedJ,
+  };
+  const close = joules > 0 || wasteJ > 0 || failedJ > 0 ? { tier: counted.tier, succeeded: counted.succeeded, joules, wasteJ, failedJ, continued: true } : null;
+  return { close, after };
 }
 
 /** One increment of tokenwatt_tasks_total{tier,succeeded,simulated}. */

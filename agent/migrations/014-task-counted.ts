@@ -1,10 +1,11 @@
 import type { Migration } from './migration.js';
 
 /**
- * What the task counters have of a task that closed: the task as it was at its last close (the
- * tier and outcome it was counted under, its energy and waste). Written in the settlement that
- * closes the task (its row as it stands), and again in the one that reopens it (more requests after
- * the close), with the figures the settler keeps for it. A restart that finds the task open goes on
+ * What the task counters have of a task that closed: the tier and outcome it had at its last close,
+ * its energy as far as counted, and the waste counted of it over all its closes, as attempt
+ * (counted_waste_j) and as task_failed (counted_failed_j, apart: an outcome that flips failed, ok,
+ * failed must not count the same joules as task_failed twice). Written in the settlement that
+ * closes the task, and in the one that reopens a task closed before this version. A restart that finds the task open goes on
  * from them: its next close counts only what it added since, not the whole task again. NULL: the
  * task has not closed since this version (a task closed before it and open at the upgrade is
  * counted whole again, as before: README).
@@ -17,5 +18,6 @@ export const taskCounted: Migration = {
     ALTER TABLE tasks ADD COLUMN counted_succeeded INTEGER;
     ALTER TABLE tasks ADD COLUMN counted_joules REAL;
     ALTER TABLE tasks ADD COLUMN counted_waste_j REAL;
+    ALTER TABLE tasks ADD COLUMN counted_failed_j REAL;
   `,
 };

@@ -28,7 +28,7 @@ const samples = steadySamples('gpu-0', T0, T0 + 700_000, 100, 300);
 const quiet = { info() {}, warn() {}, error() {}, debug() {} };
 
 /** One agent process over a ledger file: its own capper, metrics and settler, as Agent.init builds them. */
-function processOn(path: string, nowMs: number, labelCap: number, taskIdleMs = 60_000) {
+function processOn(path: string, nowMs: number, labelCap: number, taskIdleMs = 60_000, log: typeof quiet = quiet) {
   const ledger = Ledger.open(path, { node: 'n', retention: RETENTION });
   const capper = new LabelCapper(labelCap);
   for (const [label, values] of ledger.getAdmittedLabelValues() ?? []) capper.preload(label, values);
@@ -36,7 +36,7 @@ function processOn(path: string, nowMs: number, labelCap: number, taskIdleMs = 6
   metrics.seed(ledger.counterTotals());
   const settler = new Settler({
     ledger, metrics, gpus, node: 'n', periodMs: 10_000, latenessMs: 0, attribution: DEFAULT_ATTRIBUTION_CONFIG, simulated: false,
-    labelValue: (name, value) => capper.value(name, value), labelCap: capper, taskIdleMs, log: quiet,
+    labelValue: (name, value) => capper.value(name, value), labelCap: capper, taskIdleMs, log,
   });
   settler.restore(nowMs);
   settler.addSamples(samples);
@@ -215,7 +215,7 @@ async function reopenedAtRestart(t: { after(fn: () => void): void }, beforeUpgra
   assert.equal([...(await seriesOf(first.metrics, 'tokenwatt_tasks_total')).values()].reduce((a, b) => a + b, 0), 2, 'both closed');
   if (beforeUpgrade) {
     const db = new Database(path);
-    db.prepare('UPDATE tasks SET counted_tier = NULL, counted_succeeded = NULL, counted_joules = NULL, counted_waste_j = NULL').run();
+    db.prepare('UPDATE tasks SET counted_tier = NULL, counted_succeeded = NULL, counted_joules = NULL, counted_waste_j = NULL, counted_failed_j = NULL').run();
     db.close();
   }
   first.ingest(REOPEN);
@@ -261,4 +261,99 @@ test('a restart with a longer task idle time (a raised settle lateness) does not
   const waste = await seriesOf(second.metrics, 'tokenwatt_waste_energy_joules_total');
   assert.deepEqual([...waste.keys()].sort(), [...wasteBefore.keys()].sort());
   for (const [labels, value] of wasteBefore) assert.ok(close(waste.get(labels) ?? NaN, value), `waste ${labels}: ${waste.get(labels)} vs ${value}`);
+});
+
+const total = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
+
+/**
+ * FIRST ends at 10 s and is open at the stop (90 s, idle 300 s); the restart lowers the idle time
+ * to 60 s. `more`: requests the second process gets (t5 goes on).
+ */
+async function loweredAtRestart(t: { after(fn: () => void): void }, more: ResolvedRequest[]) {
+  const path = tempPath(t);
+  const first = processOn(path, T0, 50, 300_000);
+  first.ingest(FIRST);
+  first.settleTo(T0 + 10_000, T0 + 90_000);
+  assert.equal(total(await seriesOf(first.metrics, 'tokenwatt_tasks_total')), 0, 'both open at the stop');
+  first.ledger.close();
+  const second = processOn(path, T0 + 90_000, 50, 60_000);
+  t.after(() => second.ledger.close());
+  second.ingest(more);
+  second.settleTo(T0 + 91_000, T0 + 600_000);
+  return second;
+}
+
+test('a restart with a shorter task idle time (a lowered settle lateness) counts the tasks open at the stop, as a run with the shorter one would', async (t) => {
+  const reference = processOn(tempPath(t), T0, 50, 60_000);
+  t.after(() => reference.ledger.close());
+  reference.ingest(FIRST);
+  reference.settleTo(T0 + 10_000, T0 + 600_000);
+  const second = await loweredAtRestart(t, []);
+  assert.deepEqual(await seriesOf(second.metrics, 'tokenwatt_tasks_total'), await seriesOf(reference.metrics, 'tokenwatt_tasks_total'), 'both counted once');
+  const waste = await seriesOf(second.metrics, 'tokenwatt_waste_energy_joules_total');
+  const wasteReference = await seriesOf(reference.metrics, 'tokenwatt_waste_energy_joules_total');
+  assert.deepEqual([...waste.keys()].sort(), [...wasteReference.keys()].sort());
+  for (const [labels, value] of wasteReference) assert.ok(close(waste.get(labels) ?? NaN, value), `waste ${labels}: ${waste.get(labels)} vs ${value}`);
+  assert.equal(second.ledger.getTaskIdleMs(), 60_000, 'the idle time the settlements now use is stored');
+});
+
+test('... and a task open at the stop that goes on after such a restart is counted once, not taken as a continuation', async (t) => {
+  const second = await loweredAtRestart(t, [req('e3', 't5', 'gold', 3, 'ok', 200, 210)]);
+  const tasks = await seriesOf(second.metrics, 'tokenwatt_tasks_total');
+  assert.equal(total(tasks), 2, `t5 and t6 each counted once: ${JSON.stringify([...tasks])}`);
+});
+
+test('a task whose outcome flips failed, ok, failed over three closes never counts a joule as waste twice', async (t) => {
+  // Without and with a restart while it is open after each reopen: the same counters.
+  const run = async (restarts: boolean) => {
+    const path = tempPath(t);
+    let p = processOn(path, T0, 50);
+    const step = (rs: ResolvedRequest[], fromS: number, toS: number) => {
+      if (restarts && fromS > 10) {
+        p.ledger.close();
+        p = processOn(path, T0 + (fromS - 1) * 1000, 50);
+      }
+      p.ingest(rs);
+      p.settleTo(T0 + fromS * 1000, T0 + toS * 1000);
+    };
+    step([req('g1', 't7', 'gold', 1, 'ok', 1, 5), req('g2', 't7', 'gold', 1, 'error', 6, 8)], 10, 90); // closes failed
+    step([req('g3', 't7', 'gold', 2, 'ok', 100, 104)], 91, 190); // closes again: ok now
+    step([req('g4', 't7', 'gold', 1, 'error', 200, 204)], 191, 400); // and again: failed
+    const row = p.ledger.readTasks(epochMs(0), epochMs(Number.MAX_SAFE_INTEGER)).find((r) => r.taskId === 't7');
+    assert.ok(row && !row.succeeded && row.joules > 0);
+    const waste = await seriesOf(p.metrics, 'tokenwatt_waste_energy_joules_total');
+    // Every request but the ok g3 is waste at the end, g1 (an ok step of a failed task) as task_failed:
+    // the counters have the task's whole waste, once.
+    assert.ok(close(total(waste), row.wasteJ + (row.joules - row.wasteJ)), `waste counted ${total(waste)} J, the task's energy ${row.joules} J`);
+    assert.equal(total(await seriesOf(p.metrics, 'tokenwatt_tasks_total')), 1);
+    const out = { waste, joules: row.joules };
+    p.ledger.close();
+    return out;
+  };
+  const once = await run(false);
+  const restarted = await run(true);
+  assert.deepEqual([...restarted.waste.keys()].sort(), [...once.waste.keys()].sort());
+  for (const [labels, value] of once.waste) assert.ok(close(restarted.waste.get(labels) ?? NaN, value), `waste ${labels}: ${restarted.waste.get(labels)} vs ${value}`);
+});
+
+test('a hand-edited counted_succeeded or counted_tier of a task open at a restart is reported by task and column, and the task counted whole', async (t) => {
+  // A tier stored as a blob (the bytes of "gold") is not text: read through String() it was a tier of its own.
+  for (const [column, value] of [['counted_succeeded', "'yes'"], ['counted_succeeded', '2'], ['counted_tier', "X'676f6c64'"]] as const) {
+    const path = tempPath(t);
+    const first = processOn(path, T0, 50);
+    first.ingest(FIRST);
+    first.settleTo(T0 + 10_000, T0 + 90_000); // both closed
+    first.ingest([req('e3', 't5', 'gold', 3, 'ok', 100, 104)]);
+    first.settleTo(T0 + 91_000, T0 + 120_000); // t5 reopened, open
+    first.ledger.close();
+    const db = new Database(path);
+    db.prepare(`UPDATE tasks SET ${column} = ${value} WHERE task_id = 't5'`).run();
+    db.close();
+    const warnings: string[] = [];
+    const second = processOn(path, T0 + 120_000, 50, 60_000, { ...quiet, warn(_o: unknown, msg?: string) { warnings.push(String(msg)); } } as typeof quiet);
+    second.settleTo(T0 + 121_000, T0 + 300_000);
+    assert.ok(warnings.some((w) => w.includes('task "t5"') && w.includes(column) && w.includes('counted whole')), `${column} = ${value}: ${JSON.stringify(warnings)}`);
+    assert.equal(total(await seriesOf(second.metrics, 'tokenwatt_tasks_total')), 3, 't5 counted again, whole, as the warning says');
+    second.ledger.close();
+  }
 });

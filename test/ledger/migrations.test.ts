@@ -260,7 +260,7 @@ test('a reader of a ledger at any earlier schema reads its counter totals (each 
   }
 });
 
-test('schema 14: a task row of before knows nothing counted of it (null); the four counted columns are read together, or reported by name and taken as never counted', (t) => {
+test('schema 14: a task row of before knows nothing counted of it (null); the five counted columns are read together, or reported by name and taken as never counted', (t) => {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
   const path = join(dir, 'v13.db');
@@ -277,13 +277,14 @@ test('schema 14: a task row of before knows nothing counted of it (null); the fo
   // Reopened before the upgrade or not, a row of before cannot tell: its next close counts it whole.
   assert.deepEqual(counted(), [['old', null], ['new', null]]);
   ledger.settle({ periodStartMs: epochMs(T0), periodEndMs: epochMs(T0 + 10_000), settledUntilMs: epochMs(T0 + 10_000) }, (w) => {
-    w.taskReopened('new', { tier: 'silver', succeeded: false, joules: 100, wasteJ: 40 });
+    w.taskReopened('new', { tier: 'silver', succeeded: false, joules: 100, wasteJ: 40, failedJ: 60 });
   });
-  assert.deepEqual(counted(), [['old', null], ['new', { tier: 'silver', succeeded: false, joules: 100, wasteJ: 40 }]]);
+  assert.deepEqual(counted(), [['old', null], ['new', { tier: 'silver', succeeded: false, joules: 100, wasteJ: 40, failedJ: 60 }]]);
   // A task without a row (deleted by hand): nothing written, said so, and the settlement commits.
   let wrote: [boolean, boolean] | null = null;
   ledger.settle({ periodStartMs: epochMs(T0 + 10_000), periodEndMs: epochMs(T0 + 20_000), settledUntilMs: epochMs(T0 + 20_000) }, (w) => {
-    wrote = [w.taskReopened('gone', { tier: 'gold', succeeded: true, joules: 1, wasteJ: 0 }), w.taskClosed('gone')];
+    const gone = { tier: 'gold', succeeded: true, joules: 1, wasteJ: 0, failedJ: 0 };
+    wrote = [w.taskReopened('gone', gone), w.taskClosed('gone', gone)];
   });
   assert.deepEqual(wrote, [false, false]);
   assert.equal(ledger.getSettledUntil(), T0 + 20_000, 'the settlement committed');
@@ -294,7 +295,7 @@ test('schema 14: a task row of before knows nothing counted of it (null); the fo
   db.close();
   // Unreadable counted columns: taken as never counted (counted whole at its close), with the reason.
   const problems = (): [string, unknown, string | null][] => ledger.readTasksWithCounted(epochMs(T0)).map((r) => [r.task.taskId, r.counted, r.problem]);
-  assert.deepEqual(problems()[0], ['old', null, 'task "old": counted_succeeded, counted_waste_j missing beside the other counted_* columns (they are written together)']);
+  assert.deepEqual(problems()[0], ['old', null, 'task "old": counted_succeeded, counted_waste_j, counted_failed_j missing beside the other counted_* columns (they are written together)']);
   const fix = new Database(path);
   fix.prepare("UPDATE tasks SET counted_tier = NULL, counted_joules = NULL WHERE task_id = 'old'").run();
   fix.close();
