@@ -61,19 +61,20 @@ export function failedRestJ(t: TaskNow): number {
 /**
  * What a close of a task counts (null: nothing) and what the counters then have of it. `counted`:
  * what they had before (null: never closed, so it is counted whole). Counted before, only what
- * it added since is counted, never less (counters cannot be taken back), and never more waste than
- * the energy not counted as waste yet: a joule is never counted as waste twice, however the
- * task's outcome and attempts turn after a close.
+ * it added since is counted, never less (counters cannot be taken back): the waste counted of it
+ * grows to the largest whole-task waste it had at a close, never more, so a joule is never counted
+ * as waste twice, however the task's outcome and attempts turn after a close.
  */
 export function closeOfTask(now: TaskNow, counted: CountedTask | null): { close: TaskClose | null; after: CountedTask } {
   if (counted === null) {
     const close = { tier: now.tier, succeeded: now.succeeded, joules: now.joules, wasteJ: now.wasteJ };
     return { close, after: { ...close, failedJ: failedRestJ(now) } };
   }
-  let budget = Math.max(0, now.joules - counted.wasteJ - counted.failedJ);
-  const wasteJ = Math.min(Math.max(0, now.wasteJ - counted.wasteJ), budget);
-  budget -= wasteJ;
-  const failedJ = Math.min(Math.max(0, failedRestJ(now) - counted.failedJ), budget);
+  // The task's whole waste now, less all counted of it before, whatever the reason then: energy
+  // counted as task_failed that a retry has since made attempt waste is not counted again.
+  const addedJ = Math.max(0, now.wasteJ + failedRestJ(now) - counted.wasteJ - counted.failedJ);
+  const wasteJ = Math.min(Math.max(0, now.wasteJ - counted.wasteJ), addedJ);
+  const failedJ = Math.min(Math.max(0, failedRestJ(now) - counted.failedJ), addedJ - wasteJ);
   const joules = Math.max(0, now.joules - counted.joules);
   const after = {
     tier: now.tier,
