@@ -4,7 +4,7 @@ import { IncrementalExposition, type ExpositionSnapshot } from './incremental-ex
 import { LabelCapper, OTHER_LABEL_VALUE } from './label-capper.js';
 import { userLabelNameProblems } from './label-names.js';
 import { METRIC_CATALOG, type MetricSpec } from './metric-catalog.js';
-import { taskCloseIncrements } from '../../model/task-counters.js';
+import { taskCloseIncrements, type TaskClose } from '../../model/task-counters.js';
 
 /** A request whose energy is final, as the settler hands it over (structural: model/request-result fits). */
 export interface FinalizedRequestMetrics {
@@ -24,23 +24,8 @@ export interface FinalizedRequestMetrics {
   readonly reasoningTokens: number;
 }
 
-/** A task that is closed (no more requests expected). */
-export interface FinalizedTaskMetrics {
-  readonly tier: string;
-  readonly succeeded: boolean;
-  readonly joules: number;
-  /** Energy of its failed, cancelled and superseded attempts. */
-  readonly wasteJ: number;
-  /** Optional split of wasteJ by reason (e.g. error, cancelled, retried); the remainder stays "attempt". */
-  readonly wasteByReason?: Readonly<Record<string, number>>;
-  /**
-   * A task counted at an earlier close that closed again after more requests: it is not counted
-   * again; joules (one more histogram observation), wasteJ and failedJ are what it added since.
-   */
-  readonly continued?: boolean;
-  /** With `continued`: the task_failed waste it added (without it, that is joules - wasteJ of a failed task). */
-  readonly failedJ?: number;
-}
+/** A task that is closed (no more requests expected): the settler's close, as model/task-counters.ts defines it. */
+export type FinalizedTaskMetrics = TaskClose;
 
 /** What /metrics shows about the power source (structural: PowerSourceQuality fits). */
 export interface PowerSourceInfo {
