@@ -204,18 +204,18 @@ export class IngestService implements RequestSink {
     const find = this.options.ledger.findRequest?.bind(this.options.ledger);
     try {
       batch.forEach((s, k) => {
-      const legacyIds = s.sightings?.legacyIds?.bind(s.sightings);
-      if (legacyIds === undefined || find === undefined || s.sightings === null) return;
-      s.records.forEach((r, i) => {
-        const index = s.indexes[i] ?? i;
-        for (const id of legacyIds(index)) {
-          const kept = find(id);
-          if (kept !== undefined && kept.source === r.source && sameRequest(s.sightings as SightingRule, outcomes[k] as Outcome, index, r, kept)) {
-            judgedBefore.add(r);
-            return;
+        const legacyIds = s.sightings?.legacyIds?.bind(s.sightings);
+        if (legacyIds === undefined || find === undefined || s.sightings === null) return;
+        s.records.forEach((r, i) => {
+          const index = s.indexes[i] ?? i;
+          for (const id of legacyIds(index)) {
+            const kept = find(id);
+            if (kept !== undefined && kept.source === r.source && sameRequest(s.sightings as SightingRule, outcomes[k] as Outcome, index, r, kept)) {
+              judgedBefore.add(r);
+              return;
+            }
           }
-        }
-      });
+        });
       });
     } catch (error) {
       for (const s of batch) s.reject(error); // nothing written yet: nothing is acknowledged
