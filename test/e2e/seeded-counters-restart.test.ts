@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import type { Family } from '../exporters/prometheus-exposition.js';
+import { series } from '../exporters/prometheus-exposition.js';
 import { eventually, firstSample, startAgent } from './agent-process.js';
 
 /**
@@ -12,11 +12,6 @@ import { eventually, firstSample, startAgent } from './agent-process.js';
  * would read as a counter reset, and what the stopped agent added after its last scrape would be lost.
  */
 
-/** Every sample of a family, by its labels. */
-function series(families: Map<string, Family>, name: string): Map<string, number> {
-  const key = (labels: Readonly<Record<string, string>>): string => JSON.stringify(Object.entries(labels).sort());
-  return new Map((families.get(name)?.samples ?? []).map((s) => [key(s.labels), s.value]));
-}
 
 test('tokenwatt_gpu_covered_seconds_total and tokenwatt_host_energy_joules_total go on from the ledger after a restart', { timeout: 120_000 }, async (t) => {
   const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-seeded-restart-'));

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { sumOf, type Family } from '../exporters/prometheus-exposition.js';
+import { series, sumOf } from '../exporters/prometheus-exposition.js';
 import { eventually, firstSample, startAgent } from './agent-process.js';
 
 /**
@@ -12,10 +12,6 @@ import { eventually, firstSample, startAgent } from './agent-process.js';
  * counters from them (before, they started from 0: a counter reset in Prometheus).
  */
 
-function series(families: Map<string, Family>, name: string): Map<string, number> {
-  const key = (labels: Readonly<Record<string, string>>): string => JSON.stringify(Object.entries(labels).sort());
-  return new Map((families.get(name)?.samples ?? []).map((s) => [key(s.labels), s.value]));
-}
 
 test('kill -9: tasks_total and waste_energy_joules_total go on from their values in the restarted agent', { timeout: 180_000 }, async (t) => {
   const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-task-counters-'));

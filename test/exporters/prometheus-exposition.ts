@@ -150,3 +150,9 @@ export function sumOf(families: Map<string, Family>, name: string, match: Readon
     .filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v))
     .reduce((sum, s) => sum + s.value, 0);
 }
+
+/** Every sample of a family, by its labels (as sorted JSON entries). */
+export function series(families: Map<string, Family>, name: string): Map<string, number> {
+  const key = (labels: Readonly<Record<string, string>>): string => JSON.stringify(Object.entries(labels).sort());
+  return new Map((families.get(name)?.samples ?? []).map((s) => [key(s.labels), s.value]));
+}
