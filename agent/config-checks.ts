@@ -62,7 +62,15 @@ function checkRun(config: TokenwattConfig, sources: Readonly<Record<string, Conf
         `(${keyName('retention.samplesHours')}: ${config.retention.samplesHours} h): a record resent after its id was pruned would be counted twice`,
     );
   }
-  if (config.retention.rollupsDays < QUARTER_DAYS) {
+  if (config.retention.rollupsDays < config.retention.requestsDays) {
+    // A task's row goes with the rollups: pruned while its requests are kept, a task that goes on
+    // would start a new row from its later requests alone, and its earlier attempts could no
+    // longer become waste or be counted with it after a restart.
+    errors.push(
+      `${keyName('retention.rollupsDays')}: ${config.retention.rollupsDays} d keeps hourly rollups and task rows for less time than requests ` +
+        `(${keyName('retention.requestsDays')}: ${config.retention.requestsDays} d): a task that goes on after its row was deleted would be split in two`,
+    );
+  } else if (config.retention.rollupsDays < QUARTER_DAYS) {
     warnings.push(`${keyName('retention.rollupsDays')}: ${config.retention.rollupsDays} d is shorter than a quarter; the quarterly ESG export will lack data`);
   }
   const samplePeriodS = 1 / config.sampleRateHz;

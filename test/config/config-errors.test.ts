@@ -111,6 +111,10 @@ test('cross-field checks name every key involved', () => {
   assertExactly(errorsOf({ flags: { attributionMaxAttributableGapSeconds: '0.1', sampleRateHz: '10' } }), [/under 3 sampling periods/]);
   assertExactly(errorsOf({ flags: { retentionRequestsDays: '1', retentionSamplesHours: '48' } }), [/^--retention-requests-days .*1 d keeps request ids for less time than records are accepted \(--retention-samples-hours .*48 h\)/]);
   assert.equal(loadConfig({ flags: { retentionRequestsDays: '2', retentionSamplesHours: '48' } }).ok, true);
+  assertExactly(errorsOf({ flags: { retentionRollupsDays: '3', retentionRequestsDays: '7' } }), [
+    /^--retention-rollups-days .*3 d keeps hourly rollups and task rows for less time than requests \(--retention-requests-days .*7 d\)/,
+  ]);
+  assert.equal(loadConfig({ flags: { retentionRollupsDays: '7', retentionRequestsDays: '7' } }).ok, true);
   assertExactly(errorsOf({ env: { TOKENWATT_LABELS_HEADERS: 'team=x-who,feature=X-Who' } }), [/header 'x-who' would be read for both team and feature; give each label its own header$/]);
   assertExactly(errorsOf({ flags: { attributionWPrefill: '0', attributionWCached: '0', attributionWDecode: '0' } }), [/all 0/]);
 });
