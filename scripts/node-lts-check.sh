@@ -24,6 +24,9 @@ fi
 cache=node_modules/.cache/tokenwatt-node-lts
 mkdir -p "$cache"
 status=0
+failed=()
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
 for version in $versions; do
   node_bin="$cache/$version/package/bin/node"
   if [[ ! -x "$node_bin" ]]; then
@@ -34,9 +37,16 @@ for version in $versions; do
     rm -f "$cache/$tarball"
   fi
   echo "node-lts-check: ledger, ingest, ESG, agent, proxy and end-to-end tests on $("$node_bin" --version)"
-  if ! "$node_bin" scripts/run-tests.mjs test/ledger test/ingest test/esg test/e2e test/agent test/proxy; then
+  if ! "$node_bin" scripts/run-tests.mjs test/ledger test/ingest test/esg test/e2e test/agent test/proxy 2>&1 | tee "$logs/$version.log"; then
     echo "node-lts-check: FAILED on Node $version"
+    failed+=("$version")
     status=1
   fi
+done
+# CI keeps only the tail of its output, where a later version's passing run would hide an earlier
+# failure: name each failed version again last, with the runner's own list of failing tests.
+for version in "${failed[@]}"; do
+  echo "node-lts-check: FAILED on Node $version; its failing tests:"
+  sed -n '/failing tests:/,$p' "$logs/$version.log" | head -n 200
 done
 exit $status
