@@ -75,11 +75,15 @@ export class NvidiaSmiPowerSource implements PowerSource {
   private averagedSeen = false;
   private readonly clock: { now(): number };
   private readonly offset: NvidiaSmiClockOffset<Omit<PowerSample, 'timestampMs'>>;
-  /** GPUs the stream has printed a line for since it was (re)started. */
+  /**
+   * GPUs the running stream child has printed a line for: cleared at each start of a child,
+   * whether this source restarts it or the watchdog does after a hang or an exit.
+   */
   private readonly inStream = new Set<string>();
   /**
    * GPUs listed by a refresh but not printed by the stream: restarted once for each, so it
-   * enumerates again. Forgotten when the GPU is lost, so its return earns one more restart.
+   * enumerates again. Forgotten when the GPU is lost, or printed by a stream (a later stream that
+   * leaves it out again earns one more restart: no loop, as only a new child can leave it out).
    */
   private readonly streamRestartedFor = new Set<string>();
   /** GPUs a refresh listed that the stream had not printed (yet). */
@@ -159,7 +163,6 @@ export class NvidiaSmiPowerSource implements PowerSource {
 
   private stream(): SupervisedLineProcess {
     const period = this.options.samplePeriodMs;
-    this.inStream.clear();
     return new SupervisedLineProcess({
       command: this.binary,
       args: [`--query-gpu=${this.fields.join(',')}`, '--format=csv,noheader,nounits', '-lms', String(period)],
@@ -167,10 +170,21 @@ export class NvidiaSmiPowerSource implements PowerSource {
       stallMs: this.options.stallTimeoutMs ?? Math.max(2000, 10 * period),
       startupMs: this.options.startupTimeoutMs ?? 15_000,
       backoffMs: this.options.restartBackoffMs ?? { initial: 1000, max: 60_000 },
+      onStart: () => this.streamStarted(),
       onLine: (line) => this.line(line),
       onProblem: (problem) => this.report({ reason: problem.reason, message: problem.message }),
       ...(this.options.log ? { log: this.options.log } : {}),
     });
+  }
+
+  /**
+   * A new stream child enumerates the GPUs afresh: which GPUs it prints is judged from its own
+   * lines, and each listed GPU gets a whole refresh interval to appear in them. A set kept from a
+   * hung child would take a GPU it printed as printed by its replacement, never restarted for.
+   */
+  private streamStarted(): void {
+    this.inStream.clear();
+    this.unstreamed.clear();
   }
 
   async shutdown(): Promise<void> {
@@ -229,6 +243,7 @@ export class NvidiaSmiPowerSource implements PowerSource {
     this.process?.markProgress();
     const row = parsed.row;
     this.inStream.add(row.gpuUuid);
+    this.streamRestartedFor.delete(row.gpuUuid);
     for (const issue of row.issues) {
       this.problem(`${row.gpuUuid}:${issue.field}:${issue.marker}`, 'field', `GPU ${row.gpuIndex} ${issue.field}: ${issue.marker}`, row.gpuUuid);
     }

@@ -32,6 +32,8 @@ export interface SupervisedLineProcessOptions {
   readonly stopGiveUpMs?: number;
   /** Children left behind after SIGKILL and still alive, beyond which no replacement starts until one exits. Default 3. */
   readonly maxStuckChildren?: number;
+  /** Called as each child is spawned (the first and every restart), before any line of it. */
+  readonly onStart?: () => void;
   readonly onLine: (line: string) => void;
   readonly onProblem: (problem: LineProcessProblem) => void;
   readonly log?: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
@@ -120,6 +122,7 @@ export class SupervisedLineProcess {
 
   private spawnChild(): void {
     this.starts++;
+    this.options.onStart?.();
     this.startedAt = Date.now();
     this.lastProgress = this.startedAt;
     this.progressed = false;

@@ -510,3 +510,82 @@ test('a changed power limit: the GPU is described anew once per change, not at e
   assert.equal(described.length, 2, described.join('\n'));
   assert.ok(described.every((m) => m.endsWith('described anew by nvidia-smi')), described.join('\n'));
 });
+
+/**
+ * nvidia-smi through a wrapper whose GPU list always shows `listed` GPUs while each start of the
+ * stream (-lms) takes the next line of `plan`, "GPUS MODE" (the last line once they run out):
+ * how many GPUs that stream prints, and whether it hangs after FAKE_NVIDIA_SMI_AFTER ticks.
+ */
+function streamPlanWrapper(dir: string, listed: number, plan: readonly string[]): { wrapper: string; starts: () => number } {
+  const wrapper = join(dir, 'nvidia-smi');
+  const starts = join(dir, 'starts');
+  const planFile = join(dir, 'plan');
+  writeFileSync(planFile, `${plan.join('\n')}\n`);
+  writeFileSync(wrapper, `#!/bin/sh
+export FAKE_NVIDIA_SMI_GPUS=${listed}
+case " $* " in
+  *" -lms "*)
+    n=$(( $(cat ${JSON.stringify(starts)} 2>/dev/null | wc -l) + 1 ))
+    echo start >> ${JSON.stringify(starts)}
+    step=$(sed -n "\${n}p" ${JSON.stringify(planFile)})
+    [ -z "$step" ] && step=$(tail -n 1 ${JSON.stringify(planFile)})
+    export FAKE_NVIDIA_SMI_GPUS="\${step%% *}" FAKE_NVIDIA_SMI_MODE="\${step#* }"
+    ;;
+esac
+exec ${JSON.stringify(process.execPath)} ${JSON.stringify(binary)} "$@"
+`);
+  chmodSync(wrapper, 0o755);
+  return { wrapper, starts: () => (existsSync(starts) ? readFileSync(starts, 'utf8').trim().split('\n').length : 0) };
+}
+
+test('the stream restarted after a hang: a GPU the hung stream printed and the new one does not is judged by the new one (the stream started again for it)', async (t) => {
+  const c = capture('h100-80gb');
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-hang-printed-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Start 1 prints both GPUs, then hangs; start 2 (the watchdog's) prints GPU 0 only; start 3 both.
+  const { wrapper, starts } = streamPlanWrapper(dir, 2, ['2 hang', '1 replay', '2 replay']);
+  const warnings: string[] = [];
+  const log = { info() {}, debug() {}, error() {}, warn: (_o: unknown, m?: string) => { if (m) warnings.push(m); } };
+  // A stall timeout well above a loaded machine's pauses: the only hang is the planned one.
+  const smi = source(c.path, { FAKE_NVIDIA_SMI_AFTER: '10' }, { binary: wrapper, inventoryRefreshMs: 150, stallTimeoutMs: 1500, log: log as unknown as NonNullable<NvidiaSmiPowerSourceOptions['log']> });
+  const [, gpu1] = await smi.init();
+  assert.ok(gpu1);
+  const got = new SampleCollector();
+  smi.start(got.onSamples, got.onError);
+  try {
+    await got.waitFor(() => got.errorsOf('hang').length > 0 && starts() >= 2, 10_000, 'the hung stream restarted');
+    const before = got.of(gpu1.uuid).length;
+    // Before the fix the set of GPUs printed kept GPU 1 from the hung stream: the new stream was
+    // taken to print it, never started again, and GPU 1 went unsampled with nothing said.
+    await got.waitFor(() => got.of(gpu1.uuid).length >= before + 3, 5_000, 'GPU 1 sampled again');
+  } finally {
+    await smi.shutdown();
+  }
+  assert.equal(starts(), 3);
+  assert.equal(warnings.filter((w) => w.includes(`nvidia-smi lists ${gpu1.uuid} but its stream prints no line for them: restarting the stream`)).length, 1, warnings.join('\n'));
+  assert.deepEqual(got.errors.map((e) => e.reason), ['hang']);
+});
+
+test('a GPU the stream was started again for, printed since: a later stream (after a hang) that does not print it earns one more start', async (t) => {
+  const c = capture('h100-80gb');
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-hang-again-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Start 1 leaves GPU 1 out (started again for it); start 2 prints it, then hangs; start 3 (the
+  // watchdog's) leaves it out again; start 4 prints both.
+  const { wrapper, starts } = streamPlanWrapper(dir, 2, ['1 replay', '2 hang', '1 replay', '2 replay']);
+  const smi = source(c.path, { FAKE_NVIDIA_SMI_AFTER: '10' }, { binary: wrapper, inventoryRefreshMs: 150, stallTimeoutMs: 1500 });
+  const [, gpu1] = await smi.init();
+  assert.ok(gpu1);
+  const got = new SampleCollector();
+  smi.start(got.onSamples, got.onError);
+  try {
+    await got.waitFor(() => got.errorsOf('hang').length > 0 && starts() >= 3, 10_000, 'the hung second stream restarted');
+    const before = got.of(gpu1.uuid).length;
+    assert.ok(before > 0, 'the second stream printed GPU 1');
+    // Before the fix its one start was spent for good: the third stream was left as it was.
+    await got.waitFor(() => got.of(gpu1.uuid).length >= before + 3, 5_000, 'GPU 1 sampled again');
+  } finally {
+    await smi.shutdown();
+  }
+  assert.equal(starts(), 4);
+});
