@@ -27,6 +27,12 @@ export interface NvidiaSmiPowerSourceOptions {
    * learnt (or reported) then, as NVML re-reads its device count. Default 10 s.
    */
   readonly inventoryRefreshMs?: number;
+  /**
+   * How long the samples of a GPU first seen in the stream wait for the GPU list (read at once) to
+   * describe it, so that it is told with its MIG devices. Beyond that it is told undescribed and
+   * its samples go on; the list describes it when it answers. Default 5 s.
+   */
+  readonly describeWaitMs?: number;
   /** Back-off between restarts of the stream. Default 1 s doubling to 60 s. */
   readonly restartBackoffMs?: { readonly initial: number; readonly max: number };
   /** Environment of the nvidia-smi children. Default: the agent's. */
@@ -88,6 +94,11 @@ export class NvidiaSmiPowerSource implements PowerSource {
   private readonly streamRestartedFor = new Set<string>();
   /** GPUs a refresh listed that the stream had not printed (yet). */
   private readonly unstreamed = new Set<string>();
+  /**
+   * GPUs the stream printed before any list described them: their samples are held until the
+   * list read at once describes them (or describeWaitMs passes), then told and released.
+   */
+  private readonly describing = new Map<string, { readonly index: number; readonly held: PowerSample[]; readonly timer: NodeJS.Timeout }>();
   /** Known GPUs the last refresh did not list, already reported as lost. */
   private readonly absent = new Set<string>();
   private refreshTimer: NodeJS.Timeout | null = null;
@@ -194,7 +205,8 @@ export class NvidiaSmiPowerSource implements PowerSource {
     const process = this.process;
     this.process = null;
     await process?.stop();
-    for (const placed of this.offset.drain()) this.pending.push({ ...placed.item, timestampMs: epochMs(placed.timestampMs) });
+    for (const placed of this.offset.drain()) this.take({ ...placed.item, timestampMs: epochMs(placed.timestampMs) });
+    for (const uuid of [...this.describing.keys()]) this.releaseHeld(uuid, 'the agent stopped before the GPU list described it');
     this.flush();
   }
 
@@ -249,18 +261,51 @@ export class NvidiaSmiPowerSource implements PowerSource {
     }
     if (row.powerW === null) return; // reported above as a field problem: no power, nothing to sample
     if (row.powerAveraged) this.averagedSeen = true;
-    if (!this.inventory?.some((g) => g.uuid === row.gpuUuid)) {
-      // Told before its first sample, so the agent settles it and takes records naming it; the
-      // stream gives only its index and UUID: the refresh asked for here describes it in full.
-      this.learn({ uuid: row.gpuUuid, index: row.gpuIndex, name: 'NVIDIA GPU (not described yet)', powerLimitW: null, migEnabled: false, migInstances: [] },
-        'found in the nvidia-smi stream after start-up (not listed when the agent started)');
-      void this.refresh();
-    }
+    if (!this.inventory?.some((g) => g.uuid === row.gpuUuid) && !this.describing.has(row.gpuUuid)) this.awaitDescription(row.gpuUuid, row.gpuIndex);
     const sample = { gpuUuid: row.gpuUuid, gpuIndex: row.gpuIndex, powerW: watts(row.powerW), energyJ: null, powerAveraged: row.powerAveraged };
     // nvidia-smi's own stamp, corrected by the stream's time-zone offset (never replaced by the arrival time).
     for (const placed of this.offset.place(sample, row.timestampMs, this.clock.now())) {
-      this.pending.push({ ...placed.item, timestampMs: epochMs(placed.timestampMs) });
+      this.take({ ...placed.item, timestampMs: epochMs(placed.timestampMs) });
     }
+    this.scheduleFlush();
+  }
+
+  /**
+   * A GPU the stream prints that no list has described: the stream gives only its index and UUID,
+   * and told so the agent would refuse records naming its MIG devices until the list was read. So
+   * the list is read at once and its samples wait for it; it is told (before its first sample) as
+   * the list describes it, or undescribed when the list does not show it or is too slow.
+   */
+  private awaitDescription(uuid: string, index: number): void {
+    const waitMs = this.options.describeWaitMs ?? 5000;
+    const timer = setTimeout(() => this.releaseHeld(uuid, `the GPU list did not describe it within ${waitMs} ms`), waitMs);
+    timer.unref();
+    this.describing.set(uuid, { index, held: [], timer });
+    void this.refresh();
+  }
+
+  /** Tells of a GPU whose samples were held (undescribed unless a list described it) and hands them over. */
+  private releaseHeld(uuid: string, why: string): void {
+    const entry = this.describing.get(uuid);
+    if (!entry) return;
+    this.describing.delete(uuid);
+    clearTimeout(entry.timer);
+    if (!this.inventory?.some((g) => g.uuid === uuid)) {
+      this.learn({ uuid, index: entry.index, name: 'NVIDIA GPU (not described yet)', powerLimitW: null, migEnabled: false, migInstances: [] },
+        `found in the nvidia-smi stream after start-up (not listed when the agent started); ${why}: described when the list shows it`);
+    }
+    for (const sample of entry.held) this.pending.push(sample);
+    this.scheduleFlush();
+  }
+
+  /** A sample to hand over, or to hold while its GPU is being described. */
+  private take(sample: PowerSample): void {
+    const describing = this.describing.get(sample.gpuUuid);
+    if (describing) describing.held.push(sample);
+    else this.pending.push(sample);
+  }
+
+  private scheduleFlush(): void {
     if (this.pending.length > 0 && !this.flushScheduled) {
       // Lines of one tick arrive together: hand them over as one batch.
       this.flushScheduled = true;
@@ -299,6 +344,8 @@ export class NvidiaSmiPowerSource implements PowerSource {
       if (!this.stopped) this.problem('inventory', 'inventory', `re-reading the GPU list failed: ${error instanceof Error ? error.message : String(error)}`);
     } finally {
       this.refreshing = false;
+      // GPUs the stream printed that the last list did not show (or no list was read): told undescribed.
+      for (const uuid of [...this.describing.keys()]) this.releaseHeld(uuid, 'the GPU list read after it did not show it');
       this.scheduleRefresh();
     }
   }
@@ -312,7 +359,11 @@ export class NvidiaSmiPowerSource implements PowerSource {
       else this.migByUuid.delete(g.uuid);
       this.gpus = [...this.gpus.filter((k) => k.uuid !== g.uuid), g].sort((a, b) => a.index - b.index);
       if (this.absent.delete(g.uuid)) this.options.log?.info({ uuid: g.uuid }, `GPU ${g.index} (${g.uuid}) is listed by nvidia-smi again`);
-      this.learn(this.gpuInfo(g), known ? 'described anew by nvidia-smi' : 'found after start-up (nvidia-smi did not list it when the agent started)');
+      const how = known ? 'described anew by nvidia-smi'
+        : this.describing.has(g.uuid) ? 'found in the nvidia-smi stream after start-up (not listed when the agent started)'
+          : 'found after start-up (nvidia-smi did not list it when the agent started)';
+      this.learn(this.gpuInfo(g), how);
+      this.releaseHeld(g.uuid, 'described');
       // Given one refresh interval to appear in the stream before the stream is started again.
       if (this.inStream.has(g.uuid)) this.unstreamed.delete(g.uuid);
       else if (!this.unstreamed.has(g.uuid)) this.unstreamed.add(g.uuid);

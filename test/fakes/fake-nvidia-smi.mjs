@@ -10,7 +10,7 @@
 //   FAKE_NVIDIA_SMI_CAPTURE   path of the capture to replay (required)
 //   FAKE_NVIDIA_SMI_MODE      replay (default) | garbage | hang | exit | fail | hang-help
 //   FAKE_NVIDIA_SMI_AFTER     loop iterations replayed before the mode starts (default 3)
-//   FAKE_NVIDIA_SMI_GPUS      replicate the captured GPU as N GPUs (index and UUID adjusted)
+//   FAKE_NVIDIA_SMI_GPUS      replicate the captured GPU as N GPUs (index, UUID and MIG device UUIDs adjusted)
 //   FAKE_NVIDIA_SMI_GPUS_FILE a file holding that N, read at each command and each loop tick (when
 //                             it exists): GPUs added or gone while running, in the list and the stream
 //   FAKE_NVIDIA_SMI_STREAM_FIXED  "1": a loop keeps the GPUs it started with (a driver whose running
@@ -80,7 +80,11 @@ function replicateList(list) {
   const n = gpuCount();
   if (n <= 1) return list;
   const out = [];
-  for (let i = 0; i < n; i++) out.push(list.replace(/^GPU 0:/m, `GPU ${i}:`).replace(/GPU-00000000/g, `GPU-${String(i).padStart(8, '0')}`));
+  // Each GPU's MIG devices get UUIDs of their own (GPU 0's are the captured ones).
+  for (let i = 0; i < n; i++) {
+    out.push(list.replace(/^GPU 0:/m, `GPU ${i}:`).replace(/GPU-00000000/g, `GPU-${String(i).padStart(8, '0')}`)
+      .replace(/(MIG-[0-9a-f]{8})-0000-/g, `$1-${String(i).padStart(4, '0')}-`));
+  }
   return out.join('\n');
 }
 

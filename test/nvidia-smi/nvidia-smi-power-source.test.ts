@@ -589,3 +589,87 @@ test('a GPU the stream was started again for, printed since: a later stream (aft
   }
   assert.equal(starts(), 4);
 });
+
+test('a GPU first seen in the stream is told with its name, power limit and MIG devices from the start; its samples wait for the list, none lost', async (t) => {
+  const c = capture('h100-mig');
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-added-mig-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const countFile = join(dir, 'gpus');
+  writeFileSync(countFile, '1');
+  // No periodic read in the test's time: the stream is what finds the GPU.
+  const smi = source(c.path, { FAKE_NVIDIA_SMI_GPUS_FILE: countFile }, { inventoryRefreshMs: 60_000 });
+  const [gpu0] = await smi.init();
+  assert.equal(gpu0?.migInstances?.length, 4);
+  const got = new SampleCollector();
+  const told: { gpu: GpuInfo; atMs: number; samplesBefore: number }[] = [];
+  const added = 'GPU-00000001-0000-0000-0000-000000000000';
+  smi.start(got.onSamples, got.onError, (gpu) => told.push({ gpu, atMs: Date.now(), samplesBefore: got.of(gpu.uuid).length }));
+  try {
+    await got.waitFor(() => got.samples.length >= 2, 10_000, 'GPU 0 sampled');
+    writeFileSync(countFile, '2');
+    await got.waitFor(() => got.of(added).length >= 5, 10_000, 'the new GPU sampled');
+  } finally {
+    await smi.shutdown();
+  }
+  // Before the fix it was told first as "NVIDIA GPU (not described yet)" without MIG devices:
+  // records naming those were refused until the list was read again.
+  assert.equal(told.length, 1, JSON.stringify(told));
+  const [first] = told;
+  assert.deepEqual(first?.gpu, {
+    uuid: added, index: 1, name: capturedCell(c.sections, 'idle', 'name'), powerLimitW: capturedWatts(c.sections, 'idle', 'enforced.power.limit'),
+    migEnabled: true, migInstances: (gpu0?.migInstances ?? []).map((m) => m.replace(/^(MIG-[0-9a-f]{8})-0000-/, '$1-0001-')),
+  });
+  assert.equal(first?.samplesBefore, 0, 'told before its first sample');
+  // The lines printed while the list was read were held, not dropped: stamped before it was told.
+  assert.ok(got.of(added).some((s) => s.timestampMs < (first?.atMs ?? 0)), 'samples taken before it was described');
+  assert.deepEqual(got.errors, []);
+});
+
+test('a GPU first seen in the stream that the list describes late: told undescribed after describeWaitMs, its samples released, described when the list answers', async (t) => {
+  const c = capture('h100-mig');
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-added-slow-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { wrapper } = listWrapper(dir);
+  const countFile = join(dir, 'gpus');
+  writeFileSync(countFile, '1');
+  const smi = source(c.path, { FAKE_NVIDIA_SMI_GPUS_FILE: countFile }, { binary: wrapper, inventoryRefreshMs: 60_000, describeWaitMs: 300 });
+  await smi.init();
+  const got = new SampleCollector();
+  const told: { gpu: GpuInfo; samplesBefore: number }[] = [];
+  const added = 'GPU-00000001-0000-0000-0000-000000000000';
+  smi.start(got.onSamples, got.onError, (gpu) => told.push({ gpu, samplesBefore: got.of(gpu.uuid).length }));
+  try {
+    await got.waitFor(() => got.samples.length >= 2, 10_000, 'GPU 0 sampled');
+    writeFileSync(join(dir, 'delay'), '1.5');
+    writeFileSync(countFile, '2');
+    await got.waitFor(() => told.length >= 1, 10_000, 'the new GPU told');
+    assert.equal(told[0]?.gpu.name, 'NVIDIA GPU (not described yet)');
+    assert.deepEqual(told[0]?.gpu.migInstances, []);
+    assert.equal(told[0]?.samplesBefore, 0, 'told before its first sample');
+    await got.waitFor(() => got.of(added).length > 0, 1000, 'its held samples released');
+    await got.waitFor(() => told.length >= 2, 10_000, 'the new GPU described by the slow list');
+  } finally {
+    await smi.shutdown();
+  }
+  assert.equal(told[1]?.gpu.migInstances?.length, 4);
+  assert.deepEqual(got.errors, []);
+});
+
+test('a GPU the stream prints that the list does not show: told undescribed once the list is read, its samples kept', async (t) => {
+  const c = capture('h100-80gb');
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-unlisted-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { wrapper } = streamPlanWrapper(dir, 1, ['2 replay']);
+  const smi = source(c.path, {}, { binary: wrapper, inventoryRefreshMs: 60_000 });
+  await smi.init();
+  const got = new SampleCollector();
+  const told: { gpu: GpuInfo; samplesBefore: number }[] = [];
+  const added = 'GPU-00000001-0000-0000-0000-000000000000';
+  smi.start(got.onSamples, got.onError, (gpu) => told.push({ gpu, samplesBefore: got.of(gpu.uuid).length }));
+  try {
+    await got.waitFor(() => got.of(added).length >= 3, 10_000, 'the unlisted GPU sampled');
+  } finally {
+    await smi.shutdown();
+  }
+  assert.deepEqual(told.map((t) => [t.gpu.uuid, t.gpu.name, t.samplesBefore]), [[added, 'NVIDIA GPU (not described yet)', 0]]);
+});
