@@ -78,6 +78,7 @@ export function adviseOn(nvml: NvmlProbeResult, smi: NvidiaSmiProbeResult, rapl:
 }
 
 const yes = (b: boolean) => (b ? 'yes' : 'no');
+const FOUND_WHILE_PROBING = '; found while probing (not listed when the probe started)';
 
 /** Why a GPU that NVML describes has no energy counter: its age, or (Volta and newer) the board or driver. */
 function noCounterWhy(architecture: number | null): string {
@@ -98,7 +99,7 @@ export function renderDoctorText(report: DoctorReport): string {
     for (const d of nvml.devices) {
       const power = d.powerMethod === 'field_instant' ? 'instantaneous (NVML_FI_DEV_POWER_INSTANT)'
         : d.powerMethod === 'power_usage' ? (d.powerAveraged ? '1 s average (nvmlDeviceGetPowerUsage)' : 'instantaneous (nvmlDeviceGetPowerUsage)') : 'none';
-      out.push(`  GPU ${d.index} ${d.name} [${architectureName(d.architecture)}] ${d.uuid}`);
+      out.push(`  GPU ${d.index} ${d.name} [${architectureName(d.architecture)}] ${d.uuid}${nvml.foundWhileProbing.includes(d.uuid) ? FOUND_WHILE_PROBING : ''}`);
       out.push(`    power limit ${d.powerLimitMw === null ? 'unknown' : `${d.powerLimitMw / 1000} W`}; energy counter: ${yes(d.energyCounter)}; power: ${power}`);
       out.push(`    MIG: ${d.migEnabled ? `enabled, ${d.migInstances.length} instance(s): ${d.migInstances.join(', ') || 'none created'}` : 'off'}`);
     }
@@ -114,7 +115,9 @@ export function renderDoctorText(report: DoctorReport): string {
     out.push(`  available: yes, ${smi.gpus.length} GPU(s), streaming ${smi.fields.join(',')}`);
     out.push(`  sampling period: requested ${smi.requestedPeriodMs} ms, achieved ${ms(smi.achievedPeriodMs)} (${smi.samples} samples)`);
     out.push(`  energy counter: no; power: ${smi.fields.includes('power.draw.instant') ? 'instantaneous (power.draw.instant)' : 'power.draw (1 s average on Ampere and newer)'}`);
-    for (const g of smi.gpus) out.push(`  GPU ${g.index} ${g.name} ${g.uuid}; MIG: ${g.migEnabled ? `enabled, ${g.migInstances?.length ?? 0} instance(s)` : 'off'}`);
+    for (const g of smi.gpus) {
+      out.push(`  GPU ${g.index} ${g.name} ${g.uuid}; MIG: ${g.migEnabled ? `enabled, ${g.migInstances?.length ?? 0} instance(s)` : 'off'}${smi.foundWhileProbing.includes(g.uuid) ? FOUND_WHILE_PROBING : ''}`);
+    }
   } else {
     out.push(`  available: no (${smi.reason}): ${smi.message}`);
     out.push(`  fix: ${smi.fix}`);
@@ -136,6 +139,11 @@ export function renderDoctorText(report: DoctorReport): string {
   out.push('');
 
   out.push(`The agent would use: ${conclusion(report)}`);
+  // doctor looks once; the agent keeps looking, so a GPU missing here may still be measured.
+  if (report.selected) {
+    out.push('GPUs that appear later (hot-added, or one that hung at start-up) or change (MIG reconfigured) are learnt by the running agent without a restart: ' +
+      `${report.selected === 'nvml' ? 'NVML counts its GPUs again' : "nvidia-smi's GPU list is read again"} every 10 s. This report shows the GPUs present while probed.`);
+  }
   if (report.advice.length > 0) {
     out.push('', 'What to change for better data:');
     for (const a of report.advice) out.push(`  - ${a}`);

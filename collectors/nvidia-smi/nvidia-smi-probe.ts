@@ -1,5 +1,6 @@
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
 import { achievedPeriodMs } from '../achieved-period.js';
+import { GpuTally } from '../gpu-tally.js';
 import type { PowerSourceError, PowerSourceQuality } from '../power-source.js';
 import { NvidiaSmiInitError, NvidiaSmiPowerSource, type NvidiaSmiFailureReason } from './nvidia-smi-power-source.js';
 
@@ -14,7 +15,10 @@ export type NvidiaSmiProbeResult =
     readonly available: true;
     readonly binary: string;
     readonly fields: readonly string[];
+    /** The GPUs at the end of the probe: those listed at its start, and those the source learnt while it ran. */
     readonly gpus: readonly GpuInfo[];
+    /** UUIDs of the GPUs learnt while probing (not listed when it started). */
+    readonly foundWhileProbing: readonly string[];
     readonly requestedPeriodMs: number;
     readonly achievedPeriodMs: number | null;
     readonly samples: number;
@@ -36,10 +40,10 @@ export async function probeNvidiaSmi(binary = 'nvidia-smi', options: NvidiaSmiPr
     ...(options.env ? { env: options.env } : {}),
   });
   try {
-    const gpus = await source.init();
+    const gpus = new GpuTally(await source.init());
     const samples: PowerSample[] = [];
     const problems: PowerSourceError[] = [];
-    source.start((batch) => samples.push(...batch), (problem) => problems.push(problem));
+    source.start((batch) => samples.push(...batch), (problem) => problems.push(problem), (gpu) => gpus.learn(gpu));
     // The child needs a moment to start; sample until probeMs after the first line (bounded).
     const deadline = Date.now() + probeMs + 5000;
     while (samples.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
@@ -49,7 +53,8 @@ export async function probeNvidiaSmi(binary = 'nvidia-smi', options: NvidiaSmiPr
       available: true,
       binary,
       fields: source.streamFields(),
-      gpus,
+      gpus: gpus.all(),
+      foundWhileProbing: gpus.found(),
       requestedPeriodMs,
       achievedPeriodMs: achievedPeriodMs(samples),
       samples: samples.length,

@@ -1,6 +1,7 @@
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
 import type { PowerSourceError, PowerSourceQuality } from '../power-source.js';
 import { achievedPeriodMs } from '../achieved-period.js';
+import { GpuTally } from '../gpu-tally.js';
 import { DEFAULT_NVML_LIBRARY } from './nvml-binding.js';
 import { NvmlInitError, type NvmlInitFailure } from './nvml-init-failure.js';
 import { NvmlPowerSource } from './nvml-power-source.js';
@@ -19,7 +20,10 @@ export type NvmlProbeResult =
     readonly available: true;
     readonly library: string;
     readonly driverVersion: string | null;
+    /** The GPUs at the end of the probe: those opened at its start, and those the source learnt while it ran. */
     readonly gpus: readonly GpuInfo[];
+    /** UUIDs of the GPUs learnt while probing (not among those opened when it started). */
+    readonly foundWhileProbing: readonly string[];
     readonly devices: readonly NvmlDeviceDescription[];
     /** GPUs NVML counts but that are not sampled, with why. */
     readonly unusable: readonly NvmlUnusableGpu[];
@@ -40,17 +44,18 @@ export async function probeNvml(libraryPath?: string, options: NvmlProbeOptions 
   const requestedPeriodMs = options.samplePeriodMs ?? 100;
   const source = new NvmlPowerSource({ libraryPath: library, samplePeriodMs: requestedPeriodMs, callTimeoutMs: options.callTimeoutMs ?? 2000 });
   try {
-    const gpus = await source.init();
+    const gpus = new GpuTally(await source.init());
     const samples: PowerSample[] = [];
     const problems: PowerSourceError[] = [];
-    source.start((batch) => samples.push(...batch), (problem) => problems.push(problem));
+    source.start((batch) => samples.push(...batch), (problem) => problems.push(problem), (gpu) => gpus.learn(gpu));
     await new Promise((resolve) => setTimeout(resolve, options.probeMs ?? 1500));
     await source.shutdown();
     return {
       available: true,
       library,
       driverVersion: source.driverVersion(),
-      gpus,
+      gpus: gpus.all(),
+      foundWhileProbing: gpus.found(),
       devices: source.devices(),
       unusable: source.unusableGpus(),
       requestedPeriodMs,
