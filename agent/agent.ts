@@ -383,10 +383,17 @@ export class Agent {
     const sampling = this.gpus.length - stale.length;
     // A GPU the source cannot name yet is still one of the node's: counted, and named as not sampled.
     const unidentified = this.options.powerSource.unidentifiedGpus?.() ?? [];
-    const total = this.gpus.length + unidentified.length;
+    // So is one it sees and does not sample (no power or energy to read, or not opened): its
+    // energy is in no figure, and records naming it are refused (it is not one of the agent's GPUs).
+    const unsampled = this.options.powerSource.unsampledGpus?.() ?? [];
+    const total = this.gpus.length + unidentified.length + unsampled.length;
     const missing = [
       ...stale.map((g) => ({ index: g.index, text: String(g.index) })),
       ...unidentified.map((u) => ({ index: u.index, text: `${u.index} (not identified yet: ${u.reason})` })),
+      ...unsampled.map((u) => ({
+        index: u.index,
+        text: `${u.index} (${u.uuid === undefined ? '' : `${u.uuid} `}not sampled: ${u.reason}; no energy is measured for it or attributed on it, and records naming it are refused${u.retried ? ' until it is sampled' : ''})`,
+      })),
     ].sort((a, b) => a.index - b.index);
     const settledUntil = this.settler.settledUntil;
     const maxLagMs = (this.options.config.settleLateness + 3 * this.options.config.settlePeriod) * 1000 + 30_000;

@@ -52,6 +52,21 @@ export interface PowerSource {
    * readiness names them as not sampled. Absent or empty for a source whose GPUs are all known.
    */
   unidentifiedGpus?(): readonly UnidentifiedGpu[];
+  /**
+   * Other GPUs the source sees but does not sample, so not among its GPUs (one NVML reads neither
+   * power nor energy from, as on a vGPU guest; one that could not be opened): readiness counts and
+   * names them. Absent or empty for a source that samples every GPU it sees.
+   */
+  unsampledGpus?(): readonly UnsampledGpu[];
+}
+
+/** A GPU seen but not sampled, and why. */
+export interface UnsampledGpu {
+  readonly index: number;
+  readonly uuid?: string;
+  readonly reason: string;
+  /** Tried again (it may be sampled later); false for a GPU that cannot be measured at all. */
+  readonly retried: boolean;
 }
 
 /** A GPU known only by its index, and why. */

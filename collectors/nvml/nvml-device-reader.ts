@@ -134,7 +134,7 @@ export class NvmlDeviceReader {
       } else if (opened.powerMethod === 'none' && !opened.description.energyCounter) {
         // Neither power nor energy (e.g. a vGPU guest): nothing to sample. A capability, not a
         // passing state, so it is not tried again.
-        unusable.push({ index, message: UNMEASURABLE, lost: false });
+        unusable.push({ index, uuid: opened.description.uuid, message: UNMEASURABLE, lost: false, unmeasurable: true });
       } else {
         this.devices.push(opened);
         described.push(opened.description);

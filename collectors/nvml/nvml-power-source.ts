@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { GpuInfo, PowerSample } from '../../model/power-sample.js';
 import { classifyCounterReading, COUNTER_GLITCH_SHARE, judgeCounterReading, MAX_PLAUSIBLE_POWER_W, nextCounterHighWater, type CounterHighWater } from '../../model/energy-timeline.js';
 import { epochMs, joules, watts } from '../../model/units.js';
-import type { PowerSource, PowerSourceError, PowerSourceQuality, UnidentifiedGpu } from '../power-source.js';
+import type { PowerSource, PowerSourceError, PowerSourceQuality, UnidentifiedGpu, UnsampledGpu } from '../power-source.js';
 import { DEFAULT_NVML_LIBRARY } from './nvml-binding.js';
 import { CallWatchReader, createCallWatchBuffer, type CallInFlight } from './nvml-call-watch.js';
 import { createReadingJournal, ReadingJournalReader } from './nvml-reading-journal.js';
@@ -189,6 +189,17 @@ export class NvmlPowerSource implements PowerSource {
   /** GPUs a call hung on at start-up before NVML gave their UUID, until they are opened (identified). */
   unidentifiedGpus(): readonly UnidentifiedGpu[] {
     return [...this.hungAtStart.values()].filter((h) => h.uuid === null).map((h) => ({ index: h.index, reason: `${h.what} hung at start-up` })).sort((a, b) => a.index - b.index);
+  }
+
+  /**
+   * GPUs NVML counts that are neither sampled nor among the GPUs (a GPU set aside after a hang is
+   * one of them, a gap) nor unidentified: unmeasurable ones, and ones that could not be opened.
+   */
+  unsampledGpus(): readonly UnsampledGpu[] {
+    const unidentified = new Set(this.unidentifiedGpus().map((u) => u.index));
+    return (this.inventory?.unusable ?? [])
+      .filter((u) => !unidentified.has(u.index) && !this.gpus.some((g) => g.index === u.index || g.uuid === u.uuid))
+      .map((u) => ({ index: u.index, ...(u.uuid === undefined ? {} : { uuid: u.uuid }), reason: u.message, retried: u.unmeasurable !== true }));
   }
 
   start(onSamples: (samples: readonly PowerSample[]) => void, onError: (error: PowerSourceError) => void, onGpu?: (gpu: GpuInfo) => void): void {

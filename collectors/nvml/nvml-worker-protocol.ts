@@ -34,10 +34,12 @@ export interface NvmlInventory {
 
 export interface NvmlUnusableGpu {
   readonly index: number;
-  /** Known for a GPU set aside because a call hung while it was being opened at start-up. */
+  /** Known for a GPU set aside because a call hung while it was being opened at start-up, and for an unmeasurable one. */
   readonly uuid?: string;
   readonly message: string;
   readonly lost: boolean;
+  /** NVML reads neither its power nor its energy: a capability, so it is never tried again. */
+  readonly unmeasurable?: boolean;
 }
 
 /** One GPU's reading in one tick. Null fields: not available this time (see problems). */

@@ -102,6 +102,7 @@ test('a GPU whose call hangs at start-up: NVML starts on the others, the hung GP
     const hungAt = /nvmlDeviceGetTotalEnergyConsumption on GPU 1 \(GPU-1b1b1b1b-0000-0000-0000-000000000000\) did not return within 200 ms at start-up/;
     assert.deepEqual(source.unusableGpus().map((u) => [u.index, u.uuid, u.lost]), [[1, uuids[1], false]]);
     assert.match(source.unusableGpus()[0]?.message ?? '', hungAt);
+    assert.deepEqual(source.unsampledGpus(), [], 'among the GPUs (a gap): readiness counts it there, not twice');
     assert.ok(messages('warn').some((m) => /^GPU 1 is not usable through NVML: /.test(m) && hungAt.test(m)), messages('warn').join('\n'));
     assert.match(source.quality().notes.join('\n'), /GPU 1 not usable: nvmlDeviceGetTotalEnergyConsumption on GPU 1/);
     assert.equal(source.quality().energyCounter, true, 'judged on the GPUs opened');
@@ -154,6 +155,7 @@ test('a GPU whose call hangs at start-up before NVML gave its UUID: NVML starts 
     assert.match(source.unusableGpus()[0]?.message ?? '', leftOut);
     // For readiness: a GPU of the node's, not identified yet.
     assert.deepEqual(source.unidentifiedGpus(), [{ index: 1, reason: 'nvmlDeviceGetUUID on GPU 1 hung at start-up' }]);
+    assert.deepEqual(source.unsampledGpus(), [], 'counted as not identified, not twice');
     source.start(got.onSamples, got.onError, (gpu) => {
       // Told before its first sample.
       assert.equal(got.samples.filter((s) => s.gpuIndex === 1).length, 0);
@@ -631,9 +633,32 @@ test('a GPU that gives neither power nor energy is not sampled and is listed as 
     source.start(got.onSamples, got.onError);
     await got.waitFor(() => got.samples.length >= 3, 10_000, '3 samples');
     assert.deepEqual([...new Set(got.samples.map((s) => s.gpuIndex))], [0]);
+    // For readiness: one of the node's GPUs, named, never sampled (a capability, not retried).
+    assert.deepEqual(source.unsampledGpus().map((u) => [u.index, u.uuid, u.retried]), [[1, 'GPU-fa4e0000-0000-0000-0000-000000000001', false]]);
+    assert.match(source.unsampledGpus()[0]?.reason ?? '', /^reports neither power .* nor energy .*, so NVML cannot measure it$/);
+    assert.deepEqual(source.unidentifiedGpus(), []);
   } finally {
     await source.shutdown();
   }
+});
+
+test('a GPU that cannot be opened at start-up: not sampled, named for readiness as tried again; once opened it is one of the GPUs', async () => {
+  const install = fake({ gpus: [{}, { lostAtMs: 0, recoveredAtMs: 600 }] });
+  const source = new NvmlPowerSource({ libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 2000, lostRetryMs: 100 });
+  const gpus = await source.init();
+  const got = new SampleCollector();
+  const told: GpuInfo[] = [];
+  try {
+    assert.deepEqual(gpus.map((g) => g.index), [0]);
+    assert.deepEqual(source.unsampledGpus().map((u) => [u.index, u.uuid, u.retried]), [[1, undefined, true]]);
+    assert.match(source.unsampledGpus()[0]?.reason ?? '', /GPU_IS_LOST|lost/i);
+    source.start(got.onSamples, got.onError, (gpu) => told.push(gpu));
+    await got.waitFor(() => got.samples.some((s) => s.gpuIndex === 1), 10_000, 'GPU 1 sampled once it answers');
+  } finally {
+    await source.shutdown();
+  }
+  assert.deepEqual(told.map((g) => g.index), [1]);
+  assert.deepEqual(source.unsampledGpus(), []);
 });
 
 test('NVML whose GPUs all give neither power nor energy (a vGPU guest) fails init with no_gpus and says why, so auto falls back', async () => {
