@@ -390,8 +390,10 @@ test('a GPU that was lost and is listed again but not printed by the running str
   const warnings: string[] = [];
   const log = { info() {}, debug() {}, error() {}, warn: (_o: unknown, m?: string) => { if (m) warnings.push(m); } };
   // The fixed stream never prints again a GPU it saw go (its handle is stale), as a running nvidia-smi would not.
+  // Restarts are counted: a stall timeout well past a loaded machine's pauses, so that the watchdog
+  // never restarts the stream on its own here (400 ms did, 1 run in 10 under load).
   const smi = source(c.path, { FAKE_NVIDIA_SMI_GPUS_FILE: countFile, FAKE_NVIDIA_SMI_STREAM_FIXED: '1' },
-    { inventoryRefreshMs: 100, log: log as unknown as NonNullable<NvidiaSmiPowerSourceOptions['log']> });
+    { inventoryRefreshMs: 100, stallTimeoutMs: 2000, log: log as unknown as NonNullable<NvidiaSmiPowerSourceOptions['log']> });
   await smi.init();
   const got = new SampleCollector();
   const added = 'GPU-00000001-0000-0000-0000-000000000000';
