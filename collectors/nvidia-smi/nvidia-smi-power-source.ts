@@ -88,8 +88,9 @@ export class NvidiaSmiPowerSource implements PowerSource {
   private readonly inStream = new Set<string>();
   /**
    * GPUs listed by a refresh but not printed by the stream: restarted once for each, so it
-   * enumerates again. Forgotten when the GPU is lost, or printed by a stream (a later stream that
-   * leaves it out again earns one more restart: no loop, as only a new child can leave it out).
+   * enumerates again. Forgotten when the GPU is lost, or when a child that printed it hung or
+   * exited (the watchdog's replacement that leaves it out earns one more restart). A restart this
+   * source makes gives nothing back: streams that each leave out another GPU would loop.
    */
   private readonly streamRestartedFor = new Set<string>();
   /** GPUs a refresh listed that the stream had not printed (yet). */
@@ -181,7 +182,7 @@ export class NvidiaSmiPowerSource implements PowerSource {
       stallMs: this.options.stallTimeoutMs ?? Math.max(2000, 10 * period),
       startupMs: this.options.startupTimeoutMs ?? 15_000,
       backoffMs: this.options.restartBackoffMs ?? { initial: 1000, max: 60_000 },
-      onStart: () => this.streamStarted(),
+      onStart: (restart) => this.streamStarted(restart),
       onLine: (line) => this.line(line),
       onProblem: (problem) => this.report({ reason: problem.reason, message: problem.message }),
       ...(this.options.log ? { log: this.options.log } : {}),
@@ -192,8 +193,10 @@ export class NvidiaSmiPowerSource implements PowerSource {
    * A new stream child enumerates the GPUs afresh: which GPUs it prints is judged from its own
    * lines, and each listed GPU gets a whole refresh interval to appear in them. A set kept from a
    * hung child would take a GPU it printed as printed by its replacement, never restarted for.
+   * The watchdog's replacement also gives the GPUs its hung child printed their restart back.
    */
-  private streamStarted(): void {
+  private streamStarted(byWatchdog: boolean): void {
+    if (byWatchdog) for (const uuid of this.inStream) this.streamRestartedFor.delete(uuid);
     this.inStream.clear();
     this.unstreamed.clear();
   }
@@ -255,7 +258,6 @@ export class NvidiaSmiPowerSource implements PowerSource {
     this.process?.markProgress();
     const row = parsed.row;
     this.inStream.add(row.gpuUuid);
-    this.streamRestartedFor.delete(row.gpuUuid);
     for (const issue of row.issues) {
       this.problem(`${row.gpuUuid}:${issue.field}:${issue.marker}`, 'field', `GPU ${row.gpuIndex} ${issue.field}: ${issue.marker}`, row.gpuUuid);
     }

@@ -32,8 +32,11 @@ export interface SupervisedLineProcessOptions {
   readonly stopGiveUpMs?: number;
   /** Children left behind after SIGKILL and still alive, beyond which no replacement starts until one exits. Default 3. */
   readonly maxStuckChildren?: number;
-  /** Called as each child is spawned (the first and every restart), before any line of it. */
-  readonly onStart?: () => void;
+  /**
+   * Called as each child is spawned, before any line of it: `restart` is false for the first
+   * child, true for one this supervisor started in place of a child that hung or exited.
+   */
+  readonly onStart?: (restart: boolean) => void;
   readonly onLine: (line: string) => void;
   readonly onProblem: (problem: LineProcessProblem) => void;
   readonly log?: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
@@ -122,7 +125,7 @@ export class SupervisedLineProcess {
 
   private spawnChild(): void {
     this.starts++;
-    this.options.onStart?.();
+    this.options.onStart?.(this.starts > 1);
     this.startedAt = Date.now();
     this.lastProgress = this.startedAt;
     this.progressed = false;

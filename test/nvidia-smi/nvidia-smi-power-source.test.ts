@@ -592,6 +592,42 @@ test('a GPU the stream was started again for, printed since: a later stream (aft
   assert.equal(starts(), 4);
 });
 
+test('streams that each leave out another GPU are not started again and again: a restart the source makes gives no GPU its restart back', async (t) => {
+  const c = capture('h100-80gb');
+  const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-alternate-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const wrapper = join(dir, 'nvidia-smi');
+  const startsFile = join(dir, 'starts');
+  // The list always shows GPUs 0 and 1; the stream's odd starts print GPU 0 only, its even starts GPU 1 only.
+  writeFileSync(wrapper, `#!/bin/sh
+export FAKE_NVIDIA_SMI_GPUS=2
+case " $* " in
+  *" -lms "*)
+    echo start >> ${JSON.stringify(startsFile)}
+    n=$(wc -l < ${JSON.stringify(startsFile)})
+    if [ $((n % 2)) -eq 1 ]; then drop=GPU-00000001; else drop=GPU-00000000; fi
+    ${JSON.stringify(process.execPath)} ${JSON.stringify(binary)} "$@" | grep --line-buffered -v "$drop"
+    exit 0 ;;
+esac
+exec ${JSON.stringify(process.execPath)} ${JSON.stringify(binary)} "$@"
+`);
+  chmodSync(wrapper, 0o755);
+  const starts = () => (existsSync(startsFile) ? readFileSync(startsFile, 'utf8').trim().split('\n').length : 0);
+  const smi = source(c.path, { FAKE_NVIDIA_SMI_AFTER: '100000' }, { binary: wrapper, inventoryRefreshMs: 150, stallTimeoutMs: 3000 });
+  await smi.init();
+  const got = new SampleCollector();
+  smi.start(got.onSamples, got.onError);
+  try {
+    await got.waitFor(() => starts() >= 3, 10_000, 'the stream started again for each GPU once');
+    // About six refresh intervals: a loop would start the stream again every two or three of them.
+    await sleep(1500);
+  } finally {
+    await smi.shutdown();
+  }
+  // One start for each GPU left out, then no more.
+  assert.equal(starts(), 3);
+});
+
 test('a GPU first seen in the stream is told with its name, power limit and MIG devices from the start; its samples wait for the list, none lost', async (t) => {
   const c = capture('h100-mig');
   const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-added-mig-'));
