@@ -141,8 +141,8 @@ export function renderDoctorText(report: DoctorReport): string {
   out.push(`The agent would use: ${conclusion(report)}`);
   // doctor looks once; the agent keeps looking, so a GPU missing here may still be measured.
   if (report.selected) {
-    out.push('GPUs that appear later (hot-added, or one that hung at start-up) or change (MIG reconfigured) are learnt by the running agent without a restart: ' +
-      `${report.selected === 'nvml' ? 'NVML counts its GPUs again' : "nvidia-smi's GPU list is read again"} every 10 s. This report shows the GPUs present while probed.`);
+    out.push('GPUs that appear later (hot-added, or one that hung at start-up) or change (MIG devices created or destroyed) are learnt by the running agent without a restart: ' +
+      `${report.selected === 'nvml' ? 'NVML counts its GPUs and reads their MIG devices again' : "nvidia-smi's GPU list is read again"} every 10 s. This report shows the GPUs present while probed.`);
   }
   if (report.advice.length > 0) {
     out.push('', 'What to change for better data:');

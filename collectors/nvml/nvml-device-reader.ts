@@ -179,18 +179,37 @@ export class NvmlDeviceReader {
         this.journal?.write(reading.index, reading.timestampMs, reading.powerMw, reading.energyMj, reading.powerAveraged);
       }
     }
-    if (this.now() >= this.countCheckAtMs) this.checkDeviceCount();
+    if (this.now() >= this.countCheckAtMs) this.checkDevices(problems);
     if (this.unopened.length > 0) this.openLater(problems);
     return { readings, problems };
   }
 
-  /** A GPU NVML counts now and did not before (hot-added): opened as a new one by openLater. */
-  private checkDeviceCount(): void {
+  /**
+   * Every lostRetryMs: a GPU NVML counts now and did not before (hot-added) is opened as a new one
+   * by openLater; the MIG devices of each open GPU are read again, since they can be created and
+   * destroyed while the GPU runs (the MIG manager of a Kubernetes node does so).
+   */
+  private checkDevices(problems: NvmlProblem[]): void {
     this.countCheckAtMs = this.now() + this.lostRetryMs;
     const count = this.call('nvmlDeviceGetCount_v2', -1, () => this.nvml.deviceCount());
-    if (!count.ok || count.value <= this.deviceCount) return;
-    for (let index = this.deviceCount; index < count.value; index++) this.unopened.push({ index, before: null, skipKey: null, retryAtMs: 0, reported: true });
-    this.deviceCount = count.value;
+    if (count.ok && count.value > this.deviceCount) {
+      for (let index = this.deviceCount; index < count.value; index++) this.unopened.push({ index, before: null, skipKey: null, retryAtMs: 0, reported: true });
+      this.deviceCount = count.value;
+    }
+    for (const device of this.devices) {
+      const { description } = device;
+      if (device.lostRetryAtMs !== null || this.skipped.has(description.uuid)) continue;
+      const migs = this.migInstances(device.handle, description.index);
+      const migInstances = migs ?? [];
+      if ((migs !== null) === description.migEnabled && sameList(migInstances, description.migInstances)) continue;
+      device.description = { ...description, migEnabled: migs !== null, migInstances };
+      problems.push({
+        uuid: description.uuid,
+        reason: 'gpu_described',
+        message: `GPU ${description.index} (${description.uuid}): its MIG devices changed, now ${migs === null ? 'MIG off' : migInstances.length > 0 ? migInstances.join(', ') : 'none'}`,
+        device: device.description,
+      });
+    }
   }
 
   /** Tries to open the GPUs that are not open, each when its time has come and it is not skipped. */
@@ -219,6 +238,11 @@ export class NvmlDeviceReader {
       if (twin) {
         // Never two GPUs under one UUID: its energy would be counted twice.
         problems.push({ uuid, reason: 'gpu_unusable', message: `GPU ${index} answers with the UUID of GPU ${twin.description.index} (${uuid}), which is sampled already: GPU ${index} is not sampled` });
+        continue;
+      }
+      if (opened.powerMethod === 'none' && !opened.description.energyCounter) {
+        // As at start-up: nothing to sample, and a capability, so not tried again.
+        problems.push({ uuid, reason: 'gpu_unmeasurable', message: UNMEASURABLE, device: opened.description });
         continue;
       }
       this.devices.push(opened);
@@ -441,4 +465,8 @@ function isContextError(rc: number): boolean {
 
 function valueOrNull<T>(result: NvmlResult<T>): T | null {
   return result.ok ? result.value : null;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

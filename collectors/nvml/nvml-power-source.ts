@@ -723,6 +723,18 @@ export class NvmlPowerSource implements PowerSource {
       this.opened(p);
       return;
     }
+    if (p.reason === 'gpu_unmeasurable') {
+      this.unmeasurable(p);
+      return;
+    }
+    if (p.reason === 'gpu_described') {
+      const device = p.device;
+      if (!device) return;
+      if (this.inventory) this.inventory = { ...this.inventory, devices: this.inventory.devices.map((d) => (d.uuid === device.uuid ? device : d)) };
+      // Told as a new description: records naming its new MIG devices are taken from now on.
+      this.learn(device, 'its MIG devices changed (NVML reads them again every 10 s)');
+      return;
+    }
     if (p.reason === 'gpu_recovered') {
       this.lostGpus.delete(p.uuid);
       this.throttle.clear(`${p.uuid}:read_error`);
@@ -798,6 +810,28 @@ export class NvmlPowerSource implements PowerSource {
     }
     this.options.log?.info({ uuid: p.uuid }, p.message);
     if (device) this.learn(device, hung ? 'learnt after a call on it hung at start-up' : 'found after start-up (NVML did not count it, or it could not be opened, when the agent started)');
+  }
+
+  /**
+   * A GPU not usable at a worker's start (or counted later) opened and reads neither power nor
+   * energy: as one found so at start-up, it is not one of the GPUs (records naming it are refused)
+   * and readiness names it as unsampled, for good.
+   */
+  private unmeasurable(p: NvmlProblem): void {
+    const device = p.device;
+    if (!device || !this.inventory) return;
+    for (const [index, h] of this.hungAtStart) {
+      if (h.uuid === device.uuid || (h.uuid === null && index === device.index)) this.identified(index);
+    }
+    this.lostGpus.delete(device.uuid);
+    this.inventory = {
+      ...this.inventory,
+      unusable: [
+        ...this.inventory.unusable.filter((u) => u.index !== device.index),
+        { index: device.index, uuid: device.uuid, message: p.message, lost: false, unmeasurable: true },
+      ].sort((a, b) => a.index - b.index),
+    };
+    this.report({ reason: 'gpu_unusable', gpuUuid: device.uuid, message: `GPU ${device.index} (${device.uuid}) ${p.message}: not sampled` });
   }
 
   /** A GPU hung at start-up was opened: no longer a stand-in, nor set aside by its index. */

@@ -58,6 +58,9 @@ export interface NvmlProblem {
   /**
    * gpu_lost | read_error | power_method_changed | gpu_recovered, or gpu_opened: a GPU set aside
    * at start-up or not usable then was opened later (`device` says what it is), or
+   * gpu_unmeasurable: such a GPU was opened and reads neither power nor energy (`device` too;
+   * `message` is the reason alone), or gpu_described: an open GPU's MIG devices changed (`device`
+   * describes it now), or
    * nvml_reinit_wanted: NVML does not answer for this GPU even through a handle looked up afresh
    * (or says it is not initialised), so the worker asks to be restarted with NVML initialised again.
    */

@@ -240,5 +240,5 @@ test('doctor with NVML: a GPU hung at start-up and identified while probing is n
   assert.deepEqual(report.nvml.gpus.map((g) => [g.index, g.name]), [[0, 'NVIDIA H100 80GB HBM3'], [1, 'NVIDIA H100 NVL']]);
   assert.deepEqual(report.nvml.foundWhileProbing, [report.nvml.gpus[1]?.uuid]);
   assert.match(text, /GPU 1 NVIDIA H100 NVL \[Hopper\] GPU-\S+; found while probing \(not listed when the probe started\)/);
-  assert.match(text, /NVML counts its GPUs again every 10 s/);
+  assert.match(text, /NVML counts its GPUs and reads their MIG devices again every 10 s/);
 });

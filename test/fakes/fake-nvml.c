@@ -18,6 +18,9 @@
  *   uuid <g> <text>                   name <g> <text to end of line>
  *   arch <g> <nvmlDeviceArchitecture_t>   cc <g> <major> <minor>    limit_mw <g> <mW>
  *   mig <g> <MIG uuid> ...            MIG mode enabled with these MIG devices
+ *   mig_at_ms <g> <ms> [<MIG uuid> ...]
+ *                                     from this time the GPU's MIG devices are these instead (MIG
+ *                                     devices created or destroyed at run time; none: MIG off)
  *   power_mw <g> <mW> <mW> ...        power trace, one value per trace step, repeated cyclically
  *   trace_step_ms <ms>                length of one trace step (default 100)
  *   instant <g> 0                     NVML_FI_DEV_POWER_INSTANT unsupported (per-field NOT_SUPPORTED)
@@ -149,6 +152,9 @@ typedef struct {
   unsigned int arch, cc_major, cc_minor, limit_mw;
   int mig_count;
   fake_device mig[MAX_MIG];
+  long long mig_at_ms; /* -1: the MIG devices never change */
+  int late_mig_count;
+  fake_device late_mig[MAX_MIG];
   unsigned int trace[MAX_TRACE];
   int trace_len;
   unsigned long long prefix_uj[MAX_TRACE + 1]; /* energy of the first i trace steps */
@@ -199,6 +205,16 @@ static long long now_ms(void) {
   return (long long)(ts.tv_sec - t0.tv_sec) * 1000 + (ts.tv_nsec - t0.tv_nsec) / 1000000;
 }
 
+/* The GPU's MIG devices now (mig_at_ms changes them at run time). */
+static fake_device *migs_of(fake_gpu *g, int *count) {
+  if (g->mig_at_ms >= 0 && now_ms() >= g->mig_at_ms) {
+    *count = g->late_mig_count;
+    return g->late_mig;
+  }
+  *count = g->mig_count;
+  return g->mig;
+}
+
 /* GPUs present now: `gpus`, or more from `gpus_at_ms` on (hot-added). */
 static int present_gpus(void) {
   return late_gpu_count > gpu_count && late_gpus_ms >= 0 && now_ms() >= late_gpus_ms ? late_gpu_count : gpu_count;
@@ -230,6 +246,20 @@ static fake_gpu *gpu_arg(const char *rest, const char **after) {
   while (*end == ' ' || *end == '\t') end++;
   *after = end;
   return &gpus[g];
+}
+
+/* MIG devices named in a directive's text, children of the GPU. */
+static void read_migs(fake_gpu *gpu, const char *text, fake_device *migs, int *count) {
+  char *copy = strdup(text ? text : ""), *save = NULL;
+  *count = 0;
+  for (char *tok = strtok_r(copy, " \t", &save); tok && *count < MAX_MIG; tok = strtok_r(NULL, " \t", &save)) {
+    fake_device *m = &migs[*count];
+    m->magic = MIG_MAGIC;
+    m->index = (*count)++;
+    m->parent = &gpu->dev;
+    snprintf(m->uuid, TEXT, "%s", tok);
+  }
+  free(copy);
 }
 
 static void compute_prefix_sums(void) {
@@ -272,6 +302,7 @@ static void load_scenario(void) {
     gpus[g].glitch_until_ms = -1;
     gpus[g].handle_invalid_after_ms = -1;
     gpus[g].lost_on_hang_lookups = -1;
+    gpus[g].mig_at_ms = -1;
   }
   char path[PATH_MAX];
   scenario_path(path, sizeof(path));
@@ -337,17 +368,11 @@ static void load_scenario(void) {
         }
         if (gpu->trace_len == 0) gpu->trace[gpu->trace_len++] = 0;
       } else if (strcmp(key, "mig") == 0) {
-        char *copy = strdup(after), *save = NULL;
-        gpu->mig_count = 0;
-        for (char *tok = strtok_r(copy, " \t", &save); tok && gpu->mig_count < MAX_MIG;
-             tok = strtok_r(NULL, " \t", &save)) {
-          fake_device *m = &gpu->mig[gpu->mig_count];
-          m->magic = MIG_MAGIC;
-          m->index = gpu->mig_count++;
-          m->parent = &gpu->dev;
-          snprintf(m->uuid, TEXT, "%s", tok);
-        }
-        free(copy);
+        read_migs(gpu, after, gpu->mig, &gpu->mig_count);
+      } else if (strcmp(key, "mig_at_ms") == 0) {
+        char *rest_uuids = NULL;
+        gpu->mig_at_ms = strtoll(after, &rest_uuids, 10);
+        read_migs(gpu, rest_uuids, gpu->late_mig, &gpu->late_mig_count);
       }
     }
   }
@@ -565,12 +590,14 @@ API nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, void **device) {
   int count = present_gpus();
   for (int i = 0; i < count; i++) {
     fake_gpu *g = &gpus[i];
+    int mig_count;
+    fake_device *migs = migs_of(g, &mig_count);
     int named = strcmp(g->dev.uuid, uuid) == 0;
-    for (int m = 0; m < g->mig_count && !named; m++) named = strcmp(g->mig[m].uuid, uuid) == 0;
+    for (int m = 0; m < mig_count && !named; m++) named = strcmp(migs[m].uuid, uuid) == 0;
     if (named) maybe_hang("nvmlDeviceGetHandleByUUID", i);
-    for (int m = 0; m < g->mig_count; m++) {
-      if (strcmp(g->mig[m].uuid, uuid) == 0) {
-        *device = &g->mig[m];
+    for (int m = 0; m < mig_count; m++) {
+      if (strcmp(migs[m].uuid, uuid) == 0) {
+        *device = &migs[m];
         return NVML_SUCCESS;
       }
     }
@@ -628,24 +655,30 @@ API nvmlReturn_t nvmlDeviceGetCudaComputeCapability(void *device, int *major, in
 API nvmlReturn_t nvmlDeviceGetMigMode(void *device, unsigned int *currentMode, unsigned int *pendingMode) {
   REQUIRE_GPU(device, g);
   if (!currentMode || !pendingMode) return NVML_ERROR_INVALID_ARGUMENT;
-  if (g->arch < NVML_DEVICE_ARCH_AMPERE && g->mig_count == 0) return NVML_ERROR_NOT_SUPPORTED;
-  *currentMode = *pendingMode = g->mig_count > 0 ? NVML_DEVICE_MIG_ENABLE : NVML_DEVICE_MIG_DISABLE;
+  int mig_count;
+  migs_of(g, &mig_count);
+  if (g->arch < NVML_DEVICE_ARCH_AMPERE && mig_count == 0) return NVML_ERROR_NOT_SUPPORTED;
+  *currentMode = *pendingMode = mig_count > 0 ? NVML_DEVICE_MIG_ENABLE : NVML_DEVICE_MIG_DISABLE;
   return NVML_SUCCESS;
 }
 
 API nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(void *device, unsigned int *count) {
   REQUIRE_GPU(device, g);
   if (!count) return NVML_ERROR_INVALID_ARGUMENT;
-  *count = g->mig_count > 0 ? 7 : 0; /* H100: up to 7 MIG devices; fewer may exist */
+  int mig_count;
+  migs_of(g, &mig_count);
+  *count = mig_count > 0 ? 7 : 0; /* H100: up to 7 MIG devices; fewer may exist */
   return NVML_SUCCESS;
 }
 
 API nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(void *device, unsigned int index, void **migDevice) {
   REQUIRE_GPU(device, g);
   if (!migDevice) return NVML_ERROR_INVALID_ARGUMENT;
-  if (g->mig_count == 0) return NVML_ERROR_NOT_SUPPORTED;
-  if (index >= (unsigned int)g->mig_count) return NVML_ERROR_NOT_FOUND;
-  *migDevice = &g->mig[index];
+  int mig_count;
+  fake_device *migs = migs_of(g, &mig_count);
+  if (mig_count == 0) return NVML_ERROR_NOT_SUPPORTED;
+  if (index >= (unsigned int)mig_count) return NVML_ERROR_NOT_FOUND;
+  *migDevice = &migs[index];
   return NVML_SUCCESS;
 }
 

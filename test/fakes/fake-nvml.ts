@@ -21,6 +21,8 @@ export interface FakeGpu {
   readonly cc?: readonly [number, number];
   readonly limitMw?: number;
   readonly migUuids?: readonly string[];
+  /** From this time the MIG devices are these instead (created or destroyed at run time; none: MIG off). */
+  readonly migAt?: { readonly atMs: number; readonly uuids: readonly string[] };
   /** Power trace in mW, one value per trace step, repeated. */
   readonly powerMw?: readonly number[];
   readonly instantSupported?: boolean;
@@ -93,6 +95,7 @@ export function renderScenario(scenario: FakeNvmlScenario): string {
     if (g.cc) lines.push(`cc ${i} ${g.cc[0]} ${g.cc[1]}`);
     if (g.limitMw !== undefined) lines.push(`limit_mw ${i} ${g.limitMw}`);
     if (g.migUuids?.length) lines.push(`mig ${i} ${g.migUuids.join(' ')}`);
+    if (g.migAt) lines.push(`mig_at_ms ${i} ${g.migAt.atMs} ${g.migAt.uuids.join(' ')}`.trimEnd());
     if (g.powerMw?.length) lines.push(`power_mw ${i} ${g.powerMw.map((p) => Math.round(p)).join(' ')}`);
     if (g.instantSupported === false) lines.push(`instant ${i} 0`);
     if (g.powerUsageSupported === false) lines.push(`power_usage ${i} 0`);

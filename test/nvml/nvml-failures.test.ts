@@ -661,6 +661,30 @@ test('a GPU that cannot be opened at start-up: not sampled, named for readiness 
   assert.deepEqual(source.unsampledGpus(), []);
 });
 
+test('a GPU that cannot be opened at start-up and, once opened, reads neither power nor energy: never one of the GPUs, named as unmeasurable, not tried again', async () => {
+  const install = fake({ gpus: [{}, { lostAtMs: 0, recoveredAtMs: 300, instantSupported: false, powerUsageSupported: false, energySupported: false }] });
+  const source = new NvmlPowerSource({ libraryPath: install.libraryPath, samplePeriodMs: 50, callTimeoutMs: 2000, lostRetryMs: 100 });
+  await source.init();
+  const got = new SampleCollector();
+  const told: GpuInfo[] = [];
+  try {
+    assert.deepEqual(source.unsampledGpus().map((u) => [u.index, u.retried]), [[1, true]]);
+    source.start(got.onSamples, got.onError, (gpu) => told.push(gpu));
+    await got.waitFor(() => got.errorsOf('gpu_unusable').length > 0, 10_000, 'GPU 1 opened and found unmeasurable');
+    // Before the fix it was told as one of the GPUs and then gave no sample, with no reason given.
+    assert.deepEqual(source.unsampledGpus().map((u) => [u.index, u.uuid, u.retried]), [[1, 'GPU-fa4e0000-0000-0000-0000-000000000001', false]]);
+    assert.match(source.unsampledGpus()[0]?.reason ?? '', /^reports neither power .* nor energy .*, so NVML cannot measure it$/);
+    assert.match(got.errorsOf('gpu_unusable')[0]?.message ?? '', /^GPU 1 \(GPU-fa4e0000-0000-0000-0000-000000000001\) reports neither power .*: not sampled$/);
+    const reports = got.errorsOf('gpu_unusable').length;
+    await sleep(500); // five retry intervals: not opened again, not reported again
+    assert.equal(got.errorsOf('gpu_unusable').length, reports);
+  } finally {
+    await source.shutdown();
+  }
+  assert.deepEqual(told, []);
+  assert.deepEqual([...new Set(got.samples.map((s) => s.gpuIndex))], [0]);
+});
+
 test('NVML whose GPUs all give neither power nor energy (a vGPU guest) fails init with no_gpus and says why, so auto falls back', async () => {
   const unmeasurable = { instantSupported: false, powerUsageSupported: false, energySupported: false };
   const install = fake({ gpus: [unmeasurable, unmeasurable] });
