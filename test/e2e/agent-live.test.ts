@@ -56,7 +56,9 @@ test('demo: a simulated node serving three tiers shows J/token in /metrics, ever
 test('run --power replay: a recorded run posted over HTTP gives the offline answer per tier and the trace\'s own energy', { timeout: 120_000 }, async (t) => {
   const dir = tempDir(t);
   // A 20 s run starting a few seconds from now, replayed with its own timestamps in real time.
-  const startMs = Math.ceil(Date.now() / 1000) * 1000 + 3000;
+  // The replay refuses a trace that starts more than the lateness (2 s) before now, and records
+  // from then would be late: 8 s leaves a slow machine time to start the agent.
+  const startMs = Math.ceil(Date.now() / 1000) * 1000 + 8000;
   const endMs = startMs + 20_000;
   const run = simulatedRun({ dir, seed: 9, startMs, trafficMs: 14_000, endMs, ratePerSecond: 6 });
   assert.ok(run.records.length > 20, `enough requests (${run.records.length})`);

@@ -115,7 +115,9 @@ test('a replay with its own timestamps, restarted with a longer lateness, skips 
   for (let k = 0; k <= 600; k += 1) lines.push(`${t0 + 100 * k},0,300,${5e8 + 30 * k}`);
   writeFileSync(tracePath, `${lines.join('\n')}\n`);
   const args = (lateness: number): string[] => ['run', '--power', `replay:${tracePath}`, '--replay-keep-timestamps', 'true', '--db', db, '--settle-lateness', String(lateness), '--settle-period', '1'];
-  const first = await startAgent(args(2));
+  // The replay refuses a trace that starts more than the lateness before now: 8 s leaves a slow
+  // machine time to start the agent (2 s did not, under load).
+  const first = await startAgent(args(8));
   let settledMs: number;
   try {
     settledMs = await eventually('the first run settling 2 s of the trace', 30_000, async () => {
@@ -133,10 +135,10 @@ test('a replay with its own timestamps, restarted with a longer lateness, skips 
       file.close();
     }
   })();
-  // Started again with a longer lateness (the trace now starts too far back for 2 s): the replay
+  // Started again with a longer lateness (the trace now starts too far back for 8 s): the replay
   // gives the trace from its first sample again, so its first seconds are ones the ledger holds,
   // some of them in settled time.
-  const second = await startAgent(args(30));
+  const second = await startAgent(args(60));
   try {
     // New samples are counted once the replay has passed what the first run stored.
     await eventually('the second run\'s first new samples', 30_000, async () => (sumOf(await second.metrics(), 'tokenwatt_samples_total') >= 5 ? true : undefined));
