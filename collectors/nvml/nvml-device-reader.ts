@@ -199,7 +199,9 @@ export class NvmlDeviceReader {
     for (const device of this.devices) {
       const { description } = device;
       if (device.lostRetryAtMs !== null || this.skipped.has(description.uuid)) continue;
-      const migs = this.migInstances(device.handle, description.index);
+      const read = this.migInstances(device.handle, description.index);
+      if (!read.whole) continue; // kept as it was, read again next time
+      const migs = read.uuids;
       const migInstances = migs ?? [];
       if ((migs !== null) === description.migEnabled && sameList(migInstances, description.migInstances)) continue;
       device.description = { ...description, migEnabled: migs !== null, migInstances };
@@ -391,7 +393,8 @@ export class NvmlDeviceReader {
     const cc = this.call('nvmlDeviceGetCudaComputeCapability', index, () => this.nvml.computeCapability(h));
     const architecture = valueOrNull(arch);
     const computeCapability = valueOrNull(cc);
-    const migInstances = this.migInstances(h, index);
+    // At opening, what could be read: a short list is read again at the next check.
+    const migInstances = this.migInstances(h, index).uuids;
     const energy = this.call('nvmlDeviceGetTotalEnergyConsumption', index, () => this.nvml.totalEnergyMj(h));
     const { method, averaged } = this.choosePowerMethod(h, index, architecture, computeCapability);
     const description: NvmlDeviceDescription = {
@@ -411,19 +414,30 @@ export class NvmlDeviceReader {
     return { description, handle: h, powerMethod: method, powerAveraged: averaged, lostRetryAtMs: null, lostProbes: 0, lookupRc: null, contextErrors: 0 };
   }
 
-  /** MIG device UUIDs when MIG mode is on, else null. Power exists only for the parent GPU. */
-  private migInstances(device: NvmlDeviceHandle, index: number): string[] | null {
+  /**
+   * MIG device UUIDs when MIG mode is on, else null (power exists only for the parent GPU), and
+   * whether the read was whole: not when a call failed otherwise than by saying there is no MIG
+   * (or no device in a slot), so the list may be short. A re-read keeps what it had then.
+   */
+  private migInstances(device: NvmlDeviceHandle, index: number): { readonly uuids: string[] | null; readonly whole: boolean } {
     const mode = this.call('nvmlDeviceGetMigMode', index, () => this.nvml.migMode(device));
-    if (!mode.ok || mode.value.current !== NVML_DEVICE_MIG_ENABLE) return null;
+    if (!mode.ok) return { uuids: null, whole: mode.rc === NvmlReturn.ERROR_NOT_SUPPORTED };
+    if (mode.value.current !== NVML_DEVICE_MIG_ENABLE) return { uuids: null, whole: true };
     const max = this.call('nvmlDeviceGetMaxMigDeviceCount', index, () => this.nvml.maxMigDeviceCount(device));
+    if (!max.ok) return { uuids: [], whole: false };
     const uuids: string[] = [];
-    for (let i = 0; i < (max.ok ? max.value : 0); i++) {
+    let whole = true;
+    for (let i = 0; i < max.value; i++) {
       const mig = this.call('nvmlDeviceGetMigDeviceHandleByIndex', index, () => this.nvml.migDeviceHandle(device, i));
-      if (!mig.ok) continue; // NOT_FOUND: no MIG device in this slot
+      if (!mig.ok) {
+        if (mig.rc !== NvmlReturn.ERROR_NOT_FOUND) whole = false; // NOT_FOUND: no MIG device in this slot
+        continue;
+      }
       const uuid = this.call('nvmlDeviceGetUUID', index, () => this.nvml.uuid(mig.value));
       if (uuid.ok) uuids.push(uuid.value);
+      else whole = false;
     }
-    return uuids;
+    return { uuids, whole };
   }
 
   private choosePowerMethod(
