@@ -18,13 +18,17 @@ test('tokenwatt_gpu_covered_seconds_total and tokenwatt_host_energy_joules_total
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const config = join(dir, 'tokenwatt.yaml');
   writeFileSync(config, 'hostPower: { overheadW: 500 }\n');
-  const args = ['run', '--config', config, '--power', 'simulated', '--db', join(dir, 'agent.db'), '--settle-lateness', '1', '--settle-period', '1'];
+  // A 5 s lateness: the in-time records (starting "now") stay in time unless the post takes 5 s to
+  // be taken in (with 1 s, a slow machine's pause made them late, and the wait for 3 results timed out).
+  const args = ['run', '--config', config, '--power', 'simulated', '--db', join(dir, 'agent.db'), '--settle-lateness', '5', '--settle-period', '1'];
   const counters = [
     'tokenwatt_gpu_covered_seconds_total', 'tokenwatt_host_energy_joules_total', 'tokenwatt_records_total', 'tokenwatt_late_records_total',
     'tokenwatt_energy_joules_total', 'tokenwatt_tokens_total', 'tokenwatt_requests_total',
   ];
 
   const first = await startAgent(args);
+  // Stopped even when an assertion fails first: left running, it held the test file open for ever.
+  t.after(() => first.stop());
   // Records in time, one of them sent twice (a duplicate), and one late (it ended before the agent started).
   await firstSample(first);
   const now = Date.now();
@@ -32,6 +36,8 @@ test('tokenwatt_gpu_covered_seconds_total and tokenwatt_host_energy_joules_total
     JSON.stringify({ request_id: `r-${i}`, model: 'm', gpus: [0], start: startMs, end: startMs + 200, prompt_tokens: 10, completion_tokens: 5, labels: { team: 'a' } });
   const posted = await first.post('/v1/requests', [line(1, now), line(2, now), line(3, now - 3_600_000)].join('\n'));
   assert.equal(posted.status, 202, posted.body);
+  // Said here, not left to the wait below to time out on: only the hour-old record is late.
+  assert.deepEqual(JSON.parse(posted.body), { accepted: 3, duplicates: 0, late: 1, rejected: 0 });
   assert.equal((await first.post('/v1/requests', line(1, now))).status, 202);
   // The last scrape before the stop: every series has counted a few seconds, and the records.
   const before = await eventually('4 s of covered time on a GPU, host energy, and the records settled', 30_000, async () => {
