@@ -5,7 +5,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import Database from '../../agent/sqlite-driver.js';
 import { sumOf } from '../exporters/prometheus-exposition.js';
-import { eventually, startAgent } from './agent-process.js';
+import { eventually, firstSample, startAgent } from './agent-process.js';
 
 function records(prefix: string, n: number, endMs: number): string {
   const lines: string[] = [];
@@ -24,12 +24,19 @@ test('kill -9 loses no acknowledged record; the restarted agent resumes settling
   const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-kill9-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const db = join(dir, 'agent.db');
-  const args = ['run', '--power', 'simulated', '--db', db, '--settle-lateness', '2', '--settle-period', '1'];
+  // Records end up to 1.2 s before they are built: with a 2 s lateness, a post that a slow machine
+  // took 0.8 s to take in could find their periods settled (wholly late: no energy). 5 s leaves 3.8 s.
+  const args = ['run', '--power', 'simulated', '--db', db, '--settle-lateness', '5', '--settle-period', '1'];
 
   const first = await startAgent(args);
+  // Killed even when an assertion fails first: left running, it held the test file open for ever.
+  t.after(() => first.kill9());
   // Records must lie in time the agent measured: a request that ended before the agent's first
   // sample gets no energy (and is flagged estimated), which is right but not what this test is about.
-  await new Promise((r) => setTimeout(r, 3000));
+  // They end at most 1.2 s before they are built, so the first sample must be 1.5 s old by then (a
+  // fixed 3 s from the start was not enough where the first sample came late).
+  await firstSample(first);
+  await new Promise((r) => setTimeout(r, 1500));
   let acknowledged = 0;
   const bodies: string[] = [];
   const post = async (batch: number): Promise<void> => {
