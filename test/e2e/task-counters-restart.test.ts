@@ -16,20 +16,25 @@ import { eventually, firstSample, startAgent } from './agent-process.js';
 test('kill -9: tasks_total and waste_energy_joules_total go on from their values in the restarted agent', { timeout: 180_000 }, async (t) => {
   const dir = mkdtempSync(join(os.tmpdir(), 'tokenwatt-task-counters-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const args = ['run', '--power', 'simulated', '--db', join(dir, 'agent.db'), '--settle-lateness', '1', '--settle-period', '1'];
+  // A 5 s lateness (the tasks still close after a minute): with 1 s, a post that a slow machine took
+  // a second or two to take in found the records' periods settled, so they got no energy, and the
+  // wait for waste energy timed out.
+  const args = ['run', '--power', 'simulated', '--db', join(dir, 'agent.db'), '--settle-lateness', '5', '--settle-period', '1'];
 
   const first = await startAgent(args);
   t.after(() => first.kill9());
+  // The records start at "now" or after, taken after the first sample: in measured time (they
+  // started 1.6 s back, after a fixed 1.5 s wait, which a late first sample could leave short).
   await firstSample(first);
-  await new Promise((r) => setTimeout(r, 1500));
   const now = Date.now();
   const line = (id: string, task: string, attempt: number, status: string, endMs: number): string => JSON.stringify({
     request_id: id, task_id: task, attempt, model: 'm', tier: 'gold', gpus: [0], start: endMs - 1000, end: endMs, prompt_tokens: 10, completion_tokens: 5, status,
   });
   // k1: a failed attempt, then an ok retry (attempt waste); k2: a failed task (its energy is waste too).
-  const body = [line('r1', 'k1', 1, 'error', now - 600), line('r2', 'k1', 2, 'ok', now), line('r3', 'k2', 1, 'error', now)].join('\n');
+  const body = [line('r1', 'k1', 1, 'error', now + 1000), line('r2', 'k1', 2, 'ok', now + 1600), line('r3', 'k2', 1, 'error', now + 1600)].join('\n');
   const posted = await first.post('/v1/requests', body);
   assert.equal(posted.status, 202, posted.body);
+  assert.deepEqual(JSON.parse(posted.body), { accepted: 3, duplicates: 0, late: 0, rejected: 0 });
   // A task closes after a minute without requests.
   const before = await eventually('both tasks closed, with waste', 120_000, async () => {
     const m = await first.metrics();
@@ -48,8 +53,14 @@ test('kill -9: tasks_total and waste_energy_joules_total go on from their values
       assert.ok((now.get(labels) ?? 0) >= value, `${name}${labels}: ${now.get(labels) ?? 'absent'} after the restart, ${value} before (a counter reset)`);
     }
   }
-  // Counted once: the restarted agent does not count the closed tasks again as it settles on.
-  await new Promise((r) => setTimeout(r, 3000));
-  assert.deepEqual(series(await second.metrics(), 'tokenwatt_tasks_total'), series(before, 'tokenwatt_tasks_total'));
+  // Counted once: the restarted agent does not count the closed tasks again as it settles on, past
+  // the periods the killed one left and a second of its own (a fixed 3 s wait could end before a
+  // slow machine had settled anything).
+  const restartedMs = Date.now();
+  const settledOn = await eventually('the restarted agent settling past its start', 30_000, async () => {
+    const m = await second.metrics();
+    return sumOf(m, 'tokenwatt_settled_until_timestamp_seconds') * 1000 >= restartedMs + 1000 ? m : undefined;
+  });
+  assert.deepEqual(series(settledOn, 'tokenwatt_tasks_total'), series(before, 'tokenwatt_tasks_total'));
   assert.equal(await second.stop(), 0, second.stderr().slice(-1500));
 });
