@@ -37,10 +37,13 @@ test('OTLP spans carry every label of otlp.attributes.labels into the ledger and
     otlp: { replica: { gpus: [0] }, attributes: { labels: { project: ['tokenwatt.project', 'app.project'], cost_center: ['tokenwatt.cost_center'] } } },
   }));
   const db = join(dir, 'agent.db');
-  const agent = await startAgent(['run', '--config', file, '--power', 'simulated', '--db', db, '--settle-period', '1', '--settle-lateness', '1']);
+  // A 5 s lateness, and spans that start at "now" (taken after the first sample): with 1 s and
+  // spans that started 0.5 s back, a post that a slow machine took a second to take in found their
+  // periods settled (wholly late: not counted in requests_total), and the wait for both timed out.
+  const agent = await startAgent(['run', '--config', file, '--power', 'simulated', '--db', db, '--settle-period', '1', '--settle-lateness', '5']);
   t.after(() => void agent.stop());
   await firstSample(agent);
-  const end = Date.now();
+  const end = Date.now() + 500;
   const body = JSON.stringify({
     resourceSpans: [{
       // The resource's attributes label every span of it that has none of its own.
