@@ -40,9 +40,12 @@ for (const [when, fn] of [
         const ready = JSON.parse(res.body) as { checks: Record<string, { detail: string }> };
         return ready.checks.sampling?.detail === '2 GPU(s) sampling' ? true : undefined;
       });
-      const now = Date.now();
+      // Records 3 s ahead: late only if the post takes 4.8 s to be taken in (started 0.2 s back, they
+      // were late once a slow machine took 1.8 s). The 2 s lateness stays:
+      // GPU 1, learnt 4 s in, joins a settlement already under way, as it did.
+      const endMs = Date.now() + 3000;
       const record = (id: string, gpu: string) =>
-        JSON.stringify({ request_id: id, model: 'm', tier: 'small', gpus: [gpu], start: now - 200, end: now, prompt_tokens: 10, completion_tokens: 5 });
+        JSON.stringify({ request_id: id, model: 'm', tier: 'small', gpus: [gpu], start: endMs - 200, end: endMs, prompt_tokens: 10, completion_tokens: 5 });
       const reply = await agent.post('/v1/requests', [record('by-uuid', UUIDS[1]), record('by-mig', MIGS[1]), record('by-index', '1')].join('\n'));
       assert.equal(reply.status, 202, reply.body);
       assert.deepEqual(JSON.parse(reply.body), { accepted: 3, duplicates: 0, late: 0, rejected: 0 });
