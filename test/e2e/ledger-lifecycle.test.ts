@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import Database from '../../agent/sqlite-driver.js';
-import { runCli, startAgent } from './agent-process.js';
+import { sumOf } from '../exporters/prometheus-exposition.js';
+import { eventually, firstSample, runCli, startAgent } from './agent-process.js';
 
 function tempDb(t: { after: (f: () => void) => void }, prefix: string): { dir: string; db: string } {
   const dir = mkdtempSync(join(os.tmpdir(), prefix));
@@ -21,8 +22,6 @@ function query<T>(db: string, text: string): T {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 test('a second agent on the same ledger file is refused at startup, naming the file and the first agent; once that one stops, it starts', { timeout: 90_000 }, async (t) => {
   const { db } = tempDb(t, 'tokenwatt-two-agents-');
   const args = ['run', '--power', 'simulated', '--db', db, '--settle-lateness', '2', '--settle-period', '1'];
@@ -37,7 +36,8 @@ test('a second agent on the same ledger file is refused at startup, naming the f
   const third = await startAgent(args);
   t.after(() => third.stop());
   assert.doesNotMatch(third.stderr(), /took over/, 'a clean stop released the lease');
-  await sleep(1000); // the signal handlers are installed just after the "running" line
+  // Stopped at once: the signal handlers go in before start-up (agent/run-agent.ts); the fixed 1 s
+  // wait here was for handlers once installed after the "running" line.
   assert.equal(await third.stop(), 0, `third agent exit: ${third.stderr().slice(-1500)}`);
 });
 
@@ -60,7 +60,13 @@ test('host energy of the last lateness window before a restart is settled by the
   for (let run = 0; run < 2; run += 1) {
     const agent = await startAgent(args);
     t.after(() => agent.stop());
-    await sleep(8000);
+    // Each run settles 4 s past its first sample (which takes about 8 s, the fixed wait this was),
+    // then stops with the lateness window unsettled: a fixed 8 s from the start could leave a slow
+    // machine's runs, started late, with under 8 s settled in all.
+    await firstSample(agent);
+    const sampledBy = Date.now();
+    await eventually('4 s settled past the first sample', 30_000, async () =>
+      (sumOf(await agent.metrics(), 'tokenwatt_settled_until_timestamp_seconds') * 1000 >= sampledBy + 4000 ? true : undefined));
     assert.equal(await agent.stop(), 0);
   }
   // Settled time in which the agent ran (GPU 0 sampled it), against the host energy of the same periods.
