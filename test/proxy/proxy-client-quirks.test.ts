@@ -116,7 +116,8 @@ test('a record that cannot be built is counted as dropped in the delivery stats,
   try {
     const res = await tryRequest(`${p.proxyUrl}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody() });
     assert.equal(res.status, 200);
-    for (let i = 0; i < 100 && p.proxy.stats().delivery?.dropped === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    // Up to 10 s (100 tries of 10 ms, about 1 s, could run out on a slow machine).
+    for (const deadline = Date.now() + 10_000; p.proxy.stats().delivery?.dropped === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 10));
     assert.equal(p.proxy.stats().delivery?.dropped, 1);
     assert.ok(p.errors.some((e) => /could not build the record/.test(e)));
   } finally {

@@ -106,7 +106,8 @@ test('calls refused by the proxy itself (400, 413) leave nothing in flight', asy
     assert.equal(bad.status, 400);
     const big = await rawRequest(`${small.proxyUrl}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'x'.repeat(4096) }) });
     assert.equal(big.status, 413);
-    await new Promise((r) => setTimeout(r, 50));
+    // Waited for, up to 5 s: a fixed 50 ms could end before a slow machine had the proxy finish with them.
+    for (const deadline = Date.now() + 5000; small.proxy.stats().inFlight > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 10));
     assert.equal(small.proxy.stats().inFlight, 0);
   } finally {
     await small.close();

@@ -178,7 +178,8 @@ test('an idle pooled connection is closed by the proxy after freeSocketTimeoutMs
     assert.match(res.body.toString(), /data: \[DONE\]/);
     assert.equal((await p.sink.recordOfTask('t-slow')).status, 'ok');
     assert.equal(upstream.open, 1, 'kept for the next call');
-    for (let i = 0; i < 50 && upstream.open > 0; i++) await new Promise((res) => setTimeout(res, 20));
+    // Up to 5 s (50 tries of 20 ms, about 1 s, could run out on a slow machine).
+    for (const deadline = Date.now() + 5000; upstream.open > 0 && Date.now() < deadline; ) await new Promise((res) => setTimeout(res, 20));
     assert.equal(upstream.open, 0, 'closed once idle for freeSocketTimeoutMs');
   } finally {
     await p.close();

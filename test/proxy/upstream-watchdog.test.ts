@@ -112,7 +112,8 @@ test('the sweep period is a tenth of the shorter timeout, within 10 ms..1 s; the
   const dog = new UpstreamWatchdog(100, 100);
   const req = request(Date.now());
   dog.watch(req);
-  await new Promise((r) => setTimeout(r, 250));
+  // Waited for, up to 10 s: a fixed 250 ms could end before a slow machine ran the 10 ms sweep timer.
+  for (const deadline = Date.now() + 10_000; req.timeouts.length === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 10));
   assert.equal(req.timeouts.length, 1, 'the timer swept on its own');
   assert.equal(dog.size, 0);
   dog.close();
