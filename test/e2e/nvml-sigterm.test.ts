@@ -13,11 +13,13 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('SIGTERM on `run --power nvml` (healthy NVML): exit 0 every time, no false "driver calls still hung"', async () => {
+test('SIGTERM on `run --power nvml` (healthy NVML): exit 0 every time, no false "driver calls still hung"', async (t) => {
   // Before the fix about half the stops ended in SIGKILL (137): the worker closing normally was
   // counted as stuck in the driver. Three rounds make a regression show almost surely.
   for (let i = 0; i < 3; i++) {
     const agent = await startAgent(['run', '--power', 'nvml', '--nvml-library', install.libraryPath, '--db', join(dir, `ledger-${i}.db`)]);
+    // Killed when an assertion fails first: left running, it would hold the test file open for ever.
+    t.after(() => agent.kill9());
     // Stopped once it samples (as a pod is in practice): stopping right at start-up hid the race.
     await eventually('/readyz 200', 20_000, async () => ((await agent.get('/readyz')).status === 200 ? true : undefined));
     const code = await agent.stop();
