@@ -206,7 +206,7 @@ test('doctor names a GPU that appeared while it probed, and says that GPUs appea
     writeFileSync(wrapper, `#!/bin/sh
 ${JSON.stringify(process.execPath)} ${JSON.stringify(smi)} "$@"
 code=$?
-case " $* " in *" --query-gpu="*) case " $* " in *" -lms "*) ;; *) echo 2 > ${JSON.stringify(count)} ;; esac ;; esac
+case " $* " in *" --query-gpu="*) case " $* " in *" -lms "*) ;; *) echo 2 > ${JSON.stringify(`${count}.partial`)} && mv ${JSON.stringify(`${count}.partial`)} ${JSON.stringify(count)} ;; esac ;; esac
 exit $code
 `);
     chmodSync(wrapper, 0o755);

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { sumOf } from '../exporters/prometheus-exposition.js';
-import { CAPTURE_DIR, fakeNvidiaSmiBinary } from '../fakes/fake-nvidia-smi.js';
+import { CAPTURE_DIR, fakeNvidiaSmiBinary, writeGpuCount } from '../fakes/fake-nvidia-smi.js';
 import { eventually, startAgent, type AgentProcess } from './agent-process.js';
 
 // The fake nvidia-smi lists as many GPUs as the count file says, in its GPU list and in its
@@ -22,14 +22,14 @@ async function sampling(agent: AgentProcess, detail: RegExp): Promise<void> {
 
 test('nvidia-smi: a GPU listed after start-up is learnt, takes records and is settled; gone, its energy is a gap, not dropped', { timeout: 120_000 }, async () => {
   const countFile = join(dir, 'gpus');
-  writeFileSync(countFile, '1');
+  writeGpuCount(countFile, 1);
   const agent = await startAgent(['run', '--power', 'nvidia-smi', '--nvidia-smi', fakeNvidiaSmiBinary(), '--db', join(dir, 'ledger.db'), '--settle-period', '1', '--settle-lateness', '2'], {
     FAKE_NVIDIA_SMI_CAPTURE: join(CAPTURE_DIR, 'linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt'),
     FAKE_NVIDIA_SMI_GPUS_FILE: countFile,
   });
   try {
     await sampling(agent, /^1 GPU\(s\) sampling$/);
-    writeFileSync(countFile, '2');
+    writeGpuCount(countFile, 2);
     await sampling(agent, /^2 GPU\(s\) sampling$/);
     // Records 3 s ahead: late only if the post takes 4.8 s to be taken in (started 0.2 s back, they
     // were late once a slow machine took 1.8 s). The 2 s lateness stays:
@@ -50,11 +50,11 @@ test('nvidia-smi: a GPU listed after start-up is learnt, takes records and is se
     assert.match(agent.stderr(), /GPU added: the power source found it after start-up/);
 
     // Gone: reported lost, named by readiness; back: the stretch between is counted as a gap.
-    writeFileSync(countFile, '1');
+    writeGpuCount(countFile, 1);
     await sampling(agent, /no recent sample from GPU 1$/);
     await eventually('GPU 1 reported lost', 30_000, async () => (sumOf(await agent.metrics(), 'tokenwatt_sample_errors_total', { reason: 'gpu_lost' }) >= 1 ? true : undefined));
     const before = sumOf(await agent.metrics(), 'tokenwatt_estimated_energy_joules_total', { gpu: '1' });
-    writeFileSync(countFile, '2');
+    writeGpuCount(countFile, 2);
     await sampling(agent, /^2 GPU\(s\) sampling$/);
     await eventually('the gap of GPU 1 counted as estimated energy', 30_000, async () =>
       (sumOf(await agent.metrics(), 'tokenwatt_estimated_energy_joules_total', { gpu: '1' }) > before ? true : undefined));

@@ -1,5 +1,5 @@
 /** Where the fake nvidia-smi and the captures it replays live, for tests and benchmarks. */
-import { chmodSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { capturedQueryTable, findSection, readCapture, type CaptureSection } from './nvidia-smi-capture.mjs';
 
@@ -38,3 +38,13 @@ export function capturedWatts(sections: readonly CaptureSection[], phase: 'idle'
 }
 
 export { findSection, capturedQueryTable };
+
+/**
+ * Sets the GPU count the fake reads from FAKE_NVIDIA_SMI_GPUS_FILE, atomically: a file rewritten in
+ * place can be read empty in between (0 GPUs: every GPU reported lost).
+ */
+export function writeGpuCount(path: string, count: number): void {
+  const partial = `${path}.${process.pid}.partial`;
+  writeFileSync(partial, String(count));
+  renameSync(partial, path);
+}

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { NvidiaSmiInitError, NvidiaSmiPowerSource, type NvidiaSmiPowerSourceOptions } from '../../collectors/nvidia-smi/nvidia-smi-power-source.js';
-import { capturedCell, capturedWatts, fakeNvidiaSmiBinary, findSection, linuxCaptures } from '../fakes/fake-nvidia-smi.js';
+import { capturedCell, capturedWatts, fakeNvidiaSmiBinary, findSection, linuxCaptures, writeGpuCount } from '../fakes/fake-nvidia-smi.js';
 import { SampleCollector, sleep } from '../fakes/sample-collector.js';
 import type { GpuInfo } from '../../model/power-sample.js';
 
@@ -299,7 +299,7 @@ test('a GPU nvidia-smi starts listing mid-run: told to onGpu before its first sa
   const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-added-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const countFile = join(dir, 'gpus');
-  writeFileSync(countFile, '1');
+  writeGpuCount(countFile, 1);
   const warnings: string[] = [];
   const log = { info() {}, debug() {}, error() {}, warn: (_o: unknown, m?: string) => { if (m) warnings.push(m); } };
   const logged = source(c.path, { FAKE_NVIDIA_SMI_GPUS_FILE: countFile }, { inventoryRefreshMs: 200, log: log as unknown as NonNullable<NvidiaSmiPowerSourceOptions['log']> });
@@ -314,7 +314,7 @@ test('a GPU nvidia-smi starts listing mid-run: told to onGpu before its first sa
   });
   try {
     await got.waitFor(() => got.samples.length >= 2, 10_000, 'GPU 0 sampled');
-    writeFileSync(countFile, '2');
+    writeGpuCount(countFile, 2);
     await got.waitFor(() => got.of(added).length >= 3 && told.some((g) => g.name === capturedCell(c.sections, 'idle', 'name')), 10_000, 'the new GPU sampled and described');
   } finally {
     await logged.shutdown();
@@ -332,7 +332,7 @@ test('a GPU nvidia-smi stops listing: reported as lost once and noted, its sampl
   const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-gone-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const countFile = join(dir, 'gpus');
-  writeFileSync(countFile, '2');
+  writeGpuCount(countFile, 2);
   const smi = source(c.path, { FAKE_NVIDIA_SMI_GPUS_FILE: countFile }, { inventoryRefreshMs: 100 });
   const [, gpu1] = await smi.init();
   assert.ok(gpu1);
@@ -340,13 +340,13 @@ test('a GPU nvidia-smi stops listing: reported as lost once and noted, its sampl
   smi.start(got.onSamples, got.onError);
   try {
     await got.waitFor(() => got.of(gpu1.uuid).length >= 2, 10_000, 'GPU 1 sampled');
-    writeFileSync(countFile, '1');
+    writeGpuCount(countFile, 1);
     await got.waitFor(() => got.errorsOf('gpu_lost').length > 0, 10_000, 'GPU 1 reported lost');
     assert.match(smi.quality().notes.join('\n'), new RegExp(`GPU 1 \\(${gpu1.uuid}\\) is no longer listed by nvidia-smi: no samples \\(energy gap\\)`));
     const lostAt = got.of(gpu1.uuid).length;
     await sleep(500);
     assert.ok(got.of(gpu1.uuid).length <= lostAt + 1, 'no samples while it is gone');
-    writeFileSync(countFile, '2');
+    writeGpuCount(countFile, 2);
     await got.waitFor(() => got.of(gpu1.uuid).length >= lostAt + 3, 10_000, 'GPU 1 sampled again');
     await sleep(300);
   } finally {
@@ -361,7 +361,7 @@ test('a GPU listed after start-up that the running stream does not print: learnt
   const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-fixed-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const countFile = join(dir, 'gpus');
-  writeFileSync(countFile, '1');
+  writeGpuCount(countFile, 1);
   const smi = source(c.path, { FAKE_NVIDIA_SMI_GPUS_FILE: countFile, FAKE_NVIDIA_SMI_STREAM_FIXED: '1' }, { inventoryRefreshMs: 150 });
   await smi.init();
   const got = new SampleCollector();
@@ -370,7 +370,7 @@ test('a GPU listed after start-up that the running stream does not print: learnt
   smi.start(got.onSamples, got.onError, (gpu) => told.push(gpu));
   try {
     await got.waitFor(() => got.samples.length >= 2, 10_000, 'GPU 0 sampled');
-    writeFileSync(countFile, '2');
+    writeGpuCount(countFile, 2);
     await got.waitFor(() => told.length > 0, 10_000, 'GPU 1 learnt from the list');
     assert.equal(got.of(added).length, 0, 'told before its first sample');
     await got.waitFor(() => got.of(added).length >= 3, 10_000, 'GPU 1 sampled after the stream restarted');
@@ -386,7 +386,7 @@ test('a GPU that was lost and is listed again but not printed by the running str
   const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-back-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const countFile = join(dir, 'gpus');
-  writeFileSync(countFile, '1');
+  writeGpuCount(countFile, 1);
   const warnings: string[] = [];
   const log = { info() {}, debug() {}, error() {}, warn: (_o: unknown, m?: string) => { if (m) warnings.push(m); } };
   // The fixed stream never prints again a GPU it saw go (its handle is stale), as a running nvidia-smi would not.
@@ -401,15 +401,15 @@ test('a GPU that was lost and is listed again but not printed by the running str
   const restarts = () => warnings.filter((w) => /its stream prints no line for them: restarting the stream/.test(w)).length;
   try {
     await got.waitFor(() => got.samples.length >= 2, 10_000, 'GPU 0 sampled');
-    writeFileSync(countFile, '2');
+    writeGpuCount(countFile, 2);
     await got.waitFor(() => got.of(added).length >= 3, 10_000, 'GPU 1 sampled after the first restart');
     assert.equal(restarts(), 1);
-    writeFileSync(countFile, '1');
+    writeGpuCount(countFile, 1);
     await got.waitFor(() => got.errorsOf('gpu_lost').length > 0, 10_000, 'GPU 1 reported lost');
     // Some ticks of the stream without it (else the fake stream never saw it go and prints it on).
     await sleep(300);
     const lostAt = got.of(added).length;
-    writeFileSync(countFile, '2');
+    writeGpuCount(countFile, 2);
     await got.waitFor(() => got.of(added).length >= lostAt + 3, 10_000, 'GPU 1 sampled again after it came back');
     // Printed again: no further restart (no loop).
     await sleep(600);
@@ -633,7 +633,7 @@ test('a GPU first seen in the stream is told with its name, power limit and MIG 
   const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-added-mig-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const countFile = join(dir, 'gpus');
-  writeFileSync(countFile, '1');
+  writeGpuCount(countFile, 1);
   // No periodic read in the test's time: the stream is what finds the GPU.
   const smi = source(c.path, { FAKE_NVIDIA_SMI_GPUS_FILE: countFile }, { inventoryRefreshMs: 60_000 });
   const [gpu0] = await smi.init();
@@ -644,7 +644,7 @@ test('a GPU first seen in the stream is told with its name, power limit and MIG 
   smi.start(got.onSamples, got.onError, (gpu) => told.push({ gpu, atMs: Date.now(), samplesBefore: got.of(gpu.uuid).length }));
   try {
     await got.waitFor(() => got.samples.length >= 2, 10_000, 'GPU 0 sampled');
-    writeFileSync(countFile, '2');
+    writeGpuCount(countFile, 2);
     await got.waitFor(() => got.of(added).length >= 5, 10_000, 'the new GPU sampled');
   } finally {
     await smi.shutdown();
@@ -669,7 +669,7 @@ test('a GPU first seen in the stream that the list describes late: told undescri
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const { wrapper } = listWrapper(dir);
   const countFile = join(dir, 'gpus');
-  writeFileSync(countFile, '1');
+  writeGpuCount(countFile, 1);
   const smi = source(c.path, { FAKE_NVIDIA_SMI_GPUS_FILE: countFile }, { binary: wrapper, inventoryRefreshMs: 60_000, describeWaitMs: 300 });
   await smi.init();
   const got = new SampleCollector();
@@ -679,7 +679,7 @@ test('a GPU first seen in the stream that the list describes late: told undescri
   try {
     await got.waitFor(() => got.samples.length >= 2, 10_000, 'GPU 0 sampled');
     writeFileSync(join(dir, 'delay'), '1.5');
-    writeFileSync(countFile, '2');
+    writeGpuCount(countFile, 2);
     await got.waitFor(() => told.length >= 1, 10_000, 'the new GPU told');
     assert.equal(told[0]?.gpu.name, 'NVIDIA GPU (not described yet)');
     assert.deepEqual(told[0]?.gpu.migInstances, []);
