@@ -518,6 +518,11 @@ test('a changed power limit: the GPU is described anew once per change, not at e
  * stream (-lms) takes the next line of `plan`, "GPUS MODE" (the last line once they run out):
  * how many GPUs that stream prints, and whether it hangs after FAKE_NVIDIA_SMI_AFTER ticks.
  */
+/** How many times a wrapper started the stream: the lines it appended to its starts file. */
+function streamStarts(file: string): number {
+  return existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').length : 0;
+}
+
 function streamPlanWrapper(dir: string, listed: number, plan: readonly string[]): { wrapper: string; starts: () => number } {
   const wrapper = join(dir, 'nvidia-smi');
   const starts = join(dir, 'starts');
@@ -537,7 +542,7 @@ esac
 exec ${JSON.stringify(process.execPath)} ${JSON.stringify(binary)} "$@"
 `);
   chmodSync(wrapper, 0o755);
-  return { wrapper, starts: () => (existsSync(starts) ? readFileSync(starts, 'utf8').trim().split('\n').length : 0) };
+  return { wrapper, starts: () => streamStarts(starts) };
 }
 
 test('the stream restarted after a hang: a GPU the hung stream printed and the new one does not is judged by the new one (the stream started again for it)', async (t) => {
@@ -612,7 +617,7 @@ esac
 exec ${JSON.stringify(process.execPath)} ${JSON.stringify(binary)} "$@"
 `);
   chmodSync(wrapper, 0o755);
-  const starts = () => (existsSync(startsFile) ? readFileSync(startsFile, 'utf8').trim().split('\n').length : 0);
+  const starts = () => streamStarts(startsFile);
   const smi = source(c.path, { FAKE_NVIDIA_SMI_AFTER: '100000' }, { binary: wrapper, inventoryRefreshMs: 150, stallTimeoutMs: 3000 });
   await smi.init();
   const got = new SampleCollector();
