@@ -7,7 +7,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { startHarness } from './proxy-harness.js';
 import type { Harness } from './proxy-harness.js';
-import { startProxyFor } from './proxy-harness.js';
+import { recordsBeforeSentinel, startProxyFor } from './proxy-harness.js';
 import { rawRequest, tryRequest } from './raw-http.js';
 import { PROMPT_TOKENS } from './fake-upstream.js';
 
@@ -18,6 +18,7 @@ before(async () => {
 after(() => h.close());
 
 test('GET /v1/models passes through byte for byte, headers included, and is not recorded', async () => {
+  const from = h.sink.records.length;
   const direct = await rawRequest(`${h.upstream.url}/v1/models`);
   const proxied = await rawRequest(`${h.proxyUrl}/v1/models`);
   assert.equal(proxied.status, 200);
@@ -27,11 +28,11 @@ test('GET /v1/models passes through byte for byte, headers included, and is not 
   assert.equal(proxied.headers['content-length'], String(h.upstream.modelsBody.length));
   const models = await h.client.models.list();
   assert.equal(models.data[0]?.id, 'fake/llama-3.1-8b');
-  await new Promise((r) => setTimeout(r, 100));
-  assert.equal(h.sink.records.length, 0);
+  assert.deepEqual(await recordsBeforeSentinel(h, from), []);
 });
 
 test('other paths and methods: binary bodies, query strings and status codes pass unchanged', async () => {
+  const from = h.sink.records.length;
   const body = randomBytes(256 * 1024);
   const echoed = await rawRequest(`${h.proxyUrl}/echo?x=1&y=%20z`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body });
   assert.equal(echoed.status, 201);
@@ -41,8 +42,7 @@ test('other paths and methods: binary bodies, query strings and status codes pas
   assert.equal(missing.status, 400, "the upstream's own answer (it wanted JSON)");
   const getChat = await rawRequest(`${h.proxyUrl}/v1/chat/completions`);
   assert.equal(getChat.status, 400, 'GET on a recorded path is not a call: passed through');
-  await new Promise((r) => setTimeout(r, 100));
-  assert.equal(h.sink.records.length, 0);
+  assert.deepEqual(await recordsBeforeSentinel(h, from), []);
 });
 
 test('an upstream base URL ending in /v1 is understood: calls are not sent to /v1/v1', async () => {
@@ -179,8 +179,7 @@ test('a WebSocket upgrade (vLLM /v1/realtime) is passed through: the handshake a
     assert.equal(refused.status, 403);
     assert.equal(refused.headers.connection, 'close');
     assert.equal(refused.body.toString(), '{"error":"no realtime model"}');
-    await new Promise((r) => setTimeout(r, 100));
-    assert.equal(p.sink.records.length, 0);
+    assert.deepEqual(await recordsBeforeSentinel(p), [], 'the sentinel (answered 404 here) is the only record');
     assert.deepEqual(p.errors, []);
   } finally {
     await p.close();
