@@ -99,7 +99,7 @@ export async function startFakeUpstream(options: { tokenDelayMs?: number; header
         server.closeAllConnections();
         server.close(() => resolve());
       }),
-    waitForAborts: (n, timeoutMs = 5000) =>
+    waitForAborts: (n, timeoutMs = 30_000) =>
       new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`upstream saw ${calls.filter((c) => c.aborted).length} aborts, wanted ${n}`)), timeoutMs);
         abortWaiters.push({ n, resolve: () => (clearTimeout(timer), resolve()) });

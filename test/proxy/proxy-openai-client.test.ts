@@ -13,12 +13,12 @@ after(() => h.close());
 /** The record of the call whose upstream response id is `id`. */
 async function recordOf(id: string) {
   await h.proxy.stats(); // keep the proxy referenced; records arrive through the delivery queue
-  for (let i = 0; i < 100; i++) {
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
     const r = h.sink.records.find((x) => x.requestId.startsWith(`${id}/`));
     if (r) return r;
     await new Promise((res) => setTimeout(res, 20));
   }
-  throw new Error(`no record ${id}; have ${h.sink.records.map((r) => r.requestId).join(', ')}`);
+  throw new Error(`no record ${id} in 30 s; have ${h.sink.records.map((r) => r.requestId).join(', ')}`);
 }
 
 test('chat completion (not streamed): the record has exactly the usage the client saw, labels from headers', async () => {

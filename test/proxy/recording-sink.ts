@@ -43,8 +43,11 @@ export class RecordingSink implements RequestSink {
     return { accepted, duplicates, late: 0, errors };
   }
 
-  /** Resolves once at least `count` records are stored (rejects after `timeoutMs`). */
-  waitFor(count: number, timeoutMs = 5000): Promise<void> {
+  /**
+   * Resolves once at least `count` records are stored (rejects after `timeoutMs`). The default
+   * deadline is generous: it costs nothing when the records come, and a slow machine needs it.
+   */
+  waitFor(count: number, timeoutMs = 30_000): Promise<void> {
     if (this.records.length >= count) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`timed out waiting for ${count} records (have ${this.records.length})`)), timeoutMs);
@@ -58,8 +61,8 @@ export class RecordingSink implements RequestSink {
     });
   }
 
-  /** The first `n` stored records that match, once there are that many (polls; rejects after `timeoutMs`). */
-  async recordsWhere(match: (record: RequestRecord) => boolean, n = 1, timeoutMs = 3000): Promise<RequestRecord[]> {
+  /** The first `n` stored records that match, once there are that many (polls; rejects after `timeoutMs`, generous as in waitFor). */
+  async recordsWhere(match: (record: RequestRecord) => boolean, n = 1, timeoutMs = 30_000): Promise<RequestRecord[]> {
     for (const deadline = Date.now() + timeoutMs; ; ) {
       const found = this.records.filter(match);
       if (found.length >= n) return found.slice(0, n);
