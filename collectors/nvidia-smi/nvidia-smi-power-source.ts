@@ -102,6 +102,13 @@ export class NvidiaSmiPowerSource implements PowerSource {
   private readonly describing = new Map<string, { readonly index: number; readonly held: PowerSample[]; readonly timer: NodeJS.Timeout }>();
   /** Known GPUs the last refresh did not list, already reported as lost. */
   private readonly absent = new Set<string>();
+  /**
+   * GPUs lost since: a line of theirs counts as printed only if nvidia-smi stamped it at or after
+   * this (agent clock, ms): the start of the list read that showed the GPU again (Infinity while it
+   * is lost). A line printed before the loss and read late would otherwise pass for the stream
+   * printing it, and a stream that no longer does would never be started again for it.
+   */
+  private readonly printedSince = new Map<string, number>();
   private refreshTimer: NodeJS.Timeout | null = null;
   private refreshing = false;
   private refreshAgain = false;
@@ -257,7 +264,12 @@ export class NvidiaSmiPowerSource implements PowerSource {
     }
     this.process?.markProgress();
     const row = parsed.row;
-    this.inStream.add(row.gpuUuid);
+    const since = this.printedSince.get(row.gpuUuid);
+    if (since === undefined) this.inStream.add(row.gpuUuid);
+    else if (row.timestampMs + (this.offset.currentOffsetMs ?? 0) >= since) {
+      this.printedSince.delete(row.gpuUuid);
+      this.inStream.add(row.gpuUuid);
+    }
     for (const issue of row.issues) {
       this.problem(`${row.gpuUuid}:${issue.field}:${issue.marker}`, 'field', `GPU ${row.gpuIndex} ${issue.field}: ${issue.marker}`, row.gpuUuid);
     }
@@ -335,12 +347,13 @@ export class NvidiaSmiPowerSource implements PowerSource {
     try {
       do {
         this.refreshAgain = false;
+        const readAt = this.clock.now();
         const listed = parseInventory(await this.command(this.inventoryArgs()), this.inventoryFields);
         const mig = listed.gpus.some((g) => g.migEnabled) ? parseMigList(await this.command(['-L'])) : new Map<string, string[]>();
         if (this.stopped) return;
         for (const error of listed.errors) this.problem(`inventory:${error}`, 'parse', `re-reading the GPU list: ${error}`);
         // A line it could not read may be a known GPU: none is called lost on such a list.
-        await this.takeInventory(listed.gpus, mig, listed.errors.length === 0);
+        await this.takeInventory(listed.gpus, mig, listed.errors.length === 0, readAt);
       } while (this.refreshAgain && !this.stopped);
     } catch (error) {
       if (!this.stopped) this.problem('inventory', 'inventory', `re-reading the GPU list failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -352,7 +365,8 @@ export class NvidiaSmiPowerSource implements PowerSource {
     }
   }
 
-  private async takeInventory(listed: readonly NvidiaSmiGpu[], mig: ReadonlyMap<string, string[]>, complete: boolean): Promise<void> {
+  /** @param readAt when the read of `listed` started (agent clock) */
+  private async takeInventory(listed: readonly NvidiaSmiGpu[], mig: ReadonlyMap<string, string[]>, complete: boolean, readAt: number): Promise<void> {
     const listedUuids = new Set(listed.map((g) => g.uuid));
     const notStreamed: string[] = [];
     for (const g of listed) {
@@ -360,7 +374,10 @@ export class NvidiaSmiPowerSource implements PowerSource {
       if (g.migEnabled) this.migByUuid.set(g.uuid, mig.get(g.uuid) ?? []);
       else this.migByUuid.delete(g.uuid);
       this.gpus = [...this.gpus.filter((k) => k.uuid !== g.uuid), g].sort((a, b) => a.index - b.index);
-      if (this.absent.delete(g.uuid)) this.options.log?.info({ uuid: g.uuid }, `GPU ${g.index} (${g.uuid}) is listed by nvidia-smi again`);
+      if (this.absent.delete(g.uuid)) {
+        this.printedSince.set(g.uuid, readAt);
+        this.options.log?.info({ uuid: g.uuid }, `GPU ${g.index} (${g.uuid}) is listed by nvidia-smi again`);
+      }
       const how = known ? 'described anew by nvidia-smi'
         : this.describing.has(g.uuid) ? 'found in the nvidia-smi stream after start-up (not listed when the agent started)'
           : 'found after start-up (nvidia-smi did not list it when the agent started)';
@@ -378,6 +395,7 @@ export class NvidiaSmiPowerSource implements PowerSource {
         // Gone: when it is listed again the running stream (holding its old handle) may not print
         // it, so it is watched afresh and earns one more restart (one per loss: no restart loop).
         this.inStream.delete(g.uuid);
+        this.printedSince.set(g.uuid, Infinity);
         this.unstreamed.delete(g.uuid);
         this.streamRestartedFor.delete(g.uuid);
         this.report({ reason: 'gpu_lost', gpuUuid: g.uuid, message: `GPU ${g.index} (${g.uuid}) is no longer listed by nvidia-smi: no samples from it (an energy gap) until it is listed again` });

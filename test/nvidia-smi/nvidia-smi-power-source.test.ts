@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -419,6 +419,106 @@ test('a GPU that was lost and is listed again but not printed by the running str
   assert.equal(restarts(), 2, warnings.join('\n'));
   assert.deepEqual(got.errors.map((e) => [e.reason, e.gpuUuid]), [['gpu_lost', added]]);
 });
+
+/**
+ * nvidia-smi whose stream reaches the agent through a pipe that holds its lines while the file
+ * `hold` exists, then passes them on in order (the agent reading them late): one-shot commands are
+ * not held. Each line held is appended to `held`.
+ */
+function heldStreamWrapper(dir: string): { wrapper: string; hold: () => void; release: () => void; heldLines: (uuid: string) => number } {
+  const wrapper = join(dir, 'nvidia-smi');
+  const holdFile = join(dir, 'hold');
+  const heldFile = join(dir, 'held');
+  const pipe = join(dir, 'hold-pipe.mjs');
+  writeFileSync(pipe, `import { appendFileSync, existsSync } from 'node:fs';
+const queue = [];
+let rest = '';
+const pass = () => { while (queue.length > 0 && !existsSync(${JSON.stringify(holdFile)})) process.stdout.write(queue.shift()); };
+process.stdin.on('data', (chunk) => {
+  rest += chunk;
+  for (let i; (i = rest.indexOf('\\n')) >= 0; ) {
+    const line = rest.slice(0, i + 1);
+    rest = rest.slice(i + 1);
+    if (queue.length > 0 || existsSync(${JSON.stringify(holdFile)})) { queue.push(line); appendFileSync(${JSON.stringify(heldFile)}, line); }
+    else process.stdout.write(line);
+  }
+});
+setInterval(pass, 10).unref();
+`);
+  writeFileSync(wrapper, `#!/bin/sh
+case " $* " in
+  *" -lms "*)
+    ${JSON.stringify(process.execPath)} ${JSON.stringify(binary)} "$@" | ${JSON.stringify(process.execPath)} ${JSON.stringify(pipe)}
+    exit 0 ;;
+esac
+exec ${JSON.stringify(process.execPath)} ${JSON.stringify(binary)} "$@"
+`);
+  chmodSync(wrapper, 0o755);
+  return {
+    wrapper,
+    // Created by a rename, as writeGpuCount does: the pipe checks for it at every line.
+    hold: () => {
+      writeFileSync(`${holdFile}.partial`, '');
+      renameSync(`${holdFile}.partial`, holdFile);
+    },
+    release: () => rmSync(holdFile),
+    heldLines: (uuid) => (existsSync(heldFile) ? readFileSync(heldFile, 'utf8').split('\n').filter((l) => l.includes(uuid)).length : 0),
+  };
+}
+
+for (const readLate of ['while it is lost', 'after it is listed again'] as const) {
+  test(`a line of a lost GPU printed before the loss and read ${readLate} does not count as printed: the stream that no longer prints it is started again for it; the late samples are kept`, async (t) => {
+    const c = capture('h100-80gb');
+    const dir = mkdtempSync(join(tmpdir(), 'tokenwatt-smi-late-line-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const countFile = join(dir, 'gpus');
+    writeGpuCount(countFile, 2);
+    const { wrapper, hold, release, heldLines } = heldStreamWrapper(dir);
+    const warnings: string[] = [];
+    const infos: string[] = [];
+    const log = { debug() {}, error() {}, info: (_o: unknown, m?: string) => { if (m) infos.push(m); }, warn: (_o: unknown, m?: string) => { if (m) warnings.push(m); } };
+    // The fixed stream never prints GPU 1 again once it saw it go, as a running nvidia-smi holding
+    // its old handle would not. A stall timeout far above the hold: the watchdog restarts nothing.
+    const smi = source(c.path, { FAKE_NVIDIA_SMI_GPUS_FILE: countFile, FAKE_NVIDIA_SMI_STREAM_FIXED: '1' },
+      { binary: wrapper, inventoryRefreshMs: 250, stallTimeoutMs: 10_000, log: log as unknown as NonNullable<NvidiaSmiPowerSourceOptions['log']> });
+    const [, gpu1] = await smi.init();
+    assert.ok(gpu1);
+    const got = new SampleCollector();
+    smi.start(got.onSamples, got.onError);
+    const restarts = () => warnings.filter((w) => /its stream prints no line for them: restarting the stream/.test(w)).length;
+    const listedAgain = () => infos.some((m) => m.includes(`(${gpu1.uuid}) is listed by nvidia-smi again`));
+    let backAt = Infinity;
+    try {
+      await got.waitFor(() => got.of(gpu1.uuid).length >= 2, 10_000, 'GPU 1 sampled');
+      hold();
+      await got.waitFor(() => heldLines(gpu1.uuid) >= 2, 10_000, 'lines of GPU 1 held');
+      writeGpuCount(countFile, 1);
+      await got.waitFor(() => got.errorsOf('gpu_lost').length > 0, 10_000, 'GPU 1 reported lost');
+      if (readLate === 'after it is listed again') {
+        backAt = Date.now();
+        writeGpuCount(countFile, 2);
+        await got.waitFor(listedAgain, 10_000, 'GPU 1 listed again');
+      }
+      // Every line of GPU 1 the stream printed is read by now or held: the held ones come late.
+      const late = got.of(gpu1.uuid).length + heldLines(gpu1.uuid);
+      release();
+      await got.waitFor(() => got.of(gpu1.uuid).length >= late, 10_000, 'the held lines of GPU 1 read, late');
+      assert.equal(got.of(gpu1.uuid).length, late, 'the fixed stream printed no line of GPU 1 since its loss');
+      if (readLate === 'while it is lost') {
+        backAt = Date.now();
+        writeGpuCount(countFile, 2);
+        await got.waitFor(listedAgain, 10_000, 'GPU 1 listed again');
+      }
+      // Before the fix a late line put GPU 1 back among the GPUs the stream prints: not started
+      // again for it, the stream left it unsampled from then on, and nothing said so.
+      await got.waitFor(() => got.of(gpu1.uuid).filter((s) => s.timestampMs > backAt).length >= 3, 15_000, 'GPU 1 sampled again after it came back');
+    } finally {
+      await smi.shutdown();
+    }
+    assert.equal(restarts(), 1, warnings.join('\n'));
+    assert.deepEqual(got.errors.map((e) => [e.reason, e.gpuUuid]), [['gpu_lost', gpu1.uuid]]);
+  });
+}
 
 /**
  * nvidia-smi through a wrapper script: the GPU list command (a --query-gpu without -lms) is logged
