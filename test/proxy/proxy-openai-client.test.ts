@@ -12,7 +12,6 @@ after(() => h.close());
 
 /** The record of the call whose upstream response id is `id`. */
 async function recordOf(id: string) {
-  await h.proxy.stats(); // keep the proxy referenced; records arrive through the delivery queue
   for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
     const r = h.sink.records.find((x) => x.requestId.startsWith(`${id}/`));
     if (r) return r;

@@ -35,6 +35,13 @@ class SpySink implements RequestSink {
   }
 }
 
+/** Waits (polling; a long deadline costs nothing when it comes) until the sink has seen `n` attempts. */
+async function attempted(sink: SpySink, n: number): Promise<void> {
+  for (const deadline = Date.now() + 10_000; sink.attempts.length < n; await new Promise((r) => setTimeout(r, 2))) {
+    if (Date.now() > deadline) throw new Error(`only ${sink.attempts.length} of ${n} attempts in 10 s`);
+  }
+}
+
 test('state goes in the submit holding the last record pushed with it; such records are never split across submits', async () => {
   const sink = new SpySink();
   const { log } = captureLog();
@@ -60,7 +67,7 @@ test('a failed submit is retried with the same records and the state that matche
   const errors: string[] = [];
   const delivery = new RecordDelivery(sink, { log, source: 'test', flushDelayMs: 1, onError: (e) => errors.push(e.message) });
   delivery.push(records('a', 'b'), st('k', '1'));
-  await new Promise((r) => setTimeout(r, 30)); // the first attempt fails; the retry waits for its backoff
+  await attempted(sink, 1); // the first attempt fails; the retry waits for its backoff
   assert.deepEqual(sink.attempts, ['a,b | k=1']);
   delivery.push(records('c'), st('k', '2'));
   delivery.push([], st('k', '3'));
@@ -76,7 +83,7 @@ test('state pushed while a submit is in flight is not folded into it: it goes wi
   const { log } = captureLog();
   const delivery = new RecordDelivery(sink, { log, source: 'test', flushDelayMs: 1 });
   delivery.push(records('a'), st('k', '1'));
-  await new Promise((r) => setTimeout(r, 20));
+  await attempted(sink, 1);
   assert.deepEqual(sink.attempts, ['a | k=1'], 'in flight');
   delivery.push([], st('k', '2')); // no record since the in-flight mark: must not be folded into it
   sink.gate = null;
