@@ -113,6 +113,10 @@ export const METRIC_CATALOG = {
     name: 'tokenwatt_late_records_total', type: 'counter', labels: [],
     help: 'Request records that arrived after their period was settled (raise --settle-lateness if this grows).',
   },
+  countersStart: {
+    name: 'tokenwatt_counters_start_timestamp_seconds', type: 'gauge', labels: ['seeded'],
+    help: 'When this process started its counters, Unix time in seconds. seeded="false": every counter started from 0 (the ledger held no totals); seeded="true": the series the ledger holds totals for started from them (counted by earlier processes), and a series that appears later starts from 0. The ESG export reads it to tell which first values of new series are new counts.',
+  },
   settleLag: {
     name: 'tokenwatt_settle_lag_seconds', type: 'gauge', labels: [],
     help: 'How far settlement trails the wall clock, in seconds (about the configured lateness when healthy).',

@@ -153,6 +153,9 @@ export class TokenwattMetrics {
   private readonly settledMetrics = new Set<Counter<string>>();
   private observed = false;
   private seeded = false;
+  /** seed() is adding the ledger's totals, and whether any of them was above 0. */
+  private seeding = false;
+  private seededNonZero = false;
   /** End of the latest settlement, for the lag computed at each scrape (null: none yet). */
   private settledUntilMs: number | null = null;
 
@@ -180,6 +183,9 @@ export class TokenwattMetrics {
   private readonly recordsRejectedCounter: Counter<string>;
   private readonly lateRecords: Counter<string>;
   private readonly settleLag: Gauge<string>;
+  private readonly countersStart: Gauge<string>;
+  /** When the counters started (construction), Unix seconds. */
+  private readonly countersStartS: number;
   private readonly settledUntil: Gauge<string>;
   private readonly residual: Gauge<string>;
   private readonly pendingAttributed: Gauge<string>;
@@ -217,9 +223,14 @@ export class TokenwattMetrics {
     this.buildInfo = this.gauge(c.buildInfo, live);
     this.labelValuesFolded = this.counter(c.labelValuesFolded, live);
     this.invalidValues = this.counter(c.invalidValues, live);
+    const now = options.now ?? Date.now;
+    // From 0 until seed() says otherwise, before anything is served: the ESG export takes the
+    // first values of a process that says it started from 0 as new counts.
+    this.countersStart = this.gauge(c.countersStart, live);
+    this.countersStartS = now() / 1000;
+    this.countersStart.set({ seeded: 'false' }, this.countersStartS);
     // The lag is read against the clock at each scrape, so it keeps growing when settlement
     // stalls; a value set only after each settlement would freeze at its last healthy figure.
-    const now = options.now ?? Date.now;
     const lastSettled = (): number | null => this.settledUntilMs;
     this.settleLag = new Gauge({
       name: c.settleLag.name, help: c.settleLag.help, labelNames: [], registers: [live],
@@ -461,7 +472,8 @@ export class TokenwattMetrics {
   /**
    * Start the counters from the ledger's totals, so a restart does not look like a counter reset
    * for the energy already settled. Histograms cannot be rebuilt from totals and start empty.
-   * Call once, before anything is counted: seeding later would count twice.
+   * Call once, before anything is counted: seeding later would count twice. Once a total above 0
+   * is seeded, tokenwatt_counters_start_timestamp_seconds says seeded="true".
    */
   seed(totals: MetricsSeed): void {
     if (this.seeded || this.observed) throw new Error('TokenwattMetrics.seed: call it once, before anything is counted');
@@ -471,6 +483,19 @@ export class TokenwattMetrics {
     // reads any decrease as a counter reset (a spike in rate()). So joules are seeded a hair above
     // the ledger's sum: 1e-9 of it, far below any measurement's precision. Counts are exact.
     const above = (joules: number): number => joules + Math.abs(joules) * SEED_JOULES_MARGIN;
+    this.seeding = true;
+    try {
+      this.seedCounters(totals, above);
+    } finally {
+      this.seeding = false;
+    }
+    if (this.seededNonZero) {
+      this.countersStart.reset();
+      this.countersStart.set({ seeded: 'true' }, this.countersStartS);
+    }
+  }
+
+  private seedCounters(totals: MetricsSeed, above: (joules: number) => number): void {
     for (const g of totals.gpus) {
       const gpu = g.gpuIndex === null ? '' : String(g.gpuIndex);
       const simulated = bool(g.simulated);
@@ -627,6 +652,7 @@ export class TokenwattMetrics {
   private add(counter: Counter<string>, labels: Record<string, string>, value: number): void {
     if (!this.valid(metricName(counter), value)) return;
     this.observed = true;
+    if (this.seeding && value > 0) this.seededNonZero = true;
     if (this.settledMetrics.has(counter)) this.settledChanged();
     counter.inc(labels, value);
   }

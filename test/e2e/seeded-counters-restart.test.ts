@@ -26,6 +26,7 @@ test('tokenwatt_gpu_covered_seconds_total and tokenwatt_host_energy_joules_total
     'tokenwatt_energy_joules_total', 'tokenwatt_tokens_total', 'tokenwatt_requests_total',
   ];
 
+  const firstStartS = Date.now() / 1000;
   const first = await startAgent(args);
   // Stopped even when an assertion fails first: left running, it held the test file open for ever.
   t.after(() => first.stop());
@@ -48,11 +49,22 @@ test('tokenwatt_gpu_covered_seconds_total and tokenwatt_host_energy_joules_total
     return [...covered.values()].some((v) => v >= 4) && [...host.values()].some((v) => v > 0) && records.size === 3 && series(m, counters[6]!).size > 0 ? m : undefined;
   });
   assert.deepEqual([...series(before, counters[2]!).values()].sort(), [1, 1, 2], 'accepted 2, late 1, duplicate 1');
+  // A new ledger: the counters started from 0, and say when (the ESG export counts first values by it).
+  const start = (m: typeof before): [string, number][] => [...series(m, 'tokenwatt_counters_start_timestamp_seconds')].map(([k, v]) => [JSON.stringify(Object.fromEntries(JSON.parse(k) as [string, string][])), v]);
+  const firstStart = start(before);
+  assert.equal(firstStart.length, 1);
+  assert.equal(firstStart[0]?.[0], '{"seeded":"false"}');
+  assert.ok((firstStart[0]?.[1] ?? 0) >= Math.floor(firstStartS) && (firstStart[0]?.[1] ?? 0) <= Date.now() / 1000, `start ${firstStart[0]?.[1]}`);
   assert.equal(await first.stop(), 0, first.stderr().slice(-1500));
 
   const second = await startAgent(args);
   t.after(() => second.stop());
   const after = await second.metrics();
+  // Seeded from the ledger's totals from the first scrape on: none of them is new.
+  const secondStart = start(after);
+  assert.equal(secondStart.length, 1);
+  assert.equal(secondStart[0]?.[0], '{"seeded":"true"}');
+  assert.ok((secondStart[0]?.[1] ?? 0) > (firstStart[0]?.[1] ?? Infinity), 'the second process started later');
   for (const name of counters) {
     const was = series(before, name);
     const now = series(after, name);

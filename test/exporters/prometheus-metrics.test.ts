@@ -76,6 +76,7 @@ test('the DESIGN metrics exist with their types and labels, and the exposition p
     ['tokenwatt_late_records_total', 'counter', []],
     ['tokenwatt_settle_lag_seconds', 'gauge', []],
     ['tokenwatt_settled_until_timestamp_seconds', 'gauge', []],
+    ['tokenwatt_counters_start_timestamp_seconds', 'gauge', ['seeded']],
     ['tokenwatt_conservation_residual_joules', 'gauge', []],
     ['tokenwatt_pending_attributed_energy_joules', 'gauge', ['simulated']],
     ['tokenwatt_conservation_residual_joules_total', 'counter', []],
@@ -289,6 +290,27 @@ test('seed starts the counters from ledger totals, once, before anything is coun
   assert.throws(() => late.seed({ gpus: [], usage: [] }), /before anything is counted/);
 });
 
+test('tokenwatt_counters_start_timestamp_seconds says when the counters started, and whether from 0 or from the ledger\'s totals', async () => {
+  const startOf = async (m: TokenwattMetrics) => (await scrape(m)).get('tokenwatt_counters_start_timestamp_seconds')?.samples.map((s) => ({ ...s.labels, value: s.value }));
+  let clock = 1_700_000_000_000;
+  const fresh = new TokenwattMetrics({ now: () => clock });
+  clock += 5000;
+  assert.deepEqual(await startOf(fresh), [{ seeded: 'false', value: 1_700_000_000 }], 'set at construction, read then');
+  // An empty ledger, or one whose totals are all 0: every counter still starts from 0.
+  const empty = new TokenwattMetrics({ now: () => 1_700_000_000_000 });
+  empty.seed({ gpus: [{ gpuUuid: 'GPU-a', gpuIndex: 0, measuredJ: 0, idleJ: 0, unattributedJ: 0, estimatedJ: 0, simulated: false }], usage: [], quality: { lateRecords: 0 } });
+  assert.deepEqual(await startOf(empty), [{ seeded: 'false', value: 1_700_000_000 }]);
+  for (const totals of [
+    { gpus: [{ gpuUuid: 'GPU-a', gpuIndex: 0, measuredJ: 1, idleJ: 0, unattributedJ: 0, estimatedJ: 0, simulated: false }], usage: [] },
+    { gpus: [], usage: [], quality: { lateRecords: 1 } },
+    { gpus: [], usage: [], taskSeries: [{ tier: 't', succeeded: true, simulated: false, count: 1 }] },
+  ]) {
+    const seeded = new TokenwattMetrics({ now: () => 1_700_000_000_000 });
+    seeded.seed(totals);
+    assert.deepEqual(await startOf(seeded), [{ seeded: 'true', value: 1_700_000_000 }], JSON.stringify(totals));
+  }
+});
+
 test('each instance has its own registry; the global one is untouched', async () => {
   const a = new TokenwattMetrics();
   const b = new TokenwattMetrics();
@@ -355,8 +377,9 @@ test('property: a settlement\'s requests counted in one batch give the same expo
   await fc.assert(
     fc.asyncProperty(arb, async (rows) => {
       const requests = rows.map((r) => request({ tier: r.tier, status: r.status as 'ok', cacheBucket: r.cacheBucket, labels: { team: r.team }, staticJ: r.s, dynamicJ: r.d, joules: r.s + r.d, completionTokens: r.out }));
-      const one = new TokenwattMetrics({ simulated: false });
-      const batch = new TokenwattMetrics({ simulated: false });
+      // One clock for both: the counters' start time is in the exposition.
+      const one = new TokenwattMetrics({ simulated: false, now: () => 1_700_000_000_000 });
+      const batch = new TokenwattMetrics({ simulated: false, now: () => 1_700_000_000_000 });
       for (const r of requests) one.requestFinalized(r);
       batch.requestsFinalized(requests);
       assert.equal(await batch.metrics(), await one.metrics());
