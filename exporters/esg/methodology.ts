@@ -7,7 +7,9 @@ export function methodology(dataSource: 'ledger' | 'prometheus' | 'merge'): EsgM
       ? 'Figures come from the node ledger (SQLite) hourly rollups written at settlement.'
       : dataSource === 'prometheus'
         ? 'Figures come from the agents\' Prometheus counters, summed per hour with increase() through the Prometheus HTTP API ' +
-          '(a series first seen within an hour adds its first value, which increase() cannot see); they match the ledger within ' +
+          '(a series first seen within an hour adds its first value, which increase() cannot see, when that value is new: its agent started its counters from zero ' +
+          'less than two hours before (tokenwatt_counters_start_timestamp_seconds), was scraped in the hour before, or the series appeared after the agent\'s first scrape in the hour; ' +
+          'never the totals an agent restarted on its ledger goes on from; agents without that gauge are inferred new when their first GPU energy reading is no more than the hour\'s increase); they match the ledger within ' +
           'Prometheus sampling (about one scrape interval at the edges of each series). A request\'s attributed energy counts in the hour its last period ' +
           'was settled (when the counter rises), so each hour\'s facility energy is shared among the requests settled in it. Tokens and requests are broken down by ' +
           'model and tier only; sample coverage, gaps and counter resets are not exported as metrics and are null; tasks count ' +

@@ -79,10 +79,20 @@ export async function readPrometheusRollups(period: ReportPeriod, options: Prome
     sampleErrors: q('tokenwatt_sample_errors_total', []),
   };
   const entries = Object.entries(queries) as [keyof typeof queries, string][];
-  const results = Object.fromEntries(await Promise.all(entries.map(async ([key, query]) => [key, await queryRange(options, query, period)] as const))) as Record<
-    keyof typeof queries,
-    MatrixSeries[]
-  >;
+  const [counterResults, withoutStart] = await Promise.all([
+    Promise.all(entries.map(async ([key, query]) => [key, await queryRange(options, query, period)] as const)),
+    queryRange(options, WITHOUT_COUNTERS_START, period),
+  ]);
+  const results = Object.fromEntries(counterResults) as Record<keyof typeof queries, MatrixSeries[]>;
+  // Agents older than the counters-start gauge: whether their new series count from zero is inferred.
+  const older = [...new Set(withoutStart.map((s) => s.metric.instance ?? s.metric.job ?? '?'))].sort();
+  if (older.length > 0) {
+    notes.push(
+      `${older.length} agent(s) export no ${COUNTERS_START} (older tokenwatt: ${older.slice(0, 3).join(', ')}${older.length > 3 ? ', ...' : ''}): ` +
+        'where one of them started and its first scrape was the only one in its hour, what it counted before that scrape is missing here (the ledger has it). ' +
+        'Their new series count from zero when the agent was scraped in the hour before, or started in the hour with an empty history (inferred from its GPU energy).',
+    );
+  }
 
   const nodeOf = (s: MatrixSeries): string => s.metric[node] ?? '';
   const points = function* (s: MatrixSeries): Generator<[number, number]> {
@@ -282,7 +292,7 @@ export async function readPrometheusRollups(period: ReportPeriod, options: Prome
     usage,
     tokenCounts,
     taskAggregates: [...tasks.values()].map((r) => ({ hourStartMs: r.hour, node: r.node, tier: r.tier, count: r.count, succeeded: r.succeeded, joules: r.joules, wasteJ: r.waste })),
-    queries: Object.values(queries),
+    queries: [...Object.values(queries), WITHOUT_COUNTERS_START],
     nodeLabel: node,
     notes,
   };
@@ -307,25 +317,48 @@ async function nodeLabelOf(options: PrometheusSourceOptions, period: ReportPerio
 }
 
 const GPU_ENERGY = 'tokenwatt_gpu_energy_joules_total';
+/** When an agent's counters started, and whether from 0 or from its ledger's totals (seeded). */
+const COUNTERS_START = 'tokenwatt_counters_start_timestamp_seconds';
 
 /**
- * Agents whose counters started from zero: running before this hour, or started in it with an
- * empty history (their first GPU energy reading is no more than the hour's increase). An agent
- * restarted on an old ledger seeds its counters with the ledger's totals; those are not new.
+ * Agents (job, instance) on which a series with no sample in the hour before started from 0
+ * since Prometheus last saw it, so that its first value is new:
+ * - scraped in the hour before: the series was created since (an agent never removes a counter);
+ * - started from 0 (seeded="false") less than two hours ago: the process cannot have been seen
+ *   before the hour before, so none of its counts was; a lone first scrape counts by this;
+ * - older agents, without the gauge: started in the hour with an empty history, inferred from
+ *   their first GPU energy reading being no more than the hour's increase (two samples needed).
+ * An agent restarted on an old ledger seeds its counters with the ledger's totals: not new.
  */
 const COUNTING_FROM_ZERO =
-  `(count by (job, instance) (max_over_time(${GPU_ENERGY}[1h] offset 1h))` +
-  ` or (sum by (job, instance) (min_over_time(${GPU_ENERGY}[1h])) <= sum by (job, instance) (increase(${GPU_ENERGY}[1h]))))`;
+  `count by (job, instance) (max_over_time(${GPU_ENERGY}[1h] offset 1h))` +
+  ` or (max by (job, instance) (max_over_time(${COUNTERS_START}{seeded="false"}[1h])) > time() - 7200)` +
+  ` or ((sum by (job, instance) (min_over_time(${GPU_ENERGY}[1h])) <= sum by (job, instance) (increase(${GPU_ENERGY}[1h])))` +
+  ` unless on (job, instance) max_over_time(${COUNTERS_START}[1h]))`;
+
+/** Agents (job, instance) scraped in the hour that do not export {@link COUNTERS_START}. */
+const WITHOUT_COUNTERS_START = `count by (job, instance) (last_over_time(${GPU_ENERGY}[1h]) unless on (job, instance) last_over_time(${COUNTERS_START}[1h]))`;
+
+/**
+ * Per agent, the number of samples in the hour a series must have fewer than for its first value
+ * to be new: any (Inf) on agents counting from zero; else, on agents with the gauge, the agent's
+ * scrapes in the hour, so that a series that appeared after the agent's first scrape in the hour
+ * counts (created since, from 0: a seeded agent seeds only the series its ledger holds).
+ */
+const NEW_BELOW_SAMPLES = `(${COUNTING_FROM_ZERO}) * 0 + Inf or sum by (job, instance) (count_over_time(${COUNTERS_START}[1h]))`;
 
 /**
  * PromQL for a counter's increase in each hour, grouped by `by`. increase() cannot see the first
  * value of a series born inside the window (a label combination seen for the first time starts
- * at its first settled value, not at 0), so for series that had no sample in the hour before,
- * on agents counting from zero, the first value (min_over_time) is added back.
+ * at its first settled value, not at 0; a new agent's only scrape in an hour gives no increase),
+ * so for series that had no sample in the hour before, whose first value is new counts (see
+ * {@link NEW_BELOW_SAMPLES}), the first value (min_over_time) is added back.
  */
 export function hourlyIncrease(metric: string, by: string): string {
   const increase = `sum by (${by}) (increase(${metric}[1h]))`;
-  const born = `sum by (${by}) ((min_over_time(${metric}[1h]) unless max_over_time(${metric}[1h] offset 1h)) and on (job, instance) ${COUNTING_FROM_ZERO})`;
+  const born =
+    `sum by (${by}) ((min_over_time(${metric}[1h]) unless max_over_time(${metric}[1h] offset 1h))` +
+    ` and (count_over_time(${metric}[1h]) < on (job, instance) group_left () (${NEW_BELOW_SAMPLES})))`;
   return `${increase} + ${born} or ${increase} or ${born}`;
 }
 

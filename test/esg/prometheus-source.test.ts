@@ -63,6 +63,11 @@ describe('Prometheus source (HTTP API stand-in)', () => {
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'success', data: { resultType: 'matrix', result: [{ metric: {}, values: [[t(0), '2']] }] } }));
         return;
       }
+      if (query.startsWith('count by (job, instance)')) {
+        // Agents without the counters-start gauge: this one is of an older version.
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'success', data: { resultType: 'matrix', result: [{ metric: { job: 'tokenwatt', instance: 'n1:9477' }, values: [[t(0), '1']] }] } }));
+        return;
+      }
       const metric = /increase\((\w+)\[/.exec(query)?.[1] ?? '';
       const result = SERIES[metric];
       if (!result) {
@@ -79,7 +84,7 @@ describe('Prometheus source (HTTP API stand-in)', () => {
 
   it('asks for hourly increases aligned on the period, grouped by node and labels', async () => {
     const rollups = await readPrometheusRollups(PERIOD, { url, headers: { 'X-Scope-OrgID': 'tenant-1' } });
-    assert.equal(seen.length, 16);
+    assert.equal(seen.length, 17);
     // First the probe for a node label; without one, nodes are named by instance, and the notes say so.
     assert.match(seen[0]?.get('query') ?? '', /^count by \(node\) \(last_over_time\(tokenwatt_gpu_energy_joules_total\[1h\]\)\)$/);
     assert.equal(rollups.nodeLabel, 'instance');
@@ -88,10 +93,20 @@ describe('Prometheus source (HTTP API stand-in)', () => {
       assert.equal(p.get('start'), String(t(0)));
       assert.equal(p.get('end'), String(t(1)));
       assert.equal(p.get('step'), '3600');
+    }
+    // Agents older than tokenwatt_counters_start_timestamp_seconds are named in the notes.
+    assert.equal(seen.filter((p) => (p.get('query') ?? '').startsWith('count by (job, instance) (last_over_time(')).length, 1);
+    assert.ok(rollups.notes.some((n) => /^1 agent\(s\) export no tokenwatt_counters_start_timestamp_seconds \(older tokenwatt: n1:9477\)/.test(n)), rollups.notes.join('\n'));
+    const counterQueries = seen.slice(1).filter((p) => (p.get('query') ?? '').startsWith('sum by'));
+    assert.equal(counterQueries.length, 15);
+    for (const p of counterQueries) {
       const query = p.get('query') ?? '';
       assert.match(query, /^sum by \(instance(, \w+)*\) \(increase\((tokenwatt_\w+)\[1h\]\)\) \+ /);
       // the first value of a series born in the hour is added back (increase() cannot see it)
       assert.match(query, /\(min_over_time\((tokenwatt_\w+)\[1h\]\) unless max_over_time\(\1\[1h\] offset 1h\)\)/);
+      // ... when its agent says its counters started from zero, or it appeared after the agent's first scrape in the hour
+      assert.match(query, /tokenwatt_counters_start_timestamp_seconds\{seeded="false"\}\[1h\]/);
+      assert.match(query, /count_over_time\((tokenwatt_\w+)\[1h\]\) < on \(job, instance\) group_left \(\) /);
     }
   });
 
