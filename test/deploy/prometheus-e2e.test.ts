@@ -13,7 +13,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -23,6 +22,7 @@ import { REPO_ROOT } from './support/k8s-validate.js';
 import { stillPending } from './support/agent-metrics.js';
 import { PROMETHEUS, PROMTOOL, requirePrometheusBinary } from './support/prometheus-binaries.js';
 import { PrometheusApi, groupKey, sumRateBy } from './support/prom-api.js';
+import { freePort } from '../e2e/agent-process.js';
 
 const RULES = join(REPO_ROOT, 'deploy/prometheus/tokenwatt.rules.yaml');
 const rules = (parse(readFileSync(RULES, 'utf8')) as { groups: { name: string; rules: { record?: string; alert?: string; expr: string }[] }[] }).groups;
@@ -40,14 +40,6 @@ const exprOf = (record: string): string => {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 /** Polls `probe` until it returns a value, at most `timeoutMs`. */
 async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, diagnostics: () => string = () => ''): Promise<T> {

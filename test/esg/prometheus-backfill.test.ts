@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readPrometheusRollups } from '../../exporters/esg/prometheus-source.js';
 import type { PrometheusRollups } from '../../exporters/esg/prometheus-source.js';
 import { PROMETHEUS, PROMTOOL, requirePrometheusBinary } from '../deploy/support/prometheus-binaries.js';
+import { freePort } from '../e2e/agent-process.js';
 
 /**
  * The ESG export's PromQL on a REAL Prometheus (Debian's package), over scrapes written into its
@@ -97,16 +97,6 @@ const AGENTS: Agent[] = [
   { instance: 'older:9477', node: 'n-older', uuid: 'GPU-older', scrapes: scrapes(hm(0, 30, 30), hm(1, 59, 30)), energy: (t) => 100 * (t - hm(0, 30)), tokens: { m: () => 500 } },
 ];
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

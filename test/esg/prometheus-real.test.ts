@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runExport } from '../../agent/commands/export.js';
 import type { ExportIo } from '../../agent/commands/export.js';
 import type { EsgReport } from '../../exporters/esg/esg-report.js';
+import { freePort } from '../e2e/agent-process.js';
 
 /**
  * The two fleet paths on the same data: a REAL Prometheus server (Debian's package) scrapes two
@@ -26,16 +26,6 @@ const RUN_SECONDS = 80;
 const SCRAPE_SECONDS = 1;
 const HOUR = 3_600_000;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitFor(url: string, what: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;

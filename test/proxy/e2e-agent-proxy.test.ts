@@ -8,8 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,16 +16,10 @@ import Database from '../../agent/sqlite-driver.js';
 import OpenAI from 'openai';
 import { parsePrometheusText } from '../../collectors/engine-metrics/prometheus-text.js';
 import { startFakeUpstream } from './fake-upstream.js';
+import { freePort } from '../e2e/agent-process.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function get(port: number, path: string): Promise<string> {
   return new Promise((resolve, reject) => {
