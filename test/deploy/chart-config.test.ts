@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { CONFIG_OPTIONS, loadConfig } from '../../agent/config.js';
 import { parseCarbonConfig } from '../../model/carbon/carbon-config.js';
+import { DEFAULT_PUE } from '../../model/carbon/pue.js';
+import { buildEsgReport } from '../../exporters/esg/build-esg-report.js';
+import { makeRollups } from '../esg/rollup-fixtures.js';
 import { renderChart } from '../../deploy/scripts/generate.js';
 import { helmBinary } from '../../deploy/scripts/helm-binary.js';
 import { type Manifest, parseManifests } from './support/k8s-validate.js';
@@ -78,6 +81,34 @@ describe('the chart configures the agent', () => {
     assert.ok(carbon.ok, carbon.ok ? '' : carbon.errors.join('\n'));
     assert.equal(carbon.config.pue, 1.58);
     assert.equal(carbon.config.region, 'world');
+  });
+
+  // README: "a default PUE or default embodied factors are labelled as defaults". A PUE the chart
+  // sets for the operator (with a source of its own) is no site's PUE, yet reports called it configured.
+  it('the default values leave PUE to the agent, so the ESG report labels it a default; a set one is the site\'s', () => {
+    const pueOf = (set: Record<string, string>) => {
+      const { result } = load(set);
+      assert.ok(result.ok, result.ok ? '' : result.errors.join('\n'));
+      const carbon = parseCarbonConfig(result.config.carbon);
+      assert.ok(carbon.ok, carbon.ok ? '' : carbon.errors.join('\n'));
+      const fromMs = Date.UTC(2026, 6, 1);
+      const report = buildEsgReport({
+        ...makeRollups({ fromMs, hours: 1 }),
+        carbon: carbon.config,
+        period: { fromMs, toMs: fromMs + 3_600_000, label: 'an hour' },
+        toolVersion: 'test',
+        generatedAt: '2026-07-02T00:00:00.000Z',
+      });
+      const factor = report.factors.find((f) => f.role === 'pue');
+      assert.ok(factor);
+      return factor;
+    };
+    const byDefault = pueOf({});
+    assert.equal(byDefault.value, DEFAULT_PUE);
+    assert.match(byDefault.note ?? '', /default/);
+    const set = pueOf({ 'config.carbon.pue': '2' }); // a whole number: helm's --set reads 1.2 as a string
+    assert.equal(set.value, 2);
+    assert.equal(set.note, null);
   });
 
   it('hostPath NVML, the proxy and the ingest token load and reach the agent', () => {
