@@ -139,3 +139,25 @@ test('a GPU that stops sampling is reported, its power series goes, and the agen
   });
   assert.deepEqual(power, ['0'], 'the healthy GPU keeps its power series');
 });
+
+test('run --power replay: the end of the trace is logged (the agent goes on, not ready), not left to be guessed from /readyz', { timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t);
+  const lines = ['timestamp_ms,gpu,power_w,energy_j'];
+  for (let ms = 0; ms <= 1_000; ms += 100) lines.push(`${1_764_000_000_000 + ms},0,150,${(ms * 0.15).toFixed(1)}`);
+  const trace = join(dir, 'short.csv');
+  writeFileSync(trace, `${lines.join('\n')}\n`);
+  const agent = await startAgent(['run', '--power', `replay:${trace}`, '--db', join(dir, 'agent.db'), '--settle-lateness', '2', '--settle-period', '1']);
+  t.after(() => agent.stop());
+  const logged = await eventually('the end of the replay logged', 20_000, async () => {
+    const line = (agent.stdout() + agent.stderr()).split('\n').find((l) => l.includes('"msg":"replay: ') && l.includes(' ended '));
+    return line === undefined ? undefined : (JSON.parse(line) as { level: string; file: string; msg: string });
+  });
+  assert.equal(logged.file, trace);
+  assert.match(logged.msg, /short\.csv ended \(its last sample replayed\); the agent goes on without samples/);
+  const readiness = await eventually('GPU 0 reported stale', 20_000, async () => {
+    const r = await agent.get('/readyz');
+    return /no recent sample from GPU 0/.test(r.body) ? r : undefined;
+  });
+  assert.equal(readiness.status, 503, readiness.body);
+  assert.equal(await agent.stop(), 0);
+});
