@@ -22,7 +22,7 @@ export function analyzeCommand(): Command {
     .description('Attribute a recorded run offline: a power trace (nvidia-smi CSV or timestamp_ms,gpu,power_w,energy_j) and an NDJSON request file. Deterministic: the same files give the same answer.')
     .requiredOption('--power <file>', 'power trace: nvidia-smi --query-gpu ... --format=csv output, or CSV with header timestamp_ms,gpu,power_w,energy_j')
     .requiredOption('--requests <file>', 'request records, one JSON object per line (the /v1/requests schema)')
-    .option('--json', 'print the report as JSON (its fields: the AnalyzeReport type in model/analysis.ts)')
+    .option('--json', 'print the report as JSON (its fields: the AnalyzeReport type in model/analysis.ts, and input, what was read, from agent/commands/analyze.ts)')
     .option('--per-request', 'include one entry per request')
     .option('--config <file>', 'config file: tiers, replicas and attribution weights (YAML or JSON)')
     .option('--skip-bad-lines', 'report bad trace lines and refused records, then analyse the rest (default: stop with exit 1)')
