@@ -17,6 +17,8 @@ export interface DemoSummaryOptions {
   readonly health: () => { sampleErrors: number; rejectedRecords: number; settledUntilMs: number | null };
   /** A task closes once no request of it has ended for this long before the settled edge (the agent's rule). */
   readonly taskIdleMs: number;
+  /** How often a table is printed (0: never) and when its first figures can come (settle lateness + period), in seconds. */
+  readonly tables?: { readonly everyS: number; readonly figuresAfterS: number };
 }
 
 /**
@@ -40,9 +42,17 @@ export class DemoSummaryPrinter {
       'tokenwatt demo: 8 simulated H100s serving three model tiers (small: Llama-3.1-8B on GPU 0,',
       'medium: Llama-3.1-70B FP8 on GPUs 1-2, large: Qwen3-235B-A22B FP8 on GPUs 3-6, GPU 7 a warm spare).',
       `Metrics: curl ${url}/metrics | grep tokenwatt_     Ready: ${url}/readyz     Ledger: ${this.options.dbPath}`,
-      'The first table appears once the first periods are settled (settle lateness + period). Ctrl-C stops.',
+      // Tables are printed from the start: the ones before the first settled period say so.
+      this.tablesLine(),
       '',
     ].join('\n');
+  }
+
+  private tablesLine(): string {
+    const tables = this.options.tables;
+    if (tables === undefined) return 'The tables show figures once the first periods are settled (settle lateness + period). Ctrl-C stops.';
+    if (tables.everyS === 0) return 'No tables (--summary-every 0). Ctrl-C stops.';
+    return `A table every ${tables.everyS} s; its figures start once the first periods are settled, about ${tables.figuresAfterS} s in (settle lateness + period). Ctrl-C stops.`;
   }
 
   snapshot(): SummarySnapshot {

@@ -6,7 +6,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DemoSummaryPrinter } from '../../agent/demo-summary.js';
-import type { DemoWorkload } from '../../agent/demo-workload.js';
+import type { DemoWorkload, DemoWorkloadStats } from '../../agent/demo-workload.js';
 import { Ledger } from '../../agent/ledger.js';
 import { epochMs, joules, watts } from '../../model/units.js';
 import { writeLedger } from '../esg/ledger-fixture.js';
@@ -102,6 +102,38 @@ describe('tokenwatt demo stands alone', { timeout: 120_000 }, () => {
       assert.equal(snapshot.windowStartMs, startedAtMs);
     } finally {
       printer.close();
+    }
+  });
+
+  it('the banner says what the tables do: printed from the start, their figures once the first periods are settled', () => {
+    const db = writeLedger(join(dir, 'nothing-settled.db'), 'n', { energy: [], host: [], usage: [], tasks: [], quality: [] });
+    const stats: DemoWorkloadStats = { tasksStarted: 0, requestsSubmitted: 0, retries: 0, cancelled: 0, errored: 0, tasksSucceeded: 0, tasksFailed: 0, bursts: 0, tickErrors: 0, skippedMs: 0 };
+    const printer = (everyS: number) =>
+      new DemoSummaryPrinter({
+        dbPath: db,
+        node: 'n',
+        startedAtMs: Date.now(),
+        address: '127.0.0.1',
+        port: 19513,
+        workload: { stats: () => stats } as unknown as DemoWorkload,
+        health: () => ({ sampleErrors: 0, rejectedRecords: 0, settledUntilMs: null }),
+        taskIdleMs: 60_000,
+        tables: { everyS, figuresAfterS: 35 },
+      });
+    const every10 = printer(10);
+    try {
+      // The first table comes before anything is settled (the old banner said it would wait).
+      assert.match(every10.render(), /tier: no settled requests yet/);
+      assert.match(every10.banner(), /A table every 10 s; its figures start once the first periods are settled, about 35 s in/);
+      assert.doesNotMatch(every10.banner(), /first table appears/);
+    } finally {
+      every10.close();
+    }
+    const never = printer(0);
+    try {
+      assert.match(never.banner(), /No tables \(--summary-every 0\)/);
+    } finally {
+      never.close();
     }
   });
 
