@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { raplAbsentError, raplPermissionError } from '../../collectors/host/rapl-errors.js';
@@ -192,5 +194,18 @@ describe('helm chart', () => {
   it('rejects unknown modes with a message naming the value', () => {
     assert.match(renderError({ 'nvidia.mode': 'magic' }), /nvidia\/mode|nvidia\.mode/);
     assert.match(renderError({ 'ledger.type': 'pvc' }), /ledger\/type|ledger\.type/);
+  });
+
+  // Without --config, doctor judges `power: auto` and the default nvidia-smi whatever config.power
+  // and config.nvidiaSmi say: the NOTES must give the command README gives (step 3, "Check it").
+  it('NOTES run doctor as README does, on the agent\'s own config file', () => {
+    const out = execFileSync(helm, ['install', 'tokenwatt', CHART_DIR, '--namespace', 'tokenwatt', '--dry-run=client'], { cwd: REPO_ROOT, encoding: 'utf8' });
+    const notes = out.slice(out.indexOf('NOTES:'));
+    const doctorIn = (text: string) => text.split('\n').map((l) => l.trim().replace(/\s+#.*$/, '')).filter((l) => / doctor\b/.test(l) && l.startsWith('kubectl '));
+    const readme = doctorIn(readFileSync(join(REPO_ROOT, 'deploy/README.md'), 'utf8'));
+    assert.equal(readme.length, 1, 'README has one doctor command');
+    assert.deepEqual(doctorIn(notes), readme);
+    const mounted = agentContainer(render()).volumeMounts as Loose[];
+    assert.ok(mounted.some((m) => m.name === 'config' && readme[0]?.endsWith(`--config ${m.mountPath}/config.yaml`)), 'the config file is where the command reads it');
   });
 });
