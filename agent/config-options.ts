@@ -148,6 +148,7 @@ export const CONFIG_OPTIONS: readonly ConfigOption[] = [
   option('db', { valueName: '<file>', parse: parseString, description: 'SQLite ledger file' }),
   option('power', { valueName: '<source>', parse: parseString, description: 'GPU power source: auto, nvml, nvidia-smi, simulated or replay:FILE' }),
   option('replayKeepTimestamps', { valueName: '<bool>', parse: parseBoolean, description: 'replay:FILE keeps the trace\'s own timestamps instead of starting it now; the trace must start within --settle-lateness of now (a recorded run: tokenwatt analyze)' }),
+  option('replayLoop', { valueName: '<bool>', parse: parseBoolean, description: 'replay:FILE starts over when the trace ends, its timestamps and energy counters going on from the last loop, instead of stopping (which leaves the agent without samples)' }),
   option('replayNvidiaSmiUtcOffset', { valueName: '<minutes>', parse: parseNumber, description: 'replay:FILE of an nvidia-smi capture: minutes east of UTC of the capture machine (its timestamps are local time with no zone), e.g. 120 for UTC+2; as analyze --nvidia-smi-utc-offset' }),
   option('nvmlLibrary', { valueName: '<file>', parse: parseString, defaultText: 'found by the system loader', description: 'path of libnvidia-ml.so' }),
   option('nvidiaSmi', { valueName: '<path>', parse: parseString, defaultText: 'nvidia-smi on PATH', description: 'nvidia-smi executable (--power nvidia-smi, and auto when NVML cannot be used)' }),

@@ -96,6 +96,8 @@ export const configSchema = z.strictObject({
   power: powerSetting.prefault('auto'),
   /** replay:FILE emits the trace's own timestamps (paced in real time) instead of moving them to now. */
   replayKeepTimestamps: z.boolean({ error: 'must be true or false' }).default(false),
+  /** replay:FILE starts over at the end of the trace (timestamps and energy counters go on rising) instead of stopping. */
+  replayLoop: z.boolean({ error: 'must be true or false' }).default(false),
   /**
    * replay:FILE of an nvidia-smi capture: its timestamps are the capture machine's local time with
    * no zone, read as UTC plus this many minutes east of UTC (as `analyze --nvidia-smi-utc-offset`).

@@ -27,14 +27,15 @@ export async function createPowerSource(config: TokenwattConfig, log: Logger): P
       const source = new ReplayPowerSource({
         path: power.file,
         keepTimestamps: config.replayKeepTimestamps,
+        loop: config.replayLoop,
         // Samples must arrive before their period settles; ahead of the clock, as much as records may be.
         keptTimestampsWindow: { beforeMs: config.settleLateness * 1000, afterMs: RECORD_FUTURE_SKEW_MS },
         nvidiaSmiUtcOffsetMinutes: config.replayNvidiaSmiUtcOffset,
-        // Played once: without this line the agent would only turn not ready, with no word of why.
+        // Played once (not looping): without this line the agent would only turn not ready, with no word of why.
         onEnd: () =>
           log.warn(
             { file: power.file },
-            `replay: ${power.file} ended (its last sample replayed); the agent goes on without samples, so /readyz names its GPUs as not sampled. Stop it (SIGTERM); started again, it replays the trace from its first sample`,
+            `replay: ${power.file} ended (its last sample replayed); the agent goes on without samples, so /readyz names its GPUs as not sampled. Stop it (SIGTERM); started again, it replays the trace from its first sample (--replay-loop true replays it without end)`,
           ),
       });
       // Read and checked now, as the measured sources are: a trace that cannot serve is no power source (exit 3).

@@ -97,7 +97,7 @@ export function demoCommand(): Command {
 }
 
 /** The keys that choose or serve a measured power source: the demo's GPUs are simulated. */
-const GPU_SOURCE_KEYS = ['nvmlLibrary', 'nvidiaSmi', 'replayKeepTimestamps', 'replayNvidiaSmiUtcOffset'] as const;
+const GPU_SOURCE_KEYS = ['nvmlLibrary', 'nvidiaSmi', 'replayKeepTimestamps', 'replayLoop', 'replayNvidiaSmiUtcOffset'] as const;
 
 /**
  * The settings the demo cannot honour, each named with where it came from: the demo runs its own

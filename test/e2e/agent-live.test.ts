@@ -161,3 +161,24 @@ test('run --power replay: the end of the trace is logged (the agent goes on, not
   assert.equal(readiness.status, 503, readiness.body);
   assert.equal(await agent.stop(), 0);
 });
+
+test('run --power replay: --replay-loop true starts the trace over, the counters going on: energy keeps coming past the trace\'s own, and no end is logged', { timeout: 60_000 }, async (t) => {
+  const dir = tempDir(t);
+  const lines = ['timestamp_ms,gpu,power_w,energy_j'];
+  // 1 s at 150 W: 150 J a loop (plus the gap of one sample period between loops, at the last power).
+  for (let ms = 0; ms <= 1_000; ms += 100) lines.push(`${1_764_000_000_000 + ms},0,150,${(ms * 0.15).toFixed(1)}`);
+  const trace = join(dir, 'short.csv');
+  writeFileSync(trace, `${lines.join('\n')}\n`);
+  const agent = await startAgent(['run', '--power', `replay:${trace}`, '--replay-loop', 'true', '--db', join(dir, 'agent.db'), '--settle-lateness', '2', '--settle-period', '1']);
+  t.after(() => agent.stop());
+  // Four loops' worth settled: a replay played once stops at 150 J.
+  const families = await eventually('more than four loops of energy settled', 30_000, async () => {
+    const m = await agent.metrics();
+    return sumOf(m, 'tokenwatt_gpu_energy_joules_total') > 4 * 150 ? m : undefined;
+  });
+  assert.equal(sumOf(families, 'tokenwatt_estimated_energy_joules_total'), 0, 'a loop is no counter reset: nothing estimated');
+  const readiness = await agent.get('/readyz');
+  assert.equal(readiness.status, 200, readiness.body);
+  assert.ok(!(agent.stdout() + agent.stderr()).includes(' ended (its last sample replayed)'), 'a looping replay does not end');
+  assert.equal(await agent.stop(), 0);
+});
