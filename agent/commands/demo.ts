@@ -76,7 +76,7 @@ export function demoCommand(): Command {
         const poster = new DemoRecordPoster({ host: address, port: agent.port, token: config.ingestToken, bodyLimitBytes: config.bodyLimitBytes, log: log.child({ component: 'demo-poster' }) });
         const unsubscribe = node.onRequestDone((record) => poster.add(record));
         workload.start();
-        const printer = new DemoSummaryPrinter({ dbPath: config.db, node: config.node, startedAtMs, address, port: agent.port, workload, health: () => agent.healthCounts(), taskIdleMs: agent.taskIdleMs, tables: { everyS: summaryEvery, figuresAfterS: config.settleLateness + config.settlePeriod } });
+        const printer = new DemoSummaryPrinter({ dbPath: config.db, node: config.node, startedAtMs, address, port: agent.port, workload, health: () => agent.healthCounts(), taskIdleMs: agent.taskIdleMs, tables: { everyS: summaryEvery, figuresAfterS: config.settleLateness + config.settlePeriod, latenessS: config.settleLateness } });
         process.stdout.write(printer.banner());
         const timer = summaryEvery > 0 ? setInterval(() => process.stdout.write(printer.render()), summaryEvery * 1000) : undefined;
         timer?.unref();

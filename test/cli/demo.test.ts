@@ -108,7 +108,7 @@ describe('tokenwatt demo stands alone', { timeout: 120_000 }, () => {
   it('the banner says what the tables do: printed from the start, their figures once the first periods are settled', () => {
     const db = writeLedger(join(dir, 'nothing-settled.db'), 'n', { energy: [], host: [], usage: [], tasks: [], quality: [] });
     const stats: DemoWorkloadStats = { tasksStarted: 0, requestsSubmitted: 0, retries: 0, cancelled: 0, errored: 0, tasksSucceeded: 0, tasksFailed: 0, bursts: 0, tickErrors: 0, skippedMs: 0 };
-    const printer = (everyS: number) =>
+    const printer = (everyS: number, latenessS = 30) =>
       new DemoSummaryPrinter({
         dbPath: db,
         node: 'n',
@@ -118,7 +118,7 @@ describe('tokenwatt demo stands alone', { timeout: 120_000 }, () => {
         workload: { stats: () => stats } as unknown as DemoWorkload,
         health: () => ({ sampleErrors: 0, rejectedRecords: 0, settledUntilMs: null }),
         taskIdleMs: 60_000,
-        tables: { everyS, figuresAfterS: 35 },
+        tables: { everyS, figuresAfterS: 35, latenessS },
       });
     const every10 = printer(10);
     try {
@@ -126,8 +126,17 @@ describe('tokenwatt demo stands alone', { timeout: 120_000 }, () => {
       assert.match(every10.render(), /tier: no settled requests yet/);
       assert.match(every10.banner(), /A table every 10 s; its figures start once the first periods are settled, about 35 s in/);
       assert.doesNotMatch(every10.banner(), /first table appears/);
+      // The demo's 30 s lateness leaves its longest requests late: said, with the fix.
+      assert.match(every10.banner(), /Settle lateness 30 s, short for quick figures: the longest reasoning requests/);
+      assert.match(every10.banner(), /--settle-lateness 400 avoids it/);
     } finally {
       every10.close();
+    }
+    const patient = printer(10, 400);
+    try {
+      assert.doesNotMatch(patient.banner(), /Settle lateness/, 'nothing to say once the lateness covers the longest request');
+    } finally {
+      patient.close();
     }
     const never = printer(0);
     try {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { parseRequestRecord, toWire, type RequestRecord } from '../../model/request-record.js';
 import { SimulatedGpuNode } from '../../collectors/simulated/simulated-gpu-node.js';
 import { DemoWorkload, defaultDemoNodeConfig, demoReplicaMap } from '../../agent/demo-workload.js';
+import { DEMO_LONGEST_REQUEST_S } from '../../agent/demo-summary.js';
 import { NodeRecordContext } from '../../agent/record-context.js';
 import { analyzeRun } from '../../model/analysis.js';
 import { DEFAULT_ATTRIBUTION_CONFIG } from '../../model/attribution-config.js';
@@ -193,4 +194,19 @@ test('real-time mode: after the clock jumps an hour ahead, traffic goes on at it
   // 0.4 s of clock at 3 tasks/s (a burst may add a few hundred): nowhere near an hour's 10,000+.
   assert.ok(workload.stats().requestsSubmitted < 1_000, JSON.stringify(workload.stats()));
   assert.ok(workload.stats().skippedMs >= 3_600_000, 'the skipped hour is counted');
+});
+
+test('the demo banner\'s figure for its longest request holds: some requests outlast the demo\'s 30 s lateness, none DEMO_LONGEST_REQUEST_S', () => {
+  for (const seed of [1, 2, 3]) {
+    const { records } = runDemo(seed, 600);
+    let longestS = 0;
+    let overLateness = 0;
+    for (const r of records) {
+      const s = (r.endMs - r.startMs) / 1000;
+      if (s > 30) overLateness += 1;
+      if (s > longestS) longestS = s;
+    }
+    assert.ok(overLateness > 0, `seed ${seed}: some requests are longer than the demo's lateness (the banner says they arrive late)`);
+    assert.ok(longestS < DEMO_LONGEST_REQUEST_S, `seed ${seed}: the longest request took ${longestS} s`);
+  }
 });
