@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { UsageError } from './usage-error.js';
 import { VERSION } from './version.js';
 
 /**
@@ -41,9 +42,10 @@ export async function buildProgram(names: readonly string[] = Object.keys(COMMAN
   return program;
 }
 
-/** The exit status for an error: commander's own (0 after --help or --version, 2 for usage), else 1. */
+/** The exit status for an error: commander's own (0 after --help or --version, 2 for usage), a {@link UsageError} 2, else 1. */
 export function exitStatusOf(error: unknown): number {
   if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : USAGE_ERROR_EXIT;
+  if (error instanceof UsageError) return USAGE_ERROR_EXIT;
   return 1;
 }
 

@@ -28,6 +28,7 @@ import type { UsageAggregate } from '../../exporters/esg/usage-breakdowns.js';
 import { epochMs } from '../../model/units.js';
 import { addConfigOptions, loadConfig } from '../config.js';
 import { Ledger } from '../ledger.js';
+import { UsageError } from '../usage-error.js';
 import { VERSION } from '../version.js';
 
 /** Flags of `tokenwatt export` (commander's camelCase keys). */
@@ -72,7 +73,12 @@ export function exportCommand(): Command {
     .option('--merge <files...>', 'fleet report from node reports (JSON); a report given twice is counted once')
     .option('--prometheus <url>', 'compute from the agents\' counters through the Prometheus HTTP API (Prometheus, Thanos, Mimir)')
     .option('--prometheus-node-label <label>', 'label that names the node in Prometheus (default: node when the series carry it, else instance)')
-    .option('--prometheus-header <header...>', 'extra HTTP header for Prometheus, "Name: value" (e.g. X-Scope-OrgID for Mimir)');
+    .option('--prometheus-header <header...>', 'extra HTTP header for Prometheus, "Name: value" (e.g. X-Scope-OrgID for Mimir)')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 written (--verify: the report still matches); 1 bad or missing data (a ledger, report, intensity file or ' +
+        'Prometheus that cannot be read or has no data for the period; --verify: it no longer matches); 2 invalid configuration or option value.',
+    );
   addConfigOptions(command, ['db']);
   command.action(async (flags: ExportOptions) => {
     await runExport(flags, {
@@ -88,7 +94,7 @@ export function exportCommand(): Command {
 /** The export itself. Throws (with a message naming the input at fault) on bad input; writes nothing then. */
 export async function runExport(flags: ExportOptions, io: ExportIo): Promise<void> {
   const modes = [flags.verify !== undefined, flags.merge !== undefined, flags.prometheus !== undefined].filter(Boolean).length;
-  if (modes > 1) throw new Error('use one of --verify, --merge and --prometheus at a time');
+  if (modes > 1) throw new UsageError('use one of --verify, --merge and --prometheus at a time');
   const generatedAt = io.now().toISOString();
 
   if (flags.verify !== undefined) {
@@ -140,13 +146,18 @@ export async function runExport(flags: ExportOptions, io: ExportIo): Promise<voi
   emit(report, flags, io);
 }
 
+/** The period the options ask for; a missing or bad one is a usage error (exit 2). */
 function periodOf(flags: ExportOptions): ReportPeriod {
-  if (flags.quarter !== undefined) {
-    if (flags.from !== undefined || flags.to !== undefined) throw new PeriodError('use either --quarter or --from/--to, not both');
-    return quarterPeriod(flags.quarter);
+  try {
+    if (flags.quarter !== undefined) {
+      if (flags.from !== undefined || flags.to !== undefined) throw new PeriodError('use either --quarter or --from/--to, not both');
+      return quarterPeriod(flags.quarter);
+    }
+    if (flags.from !== undefined && flags.to !== undefined) return rangePeriod(flags.from, flags.to);
+    throw new PeriodError('say which period: --quarter YYYY-Qn, or --from and --to');
+  } catch (error) {
+    throw error instanceof PeriodError ? new UsageError(error.message) : error;
   }
-  if (flags.from !== undefined && flags.to !== undefined) return rangePeriod(flags.from, flags.to);
-  throw new PeriodError('say which period: --quarter YYYY-Qn, or --from and --to');
 }
 
 interface Settings {
@@ -164,9 +175,9 @@ function loadSettings(flags: ExportOptions, io: ExportIo): Settings {
     forRun: false,
     ...(configFile !== undefined ? { configFile } : {}),
   });
-  if (!loaded.ok) throw new Error(`invalid configuration:\n${loaded.errors.map((e) => `  - ${e}`).join('\n')}`);
+  if (!loaded.ok) throw new UsageError(`invalid configuration:\n${loaded.errors.map((e) => `  - ${e}`).join('\n')}`);
   const carbon = parseCarbonConfig((loaded.config as { carbon?: unknown }).carbon);
-  if (!carbon.ok) throw new Error(`invalid carbon configuration:\n${carbon.errors.map((e) => `  - ${e}`).join('\n')}`);
+  if (!carbon.ok) throw new UsageError(`invalid carbon configuration:\n${carbon.errors.map((e) => `  - ${e}`).join('\n')}`);
   return { db: loaded.config.db, carbon: carbon.config, configDir: configFile !== undefined ? dirname(resolve(configFile)) : process.cwd() };
 }
 
@@ -320,7 +331,7 @@ function parseHeaders(headers: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const h of headers) {
     const i = h.indexOf(':');
-    if (i <= 0) throw new Error(`--prometheus-header: expected "Name: value", got "${h}"`);
+    if (i <= 0) throw new UsageError(`--prometheus-header: expected "Name: value", got "${h}"`);
     out[h.slice(0, i).trim()] = h.slice(i + 1).trim();
   }
   return out;

@@ -33,18 +33,30 @@ describe('tokenwatt export on the command line', { timeout: 120_000 }, () => {
     assert.match(verified.stdout, /verified/);
   });
 
-  it('exits non-zero with a clear message on bad input, writing nothing', () => {
+  it('exits 1 for bad data, 2 for a bad option value or configuration, with a clear message, writing nothing (as --help says)', () => {
     writeFileSync(join(dir, 'pue.yaml'), 'carbon:\n  region: FR\n  pue: 0.9\n');
     const out = join(dir, 'bad.json');
     const bad = cli('--quarter', '2026-Q3', '--config', join(dir, 'pue.yaml'), '--out', out);
-    assert.notEqual(bad.status, 0);
+    assert.equal(bad.status, 2, 'invalid configuration');
     assert.match(bad.stderr, /carbon\.pue: must be >= 1: PUE is facility energy \/ IT energy, so it cannot be below 1, got 0\.9$/m);
     assert.equal(existsSync(out), false);
     const noData = cli('--quarter', '2024-Q1', '--config', config);
-    assert.notEqual(noData.status, 0);
+    assert.equal(noData.status, 1, 'no data for the period');
     assert.match(noData.stderr, /no data between 2024-01-01/);
     const format = cli('--quarter', '2026-Q3', '--config', config, '--format', 'pdf');
-    assert.notEqual(format.status, 0);
+    assert.equal(format.status, 2);
     assert.match(format.stderr, /--format <format>' argument 'pdf' is invalid/);
+    for (const [args, message] of [
+      [['--quarter', '2026-Q5'], /2026-Q5/],
+      [['--quarter', '2026-Q3', '--from', '2026-07-01'], /use either --quarter or --from\/--to, not both/],
+      [[], /say which period/],
+      [['--quarter', '2026-Q3', '--prometheus', 'http://127.0.0.1:9', '--prometheus-header', 'no-colon'], /--prometheus-header: expected "Name: value"/],
+    ] as const) {
+      const r = cli(...args, '--config', config);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+    }
+    const help = cli('--help');
+    assert.match(help.stdout, /Exit status: 0 written .*; 1 bad or missing data .*; 2 invalid configuration or option value\./s);
   });
 });
