@@ -132,6 +132,7 @@ export async function runExport(flags: ExportOptions, io: ExportIo): Promise<voi
       taskAggregates: rollups.taskAggregates,
       tokenCounts: rollups.tokenCounts,
       coverageKnown: false,
+      coveredTimeKnown: rollups.coveredTimeKnown,
       sourceNotes: rollups.notes,
       dataSource: 'prometheus',
       ...carbonInputs(settings.carbon, settings.configDir),

@@ -66,8 +66,13 @@ export interface EsgReportInput {
   readonly tokenCounts?: Iterable<TokenCountRow>;
   /** Task counts per tier and hour, for sources without one row per task (Prometheus). */
   readonly taskAggregates?: Iterable<TaskAggregateRow>;
-  /** False when the source has no sample-coverage, gap or reset counters (Prometheus). */
+  /** False when the source has no gap or reset counters (Prometheus). */
   readonly coverageKnown?: boolean;
+  /**
+   * False when the source's sample-covered time is not known for every GPU-hour (Prometheus with
+   * agents older than tokenwatt_gpu_covered_seconds_total); default: coverageKnown.
+   */
+  readonly coveredTimeKnown?: boolean;
   /** False when the source counts tasks but not their energy. */
   readonly taskEnergyKnown?: boolean;
   /**
@@ -117,6 +122,7 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
   const pue = checkPue(carbon.pue ?? DEFAULT_PUE);
   const dataSource = input.dataSource ?? 'ledger';
   const coverageKnown = input.coverageKnown ?? true;
+  const coveredTimeKnown = input.coveredTimeKnown ?? coverageKnown;
 
   const { byNode, gpuHours, coveredByGpu } = collectNodeHours(period, input.energy, input.host, input.quality);
   const neededHours = new Set<number>();
@@ -313,7 +319,9 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
       );
     }
     notes.push(...reservedValueNotes(usage));
-    if (!coverageKnown) notes.push('Sample coverage, gap and counter-reset counts are not available from this data source.');
+    if (!coverageKnown) {
+      notes.push(`${coveredTimeKnown ? 'Gap' : 'Sample coverage, gap'} and counter-reset counts are not available from this data source.`);
+    }
     if (input.taskEnergyKnown === false) notes.push('Task energy is not available from this data source: task counts only.');
 
     const hoursInPeriod = periodHours(period);
@@ -322,8 +330,8 @@ export function prepareEsgReport(input: EsgReportInput): PreparedEsgReport {
       hours_in_period: hoursInPeriod,
       hours_with_data: hoursWithData.size,
       expected_gpu_hours: expectedGpuHours,
-      covered_gpu_hours: coverageKnown ? round(q.covered / HOUR) : null,
-      sample_coverage: coverageKnown ? ratio(q.covered / HOUR, expectedGpuHours) : null,
+      covered_gpu_hours: coveredTimeKnown ? round(q.covered / HOUR) : null,
+      sample_coverage: coveredTimeKnown ? ratio(q.covered / HOUR, expectedGpuHours) : null,
       estimated_energy_kwh: kwh(q.estimated),
       estimated_share: ratio(q.estimated, t.measured),
       estimated_intervals: coverageKnown ? q.gaps : null,

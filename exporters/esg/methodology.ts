@@ -12,7 +12,7 @@ export function methodology(dataSource: 'ledger' | 'prometheus' | 'merge'): EsgM
           'never the totals an agent restarted on its ledger goes on from; agents without that gauge are inferred new when their first GPU energy reading is no more than the hour\'s increase); they match the ledger within ' +
           'Prometheus sampling (about one scrape interval at the edges of each series). A request\'s attributed energy counts in the hour its last period ' +
           'was settled (when the counter rises), so each hour\'s facility energy is shared among the requests settled in it. Tokens and requests are broken down by ' +
-          'model and tier only; sample coverage, gaps and counter resets are not exported as metrics and are null; tasks count ' +
+          'model and tier only; sample-covered GPU hours and coverage come from tokenwatt_gpu_covered_seconds_total (null when an agent lacks it), gaps and counter resets are not exported as metrics and are null; tasks count ' +
           'when the agent closes them (no request for at least a minute), once each: a task that continues after it closed adds its ' +
           'further energy and waste under the tier and outcome it had then, where the ledger counts every task as ' +
           'it settles, with its final figures.'

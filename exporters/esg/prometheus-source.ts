@@ -20,6 +20,8 @@ export interface PrometheusRollups {
   readonly nodeLabel: string;
   /** What the report's notes must say about how the figures were read. */
   readonly notes: readonly string[];
+  /** Every GPU-hour's sample-covered time came from tokenwatt_gpu_covered_seconds_total (none counted whole for an older agent). */
+  readonly coveredTimeKnown: boolean;
 }
 
 export interface PrometheusSourceOptions {
@@ -295,6 +297,7 @@ export async function readPrometheusRollups(period: ReportPeriod, options: Prome
     queries: [...Object.values(queries), WITHOUT_COUNTERS_START],
     nodeLabel: node,
     notes,
+    coveredTimeKnown: wholeHours === 0,
   };
 }
 

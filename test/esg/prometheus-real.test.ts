@@ -154,6 +154,8 @@ describe('ledger and Prometheus paths agree (real Prometheus scraping running ag
     }
     near(prom.sci.per_1k_tokens_gco2e, ledger.sci.per_1k_tokens_gco2e, 'sci.per_1k_tokens_gco2e');
     near(prom.totals.reserved_gpu_hours, ledger.totals.reserved_gpu_hours, 'totals.reserved_gpu_hours');
+    near(prom.quality.covered_gpu_hours, ledger.quality.covered_gpu_hours, 'quality.covered_gpu_hours');
+    near(prom.quality.sample_coverage, ledger.quality.sample_coverage, 'quality.sample_coverage');
     near(prom.totals.embodied_kgco2e, ledger.totals.embodied_kgco2e, 'totals.embodied_kgco2e');
     assert.ok(ledger.totals.reserved_gpu_hours < 16 * ((RUN_SECONDS + 60) / 3600), `a short run reserves its seconds, not whole hours (${ledger.totals.reserved_gpu_hours} GPU-hours)`);
     assert.ok(!prom.quality.notes.some((n) => /tokenwatt_gpu_covered_seconds_total/.test(n)), 'the agents export their covered time');

@@ -250,6 +250,10 @@ describe('Prometheus source: which label names the node', () => {
     assert.equal(prom.totals.reserved_gpu_hours, 1.5);
     assert.equal(prom.totals.reserved_host_hours, 1.5);
     assert.ok(!prom.quality.notes.some((n) => /tokenwatt_gpu_covered_seconds_total/.test(n)));
+    // The covered time is known, so the quality section gives it, as the ledger path does.
+    assert.equal(prom.quality.covered_gpu_hours, 1.5);
+    assert.equal(prom.quality.sample_coverage, 0.5, '1.5 of 3 GPU-hours');
+    assert.ok(prom.quality.notes.includes('Gap and counter-reset counts are not available from this data source.'));
     // The same node as its ledger holds it.
     const energy = (hour: number, measuredJ: number, coveredMs: number) => ({
       hourStartMs: epochMs(T0 + hour * H), node: 'gpu-node-1', gpuUuid: 'GPU-a', measuredJ, idleJ: measuredJ, staticJ: 0, dynamicJ: 0, unattributedJ: 0, estimatedJ: 0,
@@ -271,6 +275,10 @@ describe('Prometheus source: which label names the node', () => {
     const r = await reportFrom(raw((pod) => ({ ...pod, node: 'gpu-node-1' })));
     assert.equal(r.totals.reserved_gpu_hours, 3);
     assert.ok(r.quality.notes.some((n) => /^3 GPU-hour\(s\) come from agents without tokenwatt_gpu_covered_seconds_total/.test(n)));
+    // Whole hours are an assumption, not covered time: coverage is not given.
+    assert.equal(r.quality.covered_gpu_hours, null);
+    assert.equal(r.quality.sample_coverage, null);
+    assert.ok(r.quality.notes.includes('Sample coverage, gap and counter-reset counts are not available from this data source.'));
   });
 
   it('tells simulated GPUs apart by node: every simulated node has the same UUIDs', async () => {
