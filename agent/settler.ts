@@ -625,9 +625,9 @@ export class Settler {
       }
       settled += 1;
     }
-    if (periods.length === 0 && this.settledUntilMs !== null) {
-      this.options.metrics.settled(this.settledUntilMs, this.lastResidualJ);
-    }
+    // Nothing due: the metrics are left alone. The settle lag is read against the clock at each
+    // scrape, and settled() adds its residual to a counter: said again on every tick, the last
+    // period's residual was counted once a second, and the settled metrics re-rendered for nothing.
     return settled;
   }
 
