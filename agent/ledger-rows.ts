@@ -294,19 +294,24 @@ export interface PendingReadCache {
   readonly strings: Map<string, string>;
 }
 
+/** The bits of the flags column of LOAD_UNSETTLED_STARTING_BEFORE (ledger-sql.ts). */
+export const PENDING_FLAGS = { tokensEstimated: 1, interval: 2, late: 4, hasEnergy: 8 } as const;
+
 /** What a request that has received no energy yet has so far: shared by all such rows, hence frozen. */
 const NOTHING_SO_FAR: RequestAccumulator = Object.freeze({
   staticJ: 0, dynamicJ: 0, prefillJ: 0, decodeJ: 0, activeMs: 0, concurrencyMs: 0, estimated: false, perGpuJ: Object.freeze({}), beforeEndHourJ: Object.freeze({}),
 });
 
 /**
- * A row of LOAD_UNSETTLED_STARTING_BEFORE in raw (array) form, in PENDING_COLUMNS order. Raw rows and
- * a per-call cache keep the per-settlement read cheap in time and memory (it runs for every request
- * in every period it spans, and a period can hold tens of thousands): JSON text that repeats across
- * requests (label sets, GPU lists) is parsed once, repeated strings (model, tier, status, source)
- * are kept once, and requests with no energy yet share one frozen accumulator.
+ * A row of LOAD_UNSETTLED_STARTING_BEFORE in raw (array) form (PENDING_RECORD_COLUMNS, then its
+ * flags, PENDING_FLAGS), with `energy`: the raw rows of PENDING_ENERGY by rowid (rowid, then
+ * PENDING_ENERGY_COLUMNS). Raw rows and a per-call cache keep the per-settlement read cheap in time
+ * and memory (it runs for every request in every period it spans, and a period can hold tens of
+ * thousands): JSON text that repeats across requests (label sets, GPU lists) is parsed once,
+ * repeated strings (model, tier, status, source) are kept once, and requests with no energy yet
+ * share one frozen accumulator.
  */
-export function pendingFromRawRow(row: readonly unknown[], cache: PendingReadCache): PendingRequestRow {
+export function pendingFromRawRow(row: readonly unknown[], energy: ReadonlyMap<number, readonly unknown[]>, cache: PendingReadCache): PendingRequestRow {
   const json = <T>(text: string): T => {
     let value = cache.parsed.get(text);
     if (value === undefined) {
@@ -322,8 +327,8 @@ export function pendingFromRawRow(row: readonly unknown[], cache: PendingReadCac
     return text;
   };
   const firstTokenMs = row[7] as number | null;
-  const perGpu = row[27] as string;
-  const beforeEndHour = row[28] as string;
+  const rowid = row[17] as number;
+  const flags = row[18] as number;
   const record: ResolvedRequest = {
     requestId: row[0] as string,
     taskId: row[1] as string | null,
@@ -341,28 +346,39 @@ export function pendingFromRawRow(row: readonly unknown[], cache: PendingReadCac
     batchSize: row[13] as number | null,
     status: once(row[14] as RequestStatus),
     labels: json<Record<string, string>>(row[15] as string),
-    tokensEstimated: row[16] !== 0,
-    granularity: row[17] === 'interval' ? 'interval' : 'request',
-    source: once(row[18] as string),
+    tokensEstimated: (flags & PENDING_FLAGS.tokensEstimated) !== 0,
+    granularity: (flags & PENDING_FLAGS.interval) !== 0 ? 'interval' : 'request',
+    source: once(row[16] as string),
   };
-  const staticJ = row[20] as number;
-  const dynamicJ = row[21] as number;
-  const estimated = row[26] !== 0;
-  const soFar: RequestAccumulator =
-    staticJ === 0 && dynamicJ === 0 && row[22] === 0 && row[23] === 0 && row[24] === 0 && row[25] === 0 && !estimated && perGpu === '{}' && beforeEndHour === '{}'
-      ? NOTHING_SO_FAR
-      : {
-          staticJ,
-          dynamicJ,
-          prefillJ: row[22] as number,
-          decodeJ: row[23] as number,
-          activeMs: row[24] as number,
-          concurrencyMs: row[25] as number,
-          estimated,
-          perGpuJ: JSON.parse(perGpu) as Record<string, number>,
-          beforeEndHourJ: beforeEndHour === '{}' ? NOTHING_SO_FAR.beforeEndHourJ : (JSON.parse(beforeEndHour) as EnergyBeforeEndHour),
-        };
-  return { record, rowid: row[29] as number, late: row[19] !== 0, soFar };
+  let soFar = NOTHING_SO_FAR;
+  if ((flags & PENDING_FLAGS.hasEnergy) !== 0) {
+    const e = energy.get(rowid);
+    // Both reads run in one transaction; a row flagged in one and absent from the other is a bug.
+    if (e === undefined) throw new Error(`pending request ${JSON.stringify(record.requestId)}: its energy so far was not read`);
+    soFar = soFarFromEnergyRow(e);
+  }
+  return { record, rowid, late: (flags & PENDING_FLAGS.late) !== 0, soFar };
+}
+
+/** A raw row of PENDING_ENERGY (rowid, then PENDING_ENERGY_COLUMNS) as the request's energy so far. */
+function soFarFromEnergyRow(e: readonly unknown[]): RequestAccumulator {
+  const staticJ = e[1] as number;
+  const dynamicJ = e[2] as number;
+  const estimated = e[7] !== 0;
+  const perGpu = e[8] as string;
+  const beforeEndHour = e[9] as string;
+  if (staticJ === 0 && dynamicJ === 0 && e[3] === 0 && e[4] === 0 && e[5] === 0 && e[6] === 0 && !estimated && perGpu === '{}' && beforeEndHour === '{}') return NOTHING_SO_FAR;
+  return {
+    staticJ,
+    dynamicJ,
+    prefillJ: e[3] as number,
+    decodeJ: e[4] as number,
+    activeMs: e[5] as number,
+    concurrencyMs: e[6] as number,
+    estimated,
+    perGpuJ: JSON.parse(perGpu) as Record<string, number>,
+    beforeEndHourJ: beforeEndHour === '{}' ? NOTHING_SO_FAR.beforeEndHourJ : (JSON.parse(beforeEndHour) as EnergyBeforeEndHour),
+  };
 }
 
 export interface SampleRow {

@@ -1,4 +1,4 @@
-import { REQUEST_INSERT_COLUMNS } from './ledger-rows.js';
+import { PENDING_FLAGS, REQUEST_INSERT_COLUMNS } from './ledger-rows.js';
 
 /** SQL text of the ledger's statements (prepared once per connection by the Ledger). */
 
@@ -106,15 +106,33 @@ export const SAMPLE_GPUS = `WITH RECURSIVE g(uuid) AS (
   ) SELECT uuid FROM g WHERE uuid IS NOT NULL`;
 
 export const LOAD_UNSETTLED = 'SELECT * FROM requests WHERE finalized = 0 ORDER BY start_ms';
-/** Through the partial index requests_unsettled: only the rows not yet finalized are visited. */
-export const PENDING_COLUMNS = [
+/**
+ * The per-period read of unsettled requests, through the partial index requests_unsettled (only the
+ * rows not yet finalized are visited), in two statements, so that it builds 20 values a row instead
+ * of 30: better-sqlite3 12 builds a raw row with one call per column, and the columns were most of
+ * the read's cost (BENCHMARKS.md). Three flag columns come as bits of one (PENDING_FLAGS). And most
+ * pending rows have no energy yet (they get their first from the settlement reading them): the nine
+ * energy columns are read only for the rows that hold any (PENDING_ENERGY). HAS_ENERGY is the same
+ * expression in both statements, so a row is in the second exactly when the first flags it.
+ */
+export const PENDING_RECORD_COLUMNS = [
   'request_id', 'task_id', 'attempt', 'model', 'tier', 'gpus', 'start_ms', 'first_token_ms', 'end_ms', 'prompt_tokens',
-  'cached_tokens', 'completion_tokens', 'reasoning_tokens', 'batch_size', 'status', 'labels', 'tokens_estimated',
-  'granularity', 'source', 'late', 'static_j', 'dynamic_j', 'prefill_j', 'decode_j', 'active_ms', 'concurrency_ms',
-  'estimated', 'per_gpu_j', 'before_end_hour_j', 'rowid',
+  'cached_tokens', 'completion_tokens', 'reasoning_tokens', 'batch_size', 'status', 'labels', 'source', 'rowid',
 ] as const;
-export const LOAD_UNSETTLED_STARTING_BEFORE = `SELECT ${PENDING_COLUMNS.join(', ')} FROM requests
-  WHERE finalized = 0 AND start_ms < ? ORDER BY start_ms`;
+export const PENDING_ENERGY_COLUMNS = [
+  'static_j', 'dynamic_j', 'prefill_j', 'decode_j', 'active_ms', 'concurrency_ms', 'estimated', 'per_gpu_j', 'before_end_hour_j',
+] as const;
+/** 0 for a row with no energy so far (every energy column at its default), else 1 (also for anything else stored there). */
+const HAS_ENERGY = `CASE WHEN static_j = 0 AND dynamic_j = 0 AND prefill_j = 0 AND decode_j = 0 AND active_ms = 0 AND concurrency_ms = 0
+    AND estimated = 0 AND per_gpu_j = '{}' AND before_end_hour_j = '{}' THEN 0 ELSE 1 END`;
+/** PENDING_RECORD_COLUMNS, then the flags (PENDING_FLAGS). */
+export const LOAD_UNSETTLED_STARTING_BEFORE = `SELECT ${PENDING_RECORD_COLUMNS.join(', ')},
+    (tokens_estimated != 0) * ${PENDING_FLAGS.tokensEstimated} + (granularity = 'interval') * ${PENDING_FLAGS.interval}
+      + (late != 0) * ${PENDING_FLAGS.late} + ${HAS_ENERGY} * ${PENDING_FLAGS.hasEnergy} AS flags
+  FROM requests WHERE finalized = 0 AND start_ms < ? ORDER BY start_ms`;
+/** The rows of LOAD_UNSETTLED_STARTING_BEFORE (same parameter) that it flags hasEnergy: rowid, then PENDING_ENERGY_COLUMNS. */
+export const PENDING_ENERGY = `SELECT rowid, ${PENDING_ENERGY_COLUMNS.join(', ')} FROM requests
+  WHERE finalized = 0 AND start_ms < ? AND ${HAS_ENERGY} = 1`;
 export const COUNT_UNSETTLED = 'SELECT count(*) AS n FROM requests WHERE finalized = 0';
 export const PENDING_ATTRIBUTED = 'SELECT coalesce(sum(static_j + dynamic_j), 0) AS j FROM requests WHERE finalized = 0';
 

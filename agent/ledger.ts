@@ -599,11 +599,17 @@ export class Ledger {
   loadUnsettledStartingBefore(endMs: EpochMs): rows.PendingRequestRow[] {
     const cache: rows.PendingReadCache = { parsed: new Map(), strings: new Map() };
     const pending: rows.PendingRequestRow[] = [];
-    // Row by row: each raw row is garbage as soon as it is converted, so a settlement of many
-    // requests does not hold them all twice.
-    for (const row of this.stmt(sql.LOAD_UNSETTLED_STARTING_BEFORE).raw(true).iterate(endMs) as IterableIterator<unknown[]>) {
-      pending.push(rows.pendingFromRawRow(row, cache));
-    }
+    // The energy so far of the few rows that have some, by rowid; read first and in one transaction
+    // with the rows, so that both statements see the same rows.
+    this.db.transaction(() => {
+      const energy = new Map<number, unknown[]>();
+      for (const row of this.stmt(sql.PENDING_ENERGY).raw(true).iterate(endMs) as IterableIterator<unknown[]>) energy.set(row[0] as number, row);
+      // Row by row: each raw row is garbage as soon as it is converted, so a settlement of many
+      // requests does not hold them all twice.
+      for (const row of this.stmt(sql.LOAD_UNSETTLED_STARTING_BEFORE).raw(true).iterate(endMs) as IterableIterator<unknown[]>) {
+        pending.push(rows.pendingFromRawRow(row, energy, cache));
+      }
+    })();
     return pending;
   }
 

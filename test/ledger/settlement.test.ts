@@ -278,3 +278,41 @@ test('settle(): a request reached by the rowid read with it gets the same figure
   // A finalized row is not finalized again by rowid either.
   assert.throws(() => ledger.settle({ ...period, periodStartMs: epochMs(T0 + 10_000), periodEndMs: epochMs(T0 + 20_000), settledUntilMs: epochMs(T0 + 20_000) }, (writer) => writer.request(null, final('req-1'), rowidOf('req-1'))), /cannot finalize request "req-1"/);
 });
+
+test('loadUnsettledStartingBefore: each row as stored, its flags and its energy so far (read apart, only for rows that have some)', (t) => {
+  const { ledger, cleanup } = tempLedger();
+  t.after(cleanup);
+  // Every combination of the three flags read as bits of one column.
+  const records = [0, 1, 2, 3, 4, 5, 6, 7].map((bits) => request(bits + 1, { tokensEstimated: (bits & 1) !== 0, granularity: (bits & 2) !== 0 ? 'interval' : 'request' }));
+  ledger.insertRequests(records, (r) => r.requestId === 'req-5' || r.requestId === 'req-8');
+  const period = { periodStartMs: epochMs(T0), periodEndMs: epochMs(T0 + 10_000), settledUntilMs: epochMs(T0 + 10_000) };
+  const none = { staticJ: 0, dynamicJ: 0, prefillJ: 0, decodeJ: 0, activeMs: 0, concurrencyMs: 0, estimated: false, perGpuJ: {} };
+  const hour = T0 - 3_600_000;
+  ledger.settle(period, (writer) => {
+    writer.request({ ...none, requestId: 'req-2', staticJ: 1.25, dynamicJ: 2.5, prefillJ: 1, decodeJ: 1.5, activeMs: 900.5, concurrencyMs: 1800, perGpuJ: { 'GPU-0': 3.75 }, perGpuJTotal: { 'GPU-0': 3.75 } }, null);
+    // Energy so far that is only a flag, only a before-end-hour part, or only active time: each one counts as some.
+    writer.request({ ...none, requestId: 'req-3', estimated: true, perGpuJTotal: {} }, null);
+    writer.request({ ...none, requestId: 'req-4', perGpuJTotal: {}, beforeEndHourJ: { [hour]: [0.5, 0.25, 0.5, 0.25] }, beforeEndHourJTotal: { [hour]: [0.5, 0.25, 0.5, 0.25] } }, null);
+    writer.request({ ...none, requestId: 'req-8', activeMs: 10, perGpuJTotal: {} }, null);
+    writer.rollups({ usageRows: [], energyRows: [], hostRows: [], qualityRows: [], taskDeltas: [] });
+  });
+  const pending = ledger.loadUnsettledStartingBefore(epochMs(Number.MAX_SAFE_INTEGER));
+  assert.deepEqual(pending.map((p) => p.record), records, 'the records as stored');
+  assert.deepEqual(pending.map((p) => p.late), [false, false, false, false, true, false, false, true], 'late as stored');
+  const soFar = new Map(pending.map((p) => [p.record.requestId, p.soFar]));
+  const empty = { ...none, beforeEndHourJ: {} };
+  assert.deepEqual(soFar.get('req-1'), empty);
+  assert.deepEqual(soFar.get('req-2'), { staticJ: 1.25, dynamicJ: 2.5, prefillJ: 1, decodeJ: 1.5, activeMs: 900.5, concurrencyMs: 1800, estimated: false, perGpuJ: { 'GPU-0': 3.75 }, beforeEndHourJ: {} });
+  assert.deepEqual(soFar.get('req-3'), { ...empty, estimated: true });
+  assert.deepEqual(soFar.get('req-4'), { ...empty, beforeEndHourJ: { [hour]: [0.5, 0.25, 0.5, 0.25] } });
+  assert.deepEqual(soFar.get('req-8'), { ...empty, activeMs: 10 });
+  for (const id of ['req-5', 'req-6', 'req-7']) assert.deepEqual(soFar.get(id), empty, id);
+  // The same figures as the reader of whole rows.
+  const whole = new Map(ledger.loadUnsettledRequests().map((s) => [s.record.requestId, s]));
+  for (const p of pending) {
+    const { requestId: _id, ...energy } = whole.get(p.record.requestId)?.soFar ?? { requestId: '' };
+    const { beforeEndHourJ: _b, ...mine } = p.soFar;
+    assert.deepEqual(mine, energy, p.record.requestId);
+    assert.equal(p.late, whole.get(p.record.requestId)?.late, p.record.requestId);
+  }
+});
