@@ -76,8 +76,29 @@ export function addShares(acc: RequestAccumulator, shares: readonly RequestPerio
  * request's running per-GPU totals when the caller has them (the ledger then need not read them back).
  */
 export function toEnergyDelta(requestId: string, shares: readonly RequestPeriodShare[], perGpuJTotal?: Readonly<Record<string, number>>): RequestEnergyDelta {
-  const { beforeEndHourJ: _none, ...sums } = addShares(emptyAccumulator(), shares);
-  return perGpuJTotal === undefined ? { requestId, ...sums } : { requestId, ...sums, perGpuJTotal };
+  // addShares from an empty accumulator, written out: it runs for every request of every period,
+  // and the accumulators and spread copies it went through were garbage to collect.
+  let staticJ = 0;
+  let dynamicJ = 0;
+  let prefillJ = 0;
+  let decodeJ = 0;
+  let activeMs = 0;
+  let concurrencyMs = 0;
+  let estimated = false;
+  const perGpuJ: Record<string, number> = {};
+  for (const share of shares) {
+    staticJ += share.staticJ;
+    dynamicJ += share.dynamicJ;
+    prefillJ += share.prefillJ;
+    decodeJ += share.decodeJ;
+    activeMs += share.activeMs;
+    concurrencyMs += share.concurrencyMs;
+    estimated ||= share.estimated;
+    perGpuJ[share.gpuUuid] = (perGpuJ[share.gpuUuid] ?? 0) + share.staticJ + share.dynamicJ;
+  }
+  return perGpuJTotal === undefined
+    ? { requestId, staticJ, dynamicJ, prefillJ, decodeJ, activeMs, concurrencyMs, estimated, perGpuJ }
+    : { requestId, staticJ, dynamicJ, prefillJ, decodeJ, activeMs, concurrencyMs, estimated, perGpuJ, perGpuJTotal };
 }
 
 /**
