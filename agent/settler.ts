@@ -34,7 +34,8 @@ export interface SettlementMetrics {
    * whole-task figures added since, under the tier and outcome it had when it last closed.
    */
   taskFinalized(task: { tier: string; succeeded: boolean; joules: number; wasteJ: number; continued?: boolean; failedJ?: number }): void;
-  settled(settledUntilMs: number, residualJ: number): void;
+  /** The settled edge moved; `residualsJ`: the conservation residual of each GPU in the period settled (none when the edge moved without one). */
+  settled(settledUntilMs: number, residualsJ: readonly number[]): void;
   setPendingAttributedEnergy(joules: number): void;
   addHostEnergy(source: string, joules: number, estimated: boolean): void;
   /** A sample that could not count, by reason (tokenwatt_sample_errors_total). */
@@ -829,19 +830,20 @@ export class Settler {
 
   private applyToMetrics(totals: readonly GpuPeriodTotals[], results: readonly RequestResult[], pendingJ: number): void {
     const { metrics } = this.options;
-    let worstResidual = 0;
+    // One residual per GPU: the gauge shows the largest, the counter adds them all (README).
+    const residuals: number[] = [];
     for (const t of totals) {
       metrics.addMeasuredEnergy(t.gpuIndex, t.gpuUuid, t.measuredJ);
       metrics.addIdleEnergy(t.gpuIndex, t.idleJ);
       if (t.unattributedJ > 0) metrics.addUnattributedEnergy(t.gpuIndex, t.unattributedJ);
       if (t.estimatedJ > 0) metrics.addEstimatedEnergy(t.gpuIndex, t.estimatedJ);
       if (t.coveredMs > 0) metrics.addCoveredTime(t.gpuIndex, t.gpuUuid, t.coveredMs);
-      worstResidual = Math.max(worstResidual, Math.abs(conservationResidual(t).absoluteJ));
+      residuals.push(Math.abs(conservationResidual(t).absoluteJ));
     }
-    this.lastResidualJ = worstResidual;
+    this.lastResidualJ = residuals.reduce((a, b) => Math.max(a, b), 0);
     metrics.setPendingAttributedEnergy(pendingJ);
     metrics.requestsFinalized(results);
-    if (this.settledUntilMs !== null) metrics.settled(this.settledUntilMs, worstResidual);
+    if (this.settledUntilMs !== null) metrics.settled(this.settledUntilMs, residuals);
   }
 
   /**
@@ -956,7 +958,8 @@ export class Settler {
     if (error.storedMs === null) return;
     this.trimBuffers(error.storedMs);
     this.rebaseHost(error.storedMs);
-    this.options.metrics.settled(error.storedMs, this.lastResidualJ);
+    // No period settled here: the edge moves, no residual is counted (the other writer's are its own).
+    this.options.metrics.settled(error.storedMs, []);
   }
 
   /**

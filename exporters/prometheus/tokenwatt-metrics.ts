@@ -442,7 +442,8 @@ export class TokenwattMetrics {
       this.invalidValues.inc({ metric: 'tokenwatt_conservation_residual_joules' });
       return;
     }
-    this.residual.set(residuals.reduce((a, b) => Math.max(a, b), 0));
+    // None given (the edge moved without a settlement here): the last period's gauge stands.
+    if (residuals.length > 0) this.residual.set(residuals.reduce((a, b) => Math.max(a, b), 0));
     this.add(this.residualTotal, {}, residuals.reduce((a, b) => a + b, 0));
   }
 

@@ -12,7 +12,7 @@ export class NullSettlementMetrics implements SettlementMetrics {
   addCoveredTime(_index: number, _uuid: string, _ms: number): void {}
   requestsFinalized(_results: readonly RequestResult[]): void {}
   taskFinalized(_task: { tier: string; succeeded: boolean; joules: number; wasteJ: number; continued?: boolean; failedJ?: number }): void {}
-  settled(_settledUntilMs: number, _residualJ: number): void {}
+  settled(_settledUntilMs: number, _residualsJ: readonly number[]): void {}
   setPendingAttributedEnergy(_joules: number): void {}
   addHostEnergy(_source: string, _joules: number, _estimated: boolean): void {}
 }

@@ -33,7 +33,7 @@ class Metrics extends NullSettlementMetrics {
   override addEstimatedEnergy(_i: number, j: number): void { this.estimated += j; }
   coveredMs = 0;
   override addCoveredTime(_i: number, _uuid: string, ms: number): void { this.coveredMs += ms; }
-  override settled(_u: number, residual: number): void { this.residuals.push(residual); }
+  override settled(_u: number, residuals: readonly number[]): void { this.residuals.push(...residuals); }
   sampleError(reason: string): void { this.sampleErrors.push(reason); }
 }
 

@@ -35,7 +35,7 @@ class RecordingMetrics extends NullSettlementMetrics {
   override addIdleEnergy(i: number, j: number): void { this.idle.set(i, (this.idle.get(i) ?? 0) + j); }
   override requestsFinalized(rs: readonly RequestResult[]): void { this.finalized.push(...rs); }
   override taskFinalized(t: { succeeded: boolean; joules: number }): void { this.tasks.push(t); }
-  override settled(_u: number, residual: number): void { this.residuals.push(residual); }
+  override settled(_u: number, residuals: readonly number[]): void { this.residuals.push(...residuals); }
   pendingJ = 0;
   override setPendingAttributedEnergy(j: number): void { this.pendingJ = j; }
   hostJ = 0;

@@ -399,3 +399,16 @@ test('the settle lag is read against the clock at each scrape, so it keeps growi
   nowMs = 1_700_000_000_000; // the clock stepped back before the settled edge
   assert.equal(sumOf(await scrape(m), 'tokenwatt_settle_lag_seconds'), 0);
 });
+
+test('conservation residuals: the gauge is the period\'s largest over GPUs, the counter adds every GPU\'s; an edge moved without a settlement counts none', async () => {
+  const m = new TokenwattMetrics();
+  m.settled(1_700_000_000_000, [0.001, -0.002, 0.0005]);
+  let families = await scrape(m);
+  assert.equal(sumOf(families, 'tokenwatt_conservation_residual_joules'), 0.002);
+  assert.ok(Math.abs(sumOf(families, 'tokenwatt_conservation_residual_joules_total') - 0.0035) < 1e-12);
+  m.settled(1_700_000_010_000, []);
+  families = await scrape(m);
+  assert.equal(sumOf(families, 'tokenwatt_settled_until_timestamp_seconds'), 1_700_000_010);
+  assert.equal(sumOf(families, 'tokenwatt_conservation_residual_joules'), 0.002, 'the last settled period\'s gauge stands');
+  assert.ok(Math.abs(sumOf(families, 'tokenwatt_conservation_residual_joules_total') - 0.0035) < 1e-12, 'nothing added');
+});
