@@ -56,19 +56,29 @@ export function addEnergyBeforeEndHour(before: EnergyBeforeEndHour, more: Energy
  * its beforeEndHourJ is kept as is (the caller that knows the shares' hours adds to it).
  */
 export function addShares(acc: RequestAccumulator, shares: readonly RequestPeriodShare[]): RequestAccumulator {
-  let { staticJ, dynamicJ, prefillJ, decodeJ, activeMs, concurrencyMs, estimated } = acc;
-  const perGpuJ: Record<string, number> = { ...acc.perGpuJ };
+  const sums = { ...acc, perGpuJ: { ...acc.perGpuJ } };
+  addSharesInto(sums, shares);
+  return sums;
+}
+
+/** The summed fields of a RequestAccumulator, writable: what {@link addSharesInto} adds to. */
+type ShareSums = { -readonly [K in Exclude<keyof RequestAccumulator, 'perGpuJ' | 'beforeEndHourJ'>]: RequestAccumulator[K] } & { perGpuJ: Record<string, number> };
+
+/**
+ * Add `shares` to `sums` in place: the one loop behind addShares and toEnergyDelta, which runs for
+ * every request of every period (built into the object returned, it makes no copies to collect).
+ */
+function addSharesInto(sums: ShareSums, shares: readonly RequestPeriodShare[]): void {
   for (const share of shares) {
-    staticJ += share.staticJ;
-    dynamicJ += share.dynamicJ;
-    prefillJ += share.prefillJ;
-    decodeJ += share.decodeJ;
-    activeMs += share.activeMs;
-    concurrencyMs += share.concurrencyMs;
-    estimated ||= share.estimated;
-    perGpuJ[share.gpuUuid] = (perGpuJ[share.gpuUuid] ?? 0) + share.staticJ + share.dynamicJ;
+    sums.staticJ += share.staticJ;
+    sums.dynamicJ += share.dynamicJ;
+    sums.prefillJ += share.prefillJ;
+    sums.decodeJ += share.decodeJ;
+    sums.activeMs += share.activeMs;
+    sums.concurrencyMs += share.concurrencyMs;
+    sums.estimated ||= share.estimated;
+    sums.perGpuJ[share.gpuUuid] = (sums.perGpuJ[share.gpuUuid] ?? 0) + share.staticJ + share.dynamicJ;
   }
-  return { staticJ, dynamicJ, prefillJ, decodeJ, activeMs, concurrencyMs, estimated, perGpuJ, beforeEndHourJ: acc.beforeEndHourJ };
 }
 
 /**
@@ -76,29 +86,12 @@ export function addShares(acc: RequestAccumulator, shares: readonly RequestPerio
  * request's running per-GPU totals when the caller has them (the ledger then need not read them back).
  */
 export function toEnergyDelta(requestId: string, shares: readonly RequestPeriodShare[], perGpuJTotal?: Readonly<Record<string, number>>): RequestEnergyDelta {
-  // addShares from an empty accumulator, written out: it runs for every request of every period,
-  // and the accumulators and spread copies it went through were garbage to collect.
-  let staticJ = 0;
-  let dynamicJ = 0;
-  let prefillJ = 0;
-  let decodeJ = 0;
-  let activeMs = 0;
-  let concurrencyMs = 0;
-  let estimated = false;
-  const perGpuJ: Record<string, number> = {};
-  for (const share of shares) {
-    staticJ += share.staticJ;
-    dynamicJ += share.dynamicJ;
-    prefillJ += share.prefillJ;
-    decodeJ += share.decodeJ;
-    activeMs += share.activeMs;
-    concurrencyMs += share.concurrencyMs;
-    estimated ||= share.estimated;
-    perGpuJ[share.gpuUuid] = (perGpuJ[share.gpuUuid] ?? 0) + share.staticJ + share.dynamicJ;
-  }
-  return perGpuJTotal === undefined
-    ? { requestId, staticJ, dynamicJ, prefillJ, decodeJ, activeMs, concurrencyMs, estimated, perGpuJ }
-    : { requestId, staticJ, dynamicJ, prefillJ, decodeJ, activeMs, concurrencyMs, estimated, perGpuJ, perGpuJTotal };
+  const delta: ShareSums & { requestId: string; perGpuJTotal?: Readonly<Record<string, number>> } = {
+    requestId, staticJ: 0, dynamicJ: 0, prefillJ: 0, decodeJ: 0, activeMs: 0, concurrencyMs: 0, estimated: false, perGpuJ: {},
+  };
+  if (perGpuJTotal !== undefined) delta.perGpuJTotal = perGpuJTotal;
+  addSharesInto(delta, shares);
+  return delta;
 }
 
 /**
